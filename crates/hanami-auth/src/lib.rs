@@ -1,0 +1,2 @@
+//! Authentication and authorization of the Hanami server: password hashing, JWT tokens,
+//! the policy file and the user context that every request carries.

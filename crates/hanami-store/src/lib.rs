@@ -1,0 +1,2 @@
+//! Persistence of the Hanami server: the SQLite database (users, projects, resources, logs)
+//! and the file store for datasets, checkpoints and temporary uploads.
