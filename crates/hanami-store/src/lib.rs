@@ -1,2 +1,13 @@
-//! Persistence of the Hanami server: the SQLite database (users, projects, resources, logs)
-//! and the file store for datasets, checkpoints and temporary uploads.
+//! Persistence of the Hanami server: the SQLite database (users, projects, resources,
+//! logs) and, in later modules, the file store for datasets, checkpoints and uploads.
+//!
+//! [`Store`] is a cheap-to-clone handle on a connection pool; every method is async and may
+//! be called from any task. Schema changes are numbered SQL files in `migrations/`, applied
+//! in order at [`Store::open`] and recorded in SQLite's `user_version`.
+
+mod db;
+pub mod logs;
+pub mod projects;
+pub mod users;
+
+pub use db::{Store, StoreError, now_timestamp};

@@ -1,0 +1,229 @@
+//! JWTs: HS256-signed tokens carrying the caller's context.
+//!
+//! The claims are the original's: `exp` (expiry, seconds since the epoch) and `user`, a
+//! JSON-encoded *string* holding the [`Caller`]. Clients treat the token as opaque.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::context::Caller;
+
+/// Why a token was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// Signature, format or algorithm is wrong.
+    #[error("token is malformed or its signature is invalid")]
+    Invalid,
+    /// The token's lifetime is over.
+    #[error("token has expired")]
+    Expired,
+    /// Reading or creating the key file failed.
+    #[error("token key file {path}: {source}")]
+    KeyFile {
+        /// The key file.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The key file exists but holds no bytes.
+    #[error("token key file {0} is empty")]
+    EmptyKey(String),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    exp: u64,
+    user: String,
+}
+
+/// The secret that signs and verifies tokens, with the lifetime of new tokens.
+#[derive(Clone)]
+pub struct TokenKey {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    lifetime: Duration,
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKey")
+            .field("lifetime", &self.lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenKey {
+    /// A key from raw secret bytes (all of them, NULs included).
+    pub fn from_secret(secret: &[u8], lifetime: Duration) -> Self {
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            lifetime,
+        }
+    }
+
+    /// Reads the key file, creating it with 256 random bits (hex, mode 0600) if it is missing.
+    pub fn load_or_create(path: &Path, lifetime: Duration) -> Result<Self, TokenError> {
+        let io_err = |source| TokenError::KeyFile {
+            path: path.display().to_string(),
+            source,
+        };
+        if !path.exists() {
+            let mut secret = [0u8; 32];
+            rand::rng().fill_bytes(&mut secret);
+            let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+            let mut options = fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(path).map_err(io_err)?;
+            file.write_all(hex.as_bytes()).map_err(io_err)?;
+            file.sync_all().map_err(io_err)?;
+        }
+        let secret = fs::read(path).map_err(io_err)?;
+        if secret.is_empty() {
+            return Err(TokenError::EmptyKey(path.display().to_string()));
+        }
+        Ok(Self::from_secret(&secret, lifetime))
+    }
+
+    /// How long new tokens stay valid.
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    /// Issues a token for a caller, valid for the key's lifetime from now.
+    pub fn issue(&self, caller: &Caller) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let claims = Claims {
+            exp: (now + self.lifetime).as_secs(),
+            user: serde_json::to_string(caller).expect("caller serializes"),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signing with a secret key cannot fail")
+    }
+
+    /// Verifies signature, algorithm and expiry (no leeway) and returns the caller.
+    pub fn verify(&self, token: &str) -> Result<Caller, TokenError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp"]);
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(
+            |e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            },
+        )?;
+        serde_json::from_str(&data.claims.user).map_err(|_| TokenError::Invalid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller() -> Caller {
+        Caller {
+            created_at: "2026-01-01 00:00:00".into(),
+            creator_id: "HANAMI_INIT".into(),
+            id: "asdf".into(),
+            is_admin: true,
+            is_project_admin: true,
+            name: "asdf".into(),
+            project_id: "admin".into(),
+            role: "admin".into(),
+        }
+    }
+
+    #[test]
+    fn issue_and_verify() {
+        let key = TokenKey::from_secret(b"secret", Duration::from_secs(60));
+        let token = key.issue(&caller());
+        assert!(
+            token
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        );
+        assert_eq!(key.verify(&token).unwrap(), caller());
+    }
+
+    #[test]
+    fn user_claim_is_a_json_string() {
+        use base64::Engine;
+        let key = TokenKey::from_secret(b"secret", Duration::from_secs(60));
+        let token = key.issue(&caller());
+        let payload = token.split('.').nth(1).unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(claims["exp"].is_u64());
+        let user: Caller = serde_json::from_str(claims["user"].as_str().unwrap()).unwrap();
+        assert_eq!(user, caller());
+    }
+
+    #[test]
+    fn wrong_key_and_garbage_are_invalid() {
+        let key = TokenKey::from_secret(b"secret", Duration::from_secs(60));
+        let other = TokenKey::from_secret(b"other", Duration::from_secs(60));
+        let token = key.issue(&caller());
+        assert!(matches!(other.verify(&token), Err(TokenError::Invalid)));
+        assert!(matches!(
+            key.verify("abc.def.ghi"),
+            Err(TokenError::Invalid)
+        ));
+        assert!(matches!(key.verify(""), Err(TokenError::Invalid)));
+    }
+
+    #[test]
+    fn secret_bytes_after_nul_count() {
+        let a = TokenKey::from_secret(b"ab\0cd", Duration::from_secs(60));
+        let b = TokenKey::from_secret(b"ab\0xy", Duration::from_secs(60));
+        assert!(b.verify(&a.issue(&caller())).is_err());
+    }
+
+    #[test]
+    fn expired_tokens_are_refused() {
+        let key = TokenKey::from_secret(b"secret", Duration::from_secs(0));
+        let token = key.issue(&caller());
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(matches!(key.verify(&token), Err(TokenError::Expired)));
+    }
+
+    #[test]
+    fn key_file_is_created_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.key");
+        let first = TokenKey::load_or_create(&path, Duration::from_secs(60)).unwrap();
+        let content = std::fs::read(&path).unwrap();
+        assert_eq!(content.len(), 64);
+        let second = TokenKey::load_or_create(&path, Duration::from_secs(60)).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), content);
+        assert!(second.verify(&first.issue(&caller())).is_ok());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn empty_key_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.key");
+        std::fs::write(&path, b"").unwrap();
+        assert!(matches!(
+            TokenKey::load_or_create(&path, Duration::from_secs(60)),
+            Err(TokenError::EmptyKey(_))
+        ));
+    }
+}

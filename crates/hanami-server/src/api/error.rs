@@ -1,0 +1,71 @@
+//! The one error type of the API and how it becomes an HTTP response.
+//!
+//! Only the status codes the original clients understand are produced: 400, 401, 404, 409
+//! and 500. Error bodies are plain text. A 500 carries an error id that is also written to
+//! the server log and the error log, so an operator can find the cause.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// Result of an API handler.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// An error answered to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed; the text says what and where.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no valid token, or the caller may not do this.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 404: the resource does not exist (or is outside the caller's scope).
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// 500: something broke inside the server. The cause is logged, not shown.
+    #[error("internal error: {0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// The message of a client error (empty for internal errors).
+    pub fn message(&self) -> &str {
+        match self {
+            ApiError::BadRequest(m)
+            | ApiError::Unauthorized(m)
+            | ApiError::NotFound(m)
+            | ApiError::Conflict(m) => m,
+            ApiError::Internal(_) => "",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<hanami_store::StoreError> for ApiError {
+    fn from(e: hanami_store::StoreError) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
+/// A plain-text response with the given status.
+pub fn text_response(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,300 @@
+//! The REST API: one dispatcher that every request passes through, and the endpoint table.
+//!
+//! Processing order (as the original, whose clients depend on the status codes):
+//! 1. method and path checks, body and query decoding (400);
+//! 2. `POST token` (login) runs without a token;
+//! 3. token check (400 for a malformed token, 401 for an invalid or expired one, or one
+//!    whose user or project assignment no longer exists);
+//! 4. policy check of (endpoint, method, role) (401; unknown endpoints are not in the policy,
+//!    so they also answer 401);
+//! 5. audit-log entry for every state-changing request;
+//! 6. endpoint lookup (400 for endpoints the policy lists but nobody implements);
+//! 7. input validation against the endpoint's declared fields (400);
+//! 8. the handler.
+
+mod error;
+mod logs;
+mod projects;
+mod request;
+mod token;
+mod users;
+pub mod validate;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use hanami_auth::{ADMIN_PROJECT, Caller, Method, TokenError};
+use hanami_store::logs::ErrorEntry;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+pub use error::{ApiError, ApiResult};
+use validate::{Field, Pattern};
+
+use crate::state::App;
+
+/// Header that carries the token.
+pub const TOKEN_HEADER: &str = "x-auth-token";
+
+type HandlerFuture = Pin<Box<dyn Future<Output = ApiResult<Value>> + Send>>;
+type Handler = Box<dyn Fn(App, Caller, Map<String, Value>) -> HandlerFuture + Send + Sync>;
+
+/// One endpoint: its declared inputs and its handler.
+struct Endpoint {
+    fields: &'static [Field],
+    handler: Handler,
+}
+
+/// The endpoint table, keyed by endpoint id and method.
+pub struct Routes {
+    endpoints: HashMap<(&'static str, Method), Endpoint>,
+}
+
+impl Default for Routes {
+    /// All endpoints of the API.
+    fn default() -> Self {
+        let mut routes = Self {
+            endpoints: HashMap::new(),
+        };
+        token::register(&mut routes);
+        users::register(&mut routes);
+        projects::register(&mut routes);
+        logs::register(&mut routes);
+        routes
+    }
+}
+
+impl Routes {
+    /// Adds an endpoint whose handler takes a typed input and answers a typed output.
+    fn add<I, O, F, Fut>(
+        &mut self,
+        endpoint: &'static str,
+        method: Method,
+        fields: &'static [Field],
+        handler: F,
+    ) where
+        I: DeserializeOwned + Send + 'static,
+        O: Serialize + 'static,
+        F: Fn(App, Caller, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ApiResult<O>> + Send + 'static,
+    {
+        let handler: Handler = Box::new(move |app, caller, input| {
+            match serde_json::from_value::<I>(Value::Object(input)) {
+                Ok(input) => {
+                    let fut = handler(app, caller, input);
+                    Box::pin(async move {
+                        let output = fut.await?;
+                        serde_json::to_value(output).map_err(|e| ApiError::Internal(e.into()))
+                    })
+                }
+                Err(e) => {
+                    let e = ApiError::BadRequest(format!("Invalid input: {e}"));
+                    Box::pin(std::future::ready(Err(e)))
+                }
+            }
+        });
+        let previous = self
+            .endpoints
+            .insert((endpoint, method), Endpoint { fields, handler });
+        assert!(
+            previous.is_none(),
+            "endpoint {method} {endpoint} registered twice"
+        );
+    }
+}
+
+/// Input of endpoints that take none.
+#[derive(serde::Deserialize)]
+struct NoInput {}
+
+/// What is known about a request, for the error log.
+#[derive(Default)]
+struct RequestFacts {
+    user_id: String,
+    context: String,
+    input: Map<String, Value>,
+}
+
+/// The axum handler for every REST request.
+pub async fn dispatch(State(app): State<App>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let mut facts = RequestFacts::default();
+    match process(&app, &parts, body, &mut facts).await {
+        Ok(value) => json_response(&value),
+        Err(ApiError::Internal(cause)) => internal_error(&app, &facts, cause).await,
+        Err(e) => error::text_response(e.status(), e.message().to_owned()),
+    }
+}
+
+async fn process(
+    app: &App,
+    parts: &Parts,
+    body: Body,
+    facts: &mut RequestFacts,
+) -> ApiResult<Value> {
+    let method = Method::parse(parts.method.as_str()).ok_or_else(|| {
+        ApiError::BadRequest(format!("Invalid request-method '{}'", parts.method))
+    })?;
+    let endpoint = request::endpoint_id(parts.uri.path())?;
+    facts.context = format!("{method} {endpoint}");
+
+    let mut input = match method {
+        Method::Post | Method::Put => {
+            let bytes = axum::body::to_bytes(body, app.config.max_body_bytes)
+                .await
+                .map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "Request body is larger than the limit of {} bytes",
+                        app.config.max_body_bytes
+                    ))
+                })?;
+            request::parse_body(&bytes)?
+        }
+        Method::Get | Method::Delete => Map::new(),
+    };
+    if let Some(query) = parts.uri.query() {
+        request::merge_query(query, &mut input)?;
+    }
+    // The token travels in the header only; a body field of that name is dropped, as the
+    // original did.
+    input.remove("token");
+    facts.input = without_secrets(&input);
+
+    if endpoint == token::LOGIN_ENDPOINT && method == Method::Post {
+        validate::validate(token::LOGIN_FIELDS, &input)?;
+        facts.user_id = input["id"].as_str().unwrap_or_default().to_owned();
+        let login = serde_json::from_value(Value::Object(input))
+            .map_err(|e| ApiError::BadRequest(format!("Invalid input: {e}")))?;
+        let answer = token::login(app, login).await?;
+        return serde_json::to_value(answer).map_err(|e| ApiError::Internal(e.into()));
+    }
+
+    let token = token_header(&parts.headers)?;
+    check_endpoint_id(endpoint)?;
+    let caller = verify_token(app, token).await?;
+    facts.user_id = caller.id.clone();
+    if !app.policy.allows(endpoint, method, &caller.role) {
+        return Err(ApiError::Unauthorized("Access denied by policy".into()));
+    }
+    if method != Method::Get {
+        app.store
+            .append_audit(&caller.id, endpoint, method.as_str())
+            .await?;
+    }
+    let Some(route) = app.routes.endpoints.get(&(endpoint, method)) else {
+        return Err(ApiError::BadRequest(format!(
+            "No endpoint found for path '{endpoint}' and type {method}"
+        )));
+    };
+    validate::validate(route.fields, &input)?;
+    (route.handler)(app.clone(), caller, input).await
+}
+
+/// The token of a request (empty without the header), checked for its characters.
+fn token_header(headers: &HeaderMap) -> ApiResult<&str> {
+    let token = match headers.get(TOKEN_HEADER) {
+        Some(value) => value
+            .to_str()
+            .map_err(|_| ApiError::BadRequest("Header 'X-Auth-Token' is not ASCII".into()))?,
+        None => "",
+    };
+    Pattern::Token.check("token", token)?;
+    Ok(token)
+}
+
+/// Verifies a token string (also used by the websocket handshake).
+pub async fn verify_token(app: &App, token: &str) -> ApiResult<Caller> {
+    let caller = app.tokens.verify(token).map_err(|e| match e {
+        TokenError::Expired => {
+            ApiError::Unauthorized("Failed to validate JWT-Token: the token has expired".into())
+        }
+        _ => ApiError::Unauthorized("Failed to validate JWT-Token".into()),
+    })?;
+    // Tokens are revoked with their user or project assignment (the original kept them
+    // valid until expiry).
+    let Some(user) = app.store.user(&caller.id).await? else {
+        return Err(ApiError::Unauthorized(format!(
+            "Failed to validate JWT-Token: user '{}' no longer exists",
+            caller.id
+        )));
+    };
+    let assigned = (user.is_admin && caller.project_id == ADMIN_PROJECT)
+        || user
+            .projects
+            .iter()
+            .any(|p| p.project_id == caller.project_id);
+    if !assigned {
+        return Err(ApiError::Unauthorized(format!(
+            "Failed to validate JWT-Token: user '{}' is no longer assigned to project '{}'",
+            caller.id, caller.project_id
+        )));
+    }
+    Ok(caller)
+}
+
+/// Checks the characters and length of an endpoint id.
+fn check_endpoint_id(endpoint: &str) -> ApiResult<()> {
+    Pattern::Endpoint.check("endpoint", endpoint)?;
+    if !(4..=256).contains(&endpoint.len()) {
+        return Err(ApiError::BadRequest(
+            "Given item 'endpoint' must have 4 to 256 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses callers that are not global admins.
+pub fn require_admin(caller: &Caller, what: &str) -> ApiResult<()> {
+    if caller.is_admin {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized(format!(
+            "Only global admins may {what}."
+        )))
+    }
+}
+
+fn without_secrets(input: &Map<String, Value>) -> Map<String, Value> {
+    let mut copy = input.clone();
+    copy.remove("password");
+    copy
+}
+
+fn json_response(value: &Value) -> Response {
+    let mut response = (StatusCode::OK, value.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+async fn internal_error(app: &App, facts: &RequestFacts, cause: anyhow::Error) -> Response {
+    let error_id = uuid::Uuid::new_v4().to_string();
+    tracing::error!(
+        error_id,
+        context = facts.context,
+        user = facts.user_id,
+        "{cause:#}"
+    );
+    let entry = ErrorEntry {
+        error_id: &error_id,
+        user_id: &facts.user_id,
+        context: &facts.context,
+        input_values: &Value::Object(facts.input.clone()),
+        message: &format!("{cause:#}"),
+    };
+    if let Err(e) = app.store.append_error(entry).await {
+        tracing::error!(error_id, "cannot write the error log: {e}");
+    }
+    error::text_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("Internal server error (error id {error_id}); the server log has the details."),
+    )
+}

@@ -1,0 +1,174 @@
+//! Turning an HTTP request into an endpoint id and one JSON input object.
+//!
+//! As in the original: POST and PUT bodies must be JSON objects; GET and DELETE bodies are
+//! ignored; query pairs are merged into the input (overriding body keys) with their values
+//! typed by shape (integers, decimals, else strings).
+
+use serde_json::{Map, Number, Value};
+
+use super::error::ApiError;
+
+/// The endpoint id of a request path: the path without its leading `/`.
+///
+/// Paths must start with `/`, must not contain `..` and must be longer than five characters.
+pub fn endpoint_id(path: &str) -> Result<&str, ApiError> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(ApiError::BadRequest(
+            "Request path must start with '/'".into(),
+        ));
+    };
+    if path.contains("..") {
+        return Err(ApiError::BadRequest(
+            "Request path must not contain '..'".into(),
+        ));
+    }
+    if path.len() <= 5 {
+        return Err(ApiError::BadRequest("Uri is too short.".into()));
+    }
+    Ok(rest)
+}
+
+/// Parses a POST/PUT body, which must be a JSON object.
+pub fn parse_body(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "Failed to parse input-values, because of json-parser error: {e}"
+        ))
+    })?;
+    match value {
+        Value::Object(map) => Ok(map),
+        other => Err(ApiError::BadRequest(format!(
+            "Failed to parse input-values: the body must be a JSON object, not {}",
+            json_kind(&other)
+        ))),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Merges the query string into the input object.
+pub fn merge_query(query: &str, input: &mut Map<String, Value>) -> Result<(), ApiError> {
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, pair));
+        let key = percent_decode(key)?;
+        let value = percent_decode(value)?;
+        input.insert(key, typed(value));
+    }
+    Ok(())
+}
+
+/// A query value as JSON: integers and decimals become numbers, everything else a string.
+/// Integers too large for 64 bits stay strings (and then fail type validation with a 400).
+fn typed(value: String) -> Value {
+    let digits = value.strip_prefix('-').unwrap_or(&value);
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let number = if all_digits(digits) {
+        value.parse::<i64>().ok().map(Number::from)
+    } else {
+        match digits.split_once('.') {
+            Some((int, frac)) if all_digits(int) && all_digits(frac) => {
+                value.parse::<f64>().ok().and_then(Number::from_f64)
+            }
+            _ => None,
+        }
+    };
+    number.map_or(Value::String(value), Value::Number)
+}
+
+fn percent_decode(s: &str) -> Result<String, ApiError> {
+    if !s.contains('%') {
+        return Ok(s.to_owned());
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!("Invalid percent-encoding in query: '{s}'"))
+                })?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .map_err(|_| ApiError::BadRequest(format!("Query value is not UTF-8: '{s}'")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn endpoint_ids() {
+        assert_eq!(
+            endpoint_id("/v1.0alpha/cluster").unwrap(),
+            "v1.0alpha/cluster"
+        );
+        assert_eq!(endpoint_id("/v1.0a").unwrap(), "v1.0a");
+        assert_eq!(
+            endpoint_id("/v1.0").unwrap_err().message(),
+            "Uri is too short."
+        );
+        assert!(endpoint_id("/v1.0alpha/../x").is_err());
+        assert!(endpoint_id("v1.0alpha/x").is_err());
+    }
+
+    #[test]
+    fn query_values_are_typed() {
+        let mut input = Map::new();
+        merge_query(
+            "a=12&b=-3&c=1.5&d=abc&e=1e5&f=99999999999999999999&g&h=%41b%20c&page=0",
+            &mut input,
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(input),
+            json!({"a": 12, "b": -3, "c": 1.5, "d": "abc", "e": "1e5",
+                   "f": "99999999999999999999", "g": "g", "h": "Ab c", "page": 0})
+        );
+    }
+
+    #[test]
+    fn query_overrides_body() {
+        let mut input = parse_body(br#"{"name": "body", "id": "x"}"#).unwrap();
+        merge_query("name=query", &mut input).unwrap();
+        assert_eq!(input["name"], "query");
+        assert_eq!(input["id"], "x");
+    }
+
+    #[test]
+    fn bodies_must_be_objects() {
+        assert!(
+            parse_body(b"{not json")
+                .unwrap_err()
+                .message()
+                .contains("json-parser error")
+        );
+        assert!(parse_body(b"").is_err());
+        assert!(
+            parse_body(b"[1,2]")
+                .unwrap_err()
+                .message()
+                .contains("an array")
+        );
+        assert!(merge_query("a=%zz", &mut Map::new()).is_err());
+    }
+}

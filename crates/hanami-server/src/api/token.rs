@@ -1,0 +1,150 @@
+//! Login, token renewal (and project switch), and access validation.
+
+use hanami_auth::{ADMIN_PROJECT, Caller, Method, password};
+use hanami_types::auth::{AuthInfo, RenewTokenRequest, TokenRequest, TokenResponse};
+use hanami_types::users::User;
+use serde::Deserialize;
+
+use super::validate::{Field, Pattern};
+use super::{ApiError, ApiResult, Routes};
+use crate::state::App;
+
+/// Endpoint id of login and renewal.
+pub const LOGIN_ENDPOINT: &str = "v1.0alpha/token";
+
+/// Inputs of `POST token`.
+pub const LOGIN_FIELDS: &[Field] = &[
+    Field::string("id", Some(Pattern::IdExt), 4, 254),
+    Field::string("password", None, 8, 4096),
+];
+
+const RENEW_FIELDS: &[Field] = &[Field::string("project_id", Some(Pattern::Id), 4, 254)];
+
+const AUTH_FIELDS: &[Field] = &[
+    Field::string("endpoint", Some(Pattern::Endpoint), 4, 256).optional(),
+    Field::int("http_type", 1, 5).optional(),
+];
+
+pub(super) fn register(routes: &mut Routes) {
+    routes.add(LOGIN_ENDPOINT, Method::Put, RENEW_FIELDS, renew);
+    routes.add("v1.0alpha/auth", Method::Get, AUTH_FIELDS, check_access);
+}
+
+const ACCESS_DENIED: &str = "ACCESS DENIED!\nUser or password is incorrect.";
+
+/// `POST token`: checks the password and issues a token for the user's first project
+/// (global admins: the `admin` project).
+pub async fn login(app: &App, request: TokenRequest) -> ApiResult<TokenResponse> {
+    let record = app.store.user_record(&request.id).await?;
+    let valid = tokio::task::spawn_blocking(move || match &record {
+        Some(r) if password::verify(&request.password, &r.pw_hash) => record,
+        Some(_) => None,
+        None => {
+            password::verify_dummy(&request.password);
+            None
+        }
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?;
+    let Some(record) = valid else {
+        return Err(ApiError::Unauthorized(ACCESS_DENIED.into()));
+    };
+    let user = record.user;
+    let caller = if user.is_admin {
+        admin_context(&user)
+    } else {
+        let first = user.projects.first().ok_or_else(|| {
+            ApiError::Unauthorized(format!(
+                "User with id '{}' has no project assigned.",
+                user.id
+            ))
+        })?;
+        context(
+            &user,
+            &first.project_id,
+            &first.role,
+            first.is_project_admin,
+        )
+    };
+    Ok(token_response(app, &user, &caller))
+}
+
+/// `PUT token`: a fresh token for the caller in the chosen project, with the user's
+/// current name, admin flag and role.
+async fn renew(app: App, caller: Caller, request: RenewTokenRequest) -> ApiResult<TokenResponse> {
+    let user = app.store.user(&caller.id).await?.ok_or_else(|| {
+        ApiError::Unauthorized(format!("User with id '{}' no longer exists.", caller.id))
+    })?;
+    let chosen = if user.is_admin && request.project_id == ADMIN_PROJECT {
+        admin_context(&user)
+    } else {
+        let assignment = user
+            .projects
+            .iter()
+            .find(|p| p.project_id == request.project_id)
+            .ok_or_else(|| {
+                ApiError::Unauthorized(format!(
+                    "User with id '{}' is not assigned to the project with id '{}'.",
+                    user.id, request.project_id
+                ))
+            })?;
+        context(
+            &user,
+            &assignment.project_id,
+            &assignment.role,
+            assignment.is_project_admin,
+        )
+    };
+    Ok(token_response(&app, &user, &chosen))
+}
+
+#[derive(Deserialize)]
+struct AccessQuery {
+    endpoint: Option<String>,
+    http_type: Option<u8>,
+}
+
+/// `GET auth`: the caller's context; with `endpoint`, also whether the policy lets the
+/// caller use it with `http_type` (1 DELETE, 2 GET, 3 HEAD, 4 POST, 5 PUT; default GET).
+async fn check_access(app: App, caller: Caller, query: AccessQuery) -> ApiResult<AuthInfo> {
+    if let Some(endpoint) = &query.endpoint {
+        let method = match query.http_type.unwrap_or(2) {
+            1 => Some(Method::Delete),
+            2 => Some(Method::Get),
+            4 => Some(Method::Post),
+            5 => Some(Method::Put),
+            _ => None, // HEAD is never allowed
+        };
+        let allowed = method.is_some_and(|m| app.policy.allows(endpoint, m, &caller.role));
+        if !allowed {
+            return Err(ApiError::Unauthorized("Access denied by policy".into()));
+        }
+    }
+    Ok(caller.info())
+}
+
+fn admin_context(user: &User) -> Caller {
+    context(user, ADMIN_PROJECT, "admin", true)
+}
+
+fn context(user: &User, project_id: &str, role: &str, is_project_admin: bool) -> Caller {
+    Caller {
+        created_at: user.created_at.clone(),
+        creator_id: user.creator_id.clone(),
+        id: user.id.clone(),
+        is_admin: user.is_admin,
+        is_project_admin,
+        name: user.name.clone(),
+        project_id: project_id.to_owned(),
+        role: role.to_owned(),
+    }
+}
+
+fn token_response(app: &App, user: &User, caller: &Caller) -> TokenResponse {
+    TokenResponse {
+        id: user.id.clone(),
+        name: user.name.clone(),
+        is_admin: user.is_admin,
+        token: app.tokens.issue(caller),
+    }
+}

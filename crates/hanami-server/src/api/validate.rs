@@ -1,0 +1,353 @@
+//! Declarative validation of request inputs.
+//!
+//! Every endpoint declares its input fields once ([`Field`]); [`validate`] checks the merged
+//! input object against that declaration before the handler runs, in the original's order:
+//! unknown keys, then missing required fields, then per field (alphabetically) type, pattern
+//! and limits. The first failure becomes a 400 whose message names the field.
+
+use serde_json::{Map, Value};
+
+use super::error::ApiError;
+
+/// The string patterns of the API (always matched against the whole value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pattern {
+    /// A lower- or upper-case hex UUID, `8-4-4-4-12`.
+    Uuid,
+    /// Project ids and roles: a letter, then letters, digits and `_`.
+    Id,
+    /// User ids: like [`Pattern::Id`], plus `@`.
+    IdExt,
+    /// Display names: a letter, then letters, digits, `_`, `-` and spaces.
+    Name,
+    /// Tokens: letters, digits, `_`, `.` and `-` (may be empty).
+    Token,
+    /// Endpoint ids: a letter, then letters, digits, `.`, `_` and `/`.
+    Endpoint,
+}
+
+impl Pattern {
+    /// Whether the whole value matches.
+    pub fn matches(self, value: &str) -> bool {
+        let mut chars = value.chars();
+        let first_letter = || {
+            value
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+        };
+        match self {
+            Pattern::Uuid => is_uuid(value),
+            Pattern::Id => first_letter() && chars.all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            Pattern::IdExt => {
+                first_letter() && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '@')
+            }
+            Pattern::Name => {
+                first_letter() && chars.all(|c| c.is_ascii_alphanumeric() || "_- ".contains(c))
+            }
+            Pattern::Token => chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)),
+            Pattern::Endpoint => {
+                first_letter() && chars.all(|c| c.is_ascii_alphanumeric() || "._/".contains(c))
+            }
+        }
+    }
+
+    /// The pattern as a regular expression, for error messages.
+    pub fn regex(self) -> &'static str {
+        match self {
+            Pattern::Uuid => {
+                "^[a-fA-F0-9]{8}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{12}$"
+            }
+            Pattern::Id => "^[a-zA-Z][a-zA-Z_0-9]*$",
+            Pattern::IdExt => "^[a-zA-Z][a-zA-Z_0-9@]*$",
+            Pattern::Name => "^[a-zA-Z][a-zA-Z_0-9\\- ]*$",
+            Pattern::Token => "^[a-zA-Z_.\\-0-9]*$",
+            Pattern::Endpoint => "^[a-zA-Z][a-zA-Z._/0-9]*$",
+        }
+    }
+
+    /// Checks a value, producing the API's 400 on mismatch.
+    pub fn check(self, field: &str, value: &str) -> Result<(), ApiError> {
+        if self.matches(value) {
+            Ok(())
+        } else {
+            Err(ApiError::BadRequest(format!(
+                "Given item '{field}' doesn't match with regex \"{}\"",
+                self.regex()
+            )))
+        }
+    }
+}
+
+fn is_uuid(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    bytes.len() == 36
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+/// The JSON type of a field, with its constraints.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// A string of `min..=max` bytes, optionally matching a pattern.
+    Str {
+        /// Required pattern, if any.
+        pattern: Option<Pattern>,
+        /// Minimum byte length.
+        min: usize,
+        /// Maximum byte length.
+        max: usize,
+    },
+    /// An integer in `min..=max`.
+    Int {
+        /// Smallest allowed value.
+        min: i64,
+        /// Largest allowed value.
+        max: i64,
+    },
+    /// `true` or `false`.
+    Bool,
+    /// A JSON object.
+    Map,
+}
+
+impl Kind {
+    fn type_name(self) -> &'static str {
+        match self {
+            Kind::Str { .. } => "a string",
+            Kind::Int { .. } => "an integer",
+            Kind::Bool => "a boolean",
+            Kind::Map => "a JSON object",
+        }
+    }
+}
+
+/// One declared input field.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    /// Key in the input object.
+    pub name: &'static str,
+    /// Type and constraints.
+    pub kind: Kind,
+    /// Whether the field must be present.
+    pub required: bool,
+}
+
+impl Field {
+    /// A required string field.
+    pub const fn string(
+        name: &'static str,
+        pattern: Option<Pattern>,
+        min: usize,
+        max: usize,
+    ) -> Self {
+        Self {
+            name,
+            kind: Kind::Str { pattern, min, max },
+            required: true,
+        }
+    }
+
+    /// A required integer field.
+    pub const fn int(name: &'static str, min: i64, max: i64) -> Self {
+        Self {
+            name,
+            kind: Kind::Int { min, max },
+            required: true,
+        }
+    }
+
+    /// A required boolean field.
+    pub const fn boolean(name: &'static str) -> Self {
+        Self {
+            name,
+            kind: Kind::Bool,
+            required: true,
+        }
+    }
+
+    /// A required JSON-object field.
+    pub const fn map(name: &'static str) -> Self {
+        Self {
+            name,
+            kind: Kind::Map,
+            required: true,
+        }
+    }
+
+    /// The same field, but optional.
+    pub const fn optional(self) -> Self {
+        Self {
+            required: false,
+            ..self
+        }
+    }
+
+    fn check(&self, value: &Value) -> Result<(), ApiError> {
+        let name = self.name;
+        let wrong_type = || {
+            ApiError::BadRequest(format!(
+                "Value-validation failed, because item '{name}' has the wrong type: expected {}.",
+                self.kind.type_name()
+            ))
+        };
+        match self.kind {
+            Kind::Str { pattern, min, max } => {
+                let s = value.as_str().ok_or_else(wrong_type)?;
+                if let Some(p) = pattern {
+                    p.check(name, s)?;
+                }
+                if s.len() < min {
+                    return Err(ApiError::BadRequest(format!(
+                        "Given item '{name}' is shorter than {min} characters"
+                    )));
+                }
+                if s.len() > max {
+                    return Err(ApiError::BadRequest(format!(
+                        "Given item '{name}' is longer than {max} characters"
+                    )));
+                }
+            }
+            Kind::Int { min, max } => {
+                let n = value.as_i64().ok_or_else(wrong_type)?;
+                if n < min {
+                    return Err(ApiError::BadRequest(format!(
+                        "Given item '{name}' is smaller than {min}"
+                    )));
+                }
+                if n > max {
+                    return Err(ApiError::BadRequest(format!(
+                        "Given item '{name}' is bigger than {max}"
+                    )));
+                }
+            }
+            Kind::Bool => {
+                value.as_bool().ok_or_else(wrong_type)?;
+            }
+            Kind::Map => {
+                value.as_object().ok_or_else(wrong_type)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks an input object against the declared fields.
+pub fn validate(fields: &[Field], input: &Map<String, Value>) -> Result<(), ApiError> {
+    // serde_json's Map is ordered by key, so "first failure" is deterministic.
+    if let Some(unknown) = input.keys().find(|k| !fields.iter().any(|f| f.name == *k)) {
+        return Err(ApiError::BadRequest(format!(
+            "Validation failed, because item '{unknown}' is not in the list of allowed keys"
+        )));
+    }
+    if let Some(missing) = fields
+        .iter()
+        .find(|f| f.required && !input.contains_key(f.name))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "Validation failed, because variable '{}' is required, but is not set.",
+            missing.name
+        )));
+    }
+    for (key, value) in input {
+        let field = fields
+            .iter()
+            .find(|f| f.name == key)
+            .expect("checked above");
+        field.check(value)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const FIELDS: &[Field] = &[
+        Field::string("id", Some(Pattern::Id), 4, 254),
+        Field::int("page", 0, 10),
+        Field::boolean("flag").optional(),
+        Field::map("inputs").optional(),
+    ];
+
+    fn check(v: Value) -> Result<(), String> {
+        validate(FIELDS, v.as_object().unwrap()).map_err(|e| e.message().to_owned())
+    }
+
+    #[test]
+    fn accepts_valid_input() {
+        check(json!({"id": "abcd", "page": 3})).unwrap();
+        check(json!({"id": "abcd", "page": 0, "flag": true, "inputs": {}})).unwrap();
+    }
+
+    #[test]
+    fn reports_each_problem() {
+        let cases = [
+            (
+                json!({"id": "abcd", "page": 1, "x": 1}),
+                "item 'x' is not in the list",
+            ),
+            (json!({"page": 1}), "variable 'id' is required"),
+            (
+                json!({"id": 5, "page": 1}),
+                "'id' has the wrong type: expected a string",
+            ),
+            (
+                json!({"id": "1abc", "page": 1}),
+                "'id' doesn't match with regex",
+            ),
+            (
+                json!({"id": "abc", "page": 1}),
+                "'id' is shorter than 4 characters",
+            ),
+            (
+                json!({"id": "a".repeat(255), "page": 1}),
+                "'id' is longer than 254",
+            ),
+            (
+                json!({"id": "abcd", "page": -1}),
+                "'page' is smaller than 0",
+            ),
+            (
+                json!({"id": "abcd", "page": 11}),
+                "'page' is bigger than 10",
+            ),
+            (
+                json!({"id": "abcd", "page": 1.5}),
+                "'page' has the wrong type: expected an integer",
+            ),
+            (
+                json!({"id": "abcd", "page": 1, "flag": "true"}),
+                "'flag' has the wrong type",
+            ),
+            (
+                json!({"id": "abcd", "page": 1, "inputs": []}),
+                "'inputs' has the wrong type",
+            ),
+        ];
+        for (input, needle) in cases {
+            let msg = check(input.clone()).unwrap_err();
+            assert!(msg.contains(needle), "{input}: {msg}");
+        }
+    }
+
+    #[test]
+    fn patterns() {
+        assert!(Pattern::Uuid.matches("8a1b2c3d-0000-4000-8000-123456789ABC"));
+        assert!(!Pattern::Uuid.matches("8a1b2c3d-0000-4000-8000-123456789abg"));
+        assert!(!Pattern::Uuid.matches("fail_cluster"));
+        assert!(Pattern::IdExt.matches("a@b_c1"));
+        assert!(!Pattern::IdExt.matches("a.b@c"));
+        assert!(!Pattern::Id.matches("a@b"));
+        assert!(!Pattern::Id.matches("_abc"));
+        assert!(Pattern::Name.matches("Project A-1_x"));
+        assert!(!Pattern::Name.matches(" leading"));
+        assert!(Pattern::Token.matches(""));
+        assert!(!Pattern::Token.matches("abc$def"));
+        assert!(Pattern::Endpoint.matches("v1.0alpha/cluster/all"));
+        assert!(!Pattern::Endpoint.matches("v1.0alpha/clus-ter"));
+    }
+}

@@ -1,0 +1,175 @@
+//! Server configuration: built-in defaults, overridden by a TOML file, overridden by
+//! command-line flags and their `HANAMI_*` environment twins.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde::Deserialize;
+
+/// Command line of `hanami`. Every flag can also be given as an environment variable.
+#[derive(Debug, Parser)]
+#[command(name = "hanami", version, about = "The Hanami AI server")]
+pub struct Args {
+    /// TOML configuration file (every key optional; see README).
+    #[arg(short, long, env = "HANAMI_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address and port to listen on; port 0 picks a free one.
+    #[arg(long, env = "HANAMI_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory: database, token key, datasets, checkpoints, temporary files.
+    #[arg(long, env = "HANAMI_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PEM certificate (chain) for HTTPS; needs --tls-key.
+    #[arg(long, env = "HANAMI_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS; needs --tls-cert.
+    #[arg(long, env = "HANAMI_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Lifetime of issued tokens, in seconds.
+    #[arg(long, env = "HANAMI_TOKEN_EXPIRY")]
+    pub token_expiry: Option<u64>,
+    /// Policy file; the built-in default policy is used without one.
+    #[arg(long, env = "HANAMI_POLICY_FILE")]
+    pub policy_file: Option<PathBuf>,
+}
+
+/// The keys of the TOML file; all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    token_expiry: Option<u64>,
+    policy_file: Option<PathBuf>,
+    max_body_bytes: Option<usize>,
+}
+
+/// PEM files for HTTPS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// HTTPS certificate and key, if HTTPS is on.
+    pub tls: Option<TlsFiles>,
+    /// Lifetime of issued tokens.
+    pub token_expiry: Duration,
+    /// Policy file, or `None` for the built-in policy.
+    pub policy_file: Option<PathBuf>,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:11418";
+/// Default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "hanami-data";
+/// Default token lifetime in seconds.
+pub const DEFAULT_TOKEN_EXPIRY: u64 = 3600;
+/// Default body limit: 1 MiB, as the original.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+
+impl Config {
+    /// Builds the configuration from the command line, the environment and the config file.
+    pub fn from_args(args: Args) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let cert = args.tls_cert.or(file.tls_cert);
+        let key = args.tls_key.or(file.tls_key);
+        let tls = match (cert, key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => bail!("HTTPS needs both a certificate (--tls-cert) and a key (--tls-key)"),
+        };
+        let max_body_bytes = file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes < 1024 {
+            bail!("max_body_bytes must be at least 1024");
+        }
+        Ok(Self {
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            tls,
+            token_expiry: Duration::from_secs(
+                args.token_expiry
+                    .or(file.token_expiry)
+                    .unwrap_or(DEFAULT_TOKEN_EXPIRY),
+            ),
+            policy_file: args.policy_file.or(file.policy_file),
+            max_body_bytes,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("hanami").chain(list.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_args(args(&[])).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.data_dir, PathBuf::from("hanami-data"));
+        assert_eq!(c.token_expiry, Duration::from_secs(3600));
+        assert!(c.tls.is_none());
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hanami.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\ntoken_expiry = 5\ndata_dir = \"/tmp/x\"\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let c = Config::from_args(args(&["--config", p, "--token-expiry", "7"])).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.token_expiry, Duration::from_secs(7));
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn unknown_keys_and_half_tls_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hanami.toml");
+        std::fs::write(&path, "lisen = \"127.0.0.1:9000\"\n").unwrap();
+        let err = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap_err();
+        assert!(format!("{err:#}").contains("lisen"), "{err:#}");
+        let err = Config::from_args(args(&["--tls-cert", "a.pem"])).unwrap_err();
+        assert!(err.to_string().contains("--tls-key"));
+    }
+}

@@ -1,0 +1,13 @@
+//! The Hanami server: REST API under `/v1.0alpha`, websockets on the same port, users,
+//! projects and tokens, backed by SQLite and a local data directory.
+//!
+//! [`run`] is the whole server; `main.rs` only parses the command line. Start-up order:
+//! data directory, database (with migrations), first admin, token key, policy, listener.
+//! The listener is opened last, so no request can arrive before the server is ready.
+
+pub mod api;
+pub mod config;
+mod startup;
+pub mod state;
+
+pub use startup::run;

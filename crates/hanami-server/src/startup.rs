@@ -1,0 +1,178 @@
+//! Start-up and shutdown of the server.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum::Router;
+use hanami_auth::{Policy, TokenKey, password};
+use hanami_store::Store;
+use hanami_store::users::NewUser;
+
+use crate::api::validate::Pattern;
+use crate::api::{self, Routes};
+use crate::config::Config;
+use crate::state::{App, AppState};
+
+/// Environment variables that create the first global admin.
+const ADMIN_ID_VAR: &str = "HANAMI_ADMIN_USER_ID";
+const ADMIN_NAME_VAR: &str = "HANAMI_ADMIN_USER_NAME";
+const ADMIN_PASSWORD_VAR: &str = "HANAMI_ADMIN_PASSWORD";
+
+/// Runs the server until SIGINT or SIGTERM.
+///
+/// The first line on stdout is the address clients should use, e.g. `http://127.0.0.1:11418`.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let app = prepare(config).await?;
+    let listener = std::net::TcpListener::bind(app.config.listen)
+        .with_context(|| format!("cannot listen on {}", app.config.listen))?;
+    listener.set_nonblocking(true)?;
+    let address = listener.local_addr()?;
+    let scheme = if app.config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{scheme}://{address}")?;
+        stdout.flush()?;
+    }
+    tracing::info!("listening on {scheme}://{address}");
+
+    let handle = axum_server::Handle::new();
+    tokio::spawn(shutdown_on_signal(handle.clone()));
+    let router = Router::new()
+        .fallback(api::dispatch)
+        .with_state(app.clone())
+        .into_make_service();
+    match &app.config.tls {
+        Some(tls) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let tls_config =
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot load TLS certificate {} and key {}",
+                            tls.cert.display(),
+                            tls.key.display()
+                        )
+                    })?;
+            axum_server::from_tcp_rustls(listener, tls_config)
+                .handle(handle)
+                .serve(router)
+                .await?;
+        }
+        None => {
+            axum_server::from_tcp(listener)
+                .handle(handle)
+                .serve(router)
+                .await?;
+        }
+    }
+    app.store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Everything before the listener: directories, database, admin, token key, policy.
+async fn prepare(config: Config) -> anyhow::Result<App> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let store = Store::open(&data_dir.join("hanami.db"))
+        .await
+        .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+    ensure_admin(&store).await?;
+    let tokens = TokenKey::load_or_create(&data_dir.join("token.key"), config.token_expiry)?;
+    let policy = match &config.policy_file {
+        Some(path) => load_policy(path)?,
+        None => Policy::builtin(),
+    };
+    Ok(Arc::new(AppState {
+        config,
+        store,
+        tokens,
+        policy,
+        routes: Routes::default(),
+    }))
+}
+
+fn load_policy(path: &Path) -> anyhow::Result<Policy> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read policy file {}", path.display()))?;
+    Policy::parse(&text).with_context(|| format!("invalid policy file {}", path.display()))
+}
+
+/// Creates the first global admin from the environment when no admin exists yet.
+async fn ensure_admin(store: &Store) -> anyhow::Result<()> {
+    if store.has_admin().await? {
+        return Ok(());
+    }
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let (Some(id), Some(name), Some(secret)) = (
+        var(ADMIN_ID_VAR),
+        var(ADMIN_NAME_VAR),
+        var(ADMIN_PASSWORD_VAR),
+    ) else {
+        bail!(
+            "no admin user exists yet: set {ADMIN_ID_VAR}, {ADMIN_NAME_VAR} and \
+             {ADMIN_PASSWORD_VAR} to create the first one"
+        );
+    };
+    // The admin must be able to log in through the API, which validates these.
+    if !Pattern::IdExt.matches(&id) || !(4..=254).contains(&id.len()) {
+        bail!(
+            "{ADMIN_ID_VAR} must be 4 to 254 characters: a letter, then letters, digits, '_' or '@'"
+        );
+    }
+    if !Pattern::Name.matches(&name) || !(4..=254).contains(&name.len()) {
+        bail!(
+            "{ADMIN_NAME_VAR} must be 4 to 254 characters: a letter, then letters, digits, \
+             '_', '-' or spaces"
+        );
+    }
+    if !(8..=4096).contains(&secret.len()) {
+        bail!("{ADMIN_PASSWORD_VAR} must be 8 to 4096 characters long");
+    }
+    let pw_hash = tokio::task::spawn_blocking(move || password::hash(&secret)).await?;
+    store
+        .create_user(NewUser {
+            id: &id,
+            name: &name,
+            creator_id: "HANAMI_INIT",
+            is_admin: true,
+            pw_hash: &pw_hash,
+        })
+        .await
+        .with_context(|| format!("cannot create the admin user '{id}'"))?;
+    tracing::info!("created the first admin user '{id}'");
+    Ok(())
+}
+
+async fn shutdown_on_signal(handle: axum_server::Handle) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+    handle.graceful_shutdown(Some(Duration::from_secs(10)));
+}

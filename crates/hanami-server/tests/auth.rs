@@ -1,0 +1,310 @@
+//! Start-up, login, tokens, expiry, restarts and HTTPS, against the real server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ADMIN, ADMIN_PW, Client, Launch, TestServer, member};
+use serde_json::json;
+
+#[tokio::test]
+async fn login_answers_and_refusals() {
+    let server = TestServer::start();
+    let client = server.client();
+    let resp = client
+        .post("token", &json!({"id": ADMIN, "password": ADMIN_PW}))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(resp["id"], ADMIN);
+    assert_eq!(resp["name"], "the admin");
+    assert_eq!(resp["is_admin"], true);
+    assert!(resp["token"].as_str().unwrap().len() > 20);
+
+    // Unknown user and wrong password cannot be told apart.
+    let wrong = client
+        .post("token", &json!({"id": ADMIN, "password": "wrongpass"}))
+        .await
+        .expect(401);
+    let unknown = client
+        .post("token", &json!({"id": "nobody", "password": ADMIN_PW}))
+        .await
+        .expect(401);
+    assert_eq!(wrong.body, unknown.body);
+
+    for (body, needle) in [
+        (json!({"id": ADMIN}), "'password' is required"),
+        (json!({"id": ADMIN, "password": "short"}), "shorter than 8"),
+        (
+            json!({"id": "a.b@c", "password": ADMIN_PW}),
+            "'id' doesn't match",
+        ),
+        (json!({"id": ADMIN, "password": 12345678}), "wrong type"),
+    ] {
+        let resp = client.post("token", &body).await.expect(400);
+        assert!(resp.body.contains(needle), "{body}: {}", resp.body);
+    }
+}
+
+#[tokio::test]
+async fn members_log_in_to_their_first_project_and_can_switch() {
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    admin
+        .post(
+            "user",
+            &json!({"id": "lonely", "name": "Lonely", "password": "password1",
+                              "is_admin": false}),
+        )
+        .await
+        .expect(200);
+    let resp = server
+        .client()
+        .post("token", &json!({"id": "lonely", "password": "password1"}))
+        .await
+        .expect(401);
+    assert!(resp.body.contains("has no project assigned"));
+
+    let mut memb = member(&server, &admin, "memb", "proj_a", false).await;
+    admin
+        .post("project", &json!({"id": "proj_b", "name": "Project B"}))
+        .await
+        .expect(200);
+    admin
+        .post(
+            "user/project",
+            &json!({"id": "memb", "project_id": "proj_b", "role": "member",
+                                      "is_project_admin": true}),
+        )
+        .await
+        .expect(200);
+    let info = memb.get("auth").await.expect(200).json();
+    assert_eq!(
+        info,
+        json!({"id": "memb", "name": "Some User", "is_admin": false, "project_id": "proj_a",
+               "role": "member", "is_project_admin": false})
+    );
+
+    let renewed = memb
+        .put("token", &json!({"project_id": "proj_b"}))
+        .await
+        .expect(200)
+        .json();
+    memb.token = Some(renewed["token"].as_str().unwrap().to_owned());
+    let info = memb.get("auth").await.expect(200).json();
+    assert_eq!(info["project_id"], "proj_b");
+    assert_eq!(info["is_project_admin"], true);
+
+    let resp = memb
+        .put("token", &json!({"project_id": "proj_x"}))
+        .await
+        .expect(401);
+    assert!(
+        resp.body
+            .contains("not assigned to the project with id 'proj_x'")
+    );
+    memb.put("token", &json!({})).await.expect(400);
+    memb.put("token", &json!({"project_id": "admin"}))
+        .await
+        .expect(401);
+    // Global admins may only choose the admin project or ones assigned to them.
+    admin
+        .put("token", &json!({"project_id": "admin"}))
+        .await
+        .expect(200);
+    admin
+        .put("token", &json!({"project_id": "proj_a"}))
+        .await
+        .expect(401);
+}
+
+#[tokio::test]
+async fn access_check_endpoint() {
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    let memb = member(&server, &admin, "memb", "proj_a", false).await;
+    let info = admin.get("auth").await.expect(200).json();
+    assert_eq!(info["project_id"], "admin");
+    assert_eq!(info["role"], "admin");
+    admin
+        .get("auth?endpoint=v1.0alpha/user&http_type=4")
+        .await
+        .expect(200);
+    memb.get("auth?endpoint=v1.0alpha/user&http_type=4")
+        .await
+        .expect(401);
+    memb.get("auth?endpoint=v1.0alpha/cluster&http_type=4")
+        .await
+        .expect(200);
+    admin
+        .get("auth?endpoint=v1.0alpha/foo&http_type=2")
+        .await
+        .expect(401);
+    admin
+        .get("auth?endpoint=v1.0alpha/cluster&http_type=3")
+        .await
+        .expect(401);
+    let resp = admin.get("auth?http_type=9").await.expect(400);
+    assert!(resp.body.contains("'http_type' is bigger than 5"));
+}
+
+#[tokio::test]
+async fn tokens_expire() {
+    let server = Launch::default().args(&["--token-expiry", "1"]).start();
+    let admin = server.admin().await;
+    admin.get("auth").await.expect(200);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let resp = admin.get("auth").await.expect(401);
+    assert!(resp.body.contains("expired"));
+}
+
+#[tokio::test]
+async fn tokens_die_with_their_user_or_assignment() {
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    let memb = member(&server, &admin, "memb", "proj_a", false).await;
+    memb.get("auth").await.expect(200);
+    admin
+        .delete("user/project?id=memb&project_id=proj_a")
+        .await
+        .expect(200);
+    memb.get("auth").await.expect(401);
+
+    let other = member(&server, &admin, "other", "proj_b", false).await;
+    other.get("auth").await.expect(200);
+    admin.delete("user?id=other").await.expect(200);
+    other.get("auth").await.expect(401);
+}
+
+#[tokio::test]
+async fn restart_keeps_users_projects_and_tokens() {
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    let _memb = member(&server, &admin, "memb", "proj_a", true).await;
+    let server = server.restart();
+    let mut admin_again = server.client();
+    admin_again.token = admin.token.clone();
+    // The token key lives in the data directory, so old tokens stay valid.
+    let user = admin_again.get("user?id=memb").await.expect(200).json();
+    assert_eq!(user["projects"][0]["project_id"], "proj_a");
+    assert_eq!(user["projects"][0]["is_project_admin"], true);
+    admin_again.get("project?id=proj_a").await.expect(200);
+    server
+        .login("memb", "password1")
+        .await
+        .get("auth")
+        .await
+        .expect(200);
+}
+
+#[tokio::test]
+async fn first_start_needs_the_admin_variables() {
+    let Err(stderr) = Launch::default().without_admin_env().try_start() else {
+        panic!("server started without an admin");
+    };
+    for var in [
+        "HANAMI_ADMIN_USER_ID",
+        "HANAMI_ADMIN_USER_NAME",
+        "HANAMI_ADMIN_PASSWORD",
+    ] {
+        assert!(stderr.contains(var), "{stderr}");
+    }
+    // Once an admin exists the variables are not needed.
+    let mut server = TestServer::start();
+    let dir = server.data_dir.clone();
+    assert!(server.stop());
+    let again = Launch::default().without_admin_env().data_dir(&dir).start();
+    again.admin().await;
+}
+
+#[tokio::test]
+async fn config_file_and_bad_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("hanami.toml");
+    std::fs::write(&config, "token_expiry = 1\nmax_body_bytes = 2048\n").unwrap();
+    let server = Launch::default()
+        .args(&["--config", config.to_str().unwrap()])
+        .start();
+    let admin = server.admin().await;
+    let big = format!(r#"{{"id":"bigbody","name":"{}"}}"#, "a".repeat(3000));
+    admin
+        .send(reqwest::Method::POST, "project", Some(big))
+        .await
+        .expect(400);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    admin.get("auth").await.expect(401);
+
+    std::fs::write(&config, "token_expiry = \"soon\"\n").unwrap();
+    let Err(stderr) = Launch::default()
+        .args(&["--config", config.to_str().unwrap()])
+        .try_start()
+    else {
+        panic!("started with an invalid config");
+    };
+    assert!(stderr.contains("token_expiry"), "{stderr}");
+
+    let policy = tmp.path().join("policy");
+    std::fs::write(&policy, "v1.0alpha/auth\n- GET: admin\n- HEAD: admin\n").unwrap();
+    let Err(stderr) = Launch::default()
+        .args(&["--policy-file", policy.to_str().unwrap()])
+        .try_start()
+    else {
+        panic!("started with an invalid policy");
+    };
+    assert!(stderr.contains("line 3"), "{stderr}");
+}
+
+#[tokio::test]
+async fn custom_policy_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let policy = tmp.path().join("policy");
+    std::fs::write(&policy, "v1.0alpha/auth\n- GET: admin\n").unwrap();
+    let server = Launch::default()
+        .args(&["--policy-file", policy.to_str().unwrap()])
+        .start();
+    let admin = server.admin().await;
+    admin.get("auth").await.expect(200);
+    admin.get("project/all").await.expect(401);
+}
+
+#[tokio::test]
+async fn https_with_a_pem_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert_path = tmp.path().join("cert.pem");
+    let key_path = tmp.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let server = Launch::default()
+        .args(&[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ])
+        .start();
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let client = Client::with_http(&server.url, http);
+    let resp = client
+        .post("token", &json!({"id": ADMIN, "password": ADMIN_PW}))
+        .await
+        .expect(200);
+    assert_eq!(resp.json()["id"], ADMIN);
+    // Plain HTTP to the HTTPS port does not get an API answer.
+    let plain = server.url.replace("https://", "http://");
+    let result = reqwest::Client::new()
+        .post(format!("{plain}/v1.0alpha/token"))
+        .body(json!({"id": ADMIN, "password": ADMIN_PW}).to_string())
+        .send()
+        .await;
+    assert!(result.map(|r| r.status() != 200).unwrap_or(true));
+}

@@ -1,0 +1,232 @@
+//! Request decoding and the processing pipeline, against the real server.
+
+mod common;
+
+use common::TestServer;
+use serde_json::json;
+
+#[tokio::test]
+async fn methods_paths_and_endpoints() {
+    let server = TestServer::start();
+    let admin = server.admin().await;
+
+    for method in ["HEAD", "OPTIONS", "PATCH"] {
+        let resp = admin
+            .send(method.parse().unwrap(), "project/all", None)
+            .await
+            .expect(400);
+        if method != "HEAD" {
+            assert!(
+                resp.body
+                    .contains(&format!("Invalid request-method '{method}'"))
+            );
+        }
+    }
+    let raw = |path: &str| {
+        let url = format!("{}{path}", server.url);
+        let token = admin.token.clone().unwrap();
+        async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .header("X-Auth-Token", token)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(raw("/v1.0").await, (400, "Uri is too short.".into()));
+    assert_eq!(raw("/v1.0a").await.0, 401);
+    assert_eq!(raw("/v1.0alpha/project/all/").await.0, 401);
+    assert_eq!(
+        admin.get("nonexistent").await.expect(401).body,
+        "Access denied by policy"
+    );
+    assert!(
+        admin
+            .get("clus-ter")
+            .await
+            .expect(400)
+            .body
+            .contains("'endpoint'")
+    );
+    assert_eq!(
+        admin.get("request_result").await.expect(400).body,
+        "No endpoint found for path 'v1.0alpha/request_result' and type GET"
+    );
+    assert!(
+        admin
+            .get("project/all?foo=bar")
+            .await
+            .expect(400)
+            .body
+            .contains("'foo'")
+    );
+
+    // A GET body is ignored; responses are JSON.
+    let resp = admin
+        .send(
+            reqwest::Method::GET,
+            "project/all",
+            Some("{\"x\":1}".into()),
+        )
+        .await
+        .expect(200);
+    assert_eq!(resp.content_type, "application/json");
+    assert_eq!(
+        resp.json()["header"],
+        json!(["created_at", "id", "name", "creator_id"])
+    );
+}
+
+#[tokio::test]
+async fn tokens_in_the_header() {
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    let mut anonymous = server.client();
+    assert_eq!(
+        anonymous.get("project/all").await.expect(401).body,
+        "Failed to validate JWT-Token"
+    );
+    anonymous.token = Some(String::new());
+    anonymous.get("project/all").await.expect(401);
+    anonymous.token = Some("abc$def".into());
+    assert!(
+        anonymous
+            .get("project/all")
+            .await
+            .expect(400)
+            .body
+            .contains("'token'")
+    );
+    anonymous.token = Some("abc.def.ghi".into());
+    anonymous.get("project/all").await.expect(401);
+
+    // Header names are case-insensitive.
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1.0alpha/project/all", server.url))
+        .header("x-auth-token", admin.token.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn bodies_and_queries() {
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    let send = |body: &'static str| admin.send(reqwest::Method::POST, "project", Some(body.into()));
+    assert!(
+        send("{not json")
+            .await
+            .expect(400)
+            .body
+            .contains("json-parser error")
+    );
+    send("").await.expect(400);
+    assert!(
+        send("[1, 2]")
+            .await
+            .expect(400)
+            .body
+            .contains("JSON object")
+    );
+    send("42").await.expect(400);
+    assert!(
+        send(r#"{"id": 12345, "name": "abcd"}"#)
+            .await
+            .expect(400)
+            .body
+            .contains("'id' has the wrong type")
+    );
+
+    // Query values override body keys.
+    let resp = admin
+        .post(
+            "project?name=qname",
+            &json!({"id": "qproj", "name": "bodyname"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(resp.json()["name"], "qname");
+
+    // Integers beyond 64 bit in the query are a 400, not a crash.
+    admin
+        .get("audit_log?page=99999999999999999999")
+        .await
+        .expect(400);
+    admin.get("audit_log?page=99999999999").await.expect(400);
+    admin.get("audit_log?page=0").await.expect(200);
+
+    // Oversize bodies are refused with a 400 and the server keeps working.
+    let big = format!(r#"{{"id":"bigbody","name":"{}"}}"#, "a".repeat(1_200_000));
+    let resp = admin
+        .send(reqwest::Method::POST, "project", Some(big))
+        .await;
+    assert_eq!(resp.status, 400, "{}", resp.body);
+    assert!(resp.body.contains("larger than the limit"));
+    admin.get("project/all").await.expect(200);
+
+    // A body field named "token" never reaches a handler.
+    admin
+        .post(
+            "project",
+            &json!({"id": "tokproj", "name": "Tok Proj", "token": "x"}),
+        )
+        .await
+        .expect(200);
+}
+
+#[tokio::test]
+async fn a_server_error_is_logged_with_an_id_that_the_response_carries() {
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    admin
+        .post("project", &json!({"id": "first", "name": "First"}))
+        .await
+        .expect(200);
+
+    // Break the database from outside: every state-changing request writes the audit log.
+    let url = format!("sqlite://{}", server.data_dir.join("hanami.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("DROP TABLE audit_log")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let resp = admin
+        .post(
+            "project",
+            &json!({"id": "second", "name": "Second", "password": "secret12"}),
+        )
+        .await
+        .expect(500);
+    let id = resp
+        .body
+        .split("error id ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no error id in {:?}", resp.body))
+        .to_owned();
+    assert_eq!(id.len(), 36);
+
+    let log = admin
+        .get("error_log?page=0&user_id=asdf")
+        .await
+        .expect(200)
+        .json();
+    let row = log["body"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r[5].as_str().unwrap().contains(&id))
+        .expect("error log entry with the id");
+    assert_eq!(row[4]["id"], "second");
+    assert!(row[4].get("password").is_none(), "passwords are not logged");
+    assert!(row[5].as_str().unwrap().contains("audit_log"));
+    // Without user_id the admin sees every entry.
+    let all = admin.get("error_log?page=0").await.expect(200).json();
+    assert_eq!(all["body"].as_array().unwrap().len(), 1);
+}

@@ -1,0 +1,450 @@
+//! User, project and log endpoints with their success and error answers.
+
+mod common;
+
+use common::{ADMIN, TestServer, member};
+use serde_json::json;
+
+#[tokio::test]
+async fn projects() {
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    let created = admin
+        .post("project", &json!({"id": "proj_a", "name": "Project A"}))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(created["id"], "proj_a");
+    assert_eq!(created["name"], "Project A");
+    assert_eq!(created["creator_id"], ADMIN);
+    assert_eq!(created["created_at"].as_str().unwrap().len(), 19);
+    assert_eq!(created.as_object().unwrap().len(), 4);
+
+    let dup = admin
+        .post("project", &json!({"id": "proj_a", "name": "Project A"}))
+        .await
+        .expect(409);
+    assert!(dup.body.contains("proj_a"));
+    for (body, needle) in [
+        (
+            json!({"id": "1bad", "name": "X Proj"}),
+            "'id' doesn't match",
+        ),
+        (
+            json!({"id": "abc", "name": "X Proj"}),
+            "'id' is shorter than 4",
+        ),
+        (
+            json!({"id": "okid", "name": "Bad$Name"}),
+            "'name' doesn't match",
+        ),
+        (json!({"id": "okid"}), "'name' is required"),
+        (
+            json!({"id": "okid", "name": "X Proj", "extra": 1}),
+            "'extra' is not in the list",
+        ),
+    ] {
+        let resp = admin.post("project", &body).await.expect(400);
+        assert!(resp.body.contains(needle), "{body}: {}", resp.body);
+    }
+
+    admin
+        .post("project", &json!({"id": "proj_b", "name": "Project B"}))
+        .await
+        .expect(200);
+    assert_eq!(
+        admin.get("project?id=proj_a").await.expect(200).json(),
+        created
+    );
+    admin.get("project?id=nope_p").await.expect(404);
+    admin.get("project").await.expect(400);
+
+    let list = admin.get("project/all").await.expect(200).json();
+    assert_eq!(
+        list["header"],
+        json!(["created_at", "id", "name", "creator_id"])
+    );
+    let ids: Vec<_> = list["body"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[1].clone())
+        .collect();
+    assert_eq!(ids, [json!("proj_a"), json!("proj_b")]);
+
+    admin.delete("project?id=proj_b").await.expect(200);
+    assert_eq!(
+        admin.delete("project?id=proj_b").await.expect(404).body,
+        "Project with id 'proj_b' not found"
+    );
+    assert_eq!(
+        admin.get("project/all").await.expect(200).json()["body"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn users() {
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    let created = admin
+        .post(
+            "user",
+            &json!({"id": "memb", "name": "Member One", "password": "memberpw1",
+                              "is_admin": false}),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(
+        created.as_object().unwrap().keys().collect::<Vec<_>>(),
+        [
+            "created_at",
+            "creator_id",
+            "id",
+            "is_admin",
+            "name",
+            "projects"
+        ]
+    );
+    assert_eq!(created["projects"], json!([]));
+    assert_eq!(created["creator_id"], ADMIN);
+    admin
+        .post(
+            "user",
+            &json!({"id": "memb", "name": "Member One", "password": "memberpw1",
+                              "is_admin": false}),
+        )
+        .await
+        .expect(409);
+    // is_admin defaults to false.
+    let second = admin
+        .post(
+            "user",
+            &json!({"id": "memb2", "name": "Member Two", "password": "memberpw1"}),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(second["is_admin"], false);
+    admin
+        .post(
+            "user",
+            &json!({"id": "a.b@c", "name": "Dot User", "password": "memberpw1"}),
+        )
+        .await
+        .expect(400);
+    admin
+        .post(
+            "user",
+            &json!({"id": "shortpw", "name": "Short", "password": "1234567"}),
+        )
+        .await
+        .expect(400);
+    admin
+        .post(
+            "user",
+            &json!({"id": "adm2", "name": "Admin Two", "password": "admin2pw1",
+                              "is_admin": true}),
+        )
+        .await
+        .expect(200);
+
+    assert_eq!(admin.get("user?id=memb").await.expect(200).json(), created);
+    assert_eq!(
+        admin.get("user?id=nobody").await.expect(404).body,
+        "User with id 'nobody' not found"
+    );
+
+    let list = admin.get("user/all").await.expect(200).json();
+    assert_eq!(
+        list["header"],
+        json!([
+            "created_at",
+            "id",
+            "name",
+            "creator_id",
+            "projects",
+            "is_admin"
+        ])
+    );
+    let rows = list["body"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[0][1], ADMIN);
+    assert_eq!(rows[0][3], "HANAMI_INIT");
+    assert_eq!(rows[0][5], true);
+    assert_eq!(rows[1][4], json!([]));
+    assert_eq!(rows[1][5], false);
+
+    // The new admin can log in and works in the admin project.
+    let adm2 = server.login("adm2", "admin2pw1").await;
+    assert_eq!(
+        adm2.get("auth").await.expect(200).json()["project_id"],
+        "admin"
+    );
+
+    let me = admin.delete(&format!("user?id={ADMIN}")).await.expect(409);
+    assert!(me.body.contains("delete himself"));
+    admin.delete("user?id=nobody").await.expect(404);
+    admin.delete("user?id=adm2").await.expect(200);
+    admin.delete("user?id=adm2").await.expect(404);
+    admin.delete("user?id=ab").await.expect(400);
+}
+
+#[tokio::test]
+async fn project_assignments() {
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    admin
+        .post("project", &json!({"id": "proj_a", "name": "Project A"}))
+        .await
+        .expect(200);
+    admin
+        .post("project", &json!({"id": "proj_b", "name": "Project B"}))
+        .await
+        .expect(200);
+    admin
+        .post(
+            "user",
+            &json!({"id": "memb", "name": "Member", "password": "memberpw1",
+                              "is_admin": false}),
+        )
+        .await
+        .expect(200);
+    let assign = |user: &str, project: &str| json!({"id": user, "project_id": project, "role": "member", "is_project_admin": false});
+    let user = admin
+        .post("user/project", &assign("memb", "proj_a"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(
+        user["projects"],
+        json!([{"project_id": "proj_a", "role": "member", "is_project_admin": false}])
+    );
+    let again = admin
+        .post("user/project", &assign("memb", "proj_a"))
+        .await
+        .expect(409);
+    assert!(again.body.contains("already assigned"));
+    admin
+        .post("user/project", &assign("ghost", "proj_a"))
+        .await
+        .expect(404);
+    let missing = admin
+        .post("user/project", &assign("memb", "proj_zz"))
+        .await
+        .expect(404);
+    assert!(missing.body.contains("Project with id 'proj_zz' not found"));
+    admin
+        .post(
+            "user/project",
+            &json!({"id": "memb", "project_id": "proj_b", "role": "bad-role"}),
+        )
+        .await
+        .expect(400);
+    let user = admin
+        .post("user/project", &assign("memb", "proj_b"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(user["projects"].as_array().unwrap().len(), 2);
+
+    let user = admin
+        .delete("user/project?id=memb&project_id=proj_b")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(user["projects"].as_array().unwrap().len(), 1);
+    admin
+        .delete("user/project?id=memb&project_id=proj_b")
+        .await
+        .expect(404);
+    admin
+        .delete("user/project?id=ghost&project_id=proj_b")
+        .await
+        .expect(404);
+
+    // Deleting a project removes its assignments.
+    admin.delete("project?id=proj_a").await.expect(200);
+    assert_eq!(
+        admin.get("user?id=memb").await.expect(200).json()["projects"],
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn listing_projects_of_users() {
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    let memb = member(&server, &admin, "memb", "proj_a", false).await;
+    member(&server, &admin, "other", "proj_b", false).await;
+
+    let own = memb.get("user/project").await.expect(200).json();
+    assert_eq!(
+        own,
+        json!({"projects": [{"project_id": "proj_a", "role": "member", "is_project_admin": false}]})
+    );
+    memb.get("user/project?user_id=memb").await.expect(200);
+    memb.get("user/project?user_id=other").await.expect(401);
+
+    let of_admin = admin
+        .get(&format!("user/project?user_id={ADMIN}"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(
+        of_admin["projects"],
+        json!([{"project_id": "admin", "role": "admin", "is_project_admin": true}])
+    );
+    let of_other = admin
+        .get("user/project?user_id=other")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(of_other["projects"][0]["project_id"], "proj_b");
+    admin.get("user/project?user_id=nobody").await.expect(404);
+}
+
+#[tokio::test]
+async fn members_are_refused_admin_endpoints() {
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    // A project admin is still no global admin.
+    let padm = member(&server, &admin, "padm", "proj_a", true).await;
+    let denied = "Access denied by policy";
+    assert_eq!(padm.get("project/all").await.expect(401).body, denied);
+    assert_eq!(padm.get("user/all").await.expect(401).body, denied);
+    assert_eq!(padm.get("user?id=padm").await.expect(401).body, denied);
+    assert_eq!(padm.get("error_log?page=0").await.expect(401).body, denied);
+    padm.post("project", &json!({"id": "mine", "name": "Mine"}))
+        .await
+        .expect(401);
+    padm.delete("project?id=proj_a").await.expect(401);
+    padm.post(
+        "user",
+        &json!({"id": "xuser", "name": "X User", "password": "xuserpw12"}),
+    )
+    .await
+    .expect(401);
+    // Allowed by the policy, refused by the handler.
+    let resp = padm
+        .post(
+            "user/project",
+            &json!({"id": "padm", "project_id": "proj_b", "role": "member"}),
+        )
+        .await
+        .expect(401);
+    assert!(resp.body.contains("Only global admins"));
+    padm.delete("user/project?id=padm&project_id=proj_a")
+        .await
+        .expect(401);
+    // Nothing changed.
+    assert_eq!(
+        admin.get("project/all").await.expect(200).json()["body"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn audit_log() {
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    let memb = member(&server, &admin, "memb", "proj_a", false).await;
+    memb.put("token", &json!({"project_id": "proj_a"}))
+        .await
+        .expect(200);
+    memb.get("auth").await.expect(200);
+    // Refused requests are logged too, once they passed the policy.
+    memb.delete("user/project?id=memb&project_id=proj_a")
+        .await
+        .expect(401);
+
+    let own = memb.get("audit_log?page=0").await.expect(200).json();
+    assert_eq!(
+        own["header"],
+        json!(["created_at", "user_id", "endpoint", "request_type"])
+    );
+    let rows: Vec<_> = own["body"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r[1].as_str().unwrap().to_owned(),
+                r[2].as_str().unwrap().to_owned(),
+                r[3].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("memb".into(), "v1.0alpha/token".into(), "PUT".into()),
+            (
+                "memb".into(),
+                "v1.0alpha/user/project".into(),
+                "DELETE".into()
+            ),
+        ]
+    );
+    memb.get(&format!("audit_log?page=0&user_id={ADMIN}"))
+        .await
+        .expect(401);
+    let of_member = admin
+        .get("audit_log?page=0&user_id=memb")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(of_member["body"].as_array().unwrap().len(), 2);
+    let mine = admin.get("audit_log?page=0").await.expect(200).json();
+    assert!(
+        mine["body"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r[1] == ADMIN)
+    );
+    let endpoints: Vec<_> = mine["body"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[2].clone())
+        .collect();
+    assert_eq!(
+        endpoints,
+        [
+            "v1.0alpha/project",
+            "v1.0alpha/user",
+            "v1.0alpha/user/project"
+        ]
+    );
+    assert!(
+        admin.get("audit_log?page=1").await.expect(200).json()["body"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    admin.get("audit_log").await.expect(400);
+    admin.get("audit_log?page=-1").await.expect(400);
+
+    // Paging: 100 entries per page.
+    for i in 0..105 {
+        admin
+            .post(
+                "project",
+                &json!({"id": format!("page{i:03}"), "name": "Paged"}),
+            )
+            .await
+            .expect(200);
+    }
+    let page0 = admin.get("audit_log?page=0").await.expect(200).json();
+    let page1 = admin.get("audit_log?page=1").await.expect(200).json();
+    assert_eq!(page0["body"].as_array().unwrap().len(), 100);
+    assert!(!page1["body"].as_array().unwrap().is_empty());
+}

@@ -1,0 +1,117 @@
+//! The audit log (who changed what) and the error log (internal errors).
+
+use hanami_types::list::{AUDIT_LOG_COLUMNS, ERROR_LOG_COLUMNS, ListTable};
+use hanami_types::logs::LOG_PAGE_SIZE;
+use serde_json::Value;
+use sqlx::Row;
+
+use crate::{Store, StoreError, now_timestamp};
+
+/// One internal error, as recorded.
+#[derive(Debug, Clone)]
+pub struct ErrorEntry<'a> {
+    /// Id returned to the client, so that an operator can find the entry.
+    pub error_id: &'a str,
+    /// Caller's user id, empty outside a request.
+    pub user_id: &'a str,
+    /// Where it happened (endpoint id and method, or a background job's name).
+    pub context: &'a str,
+    /// The request's inputs, passwords removed.
+    pub input_values: &'a Value,
+    /// What went wrong.
+    pub message: &'a str,
+}
+
+impl Store {
+    /// Records a state-changing request.
+    pub async fn append_audit(
+        &self,
+        user_id: &str,
+        endpoint: &str,
+        request_type: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_log (created_at, user_id, endpoint, request_type) VALUES (?, ?, ?, ?)",
+        )
+        .bind(now_timestamp())
+        .bind(user_id)
+        .bind(endpoint)
+        .bind(request_type)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// One page (of [`LOG_PAGE_SIZE`] rows, oldest first) of a user's audit log.
+    pub async fn audit_page(&self, user_id: &str, page: u32) -> Result<ListTable, StoreError> {
+        let rows = sqlx::query(
+            "SELECT created_at, user_id, endpoint, request_type FROM audit_log \
+             WHERE user_id = ? ORDER BY seq LIMIT ? OFFSET ?",
+        )
+        .bind(user_id)
+        .bind(LOG_PAGE_SIZE)
+        .bind(i64::from(page) * i64::from(LOG_PAGE_SIZE))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut table = ListTable::new(AUDIT_LOG_COLUMNS);
+        for row in rows {
+            table.body.push(
+                ["created_at", "user_id", "endpoint", "request_type"]
+                    .iter()
+                    .map(|c| Value::String(row.get(*c)))
+                    .collect(),
+            );
+        }
+        Ok(table)
+    }
+
+    /// Records an internal error.
+    pub async fn append_error(&self, entry: ErrorEntry<'_>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO error_log (created_at, error_id, user_id, component, context, \
+             input_values, message) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(now_timestamp())
+        .bind(entry.error_id)
+        .bind(entry.user_id)
+        .bind("")
+        .bind(entry.context)
+        .bind(entry.input_values.to_string())
+        .bind(entry.message)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// One page of the error log, of one user or (with `None`) of everybody.
+    pub async fn error_page(
+        &self,
+        user_id: Option<&str>,
+        page: u32,
+    ) -> Result<ListTable, StoreError> {
+        let rows = sqlx::query(
+            "SELECT created_at, user_id, component, context, input_values, message, error_id \
+             FROM error_log WHERE (?1 IS NULL OR user_id = ?1) ORDER BY seq LIMIT ?2 OFFSET ?3",
+        )
+        .bind(user_id)
+        .bind(LOG_PAGE_SIZE)
+        .bind(i64::from(page) * i64::from(LOG_PAGE_SIZE))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut table = ListTable::new(ERROR_LOG_COLUMNS);
+        for row in rows {
+            let inputs: String = row.get("input_values");
+            let message: String = row.get("message");
+            let error_id: String = row.get("error_id");
+            table.body.push(vec![
+                Value::String(row.get("created_at")),
+                Value::String(row.get("user_id")),
+                Value::String(row.get("component")),
+                Value::String(row.get("context")),
+                serde_json::from_str(&inputs).unwrap_or(Value::String(inputs)),
+                Value::String(format!("[{error_id}] {message}")),
+            ]);
+        }
+        Ok(table)
+    }
+}

@@ -1,0 +1,167 @@
+//! The database layer against a real SQLite file.
+
+use hanami_store::users::NewUser;
+use hanami_store::{Store, StoreError};
+use hanami_types::users::ProjectAssignment;
+
+async fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("hanami.db")).await.unwrap();
+    (dir, store)
+}
+
+fn new_user<'a>(id: &'a str, is_admin: bool) -> NewUser<'a> {
+    NewUser {
+        id,
+        name: "Some Name",
+        creator_id: "root",
+        is_admin,
+        pw_hash: "hash",
+    }
+}
+
+fn member_of(project_id: &str) -> ProjectAssignment {
+    ProjectAssignment {
+        project_id: project_id.into(),
+        role: "member".into(),
+        is_project_admin: false,
+    }
+}
+
+#[tokio::test]
+async fn users_are_unique_and_listed_in_creation_order() {
+    let (_dir, store) = store().await;
+    assert!(!store.has_admin().await.unwrap());
+    store.create_user(new_user("bbbb", false)).await.unwrap();
+    store.create_user(new_user("aaaa", true)).await.unwrap();
+    assert!(store.has_admin().await.unwrap());
+    assert!(matches!(
+        store.create_user(new_user("aaaa", false)).await,
+        Err(StoreError::Duplicate)
+    ));
+    let ids: Vec<_> = store
+        .users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(ids, ["bbbb", "aaaa"]);
+    assert_eq!(
+        store.user_record("aaaa").await.unwrap().unwrap().pw_hash,
+        "hash"
+    );
+    assert!(store.delete_user("aaaa").await.unwrap());
+    assert!(!store.delete_user("aaaa").await.unwrap());
+    assert!(store.user("aaaa").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn assignments_keep_order_and_follow_deletions() {
+    let (_dir, store) = store().await;
+    store.create_user(new_user("memb", false)).await.unwrap();
+    store.create_project("proj_b", "B", "root").await.unwrap();
+    store.create_project("proj_a", "A", "root").await.unwrap();
+    store
+        .assign_project("memb", &member_of("proj_b"))
+        .await
+        .unwrap();
+    store
+        .assign_project("memb", &member_of("proj_a"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.assign_project("memb", &member_of("proj_a")).await,
+        Err(StoreError::Duplicate)
+    ));
+    assert!(matches!(
+        store.assign_project("memb", &member_of("nope")).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.assign_project("ghost", &member_of("proj_a")).await,
+        Err(StoreError::NotFound)
+    ));
+    let projects: Vec<_> = store
+        .user("memb")
+        .await
+        .unwrap()
+        .unwrap()
+        .projects
+        .into_iter()
+        .map(|p| p.project_id)
+        .collect();
+    assert_eq!(projects, ["proj_b", "proj_a"]);
+
+    store.delete_project("proj_b").await.unwrap();
+    assert_eq!(
+        store.assignments("memb").await.unwrap(),
+        [member_of("proj_a")]
+    );
+    assert!(store.unassign_project("memb", "proj_a").await.unwrap());
+    assert!(!store.unassign_project("memb", "proj_a").await.unwrap());
+    assert!(matches!(
+        store.delete_project("proj_b").await,
+        Err(hanami_store::projects::DeleteProjectError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn data_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hanami.db");
+    {
+        let store = Store::open(&path).await.unwrap();
+        store.create_user(new_user("keep", true)).await.unwrap();
+        store.create_project("kept", "Kept", "keep").await.unwrap();
+        store
+            .append_audit("keep", "v1.0alpha/project", "POST")
+            .await
+            .unwrap();
+        store.close().await;
+    }
+    let store = Store::open(&path).await.unwrap();
+    assert!(store.user("keep").await.unwrap().is_some());
+    assert!(store.project("kept").await.unwrap().is_some());
+    assert_eq!(store.audit_page("keep", 0).await.unwrap().body.len(), 1);
+}
+
+#[tokio::test]
+async fn audit_log_pages_hold_100_rows() {
+    let (_dir, store) = store().await;
+    for i in 0..150 {
+        let method = if i % 2 == 0 { "POST" } else { "DELETE" };
+        store
+            .append_audit("user", "v1.0alpha/x", method)
+            .await
+            .unwrap();
+    }
+    store
+        .append_audit("other", "v1.0alpha/x", "PUT")
+        .await
+        .unwrap();
+    assert_eq!(store.audit_page("user", 0).await.unwrap().body.len(), 100);
+    assert_eq!(store.audit_page("user", 1).await.unwrap().body.len(), 50);
+    assert!(store.audit_page("user", 2).await.unwrap().body.is_empty());
+    let other = store.audit_page("other", 0).await.unwrap();
+    assert_eq!(other.body[0][1], "other");
+    assert_eq!(other.body[0][3], "PUT");
+}
+
+#[tokio::test]
+async fn future_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hanami.db");
+    Store::open(&path).await.unwrap().close().await;
+    let url = format!("sqlite://{}", path.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("PRAGMA user_version = 999")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert!(matches!(
+        Store::open(&path).await,
+        Err(StoreError::FutureSchema { found: 999, .. })
+    ));
+}
