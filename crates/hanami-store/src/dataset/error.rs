@@ -1,5 +1,8 @@
-//! Errors of the dataset file code. The `Display` texts are meant for people: they say what is
-//! wrong and where (byte offset, sizes).
+//! Errors of the dataset file code and of the upload converters.
+//!
+//! The `Display` texts are meant for people: [`ConvertError`] texts become the body of a 400
+//! answer to a finalize request, so they say which file is wrong, what is wrong and where (byte
+//! offset or line and column).
 
 use std::io;
 use std::path::PathBuf;
@@ -187,4 +190,162 @@ pub enum DatasetFileError {
         /// Length of the buffer.
         got: usize,
     },
+}
+
+/// Which of the two IDX files of an MNIST upload an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdxFile {
+    /// The image file (`…-images-idx3-ubyte`).
+    Images,
+    /// The label file (`…-labels-idx1-ubyte`).
+    Labels,
+}
+
+impl std::fmt::Display for IdxFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IdxFile::Images => "image file",
+            IdxFile::Labels => "label file",
+        })
+    }
+}
+
+/// Why an uploaded MNIST or CSV file could not be converted into a dataset.
+///
+/// [`ConvertError::is_invalid_input`] tells the client's fault (answer 400 with the `Display`
+/// text) from the server's (500).
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    /// An uploaded input file could not be read.
+    #[error("{file}: cannot read {}: {source}", path.display())]
+    ReadInput {
+        /// Which input: "image file", "label file" or "CSV file".
+        file: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// The error of the operating system.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The dataset file could not be written (or its name/destination is invalid).
+    #[error(transparent)]
+    Output(#[from] DatasetFileError),
+
+    /// An IDX file is shorter than its header.
+    #[error("{file}: {len} bytes long, too short for the {needed}-byte IDX header")]
+    IdxTooShort {
+        /// The file.
+        file: IdxFile,
+        /// Its length.
+        len: u64,
+        /// Length of its header (16 for images, 8 for labels).
+        needed: u64,
+    },
+
+    /// An IDX file has the wrong magic number.
+    #[error(
+        "{file}: magic number at bytes 0..4 is {found:#010x}, expected {expected:#010x}{}",
+        swapped_hint(*file, *found)
+    )]
+    IdxMagic {
+        /// The file.
+        file: IdxFile,
+        /// The magic found (big endian).
+        found: u32,
+        /// The magic expected.
+        expected: u32,
+    },
+
+    /// The image file holds no images.
+    #[error("image file: the header (bytes 4..8) declares 0 images; a dataset needs at least one")]
+    NoImages,
+
+    /// Image rows or columns are zero or unreasonably large.
+    #[error(
+        "image file: image size {rows}×{columns} (bytes 8..16) is invalid; rows and columns \
+         must be 1..={max_side} and at most {max_pixels} pixels in all"
+    )]
+    ImageDimensions {
+        /// Rows per image.
+        rows: u32,
+        /// Columns per image.
+        columns: u32,
+        /// Largest allowed rows or columns.
+        max_side: u32,
+        /// Largest allowed rows × columns.
+        max_pixels: u64,
+    },
+
+    /// An IDX file's length does not match its header.
+    #[error(
+        "{file}: the header declares {count} {} = {expected} bytes, but the file has {actual} \
+         bytes ({})", what, size_diff(*expected, *actual)
+    )]
+    IdxSize {
+        /// The file.
+        file: IdxFile,
+        /// Item count of the header.
+        count: u32,
+        /// What the items are, e.g. "images of 28×28 pixels" or "labels".
+        what: String,
+        /// Length the header implies.
+        expected: u64,
+        /// Real length.
+        actual: u64,
+    },
+
+    /// Image and label counts differ.
+    #[error("the image file holds {images} images but the label file holds {labels} labels")]
+    CountMismatch {
+        /// Images in the image file.
+        images: u32,
+        /// Labels in the label file.
+        labels: u32,
+    },
+
+    /// A label byte is not a digit 0..=9.
+    #[error("label file: byte {offset} holds label {value}, expected 0..9")]
+    LabelOutOfRange {
+        /// Byte offset in the label file.
+        offset: u64,
+        /// The label found.
+        value: u8,
+    },
+}
+
+impl ConvertError {
+    /// True when the uploaded data (or the requested dataset name) is at fault — answer 400
+    /// with the `Display` text; false for failures of the server (I/O, existing destination)
+    /// — answer 500.
+    pub fn is_invalid_input(&self) -> bool {
+        match self {
+            ConvertError::ReadInput { .. } => false,
+            ConvertError::Output(e) => matches!(e, DatasetFileError::InvalidName { .. }),
+            _ => true,
+        }
+    }
+}
+
+fn swapped_hint(file: IdxFile, found: u32) -> &'static str {
+    match (file, found) {
+        (IdxFile::Images, super::MNIST_LABEL_MAGIC) => {
+            " (IDX label file magic: are image and label file swapped?)"
+        }
+        (IdxFile::Labels, super::MNIST_IMAGE_MAGIC) => {
+            " (IDX image file magic: are image and label file swapped?)"
+        }
+        _ => "",
+    }
+}
+
+fn size_diff(expected: u64, actual: u64) -> String {
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
+    if actual < expected {
+        let n = expected - actual;
+        format!("truncated, {n} byte{} missing", plural(n))
+    } else {
+        let n = actual - expected;
+        format!("{n} trailing byte{}", plural(n))
+    }
 }
