@@ -312,6 +312,92 @@ pub enum ConvertError {
         /// The label found.
         value: u8,
     },
+
+    /// The CSV file has no header line (it is empty or all lines are empty).
+    #[error("CSV file: no header line (the file is empty or holds only empty lines)")]
+    CsvNoHeader,
+
+    /// The CSV header line is not valid UTF-8.
+    #[error("CSV file: line {line}: the header is not valid UTF-8 text")]
+    CsvHeaderNotUtf8 {
+        /// Line number, 1-based.
+        line: u64,
+    },
+
+    /// A CSV header cell is empty.
+    #[error("CSV file: line {line}: column {column} of the header has an empty name")]
+    CsvEmptyName {
+        /// Line number of the header, 1-based.
+        line: u64,
+        /// Column, 1-based.
+        column: u64,
+    },
+
+    /// Two CSV header cells have the same name.
+    #[error(
+        "CSV file: line {line}: column {column} of the header repeats the name {name:?} of \
+         column {first_column}; column names must be unique"
+    )]
+    CsvDuplicateName {
+        /// Line number of the header, 1-based.
+        line: u64,
+        /// The repeated name.
+        name: String,
+        /// Column of the first occurrence, 1-based.
+        first_column: u64,
+        /// Column of the repetition, 1-based.
+        column: u64,
+    },
+
+    /// A CSV data line has a different number of cells than the header.
+    #[error("CSV file: line {line} has {found} columns, expected {expected} as in the header")]
+    CsvRaggedRow {
+        /// Line number, 1-based.
+        line: u64,
+        /// Cells in this line.
+        found: u64,
+        /// Cells in the header.
+        expected: u64,
+    },
+
+    /// A CSV cell is not a number.
+    #[error(
+        "CSV file: line {line}, column {column} ({name:?}): {cell:?} is not a number \
+         (expected an integer, a decimal like -1.5 or 2e-3, true or false)"
+    )]
+    CsvNotANumber {
+        /// Line number, 1-based.
+        line: u64,
+        /// Column, 1-based.
+        column: u64,
+        /// Header name of the column.
+        name: String,
+        /// The cell, truncated to 40 characters.
+        cell: String,
+    },
+
+    /// A CSV number is too large for a 32-bit float.
+    #[error(
+        "CSV file: line {line}, column {column} ({name:?}): {cell} is outside the range of \
+         32-bit floats"
+    )]
+    CsvOutOfRange {
+        /// Line number, 1-based.
+        line: u64,
+        /// Column, 1-based.
+        column: u64,
+        /// Header name of the column.
+        name: String,
+        /// The cell, truncated to 40 characters.
+        cell: String,
+    },
+
+    /// The CSV file has a header but no data line.
+    #[error("CSV file: no data rows after the header (line {header_line})")]
+    CsvNoRows {
+        /// Line number of the header, 1-based.
+        header_line: u64,
+    },
 }
 
 impl ConvertError {

@@ -42,13 +42,14 @@
 //!   at all. Finished files are made read-only (mode `0o444`).
 //! * [`DatasetReader`] opens files read-only and holds no write handle at all, so reading can
 //!   never change a dataset (the original appended its read buffer to the file on close).
-//! * The converters ([`convert_mnist`], and the CSV converter to come) validate their input completely
+//! * The converters ([`convert_mnist`], [`convert_csv`]) validate their input completely
 //!   before the dataset file appears; a failure leaves nothing behind.
 //!
 //! Everything here is synchronous, blocking file I/O; async callers should run it on a blocking
 //! thread. Readers are `Send + Sync` and cheap to clone; all reads are positional, so any number
 //! of threads may read one dataset at once.
 
+mod csv;
 mod error;
 mod file;
 mod mnist;
@@ -58,6 +59,7 @@ use std::collections::BTreeMap;
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize};
 
+pub use csv::convert_csv;
 pub use error::{ConvertError, DatasetFileError, IdxFile};
 pub use file::{DatasetReader, DatasetWriter, RowCursor, remove_stale_temp_files};
 pub use mnist::{MNIST_IMAGE_MAGIC, MNIST_LABEL_MAGIC, convert_mnist};
