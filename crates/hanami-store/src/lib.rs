@@ -1,10 +1,12 @@
 //! Persistence of the Hanami server: the SQLite database (users, projects, resources,
-//! logs) and, in later modules, the file store for datasets, checkpoints and uploads.
+//! logs) and the file store for datasets, checkpoints and uploads.
 //!
 //! [`Store`] is a cheap-to-clone handle on a connection pool; every method is async and may
 //! be called from any task. Schema changes are numbered SQL files in `migrations/`, applied
-//! in order at [`Store::open`] and recorded in SQLite's `user_version`.
+//! in order at [`Store::open`] and recorded in SQLite's `user_version`. The [`dataset`]
+//! module is synchronous file I/O: the dataset file format and the upload converters.
 
+pub mod dataset;
 mod db;
 pub mod logs;
 pub mod projects;

@@ -1,0 +1,526 @@
+//! Conversion of an uploaded CSV file into an `f32` dataset.
+//!
+//! The accepted format is deliberately simple (no quoting, like the original):
+//! * lines end with `\n`; a `\r` before it is removed (CRLF files work); a UTF-8 byte-order
+//!   mark at the very start is ignored;
+//! * empty lines (or lines of only blanks) are skipped anywhere;
+//! * the first remaining line is the header: comma-separated column names, surrounding blanks
+//!   removed, each non-empty and unique;
+//! * every following line has exactly as many comma-separated cells as the header, and every
+//!   cell (surrounding blanks removed) is a number: an optional sign, digits with an optional
+//!   decimal point (`12`, `-1.5`, `.5`, `3.`) and an optional exponent (`2e-3`, `1E+4`), within
+//!   the range of `f32`; `true` / `false` (any case) are accepted as 1 / 0 as in the original;
+//! * there is at least one data line.
+//!
+//! Errors name the 1-based line number as an editor shows it (skipped lines count) and, for
+//! cells, the 1-based column and its header name.
+//!
+//! Output: one `f32` row per data line; the description has one single-column field per header
+//! name, `{"<name>": {"start_column": i, "end_column": i + 1}}`.
+//!
+//! Rows are written to the writer's temporary file while the input is checked; an error drops
+//! the writer, which removes that file, so the dataset appears only for a fully valid input.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use super::{ColumnRange, ConvertError, DataType, DatasetHeader, DatasetWriter, Description};
+
+const READ_BUFFER: usize = 1 << 20;
+/// Longest excerpt of a bad cell quoted in an error message, in characters.
+const MAX_QUOTED: usize = 40;
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Converts the CSV file at `input_path` into a new `f32` dataset named `name` at
+/// `dest_path`, and returns its header.
+///
+/// On any error no dataset file exists afterwards (and no temporary file is left). The input
+/// file is only read.
+pub fn convert_csv(
+    input_path: impl AsRef<Path>,
+    name: &str,
+    dest_path: impl AsRef<Path>,
+) -> Result<DatasetHeader, ConvertError> {
+    let input_path = input_path.as_ref();
+    let read_error = |source| ConvertError::ReadInput {
+        file: "CSV file",
+        path: input_path.to_owned(),
+        source,
+    };
+    let file = File::open(input_path).map_err(read_error)?;
+    let mut input = BufReader::with_capacity(READ_BUFFER, file);
+
+    let mut line = Vec::new();
+    let mut line_number = 0u64;
+    // Set once the header is read.
+    let mut table: Option<Table> = None;
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line).map_err(read_error)? == 0 {
+            break;
+        }
+        line_number += 1;
+        let mut content = line.strip_suffix(b"\n").unwrap_or(&line);
+        content = content.strip_suffix(b"\r").unwrap_or(content);
+        if line_number == 1 {
+            content = content.strip_prefix(BOM).unwrap_or(content);
+        }
+        if content.trim_ascii().is_empty() {
+            continue;
+        }
+        match &mut table {
+            None => {
+                table = Some(Table::start(
+                    content,
+                    line_number,
+                    name,
+                    dest_path.as_ref(),
+                )?)
+            }
+            Some(table) => table.add_row(content, line_number)?,
+        }
+    }
+
+    let table = table.ok_or(ConvertError::CsvNoHeader)?;
+    if table.writer.rows_written() == 0 {
+        return Err(ConvertError::CsvNoRows {
+            header_line: table.header_line,
+        });
+    }
+    Ok(table.writer.finish()?)
+}
+
+/// The state after the header: column names and the dataset being written.
+struct Table {
+    names: Vec<String>,
+    header_line: u64,
+    writer: DatasetWriter,
+    row: Vec<f32>,
+}
+
+impl Table {
+    fn start(header: &[u8], line: u64, name: &str, dest_path: &Path) -> Result<Self, ConvertError> {
+        let header =
+            std::str::from_utf8(header).map_err(|_| ConvertError::CsvHeaderNotUtf8 { line })?;
+        let names: Vec<String> = header
+            .split(',')
+            .map(|n| n.trim_ascii().to_owned())
+            .collect();
+        let mut seen: HashMap<&str, u64> = HashMap::with_capacity(names.len());
+        for (i, n) in names.iter().enumerate() {
+            let column = i as u64 + 1;
+            if n.is_empty() {
+                return Err(ConvertError::CsvEmptyName { line, column });
+            }
+            if let Some(&first_column) = seen.get(n.as_str()) {
+                return Err(ConvertError::CsvDuplicateName {
+                    line,
+                    name: n.clone(),
+                    first_column,
+                    column,
+                });
+            }
+            seen.insert(n, column);
+        }
+        let description: Description = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), ColumnRange::new(i as u64, i as u64 + 1)))
+            .collect();
+        let columns = names.len() as u64;
+        let writer = DatasetWriter::create(dest_path, name, DataType::F32, columns, description)?;
+        Ok(Table {
+            row: vec![0.0; names.len()],
+            names,
+            header_line: line,
+            writer,
+        })
+    }
+
+    fn add_row(&mut self, content: &[u8], line: u64) -> Result<(), ConvertError> {
+        let found = content.iter().filter(|&&b| b == b',').count() + 1;
+        if found != self.names.len() {
+            return Err(ConvertError::CsvRaggedRow {
+                line,
+                found: found as u64,
+                expected: self.names.len() as u64,
+            });
+        }
+        for (i, cell) in content.split(|&b| b == b',').enumerate() {
+            self.row[i] = parse_cell(cell).map_err(|problem| {
+                let column = i as u64 + 1;
+                let name = self.names[i].clone();
+                let cell = quote(cell.trim_ascii());
+                match problem {
+                    CellProblem::NotANumber => ConvertError::CsvNotANumber {
+                        line,
+                        column,
+                        name,
+                        cell,
+                    },
+                    CellProblem::OutOfRange => ConvertError::CsvOutOfRange {
+                        line,
+                        column,
+                        name,
+                        cell,
+                    },
+                }
+            })?;
+        }
+        self.writer.append_row_f32(&self.row)?;
+        Ok(())
+    }
+}
+
+enum CellProblem {
+    NotANumber,
+    OutOfRange,
+}
+
+/// Parses one cell (see the module doc for what is accepted).
+fn parse_cell(cell: &[u8]) -> Result<f32, CellProblem> {
+    let cell = cell.trim_ascii();
+    if cell.eq_ignore_ascii_case(b"true") {
+        return Ok(1.0);
+    }
+    if cell.eq_ignore_ascii_case(b"false") {
+        return Ok(0.0);
+    }
+    if !is_decimal_number(cell) {
+        return Err(CellProblem::NotANumber);
+    }
+    let text = std::str::from_utf8(cell).map_err(|_| CellProblem::NotANumber)?;
+    let value: f32 = text.parse().map_err(|_| CellProblem::NotANumber)?;
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(CellProblem::OutOfRange)
+    }
+}
+
+/// `[+-]? (digits [. digits?] | . digits) ([eE] [+-]? digits)?` — what `f32::from_str`
+/// accepts minus `inf` and `nan`.
+fn is_decimal_number(s: &[u8]) -> bool {
+    let digits = |s: &[u8], i: &mut usize| {
+        let start = *i;
+        while *i < s.len() && s[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i - start
+    };
+    let mut i = 0;
+    if matches!(s.first(), Some(b'+' | b'-')) {
+        i += 1;
+    }
+    let mut mantissa = digits(s, &mut i);
+    if s.get(i) == Some(&b'.') {
+        i += 1;
+        mantissa += digits(s, &mut i);
+    }
+    if mantissa == 0 {
+        return false;
+    }
+    if matches!(s.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(s.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if digits(s, &mut i) == 0 {
+            return false;
+        }
+    }
+    i == s.len()
+}
+
+/// The cell as text for a message, cut to [`MAX_QUOTED`] characters.
+fn quote(cell: &[u8]) -> String {
+    let text = String::from_utf8_lossy(cell);
+    match text.char_indices().nth(MAX_QUOTED) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{DatasetFileError, DatasetReader, description_json};
+    use super::*;
+    use std::fs;
+    use std::path::PathBuf;
+
+    struct Case {
+        dir: tempfile::TempDir,
+    }
+
+    impl Case {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            fs::create_dir(dir.path().join("out")).unwrap();
+            Case { dir }
+        }
+
+        fn dest(&self) -> PathBuf {
+            self.dir.path().join("out").join("dataset")
+        }
+
+        /// Converts `text`; on error checks that nothing was left behind.
+        fn convert(&self, text: &[u8]) -> Result<DatasetHeader, ConvertError> {
+            let input = self.dir.path().join("input.csv");
+            fs::write(&input, text).unwrap();
+            let result = convert_csv(&input, "csv test", self.dest());
+            if result.is_err() {
+                let left: Vec<_> = fs::read_dir(self.dir.path().join("out")).unwrap().collect();
+                assert!(left.is_empty(), "left behind: {left:?}");
+            }
+            assert_eq!(fs::read(&input).unwrap(), text);
+            result
+        }
+
+        fn values(&self, text: &[u8]) -> (DatasetHeader, Vec<f32>) {
+            let header = self.convert(text).unwrap();
+            let reader = DatasetReader::open(self.dest()).unwrap();
+            assert_eq!(reader.header(), &header);
+            let values = reader
+                .load_f32(ColumnRange::new(0, header.number_of_columns))
+                .unwrap();
+            fs::remove_file(self.dest()).unwrap();
+            (header, values)
+        }
+
+        fn error(&self, text: &[u8]) -> String {
+            let e = self.convert(text).unwrap_err();
+            assert!(e.is_invalid_input(), "{e}");
+            e.to_string()
+        }
+    }
+
+    #[test]
+    fn converts_numbers_of_every_form() {
+        let case = Case::new();
+        let (header, values) = case.values(
+            b"x,y,label\n1,-2,3\n0.5,-1.25,+7\n2e3,1E-2,-4.5e+1\n.5,3.,-0\ntrue,FALSE,True\n 1 ,\t2, 3 \n",
+        );
+        assert_eq!(header.name, "csv test");
+        assert_eq!(header.data_type, DataType::F32);
+        assert_eq!(header.number_of_rows, 6);
+        assert_eq!(header.number_of_columns, 3);
+        assert_eq!(
+            description_json(&header.description),
+            r#"{"label":{"end_column":3,"start_column":2},"x":{"end_column":1,"start_column":0},"y":{"end_column":2,"start_column":1}}"#
+        );
+        assert_eq!(
+            values,
+            [
+                1.0, -2.0, 3.0, 0.5, -1.25, 7.0, 2000.0, 0.01, -45.0, 0.5, 3.0, -0.0, 1.0, 0.0,
+                1.0, 1.0, 2.0, 3.0
+            ]
+        );
+        // Integers beyond the 32-bit range are fine (the original crashed on them).
+        let (_, values) = case.values(b"big\n12345678901234567890\n");
+        assert_eq!(values, [1.2345679e19]);
+    }
+
+    #[test]
+    fn crlf_bom_empty_lines_and_missing_final_newline() {
+        let case = Case::new();
+        let (header, values) =
+            case.values(b"\xEF\xBB\xBF\r\n\r\na,b\r\n1,2\r\n\r\n   \n3,4\r\n\n5,6");
+        assert_eq!(header.column_range("a"), Some(ColumnRange::new(0, 1)));
+        assert_eq!(header.column_range("b"), Some(ColumnRange::new(1, 2)));
+        assert_eq!(header.description.len(), 2);
+        assert_eq!(values, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        // The last cell of a CRLF line is a number, not "2\r".
+        let (_, values) = case.values(b"a\r\n2\r\n");
+        assert_eq!(values, [2.0]);
+    }
+
+    #[test]
+    fn single_column_and_many_rows() {
+        let case = Case::new();
+        let mut text = String::from("value\n");
+        for i in 0..50_000 {
+            text.push_str(&format!("{}\n", i as f32 * 0.25));
+        }
+        let (header, values) = case.values(text.as_bytes());
+        assert_eq!(header.number_of_rows, 50_000);
+        assert_eq!(values[40_001], 10_000.25);
+    }
+
+    #[test]
+    fn no_header() {
+        let case = Case::new();
+        let msg = "CSV file: no header line (the file is empty or holds only empty lines)";
+        assert_eq!(case.error(b""), msg);
+        assert_eq!(case.error(b"\n\r\n  \n"), msg);
+        assert_eq!(case.error(b"\xEF\xBB\xBF"), msg);
+    }
+
+    #[test]
+    fn no_data_rows() {
+        let case = Case::new();
+        assert_eq!(
+            case.error(b"\na,b,c\n\n"),
+            "CSV file: no data rows after the header (line 2)"
+        );
+    }
+
+    #[test]
+    fn bad_header_names() {
+        let case = Case::new();
+        assert_eq!(
+            case.error(b"a,b,a\n1,2,3\n"),
+            "CSV file: line 1: column 3 of the header repeats the name \"a\" of column 1; column \
+             names must be unique"
+        );
+        assert_eq!(
+            case.error(b"a, b ,b\n1,2,3\n"),
+            "CSV file: line 1: column 3 of the header repeats the name \"b\" of column 2; column \
+             names must be unique"
+        );
+        assert_eq!(
+            case.error(b"a,,c\n1,2,3\n"),
+            "CSV file: line 1: column 2 of the header has an empty name"
+        );
+        assert_eq!(
+            case.error(b"\na,b,\n1,2,3\n"),
+            "CSV file: line 2: column 3 of the header has an empty name"
+        );
+        assert_eq!(
+            case.error(b"a,\xff\n1,2\n"),
+            "CSV file: line 1: the header is not valid UTF-8 text"
+        );
+    }
+
+    #[test]
+    fn ragged_rows() {
+        let case = Case::new();
+        assert_eq!(
+            case.error(b"a,b,c\n1,2,3\n\n4,5\n"),
+            "CSV file: line 4 has 2 columns, expected 3 as in the header"
+        );
+        assert_eq!(
+            case.error(b"a,b,c\r\n1,2,3\r\n4,5,6,7\r\n"),
+            "CSV file: line 3 has 4 columns, expected 3 as in the header"
+        );
+        assert_eq!(
+            case.error(b"a,b\n1,2,\n"),
+            "CSV file: line 2 has 3 columns, expected 2 as in the header"
+        );
+    }
+
+    #[test]
+    fn non_numeric_cells() {
+        let case = Case::new();
+        assert_eq!(
+            case.error(b"x,price\n1,2\n3,abc\n"),
+            "CSV file: line 3, column 2 (\"price\"): \"abc\" is not a number (expected an \
+             integer, a decimal like -1.5 or 2e-3, true or false)"
+        );
+        for cell in [
+            "",
+            "null",
+            "inf",
+            "-infinity",
+            "NaN",
+            "1e",
+            "e5",
+            "--1",
+            "+-1",
+            "0x10",
+            "1.2.3",
+            "1 2",
+            ".",
+            "-",
+            "١٢",
+        ] {
+            let text = format!("a,b\n1,{cell}\n");
+            let msg = case.error(text.as_bytes());
+            assert!(
+                msg.starts_with("CSV file: line 2, column 2 (\"b\"): "),
+                "{cell}: {msg}"
+            );
+        }
+        let long = "y".repeat(100);
+        let msg = case.error(format!("a\n{long}\n").as_bytes());
+        assert!(
+            msg.contains(&format!("\"{}…\" is not a number", "y".repeat(40))),
+            "{msg}"
+        );
+        let msg = case.error(b"a\n1\n\xff\xfe\n");
+        assert!(
+            msg.starts_with("CSV file: line 3, column 1 (\"a\"): \"\u{fffd}\u{fffd}\""),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn late_error_after_many_rows_leaves_nothing() {
+        // More than the writer's 1 MiB buffer is in the temporary file when the bad cell comes.
+        let case = Case::new();
+        let mut text = String::from("a,b,c,d\n");
+        for i in 0..100_000 {
+            text.push_str(&format!("{i},1,2,3\n"));
+        }
+        text.push_str("1,2,3,x\n");
+        assert_eq!(
+            case.error(text.as_bytes()),
+            "CSV file: line 100002, column 4 (\"d\"): \"x\" is not a number (expected an \
+             integer, a decimal like -1.5 or 2e-3, true or false)"
+        );
+    }
+
+    #[test]
+    fn numbers_outside_f32() {
+        let case = Case::new();
+        assert_eq!(
+            case.error(b"a\n1\n-1e39\n"),
+            "CSV file: line 3, column 1 (\"a\"): -1e39 is outside the range of 32-bit floats"
+        );
+        // Tiny numbers become 0 (underflow is not an error).
+        let (_, values) = case.values(b"a\n1e-50\n");
+        assert_eq!(values, [0.0]);
+    }
+
+    #[test]
+    fn missing_input_and_existing_destination_are_server_errors() {
+        let case = Case::new();
+        let e = convert_csv(case.dir.path().join("nope"), "x", case.dest()).unwrap_err();
+        assert!(!e.is_invalid_input());
+        assert!(e.to_string().starts_with("CSV file: cannot read "), "{e}");
+
+        fs::write(case.dest(), b"old").unwrap();
+        let input = case.dir.path().join("input.csv");
+        fs::write(&input, b"a\n1\n").unwrap();
+        let e = convert_csv(&input, "x", case.dest()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConvertError::Output(DatasetFileError::AlreadyExists { .. })
+            ),
+            "{e}"
+        );
+        assert!(!e.is_invalid_input());
+        assert_eq!(fs::read(case.dest()).unwrap(), b"old");
+        assert_eq!(
+            fs::read_dir(case.dir.path().join("out")).unwrap().count(),
+            1
+        );
+    }
+
+    #[test]
+    fn cell_grammar() {
+        for ok in [
+            "0", "-0", "+1", "1.", ".1", "1.5e10", "1e-5", "1E+5", "007", "1.e3",
+        ] {
+            assert!(is_decimal_number(ok.as_bytes()), "{ok}");
+            assert!(ok.parse::<f32>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "+", ".", "e1", ".e1", "1e", "1e+", "1.5.", "inf", "nan", " 1",
+        ] {
+            assert!(!is_decimal_number(bad.as_bytes()), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Dataset files: the on-disk format, its writer and read-only reader, and the converters that
+//! turn uploaded MNIST (IDX) and CSV files into datasets.
+//!
+//! A dataset is one file holding a table of numbers: `number_of_rows` rows of
+//! `number_of_columns` values, all of one [`DataType`] (`u8` for MNIST, `f32` for CSV uploads and
+//! request results). A JSON *description* names column ranges, e.g. `picture` = columns
+//! `[0, 784)` and `label` = `[784, 794)`; task inputs and outputs refer to these names.
+//!
+//! # File layout ("hanami data-set v1.alpha")
+//!
+//! The layout is the original OpenHanami's, so files stay interchangeable. All integers are
+//! little endian; text fields are ASCII padded with NUL bytes.
+//!
+//! | Offset | Size | Field |
+//! |---:|---:|---|
+//! | 0 | 8 | `hanami` (type identifier) |
+//! | 8 | 32 | `data-set` (file identifier) |
+//! | 40 | 8 | `v1` (version) |
+//! | 48 | 8 | `alpha` (minor version) |
+//! | 56 | 1 | data type: 1 = `u8`, 4 = `f32` (the value is also the size of one value) |
+//! | 57 | 1 | bytes per value: 1 or 4, equal to the data type |
+//! | 58 | 2 | zero |
+//! | 60 | 4 | `description_size`: byte length of the description JSON (`u32`) |
+//! | 64 | 8 | total file size in bytes (`u64`) |
+//! | 72 | 8 | `number_of_rows` (`u64`) |
+//! | 80 | 8 | `number_of_columns` (`u64`, at least 1) |
+//! | 88 | 255 | dataset name, UTF-8, NUL padded |
+//! | 343 | 1 | name length in bytes, 1..=254 |
+//! | 344 | 3752 | zero (the header is 4096 bytes) |
+//! | 4096 | `description_size` | description: compact JSON, keys sorted, e.g. `{"label":{"end_column":794,"start_column":784},"picture":{"end_column":784,"start_column":0}}` |
+//! | 4096 + `description_size` | rows × columns × bytes per value | the values, row-major, no padding |
+//!
+//! So the file size is always `4096 + description_size + rows × columns × bytes per value`; the
+//! reader refuses any file where that, the recorded file size and the real length disagree.
+//!
+//! # Safety of stored data
+//!
+//! * [`DatasetWriter`] writes into a hidden temporary file next to the destination and only
+//!   moves it into place in [`DatasetWriter::finish`], after the header is complete and the
+//!   data is fsynced; it never replaces an existing file. A writer dropped early (error, panic,
+//!   cancelled task) removes its temporary file, so a dataset file either exists complete or not
+//!   at all. Finished files are made read-only (mode `0o444`).
+//! * [`DatasetReader`] opens files read-only and holds no write handle at all, so reading can
+//!   never change a dataset (the original appended its read buffer to the file on close).
+//! * The converters ([`convert_mnist`], [`convert_csv`]) validate their input completely
+//!   before the dataset file appears; a failure leaves nothing behind.
+//!
+//! Everything here is synchronous, blocking file I/O; async callers should run it on a blocking
+//! thread. Readers are `Send + Sync` and cheap to clone; all reads are positional, so any number
+//! of threads may read one dataset at once.
+
+mod csv;
+mod error;
+mod file;
+mod mnist;
+
+use std::collections::BTreeMap;
+
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize};
+
+pub use csv::convert_csv;
+pub use error::{ConvertError, DatasetFileError, IdxFile};
+pub use file::{DatasetReader, DatasetWriter, RowCursor, remove_stale_temp_files};
+pub use mnist::{MNIST_IMAGE_MAGIC, MNIST_LABEL_MAGIC, convert_mnist};
+
+/// The type of every value stored in a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DataType {
+    /// Unsigned 8-bit integers, 0..=255 (MNIST pixels and one-hot labels). Read as f32 unscaled.
+    U8,
+    /// 32-bit IEEE floats, little endian (CSV uploads, request results).
+    F32,
+}
+
+impl DataType {
+    /// The type code stored in the file header: 1 for `u8`, 4 for `f32`.
+    pub fn code(self) -> u8 {
+        match self {
+            DataType::U8 => 1,
+            DataType::F32 => 4,
+        }
+    }
+
+    /// The type for a header type code, `None` for unknown codes.
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(DataType::U8),
+            4 => Some(DataType::F32),
+            _ => None,
+        }
+    }
+
+    /// Bytes per stored value: 1 or 4.
+    pub fn size(self) -> usize {
+        match self {
+            DataType::U8 => 1,
+            DataType::F32 => 4,
+        }
+    }
+
+    /// Short name for messages: `"u8"` or `"f32"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DataType::U8 => "u8",
+            DataType::F32 => "f32",
+        }
+    }
+}
+
+impl std::fmt::Display for DataType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A half-open range of columns `[start_column, end_column)`, one entry of a [`Description`].
+///
+/// Serialized as `{"end_column": e, "start_column": s}` (keys sorted, as the original wrote
+/// them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+pub struct ColumnRange {
+    /// First column of the range.
+    pub start_column: u64,
+    /// One past the last column of the range.
+    pub end_column: u64,
+}
+
+impl ColumnRange {
+    /// The range `[start_column, end_column)`.
+    pub fn new(start_column: u64, end_column: u64) -> Self {
+        ColumnRange {
+            start_column,
+            end_column,
+        }
+    }
+
+    /// Number of columns in the range (0 if `end_column <= start_column`).
+    pub fn width(&self) -> u64 {
+        self.end_column.saturating_sub(self.start_column)
+    }
+}
+
+impl std::fmt::Display for ColumnRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}, {})", self.start_column, self.end_column)
+    }
+}
+
+impl Serialize for ColumnRange {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Written by hand so that the keys come out sorted whatever serde_json features are on.
+        let mut s = serializer.serialize_struct("ColumnRange", 2)?;
+        s.serialize_field("end_column", &self.end_column)?;
+        s.serialize_field("start_column", &self.start_column)?;
+        s.end()
+    }
+}
+
+/// The column map of a dataset: field name → column range. Sorted by name.
+pub type Description = BTreeMap<String, ColumnRange>;
+
+/// Everything the header and description of a dataset file say about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetHeader {
+    /// The dataset name stored in the file (1..=254 bytes of UTF-8).
+    pub name: String,
+    /// Type of every value.
+    pub data_type: DataType,
+    /// Number of rows.
+    pub number_of_rows: u64,
+    /// Number of values per row (at least 1).
+    pub number_of_columns: u64,
+    /// Named column ranges; each lies within `[0, number_of_columns)`.
+    pub description: Description,
+}
+
+impl DatasetHeader {
+    /// The format version as GET dataset reports it: `"v1.alpha"`.
+    pub fn version(&self) -> &'static str {
+        FORMAT_VERSION
+    }
+
+    /// The column range of a description field, if the dataset has it.
+    pub fn column_range(&self, field: &str) -> Option<ColumnRange> {
+        self.description.get(field).copied()
+    }
+
+    /// Bytes of one stored row.
+    pub fn row_bytes(&self) -> u64 {
+        self.number_of_columns * self.data_type.size() as u64
+    }
+}
+
+/// The format version string of the files written here: `"v1.alpha"`.
+pub const FORMAT_VERSION: &str = "v1.alpha";
+
+/// The description as stored in the file: compact JSON with sorted keys.
+pub fn description_json(description: &Description) -> String {
+    serde_json::to_string(description).expect("a map of strings to integers always serializes")
+}
+
+/// The description of a result dataset of a request task: one field `result_name` spanning
+/// all `number_of_outputs` columns.
+pub fn result_description(result_name: &str, number_of_outputs: u64) -> Description {
+    Description::from([(
+        result_name.to_owned(),
+        ColumnRange::new(0, number_of_outputs),
+    )])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn description_json_is_compact_and_sorted() {
+        let mut d = Description::new();
+        d.insert("picture".into(), ColumnRange::new(0, 784));
+        d.insert("label".into(), ColumnRange::new(784, 794));
+        assert_eq!(
+            description_json(&d),
+            r#"{"label":{"end_column":794,"start_column":784},"picture":{"end_column":784,"start_column":0}}"#
+        );
+        let back: Description = serde_json::from_str(&description_json(&d)).unwrap();
+        assert_eq!(back, d);
+    }
+
+    #[test]
+    fn data_type_codes() {
+        for t in [DataType::U8, DataType::F32] {
+            assert_eq!(DataType::from_code(t.code()), Some(t));
+            assert_eq!(t.code() as usize, t.size());
+        }
+        assert_eq!(DataType::from_code(2), None);
+    }
+}
