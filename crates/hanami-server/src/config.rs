@@ -47,6 +47,8 @@ struct FileConfig {
     token_expiry: Option<u64>,
     policy_file: Option<PathBuf>,
     max_body_bytes: Option<usize>,
+    max_upload_bytes: Option<u64>,
+    upload_timeout: Option<u64>,
 }
 
 /// PEM files for HTTPS.
@@ -73,6 +75,10 @@ pub struct Config {
     pub policy_file: Option<PathBuf>,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Largest file a dataset upload may declare, in bytes.
+    pub max_upload_bytes: u64,
+    /// Unfinished uploads idle for longer than this are removed.
+    pub upload_timeout: Duration,
 }
 
 /// Default listen address.
@@ -83,6 +89,10 @@ pub const DEFAULT_DATA_DIR: &str = "hanami-data";
 pub const DEFAULT_TOKEN_EXPIRY: u64 = 3600;
 /// Default body limit: 1 MiB, as the original.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+/// Default upload limit per file: 4 GiB.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 4 << 30;
+/// Default idle timeout of unfinished uploads in seconds (the original's 10 minutes).
+pub const DEFAULT_UPLOAD_TIMEOUT: u64 = 600;
 
 impl Config {
     /// Builds the configuration from the command line, the environment and the config file.
@@ -102,6 +112,10 @@ impl Config {
         if max_body_bytes < 1024 {
             bail!("max_body_bytes must be at least 1024");
         }
+        let upload_timeout = file.upload_timeout.unwrap_or(DEFAULT_UPLOAD_TIMEOUT);
+        if upload_timeout == 0 {
+            bail!("upload_timeout must be at least 1 second");
+        }
         Ok(Self {
             listen: args
                 .listen
@@ -119,6 +133,8 @@ impl Config {
             ),
             policy_file: args.policy_file.or(file.policy_file),
             max_body_bytes,
+            max_upload_bytes: file.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD_BYTES),
+            upload_timeout: Duration::from_secs(upload_timeout),
         })
     }
 }

@@ -7,7 +7,10 @@
 
 pub mod api;
 pub mod config;
+pub mod paths;
 mod startup;
 pub mod state;
+pub mod uploads;
+mod websocket;
 
 pub use startup::run;

@@ -1,5 +1,6 @@
 //! Start-up and shutdown of the server.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -7,14 +8,18 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::Router;
+use axum_server::accept::NoDelayAcceptor;
 use hanami_auth::{Policy, TokenKey, password};
 use hanami_store::Store;
+use hanami_store::dataset;
 use hanami_store::users::NewUser;
 
 use crate::api::validate::Pattern;
 use crate::api::{self, Routes};
 use crate::config::Config;
+use crate::paths::DataDir;
 use crate::state::{App, AppState};
+use crate::uploads::Uploads;
 
 /// Environment variables that create the first global admin.
 const ADMIN_ID_VAR: &str = "HANAMI_ADMIN_USER_ID";
@@ -44,6 +49,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let handle = axum_server::Handle::new();
     tokio::spawn(shutdown_on_signal(handle.clone()));
+    tokio::spawn(expire_uploads(app.uploads.clone()));
     let router = Router::new()
         .fallback(api::dispatch)
         .with_state(app.clone())
@@ -61,13 +67,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                             tls.key.display()
                         )
                     })?;
-            axum_server::from_tcp_rustls(listener, tls_config)
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls_config)
+                .acceptor(NoDelayAcceptor::new());
+            axum_server::from_tcp(listener)
+                .acceptor(acceptor)
                 .handle(handle)
                 .serve(router)
                 .await?;
         }
         None => {
             axum_server::from_tcp(listener)
+                .acceptor(NoDelayAcceptor::new())
                 .handle(handle)
                 .serve(router)
                 .await?;
@@ -81,24 +91,66 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 /// Everything before the listener: directories, database, admin, token key, policy.
 async fn prepare(config: Config) -> anyhow::Result<App> {
     let data_dir = &config.data_dir;
-    std::fs::create_dir_all(data_dir)
+    let paths = DataDir::new(data_dir);
+    paths
+        .create()
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-    let store = Store::open(&data_dir.join("hanami.db"))
+    let store = Store::open(&paths.database())
         .await
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
     ensure_admin(&store).await?;
-    let tokens = TokenKey::load_or_create(&data_dir.join("token.key"), config.token_expiry)?;
+    let tokens = TokenKey::load_or_create(&paths.token_key(), config.token_expiry)?;
+    remove_unreferenced_datasets(&store, &paths.datasets()).await?;
+    let uploads = Arc::new(
+        Uploads::new(&paths.uploads(), config.upload_timeout)
+            .context("cannot clean up the temporary upload files")?,
+    );
     let policy = match &config.policy_file {
         Some(path) => load_policy(path)?,
         None => Policy::builtin(),
     };
     Ok(Arc::new(AppState {
         config,
+        paths,
         store,
+        uploads,
         tokens,
         policy,
         routes: Routes::default(),
     }))
+}
+
+/// Removes dataset files that no database row references (left by a crash between
+/// writing a file and registering it, or between deleting a row and its file).
+async fn remove_unreferenced_datasets(store: &Store, dir: &Path) -> anyhow::Result<()> {
+    let referenced: HashSet<String> = store.dataset_file_names().await?.into_iter().collect();
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        dataset::remove_stale_temp_files(&dir)?;
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type()?.is_file() && !referenced.contains(&name) {
+                tracing::warn!("removing dataset file {name}, which no dataset references");
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
+    })
+    .await?
+    .with_context(|| "cannot clean up the dataset folder")
+}
+
+/// Periodically removes idle unfinished uploads.
+async fn expire_uploads(uploads: Arc<Uploads>) {
+    let mut tick = tokio::time::interval(uploads.expiry_interval());
+    loop {
+        tick.tick().await;
+        let uploads = uploads.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || uploads.expire()).await {
+            tracing::error!("upload expiry failed: {e}");
+        }
+    }
 }
 
 fn load_policy(path: &Path) -> anyhow::Result<Policy> {

@@ -7,6 +7,8 @@ use hanami_store::Store;
 
 use crate::api::Routes;
 use crate::config::Config;
+use crate::paths::DataDir;
+use crate::uploads::Uploads;
 
 /// Shared application state; cheap to clone.
 pub type App = Arc<AppState>;
@@ -15,8 +17,12 @@ pub type App = Arc<AppState>;
 pub struct AppState {
     /// Effective configuration.
     pub config: Config,
+    /// Layout of the data directory.
+    pub paths: DataDir,
     /// The database.
     pub store: Store,
+    /// Unfinished dataset uploads.
+    pub uploads: Arc<Uploads>,
     /// Signs and verifies tokens.
     pub tokens: TokenKey,
     /// Which role may call what.

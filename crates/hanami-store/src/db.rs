@@ -8,7 +8,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Executor, SqlitePool};
 
 /// The schema migrations, in order. Never edit one that has shipped: add a new one.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_users_projects_logs.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_users_projects_logs.sql"),
+    include_str!("../migrations/0002_datasets.sql"),
+];
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]

@@ -10,6 +10,7 @@ pub mod dataset;
 mod db;
 pub mod logs;
 pub mod projects;
+pub mod resources;
 pub mod users;
 
 pub use db::{Store, StoreError, now_timestamp};

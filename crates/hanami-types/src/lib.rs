@@ -6,10 +6,13 @@
 //! original Python SDK and Go CLI depend on.
 
 pub mod auth;
+pub mod datasets;
 pub mod list;
 pub mod logs;
 pub mod projects;
+pub mod scope;
 pub mod users;
+pub mod websocket;
 
 /// Path prefix of every REST endpoint.
 pub const API_PREFIX: &str = "/v1.0alpha";

@@ -12,6 +12,7 @@
 //! 7. input validation against the endpoint's declared fields (400);
 //! 8. the handler.
 
+mod datasets;
 mod error;
 mod logs;
 mod projects;
@@ -25,7 +26,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use hanami_auth::{ADMIN_PROJECT, Caller, Method, TokenError};
@@ -38,6 +40,7 @@ pub use error::{ApiError, ApiResult};
 use validate::{Field, Pattern};
 
 use crate::state::App;
+use crate::websocket;
 
 /// Header that carries the token.
 pub const TOKEN_HEADER: &str = "x-auth-token";
@@ -66,6 +69,7 @@ impl Default for Routes {
         users::register(&mut routes);
         projects::register(&mut routes);
         logs::register(&mut routes);
+        datasets::register(&mut routes);
         routes
     }
 }
@@ -121,9 +125,15 @@ struct RequestFacts {
     input: Map<String, Value>,
 }
 
-/// The axum handler for every REST request.
+/// The axum handler for every request: websocket upgrades (on any path) and REST calls.
 pub async fn dispatch(State(app): State<App>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    if is_websocket_upgrade(&parts.headers) {
+        return match WebSocketUpgrade::from_request_parts(&mut parts, &app).await {
+            Ok(ws) => websocket::upgrade(app, ws),
+            Err(rejection) => rejection.into_response(),
+        };
+    }
     let mut facts = RequestFacts::default();
     match process(&app, &parts, body, &mut facts).await {
         Ok(value) => json_response(&value),
@@ -258,6 +268,13 @@ pub fn require_admin(caller: &Caller, what: &str) -> ApiResult<()> {
             "Only global admins may {what}."
         )))
     }
+}
+
+fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
 fn without_secrets(input: &Map<String, Value>) -> Map<String, Value> {

@@ -337,3 +337,38 @@ pub async fn member(
         .expect(200);
     server.login(user, "password1").await
 }
+
+/// Logs in through the SDK.
+pub async fn sdk(server: &TestServer, user: &str, password: &str) -> hanami_sdk::Client {
+    hanami_sdk::Client::login(&server.url, user, password)
+        .await
+        .unwrap_or_else(|e| panic!("SDK login of {user}: {e}"))
+}
+
+/// IDX image and label files of `count` 28×28 images; labels cycle through 0..=9.
+pub fn mnist_files(dir: &Path, count: u32) -> (PathBuf, PathBuf) {
+    let mut images = Vec::with_capacity(16 + count as usize * 784);
+    images.extend_from_slice(&0x0803u32.to_be_bytes());
+    images.extend_from_slice(&count.to_be_bytes());
+    images.extend_from_slice(&28u32.to_be_bytes());
+    images.extend_from_slice(&28u32.to_be_bytes());
+    for i in 0..count as usize * 784 {
+        images.push((i * 7 % 251) as u8);
+    }
+    let mut labels = Vec::with_capacity(8 + count as usize);
+    labels.extend_from_slice(&0x0801u32.to_be_bytes());
+    labels.extend_from_slice(&count.to_be_bytes());
+    labels.extend((0..count).map(|i| (i % 10) as u8));
+    let image_path = dir.join(format!("images-{count}"));
+    let label_path = dir.join(format!("labels-{count}"));
+    std::fs::write(&image_path, images).unwrap();
+    std::fs::write(&label_path, labels).unwrap();
+    (image_path, label_path)
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256(path: &Path) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(std::fs::read(path).unwrap());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,177 @@
+//! Datasets: upload (MNIST and CSV), information, listing, deletion and accuracy check.
+
+use std::path::Path;
+use std::time::Duration;
+
+use hanami_types::datasets::{
+    CsvFinalizeRequest, CsvUploadRequest, Dataset, DatasetCheck, DatasetUuid, MnistFinalizeRequest,
+    MnistUploadRequest, UploadProgress, UploadStarted,
+};
+use hanami_types::list::ListTable;
+
+use crate::{Client, Error, Result};
+
+/// How long to wait for the server to report an upload complete after the last chunk.
+const PROGRESS_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn file_size(path: &Path) -> Result<u64> {
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|source| Error::File {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+impl Client {
+    /// Uploads an MNIST image and label file pair (IDX format) as a new dataset.
+    pub async fn upload_mnist(&self, name: &str, images: &Path, labels: &Path) -> Result<Dataset> {
+        self.upload_mnist_with_progress(name, images, labels, &mut |_, _| {})
+            .await
+    }
+
+    /// [`Client::upload_mnist`], reporting `(bytes sent, bytes total)` after every chunk.
+    pub async fn upload_mnist_with_progress(
+        &self,
+        name: &str,
+        images: &Path,
+        labels: &Path,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Dataset> {
+        let (image_size, label_size) = (file_size(images)?, file_size(labels)?);
+        let started = self
+            .start_mnist_upload(name, image_size, label_size)
+            .await?;
+        let label_uuid = started
+            .uuid_label_file
+            .clone()
+            .ok_or_else(|| Error::Protocol("no uuid_label_file in the upload answer".into()))?;
+        let total = image_size + label_size;
+        self.upload_file(&started.uuid_input_file, images, &mut |sent| {
+            progress(sent, total)
+        })
+        .await?;
+        self.upload_file(&label_uuid, labels, &mut |sent| {
+            progress(image_size + sent, total)
+        })
+        .await?;
+        self.wait_for_upload(&started.uuid).await?;
+        let done: DatasetUuid = self
+            .put(
+                "dataset/upload/mnist",
+                &MnistFinalizeRequest {
+                    uuid: started.uuid.clone(),
+                    uuid_input_file: started.uuid_input_file,
+                    uuid_label_file: label_uuid,
+                },
+            )
+            .await?;
+        self.dataset(&done.uuid).await
+    }
+
+    /// Uploads a CSV file (header line, then numeric rows) as a new dataset.
+    pub async fn upload_csv(&self, name: &str, csv: &Path) -> Result<Dataset> {
+        self.upload_csv_with_progress(name, csv, &mut |_, _| {})
+            .await
+    }
+
+    /// [`Client::upload_csv`], reporting `(bytes sent, bytes total)` after every chunk.
+    pub async fn upload_csv_with_progress(
+        &self,
+        name: &str,
+        csv: &Path,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Dataset> {
+        let size = file_size(csv)?;
+        let started = self.start_csv_upload(name, size).await?;
+        self.upload_file(&started.uuid_input_file, csv, &mut |sent| {
+            progress(sent, size)
+        })
+        .await?;
+        self.wait_for_upload(&started.uuid).await?;
+        let done: DatasetUuid = self
+            .put(
+                "dataset/upload/csv",
+                &CsvFinalizeRequest {
+                    uuid: started.uuid.clone(),
+                    uuid_input_file: started.uuid_input_file,
+                },
+            )
+            .await?;
+        self.dataset(&done.uuid).await
+    }
+
+    /// First step of an MNIST upload: the server creates the temporary files.
+    pub async fn start_mnist_upload(
+        &self,
+        name: &str,
+        image_size: u64,
+        label_size: u64,
+    ) -> Result<UploadStarted> {
+        let body = MnistUploadRequest {
+            name: name.to_owned(),
+            input_data_size: image_size,
+            label_data_size: label_size,
+        };
+        self.post("dataset/upload/mnist", &body).await
+    }
+
+    /// First step of a CSV upload.
+    pub async fn start_csv_upload(&self, name: &str, size: u64) -> Result<UploadStarted> {
+        let body = CsvUploadRequest {
+            name: name.to_owned(),
+            input_data_size: size,
+        };
+        self.post("dataset/upload/csv", &body).await
+    }
+
+    /// Whether every byte of an upload has arrived.
+    pub async fn upload_progress(&self, dataset_uuid: &str) -> Result<UploadProgress> {
+        self.get("dataset/progress", &[("uuid", dataset_uuid)])
+            .await
+    }
+
+    async fn wait_for_upload(&self, dataset_uuid: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + PROGRESS_TIMEOUT;
+        loop {
+            if self.upload_progress(dataset_uuid).await?.complete {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::Protocol(format!(
+                    "the server did not report the upload of {dataset_uuid} complete"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// One dataset.
+    pub async fn dataset(&self, uuid: &str) -> Result<Dataset> {
+        self.get("dataset", &[("uuid", uuid)]).await
+    }
+
+    /// All datasets visible to the caller.
+    pub async fn datasets(&self) -> Result<ListTable> {
+        self.get("dataset/all", &[]).await
+    }
+
+    /// Deletes a dataset.
+    pub async fn delete_dataset(&self, uuid: &str) -> Result<()> {
+        self.delete("dataset", &[("uuid", uuid)]).await
+    }
+
+    /// Accuracy (percent) of a result dataset against the labels of a reference dataset.
+    pub async fn check_dataset(&self, reference_uuid: &str, result_uuid: &str) -> Result<f64> {
+        let check: DatasetCheck = self
+            .get(
+                "dataset/check",
+                &[
+                    ("dataset_uuid", reference_uuid),
+                    ("result_uuid", result_uuid),
+                ],
+            )
+            .await?;
+        Ok(check.accuracy)
+    }
+}

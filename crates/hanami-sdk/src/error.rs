@@ -1,0 +1,79 @@
+//! Errors of the client.
+
+/// Result of a client call.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// What went wrong in a call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 400: the server refused the input; the message says why.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// 401: not logged in, token expired, or not allowed.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// 404: no such resource (or not visible to this user).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// 409: conflicts with the current state.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// 500: the server failed; the message carries its error id.
+    #[error("internal server error: {0}")]
+    Internal(String),
+    /// Any other status.
+    #[error("unexpected status {status}: {body}")]
+    Status {
+        /// The status code.
+        status: u16,
+        /// The body text.
+        body: String,
+    },
+    /// The server could not be reached or the connection broke.
+    #[error("connection to the server failed: {0}")]
+    Transport(#[from] reqwest::Error),
+    /// A websocket session failed or the server refused a message in it.
+    #[error("websocket: {0}")]
+    WebSocket(String),
+    /// The server answered something this client does not understand.
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+    /// A local file could not be read.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The client options are unusable (e.g. a malformed certificate).
+    #[error("invalid client options: {0}")]
+    Options(String),
+}
+
+impl Error {
+    /// The error for a non-200 answer.
+    pub(crate) fn from_status(status: u16, body: String) -> Self {
+        match status {
+            400 => Error::BadRequest(body),
+            401 => Error::Unauthorized(body),
+            404 => Error::NotFound(body),
+            409 => Error::Conflict(body),
+            500 => Error::Internal(body),
+            _ => Error::Status { status, body },
+        }
+    }
+
+    /// The HTTP status behind the error, if it came from one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::BadRequest(_) => Some(400),
+            Error::Unauthorized(_) => Some(401),
+            Error::NotFound(_) => Some(404),
+            Error::Conflict(_) => Some(409),
+            Error::Internal(_) => Some(500),
+            Error::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}

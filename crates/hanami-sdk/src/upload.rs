@@ -1,0 +1,144 @@
+//! Sending a file into an upload's temporary file over a websocket session.
+
+use std::path::Path;
+
+use futures_util::{SinkExt, StreamExt};
+use hanami_types::datasets::UPLOAD_CHUNK_SIZE;
+use hanami_types::websocket::proto::{FileUploadMessage, FileUploadResponseMessage};
+use hanami_types::websocket::{SessionInit, SessionReply, TARGET_FILE_UPLOAD};
+use prost::Message as _;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use crate::{Client, Error, Result};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+fn ws_err(e: impl std::fmt::Display) -> Error {
+    Error::WebSocket(e.to_string())
+}
+
+impl Client {
+    /// Opens a websocket session for `target` (`file_upload` or `cluster`) and `uuid`.
+    pub(crate) async fn open_session(&self, target: &str, uuid: &str) -> Result<Socket> {
+        let url = self.websocket_url();
+        let connector = url
+            .starts_with("wss://")
+            .then(|| Connector::Rustls(self.tls.clone()));
+        let (mut socket, _) =
+            tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, true, connector)
+                .await
+                .map_err(ws_err)?;
+        let init = SessionInit {
+            token: self.token().to_owned(),
+            target: target.to_owned(),
+            uuid: uuid.to_owned(),
+        };
+        let text = serde_json::to_string(&init).map_err(ws_err)?;
+        socket.send(Message::text(text)).await.map_err(ws_err)?;
+        let reply = next_binary(&mut socket).await?;
+        let reply: SessionReply = serde_json::from_slice(&reply)
+            .map_err(|e| Error::Protocol(format!("session reply: {e}")))?;
+        if !reply.success {
+            return Err(Error::WebSocket(format!(
+                "the server refused the session: {}",
+                reply.error.unwrap_or_default()
+            )));
+        }
+        Ok(socket)
+    }
+
+    /// Sends a local file into the temporary file `file_uuid` of an upload, in 128 KiB
+    /// chunks; the server answers each chunk, and `sent` gets the bytes stored so far.
+    pub async fn upload_file(
+        &self,
+        file_uuid: &str,
+        path: &Path,
+        sent: &mut dyn FnMut(u64),
+    ) -> Result<()> {
+        let file_err = |source| Error::File {
+            path: path.display().to_string(),
+            source,
+        };
+        // One read of the whole file; chunks are then slices of it without copies.
+        let content = tokio::fs::read(path).await.map_err(file_err)?;
+        let content = prost::bytes::Bytes::from(content);
+        let mut socket = self.open_session(TARGET_FILE_UPLOAD, file_uuid).await?;
+        // The server answers every chunk in order; keeping a few chunks in flight lets the
+        // client prepare the next chunk while the server stores the previous one.
+        let mut in_flight = 0usize;
+        let mut acknowledged = 0u64;
+        let chunk_ends: Vec<usize> = (0..content.len())
+            .step_by(UPLOAD_CHUNK_SIZE)
+            .map(|start| (start + UPLOAD_CHUNK_SIZE).min(content.len()))
+            .collect();
+        let mut acks = chunk_ends.iter();
+        for (index, &end) in chunk_ends.iter().enumerate() {
+            let start = index * UPLOAD_CHUNK_SIZE;
+            let chunk = FileUploadMessage {
+                position: start as u64,
+                data: content.slice(start..end),
+            };
+            socket
+                .send(Message::binary(chunk.encode_to_vec()))
+                .await
+                .map_err(ws_err)?;
+            in_flight += 1;
+            if in_flight == UPLOAD_WINDOW {
+                acknowledged = receive_ack(&mut socket, &mut acks).await?;
+                sent(acknowledged);
+                in_flight -= 1;
+            }
+        }
+        while in_flight > 0 {
+            acknowledged = receive_ack(&mut socket, &mut acks).await?;
+            sent(acknowledged);
+            in_flight -= 1;
+        }
+        debug_assert_eq!(acknowledged, content.len() as u64);
+        let _ = socket.close(None).await;
+        Ok(())
+    }
+}
+
+/// Chunks sent ahead of the server's answers.
+const UPLOAD_WINDOW: usize = 4;
+
+/// Waits for the answer to the oldest chunk in flight; returns the bytes stored so far.
+async fn receive_ack(
+    socket: &mut Socket,
+    chunk_ends: &mut std::slice::Iter<'_, usize>,
+) -> Result<u64> {
+    let reply = FileUploadResponseMessage::decode(next_binary(socket).await?)
+        .map_err(|e| Error::Protocol(format!("upload reply: {e}")))?;
+    if !reply.success {
+        return Err(Error::WebSocket(format!(
+            "the server refused a chunk: {}",
+            reply.error_message
+        )));
+    }
+    let end = chunk_ends
+        .next()
+        .ok_or_else(|| Error::Protocol("more upload answers than chunks".into()))?;
+    Ok(*end as u64)
+}
+
+/// The next binary message, skipping pings.
+pub(crate) async fn next_binary(socket: &mut Socket) -> Result<prost::bytes::Bytes> {
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Binary(bytes))) => return Ok(bytes),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Close(_))) | None => {
+                return Err(Error::WebSocket("the server closed the session".into()));
+            }
+            Some(Ok(other)) => {
+                return Err(Error::Protocol(format!(
+                    "unexpected websocket message: {other:?}"
+                )));
+            }
+            Some(Err(e)) => return Err(ws_err(e)),
+        }
+    }
+}

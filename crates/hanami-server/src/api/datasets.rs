@@ -1,0 +1,408 @@
+//! Datasets: upload initialisation and finalisation, progress, get, list, delete, and the
+//! accuracy check of a request result against a labelled dataset.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use hanami_auth::{Caller, Method};
+use hanami_store::dataset::{self, ColumnRange, DatasetReader};
+use hanami_store::resources::DatasetRow;
+use hanami_types::datasets::{
+    CsvFinalizeRequest, CsvUploadRequest, Dataset, DatasetCheck, DatasetUuid, MnistFinalizeRequest,
+    MnistUploadRequest, UploadProgress, UploadStarted,
+};
+use hanami_types::list::ListTable;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::validate::{Field, Pattern};
+use super::{ApiError, ApiResult, NoInput, Routes};
+use crate::state::App;
+use crate::uploads::{FileRole, FinalizeError, UploadKind, UploadMeta};
+
+const NAME: Field = Field::string("name", Some(Pattern::Name), 4, 254);
+const UUID: Field = Field::string("uuid", Some(Pattern::Uuid), 36, 36);
+const INPUT_FILE: Field = Field::string("uuid_input_file", Some(Pattern::Uuid), 36, 36);
+const LABEL_FILE: Field = Field::string("uuid_label_file", Some(Pattern::Uuid), 36, 36);
+const MAX_DECLARED_SIZE: i64 = 10_000_000_000;
+const INPUT_SIZE: Field = Field::int("input_data_size", 1, MAX_DECLARED_SIZE);
+const LABEL_SIZE: Field = Field::int("label_data_size", 1, MAX_DECLARED_SIZE);
+const CHECK_FIELDS: &[Field] = &[
+    Field::string("dataset_uuid", Some(Pattern::Uuid), 36, 36),
+    Field::string("result_uuid", Some(Pattern::Uuid), 36, 36),
+];
+
+pub(super) fn register(routes: &mut Routes) {
+    routes.add(
+        "v1.0alpha/dataset/upload/mnist",
+        Method::Post,
+        &[NAME, INPUT_SIZE, LABEL_SIZE],
+        start_mnist,
+    );
+    routes.add(
+        "v1.0alpha/dataset/upload/csv",
+        Method::Post,
+        &[NAME, INPUT_SIZE],
+        start_csv,
+    );
+    routes.add(
+        "v1.0alpha/dataset/upload/mnist",
+        Method::Put,
+        &[UUID, INPUT_FILE, LABEL_FILE],
+        finish_mnist,
+    );
+    routes.add(
+        "v1.0alpha/dataset/upload/csv",
+        Method::Put,
+        &[UUID, INPUT_FILE],
+        finish_csv,
+    );
+    routes.add("v1.0alpha/dataset/progress", Method::Get, &[UUID], progress);
+    routes.add("v1.0alpha/dataset", Method::Get, &[UUID], get);
+    routes.add("v1.0alpha/dataset/all", Method::Get, &[], list);
+    routes.add("v1.0alpha/dataset", Method::Delete, &[UUID], delete);
+    routes.add("v1.0alpha/dataset/check", Method::Get, CHECK_FIELDS, check);
+}
+
+fn not_found(uuid: &str) -> ApiError {
+    ApiError::NotFound(format!("Dataset with uuid '{uuid}' not found"))
+}
+
+fn check_size(app: &App, field: &str, size: u64) -> ApiResult<()> {
+    let limit = app.config.max_upload_bytes;
+    if size > limit {
+        return Err(ApiError::BadRequest(format!(
+            "Given item '{field}' declares {size} bytes, more than this server accepts per file \
+             ({limit} bytes)"
+        )));
+    }
+    Ok(())
+}
+
+async fn start_upload(
+    app: &App,
+    caller: &Caller,
+    name: String,
+    kind: UploadKind,
+    files: Vec<(FileRole, u64)>,
+) -> ApiResult<UploadStarted> {
+    let meta = UploadMeta {
+        dataset_uuid: uuid::Uuid::new_v4().to_string(),
+        name,
+        kind,
+        owner_id: caller.id.clone(),
+        project_id: caller.project_id.clone(),
+        created_at: hanami_store::now_timestamp(),
+    };
+    let uploads = app.uploads.clone();
+    let started = tokio::task::spawn_blocking(move || uploads.start(meta, &files))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .context("cannot create the temporary upload files")?;
+    let mut file_uuids = started.file_uuids.into_iter();
+    Ok(UploadStarted {
+        created_at: started.meta.created_at,
+        uuid: started.meta.dataset_uuid,
+        name: started.meta.name,
+        owner_id: started.meta.owner_id,
+        project_id: started.meta.project_id,
+        visibility: "private".into(),
+        uuid_input_file: file_uuids.next().expect("one file per role"),
+        uuid_label_file: file_uuids.next(),
+    })
+}
+
+/// `POST dataset/upload/mnist`: temporary files for an IDX image and label file.
+async fn start_mnist(
+    app: App,
+    caller: Caller,
+    request: MnistUploadRequest,
+) -> ApiResult<UploadStarted> {
+    check_size(&app, "input_data_size", request.input_data_size)?;
+    check_size(&app, "label_data_size", request.label_data_size)?;
+    let files = vec![
+        (FileRole::Input, request.input_data_size),
+        (FileRole::Label, request.label_data_size),
+    ];
+    start_upload(&app, &caller, request.name, UploadKind::Mnist, files).await
+}
+
+/// `POST dataset/upload/csv`: a temporary file for a CSV file.
+async fn start_csv(
+    app: App,
+    caller: Caller,
+    request: CsvUploadRequest,
+) -> ApiResult<UploadStarted> {
+    check_size(&app, "input_data_size", request.input_data_size)?;
+    let files = vec![(FileRole::Input, request.input_data_size)];
+    start_upload(&app, &caller, request.name, UploadKind::Csv, files).await
+}
+
+/// Validates and converts a complete upload into a dataset file, then registers the dataset.
+///
+/// Runs as its own task, so a client that disconnects midway cannot leave a converted file
+/// without its database row.
+async fn finish_upload(
+    app: App,
+    caller: Caller,
+    dataset_uuid: String,
+    kind: UploadKind,
+    file_uuids: Vec<String>,
+) -> ApiResult<DatasetUuid> {
+    let uuids: Vec<&str> = file_uuids.iter().map(String::as_str).collect();
+    let claim = app
+        .uploads
+        .begin_finalize(&caller.scope(), &dataset_uuid, kind, &uuids)
+        .map_err(|e| match e {
+            FinalizeError::NotFound(m) => ApiError::NotFound(m),
+            FinalizeError::Invalid(m) => ApiError::BadRequest(m),
+            FinalizeError::Busy(m) => ApiError::Conflict(m),
+        })?;
+    let task = tokio::spawn(async move {
+        let dest = app.paths.datasets().join(&claim.meta.dataset_uuid);
+        let (paths, name) = (claim.paths.clone(), claim.meta.name.clone());
+        let converted = tokio::task::spawn_blocking({
+            let dest = dest.clone();
+            move || match kind {
+                UploadKind::Mnist => dataset::convert_mnist(&paths[0], &paths[1], &name, &dest),
+                UploadKind::Csv => dataset::convert_csv(&paths[0], &name, &dest),
+            }
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+        match converted {
+            Ok(_) => {}
+            Err(e) if e.is_invalid_input() => {
+                // The files can never become a dataset: drop them with the upload.
+                claim.finish();
+                return Err(ApiError::BadRequest(e.to_string()));
+            }
+            Err(e) => return Err(ApiError::Internal(anyhow::Error::new(e))),
+        }
+        let row = DatasetRow::new(
+            &claim.meta.dataset_uuid,
+            &claim.meta.name,
+            &claim.meta.owner_id,
+            &claim.meta.project_id,
+            &claim.meta.dataset_uuid,
+        );
+        if let Err(e) = app.store.insert_dataset(&row).await {
+            remove_file(dest).await;
+            return Err(e.into());
+        }
+        claim.finish();
+        Ok(DatasetUuid { uuid: row.uuid })
+    });
+    task.await.map_err(|e| ApiError::Internal(e.into()))?
+}
+
+async fn finish_mnist(
+    app: App,
+    caller: Caller,
+    request: MnistFinalizeRequest,
+) -> ApiResult<DatasetUuid> {
+    let files = vec![request.uuid_input_file, request.uuid_label_file];
+    finish_upload(app, caller, request.uuid, UploadKind::Mnist, files).await
+}
+
+async fn finish_csv(
+    app: App,
+    caller: Caller,
+    request: CsvFinalizeRequest,
+) -> ApiResult<DatasetUuid> {
+    finish_upload(
+        app,
+        caller,
+        request.uuid,
+        UploadKind::Csv,
+        vec![request.uuid_input_file],
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct ByUuid {
+    uuid: String,
+}
+
+/// `GET dataset/progress`: whether an upload is complete (finished datasets are).
+async fn progress(app: App, caller: Caller, query: ByUuid) -> ApiResult<UploadProgress> {
+    let scope = caller.scope();
+    let complete = match app.uploads.progress(&scope, &query.uuid) {
+        Some(complete) => complete,
+        None => {
+            app.store
+                .dataset(&scope, &query.uuid)
+                .await?
+                .ok_or_else(|| not_found(&query.uuid))?;
+            true
+        }
+    };
+    Ok(UploadProgress {
+        uuid: query.uuid,
+        complete,
+    })
+}
+
+async fn open(app: &App, row: &DatasetRow) -> ApiResult<DatasetReader> {
+    let path = app.paths.datasets().join(&row.file_name);
+    tokio::task::spawn_blocking(move || DatasetReader::open(path))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .with_context(|| format!("cannot open the file of dataset '{}'", row.uuid))
+        .map_err(ApiError::Internal)
+}
+
+async fn get(app: App, caller: Caller, query: ByUuid) -> ApiResult<Dataset> {
+    let row = app
+        .store
+        .dataset(&caller.scope(), &query.uuid)
+        .await?
+        .ok_or_else(|| not_found(&query.uuid))?;
+    let reader = open(&app, &row).await?;
+    let header = reader.header();
+    Ok(Dataset {
+        uuid: row.uuid,
+        name: row.name,
+        description: header
+            .description
+            .iter()
+            .map(|(k, r)| {
+                let range = hanami_types::datasets::ColumnRange {
+                    start_column: r.start_column,
+                    end_column: r.end_column,
+                };
+                (k.clone(), range)
+            })
+            .collect(),
+        owner_id: row.owner_id,
+        project_id: row.project_id,
+        visibility: row.visibility,
+        version: header.version().to_owned(),
+        number_of_rows: header.number_of_rows,
+        number_of_columns: header.number_of_columns,
+        created_at: Some(row.created_at),
+    })
+}
+
+async fn list(app: App, caller: Caller, _: NoInput) -> ApiResult<ListTable> {
+    Ok(app.store.dataset_list(&caller.scope()).await?)
+}
+
+async fn remove_file(path: PathBuf) {
+    let result = tokio::task::spawn_blocking(move || match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err((path, e)),
+        _ => Ok(()),
+    })
+    .await;
+    if let Ok(Err((path, e))) = result {
+        // The row is gone; start-up removes files that no row references.
+        tracing::warn!("cannot remove dataset file {}: {e}", path.display());
+    }
+}
+
+async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String, Value>> {
+    let row = app
+        .store
+        .delete_dataset(&caller.scope(), &query.uuid)
+        .await?
+        .ok_or_else(|| not_found(&query.uuid))?;
+    remove_file(app.paths.datasets().join(&row.file_name)).await;
+    Ok(Map::new())
+}
+
+#[derive(Deserialize)]
+struct CheckQuery {
+    dataset_uuid: String,
+    result_uuid: String,
+}
+
+/// `GET dataset/check`: the percentage of rows whose result (one value per class, e.g. the
+/// one-hot rows of a request result) has its largest value at the same index as the
+/// reference dataset's `label` columns.
+async fn check(app: App, caller: Caller, query: CheckQuery) -> ApiResult<DatasetCheck> {
+    let scope = caller.scope();
+    let reference = app
+        .store
+        .dataset(&scope, &query.dataset_uuid)
+        .await?
+        .ok_or_else(|| not_found(&query.dataset_uuid))?;
+    let result = app
+        .store
+        .dataset(&scope, &query.result_uuid)
+        .await?
+        .ok_or_else(|| not_found(&query.result_uuid))?;
+    let reference = open(&app, &reference).await?;
+    let result = open(&app, &result).await?;
+    let accuracy = tokio::task::spawn_blocking(move || compare(&reference, &result))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))??;
+    Ok(DatasetCheck { accuracy })
+}
+
+fn invalid(uuid: &str, why: String) -> ApiError {
+    ApiError::BadRequest(format!(
+        "Dataset with UUID '{uuid}' is invalid and can not be compared: {why}"
+    ))
+}
+
+fn compare(reference: &DatasetReader, result: &DatasetReader) -> ApiResult<f64> {
+    let (ref_header, res_header) = (reference.header(), result.header());
+    let ref_uuid = file_stem(reference);
+    let res_uuid = file_stem(result);
+    let labels = ref_header
+        .column_range("label")
+        .ok_or_else(|| invalid(&ref_uuid, "it has no 'label' columns".into()))?;
+    let outputs = ColumnRange::new(0, res_header.number_of_columns);
+    if outputs.width() != labels.width() {
+        return Err(invalid(
+            &res_uuid,
+            format!(
+                "it has {} columns, but the reference has {} label columns",
+                outputs.width(),
+                labels.width()
+            ),
+        ));
+    }
+    let rows = res_header.number_of_rows;
+    if rows == 0 || rows != ref_header.number_of_rows {
+        return Err(invalid(
+            &res_uuid,
+            format!(
+                "it has {rows} rows, but the reference has {}",
+                ref_header.number_of_rows
+            ),
+        ));
+    }
+    let read_err = |e: dataset::DatasetFileError| ApiError::Internal(e.into());
+    let mut expected = reference.rows(labels, 0..rows).map_err(read_err)?;
+    let mut actual = result.rows(outputs, 0..rows).map_err(read_err)?;
+    let mut correct: u64 = 0;
+    while let (Some(e), Some(a)) = (
+        expected.next_row().map_err(read_err)?.map(argmax),
+        actual.next_row().map_err(read_err)?.map(argmax),
+    ) {
+        correct += u64::from(e == a);
+    }
+    Ok(f64::from((correct as f32) * (100.0 / rows as f32)))
+}
+
+/// Index of the largest value; ties go to the lowest index, and a row without a value above
+/// -0.1 counts as index 0 (the original's one-hot rule).
+fn argmax(row: &[f32]) -> usize {
+    let mut best = (0, -0.1f32);
+    for (i, &v) in row.iter().enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best.0
+}
+
+fn file_stem(reader: &DatasetReader) -> String {
+    reader
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,620 @@
+//! Unfinished dataset uploads: their temporary files on disk and, in memory, which bytes of
+//! each file have arrived.
+//!
+//! An upload is created by `POST dataset/upload/{mnist,csv}` with one temporary file per
+//! uploaded file (`input-file`, and `label-file` for MNIST), filled by websocket sessions at
+//! arbitrary positions, and consumed by the finalisation, which needs every byte. Nothing of
+//! an upload is visible as a dataset before it is finalised.
+//!
+//! Upload state lives only in memory: a restart removes all unfinished uploads (their temporary
+//! files are deleted at start-up), and uploads idle for longer than the configured timeout are
+//! removed by [`Uploads::expire`]. All methods may be called from any thread; the lock is held
+//! only for bookkeeping, never during file I/O.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use hanami_types::scope::Scope;
+
+/// What an upload will become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadKind {
+    /// An IDX image file and an IDX label file.
+    Mnist,
+    /// One CSV file.
+    Csv,
+}
+
+impl UploadKind {
+    fn name(self) -> &'static str {
+        match self {
+            UploadKind::Mnist => "MNIST",
+            UploadKind::Csv => "CSV",
+        }
+    }
+}
+
+/// Which file of an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileRole {
+    /// Image file (MNIST) or the CSV file.
+    Input,
+    /// Label file (MNIST).
+    Label,
+}
+
+impl FileRole {
+    fn name(self, kind: UploadKind) -> &'static str {
+        match (kind, self) {
+            (UploadKind::Mnist, FileRole::Input) => "image file",
+            (UploadKind::Csv, FileRole::Input) => "CSV file",
+            (_, FileRole::Label) => "label file",
+        }
+    }
+}
+
+/// Who started an upload, and what it is.
+#[derive(Debug, Clone)]
+pub struct UploadMeta {
+    /// Uuid the dataset will get.
+    pub dataset_uuid: String,
+    /// Dataset name.
+    pub name: String,
+    /// MNIST or CSV.
+    pub kind: UploadKind,
+    /// Uploading user.
+    pub owner_id: String,
+    /// Project of the upload.
+    pub project_id: String,
+    /// Creation time.
+    pub created_at: String,
+}
+
+/// A started upload: its metadata and the uuids of its temporary files, in role order.
+#[derive(Debug, Clone)]
+pub struct StartedUpload {
+    /// The upload.
+    pub meta: UploadMeta,
+    /// One uuid per requested file.
+    pub file_uuids: Vec<String>,
+}
+
+/// Byte ranges received so far, sorted and disjoint.
+#[derive(Debug, Default)]
+struct Received(Vec<(u64, u64)>);
+
+impl Received {
+    fn insert(&mut self, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        let (mut start, mut end) = (start, end);
+        self.0.retain(|&(s, e)| {
+            let overlaps = s <= end && start <= e;
+            if overlaps {
+                start = start.min(s);
+                end = end.max(e);
+            }
+            !overlaps
+        });
+        let at = self.0.partition_point(|&(s, _)| s < start);
+        self.0.insert(at, (start, end));
+    }
+
+    fn bytes(&self) -> u64 {
+        self.0.iter().map(|(s, e)| e - s).sum()
+    }
+}
+
+struct TempFile {
+    uuid: String,
+    role: FileRole,
+    path: PathBuf,
+    size: u64,
+    file: Arc<File>,
+    received: Received,
+}
+
+impl TempFile {
+    fn complete(&self) -> bool {
+        self.received.bytes() == self.size
+    }
+}
+
+struct Upload {
+    meta: UploadMeta,
+    files: Vec<TempFile>,
+    last_activity: Instant,
+    writes_in_flight: usize,
+    finalizing: bool,
+}
+
+impl Upload {
+    fn complete(&self) -> bool {
+        self.files.iter().all(TempFile::complete)
+    }
+}
+
+/// A temporary file a websocket session writes to.
+#[derive(Clone)]
+pub struct UploadTarget {
+    dataset_uuid: String,
+    file_uuid: String,
+    file: Arc<File>,
+    size: u64,
+}
+
+/// Why a chunk was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    /// The chunk reaches past the declared file size.
+    #[error(
+        "chunk at position {position} with {len} bytes ends past the declared file size of {size} bytes"
+    )]
+    OutOfBounds {
+        /// Chunk position.
+        position: u64,
+        /// Chunk length.
+        len: u64,
+        /// Declared size.
+        size: u64,
+    },
+    /// The upload was finalised, expired or is being finalised.
+    #[error("the upload of this file is finished or no longer exists")]
+    Gone,
+    /// Writing to disk failed.
+    #[error("failed to write data to disk: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Why an upload cannot be finalised.
+#[derive(Debug, thiserror::Error)]
+pub enum FinalizeError {
+    /// No such upload in the caller's scope, or the file uuids do not belong to it.
+    #[error("{0}")]
+    NotFound(String),
+    /// The upload is of the other kind, or not all bytes have arrived.
+    #[error("{0}")]
+    Invalid(String),
+    /// Another finalisation or a chunk write is running.
+    #[error("{0}")]
+    Busy(String),
+}
+
+/// The files of an upload being finalised. Dropping it without [`Uploads::finish`] makes
+/// the upload available again (for another attempt).
+pub struct Finalization {
+    uploads: Arc<Uploads>,
+    /// The upload.
+    pub meta: UploadMeta,
+    /// Temporary file paths, in role order (input, then label).
+    pub paths: Vec<PathBuf>,
+    done: bool,
+}
+
+impl Finalization {
+    /// Removes the upload and its temporary files (after success, or after a validation
+    /// failure that makes the upload useless).
+    pub fn finish(mut self) {
+        self.done = true;
+        self.uploads.remove(&self.meta.dataset_uuid);
+    }
+}
+
+impl Drop for Finalization {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if let Some(upload) = self.uploads.lock().get_mut(&self.meta.dataset_uuid) {
+            upload.finalizing = false;
+            upload.last_activity = Instant::now();
+        }
+    }
+}
+
+/// The registry of unfinished uploads.
+pub struct Uploads {
+    dir: PathBuf,
+    timeout: Duration,
+    uploads: Mutex<HashMap<String, Upload>>,
+}
+
+impl Uploads {
+    /// A registry keeping temporary files in `dir`. Files left there by an earlier run are
+    /// removed: their upload state died with that run.
+    pub fn new(dir: &Path, timeout: Duration) -> std::io::Result<Self> {
+        let mut stale = 0;
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                std::fs::remove_file(entry.path())?;
+                stale += 1;
+            }
+        }
+        if stale > 0 {
+            tracing::info!("removed {stale} temporary file(s) of unfinished uploads");
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            timeout,
+            uploads: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Upload>> {
+        // A panic while holding the lock cannot leave the map inconsistent (every update is
+        // a single insert, remove or field write), so a poisoned lock is still usable.
+        self.uploads.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Creates an upload with one pre-sized temporary file per entry of `files`.
+    pub fn start(
+        &self,
+        meta: UploadMeta,
+        files: &[(FileRole, u64)],
+    ) -> std::io::Result<StartedUpload> {
+        let mut temp_files = Vec::with_capacity(files.len());
+        for &(role, size) in files {
+            let uuid = uuid::Uuid::new_v4().to_string();
+            let path = self.dir.join(&uuid);
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .and_then(|f| reserve(&f, size).map(|()| f));
+            match file {
+                Ok(file) => temp_files.push(TempFile {
+                    uuid,
+                    role,
+                    path,
+                    size,
+                    file: Arc::new(file),
+                    received: Received::default(),
+                }),
+                Err(e) => {
+                    remove_files(temp_files.iter().map(|f| f.path.as_path()));
+                    let _ = std::fs::remove_file(&path);
+                    return Err(e);
+                }
+            }
+        }
+        let started = StartedUpload {
+            meta: meta.clone(),
+            file_uuids: temp_files.iter().map(|f| f.uuid.clone()).collect(),
+        };
+        self.lock().insert(
+            meta.dataset_uuid.clone(),
+            Upload {
+                meta,
+                files: temp_files,
+                last_activity: Instant::now(),
+                writes_in_flight: 0,
+                finalizing: false,
+            },
+        );
+        Ok(started)
+    }
+
+    /// Whether all bytes of an upload visible in `scope` have arrived; `None` if there is
+    /// no such upload.
+    pub fn progress(&self, scope: &Scope, dataset_uuid: &str) -> Option<bool> {
+        let uploads = self.lock();
+        let upload = uploads.get(dataset_uuid)?;
+        scope
+            .contains(&upload.meta.project_id, &upload.meta.owner_id)
+            .then(|| upload.complete())
+    }
+
+    /// The temporary file `file_uuid`, if it belongs to an upload of this user in this
+    /// project (only the uploader writes its files).
+    pub fn target(&self, user_id: &str, project_id: &str, file_uuid: &str) -> Option<UploadTarget> {
+        let uploads = self.lock();
+        uploads.values().find_map(|upload| {
+            let file = upload.files.iter().find(|f| f.uuid == file_uuid)?;
+            (upload.meta.owner_id == user_id && upload.meta.project_id == project_id).then(|| {
+                UploadTarget {
+                    dataset_uuid: upload.meta.dataset_uuid.clone(),
+                    file_uuid: file.uuid.clone(),
+                    file: file.file.clone(),
+                    size: file.size,
+                }
+            })
+        })
+    }
+
+    /// Writes one chunk at `position` (blocking file I/O: call from a blocking thread).
+    pub fn write_chunk(
+        &self,
+        target: &UploadTarget,
+        position: u64,
+        data: &[u8],
+    ) -> Result<(), ChunkError> {
+        let len = data.len() as u64;
+        let end = position
+            .checked_add(len)
+            .filter(|&end| end <= target.size)
+            .ok_or(ChunkError::OutOfBounds {
+                position,
+                len,
+                size: target.size,
+            })?;
+        {
+            let mut uploads = self.lock();
+            let upload = uploads
+                .get_mut(&target.dataset_uuid)
+                .filter(|u| !u.finalizing)
+                .ok_or(ChunkError::Gone)?;
+            upload.writes_in_flight += 1;
+        }
+        let written = target.file.write_all_at(data, position);
+        let mut uploads = self.lock();
+        let upload = uploads
+            .get_mut(&target.dataset_uuid)
+            .ok_or(ChunkError::Gone)?;
+        upload.writes_in_flight -= 1;
+        upload.last_activity = Instant::now();
+        written?;
+        if let Some(file) = upload.files.iter_mut().find(|f| f.uuid == target.file_uuid) {
+            file.received.insert(position, end);
+        }
+        Ok(())
+    }
+
+    /// Claims a complete upload visible in `scope` for finalisation. `file_uuids` must be
+    /// exactly the upload's files, in role order.
+    pub fn begin_finalize(
+        self: &Arc<Self>,
+        scope: &Scope,
+        dataset_uuid: &str,
+        kind: UploadKind,
+        file_uuids: &[&str],
+    ) -> Result<Finalization, FinalizeError> {
+        let mut uploads = self.lock();
+        let upload = uploads
+            .get_mut(dataset_uuid)
+            .filter(|u| scope.contains(&u.meta.project_id, &u.meta.owner_id))
+            .ok_or_else(|| {
+                FinalizeError::NotFound(format!(
+                    "No unfinished upload of a dataset with uuid '{dataset_uuid}' found"
+                ))
+            })?;
+        if upload.meta.kind != kind {
+            return Err(FinalizeError::Invalid(format!(
+                "Dataset '{dataset_uuid}' is a {} upload, not a {} upload",
+                upload.meta.kind.name(),
+                kind.name()
+            )));
+        }
+        for (file, uuid) in upload.files.iter().zip(file_uuids) {
+            if file.uuid != *uuid {
+                return Err(FinalizeError::NotFound(format!(
+                    "Temporary file '{uuid}' is not the {} of the upload of dataset '{dataset_uuid}'",
+                    file.role.name(kind)
+                )));
+            }
+        }
+        if upload.finalizing || upload.writes_in_flight > 0 {
+            return Err(FinalizeError::Busy(format!(
+                "The upload of dataset '{dataset_uuid}' is still being written or finalised"
+            )));
+        }
+        if let Some(file) = upload.files.iter().find(|f| !f.complete()) {
+            return Err(FinalizeError::Invalid(format!(
+                "The upload is incomplete: the {} has received {} of {} bytes",
+                file.role.name(kind),
+                file.received.bytes(),
+                file.size
+            )));
+        }
+        upload.finalizing = true;
+        Ok(Finalization {
+            uploads: self.clone(),
+            meta: upload.meta.clone(),
+            paths: upload.files.iter().map(|f| f.path.clone()).collect(),
+            done: false,
+        })
+    }
+
+    fn remove(&self, dataset_uuid: &str) {
+        let removed = self.lock().remove(dataset_uuid);
+        if let Some(upload) = removed {
+            remove_files(upload.files.iter().map(|f| f.path.as_path()));
+        }
+    }
+
+    /// Removes uploads idle for longer than the timeout; returns how many.
+    pub fn expire(&self) -> usize {
+        let expired: Vec<Upload> = {
+            let mut uploads = self.lock();
+            let stale: Vec<String> = uploads
+                .iter()
+                .filter(|(_, u)| {
+                    !u.finalizing
+                        && u.writes_in_flight == 0
+                        && u.last_activity.elapsed() > self.timeout
+                })
+                .map(|(uuid, _)| uuid.clone())
+                .collect();
+            stale
+                .iter()
+                .filter_map(|uuid| uploads.remove(uuid))
+                .collect()
+        };
+        for upload in &expired {
+            tracing::info!(
+                "removed the upload of dataset '{}' ({}) after {} s without activity",
+                upload.meta.dataset_uuid,
+                upload.meta.name,
+                self.timeout.as_secs()
+            );
+            remove_files(upload.files.iter().map(|f| f.path.as_path()));
+        }
+        expired.len()
+    }
+
+    /// How often [`Uploads::expire`] should run.
+    pub fn expiry_interval(&self) -> Duration {
+        (self.timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(60))
+    }
+}
+
+/// Reserves the disk space of a temporary file up front, so that a full disk fails the
+/// upload at its start rather than midway (and chunk writes need no block allocation).
+fn reserve(file: &File, size: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len = libc::off_t::try_from(size)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "file too large"))?;
+    // SAFETY: the descriptor is valid for the lifetime of `file`; posix_fallocate only
+    // reads its integer arguments.
+    match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
+        0 => Ok(()),
+        // File systems without fallocate support: fall back to a sparse file.
+        libc::EOPNOTSUPP | libc::EINVAL => file.set_len(size),
+        errno => Err(std::io::Error::from_raw_os_error(errno)),
+    }
+}
+
+fn remove_files<'a>(paths: impl Iterator<Item = &'a Path>) {
+    for path in paths {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!("cannot remove temporary file {}: {e}", path.display());
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn received_ranges_merge() {
+        let mut r = Received::default();
+        r.insert(10, 20);
+        r.insert(30, 40);
+        assert_eq!(r.bytes(), 20);
+        r.insert(15, 35);
+        assert_eq!(r.0, [(10, 40)]);
+        r.insert(0, 10);
+        r.insert(40, 50);
+        assert_eq!(r.0, [(0, 50)]);
+        r.insert(5, 6);
+        assert_eq!(r.bytes(), 50);
+        r.insert(60, 60);
+        assert_eq!(r.0, [(0, 50)]);
+    }
+
+    fn meta(kind: UploadKind) -> UploadMeta {
+        UploadMeta {
+            dataset_uuid: "d".into(),
+            name: "name".into(),
+            kind,
+            owner_id: "user".into(),
+            project_id: "proj".into(),
+            created_at: "now".into(),
+        }
+    }
+
+    #[test]
+    fn chunks_progress_and_finalize() {
+        let dir = tempfile::tempdir().unwrap();
+        let uploads = Arc::new(Uploads::new(dir.path(), Duration::from_secs(60)).unwrap());
+        let started = uploads
+            .start(
+                meta(UploadKind::Mnist),
+                &[(FileRole::Input, 10), (FileRole::Label, 3)],
+            )
+            .unwrap();
+        let [input, label] = [&started.file_uuids[0], &started.file_uuids[1]];
+        assert!(uploads.target("other", "proj", input).is_none());
+        assert!(uploads.target("user", "other", input).is_none());
+        let t_in = uploads.target("user", "proj", input).unwrap();
+        let t_label = uploads.target("user", "proj", label).unwrap();
+        let scope = Scope::All;
+        assert_eq!(uploads.progress(&scope, "d"), Some(false));
+        assert!(matches!(
+            uploads.write_chunk(&t_in, 8, b"abc"),
+            Err(ChunkError::OutOfBounds { .. })
+        ));
+        assert!(uploads.write_chunk(&t_in, u64::MAX, b"a").is_err());
+        uploads.write_chunk(&t_in, 5, b"56789").unwrap();
+        uploads.write_chunk(&t_in, 0, b"01234").unwrap();
+        assert_eq!(uploads.progress(&scope, "d"), Some(false));
+        let err = uploads
+            .begin_finalize(&scope, "d", UploadKind::Mnist, &[input, label])
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .contains("label file has received 0 of 3 bytes"),
+            "{err}"
+        );
+        uploads.write_chunk(&t_label, 0, b"xyz").unwrap();
+        assert_eq!(uploads.progress(&scope, "d"), Some(true));
+        assert!(matches!(
+            uploads.begin_finalize(&scope, "d", UploadKind::Csv, &[input]),
+            Err(FinalizeError::Invalid(_))
+        ));
+        assert!(matches!(
+            uploads.begin_finalize(&scope, "d", UploadKind::Mnist, &[label, input]),
+            Err(FinalizeError::NotFound(_))
+        ));
+        let member = Scope::Owned {
+            project_id: "proj".into(),
+            owner_id: "someone".into(),
+        };
+        assert!(matches!(
+            uploads.begin_finalize(&member, "d", UploadKind::Mnist, &[input, label]),
+            Err(FinalizeError::NotFound(_))
+        ));
+
+        let claim = uploads
+            .begin_finalize(&scope, "d", UploadKind::Mnist, &[input, label])
+            .unwrap();
+        assert_eq!(std::fs::read(&claim.paths[0]).unwrap(), b"0123456789");
+        assert!(matches!(
+            uploads.begin_finalize(&scope, "d", UploadKind::Mnist, &[input, label]),
+            Err(FinalizeError::Busy(_))
+        ));
+        assert!(matches!(
+            uploads.write_chunk(&t_in, 0, b"0"),
+            Err(ChunkError::Gone)
+        ));
+        drop(claim); // a failed attempt releases the upload
+        let claim = uploads
+            .begin_finalize(&scope, "d", UploadKind::Mnist, &[input, label])
+            .unwrap();
+        let paths = claim.paths.clone();
+        claim.finish();
+        assert!(paths.iter().all(|p| !p.exists()));
+        assert_eq!(uploads.progress(&scope, "d"), None);
+    }
+
+    #[test]
+    fn idle_uploads_expire_and_restarts_clean_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let uploads = Uploads::new(dir.path(), Duration::from_millis(50)).unwrap();
+        uploads
+            .start(meta(UploadKind::Csv), &[(FileRole::Input, 5)])
+            .unwrap();
+        assert_eq!(uploads.expire(), 0);
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(uploads.expire(), 1);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        uploads
+            .start(meta(UploadKind::Csv), &[(FileRole::Input, 5)])
+            .unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let _again = Uploads::new(dir.path(), Duration::from_secs(1)).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

@@ -1,0 +1,151 @@
+//! Websocket sessions on the server's port (any path): file uploads into the temporary files
+//! of unfinished dataset uploads.
+//!
+//! A session starts with a JSON [`SessionInit`] (token, target, uuid); the server answers with
+//! a JSON [`SessionReply`] in a binary frame. A file-upload session then receives one
+//! `FileUpload_Message` per binary frame and answers each with one
+//! `FileUploadResponse_Message`. A refused start, a malformed message or a chunk outside the
+//! declared file size is answered with `success: false` and a message, and the socket is
+//! closed; nothing else is affected.
+
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use hanami_types::websocket::proto::{FileUploadMessage, FileUploadResponseMessage};
+use hanami_types::websocket::{SessionInit, SessionReply, TARGET_FILE_UPLOAD};
+use prost::Message as _;
+
+use crate::api;
+use crate::state::App;
+use crate::uploads::UploadTarget;
+
+/// Largest websocket message accepted (uploads come in 128 KiB chunks).
+const MAX_MESSAGE_BYTES: usize = 16 << 20;
+/// How long a new socket may take to send its first message.
+const INIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Accepts a websocket upgrade.
+pub fn upgrade(app: App, ws: WebSocketUpgrade) -> Response {
+    ws.max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| session(app, socket))
+}
+
+async fn session(app: App, mut socket: WebSocket) {
+    let first = match tokio::time::timeout(INIT_TIMEOUT, socket.recv()).await {
+        Ok(Some(Ok(message))) => message,
+        _ => return,
+    };
+    let target = match start(&app, first).await {
+        Ok(target) => target,
+        Err(error) => {
+            let reply = SessionReply {
+                success: false,
+                uuid: None,
+                error: Some(error),
+            };
+            let _ = socket.send(json_frame(&reply)).await;
+            let _ = socket.send(Message::Close(None)).await;
+            return;
+        }
+    };
+    let reply = SessionReply {
+        success: true,
+        uuid: Some(uuid::Uuid::new_v4().to_string()),
+        error: None,
+    };
+    if socket.send(json_frame(&reply)).await.is_err() {
+        return;
+    }
+    upload(&app, socket, target).await;
+}
+
+fn json_frame(reply: &SessionReply) -> Message {
+    Message::Binary(serde_json::to_vec(reply).expect("reply serializes").into())
+}
+
+/// Checks the first message of a session and opens its target.
+async fn start(app: &App, message: Message) -> Result<UploadTarget, String> {
+    let text = match &message {
+        Message::Text(text) => text.as_bytes(),
+        Message::Binary(bytes) => bytes.as_ref(),
+        _ => return Err("expected a JSON session start message".into()),
+    };
+    let init: SessionInit =
+        serde_json::from_slice(text).map_err(|e| format!("invalid session start message: {e}"))?;
+    let caller = api::verify_token(app, &init.token)
+        .await
+        .map_err(|_| "Token invalid".to_owned())?;
+    if init.target != TARGET_FILE_UPLOAD {
+        return Err(format!(
+            "unknown session target '{}', expected '{TARGET_FILE_UPLOAD}'",
+            init.target
+        ));
+    }
+    app.uploads
+        .target(&caller.id, &caller.project_id, &init.uuid)
+        .ok_or_else(|| format!("Tempfile with UUID '{}' not found", init.uuid))
+}
+
+/// Stores chunks until the client closes the socket or sends something invalid.
+async fn upload(app: &App, mut socket: WebSocket, target: UploadTarget) {
+    while let Some(Ok(message)) = socket.recv().await {
+        let bytes = match message {
+            Message::Binary(bytes) => bytes,
+            Message::Close(_) => break,
+            Message::Ping(_) | Message::Pong(_) => continue,
+            Message::Text(_) => {
+                refuse(
+                    socket,
+                    "expected a binary FileUpload_Message, got a text frame",
+                )
+                .await;
+                return;
+            }
+        };
+        let chunk = match FileUploadMessage::decode(bytes) {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                refuse(socket, &format!("Got invalid FileUpload-Message: {e}")).await;
+                return;
+            }
+        };
+        // A chunk is at most a few hundred KiB written into the page cache: cheaper to do
+        // in place than to hand to the blocking pool.
+        let written = tokio::task::block_in_place(|| {
+            app.uploads
+                .write_chunk(&target, chunk.position, &chunk.data)
+        });
+        match written {
+            Ok(()) => {
+                let ok = FileUploadResponseMessage {
+                    success: true,
+                    error_message: String::new(),
+                };
+                if socket
+                    .send(Message::Binary(ok.encode_to_vec().into()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) => {
+                refuse(socket, &e.to_string()).await;
+                return;
+            }
+        }
+    }
+}
+
+async fn refuse(mut socket: WebSocket, message: &str) {
+    let reply = FileUploadResponseMessage {
+        success: false,
+        error_message: message.to_owned(),
+    };
+    let _ = socket
+        .send(Message::Binary(reply.encode_to_vec().into()))
+        .await;
+    let _ = socket.send(Message::Close(None)).await;
+}

@@ -1,0 +1,827 @@
+//! Datasets end to end: uploads over websockets, progress, finalisation and its validation,
+//! get/list/delete, scoping, expiry, and the accuracy check — through the Rust SDK and raw
+//! websocket sessions against the real server.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{ADMIN, ADMIN_PW, Launch, TestServer, member, mnist_files, sdk, sha256};
+use futures_util::{SinkExt, StreamExt};
+use hanami_sdk::Error;
+use hanami_types::websocket::proto::{FileUploadMessage, FileUploadResponseMessage};
+use prost::Message as _;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+fn write(dir: &Path, name: &str, content: impl AsRef<[u8]>) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn mnist_upload_get_list_delete() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    // 300 images: the image file spans several 128 KiB chunks.
+    let (images, labels) = mnist_files(tmp.path(), 300);
+    let mut reports = Vec::new();
+    let dataset = client
+        .upload_mnist_with_progress("mnist_small", &images, &labels, &mut |sent, total| {
+            reports.push((sent, total))
+        })
+        .await
+        .unwrap();
+    let total = 16 + 300 * 784 + 8 + 300;
+    assert_eq!(reports.last(), Some(&(total, total)));
+    assert!(reports.len() >= 3);
+    assert_eq!(dataset.name, "mnist_small");
+    assert_eq!(dataset.number_of_rows, 300);
+    assert_eq!(dataset.number_of_columns, 794);
+    assert_eq!(dataset.version, "v1.alpha");
+    assert_eq!(dataset.owner_id, ADMIN);
+    assert_eq!(dataset.project_id, "admin");
+    assert_eq!(dataset.visibility, "private");
+    assert_eq!(
+        serde_json::to_value(&dataset.description).unwrap(),
+        json!({"label": {"start_column": 784, "end_column": 794},
+               "picture": {"start_column": 0, "end_column": 784}})
+    );
+    assert!(
+        client
+            .upload_progress(&dataset.uuid)
+            .await
+            .unwrap()
+            .complete
+    );
+
+    let list = client.datasets().await.unwrap();
+    assert_eq!(
+        list.header,
+        [
+            "created_at",
+            "uuid",
+            "project_id",
+            "owner_id",
+            "visibility",
+            "name"
+        ]
+    );
+    assert_eq!(list.body.len(), 1);
+    assert_eq!(list.body[0][1], json!(dataset.uuid));
+    assert_eq!(list.body[0][5], json!("mnist_small"));
+
+    // The stored rows are the pixels followed by the one-hot label.
+    let file = server.data_dir.join("datasets").join(&dataset.uuid);
+    let bytes = std::fs::read(&file).unwrap();
+    let data = &bytes[bytes.len() - 300 * 794..];
+    let image_bytes = std::fs::read(&images).unwrap();
+    for row in [0usize, 123, 299] {
+        assert_eq!(
+            &data[row * 794..row * 794 + 784],
+            &image_bytes[16 + row * 784..16 + (row + 1) * 784]
+        );
+        let label = &data[row * 794 + 784..(row + 1) * 794];
+        assert_eq!(label.iter().position(|&v| v == 1), Some(row % 10));
+        assert_eq!(label.iter().map(|&v| u32::from(v)).sum::<u32>(), 1);
+    }
+
+    client.delete_dataset(&dataset.uuid).await.unwrap();
+    assert!(!file.exists(), "the dataset file is removed");
+    assert!(matches!(
+        client.delete_dataset(&dataset.uuid).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        client.dataset(&dataset.uuid).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        client.dataset("fail_dataset").await,
+        Err(Error::BadRequest(_))
+    ));
+    assert!(client.datasets().await.unwrap().body.is_empty());
+}
+
+#[tokio::test]
+async fn csv_upload() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut csv = String::from("test_input,test_output\r\n");
+    for i in 0..5000 {
+        csv.push_str(&format!("{},{}\r\n", i % 81, (i % 4) as f32 / 4.0));
+    }
+    let path = write(tmp.path(), "train.csv", &csv);
+    let dataset = client.upload_csv("csv_dataset", &path).await.unwrap();
+    assert_eq!(dataset.number_of_rows, 5000);
+    assert_eq!(dataset.number_of_columns, 2);
+    assert_eq!(
+        serde_json::to_value(&dataset.description).unwrap(),
+        json!({"test_input": {"start_column": 0, "end_column": 1},
+               "test_output": {"start_column": 1, "end_column": 2}})
+    );
+    // Two CSV datasets with the same name do not collide.
+    let second = client.upload_csv("csv_dataset", &path).await.unwrap();
+    assert_ne!(second.uuid, dataset.uuid);
+    assert_eq!(client.datasets().await.unwrap().body.len(), 2);
+}
+
+#[tokio::test]
+async fn progress_and_finalisation_rules() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, labels) = mnist_files(tmp.path(), 20);
+    let image_size = std::fs::metadata(&images).unwrap().len();
+    let label_size = std::fs::metadata(&labels).unwrap().len();
+    let started = client
+        .start_mnist_upload("steps", image_size, label_size)
+        .await
+        .unwrap();
+    let label_uuid = started.uuid_label_file.clone().unwrap();
+    assert_eq!(started.visibility, "private");
+    assert_eq!(started.owner_id, ADMIN);
+    // Nothing is visible as a dataset before finalisation.
+    assert!(client.datasets().await.unwrap().body.is_empty());
+    assert!(matches!(
+        client.dataset(&started.uuid).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(
+        !client
+            .upload_progress(&started.uuid)
+            .await
+            .unwrap()
+            .complete
+    );
+
+    let finalize = json!({"uuid": started.uuid, "uuid_input_file": started.uuid_input_file,
+                          "uuid_label_file": label_uuid});
+    client
+        .upload_file(&started.uuid_input_file, &images, &mut |_| {})
+        .await
+        .unwrap();
+    assert!(
+        !client
+            .upload_progress(&started.uuid)
+            .await
+            .unwrap()
+            .complete
+    );
+    let Err(Error::BadRequest(message)) = client
+        .put::<serde_json::Value>("dataset/upload/mnist", &finalize)
+        .await
+    else {
+        panic!("an incomplete upload was finalised");
+    };
+    assert!(
+        message.contains("label file has received 0 of"),
+        "{message}"
+    );
+
+    client
+        .upload_file(&label_uuid, &labels, &mut |_| {})
+        .await
+        .unwrap();
+    assert!(
+        client
+            .upload_progress(&started.uuid)
+            .await
+            .unwrap()
+            .complete
+    );
+    // The file uuids must be the upload's own, in their roles.
+    let swapped = json!({"uuid": started.uuid, "uuid_input_file": label_uuid,
+                         "uuid_label_file": started.uuid_input_file});
+    assert!(matches!(
+        client
+            .put::<serde_json::Value>("dataset/upload/mnist", &swapped)
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    let csv_finalize = json!({"uuid": started.uuid, "uuid_input_file": started.uuid_input_file});
+    assert!(matches!(
+        client
+            .put::<serde_json::Value>("dataset/upload/csv", &csv_finalize)
+            .await,
+        Err(Error::BadRequest(_))
+    ));
+    let done: serde_json::Value = client.put("dataset/upload/mnist", &finalize).await.unwrap();
+    assert_eq!(done, json!({"uuid": started.uuid}));
+    assert!(
+        client
+            .upload_progress(&started.uuid)
+            .await
+            .unwrap()
+            .complete
+    );
+    assert!(matches!(
+        client
+            .put::<serde_json::Value>("dataset/upload/mnist", &finalize)
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        client
+            .upload_progress("8a1b2c3d-0000-4000-8000-123456789abc")
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(
+        client.dataset(&started.uuid).await.unwrap().number_of_rows,
+        20
+    );
+    // No temporary file is left.
+    assert_eq!(
+        std::fs::read_dir(server.data_dir.join("uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn upload_declarations_are_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write(tmp.path(), "hanami.toml", "max_upload_bytes = 1000\n");
+    let server = Launch::default()
+        .args(&["--config", config.to_str().unwrap()])
+        .start();
+    let admin = server.admin().await;
+    for (body, needle) in [
+        (
+            json!({"name": "okname", "input_data_size": 0, "label_data_size": 5}),
+            "smaller than 1",
+        ),
+        (
+            json!({"name": "okname", "input_data_size": 5}),
+            "'label_data_size' is required",
+        ),
+        (
+            json!({"name": "abc", "input_data_size": 5, "label_data_size": 5}),
+            "shorter than 4",
+        ),
+        (
+            json!({"name": "okname", "input_data_size": 1001, "label_data_size": 5}),
+            "1000 bytes",
+        ),
+        (
+            json!({"name": "okname", "input_data_size": 20_000_000_000u64, "label_data_size": 5}),
+            "bigger than",
+        ),
+        (
+            json!({"name": "okname", "input_data_size": "5", "label_data_size": 5}),
+            "wrong type",
+        ),
+    ] {
+        let resp = admin.post("dataset/upload/mnist", &body).await.expect(400);
+        assert!(resp.body.contains(needle), "{body}: {}", resp.body);
+    }
+    let resp = admin
+        .post(
+            "dataset/upload/csv",
+            &json!({"name": "okname", "input_data_size": 2000}),
+        )
+        .await
+        .expect(400);
+    assert!(resp.body.contains("1000 bytes"));
+    admin
+        .put(
+            "dataset/upload/mnist",
+            &json!({"uuid": "x", "uuid_input_file": "y",
+                                              "uuid_label_file": "z"}),
+        )
+        .await
+        .expect(400);
+    admin
+        .put("dataset/upload/csv", &json!({"uuid": "8a1b2c3d-0000-4000-8000-123456789abc",
+                                            "uuid_input_file": "8a1b2c3d-0000-4000-8000-123456789abc"}))
+        .await
+        .expect(404);
+    assert_eq!(
+        std::fs::read_dir(server.data_dir.join("uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+/// Uploads the given bytes as an MNIST pair and returns the finalisation error message.
+async fn rejected_mnist(
+    client: &hanami_sdk::Client,
+    dir: &Path,
+    images: Vec<u8>,
+    labels: Vec<u8>,
+) -> String {
+    let image_path = write(dir, "bad-images", images);
+    let label_path = write(dir, "bad-labels", labels);
+    match client
+        .upload_mnist("bad_mnist", &image_path, &label_path)
+        .await
+    {
+        Err(Error::BadRequest(message)) => message,
+        other => panic!("expected a 400, got {other:?}"),
+    }
+}
+
+fn idx_images(magic: u32, count: u32, pixels: usize) -> Vec<u8> {
+    let mut v = Vec::new();
+    for n in [magic, count, 28, 28] {
+        v.extend_from_slice(&n.to_be_bytes());
+    }
+    v.resize(16 + pixels, 3);
+    v
+}
+
+fn idx_labels(magic: u32, labels: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&magic.to_be_bytes());
+    v.extend_from_slice(&(labels.len() as u32).to_be_bytes());
+    v.extend_from_slice(labels);
+    v
+}
+
+#[tokio::test]
+async fn bad_mnist_files_are_refused_and_leave_nothing() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let labels = idx_labels(0x801, &[1, 2, 3]);
+    let cases: Vec<(Vec<u8>, Vec<u8>, &str)> = vec![
+        (
+            idx_images(0x804, 3, 3 * 784),
+            labels.clone(),
+            "image file: magic number",
+        ),
+        (
+            idx_images(0x803, 3, 3 * 784),
+            idx_labels(0x802, &[1, 2, 3]),
+            "label file: magic number",
+        ),
+        (
+            idx_images(0x803, 3, 3 * 784),
+            idx_labels(0x801, &[1, 2]),
+            "holds 3 images but the label file holds 2",
+        ),
+        (idx_images(0x803, 3, 2 * 784), labels.clone(), "truncated"),
+        (
+            idx_images(0x803, 3, 3 * 784),
+            idx_labels(0x801, &[1, 12, 3]),
+            "label 12",
+        ),
+        (labels.clone(), idx_images(0x803, 3, 3 * 784), "swapped"),
+    ];
+    for (images, labels, needle) in cases {
+        let message = rejected_mnist(&client, tmp.path(), images, labels).await;
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+    assert!(client.datasets().await.unwrap().body.is_empty());
+    assert_eq!(
+        std::fs::read_dir(server.data_dir.join("uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(server.data_dir.join("datasets"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn bad_csv_files_are_refused() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    for (content, needle) in [
+        ("a,b\n1,2\n3,x\n", "line 3, column 2"),
+        ("a,b\n1,2\n3\n", "line 3 has 1 columns, expected 2"),
+        ("a,b\n", "no data rows"),
+        ("a,a\n1,2\n", "repeats the name"),
+    ] {
+        let path = write(tmp.path(), "bad.csv", content);
+        match client.upload_csv("bad_csv", &path).await {
+            Err(Error::BadRequest(message)) => {
+                assert!(message.contains(needle), "{needle}: {message}")
+            }
+            other => panic!("{content:?}: expected a 400, got {other:?}"),
+        }
+    }
+    assert!(client.datasets().await.unwrap().body.is_empty());
+    assert_eq!(
+        std::fs::read_dir(server.data_dir.join("uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open_socket(server: &TestServer, path: &str) -> Socket {
+    let url = format!("{}{path}", server.url.replace("http://", "ws://"));
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+async fn next_bytes(socket: &mut Socket) -> Option<Vec<u8>> {
+    loop {
+        match socket.next().await? {
+            Ok(Message::Binary(b)) => return Some(b.to_vec()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+async fn init(socket: &mut Socket, token: &str, target: &str, uuid: &str) -> serde_json::Value {
+    let text = json!({"token": token, "target": target, "uuid": uuid}).to_string();
+    socket.send(Message::text(text)).await.unwrap();
+    serde_json::from_slice(&next_bytes(socket).await.expect("init reply")).unwrap()
+}
+
+async fn send_chunk(socket: &mut Socket, position: u64, data: &[u8]) -> FileUploadResponseMessage {
+    let chunk = FileUploadMessage {
+        position,
+        data: data.to_vec().into(),
+    };
+    socket
+        .send(Message::binary(chunk.encode_to_vec()))
+        .await
+        .unwrap();
+    FileUploadResponseMessage::decode(next_bytes(socket).await.expect("chunk reply").as_slice())
+        .unwrap()
+}
+
+async fn assert_closed(socket: &mut Socket) {
+    assert!(
+        next_bytes(socket).await.is_none(),
+        "the server keeps the socket open"
+    );
+}
+
+#[tokio::test]
+async fn websocket_refusals_close_the_session_and_harm_nothing() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let admin_http = server.admin().await;
+    let memb = member(&server, &admin_http, "memb", "proj_a", true).await;
+    let started = client.start_csv_upload("ws_errors", 12).await.unwrap();
+    let file = started.uuid_input_file.clone();
+    let token = client.token().to_owned();
+
+    // A bad token.
+    let mut socket = open_socket(&server, "/").await;
+    let reply = init(&mut socket, "abc.def.ghi", "file_upload", &file).await;
+    assert_eq!(reply, json!({"success": false, "error": "Token invalid"}));
+    assert_closed(&mut socket).await;
+    // An unknown file.
+    let mut socket = open_socket(&server, "/").await;
+    let reply = init(
+        &mut socket,
+        &token,
+        "file_upload",
+        "8a1b2c3d-0000-4000-8000-123456789abc",
+    )
+    .await;
+    assert_eq!(reply["success"], false);
+    assert!(reply["error"].as_str().unwrap().contains("not found"));
+    assert_closed(&mut socket).await;
+    // Somebody else's file (a project admin of another project).
+    let mut socket = open_socket(&server, "/").await;
+    let reply = init(
+        &mut socket,
+        memb.token.as_ref().unwrap(),
+        "file_upload",
+        &file,
+    )
+    .await;
+    assert_eq!(reply["success"], false);
+    assert_closed(&mut socket).await;
+    // An unknown target.
+    let mut socket = open_socket(&server, "/").await;
+    assert_eq!(
+        init(&mut socket, &token, "nothing", &file).await["success"],
+        false
+    );
+    assert_closed(&mut socket).await;
+    // Not JSON.
+    let mut socket = open_socket(&server, "/").await;
+    socket.send(Message::text("hello")).await.unwrap();
+    let reply: serde_json::Value =
+        serde_json::from_slice(&next_bytes(&mut socket).await.unwrap()).unwrap();
+    assert_eq!(reply["success"], false);
+    assert_closed(&mut socket).await;
+
+    // A chunk past the declared size.
+    let mut socket = open_socket(&server, "/any/path").await;
+    let reply = init(&mut socket, &token, "file_upload", &file).await;
+    assert_eq!(reply["success"], true);
+    assert_eq!(reply["uuid"].as_str().unwrap().len(), 36);
+    let ok = send_chunk(&mut socket, 0, b"a,b\n").await;
+    assert!(ok.success);
+    let refused = send_chunk(&mut socket, 8, b"1,2\n5").await;
+    assert!(!refused.success);
+    assert!(
+        refused
+            .error_message
+            .contains("past the declared file size of 12"),
+        "{}",
+        refused.error_message
+    );
+    assert_closed(&mut socket).await;
+    // A malformed frame.
+    let mut socket = open_socket(&server, "/").await;
+    assert_eq!(
+        init(&mut socket, &token, "file_upload", &file).await["success"],
+        true
+    );
+    socket
+        .send(Message::binary(vec![0xff, 0xff, 0xff]))
+        .await
+        .unwrap();
+    let refused =
+        FileUploadResponseMessage::decode(next_bytes(&mut socket).await.unwrap().as_slice())
+            .unwrap();
+    assert!(!refused.success);
+    assert!(refused.error_message.contains("invalid"));
+    assert_closed(&mut socket).await;
+
+    // The upload itself is unharmed: finish it and finalise.
+    let mut socket = open_socket(&server, "/").await;
+    assert_eq!(
+        init(&mut socket, &token, "file_upload", &file).await["success"],
+        true
+    );
+    assert!(send_chunk(&mut socket, 4, b"1,2\n3,40").await.success);
+    let done: serde_json::Value = client
+        .put(
+            "dataset/upload/csv",
+            &json!({"uuid": started.uuid, "uuid_input_file": file}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done["uuid"], json!(started.uuid));
+    assert_eq!(
+        client.dataset(&started.uuid).await.unwrap().number_of_rows,
+        2
+    );
+}
+
+#[tokio::test]
+async fn datasets_are_scoped_to_projects_and_owners() {
+    let server = TestServer::start();
+    let admin_http = server.admin().await;
+    let _ = member(&server, &admin_http, "alice", "proj_a", false).await;
+    let _ = member(&server, &admin_http, "bobby", "proj_a", false).await;
+    let _ = member(&server, &admin_http, "carol", "proj_a", true).await;
+    let _ = member(&server, &admin_http, "david", "proj_b", true).await;
+    let alice = sdk(&server, "alice", "password1").await;
+    let bob = sdk(&server, "bobby", "password1").await;
+    let carol = sdk(&server, "carol", "password1").await;
+    let dave = sdk(&server, "david", "password1").await;
+    let admin = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write(tmp.path(), "d.csv", "x,y\n1,2\n");
+    let ds = alice.upload_csv("alice_data", &path).await.unwrap();
+    assert_eq!(ds.project_id, "proj_a");
+    assert_eq!(ds.owner_id, "alice");
+
+    // Members see their own, project admins their project's, global admins everything.
+    for (client, visible) in [
+        (&alice, true),
+        (&bob, false),
+        (&carol, true),
+        (&dave, false),
+        (&admin, true),
+    ] {
+        assert_eq!(
+            client.datasets().await.unwrap().body.len(),
+            usize::from(visible)
+        );
+        match client.dataset(&ds.uuid).await {
+            Ok(d) => assert!(visible, "{d:?}"),
+            Err(Error::NotFound(_)) => assert!(!visible),
+            Err(e) => panic!("{e}"),
+        }
+        if !visible {
+            assert!(matches!(
+                client.upload_progress(&ds.uuid).await,
+                Err(Error::NotFound(_))
+            ));
+            assert!(matches!(
+                client.delete_dataset(&ds.uuid).await,
+                Err(Error::NotFound(_))
+            ));
+        }
+    }
+    // A pending upload is scoped the same way.
+    let pending = alice.start_csv_upload("pending", 10).await.unwrap();
+    assert!(matches!(
+        bob.upload_progress(&pending.uuid).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(!carol.upload_progress(&pending.uuid).await.unwrap().complete);
+
+    // A project that owns datasets cannot be deleted.
+    let Err(Error::Conflict(message)) = admin.delete_project("proj_a").await else {
+        panic!("deleted a project that owns a dataset");
+    };
+    assert!(message.contains("1 dataset"), "{message}");
+    carol.delete_dataset(&ds.uuid).await.unwrap();
+    admin.delete_project("proj_a").await.unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_uploads() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let files: Vec<_> = (1..=4).map(|i| mnist_files(tmp.path(), 100 * i)).collect();
+    let uploads = files.iter().enumerate().map(|(i, (images, labels))| {
+        let client = client.clone();
+        async move {
+            client
+                .upload_mnist(&format!("parallel {i}"), images, labels)
+                .await
+        }
+    });
+    let results = futures_util::future::join_all(uploads).await;
+    let mut uuids = Vec::new();
+    for (i, result) in results.into_iter().enumerate() {
+        let dataset = result.unwrap();
+        assert_eq!(dataset.number_of_rows, 100 * (i as u64 + 1));
+        assert_eq!(dataset.name, format!("parallel {i}"));
+        uuids.push(dataset.uuid);
+    }
+    uuids.sort();
+    uuids.dedup();
+    assert_eq!(uuids.len(), 4);
+    assert_eq!(client.datasets().await.unwrap().body.len(), 4);
+}
+
+#[tokio::test]
+async fn abandoned_uploads_expire_and_restarts_clean_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write(tmp.path(), "hanami.toml", "upload_timeout = 1\n");
+    let server = Launch::default()
+        .args(&["--config", config.to_str().unwrap()])
+        .start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let started = client.start_csv_upload("abandoned", 1000).await.unwrap();
+    let token = client.token().to_owned();
+    let mut socket = open_socket(&server, "/").await;
+    init(&mut socket, &token, "file_upload", &started.uuid_input_file).await;
+    assert!(send_chunk(&mut socket, 0, b"a,b\n1,2\n").await.success);
+    drop(socket); // the client goes away midway
+    let uploads = server.data_dir.join("uploads");
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 1);
+    let mut gone = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if matches!(
+            client.upload_progress(&started.uuid).await,
+            Err(Error::NotFound(_))
+        ) {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the idle upload was not removed");
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
+    assert!(client.datasets().await.unwrap().body.is_empty());
+
+    // A restart removes the temporary files of unfinished uploads.
+    client.start_csv_upload("unfinished", 1000).await.unwrap();
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 1);
+    let server = server.restart();
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
+    drop(server);
+}
+
+#[tokio::test]
+async fn datasets_survive_restarts_and_reading_never_changes_them() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, labels) = mnist_files(tmp.path(), 40);
+    let mnist = client
+        .upload_mnist("reference", &images, &labels)
+        .await
+        .unwrap();
+    // A result in which every third row is wrong: labels cycle 0..9, so row r has label r % 10.
+    let mut csv = (0..10)
+        .map(|i| format!("c{i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+        + "\n";
+    for row in 0..40 {
+        let class = if row % 3 == 0 {
+            (row + 1) % 10
+        } else {
+            row % 10
+        };
+        let cells: Vec<&str> = (0..10)
+            .map(|i| if i == class { "1" } else { "0" })
+            .collect();
+        csv.push_str(&cells.join(","));
+        csv.push('\n');
+    }
+    let result = client
+        .upload_csv("result", &write(tmp.path(), "result.csv", csv))
+        .await
+        .unwrap();
+    let file = server.data_dir.join("datasets").join(&mnist.uuid);
+    let before = sha256(&file);
+
+    let accuracy = client
+        .check_dataset(&mnist.uuid, &result.uuid)
+        .await
+        .unwrap();
+    assert!((accuracy - 65.0).abs() < 1e-4, "{accuracy}"); // 26 of 40 rows
+    client
+        .check_dataset(&mnist.uuid, &result.uuid)
+        .await
+        .unwrap();
+    client.dataset(&mnist.uuid).await.unwrap();
+    assert_eq!(sha256(&file), before, "reading changed the dataset file");
+    // Mismatching shapes are a 400, unknown datasets a 404.
+    assert!(matches!(
+        client.check_dataset(&mnist.uuid, &mnist.uuid).await,
+        Err(Error::BadRequest(_))
+    ));
+    assert!(matches!(
+        client.check_dataset(&result.uuid, &result.uuid).await,
+        Err(Error::BadRequest(_))
+    ));
+    assert!(matches!(
+        client
+            .check_dataset(&mnist.uuid, "8a1b2c3d-0000-4000-8000-123456789abc")
+            .await,
+        Err(Error::NotFound(_))
+    ));
+
+    let server = server.restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let again = client.dataset(&mnist.uuid).await.unwrap();
+    assert_eq!(again.number_of_rows, 40);
+    assert_eq!(sha256(&file), before);
+    assert_eq!(client.datasets().await.unwrap().body.len(), 2);
+}
+
+#[tokio::test]
+async fn uploads_over_wss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let cert_path = write(tmp.path(), "cert.pem", cert.cert.pem());
+    let key_path = write(tmp.path(), "key.pem", cert.key_pair.serialize_pem());
+    let server = Launch::default()
+        .args(&[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ])
+        .start();
+    let options = hanami_sdk::ConnectOptions {
+        accept_invalid_certs: false,
+        root_certificate_pem: Some(cert.cert.pem().into_bytes()),
+    };
+    let client = hanami_sdk::Client::login_with(&server.url, ADMIN, ADMIN_PW, &options)
+        .await
+        .unwrap();
+    let (images, labels) = mnist_files(tmp.path(), 200);
+    let dataset = client
+        .upload_mnist("over_tls", &images, &labels)
+        .await
+        .unwrap();
+    assert_eq!(dataset.number_of_rows, 200);
+    // Without trusting the certificate the connection fails; accepting any certificate works.
+    assert!(
+        hanami_sdk::Client::login(&server.url, ADMIN, ADMIN_PW)
+            .await
+            .is_err()
+    );
+    let insecure = hanami_sdk::ConnectOptions {
+        accept_invalid_certs: true,
+        root_certificate_pem: None,
+    };
+    let client = hanami_sdk::Client::login_with(&server.url, ADMIN, ADMIN_PW, &insecure)
+        .await
+        .unwrap();
+    let path = write(tmp.path(), "x.csv", "a\n1\n2\n");
+    assert_eq!(
+        client
+            .upload_csv("tls_csv", &path)
+            .await
+            .unwrap()
+            .number_of_rows,
+        2
+    );
+}

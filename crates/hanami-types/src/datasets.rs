@@ -1,0 +1,129 @@
+//! Datasets: upload, progress, information and the accuracy check.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Size of the chunks clients upload files in, and of the server's progress segments.
+pub const UPLOAD_CHUNK_SIZE: usize = 128 * 1024;
+
+/// Body of `POST /v1.0alpha/dataset/upload/mnist`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MnistUploadRequest {
+    /// Dataset name.
+    pub name: String,
+    /// Byte size of the IDX image file.
+    pub input_data_size: u64,
+    /// Byte size of the IDX label file.
+    pub label_data_size: u64,
+}
+
+/// Body of `POST /v1.0alpha/dataset/upload/csv`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CsvUploadRequest {
+    /// Dataset name.
+    pub name: String,
+    /// Byte size of the CSV file.
+    pub input_data_size: u64,
+}
+
+/// Answer of both upload initialisations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadStarted {
+    /// Creation time.
+    pub created_at: String,
+    /// Uuid the dataset will have.
+    pub uuid: String,
+    /// Dataset name.
+    pub name: String,
+    /// Uploading user.
+    pub owner_id: String,
+    /// Project of the upload.
+    pub project_id: String,
+    /// Always `private`.
+    pub visibility: String,
+    /// Temporary file for the images (MNIST) or the CSV text.
+    pub uuid_input_file: String,
+    /// Temporary file for the labels (MNIST only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid_label_file: Option<String>,
+}
+
+/// Body of `PUT /v1.0alpha/dataset/upload/mnist`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MnistFinalizeRequest {
+    /// Dataset uuid from the initialisation.
+    pub uuid: String,
+    /// Temporary image file.
+    pub uuid_input_file: String,
+    /// Temporary label file.
+    pub uuid_label_file: String,
+}
+
+/// Body of `PUT /v1.0alpha/dataset/upload/csv`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CsvFinalizeRequest {
+    /// Dataset uuid from the initialisation.
+    pub uuid: String,
+    /// Temporary CSV file.
+    pub uuid_input_file: String,
+}
+
+/// Answer of a finalisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetUuid {
+    /// The dataset's uuid.
+    pub uuid: String,
+}
+
+/// Answer of `GET /v1.0alpha/dataset/progress`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadProgress {
+    /// Dataset uuid.
+    pub uuid: String,
+    /// Whether every byte of every file of the upload has arrived (always true once the
+    /// dataset is finalised).
+    pub complete: bool,
+}
+
+/// A half-open range of columns, `[start_column, end_column)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnRange {
+    /// First column.
+    pub start_column: u64,
+    /// One past the last column.
+    pub end_column: u64,
+}
+
+/// Answer of `GET /v1.0alpha/dataset`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dataset {
+    /// Dataset uuid.
+    pub uuid: String,
+    /// Dataset name.
+    pub name: String,
+    /// Named column ranges, e.g. `picture` and `label` of an MNIST dataset.
+    pub description: BTreeMap<String, ColumnRange>,
+    /// Owning user.
+    pub owner_id: String,
+    /// Owning project.
+    pub project_id: String,
+    /// Always `private`.
+    pub visibility: String,
+    /// File format version, `v1.alpha`.
+    pub version: String,
+    /// Rows (samples).
+    pub number_of_rows: u64,
+    /// Values per row.
+    pub number_of_columns: u64,
+    /// Creation time (an addition of Hanami-rs; the original had none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+}
+
+/// Answer of `GET /v1.0alpha/dataset/check`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetCheck {
+    /// Percentage of rows whose result matches the reference label.
+    pub accuracy: f64,
+}

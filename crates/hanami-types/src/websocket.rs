@@ -1,0 +1,62 @@
+//! The websocket protocols (file upload and direct cluster IO) on the server's port.
+//!
+//! A session starts with a JSON text message ([`SessionInit`]); the server answers with a
+//! JSON [`SessionReply`] in a *binary* frame. After a successful start every message in both
+//! directions is one binary protobuf message, strictly alternating: the client sends one
+//! message, the server answers exactly one.
+
+use serde::{Deserialize, Serialize};
+
+/// Target of a file-upload session.
+pub const TARGET_FILE_UPLOAD: &str = "file_upload";
+/// Target of a direct-IO session.
+pub const TARGET_CLUSTER: &str = "cluster";
+
+/// First message of a session (client to server, JSON text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInit {
+    /// Token, as in `X-Auth-Token`.
+    pub token: String,
+    /// `file_upload` or `cluster`.
+    pub target: String,
+    /// Temporary file uuid (upload) or cluster uuid (direct IO).
+    pub uuid: String,
+}
+
+/// Answer to [`SessionInit`] (server to client, JSON in a binary frame).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionReply {
+    /// Whether the session is open.
+    pub success: bool,
+    /// Session uuid on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    /// Reason on failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The protobuf messages of the websocket protocols (field names and numbers are normative).
+pub mod proto {
+    /// One chunk of an uploaded file (client to server).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct FileUploadMessage {
+        /// Byte offset of the chunk in the file.
+        #[prost(uint64, tag = "1")]
+        pub position: u64,
+        /// The chunk.
+        #[prost(bytes = "bytes", tag = "2")]
+        pub data: bytes::Bytes,
+    }
+
+    /// Answer to each [`FileUploadMessage`] (server to client).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct FileUploadResponseMessage {
+        /// Whether the chunk was stored.
+        #[prost(bool, tag = "1")]
+        pub success: bool,
+        /// Reason on failure.
+        #[prost(string, tag = "2")]
+        pub error_message: String,
+    }
+}
