@@ -1,0 +1,269 @@
+//! The forward pass (spec §3): input injection, the synapse-section walk with growth, and the
+//! update of hidden neurons.
+
+use super::{BlockTask, Sources, SplitRequest};
+use crate::cluster::Cluster;
+use crate::network::{
+    Connection, NEURONS_PER_BLOCK, NO_TARGET, Neuron, SYNAPSES_PER_SECTION, Section, Synapse,
+    WALK_THRESHOLD,
+};
+use crate::rng::{RAND_MAX_F32, pcg_hash};
+
+/// Neuron-update constants of one cluster.
+struct NeuronParams {
+    cooldown: f32,
+    refractory_time: u32,
+    /// The original's `potentialOverflow`, fixed at 1.0.
+    overflow: f32,
+}
+
+impl Cluster {
+    /// Runs the forward pass over all hexagons in template order. `train` enables output
+    /// target sampling and the structural update at the end.
+    pub(crate) fn forward(&mut self, train: bool) {
+        let growth = train || self.options.request_growth;
+        let last = self.hexagons.len() - 1;
+        for h in 0..self.hexagons.len() {
+            if let Some(input) = self.hexagons[h].input {
+                self.inject(h, input, growth);
+            }
+            let hexagon = &self.hexagons[h];
+            let output = hexagon.output;
+            if hexagon.neurons.is_empty() {
+                // Nothing reached the output hexagon yet: the outputs are 0 (spec §11.1 B18).
+                if let Some(o) = output {
+                    self.outputs[o].values.fill(0.0);
+                }
+            } else {
+                if !hexagon.is_input {
+                    self.forward_hexagon(h, growth);
+                }
+                if let Some(o) = output {
+                    self.process_output(h, o, train);
+                }
+            }
+            if h == last && train {
+                self.structural_update();
+            }
+        }
+        self.creation_enabled = false;
+    }
+
+    /// Writes the values of input interface `input` into hexagon `h` (only its own hexagon,
+    /// spec §11.1 B6). An input that fires for the first time gets its first section.
+    fn inject(&mut self, h: usize, input: usize, growth: bool) {
+        for k in 0..self.inputs[input].values.len() {
+            let value = self.inputs[input].values[k];
+            let neuron = &mut self.hexagons[h].neurons[k];
+            neuron.potential = value;
+            neuron.active = value > 0.0;
+            if growth && neuron.active && !neuron.in_use {
+                self.create_section(h, k, 0.0, f32::MAX);
+            }
+        }
+    }
+
+    /// Walks all sections feeding hexagon `h` and updates its neurons if it is hidden.
+    fn forward_hexagon(&mut self, h: usize, growth: bool) {
+        let creation_enabled = self.creation_enabled;
+        let hidden = !self.hexagons[h].is_output;
+        let params = NeuronParams {
+            cooldown: self.settings.neuron_cooldown,
+            refractory_time: self.settings.refractory_time,
+            overflow: 1.0,
+        };
+        self.run_blocks(h, true, |task, sources| {
+            process_synapses(task, sources, growth, creation_enabled);
+            if hidden {
+                update_neurons(task.neurons, task.new_mask, &params);
+            }
+        });
+        let dim = self.hexagons[h].dim;
+        for events in &self.scratch.events[..dim] {
+            self.creation_enabled |= events.grew;
+            for split in &events.splits {
+                let hexagon = &mut self.hexagons[split.hexagon as usize];
+                let index = split.neuron as usize;
+                let bit = 1u64 << (index % NEURONS_PER_BLOCK);
+                let word = &mut hexagon.new_mask[index / NEURONS_PER_BLOCK];
+                match split.section {
+                    Some((lower, range)) => {
+                        *word |= bit;
+                        let neuron = &mut hexagon.neurons[index];
+                        neuron.new_lower_bound = lower;
+                        neuron.potential_range = range;
+                    }
+                    None => *word &= !bit,
+                }
+            }
+        }
+    }
+}
+
+/// Walks every used section of the block whose source fired (spec §3.3).
+///
+/// `creation_enabled` is the cluster's growth flag as it was when the hexagon started; growth
+/// inside this block also enables it for the block's later sections.
+fn process_synapses(
+    task: &mut BlockTask<'_>,
+    sources: &Sources<'_>,
+    growth: bool,
+    creation_enabled: bool,
+) {
+    let mut seed = task.seed;
+    let mut grew = false;
+    let targets: &mut [Neuron] = task.neurons;
+    for (k, block) in task.blocks.iter_mut().enumerate() {
+        let c = (task.first_block + k) as u32;
+        let Some(sections) = block.sections.as_deref_mut() else {
+            continue;
+        };
+        let mut used = block.used;
+        while used != 0 {
+            let i = used.trailing_zeros() as usize;
+            used &= used - 1;
+            let connection = &mut block.connections[i];
+            let source = sources.neuron(connection.source_hexagon, connection.source_neuron);
+            if !source.active {
+                continue;
+            }
+            seed = seed.wrapping_add(c * 64 + i as u32);
+            let able = growth && (connection.from_input || creation_enabled || grew);
+            let walk = walk_section(
+                &mut sections[i],
+                connection,
+                targets,
+                source.potential,
+                able,
+                &mut seed,
+            );
+            grew |= walk.grew;
+            if growth {
+                task.events.splits.push(SplitRequest {
+                    hexagon: connection.source_hexagon,
+                    neuron: connection.source_neuron,
+                    section: walk.split,
+                });
+            }
+        }
+    }
+    task.events.grew = grew;
+}
+
+/// What a section walk changed beyond its own section.
+struct Walk {
+    /// A synapse was created or split.
+    grew: bool,
+    /// `(lower bound, range)` of the section the source should get next.
+    split: Option<(f32, f32)>,
+}
+
+/// The section walk (spec §3.3): each synapse consumes its border of the remaining potential
+/// and passes its weight, in part if the potential ends inside its border. `able` sections
+/// create missing synapses, split borders, and ask for a follow-up section when the
+/// potential outlasts all 64 synapses.
+#[inline]
+fn walk_section(
+    section: &mut Section,
+    connection: &mut Connection,
+    targets: &mut [Neuron],
+    potential: f32,
+    able: bool,
+    seed: &mut u32,
+) -> Walk {
+    let mut remaining = potential - connection.lower_bound;
+    if remaining > connection.range {
+        remaining = connection.range;
+    }
+    let mut half = 0.0f32;
+    let mut len = usize::from(connection.len);
+    let mut grew = false;
+    let mut pos = 0;
+    while pos < SYNAPSES_PER_SECTION && remaining > WALK_THRESHOLD {
+        if pos >= len && !able {
+            // Only unset synapses follow: they neither pass nor consume anything.
+            break;
+        }
+        let synapse = &mut section[pos];
+        if able {
+            if synapse.target == NO_TARGET {
+                create_synapse(synapse, remaining, seed);
+                len = len.max(pos + 1);
+                grew = true;
+            }
+            let tolerance = connection.tolerance;
+            if remaining < (0.5 + tolerance) * synapse.border
+                && remaining > (0.5 - tolerance) * synapse.border
+            {
+                synapse.border /= 1.5;
+                synapse.weight /= 1.5;
+                connection.tolerance = tolerance / 1.2;
+                grew = true;
+            }
+        }
+        if synapse.target != NO_TARGET {
+            let mut value = synapse.weight;
+            if remaining < synapse.border {
+                value *= (1.0 / synapse.border) * remaining;
+            }
+            targets[usize::from(synapse.target)].input += value;
+        }
+        if pos < SYNAPSES_PER_SECTION / 2 {
+            half += synapse.border;
+        }
+        remaining -= synapse.border;
+        pos += 1;
+    }
+    connection.len = len as u8;
+    let split = if remaining > WALK_THRESHOLD && able {
+        let next = (connection.lower_bound + half, connection.range - half);
+        connection.range = half;
+        Some(next)
+    } else {
+        None
+    };
+    Walk { grew, split }
+}
+
+/// A new synapse that consumes all of `border`, with a random target in the block and a
+/// random weight in `±[0, 0.2]`, drawn from the block's `pcg` chain.
+fn create_synapse(synapse: &mut Synapse, border: f32, seed: &mut u32) {
+    synapse.border = border;
+    synapse.counter = 5;
+    *seed = pcg_hash(*seed);
+    synapse.target = (*seed % NEURONS_PER_BLOCK as u32) as u8;
+    *seed = pcg_hash(*seed);
+    synapse.weight = (*seed as f32 / RAND_MAX_F32) / 10.0;
+    *seed = pcg_hash(*seed);
+    if *seed % 1000 < 500 {
+        synapse.weight = -synapse.weight;
+    }
+}
+
+/// Updates the hidden neurons of one block (spec §3.4): cooldown, refractory countdown,
+/// `log2(1 + x)` activation, and the request bits for neurons that fired for the first time.
+fn update_neurons(neurons: &mut [Neuron], new_mask: &mut u64, params: &NeuronParams) {
+    let mut mask = 0u64;
+    for (j, neuron) in neurons.iter_mut().enumerate() {
+        neuron.potential /= params.cooldown;
+        neuron.refractory = neuron.refractory.saturating_sub(1);
+        if neuron.refractory == 0 {
+            neuron.potential += params.overflow * neuron.input;
+            neuron.refractory = params.refractory_time;
+        }
+        neuron.active = neuron.potential > 0.0;
+        neuron.potential = if neuron.active {
+            (neuron.potential + 1.0).log2()
+        } else {
+            0.0
+        };
+        neuron.input = 0.0;
+        neuron.delta = 0.0;
+        if neuron.active && !neuron.in_use {
+            mask |= 1 << j;
+        }
+        neuron.new_lower_bound = 0.0;
+        neuron.potential_range = f32::MAX;
+    }
+    *new_mask = mask;
+}
