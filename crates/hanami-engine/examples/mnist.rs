@@ -48,8 +48,8 @@ struct Split {
 
 impl Split {
     fn load(dir: &Path, images: &str, labels: &str) -> Result<Split, Box<dyn Error>> {
-        let images = std::fs::read(dir.join(images))?;
-        let labels = std::fs::read(dir.join(labels))?;
+        let mut images = std::fs::read(dir.join(images))?;
+        let mut labels = std::fs::read(dir.join(labels))?;
         let be = |b: &[u8], at: usize| {
             u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize
         };
@@ -67,9 +67,11 @@ impl Split {
         {
             return Err("IDX sizes do not match".into());
         }
+        images.drain(..16);
+        labels.drain(..8);
         Ok(Split {
-            pixels: images[16..].to_vec(),
-            labels: labels[8..].to_vec(),
+            pixels: images,
+            labels,
             image_size: rows * cols,
         })
     }

@@ -23,8 +23,8 @@ use thiserror::Error;
 use crate::cluster::{Cluster, ClusterOptions, GrowthStats, Parallelism};
 use crate::geometry::{GROWTH_TARGETS, NO_HEXAGON, SIDES};
 use crate::network::{
-    Connection, ConnectionBlock, Hexagon, InputInterface, NEURONS_PER_BLOCK, NO_NEURON, NO_TARGET,
-    Neuron, OUTPUT_TARGETS, OutputInterface, OutputTarget, SECTIONS_PER_BLOCK, Synapse,
+    Connection, ConnectionBlock, Hexagon, INITIAL_TOLERANCE, InputInterface, NEURONS_PER_BLOCK,
+    NO_NEURON, Neuron, OUTPUT_TARGETS, OutputInterface, OutputTarget, SECTIONS_PER_BLOCK, Synapse,
     new_section_store,
 };
 use crate::processing::Scratch;
@@ -510,6 +510,10 @@ fn decode_hexagon(r: &mut Reader<'_>) -> Result<(Hexagon, usize), CheckpointErro
             if usize::from(c.len) > crate::network::SYNAPSES_PER_SECTION {
                 return Err(malformed("section longer than 64 synapses"));
             }
+            // The section walk relies on a tolerance below 0.5 (it only ever shrinks).
+            if !(0.0..=INITIAL_TOLERANCE).contains(&c.tolerance) {
+                return Err(malformed("section tolerance out of range"));
+            }
         }
         if has_store {
             let mut sections = new_section_store();
@@ -526,8 +530,9 @@ fn decode_hexagon(r: &mut Reader<'_>) -> Result<(Hexagon, usize), CheckpointErro
                         target: r.u8()?,
                         counter: r.u8()?,
                     };
-                    if s.target != NO_TARGET && usize::from(s.target) >= NEURONS_PER_BLOCK {
-                        return Err(malformed("synapse target outside its block"));
+                    // Synapses before `len` are all set: the walks rely on it.
+                    if usize::from(s.target) >= NEURONS_PER_BLOCK {
+                        return Err(malformed("unset synapse or target outside its block"));
                     }
                 }
             }

@@ -1,11 +1,9 @@
 //! The backward pass (spec §4): from the last hexagon to the first, the derivative of each
 //! hidden neuron's activation, then the weight update along every section.
 
-use super::{BlockTask, DeltaTerm, Sources};
+use super::{BlockTask, DeltaRun, Sources};
 use crate::cluster::Cluster;
-use crate::network::{
-    Connection, NO_TARGET, Neuron, SYNAPSES_PER_SECTION, Section, WALK_THRESHOLD,
-};
+use crate::network::{Connection, Neuron, Section, WALK_THRESHOLD};
 
 /// Learning rate of synapse weights.
 const SYNAPSE_LEARNING_RATE: f32 = 0.05;
@@ -32,9 +30,17 @@ impl Cluster {
             });
             let dim = self.hexagons[h].dim;
             for events in &self.scratch.events[..dim] {
-                for term in &events.deltas {
-                    self.hexagons[term.hexagon as usize].neurons[term.neuron as usize].delta +=
-                        term.value;
+                let mut start = 0;
+                for run in &events.delta_runs {
+                    let neuron =
+                        &mut self.hexagons[run.hexagon as usize].neurons[run.neuron as usize];
+                    // Added one by one in synapse order, like the original.
+                    let mut delta = neuron.delta;
+                    for &value in &events.delta_values[start..run.end] {
+                        delta += value;
+                    }
+                    neuron.delta = delta;
+                    start = run.end;
                 }
             }
         }
@@ -50,66 +56,76 @@ fn backprop_neurons(neurons: &mut [Neuron]) {
     }
 }
 
-/// Updates the weights of every used section of the block (whether its source fired or not)
-/// and records the error terms for the source neurons. Input neurons' deltas are never read,
-/// so no terms are recorded for them.
+/// Updates the weights of every used section of the block whose source is active, and
+/// records the error terms for the source neurons. Input neurons' deltas are never read, so
+/// no terms are recorded for them.
 fn backprop_sections(task: &mut BlockTask<'_>, sources: &Sources<'_>) {
     let targets: &[Neuron] = task.neurons;
+    let events = &mut *task.events;
     for block in task.blocks.iter_mut() {
+        // A section whose source is inactive has no potential above its lower bound, so its
+        // walk would stop at once: only live slots are walked.
+        let mut live = sources.live_slots(block);
         let Some(sections) = block.sections.as_deref_mut() else {
             continue;
         };
-        let mut used = block.used;
-        while used != 0 {
-            let i = used.trailing_zeros() as usize;
-            used &= used - 1;
+        while live != 0 {
+            let i = live.trailing_zeros() as usize;
+            live &= live - 1;
             let connection = &block.connections[i];
-            let source = sources.neuron(connection.source_hexagon, connection.source_neuron);
-            let record = !connection.from_input;
-            backprop_section(
-                &mut sections[i],
-                connection,
-                targets,
-                source.potential,
-                |value| {
-                    if record {
-                        task.events.deltas.push(DeltaTerm {
-                            hexagon: connection.source_hexagon,
-                            neuron: connection.source_neuron,
-                            value,
-                        });
-                    }
-                },
-            );
+            let potential = sources
+                .neuron(connection.source_hexagon, connection.source_neuron)
+                .potential;
+            if connection.from_input {
+                backprop_section::<false>(
+                    &mut sections[i],
+                    connection,
+                    targets,
+                    potential,
+                    &mut events.delta_values,
+                );
+            } else {
+                backprop_section::<true>(
+                    &mut sections[i],
+                    connection,
+                    targets,
+                    potential,
+                    &mut events.delta_values,
+                );
+                events.delta_runs.push(DeltaRun {
+                    hexagon: connection.source_hexagon,
+                    neuron: connection.source_neuron,
+                    end: events.delta_values.len(),
+                });
+            }
         }
     }
 }
 
 /// The backward section walk (spec §4.3). Unlike the forward walk it is not clamped to the
-/// section's range (kept from the original).
+/// section's range (kept from the original). With `RECORD`, the source's error terms are
+/// appended to `deltas` in synapse order.
 #[inline]
-fn backprop_section(
+fn backprop_section<const RECORD: bool>(
     section: &mut Section,
     connection: &Connection,
     targets: &[Neuron],
     potential: f32,
-    mut source_delta: impl FnMut(f32),
+    deltas: &mut Vec<f32>,
 ) {
     let mut remaining = potential - connection.lower_bound;
-    let len = usize::from(connection.len).min(SYNAPSES_PER_SECTION);
+    let len = usize::from(connection.len);
     let mut pos = 0;
     while pos < len && remaining > WALK_THRESHOLD {
         let synapse = &mut section[pos];
         pos += 1;
-        if synapse.target == NO_TARGET {
-            continue;
-        }
         let target = &targets[usize::from(synapse.target)];
         let agree = (target.potential > 0.0) == (synapse.weight > 0.0);
-        if agree && synapse.counter < PERMANENT_COUNTER {
-            synapse.counter += 1;
+        // Without a branch: `agree` is unpredictable.
+        synapse.counter += u8::from(agree & (synapse.counter < PERMANENT_COUNTER));
+        if RECORD {
+            deltas.push(target.delta * synapse.weight);
         }
-        source_delta(target.delta * synapse.weight);
         synapse.weight -= SYNAPSE_LEARNING_RATE * target.delta;
         remaining -= synapse.border;
     }

@@ -4,8 +4,7 @@
 use super::{BlockTask, Sources, SplitRequest};
 use crate::cluster::Cluster;
 use crate::network::{
-    Connection, NEURONS_PER_BLOCK, NO_TARGET, Neuron, SYNAPSES_PER_SECTION, Section, Synapse,
-    WALK_THRESHOLD,
+    Connection, NEURONS_PER_BLOCK, Neuron, SYNAPSES_PER_SECTION, Section, Synapse, WALK_THRESHOLD,
 };
 use crate::rng::{RAND_MAX_F32, pcg_hash};
 
@@ -115,18 +114,16 @@ fn process_synapses(
     let targets: &mut [Neuron] = task.neurons;
     for (k, block) in task.blocks.iter_mut().enumerate() {
         let c = (task.first_block + k) as u32;
+        let live = sources.live_slots(block);
         let Some(sections) = block.sections.as_deref_mut() else {
             continue;
         };
-        let mut used = block.used;
-        while used != 0 {
-            let i = used.trailing_zeros() as usize;
-            used &= used - 1;
+        let mut live = live;
+        while live != 0 {
+            let i = live.trailing_zeros() as usize;
+            live &= live - 1;
             let connection = &mut block.connections[i];
             let source = sources.neuron(connection.source_hexagon, connection.source_neuron);
-            if !source.active {
-                continue;
-            }
             seed = seed.wrapping_add(c * 64 + i as u32);
             let able = growth && (connection.from_input || creation_enabled || grew);
             let walk = walk_section(
@@ -160,8 +157,12 @@ struct Walk {
 
 /// The section walk (spec §3.3): each synapse consumes its border of the remaining potential
 /// and passes its weight, in part if the potential ends inside its border. `able` sections
-/// create missing synapses, split borders, and ask for a follow-up section when the
-/// potential outlasts all 64 synapses.
+/// split borders, append a synapse when the chain is too short for the potential, and ask
+/// for a follow-up section when the potential outlasts all 64 synapses.
+///
+/// Relies on two invariants (kept by growth and reduction, checked on restore): the synapses
+/// before `connection.len` are all set and those after it unset, and the tolerance is below
+/// 0.5, so that a border split is only possible where the signal ends inside a synapse.
 #[inline]
 fn walk_section(
     section: &mut Section,
@@ -176,45 +177,50 @@ fn walk_section(
         remaining = connection.range;
     }
     let mut half = 0.0f32;
-    let mut len = usize::from(connection.len);
+    let len = usize::from(connection.len);
     let mut grew = false;
     let mut pos = 0;
-    while pos < SYNAPSES_PER_SECTION && remaining > WALK_THRESHOLD {
-        if pos >= len && !able {
-            // Only unset synapses follow: they neither pass nor consume anything.
-            break;
-        }
+    while pos < len && remaining > WALK_THRESHOLD {
         let synapse = &mut section[pos];
-        if able {
-            if synapse.target == NO_TARGET {
-                create_synapse(synapse, remaining, seed);
-                len = len.max(pos + 1);
-                grew = true;
-            }
+        if able && remaining < synapse.border {
             let tolerance = connection.tolerance;
             if remaining < (0.5 + tolerance) * synapse.border
                 && remaining > (0.5 - tolerance) * synapse.border
             {
+                // Border split: finer granularity where signals end.
                 synapse.border /= 1.5;
                 synapse.weight /= 1.5;
                 connection.tolerance = tolerance / 1.2;
                 grew = true;
             }
         }
-        if synapse.target != NO_TARGET {
-            let mut value = synapse.weight;
-            if remaining < synapse.border {
-                value *= (1.0 / synapse.border) * remaining;
-            }
-            targets[usize::from(synapse.target)].input += value;
-        }
         if pos < SYNAPSES_PER_SECTION / 2 {
             half += synapse.border;
         }
+        let target = &mut targets[usize::from(synapse.target)];
+        if remaining < synapse.border {
+            // The signal ends inside this synapse, which passes the matching fraction of its
+            // weight. `remaining` becomes negative, so this is the last step.
+            target.input += synapse.weight * ((1.0 / synapse.border) * remaining);
+            remaining -= synapse.border;
+            break;
+        }
+        target.input += synapse.weight;
         remaining -= synapse.border;
         pos += 1;
     }
-    connection.len = len as u8;
+    if able && pos == len && len < SYNAPSES_PER_SECTION && remaining > WALK_THRESHOLD {
+        // The chain is too short: a new synapse takes all that is left and passes fully.
+        let synapse = &mut section[pos];
+        create_synapse(synapse, remaining, seed);
+        connection.len += 1;
+        grew = true;
+        if pos < SYNAPSES_PER_SECTION / 2 {
+            half += synapse.border;
+        }
+        targets[usize::from(synapse.target)].input += synapse.weight;
+        remaining -= synapse.border;
+    }
     let split = if remaining > WALK_THRESHOLD && able {
         let next = (connection.lower_bound + half, connection.range - half);
         connection.range = half;

@@ -38,6 +38,22 @@ impl<'a> Sources<'a> {
     fn neuron(&self, hexagon: u32, index: u32) -> &Neuron {
         &self.neurons[hexagon as usize][index as usize]
     }
+
+    /// The used slots of `block` whose source neuron is active, as a bit mask. Built without
+    /// branches on the (unpredictable) activity, which is much cheaper than skipping inactive
+    /// sources one by one.
+    #[inline]
+    fn live_slots(&self, block: &ConnectionBlock) -> u64 {
+        let mut live = 0u64;
+        let mut used = block.used;
+        while used != 0 {
+            let i = used.trailing_zeros();
+            used &= used - 1;
+            let c = &block.connections[i as usize];
+            live |= u64::from(self.neuron(c.source_hexagon, c.source_neuron).active) << i;
+        }
+        live
+    }
 }
 
 /// A source neuron's section request, written by every processed section of that source
@@ -50,12 +66,13 @@ pub(crate) struct SplitRequest {
     section: Option<(f32, f32)>,
 }
 
-/// An error term for a source neuron from the backward walk.
+/// The error terms of one section for its source neuron: the values before `end` (and after
+/// the previous run's end) in [`BlockEvents::delta_values`].
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct DeltaTerm {
+pub(crate) struct DeltaRun {
     hexagon: u32,
     neuron: u32,
-    value: f32,
+    end: usize,
 }
 
 /// What one block task leaves for the merge.
@@ -63,7 +80,8 @@ pub(crate) struct DeltaTerm {
 pub(crate) struct BlockEvents {
     grew: bool,
     splits: Vec<SplitRequest>,
-    deltas: Vec<DeltaTerm>,
+    delta_runs: Vec<DeltaRun>,
+    delta_values: Vec<f32>,
 }
 
 /// Buffers kept between cycles so that the hot path does not allocate.
@@ -137,7 +155,8 @@ impl Cluster {
             .map(|(b, ((((neurons, blocks), new_mask), events), &seed))| {
                 events.grew = false;
                 events.splits.clear();
-                events.deltas.clear();
+                events.delta_runs.clear();
+                events.delta_values.clear();
                 BlockTask {
                     first_block: b * dim,
                     blocks,
