@@ -51,15 +51,24 @@ impl Cluster {
     /// Writes the values of input interface `input` into hexagon `h` (only its own hexagon,
     /// spec §11.1 B6). An input that fires for the first time gets its first section.
     fn inject(&mut self, h: usize, input: usize, growth: bool) {
-        for k in 0..self.inputs[input].values.len() {
-            let value = self.inputs[input].values[k];
-            let neuron = &mut self.hexagons[h].neurons[k];
+        let mut first_time = std::mem::take(&mut self.scratch.first_inputs);
+        first_time.clear();
+        let values = &self.inputs[input].values;
+        for (k, (neuron, &value)) in self.hexagons[h].neurons.iter_mut().zip(values).enumerate() {
             neuron.potential = value;
             neuron.active = value > 0.0;
-            if growth && neuron.active && !neuron.in_use {
+            if neuron.active && !neuron.in_use {
+                first_time.push(k);
+            }
+        }
+        if growth {
+            // Creating a section changes no input neuron but the one it is for, so creating
+            // them after the loop, in the same order, is the same as creating them inside it.
+            for &k in &first_time {
                 self.create_section(h, k, 0.0, f32::MAX);
             }
         }
+        self.scratch.first_inputs = first_time;
     }
 
     /// Walks all sections feeding hexagon `h` and updates its neurons if it is hidden.

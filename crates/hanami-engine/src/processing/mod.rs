@@ -89,6 +89,8 @@ pub(crate) struct BlockEvents {
 pub(crate) struct Scratch {
     events: Vec<BlockEvents>,
     seeds: Vec<u32>,
+    /// Input neurons that fire for the first time in this cycle.
+    first_inputs: Vec<usize>,
 }
 
 /// One neuron block with the connection blocks that feed it.
@@ -131,6 +133,7 @@ impl Cluster {
         let Scratch {
             events,
             seeds: seed_buffer,
+            ..
         } = &mut self.scratch;
         if events.len() < dim {
             events.resize_with(dim, BlockEvents::default);
