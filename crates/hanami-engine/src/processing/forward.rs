@@ -282,3 +282,60 @@ fn update_neurons(neurons: &mut [Neuron], new_mask: &mut u64, params: &NeuronPar
     }
     *new_mask = mask;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `cycles` neuron updates with a constant input of 100 and returns the potentials.
+    fn potentials(refractory_time: u32, cooldown: f32, cycles: usize) -> Vec<f32> {
+        let params = NeuronParams {
+            cooldown,
+            refractory_time,
+            overflow: 1.0,
+        };
+        let mut neurons = vec![Neuron::default(); NEURONS_PER_BLOCK];
+        let mut mask = 0;
+        (0..cycles)
+            .map(|_| {
+                neurons[0].input = 100.0;
+                update_neurons(&mut neurons, &mut mask, &params);
+                neurons[0].potential
+            })
+            .collect()
+    }
+
+    #[test]
+    fn refractory_time_counts_down_cycles() {
+        let fresh = (101.0f32).log2();
+        // Default 1: input every cycle.
+        assert!(potentials(1, 1e7, 4).iter().all(|&p| p == fresh));
+        // 3: input in cycles 1, 4, 7; in between only the cooldown acts. (The values are the
+        // spec's sequence for the original's refractory 5, whose shift register has period 3.)
+        let p = potentials(3, 1.5, 7);
+        for (cycle, &value) in p.iter().enumerate() {
+            assert_eq!(value > 6.0, cycle % 3 == 0, "cycle {cycle}: {p:?}");
+        }
+        assert!((p[0] - 6.658).abs() < 1e-3 && (p[1] - 2.443).abs() < 1e-3);
+        assert!((p[2] - 1.394).abs() < 1e-3 && (p[3] - 6.671).abs() < 1e-3);
+        assert!(p[1] < p[0] && p[2] < p[1]);
+    }
+
+    #[test]
+    fn first_firing_asks_for_a_section() {
+        let params = NeuronParams {
+            cooldown: 1e7,
+            refractory_time: 1,
+            overflow: 1.0,
+        };
+        let mut neurons = vec![Neuron::default(); NEURONS_PER_BLOCK];
+        neurons[3].input = 2.0;
+        neurons[5].input = 2.0;
+        neurons[5].in_use = true;
+        let mut mask = 0;
+        update_neurons(&mut neurons, &mut mask, &params);
+        assert_eq!(mask, 1 << 3);
+        assert!(neurons[3].active && neurons[5].active && !neurons[4].active);
+        assert_eq!(neurons[3].input, 0.0);
+    }
+}
