@@ -1,9 +1,10 @@
 //! The backward pass (spec §4): from the last hexagon to the first, the derivative of each
 //! hidden neuron's activation, then the weight update along every section.
 
+use super::forward::target_index;
 use super::{BlockTask, DeltaRun, Sources};
 use crate::cluster::Cluster;
-use crate::network::{Connection, Neuron, Section, WALK_THRESHOLD};
+use crate::network::{Connection, NEURONS_PER_BLOCK, Neuron, Section, WALK_THRESHOLD};
 
 /// Learning rate of synapse weights.
 const SYNAPSE_LEARNING_RATE: f32 = 0.05;
@@ -60,7 +61,9 @@ fn backprop_neurons(neurons: &mut [Neuron]) {
 /// records the error terms for the source neurons. Input neurons' deltas are never read, so
 /// no terms are recorded for them.
 fn backprop_sections(task: &mut BlockTask<'_>, sources: &Sources<'_>) {
-    let targets: &[Neuron] = task.neurons;
+    let targets: &[Neuron; NEURONS_PER_BLOCK] = (&*task.neurons)
+        .try_into()
+        .expect("a neuron block has 64 neurons");
     let events = &mut *task.events;
     for block in task.blocks.iter_mut() {
         // A section whose source is inactive has no potential above its lower bound, so its
@@ -109,7 +112,7 @@ fn backprop_sections(task: &mut BlockTask<'_>, sources: &Sources<'_>) {
 fn backprop_section<const RECORD: bool>(
     section: &mut Section,
     connection: &Connection,
-    targets: &[Neuron],
+    targets: &[Neuron; NEURONS_PER_BLOCK],
     potential: f32,
     deltas: &mut Vec<f32>,
 ) {
@@ -119,7 +122,7 @@ fn backprop_section<const RECORD: bool>(
     while pos < len && remaining > WALK_THRESHOLD {
         let synapse = &mut section[pos];
         pos += 1;
-        let target = &targets[usize::from(synapse.target)];
+        let target = &targets[target_index(synapse.target)];
         let agree = (target.potential > 0.0) == (synapse.weight > 0.0);
         // Without a branch: `agree` is unpredictable.
         synapse.counter += u8::from(agree & (synapse.counter < PERMANENT_COUNTER));

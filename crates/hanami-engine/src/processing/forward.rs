@@ -120,7 +120,10 @@ fn process_synapses(
 ) {
     let mut seed = task.seed;
     let mut grew = false;
-    let targets: &mut [Neuron] = task.neurons;
+    let targets: &mut [Neuron; NEURONS_PER_BLOCK] = task
+        .neurons
+        .try_into()
+        .expect("a neuron block has 64 neurons");
     for (k, block) in task.blocks.iter_mut().enumerate() {
         let c = (task.first_block + k) as u32;
         let live = sources.live_slots(block);
@@ -176,7 +179,7 @@ struct Walk {
 fn walk_section(
     section: &mut Section,
     connection: &mut Connection,
-    targets: &mut [Neuron],
+    targets: &mut [Neuron; NEURONS_PER_BLOCK],
     potential: f32,
     able: bool,
     seed: &mut u32,
@@ -206,7 +209,7 @@ fn walk_section(
         if pos < SYNAPSES_PER_SECTION / 2 {
             half += synapse.border;
         }
-        let target = &mut targets[usize::from(synapse.target)];
+        let target = &mut targets[target_index(synapse.target)];
         if remaining < synapse.border {
             // The signal ends inside this synapse, which passes the matching fraction of its
             // weight. `remaining` becomes negative, so this is the last step.
@@ -227,7 +230,7 @@ fn walk_section(
         if pos < SYNAPSES_PER_SECTION / 2 {
             half += synapse.border;
         }
-        targets[usize::from(synapse.target)].input += synapse.weight;
+        targets[target_index(synapse.target)].input += synapse.weight;
         remaining -= synapse.border;
     }
     let split = if remaining > WALK_THRESHOLD && able {
@@ -238,6 +241,13 @@ fn walk_section(
         None
     };
     Walk { grew, split }
+}
+
+/// Index of a set synapse's target; the mask (a no-op, targets are below 64) lets the compiler
+/// drop the bounds check in the walks.
+#[inline]
+pub(super) fn target_index(target: u8) -> usize {
+    usize::from(target) & (NEURONS_PER_BLOCK - 1)
 }
 
 /// A new synapse that consumes all of `border`, with a random target in the block and a
