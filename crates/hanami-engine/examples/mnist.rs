@@ -1,0 +1,170 @@
+//! Trains the seed template on MNIST and prints one JSON line per epoch.
+//!
+//! ```text
+//! cargo run --release -p hanami-engine --example mnist -- <MNIST_DIR> --epochs 3 [--seed N] [--threads N]
+//! ```
+//!
+//! `<MNIST_DIR>` holds the four IDX files (`scripts/fetch_mnist.py` fetches them). Pixels go
+//! in as raw values 0–255 and labels as one-hot vectors, as the server feeds an MNIST dataset.
+//! Each epoch trains on the 60,000 training images, then requests the 10,000 test images and
+//! scores the argmax of the output against the label.
+
+use std::error::Error;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use hanami_engine::{Cluster, ClusterOptions, RowError, Rows, Template, argmax};
+
+/// The template of the seed documentation ("Create Cluster").
+const SEED_TEMPLATE: &str = "version: 1
+settings:
+    neuron_cooldown: 10000000.0
+    refractory_time: 1
+    max_connection_distance: 1
+    enable_reduction: false
+hexagons:
+    1,1,1
+    2,1,1
+    3,1,1
+
+inputs:
+    picture:
+        target: 1,1,1
+        number_of_inputs: 784
+
+outputs:
+    label:
+        target: 3,1,1
+        number_of_outputs: 10
+";
+
+/// Images and labels of one MNIST split.
+struct Split {
+    pixels: Vec<u8>,
+    labels: Vec<u8>,
+    image_size: usize,
+}
+
+impl Split {
+    fn load(dir: &Path, images: &str, labels: &str) -> Result<Split, Box<dyn Error>> {
+        let mut images = std::fs::read(dir.join(images))?;
+        let mut labels = std::fs::read(dir.join(labels))?;
+        let be = |b: &[u8], at: usize| {
+            u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize
+        };
+        if images.len() < 16
+            || be(&images, 0) != 0x0803
+            || labels.len() < 8
+            || be(&labels, 0) != 0x0801
+        {
+            return Err("not an MNIST IDX file".into());
+        }
+        let (count, rows, cols) = (be(&images, 4), be(&images, 8), be(&images, 12));
+        if be(&labels, 4) != count
+            || images.len() != 16 + count * rows * cols
+            || labels.len() != 8 + count
+        {
+            return Err("IDX sizes do not match".into());
+        }
+        images.drain(..16);
+        labels.drain(..8);
+        Ok(Split {
+            pixels: images,
+            labels,
+            image_size: rows * cols,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+}
+
+impl Rows for Split {
+    fn row_count(&self) -> usize {
+        self.len()
+    }
+
+    fn read(&mut self, row: usize, name: &str, values: &mut [f32]) -> Result<(), RowError> {
+        match name {
+            "picture" => {
+                let image = &self.pixels[row * self.image_size..(row + 1) * self.image_size];
+                for (v, &p) in values.iter_mut().zip(image) {
+                    *v = f32::from(p);
+                }
+            }
+            "label" => {
+                let label = usize::from(self.labels[row]);
+                for (i, v) in values.iter_mut().enumerate() {
+                    *v = if i == label { 1.0 } else { 0.0 };
+                }
+            }
+            other => return Err(format!("unknown interface {other}").into()),
+        }
+        Ok(())
+    }
+}
+
+/// Peak resident memory of this process in MiB (Linux `VmHWM`).
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let mut args = std::env::args().skip(1);
+    let mut dir = None;
+    let (mut epochs, mut seed, mut threads) = (1usize, 1u64, 1usize);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or(format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--epochs" => epochs = value()?.parse()?,
+            "--seed" => seed = value()?.parse()?,
+            "--threads" => threads = value()?.parse()?,
+            _ if dir.is_none() => dir = Some(arg),
+            _ => return Err(format!("unexpected argument {arg}").into()),
+        }
+    }
+    let dir = dir.ok_or("usage: mnist <MNIST_DIR> [--epochs N] [--seed N] [--threads N]")?;
+    let dir = Path::new(&dir);
+    let mut train = Split::load(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte")?;
+    let mut test = Split::load(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")?;
+
+    let template = Template::parse(SEED_TEMPLATE)?;
+    let options = ClusterOptions {
+        seed,
+        threads,
+        ..ClusterOptions::default()
+    };
+    let mut cluster = Cluster::new(&template, options)?;
+    let cancel = AtomicBool::new(false);
+    for epoch in 1..=epochs {
+        let start = Instant::now();
+        cluster.train_batch(&mut train, &cancel, &mut |_| {})?;
+        let train_s = start.elapsed().as_secs_f64();
+
+        let labels = test.labels.clone();
+        let mut correct = 0usize;
+        let start = Instant::now();
+        cluster.request_batch(&mut test, &cancel, &mut |_| {}, &mut |row, _, values| {
+            if argmax(values) == usize::from(labels[row]) {
+                correct += 1;
+            }
+        })?;
+        let request_s = start.elapsed().as_secs_f64();
+        let accuracy = correct as f64 * 100.0 / test.len() as f64;
+        println!(
+            "{{\"epoch\":{epoch},\"train_s\":{train_s:.4},\"request_s\":{request_s:.4},\"accuracy\":{accuracy:.2},\"synapses\":{},\"peak_rss_mb\":{:.1}}}",
+            cluster.size().synapses,
+            peak_rss_mb()
+        );
+    }
+    Ok(())
+}

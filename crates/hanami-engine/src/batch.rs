@@ -1,0 +1,197 @@
+//! Batch processing over the rows of a dataset. The engine does no I/O: rows come from a
+//! [`Rows`] source, and request results go to a callback.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::cluster::Cluster;
+use crate::error::{EngineError, RowError};
+
+/// A source of dataset rows, e.g. the server's reader of a dataset file.
+pub trait Rows {
+    /// Number of rows; a batch runs one cycle per row.
+    fn row_count(&self) -> usize;
+
+    /// Writes the values of row `row` for the interface `name` into `values`, which has the
+    /// interface's size. Entries left unwritten keep the values of the previous row.
+    fn read(&mut self, row: usize, name: &str, values: &mut [f32]) -> Result<(), RowError>;
+}
+
+/// [`Rows`] over a closure, for sources that are easiest written as one function.
+pub struct RowsFn<F> {
+    rows: usize,
+    read: F,
+}
+
+impl<F> RowsFn<F>
+where
+    F: FnMut(usize, &str, &mut [f32]) -> Result<(), RowError>,
+{
+    /// `rows` rows, each interface read by `read(row, name, values)`.
+    pub fn new(rows: usize, read: F) -> Self {
+        RowsFn { rows, read }
+    }
+}
+
+impl<F> Rows for RowsFn<F>
+where
+    F: FnMut(usize, &str, &mut [f32]) -> Result<(), RowError>,
+{
+    fn row_count(&self) -> usize {
+        self.rows
+    }
+
+    fn read(&mut self, row: usize, name: &str, values: &mut [f32]) -> Result<(), RowError> {
+        (self.read)(row, name, values)
+    }
+}
+
+/// Receives `(row, output name, raw values)` for each output of each request row.
+type OutputCallback<'a> = dyn FnMut(usize, &str, &[f32]) + 'a;
+
+/// How a batch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Rows fully processed.
+    pub rows_done: usize,
+    /// Whether the cancel flag stopped the batch before the last row.
+    pub cancelled: bool,
+}
+
+/// Index of the largest value as the original's result writer picks it: the best value starts
+/// at −0.1 and only a strictly larger value replaces it, so ties go to the lowest index and a
+/// vector without any value above −0.1 gives 0.
+pub fn argmax(values: &[f32]) -> usize {
+    let mut best = -0.1f32;
+    let mut index = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > best {
+            best = v;
+            index = i;
+        }
+    }
+    index
+}
+
+/// Writes the one-hot vector of [`argmax`] of `values` into `out` (same length).
+pub fn one_hot(values: &[f32], out: &mut [f32]) {
+    let best = argmax(values);
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = if i == best { 1.0 } else { 0.0 };
+    }
+}
+
+impl Cluster {
+    /// Trains on every row of `rows`: for row `i`, reads every input interface and every
+    /// output interface (its expected values) by name, then runs one training cycle.
+    ///
+    /// `cancel` is checked before each row; `progress` gets the number of rows done after
+    /// each row. A row that cannot be read, or holds a non-finite value, stops the batch with
+    /// an error; the rows before it stay learned.
+    pub fn train_batch(
+        &mut self,
+        rows: &mut dyn Rows,
+        cancel: &AtomicBool,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<BatchOutcome, EngineError> {
+        self.run_batch(rows, cancel, progress, None)
+    }
+
+    /// Runs a request cycle for every row of `rows` (reading every input interface) and hands
+    /// each output interface's raw values to `on_output(row, name, values)`; use [`one_hot`]
+    /// to turn them into result rows.
+    pub fn request_batch(
+        &mut self,
+        rows: &mut dyn Rows,
+        cancel: &AtomicBool,
+        progress: &mut dyn FnMut(usize),
+        on_output: &mut dyn FnMut(usize, &str, &[f32]),
+    ) -> Result<BatchOutcome, EngineError> {
+        self.run_batch(rows, cancel, progress, Some(on_output))
+    }
+
+    fn run_batch(
+        &mut self,
+        rows: &mut dyn Rows,
+        cancel: &AtomicBool,
+        progress: &mut dyn FnMut(usize),
+        mut on_output: Option<&mut OutputCallback<'_>>,
+    ) -> Result<BatchOutcome, EngineError> {
+        let train = on_output.is_none();
+        let total = rows.row_count();
+        for row in 0..total {
+            if cancel.load(Ordering::Relaxed) {
+                return Ok(BatchOutcome {
+                    rows_done: row,
+                    cancelled: true,
+                });
+            }
+            for input in &mut self.inputs {
+                read_row(rows, row, &input.name, &mut input.values)?;
+            }
+            if train {
+                for output in &mut self.outputs {
+                    read_row(rows, row, &output.name, &mut output.expected)?;
+                }
+                self.train_cycle();
+            } else {
+                self.request_cycle();
+                if let Some(callback) = on_output.as_mut() {
+                    for output in &self.outputs {
+                        callback(row, &output.name, &output.values);
+                    }
+                }
+            }
+            progress(row + 1);
+        }
+        Ok(BatchOutcome {
+            rows_done: total,
+            cancelled: false,
+        })
+    }
+}
+
+/// Reads one interface of one row and checks that every value is finite.
+fn read_row(
+    rows: &mut dyn Rows,
+    row: usize,
+    name: &str,
+    values: &mut [f32],
+) -> Result<(), EngineError> {
+    rows.read(row, name, values)
+        .map_err(|source| EngineError::Row {
+            row,
+            name: name.to_string(),
+            source,
+        })?;
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(index) => {
+            // Leave no poison behind for later cycles.
+            values[index..]
+                .iter_mut()
+                .filter(|v| !v.is_finite())
+                .for_each(|v| *v = 0.0);
+            Err(EngineError::NonFinite {
+                name: name.to_string(),
+                index,
+            })
+        }
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_follows_the_original() {
+        assert_eq!(argmax(&[0.0, 0.0, 0.0]), 0);
+        assert_eq!(argmax(&[0.1, 0.7, 0.7]), 1);
+        assert_eq!(argmax(&[-0.5, -0.2]), 0);
+        assert_eq!(argmax(&[-0.5, -0.05]), 1);
+        assert_eq!(argmax(&[]), 0);
+        let mut out = [9.0; 3];
+        one_hot(&[0.2, 0.1, 0.9], &mut out);
+        assert_eq!(out, [0.0, 0.0, 1.0]);
+    }
+}

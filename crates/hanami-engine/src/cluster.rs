@@ -1,0 +1,407 @@
+//! The [`Cluster`]: a network built from a template, with its public API for training,
+//! requests, inspection and checkpoints.
+
+use std::sync::Arc;
+
+use crate::error::EngineError;
+use crate::geometry::{self, GROWTH_TARGETS, NO_HEXAGON};
+use crate::network::{
+    ConnectionBlock, Hexagon, InputInterface, NEURONS_PER_BLOCK, Neuron, OUTPUT_TARGETS,
+    OutputInterface, OutputTarget, SECTION_STORE_BYTES,
+};
+use crate::processing::Scratch;
+use crate::rng::Rng;
+use crate::template::{Settings, Template};
+
+/// How a cluster is created and run. Everything but `threads` is part of the cluster state
+/// and travels in checkpoints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterOptions {
+    /// Seed of the cluster's random generator. The same seed gives bit-identical results.
+    pub seed: u64,
+    /// Worker threads for processing the neuron blocks of a hexagon: 1 runs everything on
+    /// the calling thread, 0 uses the rayon pool the caller runs in, `n > 1` starts a pool of
+    /// `n` threads for this cluster. Results do not depend on this value.
+    pub threads: usize,
+    /// Whether request cycles grow the network like the original (input sections, synapse
+    /// creation, border splits). `false` freezes the structure during requests.
+    pub request_growth: bool,
+    /// Memory budget of the network in bytes. Growth that would exceed it is refused and
+    /// counted in [`GrowthStats::sections_refused`].
+    pub memory_limit: usize,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            seed: 0,
+            threads: 1,
+            request_growth: true,
+            memory_limit: 1 << 30,
+        }
+    }
+}
+
+/// Name and size of an input or output interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterfaceInfo<'a> {
+    /// Interface name from the template.
+    pub name: &'a str,
+    /// Number of values.
+    pub size: usize,
+}
+
+/// How big a cluster is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeReport {
+    /// Neurons of all hexagons (allocated, whether in use or not).
+    pub neurons: usize,
+    /// Synapse sections in use.
+    pub sections: usize,
+    /// Synapses that are set.
+    pub synapses: usize,
+    /// Memory held by the network (neurons, connection blocks, synapse storage, interfaces).
+    pub bytes: usize,
+}
+
+/// Growth that did not happen, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GrowthStats {
+    /// Sections not created because the growth target was no hexagon (dead-end walk).
+    pub sections_without_target: u64,
+    /// Sections not created because the memory budget was exhausted.
+    pub sections_refused: u64,
+}
+
+/// How blocks of one hexagon are processed.
+pub(crate) enum Parallelism {
+    /// On the calling thread.
+    Sequential,
+    /// In the rayon pool the caller runs in.
+    Current,
+    /// In the cluster's own pool.
+    Pool(Arc<rayon::ThreadPool>),
+}
+
+impl Parallelism {
+    pub(crate) fn new(threads: usize) -> Result<Self, EngineError> {
+        Ok(match threads {
+            0 => Parallelism::Current,
+            1 => Parallelism::Sequential,
+            n => Parallelism::Pool(Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build()
+                    .map_err(|e| EngineError::ThreadPool {
+                        threads: n,
+                        message: e.to_string(),
+                    })?,
+            )),
+        })
+    }
+}
+
+/// A neural network grown from a cluster template.
+///
+/// All processing happens on the thread that calls a method (plus the worker threads chosen by
+/// [`ClusterOptions::threads`]); the cluster is `Send`, so a server can own it in a worker
+/// thread. The same seed and inputs give bit-identical results, whatever the thread count.
+pub struct Cluster {
+    pub(crate) settings: Settings,
+    pub(crate) options: ClusterOptions,
+    pub(crate) hexagons: Vec<Hexagon>,
+    pub(crate) inputs: Vec<InputInterface>,
+    pub(crate) outputs: Vec<OutputInterface>,
+    pub(crate) rng: Rng,
+    /// Training cycles since the last reduction.
+    pub(crate) reduction_counter: u32,
+    /// Set when anything grew in the current phase (the original's `enableCreation`).
+    pub(crate) creation_enabled: bool,
+    pub(crate) stats: GrowthStats,
+    /// Connection blocks that have synapse storage.
+    pub(crate) section_stores: usize,
+    pub(crate) parallel: Parallelism,
+    pub(crate) scratch: Scratch,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("settings", &self.settings)
+            .field("hexagons", &self.hexagons.len())
+            .field("size", &self.size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Builds a cluster from template text with default options and the given seed.
+    pub fn from_template_text(text: &str, seed: u64) -> Result<Cluster, EngineError> {
+        let template = Template::parse(text)?;
+        Cluster::new(
+            &template,
+            ClusterOptions {
+                seed,
+                ..ClusterOptions::default()
+            },
+        )
+    }
+
+    /// Builds a cluster from a parsed template (spec §1.6): hexagons in template order,
+    /// neighbours and growth targets, input hexagons with `floor(n/64) + 1` neuron blocks,
+    /// every other hexagon empty until growth reaches it.
+    pub fn new(template: &Template, options: ClusterOptions) -> Result<Cluster, EngineError> {
+        let parallel = Parallelism::new(options.threads)?;
+        let positions = template.hexagons();
+        let count = positions.len();
+        let mut is_input = vec![false; count];
+        let mut is_output = vec![false; count];
+        for i in template.inputs() {
+            is_input[i.hexagon] = true;
+        }
+        for o in template.outputs() {
+            is_output[o.hexagon] = true;
+        }
+        let neighbours = geometry::neighbours(positions);
+        let mut rng = Rng::new(options.seed);
+        let mut hexagons: Vec<Hexagon> = (0..count)
+            .map(|id| Hexagon {
+                position: positions[id],
+                is_input: is_input[id],
+                is_output: is_output[id],
+                dim: 0,
+                neurons: Vec::new(),
+                new_mask: Vec::new(),
+                blocks: Vec::new(),
+                neighbours: neighbours[id],
+                targets: [NO_HEXAGON; GROWTH_TARGETS],
+                input: None,
+                output: None,
+            })
+            .collect();
+        for (id, hexagon) in hexagons.iter_mut().enumerate() {
+            hexagon.targets = geometry::growth_targets(
+                id,
+                &neighbours,
+                &is_input,
+                &is_output,
+                template.settings().max_connection_distance,
+                &mut rng,
+            );
+        }
+        let inputs = template
+            .inputs()
+            .iter()
+            .enumerate()
+            .map(|(index, spec)| {
+                let hexagon = &mut hexagons[spec.hexagon];
+                let blocks = spec.size / NEURONS_PER_BLOCK + 1;
+                hexagon.neurons = vec![Neuron::default(); blocks * NEURONS_PER_BLOCK];
+                hexagon.new_mask = vec![0; blocks];
+                hexagon.input = Some(index);
+                InputInterface {
+                    name: spec.name.clone(),
+                    hexagon: spec.hexagon,
+                    values: vec![0.0; spec.size],
+                }
+            })
+            .collect();
+        let outputs = template
+            .outputs()
+            .iter()
+            .enumerate()
+            .map(|(index, spec)| {
+                hexagons[spec.hexagon].output = Some(index);
+                OutputInterface {
+                    name: spec.name.clone(),
+                    hexagon: spec.hexagon,
+                    targets: vec![[OutputTarget::EMPTY; OUTPUT_TARGETS]; spec.size],
+                    values: vec![0.0; spec.size],
+                    expected: vec![0.0; spec.size],
+                }
+            })
+            .collect();
+        Ok(Cluster {
+            settings: *template.settings(),
+            options,
+            hexagons,
+            inputs,
+            outputs,
+            rng,
+            reduction_counter: 0,
+            creation_enabled: false,
+            stats: GrowthStats::default(),
+            section_stores: 0,
+            parallel,
+            scratch: Scratch::default(),
+        })
+    }
+
+    /// The settings the cluster was built with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The options the cluster runs with.
+    pub fn options(&self) -> &ClusterOptions {
+        &self.options
+    }
+
+    /// Changes the number of worker threads (see [`ClusterOptions::threads`]).
+    pub fn set_threads(&mut self, threads: usize) -> Result<(), EngineError> {
+        self.parallel = Parallelism::new(threads)?;
+        self.options.threads = threads;
+        Ok(())
+    }
+
+    /// Input interfaces in template order.
+    pub fn inputs(&self) -> impl ExactSizeIterator<Item = InterfaceInfo<'_>> {
+        self.inputs.iter().map(|i| InterfaceInfo {
+            name: &i.name,
+            size: i.values.len(),
+        })
+    }
+
+    /// Output interfaces in template order.
+    pub fn outputs(&self) -> impl ExactSizeIterator<Item = InterfaceInfo<'_>> {
+        self.outputs.iter().map(|o| InterfaceInfo {
+            name: &o.name,
+            size: o.values.len(),
+        })
+    }
+
+    /// The raw output values (sigmoid activations, 0 where an output has no links yet) of the
+    /// last cycle, or `None` if there is no output of that name.
+    pub fn output(&self, name: &str) -> Option<&[f32]> {
+        self.outputs
+            .iter()
+            .find(|o| o.name == name)
+            .map(|o| &o.values[..])
+    }
+
+    /// Runs one training cycle: sets the named inputs and expected values, runs the forward
+    /// pass with growth, the backward pass, and reduction when it is due.
+    ///
+    /// A buffer may be shorter than its interface; the remaining values keep their previous
+    /// contents. Nothing is changed if any name, length or value is invalid.
+    pub fn train_step(
+        &mut self,
+        inputs: &[(&str, &[f32])],
+        expected: &[(&str, &[f32])],
+    ) -> Result<(), EngineError> {
+        let input_slots = self.check_inputs(inputs)?;
+        let output_slots = self.check_expected(expected)?;
+        for ((_, values), slot) in inputs.iter().zip(input_slots) {
+            self.inputs[slot].values[..values.len()].copy_from_slice(values);
+        }
+        for ((_, values), slot) in expected.iter().zip(output_slots) {
+            self.outputs[slot].expected[..values.len()].copy_from_slice(values);
+        }
+        self.train_cycle();
+        Ok(())
+    }
+
+    /// Runs one request cycle on the named inputs; read the result with [`Cluster::output`].
+    pub fn request_step(&mut self, inputs: &[(&str, &[f32])]) -> Result<(), EngineError> {
+        let slots = self.check_inputs(inputs)?;
+        for ((_, values), slot) in inputs.iter().zip(slots) {
+            self.inputs[slot].values[..values.len()].copy_from_slice(values);
+        }
+        self.request_cycle();
+        Ok(())
+    }
+
+    fn check_inputs(&self, inputs: &[(&str, &[f32])]) -> Result<Vec<usize>, EngineError> {
+        inputs
+            .iter()
+            .map(|(name, values)| {
+                let slot = self
+                    .inputs
+                    .iter()
+                    .position(|i| i.name == *name)
+                    .ok_or_else(|| EngineError::UnknownInput(name.to_string()))?;
+                check_values(name, values, self.inputs[slot].values.len())?;
+                Ok(slot)
+            })
+            .collect()
+    }
+
+    fn check_expected(&self, expected: &[(&str, &[f32])]) -> Result<Vec<usize>, EngineError> {
+        expected
+            .iter()
+            .map(|(name, values)| {
+                let slot = self
+                    .outputs
+                    .iter()
+                    .position(|o| o.name == *name)
+                    .ok_or_else(|| EngineError::UnknownOutput(name.to_string()))?;
+                check_values(name, values, self.outputs[slot].expected.len())?;
+                Ok(slot)
+            })
+            .collect()
+    }
+
+    /// Counts neurons, sections, synapses and bytes.
+    pub fn size(&self) -> SizeReport {
+        let mut report = SizeReport {
+            neurons: 0,
+            sections: 0,
+            synapses: 0,
+            bytes: self.memory_bytes(),
+        };
+        for hexagon in &self.hexagons {
+            report.neurons += hexagon.neurons.len();
+            for block in &hexagon.blocks {
+                report.sections += block.used.count_ones() as usize;
+                if let Some(sections) = &block.sections {
+                    report.synapses += sections
+                        .iter()
+                        .flatten()
+                        .filter(|s| s.target != crate::network::NO_TARGET)
+                        .count();
+                }
+            }
+        }
+        report
+    }
+
+    /// Growth that was refused or had nowhere to go.
+    pub fn growth_stats(&self) -> GrowthStats {
+        self.stats
+    }
+
+    /// Memory held by the network, as counted against [`ClusterOptions::memory_limit`].
+    pub(crate) fn memory_bytes(&self) -> usize {
+        let mut bytes = self.section_stores * SECTION_STORE_BYTES;
+        for hexagon in &self.hexagons {
+            bytes += hexagon.neurons.len() * std::mem::size_of::<Neuron>()
+                + hexagon.blocks.len() * std::mem::size_of::<ConnectionBlock>()
+                + hexagon.new_mask.len() * 8;
+        }
+        for input in &self.inputs {
+            bytes += input.values.len() * 4;
+        }
+        for output in &self.outputs {
+            bytes +=
+                output.targets.len() * (std::mem::size_of::<[OutputTarget; OUTPUT_TARGETS]>() + 8);
+        }
+        bytes
+    }
+}
+
+fn check_values(name: &str, values: &[f32], size: usize) -> Result<(), EngineError> {
+    if values.len() > size {
+        return Err(EngineError::TooManyValues {
+            name: name.to_string(),
+            size,
+            got: values.len(),
+        });
+    }
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(index) => Err(EngineError::NonFinite {
+            name: name.to_string(),
+            index,
+        }),
+        None => Ok(()),
+    }
+}

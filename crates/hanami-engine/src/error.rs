@@ -1,0 +1,58 @@
+//! Errors of the engine's public API.
+
+use thiserror::Error;
+
+use crate::template::TemplateError;
+
+/// Error a [`crate::Rows`] source reports for a row it cannot deliver.
+pub type RowError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Errors of cluster creation and processing.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// The template text was rejected.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// No input interface has this name.
+    #[error("the cluster has no input named '{0}'")]
+    UnknownInput(String),
+    /// No output interface has this name.
+    #[error("the cluster has no output named '{0}'")]
+    UnknownOutput(String),
+    /// More values than the interface has neurons.
+    #[error("'{name}' takes at most {size} values, got {got}")]
+    TooManyValues {
+        /// Interface name.
+        name: String,
+        /// Interface size.
+        size: usize,
+        /// Number of values given.
+        got: usize,
+    },
+    /// A value is NaN or infinite.
+    #[error("value {index} for '{name}' is not a finite number")]
+    NonFinite {
+        /// Interface name.
+        name: String,
+        /// Index of the value within the interface.
+        index: usize,
+    },
+    /// A row source failed.
+    #[error("reading row {row} for '{name}' failed: {source}")]
+    Row {
+        /// Row index.
+        row: usize,
+        /// Interface name.
+        name: String,
+        /// What the source reported.
+        source: RowError,
+    },
+    /// The worker threads could not be started.
+    #[error("could not start {threads} worker threads: {message}")]
+    ThreadPool {
+        /// Requested thread count.
+        threads: usize,
+        /// The reason.
+        message: String,
+    },
+}

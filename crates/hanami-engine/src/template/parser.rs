@@ -1,0 +1,303 @@
+//! Recursive-descent parser for the grammar of spec §1.2, with the semantic checks of §1.4
+//! and the limits of [`super::limits`].
+
+use std::collections::HashMap;
+
+use super::error::{TemplateError, TemplateErrorKind as Kind};
+use super::lexer::{Keyword, Lexer, Tok, Token};
+use super::{InterfaceTemplate, Position, Settings, Template, limits};
+
+/// Parses and checks a whole template.
+pub(crate) fn parse(text: &str) -> Result<Template, TemplateError> {
+    if text.is_empty() {
+        return Err(TemplateError::new(0, 0, Kind::Empty));
+    }
+    if text.len() > limits::MAX_TEMPLATE_BYTES {
+        return Err(TemplateError::new(1, 1, Kind::TooLong));
+    }
+    Parser::new(text)?.template()
+}
+
+/// Which kind of interface a block describes.
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    Input,
+    Output,
+}
+
+struct Parser<'a> {
+    lexer: Lexer<'a>,
+    look: Token<'a>,
+    positions: HashMap<Position, usize>,
+}
+
+impl<'a> Parser<'a> {
+    fn new(text: &'a str) -> Result<Self, TemplateError> {
+        let mut lexer = Lexer::new(text);
+        let look = lexer.next_token()?;
+        Ok(Parser {
+            lexer,
+            look,
+            positions: HashMap::new(),
+        })
+    }
+
+    fn advance(&mut self) -> Result<Token<'a>, TemplateError> {
+        let current = self.look;
+        self.look = self.lexer.next_token()?;
+        Ok(current)
+    }
+
+    fn syntax(&self, expected: &'static str) -> TemplateError {
+        self.error_at(
+            &self.look,
+            Kind::Syntax {
+                expected,
+                found: self.look.describe(),
+            },
+        )
+    }
+
+    fn error_at(&self, token: &Token<'_>, kind: Kind) -> TemplateError {
+        TemplateError::new(token.line, token.column, kind)
+    }
+
+    fn expect(&mut self, tok: Tok, expected: &'static str) -> Result<Token<'a>, TemplateError> {
+        if self.look.tok == tok {
+            self.advance()
+        } else {
+            Err(self.syntax(expected))
+        }
+    }
+
+    fn number(&mut self, expected: &'static str) -> Result<(i64, Token<'a>), TemplateError> {
+        match self.look.tok {
+            Tok::Number(n) => Ok((n, self.advance()?)),
+            _ => Err(self.syntax(expected)),
+        }
+    }
+
+    fn template(mut self) -> Result<Template, TemplateError> {
+        self.expect(Tok::Version, "`version: 1`")?;
+        self.expect(Tok::Keyword(Keyword::Settings), "`settings`")?;
+        self.expect(Tok::Colon, "`:` after `settings`")?;
+        let settings = self.settings()?;
+
+        self.expect(Tok::Colon, "`:` after `hexagons`")?;
+        let mut hexagons = Vec::new();
+        loop {
+            let (position, token) = self.position("a hexagon position `x,y,z`")?;
+            if self.positions.insert(position, hexagons.len()).is_some() {
+                let Position { x, y, z } = position;
+                return Err(self.error_at(&token, Kind::DuplicateHexagon(x, y, z)));
+            }
+            if self.positions.len() > limits::MAX_HEXAGONS {
+                return Err(self.error_at(&token, Kind::TooManyHexagons));
+            }
+            hexagons.push(position);
+            match self.look.tok {
+                Tok::Number(_) => continue,
+                Tok::Keyword(Keyword::Inputs) => break,
+                _ => return Err(self.syntax("another hexagon position or `inputs`")),
+            }
+        }
+        self.advance()?;
+        self.expect(Tok::Colon, "`:` after `inputs`")?;
+        let inputs = self.interfaces(Side::Input, &[])?;
+        self.expect(Tok::Colon, "`:` after `outputs`")?;
+        let outputs = self.interfaces(Side::Output, &inputs)?;
+        Ok(Template {
+            settings,
+            hexagons,
+            inputs,
+            outputs,
+        })
+    }
+
+    /// `setting+`, ending at the `hexagons` keyword (consumed).
+    fn settings(&mut self) -> Result<Settings, TemplateError> {
+        const EXPECTED_SETTING: &str = "a setting (`neuron_cooldown`, `refractory_time`, \
+             `max_connection_distance` or `enable_reduction`)";
+        let mut settings = Settings::default();
+        let mut count = 0;
+        loop {
+            let key = match self.look.tok {
+                Tok::Keyword(
+                    kw @ (Keyword::NeuronCooldown
+                    | Keyword::RefractoryTime
+                    | Keyword::MaxConnectionDistance
+                    | Keyword::EnableReduction),
+                ) => kw,
+                Tok::Keyword(Keyword::Hexagons) if count > 0 => {
+                    self.advance()?;
+                    return Ok(settings);
+                }
+                _ if count > 0 => {
+                    return Err(self.syntax("another setting or `hexagons`"));
+                }
+                _ => return Err(self.syntax(EXPECTED_SETTING)),
+            };
+            self.advance()?;
+            self.expect(Tok::Colon, "`:` after the setting name")?;
+            let value = self.look;
+            match key {
+                Keyword::NeuronCooldown => {
+                    let cooldown = match value.tok {
+                        Tok::Number(n) => n as f64,
+                        Tok::Float(f) => f,
+                        _ => return Err(self.syntax("a number")),
+                    };
+                    if cooldown <= 1.0 {
+                        return Err(self.error_at(&value, Kind::CooldownTooSmall));
+                    }
+                    let narrowed = cooldown as f32;
+                    if !narrowed.is_finite() {
+                        return Err(self.error_at(&value, Kind::CooldownTooLarge));
+                    }
+                    settings.neuron_cooldown = narrowed;
+                }
+                Keyword::RefractoryTime => {
+                    let Tok::Number(n) = value.tok else {
+                        return Err(self.syntax("a whole number"));
+                    };
+                    if n < 1 {
+                        return Err(self.error_at(&value, Kind::RefractoryTooSmall));
+                    }
+                    if n > i64::from(limits::MAX_REFRACTORY_TIME) {
+                        return Err(self.error_at(&value, Kind::RefractoryTooLarge));
+                    }
+                    settings.refractory_time = n as u32;
+                }
+                Keyword::MaxConnectionDistance => {
+                    let Tok::Number(n) = value.tok else {
+                        return Err(self.syntax("a whole number"));
+                    };
+                    if n < 1 {
+                        return Err(self.error_at(&value, Kind::DistanceTooSmall));
+                    }
+                    if n > i64::from(limits::MAX_CONNECTION_DISTANCE) {
+                        return Err(self.error_at(&value, Kind::DistanceTooLarge));
+                    }
+                    settings.max_connection_distance = n as u32;
+                }
+                _ => {
+                    let Tok::Bool(b) = value.tok else {
+                        return Err(self.syntax("`true` or `false`"));
+                    };
+                    settings.enable_reduction = b;
+                }
+            }
+            self.advance()?;
+            count += 1;
+        }
+    }
+
+    /// `NUMBER , NUMBER , NUMBER`; returns the position and the first token.
+    fn position(&mut self, expected: &'static str) -> Result<(Position, Token<'a>), TemplateError> {
+        let mut coords = [0u32; 3];
+        let mut first = None;
+        for (i, coord) in coords.iter_mut().enumerate() {
+            if i > 0 {
+                self.expect(Tok::Comma, "`,` between coordinates")?;
+            }
+            let (n, token) = self.number(if i == 0 { expected } else { "a coordinate" })?;
+            first.get_or_insert(token);
+            if n < 0 {
+                return Err(self.error_at(&token, Kind::Negative(n)));
+            }
+            if n > i64::from(limits::MAX_COORDINATE) {
+                return Err(self.error_at(&token, Kind::CoordinateTooLarge(n)));
+            }
+            *coord = n as u32;
+        }
+        let [x, y, z] = coords;
+        Ok((Position { x, y, z }, first.unwrap_or(self.look)))
+    }
+
+    /// `input+` or `output+`. Inputs end at the `outputs` keyword (consumed), outputs at the
+    /// end of the template.
+    fn interfaces(
+        &mut self,
+        side: Side,
+        inputs: &[InterfaceTemplate],
+    ) -> Result<Vec<InterfaceTemplate>, TemplateError> {
+        let (count_kw, count_text, limit) = match side {
+            Side::Input => (
+                Keyword::NumberOfInputs,
+                "`number_of_inputs`",
+                limits::MAX_INPUTS,
+            ),
+            Side::Output => (
+                Keyword::NumberOfOutputs,
+                "`number_of_outputs`",
+                limits::MAX_OUTPUTS,
+            ),
+        };
+        let mut list: Vec<InterfaceTemplate> = Vec::new();
+        loop {
+            let name_token = self.expect(
+                Tok::Identifier,
+                match side {
+                    Side::Input => "an input name",
+                    Side::Output => "an output name",
+                },
+            )?;
+            let name = name_token.text.to_string();
+            if name.chars().count() > limits::MAX_NAME_LEN {
+                return Err(self.error_at(&name_token, Kind::NameTooLong(name)));
+            }
+            if inputs.iter().chain(&list).any(|i| i.name == name) {
+                return Err(self.error_at(&name_token, Kind::DuplicateName(name)));
+            }
+            self.expect(Tok::Colon, "`:` after the name")?;
+            self.expect(Tok::Keyword(Keyword::Target), "`target`")?;
+            self.expect(Tok::Colon, "`:` after `target`")?;
+            let (position, pos_token) = self.position("a hexagon position `x,y,z`")?;
+            let Some(&hexagon) = self.positions.get(&position) else {
+                let Position { x, y, z } = position;
+                return Err(self.error_at(&pos_token, Kind::UnknownHexagon(x, y, z)));
+            };
+            if list.iter().any(|i| i.hexagon == hexagon) {
+                return Err(self.error_at(&pos_token, Kind::HexagonAlreadyUsed(name)));
+            }
+            if side == Side::Output && inputs.iter().any(|i| i.hexagon == hexagon) {
+                return Err(
+                    self.error_at(&pos_token, Kind::InputAndOutputOnSameHexagon(name, "input"))
+                );
+            }
+            self.expect(Tok::Keyword(count_kw), count_text)?;
+            self.expect(Tok::Colon, "`:`")?;
+            let (size, size_token) = self.number("a whole number")?;
+            if size < 0 {
+                return Err(self.error_at(&size_token, Kind::Negative(size)));
+            }
+            if size == 0 {
+                return Err(self.error_at(&size_token, Kind::EmptyInterface(name)));
+            }
+            if size as u64 > limit as u64 {
+                let kind = match side {
+                    Side::Input => Kind::TooManyInputs(name),
+                    Side::Output => Kind::TooManyOutputs(name),
+                };
+                return Err(self.error_at(&size_token, kind));
+            }
+            list.push(InterfaceTemplate {
+                name,
+                hexagon,
+                size: size as usize,
+            });
+            match (side, self.look.tok) {
+                (_, Tok::Identifier) => continue,
+                (Side::Input, Tok::Keyword(Keyword::Outputs)) => {
+                    self.advance()?;
+                    return Ok(list);
+                }
+                (Side::Output, Tok::Eof) => return Ok(list),
+                (Side::Input, _) => return Err(self.syntax("another input or `outputs`")),
+                (Side::Output, _) => {
+                    return Err(self.syntax("another output or the end of the template"));
+                }
+            }
+        }
+    }
+}

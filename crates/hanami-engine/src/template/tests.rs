@@ -1,0 +1,415 @@
+//! Parser tests: the spec's example templates, and one test per error case.
+
+use super::*;
+
+pub(crate) const SEED_TEMPLATE: &str = "version: 1
+settings:
+    neuron_cooldown: 10000000.0
+    refractory_time: 1
+    max_connection_distance: 1
+    enable_reduction: false
+hexagons:
+    1,1,1
+    2,1,1
+    3,1,1
+    
+inputs:
+    picture:
+        target: 1,1,1
+        number_of_inputs: 784
+
+outputs:
+    label:
+        target: 3,1,1
+        number_of_outputs: 10
+";
+
+/// A template built from parts, so each test changes one thing.
+fn with(settings: &str, hexagons: &str, inputs: &str, outputs: &str) -> String {
+    format!(
+        "version: 1\nsettings:\n{settings}\nhexagons:\n{hexagons}\ninputs:\n{inputs}\noutputs:\n{outputs}\n"
+    )
+}
+
+const HEX: &str = "    1,1,1\n    2,1,1\n    3,1,1";
+const IN: &str = "    x:\n        target: 1,1,1\n        number_of_inputs: 20";
+const OUT: &str = "    y:\n        target: 3,1,1\n        number_of_outputs: 5";
+const SET: &str = "    refractory_time: 1";
+
+fn err(text: &str) -> TemplateError {
+    Template::parse(text).expect_err("template must be rejected")
+}
+
+fn kind(text: &str) -> TemplateErrorKind {
+    err(text).kind
+}
+
+#[test]
+fn seed_template_parses() {
+    let t = Template::parse(SEED_TEMPLATE).unwrap();
+    assert_eq!(t.settings().neuron_cooldown, 1e7);
+    assert_eq!(t.settings().refractory_time, 1);
+    assert_eq!(t.settings().max_connection_distance, 1);
+    assert!(!t.settings().enable_reduction);
+    assert_eq!(t.hexagons().len(), 3);
+    assert_eq!(t.hexagons()[2], Position { x: 3, y: 1, z: 1 });
+    assert_eq!(
+        t.inputs()[0],
+        InterfaceTemplate {
+            name: "picture".into(),
+            hexagon: 0,
+            size: 784
+        }
+    );
+    assert_eq!(
+        t.outputs()[0],
+        InterfaceTemplate {
+            name: "label".into(),
+            hexagon: 2,
+            size: 10
+        }
+    );
+}
+
+#[test]
+fn spec_examples_parse() {
+    let docs = with(
+        "    neuron_cooldown: 100000000000.0\n    refractory_time: 1\n    max_connection_distance: 1\n    enable_reduction: false",
+        HEX,
+        "    input_hexagon:\n        target: 1,1,1\n        number_of_inputs: 20",
+        "    output_hexagon:\n        target: 3,1,1\n        number_of_outputs: 5",
+    );
+    assert_eq!(
+        Template::parse(&docs).unwrap().settings().neuron_cooldown,
+        1e11
+    );
+    let unit = with(
+        "    refractory_time: 2\n    neuron_cooldown: 10000000.0\n    max_connection_distance: 3\n    enable_reduction: true",
+        HEX,
+        IN,
+        OUT,
+    );
+    let t = Template::parse(&unit).unwrap();
+    assert_eq!(t.settings().refractory_time, 2);
+    assert_eq!(t.settings().max_connection_distance, 3);
+    assert!(t.settings().enable_reduction);
+    let table = with(
+        "    neuron_cooldown: 100000000000.5",
+        HEX,
+        "    test_input:\n        target: 1,1,1\n        number_of_inputs: 25",
+        "    test_output:\n        target: 3,1,1\n        number_of_outputs: 5",
+    );
+    assert!(Template::parse(&table).is_ok());
+}
+
+#[test]
+fn layout_is_free_form_and_defaults_apply() {
+    let one_line = SEED_TEMPLATE
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(
+        Template::parse(&one_line).unwrap(),
+        Template::parse(SEED_TEMPLATE).unwrap()
+    );
+    let t = Template::parse(&with("    enable_reduction: True", HEX, IN, OUT)).unwrap();
+    assert_eq!(t.settings().neuron_cooldown, 1e9);
+    assert!(t.settings().enable_reduction);
+    // repeated settings: the last wins; integer cooldown is accepted
+    let t = Template::parse(&with(
+        "    neuron_cooldown: 5\n    neuron_cooldown: 7",
+        HEX,
+        IN,
+        OUT,
+    ))
+    .unwrap();
+    assert_eq!(t.settings().neuron_cooldown, 7.0);
+    // CRLF line endings are accepted (documented extension)
+    assert!(Template::parse(&SEED_TEMPLATE.replace('\n', "\r\n")).is_ok());
+    // a 254-character name is fine
+    let name = "n".repeat(254);
+    assert!(Template::parse(&with(SET, HEX, &IN.replace("x:", &format!("{name}:")), OUT)).is_ok());
+}
+
+#[test]
+fn empty_and_oversized_input() {
+    assert_eq!(err(""), TemplateError::new(0, 0, TemplateErrorKind::Empty));
+    assert_eq!(
+        err("").to_string(),
+        "Parsing of cluster-template failed, because the input is empty"
+    );
+    let huge = format!("{SEED_TEMPLATE}{}", " ".repeat(limits::MAX_TEMPLATE_BYTES));
+    assert_eq!(kind(&huge), TemplateErrorKind::TooLong);
+}
+
+#[test]
+fn lexer_errors_have_positions() {
+    let e = err(&SEED_TEMPLATE.replace("refractory_time: 1", "refractory_time: 1 # comment"));
+    assert_eq!(e.kind, TemplateErrorKind::InvalidCharacter('#'));
+    assert_eq!((e.line, e.column), (4, 24));
+    assert_eq!(e.to_string(), "line 4, column 24: invalid character '#'");
+    assert_eq!(
+        kind(&SEED_TEMPLATE.replace("\n", "\r")),
+        TemplateErrorKind::InvalidCharacter('\r')
+    );
+    assert_eq!(
+        kind(&SEED_TEMPLATE.replace("784", "99999999999999999999")),
+        TemplateErrorKind::IntegerOutOfRange
+    );
+    assert_eq!(
+        kind(&SEED_TEMPLATE.replace("picture", "\"picture")),
+        TemplateErrorKind::InvalidCharacter('"')
+    );
+}
+
+fn assert_syntax(text: &str, line: u32, expected_part: &str) {
+    let e = err(text);
+    match &e.kind {
+        TemplateErrorKind::Syntax { expected, .. } => {
+            assert!(expected.contains(expected_part), "{e}");
+            assert_eq!(e.line, line, "{e}");
+        }
+        other => panic!("expected a syntax error, got {other:?}"),
+    }
+}
+
+#[test]
+fn grammar_violations() {
+    assert_syntax(
+        &SEED_TEMPLATE.replace("version: 1", "version:  1"),
+        1,
+        "version",
+    );
+    assert_syntax(
+        &SEED_TEMPLATE.replace("version: 1", "version: 2"),
+        1,
+        "version",
+    );
+    assert_syntax(
+        &SEED_TEMPLATE.replace("version: 1", "version: 10"),
+        1,
+        "settings",
+    );
+    assert_syntax(&SEED_TEMPLATE.replace("settings:", "settings"), 3, "`:`");
+    // the settings block must not be empty
+    assert_syntax(&with("", HEX, IN, OUT), 4, "setting");
+    assert_syntax(&with("    neuron_cooldown: abc", HEX, IN, OUT), 3, "number");
+    assert_syntax(
+        &with("    max_connection_distance: 1.5", HEX, IN, OUT),
+        3,
+        "whole number",
+    );
+    assert_syntax(
+        &with("    refractory_time: 1.0", HEX, IN, OUT),
+        3,
+        "whole number",
+    );
+    assert_syntax(&with("    enable_reduction: 1", HEX, IN, OUT), 3, "`true`");
+    assert_syntax(
+        &with("    enable_reduction: TRUE", HEX, IN, OUT),
+        3,
+        "`true`",
+    );
+    assert_syntax(&with("    neuron_cooldown: 1e9", HEX, IN, OUT), 3, "number");
+    assert_syntax(
+        &with(SET, "    number_of_neurons: 5", IN, OUT),
+        5,
+        "hexagon position",
+    );
+    assert_syntax(&with(SET, "    1,1", IN, OUT), 6, "`,`");
+    assert_syntax(
+        &with(SET, "    1,1,1\n    foo", IN, OUT),
+        6,
+        "another hexagon position",
+    );
+    assert_syntax(&with(SET, "", IN, OUT), 6, "hexagon position");
+    assert_syntax(&with(SET, HEX, "", OUT), 10, "input name");
+    assert_syntax(
+        &with(
+            SET,
+            HEX,
+            "    \"x\":\n target: 1,1,1\n number_of_inputs: 2",
+            OUT,
+        ),
+        9,
+        "input name",
+    );
+    assert_syntax(
+        &with(
+            SET,
+            HEX,
+            "    x:\n        number_of_inputs: 20\n        target: 1,1,1",
+            OUT,
+        ),
+        10,
+        "`target`",
+    );
+    assert_syntax(
+        &with(
+            SET,
+            HEX,
+            IN.replace("number_of_inputs", "number_of_outputs").as_str(),
+            OUT,
+        ),
+        11,
+        "number_of_inputs",
+    );
+    assert_syntax(&with(SET, HEX, IN, ""), 14, "output name");
+    assert_syntax(
+        &format!("{}\n1,1,1", with(SET, HEX, IN, OUT)),
+        17,
+        "end of the template",
+    );
+    assert_syntax(
+        &with(
+            SET,
+            HEX,
+            IN,
+            "    y:\n        target: 3,1,1\n        number_of_outputs: 1.5",
+        ),
+        15,
+        "whole number",
+    );
+}
+
+#[test]
+fn semantic_checks() {
+    use TemplateErrorKind as K;
+    assert_eq!(
+        kind(&with("    neuron_cooldown: 1.0", HEX, IN, OUT)),
+        K::CooldownTooSmall
+    );
+    assert_eq!(
+        kind(&with("    neuron_cooldown: 1", HEX, IN, OUT)),
+        K::CooldownTooSmall
+    );
+    assert_eq!(
+        kind(&with("    neuron_cooldown: -5.0", HEX, IN, OUT)),
+        K::CooldownTooSmall
+    );
+    assert_eq!(
+        kind(&with(
+            "    neuron_cooldown: 1000000000000000000000000000000000000000.0",
+            HEX,
+            IN,
+            OUT
+        )),
+        K::CooldownTooLarge
+    );
+    assert_eq!(
+        kind(&with("    max_connection_distance: 0", HEX, IN, OUT)),
+        K::DistanceTooSmall
+    );
+    assert_eq!(
+        kind(&with("    max_connection_distance: 101", HEX, IN, OUT)),
+        K::DistanceTooLarge
+    );
+    assert_eq!(
+        kind(&with("    refractory_time: 0", HEX, IN, OUT)),
+        K::RefractoryTooSmall
+    );
+    assert_eq!(
+        kind(&with("    refractory_time: 65536", HEX, IN, OUT)),
+        K::RefractoryTooLarge
+    );
+    let e = err(&with(SET, "    1,1,1\n    2,1,1\n    1,1,1", IN, OUT));
+    assert_eq!(e.kind, K::DuplicateHexagon(1, 1, 1));
+    assert_eq!(
+        e.to_string(),
+        "line 7, column 5: Hexagon with the position [ 1 , 1 , 1 ] already exist."
+    );
+    assert_eq!(
+        kind(&with(
+            SET,
+            HEX,
+            &IN.replace("target: 1,1,1", "target: 9,1,1"),
+            OUT
+        )),
+        K::UnknownHexagon(9, 1, 1)
+    );
+    assert_eq!(
+        kind(&with(
+            SET,
+            HEX,
+            IN,
+            &OUT.replace("target: 3,1,1", "target: 3,2,1")
+        )),
+        K::UnknownHexagon(3, 2, 1)
+    );
+    let long = "n".repeat(255);
+    assert_eq!(
+        kind(&with(SET, HEX, &IN.replace("x:", &format!("{long}:")), OUT)),
+        K::NameTooLong(long)
+    );
+    assert_eq!(kind(&with(SET, "    -1,1,1", IN, OUT)), K::Negative(-1));
+    assert_eq!(
+        kind(&with(SET, "    1,2147483648,1", IN, OUT)),
+        K::CoordinateTooLarge(2_147_483_648)
+    );
+    assert_eq!(
+        kind(&with(SET, HEX, &IN.replace("20", "-5"), OUT)),
+        K::Negative(-5)
+    );
+    assert_eq!(
+        kind(&with(SET, HEX, &IN.replace("20", "0"), OUT)),
+        K::EmptyInterface("x".into())
+    );
+    assert_eq!(
+        kind(&with(SET, HEX, IN, &OUT.replace(" 5", " 0"))),
+        K::EmptyInterface("y".into())
+    );
+    assert_eq!(
+        kind(&with(SET, HEX, &IN.replace("20", "1048577"), OUT)),
+        K::TooManyInputs("x".into())
+    );
+    assert_eq!(
+        kind(&with(SET, HEX, IN, &OUT.replace(" 5", " 65537"))),
+        K::TooManyOutputs("y".into())
+    );
+    assert_eq!(
+        kind(&with(SET, HEX, IN, &OUT.replace("y:", "x:"))),
+        K::DuplicateName("x".into())
+    );
+    let two_inputs = format!("{IN}\n{}", IN.replace("target: 1,1,1", "target: 2,1,1"));
+    assert_eq!(
+        kind(&with(SET, HEX, &two_inputs, OUT)),
+        K::DuplicateName("x".into())
+    );
+    let same_hex = format!("{IN}\n{}", IN.replace("x:", "z:"));
+    assert_eq!(
+        kind(&with(SET, HEX, &same_hex, OUT)),
+        K::HexagonAlreadyUsed("z".into())
+    );
+    assert_eq!(
+        kind(&with(
+            SET,
+            HEX,
+            IN,
+            &OUT.replace("target: 3,1,1", "target: 1,1,1")
+        )),
+        K::InputAndOutputOnSameHexagon("y".into(), "input")
+    );
+    let many: String = (0..=limits::MAX_HEXAGONS)
+        .map(|i| format!("{i},0,0\n"))
+        .collect();
+    assert_eq!(
+        kind(&with(
+            SET,
+            &many,
+            IN.replace("1,1,1", "1,0,0").as_str(),
+            &OUT.replace("3,1,1", "2,0,0")
+        )),
+        K::TooManyHexagons
+    );
+}
+
+#[test]
+fn several_inputs_and_outputs() {
+    let inputs = format!(
+        "{IN}\n{}",
+        IN.replace("x:", "x2:").replace("1,1,1", "2,1,1")
+    );
+    let t = Template::parse(&with(SET, HEX, &inputs, OUT)).unwrap();
+    assert_eq!(t.inputs().len(), 2);
+    assert_eq!(t.inputs()[1].hexagon, 1);
+}

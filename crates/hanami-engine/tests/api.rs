@@ -1,0 +1,188 @@
+//! The public API the server uses: interfaces, steps, batches, errors, size report.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::{CLASSES, INPUTS, cluster, sample};
+use hanami_engine::{Cluster, ClusterOptions, EngineError, RowError, RowsFn, Template, one_hot};
+
+fn assert_send<T: Send>() {}
+
+#[test]
+fn cluster_is_send_and_lists_its_interfaces() {
+    assert_send::<Cluster>();
+    let c = cluster(1, 1, false);
+    let inputs: Vec<_> = c.inputs().map(|i| (i.name.to_string(), i.size)).collect();
+    let outputs: Vec<_> = c.outputs().map(|o| (o.name.to_string(), o.size)).collect();
+    assert_eq!(inputs, vec![("x".to_string(), INPUTS)]);
+    assert_eq!(outputs, vec![("y".to_string(), CLASSES)]);
+    assert_eq!(c.output("y").unwrap(), &[0.0; CLASSES]);
+    assert!(c.output("nope").is_none());
+    let size = c.size();
+    assert_eq!((size.sections, size.synapses), (0, 0));
+    assert_eq!(size.neurons, 64); // the input hexagon: floor(32/64) + 1 blocks
+}
+
+#[test]
+fn step_errors_change_nothing() {
+    let mut c = cluster(1, 1, false);
+    let before = c.save();
+    let x = [1.0f32; INPUTS];
+    assert!(matches!(
+        c.request_step(&[("nope", &x)]),
+        Err(EngineError::UnknownInput(_))
+    ));
+    assert!(matches!(
+        c.train_step(&[("x", &x)], &[("nope", &[1.0])]),
+        Err(EngineError::UnknownOutput(_))
+    ));
+    assert!(matches!(
+        c.request_step(&[("x", &[0.0; INPUTS + 1])]),
+        Err(EngineError::TooManyValues { got, .. }) if got == INPUTS + 1
+    ));
+    let mut bad = x;
+    bad[3] = f32::NAN;
+    assert!(matches!(
+        c.request_step(&[("x", &bad)]),
+        Err(EngineError::NonFinite { index: 3, .. })
+    ));
+    assert!(matches!(
+        c.train_step(&[("x", &x)], &[("y", &[f32::INFINITY, 0.0, 0.0, 0.0])]),
+        Err(EngineError::NonFinite { index: 0, .. })
+    ));
+    assert_eq!(c.save(), before);
+}
+
+#[test]
+fn template_errors_surface_from_creation() {
+    let err = Cluster::from_template_text("version: 1\nsettings:\n", 0).unwrap_err();
+    assert!(matches!(err, EngineError::Template(_)));
+    assert!(err.to_string().contains("line 3"), "{err}");
+}
+
+#[test]
+fn batches_report_progress_honour_cancel_and_match_single_steps() {
+    let rows = 300;
+    let read = |row: usize, name: &str, values: &mut [f32]| -> Result<(), RowError> {
+        let (x, y) = sample(row);
+        values.copy_from_slice(if name == "x" { &x } else { &y });
+        Ok(())
+    };
+    let mut batched = cluster(9, 1, false);
+    let mut stepped = cluster(9, 1, false);
+    let cancel = AtomicBool::new(false);
+    let mut last = 0;
+    let outcome = batched
+        .train_batch(&mut RowsFn::new(rows, read), &cancel, &mut |done| {
+            last = done
+        })
+        .unwrap();
+    assert_eq!(
+        (outcome.rows_done, outcome.cancelled, last),
+        (rows, false, rows)
+    );
+    common::train(&mut stepped, 0, rows);
+    assert_eq!(batched.save(), stepped.save());
+
+    let mut results = Vec::new();
+    batched
+        .request_batch(
+            &mut RowsFn::new(20, read),
+            &cancel,
+            &mut |_| {},
+            &mut |row, name, values| {
+                let mut hot = vec![0.0; values.len()];
+                one_hot(values, &mut hot);
+                results.push((row, name.to_string(), hot));
+            },
+        )
+        .unwrap();
+    assert_eq!(results.len(), 20);
+    assert!(
+        results
+            .iter()
+            .all(|(_, n, hot)| n == "y" && hot.iter().sum::<f32>() == 1.0)
+    );
+
+    // Cancel after 5 rows: the check happens at the next row boundary.
+    let mut c = cluster(9, 1, false);
+    let outcome = c
+        .train_batch(&mut RowsFn::new(rows, read), &cancel, &mut |done| {
+            if done == 5 {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        })
+        .unwrap();
+    assert_eq!((outcome.rows_done, outcome.cancelled), (5, true));
+}
+
+#[test]
+fn batch_read_errors_name_the_row() {
+    let mut c = cluster(1, 1, false);
+    let cancel = AtomicBool::new(false);
+    let mut rows = RowsFn::new(
+        10,
+        |row: usize, _: &str, values: &mut [f32]| -> Result<(), RowError> {
+            if row == 4 {
+                return Err("disk on fire".into());
+            }
+            values.fill(1.0);
+            Ok(())
+        },
+    );
+    let err = c.train_batch(&mut rows, &cancel, &mut |_| {}).unwrap_err();
+    assert!(matches!(err, EngineError::Row { row: 4, .. }), "{err}");
+    let mut nan_rows = RowsFn::new(
+        3,
+        |_: usize, _: &str, values: &mut [f32]| -> Result<(), RowError> {
+            values.fill(f32::NAN);
+            Ok(())
+        },
+    );
+    assert!(matches!(
+        c.request_batch(&mut nan_rows, &cancel, &mut |_| {}, &mut |_, _, _| {}),
+        Err(EngineError::NonFinite { .. })
+    ));
+}
+
+#[test]
+fn frozen_requests_do_not_grow_the_network() {
+    let template = Template::parse(&common::template(false)).unwrap();
+    let options = ClusterOptions {
+        seed: 4,
+        request_growth: false,
+        ..ClusterOptions::default()
+    };
+    let mut c = Cluster::new(&template, options).unwrap();
+    common::train(&mut c, 0, 50);
+    let size = c.size();
+    common::accuracy(&mut c, 1000, 1200);
+    assert_eq!(c.size(), size);
+    // With growth (the original's behaviour) requests of unseen inputs can add sections.
+    let mut growing = cluster(4, 1, false);
+    let before = growing.size();
+    common::accuracy(&mut growing, 1000, 1200);
+    assert!(growing.size().sections > before.sections);
+}
+
+#[test]
+fn output_stays_zero_until_the_output_hexagon_grows() {
+    let mut c = cluster(1, 1, false);
+    c.request_step(&[("x", &[0.0; INPUTS])]).unwrap();
+    assert_eq!(c.output("y").unwrap(), &[0.0; CLASSES]);
+}
+
+#[test]
+fn memory_limit_refuses_growth_without_failing() {
+    let template = Template::parse(&common::template(false)).unwrap();
+    let options = ClusterOptions {
+        seed: 1,
+        memory_limit: 60_000,
+        ..ClusterOptions::default()
+    };
+    let mut c = Cluster::new(&template, options).unwrap();
+    common::train(&mut c, 0, 200);
+    assert!(c.growth_stats().sections_refused > 0);
+    assert!(c.size().bytes <= 60_000);
+}
