@@ -116,6 +116,7 @@ async fn prepare(config: Config) -> anyhow::Result<App> {
         uploads,
         tokens,
         policy,
+        cpu_host: uuid::Uuid::new_v4().to_string(),
         routes: Routes::default(),
     }))
 }

@@ -27,6 +27,8 @@ pub struct AppState {
     pub tokens: TokenKey,
     /// Which role may call what.
     pub policy: Policy,
+    /// Uuid of the one logical host (the CPU), chosen at start-up.
+    pub cpu_host: String,
     /// The endpoint table.
     pub routes: Routes,
 }

@@ -230,3 +230,16 @@ async fn a_server_error_is_logged_with_an_id_that_the_response_carries() {
     let all = admin.get("error_log?page=0").await.expect(200).json();
     assert_eq!(all["body"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn one_cpu_host() {
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    let hosts = admin.get("host/all").await.expect(200).json();
+    assert_eq!(hosts["header"], json!(["uuid", "type"]));
+    let rows = hosts["body"].as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][1], "cpu");
+    assert_eq!(rows[0][0].as_str().unwrap().len(), 36);
+    admin.get("host/all?x=1").await.expect(400);
+}

@@ -14,6 +14,7 @@
 
 mod datasets;
 mod error;
+mod hosts;
 mod logs;
 mod projects;
 mod request;
@@ -70,6 +71,7 @@ impl Default for Routes {
         projects::register(&mut routes);
         logs::register(&mut routes);
         datasets::register(&mut routes);
+        hosts::register(&mut routes);
         routes
     }
 }
