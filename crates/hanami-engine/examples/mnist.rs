@@ -7,7 +7,9 @@
 //! `<MNIST_DIR>` holds the four IDX files (`scripts/fetch_mnist.py` fetches them). Pixels go
 //! in as raw values 0–255 and labels as one-hot vectors, as the server feeds an MNIST dataset.
 //! Each epoch trains on the 60,000 training images, then requests the 10,000 test images and
-//! scores the argmax of the output against the label.
+//! scores the argmax of the output against the label. `--threads` defaults to 2 where the
+//! machine has two cores or more (the calling thread plus one worker), else 1; results do not
+//! depend on it.
 
 use std::error::Error;
 use std::path::Path;
@@ -121,7 +123,8 @@ fn peak_rss_mb() -> f64 {
 fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
     let mut dir = None;
-    let (mut epochs, mut seed, mut threads) = (1usize, 1u64, 1usize);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (mut epochs, mut seed, mut threads) = (1usize, 1u64, cores.min(2));
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
         match arg.as_str() {

@@ -24,7 +24,7 @@ use crate::cluster::{Cluster, ClusterOptions, GrowthStats, Parallelism};
 use crate::geometry::{GROWTH_TARGETS, NO_HEXAGON, SIDES};
 use crate::network::{
     Connection, ConnectionBlock, Hexagon, INITIAL_TOLERANCE, InputInterface, NEURONS_PER_BLOCK,
-    NO_NEURON, Neuron, OUTPUT_TARGETS, OutputInterface, OutputTarget, SECTIONS_PER_BLOCK, Synapse,
+    NO_NEURON, Neuron, OUTPUT_TARGETS, OutputInterface, OutputTarget, SECTIONS_PER_BLOCK,
     new_section_store,
 };
 use crate::processing::Scratch;
@@ -438,11 +438,11 @@ fn encode_hexagon(w: &mut Writer, hexagon: &Hexagon) {
             // Unused slots and positions from `len` on are always unset: not stored.
             for (i, section) in sections.iter().enumerate() {
                 if block.used & (1 << i) != 0 {
-                    for s in &section[..usize::from(block.connections[i].len)] {
-                        w.f32(s.weight);
-                        w.f32(s.border);
-                        w.u8(s.target);
-                        w.u8(s.counter);
+                    for k in 0..usize::from(block.connections[i].len) {
+                        w.f32(section.weight[k]);
+                        w.f32(section.border[k]);
+                        w.u8(section.target[k]);
+                        w.u8(section.counter[k]);
                     }
                 }
             }
@@ -523,25 +523,35 @@ fn decode_hexagon(r: &mut Reader<'_>) -> Result<(Hexagon, usize), CheckpointErro
                 }
                 let len = usize::from(block.connections[i].len);
                 r.need(len * SYNAPSE_BYTES)?;
-                for s in &mut section[..len] {
-                    *s = Synapse {
-                        weight: r.f32()?,
-                        border: r.f32()?,
-                        target: r.u8()?,
-                        counter: r.u8()?,
-                    };
+                for k in 0..len {
+                    section.weight[k] = r.f32()?;
+                    section.border[k] = r.f32()?;
+                    section.target[k] = r.u8()?;
+                    section.counter[k] = r.u8()?;
                     // Synapses before `len` are all set: the walks rely on it.
-                    if usize::from(s.target) >= NEURONS_PER_BLOCK {
+                    if usize::from(section.target[k]) >= NEURONS_PER_BLOCK {
                         return Err(malformed("unset synapse or target outside its block"));
                     }
                 }
+                section.update_ends(len);
+                section.update_unsettled(len);
             }
             block.sections = Some(sections);
             stores += 1;
         }
         blocks.push(block);
     }
+    let active = neurons
+        .chunks(NEURONS_PER_BLOCK)
+        .map(|block| {
+            block
+                .iter()
+                .enumerate()
+                .fold(0u64, |m, (j, n)| m | (u64::from(n.active) << j))
+        })
+        .collect();
     let hexagon = Hexagon {
+        active,
         position,
         is_input,
         is_output,

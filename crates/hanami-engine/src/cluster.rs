@@ -20,8 +20,10 @@ pub struct ClusterOptions {
     /// Seed of the cluster's random generator. The same seed gives bit-identical results.
     pub seed: u64,
     /// Worker threads for processing the neuron blocks of a hexagon: 1 runs everything on
-    /// the calling thread, 0 uses the rayon pool the caller runs in, `n > 1` starts a pool of
-    /// `n` threads for this cluster. Results do not depend on this value.
+    /// the calling thread; 2 splits the blocks between the calling thread and one dedicated
+    /// worker thread that waits for work by spinning (then parks when idle); 0 uses the rayon
+    /// pool the caller runs in, `n > 2` starts a rayon pool of `n` threads for this cluster.
+    /// Results do not depend on this value.
     pub threads: usize,
     /// Whether request cycles grow the network like the original (input sections, synapse
     /// creation, border splits). `false` freezes the structure during requests.
@@ -77,6 +79,8 @@ pub struct GrowthStats {
 pub(crate) enum Parallelism {
     /// On the calling thread.
     Sequential,
+    /// Split between the calling thread and a spinning worker.
+    Pair(crate::team::Pair),
     /// In the rayon pool the caller runs in.
     Current,
     /// In the cluster's own pool.
@@ -88,6 +92,12 @@ impl Parallelism {
         Ok(match threads {
             0 => Parallelism::Current,
             1 => Parallelism::Sequential,
+            2 => Parallelism::Pair(crate::team::Pair::new().map_err(|e| {
+                EngineError::ThreadPool {
+                    threads: 2,
+                    message: e.to_string(),
+                }
+            })?),
             n => Parallelism::Pool(Arc::new(
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(n)
@@ -172,6 +182,7 @@ impl Cluster {
                 dim: 0,
                 neurons: Vec::new(),
                 new_mask: Vec::new(),
+                active: Vec::new(),
                 blocks: Vec::new(),
                 neighbours: neighbours[id],
                 targets: [NO_HEXAGON; GROWTH_TARGETS],
@@ -198,6 +209,7 @@ impl Cluster {
                 let blocks = spec.size / NEURONS_PER_BLOCK + 1;
                 hexagon.neurons = vec![Neuron::default(); blocks * NEURONS_PER_BLOCK];
                 hexagon.new_mask = vec![0; blocks];
+                hexagon.active = vec![0; blocks];
                 hexagon.input = Some(index);
                 InputInterface {
                     name: spec.name.clone(),
@@ -356,8 +368,8 @@ impl Cluster {
                 if let Some(sections) = &block.sections {
                     report.synapses += sections
                         .iter()
-                        .flatten()
-                        .filter(|s| s.target != crate::network::NO_TARGET)
+                        .flat_map(|s| &s.target)
+                        .filter(|&&t| t != crate::network::NO_TARGET)
                         .count();
                 }
             }

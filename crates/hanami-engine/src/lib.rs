@@ -9,8 +9,9 @@
 //!
 //! The crate is pure computation: no async, no I/O, no database. Dataset rows come in
 //! through the [`Rows`] trait, checkpoints are byte buffers. Processing is parallel over the
-//! neuron blocks of a hexagon (rayon) and deterministic: the same seed and inputs give
-//! bit-identical results for any thread count.
+//! neuron blocks of a hexagon (the calling thread plus one spinning worker for two threads,
+//! rayon for more) and deterministic: the same seed and inputs give bit-identical results for
+//! any thread count.
 //!
 //! ```
 //! use hanami_engine::Cluster;
@@ -31,6 +32,7 @@ mod geometry;
 mod network;
 mod processing;
 mod rng;
+mod team;
 pub mod template;
 
 pub use batch::{BatchOutcome, Rows, RowsFn, argmax, one_hot};

@@ -13,6 +13,8 @@ pub(crate) const SECTIONS_PER_BLOCK: usize = 64;
 pub(crate) const NEURONS_PER_BLOCK: usize = 64;
 /// Target slots of one output neuron.
 pub(crate) const OUTPUT_TARGETS: usize = 7;
+/// A synapse whose usage counter reached this is never removed by reduction.
+pub(crate) const PERMANENT_COUNTER: u8 = 10;
 /// An unset synapse's target.
 pub(crate) const NO_TARGET: u8 = 0xFF;
 /// An empty output-target slot.
@@ -22,32 +24,94 @@ pub(crate) const INITIAL_TOLERANCE: f32 = 0.49;
 /// Potential below which a section walk stops.
 pub(crate) const WALK_THRESHOLD: f32 = 0.00001;
 
-/// One synapse: consumes `border` of the incoming potential and adds up to `weight` to its
-/// target neuron's input.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Synapse {
-    pub weight: f32,
-    pub border: f32,
-    /// Index of the target neuron inside the section's target block, `NO_TARGET` if unset.
-    pub target: u8,
+/// A mask of the lowest `count` bits (`count` ≤ 64).
+#[inline]
+pub(crate) fn low_bits(count: usize) -> u64 {
+    if count >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << count) - 1
+    }
+}
+
+/// Whether a signal leaves more than the walk threshold after a synapse whose interval ends at
+/// `end`; `threshold` is the signal's potential minus the walk threshold. (Written as a
+/// function so that a NaN end, possible only in a hostile checkpoint, stops the walk.)
+#[inline(always)]
+pub(crate) fn passes(end: f64, threshold: f64) -> bool {
+    end < threshold
+}
+
+/// `ends` beyond the chain: no signal reaches there.
+const END_OF_CHAIN: f64 = f64::INFINITY;
+
+/// A chain of synapses driven by one source neuron over one potential interval, as a
+/// structure of arrays: each walk reads only the arrays it needs. Synapse `k` consumes
+/// `border[k]` of the incoming potential and adds up to `weight[k]` to neuron `target[k]` of
+/// the section's target block.
+///
+/// Positions from the connection's `len` on are unset (weight and border 0, target
+/// `NO_TARGET`, counter 0, end `+∞`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Section {
+    pub weight: [f32; SYNAPSES_PER_SECTION],
+    pub border: [f32; SYNAPSES_PER_SECTION],
+    /// `ends[k] = border[0] + … + border[k]`, summed in `f64`: where synapse `k`'s interval
+    /// ends. Derived from `border`. The sum of up to 64 `f32` borders is exact in `f64` unless
+    /// their magnitudes span more than about 2^23, so `potential − ends[k]` is the exact
+    /// potential left after synapse `k`, and a walk compares each end with the potential
+    /// instead of subtracting the borders one after another.
+    pub ends: [f64; SYNAPSES_PER_SECTION],
+    /// Index of the target neuron inside the section's target block.
+    pub target: [u8; SYNAPSES_PER_SECTION],
     /// Usage counter for reduction: starts at 5, permanent at 10.
-    pub counter: u8,
+    pub counter: [u8; SYNAPSES_PER_SECTION],
+    /// Bit `k` set: synapse `k` is set and its counter is below 10. Derived from `counter`.
+    /// Most synapses become permanent soon, so the backward walk updates counters only here.
+    pub unsettled: u64,
 }
 
-impl Synapse {
-    pub(crate) const UNSET: Synapse = Synapse {
-        weight: 0.0,
-        border: 0.0,
-        target: NO_TARGET,
-        counter: 0,
+impl Section {
+    /// An unset section.
+    pub(crate) const UNSET: Section = Section {
+        weight: [0.0; SYNAPSES_PER_SECTION],
+        border: [0.0; SYNAPSES_PER_SECTION],
+        ends: [END_OF_CHAIN; SYNAPSES_PER_SECTION],
+        target: [NO_TARGET; SYNAPSES_PER_SECTION],
+        counter: [0; SYNAPSES_PER_SECTION],
+        unsettled: 0,
     };
+
+    /// Recomputes `ends` for a chain of `len` synapses.
+    pub(crate) fn update_ends(&mut self, len: usize) {
+        let mut end = 0.0f64;
+        for (k, &border) in self.border[..len].iter().enumerate() {
+            end += f64::from(border);
+            self.ends[k] = end;
+        }
+        self.ends[len..].fill(END_OF_CHAIN);
+    }
+
+    /// Recomputes `unsettled` from the counters of a chain of `len` synapses.
+    pub(crate) fn update_unsettled(&mut self, len: usize) {
+        self.unsettled = self.counter[..len]
+            .iter()
+            .enumerate()
+            .fold(0u64, |mask, (k, &counter)| {
+                mask | (u64::from(counter < PERMANENT_COUNTER) << k)
+            });
+    }
+
+    /// Unsets every position from `from` on.
+    pub(crate) fn clear_from(&mut self, from: usize) {
+        self.weight[from..].fill(0.0);
+        self.border[from..].fill(0.0);
+        self.ends[from..].fill(END_OF_CHAIN);
+        self.target[from..].fill(NO_TARGET);
+        self.counter[from..].fill(0);
+        self.unsettled &= low_bits(from);
+    }
 }
-
-/// A chain of synapses driven by one source neuron over one potential interval.
-pub(crate) type Section = [Synapse; SYNAPSES_PER_SECTION];
-
-/// An unset section.
-pub(crate) const UNSET_SECTION: Section = [Synapse::UNSET; SYNAPSES_PER_SECTION];
 
 /// One neuron. Input neurons use only `potential` and `active`; output-hexagon neurons hold
 /// `sigmoid(input)` as potential.
@@ -124,6 +188,10 @@ pub(crate) struct ConnectionBlock {
     pub connections: [Connection; SECTIONS_PER_BLOCK],
     /// `SECTIONS_PER_BLOCK` sections once allocated.
     pub sections: Option<Box<[Section]>>,
+    /// Bit `i` set: slot `i` is used and its source fired in the current cycle. Computed by
+    /// the forward pass and reused by the backward pass of the same cycle; not part of the
+    /// persistent state.
+    pub live: u64,
 }
 
 impl Default for ConnectionBlock {
@@ -132,13 +200,14 @@ impl Default for ConnectionBlock {
             used: 0,
             connections: [Connection::default(); SECTIONS_PER_BLOCK],
             sections: None,
+            live: 0,
         }
     }
 }
 
 /// Fresh, unset synapse storage for one connection block.
 pub(crate) fn new_section_store() -> Box<[Section]> {
-    vec![UNSET_SECTION; SECTIONS_PER_BLOCK].into_boxed_slice()
+    vec![Section::UNSET; SECTIONS_PER_BLOCK].into_boxed_slice()
 }
 
 /// Bytes of synapse storage of one connection block.
@@ -156,6 +225,9 @@ pub(crate) struct Hexagon {
     pub neurons: Vec<Neuron>,
     /// One word per neuron block: bit `j` set = neuron `j` asks for a new section.
     pub new_mask: Vec<u64>,
+    /// One word per neuron block: bit `j` set = neuron `j` is active (the neurons' `active`
+    /// flags as a bit set, for finding the live sections fed by this hexagon).
+    pub active: Vec<u64>,
     pub blocks: Vec<ConnectionBlock>,
     pub neighbours: [u32; SIDES],
     pub targets: [u32; GROWTH_TARGETS],

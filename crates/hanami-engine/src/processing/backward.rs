@@ -4,15 +4,15 @@
 use super::forward::target_index;
 use super::{BlockTask, DeltaRun, Sources};
 use crate::cluster::Cluster;
-use crate::network::{Connection, NEURONS_PER_BLOCK, Neuron, Section, WALK_THRESHOLD};
+use crate::network::{
+    NEURONS_PER_BLOCK, Neuron, PERMANENT_COUNTER, Section, WALK_THRESHOLD, low_bits, passes,
+};
 
 /// Learning rate of synapse weights.
 const SYNAPSE_LEARNING_RATE: f32 = 0.05;
 /// `1 / ln 2` rounded as the original writes it (not `LOG2_E`, to keep its arithmetic).
 #[allow(clippy::approx_constant)]
 const INV_LN2: f32 = 1.4427;
-/// A synapse whose counter reached this is never removed by reduction.
-pub(crate) const PERMANENT_COUNTER: u8 = 10;
 
 impl Cluster {
     /// Runs the backward pass after a training forward pass.
@@ -35,12 +35,17 @@ impl Cluster {
                 for run in &events.delta_runs {
                     let neuron =
                         &mut self.hexagons[run.hexagon as usize].neurons[run.neuron as usize];
-                    // Added one by one in synapse order, like the original.
-                    let mut delta = neuron.delta;
-                    for &value in &events.delta_values[start..run.end] {
-                        delta += value;
+                    // Added one by one in synapse order, like the original. From `+0.0`
+                    // that is the sum the walk already made.
+                    if neuron.delta.to_bits() == 0 {
+                        neuron.delta = run.sum;
+                    } else {
+                        let mut delta = neuron.delta;
+                        for &value in &events.delta_values[start..run.end] {
+                            delta += value;
+                        }
+                        neuron.delta = delta;
                     }
-                    neuron.delta = delta;
                     start = run.end;
                 }
             }
@@ -57,79 +62,128 @@ fn backprop_neurons(neurons: &mut [Neuron]) {
     }
 }
 
-/// Updates the weights of every used section of the block whose source is active, and
-/// records the error terms for the source neurons. Input neurons' deltas are never read, so
-/// no terms are recorded for them.
+/// Updates the weights of every section of the block whose source is active, and records the
+/// error terms for the source neurons. Input neurons' deltas are never read, so no terms are
+/// recorded for them.
 fn backprop_sections(task: &mut BlockTask<'_>, sources: &Sources<'_>) {
     let targets: &[Neuron; NEURONS_PER_BLOCK] = (&*task.neurons)
         .try_into()
         .expect("a neuron block has 64 neurons");
+    // What the walks read of their targets, in dense form.
+    let deltas: [f32; NEURONS_PER_BLOCK] = std::array::from_fn(|j| targets[j].delta);
+    let positive = targets
+        .iter()
+        .enumerate()
+        .fold(0u64, |m, (j, n)| m | (u64::from(n.potential > 0.0) << j));
     let events = &mut *task.events;
     for block in task.blocks.iter_mut() {
         // A section whose source is inactive has no potential above its lower bound, so its
-        // walk would stop at once: only live slots are walked.
-        let mut live = sources.live_slots(block);
+        // walk would stop at once: only the slots that were live in the forward pass (the
+        // activity has not changed since) are walked.
         let Some(sections) = block.sections.as_deref_mut() else {
             continue;
         };
+        let mut live = block.live;
         while live != 0 {
             let i = live.trailing_zeros() as usize;
             live &= live - 1;
             let connection = &block.connections[i];
-            let potential = sources
-                .neuron(connection.source_hexagon, connection.source_neuron)
-                .potential;
+            let potential = sources.potential(connection.source_hexagon, connection.source_neuron);
+            let remaining = potential - connection.lower_bound;
+            if remaining <= WALK_THRESHOLD {
+                continue;
+            }
+            let threshold = f64::from(remaining) - f64::from(WALK_THRESHOLD);
+            let len = usize::from(connection.len);
             if connection.from_input {
-                backprop_section::<false>(
+                let _ = backprop_section::<false>(
                     &mut sections[i],
-                    connection,
-                    targets,
-                    potential,
+                    len,
+                    threshold,
+                    &deltas,
+                    positive,
                     &mut events.delta_values,
                 );
             } else {
-                backprop_section::<true>(
+                let sum = backprop_section::<true>(
                     &mut sections[i],
-                    connection,
-                    targets,
-                    potential,
+                    len,
+                    threshold,
+                    &deltas,
+                    positive,
                     &mut events.delta_values,
                 );
                 events.delta_runs.push(DeltaRun {
                     hexagon: connection.source_hexagon,
                     neuron: connection.source_neuron,
                     end: events.delta_values.len(),
+                    sum,
                 });
             }
         }
     }
 }
 
-/// The backward section walk (spec §4.3). Unlike the forward walk it is not clamped to the
-/// section's range (kept from the original). With `RECORD`, the source's error terms are
-/// appended to `deltas` in synapse order.
+/// The backward section walk (spec §4.3) over a chain of `len` synapses: each synapse is
+/// visited while more than the walk threshold is left before it (`threshold` is the
+/// potential minus the walk threshold). Unlike the forward walk the potential is not clamped
+/// to the section's range (kept from the original). With `RECORD`, the source's error terms
+/// are appended to `terms` in synapse order, and their sum (added one by one to `+0.0`) is
+/// returned.
 #[inline]
 fn backprop_section<const RECORD: bool>(
     section: &mut Section,
-    connection: &Connection,
-    targets: &[Neuron; NEURONS_PER_BLOCK],
-    potential: f32,
-    deltas: &mut Vec<f32>,
-) {
-    let mut remaining = potential - connection.lower_bound;
-    let len = usize::from(connection.len);
-    let mut pos = 0;
-    while pos < len && remaining > WALK_THRESHOLD {
-        let synapse = &mut section[pos];
-        pos += 1;
-        let target = &targets[target_index(synapse.target)];
-        let agree = (target.potential > 0.0) == (synapse.weight > 0.0);
-        // Without a branch: `agree` is unpredictable.
-        synapse.counter += u8::from(agree & (synapse.counter < PERMANENT_COUNTER));
-        if RECORD {
-            deltas.push(target.delta * synapse.weight);
-        }
-        synapse.weight -= SYNAPSE_LEARNING_RATE * target.delta;
-        remaining -= synapse.border;
+    len: usize,
+    threshold: f64,
+    deltas: &[f32; NEURONS_PER_BLOCK],
+    positive: u64,
+    terms: &mut Vec<f32>,
+) -> f32 {
+    // Counters compare with the weights before the update. Most synapses are permanent
+    // (counter 10) after a while: only the others are looked at, before the weights change.
+    let unsettled = section.unsettled;
+    let mut agree = 0u64;
+    let mut pending = unsettled;
+    while pending != 0 {
+        let k = pending.trailing_zeros() as usize;
+        pending &= pending - 1;
+        let t = target_index(section.target[k]);
+        let agrees = ((positive >> t) & 1 != 0) == (section.weight[k] > 0.0);
+        agree |= u64::from(agrees) << k;
     }
+    if RECORD {
+        terms.reserve(len);
+    }
+    let mut count = len;
+    let mut sum = 0.0f32;
+    for (k, ((&end, &target), weight)) in section.ends[..len]
+        .iter()
+        .zip(&section.target[..len])
+        .zip(&mut section.weight[..len])
+        .enumerate()
+    {
+        let delta = deltas[target_index(target)];
+        if RECORD {
+            // The source's error term uses the weight before the update.
+            let term = delta * *weight;
+            terms.push(term);
+            sum += term;
+        }
+        *weight -= SYNAPSE_LEARNING_RATE * delta;
+        if !passes(end, threshold) {
+            count = k + 1;
+            break;
+        }
+    }
+    let mut visited = unsettled & low_bits(count);
+    while visited != 0 {
+        let k = visited.trailing_zeros() as usize;
+        visited &= visited - 1;
+        let counter = section.counter[k] + u8::from(agree >> k & 1 != 0);
+        section.counter[k] = counter;
+        if counter >= PERMANENT_COUNTER {
+            section.unsettled &= !(1 << k);
+        }
+    }
+    sum
 }

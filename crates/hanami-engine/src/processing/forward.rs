@@ -3,8 +3,9 @@
 
 use super::{BlockTask, Sources, SplitRequest};
 use crate::cluster::Cluster;
+use crate::network::Hexagon;
 use crate::network::{
-    Connection, NEURONS_PER_BLOCK, Neuron, SYNAPSES_PER_SECTION, Section, Synapse, WALK_THRESHOLD,
+    Connection, NEURONS_PER_BLOCK, Neuron, SYNAPSES_PER_SECTION, Section, WALK_THRESHOLD, passes,
 };
 use crate::rng::{RAND_MAX_F32, pcg_hash};
 
@@ -54,11 +55,27 @@ impl Cluster {
         let mut first_time = std::mem::take(&mut self.scratch.first_inputs);
         first_time.clear();
         let values = &self.inputs[input].values;
-        for (k, (neuron, &value)) in self.hexagons[h].neurons.iter_mut().zip(values).enumerate() {
-            neuron.potential = value;
-            neuron.active = value > 0.0;
-            if neuron.active && !neuron.in_use {
-                first_time.push(k);
+        let hexagon = &mut self.hexagons[h];
+        for (b, (neurons, values)) in hexagon
+            .neurons
+            .chunks_mut(NEURONS_PER_BLOCK)
+            .zip(values.chunks(NEURONS_PER_BLOCK))
+            .enumerate()
+        {
+            let mut active = 0u64;
+            let mut first = 0u64;
+            for (j, (neuron, &value)) in neurons.iter_mut().zip(values).enumerate() {
+                neuron.potential = value;
+                neuron.active = value > 0.0;
+                active |= u64::from(neuron.active) << j;
+                first |= u64::from(neuron.active & !neuron.in_use) << j;
+            }
+            // Neurons beyond the interface keep their state.
+            let kept = !crate::network::low_bits(values.len());
+            hexagon.active[b] = (hexagon.active[b] & kept) | active;
+            while first != 0 {
+                first_time.push(b * NEURONS_PER_BLOCK + first.trailing_zeros() as usize);
+                first &= first - 1;
             }
         }
         if growth {
@@ -80,24 +97,73 @@ impl Cluster {
             refractory_time: self.settings.refractory_time,
             overflow: 1.0,
         };
+        self.mark_live_sections(h);
         self.run_blocks(h, true, |task, sources| {
             process_synapses(task, sources, growth, creation_enabled);
             if hidden {
-                update_neurons(task.neurons, task.new_mask, &params);
+                *task.active = update_neurons(task.neurons, task.new_mask, &params);
             }
         });
         let dim = self.hexagons[h].dim;
         for events in &self.scratch.events[..dim] {
             self.creation_enabled |= events.grew;
-            for split in &events.splits {
-                let hexagon = &mut self.hexagons[split.hexagon as usize];
-                let index = split.neuron as usize;
+        }
+        if growth {
+            self.merge_split_requests(h);
+        }
+    }
+
+    /// Applies the section requests of hexagon `h`'s walks, as if every walked section had
+    /// written its source's request in processing order (spec §3.3: the last one wins, and a
+    /// walk without a request clears it).
+    ///
+    /// Requests are rare, so walks record only the requests they make. A source's request
+    /// can change only if it makes one here, or if it has one already; for those few sources
+    /// the last walked section is looked up.
+    fn merge_split_requests(&mut self, h: usize) {
+        let dim = self.hexagons[h].dim;
+        let mut candidates = std::mem::take(&mut self.scratch.candidates);
+        candidates.clear();
+        for events in &self.scratch.events[..dim] {
+            candidates.extend(events.splits.iter().map(|s| (s.hexagon, s.neuron)));
+        }
+        for (sh, hexagon) in self.hexagons.iter().enumerate() {
+            if sh == h {
+                continue;
+            }
+            for (b, &word) in hexagon.new_mask.iter().enumerate() {
+                let mut mask = word;
+                while mask != 0 {
+                    let index = b * NEURONS_PER_BLOCK + mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    // Only a neuron with sections that fired was walked.
+                    let neuron = &hexagon.neurons[index];
+                    if neuron.in_use && neuron.active {
+                        candidates.push((sh as u32, index as u32));
+                    }
+                }
+            }
+        }
+        if !candidates.is_empty() {
+            candidates.sort_unstable();
+            candidates.dedup();
+            for &(sh, index) in &candidates {
+                let Some((c, i)) = last_walked_section(&self.hexagons[h], sh, index) else {
+                    continue;
+                };
+                let request = self.scratch.events[c / dim]
+                    .splits
+                    .iter()
+                    .find(|s| s.block as usize == c && s.slot as usize == i)
+                    .map(|s| s.section);
+                let source = &mut self.hexagons[sh as usize];
+                let index = index as usize;
                 let bit = 1u64 << (index % NEURONS_PER_BLOCK);
-                let word = &mut hexagon.new_mask[index / NEURONS_PER_BLOCK];
-                match split.section {
+                let word = &mut source.new_mask[index / NEURONS_PER_BLOCK];
+                match request {
                     Some((lower, range)) => {
                         *word |= bit;
-                        let neuron = &mut hexagon.neurons[index];
+                        let neuron = &mut source.neurons[index];
                         neuron.new_lower_bound = lower;
                         neuron.potential_range = range;
                     }
@@ -105,7 +171,31 @@ impl Cluster {
                 }
             }
         }
+        self.scratch.candidates = candidates;
     }
+}
+
+/// The last section (in processing order) of hexagon `hexagon` that was walked in this cycle
+/// and belongs to neuron `index` of hexagon `source`, as `(connection block, slot)`.
+fn last_walked_section(hexagon: &Hexagon, source: u32, index: u32) -> Option<(usize, usize)> {
+    hexagon
+        .blocks
+        .iter()
+        .enumerate()
+        .rev()
+        .find_map(|(c, block)| {
+            let mut live = block.live;
+            let mut last = None;
+            while live != 0 {
+                let i = live.trailing_zeros() as usize;
+                live &= live - 1;
+                let connection = &block.connections[i];
+                if connection.source_hexagon == source && connection.source_neuron == index {
+                    last = Some((c, i));
+                }
+            }
+            last
+        })
 }
 
 /// Walks every used section of the block whose source fired (spec §3.3).
@@ -124,9 +214,11 @@ fn process_synapses(
         .neurons
         .try_into()
         .expect("a neuron block has 64 neurons");
+    // The block's inputs in a dense array: the walks add to them in synapse order.
+    let mut inputs: [f32; NEURONS_PER_BLOCK] = std::array::from_fn(|j| targets[j].input);
     for (k, block) in task.blocks.iter_mut().enumerate() {
         let c = (task.first_block + k) as u32;
-        let live = sources.live_slots(block);
+        let live = block.live;
         let Some(sections) = block.sections.as_deref_mut() else {
             continue;
         };
@@ -135,26 +227,31 @@ fn process_synapses(
             let i = live.trailing_zeros() as usize;
             live &= live - 1;
             let connection = &mut block.connections[i];
-            let source = sources.neuron(connection.source_hexagon, connection.source_neuron);
+            let potential = sources.potential(connection.source_hexagon, connection.source_neuron);
             seed = seed.wrapping_add(c * 64 + i as u32);
             let able = growth && (connection.from_input || creation_enabled || grew);
             let walk = walk_section(
                 &mut sections[i],
                 connection,
-                targets,
-                source.potential,
+                &mut inputs,
+                potential,
                 able,
                 &mut seed,
             );
             grew |= walk.grew;
-            if growth {
+            if let Some(section) = walk.split {
                 task.events.splits.push(SplitRequest {
+                    block: c,
+                    slot: i as u32,
                     hexagon: connection.source_hexagon,
                     neuron: connection.source_neuron,
-                    section: walk.split,
+                    section,
                 });
             }
         }
+    }
+    for (target, &input) in targets.iter_mut().zip(&inputs) {
+        target.input = input;
     }
     task.events.grew = grew;
 }
@@ -167,19 +264,31 @@ struct Walk {
     split: Option<(f32, f32)>,
 }
 
+impl Walk {
+    /// A walk without growth.
+    const PLAIN: Walk = Walk {
+        grew: false,
+        split: None,
+    };
+}
+
+/// The walk threshold in `f64`, for comparisons with the exact remaining potential.
+const THRESHOLD: f64 = WALK_THRESHOLD as f64;
+
 /// The section walk (spec §3.3): each synapse consumes its border of the remaining potential
 /// and passes its weight, in part if the potential ends inside its border. `able` sections
 /// split borders, append a synapse when the chain is too short for the potential, and ask
 /// for a follow-up section when the potential outlasts all 64 synapses.
 ///
-/// Relies on two invariants (kept by growth and reduction, checked on restore): the synapses
-/// before `connection.len` are all set and those after it unset, and the tolerance is below
-/// 0.5, so that a border split is only possible where the signal ends inside a synapse.
+/// The remaining potential after synapse `k` is `r − ends[k]`, exact in `f64`, where the
+/// original subtracts the borders one by one in `f32` (see `docs/compatibility.md`). So the
+/// walk has no dependency from one synapse to the next but the position, and the CPU runs
+/// ahead through the arrays. Walks with growth (rare) finish in [`walk_growing`].
 #[inline]
 fn walk_section(
     section: &mut Section,
     connection: &mut Connection,
-    targets: &mut [Neuron; NEURONS_PER_BLOCK],
+    inputs: &mut [f32; NEURONS_PER_BLOCK],
     potential: f32,
     able: bool,
     seed: &mut u32,
@@ -188,52 +297,137 @@ fn walk_section(
     if remaining > connection.range {
         remaining = connection.range;
     }
-    let mut half = 0.0f32;
+    if remaining <= WALK_THRESHOLD {
+        return Walk::PLAIN;
+    }
+    let start = f64::from(remaining);
+    let threshold = start - THRESHOLD;
     let len = usize::from(connection.len);
+    // Synapses after which more than the threshold is left pass fully.
+    let mut reach = len;
+    for (k, ((&end, &target), &weight)) in section.ends[..len]
+        .iter()
+        .zip(&section.target[..len])
+        .zip(&section.weight[..len])
+        .enumerate()
+    {
+        if !passes(end, threshold) {
+            reach = k;
+            break;
+        }
+        inputs[target_index(target)] += weight;
+    }
+    if reach < len {
+        // The signal ends in synapse `reach`: fully if what is left after it is not
+        // negative, else in part.
+        let before = if reach == 0 {
+            start
+        } else {
+            start - section.ends[reach - 1]
+        };
+        let partial = section.ends[reach] > start;
+        let border = section.border[reach];
+        if partial && able && in_split_window(before as f32, border, connection.tolerance) {
+            return walk_growing(section, connection, inputs, start, reach, seed);
+        }
+        let value = if partial {
+            section.weight[reach] * ((1.0 / border) * before as f32)
+        } else {
+            section.weight[reach]
+        };
+        inputs[target_index(section.target[reach])] += value;
+        Walk::PLAIN
+    } else if able {
+        // The signal outlasts the chain: a synapse is appended or a section requested.
+        walk_growing(section, connection, inputs, start, len, seed)
+    } else {
+        Walk::PLAIN
+    }
+}
+
+/// Whether a signal that ends `remaining` into a synapse of `border` splits it (spec §3.3).
+#[inline]
+fn in_split_window(remaining: f32, border: f32, tolerance: f32) -> bool {
+    remaining < (0.5 + tolerance) * border && remaining > (0.5 - tolerance) * border
+}
+
+/// The rest of an `able` section walk from position `pos` on, one synapse at a time, with
+/// border splits, synapse creation and section requests; the synapses before `pos` have
+/// passed fully and left more than the threshold. Same arithmetic as [`walk_section`];
+/// `start` is the clamped potential.
+#[cold]
+fn walk_growing(
+    section: &mut Section,
+    connection: &mut Connection,
+    inputs: &mut [f32; NEURONS_PER_BLOCK],
+    start: f64,
+    mut pos: usize,
+    seed: &mut u32,
+) -> Walk {
+    let len = usize::from(connection.len);
+    let threshold = start - THRESHOLD;
     let mut grew = false;
-    let mut pos = 0;
-    while pos < len && remaining > WALK_THRESHOLD {
-        let synapse = &mut section[pos];
-        if able && remaining < synapse.border {
+    // The border sum of the first 32 synapses walked, as the original sums it.
+    let mut half = 0.0f32;
+    for &border in &section.border[..pos.min(SYNAPSES_PER_SECTION / 2)] {
+        half += border;
+    }
+    // The potential left before synapse `pos`, and whether it exceeds the threshold.
+    let mut before = if pos == 0 {
+        start
+    } else {
+        start - section.ends[pos - 1]
+    };
+    let mut going = true;
+    while pos < len {
+        let mut border = section.border[pos];
+        let mut end = section.ends[pos];
+        let mut partial = end > start;
+        if partial {
             let tolerance = connection.tolerance;
-            if remaining < (0.5 + tolerance) * synapse.border
-                && remaining > (0.5 - tolerance) * synapse.border
-            {
+            if in_split_window(before as f32, border, tolerance) {
                 // Border split: finer granularity where signals end.
-                synapse.border /= 1.5;
-                synapse.weight /= 1.5;
+                border /= 1.5;
+                section.border[pos] = border;
+                section.weight[pos] /= 1.5;
+                section.update_ends(len);
                 connection.tolerance = tolerance / 1.2;
                 grew = true;
+                end = section.ends[pos];
+                partial = end > start;
             }
         }
         if pos < SYNAPSES_PER_SECTION / 2 {
-            half += synapse.border;
+            half += border;
         }
-        let target = &mut targets[target_index(synapse.target)];
-        if remaining < synapse.border {
-            // The signal ends inside this synapse, which passes the matching fraction of its
-            // weight. `remaining` becomes negative, so this is the last step.
-            target.input += synapse.weight * ((1.0 / synapse.border) * remaining);
-            remaining -= synapse.border;
+        let target = target_index(section.target[pos]);
+        if partial {
+            inputs[target] += section.weight[pos] * ((1.0 / border) * before as f32);
+            going = false;
             break;
         }
-        target.input += synapse.weight;
-        remaining -= synapse.border;
+        inputs[target] += section.weight[pos];
+        before = start - end;
         pos += 1;
+        if !passes(end, threshold) {
+            going = false;
+            break;
+        }
     }
-    if able && pos == len && len < SYNAPSES_PER_SECTION && remaining > WALK_THRESHOLD {
+    if going && len < SYNAPSES_PER_SECTION {
         // The chain is too short: a new synapse takes all that is left and passes fully.
-        let synapse = &mut section[pos];
-        create_synapse(synapse, remaining, seed);
+        let border = before as f32;
+        create_synapse(section, pos, border, seed);
+        section.update_ends(pos + 1);
         connection.len += 1;
         grew = true;
         if pos < SYNAPSES_PER_SECTION / 2 {
-            half += synapse.border;
+            half += border;
         }
-        targets[target_index(synapse.target)].input += synapse.weight;
-        remaining -= synapse.border;
+        inputs[target_index(section.target[pos])] += section.weight[pos];
+        going = false;
     }
-    let split = if remaining > WALK_THRESHOLD && able {
+    let split = if going {
         let next = (connection.lower_bound + half, connection.range - half);
         connection.range = half;
         Some(next)
@@ -250,25 +444,30 @@ pub(super) fn target_index(target: u8) -> usize {
     usize::from(target) & (NEURONS_PER_BLOCK - 1)
 }
 
-/// A new synapse that consumes all of `border`, with a random target in the block and a
-/// random weight in `±[0, 0.2]`, drawn from the block's `pcg` chain.
-fn create_synapse(synapse: &mut Synapse, border: f32, seed: &mut u32) {
-    synapse.border = border;
-    synapse.counter = 5;
+/// Sets position `pos` of `section` to a new synapse that consumes all of `border`, with a
+/// random target in the block and a random weight in `±[0, 0.2]`, drawn from the block's
+/// `pcg` chain. The caller updates `ends`.
+fn create_synapse(section: &mut Section, pos: usize, border: f32, seed: &mut u32) {
+    section.border[pos] = border;
+    section.counter[pos] = 5;
+    section.unsettled |= 1 << pos;
     *seed = pcg_hash(*seed);
-    synapse.target = (*seed % NEURONS_PER_BLOCK as u32) as u8;
+    section.target[pos] = (*seed % NEURONS_PER_BLOCK as u32) as u8;
     *seed = pcg_hash(*seed);
-    synapse.weight = (*seed as f32 / RAND_MAX_F32) / 10.0;
+    let mut weight = (*seed as f32 / RAND_MAX_F32) / 10.0;
     *seed = pcg_hash(*seed);
     if *seed % 1000 < 500 {
-        synapse.weight = -synapse.weight;
+        weight = -weight;
     }
+    section.weight[pos] = weight;
 }
 
 /// Updates the hidden neurons of one block (spec §3.4): cooldown, refractory countdown,
 /// `log2(1 + x)` activation, and the request bits for neurons that fired for the first time.
-fn update_neurons(neurons: &mut [Neuron], new_mask: &mut u64, params: &NeuronParams) {
+/// Returns the active neurons as a bit mask.
+fn update_neurons(neurons: &mut [Neuron], new_mask: &mut u64, params: &NeuronParams) -> u64 {
     let mut mask = 0u64;
+    let mut active = 0u64;
     for (j, neuron) in neurons.iter_mut().enumerate() {
         neuron.potential /= params.cooldown;
         neuron.refractory = neuron.refractory.saturating_sub(1);
@@ -277,6 +476,7 @@ fn update_neurons(neurons: &mut [Neuron], new_mask: &mut u64, params: &NeuronPar
             neuron.refractory = params.refractory_time;
         }
         neuron.active = neuron.potential > 0.0;
+        active |= u64::from(neuron.active) << j;
         neuron.potential = if neuron.active {
             (neuron.potential + 1.0).log2()
         } else {
@@ -291,6 +491,7 @@ fn update_neurons(neurons: &mut [Neuron], new_mask: &mut u64, params: &NeuronPar
         neuron.potential_range = f32::MAX;
     }
     *new_mask = mask;
+    active
 }
 
 #[cfg(test)]

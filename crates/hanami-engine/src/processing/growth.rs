@@ -67,6 +67,7 @@ impl Cluster {
         connection.range = range;
         // The tolerance of a reused slot is kept, as in the original.
         self.hexagons[h].neurons[neuron].in_use = true;
+        self.scratch.feeds_valid = false;
         true
     }
 
@@ -120,6 +121,8 @@ impl Cluster {
             .neurons
             .resize(m * NEURONS_PER_BLOCK, Neuron::default());
         hexagon.new_mask.resize(m, 0);
+        hexagon.active.resize(m, 0);
+        self.scratch.feeds_valid = false;
         true
     }
 }

@@ -13,57 +13,58 @@ mod growth;
 mod output;
 mod reduction;
 
+use std::sync::Mutex;
+
 use rayon::prelude::*;
 
 use crate::cluster::{Cluster, Parallelism};
-use crate::network::{ConnectionBlock, Hexagon, NEURONS_PER_BLOCK, Neuron};
+use crate::network::{ConnectionBlock, Hexagon, NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK};
 
 /// Read-only view of the neurons of every hexagon except the one being processed, for
 /// looking up the source neuron of a section.
 pub(crate) struct Sources<'a> {
-    neurons: Vec<&'a [Neuron]>,
+    before: &'a [Hexagon],
+    after: &'a [Hexagon],
 }
 
 impl<'a> Sources<'a> {
     /// `before` and `after` are the hexagons on either side of the current one.
     fn new(before: &'a [Hexagon], after: &'a [Hexagon]) -> Self {
-        let mut neurons: Vec<&[Neuron]> = Vec::with_capacity(before.len() + after.len() + 1);
-        neurons.extend(before.iter().map(|h| &h.neurons[..]));
-        neurons.push(&[]);
-        neurons.extend(after.iter().map(|h| &h.neurons[..]));
-        Sources { neurons }
+        Sources { before, after }
     }
 
     #[inline]
     fn neuron(&self, hexagon: u32, index: u32) -> &Neuron {
-        &self.neurons[hexagon as usize][index as usize]
+        let h = hexagon as usize;
+        let hexagon = if h < self.before.len() {
+            &self.before[h]
+        } else {
+            // Sections never come from their own hexagon (checked on restore).
+            &self.after[h - self.before.len() - 1]
+        };
+        &hexagon.neurons[index as usize]
     }
 
-    /// The used slots of `block` whose source neuron is active, as a bit mask. Built without
-    /// branches on the (unpredictable) activity, which is much cheaper than skipping inactive
-    /// sources one by one.
+    /// The potential of a section's source neuron.
     #[inline]
-    fn live_slots(&self, block: &ConnectionBlock) -> u64 {
-        let mut live = 0u64;
-        let mut used = block.used;
-        while used != 0 {
-            let i = used.trailing_zeros();
-            used &= used - 1;
-            let c = &block.connections[i as usize];
-            live |= u64::from(self.neuron(c.source_hexagon, c.source_neuron).active) << i;
-        }
-        live
+    fn potential(&self, hexagon: u32, index: u32) -> f32 {
+        self.neuron(hexagon, index).potential
     }
 }
 
-/// A source neuron's section request, written by every processed section of that source
-/// (the original's `isNew`, `newLowerBound`, `potentialRange`). The last one wins.
+/// A source neuron's request for a follow-up section, from the walk of the section in slot
+/// `slot` of connection block `block` (the original's `isNew`, `newLowerBound`,
+/// `potentialRange`). Every walked section of a source overwrites the request; walks that
+/// request nothing are not recorded, the merge finds them (see
+/// `Cluster::merge_split_requests`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SplitRequest {
+    block: u32,
+    slot: u32,
     hexagon: u32,
     neuron: u32,
-    /// `(lower bound, range)` of the requested section; `None` clears the request.
-    section: Option<(f32, f32)>,
+    /// `(lower bound, range)` of the requested section.
+    section: (f32, f32),
 }
 
 /// The error terms of one section for its source neuron: the values before `end` (and after
@@ -73,15 +74,29 @@ pub(crate) struct DeltaRun {
     hexagon: u32,
     neuron: u32,
     end: usize,
+    /// The run's terms added one by one to `+0.0`: what the source's delta becomes if it is
+    /// `+0.0` before the run, as it is for a source's first run in a cycle.
+    sum: f32,
 }
 
 /// What one block task leaves for the merge.
+/// Aligned to two cache lines: blocks on different threads never share a line.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub(crate) struct BlockEvents {
     grew: bool,
     splits: Vec<SplitRequest>,
     delta_runs: Vec<DeltaRun>,
     delta_values: Vec<f32>,
+}
+
+impl BlockEvents {
+    fn clear(&mut self) {
+        self.grew = false;
+        self.splits.clear();
+        self.delta_runs.clear();
+        self.delta_values.clear();
+    }
 }
 
 /// Buffers kept between cycles so that the hot path does not allocate.
@@ -91,6 +106,70 @@ pub(crate) struct Scratch {
     seeds: Vec<u32>,
     /// Input neurons that fire for the first time in this cycle.
     first_inputs: Vec<usize>,
+    /// Source neurons whose section request a hexagon's walks may have changed.
+    candidates: Vec<(u32, u32)>,
+    /// Per hexagon, where its sections come from; valid while `feeds_valid`.
+    feeds: Vec<Vec<Feed>>,
+    /// Cleared by every change of the section layout (growth, resizing, reduction).
+    pub(crate) feeds_valid: bool,
+    /// Per hexagon and neuron block, a running average of the live sections feeding the
+    /// block: how the blocks are split between two threads.
+    loads: Vec<Vec<f32>>,
+}
+
+/// The sections of one hexagon that are fed by the neurons of one source hexagon: for source
+/// neuron `n`, `slots[starts[n]..starts[n + 1]]` are its sections, as
+/// `connection block · 64 + slot`.
+#[derive(Debug, Default)]
+struct Feed {
+    source: usize,
+    starts: Vec<u32>,
+    slots: Vec<u32>,
+}
+
+/// Where the sections of every hexagon come from, for finding the live ones from the active
+/// neurons (a few hundred) rather than from the used slots (all of them).
+fn build_feeds(hexagons: &[Hexagon]) -> Vec<Vec<Feed>> {
+    let mut entries: Vec<(usize, u32, u32)> = Vec::new();
+    hexagons
+        .iter()
+        .map(|hexagon| {
+            entries.clear();
+            for (c, block) in hexagon.blocks.iter().enumerate() {
+                let mut used = block.used;
+                while used != 0 {
+                    let i = used.trailing_zeros() as usize;
+                    used &= used - 1;
+                    let connection = &block.connections[i];
+                    entries.push((
+                        connection.source_hexagon as usize,
+                        connection.source_neuron,
+                        (c * SECTIONS_PER_BLOCK + i) as u32,
+                    ));
+                }
+            }
+            entries.sort_unstable();
+            entries
+                .chunk_by(|a, b| a.0 == b.0)
+                .map(|group| {
+                    let source = group[0].0;
+                    let neurons = hexagons[source].neurons.len();
+                    let mut starts = vec![0u32; neurons + 1];
+                    for &(_, n, _) in group {
+                        starts[n as usize + 1] += 1;
+                    }
+                    for n in 0..neurons {
+                        starts[n + 1] += starts[n];
+                    }
+                    Feed {
+                        source,
+                        starts,
+                        slots: group.iter().map(|&(_, _, slot)| slot).collect(),
+                    }
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// One neuron block with the connection blocks that feed it.
@@ -100,6 +179,8 @@ struct BlockTask<'a> {
     blocks: &'a mut [ConnectionBlock],
     neurons: &'a mut [Neuron],
     new_mask: &'a mut u64,
+    /// The block's active neurons as a bit mask (written by the neuron update).
+    active: &'a mut u64,
     events: &'a mut BlockEvents,
     seed: u32,
 }
@@ -123,6 +204,75 @@ impl Cluster {
         self.forward(false);
     }
 
+    /// Marks the sections of hexagon `h` whose source is active as live
+    /// (`ConnectionBlock::live`), for this cycle's walks, and updates the running load of its
+    /// blocks.
+    fn mark_live_sections(&mut self, h: usize) {
+        if !self.scratch.feeds_valid {
+            self.scratch.feeds = build_feeds(&self.hexagons);
+            self.scratch.feeds_valid = true;
+        }
+        let count = self.hexagons.len();
+        let (before, rest) = self.hexagons.split_at_mut(h);
+        let (current, after) = rest.split_first_mut().expect("hexagon index in range");
+        let blocks = &mut current.blocks;
+        for block in blocks.iter_mut() {
+            block.live = 0;
+        }
+        let dim = current.dim;
+        for feed in &self.scratch.feeds[h] {
+            let source = if feed.source < h {
+                &before[feed.source]
+            } else {
+                &after[feed.source - h - 1]
+            };
+            for (b, &word) in source.active.iter().enumerate() {
+                let mut active = word;
+                while active != 0 {
+                    let n = b * NEURONS_PER_BLOCK + active.trailing_zeros() as usize;
+                    active &= active - 1;
+                    let from = feed.starts[n] as usize;
+                    let to = feed.starts[n + 1] as usize;
+                    for &slot in &feed.slots[from..to] {
+                        let slot = slot as usize;
+                        blocks[slot / SECTIONS_PER_BLOCK].live |= 1 << (slot % SECTIONS_PER_BLOCK);
+                    }
+                }
+            }
+        }
+        if let Parallelism::Pair(_) = self.parallel {
+            let loads = &mut self.scratch.loads;
+            if loads.len() < count {
+                loads.resize(count, Vec::new());
+            }
+            let loads = &mut loads[h];
+            loads.resize(dim, 0.0);
+            for (load, blocks) in loads.iter_mut().zip(blocks.chunks(dim.max(1))) {
+                let live: u32 = blocks.iter().map(|b| b.live.count_ones()).sum();
+                *load += (live as f32 - *load) / 64.0;
+            }
+        }
+    }
+
+    /// Where to split hexagon `h`'s `dim` blocks between two threads: the split point that
+    /// balances the average live sections best.
+    fn balanced_split(&self, h: usize, dim: usize) -> usize {
+        let Some(loads) = self.scratch.loads.get(h).filter(|l| l.len() == dim) else {
+            return dim.div_ceil(2);
+        };
+        let total: f32 = loads.iter().sum();
+        let mut prefix = 0.0;
+        let mut best = (f32::MAX, dim.div_ceil(2));
+        for (at, load) in loads[..dim - 1].iter().enumerate() {
+            prefix += load;
+            let worst = prefix.max(total - prefix);
+            if worst < best.0 {
+                best = (worst, at + 1);
+            }
+        }
+        best.1
+    }
+
     /// Splits hexagon `h` into per-block tasks, runs `work` on each (in parallel when the
     /// cluster has threads), and returns the events in block order.
     fn run_blocks<F>(&mut self, h: usize, seeds: bool, work: F)
@@ -130,6 +280,7 @@ impl Cluster {
         F: Fn(&mut BlockTask<'_>, &Sources<'_>) + Sync,
     {
         let dim = self.hexagons[h].dim;
+        let split = self.balanced_split(h, dim);
         let Scratch {
             events,
             seeds: seed_buffer,
@@ -147,35 +298,143 @@ impl Cluster {
         let (before, rest) = self.hexagons.split_at_mut(h);
         let (current, after) = rest.split_first_mut().expect("hexagon index in range");
         let sources = Sources::new(before, after);
-        let mut tasks: Vec<BlockTask<'_>> = current
+        let all = Blocks {
+            first: 0,
+            neurons: &mut current.neurons,
+            blocks: &mut current.blocks,
+            new_mask: &mut current.new_mask,
+            active: &mut current.active,
+            events: &mut events[..dim],
+            seeds: &seed_buffer[..dim],
+        };
+        match &mut self.parallel {
+            Parallelism::Pair(pair) if dim >= 2 => {
+                // The split moves only when the load does, so each core keeps mostly the same
+                // sections in its own cache.
+                let (first, second) = all.split(split, dim);
+                let parts = [Mutex::new(first), Mutex::new(second)];
+                pair.run(&|part| {
+                    let mut blocks = parts[part].lock().unwrap_or_else(|e| e.into_inner());
+                    blocks.run(dim, &work, &sources);
+                });
+            }
+            Parallelism::Current | Parallelism::Pool(_) if dim >= 2 => {
+                let mut tasks = all.tasks(dim);
+                let run = |task: &mut BlockTask<'_>| work(task, &sources);
+                match &self.parallel {
+                    Parallelism::Pool(pool) => {
+                        pool.install(|| tasks.par_iter_mut().for_each(run));
+                    }
+                    _ => tasks.par_iter_mut().for_each(run),
+                }
+            }
+            _ => {
+                let mut all = all;
+                all.run(dim, &work, &sources);
+            }
+        }
+    }
+}
+
+/// Consecutive neuron blocks of one hexagon with everything their tasks need.
+struct Blocks<'a> {
+    /// Index of the first block in the hexagon.
+    first: usize,
+    neurons: &'a mut [Neuron],
+    blocks: &'a mut [ConnectionBlock],
+    new_mask: &'a mut [u64],
+    active: &'a mut [u64],
+    events: &'a mut [BlockEvents],
+    seeds: &'a [u32],
+}
+
+impl<'a> Blocks<'a> {
+    /// Splits off the blocks from `at` on (`dim` connection blocks per neuron block).
+    fn split(self, at: usize, dim: usize) -> (Blocks<'a>, Blocks<'a>) {
+        let (neurons_a, neurons_b) = self.neurons.split_at_mut(at * NEURONS_PER_BLOCK);
+        let (blocks_a, blocks_b) = self.blocks.split_at_mut(at * dim);
+        let (new_a, new_b) = self.new_mask.split_at_mut(at);
+        let (active_a, active_b) = self.active.split_at_mut(at);
+        let (events_a, events_b) = self.events.split_at_mut(at);
+        let (seeds_a, seeds_b) = self.seeds.split_at(at);
+        (
+            Blocks {
+                first: self.first,
+                neurons: neurons_a,
+                blocks: blocks_a,
+                new_mask: new_a,
+                active: active_a,
+                events: events_a,
+                seeds: seeds_a,
+            },
+            Blocks {
+                first: self.first + at,
+                neurons: neurons_b,
+                blocks: blocks_b,
+                new_mask: new_b,
+                active: active_b,
+                events: events_b,
+                seeds: seeds_b,
+            },
+        )
+    }
+
+    /// One task per block.
+    fn tasks(self, dim: usize) -> Vec<BlockTask<'a>> {
+        let first = self.first;
+        self.neurons
+            .chunks_mut(NEURONS_PER_BLOCK)
+            .zip(self.blocks.chunks_mut(dim))
+            .zip(self.new_mask.iter_mut())
+            .zip(self.active.iter_mut())
+            .zip(self.events.iter_mut())
+            .zip(self.seeds.iter())
+            .enumerate()
+            .map(
+                |(b, (((((neurons, blocks), new_mask), active), events), &seed))| {
+                    events.clear();
+                    BlockTask {
+                        first_block: (first + b) * dim,
+                        blocks,
+                        neurons,
+                        new_mask,
+                        active,
+                        events,
+                        seed,
+                    }
+                },
+            )
+            .collect()
+    }
+
+    /// Runs `work` on each block in order.
+    fn run<F>(&mut self, dim: usize, work: &F, sources: &Sources<'_>)
+    where
+        F: Fn(&mut BlockTask<'_>, &Sources<'_>),
+    {
+        for (b, (((((neurons, blocks), new_mask), active), events), &seed)) in self
             .neurons
             .chunks_mut(NEURONS_PER_BLOCK)
-            .zip(current.blocks.chunks_mut(dim))
-            .zip(current.new_mask.iter_mut())
-            .zip(events.iter_mut())
-            .zip(seed_buffer.iter())
+            .zip(self.blocks.chunks_mut(dim))
+            .zip(self.new_mask.iter_mut())
+            .zip(self.active.iter_mut())
+            .zip(self.events.iter_mut())
+            .zip(self.seeds.iter())
             .enumerate()
-            .map(|(b, ((((neurons, blocks), new_mask), events), &seed))| {
-                events.grew = false;
-                events.splits.clear();
-                events.delta_runs.clear();
-                events.delta_values.clear();
-                BlockTask {
-                    first_block: b * dim,
+        {
+            events.clear();
+            work(
+                &mut BlockTask {
+                    first_block: (self.first + b) * dim,
                     blocks,
                     neurons,
                     new_mask,
+                    active,
                     events,
                     seed,
-                }
-            })
-            .collect();
-        let run = |task: &mut BlockTask<'_>| work(task, &sources);
-        match &self.parallel {
-            _ if tasks.len() < 2 => tasks.iter_mut().for_each(run),
-            Parallelism::Sequential => tasks.iter_mut().for_each(run),
-            Parallelism::Current => tasks.par_iter_mut().for_each(run),
-            Parallelism::Pool(pool) => pool.install(|| tasks.par_iter_mut().for_each(run)),
+                },
+                sources,
+            );
         }
     }
 }

@@ -2,10 +2,9 @@
 //! their target lose a point of their usage counter and disappear at zero. The original hangs
 //! instead; here reduction always completes.
 
-use super::backward::PERMANENT_COUNTER;
 use crate::cluster::Cluster;
 use crate::geometry::NO_HEXAGON;
-use crate::network::{NO_TARGET, Synapse};
+use crate::network::PERMANENT_COUNTER;
 
 /// Training cycles between two reductions.
 pub(crate) const CYCLES_BETWEEN_REDUCTIONS: u32 = 100;
@@ -31,19 +30,21 @@ impl Cluster {
                     let len = usize::from(connection.len);
                     let mut kept = 0;
                     for pos in 0..len {
-                        let mut synapse = section[pos];
-                        if synapse.target == NO_TARGET {
-                            continue;
+                        let mut counter = section.counter[pos];
+                        if counter < PERMANENT_COUNTER {
+                            counter = counter.saturating_sub(1);
                         }
-                        if synapse.counter < PERMANENT_COUNTER {
-                            synapse.counter = synapse.counter.saturating_sub(1);
-                        }
-                        if synapse.counter > 0 {
-                            section[kept] = synapse;
+                        if counter > 0 {
+                            section.weight[kept] = section.weight[pos];
+                            section.border[kept] = section.border[pos];
+                            section.target[kept] = section.target[pos];
+                            section.counter[kept] = counter;
                             kept += 1;
                         }
                     }
-                    section[kept..len].fill(Synapse::UNSET);
+                    section.clear_from(kept);
+                    section.update_ends(kept);
+                    section.update_unsettled(kept);
                     connection.len = kept as u8;
                     if kept == 0 && len > 0 {
                         freed.push((
@@ -58,6 +59,7 @@ impl Cluster {
                 }
             }
         }
+        self.scratch.feeds_valid = false;
         for (h, neuron, lower_bound, range) in freed {
             self.create_section(h, neuron, lower_bound, range);
         }
