@@ -200,24 +200,3 @@ mod tests {
         pair.run(&|_| {});
     }
 }
-
-#[cfg(test)]
-mod timing {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn handoff_cost() {
-        let mut pair = Pair::new().unwrap();
-        for _ in 0..3 {
-            let n = 200_000;
-            let t = Instant::now();
-            for _ in 0..n {
-                pair.run(&|_| {});
-            }
-            eprintln!(
-                "handoff: {:.0} ns",
-                t.elapsed().as_nanos() as f64 / n as f64
-            );
-        }
-    }
-}
