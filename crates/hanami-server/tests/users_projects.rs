@@ -448,3 +448,42 @@ async fn audit_log() {
     assert_eq!(page0["body"].as_array().unwrap().len(), 100);
     assert!(!page1["body"].as_array().unwrap().is_empty());
 }
+
+/// Every user and project endpoint with each of its error codes that the tests above do not
+/// already show.
+#[tokio::test]
+async fn remaining_error_codes() {
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    let padm = member(&server, &admin, "padm", "proj_a", true).await;
+    // 400: malformed ids in the query.
+    admin.get("user?id=a.b").await.expect(400);
+    admin.get("user/project?user_id=1abc").await.expect(400);
+    admin.delete("user/project?id=padm").await.expect(400);
+    admin.delete("project?id=bad-id").await.expect(400);
+    admin.get("project?id=abc").await.expect(400);
+    // 401: allowed by the policy for members only where the handler refuses them.
+    assert_eq!(
+        padm.get("project?id=proj_a").await.expect(401).body,
+        "Access denied by policy"
+    );
+    assert_eq!(
+        padm.delete("user?id=asdf").await.expect(401).body,
+        "Access denied by policy"
+    );
+    padm.get(&format!("user/project?user_id={ADMIN}"))
+        .await
+        .expect(401);
+    // 404s of the remaining endpoints.
+    admin
+        .delete("user/project?id=padm&project_id=nope_p")
+        .await
+        .expect(404);
+    admin
+        .post(
+            "user/project",
+            &json!({"id": "padm", "project_id": "nope_p", "role": "member"}),
+        )
+        .await
+        .expect(404);
+}
