@@ -15,13 +15,17 @@
 //! [`Error::Internal`], each with the server's message.
 
 mod client;
+mod clusters;
 mod datasets;
+mod direct;
 mod error;
 mod projects;
+mod tasks;
 mod tls;
 mod upload;
 mod users;
 
 pub use client::{Client, ConnectOptions};
+pub use direct::DirectSession;
 pub use error::{Error, Result};
 pub use hanami_types as types;

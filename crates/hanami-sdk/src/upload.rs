@@ -13,7 +13,7 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::{Client, Error, Result};
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 fn ws_err(e: impl std::fmt::Display) -> Error {
     Error::WebSocket(e.to_string())

@@ -6,6 +6,7 @@
 //! The listener is opened last, so no request can arrive before the server is ready.
 
 pub mod api;
+pub mod clusters;
 pub mod config;
 pub mod paths;
 mod startup;

@@ -18,7 +18,12 @@ impl DataDir {
 
     /// Creates the directory and its sub-folders.
     pub fn create(&self) -> std::io::Result<()> {
-        for dir in [&self.root, &self.datasets(), &self.uploads()] {
+        for dir in [
+            &self.root,
+            &self.datasets(),
+            &self.checkpoints(),
+            &self.uploads(),
+        ] {
             std::fs::create_dir_all(dir)?;
         }
         Ok(())
@@ -37,6 +42,11 @@ impl DataDir {
     /// Dataset files, one per dataset.
     pub fn datasets(&self) -> PathBuf {
         self.root.join("datasets")
+    }
+
+    /// Checkpoint files, one per checkpoint.
+    pub fn checkpoints(&self) -> PathBuf {
+        self.root.join("checkpoints")
     }
 
     /// Temporary files of unfinished uploads.

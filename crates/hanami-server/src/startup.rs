@@ -12,10 +12,12 @@ use axum_server::accept::NoDelayAcceptor;
 use hanami_auth::{Policy, TokenKey, password};
 use hanami_store::Store;
 use hanami_store::dataset;
+use hanami_store::resources::Kind;
 use hanami_store::users::NewUser;
 
 use crate::api::validate::Pattern;
 use crate::api::{self, Routes};
+use crate::clusters::{Clusters, WorkerContext};
 use crate::config::Config;
 use crate::paths::DataDir;
 use crate::state::{App, AppState};
@@ -100,7 +102,15 @@ async fn prepare(config: Config) -> anyhow::Result<App> {
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
     ensure_admin(&store).await?;
     let tokens = TokenKey::load_or_create(&paths.token_key(), config.token_expiry)?;
-    remove_unreferenced_datasets(&store, &paths.datasets()).await?;
+    remove_unreferenced_files(&store, Kind::Dataset, &paths.datasets()).await?;
+    remove_unreferenced_files(&store, Kind::Checkpoint, &paths.checkpoints()).await?;
+    // Networks live in memory: clusters of an earlier run are gone (as in the original).
+    let stale = store.delete_all_resources(Kind::Cluster).await?;
+    if stale > 0 {
+        tracing::info!(
+            "removed {stale} cluster(s) of the previous run; restore checkpoints to get them back"
+        );
+    }
     let uploads = Arc::new(
         Uploads::new(&paths.uploads(), config.upload_timeout)
             .context("cannot clean up the temporary upload files")?,
@@ -109,6 +119,12 @@ async fn prepare(config: Config) -> anyhow::Result<App> {
         Some(path) => load_policy(path)?,
         None => Policy::builtin(),
     };
+    let workers = WorkerContext {
+        store: store.clone(),
+        paths: paths.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(2)),
+    };
     Ok(Arc::new(AppState {
         config,
         paths,
@@ -116,30 +132,36 @@ async fn prepare(config: Config) -> anyhow::Result<App> {
         uploads,
         tokens,
         policy,
+        clusters: Clusters::default(),
+        workers,
         cpu_host: uuid::Uuid::new_v4().to_string(),
         routes: Routes::default(),
     }))
 }
 
-/// Removes dataset files that no database row references (left by a crash between
-/// writing a file and registering it, or between deleting a row and its file).
-async fn remove_unreferenced_datasets(store: &Store, dir: &Path) -> anyhow::Result<()> {
-    let referenced: HashSet<String> = store.dataset_file_names().await?.into_iter().collect();
+/// Removes files that no database row references (left by a crash between writing a file
+/// and registering it, or between deleting a row and its file).
+async fn remove_unreferenced_files(store: &Store, kind: Kind, dir: &Path) -> anyhow::Result<()> {
+    let referenced: HashSet<String> = store.resource_file_names(kind).await?.into_iter().collect();
     let dir = dir.to_owned();
+    let dir_name = dir.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         dataset::remove_stale_temp_files(&dir)?;
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if entry.file_type()?.is_file() && !referenced.contains(&name) {
-                tracing::warn!("removing dataset file {name}, which no dataset references");
+                tracing::warn!(
+                    "removing {}, which nothing references",
+                    entry.path().display()
+                );
                 std::fs::remove_file(entry.path())?;
             }
         }
         Ok(())
     })
     .await?
-    .with_context(|| "cannot clean up the dataset folder")
+    .with_context(|| format!("cannot clean up {}", dir_name.display()))
 }
 
 /// Periodically removes idle unfinished uploads.

@@ -6,6 +6,7 @@ use hanami_auth::{Policy, TokenKey};
 use hanami_store::Store;
 
 use crate::api::Routes;
+use crate::clusters::{Clusters, WorkerContext};
 use crate::config::Config;
 use crate::paths::DataDir;
 use crate::uploads::Uploads;
@@ -27,6 +28,10 @@ pub struct AppState {
     pub tokens: TokenKey,
     /// Which role may call what.
     pub policy: Policy,
+    /// The clusters and their task queues.
+    pub clusters: Clusters,
+    /// What cluster workers need.
+    pub workers: WorkerContext,
     /// Uuid of the one logical host (the CPU), chosen at start-up.
     pub cpu_host: String,
     /// The endpoint table.

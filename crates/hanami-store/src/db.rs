@@ -11,6 +11,7 @@ use sqlx::{Executor, SqlitePool};
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_users_projects_logs.sql"),
     include_str!("../migrations/0002_datasets.sql"),
+    include_str!("../migrations/0003_clusters_checkpoints.sql"),
 ];
 
 /// Errors of the store.

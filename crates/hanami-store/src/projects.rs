@@ -32,7 +32,11 @@ fn project_from_row(row: &SqliteRow) -> Project {
 /// Tables of resources that belong to a project, with the words used to report them.
 /// Every resource table joins this list when it is created, so the check of
 /// [`Store::delete_project`] stays in one place.
-const PROJECT_RESOURCES: &[(&str, &str)] = &[("datasets", "dataset(s)")];
+const PROJECT_RESOURCES: &[(&str, &str)] = &[
+    ("datasets", "dataset(s)"),
+    ("clusters", "cluster(s)"),
+    ("checkpoints", "checkpoint(s)"),
+];
 
 impl Store {
     /// Creates a project; [`StoreError::Duplicate`] if the id is taken.

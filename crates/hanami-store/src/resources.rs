@@ -1,6 +1,6 @@
-//! Resources that belong to a project and an owner: datasets (later also clusters and
-//! checkpoints). Every lookup takes the caller's [`Scope`], so a resource outside it is
-//! indistinguishable from one that does not exist.
+//! Resources that belong to a project and an owner: datasets, clusters and checkpoints. They
+//! share one row shape and one set of queries; every lookup takes the caller's [`Scope`], so
+//! a resource outside it is indistinguishable from one that does not exist.
 
 use hanami_types::list::{ListTable, RESOURCE_COLUMNS};
 use hanami_types::scope::Scope;
@@ -10,10 +10,31 @@ use sqlx::sqlite::SqliteRow;
 
 use crate::{Store, StoreError, now_timestamp};
 
-/// A dataset's database row.
+/// The kinds of resources, one table each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Datasets (file in the dataset folder).
+    Dataset,
+    /// Clusters (network in memory; no file).
+    Cluster,
+    /// Checkpoints (file in the checkpoint folder).
+    Checkpoint,
+}
+
+impl Kind {
+    fn table(self) -> &'static str {
+        match self {
+            Kind::Dataset => "datasets",
+            Kind::Cluster => "clusters",
+            Kind::Checkpoint => "checkpoints",
+        }
+    }
+}
+
+/// A resource's database row.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DatasetRow {
-    /// Dataset uuid.
+pub struct ResourceRow {
+    /// Resource uuid.
     pub uuid: String,
     /// Owning project.
     pub project_id: String,
@@ -21,16 +42,16 @@ pub struct DatasetRow {
     pub owner_id: String,
     /// Always `private` at present.
     pub visibility: String,
-    /// Dataset name.
+    /// Resource name.
     pub name: String,
-    /// File name inside the data directory's dataset folder.
+    /// File name inside the resource's folder of the data directory (empty for clusters).
     pub file_name: String,
     /// Creation time.
     pub created_at: String,
 }
 
-impl DatasetRow {
-    /// A new private dataset row, created now.
+impl ResourceRow {
+    /// A new private resource row, created now.
     pub fn new(uuid: &str, name: &str, owner_id: &str, project_id: &str, file_name: &str) -> Self {
         Self {
             uuid: uuid.to_owned(),
@@ -44,8 +65,8 @@ impl DatasetRow {
     }
 }
 
-fn dataset_from_row(row: &SqliteRow) -> DatasetRow {
-    DatasetRow {
+fn from_row(row: &SqliteRow) -> ResourceRow {
+    ResourceRow {
         uuid: row.get("uuid"),
         project_id: row.get("project_id"),
         owner_id: row.get("owner_id"),
@@ -56,7 +77,7 @@ fn dataset_from_row(row: &SqliteRow) -> DatasetRow {
     }
 }
 
-/// The SQL condition of a scope and its two optional bindings (project, owner).
+/// The bindings `?1` (project) and `?2` (owner) of [`SCOPE_SQL`] for a scope.
 fn scope_filter(scope: &Scope) -> (Option<&str>, Option<&str>) {
     match scope {
         Scope::All => (None, None),
@@ -71,12 +92,13 @@ fn scope_filter(scope: &Scope) -> (Option<&str>, Option<&str>) {
 const SCOPE_SQL: &str = "(?1 IS NULL OR project_id = ?1) AND (?2 IS NULL OR owner_id = ?2)";
 
 impl Store {
-    /// Inserts a dataset row.
-    pub async fn insert_dataset(&self, row: &DatasetRow) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO datasets (uuid, project_id, owner_id, visibility, name, file_name, \
+    /// Inserts a resource row.
+    pub async fn insert_resource(&self, kind: Kind, row: &ResourceRow) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO {} (uuid, project_id, owner_id, visibility, name, file_name, \
              created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
+            kind.table()
+        ))
         .bind(&row.uuid)
         .bind(&row.project_id)
         .bind(&row.owner_id)
@@ -90,36 +112,62 @@ impl Store {
         Ok(())
     }
 
-    /// A dataset visible in the scope.
-    pub async fn dataset(
+    /// A resource visible in the scope.
+    pub async fn resource(
         &self,
+        kind: Kind,
         scope: &Scope,
         uuid: &str,
-    ) -> Result<Option<DatasetRow>, StoreError> {
+    ) -> Result<Option<ResourceRow>, StoreError> {
         let (project, owner) = scope_filter(scope);
-        let row = sqlx::query(&format!(
-            "SELECT * FROM datasets WHERE {SCOPE_SQL} AND uuid = ?3"
-        ))
-        .bind(project)
-        .bind(owner)
-        .bind(uuid)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(dataset_from_row))
+        let sql = format!(
+            "SELECT * FROM {} WHERE {SCOPE_SQL} AND uuid = ?3",
+            kind.table()
+        );
+        let row = sqlx::query(&sql)
+            .bind(project)
+            .bind(owner)
+            .bind(uuid)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(from_row))
     }
 
-    /// The datasets visible in the scope, oldest first, as the list table of the API.
-    pub async fn dataset_list(&self, scope: &Scope) -> Result<ListTable, StoreError> {
+    /// Whether a resource with this name is visible in the scope.
+    pub async fn resource_name_taken(
+        &self,
+        kind: Kind,
+        scope: &Scope,
+        name: &str,
+    ) -> Result<bool, StoreError> {
         let (project, owner) = scope_filter(scope);
-        let rows = sqlx::query(&format!(
-            "SELECT * FROM datasets WHERE {SCOPE_SQL} ORDER BY seq"
-        ))
-        .bind(project)
-        .bind(owner)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = format!(
+            "SELECT COUNT(*) FROM {} WHERE {SCOPE_SQL} AND name = ?3",
+            kind.table()
+        );
+        let n: i64 = sqlx::query_scalar(&sql)
+            .bind(project)
+            .bind(owner)
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// The resources visible in the scope, oldest first, as the list table of the API.
+    pub async fn resource_list(&self, kind: Kind, scope: &Scope) -> Result<ListTable, StoreError> {
+        let (project, owner) = scope_filter(scope);
+        let sql = format!(
+            "SELECT * FROM {} WHERE {SCOPE_SQL} ORDER BY seq",
+            kind.table()
+        );
+        let rows = sqlx::query(&sql)
+            .bind(project)
+            .bind(owner)
+            .fetch_all(&self.pool)
+            .await?;
         let mut table = ListTable::new(RESOURCE_COLUMNS);
-        for row in rows.iter().map(dataset_from_row) {
+        for row in rows.iter().map(from_row) {
             table.body.push(
                 [
                     row.created_at,
@@ -137,28 +185,41 @@ impl Store {
         Ok(table)
     }
 
-    /// Deletes a dataset row visible in the scope and returns it; `None` if there was none.
-    pub async fn delete_dataset(
+    /// Deletes a resource row visible in the scope and returns it; `None` if there was none.
+    pub async fn delete_resource(
         &self,
+        kind: Kind,
         scope: &Scope,
         uuid: &str,
-    ) -> Result<Option<DatasetRow>, StoreError> {
+    ) -> Result<Option<ResourceRow>, StoreError> {
         let (project, owner) = scope_filter(scope);
-        let row = sqlx::query(&format!(
-            "DELETE FROM datasets WHERE {SCOPE_SQL} AND uuid = ?3 RETURNING *"
-        ))
-        .bind(project)
-        .bind(owner)
-        .bind(uuid)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(dataset_from_row))
+        let sql = format!(
+            "DELETE FROM {} WHERE {SCOPE_SQL} AND uuid = ?3 RETURNING *",
+            kind.table()
+        );
+        let row = sqlx::query(&sql)
+            .bind(project)
+            .bind(owner)
+            .bind(uuid)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(from_row))
     }
 
-    /// File names of all datasets, for removing files nobody references.
-    pub async fn dataset_file_names(&self) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT file_name FROM datasets")
-            .fetch_all(&self.pool)
-            .await?)
+    /// Deletes every row of a kind; returns how many (clusters do not outlive the server).
+    pub async fn delete_all_resources(&self, kind: Kind) -> Result<u64, StoreError> {
+        let done = sqlx::query(&format!("DELETE FROM {}", kind.table()))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// File names of all resources of a kind, for removing files nobody references.
+    pub async fn resource_file_names(&self, kind: Kind) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar(&format!("SELECT file_name FROM {}", kind.table()))
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 }

@@ -6,11 +6,13 @@
 //! original Python SDK and Go CLI depend on.
 
 pub mod auth;
+pub mod clusters;
 pub mod datasets;
 pub mod list;
 pub mod logs;
 pub mod projects;
 pub mod scope;
+pub mod tasks;
 pub mod users;
 pub mod websocket;
 

@@ -61,5 +61,7 @@ pub const ERROR_LOG_COLUMNS: &[&str] = &[
     "input_values",
     "message",
 ];
+/// Column order of `GET task/all` (every cell is a string).
+pub const TASK_COLUMNS: &[&str] = &["uuid", "state", "percentage", "queued", "start", "end"];
 /// Column order of `GET host/all`.
 pub const HOST_COLUMNS: &[&str] = &["uuid", "type"];

@@ -49,6 +49,51 @@ pub mod proto {
         pub data: bytes::Bytes,
     }
 
+    /// Which buffer a [`ClusterIoMessage`] addresses.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+    #[repr(i32)]
+    pub enum TargetBufferType {
+        /// Values for an input interface.
+        InputBufferType = 0,
+        /// Raw output values (server to client only).
+        OutputBufferType = 1,
+        /// Expected values for an output interface (training labels).
+        ExpectedBufferType = 2,
+    }
+
+    /// What the last message of a sample asks for.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+    #[repr(i32)]
+    pub enum ClusterProcessType {
+        /// One forward pass; the answer carries the outputs.
+        RequestType = 0,
+        /// One training step.
+        TrainType = 1,
+    }
+
+    /// One message of a direct-IO session (both directions).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ClusterIoMessage {
+        /// Input or output name.
+        #[prost(string, tag = "1")]
+        pub buffer_name: String,
+        /// Whether this message completes a sample (and triggers processing).
+        #[prost(bool, tag = "2")]
+        pub is_last: bool,
+        /// Request or train.
+        #[prost(enumeration = "ClusterProcessType", tag = "3")]
+        pub process_type: i32,
+        /// Which buffer the values are for.
+        #[prost(enumeration = "TargetBufferType", tag = "4")]
+        pub target_buffer_type: i32,
+        /// How many of `values` count.
+        #[prost(uint64, tag = "5")]
+        pub number_of_values: u64,
+        /// The values.
+        #[prost(float, repeated, tag = "6")]
+        pub values: Vec<f32>,
+    }
+
     /// Answer to each [`FileUploadMessage`] (server to client).
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct FileUploadResponseMessage {

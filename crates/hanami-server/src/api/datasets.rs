@@ -1,12 +1,10 @@
 //! Datasets: upload initialisation and finalisation, progress, get, list, delete, and the
 //! accuracy check of a request result against a labelled dataset.
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use hanami_auth::{Caller, Method};
 use hanami_store::dataset::{self, ColumnRange, DatasetReader};
-use hanami_store::resources::DatasetRow;
+use hanami_store::resources::{Kind, ResourceRow};
 use hanami_types::datasets::{
     CsvFinalizeRequest, CsvUploadRequest, Dataset, DatasetCheck, DatasetUuid, MnistFinalizeRequest,
     MnistUploadRequest, UploadProgress, UploadStarted,
@@ -179,15 +177,15 @@ async fn finish_upload(
             }
             Err(e) => return Err(ApiError::Internal(anyhow::Error::new(e))),
         }
-        let row = DatasetRow::new(
+        let row = ResourceRow::new(
             &claim.meta.dataset_uuid,
             &claim.meta.name,
             &claim.meta.owner_id,
             &claim.meta.project_id,
             &claim.meta.dataset_uuid,
         );
-        if let Err(e) = app.store.insert_dataset(&row).await {
-            remove_file(dest).await;
+        if let Err(e) = app.store.insert_resource(Kind::Dataset, &row).await {
+            super::remove_file(dest).await;
             return Err(e.into());
         }
         claim.finish();
@@ -232,7 +230,7 @@ async fn progress(app: App, caller: Caller, query: ByUuid) -> ApiResult<UploadPr
         Some(complete) => complete,
         None => {
             app.store
-                .dataset(&scope, &query.uuid)
+                .resource(Kind::Dataset, &scope, &query.uuid)
                 .await?
                 .ok_or_else(|| not_found(&query.uuid))?;
             true
@@ -244,7 +242,7 @@ async fn progress(app: App, caller: Caller, query: ByUuid) -> ApiResult<UploadPr
     })
 }
 
-async fn open(app: &App, row: &DatasetRow) -> ApiResult<DatasetReader> {
+async fn open(app: &App, row: &ResourceRow) -> ApiResult<DatasetReader> {
     let path = app.paths.datasets().join(&row.file_name);
     tokio::task::spawn_blocking(move || DatasetReader::open(path))
         .await
@@ -256,7 +254,7 @@ async fn open(app: &App, row: &DatasetRow) -> ApiResult<DatasetReader> {
 async fn get(app: App, caller: Caller, query: ByUuid) -> ApiResult<Dataset> {
     let row = app
         .store
-        .dataset(&caller.scope(), &query.uuid)
+        .resource(Kind::Dataset, &caller.scope(), &query.uuid)
         .await?
         .ok_or_else(|| not_found(&query.uuid))?;
     let reader = open(&app, &row).await?;
@@ -286,28 +284,19 @@ async fn get(app: App, caller: Caller, query: ByUuid) -> ApiResult<Dataset> {
 }
 
 async fn list(app: App, caller: Caller, _: NoInput) -> ApiResult<ListTable> {
-    Ok(app.store.dataset_list(&caller.scope()).await?)
-}
-
-async fn remove_file(path: PathBuf) {
-    let result = tokio::task::spawn_blocking(move || match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err((path, e)),
-        _ => Ok(()),
-    })
-    .await;
-    if let Ok(Err((path, e))) = result {
-        // The row is gone; start-up removes files that no row references.
-        tracing::warn!("cannot remove dataset file {}: {e}", path.display());
-    }
+    Ok(app
+        .store
+        .resource_list(Kind::Dataset, &caller.scope())
+        .await?)
 }
 
 async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String, Value>> {
     let row = app
         .store
-        .delete_dataset(&caller.scope(), &query.uuid)
+        .delete_resource(Kind::Dataset, &caller.scope(), &query.uuid)
         .await?
         .ok_or_else(|| not_found(&query.uuid))?;
-    remove_file(app.paths.datasets().join(&row.file_name)).await;
+    super::remove_file(app.paths.datasets().join(&row.file_name)).await;
     Ok(Map::new())
 }
 
@@ -324,12 +313,12 @@ async fn check(app: App, caller: Caller, query: CheckQuery) -> ApiResult<Dataset
     let scope = caller.scope();
     let reference = app
         .store
-        .dataset(&scope, &query.dataset_uuid)
+        .resource(Kind::Dataset, &scope, &query.dataset_uuid)
         .await?
         .ok_or_else(|| not_found(&query.dataset_uuid))?;
     let result = app
         .store
-        .dataset(&scope, &query.result_uuid)
+        .resource(Kind::Dataset, &scope, &query.result_uuid)
         .await?
         .ok_or_else(|| not_found(&query.result_uuid))?;
     let reference = open(&app, &reference).await?;

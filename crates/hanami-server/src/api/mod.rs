@@ -12,18 +12,22 @@
 //! 7. input validation against the endpoint's declared fields (400);
 //! 8. the handler.
 
+mod checkpoints;
+mod clusters;
 mod datasets;
 mod error;
 mod hosts;
 mod logs;
 mod projects;
 mod request;
+mod tasks;
 mod token;
 mod users;
 pub mod validate;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 
 use axum::body::Body;
@@ -72,6 +76,9 @@ impl Default for Routes {
         logs::register(&mut routes);
         datasets::register(&mut routes);
         hosts::register(&mut routes);
+        clusters::register(&mut routes);
+        tasks::register(&mut routes);
+        checkpoints::register(&mut routes);
         routes
     }
 }
@@ -269,6 +276,19 @@ pub fn require_admin(caller: &Caller, what: &str) -> ApiResult<()> {
         Err(ApiError::Unauthorized(format!(
             "Only global admins may {what}."
         )))
+    }
+}
+
+/// Removes a resource's file; a missing file is fine, other failures are logged (the row is
+/// gone, and start-up removes files that no row references).
+async fn remove_file(path: PathBuf) {
+    let result = tokio::task::spawn_blocking(move || match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err((path, e)),
+        _ => Ok(()),
+    })
+    .await;
+    if let Ok(Err((path, e))) = result {
+        tracing::warn!("cannot remove file {}: {e}", path.display());
     }
 }
 

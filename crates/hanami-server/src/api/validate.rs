@@ -24,6 +24,8 @@ pub enum Pattern {
     Token,
     /// Endpoint ids: a letter, then letters, digits, `.`, `_` and `/`.
     Endpoint,
+    /// Cluster modes: exactly `TASK` or `DIRECT`.
+    Mode,
 }
 
 impl Pattern {
@@ -49,6 +51,7 @@ impl Pattern {
             Pattern::Endpoint => {
                 first_letter() && chars.all(|c| c.is_ascii_alphanumeric() || "._/".contains(c))
             }
+            Pattern::Mode => value == "TASK" || value == "DIRECT",
         }
     }
 
@@ -63,6 +66,7 @@ impl Pattern {
             Pattern::Name => "^[a-zA-Z][a-zA-Z_0-9\\- ]*$",
             Pattern::Token => "^[a-zA-Z_.\\-0-9]*$",
             Pattern::Endpoint => "^[a-zA-Z][a-zA-Z._/0-9]*$",
+            Pattern::Mode => "^(TASK|DIRECT)$",
         }
     }
 

@@ -372,3 +372,43 @@ pub fn sha256(path: &Path) -> String {
     let digest = sha2::Sha256::digest(std::fs::read(path).unwrap());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The template of the documentation: 784 inputs `picture`, 10 outputs `label`.
+pub const SEED_TEMPLATE: &str = "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\n    \
+    refractory_time: 1\n    max_connection_distance: 1\n    enable_reduction: false\nhexagons:\n    \
+    1,1,1\n    2,1,1\n    3,1,1\n\ninputs:\n    picture:\n        target: 1,1,1\n        \
+    number_of_inputs: 784\n\noutputs:\n    label:\n        target: 3,1,1\n        \
+    number_of_outputs: 10\n";
+
+/// A learnable MNIST-like IDX pair: image `i` has label `i % 10` and lights two rows of
+/// pixels that belong to its class, plus a few noise pixels.
+pub fn pattern_mnist(dir: &Path, name: &str, count: u32) -> (PathBuf, PathBuf) {
+    let mut images = Vec::with_capacity(16 + count as usize * 784);
+    for n in [0x0803u32, count, 28, 28] {
+        images.extend_from_slice(&n.to_be_bytes());
+    }
+    let mut labels = Vec::with_capacity(8 + count as usize);
+    labels.extend_from_slice(&0x0801u32.to_be_bytes());
+    labels.extend_from_slice(&count.to_be_bytes());
+    let mut noise = 12345u32;
+    for i in 0..count {
+        let class = (i % 10) as usize;
+        let mut image = [0u8; 784];
+        for row in [class * 2 + 4, class * 2 + 5] {
+            for col in 4..24 {
+                image[row * 28 + col] = 200;
+            }
+        }
+        for _ in 0..10 {
+            noise = noise.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            image[(noise >> 8) as usize % 784] = 120;
+        }
+        images.extend_from_slice(&image);
+        labels.push(class as u8);
+    }
+    let image_path = dir.join(format!("{name}-images"));
+    let label_path = dir.join(format!("{name}-labels"));
+    std::fs::write(&image_path, images).unwrap();
+    std::fs::write(&label_path, labels).unwrap();
+    (image_path, label_path)
+}

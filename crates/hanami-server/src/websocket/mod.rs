@@ -1,5 +1,5 @@
 //! Websocket sessions on the server's port (any path): file uploads into the temporary files
-//! of unfinished dataset uploads.
+//! of unfinished dataset uploads, and direct IO with a cluster in DIRECT mode.
 //!
 //! A session starts with a JSON [`SessionInit`] (token, target, uuid); the server answers with
 //! a JSON [`SessionReply`] in a binary frame. A file-upload session then receives one
@@ -7,16 +7,27 @@
 //! `FileUploadResponse_Message`. A refused start, a malformed message or a chunk outside the
 //! declared file size is answered with `success: false` and a message, and the socket is
 //! closed; nothing else is affected.
+//!
+//! A direct-IO session receives `ClusterIO_Message`s: values for inputs and expected outputs
+//! are staged; the message marked last runs one training step (answered with a train-end
+//! message) or one request (answered with one message per output, raw values). Every other
+//! message is answered with an acknowledgement. An invalid message closes the socket with a
+//! close frame that says why.
+
+mod direct;
 
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use hanami_types::websocket::proto::{FileUploadMessage, FileUploadResponseMessage};
-use hanami_types::websocket::{SessionInit, SessionReply, TARGET_FILE_UPLOAD};
+use hanami_types::websocket::{SessionInit, SessionReply, TARGET_CLUSTER, TARGET_FILE_UPLOAD};
 use prost::Message as _;
 
+use std::sync::Arc;
+
 use crate::api;
+use crate::clusters::{ClusterHandle, Mode};
 use crate::state::App;
 use crate::uploads::UploadTarget;
 
@@ -38,7 +49,7 @@ async fn session(app: App, mut socket: WebSocket) {
         _ => return,
     };
     let target = match start(&app, first).await {
-        Ok(target) => target,
+        Ok(session) => session,
         Err(error) => {
             let reply = SessionReply {
                 success: false,
@@ -58,7 +69,16 @@ async fn session(app: App, mut socket: WebSocket) {
     if socket.send(json_frame(&reply)).await.is_err() {
         return;
     }
-    upload(&app, socket, target).await;
+    match target {
+        Target::Upload(target) => upload(&app, socket, target).await,
+        Target::Cluster(cluster) => direct::session(socket, cluster).await,
+    }
+}
+
+/// What a session is bound to.
+enum Target {
+    Upload(UploadTarget),
+    Cluster(Arc<ClusterHandle>),
 }
 
 fn json_frame(reply: &SessionReply) -> Message {
@@ -66,7 +86,7 @@ fn json_frame(reply: &SessionReply) -> Message {
 }
 
 /// Checks the first message of a session and opens its target.
-async fn start(app: &App, message: Message) -> Result<UploadTarget, String> {
+async fn start(app: &App, message: Message) -> Result<Target, String> {
     let text = match &message {
         Message::Text(text) => text.as_bytes(),
         Message::Binary(bytes) => bytes.as_ref(),
@@ -77,15 +97,37 @@ async fn start(app: &App, message: Message) -> Result<UploadTarget, String> {
     let caller = api::verify_token(app, &init.token)
         .await
         .map_err(|_| "Token invalid".to_owned())?;
-    if init.target != TARGET_FILE_UPLOAD {
-        return Err(format!(
-            "unknown session target '{}', expected '{TARGET_FILE_UPLOAD}'",
-            init.target
-        ));
+    match init.target.as_str() {
+        TARGET_FILE_UPLOAD => app
+            .uploads
+            .target(&caller.id, &caller.project_id, &init.uuid)
+            .map(Target::Upload)
+            .ok_or_else(|| format!("Tempfile with UUID '{}' not found", init.uuid)),
+        TARGET_CLUSTER => {
+            let cluster = app
+                .clusters
+                .get(&caller.scope(), &init.uuid)
+                .ok_or_else(|| format!("Cluster with UUID '{}' not found", init.uuid))?;
+            if cluster.mode() != Mode::Direct {
+                return Err(format!(
+                    "Cluster with UUID '{}' is not in DIRECT mode; switch it with PUT \
+                     cluster/set_mode first",
+                    init.uuid
+                ));
+            }
+            if !cluster.has_network() {
+                return Err(format!(
+                    "Cluster with UUID '{}' has no network yet",
+                    init.uuid
+                ));
+            }
+            Ok(Target::Cluster(cluster))
+        }
+        other => Err(format!(
+            "unknown session target '{other}', expected '{TARGET_FILE_UPLOAD}' or \
+             '{TARGET_CLUSTER}'"
+        )),
     }
-    app.uploads
-        .target(&caller.id, &caller.project_id, &init.uuid)
-        .ok_or_else(|| format!("Tempfile with UUID '{}' not found", init.uuid))
 }
 
 /// Stores chunks until the client closes the socket or sends something invalid.

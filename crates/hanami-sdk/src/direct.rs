@@ -1,0 +1,112 @@
+//! Direct IO: driving a cluster in DIRECT mode sample by sample over a websocket.
+
+use futures_util::SinkExt;
+use hanami_types::websocket::TARGET_CLUSTER;
+use hanami_types::websocket::proto::{ClusterIoMessage, ClusterProcessType, TargetBufferType};
+use prost::Message as _;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::upload::{Socket, next_binary};
+use crate::{Client, Error, Result};
+
+/// An open direct-IO session with one cluster.
+pub struct DirectSession {
+    socket: Socket,
+}
+
+impl Client {
+    /// Opens a direct-IO session; the cluster must be in DIRECT mode.
+    pub async fn direct_session(&self, cluster_uuid: &str) -> Result<DirectSession> {
+        Ok(DirectSession {
+            socket: self.open_session(TARGET_CLUSTER, cluster_uuid).await?,
+        })
+    }
+}
+
+impl DirectSession {
+    async fn exchange(&mut self, message: ClusterIoMessage) -> Result<ClusterIoMessage> {
+        self.socket
+            .send(Message::binary(message.encode_to_vec()))
+            .await
+            .map_err(|e| Error::WebSocket(e.to_string()))?;
+        ClusterIoMessage::decode(next_binary(&mut self.socket).await?)
+            .map_err(|e| Error::Protocol(format!("direct IO answer: {e}")))
+    }
+
+    async fn send_all(
+        &mut self,
+        buffers: &[(&str, &[f32], TargetBufferType)],
+        process: ClusterProcessType,
+    ) -> Result<ClusterIoMessage> {
+        let mut last = None;
+        for (i, (name, values, target)) in buffers.iter().enumerate() {
+            let message = ClusterIoMessage {
+                buffer_name: (*name).to_owned(),
+                is_last: i + 1 == buffers.len(),
+                process_type: process as i32,
+                target_buffer_type: *target as i32,
+                number_of_values: values.len() as u64,
+                values: values.to_vec(),
+            };
+            last = Some(self.exchange(message).await?);
+        }
+        last.ok_or_else(|| Error::Protocol("nothing to send".into()))
+    }
+
+    /// One training step: input values and expected output values by interface name.
+    pub async fn train(
+        &mut self,
+        inputs: &[(&str, &[f32])],
+        expected: &[(&str, &[f32])],
+    ) -> Result<()> {
+        let buffers: Vec<_> = inputs
+            .iter()
+            .map(|(n, v)| (*n, *v, TargetBufferType::InputBufferType))
+            .chain(
+                expected
+                    .iter()
+                    .map(|(n, v)| (*n, *v, TargetBufferType::ExpectedBufferType)),
+            )
+            .collect();
+        let end = self
+            .send_all(&buffers, ClusterProcessType::TrainType)
+            .await?;
+        if !end.is_last {
+            return Err(Error::Protocol(
+                "expected the end of a training step".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// One request: returns the raw values of the first output (of each output, in turn, for
+    /// clusters with several outputs: the server answers with one message per output).
+    pub async fn request(
+        &mut self,
+        inputs: &[(&str, &[f32])],
+        outputs: usize,
+    ) -> Result<Vec<(String, Vec<f32>)>> {
+        let buffers: Vec<_> = inputs
+            .iter()
+            .map(|(n, v)| (*n, *v, TargetBufferType::InputBufferType))
+            .collect();
+        let first = self
+            .send_all(&buffers, ClusterProcessType::RequestType)
+            .await?;
+        let mut results = vec![(first.buffer_name, first.values)];
+        for _ in 1..outputs {
+            let next = ClusterIoMessage::decode(next_binary(&mut self.socket).await?)
+                .map_err(|e| Error::Protocol(format!("direct IO answer: {e}")))?;
+            results.push((next.buffer_name, next.values));
+        }
+        Ok(results)
+    }
+
+    /// Closes the session.
+    pub async fn close(mut self) -> Result<()> {
+        self.socket
+            .close(None)
+            .await
+            .map_err(|e| Error::WebSocket(e.to_string()))
+    }
+}

@@ -1,0 +1,94 @@
+//! Train and request tasks.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hanami_types::list::ListTable;
+use hanami_types::tasks::{RequestTaskRequest, Task, TrainTaskRequest};
+
+use crate::{Client, Error, Result};
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+impl Client {
+    /// Queues a train task: `inputs` and `outputs` map interface names to dataset uuids.
+    pub async fn train(
+        &self,
+        name: &str,
+        cluster_uuid: &str,
+        inputs: &[(&str, &str)],
+        outputs: &[(&str, &str)],
+    ) -> Result<Task> {
+        let body = TrainTaskRequest {
+            name: name.to_owned(),
+            cluster_uuid: cluster_uuid.to_owned(),
+            inputs: map(inputs),
+            outputs: map(outputs),
+        };
+        self.post("task/train", &body).await
+    }
+
+    /// Queues a request task; `result` is `(output name, result dataset name)`. The result
+    /// dataset gets the task's uuid.
+    pub async fn request(
+        &self,
+        name: &str,
+        cluster_uuid: &str,
+        inputs: &[(&str, &str)],
+        result: (&str, &str),
+    ) -> Result<Task> {
+        let body = RequestTaskRequest {
+            name: name.to_owned(),
+            cluster_uuid: cluster_uuid.to_owned(),
+            inputs: map(inputs),
+            results: map(&[result]),
+        };
+        self.post("task/request", &body).await
+    }
+
+    /// One task of a cluster.
+    pub async fn task(&self, cluster_uuid: &str, uuid: &str) -> Result<Task> {
+        self.get("task", &[("uuid", uuid), ("cluster_uuid", cluster_uuid)])
+            .await
+    }
+
+    /// The tasks of a cluster.
+    pub async fn tasks(&self, cluster_uuid: &str) -> Result<ListTable> {
+        self.get("task/all", &[("cluster_uuid", cluster_uuid)])
+            .await
+    }
+
+    /// Deletes a task (stops it if it runs).
+    pub async fn delete_task(&self, cluster_uuid: &str, uuid: &str) -> Result<()> {
+        self.delete("task", &[("uuid", uuid), ("cluster_uuid", cluster_uuid)])
+            .await
+    }
+
+    /// Polls a task until it is `finished` or `aborted`, at most `timeout`.
+    pub async fn wait_for_task(
+        &self,
+        cluster_uuid: &str,
+        uuid: &str,
+        timeout: Duration,
+    ) -> Result<Task> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let task = self.task(cluster_uuid, uuid).await?;
+            if task.state == "finished" || task.state == "aborted" {
+                return Ok(task);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::Protocol(format!(
+                    "task {uuid} is still {} after {timeout:?}",
+                    task.state
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

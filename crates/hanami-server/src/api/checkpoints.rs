@@ -1,0 +1,56 @@
+//! Checkpoints: get, list, delete (they are created by `cluster/save`).
+
+use hanami_auth::{Caller, Method};
+use hanami_store::resources::Kind;
+use hanami_types::clusters::Resource;
+use hanami_types::list::ListTable;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::validate::{Field, Pattern};
+use super::{ApiError, ApiResult, NoInput, Routes};
+use crate::state::App;
+
+const UUID: Field = Field::string("uuid", Some(Pattern::Uuid), 36, 36);
+
+pub(super) fn register(routes: &mut Routes) {
+    routes.add("v1.0alpha/checkpoint", Method::Get, &[UUID], get);
+    routes.add("v1.0alpha/checkpoint/all", Method::Get, &[], list);
+    routes.add("v1.0alpha/checkpoint", Method::Delete, &[UUID], delete);
+}
+
+/// The 404 of a checkpoint outside the caller's scope or unknown.
+pub fn not_found(uuid: &str) -> ApiError {
+    ApiError::NotFound(format!("Checkpoint with uuid '{uuid}' not found"))
+}
+
+#[derive(Deserialize)]
+struct ByUuid {
+    uuid: String,
+}
+
+async fn get(app: App, caller: Caller, query: ByUuid) -> ApiResult<Resource> {
+    let row = app
+        .store
+        .resource(Kind::Checkpoint, &caller.scope(), &query.uuid)
+        .await?
+        .ok_or_else(|| not_found(&query.uuid))?;
+    Ok(super::clusters::resource(&row))
+}
+
+async fn list(app: App, caller: Caller, _: NoInput) -> ApiResult<ListTable> {
+    Ok(app
+        .store
+        .resource_list(Kind::Checkpoint, &caller.scope())
+        .await?)
+}
+
+async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String, Value>> {
+    let row = app
+        .store
+        .delete_resource(Kind::Checkpoint, &caller.scope(), &query.uuid)
+        .await?
+        .ok_or_else(|| not_found(&query.uuid))?;
+    super::remove_file(app.paths.checkpoints().join(&row.file_name)).await;
+    Ok(Map::new())
+}

@@ -1,0 +1,261 @@
+//! Clusters: create from a template, get, list, delete, modes, host, and checkpoint
+//! save/restore (queued as tasks of the cluster).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use base64::Engine as _;
+use hanami_auth::{Caller, Method};
+use hanami_engine::{Cluster, ClusterOptions, Template};
+use hanami_store::resources::{Kind, ResourceRow};
+use hanami_types::clusters::{
+    CreateClusterRequest, LoadClusterRequest, LoadStarted, ModeChanged, Resource,
+    SaveClusterRequest, SaveStarted, SetModeRequest, SwitchHostRequest,
+};
+use hanami_types::list::ListTable;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::validate::{Field, Pattern};
+use super::{ApiError, ApiResult, NoInput, Routes};
+use crate::clusters::task::{Task, Work};
+use crate::clusters::{ClusterHandle, Mode};
+use crate::state::App;
+
+const NAME: Field = Field::string("name", Some(Pattern::Name), 4, 254);
+const UUID: Field = Field::string("uuid", Some(Pattern::Uuid), 36, 36);
+const CLUSTER_UUID: Field = Field::string("cluster_uuid", Some(Pattern::Uuid), 36, 36);
+/// Base64 of a template of at most 1 MiB.
+const TEMPLATE: Field = Field::string("template", None, 0, 1_400_000).optional();
+const LOAD_FIELDS: &[Field] = &[
+    CLUSTER_UUID,
+    Field::string("checkpoint_uuid", Some(Pattern::Uuid), 36, 36),
+];
+const MODE_FIELDS: &[Field] = &[
+    UUID,
+    Field::string("new_state", Some(Pattern::Mode), 4, 6),
+    Field::string("connection_uuid", Some(Pattern::Uuid), 36, 36).optional(),
+];
+const HOST_FIELDS: &[Field] = &[
+    CLUSTER_UUID,
+    Field::string("host_uuid", Some(Pattern::Uuid), 36, 36),
+];
+
+pub(super) fn register(routes: &mut Routes) {
+    routes.add("v1.0alpha/cluster", Method::Post, &[NAME, TEMPLATE], create);
+    routes.add("v1.0alpha/cluster", Method::Get, &[UUID], get);
+    routes.add("v1.0alpha/cluster/all", Method::Get, &[], list);
+    routes.add("v1.0alpha/cluster", Method::Delete, &[UUID], delete);
+    routes.add(
+        "v1.0alpha/cluster/save",
+        Method::Post,
+        &[NAME, CLUSTER_UUID],
+        save,
+    );
+    routes.add("v1.0alpha/cluster/load", Method::Post, LOAD_FIELDS, load);
+    routes.add(
+        "v1.0alpha/cluster/set_mode",
+        Method::Put,
+        MODE_FIELDS,
+        set_mode,
+    );
+    routes.add(
+        "v1.0alpha/cluster/switch_host",
+        Method::Put,
+        HOST_FIELDS,
+        switch_host,
+    );
+}
+
+/// The 404 of a cluster outside the caller's scope or unknown.
+pub fn not_found(uuid: &str) -> ApiError {
+    ApiError::NotFound(format!("Cluster with uuid '{uuid}' not found"))
+}
+
+/// A cluster visible to the caller, or its 404.
+pub fn visible(app: &App, caller: &Caller, uuid: &str) -> ApiResult<Arc<ClusterHandle>> {
+    app.clusters
+        .get(&caller.scope(), uuid)
+        .ok_or_else(|| not_found(uuid))
+}
+
+/// The API shape of a resource row.
+pub fn resource(row: &ResourceRow) -> Resource {
+    Resource {
+        created_at: row.created_at.clone(),
+        uuid: row.uuid.clone(),
+        name: row.name.clone(),
+        owner_id: row.owner_id.clone(),
+        project_id: row.project_id.clone(),
+        visibility: row.visibility.clone(),
+    }
+}
+
+/// Builds the network of a base64 template (`None` for an empty template).
+fn build(encoded: &str) -> ApiResult<Option<Cluster>> {
+    if encoded.is_empty() {
+        return Ok(None);
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| {
+            ApiError::BadRequest("Uploaded template is not a valid base64-String.".into())
+        })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| ApiError::BadRequest("Uploaded template is not valid UTF-8 text.".into()))?;
+    let template = Template::parse(&text).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "Uploaded template is not a valid cluster-template: {e}"
+        ))
+    })?;
+    let options = ClusterOptions {
+        seed: rand::random(),
+        ..ClusterOptions::default()
+    };
+    let cluster = Cluster::new(&template, options).map_err(|e| match e {
+        hanami_engine::EngineError::Template(e) => ApiError::BadRequest(format!(
+            "Uploaded template is not a valid cluster-template: {e}"
+        )),
+        other => ApiError::Internal(anyhow::Error::new(other).context("cannot build the cluster")),
+    })?;
+    Ok(Some(cluster))
+}
+
+async fn create(app: App, caller: Caller, request: CreateClusterRequest) -> ApiResult<Resource> {
+    if app
+        .store
+        .resource_name_taken(Kind::Cluster, &caller.scope(), &request.name)
+        .await?
+    {
+        return Err(ApiError::Conflict(format!(
+            "Cluster with name '{}' already exists.",
+            request.name
+        )));
+    }
+    let template = request.template;
+    let network = tokio::task::spawn_blocking(move || build(&template))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))??;
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let row = ResourceRow::new(&uuid, &request.name, &caller.id, &caller.project_id, "");
+    app.store.insert_resource(Kind::Cluster, &row).await?;
+    let answer = resource(&row);
+    app.clusters
+        .insert(Arc::new(ClusterHandle::new(row, network)));
+    Ok(answer)
+}
+
+#[derive(Deserialize)]
+struct ByUuid {
+    uuid: String,
+}
+
+async fn get(app: App, caller: Caller, query: ByUuid) -> ApiResult<Resource> {
+    Ok(resource(&visible(&app, &caller, &query.uuid)?.row))
+}
+
+async fn list(app: App, caller: Caller, _: NoInput) -> ApiResult<ListTable> {
+    Ok(app
+        .store
+        .resource_list(Kind::Cluster, &caller.scope())
+        .await?)
+}
+
+/// Deletes a cluster: its queue is dropped and a running task stops; result datasets and
+/// checkpoints stay.
+async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String, Value>> {
+    let cluster = visible(&app, &caller, &query.uuid)?;
+    app.clusters.remove(&cluster.row.uuid);
+    app.store
+        .delete_resource(Kind::Cluster, &caller.scope(), &query.uuid)
+        .await?;
+    Ok(Map::new())
+}
+
+/// Queues a checkpoint of the cluster; the task's uuid is the checkpoint's. On an idle
+/// cluster the answer comes after the checkpoint is written.
+async fn save(app: App, caller: Caller, request: SaveClusterRequest) -> ApiResult<SaveStarted> {
+    let cluster = visible(&app, &caller, &request.cluster_uuid)?;
+    if !cluster.has_network() {
+        return Err(ApiError::BadRequest(format!(
+            "Cluster '{}' has no network to save yet",
+            request.cluster_uuid
+        )));
+    }
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let work = Work::Save {
+        owner_id: caller.id.clone(),
+        project_id: caller.project_id.clone(),
+    };
+    let task = Arc::new(Task::new(uuid.clone(), request.name.clone(), 1, work));
+    if cluster.enqueue(task.clone(), &app.workers) {
+        task.ended().await;
+    }
+    Ok(SaveStarted {
+        uuid,
+        name: request.name,
+    })
+}
+
+/// Queues the restore of a checkpoint (of any cluster) into the cluster. The checkpoint is
+/// read now, so deleting it afterwards does not affect the restore.
+async fn load(app: App, caller: Caller, request: LoadClusterRequest) -> ApiResult<LoadStarted> {
+    let cluster = visible(&app, &caller, &request.cluster_uuid)?;
+    let checkpoint = app
+        .store
+        .resource(Kind::Checkpoint, &caller.scope(), &request.checkpoint_uuid)
+        .await?
+        .ok_or_else(|| super::checkpoints::not_found(&request.checkpoint_uuid))?;
+    let path = app.paths.checkpoints().join(&checkpoint.file_name);
+    let bytes = tokio::fs::read(&path)
+        .await
+        .with_context(|| format!("cannot read checkpoint file {}", path.display()))?;
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let task = Arc::new(Task::new(
+        uuid.clone(),
+        checkpoint.name,
+        1,
+        Work::Restore(bytes),
+    ));
+    if cluster.enqueue(task.clone(), &app.workers) {
+        task.ended().await;
+    }
+    Ok(LoadStarted { uuid })
+}
+
+async fn set_mode(app: App, caller: Caller, request: SetModeRequest) -> ApiResult<ModeChanged> {
+    let cluster = visible(&app, &caller, &request.uuid)?;
+    let mode = if request.new_state == "DIRECT" {
+        Mode::Direct
+    } else {
+        Mode::Task
+    };
+    cluster.set_mode(mode, &app.workers).map_err(|_| {
+        let why = match mode {
+            Mode::Direct => "it is already in DIRECT mode or a task is queued or running",
+            Mode::Task => "it is already in TASK mode",
+        };
+        ApiError::Conflict(format!(
+            "Can not switch cluster to '{}': {why}",
+            request.new_state
+        ))
+    })?;
+    Ok(ModeChanged {
+        created_at: cluster.row.created_at.clone(),
+        uuid: cluster.row.uuid.clone(),
+        name: cluster.row.name.clone(),
+        new_state: request.new_state,
+    })
+}
+
+/// Moves a cluster to another logical host; there is one (the CPU), so this only checks.
+async fn switch_host(app: App, caller: Caller, request: SwitchHostRequest) -> ApiResult<Resource> {
+    let cluster = visible(&app, &caller, &request.cluster_uuid)?;
+    if request.host_uuid != app.cpu_host {
+        return Err(ApiError::NotFound(format!(
+            "Host with uuid '{}' not found",
+            request.host_uuid
+        )));
+    }
+    Ok(resource(&cluster.row))
+}

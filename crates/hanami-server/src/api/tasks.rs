@@ -1,0 +1,302 @@
+//! Train and request tasks: validated completely at creation (cluster, interface names,
+//! datasets, their column groups and widths), then queued on their cluster.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use hanami_auth::{Caller, Method};
+use hanami_store::dataset::DatasetReader;
+use hanami_store::resources::Kind;
+use hanami_types::list::{ListTable, TASK_COLUMNS};
+use hanami_types::tasks::{RequestTaskRequest, Task as TaskInfo, TrainTaskRequest};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::clusters::visible;
+use super::validate::{Field, Pattern};
+use super::{ApiError, ApiResult, Routes};
+use crate::clusters::rows::Binding;
+use crate::clusters::task::{ResultTarget, Task, Work};
+use crate::clusters::{ClusterHandle, Interface};
+use crate::state::App;
+
+const NAME: Field = Field::string("name", Some(Pattern::Name), 4, 254);
+const CLUSTER_UUID: Field = Field::string("cluster_uuid", Some(Pattern::Uuid), 36, 36);
+const UUID: Field = Field::string("uuid", Some(Pattern::Uuid), 36, 36);
+const TRAIN_FIELDS: &[Field] = &[
+    NAME,
+    CLUSTER_UUID,
+    Field::map("inputs"),
+    Field::map("outputs"),
+];
+const REQUEST_FIELDS: &[Field] = &[
+    NAME,
+    CLUSTER_UUID,
+    Field::map("inputs"),
+    Field::map("results"),
+];
+
+pub(super) fn register(routes: &mut Routes) {
+    routes.add("v1.0alpha/task/train", Method::Post, TRAIN_FIELDS, train);
+    routes.add(
+        "v1.0alpha/task/request",
+        Method::Post,
+        REQUEST_FIELDS,
+        request,
+    );
+    routes.add("v1.0alpha/task", Method::Get, &[UUID, CLUSTER_UUID], get);
+    routes.add("v1.0alpha/task/all", Method::Get, &[CLUSTER_UUID], list);
+    routes.add(
+        "v1.0alpha/task",
+        Method::Delete,
+        &[UUID, CLUSTER_UUID],
+        delete,
+    );
+}
+
+/// Which interfaces a map of a task request names.
+#[derive(Clone, Copy)]
+enum Side {
+    Input,
+    Output,
+}
+
+impl Side {
+    fn word(self) -> &'static str {
+        match self {
+            Side::Input => "input",
+            Side::Output => "output",
+        }
+    }
+}
+
+/// Resolves `{interface name: dataset uuid}` into bindings; returns them and the smallest
+/// row count of their datasets.
+async fn bind(
+    app: &App,
+    caller: &Caller,
+    cluster: &ClusterHandle,
+    side: Side,
+    map: &BTreeMap<String, String>,
+) -> ApiResult<(Vec<Binding>, u64)> {
+    let interfaces = cluster.interfaces();
+    let mut bindings = Vec::with_capacity(map.len());
+    let mut rows = u64::MAX;
+    for (name, dataset_uuid) in map {
+        let interface: &Interface = match side {
+            Side::Input => interfaces.input(name),
+            Side::Output => interfaces.output(name),
+        }
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "Cluster '{}' has no {} named '{name}'",
+                cluster.row.uuid,
+                side.word()
+            ))
+        })?;
+        Pattern::Uuid.check(&format!("{}s.{name}", side.word()), dataset_uuid)?;
+        let row = app
+            .store
+            .resource(Kind::Dataset, &caller.scope(), dataset_uuid)
+            .await?
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("Dataset with uuid '{dataset_uuid}' not found"))
+            })?;
+        let path = app.paths.datasets().join(&row.file_name);
+        let reader = tokio::task::spawn_blocking(move || DatasetReader::open(path))
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?
+            .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?;
+        let columns = reader.header().column_range(name).ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "Dataset '{dataset_uuid}' has no columns named '{name}' (its column groups: {})",
+                reader
+                    .header()
+                    .description
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        if columns.width() != interface.size as u64 {
+            return Err(ApiError::BadRequest(format!(
+                "Dataset '{dataset_uuid}' has {} columns named '{name}', but {} '{name}' of the \
+                 cluster has {} neurons",
+                columns.width(),
+                side.word(),
+                interface.size
+            )));
+        }
+        rows = rows.min(reader.header().number_of_rows);
+        bindings.push(Binding {
+            name: name.clone(),
+            reader,
+            columns,
+        });
+    }
+    Ok((bindings, rows))
+}
+
+fn require_network(cluster: &ClusterHandle) -> ApiResult<()> {
+    if cluster.has_network() {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "Cluster '{}' has no network yet: restore a checkpoint into it first",
+            cluster.row.uuid
+        )))
+    }
+}
+
+fn require_entries(map: &BTreeMap<String, String>, field: &str) -> ApiResult<()> {
+    if map.is_empty() {
+        Err(ApiError::BadRequest(format!(
+            "Given item '{field}' must name at least one interface"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+fn require_rows(rows: u64) -> ApiResult<u64> {
+    if rows == 0 {
+        Err(ApiError::BadRequest(
+            "The given datasets have no rows".into(),
+        ))
+    } else {
+        Ok(rows)
+    }
+}
+
+/// Queues a task and answers as the original: state `queued` and no timestamps, whatever
+/// the task is doing already, but the live cycle count.
+fn queue(app: &App, cluster: &Arc<ClusterHandle>, name: String, rows: u64, work: Work) -> TaskInfo {
+    let task = Arc::new(Task::new(
+        uuid::Uuid::new_v4().to_string(),
+        name,
+        rows,
+        work,
+    ));
+    cluster.enqueue(task.clone(), &app.workers);
+    TaskInfo {
+        state: "queued".into(),
+        start_timestamp: "-".into(),
+        end_timestamp: "-".into(),
+        ..task.info()
+    }
+}
+
+async fn train(app: App, caller: Caller, request: TrainTaskRequest) -> ApiResult<TaskInfo> {
+    let cluster = visible(&app, &caller, &request.cluster_uuid)?;
+    require_network(&cluster)?;
+    require_entries(&request.inputs, "inputs")?;
+    require_entries(&request.outputs, "outputs")?;
+    let (mut bindings, input_rows) =
+        bind(&app, &caller, &cluster, Side::Input, &request.inputs).await?;
+    let (outputs, output_rows) =
+        bind(&app, &caller, &cluster, Side::Output, &request.outputs).await?;
+    bindings.extend(outputs);
+    let rows = require_rows(input_rows.min(output_rows))?;
+    Ok(queue(
+        &app,
+        &cluster,
+        request.name,
+        rows,
+        Work::Train(bindings),
+    ))
+}
+
+async fn request(app: App, caller: Caller, request: RequestTaskRequest) -> ApiResult<TaskInfo> {
+    let cluster = visible(&app, &caller, &request.cluster_uuid)?;
+    require_network(&cluster)?;
+    require_entries(&request.inputs, "inputs")?;
+    let mut results = request.results.iter();
+    let (Some((output, result_name)), None) = (results.next(), results.next()) else {
+        return Err(ApiError::BadRequest(
+            "Given item 'results' must name exactly one output: the result dataset gets the \
+             task's uuid"
+                .into(),
+        ));
+    };
+    let interface = cluster
+        .interfaces()
+        .output(output)
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "Cluster '{}' has no output named '{output}'",
+                cluster.row.uuid
+            ))
+        })?;
+    Pattern::Name.check("results", result_name)?;
+    if !(4..=254).contains(&result_name.len()) {
+        return Err(ApiError::BadRequest(
+            "Given item 'results' must name a result dataset of 4 to 254 characters".into(),
+        ));
+    }
+    let (bindings, rows) = bind(&app, &caller, &cluster, Side::Input, &request.inputs).await?;
+    let rows = require_rows(rows)?;
+    let target = ResultTarget {
+        output: output.clone(),
+        columns: interface.size as u64,
+        name: result_name.clone(),
+        owner_id: caller.id.clone(),
+        project_id: caller.project_id.clone(),
+    };
+    Ok(queue(
+        &app,
+        &cluster,
+        request.name,
+        rows,
+        Work::Request(bindings, target),
+    ))
+}
+
+#[derive(Deserialize)]
+struct TaskQuery {
+    uuid: String,
+    cluster_uuid: String,
+}
+
+fn task_not_found(query: &TaskQuery) -> ApiError {
+    ApiError::NotFound(format!(
+        "Task with uuid '{}' not found in cluster '{}'",
+        query.uuid, query.cluster_uuid
+    ))
+}
+
+async fn get(app: App, caller: Caller, query: TaskQuery) -> ApiResult<TaskInfo> {
+    let cluster = visible(&app, &caller, &query.cluster_uuid)?;
+    let task = cluster
+        .task(&query.uuid)
+        .ok_or_else(|| task_not_found(&query))?;
+    Ok(task.info())
+}
+
+#[derive(Deserialize)]
+struct ClusterQuery {
+    cluster_uuid: String,
+}
+
+async fn list(app: App, caller: Caller, query: ClusterQuery) -> ApiResult<ListTable> {
+    let cluster = visible(&app, &caller, &query.cluster_uuid)?;
+    let mut table = ListTable::new(TASK_COLUMNS);
+    for task in cluster.tasks() {
+        table
+            .body
+            .push(task.row().into_iter().map(Value::String).collect());
+    }
+    Ok(table)
+}
+
+/// Removes a queued or ended task; an active one is stopped at the next row and stays
+/// listed as `aborted`. Result datasets are never deleted.
+async fn delete(app: App, caller: Caller, query: TaskQuery) -> ApiResult<Map<String, Value>> {
+    let cluster = visible(&app, &caller, &query.cluster_uuid)?;
+    if cluster.delete_task(&query.uuid) {
+        Ok(Map::new())
+    } else {
+        Err(task_not_found(&query))
+    }
+}

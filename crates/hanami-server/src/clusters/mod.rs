@@ -1,0 +1,475 @@
+//! Clusters: their networks (in memory, as the original), their task queues and the worker
+//! that processes each queue.
+//!
+//! Each cluster has one queue; its tasks run one after another on a blocking thread of the
+//! runtime (the cluster's *worker*), which exists only while there is work. Only the worker
+//! and direct-IO sessions touch a cluster's network, each under the cluster's network lock;
+//! the API reads the cluster's interface list and task records, which never wait for that
+//! lock. In DIRECT mode the queue is paused: new tasks wait until the cluster is switched
+//! back to TASK mode.
+
+pub mod rows;
+pub mod task;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::Context;
+use hanami_engine::{Cluster, one_hot};
+use hanami_store::Store;
+use hanami_store::dataset::DatasetWriter;
+use hanami_store::logs::ErrorEntry;
+use hanami_store::resources::{Kind, ResourceRow};
+use hanami_types::scope::Scope;
+
+use crate::paths::DataDir;
+use rows::DatasetRows;
+use task::{ResultTarget, Task, TaskState, Work};
+
+/// Name and size of one interface of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// Interface name.
+    pub name: String,
+    /// Number of neurons.
+    pub size: usize,
+}
+
+/// The interfaces of a cluster's network.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Interfaces {
+    /// Input interfaces.
+    pub inputs: Vec<Interface>,
+    /// Output interfaces.
+    pub outputs: Vec<Interface>,
+}
+
+impl Interfaces {
+    fn of(cluster: &Cluster) -> Self {
+        let list = |infos: &mut dyn Iterator<Item = hanami_engine::InterfaceInfo<'_>>| {
+            infos
+                .map(|i| Interface {
+                    name: i.name.to_owned(),
+                    size: i.size,
+                })
+                .collect()
+        };
+        Self {
+            inputs: list(&mut cluster.inputs()),
+            outputs: list(&mut cluster.outputs()),
+        }
+    }
+
+    /// The input with this name.
+    pub fn input(&self, name: &str) -> Option<&Interface> {
+        self.inputs.iter().find(|i| i.name == name)
+    }
+
+    /// The output with this name.
+    pub fn output(&self, name: &str) -> Option<&Interface> {
+        self.outputs.iter().find(|i| i.name == name)
+    }
+}
+
+/// TASK or DIRECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Tasks from the queue run.
+    Task,
+    /// Driven over a websocket; the queue waits.
+    Direct,
+}
+
+struct Control {
+    mode: Mode,
+    queue: VecDeque<Arc<Task>>,
+    /// Every task of the cluster, in queue order.
+    tasks: Vec<Arc<Task>>,
+    active: Option<Arc<Task>>,
+    worker_running: bool,
+}
+
+/// One cluster: its database row, its network and its tasks.
+pub struct ClusterHandle {
+    /// The cluster's row (uuid, name, owner, project, creation time).
+    pub row: ResourceRow,
+    network: Mutex<Option<Cluster>>,
+    interfaces: Mutex<Interfaces>,
+    control: Mutex<Control>,
+    deleted: AtomicBool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves its data consistent, so a poisoned lock is still usable.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Why the mode cannot change.
+#[derive(Debug)]
+pub struct ModeConflict;
+
+impl ClusterHandle {
+    /// A cluster with a network (or none, for an empty template).
+    pub fn new(row: ResourceRow, network: Option<Cluster>) -> Self {
+        let interfaces = network.as_ref().map(Interfaces::of).unwrap_or_default();
+        Self {
+            row,
+            network: Mutex::new(network),
+            interfaces: Mutex::new(interfaces),
+            control: Mutex::new(Control {
+                mode: Mode::Task,
+                queue: VecDeque::new(),
+                tasks: Vec::new(),
+                active: None,
+                worker_running: false,
+            }),
+            deleted: AtomicBool::new(false),
+        }
+    }
+
+    /// The interfaces of the network (empty without one).
+    pub fn interfaces(&self) -> Interfaces {
+        lock(&self.interfaces).clone()
+    }
+
+    /// Whether the cluster has a network.
+    pub fn has_network(&self) -> bool {
+        let interfaces = lock(&self.interfaces);
+        !(interfaces.inputs.is_empty() && interfaces.outputs.is_empty())
+    }
+
+    /// The current mode.
+    pub fn mode(&self) -> Mode {
+        lock(&self.control).mode
+    }
+
+    /// Switches the mode: to DIRECT only from an idle TASK mode, to TASK only from DIRECT
+    /// (which resumes the queue).
+    pub fn set_mode(self: &Arc<Self>, mode: Mode, ctx: &WorkerContext) -> Result<(), ModeConflict> {
+        let mut control = lock(&self.control);
+        match (control.mode, mode) {
+            (Mode::Task, Mode::Direct) if control.active.is_none() && control.queue.is_empty() => {
+                control.mode = Mode::Direct;
+                Ok(())
+            }
+            (Mode::Direct, Mode::Task) => {
+                control.mode = Mode::Task;
+                self.start_worker(&mut control, ctx);
+                Ok(())
+            }
+            _ => Err(ModeConflict),
+        }
+    }
+
+    /// Queues a task. Returns whether the cluster was idle (nothing running or queued, TASK
+    /// mode), in which case the task starts right away.
+    pub fn enqueue(self: &Arc<Self>, task: Arc<Task>, ctx: &WorkerContext) -> bool {
+        let mut control = lock(&self.control);
+        let idle =
+            control.mode == Mode::Task && control.active.is_none() && control.queue.is_empty();
+        control.tasks.push(task.clone());
+        control.queue.push_back(task);
+        self.start_worker(&mut control, ctx);
+        idle
+    }
+
+    /// All tasks in queue order.
+    pub fn tasks(&self) -> Vec<Arc<Task>> {
+        lock(&self.control).tasks.clone()
+    }
+
+    /// One task.
+    pub fn task(&self, uuid: &str) -> Option<Arc<Task>> {
+        lock(&self.control)
+            .tasks
+            .iter()
+            .find(|t| t.uuid == uuid)
+            .cloned()
+    }
+
+    /// Deletes a task: a queued one leaves the queue, an active one is stopped at the next
+    /// row (and stays listed as aborted), an ended one is forgotten. False if unknown.
+    pub fn delete_task(&self, uuid: &str) -> bool {
+        let mut control = lock(&self.control);
+        let Some(index) = control.tasks.iter().position(|t| t.uuid == uuid) else {
+            return false;
+        };
+        let task = control.tasks[index].clone();
+        match task.state() {
+            TaskState::Active => task.cancel.store(true, Ordering::Relaxed),
+            TaskState::Queued => {
+                control.queue.retain(|t| t.uuid != uuid);
+                control.tasks.remove(index);
+                task.end(TaskState::Aborted);
+            }
+            TaskState::Aborted | TaskState::Finished => {
+                control.tasks.remove(index);
+            }
+        }
+        true
+    }
+
+    /// Marks the cluster deleted: the queue is dropped and a running task stops.
+    pub fn delete(&self) {
+        self.deleted.store(true, Ordering::Relaxed);
+        let mut control = lock(&self.control);
+        for task in control.queue.drain(..) {
+            task.end(TaskState::Aborted);
+        }
+        if let Some(task) = &control.active {
+            task.cancel.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the cluster was deleted.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` on the network under its lock (blocking); `None` without a network.
+    pub fn with_network<R>(&self, f: impl FnOnce(&mut Cluster) -> R) -> Option<R> {
+        lock(&self.network).as_mut().map(f)
+    }
+
+    fn start_worker(self: &Arc<Self>, control: &mut Control, ctx: &WorkerContext) {
+        if control.worker_running || control.mode != Mode::Task || control.queue.is_empty() {
+            return;
+        }
+        control.worker_running = true;
+        let (cluster, ctx) = (self.clone(), ctx.clone());
+        tokio::task::spawn_blocking(move || cluster.work(&ctx));
+    }
+
+    /// The worker: runs queued tasks until the queue is empty or the mode changes.
+    fn work(self: Arc<Self>, ctx: &WorkerContext) {
+        loop {
+            let task = {
+                let mut control = lock(&self.control);
+                let next = if control.mode == Mode::Task && !self.is_deleted() {
+                    control.queue.pop_front()
+                } else {
+                    None
+                };
+                control.active.clone_from(&next);
+                if next.is_none() {
+                    control.worker_running = false;
+                    return;
+                }
+                next.expect("checked")
+            };
+            let state = match task.start() {
+                Some(work) => match self.execute(&task, work, ctx) {
+                    Ok(true) => TaskState::Finished,
+                    Ok(false) => TaskState::Aborted,
+                    Err(e) => {
+                        ctx.log_error(&task, &self.row, &e);
+                        TaskState::Aborted
+                    }
+                },
+                None => TaskState::Aborted,
+            };
+            task.end(state);
+        }
+    }
+
+    /// Runs one task; `Ok(false)` if it was cancelled.
+    fn execute(&self, task: &Task, work: Work, ctx: &WorkerContext) -> anyhow::Result<bool> {
+        let mut network = lock(&self.network);
+        let cluster = network
+            .as_mut()
+            .context("the cluster has no network (restore a checkpoint into it first)");
+        match work {
+            Work::Train(bindings) => {
+                let cluster = cluster?;
+                let mut rows = DatasetRows::open(&bindings, task.total).map_err(anyhow_row)?;
+                let outcome = with_threads(cluster, ctx.threads, |cluster| {
+                    cluster.train_batch(&mut rows, &task.cancel, &mut |done| {
+                        task.set_progress(done as u64)
+                    })
+                })?;
+                Ok(!outcome.cancelled)
+            }
+            Work::Request(bindings, target) => {
+                let cluster = cluster?;
+                self.request(cluster, task, &bindings, &target, ctx)
+            }
+            Work::Save {
+                owner_id,
+                project_id,
+            } => {
+                let bytes = cluster?.save();
+                let path = ctx.paths.checkpoints().join(&task.uuid);
+                write_durably(&path, &bytes)?;
+                let row =
+                    ResourceRow::new(&task.uuid, &task.name, &owner_id, &project_id, &task.uuid);
+                if let Err(e) = ctx
+                    .runtime
+                    .block_on(ctx.store.insert_resource(Kind::Checkpoint, &row))
+                {
+                    let _ = std::fs::remove_file(&path);
+                    return Err(e.into());
+                }
+                task.set_progress(1);
+                Ok(true)
+            }
+            Work::Restore(bytes) => {
+                let mut restored =
+                    Cluster::restore(&bytes).context("the checkpoint cannot be restored")?;
+                restored.set_threads(1)?;
+                *lock(&self.interfaces) = Interfaces::of(&restored);
+                *network = Some(restored);
+                task.set_progress(1);
+                Ok(true)
+            }
+        }
+    }
+
+    fn request(
+        &self,
+        cluster: &mut Cluster,
+        task: &Task,
+        bindings: &[rows::Binding],
+        target: &ResultTarget,
+        ctx: &WorkerContext,
+    ) -> anyhow::Result<bool> {
+        let path = ctx.paths.datasets().join(&task.uuid);
+        let mut writer = DatasetWriter::create_result(&path, &target.name, target.columns)?;
+        let mut rows = DatasetRows::open(bindings, task.total).map_err(anyhow_row)?;
+        let mut one_hot_row = vec![0.0f32; usize::try_from(target.columns)?];
+        let mut write_error = None;
+        let outcome = with_threads(cluster, ctx.threads, |cluster| {
+            cluster.request_batch(
+                &mut rows,
+                &task.cancel,
+                &mut |done| task.set_progress(done as u64),
+                &mut |_, name, values| {
+                    if name == target.output && write_error.is_none() {
+                        one_hot(values, &mut one_hot_row);
+                        if let Err(e) = writer.append_row_f32(&one_hot_row) {
+                            write_error = Some(e);
+                        }
+                    }
+                },
+            )
+        })?;
+        if let Some(e) = write_error {
+            return Err(e.into());
+        }
+        if outcome.cancelled {
+            return Ok(false);
+        }
+        writer.finish()?;
+        let row = ResourceRow::new(
+            &task.uuid,
+            &target.name,
+            &target.owner_id,
+            &target.project_id,
+            &task.uuid,
+        );
+        if let Err(e) = ctx
+            .runtime
+            .block_on(ctx.store.insert_resource(Kind::Dataset, &row))
+        {
+            let _ = std::fs::remove_file(&path);
+            return Err(e.into());
+        }
+        Ok(true)
+    }
+}
+
+fn anyhow_row(e: hanami_engine::RowError) -> anyhow::Error {
+    anyhow::anyhow!("cannot read the task's datasets: {e}")
+}
+
+/// Runs a batch with `threads` engine threads, returning the network to one thread after.
+fn with_threads<R>(
+    cluster: &mut Cluster,
+    threads: usize,
+    f: impl FnOnce(&mut Cluster) -> Result<R, hanami_engine::EngineError>,
+) -> anyhow::Result<R> {
+    cluster.set_threads(threads)?;
+    let result = f(cluster);
+    cluster.set_threads(1)?;
+    Ok(result?)
+}
+
+/// Writes a file under a temporary name, fsyncs it and renames it into place.
+pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let temp = path.with_extension("partial");
+    let mut file = std::fs::File::create(&temp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// What the workers need besides their cluster.
+#[derive(Clone)]
+pub struct WorkerContext {
+    /// The database.
+    pub store: Store,
+    /// Data directory layout.
+    pub paths: DataDir,
+    /// The runtime, for database calls from worker threads.
+    pub runtime: tokio::runtime::Handle,
+    /// Engine threads per running task.
+    pub threads: usize,
+}
+
+impl WorkerContext {
+    fn log_error(&self, task: &Task, cluster: &ResourceRow, error: &anyhow::Error) {
+        let error_id = uuid::Uuid::new_v4().to_string();
+        tracing::error!(
+            error_id,
+            task = task.uuid,
+            cluster = cluster.uuid,
+            "task failed: {error:#}"
+        );
+        let inputs = serde_json::json!({"task": task.uuid, "cluster_uuid": cluster.uuid});
+        let entry = ErrorEntry {
+            error_id: &error_id,
+            user_id: &cluster.owner_id,
+            context: &format!("task '{}' of cluster '{}'", task.name, cluster.name),
+            input_values: &inputs,
+            message: &format!("{error:#}"),
+        };
+        if let Err(e) = self.runtime.block_on(self.store.append_error(entry)) {
+            tracing::error!(error_id, "cannot write the error log: {e}");
+        }
+    }
+}
+
+/// The clusters of the server.
+#[derive(Default)]
+pub struct Clusters {
+    map: Mutex<HashMap<String, Arc<ClusterHandle>>>,
+}
+
+impl Clusters {
+    /// Registers a cluster.
+    pub fn insert(&self, cluster: Arc<ClusterHandle>) {
+        lock(&self.map).insert(cluster.row.uuid.clone(), cluster);
+    }
+
+    /// A cluster visible in the scope.
+    pub fn get(&self, scope: &Scope, uuid: &str) -> Option<Arc<ClusterHandle>> {
+        lock(&self.map)
+            .get(uuid)
+            .filter(|c| scope.contains(&c.row.project_id, &c.row.owner_id))
+            .cloned()
+    }
+
+    /// Removes a cluster (and stops its work).
+    pub fn remove(&self, uuid: &str) -> Option<Arc<ClusterHandle>> {
+        let cluster = lock(&self.map).remove(uuid)?;
+        cluster.delete();
+        Some(cluster)
+    }
+}

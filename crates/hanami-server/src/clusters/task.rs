@@ -1,0 +1,177 @@
+//! One task of a cluster: what it does, and its progress as clients see it.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use hanami_store::now_timestamp;
+use hanami_types::tasks::Task as TaskInfo;
+
+use super::rows::Binding;
+
+/// Wire names of the task states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    /// Waiting in the cluster's queue.
+    Queued,
+    /// Being processed.
+    Active,
+    /// Stopped before its end (deleted while active, its cluster deleted, or failed).
+    Aborted,
+    /// Done.
+    Finished,
+}
+
+impl TaskState {
+    /// The state as the API names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Queued => "queued",
+            TaskState::Active => "active",
+            TaskState::Aborted => "aborted",
+            TaskState::Finished => "finished",
+        }
+    }
+}
+
+/// Where a request task writes its results.
+pub struct ResultTarget {
+    /// Output interface whose values are recorded.
+    pub output: String,
+    /// Values per row (the output's size).
+    pub columns: u64,
+    /// Name of the result dataset.
+    pub name: String,
+    /// Owner of the result dataset (the task's creator).
+    pub owner_id: String,
+    /// Project of the result dataset.
+    pub project_id: String,
+}
+
+/// What a task does.
+pub enum Work {
+    /// Train on the rows of the bound datasets.
+    Train(Vec<Binding>),
+    /// Run requests on the rows of the bound datasets and record one output.
+    Request(Vec<Binding>, ResultTarget),
+    /// Write a checkpoint of the cluster; its uuid is the task's.
+    Save {
+        /// Checkpoint owner.
+        owner_id: String,
+        /// Checkpoint project.
+        project_id: String,
+    },
+    /// Replace the cluster's network by a checkpoint's (read when the task was created).
+    Restore(Vec<u8>),
+}
+
+struct Timeline {
+    state: TaskState,
+    start: Option<String>,
+    end: Option<String>,
+}
+
+/// A task and its progress. Shared between the API and the cluster's worker.
+pub struct Task {
+    /// Task uuid.
+    pub uuid: String,
+    /// Task name.
+    pub name: String,
+    /// Rows to process (1 for checkpoint tasks).
+    pub total: u64,
+    queued_at: String,
+    current: AtomicU64,
+    timeline: Mutex<Timeline>,
+    work: Mutex<Option<Work>>,
+    /// Set to stop the task at the next row boundary.
+    pub cancel: AtomicBool,
+    done: tokio::sync::watch::Sender<bool>,
+}
+
+impl Task {
+    /// A new queued task.
+    pub fn new(uuid: String, name: String, total: u64, work: Work) -> Self {
+        Self {
+            uuid,
+            name,
+            total,
+            queued_at: now_timestamp(),
+            current: AtomicU64::new(0),
+            timeline: Mutex::new(Timeline {
+                state: TaskState::Queued,
+                start: None,
+                end: None,
+            }),
+            work: Mutex::new(Some(work)),
+            cancel: AtomicBool::new(false),
+            done: tokio::sync::watch::channel(false).0,
+        }
+    }
+
+    fn timeline(&self) -> std::sync::MutexGuard<'_, Timeline> {
+        self.timeline.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current state.
+    pub fn state(&self) -> TaskState {
+        self.timeline().state
+    }
+
+    /// Marks the task active and hands its work to the worker (once).
+    pub fn start(&self) -> Option<Work> {
+        let mut timeline = self.timeline();
+        timeline.state = TaskState::Active;
+        timeline.start = Some(now_timestamp());
+        self.work.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Records progress.
+    pub fn set_progress(&self, rows: u64) {
+        self.current.store(rows, Ordering::Relaxed);
+    }
+
+    /// Ends the task.
+    pub fn end(&self, state: TaskState) {
+        {
+            let mut timeline = self.timeline();
+            timeline.state = state;
+            timeline.end = Some(now_timestamp());
+        }
+        self.done.send_replace(true);
+    }
+
+    /// Waits until the task has ended.
+    pub async fn ended(&self) {
+        let mut rx = self.done.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
+    }
+
+    /// The task as `GET task` shows it.
+    pub fn info(&self) -> TaskInfo {
+        let timeline = self.timeline();
+        let stamp = |t: &Option<String>| t.clone().unwrap_or_else(|| "-".into());
+        TaskInfo {
+            uuid: self.uuid.clone(),
+            name: self.name.clone(),
+            current_cycle: self.current.load(Ordering::Relaxed),
+            total_number_of_cycles: self.total,
+            state: timeline.state.as_str().into(),
+            queue_timestamp: self.queued_at.clone(),
+            start_timestamp: stamp(&timeline.start),
+            end_timestamp: stamp(&timeline.end),
+        }
+    }
+
+    /// The task as a row of `GET task/all`: uuid, state, percentage, queued, start, end.
+    pub fn row(&self) -> [String; 6] {
+        let info = self.info();
+        let fraction = info.current_cycle as f32 / info.total_number_of_cycles.max(1) as f32;
+        [
+            info.uuid,
+            info.state,
+            format!("{fraction:.6}"),
+            info.queue_timestamp,
+            info.start_timestamp,
+            info.end_timestamp,
+        ]
+    }
+}

@@ -1,0 +1,172 @@
+//! Direct IO with a cluster: one training step or request per sample, driven message by
+//! message over the websocket.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use hanami_types::websocket::proto::{ClusterIoMessage, ClusterProcessType, TargetBufferType};
+use prost::Message as _;
+
+use crate::clusters::{ClusterHandle, Interfaces, Mode};
+
+/// Values staged for the next sample, one full-size buffer per interface.
+struct Staging {
+    inputs: HashMap<String, Vec<f32>>,
+    expected: HashMap<String, Vec<f32>>,
+}
+
+impl Staging {
+    fn new(interfaces: &Interfaces) -> Self {
+        let buffers = |list: &[crate::clusters::Interface]| {
+            list.iter()
+                .map(|i| (i.name.clone(), vec![0.0; i.size]))
+                .collect()
+        };
+        Self {
+            inputs: buffers(&interfaces.inputs),
+            expected: buffers(&interfaces.outputs),
+        }
+    }
+}
+
+/// Serves one direct-IO session until the client closes it or sends something invalid.
+pub async fn session(mut socket: WebSocket, cluster: Arc<ClusterHandle>) {
+    let mut staging = Staging::new(&cluster.interfaces());
+    while let Some(Ok(message)) = socket.recv().await {
+        let bytes = match message {
+            Message::Binary(bytes) => bytes,
+            Message::Close(_) => return,
+            Message::Ping(_) | Message::Pong(_) => continue,
+            Message::Text(_) => {
+                close(
+                    socket,
+                    "expected a binary ClusterIO_Message, got a text frame",
+                )
+                .await;
+                return;
+            }
+        };
+        let replies = ClusterIoMessage::decode(bytes)
+            .map_err(|e| format!("invalid ClusterIO_Message: {e}"))
+            .and_then(|message| handle(&cluster, &mut staging, message));
+        match replies {
+            Ok(replies) => {
+                for reply in replies {
+                    let frame = Message::Binary(reply.encode_to_vec().into());
+                    if socket.send(frame).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(reason) => {
+                close(socket, &reason).await;
+                return;
+            }
+        }
+    }
+}
+
+async fn close(mut socket: WebSocket, reason: &str) {
+    // Close reasons are limited to 123 bytes.
+    let mut reason = reason.to_owned();
+    while reason.len() > 123 {
+        reason.pop();
+    }
+    let frame = CloseFrame {
+        code: close_code::POLICY,
+        reason: reason.into(),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
+fn ack(is_last: bool) -> ClusterIoMessage {
+    ClusterIoMessage {
+        buffer_name: String::new(),
+        is_last,
+        process_type: ClusterProcessType::TrainType as i32,
+        target_buffer_type: TargetBufferType::InputBufferType as i32,
+        number_of_values: 1,
+        values: vec![0.0],
+    }
+}
+
+/// Stages one message's values and, for the last message of a sample, processes it.
+fn handle(
+    cluster: &ClusterHandle,
+    staging: &mut Staging,
+    message: ClusterIoMessage,
+) -> Result<Vec<ClusterIoMessage>, String> {
+    if cluster.is_deleted() {
+        return Err("the cluster was deleted".into());
+    }
+    let (buffers, what) = match TargetBufferType::try_from(message.target_buffer_type) {
+        Ok(TargetBufferType::InputBufferType) => (&mut staging.inputs, "input"),
+        Ok(TargetBufferType::ExpectedBufferType) => (&mut staging.expected, "output"),
+        Ok(TargetBufferType::OutputBufferType) => {
+            return Err("OUTPUT_BUFFER_TYPE is for answers only".into());
+        }
+        Err(_) => {
+            return Err(format!(
+                "unknown targetBufferType {}",
+                message.target_buffer_type
+            ));
+        }
+    };
+    let buffer = buffers
+        .get_mut(&message.buffer_name)
+        .ok_or_else(|| format!("the cluster has no {what} named '{}'", message.buffer_name))?;
+    // Never trust numberOfValues beyond the values sent and the interface's size.
+    let count = usize::try_from(message.number_of_values)
+        .unwrap_or(usize::MAX)
+        .min(message.values.len())
+        .min(buffer.len());
+    buffer[..count].copy_from_slice(&message.values[..count]);
+    if !message.is_last {
+        return Ok(vec![ack(false)]);
+    }
+    if cluster.mode() != Mode::Direct {
+        return Err("the cluster left DIRECT mode".into());
+    }
+    let inputs: Vec<(&str, &[f32])> = staging
+        .inputs
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_slice()))
+        .collect();
+    let process = ClusterProcessType::try_from(message.process_type)
+        .map_err(|_| format!("unknown processType {}", message.process_type))?;
+    tokio::task::block_in_place(|| match process {
+        ClusterProcessType::TrainType => {
+            let expected: Vec<(&str, &[f32])> = staging
+                .expected
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_slice()))
+                .collect();
+            cluster
+                .with_network(|network| network.train_step(&inputs, &expected))
+                .ok_or("the cluster has no network")?
+                .map_err(|e| e.to_string())?;
+            Ok(vec![ack(true)])
+        }
+        ClusterProcessType::RequestType => cluster
+            .with_network(|network| {
+                network.request_step(&inputs).map_err(|e| e.to_string())?;
+                let outputs = cluster.interfaces().outputs;
+                Ok(outputs
+                    .iter()
+                    .map(|output| {
+                        let values = network.output(&output.name).unwrap_or(&[]).to_vec();
+                        ClusterIoMessage {
+                            buffer_name: output.name.clone(),
+                            is_last: false,
+                            process_type: ClusterProcessType::RequestType as i32,
+                            target_buffer_type: TargetBufferType::OutputBufferType as i32,
+                            number_of_values: values.len() as u64,
+                            values,
+                        }
+                    })
+                    .collect())
+            })
+            .ok_or("the cluster has no network")?,
+    })
+}

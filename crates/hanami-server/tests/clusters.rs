@@ -1,0 +1,619 @@
+//! Clusters, tasks, checkpoints and direct IO end to end: the real server training the real
+//! engine on generated data, through the Rust SDK.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ADMIN, ADMIN_PW, SEED_TEMPLATE, TestServer, member, pattern_mnist, sdk, sha256};
+use hanami_sdk::Error;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// A server with an uploaded train (2,000 rows) and test (500 rows) dataset.
+async fn prepared() -> (
+    TestServer,
+    hanami_sdk::Client,
+    String,
+    String,
+    tempfile::TempDir,
+) {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, labels) = pattern_mnist(tmp.path(), "train", 2000);
+    let train = client
+        .upload_mnist("train_set", &images, &labels)
+        .await
+        .unwrap();
+    let (images, labels) = pattern_mnist(tmp.path(), "test", 500);
+    let test = client
+        .upload_mnist("test_set", &images, &labels)
+        .await
+        .unwrap();
+    (server, client, train.uuid, test.uuid, tmp)
+}
+
+#[tokio::test]
+async fn train_request_check_save_restore() {
+    let (server, client, train, test, _tmp) = prepared().await;
+    let train_file = server.data_dir.join("datasets").join(&train);
+    let test_file = server.data_dir.join("datasets").join(&test);
+    let before = (sha256(&train_file), sha256(&test_file));
+
+    let cluster = client
+        .create_cluster("cluster_a", SEED_TEMPLATE)
+        .await
+        .unwrap();
+    assert_eq!(cluster.name, "cluster_a");
+    assert_eq!(client.cluster(&cluster.uuid).await.unwrap(), cluster);
+    let list = client.clusters().await.unwrap();
+    assert_eq!(list.body.len(), 1);
+    assert_eq!(list.body[0][1], json!(cluster.uuid));
+
+    let task = client
+        .train(
+            "train_a",
+            &cluster.uuid,
+            &[("picture", &train)],
+            &[("label", &train)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(task.state, "queued");
+    assert_eq!(task.total_number_of_cycles, 2000);
+    assert_eq!(task.name, "train_a");
+    let done = client
+        .wait_for_task(&cluster.uuid, &task.uuid, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(done.state, "finished");
+    assert_eq!(done.current_cycle, 2000);
+    assert_ne!(done.start_timestamp, "-");
+    assert_ne!(done.end_timestamp, "-");
+
+    let request = client
+        .request(
+            "request_a",
+            &cluster.uuid,
+            &[("picture", &test)],
+            ("label", "result_a"),
+        )
+        .await
+        .unwrap();
+    let done = client
+        .wait_for_task(&cluster.uuid, &request.uuid, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(done.state, "finished");
+    let tasks = client.tasks(&cluster.uuid).await.unwrap();
+    assert_eq!(
+        tasks.header,
+        ["uuid", "state", "percentage", "queued", "start", "end"]
+    );
+    assert_eq!(tasks.body.len(), 2);
+    assert_eq!(tasks.body[0][0], json!(task.uuid));
+    assert_eq!(tasks.body[0][1], "finished");
+    assert_eq!(tasks.body[0][2], "1.000000");
+
+    // The result is a dataset with the request task's uuid.
+    let result = client.dataset(&request.uuid).await.unwrap();
+    assert_eq!(result.name, "result_a");
+    assert_eq!(result.number_of_rows, 500);
+    assert_eq!(result.number_of_columns, 10);
+    assert_eq!(
+        serde_json::to_value(&result.description).unwrap(),
+        json!({"result_a": {"start_column": 0, "end_column": 10}})
+    );
+    let accuracy = client.check_dataset(&test, &request.uuid).await.unwrap();
+    assert!(accuracy > 80.0, "accuracy {accuracy}");
+    // Deleting the task keeps its result.
+    client
+        .delete_task(&cluster.uuid, &request.uuid)
+        .await
+        .unwrap();
+    assert!(matches!(
+        client.delete_task(&cluster.uuid, &request.uuid).await,
+        Err(Error::NotFound(_))
+    ));
+    client.dataset(&request.uuid).await.unwrap();
+
+    // Reading datasets in tasks never changes them.
+    assert_eq!((sha256(&train_file), sha256(&test_file)), before);
+
+    // Checkpoint, delete the cluster, restore into an empty one: same answers.
+    let saved = client.save_cluster(&cluster.uuid, "ckpt_a").await.unwrap();
+    assert_eq!(saved.name, "ckpt_a");
+    let checkpoint = client.checkpoint(&saved.uuid).await.unwrap();
+    assert_eq!(checkpoint.name, "ckpt_a");
+    assert_eq!(
+        client.checkpoints().await.unwrap().body[0][1],
+        json!(saved.uuid)
+    );
+    let save_task = client.task(&cluster.uuid, &saved.uuid).await.unwrap();
+    assert_eq!(
+        (save_task.state.as_str(), save_task.total_number_of_cycles),
+        ("finished", 1)
+    );
+    client.delete_cluster(&cluster.uuid).await.unwrap();
+    assert!(matches!(
+        client.cluster(&cluster.uuid).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        client.delete_cluster(&cluster.uuid).await,
+        Err(Error::NotFound(_))
+    ));
+
+    let empty = client.create_cluster("cluster_b", "").await.unwrap();
+    let Err(Error::BadRequest(_)) = client
+        .request(
+            "too_early",
+            &empty.uuid,
+            &[("picture", &test)],
+            ("label", "never"),
+        )
+        .await
+    else {
+        panic!("a cluster without network accepted a task");
+    };
+    let restore = client
+        .restore_cluster(&empty.uuid, &saved.uuid)
+        .await
+        .unwrap();
+    // The checkpoint may go right after the restore was queued.
+    client.delete_checkpoint(&saved.uuid).await.unwrap();
+    assert!(matches!(
+        client.delete_checkpoint(&saved.uuid).await,
+        Err(Error::NotFound(_))
+    ));
+    let restored = client
+        .wait_for_task(&empty.uuid, &restore.uuid, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(restored.state, "finished");
+    let again = client
+        .request(
+            "request_b",
+            &empty.uuid,
+            &[("picture", &test)],
+            ("label", "result_b"),
+        )
+        .await
+        .unwrap();
+    client
+        .wait_for_task(&empty.uuid, &again.uuid, WAIT)
+        .await
+        .unwrap();
+    let accuracy_again = client.check_dataset(&test, &again.uuid).await.unwrap();
+    assert!(
+        (accuracy_again - accuracy).abs() < 5.0,
+        "{accuracy} vs {accuracy_again}"
+    );
+    assert!(
+        server
+            .data_dir
+            .join("checkpoints")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn tasks_are_validated_before_they_are_queued() {
+    let (server, client, train, _test, tmp) = prepared().await;
+    let cluster = client
+        .create_cluster("cluster_v", SEED_TEMPLATE)
+        .await
+        .unwrap();
+    let csv = tmp.path().join("one.csv");
+    std::fs::write(&csv, "picture,label\n1,2\n").unwrap();
+    let narrow = client.upload_csv("narrow", &csv).await.unwrap();
+    let unknown = "8a1b2c3d-0000-4000-8000-123456789abc";
+    let c = cluster.uuid.as_str();
+    let expect = |r: Result<hanami_sdk::types::tasks::Task, Error>, status: u16, needle: &str| {
+        let e = r.expect_err("the task was accepted");
+        assert_eq!(e.status(), Some(status), "{e}");
+        assert!(e.to_string().contains(needle), "{needle}: {e}");
+    };
+    expect(
+        client
+            .train(
+                "task_x",
+                unknown,
+                &[("picture", &train)],
+                &[("label", &train)],
+            )
+            .await,
+        404,
+        "Cluster",
+    );
+    expect(
+        client
+            .train("task_x", c, &[("pixels", &train)], &[("label", &train)])
+            .await,
+        404,
+        "no input named 'pixels'",
+    );
+    expect(
+        client
+            .train("task_x", c, &[("picture", &train)], &[("digit", &train)])
+            .await,
+        404,
+        "no output named 'digit'",
+    );
+    expect(
+        client
+            .train("task_x", c, &[("picture", unknown)], &[("label", &train)])
+            .await,
+        404,
+        "not found",
+    );
+    expect(
+        client
+            .train(
+                "task_x",
+                c,
+                &[("picture", "not-a-uuid")],
+                &[("label", &train)],
+            )
+            .await,
+        400,
+        "regex",
+    );
+    expect(
+        client
+            .train(
+                "task_x",
+                c,
+                &[("picture", &narrow.uuid)],
+                &[("label", &train)],
+            )
+            .await,
+        400,
+        "784 neurons",
+    );
+    expect(
+        client.train("task_x", c, &[], &[("label", &train)]).await,
+        400,
+        "'inputs'",
+    );
+    expect(
+        client.train("task_x", c, &[("picture", &train)], &[]).await,
+        400,
+        "'outputs'",
+    );
+    expect(
+        client
+            .request("task_x", c, &[("picture", &train)], ("digit", "result_x"))
+            .await,
+        404,
+        "no output",
+    );
+    expect(
+        client
+            .request("task_x", c, &[("picture", &train)], ("label", "no"))
+            .await,
+        400,
+        "4 to 254",
+    );
+    expect(
+        client
+            .request("task_x", c, &[("picture", &train)], ("label", "bad$name"))
+            .await,
+        400,
+        "regex",
+    );
+
+    let admin = server.admin().await;
+    // Non-string dataset values, several results.
+    admin
+        .post(
+            "task/train",
+            &json!({"name": "task_x", "cluster_uuid": c, "inputs": {"picture": 5},
+                                     "outputs": {"label": train}}),
+        )
+        .await
+        .expect(400);
+    admin
+        .post(
+            "task/request",
+            &json!({"name": "task_x", "cluster_uuid": c, "inputs": {"picture": train},
+                                       "results": {"label": "result_x", "other": "result_y"}}),
+        )
+        .await
+        .expect(400);
+    admin
+        .post(
+            "task/train",
+            &json!({"name": "task_x", "cluster_uuid": c, "inputs": [],
+                                     "outputs": {"label": train}}),
+        )
+        .await
+        .expect(400);
+    // A dataset without the column group.
+    let labels_only = tmp.path().join("labels.csv");
+    std::fs::write(&labels_only, "label\n1\n").unwrap();
+    let ds = client
+        .upload_csv("labels_only", &labels_only)
+        .await
+        .unwrap();
+    expect(
+        client
+            .train("task_x", c, &[("picture", &ds.uuid)], &[("label", &train)])
+            .await,
+        404,
+        "no columns named 'picture'",
+    );
+    // No junk tasks were queued.
+    assert!(client.tasks(c).await.unwrap().body.is_empty());
+
+    // Template errors.
+    admin
+        .post("cluster", &json!({"name": "bad_b64", "template": "abc"}))
+        .await
+        .expect(400);
+    let resp = admin
+        .post(
+            "cluster",
+            &json!({"name": "bad_tpl", "template": "dmVyc2lvbjogMgo="}),
+        )
+        .await
+        .expect(400);
+    assert!(resp.body.contains("line 1"), "{}", resp.body);
+    admin
+        .post("cluster", &json!({"name": "cluster_v", "template": ""}))
+        .await
+        .expect(409);
+    admin
+        .post("cluster", &json!({"name": "no_template"}))
+        .await
+        .expect(200);
+    admin.get("cluster?uuid=fail_cluster").await.expect(400);
+}
+
+#[tokio::test]
+async fn modes_queue_and_direct_io() {
+    let (server, client, train, test, _tmp) = prepared().await;
+    let cluster = client
+        .create_cluster("cluster_d", SEED_TEMPLATE)
+        .await
+        .unwrap();
+    let c = cluster.uuid.as_str();
+    let admin = server.admin().await;
+
+    // Direct IO refines a trained network (a fresh network needs varied samples to grow).
+    let trained = client
+        .train(
+            "first_train",
+            c,
+            &[("picture", &train)],
+            &[("label", &train)],
+        )
+        .await
+        .unwrap();
+    client.wait_for_task(c, &trained.uuid, WAIT).await.unwrap();
+    // A direct session needs DIRECT mode.
+    assert!(client.direct_session(c).await.is_err());
+    let changed = client.set_direct_mode(c, true).await.unwrap();
+    assert_eq!(changed.new_state, "DIRECT");
+    assert!(matches!(
+        client.set_direct_mode(c, true).await,
+        Err(Error::Conflict(_))
+    ));
+    // Tasks wait while the cluster is in DIRECT mode.
+    let waiting = client
+        .train("waits", c, &[("picture", &train)], &[("label", &train)])
+        .await
+        .unwrap();
+
+    let mut session = client.direct_session(c).await.unwrap();
+    let mut picture = vec![0.0f32; 784];
+    for col in 4..24 {
+        picture[6 * 28 + col] = 200.0;
+        picture[7 * 28 + col] = 200.0;
+    }
+    let mut label = vec![0.0f32; 10];
+    label[1] = 1.0;
+    for _ in 0..100 {
+        session
+            .train(&[("picture", &picture)], &[("label", &label)])
+            .await
+            .unwrap();
+    }
+    let outputs = session.request(&[("picture", &picture)], 1).await.unwrap();
+    assert_eq!(outputs[0].0, "label");
+    assert_eq!(outputs[0].1.len(), 10);
+    let best = outputs[0]
+        .1
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap()
+        .0;
+    assert_eq!(best, 1, "{:?}", outputs[0].1);
+    session.close().await.unwrap();
+    assert_eq!(client.task(c, &waiting.uuid).await.unwrap().state, "queued");
+
+    // Invalid messages close the session; the server stays healthy.
+    let mut session = client.direct_session(c).await.unwrap();
+    assert!(
+        session
+            .train(&[("nonexistent", &picture)], &[])
+            .await
+            .is_err()
+    );
+    let mut session = client.direct_session(c).await.unwrap();
+    // More values than the interface has are cut off, not written out of bounds.
+    let long = vec![1.0f32; 5000];
+    session.request(&[("picture", &long)], 1).await.unwrap();
+    session.close().await.unwrap();
+
+    let changed = client.set_direct_mode(c, false).await.unwrap();
+    assert_eq!(changed.new_state, "TASK");
+    assert!(matches!(
+        client.set_direct_mode(c, false).await,
+        Err(Error::Conflict(_))
+    ));
+    let done = client.wait_for_task(c, &waiting.uuid, WAIT).await.unwrap();
+    assert_eq!(done.state, "finished");
+    admin
+        .put("cluster/set_mode", &json!({"uuid": c, "new_state": "FOO"}))
+        .await
+        .expect(400);
+    // A direct session attached to a TASK-mode cluster is refused.
+    assert!(client.direct_session(c).await.is_err());
+
+    // Hosts: one CPU host; switching to it is accepted, unknown hosts are not.
+    let hosts = client.hosts().await.unwrap();
+    let host = hosts.body[0][0].as_str().unwrap().to_owned();
+    assert_eq!(client.switch_host(c, &host).await.unwrap().uuid, c);
+    assert!(matches!(
+        client
+            .switch_host(c, "8a1b2c3d-0000-4000-8000-123456789abc")
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    let _ = test;
+}
+
+#[tokio::test]
+async fn aborting_tasks_and_deleting_clusters() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, labels) = pattern_mnist(tmp.path(), "big", 60000);
+    let big = client
+        .upload_mnist("big_set", &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    let cluster = client
+        .create_cluster("cluster_x", SEED_TEMPLATE)
+        .await
+        .unwrap();
+    let c = cluster.uuid.as_str();
+    let first = client
+        .train("first", c, &[("picture", &big)], &[("label", &big)])
+        .await
+        .unwrap();
+    let second = client
+        .train("second", c, &[("picture", &big)], &[("label", &big)])
+        .await
+        .unwrap();
+    let third = client
+        .train("third", c, &[("picture", &big)], &[("label", &big)])
+        .await
+        .unwrap();
+    assert_eq!(client.task(c, &second.uuid).await.unwrap().state, "queued");
+    // A queued task leaves the queue.
+    client.delete_task(c, &second.uuid).await.unwrap();
+    assert!(matches!(
+        client.task(c, &second.uuid).await,
+        Err(Error::NotFound(_))
+    ));
+    // An active task stops at the next row.
+    let active = loop {
+        let t = client.task(c, &first.uuid).await.unwrap();
+        if t.state == "active" && t.current_cycle > 0 {
+            break t;
+        }
+        assert!(t.state == "queued" || t.state == "active", "{t:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    client.delete_task(c, &first.uuid).await.unwrap();
+    let stopped = client.wait_for_task(c, &first.uuid, WAIT).await.unwrap();
+    assert_eq!(stopped.state, "aborted");
+    assert!(stopped.current_cycle < 60000, "{stopped:?}");
+    assert!(stopped.current_cycle >= active.current_cycle);
+    // The next task starts; deleting the cluster stops it.
+    loop {
+        if client.task(c, &third.uuid).await.unwrap().state == "active" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    client.delete_cluster(c).await.unwrap();
+    assert!(matches!(
+        client.task(c, &third.uuid).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(client.clusters().await.unwrap().body.is_empty());
+}
+
+#[tokio::test]
+async fn clusters_are_scoped_and_block_project_deletion() {
+    let server = TestServer::start();
+    let admin_http = server.admin().await;
+    let _ = member(&server, &admin_http, "alice", "proj_a", false).await;
+    let _ = member(&server, &admin_http, "bobby", "proj_a", false).await;
+    let alice = sdk(&server, "alice", "password1").await;
+    let bobby = sdk(&server, "bobby", "password1").await;
+    let admin = sdk(&server, ADMIN, ADMIN_PW).await;
+    let cluster = alice
+        .create_cluster("shared_name", SEED_TEMPLATE)
+        .await
+        .unwrap();
+    // Names are unique per scope only.
+    bobby
+        .create_cluster("shared_name", SEED_TEMPLATE)
+        .await
+        .unwrap();
+    assert!(matches!(
+        alice.create_cluster("shared_name", "").await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        bobby.cluster(&cluster.uuid).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        bobby.delete_cluster(&cluster.uuid).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        bobby.tasks(&cluster.uuid).await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(bobby.clusters().await.unwrap().body.len(), 1);
+    assert_eq!(admin.clusters().await.unwrap().body.len(), 2);
+    let saved = alice
+        .save_cluster(&cluster.uuid, "alice_ckpt")
+        .await
+        .unwrap();
+    assert!(matches!(
+        bobby.checkpoint(&saved.uuid).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        bobby.restore_cluster(&cluster.uuid, &saved.uuid).await,
+        Err(Error::NotFound(_))
+    ));
+
+    let Err(Error::Conflict(message)) = admin.delete_project("proj_a").await else {
+        panic!("deleted a project with clusters");
+    };
+    assert!(
+        message.contains("cluster") && message.contains("checkpoint"),
+        "{message}"
+    );
+
+    // Clusters do not survive a restart; checkpoints do.
+    let server = server.restart();
+    let alice = sdk(&server, "alice", "password1").await;
+    assert!(alice.clusters().await.unwrap().body.is_empty());
+    assert_eq!(alice.checkpoints().await.unwrap().body.len(), 1);
+    let fresh = alice.create_cluster("fresh", "").await.unwrap();
+    let restore = alice
+        .restore_cluster(&fresh.uuid, &saved.uuid)
+        .await
+        .unwrap();
+    let done = alice
+        .wait_for_task(&fresh.uuid, &restore.uuid, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(done.state, "finished");
+}
