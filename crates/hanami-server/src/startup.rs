@@ -17,7 +17,7 @@ use hanami_store::users::NewUser;
 
 use crate::api::validate::Pattern;
 use crate::api::{self, Routes};
-use crate::clusters::{Clusters, WorkerContext};
+use crate::clusters::{Clusters, CoreBudget, WorkerContext};
 use crate::config::Config;
 use crate::paths::DataDir;
 use crate::state::{App, AppState};
@@ -123,7 +123,9 @@ async fn prepare(config: Config) -> anyhow::Result<App> {
         store: store.clone(),
         paths: paths.clone(),
         runtime: tokio::runtime::Handle::current(),
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(2)),
+        cores: Arc::new(CoreBudget::new(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        )),
     };
     Ok(Arc::new(AppState {
         config,

@@ -284,7 +284,7 @@ impl ClusterHandle {
             Work::Train(bindings) => {
                 let cluster = cluster?;
                 let mut rows = DatasetRows::open(&bindings, task.total).map_err(anyhow_row)?;
-                let outcome = with_threads(cluster, ctx.threads, |cluster| {
+                let outcome = with_threads(cluster, &ctx.cores, |cluster| {
                     cluster.train_batch(&mut rows, &task.cancel, &mut |done| {
                         task.set_progress(done as u64)
                     })
@@ -339,7 +339,7 @@ impl ClusterHandle {
         let mut rows = DatasetRows::open(bindings, task.total).map_err(anyhow_row)?;
         let mut one_hot_row = vec![0.0f32; usize::try_from(target.columns)?];
         let mut write_error = None;
-        let outcome = with_threads(cluster, ctx.threads, |cluster| {
+        let outcome = with_threads(cluster, &ctx.cores, |cluster| {
             cluster.request_batch(
                 &mut rows,
                 &task.cancel,
@@ -383,16 +383,46 @@ fn anyhow_row(e: hanami_engine::RowError) -> anyhow::Error {
     anyhow::anyhow!("cannot read the task's datasets: {e}")
 }
 
-/// Runs a batch with `threads` engine threads, returning the network to one thread after.
+/// Runs a batch with as many engine threads as the core budget grants (at least one), and
+/// gives them back after.
 fn with_threads<R>(
     cluster: &mut Cluster,
-    threads: usize,
+    cores: &CoreBudget,
     f: impl FnOnce(&mut Cluster) -> Result<R, hanami_engine::EngineError>,
 ) -> anyhow::Result<R> {
-    cluster.set_threads(threads)?;
-    let result = f(cluster);
-    cluster.set_threads(1)?;
-    Ok(result?)
+    let extra = cores.claim();
+    let result = cluster
+        .set_threads(1 + extra)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| f(cluster).map_err(anyhow::Error::from));
+    let reset = cluster.set_threads(1);
+    cores.release(extra);
+    reset?;
+    result
+}
+
+/// The cores beyond one per running task: a task that starts while another one uses them
+/// runs on its own thread only, so that busy-waiting engine threads never outnumber cores.
+pub struct CoreBudget {
+    spare: Mutex<usize>,
+}
+
+impl CoreBudget {
+    /// A budget for a machine with `cores` cores (engine tasks use at most two threads).
+    pub fn new(cores: usize) -> Self {
+        Self {
+            spare: Mutex::new(cores.clamp(1, 2) - 1),
+        }
+    }
+
+    /// Claims the spare cores; returns how many (0 or 1).
+    fn claim(&self) -> usize {
+        std::mem::take(&mut *lock(&self.spare))
+    }
+
+    fn release(&self, cores: usize) {
+        *lock(&self.spare) += cores;
+    }
 }
 
 /// Writes a file under a temporary name, fsyncs it and renames it into place.
@@ -419,8 +449,8 @@ pub struct WorkerContext {
     pub paths: DataDir,
     /// The runtime, for database calls from worker threads.
     pub runtime: tokio::runtime::Handle,
-    /// Engine threads per running task.
-    pub threads: usize,
+    /// Spare cores for engine threads, shared by all running tasks.
+    pub cores: Arc<CoreBudget>,
 }
 
 impl WorkerContext {
@@ -471,5 +501,20 @@ impl Clusters {
         let cluster = lock(&self.map).remove(uuid)?;
         cluster.delete();
         Some(cluster)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spare_core_goes_to_one_task_at_a_time() {
+        let budget = CoreBudget::new(16);
+        assert_eq!(budget.claim(), 1);
+        assert_eq!(budget.claim(), 0);
+        budget.release(1);
+        assert_eq!(budget.claim(), 1);
+        assert_eq!(CoreBudget::new(1).claim(), 0);
     }
 }
