@@ -260,10 +260,18 @@ impl ClusterHandle {
                 next.expect("checked")
             };
             let state = match task.start() {
-                Some(work) => match self.execute(&task, work, ctx) {
-                    Ok(true) => TaskState::Finished,
-                    Ok(false) => TaskState::Aborted,
-                    Err(e) => {
+                // A panic must not leave the task active forever (and its waiters waiting).
+                Some(work) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.execute(&task, work, ctx)
+                })) {
+                    Ok(Ok(true)) => TaskState::Finished,
+                    Ok(Ok(false)) => TaskState::Aborted,
+                    Ok(Err(e)) => {
+                        ctx.log_error(&task, &self.row, &e);
+                        TaskState::Aborted
+                    }
+                    Err(_) => {
+                        let e = anyhow::anyhow!("the task panicked");
                         ctx.log_error(&task, &self.row, &e);
                         TaskState::Aborted
                     }
