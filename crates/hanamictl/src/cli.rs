@@ -1,0 +1,569 @@
+//! The command tree: `hanamictl <resource> <verb> [flags] [ARG]`.
+//!
+//! Command names, positional arguments, short and long flag names (including the original's
+//! `--json_output`, `--is_admin`, `--inputFilePath` and `--labelFilePath`) and which flags
+//! are required follow the original CLI. Additions are marked as such in their help.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Command-line client of the Hanami AI server.
+///
+/// Every command logs in afresh with HANAMI_ADDRESS (e.g. http://127.0.0.1:11418),
+/// HANAMI_USER and HANAMI_PW. With HANAMI_PROJECT set, the token is switched into that
+/// project after login.
+#[derive(Debug, Parser)]
+#[command(name = "hanamictl", version, arg_required_else_help = true)]
+pub struct Cli {
+    /// Print the server's JSON answer instead of a table
+    #[arg(
+        short = 'j',
+        long = "json_output",
+        visible_alias = "json",
+        global = true
+    )]
+    pub json: bool,
+
+    /// Accept any TLS certificate of the server (self-signed test servers). The variable
+    /// takes 1/0, true/false, yes/no, on/off
+    #[arg(
+        long,
+        global = true,
+        env = "HANAMI_INSECURE",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub insecure: bool,
+
+    /// Trust this PEM certificate (a private CA or a self-signed server certificate)
+    #[arg(long, global = true, env = "HANAMI_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// The resource to work on.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level resources.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage projects (global admins only)
+    #[command(subcommand, arg_required_else_help = true)]
+    Project(ProjectCmd),
+    /// Manage users and their project assignments
+    #[command(subcommand, arg_required_else_help = true)]
+    User(UserCmd),
+    /// Upload, inspect, check and delete datasets
+    #[command(subcommand, arg_required_else_help = true)]
+    Dataset(DatasetCmd),
+    /// Create, inspect, save, restore and delete clusters
+    #[command(subcommand, arg_required_else_help = true)]
+    Cluster(ClusterCmd),
+    /// Queue, inspect and delete train and request tasks of a cluster
+    #[command(subcommand, arg_required_else_help = true)]
+    Task(TaskCmd),
+    /// Inspect and delete checkpoints
+    #[command(subcommand, arg_required_else_help = true)]
+    Checkpoint(CheckpointCmd),
+    /// List the logical hosts
+    #[command(subcommand, arg_required_else_help = true)]
+    Host(HostCmd),
+    /// Print a shell completion script (e.g. `source <(hanamictl completion bash)`)
+    Completion {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Extra words after a list command, accepted and ignored as by the original.
+#[derive(Debug, Args)]
+pub struct Ignored {
+    #[arg(hide = true)]
+    _ignored: Vec<String>,
+}
+
+/// `project` verbs.
+#[derive(Debug, Subcommand)]
+pub enum ProjectCmd {
+    /// Create a new empty project
+    Create {
+        /// Display name of the project
+        #[arg(short, long)]
+        name: String,
+        /// ID of the new project
+        #[arg(value_name = "PROJECT_ID")]
+        id: String,
+    },
+    /// Show a project
+    Get {
+        /// ID of the project
+        #[arg(value_name = "PROJECT_ID")]
+        id: String,
+    },
+    /// List all projects
+    List(Ignored),
+    /// Delete a project
+    Delete {
+        /// ID of the project
+        #[arg(value_name = "PROJECT_ID")]
+        id: String,
+    },
+}
+
+/// `user` verbs.
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Create a new user (prompts twice for the password unless -p is given)
+    Create {
+        /// Display name of the user
+        #[arg(short, long)]
+        name: String,
+        /// Password of the new user. Visible in the shell history and the process list:
+        /// meant for automated tests only; leave it out to be prompted
+        #[arg(short, long)]
+        password: Option<String>,
+        /// Make the user a global admin
+        #[arg(long = "is_admin")]
+        is_admin: bool,
+        /// ID of the new user
+        #[arg(value_name = "USER_ID")]
+        id: String,
+    },
+    /// Show a user
+    Get {
+        /// ID of the user
+        #[arg(value_name = "USER_ID")]
+        id: String,
+    },
+    /// List all users
+    List(Ignored),
+    /// Delete a user (not yourself)
+    Delete {
+        /// ID of the user
+        #[arg(value_name = "USER_ID")]
+        id: String,
+    },
+    /// Manage the projects of a user (addition to the original CLI)
+    #[command(subcommand, arg_required_else_help = true)]
+    Project(UserProjectCmd),
+}
+
+/// `user project` verbs (additions to the original CLI).
+#[derive(Debug, Subcommand)]
+pub enum UserProjectCmd {
+    /// Assign a project to a user with a role
+    Add {
+        /// The project to assign
+        #[arg(short, long, value_name = "PROJECT_ID")]
+        project: String,
+        /// Role in the project (the default policy knows `admin` and `member`)
+        #[arg(short, long)]
+        role: String,
+        /// Let the user access all resources of the project
+        #[arg(long = "is_project_admin")]
+        is_project_admin: bool,
+        /// ID of the user
+        #[arg(value_name = "USER_ID")]
+        id: String,
+    },
+    /// Remove a project from a user
+    Remove {
+        /// The project to remove
+        #[arg(short, long, value_name = "PROJECT_ID")]
+        project: String,
+        /// ID of the user
+        #[arg(value_name = "USER_ID")]
+        id: String,
+    },
+    /// List the projects of a user (default: your own)
+    List {
+        /// ID of the user (global admins only)
+        #[arg(value_name = "USER_ID")]
+        id: Option<String>,
+    },
+    /// Switch your token into a project and show the resulting scope. The CLI keeps no
+    /// state: set HANAMI_PROJECT to work in a project with every command
+    Switch {
+        /// The project to switch to
+        #[arg(value_name = "PROJECT_ID")]
+        project: String,
+    },
+}
+
+/// `dataset` verbs.
+#[derive(Debug, Subcommand)]
+pub enum DatasetCmd {
+    /// Upload a new dataset
+    #[command(subcommand, arg_required_else_help = true)]
+    Create(DatasetCreateCmd),
+    /// Check a request result against the labels of a reference dataset (accuracy in %)
+    Check {
+        /// UUID of the reference dataset (the one with the labels)
+        #[arg(short, long, value_name = "REFERENCE_DATASET_UUID")]
+        reference: String,
+        /// UUID of the result dataset to check (the request task's UUID)
+        #[arg(value_name = "DATASET_UUID")]
+        uuid: String,
+    },
+    /// Show a dataset
+    Get {
+        /// UUID of the dataset
+        #[arg(value_name = "DATASET_UUID")]
+        uuid: String,
+    },
+    /// List all visible datasets
+    List(Ignored),
+    /// Delete a dataset
+    Delete {
+        /// UUID of the dataset
+        #[arg(value_name = "DATASET_UUID")]
+        uuid: String,
+    },
+}
+
+/// `dataset create` kinds.
+#[derive(Debug, Subcommand)]
+pub enum DatasetCreateCmd {
+    /// Upload an MNIST image file and label file (IDX format) as one dataset
+    Mnist {
+        /// Local MNIST image file (e.g. train-images-idx3-ubyte)
+        #[arg(short, long = "inputFilePath", value_name = "PATH")]
+        input: PathBuf,
+        /// Local MNIST label file (e.g. train-labels-idx1-ubyte)
+        #[arg(short, long = "labelFilePath", value_name = "PATH")]
+        label: PathBuf,
+        /// Name of the new dataset
+        #[arg(value_name = "DATASET_NAME")]
+        name: String,
+    },
+    /// Upload a CSV file (a header line with column names, then numeric rows)
+    Csv {
+        /// Local CSV file
+        #[arg(short, long = "inputFilePath", value_name = "PATH")]
+        input: PathBuf,
+        /// Name of the new dataset
+        #[arg(value_name = "DATASET_NAME")]
+        name: String,
+    },
+}
+
+/// `cluster` verbs.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// Create a cluster from a cluster-template file
+    Create {
+        /// Path to the cluster template
+        #[arg(short, long, value_name = "PATH")]
+        template: PathBuf,
+        /// Name of the new cluster
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Show a cluster
+    Get {
+        /// UUID of the cluster
+        #[arg(value_name = "CLUSTER_UUID")]
+        uuid: String,
+    },
+    /// List all visible clusters
+    List(Ignored),
+    /// Delete a cluster
+    Delete {
+        /// UUID of the cluster
+        #[arg(value_name = "CLUSTER_UUID")]
+        uuid: String,
+    },
+    /// Queue a checkpoint of a cluster; the printed UUID is the new checkpoint's
+    Save {
+        /// Name of the checkpoint
+        #[arg(short, long)]
+        name: String,
+        #[command(flatten)]
+        wait: Wait,
+        /// UUID of the cluster
+        #[arg(value_name = "CLUSTER_UUID")]
+        uuid: String,
+    },
+    /// Queue the restore of a checkpoint into a cluster
+    Restore {
+        /// UUID of the checkpoint
+        #[arg(short, long, value_name = "CHECKPOINT_UUID")]
+        checkpoint: String,
+        #[command(flatten)]
+        wait: Wait,
+        /// UUID of the cluster
+        #[arg(value_name = "CLUSTER_UUID")]
+        uuid: String,
+    },
+    /// Move a cluster to another logical host (addition to the original CLI)
+    #[command(name = "switch_host", visible_alias = "switch-host")]
+    SwitchHost {
+        /// UUID of the target host (see `hanamictl host list`)
+        #[arg(short = 'H', long, value_name = "HOST_UUID")]
+        host: String,
+        /// UUID of the cluster
+        #[arg(value_name = "CLUSTER_UUID")]
+        uuid: String,
+    },
+}
+
+/// Optional waiting for a queued task (an addition: by default nothing waits).
+#[derive(Debug, Args)]
+pub struct Wait {
+    /// Wait until the task has finished (or was aborted) and show its final state
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up waiting after this many seconds
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 3600,
+        requires = "wait"
+    )]
+    pub timeout: u64,
+}
+
+/// `task` verbs.
+#[derive(Debug, Subcommand)]
+pub enum TaskCmd {
+    /// Queue a new task
+    #[command(subcommand, arg_required_else_help = true)]
+    Create(TaskCreateCmd),
+    /// Show a task of a cluster
+    Get {
+        /// UUID of the cluster
+        #[arg(short, long, value_name = "CLUSTER_UUID")]
+        cluster: String,
+        /// UUID of the task
+        #[arg(value_name = "TASK_UUID")]
+        uuid: String,
+    },
+    /// List the tasks of a cluster
+    List {
+        /// UUID of the cluster
+        #[arg(short, long, value_name = "CLUSTER_UUID")]
+        cluster: String,
+        #[command(flatten)]
+        ignored: Ignored,
+    },
+    /// Delete a task (stops it if it runs; a request's result dataset stays)
+    Delete {
+        /// UUID of the cluster
+        #[arg(short, long, value_name = "CLUSTER_UUID")]
+        cluster: String,
+        /// UUID of the task
+        #[arg(value_name = "TASK_UUID")]
+        uuid: String,
+    },
+}
+
+/// `task create` kinds.
+#[derive(Debug, Subcommand)]
+pub enum TaskCreateCmd {
+    /// Queue a train task
+    Train {
+        /// Input hexagon and dataset, HEXAGON:DATASET_UUID (repeatable, or comma-separated)
+        #[arg(
+            short,
+            long,
+            required = true,
+            value_delimiter = ',',
+            value_name = "HEXAGON:DATASET_UUID"
+        )]
+        input: Vec<String>,
+        /// Output hexagon and dataset with the expected values, HEXAGON:DATASET_UUID
+        #[arg(
+            short,
+            long,
+            required = true,
+            value_delimiter = ',',
+            value_name = "HEXAGON:DATASET_UUID"
+        )]
+        output: Vec<String>,
+        /// UUID of the cluster
+        #[arg(short, long, value_name = "CLUSTER_UUID")]
+        cluster: String,
+        #[command(flatten)]
+        wait: Wait,
+        /// Name of the task
+        #[arg(value_name = "TASK_NAME")]
+        name: String,
+    },
+    /// Queue a request task; its result becomes a dataset with the task's UUID
+    Request {
+        /// Input hexagon and dataset, HEXAGON:DATASET_UUID (repeatable, or comma-separated)
+        #[arg(
+            short,
+            long,
+            required = true,
+            value_delimiter = ',',
+            value_name = "HEXAGON:DATASET_UUID"
+        )]
+        input: Vec<String>,
+        /// Output hexagon and name of the new result dataset, HEXAGON:DATASET_NAME
+        #[arg(
+            short,
+            long,
+            required = true,
+            value_delimiter = ',',
+            value_name = "HEXAGON:DATASET_NAME"
+        )]
+        result: Vec<String>,
+        /// UUID of the cluster
+        #[arg(short, long, value_name = "CLUSTER_UUID")]
+        cluster: String,
+        #[command(flatten)]
+        wait: Wait,
+        /// Name of the task
+        #[arg(value_name = "TASK_NAME")]
+        name: String,
+    },
+}
+
+/// `checkpoint` verbs.
+#[derive(Debug, Subcommand)]
+pub enum CheckpointCmd {
+    /// Show a checkpoint
+    Get {
+        /// UUID of the checkpoint
+        #[arg(value_name = "CHECKPOINT_UUID")]
+        uuid: String,
+    },
+    /// List all visible checkpoints
+    List(Ignored),
+    /// Delete a checkpoint
+    Delete {
+        /// UUID of the checkpoint
+        #[arg(value_name = "CHECKPOINT_UUID")]
+        uuid: String,
+    },
+}
+
+/// `host` verbs.
+#[derive(Debug, Subcommand)]
+pub enum HostCmd {
+    /// List the logical hosts (each CPU and GPU is one)
+    List(Ignored),
+}
+
+/// Splits `HEXAGON:VALUE` items into pairs; every item must have exactly one `:` with text
+/// on both sides, and no hexagon may appear twice.
+pub fn parse_pairs(items: &[String], flag: &str) -> Result<Vec<(String, String)>, String> {
+    let mut pairs: Vec<(String, String)> = Vec::with_capacity(items.len());
+    for item in items {
+        let mut parts = item.split(':');
+        let (Some(name), Some(value), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(format!(
+                "malformed value '{item}' for {flag}: expected NAME:VALUE"
+            ));
+        };
+        let (name, value) = (name.trim(), value.trim());
+        if name.is_empty() || value.is_empty() {
+            return Err(format!(
+                "malformed value '{item}' for {flag}: expected NAME:VALUE"
+            ));
+        }
+        if pairs.iter().any(|(n, _)| n == name) {
+            return Err(format!("hexagon '{name}' is given twice in {flag}"));
+        }
+        pairs.push((name.to_owned(), value.to_owned()));
+    }
+    Ok(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn pairs_are_parsed_and_checked() {
+        assert_eq!(
+            parse_pairs(&strings(&["picture:abc", "label: def "]), "-i").unwrap(),
+            [
+                ("picture".to_owned(), "abc".to_owned()),
+                ("label".to_owned(), "def".to_owned())
+            ]
+        );
+        for bad in ["picture", "picture:", ":abc", "a:b:c", ""] {
+            let err = parse_pairs(&strings(&[bad]), "-i/--input").unwrap_err();
+            assert!(err.contains("expected NAME:VALUE"), "{bad}: {err}");
+            assert!(err.contains("-i/--input"), "{err}");
+        }
+        let err = parse_pairs(&strings(&["a:x", "a:y"]), "-i").unwrap_err();
+        assert!(err.contains("given twice"), "{err}");
+    }
+
+    #[test]
+    fn slices_split_on_commas_and_json_is_global() {
+        let cli = Cli::try_parse_from([
+            "hanamictl",
+            "task",
+            "create",
+            "train",
+            "-i",
+            "a:x,b:y",
+            "-i",
+            "c:z",
+            "-o",
+            "l:x",
+            "-c",
+            "cl",
+            "name",
+            "-j",
+        ])
+        .unwrap();
+        assert!(cli.json);
+        let Command::Task(TaskCmd::Create(TaskCreateCmd::Train { input, .. })) = cli.command else {
+            panic!("wrong command");
+        };
+        assert_eq!(input, ["a:x", "b:y", "c:z"]);
+        let cli = Cli::try_parse_from(["hanamictl", "--json", "host", "list", "extra"]).unwrap();
+        assert!(cli.json);
+        let cli = Cli::try_parse_from(["hanamictl", "host", "list", "--json_output"]).unwrap();
+        assert!(cli.json);
+    }
+
+    #[test]
+    fn required_flags_and_arguments_are_enforced() {
+        for args in [
+            &["hanamictl", "project", "create", "id1"][..],
+            &["hanamictl", "project", "get"],
+            &[
+                "hanamictl",
+                "task",
+                "create",
+                "request",
+                "-i",
+                "a:b",
+                "-c",
+                "c",
+                "n",
+            ],
+            &["hanamictl", "dataset", "check", "abc"],
+            &["hanamictl", "cluster", "restore", "abc"],
+            &[
+                "hanamictl",
+                "cluster",
+                "save",
+                "--timeout",
+                "5",
+                "-n",
+                "x",
+                "abc",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+    }
+}

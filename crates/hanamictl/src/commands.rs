@@ -1,0 +1,582 @@
+//! Running a parsed command: local checks, login, the SDK call, and the output.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hanami_sdk::types::tasks::Task;
+use hanami_sdk::{Client, ConnectOptions};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::cli::{
+    CheckpointCmd, Cli, ClusterCmd, Command, DatasetCmd, DatasetCreateCmd, HostCmd, ProjectCmd,
+    TaskCmd, TaskCreateCmd, UserCmd, UserProjectCmd, Wait, parse_pairs,
+};
+use crate::error::CliError;
+use crate::output;
+use crate::password::{self, Terminal};
+use crate::progress::Progress;
+
+/// Fields of a project, in display order.
+const PROJECT: &[&str] = &["id", "name", "creator_id", "created_at"];
+/// Fields of a user.
+const USER: &[&str] = &[
+    "id",
+    "name",
+    "is_admin",
+    "projects",
+    "creator_id",
+    "created_at",
+];
+/// Fields of a user's project assignment.
+const ASSIGNMENT: &[&str] = &["project_id", "role", "is_project_admin"];
+/// Fields of the caller's scope after a project switch.
+const SCOPE: &[&str] = &[
+    "id",
+    "name",
+    "is_admin",
+    "project_id",
+    "role",
+    "is_project_admin",
+];
+/// Fields of a single dataset.
+const DATASET: &[&str] = &[
+    "uuid",
+    "name",
+    "version",
+    "number_of_columns",
+    "number_of_rows",
+    "description",
+    "visibility",
+    "owner_id",
+    "project_id",
+    "created_at",
+];
+/// Fields of clusters, checkpoints and dataset lists.
+const RESOURCE: &[&str] = &[
+    "uuid",
+    "name",
+    "visibility",
+    "owner_id",
+    "project_id",
+    "created_at",
+];
+/// Fields of a task.
+const TASK: &[&str] = &[
+    "uuid",
+    "state",
+    "current_cycle",
+    "total_number_of_cycles",
+    "queue_timestamp",
+    "start_timestamp",
+    "end_timestamp",
+];
+/// Columns of the task list (as in the original: only these two).
+const TASK_LIST: &[&str] = &["uuid", "state"];
+/// Fields of the answer to `cluster save`.
+const SAVE: &[&str] = &["uuid", "name"];
+/// Fields of the answer to `cluster restore`.
+const RESTORE: &[&str] = &["uuid"];
+/// Fields of the answer to `dataset check`.
+const CHECK: &[&str] = &["accuracy"];
+/// Columns of the host list.
+const HOST: &[&str] = &["uuid", "type"];
+
+/// What a command prints on success.
+enum Shown {
+    /// One object as a key/value table.
+    Single(Value, &'static [&'static str]),
+    /// A `{"header", "body"}` list as a table.
+    List(Value, &'static [&'static str]),
+    /// An object whose `key` holds an array of objects, shown as a table.
+    Objects(Value, &'static str, &'static [&'static str]),
+    /// A fixed line (deletes); printed even with `-j`, as by the original.
+    Line(String),
+}
+
+fn to_json(value: &impl Serialize) -> Value {
+    serde_json::to_value(value).expect("wire types always serialize")
+}
+
+fn single(value: &impl Serialize, fields: &'static [&'static str]) -> Shown {
+    Shown::Single(to_json(value), fields)
+}
+
+fn list(value: &impl Serialize, fields: &'static [&'static str]) -> Shown {
+    Shown::List(to_json(value), fields)
+}
+
+fn deleted(kind: &str, id: &str) -> Shown {
+    Shown::Line(format!("successfully deleted {kind} '{id}'"))
+}
+
+/// Runs a command and prints its result on standard output.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let json = cli.json;
+    let shown = match cli.command {
+        Command::Completion { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "hanamictl", &mut script);
+            return write_stdout(&String::from_utf8_lossy(&script));
+        }
+        command => {
+            let credentials = Credentials::from_env()?;
+            let options = connect_options(cli.insecure, cli.ca_cert.as_deref())?;
+            let local = Local::check(&command)?;
+            let client = credentials.login(&options).await?;
+            execute(&client, command, local, json).await?
+        }
+    };
+    let text = match shown {
+        Shown::Line(line) => format!("{line}\n"),
+        Shown::Single(value, _) | Shown::List(value, _) | Shown::Objects(value, _, _) if json => {
+            output::json(&value)
+        }
+        Shown::Single(value, fields) => output::single_table(&value, fields),
+        Shown::List(value, fields) => output::list_table(&value, fields),
+        Shown::Objects(value, key, fields) => {
+            let items = value
+                .get(key)
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            output::objects_table(items, fields)
+        }
+    };
+    write_stdout(&text)
+}
+
+/// Writes to standard output; a closed pipe (`| head`) ends the program quietly.
+fn write_stdout(text: &str) -> Result<(), CliError> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(|e| CliError::msg(format!("cannot write the output: {e}"))),
+    }
+}
+
+/// Inputs checked and read before anything goes over the network.
+#[derive(Default)]
+struct Local {
+    template: Option<String>,
+    pairs: Vec<Vec<(String, String)>>,
+    password: Option<String>,
+}
+
+impl Local {
+    fn check(command: &Command) -> Result<Self, CliError> {
+        let mut local = Local::default();
+        match command {
+            Command::Cluster(ClusterCmd::Create { template, .. }) => {
+                let bytes = std::fs::read(template).map_err(|e| {
+                    CliError::msg(format!(
+                        "cannot read the template file '{}': {e}",
+                        template.display()
+                    ))
+                })?;
+                let text = String::from_utf8(bytes).map_err(|_| {
+                    CliError::msg(format!(
+                        "the template file '{}' is not UTF-8 text",
+                        template.display()
+                    ))
+                })?;
+                local.template = Some(text);
+            }
+            Command::Dataset(DatasetCmd::Create(DatasetCreateCmd::Mnist {
+                input, label, ..
+            })) => {
+                readable(input, "input")?;
+                readable(label, "label")?;
+            }
+            Command::Dataset(DatasetCmd::Create(DatasetCreateCmd::Csv { input, .. })) => {
+                readable(input, "input")?;
+            }
+            Command::Task(TaskCmd::Create(TaskCreateCmd::Train { input, output, .. })) => {
+                local
+                    .pairs
+                    .push(parse_pairs(input, "-i/--input").map_err(CliError::msg)?);
+                local
+                    .pairs
+                    .push(parse_pairs(output, "-o/--output").map_err(CliError::msg)?);
+            }
+            Command::Task(TaskCmd::Create(TaskCreateCmd::Request { input, result, .. })) => {
+                local
+                    .pairs
+                    .push(parse_pairs(input, "-i/--input").map_err(CliError::msg)?);
+                let results = parse_pairs(result, "-r/--result").map_err(CliError::msg)?;
+                if results.len() != 1 {
+                    return Err(CliError::msg(
+                        "give exactly one -r/--result pair: a request task has one result dataset",
+                    ));
+                }
+                local.pairs.push(results);
+            }
+            Command::User(UserCmd::Create { password, .. }) => {
+                local.password = Some(match password {
+                    Some(password) => password.clone(),
+                    None => password::ask_new_password(&mut Terminal).map_err(CliError::msg)?,
+                });
+            }
+            _ => {}
+        }
+        Ok(local)
+    }
+}
+
+/// Fails early with a clear message if a local file cannot be opened.
+fn readable(path: &Path, what: &str) -> Result<(), CliError> {
+    let check = std::fs::File::open(path).and_then(|file| {
+        if file.metadata()?.is_dir() {
+            Err(std::io::Error::other("is a directory"))
+        } else {
+            Ok(())
+        }
+    });
+    check.map_err(|e| {
+        CliError::msg(format!(
+            "cannot read the {what} file '{}': {e}",
+            path.display()
+        ))
+    })
+}
+
+/// TLS settings from `--insecure` and `--ca-cert`.
+fn connect_options(insecure: bool, ca_cert: Option<&Path>) -> Result<ConnectOptions, CliError> {
+    let root_certificate_pem = ca_cert
+        .map(|path| {
+            std::fs::read(path).map_err(|e| {
+                CliError::msg(format!(
+                    "cannot read the CA certificate '{}': {e}",
+                    path.display()
+                ))
+            })
+        })
+        .transpose()?;
+    Ok(ConnectOptions {
+        accept_invalid_certs: insecure,
+        root_certificate_pem,
+    })
+}
+
+/// A variable of the environment; unset and empty are the same.
+fn env(name: &str) -> Result<String, CliError> {
+    match std::env::var(name) {
+        Ok(value) if !value.is_empty() => Ok(value),
+        Ok(_) | Err(std::env::VarError::NotPresent) => Err(CliError::msg(format!(
+            "{name} is not set (export HANAMI_ADDRESS, HANAMI_USER and HANAMI_PW)"
+        ))),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(CliError::msg(format!("{name} is not valid UTF-8")))
+        }
+    }
+}
+
+/// Server address and login from the environment.
+struct Credentials {
+    address: String,
+    user: String,
+    password: String,
+    project: Option<String>,
+}
+
+impl Credentials {
+    /// Reads `HANAMI_USER`, `HANAMI_PW`, `HANAMI_ADDRESS` (in this order, as the original)
+    /// and the optional `HANAMI_PROJECT`.
+    fn from_env() -> Result<Self, CliError> {
+        let user = env("HANAMI_USER")?;
+        let password = env("HANAMI_PW")?;
+        let address = env("HANAMI_ADDRESS")?;
+        if !(address.starts_with("http://") || address.starts_with("https://")) {
+            return Err(CliError::msg(format!(
+                "HANAMI_ADDRESS must start with http:// or https://, got '{address}'"
+            )));
+        }
+        let project = std::env::var("HANAMI_PROJECT")
+            .ok()
+            .filter(|p| !p.is_empty());
+        Ok(Self {
+            address,
+            user,
+            password,
+            project,
+        })
+    }
+
+    /// Logs in, and switches into `HANAMI_PROJECT` if it is set.
+    async fn login(&self, options: &ConnectOptions) -> Result<Client, CliError> {
+        let sdk = |e| CliError::sdk(e, &self.address);
+        let mut client = Client::login_with(&self.address, &self.user, &self.password, options)
+            .await
+            .map_err(sdk)?;
+        if let Some(project) = &self.project {
+            client.switch_project(project).await.map_err(sdk)?;
+        }
+        Ok(client)
+    }
+}
+
+fn as_refs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+    pairs
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect()
+}
+
+async fn execute(
+    client: &Client,
+    command: Command,
+    local: Local,
+    json: bool,
+) -> Result<Shown, CliError> {
+    let address = client.address().to_owned();
+    let sdk = |e| CliError::sdk(e, &address);
+    let progress_allowed = !json && std::io::stderr().is_terminal();
+    Ok(match command {
+        Command::Completion { .. } => unreachable!("handled without login"),
+        Command::Project(cmd) => match cmd {
+            ProjectCmd::Create { name, id } => single(
+                &client.create_project(&id, &name).await.map_err(sdk)?,
+                PROJECT,
+            ),
+            ProjectCmd::Get { id } => single(&client.project(&id).await.map_err(sdk)?, PROJECT),
+            ProjectCmd::List(_) => list(&client.projects().await.map_err(sdk)?, PROJECT),
+            ProjectCmd::Delete { id } => {
+                client.delete_project(&id).await.map_err(sdk)?;
+                deleted("project", &id)
+            }
+        },
+        Command::User(cmd) => match cmd {
+            UserCmd::Create {
+                name, is_admin, id, ..
+            } => {
+                let password = local.password.unwrap_or_default();
+                let user = client
+                    .create_user(&id, &name, &password, is_admin)
+                    .await
+                    .map_err(sdk)?;
+                single(&user, USER)
+            }
+            UserCmd::Get { id } => single(&client.user(&id).await.map_err(sdk)?, USER),
+            UserCmd::List(_) => list(&client.users().await.map_err(sdk)?, USER),
+            UserCmd::Delete { id } => {
+                client.delete_user(&id).await.map_err(sdk)?;
+                deleted("user", &id)
+            }
+            UserCmd::Project(cmd) => match cmd {
+                UserProjectCmd::Add {
+                    project,
+                    role,
+                    is_project_admin,
+                    id,
+                } => {
+                    let user = client
+                        .assign_project(&id, &project, &role, is_project_admin)
+                        .await
+                        .map_err(sdk)?;
+                    single(&user, USER)
+                }
+                UserProjectCmd::Remove { project, id } => single(
+                    &client.unassign_project(&id, &project).await.map_err(sdk)?,
+                    USER,
+                ),
+                UserProjectCmd::List { id } => {
+                    let projects = client.projects_of_user(id.as_deref()).await.map_err(sdk)?;
+                    Shown::Objects(to_json(&projects), "projects", ASSIGNMENT)
+                }
+                UserProjectCmd::Switch { project } => {
+                    let mut switched = client.clone();
+                    switched.switch_project(&project).await.map_err(sdk)?;
+                    single(&switched.auth_info().await.map_err(sdk)?, SCOPE)
+                }
+            },
+        },
+        Command::Dataset(cmd) => match cmd {
+            DatasetCmd::Create(kind) => {
+                let (name, dataset) = match kind {
+                    DatasetCreateCmd::Mnist { input, label, name } => {
+                        let mut progress = Progress::new(&name, progress_allowed);
+                        let dataset = client
+                            .upload_mnist_with_progress(&name, &input, &label, &mut |s, t| {
+                                progress.update(s, t);
+                            })
+                            .await;
+                        progress.finish();
+                        (name, dataset)
+                    }
+                    DatasetCreateCmd::Csv { input, name } => {
+                        let mut progress = Progress::new(&name, progress_allowed);
+                        let dataset = client
+                            .upload_csv_with_progress(&name, &input, &mut |s, t| {
+                                progress.update(s, t);
+                            })
+                            .await;
+                        progress.finish();
+                        (name, dataset)
+                    }
+                };
+                let dataset = dataset.map_err(|e| {
+                    CliError::sdk(e, &address).context(&format!("upload of '{name}' failed"))
+                })?;
+                single(&dataset, DATASET)
+            }
+            DatasetCmd::Check { reference, uuid } => {
+                let accuracy = client.check_dataset(&reference, &uuid).await.map_err(sdk)?;
+                Shown::Single(json!({ "accuracy": accuracy }), CHECK)
+            }
+            DatasetCmd::Get { uuid } => single(&client.dataset(&uuid).await.map_err(sdk)?, DATASET),
+            DatasetCmd::List(_) => list(&client.datasets().await.map_err(sdk)?, RESOURCE),
+            DatasetCmd::Delete { uuid } => {
+                client.delete_dataset(&uuid).await.map_err(sdk)?;
+                deleted("dataset", &uuid)
+            }
+        },
+        Command::Cluster(cmd) => match cmd {
+            ClusterCmd::Create { name, .. } => {
+                let template = local.template.unwrap_or_default();
+                single(
+                    &client.create_cluster(&name, &template).await.map_err(sdk)?,
+                    RESOURCE,
+                )
+            }
+            ClusterCmd::Get { uuid } => {
+                single(&client.cluster(&uuid).await.map_err(sdk)?, RESOURCE)
+            }
+            ClusterCmd::List(_) => list(&client.clusters().await.map_err(sdk)?, RESOURCE),
+            ClusterCmd::Delete { uuid } => {
+                client.delete_cluster(&uuid).await.map_err(sdk)?;
+                deleted("cluster", &uuid)
+            }
+            ClusterCmd::Save { name, wait, uuid } => {
+                let saved = client.save_cluster(&uuid, &name).await.map_err(sdk)?;
+                wait_if_asked(client, &uuid, &saved.uuid, &wait, progress_allowed).await?;
+                single(&saved, SAVE)
+            }
+            ClusterCmd::Restore {
+                checkpoint,
+                wait,
+                uuid,
+            } => {
+                let started = client
+                    .restore_cluster(&uuid, &checkpoint)
+                    .await
+                    .map_err(sdk)?;
+                wait_if_asked(client, &uuid, &started.uuid, &wait, progress_allowed).await?;
+                single(&started, RESTORE)
+            }
+            ClusterCmd::SwitchHost { host, uuid } => single(
+                &client.switch_host(&uuid, &host).await.map_err(sdk)?,
+                RESOURCE,
+            ),
+        },
+        Command::Task(cmd) => match cmd {
+            TaskCmd::Create(kind) => {
+                let [inputs, second] = <[_; 2]>::try_from(local.pairs)
+                    .map_err(|_| CliError::msg("internal error: task pairs not parsed"))?;
+                let (cluster, wait, task) = match kind {
+                    TaskCreateCmd::Train {
+                        cluster,
+                        wait,
+                        name,
+                        ..
+                    } => {
+                        let task = client
+                            .train(&name, &cluster, &as_refs(&inputs), &as_refs(&second))
+                            .await
+                            .map_err(sdk)?;
+                        (cluster, wait, task)
+                    }
+                    TaskCreateCmd::Request {
+                        cluster,
+                        wait,
+                        name,
+                        ..
+                    } => {
+                        let (hexagon, result_name) = &second[0];
+                        let task = client
+                            .request(&name, &cluster, &as_refs(&inputs), (hexagon, result_name))
+                            .await
+                            .map_err(sdk)?;
+                        (cluster, wait, task)
+                    }
+                };
+                match wait_if_asked(client, &cluster, &task.uuid, &wait, progress_allowed).await? {
+                    Some(done) => single(&done, TASK),
+                    None => single(&task, TASK),
+                }
+            }
+            TaskCmd::Get { cluster, uuid } => {
+                single(&client.task(&cluster, &uuid).await.map_err(sdk)?, TASK)
+            }
+            TaskCmd::List { cluster, .. } => {
+                list(&client.tasks(&cluster).await.map_err(sdk)?, TASK_LIST)
+            }
+            TaskCmd::Delete { cluster, uuid } => {
+                client.delete_task(&cluster, &uuid).await.map_err(sdk)?;
+                deleted("task", &uuid)
+            }
+        },
+        Command::Checkpoint(cmd) => match cmd {
+            CheckpointCmd::Get { uuid } => {
+                single(&client.checkpoint(&uuid).await.map_err(sdk)?, RESOURCE)
+            }
+            CheckpointCmd::List(_) => list(&client.checkpoints().await.map_err(sdk)?, RESOURCE),
+            CheckpointCmd::Delete { uuid } => {
+                client.delete_checkpoint(&uuid).await.map_err(sdk)?;
+                deleted("checkpoint", &uuid)
+            }
+        },
+        Command::Host(HostCmd::List(_)) => list(&client.hosts().await.map_err(sdk)?, HOST),
+    })
+}
+
+/// With `--wait`, polls the task until it has ended; an aborted task is an error.
+async fn wait_if_asked(
+    client: &Client,
+    cluster: &str,
+    task_uuid: &str,
+    wait: &Wait,
+    show_progress: bool,
+) -> Result<Option<Task>, CliError> {
+    if !wait.wait {
+        return Ok(None);
+    }
+    let address = client.address();
+    let deadline = Instant::now() + Duration::from_secs(wait.timeout);
+    let mut pause = Duration::from_millis(50);
+    let mut progress = Progress::new(&format!("task {task_uuid}"), show_progress);
+    loop {
+        let task = client
+            .task(cluster, task_uuid)
+            .await
+            .map_err(|e| CliError::sdk(e, address))?;
+        progress.cycles(&task.state, task.current_cycle, task.total_number_of_cycles);
+        match task.state.as_str() {
+            "finished" => {
+                progress.finish();
+                return Ok(Some(task));
+            }
+            "aborted" => {
+                progress.finish();
+                return Err(CliError::msg(format!(
+                    "task '{task_uuid}' was aborted (the server's error log says why)"
+                )));
+            }
+            state => {
+                if Instant::now() >= deadline {
+                    progress.finish();
+                    return Err(CliError::msg(format!(
+                        "task '{task_uuid}' is still {state} after {} s",
+                        wait.timeout
+                    )));
+                }
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,85 @@
+//! The CLI's error: what goes to standard error before the exit with status 1.
+
+use std::fmt;
+
+/// A failed command.
+#[derive(Debug)]
+pub enum CliError {
+    /// The server answered with a status other than 200: printed as
+    /// `status <code>: err <body>`, the original's format that scripts match.
+    Status {
+        /// The HTTP status.
+        code: u16,
+        /// The server's message.
+        body: String,
+    },
+    /// Anything else: printed as `error: <message>`.
+    Other(String),
+}
+
+impl CliError {
+    /// An error with a message.
+    pub fn msg(message: impl Into<String>) -> Self {
+        CliError::Other(message.into())
+    }
+
+    /// An SDK error of a call to `address`.
+    pub fn sdk(error: hanami_sdk::Error, address: &str) -> Self {
+        use hanami_sdk::Error as E;
+        let code = error.status();
+        match (code, error) {
+            (
+                Some(code),
+                E::BadRequest(body)
+                | E::Unauthorized(body)
+                | E::NotFound(body)
+                | E::Conflict(body)
+                | E::Internal(body)
+                | E::Status { body, .. },
+            ) => CliError::Status { code, body },
+            (_, E::Transport(e)) => {
+                let mut text = chain(&e);
+                if text.contains("certificate") || text.contains("UnknownIssuer") {
+                    text.push_str(
+                        "\n(for a self-signed server certificate pass --insecure or set \
+                         HANAMI_INSECURE=1, or trust it with --ca-cert FILE)",
+                    );
+                }
+                CliError::Other(format!("cannot reach {address}: {text}"))
+            }
+            (_, other) => CliError::Other(other.to_string()),
+        }
+    }
+
+    /// Prefixes the message of a non-HTTP error; HTTP errors keep their exact format.
+    pub fn context(self, context: &str) -> Self {
+        match self {
+            CliError::Other(message) => CliError::Other(format!("{context}: {message}")),
+            status => status,
+        }
+    }
+}
+
+/// An error with its sources, `outer: inner: innermost`.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Status { code, body } => write!(f, "status {code}: err {body}"),
+            CliError::Other(message) => write!(f, "error: {message}"),
+        }
+    }
+}

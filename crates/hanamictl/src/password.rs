@@ -1,0 +1,190 @@
+//! The hidden password prompt of `user create` without `-p`.
+//!
+//! The prompt logic ([`ask_new_password`]) works on any [`HiddenInput`], so it is tested
+//! with scripted answers; [`Terminal`] is the real one: it reads from standard input with
+//! the terminal's echo switched off and writes the prompts to standard error, so standard
+//! output stays clean for `-j`.
+
+use std::io;
+
+/// Where hidden answers come from.
+pub trait HiddenInput {
+    /// Shows `prompt` and reads one line without echo, without its line ending.
+    fn read_hidden(&mut self, prompt: &str) -> io::Result<String>;
+}
+
+/// The message when the two entries differ (the original's wording).
+pub const MISMATCH: &str = "Mismatch between the two entered passwords";
+
+/// Asks for a new password twice; the two entries must be equal and not empty.
+pub fn ask_new_password(input: &mut dyn HiddenInput) -> Result<String, String> {
+    let read = |input: &mut dyn HiddenInput, prompt: &str| {
+        input
+            .read_hidden(prompt)
+            .map_err(|e| format!("cannot read the password: {e}"))
+    };
+    let first = read(input, "Enter Password: ")?;
+    let second = read(input, "Enter Password again: ")?;
+    if first != second {
+        return Err(MISMATCH.to_owned());
+    }
+    if first.is_empty() {
+        return Err("the password must not be empty".to_owned());
+    }
+    Ok(first)
+}
+
+/// Strips one trailing line ending (`\n` or `\r\n`).
+fn strip_line_end(mut line: String) -> String {
+    if line.ends_with('\n') {
+        line.pop();
+        if line.ends_with('\r') {
+            line.pop();
+        }
+    }
+    line
+}
+
+/// The terminal on standard input.
+pub struct Terminal;
+
+impl HiddenInput for Terminal {
+    fn read_hidden(&mut self, prompt: &str) -> io::Result<String> {
+        use std::io::{BufRead as _, IsTerminal as _, Write as _};
+        let stdin = io::stdin();
+        if !stdin.is_terminal() {
+            return Err(io::Error::other(
+                "standard input is not a terminal; pass the password with -p/--password",
+            ));
+        }
+        let line = {
+            // Echo goes off before the prompt appears, so nothing typed after the prompt
+            // is ever shown.
+            let _echo = EchoOff::new()?;
+            let mut stderr = io::stderr();
+            stderr.write_all(prompt.as_bytes())?;
+            stderr.flush()?;
+            let mut line = String::new();
+            let read = stdin.lock().read_line(&mut line);
+            let _ = stderr.write_all(b"\n");
+            if read? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "no password entered",
+                ));
+            }
+            line
+        };
+        Ok(strip_line_end(line))
+    }
+}
+
+/// Switches the echo of the terminal on standard input off until dropped.
+#[cfg(unix)]
+struct EchoOff {
+    original: libc::termios,
+}
+
+#[cfg(unix)]
+impl EchoOff {
+    fn new() -> io::Result<Self> {
+        let mut term = std::mem::MaybeUninit::<libc::termios>::uninit();
+        // SAFETY: fd 0 is a valid descriptor number and `term` is writable memory of the
+        // right type; on success tcgetattr has initialised it.
+        let original = unsafe {
+            if libc::tcgetattr(libc::STDIN_FILENO, term.as_mut_ptr()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            term.assume_init()
+        };
+        let mut hidden = original;
+        hidden.c_lflag &= !libc::ECHO;
+        // SAFETY: `hidden` is a fully initialised termios obtained from tcgetattr.
+        if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &hidden) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self { original })
+    }
+}
+
+#[cfg(unix)]
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        // SAFETY: restores the settings read in `new` on the same descriptor.
+        unsafe {
+            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.original);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+struct EchoOff;
+
+#[cfg(not(unix))]
+impl EchoOff {
+    fn new() -> io::Result<Self> {
+        Err(io::Error::other(
+            "hidden password input is only supported on Unix; pass -p/--password",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scripted answers; records the prompts.
+    struct Script {
+        answers: Vec<io::Result<String>>,
+        prompts: Vec<String>,
+    }
+
+    impl Script {
+        fn new(answers: Vec<io::Result<String>>) -> Self {
+            Self {
+                answers,
+                prompts: Vec::new(),
+            }
+        }
+    }
+
+    impl HiddenInput for Script {
+        fn read_hidden(&mut self, prompt: &str) -> io::Result<String> {
+            self.prompts.push(prompt.to_owned());
+            self.answers.remove(0)
+        }
+    }
+
+    #[test]
+    fn two_equal_entries_give_the_password() {
+        let mut script = Script::new(vec![Ok("secret pw".into()), Ok("secret pw".into())]);
+        assert_eq!(ask_new_password(&mut script).unwrap(), "secret pw");
+        assert_eq!(
+            script.prompts,
+            ["Enter Password: ", "Enter Password again: "]
+        );
+    }
+
+    #[test]
+    fn a_mismatch_is_refused() {
+        let mut script = Script::new(vec![Ok("secret pw".into()), Ok("secret pq".into())]);
+        assert_eq!(ask_new_password(&mut script).unwrap_err(), MISMATCH);
+    }
+
+    #[test]
+    fn empty_entries_and_read_errors_are_refused() {
+        let mut script = Script::new(vec![Ok(String::new()), Ok(String::new())]);
+        assert!(ask_new_password(&mut script).unwrap_err().contains("empty"));
+        let mut script = Script::new(vec![Err(io::Error::other("no terminal"))]);
+        let err = ask_new_password(&mut script).unwrap_err();
+        assert!(err.contains("no terminal"), "{err}");
+        assert_eq!(script.prompts.len(), 1);
+    }
+
+    #[test]
+    fn only_the_line_ending_is_stripped() {
+        assert_eq!(strip_line_end(" pw \r\n".into()), " pw ");
+        assert_eq!(strip_line_end("pw\n".into()), "pw");
+        assert_eq!(strip_line_end("pw".into()), "pw");
+    }
+}

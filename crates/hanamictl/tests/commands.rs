@@ -1,0 +1,923 @@
+//! Every command against the real server: tables, `-j` JSON, delete lines and error exits.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    DATASET_KEYS, RESOURCE_HEADERS, RESOURCE_KEYS, Server, TASK_KEYS, ctl_env, path_str,
+    pattern_mnist,
+};
+use serde_json::json;
+
+const UNKNOWN_UUID: &str = "9f86921d-9a7c-44a2-836c-1683928d9354";
+
+#[test]
+fn projects() {
+    let server = Server::start();
+    let created = server
+        .ctl(&[
+            "project",
+            "create",
+            "-n",
+            "cli test project",
+            "cli_test_project",
+        ])
+        .ok();
+    assert_eq!(created.keys(), ["ID", "NAME", "CREATOR ID", "CREATED AT"]);
+    assert_eq!(created.field("ID"), "cli_test_project");
+    assert_eq!(created.field("NAME"), "cli test project");
+    assert_eq!(created.field("CREATOR ID"), "asdf");
+
+    let got = server.ctl(&["project", "get", "cli_test_project"]).ok();
+    assert_eq!(got.single(), created.single());
+    let got = server
+        .ctl(&["project", "get", "-j", "cli_test_project"])
+        .ok()
+        .json();
+    assert_eq!(got["id"], "cli_test_project");
+    assert_eq!(got["name"], "cli test project");
+    assert!(got["created_at"].is_string());
+
+    let (headers, rows) = server.ctl(&["project", "list"]).ok().list();
+    assert_eq!(headers, ["ID", "NAME", "CREATOR ID", "CREATED AT"]);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0][..3],
+        ["cli_test_project", "cli test project", "asdf"]
+    );
+    // `-j` anywhere on the line, long forms too; list JSON is the server's header/body.
+    for args in [
+        &["-j", "project", "list"][..],
+        &["project", "--json_output", "list"],
+        &["project", "list", "--json"],
+    ] {
+        let list = server.ctl(args).ok().json();
+        assert_eq!(
+            list["header"],
+            json!(["created_at", "id", "name", "creator_id"])
+        );
+        assert_eq!(list["body"][0][1], "cli_test_project");
+    }
+
+    // Errors: duplicate, unknown, invalid.
+    server
+        .ctl(&[
+            "project",
+            "create",
+            "-n",
+            "another name",
+            "cli_test_project",
+        ])
+        .fails_with_status(409);
+    let missing = server
+        .ctl(&["project", "get", "no_such_project"])
+        .fails_with_status(404);
+    assert_eq!(
+        missing.stderr,
+        "status 404: err Project with id 'no_such_project' not found\n"
+    );
+    server
+        .ctl(&["project", "create", "-n", "some name", "x"])
+        .fails_with_status(400);
+
+    let deleted = server.ctl(&["project", "delete", "cli_test_project"]).ok();
+    assert_eq!(
+        deleted.stdout,
+        "successfully deleted project 'cli_test_project'\n"
+    );
+    server
+        .ctl(&["project", "delete", "cli_test_project"])
+        .fails_with_status(404);
+    let (_, rows) = server.ctl(&["project", "list"]).ok().list();
+    assert!(rows.is_empty());
+}
+
+#[test]
+fn users_and_their_projects() {
+    let server = Server::start();
+    let created = server
+        .ctl(&[
+            "user",
+            "create",
+            "-n",
+            "cli test user",
+            "-p",
+            "asdfasdfasdf",
+            "cli_test_user",
+        ])
+        .ok();
+    assert_eq!(
+        created.keys(),
+        [
+            "ID",
+            "NAME",
+            "IS ADMIN",
+            "PROJECTS",
+            "CREATOR ID",
+            "CREATED AT"
+        ]
+    );
+    assert_eq!(created.field("IS ADMIN"), "false");
+    assert_eq!(created.field("PROJECTS"), "[]");
+    assert_eq!(created.field("CREATOR ID"), "asdf");
+    let admin = server
+        .ctl(&[
+            "user",
+            "create",
+            "-j",
+            "--is_admin",
+            "-n",
+            "second admin",
+            "--password",
+            "adminpass1",
+            "second_admin",
+        ])
+        .ok()
+        .json();
+    assert_eq!(admin["is_admin"], true);
+    assert_eq!(admin["projects"], json!([]));
+
+    assert_eq!(
+        server.ctl(&["user", "get", "cli_test_user"]).ok().single(),
+        created.single()
+    );
+    assert_eq!(
+        server
+            .ctl(&["user", "get", "-j", "cli_test_user"])
+            .ok()
+            .json()["name"],
+        "cli test user"
+    );
+    let (headers, rows) = server.ctl(&["user", "list"]).ok().list();
+    assert_eq!(
+        headers,
+        [
+            "ID",
+            "NAME",
+            "IS ADMIN",
+            "PROJECTS",
+            "CREATOR ID",
+            "CREATED AT"
+        ]
+    );
+    let ids: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(ids, ["asdf", "cli_test_user", "second_admin"]);
+    assert_eq!(rows[0][4], "HANAMI_INIT");
+    let list = server.ctl(&["user", "list", "-j"]).ok().json();
+    assert_eq!(list["header"][1], "id");
+    assert_eq!(list["body"].as_array().unwrap().len(), 3);
+
+    server
+        .ctl(&[
+            "user",
+            "create",
+            "-n",
+            "dup user",
+            "-p",
+            "asdfasdfasdf",
+            "cli_test_user",
+        ])
+        .fails_with_status(409);
+    server
+        .ctl(&["user", "get", "nobody_here"])
+        .fails_with_status(404);
+    server
+        .ctl(&[
+            "user",
+            "create",
+            "-n",
+            "short pw",
+            "-p",
+            "short",
+            "short_pw_user",
+        ])
+        .fails_with_status(400);
+    // Nobody deletes themselves.
+    server
+        .ctl(&["user", "delete", "asdf"])
+        .fails_with_status(409);
+
+    // Project assignments (additions to the original CLI).
+    server
+        .ctl(&[
+            "project",
+            "create",
+            "-n",
+            "cli test project",
+            "cli_test_project",
+        ])
+        .ok();
+    let assigned = server
+        .ctl(&[
+            "user",
+            "project",
+            "add",
+            "-p",
+            "cli_test_project",
+            "-r",
+            "member",
+            "cli_test_user",
+        ])
+        .ok();
+    assert_eq!(
+        assigned.field("PROJECTS"),
+        "[map[is_project_admin:false project_id:cli_test_project role:member]]"
+    );
+    server
+        .ctl(&[
+            "user",
+            "project",
+            "add",
+            "-p",
+            "no_such_project",
+            "-r",
+            "member",
+            "cli_test_user",
+        ])
+        .fails_with_status(404);
+    let (headers, rows) = server
+        .ctl(&["user", "project", "list", "cli_test_user"])
+        .ok()
+        .list();
+    assert_eq!(headers, ["PROJECT ID", "ROLE", "IS PROJECT ADMIN"]);
+    assert_eq!(rows, [["cli_test_project", "member", "false"]]);
+    let mine = server.ctl(&["user", "project", "list", "-j"]).ok().json();
+    assert_eq!(mine["projects"][0]["project_id"], "admin");
+
+    // The member: own projects, a scope switch, HANAMI_PROJECT, and no admin endpoints.
+    let member = |args: &[&str]| server.ctl_as("cli_test_user", "asdfasdfasdf", args);
+    let (_, rows) = member(&["user", "project", "list"]).ok().list();
+    assert_eq!(rows[0][0], "cli_test_project");
+    let scope = member(&["user", "project", "switch", "cli_test_project"]).ok();
+    assert_eq!(
+        scope.keys(),
+        [
+            "ID",
+            "NAME",
+            "IS ADMIN",
+            "PROJECT ID",
+            "ROLE",
+            "IS PROJECT ADMIN"
+        ]
+    );
+    assert_eq!(scope.field("PROJECT ID"), "cli_test_project");
+    assert_eq!(scope.field("ROLE"), "member");
+    member(&["project", "list"]).fails_with_status(401);
+    let in_project = ctl_env(
+        &[
+            ("HANAMI_ADDRESS", &server.url),
+            ("HANAMI_USER", "cli_test_user"),
+            ("HANAMI_PW", "asdfasdfasdf"),
+            ("HANAMI_PROJECT", "cli_test_project"),
+        ],
+        &[
+            "cluster",
+            "create",
+            "-j",
+            "-t",
+            &server.template(),
+            "member_cluster",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(in_project["project_id"], "cli_test_project");
+    assert_eq!(in_project["owner_id"], "cli_test_user");
+    let outside = ctl_env(
+        &[
+            ("HANAMI_ADDRESS", &server.url),
+            ("HANAMI_USER", "cli_test_user"),
+            ("HANAMI_PW", "asdfasdfasdf"),
+            ("HANAMI_PROJECT", "admin"),
+        ],
+        &["cluster", "list"],
+    );
+    outside.fails_with_status(401);
+
+    let removed = server
+        .ctl(&[
+            "user",
+            "project",
+            "remove",
+            "-p",
+            "cli_test_project",
+            "cli_test_user",
+        ])
+        .ok();
+    assert_eq!(removed.field("PROJECTS"), "[]");
+    let deleted = server.ctl(&["user", "delete", "cli_test_user"]).ok();
+    assert_eq!(
+        deleted.stdout,
+        "successfully deleted user 'cli_test_user'\n"
+    );
+    server
+        .ctl(&["user", "delete", "cli_test_user"])
+        .fails_with_status(404);
+    // A wrong password is the token request's own 401.
+    server
+        .ctl_as("second_admin", "wrongpassword", &["host", "list"])
+        .fails_with_status(401);
+}
+
+#[test]
+fn clusters_hosts_checkpoints_and_tasks() {
+    let server = Server::start();
+    let template = server.template();
+    let created = server
+        .ctl(&["cluster", "create", "-t", &template, "cli_test_cluster"])
+        .ok();
+    assert_eq!(created.keys(), RESOURCE_KEYS);
+    assert_eq!(created.field("NAME"), "cli_test_cluster");
+    assert_eq!(created.field("VISIBILITY"), "private");
+    assert_eq!(created.field("PROJECT ID"), "admin");
+    let cluster = created.field("UUID");
+
+    let got = server.ctl(&["cluster", "get", &cluster]).ok();
+    assert_eq!(got.single(), created.single());
+    let got = server.ctl(&["cluster", "get", "-j", &cluster]).ok().json();
+    assert_eq!(got["uuid"], cluster.as_str());
+    assert_eq!(got["owner_id"], "asdf");
+    let (headers, rows) = server.ctl(&["cluster", "list"]).ok().list();
+    assert_eq!(headers, RESOURCE_HEADERS);
+    assert_eq!(rows[0][..2], [cluster.as_str(), "cli_test_cluster"]);
+    let list = server.ctl(&["cluster", "list", "-j"]).ok().json();
+    assert_eq!(list["body"][0][1], cluster.as_str());
+
+    // Hosts, and moving the cluster to the (only) host.
+    let (headers, rows) = server.ctl(&["host", "list"]).ok().list();
+    assert_eq!(headers, ["UUID", "TYPE"]);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][1], "cpu");
+    let host = server.ctl(&["host", "list", "-j"]).ok().json()["body"][0][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(host, rows[0][0]);
+    let moved = server
+        .ctl(&["cluster", "switch_host", "-H", &host, &cluster])
+        .ok();
+    assert_eq!(moved.field("UUID"), cluster);
+    server
+        .ctl(&["cluster", "switch-host", "--host", UNKNOWN_UUID, &cluster])
+        .fails_with_status(404);
+
+    // Tasks: an empty list, unknown tasks.
+    let (headers, rows) = server.ctl(&["task", "list", "-c", &cluster]).ok().list();
+    assert_eq!(headers, ["UUID", "STATE"]);
+    assert!(rows.is_empty());
+    let tasks = server
+        .ctl(&["task", "list", "-j", "-c", &cluster])
+        .ok()
+        .json();
+    assert_eq!(
+        tasks["header"],
+        json!(["uuid", "state", "percentage", "queued", "start", "end"])
+    );
+    server
+        .ctl(&["task", "get", "-c", &cluster, UNKNOWN_UUID])
+        .fails_with_status(404);
+    server
+        .ctl(&["task", "list", "-c", UNKNOWN_UUID])
+        .fails_with_status(404);
+
+    // Save: the printed uuid is the checkpoint's, and the save is a task of the cluster.
+    let saved = server
+        .ctl(&["cluster", "save", "-n", "cli_test_checkpoint", &cluster])
+        .ok();
+    assert_eq!(saved.keys(), ["UUID", "NAME"]);
+    assert_eq!(saved.field("NAME"), "cli_test_checkpoint");
+    let checkpoint = saved.field("UUID");
+    let task = server.wait_finished(&cluster, &checkpoint, Duration::from_secs(30));
+    assert_eq!(task["uuid"], checkpoint.as_str());
+    let shown = server
+        .ctl(&["task", "get", "-c", &cluster, &checkpoint])
+        .ok();
+    assert_eq!(shown.keys(), TASK_KEYS);
+    assert_eq!(shown.field("STATE"), "finished");
+    let (_, rows) = server.ctl(&["task", "list", "-c", &cluster]).ok().list();
+    assert_eq!(rows, [[checkpoint.as_str(), "finished"]]);
+
+    // `--wait` returns when the task has ended.
+    let second = server
+        .ctl(&[
+            "cluster",
+            "save",
+            "-j",
+            "--wait",
+            "-n",
+            "second_checkpoint",
+            &cluster,
+        ])
+        .ok()
+        .json();
+    assert_eq!(second["name"], "second_checkpoint");
+    let second = second["uuid"].as_str().unwrap().to_owned();
+
+    let got = server.ctl(&["checkpoint", "get", &checkpoint]).ok();
+    assert_eq!(got.keys(), RESOURCE_KEYS);
+    assert_eq!(got.field("NAME"), "cli_test_checkpoint");
+    let got = server
+        .ctl(&["checkpoint", "get", "-j", &second])
+        .ok()
+        .json();
+    assert_eq!(got["name"], "second_checkpoint");
+    let (headers, rows) = server.ctl(&["checkpoint", "list"]).ok().list();
+    assert_eq!(headers, RESOURCE_HEADERS);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        server.ctl(&["checkpoint", "list", "-j"]).ok().json()["body"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Restore into a fresh cluster, waiting and not.
+    let fresh = server
+        .ctl(&["cluster", "create", "-j", "-t", &template, "fresh_cluster"])
+        .ok()
+        .json()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let restored = server
+        .ctl(&["cluster", "restore", "-c", &checkpoint, &fresh])
+        .ok();
+    assert_eq!(restored.keys(), ["UUID"]);
+    server.wait_finished(&fresh, &restored.field("UUID"), Duration::from_secs(30));
+    let restored = server
+        .ctl(&["cluster", "restore", "-j", "--wait", "-c", &second, &fresh])
+        .ok()
+        .json();
+    assert!(restored["uuid"].is_string());
+    server
+        .ctl(&["cluster", "restore", "-c", UNKNOWN_UUID, &fresh])
+        .fails_with_status(404);
+
+    // Task delete.
+    let deleted = server
+        .ctl(&["task", "delete", "-c", &cluster, &checkpoint])
+        .ok();
+    assert_eq!(
+        deleted.stdout,
+        format!("successfully deleted task '{checkpoint}'\n")
+    );
+
+    // Deletes (with `-j` the line is the same).
+    for uuid in [&checkpoint, &second] {
+        let deleted = server.ctl(&["checkpoint", "delete", "-j", uuid]).ok();
+        assert_eq!(
+            deleted.stdout,
+            format!("successfully deleted checkpoint '{uuid}'\n")
+        );
+    }
+    server
+        .ctl(&["checkpoint", "get", &checkpoint])
+        .fails_with_status(404);
+    server
+        .ctl(&["checkpoint", "delete", &checkpoint])
+        .fails_with_status(404);
+    for uuid in [&cluster, &fresh] {
+        let deleted = server.ctl(&["cluster", "delete", uuid]).ok();
+        assert_eq!(
+            deleted.stdout,
+            format!("successfully deleted cluster '{uuid}'\n")
+        );
+    }
+    server
+        .ctl(&["cluster", "get", &cluster])
+        .fails_with_status(404);
+    server
+        .ctl(&["cluster", "get", "not-a-uuid"])
+        .fails_with_status(400);
+    let (_, rows) = server.ctl(&["cluster", "list"]).ok().list();
+    assert!(rows.is_empty());
+
+    // A template the server refuses, and one that cannot be read.
+    let broken = server.write("broken_template", "version: 2\n");
+    server
+        .ctl(&[
+            "cluster",
+            "create",
+            "-t",
+            &path_str(&broken),
+            "broken_cluster",
+        ])
+        .fails_with_status(400);
+    let missing = server.dir.path().join("no_template");
+    let run = server
+        .ctl(&["cluster", "create", "-t", &path_str(&missing), "x_cluster"])
+        .fails();
+    assert!(
+        run.stderr
+            .starts_with("error: cannot read the template file")
+            && run.stderr.contains("No such file"),
+        "{}",
+        run.stderr
+    );
+    let binary = server.write("binary_template", [0xff, 0xfe, 0x00]);
+    let run = server
+        .ctl(&["cluster", "create", "-t", &path_str(&binary), "x_cluster"])
+        .fails();
+    assert!(run.stderr.contains("not UTF-8"), "{}", run.stderr);
+}
+
+#[test]
+fn datasets() {
+    let server = Server::start();
+    let (images, labels) = pattern_mnist(server.dir.path(), "small", 200);
+    let created = server
+        .ctl(&[
+            "dataset",
+            "create",
+            "mnist",
+            "-i",
+            &images,
+            "-l",
+            &labels,
+            "cli_test_dataset",
+        ])
+        .ok();
+    assert_eq!(created.keys(), DATASET_KEYS);
+    assert_eq!(created.field("NAME"), "cli_test_dataset");
+    assert_eq!(created.field("NUMBER OF COLUMNS"), "794");
+    assert_eq!(created.field("NUMBER OF ROWS"), "200");
+    assert_eq!(
+        created.field("DESCRIPTION"),
+        r#"{"label":{"end_column":794,"start_column":784},"picture":{"end_column":784,"start_column":0}}"#
+    );
+    assert_eq!(created.field("VISIBILITY"), "private");
+    let mnist = created.field("UUID");
+    // The long flag names of the original.
+    let json = server
+        .ctl(&[
+            "dataset",
+            "create",
+            "mnist",
+            "-j",
+            "--inputFilePath",
+            &images,
+            "--labelFilePath",
+            &labels,
+            "second_dataset",
+        ])
+        .ok()
+        .json();
+    assert_eq!(json["number_of_rows"], 200);
+    assert_eq!(json["description"]["picture"]["end_column"], 784);
+    let second = json["uuid"].as_str().unwrap().to_owned();
+
+    let mut csv = String::from("test_input,test_output\n");
+    for i in 0..1095 {
+        csv.push_str(&format!("{},{}\n", i % 81, (i % 4) as f32 / 4.0));
+    }
+    let csv_path = path_str(&server.write("train.csv", csv));
+    let created = server
+        .ctl(&["dataset", "create", "csv", "-i", &csv_path, "csv_dataset"])
+        .ok();
+    assert_eq!(created.keys(), DATASET_KEYS);
+    assert_eq!(created.field("NUMBER OF ROWS"), "1095");
+    assert_eq!(created.field("NUMBER OF COLUMNS"), "2");
+    let csv_uuid = created.field("UUID");
+    let json = server
+        .ctl(&[
+            "dataset",
+            "create",
+            "csv",
+            "-j",
+            "--inputFilePath",
+            &csv_path,
+            "csv_dataset",
+        ])
+        .ok()
+        .json();
+    assert_eq!(json["number_of_rows"], 1095);
+    let csv_second = json["uuid"].as_str().unwrap().to_owned();
+
+    let got = server.ctl(&["dataset", "get", &mnist]).ok();
+    assert_eq!(got.keys(), DATASET_KEYS);
+    assert_eq!(got.field("UUID"), mnist);
+    let got = server.ctl(&["dataset", "get", "-j", &csv_uuid]).ok().json();
+    assert_eq!(got["name"], "csv_dataset");
+    let (headers, rows) = server.ctl(&["dataset", "list"]).ok().list();
+    assert_eq!(headers, RESOURCE_HEADERS);
+    assert_eq!(rows.len(), 4);
+    let list = server.ctl(&["dataset", "list", "-j"]).ok().json();
+    assert_eq!(list["header"][5], "name");
+    let names: Vec<&str> = list["body"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[5].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"second_dataset"), "{names:?}");
+
+    // Errors: unknown, malformed, bad files (server-side and local).
+    server
+        .ctl(&["dataset", "get", UNKNOWN_UUID])
+        .fails_with_status(404);
+    server
+        .ctl(&["dataset", "get", "fail_dataset"])
+        .fails_with_status(400);
+    server
+        .ctl(&["dataset", "check", "-r", UNKNOWN_UUID, &mnist])
+        .fails_with_status(404);
+    let swapped = server
+        .ctl(&[
+            "dataset", "create", "mnist", "-i", &labels, "-l", &images, "swapped",
+        ])
+        .fails_with_status(400);
+    assert!(
+        swapped.stderr.contains("magic") || swapped.stderr.contains("label"),
+        "{}",
+        swapped.stderr
+    );
+    let bad_csv = path_str(&server.write("bad.csv", "a,b\n1,x\n"));
+    server
+        .ctl(&["dataset", "create", "csv", "-i", &bad_csv, "bad_csv"])
+        .fails_with_status(400);
+    let missing = path_str(&server.dir.path().join("missing-images"));
+    let run = server
+        .ctl(&[
+            "dataset", "create", "mnist", "-i", &missing, "-l", &labels, "missing",
+        ])
+        .fails();
+    assert!(
+        run.stderr.starts_with("error: cannot read the input file")
+            && run.stderr.contains("missing-images"),
+        "{}",
+        run.stderr
+    );
+    let run = server
+        .ctl(&[
+            "dataset",
+            "create",
+            "csv",
+            "-i",
+            &path_str(server.dir.path()),
+            "dir",
+        ])
+        .fails();
+    assert!(run.stderr.contains("is a directory"), "{}", run.stderr);
+    let (_, rows) = server.ctl(&["dataset", "list"]).ok().list();
+    assert_eq!(rows.len(), 4, "failed uploads must leave nothing behind");
+
+    for uuid in [&mnist, &second, &csv_uuid, &csv_second] {
+        let deleted = server.ctl(&["dataset", "delete", uuid]).ok();
+        assert_eq!(
+            deleted.stdout,
+            format!("successfully deleted dataset '{uuid}'\n")
+        );
+    }
+    server
+        .ctl(&["dataset", "delete", &mnist])
+        .fails_with_status(404);
+    let (_, rows) = server.ctl(&["dataset", "list"]).ok().list();
+    assert!(rows.is_empty());
+}
+
+#[test]
+fn environment_usage_and_local_errors() {
+    let server = Server::start();
+    let full = [
+        ("HANAMI_ADDRESS", server.url.as_str()),
+        ("HANAMI_USER", "asdf"),
+        ("HANAMI_PW", "asdfasdf"),
+    ];
+    ctl_env(&full, &["host", "list"]).ok();
+    for missing in ["HANAMI_ADDRESS", "HANAMI_USER", "HANAMI_PW"] {
+        let env: Vec<(&str, &str)> = full
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != missing)
+            .collect();
+        let run = ctl_env(&env, &["host", "list"]).fails();
+        assert!(
+            run.stderr
+                .starts_with(&format!("error: {missing} is not set")),
+            "{}",
+            run.stderr
+        );
+        // Empty counts as unset.
+        let mut env = env.clone();
+        env.push((missing, ""));
+        let run = ctl_env(&env, &["host", "list"]).fails();
+        assert!(
+            run.stderr.contains(&format!("{missing} is not set")),
+            "{}",
+            run.stderr
+        );
+    }
+    let run = ctl_env(&[], &["project", "list"]).fails();
+    assert!(
+        run.stderr.contains("HANAMI_USER is not set"),
+        "{}",
+        run.stderr
+    );
+
+    let with_address = |address: &str| {
+        [
+            ("HANAMI_ADDRESS", address.to_owned()),
+            ("HANAMI_USER", "asdf".to_owned()),
+            ("HANAMI_PW", "asdfasdf".to_owned()),
+        ]
+    };
+    let run_at = |address: &str, args: &[&str]| {
+        let env = with_address(address);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        ctl_env(&env, args)
+    };
+    let run = run_at("127.0.0.1:11418", &["host", "list"]).fails();
+    assert!(
+        run.stderr.contains("must start with http://"),
+        "{}",
+        run.stderr
+    );
+    // A trailing slash is fine.
+    run_at(&format!("{}/", server.url), &["host", "list"]).ok();
+    // Nothing listens on port 1.
+    let run = run_at("http://127.0.0.1:1", &["host", "list"]).fails();
+    assert!(
+        run.stderr
+            .starts_with("error: cannot reach http://127.0.0.1:1"),
+        "{}",
+        run.stderr
+    );
+
+    // Local input is checked before anything goes over the network.
+    for (args, expected) in [
+        (
+            &[
+                "task", "create", "train", "-i", "picture", "-o", "label:x", "-c", "c", "t",
+            ][..],
+            "malformed value 'picture' for -i/--input",
+        ),
+        (
+            &[
+                "task",
+                "create",
+                "train",
+                "-i",
+                "p:a",
+                "-o",
+                "label:x:y",
+                "-c",
+                "c",
+                "t",
+            ],
+            "malformed value 'label:x:y' for -o/--output",
+        ),
+        (
+            &[
+                "task", "create", "request", "-i", "p:a,p:b", "-r", "label:x", "-c", "c", "t",
+            ],
+            "hexagon 'p' is given twice",
+        ),
+        (
+            &[
+                "task", "create", "request", "-i", "p:a", "-r", "label:", "-c", "c", "t",
+            ],
+            "malformed value 'label:' for -r/--result",
+        ),
+        (
+            &[
+                "task", "create", "request", "-i", "p:a", "-r", "a:x,b:y", "-c", "c", "t",
+            ],
+            "exactly one -r/--result",
+        ),
+        (
+            &["cluster", "create", "-t", "/nonexistent/template", "c"],
+            "cannot read the template file '/nonexistent/template'",
+        ),
+        (
+            &["dataset", "create", "csv", "-i", "/nonexistent.csv", "d"],
+            "cannot read the input file '/nonexistent.csv'",
+        ),
+        (
+            &[
+                "dataset",
+                "create",
+                "mnist",
+                "-i",
+                "/nonexistent",
+                "-l",
+                "/x",
+                "d",
+            ],
+            "cannot read the input file '/nonexistent'",
+        ),
+        (
+            &["--ca-cert", "/nonexistent.pem", "host", "list"],
+            "cannot read the CA certificate '/nonexistent.pem'",
+        ),
+    ] {
+        let run = run_at("http://127.0.0.1:1", args).fails();
+        assert!(
+            run.stderr.starts_with("error: ") && run.stderr.contains(expected),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+
+    // Server-side task validation arrives as status lines.
+    let cluster = server
+        .ctl(&[
+            "cluster",
+            "create",
+            "-j",
+            "-t",
+            &server.template(),
+            "c_cluster",
+        ])
+        .ok()
+        .json()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server
+        .ctl(&[
+            "task",
+            "create",
+            "train",
+            "-i",
+            &format!("picture:{UNKNOWN_UUID}"),
+            "-o",
+            &format!("label:{UNKNOWN_UUID}"),
+            "-c",
+            &cluster,
+            "cli_train_test_task",
+        ])
+        .fails_with_status(404);
+    server
+        .ctl(&[
+            "task",
+            "create",
+            "request",
+            "-i",
+            "picture:not-a-uuid",
+            "-r",
+            "label:out",
+            "-c",
+            &cluster,
+            "cli_request_task",
+        ])
+        .fails_with_status(400);
+
+    // Usage: help exits 0 on stdout, usage errors exit 1 on stderr.
+    for args in [
+        &[][..],
+        &["--help"],
+        &["task"],
+        &["task", "create"],
+        &["user", "project"],
+    ] {
+        let run = ctl_env(&[], args).ok();
+        assert!(
+            run.stdout.contains("Usage: hanamictl"),
+            "{args:?}: {}",
+            run.stdout
+        );
+    }
+    let version = ctl_env(&[], &["--version"]).ok();
+    assert!(
+        version.stdout.starts_with("hanamictl "),
+        "{}",
+        version.stdout
+    );
+    for (args, expected) in [
+        (&["frobnicate"][..], "unrecognized subcommand 'frobnicate'"),
+        (&["project", "create", "p_id"], "--name <NAME>"),
+        (&["project", "get"], "<PROJECT_ID>"),
+        (
+            &["project", "get", "a_id", "b_id"],
+            "unexpected argument 'b_id'",
+        ),
+        (
+            &["task", "create", "train", "-r", "x:y", "n"],
+            "unexpected argument '-r'",
+        ),
+        (&["dataset", "check", "uuid"], "--reference"),
+        (
+            &["host", "list", "--bogus"],
+            "unexpected argument '--bogus'",
+        ),
+    ] {
+        let run = ctl_env(&[], args).fails();
+        assert!(run.stderr.contains(expected), "{args:?}: {}", run.stderr);
+    }
+    // List commands accept and ignore extra words, as the original.
+    run_at(&server.url, &["host", "list", "extra", "words"]).ok();
+
+    // Shell completion needs no server.
+    for (shell, marker) in [
+        ("bash", "_hanamictl()"),
+        ("zsh", "#compdef hanamictl"),
+        ("fish", "complete -c hanamictl"),
+    ] {
+        let run = ctl_env(&[], &["completion", shell]).ok();
+        assert!(run.stdout.contains(marker), "{shell}");
+        assert!(run.stdout.contains("dataset"), "{shell}");
+    }
+    ctl_env(&[], &["completion", "tcsh"]).fails();
+}

@@ -1,0 +1,449 @@
+//! Test support: the real `hanami` server on a free loopback port with a temporary data
+//! directory, the `hanamictl` binary run against it, parsers for its tables, and generated
+//! MNIST-like data.
+//!
+//! The server binary is not a target of this crate: it is `$HANAMI_BIN` if set, otherwise
+//! `hanami` next to the `hanamictl` binary, built once per test binary with
+//! `cargo build -p hanami-server --bin hanami` (a no-op when it is fresh).
+#![allow(dead_code)] // each test file uses a different part of this module
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{OnceLock, mpsc};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The admin every test server starts with.
+pub const ADMIN: &str = "asdf";
+/// Its password.
+pub const ADMIN_PW: &str = "asdfasdf";
+
+/// The template of the documentation: 784 inputs `picture`, 10 outputs `label`.
+pub const SEED_TEMPLATE: &str = "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\n    \
+    refractory_time: 1\n    max_connection_distance: 1\n    enable_reduction: false\nhexagons:\n    \
+    1,1,1\n    2,1,1\n    3,1,1\n\ninputs:\n    picture:\n        target: 1,1,1\n        \
+    number_of_inputs: 784\n\noutputs:\n    label:\n        target: 3,1,1\n        \
+    number_of_outputs: 10\n";
+
+/// The environment variables the CLI reads; removed from every child unless set on purpose.
+const CLI_ENV: &[&str] = &[
+    "HANAMI_ADDRESS",
+    "HANAMI_USER",
+    "HANAMI_PW",
+    "HANAMI_PROJECT",
+    "HANAMI_INSECURE",
+    "HANAMI_CA_CERT",
+];
+
+/// Path of the CLI under test.
+pub fn hanamictl() -> &'static str {
+    env!("CARGO_BIN_EXE_hanamictl")
+}
+
+/// Path of the server binary (built on first use).
+pub fn server_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("HANAMI_BIN") {
+            return PathBuf::from(bin);
+        }
+        let profile_dir = Path::new(hanamictl()).parent().expect("binary directory");
+        let target_dir = profile_dir.parent().expect("target directory");
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let bin = profile_dir.join(format!("hanami{}", std::env::consts::EXE_SUFFIX));
+        if !stale(&bin, &workspace) {
+            return bin;
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .current_dir(&workspace)
+            .args(["build", "-p", "hanami-server", "--bin", "hanami"])
+            .env("CARGO_TARGET_DIR", target_dir);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build for the server");
+        assert!(status.success(), "building the hanami server failed");
+        assert!(bin.exists(), "{} is missing", bin.display());
+        bin
+    })
+}
+
+/// Whether the server binary is missing or older than a source file of the workspace (any
+/// crate but this one, and the root manifest and lock file). `cargo test --workspace` has
+/// always just built it; a plain `cargo test -p hanamictl` may find it missing or old.
+fn stale(bin: &Path, workspace: &Path) -> bool {
+    fn newer(path: &Path, than: std::time::SystemTime) -> bool {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return false;
+        };
+        if meta.is_dir() {
+            if path
+                .file_name()
+                .is_some_and(|n| n == "hanamictl" || n == "target")
+            {
+                return false;
+            }
+            let Ok(entries) = std::fs::read_dir(path) else {
+                return false;
+            };
+            entries.flatten().any(|e| newer(&e.path(), than))
+        } else {
+            meta.modified().is_ok_and(|m| m > than)
+        }
+    }
+    let Ok(built) = std::fs::metadata(bin).and_then(|m| m.modified()) else {
+        return true;
+    };
+    ["crates", "Cargo.toml", "Cargo.lock"]
+        .iter()
+        .any(|p| newer(&workspace.join(p), built))
+}
+
+/// A running server process.
+pub struct Server {
+    child: Child,
+    /// Base address, e.g. `http://127.0.0.1:40123`.
+    pub url: String,
+    /// Temporary directory: data directory and files made by the test.
+    pub dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// A server with default settings and the test admin.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A server with extra command-line arguments.
+    pub fn start_with(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(server_binary())
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(args)
+            .env("HANAMI_ADMIN_USER_ID", ADMIN)
+            .env("HANAMI_ADMIN_USER_NAME", ADMIN)
+            .env("HANAMI_ADMIN_PASSWORD", ADMIN_PW)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hanami");
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let _ = tx.send(lines.next().and_then(Result::ok));
+            for _ in lines {}
+        });
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[hanami] {line}");
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Some(url)) => Server { child, url, dir },
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the server did not start");
+            }
+        }
+    }
+
+    /// Runs `hanamictl` as the admin.
+    pub fn ctl(&self, args: &[&str]) -> Run {
+        self.ctl_as(ADMIN, ADMIN_PW, args)
+    }
+
+    /// Runs `hanamictl` as a given user.
+    pub fn ctl_as(&self, user: &str, password: &str, args: &[&str]) -> Run {
+        ctl_env(
+            &[
+                ("HANAMI_ADDRESS", &self.url),
+                ("HANAMI_USER", user),
+                ("HANAMI_PW", password),
+            ],
+            args,
+        )
+    }
+
+    /// A file in the test's temporary directory.
+    pub fn write(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    /// The seed template as a file.
+    pub fn template(&self) -> String {
+        path_str(&self.write("cluster_template", SEED_TEMPLATE))
+    }
+
+    /// Polls `task get -j` until the task is `finished`; panics on `aborted` or timeout.
+    pub fn wait_finished(&self, cluster: &str, task: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let task_json = self
+                .ctl(&["task", "get", "-j", "-c", cluster, task])
+                .ok()
+                .json();
+            match task_json["state"].as_str() {
+                Some("finished") => return task_json,
+                Some("queued" | "active") => {}
+                other => panic!("task {task} ended {other:?}: {task_json}"),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "task {task} did not finish: {task_json}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A path as `&str`-able text.
+pub fn path_str(path: &Path) -> String {
+    path.to_str().expect("UTF-8 temp path").to_owned()
+}
+
+/// Prepares a `hanamictl` command with exactly the given CLI environment.
+pub fn command(env: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut command = Command::new(hanamictl());
+    for name in CLI_ENV {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied()).args(args);
+    command
+}
+
+/// Runs `hanamictl` with exactly the given CLI environment and no standard input.
+pub fn ctl_env(env: &[(&str, &str)], args: &[&str]) -> Run {
+    let output = command(env, args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hanamictl");
+    Run {
+        args: args.iter().map(|a| (*a).to_owned()).collect(),
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(output.stdout).expect("UTF-8 stdout"),
+        stderr: String::from_utf8(output.stderr).expect("UTF-8 stderr"),
+    }
+}
+
+/// The result of one `hanamictl` run.
+#[derive(Debug)]
+pub struct Run {
+    /// The arguments (for messages).
+    pub args: Vec<String>,
+    /// Exit status.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts exit status 0.
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "hanamictl {:?} failed:\nstdout: {}\nstderr: {}",
+            self.args, self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Asserts exit status 1 and nothing on standard output.
+    #[track_caller]
+    pub fn fails(self) -> Self {
+        assert_eq!(
+            self.code, 1,
+            "hanamictl {:?} should fail:\nstdout: {}\nstderr: {}",
+            self.args, self.stdout, self.stderr
+        );
+        assert_eq!(
+            self.stdout, "",
+            "hanamictl {:?}: output on failure",
+            self.args
+        );
+        self
+    }
+
+    /// Asserts a failure with an HTTP status line `status <code>: err ...` on stderr.
+    #[track_caller]
+    pub fn fails_with_status(self, code: u16) -> Self {
+        let run = self.fails();
+        let prefix = format!("status {code}: err ");
+        assert!(
+            run.stderr.starts_with(&prefix) && run.stderr.ends_with('\n'),
+            "hanamictl {:?}: expected '{prefix}...', got {:?}",
+            run.args,
+            run.stderr
+        );
+        run
+    }
+
+    /// Standard output as JSON.
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+
+    /// Standard output as a key/value table; checks its borders.
+    #[track_caller]
+    pub fn single(&self) -> Vec<(String, String)> {
+        let lines = table_lines(&self.stdout);
+        assert!(lines.len() >= 3, "not a table: {}", self.stdout);
+        assert_eq!(lines[0], lines[lines.len() - 1], "{}", self.stdout);
+        lines[1..lines.len() - 1]
+            .iter()
+            .map(|line| {
+                let cells = cells(line);
+                assert_eq!(cells.len(), 2, "not a key/value row: {line}");
+                (cells[0].clone(), cells[1].clone())
+            })
+            .collect()
+    }
+
+    /// The value of a row of a key/value table.
+    #[track_caller]
+    pub fn field(&self, key: &str) -> String {
+        self.single()
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .unwrap_or_else(|| panic!("no row {key}: {}", self.stdout))
+            .1
+    }
+
+    /// The row names of a key/value table.
+    #[track_caller]
+    pub fn keys(&self) -> Vec<String> {
+        self.single().into_iter().map(|(k, _)| k).collect()
+    }
+
+    /// Standard output as a list table: headers and rows; checks its borders.
+    #[track_caller]
+    pub fn list(&self) -> (Vec<String>, Vec<Vec<String>>) {
+        let lines = table_lines(&self.stdout);
+        assert!(lines.len() >= 4, "not a list table: {}", self.stdout);
+        let border = lines[0];
+        assert_eq!(lines[2], border, "{}", self.stdout);
+        assert_eq!(lines[lines.len() - 1], border, "{}", self.stdout);
+        let headers = cells(lines[1]);
+        let rows: Vec<Vec<String>> = lines[3..lines.len() - 1].iter().map(|l| cells(l)).collect();
+        for row in &rows {
+            assert_eq!(row.len(), headers.len(), "{}", self.stdout);
+        }
+        (headers, rows)
+    }
+}
+
+/// The lines of a bordered table; all have the same width and the borders are `+--+`.
+#[track_caller]
+fn table_lines(text: &str) -> Vec<&str> {
+    assert!(text.ends_with('\n'), "no final newline: {text:?}");
+    let lines: Vec<&str> = text.lines().collect();
+    let width = lines[0].chars().count();
+    for line in &lines {
+        assert_eq!(line.chars().count(), width, "ragged table:\n{text}");
+        let border = line.starts_with('+') && line.chars().all(|c| c == '+' || c == '-');
+        let row = line.starts_with("| ") && line.ends_with(" |");
+        assert!(border || row, "not a table line: {line:?}\n{text}");
+    }
+    lines
+}
+
+fn cells(line: &str) -> Vec<String> {
+    line.trim_start_matches('|')
+        .trim_end_matches('|')
+        .split(" | ")
+        .map(|c| c.trim().to_owned())
+        .collect()
+}
+
+/// A learnable MNIST-like IDX pair: image `i` has label `i % 10` and lights two rows of
+/// pixels that belong to its class, plus a few noise pixels.
+pub fn pattern_mnist(dir: &Path, name: &str, count: u32) -> (String, String) {
+    let mut images = Vec::with_capacity(16 + count as usize * 784);
+    for n in [0x0803u32, count, 28, 28] {
+        images.extend_from_slice(&n.to_be_bytes());
+    }
+    let mut labels = Vec::with_capacity(8 + count as usize);
+    labels.extend_from_slice(&0x0801u32.to_be_bytes());
+    labels.extend_from_slice(&count.to_be_bytes());
+    let mut noise = 12345u32 ^ count;
+    for i in 0..count {
+        let class = (i % 10) as usize;
+        let mut image = [0u8; 784];
+        for row in [class * 2 + 4, class * 2 + 5] {
+            for col in 4..24 {
+                image[row * 28 + col] = 200;
+            }
+        }
+        for _ in 0..10 {
+            noise = noise.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            image[(noise >> 8) as usize % 784] = 120;
+        }
+        images.extend_from_slice(&image);
+        labels.push(class as u8);
+    }
+    let image_path = dir.join(format!("{name}-images-idx3-ubyte"));
+    let label_path = dir.join(format!("{name}-labels-idx1-ubyte"));
+    std::fs::write(&image_path, images).unwrap();
+    std::fs::write(&label_path, labels).unwrap();
+    (path_str(&image_path), path_str(&label_path))
+}
+
+/// Column headers of the resource lists (datasets, clusters, checkpoints).
+pub const RESOURCE_HEADERS: &[&str] = &[
+    "UUID",
+    "NAME",
+    "VISIBILITY",
+    "OWNER ID",
+    "PROJECT ID",
+    "CREATED AT",
+];
+/// Row names of a cluster or checkpoint.
+pub const RESOURCE_KEYS: &[&str] = RESOURCE_HEADERS;
+/// Row names of a task.
+pub const TASK_KEYS: &[&str] = &[
+    "UUID",
+    "STATE",
+    "CURRENT CYCLE",
+    "TOTAL NUMBER OF CYCLES",
+    "QUEUE TIMESTAMP",
+    "START TIMESTAMP",
+    "END TIMESTAMP",
+];
+/// Row names of a dataset.
+pub const DATASET_KEYS: &[&str] = &[
+    "UUID",
+    "NAME",
+    "VERSION",
+    "NUMBER OF COLUMNS",
+    "NUMBER OF ROWS",
+    "DESCRIPTION",
+    "VISIBILITY",
+    "OWNER ID",
+    "PROJECT ID",
+    "CREATED AT",
+];

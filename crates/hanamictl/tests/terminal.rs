@@ -1,0 +1,246 @@
+//! Behaviour at a terminal, through a pseudo-terminal: the hidden password prompt of
+//! `user create` without `-p`, and the upload progress line on standard error.
+#![cfg(unix)]
+
+mod common;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{Server, command, ctl_env, path_str, pattern_mnist};
+
+/// A pseudo-terminal whose slave side is the child's standard input and standard error;
+/// standard output stays a pipe, so tables and prompts can be told apart.
+struct Terminal {
+    master: File,
+    seen: mpsc::Receiver<Vec<u8>>,
+    screen: String,
+    child: Child,
+}
+
+impl Terminal {
+    fn spawn(server: &Server, args: &[&str]) -> Terminal {
+        let (mut master_fd, mut slave_fd) = (0, 0);
+        // SAFETY: both pointers are valid for writes; the optional arguments are null.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master_fd,
+                &mut slave_fd,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: openpty returned two fresh descriptors that nothing else owns.
+        let (master, slave) = unsafe {
+            (
+                OwnedFd::from_raw_fd(master_fd),
+                OwnedFd::from_raw_fd(slave_fd),
+            )
+        };
+        let mut cmd = command(
+            &[
+                ("HANAMI_ADDRESS", &server.url),
+                ("HANAMI_USER", "asdf"),
+                ("HANAMI_PW", "asdfasdf"),
+            ],
+            args,
+        );
+        cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave))
+            .stdout(Stdio::piped());
+        let child = cmd.spawn().expect("spawn hanamictl");
+        drop(cmd); // closes the parent's copies of the slave side
+        let master = File::from(master);
+        let mut reader = master.try_clone().unwrap();
+        let (tx, seen) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // Ends with EIO once the child has exited and the slave side is closed.
+            while let Ok(n @ 1..) = reader.read(&mut buf) {
+                if tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Terminal {
+            master,
+            seen,
+            screen: String::new(),
+            child,
+        }
+    }
+
+    /// Waits until the terminal shows `text` (after everything matched before).
+    fn expect(&mut self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.screen.contains(text) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.seen.recv_timeout(left) {
+                Ok(bytes) => self.screen.push_str(&String::from_utf8_lossy(&bytes)),
+                Err(_) => panic!("terminal never showed {text:?}; it shows {:?}", self.screen),
+            }
+        }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        self.master
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap();
+    }
+
+    /// Waits for the exit; returns the status, standard output and the whole screen.
+    fn finish(mut self) -> (i32, String, String) {
+        let mut stdout = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        while let Ok(bytes) = self.seen.recv_timeout(Duration::from_secs(2)) {
+            self.screen.push_str(&String::from_utf8_lossy(&bytes));
+        }
+        (status.code().unwrap_or(-1), stdout, self.screen)
+    }
+}
+
+#[test]
+fn user_create_prompts_twice_without_echo() {
+    let server = Server::start();
+    let mut term = Terminal::spawn(
+        &server,
+        &[
+            "user",
+            "create",
+            "--is_admin",
+            "-n",
+            "prompted user",
+            "prompted_user",
+        ],
+    );
+    term.expect("Enter Password: ");
+    term.type_line("secret-password-1");
+    term.expect("Enter Password again: ");
+    term.type_line("secret-password-1");
+    let (code, stdout, screen) = term.finish();
+    assert_eq!(code, 0, "stdout: {stdout}\nscreen: {screen}");
+    assert!(
+        !screen.contains("secret-password-1"),
+        "the password was echoed: {screen:?}"
+    );
+    assert!(!screen.contains("error"), "{screen:?}");
+    assert!(stdout.contains("| ID         | prompted_user"), "{stdout}");
+    // The password was set: the new (admin) user can log in with it, and only with it.
+    server
+        .ctl_as(
+            "prompted_user",
+            "secret-password-1",
+            &["user", "get", "prompted_user"],
+        )
+        .ok();
+    server
+        .ctl_as(
+            "prompted_user",
+            "secret-password-2",
+            &["user", "get", "prompted_user"],
+        )
+        .fails_with_status(401);
+}
+
+#[test]
+fn a_password_mismatch_is_refused() {
+    let server = Server::start();
+    let mut term = Terminal::spawn(
+        &server,
+        &["user", "create", "-n", "prompted user", "prompted_user"],
+    );
+    term.expect("Enter Password: ");
+    term.type_line("secret-password-1");
+    term.expect("Enter Password again: ");
+    term.type_line("secret-password-2");
+    let (code, stdout, screen) = term.finish();
+    assert_eq!(code, 1, "{screen}");
+    assert_eq!(stdout, "");
+    assert!(
+        screen.contains("error: Mismatch between the two entered passwords"),
+        "{screen:?}"
+    );
+    server
+        .ctl(&["user", "get", "prompted_user"])
+        .fails_with_status(404);
+}
+
+#[test]
+fn without_a_terminal_and_without_p_user_create_fails() {
+    let server = Server::start();
+    let run = ctl_env(
+        &[
+            ("HANAMI_ADDRESS", &server.url),
+            ("HANAMI_USER", "asdf"),
+            ("HANAMI_PW", "asdfasdf"),
+        ],
+        &["user", "create", "-n", "prompted user", "prompted_user"],
+    )
+    .fails();
+    assert!(
+        run.stderr.contains("not a terminal") && run.stderr.contains("-p/--password"),
+        "{}",
+        run.stderr
+    );
+    server
+        .ctl(&["user", "get", "prompted_user"])
+        .fails_with_status(404);
+}
+
+#[test]
+fn uploads_show_progress_on_a_terminal_but_not_with_json() {
+    let server = Server::start();
+    let (images, labels) = pattern_mnist(server.dir.path(), "progress", 400);
+    let term = Terminal::spawn(
+        &server,
+        &[
+            "dataset",
+            "create",
+            "mnist",
+            "-i",
+            &images,
+            "-l",
+            &labels,
+            "progress_dataset",
+        ],
+    );
+    let (code, stdout, screen) = term.finish();
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("uploading progress_dataset:"), "{screen:?}");
+    assert!(screen.contains("100.0 %"), "{screen:?}");
+    assert!(
+        stdout.contains("| NAME              | progress_dataset"),
+        "{stdout}"
+    );
+
+    let csv = server.write("p.csv", "a,b\n1,2\n");
+    let term = Terminal::spawn(
+        &server,
+        &[
+            "dataset",
+            "create",
+            "csv",
+            "-j",
+            "-i",
+            &path_str(&csv),
+            "quiet_dataset",
+        ],
+    );
+    let (code, stdout, screen) = term.finish();
+    assert_eq!(code, 0, "{screen}");
+    assert_eq!(screen, "", "-j keeps the terminal quiet");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["name"], "quiet_dataset");
+}
