@@ -126,7 +126,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let options = connect_options(cli.insecure, cli.ca_cert.as_deref())?;
             let local = Local::check(&command)?;
             let client = credentials.login(&options).await?;
-            execute(&client, command, local, json).await?
+            let session = Session {
+                client,
+                credentials,
+                options,
+            };
+            execute(&session, command, local, json).await?
         }
     };
     let text = match shown {
@@ -327,12 +332,20 @@ fn as_refs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// A logged-in client and what it takes to log in again.
+struct Session {
+    client: Client,
+    credentials: Credentials,
+    options: ConnectOptions,
+}
+
 async fn execute(
-    client: &Client,
+    session: &Session,
     command: Command,
     local: Local,
     json: bool,
 ) -> Result<Shown, CliError> {
+    let client = &session.client;
     let address = client.address().to_owned();
     let sdk = |e| CliError::sdk(e, &address);
     let progress_allowed = !json && std::io::stderr().is_terminal();
@@ -453,7 +466,7 @@ async fn execute(
             }
             ClusterCmd::Save { name, wait, uuid } => {
                 let saved = client.save_cluster(&uuid, &name).await.map_err(sdk)?;
-                wait_if_asked(client, &uuid, &saved.uuid, &wait, progress_allowed).await?;
+                wait_if_asked(session, &uuid, &saved.uuid, &wait, progress_allowed).await?;
                 single(&saved, SAVE)
             }
             ClusterCmd::Restore {
@@ -465,7 +478,7 @@ async fn execute(
                     .restore_cluster(&uuid, &checkpoint)
                     .await
                     .map_err(sdk)?;
-                wait_if_asked(client, &uuid, &started.uuid, &wait, progress_allowed).await?;
+                wait_if_asked(session, &uuid, &started.uuid, &wait, progress_allowed).await?;
                 single(&started, RESTORE)
             }
             ClusterCmd::SwitchHost { host, uuid } => single(
@@ -504,7 +517,7 @@ async fn execute(
                         (cluster, wait, task)
                     }
                 };
-                match wait_if_asked(client, &cluster, &task.uuid, &wait, progress_allowed).await? {
+                match wait_if_asked(session, &cluster, &task.uuid, &wait, progress_allowed).await? {
                     Some(done) => single(&done, TASK),
                     None => single(&task, TASK),
                 }
@@ -534,9 +547,10 @@ async fn execute(
     })
 }
 
-/// With `--wait`, polls the task until it has ended; an aborted task is an error.
+/// With `--wait`, polls the task until it has ended; an aborted task is an error. A wait
+/// may outlive the token: on a 401 the session logs in again (at most three times in a row).
 async fn wait_if_asked(
-    client: &Client,
+    session: &Session,
     cluster: &str,
     task_uuid: &str,
     wait: &Wait,
@@ -545,15 +559,26 @@ async fn wait_if_asked(
     if !wait.wait {
         return Ok(None);
     }
-    let address = client.address();
+    let address = session.client.address();
     let deadline = Instant::now() + Duration::from_secs(wait.timeout);
     let mut pause = Duration::from_millis(50);
     let mut progress = Progress::new(&format!("task {task_uuid}"), show_progress);
+    let mut client = session.client.clone();
+    let mut logins_left = 3;
     loop {
-        let task = client
-            .task(cluster, task_uuid)
-            .await
-            .map_err(|e| CliError::sdk(e, address))?;
+        let task = match client.task(cluster, task_uuid).await {
+            Ok(task) => task,
+            Err(hanami_sdk::Error::Unauthorized(_)) if logins_left > 0 => {
+                logins_left -= 1;
+                client = session.credentials.login(&session.options).await?;
+                continue;
+            }
+            Err(e) => {
+                progress.finish();
+                return Err(CliError::sdk(e, address));
+            }
+        };
+        logins_left = 3;
         progress.cycles(&task.state, task.current_cycle, task.total_number_of_cycles);
         match task.state.as_str() {
             "finished" => {

@@ -921,3 +921,134 @@ fn environment_usage_and_local_errors() {
     }
     ctl_env(&[], &["completion", "tcsh"]).fails();
 }
+
+#[test]
+fn task_create_tables_and_waiting() {
+    // Tokens live one second, so waiting for queued work needs fresh logins.
+    let server = Server::start_with(&["--token-expiry", "1"]);
+    let (images, labels) = pattern_mnist(server.dir.path(), "wait", 2000);
+    let dataset = server
+        .ctl(&[
+            "dataset",
+            "create",
+            "mnist",
+            "-j",
+            "-i",
+            &images,
+            "-l",
+            &labels,
+            "wait_data",
+        ])
+        .ok()
+        .json()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cluster = server
+        .ctl(&[
+            "cluster",
+            "create",
+            "-j",
+            "-t",
+            &server.template(),
+            "wait_cluster",
+        ])
+        .ok()
+        .json()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let picture = format!("picture:{dataset}");
+    let label = format!("label:{dataset}");
+    // Without --wait the table comes at once.
+    let queued = server
+        .ctl(&[
+            "task", "create", "train", "-i", &picture, "-o", &label, "-c", &cluster, "first",
+        ])
+        .ok();
+    assert_eq!(queued.keys(), TASK_KEYS);
+    assert_eq!(queued.field("TOTAL NUMBER OF CYCLES"), "2000");
+    server
+        .ctl(&[
+            "task", "create", "train", "-i", &picture, "-o", &label, "-c", &cluster, "second",
+        ])
+        .ok();
+    let done = server
+        .ctl(&[
+            "task",
+            "create",
+            "train",
+            "--wait",
+            "--input",
+            &picture,
+            "--output",
+            &label,
+            "--cluster",
+            &cluster,
+            "third",
+        ])
+        .ok();
+    assert_eq!(done.field("STATE"), "finished");
+    assert_eq!(done.field("CURRENT CYCLE"), "2000");
+    assert_ne!(done.field("END TIMESTAMP"), "-");
+    let (_, rows) = server.ctl(&["task", "list", "-c", &cluster]).ok().list();
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r[1] == "finished"), "{rows:?}");
+
+    let request = server
+        .ctl(&[
+            "task",
+            "create",
+            "request",
+            "-j",
+            "--wait",
+            "-i",
+            &picture,
+            "--result",
+            "label:wait_result",
+            "-c",
+            &cluster,
+            "request",
+        ])
+        .ok()
+        .json();
+    assert_eq!(request["state"], "finished");
+    let result = request["uuid"].as_str().unwrap();
+    let check = server
+        .ctl(&["dataset", "check", "-r", &dataset, result])
+        .ok();
+    let accuracy: f64 = check.field("ACCURACY").parse().unwrap();
+    assert!((0.0..=100.0).contains(&accuracy), "{accuracy}");
+    assert_eq!(
+        server.ctl(&["dataset", "get", "-j", result]).ok().json()["name"],
+        "wait_result"
+    );
+    // Waiting gives up after --timeout.
+    server
+        .ctl(&[
+            "task", "create", "train", "-i", &picture, "-o", &label, "-c", &cluster, "slow",
+        ])
+        .ok();
+    let run = server
+        .ctl(&[
+            "task",
+            "create",
+            "train",
+            "--wait",
+            "--timeout",
+            "0",
+            "-i",
+            &picture,
+            "-o",
+            &label,
+            "-c",
+            &cluster,
+            "impatient",
+        ])
+        .fails();
+    assert!(
+        run.stderr.starts_with("error: task '") && run.stderr.contains("after 0 s"),
+        "{}",
+        run.stderr
+    );
+}

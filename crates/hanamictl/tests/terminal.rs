@@ -225,6 +225,37 @@ fn uploads_show_progress_on_a_terminal_but_not_with_json() {
         "{stdout}"
     );
 
+    // `--wait` shows the task's progress on the terminal too.
+    let cluster = server
+        .ctl(&[
+            "cluster",
+            "create",
+            "-j",
+            "-t",
+            &server.template(),
+            "progress_cluster",
+        ])
+        .ok()
+        .json()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let term = Terminal::spawn(
+        &server,
+        &[
+            "cluster",
+            "save",
+            "--wait",
+            "-n",
+            "progress_checkpoint",
+            &cluster,
+        ],
+    );
+    let (code, stdout, screen) = term.finish();
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains(": finished, cycle 1 of 1"), "{screen:?}");
+    assert!(stdout.contains("| NAME | progress_checkpoint"), "{stdout}");
+
     let csv = server.write("p.csv", "a,b\n1,2\n");
     let term = Terminal::spawn(
         &server,
