@@ -1,0 +1,80 @@
+"""Internal websocket helpers: address, TLS settings and the session start message."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from typing import Any, Dict, Optional, Union
+from urllib.parse import urlsplit
+
+from .hanami_exceptions import (
+    ConflictException,
+    HanamiException,
+    NotFoundException,
+    UnauthorizedException,
+)
+
+#: Largest websocket message accepted from the server.
+MAX_MESSAGE_BYTES = 16 << 20
+#: Seconds allowed for opening a websocket (TCP, TLS and upgrade).
+OPEN_TIMEOUT = 30.0
+
+TARGET_FILE_UPLOAD = "file_upload"
+TARGET_CLUSTER = "cluster"
+
+
+def websocket_url(address: str) -> str:
+    """``ws://host:port/`` for ``http`` addresses and ``wss://host:port/`` for ``https``.
+
+    As in the original SDK, any path in the address is dropped: the server accepts websocket
+    upgrades on its root.
+    """
+    parts = urlsplit(address.strip())
+    scheme = "wss" if parts.scheme.lower() == "https" else "ws"
+    if not parts.netloc:
+        raise ValueError(f"not an http(s) address: {address!r}")
+    return f"{scheme}://{parts.netloc}/"
+
+
+def ssl_context(address: str, verify: bool) -> Optional[ssl.SSLContext]:
+    """The TLS context for ``wss`` (``None`` for plain ``ws``); ``verify=False`` accepts any
+    certificate, like ``requests`` with ``verify=False``."""
+    if not address.strip().lower().startswith("https"):
+        return None
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def init_message(token: str, target: str, uuid: str) -> str:
+    """The JSON text that starts a session."""
+    return json.dumps({"token": token, "target": target, "uuid": uuid})
+
+
+def parse_init_reply(reply: Union[str, bytes]) -> Dict[str, Any]:
+    """Parses the server's JSON answer to the start message."""
+    try:
+        parsed = json.loads(reply)
+    except ValueError as e:
+        raise HanamiException(f"invalid websocket session reply: {reply!r}") from e
+    if not isinstance(parsed, dict):
+        raise HanamiException(f"invalid websocket session reply: {reply!r}")
+    return parsed
+
+
+def session_error(reply: Dict[str, Any]) -> HanamiException:
+    """The exception for a refused session start (``{"success": false, "error": ...}``).
+
+    Like the REST answers: an invalid token is :class:`UnauthorizedException`, an unknown
+    target :class:`NotFoundException`, anything else (e.g. a cluster not in DIRECT mode)
+    :class:`ConflictException`.
+    """
+    error = str(reply.get("error") or "websocket session refused")
+    lowered = error.lower()
+    if "token" in lowered:
+        return UnauthorizedException(error)
+    if "not found" in lowered:
+        return NotFoundException(error)
+    return ConflictException(error)

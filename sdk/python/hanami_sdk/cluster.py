@@ -1,0 +1,146 @@
+"""Clusters: create, inspect, delete, checkpoints, host placement and direct-IO mode."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Union
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from . import _websocket, hanami_request
+from .hanami_exceptions import HanamiException
+
+_PATH = "/v1.0alpha/cluster"
+
+
+def create_cluster(token: str, address: str, name: str, template: Union[str, bytes],
+                   verify_connection: bool = True) -> str:
+    """Creates a cluster from a cluster template; returns the cluster object as JSON text
+    (``uuid``, ``name``, ``owner_id``, ``project_id``, ``visibility``, ``created_at``).
+
+    ``template`` is the template text (it is sent base64-encoded). An empty template creates
+    a cluster without network, ready to receive a checkpoint. Raises
+    ``BadRequestException`` for an invalid template or name, ``ConflictException`` if the
+    name is taken.
+    """
+    raw = template.encode("utf-8") if isinstance(template, str) else bytes(template)
+    body = {"name": name, "template": base64.b64encode(raw).decode("ascii")}
+    return hanami_request.send_post_request(token, address, _PATH, body, verify_connection)
+
+
+def save_cluster(token: str, address: str, name: str, cluster_uuid: str,
+                 verify_connection: bool = True) -> str:
+    """Saves the cluster's state as a checkpoint named ``name``.
+
+    Returns JSON text ``{"uuid", "name"}``; ``uuid`` is the save task's uuid and also the
+    uuid of the checkpoint it creates. ``NotFoundException`` for an unknown cluster.
+    """
+    body = {"name": name, "cluster_uuid": cluster_uuid}
+    return hanami_request.send_post_request(token, address, _PATH + "/save", body,
+                                            verify_connection)
+
+
+def restore_cluster(token: str, address: str, checkpoint_uuid: str, cluster_uuid: str,
+                    verify_connection: bool = True) -> str:
+    """Replaces the cluster's network with the state stored in a checkpoint.
+
+    Queues a restore task and returns JSON text ``{"uuid"}`` (the task's uuid).
+    ``NotFoundException`` for an unknown cluster or checkpoint.
+    """
+    body = {"checkpoint_uuid": checkpoint_uuid, "cluster_uuid": cluster_uuid}
+    return hanami_request.send_post_request(token, address, _PATH + "/load", body,
+                                            verify_connection)
+
+
+def get_cluster(token: str, address: str, cluster_uuid: str,
+                verify_connection: bool = True) -> str:
+    """Returns one cluster as JSON text. ``BadRequestException`` for a malformed uuid,
+    ``NotFoundException`` for an unknown one."""
+    return hanami_request.send_get_request(token, address, _PATH, {"uuid": cluster_uuid},
+                                           verify_connection)
+
+
+def list_clusters(token: str, address: str, verify_connection: bool = True) -> str:
+    """Lists the visible clusters as JSON text ``{"header", "body"}``
+    (columns ``created_at, uuid, project_id, owner_id, visibility, name``)."""
+    return hanami_request.send_get_request(token, address, _PATH + "/all", None,
+                                           verify_connection)
+
+
+def delete_cluster(token: str, address: str, cluster_uuid: str,
+                   verify_connection: bool = True) -> str:
+    """Deletes a cluster and its task queue; returns ``{}``. Checkpoints and result
+    datasets stay. ``NotFoundException`` if it does not exist."""
+    return hanami_request.send_delete_request(token, address, _PATH, {"uuid": cluster_uuid},
+                                              verify_connection)
+
+
+def switch_host(token: str, address: str, cluster_uuid: str, host_uuid: str,
+                verify_connection: bool = True) -> str:
+    """Moves the cluster to another logical host (see ``hosts.list_hosts``); returns the
+    cluster object as JSON text. ``NotFoundException`` for an unknown cluster or host."""
+    body = {"cluster_uuid": cluster_uuid, "host_uuid": host_uuid}
+    return hanami_request.send_put_request(token, address, _PATH + "/switch_host", body,
+                                           verify_connection)
+
+
+def _set_mode(token: str, address: str, cluster_uuid: str, new_state: str,
+              verify_connection: bool) -> str:
+    body = {"new_state": new_state, "uuid": cluster_uuid}
+    return hanami_request.send_put_request(token, address, _PATH + "/set_mode", body,
+                                           verify_connection)
+
+
+def switch_to_task_mode(token: str, address: str, cluster_uuid: str,
+                        verify_connection: bool = True) -> str:
+    """Switches a cluster from DIRECT back to TASK mode; queued tasks start again.
+
+    Returns JSON text (``uuid``, ``name``, ``new_state``, ``created_at``).
+    ``ConflictException`` if the cluster is not in DIRECT mode.
+    """
+    return _set_mode(token, address, cluster_uuid, "TASK", verify_connection)
+
+
+async def switch_to_direct_mode(token: str, address: str, cluster_uuid: str,
+                                verify_connection: bool = True) -> ClientConnection:
+    """Switches a cluster to DIRECT mode and opens a direct-IO websocket to it.
+
+    Returns the open connection for :mod:`hanami_sdk.direct_io`; close it with
+    ``await ws.close()`` and call :func:`switch_to_task_mode` afterwards. The connection is
+    not bound to the token's expiry.
+
+    Raises ``ConflictException`` if the cluster is busy with a task or already in DIRECT
+    mode, ``NotFoundException`` for an unknown cluster. If the websocket session is refused
+    (e.g. a cluster without network), the cluster is switched back to TASK mode and the
+    refusal is raised (the original SDK returned ``None`` and left the cluster in DIRECT
+    mode).
+    """
+    await asyncio.to_thread(_set_mode, token, address, cluster_uuid, "DIRECT",
+                            verify_connection)
+    try:
+        ws = await connect(_websocket.websocket_url(address),
+                           ssl=_websocket.ssl_context(address, verify_connection),
+                           compression=None, max_size=_websocket.MAX_MESSAGE_BYTES,
+                           open_timeout=_websocket.OPEN_TIMEOUT)
+        try:
+            await ws.send(_websocket.init_message(token, _websocket.TARGET_CLUSTER,
+                                                  cluster_uuid))
+            reply = _websocket.parse_init_reply(await ws.recv())
+        except websockets.ConnectionClosed as e:
+            raise HanamiException(f"websocket closed during session start: {e}") from e
+        except BaseException:
+            await ws.close()
+            raise
+        if reply.get("success") is not True:
+            await ws.close()
+            raise _websocket.session_error(reply)
+        return ws
+    except BaseException:
+        try:
+            await asyncio.to_thread(_set_mode, token, address, cluster_uuid, "TASK",
+                                    verify_connection)
+        except Exception:
+            pass
+        raise

@@ -1,0 +1,249 @@
+"""Datasets: upload MNIST and CSV files, inspect, delete and check request results."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Callable, Iterable, Optional
+
+import websockets
+from websockets.sync.client import connect
+
+from . import _websocket, hanami_request
+from .hanami_exceptions import BadRequestException, HanamiException
+from .hanami_messages import FileUploadMessage, FileUploadResponseMessage
+
+_PATH = "/v1.0alpha/dataset"
+
+#: Size of one upload chunk (one websocket message).
+CHUNK_SIZE = 128 * 1024
+
+#: ``progress(bytes_sent, bytes_total)``, called after every acknowledged chunk.
+ProgressCallback = Callable[[int, int], None]
+
+
+def list_datasets(token: str, address: str, verify_connection: bool = True) -> str:
+    """Lists the visible datasets as JSON text ``{"header", "body"}``
+    (columns ``created_at, uuid, project_id, owner_id, visibility, name``)."""
+    return hanami_request.send_get_request(token, address, _PATH + "/all", None,
+                                           verify_connection)
+
+
+def get_dataset(token: str, address: str, dataset_uuid: str,
+                verify_connection: bool = True) -> str:
+    """Returns one dataset as JSON text (``uuid``, ``name``, ``version``,
+    ``number_of_rows``, ``number_of_columns``, ``description`` (column groups),
+    ``owner_id``, ``project_id``, ``visibility``, ``created_at``).
+
+    ``BadRequestException`` for a malformed uuid, ``NotFoundException`` for an unknown one.
+    """
+    return hanami_request.send_get_request(token, address, _PATH, {"uuid": dataset_uuid},
+                                           verify_connection)
+
+
+def delete_dataset(token: str, address: str, dataset_uuid: Optional[str] = None,
+                   verify_connection: bool = True, *,
+                   checkpoint_uuid: Optional[str] = None) -> str:
+    """Deletes a dataset; returns ``{}``. ``NotFoundException`` if it does not exist.
+
+    (The original SDK named the third parameter ``checkpoint_uuid``; that keyword is still
+    accepted.)
+    """
+    uuid = dataset_uuid if dataset_uuid is not None else checkpoint_uuid
+    if uuid is None:
+        raise TypeError("delete_dataset() missing the dataset uuid")
+    return hanami_request.send_delete_request(token, address, _PATH, {"uuid": uuid},
+                                              verify_connection)
+
+
+def check_mnist_dataset(token: str, address: str, dataset_uuid: str, result_dataset_uuid: str,
+                        verify_connection: bool = True) -> str:
+    """Compares a request result with the labels of a reference dataset.
+
+    ``dataset_uuid`` is the reference (e.g. the MNIST test set the request ran on),
+    ``result_dataset_uuid`` the result dataset (= the request task's uuid). Returns JSON
+    text ``{"accuracy": <percent of correct rows>}``. ``NotFoundException`` for unknown
+    datasets, ``BadRequestException`` if their shapes do not match.
+    """
+    values = {"dataset_uuid": dataset_uuid, "result_uuid": result_dataset_uuid}
+    return hanami_request.send_get_request(token, address, _PATH + "/check", values,
+                                           verify_connection)
+
+
+#: Correctly named alias of :func:`check_mnist_dataset`.
+check_dataset = check_mnist_dataset
+
+
+def get_upload_progress(token: str, address: str, uuid: str,
+                        verify_connection: bool = True) -> str:
+    """Returns the upload state of a dataset as JSON text ``{"uuid", "complete"}``."""
+    return hanami_request.send_get_request(token, address, _PATH + "/progress",
+                                           {"uuid": uuid}, verify_connection)
+
+
+def wait_until_upload_complete(token: str, address: str, uuid: str,
+                               verify_connection: bool = True, *, poll_interval: float = 0.5,
+                               timeout: Optional[float] = None) -> bool:
+    """Polls the upload progress of a dataset until all its files have arrived.
+
+    Returns ``True``. With ``timeout`` (seconds) raises ``TimeoutError`` when the upload is
+    still incomplete after that time; by default it waits as long as it takes.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        progress = json.loads(get_upload_progress(token, address, uuid, verify_connection))
+        if progress.get("complete") is True:
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(f"upload of dataset {uuid} incomplete after {timeout} s")
+        time.sleep(poll_interval)
+
+
+class _SessionRefused(Exception):
+    def __init__(self, reply: dict) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
+def _send_chunks(token: str, address: str, file_uuid: str, chunks: Iterable[bytes],
+                 verify_connection: bool,
+                 sent: Optional[Callable[[int], None]] = None) -> None:
+    """Uploads chunks into one temporary file over one websocket session.
+
+    Each chunk is a ``FileUpload_Message`` at its running byte offset; the server answers
+    every chunk, and a refused chunk raises ``BadRequestException`` with its message.
+    """
+    try:
+        with connect(_websocket.websocket_url(address),
+                     ssl=_websocket.ssl_context(address, verify_connection),
+                     compression=None, max_size=_websocket.MAX_MESSAGE_BYTES,
+                     open_timeout=_websocket.OPEN_TIMEOUT) as ws:
+            ws.send(_websocket.init_message(token, _websocket.TARGET_FILE_UPLOAD, file_uuid))
+            reply = _websocket.parse_init_reply(ws.recv())
+            if reply.get("success") is not True:
+                raise _SessionRefused(reply)
+            position = 0
+            for chunk in chunks:
+                if not chunk:
+                    continue
+                ws.send(FileUploadMessage(position=position, data=chunk).encode())
+                answer = ws.recv()
+                if isinstance(answer, str):
+                    raise HanamiException(f"unexpected text answer to an upload chunk: "
+                                          f"{answer!r}")
+                response = FileUploadResponseMessage.decode(answer)
+                if not response.success:
+                    raise BadRequestException(response.error_message or
+                                              "upload chunk refused")
+                position += len(chunk)
+                if sent is not None:
+                    sent(len(chunk))
+    except websockets.ConnectionClosed as e:
+        raise HanamiException(f"upload websocket closed unexpectedly: {e}") from e
+
+
+def _file_chunks(path: str) -> Iterable[bytes]:
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(CHUNK_SIZE)
+            if not chunk:
+                return
+            yield chunk
+
+
+def _upload_file(token: str, address: str, file_uuid: str, path: str,
+                 verify_connection: bool, sent: Optional[Callable[[int], None]]) -> None:
+    try:
+        _send_chunks(token, address, file_uuid, _file_chunks(path), verify_connection, sent)
+    except _SessionRefused as refused:
+        raise _websocket.session_error(refused.reply) from None
+
+
+async def send_data(token: str, address: str, dataset_uuid: str, file_uuid: str,
+                    data: bytes, verify_connection: bool = True) -> bool:
+    """Uploads ``data`` into the temporary file ``file_uuid`` of an unfinished upload.
+
+    Sends 128 KiB chunks over one websocket session and waits for the answer to each.
+    Returns ``True``, or ``False`` if the server refused the session (unknown file uuid,
+    invalid token). ``dataset_uuid`` is not needed and kept for the original signature.
+    The transfer runs in a worker thread, so the event loop stays free.
+    """
+    del dataset_uuid
+    view = memoryview(bytes(data))
+    chunks = (bytes(view[i:i + CHUNK_SIZE]) for i in range(0, len(view), CHUNK_SIZE))
+    try:
+        await asyncio.to_thread(_send_chunks, token, address, file_uuid, chunks,
+                                verify_connection)
+    except _SessionRefused:
+        return False
+    return True
+
+
+def _progress_counter(total: int,
+                      progress: Optional[ProgressCallback]) -> Optional[Callable[[int], None]]:
+    if progress is None:
+        return None
+    done = [0]
+
+    def sent(count: int) -> None:
+        done[0] += count
+        progress(done[0], total)
+
+    return sent
+
+
+def upload_mnist_files(token: str, address: str, name: str, input_file_path: str,
+                       label_file_path: str, verify_connection: bool = True, *,
+                       progress: Optional[ProgressCallback] = None) -> str:
+    """Uploads an MNIST image file and label file (IDX format) as one dataset.
+
+    Returns the new dataset's uuid (a string). The dataset has the column groups
+    ``picture`` (the pixels) and ``label`` (10 one-hot columns). ``progress(sent, total)``
+    is called after every chunk if given. Works with and without a running event loop.
+
+    Raises ``BadRequestException`` for files the server rejects (wrong magic numbers,
+    counts, labels), ``FileNotFoundError`` for missing local files.
+    """
+    input_size = os.path.getsize(input_file_path)
+    label_size = os.path.getsize(label_file_path)
+    body = {"name": name, "input_data_size": input_size, "label_data_size": label_size}
+    init = json.loads(hanami_request.send_post_request(
+        token, address, _PATH + "/upload/mnist", body, verify_connection))
+    sent = _progress_counter(input_size + label_size, progress)
+    _upload_file(token, address, init["uuid_input_file"], input_file_path, verify_connection,
+                 sent)
+    _upload_file(token, address, init["uuid_label_file"], label_file_path, verify_connection,
+                 sent)
+    wait_until_upload_complete(token, address, init["uuid"], verify_connection,
+                               poll_interval=0.1)
+    finish = {"uuid": init["uuid"], "uuid_input_file": init["uuid_input_file"],
+              "uuid_label_file": init["uuid_label_file"]}
+    hanami_request.send_put_request(token, address, _PATH + "/upload/mnist", finish,
+                                    verify_connection)
+    return init["uuid"]
+
+
+def upload_csv_files(token: str, address: str, name: str, input_file_path: str,
+                     verify_connection: bool = True, *,
+                     progress: Optional[ProgressCallback] = None) -> str:
+    """Uploads a CSV file as a dataset; returns the new dataset's uuid (a string).
+
+    The first line names the columns; every column becomes a one-column group of that name
+    (usable as input or output name in tasks). Every cell must be a number.
+    ``BadRequestException`` for files the server rejects.
+    """
+    input_size = os.path.getsize(input_file_path)
+    body = {"name": name, "input_data_size": input_size}
+    init = json.loads(hanami_request.send_post_request(
+        token, address, _PATH + "/upload/csv", body, verify_connection))
+    sent = _progress_counter(input_size, progress)
+    _upload_file(token, address, init["uuid_input_file"], input_file_path, verify_connection,
+                 sent)
+    wait_until_upload_complete(token, address, init["uuid"], verify_connection,
+                               poll_interval=0.1)
+    finish = {"uuid": init["uuid"], "uuid_input_file": init["uuid_input_file"]}
+    hanami_request.send_put_request(token, address, _PATH + "/upload/csv", finish,
+                                    verify_connection)
+    return init["uuid"]

@@ -1,0 +1,107 @@
+"""Exceptions raised by the SDK for HTTP error answers of the server.
+
+Every status code the server documents has its own class:
+
+=====  ==================================
+400    :class:`BadRequestException`
+401    :class:`UnauthorizedException`
+404    :class:`NotFoundException`
+409    :class:`ConflictException`
+500    :class:`InternalServerErrorException`
+=====  ==================================
+
+All of them derive from :class:`HanamiException`, which is raised itself for any other
+non-200 status. Each instance has ``message`` (the server's error text, ``str``) and
+``status_code`` (``int``, or ``None`` when the error did not come with an HTTP status, e.g. a
+refused websocket session).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+
+def _text(message: Union[str, bytes, None]) -> str:
+    if message is None:
+        return ""
+    if isinstance(message, (bytes, bytearray)):
+        return bytes(message).decode("utf-8", errors="replace")
+    return str(message)
+
+
+class HanamiException(Exception):
+    """Base class of all SDK errors that carry an answer of the server."""
+
+    default_status: Optional[int] = None
+
+    def __init__(self, message: Union[str, bytes, None] = "",
+                 status_code: Optional[int] = None) -> None:
+        self.message: str = _text(message)
+        self.status_code: Optional[int] = (
+            status_code if status_code is not None else self.default_status
+        )
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class BadRequestException(HanamiException):
+    """HTTP 400: the request was malformed or failed validation."""
+
+    default_status = 400
+
+
+class UnauthorizedException(HanamiException):
+    """HTTP 401: missing, invalid or expired token, or access denied."""
+
+    default_status = 401
+
+
+class NotFoundException(HanamiException):
+    """HTTP 404: the resource does not exist (or is outside the caller's scope)."""
+
+    default_status = 404
+
+
+class ConflictException(HanamiException):
+    """HTTP 409: the resource already exists or is in a state that forbids the action."""
+
+    default_status = 409
+
+
+class InternalServerErrorException(HanamiException):
+    """HTTP 500: the server failed; details are in the server's log and error log.
+
+    The original server sent no text with a 500; this server names an error id in the body,
+    which is kept in ``message`` and shown after the fixed text.
+    """
+
+    default_status = 500
+
+    def __init__(self, message: Union[str, bytes, None] = "",
+                 status_code: Optional[int] = None) -> None:
+        super().__init__(message, status_code)
+
+    def __str__(self) -> str:
+        text = "Server internal error appeared."
+        return f"{text} ({self.message})" if self.message else text
+
+
+_BY_STATUS = {
+    400: BadRequestException,
+    401: UnauthorizedException,
+    404: NotFoundException,
+    409: ConflictException,
+    500: InternalServerErrorException,
+}
+
+
+def exception_for_status(status_code: int, message: Union[str, bytes, None]) -> HanamiException:
+    """Returns the exception matching an HTTP status (``HanamiException`` for others)."""
+    cls = _BY_STATUS.get(status_code, HanamiException)
+    if cls is HanamiException:
+        text = _text(message)
+        return HanamiException(f"status {status_code}: {text}" if text else
+                               f"status {status_code}", status_code)
+    return cls(message, status_code)

@@ -1,0 +1,109 @@
+"""Internal HTTP helpers shared by the REST modules.
+
+Every helper sends one request to ``address + path`` (``path`` starts with ``/v1.0alpha/``)
+with the token in the ``X-Auth-Token`` header and returns the body text of a 200 answer.
+Other statuses raise the matching exception of :mod:`hanami_sdk.hanami_exceptions`.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from typing import Any, Mapping, Optional, Sequence, Tuple, Union
+from urllib.parse import quote
+
+import requests
+import urllib3
+
+from .hanami_exceptions import exception_for_status
+
+API_PREFIX = "/v1.0alpha"
+
+#: Seconds to wait for the server to answer one request (connect and read each).
+#: ``None`` waits forever, like the original SDK.
+REQUEST_TIMEOUT: Optional[float] = 300.0
+
+QueryValues = Union[str, Mapping[str, Any], Sequence[Tuple[str, Any]], None]
+Body = Union[str, bytes, Mapping[str, Any], None]
+
+
+def base_url(address: str) -> str:
+    """The server address without trailing slashes (``http://host:port``)."""
+    return address.rstrip("/")
+
+
+def build_query(values: QueryValues) -> str:
+    """Builds a query string; mappings and pair lists are percent-encoded, ``None`` values
+    are left out, strings are used as given (the original SDK's pre-built form)."""
+    if values is None:
+        return ""
+    if isinstance(values, str):
+        return values
+    pairs = values.items() if isinstance(values, Mapping) else values
+    parts = []
+    for key, value in pairs:
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        parts.append(f"{quote(str(key), safe='')}={quote(str(value), safe='')}")
+    return "&".join(parts)
+
+
+def _handle_response(response: requests.Response) -> str:
+    if response.status_code == 200:
+        return response.content.decode("utf-8")
+    raise exception_for_status(response.status_code, response.content)
+
+
+def send_request(method: str, token: Optional[str], address: str, path: str,
+                 body: Body = None, values: QueryValues = None,
+                 verify: bool = True) -> str:
+    """Sends one request and returns the body of the 200 answer as text.
+
+    ``body`` (POST/PUT) may be JSON text or a mapping, which is serialized. ``verify=False``
+    turns off certificate checks (self-signed HTTPS) and silences urllib3's warning about it.
+    """
+    url = base_url(address) + path
+    query = build_query(values)
+    if query:
+        url += "?" + query
+    headers = {}
+    if token is not None:
+        headers["X-Auth-Token"] = token
+    data: Optional[bytes] = None
+    if body is not None:
+        if isinstance(body, Mapping):
+            body = json.dumps(body)
+        data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+        headers["Content-Type"] = "application/json"
+    with warnings.catch_warnings():
+        if not verify:
+            warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+        response = requests.request(method, url, data=data, headers=headers,
+                                    verify=verify, timeout=REQUEST_TIMEOUT)
+    return _handle_response(response)
+
+
+def send_post_request(token: Optional[str], address: str, path: str, body: Body,
+                      verify: bool = True) -> str:
+    """POST with a JSON body."""
+    return send_request("POST", token, address, path, body=body, verify=verify)
+
+
+def send_put_request(token: Optional[str], address: str, path: str, body: Body,
+                     verify: bool = True) -> str:
+    """PUT with a JSON body."""
+    return send_request("PUT", token, address, path, body=body, verify=verify)
+
+
+def send_get_request(token: Optional[str], address: str, path: str, values: QueryValues = None,
+                     verify: bool = True) -> str:
+    """GET with query values."""
+    return send_request("GET", token, address, path, values=values, verify=verify)
+
+
+def send_delete_request(token: Optional[str], address: str, path: str,
+                        values: QueryValues = None, verify: bool = True) -> str:
+    """DELETE with query values."""
+    return send_request("DELETE", token, address, path, values=values, verify=verify)

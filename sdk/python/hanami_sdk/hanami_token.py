@@ -1,0 +1,26 @@
+"""Login: request an access token."""
+
+from __future__ import annotations
+
+import json
+
+from . import hanami_request
+from .hanami_exceptions import HanamiException
+
+
+def request_token(address: str, user_id: str, pw: str, verify_connection: bool = True) -> str:
+    """Logs in and returns the access token (a JWT string).
+
+    ``POST /v1.0alpha/token`` with ``{"id": user_id, "password": pw}``. The token is sent by
+    every other function and expires after the server's configured time.
+
+    Raises ``UnauthorizedException`` for an unknown user, a wrong password or a non-admin
+    user without project, ``BadRequestException`` for malformed input.
+    """
+    body = {"id": user_id, "password": pw}
+    text = hanami_request.send_post_request(None, address, "/v1.0alpha/token", body,
+                                            verify_connection)
+    try:
+        return json.loads(text)["token"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise HanamiException(f"login answer without token: {text}") from e

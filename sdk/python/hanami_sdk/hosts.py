@@ -1,0 +1,12 @@
+"""Logical hosts (one per CPU package; clusters live on one of them)."""
+
+from __future__ import annotations
+
+from . import hanami_request
+
+
+def list_hosts(token: str, address: str, verify_connection: bool = True) -> str:
+    """Lists the logical hosts as JSON text ``{"header": ["uuid", "type"], "body": ...}``;
+    ``type`` is ``cpu`` (or ``cuda``)."""
+    return hanami_request.send_get_request(token, address, "/v1.0alpha/host/all", None,
+                                           verify_connection)

@@ -1,0 +1,123 @@
+"""Status mapping, headers and query encoding of the request helpers, against a stub HTTP
+server (the real server never answers 500 or 403 on purpose)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Iterator, List
+from urllib.parse import unquote
+
+import pytest
+
+from hanami_sdk import hanami_exceptions as hx
+from hanami_sdk import hanami_request, hanami_token, project
+
+
+class _Stub(BaseHTTPRequestHandler):
+    seen: List[dict] = []
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        _Stub.seen.append({"method": self.command, "path": self.path,
+                           "headers": dict(self.headers), "body": body})
+        # /v1.0alpha/project?id=<status>_<text> answers that status with that text
+        status, _, text = unquote(self.path.split("id=", 1)[-1]).partition("_")
+        code = int(status) if status.isdigit() else 200
+        if self.path.startswith("/v1.0alpha/token"):
+            code, text = 200, json.dumps({"token": "stub.token", "id": "x", "name": "x",
+                                          "is_admin": True})
+        payload = text.encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def stub() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("status, cls", [
+    (400, hx.BadRequestException),
+    (401, hx.UnauthorizedException),
+    (404, hx.NotFoundException),
+    (409, hx.ConflictException),
+])
+def test_status_mapping(stub: str, status: int, cls: type) -> None:
+    with pytest.raises(cls) as info:
+        project.get_project("tok", stub, f"{status}_some message")
+    assert type(info.value) is cls
+    assert isinstance(info.value, hx.HanamiException)
+    assert info.value.message == "some message"
+    assert str(info.value) == "some message"
+    assert info.value.status_code == status
+
+
+def test_internal_server_error(stub: str) -> None:
+    with pytest.raises(hx.InternalServerErrorException) as info:
+        project.get_project("tok", stub, "500_")
+    assert str(info.value) == "Server internal error appeared."
+    assert info.value.status_code == 500
+    with pytest.raises(hx.InternalServerErrorException) as info:
+        project.get_project("tok", stub, "500_error id 42")
+    assert info.value.message == "error id 42"
+    assert "error id 42" in str(info.value)
+    # the documented constructor without arguments
+    assert str(hx.InternalServerErrorException()) == "Server internal error appeared."
+
+
+def test_other_status_codes_raise_the_base_class(stub: str) -> None:
+    with pytest.raises(hx.HanamiException) as info:
+        project.get_project("tok", stub, "403_forbidden")
+    assert type(info.value) is hx.HanamiException
+    assert info.value.status_code == 403
+    assert "forbidden" in str(info.value)
+
+
+def test_success_returns_the_body_text(stub: str) -> None:
+    assert project.get_project("tok", stub, "200_{\"id\":\"x\"}") == '{"id":"x"}'
+
+
+def test_headers_query_and_body(stub: str) -> None:
+    _Stub.seen.clear()
+    project.get_project("the-token", stub + "/", "200_a b&c=d/é")
+    request = _Stub.seen[-1]
+    assert request["path"] == "/v1.0alpha/project?id=200_a%20b%26c%3Dd%2F%C3%A9"
+    assert request["headers"]["X-Auth-Token"] == "the-token"
+
+    project.create_project("the-token", stub, "proj_id", "Project Name")
+    request = _Stub.seen[-1]
+    assert request["method"] == "POST" and request["path"] == "/v1.0alpha/project"
+    assert json.loads(request["body"]) == {"id": "proj_id", "name": "Project Name"}
+
+    assert hanami_token.request_token(stub, "user", "password") == "stub.token"
+    request = _Stub.seen[-1]
+    assert "X-Auth-Token" not in request["headers"]
+    assert json.loads(request["body"]) == {"id": "user", "password": "password"}
+
+
+def test_internal_helpers(stub: str) -> None:
+    _Stub.seen.clear()
+    assert hanami_request.send_get_request("t", stub, "/v1.0alpha/project", "id=200_x") == "x"
+    assert hanami_request.send_delete_request("t", stub, "/v1.0alpha/project",
+                                              [("id", "200_y"), ("skip", None)]) == "y"
+    assert _Stub.seen[-1]["path"] == "/v1.0alpha/project?id=200_y"
+    assert _Stub.seen[-1]["method"] == "DELETE"
+    hanami_request.send_put_request("t", stub, "/v1.0alpha/project", '{"a": 1}')
+    assert _Stub.seen[-1]["method"] == "PUT" and _Stub.seen[-1]["body"] == b'{"a": 1}'
+    hanami_request.send_post_request("t", stub, "/v1.0alpha/project", {"b": True})
+    assert json.loads(_Stub.seen[-1]["body"]) == {"b": True}
