@@ -1,0 +1,95 @@
+"""Shared test helpers: generated datasets, the seed template, waiting for tasks."""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+import uuid
+from pathlib import Path
+from typing import Tuple
+
+from hanami_sdk import task
+
+#: The cluster template of the seed documentation: 784 inputs ``picture``, 10 outputs
+#: ``label``.
+SEED_TEMPLATE = (
+    "version: 1\n"
+    "settings:\n"
+    "    neuron_cooldown: 10000000.0\n"
+    "    refractory_time: 1\n"
+    "    max_connection_distance: 1\n"
+    "    enable_reduction: false\n"
+    "hexagons:\n"
+    "    1,1,1\n"
+    "    2,1,1\n"
+    "    3,1,1\n"
+    "    \n"
+    "inputs:\n"
+    "    picture:\n"
+    "        target: 1,1,1\n"
+    "        number_of_inputs: 784\n"
+    "\n"
+    "outputs:\n"
+    "    label:\n"
+    "        target: 3,1,1\n"
+    "        number_of_outputs: 10\n"
+)
+
+ADMIN = "asdf"
+ADMIN_PW = "asdfasdf"
+
+
+def unique(prefix: str) -> str:
+    """A fresh name that fits the server's id and name patterns."""
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def pattern_image(label: int, noise_state: int) -> Tuple[bytes, int]:
+    """One 28x28 image of class ``label``: rows ``2*label+4`` and ``2*label+5``, columns
+    4..23 at 200, plus 10 noise pixels at 120 from a linear congruential generator."""
+    image = bytearray(784)
+    for row in (2 * label + 4, 2 * label + 5):
+        for col in range(4, 24):
+            image[row * 28 + col] = 200
+    for _ in range(10):
+        noise_state = (noise_state * 1103515245 + 12345) & 0xFFFFFFFF
+        image[(noise_state >> 8) % 784] = 120
+    return bytes(image), noise_state
+
+
+def pattern_mnist(directory: Path, name: str, count: int,
+                  seed: int = 12345) -> Tuple[str, str]:
+    """Writes a learnable MNIST-like IDX pair (image ``i`` has label ``i % 10``) and
+    returns the paths of the image and label files."""
+    images = bytearray(struct.pack(">IIII", 0x0803, count, 28, 28))
+    labels = bytearray(struct.pack(">II", 0x0801, count))
+    state = seed
+    for i in range(count):
+        image, state = pattern_image(i % 10, state)
+        images += image
+        labels.append(i % 10)
+    image_path = Path(directory) / f"{name}-images-idx3-ubyte"
+    label_path = Path(directory) / f"{name}-labels-idx1-ubyte"
+    image_path.write_bytes(bytes(images))
+    label_path.write_bytes(bytes(labels))
+    return str(image_path), str(label_path)
+
+
+def wait_for_task(token: str, address: str, task_uuid: str, cluster_uuid: str,
+                  timeout: float = 120.0, verify_connection: bool = True) -> dict:
+    """Polls a task until it is finished; returns its last state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = json.loads(task.get_task(token, address, task_uuid, cluster_uuid,
+                                         verify_connection))
+        if state["state"] == "finished":
+            return state
+        assert state["state"] in ("queued", "active"), state
+        assert time.monotonic() < deadline, f"task not finished: {state}"
+        time.sleep(0.05)
+
+
+def rows(list_text: str) -> list:
+    """The body rows of a list answer."""
+    return json.loads(list_text)["body"]

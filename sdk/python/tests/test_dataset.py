@@ -1,0 +1,182 @@
+"""Dataset functions: MNIST and CSV uploads over the websocket, get/list/delete, progress,
+errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from hanami_sdk import dataset, hanami_request
+from hanami_sdk import hanami_exceptions as hx
+
+from helpers import ADMIN, pattern_mnist, rows, unique
+
+MISSING = "8a1b2c3d-0000-4000-8000-123456789abc"
+
+
+def test_mnist_upload_get_list_delete(address: str, token: str, files: Path) -> None:
+    images, labels = pattern_mnist(files, "ds_a", 300)  # 235 KiB: two chunks
+    name = unique("train_test_dataset")
+    seen = []
+    uuid = dataset.upload_mnist_files(token, address, name, images, labels,
+                                      progress=lambda done, total: seen.append((done, total)))
+    assert isinstance(uuid, str) and len(uuid) == 36
+    total = os.path.getsize(images) + os.path.getsize(labels)
+    assert seen[-1] == (total, total)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+    assert len(seen) == 3  # two image chunks, one label chunk
+
+    info = json.loads(dataset.get_dataset(token, address, uuid))
+    assert info["uuid"] == uuid and info["name"] == name
+    assert info["number_of_rows"] == 300 and info["number_of_columns"] == 794
+    assert info["description"] == {"picture": {"start_column": 0, "end_column": 784},
+                                   "label": {"start_column": 784, "end_column": 794}}
+    assert info["owner_id"] == ADMIN and info["visibility"] == "private"
+
+    listed = json.loads(dataset.list_datasets(token, address))
+    assert listed["header"] == ["created_at", "uuid", "project_id", "owner_id",
+                                "visibility", "name"]
+    assert [uuid, name] in [[row[1], row[-1]] for row in listed["body"]]
+
+    with pytest.raises(hx.BadRequestException):
+        dataset.get_dataset(token, address, "fail_dataset")
+    with pytest.raises(hx.NotFoundException):
+        dataset.get_dataset(token, address, MISSING)
+
+    assert json.loads(dataset.delete_dataset(token, address, uuid)) == {}
+    with pytest.raises(hx.NotFoundException):
+        dataset.delete_dataset(token, address, uuid)
+    with pytest.raises(hx.NotFoundException):
+        dataset.get_dataset(token, address, uuid)
+
+
+def test_delete_dataset_old_keyword(address: str, token: str, files: Path) -> None:
+    images, labels = pattern_mnist(files, "ds_kw", 10)
+    uuid = dataset.upload_mnist_files(token, address, unique("kw_dataset"), images, labels)
+    assert dataset.delete_dataset(token, address, checkpoint_uuid=uuid) == "{}"
+    with pytest.raises(TypeError):
+        dataset.delete_dataset(token, address)
+
+
+def test_invalid_mnist_files(address: str, token: str, files: Path) -> None:
+    images, labels = pattern_mnist(files, "ds_bad", 20)
+    with pytest.raises(hx.BadRequestException) as info:
+        # image and label file swapped
+        dataset.upload_mnist_files(token, address, unique("swapped"), labels, images)
+    assert info.value.message
+    with pytest.raises(FileNotFoundError):
+        dataset.upload_mnist_files(token, address, unique("missing"), images,
+                                   str(files / "does-not-exist"))
+    empty = files / "empty-file"
+    empty.write_bytes(b"")
+    with pytest.raises(hx.BadRequestException):
+        dataset.upload_mnist_files(token, address, unique("empty"), images, str(empty))
+    with pytest.raises(hx.BadRequestException):
+        dataset.upload_mnist_files(token, address, "x", images, labels)  # name too short
+
+
+def test_csv_upload(address: str, token: str, files: Path) -> None:
+    path = files / "test-file.csv"
+    lines = ["test_input,test_output"] + [f"{i},{(i % 4) / 4}" for i in range(1095)]
+    path.write_text("\r\n".join(lines) + "\r\n")
+    name = unique("csv_dataset")
+    uuid = dataset.upload_csv_files(token, address, name, str(path))
+    info = json.loads(dataset.get_dataset(token, address, uuid))
+    assert info["name"] == name
+    assert info["number_of_rows"] == 1095 and info["number_of_columns"] == 2
+    assert info["description"] == {"test_input": {"start_column": 0, "end_column": 1},
+                                   "test_output": {"start_column": 1, "end_column": 2}}
+    dataset.delete_dataset(token, address, uuid)
+
+
+def test_invalid_csv(address: str, token: str, files: Path) -> None:
+    path = files / "bad.csv"
+    path.write_text("a,b\n1,2\n3,not_a_number\n")
+    with pytest.raises(hx.BadRequestException) as info:
+        dataset.upload_csv_files(token, address, unique("bad_csv"), str(path))
+    assert "line" in info.value.message
+
+
+def test_upload_inside_a_running_event_loop(address: str, token: str, files: Path) -> None:
+    images, labels = pattern_mnist(files, "ds_loop", 20)
+
+    async def main() -> str:
+        return dataset.upload_mnist_files(token, address, unique("in_loop"), images, labels)
+
+    uuid = asyncio.run(main())
+    assert json.loads(dataset.get_dataset(token, address, uuid))["number_of_rows"] == 20
+    dataset.delete_dataset(token, address, uuid)
+
+
+def test_send_data_and_progress_step_by_step(address: str, token: str, files: Path) -> None:
+    images, labels = pattern_mnist(files, "ds_steps", 200)
+    image_bytes, label_bytes = Path(images).read_bytes(), Path(labels).read_bytes()
+    init = json.loads(hanami_request.send_post_request(
+        token, address, "/v1.0alpha/dataset/upload/mnist",
+        {"name": unique("steps"), "input_data_size": len(image_bytes),
+         "label_data_size": len(label_bytes)}))
+    uuid = init["uuid"]
+
+    progress = json.loads(dataset.get_upload_progress(token, address, uuid))
+    assert progress == {"uuid": uuid, "complete": False}
+    with pytest.raises(TimeoutError):
+        dataset.wait_until_upload_complete(token, address, uuid, poll_interval=0.05,
+                                           timeout=0.2)
+
+    async def send() -> None:
+        assert await dataset.send_data(token, address, uuid, init["uuid_input_file"],
+                                       image_bytes)
+        assert await dataset.send_data(token, address, uuid, init["uuid_label_file"],
+                                       label_bytes)
+        # an unknown file uuid: the session is refused
+        assert not await dataset.send_data(token, address, uuid, MISSING, b"abc")
+
+    asyncio.run(send())
+    assert dataset.wait_until_upload_complete(token, address, uuid) is True
+    hanami_request.send_put_request(token, address, "/v1.0alpha/dataset/upload/mnist",
+                                    {"uuid": uuid, "uuid_input_file": init["uuid_input_file"],
+                                     "uuid_label_file": init["uuid_label_file"]})
+    assert json.loads(dataset.get_dataset(token, address, uuid))["number_of_rows"] == 200
+    dataset.delete_dataset(token, address, uuid)
+
+
+def test_chunk_beyond_declared_size(address: str, token: str) -> None:
+    init = json.loads(hanami_request.send_post_request(
+        token, address, "/v1.0alpha/dataset/upload/csv",
+        {"name": unique("too_big"), "input_data_size": 10}))
+
+    async def send() -> None:
+        await dataset.send_data(token, address, init["uuid"], init["uuid_input_file"],
+                                b"a,b\n1,2\n3,4\n5,6\n")
+
+    with pytest.raises(hx.BadRequestException):
+        asyncio.run(send())
+
+
+def test_check_errors(address: str, token: str, files: Path) -> None:
+    images, labels = pattern_mnist(files, "ds_check", 10)
+    uuid = dataset.upload_mnist_files(token, address, unique("check_ref"), images, labels)
+    with pytest.raises(hx.NotFoundException):
+        dataset.check_mnist_dataset(token, address, uuid, MISSING)
+    with pytest.raises(hx.BadRequestException):
+        dataset.check_dataset(token, address, uuid, "fail_dataset")
+    dataset.delete_dataset(token, address, uuid)
+
+
+def test_member_sees_only_own_datasets(address: str, token: str, files: Path,
+                                       member) -> None:
+    images, labels = pattern_mnist(files, "ds_member", 10)
+    own = dataset.upload_mnist_files(member.token, address, unique("member_set"), images,
+                                     labels)
+    admin_set = dataset.upload_mnist_files(token, address, unique("admin_set"), images,
+                                           labels)
+    visible = {row[1] for row in rows(dataset.list_datasets(member.token, address))}
+    assert own in visible and admin_set not in visible
+    with pytest.raises(hx.NotFoundException):
+        dataset.get_dataset(member.token, address, admin_set)
+    dataset.delete_dataset(member.token, address, own)
+    dataset.delete_dataset(token, address, admin_set)

@@ -1,0 +1,230 @@
+"""Direct IO over the websocket: the seed's examples, both call forms of
+``send_train_input``, several outputs, and the error cases."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from hanami_sdk import cluster, dataset, direct_io, task
+from hanami_sdk import hanami_exceptions as hx
+
+from helpers import SEED_TEMPLATE, pattern_image, pattern_mnist, unique, wait_for_task
+
+MISSING = "8a1b2c3d-0000-4000-8000-123456789abc"
+
+#: The interface names of the seed's direct-IO examples: 5 inputs, 2 outputs.
+SMALL_TEMPLATE = (
+    "version: 1\n"
+    "settings:\n"
+    "    neuron_cooldown: 10000000.0\n"
+    "    refractory_time: 1\n"
+    "    max_connection_distance: 1\n"
+    "    enable_reduction: false\n"
+    "hexagons:\n"
+    "    1,1,1\n"
+    "    2,1,1\n"
+    "    3,1,1\n"
+    "\n"
+    "inputs:\n"
+    "    test_input:\n"
+    "        target: 1,1,1\n"
+    "        number_of_inputs: 5\n"
+    "\n"
+    "outputs:\n"
+    "    test_output:\n"
+    "        target: 3,1,1\n"
+    "        number_of_outputs: 2\n"
+)
+
+TWO_OUTPUTS_TEMPLATE = SMALL_TEMPLATE.replace("    3,1,1\n", "    3,1,1\n    2,2,1\n") + (
+    "    second_output:\n"
+    "        target: 2,2,1\n"
+    "        number_of_outputs: 3\n"
+)
+
+
+def make_cluster(address: str, token: str, template: str) -> str:
+    return json.loads(cluster.create_cluster(token, address, unique("direct_cluster"),
+                                             template))["uuid"]
+
+
+@pytest.fixture
+def small_cluster(address: str, token: str) -> Iterator[str]:
+    uuid = make_cluster(address, token, SMALL_TEMPLATE)
+    yield uuid
+    cluster.delete_cluster(token, address, uuid)
+
+
+def test_seed_examples(address: str, token: str, small_cluster: str) -> None:
+    """The seed's "direct train" and "direct request" examples, as written."""
+    cluster_uuid = small_cluster
+
+    async def direct_train() -> None:
+        input_values = [0.0, 2.0, 0.0, 10.0, 0.5]
+        exprected_values = [1.0, 0.0]
+        ws = await cluster.switch_to_direct_mode(token, address, cluster_uuid)
+        await direct_io.send_train_input(ws, "test_input", input_values, False)
+        await direct_io.send_train_input(ws, "test_output", exprected_values, True)
+        await ws.close()
+        cluster.switch_to_task_mode(token, address, cluster_uuid)
+
+    output_values = []
+
+    async def direct_request() -> None:
+        input_values = [0.0, 2.0, 0.0, 10.0, 0.5]
+        ws = await cluster.switch_to_direct_mode(token, address, cluster_uuid)
+        output_values.append(await direct_io.send_request_input(ws, "test_input",
+                                                                input_values, True))
+        await ws.close()
+        cluster.switch_to_task_mode(token, address, cluster_uuid)
+
+    asyncio.run(direct_train())
+    asyncio.run(direct_request())
+    assert isinstance(output_values[0], list) and len(output_values[0]) == 2
+    assert all(isinstance(v, float) for v in output_values[0])
+
+
+def test_five_argument_form_learns(address: str, token: str, files: Path) -> None:
+    """The original test's form on a cluster trained by a task first."""
+    images, labels = pattern_mnist(files, "direct", 1000)
+    data = dataset.upload_mnist_files(token, address, unique("direct_set"), images, labels)
+    cluster_uuid = make_cluster(address, token, SEED_TEMPLATE)
+    try:
+        train = json.loads(task.create_train_task(token, address, "train_task", cluster_uuid,
+                                                  {"picture": data}, {"label": data}))
+        wait_for_task(token, address, train["uuid"], cluster_uuid)
+        picture = [float(v) for v in pattern_image(5, 777)[0]]
+        expected = [0.0] * 10
+        expected[5] = 1.0
+
+        async def run() -> list:
+            ws = await cluster.switch_to_direct_mode(token, address, cluster_uuid, True)
+            try:
+                before = await direct_io.send_request_input(ws, "picture", picture, True)
+                for _ in range(100):
+                    assert await direct_io.send_train_input(ws, "picture", picture,
+                                                            True, False) is None
+                    await direct_io.send_train_input(ws, "label", expected, False, True)
+                assert await direct_io.send_request_input(ws, "picture", picture,
+                                                          False) is None
+                first = await direct_io.send_request_input(ws, "picture", picture, True)
+                second = await direct_io.send_request_input(ws, "picture", picture, True)
+                assert first == second  # requests do not change the answer
+                assert first[5] > before[5]
+                return first
+            finally:
+                await ws.close()
+                cluster.switch_to_task_mode(token, address, cluster_uuid)
+
+        outputs = asyncio.run(run())
+        assert len(outputs) == 10
+        assert max(range(10), key=lambda i: outputs[i]) == 5
+    finally:
+        cluster.delete_cluster(token, address, cluster_uuid)
+        dataset.delete_dataset(token, address, data)
+
+
+def test_several_outputs(address: str, token: str) -> None:
+    cluster_uuid = make_cluster(address, token, TWO_OUTPUTS_TEMPLATE)
+
+    async def run() -> dict:
+        ws = await cluster.switch_to_direct_mode(token, address, cluster_uuid)
+        try:
+            await direct_io.send_train_input(ws, "test_input", [1, 2, 3, 4, 5], True, False)
+            await direct_io.send_train_input(ws, "test_output", [1, 0], False, False)
+            await direct_io.send_train_input(ws, "second_output", [0, 1, 0], False, True)
+            first = await direct_io.send_request_input(ws, "test_input", [1, 2, 3, 4, 5],
+                                                       True)
+            # the connection stays in step: the next exchange gets its own answer
+            second = await direct_io.send_request_input(ws, "test_input", [1, 2, 3, 4, 5],
+                                                        True)
+            assert first == second
+            return first
+        finally:
+            await ws.close()
+            cluster.switch_to_task_mode(token, address, cluster_uuid)
+
+    try:
+        outputs = asyncio.run(run())
+        assert set(outputs) == {"test_output", "second_output"}
+        assert len(outputs["test_output"]) == 2 and len(outputs["second_output"]) == 3
+    finally:
+        cluster.delete_cluster(token, address, cluster_uuid)
+
+
+def test_unknown_name_is_a_bad_request(address: str, token: str, small_cluster: str) -> None:
+    async def run() -> None:
+        ws = await cluster.switch_to_direct_mode(token, address, small_cluster)
+        try:
+            with pytest.raises(hx.BadRequestException) as info:
+                await direct_io.send_train_input(ws, "no_such_input", [1.0], True, False)
+            assert "no_such_input" in info.value.message
+        finally:
+            await ws.close()
+        cluster.switch_to_task_mode(token, address, small_cluster)
+
+    asyncio.run(run())
+
+
+def test_direct_mode_conflicts(address: str, token: str, small_cluster: str,
+                               files: Path) -> None:
+    images, labels = pattern_mnist(files, "direct_small", 10)
+
+    async def run() -> None:
+        ws = await cluster.switch_to_direct_mode(token, address, small_cluster)
+        try:
+            with pytest.raises(hx.ConflictException):
+                await cluster.switch_to_direct_mode(token, address, small_cluster)
+            # the first connection still works
+            await direct_io.send_train_input(ws, "test_input", [1.0] * 5, True, True)
+        finally:
+            await ws.close()
+        cluster.switch_to_task_mode(token, address, small_cluster)
+
+    asyncio.run(run())
+    with pytest.raises(hx.NotFoundException):
+        asyncio.run(cluster.switch_to_direct_mode(token, address, MISSING))
+
+
+def test_tasks_wait_while_in_direct_mode(address: str, token: str, files: Path) -> None:
+    images, labels = pattern_mnist(files, "direct_wait", 50)
+    data = dataset.upload_mnist_files(token, address, unique("wait_set"), images, labels)
+    cluster_uuid = make_cluster(address, token, SEED_TEMPLATE)
+
+    async def run() -> str:
+        ws = await cluster.switch_to_direct_mode(token, address, cluster_uuid)
+        try:
+            queued = json.loads(task.create_train_task(token, address, "train_task",
+                                                       cluster_uuid, {"picture": data},
+                                                       {"label": data}))
+            await asyncio.sleep(0.3)
+            state = json.loads(task.get_task(token, address, queued["uuid"], cluster_uuid))
+            assert state["state"] == "queued"
+        finally:
+            await ws.close()
+        cluster.switch_to_task_mode(token, address, cluster_uuid)
+        return queued["uuid"]
+
+    try:
+        task_uuid = asyncio.run(run())
+        wait_for_task(token, address, task_uuid, cluster_uuid)
+    finally:
+        cluster.delete_cluster(token, address, cluster_uuid)
+        dataset.delete_dataset(token, address, data)
+
+
+def test_refused_session_returns_the_cluster_to_task_mode(address: str, token: str) -> None:
+    cluster_uuid = make_cluster(address, token, "")  # no network yet
+    try:
+        with pytest.raises(hx.ConflictException) as info:
+            asyncio.run(cluster.switch_to_direct_mode(token, address, cluster_uuid))
+        assert "network" in info.value.message
+        with pytest.raises(hx.ConflictException):
+            cluster.switch_to_task_mode(token, address, cluster_uuid)  # already TASK
+    finally:
+        cluster.delete_cluster(token, address, cluster_uuid)

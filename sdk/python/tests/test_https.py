@@ -1,0 +1,114 @@
+"""HTTPS and WSS with a self-signed certificate: every call with verify_connection=False."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import json
+import ssl
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+
+from hanami_sdk import cluster, dataset, direct_io, hanami_token, hosts, task
+
+from conftest import Server, start_server
+from helpers import ADMIN, ADMIN_PW, SEED_TEMPLATE, pattern_mnist, unique, wait_for_task
+
+
+def self_signed_certificate(directory: Path) -> tuple:
+    """Writes a self-signed certificate for 127.0.0.1 and its key (PEM)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hanami test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+            critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = self_signed_certificate(directory)
+    server = start_server(directory / "data", ["--tls-cert", cert, "--tls-key", key])
+    assert server.url.startswith("https://")
+    yield server
+    server.stop()
+
+
+def test_certificate_is_checked_by_default(tls_server: Server) -> None:
+    with pytest.raises(requests.exceptions.SSLError):
+        hanami_token.request_token(tls_server.url, ADMIN, ADMIN_PW)
+
+
+def test_everything_over_https_without_verification(tls_server: Server, files: Path,
+                                                    recwarn: pytest.WarningsRecorder) -> None:
+    address = tls_server.url
+    token = hanami_token.request_token(address, ADMIN, ADMIN_PW, False)
+    assert json.loads(hosts.list_hosts(token, address, False))["body"]
+
+    # uploads go over wss://
+    images, labels = pattern_mnist(files, "tls", 300)
+    data = dataset.upload_mnist_files(token, address, unique("tls_set"), images, labels,
+                                      False)
+    assert json.loads(dataset.get_dataset(token, address, data, False))["number_of_rows"] == 300
+    csv = files / "tls.csv"
+    csv.write_text("a,b\n1,2\n3,4\n")
+    csv_uuid = dataset.upload_csv_files(token, address, unique("tls_csv"), str(csv), False)
+    assert json.loads(dataset.get_dataset(token, address, csv_uuid,
+                                          verify_connection=False))["number_of_rows"] == 2
+
+    cluster_uuid = json.loads(cluster.create_cluster(token, address, unique("tls_cluster"),
+                                                     SEED_TEMPLATE, False))["uuid"]
+    train = json.loads(task.create_train_task(token, address, "train_task", cluster_uuid,
+                                              {"picture": data}, {"label": data}, False))
+    wait_for_task(token, address, train["uuid"], cluster_uuid, verify_connection=False)
+
+    async def direct() -> list:
+        ws = await cluster.switch_to_direct_mode(token, address, cluster_uuid, False)
+        try:
+            await direct_io.send_train_input(ws, "picture", [100.0] * 784, True, False, False)
+            await direct_io.send_train_input(ws, "label", [1.0] + [0.0] * 9, False, True,
+                                             False)
+            return await direct_io.send_request_input(ws, "picture", [100.0] * 784, True,
+                                                      False)
+        finally:
+            await ws.close()
+            cluster.switch_to_task_mode(token, address, cluster_uuid, False)
+
+    assert len(asyncio.run(direct())) == 10
+    # with verification, the self-signed certificate is refused for wss as for https
+    with pytest.raises(ssl.SSLCertVerificationError):
+        asyncio.run(dataset.send_data(token, address, data, cluster_uuid, b"x", True))
+    with pytest.raises(requests.exceptions.SSLError):
+        asyncio.run(cluster.switch_to_direct_mode(token, address, cluster_uuid, True))
+
+    cluster.delete_cluster(token, address, cluster_uuid, False)
+    dataset.delete_dataset(token, address, data, False)
+    dataset.delete_dataset(token, address, csv_uuid, False)
+    # verify_connection=False does not flood the caller with urllib3 warnings
+    assert not [w for w in recwarn.list if "Unverified HTTPS" in str(w.message)]
