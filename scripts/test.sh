@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole Hanami-rs test suite on a fresh machine: formatting, lints, and every
 # unit and integration test (integration tests start the real server on free loopback
-# ports with temporary data directories).
+# ports with temporary data directories), then the Python SDK's tests (sdk/python) in a
+# virtual environment at .venv against the server binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,3 +18,28 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+
+echo "== Python SDK (sdk/python) against the server binary"
+cargo build -p hanami-server --bin hanami --locked
+if ! command -v python3 >/dev/null; then
+    echo "test.sh: python3 is missing; install Python 3.9 or newer" >&2
+    exit 1
+fi
+# Reuse .venv when it works; otherwise (re)create it. Debian's python3 needs the
+# python3-venv package for `python3 -m venv` (it fails there with "ensurepip is not available").
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+    if ! python3 -m venv --clear .venv; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            echo "test.sh: 'python3 -m venv' failed; installing python3-venv"
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+            python3 -m venv --clear .venv
+        else
+            echo "test.sh: 'python3 -m venv' failed; install the venv module first" \
+                "(Debian/Ubuntu: sudo apt-get install python3-venv)" >&2
+            exit 1
+        fi
+    fi
+fi
+.venv/bin/python -m pip install -q -e 'sdk/python[test]'
+HANAMI_BIN="$PWD/target/debug/hanami" .venv/bin/python -m pytest -q sdk/python/tests
