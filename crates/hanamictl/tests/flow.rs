@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use common::{DATASET_KEYS, RESOURCE_HEADERS, RESOURCE_KEYS, Server, TASK_KEYS, pattern_mnist};
 use serde_json::Value;
 
-const TRAIN_SAMPLES: u32 = 2000;
+/// One pass over 2000 samples gives 60–95 % depending on the cluster's random seed; over 5000
+/// it gives 99–100 % (measured over 10 clusters each).
+const TRAIN_SAMPLES: u32 = 5000;
 const TEST_SAMPLES: u32 = 500;
 const TASK_LIMIT: Duration = Duration::from_secs(120);
 
@@ -363,6 +365,7 @@ fn original_cli_test_flow() {
     let check = server.ctl(&["dataset", "check", "-r", &req, &result]).ok();
     assert_eq!(check.keys(), ["ACCURACY"]);
     let accuracy: f64 = check.field("ACCURACY").parse().unwrap();
+    eprintln!("accuracy {accuracy}");
     assert!(accuracy > 80.0, "accuracy {accuracy}");
     let json = server
         .ctl(&["dataset", "check", "-j", "-r", &req, &result])
