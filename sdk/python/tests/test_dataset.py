@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hanami_sdk import dataset, hanami_request
+from hanami_sdk import dataset, hanami_request, project
 from hanami_sdk import hanami_exceptions as hx
 
 from helpers import ADMIN, pattern_mnist, rows, unique
@@ -178,5 +178,8 @@ def test_member_sees_only_own_datasets(address: str, token: str, files: Path,
     assert own in visible and admin_set not in visible
     with pytest.raises(hx.NotFoundException):
         dataset.get_dataset(member.token, address, admin_set)
+    # a project that still owns datasets cannot be deleted
+    with pytest.raises(hx.ConflictException):
+        project.delete_project(token, address, member.project_id)
     dataset.delete_dataset(member.token, address, own)
     dataset.delete_dataset(token, address, admin_set)

@@ -156,3 +156,25 @@ def test_wire_type_mismatch() -> None:
         FileUploadResponseMessage.decode(b"\x0a\x00")  # success as length-delimited
     with pytest.raises(DecodeError):
         FileUploadMessage.decode(b"\x10\x01")  # data as varint
+
+
+def test_bytes_recorded_from_the_original_server() -> None:
+    """Frames of a direct-IO session with the original server (spec transcript)."""
+    # client -> server: expected values of "label" (one-hot 7), last message of a sample
+    recorded = bytes.fromhex("0a056c6162656c100118012002280a3228" + "00000000" * 7
+                             + "0000803f" + "00000000" * 2)
+    values = [0.0] * 10
+    values[7] = 1.0
+    message = ClusterIOMessage(buffer_name="label", is_last=True, process_type=hm.TRAIN_TYPE,
+                               target_buffer_type=hm.EXPECTED_BUFFER_TYPE,
+                               number_of_values=10, values=values)
+    assert message.encode() == recorded
+    # server -> client: the output of a request (fields 1, 5, 6 only)
+    output = ClusterIOMessage.decode(bytes.fromhex(
+        "0a056c6162656c280a3228af4b883b9b2e8a3abb59d53b14219c3d5c383f3a242aac3abf2745389923"
+        "783fc7fe1d397643633b"))
+    assert output.buffer_name == "label" and output.process_type == hm.REQUEST_TYPE
+    assert not output.is_last and output.number_of_values == 10
+    assert len(output.values) == 10
+    assert max(range(10), key=lambda i: output.values[i]) == 7
+    assert output.values[7] == pytest.approx(0.9692931771278381)
