@@ -118,8 +118,9 @@ pub enum UserCmd {
         /// Display name of the user
         #[arg(short, long)]
         name: String,
-        /// Password of the new user. Visible in the shell history and the process list:
-        /// meant for automated tests only; leave it out to be prompted
+        /// Password of the new user; leave it out to be prompted
+        ///
+        /// Visible in the shell history and the process list: meant for automated tests only.
         #[arg(short, long)]
         password: Option<String>,
         /// Make the user a global admin
@@ -181,8 +182,10 @@ pub enum UserProjectCmd {
         #[arg(value_name = "USER_ID")]
         id: Option<String>,
     },
-    /// Switch your token into a project and show the resulting scope. The CLI keeps no
-    /// state: set HANAMI_PROJECT to work in a project with every command
+    /// Switch your token into a project and show the resulting scope
+    ///
+    /// The CLI keeps no state, so this only checks the switch and shows the scope; set
+    /// HANAMI_PROJECT to work in a project with every command.
     Switch {
         /// The project to switch to
         #[arg(value_name = "PROJECT_ID")]
