@@ -159,6 +159,11 @@ async fn train_request_check_save_restore() {
     else {
         panic!("a cluster without network accepted a task");
     };
+    // Without a network there is nothing to drive directly.
+    assert!(matches!(
+        client.set_direct_mode(&empty.uuid, true).await,
+        Err(Error::Conflict(_))
+    ));
     let restore = client
         .restore_cluster(&empty.uuid, &saved.uuid)
         .await

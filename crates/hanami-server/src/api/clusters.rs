@@ -232,7 +232,9 @@ async fn set_mode(app: App, caller: Caller, request: SetModeRequest) -> ApiResul
     };
     cluster.set_mode(mode, &app.workers).map_err(|_| {
         let why = match mode {
-            Mode::Direct => "it is already in DIRECT mode or a task is queued or running",
+            Mode::Direct => {
+                "it is already in DIRECT mode, a task is queued or running, or it has no network"
+            }
             Mode::Task => "it is already in TASK mode",
         };
         ApiError::Conflict(format!(

@@ -145,12 +145,14 @@ impl ClusterHandle {
         lock(&self.control).mode
     }
 
-    /// Switches the mode: to DIRECT only from an idle TASK mode, to TASK only from DIRECT
-    /// (which resumes the queue).
+    /// Switches the mode: to DIRECT only from an idle TASK mode and with a network, to TASK
+    /// only from DIRECT (which resumes the queue).
     pub fn set_mode(self: &Arc<Self>, mode: Mode, ctx: &WorkerContext) -> Result<(), ModeConflict> {
         let mut control = lock(&self.control);
         match (control.mode, mode) {
-            (Mode::Task, Mode::Direct) if control.active.is_none() && control.queue.is_empty() => {
+            (Mode::Task, Mode::Direct)
+                if control.active.is_none() && control.queue.is_empty() && self.has_network() =>
+            {
                 control.mode = Mode::Direct;
                 Ok(())
             }

@@ -160,7 +160,8 @@ fn handle(
                             buffer_name: output.name.clone(),
                             is_last: false,
                             process_type: ClusterProcessType::RequestType as i32,
-                            target_buffer_type: TargetBufferType::OutputBufferType as i32,
+                            // Left at its default (not sent), as the original's answers.
+                            target_buffer_type: TargetBufferType::InputBufferType as i32,
                             number_of_values: values.len() as u64,
                             values,
                         }
