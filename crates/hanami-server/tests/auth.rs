@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ADMIN, ADMIN_PW, Client, Launch, TestServer, member};
+use common::{ADMIN, ADMIN_PW, Client, ServerExt, TestServer, launch, member};
 use serde_json::json;
 
 #[tokio::test]
@@ -150,7 +150,7 @@ async fn access_check_endpoint() {
 
 #[tokio::test]
 async fn tokens_expire() {
-    let server = Launch::default().args(&["--token-expiry", "1"]).start();
+    let server = launch().args(&["--token-expiry", "1"]).start();
     let admin = server.admin().await;
     admin.get("auth").await.expect(200);
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -199,7 +199,7 @@ async fn restart_keeps_users_projects_and_tokens() {
 
 #[tokio::test]
 async fn first_start_needs_the_admin_variables() {
-    let Err(stderr) = Launch::default().without_admin_env().try_start() else {
+    let Err(stderr) = launch().without_admin_env().try_start() else {
         panic!("server started without an admin");
     };
     for var in [
@@ -213,7 +213,7 @@ async fn first_start_needs_the_admin_variables() {
     let mut server = TestServer::start();
     let dir = server.data_dir.clone();
     assert!(server.stop());
-    let again = Launch::default().without_admin_env().data_dir(&dir).start();
+    let again = launch().without_admin_env().data_dir(&dir).start();
     again.admin().await;
 }
 
@@ -222,7 +222,7 @@ async fn config_file_and_bad_config() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("hanami.toml");
     std::fs::write(&config, "token_expiry = 1\nmax_body_bytes = 2048\n").unwrap();
-    let server = Launch::default()
+    let server = launch()
         .args(&["--config", config.to_str().unwrap()])
         .start();
     let admin = server.admin().await;
@@ -235,7 +235,7 @@ async fn config_file_and_bad_config() {
     admin.get("auth").await.expect(401);
 
     std::fs::write(&config, "token_expiry = \"soon\"\n").unwrap();
-    let Err(stderr) = Launch::default()
+    let Err(stderr) = launch()
         .args(&["--config", config.to_str().unwrap()])
         .try_start()
     else {
@@ -245,7 +245,7 @@ async fn config_file_and_bad_config() {
 
     let policy = tmp.path().join("policy");
     std::fs::write(&policy, "v1.0alpha/auth\n- GET: admin\n- HEAD: admin\n").unwrap();
-    let Err(stderr) = Launch::default()
+    let Err(stderr) = launch()
         .args(&["--policy-file", policy.to_str().unwrap()])
         .try_start()
     else {
@@ -259,7 +259,7 @@ async fn custom_policy_file() {
     let tmp = tempfile::tempdir().unwrap();
     let policy = tmp.path().join("policy");
     std::fs::write(&policy, "v1.0alpha/auth\n- GET: admin\n").unwrap();
-    let server = Launch::default()
+    let server = launch()
         .args(&["--policy-file", policy.to_str().unwrap()])
         .start();
     let admin = server.admin().await;
@@ -276,7 +276,7 @@ async fn https_with_a_pem_certificate() {
     let key_path = tmp.path().join("key.pem");
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let server = Launch::default()
+    let server = launch()
         .args(&[
             "--tls-cert",
             cert_path.to_str().unwrap(),

@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ADMIN, ADMIN_PW, SEED_TEMPLATE, TestServer, member, pattern_mnist, sdk, sha256};
+use common::{
+    ADMIN, ADMIN_PW, SEED_TEMPLATE, ServerExt, TestServer, member, pattern_mnist, sdk, sha256,
+};
 use hanami_sdk::Error;
 use serde_json::json;
 

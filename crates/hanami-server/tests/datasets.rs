@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{ADMIN, ADMIN_PW, Launch, TestServer, member, mnist_files, sdk, sha256};
+use common::{ADMIN, ADMIN_PW, ServerExt, TestServer, launch, member, mnist_files, sdk, sha256};
 use futures_util::{SinkExt, StreamExt};
 use hanami_sdk::Error;
 use hanami_types::websocket::proto::{FileUploadMessage, FileUploadResponseMessage};
@@ -248,7 +248,7 @@ async fn progress_and_finalisation_rules() {
 async fn upload_declarations_are_checked() {
     let tmp = tempfile::tempdir().unwrap();
     let config = write(tmp.path(), "hanami.toml", "max_upload_bytes = 1000\n");
-    let server = Launch::default()
+    let server = launch()
         .args(&["--config", config.to_str().unwrap()])
         .start();
     let admin = server.admin().await;
@@ -670,7 +670,7 @@ async fn concurrent_uploads() {
 async fn abandoned_uploads_expire_and_restarts_clean_up() {
     let tmp = tempfile::tempdir().unwrap();
     let config = write(tmp.path(), "hanami.toml", "upload_timeout = 1\n");
-    let server = Launch::default()
+    let server = launch()
         .args(&["--config", config.to_str().unwrap()])
         .start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
@@ -781,7 +781,7 @@ async fn uploads_over_wss() {
     let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
     let cert_path = write(tmp.path(), "cert.pem", cert.cert.pem());
     let key_path = write(tmp.path(), "key.pem", cert.key_pair.serialize_pem());
-    let server = Launch::default()
+    let server = launch()
         .args(&[
             "--tls-cert",
             cert_path.to_str().unwrap(),

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::TestServer;
+use common::{ServerExt, TestServer};
 use serde_json::json;
 
 #[tokio::test]

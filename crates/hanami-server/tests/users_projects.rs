@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{ADMIN, TestServer, member};
+use common::{ADMIN, ServerExt, TestServer, member};
 use serde_json::json;
 
 #[tokio::test]

@@ -1,190 +1,34 @@
-//! Test support: the real `hanami` binary on a free loopback port with a temporary data
-//! directory, and a small HTTP client for it.
+//! Test support: this crate's `hanami` binary started through `hanami-testkit`, and a
+//! small HTTP client for it.
 #![allow(dead_code)] // each test file uses a different part of this module
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
+use hanami_testkit::Launch;
+#[allow(unused_imports)] // as dead_code above: not every test file uses every name
+pub use hanami_testkit::{ADMIN, ADMIN_PW, SEED_TEMPLATE, TestServer, mnist_files, sha256};
 use serde_json::Value;
 
-/// The admin every test server starts with.
-pub const ADMIN: &str = "asdf";
-/// Its password.
-pub const ADMIN_PW: &str = "asdfasdf";
-
-/// A running server process.
-pub struct TestServer {
-    child: Option<Child>,
-    /// Base address, e.g. `http://127.0.0.1:40123`.
-    pub url: String,
-    /// Data directory (kept for restarts).
-    pub data_dir: PathBuf,
-    _tmp: Option<tempfile::TempDir>,
+/// How to start the server under test (the test admin, a temporary data directory).
+pub fn launch() -> Launch {
+    Launch::new(env!("CARGO_BIN_EXE_hanami"))
 }
 
-/// How to start a server.
-pub struct Launch {
-    args: Vec<String>,
-    env: Vec<(String, String)>,
-    data_dir: Option<PathBuf>,
-}
-
-impl Default for Launch {
-    fn default() -> Self {
-        Self {
-            args: Vec::new(),
-            env: vec![
-                ("HANAMI_ADMIN_USER_ID".into(), ADMIN.into()),
-                ("HANAMI_ADMIN_USER_NAME".into(), "the admin".into()),
-                ("HANAMI_ADMIN_PASSWORD".into(), ADMIN_PW.into()),
-            ],
-            data_dir: None,
-        }
-    }
-}
-
-impl Launch {
-    /// Adds command-line arguments.
-    pub fn args(mut self, args: &[&str]) -> Self {
-        self.args.extend(args.iter().map(|a| (*a).to_owned()));
-        self
-    }
-
-    /// Uses an existing data directory.
-    pub fn data_dir(mut self, dir: &Path) -> Self {
-        self.data_dir = Some(dir.to_owned());
-        self
-    }
-
-    /// Starts without the admin variables.
-    pub fn without_admin_env(mut self) -> Self {
-        self.env.clear();
-        self
-    }
-
-    /// Starts and waits until the server prints its address.
-    pub fn start(self) -> TestServer {
-        match self.try_start() {
-            Ok(server) => server,
-            Err(stderr) => panic!("server did not start:\n{stderr}"),
-        }
-    }
-
-    /// Starts; on failure returns what the server wrote to stderr.
-    pub fn try_start(self) -> Result<TestServer, String> {
-        let (tmp, data_dir) = match self.data_dir {
-            Some(dir) => (None, dir),
-            None => {
-                let tmp = tempfile::tempdir().unwrap();
-                let dir = tmp.path().join("data");
-                (Some(tmp), dir)
-            }
-        };
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hanami"));
-        command
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(&self.args)
-            .env_remove("HANAMI_ADMIN_USER_ID")
-            .env_remove("HANAMI_ADMIN_USER_NAME")
-            .env_remove("HANAMI_ADMIN_PASSWORD")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in &self.env {
-            command.env(k, v);
-        }
-        let mut child = command.spawn().expect("spawn hanami");
-        let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let first = lines.next().and_then(Result::ok);
-            let _ = tx.send(first);
-            for _ in lines {}
-        });
-        let (err_tx, err_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[hanami] {line}");
-                text.push_str(&line);
-                text.push('\n');
-            }
-            let _ = err_tx.send(text);
-        });
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Some(url)) => Ok(TestServer {
-                child: Some(child),
-                url,
-                data_dir,
-                _tmp: tmp,
-            }),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(err_rx
-                    .recv_timeout(Duration::from_secs(5))
-                    .unwrap_or_default())
-            }
-        }
-    }
-}
-
-impl TestServer {
+/// Starting the server under test, and API clients for it.
+pub trait ServerExt {
     /// A server with default settings and the test admin.
-    pub fn start() -> Self {
-        Launch::default().start()
-    }
-
-    /// Stops the server with SIGTERM and waits for it; returns whether it exited cleanly.
-    pub fn stop(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return true;
-        };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-        for _ in 0..100 {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
-    }
-
-    /// Stops this server and starts a new one on the same data directory.
-    pub fn restart(mut self) -> TestServer {
-        assert!(self.stop(), "server did not shut down cleanly");
-        let tmp = self._tmp.take();
-        let mut next = Launch::default().data_dir(&self.data_dir).start();
-        next._tmp = tmp;
-        next
-    }
+    fn start() -> Self;
 
     /// A client without a token.
-    pub fn client(&self) -> Client {
-        Client::new(&self.url)
-    }
+    fn client(&self) -> Client;
 
     /// A client logged in as the test admin.
-    pub async fn admin(&self) -> Client {
+    async fn admin(&self) -> Client {
         self.login(ADMIN, ADMIN_PW).await
     }
 
     /// A client logged in as the given user.
-    pub async fn login(&self, id: &str, password: &str) -> Client {
+    async fn login(&self, id: &str, password: &str) -> Client {
         let mut client = self.client();
         let resp = client
             .post(
@@ -198,12 +42,13 @@ impl TestServer {
     }
 }
 
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+impl ServerExt for TestServer {
+    fn start() -> Self {
+        launch().start()
+    }
+
+    fn client(&self) -> Client {
+        Client::new(&self.url)
     }
 }
 
@@ -345,70 +190,8 @@ pub async fn sdk(server: &TestServer, user: &str, password: &str) -> hanami_sdk:
         .unwrap_or_else(|e| panic!("SDK login of {user}: {e}"))
 }
 
-/// IDX image and label files of `count` 28×28 images; labels cycle through 0..=9.
-pub fn mnist_files(dir: &Path, count: u32) -> (PathBuf, PathBuf) {
-    let mut images = Vec::with_capacity(16 + count as usize * 784);
-    images.extend_from_slice(&0x0803u32.to_be_bytes());
-    images.extend_from_slice(&count.to_be_bytes());
-    images.extend_from_slice(&28u32.to_be_bytes());
-    images.extend_from_slice(&28u32.to_be_bytes());
-    for i in 0..count as usize * 784 {
-        images.push((i * 7 % 251) as u8);
-    }
-    let mut labels = Vec::with_capacity(8 + count as usize);
-    labels.extend_from_slice(&0x0801u32.to_be_bytes());
-    labels.extend_from_slice(&count.to_be_bytes());
-    labels.extend((0..count).map(|i| (i % 10) as u8));
-    let image_path = dir.join(format!("images-{count}"));
-    let label_path = dir.join(format!("labels-{count}"));
-    std::fs::write(&image_path, images).unwrap();
-    std::fs::write(&label_path, labels).unwrap();
-    (image_path, label_path)
-}
-
-/// SHA-256 of a file, hex.
-pub fn sha256(path: &Path) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(std::fs::read(path).unwrap());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The template of the documentation: 784 inputs `picture`, 10 outputs `label`.
-pub const SEED_TEMPLATE: &str = "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\n    \
-    refractory_time: 1\n    max_connection_distance: 1\n    enable_reduction: false\nhexagons:\n    \
-    1,1,1\n    2,1,1\n    3,1,1\n\ninputs:\n    picture:\n        target: 1,1,1\n        \
-    number_of_inputs: 784\n\noutputs:\n    label:\n        target: 3,1,1\n        \
-    number_of_outputs: 10\n";
-
-/// A learnable MNIST-like IDX pair: image `i` has label `i % 10` and lights two rows of
-/// pixels that belong to its class, plus a few noise pixels.
+/// A learnable MNIST-like IDX pair (see [`hanami_testkit::pattern_mnist`]) with the noise
+/// the cluster tests were tuned to.
 pub fn pattern_mnist(dir: &Path, name: &str, count: u32) -> (PathBuf, PathBuf) {
-    let mut images = Vec::with_capacity(16 + count as usize * 784);
-    for n in [0x0803u32, count, 28, 28] {
-        images.extend_from_slice(&n.to_be_bytes());
-    }
-    let mut labels = Vec::with_capacity(8 + count as usize);
-    labels.extend_from_slice(&0x0801u32.to_be_bytes());
-    labels.extend_from_slice(&count.to_be_bytes());
-    let mut noise = 12345u32;
-    for i in 0..count {
-        let class = (i % 10) as usize;
-        let mut image = [0u8; 784];
-        for row in [class * 2 + 4, class * 2 + 5] {
-            for col in 4..24 {
-                image[row * 28 + col] = 200;
-            }
-        }
-        for _ in 0..10 {
-            noise = noise.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            image[(noise >> 8) as usize % 784] = 120;
-        }
-        images.extend_from_slice(&image);
-        labels.push(class as u8);
-    }
-    let image_path = dir.join(format!("{name}-images"));
-    let label_path = dir.join(format!("{name}-labels"));
-    std::fs::write(&image_path, images).unwrap();
-    std::fs::write(&label_path, labels).unwrap();
-    (image_path, label_path)
+    hanami_testkit::pattern_mnist(dir, name, count, 12345)
 }

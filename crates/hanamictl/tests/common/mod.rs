@@ -1,31 +1,22 @@
-//! Test support: the real `hanami` server on a free loopback port with a temporary data
-//! directory, the `hanamictl` binary run against it, parsers for its tables, and generated
-//! MNIST-like data.
+//! Test support: the real `hanami` server (started through `hanami-testkit`) with a
+//! temporary directory for the test's files, the `hanamictl` binary run against it, parsers
+//! for its tables, and generated MNIST-like data.
 //!
 //! The server binary is not a target of this crate: it is `$HANAMI_BIN` if set, otherwise
 //! `hanami` next to the `hanamictl` binary, built once per test binary with
 //! `cargo build -p hanami-server --bin hanami` (a no-op when it is fresh).
 #![allow(dead_code)] // each test file uses a different part of this module
 
-use std::io::{BufRead, BufReader};
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{OnceLock, mpsc};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)] // as dead_code above: not every test file uses every name
+pub use hanami_testkit::{ADMIN, ADMIN_PW, SEED_TEMPLATE};
+use hanami_testkit::{Launch, TestServer};
 use serde_json::Value;
-
-/// The admin every test server starts with.
-pub const ADMIN: &str = "asdf";
-/// Its password.
-pub const ADMIN_PW: &str = "asdfasdf";
-
-/// The template of the documentation: 784 inputs `picture`, 10 outputs `label`.
-pub const SEED_TEMPLATE: &str = "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\n    \
-    refractory_time: 1\n    max_connection_distance: 1\n    enable_reduction: false\nhexagons:\n    \
-    1,1,1\n    2,1,1\n    3,1,1\n\ninputs:\n    picture:\n        target: 1,1,1\n        \
-    number_of_inputs: 784\n\noutputs:\n    label:\n        target: 3,1,1\n        \
-    number_of_outputs: 10\n";
 
 /// The environment variables the CLI reads; removed from every child unless set on purpose.
 const CLI_ENV: &[&str] = &[
@@ -73,7 +64,7 @@ pub fn server_binary() -> &'static Path {
 }
 
 /// Whether the server binary is missing or older than a source file of the workspace (any
-/// crate but this one, and the root manifest and lock file). `cargo test --workspace` has
+/// crate but this one and the test kit, and the root manifest and lock file). `cargo test --workspace` has
 /// always just built it; a plain `cargo test -p hanamictl` may find it missing or old.
 fn stale(bin: &Path, workspace: &Path) -> bool {
     fn newer(path: &Path, than: std::time::SystemTime) -> bool {
@@ -83,7 +74,7 @@ fn stale(bin: &Path, workspace: &Path) -> bool {
         if meta.is_dir() {
             if path
                 .file_name()
-                .is_some_and(|n| n == "hanamictl" || n == "target")
+                .is_some_and(|n| n == "hanamictl" || n == "hanami-testkit" || n == "target")
             {
                 return false;
             }
@@ -103,13 +94,19 @@ fn stale(bin: &Path, workspace: &Path) -> bool {
         .any(|p| newer(&workspace.join(p), built))
 }
 
-/// A running server process.
+/// A running server (see [`TestServer`]) and a temporary directory for the test's files.
 pub struct Server {
-    child: Child,
-    /// Base address, e.g. `http://127.0.0.1:40123`.
-    pub url: String,
+    server: TestServer,
     /// Temporary directory: data directory and files made by the test.
     pub dir: tempfile::TempDir,
+}
+
+impl Deref for Server {
+    type Target = TestServer;
+
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
 }
 
 impl Server {
@@ -121,42 +118,11 @@ impl Server {
     /// A server with extra command-line arguments.
     pub fn start_with(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(server_binary())
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
+        let server = Launch::new(server_binary())
             .args(args)
-            .env("HANAMI_ADMIN_USER_ID", ADMIN)
-            .env("HANAMI_ADMIN_USER_NAME", ADMIN)
-            .env("HANAMI_ADMIN_PASSWORD", ADMIN_PW)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn hanami");
-        let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next().and_then(Result::ok));
-            for _ in lines {}
-        });
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[hanami] {line}");
-            }
-        });
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Some(url)) => Server { child, url, dir },
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the server did not start");
-            }
-        }
+            .data_dir(&dir.path().join("data"))
+            .start();
+        Server { server, dir }
     }
 
     /// Runs `hanamictl` as the admin.
@@ -207,13 +173,6 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -380,37 +339,11 @@ fn cells(line: &str) -> Vec<String> {
         .collect()
 }
 
-/// A learnable MNIST-like IDX pair: image `i` has label `i % 10` and lights two rows of
-/// pixels that belong to its class, plus a few noise pixels.
+/// A learnable MNIST-like IDX pair (see [`hanami_testkit::pattern_mnist`]) with the noise
+/// the CLI tests were tuned to.
 pub fn pattern_mnist(dir: &Path, name: &str, count: u32) -> (String, String) {
-    let mut images = Vec::with_capacity(16 + count as usize * 784);
-    for n in [0x0803u32, count, 28, 28] {
-        images.extend_from_slice(&n.to_be_bytes());
-    }
-    let mut labels = Vec::with_capacity(8 + count as usize);
-    labels.extend_from_slice(&0x0801u32.to_be_bytes());
-    labels.extend_from_slice(&count.to_be_bytes());
-    let mut noise = 12345u32 ^ count;
-    for i in 0..count {
-        let class = (i % 10) as usize;
-        let mut image = [0u8; 784];
-        for row in [class * 2 + 4, class * 2 + 5] {
-            for col in 4..24 {
-                image[row * 28 + col] = 200;
-            }
-        }
-        for _ in 0..10 {
-            noise = noise.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            image[(noise >> 8) as usize % 784] = 120;
-        }
-        images.extend_from_slice(&image);
-        labels.push(class as u8);
-    }
-    let image_path = dir.join(format!("{name}-images-idx3-ubyte"));
-    let label_path = dir.join(format!("{name}-labels-idx1-ubyte"));
-    std::fs::write(&image_path, images).unwrap();
-    std::fs::write(&label_path, labels).unwrap();
-    (path_str(&image_path), path_str(&label_path))
+    let (images, labels) = hanami_testkit::pattern_mnist(dir, name, count, 12345 ^ count);
+    (path_str(&images), path_str(&labels))
 }
 
 /// Column headers of the resource lists (datasets, clusters, checkpoints).

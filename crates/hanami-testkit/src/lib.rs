@@ -1,0 +1,333 @@
+//! Integration-test support shared by the Hanami-rs crates (a dev-dependency only): the
+//! real `hanami` server binary on a free loopback port with a temporary data directory
+//! and the test admin, the seed template of the documentation, generated MNIST-like IDX
+//! data and file hashes.
+//!
+//! The server binary is a parameter: a test crate that builds it passes
+//! `env!("CARGO_BIN_EXE_hanami")`, others find or build it themselves.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The admin every test server starts with.
+pub const ADMIN: &str = "asdf";
+/// Its password.
+pub const ADMIN_PW: &str = "asdfasdf";
+/// Its display name.
+pub const ADMIN_NAME: &str = "the admin";
+
+/// The environment variables that create the initial admin.
+const ADMIN_ENV: [&str; 3] = [
+    "HANAMI_ADMIN_USER_ID",
+    "HANAMI_ADMIN_USER_NAME",
+    "HANAMI_ADMIN_PASSWORD",
+];
+
+/// How long a server may take to print its address.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How to start a server: binary, extra arguments, environment and data directory.
+pub struct Launch {
+    binary: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    data_dir: Option<PathBuf>,
+}
+
+impl Launch {
+    /// A server from `binary` with the test admin in its environment and a fresh temporary
+    /// data directory.
+    pub fn new(binary: impl Into<PathBuf>) -> Self {
+        Self {
+            binary: binary.into(),
+            args: Vec::new(),
+            env: ADMIN_ENV
+                .iter()
+                .zip([ADMIN, ADMIN_NAME, ADMIN_PW])
+                .map(|(k, v)| ((*k).to_owned(), v.to_owned()))
+                .collect(),
+            data_dir: None,
+        }
+    }
+
+    /// Adds command-line arguments.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| (*a).to_owned()));
+        self
+    }
+
+    /// Uses the given data directory instead of a temporary one (it is kept afterwards).
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_owned());
+        self
+    }
+
+    /// Starts without the admin variables.
+    pub fn without_admin_env(mut self) -> Self {
+        self.env.clear();
+        self
+    }
+
+    /// Starts and waits until the server prints its address; panics with its standard
+    /// error if it does not.
+    pub fn start(self) -> TestServer {
+        match self.try_start() {
+            Ok(server) => server,
+            Err(stderr) => panic!("server did not start:\n{stderr}"),
+        }
+    }
+
+    /// Starts and waits until the server prints its address (its first line of standard
+    /// output) on `127.0.0.1:0`; on failure returns what the server wrote to standard
+    /// error. Standard error is forwarded to the test's, each line prefixed `[hanami]`.
+    pub fn try_start(self) -> Result<TestServer, String> {
+        let (tmp, data_dir) = match self.data_dir {
+            Some(dir) => (None, dir),
+            None => {
+                let tmp = tempfile::tempdir().expect("temporary directory");
+                let dir = tmp.path().join("data");
+                (Some(tmp), dir)
+            }
+        };
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(&self.args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for name in ADMIN_ENV {
+            command.env_remove(name);
+        }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.binary.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let _ = tx.send(lines.next().and_then(Result::ok));
+            for _ in lines {}
+        });
+        let (err_tx, err_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[hanami] {line}");
+                text.push_str(&line);
+                text.push('\n');
+            }
+            let _ = err_tx.send(text);
+        });
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok(Some(url)) => Ok(TestServer {
+                child: Some(child),
+                url,
+                data_dir,
+                binary: self.binary,
+                tmp,
+            }),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(err_rx
+                    .recv_timeout(Duration::from_secs(5))
+                    .unwrap_or_default())
+            }
+        }
+    }
+}
+
+/// A running server process; killed when dropped.
+pub struct TestServer {
+    child: Option<Child>,
+    /// Base address, e.g. `http://127.0.0.1:40123`.
+    pub url: String,
+    /// Data directory (kept for restarts).
+    pub data_dir: PathBuf,
+    binary: PathBuf,
+    tmp: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// Stops the server with SIGTERM and waits for it (5 s at most, then it is killed);
+    /// returns whether it exited cleanly. Stopping a stopped server returns `true`.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        for _ in 0..100 {
+            if let Some(status) = child.try_wait().expect("wait for the server") {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    /// Stops this server (asserting a clean shutdown) and starts the same binary with the
+    /// test admin and no extra arguments on the same data directory.
+    pub fn restart(mut self) -> TestServer {
+        assert!(self.stop(), "server did not shut down cleanly");
+        let mut next = Launch::new(&self.binary).data_dir(&self.data_dir).start();
+        next.tmp = self.tmp.take();
+        next
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The template of the documentation: 784 inputs `picture`, 10 outputs `label`.
+pub const SEED_TEMPLATE: &str = "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\n    \
+    refractory_time: 1\n    max_connection_distance: 1\n    enable_reduction: false\nhexagons:\n    \
+    1,1,1\n    2,1,1\n    3,1,1\n\ninputs:\n    picture:\n        target: 1,1,1\n        \
+    number_of_inputs: 784\n\noutputs:\n    label:\n        target: 3,1,1\n        \
+    number_of_outputs: 10\n";
+
+/// Pixels of one 28×28 image.
+const PIXELS: usize = 28 * 28;
+
+/// IDX image and label files of `count` 28×28 images with arbitrary pixels; labels cycle
+/// through 0..=9. Written to `dir` as `mnist-<count>-images-idx3-ubyte` and
+/// `mnist-<count>-labels-idx1-ubyte`.
+pub fn mnist_files(dir: &Path, count: u32) -> (PathBuf, PathBuf) {
+    let pixels: Vec<u8> = (0..count as usize * PIXELS)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    let labels: Vec<u8> = (0..count).map(|i| (i % 10) as u8).collect();
+    write_idx(dir, &format!("mnist-{count}"), &pixels, &labels)
+}
+
+/// A learnable MNIST-like IDX pair: image `i` has label `i % 10` and lights two rows of
+/// pixels that belong to its class, plus ten noise pixels drawn from `noise_seed`. Written
+/// to `dir` as `<name>-images-idx3-ubyte` and `<name>-labels-idx1-ubyte`.
+pub fn pattern_mnist(dir: &Path, name: &str, count: u32, noise_seed: u32) -> (PathBuf, PathBuf) {
+    let mut pixels = Vec::with_capacity(count as usize * PIXELS);
+    let mut labels = Vec::with_capacity(count as usize);
+    let mut noise = noise_seed;
+    for i in 0..count {
+        let class = (i % 10) as usize;
+        let mut image = [0u8; PIXELS];
+        for row in [class * 2 + 4, class * 2 + 5] {
+            image[row * 28 + 4..row * 28 + 24].fill(200);
+        }
+        for _ in 0..10 {
+            noise = noise.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            image[(noise >> 8) as usize % PIXELS] = 120;
+        }
+        pixels.extend_from_slice(&image);
+        labels.push(class as u8);
+    }
+    write_idx(dir, name, &pixels, &labels)
+}
+
+/// Writes 28×28 images and their labels as an IDX pair `<name>-images-idx3-ubyte`,
+/// `<name>-labels-idx1-ubyte` in `dir`.
+fn write_idx(dir: &Path, name: &str, pixels: &[u8], labels: &[u8]) -> (PathBuf, PathBuf) {
+    assert_eq!(
+        pixels.len(),
+        labels.len() * PIXELS,
+        "pixels for every label"
+    );
+    let count = u32::try_from(labels.len()).expect("IDX count");
+    let mut images = Vec::with_capacity(16 + pixels.len());
+    for n in [0x0803u32, count, 28, 28] {
+        images.extend_from_slice(&n.to_be_bytes());
+    }
+    images.extend_from_slice(pixels);
+    let mut label_file = Vec::with_capacity(8 + labels.len());
+    for n in [0x0801u32, count] {
+        label_file.extend_from_slice(&n.to_be_bytes());
+    }
+    label_file.extend_from_slice(labels);
+    let image_path = dir.join(format!("{name}-images-idx3-ubyte"));
+    let label_path = dir.join(format!("{name}-labels-idx1-ubyte"));
+    std::fs::write(&image_path, images)
+        .unwrap_or_else(|e| panic!("write {}: {e}", image_path.display()));
+    std::fs::write(&label_path, label_file)
+        .unwrap_or_else(|e| panic!("write {}: {e}", label_path.display()));
+    (image_path, label_path)
+}
+
+/// SHA-256 of a file, lowercase hex.
+pub fn sha256(path: &Path) -> String {
+    use sha2::Digest;
+    let content = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    sha2::Sha256::digest(content)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The generated files must stay byte for byte what they were when the learning tests
+    /// of the server and the CLI were tuned to them.
+    #[test]
+    fn generated_idx_files_are_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let hashes = |(images, labels): (PathBuf, PathBuf)| (sha256(&images), sha256(&labels));
+        assert_eq!(
+            hashes(mnist_files(dir.path(), 300)),
+            (
+                "40c2e9da2fb2016ed89be1a39bfb8d546430a3b1767fab914d42d267a8378777".to_owned(),
+                "eb1220cd230f7ec8f979ebc81ba2ba485eccfa12c8b459a0d3651986e3efad8d".to_owned()
+            )
+        );
+        assert_eq!(
+            hashes(pattern_mnist(dir.path(), "server", 500, 12345)),
+            (
+                "7e408abe1b1e0d9d398e2ba97caeab307c7e3c4a7c8b67c5171cb8d955a293cd".to_owned(),
+                "2bed0e3790b2dac87cb49ca6718054c88d630c4060f2671b4e1557c9e0ca6621".to_owned()
+            )
+        );
+        assert_eq!(
+            hashes(pattern_mnist(dir.path(), "cli", 200, 12345 ^ 200)),
+            (
+                "0eb858922b4613207ca32e835e0d0527e2e5c7ba88ee84b6ca37f1e0dd744fb1".to_owned(),
+                "5da3ed91915be22a03984a54478498076ecabc4f2f8577bf1ea337a4d14dc85f".to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn a_server_that_exits_without_an_address_did_not_start() {
+        let failed = Launch::new("false").try_start();
+        assert!(failed.is_err(), "`false` printed no address");
+    }
+
+    #[test]
+    fn sha256_is_lowercase_hex() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("abc");
+        std::fs::write(&path, "abc").unwrap();
+        assert_eq!(
+            sha256(&path),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
