@@ -401,6 +401,20 @@ impl Cluster {
     }
 }
 
+/// The index of the first value that is NaN or infinite. The common all-finite case is one
+/// branch-free (vectorised) pass over the values.
+pub(crate) fn first_non_finite(values: &[f32]) -> Option<usize> {
+    // `|v| < ∞` is false exactly for NaN and ±∞.
+    if values
+        .iter()
+        .fold(true, |finite, v| finite & (v.abs() < f32::INFINITY))
+    {
+        None
+    } else {
+        values.iter().position(|v| !v.is_finite())
+    }
+}
+
 fn check_values(name: &str, values: &[f32], size: usize) -> Result<(), EngineError> {
     if values.len() > size {
         return Err(EngineError::TooManyValues {
@@ -409,11 +423,35 @@ fn check_values(name: &str, values: &[f32], size: usize) -> Result<(), EngineErr
             got: values.len(),
         });
     }
-    match values.iter().position(|v| !v.is_finite()) {
+    match first_non_finite(values) {
         Some(index) => Err(EngineError::NonFinite {
             name: name.to_string(),
             index,
         }),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_non_finite;
+
+    #[test]
+    fn first_non_finite_finds_nan_and_infinities() {
+        assert_eq!(first_non_finite(&[]), None);
+        let mut values = vec![1.0f32; 37];
+        values[3] = -0.0;
+        values[4] = f32::MAX;
+        values[5] = -f32::MAX;
+        values[6] = f32::MIN_POSITIVE / 2.0;
+        assert_eq!(first_non_finite(&values), None);
+        for bad in [f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for at in [0, 17, 36] {
+                let mut v = values.clone();
+                v[at] = bad;
+                v[36 - at / 2] = bad;
+                assert_eq!(first_non_finite(&v), Some(at.min(36 - at / 2)));
+            }
+        }
     }
 }
