@@ -181,7 +181,9 @@ impl Cluster {
                 is_output: is_output[id],
                 dim: 0,
                 neurons: Vec::new(),
+                potentials: Vec::new(),
                 new_mask: Vec::new(),
+                in_use: Vec::new(),
                 active: Vec::new(),
                 blocks: Vec::new(),
                 neighbours: neighbours[id],
@@ -207,9 +209,7 @@ impl Cluster {
             .map(|(index, spec)| {
                 let hexagon = &mut hexagons[spec.hexagon];
                 let blocks = spec.size / NEURONS_PER_BLOCK + 1;
-                hexagon.neurons = vec![Neuron::default(); blocks * NEURONS_PER_BLOCK];
-                hexagon.new_mask = vec![0; blocks];
-                hexagon.active = vec![0; blocks];
+                hexagon.resize_neurons(blocks);
                 hexagon.input = Some(index);
                 InputInterface {
                     name: spec.name.clone(),
@@ -386,9 +386,9 @@ impl Cluster {
     pub(crate) fn memory_bytes(&self) -> usize {
         let mut bytes = self.section_stores * SECTION_STORE_BYTES;
         for hexagon in &self.hexagons {
-            bytes += hexagon.neurons.len() * std::mem::size_of::<Neuron>()
+            bytes += hexagon.neurons.len() * (std::mem::size_of::<Neuron>() + 4)
                 + hexagon.blocks.len() * std::mem::size_of::<ConnectionBlock>()
-                + hexagon.new_mask.len() * 8;
+                + hexagon.new_mask.len() * 3 * 8;
         }
         for input in &self.inputs {
             bytes += input.values.len() * 4;

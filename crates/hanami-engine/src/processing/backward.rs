@@ -26,7 +26,7 @@ impl Cluster {
                 continue;
             }
             self.run_blocks(h, false, |task, sources| {
-                backprop_neurons(task.neurons);
+                backprop_neurons(task.neurons, task.potentials, *task.active);
                 backprop_sections(task, sources);
             });
             let dim = self.hexagons[h].dim;
@@ -56,9 +56,12 @@ impl Cluster {
 
 /// Multiplies the delta of every active neuron by the derivative of `log2(1 + x)`, written in
 /// terms of the output: `1.4427 · 0.5^potential`.
-fn backprop_neurons(neurons: &mut [Neuron]) {
-    for neuron in neurons.iter_mut().filter(|n| n.active) {
-        neuron.delta *= INV_LN2 * 0.5f32.powf(neuron.potential);
+fn backprop_neurons(neurons: &mut [Neuron], potentials: &[f32], active: u64) {
+    let mut active = active;
+    while active != 0 {
+        let j = active.trailing_zeros() as usize;
+        active &= active - 1;
+        neurons[j].delta *= INV_LN2 * 0.5f32.powf(potentials[j]);
     }
 }
 
@@ -71,10 +74,11 @@ fn backprop_sections(task: &mut BlockTask<'_>, sources: &Sources<'_>) {
         .expect("a neuron block has 64 neurons");
     // What the walks read of their targets, in dense form.
     let deltas: [f32; NEURONS_PER_BLOCK] = std::array::from_fn(|j| targets[j].delta);
-    let positive = targets
+    let positive = task
+        .potentials
         .iter()
         .enumerate()
-        .fold(0u64, |m, (j, n)| m | (u64::from(n.potential > 0.0) << j));
+        .fold(0u64, |m, (j, &p)| m | (u64::from(p > 0.0) << j));
     let events = &mut *task.events;
     for block in task.blocks.iter_mut() {
         // A section whose source is inactive has no potential above its lower bound, so its

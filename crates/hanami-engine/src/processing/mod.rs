@@ -34,8 +34,9 @@ impl<'a> Sources<'a> {
         Sources { before, after }
     }
 
+    /// The potential of a section's source neuron.
     #[inline]
-    fn neuron(&self, hexagon: u32, index: u32) -> &Neuron {
+    fn potential(&self, hexagon: u32, index: u32) -> f32 {
         let h = hexagon as usize;
         let hexagon = if h < self.before.len() {
             &self.before[h]
@@ -43,13 +44,7 @@ impl<'a> Sources<'a> {
             // Sections never come from their own hexagon (checked on restore).
             &self.after[h - self.before.len() - 1]
         };
-        &hexagon.neurons[index as usize]
-    }
-
-    /// The potential of a section's source neuron.
-    #[inline]
-    fn potential(&self, hexagon: u32, index: u32) -> f32 {
-        self.neuron(hexagon, index).potential
+        hexagon.potentials[index as usize]
     }
 }
 
@@ -181,6 +176,9 @@ struct BlockTask<'a> {
     first_block: usize,
     blocks: &'a mut [ConnectionBlock],
     neurons: &'a mut [Neuron],
+    potentials: &'a mut [f32],
+    /// The block's neurons that own a section, as a bit mask.
+    in_use: &'a u64,
     new_mask: &'a mut u64,
     /// The block's active neurons as a bit mask (written by the neuron update).
     active: &'a mut u64,
@@ -300,6 +298,8 @@ impl Cluster {
         let all = Blocks {
             first: 0,
             neurons: &mut current.neurons,
+            potentials: &mut current.potentials,
+            in_use: &current.in_use,
             blocks: &mut current.blocks,
             new_mask: &mut current.new_mask,
             active: &mut current.active,
@@ -350,6 +350,8 @@ struct Blocks<'a> {
     /// Index of the first block in the hexagon.
     first: usize,
     neurons: &'a mut [Neuron],
+    potentials: &'a mut [f32],
+    in_use: &'a [u64],
     blocks: &'a mut [ConnectionBlock],
     new_mask: &'a mut [u64],
     active: &'a mut [u64],
@@ -363,6 +365,8 @@ impl<'a> Blocks<'a> {
         let first = self.first;
         self.neurons
             .chunks_mut(NEURONS_PER_BLOCK)
+            .zip(self.potentials.chunks_mut(NEURONS_PER_BLOCK))
+            .zip(self.in_use.iter())
             .zip(self.blocks.chunks_mut(dim))
             .zip(self.new_mask.iter_mut())
             .zip(self.active.iter_mut())
@@ -370,12 +374,20 @@ impl<'a> Blocks<'a> {
             .zip(self.seeds.iter())
             .enumerate()
             .map(
-                |(b, (((((neurons, blocks), new_mask), active), events), &seed))| {
+                |(
+                    b,
+                    (
+                        ((((((neurons, potentials), in_use), blocks), new_mask), active), events),
+                        &seed,
+                    ),
+                )| {
                     events.clear();
                     BlockTask {
                         first_block: (first + b) * dim,
                         blocks,
                         neurons,
+                        potentials,
+                        in_use,
                         new_mask,
                         active,
                         events,
@@ -391,9 +403,14 @@ impl<'a> Blocks<'a> {
     where
         F: Fn(&mut BlockTask<'_>, &Sources<'_>),
     {
-        for (b, (((((neurons, blocks), new_mask), active), events), &seed)) in self
+        for (
+            b,
+            (((((((neurons, potentials), in_use), blocks), new_mask), active), events), &seed),
+        ) in self
             .neurons
             .chunks_mut(NEURONS_PER_BLOCK)
+            .zip(self.potentials.chunks_mut(NEURONS_PER_BLOCK))
+            .zip(self.in_use.iter())
             .zip(self.blocks.chunks_mut(dim))
             .zip(self.new_mask.iter_mut())
             .zip(self.active.iter_mut())
@@ -407,6 +424,8 @@ impl<'a> Blocks<'a> {
                     first_block: (self.first + b) * dim,
                     blocks,
                     neurons,
+                    potentials,
+                    in_use,
                     new_mask,
                     active,
                     events,
