@@ -296,7 +296,6 @@ impl Cluster {
         let (current, after) = rest.split_first_mut().expect("hexagon index in range");
         let sources = Sources::new(before, after);
         let all = Blocks {
-            first: 0,
             neurons: &mut current.neurons,
             potentials: &mut current.potentials,
             in_use: &current.in_use,
@@ -345,10 +344,8 @@ impl Cluster {
     }
 }
 
-/// Consecutive neuron blocks of one hexagon with everything their tasks need.
+/// All neuron blocks of one hexagon with everything their tasks need.
 struct Blocks<'a> {
-    /// Index of the first block in the hexagon.
-    first: usize,
     neurons: &'a mut [Neuron],
     potentials: &'a mut [f32],
     in_use: &'a [u64],
@@ -362,7 +359,6 @@ struct Blocks<'a> {
 impl<'a> Blocks<'a> {
     /// One task per block.
     fn tasks(self, dim: usize) -> Vec<BlockTask<'a>> {
-        let first = self.first;
         self.neurons
             .chunks_mut(NEURONS_PER_BLOCK)
             .zip(self.potentials.chunks_mut(NEURONS_PER_BLOCK))
@@ -383,7 +379,7 @@ impl<'a> Blocks<'a> {
                 )| {
                     events.clear();
                     BlockTask {
-                        first_block: (first + b) * dim,
+                        first_block: b * dim,
                         blocks,
                         neurons,
                         potentials,
@@ -421,7 +417,7 @@ impl<'a> Blocks<'a> {
             events.clear();
             work(
                 &mut BlockTask {
-                    first_block: (self.first + b) * dim,
+                    first_block: b * dim,
                     blocks,
                     neurons,
                     potentials,
