@@ -163,7 +163,7 @@ fn read_row(
             name: name.to_string(),
             source,
         })?;
-    match values.iter().position(|v| !v.is_finite()) {
+    match crate::cluster::first_non_finite(values) {
         Some(index) => {
             // Leave no poison behind for later cycles.
             values[index..]

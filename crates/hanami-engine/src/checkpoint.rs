@@ -24,7 +24,7 @@ use crate::cluster::{Cluster, ClusterOptions, GrowthStats, Parallelism};
 use crate::geometry::{GROWTH_TARGETS, NO_HEXAGON, SIDES};
 use crate::network::{
     Connection, ConnectionBlock, Hexagon, INITIAL_TOLERANCE, InputInterface, NEURONS_PER_BLOCK,
-    NO_NEURON, Neuron, OUTPUT_TARGETS, OutputInterface, OutputTarget, SECTIONS_PER_BLOCK,
+    NO_NEURON, Neuron, OUTPUT_TARGETS, OutputInterface, OutputTarget, SECTIONS_PER_BLOCK, bit,
     new_section_store,
 };
 use crate::processing::Scratch;
@@ -407,10 +407,10 @@ fn encode_hexagon(w: &mut Writer, hexagon: &Hexagon) {
         .chain(&hexagon.targets)
         .for_each(|&v| w.u32(v));
     w.u32(hexagon.neurons.len() as u32);
-    for n in &hexagon.neurons {
+    for (index, (n, &potential)) in hexagon.neurons.iter().zip(&hexagon.potentials).enumerate() {
         for v in [
             n.input,
-            n.potential,
+            potential,
             n.delta,
             n.new_lower_bound,
             n.potential_range,
@@ -418,8 +418,8 @@ fn encode_hexagon(w: &mut Writer, hexagon: &Hexagon) {
             w.f32(v);
         }
         w.u32(n.refractory);
-        w.bool(n.active);
-        w.bool(n.in_use);
+        w.bool(bit(&hexagon.active, index));
+        w.bool(bit(&hexagon.in_use, index));
     }
     hexagon.new_mask.iter().for_each(|&m| w.u64(m));
     for block in &hexagon.blocks {
@@ -468,20 +468,25 @@ fn decode_hexagon(r: &mut Reader<'_>) -> Result<(Hexagon, usize), CheckpointErro
         *v = r.u32()?;
     }
     let neuron_count = r.count(NEURON_BYTES)?;
+    let mask_count = neuron_count.div_ceil(NEURONS_PER_BLOCK);
     let mut neurons = Vec::with_capacity(neuron_count);
-    for _ in 0..neuron_count {
+    let mut potentials = Vec::with_capacity(neuron_count);
+    let mut active = vec![0u64; mask_count];
+    let mut in_use = vec![0u64; mask_count];
+    for index in 0..neuron_count {
+        let input = r.f32()?;
+        potentials.push(r.f32()?);
         neurons.push(Neuron {
-            input: r.f32()?,
-            potential: r.f32()?,
+            input,
             delta: r.f32()?,
             new_lower_bound: r.f32()?,
             potential_range: r.f32()?,
             refractory: r.u32()?,
-            active: r.bool()?,
-            in_use: r.bool()?,
         });
+        let (word, shift) = (index / NEURONS_PER_BLOCK, index % NEURONS_PER_BLOCK);
+        active[word] |= u64::from(r.bool()?) << shift;
+        in_use[word] |= u64::from(r.bool()?) << shift;
     }
-    let mask_count = neuron_count.div_ceil(NEURONS_PER_BLOCK);
     let new_mask = (0..mask_count)
         .map(|_| r.u64())
         .collect::<Result<Vec<_>, _>>()?;
@@ -541,17 +546,10 @@ fn decode_hexagon(r: &mut Reader<'_>) -> Result<(Hexagon, usize), CheckpointErro
         }
         blocks.push(block);
     }
-    let active = neurons
-        .chunks(NEURONS_PER_BLOCK)
-        .map(|block| {
-            block
-                .iter()
-                .enumerate()
-                .fold(0u64, |m, (j, n)| m | (u64::from(n.active) << j))
-        })
-        .collect();
     let hexagon = Hexagon {
         active,
+        in_use,
+        potentials,
         position,
         is_input,
         is_output,

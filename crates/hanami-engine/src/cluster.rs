@@ -181,7 +181,9 @@ impl Cluster {
                 is_output: is_output[id],
                 dim: 0,
                 neurons: Vec::new(),
+                potentials: Vec::new(),
                 new_mask: Vec::new(),
+                in_use: Vec::new(),
                 active: Vec::new(),
                 blocks: Vec::new(),
                 neighbours: neighbours[id],
@@ -207,9 +209,7 @@ impl Cluster {
             .map(|(index, spec)| {
                 let hexagon = &mut hexagons[spec.hexagon];
                 let blocks = spec.size / NEURONS_PER_BLOCK + 1;
-                hexagon.neurons = vec![Neuron::default(); blocks * NEURONS_PER_BLOCK];
-                hexagon.new_mask = vec![0; blocks];
-                hexagon.active = vec![0; blocks];
+                hexagon.resize_neurons(blocks);
                 hexagon.input = Some(index);
                 InputInterface {
                     name: spec.name.clone(),
@@ -386,9 +386,9 @@ impl Cluster {
     pub(crate) fn memory_bytes(&self) -> usize {
         let mut bytes = self.section_stores * SECTION_STORE_BYTES;
         for hexagon in &self.hexagons {
-            bytes += hexagon.neurons.len() * std::mem::size_of::<Neuron>()
+            bytes += hexagon.neurons.len() * (std::mem::size_of::<Neuron>() + 4)
                 + hexagon.blocks.len() * std::mem::size_of::<ConnectionBlock>()
-                + hexagon.new_mask.len() * 8;
+                + hexagon.new_mask.len() * 3 * 8;
         }
         for input in &self.inputs {
             bytes += input.values.len() * 4;
@@ -401,6 +401,20 @@ impl Cluster {
     }
 }
 
+/// The index of the first value that is NaN or infinite. The common all-finite case is one
+/// branch-free (vectorised) pass over the values.
+pub(crate) fn first_non_finite(values: &[f32]) -> Option<usize> {
+    // `|v| < ∞` is false exactly for NaN and ±∞.
+    if values
+        .iter()
+        .fold(true, |finite, v| finite & (v.abs() < f32::INFINITY))
+    {
+        None
+    } else {
+        values.iter().position(|v| !v.is_finite())
+    }
+}
+
 fn check_values(name: &str, values: &[f32], size: usize) -> Result<(), EngineError> {
     if values.len() > size {
         return Err(EngineError::TooManyValues {
@@ -409,11 +423,35 @@ fn check_values(name: &str, values: &[f32], size: usize) -> Result<(), EngineErr
             got: values.len(),
         });
     }
-    match values.iter().position(|v| !v.is_finite()) {
+    match first_non_finite(values) {
         Some(index) => Err(EngineError::NonFinite {
             name: name.to_string(),
             index,
         }),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_non_finite;
+
+    #[test]
+    fn first_non_finite_finds_nan_and_infinities() {
+        assert_eq!(first_non_finite(&[]), None);
+        let mut values = vec![1.0f32; 37];
+        values[3] = -0.0;
+        values[4] = f32::MAX;
+        values[5] = -f32::MAX;
+        values[6] = f32::MIN_POSITIVE / 2.0;
+        assert_eq!(first_non_finite(&values), None);
+        for bad in [f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for at in [0, 17, 36] {
+                let mut v = values.clone();
+                v[at] = bad;
+                v[36 - at / 2] = bad;
+                assert_eq!(first_non_finite(&v), Some(at.min(36 - at / 2)));
+            }
+        }
     }
 }

@@ -113,13 +113,14 @@ impl Section {
     }
 }
 
-/// One neuron. Input neurons use only `potential` and `active`; output-hexagon neurons hold
-/// `sigmoid(input)` as potential.
+/// One neuron, without what the section walks read of it: its potential, whether it is
+/// active and whether it owns a section are kept per hexagon in dense arrays and bit sets
+/// ([`Hexagon::potentials`], [`Hexagon::active`], [`Hexagon::in_use`]). Input neurons use
+/// only those; output-hexagon neurons hold `sigmoid(input)` as potential.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Neuron {
     /// Sum of synapse contributions in the current cycle; cleared when consumed.
     pub input: f32,
-    pub potential: f32,
     /// Back-propagated error.
     pub delta: f32,
     /// Lower bound of the section this neuron asks for (with its `new` bit).
@@ -128,23 +129,16 @@ pub(crate) struct Neuron {
     pub potential_range: f32,
     /// Cycles left until the neuron takes in input again.
     pub refractory: u32,
-    /// Whether the neuron fired this cycle.
-    pub active: bool,
-    /// Whether the neuron owns at least one section. Never cleared.
-    pub in_use: bool,
 }
 
 impl Default for Neuron {
     fn default() -> Self {
         Neuron {
             input: 0.0,
-            potential: 0.0,
             delta: 0.0,
             new_lower_bound: 0.0,
             potential_range: 0.0,
             refractory: 1,
-            active: false,
-            in_use: false,
         }
     }
 }
@@ -223,11 +217,19 @@ pub(crate) struct Hexagon {
     /// Neuron blocks = connection blocks per neuron block (0 for input hexagons).
     pub dim: usize,
     pub neurons: Vec<Neuron>,
+    /// The neurons' potentials. Hidden neurons: `log2(1 + x)` of the thresholded potential;
+    /// input neurons: the raw input value; output-hexagon neurons: `sigmoid(input)`. Dense,
+    /// because every section walk looks up its source's potential (and input injection
+    /// writes hundreds of them per cycle).
+    pub potentials: Vec<f32>,
     /// One word per neuron block: bit `j` set = neuron `j` asks for a new section.
     pub new_mask: Vec<u64>,
-    /// One word per neuron block: bit `j` set = neuron `j` is active (the neurons' `active`
-    /// flags as a bit set, for finding the live sections fed by this hexagon).
+    /// One word per neuron block: bit `j` set = neuron `j` fired this cycle (also used for
+    /// finding the live sections fed by this hexagon).
     pub active: Vec<u64>,
+    /// One word per neuron block: bit `j` set = neuron `j` owns at least one section. Never
+    /// cleared.
+    pub in_use: Vec<u64>,
     pub blocks: Vec<ConnectionBlock>,
     pub neighbours: [u32; SIDES],
     pub targets: [u32; GROWTH_TARGETS],
@@ -242,6 +244,22 @@ impl Hexagon {
     pub(crate) fn neuron_blocks(&self) -> usize {
         self.neurons.len() / NEURONS_PER_BLOCK
     }
+
+    /// Gives the hexagon `blocks` neuron blocks; new neurons are in their initial state.
+    pub(crate) fn resize_neurons(&mut self, blocks: usize) {
+        self.neurons
+            .resize(blocks * NEURONS_PER_BLOCK, Neuron::default());
+        self.potentials.resize(blocks * NEURONS_PER_BLOCK, 0.0);
+        self.new_mask.resize(blocks, 0);
+        self.active.resize(blocks, 0);
+        self.in_use.resize(blocks, 0);
+    }
+}
+
+/// Whether bit `index % 64` of word `index / 64` of a per-block bit set is set.
+#[inline]
+pub(crate) fn bit(words: &[u64], index: usize) -> bool {
+    words[index / NEURONS_PER_BLOCK] >> (index % NEURONS_PER_BLOCK) & 1 != 0
 }
 
 /// Values fed into an input hexagon; value `i` drives neuron `i` of the hexagon.

@@ -3,6 +3,11 @@
 //! well under a microsecond (a rayon fork-join per hexagon costs more than the work it
 //! splits, see `docs/benchmarks.md`). An idle worker parks after a short while, so a cluster
 //! that does nothing costs no CPU.
+//!
+//! The worker only helps: a job whose worker part has not started when the calling thread has
+//! finished its own part is withdrawn, and the caller does not wait for it. So a worker that
+//! is asleep, or whose core the operating system gave to another process, delays nobody (a
+//! caller that waited for it would spin for a whole time slice).
 
 use std::cell::UnsafeCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -23,6 +28,9 @@ struct Shared {
     posted: AtomicU64,
     /// The number of the last job the worker finished.
     finished: AtomicU64,
+    /// The number of the last job that the worker claimed (it runs it) or that the caller
+    /// withdrew (the worker never touches it). Job `n` is posted only when this is `n − 1`.
+    claimed: AtomicU64,
     /// Whether the worker is about to park or parked.
     sleeping: AtomicBool,
     stop: AtomicBool,
@@ -59,6 +67,7 @@ impl Pair {
         let shared = Arc::new(Shared {
             posted: AtomicU64::new(0),
             finished: AtomicU64::new(0),
+            claimed: AtomicU64::new(0),
             sleeping: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
@@ -74,18 +83,22 @@ impl Pair {
         })
     }
 
-    /// Runs `job(0)` on the calling thread and `job(1)` on the worker, and returns when both
-    /// are done. A panic in either is propagated. (`&mut self`: one job at a time.)
+    /// Runs `job(0)` on the calling thread and, if the worker gets to it before `job(0)` has
+    /// returned, `job(1)` on the worker; returns when both are done. `job(1)` may not run at
+    /// all, so a job must not leave work to it alone: both parts take work from a shared
+    /// queue until it is empty. A panic in either is propagated. (`&mut self`: one job at a
+    /// time.)
     pub(crate) fn run(&mut self, job: &(dyn Fn(usize) + Sync)) {
         let shared = &*self.shared;
-        // SAFETY: only the lifetime is erased. The worker calls the job before it publishes
-        // `finished`, and this function does not return (nor unwind) before it has seen
-        // `finished` for this job (`Wait` below), so the job outlives every use.
+        // SAFETY: only the lifetime is erased. The worker calls the job only after claiming
+        // it, and before it publishes `finished`; this function does not return (nor unwind)
+        // before it has either withdrawn the job (then the worker never reads it) or seen
+        // `finished` for it (`Wait` below), so the job outlives every use.
         let erased: Job = unsafe {
             std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), Job>(job as *const _)
         };
-        // SAFETY: the worker is idle (the previous `run` waited for it), so nobody reads
-        // `job` now.
+        // SAFETY: the worker does not read `job` now: the previous job was withdrawn (never
+        // read) or finished, and this one is not posted yet.
         unsafe { *shared.job.get() = Some(erased) };
         let number = shared.posted.fetch_add(1, Ordering::SeqCst) + 1;
         if let Some(handle) = self
@@ -104,7 +117,8 @@ impl Pair {
     }
 }
 
-/// Waits until the worker has finished job `number`, also when the caller unwinds.
+/// Withdraws job `number` if the worker has not claimed it, else waits until the worker has
+/// finished it; also when the caller unwinds.
 struct Wait<'a> {
     shared: &'a Shared,
     number: u64,
@@ -112,8 +126,28 @@ struct Wait<'a> {
 
 impl Drop for Wait<'_> {
     fn drop(&mut self) {
-        while self.shared.finished.load(Ordering::Acquire) < self.number {
-            std::hint::spin_loop();
+        let shared = self.shared;
+        if shared
+            .claimed
+            .compare_exchange(
+                self.number - 1,
+                self.number,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            return;
+        }
+        let mut spins = 0u32;
+        while shared.finished.load(Ordering::Acquire) < self.number {
+            spins += 1;
+            if spins < 1 << 14 {
+                std::hint::spin_loop();
+            } else {
+                // The worker was descheduled inside the job: let it run.
+                thread::yield_now();
+            }
         }
     }
 }
@@ -155,8 +189,17 @@ fn work(shared: &Shared) {
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
+        if shared
+            .claimed
+            .compare_exchange(number - 1, number, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // The caller withdrew the job: it is done without us.
+            continue;
+        }
         // SAFETY: the acquire load above saw the increment that published this job, which
-        // the caller wrote before it; the caller keeps it alive until `finished` says done.
+        // the caller wrote before it; the claim succeeded, so the caller keeps it alive until
+        // `finished` says done.
         let job = unsafe { (*shared.job.get()).expect("a posted job") };
         // SAFETY: as above, the pointee is alive and `Sync`.
         if catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(1) })).is_err() {
@@ -171,29 +214,67 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
 
-    #[test]
-    fn both_parts_run_every_time() {
-        let mut pair = Pair::new().unwrap();
-        let count = AtomicUsize::new(0);
-        for _ in 0..1000 {
-            pair.run(&|part| {
-                count.fetch_add(part + 1, Ordering::Relaxed);
-            });
+    /// Part 0 waits (up to a second) until part 1 has started, so the worker's part runs.
+    fn wait_for(flag: &AtomicBool) {
+        let start = Instant::now();
+        while !flag.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(1) {
+            std::hint::spin_loop();
         }
-        assert_eq!(count.load(Ordering::Relaxed), 3000);
-        // After parking, the worker still wakes up.
-        thread::sleep(Duration::from_millis(5));
-        pair.run(&|part| {
-            count.fetch_add(part + 1, Ordering::Relaxed);
-        });
-        assert_eq!(count.load(Ordering::Relaxed), 3003);
+    }
+
+    #[test]
+    fn shared_work_is_done_once_whoever_takes_it() {
+        let mut pair = Pair::new().unwrap();
+        for round in 0..1000 {
+            let next = AtomicUsize::new(0);
+            let done: Vec<AtomicUsize> = (0..8).map(|_| AtomicUsize::new(0)).collect();
+            pair.run(&|_| {
+                loop {
+                    let item = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(slot) = done.get(item) else { break };
+                    slot.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            assert!(
+                done.iter().all(|d| d.load(Ordering::Relaxed) == 1),
+                "round {round}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_worker_takes_part_also_after_parking() {
+        let mut pair = Pair::new().unwrap();
+        for pause in [0, 5] {
+            // After the pause the worker has parked; it still wakes up.
+            thread::sleep(Duration::from_millis(pause));
+            let started = AtomicBool::new(false);
+            let parts = AtomicUsize::new(0);
+            pair.run(&|part| {
+                parts.fetch_add(part + 1, Ordering::Relaxed);
+                if part == 1 {
+                    started.store(true, Ordering::Release);
+                } else {
+                    wait_for(&started);
+                }
+            });
+            assert!(started.load(Ordering::Relaxed));
+            assert_eq!(parts.load(Ordering::Relaxed), 3);
+        }
     }
 
     #[test]
     fn a_worker_panic_reaches_the_caller() {
         let mut pair = Pair::new().unwrap();
+        let started = AtomicBool::new(false);
         let result = catch_unwind(AssertUnwindSafe(|| {
-            pair.run(&|part| assert_eq!(part, 0, "worker fails"));
+            pair.run(&|part| {
+                if part == 1 {
+                    started.store(true, Ordering::Release);
+                    panic!("worker fails");
+                }
+                wait_for(&started);
+            });
         }));
         assert!(result.is_err());
         // The pair stays usable.

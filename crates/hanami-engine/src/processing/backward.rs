@@ -5,7 +5,7 @@ use super::forward::target_index;
 use super::{BlockTask, DeltaRun, Sources};
 use crate::cluster::Cluster;
 use crate::network::{
-    NEURONS_PER_BLOCK, Neuron, PERMANENT_COUNTER, Section, WALK_THRESHOLD, low_bits, passes,
+    NEURONS_PER_BLOCK, Neuron, PERMANENT_COUNTER, Section, WALK_THRESHOLD, passes,
 };
 
 /// Learning rate of synapse weights.
@@ -26,7 +26,7 @@ impl Cluster {
                 continue;
             }
             self.run_blocks(h, false, |task, sources| {
-                backprop_neurons(task.neurons);
+                backprop_neurons(task.neurons, task.potentials, *task.active);
                 backprop_sections(task, sources);
             });
             let dim = self.hexagons[h].dim;
@@ -56,9 +56,12 @@ impl Cluster {
 
 /// Multiplies the delta of every active neuron by the derivative of `log2(1 + x)`, written in
 /// terms of the output: `1.4427 · 0.5^potential`.
-fn backprop_neurons(neurons: &mut [Neuron]) {
-    for neuron in neurons.iter_mut().filter(|n| n.active) {
-        neuron.delta *= INV_LN2 * 0.5f32.powf(neuron.potential);
+fn backprop_neurons(neurons: &mut [Neuron], potentials: &[f32], active: u64) {
+    let mut active = active;
+    while active != 0 {
+        let j = active.trailing_zeros() as usize;
+        active &= active - 1;
+        neurons[j].delta *= INV_LN2 * 0.5f32.powf(potentials[j]);
     }
 }
 
@@ -71,10 +74,11 @@ fn backprop_sections(task: &mut BlockTask<'_>, sources: &Sources<'_>) {
         .expect("a neuron block has 64 neurons");
     // What the walks read of their targets, in dense form.
     let deltas: [f32; NEURONS_PER_BLOCK] = std::array::from_fn(|j| targets[j].delta);
-    let positive = targets
+    let positive = task
+        .potentials
         .iter()
         .enumerate()
-        .fold(0u64, |m, (j, n)| m | (u64::from(n.potential > 0.0) << j));
+        .fold(0u64, |m, (j, &p)| m | (u64::from(p > 0.0) << j));
     let events = &mut *task.events;
     for block in task.blocks.iter_mut() {
         // A section whose source is inactive has no potential above its lower bound, so its
@@ -140,29 +144,57 @@ fn backprop_section<const RECORD: bool>(
     terms: &mut Vec<f32>,
 ) -> f32 {
     // Counters compare with the weights before the update. Most synapses are permanent
-    // (counter 10) after a while: only the others are looked at, before the weights change.
+    // (counter 10) after a while; where some are not, the walk notes which visited synapses
+    // agree with their target, and only those counters change (synapses that disagree, e.g.
+    // negative weights onto output-hexagon neurons, stay unsettled for good and cost nothing).
     let unsettled = section.unsettled;
-    let mut agree = 0u64;
-    let mut pending = unsettled;
-    while pending != 0 {
-        let k = pending.trailing_zeros() as usize;
-        pending &= pending - 1;
-        let t = target_index(section.target[k]);
-        let agrees = ((positive >> t) & 1 != 0) == (section.weight[k] > 0.0);
-        agree |= u64::from(agrees) << k;
+    if unsettled == 0 {
+        return walk_weights::<RECORD, false>(section, len, threshold, deltas, positive, terms).0;
     }
+    let (sum, agree) =
+        walk_weights::<RECORD, true>(section, len, threshold, deltas, positive, terms);
+    let mut rising = unsettled & agree;
+    while rising != 0 {
+        let k = rising.trailing_zeros() as usize;
+        rising &= rising - 1;
+        let counter = section.counter[k] + 1;
+        section.counter[k] = counter;
+        if counter >= PERMANENT_COUNTER {
+            section.unsettled &= !(1 << k);
+        }
+    }
+    sum
+}
+
+/// The weight updates of a backward walk. With `AGREE`, also returns the visited synapses
+/// whose weight sign (before the update) agrees with whether their target is active, as a
+/// bit mask.
+#[inline(always)]
+fn walk_weights<const RECORD: bool, const AGREE: bool>(
+    section: &mut Section,
+    len: usize,
+    threshold: f64,
+    deltas: &[f32; NEURONS_PER_BLOCK],
+    positive: u64,
+    terms: &mut Vec<f32>,
+) -> (f32, u64) {
     if RECORD {
         terms.reserve(len);
     }
-    let mut count = len;
     let mut sum = 0.0f32;
+    let mut agree = 0u64;
     for (k, ((&end, &target), weight)) in section.ends[..len]
         .iter()
         .zip(&section.target[..len])
         .zip(&mut section.weight[..len])
         .enumerate()
     {
-        let delta = deltas[target_index(target)];
+        let t = target_index(target);
+        let delta = deltas[t];
+        if AGREE {
+            let agrees = ((positive >> t) & 1 != 0) == (*weight > 0.0);
+            agree |= u64::from(agrees) << k;
+        }
         if RECORD {
             // The source's error term uses the weight before the update.
             let term = delta * *weight;
@@ -171,19 +203,8 @@ fn backprop_section<const RECORD: bool>(
         }
         *weight -= SYNAPSE_LEARNING_RATE * delta;
         if !passes(end, threshold) {
-            count = k + 1;
             break;
         }
     }
-    let mut visited = unsettled & low_bits(count);
-    while visited != 0 {
-        let k = visited.trailing_zeros() as usize;
-        visited &= visited - 1;
-        let counter = section.counter[k] + u8::from(agree >> k & 1 != 0);
-        section.counter[k] = counter;
-        if counter >= PERMANENT_COUNTER {
-            section.unsettled &= !(1 << k);
-        }
-    }
-    sum
+    (sum, agree)
 }

@@ -56,20 +56,18 @@ impl Cluster {
         first_time.clear();
         let values = &self.inputs[input].values;
         let hexagon = &mut self.hexagons[h];
-        for (b, (neurons, values)) in hexagon
-            .neurons
+        for (b, (potentials, values)) in hexagon
+            .potentials
             .chunks_mut(NEURONS_PER_BLOCK)
             .zip(values.chunks(NEURONS_PER_BLOCK))
             .enumerate()
         {
-            let mut active = 0u64;
-            let mut first = 0u64;
-            for (j, (neuron, &value)) in neurons.iter_mut().zip(values).enumerate() {
-                neuron.potential = value;
-                neuron.active = value > 0.0;
-                active |= u64::from(neuron.active) << j;
-                first |= u64::from(neuron.active & !neuron.in_use) << j;
-            }
+            potentials[..values.len()].copy_from_slice(values);
+            let active = values
+                .iter()
+                .enumerate()
+                .fold(0u64, |m, (j, &value)| m | (u64::from(value > 0.0) << j));
+            let mut first = active & !hexagon.in_use[b];
             // Neurons beyond the interface keep their state.
             let kept = !crate::network::low_bits(values.len());
             hexagon.active[b] = (hexagon.active[b] & kept) | active;
@@ -101,7 +99,13 @@ impl Cluster {
         self.run_blocks(h, true, |task, sources| {
             process_synapses(task, sources, growth, creation_enabled);
             if hidden {
-                *task.active = update_neurons(task.neurons, task.new_mask, &params);
+                *task.active = update_neurons(
+                    task.neurons,
+                    task.potentials,
+                    *task.in_use,
+                    task.new_mask,
+                    &params,
+                );
             }
         });
         let dim = self.hexagons[h].dim;
@@ -132,15 +136,12 @@ impl Cluster {
                 continue;
             }
             for (b, &word) in hexagon.new_mask.iter().enumerate() {
-                let mut mask = word;
+                // Only a neuron with sections that fired was walked.
+                let mut mask = word & hexagon.in_use[b] & hexagon.active[b];
                 while mask != 0 {
                     let index = b * NEURONS_PER_BLOCK + mask.trailing_zeros() as usize;
                     mask &= mask - 1;
-                    // Only a neuron with sections that fired was walked.
-                    let neuron = &hexagon.neurons[index];
-                    if neuron.in_use && neuron.active {
-                        candidates.push((sh as u32, index as u32));
-                    }
+                    candidates.push((sh as u32, index as u32));
                 }
             }
         }
@@ -464,33 +465,32 @@ fn create_synapse(section: &mut Section, pos: usize, border: f32, seed: &mut u32
 
 /// Updates the hidden neurons of one block (spec §3.4): cooldown, refractory countdown,
 /// `log2(1 + x)` activation, and the request bits for neurons that fired for the first time.
-/// Returns the active neurons as a bit mask.
-fn update_neurons(neurons: &mut [Neuron], new_mask: &mut u64, params: &NeuronParams) -> u64 {
-    let mut mask = 0u64;
+/// Returns the active neurons as a bit mask; `in_use` is the block's bit set of neurons that
+/// own a section.
+fn update_neurons(
+    neurons: &mut [Neuron],
+    potentials: &mut [f32],
+    in_use: u64,
+    new_mask: &mut u64,
+    params: &NeuronParams,
+) -> u64 {
     let mut active = 0u64;
-    for (j, neuron) in neurons.iter_mut().enumerate() {
-        neuron.potential /= params.cooldown;
+    for (j, (neuron, potential)) in neurons.iter_mut().zip(potentials).enumerate() {
+        let mut p = *potential / params.cooldown;
         neuron.refractory = neuron.refractory.saturating_sub(1);
         if neuron.refractory == 0 {
-            neuron.potential += params.overflow * neuron.input;
+            p += params.overflow * neuron.input;
             neuron.refractory = params.refractory_time;
         }
-        neuron.active = neuron.potential > 0.0;
-        active |= u64::from(neuron.active) << j;
-        neuron.potential = if neuron.active {
-            (neuron.potential + 1.0).log2()
-        } else {
-            0.0
-        };
+        let fired = p > 0.0;
+        active |= u64::from(fired) << j;
+        *potential = if fired { (p + 1.0).log2() } else { 0.0 };
         neuron.input = 0.0;
         neuron.delta = 0.0;
-        if neuron.active && !neuron.in_use {
-            mask |= 1 << j;
-        }
         neuron.new_lower_bound = 0.0;
         neuron.potential_range = f32::MAX;
     }
-    *new_mask = mask;
+    *new_mask = active & !in_use;
     active
 }
 
@@ -506,12 +506,13 @@ mod tests {
             overflow: 1.0,
         };
         let mut neurons = vec![Neuron::default(); NEURONS_PER_BLOCK];
+        let mut potentials = vec![0.0; NEURONS_PER_BLOCK];
         let mut mask = 0;
         (0..cycles)
             .map(|_| {
                 neurons[0].input = 100.0;
-                update_neurons(&mut neurons, &mut mask, &params);
-                neurons[0].potential
+                update_neurons(&mut neurons, &mut potentials, 0, &mut mask, &params);
+                potentials[0]
             })
             .collect()
     }
@@ -540,13 +541,13 @@ mod tests {
             overflow: 1.0,
         };
         let mut neurons = vec![Neuron::default(); NEURONS_PER_BLOCK];
+        let mut potentials = vec![0.0; NEURONS_PER_BLOCK];
         neurons[3].input = 2.0;
         neurons[5].input = 2.0;
-        neurons[5].in_use = true;
         let mut mask = 0;
-        update_neurons(&mut neurons, &mut mask, &params);
+        let active = update_neurons(&mut neurons, &mut potentials, 1 << 5, &mut mask, &params);
         assert_eq!(mask, 1 << 3);
-        assert!(neurons[3].active && neurons[5].active && !neurons[4].active);
+        assert_eq!(active, (1 << 3) | (1 << 5));
         assert_eq!(neurons[3].input, 0.0);
     }
 }

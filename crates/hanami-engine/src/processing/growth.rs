@@ -66,7 +66,7 @@ impl Cluster {
         connection.lower_bound = lower_bound;
         connection.range = range;
         // The tolerance of a reused slot is kept, as in the original.
-        self.hexagons[h].neurons[neuron].in_use = true;
+        self.hexagons[h].in_use[neuron / NEURONS_PER_BLOCK] |= 1 << (neuron % NEURONS_PER_BLOCK);
         self.scratch.feeds_valid = false;
         true
     }
@@ -103,8 +103,8 @@ impl Cluster {
         let n = self.hexagons[t].dim;
         let m = n + 1;
         let extra = (m * m - n * n) * std::mem::size_of::<ConnectionBlock>()
-            + NEURONS_PER_BLOCK * std::mem::size_of::<Neuron>()
-            + 8;
+            + NEURONS_PER_BLOCK * (std::mem::size_of::<Neuron>() + 4)
+            + 3 * 8;
         if self.memory_bytes() + extra > self.options.memory_limit {
             return false;
         }
@@ -117,11 +117,7 @@ impl Cluster {
         }
         hexagon.blocks = blocks;
         hexagon.dim = m;
-        hexagon
-            .neurons
-            .resize(m * NEURONS_PER_BLOCK, Neuron::default());
-        hexagon.new_mask.resize(m, 0);
-        hexagon.active.resize(m, 0);
+        hexagon.resize_neurons(m);
         self.scratch.feeds_valid = false;
         true
     }

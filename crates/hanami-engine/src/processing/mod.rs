@@ -14,6 +14,7 @@ mod output;
 mod reduction;
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
@@ -33,8 +34,9 @@ impl<'a> Sources<'a> {
         Sources { before, after }
     }
 
+    /// The potential of a section's source neuron.
     #[inline]
-    fn neuron(&self, hexagon: u32, index: u32) -> &Neuron {
+    fn potential(&self, hexagon: u32, index: u32) -> f32 {
         let h = hexagon as usize;
         let hexagon = if h < self.before.len() {
             &self.before[h]
@@ -42,13 +44,7 @@ impl<'a> Sources<'a> {
             // Sections never come from their own hexagon (checked on restore).
             &self.after[h - self.before.len() - 1]
         };
-        &hexagon.neurons[index as usize]
-    }
-
-    /// The potential of a section's source neuron.
-    #[inline]
-    fn potential(&self, hexagon: u32, index: u32) -> f32 {
-        self.neuron(hexagon, index).potential
+        hexagon.potentials[index as usize]
     }
 }
 
@@ -113,8 +109,10 @@ pub(crate) struct Scratch {
     /// Cleared by every change of the section layout (growth, resizing, reduction).
     pub(crate) feeds_valid: bool,
     /// Per hexagon and neuron block, a running average of the live sections feeding the
-    /// block: how the blocks are split between two threads.
+    /// block: the order in which two threads take the blocks.
     loads: Vec<Vec<f32>>,
+    /// The order in which two threads take the blocks of the current hexagon.
+    order: Vec<usize>,
 }
 
 /// The sections of one hexagon that are fed by the neurons of one source hexagon: for source
@@ -178,6 +176,9 @@ struct BlockTask<'a> {
     first_block: usize,
     blocks: &'a mut [ConnectionBlock],
     neurons: &'a mut [Neuron],
+    potentials: &'a mut [f32],
+    /// The block's neurons that own a section, as a bit mask.
+    in_use: &'a u64,
     new_mask: &'a mut u64,
     /// The block's active neurons as a bit mask (written by the neuron update).
     active: &'a mut u64,
@@ -254,23 +255,16 @@ impl Cluster {
         }
     }
 
-    /// Where to split hexagon `h`'s `dim` blocks between two threads: the split point that
-    /// balances the average live sections best.
-    fn balanced_split(&self, h: usize, dim: usize) -> usize {
-        let Some(loads) = self.scratch.loads.get(h).filter(|l| l.len() == dim) else {
-            return dim.div_ceil(2);
-        };
-        let total: f32 = loads.iter().sum();
-        let mut prefix = 0.0;
-        let mut best = (f32::MAX, dim.div_ceil(2));
-        for (at, load) in loads[..dim - 1].iter().enumerate() {
-            prefix += load;
-            let worst = prefix.max(total - prefix);
-            if worst < best.0 {
-                best = (worst, at + 1);
-            }
+    /// The order in which two threads take hexagon `h`'s `dim` blocks: by descending average
+    /// of live sections, so that the big blocks start first and the small ones fill the gaps.
+    fn block_order(&mut self, h: usize, dim: usize) {
+        let Scratch { loads, order, .. } = &mut self.scratch;
+        order.clear();
+        order.extend(0..dim);
+        if let Some(loads) = loads.get(h).filter(|l| l.len() == dim) {
+            // Stable: equal loads keep block order.
+            order.sort_by(|&a, &b| loads[b].total_cmp(&loads[a]));
         }
-        best.1
     }
 
     /// Splits hexagon `h` into per-block tasks, runs `work` on each (in parallel when the
@@ -280,10 +274,13 @@ impl Cluster {
         F: Fn(&mut BlockTask<'_>, &Sources<'_>) + Sync,
     {
         let dim = self.hexagons[h].dim;
-        let split = self.balanced_split(h, dim);
+        if let Parallelism::Pair(_) = self.parallel {
+            self.block_order(h, dim);
+        }
         let Scratch {
             events,
             seeds: seed_buffer,
+            order,
             ..
         } = &mut self.scratch;
         if events.len() < dim {
@@ -299,8 +296,9 @@ impl Cluster {
         let (current, after) = rest.split_first_mut().expect("hexagon index in range");
         let sources = Sources::new(before, after);
         let all = Blocks {
-            first: 0,
             neurons: &mut current.neurons,
+            potentials: &mut current.potentials,
+            in_use: &current.in_use,
             blocks: &mut current.blocks,
             new_mask: &mut current.new_mask,
             active: &mut current.active,
@@ -309,13 +307,23 @@ impl Cluster {
         };
         match &mut self.parallel {
             Parallelism::Pair(pair) if dim >= 2 => {
-                // The split moves only when the load does, so each core keeps mostly the same
-                // sections in its own cache.
-                let (first, second) = all.split(split, dim);
-                let parts = [Mutex::new(first), Mutex::new(second)];
-                pair.run(&|part| {
-                    let mut blocks = parts[part].lock().unwrap_or_else(|e| e.into_inner());
-                    blocks.run(dim, &work, &sources);
+                // Both threads take the next block in `order` until none is left: the blocks'
+                // loads vary from sample to sample (and a fixed split cannot balance four
+                // unequal blocks), so whoever is free takes the next one. Which thread runs a
+                // block does not change what it computes.
+                let tasks: Vec<Mutex<BlockTask<'_>>> =
+                    all.tasks(dim).into_iter().map(Mutex::new).collect();
+                let next = AtomicUsize::new(0);
+                let order = &order[..dim];
+                pair.run(&|_| {
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&b) = order.get(n) else {
+                            break;
+                        };
+                        let mut task = tasks[b].lock().unwrap_or_else(|e| e.into_inner());
+                        work(&mut task, &sources);
+                    }
                 });
             }
             Parallelism::Current | Parallelism::Pool(_) if dim >= 2 => {
@@ -336,11 +344,11 @@ impl Cluster {
     }
 }
 
-/// Consecutive neuron blocks of one hexagon with everything their tasks need.
+/// All neuron blocks of one hexagon with everything their tasks need.
 struct Blocks<'a> {
-    /// Index of the first block in the hexagon.
-    first: usize,
     neurons: &'a mut [Neuron],
+    potentials: &'a mut [f32],
+    in_use: &'a [u64],
     blocks: &'a mut [ConnectionBlock],
     new_mask: &'a mut [u64],
     active: &'a mut [u64],
@@ -349,41 +357,12 @@ struct Blocks<'a> {
 }
 
 impl<'a> Blocks<'a> {
-    /// Splits off the blocks from `at` on (`dim` connection blocks per neuron block).
-    fn split(self, at: usize, dim: usize) -> (Blocks<'a>, Blocks<'a>) {
-        let (neurons_a, neurons_b) = self.neurons.split_at_mut(at * NEURONS_PER_BLOCK);
-        let (blocks_a, blocks_b) = self.blocks.split_at_mut(at * dim);
-        let (new_a, new_b) = self.new_mask.split_at_mut(at);
-        let (active_a, active_b) = self.active.split_at_mut(at);
-        let (events_a, events_b) = self.events.split_at_mut(at);
-        let (seeds_a, seeds_b) = self.seeds.split_at(at);
-        (
-            Blocks {
-                first: self.first,
-                neurons: neurons_a,
-                blocks: blocks_a,
-                new_mask: new_a,
-                active: active_a,
-                events: events_a,
-                seeds: seeds_a,
-            },
-            Blocks {
-                first: self.first + at,
-                neurons: neurons_b,
-                blocks: blocks_b,
-                new_mask: new_b,
-                active: active_b,
-                events: events_b,
-                seeds: seeds_b,
-            },
-        )
-    }
-
     /// One task per block.
     fn tasks(self, dim: usize) -> Vec<BlockTask<'a>> {
-        let first = self.first;
         self.neurons
             .chunks_mut(NEURONS_PER_BLOCK)
+            .zip(self.potentials.chunks_mut(NEURONS_PER_BLOCK))
+            .zip(self.in_use.iter())
             .zip(self.blocks.chunks_mut(dim))
             .zip(self.new_mask.iter_mut())
             .zip(self.active.iter_mut())
@@ -391,12 +370,20 @@ impl<'a> Blocks<'a> {
             .zip(self.seeds.iter())
             .enumerate()
             .map(
-                |(b, (((((neurons, blocks), new_mask), active), events), &seed))| {
+                |(
+                    b,
+                    (
+                        ((((((neurons, potentials), in_use), blocks), new_mask), active), events),
+                        &seed,
+                    ),
+                )| {
                     events.clear();
                     BlockTask {
-                        first_block: (first + b) * dim,
+                        first_block: b * dim,
                         blocks,
                         neurons,
+                        potentials,
+                        in_use,
                         new_mask,
                         active,
                         events,
@@ -412,9 +399,14 @@ impl<'a> Blocks<'a> {
     where
         F: Fn(&mut BlockTask<'_>, &Sources<'_>),
     {
-        for (b, (((((neurons, blocks), new_mask), active), events), &seed)) in self
+        for (
+            b,
+            (((((((neurons, potentials), in_use), blocks), new_mask), active), events), &seed),
+        ) in self
             .neurons
             .chunks_mut(NEURONS_PER_BLOCK)
+            .zip(self.potentials.chunks_mut(NEURONS_PER_BLOCK))
+            .zip(self.in_use.iter())
             .zip(self.blocks.chunks_mut(dim))
             .zip(self.new_mask.iter_mut())
             .zip(self.active.iter_mut())
@@ -425,9 +417,11 @@ impl<'a> Blocks<'a> {
             events.clear();
             work(
                 &mut BlockTask {
-                    first_block: (self.first + b) * dim,
+                    first_block: b * dim,
                     blocks,
                     neurons,
+                    potentials,
+                    in_use,
                     new_mask,
                     active,
                     events,

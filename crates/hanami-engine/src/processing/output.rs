@@ -19,9 +19,9 @@ impl Cluster {
     /// of outputs whose expected value is positive sample a new neuron with 2% probability.
     pub(crate) fn process_output(&mut self, h: usize, o: usize, train: bool) {
         let hexagon = &mut self.hexagons[h];
-        for neuron in &mut hexagon.neurons {
+        for (neuron, potential) in hexagon.neurons.iter_mut().zip(&mut hexagon.potentials) {
             // A neuron without input has exactly sigmoid(0) = 0.5.
-            neuron.potential = if neuron.input == 0.0 {
+            *potential = if neuron.input == 0.0 {
                 0.5
             } else {
                 sigmoid(neuron.input)
@@ -47,7 +47,7 @@ impl Cluster {
                         seed = pcg_hash(seed);
                         let index =
                             block * NEURONS_PER_BLOCK as u32 + seed % NEURONS_PER_BLOCK as u32;
-                        let potential = hexagon.neurons[index as usize].potential;
+                        let potential = hexagon.potentials[index as usize];
                         if potential != 0.5 {
                             target.neuron = index;
                             seed = pcg_hash(seed);
@@ -61,7 +61,7 @@ impl Cluster {
                 if target.neuron == NO_NEURON {
                     continue;
                 }
-                sum += hexagon.neurons[target.neuron as usize].potential * target.weight;
+                sum += hexagon.potentials[target.neuron as usize] * target.weight;
             }
             *value = if sum != 0.0 { sigmoid(sum) } else { 0.0 };
         }
@@ -80,13 +80,13 @@ impl Cluster {
         {
             let update = (value - expected) * (value * (1.0 - value));
             for target in targets.iter_mut().filter(|t| t.neuron != NO_NEURON) {
-                let neuron = &mut hexagon.neurons[target.neuron as usize];
-                neuron.delta += update * target.weight;
-                target.weight -= update * OUTPUT_LEARNING_RATE * neuron.potential;
+                let index = target.neuron as usize;
+                hexagon.neurons[index].delta += update * target.weight;
+                target.weight -= update * OUTPUT_LEARNING_RATE * hexagon.potentials[index];
             }
         }
-        for neuron in &mut hexagon.neurons {
-            neuron.delta *= neuron.potential * (1.0 - neuron.potential);
+        for (neuron, &potential) in hexagon.neurons.iter_mut().zip(&hexagon.potentials) {
+            neuron.delta *= potential * (1.0 - potential);
         }
     }
 }
