@@ -42,4 +42,4 @@ if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
     fi
 fi
 .venv/bin/python -m pip install -q -e 'sdk/python[test]'
-HANAMI_BIN="$PWD/target/debug/hanami" .venv/bin/python -m pytest -q sdk/python/tests
+HANAMI_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/hanami" .venv/bin/python -m pytest -q sdk/python/tests
