@@ -18,29 +18,6 @@ use std::time::Instant;
 
 use hanami_engine::{Cluster, ClusterOptions, RowError, Rows, Template, argmax};
 
-/// The template of the seed documentation ("Create Cluster").
-const SEED_TEMPLATE: &str = "version: 1
-settings:
-    neuron_cooldown: 10000000.0
-    refractory_time: 1
-    max_connection_distance: 1
-    enable_reduction: false
-hexagons:
-    1,1,1
-    2,1,1
-    3,1,1
-
-inputs:
-    picture:
-        target: 1,1,1
-        number_of_inputs: 784
-
-outputs:
-    label:
-        target: 3,1,1
-        number_of_outputs: 10
-";
-
 /// Images and labels of one MNIST split.
 struct Split {
     pixels: Vec<u8>,
@@ -140,7 +117,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut train = Split::load(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte")?;
     let mut test = Split::load(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")?;
 
-    let template = Template::parse(SEED_TEMPLATE)?;
+    let template = Template::parse(hanami_engine::template::DOCUMENTATION_TEMPLATE)?;
     let options = ClusterOptions {
         seed,
         threads,

@@ -19,11 +19,6 @@ use std::time::Instant;
 
 use hanami_engine::{Cluster, ClusterOptions, Template};
 
-const SEED_TEMPLATE: &str = "version: 1 settings: neuron_cooldown: 10000000.0 refractory_time: 1 \
-    max_connection_distance: 1 enable_reduction: false hexagons: 1,1,1 2,1,1 3,1,1 \
-    inputs: picture: target: 1,1,1 number_of_inputs: 784 \
-    outputs: label: target: 3,1,1 number_of_outputs: 10";
-
 /// Pixels (as `f32`) and labels of one MNIST split.
 fn load(dir: &Path, images: &str, labels: &str) -> Result<(Vec<f32>, Vec<u8>), Box<dyn Error>> {
     let images = std::fs::read(dir.join(images))?;
@@ -112,7 +107,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut cluster = match stored {
         Some(bytes) => Cluster::restore(&bytes)?,
         None => {
-            let template = Template::parse(SEED_TEMPLATE)?;
+            let template = Template::parse(hanami_engine::template::DOCUMENTATION_TEMPLATE)?;
             let options = ClusterOptions {
                 seed,
                 threads,

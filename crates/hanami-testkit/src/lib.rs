@@ -200,11 +200,7 @@ impl Drop for TestServer {
 }
 
 /// The template of the documentation: 784 inputs `picture`, 10 outputs `label`.
-pub const SEED_TEMPLATE: &str = "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\n    \
-    refractory_time: 1\n    max_connection_distance: 1\n    enable_reduction: false\nhexagons:\n    \
-    1,1,1\n    2,1,1\n    3,1,1\n\ninputs:\n    picture:\n        target: 1,1,1\n        \
-    number_of_inputs: 784\n\noutputs:\n    label:\n        target: 3,1,1\n        \
-    number_of_outputs: 10\n";
+pub use hanami_engine::template::DOCUMENTATION_TEMPLATE as SEED_TEMPLATE;
 
 /// Pixels of one 28×28 image.
 const PIXELS: usize = 28 * 28;

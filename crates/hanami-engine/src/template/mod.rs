@@ -8,6 +8,31 @@ mod parser;
 
 pub use error::{TemplateError, TemplateErrorKind};
 
+/// The cluster template of the user documentation ("Create Cluster"): input `picture`
+/// (784 neurons) on hexagon 1,1,1, a hidden hexagon, output `label` (10 neurons) on 3,1,1.
+/// The template the original's SDK and CLI tests and MNIST measurements use.
+pub const DOCUMENTATION_TEMPLATE: &str = "version: 1
+settings:
+    neuron_cooldown: 10000000.0
+    refractory_time: 1
+    max_connection_distance: 1
+    enable_reduction: false
+hexagons:
+    1,1,1
+    2,1,1
+    3,1,1
+    
+inputs:
+    picture:
+        target: 1,1,1
+        number_of_inputs: 784
+
+outputs:
+    label:
+        target: 3,1,1
+        number_of_outputs: 10
+";
+
 /// Limits that keep a hostile template from exhausting memory or time.
 pub mod limits {
     /// Largest template text accepted, in bytes.

@@ -2,27 +2,7 @@
 
 use super::*;
 
-pub(crate) const SEED_TEMPLATE: &str = "version: 1
-settings:
-    neuron_cooldown: 10000000.0
-    refractory_time: 1
-    max_connection_distance: 1
-    enable_reduction: false
-hexagons:
-    1,1,1
-    2,1,1
-    3,1,1
-    
-inputs:
-    picture:
-        target: 1,1,1
-        number_of_inputs: 784
-
-outputs:
-    label:
-        target: 3,1,1
-        number_of_outputs: 10
-";
+use super::DOCUMENTATION_TEMPLATE as SEED_TEMPLATE;
 
 /// A template built from parts, so each test changes one thing.
 fn with(settings: &str, hexagons: &str, inputs: &str, outputs: &str) -> String {
