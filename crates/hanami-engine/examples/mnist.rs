@@ -102,17 +102,20 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut dir = None;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (mut epochs, mut seed, mut threads) = (1usize, 1u64, cores.min(2));
+    let mut vector_walks = true;
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
         match arg.as_str() {
             "--epochs" => epochs = value()?.parse()?,
             "--seed" => seed = value()?.parse()?,
             "--threads" => threads = value()?.parse()?,
+            "--portable" => vector_walks = false,
             _ if dir.is_none() => dir = Some(arg),
             _ => return Err(format!("unexpected argument {arg}").into()),
         }
     }
-    let dir = dir.ok_or("usage: mnist <MNIST_DIR> [--epochs N] [--seed N] [--threads N]")?;
+    let dir =
+        dir.ok_or("usage: mnist <MNIST_DIR> [--epochs N] [--seed N] [--threads N] [--portable]")?;
     let dir = Path::new(&dir);
     let mut train = Split::load(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte")?;
     let mut test = Split::load(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")?;
@@ -121,6 +124,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let options = ClusterOptions {
         seed,
         threads,
+        vector_walks,
         ..ClusterOptions::default()
     };
     let mut cluster = Cluster::new(&template, options)?;

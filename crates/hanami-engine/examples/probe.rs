@@ -7,7 +7,7 @@
 //! ```text
 //! cargo run --release -p hanami-engine --example probe -- <MNIST_DIR> \
 //!     [--checkpoint PATH] [--train-epochs N] [--mode train|request] [--from N] [--count N] \
-//!     [--cycle N] [--flush-kb N] [--threads N] [--seed N] [--save PATH]
+//!     [--cycle N] [--flush-kb N] [--threads N] [--seed N] [--save PATH] [--portable]
 //! ```
 //!
 //! Without an existing `--checkpoint` file (default `/tmp/hanami-probe-<seed>.ckpt`), the
@@ -66,6 +66,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         1usize,
     );
     let mut save = None;
+    let mut portable = false;
     // Images `from..from + cycle` are used over and over (a smaller working set).
     let mut cycle = usize::MAX;
     // Touch this many KiB between steps (outside the timing), to start each step with cold
@@ -79,6 +80,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             "--from" => from = value()?.parse()?,
             "--count" => count = value()?.parse()?,
             "--threads" => threads = value()?.parse()?,
+            "--portable" => portable = true,
             "--seed" => seed = value()?.parse()?,
             "--train-epochs" => epochs = value()?.parse()?,
             "--save" => save = Some(value()?),
@@ -125,6 +127,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
     };
     cluster.set_threads(threads)?;
+    cluster.set_vector_walks(!portable);
     let mut flush = vec![0u64; flush_kb * 128];
     let mut flushed = 0u64;
     let mut elapsed = std::time::Duration::ZERO;

@@ -20,7 +20,7 @@ use std::io::{Read, Write};
 
 use thiserror::Error;
 
-use crate::cluster::{Cluster, ClusterOptions, GrowthStats, Parallelism};
+use crate::cluster::{Cluster, ClusterOptions, GrowthStats, Parallelism, Walks};
 use crate::geometry::{GROWTH_TARGETS, NO_HEXAGON, SIDES};
 use crate::network::{
     Connection, ConnectionBlock, Hexagon, INITIAL_TOLERANCE, InputInterface, NEURONS_PER_BLOCK,
@@ -201,6 +201,7 @@ impl Cluster {
             threads: 1,
             request_growth: r.bool()?,
             memory_limit: usize::try_from(r.u64()?).unwrap_or(usize::MAX),
+            vector_walks: true,
         };
         let rng = Rng::from_state(r.u64()?);
         let reduction_counter = r.u32()?;
@@ -281,6 +282,7 @@ impl Cluster {
             stats,
             section_stores,
             parallel: Parallelism::Sequential,
+            walks: Walks::detect(true),
             scratch: Scratch::default(),
         })
     }

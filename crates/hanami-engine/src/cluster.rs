@@ -31,6 +31,10 @@ pub struct ClusterOptions {
     /// Memory budget of the network in bytes. Growth that would exceed it is refused and
     /// counted in [`GrowthStats::sections_refused`].
     pub memory_limit: usize,
+    /// Whether the section walks may use the CPU's vector units (AVX-512 on x86-64, detected
+    /// at run time). The results are bit-identical either way; `false` forces the portable
+    /// walks (for comparisons).
+    pub vector_walks: bool,
 }
 
 impl Default for ClusterOptions {
@@ -40,6 +44,7 @@ impl Default for ClusterOptions {
             threads: 1,
             request_growth: true,
             memory_limit: 1 << 30,
+            vector_walks: true,
         }
     }
 }
@@ -131,7 +136,31 @@ pub struct Cluster {
     /// Connection blocks that have synapse storage.
     pub(crate) section_stores: usize,
     pub(crate) parallel: Parallelism,
+    /// Which implementation of the section walks runs.
+    pub(crate) walks: Walks,
     pub(crate) scratch: Scratch,
+}
+
+/// The implementation of the section walks. Both compute the same bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Walks {
+    /// Scalar code for any CPU.
+    Portable,
+    /// AVX-512 code; chosen only where the CPU has it.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Walks {
+    /// The fastest walks this CPU runs, or the portable ones if `vector` is false.
+    pub(crate) fn detect(vector: bool) -> Walks {
+        #[cfg(target_arch = "x86_64")]
+        if vector && crate::processing::avx512_available() {
+            return Walks::Avx512;
+        }
+        let _ = vector;
+        Walks::Portable
+    }
 }
 
 impl std::fmt::Debug for Cluster {
@@ -162,6 +191,7 @@ impl Cluster {
     /// every other hexagon empty until growth reaches it.
     pub fn new(template: &Template, options: ClusterOptions) -> Result<Cluster, EngineError> {
         let parallel = Parallelism::new(options.threads)?;
+        let walks = Walks::detect(options.vector_walks);
         let positions = template.hexagons();
         let count = positions.len();
         let mut is_input = vec![false; count];
@@ -245,6 +275,7 @@ impl Cluster {
             stats: GrowthStats::default(),
             section_stores: 0,
             parallel,
+            walks,
             scratch: Scratch::default(),
         })
     }
@@ -264,6 +295,18 @@ impl Cluster {
         self.parallel = Parallelism::new(threads)?;
         self.options.threads = threads;
         Ok(())
+    }
+
+    /// Chooses the vector or the portable section walks (see [`ClusterOptions::vector_walks`]).
+    pub fn set_vector_walks(&mut self, vector: bool) {
+        self.walks = Walks::detect(vector);
+        self.options.vector_walks = vector;
+    }
+
+    /// Whether the vector section walks run: requested in the options and supported by this
+    /// CPU.
+    pub fn vector_walks_active(&self) -> bool {
+        self.walks != Walks::Portable
     }
 
     /// Input interfaces in template order.

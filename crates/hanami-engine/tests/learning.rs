@@ -1,8 +1,9 @@
-//! The engine learns a synthetic task, deterministically, and reduction keeps it bounded.
+//! The engine learns a synthetic task, deterministically (whatever the thread count and the
+//! section walks), and reduction keeps it bounded.
 
 mod common;
 
-use common::{accuracy, cluster, train};
+use common::{accuracy, cluster, sample, train};
 
 #[test]
 fn learns_the_synthetic_task() {
@@ -59,4 +60,46 @@ fn reduction_completes_and_keeps_the_network_bounded() {
         "sizes {sizes:?}"
     );
     assert!(accuracy(&mut reduced, 100_000, 100_400) >= 80.0);
+}
+
+#[test]
+fn vector_and_portable_walks_compute_the_same_bits() {
+    for reduction in [false, true] {
+        let mut vector = cluster(11, 1, reduction);
+        let mut paired = cluster(11, 2, reduction);
+        let mut portable = cluster(11, 1, reduction);
+        portable.set_vector_walks(false);
+        assert!(!portable.vector_walks_active());
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(
+            vector.vector_walks_active(),
+            std::arch::is_x86_feature_detected!("avx512f"),
+            "the vector walks run wherever the CPU has them"
+        );
+        for round in 0..5 {
+            let (from, to) = (round * 300, round * 300 + 300);
+            for c in [&mut vector, &mut paired, &mut portable] {
+                train(c, from, to);
+            }
+            let state = portable.save();
+            assert!(
+                vector.save() == state,
+                "reduction {reduction}, round {round}"
+            );
+            assert!(
+                paired.save() == state,
+                "reduction {reduction}, round {round}"
+            );
+        }
+        for i in 5000..5100 {
+            let (x, _) = sample(i);
+            let mut outputs = Vec::new();
+            for c in [&mut vector, &mut paired, &mut portable] {
+                c.request_step(&[("x", &x)]).expect("request step");
+                outputs.push(c.output("y").expect("output y").to_vec());
+            }
+            assert_eq!(outputs[0], outputs[2]);
+            assert_eq!(outputs[1], outputs[2]);
+        }
+    }
 }

@@ -3,13 +3,13 @@
 
 use super::forward::target_index;
 use super::{BlockTask, DeltaRun, Sources};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Walks};
 use crate::network::{
     NEURONS_PER_BLOCK, Neuron, PERMANENT_COUNTER, Section, WALK_THRESHOLD, passes,
 };
 
 /// Learning rate of synapse weights.
-const SYNAPSE_LEARNING_RATE: f32 = 0.05;
+pub(super) const SYNAPSE_LEARNING_RATE: f32 = 0.05;
 /// `1 / ln 2` rounded as the original writes it (not `LOG2_E`, to keep its arithmetic).
 #[allow(clippy::approx_constant)]
 const INV_LN2: f32 = 1.4427;
@@ -25,9 +25,15 @@ impl Cluster {
             if hexagon.neurons.is_empty() || hexagon.is_input {
                 continue;
             }
+            let walks = self.walks;
             self.run_blocks(h, false, |task, sources| {
                 backprop_neurons(task.neurons, task.potentials, *task.active);
-                backprop_sections(task, sources);
+                match walks {
+                    Walks::Portable => backprop_sections(task, sources),
+                    // SAFETY: chosen only where the CPU has AVX-512 (`Walks::detect`).
+                    #[cfg(target_arch = "x86_64")]
+                    Walks::Avx512 => unsafe { super::avx512::backprop_sections(task, sources) },
+                }
             });
             let dim = self.hexagons[h].dim;
             for events in &self.scratch.events[..dim] {

@@ -2,7 +2,7 @@
 //! update of hidden neurons.
 
 use super::{BlockTask, Sources, SplitRequest};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Walks};
 use crate::network::Hexagon;
 use crate::network::{
     Connection, NEURONS_PER_BLOCK, Neuron, SYNAPSES_PER_SECTION, Section, WALK_THRESHOLD, passes,
@@ -96,8 +96,16 @@ impl Cluster {
             overflow: 1.0,
         };
         self.mark_live_sections(h);
+        let walks = self.walks;
         self.run_blocks(h, true, |task, sources| {
-            process_synapses(task, sources, growth, creation_enabled);
+            match walks {
+                Walks::Portable => process_synapses(task, sources, growth, creation_enabled),
+                // SAFETY: chosen only where the CPU has AVX-512 (`Walks::detect`).
+                #[cfg(target_arch = "x86_64")]
+                Walks::Avx512 => unsafe {
+                    super::avx512::process_synapses(task, sources, growth, creation_enabled)
+                },
+            }
             if hidden {
                 *task.active = update_neurons(
                     task.neurons,
@@ -258,11 +266,11 @@ fn process_synapses(
 }
 
 /// What a section walk changed beyond its own section.
-struct Walk {
+pub(super) struct Walk {
     /// A synapse was created or split.
-    grew: bool,
+    pub(super) grew: bool,
     /// `(lower bound, range)` of the section the source should get next.
-    split: Option<(f32, f32)>,
+    pub(super) split: Option<(f32, f32)>,
 }
 
 impl Walk {
@@ -274,7 +282,7 @@ impl Walk {
 }
 
 /// The walk threshold in `f64`, for comparisons with the exact remaining potential.
-const THRESHOLD: f64 = WALK_THRESHOLD as f64;
+pub(super) const THRESHOLD: f64 = WALK_THRESHOLD as f64;
 
 /// The section walk (spec §3.3): each synapse consumes its border of the remaining potential
 /// and passes its weight, in part if the potential ends inside its border. `able` sections
@@ -348,7 +356,7 @@ fn walk_section(
 
 /// Whether a signal that ends `remaining` into a synapse of `border` splits it (spec §3.3).
 #[inline]
-fn in_split_window(remaining: f32, border: f32, tolerance: f32) -> bool {
+pub(super) fn in_split_window(remaining: f32, border: f32, tolerance: f32) -> bool {
     remaining < (0.5 + tolerance) * border && remaining > (0.5 - tolerance) * border
 }
 
@@ -357,7 +365,7 @@ fn in_split_window(remaining: f32, border: f32, tolerance: f32) -> bool {
 /// passed fully and left more than the threshold. Same arithmetic as [`walk_section`];
 /// `start` is the clamped potential.
 #[cold]
-fn walk_growing(
+pub(super) fn walk_growing(
     section: &mut Section,
     connection: &mut Connection,
     inputs: &mut [f32; NEURONS_PER_BLOCK],

@@ -7,6 +7,8 @@
 //! merged after the hexagon in ascending block order. So results are the same for any number
 //! of threads, and equal to running the blocks one after another.
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod backward;
 mod forward;
 mod growth;
@@ -17,6 +19,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx512::available as avx512_available;
 
 use crate::cluster::{Cluster, Parallelism};
 use crate::network::{ConnectionBlock, Hexagon, NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK};

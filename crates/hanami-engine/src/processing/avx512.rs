@@ -1,0 +1,349 @@
+//! The section walks with AVX-512 (x86-64, chosen at run time): the same arithmetic as
+//! [`super::forward`] and [`super::backward`], bit for bit. Where a walk stops is one vector
+//! comparison of the section's border prefix sums with the potential instead of a loop that
+//! exits on the data.
+//!
+//! - Forward, every live section of a connection block is planned first (where its signal
+//!   ends, what its last synapse adds, whether it may grow), without branches; then the walks
+//!   add their weights in processing order, each target's terms in synapse order.
+//! - Backward, the weight updates and error terms of 16 synapses are computed at once, with
+//!   the targets' deltas and potentials looked up in registers. The error terms are still
+//!   summed one by one, in synapse order.
+//!
+//! (Adding the forward weights in registers too, 64 targets at a time, was measured and was
+//! slower than the scalar adds of the ~22 synapses a walk passes; see `docs/benchmarks.md`.)
+
+use std::arch::x86_64::{
+    __m512, __m512i, _CMP_GT_OQ, _CMP_LT_OQ, _mm_loadu_si128, _mm512_cmp_pd_mask,
+    _mm512_cmp_ps_mask, _mm512_cvtepu8_epi32, _mm512_loadu_ps, _mm512_mask_blend_ps,
+    _mm512_mask_loadu_pd, _mm512_mask_storeu_ps, _mm512_mul_ps, _mm512_permutex2var_ps,
+    _mm512_set1_epi32, _mm512_set1_pd, _mm512_set1_ps, _mm512_setzero_ps, _mm512_sub_ps,
+    _mm512_test_epi32_mask,
+};
+
+use super::backward::SYNAPSE_LEARNING_RATE;
+use super::forward::{THRESHOLD, in_split_window, target_index, walk_growing};
+use super::{BlockTask, DeltaRun, Sources, SplitRequest};
+use crate::network::{
+    Connection, NEURONS_PER_BLOCK, Neuron, PERMANENT_COUNTER, SECTIONS_PER_BLOCK,
+    SYNAPSES_PER_SECTION, Section, WALK_THRESHOLD, low_bits,
+};
+
+/// Whether this CPU has the instructions the walk uses.
+pub(crate) fn available() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
+/// 64 `f32` values, one per neuron of a block, in four registers.
+type Row = [__m512; 4];
+
+/// Loads 64 values.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn load_row(values: &[f32; NEURONS_PER_BLOCK]) -> Row {
+    // SAFETY: each load reads 16 values inside the array.
+    std::array::from_fn(|j| unsafe { _mm512_loadu_ps(values.as_ptr().add(16 * j)) })
+}
+
+/// `table[index]` in every lane, for indices below 64 (only the low 6 bits count).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn lookup(table: &Row, index: __m512i) -> __m512 {
+    let low = _mm512_permutex2var_ps(table[0], index, table[1]);
+    let high = _mm512_permutex2var_ps(table[2], index, table[3]);
+    let upper = _mm512_test_epi32_mask(index, _mm512_set1_epi32(32));
+    _mm512_mask_blend_ps(upper, low, high)
+}
+
+/// 16 bytes from `bytes[16 * part..]`, widened to 32-bit lanes.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn widen(bytes: &[u8; 64], part: usize) -> __m512i {
+    assert!(part < 4);
+    // SAFETY: `part < 4`, so the 16 bytes lie inside the array.
+    _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(bytes.as_ptr().add(16 * part).cast()) })
+}
+
+/// Bit `k` set: the signal leaves more than the walk threshold after synapse `k`
+/// (`ends[k] < threshold`, false for NaN, like [`crate::network::passes`]), for the `len`
+/// synapses of the chain.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn passed(section: &Section, len: usize, threshold: f64) -> u64 {
+    let bound = _mm512_set1_pd(threshold);
+    let beyond = _mm512_set1_pd(f64::INFINITY);
+    let wanted = low_bits(len);
+    let mut mask = 0u64;
+    for j in 0..SYNAPSES_PER_SECTION / 8 {
+        let load = (wanted >> (8 * j)) as u8;
+        // SAFETY: the eight values lie inside `ends`; lanes outside `load` are not read.
+        let ends = unsafe { _mm512_mask_loadu_pd(beyond, load, section.ends.as_ptr().add(8 * j)) };
+        mask |= u64::from(_mm512_cmp_pd_mask::<_CMP_LT_OQ>(ends, bound)) << (8 * j);
+    }
+    mask
+}
+
+/// The plan of one forward section walk, made before any walk of the connection block runs:
+/// where the signal ends decides how many synapses pass, and the walks then only add. So the
+/// loop that adds has its length known early, and the branch on where a signal ends no
+/// longer waits for the source's potential to be loaded. Planning all walks first changes
+/// nothing: a walk reads only its own section and its source, which no other walk of the
+/// block writes.
+#[derive(Debug, Clone, Copy, Default)]
+struct Plan {
+    /// The remaining potential the walk starts with (clamped to the section's range).
+    start: f64,
+    /// What synapse `reach` adds to its target if the signal ends inside the chain.
+    value: f32,
+    /// Synapses `0..reach` pass fully.
+    reach: u8,
+    /// The target of synapse `reach` if the signal ends inside the chain, else a spare slot.
+    last: u8,
+    /// Whether the walk grows if its section may grow (border split where the signal ends,
+    /// or a signal that outlasts the chain).
+    grows: bool,
+}
+
+/// Index of the spare input slot that takes the additions of walks without a last synapse.
+const SPARE: usize = NEURONS_PER_BLOCK;
+
+/// [`super::forward::process_synapses`] with planned walks.
+#[target_feature(enable = "avx512f")]
+pub(super) fn process_synapses(
+    task: &mut BlockTask<'_>,
+    sources: &Sources<'_>,
+    growth: bool,
+    creation_enabled: bool,
+) {
+    let mut seed = task.seed;
+    let mut grew = false;
+    let targets: &mut [Neuron; NEURONS_PER_BLOCK] = task
+        .neurons
+        .try_into()
+        .expect("a neuron block has 64 neurons");
+    // The block's inputs, plus a spare slot.
+    let mut inputs = [0.0f32; NEURONS_PER_BLOCK + 1];
+    for (input, target) in inputs.iter_mut().zip(targets.iter()) {
+        *input = target.input;
+    }
+    let mut plans = [Plan::default(); SECTIONS_PER_BLOCK];
+    for (k, block) in task.blocks.iter_mut().enumerate() {
+        let c = (task.first_block + k) as u32;
+        let Some(sections) = block.sections.as_deref_mut() else {
+            continue;
+        };
+        let mut live = block.live;
+        while live != 0 {
+            let i = live.trailing_zeros() as usize;
+            live &= live - 1;
+            let connection = &block.connections[i];
+            let potential = sources.potential(connection.source_hexagon, connection.source_neuron);
+            plans[i] = plan(&sections[i], connection, potential);
+        }
+        let mut live = block.live;
+        while live != 0 {
+            let i = live.trailing_zeros() as usize;
+            live &= live - 1;
+            let connection = &mut block.connections[i];
+            let section = &mut sections[i];
+            let plan = plans[i];
+            seed = seed.wrapping_add(c * 64 + i as u32);
+            let reach = usize::from(plan.reach);
+            for (&target, &weight) in section.target[..reach].iter().zip(&section.weight[..reach]) {
+                inputs[target_index(target)] += weight;
+            }
+            let able = growth && (connection.from_input || creation_enabled || grew);
+            if !(able && plan.grows) {
+                inputs[usize::from(plan.last)] += plan.value;
+                continue;
+            }
+            let block_inputs: &mut [f32; NEURONS_PER_BLOCK] = (&mut inputs[..NEURONS_PER_BLOCK])
+                .try_into()
+                .expect("64 inputs");
+            let walk = walk_growing(
+                section,
+                connection,
+                block_inputs,
+                plan.start,
+                reach,
+                &mut seed,
+            );
+            grew |= walk.grew;
+            if let Some(section) = walk.split {
+                task.events.splits.push(SplitRequest {
+                    block: c,
+                    slot: i as u32,
+                    hexagon: connection.source_hexagon,
+                    neuron: connection.source_neuron,
+                    section,
+                });
+            }
+        }
+    }
+    for (target, &input) in targets.iter_mut().zip(&inputs) {
+        target.input = input;
+    }
+    task.events.grew = grew;
+}
+
+/// Plans the forward walk of `section` for a source of `potential`: the same decisions as
+/// [`super::forward::walk_section`], without branches.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn plan(section: &Section, connection: &Connection, potential: f32) -> Plan {
+    let mut remaining = potential - connection.lower_bound;
+    if remaining > connection.range {
+        remaining = connection.range;
+    }
+    // A potential at or below the threshold drives nothing (NaN goes on, as in the portable
+    // walk).
+    let alive = remaining.is_nan() || remaining > WALK_THRESHOLD;
+    let len = usize::from(connection.len);
+    let start = f64::from(remaining);
+    let threshold = start - THRESHOLD;
+    let reach = (!passed(section, len, threshold)).trailing_zeros() as usize;
+    let reach = if alive { reach } else { 0 };
+    let stops = alive & (reach < len);
+    // Where the signal ends, read from in-range positions whatever `reach` is.
+    let at = reach.min(SYNAPSES_PER_SECTION - 1);
+    let previous = section.ends[reach.max(1) - 1];
+    let before = if reach == 0 { start } else { start - previous };
+    let partial = section.ends[at] > start;
+    let border = section.border[at];
+    let weight = section.weight[at];
+    let fraction = weight * ((1.0 / border) * before as f32);
+    let split = partial & in_split_window(before as f32, border, connection.tolerance);
+    Plan {
+        start,
+        value: if partial { fraction } else { weight },
+        reach: reach as u8,
+        last: if stops {
+            target_index(section.target[at]) as u8
+        } else {
+            SPARE as u8
+        },
+        grows: alive & (!stops | split),
+    }
+}
+
+/// [`super::backward::backprop_sections`] with vector walks.
+#[target_feature(enable = "avx512f")]
+pub(super) fn backprop_sections(task: &mut BlockTask<'_>, sources: &Sources<'_>) {
+    let targets: &[Neuron; NEURONS_PER_BLOCK] = (&*task.neurons)
+        .try_into()
+        .expect("a neuron block has 64 neurons");
+    let deltas: [f32; NEURONS_PER_BLOCK] = std::array::from_fn(|j| targets[j].delta);
+    let deltas = load_row(&deltas);
+    let potentials: &[f32; NEURONS_PER_BLOCK] = (&*task.potentials)
+        .try_into()
+        .expect("a neuron block has 64 neurons");
+    let potentials = load_row(potentials);
+    let events = &mut *task.events;
+    for block in task.blocks.iter_mut() {
+        let Some(sections) = block.sections.as_deref_mut() else {
+            continue;
+        };
+        let mut live = block.live;
+        while live != 0 {
+            let i = live.trailing_zeros() as usize;
+            live &= live - 1;
+            let connection = &block.connections[i];
+            let potential = sources.potential(connection.source_hexagon, connection.source_neuron);
+            let remaining = potential - connection.lower_bound;
+            if remaining <= WALK_THRESHOLD {
+                continue;
+            }
+            let threshold = f64::from(remaining) - f64::from(WALK_THRESHOLD);
+            let len = usize::from(connection.len);
+            let section = &mut sections[i];
+            // The walk visits synapses up to and including the first after which no more than
+            // the threshold is left.
+            let reach = (!passed(section, len, threshold)).trailing_zeros() as usize;
+            let visited = (reach + 1).min(len);
+            let record = !connection.from_input;
+            let start = events.delta_values.len();
+            let agree = update_weights(
+                section,
+                visited,
+                &deltas,
+                &potentials,
+                record.then_some(&mut events.delta_values),
+            );
+            let mut rising = section.unsettled & agree;
+            while rising != 0 {
+                let k = rising.trailing_zeros() as usize;
+                rising &= rising - 1;
+                let counter = section.counter[k] + 1;
+                section.counter[k] = counter;
+                if counter >= PERMANENT_COUNTER {
+                    section.unsettled &= !(1 << k);
+                }
+            }
+            if record {
+                let mut sum = 0.0f32;
+                for &term in &events.delta_values[start..] {
+                    sum += term;
+                }
+                events.delta_runs.push(DeltaRun {
+                    hexagon: connection.source_hexagon,
+                    neuron: connection.source_neuron,
+                    end: events.delta_values.len(),
+                    sum,
+                });
+            }
+        }
+    }
+}
+
+/// The weight updates of the first `visited` synapses (`w −= 0.05 · δ[target]`). Appends the
+/// source's error terms `δ[target] · w` (old weights) to `terms` if given. Returns the
+/// visited synapses whose weight sign (before the update) agrees with whether their target
+/// is active, as a bit mask (only if the section has unsettled counters, else 0).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn update_weights(
+    section: &mut Section,
+    visited: usize,
+    deltas: &Row,
+    potentials: &Row,
+    mut terms: Option<&mut Vec<f32>>,
+) -> u64 {
+    let rate = _mm512_set1_ps(SYNAPSE_LEARNING_RATE);
+    let zero = _mm512_setzero_ps();
+    let counted = section.unsettled != 0;
+    let mut agree = 0u64;
+    if let Some(terms) = terms.as_deref_mut() {
+        terms.reserve(SYNAPSES_PER_SECTION);
+    }
+    for j in 0..visited.div_ceil(16) {
+        let take = (low_bits(visited) >> (16 * j)) as u16;
+        let index = widen(&section.target, j);
+        let delta = lookup(deltas, index);
+        // SAFETY: 16 weights inside the array (`j < 4`).
+        let weight = unsafe { _mm512_loadu_ps(section.weight.as_ptr().add(16 * j)) };
+        if counted {
+            let active = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(lookup(potentials, index), zero);
+            let positive = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(weight, zero);
+            agree |= u64::from(!(active ^ positive) & take) << (16 * j);
+        }
+        if let Some(terms) = terms.as_deref_mut() {
+            // SAFETY: the vector has room for 64 more values (reserved above); only the
+            // `take` lanes, below `visited`, are written.
+            unsafe {
+                _mm512_mask_storeu_ps(
+                    terms.as_mut_ptr().add(terms.len() + 16 * j),
+                    take,
+                    _mm512_mul_ps(delta, weight),
+                );
+            }
+        }
+        let updated = _mm512_sub_ps(weight, _mm512_mul_ps(rate, delta));
+        // SAFETY: 16 weights inside the array; only the visited lanes are written.
+        unsafe { _mm512_mask_storeu_ps(section.weight.as_mut_ptr().add(16 * j), take, updated) };
+    }
+    if let Some(terms) = terms {
+        // SAFETY: the `visited` values after the old length were written above.
+        unsafe { terms.set_len(terms.len() + visited) };
+    }
+    agree
+}
