@@ -19,7 +19,8 @@ pub struct Args {
     /// Address and port to listen on; port 0 picks a free one.
     #[arg(long, env = "HANAMI_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Data directory: database, token key, datasets, checkpoints, temporary files.
+    /// Data directory: database, token key, datasets, checkpoints, the clusters' networks,
+    /// temporary files.
     #[arg(long, env = "HANAMI_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// PEM certificate (chain) for HTTPS; needs --tls-key.

@@ -22,6 +22,7 @@ impl DataDir {
             &self.root,
             &self.datasets(),
             &self.checkpoints(),
+            &self.clusters(),
             &self.uploads(),
         ] {
             std::fs::create_dir_all(dir)?;
@@ -47,6 +48,11 @@ impl DataDir {
     /// Checkpoint files, one per checkpoint.
     pub fn checkpoints(&self) -> PathBuf {
         self.root.join("checkpoints")
+    }
+
+    /// The saved networks of the clusters, one file per cluster that has a network.
+    pub fn clusters(&self) -> PathBuf {
+        self.root.join("clusters")
     }
 
     /// Temporary files of unfinished uploads.

@@ -10,14 +10,18 @@ use anyhow::{Context, bail};
 use axum::Router;
 use axum_server::accept::NoDelayAcceptor;
 use hanami_auth::{Policy, TokenKey, password};
-use hanami_store::Store;
+use hanami_engine::Cluster;
 use hanami_store::dataset;
+use hanami_store::logs::ErrorEntry;
 use hanami_store::resources::Kind;
 use hanami_store::users::NewUser;
+use hanami_store::{Store, now_timestamp};
+use hanami_types::scope::Scope;
 
 use crate::api::validate::Pattern;
 use crate::api::{self, Routes};
-use crate::clusters::{Clusters, CoreBudget, WorkerContext};
+use crate::clusters::task::Task;
+use crate::clusters::{ClusterHandle, Clusters, CoreBudget, WorkerContext};
 use crate::config::Config;
 use crate::paths::DataDir;
 use crate::state::{App, AppState};
@@ -85,12 +89,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 .await?;
         }
     }
+    app.clusters
+        .shut_down(&app.workers, Duration::from_secs(60))
+        .await;
     app.store.close().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Everything before the listener: directories, database, admin, token key, policy.
+/// Everything before the listener: directories, database, admin, token key, policy, and the
+/// clusters of earlier runs.
 async fn prepare(config: Config) -> anyhow::Result<App> {
     let data_dir = &config.data_dir;
     let paths = DataDir::new(data_dir);
@@ -104,13 +112,6 @@ async fn prepare(config: Config) -> anyhow::Result<App> {
     let tokens = TokenKey::load_or_create(&paths.token_key(), config.token_expiry)?;
     remove_unreferenced_files(&store, Kind::Dataset, &paths.datasets()).await?;
     remove_unreferenced_files(&store, Kind::Checkpoint, &paths.checkpoints()).await?;
-    // Networks live in memory: clusters of an earlier run are gone (as in the original).
-    let stale = store.delete_all_resources(Kind::Cluster).await?;
-    if stale > 0 {
-        tracing::info!(
-            "removed {stale} cluster(s) of the previous run; restore checkpoints to get them back"
-        );
-    }
     let uploads = Arc::new(
         Uploads::new(&paths.uploads(), config.upload_timeout)
             .context("cannot clean up the temporary upload files")?,
@@ -127,6 +128,7 @@ async fn prepare(config: Config) -> anyhow::Result<App> {
             std::thread::available_parallelism().map_or(1, |n| n.get()),
         )),
     };
+    let clusters = load_clusters(&store, &paths).await?;
     Ok(Arc::new(AppState {
         config,
         paths,
@@ -134,11 +136,91 @@ async fn prepare(config: Config) -> anyhow::Result<App> {
         uploads,
         tokens,
         policy,
-        clusters: Clusters::default(),
+        clusters,
         workers,
         cpu_host: uuid::Uuid::new_v4().to_string(),
         routes: Routes::default(),
     }))
+}
+
+/// Brings back the clusters of earlier runs, each with its saved network and its task list.
+/// Tasks that had not ended (the server stopped or crashed meanwhile) are recorded as aborted,
+/// with an error-log entry each.
+async fn load_clusters(store: &Store, paths: &DataDir) -> anyhow::Result<Clusters> {
+    remove_unreferenced_files(store, Kind::Cluster, &paths.clusters()).await?;
+    let clusters = Clusters::default();
+    let mut unsaved = 0;
+    for row in store.all_resources(Kind::Cluster).await? {
+        if row.file_name.is_empty() {
+            // Created by a version that kept networks in memory only: the network is gone.
+            store
+                .delete_resource(Kind::Cluster, &Scope::All, &row.uuid)
+                .await?;
+            unsaved += 1;
+            continue;
+        }
+        let file = paths.clusters().join(&row.file_name);
+        let network = match tokio::fs::read(&file).await {
+            Ok(bytes) => {
+                match tokio::task::spawn_blocking(move || Cluster::restore(&bytes)).await? {
+                    Ok(network) => Some(network),
+                    Err(e) => {
+                        let message = format!(
+                            "the saved network of cluster '{}' cannot be restored ({e}); the \
+                             cluster has no network until a checkpoint is restored into it",
+                            row.name
+                        );
+                        log_startup_error(store, &row.owner_id, &row.uuid, &message).await;
+                        None
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read {}", file.display()));
+            }
+        };
+        clusters.insert(Arc::new(ClusterHandle::new(row, network, file)));
+    }
+    if unsaved > 0 {
+        tracing::info!(
+            "removed {unsaved} cluster(s) of an older version, which did not save networks; \
+             restore checkpoints to get them back"
+        );
+    }
+    store.delete_orphan_tasks().await?;
+    for task in store.abort_unfinished_tasks(&now_timestamp()).await? {
+        let Some(cluster) = clusters.get(&Scope::All, &task.cluster_uuid) else {
+            continue;
+        };
+        let message = format!(
+            "task '{}' of cluster '{}' was {} when the server stopped; it was aborted after {} \
+             of {} cycles",
+            task.name, cluster.row.name, task.state, task.current, task.total
+        );
+        log_startup_error(store, &cluster.row.owner_id, &task.uuid, &message).await;
+    }
+    for cluster in clusters.all() {
+        let tasks = store.cluster_tasks(&cluster.row.uuid).await?;
+        cluster.add_recorded_tasks(tasks.into_iter().map(Task::recorded));
+    }
+    Ok(clusters)
+}
+
+/// Writes a problem found at start-up to the server log and the error log.
+async fn log_startup_error(store: &Store, user_id: &str, subject: &str, message: &str) {
+    let error_id = uuid::Uuid::new_v4().to_string();
+    tracing::error!(error_id, "{message}");
+    let entry = ErrorEntry {
+        error_id: &error_id,
+        user_id,
+        context: "server start-up",
+        input_values: &serde_json::json!({ "uuid": subject }),
+        message,
+    };
+    if let Err(e) = store.append_error(entry).await {
+        tracing::error!(error_id, "cannot write the error log: {e}");
+    }
 }
 
 /// Removes files that no database row references (left by a crash between writing a file

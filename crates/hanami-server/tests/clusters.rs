@@ -609,10 +609,16 @@ async fn clusters_are_scoped_and_block_project_deletion() {
         "{message}"
     );
 
-    // Clusters do not survive a restart; checkpoints do.
+    // Clusters and checkpoints survive a restart, with their scopes.
     let server = server.restart();
     let alice = sdk(&server, "alice", "password1").await;
-    assert!(alice.clusters().await.unwrap().body.is_empty());
+    let bobby = sdk(&server, "bobby", "password1").await;
+    assert_eq!(alice.clusters().await.unwrap().body.len(), 1);
+    assert_eq!(alice.cluster(&cluster.uuid).await.unwrap(), cluster);
+    assert!(matches!(
+        bobby.cluster(&cluster.uuid).await,
+        Err(Error::NotFound(_))
+    ));
     assert_eq!(alice.checkpoints().await.unwrap().body.len(), 1);
     let fresh = alice.create_cluster("fresh", "").await.unwrap();
     let restore = alice

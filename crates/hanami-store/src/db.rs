@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_users_projects_logs.sql"),
     include_str!("../migrations/0002_datasets.sql"),
     include_str!("../migrations/0003_clusters_checkpoints.sql"),
+    include_str!("../migrations/0004_tasks_and_cluster_state.sql"),
 ];
 
 /// Errors of the store.

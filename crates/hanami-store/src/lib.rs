@@ -1,4 +1,4 @@
-//! Persistence of the Hanami server: the SQLite database (users, projects, resources,
+//! Persistence of the Hanami server: the SQLite database (users, projects, resources, tasks,
 //! logs) and the file store for datasets, checkpoints and uploads.
 //!
 //! [`Store`] is a cheap-to-clone handle on a connection pool; every method is async and may
@@ -11,6 +11,7 @@ mod db;
 pub mod logs;
 pub mod projects;
 pub mod resources;
+pub mod tasks;
 pub mod users;
 
 pub use db::{Store, StoreError, now_timestamp};

@@ -15,7 +15,7 @@ use crate::{Store, StoreError, now_timestamp};
 pub enum Kind {
     /// Datasets (file in the dataset folder).
     Dataset,
-    /// Clusters (network in memory; no file).
+    /// Clusters (network saved in the cluster folder).
     Cluster,
     /// Checkpoints (file in the checkpoint folder).
     Checkpoint,
@@ -44,7 +44,8 @@ pub struct ResourceRow {
     pub visibility: String,
     /// Resource name.
     pub name: String,
-    /// File name inside the resource's folder of the data directory (empty for clusters).
+    /// File name inside the resource's folder of the data directory (for a cluster: where its
+    /// network is saved; the file exists only while it has one).
     pub file_name: String,
     /// Creation time.
     pub created_at: String,
@@ -206,12 +207,12 @@ impl Store {
         Ok(row.as_ref().map(from_row))
     }
 
-    /// Deletes every row of a kind; returns how many (clusters do not outlive the server).
-    pub async fn delete_all_resources(&self, kind: Kind) -> Result<u64, StoreError> {
-        let done = sqlx::query(&format!("DELETE FROM {}", kind.table()))
-            .execute(&self.pool)
+    /// Every row of a kind, oldest first (for loading the clusters at start-up).
+    pub async fn all_resources(&self, kind: Kind) -> Result<Vec<ResourceRow>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT * FROM {} ORDER BY seq", kind.table()))
+            .fetch_all(&self.pool)
             .await?;
-        Ok(done.rows_affected())
+        Ok(rows.iter().map(from_row).collect())
     }
 
     /// File names of all resources of a kind, for removing files nobody references.

@@ -190,6 +190,20 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Kills this server without warning (SIGKILL, as a crash or a power cut would stop it)
+    /// and starts the same binary on the same data directory.
+    pub fn crash_and_restart(mut self) -> TestServer {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let mut next = Launch::new(&self.binary).data_dir(&self.data_dir).start();
+        next.tmp = self.tmp.take();
+        next
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {

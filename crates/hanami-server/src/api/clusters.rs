@@ -137,12 +137,24 @@ async fn create(app: App, caller: Caller, request: CreateClusterRequest) -> ApiR
         .await
         .map_err(|e| ApiError::Internal(e.into()))??;
     let uuid = uuid::Uuid::new_v4().to_string();
-    let row = ResourceRow::new(&uuid, &request.name, &caller.id, &caller.project_id, "");
-    app.store.insert_resource(Kind::Cluster, &row).await?;
-    let answer = resource(&row);
-    app.clusters
-        .insert(Arc::new(ClusterHandle::new(row, network)));
-    Ok(answer)
+    let row = ResourceRow::new(&uuid, &request.name, &caller.id, &caller.project_id, &uuid);
+    let cluster = Arc::new(ClusterHandle::new(
+        row.clone(),
+        network,
+        app.paths.clusters().join(&row.file_name),
+    ));
+    // The network is on disk before the cluster exists.
+    let saving = cluster.clone();
+    tokio::task::spawn_blocking(move || saving.save_network())
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .context("cannot save the cluster's network")?;
+    if let Err(e) = app.store.insert_resource(Kind::Cluster, &row).await {
+        let _ = cluster.remove_network_file();
+        return Err(e.into());
+    }
+    app.clusters.insert(cluster);
+    Ok(resource(&row))
 }
 
 #[derive(Deserialize)]
@@ -161,14 +173,18 @@ async fn list(app: App, caller: Caller, _: NoInput) -> ApiResult<ListTable> {
         .await?)
 }
 
-/// Deletes a cluster: its queue is dropped and a running task stops; result datasets and
-/// checkpoints stay.
+/// Deletes a cluster: its queue is dropped, a running task stops, its saved network and
+/// task records are removed; result datasets and checkpoints stay.
 async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String, Value>> {
     let cluster = visible(&app, &caller, &query.uuid)?;
     app.clusters.remove(&cluster.row.uuid);
     app.store
         .delete_resource(Kind::Cluster, &caller.scope(), &query.uuid)
         .await?;
+    app.store.delete_cluster_tasks(&cluster.row.uuid).await?;
+    cluster
+        .remove_network_file()
+        .context("cannot remove the cluster's saved network")?;
     Ok(Map::new())
 }
 
@@ -188,7 +204,7 @@ async fn save(app: App, caller: Caller, request: SaveClusterRequest) -> ApiResul
         project_id: caller.project_id.clone(),
     };
     let task = Arc::new(Task::new(uuid.clone(), request.name.clone(), 1, work));
-    if cluster.enqueue(task.clone(), &app.workers) {
+    if super::tasks::enqueue(&app, &cluster, &task).await? {
         task.ended().await;
     }
     Ok(SaveStarted {
@@ -217,7 +233,7 @@ async fn load(app: App, caller: Caller, request: LoadClusterRequest) -> ApiResul
         1,
         Work::Restore(bytes),
     ));
-    if cluster.enqueue(task.clone(), &app.workers) {
+    if super::tasks::enqueue(&app, &cluster, &task).await? {
         task.ended().await;
     }
     Ok(LoadStarted { uuid })

@@ -17,7 +17,7 @@ use super::validate::{Field, Pattern};
 use super::{ApiError, ApiResult, Routes};
 use crate::clusters::rows::Binding;
 use crate::clusters::task::{ResultTarget, Task, Work};
-use crate::clusters::{ClusterHandle, Interface};
+use crate::clusters::{ClusterHandle, Interface, TaskRemoval};
 use crate::state::App;
 
 const NAME: Field = Field::string("name", Some(Pattern::Name), 4, 254);
@@ -171,20 +171,39 @@ fn require_rows(rows: u64) -> ApiResult<u64> {
 
 /// Queues a task and answers as the original: state `queued` and no timestamps, whatever
 /// the task is doing already, but the live cycle count.
-fn queue(app: &App, cluster: &Arc<ClusterHandle>, name: String, rows: u64, work: Work) -> TaskInfo {
+async fn queue(
+    app: &App,
+    cluster: &Arc<ClusterHandle>,
+    name: String,
+    rows: u64,
+    work: Work,
+) -> ApiResult<TaskInfo> {
     let task = Arc::new(Task::new(
         uuid::Uuid::new_v4().to_string(),
         name,
         rows,
         work,
     ));
-    cluster.enqueue(task.clone(), &app.workers);
-    TaskInfo {
+    enqueue(app, cluster, &task).await?;
+    Ok(TaskInfo {
         state: "queued".into(),
         start_timestamp: "-".into(),
         end_timestamp: "-".into(),
         ..task.info()
-    }
+    })
+}
+
+/// Records a task in the database, then queues it on its cluster. Returns whether the
+/// cluster was idle (the task starts right away).
+pub(super) async fn enqueue(
+    app: &App,
+    cluster: &Arc<ClusterHandle>,
+    task: &Arc<Task>,
+) -> ApiResult<bool> {
+    app.store
+        .insert_task(&task.record(&cluster.row.uuid))
+        .await?;
+    Ok(cluster.enqueue(task.clone(), &app.workers))
 }
 
 async fn train(app: App, caller: Caller, request: TrainTaskRequest) -> ApiResult<TaskInfo> {
@@ -198,13 +217,7 @@ async fn train(app: App, caller: Caller, request: TrainTaskRequest) -> ApiResult
         bind(&app, &caller, &cluster, Side::Output, &request.outputs).await?;
     bindings.extend(outputs);
     let rows = require_rows(input_rows.min(output_rows))?;
-    Ok(queue(
-        &app,
-        &cluster,
-        request.name,
-        rows,
-        Work::Train(bindings),
-    ))
+    queue(&app, &cluster, request.name, rows, Work::Train(bindings)).await
 }
 
 async fn request(app: App, caller: Caller, request: RequestTaskRequest) -> ApiResult<TaskInfo> {
@@ -244,13 +257,14 @@ async fn request(app: App, caller: Caller, request: RequestTaskRequest) -> ApiRe
         owner_id: caller.id.clone(),
         project_id: caller.project_id.clone(),
     };
-    Ok(queue(
+    queue(
         &app,
         &cluster,
         request.name,
         rows,
         Work::Request(bindings, target),
-    ))
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -294,9 +308,13 @@ async fn list(app: App, caller: Caller, query: ClusterQuery) -> ApiResult<ListTa
 /// listed as `aborted`. Result datasets are never deleted.
 async fn delete(app: App, caller: Caller, query: TaskQuery) -> ApiResult<Map<String, Value>> {
     let cluster = visible(&app, &caller, &query.cluster_uuid)?;
-    if cluster.delete_task(&query.uuid) {
-        Ok(Map::new())
-    } else {
-        Err(task_not_found(&query))
+    match cluster.delete_task(&query.uuid) {
+        Some(TaskRemoval::Forgotten) => {
+            app.store.delete_task(&query.uuid).await?;
+            Ok(Map::new())
+        }
+        // Its worker records how it ends.
+        Some(TaskRemoval::Stopping) => Ok(Map::new()),
+        None => Err(task_not_found(&query)),
     }
 }

@@ -1,5 +1,10 @@
-//! Clusters: their networks (in memory, as the original), their task queues and the worker
-//! that processes each queue.
+//! Clusters: their networks, their task queues and the worker that processes each queue.
+//!
+//! A cluster's network lives in memory and is saved to its file in the data directory
+//! whenever something changed it: after every train, request and restore task (before the
+//! task is reported ended), at the end of a direct-IO session, and at shutdown. Task records
+//! go to the database at every change of state. So a restart brings back every cluster with
+//! the network it had, and its task list; tasks that had not ended are reported aborted.
 //!
 //! Each cluster has one queue; its tasks run one after another on a blocking thread of the
 //! runtime (the cluster's *worker*), which exists only while there is work. Only the worker
@@ -12,7 +17,7 @@ pub mod rows;
 pub mod task;
 
 use std::collections::{HashMap, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -96,9 +101,22 @@ pub struct ClusterHandle {
     /// The cluster's row (uuid, name, owner, project, creation time).
     pub row: ResourceRow,
     network: Mutex<Option<Cluster>>,
+    /// Where the network is saved (absent while there is none).
+    network_file: PathBuf,
+    /// Set when a direct-IO session may have changed the network since it was last saved.
+    unsaved: AtomicBool,
     interfaces: Mutex<Interfaces>,
     control: Mutex<Control>,
     deleted: AtomicBool,
+}
+
+/// What deleting a task did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskRemoval {
+    /// The task was queued or had ended: it is gone.
+    Forgotten,
+    /// The task runs: it stops at the next row and stays listed as aborted.
+    Stopping,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -111,12 +129,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct ModeConflict;
 
 impl ClusterHandle {
-    /// A cluster with a network (or none, for an empty template).
-    pub fn new(row: ResourceRow, network: Option<Cluster>) -> Self {
+    /// A cluster with a network (or none, for an empty template) saved in `network_file`.
+    pub fn new(row: ResourceRow, network: Option<Cluster>, network_file: PathBuf) -> Self {
         let interfaces = network.as_ref().map(Interfaces::of).unwrap_or_default();
         Self {
             row,
             network: Mutex::new(network),
+            network_file,
+            unsaved: AtomicBool::new(false),
             interfaces: Mutex::new(interfaces),
             control: Mutex::new(Control {
                 mode: Mode::Task,
@@ -177,6 +197,43 @@ impl ClusterHandle {
         idle
     }
 
+    /// Adds tasks recorded by an earlier run (all ended) to the task list.
+    pub fn add_recorded_tasks(&self, tasks: impl IntoIterator<Item = Task>) {
+        lock(&self.control)
+            .tasks
+            .extend(tasks.into_iter().map(Arc::new));
+    }
+
+    /// Saves the network to the cluster's file durably, or removes the file if there is no
+    /// network. Takes the network lock.
+    pub fn save_network(&self) -> std::io::Result<()> {
+        let network = lock(&self.network);
+        self.unsaved.store(false, Ordering::Relaxed);
+        match network.as_ref() {
+            Some(cluster) => write_durably(&self.network_file, &cluster.save()),
+            None => match std::fs::remove_file(&self.network_file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// Saves the network if a direct-IO session changed it since it was last saved.
+    pub fn save_network_if_changed(&self) -> std::io::Result<()> {
+        if self.unsaved.load(Ordering::Relaxed) && !self.is_deleted() {
+            self.save_network()?;
+        }
+        Ok(())
+    }
+
+    /// Removes the saved network (the cluster was deleted).
+    pub fn remove_network_file(&self) -> std::io::Result<()> {
+        match std::fs::remove_file(&self.network_file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// All tasks in queue order.
     pub fn tasks(&self) -> Vec<Arc<Task>> {
         lock(&self.control).tasks.clone()
@@ -192,25 +249,47 @@ impl ClusterHandle {
     }
 
     /// Deletes a task: a queued one leaves the queue, an active one is stopped at the next
-    /// row (and stays listed as aborted), an ended one is forgotten. False if unknown.
-    pub fn delete_task(&self, uuid: &str) -> bool {
+    /// row (and stays listed as aborted), an ended one is forgotten. `None` if unknown.
+    pub fn delete_task(&self, uuid: &str) -> Option<TaskRemoval> {
         let mut control = lock(&self.control);
-        let Some(index) = control.tasks.iter().position(|t| t.uuid == uuid) else {
-            return false;
-        };
+        let index = control.tasks.iter().position(|t| t.uuid == uuid)?;
         let task = control.tasks[index].clone();
-        match task.state() {
-            TaskState::Active => task.cancel.store(true, Ordering::Relaxed),
+        Some(match task.state() {
+            TaskState::Active => {
+                task.cancel.store(true, Ordering::Relaxed);
+                TaskRemoval::Stopping
+            }
             TaskState::Queued => {
                 control.queue.retain(|t| t.uuid != uuid);
                 control.tasks.remove(index);
                 task.end(TaskState::Aborted);
+                TaskRemoval::Forgotten
             }
             TaskState::Aborted | TaskState::Finished => {
                 control.tasks.remove(index);
+                TaskRemoval::Forgotten
             }
+        })
+    }
+
+    /// Stops all work for a shutdown: queued tasks end aborted, a running one is told to stop
+    /// at the next row. Returns the tasks concerned (the running one first).
+    pub fn stop_work(&self) -> Vec<Arc<Task>> {
+        let mut control = lock(&self.control);
+        let mut stopped: Vec<Arc<Task>> = control.active.iter().cloned().collect();
+        for task in &stopped {
+            task.cancel.store(true, Ordering::Relaxed);
         }
-        true
+        for task in control.queue.drain(..) {
+            task.end(TaskState::Aborted);
+            stopped.push(task);
+        }
+        stopped
+    }
+
+    /// Whether a worker still runs tasks of this cluster.
+    pub fn is_working(&self) -> bool {
+        lock(&self.control).worker_running
     }
 
     /// Marks the cluster deleted: the queue is dropped and a running task stops.
@@ -230,9 +309,12 @@ impl ClusterHandle {
         self.deleted.load(Ordering::Relaxed)
     }
 
-    /// Runs `f` on the network under its lock (blocking); `None` without a network.
+    /// Runs `f` on the network under its lock (blocking) and notes that the network must be
+    /// saved; `None` without a network.
     pub fn with_network<R>(&self, f: impl FnOnce(&mut Cluster) -> R) -> Option<R> {
-        lock(&self.network).as_mut().map(f)
+        let mut network = lock(&self.network);
+        self.unsaved.store(true, Ordering::Relaxed);
+        network.as_mut().map(f)
     }
 
     fn start_worker(self: &Arc<Self>, control: &mut Control, ctx: &WorkerContext) {
@@ -261,7 +343,10 @@ impl ClusterHandle {
                 }
                 next.expect("checked")
             };
-            let state = match task.start() {
+            let work = task.start();
+            ctx.record(&task, &self.row);
+            let changes_network = work.as_ref().is_some_and(Work::changes_network);
+            let state = match work {
                 // A panic must not leave the task active forever (and its waiters waiting).
                 Some(work) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     self.execute(&task, work, ctx)
@@ -280,7 +365,15 @@ impl ClusterHandle {
                 },
                 None => TaskState::Aborted,
             };
-            task.end(state);
+            // The network is on disk before anyone learns that the task ended.
+            if changes_network
+                && !self.is_deleted()
+                && let Err(e) = self.save_network()
+            {
+                let e = anyhow::Error::new(e).context("cannot save the cluster's network");
+                ctx.log_error(&task, &self.row, &e);
+            }
+            task.end_with(state, || ctx.record(&task, &self.row));
         }
     }
 
@@ -464,7 +557,19 @@ pub struct WorkerContext {
 }
 
 impl WorkerContext {
-    fn log_error(&self, task: &Task, cluster: &ResourceRow, error: &anyhow::Error) {
+    /// Writes the task's state to the database (from a worker thread). A failure is logged:
+    /// the task itself is not affected.
+    fn record(&self, task: &Task, cluster: &ResourceRow) {
+        if let Err(e) = self
+            .runtime
+            .block_on(self.store.update_task(&task.record(&cluster.uuid)))
+        {
+            tracing::error!(task = task.uuid, "cannot record the task's state: {e}");
+        }
+    }
+
+    /// Logs a task's failure to the server log and the error log (from a worker thread).
+    pub fn log_error(&self, task: &Task, cluster: &ResourceRow, error: &anyhow::Error) {
         let error_id = uuid::Uuid::new_v4().to_string();
         tracing::error!(
             error_id,
@@ -511,6 +616,60 @@ impl Clusters {
         let cluster = lock(&self.map).remove(uuid)?;
         cluster.delete();
         Some(cluster)
+    }
+
+    /// Every cluster.
+    pub fn all(&self) -> Vec<Arc<ClusterHandle>> {
+        lock(&self.map).values().cloned().collect()
+    }
+
+    /// Stops all work for a shutdown and saves every network: queued tasks end aborted, a
+    /// running task stops at its next row (its worker saves the network and records it), and
+    /// networks that direct IO changed are saved. Every task stopped this way gets an
+    /// error-log entry. Waits at most `patience` for the workers.
+    pub async fn shut_down(&self, ctx: &WorkerContext, patience: std::time::Duration) {
+        let clusters = self.all();
+        let mut stopped = Vec::new();
+        for cluster in &clusters {
+            for task in cluster.stop_work() {
+                stopped.push((cluster.clone(), task));
+            }
+        }
+        let deadline = tokio::time::Instant::now() + patience;
+        while clusters.iter().any(|c| c.is_working()) {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::error!(
+                    "tasks did not stop within {patience:?}; their networks may be older"
+                );
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let ctx = ctx.clone();
+        let work = tokio::task::spawn_blocking(move || {
+            for (cluster, task) in &stopped {
+                // Queued tasks were ended here; the running one by its worker.
+                ctx.record(task, &cluster.row);
+                let e = anyhow::anyhow!(
+                    "the server shut down before the task ended; it was aborted after {} of {} \
+                     cycles",
+                    task.info().current_cycle,
+                    task.total
+                );
+                ctx.log_error(task, &cluster.row, &e);
+            }
+            for cluster in &clusters {
+                if let Err(e) = cluster.save_network_if_changed() {
+                    tracing::error!(
+                        cluster = cluster.row.uuid,
+                        "cannot save the cluster's network: {e}"
+                    );
+                }
+            }
+        });
+        if let Err(e) = work.await {
+            tracing::error!("saving the clusters failed: {e}");
+        }
     }
 }
 

@@ -4,6 +4,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use hanami_store::now_timestamp;
+use hanami_store::tasks::TaskRow;
 use hanami_types::tasks::Task as TaskInfo;
 
 use super::rows::Binding;
@@ -30,6 +31,23 @@ impl TaskState {
             TaskState::Aborted => "aborted",
             TaskState::Finished => "finished",
         }
+    }
+
+    /// The state of a wire name (`None` for an unknown one).
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            TaskState::Queued,
+            TaskState::Active,
+            TaskState::Aborted,
+            TaskState::Finished,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+
+    /// Whether the task has ended.
+    pub fn ended(self) -> bool {
+        matches!(self, TaskState::Aborted | TaskState::Finished)
     }
 }
 
@@ -62,6 +80,13 @@ pub enum Work {
     },
     /// Replace the cluster's network by a checkpoint's (read when the task was created).
     Restore(Vec<u8>),
+}
+
+impl Work {
+    /// Whether the work changes the network (requests do too: they may grow it).
+    pub fn changes_network(&self) -> bool {
+        !matches!(self, Work::Save { .. })
+    }
 }
 
 struct Timeline {
@@ -116,6 +141,44 @@ impl Task {
         self.timeline().state
     }
 
+    /// A task recorded by an earlier run of the server; it has ended (start-up aborts the ones
+    /// that had not), so it has no work.
+    pub fn recorded(row: TaskRow) -> Self {
+        let state = TaskState::parse(&row.state).unwrap_or(TaskState::Aborted);
+        let (done, _) = tokio::sync::watch::channel(state.ended());
+        Self {
+            uuid: row.uuid,
+            name: row.name,
+            total: row.total,
+            queued_at: row.queued_at,
+            current: AtomicU64::new(row.current),
+            timeline: Mutex::new(Timeline {
+                state,
+                start: row.started_at,
+                end: row.ended_at,
+            }),
+            work: Mutex::new(None),
+            cancel: AtomicBool::new(false),
+            done,
+        }
+    }
+
+    /// The task as the database records it.
+    pub fn record(&self, cluster_uuid: &str) -> TaskRow {
+        let timeline = self.timeline();
+        TaskRow {
+            uuid: self.uuid.clone(),
+            cluster_uuid: cluster_uuid.to_owned(),
+            name: self.name.clone(),
+            total: self.total,
+            current: self.current.load(Ordering::Relaxed),
+            state: timeline.state.as_str().to_owned(),
+            queued_at: self.queued_at.clone(),
+            started_at: timeline.start.clone(),
+            ended_at: timeline.end.clone(),
+        }
+    }
+
     /// Marks the task active and hands its work to the worker (once).
     pub fn start(&self) -> Option<Work> {
         let mut timeline = self.timeline();
@@ -131,11 +194,18 @@ impl Task {
 
     /// Ends the task.
     pub fn end(&self, state: TaskState) {
+        self.end_with(state, || ());
+    }
+
+    /// Ends the task, runs `before_telling` (e.g. to record it), then wakes those waiting for
+    /// the end.
+    pub fn end_with(&self, state: TaskState, before_telling: impl FnOnce()) {
         {
             let mut timeline = self.timeline();
             timeline.state = state;
             timeline.end = Some(now_timestamp());
         }
+        before_telling();
         self.done.send_replace(true);
     }
 

@@ -30,8 +30,22 @@ impl Staging {
     }
 }
 
-/// Serves one direct-IO session until the client closes it or sends something invalid.
-pub async fn session(mut socket: WebSocket, cluster: Arc<ClusterHandle>) {
+/// Serves one direct-IO session until the client closes it or sends something invalid,
+/// then saves the network if the session changed it.
+pub async fn session(socket: WebSocket, cluster: Arc<ClusterHandle>) {
+    serve(socket, &cluster).await;
+    let saving = cluster.clone();
+    match tokio::task::spawn_blocking(move || saving.save_network_if_changed()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(
+            cluster = cluster.row.uuid,
+            "cannot save the cluster's network: {e}"
+        ),
+        Err(e) => tracing::error!(cluster = cluster.row.uuid, "saving the network failed: {e}"),
+    }
+}
+
+async fn serve(mut socket: WebSocket, cluster: &ClusterHandle) {
     let mut staging = Staging::new(&cluster.interfaces());
     while let Some(Ok(message)) = socket.recv().await {
         let bytes = match message {
@@ -49,7 +63,7 @@ pub async fn session(mut socket: WebSocket, cluster: Arc<ClusterHandle>) {
         };
         let replies = ClusterIoMessage::decode(bytes)
             .map_err(|e| format!("invalid ClusterIO_Message: {e}"))
-            .and_then(|message| handle(&cluster, &mut staging, message));
+            .and_then(|message| handle(cluster, &mut staging, message));
         match replies {
             Ok(replies) => {
                 for reply in replies {

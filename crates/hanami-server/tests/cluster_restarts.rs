@@ -1,0 +1,336 @@
+//! Clusters outlive the server: after a clean stop or a crash, every cluster comes back with
+//! the network it had and with its task list; tasks that had not ended are reported aborted.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{ADMIN, ADMIN_PW, SEED_TEMPLATE, ServerExt, TestServer, pattern_mnist, sdk, sha256};
+use hanami_sdk::{Client, Error};
+use hanami_store::Store;
+use hanami_store::resources::{Kind, ResourceRow};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// Uploads `rows` generated MNIST-like images as `name`; returns the dataset uuid.
+async fn upload(client: &Client, dir: &Path, name: &str, rows: u32) -> String {
+    let (images, labels) = pattern_mnist(dir, name, rows);
+    client
+        .upload_mnist(name, &images, &labels)
+        .await
+        .unwrap()
+        .uuid
+}
+
+/// Saves a checkpoint of the cluster and returns the bytes of its file.
+async fn checkpoint_bytes(
+    server: &TestServer,
+    client: &Client,
+    cluster: &str,
+    name: &str,
+) -> Vec<u8> {
+    let saved = client.save_cluster(cluster, name).await.unwrap();
+    let done = client
+        .wait_for_task(cluster, &saved.uuid, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(done.state, "finished");
+    std::fs::read(server.data_dir.join("checkpoints").join(&saved.uuid)).unwrap()
+}
+
+/// Waits until a file's contents differ from `old` (a checksum).
+fn wait_for_change(path: &Path, old: &str) {
+    let start = Instant::now();
+    while sha256(path) == old {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{} did not change",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn clusters_come_back_with_their_networks_and_tasks() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let train = upload(&client, tmp.path(), "train", 2000).await;
+    let cluster = client.create_cluster("kept", SEED_TEMPLATE).await.unwrap();
+    let empty = client.create_cluster("empty", "").await.unwrap();
+    let network = server.data_dir.join("clusters").join(&cluster.uuid);
+    assert!(network.is_file(), "a new network is saved at once");
+    assert!(!server.data_dir.join("clusters").join(&empty.uuid).exists());
+
+    let task = client
+        .train(
+            "train",
+            &cluster.uuid,
+            &[("picture", &train)],
+            &[("label", &train)],
+        )
+        .await
+        .unwrap();
+    let done = client
+        .wait_for_task(&cluster.uuid, &task.uuid, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(done.state, "finished");
+    let before_session = sha256(&network);
+
+    // What a direct-IO session trains is saved when the session ends.
+    client.set_direct_mode(&cluster.uuid, true).await.unwrap();
+    let mut session = client.direct_session(&cluster.uuid).await.unwrap();
+    let picture = vec![180.0f32; 784];
+    let mut label = vec![0.0f32; 10];
+    label[3] = 1.0;
+    for _ in 0..20 {
+        session
+            .train(&[("picture", &picture)], &[("label", &label)])
+            .await
+            .unwrap();
+    }
+    session.close().await.unwrap();
+    wait_for_change(&network, &before_session);
+    client.set_direct_mode(&cluster.uuid, false).await.unwrap();
+
+    let first = checkpoint_bytes(&server, &client, &cluster.uuid, "first").await;
+    let tasks = client.tasks(&cluster.uuid).await.unwrap();
+    assert_eq!(tasks.body.len(), 2);
+
+    // A clean restart.
+    let server = server.restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    assert_eq!(client.cluster(&cluster.uuid).await.unwrap(), cluster);
+    assert_eq!(client.cluster(&empty.uuid).await.unwrap(), empty);
+    assert_eq!(client.clusters().await.unwrap().body.len(), 2);
+    assert_eq!(client.tasks(&cluster.uuid).await.unwrap(), tasks);
+    assert_eq!(
+        client.task(&cluster.uuid, &task.uuid).await.unwrap(),
+        done,
+        "the task's record, timestamps included"
+    );
+    // The same network, bit for bit.
+    let second = checkpoint_bytes(&server, &client, &cluster.uuid, "second").await;
+    assert!(first == second, "the network changed across the restart");
+    // The empty cluster is still empty.
+    assert!(matches!(
+        client.save_cluster(&empty.uuid, "nothing").await,
+        Err(Error::BadRequest(_))
+    ));
+
+    // A crash right after a task ended loses nothing either: the network is saved before the
+    // task is reported finished.
+    let again = client
+        .train(
+            "again",
+            &cluster.uuid,
+            &[("picture", &train)],
+            &[("label", &train)],
+        )
+        .await
+        .unwrap();
+    let done = client
+        .wait_for_task(&cluster.uuid, &again.uuid, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(done.state, "finished");
+    let third = checkpoint_bytes(&server, &client, &cluster.uuid, "third").await;
+    assert!(third != second, "training changed the network");
+    let server = server.crash_and_restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let fourth = checkpoint_bytes(&server, &client, &cluster.uuid, "fourth").await;
+    assert!(third == fourth, "the network changed across the crash");
+    assert_eq!(client.tasks(&cluster.uuid).await.unwrap().body.len(), 6);
+
+    // Deleting a cluster removes its saved network and its tasks for good.
+    client.delete_cluster(&cluster.uuid).await.unwrap();
+    assert!(!network.exists());
+    let server = server.restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    assert!(matches!(
+        client.cluster(&cluster.uuid).await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(client.clusters().await.unwrap().body.len(), 1);
+
+    // A cluster of an older version, which kept networks in memory only, has lost its
+    // network: it is removed at start-up (as that version did), the others stay.
+    let mut server = server;
+    assert!(server.stop());
+    let store = Store::open(&server.data_dir.join("hanami.db"))
+        .await
+        .unwrap();
+    let legacy = ResourceRow::new(
+        "00000000-0000-4000-8000-000000000000",
+        "legacy",
+        ADMIN,
+        "admin",
+        "",
+    );
+    store.insert_resource(Kind::Cluster, &legacy).await.unwrap();
+    store.close().await;
+    let server = server.crash_and_restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    assert!(matches!(
+        client.cluster(&legacy.uuid).await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(client.cluster(&empty.uuid).await.unwrap(), empty);
+}
+
+/// The task rows of a cluster as `(uuid, state)`.
+async fn states(client: &Client, cluster: &str) -> Vec<(String, String)> {
+    client
+        .tasks(cluster)
+        .await
+        .unwrap()
+        .body
+        .iter()
+        .map(|row| {
+            (
+                row[0].as_str().unwrap().to_owned(),
+                row[1].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Queues `count` train tasks and waits until the first one has made progress.
+async fn busy_cluster(client: &Client, dir: &Path, count: usize) -> (String, Vec<String>) {
+    let train = upload(client, dir, "long", 20_000).await;
+    let cluster = client
+        .create_cluster("busy", SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
+    let mut tasks = Vec::new();
+    for i in 0..count {
+        let task = client
+            .train(
+                &format!("pass_{i}"),
+                &cluster,
+                &[("picture", &train)],
+                &[("label", &train)],
+            )
+            .await
+            .unwrap();
+        tasks.push(task.uuid);
+    }
+    let start = Instant::now();
+    while client
+        .task(&cluster, &tasks[0])
+        .await
+        .unwrap()
+        .current_cycle
+        == 0
+    {
+        assert!(start.elapsed() < WAIT);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (cluster, tasks)
+}
+
+/// Checks that after the restart no task is queued or active, that the ones that did not
+/// finish are aborted with an end time, that there was at least one and that each has an
+/// error-log entry; returns the error log's rows as text.
+async fn check_aborted(
+    server: &TestServer,
+    client: &Client,
+    cluster: &str,
+    tasks: &[String],
+) -> Vec<String> {
+    let after = states(client, cluster).await;
+    assert_eq!(
+        after.iter().map(|t| &t.0).collect::<Vec<_>>(),
+        tasks.iter().collect::<Vec<_>>()
+    );
+    assert!(
+        after.iter().all(|(_, s)| s == "finished" || s == "aborted"),
+        "{after:?}"
+    );
+    let aborted: Vec<_> = after.iter().filter(|(_, s)| s == "aborted").collect();
+    assert!(!aborted.is_empty(), "{after:?}");
+    for (uuid, _) in &aborted {
+        let task = client.task(cluster, uuid).await.unwrap();
+        assert_ne!(task.end_timestamp, "-");
+    }
+    let log = server
+        .admin()
+        .await
+        .get("error_log?page=0")
+        .await
+        .expect(200)
+        .json();
+    // Each row whole, as text: the task's uuid is among its input values.
+    let entries: Vec<String> = log["body"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(Value::to_string)
+        .collect();
+    for (uuid, _) in &aborted {
+        assert!(
+            entries.iter().any(|e| e.contains(uuid.as_str())),
+            "no error-log entry for {uuid}: {entries:?}"
+        );
+    }
+    entries
+}
+
+#[tokio::test]
+async fn a_stop_aborts_unfinished_tasks_and_keeps_the_network() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (cluster, tasks) = busy_cluster(&client, tmp.path(), 5).await;
+
+    let server = server.restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let messages = check_aborted(&server, &client, &cluster, &tasks).await;
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("shut down before the task ended")),
+        "{messages:?}"
+    );
+    // The stopped task's training so far is in the network, which still learns.
+    let train = upload(&client, tmp.path(), "more", 500).await;
+    let task = client
+        .train(
+            "after",
+            &cluster,
+            &[("picture", &train)],
+            &[("label", &train)],
+        )
+        .await
+        .unwrap();
+    let done = client
+        .wait_for_task(&cluster, &task.uuid, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(done.state, "finished");
+}
+
+#[tokio::test]
+async fn a_crash_aborts_unfinished_tasks() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (cluster, tasks) = busy_cluster(&client, tmp.path(), 5).await;
+
+    let server = server.crash_and_restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let messages = check_aborted(&server, &client, &cluster, &tasks).await;
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("when the server stopped")),
+        "{messages:?}"
+    );
+    let first: Value = json!(client.task(&cluster, &tasks[0]).await.unwrap().state);
+    assert!(first == "aborted" || first == "finished");
+}

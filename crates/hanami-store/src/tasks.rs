@@ -1,0 +1,144 @@
+//! The task records of clusters. The server keeps its live tasks in memory and writes each
+//! change of state here, so that after a restart it can list what became of every task (the
+//! ones that had not ended are marked aborted).
+
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::{Store, StoreError};
+
+/// One task as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRow {
+    /// Task uuid.
+    pub uuid: String,
+    /// The cluster the task belongs to.
+    pub cluster_uuid: String,
+    /// Task name.
+    pub name: String,
+    /// Cycles to run.
+    pub total: u64,
+    /// Cycles done when the state was last recorded.
+    pub current: u64,
+    /// `queued`, `active`, `aborted` or `finished`.
+    pub state: String,
+    /// When it was queued.
+    pub queued_at: String,
+    /// When it started, if it did.
+    pub started_at: Option<String>,
+    /// When it ended, if it did.
+    pub ended_at: Option<String>,
+}
+
+fn from_row(row: &SqliteRow) -> TaskRow {
+    let count = |name: &str| u64::try_from(row.get::<i64, _>(name)).unwrap_or(0);
+    TaskRow {
+        uuid: row.get("uuid"),
+        cluster_uuid: row.get("cluster_uuid"),
+        name: row.get("name"),
+        total: count("total"),
+        current: count("current"),
+        state: row.get("state"),
+        queued_at: row.get("queued_at"),
+        started_at: row.get("started_at"),
+        ended_at: row.get("ended_at"),
+    }
+}
+
+/// SQLite stores integers as `i64`.
+fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Records a new task (after the ones already recorded for its cluster).
+    pub async fn insert_task(&self, task: &TaskRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tasks (uuid, cluster_uuid, name, total, current, state, queued_at, \
+             started_at, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&task.uuid)
+        .bind(&task.cluster_uuid)
+        .bind(&task.name)
+        .bind(int(task.total))
+        .bind(int(task.current))
+        .bind(&task.state)
+        .bind(&task.queued_at)
+        .bind(&task.started_at)
+        .bind(&task.ended_at)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::from_insert)?;
+        Ok(())
+    }
+
+    /// Records a task's progress, state and timestamps.
+    pub async fn update_task(&self, task: &TaskRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE tasks SET current = ?, state = ?, started_at = ?, ended_at = ? \
+             WHERE uuid = ?",
+        )
+        .bind(int(task.current))
+        .bind(&task.state)
+        .bind(&task.started_at)
+        .bind(&task.ended_at)
+        .bind(&task.uuid)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets a task.
+    pub async fn delete_task(&self, uuid: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM tasks WHERE uuid = ?")
+            .bind(uuid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets every task of a cluster.
+    pub async fn delete_cluster_tasks(&self, cluster_uuid: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM tasks WHERE cluster_uuid = ?")
+            .bind(cluster_uuid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The tasks of a cluster in queue order.
+    pub async fn cluster_tasks(&self, cluster_uuid: &str) -> Result<Vec<TaskRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM tasks WHERE cluster_uuid = ? ORDER BY seq")
+            .bind(cluster_uuid)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(from_row).collect())
+    }
+
+    /// Marks every task that had not ended as aborted at `ended_at` (at start-up: nothing runs
+    /// yet) and returns them as they were before.
+    pub async fn abort_unfinished_tasks(&self, ended_at: &str) -> Result<Vec<TaskRow>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows =
+            sqlx::query("SELECT * FROM tasks WHERE state IN ('queued', 'active') ORDER BY seq")
+                .fetch_all(&mut *tx)
+                .await?;
+        sqlx::query(
+            "UPDATE tasks SET state = 'aborted', ended_at = ? WHERE state IN ('queued', 'active')",
+        )
+        .bind(ended_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows.iter().map(from_row).collect())
+    }
+
+    /// Forgets the tasks of clusters that no longer exist.
+    pub async fn delete_orphan_tasks(&self) -> Result<u64, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM tasks WHERE cluster_uuid NOT IN (SELECT uuid FROM clusters)")
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
+    }
+}

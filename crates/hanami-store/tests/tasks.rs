@@ -1,0 +1,104 @@
+//! Task records: kept in queue order, updated, forgotten with their cluster, and the ones
+//! that had not ended are aborted at start-up.
+
+use hanami_store::Store;
+use hanami_store::resources::{Kind, ResourceRow};
+use hanami_store::tasks::TaskRow;
+
+async fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("hanami.db")).await.unwrap();
+    (dir, store)
+}
+
+fn task(uuid: &str, cluster: &str, state: &str) -> TaskRow {
+    TaskRow {
+        uuid: uuid.into(),
+        cluster_uuid: cluster.into(),
+        name: format!("task {uuid}"),
+        total: 100,
+        current: 0,
+        state: state.into(),
+        queued_at: "2026-11-28 10:00:00".into(),
+        started_at: None,
+        ended_at: None,
+    }
+}
+
+#[tokio::test]
+async fn tasks_are_kept_in_queue_order_and_updated() {
+    let (_dir, store) = store().await;
+    for (uuid, cluster) in [("t3", "a"), ("t1", "b"), ("t2", "a")] {
+        store
+            .insert_task(&task(uuid, cluster, "queued"))
+            .await
+            .unwrap();
+    }
+    assert!(store.insert_task(&task("t1", "a", "queued")).await.is_err());
+    let mut done = task("t3", "a", "finished");
+    done.current = 100;
+    done.started_at = Some("2026-11-28 10:00:01".into());
+    done.ended_at = Some("2026-11-28 10:00:02".into());
+    store.update_task(&done).await.unwrap();
+    let tasks = store.cluster_tasks("a").await.unwrap();
+    assert_eq!(tasks, vec![done, task("t2", "a", "queued")]);
+    store.delete_task("t2").await.unwrap();
+    assert_eq!(store.cluster_tasks("a").await.unwrap().len(), 1);
+    store.delete_cluster_tasks("a").await.unwrap();
+    assert!(store.cluster_tasks("a").await.unwrap().is_empty());
+    assert_eq!(store.cluster_tasks("b").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn unfinished_tasks_are_aborted_and_orphans_forgotten() {
+    let (dir, store) = store().await;
+    let cluster = ResourceRow::new("a", "cluster", "owner", "project", "a");
+    store
+        .insert_resource(Kind::Cluster, &cluster)
+        .await
+        .unwrap();
+    for (uuid, cluster, state) in [
+        ("queued", "a", "queued"),
+        ("active", "a", "active"),
+        ("finished", "a", "finished"),
+        ("orphan", "gone", "finished"),
+    ] {
+        store
+            .insert_task(&task(uuid, cluster, state))
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    // What a restart finds.
+    let store = Store::open(&dir.path().join("hanami.db")).await.unwrap();
+    assert_eq!(store.delete_orphan_tasks().await.unwrap(), 1);
+    let aborted = store
+        .abort_unfinished_tasks("2026-11-28 11:00:00")
+        .await
+        .unwrap();
+    let names: Vec<_> = aborted
+        .iter()
+        .map(|t| (t.uuid.as_str(), t.state.as_str()))
+        .collect();
+    assert_eq!(names, [("queued", "queued"), ("active", "active")]);
+    let states: Vec<_> = store
+        .cluster_tasks("a")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.uuid, t.state, t.ended_at))
+        .collect();
+    let aborted_at = Some("2026-11-28 11:00:00".to_string());
+    assert_eq!(
+        states,
+        [
+            ("queued".into(), "aborted".into(), aborted_at.clone()),
+            ("active".into(), "aborted".into(), aborted_at),
+            ("finished".into(), "finished".into(), None),
+        ]
+    );
+    assert_eq!(
+        store.all_resources(Kind::Cluster).await.unwrap(),
+        vec![cluster]
+    );
+}
