@@ -34,6 +34,18 @@ pub(crate) fn low_bits(count: usize) -> u64 {
     }
 }
 
+/// The positions of the set bits of `mask`, lowest first.
+#[inline(always)]
+pub(crate) fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        (mask != 0).then(|| {
+            let position = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            position
+        })
+    })
+}
+
 /// Whether a signal leaves more than the walk threshold after a synapse whose interval ends at
 /// `end`; `threshold` is the signal's potential minus the walk threshold. (Written as a
 /// function so that a NaN end, possible only in a hostile checkpoint, stops the walk.)
@@ -100,6 +112,18 @@ impl Section {
             .fold(0u64, |mask, (k, &counter)| {
                 mask | (u64::from(counter < PERMANENT_COUNTER) << k)
             });
+    }
+
+    /// Counts one agreement for each unsettled synapse in `agree` (a bit mask); a counter that
+    /// reaches 10 makes its synapse permanent.
+    pub(crate) fn raise_counters(&mut self, agree: u64) {
+        for k in bits(self.unsettled & agree) {
+            let counter = self.counter[k] + 1;
+            self.counter[k] = counter;
+            if counter >= PERMANENT_COUNTER {
+                self.unsettled &= !(1 << k);
+            }
+        }
     }
 
     /// Unsets every position from `from` on.

@@ -23,10 +23,10 @@ use std::arch::x86_64::{
 
 use super::backward::SYNAPSE_LEARNING_RATE;
 use super::forward::{THRESHOLD, in_split_window, target_index, walk_growing};
-use super::{BlockTask, DeltaRun, Sources, SplitRequest};
+use super::{BlockTask, Sources, for_each_live};
 use crate::network::{
-    Connection, NEURONS_PER_BLOCK, Neuron, PERMANENT_COUNTER, SECTIONS_PER_BLOCK,
-    SYNAPSES_PER_SECTION, Section, WALK_THRESHOLD, low_bits,
+    Connection, NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK, SYNAPSES_PER_SECTION, Section,
+    WALK_THRESHOLD, bits, low_bits,
 };
 
 /// Whether this CPU has the instructions the walk uses.
@@ -127,23 +127,18 @@ pub(super) fn process_synapses(
         *input = target.input;
     }
     let mut plans = [Plan::default(); SECTIONS_PER_BLOCK];
+    let events = &mut *task.events;
     for (k, block) in task.blocks.iter_mut().enumerate() {
         let c = (task.first_block + k) as u32;
         let Some(sections) = block.sections.as_deref_mut() else {
             continue;
         };
-        let mut live = block.live;
-        while live != 0 {
-            let i = live.trailing_zeros() as usize;
-            live &= live - 1;
+        for i in bits(block.live) {
             let connection = &block.connections[i];
             let potential = sources.potential(connection.source_hexagon, connection.source_neuron);
             plans[i] = plan(&sections[i], connection, potential);
         }
-        let mut live = block.live;
-        while live != 0 {
-            let i = live.trailing_zeros() as usize;
-            live &= live - 1;
+        for i in bits(block.live) {
             let connection = &mut block.connections[i];
             let section = &mut sections[i];
             let plan = plans[i];
@@ -169,21 +164,13 @@ pub(super) fn process_synapses(
                 &mut seed,
             );
             grew |= walk.grew;
-            if let Some(section) = walk.split {
-                task.events.splits.push(SplitRequest {
-                    block: c,
-                    slot: i as u32,
-                    hexagon: connection.source_hexagon,
-                    neuron: connection.source_neuron,
-                    section,
-                });
-            }
+            events.request_split(c, i, connection, walk.split);
         }
     }
     for (target, &input) in targets.iter_mut().zip(&inputs) {
         target.input = input;
     }
-    task.events.grew = grew;
+    events.grew = grew;
 }
 
 /// Plans the forward walk of `section` for a source of `potential`: the same decisions as
@@ -239,25 +226,20 @@ pub(super) fn backprop_sections(task: &mut BlockTask<'_>, sources: &Sources<'_>)
         .expect("a neuron block has 64 neurons");
     let potentials = load_row(potentials);
     let events = &mut *task.events;
-    for block in task.blocks.iter_mut() {
-        let Some(sections) = block.sections.as_deref_mut() else {
-            continue;
-        };
-        let mut live = block.live;
-        while live != 0 {
-            let i = live.trailing_zeros() as usize;
-            live &= live - 1;
-            let connection = &block.connections[i];
+    // Only the slots that were live in the forward pass (see the portable walk).
+    for_each_live(
+        task.blocks,
+        task.first_block,
+        |_, _, connection, section| {
             let potential = sources.potential(connection.source_hexagon, connection.source_neuron);
             let remaining = potential - connection.lower_bound;
             if remaining <= WALK_THRESHOLD {
-                continue;
+                return;
             }
             let threshold = f64::from(remaining) - f64::from(WALK_THRESHOLD);
             let len = usize::from(connection.len);
-            let section = &mut sections[i];
-            // The walk visits synapses up to and including the first after which no more than
-            // the threshold is left.
+            // The walk visits synapses up to and including the first after which no more than the
+            // threshold is left.
             let reach = (!passed(section, len, threshold)).trailing_zeros() as usize;
             let visited = (reach + 1).min(len);
             let record = !connection.from_input;
@@ -269,30 +251,16 @@ pub(super) fn backprop_sections(task: &mut BlockTask<'_>, sources: &Sources<'_>)
                 &potentials,
                 record.then_some(&mut events.delta_values),
             );
-            let mut rising = section.unsettled & agree;
-            while rising != 0 {
-                let k = rising.trailing_zeros() as usize;
-                rising &= rising - 1;
-                let counter = section.counter[k] + 1;
-                section.counter[k] = counter;
-                if counter >= PERMANENT_COUNTER {
-                    section.unsettled &= !(1 << k);
-                }
-            }
+            section.raise_counters(agree);
             if record {
                 let mut sum = 0.0f32;
                 for &term in &events.delta_values[start..] {
                     sum += term;
                 }
-                events.delta_runs.push(DeltaRun {
-                    hexagon: connection.source_hexagon,
-                    neuron: connection.source_neuron,
-                    end: events.delta_values.len(),
-                    sum,
-                });
+                events.record_run(connection, sum);
             }
-        }
-    }
+        },
+    );
 }
 
 /// The weight updates of the first `visited` synapses (`w −= 0.05 · δ[target]`). Appends the

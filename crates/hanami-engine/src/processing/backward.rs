@@ -2,11 +2,9 @@
 //! hidden neuron's activation, then the weight update along every section.
 
 use super::forward::target_index;
-use super::{BlockTask, DeltaRun, Sources};
+use super::{BlockTask, Sources, for_each_live};
 use crate::cluster::{Cluster, Walks};
-use crate::network::{
-    NEURONS_PER_BLOCK, Neuron, PERMANENT_COUNTER, Section, WALK_THRESHOLD, passes,
-};
+use crate::network::{NEURONS_PER_BLOCK, Neuron, Section, WALK_THRESHOLD, bits, passes};
 
 /// Learning rate of synapse weights.
 pub(super) const SYNAPSE_LEARNING_RATE: f32 = 0.05;
@@ -63,10 +61,7 @@ impl Cluster {
 /// Multiplies the delta of every active neuron by the derivative of `log2(1 + x)`, written in
 /// terms of the output: `1.4427 · 0.5^potential`.
 fn backprop_neurons(neurons: &mut [Neuron], potentials: &[f32], active: u64) {
-    let mut active = active;
-    while active != 0 {
-        let j = active.trailing_zeros() as usize;
-        active &= active - 1;
+    for j in bits(active) {
         neurons[j].delta *= INV_LN2 * 0.5f32.powf(potentials[j]);
     }
 }
@@ -86,28 +81,23 @@ fn backprop_sections(task: &mut BlockTask<'_>, sources: &Sources<'_>) {
         .enumerate()
         .fold(0u64, |m, (j, &p)| m | (u64::from(p > 0.0) << j));
     let events = &mut *task.events;
-    for block in task.blocks.iter_mut() {
-        // A section whose source is inactive has no potential above its lower bound, so its
-        // walk would stop at once: only the slots that were live in the forward pass (the
-        // activity has not changed since) are walked.
-        let Some(sections) = block.sections.as_deref_mut() else {
-            continue;
-        };
-        let mut live = block.live;
-        while live != 0 {
-            let i = live.trailing_zeros() as usize;
-            live &= live - 1;
-            let connection = &block.connections[i];
+    // A section whose source is inactive has no potential above its lower bound, so its walk
+    // would stop at once: only the slots that were live in the forward pass (the activity has
+    // not changed since) are walked.
+    for_each_live(
+        task.blocks,
+        task.first_block,
+        |_, _, connection, section| {
             let potential = sources.potential(connection.source_hexagon, connection.source_neuron);
             let remaining = potential - connection.lower_bound;
             if remaining <= WALK_THRESHOLD {
-                continue;
+                return;
             }
             let threshold = f64::from(remaining) - f64::from(WALK_THRESHOLD);
             let len = usize::from(connection.len);
             if connection.from_input {
                 let _ = backprop_section::<false>(
-                    &mut sections[i],
+                    section,
                     len,
                     threshold,
                     &deltas,
@@ -116,22 +106,17 @@ fn backprop_sections(task: &mut BlockTask<'_>, sources: &Sources<'_>) {
                 );
             } else {
                 let sum = backprop_section::<true>(
-                    &mut sections[i],
+                    section,
                     len,
                     threshold,
                     &deltas,
                     positive,
                     &mut events.delta_values,
                 );
-                events.delta_runs.push(DeltaRun {
-                    hexagon: connection.source_hexagon,
-                    neuron: connection.source_neuron,
-                    end: events.delta_values.len(),
-                    sum,
-                });
+                events.record_run(connection, sum);
             }
-        }
-    }
+        },
+    );
 }
 
 /// The backward section walk (spec §4.3) over a chain of `len` synapses: each synapse is
@@ -159,16 +144,7 @@ fn backprop_section<const RECORD: bool>(
     }
     let (sum, agree) =
         walk_weights::<RECORD, true>(section, len, threshold, deltas, positive, terms);
-    let mut rising = unsettled & agree;
-    while rising != 0 {
-        let k = rising.trailing_zeros() as usize;
-        rising &= rising - 1;
-        let counter = section.counter[k] + 1;
-        section.counter[k] = counter;
-        if counter >= PERMANENT_COUNTER {
-            section.unsettled &= !(1 << k);
-        }
-    }
+    section.raise_counters(agree);
     sum
 }
 

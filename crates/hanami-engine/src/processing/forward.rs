@@ -1,7 +1,7 @@
 //! The forward pass (spec §3): input injection, the synapse-section walk with growth, and the
 //! update of hidden neurons.
 
-use super::{BlockTask, Sources, SplitRequest};
+use super::{BlockTask, Sources, for_each_live};
 use crate::cluster::{Cluster, Walks};
 use crate::network::Hexagon;
 use crate::network::{
@@ -225,44 +225,23 @@ fn process_synapses(
         .expect("a neuron block has 64 neurons");
     // The block's inputs in a dense array: the walks add to them in synapse order.
     let mut inputs: [f32; NEURONS_PER_BLOCK] = std::array::from_fn(|j| targets[j].input);
-    for (k, block) in task.blocks.iter_mut().enumerate() {
-        let c = (task.first_block + k) as u32;
-        let live = block.live;
-        let Some(sections) = block.sections.as_deref_mut() else {
-            continue;
-        };
-        let mut live = live;
-        while live != 0 {
-            let i = live.trailing_zeros() as usize;
-            live &= live - 1;
-            let connection = &mut block.connections[i];
+    let events = &mut *task.events;
+    for_each_live(
+        task.blocks,
+        task.first_block,
+        |c, i, connection, section| {
             let potential = sources.potential(connection.source_hexagon, connection.source_neuron);
             seed = seed.wrapping_add(c * 64 + i as u32);
             let able = growth && (connection.from_input || creation_enabled || grew);
-            let walk = walk_section(
-                &mut sections[i],
-                connection,
-                &mut inputs,
-                potential,
-                able,
-                &mut seed,
-            );
+            let walk = walk_section(section, connection, &mut inputs, potential, able, &mut seed);
             grew |= walk.grew;
-            if let Some(section) = walk.split {
-                task.events.splits.push(SplitRequest {
-                    block: c,
-                    slot: i as u32,
-                    hexagon: connection.source_hexagon,
-                    neuron: connection.source_neuron,
-                    section,
-                });
-            }
-        }
-    }
+            events.request_split(c, i, connection, walk.split);
+        },
+    );
     for (target, &input) in targets.iter_mut().zip(&inputs) {
         target.input = input;
     }
-    task.events.grew = grew;
+    events.grew = grew;
 }
 
 /// What a section walk changed beyond its own section.

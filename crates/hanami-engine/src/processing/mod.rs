@@ -24,7 +24,10 @@ use rayon::prelude::*;
 pub(crate) use avx512::available as avx512_available;
 
 use crate::cluster::{Cluster, Parallelism};
-use crate::network::{ConnectionBlock, Hexagon, NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK};
+use crate::network::{
+    Connection, ConnectionBlock, Hexagon, NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK, Section,
+    bits,
+};
 
 /// Read-only view of the neurons of every hexagon except the one being processed, for
 /// looking up the source neuron of a section.
@@ -92,6 +95,37 @@ pub(crate) struct BlockEvents {
 }
 
 impl BlockEvents {
+    /// Records the follow-up section that the walk of slot `i` of connection block `c` asks
+    /// for, if any.
+    fn request_split(
+        &mut self,
+        c: u32,
+        i: usize,
+        connection: &Connection,
+        split: Option<(f32, f32)>,
+    ) {
+        if let Some(section) = split {
+            self.splits.push(SplitRequest {
+                block: c,
+                slot: i as u32,
+                hexagon: connection.source_hexagon,
+                neuron: connection.source_neuron,
+                section,
+            });
+        }
+    }
+
+    /// Records the error terms appended since the previous run as the run of `connection`'s
+    /// source, with their sum.
+    fn record_run(&mut self, connection: &Connection, sum: f32) {
+        self.delta_runs.push(DeltaRun {
+            hexagon: connection.source_hexagon,
+            neuron: connection.source_neuron,
+            end: self.delta_values.len(),
+            sum,
+        });
+    }
+
     fn clear(&mut self) {
         self.grew = false;
         self.splits.clear();
@@ -173,6 +207,30 @@ fn build_feeds(hexagons: &[Hexagon]) -> Vec<Vec<Feed>> {
                 .collect()
         })
         .collect()
+}
+
+/// Calls `visit` for every live section of a block task's connection blocks in processing
+/// order (connection block, then slot), with the connection block's index in the hexagon,
+/// the slot, the section's header and its synapses.
+#[inline(always)]
+fn for_each_live(
+    blocks: &mut [ConnectionBlock],
+    first_block: usize,
+    mut visit: impl FnMut(u32, usize, &mut Connection, &mut Section),
+) {
+    for (k, block) in blocks.iter_mut().enumerate() {
+        let Some(sections) = block.sections.as_deref_mut() else {
+            continue;
+        };
+        for i in bits(block.live) {
+            visit(
+                (first_block + k) as u32,
+                i,
+                &mut block.connections[i],
+                &mut sections[i],
+            );
+        }
+    }
 }
 
 /// One neuron block with the connection blocks that feed it.
