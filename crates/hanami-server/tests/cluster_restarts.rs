@@ -40,6 +40,31 @@ async fn checkpoint_bytes(
     std::fs::read(server.data_dir.join("checkpoints").join(&saved.uuid)).unwrap()
 }
 
+/// Trains the cluster on a dataset (pictures and labels) and waits for the task, which must
+/// finish.
+async fn train_to_the_end(
+    client: &Client,
+    cluster: &str,
+    name: &str,
+    dataset: &str,
+) -> hanami_types::tasks::Task {
+    let task = client
+        .train(
+            name,
+            cluster,
+            &[("picture", dataset)],
+            &[("label", dataset)],
+        )
+        .await
+        .unwrap();
+    let done = client
+        .wait_for_task(cluster, &task.uuid, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(done.state, "finished");
+    done
+}
+
 /// Waits until a file's contents differ from `old` (a checksum).
 fn wait_for_change(path: &Path, old: &str) {
     let start = Instant::now();
@@ -65,20 +90,7 @@ async fn clusters_come_back_with_their_networks_and_tasks() {
     assert!(network.is_file(), "a new network is saved at once");
     assert!(!server.data_dir.join("clusters").join(&empty.uuid).exists());
 
-    let task = client
-        .train(
-            "train",
-            &cluster.uuid,
-            &[("picture", &train)],
-            &[("label", &train)],
-        )
-        .await
-        .unwrap();
-    let done = client
-        .wait_for_task(&cluster.uuid, &task.uuid, WAIT)
-        .await
-        .unwrap();
-    assert_eq!(done.state, "finished");
+    let done = train_to_the_end(&client, &cluster.uuid, "train", &train).await;
     let before_session = sha256(&network);
 
     // What a direct-IO session trains is saved when the session ends.
@@ -109,7 +121,7 @@ async fn clusters_come_back_with_their_networks_and_tasks() {
     assert_eq!(client.clusters().await.unwrap().body.len(), 2);
     assert_eq!(client.tasks(&cluster.uuid).await.unwrap(), tasks);
     assert_eq!(
-        client.task(&cluster.uuid, &task.uuid).await.unwrap(),
+        client.task(&cluster.uuid, &done.uuid).await.unwrap(),
         done,
         "the task's record, timestamps included"
     );
@@ -124,20 +136,7 @@ async fn clusters_come_back_with_their_networks_and_tasks() {
 
     // A crash right after a task ended loses nothing either: the network is saved before the
     // task is reported finished.
-    let again = client
-        .train(
-            "again",
-            &cluster.uuid,
-            &[("picture", &train)],
-            &[("label", &train)],
-        )
-        .await
-        .unwrap();
-    let done = client
-        .wait_for_task(&cluster.uuid, &again.uuid, WAIT)
-        .await
-        .unwrap();
-    assert_eq!(done.state, "finished");
+    train_to_the_end(&client, &cluster.uuid, "again", &train).await;
     let third = checkpoint_bytes(&server, &client, &cluster.uuid, "third").await;
     assert!(third != second, "training changed the network");
     let server = server.crash_and_restart();
@@ -323,20 +322,7 @@ async fn a_stop_aborts_unfinished_tasks_and_keeps_their_training() {
     let network = server.data_dir.join("clusters").join(&cluster);
     assert_ne!(sha256(&network), created);
     let train = upload(&client, tmp.path(), "more", 500).await;
-    let task = client
-        .train(
-            "after",
-            &cluster,
-            &[("picture", &train)],
-            &[("label", &train)],
-        )
-        .await
-        .unwrap();
-    let done = client
-        .wait_for_task(&cluster, &task.uuid, WAIT)
-        .await
-        .unwrap();
-    assert_eq!(done.state, "finished");
+    train_to_the_end(&client, &cluster, "after", &train).await;
 }
 
 #[tokio::test]
