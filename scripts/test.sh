@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole Hanami-rs test suite on a fresh machine: formatting, lints, and every
-# unit and integration test (integration tests start the real server on free loopback
-# ports with temporary data directories), then the Python SDK's tests (sdk/python) in a
-# virtual environment at .venv against the server binary.
+# Runs the whole Hanami-rs test suite on a fresh machine: formatting, lints, the API docs
+# (no broken links), every unit and integration test (integration tests start the real
+# server on free loopback ports with temporary data directories), then the Python SDK's
+# tests (sdk/python) in a virtual environment at .venv against the server binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --locked
 echo "== cargo test"
 cargo test --workspace --locked
 

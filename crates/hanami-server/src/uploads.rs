@@ -185,7 +185,7 @@ pub enum FinalizeError {
     Busy(String),
 }
 
-/// The files of an upload being finalised. Dropping it without [`Uploads::finish`] makes
+/// The files of an upload being finalised. Dropping it without [`Finalization::finish`] makes
 /// the upload available again (for another attempt).
 pub struct Finalization {
     uploads: Arc<Uploads>,

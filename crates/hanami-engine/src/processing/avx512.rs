@@ -107,7 +107,7 @@ struct Plan {
 /// Index of the spare input slot that takes the additions of walks without a last synapse.
 const SPARE: usize = NEURONS_PER_BLOCK;
 
-/// [`super::forward::process_synapses`] with planned walks.
+/// The forward walks of one block (`forward::process_synapses`), planned.
 #[target_feature(enable = "avx512f")]
 pub(super) fn process_synapses(
     task: &mut BlockTask<'_>,
@@ -174,7 +174,7 @@ pub(super) fn process_synapses(
 }
 
 /// Plans the forward walk of `section` for a source of `potential`: the same decisions as
-/// [`super::forward::walk_section`], without branches.
+/// `forward::walk_section`, without branches.
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn plan(section: &Section, connection: &Connection, potential: f32) -> Plan {
@@ -213,7 +213,7 @@ fn plan(section: &Section, connection: &Connection, potential: f32) -> Plan {
     }
 }
 
-/// [`super::backward::backprop_sections`] with vector walks.
+/// The backward walks of one block (`backward::backprop_sections`) with vector updates.
 #[target_feature(enable = "avx512f")]
 pub(super) fn backprop_sections(task: &mut BlockTask<'_>, sources: &Sources<'_>) {
     let targets: &[Neuron; NEURONS_PER_BLOCK] = (&*task.neurons)
