@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end benchmark: starts a release server on a free port with a temporary data
 # directory, uploads real MNIST, trains (one task per epoch), requests the test set and
-# checks the accuracy through the Rust SDK, printing the time of each step.
-#   usage: scripts/bench_workflow.sh [MNIST_DIR] [EPOCHS]
+# checks the accuracy through the Rust SDK, printing a table of the steps' times and the
+# accuracies (with --json: one JSON line per step).
+#   usage: scripts/bench_workflow.sh [MNIST_DIR] [EPOCHS] [--json]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mnist=${1:-.cache/mnist}
@@ -18,4 +19,4 @@ RUST_LOG=warn target/release/hanami --listen 127.0.0.1:0 --data-dir "$work/data"
 server=$!
 for _ in $(seq 100); do [ -s "$work/address" ] && break; sleep 0.1; done
 HANAMI_USER=bench HANAMI_PW=benchmark \
-    target/release/examples/mnist_workflow "$(head -1 "$work/address")" "$mnist" "$epochs"
+    target/release/examples/mnist_workflow "$(head -1 "$work/address")" "$mnist" "$epochs" ${3:+"$3"}

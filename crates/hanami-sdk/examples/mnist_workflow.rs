@@ -1,9 +1,10 @@
-//! End-to-end benchmark against a running server: uploads real MNIST, trains one epoch with a
-//! train task, requests the test set with a request task, checks the accuracy, and prints
-//! one JSON line per step with its time.
+//! End-to-end benchmark against a running server: uploads real MNIST, then per epoch trains
+//! with a train task, requests the test set with a request task and checks the accuracy.
+//! Each step is reported on stderr as it ends; at the end a table of all steps goes to
+//! stdout (with `--json`: one JSON line per step instead).
 //!
 //! ```text
-//! cargo run --release -p hanami-sdk --example mnist_workflow -- <ADDRESS> <MNIST_DIR> [EPOCHS]
+//! cargo run --release -p hanami-sdk --example mnist_workflow -- <ADDRESS> <MNIST_DIR> [EPOCHS] [--json]
 //! ```
 //! Credentials come from `HANAMI_USER` and `HANAMI_PW`. Everything created is deleted again.
 
@@ -16,18 +17,60 @@ const TEMPLATE: &str = "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\n
     number_of_inputs: 784\noutputs:\n    label:\n        target: 3,1,1\n        \
     number_of_outputs: 10\n";
 
-fn step(name: &str, start: Instant) {
-    println!(
-        "{{\"step\":\"{name}\",\"seconds\":{:.3}}}",
-        start.elapsed().as_secs_f64()
-    );
+/// What the benchmark measured, in order.
+#[derive(Default)]
+struct Report {
+    json: bool,
+    /// `(step, value, unit)`.
+    rows: Vec<(String, f64, &'static str)>,
+}
+
+impl Report {
+    /// Records the time of a step that started at `start`.
+    fn step(&mut self, name: &str, start: Instant) {
+        self.add(name, start.elapsed().as_secs_f64(), "s");
+    }
+
+    fn add(&mut self, name: &str, value: f64, unit: &'static str) {
+        eprintln!("{name}: {}", Self::show(value, unit));
+        self.rows.push((name.to_owned(), value, unit));
+    }
+
+    /// Seconds to the millisecond, percentages to two places.
+    fn show(value: f64, unit: &str) -> String {
+        if unit == "s" {
+            format!("{value:.3} s")
+        } else {
+            format!("{value:.2} {unit}")
+        }
+    }
+
+    /// Prints every step: a table, or JSON lines.
+    fn print(&self) {
+        if self.json {
+            for (name, value, unit) in &self.rows {
+                let key = if *unit == "s" { "seconds" } else { "percent" };
+                println!("{{\"step\":\"{name}\",\"{key}\":{value:.3}}}");
+            }
+            return;
+        }
+        println!("| step | result |\n|---|---|");
+        for (name, value, unit) in &self.rows {
+            println!("| {name} | {} |", Self::show(*value, unit));
+        }
+    }
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().collect();
+    let mut args: Vec<String> = std::env::args().collect();
+    let mut report = Report::default();
+    if let Some(i) = args.iter().position(|a| a == "--json") {
+        args.remove(i);
+        report.json = true;
+    }
     if args.len() < 3 {
-        eprintln!("usage: mnist_workflow <ADDRESS> <MNIST_DIR> [EPOCHS]");
+        eprintln!("usage: mnist_workflow <ADDRESS> <MNIST_DIR> [EPOCHS] [--json]");
         std::process::exit(2);
     }
     let dir = PathBuf::from(&args[2]);
@@ -48,7 +91,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             &dir.join("train-labels-idx1-ubyte"),
         )
         .await?;
-    step("upload_train", t);
+    report.step("upload_train", t);
     let t = Instant::now();
     let test = client
         .upload_mnist(
@@ -57,7 +100,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             &dir.join("t10k-labels-idx1-ubyte"),
         )
         .await?;
-    step("upload_test", t);
+    report.step("upload_test", t);
     let cluster = client.create_cluster("workflow_cluster", TEMPLATE).await?;
     for epoch in 1..=epochs {
         let t = Instant::now();
@@ -72,7 +115,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let done = client
             .wait_for_task(&cluster.uuid, &task.uuid, wait)
             .await?;
-        step(&format!("train_epoch_{epoch}"), t);
+        report.step(&format!("train_epoch_{epoch}"), t);
         assert_eq!(done.state, "finished");
         let t = Instant::now();
         let request = client
@@ -86,13 +129,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         client
             .wait_for_task(&cluster.uuid, &request.uuid, wait)
             .await?;
-        step(&format!("request_{epoch}"), t);
+        report.step(&format!("request_{epoch}"), t);
         let accuracy = client.check_dataset(&test.uuid, &request.uuid).await?;
-        println!("{{\"epoch\":{epoch},\"accuracy\":{accuracy:.2}}}");
+        report.add(&format!("accuracy_{epoch}"), accuracy, "%");
         client.delete_dataset(&request.uuid).await?;
     }
     client.delete_cluster(&cluster.uuid).await?;
     client.delete_dataset(&train.uuid).await?;
     client.delete_dataset(&test.uuid).await?;
+    report.print();
     Ok(())
 }
