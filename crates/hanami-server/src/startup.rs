@@ -12,7 +12,6 @@ use axum_server::accept::NoDelayAcceptor;
 use hanami_auth::{Policy, TokenKey, password};
 use hanami_engine::Cluster;
 use hanami_store::dataset;
-use hanami_store::logs::ErrorEntry;
 use hanami_store::resources::Kind;
 use hanami_store::users::NewUser;
 use hanami_store::{Store, now_timestamp};
@@ -209,18 +208,8 @@ async fn load_clusters(store: &Store, paths: &DataDir) -> anyhow::Result<Cluster
 
 /// Writes a problem found at start-up to the server log and the error log.
 async fn log_startup_error(store: &Store, user_id: &str, subject: &str, message: &str) {
-    let error_id = uuid::Uuid::new_v4().to_string();
-    tracing::error!(error_id, "{message}");
-    let entry = ErrorEntry {
-        error_id: &error_id,
-        user_id,
-        context: "server start-up",
-        input_values: &serde_json::json!({ "uuid": subject }),
-        message,
-    };
-    if let Err(e) = store.append_error(entry).await {
-        tracing::error!(error_id, "cannot write the error log: {e}");
-    }
+    let inputs = serde_json::json!({ "uuid": subject });
+    crate::error_log::record(store, user_id, "server start-up", &inputs, message).await;
 }
 
 /// Removes files that no database row references (left by a crash between writing a file

@@ -36,7 +36,6 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use hanami_auth::{ADMIN_PROJECT, Caller, Method, TokenError};
-use hanami_store::logs::ErrorEntry;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -315,23 +314,14 @@ fn json_response(value: &Value) -> Response {
 }
 
 async fn internal_error(app: &App, facts: &RequestFacts, cause: anyhow::Error) -> Response {
-    let error_id = uuid::Uuid::new_v4().to_string();
-    tracing::error!(
-        error_id,
-        context = facts.context,
-        user = facts.user_id,
-        "{cause:#}"
-    );
-    let entry = ErrorEntry {
-        error_id: &error_id,
-        user_id: &facts.user_id,
-        context: &facts.context,
-        input_values: &Value::Object(facts.input.clone()),
-        message: &format!("{cause:#}"),
-    };
-    if let Err(e) = app.store.append_error(entry).await {
-        tracing::error!(error_id, "cannot write the error log: {e}");
-    }
+    let error_id = crate::error_log::record(
+        &app.store,
+        &facts.user_id,
+        &facts.context,
+        &Value::Object(facts.input.clone()),
+        &format!("{cause:#}"),
+    )
+    .await;
     error::text_response(
         StatusCode::INTERNAL_SERVER_ERROR,
         format!("Internal server error (error id {error_id}); the server log has the details."),

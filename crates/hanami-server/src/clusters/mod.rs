@@ -25,7 +25,6 @@ use anyhow::Context;
 use hanami_engine::{Cluster, one_hot};
 use hanami_store::Store;
 use hanami_store::dataset::DatasetWriter;
-use hanami_store::logs::ErrorEntry;
 use hanami_store::resources::{Kind, ResourceRow};
 use hanami_types::scope::Scope;
 
@@ -570,24 +569,14 @@ impl WorkerContext {
 
     /// Logs a task's failure to the server log and the error log (from a worker thread).
     pub fn log_error(&self, task: &Task, cluster: &ResourceRow, error: &anyhow::Error) {
-        let error_id = uuid::Uuid::new_v4().to_string();
-        tracing::error!(
-            error_id,
-            task = task.uuid,
-            cluster = cluster.uuid,
-            "task failed: {error:#}"
-        );
         let inputs = serde_json::json!({"task": task.uuid, "cluster_uuid": cluster.uuid});
-        let entry = ErrorEntry {
-            error_id: &error_id,
-            user_id: &cluster.owner_id,
-            context: &format!("task '{}' of cluster '{}'", task.name, cluster.name),
-            input_values: &inputs,
-            message: &format!("{error:#}"),
-        };
-        if let Err(e) = self.runtime.block_on(self.store.append_error(entry)) {
-            tracing::error!(error_id, "cannot write the error log: {e}");
-        }
+        self.runtime.block_on(crate::error_log::record(
+            &self.store,
+            &cluster.owner_id,
+            &format!("task '{}' of cluster '{}'", task.name, cluster.name),
+            &inputs,
+            &format!("{error:#}"),
+        ));
     }
 }
 
