@@ -203,6 +203,7 @@ impl Cluster {
             memory_limit: usize::try_from(r.u64()?).unwrap_or(usize::MAX),
             vector_walks: true,
         };
+        let walks = Walks::detect(options.vector_walks);
         let rng = Rng::from_state(r.u64()?);
         let reduction_counter = r.u32()?;
         let stats = GrowthStats {
@@ -282,7 +283,7 @@ impl Cluster {
             stats,
             section_stores,
             parallel: Parallelism::Sequential,
-            walks: Walks::detect(true),
+            walks,
             scratch: Scratch::default(),
         })
     }

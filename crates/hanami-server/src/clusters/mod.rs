@@ -210,10 +210,7 @@ impl ClusterHandle {
         self.unsaved.store(false, Ordering::Relaxed);
         match network.as_ref() {
             Some(cluster) => write_durably(&self.network_file, &cluster.save()),
-            None => match std::fs::remove_file(&self.network_file) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            },
+            None => self.remove_network_file(),
         }
     }
 
@@ -225,7 +222,7 @@ impl ClusterHandle {
         Ok(())
     }
 
-    /// Removes the saved network (the cluster was deleted).
+    /// Removes the saved network (the cluster was deleted, or has no network).
     pub fn remove_network_file(&self) -> std::io::Result<()> {
         match std::fs::remove_file(&self.network_file) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
@@ -271,19 +268,19 @@ impl ClusterHandle {
         })
     }
 
-    /// Stops all work for a shutdown: queued tasks end aborted, a running one is told to stop
-    /// at the next row. Returns the tasks concerned (the running one first).
-    pub fn stop_work(&self) -> Vec<Arc<Task>> {
+    /// Stops all work for a shutdown: a running task is told to stop at the next row (its
+    /// worker ends and records it), queued tasks end aborted here. Returns the running task
+    /// and the queued ones.
+    pub fn stop_work(&self) -> (Option<Arc<Task>>, Vec<Arc<Task>>) {
         let mut control = lock(&self.control);
-        let mut stopped: Vec<Arc<Task>> = control.active.iter().cloned().collect();
-        for task in &stopped {
+        if let Some(task) = &control.active {
             task.cancel.store(true, Ordering::Relaxed);
         }
-        for task in control.queue.drain(..) {
+        let queued: Vec<Arc<Task>> = control.queue.drain(..).collect();
+        for task in &queued {
             task.end(TaskState::Aborted);
-            stopped.push(task);
         }
-        stopped
+        (control.active.clone(), queued)
     }
 
     /// Whether a worker still runs tasks of this cluster.
@@ -618,10 +615,15 @@ impl Clusters {
     /// error-log entry. Waits at most `patience` for the workers.
     pub async fn shut_down(&self, ctx: &WorkerContext, patience: std::time::Duration) {
         let clusters = self.all();
+        // (cluster, task, whether this function ended it and must record it)
         let mut stopped = Vec::new();
         for cluster in &clusters {
-            for task in cluster.stop_work() {
-                stopped.push((cluster.clone(), task));
+            let (running, queued) = cluster.stop_work();
+            if let Some(task) = running {
+                stopped.push((cluster.clone(), task, false));
+            }
+            for task in queued {
+                stopped.push((cluster.clone(), task, true));
             }
         }
         let deadline = tokio::time::Instant::now() + patience;
@@ -636,9 +638,10 @@ impl Clusters {
         }
         let ctx = ctx.clone();
         let work = tokio::task::spawn_blocking(move || {
-            for (cluster, task) in &stopped {
-                // Queued tasks were ended here; the running one by its worker.
-                ctx.record(task, &cluster.row);
+            for (cluster, task, ended_here) in &stopped {
+                if *ended_here {
+                    ctx.record(task, &cluster.row);
+                }
                 let e = anyhow::anyhow!(
                     "the server shut down before the task ended; it was aborted after {} of {} \
                      cycles",
