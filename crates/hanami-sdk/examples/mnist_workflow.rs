@@ -11,11 +11,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-const TEMPLATE: &str = "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\n    \
-    refractory_time: 1\n    max_connection_distance: 1\n    enable_reduction: false\nhexagons:\n    \
-    1,1,1\n    2,1,1\n    3,1,1\ninputs:\n    picture:\n        target: 1,1,1\n        \
-    number_of_inputs: 784\noutputs:\n    label:\n        target: 3,1,1\n        \
-    number_of_outputs: 10\n";
+/// The documentation's template: 784 inputs `picture`, 10 outputs `label`.
+const TEMPLATE: &str = hanami_engine::template::DOCUMENTATION_TEMPLATE;
 
 /// What the benchmark measured, in order.
 #[derive(Default)]

@@ -120,11 +120,28 @@ impl Store {
         scope: &Scope,
         uuid: &str,
     ) -> Result<Option<ResourceRow>, StoreError> {
+        self.one_in_scope(
+            "SELECT * FROM {table} WHERE {scope} AND uuid = ?3",
+            kind,
+            scope,
+            uuid,
+        )
+        .await
+    }
+
+    /// Runs `sql` (with `{table}` and `{scope}` filled in, the uuid as `?3`) for the resource
+    /// with this uuid visible in the scope, and returns the row it yields.
+    async fn one_in_scope(
+        &self,
+        sql: &str,
+        kind: Kind,
+        scope: &Scope,
+        uuid: &str,
+    ) -> Result<Option<ResourceRow>, StoreError> {
         let (project, owner) = scope_filter(scope);
-        let sql = format!(
-            "SELECT * FROM {} WHERE {SCOPE_SQL} AND uuid = ?3",
-            kind.table()
-        );
+        let sql = sql
+            .replace("{table}", kind.table())
+            .replace("{scope}", SCOPE_SQL);
         let row = sqlx::query(&sql)
             .bind(project)
             .bind(owner)
@@ -193,18 +210,13 @@ impl Store {
         scope: &Scope,
         uuid: &str,
     ) -> Result<Option<ResourceRow>, StoreError> {
-        let (project, owner) = scope_filter(scope);
-        let sql = format!(
-            "DELETE FROM {} WHERE {SCOPE_SQL} AND uuid = ?3 RETURNING *",
-            kind.table()
-        );
-        let row = sqlx::query(&sql)
-            .bind(project)
-            .bind(owner)
-            .bind(uuid)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(from_row))
+        self.one_in_scope(
+            "DELETE FROM {table} WHERE {scope} AND uuid = ?3 RETURNING *",
+            kind,
+            scope,
+            uuid,
+        )
+        .await
     }
 
     /// Every row of a kind, oldest first (for loading the clusters at start-up).
