@@ -1,12 +1,13 @@
 //! A measuring harness for engine work: restores (or first trains and saves) a network grown on
-//! MNIST, then runs only training steps or only requests over a fixed range of images, and
-//! prints the time per sample and a fingerprint of the resulting state. Fixed work, so it
+//! MNIST, then runs only training steps or only requests over a fixed range of images (one
+//! `request_step` each, or all through one `request_batch` with `--mode batch`), and prints the
+//! time per sample and a fingerprint of the outputs and the resulting state. Fixed work, so it
 //! suits `valgrind --tool=cachegrind` and A/B comparisons; the fingerprint shows whether two
 //! builds compute the same bits.
 //!
 //! ```text
 //! cargo run --release -p hanami-engine --example probe -- <MNIST_DIR> \
-//!     [--checkpoint PATH] [--train-epochs N] [--mode train|request] [--from N] [--count N] \
+//!     [--checkpoint PATH] [--train-epochs N] [--mode train|request|batch] [--from N] [--count N] \
 //!     [--cycle N] [--flush-kb N] [--threads N] [--seed N] [--save PATH] [--portable]
 //! ```
 //!
@@ -101,7 +102,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     } else {
         (Vec::new(), Vec::new())
     };
-    let (test_x, test_y) = if mode == "request" {
+    let (test_x, test_y) = if mode == "request" || mode == "batch" {
         load(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")?
     } else {
         (Vec::new(), Vec::new())
@@ -155,6 +156,24 @@ fn main() -> Result<(), Box<dyn Error>> {
                     checksum = checksum.rotate_left(5) ^ u64::from(v.to_bits());
                 }
             }
+        }
+        "batch" => {
+            // The request mode's rows through `request_batch` (row-parallel chunks).
+            let rows = cycle.clamp(1, count.max(1));
+            let mut source =
+                hanami_engine::RowsFn::new(count, |row: usize, _: &str, values: &mut [f32]| {
+                    let i = (from + row % rows) % test_y.len();
+                    values.copy_from_slice(&test_x[i * 784..(i + 1) * 784]);
+                    Ok(())
+                });
+            let cancel = std::sync::atomic::AtomicBool::new(false);
+            let start = Instant::now();
+            cluster.request_batch(&mut source, &cancel, &mut |_| {}, &mut |_, _, out| {
+                for v in out {
+                    checksum = checksum.rotate_left(5) ^ u64::from(v.to_bits());
+                }
+            })?;
+            elapsed = start.elapsed();
         }
         other => return Err(format!("unknown mode {other}").into()),
     }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cluster::Cluster;
 use crate::error::{EngineError, RowError};
+use crate::processing::rows::{CHUNK_ROWS, Chunk};
 
 /// A source of dataset rows, e.g. the server's reader of a dataset file.
 pub trait Rows {
@@ -44,9 +45,6 @@ where
         (self.read)(row, name, values)
     }
 }
-
-/// Receives `(row, output name, raw values)` for each output of each request row.
-type OutputCallback<'a> = dyn FnMut(usize, &str, &[f32]) + 'a;
 
 /// How a batch ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,30 +91,6 @@ impl Cluster {
         cancel: &AtomicBool,
         progress: &mut dyn FnMut(usize),
     ) -> Result<BatchOutcome, EngineError> {
-        self.run_batch(rows, cancel, progress, None)
-    }
-
-    /// Runs a request cycle for every row of `rows` (reading every input interface) and hands
-    /// each output interface's raw values to `on_output(row, name, values)`; use [`one_hot`]
-    /// to turn them into result rows.
-    pub fn request_batch(
-        &mut self,
-        rows: &mut dyn Rows,
-        cancel: &AtomicBool,
-        progress: &mut dyn FnMut(usize),
-        on_output: &mut dyn FnMut(usize, &str, &[f32]),
-    ) -> Result<BatchOutcome, EngineError> {
-        self.run_batch(rows, cancel, progress, Some(on_output))
-    }
-
-    fn run_batch(
-        &mut self,
-        rows: &mut dyn Rows,
-        cancel: &AtomicBool,
-        progress: &mut dyn FnMut(usize),
-        mut on_output: Option<&mut OutputCallback<'_>>,
-    ) -> Result<BatchOutcome, EngineError> {
-        let train = on_output.is_none();
         let total = rows.row_count();
         for row in 0..total {
             if cancel.load(Ordering::Relaxed) {
@@ -125,28 +99,127 @@ impl Cluster {
                     cancelled: true,
                 });
             }
-            for input in &mut self.inputs {
-                read_row(rows, row, &input.name, &mut input.values)?;
+            self.read_inputs(rows, row)?;
+            for output in &mut self.outputs {
+                read_row(rows, row, &output.name, &mut output.expected)?;
             }
-            if train {
-                for output in &mut self.outputs {
-                    read_row(rows, row, &output.name, &mut output.expected)?;
-                }
-                self.train_cycle();
-            } else {
-                self.request_cycle();
-                if let Some(callback) = on_output.as_mut() {
-                    for output in &self.outputs {
-                        callback(row, &output.name, &output.values);
-                    }
-                }
-            }
+            self.train_cycle();
             progress(row + 1);
         }
         Ok(BatchOutcome {
             rows_done: total,
             cancelled: false,
         })
+    }
+
+    /// Runs a request cycle for every row of `rows` (reading every input interface) and hands
+    /// each output interface's raw values to `on_output(row, name, values)`; use [`one_hot`]
+    /// to turn them into result rows.
+    ///
+    /// Rows are read ahead in chunks of up to 32 and, where the cluster has threads, run
+    /// row-parallel with results identical to one request after another. `cancel` is checked
+    /// before each row is read; rows already read are finished. `progress` and `on_output`
+    /// are called for every row, in row order. A row that cannot be read, or holds a
+    /// non-finite value, stops the batch with an error after the rows before it.
+    pub fn request_batch(
+        &mut self,
+        rows: &mut dyn Rows,
+        cancel: &AtomicBool,
+        progress: &mut dyn FnMut(usize),
+        on_output: &mut dyn FnMut(usize, &str, &[f32]),
+    ) -> Result<BatchOutcome, EngineError> {
+        let total = rows.row_count();
+        let mut chunk = std::mem::take(&mut self.scratch.chunk);
+        chunk.clear(&self.inputs, &self.outputs);
+        let mut done = 0;
+        let outcome = loop {
+            chunk.rows = 0;
+            let mut stop = None;
+            while chunk.rows < CHUNK_ROWS && done + chunk.rows < total {
+                if cancel.load(Ordering::Relaxed) {
+                    stop = Some(Ok(true));
+                    break;
+                }
+                if let Err(error) = self.read_inputs(rows, done + chunk.rows) {
+                    stop = Some(Err(error));
+                    break;
+                }
+                chunk.push(&self.inputs);
+            }
+            self.request_chunk(&mut chunk, done, progress, on_output);
+            done += chunk.rows;
+            match stop {
+                Some(Err(error)) => break Err(error),
+                Some(Ok(cancelled)) => {
+                    break Ok(BatchOutcome {
+                        rows_done: done,
+                        cancelled,
+                    });
+                }
+                None if done == total => {
+                    break Ok(BatchOutcome {
+                        rows_done: done,
+                        cancelled: false,
+                    });
+                }
+                None => {}
+            }
+        };
+        self.scratch.chunk = chunk;
+        outcome
+    }
+
+    /// Runs the request cycles of the rows of `chunk`, which are rows `first..` of the
+    /// batch: row-parallel while the rows leave the network as it is, a row that changes it
+    /// as an ordinary cycle.
+    fn request_chunk(
+        &mut self,
+        chunk: &mut Chunk,
+        first: usize,
+        progress: &mut dyn FnMut(usize),
+        on_output: &mut dyn FnMut(usize, &str, &[f32]),
+    ) {
+        // The interfaces hold the last row read; an ordinary cycle needs its own row there.
+        let mut last_read: Option<Vec<Vec<f32>>> = None;
+        let mut row = 0;
+        while row < chunk.rows {
+            let ran = self.request_rows(chunk, row);
+            for row in row..row + ran {
+                for (o, output) in self.outputs.iter().enumerate() {
+                    on_output(
+                        first + row,
+                        &output.name,
+                        chunk.output(o, output.values.len(), row),
+                    );
+                }
+                progress(first + row + 1);
+            }
+            row += ran;
+            if row < chunk.rows {
+                last_read
+                    .get_or_insert_with(|| self.inputs.iter().map(|i| i.values.clone()).collect());
+                chunk.load(row, &mut self.inputs);
+                self.request_cycle();
+                for output in &self.outputs {
+                    on_output(first + row, &output.name, &output.values);
+                }
+                progress(first + row + 1);
+                row += 1;
+            }
+        }
+        if let Some(values) = last_read {
+            for (input, values) in self.inputs.iter_mut().zip(values) {
+                input.values = values;
+            }
+        }
+    }
+
+    /// Reads row `row` of every input interface into the interfaces.
+    fn read_inputs(&mut self, rows: &mut dyn Rows, row: usize) -> Result<(), EngineError> {
+        for input in &mut self.inputs {
+            read_row(rows, row, &input.name, &mut input.values)?;
+        }
+        Ok(())
     }
 }
 

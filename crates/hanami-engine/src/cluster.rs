@@ -19,11 +19,11 @@ use crate::template::{Settings, Template};
 pub struct ClusterOptions {
     /// Seed of the cluster's random generator. The same seed gives bit-identical results.
     pub seed: u64,
-    /// Worker threads for processing the neuron blocks of a hexagon: 1 runs everything on
-    /// the calling thread; 2 splits the blocks between the calling thread and one dedicated
-    /// worker thread that waits for work by spinning (then parks when idle); 0 uses the rayon
-    /// pool the caller runs in, `n > 2` starts a rayon pool of `n` threads for this cluster.
-    /// Results do not depend on this value.
+    /// Worker threads for processing the neuron blocks of a hexagon (and the rows of request
+    /// batches): 1 runs everything on the calling thread; 2 splits the work between the
+    /// calling thread and one dedicated worker thread that waits for work by spinning (then
+    /// parks when idle); 0 uses the rayon pool the caller runs in, `n > 2` starts a rayon pool
+    /// of `n` threads for this cluster. Results do not depend on this value.
     pub threads: usize,
     /// Whether request cycles grow the network like the original (input sections, synapse
     /// creation, border splits). `false` freezes the structure during requests.

@@ -23,10 +23,11 @@ use std::arch::x86_64::{
 
 use super::backward::SYNAPSE_LEARNING_RATE;
 use super::forward::{THRESHOLD, in_split_window, target_index, walk_growing};
+use super::rows::RowSources;
 use super::{BlockTask, Sources, for_each_live};
 use crate::network::{
-    Connection, NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK, SYNAPSES_PER_SECTION, Section,
-    WALK_THRESHOLD, bits, low_bits,
+    Connection, ConnectionBlock, NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK,
+    SYNAPSES_PER_SECTION, Section, WALK_THRESHOLD, bits, low_bits,
 };
 
 /// Whether this CPU has the instructions the walk uses.
@@ -144,9 +145,7 @@ pub(super) fn process_synapses(
             let plan = plans[i];
             seed = seed.wrapping_add(c * 64 + i as u32);
             let reach = usize::from(plan.reach);
-            for (&target, &weight) in section.target[..reach].iter().zip(&section.weight[..reach]) {
-                inputs[target_index(target)] += weight;
-            }
+            add_passed(&mut inputs, section, reach);
             let able = growth && (connection.from_input || creation_enabled || grew);
             if !(able && plan.grows) {
                 inputs[usize::from(plan.last)] += plan.value;
@@ -171,6 +170,52 @@ pub(super) fn process_synapses(
         target.input = input;
     }
     events.grew = grew;
+}
+
+/// The forward walks of one block for a request that leaves the network as it is
+/// ([`super::forward::walk_block_frozen`]), planned like [`process_synapses`]: adds every
+/// walk to `inputs` and returns `true`, or returns `false` as soon as a walk would grow.
+#[target_feature(enable = "avx512f")]
+pub(super) fn walk_block_frozen(
+    blocks: &[ConnectionBlock],
+    live: &[u64],
+    sources: &RowSources<'_>,
+    growth: bool,
+    inputs: &mut [f32; NEURONS_PER_BLOCK],
+) -> bool {
+    let mut sums = [0.0f32; NEURONS_PER_BLOCK + 1];
+    sums[..NEURONS_PER_BLOCK].copy_from_slice(inputs);
+    let mut plans = [Plan::default(); SECTIONS_PER_BLOCK];
+    for (block, &live) in blocks.iter().zip(live) {
+        let Some(sections) = block.sections.as_deref() else {
+            continue;
+        };
+        for i in bits(live) {
+            let connection = &block.connections[i];
+            let potential = sources.potential(connection.source_hexagon, connection.source_neuron);
+            plans[i] = plan(&sections[i], connection, potential);
+        }
+        for i in bits(live) {
+            let plan = plans[i];
+            // Nothing has grown in this cycle, so only sections of input neurons may grow.
+            if growth && block.connections[i].from_input && plan.grows {
+                return false;
+            }
+            add_passed(&mut sums, &sections[i], usize::from(plan.reach));
+            sums[usize::from(plan.last)] += plan.value;
+        }
+    }
+    inputs.copy_from_slice(&sums[..NEURONS_PER_BLOCK]);
+    true
+}
+
+/// Adds the weights of the synapses `0..reach` that a signal passes fully.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn add_passed(inputs: &mut [f32; NEURONS_PER_BLOCK + 1], section: &Section, reach: usize) {
+    for (&target, &weight) in section.target[..reach].iter().zip(&section.weight[..reach]) {
+        inputs[target_index(target)] += weight;
+    }
 }
 
 /// Plans the forward walk of `section` for a source of `potential`: the same decisions as

@@ -1,20 +1,33 @@
 //! The forward pass (spec §3): input injection, the synapse-section walk with growth, and the
 //! update of hidden neurons.
 
+use super::rows::RowSources;
 use super::{BlockTask, Sources, for_each_live};
 use crate::cluster::{Cluster, Walks};
 use crate::network::Hexagon;
 use crate::network::{
-    Connection, NEURONS_PER_BLOCK, Neuron, SYNAPSES_PER_SECTION, Section, WALK_THRESHOLD, passes,
+    Connection, ConnectionBlock, NEURONS_PER_BLOCK, Neuron, SYNAPSES_PER_SECTION, Section,
+    WALK_THRESHOLD, bits, passes,
 };
 use crate::rng::{RAND_MAX_F32, pcg_hash};
 
 /// Neuron-update constants of one cluster.
-struct NeuronParams {
+pub(super) struct NeuronParams {
     cooldown: f32,
     refractory_time: u32,
     /// The original's `potentialOverflow`, fixed at 1.0.
     overflow: f32,
+}
+
+impl NeuronParams {
+    /// The constants of `cluster`'s settings.
+    pub(super) fn of(cluster: &Cluster) -> NeuronParams {
+        NeuronParams {
+            cooldown: cluster.settings.neuron_cooldown,
+            refractory_time: cluster.settings.refractory_time,
+            overflow: 1.0,
+        }
+    }
 }
 
 impl Cluster {
@@ -62,15 +75,8 @@ impl Cluster {
             .zip(values.chunks(NEURONS_PER_BLOCK))
             .enumerate()
         {
-            potentials[..values.len()].copy_from_slice(values);
-            let active = values
-                .iter()
-                .enumerate()
-                .fold(0u64, |m, (j, &value)| m | (u64::from(value > 0.0) << j));
+            let active = inject_block(potentials, &mut hexagon.active[b], values);
             let mut first = active & !hexagon.in_use[b];
-            // Neurons beyond the interface keep their state.
-            let kept = !crate::network::low_bits(values.len());
-            hexagon.active[b] = (hexagon.active[b] & kept) | active;
             while first != 0 {
                 first_time.push(b * NEURONS_PER_BLOCK + first.trailing_zeros() as usize);
                 first &= first - 1;
@@ -90,11 +96,7 @@ impl Cluster {
     fn forward_hexagon(&mut self, h: usize, growth: bool) {
         let creation_enabled = self.creation_enabled;
         let hidden = !self.hexagons[h].is_output;
-        let params = NeuronParams {
-            cooldown: self.settings.neuron_cooldown,
-            refractory_time: self.settings.refractory_time,
-            overflow: 1.0,
-        };
+        let params = NeuronParams::of(self);
         self.mark_live_sections(h);
         let walks = self.walks;
         self.run_blocks(h, true, |task, sources| {
@@ -207,6 +209,19 @@ fn last_walked_section(hexagon: &Hexagon, source: u32, index: u32) -> Option<(us
         })
 }
 
+/// Writes the input `values` into the first neurons of one block of an input hexagon (their
+/// `potentials` and `active` bits; neurons beyond the interface keep their state) and returns
+/// the bits of those that fire.
+pub(super) fn inject_block(potentials: &mut [f32], active: &mut u64, values: &[f32]) -> u64 {
+    potentials[..values.len()].copy_from_slice(values);
+    let fired = values
+        .iter()
+        .enumerate()
+        .fold(0u64, |m, (j, &value)| m | (u64::from(value > 0.0) << j));
+    *active = (*active & !crate::network::low_bits(values.len())) | fired;
+    fired
+}
+
 /// Walks every used section of the block whose source fired (spec §3.3).
 ///
 /// `creation_enabled` is the cluster's growth flag as it was when the hexagon started; growth
@@ -244,6 +259,34 @@ fn process_synapses(
     events.grew = grew;
 }
 
+/// The forward walks of one block for a request that leaves the network as it is: `blocks`
+/// are the block's connection blocks, `live` their live sections for this row, and the
+/// sources' potentials are the row's. Adds every walk to `inputs` and returns `true`, or
+/// returns `false` as soon as a walk would grow (then `inputs` is incomplete).
+pub(super) fn walk_block_frozen(
+    blocks: &[ConnectionBlock],
+    live: &[u64],
+    sources: &RowSources<'_>,
+    growth: bool,
+    inputs: &mut [f32; NEURONS_PER_BLOCK],
+) -> bool {
+    for (block, &live) in blocks.iter().zip(live) {
+        let Some(sections) = block.sections.as_deref() else {
+            continue;
+        };
+        for i in bits(live) {
+            let connection = &block.connections[i];
+            let potential = sources.potential(connection.source_hexagon, connection.source_neuron);
+            // Nothing has grown in this cycle, so only sections of input neurons may grow.
+            let able = growth && connection.from_input;
+            if walk_until_growth(&sections[i], connection, inputs, potential, able).is_err() {
+                return false;
+            }
+        }
+    }
+    true
+}
+
 /// What a section walk changed beyond its own section.
 pub(super) struct Walk {
     /// A synapse was created or split.
@@ -267,11 +310,6 @@ pub(super) const THRESHOLD: f64 = WALK_THRESHOLD as f64;
 /// and passes its weight, in part if the potential ends inside its border. `able` sections
 /// split borders, append a synapse when the chain is too short for the potential, and ask
 /// for a follow-up section when the potential outlasts all 64 synapses.
-///
-/// The remaining potential after synapse `k` is `r − ends[k]`, exact in `f64`, where the
-/// original subtracts the borders one by one in `f32` (see `docs/compatibility.md`). So the
-/// walk has no dependency from one synapse to the next but the position, and the CPU runs
-/// ahead through the arrays. Walks with growth (rare) finish in [`walk_growing`].
 #[inline]
 fn walk_section(
     section: &mut Section,
@@ -281,12 +319,41 @@ fn walk_section(
     able: bool,
     seed: &mut u32,
 ) -> Walk {
+    match walk_until_growth(section, connection, inputs, potential, able) {
+        Ok(()) => Walk::PLAIN,
+        Err(at) => walk_growing(section, connection, inputs, at.start, at.pos, seed),
+    }
+}
+
+/// Where an `able` walk grows: the synapses before `pos` have passed, and `start` is the
+/// clamped potential the walk began with.
+pub(super) struct GrowsAt {
+    start: f64,
+    pos: usize,
+}
+
+/// The section walk up to where an `able` walk would grow (split a border, append a synapse
+/// or ask for a follow-up section); walks that do not grow finish here, and the section is
+/// not changed.
+///
+/// The remaining potential after synapse `k` is `r − ends[k]`, exact in `f64`, where the
+/// original subtracts the borders one by one in `f32` (see `docs/compatibility.md`). So the
+/// walk has no dependency from one synapse to the next but the position, and the CPU runs
+/// ahead through the arrays. Walks with growth (rare) finish in [`walk_growing`].
+#[inline]
+pub(super) fn walk_until_growth(
+    section: &Section,
+    connection: &Connection,
+    inputs: &mut [f32; NEURONS_PER_BLOCK],
+    potential: f32,
+    able: bool,
+) -> Result<(), GrowsAt> {
     let mut remaining = potential - connection.lower_bound;
     if remaining > connection.range {
         remaining = connection.range;
     }
     if remaining <= WALK_THRESHOLD {
-        return Walk::PLAIN;
+        return Ok(());
     }
     let start = f64::from(remaining);
     let threshold = start - THRESHOLD;
@@ -316,7 +383,7 @@ fn walk_section(
         let partial = section.ends[reach] > start;
         let border = section.border[reach];
         if partial && able && in_split_window(before as f32, border, connection.tolerance) {
-            return walk_growing(section, connection, inputs, start, reach, seed);
+            return Err(GrowsAt { start, pos: reach });
         }
         let value = if partial {
             section.weight[reach] * ((1.0 / border) * before as f32)
@@ -324,12 +391,12 @@ fn walk_section(
             section.weight[reach]
         };
         inputs[target_index(section.target[reach])] += value;
-        Walk::PLAIN
+        Ok(())
     } else if able {
         // The signal outlasts the chain: a synapse is appended or a section requested.
-        walk_growing(section, connection, inputs, start, len, seed)
+        Err(GrowsAt { start, pos: len })
     } else {
-        Walk::PLAIN
+        Ok(())
     }
 }
 
@@ -454,7 +521,7 @@ fn create_synapse(section: &mut Section, pos: usize, border: f32, seed: &mut u32
 /// `log2(1 + x)` activation, and the request bits for neurons that fired for the first time.
 /// Returns the active neurons as a bit mask; `in_use` is the block's bit set of neurons that
 /// own a section.
-fn update_neurons(
+pub(super) fn update_neurons(
     neurons: &mut [Neuron],
     potentials: &mut [f32],
     in_use: u64,

@@ -14,6 +14,7 @@ mod forward;
 mod growth;
 mod output;
 mod reduction;
+pub(crate) mod rows;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -152,6 +153,10 @@ pub(crate) struct Scratch {
     loads: Vec<Vec<f32>>,
     /// The order in which two threads take the blocks of the current hexagon.
     order: Vec<usize>,
+    /// The states of the rows of a request chunk.
+    rows: rows::RowStates,
+    /// The rows of a request batch being read.
+    pub(crate) chunk: rows::Chunk,
 }
 
 /// The sections of one hexagon that are fed by the neurons of one source hexagon: for source
@@ -162,6 +167,23 @@ struct Feed {
     source: usize,
     starts: Vec<u32>,
     slots: Vec<u32>,
+}
+
+impl Feed {
+    /// Calls `mark` with the slot (`connection block · 64 + slot`) of every section of the
+    /// source neurons that are set in `active` (one word per neuron block of the source).
+    #[inline]
+    fn for_each_section(&self, active: &[u64], mut mark: impl FnMut(usize)) {
+        for (b, &word) in active.iter().enumerate() {
+            for j in bits(word) {
+                let n = b * NEURONS_PER_BLOCK + j;
+                let (from, to) = (self.starts[n] as usize, self.starts[n + 1] as usize);
+                for &slot in &self.slots[from..to] {
+                    mark(slot as usize);
+                }
+            }
+        }
+    }
 }
 
 /// Where the sections of every hexagon come from, for finding the live ones from the active
@@ -268,14 +290,20 @@ impl Cluster {
         self.forward(false);
     }
 
-    /// Marks the sections of hexagon `h` whose source is active as live
-    /// (`ConnectionBlock::live`), for this cycle's walks, and updates the running load of its
-    /// blocks.
-    fn mark_live_sections(&mut self, h: usize) {
+    /// Builds the index of where each hexagon's sections come from, if a change of the section
+    /// layout made it stale.
+    fn ensure_feeds(&mut self) {
         if !self.scratch.feeds_valid {
             self.scratch.feeds = build_feeds(&self.hexagons);
             self.scratch.feeds_valid = true;
         }
+    }
+
+    /// Marks the sections of hexagon `h` whose source is active as live
+    /// (`ConnectionBlock::live`), for this cycle's walks, and updates the running load of its
+    /// blocks.
+    fn mark_live_sections(&mut self, h: usize) {
+        self.ensure_feeds();
         let count = self.hexagons.len();
         let (before, rest) = self.hexagons.split_at_mut(h);
         let (current, after) = rest.split_first_mut().expect("hexagon index in range");
@@ -290,19 +318,9 @@ impl Cluster {
             } else {
                 &after[feed.source - h - 1]
             };
-            for (b, &word) in source.active.iter().enumerate() {
-                let mut active = word;
-                while active != 0 {
-                    let n = b * NEURONS_PER_BLOCK + active.trailing_zeros() as usize;
-                    active &= active - 1;
-                    let from = feed.starts[n] as usize;
-                    let to = feed.starts[n + 1] as usize;
-                    for &slot in &feed.slots[from..to] {
-                        let slot = slot as usize;
-                        blocks[slot / SECTIONS_PER_BLOCK].live |= 1 << (slot % SECTIONS_PER_BLOCK);
-                    }
-                }
-            }
+            feed.for_each_section(&source.active, |slot| {
+                blocks[slot / SECTIONS_PER_BLOCK].live |= 1 << (slot % SECTIONS_PER_BLOCK);
+            });
         }
         if let Parallelism::Pair(_) = self.parallel {
             let loads = &mut self.scratch.loads;
@@ -337,9 +355,7 @@ impl Cluster {
         F: Fn(&mut BlockTask<'_>, &Sources<'_>) + Sync,
     {
         let dim = self.hexagons[h].dim;
-        if let Parallelism::Pair(_) = self.parallel {
-            self.block_order(h, dim);
-        }
+        self.block_order(h, dim);
         let Scratch {
             events,
             seeds: seed_buffer,
@@ -368,41 +384,45 @@ impl Cluster {
             events: &mut events[..dim],
             seeds: &seed_buffer[..dim],
         };
-        match &mut self.parallel {
-            Parallelism::Pair(pair) if dim >= 2 => {
-                // Both threads take the next block in `order` until none is left: the blocks'
-                // loads vary from sample to sample (and a fixed split cannot balance four
-                // unequal blocks), so whoever is free takes the next one. Which thread runs a
-                // block does not change what it computes.
-                let tasks: Vec<Mutex<BlockTask<'_>>> =
-                    all.tasks(dim).into_iter().map(Mutex::new).collect();
+        if let Parallelism::Sequential = self.parallel {
+            let mut all = all;
+            all.run(dim, &work, &sources);
+            return;
+        }
+        // Whoever is free takes the next block in `order`: the blocks' loads vary from sample
+        // to sample (and a fixed split cannot balance four unequal blocks). Which thread runs
+        // a block does not change what it computes.
+        let mut tasks: Vec<Option<BlockTask<'_>>> = all.tasks(dim).into_iter().map(Some).collect();
+        let mut ordered: Vec<BlockTask<'_>> = order[..dim]
+            .iter()
+            .filter_map(|&b| tasks[b].take())
+            .collect();
+        self.parallel
+            .for_each(&mut ordered, &|task| work(task, &sources));
+    }
+}
+
+impl Parallelism {
+    /// Runs `work` once on every item, spread over the cluster's threads, which take the
+    /// items in order.
+    pub(crate) fn for_each<T: Send>(&mut self, items: &mut [T], work: &(dyn Fn(&mut T) + Sync)) {
+        if items.len() < 2 {
+            items.iter_mut().for_each(work);
+            return;
+        }
+        match self {
+            Parallelism::Sequential => items.iter_mut().for_each(work),
+            Parallelism::Pair(pair) => {
+                let items: Vec<Mutex<&mut T>> = items.iter_mut().map(Mutex::new).collect();
                 let next = AtomicUsize::new(0);
-                let order = &order[..dim];
                 pair.run(&|_| {
-                    loop {
-                        let n = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(&b) = order.get(n) else {
-                            break;
-                        };
-                        let mut task = tasks[b].lock().unwrap_or_else(|e| e.into_inner());
-                        work(&mut task, &sources);
+                    while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        work(&mut item.lock().unwrap_or_else(|e| e.into_inner()));
                     }
                 });
             }
-            Parallelism::Current | Parallelism::Pool(_) if dim >= 2 => {
-                let mut tasks = all.tasks(dim);
-                let run = |task: &mut BlockTask<'_>| work(task, &sources);
-                match &self.parallel {
-                    Parallelism::Pool(pool) => {
-                        pool.install(|| tasks.par_iter_mut().for_each(run));
-                    }
-                    _ => tasks.par_iter_mut().for_each(run),
-                }
-            }
-            _ => {
-                let mut all = all;
-                all.run(dim, &work, &sources);
-            }
+            Parallelism::Current => items.par_iter_mut().for_each(work),
+            Parallelism::Pool(pool) => pool.install(|| items.par_iter_mut().for_each(work)),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! output neuron is the sigmoid of a weighted sum over up to seven sampled hexagon neurons.
 
 use crate::cluster::Cluster;
-use crate::network::{NEURONS_PER_BLOCK, NO_NEURON};
+use crate::network::{NEURONS_PER_BLOCK, NO_NEURON, OUTPUT_TARGETS, OutputInterface, OutputTarget};
 use crate::rng::{RAND_MAX_F32, pcg_hash};
 
 /// Learning rate of the output-target weights.
@@ -14,57 +14,73 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// The potential of an output-hexagon neuron with summed input `input`: a neuron without
+/// input has exactly sigmoid(0) = 0.5.
+#[inline]
+pub(super) fn hexagon_potential(input: f32) -> f32 {
+    if input == 0.0 { 0.5 } else { sigmoid(input) }
+}
+
+/// Fills empty target slots of outputs whose expected value is positive: each slot draws from
+/// the `pcg` chain of `seed`, and 2% of them sample a neuron of the output hexagon (of
+/// `blocks` neuron blocks) that got input in this cycle.
+fn sample_targets(output: &mut OutputInterface, potentials: &[f32], blocks: usize, mut seed: u32) {
+    let blocks = blocks as u32;
+    for (targets, &expected) in output.targets.iter_mut().zip(output.expected.iter()) {
+        for target in targets.iter_mut() {
+            seed = pcg_hash(seed);
+            if target.neuron == NO_NEURON && expected > 0.0 && seed.is_multiple_of(50) {
+                seed = pcg_hash(seed);
+                let block = seed % blocks;
+                seed = pcg_hash(seed);
+                let index = block * NEURONS_PER_BLOCK as u32 + seed % NEURONS_PER_BLOCK as u32;
+                let potential = potentials[index as usize];
+                if potential != 0.5 {
+                    target.neuron = index;
+                    seed = pcg_hash(seed);
+                    target.weight = seed as f32 / RAND_MAX_F32;
+                    if potential < 0.5 {
+                        target.weight = -target.weight;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Each output's value: the sigmoid of its targets' potentials times their weights, or 0
+/// when that sum is 0 (no target yet).
+pub(super) fn output_values(
+    targets: &[[OutputTarget; OUTPUT_TARGETS]],
+    potentials: &[f32],
+    values: &mut [f32],
+) {
+    for (targets, value) in targets.iter().zip(values.iter_mut()) {
+        let mut sum = 0.0f32;
+        for target in targets.iter().filter(|t| t.neuron != NO_NEURON) {
+            sum += potentials[target.neuron as usize] * target.weight;
+        }
+        *value = if sum != 0.0 { sigmoid(sum) } else { 0.0 };
+    }
+}
+
 impl Cluster {
     /// Computes the outputs of interface `o` on hexagon `h`. In training, empty target slots
     /// of outputs whose expected value is positive sample a new neuron with 2% probability.
     pub(crate) fn process_output(&mut self, h: usize, o: usize, train: bool) {
         let hexagon = &mut self.hexagons[h];
         for (neuron, potential) in hexagon.neurons.iter_mut().zip(&mut hexagon.potentials) {
-            // A neuron without input has exactly sigmoid(0) = 0.5.
-            *potential = if neuron.input == 0.0 {
-                0.5
-            } else {
-                sigmoid(neuron.input)
-            };
+            *potential = hexagon_potential(neuron.input);
             neuron.input = 0.0;
         }
-        let mut seed = self.rng.rand();
-        let blocks = hexagon.neuron_blocks() as u32;
+        let seed = self.rng.rand();
         let output = &mut self.outputs[o];
-        for ((targets, value), &expected) in output
-            .targets
-            .iter_mut()
-            .zip(output.values.iter_mut())
-            .zip(output.expected.iter())
-        {
-            let mut sum = 0.0f32;
-            for target in targets.iter_mut() {
-                if train {
-                    seed = pcg_hash(seed);
-                    if target.neuron == NO_NEURON && expected > 0.0 && seed.is_multiple_of(50) {
-                        seed = pcg_hash(seed);
-                        let block = seed % blocks;
-                        seed = pcg_hash(seed);
-                        let index =
-                            block * NEURONS_PER_BLOCK as u32 + seed % NEURONS_PER_BLOCK as u32;
-                        let potential = hexagon.potentials[index as usize];
-                        if potential != 0.5 {
-                            target.neuron = index;
-                            seed = pcg_hash(seed);
-                            target.weight = seed as f32 / RAND_MAX_F32;
-                            if potential < 0.5 {
-                                target.weight = -target.weight;
-                            }
-                        }
-                    }
-                }
-                if target.neuron == NO_NEURON {
-                    continue;
-                }
-                sum += hexagon.potentials[target.neuron as usize] * target.weight;
-            }
-            *value = if sum != 0.0 { sigmoid(sum) } else { 0.0 };
+        if train {
+            // Sampling reads only the potentials and its own seed chain, so sampling every
+            // slot before summing is the same as the original's sampling inside the sums.
+            sample_targets(output, &hexagon.potentials, hexagon.neuron_blocks(), seed);
         }
+        output_values(&output.targets, &hexagon.potentials, &mut output.values);
     }
 
     /// Back-propagates the output error of interface `o` into hexagon `h` and updates the

@@ -1,0 +1,149 @@
+//! Request batches run chunks of rows hexagon by hexagon, the rows in parallel; whatever the
+//! thread count, they must give exactly what one request cycle after another gives: the same
+//! output bits for every row and the same cluster state afterwards.
+
+mod common;
+
+use std::sync::atomic::AtomicBool;
+
+use common::{cluster, sample, train};
+use hanami_engine::{Cluster, ClusterOptions, RowError, RowsFn, Template};
+
+/// Output bits of requests for samples `from..from + rows`, one `request_step` each.
+fn stepped(cluster: &mut Cluster, from: usize, rows: usize) -> Vec<Vec<u32>> {
+    (from..from + rows)
+        .map(|i| {
+            let (x, _) = sample(i);
+            cluster.request_step(&[("x", &x)]).expect("request step");
+            bits(cluster.output("y").expect("output y"))
+        })
+        .collect()
+}
+
+/// Output bits of the same requests through one `request_batch`, and its progress reports.
+fn batched(cluster: &mut Cluster, from: usize, rows: usize) -> (Vec<Vec<u32>>, Vec<usize>) {
+    let mut outputs = Vec::new();
+    let mut progress = Vec::new();
+    let mut source = RowsFn::new(
+        rows,
+        |row: usize, _: &str, values: &mut [f32]| -> Result<(), RowError> {
+            values.copy_from_slice(&sample(from + row).0);
+            Ok(())
+        },
+    );
+    let outcome = cluster
+        .request_batch(
+            &mut source,
+            &AtomicBool::new(false),
+            &mut |done| progress.push(done),
+            &mut |row, name, values| {
+                assert_eq!((row, name), (outputs.len(), "y"));
+                outputs.push(bits(values));
+            },
+        )
+        .expect("request batch");
+    assert_eq!((outcome.rows_done, outcome.cancelled), (rows, false));
+    (outputs, progress)
+}
+
+fn bits(values: &[f32]) -> Vec<u32> {
+    values.iter().map(|v| v.to_bits()).collect()
+}
+
+/// Checks batch against steps on two clusters in the same state.
+fn assert_same(batch: &mut Cluster, steps: &mut Cluster, from: usize, rows: usize, what: &str) {
+    let (outputs, progress) = batched(batch, from, rows);
+    assert!(
+        outputs == stepped(steps, from, rows),
+        "{what}: outputs differ"
+    );
+    assert_eq!(progress, (1..=rows).collect::<Vec<_>>(), "{what}");
+    assert!(batch.save() == steps.save(), "{what}: states differ");
+}
+
+#[test]
+fn request_batches_equal_one_request_after_another() {
+    for threads in [1, 2, 3] {
+        // After 40 samples many requests still grow the network, so rows that change it run
+        // as ordinary cycles between parallel runs; after 1,500 nearly none do.
+        for trained in [40, 1500] {
+            let what = format!("{threads} threads, {trained} trained");
+            let mut batch = cluster(21, threads, false);
+            let mut steps = cluster(21, 1, false);
+            train(&mut batch, 0, trained);
+            train(&mut steps, 0, trained);
+            let before = steps.size();
+            assert_same(&mut batch, &mut steps, 5000, 250, &what);
+            if trained == 40 {
+                assert!(steps.size().synapses > before.synapses, "{what}: no growth");
+            }
+            // Training goes on from the same state.
+            train(&mut batch, 1500, 1600);
+            train(&mut steps, 1500, 1600);
+            assert!(
+                batch.save() == steps.save(),
+                "{what}: states differ after training"
+            );
+        }
+    }
+}
+
+/// A template for the synthetic task with the given settings and hexagons (the last one takes
+/// the output).
+fn template(settings: &str, hexagons: &[&str]) -> Template {
+    let list: String = hexagons.iter().map(|h| format!("    {h}\n")).collect();
+    let text = format!(
+        "version: 1\nsettings:\n{settings}hexagons:\n{list}\
+         inputs:\n    x:\n        target: {}\n        number_of_inputs: {}\n\
+         outputs:\n    y:\n        target: {}\n        number_of_outputs: {}\n",
+        hexagons[0],
+        common::INPUTS,
+        hexagons[hexagons.len() - 1],
+        common::CLASSES
+    );
+    Template::parse(&text).expect("template parses")
+}
+
+#[test]
+fn carried_potentials_frozen_structure_and_deeper_networks_match_too() {
+    let cases = [
+        // Potential carried over from row to row, input taken every second row.
+        (
+            "    neuron_cooldown: 1.5\n    refractory_time: 2\n",
+            vec!["1,1,1", "2,1,1", "3,1,1"],
+            true,
+        ),
+        // Two hidden hexagons in a row.
+        (
+            "    neuron_cooldown: 10000000.0\n",
+            vec!["1,1,1", "2,1,1", "3,1,1", "4,1,1"],
+            true,
+        ),
+        // Requests that never grow.
+        (
+            "    neuron_cooldown: 10000000.0\n",
+            vec!["1,1,1", "2,1,1", "3,1,1"],
+            false,
+        ),
+    ];
+    for (settings, hexagons, request_growth) in cases {
+        let template = template(settings, &hexagons);
+        let build = |threads| {
+            Cluster::new(
+                &template,
+                ClusterOptions {
+                    seed: 8,
+                    threads,
+                    request_growth,
+                    ..ClusterOptions::default()
+                },
+            )
+            .expect("cluster builds")
+        };
+        let (mut batch, mut steps) = (build(2), build(1));
+        train(&mut batch, 0, 600);
+        train(&mut steps, 0, 600);
+        let what = format!("{settings:?} {hexagons:?} growth {request_growth}");
+        assert_same(&mut batch, &mut steps, 7000, 200, &what);
+    }
+}
