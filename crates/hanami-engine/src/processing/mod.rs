@@ -151,8 +151,6 @@ pub(crate) struct Scratch {
     /// Per hexagon and neuron block, a running average of the live sections feeding the
     /// block: the order in which two threads take the blocks.
     loads: Vec<Vec<f32>>,
-    /// The order in which two threads take the blocks of the current hexagon.
-    order: Vec<usize>,
     /// The states of the rows of a request chunk.
     rows: rows::RowStates,
     /// The rows of a request batch being read.
@@ -336,18 +334,6 @@ impl Cluster {
         }
     }
 
-    /// The order in which two threads take hexagon `h`'s `dim` blocks: by descending average
-    /// of live sections, so that the big blocks start first and the small ones fill the gaps.
-    fn block_order(&mut self, h: usize, dim: usize) {
-        let Scratch { loads, order, .. } = &mut self.scratch;
-        order.clear();
-        order.extend(0..dim);
-        if let Some(loads) = loads.get(h).filter(|l| l.len() == dim) {
-            // Stable: equal loads keep block order.
-            order.sort_by(|&a, &b| loads[b].total_cmp(&loads[a]));
-        }
-    }
-
     /// Splits hexagon `h` into per-block tasks, runs `work` on each (in parallel when the
     /// cluster has threads), and returns the events in block order.
     fn run_blocks<F>(&mut self, h: usize, seeds: bool, work: F)
@@ -355,11 +341,10 @@ impl Cluster {
         F: Fn(&mut BlockTask<'_>, &Sources<'_>) + Sync,
     {
         let dim = self.hexagons[h].dim;
-        self.block_order(h, dim);
         let Scratch {
             events,
             seeds: seed_buffer,
-            order,
+            loads,
             ..
         } = &mut self.scratch;
         if events.len() < dim {
@@ -384,21 +369,16 @@ impl Cluster {
             events: &mut events[..dim],
             seeds: &seed_buffer[..dim],
         };
-        if let Parallelism::Sequential = self.parallel {
-            let mut all = all;
-            all.run(dim, &work, &sources);
-            return;
+        let mut tasks = all.tasks(dim);
+        // Whoever is free takes the next block: the blocks' loads vary from sample to sample
+        // (and a fixed split cannot balance four unequal blocks), so the big ones go first and
+        // the small ones fill the gaps (stable: equal loads keep block order). Which thread
+        // runs a block does not change what it computes.
+        if let Some(loads) = loads.get(h).filter(|l| l.len() == dim) {
+            tasks.sort_by(|a, b| loads[b.first_block / dim].total_cmp(&loads[a.first_block / dim]));
         }
-        // Whoever is free takes the next block in `order`: the blocks' loads vary from sample
-        // to sample (and a fixed split cannot balance four unequal blocks). Which thread runs
-        // a block does not change what it computes.
-        let mut tasks: Vec<Option<BlockTask<'_>>> = all.tasks(dim).into_iter().map(Some).collect();
-        let mut ordered: Vec<BlockTask<'_>> = order[..dim]
-            .iter()
-            .filter_map(|&b| tasks[b].take())
-            .collect();
         self.parallel
-            .for_each(&mut ordered, &|task| work(task, &sources));
+            .for_each(&mut tasks, &|task| work(task, &sources));
     }
 }
 
@@ -475,43 +455,5 @@ impl<'a> Blocks<'a> {
                 },
             )
             .collect()
-    }
-
-    /// Runs `work` on each block in order.
-    fn run<F>(&mut self, dim: usize, work: &F, sources: &Sources<'_>)
-    where
-        F: Fn(&mut BlockTask<'_>, &Sources<'_>),
-    {
-        for (
-            b,
-            (((((((neurons, potentials), in_use), blocks), new_mask), active), events), &seed),
-        ) in self
-            .neurons
-            .chunks_mut(NEURONS_PER_BLOCK)
-            .zip(self.potentials.chunks_mut(NEURONS_PER_BLOCK))
-            .zip(self.in_use.iter())
-            .zip(self.blocks.chunks_mut(dim))
-            .zip(self.new_mask.iter_mut())
-            .zip(self.active.iter_mut())
-            .zip(self.events.iter_mut())
-            .zip(self.seeds.iter())
-            .enumerate()
-        {
-            events.clear();
-            work(
-                &mut BlockTask {
-                    first_block: b * dim,
-                    blocks,
-                    neurons,
-                    potentials,
-                    in_use,
-                    new_mask,
-                    active,
-                    events,
-                    seed,
-                },
-                sources,
-            );
-        }
     }
 }

@@ -230,7 +230,8 @@ impl Cluster {
         self.parallel
             .for_each(&mut items, &|(row, ((potentials, active), frozen))| {
                 let row_values = &values[(from + *row) * size..(from + *row + 1) * size];
-                potentials.copy_from_slice(&hexagon.potentials);
+                // The row's values fill the first `size` neurons; the rest keep their state.
+                potentials[size..].copy_from_slice(&hexagon.potentials[size..]);
                 active.copy_from_slice(&hexagon.active);
                 for (b, (potentials, values)) in potentials
                     .chunks_mut(NEURONS_PER_BLOCK)
