@@ -147,3 +147,69 @@ fn carried_potentials_frozen_structure_and_deeper_networks_match_too() {
         assert_same(&mut batch, &mut steps, 7000, 200, &what);
     }
 }
+
+#[test]
+fn read_errors_and_cancel_stop_a_parallel_batch_after_the_rows_before() {
+    let mut batch = cluster(5, 2, false);
+    let mut steps = cluster(5, 1, false);
+    train(&mut batch, 0, 1500);
+    train(&mut steps, 0, 1500);
+    // Row 40 cannot be read: rows 0..40 are answered, the error names row 40.
+    let mut outputs = Vec::new();
+    let mut source = RowsFn::new(
+        100,
+        |row: usize, _: &str, values: &mut [f32]| -> Result<(), RowError> {
+            if row == 40 {
+                return Err("disk on fire".into());
+            }
+            values.copy_from_slice(&sample(6000 + row).0);
+            Ok(())
+        },
+    );
+    let error = batch
+        .request_batch(
+            &mut source,
+            &AtomicBool::new(false),
+            &mut |_| {},
+            &mut |_, _, values| outputs.push(bits(values)),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(error, hanami_engine::EngineError::Row { row: 40, .. }),
+        "{error}"
+    );
+    assert!(outputs == stepped(&mut steps, 6000, 40));
+    assert!(batch.save() == steps.save());
+
+    // Cancelled while row 10 is being answered: the rows already read (up to the chunk's
+    // 32) are finished, nothing after them.
+    let cancel = AtomicBool::new(false);
+    let mut answered = 0;
+    let mut source = RowsFn::new(
+        100,
+        |row: usize, _: &str, values: &mut [f32]| -> Result<(), RowError> {
+            values.copy_from_slice(&sample(7000 + row).0);
+            Ok(())
+        },
+    );
+    let outcome = batch
+        .request_batch(
+            &mut source,
+            &cancel,
+            &mut |done| {
+                if done == 10 {
+                    cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            },
+            &mut |_, _, _| answered += 1,
+        )
+        .unwrap();
+    assert!(outcome.cancelled);
+    assert!(
+        outcome.rows_done >= 10 && outcome.rows_done < 100,
+        "{outcome:?}"
+    );
+    assert_eq!(answered, outcome.rows_done);
+    stepped(&mut steps, 7000, outcome.rows_done);
+    assert!(batch.save() == steps.save());
+}
