@@ -540,6 +540,10 @@ fn decode_hexagon(r: &mut Reader<'_>) -> Result<(Hexagon, usize), CheckpointErro
                     if usize::from(section.target[k]) >= NEURONS_PER_BLOCK {
                         return Err(malformed("unset synapse or target outside its block"));
                     }
+                    // Borders are finite and not negative, so a chain's ends never decrease.
+                    if !(section.border[k] >= 0.0 && section.border[k].is_finite()) {
+                        return Err(malformed("synapse border negative or not finite"));
+                    }
                 }
                 section.update_ends(len);
                 section.update_unsettled(len);
@@ -682,9 +686,61 @@ fn crc32(data: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::network::bits;
 
     #[test]
     fn crc32_check_value() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    /// The walks rely on chains whose ends never decrease; a checkpoint with a border that
+    /// breaks this (negative, NaN, infinite) is refused, one with a zero border is not.
+    #[test]
+    fn synapse_borders_must_be_finite_and_not_negative() {
+        let mut cluster = Cluster::from_template_text(
+            "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\nhexagons:\n    1,1,1\n    2,1,1\n\
+             inputs:\n    x:\n        target: 1,1,1\n        number_of_inputs: 4\n\
+             outputs:\n    y:\n        target: 2,1,1\n        number_of_outputs: 1\n",
+            1,
+        )
+        .unwrap();
+        for i in 0..20 {
+            let value = 10.0 + i as f32;
+            cluster
+                .train_step(&[("x", &[value, 0.0, value, 1.0])], &[("y", &[1.0])])
+                .unwrap();
+        }
+        let (h, c, i) = cluster
+            .hexagons
+            .iter()
+            .enumerate()
+            .flat_map(|(h, hexagon)| {
+                hexagon
+                    .blocks
+                    .iter()
+                    .enumerate()
+                    .flat_map(move |(c, block)| {
+                        bits(block.used)
+                            .filter(|&i| block.connections[i].len > 0)
+                            .map(move |i| (h, c, i))
+                    })
+            })
+            .next()
+            .expect("a section with synapses");
+        for (border, refused) in [
+            (-1.0, true),
+            (f32::NAN, true),
+            (f32::INFINITY, true),
+            (0.0, false),
+        ] {
+            let mut damaged = Cluster::restore(&cluster.save()).unwrap();
+            let sections = damaged.hexagons[h].blocks[c].sections.as_mut().unwrap();
+            sections[i].border[0] = border;
+            assert_eq!(
+                Cluster::restore(&damaged.save()).is_err(),
+                refused,
+                "border {border}"
+            );
+        }
     }
 }
