@@ -63,12 +63,15 @@ fn assert_same(batch: &mut Cluster, steps: &mut Cluster, from: usize, rows: usiz
 
 #[test]
 fn request_batches_equal_one_request_after_another() {
-    for threads in [1, 2, 3] {
+    // With vector walks (where the CPU has them) rows run in groups, one row per lane;
+    // without, one row after another, in parallel where there are threads.
+    for (threads, vector) in [(1, true), (2, true), (3, true), (2, false), (3, false)] {
         // After 40 samples many requests still grow the network, so rows that change it run
         // as ordinary cycles between parallel runs; after 1,500 nearly none do.
         for trained in [40, 1500] {
-            let what = format!("{threads} threads, {trained} trained");
+            let what = format!("{threads} threads, vector walks {vector}, {trained} trained");
             let mut batch = cluster(21, threads, false);
+            batch.set_vector_walks(vector);
             let mut steps = cluster(21, 1, false);
             train(&mut batch, 0, trained);
             train(&mut steps, 0, trained);

@@ -6,6 +6,8 @@
 //! - Forward, every live section of a connection block is planned first (where its signal
 //!   ends, what its last synapse adds, whether it may grow), without branches; then the walks
 //!   add their weights in processing order, each target's terms in synapse order.
+//! - Request batches walk a section for up to 16 rows at once, one row per lane, each lane's
+//!   terms added in processing order (`walk_group`).
 //! - Backward, the weight updates and error terms of 16 synapses are computed at once, with
 //!   the targets' deltas and potentials looked up in registers. The error terms are still
 //!   summed one by one, in synapse order.
@@ -14,16 +16,20 @@
 //! slower than the scalar adds of the ~22 synapses a walk passes; see `docs/benchmarks.md`.)
 
 use std::arch::x86_64::{
-    __m512, __m512i, _CMP_GT_OQ, _CMP_LT_OQ, _mm_loadu_si128, _mm512_cmp_pd_mask,
-    _mm512_cmp_ps_mask, _mm512_cvtepu8_epi32, _mm512_loadu_ps, _mm512_mask_blend_ps,
-    _mm512_mask_loadu_pd, _mm512_mask_storeu_ps, _mm512_mul_ps, _mm512_permutex2var_ps,
-    _mm512_set1_epi32, _mm512_set1_pd, _mm512_set1_ps, _mm512_setzero_ps, _mm512_sub_ps,
+    __m256, __m512, __m512i, _CMP_GT_OQ, _CMP_LT_OQ, _CMP_NLE_UQ, _mm_loadu_si128,
+    _mm256_castpd_ps, _mm256_castps_pd, _mm512_add_epi32, _mm512_add_ps, _mm512_castpd_ps,
+    _mm512_castps_pd, _mm512_castps256_ps512, _mm512_castps512_ps256, _mm512_cmp_pd_mask,
+    _mm512_cmp_ps_mask, _mm512_cvtepu8_epi32, _mm512_cvtpd_ps, _mm512_cvtps_pd,
+    _mm512_extractf64x4_pd, _mm512_insertf64x4, _mm512_loadu_ps, _mm512_mask_blend_ps,
+    _mm512_mask_i32gather_ps, _mm512_mask_loadu_pd, _mm512_mask_storeu_ps, _mm512_mul_ps,
+    _mm512_mullo_epi32, _mm512_permutex2var_ps, _mm512_set1_epi32, _mm512_set1_pd, _mm512_set1_ps,
+    _mm512_setr_epi32, _mm512_setzero_ps, _mm512_storeu_ps, _mm512_sub_pd, _mm512_sub_ps,
     _mm512_test_epi32_mask,
 };
 
 use super::backward::SYNAPSE_LEARNING_RATE;
 use super::forward::{THRESHOLD, in_split_window, target_index, walk_growing};
-use super::rows::RowSources;
+use super::rows::{GroupSources, LANES};
 use super::{BlockTask, Sources, for_each_live};
 use crate::network::{
     Connection, ConnectionBlock, NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK,
@@ -172,41 +178,185 @@ pub(super) fn process_synapses(
     events.grew = grew;
 }
 
-/// The forward walks of one block for a request that leaves the network as it is
-/// ([`super::forward::walk_block_frozen`]), planned like [`process_synapses`]: adds every
-/// walk to `inputs` and returns `true`, or returns `false` as soon as a walk would grow.
+/// The forward walks of a hexagon (connection blocks `blocks`, `dim` of them per neuron block)
+/// for the rows of one group at once, one row per lane, for requests that leave the network
+/// as it is: every row's walks add to its lane of `sums` (neuron `n` of the hexagon has lanes
+/// `LANES·n..`) in processing order, each target's terms in synapse order, so every lane gets
+/// the bits of [`super::forward::walk_block_frozen`]. Returns the lanes whose request would
+/// grow (their sums are then incomplete).
+///
+/// One pass over a section serves all rows whose source fired: the loop runs to where the
+/// farthest signal ends, and the end of each signal is a lane mask instead of a branch.
 #[target_feature(enable = "avx512f")]
-pub(super) fn walk_block_frozen(
+pub(super) fn walk_group(
     blocks: &[ConnectionBlock],
-    live: &[u64],
-    sources: &RowSources<'_>,
+    dim: usize,
+    sources: &GroupSources<'_>,
     growth: bool,
-    inputs: &mut [f32; NEURONS_PER_BLOCK],
-) -> bool {
-    let mut sums = [0.0f32; NEURONS_PER_BLOCK + 1];
-    sums[..NEURONS_PER_BLOCK].copy_from_slice(inputs);
-    let mut plans = [Plan::default(); SECTIONS_PER_BLOCK];
-    for (block, &live) in blocks.iter().zip(live) {
+    sums: &mut [f32],
+) -> u16 {
+    let rows = _mm512_add_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(sources.first_row() as i32),
+    );
+    let mut grows = 0u16;
+    for (c, block) in blocks.iter().enumerate() {
         let Some(sections) = block.sections.as_deref() else {
             continue;
         };
-        for i in bits(live) {
+        let targets: &mut [f32; NEURONS_PER_BLOCK * LANES] = (&mut sums
+            [c / dim * NEURONS_PER_BLOCK * LANES..][..NEURONS_PER_BLOCK * LANES])
+            .try_into()
+            .expect("a neuron block's lanes");
+        for i in bits(block.used) {
             let connection = &block.connections[i];
-            let potential = sources.potential(connection.source_hexagon, connection.source_neuron);
-            plans[i] = plan(&sections[i], connection, potential);
-        }
-        for i in bits(live) {
-            let plan = plans[i];
-            // Nothing has grown in this cycle, so only sections of input neurons may grow.
-            if growth && block.connections[i].from_input && plan.grows {
-                return false;
+            let lanes = sources.lanes(connection.source_hexagon, connection.source_neuron);
+            if lanes == 0 {
+                continue;
             }
-            add_passed(&mut sums, &sections[i], usize::from(plan.reach));
-            sums[usize::from(plan.last)] += plan.value;
+            let (potentials, neurons) = sources.potentials(connection.source_hexagon);
+            let offsets = _mm512_add_epi32(
+                _mm512_mullo_epi32(rows, _mm512_set1_epi32(neurons as i32)),
+                _mm512_set1_epi32(connection.source_neuron as i32),
+            );
+            // SAFETY: the lanes in `lanes` are rows of the chunk, whose potentials lie inside
+            // `potentials` (`GroupSources::potentials`); the other lanes are not read.
+            let potential = unsafe {
+                _mm512_mask_i32gather_ps::<4>(
+                    _mm512_setzero_ps(),
+                    lanes,
+                    offsets,
+                    potentials.as_ptr(),
+                )
+            };
+            // Nothing has grown in these cycles, so only sections of input neurons may grow.
+            let able = growth && connection.from_input;
+            grows |= walk_lanes(&sections[i], connection, potential, lanes, able, targets);
         }
     }
-    inputs.copy_from_slice(&sums[..NEURONS_PER_BLOCK]);
-    true
+    grows
+}
+
+/// Two masks of eight lanes as one of sixteen.
+#[inline]
+fn join(low: u8, high: u8) -> u16 {
+    u16::from(low) | u16::from(high) << 8
+}
+
+/// The 16 lanes of two halves of eight.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn join_halves(low: __m256, high: __m256) -> __m512 {
+    _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+        _mm512_castps_pd(_mm512_castps256_ps512(low)),
+        _mm256_castps_pd(high),
+    ))
+}
+
+/// One section walked for the rows in `lanes`, each with its source's `potential`: the
+/// arithmetic of `plan` and the adds of `walk_block_frozen`, lane by lane. Returns the lanes
+/// whose walk would grow if `able`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn walk_lanes(
+    section: &Section,
+    connection: &Connection,
+    potential: __m512,
+    lanes: u16,
+    able: bool,
+    sums: &mut [f32; NEURONS_PER_BLOCK * LANES],
+) -> u16 {
+    let range = _mm512_set1_ps(connection.range);
+    let remaining = _mm512_sub_ps(potential, _mm512_set1_ps(connection.lower_bound));
+    let remaining = _mm512_mask_blend_ps(
+        _mm512_cmp_ps_mask::<_CMP_GT_OQ>(remaining, range),
+        remaining,
+        range,
+    );
+    // A potential at or below the threshold drives nothing (NaN goes on, as in the one-row
+    // walks).
+    let alive =
+        lanes & _mm512_cmp_ps_mask::<_CMP_NLE_UQ>(remaining, _mm512_set1_ps(WALK_THRESHOLD));
+    if alive == 0 {
+        return 0;
+    }
+    let start_low = _mm512_cvtps_pd(_mm512_castps512_ps256(remaining));
+    let start_high = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
+        _mm512_castps_pd(remaining),
+    )));
+    let threshold = _mm512_set1_pd(THRESHOLD);
+    let bound_low = _mm512_sub_pd(start_low, threshold);
+    let bound_high = _mm512_sub_pd(start_high, threshold);
+    let len = usize::from(connection.len);
+    let mut passing = alive;
+    let mut grows = 0u16;
+    // Hidden from the optimiser, which would otherwise turn the adds of −0.0 back into
+    // masked stores.
+    let unchanged = std::hint::black_box(_mm512_set1_ps(-0.0));
+    for pos in 0..len {
+        let end = _mm512_set1_pd(section.ends[pos]);
+        // Lanes whose signal leaves more than the threshold after this synapse (the ends
+        // never decrease, so these passed the synapses before it too).
+        let still = alive
+            & join(
+                _mm512_cmp_pd_mask::<_CMP_LT_OQ>(end, bound_low),
+                _mm512_cmp_pd_mask::<_CMP_LT_OQ>(end, bound_high),
+            );
+        let stops = passing & !still;
+        let weight = _mm512_set1_ps(section.weight[pos]);
+        let mut value = weight;
+        if stops != 0 {
+            // The signal ends in this synapse: fully if what is left after it is not
+            // negative, else in part.
+            let (before_low, before_high) = if pos == 0 {
+                (start_low, start_high)
+            } else {
+                let previous = _mm512_set1_pd(section.ends[pos - 1]);
+                (
+                    _mm512_sub_pd(start_low, previous),
+                    _mm512_sub_pd(start_high, previous),
+                )
+            };
+            let before = join_halves(_mm512_cvtpd_ps(before_low), _mm512_cvtpd_ps(before_high));
+            let partial = stops
+                & join(
+                    _mm512_cmp_pd_mask::<_CMP_GT_OQ>(end, start_low),
+                    _mm512_cmp_pd_mask::<_CMP_GT_OQ>(end, start_high),
+                );
+            let border = section.border[pos];
+            let fraction =
+                _mm512_mul_ps(weight, _mm512_mul_ps(_mm512_set1_ps(1.0 / border), before));
+            value = _mm512_mask_blend_ps(partial, weight, fraction);
+            if able {
+                let tolerance = connection.tolerance;
+                let below = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(
+                    before,
+                    _mm512_set1_ps((0.5 + tolerance) * border),
+                );
+                let above = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(
+                    before,
+                    _mm512_set1_ps((0.5 - tolerance) * border),
+                );
+                grows |= partial & below & above;
+            }
+        }
+        // The other lanes add −0.0, which leaves every value as it is; so the store is a
+        // whole one, which a load of the same target in a later step can take its value
+        // from (a masked store would make that load wait).
+        let value = _mm512_mask_blend_ps(still | stops, unchanged, value);
+        let target = &mut sums[target_index(section.target[pos]) * LANES..][..LANES];
+        // SAFETY: the 16 values lie inside `target`.
+        unsafe {
+            let sum = _mm512_loadu_ps(target.as_ptr());
+            _mm512_storeu_ps(target.as_mut_ptr(), _mm512_add_ps(sum, value));
+        }
+        passing = still;
+        if passing == 0 {
+            break;
+        }
+    }
+    // A signal that outlasts the chain grows it.
+    if able { grows | passing } else { grows }
 }
 
 /// Adds the weights of the synapses `0..reach` that a signal passes fully.

@@ -383,6 +383,16 @@ impl Cluster {
 }
 
 impl Parallelism {
+    /// How many threads share the work.
+    pub(crate) fn threads(&self) -> usize {
+        match self {
+            Parallelism::Sequential => 1,
+            Parallelism::Pair(_) => 2,
+            Parallelism::Current => rayon::current_num_threads(),
+            Parallelism::Pool(pool) => pool.current_num_threads(),
+        }
+    }
+
     /// Runs `work` once on every item, spread over the cluster's threads, which take the
     /// items in order.
     pub(crate) fn for_each<T: Send>(&mut self, items: &mut [T], work: &(dyn Fn(&mut T) + Sync)) {

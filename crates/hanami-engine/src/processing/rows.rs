@@ -5,27 +5,44 @@
 //! cooldown and their refractory countdown. A hexagon's section walks for one row therefore do
 //! not depend on any other row, only on the row's source potentials, and the neuron update
 //! that carries the state from row to row is cheap and separate per neuron. So a chunk runs
-//! hexagon by hexagon: the walks of all its rows in parallel (each thread takes whole rows,
-//! with no hand-off between threads per block), then, for hidden hexagons, the neuron updates
-//! of the rows in row order, the neuron blocks in parallel.
+//! hexagon by hexagon: the walks of all its rows, then, for hidden hexagons, the neuron
+//! updates of the rows in row order, groups of neurons in parallel.
 //!
-//! The results are bit-identical to one request cycle after another: the walks and updates are
-//! the same functions, each target still receives its terms in the same order, and the
+//! The walks take the rows in groups of up to 16, one group per thread at a time. With
+//! AVX-512 one pass over a section walks it for every row of the group, one row per vector
+//! lane (`avx512::walk_group`): the summed inputs are laid out target by target with a lane
+//! per row, so each lane still receives its terms in processing order, and where each row's
+//! signal ends is a lane mask instead of a branch. Without AVX-512 the group's rows are walked
+//! one after another.
+//!
+//! The results are bit-identical to one request cycle after another: the walks and updates
+//! compute the same values, each target still receives its terms in the same order, and the
 //! random draws of the skipped cycles are made. A row whose request would change the network
 //! (growth, a first-time input, a pending section request) ends the run before it; the batch
-//! runs that row as an ordinary cycle and starts again after it.
+//! runs that row as an ordinary cycle and starts again after it. Output-hexagon potentials
+//! are computed only where the output values read them, and all of them for the last row,
+//! whose state the cluster keeps.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::Feed;
 use super::forward::{self, NeuronParams, update_neurons};
 use super::output::{hexagon_potential, output_values};
 use crate::cluster::{Cluster, Parallelism, Walks};
-use crate::network::{InputInterface, OutputInterface};
-use crate::network::{NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK};
+use crate::network::{Hexagon, InputInterface, NO_NEURON, OutputInterface};
+use crate::network::{NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK, bits, low_bits};
 
 /// Rows a chunk holds at most: enough to keep both threads busy between hand-offs, few enough
 /// that the rows' states stay in the caches.
 pub(crate) const CHUNK_ROWS: usize = 32;
+
+/// Rows walked together at most: one per lane of a 512-bit register of `f32`. The rows of a
+/// run form groups of equal size (at least one per thread), and the threads take whole
+/// groups.
+pub(crate) const LANES: usize = 16;
+
+// Which rows of a chunk fired a neuron is a `u32` bit set.
+const _: () = assert!(CHUNK_ROWS <= 32);
 
 /// The rows of one chunk of a request batch.
 #[derive(Debug, Default)]
@@ -96,6 +113,43 @@ impl RowSources<'_> {
     }
 }
 
+/// The sources' potentials for the walks of one group of rows.
+pub(crate) struct GroupSources<'a> {
+    /// Per hexagon before the walked one, the potentials of every row, row after row.
+    potentials: &'a [Vec<f32>],
+    /// Per hexagon, its neurons.
+    neurons: &'a [usize],
+    /// Per hexagon before the walked one, per neuron, the rows in which it fired (bit `r`:
+    /// row `r` of the chunk's run).
+    fired: &'a [Vec<u32>],
+    /// The group's first row.
+    first: usize,
+    /// The group's lanes.
+    lanes: u16,
+}
+
+impl GroupSources<'_> {
+    /// The group's first row; lane `l` is row `first_row() + l`.
+    #[inline]
+    pub(crate) fn first_row(&self) -> usize {
+        self.first
+    }
+
+    /// The lanes whose row fired neuron `neuron` of hexagon `hexagon`.
+    #[inline]
+    pub(crate) fn lanes(&self, hexagon: u32, neuron: u32) -> u16 {
+        (self.fired[hexagon as usize][neuron as usize] >> self.first) as u16 & self.lanes
+    }
+
+    /// The potentials of hexagon `hexagon` for the rows that fired any of its neurons (row
+    /// `r`'s neuron `n` at `r · neurons + n`) and its number of neurons.
+    #[inline]
+    pub(crate) fn potentials(&self, hexagon: u32) -> (&[f32], usize) {
+        let h = hexagon as usize;
+        (&self.potentials[h], self.neurons[h])
+    }
+}
+
 /// What the rows of a chunk leave in each hexagon, row after row; kept between chunks so that
 /// runs do not allocate.
 #[derive(Debug, Default)]
@@ -106,24 +160,42 @@ pub(crate) struct RowStates {
     potentials: Vec<Vec<f32>>,
     /// Per hexagon, the active bits of every row (one word per neuron block).
     active: Vec<Vec<u64>>,
+    /// Per hexagon that feeds others, per neuron, the rows in which it fired (bit `r`: row
+    /// `r`).
+    fired: Vec<Vec<u32>>,
     /// Per hidden hexagon, the refractory countdowns of every row.
     refractory: Vec<Vec<u32>>,
-    /// The summed inputs of every row for the hexagon being walked.
+    /// Rows per group in the current run.
+    group_rows: usize,
+    /// The summed inputs of every row for the hexagon being walked, group after group;
+    /// inside a group neuron after neuron, with one lane per row (see [`sum_base`]).
     sums: Vec<f32>,
     /// The live sections of every row for the hexagon being walked (one word per connection
-    /// block).
+    /// block); used by the one-row walks.
     live: Vec<u64>,
     /// Per row: whether its request so far leaves the network as it is.
     frozen: Vec<bool>,
 }
 
-/// One row's part of a hexagon's walks.
-struct RowWalk<'a> {
-    row: usize,
+/// Where row `row`'s summed input of neuron 0 lies in [`RowStates::sums`] for a hexagon of
+/// `neurons` neurons and groups of `group_rows` rows; neuron `n`'s is `LANES · n` further.
+#[inline]
+fn sum_base(group_rows: usize, neurons: usize, row: usize) -> usize {
+    row / group_rows * neurons * LANES + row % group_rows
+}
+
+/// One group's part of a hexagon's walks.
+struct GroupWalk<'a> {
+    /// The group's first row.
+    first: usize,
+    /// The group's rows (at most `LANES`).
+    rows: usize,
+    /// The group's sums: neuron after neuron, one lane per row.
     sums: &'a mut [f32],
+    /// The group's live-section words, for the one-row walks.
     live: &'a mut [u64],
-    frozen: &'a mut bool,
-    /// For an output hexagon: the row's hexagon potentials and interface values.
+    frozen: &'a mut [bool],
+    /// For an output hexagon: the rows' hexagon potentials and interface values.
     output: Option<(&'a mut [f32], &'a mut [f32])>,
 }
 
@@ -156,10 +228,12 @@ impl Cluster {
         for h in 0..self.hexagons.len() {
             if self.hexagons[h].is_input {
                 self.inject_rows(h, chunk, from, &mut states, limit);
+                states.note_fired(h, limit);
             } else {
                 self.walk_rows(h, chunk, from, &mut states, limit);
                 if !self.hexagons[h].is_output {
                     self.update_rows(h, &mut states, limit);
+                    states.note_fired(h, limit);
                 }
             }
             limit = states.frozen[..limit]
@@ -182,7 +256,10 @@ impl Cluster {
     /// hexagon has neurons and is fed only by earlier hexagons, and no cycle left anything
     /// pending (inputs not yet taken in, section requests, growth in progress).
     fn rows_possible(&mut self) -> bool {
-        if matches!(self.parallel, Parallelism::Sequential) || self.creation_enabled {
+        let lane_walks = !matches!(self.walks, Walks::Portable);
+        if (matches!(self.parallel, Parallelism::Sequential) && !lane_walks)
+            || self.creation_enabled
+        {
             return false;
         }
         self.ensure_feeds();
@@ -249,8 +326,9 @@ impl Cluster {
             });
     }
 
-    /// The section walks of hexagon `h` for every row; for an output hexagon also its
-    /// potentials and the output values.
+    /// The section walks of hexagon `h` for every row; for an output hexagon also the
+    /// output values, from the potentials of the neurons they read (every potential for the
+    /// last row, which the cluster keeps).
     fn walk_rows(
         &mut self,
         h: usize,
@@ -277,6 +355,7 @@ impl Cluster {
             neurons,
             potentials,
             active,
+            fired,
             sums,
             live,
             frozen,
@@ -284,91 +363,126 @@ impl Cluster {
         } = states;
         let width = neurons[h];
         let connection_blocks = hexagon.blocks.len().max(1);
+        let group_rows = states.group_rows;
+        let groups = limit.div_ceil(group_rows);
         sums.clear();
-        sums.resize(limit * width, 0.0);
+        sums.resize(groups * width * LANES, 0.0);
         live.clear();
-        live.resize(limit * connection_blocks, 0);
+        live.resize(groups * group_rows * connection_blocks, 0);
+        // The potentials that the output values read; a later hexagon would read them all.
+        let read: Vec<usize> = match hexagon.output {
+            Some(o) if h + 1 == hexagons.len() => {
+                let mut read: Vec<usize> = outputs[o]
+                    .targets
+                    .iter()
+                    .flatten()
+                    .filter(|t| t.neuron != NO_NEURON)
+                    .map(|t| t.neuron as usize)
+                    .collect();
+                read.sort_unstable();
+                read.dedup();
+                read
+            }
+            _ => (0..width).collect(),
+        };
         // Sources lie in earlier hexagons (`rows_possible`).
         let (before, rest) = potentials.split_at_mut(h);
-        let mut output_rows: Vec<Option<(&mut [f32], &mut [f32])>> = match hexagon.output {
+        let mut output_groups: Vec<Option<(&mut [f32], &mut [f32])>> = match hexagon.output {
             Some(o) => {
                 let size = outputs[o].values.len();
-                rest[0]
-                    .chunks_mut(width)
-                    .zip(chunk.outputs[o][from * size..].chunks_mut(size))
-                    .take(limit)
+                rest[0][..limit * width]
+                    .chunks_mut(group_rows * width)
+                    .zip(chunk.outputs[o][from * size..].chunks_mut(group_rows * size))
                     .map(Some)
                     .collect()
             }
-            None => (0..limit).map(|_| None).collect(),
+            None => (0..groups).map(|_| None).collect(),
         };
-        let mut items: Vec<RowWalk<'_>> = sums
-            .chunks_mut(width)
-            .zip(live.chunks_mut(connection_blocks))
-            .zip(frozen.iter_mut())
-            .zip(output_rows.iter_mut())
+        let mut items: Vec<GroupWalk<'_>> = sums
+            .chunks_mut(LANES * width)
+            .zip(live.chunks_mut(group_rows * connection_blocks))
+            .zip(frozen[..limit].chunks_mut(group_rows))
+            .zip(output_groups.iter_mut())
             .enumerate()
-            .map(|(row, (((sums, live), frozen), output))| RowWalk {
-                row,
+            .map(|(g, (((sums, live), frozen), output))| GroupWalk {
+                first: g * group_rows,
+                rows: frozen.len(),
                 sums,
                 live,
                 frozen,
                 output: output.take(),
             })
             .collect();
-        let (neurons, active, before) = (&*neurons, &*active, &*before);
+        let (neurons, active, fired, before) = (&*neurons, &*active, &*fired, &*before);
         let outputs = &*outputs;
         // Rows after one that would change the network are not run now.
         let cutoff = AtomicUsize::new(limit);
         parallel.for_each(&mut items, &|item| {
-            let row = item.row;
-            if row > cutoff.load(Ordering::Relaxed) {
+            if item.first > cutoff.load(Ordering::Relaxed) {
                 return;
             }
-            for feed in feeds {
-                let blocks = neurons[feed.source] / NEURONS_PER_BLOCK;
-                let active = &active[feed.source][row * blocks..(row + 1) * blocks];
-                feed.for_each_section(active, |slot| {
-                    item.live[slot / SECTIONS_PER_BLOCK] |= 1 << (slot % SECTIONS_PER_BLOCK);
-                });
-            }
-            let sources = RowSources {
-                potentials: before,
-                neurons,
-                row,
-            };
-            let dim = hexagon.dim;
-            for ((inputs, blocks), live) in item
-                .sums
-                .chunks_mut(NEURONS_PER_BLOCK)
-                .zip(hexagon.blocks.chunks(dim))
-                .zip(item.live.chunks(dim))
-            {
-                let inputs: &mut [f32; NEURONS_PER_BLOCK] =
-                    inputs.try_into().expect("a neuron block has 64 neurons");
-                let frozen = match walks {
-                    Walks::Portable => {
-                        forward::walk_block_frozen(blocks, live, &sources, growth, inputs)
+            let grows = match walks {
+                Walks::Portable => walk_group_rows(
+                    hexagon, feeds, neurons, active, before, growth, item, &cutoff,
+                ),
+                // SAFETY: chosen only where the CPU has AVX-512 (`Walks::detect`).
+                #[cfg(target_arch = "x86_64")]
+                Walks::Avx512 => {
+                    let sources = GroupSources {
+                        potentials: before,
+                        neurons,
+                        fired,
+                        first: item.first,
+                        lanes: low_bits(item.rows) as u16,
+                    };
+                    unsafe {
+                        super::avx512::walk_group(
+                            &hexagon.blocks,
+                            hexagon.dim,
+                            &sources,
+                            growth,
+                            item.sums,
+                        )
                     }
-                    // SAFETY: chosen only where the CPU has AVX-512 (`Walks::detect`).
-                    #[cfg(target_arch = "x86_64")]
-                    Walks::Avx512 => unsafe {
-                        super::avx512::walk_block_frozen(blocks, live, &sources, growth, inputs)
-                    },
-                };
-                if !frozen {
-                    *item.frozen = false;
-                    cutoff.fetch_min(row, Ordering::Relaxed);
-                    return;
                 }
-            }
+            };
+            let rows = match grows.trailing_zeros() as usize {
+                LANES.. => item.rows,
+                lane => {
+                    cutoff.fetch_min(item.first + lane, Ordering::Relaxed);
+                    for (lane, frozen) in item.frozen.iter_mut().enumerate() {
+                        *frozen &= grows >> lane & 1 == 0;
+                    }
+                    lane
+                }
+            };
             if let (Some((potentials, values)), Some(o)) = (item.output.as_mut(), hexagon.output) {
-                for (potential, &sum) in potentials.iter_mut().zip(item.sums.iter()) {
-                    *potential = hexagon_potential(sum);
+                let size = outputs[o].values.len();
+                for lane in 0..rows {
+                    let potentials = &mut potentials[lane * width..(lane + 1) * width];
+                    for &n in &read {
+                        potentials[n] = hexagon_potential(item.sums[n * LANES + lane]);
+                    }
+                    output_values(
+                        &outputs[o].targets,
+                        potentials,
+                        &mut values[lane * size..(lane + 1) * size],
+                    );
                 }
-                output_values(&outputs[o].targets, potentials, values);
             }
         });
+        // The last row that ran keeps all its potentials.
+        let ran = states.frozen[..limit]
+            .iter()
+            .position(|&f| !f)
+            .unwrap_or(limit);
+        if let (Some(_), Some(last)) = (hexagon.output, ran.checked_sub(1)) {
+            let base = sum_base(states.group_rows, width, last);
+            let potentials = &mut states.potentials[h][last * width..ran * width];
+            for (n, potential) in potentials.iter_mut().enumerate() {
+                *potential = hexagon_potential(states.sums[base + n * LANES]);
+            }
+        }
     }
 
     /// The neuron updates of hidden hexagon `h` for every row, in row order; groups of
@@ -400,7 +514,7 @@ impl Cluster {
                 item.refractory.push(refractory);
             }
         }
-        let sums = &states.sums;
+        let (sums, group_rows) = (&states.sums, states.group_rows);
         self.parallel.for_each(&mut items, &|item| {
             let range = item.first..item.first + UPDATE_GROUP;
             let mut group: Vec<Neuron> = hexagon.neurons[range.clone()].to_vec();
@@ -414,9 +528,9 @@ impl Cluster {
                 .zip(&mut item.refractory)
                 .enumerate()
             {
-                let sums = &sums[row * neurons + range.start..row * neurons + range.end];
-                for (neuron, &sum) in group.iter_mut().zip(sums) {
-                    neuron.input = sum;
+                let base = sum_base(group_rows, neurons, row);
+                for (n, neuron) in range.clone().zip(group.iter_mut()) {
+                    neuron.input = sums[base + n * LANES];
                 }
                 let active =
                     update_neurons(&mut group, &mut potentials, in_use, &mut new_mask, &params);
@@ -493,6 +607,57 @@ impl Cluster {
     }
 }
 
+/// The walks of one group's rows one row at a time (`forward::walk_block_frozen`), for CPUs
+/// without the lane walks; stops at the first row that would grow, or that lies past
+/// `cutoff`. Returns the lanes that would grow.
+#[allow(clippy::too_many_arguments)]
+fn walk_group_rows(
+    hexagon: &Hexagon,
+    feeds: &[Feed],
+    neurons: &[usize],
+    active: &[Vec<u64>],
+    before: &[Vec<f32>],
+    growth: bool,
+    item: &mut GroupWalk<'_>,
+    cutoff: &AtomicUsize,
+) -> u16 {
+    let dim = hexagon.dim;
+    let connection_blocks = hexagon.blocks.len().max(1);
+    for (lane, live) in item
+        .live
+        .chunks_mut(connection_blocks)
+        .take(item.rows)
+        .enumerate()
+    {
+        let row = item.first + lane;
+        if row > cutoff.load(Ordering::Relaxed) {
+            break;
+        }
+        for feed in feeds {
+            let blocks = neurons[feed.source] / NEURONS_PER_BLOCK;
+            let active = &active[feed.source][row * blocks..(row + 1) * blocks];
+            feed.for_each_section(active, |slot| {
+                live[slot / SECTIONS_PER_BLOCK] |= 1 << (slot % SECTIONS_PER_BLOCK);
+            });
+        }
+        let sources = RowSources {
+            potentials: before,
+            neurons,
+            row,
+        };
+        for (b, (blocks, live)) in hexagon.blocks.chunks(dim).zip(live.chunks(dim)).enumerate() {
+            let mut inputs = [0.0f32; NEURONS_PER_BLOCK];
+            if !forward::walk_block_frozen(blocks, live, &sources, growth, &mut inputs) {
+                return 1 << lane;
+            }
+            for (j, &input) in inputs.iter().enumerate() {
+                item.sums[(b * NEURONS_PER_BLOCK + j) * LANES + lane] = input;
+            }
+        }
+    }
+    0
+}
+
 impl RowStates {
     /// Sizes the buffers for `rows` rows of `cluster`'s hexagons, every row frozen so far.
     fn prepare(&mut self, cluster: &Cluster, rows: usize) {
@@ -510,8 +675,29 @@ impl RowStates {
             let hidden = !hexagon.is_input && !hexagon.is_output;
             self.refractory[h].resize(if hidden { rows * neurons } else { 0 }, 0);
         }
+        self.fired.resize_with(count, Vec::new);
+        let groups = rows
+            .div_ceil(LANES)
+            .max(cluster.parallel.threads())
+            .min(rows);
+        self.group_rows = rows.div_ceil(groups);
         self.frozen.clear();
         self.frozen.resize(rows, true);
+    }
+
+    /// Notes, for every neuron of hexagon `h`, the rows among the first `rows` that fired it.
+    fn note_fired(&mut self, h: usize, rows: usize) {
+        let fired = &mut self.fired[h];
+        fired.clear();
+        fired.resize(self.neurons[h], 0);
+        let blocks = self.neurons[h] / NEURONS_PER_BLOCK;
+        for (row, words) in self.active[h].chunks(blocks).take(rows).enumerate() {
+            for (b, &word) in words.iter().enumerate() {
+                for j in bits(word) {
+                    fired[b * NEURONS_PER_BLOCK + j] |= 1 << row;
+                }
+            }
+        }
     }
 }
 
