@@ -116,8 +116,9 @@ impl Cluster {
     /// each output interface's raw values to `on_output(row, name, values)`; use [`one_hot`]
     /// to turn them into result rows.
     ///
-    /// Rows are read ahead in chunks of up to 32 and, where the cluster has threads, run
-    /// row-parallel with results identical to one request after another. `cancel` is checked
+    /// Rows are read ahead in chunks of up to 32 and, where the cluster has threads or
+    /// AVX-512 walks, run together (rows in parallel, or several rows per vector pass) with
+    /// results identical to one request after another. `cancel` is checked
     /// before each row is read; rows already read are finished. `progress` and `on_output`
     /// are called for every row, in row order. A row that cannot be read, or holds a
     /// non-finite value, stops the batch with an error after the rows before it.

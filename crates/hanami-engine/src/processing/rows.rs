@@ -225,16 +225,21 @@ impl Cluster {
         let mut states = std::mem::take(&mut self.scratch.rows);
         states.prepare(self, rows);
         let mut limit = rows;
+        // Only the lane walks read which rows fired a source.
+        let lane_walks = !matches!(self.walks, Walks::Portable);
         for h in 0..self.hexagons.len() {
-            if self.hexagons[h].is_input {
+            let hexagon = &self.hexagons[h];
+            let feeds_others = !hexagon.is_output;
+            if hexagon.is_input {
                 self.inject_rows(h, chunk, from, &mut states, limit);
-                states.note_fired(h, limit);
             } else {
                 self.walk_rows(h, chunk, from, &mut states, limit);
-                if !self.hexagons[h].is_output {
+                if feeds_others {
                     self.update_rows(h, &mut states, limit);
-                    states.note_fired(h, limit);
                 }
+            }
+            if lane_walks && feeds_others {
+                states.note_fired(h, limit);
             }
             limit = states.frozen[..limit]
                 .iter()
@@ -251,8 +256,9 @@ impl Cluster {
         limit
     }
 
-    /// Whether the rows of a chunk can run hexagon by hexagon: the cluster has threads to
-    /// run rows in parallel (on one thread the ordinary cycles are a little faster), every
+    /// Whether the rows of a chunk can run hexagon by hexagon: the cluster walks several
+    /// rows per pass (AVX-512) or has threads to walk rows in parallel (one thread walking
+    /// one row after another is a little slower than ordinary cycles), every
     /// hexagon has neurons and is fed only by earlier hexagons, and no cycle left anything
     /// pending (inputs not yet taken in, section requests, growth in progress).
     fn rows_possible(&mut self) -> bool {
