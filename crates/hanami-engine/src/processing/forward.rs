@@ -529,20 +529,33 @@ pub(super) fn update_neurons(
     params: &NeuronParams,
 ) -> u64 {
     let mut active = 0u64;
-    for (j, (neuron, potential)) in neurons.iter_mut().zip(potentials).enumerate() {
+    // Branch-free first: whether a neuron fires depends on the data, and a branch on it
+    // mispredicts often. The logarithms follow, for the neurons that fired.
+    for (j, (neuron, potential)) in neurons.iter_mut().zip(potentials.iter_mut()).enumerate() {
         let mut p = *potential / params.cooldown;
-        neuron.refractory = neuron.refractory.saturating_sub(1);
-        if neuron.refractory == 0 {
-            p += params.overflow * neuron.input;
-            neuron.refractory = params.refractory_time;
-        }
+        let refractory = neuron.refractory.saturating_sub(1);
+        let ready = refractory == 0;
+        // Adding +0.0 instead leaves every value but −0.0, which does not fire either way.
+        p += if ready {
+            params.overflow * neuron.input
+        } else {
+            0.0
+        };
+        neuron.refractory = if ready {
+            params.refractory_time
+        } else {
+            refractory
+        };
         let fired = p > 0.0;
         active |= u64::from(fired) << j;
-        *potential = if fired { (p + 1.0).log2() } else { 0.0 };
+        *potential = if fired { p + 1.0 } else { 0.0 };
         neuron.input = 0.0;
         neuron.delta = 0.0;
         neuron.new_lower_bound = 0.0;
         neuron.potential_range = f32::MAX;
+    }
+    for j in bits(active) {
+        potentials[j] = potentials[j].log2();
     }
     *new_mask = active & !in_use;
     active

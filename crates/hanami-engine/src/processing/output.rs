@@ -8,17 +8,11 @@ use crate::rng::{RAND_MAX_F32, pcg_hash};
 /// Learning rate of the output-target weights.
 const OUTPUT_LEARNING_RATE: f32 = 0.1;
 
-/// `1 / (1 + e^-x)` in `f32`.
+/// `1 / (1 + e^-x)` in `f32`; also the potential of an output-hexagon neuron with summed input
+/// `x` (a neuron without input gets exactly 0.5, since `e^0` is 1).
 #[inline]
-fn sigmoid(x: f32) -> f32 {
+pub(super) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
-}
-
-/// The potential of an output-hexagon neuron with summed input `input`: a neuron without
-/// input has exactly sigmoid(0) = 0.5.
-#[inline]
-pub(super) fn hexagon_potential(input: f32) -> f32 {
-    if input == 0.0 { 0.5 } else { sigmoid(input) }
 }
 
 /// Fills empty target slots of outputs whose expected value is positive: each slot draws from
@@ -26,7 +20,23 @@ pub(super) fn hexagon_potential(input: f32) -> f32 {
 /// `blocks` neuron blocks) that got input in this cycle.
 fn sample_targets(output: &mut OutputInterface, potentials: &[f32], blocks: usize, mut seed: u32) {
     let blocks = blocks as u32;
-    for (targets, &expected) in output.targets.iter_mut().zip(output.expected.iter()) {
+    // Only an empty slot of an output with a positive expected value can sample, and the
+    // seed chain ends here: the draws after the last such slot change nothing.
+    let Some(last) =
+        output
+            .targets
+            .iter()
+            .zip(&output.expected)
+            .rposition(|(targets, &expected)| {
+                expected > 0.0 && targets.iter().any(|t| t.neuron == NO_NEURON)
+            })
+    else {
+        return;
+    };
+    for (targets, &expected) in output.targets[..=last]
+        .iter_mut()
+        .zip(output.expected.iter())
+    {
         for target in targets.iter_mut() {
             seed = pcg_hash(seed);
             if target.neuron == NO_NEURON && expected > 0.0 && seed.is_multiple_of(50) {
@@ -70,7 +80,7 @@ impl Cluster {
     pub(crate) fn process_output(&mut self, h: usize, o: usize, train: bool) {
         let hexagon = &mut self.hexagons[h];
         for (neuron, potential) in hexagon.neurons.iter_mut().zip(&mut hexagon.potentials) {
-            *potential = hexagon_potential(neuron.input);
+            *potential = sigmoid(neuron.input);
             neuron.input = 0.0;
         }
         let seed = self.rng.rand();

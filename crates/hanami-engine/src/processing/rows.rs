@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::Feed;
 use super::forward::{self, NeuronParams, update_neurons};
-use super::output::{hexagon_potential, output_values};
+use super::output::{output_values, sigmoid};
 use crate::cluster::{Cluster, Parallelism, Walks};
 use crate::network::{Hexagon, InputInterface, NO_NEURON, OutputInterface};
 use crate::network::{NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK, bits, low_bits};
@@ -467,7 +467,7 @@ impl Cluster {
                 for lane in 0..rows {
                     let potentials = &mut potentials[lane * width..(lane + 1) * width];
                     for &n in &read {
-                        potentials[n] = hexagon_potential(item.sums[n * LANES + lane]);
+                        potentials[n] = sigmoid(item.sums[n * LANES + lane]);
                     }
                     output_values(
                         &outputs[o].targets,
@@ -486,7 +486,7 @@ impl Cluster {
             let base = sum_base(states.group_rows, width, last);
             let potentials = &mut states.potentials[h][last * width..ran * width];
             for (n, potential) in potentials.iter_mut().enumerate() {
-                *potential = hexagon_potential(states.sums[base + n * LANES]);
+                *potential = sigmoid(states.sums[base + n * LANES]);
             }
         }
     }
