@@ -21,10 +21,10 @@ use std::arch::x86_64::{
     _mm512_castps_pd, _mm512_castps256_ps512, _mm512_castps512_ps256, _mm512_cmp_pd_mask,
     _mm512_cmp_ps_mask, _mm512_cvtepu8_epi32, _mm512_cvtpd_ps, _mm512_cvtps_pd,
     _mm512_extractf64x4_pd, _mm512_insertf64x4, _mm512_loadu_ps, _mm512_mask_blend_ps,
-    _mm512_mask_i32gather_ps, _mm512_mask_loadu_pd, _mm512_mask_storeu_ps, _mm512_mul_ps,
-    _mm512_mullo_epi32, _mm512_permutex2var_ps, _mm512_set1_epi32, _mm512_set1_pd, _mm512_set1_ps,
-    _mm512_setr_epi32, _mm512_setzero_ps, _mm512_storeu_ps, _mm512_sub_pd, _mm512_sub_ps,
-    _mm512_test_epi32_mask,
+    _mm512_mask_i32gather_ps, _mm512_mask_loadu_pd, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
+    _mm512_mul_ps, _mm512_mullo_epi32, _mm512_permutex2var_ps, _mm512_set1_epi32, _mm512_set1_pd,
+    _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_ps, _mm512_storeu_ps, _mm512_sub_pd,
+    _mm512_sub_ps, _mm512_test_epi32_mask,
 };
 
 use super::backward::SYNAPSE_LEARNING_RATE;
@@ -69,6 +69,23 @@ fn widen(bytes: &[u8; 64], part: usize) -> __m512i {
     assert!(part < 4);
     // SAFETY: `part < 4`, so the 16 bytes lie inside the array.
     _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(bytes.as_ptr().add(16 * part).cast()) })
+}
+
+/// Bit `j` set: `values[j] > 0.0` (false for NaN), for up to 64 values.
+#[target_feature(enable = "avx512f")]
+pub(super) fn positive_bits(values: &[f32]) -> u64 {
+    assert!(values.len() <= 64, "at most 64 values");
+    let wanted = low_bits(values.len());
+    let mut bits = 0u64;
+    for j in 0..values.len().div_ceil(16) {
+        let load = (wanted >> (16 * j)) as u16;
+        // SAFETY: `16 · j < len`, so the pointer lies inside the slice; the lanes outside
+        // `load`, beyond its end, are not read.
+        let values = unsafe { _mm512_maskz_loadu_ps(load, values.as_ptr().add(16 * j)) };
+        let positive = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(values, _mm512_setzero_ps());
+        bits |= u64::from(positive & load) << (16 * j);
+    }
+    bits
 }
 
 /// Bit `k` set: the signal leaves more than the walk threshold after synapse `k`

@@ -68,6 +68,7 @@ impl Cluster {
         let mut first_time = std::mem::take(&mut self.scratch.first_inputs);
         first_time.clear();
         let values = &self.inputs[input].values;
+        let walks = self.walks;
         let hexagon = &mut self.hexagons[h];
         for (b, (potentials, values)) in hexagon
             .potentials
@@ -75,7 +76,7 @@ impl Cluster {
             .zip(values.chunks(NEURONS_PER_BLOCK))
             .enumerate()
         {
-            let active = inject_block(potentials, &mut hexagon.active[b], values);
+            let active = inject_block(walks, potentials, &mut hexagon.active[b], values);
             let mut first = active & !hexagon.in_use[b];
             while first != 0 {
                 first_time.push(b * NEURONS_PER_BLOCK + first.trailing_zeros() as usize);
@@ -212,12 +213,22 @@ fn last_walked_section(hexagon: &Hexagon, source: u32, index: u32) -> Option<(us
 /// Writes the input `values` into the first neurons of one block of an input hexagon (their
 /// `potentials` and `active` bits; neurons beyond the interface keep their state) and returns
 /// the bits of those that fire.
-pub(super) fn inject_block(potentials: &mut [f32], active: &mut u64, values: &[f32]) -> u64 {
+pub(super) fn inject_block(
+    walks: Walks,
+    potentials: &mut [f32],
+    active: &mut u64,
+    values: &[f32],
+) -> u64 {
     potentials[..values.len()].copy_from_slice(values);
-    let fired = values
-        .iter()
-        .enumerate()
-        .fold(0u64, |m, (j, &value)| m | (u64::from(value > 0.0) << j));
+    let fired = match walks {
+        Walks::Portable => values
+            .iter()
+            .enumerate()
+            .fold(0u64, |m, (j, &value)| m | (u64::from(value > 0.0) << j)),
+        // SAFETY: chosen only where the CPU has AVX-512 (`Walks::detect`).
+        #[cfg(target_arch = "x86_64")]
+        Walks::Avx512 => unsafe { super::avx512::positive_bits(values) },
+    };
     *active = (*active & !crate::network::low_bits(values.len())) | fired;
     fired
 }
@@ -564,6 +575,85 @@ pub(super) fn update_neurons(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn injection_marks_the_same_neurons_with_either_walks() {
+        let pattern = [0.0, -0.0, 3.0, -2.0, 1e-40, f32::MAX, 0.5, -1e-40];
+        for len in [0, 1, 7, 15, 16, 17, 33, 48, 63, 64] {
+            let values: Vec<f32> = (0..len).map(|j| pattern[(j * 5) % pattern.len()]).collect();
+            let inject = |walks| {
+                let mut potentials = [7.0f32; NEURONS_PER_BLOCK];
+                let mut active = u64::MAX;
+                let fired = inject_block(walks, &mut potentials, &mut active, &values);
+                (fired, active, potentials)
+            };
+            let portable = inject(Walks::Portable);
+            assert_eq!(portable, inject(Walks::detect(true)), "{len} values");
+            let expected = values
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| **v > 0.0)
+                .fold(0u64, |m, (j, _)| m | 1 << j);
+            assert_eq!(portable.0, expected);
+        }
+    }
+
+    #[test]
+    fn neuron_update_matches_the_update_with_branches() {
+        let params = NeuronParams {
+            cooldown: 1.5,
+            refractory_time: 2,
+            overflow: 1.0,
+        };
+        let inputs = [0.0, -0.0, 4.0, -3.0, 1e-30, 250.0, -1e-30, 0.75];
+        let mut neurons = vec![Neuron::default(); NEURONS_PER_BLOCK];
+        let mut potentials: Vec<f32> = (0..NEURONS_PER_BLOCK)
+            .map(|j| [0.0, 1.0, -0.0, 5.5, -2.0][j % 5])
+            .collect();
+        for (j, neuron) in neurons.iter_mut().enumerate() {
+            neuron.refractory = (j % 3) as u32;
+        }
+        for cycle in 0..6 {
+            let mut reference = (neurons.clone(), potentials.clone());
+            let mut active = 0u64;
+            for (j, (neuron, potential)) in reference.0.iter_mut().zip(&mut reference.1).enumerate()
+            {
+                neuron.input = inputs[(j + cycle) % inputs.len()];
+                let mut p = *potential / params.cooldown;
+                neuron.refractory = neuron.refractory.saturating_sub(1);
+                if neuron.refractory == 0 {
+                    p += params.overflow * neuron.input;
+                    neuron.refractory = params.refractory_time;
+                }
+                if p > 0.0 {
+                    active |= 1 << j;
+                    *potential = (p + 1.0).log2();
+                } else {
+                    *potential = 0.0;
+                }
+                neuron.input = 0.0;
+                neuron.delta = 0.0;
+                neuron.new_lower_bound = 0.0;
+                neuron.potential_range = f32::MAX;
+            }
+            for (j, neuron) in neurons.iter_mut().enumerate() {
+                neuron.input = inputs[(j + cycle) % inputs.len()];
+            }
+            let mut new_mask = 0;
+            let fired = update_neurons(
+                &mut neurons,
+                &mut potentials,
+                0b1010,
+                &mut new_mask,
+                &params,
+            );
+            assert_eq!(fired, active, "cycle {cycle}");
+            assert_eq!(new_mask, active & !0b1010);
+            assert_eq!(neurons, reference.0);
+            let bits = |v: &[f32]| v.iter().map(|p| p.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&potentials), bits(&reference.1), "cycle {cycle}");
+        }
+    }
 
     /// Runs `cycles` neuron updates with a constant input of 100 and returns the potentials.
     fn potentials(refractory_time: u32, cooldown: f32, cycles: usize) -> Vec<f32> {

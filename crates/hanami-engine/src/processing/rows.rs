@@ -301,6 +301,7 @@ impl Cluster {
         let size = self.inputs[input].values.len();
         let values = &chunk.inputs[input];
         let growth = self.options.request_growth;
+        let walks = self.walks;
         let neurons = states.neurons[h];
         let blocks = neurons / NEURONS_PER_BLOCK;
         let mut items: Vec<_> = states.potentials[h]
@@ -321,7 +322,7 @@ impl Cluster {
                     .zip(row_values.chunks(NEURONS_PER_BLOCK))
                     .enumerate()
                 {
-                    let fired = forward::inject_block(potentials, &mut active[b], values);
+                    let fired = forward::inject_block(walks, potentials, &mut active[b], values);
                     let in_use = hexagon.in_use[b];
                     if growth
                         && (fired & !in_use != 0 || hexagon.new_mask[b] & in_use & active[b] != 0)
