@@ -210,7 +210,16 @@ pub(crate) struct ConnectionBlock {
     /// the forward pass and reused by the backward pass of the same cycle; not part of the
     /// persistent state.
     pub live: u64,
+    /// Per live slot, how many synapses the forward walk of the current cycle passed fully,
+    /// which the backward walk of the same cycle takes over; [`UNKNOWN_REACH`] where it
+    /// cannot (the forward walk grew the section, or clamped the potential to the section's
+    /// range, which the backward walk does not). Written by the vector walks only; not part
+    /// of the persistent state.
+    pub reach: [u8; SECTIONS_PER_BLOCK],
 }
+
+/// A [`ConnectionBlock::reach`] that the backward walk has to find itself.
+pub(crate) const UNKNOWN_REACH: u8 = u8::MAX;
 
 impl Default for ConnectionBlock {
     fn default() -> Self {
@@ -219,6 +228,7 @@ impl Default for ConnectionBlock {
             connections: [Connection::default(); SECTIONS_PER_BLOCK],
             sections: None,
             live: 0,
+            reach: [UNKNOWN_REACH; SECTIONS_PER_BLOCK],
         }
     }
 }

@@ -30,10 +30,10 @@ use std::arch::x86_64::{
 use super::backward::SYNAPSE_LEARNING_RATE;
 use super::forward::{THRESHOLD, in_split_window, target_index, walk_growing};
 use super::rows::{GroupSources, LANES};
-use super::{BlockTask, Sources, for_each_live};
+use super::{BlockTask, Sources};
 use crate::network::{
     Connection, ConnectionBlock, NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK,
-    SYNAPSES_PER_SECTION, Section, WALK_THRESHOLD, bits, low_bits,
+    SYNAPSES_PER_SECTION, Section, UNKNOWN_REACH, WALK_THRESHOLD, bits, low_bits,
 };
 
 /// Whether this CPU has the instructions the walk uses.
@@ -126,6 +126,8 @@ struct Plan {
     /// Whether the walk grows if its section may grow (border split where the signal ends,
     /// or a signal that outlasts the chain).
     grows: bool,
+    /// What the backward walk may take over as its reach (`ConnectionBlock::reach`).
+    backward_reach: u8,
 }
 
 /// Index of the spare input slot that takes the additions of walks without a last synapse.
@@ -172,8 +174,10 @@ pub(super) fn process_synapses(
             let able = growth && (connection.from_input || creation_enabled || grew);
             if !(able && plan.grows) {
                 inputs[usize::from(plan.last)] += plan.value;
+                block.reach[i] = plan.backward_reach;
                 continue;
             }
+            block.reach[i] = UNKNOWN_REACH;
             let block_inputs: &mut [f32; NEURONS_PER_BLOCK] = (&mut inputs[..NEURONS_PER_BLOCK])
                 .try_into()
                 .expect("64 inputs");
@@ -391,7 +395,8 @@ fn add_passed(inputs: &mut [f32; NEURONS_PER_BLOCK + 1], section: &Section, reac
 #[target_feature(enable = "avx512f")]
 fn plan(section: &Section, connection: &Connection, potential: f32) -> Plan {
     let mut remaining = potential - connection.lower_bound;
-    if remaining > connection.range {
+    let clamped = remaining > connection.range;
+    if clamped {
         remaining = connection.range;
     }
     // A potential at or below the threshold drives nothing (NaN goes on, as in the portable
@@ -422,6 +427,9 @@ fn plan(section: &Section, connection: &Connection, potential: f32) -> Plan {
             SPARE as u8
         },
         grows: alive & (!stops | split),
+        // A walk that is not alive has reach 0, and the backward walk of a potential that
+        // was not clamped stops at once for it too.
+        backward_reach: if clamped { UNKNOWN_REACH } else { reach as u8 },
     }
 }
 
@@ -438,21 +446,29 @@ pub(super) fn backprop_sections(task: &mut BlockTask<'_>, sources: &Sources<'_>)
         .expect("a neuron block has 64 neurons");
     let potentials = load_row(potentials);
     let events = &mut *task.events;
-    // Only the slots that were live in the forward pass (see the portable walk).
-    for_each_live(
-        task.blocks,
-        task.first_block,
-        |_, _, connection, section| {
+    for block in task.blocks.iter_mut() {
+        let Some(sections) = block.sections.as_deref_mut() else {
+            continue;
+        };
+        // Only the slots that were live in the forward pass (see the portable walk).
+        for i in bits(block.live) {
+            let connection = &block.connections[i];
+            let section = &mut sections[i];
             let potential = sources.potential(connection.source_hexagon, connection.source_neuron);
             let remaining = potential - connection.lower_bound;
             if remaining <= WALK_THRESHOLD {
-                return;
+                continue;
             }
-            let threshold = f64::from(remaining) - f64::from(WALK_THRESHOLD);
             let len = usize::from(connection.len);
-            // The walk visits synapses up to and including the first after which no more than the
-            // threshold is left.
-            let reach = (!passed(section, len, threshold)).trailing_zeros() as usize;
+            // The walk visits synapses up to and including the first after which no more than
+            // the threshold is left; mostly where the forward walk stopped.
+            let reach = match block.reach[i] {
+                UNKNOWN_REACH => {
+                    let threshold = f64::from(remaining) - f64::from(WALK_THRESHOLD);
+                    (!passed(section, len, threshold)).trailing_zeros() as usize
+                }
+                known => usize::from(known),
+            };
             let visited = (reach + 1).min(len);
             let record = !connection.from_input;
             let start = events.delta_values.len();
@@ -471,8 +487,8 @@ pub(super) fn backprop_sections(task: &mut BlockTask<'_>, sources: &Sources<'_>)
                 }
                 events.record_run(connection, sum);
             }
-        },
-    );
+        }
+    }
 }
 
 /// The weight updates of the first `visited` synapses (`w −= 0.05 · δ[target]`). Appends the
