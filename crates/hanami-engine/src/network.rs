@@ -74,6 +74,11 @@ pub(crate) struct Section {
     /// potential left after synapse `k`, and a walk compares each end with the potential
     /// instead of subtracting the borders one after another.
     pub ends: [f64; SYNAPSES_PER_SECTION],
+    /// `ends` rounded to the nearest `f32`, for finding where a walk ends with half the
+    /// comparisons. Rounding keeps the order, so an end below the rounded threshold lies
+    /// below the exact one; only an end that rounds to the threshold itself needs a look at
+    /// `ends`. Derived from `ends`.
+    pub rounded_ends: [f32; SYNAPSES_PER_SECTION],
     /// Index of the target neuron inside the section's target block.
     pub target: [u8; SYNAPSES_PER_SECTION],
     /// Usage counter for reduction: starts at 5, permanent at 10.
@@ -89,6 +94,7 @@ impl Section {
         weight: [0.0; SYNAPSES_PER_SECTION],
         border: [0.0; SYNAPSES_PER_SECTION],
         ends: [END_OF_CHAIN; SYNAPSES_PER_SECTION],
+        rounded_ends: [f32::INFINITY; SYNAPSES_PER_SECTION],
         target: [NO_TARGET; SYNAPSES_PER_SECTION],
         counter: [0; SYNAPSES_PER_SECTION],
         unsettled: 0,
@@ -100,8 +106,10 @@ impl Section {
         for (k, &border) in self.border[..len].iter().enumerate() {
             end += f64::from(border);
             self.ends[k] = end;
+            self.rounded_ends[k] = end as f32;
         }
         self.ends[len..].fill(END_OF_CHAIN);
+        self.rounded_ends[len..].fill(f32::INFINITY);
     }
 
     /// Recomputes `unsettled` from the counters of a chain of `len` synapses.
@@ -131,6 +139,7 @@ impl Section {
         self.weight[from..].fill(0.0);
         self.border[from..].fill(0.0);
         self.ends[from..].fill(END_OF_CHAIN);
+        self.rounded_ends[from..].fill(f32::INFINITY);
         self.target[from..].fill(NO_TARGET);
         self.counter[from..].fill(0);
         self.unsettled &= low_bits(from);

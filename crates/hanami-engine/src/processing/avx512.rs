@@ -21,10 +21,10 @@ use std::arch::x86_64::{
     _mm512_castps_pd, _mm512_castps256_ps512, _mm512_castps512_ps256, _mm512_cmp_pd_mask,
     _mm512_cmp_ps_mask, _mm512_cvtepu8_epi32, _mm512_cvtpd_ps, _mm512_cvtps_pd,
     _mm512_extractf64x4_pd, _mm512_insertf64x4, _mm512_loadu_ps, _mm512_mask_blend_ps,
-    _mm512_mask_i32gather_ps, _mm512_mask_loadu_pd, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
-    _mm512_mul_ps, _mm512_mullo_epi32, _mm512_permutex2var_ps, _mm512_set1_epi32, _mm512_set1_pd,
-    _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_ps, _mm512_storeu_ps, _mm512_sub_pd,
-    _mm512_sub_ps, _mm512_test_epi32_mask,
+    _mm512_mask_i32gather_ps, _mm512_mask_loadu_pd, _mm512_mask_loadu_ps, _mm512_mask_storeu_ps,
+    _mm512_maskz_loadu_ps, _mm512_mul_ps, _mm512_mullo_epi32, _mm512_permutex2var_ps,
+    _mm512_set1_epi32, _mm512_set1_pd, _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_ps,
+    _mm512_storeu_ps, _mm512_sub_pd, _mm512_sub_ps, _mm512_test_epi32_mask,
 };
 
 use super::backward::SYNAPSE_LEARNING_RATE;
@@ -105,6 +105,36 @@ fn passed(section: &Section, len: usize, threshold: f64) -> u64 {
         mask |= u64::from(_mm512_cmp_pd_mask::<_CMP_LT_OQ>(ends, bound)) << (8 * j);
     }
     mask
+}
+
+/// How many synapses a signal passes fully: the positions `k` of the chain before the first
+/// with `ends[k] < threshold` false (false for NaN), like `passed`. Searched on the rounded
+/// ends (16 at a time) and confirmed with one exact end; searched again on the exact ends in
+/// the rare case that an end rounds to the threshold itself.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn reach(section: &Section, len: usize, threshold: f64) -> usize {
+    let bound = _mm512_set1_ps(threshold as f32);
+    let beyond = _mm512_set1_ps(f32::INFINITY);
+    let wanted = low_bits(len);
+    let mut mask = 0u64;
+    for j in 0..SYNAPSES_PER_SECTION / 16 {
+        let load = (wanted >> (16 * j)) as u16;
+        // SAFETY: the sixteen values lie inside `rounded_ends`; lanes outside `load` are not
+        // read.
+        let ends = unsafe {
+            _mm512_mask_loadu_ps(beyond, load, section.rounded_ends.as_ptr().add(16 * j))
+        };
+        mask |= u64::from(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(ends, bound)) << (16 * j);
+    }
+    // Every end before `guess` rounds below the rounded threshold, so it lies below the exact
+    // one (rounding keeps the order); the end at `guess` may round to the threshold itself.
+    let guess = (!mask).trailing_zeros() as usize;
+    if guess < len && section.ends[guess] < threshold {
+        (!passed(section, len, threshold)).trailing_zeros() as usize
+    } else {
+        guess
+    }
 }
 
 /// The plan of one forward section walk, made before any walk of the connection block runs:
@@ -405,7 +435,7 @@ fn plan(section: &Section, connection: &Connection, potential: f32) -> Plan {
     let len = usize::from(connection.len);
     let start = f64::from(remaining);
     let threshold = start - THRESHOLD;
-    let reach = (!passed(section, len, threshold)).trailing_zeros() as usize;
+    let reach = self::reach(section, len, threshold);
     let reach = if alive { reach } else { 0 };
     let stops = alive & (reach < len);
     // Where the signal ends, read from in-range positions whatever `reach` is.
@@ -542,4 +572,69 @@ fn update_weights(
         unsafe { terms.set_len(terms.len() + visited) };
     }
     agree
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chain of `len` synapses with these borders.
+    fn chain(borders: &[f32]) -> Section {
+        let mut section = Section::UNSET;
+        section.border[..borders.len()].copy_from_slice(borders);
+        section.update_ends(borders.len());
+        section
+    }
+
+    #[test]
+    fn the_search_on_rounded_ends_finds_the_exact_reach() {
+        if !available() {
+            return;
+        }
+        let exact = |section: &Section, len: usize, threshold: f64| {
+            // SAFETY: the CPU has AVX-512 (checked above).
+            (!unsafe { passed(section, len, threshold) }).trailing_zeros() as usize
+        };
+        // Ends that differ only beyond `f32` precision: 1, 1 + 2^-40, 1 + 2^-39, ...
+        let tiny = (2.0f64).powi(-40) as f32;
+        let close = chain(&[1.0, tiny, tiny, 3.0, 0.5]);
+        assert_eq!(close.rounded_ends[0], close.rounded_ends[2]);
+        let mut state = 0x2545_f491u32;
+        let mut checked = 0;
+        for len in 0..=5 {
+            for k in 0..5 {
+                for offset in [-1e-12, -1e-13, 0.0, 1e-13, 1e-12, 1e-3, -1e-3] {
+                    let threshold = close.ends[k] + offset;
+                    // SAFETY: as above.
+                    let found = unsafe { reach(&close, len, threshold) };
+                    assert_eq!(found, exact(&close, len, threshold), "{len} {k} {offset}");
+                    checked += 1;
+                }
+            }
+        }
+        for _ in 0..2000 {
+            let len = (crate::rng::pcg_hash(state) % 65) as usize;
+            let borders: Vec<f32> = (0..len)
+                .map(|_| {
+                    state = crate::rng::pcg_hash(state);
+                    (state % 1000) as f32 / 7.0 + if state.is_multiple_of(3) { tiny } else { 0.0 }
+                })
+                .collect();
+            let section = chain(&borders);
+            state = crate::rng::pcg_hash(state);
+            let at = (state as usize) % (len + 1);
+            let base = if at < len { section.ends[at] } else { 100.0 };
+            for threshold in [base, base + 1e-12, base - 1e-12, base * 0.5, f64::NAN] {
+                // SAFETY: as above.
+                let found = unsafe { reach(&section, len, threshold) };
+                assert_eq!(
+                    found,
+                    exact(&section, len, threshold),
+                    "{borders:?} {threshold}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 10_000);
+    }
 }
