@@ -5,12 +5,15 @@
 //!
 //! - Forward, every live section of a connection block is planned first (where its signal
 //!   ends, what its last synapse adds, whether it may grow), without branches; then the walks
-//!   add their weights in processing order, each target's terms in synapse order.
+//!   add their weights in processing order, each target's terms in synapse order. Where a
+//!   signal ends is searched on `f32` copies of the prefix sums and confirmed on one exact
+//!   sum, and kept for the backward walk of the same cycle.
 //! - Request batches walk a section for up to 16 rows at once, one row per lane, each lane's
 //!   terms added in processing order (`walk_group`).
-//! - Backward, the weight updates and error terms of 16 synapses are computed at once, with
-//!   the targets' deltas and potentials looked up in registers. The error terms are still
-//!   summed one by one, in synapse order.
+//! - Backward, the walk ends where the forward walk ended (unless that one was clamped to
+//!   the section's range or grew); the weight updates and error terms of 16 synapses are
+//!   computed at once, with the targets' deltas and potentials looked up in registers. The
+//!   error terms are still summed one by one, in synapse order.
 //!
 //! (Adding the forward weights in registers too, 64 targets at a time, was measured and was
 //! slower than the scalar adds of the ~22 synapses a walk passes; see `docs/benchmarks.md`.)
