@@ -2,6 +2,7 @@
 //! hidden neuron's activation, then the weight update along every section.
 
 use super::forward::target_index;
+use super::output::output_derivatives;
 use super::{BlockTask, Sources, for_each_live};
 use crate::cluster::{Cluster, Walks};
 use crate::network::{NEURONS_PER_BLOCK, Neuron, Section, WALK_THRESHOLD, bits, passes};
@@ -24,7 +25,11 @@ impl Cluster {
                 continue;
             }
             let walks = self.walks;
+            let output = hexagon.is_output;
             self.run_blocks(h, false, |task, sources| {
+                if output {
+                    output_derivatives(task.neurons, task.potentials);
+                }
                 backprop_neurons(task.neurons, task.potentials, *task.active);
                 match walks {
                     Walks::Portable => backprop_sections(task, sources),

@@ -1,6 +1,7 @@
 //! The forward pass (spec §3): input injection, the synapse-section walk with growth, and the
 //! update of hidden neurons.
 
+use super::output::output_potentials;
 use super::rows::RowSources;
 use super::{BlockTask, Sources, for_each_live};
 use crate::cluster::{Cluster, Walks};
@@ -117,6 +118,8 @@ impl Cluster {
                     task.new_mask,
                     &params,
                 );
+            } else {
+                output_potentials(task.neurons, task.potentials);
             }
         });
         let dim = self.hexagons[h].dim;

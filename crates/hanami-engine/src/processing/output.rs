@@ -2,7 +2,9 @@
 //! output neuron is the sigmoid of a weighted sum over up to seven sampled hexagon neurons.
 
 use crate::cluster::Cluster;
-use crate::network::{NEURONS_PER_BLOCK, NO_NEURON, OUTPUT_TARGETS, OutputInterface, OutputTarget};
+use crate::network::{
+    NEURONS_PER_BLOCK, NO_NEURON, Neuron, OUTPUT_TARGETS, OutputInterface, OutputTarget,
+};
 use crate::rng::{RAND_MAX_F32, pcg_hash};
 
 /// Learning rate of the output-target weights.
@@ -13,6 +15,23 @@ const OUTPUT_LEARNING_RATE: f32 = 0.1;
 #[inline]
 pub(super) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
+}
+
+/// Turns the summed inputs of a block of output-hexagon neurons into their potentials,
+/// `sigmoid(input)`, and clears the inputs.
+pub(super) fn output_potentials(neurons: &mut [Neuron], potentials: &mut [f32]) {
+    for (neuron, potential) in neurons.iter_mut().zip(potentials) {
+        *potential = sigmoid(neuron.input);
+        neuron.input = 0.0;
+    }
+}
+
+/// Multiplies the delta of every neuron of a block of output-hexagon neurons by the
+/// derivative of the sigmoid, `potential · (1 − potential)`.
+pub(super) fn output_derivatives(neurons: &mut [Neuron], potentials: &[f32]) {
+    for (neuron, &potential) in neurons.iter_mut().zip(potentials) {
+        neuron.delta *= potential * (1.0 - potential);
+    }
 }
 
 /// Fills empty target slots of outputs whose expected value is positive: each slot draws from
@@ -75,14 +94,11 @@ pub(super) fn output_values(
 }
 
 impl Cluster {
-    /// Computes the outputs of interface `o` on hexagon `h`. In training, empty target slots
-    /// of outputs whose expected value is positive sample a new neuron with 2% probability.
+    /// Computes the outputs of interface `o` on hexagon `h`, whose neurons' potentials the
+    /// forward walks left (`output_potentials`). In training, empty target slots of outputs
+    /// whose expected value is positive sample a new neuron with 2% probability.
     pub(crate) fn process_output(&mut self, h: usize, o: usize, train: bool) {
         let hexagon = &mut self.hexagons[h];
-        for (neuron, potential) in hexagon.neurons.iter_mut().zip(&mut hexagon.potentials) {
-            *potential = sigmoid(neuron.input);
-            neuron.input = 0.0;
-        }
         let seed = self.rng.rand();
         let output = &mut self.outputs[o];
         if train {
@@ -93,8 +109,10 @@ impl Cluster {
         output_values(&output.targets, &hexagon.potentials, &mut output.values);
     }
 
-    /// Back-propagates the output error of interface `o` into hexagon `h` and updates the
-    /// target weights. Output-hexagon deltas are not reset between cycles (spec §4.1, kept).
+    /// Back-propagates the output error of interface `o` into the deltas of hexagon `h`'s
+    /// neurons and updates the target weights; the backward walks then multiply the deltas by
+    /// the sigmoid's derivative (`output_derivatives`). Output-hexagon deltas are not reset
+    /// between cycles (spec §4.1, kept).
     pub(crate) fn backprop_output(&mut self, h: usize, o: usize) {
         let hexagon = &mut self.hexagons[h];
         let output = &mut self.outputs[o];
@@ -110,9 +128,6 @@ impl Cluster {
                 hexagon.neurons[index].delta += update * target.weight;
                 target.weight -= update * OUTPUT_LEARNING_RATE * hexagon.potentials[index];
             }
-        }
-        for (neuron, &potential) in hexagon.neurons.iter_mut().zip(&hexagon.potentials) {
-            neuron.delta *= potential * (1.0 - potential);
         }
     }
 }
