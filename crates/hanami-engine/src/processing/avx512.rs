@@ -19,19 +19,24 @@
 //! slower than the scalar adds of the ~22 synapses a walk passes; see `docs/benchmarks.md`.)
 
 use std::arch::x86_64::{
-    __m256, __m512, __m512i, _CMP_GT_OQ, _CMP_LT_OQ, _CMP_NLE_UQ, _mm_loadu_si128,
-    _mm256_castpd_ps, _mm256_castps_pd, _mm512_add_epi32, _mm512_add_ps, _mm512_castpd_ps,
-    _mm512_castps_pd, _mm512_castps256_ps512, _mm512_castps512_ps256, _mm512_cmp_pd_mask,
-    _mm512_cmp_ps_mask, _mm512_cvtepu8_epi32, _mm512_cvtpd_ps, _mm512_cvtps_pd,
-    _mm512_extractf64x4_pd, _mm512_insertf64x4, _mm512_loadu_ps, _mm512_mask_blend_ps,
+    __m256, __m512, __m512d, __m512i, _CMP_GT_OQ, _CMP_LT_OQ, _CMP_NLE_UQ, _mm_loadu_si128,
+    _mm256_castpd_ps, _mm256_castps_pd, _mm512_add_epi32, _mm512_add_pd, _mm512_add_ps,
+    _mm512_and_si512, _mm512_castpd_ps, _mm512_castps_pd, _mm512_castps_si512,
+    _mm512_castps256_ps512, _mm512_castps512_ps256, _mm512_castsi512_ps, _mm512_castsi512_si256,
+    _mm512_cmp_pd_mask, _mm512_cmp_ps_mask, _mm512_cmpeq_epi32_mask, _mm512_cmpge_epu32_mask,
+    _mm512_cvtepi32_pd, _mm512_cvtepu8_epi32, _mm512_cvtepu32_epi64, _mm512_cvtpd_ps,
+    _mm512_cvtps_pd, _mm512_extractf64x4_pd, _mm512_extracti64x4_epi64, _mm512_fmadd_pd,
+    _mm512_insertf64x4, _mm512_loadu_pd, _mm512_loadu_ps, _mm512_mask_blend_ps,
     _mm512_mask_i32gather_ps, _mm512_mask_loadu_pd, _mm512_mask_loadu_ps, _mm512_mask_storeu_ps,
-    _mm512_maskz_loadu_ps, _mm512_mul_ps, _mm512_mullo_epi32, _mm512_permutex2var_ps,
-    _mm512_set1_epi32, _mm512_set1_pd, _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_ps,
-    _mm512_storeu_ps, _mm512_sub_pd, _mm512_sub_ps, _mm512_test_epi32_mask,
+    _mm512_maskz_loadu_ps, _mm512_mul_pd, _mm512_mul_ps, _mm512_mullo_epi32,
+    _mm512_permutex2var_pd, _mm512_permutex2var_ps, _mm512_set1_epi32, _mm512_set1_pd,
+    _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_ps, _mm512_srai_epi32, _mm512_srli_epi32,
+    _mm512_storeu_ps, _mm512_sub_epi32, _mm512_sub_pd, _mm512_sub_ps, _mm512_test_epi32_mask,
 };
 
 use super::backward::SYNAPSE_LEARNING_RATE;
 use super::forward::{THRESHOLD, in_split_window, target_index, walk_growing};
+use super::log2;
 use super::rows::{GroupSources, LANES};
 use super::{BlockTask, Sources};
 use crate::network::{
@@ -72,6 +77,89 @@ fn widen(bytes: &[u8; 64], part: usize) -> __m512i {
     assert!(part < 4);
     // SAFETY: `part < 4`, so the 16 bytes lie inside the array.
     _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(bytes.as_ptr().add(16 * part).cast()) })
+}
+
+/// Replaces `values[j]` by `log2(values[j])` (`log2::log2`, the same bits) for every bit `j`
+/// set in `which`, sixteen values at a time; up to 64 values.
+#[target_feature(enable = "avx512f")]
+pub(super) fn log2_where(values: &mut [f32], which: u64) {
+    assert!(values.len() <= 64, "at most 64 values");
+    let which = which & low_bits(values.len());
+    let (minus_one, one) = (
+        _mm512_set1_pd(-1.0),
+        _mm512_set1_epi32(1.0f32.to_bits() as i32),
+    );
+    let table = |column: fn(usize) -> f64| -> [__m512d; 2] {
+        let entries: [f64; 16] = std::array::from_fn(column);
+        // SAFETY: eight values each, inside the array.
+        unsafe {
+            [
+                _mm512_loadu_pd(entries.as_ptr()),
+                _mm512_loadu_pd(entries.as_ptr().add(8)),
+            ]
+        }
+    };
+    let invc = table(|i| log2::table(i).0);
+    let logc = table(|i| log2::table(i).1);
+    let a: [__m512d; 4] = std::array::from_fn(|i| _mm512_set1_pd(log2::poly(i)));
+    for j in 0..values.len().div_ceil(16) {
+        let lanes = (which >> (16 * j)) as u16;
+        if lanes == 0 {
+            continue;
+        }
+        // SAFETY: `16 · j < len`; the lanes outside `lanes`, possibly beyond the end, are not
+        // read or written.
+        let x = unsafe { _mm512_maskz_loadu_ps(lanes, values.as_ptr().add(16 * j)) };
+        let raw = _mm512_castps_si512(x);
+        let tmp = _mm512_sub_epi32(raw, _mm512_set1_epi32(log2::OFFSET as i32));
+        let index = _mm512_and_si512(_mm512_srli_epi32::<19>(tmp), _mm512_set1_epi32(15));
+        let top = _mm512_and_si512(tmp, _mm512_set1_epi32(0xff80_0000u32 as i32));
+        let z = _mm512_castsi512_ps(_mm512_sub_epi32(raw, top));
+        let k = _mm512_srai_epi32::<23>(tmp);
+        let half = |part: usize| -> __m256 {
+            let (index, z, k) = if part == 0 {
+                (
+                    _mm512_castsi512_si256(index),
+                    _mm512_castps512_ps256(z),
+                    _mm512_castsi512_si256(k),
+                )
+            } else {
+                (
+                    _mm512_extracti64x4_epi64::<1>(index),
+                    _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(z))),
+                    _mm512_extracti64x4_epi64::<1>(k),
+                )
+            };
+            let index = _mm512_cvtepu32_epi64(index);
+            let invc = _mm512_permutex2var_pd(invc[0], index, invc[1]);
+            let logc = _mm512_permutex2var_pd(logc[0], index, logc[1]);
+            let r = _mm512_fmadd_pd(_mm512_cvtps_pd(z), invc, minus_one);
+            let y0 = _mm512_add_pd(logc, _mm512_cvtepi32_pd(k));
+            let r2 = _mm512_mul_pd(r, r);
+            let y = _mm512_fmadd_pd(a[1], r, a[2]);
+            let y = _mm512_fmadd_pd(a[0], r2, y);
+            let p = _mm512_fmadd_pd(a[3], r, y0);
+            _mm512_cvtpd_ps(_mm512_fmadd_pd(y, r2, p))
+        };
+        let result = join_halves(half(0), half(1));
+        // log2(1) is 0 exactly; values outside the method's range take the scalar path.
+        let result = _mm512_mask_blend_ps(
+            _mm512_cmpeq_epi32_mask(raw, one),
+            result,
+            _mm512_setzero_ps(),
+        );
+        let outside = lanes
+            & _mm512_cmpge_epu32_mask(
+                _mm512_sub_epi32(raw, _mm512_set1_epi32(0x0080_0000)),
+                _mm512_set1_epi32(0x7f80_0000 - 0x0080_0000),
+            );
+        // SAFETY: as for the load.
+        unsafe { _mm512_mask_storeu_ps(values.as_mut_ptr().add(16 * j), lanes & !outside, result) };
+        for lane in bits(u64::from(outside)) {
+            let v = &mut values[16 * j + lane];
+            *v = log2::log2(*v);
+        }
+    }
 }
 
 /// Bit `j` set: `values[j] > 0.0` (false for NaN), for up to 64 values.
@@ -587,6 +675,84 @@ mod tests {
         section.border[..borders.len()].copy_from_slice(borders);
         section.update_ends(borders.len());
         section
+    }
+
+    #[test]
+    fn vector_logarithms_are_the_scalar_ones() {
+        if !available() {
+            return;
+        }
+        let specials = [
+            1.0,
+            0.0,
+            -0.0,
+            -3.0,
+            f32::INFINITY,
+            f32::NAN,
+            1e-40,
+            f32::MAX,
+            f32::MIN_POSITIVE,
+            1.0 + f32::EPSILON,
+        ];
+        let mut state = 0x9e37_79b9u32;
+        let mut values = Vec::with_capacity(64);
+        let mut compared = 0;
+        for round in 0..50_000u32 {
+            let len = 1 + round as usize % 64;
+            values.clear();
+            for j in 0..len {
+                state = crate::rng::pcg_hash(state);
+                values.push(if state.is_multiple_of(17) {
+                    specials[j % specials.len()]
+                } else {
+                    // Anything from 1 to f32::MAX, as `1 + p` of a neuron that fired.
+                    f32::from_bits(0x3f80_0000 + state % (0x7f80_0000 - 0x3f80_0000))
+                });
+            }
+            state = crate::rng::pcg_hash(state);
+            let which = u64::from(state) << 32 | u64::from(crate::rng::pcg_hash(state));
+            let before = values.clone();
+            // SAFETY: the CPU has AVX-512 (checked above).
+            unsafe { log2_where(&mut values, which) };
+            for (j, (&after, &x)) in values.iter().zip(&before).enumerate() {
+                let expected = if which >> j & 1 == 1 {
+                    log2::log2(x)
+                } else {
+                    x
+                };
+                assert_eq!(after.to_bits(), expected.to_bits(), "log2({x}), lane {j}");
+                compared += 1;
+            }
+        }
+        assert!(compared > 1_000_000);
+    }
+
+    /// Every `f32` from 1 to infinity (all a neuron can take the logarithm of), 64 at a time.
+    #[test]
+    fn vector_logarithms_are_the_scalar_ones_everywhere() {
+        use rayon::prelude::*;
+        if !available() {
+            return;
+        }
+        let (first, last) = (1.0f32.to_bits(), f32::INFINITY.to_bits());
+        let wrong: Vec<u32> = (first / 64..=last / 64)
+            .into_par_iter()
+            .flat_map_iter(|chunk| {
+                let values: [f32; 64] =
+                    std::array::from_fn(|j| f32::from_bits(chunk * 64 + j as u32));
+                let mut logs = values;
+                // SAFETY: the CPU has AVX-512 (checked above).
+                unsafe { log2_where(&mut logs, u64::MAX) };
+                values
+                    .into_iter()
+                    .zip(logs)
+                    .filter(|(x, log)| log.to_bits() != log2::log2(*x).to_bits())
+                    .map(|(x, _)| x.to_bits())
+                    .collect::<Vec<_>>()
+            })
+            .take_any(10)
+            .collect();
+        assert!(wrong.is_empty(), "vector log2 differs at {wrong:x?}");
     }
 
     #[test]

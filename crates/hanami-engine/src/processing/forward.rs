@@ -1,6 +1,7 @@
 //! The forward pass (spec §3): input injection, the synapse-section walk with growth, and the
 //! update of hidden neurons.
 
+use super::log2::log2;
 use super::output::output_potentials;
 use super::rows::RowSources;
 use super::{BlockTask, Sources, for_each_live};
@@ -112,6 +113,7 @@ impl Cluster {
             }
             if hidden {
                 *task.active = update_neurons(
+                    walks,
                     task.neurons,
                     task.potentials,
                     *task.in_use,
@@ -534,8 +536,9 @@ fn create_synapse(section: &mut Section, pos: usize, border: f32, seed: &mut u32
 /// Updates the hidden neurons of one block (spec §3.4): cooldown, refractory countdown,
 /// `log2(1 + x)` activation, and the request bits for neurons that fired for the first time.
 /// Returns the active neurons as a bit mask; `in_use` is the block's bit set of neurons that
-/// own a section.
+/// own a section. `walks` says whether the logarithms may be taken sixteen at a time.
 pub(super) fn update_neurons(
+    walks: Walks,
     neurons: &mut [Neuron],
     potentials: &mut [f32],
     in_use: u64,
@@ -568,8 +571,15 @@ pub(super) fn update_neurons(
         neuron.new_lower_bound = 0.0;
         neuron.potential_range = f32::MAX;
     }
-    for j in bits(active) {
-        potentials[j] = potentials[j].log2();
+    match walks {
+        Walks::Portable => {
+            for j in bits(active) {
+                potentials[j] = log2(potentials[j]);
+            }
+        }
+        // SAFETY: chosen only where the CPU has AVX-512 (`Walks::detect`).
+        #[cfg(target_arch = "x86_64")]
+        Walks::Avx512 => unsafe { super::avx512::log2_where(potentials, active) },
     }
     *new_mask = active & !in_use;
     active
@@ -630,7 +640,7 @@ mod tests {
                 }
                 if p > 0.0 {
                     active |= 1 << j;
-                    *potential = (p + 1.0).log2();
+                    *potential = log2(p + 1.0);
                 } else {
                     *potential = 0.0;
                 }
@@ -642,19 +652,24 @@ mod tests {
             for (j, neuron) in neurons.iter_mut().enumerate() {
                 neuron.input = inputs[(j + cycle) % inputs.len()];
             }
-            let mut new_mask = 0;
-            let fired = update_neurons(
-                &mut neurons,
-                &mut potentials,
-                0b1010,
-                &mut new_mask,
-                &params,
-            );
-            assert_eq!(fired, active, "cycle {cycle}");
-            assert_eq!(new_mask, active & !0b1010);
-            assert_eq!(neurons, reference.0);
             let bits = |v: &[f32]| v.iter().map(|p| p.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&potentials), bits(&reference.1), "cycle {cycle}");
+            let before = (neurons.clone(), potentials.clone());
+            for walks in [Walks::detect(true), Walks::Portable] {
+                (neurons, potentials) = before.clone();
+                let mut new_mask = 0;
+                let fired = update_neurons(
+                    walks,
+                    &mut neurons,
+                    &mut potentials,
+                    0b1010,
+                    &mut new_mask,
+                    &params,
+                );
+                assert_eq!(fired, active, "cycle {cycle}");
+                assert_eq!(new_mask, active & !0b1010);
+                assert_eq!(neurons, reference.0);
+                assert_eq!(bits(&potentials), bits(&reference.1), "cycle {cycle}");
+            }
         }
     }
 
@@ -671,7 +686,14 @@ mod tests {
         (0..cycles)
             .map(|_| {
                 neurons[0].input = 100.0;
-                update_neurons(&mut neurons, &mut potentials, 0, &mut mask, &params);
+                update_neurons(
+                    Walks::Portable,
+                    &mut neurons,
+                    &mut potentials,
+                    0,
+                    &mut mask,
+                    &params,
+                );
                 potentials[0]
             })
             .collect()
@@ -679,7 +701,7 @@ mod tests {
 
     #[test]
     fn refractory_time_counts_down_cycles() {
-        let fresh = (101.0f32).log2();
+        let fresh = log2(101.0);
         // Default 1: input every cycle.
         assert!(potentials(1, 1e7, 4).iter().all(|&p| p == fresh));
         // 3: input in cycles 1, 4, 7; in between only the cooldown acts. (The values are the
@@ -705,7 +727,14 @@ mod tests {
         neurons[3].input = 2.0;
         neurons[5].input = 2.0;
         let mut mask = 0;
-        let active = update_neurons(&mut neurons, &mut potentials, 1 << 5, &mut mask, &params);
+        let active = update_neurons(
+            Walks::Portable,
+            &mut neurons,
+            &mut potentials,
+            1 << 5,
+            &mut mask,
+            &params,
+        );
         assert_eq!(mask, 1 << 3);
         assert_eq!(active, (1 << 3) | (1 << 5));
         assert_eq!(neurons[3].input, 0.0);

@@ -12,6 +12,7 @@ mod avx512;
 mod backward;
 mod forward;
 mod growth;
+mod log2;
 mod output;
 mod reduction;
 pub(crate) mod rows;

@@ -496,6 +496,7 @@ impl Cluster {
     /// neurons in parallel (each neuron's update depends only on its own state).
     fn update_rows(&mut self, h: usize, states: &mut RowStates, limit: usize) {
         let params = NeuronParams::of(self);
+        let walks = self.walks;
         let hexagon = &self.hexagons[h];
         let neurons = states.neurons[h];
         let blocks = neurons / NEURONS_PER_BLOCK;
@@ -539,8 +540,14 @@ impl Cluster {
                 for (n, neuron) in range.clone().zip(group.iter_mut()) {
                     neuron.input = sums[base + n * LANES];
                 }
-                let active =
-                    update_neurons(&mut group, &mut potentials, in_use, &mut new_mask, &params);
+                let active = update_neurons(
+                    walks,
+                    &mut group,
+                    &mut potentials,
+                    in_use,
+                    &mut new_mask,
+                    &params,
+                );
                 item.active.push(active << shift);
                 row_potentials.copy_from_slice(&potentials);
                 for (refractory, neuron) in row_refractory.iter_mut().zip(&group) {
