@@ -25,17 +25,20 @@ use std::arch::x86_64::{
     _mm512_castps256_ps512, _mm512_castps512_ps256, _mm512_castsi512_ps, _mm512_castsi512_si256,
     _mm512_cmp_pd_mask, _mm512_cmp_ps_mask, _mm512_cmpeq_epi32_mask, _mm512_cmpge_epu32_mask,
     _mm512_cvtepi32_pd, _mm512_cvtepu8_epi32, _mm512_cvtepu32_epi64, _mm512_cvtpd_ps,
-    _mm512_cvtps_pd, _mm512_extractf64x4_pd, _mm512_extracti64x4_epi64, _mm512_fmadd_pd,
-    _mm512_insertf64x4, _mm512_loadu_pd, _mm512_loadu_ps, _mm512_mask_blend_ps,
-    _mm512_mask_i32gather_ps, _mm512_mask_loadu_pd, _mm512_mask_loadu_ps, _mm512_mask_storeu_ps,
-    _mm512_maskz_loadu_ps, _mm512_mul_pd, _mm512_mul_ps, _mm512_mullo_epi32,
-    _mm512_permutex2var_pd, _mm512_permutex2var_ps, _mm512_set1_epi32, _mm512_set1_pd,
-    _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_ps, _mm512_srai_epi32, _mm512_srli_epi32,
-    _mm512_storeu_ps, _mm512_sub_epi32, _mm512_sub_pd, _mm512_sub_ps, _mm512_test_epi32_mask,
+    _mm512_cvtps_pd, _mm512_div_ps, _mm512_extractf64x4_pd, _mm512_extracti64x4_epi64,
+    _mm512_fmadd_pd, _mm512_i32gather_epi32, _mm512_i32gather_ps, _mm512_insertf64x4,
+    _mm512_loadu_pd, _mm512_loadu_ps, _mm512_mask_add_ps, _mm512_mask_blend_epi32,
+    _mm512_mask_blend_ps, _mm512_mask_i32gather_ps, _mm512_mask_loadu_pd, _mm512_mask_loadu_ps,
+    _mm512_mask_storeu_ps, _mm512_mask_sub_epi32, _mm512_maskz_add_ps, _mm512_maskz_loadu_ps,
+    _mm512_mul_pd, _mm512_mul_ps, _mm512_mullo_epi32, _mm512_permutex2var_pd,
+    _mm512_permutex2var_ps, _mm512_set1_epi32, _mm512_set1_pd, _mm512_set1_ps, _mm512_setr_epi32,
+    _mm512_setzero_ps, _mm512_setzero_si512, _mm512_srai_epi32, _mm512_srli_epi32,
+    _mm512_storeu_ps, _mm512_storeu_si512, _mm512_sub_epi32, _mm512_sub_pd, _mm512_sub_ps,
+    _mm512_test_epi32_mask,
 };
 
 use super::backward::SYNAPSE_LEARNING_RATE;
-use super::forward::{THRESHOLD, in_split_window, target_index, walk_growing};
+use super::forward::{NeuronParams, THRESHOLD, in_split_window, target_index, walk_growing};
 use super::log2;
 use super::rows::{GroupSources, LANES};
 use super::{BlockTask, Sources};
@@ -77,6 +80,87 @@ fn widen(bytes: &[u8; 64], part: usize) -> __m512i {
     assert!(part < 4);
     // SAFETY: `part < 4`, so the 16 bytes lie inside the array.
     _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(bytes.as_ptr().add(16 * part).cast()) })
+}
+
+/// The neuron update (`forward::update_neurons`) of 16, 32, 48 or 64 neurons, sixteen at a
+/// time, with the same arithmetic: returns the neurons that fired as a bit mask.
+#[target_feature(enable = "avx512f")]
+pub(super) fn update_neurons(
+    neurons: &mut [Neuron],
+    potentials: &mut [f32],
+    params: &NeuronParams,
+) -> u64 {
+    let count = neurons.len();
+    assert!(
+        count <= 64 && count.is_multiple_of(16) && potentials.len() == count,
+        "whole groups of sixteen neurons"
+    );
+    const FIELDS: i32 = (std::mem::size_of::<Neuron>() / 4) as i32;
+    let fields = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(FIELDS),
+    );
+    let input_at = _mm512_add_epi32(
+        fields,
+        _mm512_set1_epi32((std::mem::offset_of!(Neuron, input) / 4) as i32),
+    );
+    let refractory_at = _mm512_add_epi32(
+        fields,
+        _mm512_set1_epi32((std::mem::offset_of!(Neuron, refractory) / 4) as i32),
+    );
+    let (zero, one) = (_mm512_setzero_si512(), _mm512_set1_epi32(1));
+    let mut active = 0u64;
+    for j in 0..count / 16 {
+        let group = &mut neurons[16 * j..16 * (j + 1)];
+        let base = group.as_ptr().cast::<u8>();
+        // SAFETY: the offsets address the `input` and `refractory` fields (both 4 bytes, at
+        // 4-byte-aligned offsets) of the group's 16 neurons.
+        let (input, refractory) = unsafe {
+            (
+                _mm512_i32gather_ps::<4>(input_at, base.cast()),
+                _mm512_i32gather_epi32::<4>(refractory_at, base.cast()),
+            )
+        };
+        // SAFETY: 16 potentials inside the slice (`16 · (j + 1) ≤ count`).
+        let potential = unsafe { _mm512_loadu_ps(potentials.as_ptr().add(16 * j)) };
+        let p = _mm512_div_ps(potential, _mm512_set1_ps(params.cooldown));
+        // The countdown stops at 0.
+        let counting = _mm512_test_epi32_mask(refractory, refractory);
+        let refractory = _mm512_mask_sub_epi32(refractory, counting, refractory, one);
+        let ready = _mm512_cmpeq_epi32_mask(refractory, zero);
+        // (The scalar update adds +0.0 to the others, which changes only −0.0, and that
+        // does not fire either way.)
+        let p = _mm512_mask_add_ps(
+            p,
+            ready,
+            p,
+            _mm512_mul_ps(_mm512_set1_ps(params.overflow), input),
+        );
+        let refractory = _mm512_mask_blend_epi32(
+            ready,
+            refractory,
+            _mm512_set1_epi32(params.refractory_time as i32),
+        );
+        let fired = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(p, _mm512_setzero_ps());
+        let value = _mm512_maskz_add_ps(fired, p, _mm512_set1_ps(1.0));
+        // SAFETY: as for the load.
+        unsafe { _mm512_storeu_ps(potentials.as_mut_ptr().add(16 * j), value) };
+        let mut countdowns = [0u32; 16];
+        // SAFETY: sixteen values.
+        unsafe { _mm512_storeu_si512(countdowns.as_mut_ptr().cast(), refractory) };
+        for (neuron, &refractory) in group.iter_mut().zip(&countdowns) {
+            *neuron = Neuron {
+                input: 0.0,
+                delta: 0.0,
+                new_lower_bound: 0.0,
+                potential_range: f32::MAX,
+                refractory,
+            };
+        }
+        active |= u64::from(fired) << (16 * j);
+    }
+    log2_where(potentials, active);
+    active
 }
 
 /// Replaces `values[j]` by `log2(values[j])` (`log2::log2`, the same bits) for every bit `j`

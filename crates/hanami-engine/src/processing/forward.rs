@@ -15,10 +15,10 @@ use crate::rng::{RAND_MAX_F32, pcg_hash};
 
 /// Neuron-update constants of one cluster.
 pub(super) struct NeuronParams {
-    cooldown: f32,
-    refractory_time: u32,
+    pub(super) cooldown: f32,
+    pub(super) refractory_time: u32,
     /// The original's `potentialOverflow`, fixed at 1.0.
-    overflow: f32,
+    pub(super) overflow: f32,
 }
 
 impl NeuronParams {
@@ -545,6 +545,18 @@ pub(super) fn update_neurons(
     new_mask: &mut u64,
     params: &NeuronParams,
 ) -> u64 {
+    let active = match walks {
+        Walks::Portable => update_block(neurons, potentials, params),
+        // SAFETY: chosen only where the CPU has AVX-512 (`Walks::detect`).
+        #[cfg(target_arch = "x86_64")]
+        Walks::Avx512 => unsafe { super::avx512::update_neurons(neurons, potentials, params) },
+    };
+    *new_mask = active & !in_use;
+    active
+}
+
+/// The neuron update of [`update_neurons`], one neuron after another.
+fn update_block(neurons: &mut [Neuron], potentials: &mut [f32], params: &NeuronParams) -> u64 {
     let mut active = 0u64;
     // Branch-free first: whether a neuron fires depends on the data, and a branch on it
     // mispredicts often. The logarithms follow, for the neurons that fired.
@@ -571,17 +583,9 @@ pub(super) fn update_neurons(
         neuron.new_lower_bound = 0.0;
         neuron.potential_range = f32::MAX;
     }
-    match walks {
-        Walks::Portable => {
-            for j in bits(active) {
-                potentials[j] = log2(potentials[j]);
-            }
-        }
-        // SAFETY: chosen only where the CPU has AVX-512 (`Walks::detect`).
-        #[cfg(target_arch = "x86_64")]
-        Walks::Avx512 => unsafe { super::avx512::log2_where(potentials, active) },
+    for j in bits(active) {
+        potentials[j] = log2(potentials[j]);
     }
-    *new_mask = active & !in_use;
     active
 }
 
