@@ -198,29 +198,8 @@ fn walk_weights<const RECORD: bool, const AGREE: bool>(
 
 #[cfg(test)]
 mod tests {
-    use crate::{Cluster, ClusterOptions, Template};
-
-    /// Eight inputs, class `i % 2` lighting its four with 100–149.
-    fn row(i: usize) -> ([f32; 8], [f32; 2]) {
-        let x = std::array::from_fn(|j| {
-            if j / 4 == i % 2 {
-                (100 + (i * 7 + j) % 50) as f32
-            } else {
-                0.0
-            }
-        });
-        (
-            x,
-            [i.is_multiple_of(2) as u8 as f32, (i % 2 == 1) as u8 as f32],
-        )
-    }
-
-    fn train(cluster: &mut Cluster, rows: std::ops::Range<usize>) {
-        for i in rows {
-            let (x, y) = row(i);
-            cluster.train_step(&[("x", &x)], &[("y", &y)]).unwrap();
-        }
-    }
+    use super::super::two_classes::{cluster, train};
+    use crate::Cluster;
 
     /// The backward walk does not clamp the potential to the section's range, the forward walk
     /// does: where a chain reaches beyond its range, the backward walk visits more synapses
@@ -228,18 +207,7 @@ mod tests {
     /// walk's end there.
     #[test]
     fn backward_walks_beyond_a_clamped_forward_walk() {
-        let template = Template::parse(
-            "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\nhexagons:\n    1,1,1\n    2,1,1\n    3,1,1\n\
-             inputs:\n    x:\n        target: 1,1,1\n        number_of_inputs: 8\n\
-             outputs:\n    y:\n        target: 3,1,1\n        number_of_outputs: 2\n",
-        )
-        .unwrap();
-        let options = ClusterOptions {
-            seed: 5,
-            threads: 1,
-            ..ClusterOptions::default()
-        };
-        let mut cluster = Cluster::new(&template, options).unwrap();
+        let mut cluster = cluster(5, 1);
         train(&mut cluster, 0..400);
         // Every chain of at least four synapses gets a range that ends in its middle.
         let mut clamped = 0;

@@ -16,6 +16,8 @@ mod log2;
 mod output;
 mod reduction;
 pub(crate) mod rows;
+#[cfg(test)]
+mod two_classes;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};

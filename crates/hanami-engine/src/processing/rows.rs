@@ -717,42 +717,13 @@ impl RowStates {
 
 #[cfg(test)]
 mod tests {
+    use super::super::two_classes::{cluster, inputs as row, train};
     use super::*;
-    use crate::{ClusterOptions, Template};
-
-    /// Two classes of eight inputs: class `i % 2` lights its four inputs with 100–149.
-    fn row(i: usize) -> Vec<f32> {
-        (0..8)
-            .map(|j| {
-                if j / 4 == i % 2 {
-                    (100 + (i * 7 + j) % 50) as f32
-                } else {
-                    0.0
-                }
-            })
-            .collect()
-    }
 
     #[test]
     fn trained_networks_run_whole_chunks_in_parallel() {
-        let template = Template::parse(
-            "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\nhexagons:\n    1,1,1\n    2,1,1\n    3,1,1\n\
-             inputs:\n    x:\n        target: 1,1,1\n        number_of_inputs: 8\n\
-             outputs:\n    y:\n        target: 3,1,1\n        number_of_outputs: 2\n",
-        )
-        .unwrap();
-        let options = ClusterOptions {
-            seed: 3,
-            threads: 2,
-            ..ClusterOptions::default()
-        };
-        let mut cluster = Cluster::new(&template, options).unwrap();
-        for i in 0..3000 {
-            let expected = [(i % 2 == 0) as u8 as f32, (i % 2 == 1) as u8 as f32];
-            cluster
-                .train_step(&[("x", &row(i))], &[("y", &expected)])
-                .unwrap();
-        }
+        let mut cluster = cluster(3, 2);
+        train(&mut cluster, 0..3000);
         let mut twin = Cluster::restore(&cluster.save()).unwrap();
         let mut chunk = Chunk::default();
         chunk.clear(&cluster.inputs, &cluster.outputs);

@@ -1,0 +1,44 @@
+//! A small learning task for the unit tests of the processing modules: eight inputs, two
+//! classes, class `i % 2` lighting its four inputs with values from 100 to 149.
+
+use crate::{Cluster, ClusterOptions, Template};
+
+/// A cluster of the seed template's shape for the task, with eight inputs `x` and two
+/// outputs `y`.
+pub(crate) fn cluster(seed: u64, threads: usize) -> Cluster {
+    let template = Template::parse(
+        "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\nhexagons:\n    1,1,1\n    2,1,1\n    3,1,1\n\
+         inputs:\n    x:\n        target: 1,1,1\n        number_of_inputs: 8\n\
+         outputs:\n    y:\n        target: 3,1,1\n        number_of_outputs: 2\n",
+    )
+    .expect("the template parses");
+    let options = ClusterOptions {
+        seed,
+        threads,
+        ..ClusterOptions::default()
+    };
+    Cluster::new(&template, options).expect("the cluster builds")
+}
+
+/// The inputs of sample `i`.
+pub(crate) fn inputs(i: usize) -> Vec<f32> {
+    (0..8)
+        .map(|j| {
+            if j / 4 == i % 2 {
+                (100 + (i * 7 + j) % 50) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// Trains `cluster` on samples `rows`.
+pub(crate) fn train(cluster: &mut Cluster, rows: std::ops::Range<usize>) {
+    for i in rows {
+        let expected = [i.is_multiple_of(2) as u8 as f32, (i % 2 == 1) as u8 as f32];
+        cluster
+            .train_step(&[("x", &inputs(i))], &[("y", &expected)])
+            .expect("a training step");
+    }
+}
