@@ -199,8 +199,9 @@ struct GroupWalk<'a> {
     output: Option<(&'a mut [f32], &'a mut [f32])>,
 }
 
-/// Neurons per group of the parallel neuron updates.
-const UPDATE_GROUP: usize = 16;
+/// Neurons per group of the parallel neuron updates: a neuron block, which the vector update
+/// takes in four steps; smaller groups cost more to hand out than they save.
+const UPDATE_GROUP: usize = NEURONS_PER_BLOCK;
 
 /// One group of neurons' updates over the rows of a chunk.
 struct NeuronRows<'a> {
