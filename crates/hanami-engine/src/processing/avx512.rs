@@ -27,20 +27,20 @@ use std::arch::x86_64::{
     _mm512_cvtepi32_pd, _mm512_cvtepu8_epi32, _mm512_cvtepu32_epi64, _mm512_cvtpd_ps,
     _mm512_cvtps_pd, _mm512_div_ps, _mm512_extractf64x4_pd, _mm512_extracti64x4_epi64,
     _mm512_fmadd_pd, _mm512_i32gather_epi32, _mm512_i32gather_ps, _mm512_insertf64x4,
-    _mm512_loadu_pd, _mm512_loadu_ps, _mm512_mask_add_ps, _mm512_mask_blend_epi32,
-    _mm512_mask_blend_ps, _mm512_mask_i32gather_ps, _mm512_mask_loadu_pd, _mm512_mask_loadu_ps,
-    _mm512_mask_storeu_ps, _mm512_mask_sub_epi32, _mm512_maskz_add_ps, _mm512_maskz_loadu_ps,
-    _mm512_mul_pd, _mm512_mul_ps, _mm512_mullo_epi32, _mm512_permutex2var_pd,
-    _mm512_permutex2var_ps, _mm512_set1_epi32, _mm512_set1_pd, _mm512_set1_ps, _mm512_setr_epi32,
-    _mm512_setzero_ps, _mm512_setzero_si512, _mm512_srai_epi32, _mm512_srli_epi32,
-    _mm512_storeu_ps, _mm512_storeu_si512, _mm512_sub_epi32, _mm512_sub_pd, _mm512_sub_ps,
-    _mm512_test_epi32_mask,
+    _mm512_loadu_pd, _mm512_loadu_ps, _mm512_loadu_si512, _mm512_mask_add_ps,
+    _mm512_mask_blend_epi32, _mm512_mask_blend_ps, _mm512_mask_i32gather_ps, _mm512_mask_loadu_pd,
+    _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_mask_sub_epi32, _mm512_maskz_add_ps,
+    _mm512_maskz_loadu_ps, _mm512_mul_pd, _mm512_mul_ps, _mm512_mullo_epi32,
+    _mm512_permutex2var_pd, _mm512_permutex2var_ps, _mm512_set1_epi32, _mm512_set1_epi64,
+    _mm512_set1_pd, _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_ps, _mm512_setzero_si512,
+    _mm512_srai_epi32, _mm512_srli_epi32, _mm512_storeu_ps, _mm512_storeu_si512, _mm512_sub_epi32,
+    _mm512_sub_pd, _mm512_sub_ps, _mm512_test_epi32_mask, _mm512_test_epi64_mask,
 };
 
 use super::backward::SYNAPSE_LEARNING_RATE;
 use super::forward::{NeuronParams, THRESHOLD, in_split_window, target_index, walk_growing};
 use super::log2;
-use super::rows::{GroupSources, LANES};
+use super::rows::{CHUNK_ROWS, GroupSources, LANES};
 use super::{BlockTask, Sources};
 use crate::network::{
     Connection, ConnectionBlock, NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK,
@@ -461,6 +461,21 @@ pub(super) fn walk_group(
         }
     }
     grows
+}
+
+/// Transposes a block's firing bits: bit `j` of `words[r]` (whether row `r` fired neuron `j`)
+/// becomes bit `r` of `neurons[j]`.
+#[target_feature(enable = "avx512f")]
+pub(super) fn transpose_rows(words: &[u64; CHUNK_ROWS], neurons: &mut [u32; NEURONS_PER_BLOCK]) {
+    // SAFETY: four loads of eight words inside the array.
+    let rows: [__m512i; 4] =
+        std::array::from_fn(|q| unsafe { _mm512_loadu_si512(words.as_ptr().add(8 * q).cast()) });
+    for (j, neuron) in neurons.iter_mut().enumerate() {
+        let bit = _mm512_set1_epi64(1 << j);
+        *neuron = rows.iter().enumerate().fold(0u32, |mask, (q, &eight)| {
+            mask | u32::from(_mm512_test_epi64_mask(eight, bit)) << (8 * q)
+        });
+    }
 }
 
 /// Two masks of eight lanes as one of sixteen.

@@ -30,7 +30,7 @@ use super::forward::{self, NeuronParams, update_neurons};
 use super::output::{output_values, sigmoid};
 use crate::cluster::{Cluster, Parallelism, Walks};
 use crate::network::{Hexagon, InputInterface, NO_NEURON, OutputInterface};
-use crate::network::{NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK, bits, low_bits};
+use crate::network::{NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK, low_bits};
 
 /// Rows a chunk holds at most: enough to keep both threads busy between hand-offs, few enough
 /// that the rows' states stay in the caches.
@@ -239,6 +239,7 @@ impl Cluster {
                     self.update_rows(h, &mut states, limit);
                 }
             }
+            #[cfg(target_arch = "x86_64")]
             if lane_walks && feeds_others {
                 states.note_fired(h, limit);
             }
@@ -700,18 +701,27 @@ impl RowStates {
         self.frozen.resize(rows, true);
     }
 
-    /// Notes, for every neuron of hexagon `h`, the rows among the first `rows` that fired it.
+    /// Notes, for every neuron of hexagon `h`, the rows among the first `rows` that fired it
+    /// (for the lane walks, so only with AVX-512).
+    #[cfg(target_arch = "x86_64")]
     fn note_fired(&mut self, h: usize, rows: usize) {
         let fired = &mut self.fired[h];
         fired.clear();
         fired.resize(self.neurons[h], 0);
         let blocks = self.neurons[h] / NEURONS_PER_BLOCK;
-        for (row, words) in self.active[h].chunks(blocks).take(rows).enumerate() {
-            for (b, &word) in words.iter().enumerate() {
-                for j in bits(word) {
-                    fired[b * NEURONS_PER_BLOCK + j] |= 1 << row;
-                }
+        for (b, fired) in fired.chunks_mut(NEURONS_PER_BLOCK).enumerate() {
+            // Block `b`'s active bits in each row, turned into each neuron's rows.
+            let mut words = [0u64; CHUNK_ROWS];
+            for (word, row) in words
+                .iter_mut()
+                .zip(self.active[h].chunks(blocks).take(rows))
+            {
+                *word = row[b];
             }
+            let fired: &mut [u32; NEURONS_PER_BLOCK] =
+                fired.try_into().expect("a neuron block has 64 neurons");
+            // SAFETY: lane walks (and so this) run only where the CPU has AVX-512.
+            unsafe { super::avx512::transpose_rows(&words, fired) };
         }
     }
 }
