@@ -217,7 +217,7 @@ fn last_walked_section(hexagon: &Hexagon, source: u32, index: u32) -> Option<(us
 
 /// Writes the input `values` into the first neurons of one block of an input hexagon (their
 /// `potentials` and `active` bits; neurons beyond the interface keep their state) and returns
-/// the bits of those that fire.
+/// the bits of those that fire (found with vector compares where the walks are vector ones).
 pub(super) fn inject_block(
     walks: Walks,
     potentials: &mut [f32],
@@ -536,7 +536,7 @@ fn create_synapse(section: &mut Section, pos: usize, border: f32, seed: &mut u32
 /// Updates the hidden neurons of one block (spec §3.4): cooldown, refractory countdown,
 /// `log2(1 + x)` activation, and the request bits for neurons that fired for the first time.
 /// Returns the active neurons as a bit mask; `in_use` is the block's bit set of neurons that
-/// own a section. `walks` says whether the logarithms may be taken sixteen at a time.
+/// own a section. With vector walks the update runs sixteen neurons at a time (same bits).
 pub(super) fn update_neurons(
     walks: Walks,
     neurons: &mut [Neuron],

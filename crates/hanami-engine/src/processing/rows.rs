@@ -6,7 +6,7 @@
 //! not depend on any other row, only on the row's source potentials, and the neuron update
 //! that carries the state from row to row is cheap and separate per neuron. So a chunk runs
 //! hexagon by hexagon: the walks of all its rows, then, for hidden hexagons, the neuron
-//! updates of the rows in row order, groups of neurons in parallel.
+//! updates of the rows in row order, neuron blocks in parallel.
 //!
 //! The walks take the rows in groups of up to 16, one group per thread at a time. With
 //! AVX-512 one pass over a section walks it for every row of the group, one row per vector
@@ -494,8 +494,8 @@ impl Cluster {
         }
     }
 
-    /// The neuron updates of hidden hexagon `h` for every row, in row order; groups of
-    /// neurons in parallel (each neuron's update depends only on its own state).
+    /// The neuron updates of hidden hexagon `h` for every row, in row order; neuron blocks in
+    /// parallel (each neuron's update depends only on its own state).
     fn update_rows(&mut self, h: usize, states: &mut RowStates, limit: usize) {
         let params = NeuronParams::of(self);
         let walks = self.walks;
