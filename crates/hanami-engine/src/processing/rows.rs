@@ -226,7 +226,8 @@ impl Cluster {
         let mut states = std::mem::take(&mut self.scratch.rows);
         states.prepare(self, rows);
         let mut limit = rows;
-        // Only the lane walks read which rows fired a source.
+        // Only the lane walks (AVX-512) read which rows fired a source.
+        #[cfg(target_arch = "x86_64")]
         let lane_walks = !matches!(self.walks, Walks::Portable);
         for h in 0..self.hexagons.len() {
             let hexagon = &self.hexagons[h];
