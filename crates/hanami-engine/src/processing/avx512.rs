@@ -24,28 +24,29 @@
 
 use std::arch::x86_64::{
     __m256, __m512, __m512d, __m512i, _CMP_GT_OQ, _CMP_LT_OQ, _CMP_NLE_UQ, _mm_loadu_si128,
-    _mm256_castpd_ps, _mm256_castps_pd, _mm512_add_epi32, _mm512_add_pd, _mm512_add_ps,
-    _mm512_and_si512, _mm512_castpd_ps, _mm512_castps_pd, _mm512_castps_si512,
-    _mm512_castps256_ps512, _mm512_castps512_ps256, _mm512_castsi512_ps, _mm512_castsi512_si256,
-    _mm512_cmp_pd_mask, _mm512_cmp_ps_mask, _mm512_cmpeq_epi32_mask, _mm512_cmpge_epu32_mask,
-    _mm512_cvtepi32_pd, _mm512_cvtepu8_epi32, _mm512_cvtepu32_epi64, _mm512_cvtpd_ps,
-    _mm512_cvtps_pd, _mm512_div_ps, _mm512_extractf64x4_pd, _mm512_extracti64x4_epi64,
-    _mm512_fmadd_pd, _mm512_i32gather_epi32, _mm512_i32gather_ps, _mm512_insertf64x4,
-    _mm512_loadu_pd, _mm512_loadu_ps, _mm512_loadu_si512, _mm512_mask_add_ps,
-    _mm512_mask_blend_epi32, _mm512_mask_blend_ps, _mm512_mask_i32gather_ps, _mm512_mask_loadu_pd,
-    _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_mask_sub_epi32, _mm512_maskz_add_ps,
-    _mm512_maskz_loadu_ps, _mm512_mul_pd, _mm512_mul_ps, _mm512_mullo_epi32,
-    _mm512_permutex2var_pd, _mm512_permutex2var_ps, _mm512_set1_epi32, _mm512_set1_epi64,
-    _mm512_set1_pd, _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_ps, _mm512_setzero_si512,
+    _mm256_castpd_ps, _mm256_castps_pd, _mm512_add_epi32, _mm512_add_epi64, _mm512_add_pd,
+    _mm512_add_ps, _mm512_and_si512, _mm512_castpd_ps, _mm512_castpd_si512, _mm512_castps_pd,
+    _mm512_castps_si512, _mm512_castps256_ps512, _mm512_castps512_ps256, _mm512_castsi512_pd,
+    _mm512_castsi512_ps, _mm512_castsi512_si256, _mm512_cmp_pd_mask, _mm512_cmp_ps_mask,
+    _mm512_cmpeq_epi32_mask, _mm512_cmpge_epu32_mask, _mm512_cvtepi32_pd, _mm512_cvtepu8_epi32,
+    _mm512_cvtepu32_epi64, _mm512_cvtpd_ps, _mm512_cvtps_pd, _mm512_div_ps, _mm512_extractf64x4_pd,
+    _mm512_extracti64x4_epi64, _mm512_fmadd_pd, _mm512_fmsub_pd, _mm512_i32gather_epi32,
+    _mm512_i32gather_ps, _mm512_insertf64x4, _mm512_loadu_pd, _mm512_loadu_ps, _mm512_loadu_si512,
+    _mm512_mask_add_ps, _mm512_mask_blend_epi32, _mm512_mask_blend_epi64, _mm512_mask_blend_ps,
+    _mm512_mask_i32gather_ps, _mm512_mask_loadu_pd, _mm512_mask_loadu_ps, _mm512_mask_storeu_ps,
+    _mm512_mask_sub_epi32, _mm512_maskz_add_ps, _mm512_maskz_loadu_ps, _mm512_mul_pd,
+    _mm512_mul_ps, _mm512_mullo_epi32, _mm512_permutex2var_epi64, _mm512_permutex2var_pd,
+    _mm512_permutex2var_ps, _mm512_set1_epi32, _mm512_set1_epi64, _mm512_set1_pd, _mm512_set1_ps,
+    _mm512_setr_epi32, _mm512_setzero_ps, _mm512_setzero_si512, _mm512_slli_epi64,
     _mm512_srai_epi32, _mm512_srli_epi32, _mm512_storeu_ps, _mm512_storeu_si512, _mm512_sub_epi32,
-    _mm512_sub_pd, _mm512_sub_ps, _mm512_test_epi32_mask, _mm512_test_epi64_mask,
+    _mm512_sub_pd, _mm512_sub_ps, _mm512_test_epi32_mask, _mm512_test_epi64_mask, _mm512_xor_si512,
 };
 
 use super::backward::SYNAPSE_LEARNING_RATE;
 use super::forward::{NeuronParams, THRESHOLD, in_split_window, target_index, walk_growing};
-use super::log2;
 use super::rows::{CHUNK_ROWS, GroupSources, LANES};
 use super::{BlockTask, Sources};
+use super::{exp, log2};
 use crate::network::{
     Connection, ConnectionBlock, NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK,
     SYNAPSES_PER_SECTION, Section, UNKNOWN_REACH, WALK_THRESHOLD, bits, low_bits,
@@ -165,6 +166,113 @@ pub(super) fn update_neurons(
     }
     log2_where(potentials, active);
     active
+}
+
+/// `sigmoid` (`super::exp::sigmoid`, the same bits) of sixteen values.
+#[target_feature(enable = "avx512f")]
+pub(super) fn sigmoid_lanes(x: __m512) -> __m512 {
+    let table: [__m512i; 4] = std::array::from_fn(|q| {
+        let entries: [u64; 8] = std::array::from_fn(|i| exp::table(8 * q + i));
+        // SAFETY: eight values inside the array.
+        unsafe { _mm512_loadu_si512(entries.as_ptr().cast()) }
+    });
+    let (inv_ln2_n, shift) = (
+        _mm512_set1_pd(exp::inv_ln2_n()),
+        _mm512_set1_pd(exp::shift()),
+    );
+    let c: [__m512d; 3] = std::array::from_fn(|i| _mm512_set1_pd(exp::poly(i)));
+    // `-x` flips the sign bit (also of zeros, which `0 − x` would not).
+    let minus_x = _mm512_castsi512_ps(_mm512_xor_si512(
+        _mm512_castps_si512(x),
+        _mm512_set1_epi32(i32::MIN),
+    ));
+    let half = |part: usize| -> __m256 {
+        let lanes = if part == 0 {
+            _mm512_castps512_ps256(minus_x)
+        } else {
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(minus_x)))
+        };
+        let xd = _mm512_cvtps_pd(lanes);
+        let kd = _mm512_fmadd_pd(inv_ln2_n, xd, shift);
+        let ki = _mm512_castpd_si512(kd);
+        let kd = _mm512_sub_pd(kd, shift);
+        let r = _mm512_fmsub_pd(inv_ln2_n, xd, kd);
+        let index = _mm512_and_si512(ki, _mm512_set1_epi64(31));
+        let low = _mm512_permutex2var_epi64(table[0], index, table[1]);
+        let high = _mm512_permutex2var_epi64(table[2], index, table[3]);
+        let upper = _mm512_test_epi64_mask(index, _mm512_set1_epi64(16));
+        let entry = _mm512_mask_blend_epi64(upper, low, high);
+        let s = _mm512_castsi512_pd(_mm512_add_epi64(entry, _mm512_slli_epi64::<47>(ki)));
+        let z = _mm512_fmadd_pd(c[0], r, c[1]);
+        let r2 = _mm512_mul_pd(r, r);
+        let y = _mm512_fmadd_pd(c[2], r, _mm512_set1_pd(1.0));
+        let y = _mm512_fmadd_pd(z, r2, y);
+        _mm512_cvtpd_ps(_mm512_mul_pd(y, s))
+    };
+    let e = join_halves(half(0), half(1));
+    let one = _mm512_set1_ps(1.0);
+    let result = _mm512_div_ps(one, _mm512_add_ps(one, e));
+    // Lanes where `exp` takes the platform's (|x| ≥ 88, infinities, NaN).
+    let top = _mm512_and_si512(
+        _mm512_srli_epi32::<20>(_mm512_castps_si512(minus_x)),
+        _mm512_set1_epi32(0x7ff),
+    );
+    let outside = _mm512_cmpge_epu32_mask(top, _mm512_set1_epi32(0x42b));
+    if outside == 0 {
+        return result;
+    }
+    let mut values = [0.0f32; 16];
+    let mut inputs = [0.0f32; 16];
+    // SAFETY: sixteen values each.
+    unsafe {
+        _mm512_storeu_ps(values.as_mut_ptr(), result);
+        _mm512_storeu_ps(inputs.as_mut_ptr(), x);
+    }
+    for lane in bits(u64::from(outside)) {
+        values[lane] = exp::sigmoid(inputs[lane]);
+    }
+    // SAFETY: sixteen values.
+    unsafe { _mm512_loadu_ps(values.as_ptr()) }
+}
+
+/// `sigmoid_lanes` of an array.
+#[target_feature(enable = "avx512f")]
+pub(super) fn sigmoid_array(values: &[f32; 16]) -> [f32; 16] {
+    let mut out = [0.0f32; 16];
+    // SAFETY: sixteen values each.
+    unsafe {
+        let x = _mm512_loadu_ps(values.as_ptr());
+        _mm512_storeu_ps(out.as_mut_ptr(), sigmoid_lanes(x));
+    }
+    out
+}
+
+/// The potentials of a block of output-hexagon neurons (`output::output_potentials`), sixteen
+/// at a time: `sigmoid` of the summed inputs, gathered from the neuron records. Leaves the
+/// inputs as they are.
+#[target_feature(enable = "avx512f")]
+pub(super) fn output_potentials(neurons: &[Neuron], potentials: &mut [f32]) {
+    let count = neurons.len();
+    assert!(
+        count.is_multiple_of(16) && potentials.len() == count,
+        "whole groups of sixteen neurons"
+    );
+    const FIELDS: i32 = (std::mem::size_of::<Neuron>() / 4) as i32;
+    let input_at = _mm512_add_epi32(
+        _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(FIELDS),
+        ),
+        _mm512_set1_epi32((std::mem::offset_of!(Neuron, input) / 4) as i32),
+    );
+    for (group, potentials) in neurons.chunks(16).zip(potentials.chunks_mut(16)) {
+        // SAFETY: the offsets address the `input` fields (4 bytes, 4-byte aligned) of the
+        // group's 16 neurons; 16 potentials lie in the chunk.
+        unsafe {
+            let input = _mm512_i32gather_ps::<4>(input_at, group.as_ptr().cast::<u8>().cast());
+            _mm512_storeu_ps(potentials.as_mut_ptr(), sigmoid_lanes(input));
+        }
+    }
 }
 
 /// Replaces `values[j]` by `log2(values[j])` (`log2::log2`, the same bits) for every bit `j`
@@ -856,6 +964,51 @@ mod tests {
             .take_any(10)
             .collect();
         assert!(wrong.is_empty(), "vector log2 differs at {wrong:x?}");
+    }
+
+    /// Every ninth `f32` (all of them, infinities and NaN included, in steps of nine), sixteen
+    /// at a time, plus the values around 0 and the edges where `exp` takes the platform's.
+    #[test]
+    fn vector_sigmoids_are_the_scalar_ones() {
+        use rayon::prelude::*;
+        if !available() {
+            return;
+        }
+        let special = [
+            0.0f32,
+            -0.0,
+            88.0,
+            -88.0,
+            87.99,
+            -87.99,
+            1e-40,
+            -1e-40,
+            f32::MAX,
+        ];
+        let check = |values: [f32; 16]| -> Vec<u32> {
+            // SAFETY: the CPU has AVX-512 (checked above).
+            let sigmoids = unsafe { sigmoid_array(&values) };
+            values
+                .into_iter()
+                .zip(sigmoids)
+                .filter(|&(x, s)| {
+                    let expected = exp::sigmoid(x);
+                    s.to_bits() != expected.to_bits() && !(s.is_nan() && expected.is_nan())
+                })
+                .map(|(x, _)| x.to_bits())
+                .collect()
+        };
+        assert!(check(std::array::from_fn(|i| special[i % special.len()])).is_empty());
+        let wrong: Vec<u32> = (0..u32::MAX / 144)
+            .into_par_iter()
+            .flat_map_iter(|chunk| {
+                check(std::array::from_fn(|i| {
+                    f32::from_bits((chunk * 16 + i as u32) * 9)
+                }))
+            })
+            .take_any(10)
+            .collect();
+        assert!(wrong.is_empty(), "vector sigmoid differs at {wrong:x?}");
     }
 
     #[test]

@@ -121,7 +121,7 @@ impl Cluster {
                     &params,
                 );
             } else {
-                output_potentials(task.neurons, task.potentials);
+                output_potentials(walks, task.neurons, task.potentials);
             }
         });
         let dim = self.hexagons[h].dim;

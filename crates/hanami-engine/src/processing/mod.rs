@@ -10,6 +10,7 @@
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod backward;
+mod exp;
 mod forward;
 mod growth;
 mod log2;

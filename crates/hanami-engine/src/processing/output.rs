@@ -1,7 +1,8 @@
 //! The output layer (spec §3.5, §4.1): output-hexagon neurons become `sigmoid(input)`, and each
 //! output neuron is the sigmoid of a weighted sum over up to seven sampled hexagon neurons.
 
-use crate::cluster::Cluster;
+pub(super) use super::exp::sigmoid;
+use crate::cluster::{Cluster, Walks};
 use crate::network::{
     NEURONS_PER_BLOCK, NO_NEURON, Neuron, OUTPUT_TARGETS, OutputInterface, OutputTarget,
 };
@@ -10,19 +11,31 @@ use crate::rng::{RAND_MAX_F32, pcg_hash};
 /// Learning rate of the output-target weights.
 const OUTPUT_LEARNING_RATE: f32 = 0.1;
 
-/// `1 / (1 + e^-x)` in `f32`; also the potential of an output-hexagon neuron with summed input
-/// `x` (a neuron without input gets exactly 0.5, since `e^0` is 1).
-#[inline]
-pub(super) fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+/// Turns the summed inputs of a block of output-hexagon neurons into their potentials,
+/// `sigmoid(input)`, and clears the inputs; sixteen at a time with vector walks (same bits).
+pub(super) fn output_potentials(walks: Walks, neurons: &mut [Neuron], potentials: &mut [f32]) {
+    match walks {
+        Walks::Portable => {
+            for (neuron, potential) in neurons.iter_mut().zip(potentials.iter_mut()) {
+                *potential = sigmoid(neuron.input);
+            }
+        }
+        // SAFETY: chosen only where the CPU has AVX-512 (`Walks::detect`).
+        #[cfg(target_arch = "x86_64")]
+        Walks::Avx512 => unsafe { super::avx512::output_potentials(neurons, potentials) },
+    }
+    for neuron in neurons {
+        neuron.input = 0.0;
+    }
 }
 
-/// Turns the summed inputs of a block of output-hexagon neurons into their potentials,
-/// `sigmoid(input)`, and clears the inputs.
-pub(super) fn output_potentials(neurons: &mut [Neuron], potentials: &mut [f32]) {
-    for (neuron, potential) in neurons.iter_mut().zip(potentials) {
-        *potential = sigmoid(neuron.input);
-        neuron.input = 0.0;
+/// `sigmoid` of sixteen values, at once with vector walks (same bits).
+pub(super) fn sigmoid_lanes(walks: Walks, values: &[f32; 16]) -> [f32; 16] {
+    match walks {
+        Walks::Portable => values.map(sigmoid),
+        // SAFETY: chosen only where the CPU has AVX-512 (`Walks::detect`).
+        #[cfg(target_arch = "x86_64")]
+        Walks::Avx512 => unsafe { super::avx512::sigmoid_array(values) },
     }
 }
 

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::Feed;
 use super::forward::{self, NeuronParams, update_neurons};
-use super::output::{output_values, sigmoid};
+use super::output::{output_values, sigmoid, sigmoid_lanes};
 use crate::cluster::{Cluster, Parallelism, Walks};
 use crate::network::{Hexagon, InputInterface, NO_NEURON, OutputInterface};
 use crate::network::{NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK, low_bits};
@@ -468,11 +468,17 @@ impl Cluster {
             };
             if let (Some((potentials, values)), Some(o)) = (item.output.as_mut(), hexagon.output) {
                 let size = outputs[o].values.len();
-                for lane in 0..rows {
-                    let potentials = &mut potentials[lane * width..(lane + 1) * width];
-                    for &n in &read {
-                        potentials[n] = sigmoid(item.sums[n * LANES + lane]);
+                for &n in &read {
+                    let sums: &[f32; LANES] = item.sums[n * LANES..][..LANES]
+                        .try_into()
+                        .expect("a neuron's lanes");
+                    let lanes = sigmoid_lanes(walks, sums);
+                    for (lane, &potential) in lanes.iter().enumerate().take(rows) {
+                        potentials[lane * width + n] = potential;
                     }
+                }
+                for lane in 0..rows {
+                    let potentials = &potentials[lane * width..(lane + 1) * width];
                     output_values(
                         &outputs[o].targets,
                         potentials,
