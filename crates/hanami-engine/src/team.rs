@@ -10,9 +10,10 @@
 //! caller that waited for it would spin for a whole time slice).
 
 use std::cell::UnsafeCell;
+use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,45 @@ const SPIN_TIME: Duration = Duration::from_micros(200);
 
 /// A job: called with the part index 1 on the worker.
 type Job = *const (dyn Fn(usize) + Sync);
+
+/// Items of a mutable slice handed out one at a time, each to exactly one of the threads that
+/// claim them (in order), without a lock per item.
+pub(crate) struct Claims<'a, T> {
+    items: *mut T,
+    len: usize,
+    /// The next index to hand out, on a cache line of its own (both threads update it).
+    next: Padded,
+    _items: PhantomData<&'a mut [T]>,
+}
+
+/// An atomic counter alone on its cache lines.
+#[repr(align(128))]
+struct Padded(AtomicUsize);
+
+// SAFETY: every index is handed out at most once (an atomic fetch-and-add), so no two threads
+// get the same item; the items themselves go to other threads, hence `T: Send`.
+unsafe impl<T: Send> Sync for Claims<'_, T> {}
+
+impl<'a, T> Claims<'a, T> {
+    /// Hands out the items of `items`.
+    pub(crate) fn new(items: &'a mut [T]) -> Self {
+        Claims {
+            items: items.as_mut_ptr(),
+            len: items.len(),
+            next: Padded(AtomicUsize::new(0)),
+            _items: PhantomData,
+        }
+    }
+
+    /// The next item nobody has claimed yet, if any.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) fn claim(&self) -> Option<&mut T> {
+        let index = self.next.0.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `index` is below the length, so inside the slice, which `self` borrows
+        // mutably for `'a`; no other claim returns the same index (see `Sync` above).
+        (index < self.len).then(|| unsafe { &mut *self.items.add(index) })
+    }
+}
 
 /// State shared between the calling thread and the worker.
 struct Shared {
@@ -219,6 +259,21 @@ mod tests {
         let start = Instant::now();
         while !flag.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(1) {
             std::hint::spin_loop();
+        }
+    }
+
+    #[test]
+    fn claims_hand_out_every_item_once() {
+        let mut pair = Pair::new().unwrap();
+        for round in 0..1000u64 {
+            let mut items = vec![0u64; 1 + (round % 40) as usize];
+            let claims = Claims::new(&mut items);
+            pair.run(&|_| {
+                while let Some(item) = claims.claim() {
+                    *item += 1;
+                }
+            });
+            assert!(items.iter().all(|&n| n == 1), "round {round}: {items:?}");
         }
     }
 

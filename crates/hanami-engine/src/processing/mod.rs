@@ -20,9 +20,6 @@ pub(crate) mod rows;
 #[cfg(test)]
 mod two_classes;
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
@@ -33,6 +30,7 @@ use crate::network::{
     Connection, ConnectionBlock, Hexagon, NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK, Section,
     bits,
 };
+use crate::team::Claims;
 
 /// Read-only view of the neurons of every hexagon except the one being processed, for
 /// looking up the source neuron of a section.
@@ -407,11 +405,10 @@ impl Parallelism {
         match self {
             Parallelism::Sequential => items.iter_mut().for_each(work),
             Parallelism::Pair(pair) => {
-                let items: Vec<Mutex<&mut T>> = items.iter_mut().map(Mutex::new).collect();
-                let next = AtomicUsize::new(0);
+                let claims = Claims::new(items);
                 pair.run(&|_| {
-                    while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        work(&mut item.lock().unwrap_or_else(|e| e.into_inner()));
+                    while let Some(item) = claims.claim() {
+                        work(item);
                     }
                 });
             }
