@@ -87,6 +87,21 @@ fn widen(bytes: &[u8; 64], part: usize) -> __m512i {
     _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(bytes.as_ptr().add(16 * part).cast()) })
 }
 
+/// Where one 4-byte field (at byte `offset` in a [`Neuron`]) of sixteen consecutive neuron
+/// records lies, in 4-byte words from the first record: the offsets of a gather.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn neuron_field(offset: usize) -> __m512i {
+    const WORDS: i32 = (std::mem::size_of::<Neuron>() / 4) as i32;
+    _mm512_add_epi32(
+        _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(WORDS),
+        ),
+        _mm512_set1_epi32((offset / 4) as i32),
+    )
+}
+
 /// The neuron update (`forward::update_neurons`) of 16, 32, 48 or 64 neurons, sixteen at a
 /// time, with the same arithmetic: returns the neurons that fired as a bit mask.
 #[target_feature(enable = "avx512f")]
@@ -100,19 +115,8 @@ pub(super) fn update_neurons(
         count <= 64 && count.is_multiple_of(16) && potentials.len() == count,
         "whole groups of sixteen neurons"
     );
-    const FIELDS: i32 = (std::mem::size_of::<Neuron>() / 4) as i32;
-    let fields = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32(FIELDS),
-    );
-    let input_at = _mm512_add_epi32(
-        fields,
-        _mm512_set1_epi32((std::mem::offset_of!(Neuron, input) / 4) as i32),
-    );
-    let refractory_at = _mm512_add_epi32(
-        fields,
-        _mm512_set1_epi32((std::mem::offset_of!(Neuron, refractory) / 4) as i32),
-    );
+    let input_at = neuron_field(std::mem::offset_of!(Neuron, input));
+    let refractory_at = neuron_field(std::mem::offset_of!(Neuron, refractory));
     let (zero, one) = (_mm512_setzero_si512(), _mm512_set1_epi32(1));
     let mut active = 0u64;
     for j in 0..count / 16 {
@@ -257,14 +261,7 @@ pub(super) fn output_potentials(neurons: &[Neuron], potentials: &mut [f32]) {
         count.is_multiple_of(16) && potentials.len() == count,
         "whole groups of sixteen neurons"
     );
-    const FIELDS: i32 = (std::mem::size_of::<Neuron>() / 4) as i32;
-    let input_at = _mm512_add_epi32(
-        _mm512_mullo_epi32(
-            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-            _mm512_set1_epi32(FIELDS),
-        ),
-        _mm512_set1_epi32((std::mem::offset_of!(Neuron, input) / 4) as i32),
-    );
+    let input_at = neuron_field(std::mem::offset_of!(Neuron, input));
     for (group, potentials) in neurons.chunks(16).zip(potentials.chunks_mut(16)) {
         // SAFETY: the offsets address the `input` fields (4 bytes, 4-byte aligned) of the
         // group's 16 neurons; 16 potentials lie in the chunk.
