@@ -2,6 +2,7 @@
 //! requests, inspection and checkpoints.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::error::EngineError;
 use crate::geometry::{self, GROWTH_TARGETS, NO_HEXAGON};
@@ -9,6 +10,7 @@ use crate::network::{
     ConnectionBlock, Hexagon, InputInterface, NEURONS_PER_BLOCK, Neuron, OUTPUT_TARGETS,
     OutputInterface, OutputTarget, SECTION_STORE_BYTES,
 };
+use crate::pace::{Pace, Work};
 use crate::processing::Scratch;
 use crate::rng::Rng;
 use crate::template::{Settings, Template};
@@ -22,8 +24,10 @@ pub struct ClusterOptions {
     /// Worker threads for processing the neuron blocks of a hexagon (and the rows of request
     /// batches): 1 runs everything on the calling thread; 2 splits the work between the
     /// calling thread and one dedicated worker thread that waits for work by spinning (then
-    /// parks when idle); 0 uses the rayon pool the caller runs in, `n > 2` starts a rayon pool
-    /// of `n` threads for this cluster. Results do not depend on this value.
+    /// parks when idle), and runs cycles on the calling thread alone while measurements say
+    /// that is faster (where the cores are far apart; see `pace.rs`); 0 uses the rayon pool
+    /// the caller runs in, `n > 2` starts a rayon pool of `n` threads for this cluster.
+    /// Results do not depend on this value.
     pub threads: usize,
     /// Whether request cycles grow the network like the original (input sections, synapse
     /// creation, border splits). `false` freezes the structure during requests.
@@ -84,8 +88,13 @@ pub struct GrowthStats {
 pub(crate) enum Parallelism {
     /// On the calling thread.
     Sequential,
-    /// Split between the calling thread and a spinning worker.
-    Pair(crate::team::Pair),
+    /// Split between the calling thread and a spinning worker, or on the calling thread alone
+    /// while that is faster (`solo`, chosen by `pace` for the current cycles).
+    Pair {
+        threads: crate::team::Pair,
+        pace: Pace,
+        solo: bool,
+    },
     /// In the rayon pool the caller runs in.
     Current,
     /// In the cluster's own pool.
@@ -97,12 +106,14 @@ impl Parallelism {
         Ok(match threads {
             0 => Parallelism::Current,
             1 => Parallelism::Sequential,
-            2 => Parallelism::Pair(crate::team::Pair::new().map_err(|e| {
-                EngineError::ThreadPool {
+            2 => Parallelism::Pair {
+                threads: crate::team::Pair::new().map_err(|e| EngineError::ThreadPool {
                     threads: 2,
                     message: e.to_string(),
-                }
-            })?),
+                })?,
+                pace: Pace::default(),
+                solo: false,
+            },
             n => Parallelism::Pool(Arc::new(
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(n)
@@ -114,6 +125,35 @@ impl Parallelism {
             )),
         })
     }
+
+    /// Starts cycles of kind `work`: a pair chooses here whether its worker takes part in
+    /// them (see [`crate::pace`]), and times them until [`Parallelism::finish`].
+    pub(crate) fn start(&mut self, work: Work) -> Option<Timing> {
+        match self {
+            Parallelism::Pair { pace, solo, .. } => {
+                *solo = pace.solo(work);
+                Some(Timing {
+                    work,
+                    since: Instant::now(),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Ends the cycles started with `timing`, `rows` of them.
+    pub(crate) fn finish(&mut self, timing: Option<Timing>, rows: usize) {
+        if let (Some(timing), Parallelism::Pair { pace, .. }) = (timing, self) {
+            let rows = u32::try_from(rows).unwrap_or(u32::MAX);
+            pace.record(timing.work, rows, timing.since.elapsed());
+        }
+    }
+}
+
+/// Cycles being timed for a pair's choice.
+pub(crate) struct Timing {
+    work: Work,
+    since: Instant,
 }
 
 /// A neural network grown from a cluster template.

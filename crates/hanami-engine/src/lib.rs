@@ -10,7 +10,8 @@
 //! The crate is pure computation: no async, no I/O, no database. Dataset rows come in
 //! through the [`Rows`] trait, checkpoints are byte buffers. Processing is parallel over the
 //! neuron blocks of a hexagon (the calling thread plus one spinning worker for two threads,
-//! rayon for more) and deterministic: the same seed and inputs give bit-identical results for
+//! which it leaves idle while cycles measure faster without it; rayon for more) and
+//! deterministic: the same seed and inputs give bit-identical results for
 //! any thread count.
 //!
 //! ```
@@ -30,6 +31,7 @@ mod cluster;
 mod error;
 mod geometry;
 mod network;
+mod pace;
 mod processing;
 mod rng;
 mod team;

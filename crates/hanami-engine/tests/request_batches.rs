@@ -91,6 +91,19 @@ fn request_batches_equal_one_request_after_another() {
     }
 }
 
+#[test]
+fn a_pair_that_runs_some_cycles_alone_computes_the_same_bits() {
+    // A two-thread cluster times a window of cycles on the calling thread alone after its
+    // first 2,048 cycles of each kind (and keeps that way if it was faster), so these runs
+    // cross from both threads to one, and possibly back, in training and in request rows.
+    let mut pair = cluster(23, 2, false);
+    let mut one = cluster(23, 1, false);
+    train(&mut pair, 0, 3000);
+    train(&mut one, 0, 3000);
+    assert!(pair.save() == one.save(), "states differ after training");
+    assert_same(&mut pair, &mut one, 5000, 3000, "request rows");
+}
+
 /// A template for the synthetic task with the given settings and hexagons (the last one takes
 /// the output).
 fn template(settings: &str, hexagons: &[&str]) -> Template {

@@ -30,6 +30,7 @@ use crate::network::{
     Connection, ConnectionBlock, Hexagon, NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK, Section,
     bits,
 };
+use crate::pace::Work;
 use crate::team::Claims;
 
 /// Read-only view of the neurons of every hexagon except the one being processed, for
@@ -274,6 +275,7 @@ struct BlockTask<'a> {
 impl Cluster {
     /// One training cycle on the values already in the interfaces.
     pub(crate) fn train_cycle(&mut self) {
+        let timing = self.parallel.start(Work::Train);
         self.forward(true);
         self.backward();
         if self.settings.enable_reduction {
@@ -283,11 +285,14 @@ impl Cluster {
                 self.reduce();
             }
         }
+        self.parallel.finish(timing, 1);
     }
 
     /// One request cycle on the input values already in the interfaces.
     pub(crate) fn request_cycle(&mut self) {
+        let timing = self.parallel.start(Work::Request);
         self.forward(false);
+        self.parallel.finish(timing, 1);
     }
 
     /// Builds the index of where each hexagon's sections come from, if a change of the section
@@ -322,7 +327,7 @@ impl Cluster {
                 blocks[slot / SECTIONS_PER_BLOCK].live |= 1 << (slot % SECTIONS_PER_BLOCK);
             });
         }
-        if let Parallelism::Pair(_) = self.parallel {
+        if let Parallelism::Pair { .. } = self.parallel {
             let loads = &mut self.scratch.loads;
             if loads.len() < count {
                 loads.resize(count, Vec::new());
@@ -389,7 +394,8 @@ impl Parallelism {
     pub(crate) fn threads(&self) -> usize {
         match self {
             Parallelism::Sequential => 1,
-            Parallelism::Pair(_) => 2,
+            Parallelism::Pair { solo: true, .. } => 1,
+            Parallelism::Pair { .. } => 2,
             Parallelism::Current => rayon::current_num_threads(),
             Parallelism::Pool(pool) => pool.current_num_threads(),
         }
@@ -403,10 +409,12 @@ impl Parallelism {
             return;
         }
         match self {
-            Parallelism::Sequential => items.iter_mut().for_each(work),
-            Parallelism::Pair(pair) => {
+            Parallelism::Sequential | Parallelism::Pair { solo: true, .. } => {
+                items.iter_mut().for_each(work);
+            }
+            Parallelism::Pair { threads, .. } => {
                 let claims = Claims::new(items);
-                pair.run(&|_| {
+                threads.run(&|_| {
                     while let Some(item) = claims.claim() {
                         work(item);
                     }

@@ -31,6 +31,7 @@ use super::output::{output_values, sigmoid, sigmoid_lanes};
 use crate::cluster::{Cluster, Parallelism, Walks};
 use crate::network::{Hexagon, InputInterface, NO_NEURON, OutputInterface};
 use crate::network::{NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK, low_bits};
+use crate::pace::Work;
 
 /// Rows a chunk holds at most: enough to keep both threads busy between hand-offs, few enough
 /// that the rows' states stay in the caches.
@@ -222,6 +223,7 @@ impl Cluster {
         if !self.rows_possible() {
             return 0;
         }
+        let timing = self.parallel.start(Work::Rows);
         let rows = chunk.rows - from;
         let mut states = std::mem::take(&mut self.scratch.rows);
         states.prepare(self, rows);
@@ -256,6 +258,7 @@ impl Cluster {
             self.settle_rows(chunk, from, &states, limit);
         }
         self.scratch.rows = states;
+        self.parallel.finish(timing, limit);
         limit
     }
 
