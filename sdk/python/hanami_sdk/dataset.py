@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import time
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Coroutine, Iterable, Optional
 
 import websockets
-from websockets.sync.client import connect
+from websockets.asyncio.client import connect
 
 from . import _websocket, hanami_request
 from .hanami_exceptions import BadRequestException, HanamiException
@@ -107,29 +108,34 @@ class _SessionRefused(Exception):
         self.reply = reply
 
 
-def _send_chunks(token: str, address: str, file_uuid: str, chunks: Iterable[bytes],
-                 verify_connection: bool,
-                 sent: Optional[Callable[[int], None]] = None) -> None:
+async def _send_chunks(token: str, address: str, file_uuid: str, chunks: Iterable[bytes],
+                       verify_connection: bool,
+                       sent: Optional[Callable[[int], None]] = None) -> None:
     """Uploads chunks into one temporary file over one websocket session.
 
     Each chunk is a ``FileUpload_Message`` at its running byte offset; the server answers
     every chunk, and a refused chunk raises ``BadRequestException`` with its message.
+
+    The asyncio client, not the threaded one: that one reads the socket in a background
+    thread while the caller writes it, which a TLS socket does not allow; about one ``wss``
+    upload in a hundred then sent its opening request into nowhere and hung.
     """
     try:
-        with connect(_websocket.websocket_url(address),
-                     ssl=_websocket.ssl_context(address, verify_connection),
-                     compression=None, max_size=_websocket.MAX_MESSAGE_BYTES,
-                     open_timeout=_websocket.OPEN_TIMEOUT) as ws:
-            ws.send(_websocket.init_message(token, _websocket.TARGET_FILE_UPLOAD, file_uuid))
-            reply = _websocket.parse_init_reply(ws.recv())
+        async with connect(_websocket.websocket_url(address),
+                           ssl=_websocket.ssl_context(address, verify_connection),
+                           compression=None, max_size=_websocket.MAX_MESSAGE_BYTES,
+                           open_timeout=_websocket.OPEN_TIMEOUT) as ws:
+            await ws.send(_websocket.init_message(token, _websocket.TARGET_FILE_UPLOAD,
+                                                  file_uuid))
+            reply = _websocket.parse_init_reply(await ws.recv())
             if reply.get("success") is not True:
                 raise _SessionRefused(reply)
             position = 0
             for chunk in chunks:
                 if not chunk:
                     continue
-                ws.send(FileUploadMessage(position=position, data=chunk).encode())
-                answer = ws.recv()
+                await ws.send(FileUploadMessage(position=position, data=chunk).encode())
+                answer = await ws.recv()
                 if isinstance(answer, str):
                     raise HanamiException(f"unexpected text answer to an upload chunk: "
                                           f"{answer!r}")
@@ -144,6 +150,18 @@ def _send_chunks(token: str, address: str, file_uuid: str, chunks: Iterable[byte
         raise HanamiException(f"upload websocket closed unexpectedly: {e}") from e
 
 
+def _run(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Runs ``coroutine`` to its end from synchronous code: on a new event loop, or on a
+    worker thread's when this thread already runs one (a notebook, an async application)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coroutine)
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as worker:
+        worker.submit(asyncio.run, coroutine).result()
+
+
 def _file_chunks(path: str) -> Iterable[bytes]:
     with open(path, "rb") as f:
         while True:
@@ -156,7 +174,8 @@ def _file_chunks(path: str) -> Iterable[bytes]:
 def _upload_file(token: str, address: str, file_uuid: str, path: str,
                  verify_connection: bool, sent: Optional[Callable[[int], None]]) -> None:
     try:
-        _send_chunks(token, address, file_uuid, _file_chunks(path), verify_connection, sent)
+        _run(_send_chunks(token, address, file_uuid, _file_chunks(path), verify_connection,
+                          sent))
     except _SessionRefused as refused:
         raise _websocket.session_error(refused.reply) from None
 
@@ -168,14 +187,12 @@ async def send_data(token: str, address: str, dataset_uuid: str, file_uuid: str,
     Sends 128 KiB chunks over one websocket session and waits for the answer to each.
     Returns ``True``, or ``False`` if the server refused the session (unknown file uuid,
     invalid token). ``dataset_uuid`` is not needed and kept for the original signature.
-    The transfer runs in a worker thread, so the event loop stays free.
     """
     del dataset_uuid
     view = memoryview(bytes(data))
     chunks = (bytes(view[i:i + CHUNK_SIZE]) for i in range(0, len(view), CHUNK_SIZE))
     try:
-        await asyncio.to_thread(_send_chunks, token, address, file_uuid, chunks,
-                                verify_connection)
+        await _send_chunks(token, address, file_uuid, chunks, verify_connection)
     except _SessionRefused:
         return False
     return True
