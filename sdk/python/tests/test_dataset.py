@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,20 @@ def test_upload_inside_a_running_event_loop(address: str, token: str, files: Pat
 
     uuid = asyncio.run(main())
     assert json.loads(dataset.get_dataset(token, address, uuid))["number_of_rows"] == 20
+    dataset.delete_dataset(token, address, uuid)
+
+
+def test_uploads_read_and_write_the_socket_on_one_thread(address: str, token: str,
+                                                         files: Path) -> None:
+    # A reader thread next to the writing caller (the threaded websockets client) breaks TLS
+    # sockets now and then; the upload must not start one.
+    images, labels = pattern_mnist(files, "ds_threads", 200)
+    before = threading.active_count()
+    during = []
+    uuid = dataset.upload_mnist_files(
+        token, address, unique("one_thread"), images, labels,
+        progress=lambda done, total: during.append(threading.active_count()))
+    assert during and max(during) == before
     dataset.delete_dataset(token, address, uuid)
 
 
