@@ -50,6 +50,7 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     max_upload_bytes: Option<u64>,
     upload_timeout: Option<u64>,
+    header_timeout: Option<u64>,
 }
 
 /// PEM files for HTTPS.
@@ -80,6 +81,9 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// Unfinished uploads idle for longer than this are removed.
     pub upload_timeout: Duration,
+    /// How long a connection may take to send a request's headers (also a new or idle
+    /// keep-alive connection that sends nothing); it is closed after that.
+    pub header_timeout: Duration,
 }
 
 /// Default listen address.
@@ -94,6 +98,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 4 << 30;
 /// Default idle timeout of unfinished uploads in seconds (the original's 10 minutes).
 pub const DEFAULT_UPLOAD_TIMEOUT: u64 = 600;
+/// Default time in seconds a connection may take to send a request's headers.
+pub const DEFAULT_HEADER_TIMEOUT: u64 = 30;
 
 impl Config {
     /// Builds the configuration from the command line, the environment and the config file.
@@ -117,6 +123,10 @@ impl Config {
         if upload_timeout == 0 {
             bail!("upload_timeout must be at least 1 second");
         }
+        let header_timeout = file.header_timeout.unwrap_or(DEFAULT_HEADER_TIMEOUT);
+        if header_timeout == 0 {
+            bail!("header_timeout must be at least 1 second");
+        }
         Ok(Self {
             listen: args
                 .listen
@@ -136,6 +146,7 @@ impl Config {
             max_body_bytes,
             max_upload_bytes: file.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD_BYTES),
             upload_timeout: Duration::from_secs(upload_timeout),
+            header_timeout: Duration::from_secs(header_timeout),
         })
     }
 }
@@ -160,7 +171,25 @@ mod tests {
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.data_dir, PathBuf::from("hanami-data"));
         assert_eq!(c.token_expiry, Duration::from_secs(3600));
+        assert_eq!(
+            c.header_timeout,
+            Duration::from_secs(DEFAULT_HEADER_TIMEOUT)
+        );
         assert!(c.tls.is_none());
+    }
+
+    #[test]
+    fn timeouts_of_zero_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hanami.toml");
+        for key in ["upload_timeout", "header_timeout"] {
+            std::fs::write(&path, format!("{key} = 0\n")).unwrap();
+            let err = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap_err();
+            assert!(err.to_string().contains(key), "{err:#}");
+        }
+        std::fs::write(&path, "header_timeout = 5\n").unwrap();
+        let c = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap();
+        assert_eq!(c.header_timeout, Duration::from_secs(5));
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::Router;
-use axum_server::accept::NoDelayAcceptor;
+use axum_server::accept::Accept;
+use futures_util::future::BoxFuture;
 use hanami_auth::{Policy, TokenKey, password};
 use hanami_engine::Cluster;
 use hanami_store::dataset;
@@ -16,6 +17,9 @@ use hanami_store::resources::Kind;
 use hanami_store::users::NewUser;
 use hanami_store::{Store, now_timestamp};
 use hanami_types::scope::Scope;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto::Builder as AutoBuilder;
+use tokio::net::TcpStream;
 
 use crate::api::validate::Pattern;
 use crate::api::{self, Routes};
@@ -73,19 +77,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                         )
                     })?;
             let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls_config)
-                .acceptor(NoDelayAcceptor::new());
-            axum_server::from_tcp(listener)
-                .acceptor(acceptor)
-                .handle(handle)
-                .serve(router)
-                .await?;
+                .acceptor(FirstBytes(app.config.header_timeout));
+            let mut server = axum_server::from_tcp(listener).acceptor(acceptor);
+            limit_header_time(server.http_builder(), app.config.header_timeout);
+            server.handle(handle).serve(router).await?;
         }
         None => {
-            axum_server::from_tcp(listener)
-                .acceptor(NoDelayAcceptor::new())
-                .handle(handle)
-                .serve(router)
-                .await?;
+            let mut server =
+                axum_server::from_tcp(listener).acceptor(FirstBytes(app.config.header_timeout));
+            limit_header_time(server.http_builder(), app.config.header_timeout);
+            server.handle(handle).serve(router).await?;
         }
     }
     app.clusters
@@ -94,6 +95,46 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     app.store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Accepts a TCP connection once it has sent something, within the header timeout; a
+/// connection that stays silent is dropped. (hyper's header timeout starts only after the
+/// first bytes, which it reads to tell HTTP/1 from HTTP/2.) Also turns off Nagle's algorithm.
+/// With HTTPS this waits for the TLS handshake's first message; a client that completes the
+/// handshake and then stays silent is not covered (the bytes after it may already lie in the
+/// TLS layer's buffer, where this cannot see them).
+#[derive(Debug, Clone, Copy)]
+struct FirstBytes(Duration);
+
+impl<S: Send + 'static> Accept<TcpStream, S> for FirstBytes {
+    type Stream = TcpStream;
+    type Service = S;
+    type Future = BoxFuture<'static, std::io::Result<(TcpStream, S)>>;
+
+    fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
+        let limit = self.0;
+        Box::pin(async move {
+            stream.set_nodelay(true)?;
+            // `peek` waits for data (or the end of the stream) without taking it.
+            match tokio::time::timeout(limit, stream.peek(&mut [0u8; 1])).await {
+                Ok(peeked) => peeked.map(|_| (stream, service)),
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the connection sent nothing",
+                )),
+            }
+        })
+    }
+}
+
+/// Closes connections that take longer than `limit` to send a request's headers (also a
+/// keep-alive connection between requests): without a timer, hyper waits for them forever,
+/// and each holds a file descriptor. (The TLS handshake has its own limit of 10 seconds.)
+fn limit_header_time(builder: &mut AutoBuilder<TokioExecutor>, limit: Duration) {
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limit);
 }
 
 /// Everything before the listener: directories, database, admin, token key, policy, and the

@@ -2,8 +2,11 @@
 
 mod common;
 
-use common::{ServerExt, TestServer};
+use std::time::{Duration, Instant};
+
+use common::{ServerExt, TestServer, launch};
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn methods_paths_and_endpoints() {
@@ -242,4 +245,34 @@ async fn one_cpu_host() {
     assert_eq!(rows[0][1], "cpu");
     assert_eq!(rows[0][0].as_str().unwrap().len(), 36);
     admin.get("host/all?x=1").await.expect(400);
+}
+
+#[tokio::test]
+async fn connections_that_do_not_send_their_headers_are_closed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("hanami.toml");
+    std::fs::write(&config, "header_timeout = 1\n").unwrap();
+    let server = launch()
+        .args(&["--config", config.to_str().unwrap()])
+        .start();
+    let address = server.url.trim_start_matches("http://").to_owned();
+    // One connection sends nothing, one the start of a request and then nothing.
+    for start in [&b""[..], b"GET /v1.0alpha/host/all HTTP/1.1\r\nHost: x\r\n"] {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        stream.write_all(start).await.unwrap();
+        let opened = Instant::now();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
+            .await
+            .expect("the server closes the connection");
+        assert!(read.is_ok() || rest.is_empty(), "{read:?}");
+        assert!(
+            opened.elapsed() >= Duration::from_millis(800),
+            "closed after {:?}, before the timeout",
+            opened.elapsed()
+        );
+    }
+    // Complete requests are answered as before.
+    let admin = server.admin().await;
+    admin.get("host/all").await.expect(200);
 }
