@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use axum::Router;
 use axum_server::accept::Accept;
+use axum_server::tls_rustls::RustlsAcceptor;
 use futures_util::future::BoxFuture;
 use hanami_auth::{Policy, TokenKey, password};
 use hanami_engine::Cluster;
@@ -20,6 +21,7 @@ use hanami_types::scope::Scope;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto::Builder as AutoBuilder;
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 
 use crate::api::validate::Pattern;
 use crate::api::{self, Routes};
@@ -76,8 +78,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                             tls.key.display()
                         )
                     })?;
-            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls_config)
-                .acceptor(FirstBytes(app.config.header_timeout));
+            let acceptor = TlsFirstBytes {
+                tls: axum_server::tls_rustls::RustlsAcceptor::new(tls_config)
+                    .acceptor(FirstBytes(app.config.header_timeout)),
+                limit: app.config.header_timeout,
+            };
             let mut server = axum_server::from_tcp(listener).acceptor(acceptor);
             limit_header_time(server.http_builder(), app.config.header_timeout);
             server.handle(handle).serve(router).await?;
@@ -100,9 +105,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 /// Accepts a TCP connection once it has sent something, within the header timeout; a
 /// connection that stays silent is dropped. (hyper's header timeout starts only after the
 /// first bytes, which it reads to tell HTTP/1 from HTTP/2.) Also turns off Nagle's algorithm.
-/// With HTTPS this waits for the TLS handshake's first message; a client that completes the
-/// handshake and then stays silent is not covered (the bytes after it may already lie in the
-/// TLS layer's buffer, where this cannot see them).
+/// With HTTPS this waits for the TLS handshake's first message, and [`TlsFirstBytes`] for the
+/// first bytes after the handshake.
 #[derive(Debug, Clone, Copy)]
 struct FirstBytes(Duration);
 
@@ -123,6 +127,46 @@ impl<S: Send + 'static> Accept<TcpStream, S> for FirstBytes {
                     "the connection sent nothing",
                 )),
             }
+        })
+    }
+}
+
+/// The TLS handshake (limited to 10 seconds by the TLS acceptor), then, as [`FirstBytes`]
+/// for plain connections, a wait of at most `limit` for the first bytes after it: a client
+/// that finishes the handshake and sends nothing is dropped. Bytes that arrived with the
+/// handshake may already lie decrypted in the TLS layer; then there is nothing to wait for.
+#[derive(Clone)]
+struct TlsFirstBytes {
+    tls: RustlsAcceptor<FirstBytes>,
+    limit: Duration,
+}
+
+impl<S: Send + 'static> Accept<TcpStream, S> for TlsFirstBytes {
+    type Stream = TlsStream<TcpStream>;
+    type Service = S;
+    type Future = BoxFuture<'static, std::io::Result<(TlsStream<TcpStream>, S)>>;
+
+    fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
+        let handshake = self.tls.accept(stream, service);
+        let limit = self.limit;
+        Box::pin(async move {
+            let (mut stream, service) = handshake.await?;
+            let (tcp, tls) = stream.get_mut();
+            let state = tls.process_new_packets().map_err(std::io::Error::other)?;
+            if state.plaintext_bytes_to_read() == 0 {
+                match tokio::time::timeout(limit, tcp.peek(&mut [0u8; 1])).await {
+                    Ok(peeked) => {
+                        peeked?;
+                    }
+                    Err(_) => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the connection sent nothing after the TLS handshake",
+                        ));
+                    }
+                }
+            }
+            Ok((stream, service))
         })
     }
 }

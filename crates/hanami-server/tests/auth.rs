@@ -308,3 +308,76 @@ async fn https_with_a_pem_certificate() {
         .await;
     assert!(result.map(|r| r.status() != 200).unwrap_or(true));
 }
+
+#[tokio::test]
+async fn https_connections_that_send_nothing_after_the_handshake_are_closed() {
+    use std::sync::Arc;
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert_path = tmp.path().join("cert.pem");
+    let key_path = tmp.path().join("key.pem");
+    let config_path = tmp.path().join("hanami.toml");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    std::fs::write(&config_path, "header_timeout = 1\n").unwrap();
+    let server = launch()
+        .args(&[
+            "--config",
+            config_path.to_str().unwrap(),
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ])
+        .start();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let address = server.url.trim_start_matches("https://").to_owned();
+    let connect = || async {
+        let tcp = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        connector.connect(name, tcp).await.unwrap()
+    };
+
+    // Handshake, then silence: the server closes the connection after the header timeout.
+    let mut silent = connect().await;
+    let opened = Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut rest))
+        .await
+        .expect("the server closes the connection");
+    assert!(rest.is_empty(), "{read:?} {rest:?}");
+    assert!(
+        opened.elapsed() >= Duration::from_millis(800),
+        "closed after {:?}, before the timeout",
+        opened.elapsed()
+    );
+
+    // A request sent right after the handshake is answered.
+    let mut prompt = connect().await;
+    prompt
+        .write_all(b"GET /v1.0alpha/host/all HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), prompt.read_to_end(&mut answer))
+        .await
+        .expect("an answer")
+        .ok();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 401"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}
