@@ -4,7 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ADMIN, ADMIN_PW, Client, ServerExt, TestServer, launch, member};
+use common::{
+    ADMIN, ADMIN_PW, Client, ServerExt, TestServer, launch, launch_with_config, member, with_https,
+};
 use serde_json::json;
 
 #[tokio::test]
@@ -220,11 +222,9 @@ async fn first_start_needs_the_admin_variables() {
 #[tokio::test]
 async fn config_file_and_bad_config() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("hanami.toml");
-    std::fs::write(&config, "token_expiry = 1\nmax_body_bytes = 2048\n").unwrap();
-    let server = launch()
-        .args(&["--config", config.to_str().unwrap()])
-        .start();
+    let (launched, config) =
+        launch_with_config(tmp.path(), "token_expiry = 1\nmax_body_bytes = 2048\n");
+    let server = launched.start();
     let admin = server.admin().await;
     let big = format!(r#"{{"id":"bigbody","name":"{}"}}"#, "a".repeat(3000));
     admin
@@ -270,20 +270,8 @@ async fn custom_policy_file() {
 #[tokio::test]
 async fn https_with_a_pem_certificate() {
     let tmp = tempfile::tempdir().unwrap();
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let cert_path = tmp.path().join("cert.pem");
-    let key_path = tmp.path().join("key.pem");
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let server = launch()
-        .args(&[
-            "--tls-cert",
-            cert_path.to_str().unwrap(),
-            "--tls-key",
-            key_path.to_str().unwrap(),
-        ])
-        .start();
+    let (launched, cert) = with_https(launch(), tmp.path());
+    let server = launched.start();
     assert!(
         server.url.starts_with("https://127.0.0.1:"),
         "{}",
@@ -316,24 +304,9 @@ async fn https_connections_that_send_nothing_after_the_handshake_are_closed() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let tmp = tempfile::tempdir().unwrap();
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let cert_path = tmp.path().join("cert.pem");
-    let key_path = tmp.path().join("key.pem");
-    let config_path = tmp.path().join("hanami.toml");
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    std::fs::write(&config_path, "header_timeout = 1\n").unwrap();
-    let server = launch()
-        .args(&[
-            "--config",
-            config_path.to_str().unwrap(),
-            "--tls-cert",
-            cert_path.to_str().unwrap(),
-            "--tls-key",
-            key_path.to_str().unwrap(),
-        ])
-        .start();
+    let (launched, _) = launch_with_config(tmp.path(), "header_timeout = 1\n");
+    let (launched, cert) = with_https(launched, tmp.path());
+    let server = launched.start();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.cert.der().clone()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());

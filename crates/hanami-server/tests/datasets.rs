@@ -7,7 +7,10 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{ADMIN, ADMIN_PW, ServerExt, TestServer, launch, member, mnist_files, sdk, sha256};
+use common::{
+    ADMIN, ADMIN_PW, ServerExt, TestServer, launch, launch_with_config, member, mnist_files, sdk,
+    sha256, with_https,
+};
 use futures_util::{SinkExt, StreamExt};
 use hanami_sdk::Error;
 use hanami_types::websocket::proto::{FileUploadMessage, FileUploadResponseMessage};
@@ -247,9 +250,8 @@ async fn progress_and_finalisation_rules() {
 #[tokio::test]
 async fn upload_declarations_are_checked() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = write(tmp.path(), "hanami.toml", "max_upload_bytes = 1000\n");
-    let server = launch()
-        .args(&["--config", config.to_str().unwrap()])
+    let server = launch_with_config(tmp.path(), "max_upload_bytes = 1000\n")
+        .0
         .start();
     let admin = server.admin().await;
     for (body, needle) in [
@@ -669,9 +671,8 @@ async fn concurrent_uploads() {
 #[tokio::test]
 async fn abandoned_uploads_expire_and_restarts_clean_up() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = write(tmp.path(), "hanami.toml", "upload_timeout = 1\n");
-    let server = launch()
-        .args(&["--config", config.to_str().unwrap()])
+    let server = launch_with_config(tmp.path(), "upload_timeout = 1\n")
+        .0
         .start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let started = client.start_csv_upload("abandoned", 1000).await.unwrap();
@@ -778,17 +779,8 @@ async fn datasets_survive_restarts_and_reading_never_changes_them() {
 #[tokio::test]
 async fn uploads_over_wss() {
     let tmp = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
-    let cert_path = write(tmp.path(), "cert.pem", cert.cert.pem());
-    let key_path = write(tmp.path(), "key.pem", cert.key_pair.serialize_pem());
-    let server = launch()
-        .args(&[
-            "--tls-cert",
-            cert_path.to_str().unwrap(),
-            "--tls-key",
-            key_path.to_str().unwrap(),
-        ])
-        .start();
+    let (launched, cert) = with_https(launch(), tmp.path());
+    let server = launched.start();
     let options = hanami_sdk::ConnectOptions {
         accept_invalid_certs: false,
         root_certificate_pem: Some(cert.cert.pem().into_bytes()),

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ServerExt, TestServer, launch};
+use common::{ServerExt, TestServer, launch_with_config};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -250,10 +250,8 @@ async fn one_cpu_host() {
 #[tokio::test]
 async fn connections_that_do_not_send_their_headers_are_closed() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("hanami.toml");
-    std::fs::write(&config, "header_timeout = 1\n").unwrap();
-    let server = launch()
-        .args(&["--config", config.to_str().unwrap()])
+    let server = launch_with_config(tmp.path(), "header_timeout = 1\n")
+        .0
         .start();
     let address = server.url.trim_start_matches("http://").to_owned();
     // One connection sends nothing, one the start of a request and then nothing.

@@ -14,6 +14,33 @@ pub fn launch() -> Launch {
     Launch::new(env!("CARGO_BIN_EXE_hanami"))
 }
 
+/// `launch()` with a configuration file of `toml`, written as `hanami.toml` into `dir`; also
+/// returns the file's path.
+pub fn launch_with_config(dir: &Path, toml: &str) -> (Launch, PathBuf) {
+    let path = dir.join("hanami.toml");
+    std::fs::write(&path, toml).unwrap();
+    let launch = launch().args(&["--config", path.to_str().unwrap()]);
+    (launch, path)
+}
+
+/// `launch` serving HTTPS with a new self-signed certificate for `localhost` and
+/// `127.0.0.1`, written as PEM files into `dir`; also returns the certificate.
+pub fn with_https(launch: Launch, dir: &Path) -> (Launch, rcgen::CertifiedKey) {
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let launch = launch.args(&[
+        "--tls-cert",
+        cert_path.to_str().unwrap(),
+        "--tls-key",
+        key_path.to_str().unwrap(),
+    ]);
+    (launch, cert)
+}
+
 /// Starting the server under test, and API clients for it.
 pub trait ServerExt {
     /// A server with default settings and the test admin.
