@@ -8,6 +8,7 @@
 pub mod api;
 pub mod clusters;
 pub mod config;
+mod connections;
 pub mod error_log;
 pub mod paths;
 mod startup;

@@ -8,9 +8,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::Router;
-use axum_server::accept::Accept;
-use axum_server::tls_rustls::RustlsAcceptor;
-use futures_util::future::BoxFuture;
 use hanami_auth::{Policy, TokenKey, password};
 use hanami_engine::Cluster;
 use hanami_store::dataset;
@@ -18,16 +15,13 @@ use hanami_store::resources::Kind;
 use hanami_store::users::NewUser;
 use hanami_store::{Store, now_timestamp};
 use hanami_types::scope::Scope;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto::Builder as AutoBuilder;
-use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 
 use crate::api::validate::Pattern;
 use crate::api::{self, Routes};
 use crate::clusters::task::Task;
 use crate::clusters::{ClusterHandle, Clusters, CoreBudget, WorkerContext};
 use crate::config::Config;
+use crate::connections::{self, Plain, limit_header_time};
 use crate::paths::DataDir;
 use crate::state::{App, AppState};
 use crate::uploads::Uploads;
@@ -78,18 +72,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                             tls.key.display()
                         )
                     })?;
-            let acceptor = TlsFirstBytes {
-                tls: axum_server::tls_rustls::RustlsAcceptor::new(tls_config)
-                    .acceptor(FirstBytes(app.config.header_timeout)),
-                limit: app.config.header_timeout,
-            };
+            let acceptor = connections::Tls::new(tls_config, app.config.header_timeout);
             let mut server = axum_server::from_tcp(listener).acceptor(acceptor);
             limit_header_time(server.http_builder(), app.config.header_timeout);
             server.handle(handle).serve(router).await?;
         }
         None => {
             let mut server =
-                axum_server::from_tcp(listener).acceptor(FirstBytes(app.config.header_timeout));
+                axum_server::from_tcp(listener).acceptor(Plain(app.config.header_timeout));
             limit_header_time(server.http_builder(), app.config.header_timeout);
             server.handle(handle).serve(router).await?;
         }
@@ -100,85 +90,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     app.store.close().await;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Accepts a TCP connection once it has sent something, within the header timeout; a
-/// connection that stays silent is dropped. (hyper's header timeout starts only after the
-/// first bytes, which it reads to tell HTTP/1 from HTTP/2.) Also turns off Nagle's algorithm.
-/// With HTTPS this waits for the TLS handshake's first message, and [`TlsFirstBytes`] for the
-/// first bytes after the handshake.
-#[derive(Debug, Clone, Copy)]
-struct FirstBytes(Duration);
-
-impl<S: Send + 'static> Accept<TcpStream, S> for FirstBytes {
-    type Stream = TcpStream;
-    type Service = S;
-    type Future = BoxFuture<'static, std::io::Result<(TcpStream, S)>>;
-
-    fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
-        let limit = self.0;
-        Box::pin(async move {
-            stream.set_nodelay(true)?;
-            // `peek` waits for data (or the end of the stream) without taking it.
-            match tokio::time::timeout(limit, stream.peek(&mut [0u8; 1])).await {
-                Ok(peeked) => peeked.map(|_| (stream, service)),
-                Err(_) => Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "the connection sent nothing",
-                )),
-            }
-        })
-    }
-}
-
-/// The TLS handshake (limited to 10 seconds by the TLS acceptor), then, as [`FirstBytes`]
-/// for plain connections, a wait of at most `limit` for the first bytes after it: a client
-/// that finishes the handshake and sends nothing is dropped. Bytes that arrived with the
-/// handshake may already lie decrypted in the TLS layer; then there is nothing to wait for.
-#[derive(Clone)]
-struct TlsFirstBytes {
-    tls: RustlsAcceptor<FirstBytes>,
-    limit: Duration,
-}
-
-impl<S: Send + 'static> Accept<TcpStream, S> for TlsFirstBytes {
-    type Stream = TlsStream<TcpStream>;
-    type Service = S;
-    type Future = BoxFuture<'static, std::io::Result<(TlsStream<TcpStream>, S)>>;
-
-    fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
-        let handshake = self.tls.accept(stream, service);
-        let limit = self.limit;
-        Box::pin(async move {
-            let (mut stream, service) = handshake.await?;
-            let (tcp, tls) = stream.get_mut();
-            let state = tls.process_new_packets().map_err(std::io::Error::other)?;
-            if state.plaintext_bytes_to_read() == 0 {
-                match tokio::time::timeout(limit, tcp.peek(&mut [0u8; 1])).await {
-                    Ok(peeked) => {
-                        peeked?;
-                    }
-                    Err(_) => {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            "the connection sent nothing after the TLS handshake",
-                        ));
-                    }
-                }
-            }
-            Ok((stream, service))
-        })
-    }
-}
-
-/// Closes connections that take longer than `limit` to send a request's headers (also a
-/// keep-alive connection between requests): without a timer, hyper waits for them forever,
-/// and each holds a file descriptor. (The TLS handshake has its own limit of 10 seconds.)
-fn limit_header_time(builder: &mut AutoBuilder<TokioExecutor>, limit: Duration) {
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limit);
 }
 
 /// Everything before the listener: directories, database, admin, token key, policy, and the

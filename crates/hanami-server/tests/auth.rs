@@ -298,7 +298,7 @@ async fn https_with_a_pem_certificate() {
 }
 
 #[tokio::test]
-async fn https_connections_that_send_nothing_after_the_handshake_are_closed() {
+async fn https_connections_that_send_no_request_after_the_handshake_are_closed() {
     use std::sync::Arc;
     use std::time::Instant;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -330,6 +330,22 @@ async fn https_connections_that_send_nothing_after_the_handshake_are_closed() {
     let read = tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut rest))
         .await
         .expect("the server closes the connection");
+    assert!(rest.is_empty(), "{read:?} {rest:?}");
+    assert!(
+        opened.elapsed() >= Duration::from_millis(800),
+        "closed after {:?}, before the timeout",
+        opened.elapsed()
+    );
+
+    // A TLS record without data (a key update) after the handshake, then silence: the same.
+    let mut updated = connect().await;
+    updated.get_mut().1.refresh_traffic_keys().unwrap();
+    updated.flush().await.unwrap();
+    let opened = Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), updated.read_to_end(&mut rest))
+        .await
+        .expect("the server closes the connection after a key update");
     assert!(rest.is_empty(), "{read:?} {rest:?}");
     assert!(
         opened.elapsed() >= Duration::from_millis(800),

@@ -1,0 +1,182 @@
+//! Accepting connections: clients that connect and then send nothing are dropped.
+//!
+//! hyper's header timeout needs a timer and starts only after a connection's first bytes,
+//! which hyper reads to tell HTTP/1 from HTTP/2, without any limit. So every accepted stream
+//! is wrapped in a [`FirstRead`], whose reads fail once the stream has delivered nothing for
+//! the header timeout; [`limit_header_time`] then covers the rest of a request's headers and
+//! the wait between requests on a kept-alive connection. With HTTPS the wrapper sits above
+//! the TLS layer, so only decrypted request bytes count: a client that completes the
+//! handshake, or sends TLS records without data (a key update), and then stays silent is
+//! dropped as well.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum_server::accept::Accept;
+use axum_server::tls_rustls::RustlsAcceptor;
+use futures_util::future::BoxFuture;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto::Builder as AutoBuilder;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+use tokio_rustls::server::TlsStream;
+
+/// Accepts plain TCP connections: turns off Nagle's algorithm and waits at most the given
+/// time for the first bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Plain(pub(crate) Duration);
+
+impl<S: Send + 'static> Accept<TcpStream, S> for Plain {
+    type Stream = FirstRead<TcpStream>;
+    type Service = S;
+    type Future = BoxFuture<'static, io::Result<(Self::Stream, S)>>;
+
+    fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
+        let limit = self.0;
+        Box::pin(async move {
+            stream.set_nodelay(true)?;
+            Ok((FirstRead::new(stream, limit), service))
+        })
+    }
+}
+
+/// Turns off Nagle's algorithm; the TLS handshake's own limit (10 seconds, set by the TLS
+/// acceptor) covers a client that sends nothing before it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NoDelay;
+
+impl<S: Send + 'static> Accept<TcpStream, S> for NoDelay {
+    type Stream = TcpStream;
+    type Service = S;
+    type Future = std::future::Ready<io::Result<(TcpStream, S)>>;
+
+    fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
+        std::future::ready(stream.set_nodelay(true).map(|()| (stream, service)))
+    }
+}
+
+/// Accepts HTTPS connections: the TLS handshake, then at most `limit` until the first
+/// decrypted bytes.
+#[derive(Clone)]
+pub(crate) struct Tls {
+    tls: RustlsAcceptor<NoDelay>,
+    limit: Duration,
+}
+
+impl Tls {
+    /// TLS with `config`, dropping connections silent for `limit` after the handshake.
+    pub(crate) fn new(config: axum_server::tls_rustls::RustlsConfig, limit: Duration) -> Self {
+        Tls {
+            tls: RustlsAcceptor::new(config).acceptor(NoDelay),
+            limit,
+        }
+    }
+}
+
+impl<S: Send + 'static> Accept<TcpStream, S> for Tls {
+    type Stream = FirstRead<TlsStream<TcpStream>>;
+    type Service = S;
+    type Future = BoxFuture<'static, io::Result<(Self::Stream, S)>>;
+
+    fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
+        let handshake = self.tls.accept(stream, service);
+        let limit = self.limit;
+        Box::pin(async move {
+            let (stream, service) = handshake.await?;
+            Ok((FirstRead::new(stream, limit), service))
+        })
+    }
+}
+
+/// A stream whose reads fail with [`io::ErrorKind::TimedOut`] if it has not delivered a
+/// byte within a time limit from its creation; after the first byte it is the plain stream.
+#[derive(Debug)]
+pub(crate) struct FirstRead<S> {
+    inner: S,
+    /// Pending until the first byte arrives; `None` after it.
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S> FirstRead<S> {
+    /// Wraps `inner`, which must deliver its first byte within `limit`.
+    fn new(inner: S, limit: Duration) -> Self {
+        FirstRead {
+            inner,
+            deadline: Some(Box::pin(tokio::time::sleep(limit))),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for FirstRead<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let Some(deadline) = this.deadline.as_mut() else {
+            return read;
+        };
+        match read {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                this.deadline = None;
+                Poll::Ready(Ok(()))
+            }
+            // The end of the stream, or an error: hyper closes the connection.
+            Poll::Ready(result) => Poll::Ready(result),
+            Poll::Pending => match deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the connection sent no request in time",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for FirstRead<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Closes connections that take longer than `limit` to send a request's headers once their
+/// first bytes have come (also a keep-alive connection between requests): without a timer,
+/// hyper waits for them forever, and each holds a file descriptor.
+pub(crate) fn limit_header_time(builder: &mut AutoBuilder<TokioExecutor>, limit: Duration) {
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limit);
+}
