@@ -5,7 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    ADMIN, ADMIN_PW, Client, ServerExt, TestServer, launch, launch_with_config, member, with_https,
+    ADMIN, ADMIN_PW, Client, ServerExt, TestServer, launch, launch_with_config, member,
+    read_until_closed_by_timeout, with_https,
 };
 use serde_json::json;
 
@@ -300,7 +301,6 @@ async fn https_with_a_pem_certificate() {
 #[tokio::test]
 async fn https_connections_that_send_no_request_after_the_handshake_are_closed() {
     use std::sync::Arc;
-    use std::time::Instant;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let tmp = tempfile::tempdir().unwrap();
@@ -324,34 +324,15 @@ async fn https_connections_that_send_no_request_after_the_handshake_are_closed()
     };
 
     // Handshake, then silence: the server closes the connection after the header timeout.
-    let mut silent = connect().await;
-    let opened = Instant::now();
-    let mut rest = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut rest))
-        .await
-        .expect("the server closes the connection");
+    let (read, rest) = read_until_closed_by_timeout(connect().await).await;
     assert!(rest.is_empty(), "{read:?} {rest:?}");
-    assert!(
-        opened.elapsed() >= Duration::from_millis(800),
-        "closed after {:?}, before the timeout",
-        opened.elapsed()
-    );
 
     // A TLS record without data (a key update) after the handshake, then silence: the same.
     let mut updated = connect().await;
     updated.get_mut().1.refresh_traffic_keys().unwrap();
     updated.flush().await.unwrap();
-    let opened = Instant::now();
-    let mut rest = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(10), updated.read_to_end(&mut rest))
-        .await
-        .expect("the server closes the connection after a key update");
+    let (read, rest) = read_until_closed_by_timeout(updated).await;
     assert!(rest.is_empty(), "{read:?} {rest:?}");
-    assert!(
-        opened.elapsed() >= Duration::from_millis(800),
-        "closed after {:?}, before the timeout",
-        opened.elapsed()
-    );
 
     // A request sent right after the handshake is answered.
     let mut prompt = connect().await;

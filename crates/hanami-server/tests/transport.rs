@@ -2,11 +2,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::{ServerExt, TestServer, launch_with_config};
+use common::{ServerExt, TestServer, launch_with_config, read_until_closed_by_timeout};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
 async fn methods_paths_and_endpoints() {
@@ -258,17 +256,8 @@ async fn connections_that_do_not_send_their_headers_are_closed() {
     for start in [&b""[..], b"GET /v1.0alpha/host/all HTTP/1.1\r\nHost: x\r\n"] {
         let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
         stream.write_all(start).await.unwrap();
-        let opened = Instant::now();
-        let mut rest = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
-            .await
-            .expect("the server closes the connection");
+        let (read, rest) = read_until_closed_by_timeout(stream).await;
         assert!(read.is_ok() || rest.is_empty(), "{read:?}");
-        assert!(
-            opened.elapsed() >= Duration::from_millis(800),
-            "closed after {:?}, before the timeout",
-            opened.elapsed()
-        );
     }
     // Complete requests are answered as before.
     let admin = server.admin().await;

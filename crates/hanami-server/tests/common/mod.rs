@@ -41,6 +41,28 @@ pub fn with_https(launch: Launch, dir: &Path) -> (Launch, rcgen::CertifiedKey) {
     (launch, cert)
 }
 
+/// Reads `stream` until the server closes it, which must take about a second (the
+/// `header_timeout = 1` of the server) and at most ten; returns how the read ended and what
+/// came.
+pub async fn read_until_closed_by_timeout(
+    mut stream: impl tokio::io::AsyncRead + Unpin,
+) -> (std::io::Result<usize>, Vec<u8>) {
+    use std::time::{Duration, Instant};
+    use tokio::io::AsyncReadExt;
+
+    let opened = Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
+        .await
+        .expect("the server closes the connection");
+    assert!(
+        opened.elapsed() >= Duration::from_millis(800),
+        "closed after {:?}, before the timeout",
+        opened.elapsed()
+    );
+    (read, rest)
+}
+
 /// Starting the server under test, and API clients for it.
 pub trait ServerExt {
     /// A server with default settings and the test admin.
