@@ -69,7 +69,9 @@ impl Client {
             .await
     }
 
-    /// Polls a task until it is `finished` or `aborted`, at most `timeout`.
+    /// Polls a task until it is `finished` or `aborted`, at most `timeout`. The first polls
+    /// follow each other closely (from 5 ms apart), so a short task is seen to end soon after
+    /// it does; the interval then doubles up to 100 ms.
     pub async fn wait_for_task(
         &self,
         cluster_uuid: &str,
@@ -77,18 +79,27 @@ impl Client {
         timeout: Duration,
     ) -> Result<Task> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut interval = FIRST_POLL_INTERVAL;
         loop {
             let task = self.task(cluster_uuid, uuid).await?;
             if task.state == "finished" || task.state == "aborted" {
                 return Ok(task);
             }
-            if tokio::time::Instant::now() > deadline {
+            let now = tokio::time::Instant::now();
+            if now > deadline {
                 return Err(Error::Protocol(format!(
                     "task {uuid} is still {} after {timeout:?}",
                     task.state
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // One last poll at the deadline rather than a sleep beyond it.
+            tokio::time::sleep(interval.min(deadline - now)).await;
+            interval = (interval * 2).min(LAST_POLL_INTERVAL);
         }
     }
 }
+
+/// The first interval between polls of [`Client::wait_for_task`].
+const FIRST_POLL_INTERVAL: Duration = Duration::from_millis(5);
+/// The longest interval between polls of [`Client::wait_for_task`].
+const LAST_POLL_INTERVAL: Duration = Duration::from_millis(100);

@@ -417,6 +417,20 @@ async fn modes_queue_and_direct_io() {
         .train("waits", c, &[("picture", &train)], &[("label", &train)])
         .await
         .unwrap();
+    // Waiting for it ends with an error at the timeout, not before and not much later.
+    let started = std::time::Instant::now();
+    let waited = client
+        .wait_for_task(c, &waiting.uuid, Duration::from_millis(300))
+        .await;
+    assert!(
+        matches!(&waited, Err(Error::Protocol(m)) if m.contains("still queued")),
+        "{waited:?}"
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
 
     let mut session = client.direct_session(c).await.unwrap();
     let mut picture = vec![0.0f32; 784];
