@@ -18,14 +18,15 @@ def create_user(token: str, address: str, user_id: str, user_name: str,
     The password is the fifth argument (named ``passwort`` as in the original SDK); it may
     also be given as keyword ``password``. With ``is_admin=True`` the user becomes a global
     admin. Raises ``ConflictException`` if the id exists, ``BadRequestException`` for invalid
-    values (ids: letters, digits, ``_``, ``@``, 4..254 characters; password 8..4096).
+    values (ids: letters, digits, ``_``, ``@``, 4..254 characters; password 8..4096;
+    ``is_admin`` must be a bool: a string such as ``"false"`` is refused, not read as true).
     """
     if password is not None and passwort is not None and password != passwort:
         raise TypeError("create_user() got different values for 'passwort' and 'password'")
     secret = password if password is not None else passwort
     if secret is None:
         raise TypeError("create_user() missing the password ('passwort' or 'password')")
-    body = {"id": user_id, "name": user_name, "password": secret, "is_admin": bool(is_admin)}
+    body = {"id": user_id, "name": user_name, "password": secret, "is_admin": is_admin}
     return hanami_request.send_post_request(token, address, _PATH, body, verify_connection)
 
 
@@ -57,10 +58,10 @@ def add_roject_to_user(token: str, address: str, user_id: str, project_id: str, 
     The name keeps the original SDK's spelling; :func:`add_project_to_user` is the same
     function. ``is_project_admin=True`` lets the user act on all resources of the project.
     Raises ``NotFoundException`` for an unknown user or project, ``ConflictException`` if the
-    project is already assigned.
+    project is already assigned, ``BadRequestException`` if ``is_project_admin`` is no bool.
     """
     body = {"id": user_id, "project_id": project_id, "role": role,
-            "is_project_admin": bool(is_project_admin)}
+            "is_project_admin": is_project_admin}
     return hanami_request.send_post_request(token, address, _PATH + "/project", body,
                                             verify_connection)
 

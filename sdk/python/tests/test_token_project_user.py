@@ -114,6 +114,26 @@ def test_user_errors(address: str, token: str, member) -> None:
         user.list_users(member.token, address)
 
 
+def test_admin_flags_must_be_bools(address: str, token: str) -> None:
+    # A string is refused by the server, never read as true (bool("false") is True).
+    user_id = unique("flag_user")
+    for flag in ("false", "yes", 1):
+        with pytest.raises(hx.BadRequestException, match="is_admin"):
+            user.create_user(token, address, user_id, "Flag User", "flag password", flag)
+    with pytest.raises(hx.NotFoundException):
+        user.get_user(token, address, user_id)
+    project_id = unique("flag_project")
+    project.create_project(token, address, project_id, "Flag Project")
+    user.create_user(token, address, user_id, "Flag User", "flag password", False)
+    try:
+        with pytest.raises(hx.BadRequestException, match="is_project_admin"):
+            user.add_project_to_user(token, address, user_id, project_id, "member", "false")
+        assert json.loads(user.get_user(token, address, user_id))["projects"] == []
+    finally:
+        user.delete_user(token, address, user_id)
+        project.delete_project(token, address, project_id)
+
+
 def test_project_assignment(address: str, token: str) -> None:
     project_id = unique("assign")
     user_id = unique("assignee")
