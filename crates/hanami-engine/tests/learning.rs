@@ -103,3 +103,36 @@ fn vector_and_portable_walks_compute_the_same_bits() {
         }
     }
 }
+
+/// The original's growth rule (spec §3.3): sections fed by hidden neurons grow only in cycles
+/// where a synapse was created or split earlier in the same forward pass. One constant sample
+/// stops all growth after its first cycle (each input's first synapse takes the whole value
+/// as its border, so later cycles pass it exactly), so the seed document's direct-IO example
+/// never reaches its outputs. Kept for fidelity; `docs/compatibility.md` says so.
+#[test]
+fn one_constant_sample_stops_growing_after_its_first_cycle() {
+    const TEMPLATE: &str = "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\n    \
+        refractory_time: 1\n    max_connection_distance: 1\n    enable_reduction: false\n\
+        hexagons:\n    1,1,1\n    2,1,1\n    3,1,1\n\ninputs:\n    test_input:\n        \
+        target: 1,1,1\n        number_of_inputs: 5\n\noutputs:\n    test_output:\n        \
+        target: 3,1,1\n        number_of_outputs: 2\n";
+    let input = [0.0f32, 2.0, 0.0, 10.0, 0.5];
+    for seed in 1..=3 {
+        let mut cluster = hanami_engine::Cluster::from_template_text(TEMPLATE, seed).unwrap();
+        let step = |cluster: &mut hanami_engine::Cluster| {
+            cluster
+                .train_step(&[("test_input", &input)], &[("test_output", &[1.0, 0.0])])
+                .unwrap();
+        };
+        step(&mut cluster);
+        let after_first = cluster.size();
+        // One synapse per firing input (2, 10 and 0.5), none beyond the hidden hexagon.
+        assert_eq!(after_first.synapses, 3, "seed {seed}");
+        for _ in 0..500 {
+            step(&mut cluster);
+        }
+        assert_eq!(cluster.size().synapses, after_first.synapses, "seed {seed}");
+        cluster.request_step(&[("test_input", &input)]).unwrap();
+        assert_eq!(cluster.output("test_output").unwrap(), [0.0, 0.0]);
+    }
+}
