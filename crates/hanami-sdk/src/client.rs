@@ -1,6 +1,7 @@
 //! The logged-in client and its HTTP plumbing.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use hanami_types::API_PREFIX;
 use hanami_types::auth::{AuthInfo, RenewTokenRequest, TokenRequest, TokenResponse};
@@ -10,13 +11,34 @@ use serde::de::DeserializeOwned;
 
 use crate::{Error, Result, tls};
 
-/// How to connect: TLS trust settings.
-#[derive(Debug, Clone, Default)]
+/// How long a connection to the server may take to open (TCP, TLS and websocket handshakes).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The default of [`ConnectOptions::answer_timeout`]: long enough for the server to convert a
+/// large dataset upload before it answers.
+pub const DEFAULT_ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How to connect: TLS trust settings and how long to wait for the server.
+#[derive(Debug, Clone)]
 pub struct ConnectOptions {
     /// Accept any server certificate (self-signed test servers). Never use it in production.
     pub accept_invalid_certs: bool,
     /// An extra trusted root certificate, PEM-encoded (for a server with its own CA).
     pub root_certificate_pem: Option<Vec<u8>>,
+    /// How long the server may stay silent while an answer is due (an HTTP response or a
+    /// websocket reply); the call then fails with [`Error::Transport`] or
+    /// [`Error::WebSocket`] instead of waiting forever.
+    pub answer_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            accept_invalid_certs: false,
+            root_certificate_pem: None,
+            answer_timeout: DEFAULT_ANSWER_TIMEOUT,
+        }
+    }
 }
 
 /// A client logged in to a Hanami server. Cheap to clone.
@@ -26,6 +48,8 @@ pub struct Client {
     address: String,
     token: String,
     pub(crate) tls: Arc<rustls::ClientConfig>,
+    /// See [`ConnectOptions::answer_timeout`].
+    pub(crate) answer_timeout: Duration,
 }
 
 impl std::fmt::Debug for Client {
@@ -49,8 +73,10 @@ impl Client {
         password: &str,
         options: &ConnectOptions,
     ) -> Result<Self> {
-        let mut http =
-            reqwest::Client::builder().danger_accept_invalid_certs(options.accept_invalid_certs);
+        let mut http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(options.accept_invalid_certs)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(options.answer_timeout);
         if let Some(pem) = &options.root_certificate_pem {
             let cert = reqwest::Certificate::from_pem(pem)
                 .map_err(|e| Error::Options(format!("root certificate: {e}")))?;
@@ -61,6 +87,7 @@ impl Client {
             address: address.trim_end_matches('/').to_owned(),
             token: String::new(),
             tls: tls::client_config(options)?,
+            answer_timeout: options.answer_timeout,
         };
         let answer: TokenResponse = client
             .call(

@@ -1,5 +1,7 @@
 //! Direct IO: driving a cluster in DIRECT mode sample by sample over a websocket.
 
+use std::time::Duration;
+
 use futures_util::SinkExt;
 use hanami_types::websocket::TARGET_CLUSTER;
 use hanami_types::websocket::proto::{ClusterIoMessage, ClusterProcessType, TargetBufferType};
@@ -12,6 +14,8 @@ use crate::{Client, Error, Result};
 /// An open direct-IO session with one cluster.
 pub struct DirectSession {
     socket: Socket,
+    /// See [`crate::ConnectOptions::answer_timeout`].
+    answer_timeout: Duration,
 }
 
 impl Client {
@@ -19,6 +23,7 @@ impl Client {
     pub async fn direct_session(&self, cluster_uuid: &str) -> Result<DirectSession> {
         Ok(DirectSession {
             socket: self.open_session(TARGET_CLUSTER, cluster_uuid).await?,
+            answer_timeout: self.answer_timeout,
         })
     }
 }
@@ -29,7 +34,7 @@ impl DirectSession {
             .send(Message::binary(message.encode_to_vec()))
             .await
             .map_err(|e| Error::WebSocket(e.to_string()))?;
-        ClusterIoMessage::decode(next_binary(&mut self.socket).await?)
+        ClusterIoMessage::decode(next_binary(&mut self.socket, self.answer_timeout).await?)
             .map_err(|e| Error::Protocol(format!("direct IO answer: {e}")))
     }
 
@@ -95,8 +100,9 @@ impl DirectSession {
             .await?;
         let mut results = vec![(first.buffer_name, first.values)];
         for _ in 1..outputs {
-            let next = ClusterIoMessage::decode(next_binary(&mut self.socket).await?)
-                .map_err(|e| Error::Protocol(format!("direct IO answer: {e}")))?;
+            let next =
+                ClusterIoMessage::decode(next_binary(&mut self.socket, self.answer_timeout).await?)
+                    .map_err(|e| Error::Protocol(format!("direct IO answer: {e}")))?;
             results.push((next.buffer_name, next.values));
         }
         Ok(results)

@@ -25,7 +25,7 @@ mod tls;
 mod upload;
 mod users;
 
-pub use client::{Client, ConnectOptions};
+pub use client::{CONNECT_TIMEOUT, Client, ConnectOptions, DEFAULT_ANSWER_TIMEOUT};
 pub use direct::DirectSession;
 pub use error::{Error, Result};
 pub use hanami_types as types;

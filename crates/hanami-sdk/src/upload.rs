@@ -1,6 +1,7 @@
 //! Sending a file into an upload's temporary file over a websocket session.
 
 use std::path::Path;
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use hanami_types::datasets::UPLOAD_CHUNK_SIZE;
@@ -11,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use crate::{Client, Error, Result};
+use crate::{CONNECT_TIMEOUT, Client, Error, Result};
 
 pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -26,10 +27,16 @@ impl Client {
         let connector = url
             .starts_with("wss://")
             .then(|| Connector::Rustls(self.tls.clone()));
-        let (mut socket, _) =
-            tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, true, connector)
-                .await
-                .map_err(ws_err)?;
+        let connect =
+            tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, true, connector);
+        let (mut socket, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| {
+                Error::WebSocket(format!(
+                    "no websocket connection to {url} within {CONNECT_TIMEOUT:?}"
+                ))
+            })?
+            .map_err(ws_err)?;
         let init = SessionInit {
             token: self.token().to_owned(),
             target: target.to_owned(),
@@ -37,7 +44,7 @@ impl Client {
         };
         let text = serde_json::to_string(&init).map_err(ws_err)?;
         socket.send(Message::text(text)).await.map_err(ws_err)?;
-        let reply = next_binary(&mut socket).await?;
+        let reply = next_binary(&mut socket, self.answer_timeout).await?;
         let reply: SessionReply = serde_json::from_slice(&reply)
             .map_err(|e| Error::Protocol(format!("session reply: {e}")))?;
         if !reply.success {
@@ -86,13 +93,13 @@ impl Client {
                 .map_err(ws_err)?;
             in_flight += 1;
             if in_flight == UPLOAD_WINDOW {
-                acknowledged = receive_ack(&mut socket, &mut acks).await?;
+                acknowledged = receive_ack(&mut socket, &mut acks, self.answer_timeout).await?;
                 sent(acknowledged);
                 in_flight -= 1;
             }
         }
         while in_flight > 0 {
-            acknowledged = receive_ack(&mut socket, &mut acks).await?;
+            acknowledged = receive_ack(&mut socket, &mut acks, self.answer_timeout).await?;
             sent(acknowledged);
             in_flight -= 1;
         }
@@ -109,8 +116,9 @@ const UPLOAD_WINDOW: usize = 4;
 async fn receive_ack(
     socket: &mut Socket,
     chunk_ends: &mut std::slice::Iter<'_, usize>,
+    timeout: Duration,
 ) -> Result<u64> {
-    let reply = FileUploadResponseMessage::decode(next_binary(socket).await?)
+    let reply = FileUploadResponseMessage::decode(next_binary(socket, timeout).await?)
         .map_err(|e| Error::Protocol(format!("upload reply: {e}")))?;
     if !reply.success {
         return Err(Error::WebSocket(format!(
@@ -124,10 +132,18 @@ async fn receive_ack(
     Ok(*end as u64)
 }
 
-/// The next binary message, skipping pings.
-pub(crate) async fn next_binary(socket: &mut Socket) -> Result<prost::bytes::Bytes> {
+/// The next binary message, skipping pings; fails if the server sends nothing for `timeout`.
+pub(crate) async fn next_binary(
+    socket: &mut Socket,
+    timeout: Duration,
+) -> Result<prost::bytes::Bytes> {
     loop {
-        match socket.next().await {
+        let next = tokio::time::timeout(timeout, socket.next())
+            .await
+            .map_err(|_| {
+                Error::WebSocket(format!("the server did not answer within {timeout:?}"))
+            })?;
+        match next {
             Some(Ok(Message::Binary(bytes))) => return Ok(bytes),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(Message::Close(_))) | None => {

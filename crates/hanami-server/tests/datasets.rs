@@ -782,8 +782,8 @@ async fn uploads_over_wss() {
     let (launched, cert) = with_https(launch(), tmp.path());
     let server = launched.start();
     let options = hanami_sdk::ConnectOptions {
-        accept_invalid_certs: false,
         root_certificate_pem: Some(cert.cert.pem().into_bytes()),
+        ..hanami_sdk::ConnectOptions::default()
     };
     let client = hanami_sdk::Client::login_with(&server.url, ADMIN, ADMIN_PW, &options)
         .await
@@ -802,7 +802,7 @@ async fn uploads_over_wss() {
     );
     let insecure = hanami_sdk::ConnectOptions {
         accept_invalid_certs: true,
-        root_certificate_pem: None,
+        ..hanami_sdk::ConnectOptions::default()
     };
     let client = hanami_sdk::Client::login_with(&server.url, ADMIN, ADMIN_PW, &insecure)
         .await

@@ -39,6 +39,18 @@ pub struct Cli {
     #[arg(long, global = true, env = "HANAMI_CA_CERT", value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
 
+    /// Give up when the server stays silent this long while an answer is due (addition;
+    /// opening a connection may take 10 seconds)
+    #[arg(
+        long,
+        global = true,
+        env = "HANAMI_ANSWER_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = hanami_sdk::DEFAULT_ANSWER_TIMEOUT.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub answer_timeout: u64,
+
     /// The resource to work on.
     #[command(subcommand)]
     pub command: Command,

@@ -114,6 +114,7 @@ fn deleted(kind: &str, id: &str) -> Shown {
 /// Runs a command and prints its result on standard output.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let json = cli.json;
+    let options = connect_options(&cli);
     let shown = match cli.command {
         Command::Completion { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
@@ -123,7 +124,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         command => {
             let credentials = Credentials::from_env()?;
-            let options = connect_options(cli.insecure, cli.ca_cert.as_deref())?;
+            let options = options?;
             let local = Local::check(&command)?;
             let client = credentials.login(&options).await?;
             let session = Session {
@@ -250,9 +251,11 @@ fn readable(path: &Path, what: &str) -> Result<(), CliError> {
     })
 }
 
-/// TLS settings from `--insecure` and `--ca-cert`.
-fn connect_options(insecure: bool, ca_cert: Option<&Path>) -> Result<ConnectOptions, CliError> {
-    let root_certificate_pem = ca_cert
+/// TLS settings from `--insecure` and `--ca-cert`, and `--answer-timeout`.
+fn connect_options(cli: &Cli) -> Result<ConnectOptions, CliError> {
+    let root_certificate_pem = cli
+        .ca_cert
+        .as_deref()
         .map(|path| {
             std::fs::read(path).map_err(|e| {
                 CliError::msg(format!(
@@ -263,8 +266,9 @@ fn connect_options(insecure: bool, ca_cert: Option<&Path>) -> Result<ConnectOpti
         })
         .transpose()?;
     Ok(ConnectOptions {
-        accept_invalid_certs: insecure,
+        accept_invalid_certs: cli.insecure,
         root_certificate_pem,
+        answer_timeout: Duration::from_secs(cli.answer_timeout),
     })
 }
 

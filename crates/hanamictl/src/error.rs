@@ -39,7 +39,12 @@ impl CliError {
             ) => CliError::Status { code, body },
             (_, E::Transport(e)) => {
                 let mut text = chain(&e);
-                if text.contains("certificate") || text.contains("UnknownIssuer") {
+                if e.is_timeout() {
+                    text.push_str(
+                        "\n(the server did not answer in time; a slow server needs a longer \
+                         --answer-timeout or HANAMI_ANSWER_TIMEOUT)",
+                    );
+                } else if text.contains("certificate") || text.contains("UnknownIssuer") {
                     text.push_str(
                         "\n(for a self-signed server certificate pass --insecure or set \
                          HANAMI_INSECURE=1, or trust it with --ca-cert FILE)",

@@ -745,6 +745,35 @@ fn environment_usage_and_local_errors() {
         run.stderr
     );
 
+    // A server that accepts connections and never answers: the CLI gives up after the
+    // answer timeout (flag or variable) instead of waiting forever.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().collect();
+        drop(held);
+    });
+    for (args, variable) in [
+        (&["--answer-timeout", "1", "host", "list"][..], None),
+        (&["host", "list"][..], Some("1")),
+    ] {
+        let mut env = with_address(&silent_url).to_vec();
+        if let Some(seconds) = variable {
+            env.push(("HANAMI_ANSWER_TIMEOUT", seconds.to_owned()));
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let started = std::time::Instant::now();
+        let run = ctl_env(&env, args).fails();
+        assert!(started.elapsed() < Duration::from_secs(8), "{run:?}");
+        assert!(
+            run.stderr.contains("did not answer in time"),
+            "{}",
+            run.stderr
+        );
+    }
+    let run = run_at(&silent_url, &["--answer-timeout", "0", "host", "list"]).fails();
+    assert!(run.stderr.contains("--answer-timeout"), "{}", run.stderr);
+
     // Local input is checked before anything goes over the network.
     for (args, expected) in [
         (

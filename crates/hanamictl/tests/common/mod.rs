@@ -26,6 +26,7 @@ const CLI_ENV: &[&str] = &[
     "HANAMI_PROJECT",
     "HANAMI_INSECURE",
     "HANAMI_CA_CERT",
+    "HANAMI_ANSWER_TIMEOUT",
 ];
 
 /// Path of the CLI under test.
