@@ -592,7 +592,8 @@ async fn wait_if_asked(
             "aborted" => {
                 progress.finish();
                 return Err(CliError::msg(format!(
-                    "task '{task_uuid}' was aborted (the server's error log says why)"
+                    "task '{task_uuid}' was aborted: it was deleted, or it failed (then the \
+                     server's error log says why)"
                 )));
             }
             state => {

@@ -9,7 +9,8 @@ use std::io;
 
 /// Where hidden answers come from.
 pub trait HiddenInput {
-    /// Shows `prompt` and reads one line without echo, without its line ending.
+    /// Shows `prompt` and reads one line without echo, without its line ending and the
+    /// whitespace around it.
     fn read_hidden(&mut self, prompt: &str) -> io::Result<String>;
 }
 
@@ -34,15 +35,10 @@ pub fn ask_new_password(input: &mut dyn HiddenInput) -> Result<String, String> {
     Ok(first)
 }
 
-/// Strips one trailing line ending (`\n` or `\r\n`).
-fn strip_line_end(mut line: String) -> String {
-    if line.ends_with('\n') {
-        line.pop();
-        if line.ends_with('\r') {
-            line.pop();
-        }
-    }
-    line
+/// The entry of a prompt line: without the line ending and the whitespace around it, as the
+/// original CLI reads it.
+fn entry(line: &str) -> String {
+    line.trim().to_owned()
 }
 
 /// The terminal on standard input.
@@ -75,7 +71,7 @@ impl HiddenInput for Terminal {
             }
             line
         };
-        Ok(strip_line_end(line))
+        Ok(entry(&line))
     }
 }
 
@@ -182,9 +178,10 @@ mod tests {
     }
 
     #[test]
-    fn only_the_line_ending_is_stripped() {
-        assert_eq!(strip_line_end(" pw \r\n".into()), " pw ");
-        assert_eq!(strip_line_end("pw\n".into()), "pw");
-        assert_eq!(strip_line_end("pw".into()), "pw");
+    fn the_line_ending_and_surrounding_whitespace_are_stripped() {
+        assert_eq!(entry("  secret pw \t\r\n"), "secret pw");
+        assert_eq!(entry("pw\n"), "pw");
+        assert_eq!(entry("pw"), "pw");
+        assert_eq!(entry("   \n"), "");
     }
 }

@@ -126,7 +126,8 @@ fn user_create_prompts_twice_without_echo() {
         ],
     );
     term.expect("Enter Password: ");
-    term.type_line("secret-password-1");
+    // Whitespace around an entry is dropped, as the original CLI does.
+    term.type_line("  secret-password-1 ");
     term.expect("Enter Password again: ");
     term.type_line("secret-password-1");
     let (code, stdout, screen) = term.finish();
