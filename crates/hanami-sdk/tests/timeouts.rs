@@ -50,11 +50,15 @@ async fn serve(mut stream: TcpStream) {
     }
 }
 
-fn options(seconds: u64) -> ConnectOptions {
-    ConnectOptions {
-        answer_timeout: Duration::from_secs(seconds),
+/// A client logged in to a fresh [`half_dead_server`], with an answer timeout of 1 s.
+async fn client_of_a_half_dead_server() -> Client {
+    let options = ConnectOptions {
+        answer_timeout: Duration::from_secs(1),
         ..ConnectOptions::default()
-    }
+    };
+    Client::login_with(&half_dead_server().await, "asdf", "asdfasdf", &options)
+        .await
+        .unwrap()
 }
 
 /// Runs `call` and checks that it failed after about `seconds`, not before and not long after.
@@ -80,10 +84,7 @@ async fn fails_after<T>(
 
 #[tokio::test]
 async fn an_http_answer_that_never_comes_fails_after_the_answer_timeout() {
-    let address = half_dead_server().await;
-    let client = Client::login_with(&address, "asdf", "asdfasdf", &options(1))
-        .await
-        .unwrap();
+    let client = client_of_a_half_dead_server().await;
     let error = fails_after(1, client.projects()).await;
     assert!(
         matches!(&error, Error::Transport(e) if e.is_timeout()),
@@ -93,10 +94,7 @@ async fn an_http_answer_that_never_comes_fails_after_the_answer_timeout() {
 
 #[tokio::test]
 async fn a_websocket_answer_that_never_comes_fails_after_the_answer_timeout() {
-    let address = half_dead_server().await;
-    let client = Client::login_with(&address, "asdf", "asdfasdf", &options(1))
-        .await
-        .unwrap();
+    let client = client_of_a_half_dead_server().await;
     let error = fails_after(1, client.direct_session("c")).await;
     assert!(
         matches!(&error, Error::WebSocket(m) if m.contains("did not answer within")),
