@@ -132,6 +132,7 @@ async fn prepare(config: Config) -> anyhow::Result<App> {
         tokens,
         policy,
         clusters,
+        cluster_names: tokio::sync::Mutex::new(()),
         workers,
         cpu_host: uuid::Uuid::new_v4().to_string(),
         routes: Routes::default(),

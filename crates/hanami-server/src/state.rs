@@ -30,6 +30,9 @@ pub struct AppState {
     pub policy: Policy,
     /// The clusters and their task queues.
     pub clusters: Clusters,
+    /// Held from the check of a new cluster's name to the insert of its row, so that two
+    /// requests at the same moment cannot both take one name.
+    pub cluster_names: tokio::sync::Mutex<()>,
     /// What cluster workers need.
     pub workers: WorkerContext,
     /// Uuid of the one logical host (the CPU), chosen at start-up.

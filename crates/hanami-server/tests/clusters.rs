@@ -645,3 +645,40 @@ async fn clusters_are_scoped_and_block_project_deletion() {
         .unwrap();
     assert_eq!(done.state, "finished");
 }
+
+#[tokio::test]
+async fn one_name_gives_one_cluster_even_for_requests_at_the_same_moment() {
+    use base64::Engine as _;
+
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    let template = base64::engine::general_purpose::STANDARD.encode(SEED_TEMPLATE);
+    let body = json!({"name": "raced", "template": template});
+    let answers =
+        futures_util::future::join_all((0..8).map(|_| admin.post("cluster", &body))).await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 409).count(),
+        7,
+        "{statuses:?}"
+    );
+    let list = admin.get("cluster/all").await.expect(200).json();
+    let name = list["header"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|h| h == "name")
+        .unwrap();
+    let named: Vec<_> = list["body"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|row| row[name] == "raced")
+        .collect();
+    assert_eq!(named.len(), 1, "{list}");
+}

@@ -121,17 +121,23 @@ fn build(encoded: &str) -> ApiResult<Option<Cluster>> {
     Ok(Some(cluster))
 }
 
-async fn create(app: App, caller: Caller, request: CreateClusterRequest) -> ApiResult<Resource> {
+/// The 409 for a cluster name that is taken in the caller's scope.
+async fn check_name_free(app: &App, caller: &Caller, name: &str) -> ApiResult<()> {
     if app
         .store
-        .resource_name_taken(Kind::Cluster, &caller.scope(), &request.name)
+        .resource_name_taken(Kind::Cluster, &caller.scope(), name)
         .await?
     {
         return Err(ApiError::Conflict(format!(
-            "Cluster with name '{}' already exists.",
-            request.name
+            "Cluster with name '{name}' already exists."
         )));
     }
+    Ok(())
+}
+
+async fn create(app: App, caller: Caller, request: CreateClusterRequest) -> ApiResult<Resource> {
+    // Checked first so that a taken name costs no network, and again under the lock below.
+    check_name_free(&app, &caller, &request.name).await?;
     let template = request.template;
     let network = tokio::task::spawn_blocking(move || build(&template))
         .await
@@ -149,9 +155,19 @@ async fn create(app: App, caller: Caller, request: CreateClusterRequest) -> ApiR
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
         .context("cannot save the cluster's network")?;
-    if let Err(e) = app.store.insert_resource(Kind::Cluster, &row).await {
+    let names = app.cluster_names.lock().await;
+    let inserted = match check_name_free(&app, &caller, &request.name).await {
+        Ok(()) => app
+            .store
+            .insert_resource(Kind::Cluster, &row)
+            .await
+            .map_err(ApiError::from),
+        Err(taken) => Err(taken),
+    };
+    drop(names);
+    if let Err(e) = inserted {
         let _ = cluster.remove_network_file();
-        return Err(e.into());
+        return Err(e);
     }
     app.clusters.insert(cluster);
     Ok(resource(&row))
