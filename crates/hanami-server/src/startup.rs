@@ -189,9 +189,17 @@ async fn load_clusters(store: &Store, paths: &DataDir) -> anyhow::Result<Cluster
         let Some(cluster) = clusters.get(&Scope::All, &task.cluster_uuid) else {
             continue;
         };
+        // A stop ends active tasks itself, so a task still active here outlived a crash (or a
+        // stop that could not wait for it), and the saved network predates it.
+        let outcome = if task.state == "active" {
+            "the cluster's network is the one saved before the task, so its cycles are lost; \
+             run it again"
+        } else {
+            "it never ran"
+        };
         let message = format!(
-            "task '{}' of cluster '{}' was {} when the server stopped; it was aborted after {} \
-             of {} cycles",
+            "task '{}' of cluster '{}' was {} when the server stopped without ending it; it is \
+             aborted, and {outcome} ({} of {} cycles recorded)",
             task.name, cluster.row.name, task.state, task.current, task.total
         );
         log_startup_error(store, &cluster.row.owner_id, &task.uuid, &message).await;
