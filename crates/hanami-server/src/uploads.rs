@@ -421,6 +421,33 @@ impl Uploads {
         })
     }
 
+    /// Cancels an unfinished upload visible in `scope` and removes its temporary files
+    /// (a chunk being written then fails as for an expired upload). `Ok(false)` if there is
+    /// no such upload; an error while it is being finalised.
+    pub fn cancel(&self, scope: &Scope, dataset_uuid: &str) -> Result<bool, FinalizeError> {
+        let removed = {
+            let mut uploads = self.lock();
+            match uploads.get(dataset_uuid) {
+                Some(u) if scope.contains(&u.meta.project_id, &u.meta.owner_id) => {
+                    if u.finalizing {
+                        return Err(FinalizeError::Busy(format!(
+                            "The upload of dataset '{dataset_uuid}' is being finalised"
+                        )));
+                    }
+                    uploads.remove(dataset_uuid)
+                }
+                _ => None,
+            }
+        };
+        Ok(match removed {
+            Some(upload) => {
+                remove_files(upload.files.iter().map(|f| f.path.as_path()));
+                true
+            }
+            None => false,
+        })
+    }
+
     fn remove(&self, dataset_uuid: &str) {
         let removed = self.lock().remove(dataset_uuid);
         if let Some(upload) = removed {

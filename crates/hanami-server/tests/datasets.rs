@@ -707,6 +707,42 @@ async fn abandoned_uploads_expire_and_restarts_clean_up() {
 }
 
 #[tokio::test]
+async fn deleting_an_unfinished_upload_cancels_it() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let admin = server.admin().await;
+    let started = client.start_csv_upload("cancelled", 1000).await.unwrap();
+    let mut socket = open_socket(&server, "/").await;
+    init(
+        &mut socket,
+        client.token(),
+        "file_upload",
+        &started.uuid_input_file,
+    )
+    .await;
+    assert!(send_chunk(&mut socket, 0, b"a,b\n1,2\n").await.success);
+    let uploads = server.data_dir.join("uploads");
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 1);
+
+    admin
+        .delete(&format!("dataset?uuid={}", started.uuid))
+        .await
+        .expect(200);
+    // The temporary file is gone at once, the upload is unknown, and later chunks fail.
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
+    assert!(matches!(
+        client.upload_progress(&started.uuid).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(!send_chunk(&mut socket, 8, b"3,4\n").await.success);
+    admin
+        .delete(&format!("dataset?uuid={}", started.uuid))
+        .await
+        .expect(404);
+    assert!(client.datasets().await.unwrap().body.is_empty());
+}
+
+#[tokio::test]
 async fn datasets_survive_restarts_and_reading_never_changes_them() {
     let server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;

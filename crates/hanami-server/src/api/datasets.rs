@@ -290,13 +290,29 @@ async fn list(app: App, caller: Caller, _: NoInput) -> ApiResult<ListTable> {
         .await?)
 }
 
+/// Deletes a dataset, or cancels an upload that has not been finalised (its temporary files
+/// go at once instead of after `upload_timeout`).
 async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String, Value>> {
-    let row = app
+    let scope = caller.scope();
+    match app
         .store
-        .delete_resource(Kind::Dataset, &caller.scope(), &query.uuid)
+        .delete_resource(Kind::Dataset, &scope, &query.uuid)
         .await?
-        .ok_or_else(|| not_found(&query.uuid))?;
-    super::remove_file(app.paths.datasets().join(&row.file_name)).await;
+    {
+        Some(row) => super::remove_file(app.paths.datasets().join(&row.file_name)).await,
+        None => {
+            let uploads = app.uploads.clone();
+            let uuid = query.uuid.clone();
+            // Removing the temporary files is blocking file I/O.
+            let cancelled = tokio::task::spawn_blocking(move || uploads.cancel(&scope, &uuid))
+                .await
+                .map_err(|e| ApiError::Internal(e.into()))?
+                .map_err(|e| ApiError::Conflict(e.to_string()))?;
+            if !cancelled {
+                return Err(not_found(&query.uuid));
+            }
+        }
+    }
     Ok(Map::new())
 }
 
