@@ -10,6 +10,7 @@ pub mod clusters;
 pub mod config;
 mod connections;
 pub mod error_log;
+pub mod host_info;
 pub mod paths;
 mod startup;
 pub mod state;

@@ -22,6 +22,7 @@ use crate::clusters::task::Task;
 use crate::clusters::{ClusterHandle, Clusters, CoreBudget, WorkerContext};
 use crate::config::Config;
 use crate::connections::{self, Plain, limit_header_time};
+use crate::host_info;
 use crate::paths::DataDir;
 use crate::state::{App, AppState};
 use crate::uploads::Uploads;
@@ -55,6 +56,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let handle = axum_server::Handle::new();
     tokio::spawn(shutdown_on_signal(handle.clone()));
     tokio::spawn(expire_uploads(app.uploads.clone()));
+    tokio::spawn(host_info::sample_every_second(app.measurements.clone()));
     let router = Router::new()
         .fallback(api::dispatch)
         .with_state(app.clone())
@@ -134,6 +136,7 @@ async fn prepare(config: Config) -> anyhow::Result<App> {
         clusters,
         cluster_names: tokio::sync::Mutex::new(()),
         workers,
+        measurements: Arc::default(),
         cpu_host: uuid::Uuid::new_v4().to_string(),
         routes: Routes::default(),
     }))

@@ -35,6 +35,8 @@ pub struct AppState {
     pub cluster_names: tokio::sync::Mutex<()>,
     /// What cluster workers need.
     pub workers: WorkerContext,
+    /// Power, speed and temperature of the machine, sampled once a second.
+    pub measurements: Arc<crate::host_info::Measurements>,
     /// Uuid of the one logical host (the CPU), chosen at start-up.
     pub cpu_host: String,
     /// The endpoint table.
