@@ -9,6 +9,12 @@ from . import hanami_request
 _PATH = "/v1.0alpha/task"
 
 
+def _as_sent(mapping: Mapping[str, str]) -> object:
+    """A mapping as a JSON object; anything else as it is, for the server to refuse with a
+    ``BadRequestException`` that names the field (rather than a local error of ``dict()``)."""
+    return dict(mapping) if isinstance(mapping, Mapping) else mapping
+
+
 def create_train_task(token: str, address: str, name: str, cluster_uuid: str,
                       inputs: Mapping[str, str], outputs: Mapping[str, str],
                       verify_connection: bool = True) -> str:
@@ -18,10 +24,11 @@ def create_train_task(token: str, address: str, name: str, cluster_uuid: str,
     ``inputs`` maps input names of the cluster to dataset uuids, ``outputs`` maps output
     names to the dataset uuids holding the expected values; each name must also be a column
     group of its dataset (MNIST: ``picture`` and ``label``). Raises ``NotFoundException`` for
-    an unknown cluster, dataset or name, ``BadRequestException`` for mismatched sizes.
+    an unknown cluster, dataset or name, ``BadRequestException`` for mismatched sizes or maps
+    that are no maps of strings.
     """
-    body = {"name": name, "cluster_uuid": cluster_uuid, "inputs": dict(inputs),
-            "outputs": dict(outputs)}
+    body = {"name": name, "cluster_uuid": cluster_uuid, "inputs": _as_sent(inputs),
+            "outputs": _as_sent(outputs)}
     return hanami_request.send_post_request(token, address, _PATH + "/train", body,
                                             verify_connection)
 
@@ -35,8 +42,8 @@ def create_request_task(token: str, address: str, name: str, cluster_uuid: str,
     **name** of the dataset that receives the results. That dataset gets the task's uuid and
     appears when the task has finished; deleting the task keeps it.
     """
-    body = {"name": name, "cluster_uuid": cluster_uuid, "inputs": dict(inputs),
-            "results": dict(results)}
+    body = {"name": name, "cluster_uuid": cluster_uuid, "inputs": _as_sent(inputs),
+            "results": _as_sent(results)}
     return hanami_request.send_post_request(token, address, _PATH + "/request", body,
                                             verify_connection)
 

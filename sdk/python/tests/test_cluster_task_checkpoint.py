@@ -146,6 +146,13 @@ def test_task_errors(address: str, token: str, small_dataset: str, new_cluster: 
     with pytest.raises(hx.BadRequestException):
         task.create_request_task(token, address, "test_task", new_cluster, inputs,
                                  {"label": "result_one", "other": "result_two"})
+    # Lists instead of maps reach the server, which names the field.
+    with pytest.raises(hx.BadRequestException, match="inputs"):
+        task.create_train_task(token, address, "test_task", new_cluster, ["picture"],
+                               outputs)
+    with pytest.raises(hx.BadRequestException, match="results"):
+        task.create_request_task(token, address, "test_task", new_cluster, inputs,
+                                 ["label"])
     with pytest.raises(hx.NotFoundException):
         task.get_task(token, address, MISSING, new_cluster)
     with pytest.raises(hx.NotFoundException):
