@@ -109,6 +109,19 @@ pub enum TemplateErrorKind {
     /// `number_of_outputs` above [`limits::MAX_OUTPUTS`].
     #[error("output '{0}' has more than {max} outputs", max = limits::MAX_OUTPUTS)]
     TooManyOutputs(String),
+    /// The inputs together have more than [`limits::MAX_INPUTS`] neurons; `'{0}'` is the
+    /// first one beyond.
+    #[error(
+        "the inputs up to '{0}' have more than {max} inputs together",
+        max = limits::MAX_INPUTS
+    )]
+    TooManyInputsInAll(String),
+    /// The outputs together have more than [`limits::MAX_OUTPUTS`] neurons.
+    #[error(
+        "the outputs up to '{0}' have more than {max} outputs together",
+        max = limits::MAX_OUTPUTS
+    )]
+    TooManyOutputsInAll(String),
     /// Two inputs, or two outputs, target the same hexagon.
     #[error("'{0}' targets a hexagon that already has an interface of this kind")]
     HexagonAlreadyUsed(String),

@@ -65,12 +65,24 @@ pub(crate) struct Token<'a> {
 impl Token<'_> {
     /// How the token is named in a syntax-error message.
     pub(crate) fn describe(&self) -> String {
+        let text = shortened(self.text);
         match self.tok {
             Tok::Eof => "end of template".to_string(),
-            Tok::Number(_) | Tok::Float(_) => format!("number `{}`", self.text),
-            Tok::Identifier => format!("name `{}`", self.text),
-            _ => format!("`{}`", self.text),
+            Tok::Number(_) | Tok::Float(_) => format!("number `{text}`"),
+            Tok::Identifier => format!("name `{text}`"),
+            _ => format!("`{text}`"),
         }
+    }
+}
+
+/// Characters of template text that an error message quotes at most.
+const QUOTED_CHARS: usize = 60;
+
+/// `text` as an error message quotes it: whole if short, else its start and `…`.
+pub(crate) fn shortened(text: &str) -> String {
+    match text.char_indices().nth(QUOTED_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
     }
 }
 
@@ -79,7 +91,9 @@ pub(crate) struct Lexer<'a> {
     text: &'a str,
     pos: usize,
     line: u32,
-    line_start: usize,
+    /// A position on the current line whose column is known, and that column (1-based):
+    /// columns are counted on from there, so a long line costs linear time, not quadratic.
+    column_mark: (usize, u32),
 }
 
 fn is_ident_byte(b: u8) -> bool {
@@ -92,12 +106,16 @@ impl<'a> Lexer<'a> {
             text,
             pos: 0,
             line: 1,
-            line_start: 0,
+            column_mark: (0, 1),
         }
     }
 
-    fn column_of(&self, pos: usize) -> u32 {
-        self.text[self.line_start..pos].chars().count() as u32 + 1
+    /// The column of `pos`, which lies on the current line at or after the last one asked.
+    fn column_of(&mut self, pos: usize) -> u32 {
+        let (from, column) = self.column_mark;
+        let column = column + self.text[from..pos].chars().count() as u32;
+        self.column_mark = (pos, column);
+        column
     }
 
     /// Skips blanks and line breaks. `\r\n` counts as a line break (a documented extension);
@@ -110,7 +128,7 @@ impl<'a> Lexer<'a> {
                 b'\n' => {
                     self.pos += 1;
                     self.line += 1;
-                    self.line_start = self.pos;
+                    self.column_mark = (self.pos, 1);
                 }
                 b'\r' if bytes.get(self.pos + 1) == Some(&b'\n') => self.pos += 1,
                 _ => break,

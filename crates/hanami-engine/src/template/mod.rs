@@ -39,9 +39,9 @@ pub mod limits {
     pub const MAX_TEMPLATE_BYTES: usize = 1 << 20;
     /// Most hexagons in one template.
     pub const MAX_HEXAGONS: usize = 1024;
-    /// Largest `number_of_inputs` of one input.
+    /// Largest `number_of_inputs` of one input, and of all inputs together.
     pub const MAX_INPUTS: usize = 1 << 20;
-    /// Largest `number_of_outputs` of one output.
+    /// Largest `number_of_outputs` of one output, and of all outputs together.
     pub const MAX_OUTPUTS: usize = 1 << 16;
     /// Longest input or output name, in characters (the original's name record holds 254).
     pub const MAX_NAME_LEN: usize = 254;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::error::{TemplateError, TemplateErrorKind as Kind};
-use super::lexer::{Keyword, Lexer, Tok, Token};
+use super::lexer::{Keyword, Lexer, Tok, Token, shortened};
 use super::{InterfaceTemplate, Position, Settings, Template, limits};
 
 /// Parses and checks a whole template.
@@ -147,10 +147,11 @@ impl<'a> Parser<'a> {
                         Tok::Float(f) => f,
                         _ => return Err(self.syntax("a number")),
                     };
-                    if cooldown <= 1.0 {
+                    // Checked as stored: 1.00000001 becomes 1.0 in `f32`.
+                    let narrowed = cooldown as f32;
+                    if narrowed <= 1.0 {
                         return Err(self.error_at(&value, Kind::CooldownTooSmall));
                     }
-                    let narrowed = cooldown as f32;
                     if !narrowed.is_finite() {
                         return Err(self.error_at(&value, Kind::CooldownTooLarge));
                     }
@@ -244,7 +245,7 @@ impl<'a> Parser<'a> {
             )?;
             let name = name_token.text.to_string();
             if name.chars().count() > limits::MAX_NAME_LEN {
-                return Err(self.error_at(&name_token, Kind::NameTooLong(name)));
+                return Err(self.error_at(&name_token, Kind::NameTooLong(shortened(&name))));
             }
             if inputs.iter().chain(&list).any(|i| i.name == name) {
                 return Err(self.error_at(&name_token, Kind::DuplicateName(name)));
@@ -278,6 +279,15 @@ impl<'a> Parser<'a> {
                 let kind = match side {
                     Side::Input => Kind::TooManyInputs(name),
                     Side::Output => Kind::TooManyOutputs(name),
+                };
+                return Err(self.error_at(&size_token, kind));
+            }
+            // Each interface is within the limit, so the sum of at most 1024 fits a `u64`.
+            let before: u64 = list.iter().map(|i| i.size as u64).sum();
+            if before + size as u64 > limit as u64 {
+                let kind = match side {
+                    Side::Input => Kind::TooManyInputsInAll(name),
+                    Side::Output => Kind::TooManyOutputsInAll(name),
                 };
                 return Err(self.error_at(&size_token, kind));
             }

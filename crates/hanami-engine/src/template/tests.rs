@@ -267,6 +267,13 @@ fn semantic_checks() {
         kind(&with("    neuron_cooldown: -5.0", HEX, IN, OUT)),
         K::CooldownTooSmall
     );
+    // Checked as stored: this is 1.0 in `f32`; the next `f32` above 1 is accepted.
+    assert_eq!(
+        kind(&with("    neuron_cooldown: 1.00000001", HEX, IN, OUT)),
+        K::CooldownTooSmall
+    );
+    let t = Template::parse(&with("    neuron_cooldown: 1.0000002", HEX, IN, OUT)).unwrap();
+    assert!(t.settings().neuron_cooldown > 1.0);
     assert_eq!(
         kind(&with(
             "    neuron_cooldown: 1000000000000000000000000000000000000000.0",
@@ -319,7 +326,7 @@ fn semantic_checks() {
     let long = "n".repeat(255);
     assert_eq!(
         kind(&with(SET, HEX, &IN.replace("x:", &format!("{long}:")), OUT)),
-        K::NameTooLong(long)
+        K::NameTooLong(format!("{}…", "n".repeat(60)))
     );
     assert_eq!(kind(&with(SET, "    -1,1,1", IN, OUT)), K::Negative(-1));
     assert_eq!(
@@ -392,4 +399,64 @@ fn several_inputs_and_outputs() {
     let t = Template::parse(&with(SET, HEX, &inputs, OUT)).unwrap();
     assert_eq!(t.inputs().len(), 2);
     assert_eq!(t.inputs()[1].hexagon, 1);
+}
+
+#[test]
+fn the_interfaces_together_stay_within_the_limits() {
+    use TemplateErrorKind as K;
+    let hexagons = "    1,1,1\n    2,1,1\n    3,1,1\n    4,1,1";
+    let input = |name: &str, x: u32, n: usize| {
+        format!("    {name}:\n        target: {x},1,1\n        number_of_inputs: {n}\n")
+    };
+    let output = |name: &str, x: u32, n: usize| {
+        format!("    {name}:\n        target: {x},1,1\n        number_of_outputs: {n}\n")
+    };
+    let half_in = limits::MAX_INPUTS / 2;
+    let half_out = limits::MAX_OUTPUTS / 2;
+    // Exactly at the limits together: accepted.
+    let fits = with(
+        SET,
+        hexagons,
+        &(input("a", 1, half_in) + &input("b", 2, half_in)),
+        &(output("c", 3, half_out) + &output("d", 4, half_out)),
+    );
+    Template::parse(&fits).unwrap();
+    // One more neuron, on either side: refused at the interface that crosses the limit.
+    let e = err(&with(
+        SET,
+        hexagons,
+        &(input("a", 1, half_in) + &input("b", 2, half_in + 1)),
+        &output("c", 3, 1),
+    ));
+    assert_eq!(e.kind, K::TooManyInputsInAll("b".into()));
+    assert_eq!(e.line, 15);
+    assert_eq!(
+        kind(&with(
+            SET,
+            hexagons,
+            &input("a", 1, 1),
+            &(output("c", 3, half_out + 1) + &output("d", 4, half_out)),
+        )),
+        K::TooManyOutputsInAll("d".into())
+    );
+}
+
+#[test]
+fn long_lines_keep_exact_columns_and_errors_quote_briefly() {
+    // Many tokens on one line: the column of an error at its end is still exact.
+    let line = format!("    {}é", "refractory_time: 1 ".repeat(5000));
+    let e = err(&with(&line, HEX, IN, OUT));
+    assert_eq!(e.kind, TemplateErrorKind::InvalidCharacter('é'));
+    assert_eq!((e.line, e.column), (3, 4 + 19 * 5000 + 1));
+    // A column after a multi-byte character counts characters.
+    let e = err(&with("    neuron_cooldown: 2.0 é", HEX, IN, OUT));
+    assert_eq!((e.line, e.column), (3, 26));
+    // A huge name where a keyword belongs is quoted briefly.
+    let huge = "h".repeat(100_000);
+    let message = err(&with(SET, HEX, IN, OUT).replace("hexagons:", &huge)).to_string();
+    assert!(message.len() < 300, "{} bytes", message.len());
+    assert!(
+        message.contains(&format!("name `{}…`", "h".repeat(60))),
+        "{message}"
+    );
 }
