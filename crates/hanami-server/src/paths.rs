@@ -30,6 +30,33 @@ impl DataDir {
         Ok(())
     }
 
+    /// Takes the data directory for this process: an exclusive lock on its `hanami.lock`,
+    /// held while the returned value lives (and released by the kernel if the process dies).
+    /// Fails if another server holds it.
+    pub fn lock(&self) -> anyhow::Result<DataDirLock> {
+        use std::os::fd::AsRawFd;
+        let path = self.root.join("hanami.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        // SAFETY: flock only reads its integer arguments; the descriptor is valid while
+        // `file` lives.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let error = std::io::Error::last_os_error();
+            if error.kind() == std::io::ErrorKind::WouldBlock {
+                anyhow::bail!(
+                    "the data directory {} is in use by another hanami server",
+                    self.root.display()
+                );
+            }
+            anyhow::bail!("cannot lock {}: {error}", path.display());
+        }
+        Ok(DataDirLock { _file: file })
+    }
+
     /// The SQLite database.
     pub fn database(&self) -> PathBuf {
         self.root.join("hanami.db")
@@ -59,4 +86,10 @@ impl DataDir {
     pub fn uploads(&self) -> PathBuf {
         self.root.join("uploads")
     }
+}
+
+/// The exclusive hold of a data directory (see [`DataDir::lock`]): the open, locked file.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: std::fs::File,
 }

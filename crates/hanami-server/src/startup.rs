@@ -102,6 +102,9 @@ async fn prepare(config: Config) -> anyhow::Result<App> {
     paths
         .create()
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    // Before anything in it is read or changed: a second server would abort the first
+    // one's tasks and write over its files.
+    let data_dir_lock = paths.lock()?;
     let store = Store::open(&paths.database())
         .await
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
@@ -129,6 +132,7 @@ async fn prepare(config: Config) -> anyhow::Result<App> {
     Ok(Arc::new(AppState {
         config,
         paths,
+        data_dir_lock,
         store,
         uploads,
         tokens,

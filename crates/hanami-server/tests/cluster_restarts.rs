@@ -6,7 +6,9 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{ADMIN, ADMIN_PW, SEED_TEMPLATE, ServerExt, TestServer, pattern_mnist, sdk, sha256};
+use common::{
+    ADMIN, ADMIN_PW, SEED_TEMPLATE, ServerExt, TestServer, launch, pattern_mnist, sdk, sha256,
+};
 use hanami_sdk::{Client, Error};
 use hanami_store::Store;
 use hanami_store::resources::{Kind, ResourceRow};
@@ -335,5 +337,28 @@ async fn a_crash_aborts_unfinished_tasks() {
         ),
         "{entries:?}"
     );
+    assert!(client.cluster(&cluster).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_directory_is_refused() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let cluster = client
+        .create_cluster("kept", SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
+    let Err(stderr) = launch().data_dir(&server.data_dir).try_start() else {
+        panic!("a second server started on the same data directory");
+    };
+    assert!(
+        stderr.contains("is in use by another hanami server"),
+        "{stderr}"
+    );
+    // The first one goes on undisturbed, and its successor starts once it has stopped.
+    assert!(client.cluster(&cluster).await.is_ok());
+    let server = server.restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
     assert!(client.cluster(&cluster).await.is_ok());
 }
