@@ -119,13 +119,23 @@ impl Config {
         if max_body_bytes < 1024 {
             bail!("max_body_bytes must be at least 1024");
         }
-        let upload_timeout = file.upload_timeout.unwrap_or(DEFAULT_UPLOAD_TIMEOUT);
-        if upload_timeout == 0 {
-            bail!("upload_timeout must be at least 1 second");
-        }
-        let header_timeout = file.header_timeout.unwrap_or(DEFAULT_HEADER_TIMEOUT);
-        if header_timeout == 0 {
-            bail!("header_timeout must be at least 1 second");
+        let upload_timeout = seconds(
+            "upload_timeout",
+            file.upload_timeout.unwrap_or(DEFAULT_UPLOAD_TIMEOUT),
+        )?;
+        let header_timeout = seconds(
+            "header_timeout",
+            file.header_timeout.unwrap_or(DEFAULT_HEADER_TIMEOUT),
+        )?;
+        let token_expiry = seconds(
+            "token_expiry",
+            args.token_expiry
+                .or(file.token_expiry)
+                .unwrap_or(DEFAULT_TOKEN_EXPIRY),
+        )?;
+        let max_upload_bytes = file.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD_BYTES);
+        if max_upload_bytes == 0 {
+            bail!("max_upload_bytes must be at least 1");
         }
         Ok(Self {
             listen: args
@@ -137,18 +147,26 @@ impl Config {
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             tls,
-            token_expiry: Duration::from_secs(
-                args.token_expiry
-                    .or(file.token_expiry)
-                    .unwrap_or(DEFAULT_TOKEN_EXPIRY),
-            ),
+            token_expiry,
             policy_file: args.policy_file.or(file.policy_file),
             max_body_bytes,
-            max_upload_bytes: file.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD_BYTES),
-            upload_timeout: Duration::from_secs(upload_timeout),
-            header_timeout: Duration::from_secs(header_timeout),
+            max_upload_bytes,
+            upload_timeout,
+            header_timeout,
         })
     }
+}
+
+/// The longest time a setting in seconds may give: ten years (clocks and timers overflow
+/// somewhere beyond).
+const MAX_SECONDS: u64 = 10 * 365 * 24 * 3600;
+
+/// The setting `key` of `value` seconds, which must lie within 1 s and [`MAX_SECONDS`].
+fn seconds(key: &str, value: u64) -> anyhow::Result<Duration> {
+    if !(1..=MAX_SECONDS).contains(&value) {
+        bail!("{key} must be between 1 and {MAX_SECONDS} seconds (ten years), not {value}");
+    }
+    Ok(Duration::from_secs(value))
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -179,14 +197,24 @@ mod tests {
     }
 
     #[test]
-    fn timeouts_of_zero_are_errors() {
+    fn times_of_zero_or_beyond_ten_years_and_empty_uploads_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hanami.toml");
-        for key in ["upload_timeout", "header_timeout"] {
-            std::fs::write(&path, format!("{key} = 0\n")).unwrap();
-            let err = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap_err();
-            assert!(err.to_string().contains(key), "{err:#}");
+        for key in ["upload_timeout", "header_timeout", "token_expiry"] {
+            for value in ["0", "315360001", "9223372036854775807"] {
+                std::fs::write(&path, format!("{key} = {value}\n")).unwrap();
+                let err =
+                    Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap_err();
+                assert!(err.to_string().contains(key), "{err:#}");
+            }
+            std::fs::write(&path, format!("{key} = 315360000\n")).unwrap();
+            Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap();
         }
+        let err = Config::from_args(args(&["--token-expiry", "0"])).unwrap_err();
+        assert!(err.to_string().contains("token_expiry"), "{err:#}");
+        std::fs::write(&path, "max_upload_bytes = 0\n").unwrap();
+        let err = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap_err();
+        assert!(err.to_string().contains("max_upload_bytes"), "{err:#}");
         std::fs::write(&path, "header_timeout = 5\n").unwrap();
         let c = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap();
         assert_eq!(c.header_timeout, Duration::from_secs(5));

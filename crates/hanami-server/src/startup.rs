@@ -36,12 +36,30 @@ const ADMIN_PASSWORD_VAR: &str = "HANAMI_ADMIN_PASSWORD";
 ///
 /// The first line on stdout is the address clients should use, e.g. `http://127.0.0.1:11418`.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // The certificate and key first: a server that cannot serve must change nothing.
+    let tls_config = match &config.tls {
+        Some(tls) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot load TLS certificate {} and key {}",
+                            tls.cert.display(),
+                            tls.key.display()
+                        )
+                    })?,
+            )
+        }
+        None => None,
+    };
     let app = prepare(config).await?;
     let listener = std::net::TcpListener::bind(app.config.listen)
         .with_context(|| format!("cannot listen on {}", app.config.listen))?;
     listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
-    let scheme = if app.config.tls.is_some() {
+    let scheme = if tls_config.is_some() {
         "https"
     } else {
         "http"
@@ -61,19 +79,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .fallback(api::dispatch)
         .with_state(app.clone())
         .into_make_service();
-    match &app.config.tls {
-        Some(tls) => {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let tls_config =
-                axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "cannot load TLS certificate {} and key {}",
-                            tls.cert.display(),
-                            tls.key.display()
-                        )
-                    })?;
+    match tls_config {
+        Some(tls_config) => {
             let acceptor = connections::Tls::new(tls_config, app.config.header_timeout);
             let mut server = axum_server::from_tcp(listener).acceptor(acceptor);
             limit_header_time(server.http_builder(), app.config.header_timeout);

@@ -299,6 +299,26 @@ async fn https_with_a_pem_certificate() {
 }
 
 #[tokio::test]
+async fn a_certificate_that_does_not_load_stops_the_start_before_anything_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (launched, _) = with_https(launch(), tmp.path());
+    // The key of another certificate.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(tmp.path().join("key.pem"), other.key_pair.serialize_pem()).unwrap();
+    let data = tmp.path().join("data");
+    let Err(stderr) = launched.data_dir(&data).try_start() else {
+        panic!("started with a key that does not match the certificate");
+    };
+    assert!(stderr.contains("cannot load TLS certificate"), "{stderr}");
+    // No admin was created, no database written: the data directory was not even made.
+    assert!(
+        !data.exists(),
+        "{:?}",
+        std::fs::read_dir(&data).map(|d| d.count())
+    );
+}
+
+#[tokio::test]
 async fn https_connections_that_send_no_request_after_the_handshake_are_closed() {
     use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
