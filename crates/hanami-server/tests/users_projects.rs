@@ -487,3 +487,67 @@ async fn remaining_error_codes() {
         .await
         .expect(404);
 }
+
+#[tokio::test]
+async fn tokens_carry_the_current_role_and_die_with_their_user() {
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    // A project admin with a token.
+    let boss = member(&server, &admin, "boss_user", "proj_boss", true).await;
+    let info = boss.get("auth").await.expect(200).json();
+    assert_eq!(info["is_project_admin"], true);
+
+    // Demoted to a plain member: the old token has the new role at once.
+    admin
+        .delete("user/project?id=boss_user&project_id=proj_boss")
+        .await
+        .expect(200);
+    admin
+        .post(
+            "user/project",
+            &json!({"id": "boss_user", "project_id": "proj_boss", "role": "member",
+                    "is_project_admin": false}),
+        )
+        .await
+        .expect(200);
+    let info = boss.get("auth").await.expect(200).json();
+    assert_eq!(info["is_project_admin"], false, "{info}");
+    assert_eq!(info["role"], "member", "{info}");
+
+    // Deleted and created again under the same id, by another admin: the old token is dead,
+    // the new user's own login works.
+    admin.delete("user?id=boss_user").await.expect(200);
+    admin
+        .post(
+            "user",
+            &json!({"id": "other_admin", "name": "Other Admin", "password": "otheradmin1",
+                    "is_admin": true}),
+        )
+        .await
+        .expect(200);
+    let other = server.login("other_admin", "otheradmin1").await;
+    other
+        .post(
+            "user",
+            &json!({"id": "boss_user", "name": "New Boss", "password": "password2",
+                    "is_admin": false}),
+        )
+        .await
+        .expect(200);
+    other
+        .post(
+            "user/project",
+            &json!({"id": "boss_user", "project_id": "proj_boss", "role": "admin",
+                    "is_project_admin": true}),
+        )
+        .await
+        .expect(200);
+    let resp = boss.get("auth").await.expect(401);
+    assert!(resp.body.contains("no longer exists"), "{}", resp.body);
+    server
+        .login("boss_user", "password2")
+        .await
+        .get("auth")
+        .await
+        .expect(200);
+}

@@ -35,7 +35,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
-use hanami_auth::{ADMIN_PROJECT, Caller, Method, TokenError};
+use hanami_auth::{Caller, Method, TokenError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -235,25 +235,25 @@ pub async fn verify_token(app: &App, token: &str) -> ApiResult<Caller> {
         _ => ApiError::Unauthorized("Failed to validate JWT-Token".into()),
     })?;
     // Tokens are revoked with their user or project assignment (the original kept them
-    // valid until expiry).
-    let Some(user) = app.store.user(&caller.id).await? else {
-        return Err(ApiError::Unauthorized(format!(
-            "Failed to validate JWT-Token: user '{}' no longer exists",
-            caller.id
-        )));
-    };
-    let assigned = (user.is_admin && caller.project_id == ADMIN_PROJECT)
-        || user
-            .projects
-            .iter()
-            .any(|p| p.project_id == caller.project_id);
-    if !assigned {
-        return Err(ApiError::Unauthorized(format!(
+    // valid until expiry), and carry the role the user has now, not the one at login. A
+    // user deleted and created again under the same id is another user.
+    let user = app
+        .store
+        .user(&caller.id)
+        .await?
+        .filter(|user| user.created_at == caller.created_at && user.creator_id == caller.creator_id)
+        .ok_or_else(|| {
+            ApiError::Unauthorized(format!(
+                "Failed to validate JWT-Token: user '{}' no longer exists",
+                caller.id
+            ))
+        })?;
+    token::current_context(&user, &caller.project_id).ok_or_else(|| {
+        ApiError::Unauthorized(format!(
             "Failed to validate JWT-Token: user '{}' is no longer assigned to project '{}'",
             caller.id, caller.project_id
-        )));
-    }
-    Ok(caller)
+        ))
+    })
 }
 
 /// Checks the characters and length of an endpoint id.

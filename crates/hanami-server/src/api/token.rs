@@ -75,27 +75,29 @@ async fn renew(app: App, caller: Caller, request: RenewTokenRequest) -> ApiResul
     let user = app.store.user(&caller.id).await?.ok_or_else(|| {
         ApiError::Unauthorized(format!("User with id '{}' no longer exists.", caller.id))
     })?;
-    let chosen = if user.is_admin && request.project_id == ADMIN_PROJECT {
-        admin_context(&user)
-    } else {
-        let assignment = user
-            .projects
-            .iter()
-            .find(|p| p.project_id == request.project_id)
-            .ok_or_else(|| {
-                ApiError::Unauthorized(format!(
-                    "User with id '{}' is not assigned to the project with id '{}'.",
-                    user.id, request.project_id
-                ))
-            })?;
-        context(
-            &user,
-            &assignment.project_id,
-            &assignment.role,
-            assignment.is_project_admin,
-        )
-    };
+    let chosen = current_context(&user, &request.project_id).ok_or_else(|| {
+        ApiError::Unauthorized(format!(
+            "User with id '{}' is not assigned to the project with id '{}'.",
+            user.id, request.project_id
+        ))
+    })?;
     Ok(token_response(&app, &user, &chosen))
+}
+
+/// The context of `user` in `project_id` as the database has it now (role and project-admin
+/// flag of the assignment, or the admin project of a global admin); `None` if the user is
+/// not in that project.
+pub(super) fn current_context(user: &User, project_id: &str) -> Option<Caller> {
+    if user.is_admin && project_id == ADMIN_PROJECT {
+        return Some(admin_context(user));
+    }
+    let assignment = user.projects.iter().find(|p| p.project_id == project_id)?;
+    Some(context(
+        user,
+        &assignment.project_id,
+        &assignment.role,
+        assignment.is_project_admin,
+    ))
 }
 
 #[derive(Deserialize)]
