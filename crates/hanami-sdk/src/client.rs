@@ -73,20 +73,17 @@ impl Client {
         password: &str,
         options: &ConnectOptions,
     ) -> Result<Self> {
-        let mut http = reqwest::Client::builder()
-            .danger_accept_invalid_certs(options.accept_invalid_certs)
+        // HTTPS and WSS check certificates alike.
+        let tls = tls::client_config(options)?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(options.answer_timeout);
-        if let Some(pem) = &options.root_certificate_pem {
-            let cert = reqwest::Certificate::from_pem(pem)
-                .map_err(|e| Error::Options(format!("root certificate: {e}")))?;
-            http = http.add_root_certificate(cert);
-        }
         let mut client = Self {
             http: http.build()?,
             address: address.trim_end_matches('/').to_owned(),
             token: String::new(),
-            tls: tls::client_config(options)?,
+            tls,
             answer_timeout: options.answer_timeout,
         };
         let answer: TokenResponse = client

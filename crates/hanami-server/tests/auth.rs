@@ -299,6 +299,82 @@ async fn https_with_a_pem_certificate() {
 }
 
 #[tokio::test]
+async fn a_self_signed_certificate_marked_as_a_ca_is_trusted_when_given() {
+    // What `openssl req -x509` makes: a self-signed certificate with CA:TRUE.
+    let ca_like = |names: Vec<String>| {
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        (params.self_signed(&key).unwrap(), key)
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key) = ca_like(vec!["localhost".into(), "127.0.0.1".into()]);
+    let (cert_path, key_path) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let start = || {
+        launch()
+            .args(&[
+                "--tls-cert",
+                cert_path.to_str().unwrap(),
+                "--tls-key",
+                key_path.to_str().unwrap(),
+            ])
+            .start()
+    };
+    let server = start();
+    let trusting = |pem: String| hanami_sdk::ConnectOptions {
+        root_certificate_pem: Some(pem.into_bytes()),
+        ..hanami_sdk::ConnectOptions::default()
+    };
+    let client =
+        hanami_sdk::Client::login_with(&server.url, ADMIN, ADMIN_PW, &trusting(cert.pem()))
+            .await
+            .unwrap();
+    client.hosts().await.unwrap();
+    // Over WSS too.
+    let (images, labels) = hanami_testkit::mnist_files(tmp.path(), 20);
+    client
+        .upload_mnist("over_wss", &images, &labels)
+        .await
+        .unwrap();
+    // Another such certificate is no trust in this one; nor is one for another name.
+    let (other, _) = ca_like(vec!["localhost".into(), "127.0.0.1".into()]);
+    let refused =
+        hanami_sdk::Client::login_with(&server.url, ADMIN, ADMIN_PW, &trusting(other.pem())).await;
+    assert!(refused.is_err());
+    // A certificate that does not name the server is refused, trusted or not.
+    let (elsewhere, elsewhere_key) = ca_like(vec!["example.org".into()]);
+    std::fs::write(&cert_path, elsewhere.pem()).unwrap();
+    std::fs::write(&key_path, elsewhere_key.serialize_pem()).unwrap();
+    let server = launch()
+        .args(&[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ])
+        .start();
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let refused =
+        hanami_sdk::Client::login_with(&server.url, ADMIN, ADMIN_PW, &trusting(elsewhere.pem()))
+            .await;
+    assert!(refused.is_err());
+    // A file without any certificate is refused at once.
+    let empty =
+        hanami_sdk::Client::login_with(&server.url, ADMIN, ADMIN_PW, &trusting(String::new()))
+            .await;
+    assert!(
+        matches!(empty, Err(hanami_sdk::Error::Options(_))),
+        "{empty:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_certificate_that_does_not_load_stops_the_start_before_anything_changes() {
     let tmp = tempfile::tempdir().unwrap();
     let (launched, _) = with_https(launch(), tmp.path());
