@@ -337,6 +337,12 @@ impl Cluster {
         Ok(())
     }
 
+    /// Changes the memory budget of the network (see [`ClusterOptions::memory_limit`]); a
+    /// network already beyond it keeps what it has and stops growing.
+    pub fn set_memory_limit(&mut self, bytes: usize) {
+        self.options.memory_limit = bytes;
+    }
+
     /// Chooses the vector or the portable section walks (see [`ClusterOptions::vector_walks`]).
     pub fn set_vector_walks(&mut self, vector: bool) {
         self.walks = Walks::detect(vector);

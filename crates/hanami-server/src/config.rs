@@ -51,6 +51,7 @@ struct FileConfig {
     max_upload_bytes: Option<u64>,
     upload_timeout: Option<u64>,
     header_timeout: Option<u64>,
+    cluster_memory_mib: Option<u64>,
 }
 
 /// PEM files for HTTPS.
@@ -84,6 +85,8 @@ pub struct Config {
     /// How long a connection may take to send a request's headers (also a new or idle
     /// keep-alive connection that sends nothing); it is closed after that.
     pub header_timeout: Duration,
+    /// Memory budget of each cluster's network in bytes: growth beyond it is refused.
+    pub cluster_memory_limit: usize,
 }
 
 /// Default listen address.
@@ -100,6 +103,10 @@ pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 4 << 30;
 pub const DEFAULT_UPLOAD_TIMEOUT: u64 = 600;
 /// Default time in seconds a connection may take to send a request's headers.
 pub const DEFAULT_HEADER_TIMEOUT: u64 = 30;
+/// Default memory budget of a cluster's network in MiB (the engine's default).
+pub const DEFAULT_CLUSTER_MEMORY_MIB: u64 = 1024;
+/// Largest memory budget of a cluster's network in MiB: 1 TiB.
+const MAX_CLUSTER_MEMORY_MIB: u64 = 1 << 20;
 
 impl Config {
     /// Builds the configuration from the command line, the environment and the config file.
@@ -137,6 +144,15 @@ impl Config {
         if max_upload_bytes == 0 {
             bail!("max_upload_bytes must be at least 1");
         }
+        let cluster_memory_mib = file
+            .cluster_memory_mib
+            .unwrap_or(DEFAULT_CLUSTER_MEMORY_MIB);
+        if !(1..=MAX_CLUSTER_MEMORY_MIB).contains(&cluster_memory_mib) {
+            bail!(
+                "cluster_memory_mib must be between 1 and {MAX_CLUSTER_MEMORY_MIB}, not \
+                 {cluster_memory_mib}"
+            );
+        }
         Ok(Self {
             listen: args
                 .listen
@@ -153,6 +169,8 @@ impl Config {
             max_upload_bytes,
             upload_timeout,
             header_timeout,
+            cluster_memory_limit: usize::try_from(cluster_memory_mib << 20)
+                .context("cluster_memory_mib is too large for this machine")?,
         })
     }
 }
@@ -212,6 +230,12 @@ mod tests {
         }
         let err = Config::from_args(args(&["--token-expiry", "0"])).unwrap_err();
         assert!(err.to_string().contains("token_expiry"), "{err:#}");
+        std::fs::write(&path, "cluster_memory_mib = 0\n").unwrap();
+        let err = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap_err();
+        assert!(err.to_string().contains("cluster_memory_mib"), "{err:#}");
+        std::fs::write(&path, "cluster_memory_mib = 3\n").unwrap();
+        let c = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap();
+        assert_eq!(c.cluster_memory_limit, 3 << 20);
         std::fs::write(&path, "max_upload_bytes = 0\n").unwrap();
         let err = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap_err();
         assert!(err.to_string().contains("max_upload_bytes"), "{err:#}");

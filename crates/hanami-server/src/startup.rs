@@ -134,8 +134,9 @@ async fn prepare(config: Config) -> anyhow::Result<App> {
         cores: Arc::new(CoreBudget::new(
             std::thread::available_parallelism().map_or(1, |n| n.get()),
         )),
+        memory_limit: config.cluster_memory_limit,
     };
-    let clusters = load_clusters(&store, &paths).await?;
+    let clusters = load_clusters(&store, &paths, config.cluster_memory_limit).await?;
     Ok(Arc::new(AppState {
         config,
         paths,
@@ -156,7 +157,11 @@ async fn prepare(config: Config) -> anyhow::Result<App> {
 /// Brings back the clusters of earlier runs, each with its saved network and its task list.
 /// Tasks that had not ended (the server stopped or crashed meanwhile) are recorded as aborted,
 /// with an error-log entry each.
-async fn load_clusters(store: &Store, paths: &DataDir) -> anyhow::Result<Clusters> {
+async fn load_clusters(
+    store: &Store,
+    paths: &DataDir,
+    memory_limit: usize,
+) -> anyhow::Result<Clusters> {
     remove_unreferenced_files(store, Kind::Cluster, &paths.clusters()).await?;
     let clusters = Clusters::default();
     let mut unsaved = 0;
@@ -173,7 +178,10 @@ async fn load_clusters(store: &Store, paths: &DataDir) -> anyhow::Result<Cluster
         let network = match tokio::fs::read(&file).await {
             Ok(bytes) => {
                 match tokio::task::spawn_blocking(move || Cluster::restore(&bytes)).await? {
-                    Ok(network) => Some(network),
+                    Ok(mut network) => {
+                        network.set_memory_limit(memory_limit);
+                        Some(network)
+                    }
                     Err(e) => {
                         let message = format!(
                             "the saved network of cluster '{}' cannot be restored ({e}); the \

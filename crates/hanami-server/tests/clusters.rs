@@ -682,3 +682,44 @@ async fn one_name_gives_one_cluster_even_for_requests_at_the_same_moment() {
         .collect();
     assert_eq!(named.len(), 1, "{list}");
 }
+
+#[tokio::test]
+async fn a_network_at_its_memory_budget_stops_growing_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = common::launch_with_config(tmp.path(), "cluster_memory_mib = 1\n")
+        .0
+        .start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let (images, labels) = pattern_mnist(tmp.path(), "budget", 2000);
+    let data = client
+        .upload_mnist("budget", &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    let cluster = client
+        .create_cluster("small", SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
+    let task = client
+        .train("grow", &cluster, &[("picture", &data)], &[("label", &data)])
+        .await
+        .unwrap();
+    // The task still finishes; the error log says that the network stopped growing.
+    let done = client
+        .wait_for_task(&cluster, &task.uuid, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(done.state, "finished");
+    let log = server
+        .admin()
+        .await
+        .get("error_log?page=0")
+        .await
+        .expect(200);
+    assert!(
+        log.body.contains("reached its memory budget of 1 MiB"),
+        "{}",
+        log.body
+    );
+}

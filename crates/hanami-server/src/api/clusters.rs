@@ -92,7 +92,7 @@ pub fn resource(row: &ResourceRow) -> Resource {
 }
 
 /// Builds the network of a base64 template (`None` for an empty template).
-fn build(encoded: &str) -> ApiResult<Option<Cluster>> {
+fn build(encoded: &str, memory_limit: usize) -> ApiResult<Option<Cluster>> {
     if encoded.is_empty() {
         return Ok(None);
     }
@@ -110,6 +110,7 @@ fn build(encoded: &str) -> ApiResult<Option<Cluster>> {
     })?;
     let options = ClusterOptions {
         seed: rand::random(),
+        memory_limit,
         ..ClusterOptions::default()
     };
     let cluster = Cluster::new(&template, options).map_err(|e| match e {
@@ -139,7 +140,8 @@ async fn create(app: App, caller: Caller, request: CreateClusterRequest) -> ApiR
     // Checked first so that a taken name costs no network, and again under the lock below.
     check_name_free(&app, &caller, &request.name).await?;
     let template = request.template;
-    let network = tokio::task::spawn_blocking(move || build(&template))
+    let memory_limit = app.config.cluster_memory_limit;
+    let network = tokio::task::spawn_blocking(move || build(&template, memory_limit))
         .await
         .map_err(|e| ApiError::Internal(e.into()))??;
     let uuid = uuid::Uuid::new_v4().to_string();

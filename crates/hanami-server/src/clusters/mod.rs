@@ -382,17 +382,22 @@ impl ClusterHandle {
         match work {
             Work::Train(bindings) => {
                 let cluster = cluster?;
+                let refused = cluster.growth_stats().sections_refused;
                 let mut rows = DatasetRows::open(&bindings, task.total).map_err(anyhow_row)?;
                 let outcome = with_threads(cluster, &ctx.cores, |cluster| {
                     cluster.train_batch(&mut rows, &task.cancel, &mut |done| {
                         task.set_progress(done as u64)
                     })
                 })?;
+                self.report_refused_growth(cluster, refused, task, ctx);
                 Ok(!outcome.cancelled)
             }
             Work::Request(bindings, target) => {
                 let cluster = cluster?;
-                self.request(cluster, task, &bindings, &target, ctx)
+                let refused = cluster.growth_stats().sections_refused;
+                let result = self.request(cluster, task, &bindings, &target, ctx);
+                self.report_refused_growth(cluster, refused, task, ctx);
+                result
             }
             Work::Save {
                 owner_id,
@@ -417,11 +422,33 @@ impl ClusterHandle {
                 let mut restored =
                     Cluster::restore(&bytes).context("the checkpoint cannot be restored")?;
                 restored.set_threads(1)?;
+                restored.set_memory_limit(ctx.memory_limit);
                 *lock(&self.interfaces) = Interfaces::of(&restored);
                 *network = Some(restored);
                 task.set_progress(1);
                 Ok(true)
             }
+        }
+    }
+
+    /// Tells the error log when the network could not grow during a task because it had
+    /// reached its memory budget (`refused_before`: the count before the task). The task
+    /// itself goes on; it only learns with the network it has.
+    fn report_refused_growth(
+        &self,
+        cluster: &Cluster,
+        refused_before: u64,
+        task: &Task,
+        ctx: &WorkerContext,
+    ) {
+        let refused = cluster.growth_stats().sections_refused - refused_before;
+        if refused > 0 {
+            let e = anyhow::anyhow!(
+                "the network reached its memory budget of {} MiB: {refused} new sections were \
+                 not created during this task, so the network stopped growing",
+                cluster.options().memory_limit >> 20
+            );
+            ctx.log_error(task, &self.row, &e);
         }
     }
 
@@ -550,6 +577,8 @@ pub struct WorkerContext {
     pub runtime: tokio::runtime::Handle,
     /// Spare cores for engine threads, shared by all running tasks.
     pub cores: Arc<CoreBudget>,
+    /// Memory budget of each cluster's network in bytes (`cluster_memory_mib`).
+    pub memory_limit: usize,
 }
 
 impl WorkerContext {
