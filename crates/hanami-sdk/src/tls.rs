@@ -1,9 +1,10 @@
-//! TLS settings for HTTPS and WSS connections.
+//! TLS settings for HTTPS and WSS connections (one rustls configuration for both).
 
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{WebPkiServerVerifier, verify_server_name};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
@@ -11,17 +12,11 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::{ConnectOptions, Error, Result};
 
-/// The rustls configuration for websocket connections with these options.
+/// The rustls configuration for HTTPS and websocket connections with these options.
 pub(crate) fn client_config(options: &ConnectOptions) -> Result<Arc<rustls::ClientConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Options(e.to_string()))?;
-    let config = if options.accept_invalid_certs {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAll(provider)))
-            .with_no_client_auth()
+    let certificates = if options.accept_invalid_certs {
+        Certificates::Any
     } else {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -40,28 +35,47 @@ pub(crate) fn client_config(options: &ConnectOptions) -> Result<Arc<rustls::Clie
                 ));
             }
         }
-        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
             .map_err(|e| Error::Options(format!("root certificates: {e}")))?;
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(TrustedOrWebPki { webpki, trusted }))
-            .with_no_client_auth()
+        Certificates::Checked { webpki, trusted }
     };
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Options(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Verifier {
+            provider,
+            certificates,
+        }))
+        .with_no_client_auth();
     Ok(Arc::new(config))
 }
 
-/// The usual checks against the web roots and the trusted certificates; in addition, a
-/// trusted certificate that the server presents as its own is accepted although it is
-/// marked as a CA, as `openssl req -x509` makes self-signed certificates (curl's `--cacert`
-/// accepts them too). Its name must still match the server.
+/// Checks the server's certificate as `certificates` say; handshake signatures are always
+/// checked, so the handshake stays well-formed.
 #[derive(Debug)]
-struct TrustedOrWebPki {
-    webpki: Arc<WebPkiServerVerifier>,
-    trusted: Vec<CertificateDer<'static>>,
+struct Verifier {
+    provider: Arc<CryptoProvider>,
+    certificates: Certificates,
 }
 
-impl ServerCertVerifier for TrustedOrWebPki {
+/// Which server certificates are accepted.
+#[derive(Debug)]
+enum Certificates {
+    /// Any (self-signed test servers; `verify_connection=False` in the Python SDK).
+    Any,
+    /// Those that webpki accepts with the web roots and the `trusted` certificates; in
+    /// addition, a trusted certificate that the server presents as its own although it is
+    /// marked as a CA, as `openssl req -x509` makes self-signed certificates (curl's
+    /// `--cacert` accepts them too), if it names the server.
+    Checked {
+        webpki: Arc<WebPkiServerVerifier>,
+        trusted: Vec<CertificateDer<'static>>,
+    },
+}
+
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -70,19 +84,14 @@ impl ServerCertVerifier for TrustedOrWebPki {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        match self.webpki.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
+        let Certificates::Checked { webpki, trusted } = &self.certificates else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
             Err(error)
                 if is_ca_used_as_end_entity(&error)
-                    && self
-                        .trusted
-                        .iter()
-                        .any(|t| t.as_ref() == end_entity.as_ref()) =>
+                    && trusted.iter().any(|t| t.as_ref() == end_entity.as_ref()) =>
             {
                 verify_server_name(&ParsedCertificate::try_from(end_entity)?, server_name)?;
                 Ok(ServerCertVerified::assertion())
@@ -97,61 +106,11 @@ impl ServerCertVerifier for TrustedOrWebPki {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
-    }
-}
-
-/// Whether webpki refused a certificate only because it is marked as a CA.
-fn is_ca_used_as_end_entity(error: &rustls::Error) -> bool {
-    match error {
-        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => {
-            other.0.downcast_ref::<webpki::Error>() == Some(&webpki::Error::CaUsedAsEndEntity)
-        }
-        _ => false,
-    }
-}
-
-/// Accepts any server certificate (for self-signed test servers; `verify_connection=False`
-/// in the Python SDK). Signatures are still checked, so the handshake stays well-formed.
-#[derive(Debug)]
-struct AcceptAll(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAll {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -165,11 +124,23 @@ impl ServerCertVerifier for AcceptAll {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Whether webpki refused a certificate only because it is marked as a CA.
+fn is_ca_used_as_end_entity(error: &rustls::Error) -> bool {
+    match error {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => {
+            other.0.downcast_ref::<webpki::Error>() == Some(&webpki::Error::CaUsedAsEndEntity)
+        }
+        _ => false,
     }
 }
