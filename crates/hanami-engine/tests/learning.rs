@@ -136,3 +136,75 @@ fn one_constant_sample_stops_growing_after_its_first_cycle() {
         assert_eq!(cluster.output("test_output").unwrap(), [0.0, 0.0]);
     }
 }
+
+/// Reduction on a long run of a task that the network learns early: removing synapses must
+/// not make it grow for ever (taking a removed synapse's border out of its section made the
+/// signal outlast the chain, which grew new synapses, some of which stayed: 6k synapses
+/// became 26k in 240,000 cycles and kept rising, while without reduction they stayed at 6k;
+/// now the next synapse takes over the border).
+#[test]
+fn reduction_on_a_long_run_stays_bounded() {
+    let grid: Vec<String> = (1..4)
+        .flat_map(|y| (1..6).map(move |x| format!("    {x},{y},1")))
+        .collect();
+    let template = |reduction: bool| {
+        format!(
+            "version: 1\nsettings:\n    enable_reduction: {reduction}\n    \
+             max_connection_distance: 2\nhexagons:\n{}\ninputs:\n    picture:\n        \
+             target: 1,1,1\n        number_of_inputs: 16\noutputs:\n    label:\n        \
+             target: 5,3,1\n        number_of_outputs: 2\n",
+            grid.join("\n")
+        )
+    };
+    // Two classes: strong values on the first or the second half of the inputs.
+    let mut state = 12345u32;
+    let mut random = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state
+    };
+    let rows: Vec<([f32; 16], [f32; 2])> = (0..2000)
+        .map(|_| {
+            let class = (random() % 2) as usize;
+            let x = std::array::from_fn(|i| {
+                if (i < 8) == (class == 0) {
+                    100.0 + (random() % 100) as f32
+                } else {
+                    (random() % 30) as f32
+                }
+            });
+            let mut y = [0.0; 2];
+            y[class] = 1.0;
+            (x, y)
+        })
+        .collect();
+    let run = |reduction: bool, epochs: usize| {
+        let mut cluster =
+            hanami_engine::Cluster::from_template_text(&template(reduction), 7).unwrap();
+        let mut sizes = Vec::new();
+        for _ in 0..epochs {
+            for (x, y) in &rows {
+                cluster
+                    .train_step(&[("picture", x)], &[("label", y)])
+                    .unwrap();
+            }
+            sizes.push(cluster.size().synapses);
+        }
+        sizes
+    };
+    let plain = *run(false, 5).last().unwrap();
+    let reduced = run(true, 40);
+    let half = reduced[19];
+    let last = *reduced.last().unwrap();
+    // It still grows a little while reduction and growth settle (about 7,300 synapses from
+    // epoch 60 on), but slowly.
+    assert!(
+        reduced[20..].iter().all(|&s| s <= half + half * 3 / 20),
+        "still growing: {reduced:?}"
+    );
+    assert!(
+        last <= plain + plain / 2,
+        "{last} synapses against {plain} without reduction"
+    );
+}

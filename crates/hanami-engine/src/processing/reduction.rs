@@ -12,8 +12,11 @@ pub(crate) const CYCLES_BETWEEN_REDUCTIONS: u32 = 100;
 impl Cluster {
     /// Decrements the counters of all non-permanent synapses and removes those that reach
     /// zero. The remaining synapses of a section move up to close the gaps, keeping their
-    /// order. A section that lost all its synapses frees its slot, and its source immediately gets a fresh
-    /// section for the same potential interval, so no interval is left uncovered.
+    /// order, and the next one (or the last one) takes over a removed synapse's border: the
+    /// section still consumes the same potential, so a signal does not outlast the chain and
+    /// grow new synapses in the removed ones' place (which made the network grow for ever).
+    /// A section that lost all its synapses frees its slot, and its source immediately gets
+    /// a fresh section for the same potential interval, so no interval is left uncovered.
     pub(crate) fn reduce(&mut self) {
         let mut freed = Vec::new();
         for hexagon in &mut self.hexagons {
@@ -29,6 +32,7 @@ impl Cluster {
                     let section = &mut sections[i];
                     let len = usize::from(connection.len);
                     let mut kept = 0;
+                    let mut carried = 0.0f32;
                     for pos in 0..len {
                         let mut counter = section.counter[pos];
                         if counter < PERMANENT_COUNTER {
@@ -36,11 +40,17 @@ impl Cluster {
                         }
                         if counter > 0 {
                             section.weight[kept] = section.weight[pos];
-                            section.border[kept] = section.border[pos];
+                            section.border[kept] = section.border[pos] + carried;
+                            carried = 0.0;
                             section.target[kept] = section.target[pos];
                             section.counter[kept] = counter;
                             kept += 1;
+                        } else {
+                            carried += section.border[pos];
                         }
+                    }
+                    if kept > 0 {
+                        section.border[kept - 1] += carried;
                     }
                     section.clear_from(kept);
                     section.update_ends(kept);
