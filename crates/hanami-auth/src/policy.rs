@@ -88,6 +88,8 @@ impl Policy {
         let mut rules: HashMap<String, HashMap<Method, Vec<String>>> = HashMap::new();
         // The endpoint whose block is open, and whether it is the first block of that id.
         let mut current: Option<(String, bool)> = None;
+        // Some editors start UTF-8 files with a byte order mark.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (index, raw) in text.lines().enumerate() {
             let line_no = index + 1;
             let err = |message: String| PolicyError {
@@ -132,6 +134,11 @@ impl Policy {
                         .extend(parsed);
                 }
             } else {
+                if let Some(rest) = line.strip_prefix('/') {
+                    return Err(err(format!(
+                        "endpoint ids have no leading '/': write '{rest}'"
+                    )));
+                }
                 if !line
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "/-._".contains(c))
@@ -156,6 +163,11 @@ impl Policy {
             .get(endpoint)
             .and_then(|methods| methods.get(&method))
             .is_some_and(|roles| roles.iter().any(|r| r == role))
+    }
+
+    /// The endpoint ids the policy has rules for.
+    pub fn endpoints(&self) -> impl Iterator<Item = &str> {
+        self.rules.keys().map(String::as_str)
     }
 
     /// Whether the endpoint id appears in the policy at all.
@@ -208,12 +220,24 @@ mod tests {
             ("a\n\n- GET: ad-min", 3, "invalid role 'ad-min'"),
             ("a\n- GET: admin,", 2, "invalid role ''"),
             ("a b", 1, "invalid endpoint id"),
+            (
+                "\n/v1.0alpha/auth\n- GET: admin",
+                2,
+                "write 'v1.0alpha/auth'",
+            ),
         ];
         for (text, line, needle) in cases {
             let e = Policy::parse(text).unwrap_err();
             assert_eq!(e.line, line, "{text:?}");
             assert!(e.message.contains(needle), "{text:?}: {}", e.message);
         }
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_ignored() {
+        let p = Policy::parse("\u{feff}v1.0alpha/auth\n- GET: admin\n").unwrap();
+        assert!(p.allows("v1.0alpha/auth", Method::Get, "admin"));
+        assert_eq!(p.endpoints().collect::<Vec<_>>(), ["v1.0alpha/auth"]);
     }
 
     #[test]

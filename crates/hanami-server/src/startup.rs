@@ -123,8 +123,13 @@ async fn prepare(config: Config) -> anyhow::Result<App> {
         Uploads::new(&paths.uploads(), config.upload_timeout)
             .context("cannot clean up the temporary upload files")?,
     );
+    let routes = Routes::default();
     let policy = match &config.policy_file {
-        Some(path) => load_policy(path)?,
+        Some(path) => {
+            let policy = load_policy(path)?;
+            warn_of_foreign_endpoints(&policy, &routes, path);
+            policy
+        }
         None => Policy::builtin(),
     };
     let workers = WorkerContext {
@@ -150,7 +155,7 @@ async fn prepare(config: Config) -> anyhow::Result<App> {
         workers,
         measurements: Arc::default(),
         cpu_host: uuid::Uuid::new_v4().to_string(),
-        routes: Routes::default(),
+        routes,
     }))
 }
 
@@ -282,6 +287,31 @@ fn load_policy(path: &Path) -> anyhow::Result<Policy> {
     Policy::parse(&text).with_context(|| format!("invalid policy file {}", path.display()))
 }
 
+/// Logs the endpoint ids of a policy file that neither this server nor the original's
+/// policy know (a typing error, say): their rules have no effect.
+fn warn_of_foreign_endpoints(policy: &Policy, routes: &Routes, path: &Path) {
+    let foreign = foreign_endpoints(policy, routes);
+    if !foreign.is_empty() {
+        tracing::warn!(
+            "policy file {}: no such endpoints, their rules have no effect: {}",
+            path.display(),
+            foreign.join(", ")
+        );
+    }
+}
+
+/// The endpoint ids of `policy` that neither `routes` serve nor the built-in policy names,
+/// sorted.
+fn foreign_endpoints<'a>(policy: &'a Policy, routes: &Routes) -> Vec<&'a str> {
+    let builtin = Policy::builtin();
+    let mut foreign: Vec<&str> = policy
+        .endpoints()
+        .filter(|id| !routes.serves(id) && !builtin.knows(id))
+        .collect();
+    foreign.sort_unstable();
+    foreign
+}
+
 /// Creates the first global admin from the environment when no admin exists yet.
 async fn ensure_admin(store: &Store) -> anyhow::Result<()> {
     if store.has_admin().await? {
@@ -350,4 +380,23 @@ async fn shutdown_on_signal(handle: axum_server::Handle) {
     }
     tracing::info!("shutting down");
     handle.graceful_shutdown(Some(Duration::from_secs(10)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_rules_for_no_known_endpoint_are_found() {
+        let policy = Policy::parse(
+            "v1.0alpha/auth\n- GET: admin\nv1.0alpha/nope\n- GET: admin\n\
+             v1.0alpha/template\n- GET: admin\nv1.0alpha/clusters\n- GET: admin\n",
+        )
+        .unwrap();
+        // `template` is in the original's policy although nobody serves it.
+        assert_eq!(
+            foreign_endpoints(&policy, &Routes::default()),
+            ["v1.0alpha/clusters", "v1.0alpha/nope"]
+        );
+    }
 }

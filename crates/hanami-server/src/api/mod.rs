@@ -83,6 +83,11 @@ impl Default for Routes {
 }
 
 impl Routes {
+    /// Whether some method of `endpoint` has a handler.
+    pub fn serves(&self, endpoint: &str) -> bool {
+        self.endpoints.keys().any(|(id, _)| *id == endpoint)
+    }
+
     /// Adds an endpoint whose handler takes a typed input and answers a typed output.
     fn add<I, O, F, Fut>(
         &mut self,
