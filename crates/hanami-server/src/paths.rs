@@ -16,8 +16,8 @@ impl DataDir {
         }
     }
 
-    /// Creates the directory and its sub-folders.
-    pub fn create(&self) -> std::io::Result<()> {
+    /// Creates the directory and its sub-folders; an error names the folder that failed.
+    pub fn create(&self) -> anyhow::Result<()> {
         for dir in [
             &self.root,
             &self.datasets(),
@@ -25,7 +25,11 @@ impl DataDir {
             &self.clusters(),
             &self.uploads(),
         ] {
-            std::fs::create_dir_all(dir)?;
+            if dir.exists() && !dir.is_dir() {
+                anyhow::bail!("{} exists and is not a directory", dir.display());
+            }
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("cannot create directory {}: {e}", dir.display()))?;
         }
         Ok(())
     }

@@ -108,7 +108,7 @@ async fn prepare(config: Config) -> anyhow::Result<App> {
     let paths = DataDir::new(data_dir);
     paths
         .create()
-        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+        .with_context(|| format!("cannot prepare data directory {}", data_dir.display()))?;
     // Before anything in it is read or changed: a second server would abort the first
     // one's tasks and write over its files.
     let data_dir_lock = paths.lock()?;

@@ -253,6 +253,21 @@ async fn config_file_and_bad_config() {
         panic!("started with an invalid policy");
     };
     assert!(stderr.contains("line 3"), "{stderr}");
+
+    // A data directory with a file where a folder belongs: the message names that file.
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("datasets"), "not a folder").unwrap();
+    let Err(stderr) = launch().data_dir(&data).try_start() else {
+        panic!("started with a file in place of the datasets folder");
+    };
+    assert!(
+        stderr.contains(&format!(
+            "{} exists and is not a directory",
+            data.join("datasets").display()
+        )),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
