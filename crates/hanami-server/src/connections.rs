@@ -1,9 +1,12 @@
 //! Accepting connections: clients that connect and then send nothing are dropped.
 //!
 //! hyper's header timeout needs a timer and starts only after a connection's first bytes,
-//! which hyper reads to tell HTTP/1 from HTTP/2, without any limit. So every accepted stream
-//! is wrapped in a [`FirstRead`], whose reads fail once the stream has delivered nothing for
-//! the header timeout; [`limit_header_time`] then covers the rest of a request's headers and
+//! which hyper reads to tell HTTP/1 from HTTP/2, without any limit; and HTTP/2 connections
+//! have no idle limit at all. The server speaks HTTP/1.1 only, as the original did (HTTPS
+//! offers only `http/1.1` by ALPN). Every accepted stream is wrapped in a [`FirstRead`],
+//! whose reads fail if the stream has not shown within the header timeout that it is no
+//! HTTP/2 connection (its bytes so far all match the HTTP/2 preface), and which refuses the
+//! complete preface; [`limit_header_time`] then covers the rest of a request's headers and
 //! the wait between requests on a kept-alive connection. With HTTPS the wrapper sits above
 //! the TLS layer, so only decrypted request bytes count: a client that completes the
 //! handshake, or sends TLS records without data (a key update), and then stays silent is
@@ -92,22 +95,49 @@ impl<S: Send + 'static> Accept<TcpStream, S> for Tls {
     }
 }
 
-/// A stream whose reads fail with [`io::ErrorKind::TimedOut`] if it has not delivered a
-/// byte within a time limit from its creation; after the first byte it is the plain stream.
+/// What an HTTP/2 connection sends first.
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A stream whose reads fail with [`io::ErrorKind::TimedOut`] while it has delivered nothing
+/// but a beginning of the HTTP/2 preface (also nothing at all) after a time limit from its
+/// creation, and with [`io::ErrorKind::Unsupported`] once it has sent the whole preface.
+/// After its first byte that differs from the preface it is the plain stream.
 #[derive(Debug)]
 pub(crate) struct FirstRead<S> {
     inner: S,
-    /// Pending until the first byte arrives; `None` after it.
+    /// Pending while the stream may still be an HTTP/2 one; `None` after that.
     deadline: Option<Pin<Box<Sleep>>>,
+    /// How many bytes of the preface the stream has sent so far.
+    preface: usize,
 }
 
 impl<S> FirstRead<S> {
-    /// Wraps `inner`, which must deliver its first byte within `limit`.
+    /// Wraps `inner`, which must show within `limit` that it is no HTTP/2 connection.
     fn new(inner: S, limit: Duration) -> Self {
         FirstRead {
             inner,
             deadline: Some(Box::pin(tokio::time::sleep(limit))),
+            preface: 0,
         }
+    }
+
+    /// Follows the preface through newly read `bytes`; ends the deadline at the first byte
+    /// that differs. Fails on the complete preface.
+    fn watch(&mut self, bytes: &[u8]) -> io::Result<()> {
+        for &byte in bytes {
+            if HTTP2_PREFACE.get(self.preface) != Some(&byte) {
+                self.deadline = None;
+                return Ok(());
+            }
+            self.preface += 1;
+        }
+        if self.preface == HTTP2_PREFACE.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "HTTP/2 is not served; use HTTP/1.1",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -125,8 +155,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for FirstRead<S> {
         };
         match read {
             Poll::Ready(Ok(())) if buf.filled().len() > before => {
-                this.deadline = None;
-                Poll::Ready(Ok(()))
+                let new = buf.filled()[before..].to_vec();
+                Poll::Ready(this.watch(&new))
             }
             // The end of the stream, or an error: hyper closes the connection.
             Poll::Ready(result) => Poll::Ready(result),

@@ -40,17 +40,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let tls_config = match &config.tls {
         Some(tls) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
-            Some(
-                axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "cannot load TLS certificate {} and key {}",
-                            tls.cert.display(),
-                            tls.key.display()
-                        )
-                    })?,
-            )
+            let loaded = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot load TLS certificate {} and key {}",
+                        tls.cert.display(),
+                        tls.key.display()
+                    )
+                })?;
+            // HTTP/1.1 only, as the original (see `connections`).
+            let mut server_config = (*loaded.get_inner()).clone();
+            server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Some(axum_server::tls_rustls::RustlsConfig::from_config(
+                Arc::new(server_config),
+            ))
         }
         None => None,
     };

@@ -421,11 +421,13 @@ async fn https_connections_that_send_no_request_after_the_handshake_are_closed()
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.cert.der().clone()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    // Offered HTTP/2 first, the server chooses HTTP/1.1, the only protocol it speaks.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let address = server.url.trim_start_matches("https://").to_owned();
     let connect = || async {
@@ -447,6 +449,7 @@ async fn https_connections_that_send_no_request_after_the_handshake_are_closed()
 
     // A request sent right after the handshake is answered.
     let mut prompt = connect().await;
+    assert_eq!(prompt.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
     prompt
         .write_all(b"GET /v1.0alpha/host/all HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await

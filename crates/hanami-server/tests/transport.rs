@@ -252,13 +252,48 @@ async fn connections_that_do_not_send_their_headers_are_closed() {
         .0
         .start();
     let address = server.url.trim_start_matches("http://").to_owned();
-    // One connection sends nothing, one the start of a request and then nothing.
-    for start in [&b""[..], b"GET /v1.0alpha/host/all HTTP/1.1\r\nHost: x\r\n"] {
+    // One connection sends nothing, one the start of a request, one the start of an HTTP/2
+    // preface (whose version hyper would wait for without end), and then nothing.
+    for start in [
+        &b""[..],
+        b"GET /v1.0alpha/host/all HTTP/1.1\r\nHost: x\r\n",
+        b"P",
+        b"PRI * HTTP/2.0\r\n",
+    ] {
         let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
         stream.write_all(start).await.unwrap();
         let (read, rest) = read_until_closed_by_timeout(stream).await;
         assert!(read.is_ok() || rest.is_empty(), "{read:?}");
     }
+    // The whole HTTP/2 preface is refused at once: the server speaks HTTP/1.1 only.
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_millis(800),
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest),
+    )
+    .await;
+    assert!(closed.is_ok(), "an HTTP/2 connection was kept");
+    // A request that starts with a P is no HTTP/2 preface.
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(b"POST /v1.0alpha/token HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut answer)
+        .await
+        .unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
     // Complete requests are answered as before.
     let admin = server.admin().await;
     admin.get("host/all").await.expect(200);
