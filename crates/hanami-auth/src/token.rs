@@ -1,7 +1,9 @@
 //! JWTs: HS256-signed tokens carrying the caller's context.
 //!
 //! The claims are the original's: `exp` (expiry, seconds since the epoch) and `user`, a
-//! JSON-encoded *string* holding the [`Caller`]. Clients treat the token as opaque.
+//! JSON-encoded *string* holding the [`Caller`]; and `account`, which tells apart two users
+//! created under the same id one after the other (see [`account_tag`]). Clients treat the
+//! token as opaque.
 
 use std::fs;
 use std::io::Write;
@@ -11,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::context::Caller;
 
@@ -40,6 +43,27 @@ pub enum TokenError {
 struct Claims {
     exp: u64,
     user: String,
+    /// The [`account_tag`] of the user the token was issued to; empty in tokens of older
+    /// versions.
+    #[serde(default)]
+    account: String,
+}
+
+/// What a valid token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The caller's context at issue.
+    pub caller: Caller,
+    /// The [`account_tag`] of the user at issue.
+    pub account: String,
+}
+
+/// A tag of one user account, from its password hash (salted afresh for every user and
+/// password): a user deleted and created again under the same id gets another tag. A
+/// digest, so the token shows nothing of the hash.
+pub fn account_tag(password_hash: &str) -> String {
+    let digest = Sha256::digest(password_hash.as_bytes());
+    digest[..12].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The secret that signs and verifies tokens, with the lifetime of new tokens.
@@ -98,21 +122,23 @@ impl TokenKey {
         self.lifetime
     }
 
-    /// Issues a token for a caller, valid for the key's lifetime from now.
-    pub fn issue(&self, caller: &Caller) -> String {
+    /// Issues a token for a caller of the account `account` (its [`account_tag`]), valid
+    /// for the key's lifetime from now.
+    pub fn issue(&self, caller: &Caller, account: &str) -> String {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let claims = Claims {
             exp: (now + self.lifetime).as_secs(),
             user: serde_json::to_string(caller).expect("caller serializes"),
+            account: account.to_owned(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing with a secret key cannot fail")
     }
 
-    /// Verifies signature, algorithm and expiry (no leeway) and returns the caller.
-    pub fn verify(&self, token: &str) -> Result<Caller, TokenError> {
+    /// Verifies signature, algorithm and expiry (no leeway) and returns what the token says.
+    pub fn verify(&self, token: &str) -> Result<Verified, TokenError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp"]);
@@ -122,7 +148,11 @@ impl TokenKey {
                 _ => TokenError::Invalid,
             },
         )?;
-        serde_json::from_str(&data.claims.user).map_err(|_| TokenError::Invalid)
+        let caller = serde_json::from_str(&data.claims.user).map_err(|_| TokenError::Invalid)?;
+        Ok(Verified {
+            caller,
+            account: data.claims.account,
+        })
     }
 }
 
@@ -146,20 +176,26 @@ mod tests {
     #[test]
     fn issue_and_verify() {
         let key = TokenKey::from_secret(b"secret", Duration::from_secs(60));
-        let token = key.issue(&caller());
+        let token = key.issue(&caller(), "tag");
         assert!(
             token
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
         );
-        assert_eq!(key.verify(&token).unwrap(), caller());
+        assert_eq!(
+            key.verify(&token).unwrap(),
+            Verified {
+                caller: caller(),
+                account: "tag".into()
+            }
+        );
     }
 
     #[test]
     fn user_claim_is_a_json_string() {
         use base64::Engine;
         let key = TokenKey::from_secret(b"secret", Duration::from_secs(60));
-        let token = key.issue(&caller());
+        let token = key.issue(&caller(), "tag");
         let payload = token.split('.').nth(1).unwrap();
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(payload)
@@ -171,10 +207,23 @@ mod tests {
     }
 
     #[test]
+    fn account_tags_differ_per_hash_and_hide_it() {
+        let a = account_tag("$argon2id$v=19$m=19456,t=2,p=1$c2FsdDE$aGFzaDE");
+        let b = account_tag("$argon2id$v=19$m=19456,t=2,p=1$c2FsdDI$aGFzaDE");
+        assert_ne!(a, b);
+        assert_eq!(
+            a,
+            account_tag("$argon2id$v=19$m=19456,t=2,p=1$c2FsdDE$aGFzaDE")
+        );
+        assert_eq!(a.len(), 24);
+        assert!(!a.contains("c2FsdDE"));
+    }
+
+    #[test]
     fn wrong_key_and_garbage_are_invalid() {
         let key = TokenKey::from_secret(b"secret", Duration::from_secs(60));
         let other = TokenKey::from_secret(b"other", Duration::from_secs(60));
-        let token = key.issue(&caller());
+        let token = key.issue(&caller(), "tag");
         assert!(matches!(other.verify(&token), Err(TokenError::Invalid)));
         assert!(matches!(
             key.verify("abc.def.ghi"),
@@ -187,13 +236,13 @@ mod tests {
     fn secret_bytes_after_nul_count() {
         let a = TokenKey::from_secret(b"ab\0cd", Duration::from_secs(60));
         let b = TokenKey::from_secret(b"ab\0xy", Duration::from_secs(60));
-        assert!(b.verify(&a.issue(&caller())).is_err());
+        assert!(b.verify(&a.issue(&caller(), "tag")).is_err());
     }
 
     #[test]
     fn expired_tokens_are_refused() {
         let key = TokenKey::from_secret(b"secret", Duration::from_secs(0));
-        let token = key.issue(&caller());
+        let token = key.issue(&caller(), "tag");
         std::thread::sleep(Duration::from_millis(1100));
         assert!(matches!(key.verify(&token), Err(TokenError::Expired)));
     }
@@ -207,7 +256,7 @@ mod tests {
         assert_eq!(content.len(), 64);
         let second = TokenKey::load_or_create(&path, Duration::from_secs(60)).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), content);
-        assert!(second.verify(&first.issue(&caller())).is_ok());
+        assert!(second.verify(&first.issue(&caller(), "tag")).is_ok());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

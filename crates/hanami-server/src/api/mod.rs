@@ -35,7 +35,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
-use hanami_auth::{Caller, Method, TokenError};
+use hanami_auth::{Caller, Method, TokenError, account_tag};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -233,7 +233,7 @@ fn token_header(headers: &HeaderMap) -> ApiResult<&str> {
 
 /// Verifies a token string (also used by the websocket handshake).
 pub async fn verify_token(app: &App, token: &str) -> ApiResult<Caller> {
-    let caller = app.tokens.verify(token).map_err(|e| match e {
+    let verified = app.tokens.verify(token).map_err(|e| match e {
         TokenError::Expired => {
             ApiError::Unauthorized("Failed to validate JWT-Token: the token has expired".into())
         }
@@ -241,12 +241,14 @@ pub async fn verify_token(app: &App, token: &str) -> ApiResult<Caller> {
     })?;
     // Tokens are revoked with their user or project assignment (the original kept them
     // valid until expiry), and carry the role the user has now, not the one at login. A
-    // user deleted and created again under the same id is another user.
+    // user deleted and created again under the same id is another account.
+    let caller = verified.caller;
     let user = app
         .store
-        .user(&caller.id)
+        .user_record(&caller.id)
         .await?
-        .filter(|user| user.created_at == caller.created_at && user.creator_id == caller.creator_id)
+        .filter(|record| account_tag(&record.pw_hash) == verified.account)
+        .map(|record| record.user)
         .ok_or_else(|| {
             ApiError::Unauthorized(format!(
                 "Failed to validate JWT-Token: user '{}' no longer exists",

@@ -1,6 +1,7 @@
 //! Login, token renewal (and project switch), and access validation.
 
-use hanami_auth::{ADMIN_PROJECT, Caller, Method, password};
+use hanami_auth::{ADMIN_PROJECT, Caller, Method, account_tag, password};
+use hanami_store::users::UserRecord;
 use hanami_types::auth::{AuthInfo, RenewTokenRequest, TokenRequest, TokenResponse};
 use hanami_types::users::User;
 use serde::Deserialize;
@@ -49,7 +50,7 @@ pub async fn login(app: &App, request: TokenRequest) -> ApiResult<TokenResponse>
     let Some(record) = valid else {
         return Err(ApiError::Unauthorized(ACCESS_DENIED.into()));
     };
-    let user = record.user;
+    let UserRecord { user, pw_hash } = record;
     let caller = if user.is_admin {
         admin_context(&user)
     } else {
@@ -66,22 +67,23 @@ pub async fn login(app: &App, request: TokenRequest) -> ApiResult<TokenResponse>
             first.is_project_admin,
         )
     };
-    Ok(token_response(app, &user, &caller))
+    Ok(token_response(app, &user, &pw_hash, &caller))
 }
 
 /// `PUT token`: a fresh token for the caller in the chosen project, with the user's
 /// current name, admin flag and role.
 async fn renew(app: App, caller: Caller, request: RenewTokenRequest) -> ApiResult<TokenResponse> {
-    let user = app.store.user(&caller.id).await?.ok_or_else(|| {
-        ApiError::Unauthorized(format!("User with id '{}' no longer exists.", caller.id))
-    })?;
+    let UserRecord { user, pw_hash } =
+        app.store.user_record(&caller.id).await?.ok_or_else(|| {
+            ApiError::Unauthorized(format!("User with id '{}' no longer exists.", caller.id))
+        })?;
     let chosen = current_context(&user, &request.project_id).ok_or_else(|| {
         ApiError::Unauthorized(format!(
             "User with id '{}' is not assigned to the project with id '{}'.",
             user.id, request.project_id
         ))
     })?;
-    Ok(token_response(&app, &user, &chosen))
+    Ok(token_response(&app, &user, &pw_hash, &chosen))
 }
 
 /// The context of `user` in `project_id` as the database has it now (role and project-admin
@@ -142,11 +144,12 @@ fn context(user: &User, project_id: &str, role: &str, is_project_admin: bool) ->
     }
 }
 
-fn token_response(app: &App, user: &User, caller: &Caller) -> TokenResponse {
+/// The token for `caller`, of the account whose password hash is `password_hash`.
+fn token_response(app: &App, user: &User, password_hash: &str, caller: &Caller) -> TokenResponse {
     TokenResponse {
         id: user.id.clone(),
         name: user.name.clone(),
         is_admin: user.is_admin,
-        token: app.tokens.issue(caller),
+        token: app.tokens.issue(caller, &account_tag(password_hash)),
     }
 }
