@@ -26,8 +26,8 @@ pub struct ConnectOptions {
     /// An extra trusted root certificate, PEM-encoded (for a server with its own CA).
     pub root_certificate_pem: Option<Vec<u8>>,
     /// How long the server may stay silent while an answer is due (an HTTP response or a
-    /// websocket reply); the call then fails with [`Error::Transport`] or
-    /// [`Error::WebSocket`] instead of waiting forever.
+    /// websocket reply), or take nothing in while a websocket message is sent; the call then
+    /// fails with [`Error::Transport`] or [`Error::WebSocket`] instead of waiting forever.
     pub answer_timeout: Duration,
 }
 

@@ -2,13 +2,12 @@
 
 use std::time::Duration;
 
-use futures_util::SinkExt;
 use hanami_types::websocket::TARGET_CLUSTER;
 use hanami_types::websocket::proto::{ClusterIoMessage, ClusterProcessType, TargetBufferType};
 use prost::Message as _;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::upload::{Socket, next_binary};
+use crate::upload::{Socket, next_binary, send};
 use crate::{Client, Error, Result};
 
 /// An open direct-IO session with one cluster.
@@ -30,10 +29,8 @@ impl Client {
 
 impl DirectSession {
     async fn exchange(&mut self, message: ClusterIoMessage) -> Result<ClusterIoMessage> {
-        self.socket
-            .send(Message::binary(message.encode_to_vec()))
-            .await
-            .map_err(|e| Error::WebSocket(e.to_string()))?;
+        let message = Message::binary(message.encode_to_vec());
+        send(&mut self.socket, message, self.answer_timeout).await?;
         ClusterIoMessage::decode(next_binary(&mut self.socket, self.answer_timeout).await?)
             .map_err(|e| Error::Protocol(format!("direct IO answer: {e}")))
     }

@@ -43,7 +43,7 @@ impl Client {
             uuid: uuid.to_owned(),
         };
         let text = serde_json::to_string(&init).map_err(ws_err)?;
-        socket.send(Message::text(text)).await.map_err(ws_err)?;
+        send(&mut socket, Message::text(text), self.answer_timeout).await?;
         let reply = next_binary(&mut socket, self.answer_timeout).await?;
         let reply: SessionReply = serde_json::from_slice(&reply)
             .map_err(|e| Error::Protocol(format!("session reply: {e}")))?;
@@ -87,10 +87,8 @@ impl Client {
                 position: start as u64,
                 data: content.slice(start..end),
             };
-            socket
-                .send(Message::binary(chunk.encode_to_vec()))
-                .await
-                .map_err(ws_err)?;
+            let message = Message::binary(chunk.encode_to_vec());
+            send(&mut socket, message, self.answer_timeout).await?;
             in_flight += 1;
             if in_flight == UPLOAD_WINDOW {
                 acknowledged = receive_ack(&mut socket, &mut acks, self.answer_timeout).await?;
@@ -130,6 +128,15 @@ async fn receive_ack(
         .next()
         .ok_or_else(|| Error::Protocol("more upload answers than chunks".into()))?;
     Ok(*end as u64)
+}
+
+/// Sends one message; fails if the server takes in nothing for `timeout` (it stopped
+/// reading, and the connection's buffers are full).
+pub(crate) async fn send(socket: &mut Socket, message: Message, timeout: Duration) -> Result<()> {
+    tokio::time::timeout(timeout, socket.send(message))
+        .await
+        .map_err(|_| Error::WebSocket(format!("the server took nothing in for {timeout:?}")))?
+        .map_err(ws_err)
 }
 
 /// The next binary message, skipping pings; fails if the server sends nothing for `timeout`.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use hanami_sdk::{Client, ConnectOptions, Error};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
 
 const LOGIN: &str = r#"{"id":"asdf","name":"asdf","is_admin":true,"token":"t"}"#;
 
@@ -32,8 +33,16 @@ async fn serve(mut stream: TcpStream) {
     let head = String::from_utf8_lossy(&head[..seen]).to_string();
     if head.contains("Upgrade: websocket") || head.contains("upgrade: websocket") {
         let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
-        // Take the session's first message and keep the socket open without a reply.
-        let _ = futures_util::StreamExt::next(&mut socket).await;
+        // Take the session's first message; for the uuid `reads-nothing` open the session
+        // and then read nothing more, else keep the socket open without a reply.
+        let init = futures_util::StreamExt::next(&mut socket).await;
+        let opened = init.is_some_and(|m| m.is_ok_and(|m| m.to_string().contains("reads-nothing")));
+        if opened {
+            let reply = Message::binary(br#"{"success":true,"uuid":"s"}"#.to_vec());
+            futures_util::SinkExt::send(&mut socket, reply)
+                .await
+                .unwrap();
+        }
         tokio::time::sleep(Duration::from_secs(60)).await;
     } else if head.starts_with("POST /v1.0alpha/token") {
         let mut request = vec![0u8; 4096];
@@ -98,6 +107,19 @@ async fn a_websocket_answer_that_never_comes_fails_after_the_answer_timeout() {
     let error = fails_after(1, client.direct_session("c")).await;
     assert!(
         matches!(&error, Error::WebSocket(m) if m.contains("did not answer within")),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_stops_reading_fails_a_send_after_the_answer_timeout() {
+    let client = client_of_a_half_dead_server().await;
+    let mut session = client.direct_session("reads-nothing").await.unwrap();
+    // One message far larger than any socket buffer: its send cannot complete.
+    let values = vec![1.0f32; 16 << 20];
+    let error = fails_after(1, session.request(&[("x", &values)], 1)).await;
+    assert!(
+        matches!(&error, Error::WebSocket(m) if m.contains("took nothing in")),
         "{error:?}"
     );
 }
