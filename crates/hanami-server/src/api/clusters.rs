@@ -157,22 +157,29 @@ async fn create(app: App, caller: Caller, request: CreateClusterRequest) -> ApiR
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
         .context("cannot save the cluster's network")?;
-    let names = app.cluster_names.lock().await;
-    let inserted = match check_name_free(&app, &caller, &request.name).await {
-        Ok(()) => app
-            .store
-            .insert_resource(Kind::Cluster, &row)
-            .await
-            .map_err(ApiError::from),
-        Err(taken) => Err(taken),
-    };
-    drop(names);
-    if let Err(e) = inserted {
-        let _ = cluster.remove_network_file();
-        return Err(e);
-    }
-    app.clusters.insert(cluster);
-    Ok(resource(&row))
+    // Row and registry entry together, in a task of its own: a client that goes away
+    // meanwhile (dropping this handler) cannot leave a row without a cluster.
+    let name = request.name;
+    tokio::spawn(async move {
+        let names = app.cluster_names.lock().await;
+        let inserted = match check_name_free(&app, &caller, &name).await {
+            Ok(()) => app
+                .store
+                .insert_resource(Kind::Cluster, &row)
+                .await
+                .map_err(ApiError::from),
+            Err(taken) => Err(taken),
+        };
+        drop(names);
+        if let Err(e) = inserted {
+            let _ = cluster.remove_network_file();
+            return Err(e);
+        }
+        app.clusters.insert(cluster);
+        Ok(resource(&row))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?
 }
 
 #[derive(Deserialize)]
