@@ -514,32 +514,12 @@ async fn tokens_carry_the_current_role_and_die_with_their_user() {
     assert_eq!(info["is_project_admin"], false, "{info}");
     assert_eq!(info["role"], "member", "{info}");
 
-    // Deleted and created again under the same id at once, by the same admin (within the
-    // same second, so the creation time cannot tell the two apart): the old token is dead,
-    // the new user's own login works.
+    // Deleted and created again under the same id at once, by the same admin and with the
+    // same password (within the same second, so neither the creation time nor anything the
+    // two users show tells them apart): the old token is dead, the new user's login works.
     admin.delete("user?id=boss_user").await.expect(200);
-    admin
-        .post(
-            "user",
-            &json!({"id": "boss_user", "name": "New Boss", "password": "password2",
-                    "is_admin": false}),
-        )
-        .await
-        .expect(200);
-    admin
-        .post(
-            "user/project",
-            &json!({"id": "boss_user", "project_id": "proj_boss", "role": "admin",
-                    "is_project_admin": true}),
-        )
-        .await
-        .expect(200);
+    let new_boss = member(&server, &admin, "boss_user", "proj_boss", true).await;
     let resp = boss.get("auth").await.expect(401);
     assert!(resp.body.contains("no longer exists"), "{}", resp.body);
-    server
-        .login("boss_user", "password2")
-        .await
-        .get("auth")
-        .await
-        .expect(200);
+    new_boss.get("auth").await.expect(200);
 }
