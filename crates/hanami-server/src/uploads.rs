@@ -131,6 +131,9 @@ struct Upload {
     last_activity: Instant,
     writes_in_flight: usize,
     finalizing: bool,
+    /// Dropped with the upload (cancelled, expired or finished), which ends the wait of
+    /// its websocket sessions ([`UploadTarget::gone`]).
+    alive: tokio::sync::watch::Sender<()>,
 }
 
 impl Upload {
@@ -146,6 +149,15 @@ pub struct UploadTarget {
     file_uuid: String,
     file: Arc<File>,
     size: u64,
+    alive: tokio::sync::watch::Receiver<()>,
+}
+
+impl UploadTarget {
+    /// Resolves once the upload is gone (cancelled, expired or finished): a session that
+    /// waits for chunks then lets go of the file, whose disk space is freed.
+    pub async fn gone(&mut self) {
+        while self.alive.changed().await.is_ok() {}
+    }
 }
 
 /// Why a chunk was refused.
@@ -296,6 +308,7 @@ impl Uploads {
                 last_activity: Instant::now(),
                 writes_in_flight: 0,
                 finalizing: false,
+                alive: tokio::sync::watch::Sender::new(()),
             },
         );
         Ok(started)
@@ -323,6 +336,7 @@ impl Uploads {
                     file_uuid: file.uuid.clone(),
                     file: file.file.clone(),
                     size: file.size,
+                    alive: upload.alive.subscribe(),
                 }
             })
         })

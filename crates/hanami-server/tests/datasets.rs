@@ -668,6 +668,17 @@ async fn concurrent_uploads() {
     assert_eq!(client.datasets().await.unwrap().body.len(), 4);
 }
 
+/// Waits (up to 4 s) until the server has removed the idle upload of dataset `uuid`.
+async fn wait_until_expired(client: &hanami_sdk::Client, uuid: &str) {
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if matches!(client.upload_progress(uuid).await, Err(Error::NotFound(_))) {
+            return;
+        }
+    }
+    panic!("the idle upload {uuid} was not removed");
+}
+
 #[tokio::test]
 async fn abandoned_uploads_expire_and_restarts_clean_up() {
     let tmp = tempfile::tempdir().unwrap();
@@ -683,20 +694,29 @@ async fn abandoned_uploads_expire_and_restarts_clean_up() {
     drop(socket); // the client goes away midway
     let uploads = server.data_dir.join("uploads");
     assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 1);
-    let mut gone = false;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if matches!(
-            client.upload_progress(&started.uuid).await,
-            Err(Error::NotFound(_))
-        ) {
-            gone = true;
-            break;
-        }
-    }
-    assert!(gone, "the idle upload was not removed");
+    wait_until_expired(&client, &started.uuid).await;
     assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
     assert!(client.datasets().await.unwrap().body.is_empty());
+
+    // A session that stays open and silent is told and closed too.
+    let idle = client.start_csv_upload("idle", 1000).await.unwrap();
+    let mut socket = open_socket(&server, "/").await;
+    init(&mut socket, &token, "file_upload", &idle.uuid_input_file).await;
+    let told = tokio::time::timeout(Duration::from_secs(5), next_bytes(&mut socket))
+        .await
+        .expect("an idle session is closed")
+        .expect("a reply before the close");
+    assert!(
+        !FileUploadResponseMessage::decode(told.as_slice())
+            .unwrap()
+            .success
+    );
+    assert!(
+        next_bytes(&mut socket).await.is_none(),
+        "the session is closed"
+    );
+    // And its upload expires as the first one did.
+    wait_until_expired(&client, &idle.uuid).await;
 
     // A restart removes the temporary files of unfinished uploads.
     client.start_csv_upload("unfinished", 1000).await.unwrap();
@@ -728,13 +748,24 @@ async fn deleting_an_unfinished_upload_cancels_it() {
         .delete(&format!("dataset?uuid={}", started.uuid))
         .await
         .expect(200);
-    // The temporary file is gone at once, the upload is unknown, and later chunks fail.
+    // The temporary file is gone at once, the upload is unknown, and the open session is
+    // told so and closed without waiting for its next chunk (it lets go of the file).
     assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
     assert!(matches!(
         client.upload_progress(&started.uuid).await,
         Err(Error::NotFound(_))
     ));
-    assert!(!send_chunk(&mut socket, 8, b"3,4\n").await.success);
+    let told = tokio::time::timeout(Duration::from_secs(5), next_bytes(&mut socket))
+        .await
+        .expect("the session is told at once")
+        .expect("a reply before the close");
+    let told = FileUploadResponseMessage::decode(told.as_slice()).unwrap();
+    assert!(!told.success);
+    assert!(told.error_message.contains("cancelled"), "{told:?}");
+    assert!(
+        next_bytes(&mut socket).await.is_none(),
+        "the session is closed"
+    );
     admin
         .delete(&format!("dataset?uuid={}", started.uuid))
         .await

@@ -130,9 +130,26 @@ async fn start(app: &App, message: Message) -> Result<Target, String> {
     }
 }
 
-/// Stores chunks until the client closes the socket or sends something invalid.
-async fn upload(app: &App, mut socket: WebSocket, target: UploadTarget) {
-    while let Some(Ok(message)) = socket.recv().await {
+/// Stores chunks until the client closes the socket or sends something invalid, the upload
+/// is gone (cancelled, expired, finished), or no chunk comes for `upload_timeout`.
+async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget) {
+    let idle = app.config.upload_timeout;
+    loop {
+        let next = tokio::select! {
+            next = tokio::time::timeout(idle, socket.recv()) => next,
+            () = target.gone() => {
+                refuse(socket, "the upload was cancelled, expired or finished").await;
+                return;
+            }
+        };
+        let message = match next {
+            Ok(Some(Ok(message))) => message,
+            Ok(_) => return,
+            Err(_) => {
+                refuse(socket, &format!("no chunk for {} s", idle.as_secs())).await;
+                return;
+            }
+        };
         let bytes = match message {
             Message::Binary(bytes) => bytes,
             Message::Close(_) => break,
