@@ -155,8 +155,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for FirstRead<S> {
         };
         match read {
             Poll::Ready(Ok(())) if buf.filled().len() > before => {
-                let new = buf.filled()[before..].to_vec();
-                Poll::Ready(this.watch(&new))
+                Poll::Ready(this.watch(&buf.filled()[before..]))
             }
             // The end of the stream, or an error: hyper closes the connection.
             Poll::Ready(result) => Poll::Ready(result),
