@@ -235,6 +235,9 @@ impl<'a> Parser<'a> {
             ),
         };
         let mut list: Vec<InterfaceTemplate> = Vec::new();
+        // Neurons of the interfaces in `list`; each is within the limit, so the sum of at most
+        // 1024 fits a `u64`.
+        let mut total = 0u64;
         loop {
             let name_token = self.expect(
                 Tok::Identifier,
@@ -282,9 +285,8 @@ impl<'a> Parser<'a> {
                 };
                 return Err(self.error_at(&size_token, kind));
             }
-            // Each interface is within the limit, so the sum of at most 1024 fits a `u64`.
-            let before: u64 = list.iter().map(|i| i.size as u64).sum();
-            if before + size as u64 > limit as u64 {
+            total += size as u64;
+            if total > limit as u64 {
                 let kind = match side {
                     Side::Input => Kind::TooManyInputsInAll(name),
                     Side::Output => Kind::TooManyOutputsInAll(name),
