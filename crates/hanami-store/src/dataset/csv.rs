@@ -236,11 +236,7 @@ fn is_decimal_number(s: &[u8]) -> bool {
 
 /// The cell as text for a message, cut to [`MAX_QUOTED`] characters.
 fn quote(cell: &[u8]) -> String {
-    let text = String::from_utf8_lossy(cell);
-    match text.char_indices().nth(MAX_QUOTED) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.into_owned(),
-    }
+    super::file::truncated(&String::from_utf8_lossy(cell), MAX_QUOTED)
 }
 
 #[cfg(test)]

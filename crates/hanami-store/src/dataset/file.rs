@@ -171,7 +171,8 @@ fn check_description(description: &Description, columns: u64) -> Result<(), (Str
     }
 }
 
-fn truncated(text: &str, max_chars: usize) -> String {
+/// `text` for a message: whole if short, else its first `max_chars` characters and `…`.
+pub(super) fn truncated(text: &str, max_chars: usize) -> String {
     match text.char_indices().nth(max_chars) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
