@@ -506,6 +506,22 @@ async fn websocket_refusals_close_the_session_and_harm_nothing() {
     .await;
     assert_eq!(reply["success"], false);
     assert_closed(&mut socket).await;
+    // The token of a deleted user: the original's text, and why.
+    let gone = member(&server, &admin_http, "gone", "proj_a", false).await;
+    admin_http.delete("user?id=gone").await.expect(200);
+    let mut socket = open_socket(&server, "/").await;
+    let reply = init(
+        &mut socket,
+        gone.token.as_ref().unwrap(),
+        "file_upload",
+        &file,
+    )
+    .await;
+    assert_eq!(
+        reply,
+        json!({"success": false, "error": "Token invalid: user 'gone' no longer exists"})
+    );
+    assert_closed(&mut socket).await;
     // An unknown target.
     let mut socket = open_socket(&server, "/").await;
     assert_eq!(

@@ -231,13 +231,46 @@ fn token_header(headers: &HeaderMap) -> ApiResult<&str> {
     Ok(token)
 }
 
-/// Verifies a token string (also used by the websocket handshake).
-pub async fn verify_token(app: &App, token: &str) -> ApiResult<Caller> {
-    let verified = app.tokens.verify(token).map_err(|e| match e {
-        TokenError::Expired => {
-            ApiError::Unauthorized("Failed to validate JWT-Token: the token has expired".into())
+/// Why a token was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenRefused {
+    /// Not a token this server issued, or tampered with.
+    #[error("the token is not valid")]
+    Invalid,
+    /// Issued here, but past its expiry.
+    #[error("the token has expired")]
+    Expired,
+    /// Its user was deleted (and maybe created again: another account).
+    #[error("user '{0}' no longer exists")]
+    UserGone(String),
+    /// Its user left the project the token is for.
+    #[error("user '{user}' is no longer assigned to project '{project}'")]
+    NotAssigned {
+        /// The token's user.
+        user: String,
+        /// The token's project.
+        project: String,
+    },
+    /// The user could not be looked up.
+    #[error(transparent)]
+    Store(#[from] hanami_store::StoreError),
+}
+
+impl From<TokenRefused> for ApiError {
+    fn from(refused: TokenRefused) -> Self {
+        match refused {
+            TokenRefused::Invalid => ApiError::Unauthorized("Failed to validate JWT-Token".into()),
+            TokenRefused::Store(e) => e.into(),
+            other => ApiError::Unauthorized(format!("Failed to validate JWT-Token: {other}")),
         }
-        _ => ApiError::Unauthorized("Failed to validate JWT-Token".into()),
+    }
+}
+
+/// Verifies a token string (also used by the websocket handshake).
+pub async fn verify_token(app: &App, token: &str) -> Result<Caller, TokenRefused> {
+    let verified = app.tokens.verify(token).map_err(|e| match e {
+        TokenError::Expired => TokenRefused::Expired,
+        _ => TokenRefused::Invalid,
     })?;
     // Tokens are revoked with their user or project assignment (the original kept them
     // valid until expiry), and carry the role the user has now, not the one at login. A
@@ -249,17 +282,10 @@ pub async fn verify_token(app: &App, token: &str) -> ApiResult<Caller> {
         .await?
         .filter(|record| account_tag(&record.pw_hash) == verified.account)
         .map(|record| record.user)
-        .ok_or_else(|| {
-            ApiError::Unauthorized(format!(
-                "Failed to validate JWT-Token: user '{}' no longer exists",
-                caller.id
-            ))
-        })?;
-    token::current_context(&user, &caller.project_id).ok_or_else(|| {
-        ApiError::Unauthorized(format!(
-            "Failed to validate JWT-Token: user '{}' is no longer assigned to project '{}'",
-            caller.id, caller.project_id
-        ))
+        .ok_or_else(|| TokenRefused::UserGone(caller.id.clone()))?;
+    token::current_context(&user, &caller.project_id).ok_or_else(|| TokenRefused::NotAssigned {
+        user: caller.id.clone(),
+        project: caller.project_id.clone(),
     })
 }
 

@@ -26,7 +26,7 @@ use prost::Message as _;
 
 use std::sync::Arc;
 
-use crate::api;
+use crate::api::{self, TokenRefused};
 use crate::clusters::{ClusterHandle, Mode};
 use crate::state::App;
 use crate::uploads::UploadTarget;
@@ -94,9 +94,17 @@ async fn start(app: &App, message: Message) -> Result<Target, String> {
     };
     let init: SessionInit =
         serde_json::from_slice(text).map_err(|e| format!("invalid session start message: {e}"))?;
+    // The original's text for any refused token, with the reason where there is more to say.
     let caller = api::verify_token(app, &init.token)
         .await
-        .map_err(|_| "Token invalid".to_owned())?;
+        .map_err(|refused| match refused {
+            TokenRefused::Invalid => "Token invalid".to_owned(),
+            TokenRefused::Store(e) => {
+                tracing::error!("websocket session start: {e:#}");
+                String::new()
+            }
+            other => format!("Token invalid: {other}"),
+        })?;
     match init.target.as_str() {
         TARGET_FILE_UPLOAD => app
             .uploads
