@@ -316,12 +316,14 @@ async fn https_with_a_pem_certificate() {
 #[tokio::test]
 async fn a_self_signed_certificate_marked_as_a_ca_is_trusted_when_given() {
     // What `openssl req -x509` makes: a self-signed certificate with CA:TRUE.
-    let ca_like = |names: Vec<String>| {
+    let ca_for = |names: Vec<String>, purposes: Vec<rcgen::ExtendedKeyUsagePurpose>| {
         let mut params = rcgen::CertificateParams::new(names).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.extended_key_usages = purposes;
         let key = rcgen::KeyPair::generate().unwrap();
         (params.self_signed(&key).unwrap(), key)
     };
+    let ca_like = |names: Vec<String>| ca_for(names, Vec::new());
     let tmp = tempfile::tempdir().unwrap();
     let (cert, key) = ca_like(vec!["localhost".into(), "127.0.0.1".into()]);
     let (cert_path, key_path) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
@@ -379,6 +381,25 @@ async fn a_self_signed_certificate_marked_as_a_ca_is_trusted_when_given() {
         hanami_sdk::Client::login_with(&server.url, ADMIN, ADMIN_PW, &trusting(elsewhere.pem()))
             .await;
     assert!(refused.is_err());
+    // Nor one whose extended key usage leaves out server authentication.
+    let (client_only, client_only_key) = ca_for(
+        vec!["127.0.0.1".into()],
+        vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth],
+    );
+    std::fs::write(&cert_path, client_only.pem()).unwrap();
+    std::fs::write(&key_path, client_only_key.serialize_pem()).unwrap();
+    let server = start();
+    let refused =
+        hanami_sdk::Client::login_with(&server.url, ADMIN, ADMIN_PW, &trusting(client_only.pem()))
+            .await;
+    let error = refused.expect_err("a client-only certificate is refused");
+    let mut causes = String::new();
+    let mut cause: Option<&dyn std::error::Error> = Some(&error);
+    while let Some(current) = cause {
+        causes += &format!("{current}; ");
+        cause = current.source();
+    }
+    assert!(causes.contains("InvalidPurpose"), "{causes}");
     // A file without any certificate is refused at once.
     let empty =
         hanami_sdk::Client::login_with(&server.url, ADMIN, ADMIN_PW, &trusting(String::new()))
