@@ -723,3 +723,161 @@ async fn a_network_at_its_memory_budget_stops_growing_and_says_so() {
         log.body
     );
 }
+
+/// Waits for a task that must end aborted, and returns the error log afterwards.
+async fn aborted_with_log(
+    server: &TestServer,
+    client: &hanami_sdk::Client,
+    cluster: &str,
+    task: &str,
+) -> String {
+    let done = client.wait_for_task(cluster, task, WAIT).await.unwrap();
+    assert_eq!(done.state, "aborted", "{done:?}");
+    server
+        .admin()
+        .await
+        .get("error_log?page=0")
+        .await
+        .expect(200)
+        .body
+}
+
+#[tokio::test]
+async fn queued_tasks_are_checked_again_when_they_start() {
+    let (server, client, train, test, _tmp) = prepared().await;
+    let create = |name: &'static str, template: String| {
+        let client = &client;
+        async move { client.create_cluster(name, &template).await.unwrap().uuid }
+    };
+    let seed = SEED_TEMPLATE.to_owned();
+    let a = create("cluster_a", seed.clone()).await;
+    // Networks with other interfaces: smaller ones of the same names, and other names.
+    let smaller = create(
+        "smaller",
+        seed.replace("784", "100")
+            .replace("outputs: 10", "outputs: 5"),
+    )
+    .await;
+    let renamed = create(
+        "renamed",
+        seed.replace("picture", "pixels").replace("label", "digit"),
+    )
+    .await;
+    let mut checkpoints = Vec::new();
+    for cluster in [&smaller, &renamed, &a] {
+        let saved = client.save_cluster(cluster, "ckpt").await.unwrap();
+        client
+            .wait_for_task(cluster, &saved.uuid, WAIT)
+            .await
+            .unwrap();
+        checkpoints.push(saved.uuid);
+    }
+
+    // While the cluster is in DIRECT mode, everything queues: a restore that changes the
+    // interfaces' sizes, then tasks checked against the network before it.
+    client.set_direct_mode(&a, true).await.unwrap();
+    let restore = client.restore_cluster(&a, &checkpoints[0]).await.unwrap();
+    let trains = client
+        .train(
+            "after_smaller",
+            &a,
+            &[("picture", &train)],
+            &[("label", &train)],
+        )
+        .await
+        .unwrap();
+    let requests = client
+        .request(
+            "request_smaller",
+            &a,
+            &[("picture", &test)],
+            ("label", "result"),
+        )
+        .await
+        .unwrap();
+    // Then one to other names, and a request after it.
+    let rename = client.restore_cluster(&a, &checkpoints[1]).await.unwrap();
+    let renamed_request = client
+        .request(
+            "request_renamed",
+            &a,
+            &[("picture", &test)],
+            ("label", "result"),
+        )
+        .await
+        .unwrap();
+    client.set_direct_mode(&a, false).await.unwrap();
+    for restored in [&restore.uuid, &rename.uuid] {
+        let done = client.wait_for_task(&a, restored, WAIT).await.unwrap();
+        assert_eq!(done.state, "finished");
+    }
+    let log = aborted_with_log(&server, &client, &a, &trains.uuid).await;
+    assert!(
+        log.contains("input 'picture' of the cluster's network has 100 neurons now, but the task was queued for 784"),
+        "{log}"
+    );
+    aborted_with_log(&server, &client, &a, &requests.uuid).await;
+    let log = aborted_with_log(&server, &client, &a, &renamed_request.uuid).await;
+    assert!(
+        log.contains("the cluster's network has no input named 'picture' any more"),
+        "{log}"
+    );
+    // No result datasets came of them.
+    let datasets = client.datasets().await.unwrap();
+    assert_eq!(datasets.body.len(), 2, "{:?}", datasets.body);
+
+    // Back to the first network: a queued task whose dataset is deleted, and a queued
+    // restore whose checkpoint is deleted, fail when they start.
+    client.restore_cluster(&a, &checkpoints[2]).await.unwrap();
+    client.set_direct_mode(&a, true).await.unwrap();
+    let (images, labels) = pattern_mnist(_tmp.path(), "doomed", 100);
+    let doomed = client
+        .upload_mnist("doomed", &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    let orphan = client
+        .train("orphan", &a, &[("picture", &doomed)], &[("label", &doomed)])
+        .await
+        .unwrap();
+    let gone = client.restore_cluster(&a, &checkpoints[1]).await.unwrap();
+    client.delete_dataset(&doomed).await.unwrap();
+    client.delete_checkpoint(&checkpoints[1]).await.unwrap();
+    client.set_direct_mode(&a, false).await.unwrap();
+    let log = aborted_with_log(&server, &client, &a, &orphan.uuid).await;
+    assert!(
+        log.contains(&format!(
+            "dataset '{doomed}' was deleted after the task was queued"
+        )),
+        "{log}"
+    );
+    let log = aborted_with_log(&server, &client, &a, &gone.uuid).await;
+    assert!(
+        log.contains(&format!(
+            "checkpoint '{}' was deleted after the restore was queued",
+            checkpoints[1]
+        )),
+        "{log}"
+    );
+    // The cluster kept its network and still trains.
+    let again = client
+        .train(
+            "still_fine",
+            &a,
+            &[("picture", &train)],
+            &[("label", &train)],
+        )
+        .await
+        .unwrap();
+    let done = client.wait_for_task(&a, &again.uuid, WAIT).await.unwrap();
+    assert_eq!(done.state, "finished");
+
+    // A checkpoint whose file was removed outside the server: 404 at once.
+    let file = server.data_dir.join("checkpoints").join(&checkpoints[0]);
+    std::fs::remove_file(&file).unwrap();
+    let missing = client.restore_cluster(&a, &checkpoints[0]).await;
+    assert!(
+        matches!(&missing, Err(Error::NotFound(m)) if m.contains("no file")),
+        "{missing:?}"
+    );
+}

@@ -239,7 +239,7 @@ async fn save(app: App, caller: Caller, request: SaveClusterRequest) -> ApiResul
 }
 
 /// Queues the restore of a checkpoint (of any cluster) into the cluster. The checkpoint is
-/// read now, so deleting it afterwards does not affect the restore.
+/// read when the restore starts: deleting it before then makes the restore fail.
 async fn load(app: App, caller: Caller, request: LoadClusterRequest) -> ApiResult<LoadStarted> {
     let cluster = visible(&app, &caller, &request.cluster_uuid)?;
     let checkpoint = app
@@ -248,16 +248,22 @@ async fn load(app: App, caller: Caller, request: LoadClusterRequest) -> ApiResul
         .await?
         .ok_or_else(|| super::checkpoints::not_found(&request.checkpoint_uuid))?;
     let path = app.paths.checkpoints().join(&checkpoint.file_name);
-    let bytes = tokio::fs::read(&path)
+    let is_file = tokio::fs::metadata(&path)
         .await
-        .with_context(|| format!("cannot read checkpoint file {}", path.display()))?;
+        .is_ok_and(|metadata| metadata.is_file());
+    if !is_file {
+        return Err(ApiError::NotFound(format!(
+            "Checkpoint '{}' has no file in the server's data directory any more: it was \
+             removed outside the server",
+            checkpoint.uuid
+        )));
+    }
     let uuid = uuid::Uuid::new_v4().to_string();
-    let task = Arc::new(Task::new(
-        uuid.clone(),
-        checkpoint.name,
-        1,
-        Work::Restore(bytes),
-    ));
+    let work = Work::Restore {
+        checkpoint_uuid: checkpoint.uuid,
+        path,
+    };
+    let task = Arc::new(Task::new(uuid.clone(), checkpoint.name, 1, work));
     if super::tasks::enqueue(&app, &cluster, &task).await? {
         task.ended().await;
     }

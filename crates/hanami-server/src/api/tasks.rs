@@ -1,5 +1,7 @@
 //! Train and request tasks: validated completely at creation (cluster, interface names,
-//! datasets, their column groups and widths), then queued on their cluster.
+//! datasets, their column groups and widths), then queued on their cluster. When a task
+//! starts, its worker checks the interfaces again (a restore may have come first) and opens
+//! the datasets (a deleted one fails the task).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use serde_json::{Map, Value};
 use super::clusters::visible;
 use super::validate::{Field, Pattern};
 use super::{ApiError, ApiResult, Routes};
-use crate::clusters::rows::Binding;
+use crate::clusters::rows::{Binding, Side};
 use crate::clusters::task::{ResultTarget, Task, Work};
 use crate::clusters::{ClusterHandle, Interface, TaskRemoval};
 use crate::state::App;
@@ -54,22 +56,6 @@ pub(super) fn register(routes: &mut Routes) {
     );
 }
 
-/// Which interfaces a map of a task request names.
-#[derive(Clone, Copy)]
-enum Side {
-    Input,
-    Output,
-}
-
-impl Side {
-    fn word(self) -> &'static str {
-        match self {
-            Side::Input => "input",
-            Side::Output => "output",
-        }
-    }
-}
-
 /// Resolves `{interface name: dataset uuid}` into bindings; returns them and the smallest
 /// row count of their datasets.
 async fn bind(
@@ -103,7 +89,8 @@ async fn bind(
                 ApiError::NotFound(format!("Dataset with uuid '{dataset_uuid}' not found"))
             })?;
         let path = app.paths.datasets().join(&row.file_name);
-        let reader = tokio::task::spawn_blocking(move || DatasetReader::open(path))
+        let opened = path.clone();
+        let reader = tokio::task::spawn_blocking(move || DatasetReader::open(opened))
             .await
             .map_err(|e| ApiError::Internal(e.into()))?
             .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?;
@@ -131,7 +118,9 @@ async fn bind(
         rows = rows.min(reader.header().number_of_rows);
         bindings.push(Binding {
             name: name.clone(),
-            reader,
+            side,
+            dataset_uuid: dataset_uuid.clone(),
+            path,
             columns,
         });
     }

@@ -29,7 +29,7 @@ use hanami_store::resources::{Kind, ResourceRow};
 use hanami_types::scope::Scope;
 
 use crate::paths::DataDir;
-use rows::DatasetRows;
+use rows::{DatasetRows, Side};
 use task::{ResultTarget, Task, TaskState, Work};
 
 /// Name and size of one interface of a cluster.
@@ -382,8 +382,12 @@ impl ClusterHandle {
         match work {
             Work::Train(bindings) => {
                 let cluster = cluster?;
+                let interfaces = Interfaces::of(cluster);
+                for b in &bindings {
+                    rows::check_interface(&interfaces, b.side, &b.name, b.columns.width())?;
+                }
                 let refused = cluster.growth_stats().sections_refused;
-                let mut rows = DatasetRows::open(&bindings, task.total).map_err(anyhow_row)?;
+                let mut rows = DatasetRows::open(&bindings, task.total)?;
                 let outcome = with_threads(cluster, &ctx.cores, |cluster| {
                     cluster.train_batch(&mut rows, &task.cancel, &mut |done| {
                         task.set_progress(done as u64)
@@ -394,6 +398,11 @@ impl ClusterHandle {
             }
             Work::Request(bindings, target) => {
                 let cluster = cluster?;
+                let interfaces = Interfaces::of(cluster);
+                for b in &bindings {
+                    rows::check_interface(&interfaces, b.side, &b.name, b.columns.width())?;
+                }
+                rows::check_interface(&interfaces, Side::Output, &target.output, target.columns)?;
                 let refused = cluster.growth_stats().sections_refused;
                 let result = self.request(cluster, task, &bindings, &target, ctx);
                 self.report_refused_growth(cluster, refused, task, ctx);
@@ -418,7 +427,21 @@ impl ClusterHandle {
                 task.set_progress(1);
                 Ok(true)
             }
-            Work::Restore(bytes) => {
+            Work::Restore {
+                checkpoint_uuid,
+                path,
+            } => {
+                let bytes = std::fs::read(&path).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        anyhow::anyhow!(
+                            "checkpoint '{checkpoint_uuid}' was deleted after the restore was queued"
+                        )
+                    } else {
+                        anyhow::Error::new(e).context(format!(
+                            "cannot read the file of checkpoint '{checkpoint_uuid}'"
+                        ))
+                    }
+                })?;
                 let mut restored =
                     Cluster::restore(&bytes).context("the checkpoint cannot be restored")?;
                 restored.set_threads(1)?;
@@ -462,7 +485,7 @@ impl ClusterHandle {
     ) -> anyhow::Result<bool> {
         let path = ctx.paths.datasets().join(&task.uuid);
         let mut writer = DatasetWriter::create_result(&path, &target.name, target.columns)?;
-        let mut rows = DatasetRows::open(bindings, task.total).map_err(anyhow_row)?;
+        let mut rows = DatasetRows::open(bindings, task.total)?;
         let mut one_hot_row = vec![0.0f32; usize::try_from(target.columns)?];
         let mut write_error = None;
         let outcome = with_threads(cluster, &ctx.cores, |cluster| {
@@ -503,10 +526,6 @@ impl ClusterHandle {
         }
         Ok(true)
     }
-}
-
-fn anyhow_row(e: hanami_engine::RowError) -> anyhow::Error {
-    anyhow::anyhow!("cannot read the task's datasets: {e}")
 }
 
 /// Runs a batch with as many engine threads as the core budget grants (at least one), and

@@ -78,8 +78,13 @@ pub enum Work {
         /// Checkpoint project.
         project_id: String,
     },
-    /// Replace the cluster's network by a checkpoint's (read when the task was created).
-    Restore(Vec<u8>),
+    /// Replace the cluster's network by a checkpoint's, read when the task starts.
+    Restore {
+        /// The checkpoint (for messages).
+        checkpoint_uuid: String,
+        /// Its file.
+        path: std::path::PathBuf,
+    },
 }
 
 impl Work {
