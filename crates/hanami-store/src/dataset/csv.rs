@@ -10,7 +10,10 @@
 //!   cell (surrounding blanks removed) is a number: an optional sign, digits with an optional
 //!   decimal point (`12`, `-1.5`, `.5`, `3.`) and an optional exponent (`2e-3`, `1E+4`), within
 //!   the range of `f32`; `true` / `false` (any case) are accepted as 1 / 0 as in the original;
-//! * there is at least one data line.
+//! * there is at least one data line;
+//! * limits, so that a small hostile file cannot exhaust the server's memory: at most
+//!   [`MAX_COLUMNS`] columns, names of at most [`MAX_NAME_CHARS`] characters without control
+//!   characters, lines of at most [`MAX_LINE_BYTES`] bytes.
 //!
 //! Errors name the 1-based line number as an editor shows it (skipped lines count) and, for
 //! cells, the 1-based column and its header name.
@@ -23,10 +26,17 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use super::{ColumnRange, ConvertError, DataType, DatasetHeader, DatasetWriter, Description};
+
+/// Most columns a CSV dataset may have (each becomes a column group of its own).
+pub const MAX_COLUMNS: usize = 1 << 16;
+/// Longest column name, in characters (as long as a cluster's interface names may be).
+pub const MAX_NAME_CHARS: usize = 254;
+/// Longest line, in bytes, line end included.
+pub const MAX_LINE_BYTES: u64 = 16 << 20;
 
 const READ_BUFFER: usize = 1 << 20;
 /// Longest excerpt of a bad cell quoted in an error message, in characters.
@@ -58,10 +68,23 @@ pub fn convert_csv(
     let mut table: Option<Table> = None;
     loop {
         line.clear();
-        if input.read_until(b'\n', &mut line).map_err(read_error)? == 0 {
+        let read = (&mut input)
+            .take(MAX_LINE_BYTES)
+            .read_until(b'\n', &mut line)
+            .map_err(read_error)?;
+        if read == 0 {
             break;
         }
         line_number += 1;
+        let cut_off = read as u64 == MAX_LINE_BYTES
+            && line.last() != Some(&b'\n')
+            && !input.fill_buf().map_err(read_error)?.is_empty();
+        if cut_off {
+            return Err(ConvertError::CsvLineTooLong {
+                line: line_number,
+                max_bytes: MAX_LINE_BYTES,
+            });
+        }
         let mut content = line.strip_suffix(b"\n").unwrap_or(&line);
         content = content.strip_suffix(b"\r").unwrap_or(content);
         if line_number == 1 {
@@ -104,6 +127,14 @@ impl Table {
     fn start(header: &[u8], line: u64, name: &str, dest_path: &Path) -> Result<Self, ConvertError> {
         let header =
             std::str::from_utf8(header).map_err(|_| ConvertError::CsvHeaderNotUtf8 { line })?;
+        let columns = header.split(',').count();
+        if columns > MAX_COLUMNS {
+            return Err(ConvertError::CsvTooManyColumns {
+                line,
+                columns: columns as u64,
+                max: MAX_COLUMNS as u64,
+            });
+        }
         let names: Vec<String> = header
             .split(',')
             .map(|n| n.trim_ascii().to_owned())
@@ -113,6 +144,21 @@ impl Table {
             let column = i as u64 + 1;
             if n.is_empty() {
                 return Err(ConvertError::CsvEmptyName { line, column });
+            }
+            let problem = if n.chars().count() > MAX_NAME_CHARS {
+                Some(format!("is longer than {MAX_NAME_CHARS} characters"))
+            } else if n.chars().any(char::is_control) {
+                Some("contains a control character".to_owned())
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(ConvertError::CsvBadName {
+                    line,
+                    column,
+                    name: quote(n.as_bytes()),
+                    problem,
+                });
             }
             if let Some(&first_column) = seen.get(n.as_str()) {
                 return Err(ConvertError::CsvDuplicateName {
@@ -403,6 +449,69 @@ mod tests {
         assert_eq!(
             case.error(b"a,b\n1,2,\n"),
             "CSV file: line 2 has 3 columns, expected 2 as in the header"
+        );
+        assert_eq!(
+            case.error(b"a,b\n1\n"),
+            "CSV file: line 2 has 1 column, expected 2 as in the header"
+        );
+    }
+
+    #[test]
+    fn limits_on_columns_names_and_lines() {
+        let case = Case::new();
+        // At the column limit, and one beyond it.
+        let header = |columns: usize| {
+            let names: Vec<String> = (0..columns).map(|i| format!("c{i}")).collect();
+            let row = vec!["1"; columns].join(",");
+            format!("{}\n{row}\n", names.join(","))
+        };
+        let (converted, values) = case.values(header(MAX_COLUMNS).as_bytes());
+        assert_eq!(converted.number_of_columns, MAX_COLUMNS as u64);
+        assert_eq!(values.len(), MAX_COLUMNS);
+        assert_eq!(
+            case.error(header(MAX_COLUMNS + 1).as_bytes()),
+            "CSV file: line 1: the header has 65537 columns, at most 65536 are supported"
+        );
+        // Names as long as an interface name may be (in characters, not bytes), and longer.
+        let longest = "ä".repeat(MAX_NAME_CHARS);
+        let (converted, _) = case.values(format!("x,{longest}\n1,2\n").as_bytes());
+        assert!(converted.column_range(&longest).is_some());
+        let error = case.error(format!("x,{longest}a\n1,2\n").as_bytes());
+        assert!(
+            error.starts_with("CSV file: line 1: the name \"ääää")
+                && error.ends_with("of column 2 is longer than 254 characters"),
+            "{error}"
+        );
+        assert_eq!(
+            case.error(b"\nok,na\x00me\n1,2\n"),
+            "CSV file: line 2: the name \"na\\0me\" of column 2 contains a control character"
+        );
+        assert_eq!(
+            case.error(b"a\tb\n1\n"),
+            "CSV file: line 1: the name \"a\\tb\" of column 1 contains a control character"
+        );
+        // A line can be as long as the limit, line end included, but not longer.
+        let limit = MAX_LINE_BYTES as usize;
+        let mut text = b"a\n".to_vec();
+        text.extend(std::iter::repeat_n(b' ', limit - 2));
+        text.extend(b"1\n");
+        let (_, values) = case.values(&text);
+        assert_eq!(values, [1.0]);
+        let mut text = b"a\n".to_vec();
+        text.extend(std::iter::repeat_n(b' ', limit - 1));
+        text.extend(b"1\n");
+        assert_eq!(
+            case.error(&text),
+            format!("CSV file: line 2 is longer than {limit} bytes")
+        );
+        // A last line without a line end: the limit holds for its bytes.
+        text.pop();
+        let (_, values) = case.values(&text);
+        assert_eq!(values, [1.0]);
+        text.push(b' ');
+        assert_eq!(
+            case.error(&text),
+            format!("CSV file: line 2 is longer than {limit} bytes")
         );
     }
 

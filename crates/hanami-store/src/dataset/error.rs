@@ -333,6 +333,39 @@ pub enum ConvertError {
         column: u64,
     },
 
+    /// A CSV header name that no interface could have.
+    #[error("CSV file: line {line}: the name {name:?} of column {column} {problem}")]
+    CsvBadName {
+        /// Line number of the header, 1-based.
+        line: u64,
+        /// Column, 1-based.
+        column: u64,
+        /// The name, truncated to 40 characters.
+        name: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+
+    /// The CSV header has more columns than a dataset may have.
+    #[error("CSV file: line {line}: the header has {columns} columns, at most {max} are supported")]
+    CsvTooManyColumns {
+        /// Line number of the header, 1-based.
+        line: u64,
+        /// Columns in the header.
+        columns: u64,
+        /// The limit.
+        max: u64,
+    },
+
+    /// A CSV line is longer than any sensible one.
+    #[error("CSV file: line {line} is longer than {max_bytes} bytes")]
+    CsvLineTooLong {
+        /// Line number, 1-based.
+        line: u64,
+        /// The limit.
+        max_bytes: u64,
+    },
+
     /// Two CSV header cells have the same name.
     #[error(
         "CSV file: line {line}: column {column} of the header repeats the name {name:?} of \
@@ -350,7 +383,10 @@ pub enum ConvertError {
     },
 
     /// A CSV data line has a different number of cells than the header.
-    #[error("CSV file: line {line} has {found} columns, expected {expected} as in the header")]
+    #[error(
+        "CSV file: line {line} has {found} {}, expected {expected} as in the header",
+        if *.found == 1 { "column" } else { "columns" }
+    )]
     CsvRaggedRow {
         /// Line number, 1-based.
         line: u64,
