@@ -38,6 +38,23 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the database could not write because the disk (or the file system's quota) is
+    /// full: `SQLITE_FULL`, or such an I/O error.
+    pub fn is_disk_full(&self) -> bool {
+        /// SQLite's result code `SQLITE_FULL`.
+        const SQLITE_FULL: &str = "13";
+        match self {
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                db.code().as_deref() == Some(SQLITE_FULL)
+            }
+            StoreError::Database(sqlx::Error::Io(io)) => matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ),
+            _ => false,
+        }
+    }
+
     /// Maps a unique-constraint violation to [`StoreError::Duplicate`].
     pub(crate) fn from_insert(e: sqlx::Error) -> Self {
         match &e {

@@ -36,6 +36,7 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use hanami_auth::{Caller, Method, TokenError, account_tag};
+use hanami_store::StoreError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -355,8 +356,50 @@ async fn internal_error(app: &App, facts: &RequestFacts, cause: anyhow::Error) -
         &format!("{cause:#}"),
     )
     .await;
-    error::text_response(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        format!("Internal server error (error id {error_id}); the server log has the details."),
-    )
+    let body = if disk_is_full(&cause) {
+        format!(
+            "Internal server error (error id {error_id}): the server's disk is full; free space \
+             in its data directory and try again."
+        )
+    } else {
+        format!("Internal server error (error id {error_id}); the server log has the details.")
+    };
+    error::text_response(StatusCode::INTERNAL_SERVER_ERROR, body)
+}
+
+/// Whether an error comes from a full disk (or an exhausted disk quota): the one internal
+/// error that clients can do something about, so its answer says so.
+fn disk_is_full(cause: &anyhow::Error) -> bool {
+    use std::io::ErrorKind;
+    cause.chain().any(|e| {
+        let io = e.downcast_ref::<std::io::Error>().map(std::io::Error::kind);
+        matches!(io, Some(ErrorKind::StorageFull | ErrorKind::QuotaExceeded))
+            || e.downcast_ref::<StoreError>()
+                .is_some_and(StoreError::is_disk_full)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::disk_is_full;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn a_full_disk_is_recognised_through_contexts() {
+        let full = anyhow::Error::new(Error::from(ErrorKind::StorageFull))
+            .context("cannot write dataset file")
+            .context("finalising the upload");
+        assert!(disk_is_full(&full));
+        let quota = anyhow::Error::new(Error::from(ErrorKind::QuotaExceeded));
+        assert!(disk_is_full(&quota));
+        let store = anyhow::Error::new(hanami_store::StoreError::Database(sqlx_io_full()));
+        assert!(disk_is_full(&store));
+        let other = anyhow::Error::new(Error::from(ErrorKind::PermissionDenied)).context("x");
+        assert!(!disk_is_full(&other));
+        assert!(!disk_is_full(&anyhow::anyhow!("disk is full")));
+    }
+
+    fn sqlx_io_full() -> sqlx::Error {
+        sqlx::Error::Io(Error::from(ErrorKind::StorageFull))
+    }
 }
