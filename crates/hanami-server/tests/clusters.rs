@@ -859,13 +859,14 @@ async fn queued_tasks_are_checked_again_when_they_start() {
         )),
         "{log}"
     );
-    // The cluster kept its network and still trains.
+    // The cluster kept its network and still trains (uuids in any case).
+    let upper = |uuid: &str| uuid.to_ascii_uppercase();
     let again = client
         .train(
             "still_fine",
-            &a,
-            &[("picture", &train)],
-            &[("label", &train)],
+            &upper(&a),
+            &[("picture", &upper(&train))],
+            &[("label", &upper(&train))],
         )
         .await
         .unwrap();

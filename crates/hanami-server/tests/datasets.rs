@@ -76,6 +76,12 @@ async fn mnist_upload_get_list_delete() {
     assert_eq!(list.body.len(), 1);
     assert_eq!(list.body[0][1], json!(dataset.uuid));
     assert_eq!(list.body[0][5], json!("mnist_small"));
+    // UUIDs are case-insensitive.
+    let shouted = client
+        .dataset(&dataset.uuid.to_ascii_uppercase())
+        .await
+        .unwrap();
+    assert_eq!(shouted.uuid, dataset.uuid);
 
     // The stored rows are the pixels followed by the one-hot label.
     let file = server.data_dir.join("datasets").join(&dataset.uuid);
@@ -571,10 +577,16 @@ async fn websocket_refusals_close_the_session_and_harm_nothing() {
     assert!(refused.error_message.contains("invalid"));
     assert_closed(&mut socket).await;
 
-    // The upload itself is unharmed: finish it and finalise.
+    // The upload itself is unharmed: finish it (its uuid in any case) and finalise.
     let mut socket = open_socket(&server, "/").await;
     assert_eq!(
-        init(&mut socket, &token, "file_upload", &file).await["success"],
+        init(
+            &mut socket,
+            &token,
+            "file_upload",
+            &file.to_ascii_uppercase()
+        )
+        .await["success"],
         true
     );
     assert!(send_chunk(&mut socket, 4, b"1,2\n3,40").await.success);

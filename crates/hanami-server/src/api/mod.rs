@@ -191,7 +191,7 @@ async fn process(
     facts.input = without_secrets(&input);
 
     if endpoint == token::LOGIN_ENDPOINT && method == Method::Post {
-        validate::validate(token::LOGIN_FIELDS, &input)?;
+        validate::validate(token::LOGIN_FIELDS, &mut input)?;
         facts.user_id = input["id"].as_str().unwrap_or_default().to_owned();
         let login = serde_json::from_value(Value::Object(input))
             .map_err(|e| ApiError::BadRequest(format!("Invalid input: {e}")))?;
@@ -216,7 +216,7 @@ async fn process(
             "No endpoint found for path '{endpoint}' and type {method}"
         )));
     };
-    validate::validate(route.fields, &input)?;
+    validate::validate(route.fields, &mut input)?;
     (route.handler)(app.clone(), caller, input).await
 }
 

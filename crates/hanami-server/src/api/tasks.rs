@@ -81,6 +81,7 @@ async fn bind(
             ))
         })?;
         Pattern::Uuid.check(&format!("{}s.{name}", side.word()), dataset_uuid)?;
+        let dataset_uuid = &dataset_uuid.to_ascii_lowercase();
         let row = app
             .store
             .resource(Kind::Dataset, &caller.scope(), dataset_uuid)

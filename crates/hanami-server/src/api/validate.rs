@@ -238,8 +238,8 @@ impl Field {
     }
 }
 
-/// Checks an input object against the declared fields.
-pub fn validate(fields: &[Field], input: &Map<String, Value>) -> Result<(), ApiError> {
+/// Checks an input object against the declared fields, and writes its UUIDs in lowercase.
+pub fn validate(fields: &[Field], input: &mut Map<String, Value>) -> Result<(), ApiError> {
     // serde_json's Map is ordered by key, so "first failure" is deterministic.
     if let Some(unknown) = input.keys().find(|k| !fields.iter().any(|f| f.name == *k)) {
         return Err(ApiError::BadRequest(format!(
@@ -261,6 +261,17 @@ pub fn validate(fields: &[Field], input: &Map<String, Value>) -> Result<(), ApiE
             .find(|f| f.name == key)
             .expect("checked above");
         field.check(value)?;
+        // UUIDs are case-insensitive; the server writes and stores them in lowercase.
+        if let (
+            Kind::Str {
+                pattern: Some(Pattern::Uuid),
+                ..
+            },
+            Value::String(uuid),
+        ) = (field.kind, value)
+        {
+            uuid.make_ascii_lowercase();
+        }
     }
     Ok(())
 }
@@ -277,8 +288,22 @@ mod tests {
         Field::map("inputs").optional(),
     ];
 
-    fn check(v: Value) -> Result<(), String> {
-        validate(FIELDS, v.as_object().unwrap()).map_err(|e| e.message().to_owned())
+    fn check(mut v: Value) -> Result<(), String> {
+        validate(FIELDS, v.as_object_mut().unwrap()).map_err(|e| e.message().to_owned())
+    }
+
+    #[test]
+    fn uuids_are_lowercased() {
+        const UUIDS: &[Field] = &[
+            Field::string("uuid", Some(Pattern::Uuid), 36, 36),
+            Field::string("name", None, 1, 64),
+        ];
+        let mut input = json!({"uuid": "8A1B2C3D-0000-4000-8000-123456789ABC", "name": "ABC"});
+        validate(UUIDS, input.as_object_mut().unwrap()).unwrap();
+        assert_eq!(
+            input,
+            json!({"uuid": "8a1b2c3d-0000-4000-8000-123456789abc", "name": "ABC"})
+        );
     }
 
     #[test]

@@ -92,8 +92,10 @@ async fn start(app: &App, message: Message) -> Result<Target, String> {
         Message::Binary(bytes) => bytes.as_ref(),
         _ => return Err("expected a JSON session start message".into()),
     };
-    let init: SessionInit =
+    let mut init: SessionInit =
         serde_json::from_slice(text).map_err(|e| format!("invalid session start message: {e}"))?;
+    // Stored in lowercase, like every uuid the server makes.
+    init.uuid.make_ascii_lowercase();
     // The original's text for any refused token, with the reason where there is more to say.
     let caller = api::verify_token(app, &init.token)
         .await
