@@ -14,13 +14,28 @@ use crate::{Client, Error, Result};
 /// How long to wait for the server to report an upload complete after the last chunk.
 const PROGRESS_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The size of a file to upload: the server needs it before the first byte, so the file
+/// must be a regular one (not a pipe or device), and not empty.
 fn file_size(path: &Path) -> Result<u64> {
-    std::fs::metadata(path)
-        .map(|m| m.len())
-        .map_err(|source| Error::File {
-            path: path.display().to_string(),
-            source,
-        })
+    let refuse = |source| Error::File {
+        path: path.display().to_string(),
+        source,
+    };
+    let metadata = std::fs::metadata(path).map_err(refuse)?;
+    if !metadata.is_file() {
+        return Err(refuse(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (uploads announce their size first, so pipes and devices \
+             cannot be uploaded; save the data to a file)",
+        )));
+    }
+    if metadata.len() == 0 {
+        return Err(refuse(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the file is empty",
+        )));
+    }
+    Ok(metadata.len())
 }
 
 impl Client {
@@ -173,5 +188,28 @@ impl Client {
             )
             .await?;
         Ok(check.accuracy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_size;
+
+    #[test]
+    fn only_regular_non_empty_files_are_uploaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.csv");
+        std::fs::write(&empty, b"").unwrap();
+        let full = dir.path().join("full.csv");
+        std::fs::write(&full, b"a\n1\n").unwrap();
+        assert_eq!(file_size(&full).unwrap(), 4);
+        let error = file_size(&empty).unwrap_err().to_string();
+        assert!(error.ends_with("empty.csv: the file is empty"), "{error}");
+        let error = file_size(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("not a regular file"), "{error}");
+        let error = file_size(&dir.path().join("missing"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("missing"), "{error}");
     }
 }

@@ -28,3 +28,44 @@ pub async fn record(
     }
     error_id
 }
+
+/// An error and its causes in one line, `outer: cause: cause`, leaving out a cause whose text
+/// the message so far already ends with (error types that print their source and also return
+/// it from `source()` would otherwise say it twice).
+pub fn describe(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if message.is_empty() {
+            message = text;
+        } else if !message.ends_with(&text) {
+            message += ": ";
+            message += &text;
+        }
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot open dataset file x: {source}")]
+    struct Repeats {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn causes_are_said_once() {
+        let io = std::io::Error::other("Too many open files");
+        let error = anyhow::Error::new(Repeats { source: io }).context("cannot read dataset");
+        assert_eq!(
+            describe(&error),
+            "cannot read dataset: cannot open dataset file x: Too many open files"
+        );
+        let plain = anyhow::anyhow!("disk gone").context("saving");
+        assert_eq!(describe(&plain), "saving: disk gone");
+    }
+}

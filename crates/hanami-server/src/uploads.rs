@@ -342,6 +342,14 @@ impl Uploads {
         })
     }
 
+    /// Why an upload a client knew may be gone, for its "not found" messages.
+    pub fn how_uploads_end(&self) -> String {
+        format!(
+            "an upload ends when it is finalised or cancelled, or after {} s without a chunk",
+            self.timeout.as_secs()
+        )
+    }
+
     /// Writes one chunk at `position` (blocking file I/O: call from a blocking thread).
     pub fn write_chunk(
         &self,
@@ -395,7 +403,8 @@ impl Uploads {
             .filter(|u| scope.contains(&u.meta.project_id, &u.meta.owner_id))
             .ok_or_else(|| {
                 FinalizeError::NotFound(format!(
-                    "No unfinished upload of a dataset with uuid '{dataset_uuid}' found"
+                    "No unfinished upload of a dataset with uuid '{dataset_uuid}' found ({})",
+                    self.how_uploads_end()
                 ))
             })?;
         if upload.meta.kind != kind {

@@ -409,7 +409,7 @@ async fn bad_csv_files_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     for (content, needle) in [
         ("a,b\n1,2\n3,x\n", "line 3, column 2"),
-        ("a,b\n1,2\n3\n", "line 3 has 1 columns, expected 2"),
+        ("a,b\n1,2\n3\n", "line 3 has 1 column, expected 2"),
         ("a,b\n", "no data rows"),
         ("a,a\n1,2\n", "repeats the name"),
     ] {
@@ -725,6 +725,16 @@ async fn abandoned_uploads_expire_and_restarts_clean_up() {
     wait_until_expired(&client, &started.uuid).await;
     assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
     assert!(client.datasets().await.unwrap().body.is_empty());
+    // Those who come back are told why the upload may be gone.
+    let why = "an upload ends when it is finalised or cancelled, or after 1 s without a chunk";
+    let gone = client.upload_progress(&started.uuid).await;
+    assert!(
+        matches!(&gone, Err(Error::NotFound(m)) if m.contains(why)),
+        "{gone:?}"
+    );
+    let mut socket = open_socket(&server, "/").await;
+    let reply = init(&mut socket, &token, "file_upload", &started.uuid_input_file).await;
+    assert!(reply["error"].as_str().unwrap().contains(why), "{reply}");
 
     // A session that stays open and silent is told and closed too.
     let idle = client.start_csv_upload("idle", 1000).await.unwrap();

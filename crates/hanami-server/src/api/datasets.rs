@@ -232,7 +232,13 @@ async fn progress(app: App, caller: Caller, query: ByUuid) -> ApiResult<UploadPr
             app.store
                 .resource(Kind::Dataset, &scope, &query.uuid)
                 .await?
-                .ok_or_else(|| not_found(&query.uuid))?;
+                .ok_or_else(|| {
+                    ApiError::NotFound(format!(
+                        "Neither a dataset nor an unfinished upload with uuid '{}' found ({})",
+                        query.uuid,
+                        app.uploads.how_uploads_end()
+                    ))
+                })?;
             true
         }
     };

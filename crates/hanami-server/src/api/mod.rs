@@ -353,7 +353,7 @@ async fn internal_error(app: &App, facts: &RequestFacts, cause: anyhow::Error) -
         &facts.user_id,
         &facts.context,
         &Value::Object(facts.input.clone()),
-        &format!("{cause:#}"),
+        &crate::error_log::describe(&cause),
     )
     .await;
     let body = if disk_is_full(&cause) {

@@ -620,7 +620,7 @@ impl WorkerContext {
             &cluster.owner_id,
             &format!("task '{}' of cluster '{}'", task.name, cluster.name),
             &inputs,
-            &format!("{error:#}"),
+            &crate::error_log::describe(error),
         ));
     }
 }

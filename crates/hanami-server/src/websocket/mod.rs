@@ -112,7 +112,13 @@ async fn start(app: &App, message: Message) -> Result<Target, String> {
             .uploads
             .target(&caller.id, &caller.project_id, &init.uuid)
             .map(Target::Upload)
-            .ok_or_else(|| format!("Tempfile with UUID '{}' not found", init.uuid)),
+            .ok_or_else(|| {
+                format!(
+                    "Tempfile with UUID '{}' not found ({})",
+                    init.uuid,
+                    app.uploads.how_uploads_end()
+                )
+            }),
         TARGET_CLUSTER => {
             let cluster = app
                 .clusters

@@ -264,7 +264,7 @@ pub enum ConvertError {
     /// Image rows or columns are zero or unreasonably large.
     #[error(
         "image file: image size {rows}×{columns} (bytes 8..16) is invalid; rows and columns \
-         must be 1..={max_side} and at most {max_pixels} pixels in all"
+         must be between 1 and {max_side}, with at most {max_pixels} pixels in all"
     )]
     ImageDimensions {
         /// Rows per image.

@@ -114,7 +114,7 @@ fn decode_header(buf: &[u8], actual_len: u64) -> Result<RawHeaderOwned, DatasetF
     let name_len = usize::from(buf[OFF_NAME_LEN]);
     if name_len == 0 || name_len > MAX_NAME_LEN {
         return Err(DatasetFileError::BadNameEntry {
-            reason: format!("length {name_len} at byte {OFF_NAME_LEN}, expected 1..=254"),
+            reason: format!("length {name_len} at byte {OFF_NAME_LEN}, expected 1 to 254"),
         });
     }
     let name = std::str::from_utf8(&buf[OFF_NAME..OFF_NAME + name_len])

@@ -470,7 +470,7 @@ pub(crate) mod tests {
         assert_eq!(
             msg,
             "image file: image size 0×28 (bytes 8..16) is invalid; rows and columns must be \
-             1..=65535 and at most 16777216 pixels in all"
+             between 1 and 65535, with at most 16777216 pixels in all"
         );
         assert!(
             case.error(&idx_images(1, 28, 0, pixel), &labels)
