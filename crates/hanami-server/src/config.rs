@@ -52,6 +52,7 @@ struct FileConfig {
     upload_timeout: Option<u64>,
     header_timeout: Option<u64>,
     cluster_memory_mib: Option<u64>,
+    min_free_disk_mib: Option<u64>,
 }
 
 /// PEM files for HTTPS.
@@ -87,6 +88,8 @@ pub struct Config {
     pub header_timeout: Duration,
     /// Memory budget of each cluster's network in bytes: growth beyond it is refused.
     pub cluster_memory_limit: usize,
+    /// Disk space in bytes that uploads must leave free in the data directory.
+    pub min_free_disk: u64,
 }
 
 /// Default listen address.
@@ -107,6 +110,11 @@ pub const DEFAULT_HEADER_TIMEOUT: u64 = 30;
 pub const DEFAULT_CLUSTER_MEMORY_MIB: u64 = 1024;
 /// Largest memory budget of a cluster's network in MiB: 1 TiB.
 const MAX_CLUSTER_MEMORY_MIB: u64 = 1 << 20;
+/// Default disk space in MiB that uploads leave free for the database, networks and
+/// checkpoints.
+pub const DEFAULT_MIN_FREE_DISK_MIB: u64 = 256;
+/// Largest `min_free_disk_mib`: 1 PiB.
+const MAX_MIN_FREE_DISK_MIB: u64 = 1 << 30;
 
 impl Config {
     /// Builds the configuration from the command line, the environment and the config file.
@@ -153,6 +161,13 @@ impl Config {
                  {cluster_memory_mib}"
             );
         }
+        let min_free_disk_mib = file.min_free_disk_mib.unwrap_or(DEFAULT_MIN_FREE_DISK_MIB);
+        if min_free_disk_mib > MAX_MIN_FREE_DISK_MIB {
+            bail!(
+                "min_free_disk_mib must be at most {MAX_MIN_FREE_DISK_MIB}, not \
+                 {min_free_disk_mib}"
+            );
+        }
         Ok(Self {
             listen: args
                 .listen
@@ -171,6 +186,7 @@ impl Config {
             header_timeout,
             cluster_memory_limit: usize::try_from(cluster_memory_mib << 20)
                 .context("cluster_memory_mib is too large for this machine")?,
+            min_free_disk: min_free_disk_mib << 20,
         })
     }
 }
@@ -236,6 +252,12 @@ mod tests {
         std::fs::write(&path, "cluster_memory_mib = 3\n").unwrap();
         let c = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap();
         assert_eq!(c.cluster_memory_limit, 3 << 20);
+        std::fs::write(&path, "min_free_disk_mib = 0\n").unwrap();
+        let c = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap();
+        assert_eq!(c.min_free_disk, 0);
+        std::fs::write(&path, "min_free_disk_mib = 1073741825\n").unwrap();
+        let err = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap_err();
+        assert!(err.to_string().contains("min_free_disk_mib"), "{err:#}");
         std::fs::write(&path, "max_upload_bytes = 0\n").unwrap();
         let err = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap_err();
         assert!(err.to_string().contains("max_upload_bytes"), "{err:#}");

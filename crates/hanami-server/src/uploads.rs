@@ -514,6 +514,26 @@ impl Uploads {
     }
 }
 
+/// The bytes an unprivileged process may still write to the file system that holds `dir`.
+pub fn free_space(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a NUL-terminated string and `stats` has room for the result, which
+    // statvfs fills completely when it returns 0.
+    if unsafe { libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: initialised by the successful call above.
+    let stats = unsafe { stats.assume_init() };
+    #[allow(
+        clippy::useless_conversion,
+        reason = "the field types are 32-bit on some targets"
+    )]
+    Ok(u64::from(stats.f_bavail).saturating_mul(u64::from(stats.f_frsize)))
+}
+
 /// Reserves the disk space of a temporary file up front, so that a full disk fails the
 /// upload at its start rather than midway (and chunk writes need no block allocation).
 fn reserve(file: &File, size: u64) -> std::io::Result<()> {
@@ -666,5 +686,13 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         let _again = Uploads::new(dir.path(), Duration::from_secs(1)).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn free_space_of_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(free_space(dir.path()).unwrap() > 0);
+        let missing = free_space(&dir.path().join("missing")).unwrap_err();
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
     }
 }

@@ -696,6 +696,34 @@ async fn concurrent_uploads() {
     assert_eq!(client.datasets().await.unwrap().body.len(), 4);
 }
 
+#[tokio::test]
+async fn uploads_leave_the_configured_disk_space_free() {
+    let tmp = tempfile::tempdir().unwrap();
+    // More than any disk has: every upload is refused, before any file is made.
+    let server = launch_with_config(tmp.path(), "min_free_disk_mib = 1073741824\n")
+        .0
+        .start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let refused = client.start_csv_upload("too_big", 1000).await;
+    let Err(Error::Conflict(message)) = &refused else {
+        panic!("{refused:?}");
+    };
+    assert!(
+        message.starts_with(
+            "Not enough disk space on the server for this upload: it needs about 2000 bytes"
+        ) && message.ends_with("keeps 1125899906842624 of them for its own work"),
+        "{message}"
+    );
+    let uploads = server.data_dir.join("uploads");
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
+    // Without that reserve the same upload starts.
+    let server = launch_with_config(tmp.path(), "min_free_disk_mib = 0\n")
+        .0
+        .start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    client.start_csv_upload("fits", 1000).await.unwrap();
+}
+
 /// Waits (up to 4 s) until the server has removed the idle upload of dataset `uuid`.
 async fn wait_until_expired(client: &hanami_sdk::Client, uuid: &str) {
     for _ in 0..40 {

@@ -77,6 +77,27 @@ fn check_size(app: &App, field: &str, size: u64) -> ApiResult<()> {
     Ok(())
 }
 
+/// Refuses an upload that would leave less than `min_free_disk` free once its files and the
+/// dataset made of them (taken to be as large again) are written.
+async fn check_free_space(app: &App, files: &[(FileRole, u64)]) -> ApiResult<()> {
+    let dir = app.paths.uploads();
+    let free = tokio::task::spawn_blocking(move || crate::uploads::free_space(&dir))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .context("cannot find out the free disk space")?;
+    let declared: u64 = files.iter().map(|&(_, size)| size).sum();
+    let needed = declared.saturating_mul(2);
+    let keep = app.config.min_free_disk;
+    if free < needed.saturating_add(keep) {
+        return Err(ApiError::Conflict(format!(
+            "Not enough disk space on the server for this upload: it needs about {needed} bytes \
+             (the files and the dataset made of them), {free} bytes are free, and the server \
+             keeps {keep} of them for its own work"
+        )));
+    }
+    Ok(())
+}
+
 async fn start_upload(
     app: &App,
     caller: &Caller,
@@ -92,6 +113,7 @@ async fn start_upload(
         project_id: caller.project_id.clone(),
         created_at: hanami_store::now_timestamp(),
     };
+    check_free_space(app, &files).await?;
     let uploads = app.uploads.clone();
     let started = tokio::task::spawn_blocking(move || uploads.start(meta, &files))
         .await
