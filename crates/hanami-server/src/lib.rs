@@ -11,6 +11,7 @@ pub mod config;
 mod connections;
 pub mod error_log;
 pub mod host_info;
+pub mod passwords;
 pub mod paths;
 mod startup;
 pub mod state;

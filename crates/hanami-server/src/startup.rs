@@ -23,6 +23,7 @@ use crate::clusters::{ClusterHandle, Clusters, CoreBudget, WorkerContext};
 use crate::config::Config;
 use crate::connections::{self, Plain, limit_header_time};
 use crate::host_info;
+use crate::passwords::PasswordWorkers;
 use crate::paths::DataDir;
 use crate::state::{App, AppState};
 use crate::uploads::Uploads;
@@ -153,6 +154,9 @@ async fn prepare(config: Config) -> anyhow::Result<App> {
         store,
         uploads,
         tokens,
+        passwords: PasswordWorkers::new(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        ),
         policy,
         clusters,
         cluster_names: tokio::sync::Mutex::new(()),

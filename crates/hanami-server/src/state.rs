@@ -28,6 +28,8 @@ pub struct AppState {
     pub uploads: Arc<Uploads>,
     /// Signs and verifies tokens.
     pub tokens: TokenKey,
+    /// Hashes and checks passwords, a bounded number at a time.
+    pub passwords: crate::passwords::PasswordWorkers,
     /// Which role may call what.
     pub policy: Policy,
     /// The clusters and their task queues.

@@ -486,3 +486,27 @@ async fn https_connections_that_send_no_request_after_the_handshake_are_closed()
         String::from_utf8_lossy(&answer)
     );
 }
+
+#[tokio::test]
+async fn a_burst_of_logins_does_not_swell_the_server() {
+    // Each password check takes about 19 MiB; unbounded, 64 at once held gigabytes.
+    let server = TestServer::start();
+    let client = server.client();
+    let attempts = (0..64).map(|i| {
+        let client = &client;
+        async move {
+            client
+                .post(
+                    "token",
+                    &json!({"id": format!("nobody{i}"), "password": "wrong password"}),
+                )
+                .await
+                .expect(401);
+        }
+    });
+    futures_util::future::join_all(attempts).await;
+    let peak = server.peak_memory();
+    assert!(peak < 300 << 20, "peak {} MiB", peak >> 20);
+    // Logins still work.
+    server.admin().await;
+}

@@ -159,6 +159,24 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// The most memory the server process has held so far (`VmHWM`), in bytes.
+    pub fn peak_memory(&self) -> u64 {
+        let pid = self.child.as_ref().expect("the server runs").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        let kib = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .expect("a VmHWM line");
+        kib << 10
+    }
+
     /// Stops the server with SIGTERM and waits for it (5 s at most, then it is killed);
     /// returns whether it exited cleanly. Stopping a stopped server returns `true`.
     pub fn stop(&mut self) -> bool {

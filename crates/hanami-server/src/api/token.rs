@@ -37,16 +37,18 @@ const ACCESS_DENIED: &str = "ACCESS DENIED!\nUser or password is incorrect.";
 /// (global admins: the `admin` project).
 pub async fn login(app: &App, request: TokenRequest) -> ApiResult<TokenResponse> {
     let record = app.store.user_record(&request.id).await?;
-    let valid = tokio::task::spawn_blocking(move || match &record {
-        Some(r) if password::verify(&request.password, &r.pw_hash) => record,
-        Some(_) => None,
-        None => {
-            password::verify_dummy(&request.password);
-            None
-        }
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?;
+    let valid = app
+        .passwords
+        .run(move || match &record {
+            Some(r) if password::verify(&request.password, &r.pw_hash) => record,
+            Some(_) => None,
+            None => {
+                password::verify_dummy(&request.password);
+                None
+            }
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
     let Some(record) = valid else {
         return Err(ApiError::Unauthorized(ACCESS_DENIED.into()));
     };

@@ -70,7 +70,9 @@ fn not_found(id: &str) -> ApiError {
 async fn create(app: App, caller: Caller, request: CreateUserRequest) -> ApiResult<User> {
     require_admin(&caller, MANAGE)?;
     let secret = request.password.clone();
-    let pw_hash = tokio::task::spawn_blocking(move || password::hash(&secret))
+    let pw_hash = app
+        .passwords
+        .run(move || password::hash(&secret))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     let new = NewUser {

@@ -1,0 +1,99 @@
+//! Password hashing off the async runtime, on a fixed set of threads.
+//!
+//! An argon2 hash takes about 19 MiB and 20 ms. Run on the runtime's blocking pool, a flood of
+//! login attempts (no token needed) ran hundreds of hashes at once and left gigabytes in the
+//! allocator's per-thread arenas. Here at most one hash per thread runs at a time, so memory
+//! stays at a few hashes' worth, and further attempts wait their turn.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The threads that hash and verify passwords.
+pub struct PasswordWorkers {
+    jobs: mpsc::Sender<Job>,
+}
+
+/// A password job did not complete (it panicked).
+#[derive(Debug, thiserror::Error)]
+#[error("the password check failed unexpectedly")]
+pub struct PasswordJobFailed;
+
+impl PasswordWorkers {
+    /// Starts `threads` workers (at least one); they end when this value is dropped.
+    pub fn new(threads: usize) -> Self {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..threads.max(1) {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("hanami-passwords-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while taking a job, not while running it.
+                        let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok(job) = job else { return };
+                        // A panicking job fails only its own caller (its answer channel
+                        // closes); the worker goes on.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                })
+                .expect("cannot start a password thread");
+        }
+        Self { jobs }
+    }
+
+    /// Runs `work` on a worker once one is free.
+    pub async fn run<R: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, PasswordJobFailed> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = answer.send(work());
+            }))
+            .map_err(|_| PasswordJobFailed)?;
+        answered.await.map_err(|_| PasswordJobFailed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PasswordWorkers;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn at_most_one_job_per_thread_runs_and_panics_are_contained() {
+        let workers = Arc::new(PasswordWorkers::new(2));
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let jobs: Vec<_> = (0..12)
+            .map(|i| {
+                let (workers, running, most) = (workers.clone(), running.clone(), most.clone());
+                tokio::spawn(async move {
+                    workers
+                        .run(move || {
+                            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                            most.fetch_max(now, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(10));
+                            running.fetch_sub(1, Ordering::SeqCst);
+                            i * 2
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for (i, job) in jobs.into_iter().enumerate() {
+            assert_eq!(job.await.unwrap().unwrap(), i * 2);
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+        // A job that panics fails its caller only.
+        assert!(workers.run(|| panic!("boom")).await.is_err());
+        assert_eq!(workers.run(|| 7).await.unwrap(), 7);
+        assert_eq!(workers.run(|| 8).await.unwrap(), 8);
+    }
+}
