@@ -83,8 +83,8 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// Unfinished uploads idle for longer than this are removed.
     pub upload_timeout: Duration,
-    /// How long a connection may take to send a request's headers (also a new or idle
-    /// keep-alive connection that sends nothing); it is closed after that.
+    /// How long a connection may take to send a request's headers, and then its body (also
+    /// a new or idle keep-alive connection that sends nothing); it is closed after that.
     pub header_timeout: Duration,
     /// Memory budget of each cluster's network in bytes: growth beyond it is refused.
     pub cluster_memory_limit: usize,

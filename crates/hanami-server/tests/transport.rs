@@ -265,6 +265,22 @@ async fn connections_that_do_not_send_their_headers_are_closed() {
         let (read, rest) = read_until_closed_by_timeout(stream).await;
         assert!(read.is_ok() || rest.is_empty(), "{read:?}");
     }
+    // A body announced and not sent is not waited for either.
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(
+            b"POST /v1.0alpha/token HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{\"id\":",
+        )
+        .await
+        .unwrap();
+    let (read, answer) = read_until_closed_by_timeout(stream).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        read.is_ok()
+            && answer.starts_with("HTTP/1.1 400")
+            && answer.ends_with("The request body did not arrive within 1 s"),
+        "{read:?} {answer}"
+    );
     // The whole HTTP/2 preface is refused at once: the server speaks HTTP/1.1 only.
     let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
     stream

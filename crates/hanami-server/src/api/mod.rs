@@ -169,17 +169,7 @@ async fn process(
     facts.context = format!("{method} {endpoint}");
 
     let mut input = match method {
-        Method::Post | Method::Put => {
-            let bytes = axum::body::to_bytes(body, app.config.max_body_bytes)
-                .await
-                .map_err(|_| {
-                    ApiError::BadRequest(format!(
-                        "Request body is larger than the limit of {} bytes",
-                        app.config.max_body_bytes
-                    ))
-                })?;
-            request::parse_body(&bytes)?
-        }
+        Method::Post | Method::Put => request::parse_body(&read_body(app, body).await?)?,
         Method::Get | Method::Delete => Map::new(),
     };
     if let Some(query) = parts.uri.query() {
@@ -218,6 +208,29 @@ async fn process(
     };
     validate::validate(route.fields, &mut input)?;
     (route.handler)(app.clone(), caller, input).await
+}
+
+/// Reads a request body of at most `max_body_bytes`, which must arrive within
+/// `header_timeout` (a client that announces a body and sends none is not waited for).
+async fn read_body(app: &App, body: Body) -> ApiResult<axum::body::Bytes> {
+    let limit = app.config.max_body_bytes;
+    let wait = app.config.header_timeout;
+    match tokio::time::timeout(wait, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>());
+            Err(ApiError::BadRequest(if too_large {
+                format!("Request body is larger than the limit of {limit} bytes")
+            } else {
+                format!("The request body could not be read: {e}")
+            }))
+        }
+        Err(_) => Err(ApiError::BadRequest(format!(
+            "The request body did not arrive within {} s",
+            wait.as_secs()
+        ))),
+    }
 }
 
 /// The token of a request (empty without the header), checked for its characters.
