@@ -122,6 +122,61 @@ async fn members_log_in_to_their_first_project_and_can_switch() {
 }
 
 #[tokio::test]
+async fn a_global_admin_in_an_assigned_project_stays_an_admin() {
+    let server = TestServer::start();
+    let mut admin = server.admin().await;
+    member(&server, &admin, "memb", "proj_a", false).await;
+    let memb_sdk = common::sdk(&server, "memb", "password1").await;
+    let theirs = memb_sdk
+        .create_cluster("members_cluster", common::SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
+    // Assigned as a plain member, the global admin still works as an admin there.
+    admin
+        .post(
+            "user/project",
+            &json!({"id": ADMIN, "project_id": "proj_a", "role": "member",
+                    "is_project_admin": false}),
+        )
+        .await
+        .expect(200);
+    let renewed = admin
+        .put("token", &json!({"project_id": "proj_a"}))
+        .await
+        .expect(200)
+        .json();
+    admin.token = Some(renewed["token"].as_str().unwrap().to_owned());
+    assert_eq!(
+        admin.get("auth").await.expect(200).json(),
+        json!({"id": ADMIN, "name": "the admin", "is_admin": true, "project_id": "proj_a",
+               "role": "admin", "is_project_admin": true})
+    );
+    admin.get("user/all").await.expect(200);
+    admin
+        .get(&format!("cluster?uuid={theirs}"))
+        .await
+        .expect(200);
+    // What it creates there belongs to the project, so its members' project admins see it.
+    let made = admin
+        .post(
+            "cluster",
+            &json!({"name": "admins_cluster", "template": ""}),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(made["project_id"], "proj_a");
+
+    // The project id of the global admins' own resources cannot be taken by a project.
+    let reserved = admin
+        .post("project", &json!({"id": "admin", "name": "Sneaky"}))
+        .await
+        .expect(409);
+    assert!(reserved.body.contains("reserved"), "{}", reserved.body);
+}
+
+#[tokio::test]
 async fn access_check_endpoint() {
     let server = TestServer::start();
     let admin = server.admin().await;

@@ -1,6 +1,6 @@
 //! Projects (global admins only).
 
-use hanami_auth::{Caller, Method};
+use hanami_auth::{ADMIN_PROJECT, Caller, Method};
 use hanami_store::StoreError;
 use hanami_store::projects::DeleteProjectError;
 use hanami_types::list::{ListTable, PROJECT_COLUMNS};
@@ -34,6 +34,12 @@ fn not_found(id: &str) -> ApiError {
 
 async fn create(app: App, caller: Caller, request: CreateProjectRequest) -> ApiResult<Project> {
     require_admin(&caller, MANAGE)?;
+    if request.id == ADMIN_PROJECT {
+        // The global admins' resources carry this project id.
+        return Err(ApiError::Conflict(format!(
+            "Project id '{ADMIN_PROJECT}' is reserved for the global admins."
+        )));
+    }
     app.store
         .create_project(&request.id, &request.name, &caller.id)
         .await

@@ -89,19 +89,24 @@ async fn renew(app: App, caller: Caller, request: RenewTokenRequest) -> ApiResul
 }
 
 /// The context of `user` in `project_id` as the database has it now (role and project-admin
-/// flag of the assignment, or the admin project of a global admin); `None` if the user is
-/// not in that project.
+/// flag of the assignment); `None` if the user is not in that project. A global admin works
+/// with role `admin` wherever it works (its own `admin` project or one it is assigned to:
+/// that only decides where its new resources belong) and sees everything.
 pub(super) fn current_context(user: &User, project_id: &str) -> Option<Caller> {
     if user.is_admin && project_id == ADMIN_PROJECT {
         return Some(admin_context(user));
     }
     let assignment = user.projects.iter().find(|p| p.project_id == project_id)?;
-    Some(context(
-        user,
-        &assignment.project_id,
-        &assignment.role,
-        assignment.is_project_admin,
-    ))
+    Some(if user.is_admin {
+        context(user, &assignment.project_id, "admin", true)
+    } else {
+        context(
+            user,
+            &assignment.project_id,
+            &assignment.role,
+            assignment.is_project_admin,
+        )
+    })
 }
 
 #[derive(Deserialize)]
