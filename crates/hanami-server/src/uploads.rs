@@ -342,6 +342,11 @@ impl Uploads {
         })
     }
 
+    /// How many unfinished uploads match `which` (by their metadata).
+    pub fn count(&self, which: impl Fn(&UploadMeta) -> bool) -> usize {
+        self.lock().values().filter(|u| which(&u.meta)).count()
+    }
+
     /// Why an upload a client knew may be gone, for its "not found" messages.
     pub fn how_uploads_end(&self) -> String {
         format!(

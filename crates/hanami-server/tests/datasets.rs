@@ -659,12 +659,24 @@ async fn datasets_are_scoped_to_projects_and_owners() {
     ));
     assert!(!carol.upload_progress(&pending.uuid).await.unwrap().complete);
 
-    // A project that owns datasets cannot be deleted.
-    let Err(Error::Conflict(message)) = admin.delete_project("proj_a").await else {
-        panic!("deleted a project that owns a dataset");
+    // Neither a project nor a user that has an unfinished upload or a dataset can be
+    // deleted: a project or user created later under the same id would have them.
+    let conflict = |result: hanami_sdk::Result<()>| match result {
+        Err(Error::Conflict(message)) => message,
+        other => panic!("{other:?}"),
     };
-    assert!(message.contains("1 dataset"), "{message}");
+    let message = conflict(admin.delete_project("proj_a").await);
+    assert!(message.contains("1 unfinished upload"), "{message}");
+    let message = conflict(admin.delete_user("alice").await);
+    assert!(message.contains("1 unfinished upload"), "{message}");
+    alice.delete_dataset(&pending.uuid).await.unwrap();
+    let message = conflict(admin.delete_project("proj_a").await);
+    assert!(message.contains("still owns 1 dataset(s)"), "{message}");
+    let owner = ds.owner_id.clone();
+    let message = conflict(admin.delete_user(&owner).await);
+    assert!(message.contains("still owns 1 dataset(s)"), "{message}");
     carol.delete_dataset(&ds.uuid).await.unwrap();
+    admin.delete_user(&owner).await.unwrap();
     admin.delete_project("proj_a").await.unwrap();
 }
 

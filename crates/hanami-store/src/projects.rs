@@ -4,21 +4,8 @@ use hanami_types::projects::Project;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+use crate::resources::{DeleteError, Holder, held_resources};
 use crate::{Store, StoreError, now_timestamp};
-
-/// Why a project could not be deleted.
-#[derive(Debug, thiserror::Error)]
-pub enum DeleteProjectError {
-    /// No such project.
-    #[error("not found")]
-    NotFound,
-    /// Resources still belong to the project; the text names what.
-    #[error("project still owns {0}")]
-    InUse(String),
-    /// The database failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
 
 fn project_from_row(row: &SqliteRow) -> Project {
     Project {
@@ -28,15 +15,6 @@ fn project_from_row(row: &SqliteRow) -> Project {
         creator_id: row.get("creator_id"),
     }
 }
-
-/// Tables of resources that belong to a project, with the words used to report them.
-/// Every resource table joins this list when it is created, so the check of
-/// [`Store::delete_project`] stays in one place.
-const PROJECT_RESOURCES: &[(&str, &str)] = &[
-    ("datasets", "dataset(s)"),
-    ("clusters", "cluster(s)"),
-    ("checkpoints", "checkpoint(s)"),
-];
 
 impl Store {
     /// Creates a project; [`StoreError::Duplicate`] if the id is taken.
@@ -81,38 +59,24 @@ impl Store {
     }
 
     /// Deletes a project and the assignments to it, unless resources still belong to it.
-    pub async fn delete_project(&self, id: &str) -> Result<(), DeleteProjectError> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
-        let mut in_use = Vec::new();
-        for (table, what) in PROJECT_RESOURCES {
-            let n: i64 = sqlx::query_scalar(&format!(
-                "SELECT COUNT(*) FROM {table} WHERE project_id = ?"
-            ))
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(StoreError::from)?;
-            if n > 0 {
-                in_use.push(format!("{n} {what}"));
-            }
-        }
+    pub async fn delete_project(&self, id: &str) -> Result<(), DeleteError> {
+        let mut tx = self.pool.begin().await?;
+        let in_use = held_resources(&mut tx, Holder::Project(id)).await?;
         let exists: Option<i64> = sqlx::query_scalar("SELECT seq FROM projects WHERE id = ?")
             .bind(id)
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::from)?;
+            .await?;
         if exists.is_none() {
-            return Err(DeleteProjectError::NotFound);
+            return Err(DeleteError::NotFound);
         }
-        if !in_use.is_empty() {
-            return Err(DeleteProjectError::InUse(in_use.join(", ")));
+        if let Some(in_use) = in_use {
+            return Err(DeleteError::InUse(in_use));
         }
         sqlx::query("DELETE FROM projects WHERE id = ?")
             .bind(id)
             .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from)?;
-        tx.commit().await.map_err(StoreError::from)?;
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 }

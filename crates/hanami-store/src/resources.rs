@@ -6,6 +6,7 @@ use hanami_types::list::{ListTable, RESOURCE_COLUMNS};
 use hanami_types::scope::Scope;
 use serde_json::Value;
 use sqlx::Row;
+use sqlx::SqliteConnection;
 use sqlx::sqlite::SqliteRow;
 
 use crate::{Store, StoreError, now_timestamp};
@@ -29,6 +30,68 @@ impl Kind {
             Kind::Checkpoint => "checkpoints",
         }
     }
+
+    fn word(self) -> &'static str {
+        match self {
+            Kind::Dataset => "dataset",
+            Kind::Cluster => "cluster",
+            Kind::Checkpoint => "checkpoint",
+        }
+    }
+}
+
+/// Why a project or user could not be deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    /// No such project or user.
+    #[error("not found")]
+    NotFound,
+    /// Resources still belong to it; the text names what, e.g. `2 dataset(s), 1 cluster(s)`.
+    #[error("still owns {0}")]
+    InUse(String),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for DeleteError {
+    fn from(e: sqlx::Error) -> Self {
+        DeleteError::Store(e.into())
+    }
+}
+
+/// Whose resources to count.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Holder<'a> {
+    /// Everything in a project.
+    Project(&'a str),
+    /// Everything a user owns, in any project.
+    Owner(&'a str),
+}
+
+/// The resources `holder` has, in words (`2 dataset(s), 1 cluster(s)`); `None` if none.
+pub(crate) async fn held_resources(
+    conn: &mut SqliteConnection,
+    holder: Holder<'_>,
+) -> Result<Option<String>, StoreError> {
+    let (column, id) = match holder {
+        Holder::Project(id) => ("project_id", id),
+        Holder::Owner(id) => ("owner_id", id),
+    };
+    let mut held = Vec::new();
+    for kind in [Kind::Dataset, Kind::Cluster, Kind::Checkpoint] {
+        let n: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM {} WHERE {column} = ?",
+            kind.table()
+        ))
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+        if n > 0 {
+            held.push(format!("{n} {}(s)", kind.word()));
+        }
+    }
+    Ok((!held.is_empty()).then(|| held.join(", ")))
 }
 
 /// A resource's database row.

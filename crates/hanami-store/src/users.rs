@@ -4,6 +4,7 @@ use hanami_types::users::{ProjectAssignment, User};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+use crate::resources::{DeleteError, Holder, held_resources};
 use crate::{Store, StoreError, now_timestamp};
 
 /// A user with its password hash, as stored.
@@ -118,13 +119,27 @@ impl Store {
         Ok(users)
     }
 
-    /// Deletes a user and its assignments; false if there was none.
-    pub async fn delete_user(&self, id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM users WHERE id = ?")
+    /// Deletes a user and its assignments, unless resources (in any project) still belong to
+    /// it: a user created later under the same id would own them.
+    pub async fn delete_user(&self, id: &str) -> Result<(), DeleteError> {
+        let mut tx = self.pool.begin().await?;
+        let in_use = held_resources(&mut tx, Holder::Owner(id)).await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT seq FROM users WHERE id = ?")
             .bind(id)
-            .execute(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
-        Ok(done.rows_affected() > 0)
+        if exists.is_none() {
+            return Err(DeleteError::NotFound);
+        }
+        if let Some(in_use) = in_use {
+            return Err(DeleteError::InUse(in_use));
+        }
+        sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Project assignments of a user, oldest first.

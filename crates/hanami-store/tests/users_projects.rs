@@ -51,8 +51,11 @@ async fn users_are_unique_and_listed_in_creation_order() {
         store.user_record("aaaa").await.unwrap().unwrap().pw_hash,
         "hash"
     );
-    assert!(store.delete_user("aaaa").await.unwrap());
-    assert!(!store.delete_user("aaaa").await.unwrap());
+    store.delete_user("aaaa").await.unwrap();
+    assert!(matches!(
+        store.delete_user("aaaa").await,
+        Err(hanami_store::resources::DeleteError::NotFound)
+    ));
     assert!(store.user("aaaa").await.unwrap().is_none());
 }
 
@@ -102,7 +105,7 @@ async fn assignments_keep_order_and_follow_deletions() {
     assert!(!store.unassign_project("memb", "proj_a").await.unwrap());
     assert!(matches!(
         store.delete_project("proj_b").await,
-        Err(hanami_store::projects::DeleteProjectError::NotFound)
+        Err(hanami_store::resources::DeleteError::NotFound)
     ));
 }
 

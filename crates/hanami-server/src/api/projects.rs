@@ -2,7 +2,7 @@
 
 use hanami_auth::{ADMIN_PROJECT, Caller, Method};
 use hanami_store::StoreError;
-use hanami_store::projects::DeleteProjectError;
+use hanami_store::resources::DeleteError;
 use hanami_types::list::{ListTable, PROJECT_COLUMNS};
 use hanami_types::projects::{CreateProjectRequest, Project};
 use serde::Deserialize;
@@ -81,13 +81,21 @@ async fn list(app: App, caller: Caller, _: NoInput) -> ApiResult<ListTable> {
 /// Deletes a project and its user assignments; refused while resources belong to it.
 async fn delete(app: App, caller: Caller, query: ProjectId) -> ApiResult<Map<String, Value>> {
     require_admin(&caller, MANAGE)?;
+    let uploads = app.uploads.count(|upload| upload.project_id == query.id);
+    if uploads > 0 {
+        return Err(ApiError::Conflict(format!(
+            "Project with id '{}' still has {uploads} unfinished upload(s); finish or delete \
+             them first.",
+            query.id
+        )));
+    }
     match app.store.delete_project(&query.id).await {
         Ok(()) => Ok(Map::new()),
-        Err(DeleteProjectError::NotFound) => Err(not_found(&query.id)),
-        Err(DeleteProjectError::InUse(what)) => Err(ApiError::Conflict(format!(
+        Err(DeleteError::NotFound) => Err(not_found(&query.id)),
+        Err(DeleteError::InUse(what)) => Err(ApiError::Conflict(format!(
             "Project with id '{}' still owns {what}; delete them first.",
             query.id
         ))),
-        Err(DeleteProjectError::Store(e)) => Err(e.into()),
+        Err(DeleteError::Store(e)) => Err(e.into()),
     }
 }

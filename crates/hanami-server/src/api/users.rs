@@ -3,6 +3,7 @@
 
 use hanami_auth::{ADMIN_PROJECT, Caller, Method, password};
 use hanami_store::StoreError;
+use hanami_store::resources::DeleteError;
 use hanami_store::users::NewUser;
 use hanami_types::list::{ListTable, USER_COLUMNS};
 use hanami_types::users::{
@@ -127,10 +128,23 @@ async fn delete(app: App, caller: Caller, query: UserId) -> ApiResult<Map<String
             query.id
         )));
     }
-    if app.store.delete_user(&query.id).await? {
-        Ok(Map::new())
-    } else {
-        Err(not_found(&query.id))
+    let uploads = app.uploads.count(|upload| upload.owner_id == query.id);
+    if uploads > 0 {
+        return Err(ApiError::Conflict(format!(
+            "User with id '{}' still has {uploads} unfinished upload(s); finish or delete them \
+             first.",
+            query.id
+        )));
+    }
+    match app.store.delete_user(&query.id).await {
+        Ok(()) => Ok(Map::new()),
+        Err(DeleteError::NotFound) => Err(not_found(&query.id)),
+        Err(DeleteError::InUse(what)) => Err(ApiError::Conflict(format!(
+            "User with id '{}' still owns {what}; delete them first (a user created later \
+             with this id would own them).",
+            query.id
+        ))),
+        Err(DeleteError::Store(e)) => Err(e.into()),
     }
 }
 
