@@ -736,6 +736,57 @@ async fn uploads_leave_the_configured_disk_space_free() {
     client.start_csv_upload("fits", 1000).await.unwrap();
 }
 
+#[tokio::test]
+async fn one_user_has_at_most_32_unfinished_uploads() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let mut started = Vec::new();
+    for i in 0..32 {
+        started.push(
+            client
+                .start_csv_upload(&format!("upload_{i}"), 10)
+                .await
+                .unwrap(),
+        );
+    }
+    let refused = client.start_csv_upload("one_more", 10).await;
+    assert!(
+        matches!(&refused, Err(Error::Conflict(m)) if m.contains("32 unfinished uploads")),
+        "{refused:?}"
+    );
+    // Another user is not held back, and an ended upload makes room.
+    let admin_http = server.admin().await;
+    member(&server, &admin_http, "other", "proj_a", false).await;
+    let other = sdk(&server, "other", "password1").await;
+    other.start_csv_upload("theirs", 10).await.unwrap();
+    client.delete_dataset(&started[0].uuid).await.unwrap();
+    client.start_csv_upload("one_more", 10).await.unwrap();
+
+    // The server as a whole keeps at most 256: seven more users fill it up (with the 33
+    // above), and then even a user without uploads waits.
+    let mut others = Vec::new();
+    for u in 0..7 {
+        let id = format!("user{u}");
+        member(&server, &admin_http, &id, "proj_a", false).await;
+        others.push(sdk(&server, &id, "password1").await);
+    }
+    for (u, user) in others.iter().enumerate() {
+        let count = if u == 6 { 256 - 33 - 6 * 32 } else { 32 };
+        for i in 0..count {
+            user.start_csv_upload(&format!("fill_{i}"), 10)
+                .await
+                .unwrap();
+        }
+    }
+    member(&server, &admin_http, "latecomer", "proj_a", false).await;
+    let late = sdk(&server, "latecomer", "password1").await;
+    let refused = late.start_csv_upload("late", 10).await;
+    assert!(
+        matches!(&refused, Err(Error::Conflict(m)) if m.contains("The server has 256")),
+        "{refused:?}"
+    );
+}
+
 /// Waits (up to 4 s) until the server has removed the idle upload of dataset `uuid`.
 async fn wait_until_expired(client: &hanami_sdk::Client, uuid: &str) {
     for _ in 0..40 {

@@ -77,6 +77,31 @@ fn check_size(app: &App, field: &str, size: u64) -> ApiResult<()> {
     Ok(())
 }
 
+/// Most unfinished uploads one user may have at a time (each holds its files open and its
+/// disk space reserved until it ends).
+const MAX_UPLOADS_PER_USER: usize = 32;
+/// Most unfinished uploads of all users together.
+const MAX_UPLOADS: usize = 256;
+
+/// Refuses an upload beyond the limits on unfinished ones.
+fn check_unfinished_uploads(app: &App, caller: &Caller) -> ApiResult<()> {
+    let mine = app.uploads.count(|upload| upload.owner_id == caller.id);
+    if mine >= MAX_UPLOADS_PER_USER {
+        return Err(ApiError::Conflict(format!(
+            "User '{}' has {mine} unfinished uploads, the most one user may have; finish or \
+             delete one first",
+            caller.id
+        )));
+    }
+    if app.uploads.count(|_| true) >= MAX_UPLOADS {
+        return Err(ApiError::Conflict(format!(
+            "The server has {MAX_UPLOADS} unfinished uploads, the most it keeps; try again \
+             when some have ended"
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses an upload that would leave less than `min_free_disk` free once its files and the
 /// dataset made of them (taken to be as large again) are written.
 async fn check_free_space(app: &App, files: &[(FileRole, u64)]) -> ApiResult<()> {
@@ -113,6 +138,7 @@ async fn start_upload(
         project_id: caller.project_id.clone(),
         created_at: hanami_store::now_timestamp(),
     };
+    check_unfinished_uploads(app, caller)?;
     check_free_space(app, &files).await?;
     let uploads = app.uploads.clone();
     let started = tokio::task::spawn_blocking(move || uploads.start(meta, &files))
