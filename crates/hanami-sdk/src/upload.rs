@@ -153,6 +153,12 @@ pub(crate) async fn next_binary(
         match next {
             Some(Ok(Message::Binary(bytes))) => return Ok(bytes),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Close(Some(frame)))) if !frame.reason.is_empty() => {
+                return Err(Error::WebSocket(format!(
+                    "the server closed the session: {}",
+                    frame.reason
+                )));
+            }
             Some(Ok(Message::Close(_))) | None => {
                 return Err(Error::WebSocket("the server closed the session".into()));
             }

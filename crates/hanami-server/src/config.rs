@@ -81,7 +81,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Largest file a dataset upload may declare, in bytes.
     pub max_upload_bytes: u64,
-    /// Unfinished uploads idle for longer than this are removed.
+    /// Unfinished uploads idle for longer than this are removed, and websocket sessions
+    /// (upload or direct IO) silent for longer are closed.
     pub upload_timeout: Duration,
     /// How long a connection may take to send a request's headers, and then its body (also
     /// a new or idle keep-alive connection that sends nothing); it is closed after that.

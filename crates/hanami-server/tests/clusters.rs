@@ -882,3 +882,51 @@ async fn queued_tasks_are_checked_again_when_they_start() {
         "{missing:?}"
     );
 }
+
+#[tokio::test]
+async fn direct_sessions_end_when_access_is_withdrawn_or_they_idle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = common::launch_with_config(tmp.path(), "upload_timeout = 2\n")
+        .0
+        .start();
+    let admin = server.admin().await;
+    member(&server, &admin, "memb", "proj_a", false).await;
+    let memb = sdk(&server, "memb", "password1").await;
+    let cluster = memb
+        .create_cluster("direct_one", SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
+    memb.set_direct_mode(&cluster, true).await.unwrap();
+    let picture = vec![0.0f32; 784];
+    let label = vec![0.0f32; 10];
+
+    // A session that sends nothing is closed after upload_timeout.
+    let mut idle = memb.direct_session(&cluster).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let closed = idle.request(&[("picture", &picture)], 1).await;
+    assert!(
+        matches!(&closed, Err(Error::WebSocket(m)) if m.contains("no message for 2 s")),
+        "{closed:?}"
+    );
+
+    // The open session of a user taken out of the project ends (sessions check again once a
+    // second).
+    let mut session = memb.direct_session(&cluster).await.unwrap();
+    session
+        .train(&[("picture", &picture)], &[("label", &label)])
+        .await
+        .unwrap();
+    admin
+        .delete("user/project?id=memb&project_id=proj_a")
+        .await
+        .expect(200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let refused = session
+        .train(&[("picture", &picture)], &[("label", &label)])
+        .await;
+    assert!(
+        matches!(&refused, Err(Error::WebSocket(m)) if m.contains("access withdrawn")),
+        "{refused:?}"
+    );
+}

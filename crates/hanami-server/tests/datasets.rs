@@ -525,7 +525,8 @@ async fn websocket_refusals_close_the_session_and_harm_nothing() {
     .await;
     assert_eq!(
         reply,
-        json!({"success": false, "error": "Token invalid: user 'gone' no longer exists"})
+        json!({"success": false, "error": "Token invalid: the account of user 'gone' that the \
+                                           token was issued for no longer exists"})
     );
     assert_closed(&mut socket).await;
     // An unknown target.
@@ -602,6 +603,33 @@ async fn websocket_refusals_close_the_session_and_harm_nothing() {
         client.dataset(&started.uuid).await.unwrap().number_of_rows,
         2
     );
+}
+
+#[tokio::test]
+async fn an_upload_session_ends_when_its_user_loses_access() {
+    let server = TestServer::start();
+    let admin_http = server.admin().await;
+    let memb = member(&server, &admin_http, "memb", "proj_a", false).await;
+    let client = sdk(&server, "memb", "password1").await;
+    let started = client.start_csv_upload("revoked", 8).await.unwrap();
+    let mut socket = open_socket(&server, "/").await;
+    let token = memb.token.as_ref().unwrap();
+    let reply = init(&mut socket, token, "file_upload", &started.uuid_input_file).await;
+    assert_eq!(reply["success"], true);
+    assert!(send_chunk(&mut socket, 0, b"a,b\n").await.success);
+    admin_http
+        .delete("user/project?id=memb&project_id=proj_a")
+        .await
+        .expect(200);
+    // Sessions check again once a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let refused = send_chunk(&mut socket, 4, b"1,2\n").await;
+    assert!(!refused.success);
+    assert_eq!(
+        refused.error_message,
+        "access withdrawn: Token invalid: user 'memb' is no longer assigned to project 'proj_a'"
+    );
+    assert_closed(&mut socket).await;
 }
 
 #[tokio::test]

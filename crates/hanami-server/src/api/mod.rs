@@ -35,7 +35,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
-use hanami_auth::{Caller, Method, TokenError, account_tag};
+use hanami_auth::{Caller, Method, TokenError, Verified, account_tag};
 use hanami_store::StoreError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -255,7 +255,7 @@ pub enum TokenRefused {
     #[error("the token has expired")]
     Expired,
     /// Its user was deleted (and maybe created again: another account).
-    #[error("user '{0}' no longer exists")]
+    #[error("the account of user '{0}' that the token was issued for no longer exists")]
     UserGone(String),
     /// Its user left the project the token is for.
     #[error("user '{user}' is no longer assigned to project '{project}'")]
@@ -280,16 +280,25 @@ impl From<TokenRefused> for ApiError {
     }
 }
 
-/// Verifies a token string (also used by the websocket handshake).
+/// Verifies a token string and the account and assignment it names.
 pub async fn verify_token(app: &App, token: &str) -> Result<Caller, TokenRefused> {
-    let verified = app.tokens.verify(token).map_err(|e| match e {
+    current_caller(app, &verify_signature(app, token)?).await
+}
+
+/// Checks a token's signature and expiry only.
+pub fn verify_signature(app: &App, token: &str) -> Result<Verified, TokenRefused> {
+    app.tokens.verify(token).map_err(|e| match e {
         TokenError::Expired => TokenRefused::Expired,
         _ => TokenRefused::Invalid,
-    })?;
-    // Tokens are revoked with their user or project assignment (the original kept them
-    // valid until expiry), and carry the role the user has now, not the one at login. A
-    // user deleted and created again under the same id is another account.
-    let caller = verified.caller;
+    })
+}
+
+/// The context a verified token grants now: tokens are revoked with their user or project
+/// assignment (the original kept them valid until expiry), and carry the role the user has
+/// now, not the one at login. A user deleted and created again under the same id is another
+/// account. (Open websocket sessions ask this again while they run.)
+pub async fn current_caller(app: &App, verified: &Verified) -> Result<Caller, TokenRefused> {
+    let caller = &verified.caller;
     let user = app
         .store
         .user_record(&caller.id)

@@ -8,7 +8,9 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use hanami_types::websocket::proto::{ClusterIoMessage, ClusterProcessType, TargetBufferType};
 use prost::Message as _;
 
+use super::Access;
 use crate::clusters::{ClusterHandle, Interfaces, Mode};
+use crate::state::App;
 
 /// Values staged for the next sample, one full-size buffer per interface.
 struct Staging {
@@ -32,8 +34,13 @@ impl Staging {
 
 /// Serves one direct-IO session until the client closes it or sends something invalid,
 /// then saves the network if the session changed it.
-pub async fn session(socket: WebSocket, cluster: Arc<ClusterHandle>) {
-    serve(socket, &cluster).await;
+pub async fn session(
+    app: &App,
+    socket: WebSocket,
+    cluster: Arc<ClusterHandle>,
+    access: &mut Access,
+) {
+    serve(app, socket, &cluster, access).await;
     let saving = cluster.clone();
     match tokio::task::spawn_blocking(move || saving.save_network_if_changed()).await {
         Ok(Ok(())) => {}
@@ -45,9 +52,22 @@ pub async fn session(socket: WebSocket, cluster: Arc<ClusterHandle>) {
     }
 }
 
-async fn serve(mut socket: WebSocket, cluster: &ClusterHandle) {
+async fn serve(app: &App, mut socket: WebSocket, cluster: &ClusterHandle, access: &mut Access) {
     let mut staging = Staging::new(&cluster.interfaces());
-    while let Some(Ok(message)) = socket.recv().await {
+    let idle = app.config.upload_timeout;
+    loop {
+        let message = match tokio::time::timeout(idle, socket.recv()).await {
+            Ok(Some(Ok(message))) => message,
+            Ok(_) => return,
+            Err(_) => {
+                close(socket, &format!("no message for {} s", idle.as_secs())).await;
+                return;
+            }
+        };
+        if let Err(why) = access.recheck(app).await {
+            close(socket, &why).await;
+            return;
+        }
         let bytes = match message {
             Message::Binary(bytes) => bytes,
             Message::Close(_) => return,

@@ -30,6 +30,8 @@ use crate::api::{self, TokenRefused};
 use crate::clusters::{ClusterHandle, Mode};
 use crate::state::App;
 use crate::uploads::UploadTarget;
+use hanami_auth::Verified;
+use std::time::Instant;
 
 /// Largest websocket message accepted (uploads come in 128 KiB chunks).
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
@@ -48,7 +50,7 @@ async fn session(app: App, mut socket: WebSocket) {
         Ok(Some(Ok(message))) => message,
         _ => return,
     };
-    let target = match start(&app, first).await {
+    let (target, mut access) = match start(&app, first).await {
         Ok(session) => session,
         Err(error) => {
             let reply = SessionReply {
@@ -70,8 +72,8 @@ async fn session(app: App, mut socket: WebSocket) {
         return;
     }
     match target {
-        Target::Upload(target) => upload(&app, socket, target).await,
-        Target::Cluster(cluster) => direct::session(socket, cluster).await,
+        Target::Upload(target) => upload(&app, socket, target, &mut access).await,
+        Target::Cluster(cluster) => direct::session(&app, socket, cluster, &mut access).await,
     }
 }
 
@@ -81,12 +83,68 @@ enum Target {
     Cluster(Arc<ClusterHandle>),
 }
 
+/// How often an open session checks again that its user may still use it.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// The token a session was opened with, checked again while the session runs: a user
+/// deleted, taken out of the project or demoted loses its open sessions too. (Its expiry is
+/// not checked again: a token only has to be valid when a session starts.)
+pub(crate) struct Access {
+    verified: Verified,
+    /// The temporary file or the cluster of the session.
+    target_uuid: String,
+    upload: bool,
+    checked: Instant,
+}
+
+impl Access {
+    /// Whether the session may go on; checks at most once per [`RECHECK`].
+    pub(crate) async fn recheck(&mut self, app: &App) -> Result<(), String> {
+        if self.checked.elapsed() < RECHECK {
+            return Ok(());
+        }
+        self.checked = Instant::now();
+        let caller = api::current_caller(app, &self.verified)
+            .await
+            .map_err(|refused| format!("access withdrawn: {}", refusal_text(refused)))?;
+        let allowed = if self.upload {
+            app.uploads
+                .target(&caller.id, &caller.project_id, &self.target_uuid)
+                .is_some()
+        } else {
+            app.clusters
+                .get(&caller.scope(), &self.target_uuid)
+                .is_some()
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(format!(
+                "access withdrawn: user '{}' may no longer use '{}'",
+                caller.id, self.target_uuid
+            ))
+        }
+    }
+}
+
+/// The original's text for any refused token, with the reason where there is more to say.
+fn refusal_text(refused: TokenRefused) -> String {
+    match refused {
+        TokenRefused::Invalid => "Token invalid".to_owned(),
+        TokenRefused::Store(e) => {
+            tracing::error!("websocket session: cannot check the token: {e:#}");
+            String::new()
+        }
+        other => format!("Token invalid: {other}"),
+    }
+}
+
 fn json_frame(reply: &SessionReply) -> Message {
     Message::Binary(serde_json::to_vec(reply).expect("reply serializes").into())
 }
 
 /// Checks the first message of a session and opens its target.
-async fn start(app: &App, message: Message) -> Result<Target, String> {
+async fn start(app: &App, message: Message) -> Result<(Target, Access), String> {
     let text = match &message {
         Message::Text(text) => text.as_bytes(),
         Message::Binary(bytes) => bytes.as_ref(),
@@ -96,18 +154,11 @@ async fn start(app: &App, message: Message) -> Result<Target, String> {
         serde_json::from_slice(text).map_err(|e| format!("invalid session start message: {e}"))?;
     // Stored in lowercase, like every uuid the server makes.
     init.uuid.make_ascii_lowercase();
-    // The original's text for any refused token, with the reason where there is more to say.
-    let caller = api::verify_token(app, &init.token)
+    let verified = api::verify_signature(app, &init.token).map_err(refusal_text)?;
+    let caller = api::current_caller(app, &verified)
         .await
-        .map_err(|refused| match refused {
-            TokenRefused::Invalid => "Token invalid".to_owned(),
-            TokenRefused::Store(e) => {
-                tracing::error!("websocket session start: {e:#}");
-                String::new()
-            }
-            other => format!("Token invalid: {other}"),
-        })?;
-    match init.target.as_str() {
+        .map_err(refusal_text)?;
+    let target = match init.target.as_str() {
         TARGET_FILE_UPLOAD => app
             .uploads
             .target(&caller.id, &caller.project_id, &init.uuid)
@@ -143,12 +194,20 @@ async fn start(app: &App, message: Message) -> Result<Target, String> {
             "unknown session target '{other}', expected '{TARGET_FILE_UPLOAD}' or \
              '{TARGET_CLUSTER}'"
         )),
-    }
+    }?;
+    let access = Access {
+        verified,
+        target_uuid: init.uuid,
+        upload: matches!(target, Target::Upload(_)),
+        checked: Instant::now(),
+    };
+    Ok((target, access))
 }
 
 /// Stores chunks until the client closes the socket or sends something invalid, the upload
-/// is gone (cancelled, expired, finished), or no chunk comes for `upload_timeout`.
-async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget) {
+/// is gone (cancelled, expired, finished), no chunk comes for `upload_timeout`, or the user
+/// may no longer upload it.
+async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget, access: &mut Access) {
     let idle = app.config.upload_timeout;
     loop {
         let next = tokio::select! {
@@ -186,6 +245,10 @@ async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget) {
                 return;
             }
         };
+        if let Err(why) = access.recheck(app).await {
+            refuse(socket, &why).await;
+            return;
+        }
         // A chunk is at most a few hundred KiB written into the page cache: cheaper to do
         // in place than to hand to the blocking pool.
         let written = tokio::task::block_in_place(|| {
