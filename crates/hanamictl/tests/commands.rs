@@ -295,6 +295,13 @@ fn users_and_their_projects() {
     );
     outside.fails_with_status(401);
 
+    // A user who still owns something is not deleted.
+    server
+        .ctl(&["user", "delete", "cli_test_user"])
+        .fails_with_status(409);
+    let cluster = in_project["uuid"].as_str().unwrap();
+    server.ctl(&["cluster", "delete", cluster]).ok();
+
     let removed = server
         .ctl(&[
             "user",
