@@ -1,11 +1,8 @@
 //! The caller of a request and the resources it may see.
 
 use hanami_types::auth::AuthInfo;
-pub use hanami_types::scope::Scope;
+pub use hanami_types::scope::{ADMIN_PROJECT, Scope};
 use serde::{Deserialize, Serialize};
-
-/// Project id of the synthetic project every global admin works in.
-pub const ADMIN_PROJECT: &str = "admin";
 
 /// Who is calling: the user context a token carries.
 ///

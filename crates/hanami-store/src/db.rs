@@ -27,6 +27,14 @@ pub enum StoreError {
     /// The database reported an error.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A resource could not be recorded: its owner or its project was deleted meanwhile.
+    #[error("user '{owner_id}' or project '{project_id}' no longer exists")]
+    OwnerGone {
+        /// The resource's owner.
+        owner_id: String,
+        /// The resource's project.
+        project_id: String,
+    },
     /// The database was written by a newer version of Hanami.
     #[error("database schema version {found} is newer than this server knows ({known})")]
     FutureSchema {

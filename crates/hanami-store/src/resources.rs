@@ -3,7 +3,7 @@
 //! a resource outside it is indistinguishable from one that does not exist.
 
 use hanami_types::list::{ListTable, RESOURCE_COLUMNS};
-use hanami_types::scope::Scope;
+use hanami_types::scope::{ADMIN_PROJECT, Scope};
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::SqliteConnection;
@@ -156,11 +156,16 @@ fn scope_filter(scope: &Scope) -> (Option<&str>, Option<&str>) {
 const SCOPE_SQL: &str = "(?1 IS NULL OR project_id = ?1) AND (?2 IS NULL OR owner_id = ?2)";
 
 impl Store {
-    /// Inserts a resource row.
+    /// Inserts a resource row; [`StoreError::OwnerGone`] if its owner or its project (other
+    /// than the global admins' `admin`) does not exist.
     pub async fn insert_resource(&self, kind: Kind, row: &ResourceRow) -> Result<(), StoreError> {
-        sqlx::query(&format!(
+        // One statement, so that the owner and the project cannot be deleted between the
+        // check and the insert (their deletion refuses while they have resources).
+        let inserted = sqlx::query(&format!(
             "INSERT INTO {} (uuid, project_id, owner_id, visibility, name, file_name, \
-             created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+             created_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 \
+             WHERE EXISTS (SELECT 1 FROM users WHERE id = ?3) \
+             AND (?2 = ?8 OR EXISTS (SELECT 1 FROM projects WHERE id = ?2))",
             kind.table()
         ))
         .bind(&row.uuid)
@@ -170,9 +175,16 @@ impl Store {
         .bind(&row.name)
         .bind(&row.file_name)
         .bind(&row.created_at)
+        .bind(ADMIN_PROJECT)
         .execute(&self.pool)
         .await
         .map_err(StoreError::from_insert)?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::OwnerGone {
+                owner_id: row.owner_id.clone(),
+                project_id: row.project_id.clone(),
+            });
+        }
         Ok(())
     }
 

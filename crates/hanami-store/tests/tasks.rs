@@ -52,7 +52,17 @@ async fn tasks_are_kept_in_queue_order_and_updated() {
 #[tokio::test]
 async fn unfinished_tasks_are_aborted_and_orphans_forgotten() {
     let (dir, store) = store().await;
-    let cluster = ResourceRow::new("a", "cluster", "owner", "project", "a");
+    store
+        .create_user(hanami_store::users::NewUser {
+            id: "owner",
+            name: "Owner",
+            creator_id: "root",
+            is_admin: true,
+            pw_hash: "hash",
+        })
+        .await
+        .unwrap();
+    let cluster = ResourceRow::new("a", "cluster", "owner", "admin", "a");
     store
         .insert_resource(Kind::Cluster, &cluster)
         .await

@@ -168,3 +168,51 @@ async fn future_schema_is_refused() {
         Err(StoreError::FutureSchema { found: 999, .. })
     ));
 }
+
+#[tokio::test]
+async fn resources_are_recorded_only_for_existing_owners_and_projects() {
+    use hanami_store::resources::{DeleteError, Kind, ResourceRow};
+    let (_dir, store) = store().await;
+    let row = |uuid: &str, owner: &str, project: &str| {
+        ResourceRow::new(uuid, "a checkpoint", owner, project, uuid)
+    };
+    let gone = store
+        .insert_resource(Kind::Checkpoint, &row("c1", "nobody", "admin"))
+        .await;
+    assert!(
+        matches!(gone, Err(StoreError::OwnerGone { .. })),
+        "{gone:?}"
+    );
+    store.create_user(new_user("aaaa", false)).await.unwrap();
+    let gone = store
+        .insert_resource(Kind::Checkpoint, &row("c1", "aaaa", "proj_a"))
+        .await;
+    assert!(
+        matches!(gone, Err(StoreError::OwnerGone { .. })),
+        "{gone:?}"
+    );
+    // The global admins' project needs no row; a real project does.
+    store
+        .insert_resource(Kind::Checkpoint, &row("c1", "aaaa", "admin"))
+        .await
+        .unwrap();
+    store
+        .create_project("proj_a", "Project A", "root")
+        .await
+        .unwrap();
+    store
+        .insert_resource(Kind::Dataset, &row("d1", "aaaa", "proj_a"))
+        .await
+        .unwrap();
+    // And what they hold keeps them from being deleted.
+    let held = store.delete_user("aaaa").await;
+    assert!(
+        matches!(&held, Err(DeleteError::InUse(what)) if what == "1 dataset(s), 1 checkpoint(s)"),
+        "{held:?}"
+    );
+    let held = store.delete_project("proj_a").await;
+    assert!(
+        matches!(&held, Err(DeleteError::InUse(what)) if what == "1 dataset(s)"),
+        "{held:?}"
+    );
+}

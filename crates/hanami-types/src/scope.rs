@@ -1,5 +1,9 @@
 //! Which resources a caller may see.
 
+/// Project id of the synthetic project every global admin works in (reserved: no real
+/// project may have it).
+pub const ADMIN_PROJECT: &str = "admin";
+
 /// Which resources (datasets, clusters, checkpoints, uploads) a caller may see.
 ///
 /// A resource outside the scope is reported as not found, so its existence does not leak.
