@@ -26,7 +26,7 @@ use crate::host_info;
 use crate::passwords::PasswordWorkers;
 use crate::paths::DataDir;
 use crate::state::{App, AppState};
-use crate::uploads::Uploads;
+use crate::uploads::{UploadLimits, Uploads};
 
 /// Environment variables that create the first global admin.
 const ADMIN_ID_VAR: &str = "HANAMI_ADMIN_USER_ID";
@@ -125,8 +125,12 @@ async fn prepare(config: Config) -> anyhow::Result<App> {
     remove_unreferenced_files(&store, Kind::Dataset, &paths.datasets()).await?;
     remove_unreferenced_files(&store, Kind::Checkpoint, &paths.checkpoints()).await?;
     let uploads = Arc::new(
-        Uploads::new(&paths.uploads(), config.upload_timeout)
-            .context("cannot clean up the temporary upload files")?,
+        Uploads::new(
+            &paths.uploads(),
+            config.upload_timeout,
+            UploadLimits::with_free_disk(config.min_free_disk),
+        )
+        .context("cannot clean up the temporary upload files")?,
     );
     let routes = Routes::default();
     let policy = match &config.policy_file {

@@ -229,17 +229,56 @@ impl Drop for Finalization {
     }
 }
 
+/// Limits on unfinished uploads: each holds its files open and their disk space reserved
+/// until it ends.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadLimits {
+    /// Most unfinished uploads of one user.
+    pub per_user: usize,
+    /// Most unfinished uploads in all.
+    pub total: usize,
+    /// Bytes that uploads leave free on the disk, beyond their files and their dataset.
+    pub min_free_disk: u64,
+}
+
+impl UploadLimits {
+    /// The limits of a server that keeps `min_free_disk` bytes free: 32 uploads per user,
+    /// 256 in all.
+    pub fn with_free_disk(min_free_disk: u64) -> Self {
+        Self {
+            per_user: 32,
+            total: 256,
+            min_free_disk,
+        }
+    }
+}
+
+/// Why an upload did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A limit stands in the way; the text says which.
+    #[error("{0}")]
+    Refused(String),
+    /// The temporary files could not be made.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 /// The registry of unfinished uploads.
 pub struct Uploads {
     dir: PathBuf,
     timeout: Duration,
+    limits: UploadLimits,
     uploads: Mutex<HashMap<String, Upload>>,
+    /// Held through a start (checks, files, registration), so that starts at the same moment
+    /// cannot together pass a limit that each passes alone.
+    starting: Mutex<()>,
 }
 
 impl Uploads {
     /// A registry keeping temporary files in `dir`. Files left there by an earlier run are
     /// removed: their upload state died with that run.
-    pub fn new(dir: &Path, timeout: Duration) -> std::io::Result<Self> {
+    pub fn new(dir: &Path, timeout: Duration, limits: UploadLimits) -> std::io::Result<Self> {
         let mut stale = 0;
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
@@ -254,7 +293,9 @@ impl Uploads {
         Ok(Self {
             dir: dir.to_owned(),
             timeout,
+            limits,
             uploads: Mutex::new(HashMap::new()),
+            starting: Mutex::new(()),
         })
     }
 
@@ -264,12 +305,15 @@ impl Uploads {
         self.uploads.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Creates an upload with one pre-sized temporary file per entry of `files`.
+    /// Creates an upload with one pre-sized temporary file per entry of `files`, within the
+    /// limits (blocking file I/O: call from a blocking thread).
     pub fn start(
         &self,
         meta: UploadMeta,
         files: &[(FileRole, u64)],
-    ) -> std::io::Result<StartedUpload> {
+    ) -> Result<StartedUpload, StartError> {
+        let _serial = self.starting.lock().unwrap_or_else(|e| e.into_inner());
+        self.check_limits(&meta, files)?;
         let mut temp_files = Vec::with_capacity(files.len());
         for &(role, size) in files {
             let uuid = uuid::Uuid::new_v4().to_string();
@@ -292,7 +336,7 @@ impl Uploads {
                 Err(e) => {
                     remove_files(temp_files.iter().map(|f| f.path.as_path()));
                     let _ = std::fs::remove_file(&path);
-                    return Err(e);
+                    return Err(e.into());
                 }
             }
         }
@@ -312,6 +356,51 @@ impl Uploads {
             },
         );
         Ok(started)
+    }
+
+    /// Refuses an upload beyond the number of unfinished uploads allowed, or one that would
+    /// leave less than `min_free_disk` free once its files and the dataset made of them are
+    /// written (MNIST datasets are as large as the files, CSV datasets up to twice as large:
+    /// `1,` becomes a 4-byte float).
+    fn check_limits(&self, meta: &UploadMeta, files: &[(FileRole, u64)]) -> Result<(), StartError> {
+        let limits = self.limits;
+        let (mine, all) = {
+            let uploads = self.lock();
+            let mine = uploads
+                .values()
+                .filter(|u| u.meta.owner_id == meta.owner_id)
+                .count();
+            (mine, uploads.len())
+        };
+        if mine >= limits.per_user {
+            return Err(StartError::Refused(format!(
+                "User '{}' has {mine} unfinished uploads, the most one user may have; finish or \
+                 delete one first",
+                meta.owner_id
+            )));
+        }
+        if all >= limits.total {
+            return Err(StartError::Refused(format!(
+                "The server has {all} unfinished uploads, the most it keeps; try again when \
+                 some have ended"
+            )));
+        }
+        let declared: u64 = files.iter().map(|&(_, size)| size).sum();
+        let dataset_factor = match meta.kind {
+            UploadKind::Mnist => 1,
+            UploadKind::Csv => 2,
+        };
+        let needed = declared.saturating_mul(1 + dataset_factor);
+        let free = free_space(&self.dir)?;
+        let keep = limits.min_free_disk;
+        if free < needed.saturating_add(keep) {
+            return Err(StartError::Refused(format!(
+                "Not enough disk space on the server for this upload: it needs up to {needed} \
+                 bytes (the files and the dataset made of them), {free} bytes are free, and the \
+                 server keeps {keep} of them for its own work"
+            )));
+        }
+        Ok(())
     }
 
     /// Whether all bytes of an upload visible in `scope` have arrived; `None` if there is
@@ -601,7 +690,14 @@ mod tests {
     #[test]
     fn chunks_progress_and_finalize() {
         let dir = tempfile::tempdir().unwrap();
-        let uploads = Arc::new(Uploads::new(dir.path(), Duration::from_secs(60)).unwrap());
+        let uploads = Arc::new(
+            Uploads::new(
+                dir.path(),
+                Duration::from_secs(60),
+                UploadLimits::with_free_disk(0),
+            )
+            .unwrap(),
+        );
         let started = uploads
             .start(
                 meta(UploadKind::Mnist),
@@ -676,7 +772,12 @@ mod tests {
     #[test]
     fn idle_uploads_expire_and_restarts_clean_up() {
         let dir = tempfile::tempdir().unwrap();
-        let uploads = Uploads::new(dir.path(), Duration::from_millis(50)).unwrap();
+        let uploads = Uploads::new(
+            dir.path(),
+            Duration::from_millis(50),
+            UploadLimits::with_free_disk(0),
+        )
+        .unwrap();
         uploads
             .start(meta(UploadKind::Csv), &[(FileRole::Input, 5)])
             .unwrap();
@@ -689,7 +790,12 @@ mod tests {
             .start(meta(UploadKind::Csv), &[(FileRole::Input, 5)])
             .unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-        let _again = Uploads::new(dir.path(), Duration::from_secs(1)).unwrap();
+        let _again = Uploads::new(
+            dir.path(),
+            Duration::from_secs(1),
+            UploadLimits::with_free_disk(0),
+        )
+        .unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 

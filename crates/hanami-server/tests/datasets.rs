@@ -748,11 +748,18 @@ async fn uploads_leave_the_configured_disk_space_free() {
     let Err(Error::Conflict(message)) = &refused else {
         panic!("{refused:?}");
     };
+    // A CSV dataset can be twice its text (`1,` becomes a 4-byte float); an MNIST one is as
+    // large as its files.
     assert!(
         message.starts_with(
-            "Not enough disk space on the server for this upload: it needs about 2000 bytes"
+            "Not enough disk space on the server for this upload: it needs up to 3000 bytes"
         ) && message.ends_with("keeps 1125899906842624 of them for its own work"),
         "{message}"
+    );
+    let refused = client.start_mnist_upload("too_big", 1000, 100).await;
+    assert!(
+        matches!(&refused, Err(Error::Conflict(m)) if m.contains("it needs up to 2200 bytes")),
+        "{refused:?}"
     );
     let uploads = server.data_dir.join("uploads");
     assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
@@ -768,15 +775,21 @@ async fn uploads_leave_the_configured_disk_space_free() {
 async fn one_user_has_at_most_32_unfinished_uploads() {
     let server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let mut started = Vec::new();
-    for i in 0..32 {
-        started.push(
+    // Forty at the same moment: exactly 32 start.
+    let starts = (0..40).map(|i| {
+        let client = &client;
+        async move {
             client
-                .start_csv_upload(&format!("upload_{i}"), 10)
+                .start_csv_upload(&format!("upload_{i}"), 8 << 20)
                 .await
-                .unwrap(),
-        );
-    }
+        }
+    });
+    let (started, refused): (Vec<_>, Vec<_>) = futures_util::future::join_all(starts)
+        .await
+        .into_iter()
+        .partition(Result::is_ok);
+    assert_eq!((started.len(), refused.len()), (32, 8));
+    let started: Vec<_> = started.into_iter().map(Result::unwrap).collect();
     let refused = client.start_csv_upload("one_more", 10).await;
     assert!(
         matches!(&refused, Err(Error::Conflict(m)) if m.contains("32 unfinished uploads")),

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use super::validate::{Field, Pattern};
 use super::{ApiError, ApiResult, NoInput, Routes};
 use crate::state::App;
-use crate::uploads::{FileRole, FinalizeError, UploadKind, UploadMeta};
+use crate::uploads::{FileRole, FinalizeError, StartError, UploadKind, UploadMeta};
 
 const NAME: Field = Field::string("name", Some(Pattern::Name), 4, 254);
 const UUID: Field = Field::string("uuid", Some(Pattern::Uuid), 36, 36);
@@ -77,52 +77,6 @@ fn check_size(app: &App, field: &str, size: u64) -> ApiResult<()> {
     Ok(())
 }
 
-/// Most unfinished uploads one user may have at a time (each holds its files open and its
-/// disk space reserved until it ends).
-const MAX_UPLOADS_PER_USER: usize = 32;
-/// Most unfinished uploads of all users together.
-const MAX_UPLOADS: usize = 256;
-
-/// Refuses an upload beyond the limits on unfinished ones.
-fn check_unfinished_uploads(app: &App, caller: &Caller) -> ApiResult<()> {
-    let mine = app.uploads.count(|upload| upload.owner_id == caller.id);
-    if mine >= MAX_UPLOADS_PER_USER {
-        return Err(ApiError::Conflict(format!(
-            "User '{}' has {mine} unfinished uploads, the most one user may have; finish or \
-             delete one first",
-            caller.id
-        )));
-    }
-    if app.uploads.count(|_| true) >= MAX_UPLOADS {
-        return Err(ApiError::Conflict(format!(
-            "The server has {MAX_UPLOADS} unfinished uploads, the most it keeps; try again \
-             when some have ended"
-        )));
-    }
-    Ok(())
-}
-
-/// Refuses an upload that would leave less than `min_free_disk` free once its files and the
-/// dataset made of them (taken to be as large again) are written.
-async fn check_free_space(app: &App, files: &[(FileRole, u64)]) -> ApiResult<()> {
-    let dir = app.paths.uploads();
-    let free = tokio::task::spawn_blocking(move || crate::uploads::free_space(&dir))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
-        .context("cannot find out the free disk space")?;
-    let declared: u64 = files.iter().map(|&(_, size)| size).sum();
-    let needed = declared.saturating_mul(2);
-    let keep = app.config.min_free_disk;
-    if free < needed.saturating_add(keep) {
-        return Err(ApiError::Conflict(format!(
-            "Not enough disk space on the server for this upload: it needs about {needed} bytes \
-             (the files and the dataset made of them), {free} bytes are free, and the server \
-             keeps {keep} of them for its own work"
-        )));
-    }
-    Ok(())
-}
-
 async fn start_upload(
     app: &App,
     caller: &Caller,
@@ -138,13 +92,16 @@ async fn start_upload(
         project_id: caller.project_id.clone(),
         created_at: hanami_store::now_timestamp(),
     };
-    check_unfinished_uploads(app, caller)?;
-    check_free_space(app, &files).await?;
     let uploads = app.uploads.clone();
     let started = tokio::task::spawn_blocking(move || uploads.start(meta, &files))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
-        .context("cannot create the temporary upload files")?;
+        .map_err(|e| match e {
+            StartError::Refused(why) => ApiError::Conflict(why),
+            StartError::Io(e) => ApiError::Internal(
+                anyhow::Error::new(e).context("cannot create the temporary upload files"),
+            ),
+        })?;
     let mut file_uuids = started.file_uuids.into_iter();
     Ok(UploadStarted {
         created_at: started.meta.created_at,
