@@ -10,6 +10,9 @@ use std::sync::{Arc, Mutex};
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Most password threads: logins need no more, and each running check holds about 19 MiB.
+pub const MAX_THREADS: usize = 4;
+
 /// The threads that hash and verify passwords.
 pub struct PasswordWorkers {
     jobs: mpsc::Sender<Job>,
@@ -21,11 +24,12 @@ pub struct PasswordWorkers {
 pub struct PasswordJobFailed;
 
 impl PasswordWorkers {
-    /// Starts `threads` workers (at least one); they end when this value is dropped.
+    /// Starts `threads` workers (at least one, at most [`MAX_THREADS`]); they end when this
+    /// value is dropped.
     pub fn new(threads: usize) -> Self {
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
-        for i in 0..threads.max(1) {
+        for i in 0..threads.clamp(1, MAX_THREADS) {
             let queue = queue.clone();
             std::thread::Builder::new()
                 .name(format!("hanami-passwords-{i}"))
@@ -52,7 +56,11 @@ impl PasswordWorkers {
         let (answer, answered) = tokio::sync::oneshot::channel();
         self.jobs
             .send(Box::new(move || {
-                let _ = answer.send(work());
+                // A caller that has gone (its client closed the connection while waiting)
+                // costs nothing: otherwise abandoned logins would stall everyone's.
+                if !answer.is_closed() {
+                    let _ = answer.send(work());
+                }
             }))
             .map_err(|_| PasswordJobFailed)?;
         answered.await.map_err(|_| PasswordJobFailed)
@@ -91,9 +99,39 @@ mod tests {
             assert_eq!(job.await.unwrap().unwrap(), i * 2);
         }
         assert_eq!(most.load(Ordering::SeqCst), 2);
+        // A job whose caller has gone is skipped.
+        let ran = Arc::new(AtomicUsize::new(0));
+        let (blocker, blocked) = (workers.clone(), Arc::new(std::sync::Barrier::new(3)));
+        let holds: Vec<_> = (0..2)
+            .map(|_| {
+                let (blocker, blocked) = (blocker.clone(), blocked.clone());
+                tokio::spawn(async move { blocker.run(move || blocked.wait()).await })
+            })
+            .collect();
+        let counted = ran.clone();
+        let abandoned = tokio::spawn(async move {
+            workers_run_counted(&blocker, counted).await;
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        abandoned.abort();
+        let _ = abandoned.await;
+        blocked.wait();
+        for hold in holds {
+            hold.await.unwrap().unwrap();
+        }
+        assert_eq!(workers.run(|| 9).await.unwrap(), 9);
+        assert_eq!(ran.load(Ordering::SeqCst), 0);
         // A job that panics fails its caller only.
         assert!(workers.run(|| panic!("boom")).await.is_err());
         assert_eq!(workers.run(|| 7).await.unwrap(), 7);
         assert_eq!(workers.run(|| 8).await.unwrap(), 8);
+    }
+
+    async fn workers_run_counted(workers: &PasswordWorkers, ran: Arc<AtomicUsize>) {
+        let _ = workers
+            .run(move || {
+                ran.fetch_add(1, Ordering::SeqCst);
+            })
+            .await;
     }
 }
