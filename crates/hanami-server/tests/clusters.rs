@@ -909,6 +909,34 @@ async fn direct_sessions_end_when_access_is_withdrawn_or_they_idle() {
         matches!(&closed, Err(Error::WebSocket(m)) if m.contains("no message for 2 s")),
         "{closed:?}"
     );
+    // Pings (which websocket libraries send by themselves) do not keep it open.
+    {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let url = server.url.replace("http://", "ws://");
+        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let init = json!({"token": memb.token(), "target": "cluster", "uuid": cluster});
+        socket.send(Message::text(init.to_string())).await.unwrap();
+        let reply = socket.next().await.unwrap().unwrap().into_data();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&reply).unwrap()["success"],
+            true
+        );
+        let opened = std::time::Instant::now();
+        let reason = loop {
+            assert!(
+                opened.elapsed() < Duration::from_secs(5),
+                "pings kept the session open"
+            );
+            socket.send(Message::Ping(vec![1].into())).await.unwrap();
+            match tokio::time::timeout(Duration::from_millis(300), socket.next()).await {
+                Ok(Some(Ok(Message::Close(Some(frame))))) => break frame.reason.to_string(),
+                Ok(Some(Ok(_))) | Err(_) => continue,
+                Ok(other) => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(reason, "no message for 2 s");
+    }
 
     // The open session of a user taken out of the project ends (sessions check again once a
     // second).
@@ -927,6 +955,24 @@ async fn direct_sessions_end_when_access_is_withdrawn_or_they_idle() {
         .await;
     assert!(
         matches!(&refused, Err(Error::WebSocket(m)) if m.contains("access withdrawn")),
+        "{refused:?}"
+    );
+
+    // A session whose cluster is deleted says so, whenever the access was checked last.
+    let mut session = sdk(&server, ADMIN, ADMIN_PW)
+        .await
+        .direct_session(&cluster)
+        .await
+        .unwrap();
+    sdk(&server, ADMIN, ADMIN_PW)
+        .await
+        .delete_cluster(&cluster)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let refused = session.request(&[("picture", &picture)], 1).await;
+    assert!(
+        matches!(&refused, Err(Error::WebSocket(m)) if m.contains("the cluster was deleted")),
         "{refused:?}"
     );
 }

@@ -55,8 +55,10 @@ pub async fn session(
 async fn serve(app: &App, mut socket: WebSocket, cluster: &ClusterHandle, access: &mut Access) {
     let mut staging = Staging::new(&cluster.interfaces());
     let idle = app.config.upload_timeout;
+    // Only messages move the deadline, not pings (clients send those by themselves).
+    let mut deadline = tokio::time::Instant::now() + idle;
     loop {
-        let message = match tokio::time::timeout(idle, socket.recv()).await {
+        let message = match tokio::time::timeout_at(deadline, socket.recv()).await {
             Ok(Some(Ok(message))) => message,
             Ok(_) => return,
             Err(_) => {
@@ -64,10 +66,6 @@ async fn serve(app: &App, mut socket: WebSocket, cluster: &ClusterHandle, access
                 return;
             }
         };
-        if let Err(why) = access.recheck(app).await {
-            close(socket, &why).await;
-            return;
-        }
         let bytes = match message {
             Message::Binary(bytes) => bytes,
             Message::Close(_) => return,
@@ -81,6 +79,11 @@ async fn serve(app: &App, mut socket: WebSocket, cluster: &ClusterHandle, access
                 return;
             }
         };
+        deadline = tokio::time::Instant::now() + idle;
+        if let Err(why) = access.recheck(app).await {
+            close(socket, &why).await;
+            return;
+        }
         let replies = ClusterIoMessage::decode(bytes)
             .map_err(|e| format!("invalid ClusterIO_Message: {e}"))
             .and_then(|message| handle(cluster, &mut staging, message));

@@ -30,7 +30,7 @@ use crate::api::{self, TokenRefused};
 use crate::clusters::{ClusterHandle, Mode};
 use crate::state::App;
 use crate::uploads::UploadTarget;
-use hanami_auth::Verified;
+use hanami_auth::{Scope, Verified};
 use std::time::Instant;
 
 /// Largest websocket message accepted (uploads come in 128 KiB chunks).
@@ -104,17 +104,27 @@ impl Access {
             return Ok(());
         }
         self.checked = Instant::now();
-        let caller = api::current_caller(app, &self.verified)
-            .await
-            .map_err(|refused| format!("access withdrawn: {}", refusal_text(refused)))?;
+        let caller = match api::current_caller(app, &self.verified).await {
+            Ok(caller) => caller,
+            // The database could not tell: the session goes on, and asks again next time.
+            Err(TokenRefused::Store(e)) => {
+                tracing::error!("websocket session: cannot check the token again: {e:#}");
+                return Ok(());
+            }
+            Err(refused) => return Err(format!("access withdrawn: {}", refusal_text(refused))),
+        };
         let allowed = if self.upload {
             app.uploads
                 .target(&caller.id, &caller.project_id, &self.target_uuid)
                 .is_some()
         } else {
-            app.clusters
-                .get(&caller.scope(), &self.target_uuid)
-                .is_some()
+            // A deleted cluster is no question of access (its session says so itself).
+            let deleted = app.clusters.get(&Scope::All, &self.target_uuid).is_none();
+            deleted
+                || app
+                    .clusters
+                    .get(&caller.scope(), &self.target_uuid)
+                    .is_some()
         };
         if allowed {
             Ok(())
@@ -209,9 +219,11 @@ async fn start(app: &App, message: Message) -> Result<(Target, Access), String> 
 /// may no longer upload it.
 async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget, access: &mut Access) {
     let idle = app.config.upload_timeout;
+    // Only chunks move the deadline, not pings (clients send those by themselves).
+    let mut deadline = tokio::time::Instant::now() + idle;
     loop {
         let next = tokio::select! {
-            next = tokio::time::timeout(idle, socket.recv()) => next,
+            next = tokio::time::timeout_at(deadline, socket.recv()) => next,
             () = target.gone() => {
                 refuse(socket, "the upload was cancelled, expired or finished").await;
                 return;
@@ -238,6 +250,7 @@ async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget, acce
                 return;
             }
         };
+        deadline = tokio::time::Instant::now() + idle;
         let chunk = match FileUploadMessage::decode(bytes) {
             Ok(chunk) => chunk,
             Err(e) => {
