@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import ssl
 from typing import Any, Dict, Optional, Union
 from urllib.parse import urlsplit
@@ -13,6 +14,7 @@ from .hanami_exceptions import (
     NotFoundException,
     UnauthorizedException,
 )
+from .hanami_request import Verify
 
 #: Largest websocket message accepted from the server.
 MAX_MESSAGE_BYTES = 16 << 20
@@ -36,16 +38,22 @@ def websocket_url(address: str) -> str:
     return f"{scheme}://{parts.netloc}/"
 
 
-def ssl_context(address: str, verify: bool) -> Optional[ssl.SSLContext]:
-    """The TLS context for ``wss`` (``None`` for plain ``ws``); ``verify=False`` accepts any
-    certificate, like ``requests`` with ``verify=False``."""
+def ssl_context(address: str, verify: Verify) -> Optional[ssl.SSLContext]:
+    """The TLS context for ``wss`` (``None`` for plain ``ws``), checking certificates as
+    ``requests`` does for the same ``verify``: ``False`` accepts any certificate, a path
+    trusts the certificates of that PEM file, and ``True`` the usual roots, or the file that
+    ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` names."""
     if not address.strip().lower().startswith("https"):
         return None
-    context = ssl.create_default_context()
-    if not verify:
+    if verify is False:
+        context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    return context
+        return context
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    return ssl.create_default_context(cafile=bundle or None)
 
 
 def init_message(token: str, target: str, uuid: str) -> str:

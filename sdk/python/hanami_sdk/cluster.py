@@ -11,12 +11,13 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from . import _websocket, hanami_request
 from .hanami_exceptions import HanamiException
+from .hanami_request import Verify
 
 _PATH = "/v1.0alpha/cluster"
 
 
 def create_cluster(token: str, address: str, name: str, template: Union[str, bytes],
-                   verify_connection: bool = True) -> str:
+                   verify_connection: Verify = True) -> str:
     """Creates a cluster from a cluster template; returns the cluster object as JSON text
     (``uuid``, ``name``, ``owner_id``, ``project_id``, ``visibility``, ``created_at``).
 
@@ -31,7 +32,7 @@ def create_cluster(token: str, address: str, name: str, template: Union[str, byt
 
 
 def save_cluster(token: str, address: str, name: str, cluster_uuid: str,
-                 verify_connection: bool = True) -> str:
+                 verify_connection: Verify = True) -> str:
     """Saves the cluster's state as a checkpoint named ``name``.
 
     Returns JSON text ``{"uuid", "name"}``; ``uuid`` is the save task's uuid and also the
@@ -43,7 +44,7 @@ def save_cluster(token: str, address: str, name: str, cluster_uuid: str,
 
 
 def restore_cluster(token: str, address: str, checkpoint_uuid: str, cluster_uuid: str,
-                    verify_connection: bool = True) -> str:
+                    verify_connection: Verify = True) -> str:
     """Replaces the cluster's network with the state stored in a checkpoint.
 
     Queues a restore task and returns JSON text ``{"uuid"}`` (the task's uuid).
@@ -55,14 +56,14 @@ def restore_cluster(token: str, address: str, checkpoint_uuid: str, cluster_uuid
 
 
 def get_cluster(token: str, address: str, cluster_uuid: str,
-                verify_connection: bool = True) -> str:
+                verify_connection: Verify = True) -> str:
     """Returns one cluster as JSON text. ``BadRequestException`` for a malformed uuid,
     ``NotFoundException`` for an unknown one."""
     return hanami_request.send_get_request(token, address, _PATH, {"uuid": cluster_uuid},
                                            verify_connection)
 
 
-def list_clusters(token: str, address: str, verify_connection: bool = True) -> str:
+def list_clusters(token: str, address: str, verify_connection: Verify = True) -> str:
     """Lists the visible clusters as JSON text ``{"header", "body"}``
     (columns ``created_at, uuid, project_id, owner_id, visibility, name``)."""
     return hanami_request.send_get_request(token, address, _PATH + "/all", None,
@@ -70,7 +71,7 @@ def list_clusters(token: str, address: str, verify_connection: bool = True) -> s
 
 
 def delete_cluster(token: str, address: str, cluster_uuid: str,
-                   verify_connection: bool = True) -> str:
+                   verify_connection: Verify = True) -> str:
     """Deletes a cluster and its task queue; returns ``{}``. Checkpoints and result
     datasets stay. ``NotFoundException`` if it does not exist."""
     return hanami_request.send_delete_request(token, address, _PATH, {"uuid": cluster_uuid},
@@ -78,7 +79,7 @@ def delete_cluster(token: str, address: str, cluster_uuid: str,
 
 
 def switch_host(token: str, address: str, cluster_uuid: str, host_uuid: str,
-                verify_connection: bool = True) -> str:
+                verify_connection: Verify = True) -> str:
     """Moves the cluster to another logical host (see ``hosts.list_hosts``); returns the
     cluster object as JSON text. ``NotFoundException`` for an unknown cluster or host."""
     body = {"cluster_uuid": cluster_uuid, "host_uuid": host_uuid}
@@ -87,14 +88,14 @@ def switch_host(token: str, address: str, cluster_uuid: str, host_uuid: str,
 
 
 def _set_mode(token: str, address: str, cluster_uuid: str, new_state: str,
-              verify_connection: bool) -> str:
+              verify_connection: Verify) -> str:
     body = {"new_state": new_state, "uuid": cluster_uuid}
     return hanami_request.send_put_request(token, address, _PATH + "/set_mode", body,
                                            verify_connection)
 
 
 def switch_to_task_mode(token: str, address: str, cluster_uuid: str,
-                        verify_connection: bool = True) -> str:
+                        verify_connection: Verify = True) -> str:
     """Switches a cluster from DIRECT back to TASK mode; queued tasks start again.
 
     Returns JSON text (``uuid``, ``name``, ``new_state``, ``created_at``).
@@ -104,7 +105,7 @@ def switch_to_task_mode(token: str, address: str, cluster_uuid: str,
 
 
 async def switch_to_direct_mode(token: str, address: str, cluster_uuid: str,
-                                verify_connection: bool = True) -> ClientConnection:
+                                verify_connection: Verify = True) -> ClientConnection:
     """Switches a cluster to DIRECT mode and opens a direct-IO websocket to it.
 
     Returns the open connection for :mod:`hanami_sdk.direct_io`; close it with

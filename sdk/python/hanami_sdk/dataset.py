@@ -15,6 +15,7 @@ from websockets.asyncio.client import connect
 from . import _websocket, hanami_request
 from .hanami_exceptions import BadRequestException, HanamiException
 from .hanami_messages import FileUploadMessage, FileUploadResponseMessage
+from .hanami_request import Verify
 
 _PATH = "/v1.0alpha/dataset"
 
@@ -25,7 +26,7 @@ CHUNK_SIZE = 128 * 1024
 ProgressCallback = Callable[[int, int], None]
 
 
-def list_datasets(token: str, address: str, verify_connection: bool = True) -> str:
+def list_datasets(token: str, address: str, verify_connection: Verify = True) -> str:
     """Lists the visible datasets as JSON text ``{"header", "body"}``
     (columns ``created_at, uuid, project_id, owner_id, visibility, name``)."""
     return hanami_request.send_get_request(token, address, _PATH + "/all", None,
@@ -33,7 +34,7 @@ def list_datasets(token: str, address: str, verify_connection: bool = True) -> s
 
 
 def get_dataset(token: str, address: str, dataset_uuid: str,
-                verify_connection: bool = True) -> str:
+                verify_connection: Verify = True) -> str:
     """Returns one dataset as JSON text (``uuid``, ``name``, ``version``,
     ``number_of_rows``, ``number_of_columns``, ``description`` (column groups),
     ``owner_id``, ``project_id``, ``visibility``, ``created_at``).
@@ -45,7 +46,7 @@ def get_dataset(token: str, address: str, dataset_uuid: str,
 
 
 def delete_dataset(token: str, address: str, dataset_uuid: Optional[str] = None,
-                   verify_connection: bool = True, *,
+                   verify_connection: Verify = True, *,
                    checkpoint_uuid: Optional[str] = None) -> str:
     """Deletes a dataset; returns ``{}``. ``NotFoundException`` if it does not exist.
 
@@ -60,7 +61,7 @@ def delete_dataset(token: str, address: str, dataset_uuid: Optional[str] = None,
 
 
 def check_mnist_dataset(token: str, address: str, dataset_uuid: str, result_dataset_uuid: str,
-                        verify_connection: bool = True) -> str:
+                        verify_connection: Verify = True) -> str:
     """Compares a request result with the labels of a reference dataset.
 
     ``dataset_uuid`` is the reference (e.g. the MNIST test set the request ran on),
@@ -78,14 +79,14 @@ check_dataset = check_mnist_dataset
 
 
 def get_upload_progress(token: str, address: str, uuid: str,
-                        verify_connection: bool = True) -> str:
+                        verify_connection: Verify = True) -> str:
     """Returns the upload state of a dataset as JSON text ``{"uuid", "complete"}``."""
     return hanami_request.send_get_request(token, address, _PATH + "/progress",
                                            {"uuid": uuid}, verify_connection)
 
 
 def wait_until_upload_complete(token: str, address: str, uuid: str,
-                               verify_connection: bool = True, *, poll_interval: float = 0.5,
+                               verify_connection: Verify = True, *, poll_interval: float = 0.5,
                                timeout: Optional[float] = None) -> bool:
     """Polls the upload progress of a dataset until all its files have arrived.
 
@@ -109,7 +110,7 @@ class _SessionRefused(Exception):
 
 
 async def _send_chunks(token: str, address: str, file_uuid: str, chunks: Iterable[bytes],
-                       verify_connection: bool,
+                       verify_connection: Verify,
                        sent: Optional[Callable[[int], None]] = None) -> None:
     """Uploads chunks into one temporary file over one websocket session.
 
@@ -172,7 +173,7 @@ def _file_chunks(path: str) -> Iterable[bytes]:
 
 
 def _upload_file(token: str, address: str, file_uuid: str, path: str,
-                 verify_connection: bool, sent: Optional[Callable[[int], None]]) -> None:
+                 verify_connection: Verify, sent: Optional[Callable[[int], None]]) -> None:
     try:
         _run(_send_chunks(token, address, file_uuid, _file_chunks(path), verify_connection,
                           sent))
@@ -181,7 +182,7 @@ def _upload_file(token: str, address: str, file_uuid: str, path: str,
 
 
 async def send_data(token: str, address: str, dataset_uuid: str, file_uuid: str,
-                    data: bytes, verify_connection: bool = True) -> bool:
+                    data: bytes, verify_connection: Verify = True) -> bool:
     """Uploads ``data`` into the temporary file ``file_uuid`` of an unfinished upload.
 
     Sends 128 KiB chunks over one websocket session and waits for the answer to each.
@@ -212,7 +213,7 @@ def _progress_counter(total: int,
 
 
 def upload_mnist_files(token: str, address: str, name: str, input_file_path: str,
-                       label_file_path: str, verify_connection: bool = True, *,
+                       label_file_path: str, verify_connection: Verify = True, *,
                        progress: Optional[ProgressCallback] = None) -> str:
     """Uploads an MNIST image file and label file (IDX format) as one dataset.
 
@@ -243,7 +244,7 @@ def upload_mnist_files(token: str, address: str, name: str, input_file_path: str
 
 
 def upload_csv_files(token: str, address: str, name: str, input_file_path: str,
-                     verify_connection: bool = True, *,
+                     verify_connection: Verify = True, *,
                      progress: Optional[ProgressCallback] = None) -> str:
     """Uploads a CSV file as a dataset; returns the new dataset's uuid (a string).
 

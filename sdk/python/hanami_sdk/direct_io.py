@@ -20,6 +20,7 @@ from .hanami_messages import (
     ClusterIOMessage,
     DecodeError,
 )
+from .hanami_request import Verify
 
 #: Close code the server uses when it refuses a message (unknown name, invalid message).
 _CLOSE_POLICY = 1008
@@ -57,7 +58,7 @@ def _is_ack(message: ClusterIOMessage) -> bool:
 
 async def send_train_input(ws: Any, hexagon_name: str, values: Sequence[float],
                            is_input: bool, is_last: Optional[bool] = None,
-                           verify_connection: bool = True) -> None:
+                           verify_connection: Verify = True) -> None:
     """Sends values for one training sample.
 
     ``hexagon_name`` names an input of the cluster (``is_input=True``) or an output whose
@@ -92,7 +93,7 @@ async def send_train_input(ws: Any, hexagon_name: str, values: Sequence[float],
 
 async def send_request_input(ws: Any, hexagon_name: str, values: Sequence[float],
                              is_last: bool,
-                             verify_connection: bool = True) -> Optional[RequestOutput]:
+                             verify_connection: Verify = True) -> Optional[RequestOutput]:
     """Sends input values of a request; with ``is_last=True`` runs the request.
 
     Returns ``None`` for ``is_last=False``. For the last message it returns the raw output

@@ -25,6 +25,11 @@ REQUEST_TIMEOUT: Optional[float] = 300.0
 
 QueryValues = Union[str, Mapping[str, Any], Sequence[Tuple[str, Any]], None]
 Body = Union[str, bytes, Mapping[str, Any], None]
+#: ``verify_connection`` of every function: ``True`` checks the server's certificate against
+#: the usual roots, ``False`` accepts any (self-signed test servers), and a path names a PEM
+#: file of certificates to trust instead (as ``requests`` takes it), for REST calls and the
+#: ``wss://`` sessions of uploads and direct IO alike.
+Verify = Union[bool, str]
 
 
 def base_url(address: str) -> str:
@@ -58,7 +63,7 @@ def _handle_response(response: requests.Response) -> str:
 
 def send_request(method: str, token: Optional[str], address: str, path: str,
                  body: Body = None, values: QueryValues = None,
-                 verify: bool = True) -> str:
+                 verify: Verify = True) -> str:
     """Sends one request and returns the body of the 200 answer as text.
 
     ``body`` (POST/PUT) may be JSON text or a mapping, which is serialized. ``verify=False``
@@ -86,24 +91,24 @@ def send_request(method: str, token: Optional[str], address: str, path: str,
 
 
 def send_post_request(token: Optional[str], address: str, path: str, body: Body,
-                      verify: bool = True) -> str:
+                      verify: Verify = True) -> str:
     """POST with a JSON body."""
     return send_request("POST", token, address, path, body=body, verify=verify)
 
 
 def send_put_request(token: Optional[str], address: str, path: str, body: Body,
-                     verify: bool = True) -> str:
+                     verify: Verify = True) -> str:
     """PUT with a JSON body."""
     return send_request("PUT", token, address, path, body=body, verify=verify)
 
 
 def send_get_request(token: Optional[str], address: str, path: str, values: QueryValues = None,
-                     verify: bool = True) -> str:
+                     verify: Verify = True) -> str:
     """GET with query values."""
     return send_request("GET", token, address, path, values=values, verify=verify)
 
 
 def send_delete_request(token: Optional[str], address: str, path: str,
-                        values: QueryValues = None, verify: bool = True) -> str:
+                        values: QueryValues = None, verify: Verify = True) -> str:
     """DELETE with query values."""
     return send_request("DELETE", token, address, path, values=values, verify=verify)

@@ -6,9 +6,10 @@ import json
 
 from . import hanami_request
 from .hanami_exceptions import HanamiException
+from .hanami_request import Verify
 
 
-def request_token(address: str, user_id: str, pw: str, verify_connection: bool = True) -> str:
+def request_token(address: str, user_id: str, pw: str, verify_connection: Verify = True) -> str:
     """Logs in and returns the access token (a JWT string).
 
     ``POST /v1.0alpha/token`` with ``{"id": user_id, "password": pw}``. The token is sent by

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Optional
 
 from . import hanami_request
+from .hanami_request import Verify
 
 
 def list_audit_logs(token: str, address: str, user_id: Optional[str] = "", page: int = 0,
-                    verify_connection: bool = True) -> str:
+                    verify_connection: Verify = True) -> str:
     """Returns one page (100 entries) of an audit log as JSON text ``{"header", "body"}``
     (columns ``created_at, user_id, endpoint, request_type``).
 
@@ -21,7 +22,7 @@ def list_audit_logs(token: str, address: str, user_id: Optional[str] = "", page:
 
 
 def list_error_logs(token: str, address: str, user_id: Optional[str] = "", page: int = 0,
-                    verify_connection: bool = True) -> str:
+                    verify_connection: Verify = True) -> str:
     """Returns one page (100 entries) of the error log as JSON text ``{"header", "body"}``
     (columns ``created_at, user_id, component, context, input_values, message``).
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from . import hanami_request
+from .hanami_request import Verify
 
 _PATH = "/v1.0alpha/project"
 
 
 def create_project(token: str, address: str, project_id: str, project_name: str,
-                   verify_connection: bool = True) -> str:
+                   verify_connection: Verify = True) -> str:
     """Creates an empty project; returns the project object as JSON text
     (``id``, ``name``, ``creator_id``, ``created_at``).
 
@@ -20,13 +21,13 @@ def create_project(token: str, address: str, project_id: str, project_name: str,
 
 
 def get_project(token: str, address: str, project_id: str,
-                verify_connection: bool = True) -> str:
+                verify_connection: Verify = True) -> str:
     """Returns one project as JSON text; ``NotFoundException`` if it does not exist."""
     return hanami_request.send_get_request(token, address, _PATH, {"id": project_id},
                                            verify_connection)
 
 
-def list_projects(token: str, address: str, verify_connection: bool = True) -> str:
+def list_projects(token: str, address: str, verify_connection: Verify = True) -> str:
     """Lists all projects as JSON text ``{"header": [...], "body": [[...], ...]}``
     (columns ``created_at, id, name, creator_id``)."""
     return hanami_request.send_get_request(token, address, _PATH + "/all", None,
@@ -34,7 +35,7 @@ def list_projects(token: str, address: str, verify_connection: bool = True) -> s
 
 
 def delete_project(token: str, address: str, project_id: str,
-                   verify_connection: bool = True) -> str:
+                   verify_connection: Verify = True) -> str:
     """Deletes a project; returns ``{}``. ``NotFoundException`` if it does not exist,
     ``ConflictException`` if it still owns resources."""
     return hanami_request.send_delete_request(token, address, _PATH, {"id": project_id},

@@ -7,10 +7,11 @@ whose uuid is the task's uuid. These functions map onto the dataset endpoints.
 from __future__ import annotations
 
 from . import dataset
+from .hanami_request import Verify
 
 
 def check_against_dataset(token: str, address: str, task_uuid: str,
-                          request_dataset_uuid: str, verify_connection: bool = True) -> str:
+                          request_dataset_uuid: str, verify_connection: Verify = True) -> str:
     """Compares the result of a request task with the labels of the dataset it ran on.
 
     ``task_uuid`` is the request task's uuid (= its result dataset), ``request_dataset_uuid``
@@ -22,17 +23,17 @@ def check_against_dataset(token: str, address: str, task_uuid: str,
 
 
 def get_request_result(token: str, address: str, request_result_uuid: str,
-                       verify_connection: bool = True) -> str:
+                       verify_connection: Verify = True) -> str:
     """Returns the result dataset of a request task (its uuid is the task's uuid)."""
     return dataset.get_dataset(token, address, request_result_uuid, verify_connection)
 
 
-def list_request_results(token: str, address: str, verify_connection: bool = True) -> str:
+def list_request_results(token: str, address: str, verify_connection: Verify = True) -> str:
     """Lists the visible datasets, which include the request results."""
     return dataset.list_datasets(token, address, verify_connection)
 
 
 def delete_request_result(token: str, address: str, request_result_uuid: str,
-                          verify_connection: bool = True) -> str:
+                          verify_connection: Verify = True) -> str:
     """Deletes the result dataset of a request task."""
     return dataset.delete_dataset(token, address, request_result_uuid, verify_connection)

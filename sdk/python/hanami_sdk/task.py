@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from . import hanami_request
+from .hanami_request import Verify
 
 _PATH = "/v1.0alpha/task"
 
@@ -17,7 +18,7 @@ def _as_sent(mapping: Mapping[str, str]) -> object:
 
 def create_train_task(token: str, address: str, name: str, cluster_uuid: str,
                       inputs: Mapping[str, str], outputs: Mapping[str, str],
-                      verify_connection: bool = True) -> str:
+                      verify_connection: Verify = True) -> str:
     """Queues a train task; returns the task object as JSON text (``uuid``, ``name``,
     ``state`` = ``queued``, ``current_cycle``, ``total_number_of_cycles``, timestamps).
 
@@ -35,7 +36,7 @@ def create_train_task(token: str, address: str, name: str, cluster_uuid: str,
 
 def create_request_task(token: str, address: str, name: str, cluster_uuid: str,
                         inputs: Mapping[str, str], results: Mapping[str, str],
-                        verify_connection: bool = True) -> str:
+                        verify_connection: Verify = True) -> str:
     """Queues a request task; returns the task object as JSON text.
 
     ``inputs`` maps input names to dataset uuids; ``results`` maps one output name to the
@@ -49,7 +50,7 @@ def create_request_task(token: str, address: str, name: str, cluster_uuid: str,
 
 
 def get_task(token: str, address: str, task_uuid: str, cluster_uuid: str,
-             verify_connection: bool = True) -> str:
+             verify_connection: Verify = True) -> str:
     """Returns a task as JSON text with its live ``state`` (``queued``, ``active``,
     ``aborted``, ``finished``), ``current_cycle`` and ``total_number_of_cycles``.
     ``NotFoundException`` for an unknown cluster or task."""
@@ -58,7 +59,7 @@ def get_task(token: str, address: str, task_uuid: str, cluster_uuid: str,
 
 
 def list_tasks(token: str, address: str, cluster_uuid: str,
-               verify_connection: bool = True) -> str:
+               verify_connection: Verify = True) -> str:
     """Lists the tasks of a cluster as JSON text ``{"header", "body"}``
     (columns ``uuid, state, percentage, queued, start, end``; all cells strings)."""
     return hanami_request.send_get_request(token, address, _PATH + "/all",
@@ -66,7 +67,7 @@ def list_tasks(token: str, address: str, cluster_uuid: str,
 
 
 def delete_task(token: str, address: str, task_uuid: str, cluster_uuid: str,
-                verify_connection: bool = True) -> str:
+                verify_connection: Verify = True) -> str:
     """Deletes a task (a running one stops at its next row); returns ``{}``.
     ``NotFoundException`` for an unknown cluster or task."""
     values = {"uuid": task_uuid, "cluster_uuid": cluster_uuid}

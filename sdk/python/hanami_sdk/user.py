@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Optional
 
 from . import hanami_request
+from .hanami_request import Verify
 
 _PATH = "/v1.0alpha/user"
 
 
 def create_user(token: str, address: str, user_id: str, user_name: str,
                 passwort: Optional[str] = None, is_admin: bool = False,
-                verify_connection: bool = True, *, password: Optional[str] = None) -> str:
+                verify_connection: Verify = True, *, password: Optional[str] = None) -> str:
     """Creates a user (admins only); returns the user object as JSON text
     (``id``, ``name``, ``is_admin``, ``projects``, ``creator_id``, ``created_at``).
 
@@ -30,20 +31,20 @@ def create_user(token: str, address: str, user_id: str, user_name: str,
     return hanami_request.send_post_request(token, address, _PATH, body, verify_connection)
 
 
-def get_user(token: str, address: str, user_id: str, verify_connection: bool = True) -> str:
+def get_user(token: str, address: str, user_id: str, verify_connection: Verify = True) -> str:
     """Returns one user as JSON text; ``NotFoundException`` if it does not exist."""
     return hanami_request.send_get_request(token, address, _PATH, {"id": user_id},
                                            verify_connection)
 
 
-def list_users(token: str, address: str, verify_connection: bool = True) -> str:
+def list_users(token: str, address: str, verify_connection: Verify = True) -> str:
     """Lists all users as JSON text ``{"header", "body"}``
     (columns ``created_at, id, name, creator_id, projects, is_admin``)."""
     return hanami_request.send_get_request(token, address, _PATH + "/all", None,
                                            verify_connection)
 
 
-def delete_user(token: str, address: str, user_id: str, verify_connection: bool = True) -> str:
+def delete_user(token: str, address: str, user_id: str, verify_connection: Verify = True) -> str:
     """Deletes a user; returns ``{}``. ``NotFoundException`` if it does not exist,
     ``ConflictException`` when users try to delete themselves."""
     return hanami_request.send_delete_request(token, address, _PATH, {"id": user_id},
@@ -51,7 +52,7 @@ def delete_user(token: str, address: str, user_id: str, verify_connection: bool 
 
 
 def add_roject_to_user(token: str, address: str, user_id: str, project_id: str, role: str,
-                       is_project_admin: bool = False, verify_connection: bool = True) -> str:
+                       is_project_admin: bool = False, verify_connection: Verify = True) -> str:
     """Assigns a project to a user with a role (``admin`` or ``member`` in the default
     policy); returns the updated user object as JSON text.
 
@@ -67,7 +68,7 @@ def add_roject_to_user(token: str, address: str, user_id: str, project_id: str, 
 
 
 def remove_project_fromUser(token: str, address: str, user_id: str, project_id: str,
-                            verify_connection: bool = True) -> str:
+                            verify_connection: Verify = True) -> str:
     """Removes a project from a user; returns the updated user object as JSON text.
 
     The name keeps the original SDK's spelling; :func:`remove_project_from_user` is the same
@@ -78,7 +79,7 @@ def remove_project_fromUser(token: str, address: str, user_id: str, project_id: 
                                               verify_connection)
 
 
-def list_projects_of_user(token: str, address: str, verify_connection: bool = True, *,
+def list_projects_of_user(token: str, address: str, verify_connection: Verify = True, *,
                           user_id: Optional[str] = None) -> str:
     """Lists the projects of the current user (the token's user) as JSON text
     ``{"projects": [{"project_id", "role", "is_project_admin"}, ...]}``.
@@ -91,7 +92,7 @@ def list_projects_of_user(token: str, address: str, verify_connection: bool = Tr
 
 
 def switch_project(token: str, address: str, project_id: str,
-                   verify_connection: bool = True) -> str:
+                   verify_connection: Verify = True) -> str:
     """Switches the current user to another of its projects.
 
     Returns JSON text with a **new token** for that project (``id``, ``name``, ``is_admin``,

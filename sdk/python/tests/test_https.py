@@ -51,10 +51,17 @@ def self_signed_certificate(directory: Path) -> tuple:
 
 
 @pytest.fixture(scope="module")
-def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def tls_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory with ``cert.pem`` and ``key.pem`` of a self-signed certificate."""
     directory = tmp_path_factory.mktemp("tls")
-    cert, key = self_signed_certificate(directory)
-    server = start_server(directory / "data", ["--tls-cert", cert, "--tls-key", key])
+    self_signed_certificate(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def tls_server(tls_directory: Path) -> Iterator[Server]:
+    cert, key = str(tls_directory / "cert.pem"), str(tls_directory / "key.pem")
+    server = start_server(tls_directory / "data", ["--tls-cert", cert, "--tls-key", key])
     assert server.url.startswith("https://")
     yield server
     server.stop()
@@ -112,3 +119,19 @@ def test_everything_over_https_without_verification(tls_server: Server, files: P
     dataset.delete_dataset(token, address, csv_uuid, False)
     # verify_connection=False does not flood the caller with urllib3 warnings
     assert not [w for w in recwarn.list if "Unverified HTTPS" in str(w.message)]
+
+
+def test_a_trusted_certificate_file_covers_rest_and_websockets(
+        tls_server: Server, tls_directory: Path, files: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cert = str(tls_directory / "cert.pem")
+    address = tls_server.url
+    token = hanami_token.request_token(address, ADMIN, ADMIN_PW, cert)
+    images, labels = pattern_mnist(files, "trusted", 100)
+    data = dataset.upload_mnist_files(token, address, unique("trusted"), images, labels, cert)
+    assert json.loads(dataset.get_dataset(token, address, data, cert))["number_of_rows"] == 100
+    # The variable that requests reads is read for websockets too.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)
+    again = dataset.upload_mnist_files(token, address, unique("trusted"), images, labels)
+    dataset.delete_dataset(token, address, again)
+    dataset.delete_dataset(token, address, data, cert)
