@@ -408,10 +408,11 @@ async fn modes_queue_and_direct_io() {
     assert!(client.direct_session(c).await.is_err());
     let changed = client.set_direct_mode(c, true).await.unwrap();
     assert_eq!(changed.new_state, "DIRECT");
-    assert!(matches!(
-        client.set_direct_mode(c, true).await,
-        Err(Error::Conflict(_))
-    ));
+    let again = client.set_direct_mode(c, true).await;
+    assert!(
+        matches!(&again, Err(Error::Conflict(m)) if m.ends_with("it is already in that mode")),
+        "{again:?}"
+    );
     // Tasks wait while the cluster is in DIRECT mode.
     let waiting = client
         .train("waits", c, &[("picture", &train)], &[("label", &train)])
@@ -531,6 +532,19 @@ async fn aborting_tasks_and_deleting_clusters() {
         .await
         .unwrap();
     assert_eq!(client.task(c, &second.uuid).await.unwrap().state, "queued");
+    // No DIRECT mode while tasks run or wait, nor without a network: the answer says which.
+    let busy = client.set_direct_mode(c, true).await;
+    assert!(
+        matches!(&busy, Err(Error::Conflict(m)) if m.ends_with("a task is queued or running")),
+        "{busy:?}"
+    );
+    let empty = client.create_cluster("empty_one", "").await.unwrap().uuid;
+    let bare = client.set_direct_mode(&empty, true).await;
+    assert!(
+        matches!(&bare, Err(Error::Conflict(m)) if m.ends_with("it has no network yet")),
+        "{bare:?}"
+    );
+    client.delete_cluster(&empty).await.unwrap();
     // A queued task leaves the queue.
     client.delete_task(c, &second.uuid).await.unwrap();
     assert!(matches!(

@@ -277,13 +277,7 @@ async fn set_mode(app: App, caller: Caller, request: SetModeRequest) -> ApiResul
     } else {
         Mode::Task
     };
-    cluster.set_mode(mode, &app.workers).map_err(|_| {
-        let why = match mode {
-            Mode::Direct => {
-                "it is already in DIRECT mode, a task is queued or running, or it has no network"
-            }
-            Mode::Task => "it is already in TASK mode",
-        };
+    cluster.set_mode(mode, &app.workers).map_err(|why| {
         ApiError::Conflict(format!(
             "Can not switch cluster to '{}': {why}",
             request.new_state

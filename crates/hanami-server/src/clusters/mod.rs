@@ -124,8 +124,18 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Why the mode cannot change.
-#[derive(Debug)]
-pub struct ModeConflict;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ModeConflict {
+    /// The cluster is in that mode already.
+    #[error("it is already in that mode")]
+    Already,
+    /// Tasks run or wait (DIRECT needs an idle queue).
+    #[error("a task is queued or running")]
+    Busy,
+    /// There is no network to drive.
+    #[error("it has no network yet")]
+    NoNetwork,
+}
 
 impl ClusterHandle {
     /// A cluster with a network (or none, for an empty template) saved in `network_file`.
@@ -169,9 +179,13 @@ impl ClusterHandle {
     pub fn set_mode(self: &Arc<Self>, mode: Mode, ctx: &WorkerContext) -> Result<(), ModeConflict> {
         let mut control = lock(&self.control);
         match (control.mode, mode) {
-            (Mode::Task, Mode::Direct)
-                if control.active.is_none() && control.queue.is_empty() && self.has_network() =>
-            {
+            (Mode::Task, Mode::Direct) => {
+                if control.active.is_some() || !control.queue.is_empty() {
+                    return Err(ModeConflict::Busy);
+                }
+                if !self.has_network() {
+                    return Err(ModeConflict::NoNetwork);
+                }
                 control.mode = Mode::Direct;
                 Ok(())
             }
@@ -180,7 +194,7 @@ impl ClusterHandle {
                 self.start_worker(&mut control, ctx);
                 Ok(())
             }
-            _ => Err(ModeConflict),
+            (Mode::Task, Mode::Task) | (Mode::Direct, Mode::Direct) => Err(ModeConflict::Already),
         }
     }
 
