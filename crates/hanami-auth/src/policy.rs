@@ -165,6 +165,20 @@ impl Policy {
             .is_some_and(|roles| roles.iter().any(|r| r == role))
     }
 
+    /// The roles the policy names anywhere, sorted and without repeats.
+    pub fn roles(&self) -> Vec<&str> {
+        let mut roles: Vec<&str> = self
+            .rules
+            .values()
+            .flat_map(|methods| methods.values())
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        roles.sort_unstable();
+        roles.dedup();
+        roles
+    }
+
     /// The endpoint ids the policy has rules for.
     pub fn endpoints(&self) -> impl Iterator<Item = &str> {
         self.rules.keys().map(String::as_str)

@@ -245,6 +245,19 @@ async fn project_assignments() {
         )
         .await
         .expect(400);
+    // A role the policy never names could do nothing: refused, with the roles there are.
+    let unknown = admin
+        .post(
+            "user/project",
+            &json!({"id": "memb", "project_id": "proj_b", "role": "bogusrole",
+                    "is_project_admin": false}),
+        )
+        .await
+        .expect(400);
+    assert_eq!(
+        unknown.body,
+        "Role 'bogusrole' is not in the server's policy (its roles: admin, member)"
+    );
     let user = admin
         .post("user/project", &assign("memb", "proj_b"))
         .await

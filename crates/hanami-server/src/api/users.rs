@@ -159,6 +159,15 @@ async fn assign(app: App, caller: Caller, request: AssignProjectRequest) -> ApiR
             request.project_id
         )));
     }
+    // A role the policy never names could call nothing at all.
+    let roles = app.policy.roles();
+    if !roles.contains(&request.role.as_str()) {
+        return Err(ApiError::BadRequest(format!(
+            "Role '{}' is not in the server's policy (its roles: {})",
+            request.role,
+            roles.join(", ")
+        )));
+    }
     let assignment = ProjectAssignment {
         project_id: request.project_id.clone(),
         role: request.role,
