@@ -49,6 +49,14 @@ impl CliError {
                         "\n(for a self-signed server certificate pass --insecure or set \
                          HANAMI_INSECURE=1, or trust it with --ca-cert FILE)",
                     );
+                } else if text.contains("InvalidContentType") {
+                    // A TLS client got something that is no TLS record: plain HTTP.
+                    text.push_str(
+                        "\n(the server seems to speak plain HTTP: use an http:// address)",
+                    );
+                } else if text.contains("invalid HTTP version") {
+                    // An HTTP client got a TLS record where a status line belongs.
+                    text.push_str("\n(the server seems to speak HTTPS: use an https:// address)");
                 }
                 CliError::Other(format!("cannot reach {address}: {text}"))
             }

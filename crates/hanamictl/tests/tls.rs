@@ -37,6 +37,39 @@ fn https_with_a_self_signed_certificate() {
         run.stderr
     );
 
+    // The wrong scheme either way is named.
+    let plain = server.url.replace("https://", "http://");
+    let run = ctl_env(
+        &[
+            ("HANAMI_ADDRESS", &plain),
+            ("HANAMI_USER", "asdf"),
+            ("HANAMI_PW", "asdfasdf"),
+        ],
+        &["host", "list"],
+    )
+    .fails();
+    assert!(
+        run.stderr.contains("use an https:// address"),
+        "{}",
+        run.stderr
+    );
+    let plain_server = Server::start();
+    let tls_to_plain = plain_server.url.replace("http://", "https://");
+    let run = ctl_env(
+        &[
+            ("HANAMI_ADDRESS", &tls_to_plain),
+            ("HANAMI_USER", "asdf"),
+            ("HANAMI_PW", "asdfasdf"),
+        ],
+        &["host", "list"],
+    )
+    .fails();
+    assert!(
+        run.stderr.contains("use an http:// address"),
+        "{}",
+        run.stderr
+    );
+
     // The opt-ins.
     let (_, rows) = ctl_env(&env, &["--insecure", "host", "list"]).ok().list();
     assert_eq!(rows.len(), 1);
