@@ -408,6 +408,11 @@ async fn execute(
                 UserProjectCmd::Switch { project } => {
                     let mut switched = client.clone();
                     switched.switch_project(&project).await.map_err(sdk)?;
+                    // The switch holds for this command's token only.
+                    eprintln!(
+                        "note: hanamictl logs in anew for every command; to work in project \
+                         '{project}', set HANAMI_PROJECT={project}"
+                    );
                     single(&switched.auth_info().await.map_err(sdk)?, SCOPE)
                 }
             },

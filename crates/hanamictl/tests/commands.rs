@@ -263,6 +263,11 @@ fn users_and_their_projects() {
     );
     assert_eq!(scope.field("PROJECT ID"), "cli_test_project");
     assert_eq!(scope.field("ROLE"), "member");
+    assert!(
+        scope.stderr.contains("set HANAMI_PROJECT=cli_test_project"),
+        "{}",
+        scope.stderr
+    );
     member(&["project", "list"]).fails_with_status(401);
     let in_project = ctl_env(
         &[
