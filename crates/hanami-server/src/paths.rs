@@ -71,6 +71,11 @@ impl DataDir {
         self.root.join("token.key")
     }
 
+    /// The uuid of the server's one logical host (the CPU), kept across restarts.
+    pub fn host_id(&self) -> PathBuf {
+        self.root.join("host.id")
+    }
+
     /// Dataset files, one per dataset.
     pub fn datasets(&self) -> PathBuf {
         self.root.join("datasets")

@@ -122,6 +122,7 @@ async fn prepare(config: Config) -> anyhow::Result<App> {
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
     ensure_admin(&store).await?;
     let tokens = TokenKey::load_or_create(&paths.token_key(), config.token_expiry)?;
+    let cpu_host = host_id(&paths.host_id())?;
     remove_unreferenced_files(&store, Kind::Dataset, &paths.datasets()).await?;
     remove_unreferenced_files(&store, Kind::Checkpoint, &paths.checkpoints()).await?;
     let uploads = Arc::new(
@@ -166,9 +167,33 @@ async fn prepare(config: Config) -> anyhow::Result<App> {
         cluster_names: tokio::sync::Mutex::new(()),
         workers,
         measurements: Arc::default(),
-        cpu_host: uuid::Uuid::new_v4().to_string(),
+        cpu_host,
         routes,
     }))
+}
+
+/// The uuid of the logical host saved in `path`, or a new one saved there: hosts keep their
+/// uuid across restarts, so a uuid that clients noted stays valid.
+fn host_id(path: &Path) -> anyhow::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let id = text.trim();
+            if !Pattern::Uuid.matches(id) {
+                bail!(
+                    "{} does not hold a host uuid; remove it to get a new one",
+                    path.display()
+                );
+            }
+            Ok(id.to_ascii_lowercase())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = uuid::Uuid::new_v4().to_string();
+            crate::clusters::write_durably(path, id.as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(id)
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot read {}", path.display()))),
+    }
 }
 
 /// Brings back the clusters of earlier runs, each with its saved network and its task list.
@@ -410,5 +435,17 @@ mod tests {
             foreign_endpoints(&policy, &Routes::default()),
             ["v1.0alpha/clusters", "v1.0alpha/nope"]
         );
+    }
+
+    #[test]
+    fn the_host_uuid_is_made_once_and_checked_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("host.id");
+        let made = host_id(&path).unwrap();
+        assert!(Pattern::Uuid.matches(&made));
+        assert_eq!(host_id(&path).unwrap(), made);
+        std::fs::write(&path, "not a uuid").unwrap();
+        let error = host_id(&path).unwrap_err().to_string();
+        assert!(error.contains("does not hold a host uuid"), "{error}");
     }
 }

@@ -243,6 +243,17 @@ async fn one_cpu_host() {
     assert_eq!(rows[0][1], "cpu");
     assert_eq!(rows[0][0].as_str().unwrap().len(), 36);
     admin.get("host/all?x=1").await.expect(400);
+    // The host keeps its uuid across restarts.
+    let uuid = rows[0][0].clone();
+    let server = server.restart();
+    let hosts = server
+        .admin()
+        .await
+        .get("host/all")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(hosts["body"][0][0], uuid);
 }
 
 #[tokio::test]
