@@ -59,10 +59,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let app = prepare(config).await?;
-    let listener = std::net::TcpListener::bind(app.config.listen)
-        .with_context(|| format!("cannot listen on {}", app.config.listen))?;
+    // The port too: a port in use must change nothing either. Connections wait in the
+    // backlog until everything is ready.
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     listener.set_nonblocking(true)?;
+    let app = prepare(config).await?;
     let address = listener.local_addr()?;
     let scheme = if tls_config.is_some() {
         "https"

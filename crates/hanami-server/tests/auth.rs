@@ -485,6 +485,28 @@ async fn a_certificate_that_does_not_load_stops_the_start_before_anything_change
     );
 }
 
+#[test]
+fn a_port_in_use_stops_the_start_before_anything_changes() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hanami"))
+        .arg("--listen")
+        .arg(taken.local_addr().unwrap().to_string())
+        .arg("--data-dir")
+        .arg(&data)
+        .env("HANAMI_ADMIN_USER_ID", ADMIN)
+        .env("HANAMI_ADMIN_USER_NAME", ADMIN)
+        .env("HANAMI_ADMIN_PASSWORD", ADMIN_PW)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+    // No admin was created, no database written: the data directory was not even made.
+    assert!(!data.exists());
+}
+
 #[tokio::test]
 async fn https_connections_that_send_no_request_after_the_handshake_are_closed() {
     use std::sync::Arc;
