@@ -4,7 +4,7 @@ use hanami_types::projects::Project;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use crate::resources::{DeleteError, Holder, held_resources};
+use crate::resources::{DeleteError, Holder, delete_unless_holding};
 use crate::{Store, StoreError, now_timestamp};
 
 fn project_from_row(row: &SqliteRow) -> Project {
@@ -60,23 +60,6 @@ impl Store {
 
     /// Deletes a project and the assignments to it, unless resources still belong to it.
     pub async fn delete_project(&self, id: &str) -> Result<(), DeleteError> {
-        let mut tx = self.pool.begin().await?;
-        let in_use = held_resources(&mut tx, Holder::Project(id)).await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT seq FROM projects WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Err(DeleteError::NotFound);
-        }
-        if let Some(in_use) = in_use {
-            return Err(DeleteError::InUse(in_use));
-        }
-        sqlx::query("DELETE FROM projects WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        delete_unless_holding(self, Holder::Project(id)).await
     }
 }

@@ -70,7 +70,7 @@ pub(crate) enum Holder<'a> {
 }
 
 /// The resources `holder` has, in words (`2 dataset(s), 1 cluster(s)`); `None` if none.
-pub(crate) async fn held_resources(
+async fn held_resources(
     conn: &mut SqliteConnection,
     holder: Holder<'_>,
 ) -> Result<Option<String>, StoreError> {
@@ -92,6 +92,36 @@ pub(crate) async fn held_resources(
         }
     }
     Ok((!held.is_empty()).then(|| held.join(", ")))
+}
+
+/// Deletes the user or project `holder` (its row; assignments follow by cascade) unless it
+/// has resources; [`DeleteError::NotFound`] if there is no such row.
+pub(crate) async fn delete_unless_holding(
+    store: &Store,
+    holder: Holder<'_>,
+) -> Result<(), DeleteError> {
+    let (table, id) = match holder {
+        Holder::Project(id) => ("projects", id),
+        Holder::Owner(id) => ("users", id),
+    };
+    let mut tx = store.pool.begin().await?;
+    let in_use = held_resources(&mut tx, holder).await?;
+    let exists: Option<i64> = sqlx::query_scalar(&format!("SELECT seq FROM {table} WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if exists.is_none() {
+        return Err(DeleteError::NotFound);
+    }
+    if let Some(in_use) = in_use {
+        return Err(DeleteError::InUse(in_use));
+    }
+    sqlx::query(&format!("DELETE FROM {table} WHERE id = ?"))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// A resource's database row.

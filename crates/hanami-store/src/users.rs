@@ -4,7 +4,7 @@ use hanami_types::users::{ProjectAssignment, User};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use crate::resources::{DeleteError, Holder, held_resources};
+use crate::resources::{DeleteError, Holder, delete_unless_holding};
 use crate::{Store, StoreError, now_timestamp};
 
 /// A user with its password hash, as stored.
@@ -122,24 +122,7 @@ impl Store {
     /// Deletes a user and its assignments, unless resources (in any project) still belong to
     /// it: a user created later under the same id would own them.
     pub async fn delete_user(&self, id: &str) -> Result<(), DeleteError> {
-        let mut tx = self.pool.begin().await?;
-        let in_use = held_resources(&mut tx, Holder::Owner(id)).await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT seq FROM users WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Err(DeleteError::NotFound);
-        }
-        if let Some(in_use) = in_use {
-            return Err(DeleteError::InUse(in_use));
-        }
-        sqlx::query("DELETE FROM users WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        delete_unless_holding(self, Holder::Owner(id)).await
     }
 
     /// Project assignments of a user, oldest first.
