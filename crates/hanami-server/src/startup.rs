@@ -79,7 +79,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!("listening on {scheme}://{address}");
 
     let handle = axum_server::Handle::new();
-    tokio::spawn(shutdown_on_signal(handle.clone()));
+    tokio::spawn(shutdown_on_signal(handle.clone(), app.clone()));
     tokio::spawn(expire_uploads(app.uploads.clone()));
     tokio::spawn(host_info::sample_every_second(app.measurements.clone()));
     let router = Router::new()
@@ -171,6 +171,7 @@ async fn prepare(config: Config) -> anyhow::Result<App> {
         measurements: Arc::default(),
         cpu_host,
         routes,
+        stopping: tokio::sync::watch::Sender::new(false),
     }))
 }
 
@@ -397,7 +398,7 @@ async fn ensure_admin(store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_on_signal(handle: axum_server::Handle) {
+async fn shutdown_on_signal(handle: axum_server::Handle, app: App) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     let terminate = async {
@@ -418,6 +419,7 @@ async fn shutdown_on_signal(handle: axum_server::Handle) {
         _ = terminate => {}
     }
     tracing::info!("shutting down");
+    app.stopping.send_replace(true);
     handle.graceful_shutdown(Some(Duration::from_secs(10)));
 }
 

@@ -45,4 +45,15 @@ pub struct AppState {
     pub cpu_host: String,
     /// The endpoint table.
     pub routes: Routes,
+    /// Turns `true` when the server begins to shut down; open websocket sessions then close
+    /// with a reason.
+    pub stopping: tokio::sync::watch::Sender<bool>,
+}
+
+impl AppState {
+    /// Resolves once the server begins to shut down.
+    pub async fn stopping(&self) {
+        let mut stopping = self.stopping.subscribe();
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+    }
 }

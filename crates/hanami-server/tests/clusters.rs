@@ -1026,3 +1026,24 @@ async fn a_task_of_a_deleted_user_records_nothing_for_it() {
     let files = std::fs::read_dir(server.data_dir.join("checkpoints")).unwrap();
     assert_eq!(files.count(), 0);
 }
+
+#[tokio::test]
+async fn open_sessions_are_told_when_the_server_shuts_down() {
+    let mut server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let cluster = client
+        .create_cluster("stopping", SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let mut session = client.direct_session(&cluster).await.unwrap();
+    let picture = vec![0.0f32; 784];
+    session.request(&[("picture", &picture)], 1).await.unwrap();
+    assert!(server.stop(), "the server did not stop cleanly");
+    let closed = session.request(&[("picture", &picture)], 1).await;
+    assert!(
+        matches!(&closed, Err(Error::WebSocket(m)) if m.ends_with("the server is shutting down")),
+        "{closed:?}"
+    );
+}

@@ -633,6 +633,23 @@ async fn an_upload_session_ends_when_its_user_loses_access() {
 }
 
 #[tokio::test]
+async fn an_upload_session_is_told_when_the_server_shuts_down() {
+    let mut server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let started = client.start_csv_upload("stopping", 8).await.unwrap();
+    let mut socket = open_socket(&server, "/").await;
+    let token = client.token().to_owned();
+    init(&mut socket, &token, "file_upload", &started.uuid_input_file).await;
+    assert!(server.stop(), "the server did not stop cleanly");
+    let told = next_bytes(&mut socket)
+        .await
+        .expect("a reply before the close");
+    let told = FileUploadResponseMessage::decode(told.as_slice()).unwrap();
+    assert!(!told.success);
+    assert_eq!(told.error_message, "the server is shutting down");
+}
+
+#[tokio::test]
 async fn datasets_are_scoped_to_projects_and_owners() {
     let server = TestServer::start();
     let admin_http = server.admin().await;

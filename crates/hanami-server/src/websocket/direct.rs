@@ -8,7 +8,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use hanami_types::websocket::proto::{ClusterIoMessage, ClusterProcessType, TargetBufferType};
 use prost::Message as _;
 
-use super::Access;
+use super::{Access, SHUTTING_DOWN};
 use crate::clusters::{ClusterHandle, Interfaces, Mode};
 use crate::state::App;
 
@@ -58,7 +58,14 @@ async fn serve(app: &App, mut socket: WebSocket, cluster: &ClusterHandle, access
     // Only messages move the deadline, not pings (clients send those by themselves).
     let mut deadline = tokio::time::Instant::now() + idle;
     loop {
-        let message = match tokio::time::timeout_at(deadline, socket.recv()).await {
+        let next = tokio::select! {
+            next = tokio::time::timeout_at(deadline, socket.recv()) => next,
+            () = app.stopping() => {
+                close(socket, SHUTTING_DOWN).await;
+                return;
+            }
+        };
+        let message = match next {
             Ok(Some(Ok(message))) => message,
             Ok(_) => return,
             Err(_) => {

@@ -83,6 +83,9 @@ enum Target {
     Cluster(Arc<ClusterHandle>),
 }
 
+/// Why sessions close when the server stops.
+pub(crate) const SHUTTING_DOWN: &str = "the server is shutting down";
+
 /// How often an open session checks again that its user may still use it.
 const RECHECK: Duration = Duration::from_secs(1);
 
@@ -226,6 +229,10 @@ async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget, acce
             next = tokio::time::timeout_at(deadline, socket.recv()) => next,
             () = target.gone() => {
                 refuse(socket, "the upload was cancelled, expired or finished").await;
+                return;
+            }
+            () = app.stopping() => {
+                refuse(socket, SHUTTING_DOWN).await;
                 return;
             }
         };
