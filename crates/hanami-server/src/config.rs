@@ -53,6 +53,7 @@ struct FileConfig {
     header_timeout: Option<u64>,
     cluster_memory_mib: Option<u64>,
     min_free_disk_mib: Option<u64>,
+    log_retention_days: Option<u32>,
 }
 
 /// PEM files for HTTPS.
@@ -89,6 +90,8 @@ pub struct Config {
     pub header_timeout: Duration,
     /// Memory budget of each cluster's network in bytes: growth beyond it is refused.
     pub cluster_memory_limit: usize,
+    /// Days that audit- and error-log entries are kept; `None`: for ever.
+    pub log_retention_days: Option<u32>,
     /// Disk space in bytes that uploads must leave free in the data directory.
     pub min_free_disk: u64,
 }
@@ -114,6 +117,8 @@ const MAX_CLUSTER_MEMORY_MIB: u64 = 1 << 20;
 /// Default disk space in MiB that uploads leave free for the database, networks and
 /// checkpoints.
 pub const DEFAULT_MIN_FREE_DISK_MIB: u64 = 256;
+/// Largest `log_retention_days`: a hundred years.
+const MAX_LOG_RETENTION_DAYS: u32 = 36_500;
 /// Largest `min_free_disk_mib`: 1 PiB.
 const MAX_MIN_FREE_DISK_MIB: u64 = 1 << 30;
 
@@ -169,6 +174,11 @@ impl Config {
                  {min_free_disk_mib}"
             );
         }
+        // 0 keeps the logs for ever, as the original did.
+        let log_retention_days = file.log_retention_days.filter(|&days| days > 0);
+        if log_retention_days.is_some_and(|days| days > MAX_LOG_RETENTION_DAYS) {
+            bail!("log_retention_days must be at most {MAX_LOG_RETENTION_DAYS} (0: keep for ever)");
+        }
         Ok(Self {
             listen: args
                 .listen
@@ -188,6 +198,7 @@ impl Config {
             cluster_memory_limit: usize::try_from(cluster_memory_mib << 20)
                 .context("cluster_memory_mib is too large for this machine")?,
             min_free_disk: min_free_disk_mib << 20,
+            log_retention_days,
         })
     }
 }
@@ -253,6 +264,15 @@ mod tests {
         std::fs::write(&path, "cluster_memory_mib = 3\n").unwrap();
         let c = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap();
         assert_eq!(c.cluster_memory_limit, 3 << 20);
+        std::fs::write(&path, "log_retention_days = 30\n").unwrap();
+        let c = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap();
+        assert_eq!(c.log_retention_days, Some(30));
+        std::fs::write(&path, "log_retention_days = 0\n").unwrap();
+        let c = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap();
+        assert_eq!(c.log_retention_days, None);
+        std::fs::write(&path, "log_retention_days = 36501\n").unwrap();
+        let err = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap_err();
+        assert!(err.to_string().contains("log_retention_days"), "{err:#}");
         std::fs::write(&path, "min_free_disk_mib = 0\n").unwrap();
         let c = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap();
         assert_eq!(c.min_free_disk, 0);

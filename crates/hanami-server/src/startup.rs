@@ -81,6 +81,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let handle = axum_server::Handle::new();
     tokio::spawn(shutdown_on_signal(handle.clone(), app.clone()));
     tokio::spawn(expire_uploads(app.uploads.clone()));
+    if let Some(days) = app.config.log_retention_days {
+        tokio::spawn(remove_old_log_entries(app.store.clone(), days));
+    }
     tokio::spawn(host_info::sample_every_second(app.measurements.clone()));
     let router = Router::new()
         .fallback(api::dispatch)
@@ -317,6 +320,22 @@ async fn expire_uploads(uploads: Arc<Uploads>) {
         let uploads = uploads.clone();
         if let Err(e) = tokio::task::spawn_blocking(move || uploads.expire()).await {
             tracing::error!("upload expiry failed: {e}");
+        }
+    }
+}
+
+/// Removes audit- and error-log entries older than `days` days, at start and every hour.
+async fn remove_old_log_entries(store: Store, days: u32) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        match store
+            .remove_logs_before(&hanami_store::timestamp_days_ago(days))
+            .await
+        {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!("removed {removed} log entries older than {days} days"),
+            Err(e) => tracing::error!("cannot remove old log entries: {e}"),
         }
     }
 }

@@ -325,3 +325,47 @@ async fn connections_that_do_not_send_their_headers_are_closed() {
     let admin = server.admin().await;
     admin.get("host/all").await.expect(200);
 }
+
+#[tokio::test]
+async fn log_entries_older_than_the_retention_are_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (launched, _) = launch_with_config(tmp.path(), "log_retention_days = 30\n");
+    let mut server = launched.data_dir(&tmp.path().join("data")).start();
+    let admin = server.admin().await;
+    for id in ["proj_old", "proj_new"] {
+        admin
+            .post("project", &json!({"id": id, "name": "Some Project"}))
+            .await
+            .expect(200);
+    }
+    assert!(server.stop());
+    // Age the first entry by a year, as if the server had run that long ago.
+    let url = format!("sqlite://{}", server.data_dir.join("hanami.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query(
+        "UPDATE audit_log SET created_at = '2025-01-01 00:00:00' \
+         WHERE seq = (SELECT MIN(seq) FROM audit_log)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let server = launch_with_config(tmp.path(), "log_retention_days = 30\n")
+        .0
+        .data_dir(&server.data_dir)
+        .start();
+    let log = server
+        .admin()
+        .await
+        .get(&format!("audit_log?page=0&user_id={}", common::ADMIN))
+        .await
+        .expect(200)
+        .json();
+    let body = log["body"].as_array().unwrap();
+    // The aged entry is gone at the start; the recent one stays.
+    assert!(
+        body.iter().all(|row| row[0] != "2025-01-01 00:00:00"),
+        "{log}"
+    );
+    assert_eq!(body.len(), 1, "{log}");
+}

@@ -75,8 +75,17 @@ impl StoreError {
 
 /// The current UTC time as the API shows timestamps: `YYYY-MM-DD HH:MM:SS`.
 pub fn now_timestamp() -> String {
-    chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string()
+    chrono::Utc::now().format(TIMESTAMP).to_string()
 }
+
+/// The UTC time `days` days ago, written as [`now_timestamp`] writes it.
+pub fn timestamp_days_ago(days: u32) -> String {
+    (chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
+        .format(TIMESTAMP)
+        .to_string()
+}
+
+const TIMESTAMP: &str = "%Y-%m-%d %H:%M:%S";
 
 /// Handle on the database; clone it freely.
 #[derive(Debug, Clone)]

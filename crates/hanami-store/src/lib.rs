@@ -14,4 +14,4 @@ pub mod resources;
 pub mod tasks;
 pub mod users;
 
-pub use db::{Store, StoreError, now_timestamp};
+pub use db::{Store, StoreError, now_timestamp, timestamp_days_ago};

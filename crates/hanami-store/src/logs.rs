@@ -114,4 +114,19 @@ impl Store {
         }
         Ok(table)
     }
+
+    /// Removes the audit- and error-log entries from before `cutoff` (a timestamp as
+    /// [`crate::now_timestamp`] writes them); returns how many.
+    pub async fn remove_logs_before(&self, cutoff: &str) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        for table in ["audit_log", "error_log"] {
+            // Timestamps are written in one fixed format, so they order as text.
+            removed += sqlx::query(&format!("DELETE FROM {table} WHERE created_at < ?"))
+                .bind(cutoff)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(removed)
+    }
 }

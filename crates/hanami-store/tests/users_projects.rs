@@ -216,3 +216,36 @@ async fn resources_are_recorded_only_for_existing_owners_and_projects() {
         "{held:?}"
     );
 }
+
+#[tokio::test]
+async fn old_log_entries_can_be_removed() {
+    let (_dir, store) = store().await;
+    store
+        .append_audit("aaaa", "v1.0alpha/cluster", "POST")
+        .await
+        .unwrap();
+    let inputs = serde_json::json!({});
+    store
+        .append_error(hanami_store::logs::ErrorEntry {
+            error_id: "e1",
+            user_id: "aaaa",
+            context: "test",
+            input_values: &inputs,
+            message: "broke",
+        })
+        .await
+        .unwrap();
+    // Nothing is older than a day; everything is older than the far future.
+    let day_ago = hanami_store::timestamp_days_ago(1);
+    assert!(day_ago < hanami_store::now_timestamp());
+    assert_eq!(store.remove_logs_before(&day_ago).await.unwrap(), 0);
+    assert_eq!(store.audit_page("aaaa", 0).await.unwrap().body.len(), 1);
+    assert_eq!(
+        store
+            .remove_logs_before("9999-12-31 23:59:59")
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(store.audit_page("aaaa", 0).await.unwrap().body.is_empty());
+}
