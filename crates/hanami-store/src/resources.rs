@@ -104,7 +104,9 @@ pub(crate) async fn delete_unless_holding(
         Holder::Project(id) => ("projects", id),
         Holder::Owner(id) => ("users", id),
     };
-    let mut tx = store.pool.begin().await?;
+    // IMMEDIATE: take the write lock first. A deferred transaction that reads and then
+    // writes fails at once (SQLITE_BUSY_SNAPSHOT) when another connection wrote meanwhile.
+    let mut tx = store.pool.begin_with("BEGIN IMMEDIATE").await?;
     let in_use = held_resources(&mut tx, holder).await?;
     let exists: Option<i64> = sqlx::query_scalar(&format!("SELECT seq FROM {table} WHERE id = ?"))
         .bind(id)

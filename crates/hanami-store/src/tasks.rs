@@ -118,7 +118,7 @@ impl Store {
     /// Marks every task that had not ended as aborted at `ended_at` (at start-up: nothing runs
     /// yet) and returns them as they were before.
     pub async fn abort_unfinished_tasks(&self, ended_at: &str) -> Result<Vec<TaskRow>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let rows =
             sqlx::query("SELECT * FROM tasks WHERE state IN ('queued', 'active') ORDER BY seq")
                 .fetch_all(&mut *tx)

@@ -249,3 +249,33 @@ async fn old_log_entries_can_be_removed() {
     );
     assert!(store.audit_page("aaaa", 0).await.unwrap().body.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deletions_succeed_while_others_write() {
+    let (_dir, store) = store().await;
+    let ids: Vec<String> = (0..40).map(|i| format!("user{i:02}")).collect();
+    for id in &ids {
+        store.create_user(new_user(id, false)).await.unwrap();
+    }
+    let deletes = ids.iter().map(|id| {
+        let store = store.clone();
+        let id = id.clone();
+        tokio::spawn(async move { store.delete_user(&id).await })
+    });
+    let writes = (0..40).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .create_project(&format!("proj{i:02}"), "Project", "root")
+                .await
+        })
+    });
+    let writes: Vec<_> = writes.collect();
+    for delete in deletes.collect::<Vec<_>>() {
+        delete.await.unwrap().unwrap();
+    }
+    for write in writes {
+        write.await.unwrap().unwrap();
+    }
+    assert!(store.users().await.unwrap().is_empty());
+}
