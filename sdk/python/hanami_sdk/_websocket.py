@@ -45,15 +45,23 @@ def ssl_context(address: str, verify: Verify) -> Optional[ssl.SSLContext]:
     ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` names."""
     if not address.strip().lower().startswith("https"):
         return None
-    if verify is False:
+    if not verify:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
-    if isinstance(verify, str):
-        return ssl.create_default_context(cafile=verify)
+    if isinstance(verify, (str, os.PathLike)):
+        return _trusting(os.fspath(verify))
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    return ssl.create_default_context(cafile=bundle or None)
+    return _trusting(bundle) if bundle else ssl.create_default_context()
+
+
+def _trusting(location: str) -> ssl.SSLContext:
+    """A context that trusts the certificates of a PEM file, or of a directory prepared with
+    ``c_rehash`` (``requests`` takes both)."""
+    if os.path.isdir(location):
+        return ssl.create_default_context(capath=location)
+    return ssl.create_default_context(cafile=location)
 
 
 def init_message(token: str, target: str, uuid: str) -> str:

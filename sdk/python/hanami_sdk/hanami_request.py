@@ -8,6 +8,7 @@ Other statuses raise the matching exception of :mod:`hanami_sdk.hanami_exception
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import quote
@@ -27,9 +28,9 @@ QueryValues = Union[str, Mapping[str, Any], Sequence[Tuple[str, Any]], None]
 Body = Union[str, bytes, Mapping[str, Any], None]
 #: ``verify_connection`` of every function: ``True`` checks the server's certificate against
 #: the usual roots, ``False`` accepts any (self-signed test servers), and a path names a PEM
-#: file of certificates to trust instead (as ``requests`` takes it), for REST calls and the
-#: ``wss://`` sessions of uploads and direct IO alike.
-Verify = Union[bool, str]
+#: file (or a ``c_rehash`` directory) of certificates to trust instead, as ``requests`` takes
+#: it, for REST calls and the ``wss://`` sessions of uploads and direct IO alike.
+Verify = Union[bool, str, "os.PathLike[str]"]
 
 
 def base_url(address: str) -> str:

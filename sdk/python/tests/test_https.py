@@ -130,6 +130,12 @@ def test_a_trusted_certificate_file_covers_rest_and_websockets(
     images, labels = pattern_mnist(files, "trusted", 100)
     data = dataset.upload_mnist_files(token, address, unique("trusted"), images, labels, cert)
     assert json.loads(dataset.get_dataset(token, address, data, cert))["number_of_rows"] == 100
+    # A pathlib.Path works as with requests, and so does a falsy value (no check).
+    path_data = dataset.upload_mnist_files(token, address, unique("trusted"), images, labels,
+                                           Path(cert))
+    dataset.delete_dataset(token, address, path_data, Path(cert))
+    unchecked = dataset.upload_mnist_files(token, address, unique("trusted"), images, labels, 0)
+    dataset.delete_dataset(token, address, unchecked, 0)
     # The variable that requests reads is read for websockets too.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)
     again = dataset.upload_mnist_files(token, address, unique("trusted"), images, labels)
