@@ -8,8 +8,10 @@
 //!
 //! Upload state lives only in memory: a restart removes all unfinished uploads (their temporary
 //! files are deleted at start-up), and uploads idle for longer than the configured timeout are
-//! removed by [`Uploads::expire`]. All methods may be called from any thread; the lock is held
-//! only for bookkeeping, never during file I/O.
+//! removed by [`Uploads::expire`]. All methods may be called from any thread; the lock of the
+//! registry is held only for bookkeeping, never during file I/O. Starts are serialised by a
+//! lock of their own (held through their checks and file creation, on a blocking thread), so
+//! that the limits hold for starts at the same moment.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -18,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use hanami_types::scope::Scope;
 
 /// What an upload will become.
@@ -259,9 +262,9 @@ pub enum StartError {
     /// A limit stands in the way; the text says which.
     #[error("{0}")]
     Refused(String),
-    /// The temporary files could not be made.
+    /// The free disk space could not be found out, or the temporary files not made.
     #[error(transparent)]
-    Io(#[from] std::io::Error),
+    Io(#[from] anyhow::Error),
 }
 
 /// The registry of unfinished uploads.
@@ -336,7 +339,9 @@ impl Uploads {
                 Err(e) => {
                     remove_files(temp_files.iter().map(|f| f.path.as_path()));
                     let _ = std::fs::remove_file(&path);
-                    return Err(e.into());
+                    return Err(anyhow::Error::new(e)
+                        .context("cannot create the temporary upload files")
+                        .into());
                 }
             }
         }
@@ -364,13 +369,18 @@ impl Uploads {
     /// `1,` becomes a 4-byte float).
     fn check_limits(&self, meta: &UploadMeta, files: &[(FileRole, u64)]) -> Result<(), StartError> {
         let limits = self.limits;
-        let (mine, all) = {
+        let (mine, all, owed) = {
             let uploads = self.lock();
             let mine = uploads
                 .values()
                 .filter(|u| u.meta.owner_id == meta.owner_id)
                 .count();
-            (mine, uploads.len())
+            // The files of unfinished uploads hold their space already; their datasets do not.
+            let owed: u64 = uploads
+                .values()
+                .map(|u| dataset_space(u.meta.kind, u.files.iter().map(|f| f.size).sum()))
+                .sum();
+            (mine, uploads.len(), owed)
         };
         if mine >= limits.per_user {
             return Err(StartError::Refused(format!(
@@ -386,18 +396,15 @@ impl Uploads {
             )));
         }
         let declared: u64 = files.iter().map(|&(_, size)| size).sum();
-        let dataset_factor = match meta.kind {
-            UploadKind::Mnist => 1,
-            UploadKind::Csv => 2,
-        };
-        let needed = declared.saturating_mul(1 + dataset_factor);
-        let free = free_space(&self.dir)?;
+        let needed = declared.saturating_add(dataset_space(meta.kind, declared));
+        let free = free_space(&self.dir).context("cannot find out the free disk space")?;
         let keep = limits.min_free_disk;
-        if free < needed.saturating_add(keep) {
+        if free < needed.saturating_add(keep).saturating_add(owed) {
             return Err(StartError::Refused(format!(
                 "Not enough disk space on the server for this upload: it needs up to {needed} \
-                 bytes (the files and the dataset made of them), {free} bytes are free, and the \
-                 server keeps {keep} of them for its own work"
+                 bytes (the files and the dataset made of them), {free} bytes are free, the \
+                 datasets of unfinished uploads may take {owed} of them, and the server keeps \
+                 {keep} for its own work"
             )));
         }
         Ok(())
@@ -608,6 +615,15 @@ impl Uploads {
     }
 }
 
+/// The most disk space the dataset made of an upload with `declared` bytes may take: as much
+/// for MNIST (bytes stay bytes), twice as much for CSV (`1,` becomes a 4-byte float).
+fn dataset_space(kind: UploadKind, declared: u64) -> u64 {
+    match kind {
+        UploadKind::Mnist => declared,
+        UploadKind::Csv => declared.saturating_mul(2),
+    }
+}
+
 /// The bytes an unprivileged process may still write to the file system that holds `dir`.
 pub fn free_space(dir: &Path) -> std::io::Result<u64> {
     use std::os::unix::ffi::OsStrExt;
@@ -805,5 +821,32 @@ mod tests {
         assert!(free_space(dir.path()).unwrap() > 0);
         let missing = free_space(&dir.path().join("missing")).unwrap_err();
         assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn the_datasets_of_unfinished_uploads_are_counted_against_the_free_space() {
+        const MIB: u64 = 1 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        // 400 MiB of room above the reserve; each 50 MiB CSV upload needs 150 MiB (its file
+        // and a dataset up to twice as large), and its file takes 50 MiB at once.
+        let room = 400 * MIB;
+        let limits = UploadLimits::with_free_disk(free_space(dir.path()).unwrap() - room);
+        let uploads = Uploads::new(dir.path(), Duration::from_secs(60), limits).unwrap();
+        let start = |uuid: &str| {
+            let meta = UploadMeta {
+                dataset_uuid: uuid.into(),
+                ..meta(UploadKind::Csv)
+            };
+            uploads.start(meta, &[(FileRole::Input, 50 * MIB)])
+        };
+        // 150 of 400; then 150 + 100 owed of 350; then 150 + 200 owed of 300: refused
+        // (without the owed datasets it would fit).
+        start("first").unwrap();
+        start("second").unwrap();
+        let refused = start("third").unwrap_err().to_string();
+        assert!(
+            refused.contains(&format!("may take {} of them", 200 * MIB)),
+            "{refused}"
+        );
     }
 }

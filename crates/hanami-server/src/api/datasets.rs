@@ -98,9 +98,7 @@ async fn start_upload(
         .map_err(|e| ApiError::Internal(e.into()))?
         .map_err(|e| match e {
             StartError::Refused(why) => ApiError::Conflict(why),
-            StartError::Io(e) => ApiError::Internal(
-                anyhow::Error::new(e).context("cannot create the temporary upload files"),
-            ),
+            StartError::Io(e) => ApiError::Internal(e),
         })?;
     let mut file_uuids = started.file_uuids.into_iter();
     Ok(UploadStarted {
@@ -191,6 +189,10 @@ async fn finish_upload(
         );
         if let Err(e) = app.store.insert_resource(Kind::Dataset, &row).await {
             super::remove_file(dest).await;
+            if matches!(e, hanami_store::StoreError::OwnerGone { .. }) {
+                // Nobody can finish it any more.
+                claim.finish();
+            }
             return Err(e.into());
         }
         claim.finish();

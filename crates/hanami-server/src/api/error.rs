@@ -56,7 +56,13 @@ impl ApiError {
 
 impl From<hanami_store::StoreError> for ApiError {
     fn from(e: hanami_store::StoreError) -> Self {
-        ApiError::Internal(e.into())
+        match e {
+            // The caller's account or project was deleted while the request ran.
+            e @ hanami_store::StoreError::OwnerGone { .. } => {
+                ApiError::Conflict(format!("Cannot record the resource: {e}"))
+            }
+            e => ApiError::Internal(e.into()),
+        }
     }
 }
 

@@ -61,7 +61,7 @@ async fn serve(app: &App, mut socket: WebSocket, cluster: &ClusterHandle, access
         let next = tokio::select! {
             next = tokio::time::timeout_at(deadline, socket.recv()) => next,
             () = app.stopping() => {
-                close(socket, SHUTTING_DOWN).await;
+                close_with(socket, close_code::AWAY, SHUTTING_DOWN).await;
                 return;
             }
         };
@@ -111,14 +111,19 @@ async fn serve(app: &App, mut socket: WebSocket, cluster: &ClusterHandle, access
     }
 }
 
-async fn close(mut socket: WebSocket, reason: &str) {
+async fn close(socket: WebSocket, reason: &str) {
+    close_with(socket, close_code::POLICY, reason).await;
+}
+
+/// Closes with `code` (policy: the client's message was refused; away: the server stops).
+async fn close_with(mut socket: WebSocket, code: u16, reason: &str) {
     // Close reasons are limited to 123 bytes.
     let mut reason = reason.to_owned();
     while reason.len() > 123 {
         reason.pop();
     }
     let frame = CloseFrame {
-        code: close_code::POLICY,
+        code,
         reason: reason.into(),
     };
     let _ = socket.send(Message::Close(Some(frame))).await;
