@@ -118,14 +118,26 @@ impl Store {
     /// Removes the audit- and error-log entries from before `cutoff` (a timestamp as
     /// [`crate::now_timestamp`] writes them); returns how many.
     pub async fn remove_logs_before(&self, cutoff: &str) -> Result<u64, StoreError> {
+        /// Rows removed per statement, so that other writers never wait long.
+        const BATCH: i64 = 10_000;
         let mut removed = 0;
         for table in ["audit_log", "error_log"] {
-            // Timestamps are written in one fixed format, so they order as text.
-            removed += sqlx::query(&format!("DELETE FROM {table} WHERE created_at < ?"))
+            loop {
+                // Timestamps are written in one fixed format, so they order as text.
+                let batch = sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE seq IN \
+                     (SELECT seq FROM {table} WHERE created_at < ? LIMIT ?)"
+                ))
                 .bind(cutoff)
+                .bind(BATCH)
                 .execute(&self.pool)
                 .await?
                 .rows_affected();
+                removed += batch;
+                if batch < BATCH as u64 {
+                    break;
+                }
+            }
         }
         Ok(removed)
     }
