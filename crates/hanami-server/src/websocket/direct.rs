@@ -8,7 +8,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use hanami_types::websocket::proto::{ClusterIoMessage, ClusterProcessType, TargetBufferType};
 use prost::Message as _;
 
-use super::{Access, SHUTTING_DOWN};
+use super::{Access, Incoming, SHUTTING_DOWN, next_message};
 use crate::clusters::{ClusterHandle, Interfaces, Mode};
 use crate::state::App;
 
@@ -55,29 +55,19 @@ pub async fn session(
 async fn serve(app: &App, mut socket: WebSocket, cluster: &ClusterHandle, access: &mut Access) {
     let mut staging = Staging::new(&cluster.interfaces());
     let idle = app.config.upload_timeout;
-    // Only messages move the deadline, not pings (clients send those by themselves).
-    let mut deadline = tokio::time::Instant::now() + idle;
     loop {
-        let next = tokio::select! {
-            next = tokio::time::timeout_at(deadline, socket.recv()) => next,
-            () = app.stopping() => {
+        let bytes = match next_message(app, &mut socket, idle).await {
+            Incoming::Data(bytes) => bytes,
+            Incoming::Gone => return,
+            Incoming::Stopping => {
                 close_with(socket, close_code::AWAY, SHUTTING_DOWN).await;
                 return;
             }
-        };
-        let message = match next {
-            Ok(Some(Ok(message))) => message,
-            Ok(_) => return,
-            Err(_) => {
+            Incoming::Idle => {
                 close(socket, &format!("no message for {} s", idle.as_secs())).await;
                 return;
             }
-        };
-        let bytes = match message {
-            Message::Binary(bytes) => bytes,
-            Message::Close(_) => return,
-            Message::Ping(_) | Message::Pong(_) => continue,
-            Message::Text(_) => {
+            Incoming::Text => {
                 close(
                     socket,
                     "expected a binary ClusterIO_Message, got a text frame",
@@ -86,7 +76,6 @@ async fn serve(app: &App, mut socket: WebSocket, cluster: &ClusterHandle, access
                 return;
             }
         };
-        deadline = tokio::time::Instant::now() + idle;
         if let Err(why) = access.recheck(app).await {
             close(socket, &why).await;
             return;

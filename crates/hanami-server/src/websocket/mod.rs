@@ -16,22 +16,20 @@
 
 mod direct;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
+use hanami_auth::{Scope, Verified};
 use hanami_types::websocket::proto::{FileUploadMessage, FileUploadResponseMessage};
 use hanami_types::websocket::{SessionInit, SessionReply, TARGET_CLUSTER, TARGET_FILE_UPLOAD};
 use prost::Message as _;
-
-use std::sync::Arc;
 
 use crate::api::{self, TokenRefused};
 use crate::clusters::{ClusterHandle, Mode};
 use crate::state::App;
 use crate::uploads::UploadTarget;
-use hanami_auth::{Scope, Verified};
-use std::time::Instant;
 
 /// Largest websocket message accepted (uploads come in 128 KiB chunks).
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
@@ -81,6 +79,40 @@ async fn session(app: App, mut socket: WebSocket) {
 enum Target {
     Upload(UploadTarget),
     Cluster(Arc<ClusterHandle>),
+}
+
+/// What a session's socket gave next.
+pub(crate) enum Incoming {
+    /// A binary message.
+    Data(axum::body::Bytes),
+    /// A text frame, which no session expects.
+    Text,
+    /// Nothing but pings for the idle time.
+    Idle,
+    /// The server began to shut down.
+    Stopping,
+    /// The client closed the session, or the connection broke.
+    Gone,
+}
+
+/// Waits for the next message of a session. Pings are answered and skipped, and do not count
+/// as activity (websocket libraries send them by themselves): `idle` without any other
+/// message ends the wait.
+pub(crate) async fn next_message(app: &App, socket: &mut WebSocket, idle: Duration) -> Incoming {
+    let deadline = tokio::time::Instant::now() + idle;
+    loop {
+        let next = tokio::select! {
+            next = tokio::time::timeout_at(deadline, socket.recv()) => next,
+            () = app.stopping() => return Incoming::Stopping,
+        };
+        return match next {
+            Err(_) => Incoming::Idle,
+            Ok(Some(Ok(Message::Binary(bytes)))) => Incoming::Data(bytes),
+            Ok(Some(Ok(Message::Text(_)))) => Incoming::Text,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) => Incoming::Gone,
+        };
+    }
 }
 
 /// Why sessions close when the server stops.
@@ -222,33 +254,26 @@ async fn start(app: &App, message: Message) -> Result<(Target, Access), String> 
 /// may no longer upload it.
 async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget, access: &mut Access) {
     let idle = app.config.upload_timeout;
-    // Only chunks move the deadline, not pings (clients send those by themselves).
-    let mut deadline = tokio::time::Instant::now() + idle;
     loop {
-        let next = tokio::select! {
-            next = tokio::time::timeout_at(deadline, socket.recv()) => next,
+        let incoming = tokio::select! {
+            incoming = next_message(app, &mut socket, idle) => incoming,
             () = target.gone() => {
                 refuse(socket, "the upload was cancelled, expired or finished").await;
                 return;
             }
-            () = app.stopping() => {
+        };
+        let bytes = match incoming {
+            Incoming::Data(bytes) => bytes,
+            Incoming::Gone => return,
+            Incoming::Stopping => {
                 refuse(socket, SHUTTING_DOWN).await;
                 return;
             }
-        };
-        let message = match next {
-            Ok(Some(Ok(message))) => message,
-            Ok(_) => return,
-            Err(_) => {
+            Incoming::Idle => {
                 refuse(socket, &format!("no chunk for {} s", idle.as_secs())).await;
                 return;
             }
-        };
-        let bytes = match message {
-            Message::Binary(bytes) => bytes,
-            Message::Close(_) => break,
-            Message::Ping(_) | Message::Pong(_) => continue,
-            Message::Text(_) => {
+            Incoming::Text => {
                 refuse(
                     socket,
                     "expected a binary FileUpload_Message, got a text frame",
@@ -257,7 +282,6 @@ async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget, acce
                 return;
             }
         };
-        deadline = tokio::time::Instant::now() + idle;
         let chunk = match FileUploadMessage::decode(bytes) {
             Ok(chunk) => chunk,
             Err(e) => {
