@@ -396,12 +396,8 @@ impl ClusterHandle {
         match work {
             Work::Train(bindings) => {
                 let cluster = cluster?;
-                let interfaces = Interfaces::of(cluster);
-                for b in &bindings {
-                    rows::check_interface(&interfaces, b.side, &b.name, b.columns.width())?;
-                }
                 let refused = cluster.growth_stats().sections_refused;
-                let mut rows = DatasetRows::open(&bindings, task.total)?;
+                let mut rows = DatasetRows::open(&Interfaces::of(cluster), &bindings, task.total)?;
                 let outcome = with_threads(cluster, &ctx.cores, |cluster| {
                     cluster.train_batch(&mut rows, &task.cancel, &mut |done| {
                         task.set_progress(done as u64)
@@ -412,11 +408,6 @@ impl ClusterHandle {
             }
             Work::Request(bindings, target) => {
                 let cluster = cluster?;
-                let interfaces = Interfaces::of(cluster);
-                for b in &bindings {
-                    rows::check_interface(&interfaces, b.side, &b.name, b.columns.width())?;
-                }
-                rows::check_interface(&interfaces, Side::Output, &target.output, target.columns)?;
                 let refused = cluster.growth_stats().sections_refused;
                 let result = self.request(cluster, task, &bindings, &target, ctx);
                 self.report_refused_growth(cluster, refused, task, ctx);
@@ -497,9 +488,11 @@ impl ClusterHandle {
         target: &ResultTarget,
         ctx: &WorkerContext,
     ) -> anyhow::Result<bool> {
+        let interfaces = Interfaces::of(cluster);
+        let mut rows = DatasetRows::open(&interfaces, bindings, task.total)?;
+        rows::check_interface(&interfaces, Side::Output, &target.output, target.columns)?;
         let path = ctx.paths.datasets().join(&task.uuid);
         let mut writer = DatasetWriter::create_result(&path, &target.name, target.columns)?;
-        let mut rows = DatasetRows::open(bindings, task.total)?;
         let mut one_hot_row = vec![0.0f32; usize::try_from(target.columns)?];
         let mut write_error = None;
         let outcome = with_threads(cluster, &ctx.cores, |cluster| {

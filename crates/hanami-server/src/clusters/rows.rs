@@ -78,8 +78,17 @@ pub struct DatasetRows {
 }
 
 impl DatasetRows {
-    /// Opens every binding's dataset and a cursor over its first `total` rows.
-    pub fn open(bindings: &[Binding], total: u64) -> anyhow::Result<Self> {
+    /// Checks every binding against the network's `interfaces` (see [`check_interface`]),
+    /// then opens its dataset and a cursor over its first `total` rows.
+    pub fn open(interfaces: &Interfaces, bindings: &[Binding], total: u64) -> anyhow::Result<Self> {
+        for binding in bindings {
+            check_interface(
+                interfaces,
+                binding.side,
+                &binding.name,
+                binding.columns.width(),
+            )?;
+        }
         let cursors = bindings
             .iter()
             .map(|binding| {
