@@ -154,12 +154,9 @@ impl Access {
                 .is_some()
         } else {
             // A deleted cluster is no question of access (its session says so itself).
-            let deleted = app.clusters.get(&Scope::All, &self.target_uuid).is_none();
-            deleted
-                || app
-                    .clusters
-                    .get(&caller.scope(), &self.target_uuid)
-                    .is_some()
+            app.clusters
+                .get(&Scope::All, &self.target_uuid)
+                .is_none_or(|c| caller.scope().contains(&c.row.project_id, &c.row.owner_id))
         };
         if allowed {
             Ok(())
