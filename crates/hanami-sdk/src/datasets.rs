@@ -14,6 +14,9 @@ use crate::{Client, Error, Result};
 /// How long to wait for the server to report an upload complete after the last chunk.
 const PROGRESS_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long the deletion of a failed or cancelled upload may take.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The size of a file to upload: the server needs it before the first byte, so the file
 /// must be a regular one (not a pipe or device), and not empty.
 fn file_size(path: &Path) -> Result<u64> {
@@ -53,34 +56,53 @@ impl Client {
         labels: &Path,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Dataset> {
+        self.upload_mnist_until(name, images, labels, progress, std::future::pending())
+            .await
+    }
+
+    /// [`Client::upload_mnist_with_progress`] that stops with [`Error::Cancelled`] when
+    /// `cancel` completes first (e.g. on Ctrl-C). An upload that fails or is cancelled
+    /// after the server registered it is deleted there (see [`Client::upload_csv_until`]).
+    pub async fn upload_mnist_until(
+        &self,
+        name: &str,
+        images: &Path,
+        labels: &Path,
+        progress: &mut dyn FnMut(u64, u64),
+        cancel: impl Future<Output = ()>,
+    ) -> Result<Dataset> {
         let (image_size, label_size) = (file_size(images)?, file_size(labels)?);
         let started = self
             .start_mnist_upload(name, image_size, label_size)
             .await?;
-        let label_uuid = started
-            .uuid_label_file
-            .clone()
-            .ok_or_else(|| Error::Protocol("no uuid_label_file in the upload answer".into()))?;
-        let total = image_size + label_size;
-        self.upload_file(&started.uuid_input_file, images, &mut |sent| {
-            progress(sent, total)
-        })
-        .await?;
-        self.upload_file(&label_uuid, labels, &mut |sent| {
-            progress(image_size + sent, total)
-        })
-        .await?;
-        self.wait_for_upload(&started.uuid).await?;
-        let done: DatasetUuid = self
-            .put(
-                "dataset/upload/mnist",
-                &MnistFinalizeRequest {
-                    uuid: started.uuid.clone(),
-                    uuid_input_file: started.uuid_input_file,
-                    uuid_label_file: label_uuid,
-                },
-            )
+        let steps = async {
+            let label_uuid = started
+                .uuid_label_file
+                .clone()
+                .ok_or_else(|| Error::Protocol("no uuid_label_file in the upload answer".into()))?;
+            let total = image_size + label_size;
+            self.upload_file(&started.uuid_input_file, images, &mut |sent| {
+                progress(sent, total)
+            })
             .await?;
+            self.upload_file(&label_uuid, labels, &mut |sent| {
+                progress(image_size + sent, total)
+            })
+            .await?;
+            self.wait_for_upload(&started.uuid).await?;
+            let done: DatasetUuid = self
+                .put(
+                    "dataset/upload/mnist",
+                    &MnistFinalizeRequest {
+                        uuid: started.uuid.clone(),
+                        uuid_input_file: started.uuid_input_file.clone(),
+                        uuid_label_file: label_uuid,
+                    },
+                )
+                .await?;
+            Ok(done)
+        };
+        let done = self.settle_upload(&started.uuid, steps, cancel).await?;
         self.dataset(&done.uuid).await
     }
 
@@ -97,23 +119,63 @@ impl Client {
         csv: &Path,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Dataset> {
+        self.upload_csv_until(name, csv, progress, std::future::pending())
+            .await
+    }
+
+    /// [`Client::upload_csv_with_progress`] that stops with [`Error::Cancelled`] when
+    /// `cancel` completes first (e.g. on Ctrl-C). An upload that fails or is cancelled
+    /// after the server registered it is deleted there (best effort), so that it neither
+    /// waits for the server's `upload_timeout` nor counts against the caller's limit of
+    /// unfinished uploads; the error returned is the one that stopped the upload.
+    pub async fn upload_csv_until(
+        &self,
+        name: &str,
+        csv: &Path,
+        progress: &mut dyn FnMut(u64, u64),
+        cancel: impl Future<Output = ()>,
+    ) -> Result<Dataset> {
         let size = file_size(csv)?;
         let started = self.start_csv_upload(name, size).await?;
-        self.upload_file(&started.uuid_input_file, csv, &mut |sent| {
-            progress(sent, size)
-        })
-        .await?;
-        self.wait_for_upload(&started.uuid).await?;
-        let done: DatasetUuid = self
-            .put(
-                "dataset/upload/csv",
-                &CsvFinalizeRequest {
-                    uuid: started.uuid.clone(),
-                    uuid_input_file: started.uuid_input_file,
-                },
-            )
+        let steps = async {
+            self.upload_file(&started.uuid_input_file, csv, &mut |sent| {
+                progress(sent, size)
+            })
             .await?;
+            self.wait_for_upload(&started.uuid).await?;
+            let done: DatasetUuid = self
+                .put(
+                    "dataset/upload/csv",
+                    &CsvFinalizeRequest {
+                        uuid: started.uuid.clone(),
+                        uuid_input_file: started.uuid_input_file.clone(),
+                    },
+                )
+                .await?;
+            Ok(done)
+        };
+        let done = self.settle_upload(&started.uuid, steps, cancel).await?;
         self.dataset(&done.uuid).await
+    }
+
+    /// Runs the steps of a registered upload up to its finalisation. When they fail, or
+    /// `cancel` completes first, the unfinished upload is deleted on the server before the
+    /// error is returned; a failed deletion is ignored, as the server removes idle uploads
+    /// itself after its `upload_timeout`.
+    async fn settle_upload<T>(
+        &self,
+        dataset_uuid: &str,
+        steps: impl Future<Output = Result<T>>,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<T> {
+        let outcome = tokio::select! {
+            outcome = steps => outcome,
+            () = cancel => Err(Error::Cancelled),
+        };
+        if outcome.is_err() {
+            let _ = tokio::time::timeout(CLEANUP_TIMEOUT, self.delete_dataset(dataset_uuid)).await;
+        }
+        outcome
     }
 
     /// First step of an MNIST upload: the server creates the temporary files.

@@ -46,6 +46,9 @@ pub enum Error {
         /// The error.
         source: std::io::Error,
     },
+    /// The caller cancelled the call (an upload's `cancel` future completed first).
+    #[error("cancelled")]
+    Cancelled,
     /// The client options are unusable (e.g. a malformed certificate).
     #[error("invalid client options: {0}")]
     Options(String),

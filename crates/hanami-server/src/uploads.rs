@@ -438,9 +438,21 @@ impl Uploads {
         })
     }
 
-    /// How many unfinished uploads match `which` (by their metadata).
-    pub fn count(&self, which: impl Fn(&UploadMeta) -> bool) -> usize {
-        self.lock().values().filter(|u| which(&u.meta)).count()
+    /// Why `who` (e.g. "User with id 'x'") cannot be deleted while it has unfinished
+    /// uploads matching `which`; `None` when it has none.
+    pub fn still_uploading(
+        &self,
+        who: &str,
+        which: impl Fn(&UploadMeta) -> bool,
+    ) -> Option<String> {
+        let count = self.lock().values().filter(|u| which(&u.meta)).count();
+        (count > 0).then(|| {
+            format!(
+                "{who} still has {count} unfinished upload(s); delete them by their dataset \
+                 uuid, or wait: {}.",
+                self.how_uploads_end()
+            )
+        })
     }
 
     /// Why an upload a client knew may be gone, for its "not found" messages.

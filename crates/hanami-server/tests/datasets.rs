@@ -714,6 +714,11 @@ async fn datasets_are_scoped_to_projects_and_owners() {
     assert!(message.contains("1 unfinished upload"), "{message}");
     let message = conflict(admin.delete_user("alice").await);
     assert!(message.contains("1 unfinished upload"), "{message}");
+    assert!(
+        message.contains("delete them by their dataset uuid"),
+        "{message}"
+    );
+    assert!(message.contains("s without a chunk"), "{message}");
     alice.delete_dataset(&pending.uuid).await.unwrap();
     let message = conflict(admin.delete_project("proj_a").await);
     assert!(message.contains("still owns 1 dataset(s)"), "{message}");

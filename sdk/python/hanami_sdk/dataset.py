@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import concurrent.futures
 import json
 import os
 import time
-from typing import Any, Callable, Coroutine, Iterable, Optional
+from typing import Any, Callable, Coroutine, Iterable, Iterator, Optional
 
 import websockets
 from websockets.asyncio.client import connect
@@ -199,6 +200,29 @@ async def send_data(token: str, address: str, dataset_uuid: str, file_uuid: str,
     return True
 
 
+#: Seconds the deletion of a failed or interrupted upload may take.
+_DISCARD_TIMEOUT = 5.0
+
+
+@contextlib.contextmanager
+def _discarded_on_failure(token: str, address: str, dataset_uuid: str,
+                          verify_connection: Verify) -> Iterator[None]:
+    """Asks the server to discard a registered upload when the steps inside fail or are
+    interrupted (``KeyboardInterrupt`` included), so that it neither waits for the server's
+    ``upload_timeout`` nor counts against the user's unfinished uploads. Best effort: the
+    original exception goes on either way."""
+    try:
+        yield
+    except BaseException:
+        try:
+            hanami_request.send_request("DELETE", token, address, _PATH,
+                                        values={"uuid": dataset_uuid},
+                                        verify=verify_connection, timeout=_DISCARD_TIMEOUT)
+        except Exception:  # pylint: disable=broad-except
+            pass
+        raise
+
+
 def _progress_counter(total: int,
                       progress: Optional[ProgressCallback]) -> Optional[Callable[[int], None]]:
     if progress is None:
@@ -230,16 +254,17 @@ def upload_mnist_files(token: str, address: str, name: str, input_file_path: str
     init = json.loads(hanami_request.send_post_request(
         token, address, _PATH + "/upload/mnist", body, verify_connection))
     sent = _progress_counter(input_size + label_size, progress)
-    _upload_file(token, address, init["uuid_input_file"], input_file_path, verify_connection,
-                 sent)
-    _upload_file(token, address, init["uuid_label_file"], label_file_path, verify_connection,
-                 sent)
-    wait_until_upload_complete(token, address, init["uuid"], verify_connection,
-                               poll_interval=0.1)
-    finish = {"uuid": init["uuid"], "uuid_input_file": init["uuid_input_file"],
-              "uuid_label_file": init["uuid_label_file"]}
-    hanami_request.send_put_request(token, address, _PATH + "/upload/mnist", finish,
-                                    verify_connection)
+    with _discarded_on_failure(token, address, init["uuid"], verify_connection):
+        _upload_file(token, address, init["uuid_input_file"], input_file_path,
+                     verify_connection, sent)
+        _upload_file(token, address, init["uuid_label_file"], label_file_path,
+                     verify_connection, sent)
+        wait_until_upload_complete(token, address, init["uuid"], verify_connection,
+                                   poll_interval=0.1)
+        finish = {"uuid": init["uuid"], "uuid_input_file": init["uuid_input_file"],
+                  "uuid_label_file": init["uuid_label_file"]}
+        hanami_request.send_put_request(token, address, _PATH + "/upload/mnist", finish,
+                                        verify_connection)
     return init["uuid"]
 
 
@@ -257,11 +282,12 @@ def upload_csv_files(token: str, address: str, name: str, input_file_path: str,
     init = json.loads(hanami_request.send_post_request(
         token, address, _PATH + "/upload/csv", body, verify_connection))
     sent = _progress_counter(input_size, progress)
-    _upload_file(token, address, init["uuid_input_file"], input_file_path, verify_connection,
-                 sent)
-    wait_until_upload_complete(token, address, init["uuid"], verify_connection,
-                               poll_interval=0.1)
-    finish = {"uuid": init["uuid"], "uuid_input_file": init["uuid_input_file"]}
-    hanami_request.send_put_request(token, address, _PATH + "/upload/csv", finish,
-                                    verify_connection)
+    with _discarded_on_failure(token, address, init["uuid"], verify_connection):
+        _upload_file(token, address, init["uuid_input_file"], input_file_path,
+                     verify_connection, sent)
+        wait_until_upload_complete(token, address, init["uuid"], verify_connection,
+                                   poll_interval=0.1)
+        finish = {"uuid": init["uuid"], "uuid_input_file": init["uuid_input_file"]}
+        hanami_request.send_put_request(token, address, _PATH + "/upload/csv", finish,
+                                        verify_connection)
     return init["uuid"]

@@ -64,11 +64,12 @@ def _handle_response(response: requests.Response) -> str:
 
 def send_request(method: str, token: Optional[str], address: str, path: str,
                  body: Body = None, values: QueryValues = None,
-                 verify: Verify = True) -> str:
+                 verify: Verify = True, *, timeout: Optional[float] = None) -> str:
     """Sends one request and returns the body of the 200 answer as text.
 
     ``body`` (POST/PUT) may be JSON text or a mapping, which is serialized. ``verify=False``
     turns off certificate checks (self-signed HTTPS) and silences urllib3's warning about it.
+    ``timeout`` (seconds) replaces ``REQUEST_TIMEOUT`` for this request.
     """
     url = base_url(address) + path
     query = build_query(values)
@@ -87,7 +88,8 @@ def send_request(method: str, token: Optional[str], address: str, path: str,
         if not verify:
             warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
         response = requests.request(method, url, data=data, headers=headers,
-                                    verify=verify, timeout=REQUEST_TIMEOUT)
+                                    verify=verify,
+                                    timeout=REQUEST_TIMEOUT if timeout is None else timeout)
     return _handle_response(response)
 
 

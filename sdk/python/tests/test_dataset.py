@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hanami_sdk import dataset, hanami_request, project
+from hanami_sdk import dataset, hanami_request, hanami_token, project, user
 from hanami_sdk import hanami_exceptions as hx
 
 from helpers import ADMIN, pattern_mnist, rows, unique
@@ -198,3 +198,32 @@ def test_member_sees_only_own_datasets(address: str, token: str, files: Path,
         project.delete_project(token, address, member.project_id)
     dataset.delete_dataset(member.token, address, own)
     dataset.delete_dataset(token, address, admin_set)
+
+
+def test_interrupted_uploads_are_discarded(address: str, token: str, files: Path) -> None:
+    """An upload stopped by an exception in the middle (Ctrl-C included) is withdrawn from
+    the server: the user and project it belonged to can be deleted right away."""
+    project_id, user_id = unique("proj_upl"), unique("user_upl")
+    project.create_project(token, address, project_id, "Upload Project")
+    user.create_user(token, address, user_id, "Upload User", "upload password", False)
+    user.add_roject_to_user(token, address, user_id, project_id, "member", False)
+    member_token = hanami_token.request_token(address, user_id, "upload password")
+    images, labels = pattern_mnist(files, "ds_interrupted", 300)  # two image chunks
+    csv_file = files / "interrupted.csv"
+    csv_file.write_text("a,b\n" + "1,2\n" * 100_000)  # 400 KiB: four chunks
+
+    def interrupt(_done: int, _total: int) -> None:
+        raise KeyboardInterrupt
+
+    def fail(_done: int, _total: int) -> None:
+        raise RuntimeError("the caller gave up")
+
+    with pytest.raises(KeyboardInterrupt):
+        dataset.upload_mnist_files(member_token, address, unique("interrupted"), images,
+                                   labels, progress=interrupt)
+    with pytest.raises(RuntimeError):
+        dataset.upload_csv_files(member_token, address, unique("interrupted"),
+                                 str(csv_file), progress=fail)
+    assert rows(dataset.list_datasets(member_token, address)) == []
+    assert json.loads(user.delete_user(token, address, user_id)) == {}
+    assert json.loads(project.delete_project(token, address, project_id)) == {}

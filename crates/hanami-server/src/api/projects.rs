@@ -81,13 +81,12 @@ async fn list(app: App, caller: Caller, _: NoInput) -> ApiResult<ListTable> {
 /// Deletes a project and its user assignments; refused while resources belong to it.
 async fn delete(app: App, caller: Caller, query: ProjectId) -> ApiResult<Map<String, Value>> {
     require_admin(&caller, MANAGE)?;
-    let uploads = app.uploads.count(|upload| upload.project_id == query.id);
-    if uploads > 0 {
-        return Err(ApiError::Conflict(format!(
-            "Project with id '{}' still has {uploads} unfinished upload(s); finish or delete \
-             them first.",
-            query.id
-        )));
+    let who = format!("Project with id '{}'", query.id);
+    if let Some(refusal) = app
+        .uploads
+        .still_uploading(&who, |upload| upload.project_id == query.id)
+    {
+        return Err(ApiError::Conflict(refusal));
     }
     match app.store.delete_project(&query.id).await {
         Ok(()) => Ok(Map::new()),

@@ -128,13 +128,12 @@ async fn delete(app: App, caller: Caller, query: UserId) -> ApiResult<Map<String
             query.id
         )));
     }
-    let uploads = app.uploads.count(|upload| upload.owner_id == query.id);
-    if uploads > 0 {
-        return Err(ApiError::Conflict(format!(
-            "User with id '{}' still has {uploads} unfinished upload(s); finish or delete them \
-             first.",
-            query.id
-        )));
+    let who = format!("User with id '{}'", query.id);
+    if let Some(refusal) = app
+        .uploads
+        .still_uploading(&who, |upload| upload.owner_id == query.id)
+    {
+        return Err(ApiError::Conflict(refusal));
     }
     match app.store.delete_user(&query.id).await {
         Ok(()) => Ok(Map::new()),
