@@ -179,12 +179,7 @@ impl Local {
         let mut local = Local::default();
         match command {
             Command::Cluster(ClusterCmd::Create { template, .. }) => {
-                let bytes = std::fs::read(template).map_err(|e| {
-                    CliError::msg(format!(
-                        "cannot read the template file '{}': {e}",
-                        template.display()
-                    ))
-                })?;
+                let bytes = read_local(template, "template")?;
                 let text = String::from_utf8(bytes).map_err(|_| {
                     CliError::msg(format!(
                         "the template file '{}' is not UTF-8 text",
@@ -236,19 +231,28 @@ impl Local {
 
 /// Fails early with a clear message if a local file cannot be opened.
 fn readable(path: &Path, what: &str) -> Result<(), CliError> {
-    let check = std::fs::File::open(path).and_then(|file| {
-        if file.metadata()?.is_dir() {
-            Err(std::io::Error::other("is a directory"))
-        } else {
-            Ok(())
-        }
-    });
-    check.map_err(|e| {
-        CliError::msg(format!(
-            "cannot read the {what} file '{}': {e}",
-            path.display()
-        ))
-    })
+    std::fs::File::open(path)
+        .and_then(|file| {
+            if file.metadata()?.is_dir() {
+                Err(std::io::Error::other("is a directory"))
+            } else {
+                Ok(())
+            }
+        })
+        .map_err(|e| unreadable(path, what, &e))
+}
+
+/// Reads a whole local file, with the messages of [`readable`].
+fn read_local(path: &Path, what: &str) -> Result<Vec<u8>, CliError> {
+    readable(path, what)?;
+    std::fs::read(path).map_err(|e| unreadable(path, what, &e))
+}
+
+fn unreadable(path: &Path, what: &str, error: &std::io::Error) -> CliError {
+    CliError::msg(format!(
+        "cannot read the {what} file '{}': {error}",
+        path.display()
+    ))
 }
 
 /// TLS settings from `--insecure` and `--ca-cert`, and `--answer-timeout`.
@@ -256,14 +260,7 @@ fn connect_options(cli: &Cli) -> Result<ConnectOptions, CliError> {
     let root_certificate_pem = cli
         .ca_cert
         .as_deref()
-        .map(|path| {
-            std::fs::read(path).map_err(|e| {
-                CliError::msg(format!(
-                    "cannot read the CA certificate '{}': {e}",
-                    path.display()
-                ))
-            })
-        })
+        .map(|path| read_local(path, "CA certificate"))
         .transpose()?;
     Ok(ConnectOptions {
         accept_invalid_certs: cli.insecure,
@@ -318,7 +315,7 @@ impl Credentials {
 
     /// Logs in, and switches into `HANAMI_PROJECT` if it is set.
     async fn login(&self, options: &ConnectOptions) -> Result<Client, CliError> {
-        let sdk = |e| CliError::sdk(e, &self.address);
+        let sdk = |e| CliError::sdk(e, &self.address, options);
         let mut client = Client::login_with(&self.address, &self.user, &self.password, options)
             .await
             .map_err(sdk)?;
@@ -351,7 +348,7 @@ async fn execute(
 ) -> Result<Shown, CliError> {
     let client = &session.client;
     let address = client.address().to_owned();
-    let sdk = |e| CliError::sdk(e, &address);
+    let sdk = |e| CliError::sdk(e, &address, &session.options);
     let progress_allowed = !json && std::io::stderr().is_terminal();
     Ok(match command {
         Command::Completion { .. } => unreachable!("handled without login"),
@@ -423,9 +420,13 @@ async fn execute(
                     DatasetCreateCmd::Mnist { input, label, name } => {
                         let mut progress = Progress::new(&name, progress_allowed);
                         let dataset = client
-                            .upload_mnist_with_progress(&name, &input, &label, &mut |s, t| {
-                                progress.update(s, t);
-                            })
+                            .upload_mnist_until(
+                                &name,
+                                &input,
+                                &label,
+                                &mut |s, t| progress.update(s, t),
+                                interruption(),
+                            )
                             .await;
                         progress.finish();
                         (name, dataset)
@@ -433,16 +434,24 @@ async fn execute(
                     DatasetCreateCmd::Csv { input, name } => {
                         let mut progress = Progress::new(&name, progress_allowed);
                         let dataset = client
-                            .upload_csv_with_progress(&name, &input, &mut |s, t| {
-                                progress.update(s, t);
-                            })
+                            .upload_csv_until(
+                                &name,
+                                &input,
+                                &mut |s, t| progress.update(s, t),
+                                interruption(),
+                            )
                             .await;
                         progress.finish();
                         (name, dataset)
                     }
                 };
-                let dataset = dataset.map_err(|e| {
-                    CliError::sdk(e, &address).context(&format!("upload of '{name}' failed"))
+                let dataset = dataset.map_err(|e| match e {
+                    hanami_sdk::Error::Cancelled => CliError::msg(format!(
+                        "upload of '{name}' interrupted; the server was asked to discard what \
+                         had arrived"
+                    )),
+                    e => CliError::sdk(e, &address, &session.options)
+                        .context(&format!("upload of '{name}' failed")),
                 })?;
                 single(&dataset, DATASET)
             }
@@ -556,6 +565,27 @@ async fn execute(
     })
 }
 
+/// A future that completes on the first SIGINT (Ctrl-C) or SIGTERM after this call, so
+/// that an upload can be withdrawn from the server before the process ends. The handlers
+/// are installed here, before the upload starts; where that fails, the future never
+/// completes.
+fn interruption() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let handlers = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    );
+    async move {
+        let (Ok(mut interrupt), Ok(mut terminate)) = handlers else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+}
+
 /// With `--wait`, polls the task until it has ended; an aborted task is an error. A wait
 /// may outlive the token: on a 401 the session logs in again (at most three times in a row).
 async fn wait_if_asked(
@@ -582,9 +612,15 @@ async fn wait_if_asked(
                 client = session.credentials.login(&session.options).await?;
                 continue;
             }
+            Err(hanami_sdk::Error::NotFound(_)) => {
+                progress.finish();
+                return Err(CliError::msg(format!(
+                    "task '{task_uuid}' is gone: it, or its cluster, was deleted while waiting"
+                )));
+            }
             Err(e) => {
                 progress.finish();
-                return Err(CliError::sdk(e, address));
+                return Err(CliError::sdk(e, address, &session.options));
             }
         };
         logins_left = 3;

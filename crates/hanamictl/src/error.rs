@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use hanami_sdk::ConnectOptions;
+
 /// A failed command.
 #[derive(Debug)]
 pub enum CliError {
@@ -23,8 +25,9 @@ impl CliError {
         CliError::Other(message.into())
     }
 
-    /// An SDK error of a call to `address`.
-    pub fn sdk(error: hanami_sdk::Error, address: &str) -> Self {
+    /// An SDK error of a call to `address`; `options` (what the client trusts) decide the
+    /// hint for a refused certificate.
+    pub fn sdk(error: hanami_sdk::Error, address: &str, options: &ConnectOptions) -> Self {
         use hanami_sdk::Error as E;
         let code = error.status();
         match (code, error) {
@@ -44,11 +47,9 @@ impl CliError {
                         "\n(the server did not answer in time; a slow server needs a longer \
                          --answer-timeout or HANAMI_ANSWER_TIMEOUT)",
                     );
-                } else if text.contains("certificate") || text.contains("UnknownIssuer") {
-                    text.push_str(
-                        "\n(for a self-signed server certificate pass --insecure or set \
-                         HANAMI_INSECURE=1, or trust it with --ca-cert FILE)",
-                    );
+                } else if let Some(hint) = certificate_hint(&text, options) {
+                    text.push('\n');
+                    text.push_str(hint);
                 } else if text.contains("InvalidContentType") {
                     // A TLS client got something that is no TLS record: plain HTTP.
                     text.push_str(
@@ -70,6 +71,40 @@ impl CliError {
             CliError::Other(message) => CliError::Other(format!("{context}: {message}")),
             status => status,
         }
+    }
+}
+
+/// What to do about a refused server certificate, for the error text of a TLS failure.
+fn certificate_hint(text: &str, options: &ConnectOptions) -> Option<&'static str> {
+    // A trusted certificate with the issuer's name but another key gives `BadSignature`.
+    let unknown_issuer = ["UnknownIssuer", "CaUsedAsEndEntity", "BadSignature"]
+        .iter()
+        .any(|cause| text.contains(cause));
+    if text.contains("not valid for") || text.contains("NotValidForName") {
+        Some(
+            "(the server's certificate does not name the host of HANAMI_ADDRESS: it needs a \
+             subjectAltName for it, e.g. openssl's -addext subjectAltName=IP:127.0.0.1; \
+             --insecure skips the check)",
+        )
+    } else if unknown_issuer && options.root_certificate_pem.is_some() {
+        Some(
+            "(the certificate given with --ca-cert or HANAMI_CA_CERT did not sign the \
+             server's certificate: give the server's own certificate or the CA that issued \
+             it, or pass --insecure for a test server)",
+        )
+    } else if unknown_issuer {
+        Some(
+            "(the server's certificate is self-signed or issued by a private CA: trust it \
+             with --ca-cert FILE or HANAMI_CA_CERT, or pass --insecure or set \
+             HANAMI_INSECURE=1 for a test server)",
+        )
+    } else if text.contains("certificate") {
+        Some(
+            "(the server's certificate was refused; --insecure or HANAMI_INSECURE=1 skips \
+             the check for a test server)",
+        )
+    } else {
+        None
     }
 }
 

@@ -14,11 +14,11 @@ mod progress;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
 use clap::error::ErrorKind;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
         Err(e) => return parse_failure(&e),
     };
@@ -41,6 +41,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// Parses the command line and the variables that stand for flags. A variable that is set
+/// but empty counts as unset (`export HANAMI_CA_CERT=` is a common way to switch a setting
+/// off), instead of failing every command over a flag that was never typed.
+fn parse() -> Result<cli::Cli, clap::Error> {
+    let command = cli::Cli::command().mut_args(|arg| {
+        let empty = arg
+            .get_env()
+            .is_some_and(|name| std::env::var_os(name).is_some_and(|value| value.is_empty()));
+        if empty { arg.env(None::<&str>) } else { arg }
+    });
+    cli::Cli::from_arg_matches(&command.try_get_matches()?)
+}
+
 /// Help and version go to standard output with status 0 (also for a group command given
 /// without its verb, as in the original); real usage errors go to standard error with
 /// status 1.
@@ -56,7 +69,34 @@ fn parse_failure(error: &clap::Error) -> ExitCode {
         }
         _ => {
             let _ = error.print();
+            if let Some(variable) = variable_behind(error) {
+                eprintln!("note: the value comes from the variable {variable}");
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// The variable that gave the invalid value of a flag that was not typed, if any.
+fn variable_behind(error: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    if !matches!(
+        error.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(shown)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let command = cli::Cli::command();
+    let arg = command.get_arguments().find(|arg| {
+        arg.get_long()
+            .is_some_and(|long| shown.split(' ').next() == Some(&format!("--{long}")))
+    })?;
+    let long = format!("--{}", arg.get_long()?);
+    let typed = std::env::args().any(|word| word == long || word.starts_with(&format!("{long}=")));
+    let variable = arg.get_env()?;
+    (!typed && std::env::var_os(variable).is_some())
+        .then(|| variable.to_string_lossy().into_owned())
 }

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    DATASET_KEYS, RESOURCE_HEADERS, RESOURCE_KEYS, Server, TASK_KEYS, ctl_env, path_str,
+    DATASET_KEYS, RESOURCE_HEADERS, RESOURCE_KEYS, Server, TASK_KEYS, command, ctl_env, path_str,
     pattern_mnist,
 };
 use serde_json::json;
@@ -832,6 +832,10 @@ fn environment_usage_and_local_errors() {
             "cannot read the template file '/nonexistent/template'",
         ),
         (
+            &["cluster", "create", "-t", "/", "c"],
+            "cannot read the template file '/': is a directory",
+        ),
+        (
             &["dataset", "create", "csv", "-i", "/nonexistent.csv", "d"],
             "cannot read the input file '/nonexistent.csv'",
         ),
@@ -850,7 +854,7 @@ fn environment_usage_and_local_errors() {
         ),
         (
             &["--ca-cert", "/nonexistent.pem", "host", "list"],
-            "cannot read the CA certificate '/nonexistent.pem'",
+            "cannot read the CA certificate file '/nonexistent.pem'",
         ),
     ] {
         let run = run_at("http://127.0.0.1:1", args).fails();
@@ -1091,5 +1095,146 @@ fn task_create_tables_and_waiting() {
         run.stderr.starts_with("error: task '") && run.stderr.contains("after 0 s"),
         "{}",
         run.stderr
+    );
+}
+
+/// Ctrl-C or SIGTERM during an upload withdraws it from the server: no temporary files are
+/// left behind (they would count against the user's unfinished uploads and hold off the
+/// deletion of the user until the server's `upload_timeout`).
+#[test]
+fn an_interrupted_upload_is_withdrawn() {
+    let server = Server::start();
+    let (images, labels) = pattern_mnist(server.dir.path(), "big", 60_000);
+    let uploads = server.dir.path().join("data").join("uploads");
+    let files_in = |dir: &std::path::Path| std::fs::read_dir(dir).map_or(0, |d| d.count());
+    let env = [
+        ("HANAMI_ADDRESS", server.url.as_str()),
+        ("HANAMI_USER", "asdf"),
+        ("HANAMI_PW", "asdfasdf"),
+    ];
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let mut child = command(
+            &env,
+            &[
+                "dataset",
+                "create",
+                "mnist",
+                "-i",
+                &images,
+                "-l",
+                &labels,
+                "big_upload",
+            ],
+        )
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while files_in(&uploads) == 0 {
+            if child.try_wait().unwrap().is_some() {
+                let output = child.wait_with_output().unwrap();
+                panic!(
+                    "the upload ended before it could be interrupted: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            assert!(std::time::Instant::now() < deadline, "no upload started");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let pid = i32::try_from(child.id()).unwrap();
+        // SAFETY: sends a signal to the child process started above.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("upload of 'big_upload' interrupted"),
+            "{stderr}"
+        );
+        assert_eq!(files_in(&uploads), 0, "the upload's files are left");
+        let (_, rows) = server.ctl(&["dataset", "list"]).ok().list();
+        assert!(rows.is_empty(), "{rows:?}");
+    }
+}
+
+/// `--wait` on a task whose cluster is deleted in the meantime says so, instead of
+/// reporting the task as not found.
+#[test]
+fn waiting_for_a_task_whose_cluster_is_deleted() {
+    let server = Server::start();
+    let (images, labels) = pattern_mnist(server.dir.path(), "gone", 20_000);
+    let dataset = server
+        .ctl(&[
+            "dataset",
+            "create",
+            "mnist",
+            "-j",
+            "-i",
+            &images,
+            "-l",
+            &labels,
+            "gone_data",
+        ])
+        .ok()
+        .json()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cluster = server
+        .ctl(&[
+            "cluster",
+            "create",
+            "-j",
+            "-t",
+            &server.template(),
+            "gone_cluster",
+        ])
+        .ok()
+        .json()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let picture = format!("picture:{dataset}");
+    let label = format!("label:{dataset}");
+    let train = [
+        "task", "create", "train", "-i", &picture, "-o", &label, "-c", &cluster,
+    ];
+    for name in ["ahead_1", "ahead_2", "ahead_3"] {
+        server.ctl(&[&train[..], &[name]].concat()).ok();
+    }
+    let env = [
+        ("HANAMI_ADDRESS", server.url.as_str()),
+        ("HANAMI_USER", "asdf"),
+        ("HANAMI_PW", "asdfasdf"),
+    ];
+    let waiting = command(&env, &[&train[..], &["--wait", "doomed"]].concat())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, rows) = server.ctl(&["task", "list", "-c", &cluster]).ok().list();
+        if rows.len() == 4 {
+            // Three tasks of 20,000 rows each are ahead of it.
+            assert!(rows.iter().any(|row| row[1] == "queued"), "{rows:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the task was not queued"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.ctl(&["cluster", "delete", &cluster]).ok();
+    let output = waiting.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is gone: it, or its cluster, was deleted while waiting"),
+        "{stderr}"
     );
 }

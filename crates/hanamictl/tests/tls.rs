@@ -32,7 +32,9 @@ fn https_with_a_self_signed_certificate() {
     // Verified by default: the unknown issuer is refused, with a hint.
     let run = ctl_env(&env, &["host", "list"]).fails();
     assert!(
-        run.stderr.starts_with("error: cannot reach https://") && run.stderr.contains("--insecure"),
+        run.stderr.starts_with("error: cannot reach https://")
+            && run.stderr.contains("self-signed")
+            && run.stderr.contains("--insecure"),
         "{}",
         run.stderr
     );
@@ -81,6 +83,41 @@ fn https_with_a_self_signed_certificate() {
     trusted.push(("HANAMI_CA_CERT", &cert_path));
     ctl_env(&trusted, &["project", "list", "-j"]).ok().json();
 
+    // A CA file that did not sign the server's certificate is named as the cause.
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let other_path = path_str(&server.write("other.pem", other.cert.pem()));
+    let run = ctl_env(&env, &["--ca-cert", &other_path, "host", "list"]).fails();
+    assert!(
+        run.stderr.contains("did not sign the server's certificate"),
+        "{}",
+        run.stderr
+    );
+
+    // Set but empty variables count as unset; an invalid one is named.
+    ctl_env(
+        &with(&[("HANAMI_CA_CERT", "")]),
+        &["--insecure", "host", "list"],
+    )
+    .ok();
+    ctl_env(
+        &with(&[("HANAMI_INSECURE", ""), ("HANAMI_ANSWER_TIMEOUT", "")]),
+        &["--ca-cert", &cert_path, "host", "list"],
+    )
+    .ok();
+    let run = ctl_env(&with(&[("HANAMI_INSECURE", "maybe")]), &["host", "list"]).fails();
+    assert!(
+        run.stderr
+            .contains("note: the value comes from the variable HANAMI_INSECURE"),
+        "{}",
+        run.stderr
+    );
+    let run = ctl_env(
+        &with(&[("HANAMI_ANSWER_TIMEOUT", "0")]),
+        &["--answer-timeout", "0", "host", "list"],
+    )
+    .fails();
+    assert!(!run.stderr.contains("note:"), "{}", run.stderr);
+
     // A malformed CA file is reported, not ignored.
     let bad = server.write("bad.pem", "-----BEGIN CERTIFICATE-----\nnot base64\n");
     let run = ctl_env(&env, &["--ca-cert", &path_str(&bad), "host", "list"]).fails();
@@ -119,4 +156,24 @@ fn https_with_a_self_signed_certificate() {
     .ok()
     .json();
     assert_eq!(json["number_of_rows"], 2);
+}
+
+#[test]
+fn a_certificate_for_another_name_is_explained() {
+    let cert = rcgen::generate_simple_self_signed(vec!["example.invalid".into()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let cert_path = path_str(&cert_path);
+    let server = Server::start_with(&["--tls-cert", &cert_path, "--tls-key", &path_str(&key_path)]);
+    let env = [
+        ("HANAMI_ADDRESS", server.url.as_str()),
+        ("HANAMI_USER", "asdf"),
+        ("HANAMI_PW", "asdfasdf"),
+        ("HANAMI_CA_CERT", cert_path.as_str()),
+    ];
+    let run = ctl_env(&env, &["host", "list"]).fails();
+    assert!(run.stderr.contains("subjectAltName"), "{}", run.stderr);
 }
