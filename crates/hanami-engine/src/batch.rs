@@ -15,6 +15,13 @@ pub trait Rows {
     /// Writes the values of row `row` for the interface `name` into `values`, which has the
     /// interface's size. Entries left unwritten keep the values of the previous row.
     fn read(&mut self, row: usize, name: &str, values: &mut [f32]) -> Result<(), RowError>;
+
+    /// Whether the source has values for the interface `name`. A training batch trains only
+    /// the outputs whose expected values the source provides. All, unless overridden.
+    fn provides(&self, name: &str) -> bool {
+        let _ = name;
+        true
+    }
 }
 
 /// [`Rows`] over a closure, for sources that are easiest written as one function.
@@ -80,11 +87,13 @@ pub fn one_hot(values: &[f32], out: &mut [f32]) {
 
 impl Cluster {
     /// Trains on every row of `rows`: for row `i`, reads every input interface and every
-    /// output interface (its expected values) by name, then runs one training cycle.
+    /// output interface the source [provides](Rows::provides) (its expected values) by name,
+    /// then runs one training cycle in which only those outputs learn.
     ///
     /// `cancel` is checked before each row; `progress` gets the number of rows done after
-    /// each row. A row that cannot be read, or holds a non-finite value, stops the batch with
-    /// an error; the rows before it stay learned.
+    /// each row. A source that provides no output is refused before the first row. A row
+    /// that cannot be read, holds a non-finite value, or an expected value outside [0, 1],
+    /// stops the batch with an error; the rows before it stay learned.
     pub fn train_batch(
         &mut self,
         rows: &mut dyn Rows,
@@ -92,6 +101,14 @@ impl Cluster {
         progress: &mut dyn FnMut(usize),
     ) -> Result<BatchOutcome, EngineError> {
         let total = rows.row_count();
+        let learns: Vec<bool> = self
+            .outputs
+            .iter()
+            .map(|o| rows.provides(&o.name))
+            .collect();
+        if !learns.contains(&true) {
+            return Err(EngineError::NothingToLearn);
+        }
         for row in 0..total {
             if cancel.load(Ordering::Relaxed) {
                 return Ok(BatchOutcome {
@@ -100,10 +117,22 @@ impl Cluster {
                 });
             }
             self.read_inputs(rows, row)?;
-            for output in &mut self.outputs {
+            for (output, _) in self.outputs.iter_mut().zip(&learns).filter(|(_, l)| **l) {
                 read_row(rows, row, &output.name, &mut output.expected)?;
+                if let Err(e) = crate::cluster::check_expected_range(&output.name, &output.expected)
+                {
+                    // Leave no unreachable target behind for later cycles.
+                    output
+                        .expected
+                        .iter_mut()
+                        .for_each(|v| *v = v.clamp(0.0, 1.0));
+                    return Err(EngineError::AtRow {
+                        row,
+                        source: Box::new(e),
+                    });
+                }
             }
-            self.train_cycle();
+            self.train_cycle_learning(&learns);
             progress(row + 1);
         }
         Ok(BatchOutcome {
@@ -244,9 +273,12 @@ fn read_row(
                 .iter_mut()
                 .filter(|v| !v.is_finite())
                 .for_each(|v| *v = 0.0);
-            Err(EngineError::NonFinite {
-                name: name.to_string(),
-                index,
+            Err(EngineError::AtRow {
+                row,
+                source: Box::new(EngineError::NonFinite {
+                    name: name.to_string(),
+                    index,
+                }),
             })
         }
         None => Ok(()),

@@ -249,6 +249,7 @@ impl Cluster {
                 targets: Vec::with_capacity(size),
                 values: Vec::with_capacity(size),
                 expected: Vec::with_capacity(size),
+                learns: true,
             };
             for _ in 0..size {
                 let mut targets = [OutputTarget::EMPTY; OUTPUT_TARGETS];

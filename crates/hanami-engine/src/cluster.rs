@@ -300,6 +300,7 @@ impl Cluster {
                     targets: vec![[OutputTarget::EMPTY; OUTPUT_TARGETS]; spec.size],
                     values: vec![0.0; spec.size],
                     expected: vec![0.0; spec.size],
+                    learns: true,
                 }
             })
             .collect();
@@ -381,10 +382,12 @@ impl Cluster {
     }
 
     /// Runs one training cycle: sets the named inputs and expected values, runs the forward
-    /// pass with growth, the backward pass, and reduction when it is due.
+    /// pass with growth, the backward pass, and reduction when it is due. Only the outputs
+    /// named in `expected` learn; the others are left as they are.
     ///
     /// A buffer may be shorter than its interface; the remaining values keep their previous
-    /// contents. Nothing is changed if any name, length or value is invalid.
+    /// contents. Nothing is changed if any name, length or value is invalid, if an expected
+    /// value lies outside [0, 1], or if `expected` is empty.
     pub fn train_step(
         &mut self,
         inputs: &[(&str, &[f32])],
@@ -392,14 +395,30 @@ impl Cluster {
     ) -> Result<(), EngineError> {
         let input_slots = self.check_inputs(inputs)?;
         let output_slots = self.check_expected(expected)?;
+        if output_slots.is_empty() {
+            return Err(EngineError::NothingToLearn);
+        }
         for ((_, values), slot) in inputs.iter().zip(input_slots) {
             self.inputs[slot].values[..values.len()].copy_from_slice(values);
         }
+        let mut learns = vec![false; self.outputs.len()];
         for ((_, values), slot) in expected.iter().zip(output_slots) {
             self.outputs[slot].expected[..values.len()].copy_from_slice(values);
+            learns[slot] = true;
+        }
+        self.train_cycle_learning(&learns);
+        Ok(())
+    }
+
+    /// One training cycle in which only the outputs marked in `learns` learn.
+    pub(crate) fn train_cycle_learning(&mut self, learns: &[bool]) {
+        for (output, &learns) in self.outputs.iter_mut().zip(learns) {
+            output.learns = learns;
         }
         self.train_cycle();
-        Ok(())
+        for output in &mut self.outputs {
+            output.learns = true;
+        }
     }
 
     /// Runs one request cycle on the named inputs; read the result with [`Cluster::output`].
@@ -437,6 +456,7 @@ impl Cluster {
                     .position(|o| o.name == *name)
                     .ok_or_else(|| EngineError::UnknownOutput(name.to_string()))?;
                 check_values(name, values, self.outputs[slot].expected.len())?;
+                check_expected_range(name, values)?;
                 Ok(slot)
             })
             .collect()
@@ -501,6 +521,18 @@ pub(crate) fn first_non_finite(values: &[f32]) -> Option<usize> {
         None
     } else {
         values.iter().position(|v| !v.is_finite())
+    }
+}
+
+/// Refuses expected values outside [0, 1] (checked after [`check_values`]: all finite).
+pub(crate) fn check_expected_range(name: &str, values: &[f32]) -> Result<(), EngineError> {
+    match values.iter().position(|v| !(0.0..=1.0).contains(v)) {
+        Some(index) => Err(EngineError::ExpectedOutOfRange {
+            name: name.to_string(),
+            index,
+            value: values[index],
+        }),
+        None => Ok(()),
     }
 }
 

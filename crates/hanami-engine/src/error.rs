@@ -37,6 +37,31 @@ pub enum EngineError {
         /// Index of the value within the interface.
         index: usize,
     },
+    /// An expected value lies outside [0, 1], which the sigmoid outputs cannot reach
+    /// (training toward it saturates the outputs for good).
+    #[error(
+        "expected value {index} for '{name}' is {value}, outside [0, 1] (outputs are sigmoids: \
+         scale the targets into that range)"
+    )]
+    ExpectedOutOfRange {
+        /// Output name.
+        name: String,
+        /// Index of the value within the interface.
+        index: usize,
+        /// The value.
+        value: f32,
+    },
+    /// A value of a batch's row was refused.
+    #[error("row {row}: {source}")]
+    AtRow {
+        /// Row index.
+        row: usize,
+        /// Why the row was refused.
+        source: Box<EngineError>,
+    },
+    /// A training cycle was asked for without expected values for any output.
+    #[error("a training step needs expected values for at least one output")]
+    NothingToLearn,
     /// A row source failed.
     #[error("reading row {row} for '{name}' failed: {source}")]
     Row {

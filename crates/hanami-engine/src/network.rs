@@ -338,4 +338,7 @@ pub(crate) struct OutputInterface {
     pub values: Vec<f32>,
     /// Expected values of the current training cycle.
     pub expected: Vec<f32>,
+    /// Whether the current training cycle has expected values for this interface: only
+    /// then do its outputs learn and sample targets. True outside training cycles.
+    pub learns: bool,
 }

@@ -51,7 +51,50 @@ fn step_errors_change_nothing() {
         c.train_step(&[("x", &x)], &[("y", &[f32::INFINITY, 0.0, 0.0, 0.0])]),
         Err(EngineError::NonFinite { index: 0, .. })
     ));
+    for bad in [1.5, -0.25] {
+        assert!(matches!(
+            c.train_step(&[("x", &x)], &[("y", &[0.0, bad, 0.0, 0.0])]),
+            Err(EngineError::ExpectedOutOfRange { index: 1, value, .. }) if value == bad
+        ));
+    }
+    assert!(matches!(
+        c.train_step(&[("x", &x)], &[]),
+        Err(EngineError::NothingToLearn)
+    ));
     assert_eq!(c.save(), before);
+}
+
+/// Two outputs, `y` on hexagon 3,1,1 and `z` on 3,2,1, both fed by the hidden hexagon
+/// (that a `z` left out keeps its targets is tested where they can be seen, in the crate).
+fn two_output_cluster() -> Cluster {
+    let text = format!(
+        "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\n\
+         hexagons:\n    1,1,1\n    2,1,1\n    3,1,1\n    3,2,1\n\
+         inputs:\n    x:\n        target: 1,1,1\n        number_of_inputs: {INPUTS}\n\
+         outputs:\n    y:\n        target: 3,1,1\n        number_of_outputs: {CLASSES}\n\
+         \x20   z:\n        target: 3,2,1\n        number_of_outputs: {CLASSES}\n"
+    );
+    Cluster::from_template_text(&text, 5).expect("the template builds")
+}
+
+#[test]
+fn only_the_named_outputs_learn() {
+    let mut only_y = two_output_cluster();
+    let mut both = two_output_cluster();
+    for i in 0..2000 {
+        let (x, y) = sample(i);
+        only_y.train_step(&[("x", &x)], &[("y", &y)]).unwrap();
+        both.train_step(&[("x", &x)], &[("y", &y), ("z", &y)])
+            .unwrap();
+    }
+    let (x, _) = sample(0);
+    for c in [&mut only_y, &mut both] {
+        c.request_step(&[("x", &x)]).unwrap();
+        assert!(c.output("y").unwrap().iter().any(|&v| v > 0.0));
+    }
+    // An output that is never named samples no neurons, so it stays at 0.
+    assert_eq!(only_y.output("z").unwrap(), &[0.0; CLASSES]);
+    assert!(both.output("z").unwrap().iter().any(|&v| v > 0.0));
 }
 
 #[test]
@@ -142,7 +185,7 @@ fn batch_read_errors_name_the_row() {
     );
     assert!(matches!(
         c.request_batch(&mut nan_rows, &cancel, &mut |_| {}, &mut |_, _, _| {}),
-        Err(EngineError::NonFinite { .. })
+        Err(EngineError::AtRow { row: 0, source }) if matches!(*source, EngineError::NonFinite { .. })
     ));
 }
 

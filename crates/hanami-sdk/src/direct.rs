@@ -55,7 +55,9 @@ impl DirectSession {
         last.ok_or_else(|| Error::Protocol("nothing to send".into()))
     }
 
-    /// One training step: input values and expected output values by interface name.
+    /// One training step: input values and expected output values by interface name. Only
+    /// outputs the session has sent expected values for learn; the server refuses a step
+    /// before any, or with an expected value outside [0, 1], and closes the session.
     pub async fn train(
         &mut self,
         inputs: &[(&str, &[f32])],

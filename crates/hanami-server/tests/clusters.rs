@@ -469,6 +469,21 @@ async fn modes_queue_and_direct_io() {
             .await
             .is_err()
     );
+    // A training sample needs expected values (sent in this session), within [0, 1].
+    let mut session = client.direct_session(c).await.unwrap();
+    let refused = session.train(&[("picture", &picture)], &[]).await;
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("needs expected values")),
+        "{refused:?}"
+    );
+    let mut session = client.direct_session(c).await.unwrap();
+    let refused = session
+        .train(&[("picture", &picture)], &[("label", &[0.0, 2.0])])
+        .await;
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("outside [0, 1]")),
+        "{refused:?}"
+    );
     let mut session = client.direct_session(c).await.unwrap();
     // More values than the interface has are cut off, not written out of bounds.
     let long = vec![1.0f32; 5000];
@@ -1046,4 +1061,114 @@ async fn open_sessions_are_told_when_the_server_shuts_down() {
         matches!(&closed, Err(Error::WebSocket(m)) if m.ends_with("the server is shutting down")),
         "{closed:?}"
     );
+}
+
+/// A train task trains only the outputs it names, and stops at an expected value outside
+/// [0, 1] (sigmoid outputs cannot reach it; training toward it saturates them for good).
+#[tokio::test]
+async fn train_tasks_train_the_named_outputs_within_range() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    // Two inputs, the first lit for class `a`, the second for class `b`; a second dataset
+    // scales `a` by 100 from row 150 on.
+    let upload = |name: &'static str, scale_from: usize| {
+        let mut csv = String::from("x0,x1,a,b\n");
+        for row in 0..1000 {
+            // Varying values: growth needs potentials it has not seen.
+            let lit = 50 + row % 97;
+            let (x0, x1) = if row % 2 == 0 { (lit, 0) } else { (0, lit) };
+            let a = u32::from(row % 2 == 0);
+            let scaled = if row < scale_from { a } else { 100 * a };
+            csv.push_str(&format!("{x0},{x1},{scaled},{}\n", 1 - a));
+        }
+        let path = tmp.path().join(name);
+        std::fs::write(&path, csv).unwrap();
+        let client = &client;
+        async move { client.upload_csv(name, &path).await.unwrap().uuid }
+    };
+    let data = upload("two_outputs", usize::MAX).await;
+    let scaled = upload("scaled_outputs", 150).await;
+    let template = "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\nhexagons:\n    \
+                    1,1,1\n    1,2,1\n    2,1,1\n    2,2,1\n    3,1,1\n    3,2,1\ninputs:\n    \
+                    x0:\n        target: 1,1,1\n        number_of_inputs: 1\n    x1:\n        \
+                    target: 1,2,1\n        number_of_inputs: 1\noutputs:\n    a:\n        \
+                    target: 3,1,1\n        number_of_outputs: 1\n    b:\n        target: \
+                    3,2,1\n        number_of_outputs: 1\n";
+    let cluster = client
+        .create_cluster("two_outputs", template)
+        .await
+        .unwrap()
+        .uuid;
+    let train = |name: &'static str, outputs: &'static [&'static str]| {
+        let (client, cluster, data) = (&client, &cluster, &data);
+        async move {
+            let outputs: Vec<(&str, &str)> = outputs.iter().map(|&o| (o, data.as_str())).collect();
+            let task = client
+                .train(name, cluster, &[("x0", data), ("x1", data)], &outputs)
+                .await
+                .unwrap();
+            let done = client
+                .wait_for_task(cluster, &task.uuid, WAIT)
+                .await
+                .unwrap();
+            assert_eq!(done.state, "finished");
+        }
+    };
+    // The answers of `a` and `b` for lit inputs (class `a`).
+    let answers = || {
+        let (client, cluster) = (&client, &cluster);
+        async move {
+            client.set_direct_mode(cluster, true).await.unwrap();
+            let mut session = client.direct_session(cluster).await.unwrap();
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for x0 in [50.0, 70.0, 90.0, 110.0, 130.0] {
+                let answers = session
+                    .request(&[("x0", &[x0]), ("x1", &[0.0])], 2)
+                    .await
+                    .unwrap();
+                let value = |name: &str| answers.iter().find(|(n, _)| n == name).unwrap().1[0];
+                a.push(value("a"));
+                b.push(value("b"));
+            }
+            session.close().await.unwrap();
+            client.set_direct_mode(cluster, false).await.unwrap();
+            (a, b)
+        }
+    };
+    train("only_a", &["a"]).await;
+    // `b` was never named: it sampled no neurons and answers 0.
+    let (_, b) = answers().await;
+    assert!(b.iter().all(|&v| v == 0.0), "{b:?}");
+    // Now `b` learns too; tasks that name only `a` leave its answers as they are (up to the
+    // slowly fading error terms of its hexagon), instead of training it toward the expected
+    // value of its last row.
+    train("both", &["a", "b"]).await;
+    let (_, learned) = answers().await;
+    for name in ["only_a_1", "only_a_2"] {
+        train(name, &["a"]).await;
+    }
+    let (_, kept) = answers().await;
+    assert!(
+        learned.iter().zip(&kept).all(|(l, k)| (l - k).abs() < 0.01),
+        "learned {learned:?}, then {kept:?}"
+    );
+
+    // Out of range: the task stops at row 150 and the error log says why.
+    let task = client
+        .train(
+            "scaled",
+            &cluster,
+            &[("x0", &scaled), ("x1", &scaled)],
+            &[("a", &scaled)],
+        )
+        .await
+        .unwrap();
+    let log = aborted_with_log(&server, &client, &cluster, &task.uuid).await;
+    assert!(
+        log.contains("row 150: expected value 0 for 'a' is 100, outside [0, 1]"),
+        "{log}"
+    );
+    let stopped = client.task(&cluster, &task.uuid).await.unwrap();
+    assert_eq!(stopped.current_cycle, 150, "{stopped:?}");
 }

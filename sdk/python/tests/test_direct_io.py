@@ -167,6 +167,27 @@ def test_several_outputs(address: str, token: str) -> None:
         cluster.delete_cluster(token, address, cluster_uuid)
 
 
+def test_training_needs_expected_values(address: str, token: str, small_cluster: str) -> None:
+    """A training sample before any expected values, or with one outside [0, 1], is refused
+    (it would train the outputs toward zeros, or saturate them)."""
+    async def run() -> None:
+        for expected, reason in [(None, "needs expected values"), ([0.0, 3.0], "outside [0, 1]")]:
+            ws = await cluster.switch_to_direct_mode(token, address, small_cluster)
+            try:
+                with pytest.raises(hx.BadRequestException) as info:
+                    last = expected is None
+                    await direct_io.send_train_input(ws, "test_input", [1.0] * 5, True, last)
+                    if expected is not None:
+                        await direct_io.send_train_input(ws, "test_output", expected, False,
+                                                         True)
+                assert reason in info.value.message
+            finally:
+                await ws.close()
+            cluster.switch_to_task_mode(token, address, small_cluster)
+
+    asyncio.run(run())
+
+
 def test_unknown_name_is_a_bad_request(address: str, token: str, small_cluster: str) -> None:
     async def run() -> None:
         ws = await cluster.switch_to_direct_mode(token, address, small_cluster)
@@ -191,7 +212,8 @@ def test_direct_mode_conflicts(address: str, token: str, small_cluster: str,
             with pytest.raises(hx.ConflictException):
                 await cluster.switch_to_direct_mode(token, address, small_cluster)
             # the first connection still works
-            await direct_io.send_train_input(ws, "test_input", [1.0] * 5, True, True)
+            await direct_io.send_train_input(ws, "test_input", [1.0] * 5, True, False)
+            await direct_io.send_train_input(ws, "test_output", [1.0, 0.0], False, True)
         finally:
             await ws.close()
         cluster.switch_to_task_mode(token, address, small_cluster)

@@ -114,7 +114,7 @@ impl Cluster {
         let hexagon = &mut self.hexagons[h];
         let seed = self.rng.rand();
         let output = &mut self.outputs[o];
-        if train {
+        if train && output.learns {
             // Sampling reads only the potentials and its own seed chain, so sampling every
             // slot before summing is the same as the original's sampling inside the sums.
             sample_targets(output, &hexagon.potentials, hexagon.neuron_blocks(), seed);
@@ -129,6 +129,9 @@ impl Cluster {
     pub(crate) fn backprop_output(&mut self, h: usize, o: usize) {
         let hexagon = &mut self.hexagons[h];
         let output = &mut self.outputs[o];
+        if !output.learns {
+            return;
+        }
         for ((targets, &value), &expected) in output
             .targets
             .iter_mut()
@@ -142,5 +145,64 @@ impl Cluster {
                 target.weight -= update * OUTPUT_LEARNING_RATE * hexagon.potentials[index];
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OutputTarget;
+    use crate::Cluster;
+
+    /// Inputs of sample `i` for a cluster with eight inputs: one of two halves lit.
+    fn sample(i: usize) -> ([f32; 8], [f32; 2]) {
+        let mut x = [0.0; 8];
+        for (j, v) in x.iter_mut().enumerate() {
+            if j / 4 == i % 2 {
+                *v = (100 + (i * 7 + j) % 50) as f32;
+            }
+        }
+        (
+            x,
+            [i.is_multiple_of(2) as u8 as f32, (i % 2 == 1) as u8 as f32],
+        )
+    }
+
+    fn targets(cluster: &Cluster, output: usize) -> Vec<(u32, u32)> {
+        let flat = cluster.outputs[output].targets.iter().flatten();
+        flat.map(|t: &OutputTarget| (t.neuron, t.weight.to_bits()))
+            .collect()
+    }
+
+    #[test]
+    fn an_output_left_out_of_a_training_step_keeps_its_targets() {
+        let text = "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\n\
+                    hexagons:\n    1,1,1\n    2,1,1\n    3,1,1\n    3,2,1\n\
+                    inputs:\n    x:\n        target: 1,1,1\n        number_of_inputs: 8\n\
+                    outputs:\n    y:\n        target: 3,1,1\n        number_of_outputs: 2\n\
+                    \x20   z:\n        target: 3,2,1\n        number_of_outputs: 2\n";
+        let mut cluster = Cluster::from_template_text(text, 3).unwrap();
+        // Both learn until `z` has some targets, but not all 14 (2% per slot and cycle).
+        let mut i = 0;
+        while targets(&cluster, 1)
+            .iter()
+            .all(|&(n, _)| n == super::NO_NEURON)
+        {
+            let (x, y) = sample(i);
+            cluster
+                .train_step(&[("x", &x)], &[("y", &y), ("z", &y)])
+                .unwrap();
+            i += 1;
+        }
+        let z = targets(&cluster, 1);
+        assert!(z.iter().any(|&(n, _)| n == super::NO_NEURON), "{z:?}");
+        // From here on only `y` is named; the expected values `z` keeps from its last cycle
+        // are positive for one output, so it could sample and learn if it were trained.
+        let y = targets(&cluster, 0);
+        for i in i..i + 500 {
+            let (x, y) = sample(i);
+            cluster.train_step(&[("x", &x)], &[("y", &y)]).unwrap();
+        }
+        assert_eq!(targets(&cluster, 1), z);
+        assert_ne!(targets(&cluster, 0), y);
     }
 }

@@ -141,4 +141,8 @@ impl Rows for DatasetRows {
         values[..n].copy_from_slice(&data[..n]);
         Ok(())
     }
+
+    fn provides(&self, name: &str) -> bool {
+        self.cursors.iter().any(|(n, _)| n == name)
+    }
 }

@@ -1,7 +1,7 @@
 //! Direct IO with a cluster: one training step or request per sample, driven message by
 //! message over the websocket.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
@@ -16,6 +16,9 @@ use crate::state::App;
 struct Staging {
     inputs: HashMap<String, Vec<f32>>,
     expected: HashMap<String, Vec<f32>>,
+    /// Outputs the session has sent expected values for: only they learn in training
+    /// samples (their values persist between samples, as in the original).
+    taught: HashSet<String>,
 }
 
 impl Staging {
@@ -28,6 +31,7 @@ impl Staging {
         Self {
             inputs: buffers(&interfaces.inputs),
             expected: buffers(&interfaces.outputs),
+            taught: HashSet::new(),
         }
     }
 }
@@ -160,6 +164,9 @@ fn handle(
         .min(message.values.len())
         .min(buffer.len());
     buffer[..count].copy_from_slice(&message.values[..count]);
+    if what == "output" {
+        staging.taught.insert(message.buffer_name.clone());
+    }
     if !message.is_last {
         return Ok(vec![ack(false)]);
     }
@@ -178,6 +185,7 @@ fn handle(
             let expected: Vec<(&str, &[f32])> = staging
                 .expected
                 .iter()
+                .filter(|(n, _)| staging.taught.contains(*n))
                 .map(|(n, v)| (n.as_str(), v.as_slice()))
                 .collect();
             cluster
