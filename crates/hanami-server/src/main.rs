@@ -13,7 +13,7 @@ fn main() -> std::process::ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("hanami: cannot start the async runtime: {e}");
+            report(&format!("hanami: cannot start the async runtime: {e}"));
             return std::process::ExitCode::FAILURE;
         }
     };
@@ -25,7 +25,7 @@ async fn serve() -> std::process::ExitCode {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogSink)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match Config::from_args(Args::parse()) {
@@ -35,10 +35,34 @@ async fn serve() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("hanami: {e:#}");
+            report(&format!("hanami: {e:#}"));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Standard error for the log, ignoring write failures. With stderr closed (a `| tee` that
+/// died), tracing would report each failed write with `eprintln!`, which panics there and
+/// took down whichever thread logged: the signal handler's, for one, so SIGTERM and SIGINT
+/// were ignored from then on.
+struct LogSink;
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
+/// Writes a last message to standard error, if it is still open.
+fn report(message: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{message}");
 }
 
 /// Makes glibc's allocator map blocks of 4 MiB and more on their own and unmap them when

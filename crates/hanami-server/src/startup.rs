@@ -72,9 +72,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "http"
     };
     {
+        // Informational: a closed standard output must not stop the server.
         let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "{scheme}://{address}")?;
-        stdout.flush()?;
+        let _ = writeln!(stdout, "{scheme}://{address}").and_then(|()| stdout.flush());
     }
     tracing::info!("listening on {scheme}://{address}");
 

@@ -507,6 +507,60 @@ fn a_port_in_use_stops_the_start_before_anything_changes() {
     assert!(!data.exists());
 }
 
+/// A closed standard error (a `| tee` that died) neither stops the server nor keeps it
+/// from shutting down on SIGTERM.
+#[test]
+fn a_closed_standard_error_does_not_stop_the_server() {
+    use std::io::BufRead as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hanami"))
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .env("RUST_LOG", "info")
+        .env("HANAMI_ADMIN_USER_ID", ADMIN)
+        .env("HANAMI_ADMIN_USER_NAME", ADMIN)
+        .env("HANAMI_ADMIN_PASSWORD", ADMIN_PW)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let mut address = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut address)
+        .unwrap();
+    let address = address.trim().to_owned();
+    assert!(address.starts_with("http://127.0.0.1:"), "{address}");
+    // The server still answers, also requests that log.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = hanami_sdk::Client::login(&address, ADMIN, ADMIN_PW)
+            .await
+            .unwrap();
+        assert_eq!(client.hosts().await.unwrap().body.len(), 1);
+        let refused = hanami_sdk::Client::login(&address, ADMIN, "wrong password").await;
+        assert!(refused.is_err());
+    });
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: sends a signal to the child process started above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server ignored SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
 #[tokio::test]
 async fn https_connections_that_send_no_request_after_the_handshake_are_closed() {
     use std::sync::Arc;
