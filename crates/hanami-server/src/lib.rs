@@ -12,6 +12,7 @@ pub mod config;
 mod connections;
 pub mod error_log;
 pub mod host_info;
+mod memory;
 pub mod passwords;
 pub mod paths;
 mod startup;

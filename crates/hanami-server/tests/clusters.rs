@@ -1172,3 +1172,53 @@ async fn train_tasks_train_the_named_outputs_within_range() {
     let stopped = client.task(&cluster, &task.uuid).await.unwrap();
     assert_eq!(stopped.current_cycle, 150, "{stopped:?}");
 }
+
+/// The memory of a deleted network goes back to the system (glibc kept it in its arenas:
+/// a gigabyte after a few large clusters).
+#[tokio::test]
+async fn a_deleted_network_gives_its_memory_back() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let (inputs, outputs) = (262_144, 16_384);
+    let template = format!(
+        "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\nhexagons:\n    1,1,1\n    \
+         2,1,1\n    3,1,1\ninputs:\n    x:\n        target: 1,1,1\n        number_of_inputs: \
+         {inputs}\noutputs:\n    y:\n        target: 3,1,1\n        number_of_outputs: \
+         {outputs}\n"
+    );
+    let cluster = client
+        .create_cluster("big_cluster", &template)
+        .await
+        .unwrap()
+        .uuid;
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let mut session = client.direct_session(&cluster).await.unwrap();
+    for step in 0..2usize {
+        let x: Vec<f32> = (0..inputs)
+            .map(|i| {
+                if (i * 7 + step) % 5 == 0 {
+                    (i % 250) as f32 + 5.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mut y = vec![0.0f32; outputs];
+        y[step] = 1.0;
+        session.train(&[("x", &x)], &[("y", &y)]).await.unwrap();
+    }
+    session.close().await.unwrap();
+    let used = server.memory();
+    assert!(used > 100 << 20, "the network took only {} MiB", used >> 20);
+    client.delete_cluster(&cluster).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.memory() > used / 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {} MiB after the delete (had {} MiB)",
+            server.memory() >> 20,
+            used >> 20
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

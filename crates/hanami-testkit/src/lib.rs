@@ -161,11 +161,21 @@ pub struct TestServer {
 impl TestServer {
     /// The most memory the server process has held so far (`VmHWM`), in bytes.
     pub fn peak_memory(&self) -> u64 {
+        self.memory_status("VmHWM:")
+    }
+
+    /// The memory the server process holds now (`VmRSS`), in bytes.
+    pub fn memory(&self) -> u64 {
+        self.memory_status("VmRSS:")
+    }
+
+    /// A memory line of `/proc/<pid>/status`, in bytes.
+    fn memory_status(&self, key: &str) -> u64 {
         let pid = self.child.as_ref().expect("the server runs").id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
         let kib = status
             .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .find_map(|line| line.strip_prefix(key))
             .and_then(|rest| {
                 rest.trim()
                     .trim_end_matches("kB")
@@ -173,7 +183,7 @@ impl TestServer {
                     .parse::<u64>()
                     .ok()
             })
-            .expect("a VmHWM line");
+            .unwrap_or_else(|| panic!("a {key} line"));
         kib << 10
     }
 

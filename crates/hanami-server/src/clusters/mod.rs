@@ -109,6 +109,28 @@ pub struct ClusterHandle {
     deleted: AtomicBool,
 }
 
+impl Drop for ClusterHandle {
+    /// Frees the network off the async workers and gives its memory back to the system.
+    fn drop(&mut self) {
+        let network = self
+            .network
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if network.is_none() {
+            return;
+        }
+        let release = move || {
+            drop(network);
+            crate::memory::return_freed_memory();
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(release)),
+            Err(_) => release(),
+        }
+    }
+}
+
 /// What deleting a task did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskRemoval {
@@ -349,6 +371,10 @@ impl ClusterHandle {
                 control.active.clone_from(&next);
                 if next.is_none() {
                     control.worker_running = false;
+                    drop(control);
+                    // Training grows the network by reallocation, and a restore drops the
+                    // old network: what they freed goes back to the system.
+                    crate::memory::return_freed_memory();
                     return;
                 }
                 next.expect("checked")
