@@ -1026,6 +1026,28 @@ async fn datasets_survive_restarts_and_reading_never_changes_them() {
             .await,
         Err(Error::NotFound(_))
     ));
+    // A single label column (0/1) would score every result 100 %: refused.
+    let single = client
+        .upload_csv(
+            "single_label",
+            &write(tmp.path(), "single.csv", "label\n1\n0\n"),
+        )
+        .await
+        .unwrap();
+    let answer = client
+        .upload_csv(
+            "single_answer",
+            &write(tmp.path(), "answer.csv", "y\n0\n1\n"),
+        )
+        .await
+        .unwrap();
+    let refused = client.check_dataset(&single.uuid, &answer.uuid).await;
+    assert!(
+        matches!(&refused, Err(Error::BadRequest(m)) if m.contains("single column")),
+        "{refused:?}"
+    );
+    client.delete_dataset(&single.uuid).await.unwrap();
+    client.delete_dataset(&answer.uuid).await.unwrap();
 
     let server = server.restart();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;

@@ -371,6 +371,15 @@ fn compare(reference: &DatasetReader, result: &DatasetReader) -> ApiResult<f64> 
     let labels = ref_header
         .column_range("label")
         .ok_or_else(|| invalid(&ref_uuid, "it has no 'label' columns".into()))?;
+    if labels.width() < 2 {
+        // The argmax of one column is always 0: every row would count as correct.
+        return Err(invalid(
+            &ref_uuid,
+            "its 'label' is a single column; the check compares the index of the largest \
+             value, which needs one column per class (one-hot labels)"
+                .into(),
+        ));
+    }
     let outputs = ColumnRange::new(0, res_header.number_of_columns);
     if outputs.width() != labels.width() {
         return Err(invalid(
