@@ -272,6 +272,15 @@ impl Cluster {
                 &mut rng,
             );
         }
+        let targets: Vec<_> = hexagons.iter().map(|h| h.targets).collect();
+        let reached = geometry::reachable(&targets, &is_input);
+        if let Some(output) = template.outputs().iter().find(|o| !reached[o.hexagon]) {
+            let position = positions[output.hexagon];
+            return Err(EngineError::UnreachableOutput {
+                name: output.name.clone(),
+                position: format!("{},{},{}", position.x, position.y, position.z),
+            });
+        }
         let inputs = template
             .inputs()
             .iter()

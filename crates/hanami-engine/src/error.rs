@@ -13,6 +13,19 @@ pub enum EngineError {
     /// The template text was rejected.
     #[error(transparent)]
     Template(#[from] TemplateError),
+    /// The network could never grow into an output's hexagon: it would answer 0 for ever.
+    #[error(
+        "output '{name}' on hexagon {position} cannot be reached from any input: the network \
+         grows from the input hexagons into neighbours on their +x, ±y and ±z sides (never \
+         -x), up to max_connection_distance hexagons at a time, and not through output \
+         hexagons"
+    )]
+    UnreachableOutput {
+        /// Output name.
+        name: String,
+        /// Its hexagon, `x,y,z`.
+        position: String,
+    },
     /// No input interface has this name.
     #[error("the cluster has no input named '{0}'")]
     UnknownInput(String),

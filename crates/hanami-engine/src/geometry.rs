@@ -121,6 +121,22 @@ pub(crate) fn growth_targets(
     targets
 }
 
+/// Which hexagons growth can reach from the input hexagons: along the growth-target lists,
+/// through hexagons that project further (every one but the outputs).
+pub(crate) fn reachable(targets: &[[u32; GROWTH_TARGETS]], is_input: &[bool]) -> Vec<bool> {
+    let mut reached = is_input.to_vec();
+    let mut pending: Vec<usize> = (0..is_input.len()).filter(|&h| is_input[h]).collect();
+    while let Some(hexagon) = pending.pop() {
+        for &target in &targets[hexagon] {
+            if target != NO_HEXAGON && !reached[target as usize] {
+                reached[target as usize] = true;
+                pending.push(target as usize);
+            }
+        }
+    }
+    reached
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -104,6 +104,50 @@ fn template_errors_surface_from_creation() {
     assert!(err.to_string().contains("line 3"), "{err}");
 }
 
+/// A template whose output the network can never grow into is refused: the cluster would
+/// answer 0 for ever.
+#[test]
+fn outputs_out_of_reach_are_refused() {
+    let with = |hexagons: &str, input: &str, output: &str| {
+        format!(
+            "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\nhexagons:\n{hexagons}\
+             inputs:\n    x:\n        target: {input}\n        number_of_inputs: 4\n\
+             outputs:\n    y:\n        target: {output}\n        number_of_outputs: 2\n"
+        )
+    };
+    let line = "    1,1,1\n    2,1,1\n    3,1,1\n";
+    let unreachable = [
+        // The output on the -x side of the input: growth never walks along -x.
+        with(line, "3,1,1", "1,1,1"),
+        // An output hexagon with no neighbour at all.
+        with("    1,1,1\n    2,1,1\n    7,7,1\n", "1,1,1", "7,7,1"),
+        // Behind the hidden hexagon's only forward neighbour, which is another output:
+        // outputs do not project further.
+        with(line, "1,1,1", "3,1,1").replace(
+            "outputs:\n",
+            "outputs:\n    z:\n        target: 2,1,1\n        number_of_outputs: 1\n",
+        ),
+    ];
+    for (seed, text) in unreachable.iter().enumerate() {
+        let err = Cluster::from_template_text(text, seed as u64).unwrap_err();
+        assert!(
+            matches!(&err, EngineError::UnreachableOutput { name, position } if name == "y" && position != "2,1,1"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("cannot be reached from any input"),
+            "{err}"
+        );
+    }
+    for distance in 1..=3 {
+        let text = with(line, "1,1,1", "3,1,1").replace(
+            "settings:\n",
+            &format!("settings:\n    max_connection_distance: {distance}\n"),
+        );
+        Cluster::from_template_text(&text, 1).unwrap();
+    }
+}
+
 #[test]
 fn batches_report_progress_honour_cancel_and_match_single_steps() {
     let rows = 300;

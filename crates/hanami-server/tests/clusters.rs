@@ -372,6 +372,16 @@ async fn tasks_are_validated_before_they_are_queued() {
         .await
         .expect(400);
     assert!(resp.body.contains("line 1"), "{}", resp.body);
+    // An output the network can never grow into (on the -x side of the input).
+    let backwards = SEED_TEMPLATE
+        .replace("target: 1,1,1", "target: 9,9,9")
+        .replace("target: 3,1,1", "target: 1,1,1")
+        .replace("target: 9,9,9", "target: 3,1,1");
+    let refused = client.create_cluster("backwards", &backwards).await;
+    assert!(
+        matches!(&refused, Err(Error::BadRequest(m)) if m.contains("cannot be reached from any input")),
+        "{refused:?}"
+    );
     admin
         .post("cluster", &json!({"name": "cluster_v", "template": ""}))
         .await
