@@ -47,8 +47,8 @@ impl<S: Send + 'static> Accept<TcpStream, S> for Plain {
     }
 }
 
-/// Turns off Nagle's algorithm; the TLS handshake's own limit (10 seconds, set by the TLS
-/// acceptor) covers a client that sends nothing before it.
+/// Turns off Nagle's algorithm; the TLS handshake's limit ([`Tls`]) covers a client that
+/// sends nothing before it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NoDelay;
 
@@ -62,8 +62,8 @@ impl<S: Send + 'static> Accept<TcpStream, S> for NoDelay {
     }
 }
 
-/// Accepts HTTPS connections: the TLS handshake, then at most `limit` until the first
-/// decrypted bytes.
+/// Accepts HTTPS connections: at most `limit` for the TLS handshake, then at most `limit`
+/// until the first decrypted bytes.
 #[derive(Clone)]
 pub(crate) struct Tls {
     tls: RustlsAcceptor<NoDelay>,
@@ -71,10 +71,13 @@ pub(crate) struct Tls {
 }
 
 impl Tls {
-    /// TLS with `config`, dropping connections silent for `limit` after the handshake.
+    /// TLS with `config`, dropping connections whose handshake takes longer than `limit`,
+    /// or that stay silent for `limit` after it.
     pub(crate) fn new(config: axum_server::tls_rustls::RustlsConfig, limit: Duration) -> Self {
         Tls {
-            tls: RustlsAcceptor::new(config).acceptor(NoDelay),
+            tls: RustlsAcceptor::new(config)
+                .handshake_timeout(limit)
+                .acceptor(NoDelay),
             limit,
         }
     }

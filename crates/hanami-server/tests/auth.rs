@@ -588,6 +588,18 @@ async fn https_connections_that_send_no_request_after_the_handshake_are_closed()
         connector.connect(name, tcp).await.unwrap()
     };
 
+    // Silence before the handshake: closed after the header timeout too (was a fixed 10 s).
+    let mut silent = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut sink = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(8), silent.read_to_end(&mut sink)).await;
+    assert!(closed.is_ok(), "still open after 8 s");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+
     // Handshake, then silence: the server closes the connection after the header timeout.
     let (read, rest) = read_until_closed_by_timeout(connect().await).await;
     assert!(rest.is_empty(), "{read:?} {rest:?}");
