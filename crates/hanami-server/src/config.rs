@@ -11,16 +11,25 @@ use serde::Deserialize;
 
 /// Command line of `hanami`. Every flag can also be given as an environment variable.
 #[derive(Debug, Parser)]
-#[command(name = "hanami", version, about = "The Hanami AI server")]
+#[command(
+    name = "hanami",
+    version,
+    about = "The Hanami AI server",
+    after_help = "On the first start (no global admin in the database yet) the variables \
+                  HANAMI_ADMIN_USER_ID, HANAMI_ADMIN_USER_NAME and HANAMI_ADMIN_PASSWORD create \
+                  one. Flags override the TOML file, which overrides the defaults; the README \
+                  lists every setting. The first line on stdout is the address to use."
+)]
 pub struct Args {
     /// TOML configuration file (every key optional; see README).
     #[arg(short, long, env = "HANAMI_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Address and port to listen on; port 0 picks a free one.
+    /// Address and port to listen on (an IP address, not a host name); port 0 picks a free
+    /// one. Default: 127.0.0.1:11418.
     #[arg(long, env = "HANAMI_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// Data directory: database, token key, datasets, checkpoints, the clusters' networks,
-    /// temporary files.
+    /// temporary files. Default: ./hanami-data.
     #[arg(long, env = "HANAMI_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// PEM certificate (chain) for HTTPS; needs --tls-key.
@@ -29,7 +38,7 @@ pub struct Args {
     /// PEM private key for HTTPS; needs --tls-cert.
     #[arg(long, env = "HANAMI_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
-    /// Lifetime of issued tokens, in seconds.
+    /// Lifetime of issued tokens, in seconds (1 to ten years). Default: 3600.
     #[arg(long, env = "HANAMI_TOKEN_EXPIRY")]
     pub token_expiry: Option<u64>,
     /// Policy file; the built-in default policy is used without one.

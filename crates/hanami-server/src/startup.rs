@@ -35,7 +35,8 @@ const ADMIN_PASSWORD_VAR: &str = "HANAMI_ADMIN_PASSWORD";
 
 /// Runs the server until SIGINT or SIGTERM.
 ///
-/// The first line on stdout is the address clients should use, e.g. `http://127.0.0.1:11418`.
+/// The first line on stdout is the address clients should use, e.g. `http://127.0.0.1:11418`
+/// (the loopback address when the server listens on all interfaces).
 pub async fn run(config: Config) -> anyhow::Result<()> {
     // The certificate and key first: a server that cannot serve must change nothing.
     let tls_config = match &config.tls {
@@ -74,7 +75,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     {
         // Informational: a closed standard output must not stop the server.
         let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "{scheme}://{address}").and_then(|()| stdout.flush());
+        let reachable = client_address(address);
+        let _ = writeln!(stdout, "{scheme}://{reachable}").and_then(|()| stdout.flush());
     }
     tracing::info!("listening on {scheme}://{address}");
 
@@ -442,6 +444,18 @@ async fn shutdown_on_signal(handle: axum_server::Handle, app: App) {
     handle.graceful_shutdown(Some(Duration::from_secs(10)));
 }
 
+/// The address that clients on this machine can use for a listening address: one that
+/// stands for all interfaces (`0.0.0.0`, `::`) is reached through loopback.
+fn client_address(bound: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = match bound.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    std::net::SocketAddr::new(ip, bound.port())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,5 +484,19 @@ mod tests {
         std::fs::write(&path, "not a uuid").unwrap();
         let error = host_id(&path).unwrap_err().to_string();
         assert!(error.contains("does not hold a host uuid"), "{error}");
+    }
+
+    #[test]
+    fn all_interfaces_are_announced_as_loopback() {
+        for (bound, announced) in [
+            ("0.0.0.0:11418", "127.0.0.1:11418"),
+            ("[::]:8080", "[::1]:8080"),
+            ("127.0.0.1:5", "127.0.0.1:5"),
+            ("192.168.1.4:80", "192.168.1.4:80"),
+            ("[::1]:7", "[::1]:7"),
+        ] {
+            let announced: std::net::SocketAddr = announced.parse().unwrap();
+            assert_eq!(client_address(bound.parse().unwrap()), announced);
+        }
     }
 }

@@ -40,7 +40,7 @@ pub struct Cli {
     pub ca_cert: Option<PathBuf>,
 
     /// Give up when the server stays silent this long while an answer is due (addition;
-    /// opening a connection may take 10 seconds)
+    /// 1 to 86400; opening a connection may take 10 seconds)
     #[arg(
         long,
         global = true,
@@ -325,7 +325,8 @@ pub enum ClusterCmd {
 /// Optional waiting for a queued task (an addition: by default nothing waits).
 #[derive(Debug, Args)]
 pub struct Wait {
-    /// Wait until the task has finished (or was aborted) and show its final state
+    /// Wait until the task has ended; exit 1 if it was aborted. `task create` then shows
+    /// the task's final state
     #[arg(long)]
     pub wait: bool,
     /// Give up waiting after this many seconds
@@ -361,7 +362,8 @@ pub enum TaskCmd {
         #[command(flatten)]
         ignored: Ignored,
     },
-    /// Delete a task (stops it if it runs; a request's result dataset stays)
+    /// Delete a task (stops it if it runs; the result dataset of a finished request task
+    /// stays, one that was stopped leaves none)
     Delete {
         /// UUID of the cluster
         #[arg(short, long, value_name = "CLUSTER_UUID")]
@@ -457,7 +459,7 @@ pub enum CheckpointCmd {
 /// `host` verbs.
 #[derive(Debug, Subcommand)]
 pub enum HostCmd {
-    /// List the logical hosts (each CPU and GPU is one)
+    /// List the logical hosts (this server has one: the CPU, with all its cores)
     List(Ignored),
 }
 

@@ -112,11 +112,12 @@ async def switch_to_direct_mode(token: str, address: str, cluster_uuid: str,
     ``await ws.close()`` and call :func:`switch_to_task_mode` afterwards. The connection is
     not bound to the token's expiry.
 
-    Raises ``ConflictException`` if the cluster is busy with a task or already in DIRECT
-    mode, ``NotFoundException`` for an unknown cluster. If the websocket session is refused
-    (e.g. a cluster without network), the cluster is switched back to TASK mode and the
-    refusal is raised (the original SDK returned ``None`` and left the cluster in DIRECT
-    mode).
+    Raises ``ConflictException`` if the cluster is busy with a task, already in DIRECT
+    mode, or has no network yet (nothing to drive), ``NotFoundException`` for an unknown
+    cluster. If the websocket session is refused after the switch (e.g. the token expired
+    in between, or the cluster was deleted), the cluster is switched back to TASK mode and
+    the refusal is raised (the original SDK returned ``None`` and left the cluster in
+    DIRECT mode).
     """
     await asyncio.to_thread(_set_mode, token, address, cluster_uuid, "DIRECT",
                             verify_connection)

@@ -1,4 +1,4 @@
-"""Logical hosts (one per CPU package; clusters live on one of them)."""
+"""Logical hosts (this server has one: the CPU, with all its cores; clusters live on it)."""
 
 from __future__ import annotations
 

@@ -46,7 +46,9 @@ def list_users(token: str, address: str, verify_connection: Verify = True) -> st
 
 def delete_user(token: str, address: str, user_id: str, verify_connection: Verify = True) -> str:
     """Deletes a user; returns ``{}``. ``NotFoundException`` if it does not exist,
-    ``ConflictException`` when users try to delete themselves."""
+    ``ConflictException`` when users try to delete themselves, or while the user still
+    owns clusters, datasets or checkpoints, or has unfinished uploads (the message names
+    them)."""
     return hanami_request.send_delete_request(token, address, _PATH, {"id": user_id},
                                               verify_connection)
 
