@@ -42,18 +42,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let tls_config = match &config.tls {
         Some(tls) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let loaded = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
-                .await
-                .with_context(|| {
-                    format!(
-                        "cannot load TLS certificate {} and key {}",
-                        tls.cert.display(),
-                        tls.key.display()
-                    )
-                })?;
-            // HTTP/1.1 only, as the original (see `connections`).
-            let mut server_config = (*loaded.get_inner()).clone();
-            server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let server_config = tls_server_config(tls).context("cannot load the TLS files")?;
             Some(axum_server::tls_rustls::RustlsConfig::from_config(
                 Arc::new(server_config),
             ))
@@ -454,6 +443,43 @@ fn client_address(bound: std::net::SocketAddr) -> std::net::SocketAddr {
         ip => ip,
     };
     std::net::SocketAddr::new(ip, bound.port())
+}
+
+/// The TLS configuration from the PEM certificate chain and private key, with messages that
+/// name the file and what is wrong with it (rustls alone says "peer sent no certificates"
+/// for a certificate file without certificates). HTTP/1.1 only, as the original (see
+/// `connections`).
+fn tls_server_config(tls: &crate::config::TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
+    use rustls::pki_types::pem::{self, PemObject};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let read = |path: &Path| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let cert = tls.cert.display();
+    let key = tls.key.display();
+    let chain = CertificateDer::pem_slice_iter(&read(&tls.cert)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("{cert} is not a valid PEM file: {e}"))?;
+    if chain.is_empty() {
+        bail!("{cert} holds no certificate (a PEM block '-----BEGIN CERTIFICATE-----')");
+    }
+    let private_key = PrivateKeyDer::from_pem_slice(&read(&tls.key)?).map_err(|e| match e {
+        pem::Error::NoItemsFound => anyhow::anyhow!(
+            "{key} holds no private key (a PEM block '-----BEGIN PRIVATE KEY-----', \
+             'RSA PRIVATE KEY' or 'EC PRIVATE KEY')"
+        ),
+        e => anyhow::anyhow!("{key} is not a valid PEM file: {e}"),
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, private_key)
+        .map_err(|e| {
+            anyhow::anyhow!("the key in {key} does not fit the certificate in {cert}: {e}")
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 #[cfg(test)]

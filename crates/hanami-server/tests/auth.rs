@@ -476,7 +476,37 @@ async fn a_certificate_that_does_not_load_stops_the_start_before_anything_change
     let Err(stderr) = launched.data_dir(&data).try_start() else {
         panic!("started with a key that does not match the certificate");
     };
-    assert!(stderr.contains("cannot load TLS certificate"), "{stderr}");
+    assert!(
+        stderr.contains("cannot load the TLS files: the key in")
+            && stderr.contains("does not fit the certificate in"),
+        "{stderr}"
+    );
+    // Files without the PEM blocks they should hold are named.
+    let garbage = tmp.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    let cert = tmp.path().join("cert.pem");
+    for (cert, key, expected) in [
+        (
+            &garbage,
+            &tmp.path().join("key.pem"),
+            "garbage.pem holds no certificate",
+        ),
+        (&cert, &cert, "cert.pem holds no private key"),
+    ] {
+        let Err(stderr) = launch()
+            .args(&[
+                "--tls-cert",
+                cert.to_str().unwrap(),
+                "--tls-key",
+                key.to_str().unwrap(),
+            ])
+            .data_dir(&data)
+            .try_start()
+        else {
+            panic!("started with {cert:?} and {key:?}");
+        };
+        assert!(stderr.contains(expected), "{stderr}");
+    }
     // No admin was created, no database written: the data directory was not even made.
     assert!(
         !data.exists(),
