@@ -458,7 +458,8 @@ impl Uploads {
     /// Why an upload a client knew may be gone, for its "not found" messages.
     pub fn how_uploads_end(&self) -> String {
         format!(
-            "an upload ends when it is finalised or cancelled, or after {} s without a chunk",
+            "an upload ends when it is finalised or cancelled, after {} s without a chunk, or \
+             when the server restarts",
             self.timeout.as_secs()
         )
     }

@@ -880,7 +880,7 @@ async fn abandoned_uploads_expire_and_restarts_clean_up() {
     assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
     assert!(client.datasets().await.unwrap().body.is_empty());
     // Those who come back are told why the upload may be gone.
-    let why = "an upload ends when it is finalised or cancelled, or after 1 s without a chunk";
+    let why = "an upload ends when it is finalised or cancelled, after 1 s without a chunk, or when the server restarts";
     let gone = client.upload_progress(&started.uuid).await;
     assert!(
         matches!(&gone, Err(Error::NotFound(m)) if m.contains(why)),

@@ -113,7 +113,7 @@ pub enum Kind {
     },
     /// `true` or `false`.
     Bool,
-    /// A JSON object.
+    /// A JSON object whose values are strings (interface names to dataset uuids or names).
     Map,
 }
 
@@ -123,7 +123,7 @@ impl Kind {
             Kind::Str { .. } => "a string",
             Kind::Int { .. } => "an integer",
             Kind::Bool => "a boolean",
-            Kind::Map => "a JSON object",
+            Kind::Map => "a JSON object of strings",
         }
     }
 }
@@ -231,7 +231,13 @@ impl Field {
                 value.as_bool().ok_or_else(wrong_type)?;
             }
             Kind::Map => {
-                value.as_object().ok_or_else(wrong_type)?;
+                let map = value.as_object().ok_or_else(wrong_type)?;
+                if let Some((key, _)) = map.iter().find(|(_, v)| !v.is_string()) {
+                    return Err(ApiError::BadRequest(format!(
+                        "Value-validation failed, because item '{name}' maps '{key}' to a \
+                         value that is not a string."
+                    )));
+                }
             }
         }
         Ok(())
@@ -355,6 +361,10 @@ mod tests {
             (
                 json!({"id": "abcd", "page": 1, "inputs": []}),
                 "'inputs' has the wrong type",
+            ),
+            (
+                json!({"id": "abcd", "page": 1, "inputs": {"a": "x", "picture": 5}}),
+                "item 'inputs' maps 'picture' to a value that is not a string",
             ),
         ];
         for (input, needle) in cases {
