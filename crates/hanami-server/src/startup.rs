@@ -49,12 +49,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // The policy file too (an invalid one used to leave a database with the first admin).
+    let routes = Routes::default();
+    let policy = match &config.policy_file {
+        Some(path) => {
+            let policy = load_policy(path)?;
+            warn_of_foreign_endpoints(&policy, &routes, path);
+            policy
+        }
+        None => Policy::builtin(),
+    };
     // The port too: a port in use must change nothing either. Connections wait in the
     // backlog until everything is ready.
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     listener.set_nonblocking(true)?;
-    let app = prepare(config).await?;
+    let app = prepare(config, routes, policy).await?;
     let address = listener.local_addr()?;
     let scheme = if tls_config.is_some() {
         "https"
@@ -102,9 +112,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Everything before the listener: directories, database, admin, token key, policy, and the
-/// clusters of earlier runs.
-async fn prepare(config: Config) -> anyhow::Result<App> {
+/// Everything before the listener: directories, database, admin, token key, and the clusters
+/// of earlier runs.
+async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Result<App> {
     let data_dir = &config.data_dir;
     let paths = DataDir::new(data_dir);
     paths
@@ -129,15 +139,6 @@ async fn prepare(config: Config) -> anyhow::Result<App> {
         )
         .context("cannot clean up the temporary upload files")?,
     );
-    let routes = Routes::default();
-    let policy = match &config.policy_file {
-        Some(path) => {
-            let policy = load_policy(path)?;
-            warn_of_foreign_endpoints(&policy, &routes, path);
-            policy
-        }
-        None => Policy::builtin(),
-    };
     let workers = WorkerContext {
         store: store.clone(),
         paths: paths.clone(),

@@ -301,13 +301,17 @@ async fn config_file_and_bad_config() {
 
     let policy = tmp.path().join("policy");
     std::fs::write(&policy, "v1.0alpha/auth\n- GET: admin\n- HEAD: admin\n").unwrap();
+    let untouched = tmp.path().join("untouched");
     let Err(stderr) = launch()
         .args(&["--policy-file", policy.to_str().unwrap()])
+        .data_dir(&untouched)
         .try_start()
     else {
         panic!("started with an invalid policy");
     };
     assert!(stderr.contains("line 3"), "{stderr}");
+    // It stopped before the data directory was made (no database, no first admin).
+    assert!(!untouched.exists());
 
     // A data directory with a file where a folder belongs: the message names that file.
     let data = tmp.path().join("data");
