@@ -90,19 +90,19 @@ impl Client {
             })
             .await?;
             self.wait_for_upload(&started.uuid).await?;
-            let done: DatasetUuid = self
-                .put(
-                    "dataset/upload/mnist",
-                    &MnistFinalizeRequest {
-                        uuid: started.uuid.clone(),
-                        uuid_input_file: started.uuid_input_file.clone(),
-                        uuid_label_file: label_uuid,
-                    },
-                )
-                .await?;
-            Ok(done)
+            Ok(label_uuid)
         };
-        let done = self.settle_upload(&started.uuid, steps, cancel).await?;
+        let label_uuid = self.settle_upload(&started.uuid, steps, cancel).await?;
+        let done: DatasetUuid = self
+            .put(
+                "dataset/upload/mnist",
+                &MnistFinalizeRequest {
+                    uuid: started.uuid.clone(),
+                    uuid_input_file: started.uuid_input_file,
+                    uuid_label_file: label_uuid,
+                },
+            )
+            .await?;
         self.dataset(&done.uuid).await
     }
 
@@ -124,10 +124,13 @@ impl Client {
     }
 
     /// [`Client::upload_csv_with_progress`] that stops with [`Error::Cancelled`] when
-    /// `cancel` completes first (e.g. on Ctrl-C). An upload that fails or is cancelled
-    /// after the server registered it is deleted there (best effort), so that it neither
-    /// waits for the server's `upload_timeout` nor counts against the caller's limit of
-    /// unfinished uploads; the error returned is the one that stopped the upload.
+    /// `cancel` completes while the file is sent. An upload that fails or is cancelled then
+    /// is deleted on the server (best effort), so that it neither waits for the server's
+    /// `upload_timeout` nor counts against the caller's limit of unfinished uploads; the
+    /// error returned is the one that stopped the upload. Once every byte has arrived the
+    /// finalisation is requested and no longer cancelled: the server converts the file
+    /// into the dataset whatever the client does, and a dataset that may exist is never
+    /// deleted by this call.
     pub async fn upload_csv_until(
         &self,
         name: &str,
@@ -142,26 +145,26 @@ impl Client {
                 progress(sent, size)
             })
             .await?;
-            self.wait_for_upload(&started.uuid).await?;
-            let done: DatasetUuid = self
-                .put(
-                    "dataset/upload/csv",
-                    &CsvFinalizeRequest {
-                        uuid: started.uuid.clone(),
-                        uuid_input_file: started.uuid_input_file.clone(),
-                    },
-                )
-                .await?;
-            Ok(done)
+            self.wait_for_upload(&started.uuid).await
         };
-        let done = self.settle_upload(&started.uuid, steps, cancel).await?;
+        self.settle_upload(&started.uuid, steps, cancel).await?;
+        let done: DatasetUuid = self
+            .put(
+                "dataset/upload/csv",
+                &CsvFinalizeRequest {
+                    uuid: started.uuid.clone(),
+                    uuid_input_file: started.uuid_input_file,
+                },
+            )
+            .await?;
         self.dataset(&done.uuid).await
     }
 
-    /// Runs the steps of a registered upload up to its finalisation. When they fail, or
-    /// `cancel` completes first, the unfinished upload is deleted on the server before the
-    /// error is returned; a failed deletion is ignored, as the server removes idle uploads
-    /// itself after its `upload_timeout`.
+    /// Runs the steps of a registered upload before its finalisation (sending the files,
+    /// waiting until the server has every byte). When they fail, or `cancel` completes
+    /// first, the unfinished upload is deleted on the server before the error is returned;
+    /// a failed deletion is ignored, as the server removes idle uploads itself after its
+    /// `upload_timeout`.
     async fn settle_upload<T>(
         &self,
         dataset_uuid: &str,

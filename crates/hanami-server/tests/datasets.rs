@@ -1098,3 +1098,34 @@ async fn uploads_over_wss() {
         2
     );
 }
+
+/// An upload cancelled while its file is sent is withdrawn from the server.
+#[tokio::test]
+async fn a_cancelled_upload_leaves_nothing_behind() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = write(
+        tmp.path(),
+        "cancelled.csv",
+        "a,b\n".to_owned() + &"1,2\n".repeat(100_000),
+    );
+    let outcome = client
+        .upload_csv_until("cancelled", &csv, &mut |_, _| {}, std::future::ready(()))
+        .await;
+    assert!(matches!(outcome, Err(Error::Cancelled)), "{outcome:?}");
+    let uploads = server.data_dir.join("uploads");
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
+    assert!(client.datasets().await.unwrap().body.is_empty());
+    // Without a cancellation the same file uploads.
+    let dataset = client
+        .upload_csv_until(
+            "not_cancelled",
+            &csv,
+            &mut |_, _| {},
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(dataset.number_of_rows, 100_000);
+}

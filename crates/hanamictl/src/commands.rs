@@ -14,6 +14,7 @@ use crate::cli::{
     TaskCmd, TaskCreateCmd, UserCmd, UserProjectCmd, Wait, parse_pairs,
 };
 use crate::error::CliError;
+use crate::interrupts::UploadInterrupts;
 use crate::output;
 use crate::password::{self, Terminal};
 use crate::progress::Progress;
@@ -416,6 +417,13 @@ async fn execute(
         },
         Command::Dataset(cmd) => match cmd {
             DatasetCmd::Create(kind) => {
+                let interrupts = UploadInterrupts::install();
+                let cancel = || async {
+                    match &interrupts {
+                        Some(interrupts) => interrupts.cancelled().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 let (name, dataset) = match kind {
                     DatasetCreateCmd::Mnist { input, label, name } => {
                         let mut progress = Progress::new(&name, progress_allowed);
@@ -425,7 +433,7 @@ async fn execute(
                                 &input,
                                 &label,
                                 &mut |s, t| progress.update(s, t),
-                                interruption(),
+                                cancel(),
                             )
                             .await;
                         progress.finish();
@@ -438,13 +446,14 @@ async fn execute(
                                 &name,
                                 &input,
                                 &mut |s, t| progress.update(s, t),
-                                interruption(),
+                                cancel(),
                             )
                             .await;
                         progress.finish();
                         (name, dataset)
                     }
                 };
+                drop(interrupts);
                 let dataset = dataset.map_err(|e| match e {
                     hanami_sdk::Error::Cancelled => CliError::msg(format!(
                         "upload of '{name}' interrupted; the server was asked to discard what \
@@ -563,27 +572,6 @@ async fn execute(
         },
         Command::Host(HostCmd::List(_)) => list(&client.hosts().await.map_err(sdk)?, HOST),
     })
-}
-
-/// A future that completes on the first SIGINT (Ctrl-C) or SIGTERM after this call, so
-/// that an upload can be withdrawn from the server before the process ends. The handlers
-/// are installed here, before the upload starts; where that fails, the future never
-/// completes.
-fn interruption() -> impl Future<Output = ()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let handlers = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    );
-    async move {
-        let (Ok(mut interrupt), Ok(mut terminate)) = handlers else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-    }
 }
 
 /// With `--wait`, polls the task until it has ended; an aborted task is an error. A wait

@@ -8,6 +8,7 @@
 mod cli;
 mod commands;
 mod error;
+mod interrupts;
 mod output;
 mod password;
 mod progress;
@@ -43,15 +44,30 @@ fn main() -> ExitCode {
 
 /// Parses the command line and the variables that stand for flags. A variable that is set
 /// but empty counts as unset (`export HANAMI_CA_CERT=` is a common way to switch a setting
-/// off), instead of failing every command over a flag that was never typed.
+/// off), instead of failing every command over a flag that was never typed; and a typed
+/// flag makes its variable irrelevant (clap would still read it for the global flag at the
+/// levels of the command where it was not typed).
 fn parse() -> Result<cli::Cli, clap::Error> {
     let command = cli::Cli::command().mut_args(|arg| {
         let empty = arg
             .get_env()
             .is_some_and(|name| std::env::var_os(name).is_some_and(|value| value.is_empty()));
-        if empty { arg.env(None::<&str>) } else { arg }
+        if empty || typed(&arg) {
+            arg.env(None::<&str>)
+        } else {
+            arg
+        }
     });
     cli::Cli::from_arg_matches(&command.try_get_matches()?)
+}
+
+/// Whether the command line names the long flag of `arg` (`--flag` or `--flag=value`).
+fn typed(arg: &clap::Arg) -> bool {
+    let Some(long) = arg.get_long().map(|long| format!("--{long}")) else {
+        return false;
+    };
+    let with_value = format!("{long}=");
+    std::env::args().any(|word| word == long || word.starts_with(&with_value))
 }
 
 /// Help and version go to standard output with status 0 (also for a group command given
@@ -94,9 +110,7 @@ fn variable_behind(error: &clap::Error) -> Option<String> {
         arg.get_long()
             .is_some_and(|long| shown.split(' ').next() == Some(&format!("--{long}")))
     })?;
-    let long = format!("--{}", arg.get_long()?);
-    let typed = std::env::args().any(|word| word == long || word.starts_with(&format!("{long}=")));
     let variable = arg.get_env()?;
-    (!typed && std::env::var_os(variable).is_some())
+    (!typed(arg) && std::env::var_os(variable).is_some())
         .then(|| variable.to_string_lossy().into_owned())
 }

@@ -112,11 +112,24 @@ fn https_with_a_self_signed_certificate() {
         run.stderr
     );
     let run = ctl_env(
-        &with(&[("HANAMI_ANSWER_TIMEOUT", "0")]),
+        &with(&[("HANAMI_ANSWER_TIMEOUT", "abc")]),
         &["--answer-timeout", "0", "host", "list"],
     )
     .fails();
-    assert!(!run.stderr.contains("note:"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("invalid value '0'") && !run.stderr.contains("note:"),
+        "{}",
+        run.stderr
+    );
+    // A typed flag wins over an invalid variable, wherever it stands.
+    ctl_env(
+        &with(&[
+            ("HANAMI_ANSWER_TIMEOUT", "abc"),
+            ("HANAMI_INSECURE", "maybe"),
+        ]),
+        &["host", "list", "--answer-timeout", "5", "--insecure"],
+    )
+    .ok();
 
     // A malformed CA file is reported, not ignored.
     let bad = server.write("bad.pem", "-----BEGIN CERTIFICATE-----\nnot base64\n");

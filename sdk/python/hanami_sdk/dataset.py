@@ -207,10 +207,12 @@ _DISCARD_TIMEOUT = 5.0
 @contextlib.contextmanager
 def _discarded_on_failure(token: str, address: str, dataset_uuid: str,
                           verify_connection: Verify) -> Iterator[None]:
-    """Asks the server to discard a registered upload when the steps inside fail or are
-    interrupted (``KeyboardInterrupt`` included), so that it neither waits for the server's
-    ``upload_timeout`` nor counts against the user's unfinished uploads. Best effort: the
-    original exception goes on either way."""
+    """Asks the server to discard a registered upload when the steps inside (sending the
+    files, waiting until every byte has arrived) fail or are interrupted (``KeyboardInterrupt``
+    included), so that it neither waits for the server's ``upload_timeout`` nor counts
+    against the user's unfinished uploads. Best effort: the original exception goes on
+    either way. The finalisation stays outside: once requested, the server makes the
+    dataset whatever the client does, so it is never deleted here."""
     try:
         yield
     except BaseException:
@@ -261,10 +263,10 @@ def upload_mnist_files(token: str, address: str, name: str, input_file_path: str
                      verify_connection, sent)
         wait_until_upload_complete(token, address, init["uuid"], verify_connection,
                                    poll_interval=0.1)
-        finish = {"uuid": init["uuid"], "uuid_input_file": init["uuid_input_file"],
-                  "uuid_label_file": init["uuid_label_file"]}
-        hanami_request.send_put_request(token, address, _PATH + "/upload/mnist", finish,
-                                        verify_connection)
+    finish = {"uuid": init["uuid"], "uuid_input_file": init["uuid_input_file"],
+              "uuid_label_file": init["uuid_label_file"]}
+    hanami_request.send_put_request(token, address, _PATH + "/upload/mnist", finish,
+                                    verify_connection)
     return init["uuid"]
 
 
@@ -287,7 +289,7 @@ def upload_csv_files(token: str, address: str, name: str, input_file_path: str,
                      verify_connection, sent)
         wait_until_upload_complete(token, address, init["uuid"], verify_connection,
                                    poll_interval=0.1)
-        finish = {"uuid": init["uuid"], "uuid_input_file": init["uuid_input_file"]}
-        hanami_request.send_put_request(token, address, _PATH + "/upload/csv", finish,
-                                        verify_connection)
+    finish = {"uuid": init["uuid"], "uuid_input_file": init["uuid_input_file"]}
+    hanami_request.send_put_request(token, address, _PATH + "/upload/csv", finish,
+                                    verify_connection)
     return init["uuid"]

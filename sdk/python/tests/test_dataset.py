@@ -227,3 +227,27 @@ def test_interrupted_uploads_are_discarded(address: str, token: str, files: Path
     assert rows(dataset.list_datasets(member_token, address)) == []
     assert json.loads(user.delete_user(token, address, user_id)) == {}
     assert json.loads(project.delete_project(token, address, project_id)) == {}
+
+
+def test_a_lost_finalisation_answer_keeps_the_dataset(address: str, token: str, files: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the finalisation is requested the server makes the dataset; an error while its
+    answer comes back must not delete it."""
+    real_put = hanami_request.send_put_request
+
+    def put_then_fail(*args, **kwargs):  # type: ignore[no-untyped-def]
+        real_put(*args, **kwargs)
+        raise ConnectionError("the answer was lost")
+
+    monkeypatch.setattr(hanami_request, "send_put_request", put_then_fail)
+    csv_file = files / "lost_answer.csv"
+    csv_file.write_text("a,b\n1,2\n3,4\n")
+    name = unique("lost_answer")
+    with pytest.raises(ConnectionError):
+        dataset.upload_csv_files(token, address, name, str(csv_file))
+    monkeypatch.undo()
+    listed = rows(dataset.list_datasets(token, address))
+    assert [row for row in listed if row[-1] == name], listed
+    for row in listed:
+        if row[-1] == name:
+            dataset.delete_dataset(token, address, row[1])
