@@ -276,9 +276,14 @@ impl Cluster {
         let reached = geometry::reachable(&targets, &is_input);
         if let Some(output) = template.outputs().iter().find(|o| !reached[o.hexagon]) {
             let position = positions[output.hexagon];
-            return Err(EngineError::UnreachableOutput {
-                name: output.name.clone(),
-                position: format!("{},{},{}", position.x, position.y, position.z),
+            let name = output.name.clone();
+            let position = format!("{},{},{}", position.x, position.y, position.z);
+            let distance = template.settings().max_connection_distance;
+            let at_all = geometry::reachable_at_all(&neighbours, &is_input, &is_output, distance);
+            return Err(if at_all[output.hexagon] {
+                EngineError::OutputMissedByGrowthPlan { name, position }
+            } else {
+                EngineError::UnreachableOutput { name, position }
             });
         }
         let inputs = template
@@ -392,7 +397,9 @@ impl Cluster {
 
     /// Runs one training cycle: sets the named inputs and expected values, runs the forward
     /// pass with growth, the backward pass, and reduction when it is due. Only the outputs
-    /// named in `expected` learn; the others are left as they are.
+    /// named in `expected` learn: the others, and the synapses into their hexagons, keep
+    /// their weights (the network may still grow there, and shared hidden neurons learn
+    /// from the named outputs).
     ///
     /// A buffer may be shorter than its interface; the remaining values keep their previous
     /// contents. Nothing is changed if any name, length or value is invalid, if an expected

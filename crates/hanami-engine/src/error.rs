@@ -26,6 +26,18 @@ pub enum EngineError {
         /// Its hexagon, `x,y,z`.
         position: String,
     },
+    /// The random draw of growth targets missed the rare paths to an output's hexagon.
+    #[error(
+        "output '{name}' on hexagon {position} is not reached by this cluster's growth plan, \
+         which is drawn at random: the template reaches that hexagon only along rare paths; \
+         create the cluster again, or move the output nearer to the inputs"
+    )]
+    OutputMissedByGrowthPlan {
+        /// Output name.
+        name: String,
+        /// Its hexagon, `x,y,z`.
+        position: String,
+    },
     /// No input interface has this name.
     #[error("the cluster has no input named '{0}'")]
     UnknownInput(String),
@@ -43,7 +55,7 @@ pub enum EngineError {
         got: usize,
     },
     /// A value is NaN or infinite.
-    #[error("value {index} for '{name}' is not a finite number")]
+    #[error("the value at index {index} of '{name}' is not a finite number")]
     NonFinite {
         /// Interface name.
         name: String,
@@ -53,8 +65,8 @@ pub enum EngineError {
     /// An expected value lies outside [0, 1], which the sigmoid outputs cannot reach
     /// (training toward it saturates the outputs for good).
     #[error(
-        "expected value {index} for '{name}' is {value}, outside [0, 1] (outputs are sigmoids: \
-         scale the targets into that range)"
+        "the expected value at index {index} of '{name}' is {value}, outside [0, 1] (outputs \
+         are sigmoids: scale the targets into that range)"
     )]
     ExpectedOutOfRange {
         /// Output name.
@@ -65,7 +77,7 @@ pub enum EngineError {
         value: f32,
     },
     /// A value of a batch's row was refused.
-    #[error("row {row}: {source}")]
+    #[error("row {row} (counted from 0): {source}")]
     AtRow {
         /// Row index.
         row: usize,

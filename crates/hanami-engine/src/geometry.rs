@@ -101,18 +101,13 @@ pub(crate) fn growth_targets(
     for entry in targets.iter_mut() {
         let steps = walk_length(max_distance, rng);
         let mut current = base;
-        'walk: for _ in 0..steps {
+        for _ in 0..steps {
             // The start index is the side *value* mod 7, as in the original: biased on purpose.
             let start = FORWARD_SIDES[rng.below(FORWARD_SIDES.len())] % FORWARD_SIDES.len();
-            for i in 0..FORWARD_SIDES.len() {
-                let side = FORWARD_SIDES[(start + i) % FORWARD_SIDES.len()];
-                let next = neighbours[current][side];
-                if next != NO_HEXAGON {
-                    current = next as usize;
-                    continue 'walk;
-                }
+            match step(neighbours, current, start) {
+                Some(next) => current = next,
+                None => break,
             }
-            break;
         }
         if current != base && !is_input[current] {
             *entry = current as u32;
@@ -121,16 +116,99 @@ pub(crate) fn growth_targets(
     targets
 }
 
-/// Which hexagons growth can reach from the input hexagons: along the growth-target lists,
-/// through hexagons that project further (every one but the outputs).
+/// One step of a growth walk from `current`: the first neighbour that exists on the forward
+/// sides, tried in order from index `start`; `None` at a dead end.
+fn step(neighbours: &[[u32; SIDES]], current: usize, start: usize) -> Option<usize> {
+    (0..FORWARD_SIDES.len())
+        .map(|i| neighbours[current][FORWARD_SIDES[(start + i) % FORWARD_SIDES.len()]])
+        .find(|&next| next != NO_HEXAGON)
+        .map(|next| next as usize)
+}
+
+/// Every hexagon that some growth walk from `base` can end in, whatever the random draws
+/// (the rules of [`growth_targets`]: 1 to `max_distance` steps, an early stop at a dead end,
+/// never the base or an input hexagon). Empty for output hexagons.
+fn possible_targets(
+    base: usize,
+    neighbours: &[[u32; SIDES]],
+    is_input: &[bool],
+    is_output: &[bool],
+    max_distance: u32,
+) -> Vec<usize> {
+    if is_output[base] {
+        return Vec::new();
+    }
+    let mut starts: Vec<usize> = FORWARD_SIDES
+        .iter()
+        .map(|side| side % FORWARD_SIDES.len())
+        .collect();
+    starts.sort_unstable();
+    starts.dedup();
+    let mut frontier = vec![base];
+    let mut ends = vec![false; neighbours.len()];
+    for _ in 0..max_distance.max(1) {
+        let mut next: Vec<usize> = frontier
+            .iter()
+            .flat_map(|&current| {
+                let moves: Vec<usize> = starts
+                    .iter()
+                    .filter_map(|&start| step(neighbours, current, start))
+                    .collect();
+                if moves.is_empty() {
+                    vec![current]
+                } else {
+                    moves
+                }
+            })
+            .collect();
+        next.sort_unstable();
+        next.dedup();
+        if next == frontier {
+            break; // the same places again: longer walks end in them too
+        }
+        for &hexagon in &next {
+            ends[hexagon] = true;
+        }
+        frontier = next;
+    }
+    (0..ends.len())
+        .filter(|&h| ends[h] && h != base && !is_input[h])
+        .collect()
+}
+
+/// Which hexagons growth can reach from the input hexagons, through hexagons that project
+/// further (every one but the outputs), along the given growth-target lists.
 pub(crate) fn reachable(targets: &[[u32; GROWTH_TARGETS]], is_input: &[bool]) -> Vec<bool> {
+    reach(is_input, |hexagon| {
+        targets[hexagon]
+            .iter()
+            .filter(|&&t| t != NO_HEXAGON)
+            .map(|&t| t as usize)
+            .collect()
+    })
+}
+
+/// Which hexagons growth could reach from the input hexagons with some growth-target lists,
+/// whatever the random draws that make them.
+pub(crate) fn reachable_at_all(
+    neighbours: &[[u32; SIDES]],
+    is_input: &[bool],
+    is_output: &[bool],
+    max_distance: u32,
+) -> Vec<bool> {
+    reach(is_input, |hexagon| {
+        possible_targets(hexagon, neighbours, is_input, is_output, max_distance)
+    })
+}
+
+fn reach(is_input: &[bool], targets: impl Fn(usize) -> Vec<usize>) -> Vec<bool> {
     let mut reached = is_input.to_vec();
     let mut pending: Vec<usize> = (0..is_input.len()).filter(|&h| is_input[h]).collect();
     while let Some(hexagon) = pending.pop() {
-        for &target in &targets[hexagon] {
-            if target != NO_HEXAGON && !reached[target as usize] {
-                reached[target as usize] = true;
-                pending.push(target as usize);
+        for target in targets(hexagon) {
+            if !reached[target] {
+                reached[target] = true;
+                pending.push(target);
             }
         }
     }
@@ -225,5 +303,49 @@ mod tests {
         );
         assert!(t.iter().all(|&x| x == NO_HEXAGON || x == 2));
         assert!(t.contains(&2));
+    }
+
+    /// Every target a random walk draws is among the targets any walk can reach, so a
+    /// cluster that reaches its outputs passes the check whatever the seed, and one that
+    /// cannot is told so for every seed.
+    #[test]
+    fn drawn_targets_are_possible_targets() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..300 {
+            let mut positions: Vec<Position> = Vec::new();
+            while positions.len() < 3 + (round % 5) {
+                let p = Position {
+                    x: 1 + (next() % 3) as u32,
+                    y: 1 + (next() % 3) as u32,
+                    z: 1 + (next() % 2) as u32,
+                };
+                if !positions.contains(&p) {
+                    positions.push(p);
+                }
+            }
+            let n = neighbours(&positions);
+            let count = positions.len();
+            let is_input: Vec<bool> = (0..count).map(|h| h == 0).collect();
+            let is_output: Vec<bool> = (0..count).map(|h| h == count - 1).collect();
+            let distance = 1 + (next() % 4) as u32;
+            let mut rng = Rng::new(round as u64);
+            for base in 0..count {
+                let possible = possible_targets(base, &n, &is_input, &is_output, distance);
+                let drawn = growth_targets(base, &n, &is_input, &is_output, distance, &mut rng);
+                for target in drawn.into_iter().filter(|&t| t != NO_HEXAGON) {
+                    assert!(
+                        possible.contains(&(target as usize)),
+                        "{positions:?}, distance {distance}: {base} drew {target}, \
+                         possible {possible:?}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -1176,7 +1176,9 @@ async fn train_tasks_train_the_named_outputs_within_range() {
         .unwrap();
     let log = aborted_with_log(&server, &client, &cluster, &task.uuid).await;
     assert!(
-        log.contains("row 150: expected value 0 for 'a' is 100, outside [0, 1]"),
+        log.contains(
+            "row 150 (counted from 0): the expected value at index 0 of 'a' is 100, outside [0, 1]"
+        ),
         "{log}"
     );
     let stopped = client.task(&cluster, &task.uuid).await.unwrap();

@@ -130,6 +130,9 @@ impl Cluster {
         let hexagon = &mut self.hexagons[h];
         let output = &mut self.outputs[o];
         if !output.learns {
+            // No error from this output, and none left over from earlier cycles (these
+            // deltas are never reset otherwise): its hexagon's synapses keep their weights.
+            hexagon.neurons.iter_mut().for_each(|n| n.delta = 0.0);
             return;
         }
         for ((targets, &value), &expected) in output
@@ -198,7 +201,25 @@ mod tests {
         // From here on only `y` is named; the expected values `z` keeps from its last cycle
         // are positive for one output, so it could sample and learn if it were trained.
         let y = targets(&cluster, 0);
-        for i in i..i + 500 {
+        // Right away no error terms are left in `z`'s hexagon to change its synapses (they
+        // are never reset otherwise and would fade over a few cycles).
+        let hexagon = cluster.outputs[1].hexagon;
+        let had_errors = cluster.hexagons[hexagon]
+            .neurons
+            .iter()
+            .any(|n| n.delta != 0.0);
+        assert!(had_errors);
+        let (x, expected) = sample(i);
+        cluster
+            .train_step(&[("x", &x)], &[("y", &expected)])
+            .unwrap();
+        assert!(
+            cluster.hexagons[hexagon]
+                .neurons
+                .iter()
+                .all(|n| n.delta == 0.0)
+        );
+        for i in i + 1..i + 500 {
             let (x, y) = sample(i);
             cluster.train_step(&[("x", &x)], &[("y", &y)]).unwrap();
         }

@@ -117,9 +117,10 @@ fn build(encoded: &str, memory_limit: usize) -> ApiResult<Option<Cluster>> {
         hanami_engine::EngineError::Template(e) => ApiError::BadRequest(format!(
             "Uploaded template is not a valid cluster-template: {e}"
         )),
-        e @ hanami_engine::EngineError::UnreachableOutput { .. } => ApiError::BadRequest(format!(
-            "Uploaded template is not a valid cluster-template: {e}"
-        )),
+        e @ (hanami_engine::EngineError::UnreachableOutput { .. }
+        | hanami_engine::EngineError::OutputMissedByGrowthPlan { .. }) => ApiError::BadRequest(
+            format!("Uploaded template is not a valid cluster-template: {e}"),
+        ),
         other => ApiError::Internal(anyhow::Error::new(other).context("cannot build the cluster")),
     })?;
     Ok(Some(cluster))
