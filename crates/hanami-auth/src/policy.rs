@@ -75,6 +75,8 @@ pub struct PolicyError {
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     rules: HashMap<String, HashMap<Method, Vec<String>>>,
+    /// Line numbers of blocks that repeat an endpoint id (ignored, as in the original).
+    ignored_blocks: Vec<usize>,
 }
 
 impl Policy {
@@ -86,6 +88,7 @@ impl Policy {
     /// Parses policy text.
     pub fn parse(text: &str) -> Result<Self, PolicyError> {
         let mut rules: HashMap<String, HashMap<Method, Vec<String>>> = HashMap::new();
+        let mut ignored_blocks = Vec::new();
         // The endpoint whose block is open, and whether it is the first block of that id.
         let mut current: Option<(String, bool)> = None;
         // Some editors start UTF-8 files with a byte order mark.
@@ -150,11 +153,22 @@ impl Policy {
                 let first = !rules.contains_key(line);
                 if first {
                     rules.insert(line.to_owned(), HashMap::new());
+                } else {
+                    ignored_blocks.push(line_no);
                 }
                 current = Some((line.to_owned(), first));
             }
         }
-        Ok(Self { rules })
+        Ok(Self {
+            rules,
+            ignored_blocks,
+        })
+    }
+
+    /// The line numbers of blocks for an endpoint id that an earlier block already has:
+    /// their rules are ignored (as in the original), so they are most likely a mistake.
+    pub fn ignored_blocks(&self) -> &[usize] {
+        &self.ignored_blocks
     }
 
     /// Whether `role` may call `endpoint` (without leading slash) with `method`.
@@ -223,6 +237,9 @@ mod tests {
         assert!(p.allows("c", Method::Put, "q"));
         assert!(p.knows("c"));
         assert!(!p.knows("d"));
+        // The second `a/b` block (line 6) is the one ignored.
+        assert_eq!(p.ignored_blocks(), &[6]);
+        assert!(Policy::builtin().ignored_blocks().is_empty());
     }
 
     #[test]

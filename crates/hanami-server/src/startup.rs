@@ -349,6 +349,24 @@ fn warn_of_foreign_endpoints(policy: &Policy, routes: &Routes, path: &Path) {
             foreign.join(", ")
         );
     }
+    if let Some(lines) = lines_list(policy.ignored_blocks()) {
+        tracing::warn!(
+            "policy file {}: blocks that repeat the endpoint of an earlier block are ignored \
+             (put all of an endpoint's methods in its first block), at line(s) {lines}",
+            path.display()
+        );
+    }
+}
+
+/// `3, 17` for line numbers; `None` for none.
+fn lines_list(lines: &[usize]) -> Option<String> {
+    (!lines.is_empty()).then(|| {
+        lines
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
 }
 
 /// The endpoint ids of `policy` that neither `routes` serve nor the built-in policy names,
@@ -499,6 +517,8 @@ mod tests {
             foreign_endpoints(&policy, &Routes::default()),
             ["v1.0alpha/clusters", "v1.0alpha/nope"]
         );
+        assert_eq!(lines_list(&[3, 17]).as_deref(), Some("3, 17"));
+        assert_eq!(lines_list(&[]), None);
     }
 
     #[test]
