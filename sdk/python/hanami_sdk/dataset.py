@@ -7,6 +7,7 @@ import contextlib
 import concurrent.futures
 import json
 import os
+import threading
 import time
 from typing import Any, Callable, Coroutine, Iterable, Iterator, Optional
 
@@ -152,16 +153,35 @@ async def _send_chunks(token: str, address: str, file_uuid: str, chunks: Iterabl
         raise HanamiException(f"upload websocket closed unexpectedly: {e}") from e
 
 
-def _run(coroutine: Coroutine[Any, Any, None]) -> None:
+def _run(coroutine: Coroutine[Any, Any, None], stop: Optional[threading.Event] = None) -> None:
     """Runs ``coroutine`` to its end from synchronous code: on a new event loop, or on a
-    worker thread's when this thread already runs one (a notebook, an async application)."""
+    worker thread's when this thread already runs one (a notebook, an async application).
+    If this thread is interrupted while it waits for the worker (Ctrl-C), ``stop`` is set
+    so that the coroutine can end early; the exception goes on once the worker is done."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         asyncio.run(coroutine)
         return
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as worker:
-        worker.submit(asyncio.run, coroutine).result()
+        future = worker.submit(asyncio.run, coroutine)
+        try:
+            future.result()
+        except BaseException:
+            if stop is not None:
+                stop.set()
+            raise
+
+
+class _Stopped(Exception):
+    """The caller was interrupted; the upload ends before its next chunk."""
+
+
+def _until(stop: threading.Event, chunks: Iterable[bytes]) -> Iterable[bytes]:
+    for chunk in chunks:
+        if stop.is_set():
+            raise _Stopped()
+        yield chunk
 
 
 def _file_chunks(path: str) -> Iterable[bytes]:
@@ -175,9 +195,10 @@ def _file_chunks(path: str) -> Iterable[bytes]:
 
 def _upload_file(token: str, address: str, file_uuid: str, path: str,
                  verify_connection: Verify, sent: Optional[Callable[[int], None]]) -> None:
+    stop = threading.Event()
     try:
-        _run(_send_chunks(token, address, file_uuid, _file_chunks(path), verify_connection,
-                          sent))
+        _run(_send_chunks(token, address, file_uuid, _until(stop, _file_chunks(path)),
+                          verify_connection, sent), stop)
     except _SessionRefused as refused:
         raise _websocket.session_error(refused.reply) from None
 

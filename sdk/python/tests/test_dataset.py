@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -111,6 +113,38 @@ def test_upload_inside_a_running_event_loop(address: str, token: str, files: Pat
     uuid = asyncio.run(main())
     assert json.loads(dataset.get_dataset(token, address, uuid))["number_of_rows"] == 20
     dataset.delete_dataset(token, address, uuid)
+
+
+def test_ctrl_c_inside_a_running_event_loop_stops_the_upload(address: str, token: str,
+                                                              files: Path) -> None:
+    """There the chunks go out from a worker thread; Ctrl-C in the calling thread stops it
+    at the next chunk instead of waiting for the whole file."""
+    images, labels = pattern_mnist(files, "ds_loop_interrupt", 3000)  # 18 image chunks
+    main_thread = threading.get_ident()
+    seen = []
+
+    def interrupt_the_caller(done: int, total: int) -> None:
+        seen.append(done)
+        if len(seen) == 1:
+            signal.pthread_kill(main_thread, signal.SIGINT)
+        time.sleep(0.05)  # the caller gets the signal while chunks remain
+
+    name = unique("in_loop_ctrl_c")
+
+    async def main() -> None:
+        dataset.upload_mnist_files(token, address, name, images, labels,
+                                   progress=interrupt_the_caller)
+
+    # A loop as a notebook runs it: without asyncio.run's own SIGINT handler, which defers
+    # Ctrl-C until the running step returns.
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert len(seen) <= 3, f"{len(seen)} chunks went out after Ctrl-C"
+    assert all(row[-1] != name for row in rows(dataset.list_datasets(token, address)))
 
 
 def test_uploads_read_and_write_the_socket_on_one_thread(address: str, token: str,
