@@ -95,6 +95,24 @@ impl DataDir {
     pub fn uploads(&self) -> PathBuf {
         self.root.join("uploads")
     }
+
+    /// Files of the folders above that no database row references, set aside at start
+    /// (never deleted by the server: a database restored from an older backup does not
+    /// know the files made since).
+    pub fn unreferenced(&self) -> PathBuf {
+        self.root.join("unreferenced")
+    }
+
+    /// How many resource files (datasets, checkpoints, networks) the folders hold; 0 where
+    /// they do not exist yet.
+    pub fn resource_file_count(&self) -> usize {
+        [self.datasets(), self.checkpoints(), self.clusters()]
+            .iter()
+            .filter_map(|dir| std::fs::read_dir(dir).ok())
+            .flat_map(|entries| entries.flatten())
+            .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
+            .count()
+    }
 }
 
 /// The exclusive hold of a data directory (see [`DataDir::lock`]): the open, locked file.

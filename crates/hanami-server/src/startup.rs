@@ -123,14 +123,15 @@ async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Resu
     // Before anything in it is read or changed: a second server would abort the first
     // one's tasks and write over its files.
     let data_dir_lock = paths.lock()?;
+    refuse_a_lost_database(&paths)?;
     let store = Store::open(&paths.database())
         .await
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
     ensure_admin(&store).await?;
     let tokens = TokenKey::load_or_create(&paths.token_key(), config.token_expiry)?;
     let cpu_host = host_id(&paths.host_id())?;
-    remove_unreferenced_files(&store, Kind::Dataset, &paths.datasets()).await?;
-    remove_unreferenced_files(&store, Kind::Checkpoint, &paths.checkpoints()).await?;
+    set_aside_unreferenced_files(&store, Kind::Dataset, &paths.datasets(), &paths).await?;
+    set_aside_unreferenced_files(&store, Kind::Checkpoint, &paths.checkpoints(), &paths).await?;
     let uploads = Arc::new(
         Uploads::new(
             &paths.uploads(),
@@ -202,7 +203,7 @@ async fn load_clusters(
     paths: &DataDir,
     memory_limit: usize,
 ) -> anyhow::Result<Clusters> {
-    remove_unreferenced_files(store, Kind::Cluster, &paths.clusters()).await?;
+    set_aside_unreferenced_files(store, Kind::Cluster, &paths.clusters(), paths).await?;
     let clusters = Clusters::default();
     let mut unsaved = 0;
     for row in store.all_resources(Kind::Cluster).await? {
@@ -281,27 +282,58 @@ async fn log_startup_error(store: &Store, user_id: &str, subject: &str, message:
 
 /// Removes files that no database row references (left by a crash between writing a file
 /// and registering it, or between deleting a row and its file).
-async fn remove_unreferenced_files(store: &Store, kind: Kind, dir: &Path) -> anyhow::Result<()> {
+async fn set_aside_unreferenced_files(
+    store: &Store,
+    kind: Kind,
+    dir: &Path,
+    paths: &DataDir,
+) -> anyhow::Result<()> {
     let referenced: HashSet<String> = store.resource_file_names(kind).await?.into_iter().collect();
     let dir = dir.to_owned();
     let dir_name = dir.clone();
+    let aside = paths
+        .unreferenced()
+        .join(dir.file_name().unwrap_or_default());
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         dataset::remove_stale_temp_files(&dir)?;
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if entry.file_type()?.is_file() && !referenced.contains(&name) {
+                std::fs::create_dir_all(&aside)?;
+                let target = aside.join(entry.file_name());
                 tracing::warn!(
-                    "removing {}, which nothing references",
-                    entry.path().display()
+                    "moving {} to {}: no database row references it (left by a crash, or \
+                     made after the backup the database came from); delete it if it is not \
+                     needed",
+                    entry.path().display(),
+                    target.display()
                 );
-                std::fs::remove_file(entry.path())?;
+                std::fs::rename(entry.path(), target)?;
             }
         }
         Ok(())
     })
     .await?
     .with_context(|| format!("cannot clean up {}", dir_name.display()))
+}
+
+/// Refuses to start on a data directory whose database is missing or empty while it holds
+/// dataset, checkpoint or network files: a new database would reference none of them (they
+/// used to be deleted as unreferenced).
+fn refuse_a_lost_database(paths: &DataDir) -> anyhow::Result<()> {
+    let database = paths.database();
+    let lost = std::fs::metadata(&database).map_or(true, |m| m.len() == 0);
+    let files = paths.resource_file_count();
+    if lost && files > 0 {
+        bail!(
+            "the data directory holds {files} dataset, checkpoint and network file(s), but its \
+             database {} is missing or empty: restore it from a backup, or move the folders \
+             datasets, checkpoints and clusters away to start with an empty server",
+            database.display()
+        );
+    }
+    Ok(())
 }
 
 /// Periodically removes idle unfinished uploads.

@@ -362,3 +362,49 @@ async fn a_second_server_on_the_same_data_directory_is_refused() {
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     assert!(client.cluster(&cluster).await.is_ok());
 }
+
+/// A lost database does not take the files with it: the server refuses to start next to
+/// dataset, checkpoint and network files it cannot know, and files that no row references
+/// are set aside, not deleted.
+#[tokio::test]
+async fn a_lost_database_keeps_the_files() {
+    let mut server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dataset = upload(&client, tmp.path(), "kept", 20).await;
+    let cluster = client
+        .create_cluster("kept", SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
+    // A file that no row references (say, made after the backup the database came from).
+    let stray = server.data_dir.join("datasets").join("stray-file");
+    std::fs::write(&stray, "data").unwrap();
+    assert!(server.stop());
+    let data = server.data_dir.clone();
+    let moved = data.join("hanami-moved.db");
+    std::fs::rename(data.join("hanami.db"), &moved).unwrap();
+    let Err(stderr) = launch().data_dir(&data).try_start() else {
+        panic!("started without its database next to its files");
+    };
+    assert!(stderr.contains("is missing or empty"), "{stderr}");
+    assert!(data.join("datasets").join(&dataset).exists());
+    assert!(data.join("clusters").join(&cluster).exists());
+    std::fs::write(data.join("hanami.db"), "").unwrap();
+    assert!(
+        launch().data_dir(&data).try_start().is_err(),
+        "started on an empty database"
+    );
+    // The database back: everything is there, the stray file set aside.
+    std::fs::rename(&moved, data.join("hanami.db")).unwrap();
+    let server = launch().data_dir(&data).start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    assert_eq!(client.dataset(&dataset).await.unwrap().number_of_rows, 20);
+    assert!(client.cluster(&cluster).await.is_ok());
+    assert!(!stray.exists());
+    let aside = data
+        .join("unreferenced")
+        .join("datasets")
+        .join("stray-file");
+    assert_eq!(std::fs::read_to_string(aside).unwrap(), "data");
+}
