@@ -6,6 +6,10 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     return_large_blocks_to_the_system();
+    // A file-size limit (`ulimit -f`, systemd's LimitFSIZE) makes a write beyond it fail
+    // with EFBIG, which the server reports, instead of killing the process with SIGXFSZ.
+    // SAFETY: setting a signal's disposition to "ignore" before any other thread exists.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

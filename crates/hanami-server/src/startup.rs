@@ -460,24 +460,25 @@ async fn ensure_admin(store: &Store) -> anyhow::Result<()> {
 }
 
 async fn shutdown_on_signal(handle: axum_server::Handle, app: App) {
+    use tokio::signal::unix::{SignalKind, signal};
     let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    let received = |kind: SignalKind, name: &'static str| async move {
+        match signal(kind) {
             Ok(mut s) => {
                 s.recv().await;
             }
             Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
+                tracing::warn!("cannot listen for {name}: {e}");
                 std::future::pending::<()>().await;
             }
         }
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
+    // SIGHUP too: a closing terminal or ssh session sends it, and it killed the server on
+    // the spot, losing the running task's training.
     tokio::select! {
         _ = ctrl_c => {}
-        _ = terminate => {}
+        _ = received(SignalKind::terminate(), "SIGTERM") => {}
+        _ = received(SignalKind::hangup(), "SIGHUP") => {}
     }
     tracing::info!("shutting down");
     app.stopping.send_replace(true);

@@ -687,3 +687,79 @@ async fn a_burst_of_logins_does_not_swell_the_server() {
     // Logins still work.
     server.admin().await;
 }
+
+/// Starts the server binary through `sh -c "<prefix> exec hanami …"` with piped output;
+/// returns the child and its address.
+fn spawn_through_shell(prefix: &str, data: &std::path::Path) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let script = format!("{prefix} exec \"$0\" --listen 127.0.0.1:0 --data-dir \"$1\"",);
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_hanami"))
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .env("HANAMI_ADMIN_USER_ID", ADMIN)
+        .env("HANAMI_ADMIN_USER_NAME", ADMIN)
+        .env("HANAMI_ADMIN_PASSWORD", ADMIN_PW)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut address = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut address)
+        .unwrap();
+    (child, address.trim().to_owned())
+}
+
+/// Waits up to ten seconds for the child to exit.
+fn exit_status(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server did not stop");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// SIGHUP (a closing terminal) shuts the server down gracefully, as SIGTERM does, and a
+/// file-size limit makes an upload fail cleanly instead of killing the server (SIGXFSZ).
+#[test]
+fn hangups_and_file_size_limits_do_not_kill_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 1 MiB per file (ulimit -f counts 512-byte blocks).
+    let (mut child, address) = spawn_through_shell("ulimit -f 2048;", &tmp.path().join("data"));
+    assert!(address.starts_with("http://127.0.0.1:"), "{address}");
+    let csv = tmp.path().join("big.csv");
+    std::fs::write(
+        &csv,
+        "a,b\n".to_owned() + &"123456,654321\n".repeat(150_000),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = hanami_sdk::Client::login(&address, ADMIN, ADMIN_PW)
+            .await
+            .unwrap();
+        let refused = client.upload_csv("too_big", &csv).await;
+        assert!(
+            matches!(&refused, Err(hanami_sdk::Error::Internal(m)) if m.contains("file-size limit")),
+            "{refused:?}"
+        );
+        // Still serving.
+        assert_eq!(client.hosts().await.unwrap().body.len(), 1);
+        assert!(client.datasets().await.unwrap().body.is_empty());
+    });
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: sends a signal to the child process started above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    let status = exit_status(&mut child);
+    assert!(status.success(), "{status:?}");
+}

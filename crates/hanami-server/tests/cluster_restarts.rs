@@ -408,3 +408,51 @@ async fn a_lost_database_keeps_the_files() {
         .join("stray-file");
     assert_eq!(std::fs::read_to_string(aside).unwrap(), "data");
 }
+
+/// A task whose network cannot be saved ends aborted, says why, and leaves no half-written
+/// file behind.
+#[tokio::test]
+async fn a_network_that_cannot_be_saved_aborts_its_task() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dataset = upload(&client, tmp.path(), "train", 50).await;
+    let cluster = client
+        .create_cluster("unsavable", SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
+    // A directory where the network file belongs: every save fails, root or not.
+    let file = server.data_dir.join("clusters").join(&cluster);
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    std::fs::write(file.join("blocker"), "x").unwrap();
+    let task = client
+        .train(
+            "train",
+            &cluster,
+            &[("picture", &dataset)],
+            &[("label", &dataset)],
+        )
+        .await
+        .unwrap();
+    let done = client
+        .wait_for_task(&cluster, &task.uuid, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(done.state, "aborted", "{done:?}");
+    let log = server
+        .admin()
+        .await
+        .get("error_log?page=0")
+        .await
+        .expect(200)
+        .body;
+    assert!(log.contains("cannot save the cluster's network"), "{log}");
+    let partial: Vec<_> = std::fs::read_dir(server.data_dir.join("clusters"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "partial"))
+        .collect();
+    assert!(partial.is_empty(), "{partial:?}");
+}

@@ -383,6 +383,12 @@ async fn internal_error(app: &App, facts: &RequestFacts, cause: anyhow::Error) -
             "Internal server error (error id {error_id}): the server's disk is full; free space \
              in its data directory and try again."
         )
+    } else if file_too_large(&cause) {
+        format!(
+            "Internal server error (error id {error_id}): a file would exceed the file-size \
+             limit the server runs under (ulimit -f, systemd's LimitFSIZE); raise it and try \
+             again."
+        )
     } else {
         format!("Internal server error (error id {error_id}); the server log has the details.")
     };
@@ -401,9 +407,17 @@ fn disk_is_full(cause: &anyhow::Error) -> bool {
     })
 }
 
+/// Whether an error comes from the file-size limit of the process (EFBIG).
+fn file_too_large(cause: &anyhow::Error) -> bool {
+    cause.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::FileTooLarge)
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::disk_is_full;
+    use super::{disk_is_full, file_too_large};
     use std::io::{Error, ErrorKind};
 
     #[test]
@@ -419,6 +433,9 @@ mod tests {
         let other = anyhow::Error::new(Error::from(ErrorKind::PermissionDenied)).context("x");
         assert!(!disk_is_full(&other));
         assert!(!disk_is_full(&anyhow::anyhow!("disk is full")));
+        let big = anyhow::Error::new(Error::from(ErrorKind::FileTooLarge)).context("writing");
+        assert!(file_too_large(&big) && !disk_is_full(&big));
+        assert!(!file_too_large(&full));
     }
 
     fn sqlx_io_full() -> sqlx::Error {

@@ -243,14 +243,17 @@ impl ClusterHandle {
     /// network. Takes the network lock.
     pub fn save_network(&self) -> std::io::Result<()> {
         let network = lock(&self.network);
-        self.unsaved.store(false, Ordering::Relaxed);
-        match network.as_ref() {
+        let saved = match network.as_ref() {
             Some(cluster) => write_durably(&self.network_file, &cluster.save()),
             None => self.remove_network_file(),
-        }
+        };
+        // A failed save is tried again at shutdown.
+        self.unsaved.store(saved.is_err(), Ordering::Relaxed);
+        saved
     }
 
-    /// Saves the network if a direct-IO session changed it since it was last saved.
+    /// Saves the network if a direct-IO session changed it since it was last saved, or its
+    /// last save failed.
     pub fn save_network_if_changed(&self) -> std::io::Result<()> {
         if self.unsaved.load(Ordering::Relaxed) && !self.is_deleted() {
             self.save_network()?;
@@ -401,14 +404,21 @@ impl ClusterHandle {
                 },
                 None => TaskState::Aborted,
             };
-            // The network is on disk before anyone learns that the task ended.
-            if changes_network
+            // The network is on disk before anyone learns that the task ended; a task whose
+            // network cannot be saved did not end well (it is saved again at shutdown).
+            let state = if changes_network
                 && !self.is_deleted()
                 && let Err(e) = self.save_network()
             {
-                let e = anyhow::Error::new(e).context("cannot save the cluster's network");
+                let e = anyhow::Error::new(e).context(
+                    "cannot save the cluster's network (the server keeps the network in memory \
+                     and tries again when it shuts down)",
+                );
                 ctx.log_error(&task, &self.row, &e);
-            }
+                TaskState::Aborted
+            } else {
+                state
+            };
             task.end_with(state, || ctx.record(&task, &self.row));
         }
     }
@@ -607,11 +617,15 @@ impl CoreBudget {
 pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let temp = path.with_extension("partial");
-    let mut file = std::fs::File::create(&temp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&temp, path)?;
+    let written = std::fs::File::create(&temp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&temp, path)) {
+        // A half-written file would hold on to the space of a full disk until the restart.
+        let _ = std::fs::remove_file(&temp);
+        return Err(e);
+    }
     if let Some(dir) = path.parent() {
         std::fs::File::open(dir)?.sync_all()?;
     }
