@@ -124,6 +124,10 @@ async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Resu
     // one's tasks and write over its files.
     let data_dir_lock = paths.lock()?;
     refuse_a_lost_database(&paths)?;
+    // SQLite maps its WAL index into memory: on a full disk it crashed with SIGBUS.
+    let free = crate::uploads::free_space(data_dir)
+        .with_context(|| format!("cannot check the free disk of {}", data_dir.display()))?;
+    enough_to_start(free, data_dir)?;
     let store = Store::open(&paths.database())
         .await
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
@@ -148,6 +152,7 @@ async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Resu
             std::thread::available_parallelism().map_or(1, |n| n.get()),
         )),
         memory_limit: config.cluster_memory_limit,
+        min_free_disk: config.min_free_disk,
     };
     let clusters = load_clusters(&store, &paths, config.cluster_memory_limit).await?;
     Ok(Arc::new(AppState {
@@ -316,6 +321,24 @@ async fn set_aside_unreferenced_files(
     })
     .await?
     .with_context(|| format!("cannot clean up {}", dir_name.display()))
+}
+
+/// Free disk that the server needs to start: SQLite extends its files as it opens the
+/// database.
+const MIN_FREE_TO_START: u64 = 4 << 20;
+
+/// Refuses to start with less than [`MIN_FREE_TO_START`] bytes free in the data directory.
+fn enough_to_start(free: u64, data_dir: &Path) -> anyhow::Result<()> {
+    if free < MIN_FREE_TO_START {
+        bail!(
+            "the disk of the data directory {} is full ({} KiB free, {} MiB needed to start): \
+             free space first",
+            data_dir.display(),
+            free >> 10,
+            MIN_FREE_TO_START >> 20
+        );
+    }
+    Ok(())
 }
 
 /// Refuses to start on a data directory whose database is missing or empty while it holds
@@ -564,6 +587,14 @@ mod tests {
         std::fs::write(&path, "not a uuid").unwrap();
         let error = host_id(&path).unwrap_err().to_string();
         assert!(error.contains("does not hold a host uuid"), "{error}");
+    }
+
+    #[test]
+    fn a_full_disk_stops_the_start() {
+        let dir = Path::new("/srv/data");
+        let error = enough_to_start(100 << 10, dir).unwrap_err().to_string();
+        assert!(error.contains("/srv/data is full (100 KiB free"), "{error}");
+        enough_to_start(MIN_FREE_TO_START, dir).unwrap();
     }
 
     #[test]

@@ -1234,3 +1234,29 @@ async fn a_deleted_network_gives_its_memory_back() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Checkpoints leave `min_free_disk_mib` free, as uploads do: on a full disk nothing could
+/// be deleted through the API any more.
+#[tokio::test]
+async fn checkpoints_keep_the_free_disk_reserve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (launched, _) = common::launch_with_config(tmp.path(), "min_free_disk_mib = 1073741824\n");
+    let server = launched.start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let cluster = client
+        .create_cluster("reserved", SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
+    let save = client.save_cluster(&cluster, "too_much").await.unwrap();
+    let log = aborted_with_log(&server, &client, &cluster, &save.uuid).await;
+    assert!(
+        log.contains("not enough disk space for the checkpoint"),
+        "{log}"
+    );
+    assert!(client.checkpoints().await.unwrap().body.is_empty());
+    let files = std::fs::read_dir(server.data_dir.join("checkpoints"))
+        .unwrap()
+        .count();
+    assert_eq!(files, 0);
+}

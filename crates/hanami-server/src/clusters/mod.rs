@@ -454,8 +454,22 @@ impl ClusterHandle {
                 project_id,
             } => {
                 let bytes = cluster?.save();
-                let path = ctx.paths.checkpoints().join(&task.uuid);
-                write_durably(&path, &bytes)?;
+                let dir = ctx.paths.checkpoints();
+                let free =
+                    crate::uploads::free_space(&dir).context("cannot check the free disk")?;
+                let needed = (bytes.len() as u64).saturating_add(ctx.min_free_disk);
+                if free < needed {
+                    anyhow::bail!(
+                        "not enough disk space for the checkpoint: it takes {} MiB, and the data \
+                         directory keeps {} MiB free (min_free_disk_mib) for the database and \
+                         networks; {} MiB are free",
+                        (bytes.len() as u64).div_ceil(1 << 20),
+                        ctx.min_free_disk >> 20,
+                        free >> 20
+                    );
+                }
+                let path = dir.join(&task.uuid);
+                write_durably(&path, &bytes).context("cannot write the checkpoint file")?;
                 let row =
                     ResourceRow::new(&task.uuid, &task.name, &owner_id, &project_id, &task.uuid);
                 if let Err(e) = ctx
@@ -645,6 +659,8 @@ pub struct WorkerContext {
     pub cores: Arc<CoreBudget>,
     /// Memory budget of each cluster's network in bytes (`cluster_memory_mib`).
     pub memory_limit: usize,
+    /// Disk space in bytes that checkpoints leave free (`min_free_disk_mib`).
+    pub min_free_disk: u64,
 }
 
 impl WorkerContext {
