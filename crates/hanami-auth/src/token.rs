@@ -17,6 +17,9 @@ use sha2::{Digest, Sha256};
 
 use crate::context::Caller;
 
+/// The shortest token key accepted, in bytes (the server makes 64: 256 random bits in hex).
+pub const MIN_KEY_BYTES: usize = 16;
+
 /// Why a token was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -34,9 +37,17 @@ pub enum TokenError {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// The key file exists but holds no bytes.
-    #[error("token key file {0} is empty")]
-    EmptyKey(String),
+    /// The key file exists but holds too few bytes to sign tokens safely.
+    #[error(
+        "token key file {path} holds {len} bytes, fewer than {MIN_KEY_BYTES}: remove it to have a \
+         new key made (tokens signed with the old one stop working)"
+    )]
+    ShortKey {
+        /// The key file.
+        path: String,
+        /// Its length in bytes.
+        len: usize,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -92,7 +103,9 @@ impl TokenKey {
         }
     }
 
-    /// Reads the key file, creating it with 256 random bits (hex, mode 0600) if it is missing.
+    /// Reads the key file, creating it with 256 random bits (hex, mode 0600) if it is missing:
+    /// written under a temporary name and renamed into place, so that a crash never leaves an
+    /// empty key. A key of fewer than [`MIN_KEY_BYTES`] bytes is refused.
     pub fn load_or_create(path: &Path, lifetime: Duration) -> Result<Self, TokenError> {
         let io_err = |source| TokenError::KeyFile {
             path: path.display().to_string(),
@@ -102,17 +115,28 @@ impl TokenKey {
             let mut secret = [0u8; 32];
             rand::rng().fill_bytes(&mut secret);
             let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+            let temp = path.with_extension("partial");
+            let _ = fs::remove_file(&temp);
             let mut options = fs::OpenOptions::new();
             options.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(path).map_err(io_err)?;
+            let mut file = options.open(&temp).map_err(io_err)?;
             file.write_all(hex.as_bytes()).map_err(io_err)?;
             file.sync_all().map_err(io_err)?;
+            fs::rename(&temp, path).map_err(io_err)?;
+            if let Some(dir) = path.parent() {
+                fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io_err)?;
+            }
         }
         let secret = fs::read(path).map_err(io_err)?;
-        if secret.is_empty() {
-            return Err(TokenError::EmptyKey(path.display().to_string()));
+        if secret.len() < MIN_KEY_BYTES {
+            return Err(TokenError::ShortKey {
+                path: path.display().to_string(),
+                len: secret.len(),
+            });
         }
         Ok(Self::from_secret(&secret, lifetime))
     }
@@ -266,13 +290,24 @@ mod tests {
     }
 
     #[test]
-    fn empty_key_file_is_refused() {
+    fn short_key_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token.key");
-        std::fs::write(&path, b"").unwrap();
-        assert!(matches!(
-            TokenKey::load_or_create(&path, Duration::from_secs(60)),
-            Err(TokenError::EmptyKey(_))
-        ));
+        for short in [&b""[..], b"abc", &[7u8; MIN_KEY_BYTES - 1]] {
+            std::fs::write(&path, short).unwrap();
+            let refused = TokenKey::load_or_create(&path, Duration::from_secs(60));
+            assert!(
+                matches!(&refused, Err(TokenError::ShortKey { len, .. }) if *len == short.len()),
+                "{short:?}"
+            );
+            assert!(refused.err().unwrap().to_string().contains("remove it"));
+        }
+        std::fs::write(&path, [7u8; MIN_KEY_BYTES]).unwrap();
+        TokenKey::load_or_create(&path, Duration::from_secs(60)).unwrap();
+        // A temporary file left by a crash during the first start is no obstacle.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(path.with_extension("partial"), b"").unwrap();
+        TokenKey::load_or_create(&path, Duration::from_secs(60)).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap().len(), 64);
     }
 }
