@@ -150,21 +150,17 @@ fn possible_targets(
         let mut next: Vec<usize> = frontier
             .iter()
             .flat_map(|&current| {
-                let moves: Vec<usize> = starts
+                starts
                     .iter()
-                    .filter_map(|&start| step(neighbours, current, start))
-                    .collect();
-                if moves.is_empty() {
-                    vec![current]
-                } else {
-                    moves
-                }
+                    .filter_map(move |&start| step(neighbours, current, start))
             })
             .collect();
         next.sort_unstable();
         next.dedup();
-        if next == frontier {
-            break; // the same places again: longer walks end in them too
+        // A walk that meets a dead end ends there; it was counted when it arrived. The
+        // same places again: longer walks end in them too.
+        if next.is_empty() || next == frontier {
+            break;
         }
         for &hexagon in &next {
             ends[hexagon] = true;

@@ -10,6 +10,7 @@ pub mod api;
 pub mod clusters;
 pub mod config;
 mod connections;
+mod disk;
 pub mod error_log;
 pub mod host_info;
 mod memory;

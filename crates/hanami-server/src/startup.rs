@@ -125,7 +125,7 @@ async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Resu
     let data_dir_lock = paths.lock()?;
     refuse_a_lost_database(&paths)?;
     // SQLite maps its WAL index into memory: on a full disk it crashed with SIGBUS.
-    let free = crate::uploads::free_space(data_dir)
+    let free = crate::disk::free_space(data_dir)
         .with_context(|| format!("cannot check the free disk of {}", data_dir.display()))?;
     enough_to_start(free, data_dir)?;
     let store = Store::open(&paths.database())

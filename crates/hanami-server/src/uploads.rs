@@ -397,7 +397,8 @@ impl Uploads {
         }
         let declared: u64 = files.iter().map(|&(_, size)| size).sum();
         let needed = declared.saturating_add(dataset_space(meta.kind, declared));
-        let free = free_space(&self.dir).context("cannot find out the free disk space")?;
+        let free =
+            crate::disk::free_space(&self.dir).context("cannot find out the free disk space")?;
         let keep = limits.min_free_disk;
         if free < needed.saturating_add(keep).saturating_add(owed) {
             return Err(StartError::Refused(format!(
@@ -637,26 +638,6 @@ fn dataset_space(kind: UploadKind, declared: u64) -> u64 {
     }
 }
 
-/// The bytes an unprivileged process may still write to the file system that holds `dir`.
-pub fn free_space(dir: &Path) -> std::io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `path` is a NUL-terminated string and `stats` has room for the result, which
-    // statvfs fills completely when it returns 0.
-    if unsafe { libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: initialised by the successful call above.
-    let stats = unsafe { stats.assume_init() };
-    #[allow(
-        clippy::useless_conversion,
-        reason = "the field types are 32-bit on some targets"
-    )]
-    Ok(u64::from(stats.f_bavail).saturating_mul(u64::from(stats.f_frsize)))
-}
-
 /// Reserves the disk space of a temporary file up front, so that a full disk fails the
 /// upload at its start rather than midway (and chunk writes need no block allocation).
 fn reserve(file: &File, size: u64) -> std::io::Result<()> {
@@ -829,21 +810,14 @@ mod tests {
     }
 
     #[test]
-    fn free_space_of_a_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(free_space(dir.path()).unwrap() > 0);
-        let missing = free_space(&dir.path().join("missing")).unwrap_err();
-        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
-    }
-
-    #[test]
     fn the_datasets_of_unfinished_uploads_are_counted_against_the_free_space() {
         const MIB: u64 = 1 << 20;
         let dir = tempfile::tempdir().unwrap();
         // 400 MiB of room above the reserve; each 50 MiB CSV upload needs 150 MiB (its file
         // and a dataset up to twice as large), and its file takes 50 MiB at once.
         let room = 400 * MIB;
-        let limits = UploadLimits::with_free_disk(free_space(dir.path()).unwrap() - room);
+        let limits =
+            UploadLimits::with_free_disk(crate::disk::free_space(dir.path()).unwrap() - room);
         let uploads = Uploads::new(dir.path(), Duration::from_secs(60), limits).unwrap();
         let start = |uuid: &str| {
             let meta = UploadMeta {

@@ -103,24 +103,22 @@ fn build(encoded: &str, memory_limit: usize) -> ApiResult<Option<Cluster>> {
         })?;
     let text = String::from_utf8(bytes)
         .map_err(|_| ApiError::BadRequest("Uploaded template is not valid UTF-8 text.".into()))?;
-    let template = Template::parse(&text).map_err(|e| {
+    let invalid = |e: &dyn std::fmt::Display| {
         ApiError::BadRequest(format!(
             "Uploaded template is not a valid cluster-template: {e}"
         ))
-    })?;
+    };
+    let template = Template::parse(&text).map_err(|e| invalid(&e))?;
     let options = ClusterOptions {
         seed: rand::random(),
         memory_limit,
         ..ClusterOptions::default()
     };
     let cluster = Cluster::new(&template, options).map_err(|e| match e {
-        hanami_engine::EngineError::Template(e) => ApiError::BadRequest(format!(
-            "Uploaded template is not a valid cluster-template: {e}"
-        )),
-        e @ (hanami_engine::EngineError::UnreachableOutput { .. }
-        | hanami_engine::EngineError::OutputMissedByGrowthPlan { .. }) => ApiError::BadRequest(
-            format!("Uploaded template is not a valid cluster-template: {e}"),
-        ),
+        // The engine's own template checks, including outputs it can never grow into.
+        e @ (hanami_engine::EngineError::Template(_)
+        | hanami_engine::EngineError::UnreachableOutput { .. }
+        | hanami_engine::EngineError::OutputMissedByGrowthPlan { .. }) => invalid(&e),
         other => ApiError::Internal(anyhow::Error::new(other).context("cannot build the cluster")),
     })?;
     Ok(Some(cluster))

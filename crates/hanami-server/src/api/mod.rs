@@ -399,19 +399,23 @@ async fn internal_error(app: &App, facts: &RequestFacts, cause: anyhow::Error) -
 /// error that clients can do something about, so its answer says so.
 fn disk_is_full(cause: &anyhow::Error) -> bool {
     use std::io::ErrorKind;
-    cause.chain().any(|e| {
-        let io = e.downcast_ref::<std::io::Error>().map(std::io::Error::kind);
-        matches!(io, Some(ErrorKind::StorageFull | ErrorKind::QuotaExceeded))
-            || e.downcast_ref::<StoreError>()
+    caused_by_io(cause, &[ErrorKind::StorageFull, ErrorKind::QuotaExceeded])
+        || cause.chain().any(|e| {
+            e.downcast_ref::<StoreError>()
                 .is_some_and(StoreError::is_disk_full)
-    })
+        })
 }
 
 /// Whether an error comes from the file-size limit of the process (EFBIG).
 fn file_too_large(cause: &anyhow::Error) -> bool {
+    caused_by_io(cause, &[std::io::ErrorKind::FileTooLarge])
+}
+
+/// Whether an I/O error of one of these kinds is among the causes.
+fn caused_by_io(cause: &anyhow::Error, kinds: &[std::io::ErrorKind]) -> bool {
     cause.chain().any(|e| {
         e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::FileTooLarge)
+            .is_some_and(|io| kinds.contains(&io.kind()))
     })
 }
 

@@ -455,8 +455,7 @@ impl ClusterHandle {
             } => {
                 let bytes = cluster?.save();
                 let dir = ctx.paths.checkpoints();
-                let free =
-                    crate::uploads::free_space(&dir).context("cannot check the free disk")?;
+                let free = crate::disk::free_space(&dir).context("cannot check the free disk")?;
                 let needed = (bytes.len() as u64).saturating_add(ctx.min_free_disk);
                 if free < needed {
                     anyhow::bail!(
