@@ -1164,16 +1164,46 @@ async fn train_tasks_train_the_named_outputs_within_range() {
         "learned {learned:?}, then {kept:?}"
     );
 
-    // Out of range: the task stops at row 150 and the error log says why.
-    let task = client
-        .train(
-            "scaled",
-            &cluster,
-            &[("x0", &scaled), ("x1", &scaled)],
-            &[("a", &scaled)],
-        )
+    // Out of range: refused when the task is created, as the upload recorded the values
+    // of 'a' (its 'b' is fine, and an input may hold any value).
+    let scaled_task = |name: &'static str, output: &'static str| {
+        let (client, cluster, scaled) = (&client, &cluster, &scaled);
+        async move {
+            client
+                .train(
+                    name,
+                    cluster,
+                    &[("x0", scaled), ("x1", scaled)],
+                    &[(output, scaled)],
+                )
+                .await
+        }
+    };
+    let refused = scaled_task("scaled", "a").await;
+    assert!(
+        matches!(&refused, Err(Error::BadRequest(m)) if m.contains(&format!(
+            "Dataset '{scaled}' holds values from 0 to 100 in 'a', but expected values of an \
+             output must lie between 0 and 1"
+        ))),
+        "{refused:?}"
+    );
+    let task = scaled_task("scaled_b", "b").await.unwrap();
+    let done = client
+        .wait_for_task(&cluster, &task.uuid, WAIT)
         .await
         .unwrap();
+    assert_eq!(done.state, "finished");
+    // A dataset uploaded before value ranges were recorded: the task stops at row 150, and
+    // the error log says why.
+    let url = format!("sqlite://{}", server.data_dir.join("hanami.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE datasets SET value_ranges = NULL WHERE uuid = ?1")
+        .bind(&scaled)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let task = scaled_task("scaled", "a").await.unwrap();
     let log = aborted_with_log(&server, &client, &cluster, &task.uuid).await;
     assert!(
         log.contains(

@@ -1129,3 +1129,83 @@ async fn a_cancelled_upload_leaves_nothing_behind() {
         .unwrap();
     assert_eq!(dataset.number_of_rows, 100_000);
 }
+
+/// A dataset file changed or removed outside the server: every use of the dataset answers
+/// 409 saying which dataset and what to do (it was a 500 with only an error id), listing
+/// still works, and deleting it clears the way.
+#[tokio::test]
+async fn damaged_or_missing_dataset_files_are_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, labels) = mnist_files(tmp.path(), 20);
+    let cut = client
+        .upload_mnist("cut_data", &images, &labels)
+        .await
+        .unwrap();
+    let gone = client
+        .upload_mnist("gone_data", &images, &labels)
+        .await
+        .unwrap();
+    let fine = client
+        .upload_mnist("fine_data", &images, &labels)
+        .await
+        .unwrap();
+    let cluster = client
+        .create_cluster("damaged", common::SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
+    let file = |uuid: &str| server.data_dir.join("datasets").join(uuid);
+    std::fs::set_permissions(file(&cut.uuid), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let len = std::fs::metadata(file(&cut.uuid)).unwrap().len();
+    std::fs::File::options()
+        .write(true)
+        .open(file(&cut.uuid))
+        .unwrap()
+        .set_len(len - 100)
+        .unwrap();
+    std::fs::remove_file(file(&gone.uuid)).unwrap();
+
+    for (dataset, what) in [
+        (&cut, "is damaged (corrupt dataset file: "),
+        (&gone, "is missing"),
+    ] {
+        let uuid = &dataset.uuid;
+        let said = |result: Result<(), Error>| match result {
+            Err(Error::Conflict(m)) => {
+                assert!(
+                    m.starts_with(&format!("The file of dataset '{uuid}' {what}")),
+                    "{m}"
+                );
+                assert!(m.ends_with("delete it and upload it again"), "{m}");
+                assert!(!m.contains(&*server.data_dir.to_string_lossy()), "{m}");
+            }
+            other => panic!("{uuid}: {other:?}"),
+        };
+        said(client.dataset(uuid).await.map(drop));
+        said(client.check_dataset(uuid, &fine.uuid).await.map(drop));
+        said(client.check_dataset(&fine.uuid, uuid).await.map(drop));
+        let inputs = [("picture", uuid.as_str())];
+        said(
+            client
+                .train("train", &cluster, &inputs, &[("label", &fine.uuid)])
+                .await
+                .map(drop),
+        );
+        said(
+            client
+                .request("request", &cluster, &inputs, ("label", "result"))
+                .await
+                .map(drop),
+        );
+    }
+    assert_eq!(client.datasets().await.unwrap().body.len(), 3);
+    client.dataset(&fine.uuid).await.unwrap();
+    for dataset in [&cut, &gone] {
+        client.delete_dataset(&dataset.uuid).await.unwrap();
+        assert!(!file(&dataset.uuid).exists());
+    }
+    assert_eq!(client.datasets().await.unwrap().body.len(), 1);
+}

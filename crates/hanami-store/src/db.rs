@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_datasets.sql"),
     include_str!("../migrations/0003_clusters_checkpoints.sql"),
     include_str!("../migrations/0004_tasks_and_cluster_state.sql"),
+    include_str!("../migrations/0005_dataset_value_ranges.sql"),
 ];
 
 /// Errors of the store.
@@ -34,6 +35,12 @@ pub enum StoreError {
         owner_id: String,
         /// The resource's project.
         project_id: String,
+    },
+    /// A value in the database cannot be read back (changed from outside).
+    #[error("the database holds an unreadable {what}")]
+    Corrupt {
+        /// What could not be read, and why.
+        what: String,
     },
     /// The database was written by a newer version of Hanami.
     #[error("database schema version {found} is newer than this server knows ({known})")]

@@ -9,6 +9,7 @@ use sqlx::Row;
 use sqlx::SqliteConnection;
 use sqlx::sqlite::SqliteRow;
 
+use crate::dataset::ValueRanges;
 use crate::{Store, StoreError, now_timestamp};
 
 /// The kinds of resources, one table each.
@@ -173,6 +174,41 @@ fn from_row(row: &SqliteRow) -> ResourceRow {
     }
 }
 
+/// Inserts a resource row in one statement, so that the owner and the project cannot be
+/// deleted between the check and the insert (their deletion refuses while they have
+/// resources).
+async fn insert_row(
+    conn: &mut SqliteConnection,
+    kind: Kind,
+    row: &ResourceRow,
+) -> Result<(), StoreError> {
+    let inserted = sqlx::query(&format!(
+        "INSERT INTO {} (uuid, project_id, owner_id, visibility, name, file_name, created_at) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 \
+         WHERE EXISTS (SELECT 1 FROM users WHERE id = ?3) \
+         AND (?2 = ?8 OR EXISTS (SELECT 1 FROM projects WHERE id = ?2))",
+        kind.table()
+    ))
+    .bind(&row.uuid)
+    .bind(&row.project_id)
+    .bind(&row.owner_id)
+    .bind(&row.visibility)
+    .bind(&row.name)
+    .bind(&row.file_name)
+    .bind(&row.created_at)
+    .bind(ADMIN_PROJECT)
+    .execute(&mut *conn)
+    .await
+    .map_err(StoreError::from_insert)?;
+    if inserted.rows_affected() == 0 {
+        return Err(StoreError::OwnerGone {
+            owner_id: row.owner_id.clone(),
+            project_id: row.project_id.clone(),
+        });
+    }
+    Ok(())
+}
+
 /// The bindings `?1` (project) and `?2` (owner) of [`SCOPE_SQL`] for a scope.
 fn scope_filter(scope: &Scope) -> (Option<&str>, Option<&str>) {
     match scope {
@@ -191,33 +227,60 @@ impl Store {
     /// Inserts a resource row; [`StoreError::OwnerGone`] if its owner or its project (other
     /// than the global admins' `admin`) does not exist.
     pub async fn insert_resource(&self, kind: Kind, row: &ResourceRow) -> Result<(), StoreError> {
-        // One statement, so that the owner and the project cannot be deleted between the
-        // check and the insert (their deletion refuses while they have resources).
-        let inserted = sqlx::query(&format!(
-            "INSERT INTO {} (uuid, project_id, owner_id, visibility, name, file_name, \
-             created_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 \
-             WHERE EXISTS (SELECT 1 FROM users WHERE id = ?3) \
-             AND (?2 = ?8 OR EXISTS (SELECT 1 FROM projects WHERE id = ?2))",
-            kind.table()
-        ))
-        .bind(&row.uuid)
-        .bind(&row.project_id)
-        .bind(&row.owner_id)
-        .bind(&row.visibility)
-        .bind(&row.name)
-        .bind(&row.file_name)
-        .bind(&row.created_at)
-        .bind(ADMIN_PROJECT)
-        .execute(&self.pool)
-        .await
-        .map_err(StoreError::from_insert)?;
-        if inserted.rows_affected() == 0 {
-            return Err(StoreError::OwnerGone {
-                owner_id: row.owner_id.clone(),
-                project_id: row.project_id.clone(),
-            });
-        }
+        let mut conn = self.pool.acquire().await?;
+        insert_row(&mut conn, kind, row).await
+    }
+
+    /// Inserts a dataset's row together with the value ranges of its fields (see
+    /// [`Store::value_ranges`]; fields with an infinite extreme are not recorded);
+    /// [`StoreError::OwnerGone`] as [`Store::insert_resource`].
+    pub async fn insert_dataset(
+        &self,
+        row: &ResourceRow,
+        ranges: &ValueRanges,
+    ) -> Result<(), StoreError> {
+        // JSON has no infinities: such fields are left out (tasks check values as they read).
+        let finite: ValueRanges = ranges
+            .iter()
+            .filter(|(_, r)| r.min.is_finite() && r.max.is_finite())
+            .map(|(field, r)| (field.clone(), *r))
+            .collect();
+        let ranges = serde_json::to_string(&finite).expect("finite floats serialize");
+        let mut tx = self.pool.begin().await?;
+        insert_row(&mut tx, Kind::Dataset, row).await?;
+        sqlx::query("UPDATE datasets SET value_ranges = ?1 WHERE uuid = ?2")
+            .bind(ranges)
+            .bind(&row.uuid)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// The smallest and largest value of each field of a dataset visible in the scope, as
+    /// recorded when it was written; `None` for datasets from before they were recorded (and
+    /// for unknown ones).
+    pub async fn value_ranges(
+        &self,
+        scope: &Scope,
+        uuid: &str,
+    ) -> Result<Option<ValueRanges>, StoreError> {
+        let (project, owner) = scope_filter(scope);
+        let text: Option<Option<String>> = sqlx::query_scalar(&format!(
+            "SELECT value_ranges FROM datasets WHERE {SCOPE_SQL} AND uuid = ?3"
+        ))
+        .bind(project)
+        .bind(owner)
+        .bind(uuid)
+        .fetch_optional(&self.pool)
+        .await?;
+        text.flatten()
+            .map(|text| {
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                    what: format!("value ranges of dataset '{uuid}': {e}"),
+                })
+            })
+            .transpose()
     }
 
     /// A resource visible in the scope.

@@ -279,3 +279,109 @@ async fn deletions_succeed_while_others_write() {
     }
     assert!(store.users().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn datasets_keep_the_value_ranges_of_their_fields() {
+    use hanami_store::dataset::{ValueRange, ValueRanges};
+    use hanami_store::resources::{Kind, ResourceRow};
+    use hanami_types::scope::Scope;
+    let (dir, store) = store().await;
+    store.create_user(new_user("aaaa", false)).await.unwrap();
+    let row = |uuid: &str| ResourceRow::new(uuid, "a dataset", "aaaa", "admin", uuid);
+    let ranges: ValueRanges = [
+        ("label".to_owned(), ValueRange { min: 0.0, max: 1.0 }),
+        (
+            "picture".to_owned(),
+            ValueRange {
+                min: -0.5,
+                max: 255.0,
+            },
+        ),
+        (
+            "wild".to_owned(),
+            ValueRange {
+                min: 0.0,
+                max: f32::INFINITY,
+            },
+        ),
+    ]
+    .into();
+    store.insert_dataset(&row("d1"), &ranges).await.unwrap();
+    store
+        .insert_resource(Kind::Dataset, &row("d2"))
+        .await
+        .unwrap();
+    let mut finite = ranges.clone();
+    finite.remove("wild");
+    assert_eq!(
+        store.value_ranges(&Scope::All, "d1").await.unwrap(),
+        Some(finite.clone())
+    );
+    // Not recorded, unknown, or out of the scope: nothing to go by.
+    assert_eq!(store.value_ranges(&Scope::All, "d2").await.unwrap(), None);
+    assert_eq!(store.value_ranges(&Scope::All, "d3").await.unwrap(), None);
+    let other = Scope::Project("proj_b".into());
+    assert_eq!(store.value_ranges(&other, "d1").await.unwrap(), None);
+    // A dataset row needs its owner, as every resource does.
+    let gone = store
+        .insert_dataset(
+            &ResourceRow::new("d4", "x", "nobody", "admin", "d4"),
+            &finite,
+        )
+        .await;
+    assert!(
+        matches!(gone, Err(StoreError::OwnerGone { .. })),
+        "{gone:?}"
+    );
+    // Changed from outside: said so, not taken as "unknown".
+    drop(store);
+    let url = format!("sqlite://{}", dir.path().join("hanami.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE datasets SET value_ranges = 'garbage' WHERE uuid = 'd1'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let store = Store::open(&dir.path().join("hanami.db")).await.unwrap();
+    let damaged = store.value_ranges(&Scope::All, "d1").await;
+    assert!(
+        matches!(&damaged, Err(StoreError::Corrupt { what }) if what.contains("'d1'")),
+        "{damaged:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_database_of_schema_four_gains_value_ranges() {
+    use hanami_store::dataset::ValueRanges;
+    use hanami_store::resources::{Kind, ResourceRow};
+    use hanami_types::scope::Scope;
+    let (dir, store) = store().await;
+    store.create_user(new_user("aaaa", false)).await.unwrap();
+    let row = |uuid: &str| ResourceRow::new(uuid, "a dataset", "aaaa", "admin", uuid);
+    store
+        .insert_resource(Kind::Dataset, &row("old"))
+        .await
+        .unwrap();
+    drop(store);
+    // Back to the schema before value ranges, with a dataset recorded then.
+    let path = dir.path().join("hanami.db");
+    let url = format!("sqlite://{}", path.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    for sql in [
+        "ALTER TABLE datasets DROP COLUMN value_ranges",
+        "PRAGMA user_version = 4",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let store = Store::open(&path).await.unwrap();
+    assert_eq!(store.value_ranges(&Scope::All, "old").await.unwrap(), None);
+    store
+        .insert_dataset(&row("new"), &ValueRanges::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.value_ranges(&Scope::All, "new").await.unwrap(),
+        Some(ValueRanges::new())
+    );
+}

@@ -1,7 +1,6 @@
 //! Datasets: upload initialisation and finalisation, progress, get, list, delete, and the
 //! accuracy check of a request result against a labelled dataset.
 
-use anyhow::Context;
 use hanami_auth::{Caller, Method};
 use hanami_store::dataset::{self, ColumnRange, DatasetReader};
 use hanami_store::resources::{Kind, ResourceRow};
@@ -171,15 +170,15 @@ async fn finish_upload(
         })
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-        match converted {
-            Ok(_) => {}
+        let written = match converted {
+            Ok(written) => written,
             Err(e) if e.is_invalid_input() => {
                 // The files can never become a dataset: drop them with the upload.
                 claim.finish();
                 return Err(ApiError::BadRequest(e.to_string()));
             }
             Err(e) => return Err(ApiError::Internal(anyhow::Error::new(e))),
-        }
+        };
         let row = ResourceRow::new(
             &claim.meta.dataset_uuid,
             &claim.meta.name,
@@ -187,7 +186,7 @@ async fn finish_upload(
             &claim.meta.project_id,
             &claim.meta.dataset_uuid,
         );
-        if let Err(e) = app.store.insert_resource(Kind::Dataset, &row).await {
+        if let Err(e) = app.store.insert_dataset(&row, &written.value_ranges).await {
             super::remove_file(dest).await;
             if matches!(e, hanami_store::StoreError::OwnerGone { .. }) {
                 // Nobody can finish it any more.
@@ -255,13 +254,34 @@ async fn progress(app: App, caller: Caller, query: ByUuid) -> ApiResult<UploadPr
     })
 }
 
-async fn open(app: &App, row: &ResourceRow) -> ApiResult<DatasetReader> {
+/// Opens the file of a dataset. A file that is missing or damaged (changed outside the
+/// server) answers 409 with what to do, and is logged for the operator; any other failure is
+/// the server's (500).
+pub(super) async fn open(app: &App, row: &ResourceRow) -> ApiResult<DatasetReader> {
     let path = app.paths.datasets().join(&row.file_name);
-    tokio::task::spawn_blocking(move || DatasetReader::open(path))
+    let opened = path.clone();
+    let uuid = &row.uuid;
+    match tokio::task::spawn_blocking(move || DatasetReader::open(opened))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
-        .with_context(|| format!("cannot open the file of dataset '{}'", row.uuid))
-        .map_err(ApiError::Internal)
+    {
+        Ok(reader) => Ok(reader),
+        Err(e) if e.is_missing_file() || e.is_damaged_file() => {
+            tracing::error!("dataset '{uuid}' cannot be used: {}: {e}", path.display());
+            let what = if e.is_missing_file() {
+                "is missing from the server's data directory".to_owned()
+            } else {
+                format!("is damaged ({e})")
+            };
+            Err(ApiError::Conflict(format!(
+                "The file of dataset '{uuid}' {what}, so the dataset cannot be used; delete it \
+                 and upload it again"
+            )))
+        }
+        Err(e) => Err(ApiError::Internal(
+            anyhow::Error::new(e).context(format!("cannot open the file of dataset '{uuid}'")),
+        )),
+    }
 }
 
 async fn get(app: App, caller: Caller, query: ByUuid) -> ApiResult<Dataset> {

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hanami_auth::{Caller, Method};
-use hanami_store::dataset::DatasetReader;
 use hanami_store::resources::Kind;
 use hanami_types::list::{ListTable, TASK_COLUMNS};
 use hanami_types::tasks::{RequestTaskRequest, Task as TaskInfo, TrainTaskRequest};
@@ -90,11 +89,7 @@ async fn bind(
                 ApiError::NotFound(format!("Dataset with uuid '{dataset_uuid}' not found"))
             })?;
         let path = app.paths.datasets().join(&row.file_name);
-        let opened = path.clone();
-        let reader = tokio::task::spawn_blocking(move || DatasetReader::open(opened))
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))?
-            .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?;
+        let reader = super::datasets::open(app, &row).await?;
         let columns = reader.header().column_range(name).ok_or_else(|| {
             ApiError::NotFound(format!(
                 "Dataset '{dataset_uuid}' has no columns named '{name}' (its column groups: {})",
@@ -116,6 +111,9 @@ async fn bind(
                 interface.size
             )));
         }
+        if side == Side::Output {
+            expected_values_fit(app, caller, dataset_uuid, name).await?;
+        }
         rows = rows.min(reader.header().number_of_rows);
         bindings.push(Binding {
             name: name.clone(),
@@ -126,6 +124,30 @@ async fn bind(
         });
     }
     Ok((bindings, rows))
+}
+
+/// Refuses a dataset field as expected values of an output when its recorded values leave
+/// [0, 1], the range of the output neurons' sigmoid (the engine would stop the task at the
+/// first such row). Datasets from before value ranges were recorded are checked as the task
+/// reads them.
+async fn expected_values_fit(
+    app: &App,
+    caller: &Caller,
+    dataset_uuid: &str,
+    field: &str,
+) -> ApiResult<()> {
+    let ranges = app
+        .store
+        .value_ranges(&caller.scope(), dataset_uuid)
+        .await?;
+    match ranges.as_ref().and_then(|ranges| ranges.get(field)) {
+        Some(range) if !range.within(0.0, 1.0) => Err(ApiError::BadRequest(format!(
+            "Dataset '{dataset_uuid}' holds values from {range} in '{field}', but expected \
+             values of an output must lie between 0 and 1 (the output neurons' range): scale \
+             them, e.g. to one-hot columns or (value - min) / (max - min)"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn require_network(cluster: &ClusterHandle) -> ApiResult<()> {

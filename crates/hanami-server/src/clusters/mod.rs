@@ -565,7 +565,7 @@ impl ClusterHandle {
         if outcome.cancelled {
             return Ok(false);
         }
-        writer.finish()?;
+        let written = writer.finish()?;
         let row = ResourceRow::new(
             &task.uuid,
             &target.name,
@@ -575,7 +575,7 @@ impl ClusterHandle {
         );
         if let Err(e) = ctx
             .runtime
-            .block_on(ctx.store.insert_resource(Kind::Dataset, &row))
+            .block_on(ctx.store.insert_dataset(&row, &written.value_ranges))
         {
             let _ = std::fs::remove_file(&path);
             return Err(e.into());

@@ -29,7 +29,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use super::{ColumnRange, ConvertError, DataType, DatasetHeader, DatasetWriter, Description};
+use super::{ColumnRange, ConvertError, DataType, DatasetWriter, Description, WrittenDataset};
 
 /// Most columns a CSV dataset may have (each becomes a column group of its own).
 pub const MAX_COLUMNS: usize = 1 << 16;
@@ -44,7 +44,7 @@ const MAX_QUOTED: usize = 40;
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Converts the CSV file at `input_path` into a new `f32` dataset named `name` at
-/// `dest_path`, and returns its header.
+/// `dest_path`, and returns its header and value ranges.
 ///
 /// On any error no dataset file exists afterwards (and no temporary file is left). The input
 /// file is only read.
@@ -52,7 +52,7 @@ pub fn convert_csv(
     input_path: impl AsRef<Path>,
     name: &str,
     dest_path: impl AsRef<Path>,
-) -> Result<DatasetHeader, ConvertError> {
+) -> Result<WrittenDataset, ConvertError> {
     let input_path = input_path.as_ref();
     let read_error = |source| ConvertError::ReadInput {
         file: "CSV file",
@@ -288,6 +288,7 @@ fn quote(cell: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::{DatasetFileError, DatasetReader, description_json};
+    use super::super::{DatasetHeader, ValueRange};
     use super::*;
     use std::fs;
     use std::path::PathBuf;
@@ -308,7 +309,7 @@ mod tests {
         }
 
         /// Converts `text`; on error checks that nothing was left behind.
-        fn convert(&self, text: &[u8]) -> Result<DatasetHeader, ConvertError> {
+        fn convert(&self, text: &[u8]) -> Result<WrittenDataset, ConvertError> {
             let input = self.dir.path().join("input.csv");
             fs::write(&input, text).unwrap();
             let result = convert_csv(&input, "csv test", self.dest());
@@ -321,7 +322,7 @@ mod tests {
         }
 
         fn values(&self, text: &[u8]) -> (DatasetHeader, Vec<f32>) {
-            let header = self.convert(text).unwrap();
+            let header = self.convert(text).unwrap().header;
             let reader = DatasetReader::open(self.dest()).unwrap();
             assert_eq!(reader.header(), &header);
             let values = reader
@@ -359,6 +360,21 @@ mod tests {
                 1.0, 1.0, 2.0, 3.0
             ]
         );
+        // Each column's smallest and largest value are gathered on the way.
+        let written = case
+            .convert(b"x,y,label\n1,-2,3\n0.5,-1.25,+7\n2e3,1E-2,-4.5e+1\n")
+            .unwrap();
+        let range = |min, max| ValueRange { min, max };
+        assert_eq!(
+            written.value_ranges,
+            [
+                ("label".to_owned(), range(-45.0, 7.0)),
+                ("x".to_owned(), range(0.5, 2000.0)),
+                ("y".to_owned(), range(-2.0, 0.01)),
+            ]
+            .into()
+        );
+        fs::remove_file(case.dest()).unwrap();
         // Integers beyond the 32-bit range are fine (the original crashed on them).
         let (_, values) = case.values(b"big\n12345678901234567890\n");
         assert_eq!(values, [1.2345679e19]);

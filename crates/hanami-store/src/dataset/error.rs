@@ -192,6 +192,31 @@ pub enum DatasetFileError {
     },
 }
 
+impl DatasetFileError {
+    /// Whether opening failed because the file is not a complete dataset file (cut short,
+    /// overwritten, or changed from outside): the dataset cannot be read until it is written
+    /// anew. The message of such an error names no path.
+    pub fn is_damaged_file(&self) -> bool {
+        matches!(
+            self,
+            DatasetFileError::TooShort { .. }
+                | DatasetFileError::BadMagic
+                | DatasetFileError::UnsupportedVersion { .. }
+                | DatasetFileError::UnknownDataType { .. }
+                | DatasetFileError::TypeSizeMismatch { .. }
+                | DatasetFileError::BadNameEntry { .. }
+                | DatasetFileError::ZeroColumns
+                | DatasetFileError::SizeMismatch { .. }
+                | DatasetFileError::BadDescription { .. }
+        )
+    }
+
+    /// Whether opening failed because the file does not exist.
+    pub fn is_missing_file(&self) -> bool {
+        matches!(self, DatasetFileError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+}
+
 /// Which of the two IDX files of an MNIST upload an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdxFile {

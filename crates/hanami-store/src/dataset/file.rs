@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{ColumnRange, DataType, DatasetFileError, DatasetHeader, Description};
+use super::{
+    ColumnRange, DataType, DatasetFileError, DatasetHeader, Description, ValueRange, ValueRanges,
+    WrittenDataset,
+};
 
 /// Size of the fixed header in bytes.
 pub(crate) const HEADER_SIZE: u64 = 4096;
@@ -217,6 +220,7 @@ pub struct DatasetWriter {
     description: Description,
     description_size: u32,
     rows: u64,
+    extremes: ColumnExtremes,
     scratch: Vec<u8>,
     failed: bool,
     done: bool,
@@ -304,6 +308,7 @@ impl DatasetWriter {
             description,
             description_size,
             rows: 0,
+            extremes: ColumnExtremes::default(),
             scratch: Vec::new(),
             failed: false,
             done: false,
@@ -344,6 +349,7 @@ impl DatasetWriter {
         if self.data_type != DataType::F32 {
             return Err(DatasetFileError::TypeMismatch);
         }
+        self.extremes.add_f32(values, self.row_values);
         for chunk in values.chunks(CONVERT_CHUNK) {
             let mut scratch = std::mem::take(&mut self.scratch);
             scratch.clear();
@@ -366,6 +372,7 @@ impl DatasetWriter {
     /// values); in an `f32` dataset they are stored as floats.
     pub fn append_rows_u8(&mut self, values: &[u8]) -> Result<(), DatasetFileError> {
         let rows = self.check_rows(values.len())?;
+        self.extremes.add_u8(values, self.row_values);
         match self.data_type {
             DataType::U8 => self.write(values)?,
             DataType::F32 => {
@@ -407,11 +414,11 @@ impl DatasetWriter {
     /// count, file size), makes the file read-only (0o444), fsyncs it, links it to the final
     /// path — failing with [`DatasetFileError::AlreadyExists`] rather than replacing a file
     /// that appeared meanwhile — and fsyncs the directory. Returns the header of the new
-    /// dataset.
+    /// dataset and the value range of each description field.
     ///
     /// On error the temporary file is removed; only if the final directory fsync fails does
     /// the (complete) dataset file stay in place.
-    pub fn finish(mut self) -> Result<DatasetHeader, DatasetFileError> {
+    pub fn finish(mut self) -> Result<WrittenDataset, DatasetFileError> {
         if self.failed {
             return Err(DatasetFileError::WriterFailed);
         }
@@ -444,12 +451,16 @@ impl DatasetWriter {
             .and_then(|d| d.sync_all())
             .map_err(|e| io_error("sync the directory of", &self.final_path, e))?;
 
-        Ok(DatasetHeader {
-            name: std::mem::take(&mut self.name),
-            data_type: self.data_type,
-            number_of_rows: self.rows,
-            number_of_columns: self.columns,
-            description: std::mem::take(&mut self.description),
+        let value_ranges = self.extremes.ranges(&self.description);
+        Ok(WrittenDataset {
+            header: DatasetHeader {
+                name: std::mem::take(&mut self.name),
+                data_type: self.data_type,
+                number_of_rows: self.rows,
+                number_of_columns: self.columns,
+                description: std::mem::take(&mut self.description),
+            },
+            value_ranges,
         })
     }
 
@@ -547,6 +558,78 @@ impl Drop for DatasetWriter {
             }
             let _ = fs::remove_file(&self.temp_path);
         }
+    }
+}
+
+/// The smallest and largest value of every column, gathered as rows are appended. Values
+/// appended as bytes are compared as bytes (cheap for the large MNIST appends).
+#[derive(Debug, Default)]
+struct ColumnExtremes {
+    /// Per column: smallest and largest byte appended, once any were.
+    bytes: Option<(Vec<u8>, Vec<u8>)>,
+    /// Per column: smallest and largest `f32` appended, once any were.
+    floats: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+impl ColumnExtremes {
+    /// Takes in whole rows of `columns` bytes.
+    fn add_u8(&mut self, values: &[u8], columns: usize) {
+        let (low, high) = self
+            .bytes
+            .get_or_insert_with(|| (vec![u8::MAX; columns], vec![u8::MIN; columns]));
+        for row in values.chunks_exact(columns) {
+            for ((l, h), &v) in low.iter_mut().zip(high.iter_mut()).zip(row) {
+                *l = (*l).min(v);
+                *h = (*h).max(v);
+            }
+        }
+    }
+
+    /// Takes in whole rows of `columns` floats (NaN never counts as smallest or largest).
+    fn add_f32(&mut self, values: &[f32], columns: usize) {
+        let (low, high) = self.floats.get_or_insert_with(|| {
+            (
+                vec![f32::INFINITY; columns],
+                vec![f32::NEG_INFINITY; columns],
+            )
+        });
+        for row in values.chunks_exact(columns) {
+            for ((l, h), &v) in low.iter_mut().zip(high.iter_mut()).zip(row) {
+                *l = l.min(v);
+                *h = h.max(v);
+            }
+        }
+    }
+
+    /// The range of each field of `description` over both kinds of appends; fields without
+    /// any value (no rows, or only NaN) are left out.
+    fn ranges(&self, description: &Description) -> ValueRanges {
+        let mut ranges = ValueRanges::new();
+        for (field, columns) in description {
+            let columns = columns.start_column as usize..columns.end_column as usize;
+            let mut range = ValueRange {
+                min: f32::INFINITY,
+                max: f32::NEG_INFINITY,
+            };
+            if let Some((low, high)) = &self.bytes {
+                for (&l, &h) in low[columns.clone()].iter().zip(&high[columns.clone()]) {
+                    if l <= h {
+                        range.min = range.min.min(f32::from(l));
+                        range.max = range.max.max(f32::from(h));
+                    }
+                }
+            }
+            if let Some((low, high)) = &self.floats {
+                for (&l, &h) in low[columns.clone()].iter().zip(&high[columns]) {
+                    range.min = range.min.min(l);
+                    range.max = range.max.max(h);
+                }
+            }
+            if range.min <= range.max {
+                ranges.insert(field.clone(), range);
+            }
+        }
+        ranges
     }
 }
 
@@ -900,7 +983,7 @@ mod tests {
             let row: Vec<u8> = (0..6).map(|c| (r * 6 + c) as u8).collect();
             w.append_row_u8(&row).unwrap();
         }
-        w.finish().unwrap()
+        w.finish().unwrap().header
     }
 
     fn dir_entries(dir: &Path) -> Vec<String> {
@@ -997,9 +1080,20 @@ mod tests {
             .unwrap();
         w.append_row_u8(&[7, 8, 255]).unwrap();
         assert_eq!(w.rows_written(), 4);
-        let header = w.finish().unwrap();
-        assert_eq!(header.number_of_rows, 4);
-        assert_eq!(header.description, desc);
+        let written = w.finish().unwrap();
+        assert_eq!(written.header.number_of_rows, 4);
+        assert_eq!(written.header.description, desc);
+        // Extremes over the f32 and the u8 appends; -0.0 and 0.0 compare equal.
+        let range = |min, max| ValueRange { min, max };
+        assert_eq!(
+            written.value_ranges,
+            [
+                ("a".to_owned(), range(1.5, f32::MAX)),
+                ("b".to_owned(), range(-2.25, 8.0)),
+                ("c".to_owned(), range(-0.0, 255.0)),
+            ]
+            .into()
+        );
 
         let reader = DatasetReader::open(&path).unwrap();
         assert_eq!(reader.header().data_type, DataType::F32);
@@ -1180,7 +1274,7 @@ mod tests {
         assert_eq!(e.to_string(), "cannot store f32 values in a u8 dataset");
         // Refused appends wrote nothing.
         w.append_row_u8(&[9, 9]).unwrap();
-        assert_eq!(w.finish().unwrap().number_of_rows, 1);
+        assert_eq!(w.finish().unwrap().header.number_of_rows, 1);
         assert_eq!(
             DatasetReader::open(&path)
                 .unwrap()

@@ -19,7 +19,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::{
-    ColumnRange, ConvertError, DataType, DatasetHeader, DatasetWriter, Description, IdxFile,
+    ColumnRange, ConvertError, DataType, DatasetWriter, Description, IdxFile, WrittenDataset,
 };
 
 /// Magic number of an IDX file of unsigned bytes with 3 dimensions (MNIST images).
@@ -38,7 +38,7 @@ const MAX_PIXELS: u64 = 1 << 24;
 const CHUNK_BYTES: usize = 4 << 20;
 
 /// Converts an MNIST image file and label file into a new `u8` dataset named `name` at
-/// `dest_path`, and returns its header.
+/// `dest_path`, and returns its header and value ranges.
 ///
 /// The inputs are validated completely before anything is written; on any error no dataset
 /// file exists afterwards (and no temporary file is left). The input files are only read.
@@ -47,7 +47,7 @@ pub fn convert_mnist(
     labels_path: impl AsRef<Path>,
     name: &str,
     dest_path: impl AsRef<Path>,
-) -> Result<DatasetHeader, ConvertError> {
+) -> Result<WrittenDataset, ConvertError> {
     let images_path = images_path.as_ref();
     let labels_path = labels_path.as_ref();
     let images = Input::open(IdxFile::Images, images_path)?;
@@ -266,7 +266,7 @@ pub(crate) mod tests {
         }
 
         /// Runs the conversion; on error checks that nothing was left behind.
-        fn convert(&self, images: &[u8], labels: &[u8]) -> Result<DatasetHeader, ConvertError> {
+        fn convert(&self, images: &[u8], labels: &[u8]) -> Result<WrittenDataset, ConvertError> {
             let ip = self.dir.path().join("images");
             let lp = self.dir.path().join("labels");
             fs::write(&ip, images).unwrap();
@@ -297,9 +297,22 @@ pub(crate) mod tests {
     fn converts_small_idx_files() {
         let case = Case::new();
         let labels = [3u8, 0, 9, 5, 5, 1, 7];
-        let header = case
+        let written = case
             .convert(&idx_images(7, 3, 2, pixel), &idx_labels(&labels))
             .unwrap();
+        let pixels = (0..7 * 6).map(|i| pixel(i / 6, i % 6));
+        let (low, high) = (pixels.clone().min().unwrap(), pixels.max().unwrap());
+        assert!(low < high, "{low} {high}");
+        let range = |min, max| super::super::ValueRange { min, max };
+        assert_eq!(
+            written.value_ranges,
+            [
+                ("label".to_owned(), range(0.0, 1.0)),
+                ("picture".to_owned(), range(f32::from(low), f32::from(high))),
+            ]
+            .into()
+        );
+        let header = written.header;
         assert_eq!(header.name, "mnist test");
         assert_eq!(header.data_type, DataType::U8);
         assert_eq!(header.number_of_rows, 7);
@@ -337,7 +350,8 @@ pub(crate) mod tests {
         let labels: Vec<u8> = (0..count).map(|i| (i % 10) as u8).collect();
         let header = case
             .convert(&idx_images(count, 28, 28, pixel), &idx_labels(&labels))
-            .unwrap();
+            .unwrap()
+            .header;
         assert_eq!(header.number_of_columns, 794);
         let reader = DatasetReader::open(case.dest()).unwrap();
         let mut cursor = reader

@@ -192,6 +192,42 @@ impl DatasetHeader {
     }
 }
 
+/// The smallest and the largest value of one description field, over all its rows and
+/// columns. Serialized as `{"min": …, "max": …}`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ValueRange {
+    /// The smallest value.
+    pub min: f32,
+    /// The largest value.
+    pub max: f32,
+}
+
+impl ValueRange {
+    /// Whether every value lies in `[low, high]`.
+    pub fn within(&self, low: f32, high: f32) -> bool {
+        low <= self.min && self.max <= high
+    }
+}
+
+impl std::fmt::Display for ValueRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} to {}", self.min, self.max)
+    }
+}
+
+/// The value range of each description field of a dataset with at least one row.
+pub type ValueRanges = BTreeMap<String, ValueRange>;
+
+/// What [`DatasetWriter::finish`] and the converters return: the header of the new dataset
+/// file and the value ranges seen while it was written (which the file itself does not hold).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WrittenDataset {
+    /// The header of the new file.
+    pub header: DatasetHeader,
+    /// The smallest and largest value of each description field.
+    pub value_ranges: ValueRanges,
+}
+
 /// The format version string of the files written here: `"v1.alpha"`.
 pub const FORMAT_VERSION: &str = "v1.alpha";
 
