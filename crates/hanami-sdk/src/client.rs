@@ -1,6 +1,6 @@
 //! The logged-in client and its HTTP plumbing.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hanami_types::API_PREFIX;
@@ -41,15 +41,72 @@ impl Default for ConnectOptions {
     }
 }
 
-/// A client logged in to a Hanami server. Cheap to clone.
-#[derive(Clone)]
+/// A client logged in to a Hanami server. Cheap to clone; a clone has its own token (a
+/// project switch of one does not change the other).
+///
+/// Tokens expire (the server's `token_expiry`, an hour by default). When the server refuses
+/// the token of a call as expired, the client logs in again with the user and password it
+/// logged in with, switches back into the project it was in, and repeats the call once; so
+/// waiting for long tasks and long uploads outlive the token. A token refused for another
+/// reason (the user was removed from its project, say) is not renewed.
 pub struct Client {
     pub(crate) http: reqwest::Client,
     address: String,
-    token: String,
+    auth: Arc<Auth>,
     pub(crate) tls: Arc<rustls::ClientConfig>,
     /// See [`ConnectOptions::answer_timeout`].
     pub(crate) answer_timeout: Duration,
+}
+
+impl Clone for Client {
+    fn clone(&self) -> Self {
+        Self {
+            http: self.http.clone(),
+            address: self.address.clone(),
+            auth: Arc::new(Auth {
+                token: Mutex::new(self.auth.token()),
+                project: Mutex::new(self.auth.project()),
+                login: self.auth.login.clone(),
+            }),
+            tls: self.tls.clone(),
+            answer_timeout: self.answer_timeout,
+        }
+    }
+}
+
+/// A client's token, and what it takes to get a new one.
+struct Auth {
+    token: Mutex<String>,
+    /// The project of the token (known after the first login), chosen again after a new
+    /// login.
+    project: Mutex<Option<String>>,
+    /// User and password of the login.
+    login: TokenRequest,
+}
+
+impl Auth {
+    fn token(&self) -> String {
+        self.token.lock().expect("token lock").clone()
+    }
+
+    fn project(&self) -> Option<String> {
+        self.project.lock().expect("project lock").clone()
+    }
+
+    fn set_token(&self, token: String) {
+        *self.token.lock().expect("token lock") = token;
+    }
+}
+
+/// Whether a 401 body says that the token has expired (the original server says no more
+/// than its first sentence for an expired or otherwise invalid token).
+fn token_expired(body: &str) -> bool {
+    body == "Failed to validate JWT-Token" || body.ends_with(": the token has expired")
+}
+
+/// Whether the refusal of a websocket session says the same.
+pub(crate) fn session_token_expired(reason: &str) -> bool {
+    reason == "Token invalid" || reason.ends_with(": the token has expired")
 }
 
 impl std::fmt::Debug for Client {
@@ -79,26 +136,53 @@ impl Client {
             .use_preconfigured_tls((*tls).clone())
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(options.answer_timeout);
-        let mut client = Self {
+        let login = TokenRequest {
+            id: user.to_owned(),
+            password: password.to_owned(),
+        };
+        let client = Self {
             http: http.build()?,
             address: address.trim_end_matches('/').to_owned(),
-            token: String::new(),
+            auth: Arc::new(Auth {
+                token: Mutex::new(String::new()),
+                project: Mutex::new(None),
+                login,
+            }),
             tls,
             answer_timeout: options.answer_timeout,
         };
-        let answer: TokenResponse = client
-            .call(
-                Method::POST,
-                "token",
-                &[],
-                Some(&TokenRequest {
-                    id: user.to_owned(),
-                    password: password.to_owned(),
-                }),
-            )
-            .await?;
-        client.token = answer.token;
+        client.log_in("").await?;
         Ok(client)
+    }
+
+    /// Logs in with the client's user and password, unless the token is no longer `stale`
+    /// (another call renewed it meanwhile). The first login notes the project the server
+    /// chose; later ones switch back into the client's project, so that a changed list of
+    /// assignments cannot move the client into another project unnoticed.
+    pub(crate) async fn log_in(&self, stale: &str) -> Result<()> {
+        if self.auth.token() != stale {
+            return Ok(());
+        }
+        let login = json(&self.auth.login)?;
+        let answer: TokenResponse = self
+            .send(Method::POST, "token", &[], Some(login), "")
+            .await?;
+        let mut token = answer.token;
+        match self.auth.project() {
+            Some(project_id) => {
+                let renew = json(&RenewTokenRequest { project_id })?;
+                let renewed: TokenResponse = self
+                    .send(Method::PUT, "token", &[], Some(renew), &token)
+                    .await?;
+                token = renewed.token;
+            }
+            None => {
+                let info: AuthInfo = self.send(Method::GET, "auth", &[], None, &token).await?;
+                *self.auth.project.lock().expect("project lock") = Some(info.project_id);
+            }
+        }
+        self.auth.set_token(token);
+        Ok(())
     }
 
     /// The server address this client talks to.
@@ -107,8 +191,8 @@ impl Client {
     }
 
     /// The current token.
-    pub fn token(&self) -> &str {
-        &self.token
+    pub fn token(&self) -> String {
+        self.auth.token()
     }
 
     /// The caller's context (`GET auth`).
@@ -116,7 +200,8 @@ impl Client {
         self.get("auth", &[]).await
     }
 
-    /// Renews the token, bound to `project_id` (`PUT token`); this client uses the new token.
+    /// Renews the token, bound to `project_id` (`PUT token`); this client uses the new token,
+    /// and returns to that project when it logs in again.
     pub async fn switch_project(&mut self, project_id: &str) -> Result<TokenResponse> {
         let answer: TokenResponse = self
             .call(
@@ -128,11 +213,13 @@ impl Client {
                 }),
             )
             .await?;
-        self.token.clone_from(&answer.token);
+        self.auth.set_token(answer.token.clone());
+        *self.auth.project.lock().expect("project lock") = Some(project_id.to_owned());
         Ok(answer)
     }
 
-    /// Calls `/v1.0alpha/<endpoint>` and parses the JSON answer.
+    /// Calls `/v1.0alpha/<endpoint>` and parses the JSON answer; a refused token is renewed
+    /// once (see [`Client`]).
     pub async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -140,18 +227,41 @@ impl Client {
         query: &[(&str, &str)],
         body: Option<&(impl Serialize + ?Sized)>,
     ) -> Result<T> {
+        let body = body.map(json).transpose()?;
+        let token = self.auth.token();
+        match self
+            .send(method.clone(), endpoint, query, body.clone(), &token)
+            .await
+        {
+            Err(Error::Unauthorized(m)) if token_expired(&m) => {
+                self.log_in(&token).await?;
+                let token = self.auth.token();
+                self.send(method, endpoint, query, body, &token).await
+            }
+            answer => answer,
+        }
+    }
+
+    /// One HTTP request with `token` (none if empty).
+    async fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        endpoint: &str,
+        query: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+        token: &str,
+    ) -> Result<T> {
         let mut request = self
             .http
             .request(method, format!("{}{API_PREFIX}/{endpoint}", self.address));
-        if !self.token.is_empty() {
-            request = request.header("X-Auth-Token", &self.token);
+        if !token.is_empty() {
+            request = request.header("X-Auth-Token", token);
         }
         if !query.is_empty() {
             request = request.query(query);
         }
         if let Some(body) = body {
-            let json = serde_json::to_vec(body).map_err(|e| Error::Protocol(e.to_string()))?;
-            request = request.body(json);
+            request = request.body(body);
         }
         let response = request.send().await?;
         let status = response.status().as_u16();
@@ -210,4 +320,9 @@ impl Client {
             });
         rest.unwrap_or_else(|| format!("ws://{}/", self.address))
     }
+}
+
+/// A request body as JSON.
+fn json(body: &(impl Serialize + ?Sized)) -> Result<Vec<u8>> {
+    serde_json::to_vec(body).map_err(|e| Error::Protocol(e.to_string()))
 }

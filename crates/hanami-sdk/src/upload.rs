@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
+use crate::client::session_token_expired;
 use crate::{CONNECT_TIMEOUT, Client, Error, Result};
 
 pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -20,9 +21,35 @@ fn ws_err(e: impl std::fmt::Display) -> Error {
     Error::WebSocket(e.to_string())
 }
 
+fn session_refused(reason: String) -> Error {
+    Error::WebSocket(format!("the server refused the session: {reason}"))
+}
+
 impl Client {
-    /// Opens a websocket session for `target` (`file_upload` or `cluster`) and `uuid`.
+    /// Opens a websocket session for `target` (`file_upload` or `cluster`) and `uuid`; an
+    /// expired token is renewed once, as in [`Client::call`].
     pub(crate) async fn open_session(&self, target: &str, uuid: &str) -> Result<Socket> {
+        let token = self.token();
+        match self.try_session(target, uuid, &token).await? {
+            Ok(socket) => Ok(socket),
+            Err(reason) if session_token_expired(&reason) => {
+                self.log_in(&token).await?;
+                match self.try_session(target, uuid, &self.token()).await? {
+                    Ok(socket) => Ok(socket),
+                    Err(reason) => Err(session_refused(reason)),
+                }
+            }
+            Err(reason) => Err(session_refused(reason)),
+        }
+    }
+
+    /// Opens a session with `token`: the socket, or the reason the server refused it.
+    async fn try_session(
+        &self,
+        target: &str,
+        uuid: &str,
+        token: &str,
+    ) -> Result<std::result::Result<Socket, String>> {
         let url = self.websocket_url();
         let connector = url
             .starts_with("wss://")
@@ -38,7 +65,7 @@ impl Client {
             })?
             .map_err(ws_err)?;
         let init = SessionInit {
-            token: self.token().to_owned(),
+            token: token.to_owned(),
             target: target.to_owned(),
             uuid: uuid.to_owned(),
         };
@@ -48,12 +75,9 @@ impl Client {
         let reply: SessionReply = serde_json::from_slice(&reply)
             .map_err(|e| Error::Protocol(format!("session reply: {e}")))?;
         if !reply.success {
-            return Err(Error::WebSocket(format!(
-                "the server refused the session: {}",
-                reply.error.unwrap_or_default()
-            )));
+            return Ok(Err(reply.error.unwrap_or_default()));
         }
-        Ok(socket)
+        Ok(Ok(socket))
     }
 
     /// Sends a local file into the temporary file `file_uuid` of an upload, in 128 KiB

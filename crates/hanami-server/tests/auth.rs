@@ -216,6 +216,111 @@ async fn tokens_expire() {
     assert!(resp.body.contains("expired"));
 }
 
+/// The SDK's client outlives its token: it logs in again when the server refuses it, in
+/// HTTP calls and websocket sessions, and returns to the project it had switched into. A
+/// user who can no longer log in gets the login's refusal.
+#[tokio::test]
+async fn sdk_clients_log_in_again_when_their_token_expires() {
+    let server = launch().args(&["--token-expiry", "1"]).start();
+    let admin = server.admin().await;
+    member(&server, &admin, "memb", "proj_a", false).await;
+    admin
+        .post("project", &json!({"id": "proj_b", "name": "Project B"}))
+        .await
+        .expect(200);
+    admin
+        .post(
+            "user/project",
+            &json!({"id": "memb", "project_id": "proj_b", "role": "member",
+                    "is_project_admin": false}),
+        )
+        .await
+        .expect(200);
+    let mut client = common::sdk(&server, "memb", "password1").await;
+    assert_eq!(client.auth_info().await.unwrap().project_id, "proj_a");
+    client.switch_project("proj_b").await.unwrap();
+    // A clone keeps its own project.
+    let other = client.clone();
+    client.switch_project("proj_a").await.unwrap();
+    let first = client.token();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    // HTTP: the expired token is replaced, in the same project.
+    assert_eq!(client.auth_info().await.unwrap().project_id, "proj_a");
+    assert_ne!(client.token(), first);
+    assert_eq!(other.auth_info().await.unwrap().project_id, "proj_b");
+    // Websocket: a direct-IO session opened with an expired token.
+    let cluster = client
+        .create_cluster("expiring", common::SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let stale = client.token();
+    let mut session = client.direct_session(&cluster).await.unwrap();
+    assert_ne!(client.token(), stale);
+    let answers = session
+        .request(&[("picture", &[0.0; 784])], 1)
+        .await
+        .unwrap();
+    assert_eq!(answers.len(), 1);
+    session.close().await.unwrap();
+    client.set_direct_mode(&cluster, false).await.unwrap();
+    client.delete_cluster(&cluster).await.unwrap();
+    // And an upload that starts after the token expired.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, labels) = common::mnist_files(tmp.path(), 10);
+    let stale = client.token();
+    let dataset = client
+        .upload_mnist("after_expiry", &images, &labels)
+        .await
+        .unwrap();
+    assert_eq!(dataset.project_id, "proj_a");
+    assert_ne!(client.token(), stale);
+
+    // Without the assignment, the new login cannot return to the project: said so, also
+    // for a client that never switched (its login would now land in proj_b).
+    let plain = common::sdk(&server, "memb", "password1").await;
+    let admin = server.admin().await;
+    admin
+        .delete("user/project?id=memb&project_id=proj_a")
+        .await
+        .expect(200);
+    let in_proj_a = |refused: &hanami_sdk::Result<hanami_sdk::types::auth::AuthInfo>| {
+        matches!(refused, Err(hanami_sdk::Error::Unauthorized(m)) if m.contains("proj_a"))
+    };
+    let refused = plain.auth_info().await;
+    assert!(in_proj_a(&refused), "{refused:?}");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    for client in [&client, &plain] {
+        let refused = client.auth_info().await;
+        assert!(in_proj_a(&refused), "{refused:?}");
+    }
+    assert_eq!(
+        common::sdk(&server, "memb", "password1")
+            .await
+            .auth_info()
+            .await
+            .unwrap()
+            .project_id,
+        "proj_b"
+    );
+    // Without the user, the login itself is refused.
+    let admin = server.admin().await;
+    admin
+        .delete(&format!("dataset?uuid={}", dataset.uuid))
+        .await
+        .expect(200);
+    admin.delete("user?id=memb").await.expect(200);
+    let refused = other.datasets().await;
+    assert!(
+        matches!(&refused, Err(hanami_sdk::Error::Unauthorized(_))),
+        "{refused:?}"
+    );
+}
+
 #[tokio::test]
 async fn tokens_die_with_their_user_or_assignment() {
     let server = TestServer::start();

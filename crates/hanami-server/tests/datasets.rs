@@ -482,7 +482,7 @@ async fn websocket_refusals_close_the_session_and_harm_nothing() {
     let memb = member(&server, &admin_http, "memb", "proj_a", true).await;
     let started = client.start_csv_upload("ws_errors", 12).await.unwrap();
     let file = started.uuid_input_file.clone();
-    let token = client.token().to_owned();
+    let token = client.token();
 
     // A bad token.
     let mut socket = open_socket(&server, "/").await;
@@ -638,7 +638,7 @@ async fn an_upload_session_is_told_when_the_server_shuts_down() {
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let started = client.start_csv_upload("stopping", 8).await.unwrap();
     let mut socket = open_socket(&server, "/").await;
-    let token = client.token().to_owned();
+    let token = client.token();
     init(&mut socket, &token, "file_upload", &started.uuid_input_file).await;
     assert!(server.stop(), "the server did not stop cleanly");
     let told = next_bytes(&mut socket)
@@ -869,7 +869,7 @@ async fn abandoned_uploads_expire_and_restarts_clean_up() {
         .start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let started = client.start_csv_upload("abandoned", 1000).await.unwrap();
-    let token = client.token().to_owned();
+    let token = client.token();
     let mut socket = open_socket(&server, "/").await;
     init(&mut socket, &token, "file_upload", &started.uuid_input_file).await;
     assert!(send_chunk(&mut socket, 0, b"a,b\n1,2\n").await.success);
@@ -927,7 +927,7 @@ async fn deleting_an_unfinished_upload_cancels_it() {
     let mut socket = open_socket(&server, "/").await;
     init(
         &mut socket,
-        client.token(),
+        &client.token(),
         "file_upload",
         &started.uuid_input_file,
     )

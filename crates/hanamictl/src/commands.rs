@@ -128,11 +128,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let options = options?;
             let local = Local::check(&command)?;
             let client = credentials.login(&options).await?;
-            let session = Session {
-                client,
-                credentials,
-                options,
-            };
+            let session = Session { client, options };
             execute(&session, command, local, json).await?
         }
     };
@@ -334,10 +330,9 @@ fn as_refs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
         .collect()
 }
 
-/// A logged-in client and what it takes to log in again.
+/// A logged-in client and the options it connected with (for error hints).
 struct Session {
     client: Client,
-    credentials: Credentials,
     options: ConnectOptions,
 }
 
@@ -575,7 +570,7 @@ async fn execute(
 }
 
 /// With `--wait`, polls the task until it has ended; an aborted task is an error. A wait
-/// may outlive the token: on a 401 the session logs in again (at most three times in a row).
+/// may outlive the token: the client then logs in again.
 async fn wait_if_asked(
     session: &Session,
     cluster: &str,
@@ -590,16 +585,9 @@ async fn wait_if_asked(
     let deadline = Instant::now() + Duration::from_secs(wait.timeout);
     let mut pause = Duration::from_millis(50);
     let mut progress = Progress::new(&format!("task {task_uuid}"), show_progress);
-    let mut client = session.client.clone();
-    let mut logins_left = 3;
     loop {
-        let task = match client.task(cluster, task_uuid).await {
+        let task = match session.client.task(cluster, task_uuid).await {
             Ok(task) => task,
-            Err(hanami_sdk::Error::Unauthorized(_)) if logins_left > 0 => {
-                logins_left -= 1;
-                client = session.credentials.login(&session.options).await?;
-                continue;
-            }
             Err(hanami_sdk::Error::NotFound(_)) => {
                 progress.finish();
                 return Err(CliError::msg(format!(
@@ -611,7 +599,6 @@ async fn wait_if_asked(
                 return Err(CliError::sdk(e, address, &session.options));
             }
         };
-        logins_left = 3;
         progress.cycles(&task.state, task.current_cycle, task.total_number_of_cycles);
         match task.state.as_str() {
             "finished" => {
