@@ -98,6 +98,21 @@ impl Auth {
     }
 }
 
+/// The project a token is bound to, read from its payload: a JWT whose `user` claim holds
+/// the caller's context as a JSON string, on the original server as on this one. `None` for
+/// a token of another form. Not verified (the server does that); only used to return to the
+/// same project after a new login.
+fn project_of(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let user: serde_json::Value = serde_json::from_str(claims.get("user")?.as_str()?).ok()?;
+    Some(user.get("project_id")?.as_str()?.to_owned())
+}
+
 /// Whether a 401 body says that the token has expired (the original server says no more
 /// than its first sentence for an expired or otherwise invalid token).
 fn token_expired(body: &str) -> bool {
@@ -157,8 +172,8 @@ impl Client {
 
     /// Logs in with the client's user and password, unless the token is no longer `stale`
     /// (another call renewed it meanwhile). The first login notes the project the server
-    /// chose; later ones switch back into the client's project, so that a changed list of
-    /// assignments cannot move the client into another project unnoticed.
+    /// chose (from the token); later ones switch back into the client's project, so that a
+    /// changed list of assignments cannot move the client into another project unnoticed.
     pub(crate) async fn log_in(&self, stale: &str) -> Result<()> {
         if self.auth.token() != stale {
             return Ok(());
@@ -176,10 +191,7 @@ impl Client {
                     .await?;
                 token = renewed.token;
             }
-            None => {
-                let info: AuthInfo = self.send(Method::GET, "auth", &[], None, &token).await?;
-                *self.auth.project.lock().expect("project lock") = Some(info.project_id);
-            }
+            None => *self.auth.project.lock().expect("project lock") = project_of(&token),
         }
         self.auth.set_token(token);
         Ok(())
