@@ -39,7 +39,7 @@ async fn serve() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            report(&format!("hanami: {e:#}"));
+            report(&format!("hanami: {}", causes(&e)));
             std::process::ExitCode::FAILURE
         }
     }
@@ -61,6 +61,24 @@ impl std::io::Write for LogSink {
         let _ = std::io::stderr().flush();
         Ok(())
     }
+}
+
+/// An error and its causes, joined by `: `, leaving out a cause whose text the one before
+/// already holds (wrapped database errors repeated SQLite's message three times).
+fn causes(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    let mut last = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if !last.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+        last = part;
+    }
+    text
 }
 
 /// Writes a last message to standard error, if it is still open.

@@ -13,7 +13,7 @@ use hanami_engine::Cluster;
 use hanami_store::dataset;
 use hanami_store::resources::Kind;
 use hanami_store::users::NewUser;
-use hanami_store::{Store, now_timestamp};
+use hanami_store::{Store, StoreError, now_timestamp};
 use hanami_types::scope::Scope;
 
 use crate::api::validate::Pattern;
@@ -64,7 +64,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     listener.set_nonblocking(true)?;
-    let app = prepare(config, routes, policy).await?;
+    let database = DataDir::new(&config.data_dir).database();
+    let app = prepare(config, routes, policy)
+        .await
+        .map_err(|e| with_database_hint(e, &database))?;
     let address = listener.local_addr()?;
     let scheme = if tls_config.is_some() {
         "https"
@@ -357,6 +360,36 @@ fn refuse_a_lost_database(paths: &DataDir) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Says first what the operator can do when SQLite found fault with the database file
+/// itself (its own words stay behind, without the path).
+fn with_database_hint(e: anyhow::Error, database: &Path) -> anyhow::Error {
+    let code = e.chain().find_map(|cause| {
+        cause
+            .downcast_ref::<StoreError>()
+            .and_then(StoreError::sqlite_code)
+    });
+    let hint = match code {
+        // SQLITE_BUSY, SQLITE_LOCKED
+        Some(5 | 6) => {
+            "is locked by another program (a sqlite3 shell or a backup tool, say): stop it, \
+             then start the server again"
+        }
+        // SQLITE_READONLY
+        Some(8) => {
+            "cannot be written: make it, its -wal and -shm files and its directory writable \
+             for the user the server runs as"
+        }
+        // SQLITE_IOERR
+        Some(10) => "could not be read or written: the disk or file system reported an error",
+        // SQLITE_CORRUPT, SQLITE_NOTADB
+        Some(11 | 26) => "is damaged or not a SQLite database: restore it from a backup",
+        // SQLITE_CANTOPEN
+        Some(14) => "cannot be opened: check that its directory is accessible to the server",
+        _ => return e,
+    };
+    e.context(format!("the database {} {hint}", database.display()))
 }
 
 /// Periodically removes idle unfinished uploads.

@@ -409,6 +409,60 @@ async fn a_lost_database_keeps_the_files() {
     assert_eq!(std::fs::read_to_string(aside).unwrap(), "data");
 }
 
+/// A database that SQLite cannot use stops the start with its path, what to do, and
+/// SQLite's words once (they came three times, without the path).
+#[tokio::test]
+async fn a_damaged_or_locked_database_is_named() {
+    use sqlx::Connection;
+    let mut server = TestServer::start();
+    assert!(server.stop());
+    let data = server.data_dir.clone();
+    let database = data.join("hanami.db");
+    let kept = data.join("kept.db");
+    std::fs::copy(&database, &kept).unwrap();
+
+    // Locked by another program for longer than the server waits (10 s).
+    let url = format!("sqlite://{}", database.display());
+    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let Err(stderr) = launch().data_dir(&data).try_start() else {
+        panic!("started on a locked database");
+    };
+    let expected = format!(
+        "hanami: the database {} is locked by another program (a sqlite3 shell or a backup \
+         tool, say): stop it, then start the server again: ",
+        database.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert_eq!(stderr.matches("database is locked").count(), 1, "{stderr}");
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    holder.close().await.unwrap();
+
+    // Overwritten with something else.
+    let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7 + 3) as u8).collect();
+    std::fs::write(&database, garbage).unwrap();
+    for leftover in ["hanami.db-wal", "hanami.db-shm"] {
+        let _ = std::fs::remove_file(data.join(leftover));
+    }
+    let Err(stderr) = launch().data_dir(&data).try_start() else {
+        panic!("started on a damaged database");
+    };
+    let expected = format!(
+        "the database {} is damaged or not a SQLite database: restore it from a backup",
+        database.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert_eq!(stderr.matches("not a database").count(), 1, "{stderr}");
+
+    // The backup back: it starts.
+    std::fs::rename(&kept, &database).unwrap();
+    let server = launch().data_dir(&data).start();
+    sdk(&server, ADMIN, ADMIN_PW).await;
+}
+
 /// A task whose network cannot be saved ends aborted, says why, and leaves no half-written
 /// file behind.
 #[tokio::test]

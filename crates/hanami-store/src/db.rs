@@ -57,16 +57,24 @@ impl StoreError {
     /// full: `SQLITE_FULL`, or such an I/O error.
     pub fn is_disk_full(&self) -> bool {
         /// SQLite's result code `SQLITE_FULL`.
-        const SQLITE_FULL: &str = "13";
+        const SQLITE_FULL: i32 = 13;
         match self {
-            StoreError::Database(sqlx::Error::Database(db)) => {
-                db.code().as_deref() == Some(SQLITE_FULL)
+            StoreError::Database(e @ sqlx::Error::Database(_)) => {
+                sqlite_code(e) == Some(SQLITE_FULL)
             }
             StoreError::Database(sqlx::Error::Io(io)) => matches!(
                 io.kind(),
                 std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
             ),
             _ => false,
+        }
+    }
+
+    /// SQLite's primary result code of a database error (`SQLITE_BUSY` = 5, …), if it is one.
+    pub fn sqlite_code(&self) -> Option<i32> {
+        match self {
+            StoreError::Database(e) => sqlite_code(e),
+            _ => None,
         }
     }
 
@@ -77,6 +85,15 @@ impl StoreError {
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
             _ => StoreError::Database(e),
         }
+    }
+}
+
+/// SQLite's primary result code of an sqlx error, if it is a database error (sqlx reports
+/// the extended code, whose low byte is the primary one).
+fn sqlite_code(e: &sqlx::Error) -> Option<i32> {
+    match e {
+        sqlx::Error::Database(db) => db.code()?.parse::<i32>().ok().map(|code| code & 0xff),
+        _ => None,
     }
 }
 
