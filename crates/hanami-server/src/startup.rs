@@ -225,6 +225,8 @@ async fn load_clusters(
         }
         let file = paths.clusters().join(&row.file_name);
         let network = match tokio::fs::read(&file).await {
+            // Saved without a network (created without a template).
+            Ok(bytes) if bytes.is_empty() => None,
             Ok(bytes) => {
                 match tokio::task::spawn_blocking(move || Cluster::restore(&bytes)).await? {
                     Ok(mut network) => {
@@ -242,7 +244,21 @@ async fn load_clusters(
                     }
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let message = format!(
+                    "the saved network of cluster '{}' is missing from the data directory \
+                     (removed outside the server?); the cluster has no network until a \
+                     checkpoint is restored into it",
+                    row.name
+                );
+                log_startup_error(store, &row.owner_id, &row.uuid, &message).await;
+                // Said once: from now on the cluster is one without a network.
+                let marker = file.clone();
+                tokio::task::spawn_blocking(move || crate::clusters::write_durably(&marker, &[]))
+                    .await?
+                    .with_context(|| format!("cannot write {}", file.display()))?;
+                None
+            }
             Err(e) => {
                 return Err(e).with_context(|| format!("cannot read {}", file.display()));
             }

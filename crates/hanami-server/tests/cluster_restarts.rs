@@ -90,7 +90,9 @@ async fn clusters_come_back_with_their_networks_and_tasks() {
     let empty = client.create_cluster("empty", "").await.unwrap();
     let network = server.data_dir.join("clusters").join(&cluster.uuid);
     assert!(network.is_file(), "a new network is saved at once");
-    assert!(!server.data_dir.join("clusters").join(&empty.uuid).exists());
+    // A cluster without a network has an empty file: a missing one is a lost one.
+    let no_network = server.data_dir.join("clusters").join(&empty.uuid);
+    assert_eq!(std::fs::metadata(&no_network).unwrap().len(), 0);
 
     let done = train_to_the_end(&client, &cluster.uuid, "train", &train).await;
     let before_session = sha256(&network);
@@ -407,6 +409,71 @@ async fn a_lost_database_keeps_the_files() {
         .join("datasets")
         .join("stray-file");
     assert_eq!(std::fs::read_to_string(aside).unwrap(), "data");
+}
+
+/// The first page of the error log, as text.
+async fn error_log_text(server: &TestServer) -> String {
+    let admin = server.admin().await;
+    admin.get("error_log?page=0").await.expect(200).json()["body"].to_string()
+}
+
+/// A saved network removed outside the server is reported once at the next start (it was
+/// taken for "no network yet" without a word); the cluster stays, without a network.
+#[tokio::test]
+async fn a_lost_network_file_is_reported() {
+    let mut server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let lost = client
+        .create_cluster("lost", SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
+    let empty = client.create_cluster("empty", "").await.unwrap().uuid;
+    assert!(server.stop());
+    let file = server.data_dir.join("clusters").join(&lost);
+    std::fs::remove_file(&file).unwrap();
+    let server = launch().data_dir(&server.data_dir).start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let log = error_log_text(&server).await;
+    assert!(
+        log.contains("the saved network of cluster 'lost' is missing from the data directory"),
+        "{log}"
+    );
+    assert!(log.contains(&lost), "{log}");
+    assert!(!log.contains(&empty), "{log}");
+    assert!(matches!(
+        client.save_cluster(&lost, "nothing").await,
+        Err(Error::BadRequest(_))
+    ));
+    // Said once.
+    let server = server.restart();
+    assert_eq!(
+        error_log_text(&server).await.matches("is missing").count(),
+        1
+    );
+    // A checkpoint restored into it brings a network back.
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let donor = client
+        .create_cluster("donor", SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
+    let checkpoint = client.save_cluster(&donor, "donor_net").await.unwrap();
+    let saved = client
+        .wait_for_task(&donor, &checkpoint.uuid, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(saved.state, "finished");
+    let restore = client
+        .restore_cluster(&lost, &checkpoint.uuid)
+        .await
+        .unwrap();
+    let restored = client
+        .wait_for_task(&lost, &restore.uuid, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(restored.state, "finished");
+    assert!(std::fs::metadata(&file).unwrap().len() > 0);
 }
 
 /// A database that SQLite cannot use stops the start with its path, what to do, and

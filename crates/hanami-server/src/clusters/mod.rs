@@ -239,13 +239,13 @@ impl ClusterHandle {
             .extend(tasks.into_iter().map(Arc::new));
     }
 
-    /// Saves the network to the cluster's file durably, or removes the file if there is no
-    /// network. Takes the network lock.
+    /// Saves the network to the cluster's file durably; without a network the file is
+    /// empty (so that a missing file means a lost one). Takes the network lock.
     pub fn save_network(&self) -> std::io::Result<()> {
         let network = lock(&self.network);
         let saved = match network.as_ref() {
             Some(cluster) => write_durably(&self.network_file, &cluster.save()),
-            None => self.remove_network_file(),
+            None => write_durably(&self.network_file, &[]),
         };
         // A failed save is tried again at shutdown.
         self.unsaved.store(saved.is_err(), Ordering::Relaxed);
@@ -261,7 +261,7 @@ impl ClusterHandle {
         Ok(())
     }
 
-    /// Removes the saved network (the cluster was deleted, or has no network).
+    /// Removes the saved network (the cluster was deleted, or could not be registered).
     pub fn remove_network_file(&self) -> std::io::Result<()> {
         match std::fs::remove_file(&self.network_file) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
