@@ -107,6 +107,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             server.handle(handle).serve(router).await?;
         }
     }
+    // Websocket sessions outlive the listener: they close with a reason first (a direct-IO
+    // session's network is then saved with the others).
+    app.sessions_ended(Duration::from_secs(5)).await;
     app.clusters
         .shut_down(&app.workers, Duration::from_secs(60))
         .await;
@@ -176,6 +179,7 @@ async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Resu
         cpu_host,
         routes,
         stopping: tokio::sync::watch::Sender::new(false),
+        sessions: tokio::sync::watch::Sender::new(0),
     }))
 }
 

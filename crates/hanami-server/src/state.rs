@@ -48,6 +48,8 @@ pub struct AppState {
     /// Turns `true` when the server begins to shut down; open websocket sessions then close
     /// with a reason.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// Open websocket sessions (see [`SessionGuard`]).
+    pub sessions: tokio::sync::watch::Sender<usize>,
 }
 
 impl AppState {
@@ -55,5 +57,29 @@ impl AppState {
     pub async fn stopping(&self) {
         let mut stopping = self.stopping.subscribe();
         let _ = stopping.wait_for(|stopping| *stopping).await;
+    }
+
+    /// Waits until every websocket session has ended, for `limit` at most: at shutdown they
+    /// close with a reason, and a process that exits first resets their connections.
+    pub async fn sessions_ended(&self, limit: std::time::Duration) {
+        let mut sessions = self.sessions.subscribe();
+        let _ = tokio::time::timeout(limit, sessions.wait_for(|open| *open == 0)).await;
+    }
+}
+
+/// Counts one websocket session in [`AppState::sessions`] while it lives.
+pub struct SessionGuard(App);
+
+impl SessionGuard {
+    /// Counts a new session.
+    pub fn new(app: &App) -> Self {
+        app.sessions.send_modify(|open| *open += 1);
+        Self(app.clone())
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.0.sessions.send_modify(|open| *open -= 1);
     }
 }

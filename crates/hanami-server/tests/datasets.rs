@@ -649,6 +649,56 @@ async fn an_upload_session_is_told_when_the_server_shuts_down() {
     assert_eq!(told.error_message, "the server is shutting down");
 }
 
+/// Uploads that are sending chunks when the server stops all learn why, not just those
+/// that were waiting for their next chunk (the others saw their connection reset: the
+/// server closed it with their chunks unread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn busy_upload_sessions_are_told_when_the_server_shuts_down() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let mut server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let size = 16u64 << 20;
+    let path = write(tmp.path(), "big", vec![b'1'; size as usize]);
+    let sent = AtomicU64::new(0);
+    let mut files = Vec::new();
+    for i in 0..8 {
+        let started = client
+            .start_csv_upload(&format!("busy_{i}"), size)
+            .await
+            .unwrap();
+        files.push(started.uuid_input_file);
+    }
+    let uploads = futures_util::future::join_all(files.iter().map(|file| {
+        let (client, path, sent) = (&client, &path, &sent);
+        async move {
+            let mut last = 0;
+            let mut progress = |bytes: u64| {
+                sent.fetch_add(bytes - last, Ordering::Relaxed);
+                last = bytes;
+            };
+            client.upload_file(file, path, &mut progress).await
+        }
+    }));
+    // Stop while every session is sending (8 × 16 MiB take far longer than 1 MiB each).
+    let stop = async {
+        while sent.load(Ordering::Relaxed) < 8 << 20 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::task::spawn_blocking(move || server.stop())
+            .await
+            .unwrap()
+    };
+    let (results, stopped) = tokio::join!(uploads, stop);
+    assert!(stopped, "the server did not stop cleanly");
+    for result in results {
+        assert!(
+            matches!(&result, Err(Error::WebSocket(m)) if m.ends_with("the server is shutting down")),
+            "{result:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn datasets_are_scoped_to_projects_and_owners() {
     let server = TestServer::start();

@@ -4,11 +4,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use axum::extract::ws::{Message, WebSocket, close_code};
 use hanami_types::websocket::proto::{ClusterIoMessage, ClusterProcessType, TargetBufferType};
 use prost::Message as _;
 
-use super::{Access, Incoming, SHUTTING_DOWN, next_message};
+use super::{Access, Incoming, SHUTTING_DOWN, close_with, next_message};
 use crate::clusters::{ClusterHandle, Interfaces, Mode};
 use crate::state::App;
 
@@ -106,20 +106,6 @@ async fn serve(app: &App, mut socket: WebSocket, cluster: &ClusterHandle, access
 
 async fn close(socket: WebSocket, reason: &str) {
     close_with(socket, close_code::POLICY, reason).await;
-}
-
-/// Closes with `code` (policy: the client's message was refused; away: the server stops).
-async fn close_with(mut socket: WebSocket, code: u16, reason: &str) {
-    // Close reasons are limited to 123 bytes.
-    let mut reason = reason.to_owned();
-    while reason.len() > 123 {
-        reason.pop();
-    }
-    let frame = CloseFrame {
-        code,
-        reason: reason.into(),
-    };
-    let _ = socket.send(Message::Close(Some(frame))).await;
 }
 
 fn ack(is_last: bool) -> ClusterIoMessage {

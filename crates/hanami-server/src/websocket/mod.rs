@@ -19,7 +19,7 @@ mod direct;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
 use hanami_auth::{Scope, Verified};
 use hanami_types::websocket::proto::{FileUploadMessage, FileUploadResponseMessage};
@@ -28,7 +28,7 @@ use prost::Message as _;
 
 use crate::api::{self, TokenRefused};
 use crate::clusters::{ClusterHandle, Mode};
-use crate::state::App;
+use crate::state::{App, SessionGuard};
 use crate::uploads::UploadTarget;
 
 /// Largest websocket message accepted (uploads come in 128 KiB chunks).
@@ -44,6 +44,7 @@ pub fn upgrade(app: App, ws: WebSocketUpgrade) -> Response {
 }
 
 async fn session(app: App, mut socket: WebSocket) {
+    let _counted = SessionGuard::new(&app);
     let first = match tokio::time::timeout(INIT_TIMEOUT, socket.recv()).await {
         Ok(Some(Ok(message))) => message,
         _ => return,
@@ -56,8 +57,14 @@ async fn session(app: App, mut socket: WebSocket) {
                 uuid: None,
                 error: Some(error),
             };
-            let _ = socket.send(json_frame(&reply)).await;
-            let _ = socket.send(Message::Close(None)).await;
+            if socket.send(json_frame(&reply)).await.is_ok() {
+                close_with(
+                    socket,
+                    close_code::POLICY,
+                    reply.error.as_deref().unwrap_or(""),
+                )
+                .await;
+            }
             return;
         }
     };
@@ -263,7 +270,7 @@ async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget, acce
             Incoming::Data(bytes) => bytes,
             Incoming::Gone => return,
             Incoming::Stopping => {
-                refuse(socket, SHUTTING_DOWN).await;
+                refuse_with(socket, close_code::AWAY, SHUTTING_DOWN).await;
                 return;
             }
             Incoming::Idle => {
@@ -318,7 +325,14 @@ async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget, acce
     }
 }
 
-async fn refuse(mut socket: WebSocket, message: &str) {
+/// Answers an upload session with a failed reply and closes it (policy).
+async fn refuse(socket: WebSocket, message: &str) {
+    refuse_with(socket, close_code::POLICY, message).await;
+}
+
+/// Answers an upload session with a failed reply, then closes it with `code` and the same
+/// reason (for clients that see the close before the reply: one whose send failed first).
+async fn refuse_with(mut socket: WebSocket, code: u16, message: &str) {
     let reply = FileUploadResponseMessage {
         success: false,
         error_message: message.to_owned(),
@@ -326,5 +340,35 @@ async fn refuse(mut socket: WebSocket, message: &str) {
     let _ = socket
         .send(Message::Binary(reply.encode_to_vec().into()))
         .await;
-    let _ = socket.send(Message::Close(None)).await;
+    close_with(socket, code, message).await;
 }
+
+/// Closes with `code` (policy: the client's message was refused; away: the server stops)
+/// and `reason`, cut to the 123 bytes a close frame holds. Then reads, and drops, what the
+/// client still sends until it answers the close (for [`CLOSING_TIME`] at most): closing the
+/// connection with its messages unread would reset it, and the client would lose the reply
+/// and the close frame before it read them.
+pub(crate) async fn close_with(mut socket: WebSocket, code: u16, reason: &str) {
+    let mut reason = reason.to_owned();
+    while reason.len() > 123 {
+        reason.pop();
+    }
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    if socket.send(Message::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(CLOSING_TIME, async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// How long a closing session waits for the client's answer to its close frame.
+const CLOSING_TIME: Duration = Duration::from_secs(2);
