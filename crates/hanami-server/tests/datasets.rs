@@ -1202,6 +1202,14 @@ async fn damaged_or_missing_dataset_files_are_named() {
         .upload_mnist("fine_data", &images, &labels)
         .await
         .unwrap();
+    let folder = client
+        .upload_mnist("folder_data", &images, &labels)
+        .await
+        .unwrap();
+    let pipe = client
+        .upload_mnist("pipe_data", &images, &labels)
+        .await
+        .unwrap();
     let cluster = client
         .create_cluster("damaged", common::SEED_TEMPLATE)
         .await
@@ -1217,10 +1225,21 @@ async fn damaged_or_missing_dataset_files_are_named() {
         .set_len(len - 100)
         .unwrap();
     std::fs::remove_file(file(&gone.uuid)).unwrap();
+    // Not files at all: a folder, and a named pipe (opening it waited for a writer for
+    // ever, and kept the server from exiting).
+    std::fs::remove_file(file(&folder.uuid)).unwrap();
+    std::fs::create_dir(file(&folder.uuid)).unwrap();
+    std::fs::remove_file(file(&pipe.uuid)).unwrap();
+    let fifo = std::ffi::CString::new(file(&pipe.uuid).to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
 
+    let not_a_file = "is damaged (not a dataset file: not a regular file)";
     for (dataset, what) in [
         (&cut, "is damaged (corrupt dataset file: "),
         (&gone, "is missing"),
+        (&folder, not_a_file),
+        (&pipe, not_a_file),
     ] {
         let uuid = &dataset.uuid;
         let said = |result: Result<(), Error>| match result {
@@ -1251,11 +1270,15 @@ async fn damaged_or_missing_dataset_files_are_named() {
                 .map(drop),
         );
     }
-    assert_eq!(client.datasets().await.unwrap().body.len(), 3);
+    assert_eq!(client.datasets().await.unwrap().body.len(), 5);
     client.dataset(&fine.uuid).await.unwrap();
-    for dataset in [&cut, &gone] {
+    for dataset in [&cut, &gone, &pipe] {
         client.delete_dataset(&dataset.uuid).await.unwrap();
         assert!(!file(&dataset.uuid).exists());
     }
+    client.delete_dataset(&folder.uuid).await.unwrap();
     assert_eq!(client.datasets().await.unwrap().body.len(), 1);
+    // Nothing blocked on the pipe: the server stops.
+    let mut server = server;
+    assert!(server.stop(), "the server did not stop cleanly");
 }

@@ -266,10 +266,12 @@ pub(super) async fn open(app: &App, row: &ResourceRow) -> ApiResult<DatasetReade
         .map_err(|e| ApiError::Internal(e.into()))?
     {
         Ok(reader) => Ok(reader),
-        Err(e) if e.is_missing_file() || e.is_damaged_file() => {
+        Err(e) if e.is_missing_file() || e.is_damaged_file() || e.is_unreadable_file() => {
             tracing::error!("dataset '{uuid}' cannot be used: {}: {e}", path.display());
             let what = if e.is_missing_file() {
                 "is missing from the server's data directory".to_owned()
+            } else if e.is_unreadable_file() {
+                "cannot be read by the server (permission denied)".to_owned()
             } else {
                 format!("is damaged ({e})")
             };

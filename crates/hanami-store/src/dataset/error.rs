@@ -84,6 +84,10 @@ pub enum DatasetFileError {
         what: &'static str,
     },
 
+    /// The path holds something else than a regular file (a directory, a named pipe, …).
+    #[error("not a dataset file: not a regular file")]
+    NotAFile,
+
     /// The file is shorter than the 4096-byte header.
     #[error("not a dataset file: {len} bytes long, shorter than the 4096-byte header")]
     TooShort {
@@ -199,7 +203,8 @@ impl DatasetFileError {
     pub fn is_damaged_file(&self) -> bool {
         matches!(
             self,
-            DatasetFileError::TooShort { .. }
+            DatasetFileError::NotAFile
+                | DatasetFileError::TooShort { .. }
                 | DatasetFileError::BadMagic
                 | DatasetFileError::UnsupportedVersion { .. }
                 | DatasetFileError::UnknownDataType { .. }
@@ -214,6 +219,12 @@ impl DatasetFileError {
     /// Whether opening failed because the file does not exist.
     pub fn is_missing_file(&self) -> bool {
         matches!(self, DatasetFileError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+
+    /// Whether opening failed because the server may not read the file.
+    pub fn is_unreadable_file(&self) -> bool {
+        matches!(self, DatasetFileError::Io { source, .. }
+            if source.kind() == io::ErrorKind::PermissionDenied)
     }
 }
 

@@ -687,14 +687,21 @@ struct ReaderInner {
 }
 
 impl DatasetReader {
-    /// Opens and validates the dataset file at `path` (read-only).
+    /// Opens and validates the dataset file at `path` (read-only). Anything but a regular
+    /// file is refused ([`DatasetFileError::NotAFile`]), without waiting for it (opening a
+    /// named pipe would wait for a writer for ever).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, DatasetFileError> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|e| io_error("open", path, e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| io_error("inspect", path, e))?
-            .len();
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| io_error("open", path, e))?;
+        let metadata = file.metadata().map_err(|e| io_error("inspect", path, e))?;
+        if !metadata.is_file() {
+            return Err(DatasetFileError::NotAFile);
+        }
+        let len = metadata.len();
         if len < HEADER_SIZE {
             return Err(DatasetFileError::TooShort { len });
         }
