@@ -209,8 +209,10 @@ async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String
         .delete_resource(Kind::Cluster, &caller.scope(), &query.uuid)
         .await?;
     app.store.delete_cluster_tasks(&cluster.row.uuid).await?;
-    cluster
-        .remove_network_file()
+    // Blocking: it waits for a save of the network that began before the deletion.
+    tokio::task::spawn_blocking(move || cluster.remove_network_file())
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
         .context("cannot remove the cluster's saved network")?;
     Ok(Map::new())
 }

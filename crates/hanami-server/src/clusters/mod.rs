@@ -100,8 +100,11 @@ pub struct ClusterHandle {
     /// The cluster's row (uuid, name, owner, project, creation time).
     pub row: ResourceRow,
     network: Mutex<Option<Cluster>>,
-    /// Where the network is saved (absent while there is none).
+    /// Where the network is saved (empty while there is none).
     network_file: PathBuf,
+    /// Held while the network file is written or removed, so that a save that began before
+    /// the cluster was deleted cannot recreate its file after the deletion removed it.
+    file: Mutex<()>,
     /// Set when a direct-IO session may have changed the network since it was last saved.
     unsaved: AtomicBool,
     interfaces: Mutex<Interfaces>,
@@ -167,6 +170,7 @@ impl ClusterHandle {
             row,
             network: Mutex::new(network),
             network_file,
+            file: Mutex::new(()),
             unsaved: AtomicBool::new(false),
             interfaces: Mutex::new(interfaces),
             control: Mutex::new(Control {
@@ -240,9 +244,14 @@ impl ClusterHandle {
     }
 
     /// Saves the network to the cluster's file durably; without a network the file is
-    /// empty (so that a missing file means a lost one). Takes the network lock.
+    /// empty (so that a missing file means a lost one). Takes the network lock. Does
+    /// nothing once the cluster is deleted.
     pub fn save_network(&self) -> std::io::Result<()> {
         let network = lock(&self.network);
+        let _file = lock(&self.file);
+        if self.is_deleted() {
+            return Ok(());
+        }
         let saved = match network.as_ref() {
             Some(cluster) => write_durably(&self.network_file, &cluster.save()),
             None => write_durably(&self.network_file, &[]),
@@ -262,7 +271,9 @@ impl ClusterHandle {
     }
 
     /// Removes the saved network (the cluster was deleted, or could not be registered).
+    /// Waits for a save in progress. Blocking.
     pub fn remove_network_file(&self) -> std::io::Result<()> {
+        let _file = lock(&self.file);
         match std::fs::remove_file(&self.network_file) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -787,5 +798,21 @@ mod tests {
         budget.release(1);
         assert_eq!(budget.claim(), 1);
         assert_eq!(CoreBudget::new(1).claim(), 0);
+    }
+
+    /// A save that comes after the deletion (a task's end-of-run save, say, racing with the
+    /// delete request) writes nothing: the deleted cluster's file stays removed.
+    #[test]
+    fn a_deleted_cluster_saves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("network");
+        let row = ResourceRow::new("c", "cluster", "owner", "project", "network");
+        let cluster = ClusterHandle::new(row, None, file.clone());
+        cluster.save_network().unwrap();
+        assert!(file.exists());
+        cluster.delete();
+        cluster.remove_network_file().unwrap();
+        cluster.save_network().unwrap();
+        assert!(!file.exists());
     }
 }
