@@ -317,7 +317,20 @@ impl Credentials {
             .await
             .map_err(sdk)?;
         if let Some(project) = &self.project {
-            client.switch_project(project).await.map_err(sdk)?;
+            client
+                .switch_project(project)
+                .await
+                .map_err(|e| match sdk(e) {
+                    // The user never typed `project_id`: say where it came from.
+                    CliError::Status { code, body } => CliError::Status {
+                        code,
+                        body: format!(
+                            "{body}\nnote: the project comes from the variable \
+                             HANAMI_PROJECT ('{project}')"
+                        ),
+                    },
+                    other => other,
+                })?;
         }
         Ok(client)
     }
@@ -402,10 +415,12 @@ async fn execute(
                     let mut switched = client.clone();
                     switched.switch_project(&project).await.map_err(sdk)?;
                     // The switch holds for this command's token only.
-                    eprintln!(
-                        "note: hanamictl logs in anew for every command; to work in project \
-                         '{project}', set HANAMI_PROJECT={project}"
-                    );
+                    if std::env::var("HANAMI_PROJECT").ok().as_deref() != Some(project.as_str()) {
+                        eprintln!(
+                            "note: hanamictl logs in anew for every command; to work in \
+                             project '{project}', set HANAMI_PROJECT={project}"
+                        );
+                    }
                     single(&switched.auth_info().await.map_err(sdk)?, SCOPE)
                 }
             },

@@ -298,7 +298,30 @@ fn users_and_their_projects() {
         ],
         &["cluster", "list"],
     );
-    outside.fails_with_status(401);
+    let outside = outside.fails_with_status(401);
+    assert!(
+        outside
+            .stderr
+            .ends_with("\nnote: the project comes from the variable HANAMI_PROJECT ('admin')\n"),
+        "{}",
+        outside.stderr
+    );
+    // Asked to switch into the project it is in already: no advice to set it.
+    let again = ctl_env(
+        &[
+            ("HANAMI_ADDRESS", &server.url),
+            ("HANAMI_USER", "cli_test_user"),
+            ("HANAMI_PW", "asdfasdfasdf"),
+            ("HANAMI_PROJECT", "cli_test_project"),
+        ],
+        &["user", "project", "switch", "cli_test_project"],
+    )
+    .ok();
+    assert!(
+        !again.stderr.contains("set HANAMI_PROJECT"),
+        "{}",
+        again.stderr
+    );
 
     // A user who still owns something is not deleted.
     server
