@@ -15,6 +15,7 @@ import websockets
 from websockets.asyncio.client import connect
 
 from . import _websocket, hanami_request
+from ._renewal import TokenKeeper
 from .hanami_exceptions import BadRequestException, HanamiException
 from .hanami_messages import FileUploadMessage, FileUploadResponseMessage
 from .hanami_request import Verify
@@ -113,11 +114,14 @@ class _SessionRefused(Exception):
 
 async def _send_chunks(token: str, address: str, file_uuid: str, chunks: Iterable[bytes],
                        verify_connection: Verify,
-                       sent: Optional[Callable[[int], None]] = None) -> None:
+                       sent: Optional[Callable[[int], None]] = None,
+                       keep_alive: Optional[Callable[[], object]] = None) -> None:
     """Uploads chunks into one temporary file over one websocket session.
 
     Each chunk is a ``FileUpload_Message`` at its running byte offset; the server answers
     every chunk, and a refused chunk raises ``BadRequestException`` with its message.
+    ``keep_alive`` is called after every chunk (to renew the token of a long upload: the
+    session itself outlives its token).
 
     The asyncio client, not the threaded one: that one reads the socket in a background
     thread while the caller writes it, which a TLS socket does not allow; about one ``wss``
@@ -149,6 +153,8 @@ async def _send_chunks(token: str, address: str, file_uuid: str, chunks: Iterabl
                 position += len(chunk)
                 if sent is not None:
                     sent(len(chunk))
+                if keep_alive is not None:
+                    keep_alive()
     except websockets.ConnectionClosed as e:
         raise HanamiException(f"upload websocket closed unexpectedly: {e}") from e
 
@@ -193,12 +199,13 @@ def _file_chunks(path: str) -> Iterable[bytes]:
             yield chunk
 
 
-def _upload_file(token: str, address: str, file_uuid: str, path: str,
+def _upload_file(tokens: TokenKeeper, address: str, file_uuid: str, path: str,
                  verify_connection: Verify, sent: Optional[Callable[[int], None]]) -> None:
     stop = threading.Event()
     try:
-        _run(_send_chunks(token, address, file_uuid, _until(stop, _file_chunks(path)),
-                          verify_connection, sent), stop)
+        _run(_send_chunks(tokens.current(), address, file_uuid,
+                          _until(stop, _file_chunks(path)), verify_connection, sent,
+                          tokens.current), stop)
     except _SessionRefused as refused:
         raise _websocket.session_error(refused.reply) from None
 
@@ -226,7 +233,7 @@ _DISCARD_TIMEOUT = 5.0
 
 
 @contextlib.contextmanager
-def _discarded_on_failure(token: str, address: str, dataset_uuid: str,
+def _discarded_on_failure(tokens: TokenKeeper, address: str, dataset_uuid: str,
                           verify_connection: Verify) -> Iterator[None]:
     """Asks the server to discard a registered upload when the steps inside (sending the
     files, waiting until every byte has arrived) fail or are interrupted (``KeyboardInterrupt``
@@ -238,7 +245,7 @@ def _discarded_on_failure(token: str, address: str, dataset_uuid: str,
         yield
     except BaseException:
         try:
-            hanami_request.send_request("DELETE", token, address, _PATH,
+            hanami_request.send_request("DELETE", tokens.current(), address, _PATH,
                                         values={"uuid": dataset_uuid},
                                         verify=verify_connection, timeout=_DISCARD_TIMEOUT)
         except Exception:  # pylint: disable=broad-except
@@ -269,7 +276,9 @@ def upload_mnist_files(token: str, address: str, name: str, input_file_path: str
     is called after every chunk if given. Works with and without a running event loop.
 
     Raises ``BadRequestException`` for files the server rejects (wrong magic numbers,
-    counts, labels), ``FileNotFoundError`` for missing local files.
+    counts, labels), ``FileNotFoundError`` for missing local files. An upload that takes
+    longer than the token has left renews it for itself (the caller's token is not
+    changed).
     """
     input_size = os.path.getsize(input_file_path)
     label_size = os.path.getsize(label_file_path)
@@ -277,17 +286,18 @@ def upload_mnist_files(token: str, address: str, name: str, input_file_path: str
     init = json.loads(hanami_request.send_post_request(
         token, address, _PATH + "/upload/mnist", body, verify_connection))
     sent = _progress_counter(input_size + label_size, progress)
-    with _discarded_on_failure(token, address, init["uuid"], verify_connection):
-        _upload_file(token, address, init["uuid_input_file"], input_file_path,
+    tokens = TokenKeeper(token, address, verify_connection)
+    with _discarded_on_failure(tokens, address, init["uuid"], verify_connection):
+        _upload_file(tokens, address, init["uuid_input_file"], input_file_path,
                      verify_connection, sent)
-        _upload_file(token, address, init["uuid_label_file"], label_file_path,
+        _upload_file(tokens, address, init["uuid_label_file"], label_file_path,
                      verify_connection, sent)
-        wait_until_upload_complete(token, address, init["uuid"], verify_connection,
-                                   poll_interval=0.1)
+        wait_until_upload_complete(tokens.current(), address, init["uuid"],
+                                   verify_connection, poll_interval=0.1)
     finish = {"uuid": init["uuid"], "uuid_input_file": init["uuid_input_file"],
               "uuid_label_file": init["uuid_label_file"]}
-    hanami_request.send_put_request(token, address, _PATH + "/upload/mnist", finish,
-                                    verify_connection)
+    hanami_request.send_put_request(tokens.current(), address, _PATH + "/upload/mnist",
+                                    finish, verify_connection)
     return init["uuid"]
 
 
@@ -298,19 +308,21 @@ def upload_csv_files(token: str, address: str, name: str, input_file_path: str,
 
     The first line names the columns; every column becomes a one-column group of that name
     (usable as input or output name in tasks). Every cell must be a number.
-    ``BadRequestException`` for files the server rejects.
+    ``BadRequestException`` for files the server rejects. A long upload renews its token
+    as ``upload_mnist_files`` does.
     """
     input_size = os.path.getsize(input_file_path)
     body = {"name": name, "input_data_size": input_size}
     init = json.loads(hanami_request.send_post_request(
         token, address, _PATH + "/upload/csv", body, verify_connection))
     sent = _progress_counter(input_size, progress)
-    with _discarded_on_failure(token, address, init["uuid"], verify_connection):
-        _upload_file(token, address, init["uuid_input_file"], input_file_path,
+    tokens = TokenKeeper(token, address, verify_connection)
+    with _discarded_on_failure(tokens, address, init["uuid"], verify_connection):
+        _upload_file(tokens, address, init["uuid_input_file"], input_file_path,
                      verify_connection, sent)
-        wait_until_upload_complete(token, address, init["uuid"], verify_connection,
-                                   poll_interval=0.1)
+        wait_until_upload_complete(tokens.current(), address, init["uuid"],
+                                   verify_connection, poll_interval=0.1)
     finish = {"uuid": init["uuid"], "uuid_input_file": init["uuid_input_file"]}
-    hanami_request.send_put_request(token, address, _PATH + "/upload/csv", finish,
-                                    verify_connection)
+    hanami_request.send_put_request(tokens.current(), address, _PATH + "/upload/csv",
+                                    finish, verify_connection)
     return init["uuid"]

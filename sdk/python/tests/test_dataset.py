@@ -16,7 +16,7 @@ import pytest
 from hanami_sdk import dataset, hanami_request, hanami_token, project, user
 from hanami_sdk import hanami_exceptions as hx
 
-from helpers import ADMIN, pattern_mnist, rows, unique
+from helpers import ADMIN, ADMIN_PW, pattern_mnist, rows, unique
 
 MISSING = "8a1b2c3d-0000-4000-8000-123456789abc"
 
@@ -285,3 +285,39 @@ def test_a_lost_finalisation_answer_keeps_the_dataset(address: str, token: str, 
     for row in listed:
         if row[-1] == name:
             dataset.delete_dataset(token, address, row[1])
+
+
+def test_uploads_outlive_their_token(tmp_path: Path) -> None:
+    """An upload that takes longer than the token has left renews the token for itself,
+    in the same project, between chunks and before each step (it failed at the next step
+    and left an unfinished upload behind that blocked deleting its user and project)."""
+    from conftest import start_server  # pylint: disable=import-outside-toplevel
+    server = start_server(tmp_path / "data", ["--token-expiry", "1"])
+    try:
+        address = server.url
+        admin = hanami_token.request_token(address, ADMIN, ADMIN_PW)
+        project.create_project(admin, address, "long_uploads", "Long Uploads")
+        user.create_user(admin, address, "uploader", "Uploader", "uploader pw", False)
+        user.add_roject_to_user(admin, address, "uploader", "long_uploads", "member", False)
+        token = hanami_token.request_token(address, "uploader", "uploader pw")
+        path = tmp_path / "slow.csv"
+        path.write_text("x,y\n" + "".join(f"{i % 97},{i % 2}\n" for i in range(300_000)))
+        chunks = -(-path.stat().st_size // dataset.CHUNK_SIZE)
+        assert chunks >= 10
+
+        def slowly(_done: int, _total: int) -> None:
+            time.sleep(2.5 / chunks)
+
+        started = time.monotonic()
+        uuid = dataset.upload_csv_files(token, address, "slow_upload", str(path),
+                                        progress=slowly)
+        assert time.monotonic() - started > 2.0
+        # The caller's token is expired now; the upload is done all the same.
+        with pytest.raises(hx.UnauthorizedException):
+            dataset.list_datasets(token, address)
+        fresh = hanami_token.request_token(address, "uploader", "uploader pw")
+        info = json.loads(dataset.get_dataset(fresh, address, uuid))
+        assert info["number_of_rows"] == 300_000
+        assert info["project_id"] == "long_uploads"
+    finally:
+        server.stop()
