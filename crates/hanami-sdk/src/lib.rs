@@ -19,6 +19,7 @@ mod clusters;
 mod datasets;
 mod direct;
 mod error;
+mod logs;
 mod machine;
 mod projects;
 mod tasks;

@@ -80,6 +80,9 @@ pub enum Command {
     /// List the logical hosts
     #[command(subcommand, arg_required_else_help = true)]
     Host(HostCmd),
+    /// Read the audit log (who changed what) and the error log (what failed, and why)
+    #[command(subcommand, arg_required_else_help = true)]
+    Log(LogCmd),
     /// Print a shell completion script (e.g. `source <(hanamictl completion bash)`)
     Completion {
         /// The shell
@@ -461,6 +464,26 @@ pub enum CheckpointCmd {
 pub enum HostCmd {
     /// List the logical hosts (this server has one: the CPU, with all its cores)
     List(Ignored),
+}
+
+/// `log` verbs.
+#[derive(Debug, Subcommand)]
+pub enum LogCmd {
+    /// Show a page of the audit log: your own entries, or another user's (global admins)
+    Audit(LogPage),
+    /// Show a page of the error log (global admins): every entry, or one user's
+    Error(LogPage),
+}
+
+/// Which page of a log, and whose entries.
+#[derive(Debug, Args)]
+pub struct LogPage {
+    /// Only the entries of this user
+    #[arg(short, long, value_name = "USER_ID")]
+    pub user: Option<String>,
+    /// The page: 100 entries each, oldest first, counted from 0
+    #[arg(short, long, default_value_t = 0)]
+    pub page: u64,
 }
 
 /// Splits `HEXAGON:VALUE` items into pairs; every item must have exactly one `:` with text

@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::cli::{
-    CheckpointCmd, Cli, ClusterCmd, Command, DatasetCmd, DatasetCreateCmd, HostCmd, ProjectCmd,
-    TaskCmd, TaskCreateCmd, UserCmd, UserProjectCmd, Wait, parse_pairs,
+    CheckpointCmd, Cli, ClusterCmd, Command, DatasetCmd, DatasetCreateCmd, HostCmd, LogCmd,
+    ProjectCmd, TaskCmd, TaskCreateCmd, UserCmd, UserProjectCmd, Wait, parse_pairs,
 };
 use crate::error::CliError;
 use crate::interrupts::UploadInterrupts;
@@ -83,6 +83,15 @@ const RESTORE: &[&str] = &["uuid"];
 const CHECK: &[&str] = &["accuracy"];
 /// Columns of the host list.
 const HOST: &[&str] = &["uuid", "type"];
+const AUDIT_LOG: &[&str] = &["created_at", "user_id", "endpoint", "request_type"];
+const ERROR_LOG: &[&str] = &[
+    "created_at",
+    "user_id",
+    "component",
+    "context",
+    "input_values",
+    "message",
+];
 
 /// What a command prints on success.
 enum Shown {
@@ -581,6 +590,20 @@ async fn execute(
             }
         },
         Command::Host(HostCmd::List(_)) => list(&client.hosts().await.map_err(sdk)?, HOST),
+        Command::Log(LogCmd::Audit(page)) => list(
+            &client
+                .audit_log(page.user.as_deref(), page.page)
+                .await
+                .map_err(sdk)?,
+            AUDIT_LOG,
+        ),
+        Command::Log(LogCmd::Error(page)) => list(
+            &client
+                .error_log(page.user.as_deref(), page.page)
+                .await
+                .map_err(sdk)?,
+            ERROR_LOG,
+        ),
     })
 }
 
@@ -623,8 +646,8 @@ async fn wait_if_asked(
             "aborted" => {
                 progress.finish();
                 return Err(CliError::msg(format!(
-                    "task '{task_uuid}' was aborted: it was deleted, or it failed (then the \
-                     server's error log says why)"
+                    "task '{task_uuid}' was aborted: it was deleted, or it failed (then \
+                     `hanamictl log error` shows why, to global admins)"
                 )));
             }
             state => {

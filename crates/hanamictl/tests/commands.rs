@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    DATASET_KEYS, RESOURCE_HEADERS, RESOURCE_KEYS, Server, TASK_KEYS, command, ctl_env, path_str,
-    pattern_mnist,
+    ADMIN, DATASET_KEYS, RESOURCE_HEADERS, RESOURCE_KEYS, Server, TASK_KEYS, command, ctl_env,
+    path_str, pattern_mnist,
 };
 use serde_json::json;
 
@@ -1260,4 +1260,191 @@ fn waiting_for_a_task_whose_cluster_is_deleted() {
         stderr.contains("is gone: it, or its cluster, was deleted while waiting"),
         "{stderr}"
     );
+}
+
+/// `log audit` and `log error`: tables and JSON, pages, whose entries, and the reason of
+/// a failed task (which `task create --wait` sends the user to).
+#[test]
+fn logs_show_who_changed_what_and_what_failed() {
+    let server = Server::start();
+    server
+        .ctl(&["project", "create", "-n", "Logged Project", "logged_proj"])
+        .ok();
+    server
+        .ctl(&["project", "delete", "nowhere_proj"])
+        .fails_with_status(404);
+    let (headers, rows) = server.ctl(&["log", "audit"]).ok().list();
+    assert_eq!(
+        headers,
+        ["CREATED AT", "USER ID", "ENDPOINT", "REQUEST TYPE"]
+    );
+    let entries: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r[2].as_str(), r[3].as_str()))
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("v1.0alpha/project", "POST"),
+            ("v1.0alpha/project", "DELETE")
+        ]
+    );
+    assert!(rows.iter().all(|r| r[1] == ADMIN), "{rows:?}");
+    let json = server.ctl(&["log", "audit", "-j"]).ok().json();
+    assert_eq!(json["body"].as_array().unwrap().len(), 2);
+    let (_, later) = server.ctl(&["log", "audit", "--page", "1"]).ok().list();
+    assert!(later.is_empty(), "{later:?}");
+
+    // A task that fails: its dataset is cut short while an earlier task runs.
+    let (images, labels) = pattern_mnist(server.dir.path(), "long", 5000);
+    let long = server
+        .ctl(&[
+            "dataset",
+            "create",
+            "mnist",
+            "-j",
+            "-i",
+            &images,
+            "-l",
+            &labels,
+            "long_data",
+        ])
+        .ok()
+        .json()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (images, labels) = pattern_mnist(server.dir.path(), "cut", 2000);
+    let cut = server
+        .ctl(&[
+            "dataset", "create", "mnist", "-j", "-i", &images, "-l", &labels, "cut_data",
+        ])
+        .ok()
+        .json()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cluster = server
+        .ctl(&[
+            "cluster",
+            "create",
+            "-j",
+            "-t",
+            &server.template(),
+            "logged",
+        ])
+        .ok()
+        .json()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let train = |data: &str, name: &str| {
+        server
+            .ctl(&[
+                "task",
+                "create",
+                "train",
+                "-j",
+                "-i",
+                &format!("picture:{data}"),
+                "-o",
+                &format!("label:{data}"),
+                "-c",
+                &cluster,
+                name,
+            ])
+            .ok()
+            .json()["uuid"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    train(&long, "first");
+    let failing = train(&cut, "second");
+    let file = server.dir.path().join("data").join("datasets").join(&cut);
+    std::fs::remove_file(&file).unwrap();
+    std::fs::write(&file, "cut short").unwrap();
+    let waited = server
+        .ctl(&[
+            "task",
+            "create",
+            "train",
+            "--wait",
+            "-i",
+            &format!("picture:{long}"),
+            "-o",
+            &format!("label:{long}"),
+            "-c",
+            &cluster,
+            "third",
+        ])
+        .ok();
+    assert_eq!(waited.field("STATE"), "finished");
+    let failed = server
+        .ctl(&["task", "get", "-j", "-c", &cluster, &failing])
+        .ok()
+        .json();
+    assert_eq!(failed["state"], "aborted", "{failed}");
+    let (headers, rows) = server.ctl(&["log", "error"]).ok().list();
+    assert_eq!(
+        headers,
+        [
+            "CREATED AT",
+            "USER ID",
+            "COMPONENT",
+            "CONTEXT",
+            "INPUT VALUES",
+            "MESSAGE"
+        ]
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r[4].contains(&failing) && r[5].contains(&cut)),
+        "{rows:?}"
+    );
+    let mine = server
+        .ctl(&["log", "error", "-j", "--user", ADMIN])
+        .ok()
+        .json();
+    assert_eq!(mine["body"].as_array().unwrap().len(), rows.len());
+
+    // Members read their own audit log only, and no error log.
+    server
+        .ctl(&[
+            "user",
+            "create",
+            "-n",
+            "Logged User",
+            "-p",
+            "asdfasdfasdf",
+            "logged_user",
+        ])
+        .ok();
+    server
+        .ctl(&[
+            "user",
+            "project",
+            "add",
+            "-p",
+            "logged_proj",
+            "-r",
+            "member",
+            "logged_user",
+        ])
+        .ok();
+    let (_, own) = server
+        .ctl_as("logged_user", "asdfasdfasdf", &["log", "audit"])
+        .ok()
+        .list();
+    assert!(own.is_empty(), "{own:?}");
+    server
+        .ctl_as(
+            "logged_user",
+            "asdfasdfasdf",
+            &["log", "audit", "-u", ADMIN],
+        )
+        .fails_with_status(401);
+    server
+        .ctl_as("logged_user", "asdfasdfasdf", &["log", "error"])
+        .fails_with_status(401);
 }
