@@ -228,7 +228,10 @@ async fn load_clusters(
             continue;
         }
         let file = paths.clusters().join(&row.file_name);
-        let network = match tokio::fs::read(&file).await {
+        let reading = file.clone();
+        let read =
+            tokio::task::spawn_blocking(move || crate::clusters::read_regular_file(&reading));
+        let network = match read.await? {
             // Saved without a network (created without a template).
             Ok(bytes) if bytes.is_empty() => None,
             Ok(bytes) => {

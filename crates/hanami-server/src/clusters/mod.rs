@@ -496,7 +496,7 @@ impl ClusterHandle {
                 checkpoint_uuid,
                 path,
             } => {
-                let bytes = std::fs::read(&path).map_err(|e| {
+                let bytes = read_regular_file(&path).map_err(|e| {
                     if e.kind() == std::io::ErrorKind::NotFound {
                         anyhow::anyhow!(
                             "checkpoint '{checkpoint_uuid}' was deleted after the restore was queued"
@@ -635,6 +635,28 @@ impl CoreBudget {
     fn release(&self, cores: usize) {
         *lock(&self.spare) += cores;
     }
+}
+
+/// Reads a whole file that must be a regular one: a named pipe or device put in its place
+/// is refused at once instead of blocking the reading thread (a cluster's worker, and with
+/// it the shutdown) for ever.
+pub fn read_regular_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Writes a file under a temporary name, fsyncs it and renames it into place.
@@ -798,6 +820,23 @@ mod tests {
         budget.release(1);
         assert_eq!(budget.claim(), 1);
         assert_eq!(CoreBudget::new(1).claim(), 0);
+    }
+
+    /// A named pipe where a checkpoint or network belongs is refused at once; opening it
+    /// for reading would wait for a writer for ever.
+    #[test]
+    fn only_regular_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"bytes").unwrap();
+        assert_eq!(read_regular_file(&file).unwrap(), b"bytes");
+        let pipe = dir.path().join("pipe");
+        let path = std::ffi::CString::new(pipe.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
+        let refused = read_regular_file(&pipe).unwrap_err();
+        assert_eq!(refused.to_string(), "not a regular file");
+        assert!(read_regular_file(dir.path()).is_err());
     }
 
     /// A save that comes after the deletion (a task's end-of-run save, say, racing with the
