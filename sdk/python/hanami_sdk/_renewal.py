@@ -14,12 +14,18 @@ import json
 import time
 from typing import Any, Dict, Optional
 
+import requests
+
 from . import hanami_request
 from .hanami_exceptions import HanamiException
 from .hanami_request import Verify
 
 #: Shortest time between two renewals, in seconds.
 _MIN_INTERVAL = 0.25
+
+#: Longest a renewal may take, in seconds (it runs between an upload's chunks, and the
+#: server closes a websocket session that answers no ping for 20 s).
+_RENEWAL_TIMEOUT = 10.0
 
 
 def _claims(token: str) -> Dict[str, Any]:
@@ -64,14 +70,20 @@ class TokenKeeper:
         return now + max((expiry - now) / 2, _MIN_INTERVAL)
 
     def current(self) -> str:
-        """The token to send now."""
+        """The token to send now (renewed first if it is due)."""
         if self._renew_at is not None and time.time() >= self._renew_at:
             try:
-                answer = json.loads(hanami_request.send_put_request(
-                    self._token, self._address, "/v1.0alpha/token",
-                    {"project_id": self._project}, self._verify))
+                answer = json.loads(hanami_request.send_request(
+                    "PUT", self._token, self._address, "/v1.0alpha/token",
+                    {"project_id": self._project}, verify=self._verify,
+                    timeout=_RENEWAL_TIMEOUT))
                 self._token = answer["token"]
                 self._renew_at = self._halfway()
-            except (HanamiException, ValueError, KeyError, TypeError):
+            except (HanamiException, requests.RequestException, ValueError, KeyError,
+                    TypeError):
                 self._renew_at = None
+        return self._token
+
+    def last(self) -> str:
+        """The token as it is, without renewing it (for a quick clean-up)."""
         return self._token

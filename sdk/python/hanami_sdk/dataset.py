@@ -245,7 +245,7 @@ def _discarded_on_failure(tokens: TokenKeeper, address: str, dataset_uuid: str,
         yield
     except BaseException:
         try:
-            hanami_request.send_request("DELETE", tokens.current(), address, _PATH,
+            hanami_request.send_request("DELETE", tokens.last(), address, _PATH,
                                         values={"uuid": dataset_uuid},
                                         verify=verify_connection, timeout=_DISCARD_TIMEOUT)
         except Exception:  # pylint: disable=broad-except
