@@ -335,6 +335,7 @@ def test_a_failed_renewal_keeps_the_token() -> None:
     claims = {"exp": int(time.time()) - 1, "user": json.dumps({"project_id": "some_proj"})}
     token = f"{part({'alg': 'HS256'})}.{part(claims)}.signature"
     keeper = TokenKeeper(token, "http://127.0.0.1:9", True)
+    time.sleep(0.3)  # renewals are at least 0.25 s apart
     started = time.monotonic()
     assert keeper.current() == token
     assert keeper.current() == token  # and it does not try again and again
