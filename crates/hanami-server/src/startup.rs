@@ -11,7 +11,7 @@ use axum::Router;
 use hanami_auth::{Policy, TokenKey, password};
 use hanami_engine::Cluster;
 use hanami_store::dataset;
-use hanami_store::resources::Kind;
+use hanami_store::resources::{Kind, ResourceRow};
 use hanami_store::users::NewUser;
 use hanami_store::{Store, StoreError, now_timestamp};
 use hanami_types::scope::Scope;
@@ -19,7 +19,7 @@ use hanami_types::scope::Scope;
 use crate::api::validate::Pattern;
 use crate::api::{self, Routes};
 use crate::clusters::task::Task;
-use crate::clusters::{ClusterHandle, Clusters, CoreBudget, WorkerContext};
+use crate::clusters::{self, ClusterHandle, Clusters, CoreBudget, WorkerContext};
 use crate::config::Config;
 use crate::connections::{self, Plain, limit_header_time};
 use crate::host_info;
@@ -228,48 +228,7 @@ async fn load_clusters(
             continue;
         }
         let file = paths.clusters().join(&row.file_name);
-        let reading = file.clone();
-        let read =
-            tokio::task::spawn_blocking(move || crate::clusters::read_regular_file(&reading));
-        let network = match read.await? {
-            // Saved without a network (created without a template).
-            Ok(bytes) if bytes.is_empty() => None,
-            Ok(bytes) => {
-                match tokio::task::spawn_blocking(move || Cluster::restore(&bytes)).await? {
-                    Ok(mut network) => {
-                        network.set_memory_limit(memory_limit);
-                        Some(network)
-                    }
-                    Err(e) => {
-                        let message = format!(
-                            "the saved network of cluster '{}' cannot be restored ({e}); the \
-                             cluster has no network until a checkpoint is restored into it",
-                            row.name
-                        );
-                        log_startup_error(store, &row.owner_id, &row.uuid, &message).await;
-                        None
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let message = format!(
-                    "the saved network of cluster '{}' is missing from the data directory \
-                     (removed outside the server?); the cluster has no network until a \
-                     checkpoint is restored into it",
-                    row.name
-                );
-                log_startup_error(store, &row.owner_id, &row.uuid, &message).await;
-                // Said once: from now on the cluster is one without a network.
-                let marker = file.clone();
-                tokio::task::spawn_blocking(move || crate::clusters::write_durably(&marker, &[]))
-                    .await?
-                    .with_context(|| format!("cannot write {}", file.display()))?;
-                None
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot read {}", file.display()));
-            }
-        };
+        let network = saved_network(store, paths, &row, &file, memory_limit).await?;
         clusters.insert(Arc::new(ClusterHandle::new(row, network, file)));
     }
     if unsaved > 0 {
@@ -306,6 +265,58 @@ async fn load_clusters(
 }
 
 /// Writes a problem found at start-up to the server log and the error log.
+/// The network a cluster saved, or `None` for a cluster without one. A missing or
+/// damaged file is reported in the error log once: a damaged file is kept in
+/// `unreferenced/clusters/`, and either is replaced by the no-network marker.
+async fn saved_network(
+    store: &Store,
+    paths: &DataDir,
+    row: &ResourceRow,
+    file: &Path,
+    memory_limit: usize,
+) -> anyhow::Result<Option<Cluster>> {
+    let reading = file.to_owned();
+    let read = tokio::task::spawn_blocking(move || clusters::read_regular_file(&reading)).await?;
+    let problem = match read {
+        Ok(bytes) if bytes == clusters::NO_NETWORK => return Ok(None),
+        Ok(bytes) => match tokio::task::spawn_blocking(move || Cluster::restore(&bytes)).await? {
+            Ok(mut network) => {
+                network.set_memory_limit(memory_limit);
+                return Ok(Some(network));
+            }
+            Err(e) => {
+                let aside = paths
+                    .unreferenced()
+                    .join("clusters")
+                    .join(format!("{}.damaged", row.file_name));
+                std::fs::create_dir_all(paths.unreferenced().join("clusters"))
+                    .and_then(|()| std::fs::rename(file, &aside))
+                    .with_context(|| format!("cannot move {} aside", file.display()))?;
+                format!(
+                    "cannot be restored ({e}); the file is kept as {}",
+                    aside.display()
+                )
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            "is missing from the data directory (removed outside the server?)".to_owned()
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+    };
+    let message = format!(
+        "the saved network of cluster '{}' {problem}; the cluster has no network until a \
+         checkpoint is restored into it",
+        row.name
+    );
+    log_startup_error(store, &row.owner_id, &row.uuid, &message).await;
+    // Said once: from now on it is a cluster without a network.
+    let marker = file.to_owned();
+    tokio::task::spawn_blocking(move || clusters::write_durably(&marker, clusters::NO_NETWORK))
+        .await?
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(None)
+}
+
 async fn log_startup_error(store: &Store, user_id: &str, subject: &str, message: &str) {
     let inputs = serde_json::json!({ "uuid": subject });
     crate::error_log::record(store, user_id, "server start-up", &inputs, message).await;

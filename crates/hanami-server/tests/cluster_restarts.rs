@@ -90,9 +90,12 @@ async fn clusters_come_back_with_their_networks_and_tasks() {
     let empty = client.create_cluster("empty", "").await.unwrap();
     let network = server.data_dir.join("clusters").join(&cluster.uuid);
     assert!(network.is_file(), "a new network is saved at once");
-    // A cluster without a network has an empty file: a missing one is a lost one.
+    // A cluster without a network has a marker file: a missing one is a lost one.
     let no_network = server.data_dir.join("clusters").join(&empty.uuid);
-    assert_eq!(std::fs::metadata(&no_network).unwrap().len(), 0);
+    assert_eq!(
+        std::fs::read(&no_network).unwrap(),
+        hanami_server::clusters::NO_NETWORK
+    );
 
     let done = train_to_the_end(&client, &cluster.uuid, "train", &train).await;
     let before_session = sha256(&network);
@@ -418,7 +421,8 @@ async fn error_log_text(server: &TestServer) -> String {
 }
 
 /// A saved network removed outside the server is reported once at the next start (it was
-/// taken for "no network yet" without a word); the cluster stays, without a network.
+/// taken for "no network yet" without a word), and so is one emptied outside the server
+/// (kept aside); the clusters stay, without a network.
 #[tokio::test]
 async fn a_lost_network_file_is_reported() {
     let mut server = TestServer::start();
@@ -428,10 +432,17 @@ async fn a_lost_network_file_is_reported() {
         .await
         .unwrap()
         .uuid;
+    let zeroed = client
+        .create_cluster("zeroed", SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
     let empty = client.create_cluster("empty", "").await.unwrap().uuid;
     assert!(server.stop());
     let file = server.data_dir.join("clusters").join(&lost);
     std::fs::remove_file(&file).unwrap();
+    let zeroed_file = server.data_dir.join("clusters").join(&zeroed);
+    std::fs::write(&zeroed_file, "").unwrap();
     let server = launch().data_dir(&server.data_dir).start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let log = error_log_text(&server).await;
@@ -441,16 +452,26 @@ async fn a_lost_network_file_is_reported() {
     );
     assert!(log.contains(&lost), "{log}");
     assert!(!log.contains(&empty), "{log}");
+    let aside = server
+        .data_dir
+        .join("unreferenced")
+        .join("clusters")
+        .join(format!("{zeroed}.damaged"));
+    assert!(
+        log.contains("the saved network of cluster 'zeroed' cannot be restored"),
+        "{log}"
+    );
+    assert!(log.contains(&aside.display().to_string()), "{log}");
+    assert_eq!(std::fs::metadata(&aside).unwrap().len(), 0);
     assert!(matches!(
         client.save_cluster(&lost, "nothing").await,
         Err(Error::BadRequest(_))
     ));
     // Said once.
     let server = server.restart();
-    assert_eq!(
-        error_log_text(&server).await.matches("is missing").count(),
-        1
-    );
+    let log = error_log_text(&server).await;
+    assert_eq!(log.matches("is missing").count(), 1, "{log}");
+    assert_eq!(log.matches("cannot be restored").count(), 1, "{log}");
     // A checkpoint restored into it brings a network back.
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let donor = client

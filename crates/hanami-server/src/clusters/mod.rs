@@ -100,7 +100,7 @@ pub struct ClusterHandle {
     /// The cluster's row (uuid, name, owner, project, creation time).
     pub row: ResourceRow,
     network: Mutex<Option<Cluster>>,
-    /// Where the network is saved (empty while there is none).
+    /// Where the network is saved ([`NO_NETWORK`] while there is none).
     network_file: PathBuf,
     /// Held while the network file is written or removed, so that a save that began before
     /// the cluster was deleted cannot recreate its file after the deletion removed it.
@@ -243,9 +243,9 @@ impl ClusterHandle {
             .extend(tasks.into_iter().map(Arc::new));
     }
 
-    /// Saves the network to the cluster's file durably; without a network the file is
-    /// empty (so that a missing file means a lost one). Takes the network lock. Does
-    /// nothing once the cluster is deleted.
+    /// Saves the network to the cluster's file durably; without a network the file holds
+    /// [`NO_NETWORK`] (so that a missing or empty file means a lost or damaged one). Takes
+    /// the network lock. Does nothing once the cluster is deleted.
     pub fn save_network(&self) -> std::io::Result<()> {
         let network = lock(&self.network);
         let _file = lock(&self.file);
@@ -254,7 +254,7 @@ impl ClusterHandle {
         }
         let saved = match network.as_ref() {
             Some(cluster) => write_durably(&self.network_file, &cluster.save()),
-            None => write_durably(&self.network_file, &[]),
+            None => write_durably(&self.network_file, NO_NETWORK),
         };
         // A failed save is tried again at shutdown.
         self.unsaved.store(saved.is_err(), Ordering::Relaxed);
@@ -636,6 +636,9 @@ impl CoreBudget {
         *lock(&self.spare) += cores;
     }
 }
+
+/// What the network file of a cluster without a network holds.
+pub const NO_NETWORK: &[u8] = b"hanami-rs: this cluster has no network\n";
 
 /// Reads a whole file that must be a regular one: a named pipe or device put in its place
 /// is refused at once instead of blocking the reading thread (a cluster's worker, and with
