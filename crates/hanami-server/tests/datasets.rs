@@ -649,6 +649,32 @@ async fn an_upload_session_is_told_when_the_server_shuts_down() {
     assert_eq!(told.error_message, "the server is shutting down");
 }
 
+/// A socket that has not sent its first message yet is closed at once when the server
+/// stops, with the reason (the shutdown waited for its 30 s first-message limit, at most
+/// the 5 s it waits for sessions).
+#[tokio::test]
+async fn a_silent_new_socket_does_not_hold_up_the_shutdown() {
+    let mut server = TestServer::start();
+    let mut socket = open_socket(&server, "/").await;
+    let started = std::time::Instant::now();
+    let stopped = tokio::task::spawn_blocking(move || server.stop());
+    let close = loop {
+        match socket.next().await {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    assert_eq!(close.unwrap().reason, "the server is shutting down");
+    drop(socket);
+    assert!(stopped.await.unwrap(), "the server did not stop cleanly");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 /// Uploads that are sending chunks when the server stops all learn why, not just those
 /// that were waiting for their next chunk (the others saw their connection reset: the
 /// server closed it with their chunks unread).

@@ -204,17 +204,23 @@ async fn list(app: App, caller: Caller, _: NoInput) -> ApiResult<ListTable> {
 /// task records are removed; result datasets and checkpoints stay.
 async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String, Value>> {
     let cluster = visible(&app, &caller, &query.uuid)?;
-    app.clusters.remove(&cluster.row.uuid);
-    app.store
-        .delete_resource(Kind::Cluster, &caller.scope(), &query.uuid)
-        .await?;
-    app.store.delete_cluster_tasks(&cluster.row.uuid).await?;
-    // Blocking: it waits for a save of the network that began before the deletion.
-    tokio::task::spawn_blocking(move || cluster.remove_network_file())
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
-        .context("cannot remove the cluster's saved network")?;
-    Ok(Map::new())
+    // In a task of its own: a client that goes away meanwhile (dropping this handler)
+    // cannot leave the row, the task records or the network file behind.
+    tokio::spawn(async move {
+        app.clusters.remove(&cluster.row.uuid);
+        app.store
+            .delete_resource(Kind::Cluster, &caller.scope(), &cluster.row.uuid)
+            .await?;
+        app.store.delete_cluster_tasks(&cluster.row.uuid).await?;
+        // Blocking: it waits for a save of the network that began before the deletion.
+        tokio::task::spawn_blocking(move || cluster.remove_network_file())
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?
+            .context("cannot remove the cluster's saved network")?;
+        Ok(Map::new())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?
 }
 
 /// Queues a checkpoint of the cluster; the task's uuid is the checkpoint's. On an idle

@@ -45,7 +45,14 @@ pub fn upgrade(app: App, ws: WebSocketUpgrade) -> Response {
 
 async fn session(app: App, mut socket: WebSocket) {
     let _counted = SessionGuard::new(&app);
-    let first = match tokio::time::timeout(INIT_TIMEOUT, socket.recv()).await {
+    let first = tokio::select! {
+        first = tokio::time::timeout(INIT_TIMEOUT, socket.recv()) => first,
+        () = app.stopping() => {
+            close_with(socket, close_code::AWAY, SHUTTING_DOWN).await;
+            return;
+        }
+    };
+    let first = match first {
         Ok(Some(Ok(message))) => message,
         _ => return,
     };
