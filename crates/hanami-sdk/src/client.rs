@@ -48,11 +48,12 @@ impl Default for ConnectOptions {
 /// the token of a call as expired, the client logs in again with the user and password it
 /// logged in with, switches back into the project it was in, and repeats the call once; so
 /// waiting for long tasks and long uploads outlive the token. A token refused for another
-/// reason (the user was removed from its project, say) is not renewed.
+/// reason (the user was removed from its project, say), or one whose project the client
+/// cannot tell (a server whose tokens are no JWTs), is not renewed.
 pub struct Client {
     pub(crate) http: reqwest::Client,
     address: String,
-    auth: Arc<Auth>,
+    auth: Auth,
     pub(crate) tls: Arc<rustls::ClientConfig>,
     /// See [`ConnectOptions::answer_timeout`].
     pub(crate) answer_timeout: Duration,
@@ -63,11 +64,11 @@ impl Clone for Client {
         Self {
             http: self.http.clone(),
             address: self.address.clone(),
-            auth: Arc::new(Auth {
+            auth: Auth {
                 token: Mutex::new(self.auth.token()),
                 project: Mutex::new(self.auth.project()),
                 login: self.auth.login.clone(),
-            }),
+            },
             tls: self.tls.clone(),
             answer_timeout: self.answer_timeout,
         }
@@ -77,8 +78,8 @@ impl Clone for Client {
 /// A client's token, and what it takes to get a new one.
 struct Auth {
     token: Mutex<String>,
-    /// The project of the token (known after the first login), chosen again after a new
-    /// login.
+    /// The project of the token (`None` where the token does not tell), chosen again after
+    /// a new login.
     project: Mutex<Option<String>>,
     /// User and password of the login.
     login: TokenRequest,
@@ -93,8 +94,9 @@ impl Auth {
         self.project.lock().expect("project lock").clone()
     }
 
-    fn set_token(&self, token: String) {
+    fn set(&self, token: String, project: Option<String>) {
         *self.token.lock().expect("token lock") = token;
+        *self.project.lock().expect("project lock") = project;
     }
 }
 
@@ -158,43 +160,54 @@ impl Client {
         let client = Self {
             http: http.build()?,
             address: address.trim_end_matches('/').to_owned(),
-            auth: Arc::new(Auth {
+            auth: Auth {
                 token: Mutex::new(String::new()),
                 project: Mutex::new(None),
                 login,
-            }),
+            },
             tls,
             answer_timeout: options.answer_timeout,
         };
-        client.log_in("").await?;
+        client.log_in("", None).await?;
         Ok(client)
     }
 
-    /// Logs in with the client's user and password, unless the token is no longer `stale`
-    /// (another call renewed it meanwhile). The first login notes the project the server
-    /// chose (from the token); later ones switch back into the client's project, so that a
-    /// changed list of assignments cannot move the client into another project unnoticed.
-    pub(crate) async fn log_in(&self, stale: &str) -> Result<()> {
+    /// Logs in with the client's user and password, into `project` (the server's choice
+    /// for `None`), and uses the new token; the answer of the last step. Does nothing but
+    /// answer `None` when the token is no longer `stale` (another call renewed it
+    /// meanwhile).
+    async fn log_in(&self, stale: &str, project: Option<&str>) -> Result<Option<TokenResponse>> {
         if self.auth.token() != stale {
-            return Ok(());
+            return Ok(None);
         }
         let login = json(&self.auth.login)?;
-        let answer: TokenResponse = self
+        let mut answer: TokenResponse = self
             .send(Method::POST, "token", &[], Some(login), "")
             .await?;
-        let mut token = answer.token;
-        match self.auth.project() {
-            Some(project_id) => {
-                let renew = json(&RenewTokenRequest { project_id })?;
-                let renewed: TokenResponse = self
-                    .send(Method::PUT, "token", &[], Some(renew), &token)
-                    .await?;
-                token = renewed.token;
-            }
-            None => *self.auth.project.lock().expect("project lock") = project_of(&token),
+        if let Some(project_id) = project {
+            let renew = json(&RenewTokenRequest {
+                project_id: project_id.to_owned(),
+            })?;
+            answer = self
+                .send(Method::PUT, "token", &[], Some(renew), &answer.token)
+                .await?;
         }
-        self.auth.set_token(token);
-        Ok(())
+        let project = project
+            .map(str::to_owned)
+            .or_else(|| project_of(&answer.token));
+        self.auth.set(answer.token.clone(), project);
+        Ok(Some(answer))
+    }
+
+    /// Logs in again after the server refused `stale` as expired, back into the token's
+    /// project (so that a changed list of assignments cannot move the client into another
+    /// project unnoticed). `false` where the project is unknown: then nothing is renewed.
+    pub(crate) async fn renew(&self, stale: &str) -> Result<bool> {
+        let Some(project) = self.auth.project() else {
+            return Ok(false);
+        };
+        self.log_in(stale, Some(&project)).await?;
+        Ok(true)
     }
 
     /// The server address this client talks to.
@@ -213,21 +226,28 @@ impl Client {
     }
 
     /// Renews the token, bound to `project_id` (`PUT token`); this client uses the new token,
-    /// and returns to that project when it logs in again.
+    /// and returns to that project when it logs in again. With an expired token it logs in
+    /// straight into `project_id`.
     pub async fn switch_project(&mut self, project_id: &str) -> Result<TokenResponse> {
-        let answer: TokenResponse = self
-            .call(
-                Method::PUT,
-                "token",
-                &[],
-                Some(&RenewTokenRequest {
-                    project_id: project_id.to_owned(),
-                }),
-            )
-            .await?;
-        self.auth.set_token(answer.token.clone());
-        *self.auth.project.lock().expect("project lock") = Some(project_id.to_owned());
-        Ok(answer)
+        let token = self.auth.token();
+        let body = json(&RenewTokenRequest {
+            project_id: project_id.to_owned(),
+        })?;
+        match self
+            .send::<TokenResponse>(Method::PUT, "token", &[], Some(body), &token)
+            .await
+        {
+            Ok(answer) => {
+                self.auth
+                    .set(answer.token.clone(), Some(project_id.to_owned()));
+                Ok(answer)
+            }
+            Err(Error::Unauthorized(m)) if token_expired(&m) => {
+                let answer = self.log_in(&token, Some(project_id)).await?;
+                answer.ok_or_else(|| Error::Unauthorized(m))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Calls `/v1.0alpha/<endpoint>` and parses the JSON answer; a refused token is renewed
@@ -246,7 +266,9 @@ impl Client {
             .await
         {
             Err(Error::Unauthorized(m)) if token_expired(&m) => {
-                self.log_in(&token).await?;
+                if !self.renew(&token).await? {
+                    return Err(Error::Unauthorized(m));
+                }
                 let token = self.auth.token();
                 self.send(method, endpoint, query, body, &token).await
             }

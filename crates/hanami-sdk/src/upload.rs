@@ -32,8 +32,7 @@ impl Client {
         let token = self.token();
         match self.try_session(target, uuid, &token).await? {
             Ok(socket) => Ok(socket),
-            Err(reason) if session_token_expired(&reason) => {
-                self.log_in(&token).await?;
+            Err(reason) if session_token_expired(&reason) && self.renew(&token).await? => {
                 match self.try_session(target, uuid, &self.token()).await? {
                     Ok(socket) => Ok(socket),
                     Err(reason) => Err(session_refused(reason)),

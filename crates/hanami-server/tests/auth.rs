@@ -299,6 +299,11 @@ async fn sdk_clients_log_in_again_when_their_token_expires() {
         let refused = client.auth_info().await;
         assert!(in_proj_a(&refused), "{refused:?}");
     }
+    // A switch with an expired token goes straight into the new project (not back into
+    // proj_a first, which the user left).
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    client.switch_project("proj_b").await.unwrap();
+    assert_eq!(client.auth_info().await.unwrap().project_id, "proj_b");
     assert_eq!(
         common::sdk(&server, "memb", "password1")
             .await

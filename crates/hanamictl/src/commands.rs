@@ -137,7 +137,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let options = options?;
             let local = Local::check(&command)?;
             let client = credentials.login(&options).await?;
-            let session = Session { client, options };
+            let session = Session {
+                client,
+                options,
+                project: credentials.project,
+            };
             execute(&session, command, local, json).await?
         }
     };
@@ -352,10 +356,12 @@ fn as_refs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
         .collect()
 }
 
-/// A logged-in client and the options it connected with (for error hints).
+/// A logged-in client, the options it connected with (for error hints) and the project
+/// of `HANAMI_PROJECT`.
 struct Session {
     client: Client,
     options: ConnectOptions,
+    project: Option<String>,
 }
 
 async fn execute(
@@ -424,7 +430,7 @@ async fn execute(
                     let mut switched = client.clone();
                     switched.switch_project(&project).await.map_err(sdk)?;
                     // The switch holds for this command's token only.
-                    if std::env::var("HANAMI_PROJECT").ok().as_deref() != Some(project.as_str()) {
+                    if session.project.as_deref() != Some(project.as_str()) {
                         eprintln!(
                             "note: hanamictl logs in anew for every command; to work in \
                              project '{project}', set HANAMI_PROJECT={project}"

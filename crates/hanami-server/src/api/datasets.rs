@@ -267,7 +267,7 @@ pub(super) async fn open(app: &App, row: &ResourceRow) -> ApiResult<DatasetReade
     {
         Ok(reader) => Ok(reader),
         Err(e) if e.is_missing_file() || e.is_damaged_file() || e.is_unreadable_file() => {
-            tracing::error!("dataset '{uuid}' cannot be used: {}: {e}", path.display());
+            tracing::warn!("dataset '{uuid}' cannot be used: {}: {e}", path.display());
             let what = if e.is_missing_file() {
                 "is missing from the server's data directory".to_owned()
             } else if e.is_unreadable_file() {

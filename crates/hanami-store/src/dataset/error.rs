@@ -201,19 +201,31 @@ impl DatasetFileError {
     /// overwritten, or changed from outside): the dataset cannot be read until it is written
     /// anew. The message of such an error names no path.
     pub fn is_damaged_file(&self) -> bool {
-        matches!(
-            self,
+        // Every variant named, so that a new one must be sorted in here.
+        match self {
             DatasetFileError::NotAFile
-                | DatasetFileError::TooShort { .. }
-                | DatasetFileError::BadMagic
-                | DatasetFileError::UnsupportedVersion { .. }
-                | DatasetFileError::UnknownDataType { .. }
-                | DatasetFileError::TypeSizeMismatch { .. }
-                | DatasetFileError::BadNameEntry { .. }
-                | DatasetFileError::ZeroColumns
-                | DatasetFileError::SizeMismatch { .. }
-                | DatasetFileError::BadDescription { .. }
-        )
+            | DatasetFileError::TooShort { .. }
+            | DatasetFileError::BadMagic
+            | DatasetFileError::UnsupportedVersion { .. }
+            | DatasetFileError::UnknownDataType { .. }
+            | DatasetFileError::TypeSizeMismatch { .. }
+            | DatasetFileError::BadNameEntry { .. }
+            | DatasetFileError::ZeroColumns
+            | DatasetFileError::SizeMismatch { .. }
+            | DatasetFileError::BadDescription { .. } => true,
+            DatasetFileError::Io { .. }
+            | DatasetFileError::AlreadyExists { .. }
+            | DatasetFileError::InvalidName { .. }
+            | DatasetFileError::NoColumns
+            | DatasetFileError::InvalidDescriptionRange { .. }
+            | DatasetFileError::RowWidth { .. }
+            | DatasetFileError::TypeMismatch
+            | DatasetFileError::WriterFailed
+            | DatasetFileError::TooLarge { .. }
+            | DatasetFileError::RowsOutOfRange { .. }
+            | DatasetFileError::ColumnsOutOfRange { .. }
+            | DatasetFileError::BufferSize { .. } => false,
+        }
     }
 
     /// Whether opening failed because the file does not exist.
