@@ -69,6 +69,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| with_database_hint(e, &database))?;
     let address = listener.local_addr()?;
+    // Before the address is printed: a client that stops the server as soon as it reads the
+    // address must not find the signals' default action (the process killed) still in place.
+    let signals = ShutdownSignals::install();
     let scheme = if tls_config.is_some() {
         "https"
     } else {
@@ -83,7 +86,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!("listening on {scheme}://{address}");
 
     let handle = axum_server::Handle::new();
-    tokio::spawn(shutdown_on_signal(handle.clone(), app.clone()));
+    tokio::spawn(shutdown_on_signal(signals, handle.clone(), app.clone()));
     tokio::spawn(expire_uploads(app.uploads.clone()));
     if let Some(days) = app.config.log_retention_days {
         tokio::spawn(remove_old_log_entries(app.store.clone(), days));
@@ -549,27 +552,45 @@ async fn ensure_admin(store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_on_signal(handle: axum_server::Handle, app: App) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let ctrl_c = tokio::signal::ctrl_c();
-    let received = |kind: SignalKind, name: &'static str| async move {
-        match signal(kind) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!("cannot listen for {name}: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    // SIGHUP too: a closing terminal or ssh session sends it, and it killed the server on
-    // the spot, losing the running task's training.
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = received(SignalKind::terminate(), "SIGTERM") => {}
-        _ = received(SignalKind::hangup(), "SIGHUP") => {}
+/// The signals that stop the server gracefully: SIGINT, SIGTERM, and SIGHUP too (a closing
+/// terminal or ssh session sends it, and it killed the server on the spot, losing the
+/// running task's training).
+struct ShutdownSignals(Vec<tokio::signal::unix::Signal>);
+
+impl ShutdownSignals {
+    /// Replaces the signals' default action (a signal that arrives from now on is kept
+    /// for [`ShutdownSignals::received`]).
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let kinds = [
+            (SignalKind::interrupt(), "SIGINT"),
+            (SignalKind::terminate(), "SIGTERM"),
+            (SignalKind::hangup(), "SIGHUP"),
+        ];
+        Self(
+            kinds
+                .into_iter()
+                .filter_map(|(kind, name)| {
+                    signal(kind)
+                        .inspect_err(|e| tracing::warn!("cannot listen for {name}: {e}"))
+                        .ok()
+                })
+                .collect(),
+        )
     }
+
+    /// Resolves when one of the signals arrives.
+    async fn received(mut self) {
+        if self.0.is_empty() {
+            std::future::pending::<()>().await;
+        }
+        let waits = self.0.iter_mut().map(|signal| Box::pin(signal.recv()));
+        futures_util::future::select_all(waits).await;
+    }
+}
+
+async fn shutdown_on_signal(signals: ShutdownSignals, handle: axum_server::Handle, app: App) {
+    signals.received().await;
     tracing::info!("shutting down");
     app.stopping.send_replace(true);
     handle.graceful_shutdown(Some(Duration::from_secs(10)));

@@ -497,6 +497,17 @@ async fn a_lost_network_file_is_reported() {
     assert!(std::fs::metadata(&file).unwrap().len() > 0);
 }
 
+/// A server stopped as soon as it printed its address stops cleanly: the signals are
+/// taken over before the address is printed (a SIGTERM that came first killed it, now and
+/// then, with its default action).
+#[tokio::test]
+async fn a_server_stopped_at_once_stops_cleanly() {
+    for _ in 0..10 {
+        let mut server = TestServer::start();
+        assert!(server.stop(), "the server did not stop cleanly");
+    }
+}
+
 /// A database that SQLite cannot use stops the start with its path, what to do, and
 /// SQLite's words once (they came three times, without the path).
 #[tokio::test]
