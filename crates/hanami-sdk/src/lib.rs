@@ -12,7 +12,8 @@
 //!
 //! Every method maps the server's status codes onto [`Error`]: 400 [`Error::BadRequest`],
 //! 401 [`Error::Unauthorized`], 404 [`Error::NotFound`], 409 [`Error::Conflict`] and 500
-//! [`Error::Internal`], each with the server's message.
+//! [`Error::Internal`], each with the server's message. A token that expires is renewed by
+//! the client itself (see [`Client`]), so a long wait or upload outlives it.
 
 mod client;
 mod clusters;
