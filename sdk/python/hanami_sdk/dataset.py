@@ -54,8 +54,12 @@ def delete_dataset(token: str, address: str, dataset_uuid: Optional[str] = None,
     """Deletes a dataset; returns ``{}``. ``NotFoundException`` if it does not exist.
 
     (The original SDK named the third parameter ``checkpoint_uuid``; that keyword is still
-    accepted.)
+    accepted. Both with different values raise ``TypeError``.)
     """
+    if (dataset_uuid is not None and checkpoint_uuid is not None
+            and dataset_uuid != checkpoint_uuid):
+        raise TypeError("delete_dataset() got different values for 'dataset_uuid' and "
+                        "'checkpoint_uuid'")
     uuid = dataset_uuid if dataset_uuid is not None else checkpoint_uuid
     if uuid is None:
         raise TypeError("delete_dataset() missing the dataset uuid")

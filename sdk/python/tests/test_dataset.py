@@ -60,7 +60,11 @@ def test_mnist_upload_get_list_delete(address: str, token: str, files: Path) -> 
 def test_delete_dataset_old_keyword(address: str, token: str, files: Path) -> None:
     images, labels = pattern_mnist(files, "ds_kw", 10)
     uuid = dataset.upload_mnist_files(token, address, unique("kw_dataset"), images, labels)
-    assert dataset.delete_dataset(token, address, checkpoint_uuid=uuid) == "{}"
+    with pytest.raises(TypeError, match="different values"):
+        dataset.delete_dataset(token, address, MISSING, checkpoint_uuid=uuid)
+    assert dataset.delete_dataset(token, address, uuid, checkpoint_uuid=uuid) == "{}"
+    with pytest.raises(hx.NotFoundException):
+        dataset.delete_dataset(token, address, checkpoint_uuid=uuid)
     with pytest.raises(TypeError):
         dataset.delete_dataset(token, address)
 
