@@ -183,6 +183,7 @@ async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Resu
         routes,
         stopping: tokio::sync::watch::Sender::new(false),
         sessions: tokio::sync::watch::Sender::new(0),
+        owner_changes: tokio::sync::Mutex::new(()),
     }))
 }
 

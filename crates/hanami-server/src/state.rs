@@ -50,6 +50,10 @@ pub struct AppState {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// Open websocket sessions (see [`SessionGuard`]).
     pub sessions: tokio::sync::watch::Sender<usize>,
+    /// Held while a user or a project is deleted and while an upload is registered, so that
+    /// no upload can be registered for an owner that is being deleted (the deletion checks
+    /// for unfinished uploads first).
+    pub owner_changes: tokio::sync::Mutex<()>,
 }
 
 impl AppState {

@@ -156,6 +156,11 @@ pub struct UploadTarget {
 }
 
 impl UploadTarget {
+    /// The uuid of the dataset the upload becomes.
+    pub fn dataset_uuid(&self) -> &str {
+        &self.dataset_uuid
+    }
+
     /// Resolves once the upload is gone (cancelled, expired or finished): a session that
     /// waits for chunks then lets go of the file, whose disk space is freed.
     pub async fn gone(&mut self) {
@@ -446,11 +451,18 @@ impl Uploads {
         who: &str,
         which: impl Fn(&UploadMeta) -> bool,
     ) -> Option<String> {
-        let count = self.lock().values().filter(|u| which(&u.meta)).count();
-        (count > 0).then(|| {
+        let uuids: Vec<String> = self
+            .lock()
+            .values()
+            .filter(|u| which(&u.meta))
+            .map(|u| u.meta.dataset_uuid.clone())
+            .collect();
+        (!uuids.is_empty()).then(|| {
             format!(
-                "{who} still has {count} unfinished upload(s); delete them by their dataset \
-                 uuid, or wait: {}.",
+                "{who} still has {} unfinished upload(s) (dataset uuids: {}); delete them by \
+                 their dataset uuid, or wait: {}.",
+                uuids.len(),
+                uuids.join(", "),
                 self.how_uploads_end()
             )
         })

@@ -630,6 +630,51 @@ async fn an_upload_session_ends_when_its_user_loses_access() {
         "access withdrawn: Token invalid: user 'memb' is no longer assigned to project 'proj_a'"
     );
     assert_closed(&mut socket).await;
+    // Nobody can finish the upload now: it is gone, files and all, and keeps neither the
+    // user nor the project from being deleted (for upload_timeout, without its uuid).
+    let files: Vec<_> = std::fs::read_dir(server.data_dir.join("uploads"))
+        .unwrap()
+        .collect();
+    assert!(files.is_empty(), "{files:?}");
+    admin_http.delete("user?id=memb").await.expect(200);
+    admin_http.delete("project?id=proj_a").await.expect(200);
+}
+
+/// An upload that starts while its user or project is being deleted: either the deletion
+/// waits for it and refuses (it has an unfinished upload), or the upload start is refused;
+/// never both succeed (an orphaned upload that a user created later under the same id
+/// could take over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn uploads_do_not_outlive_a_racing_deletion_of_their_owner() {
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    for trial in 0..12 {
+        let project = format!("race_project_{trial}");
+        let user = format!("race_user_{trial}");
+        let memb = member(&server, &admin, &user, &project, false).await;
+        let body = json!({"name": "racing", "input_data_size": 16, "label_data_size": 9});
+        let starts = (0..4).map(|i| {
+            let (memb, body) = (&memb, &body);
+            async move {
+                tokio::time::sleep(Duration::from_millis(i * 2)).await;
+                memb.post("dataset/upload/mnist", body).await.status
+            }
+        });
+        let target = if trial % 2 == 0 {
+            format!("user?id={user}")
+        } else {
+            format!("project?id={project}")
+        };
+        let (started, deleted) = tokio::join!(futures_util::future::join_all(starts), async {
+            admin.delete(&target).await.status
+        });
+        let uploads = started.iter().filter(|&&status| status == 200).count();
+        match deleted {
+            200 => assert_eq!(uploads, 0, "trial {trial}: {started:?}"),
+            409 => assert!(uploads > 0, "trial {trial}: {started:?}"),
+            other => panic!("trial {trial}: delete answered {other}"),
+        }
+    }
 }
 
 #[tokio::test]

@@ -91,6 +91,20 @@ async fn start_upload(
         project_id: caller.project_id.clone(),
         created_at: hanami_store::now_timestamp(),
     };
+    let _owners = app.owner_changes.lock().await;
+    // The caller was checked when the request came in; its user may have been deleted, or
+    // taken out of the project, since.
+    let user = app.store.user_record(&caller.id).await?.map(|r| r.user);
+    if user
+        .and_then(|user| super::token::current_context(&user, &caller.project_id))
+        .is_none()
+    {
+        return Err(ApiError::Conflict(format!(
+            "Cannot start the upload: user '{}' no longer exists or is no longer assigned to \
+             project '{}'",
+            caller.id, caller.project_id
+        )));
+    }
     let uploads = app.uploads.clone();
     let started = tokio::task::spawn_blocking(move || uploads.start(meta, &files))
         .await

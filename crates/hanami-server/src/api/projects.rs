@@ -82,6 +82,8 @@ async fn list(app: App, caller: Caller, _: NoInput) -> ApiResult<ListTable> {
 async fn delete(app: App, caller: Caller, query: ProjectId) -> ApiResult<Map<String, Value>> {
     require_admin(&caller, MANAGE)?;
     let who = format!("Project with id '{}'", query.id);
+    // No upload can be registered in the project between this check and the deletion.
+    let _owners = app.owner_changes.lock().await;
     if let Some(refusal) = app
         .uploads
         .still_uploading(&who, |upload| upload.project_id == query.id)

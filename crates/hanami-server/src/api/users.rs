@@ -129,6 +129,8 @@ async fn delete(app: App, caller: Caller, query: UserId) -> ApiResult<Map<String
         )));
     }
     let who = format!("User with id '{}'", query.id);
+    // No upload can be registered for the user between this check and the deletion.
+    let _owners = app.owner_changes.lock().await;
     if let Some(refusal) = app
         .uploads
         .still_uploading(&who, |upload| upload.owner_id == query.id)

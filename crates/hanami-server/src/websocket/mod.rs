@@ -301,6 +301,11 @@ async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget, acce
             }
         };
         if let Err(why) = access.recheck(app).await {
+            // Nobody can finish it now: its files go at once, and it no longer keeps its
+            // user and project from being deleted.
+            let (uploads, dataset) = (app.uploads.clone(), target.dataset_uuid().to_owned());
+            let _ =
+                tokio::task::spawn_blocking(move || uploads.cancel(&Scope::All, &dataset)).await;
             refuse(socket, &why).await;
             return;
         }
