@@ -103,7 +103,7 @@ impl Client {
                 },
             )
             .await?;
-        self.dataset(&done.uuid).await
+        self.created(&done.uuid).await
     }
 
     /// Uploads a CSV file (header line, then numeric rows) as a new dataset.
@@ -157,7 +157,17 @@ impl Client {
                 },
             )
             .await?;
-        self.dataset(&done.uuid).await
+        self.created(&done.uuid).await
+    }
+
+    /// The dataset an upload just made; [`Error::CreatedUnread`] if it cannot be read.
+    async fn created(&self, uuid: &str) -> Result<Dataset> {
+        self.dataset(uuid)
+            .await
+            .map_err(|source| Error::CreatedUnread {
+                uuid: uuid.to_owned(),
+                source: Box::new(source),
+            })
     }
 
     /// Runs the steps of a registered upload before its finalisation (sending the files,

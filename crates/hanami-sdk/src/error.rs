@@ -46,6 +46,15 @@ pub enum Error {
         /// The error.
         source: std::io::Error,
     },
+    /// An upload made its dataset, but reading the new dataset back failed (the server
+    /// stopped right after the finalisation, say): the dataset exists under `uuid`.
+    #[error("dataset '{uuid}' was created, but reading it back failed: {source}")]
+    CreatedUnread {
+        /// The new dataset.
+        uuid: String,
+        /// Why it could not be read.
+        source: Box<Error>,
+    },
     /// The caller cancelled the call (an upload's `cancel` future completed first).
     #[error("cancelled")]
     Cancelled,

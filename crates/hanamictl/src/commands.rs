@@ -484,6 +484,8 @@ async fn execute(
                         "upload of '{name}' interrupted; the server was asked to discard what \
                          had arrived"
                     )),
+                    // Not a failed upload: a retry would make a second dataset.
+                    e @ hanami_sdk::Error::CreatedUnread { .. } => CliError::msg(e.to_string()),
                     e => CliError::sdk(e, &address, &session.options)
                         .context(&format!("upload of '{name}' failed")),
                 })?;
