@@ -1353,3 +1353,28 @@ async fn damaged_or_missing_dataset_files_are_named() {
     let mut server = server;
     assert!(server.stop(), "the server did not stop cleanly");
 }
+
+/// An upload whose dataset was made but cannot be read back (here: a policy without
+/// `GET dataset`) says that the dataset exists, with its uuid, instead of reporting a
+/// failed upload (a retry would make a second dataset).
+#[tokio::test]
+async fn an_upload_whose_dataset_cannot_be_read_back_names_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let policy = write(
+        tmp.path(),
+        "policy",
+        "v1.0alpha/dataset/upload/mnist\n- POST: admin\n- PUT: admin\n\
+         v1.0alpha/dataset/progress\n- GET: admin\n",
+    );
+    let server = launch()
+        .args(&["--policy-file", policy.to_str().unwrap()])
+        .start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let (images, labels) = mnist_files(tmp.path(), 20);
+    let unread = client.upload_mnist("made_data", &images, &labels).await;
+    let Err(Error::CreatedUnread { uuid, source }) = unread else {
+        panic!("{unread:?}");
+    };
+    assert!(matches!(*source, Error::Unauthorized(_)), "{source:?}");
+    assert!(server.data_dir.join("datasets").join(&uuid).is_file());
+}
