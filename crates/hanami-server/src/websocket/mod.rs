@@ -211,9 +211,17 @@ async fn start(app: &App, message: Message) -> Result<(Target, Access), String> 
     // Stored in lowercase, like every uuid the server makes.
     init.uuid.make_ascii_lowercase();
     let verified = api::verify_signature(app, &init.token).map_err(refusal_text)?;
-    let caller = api::current_caller(app, &verified)
-        .await
-        .map_err(refusal_text)?;
+    let caller = match api::current_caller(app, &verified).await {
+        Ok(caller) => caller,
+        Err(refused) => {
+            if init.target == TARGET_FILE_UPLOAD
+                && matches!(refused, TokenRefused::NotAssigned { .. })
+            {
+                cancel_orphaned_upload(app, &verified.caller, &init.uuid).await;
+            }
+            return Err(refusal_text(refused));
+        }
+    };
     let target = match init.target.as_str() {
         TARGET_FILE_UPLOAD => app
             .uploads
@@ -260,6 +268,22 @@ async fn start(app: &App, message: Message) -> Result<(Target, Access), String> 
     Ok((target, access))
 }
 
+/// Cancels the upload of `file_uuid` that `owner` registered but can no longer send (the
+/// user left its project): nobody can finish it, and it would keep the user and the
+/// project from being deleted until `upload_timeout`.
+async fn cancel_orphaned_upload(app: &App, owner: &hanami_auth::Caller, file_uuid: &str) {
+    let Some(target) = app.uploads.target(&owner.id, &owner.project_id, file_uuid) else {
+        return;
+    };
+    cancel_upload(app, target.dataset_uuid().to_owned()).await;
+}
+
+/// Cancels an unfinished upload: its files go at once.
+async fn cancel_upload(app: &App, dataset_uuid: String) {
+    let uploads = app.uploads.clone();
+    let _ = tokio::task::spawn_blocking(move || uploads.cancel(&Scope::All, &dataset_uuid)).await;
+}
+
 /// Stores chunks until the client closes the socket or sends something invalid, the upload
 /// is gone (cancelled, expired, finished), no chunk comes for `upload_timeout`, or the user
 /// may no longer upload it.
@@ -303,9 +327,7 @@ async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget, acce
         if let Err(why) = access.recheck(app).await {
             // Nobody can finish it now: its files go at once, and it no longer keeps its
             // user and project from being deleted.
-            let (uploads, dataset) = (app.uploads.clone(), target.dataset_uuid().to_owned());
-            let _ =
-                tokio::task::spawn_blocking(move || uploads.cancel(&Scope::All, &dataset)).await;
+            cancel_upload(app, target.dataset_uuid().to_owned()).await;
             refuse(socket, &why).await;
             return;
         }
