@@ -224,18 +224,7 @@ async fn sdk_clients_log_in_again_when_their_token_expires() {
     let server = launch().args(&["--token-expiry", "1"]).start();
     let admin = server.admin().await;
     member(&server, &admin, "memb", "proj_a", false).await;
-    admin
-        .post("project", &json!({"id": "proj_b", "name": "Project B"}))
-        .await
-        .expect(200);
-    admin
-        .post(
-            "user/project",
-            &json!({"id": "memb", "project_id": "proj_b", "role": "member",
-                    "is_project_admin": false}),
-        )
-        .await
-        .expect(200);
+    common::also_member(&admin, "memb", "proj_b").await;
     let mut client = common::sdk(&server, "memb", "password1").await;
     assert_eq!(client.auth_info().await.unwrap().project_id, "proj_a");
     client.switch_project("proj_b").await.unwrap();

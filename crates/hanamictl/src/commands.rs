@@ -83,15 +83,10 @@ const RESTORE: &[&str] = &["uuid"];
 const CHECK: &[&str] = &["accuracy"];
 /// Columns of the host list.
 const HOST: &[&str] = &["uuid", "type"];
-const AUDIT_LOG: &[&str] = &["created_at", "user_id", "endpoint", "request_type"];
-const ERROR_LOG: &[&str] = &[
-    "created_at",
-    "user_id",
-    "component",
-    "context",
-    "input_values",
-    "message",
-];
+/// Columns of the audit log.
+const AUDIT_LOG: &[&str] = hanami_sdk::types::list::AUDIT_LOG_COLUMNS;
+/// Columns of the error log.
+const ERROR_LOG: &[&str] = hanami_sdk::types::list::ERROR_LOG_COLUMNS;
 
 /// What a command prints on success.
 enum Shown {

@@ -1296,48 +1296,9 @@ fn logs_show_who_changed_what_and_what_failed() {
     assert!(later.is_empty(), "{later:?}");
 
     // A task that fails: its dataset is cut short while an earlier task runs.
-    let (images, labels) = pattern_mnist(server.dir.path(), "long", 5000);
-    let long = server
-        .ctl(&[
-            "dataset",
-            "create",
-            "mnist",
-            "-j",
-            "-i",
-            &images,
-            "-l",
-            &labels,
-            "long_data",
-        ])
-        .ok()
-        .json()["uuid"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (images, labels) = pattern_mnist(server.dir.path(), "cut", 2000);
-    let cut = server
-        .ctl(&[
-            "dataset", "create", "mnist", "-j", "-i", &images, "-l", &labels, "cut_data",
-        ])
-        .ok()
-        .json()["uuid"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let cluster = server
-        .ctl(&[
-            "cluster",
-            "create",
-            "-j",
-            "-t",
-            &server.template(),
-            "logged",
-        ])
-        .ok()
-        .json()["uuid"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let long = server.mnist_dataset("long_data", 5000);
+    let cut = server.mnist_dataset("cut_data", 2000);
+    let cluster = server.seed_cluster("logged");
     let train = |data: &str, name: &str| {
         server
             .ctl(&[
@@ -1354,10 +1315,7 @@ fn logs_show_who_changed_what_and_what_failed() {
                 name,
             ])
             .ok()
-            .json()["uuid"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+            .uuid()
     };
     train(&long, "first");
     let failing = train(&cut, "second");

@@ -199,6 +199,25 @@ impl Client {
     }
 }
 
+/// Creates a project and assigns an existing user to it as a plain member.
+pub async fn also_member(admin: &Client, user: &str, project: &str) {
+    admin
+        .post(
+            "project",
+            &serde_json::json!({"id": project, "name": "Another Project"}),
+        )
+        .await
+        .expect(200);
+    admin
+        .post(
+            "user/project",
+            &serde_json::json!({"id": user, "project_id": project, "role": "member",
+                                "is_project_admin": false}),
+        )
+        .await
+        .expect(200);
+}
+
 /// Creates a project and a user assigned to it, and logs the user in.
 pub async fn member(
     server: &TestServer,

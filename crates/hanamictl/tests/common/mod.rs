@@ -155,6 +155,24 @@ impl Server {
         path_str(&self.write("cluster_template", SEED_TEMPLATE))
     }
 
+    /// Uploads a learnable MNIST-like dataset of `count` rows (files named after `name`)
+    /// through `dataset create mnist`; returns its uuid.
+    pub fn mnist_dataset(&self, name: &str, count: u32) -> String {
+        let (images, labels) = pattern_mnist(self.dir.path(), name, count);
+        self.ctl(&[
+            "dataset", "create", "mnist", "-j", "-i", &images, "-l", &labels, name,
+        ])
+        .ok()
+        .uuid()
+    }
+
+    /// Creates a cluster of the seed template through `cluster create`; returns its uuid.
+    pub fn seed_cluster(&self, name: &str) -> String {
+        self.ctl(&["cluster", "create", "-j", "-t", &self.template(), name])
+            .ok()
+            .uuid()
+    }
+
     /// Polls `task get -j` until the task is `finished`; panics on `aborted` or timeout.
     pub fn wait_finished(&self, cluster: &str, task: &str, limit: Duration) -> Value {
         let deadline = Instant::now() + limit;
@@ -266,6 +284,16 @@ impl Run {
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+
+    /// The `uuid` of the object printed as JSON (`-j`).
+    #[track_caller]
+    pub fn uuid(&self) -> String {
+        let json = self.json();
+        json["uuid"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no uuid: {json}"))
+            .to_owned()
     }
 
     /// Standard output as a key/value table; checks its borders.
