@@ -103,6 +103,17 @@ impl DataDir {
         self.root.join("unreferenced")
     }
 
+    /// Moves `file` (in one of the resource folders) into that folder's part of
+    /// [`DataDir::unreferenced`] under `name`, and returns where it went. Blocking.
+    pub fn set_aside(&self, file: &Path, name: &std::ffi::OsStr) -> std::io::Result<PathBuf> {
+        let folder = file.parent().and_then(Path::file_name).unwrap_or_default();
+        let aside = self.unreferenced().join(folder);
+        std::fs::create_dir_all(&aside)?;
+        let target = aside.join(name);
+        std::fs::rename(file, &target)?;
+        Ok(target)
+    }
+
     /// How many resource files (datasets, checkpoints, networks) the folders hold; 0 where
     /// they do not exist yet.
     pub fn resource_file_count(&self) -> usize {

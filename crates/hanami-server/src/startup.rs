@@ -268,7 +268,6 @@ async fn load_clusters(
     Ok(clusters)
 }
 
-/// Writes a problem found at start-up to the server log and the error log.
 /// The network a cluster saved, or `None` for a cluster without one. A missing or
 /// damaged file is reported in the error log once: a damaged file is kept in
 /// `unreferenced/clusters/`, and either is replaced by the no-network marker.
@@ -289,12 +288,9 @@ async fn saved_network(
                 return Ok(Some(network));
             }
             Err(e) => {
+                let name = format!("{}.damaged", row.file_name);
                 let aside = paths
-                    .unreferenced()
-                    .join("clusters")
-                    .join(format!("{}.damaged", row.file_name));
-                std::fs::create_dir_all(paths.unreferenced().join("clusters"))
-                    .and_then(|()| std::fs::rename(file, &aside))
+                    .set_aside(file, name.as_ref())
                     .with_context(|| format!("cannot move {} aside", file.display()))?;
                 format!(
                     "cannot be restored ({e}); the file is kept as {}",
@@ -321,13 +317,16 @@ async fn saved_network(
     Ok(None)
 }
 
+/// Writes a problem found at start-up to the server log and the error log.
 async fn log_startup_error(store: &Store, user_id: &str, subject: &str, message: &str) {
     let inputs = serde_json::json!({ "uuid": subject });
     crate::error_log::record(store, user_id, "server start-up", &inputs, message).await;
 }
 
-/// Removes files that no database row references (left by a crash between writing a file
-/// and registering it, or between deleting a row and its file).
+/// Moves files that no database row references (left by a crash between writing a file
+/// and registering it, or between deleting a row and its file, or made after the backup
+/// the database came from) to `unreferenced/`, and removes the writers' half-written
+/// temporary files.
 async fn set_aside_unreferenced_files(
     store: &Store,
     kind: Kind,
@@ -337,25 +336,21 @@ async fn set_aside_unreferenced_files(
     let referenced: HashSet<String> = store.resource_file_names(kind).await?.into_iter().collect();
     let dir = dir.to_owned();
     let dir_name = dir.clone();
-    let aside = paths
-        .unreferenced()
-        .join(dir.file_name().unwrap_or_default());
+    let paths = paths.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         dataset::remove_stale_temp_files(&dir)?;
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if entry.file_type()?.is_file() && !referenced.contains(&name) {
-                std::fs::create_dir_all(&aside)?;
-                let target = aside.join(entry.file_name());
+                let target = paths.set_aside(&entry.path(), &entry.file_name())?;
                 tracing::warn!(
-                    "moving {} to {}: no database row references it (left by a crash, or \
+                    "moved {} to {}: no database row references it (left by a crash, or \
                      made after the backup the database came from); delete it if it is not \
                      needed",
                     entry.path().display(),
                     target.display()
                 );
-                std::fs::rename(entry.path(), target)?;
             }
         }
         Ok(())
