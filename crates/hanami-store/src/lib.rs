@@ -8,6 +8,7 @@
 
 pub mod dataset;
 mod db;
+pub mod files;
 pub mod logs;
 pub mod projects;
 pub mod resources;

@@ -264,7 +264,7 @@ impl ClusterHandle {
     /// Saves the network if a direct-IO session changed it since it was last saved, or its
     /// last save failed.
     pub fn save_network_if_changed(&self) -> std::io::Result<()> {
-        if self.unsaved.load(Ordering::Relaxed) && !self.is_deleted() {
+        if self.unsaved.load(Ordering::Relaxed) {
             self.save_network()?;
         }
         Ok(())
@@ -417,10 +417,7 @@ impl ClusterHandle {
             };
             // The network is on disk before anyone learns that the task ended; a task whose
             // network cannot be saved did not end well (it is saved again at shutdown).
-            let state = if changes_network
-                && !self.is_deleted()
-                && let Err(e) = self.save_network()
-            {
+            let state = if changes_network && let Err(e) = self.save_network() {
                 let e = anyhow::Error::new(e).context(
                     "cannot save the cluster's network (the server keeps the network in memory \
                      and tries again when it shuts down)",
@@ -645,11 +642,7 @@ pub const NO_NETWORK: &[u8] = b"hanami-rs: this cluster has no network\n";
 /// it the shutdown) for ever.
 pub fn read_regular_file(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
+    let mut file = hanami_store::files::open_without_waiting(path)?;
     let metadata = file.metadata()?;
     if !metadata.is_file() {
         return Err(std::io::Error::new(

@@ -692,11 +692,8 @@ impl DatasetReader {
     /// named pipe would wait for a writer for ever).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, DatasetFileError> {
         let path = path.as_ref();
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|e| io_error("open", path, e))?;
+        let file =
+            crate::files::open_without_waiting(path).map_err(|e| io_error("open", path, e))?;
         let metadata = file.metadata().map_err(|e| io_error("inspect", path, e))?;
         if !metadata.is_file() {
             return Err(DatasetFileError::NotAFile);
