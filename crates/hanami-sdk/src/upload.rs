@@ -21,25 +21,20 @@ fn ws_err(e: impl std::fmt::Display) -> Error {
     Error::WebSocket(e.to_string())
 }
 
-fn session_refused(reason: String) -> Error {
-    Error::WebSocket(format!("the server refused the session: {reason}"))
-}
-
 impl Client {
     /// Opens a websocket session for `target` (`file_upload` or `cluster`) and `uuid`; an
     /// expired token is renewed once, as in [`Client::call`].
     pub(crate) async fn open_session(&self, target: &str, uuid: &str) -> Result<Socket> {
         let token = self.token();
-        match self.try_session(target, uuid, &token).await? {
-            Ok(socket) => Ok(socket),
-            Err(reason) if session_token_expired(&reason) && self.renew(&token).await? => {
-                match self.try_session(target, uuid, &self.token()).await? {
-                    Ok(socket) => Ok(socket),
-                    Err(reason) => Err(session_refused(reason)),
-                }
-            }
-            Err(reason) => Err(session_refused(reason)),
+        let mut opened = self.try_session(target, uuid, &token).await?;
+        if let Err(reason) = &opened
+            && session_token_expired(reason)
+            && self.renew(&token).await?
+        {
+            opened = self.try_session(target, uuid, &self.token()).await?;
         }
+        opened
+            .map_err(|reason| Error::WebSocket(format!("the server refused the session: {reason}")))
     }
 
     /// Opens a session with `token`: the socket, or the reason the server refused it.

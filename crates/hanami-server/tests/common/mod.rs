@@ -208,11 +208,16 @@ pub async fn also_member(admin: &Client, user: &str, project: &str) {
         )
         .await
         .expect(200);
+    assign(admin, user, project, false).await;
+}
+
+/// Assigns a user to a project with role `member`.
+async fn assign(admin: &Client, user: &str, project: &str, is_project_admin: bool) {
     admin
         .post(
             "user/project",
             &serde_json::json!({"id": user, "project_id": project, "role": "member",
-                                "is_project_admin": false}),
+                                "is_project_admin": is_project_admin}),
         )
         .await
         .expect(200);
@@ -240,14 +245,7 @@ pub async fn member(
         )
         .await
         .expect(200);
-    admin
-        .post(
-            "user/project",
-            &serde_json::json!({"id": user, "project_id": project, "role": "member",
-                                "is_project_admin": is_project_admin}),
-        )
-        .await
-        .expect(200);
+    assign(admin, user, project, is_project_admin).await;
     server.login(user, "password1").await
 }
 
