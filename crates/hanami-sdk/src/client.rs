@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use hanami_types::API_PREFIX;
 use hanami_types::auth::{AuthInfo, RenewTokenRequest, TokenRequest, TokenResponse};
+use prost::bytes::Bytes;
 use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -282,7 +283,7 @@ impl Client {
         method: Method,
         endpoint: &str,
         query: &[(&str, &str)],
-        body: Option<Vec<u8>>,
+        body: Option<Bytes>,
         token: &str,
     ) -> Result<T> {
         let mut request = self
@@ -356,7 +357,9 @@ impl Client {
     }
 }
 
-/// A request body as JSON.
-fn json(body: &(impl Serialize + ?Sized)) -> Result<Vec<u8>> {
-    serde_json::to_vec(body).map_err(|e| Error::Protocol(e.to_string()))
+/// A request body as JSON (cheap to clone for a repeated call).
+fn json(body: &(impl Serialize + ?Sized)) -> Result<Bytes> {
+    serde_json::to_vec(body)
+        .map(Bytes::from)
+        .map_err(|e| Error::Protocol(e.to_string()))
 }
