@@ -209,6 +209,7 @@ impl Cluster {
         let stats = GrowthStats {
             sections_without_target: r.u64()?,
             sections_refused: r.u64()?,
+            sections_refused_by_pool: 0,
         };
         let hexagon_count = r.count(HEXAGON_MIN_BYTES)?;
         let mut hexagons = Vec::with_capacity(hexagon_count);
@@ -284,6 +285,7 @@ impl Cluster {
             stats,
             section_stores,
             parallel: Parallelism::Sequential,
+            pool: None,
             walks,
             scratch: Scratch::default(),
         })

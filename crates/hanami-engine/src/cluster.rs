@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use crate::error::EngineError;
 use crate::geometry::{self, GROWTH_TARGETS, NO_HEXAGON};
+use crate::memory::{MemoryPool, PoolShare};
 use crate::network::{
     ConnectionBlock, Hexagon, InputInterface, NEURONS_PER_BLOCK, Neuron, OUTPUT_TARGETS,
     OutputInterface, OutputTarget, SECTION_STORE_BYTES,
@@ -80,8 +81,12 @@ pub struct SizeReport {
 pub struct GrowthStats {
     /// Sections not created because the growth target was no hexagon (dead-end walk).
     pub sections_without_target: u64,
-    /// Sections not created because the memory budget was exhausted.
+    /// Sections not created because a memory budget was exhausted: the cluster's own or its
+    /// pool's.
     pub sections_refused: u64,
+    /// Of `sections_refused`, those refused by the [`MemoryPool`] the cluster shares with
+    /// others. Counted since the cluster was built or restored (checkpoints do not keep it).
+    pub sections_refused_by_pool: u64,
 }
 
 /// How blocks of one hexagon are processed.
@@ -176,6 +181,8 @@ pub struct Cluster {
     /// Connection blocks that have synapse storage.
     pub(crate) section_stores: usize,
     pub(crate) parallel: Parallelism,
+    /// What the network holds of the memory pool it shares with other clusters, if any.
+    pub(crate) pool: Option<PoolShare>,
     /// Which implementation of the section walks runs.
     pub(crate) walks: Walks,
     pub(crate) scratch: Scratch,
@@ -330,6 +337,7 @@ impl Cluster {
             stats: GrowthStats::default(),
             section_stores: 0,
             parallel,
+            pool: None,
             walks,
             scratch: Scratch::default(),
         })
@@ -356,6 +364,32 @@ impl Cluster {
     /// network already beyond it keeps what it has and stops growing.
     pub fn set_memory_limit(&mut self, bytes: usize) {
         self.options.memory_limit = bytes;
+    }
+
+    /// Counts the network against `pool` from now on (and no longer against a pool it was in
+    /// before), even if the pool cannot hold it: the network stays as it is and grows only
+    /// when the pool has room. For networks that exist already, such as those a server
+    /// brings back at start.
+    pub fn join_pool(&mut self, pool: Arc<MemoryPool>) {
+        self.pool = Some(PoolShare::taken(pool, self.memory_bytes()));
+    }
+
+    /// Stops counting the network against the pool it was in, if any.
+    pub fn leave_pool(&mut self) {
+        self.pool = None;
+    }
+
+    /// Counts the network against `pool` from now on if the pool has room for it; else
+    /// leaves the cluster as it was and says how much memory the network needs and how much
+    /// the pool has left.
+    pub fn try_join_pool(&mut self, pool: Arc<MemoryPool>) -> Result<(), EngineError> {
+        let needed = self.memory_bytes();
+        let available = pool.limit().saturating_sub(pool.used());
+        self.pool = Some(
+            PoolShare::try_taken(pool, needed)
+                .ok_or(EngineError::MemoryPoolSpent { needed, available })?,
+        );
+        Ok(())
     }
 
     /// Chooses the vector or the portable section walks (see [`ClusterOptions::vector_walks`]).

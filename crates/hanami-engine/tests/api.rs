@@ -2,10 +2,13 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::{CLASSES, INPUTS, cluster, sample};
-use hanami_engine::{Cluster, ClusterOptions, EngineError, RowError, RowsFn, Template, one_hot};
+use hanami_engine::{
+    Cluster, ClusterOptions, EngineError, MemoryPool, RowError, RowsFn, Template, one_hot,
+};
 
 fn assert_send<T: Send>() {}
 
@@ -281,6 +284,72 @@ fn output_stays_zero_until_the_output_hexagon_grows() {
     let mut c = cluster(1, 1, false);
     c.request_step(&[("x", &[0.0; INPUTS])]).unwrap();
     assert_eq!(c.output("y").unwrap(), &[0.0; CLASSES]);
+}
+
+#[test]
+fn clusters_in_one_pool_grow_only_while_it_has_room() {
+    let alone = {
+        let mut c = cluster(1, 1, false);
+        common::train(&mut c, 0, 200);
+        c.size().bytes
+    };
+    // Room for one such network and half of another.
+    let pool = Arc::new(MemoryPool::new(alone + alone / 2));
+    let mut first = cluster(1, 1, false);
+    first.try_join_pool(pool.clone()).unwrap();
+    assert_eq!(pool.used(), first.size().bytes);
+    common::train(&mut first, 0, 200);
+    assert_eq!(first.size().bytes, alone);
+    assert_eq!(first.growth_stats().sections_refused, 0);
+    let mut second = cluster(2, 1, false);
+    second.try_join_pool(pool.clone()).unwrap();
+    common::train(&mut second, 0, 200);
+    let stats = second.growth_stats();
+    assert!(stats.sections_refused > 0);
+    assert_eq!(stats.sections_refused_by_pool, stats.sections_refused);
+    assert_eq!(pool.used(), first.size().bytes + second.size().bytes);
+    assert!(pool.used() <= pool.limit());
+    // A dropped network gives its memory back, and the other grows into it.
+    drop(first);
+    assert_eq!(pool.used(), second.size().bytes);
+    let before = second.size().bytes;
+    common::train(&mut second, 200, 400);
+    assert!(second.size().bytes > before);
+    assert_eq!(pool.used(), second.size().bytes);
+}
+
+#[test]
+fn a_network_joins_a_pool_that_cannot_hold_it_only_when_told_to() {
+    let mut grown = cluster(1, 1, false);
+    common::train(&mut grown, 0, 200);
+    let bytes = grown.size().bytes;
+    let pool = Arc::new(MemoryPool::new(bytes - 1));
+    match grown.try_join_pool(pool.clone()) {
+        Err(EngineError::MemoryPoolSpent { needed, available }) => {
+            assert_eq!((needed, available), (bytes, bytes - 1));
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(pool.used(), 0);
+    // A restored network (such as one a server brings back) joins anyway; then no network of
+    // the pool grows.
+    let mut restored = Cluster::restore(&grown.save()).unwrap();
+    restored.join_pool(pool.clone());
+    assert_eq!(pool.used(), bytes);
+    let mut fresh = cluster(2, 1, false);
+    assert!(fresh.try_join_pool(pool.clone()).is_err());
+    fresh.join_pool(pool.clone());
+    let small = fresh.size().bytes;
+    common::train(&mut fresh, 0, 200);
+    assert_eq!(fresh.size().bytes, small);
+    assert!(fresh.growth_stats().sections_refused_by_pool > 0);
+    drop(fresh);
+    // Joining another pool leaves the first.
+    let other = Arc::new(MemoryPool::new(usize::MAX));
+    restored.join_pool(other.clone());
+    assert_eq!((pool.used(), other.used()), (0, bytes));
+    restored.leave_pool();
+    assert_eq!(other.used(), 0);
 }
 
 #[test]

@@ -61,6 +61,7 @@ struct FileConfig {
     upload_timeout: Option<u64>,
     header_timeout: Option<u64>,
     cluster_memory_mib: Option<u64>,
+    clusters_memory_mib: Option<u64>,
     min_free_disk_mib: Option<u64>,
     log_retention_days: Option<u32>,
 }
@@ -99,6 +100,9 @@ pub struct Config {
     pub header_timeout: Duration,
     /// Memory budget of each cluster's network in bytes: growth beyond it is refused.
     pub cluster_memory_limit: usize,
+    /// Memory budget of all clusters' networks together in bytes: growth beyond it is
+    /// refused, and so are new clusters and restores that do not fit.
+    pub clusters_memory_limit: usize,
     /// Days that audit- and error-log entries are kept; `None`: for ever.
     pub log_retention_days: Option<u32>,
     /// Disk space in bytes that uploads must leave free in the data directory.
@@ -121,8 +125,10 @@ pub const DEFAULT_UPLOAD_TIMEOUT: u64 = 600;
 pub const DEFAULT_HEADER_TIMEOUT: u64 = 30;
 /// Default memory budget of a cluster's network in MiB (the engine's default).
 pub const DEFAULT_CLUSTER_MEMORY_MIB: u64 = 1024;
-/// Largest memory budget of a cluster's network in MiB: 1 TiB.
+/// Largest memory budget of a cluster's network, and of all of them, in MiB: 1 TiB.
 const MAX_CLUSTER_MEMORY_MIB: u64 = 1 << 20;
+/// Used for `clusters_memory_mib` where the machine's memory cannot be read: 4 GiB.
+const FALLBACK_CLUSTERS_MEMORY_MIB: u64 = 4 << 10;
 /// Default disk space in MiB that uploads leave free for the database, networks and
 /// checkpoints.
 pub const DEFAULT_MIN_FREE_DISK_MIB: u64 = 256;
@@ -176,6 +182,15 @@ impl Config {
                  {cluster_memory_mib}"
             );
         }
+        let clusters_memory_mib = file
+            .clusters_memory_mib
+            .unwrap_or_else(default_clusters_memory_mib);
+        if !(1..=MAX_CLUSTER_MEMORY_MIB).contains(&clusters_memory_mib) {
+            bail!(
+                "clusters_memory_mib must be between 1 and {MAX_CLUSTER_MEMORY_MIB}, not \
+                 {clusters_memory_mib}"
+            );
+        }
         let min_free_disk_mib = file.min_free_disk_mib.unwrap_or(DEFAULT_MIN_FREE_DISK_MIB);
         if min_free_disk_mib > MAX_MIN_FREE_DISK_MIB {
             bail!(
@@ -206,9 +221,29 @@ impl Config {
             header_timeout,
             cluster_memory_limit: usize::try_from(cluster_memory_mib << 20)
                 .context("cluster_memory_mib is too large for this machine")?,
+            clusters_memory_limit: usize::try_from(clusters_memory_mib << 20)
+                .context("clusters_memory_mib is too large for this machine")?,
             min_free_disk: min_free_disk_mib << 20,
             log_retention_days,
         })
+    }
+}
+
+/// The default of `clusters_memory_mib`: half of the machine's memory, which leaves the
+/// other half to datasets being written, checkpoints being made, uploads and the system.
+fn default_clusters_memory_mib() -> u64 {
+    // SAFETY: sysconf only reads system parameters.
+    let (pages, page_size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    match (u64::try_from(pages), u64::try_from(page_size)) {
+        (Ok(pages), Ok(size)) if pages > 0 && size > 0 => {
+            (pages.saturating_mul(size) >> 21).clamp(1, MAX_CLUSTER_MEMORY_MIB)
+        }
+        _ => FALLBACK_CLUSTERS_MEMORY_MIB,
     }
 }
 
@@ -249,6 +284,15 @@ mod tests {
             Duration::from_secs(DEFAULT_HEADER_TIMEOUT)
         );
         assert!(c.tls.is_none());
+        // Half of the machine's memory, as /proc/meminfo counts it.
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let total_kib: usize = meminfo
+            .lines()
+            .find_map(|line| line.strip_prefix("MemTotal:"))
+            .and_then(|rest| rest.trim().strip_suffix("kB"))
+            .and_then(|kib| kib.trim().parse().ok())
+            .unwrap();
+        assert_eq!(c.clusters_memory_limit >> 20, total_kib >> 11);
     }
 
     #[test]
@@ -273,6 +317,14 @@ mod tests {
         std::fs::write(&path, "cluster_memory_mib = 3\n").unwrap();
         let c = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap();
         assert_eq!(c.cluster_memory_limit, 3 << 20);
+        for value in ["0", "1048577"] {
+            std::fs::write(&path, format!("clusters_memory_mib = {value}\n")).unwrap();
+            let err = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap_err();
+            assert!(err.to_string().contains("clusters_memory_mib"), "{err:#}");
+        }
+        std::fs::write(&path, "clusters_memory_mib = 5\n").unwrap();
+        let c = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap();
+        assert_eq!(c.clusters_memory_limit, 5 << 20);
         std::fs::write(&path, "log_retention_days = 30\n").unwrap();
         let c = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap();
         assert_eq!(c.log_retention_days, Some(30));

@@ -13,7 +13,7 @@ mod connections;
 mod disk;
 pub mod error_log;
 pub mod host_info;
-mod memory;
+pub mod memory;
 pub mod passwords;
 pub mod paths;
 mod startup;

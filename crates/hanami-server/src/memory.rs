@@ -1,4 +1,69 @@
-//! Giving freed memory back to the system.
+//! Memory: the budgets of the clusters' networks, and giving freed memory back to the system.
+
+use std::sync::Arc;
+
+use hanami_engine::{Cluster, MemoryPool};
+
+/// The memory budgets of the clusters' networks: each network's own (`cluster_memory_mib`)
+/// and the one all of them share (`clusters_memory_mib`).
+#[derive(Debug, Clone)]
+pub struct NetworkMemory {
+    /// Bytes each network may hold.
+    pub per_cluster: usize,
+    /// The budget the networks share.
+    pub pool: Arc<MemoryPool>,
+}
+
+/// A network did not fit in what is left of the shared budget.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the network takes {} MiB, and the server's clusters have {} MiB left of the {} MiB \
+     their networks may hold together (clusters_memory_mib)",
+    mib(*.needed),
+    mib(*.left),
+    mib(*.limit)
+)]
+pub struct SharedBudgetSpent {
+    needed: usize,
+    left: usize,
+    limit: usize,
+}
+
+/// Bytes in MiB, rounded up (so that a small network is not "0 MiB").
+fn mib(bytes: usize) -> usize {
+    bytes.div_ceil(1 << 20)
+}
+
+impl NetworkMemory {
+    /// Budgets of `per_cluster` bytes per network and `total` bytes for all of them.
+    pub fn new(per_cluster: usize, total: usize) -> Self {
+        NetworkMemory {
+            per_cluster,
+            pool: Arc::new(MemoryPool::new(total)),
+        }
+    }
+
+    /// Puts a network that exists already (one brought back at start) under both budgets,
+    /// even if the shared one is spent: it keeps what it has and grows when there is room.
+    pub fn adopt(&self, network: &mut Cluster) {
+        network.set_memory_limit(self.per_cluster);
+        network.join_pool(self.pool.clone());
+    }
+
+    /// Puts a new network (built from a template, or restored from a checkpoint) under both
+    /// budgets if the shared one has room for it; else leaves it as it was.
+    pub fn try_adopt(&self, network: &mut Cluster) -> Result<(), SharedBudgetSpent> {
+        network
+            .try_join_pool(self.pool.clone())
+            .map_err(|_| SharedBudgetSpent {
+                needed: network.size().bytes,
+                left: self.pool.limit().saturating_sub(self.pool.used()),
+                limit: self.pool.limit(),
+            })?;
+        network.set_memory_limit(self.per_cluster);
+        Ok(())
+    }
+}
 
 /// Returns the free memory of the allocator's heaps to the system (glibc's `malloc_trim`).
 /// glibc keeps freed blocks below its mmap threshold in its arenas: after a large network

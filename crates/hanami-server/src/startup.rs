@@ -23,6 +23,7 @@ use crate::clusters::{self, ClusterHandle, Clusters, CoreBudget, WorkerContext};
 use crate::config::Config;
 use crate::connections::{self, Plain, limit_header_time};
 use crate::host_info;
+use crate::memory::NetworkMemory;
 use crate::passwords::PasswordWorkers;
 use crate::paths::DataDir;
 use crate::state::{App, AppState};
@@ -160,10 +161,10 @@ async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Resu
         cores: Arc::new(CoreBudget::new(
             std::thread::available_parallelism().map_or(1, |n| n.get()),
         )),
-        memory_limit: config.cluster_memory_limit,
+        memory: NetworkMemory::new(config.cluster_memory_limit, config.clusters_memory_limit),
         min_free_disk: config.min_free_disk,
     };
-    let clusters = load_clusters(&store, &paths, config.cluster_memory_limit).await?;
+    let clusters = load_clusters(&store, &paths, &workers.memory).await?;
     Ok(Arc::new(AppState {
         config,
         paths,
@@ -217,7 +218,7 @@ fn host_id(path: &Path) -> anyhow::Result<String> {
 async fn load_clusters(
     store: &Store,
     paths: &DataDir,
-    memory_limit: usize,
+    memory: &NetworkMemory,
 ) -> anyhow::Result<Clusters> {
     set_aside_unreferenced_files(store, Kind::Cluster, &paths.clusters(), paths).await?;
     let clusters = Clusters::default();
@@ -232,7 +233,7 @@ async fn load_clusters(
             continue;
         }
         let file = paths.clusters().join(&row.file_name);
-        let network = saved_network(store, paths, &row, &file, memory_limit).await?;
+        let network = saved_network(store, paths, &row, &file, memory).await?;
         clusters.insert(Arc::new(ClusterHandle::new(row, network, file)));
     }
     if unsaved > 0 {
@@ -276,7 +277,7 @@ async fn saved_network(
     paths: &DataDir,
     row: &ResourceRow,
     file: &Path,
-    memory_limit: usize,
+    memory: &NetworkMemory,
 ) -> anyhow::Result<Option<Cluster>> {
     let reading = file.to_owned();
     let read = tokio::task::spawn_blocking(move || clusters::read_regular_file(&reading)).await?;
@@ -284,7 +285,9 @@ async fn saved_network(
         Ok(bytes) if bytes == clusters::NO_NETWORK => return Ok(None),
         Ok(bytes) => match tokio::task::spawn_blocking(move || Cluster::restore(&bytes)).await? {
             Ok(mut network) => {
-                network.set_memory_limit(memory_limit);
+                // Brought back even if the clusters together are beyond their budget now
+                // (a lowered clusters_memory_mib): nothing is lost, they only stop growing.
+                memory.adopt(&mut network);
                 return Ok(Some(network));
             }
             Err(e) => {

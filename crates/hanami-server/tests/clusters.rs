@@ -763,6 +763,90 @@ async fn a_network_at_its_memory_budget_stops_growing_and_says_so() {
     );
 }
 
+#[tokio::test]
+async fn the_clusters_share_one_memory_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = common::launch_with_config(tmp.path(), "clusters_memory_mib = 1\n")
+        .0
+        .start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    // A network that takes more than the clusters may hold together is not even created.
+    let wide = SEED_TEMPLATE.replace("number_of_inputs: 784", "number_of_inputs: 60000");
+    assert_ne!(wide, SEED_TEMPLATE);
+    match client.create_cluster("wide", &wide).await {
+        Err(Error::Conflict(message)) => {
+            assert!(message.contains("clusters_memory_mib"), "{message}");
+        }
+        other => panic!("expected a 409, got {other:?}"),
+    }
+    let (images, labels) = pattern_mnist(tmp.path(), "shared", 2000);
+    let data = client
+        .upload_mnist("shared", &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    let first = client
+        .create_cluster("first", SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
+    let second = client
+        .create_cluster("second", SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
+    // The first grows until the clusters together hold 1 MiB; its task still finishes.
+    let task = client
+        .train("grow", &first, &[("picture", &data)], &[("label", &data)])
+        .await
+        .unwrap();
+    let done = client
+        .wait_for_task(&first, &task.uuid, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(done.state, "finished");
+    let log = error_log(&server).await;
+    assert!(
+        log.contains("reached the 1 MiB they may hold together (clusters_memory_mib)"),
+        "{log}"
+    );
+    // Its network does not fit a second time, so the second cluster keeps its own.
+    let checkpoint = client.save_cluster(&first, "grown").await.unwrap().uuid;
+    let saved = client
+        .wait_for_task(&first, &checkpoint, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(saved.state, "finished");
+    let restore = client.restore_cluster(&second, &checkpoint).await.unwrap();
+    let log = aborted_with_log(&server, &client, &second, &restore.uuid).await;
+    assert!(
+        log.contains("is not restored, the cluster keeps its network") && log.contains("MiB left"),
+        "{log}"
+    );
+    let kept = client.save_cluster(&second, "kept").await.unwrap().uuid;
+    let kept = client.wait_for_task(&second, &kept, WAIT).await.unwrap();
+    assert_eq!(kept.state, "finished");
+    // A deleted cluster gives its memory back.
+    client.delete_cluster(&first).await.unwrap();
+    let restore = client.restore_cluster(&second, &checkpoint).await.unwrap();
+    let restored = client
+        .wait_for_task(&second, &restore.uuid, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(restored.state, "finished");
+}
+
+/// The text of the first page of the error log.
+async fn error_log(server: &TestServer) -> String {
+    server
+        .admin()
+        .await
+        .get("error_log?page=0")
+        .await
+        .expect(200)
+        .body
+}
+
 /// Waits for a task that must end aborted, and returns the error log afterwards.
 async fn aborted_with_log(
     server: &TestServer,

@@ -30,7 +30,7 @@ impl Cluster {
     /// Gives neuron `neuron` of hexagon `h` a section for the potential interval
     /// `[lower_bound, lower_bound + range)` in a random growth-target hexagon. Returns whether
     /// a section was created: not for output hexagons, dead-end targets (spec §11.1 B4), or
-    /// when the memory budget is spent (B5).
+    /// when a memory budget is spent (B5).
     pub(crate) fn create_section(
         &mut self,
         h: usize,
@@ -48,13 +48,23 @@ impl Cluster {
         }
         let t = target as usize;
         let slot = match self.find_free_slot(t) {
-            Some(slot) => Some(slot),
-            None if self.resize(t) => self.find_free_slot(t),
-            None => None,
+            Ok(Some(slot)) => Ok(slot),
+            // A resized hexagon has free slots in its new blocks.
+            Ok(None) => self
+                .resize(t)
+                .and_then(|()| self.find_free_slot(t))
+                .map(|slot| slot.expect("a resized hexagon has free slots")),
+            Err(refusal) => Err(refusal),
         };
-        let Some((c, i)) = slot else {
-            self.stats.sections_refused += 1;
-            return false;
+        let (c, i) = match slot {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                self.stats.sections_refused += 1;
+                if refusal == Refusal::Pool {
+                    self.stats.sections_refused_by_pool += 1;
+                }
+                return false;
+            }
         };
         let from_input = self.hexagons[h].is_input;
         let block = &mut self.hexagons[t].blocks[c];
@@ -72,42 +82,39 @@ impl Cluster {
     }
 
     /// A free section slot `(connection block, slot)` of hexagon `t`, searched from a random
-    /// connection block onwards. Allocates the block's synapse storage on first use.
-    fn find_free_slot(&mut self, t: usize) -> Option<(usize, usize)> {
+    /// connection block onwards, or `None` if every slot is taken. Allocates the block's
+    /// synapse storage on first use.
+    fn find_free_slot(&mut self, t: usize) -> Result<Option<(usize, usize)>, Refusal> {
         let count = self.hexagons[t].blocks.len();
         if count == 0 {
-            return None;
+            return Ok(None);
         }
         let mut c = self.rng.below(count);
         for _ in 0..count {
             let used = self.hexagons[t].blocks[c].used;
             if used != u64::MAX {
                 if self.hexagons[t].blocks[c].sections.is_none() {
-                    if self.memory_bytes() + SECTION_STORE_BYTES > self.options.memory_limit {
-                        return None;
-                    }
+                    self.take_memory(SECTION_STORE_BYTES)?;
                     self.hexagons[t].blocks[c].sections = Some(new_section_store());
                     self.section_stores += 1;
                 }
-                return Some((c, (!used).trailing_zeros() as usize));
+                return Ok(Some((c, (!used).trailing_zeros() as usize)));
             }
             c = (c + 1) % count;
         }
-        None
+        Ok(None)
     }
 
     /// Grows hexagon `t` from `n` to `n + 1` neuron blocks and from `n²` to `(n + 1)²`
-    /// connection blocks; block `(b, k)` keeps feeding neuron block `b`. Returns `false` when
-    /// the memory budget does not allow it.
-    fn resize(&mut self, t: usize) -> bool {
+    /// connection blocks; block `(b, k)` keeps feeding neuron block `b`. Refused when a
+    /// memory budget does not allow it.
+    fn resize(&mut self, t: usize) -> Result<(), Refusal> {
         let n = self.hexagons[t].dim;
         let m = n + 1;
         let extra = (m * m - n * n) * std::mem::size_of::<ConnectionBlock>()
             + NEURONS_PER_BLOCK * (std::mem::size_of::<Neuron>() + 4)
             + 3 * 8;
-        if self.memory_bytes() + extra > self.options.memory_limit {
-            return false;
-        }
+        self.take_memory(extra)?;
         let hexagon = &mut self.hexagons[t];
         let old = std::mem::take(&mut hexagon.blocks);
         let mut blocks: Vec<ConnectionBlock> =
@@ -119,6 +126,26 @@ impl Cluster {
         hexagon.dim = m;
         hexagon.resize_neurons(m);
         self.scratch.feeds_valid = false;
-        true
+        Ok(())
     }
+
+    /// Counts `bytes` more of network against the cluster's memory budget and its pool's,
+    /// unless either would be exceeded. (`memory_bytes` grows by exactly `bytes` when the
+    /// caller allocates them.)
+    fn take_memory(&mut self, bytes: usize) -> Result<(), Refusal> {
+        if self.memory_bytes() + bytes > self.options.memory_limit {
+            return Err(Refusal::Cluster);
+        }
+        let fits = self.pool.as_mut().is_none_or(|share| share.try_grow(bytes));
+        if fits { Ok(()) } else { Err(Refusal::Pool) }
+    }
+}
+
+/// Which memory budget refused growth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The cluster's own ([`crate::ClusterOptions::memory_limit`]).
+    Cluster,
+    /// The pool it shares with other clusters ([`crate::MemoryPool`]).
+    Pool,
 }

@@ -20,6 +20,7 @@ use super::validate::{Field, Pattern};
 use super::{ApiError, ApiResult, NoInput, Routes};
 use crate::clusters::task::{Task, Work};
 use crate::clusters::{ClusterHandle, Mode};
+use crate::memory::NetworkMemory;
 use crate::state::App;
 
 const NAME: Field = Field::string("name", Some(Pattern::Name), 4, 254);
@@ -91,8 +92,9 @@ pub fn resource(row: &ResourceRow) -> Resource {
     }
 }
 
-/// Builds the network of a base64 template (`None` for an empty template).
-fn build(encoded: &str, memory_limit: usize) -> ApiResult<Option<Cluster>> {
+/// Builds the network of a base64 template (`None` for an empty template), under the
+/// networks' memory budgets.
+fn build(encoded: &str, memory: &NetworkMemory) -> ApiResult<Option<Cluster>> {
     if encoded.is_empty() {
         return Ok(None);
     }
@@ -111,15 +113,20 @@ fn build(encoded: &str, memory_limit: usize) -> ApiResult<Option<Cluster>> {
     let template = Template::parse(&text).map_err(|e| invalid(&e))?;
     let options = ClusterOptions {
         seed: rand::random(),
-        memory_limit,
+        memory_limit: memory.per_cluster,
         ..ClusterOptions::default()
     };
-    let cluster = Cluster::new(&template, options).map_err(|e| match e {
+    let mut cluster = Cluster::new(&template, options).map_err(|e| match e {
         // The engine's own template checks, including outputs it can never grow into.
         e @ (hanami_engine::EngineError::Template(_)
         | hanami_engine::EngineError::UnreachableOutput { .. }
         | hanami_engine::EngineError::OutputMissedByGrowthPlan { .. }) => invalid(&e),
         other => ApiError::Internal(anyhow::Error::new(other).context("cannot build the cluster")),
+    })?;
+    memory.try_adopt(&mut cluster).map_err(|e| {
+        ApiError::Conflict(format!(
+            "Cannot create the cluster: {e}. Delete clusters that are no longer needed."
+        ))
     })?;
     Ok(Some(cluster))
 }
@@ -142,8 +149,8 @@ async fn create(app: App, caller: Caller, request: CreateClusterRequest) -> ApiR
     // Checked first so that a taken name costs no network, and again under the lock below.
     check_name_free(&app, &caller, &request.name).await?;
     let template = request.template;
-    let memory_limit = app.config.cluster_memory_limit;
-    let network = tokio::task::spawn_blocking(move || build(&template, memory_limit))
+    let memory = app.workers.memory.clone();
+    let network = tokio::task::spawn_blocking(move || build(&template, &memory))
         .await
         .map_err(|e| ApiError::Internal(e.into()))??;
     let uuid = uuid::Uuid::new_v4().to_string();

@@ -22,12 +22,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Context;
-use hanami_engine::{Cluster, one_hot};
+use hanami_engine::{Cluster, GrowthStats, one_hot};
 use hanami_store::Store;
 use hanami_store::dataset::DatasetWriter;
 use hanami_store::resources::{Kind, ResourceRow};
 use hanami_types::scope::Scope;
 
+use crate::memory::NetworkMemory;
 use crate::paths::DataDir;
 use rows::{DatasetRows, Side};
 use task::{ResultTarget, Task, TaskState, Work};
@@ -440,7 +441,7 @@ impl ClusterHandle {
         match work {
             Work::Train(bindings) => {
                 let cluster = cluster?;
-                let refused = cluster.growth_stats().sections_refused;
+                let refused = cluster.growth_stats();
                 let mut rows = DatasetRows::open(&Interfaces::of(cluster), &bindings, task.total)?;
                 let outcome = with_threads(cluster, &ctx.cores, |cluster| {
                     cluster.train_batch(&mut rows, &task.cancel, &mut |done| {
@@ -452,7 +453,7 @@ impl ClusterHandle {
             }
             Work::Request(bindings, target) => {
                 let cluster = cluster?;
-                let refused = cluster.growth_stats().sections_refused;
+                let refused = cluster.growth_stats();
                 let result = self.request(cluster, task, &bindings, &target, ctx);
                 self.report_refused_growth(cluster, refused, task, ctx);
                 result
@@ -507,7 +508,20 @@ impl ClusterHandle {
                 let mut restored =
                     Cluster::restore(&bytes).context("the checkpoint cannot be restored")?;
                 restored.set_threads(1)?;
-                restored.set_memory_limit(ctx.memory_limit);
+                // The network it replaces no longer counts; it does again if the new one
+                // does not fit.
+                if let Some(old) = network.as_mut() {
+                    old.leave_pool();
+                }
+                if let Err(e) = ctx.memory.try_adopt(&mut restored) {
+                    if let Some(old) = network.as_mut() {
+                        ctx.memory.adopt(old);
+                    }
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "checkpoint '{checkpoint_uuid}' is not restored, the cluster keeps its \
+                         network"
+                    )));
+                }
                 *lock(&self.interfaces) = Interfaces::of(&restored);
                 *network = Some(restored);
                 task.set_progress(1);
@@ -517,21 +531,38 @@ impl ClusterHandle {
     }
 
     /// Tells the error log when the network could not grow during a task because it had
-    /// reached its memory budget (`refused_before`: the count before the task). The task
-    /// itself goes on; it only learns with the network it has.
+    /// reached its memory budget, or the clusters together theirs (`before`: the counts
+    /// before the task). The task itself goes on; it only learns with the network it has.
     fn report_refused_growth(
         &self,
         cluster: &Cluster,
-        refused_before: u64,
+        before: GrowthStats,
         task: &Task,
         ctx: &WorkerContext,
     ) {
-        let refused = cluster.growth_stats().sections_refused - refused_before;
-        if refused > 0 {
-            let e = anyhow::anyhow!(
-                "the network reached its memory budget of {} MiB: {refused} new sections were \
-                 not created during this task, so the network stopped growing",
+        let after = cluster.growth_stats();
+        let by_pool = after.sections_refused_by_pool - before.sections_refused_by_pool;
+        let by_cluster = after.sections_refused - before.sections_refused - by_pool;
+        let mut reasons = Vec::new();
+        if by_cluster > 0 {
+            reasons.push(format!(
+                "the network reached its memory budget of {} MiB (cluster_memory_mib): \
+                 {by_cluster} new sections were not created during this task",
                 cluster.options().memory_limit >> 20
+            ));
+        }
+        if by_pool > 0 {
+            reasons.push(format!(
+                "the networks of the server's clusters reached the {} MiB they may hold \
+                 together (clusters_memory_mib): {by_pool} new sections were not created \
+                 during this task; deleting clusters that are no longer needed makes room",
+                ctx.memory.pool.limit() >> 20
+            ));
+        }
+        if !reasons.is_empty() {
+            let e = anyhow::anyhow!(
+                "{}; the network stopped growing and learned with what it had",
+                reasons.join("; ")
             );
             ctx.log_error(task, &self.row, &e);
         }
@@ -685,8 +716,8 @@ pub struct WorkerContext {
     pub runtime: tokio::runtime::Handle,
     /// Spare cores for engine threads, shared by all running tasks.
     pub cores: Arc<CoreBudget>,
-    /// Memory budget of each cluster's network in bytes (`cluster_memory_mib`).
-    pub memory_limit: usize,
+    /// Memory budgets of the networks.
+    pub memory: NetworkMemory,
     /// Disk space in bytes that checkpoints leave free (`min_free_disk_mib`).
     pub min_free_disk: u64,
 }
