@@ -37,6 +37,11 @@ async fn methods_paths_and_endpoints() {
         }
     };
     assert_eq!(raw("/v1.0").await, (400, "Uri is too short.".into()));
+    // Answers name the server as the original's did, errors as well as successes.
+    for path in ["/v1.0alpha/project/all", "/v1.0", "/v1.0alpha/nonexistent"] {
+        let answer = reqwest::get(format!("{}{path}", server.url)).await.unwrap();
+        assert_eq!(answer.headers()["server"], "ToriiGateway", "{path}");
+    }
     assert_eq!(raw("/v1.0a").await.0, 401);
     assert_eq!(raw("/v1.0alpha/project/all/").await.0, 401);
     assert_eq!(

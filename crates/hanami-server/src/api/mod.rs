@@ -149,12 +149,19 @@ pub async fn dispatch(State(app): State<App>, request: Request) -> Response {
         };
     }
     let mut facts = RequestFacts::default();
-    match process(&app, &parts, body, &mut facts).await {
+    let mut response = match process(&app, &parts, body, &mut facts).await {
         Ok(value) => json_response(&value),
         Err(ApiError::Internal(cause)) => internal_error(&app, &facts, cause).await,
         Err(e) => error::text_response(e.status(), e.message().to_owned()),
-    }
+    };
+    response
+        .headers_mut()
+        .insert(header::SERVER, HeaderValue::from_static(SERVER_NAME));
+    response
 }
+
+/// The `Server` header of every REST answer: the original's, which clients may look for.
+const SERVER_NAME: &str = "ToriiGateway";
 
 async fn process(
     app: &App,
