@@ -1,7 +1,9 @@
 //! Feeding dataset rows into the engine: each bound interface reads its column range of one
-//! dataset, row by row, through a read-only cursor. Datasets are opened when their task
-//! starts, so a queued task holds no file open.
+//! dataset, row by row, through a read-only cursor shared by all interfaces of that dataset.
+//! Datasets are opened when their task starts, so a queued task holds no file open.
 
+use std::collections::HashMap;
+use std::ops::Range;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -71,15 +73,29 @@ pub fn check_interface(
     }
 }
 
-/// The rows of a task: `total` rows of every binding, read in order.
+/// The rows of a task: `total` rows of every binding, read in order. Each dataset is read
+/// once per row, through one cursor over the columns of all its bindings (from the first to
+/// the last), however many interfaces it feeds: a CSV dataset bound column by column to a
+/// thousand interfaces is read as one, not a thousand times.
 pub struct DatasetRows {
     total: usize,
-    cursors: Vec<(String, RowCursor)>,
+    /// One per dataset.
+    sources: Vec<Source>,
+    /// Per bound interface: its dataset's index in `sources` and where its values lie in the
+    /// rows that dataset's cursor returns.
+    bindings: HashMap<String, (usize, Range<usize>)>,
+}
+
+/// One dataset of a task and the row of it that the interfaces read now.
+struct Source {
+    cursor: RowCursor,
+    /// The row the cursor returned last, if any.
+    current: Option<u64>,
 }
 
 impl DatasetRows {
     /// Checks every binding against the network's `interfaces` (see [`check_interface`]),
-    /// then opens its dataset and a cursor over its first `total` rows.
+    /// then opens each dataset once and a cursor over its first `total` rows.
     pub fn open(interfaces: &Interfaces, bindings: &[Binding], total: u64) -> anyhow::Result<Self> {
         for binding in bindings {
             check_interface(
@@ -89,30 +105,52 @@ impl DatasetRows {
                 binding.columns.width(),
             )?;
         }
-        let cursors = bindings
-            .iter()
-            .map(|binding| {
-                let reader = DatasetReader::open(&binding.path).map_err(|e| match e {
-                    DatasetFileError::Io { ref source, .. }
-                        if source.kind() == std::io::ErrorKind::NotFound =>
-                    {
-                        anyhow::anyhow!(
-                            "dataset '{}' was deleted after the task was queued",
-                            binding.dataset_uuid
-                        )
-                    }
-                    other => anyhow::Error::new(other)
-                        .context(format!("cannot open dataset '{}'", binding.dataset_uuid)),
-                })?;
-                let cursor = reader
-                    .rows(binding.columns, 0..total)
-                    .with_context(|| format!("cannot read dataset '{}'", binding.dataset_uuid))?;
-                Ok((binding.name.clone(), cursor))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        // The bindings of each dataset, in the order of first appearance.
+        let mut datasets: Vec<(&Binding, Vec<&Binding>)> = Vec::new();
+        for binding in bindings {
+            match datasets
+                .iter_mut()
+                .find(|(first, _)| first.path == binding.path)
+            {
+                Some((_, same)) => same.push(binding),
+                None => datasets.push((binding, vec![binding])),
+            }
+        }
+        let mut sources = Vec::with_capacity(datasets.len());
+        let mut by_name = HashMap::with_capacity(bindings.len());
+        for (index, (first, same)) in datasets.iter().enumerate() {
+            let start = same.iter().map(|b| b.columns.start_column).min();
+            let end = same.iter().map(|b| b.columns.end_column).max();
+            let union = ColumnRange::new(start.unwrap_or(0), end.unwrap_or(0));
+            let reader = DatasetReader::open(&first.path).map_err(|e| match e {
+                DatasetFileError::Io { ref source, .. }
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    anyhow::anyhow!(
+                        "dataset '{}' was deleted after the task was queued",
+                        first.dataset_uuid
+                    )
+                }
+                other => anyhow::Error::new(other)
+                    .context(format!("cannot open dataset '{}'", first.dataset_uuid)),
+            })?;
+            let cursor = reader
+                .rows(union, 0..total)
+                .with_context(|| format!("cannot read dataset '{}'", first.dataset_uuid))?;
+            sources.push(Source {
+                cursor,
+                current: None,
+            });
+            for binding in same {
+                let from = usize::try_from(binding.columns.start_column - union.start_column)?;
+                let width = usize::try_from(binding.columns.width())?;
+                by_name.insert(binding.name.clone(), (index, from..from + width));
+            }
+        }
         Ok(Self {
             total: usize::try_from(total)?,
-            cursors,
+            sources,
+            bindings: by_name,
         })
     }
 }
@@ -124,25 +162,129 @@ impl Rows for DatasetRows {
 
     /// Rows are read in order; an interface without a binding keeps its values.
     fn read(&mut self, row: usize, name: &str, values: &mut [f32]) -> Result<(), RowError> {
-        let Some((_, cursor)) = self.cursors.iter_mut().find(|(n, _)| n == name) else {
+        let Some((index, columns)) = self.bindings.get(name) else {
             return Ok(());
         };
-        if cursor.position() != row as u64 {
-            return Err(format!(
-                "rows must be read in order: expected row {}, asked for {row}",
-                cursor.position()
-            )
-            .into());
+        let source = &mut self.sources[*index];
+        let row = row as u64;
+        if source.current != Some(row) {
+            if source.cursor.position() != row {
+                return Err(format!(
+                    "rows must be read in order: expected row {}, asked for {row}",
+                    source.cursor.position()
+                )
+                .into());
+            }
+            source.current = None;
+            source
+                .cursor
+                .next_row()?
+                .ok_or_else(|| format!("the dataset has no row {row}"))?;
+            source.current = Some(row);
         }
-        let data = cursor
-            .next_row()?
-            .ok_or_else(|| format!("the dataset has no row {row}"))?;
+        let data = &source.cursor.current_row().expect("a row was read")[columns.clone()];
         let n = data.len().min(values.len());
         values[..n].copy_from_slice(&data[..n]);
         Ok(())
     }
 
     fn provides(&self, name: &str) -> bool {
-        self.cursors.iter().any(|(n, _)| n == name)
+        self.bindings.contains_key(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hanami_store::dataset::{DataType, DatasetWriter, Description};
+
+    use super::*;
+    use crate::clusters::Interface;
+
+    /// A dataset of `rows` rows whose value at row `r`, column `c` is `r · 100 + c` (for
+    /// `u8`: modulo 256).
+    fn dataset(path: &std::path::Path, data_type: DataType, columns: u64, rows: u64) {
+        let description = Description::from([("all".to_owned(), ColumnRange::new(0, columns))]);
+        let mut writer =
+            DatasetWriter::create(path, "test", data_type, columns, description).unwrap();
+        for r in 0..rows {
+            match data_type {
+                DataType::F32 => {
+                    let row: Vec<f32> = (0..columns).map(|c| (r * 100 + c) as f32).collect();
+                    writer.append_row_f32(&row).unwrap();
+                }
+                DataType::U8 => {
+                    let row: Vec<u8> = (0..columns).map(|c| (r * 100 + c) as u8).collect();
+                    writer.append_row_u8(&row).unwrap();
+                }
+            }
+        }
+        writer.finish().unwrap();
+    }
+
+    fn binding(name: &str, side: Side, path: &std::path::Path, columns: (u64, u64)) -> Binding {
+        Binding {
+            name: name.to_owned(),
+            side,
+            dataset_uuid: path.display().to_string(),
+            path: path.to_owned(),
+            columns: ColumnRange::new(columns.0, columns.1),
+        }
+    }
+
+    #[test]
+    fn interfaces_of_one_dataset_share_its_rows_and_get_their_own_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wide, small) = (dir.path().join("wide"), dir.path().join("small"));
+        dataset(&wide, DataType::F32, 6, 40);
+        dataset(&small, DataType::U8, 2, 40);
+        let bindings = [
+            binding("p", Side::Input, &wide, (1, 3)),
+            binding("q", Side::Input, &wide, (4, 5)),
+            binding("r", Side::Input, &small, (0, 2)),
+            binding("e", Side::Output, &wide, (1, 2)),
+        ];
+        let interface = |name: &str, size| Interface {
+            name: name.to_owned(),
+            size,
+        };
+        let interfaces = Interfaces {
+            inputs: vec![interface("p", 2), interface("q", 1), interface("r", 2)],
+            outputs: vec![interface("e", 1)],
+        };
+        let mut rows = DatasetRows::open(&interfaces, &bindings, 30).unwrap();
+        assert_eq!(rows.row_count(), 30);
+        assert_eq!(rows.sources.len(), 2, "one cursor per dataset");
+        assert!(rows.provides("e") && !rows.provides("x"));
+        for row in 0..30u64 {
+            let base = (row * 100) as f32;
+            let mut p = [0.0; 2];
+            let mut q = [0.0; 1];
+            let mut r = [0.0; 2];
+            let mut e = [0.0; 1];
+            // The expected values first in odd rows: the order of the reads does not matter.
+            if row % 2 == 1 {
+                rows.read(row as usize, "e", &mut e).unwrap();
+            }
+            rows.read(row as usize, "p", &mut p).unwrap();
+            rows.read(row as usize, "q", &mut q).unwrap();
+            rows.read(row as usize, "r", &mut r).unwrap();
+            rows.read(row as usize, "e", &mut e).unwrap();
+            assert_eq!(p, [base + 1.0, base + 2.0], "row {row}");
+            assert_eq!(q, [base + 4.0], "row {row}");
+            let small_base = f32::from((row * 100) as u8);
+            assert_eq!(
+                r,
+                [small_base, f32::from((row * 100 + 1) as u8)],
+                "row {row}"
+            );
+            assert_eq!(e, [base + 1.0], "row {row}");
+            // An unbound interface keeps its values.
+            let mut unbound = [7.0];
+            rows.read(row as usize, "x", &mut unbound).unwrap();
+            assert_eq!(unbound, [7.0]);
+        }
+        let mut p = [0.0; 2];
+        let err = rows.read(3, "p", &mut p).unwrap_err();
+        assert!(err.to_string().contains("in order"), "{err}");
     }
 }

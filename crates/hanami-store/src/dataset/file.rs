@@ -956,6 +956,13 @@ impl RowCursor {
         Ok(Some(&self.block[start..start + self.width]))
     }
 
+    /// The row the last successful call to [`next_row`](Self::next_row) returned, again;
+    /// `None` before the first call and after a failed one.
+    pub fn current_row(&self) -> Option<&[f32]> {
+        let end = self.block_pos * self.width;
+        (self.block_pos > 0 && end <= self.block.len()).then(|| &self.block[end - self.width..end])
+    }
+
     /// Index of the row the next call to [`next_row`](Self::next_row) returns.
     pub fn position(&self) -> u64 {
         self.next_row
@@ -1191,10 +1198,13 @@ mod tests {
         let reader = DatasetReader::open(&path).unwrap();
         let range = ColumnRange::new(998, 1000);
         let mut cursor = reader.rows(range, 5..rows).unwrap();
+        assert!(cursor.current_row().is_none());
         let mut seen = 5;
         while let Some(row) = cursor.next_row().unwrap() {
             let base = (seen * columns) as f32;
             assert_eq!(row, &[base + 998.0, base + 999.0]);
+            // The row read last stays available, also right after a new block was read.
+            assert_eq!(cursor.current_row().unwrap(), &[base + 998.0, base + 999.0]);
             seen += 1;
         }
         assert_eq!(seen, rows);
