@@ -729,6 +729,17 @@ async fn a_network_at_its_memory_budget_stops_growing_and_says_so() {
         .0
         .start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    // A template whose network is beyond the budget before it learns anything is refused.
+    let wide = SEED_TEMPLATE.replace("number_of_inputs: 784", "number_of_inputs: 60000");
+    match client.create_cluster("wide", &wide).await {
+        Err(Error::BadRequest(message)) => {
+            assert!(
+                message.contains("more than the 1 MiB a cluster's network may hold"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a 400, got {other:?}"),
+    }
     let (images, labels) = pattern_mnist(tmp.path(), "budget", 2000);
     let data = client
         .upload_mnist("budget", &images, &labels)

@@ -123,6 +123,15 @@ fn build(encoded: &str, memory: &NetworkMemory) -> ApiResult<Option<Cluster>> {
         | hanami_engine::EngineError::OutputMissedByGrowthPlan { .. }) => invalid(&e),
         other => ApiError::Internal(anyhow::Error::new(other).context("cannot build the cluster")),
     })?;
+    let bytes = cluster.size().bytes;
+    if bytes > memory.per_cluster {
+        return Err(ApiError::BadRequest(format!(
+            "Uploaded template makes a network of {} MiB before it learns anything, more than \
+             the {} MiB a cluster's network may hold (cluster_memory_mib): it could never grow",
+            bytes.div_ceil(1 << 20),
+            memory.per_cluster >> 20
+        )));
+    }
     memory.try_adopt(&mut cluster).map_err(|e| {
         ApiError::Conflict(format!(
             "Cannot create the cluster: {e}. Delete clusters that are no longer needed."
