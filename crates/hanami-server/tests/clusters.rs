@@ -494,10 +494,21 @@ async fn modes_queue_and_direct_io() {
         matches!(&refused, Err(e) if e.to_string().contains("outside [0, 1]")),
         "{refused:?}"
     );
+    // More values than the interface has are refused, naming both counts; fewer update the
+    // first values.
     let mut session = client.direct_session(c).await.unwrap();
-    // More values than the interface has are cut off, not written out of bounds.
     let long = vec![1.0f32; 5000];
-    session.request(&[("picture", &long)], 1).await.unwrap();
+    let refused = session.request(&[("picture", &long)], 1).await;
+    assert!(
+        matches!(&refused, Err(e) if e.to_string()
+            .contains("input 'picture' has 784 neurons, but the message holds 5000 values")),
+        "{refused:?}"
+    );
+    let mut session = client.direct_session(c).await.unwrap();
+    session
+        .request(&[("picture", &[1.0; 10])], 1)
+        .await
+        .unwrap();
     session.close().await.unwrap();
 
     let changed = client.set_direct_mode(c, false).await.unwrap();

@@ -474,6 +474,68 @@ async fn assert_closed(socket: &mut Socket) {
     );
 }
 
+/// Reads until the server's close frame and returns its code and reason.
+async fn close_frame(socket: &mut Socket) -> (u16, String) {
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                return (frame.code.into(), frame.reason.to_string());
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("no close frame: {other:?}"),
+        }
+    }
+}
+
+/// Writes the header of a masked binary frame that announces `len` payload bytes, and no
+/// payload: what the server sees first of a message of that size.
+async fn announce_frame(socket: &mut Socket, len: u64) {
+    use tokio::io::AsyncWriteExt;
+    let mut header = vec![0x82, 0x80 | 127];
+    header.extend_from_slice(&len.to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    match socket.get_mut() {
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.write_all(&header).await.unwrap(),
+        _ => unreachable!("a plain connection"),
+    }
+}
+
+#[tokio::test]
+async fn a_websocket_message_beyond_16_mib_is_refused_with_a_reason() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let started = client.start_csv_upload("too_big", 12).await.unwrap();
+    let token = client.token();
+    // In a session: the refusal as a reply and in the close frame.
+    let mut socket = open_socket(&server, "/").await;
+    let reply = init(&mut socket, &token, "file_upload", &started.uuid_input_file).await;
+    assert_eq!(reply["success"], true);
+    announce_frame(&mut socket, (16 << 20) + 1).await;
+    let refused =
+        FileUploadResponseMessage::decode(next_bytes(&mut socket).await.unwrap().as_slice())
+            .unwrap();
+    assert!(!refused.success);
+    assert!(
+        refused.error_message.contains("at most 16 MiB"),
+        "{}",
+        refused.error_message
+    );
+    let (code, reason) = close_frame(&mut socket).await;
+    assert_eq!(code, 1009);
+    assert!(reason.contains("at most 16 MiB"), "{reason}");
+    // As the first message of a socket, however large.
+    let mut socket = open_socket(&server, "/").await;
+    announce_frame(&mut socket, 1 << 62).await;
+    let (code, reason) = close_frame(&mut socket).await;
+    assert_eq!(code, 1009);
+    assert!(reason.contains("at most 16 MiB"), "{reason}");
+    // The upload goes on in a new session.
+    let mut socket = open_socket(&server, "/").await;
+    let reply = init(&mut socket, &token, "file_upload", &started.uuid_input_file).await;
+    assert_eq!(reply["success"], true);
+    assert!(send_chunk(&mut socket, 0, b"a,b\n1,2\n3,40").await.success);
+}
+
 #[tokio::test]
 async fn websocket_refusals_close_the_session_and_harm_nothing() {
     let server = TestServer::start();

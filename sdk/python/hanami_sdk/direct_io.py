@@ -22,8 +22,12 @@ from .hanami_messages import (
 )
 from .hanami_request import Verify
 
-#: Close code the server uses when it refuses a message (unknown name, invalid message).
-_CLOSE_POLICY = 1008
+#: Close codes the server uses when it refuses a message: unknown name, invalid message
+#: (1008); a message over its size limit (1009).
+_CLOSE_REFUSED = (1008, 1009)
+
+#: Largest websocket message the server takes; it closes the connection on a larger one.
+MAX_MESSAGE_BYTES = 16 << 20
 
 RequestOutput = Union[List[float], Dict[str, List[float]]]
 
@@ -34,7 +38,7 @@ async def _receive(ws: Any) -> ClusterIOMessage:
     except websockets.ConnectionClosed as e:
         close = e.rcvd
         reason = close.reason if close is not None else ""
-        if close is not None and close.code == _CLOSE_POLICY:
+        if close is not None and close.code in _CLOSE_REFUSED:
             raise BadRequestException(reason or "the server refused the message") from e
         raise HanamiException(f"direct-IO connection closed: {reason or e}") from e
     if isinstance(frame, str):
@@ -46,8 +50,13 @@ async def _receive(ws: Any) -> ClusterIOMessage:
 
 
 async def _send(ws: Any, message: ClusterIOMessage) -> None:
+    data = message.encode()
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise BadRequestException(
+            f"a message for '{message.buffer_name}' would take {len(data)} bytes; the server "
+            f"takes at most {MAX_MESSAGE_BYTES} bytes (16 MiB) per message; nothing was sent")
     try:
-        await ws.send(message.encode())
+        await ws.send(data)
     except websockets.ConnectionClosed as e:
         raise HanamiException(f"direct-IO connection closed: {e}") from e
 

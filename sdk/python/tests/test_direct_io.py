@@ -202,6 +202,28 @@ def test_unknown_name_is_a_bad_request(address: str, token: str, small_cluster: 
     asyncio.run(run())
 
 
+def test_too_many_values_are_refused(address: str, token: str, small_cluster: str) -> None:
+    """More values than the interface has are refused by the server; a message beyond the
+    server's 16 MiB is refused before it is sent, and the connection stays usable."""
+    async def run() -> None:
+        ws = await cluster.switch_to_direct_mode(token, address, small_cluster)
+        try:
+            with pytest.raises(hx.BadRequestException) as info:
+                await direct_io.send_train_input(ws, "test_input", [1.0] * (5 << 20), True,
+                                                 False)
+            assert "at most 16777216 bytes" in info.value.message
+            assert len(await direct_io.send_request_input(ws, "test_input", [1.0] * 5,
+                                                          True)) == 2
+            with pytest.raises(hx.BadRequestException) as info:
+                await direct_io.send_request_input(ws, "test_input", [1.0] * 6, True)
+            assert "has 5 neurons, but the message holds 6 values" in info.value.message
+        finally:
+            await ws.close()
+        cluster.switch_to_task_mode(token, address, small_cluster)
+
+    asyncio.run(run())
+
+
 def test_direct_mode_conflicts(address: str, token: str, small_cluster: str,
                                files: Path) -> None:
     images, labels = pattern_mnist(files, "direct_small", 10)

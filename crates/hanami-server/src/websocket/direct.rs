@@ -8,7 +8,7 @@ use axum::extract::ws::{Message, WebSocket, close_code};
 use hanami_types::websocket::proto::{ClusterIoMessage, ClusterProcessType, TargetBufferType};
 use prost::Message as _;
 
-use super::{Access, Incoming, SHUTTING_DOWN, close_with, next_message};
+use super::{Access, Incoming, SHUTTING_DOWN, TOO_BIG, close_with, next_message};
 use crate::clusters::{ClusterHandle, Interfaces, Mode};
 use crate::state::App;
 
@@ -69,6 +69,10 @@ async fn serve(app: &App, mut socket: WebSocket, cluster: &ClusterHandle, access
             }
             Incoming::Idle => {
                 close(socket, &format!("no message for {} s", idle.as_secs())).await;
+                return;
+            }
+            Incoming::TooBig => {
+                close_with(socket, close_code::SIZE, TOO_BIG).await;
                 return;
             }
             Incoming::Text => {
@@ -144,11 +148,18 @@ fn handle(
     let buffer = buffers
         .get_mut(&message.buffer_name)
         .ok_or_else(|| format!("the cluster has no {what} named '{}'", message.buffer_name))?;
-    // Never trust numberOfValues beyond the values sent and the interface's size.
+    if message.values.len() > buffer.len() {
+        return Err(format!(
+            "{what} '{}' has {} neurons, but the message holds {} values",
+            message.buffer_name,
+            buffer.len(),
+            message.values.len()
+        ));
+    }
+    // Fewer values update the first ones; numberOfValues is not trusted beyond them.
     let count = usize::try_from(message.number_of_values)
         .unwrap_or(usize::MAX)
-        .min(message.values.len())
-        .min(buffer.len());
+        .min(message.values.len());
     buffer[..count].copy_from_slice(&message.values[..count]);
     if what == "output" {
         staging.taught.insert(message.buffer_name.clone());

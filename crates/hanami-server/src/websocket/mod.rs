@@ -54,6 +54,10 @@ async fn session(app: App, mut socket: WebSocket) {
     };
     let first = match first {
         Ok(Some(Ok(message))) => message,
+        Ok(Some(Err(e))) if is_too_big(&e) => {
+            close_with(socket, close_code::SIZE, TOO_BIG).await;
+            return;
+        }
         _ => return,
     };
     let (target, mut access) = match start(&app, first).await {
@@ -103,6 +107,8 @@ pub(crate) enum Incoming {
     Text,
     /// Nothing but pings for the idle time.
     Idle,
+    /// A message larger than [`MAX_MESSAGE_BYTES`] (not read).
+    TooBig,
     /// The server began to shut down.
     Stopping,
     /// The client closed the session, or the connection broke.
@@ -124,9 +130,21 @@ pub(crate) async fn next_message(app: &App, socket: &mut WebSocket, idle: Durati
             Ok(Some(Ok(Message::Binary(bytes)))) => Incoming::Data(bytes),
             Ok(Some(Ok(Message::Text(_)))) => Incoming::Text,
             Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(Some(Err(e))) if is_too_big(&e) => Incoming::TooBig,
             Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) => Incoming::Gone,
         };
     }
+}
+
+/// Why a session closes after a message beyond [`MAX_MESSAGE_BYTES`].
+pub(crate) const TOO_BIG: &str =
+    "message too big: a websocket message may hold at most 16 MiB (send smaller chunks)";
+
+/// Whether a websocket error is the refusal of a message beyond [`MAX_MESSAGE_BYTES`]. The
+/// websocket library's error type is not exported through axum, so it is told by its text
+/// (a test sends such a message).
+fn is_too_big(error: &axum::Error) -> bool {
+    error.to_string().contains("Message too long")
 }
 
 /// Why sessions close when the server stops.
@@ -306,6 +324,10 @@ async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget, acce
             }
             Incoming::Idle => {
                 refuse(socket, &format!("no chunk for {} s", idle.as_secs())).await;
+                return;
+            }
+            Incoming::TooBig => {
+                refuse_with(socket, close_code::SIZE, TOO_BIG).await;
                 return;
             }
             Incoming::Text => {
