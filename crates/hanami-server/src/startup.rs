@@ -625,7 +625,16 @@ fn tls_server_config(tls: &crate::config::TlsFiles) -> anyhow::Result<rustls::Se
     if chain.is_empty() {
         bail!("{cert} holds no certificate (a PEM block '-----BEGIN CERTIFICATE-----')");
     }
-    let private_key = PrivateKeyDer::from_pem_slice(&read(&tls.key)?).map_err(|e| match e {
+    let key_pem = read(&tls.key)?;
+    let encrypted = [&b"ENCRYPTED PRIVATE KEY"[..], b"Proc-Type: 4,ENCRYPTED"]
+        .iter()
+        .any(|marker| key_pem.windows(marker.len()).any(|w| w == *marker));
+    let private_key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
+        pem::Error::NoItemsFound if encrypted => anyhow::anyhow!(
+            "{key} holds an encrypted private key, which the server cannot use: decrypt it \
+             (openssl pkey -in {key} -out PLAIN.pem) and give that file, readable only by \
+             the server's user"
+        ),
         pem::Error::NoItemsFound => anyhow::anyhow!(
             "{key} holds no private key (a PEM block '-----BEGIN PRIVATE KEY-----', \
              'RSA PRIVATE KEY' or 'EC PRIVATE KEY')"

@@ -589,6 +589,12 @@ async fn a_certificate_that_does_not_load_stops_the_start_before_anything_change
     let garbage = tmp.path().join("garbage.pem");
     std::fs::write(&garbage, "not a certificate\n").unwrap();
     let cert = tmp.path().join("cert.pem");
+    let encrypted = tmp.path().join("encrypted.pem");
+    std::fs::write(
+        &encrypted,
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    )
+    .unwrap();
     for (cert, key, expected) in [
         (
             &garbage,
@@ -596,6 +602,11 @@ async fn a_certificate_that_does_not_load_stops_the_start_before_anything_change
             "garbage.pem holds no certificate",
         ),
         (&cert, &cert, "cert.pem holds no private key"),
+        (
+            &cert,
+            &encrypted,
+            "encrypted.pem holds an encrypted private key",
+        ),
     ] {
         let Err(stderr) = launch()
             .args(&[

@@ -287,6 +287,32 @@ fn env(name: &str) -> Result<String, CliError> {
     }
 }
 
+/// The server's address from `HANAMI_ADDRESS`: `http://` or `https://` (in any case) and
+/// `host:port`, without a path (one trailing `/` is allowed), which the CLI would otherwise
+/// put in front of every endpoint and get answers that look like login failures.
+fn server_address(raw: &str) -> Result<String, CliError> {
+    let refused = |why: &str| {
+        CliError::msg(format!(
+            "HANAMI_ADDRESS must be http://HOST:PORT or https://HOST:PORT{why}, got '{raw}'"
+        ))
+    };
+    let (scheme, rest) = raw.split_once("://").ok_or_else(|| refused(""))?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err(refused(""));
+    }
+    let host = rest.strip_suffix('/').unwrap_or(rest);
+    if host.is_empty() {
+        return Err(refused(""));
+    }
+    if host.contains(['/', '?', '#']) {
+        return Err(refused(
+            " without a path (hanamictl adds /v1.0alpha/... itself)",
+        ));
+    }
+    Ok(format!("{scheme}://{host}"))
+}
+
 /// Server address and login from the environment.
 struct Credentials {
     address: String,
@@ -301,12 +327,7 @@ impl Credentials {
     fn from_env() -> Result<Self, CliError> {
         let user = env("HANAMI_USER")?;
         let password = env("HANAMI_PW")?;
-        let address = env("HANAMI_ADDRESS")?;
-        if !(address.starts_with("http://") || address.starts_with("https://")) {
-            return Err(CliError::msg(format!(
-                "HANAMI_ADDRESS must start with http:// or https://, got '{address}'"
-            )));
-        }
+        let address = server_address(&env("HANAMI_ADDRESS")?)?;
         let project = std::env::var("HANAMI_PROJECT")
             .ok()
             .filter(|p| !p.is_empty());

@@ -89,8 +89,9 @@ fn certificate_hint(text: &str, options: &ConnectOptions) -> Option<&'static str
     } else if unknown_issuer && options.root_certificate_pem.is_some() {
         Some(
             "(the certificate given with --ca-cert or HANAMI_CA_CERT did not sign the \
-             server's certificate: give the server's own certificate or the CA that issued \
-             it, or pass --insecure for a test server)",
+             server's certificate: give the certificate of the CA that issued it, or the \
+             server's own certificate only if that is self-signed; or pass --insecure for a \
+             test server)",
         )
     } else if unknown_issuer {
         Some(

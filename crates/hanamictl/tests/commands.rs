@@ -763,14 +763,27 @@ fn environment_usage_and_local_errors() {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         ctl_env(&env, args)
     };
-    let run = run_at("127.0.0.1:11418", &["host", "list"]).fails();
-    assert!(
-        run.stderr.contains("must start with http://"),
-        "{}",
-        run.stderr
-    );
-    // A trailing slash is fine.
+    for wrong in ["127.0.0.1:11418", "ftp://127.0.0.1:11418", "http://"] {
+        let run = run_at(wrong, &["host", "list"]).fails();
+        assert!(
+            run.stderr
+                .contains("HANAMI_ADDRESS must be http://HOST:PORT or https://HOST:PORT, got"),
+            "{wrong}: {}",
+            run.stderr
+        );
+    }
+    // A path would be put in front of every endpoint: refused with the reason, not sent.
+    for path in ["/v1.0alpha", "/prefix/", "/?x=1"] {
+        let run = run_at(&format!("{}{path}", server.url), &["host", "list"]).fails();
+        assert!(
+            run.stderr.contains("without a path"),
+            "{path}: {}",
+            run.stderr
+        );
+    }
+    // A trailing slash is fine, and so is a scheme in capitals.
     run_at(&format!("{}/", server.url), &["host", "list"]).ok();
+    run_at(&server.url.replace("http://", "HTTP://"), &["host", "list"]).ok();
     // Nothing listens on port 1.
     let run = run_at("http://127.0.0.1:1", &["host", "list"]).fails();
     assert!(
