@@ -261,6 +261,7 @@ async fn load_clusters(
             task.name, cluster.row.name, task.state, task.current, task.total
         );
         log_startup_error(store, &cluster.row.owner_id, &task.uuid, &message).await;
+        store.set_task_note(&task.uuid, &message).await?;
     }
     for cluster in clusters.all() {
         let tasks = store.cluster_tasks(&cluster.row.uuid).await?;

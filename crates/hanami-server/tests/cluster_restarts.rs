@@ -263,6 +263,13 @@ async fn check_aborted(
     for (uuid, _) in &aborted {
         let task = client.task(cluster, uuid).await.unwrap();
         assert_ne!(task.end_timestamp, "-");
+        // Its owner can read why, without the error log.
+        let note = task.note.unwrap_or_default();
+        assert!(
+            note.contains("shut down before the task ended")
+                || note.contains("when the server stopped without ending it"),
+            "{uuid}: {note:?}"
+        );
     }
     let log = server
         .admin()

@@ -783,6 +783,17 @@ async fn a_network_at_its_memory_budget_stops_growing_and_says_so() {
         "{}",
         log.body
     );
+    // The task says so too, for its owner (the error log is for admins only), also after a
+    // restart.
+    let note = done.note.expect("a note");
+    assert!(
+        note.contains("reached its memory budget of 1 MiB"),
+        "{note}"
+    );
+    let server = server.restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let again = client.task(&cluster, &task.uuid).await.unwrap();
+    assert_eq!(again.note.as_deref(), Some(note.as_str()));
 }
 
 #[tokio::test]
@@ -878,13 +889,20 @@ async fn aborted_with_log(
 ) -> String {
     let done = client.wait_for_task(cluster, task, WAIT).await.unwrap();
     assert_eq!(done.state, "aborted", "{done:?}");
-    server
+    let log = server
         .admin()
         .await
         .get("error_log?page=0")
         .await
         .expect(200)
-        .body
+        .body;
+    // The task's note tells its owner what the error log tells the admins.
+    let note = done.note.expect("an aborted task says why");
+    assert!(
+        log.contains(&note.replace('"', "\\\"")),
+        "{note} not in {log}"
+    );
+    log
 }
 
 #[tokio::test]

@@ -28,6 +28,8 @@ pub struct TaskRow {
     pub started_at: Option<String>,
     /// When it ended, if it did.
     pub ended_at: Option<String>,
+    /// Why it was aborted, or what it could not do; `None` if there is nothing to tell.
+    pub note: Option<String>,
 }
 
 fn from_row(row: &SqliteRow) -> TaskRow {
@@ -42,6 +44,7 @@ fn from_row(row: &SqliteRow) -> TaskRow {
         queued_at: row.get("queued_at"),
         started_at: row.get("started_at"),
         ended_at: row.get("ended_at"),
+        note: row.get("note"),
     }
 }
 
@@ -55,7 +58,7 @@ impl Store {
     pub async fn insert_task(&self, task: &TaskRow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO tasks (uuid, cluster_uuid, name, total, current, state, queued_at, \
-             started_at, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             started_at, ended_at, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&task.uuid)
         .bind(&task.cluster_uuid)
@@ -66,22 +69,24 @@ impl Store {
         .bind(&task.queued_at)
         .bind(&task.started_at)
         .bind(&task.ended_at)
+        .bind(&task.note)
         .execute(&self.pool)
         .await
         .map_err(StoreError::from_insert)?;
         Ok(())
     }
 
-    /// Records a task's progress, state and timestamps.
+    /// Records a task's progress, state, timestamps and note.
     pub async fn update_task(&self, task: &TaskRow) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE tasks SET current = ?, state = ?, started_at = ?, ended_at = ? \
+            "UPDATE tasks SET current = ?, state = ?, started_at = ?, ended_at = ?, note = ? \
              WHERE uuid = ?",
         )
         .bind(int(task.current))
         .bind(&task.state)
         .bind(&task.started_at)
         .bind(&task.ended_at)
+        .bind(&task.note)
         .bind(&task.uuid)
         .execute(&self.pool)
         .await?;
@@ -113,6 +118,16 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(from_row).collect())
+    }
+
+    /// Sets the note of a task.
+    pub async fn set_task_note(&self, uuid: &str, note: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE tasks SET note = ? WHERE uuid = ?")
+            .bind(note)
+            .bind(uuid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Marks every task that had not ended as aborted at `ended_at` (at start-up: nothing runs

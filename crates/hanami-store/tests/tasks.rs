@@ -22,6 +22,7 @@ fn task(uuid: &str, cluster: &str, state: &str) -> TaskRow {
         queued_at: "2026-11-28 10:00:00".into(),
         started_at: None,
         ended_at: None,
+        note: None,
     }
 }
 
@@ -39,9 +40,13 @@ async fn tasks_are_kept_in_queue_order_and_updated() {
     done.current = 100;
     done.started_at = Some("2026-11-28 10:00:01".into());
     done.ended_at = Some("2026-11-28 10:00:02".into());
+    done.note = Some("the network stopped growing".into());
     store.update_task(&done).await.unwrap();
+    let mut noted = task("t2", "a", "queued");
+    store.set_task_note("t2", "a note").await.unwrap();
+    noted.note = Some("a note".into());
     let tasks = store.cluster_tasks("a").await.unwrap();
-    assert_eq!(tasks, vec![done, task("t2", "a", "queued")]);
+    assert_eq!(tasks, vec![done, noted]);
     store.delete_task("t2").await.unwrap();
     assert_eq!(store.cluster_tasks("a").await.unwrap().len(), 1);
     store.delete_cluster_tasks("a").await.unwrap();

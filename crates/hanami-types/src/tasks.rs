@@ -23,6 +23,10 @@ pub struct Task {
     pub start_timestamp: String,
     /// When it ended, or `-`.
     pub end_timestamp: String,
+    /// Why the task was aborted, or what it could not do (growth refused by a memory
+    /// budget); absent when there is nothing to tell. Not in the original's answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Body of `POST /v1.0alpha/task/train`.

@@ -63,7 +63,7 @@ const RESOURCE: &[&str] = &[
     "project_id",
     "created_at",
 ];
-/// Fields of a task.
+/// Fields of a task (`note` only when the server sends one).
 const TASK: &[&str] = &[
     "uuid",
     "state",
@@ -72,6 +72,7 @@ const TASK: &[&str] = &[
     "queue_timestamp",
     "start_timestamp",
     "end_timestamp",
+    "?note",
 ];
 /// Columns of the task list (as in the original: only these two).
 const TASK_LIST: &[&str] = &["uuid", "state"];

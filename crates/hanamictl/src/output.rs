@@ -159,11 +159,17 @@ fn row(cells: &[String], widths: &[usize], align: fn(&str, usize) -> String) -> 
     line
 }
 
-/// A vertical key/value table of `fields` of an object; missing fields print `<nil>`.
+/// A vertical key/value table of `fields` of an object; missing fields print `<nil>`, except
+/// optional ones (named with a leading `?`), which are left out.
 pub fn single_table(value: &Value, fields: &[&str]) -> String {
     let rows: Vec<[String; 2]> = fields
         .iter()
-        .map(|f| [title(f), single_cell(value.get(*f))])
+        .filter_map(|f| match f.strip_prefix('?') {
+            Some(optional) => value
+                .get(optional)
+                .map(|v| [title(optional), single_cell(Some(v))]),
+            None => Some([title(f), single_cell(value.get(*f))]),
+        })
         .collect();
     let widths = [
         rows.iter().map(|r| width(&r[0])).max().unwrap_or(0),
@@ -255,6 +261,20 @@ mod tests {
              | CREATOR ID | asdf                |\n\
              | CREATED AT | 2024-07-12 20:52:21 |\n\
              +------------+---------------------+\n"
+        );
+    }
+
+    #[test]
+    fn optional_fields_show_only_when_present() {
+        let task = json!({"uuid": "u", "note": "stopped"});
+        assert_eq!(
+            single_table(&task, &["uuid", "?note"]),
+            "+------+---------+\n| UUID | u       |\n| NOTE | stopped |\n+------+---------+\n"
+        );
+        let task = json!({"uuid": "u"});
+        assert_eq!(
+            single_table(&task, &["uuid", "state", "?note"]),
+            "+-------+-------+\n| UUID  | u     |\n| STATE | <nil> |\n+-------+-------+\n"
         );
     }
 

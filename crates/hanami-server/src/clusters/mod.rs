@@ -734,15 +734,18 @@ impl WorkerContext {
         }
     }
 
-    /// Logs a task's failure to the server log and the error log (from a worker thread).
+    /// Logs a task's failure to the server log and the error log (from a worker thread), and
+    /// adds it to the task's note, which is recorded with the task's next state.
     pub fn log_error(&self, task: &Task, cluster: &ResourceRow, error: &anyhow::Error) {
         let inputs = serde_json::json!({"task": task.uuid, "cluster_uuid": cluster.uuid});
+        let text = crate::error_log::describe(error);
+        task.add_note(&text);
         self.runtime.block_on(crate::error_log::record(
             &self.store,
             &cluster.owner_id,
             &format!("task '{}' of cluster '{}'", task.name, cluster.name),
             &inputs,
-            &crate::error_log::describe(error),
+            &text,
         ));
     }
 }
@@ -785,15 +788,11 @@ impl Clusters {
     /// error-log entry. Waits at most `patience` for the workers.
     pub async fn shut_down(&self, ctx: &WorkerContext, patience: std::time::Duration) {
         let clusters = self.all();
-        // (cluster, task, whether this function ended it and must record it)
         let mut stopped = Vec::new();
         for cluster in &clusters {
             let (running, queued) = cluster.stop_work();
-            if let Some(task) = running {
-                stopped.push((cluster.clone(), task, false));
-            }
-            for task in queued {
-                stopped.push((cluster.clone(), task, true));
+            for task in running.into_iter().chain(queued) {
+                stopped.push((cluster.clone(), task));
             }
         }
         let deadline = tokio::time::Instant::now() + patience;
@@ -808,10 +807,7 @@ impl Clusters {
         }
         let ctx = ctx.clone();
         let work = tokio::task::spawn_blocking(move || {
-            for (cluster, task, ended_here) in &stopped {
-                if *ended_here {
-                    ctx.record(task, &cluster.row);
-                }
+            for (cluster, task) in &stopped {
                 let e = anyhow::anyhow!(
                     "the server shut down before the task ended; it was aborted after {} of {} \
                      cycles",
@@ -819,6 +815,8 @@ impl Clusters {
                     task.total
                 );
                 ctx.log_error(task, &cluster.row, &e);
+                // Recorded with its note; a running task's worker recorded its end already.
+                ctx.record(task, &cluster.row);
             }
             for cluster in &clusters {
                 if let Err(e) = cluster.save_network_if_changed() {

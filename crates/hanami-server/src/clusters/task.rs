@@ -98,6 +98,8 @@ struct Timeline {
     state: TaskState,
     start: Option<String>,
     end: Option<String>,
+    /// See [`Task::add_note`].
+    note: Option<String>,
 }
 
 /// A task and its progress. Shared between the API and the cluster's worker.
@@ -130,6 +132,7 @@ impl Task {
                 state: TaskState::Queued,
                 start: None,
                 end: None,
+                note: None,
             }),
             work: Mutex::new(Some(work)),
             cancel: AtomicBool::new(false),
@@ -161,6 +164,7 @@ impl Task {
                 state,
                 start: row.started_at,
                 end: row.ended_at,
+                note: row.note,
             }),
             work: Mutex::new(None),
             cancel: AtomicBool::new(false),
@@ -181,7 +185,19 @@ impl Task {
             queued_at: self.queued_at.clone(),
             started_at: timeline.start.clone(),
             ended_at: timeline.end.clone(),
+            note: timeline.note.clone(),
         }
+    }
+
+    /// Adds to what the task's owner is told about its end (`GET task` shows it; the error
+    /// log, which only admins read, has the same text): why it was aborted, or what it could
+    /// not do.
+    pub fn add_note(&self, text: &str) {
+        let mut timeline = self.timeline();
+        timeline.note = Some(match timeline.note.take() {
+            Some(earlier) => format!("{earlier}; {text}"),
+            None => text.to_owned(),
+        });
     }
 
     /// Marks the task active and hands its work to the worker (once).
@@ -233,6 +249,7 @@ impl Task {
             queue_timestamp: self.queued_at.clone(),
             start_timestamp: stamp(&timeline.start),
             end_timestamp: stamp(&timeline.end),
+            note: timeline.note.clone(),
         }
     }
 
