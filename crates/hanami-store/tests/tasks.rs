@@ -117,3 +117,29 @@ async fn unfinished_tasks_are_aborted_and_orphans_forgotten() {
         vec![cluster]
     );
 }
+
+#[tokio::test]
+async fn a_database_of_schema_five_keeps_its_tasks_and_gains_notes() {
+    let (dir, store) = store().await;
+    let recorded = task("old", "a", "finished");
+    store.insert_task(&recorded).await.unwrap();
+    drop(store);
+    // Back to the schema before task notes, with a task recorded then.
+    let path = dir.path().join("hanami.db");
+    let url = format!("sqlite://{}", path.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    for sql in [
+        "ALTER TABLE tasks DROP COLUMN note",
+        "PRAGMA user_version = 5",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let store = Store::open(&path).await.unwrap();
+    assert_eq!(store.cluster_tasks("a").await.unwrap(), vec![recorded]);
+    store.set_task_note("old", "aborted").await.unwrap();
+    assert_eq!(
+        store.cluster_tasks("a").await.unwrap()[0].note.as_deref(),
+        Some("aborted")
+    );
+}

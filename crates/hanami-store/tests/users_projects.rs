@@ -368,6 +368,7 @@ async fn a_database_of_schema_four_gains_value_ranges() {
     let url = format!("sqlite://{}", path.display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
     for sql in [
+        "ALTER TABLE tasks DROP COLUMN note",
         "ALTER TABLE datasets DROP COLUMN value_ranges",
         "PRAGMA user_version = 4",
     ] {
