@@ -16,7 +16,8 @@ from .hanami_exceptions import (
 )
 from .hanami_request import Verify
 
-#: Largest websocket message accepted from the server.
+#: Largest websocket message either way: the server takes no more per message (a direct-IO
+#: message beyond it is refused before it is sent), and the SDK takes no more from it.
 MAX_MESSAGE_BYTES = 16 << 20
 #: Seconds allowed for opening a websocket (TCP, TLS and upgrade).
 OPEN_TIMEOUT = 30.0

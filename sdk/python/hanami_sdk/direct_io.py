@@ -20,14 +20,12 @@ from .hanami_messages import (
     ClusterIOMessage,
     DecodeError,
 )
+from . import _websocket
 from .hanami_request import Verify
 
 #: Close codes the server uses when it refuses a message: unknown name, invalid message
 #: (1008); a message over its size limit (1009).
 _CLOSE_REFUSED = (1008, 1009)
-
-#: Largest websocket message the server takes; it closes the connection on a larger one.
-MAX_MESSAGE_BYTES = 16 << 20
 
 RequestOutput = Union[List[float], Dict[str, List[float]]]
 
@@ -51,10 +49,11 @@ async def _receive(ws: Any) -> ClusterIOMessage:
 
 async def _send(ws: Any, message: ClusterIOMessage) -> None:
     data = message.encode()
-    if len(data) > MAX_MESSAGE_BYTES:
+    if len(data) > _websocket.MAX_MESSAGE_BYTES:
         raise BadRequestException(
             f"a message for '{message.buffer_name}' would take {len(data)} bytes; the server "
-            f"takes at most {MAX_MESSAGE_BYTES} bytes (16 MiB) per message; nothing was sent")
+            f"takes at most {_websocket.MAX_MESSAGE_BYTES} bytes (16 MiB) per message; nothing "
+            f"was sent")
     try:
         await ws.send(data)
     except websockets.ConnectionClosed as e:

@@ -87,10 +87,30 @@ def send_request(method: str, token: Optional[str], address: str, path: str,
     with warnings.catch_warnings():
         if not verify:
             warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
-        response = requests.request(method, url, data=data, headers=headers,
-                                    verify=verify,
-                                    timeout=REQUEST_TIMEOUT if timeout is None else timeout)
+        try:
+            response = requests.request(method, url, data=data, headers=headers,
+                                        verify=verify,
+                                        timeout=REQUEST_TIMEOUT if timeout is None else timeout)
+        except requests.exceptions.ConnectionError as e:
+            hint = _scheme_hint(url, e)
+            if hint is None:
+                raise
+            raise type(e)(f"{e} ({hint})", request=e.request, response=e.response) from e
     return _handle_response(response)
+
+
+def _scheme_hint(url: str, error: Exception) -> Optional[str]:
+    """A hint for a connection that failed because the address's scheme does not match
+    what the server speaks, else ``None``."""
+    text = str(error)
+    if url.startswith("http://") and "\\x15\\x03" in text:
+        # The server answered the plain request with a TLS alert record.
+        return "the server seems to speak HTTPS: use an https:// address"
+    if url.startswith("https://") and ("WRONG_VERSION_NUMBER" in text
+                                       or "wrong version number" in text
+                                       or "record layer failure" in text):
+        return "the server seems to speak plain HTTP: use an http:// address"
+    return None
 
 
 def send_post_request(token: Optional[str], address: str, path: str, body: Body,

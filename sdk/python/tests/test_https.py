@@ -72,6 +72,18 @@ def test_certificate_is_checked_by_default(tls_server: Server) -> None:
         hanami_token.request_token(tls_server.url, ADMIN, ADMIN_PW)
 
 
+def test_a_wrong_scheme_is_named(tls_server: Server, address: str) -> None:
+    """http:// to the HTTPS server and https:// to a plain one fail with a hint."""
+    plain_to_tls = tls_server.url.replace("https://", "http://")
+    with pytest.raises(requests.exceptions.ConnectionError) as info:
+        hanami_token.request_token(plain_to_tls, ADMIN, ADMIN_PW)
+    assert "use an https:// address" in str(info.value)
+    tls_to_plain = address.replace("http://", "https://")
+    with pytest.raises(requests.exceptions.SSLError) as info:
+        hanami_token.request_token(tls_to_plain, ADMIN, ADMIN_PW, False)
+    assert "use an http:// address" in str(info.value)
+
+
 def test_everything_over_https_without_verification(tls_server: Server, files: Path,
                                                     recwarn: pytest.WarningsRecorder) -> None:
     address = tls_server.url
