@@ -459,7 +459,9 @@ async fn execute(
         },
         Command::Dataset(cmd) => match cmd {
             DatasetCmd::Create(kind) => {
-                let interrupts = UploadInterrupts::install();
+                let (DatasetCreateCmd::Mnist { name, .. } | DatasetCreateCmd::Csv { name, .. }) =
+                    &kind;
+                let interrupts = UploadInterrupts::install(name);
                 let cancel = || async {
                     match &interrupts {
                         Some(interrupts) => interrupts.cancelled().await,

@@ -1,11 +1,51 @@
 //! Ctrl-C and SIGTERM during a dataset upload: the first one withdraws the upload from the
-//! server before the command ends, any later one ends it at once.
+//! server before the command ends, any later one ends it at once, saying what becomes of the
+//! upload.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
+
+/// Where an upload is, as far as a signal is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Phase {
+    /// Files are being sent: a signal withdraws the upload.
+    Sending,
+    /// A signal came while sending, and the upload is being withdrawn.
+    Withdrawing,
+    /// Every byte arrived: the server makes the dataset whatever the client does.
+    Finishing,
+    /// The upload is over (made, withdrawn or failed).
+    Over,
+}
+
+impl Phase {
+    fn from_u8(value: u8) -> Phase {
+        [Phase::Sending, Phase::Withdrawing, Phase::Finishing]
+            .into_iter()
+            .find(|p| *p as u8 == value)
+            .unwrap_or(Phase::Over)
+    }
+
+    /// What a signal that ends the command in this phase tells the user about the upload of
+    /// the dataset `name`.
+    fn farewell(self, name: &str) -> Option<String> {
+        match self {
+            Phase::Sending | Phase::Over => None,
+            Phase::Withdrawing => Some(format!(
+                "interrupted again: the upload of '{name}' may not have been withdrawn; the \
+                 server removes what had arrived after its upload_timeout"
+            )),
+            Phase::Finishing => Some(format!(
+                "interrupted after every byte of '{name}' had arrived: the server makes the \
+                 dataset anyway, and `hanamictl dataset list` shows it shortly"
+            )),
+        }
+    }
+}
 
 /// Signal handling for one upload.
 pub struct UploadInterrupts {
@@ -15,32 +55,47 @@ pub struct UploadInterrupts {
 struct Shared {
     /// Notified by the first signal while the upload may still be withdrawn.
     cancel: Notify,
-    /// Whether the upload may still be withdrawn (before its finalisation).
-    cancellable: AtomicBool,
+    /// The [`Phase`].
+    phase: AtomicU8,
+}
+
+impl Shared {
+    /// Moves from `from` to `to`; false if the upload was in another phase.
+    fn advance(&self, from: Phase, to: Phase) -> bool {
+        self.phase
+            .compare_exchange(from as u8, to as u8, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
 }
 
 impl UploadInterrupts {
-    /// Installs the handlers; call it before the upload starts. While the upload may still
-    /// be withdrawn, the first signal cancels it; any other signal ends the process at once
-    /// with status 130, as it would end without handlers. `None` where the handlers cannot
-    /// be installed (the signals then keep their default action).
-    pub fn install() -> Option<Self> {
+    /// Installs the handlers for the upload of the dataset `name`; call it before the
+    /// upload starts. While the upload may still be withdrawn, the first signal cancels it;
+    /// any other signal ends the process at once with status 130, as it would end without
+    /// handlers, after a line on standard error about what becomes of the upload. `None`
+    /// where the handlers cannot be installed (the signals then keep their default action).
+    pub fn install(name: &str) -> Option<Self> {
         let mut interrupt = signal(SignalKind::interrupt()).ok()?;
         let mut terminate = signal(SignalKind::terminate()).ok()?;
         let shared = Arc::new(Shared {
             cancel: Notify::new(),
-            cancellable: AtomicBool::new(true),
+            phase: AtomicU8::new(Phase::Sending as u8),
         });
         let listener = shared.clone();
+        let name = name.to_owned();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = interrupt.recv() => {}
                     _ = terminate.recv() => {}
                 }
-                if listener.cancellable.swap(false, Ordering::SeqCst) {
+                if listener.advance(Phase::Sending, Phase::Withdrawing) {
                     listener.cancel.notify_one();
                 } else {
+                    let phase = Phase::from_u8(listener.phase.load(Ordering::SeqCst));
+                    if let Some(farewell) = phase.farewell(&name) {
+                        eprintln!("\nhanamictl: {farewell}");
+                    }
                     std::process::exit(130);
                 }
             }
@@ -52,19 +107,56 @@ impl UploadInterrupts {
     /// future ends that phase (the SDK drops it when the upload reaches its finalisation):
     /// signals end the process from then on.
     pub async fn cancelled(&self) {
-        struct EndOfPhase<'a>(&'a AtomicBool);
+        struct EndOfPhase<'a>(&'a Shared);
         impl Drop for EndOfPhase<'_> {
             fn drop(&mut self) {
-                self.0.store(false, Ordering::SeqCst);
+                self.0.advance(Phase::Sending, Phase::Finishing);
             }
         }
-        let _end = EndOfPhase(&self.shared.cancellable);
+        let _end = EndOfPhase(&self.shared);
         self.shared.cancel.notified().await;
     }
 }
 
 impl Drop for UploadInterrupts {
     fn drop(&mut self) {
-        self.shared.cancellable.store(false, Ordering::SeqCst);
+        self.shared.phase.store(Phase::Over as u8, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_signal_says_what_becomes_of_the_upload() {
+        for phase in [
+            Phase::Sending,
+            Phase::Withdrawing,
+            Phase::Finishing,
+            Phase::Over,
+        ] {
+            assert_eq!(Phase::from_u8(phase as u8), phase);
+        }
+        assert!(Phase::Over.farewell("d").is_none());
+        let finishing = Phase::Finishing.farewell("train").unwrap();
+        assert!(finishing.contains("'train'") && finishing.contains("dataset list"));
+        let withdrawing = Phase::Withdrawing.farewell("train").unwrap();
+        assert!(withdrawing.contains("may not have been withdrawn"));
+    }
+
+    #[test]
+    fn the_phases_only_move_forward_from_where_they_are() {
+        let shared = Shared {
+            cancel: Notify::new(),
+            phase: AtomicU8::new(Phase::Sending as u8),
+        };
+        assert!(shared.advance(Phase::Sending, Phase::Withdrawing));
+        // The end of the sending phase does not hide a withdrawal under way.
+        assert!(!shared.advance(Phase::Sending, Phase::Finishing));
+        assert_eq!(
+            Phase::from_u8(shared.phase.load(Ordering::SeqCst)),
+            Phase::Withdrawing
+        );
     }
 }
