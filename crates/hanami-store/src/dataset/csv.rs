@@ -43,6 +43,16 @@ const READ_BUFFER: usize = 1 << 20;
 const MAX_QUOTED: usize = 40;
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// Characters that print as nothing: byte-order marks, zero-width spaces and joiners,
+/// direction marks and overrides, the soft hyphen.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+            | '\u{FEFF}'
+    )
+}
+
 /// Converts the CSV file at `input_path` into a new `f32` dataset named `name` at
 /// `dest_path`, and returns its header and value ranges.
 ///
@@ -150,7 +160,11 @@ impl Table {
             } else if n.chars().any(char::is_control) {
                 Some("contains a control character".to_owned())
             } else {
-                None
+                // A second byte-order mark, a zero-width space: the name looks like another
+                // that no interface name can match.
+                n.chars()
+                    .find(|&c| is_invisible(c))
+                    .map(|c| format!("contains an invisible character (U+{:04X})", u32::from(c)))
             };
             if let Some(problem) = problem {
                 return Err(ConvertError::CsvBadName {
@@ -501,6 +515,21 @@ mod tests {
         assert_eq!(
             case.error(b"\nok,na\x00me\n1,2\n"),
             "CSV file: line 2: the name \"na\\0me\" of column 2 contains a control character"
+        );
+        assert_eq!(
+            case.error("x,\u{feff}a\n1,2\n".as_bytes()),
+            "CSV file: line 1: the name \"\\u{feff}a\" of column 2 contains an invisible \
+             character (U+FEFF)"
+        );
+        // A byte-order mark at the start of the file is no part of the first name, but a
+        // second one is.
+        assert!(
+            case.error("\u{feff}\u{feff}a,b\n1,2\n".as_bytes())
+                .ends_with("of column 1 contains an invisible character (U+FEFF)")
+        );
+        assert!(
+            case.error("a\u{200b},b\n1,2\n".as_bytes())
+                .ends_with("contains an invisible character (U+200B)")
         );
         assert_eq!(
             case.error(b"a\tb\n1\n"),
