@@ -173,24 +173,16 @@ impl Config {
         if max_upload_bytes == 0 {
             bail!("max_upload_bytes must be at least 1");
         }
-        let cluster_memory_mib = file
-            .cluster_memory_mib
-            .unwrap_or(DEFAULT_CLUSTER_MEMORY_MIB);
-        if !(1..=MAX_CLUSTER_MEMORY_MIB).contains(&cluster_memory_mib) {
-            bail!(
-                "cluster_memory_mib must be between 1 and {MAX_CLUSTER_MEMORY_MIB}, not \
-                 {cluster_memory_mib}"
-            );
-        }
-        let clusters_memory_mib = file
-            .clusters_memory_mib
-            .unwrap_or_else(default_clusters_memory_mib);
-        if !(1..=MAX_CLUSTER_MEMORY_MIB).contains(&clusters_memory_mib) {
-            bail!(
-                "clusters_memory_mib must be between 1 and {MAX_CLUSTER_MEMORY_MIB}, not \
-                 {clusters_memory_mib}"
-            );
-        }
+        let cluster_memory_limit = memory_budget(
+            "cluster_memory_mib",
+            file.cluster_memory_mib
+                .unwrap_or(DEFAULT_CLUSTER_MEMORY_MIB),
+        )?;
+        let clusters_memory_limit = memory_budget(
+            "clusters_memory_mib",
+            file.clusters_memory_mib
+                .unwrap_or_else(default_clusters_memory_mib),
+        )?;
         let min_free_disk_mib = file.min_free_disk_mib.unwrap_or(DEFAULT_MIN_FREE_DISK_MIB);
         if min_free_disk_mib > MAX_MIN_FREE_DISK_MIB {
             bail!(
@@ -219,14 +211,21 @@ impl Config {
             max_upload_bytes,
             upload_timeout,
             header_timeout,
-            cluster_memory_limit: usize::try_from(cluster_memory_mib << 20)
-                .context("cluster_memory_mib is too large for this machine")?,
-            clusters_memory_limit: usize::try_from(clusters_memory_mib << 20)
-                .context("clusters_memory_mib is too large for this machine")?,
+            cluster_memory_limit,
+            clusters_memory_limit,
             min_free_disk: min_free_disk_mib << 20,
             log_retention_days,
         })
     }
+}
+
+/// A memory budget given in MiB by the setting `key`, in bytes: 1 MiB to
+/// [`MAX_CLUSTER_MEMORY_MIB`].
+fn memory_budget(key: &str, mib: u64) -> anyhow::Result<usize> {
+    if !(1..=MAX_CLUSTER_MEMORY_MIB).contains(&mib) {
+        bail!("{key} must be between 1 and {MAX_CLUSTER_MEMORY_MIB}, not {mib}");
+    }
+    usize::try_from(mib << 20).with_context(|| format!("{key} is too large for this machine"))
 }
 
 /// The default of `clusters_memory_mib`: half of the machine's memory, which leaves the

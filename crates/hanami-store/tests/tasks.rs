@@ -1,15 +1,12 @@
 //! Task records: kept in queue order, updated, forgotten with their cluster, and the ones
 //! that had not ended are aborted at start-up.
 
+mod common;
+
+use common::{alter, store};
 use hanami_store::Store;
 use hanami_store::resources::{Kind, ResourceRow};
 use hanami_store::tasks::TaskRow;
-
-async fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("hanami.db")).await.unwrap();
-    (dir, store)
-}
 
 fn task(uuid: &str, cluster: &str, state: &str) -> TaskRow {
     TaskRow {
@@ -126,15 +123,14 @@ async fn a_database_of_schema_five_keeps_its_tasks_and_gains_notes() {
     drop(store);
     // Back to the schema before task notes, with a task recorded then.
     let path = dir.path().join("hanami.db");
-    let url = format!("sqlite://{}", path.display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    for sql in [
-        "ALTER TABLE tasks DROP COLUMN note",
-        "PRAGMA user_version = 5",
-    ] {
-        sqlx::query(sql).execute(&pool).await.unwrap();
-    }
-    pool.close().await;
+    alter(
+        &path,
+        &[
+            "ALTER TABLE tasks DROP COLUMN note",
+            "PRAGMA user_version = 5",
+        ],
+    )
+    .await;
     let store = Store::open(&path).await.unwrap();
     assert_eq!(store.cluster_tasks("a").await.unwrap(), vec![recorded]);
     store.set_task_note("old", "aborted").await.unwrap();

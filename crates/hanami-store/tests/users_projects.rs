@@ -1,14 +1,11 @@
 //! The database layer against a real SQLite file.
 
+mod common;
+
+use common::{alter, store};
 use hanami_store::users::NewUser;
 use hanami_store::{Store, StoreError};
 use hanami_types::users::ProjectAssignment;
-
-async fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("hanami.db")).await.unwrap();
-    (dir, store)
-}
 
 fn new_user<'a>(id: &'a str, is_admin: bool) -> NewUser<'a> {
     NewUser {
@@ -156,13 +153,7 @@ async fn future_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hanami.db");
     Store::open(&path).await.unwrap().close().await;
-    let url = format!("sqlite://{}", path.display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query("PRAGMA user_version = 999")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    alter(&path, &["PRAGMA user_version = 999"]).await;
     assert!(matches!(
         Store::open(&path).await,
         Err(StoreError::FutureSchema { found: 999, .. })
@@ -335,13 +326,11 @@ async fn datasets_keep_the_value_ranges_of_their_fields() {
     );
     // Changed from outside: said so, not taken as "unknown".
     drop(store);
-    let url = format!("sqlite://{}", dir.path().join("hanami.db").display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query("UPDATE datasets SET value_ranges = 'garbage' WHERE uuid = 'd1'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    alter(
+        &dir.path().join("hanami.db"),
+        &["UPDATE datasets SET value_ranges = 'garbage' WHERE uuid = 'd1'"],
+    )
+    .await;
     let store = Store::open(&dir.path().join("hanami.db")).await.unwrap();
     let damaged = store.value_ranges(&Scope::All, "d1").await;
     assert!(
@@ -365,16 +354,15 @@ async fn a_database_of_schema_four_gains_value_ranges() {
     drop(store);
     // Back to the schema before value ranges, with a dataset recorded then.
     let path = dir.path().join("hanami.db");
-    let url = format!("sqlite://{}", path.display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    for sql in [
-        "ALTER TABLE tasks DROP COLUMN note",
-        "ALTER TABLE datasets DROP COLUMN value_ranges",
-        "PRAGMA user_version = 4",
-    ] {
-        sqlx::query(sql).execute(&pool).await.unwrap();
-    }
-    pool.close().await;
+    alter(
+        &path,
+        &[
+            "ALTER TABLE tasks DROP COLUMN note",
+            "ALTER TABLE datasets DROP COLUMN value_ranges",
+            "PRAGMA user_version = 4",
+        ],
+    )
+    .await;
     let store = Store::open(&path).await.unwrap();
     assert_eq!(store.value_ranges(&Scope::All, "old").await.unwrap(), None);
     store
