@@ -402,6 +402,20 @@ fn refuse_a_lost_database(paths: &DataDir) -> anyhow::Result<()> {
 /// Says first what the operator can do when SQLite found fault with the database file
 /// itself (its own words stay behind, without the path).
 fn with_database_hint(e: anyhow::Error, database: &Path) -> anyhow::Error {
+    let newer = e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<StoreError>(),
+            Some(StoreError::FutureSchema { .. })
+        )
+    });
+    if newer {
+        return e.context(format!(
+            "the database {} was written by a newer version of the server, and cannot be \
+             converted back: run that version on this data directory, or restore a backup of \
+             the directory made before it was used",
+            database.display()
+        ));
+    }
     let code = e.chain().find_map(|cause| {
         cause
             .downcast_ref::<StoreError>()

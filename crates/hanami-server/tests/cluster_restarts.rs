@@ -563,6 +563,26 @@ async fn a_damaged_or_locked_database_is_named() {
     assert!(stderr.contains(&expected), "{stderr}");
     assert_eq!(stderr.matches("not a database").count(), 1, "{stderr}");
 
+    // Written by a newer version: what to do, and the versions once.
+    std::fs::copy(&kept, &database).unwrap();
+    let url = format!("sqlite://{}", database.display());
+    let mut newer = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("PRAGMA user_version = 999")
+        .execute(&mut newer)
+        .await
+        .unwrap();
+    newer.close().await.unwrap();
+    let Err(stderr) = launch().data_dir(&data).try_start() else {
+        panic!("started on a newer database");
+    };
+    let expected = format!(
+        "the database {} was written by a newer version of the server, and cannot be \
+         converted back: run that version on this data directory, or restore a backup",
+        database.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert_eq!(stderr.matches("schema version 999").count(), 1, "{stderr}");
+
     // The backup back: it starts.
     std::fs::rename(&kept, &database).unwrap();
     let server = launch().data_dir(&data).start();

@@ -808,6 +808,10 @@ impl Clusters {
         let ctx = ctx.clone();
         let work = tokio::task::spawn_blocking(move || {
             for (cluster, task) in &stopped {
+                // A running task may have done its last row before it saw the stop.
+                if task.state() == TaskState::Finished {
+                    continue;
+                }
                 let e = anyhow::anyhow!(
                     "the server shut down before the task ended; it was aborted after {} of {} \
                      cycles",
