@@ -428,6 +428,10 @@ impl ClusterHandle {
             } else {
                 state
             };
+            // Idle before anyone can see the end (the state shows while the end is recorded):
+            // a client that saw it may switch to DIRECT mode, or queue a task that starts
+            // right away, at once.
+            lock(&self.control).active = None;
             task.end_with(state, || ctx.record(&task, &self.row));
         }
     }
