@@ -242,6 +242,18 @@ async fn load_clusters(
              restore checkpoints to get them back"
         );
     }
+    for (uuid, since) in store.unsaved_networks().await? {
+        if let Some(cluster) = clusters.get(&Scope::All, &uuid) {
+            let message = format!(
+                "cluster '{}': what direct IO trained since {since} is lost: the server stopped \
+                 (a crash or a kill) before it saved the network, which is as it was saved \
+                 before",
+                cluster.row.name
+            );
+            log_startup_error(store, &cluster.row.owner_id, &uuid, &message).await;
+        }
+        store.note_saved_network(&uuid).await?;
+    }
     store.delete_orphan_tasks().await?;
     for task in store.abort_unfinished_tasks(&now_timestamp()).await? {
         let Some(cluster) = clusters.get(&Scope::All, &task.cluster_uuid) else {

@@ -504,6 +504,55 @@ async fn a_lost_network_file_is_reported() {
     assert!(std::fs::metadata(&file).unwrap().len() > 0);
 }
 
+/// What direct IO trained and a crash lost is reported at the next start, once; a session
+/// that ended (and so saved its network) leaves nothing to report.
+#[tokio::test]
+async fn direct_io_training_lost_in_a_crash_is_reported() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let picture = vec![180.0f32; 784];
+    let mut label = vec![0.0f32; 10];
+    label[3] = 1.0;
+    for (name, close) in [("closed", true), ("left_open", false)] {
+        let cluster = client.create_cluster(name, SEED_TEMPLATE).await.unwrap();
+        client.set_direct_mode(&cluster.uuid, true).await.unwrap();
+        let mut session = client.direct_session(&cluster.uuid).await.unwrap();
+        for _ in 0..5 {
+            session
+                .train(&[("picture", &picture)], &[("label", &label)])
+                .await
+                .unwrap();
+        }
+        if close {
+            session.close().await.unwrap();
+        } else {
+            // Held open across the crash.
+            std::mem::forget(session);
+        }
+    }
+    // The closed session's save and note take a moment after the close.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let server = server.crash_and_restart();
+    let log = error_log_text(&server).await;
+    assert_eq!(
+        log.matches("what direct IO trained since").count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        log.contains("cluster 'left_open': what direct IO trained since"),
+        "{log}"
+    );
+    // Said once.
+    let server = server.restart();
+    let log = error_log_text(&server).await;
+    assert_eq!(
+        log.matches("what direct IO trained since").count(),
+        1,
+        "{log}"
+    );
+}
+
 /// A server stopped as soon as it printed its address stops cleanly: the signals are
 /// taken over before the address is printed (a SIGTERM that came first killed it, now and
 /// then, with its default action).

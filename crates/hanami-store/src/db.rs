@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_tasks_and_cluster_state.sql"),
     include_str!("../migrations/0005_dataset_value_ranges.sql"),
     include_str!("../migrations/0006_task_notes.sql"),
+    include_str!("../migrations/0007_unsaved_direct_io.sql"),
 ];
 
 /// Errors of the store.

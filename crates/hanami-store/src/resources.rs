@@ -397,6 +397,38 @@ impl Store {
         Ok(rows.iter().map(from_row).collect())
     }
 
+    /// Notes that direct IO changed the network of cluster `uuid` and the change is not saved
+    /// yet; the time of the first such change since the last save is kept.
+    pub async fn note_unsaved_network(&self, uuid: &str, since: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE clusters SET unsaved_since = COALESCE(unsaved_since, ?) WHERE uuid = ?",
+        )
+        .bind(since)
+        .bind(uuid)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Notes that every change to the network of cluster `uuid` is saved.
+    pub async fn note_saved_network(&self, uuid: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE clusters SET unsaved_since = NULL WHERE uuid = ?")
+            .bind(uuid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The clusters with unsaved direct-IO changes, as `(uuid, since)`: at start-up, those
+    /// whose changes a crash lost.
+    pub async fn unsaved_networks(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT uuid, unsaved_since FROM clusters WHERE unsaved_since IS NOT NULL ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// File names of all resources of a kind, for removing files nobody references.
     pub async fn resource_file_names(&self, kind: Kind) -> Result<Vec<String>, StoreError> {
         Ok(

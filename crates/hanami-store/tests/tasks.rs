@@ -126,6 +126,7 @@ async fn a_database_of_schema_five_keeps_its_tasks_and_gains_notes() {
     alter(
         &path,
         &[
+            "ALTER TABLE clusters DROP COLUMN unsaved_since",
             "ALTER TABLE tasks DROP COLUMN note",
             "PRAGMA user_version = 5",
         ],
@@ -138,4 +139,39 @@ async fn a_database_of_schema_five_keeps_its_tasks_and_gains_notes() {
         store.cluster_tasks("a").await.unwrap()[0].note.as_deref(),
         Some("aborted")
     );
+}
+
+#[tokio::test]
+async fn unsaved_direct_io_changes_are_noted_until_saved() {
+    let (_dir, store) = store().await;
+    store
+        .create_user(hanami_store::users::NewUser {
+            id: "owner",
+            name: "Owner",
+            creator_id: "root",
+            is_admin: true,
+            pw_hash: "hash",
+        })
+        .await
+        .unwrap();
+    for uuid in ["a", "b"] {
+        let row = ResourceRow::new(uuid, uuid, "owner", "admin", uuid);
+        store.insert_resource(Kind::Cluster, &row).await.unwrap();
+    }
+    assert!(store.unsaved_networks().await.unwrap().is_empty());
+    store
+        .note_unsaved_network("b", "2026-11-29 10:00:00")
+        .await
+        .unwrap();
+    // The first change since the last save is kept.
+    store
+        .note_unsaved_network("b", "2026-11-29 11:00:00")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.unsaved_networks().await.unwrap(),
+        vec![("b".to_owned(), "2026-11-29 10:00:00".to_owned())]
+    );
+    store.note_saved_network("b").await.unwrap();
+    assert!(store.unsaved_networks().await.unwrap().is_empty());
 }

@@ -108,6 +108,9 @@ pub struct ClusterHandle {
     file: Mutex<()>,
     /// Set when a direct-IO session may have changed the network since it was last saved.
     unsaved: AtomicBool,
+    /// Set while the database notes unsaved direct-IO changes of the network (see
+    /// [`ClusterHandle::first_unsaved_change`]).
+    unsaved_noted: AtomicBool,
     interfaces: Mutex<Interfaces>,
     control: Mutex<Control>,
     deleted: AtomicBool,
@@ -173,6 +176,7 @@ impl ClusterHandle {
             network_file,
             file: Mutex::new(()),
             unsaved: AtomicBool::new(false),
+            unsaved_noted: AtomicBool::new(false),
             interfaces: Mutex::new(interfaces),
             control: Mutex::new(Control {
                 mode: Mode::Task,
@@ -260,6 +264,18 @@ impl ClusterHandle {
         // A failed save is tried again at shutdown.
         self.unsaved.store(saved.is_err(), Ordering::Relaxed);
         saved
+    }
+
+    /// Whether a direct-IO change is the first one the database must note as unsaved (so
+    /// that a crash before the next save is reported at the next start).
+    pub fn first_unsaved_change(&self) -> bool {
+        !self.unsaved_noted.swap(true, Ordering::Relaxed)
+    }
+
+    /// Whether the database notes unsaved changes that a save just made durable; the note is
+    /// then the caller's to remove.
+    pub fn take_unsaved_note(&self) -> bool {
+        self.unsaved_noted.swap(false, Ordering::Relaxed)
     }
 
     /// Saves the network if a direct-IO session changed it since it was last saved, or its
@@ -738,6 +754,21 @@ impl WorkerContext {
         }
     }
 
+    /// Removes the database's note of unsaved direct-IO changes once a save made them
+    /// durable (from a worker thread).
+    pub fn forget_unsaved_note(&self, cluster: &ClusterHandle) {
+        if cluster.take_unsaved_note()
+            && let Err(e) = self
+                .runtime
+                .block_on(self.store.note_saved_network(&cluster.row.uuid))
+        {
+            tracing::error!(
+                cluster = cluster.row.uuid,
+                "cannot note that the network is saved: {e}"
+            );
+        }
+    }
+
     /// Logs a task's failure to the server log and the error log (from a worker thread), and
     /// adds it to the task's note, which is recorded with the task's next state.
     pub fn log_error(&self, task: &Task, cluster: &ResourceRow, error: &anyhow::Error) {
@@ -827,11 +858,12 @@ impl Clusters {
                 ctx.record(task, &cluster.row);
             }
             for cluster in &clusters {
-                if let Err(e) = cluster.save_network_if_changed() {
-                    tracing::error!(
+                match cluster.save_network_if_changed() {
+                    Ok(()) => ctx.forget_unsaved_note(cluster),
+                    Err(e) => tracing::error!(
                         cluster = cluster.row.uuid,
                         "cannot save the cluster's network: {e}"
-                    );
+                    ),
                 }
             }
         });

@@ -9,6 +9,8 @@ use hanami_types::websocket::proto::{ClusterIoMessage, ClusterProcessType, Targe
 use prost::Message as _;
 
 use super::{Access, Incoming, SHUTTING_DOWN, TOO_BIG, close_with, next_message};
+use hanami_store::now_timestamp;
+
 use crate::clusters::{ClusterHandle, Interfaces, Mode};
 use crate::state::App;
 
@@ -45,8 +47,13 @@ pub async fn session(
     access: &mut Access,
 ) {
     serve(app, socket, &cluster, access).await;
-    let saving = cluster.clone();
-    match tokio::task::spawn_blocking(move || saving.save_network_if_changed()).await {
+    let (saving, ctx) = (cluster.clone(), app.workers.clone());
+    let saved = tokio::task::spawn_blocking(move || {
+        saving.save_network_if_changed()?;
+        ctx.forget_unsaved_note(&saving);
+        Ok::<(), std::io::Error>(())
+    });
+    match saved.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(
             cluster = cluster.row.uuid,
@@ -88,9 +95,28 @@ async fn serve(app: &App, mut socket: WebSocket, cluster: &ClusterHandle, access
             close(socket, &why).await;
             return;
         }
-        let replies = ClusterIoMessage::decode(bytes)
-            .map_err(|e| format!("invalid ClusterIO_Message: {e}"))
-            .and_then(|message| handle(cluster, &mut staging, message));
+        let message = match ClusterIoMessage::decode(bytes) {
+            Ok(message) => message,
+            Err(e) => {
+                close(socket, &format!("invalid ClusterIO_Message: {e}")).await;
+                return;
+            }
+        };
+        // Before the first step that may change the network: noted in the database, a
+        // crash that loses the change is reported at the next start.
+        if message.is_last
+            && cluster.first_unsaved_change()
+            && let Err(e) = app
+                .store
+                .note_unsaved_network(&cluster.row.uuid, &now_timestamp())
+                .await
+        {
+            tracing::error!(
+                cluster = cluster.row.uuid,
+                "cannot note the network's unsaved changes: {e}"
+            );
+        }
+        let replies = handle(cluster, &mut staging, message);
         match replies {
             Ok(replies) => {
                 for reply in replies {
