@@ -45,20 +45,34 @@ pub fn upgrade(app: App, ws: WebSocketUpgrade) -> Response {
 
 async fn session(app: App, mut socket: WebSocket) {
     let _counted = SessionGuard::new(&app);
-    let first = tokio::select! {
-        first = tokio::time::timeout(INIT_TIMEOUT, socket.recv()) => first,
-        () = app.stopping() => {
-            close_with(socket, close_code::AWAY, SHUTTING_DOWN).await;
-            return;
+    // The first message that is not a ping (clients' libraries may ping before it).
+    let deadline = tokio::time::Instant::now() + INIT_TIMEOUT;
+    let first = loop {
+        let next = tokio::select! {
+            next = tokio::time::timeout_at(deadline, socket.recv()) => next,
+            () = app.stopping() => {
+                close_with(socket, close_code::AWAY, SHUTTING_DOWN).await;
+                return;
+            }
+        };
+        match next {
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+            Ok(Some(Ok(Message::Close(_)))) => return,
+            Ok(Some(Ok(message))) => break message,
+            Ok(Some(Err(e))) if is_too_big(&e) => {
+                close_with(socket, close_code::SIZE, TOO_BIG).await;
+                return;
+            }
+            Err(_) => {
+                let reason = format!(
+                    "no session start message within {} s",
+                    INIT_TIMEOUT.as_secs()
+                );
+                close_with(socket, close_code::POLICY, &reason).await;
+                return;
+            }
+            Ok(Some(Err(_)) | None) => return,
         }
-    };
-    let first = match first {
-        Ok(Some(Ok(message))) => message,
-        Ok(Some(Err(e))) if is_too_big(&e) => {
-            close_with(socket, close_code::SIZE, TOO_BIG).await;
-            return;
-        }
-        _ => return,
     };
     let (target, mut access) = match start(&app, first).await {
         Ok(session) => session,
