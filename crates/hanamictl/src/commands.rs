@@ -266,7 +266,19 @@ fn connect_options(cli: &Cli) -> Result<ConnectOptions, CliError> {
     let root_certificate_pem = cli
         .ca_cert
         .as_deref()
-        .map(|path| read_local(path, "CA certificate"))
+        .map(|path| {
+            let pem = read_local(path, "CA certificate")?;
+            let marker = b"-----BEGIN CERTIFICATE-----";
+            if pem.windows(marker.len()).any(|w| w == marker) {
+                Ok(pem)
+            } else {
+                Err(CliError::msg(format!(
+                    "the CA certificate file '{}' (--ca-cert or HANAMI_CA_CERT) holds no PEM \
+                     certificate (a block '-----BEGIN CERTIFICATE-----')",
+                    path.display()
+                )))
+            }
+        })
         .transpose()?;
     Ok(ConnectOptions {
         accept_invalid_certs: cli.insecure,
@@ -306,10 +318,20 @@ fn server_address(raw: &str) -> Result<String, CliError> {
     if host.is_empty() {
         return Err(refused(""));
     }
+    if host.contains(char::is_whitespace) {
+        return Err(refused(" without spaces"));
+    }
     if host.contains(['/', '?', '#']) {
         return Err(refused(
             " without a path (hanamictl adds /v1.0alpha/... itself)",
         ));
+    }
+    // A port, if given, after the last ':' (outside an IPv6 address's brackets).
+    if let Some((_, port)) = host.rsplit_once(':')
+        && !port.contains(']')
+        && !port.parse::<u16>().is_ok_and(|p| p > 0)
+    {
+        return Err(refused(" with a port from 1 to 65535"));
     }
     Ok(format!("{scheme}://{host}"))
 }
@@ -672,9 +694,13 @@ async fn wait_if_asked(
             }
             "aborted" => {
                 progress.finish();
+                let why = task.note.unwrap_or_else(|| {
+                    "it was deleted, or it failed (then `hanamictl log error` shows why, to \
+                     global admins)"
+                        .to_owned()
+                });
                 return Err(CliError::msg(format!(
-                    "task '{task_uuid}' was aborted: it was deleted, or it failed (then \
-                     `hanamictl log error` shows why, to global admins)"
+                    "task '{task_uuid}' was aborted: {why}"
                 )));
             }
             state => {

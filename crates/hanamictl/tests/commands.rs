@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    ADMIN, DATASET_KEYS, RESOURCE_HEADERS, RESOURCE_KEYS, Server, TASK_KEYS, command, ctl_env,
-    path_str, pattern_mnist,
+    ADMIN, ADMIN_PW, DATASET_KEYS, RESOURCE_HEADERS, RESOURCE_KEYS, Server, TASK_KEYS, command,
+    ctl_env, path_str, pattern_mnist,
 };
 use serde_json::json;
 
@@ -772,6 +772,14 @@ fn environment_usage_and_local_errors() {
             run.stderr
         );
     }
+    for (wrong, why) in [
+        ("http://127.0.0.1:99999", "with a port from 1 to 65535"),
+        ("http://127.0.0.1:0", "with a port from 1 to 65535"),
+        ("http://127.0.0.1:11418 ", "without spaces"),
+    ] {
+        let run = run_at(wrong, &["host", "list"]).fails();
+        assert!(run.stderr.contains(why), "{wrong}: {}", run.stderr);
+    }
     // A path would be put in front of every endpoint: refused with the reason, not sent.
     for path in ["/v1.0alpha", "/prefix/", "/?x=1"] {
         let run = run_at(&format!("{}{path}", server.url), &["host", "list"]).fails();
@@ -823,6 +831,7 @@ fn environment_usage_and_local_errors() {
     assert!(run.stderr.contains("--answer-timeout"), "{}", run.stderr);
 
     // Local input is checked before anything goes over the network.
+    let not_pem = path_str(&server.write("not_a_certificate.pem", "hello"));
     for (args, expected) in [
         (
             &[
@@ -891,6 +900,10 @@ fn environment_usage_and_local_errors() {
         (
             &["--ca-cert", "/nonexistent.pem", "host", "list"],
             "cannot read the CA certificate file '/nonexistent.pem'",
+        ),
+        (
+            &["--ca-cert", &not_pem, "host", "list"],
+            "(--ca-cert or HANAMI_CA_CERT) holds no PEM certificate",
         ),
     ] {
         let run = run_at("http://127.0.0.1:1", args).fails();
@@ -1331,10 +1344,52 @@ fn logs_show_who_changed_what_and_what_failed() {
             .uuid()
     };
     train(&long, "first");
-    let failing = train(&cut, "second");
+    // Waited for, so that `--wait` shows why it was aborted.
+    let waiting = command(
+        &[
+            ("HANAMI_ADDRESS", &server.url),
+            ("HANAMI_USER", ADMIN),
+            ("HANAMI_PW", ADMIN_PW),
+        ],
+        &[
+            "task",
+            "create",
+            "train",
+            "--wait",
+            "-i",
+            &format!("picture:{cut}"),
+            "-o",
+            &format!("label:{cut}"),
+            "-c",
+            &cluster,
+            "second",
+        ],
+    )
+    .stdin(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let queued = std::time::Instant::now();
+    let failing = loop {
+        let tasks = server
+            .ctl(&["task", "list", "-j", "-c", &cluster])
+            .ok()
+            .json();
+        if let Some(second) = tasks["body"].as_array().unwrap().get(1) {
+            break second[0].as_str().unwrap().to_owned();
+        }
+        assert!(
+            queued.elapsed() < Duration::from_secs(60),
+            "the second task was not queued"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let file = server.dir.path().join("data").join("datasets").join(&cut);
     std::fs::remove_file(&file).unwrap();
     std::fs::write(&file, "cut short").unwrap();
+    let waited_out = waiting.wait_with_output().unwrap();
+    assert_eq!(waited_out.status.code(), Some(1));
+    let stderr = String::from_utf8(waited_out.stderr).unwrap();
     let waited = server
         .ctl(&[
             "task",
@@ -1356,6 +1411,11 @@ fn logs_show_who_changed_what_and_what_failed() {
         .ok()
         .json();
     assert_eq!(failed["state"], "aborted", "{failed}");
+    let note = failed["note"].as_str().expect("an aborted task has a note");
+    assert!(
+        stderr.contains(&format!("task '{failing}' was aborted: {note}")),
+        "{stderr}"
+    );
     let (headers, rows) = server.ctl(&["log", "error"]).ok().list();
     assert_eq!(
         headers,
