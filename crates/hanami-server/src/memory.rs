@@ -17,11 +17,11 @@ pub struct NetworkMemory {
 /// A network did not fit in what is left of the shared budget.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the network takes {} MiB, and the server's clusters have {} MiB left of the {} MiB \
-     their networks may hold together (clusters_memory_mib)",
-    mib(*.needed),
-    mib(*.left),
-    mib(*.limit)
+    "the network takes {}, and the server's clusters have {} left of the {} MiB their \
+     networks may hold together (clusters_memory_mib)",
+    size(*.needed),
+    size(*.left),
+    *.limit >> 20
 )]
 pub struct SharedBudgetSpent {
     needed: usize,
@@ -29,9 +29,14 @@ pub struct SharedBudgetSpent {
     limit: usize,
 }
 
-/// Bytes in MiB, rounded up (so that a small network is not "0 MiB").
-fn mib(bytes: usize) -> usize {
-    bytes.div_ceil(1 << 20)
+/// A size for people: KiB below 16 MiB, else MiB, rounded up (so that two sizes that
+/// differ are not both "1 MiB", and a small network is not "0").
+fn size(bytes: usize) -> String {
+    if bytes < 16 << 20 {
+        format!("{} KiB", bytes.div_ceil(1 << 10))
+    } else {
+        format!("{} MiB", bytes.div_ceil(1 << 20))
+    }
 }
 
 impl NetworkMemory {

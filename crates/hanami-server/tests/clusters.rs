@@ -853,7 +853,8 @@ async fn the_clusters_share_one_memory_budget() {
     let restore = client.restore_cluster(&second, &checkpoint).await.unwrap();
     let log = aborted_with_log(&server, &client, &second, &restore.uuid).await;
     assert!(
-        log.contains("is not restored, the cluster keeps its network") && log.contains("MiB left"),
+        log.contains("is not restored, the cluster keeps its network")
+            && log.contains("KiB left of the 1 MiB their networks may hold together"),
         "{log}"
     );
     let kept = client.save_cluster(&second, "kept").await.unwrap().uuid;
