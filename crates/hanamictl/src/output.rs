@@ -265,6 +265,15 @@ mod tests {
     }
 
     #[test]
+    fn floats_come_out_as_the_server_sent_them() {
+        // An accuracy the server sent; without correctly rounded parsing it came out as
+        // 90.66999816894533.
+        let text = r#"{"accuracy":90.66999816894531}"#;
+        let value: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(canonical(&value).to_string(), text);
+    }
+
+    #[test]
     fn optional_fields_show_only_when_present() {
         let task = json!({"uuid": "u", "note": "stopped"});
         assert_eq!(
