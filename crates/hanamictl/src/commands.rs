@@ -300,9 +300,10 @@ fn env(name: &str) -> Result<String, CliError> {
     }
 }
 
-/// The server's address from `HANAMI_ADDRESS`: `http://` or `https://` (in any case) and
-/// `host:port`, without a path (one trailing `/` is allowed), which the CLI would otherwise
-/// put in front of every endpoint and get answers that look like login failures.
+/// The server's address from `HANAMI_ADDRESS`: `http://` or `https://` (in any case),
+/// `host:port`, and a path only for a server behind a proxy that serves it under that path
+/// (it goes in front of every endpoint, as with the original CLI); no query or fragment, and
+/// a trailing `/` is dropped.
 fn server_address(raw: &str) -> Result<String, CliError> {
     let refused = |why: &str| {
         CliError::msg(format!(
@@ -314,16 +315,17 @@ fn server_address(raw: &str) -> Result<String, CliError> {
     if scheme != "http" && scheme != "https" {
         return Err(refused(""));
     }
-    let host = rest.strip_suffix('/').unwrap_or(rest);
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let host = rest.split_once('/').map_or(rest, |(host, _)| host);
     if host.is_empty() {
         return Err(refused(""));
     }
-    if host.contains(char::is_whitespace) {
+    if rest.contains(char::is_whitespace) {
         return Err(refused(" without spaces"));
     }
-    if host.contains(['/', '?', '#']) {
+    if rest.contains(['?', '#']) {
         return Err(refused(
-            " without a path (hanamictl adds /v1.0alpha/... itself)",
+            " without a query or fragment (hanamictl adds /v1.0alpha/... itself)",
         ));
     }
     // A port, if given, after the last ':' (outside an IPv6 address's brackets).
@@ -333,7 +335,7 @@ fn server_address(raw: &str) -> Result<String, CliError> {
     {
         return Err(refused(" with a port from 1 to 65535"));
     }
-    Ok(format!("{scheme}://{host}"))
+    Ok(format!("{scheme}://{rest}"))
 }
 
 /// Server address and login from the environment.
@@ -362,12 +364,30 @@ impl Credentials {
         })
     }
 
+    /// The path of the address, if it has one.
+    fn path(&self) -> Option<&str> {
+        let rest = self.address.split_once("://").map_or("", |(_, rest)| rest);
+        rest.find('/').map(|at| &rest[at..])
+    }
+
     /// Logs in, and switches into `HANAMI_PROJECT` if it is set.
     async fn login(&self, options: &ConnectOptions) -> Result<Client, CliError> {
         let sdk = |e| CliError::sdk(e, &self.address, options);
         let mut client = Client::login_with(&self.address, &self.user, &self.password, options)
             .await
-            .map_err(sdk)?;
+            .map_err(|e| match sdk(e) {
+                // A server answers an unknown path so, and this path is not the server's.
+                CliError::Status { code: 401, body } if self.path().is_some() => CliError::Status {
+                    code: 401,
+                    body: format!(
+                        "{body}\nnote: HANAMI_ADDRESS has the path '{}', which a Hanami \
+                             server does not know: the address is http://HOST:PORT, with a \
+                             path only behind a proxy that serves the server under it",
+                        self.path().unwrap_or_default()
+                    ),
+                },
+                other => other,
+            })?;
         if let Some(project) = &self.project {
             client
                 .switch_project(project)

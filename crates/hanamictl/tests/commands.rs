@@ -780,11 +780,23 @@ fn environment_usage_and_local_errors() {
         let run = run_at(wrong, &["host", "list"]).fails();
         assert!(run.stderr.contains(why), "{wrong}: {}", run.stderr);
     }
-    // A path would be put in front of every endpoint: refused with the reason, not sent.
-    for path in ["/v1.0alpha", "/prefix/", "/?x=1"] {
+    // A query or fragment is refused; a path (for a server behind a proxy) goes in front of
+    // every endpoint, and where the server does not know it, the login failure says why.
+    for wrong in ["/?x=1", "#top"] {
+        let run = run_at(&format!("{}{wrong}", server.url), &["host", "list"]).fails();
+        assert!(
+            run.stderr.contains("without a query or fragment"),
+            "{wrong}: {}",
+            run.stderr
+        );
+    }
+    for path in ["/v1.0alpha", "/prefix/"] {
         let run = run_at(&format!("{}{path}", server.url), &["host", "list"]).fails();
         assert!(
-            run.stderr.contains("without a path"),
+            run.stderr.contains(&format!(
+                "HANAMI_ADDRESS has the path '{}'",
+                path.trim_end_matches('/')
+            )),
             "{path}: {}",
             run.stderr
         );
