@@ -270,6 +270,15 @@ def _progress_counter(total: int,
     return sent
 
 
+def _file_size(path: str) -> int:
+    """The size of a file to upload; an empty one is refused before the server is asked
+    (it would answer with the name of a request field instead of the file's)."""
+    size = os.path.getsize(path)
+    if size == 0:
+        raise BadRequestException(f"{path}: the file is empty")
+    return size
+
+
 def upload_mnist_files(token: str, address: str, name: str, input_file_path: str,
                        label_file_path: str, verify_connection: Verify = True, *,
                        progress: Optional[ProgressCallback] = None) -> str:
@@ -284,8 +293,8 @@ def upload_mnist_files(token: str, address: str, name: str, input_file_path: str
     longer than the token has left renews it for itself (the caller's token is not
     changed).
     """
-    input_size = os.path.getsize(input_file_path)
-    label_size = os.path.getsize(label_file_path)
+    input_size = _file_size(input_file_path)
+    label_size = _file_size(label_file_path)
     body = {"name": name, "input_data_size": input_size, "label_data_size": label_size}
     init = json.loads(hanami_request.send_post_request(
         token, address, _PATH + "/upload/mnist", body, verify_connection))
@@ -315,7 +324,7 @@ def upload_csv_files(token: str, address: str, name: str, input_file_path: str,
     ``BadRequestException`` for files the server rejects. A long upload renews its token
     as ``upload_mnist_files`` does.
     """
-    input_size = os.path.getsize(input_file_path)
+    input_size = _file_size(input_file_path)
     body = {"name": name, "input_data_size": input_size}
     init = json.loads(hanami_request.send_post_request(
         token, address, _PATH + "/upload/csv", body, verify_connection))

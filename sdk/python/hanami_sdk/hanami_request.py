@@ -34,7 +34,12 @@ Verify = Union[bool, str, "os.PathLike[str]"]
 
 
 def base_url(address: str) -> str:
-    """The server address without trailing slashes (``http://host:port``)."""
+    """The server address without trailing slashes (``http://host:port``; a path only for
+    a server behind a proxy that serves it under that path).
+
+    Raises ``ValueError`` for an address without ``http://`` or ``https://``."""
+    if not address.lower().startswith(("http://", "https://")):
+        raise ValueError(f"the address must start with http:// or https://, got {address!r}")
     return address.rstrip("/")
 
 

@@ -106,6 +106,11 @@ def test_invalid_csv(address: str, token: str, files: Path) -> None:
     with pytest.raises(hx.BadRequestException) as info:
         dataset.upload_csv_files(token, address, unique("bad_csv"), str(path))
     assert "line" in info.value.message
+    empty = files / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(hx.BadRequestException) as info:
+        dataset.upload_csv_files(token, address, unique("empty_csv"), str(empty))
+    assert info.value.message == f"{empty}: the file is empty"
 
 
 def test_upload_inside_a_running_event_loop(address: str, token: str, files: Path) -> None:

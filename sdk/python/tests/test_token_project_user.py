@@ -28,6 +28,13 @@ def test_request_token_errors(address: str) -> None:
         hanami_token.request_token(address, "nobody_here", ADMIN_PW)
     with pytest.raises(hx.BadRequestException):
         hanami_token.request_token(address, "ab", ADMIN_PW)  # id shorter than 4
+    # An address with a path the server does not know: said why.
+    with pytest.raises(hx.UnauthorizedException) as info:
+        hanami_token.request_token(address + "/v1.0alpha", ADMIN, ADMIN_PW)
+    assert "the address has the path '/v1.0alpha'" in info.value.message
+    # An address without its scheme.
+    with pytest.raises(ValueError, match="must start with http:// or https://"):
+        hanami_token.request_token(address.split("://", 1)[1], ADMIN, ADMIN_PW)
 
 
 def test_invalid_token_is_unauthorized(address: str) -> None:
