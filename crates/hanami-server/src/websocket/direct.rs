@@ -5,12 +5,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket, close_code};
+use hanami_store::now_timestamp;
 use hanami_types::websocket::proto::{ClusterIoMessage, ClusterProcessType, TargetBufferType};
 use prost::Message as _;
 
 use super::{Access, Incoming, SHUTTING_DOWN, TOO_BIG, close_with, next_message};
-use hanami_store::now_timestamp;
-
 use crate::clusters::{ClusterHandle, Interfaces, Mode};
 use crate::state::App;
 
