@@ -10,6 +10,10 @@ fn main() -> std::process::ExitCode {
     // with EFBIG, which the server reports, instead of killing the process with SIGXFSZ.
     // SAFETY: setting a signal's disposition to "ignore" before any other thread exists.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    // The database holds password hashes, the data directory everyone's datasets and
+    // networks: what the server creates is for its own user only.
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe { libc::umask(0o077) };
     raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -553,6 +553,37 @@ async fn direct_io_training_lost_in_a_crash_is_reported() {
     );
 }
 
+/// What the server creates (database, key, datasets, networks and the folders) only its own
+/// user may read: the database holds password hashes.
+#[tokio::test]
+async fn the_data_directory_is_for_the_server_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dataset = upload(&client, tmp.path(), "private", 20).await;
+    let cluster = client
+        .create_cluster("private", SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
+    let data = &server.data_dir;
+    let mode =
+        |path: std::path::PathBuf| std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    for path in [
+        data.clone(),
+        data.join("hanami.db"),
+        data.join("token.key"),
+        data.join("datasets"),
+        data.join("clusters"),
+        data.join("clusters").join(&cluster),
+    ] {
+        assert_eq!(mode(path.clone()) & 0o077, 0, "{}", path.display());
+    }
+    // Finished datasets are read-only besides.
+    assert_eq!(mode(data.join("datasets").join(&dataset)), 0o400);
+}
+
 /// A server stopped as soon as it printed its address stops cleanly: the signals are
 /// taken over before the address is printed (a SIGTERM that came first killed it, now and
 /// then, with its default action).

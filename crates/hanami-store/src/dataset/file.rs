@@ -411,7 +411,7 @@ impl DatasetWriter {
     }
 
     /// Completes the file and moves it into place: flushes, writes the final header (row
-    /// count, file size), makes the file read-only (0o444), fsyncs it, links it to the final
+    /// count, file size), makes the file read-only (its read bits stay), fsyncs it, links it to the final
     /// path — failing with [`DatasetFileError::AlreadyExists`] rather than replacing a file
     /// that appeared meanwhile — and fsyncs the directory. Returns the header of the new
     /// dataset and the value range of each description field.
@@ -430,15 +430,17 @@ impl DatasetWriter {
         let header = self.encode(self.rows, file_size);
         file.write_all_at(&header, 0)
             .map_err(|e| io_error("write", &self.temp_path, e))?;
-        let len = file
+        let metadata = file
             .metadata()
-            .map_err(|e| io_error("inspect", &self.temp_path, e))?
-            .len();
+            .map_err(|e| io_error("inspect", &self.temp_path, e))?;
+        let len = metadata.len();
         if len != file_size {
             let e = io::Error::other(format!("holds {len} bytes, expected {file_size}"));
             return Err(io_error("write", &self.temp_path, e));
         }
-        file.set_permissions(fs::Permissions::from_mode(0o444))
+        // Read-only, and readable by whom the process's umask allows.
+        let read_only = metadata.permissions().mode() & 0o444;
+        file.set_permissions(fs::Permissions::from_mode(read_only))
             .map_err(|e| io_error("set permissions of", &self.temp_path, e))?;
         file.sync_all()
             .map_err(|e| io_error("sync", &self.temp_path, e))?;
@@ -1392,8 +1394,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ds");
         write_u8(&path, 50);
+        // Written as 0o600, then the write bit goes: for the server's user only.
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o444);
+        assert_eq!(mode, 0o400);
         // Also with the mode set explicitly (the writer already did).
         fs::set_permissions(&path, fs::Permissions::from_mode(0o444)).unwrap();
         let before = fs::read(&path).unwrap();

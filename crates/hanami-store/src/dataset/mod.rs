@@ -39,7 +39,8 @@
 //!   moves it into place in [`DatasetWriter::finish`], after the header is complete and the
 //!   data is fsynced; it never replaces an existing file. A writer dropped early (error, panic,
 //!   cancelled task) removes its temporary file, so a dataset file either exists complete or not
-//!   at all. Finished files are made read-only (mode `0o444`).
+//!   at all. Finished files are made read-only (mode `0o400`: they
+//!   are written as `0o600`, for the server's user only).
 //! * [`DatasetReader`] opens files read-only and holds no write handle at all, so reading can
 //!   never change a dataset (the original appended its read buffer to the file on close).
 //! * The converters ([`convert_mnist`], [`convert_csv`]) validate their input completely
