@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::error::EngineError;
 use crate::geometry::{self, GROWTH_TARGETS, NO_HEXAGON};
-use crate::memory::{MemoryPool, PoolShare};
+use crate::memory::{MemoryPool, PoolShare, PoolSpent};
 use crate::network::{
     ConnectionBlock, Hexagon, InputInterface, NEURONS_PER_BLOCK, Neuron, OUTPUT_TARGETS,
     OutputInterface, OutputTarget, SECTION_STORE_BYTES,
@@ -382,13 +382,11 @@ impl Cluster {
     /// Counts the network against `pool` from now on if the pool has room for it; else
     /// leaves the cluster as it was and says how much memory the network needs and how much
     /// the pool has left.
-    pub fn try_join_pool(&mut self, pool: Arc<MemoryPool>) -> Result<(), EngineError> {
+    pub fn try_join_pool(&mut self, pool: Arc<MemoryPool>) -> Result<(), PoolSpent> {
         let needed = self.memory_bytes();
         let available = pool.limit().saturating_sub(pool.used());
-        self.pool = Some(
-            PoolShare::try_taken(pool, needed)
-                .ok_or(EngineError::MemoryPoolSpent { needed, available })?,
-        );
+        self.pool =
+            Some(PoolShare::try_taken(pool, needed).ok_or(PoolSpent { needed, available })?);
         Ok(())
     }
 

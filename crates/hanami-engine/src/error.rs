@@ -97,14 +97,6 @@ pub enum EngineError {
         /// What the source reported.
         source: RowError,
     },
-    /// A network does not fit in the memory pool it was to join.
-    #[error("the network takes {needed} bytes, and its memory pool has {available} bytes left")]
-    MemoryPoolSpent {
-        /// Bytes the network holds.
-        needed: usize,
-        /// Bytes left in the pool.
-        available: usize,
-    },
     /// The worker threads could not be started.
     #[error("could not start {threads} worker threads: {message}")]
     ThreadPool {

@@ -42,5 +42,5 @@ pub use batch::{BatchOutcome, Rows, RowsFn, argmax, one_hot};
 pub use checkpoint::{CheckpointError, FORMAT_VERSION};
 pub use cluster::{Cluster, ClusterOptions, GrowthStats, InterfaceInfo, SizeReport};
 pub use error::{EngineError, RowError};
-pub use memory::MemoryPool;
+pub use memory::{MemoryPool, PoolSpent};
 pub use template::{Template, TemplateError};

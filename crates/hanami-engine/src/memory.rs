@@ -54,6 +54,16 @@ impl MemoryPool {
     }
 }
 
+/// A network did not fit in what is left of the pool it was to join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the network takes {needed} bytes, and its memory pool has {available} bytes left")]
+pub struct PoolSpent {
+    /// Bytes the network holds.
+    pub needed: usize,
+    /// Bytes left in the pool when it was asked.
+    pub available: usize,
+}
+
 /// What one cluster holds of a pool; given back when dropped.
 #[derive(Debug)]
 pub(crate) struct PoolShare {

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::{CLASSES, INPUTS, cluster, sample};
 use hanami_engine::{
-    Cluster, ClusterOptions, EngineError, MemoryPool, RowError, RowsFn, Template, one_hot,
+    Cluster, ClusterOptions, EngineError, MemoryPool, PoolSpent, RowError, RowsFn, Template,
+    one_hot,
 };
 
 fn assert_send<T: Send>() {}
@@ -325,7 +326,7 @@ fn a_network_joins_a_pool_that_cannot_hold_it_only_when_told_to() {
     let bytes = grown.size().bytes;
     let pool = Arc::new(MemoryPool::new(bytes - 1));
     match grown.try_join_pool(pool.clone()) {
-        Err(EngineError::MemoryPoolSpent { needed, available }) => {
+        Err(PoolSpent { needed, available }) => {
             assert_eq!((needed, available), (bytes, bytes - 1));
         }
         other => panic!("expected a refusal, got {other:?}"),

@@ -60,9 +60,9 @@ impl NetworkMemory {
     pub fn try_adopt(&self, network: &mut Cluster) -> Result<(), SharedBudgetSpent> {
         network
             .try_join_pool(self.pool.clone())
-            .map_err(|_| SharedBudgetSpent {
-                needed: network.size().bytes,
-                left: self.pool.limit().saturating_sub(self.pool.used()),
+            .map_err(|spent| SharedBudgetSpent {
+                needed: spent.needed,
+                left: spent.available,
                 limit: self.pool.limit(),
             })?;
         network.set_memory_limit(self.per_cluster);
