@@ -8,6 +8,20 @@ use hanami_store::Store;
 use hanami_store::resources::{Kind, ResourceRow};
 use hanami_store::tasks::TaskRow;
 
+/// Adds the user `owner`, whom the clusters of these tests belong to.
+async fn add_owner(store: &Store) {
+    store
+        .create_user(hanami_store::users::NewUser {
+            id: "owner",
+            name: "Owner",
+            creator_id: "root",
+            is_admin: true,
+            pw_hash: "hash",
+        })
+        .await
+        .unwrap();
+}
+
 fn task(uuid: &str, cluster: &str, state: &str) -> TaskRow {
     TaskRow {
         uuid: uuid.into(),
@@ -54,16 +68,7 @@ async fn tasks_are_kept_in_queue_order_and_updated() {
 #[tokio::test]
 async fn unfinished_tasks_are_aborted_and_orphans_forgotten() {
     let (dir, store) = store().await;
-    store
-        .create_user(hanami_store::users::NewUser {
-            id: "owner",
-            name: "Owner",
-            creator_id: "root",
-            is_admin: true,
-            pw_hash: "hash",
-        })
-        .await
-        .unwrap();
+    add_owner(&store).await;
     let cluster = ResourceRow::new("a", "cluster", "owner", "admin", "a");
     store
         .insert_resource(Kind::Cluster, &cluster)
@@ -144,16 +149,7 @@ async fn a_database_of_schema_five_keeps_its_tasks_and_gains_notes() {
 #[tokio::test]
 async fn unsaved_direct_io_changes_are_noted_until_saved() {
     let (_dir, store) = store().await;
-    store
-        .create_user(hanami_store::users::NewUser {
-            id: "owner",
-            name: "Owner",
-            creator_id: "root",
-            is_admin: true,
-            pw_hash: "hash",
-        })
-        .await
-        .unwrap();
+    add_owner(&store).await;
     for uuid in ["a", "b"] {
         let row = ResourceRow::new(uuid, uuid, "owner", "admin", uuid);
         store.insert_resource(Kind::Cluster, &row).await.unwrap();

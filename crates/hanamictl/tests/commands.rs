@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    ADMIN, ADMIN_PW, DATASET_KEYS, RESOURCE_HEADERS, RESOURCE_KEYS, Server, TASK_KEYS, command,
-    ctl_env, path_str, pattern_mnist,
+    ADMIN, DATASET_KEYS, RESOURCE_HEADERS, RESOURCE_KEYS, Server, TASK_KEYS, command, ctl_env,
+    path_str, pattern_mnist,
 };
 use serde_json::json;
 
@@ -1357,13 +1357,8 @@ fn logs_show_who_changed_what_and_what_failed() {
     };
     train(&long, "first");
     // Waited for, so that `--wait` shows why it was aborted.
-    let waiting = command(
-        &[
-            ("HANAMI_ADDRESS", &server.url),
-            ("HANAMI_USER", ADMIN),
-            ("HANAMI_PW", ADMIN_PW),
-        ],
-        &[
+    let waiting = server
+        .command(&[
             "task",
             "create",
             "train",
@@ -1375,12 +1370,11 @@ fn logs_show_who_changed_what_and_what_failed() {
             "-c",
             &cluster,
             "second",
-        ],
-    )
-    .stdin(std::process::Stdio::null())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
+        ])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let queued = std::time::Instant::now();
     let failing = loop {
         let tasks = server

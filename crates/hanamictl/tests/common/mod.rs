@@ -133,14 +133,21 @@ impl Server {
 
     /// Runs `hanamictl` as a given user.
     pub fn ctl_as(&self, user: &str, password: &str, args: &[&str]) -> Run {
-        ctl_env(
-            &[
-                ("HANAMI_ADDRESS", &self.url),
-                ("HANAMI_USER", user),
-                ("HANAMI_PW", password),
-            ],
-            args,
-        )
+        ctl_env(&self.env(user, password), args)
+    }
+
+    /// The command that runs `hanamictl` as the admin, to start it in the background.
+    pub fn command(&self, args: &[&str]) -> Command {
+        command(&self.env(ADMIN, ADMIN_PW), args)
+    }
+
+    /// The CLI environment of a user of this server.
+    fn env<'a>(&'a self, user: &'a str, password: &'a str) -> [(&'a str, &'a str); 3] {
+        [
+            ("HANAMI_ADDRESS", &self.url),
+            ("HANAMI_USER", user),
+            ("HANAMI_PW", password),
+        ]
     }
 
     /// A file in the test's temporary directory.
