@@ -79,18 +79,11 @@ pub fn check_interface(
 /// thousand interfaces is read as one, not a thousand times.
 pub struct DatasetRows {
     total: usize,
-    /// One per dataset.
-    sources: Vec<Source>,
-    /// Per bound interface: its dataset's index in `sources` and where its values lie in the
+    /// One cursor per dataset.
+    cursors: Vec<RowCursor>,
+    /// Per bound interface: its dataset's index in `cursors` and where its values lie in the
     /// rows that dataset's cursor returns.
     bindings: HashMap<String, (usize, Range<usize>)>,
-}
-
-/// One dataset of a task and the row of it that the interfaces read now.
-struct Source {
-    cursor: RowCursor,
-    /// The row the cursor returned last, if any.
-    current: Option<u64>,
 }
 
 impl DatasetRows {
@@ -105,20 +98,21 @@ impl DatasetRows {
                 binding.columns.width(),
             )?;
         }
-        // The bindings of each dataset, in the order of first appearance.
-        let mut datasets: Vec<(&Binding, Vec<&Binding>)> = Vec::new();
+        // The bindings of each dataset (none empty), in the order of first appearance.
+        let mut datasets: Vec<Vec<&Binding>> = Vec::new();
         for binding in bindings {
             match datasets
                 .iter_mut()
-                .find(|(first, _)| first.path == binding.path)
+                .find(|same| same[0].path == binding.path)
             {
-                Some((_, same)) => same.push(binding),
-                None => datasets.push((binding, vec![binding])),
+                Some(same) => same.push(binding),
+                None => datasets.push(vec![binding]),
             }
         }
-        let mut sources = Vec::with_capacity(datasets.len());
+        let mut cursors = Vec::with_capacity(datasets.len());
         let mut by_name = HashMap::with_capacity(bindings.len());
-        for (index, (first, same)) in datasets.iter().enumerate() {
+        for (index, same) in datasets.iter().enumerate() {
+            let first = same[0];
             let start = same.iter().map(|b| b.columns.start_column).min();
             let end = same.iter().map(|b| b.columns.end_column).max();
             let union = ColumnRange::new(start.unwrap_or(0), end.unwrap_or(0));
@@ -137,10 +131,7 @@ impl DatasetRows {
             let cursor = reader
                 .rows(union, 0..total)
                 .with_context(|| format!("cannot read dataset '{}'", first.dataset_uuid))?;
-            sources.push(Source {
-                cursor,
-                current: None,
-            });
+            cursors.push(cursor);
             for binding in same {
                 let from = usize::try_from(binding.columns.start_column - union.start_column)?;
                 let width = usize::try_from(binding.columns.width())?;
@@ -149,7 +140,7 @@ impl DatasetRows {
         }
         Ok(Self {
             total: usize::try_from(total)?,
-            sources,
+            cursors,
             bindings: by_name,
         })
     }
@@ -165,24 +156,22 @@ impl Rows for DatasetRows {
         let Some((index, columns)) = self.bindings.get(name) else {
             return Ok(());
         };
-        let source = &mut self.sources[*index];
+        let cursor = &mut self.cursors[*index];
         let row = row as u64;
-        if source.current != Some(row) {
-            if source.cursor.position() != row {
+        // Unless another interface of the dataset read this row already.
+        if cursor.position() != row + 1 || cursor.current_row().is_none() {
+            if cursor.position() != row {
                 return Err(format!(
                     "rows must be read in order: expected row {}, asked for {row}",
-                    source.cursor.position()
+                    cursor.position()
                 )
                 .into());
             }
-            source.current = None;
-            source
-                .cursor
+            cursor
                 .next_row()?
                 .ok_or_else(|| format!("the dataset has no row {row}"))?;
-            source.current = Some(row);
         }
-        let data = &source.cursor.current_row().expect("a row was read")[columns.clone()];
+        let data = &cursor.current_row().expect("a row was read")[columns.clone()];
         let n = data.len().min(values.len());
         values[..n].copy_from_slice(&data[..n]);
         Ok(())
@@ -253,7 +242,7 @@ mod tests {
         };
         let mut rows = DatasetRows::open(&interfaces, &bindings, 30).unwrap();
         assert_eq!(rows.row_count(), 30);
-        assert_eq!(rows.sources.len(), 2, "one cursor per dataset");
+        assert_eq!(rows.cursors.len(), 2, "one cursor per dataset");
         assert!(rows.provides("e") && !rows.provides("x"));
         for row in 0..30u64 {
             let base = (row * 100) as f32;
