@@ -81,7 +81,7 @@ async fn serve(app: &App, mut socket: WebSocket, cluster: &ClusterHandle, access
                 close_with(socket, close_code::SIZE, TOO_BIG).await;
                 return;
             }
-            Incoming::Text => {
+            Incoming::Text(_) => {
                 close(
                     socket,
                     "expected a binary ClusterIO_Message, got a text frame",

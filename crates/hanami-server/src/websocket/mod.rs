@@ -45,36 +45,29 @@ pub fn upgrade(app: App, ws: WebSocketUpgrade) -> Response {
 
 async fn session(app: App, mut socket: WebSocket) {
     let _counted = SessionGuard::new(&app);
-    // The first message that is not a ping (clients' libraries may ping before it).
-    let deadline = tokio::time::Instant::now() + INIT_TIMEOUT;
-    let first = loop {
-        let next = tokio::select! {
-            next = tokio::time::timeout_at(deadline, socket.recv()) => next,
-            () = app.stopping() => {
-                close_with(socket, close_code::AWAY, SHUTTING_DOWN).await;
-                return;
-            }
-        };
-        match next {
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
-            Ok(Some(Ok(Message::Close(_)))) => return,
-            Ok(Some(Ok(message))) => break message,
-            Ok(Some(Err(e))) if is_too_big(&e) => {
-                close_with(socket, close_code::SIZE, TOO_BIG).await;
-                return;
-            }
-            Err(_) => {
-                let reason = format!(
-                    "no session start message within {} s",
-                    INIT_TIMEOUT.as_secs()
-                );
-                close_with(socket, close_code::POLICY, &reason).await;
-                return;
-            }
-            Ok(Some(Err(_)) | None) => return,
+    // The first message (clients' libraries may ping before it), text or binary.
+    let started = match next_message(&app, &mut socket, INIT_TIMEOUT).await {
+        Incoming::Text(text) => start(&app, text.as_bytes()).await,
+        Incoming::Data(bytes) => start(&app, &bytes).await,
+        Incoming::Stopping => {
+            close_with(socket, close_code::AWAY, SHUTTING_DOWN).await;
+            return;
         }
+        Incoming::Idle => {
+            let reason = format!(
+                "no session start message within {} s",
+                INIT_TIMEOUT.as_secs()
+            );
+            close_with(socket, close_code::POLICY, &reason).await;
+            return;
+        }
+        Incoming::TooBig => {
+            close_with(socket, close_code::SIZE, TOO_BIG).await;
+            return;
+        }
+        Incoming::Gone => return,
     };
-    let (target, mut access) = match start(&app, first).await {
+    let (target, mut access) = match started {
         Ok(session) => session,
         Err(error) => {
             let reply = SessionReply {
@@ -117,8 +110,8 @@ enum Target {
 pub(crate) enum Incoming {
     /// A binary message.
     Data(axum::body::Bytes),
-    /// A text frame, which no session expects.
-    Text,
+    /// A text message: a session's start; once a session runs, nothing it expects.
+    Text(axum::extract::ws::Utf8Bytes),
     /// Nothing but pings for the idle time.
     Idle,
     /// A message larger than [`MAX_MESSAGE_BYTES`] (not read).
@@ -142,7 +135,7 @@ pub(crate) async fn next_message(app: &App, socket: &mut WebSocket, idle: Durati
         return match next {
             Err(_) => Incoming::Idle,
             Ok(Some(Ok(Message::Binary(bytes)))) => Incoming::Data(bytes),
-            Ok(Some(Ok(Message::Text(_)))) => Incoming::Text,
+            Ok(Some(Ok(Message::Text(text)))) => Incoming::Text(text),
             Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
             Ok(Some(Err(e))) if is_too_big(&e) => Incoming::TooBig,
             Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) => Incoming::Gone,
@@ -231,13 +224,9 @@ fn json_frame(reply: &SessionReply) -> Message {
     Message::Binary(serde_json::to_vec(reply).expect("reply serializes").into())
 }
 
-/// Checks the first message of a session and opens its target.
-async fn start(app: &App, message: Message) -> Result<(Target, Access), String> {
-    let text = match &message {
-        Message::Text(text) => text.as_bytes(),
-        Message::Binary(bytes) => bytes.as_ref(),
-        _ => return Err("expected a JSON session start message".into()),
-    };
+/// Checks the first message of a session (JSON, from a text or a binary frame) and opens
+/// its target.
+async fn start(app: &App, text: &[u8]) -> Result<(Target, Access), String> {
     let mut init: SessionInit =
         serde_json::from_slice(text).map_err(|e| format!("invalid session start message: {e}"))?;
     // Stored in lowercase, like every uuid the server makes.
@@ -344,7 +333,7 @@ async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget, acce
                 refuse_with(socket, close_code::SIZE, TOO_BIG).await;
                 return;
             }
-            Incoming::Text => {
+            Incoming::Text(_) => {
                 refuse(
                     socket,
                     "expected a binary FileUpload_Message, got a text frame",
