@@ -303,8 +303,8 @@ fn env(name: &str) -> Result<String, CliError> {
 /// The server's address from `HANAMI_ADDRESS`: `http://` or `https://` (in any case),
 /// `host:port`, and a path only for a server behind a proxy that serves it under that path
 /// (it goes in front of every endpoint, as with the original CLI); no query or fragment, and
-/// a trailing `/` is dropped.
-fn server_address(raw: &str) -> Result<String, CliError> {
+/// a trailing `/` is dropped. Returns the address and its path, if it has one.
+fn server_address(raw: &str) -> Result<(String, Option<String>), CliError> {
     let refused = |why: &str| {
         CliError::msg(format!(
             "HANAMI_ADDRESS must be http://HOST:PORT or https://HOST:PORT{why}, got '{raw}'"
@@ -316,7 +316,10 @@ fn server_address(raw: &str) -> Result<String, CliError> {
         return Err(refused(""));
     }
     let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let host = rest.split_once('/').map_or(rest, |(host, _)| host);
+    let (host, path) = match rest.find('/') {
+        Some(at) => (&rest[..at], Some(rest[at..].to_owned())),
+        None => (rest, None),
+    };
     if host.is_empty() {
         return Err(refused(""));
     }
@@ -335,12 +338,14 @@ fn server_address(raw: &str) -> Result<String, CliError> {
     {
         return Err(refused(" with a port from 1 to 65535"));
     }
-    Ok(format!("{scheme}://{rest}"))
+    Ok((format!("{scheme}://{rest}"), path))
 }
 
 /// Server address and login from the environment.
 struct Credentials {
     address: String,
+    /// The address's path (for a server behind a proxy), if it has one.
+    path: Option<String>,
     user: String,
     password: String,
     project: Option<String>,
@@ -352,22 +357,17 @@ impl Credentials {
     fn from_env() -> Result<Self, CliError> {
         let user = env("HANAMI_USER")?;
         let password = env("HANAMI_PW")?;
-        let address = server_address(&env("HANAMI_ADDRESS")?)?;
+        let (address, path) = server_address(&env("HANAMI_ADDRESS")?)?;
         let project = std::env::var("HANAMI_PROJECT")
             .ok()
             .filter(|p| !p.is_empty());
         Ok(Self {
             address,
+            path,
             user,
             password,
             project,
         })
-    }
-
-    /// The path of the address, if it has one.
-    fn path(&self) -> Option<&str> {
-        let rest = self.address.split_once("://").map_or("", |(_, rest)| rest);
-        rest.find('/').map(|at| &rest[at..])
     }
 
     /// Logs in, and switches into `HANAMI_PROJECT` if it is set.
@@ -375,18 +375,17 @@ impl Credentials {
         let sdk = |e| CliError::sdk(e, &self.address, options);
         let mut client = Client::login_with(&self.address, &self.user, &self.password, options)
             .await
-            .map_err(|e| match sdk(e) {
+            .map_err(|e| match (sdk(e), &self.path) {
                 // A server answers an unknown path so, and this path is not the server's.
-                CliError::Status { code: 401, body } if self.path().is_some() => CliError::Status {
+                (CliError::Status { code: 401, body }, Some(path)) => CliError::Status {
                     code: 401,
                     body: format!(
-                        "{body}\nnote: HANAMI_ADDRESS has the path '{}', which a Hanami \
-                             server does not know: the address is http://HOST:PORT, with a \
-                             path only behind a proxy that serves the server under it",
-                        self.path().unwrap_or_default()
+                        "{body}\nnote: HANAMI_ADDRESS has the path '{path}', which a Hanami \
+                         server does not know: the address is http://HOST:PORT, with a path \
+                         only behind a proxy that serves the server under it"
                     ),
                 },
-                other => other,
+                (other, _) => other,
             })?;
         if let Some(project) = &self.project {
             client
