@@ -31,7 +31,7 @@ pub struct SharedBudgetSpent {
 
 /// A size for people: KiB below 16 MiB, else MiB, rounded up (so that two sizes that
 /// differ are not both "1 MiB", and a small network is not "0").
-fn size(bytes: usize) -> String {
+pub(crate) fn size(bytes: usize) -> String {
     if bytes < 16 << 20 {
         format!("{} KiB", bytes.div_ceil(1 << 10))
     } else {

@@ -126,9 +126,9 @@ fn build(encoded: &str, memory: &NetworkMemory) -> ApiResult<Option<Cluster>> {
     let bytes = cluster.size().bytes;
     if bytes > memory.per_cluster {
         return Err(ApiError::BadRequest(format!(
-            "Uploaded template makes a network of {} MiB before it learns anything, more than \
-             the {} MiB a cluster's network may hold (cluster_memory_mib): it could never grow",
-            bytes.div_ceil(1 << 20),
+            "Uploaded template makes a network of {} before it learns anything, more than the \
+             {} MiB a cluster's network may hold (cluster_memory_mib): it could never grow",
+            crate::memory::size(bytes),
             memory.per_cluster >> 20
         )));
     }
