@@ -13,6 +13,7 @@ mod connections;
 mod disk;
 pub mod error_log;
 pub mod host_info;
+pub mod login_throttle;
 pub mod memory;
 pub mod passwords;
 pub mod paths;

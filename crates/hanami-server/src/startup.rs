@@ -96,7 +96,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let router = Router::new()
         .fallback(api::dispatch)
         .with_state(app.clone())
-        .into_make_service();
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     match tls_config {
         Some(tls_config) => {
             let acceptor = connections::Tls::new(tls_config, app.config.header_timeout);
@@ -175,6 +175,7 @@ async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Resu
         passwords: PasswordWorkers::new(
             std::thread::available_parallelism().map_or(1, |n| n.get()),
         ),
+        logins: Default::default(),
         policy,
         clusters,
         cluster_names: tokio::sync::Mutex::new(()),

@@ -30,6 +30,8 @@ pub struct AppState {
     pub tokens: TokenKey,
     /// Hashes and checks passwords, a bounded number at a time.
     pub passwords: crate::passwords::PasswordWorkers,
+    /// Failed logins per user id and client address, which delay further guesses.
+    pub logins: crate::login_throttle::LoginThrottle,
     /// Which role may call what.
     pub policy: Policy,
     /// The clusters and their task queues.

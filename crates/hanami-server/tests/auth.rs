@@ -799,6 +799,52 @@ async fn a_burst_of_logins_does_not_swell_the_server() {
     server.admin().await;
 }
 
+/// Guesses slow down: after five failed logins of one user id from one address, an attempt
+/// waits (a 401 that says so, with `Retry-After`, whatever the password). Another address
+/// and another user id are not held up, and a login after the wait starts the count again.
+#[tokio::test]
+async fn failed_logins_slow_down_further_guesses() {
+    let server = TestServer::start();
+    let client = server.client();
+    let wrong = json!({"id": ADMIN, "password": "wrong password"});
+    let right = json!({"id": ADMIN, "password": ADMIN_PW});
+    let denied = |r: &common::Resp| r.status == 401 && r.body.starts_with("ACCESS DENIED");
+    let held = |r: &common::Resp| r.status == 401 && r.body.contains("Too many failed logins");
+
+    // Simultaneous guesses get no more password checks than guesses one after another.
+    let burst = futures_util::future::join_all((0..12).map(|_| client.post("token", &wrong))).await;
+    assert_eq!(burst.iter().filter(|r| denied(r)).count(), 5, "{burst:?}");
+    assert_eq!(burst.iter().filter(|r| held(r)).count(), 7, "{burst:?}");
+    let refused = client.post("token", &right).await;
+    assert!(held(&refused), "{refused:?}");
+    let wait: u64 = refused.retry_after.as_deref().unwrap().parse().unwrap();
+    assert_eq!(wait, 1);
+
+    // Not for another user id, nor from another address.
+    let other_user = client
+        .post(
+            "token",
+            &json!({"id": "nobody", "password": "wrong password"}),
+        )
+        .await;
+    assert!(denied(&other_user), "{other_user:?}");
+    let elsewhere = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    common::Client::with_http(&server.url, elsewhere)
+        .post("token", &right)
+        .await
+        .expect(200);
+
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    client.post("token", &right).await.expect(200);
+    for _ in 0..4 {
+        let again = client.post("token", &wrong).await;
+        assert!(denied(&again), "{again:?}");
+    }
+}
+
 /// Starts the server binary through `sh -c "<prefix> exec hanami …"` with piped output;
 /// returns the child and its address.
 fn spawn_through_shell(prefix: &str, data: &std::path::Path) -> (std::process::Child, String) {

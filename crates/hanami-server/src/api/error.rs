@@ -1,11 +1,13 @@
 //! The one error type of the API and how it becomes an HTTP response.
 //!
 //! Only the status codes the original clients understand are produced: 400, 401, 404, 409
-//! and 500. Error bodies are plain text. A 500 carries an error id that is also written to
+//! and 500 (a login refused for too many failed attempts is a 401 too, with `Retry-After`). Error bodies are plain text. A 500 carries an error id that is also written to
 //! the server log and the error log, so an operator can find the cause.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+
+use crate::login_throttle::WaitFor;
 
 /// Result of an API handler.
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -19,6 +21,10 @@ pub enum ApiError {
     /// 401: no valid token, or the caller may not do this.
     #[error("{0}")]
     Unauthorized(String),
+    /// 401: a login attempt of a user id and address with too many failed attempts, before
+    /// the given wait is over.
+    #[error("Too many failed logins for this user from this address; try again in {} s", .0.seconds())]
+    TooManyLogins(WaitFor),
     /// 404: the resource does not exist (or is outside the caller's scope).
     #[error("{0}")]
     NotFound(String),
@@ -32,13 +38,14 @@ pub enum ApiError {
 
 impl ApiError {
     /// The message of a client error (empty for internal errors).
-    pub fn message(&self) -> &str {
+    pub fn message(&self) -> String {
         match self {
             ApiError::BadRequest(m)
             | ApiError::Unauthorized(m)
             | ApiError::NotFound(m)
-            | ApiError::Conflict(m) => m,
-            ApiError::Internal(_) => "",
+            | ApiError::Conflict(m) => m.clone(),
+            e @ ApiError::TooManyLogins(_) => e.to_string(),
+            ApiError::Internal(_) => String::new(),
         }
     }
 
@@ -46,11 +53,22 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) | ApiError::TooManyLogins(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    /// The response: the message as plain text, with `Retry-After` where waiting helps.
+    pub fn response(&self) -> Response {
+        let mut response = text_response(self.status(), self.message());
+        if let ApiError::TooManyLogins(wait) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait.seconds()));
+        }
+        response
     }
 }
 

@@ -27,12 +27,13 @@ pub mod validate;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::pin::Pin;
 
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use hanami_auth::{Caller, Method, TokenError, Verified, account_tag};
@@ -152,7 +153,7 @@ pub async fn dispatch(State(app): State<App>, request: Request) -> Response {
     let mut response = match process(&app, &parts, body, &mut facts).await {
         Ok(value) => json_response(&value),
         Err(ApiError::Internal(cause)) => internal_error(&app, &facts, cause).await,
-        Err(e) => error::text_response(e.status(), e.message().to_owned()),
+        Err(e) => e.response(),
     };
     response
         .headers_mut()
@@ -192,7 +193,7 @@ async fn process(
         facts.user_id = input["id"].as_str().unwrap_or_default().to_owned();
         let login = serde_json::from_value(Value::Object(input))
             .map_err(|e| ApiError::BadRequest(format!("Invalid input: {e}")))?;
-        let answer = token::login(app, login).await?;
+        let answer = token::login(app, login, client_address(parts)).await?;
         return serde_json::to_value(answer).map_err(|e| ApiError::Internal(e.into()));
     }
 
@@ -215,6 +216,15 @@ async fn process(
     };
     validate::validate(route.fields, &mut input)?;
     (route.handler)(app.clone(), caller, input).await
+}
+
+/// The address of the client that sent a request (the unspecified address where the
+/// connection did not record one, as in unit tests that call the router directly).
+fn client_address(parts: &Parts) -> IpAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |info| info.0.ip())
 }
 
 /// Reads a request body of at most `max_body_bytes`, which must arrive within

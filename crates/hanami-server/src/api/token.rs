@@ -5,6 +5,8 @@ use hanami_store::users::UserRecord;
 use hanami_types::auth::{AuthInfo, RenewTokenRequest, TokenRequest, TokenResponse};
 use hanami_types::users::User;
 use serde::Deserialize;
+use std::net::IpAddr;
+use std::time::Instant;
 
 use super::validate::{Field, Pattern};
 use super::{ApiError, ApiResult, Routes};
@@ -34,8 +36,13 @@ pub(super) fn register(routes: &mut Routes) {
 const ACCESS_DENIED: &str = "ACCESS DENIED!\nUser or password is incorrect.";
 
 /// `POST token`: checks the password and issues a token for the user's first project
-/// (global admins: the `admin` project).
-pub async fn login(app: &App, request: TokenRequest) -> ApiResult<TokenResponse> {
+/// (global admins: the `admin` project). Attempts from a client address that failed too
+/// often for this user id wait (see [`crate::login_throttle`]).
+pub async fn login(app: &App, request: TokenRequest, client: IpAddr) -> ApiResult<TokenResponse> {
+    app.logins
+        .attempt(&request.id, client, Instant::now())
+        .map_err(ApiError::TooManyLogins)?;
+    let user_id = request.id.clone();
     let record = app.store.user_record(&request.id).await?;
     let valid = app
         .passwords
@@ -52,6 +59,7 @@ pub async fn login(app: &App, request: TokenRequest) -> ApiResult<TokenResponse>
     let Some(record) = valid else {
         return Err(ApiError::Unauthorized(ACCESS_DENIED.into()));
     };
+    app.logins.succeeded(&user_id, client);
     let UserRecord { user, pw_hash } = record;
     let caller = if user.is_admin {
         admin_context(&user)

@@ -110,6 +110,8 @@ pub struct Resp {
     pub body: String,
     /// Content-Type header.
     pub content_type: String,
+    /// Retry-After header, if any.
+    pub retry_after: Option<String>,
 }
 
 impl Resp {
@@ -163,15 +165,19 @@ impl Client {
         }
         let response = request.send().await.expect("request failed");
         let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .map(|v: &reqwest::header::HeaderValue| v.to_str().unwrap().to_owned())
+        };
+        let content_type = header("content-type").unwrap_or_default();
+        let retry_after = header("retry-after");
         Resp {
             status,
             body: response.text().await.unwrap(),
             content_type,
+            retry_after,
         }
     }
 
