@@ -56,6 +56,19 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Command {
+    /// The waiting options of a command that queues a task.
+    pub fn wait(&self) -> Option<&Wait> {
+        match self {
+            Command::Cluster(ClusterCmd::Save { wait, .. } | ClusterCmd::Restore { wait, .. })
+            | Command::Task(TaskCmd::Create(
+                TaskCreateCmd::Train { wait, .. } | TaskCreateCmd::Request { wait, .. },
+            )) => Some(wait),
+            _ => None,
+        }
+    }
+}
+
 /// Top-level resources.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -328,8 +341,8 @@ pub enum ClusterCmd {
 /// Optional waiting for a queued task (an addition: by default nothing waits).
 #[derive(Debug, Args)]
 pub struct Wait {
-    /// Wait until the task has ended; exit 1 if it was aborted. `task create` then shows
-    /// the task's final state
+    /// Wait until the queued task has ended; exit 1 if it was aborted, 130 on Ctrl-C (the
+    /// task goes on)
     #[arg(long)]
     pub wait: bool,
     /// Give up waiting after this many seconds

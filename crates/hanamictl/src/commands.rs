@@ -14,7 +14,7 @@ use crate::cli::{
     ProjectCmd, TaskCmd, TaskCreateCmd, UserCmd, UserProjectCmd, Wait, parse_pairs,
 };
 use crate::error::CliError;
-use crate::interrupts::UploadInterrupts;
+use crate::interrupts::{StopSignal, UploadInterrupts};
 use crate::output;
 use crate::password::{self, Terminal};
 use crate::progress::Progress;
@@ -432,6 +432,16 @@ async fn execute(
     let address = client.address().to_owned();
     let sdk = |e| CliError::sdk(e, &address, &session.options);
     let progress_allowed = !json && std::io::stderr().is_terminal();
+    // Before the task is queued, so that no Ctrl-C between its creation and the wait ends
+    // the command without a word about the task.
+    let mut waiter = Waiter {
+        show_progress: progress_allowed,
+        stop: command
+            .wait()
+            .is_some_and(|w| w.wait)
+            .then(StopSignal::install)
+            .flatten(),
+    };
     Ok(match command {
         Command::Completion { .. } => unreachable!("handled without login"),
         Command::Project(cmd) => match cmd {
@@ -489,10 +499,10 @@ async fn execute(
                     switched.switch_project(&project).await.map_err(sdk)?;
                     // The switch holds for this command's token only.
                     if session.project.as_deref() != Some(project.as_str()) {
-                        eprintln!(
+                        crate::error::report(format_args!(
                             "note: hanamictl logs in anew for every command; to work in \
                              project '{project}', set HANAMI_PROJECT={project}"
-                        );
+                        ));
                     }
                     single(&switched.auth_info().await.map_err(sdk)?, SCOPE)
                 }
@@ -580,7 +590,9 @@ async fn execute(
             }
             ClusterCmd::Save { name, wait, uuid } => {
                 let saved = client.save_cluster(&uuid, &name).await.map_err(sdk)?;
-                wait_if_asked(session, &uuid, &saved.uuid, &wait, progress_allowed).await?;
+                waiter
+                    .wait_if_asked(session, &uuid, &saved.uuid, &wait)
+                    .await?;
                 single(&saved, SAVE)
             }
             ClusterCmd::Restore {
@@ -592,7 +604,9 @@ async fn execute(
                     .restore_cluster(&uuid, &checkpoint)
                     .await
                     .map_err(sdk)?;
-                wait_if_asked(session, &uuid, &started.uuid, &wait, progress_allowed).await?;
+                waiter
+                    .wait_if_asked(session, &uuid, &started.uuid, &wait)
+                    .await?;
                 single(&started, RESTORE)
             }
             ClusterCmd::SwitchHost { host, uuid } => single(
@@ -631,7 +645,10 @@ async fn execute(
                         (cluster, wait, task)
                     }
                 };
-                match wait_if_asked(session, &cluster, &task.uuid, &wait, progress_allowed).await? {
+                match waiter
+                    .wait_if_asked(session, &cluster, &task.uuid, &wait)
+                    .await?
+                {
                     Some(done) => single(&done, TASK),
                     None => single(&task, TASK),
                 }
@@ -675,44 +692,78 @@ async fn execute(
     })
 }
 
-/// With `--wait`, polls the task until it has ended; an aborted task is an error. A wait
-/// may outlive the token: the client then logs in again.
-async fn wait_if_asked(
+/// How a command waits for the task it queued, with `--wait`.
+struct Waiter {
+    /// Whether the task's cycles are shown on standard error.
+    show_progress: bool,
+    /// Ends the waiting (not the task); installed before the task is queued.
+    stop: Option<StopSignal>,
+}
+
+impl Waiter {
+    /// With `--wait`, polls the task until it has ended; an aborted task is an error. A
+    /// wait may outlive the token: the client then logs in again. Ctrl-C or SIGTERM stops
+    /// the waiting (not the task), with status 130.
+    async fn wait_if_asked(
+        &mut self,
+        session: &Session,
+        cluster: &str,
+        task_uuid: &str,
+        wait: &Wait,
+    ) -> Result<Option<Task>, CliError> {
+        if !wait.wait {
+            return Ok(None);
+        }
+        let stopped = async {
+            match &mut self.stop {
+                Some(stop) => stop.received().await,
+                None => std::future::pending().await,
+            }
+        };
+        let ended = wait_for_end(
+            session,
+            cluster,
+            task_uuid,
+            wait.timeout,
+            self.show_progress,
+        );
+        tokio::select! {
+            ended = ended => ended.map(Some),
+            () = stopped => Err(CliError::Interrupted(format!(
+                "stopped waiting; task '{task_uuid}' goes on on the server \
+                 (`hanamictl task get -c {cluster} {task_uuid}` shows it)"
+            ))),
+        }
+    }
+}
+
+/// Polls the task until it has ended or `timeout` seconds have passed.
+async fn wait_for_end(
     session: &Session,
     cluster: &str,
     task_uuid: &str,
-    wait: &Wait,
+    timeout: u64,
     show_progress: bool,
-) -> Result<Option<Task>, CliError> {
-    if !wait.wait {
-        return Ok(None);
-    }
+) -> Result<Task, CliError> {
     let address = session.client.address();
-    let deadline = Instant::now() + Duration::from_secs(wait.timeout);
+    let deadline = Instant::now() + Duration::from_secs(timeout);
     let mut pause = Duration::from_millis(50);
+    // Ends its line when dropped, also when the waiting is interrupted.
     let mut progress = Progress::new(&format!("task {task_uuid}"), show_progress);
     loop {
         let task = match session.client.task(cluster, task_uuid).await {
             Ok(task) => task,
             Err(hanami_sdk::Error::NotFound(_)) => {
-                progress.finish();
                 return Err(CliError::msg(format!(
                     "task '{task_uuid}' is gone: it, or its cluster, was deleted while waiting"
                 )));
             }
-            Err(e) => {
-                progress.finish();
-                return Err(CliError::sdk(e, address, &session.options));
-            }
+            Err(e) => return Err(CliError::sdk(e, address, &session.options)),
         };
         progress.cycles(&task.state, task.current_cycle, task.total_number_of_cycles);
         match task.state.as_str() {
-            "finished" => {
-                progress.finish();
-                return Ok(Some(task));
-            }
+            "finished" => return Ok(task),
             "aborted" => {
-                progress.finish();
                 let why = task.note.unwrap_or_else(|| {
                     "it was deleted, or it failed (then `hanamictl log error` shows why, to \
                      global admins)"
@@ -722,15 +773,12 @@ async fn wait_if_asked(
                     "task '{task_uuid}' was aborted: {why}"
                 )));
             }
-            state => {
-                if Instant::now() >= deadline {
-                    progress.finish();
-                    return Err(CliError::msg(format!(
-                        "task '{task_uuid}' is still {state} after {} s",
-                        wait.timeout
-                    )));
-                }
+            state if Instant::now() >= deadline => {
+                return Err(CliError::msg(format!(
+                    "task '{task_uuid}' is still {state} after {timeout} s"
+                )));
             }
+            _ => {}
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(1));

@@ -1,8 +1,15 @@
 //! The CLI's error: what goes to standard error before the exit with status 1.
 
 use std::fmt;
+use std::io::Write as _;
 
 use hanami_sdk::ConnectOptions;
+
+/// Writes `line` to standard error. A closed or full standard error is ignored: the exit
+/// status still tells what happened (printing macros would panic instead).
+pub fn report(line: impl fmt::Display) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
 
 /// A failed command.
 #[derive(Debug)]
@@ -17,6 +24,9 @@ pub enum CliError {
     },
     /// Anything else: printed as `error: <message>`.
     Other(String),
+    /// Ctrl-C or SIGTERM ended the command early: printed as `error: <message>`, exit
+    /// status 130 (as the signal's default action would give a shell).
+    Interrupted(String),
 }
 
 impl CliError {
@@ -40,6 +50,13 @@ impl CliError {
                 | E::Internal(body)
                 | E::Status { body, .. },
             ) => CliError::Status { code, body },
+            // The URL could not be made (an argument of 100,000 characters): the error
+            // would quote all of it and blame the connection.
+            (_, E::Transport(e)) if e.is_builder() => CliError::Other(format!(
+                "cannot send the request: an argument makes its address invalid or too long \
+                 ({})",
+                chain(&e.without_url())
+            )),
             (_, E::Transport(e)) => {
                 let mut text = chain(&e);
                 if e.is_timeout() {
@@ -62,6 +79,14 @@ impl CliError {
                 CliError::Other(format!("cannot reach {address}: {text}"))
             }
             (_, other) => CliError::Other(other.to_string()),
+        }
+    }
+
+    /// The exit status of the command: 130 after an interruption, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Interrupted(_) => 130,
+            _ => 1,
         }
     }
 
@@ -128,7 +153,9 @@ impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CliError::Status { code, body } => write!(f, "status {code}: err {body}"),
-            CliError::Other(message) => write!(f, "error: {message}"),
+            CliError::Other(message) | CliError::Interrupted(message) => {
+                write!(f, "error: {message}")
+            }
         }
     }
 }

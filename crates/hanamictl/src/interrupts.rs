@@ -1,12 +1,40 @@
-//! Ctrl-C and SIGTERM during a dataset upload: the first one withdraws the upload from the
+//! Ctrl-C and SIGTERM. During a dataset upload the first one withdraws the upload from the
 //! server before the command ends, any later one ends it at once, saying what becomes of the
-//! upload.
+//! upload; while a command waits for a task, one stops the waiting (see [`StopSignal`]).
 
+use std::io::IsTerminal as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::Notify;
+
+/// Ctrl-C and SIGTERM caught from its installation on, for commands that wait and end with
+/// a word on what goes on without them.
+pub struct StopSignal {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl StopSignal {
+    /// Catches the signals from now on (a signal before the first [`StopSignal::received`]
+    /// is not lost); `None` where the handlers cannot be installed (the signals then keep
+    /// their default action).
+    pub fn install() -> Option<Self> {
+        Some(StopSignal {
+            interrupt: signal(SignalKind::interrupt()).ok()?,
+            terminate: signal(SignalKind::terminate()).ok()?,
+        })
+    }
+
+    /// Completes once a signal has come.
+    pub async fn received(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}
 
 /// Where an upload is, as far as a signal is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +122,13 @@ impl UploadInterrupts {
                 } else {
                     let phase = Phase::from_u8(listener.phase.load(Ordering::SeqCst));
                     if let Some(farewell) = phase.farewell(&name) {
-                        eprintln!("\nhanamictl: {farewell}");
+                        // On a terminal, the progress line or the `^C` ends first.
+                        let fresh_line = if std::io::stderr().is_terminal() {
+                            "\n"
+                        } else {
+                            ""
+                        };
+                        crate::error::report(format_args!("{fresh_line}error: {farewell}"));
                     }
                     std::process::exit(130);
                 }

@@ -13,6 +13,7 @@ mod output;
 mod password;
 mod progress;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
@@ -29,15 +30,15 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            error::report(format_args!("error: cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
+            error::report(&e);
+            ExitCode::from(e.exit_code())
         }
     }
 }
@@ -80,13 +81,15 @@ fn parse_failure(error: &clap::Error) -> ExitCode {
             ExitCode::SUCCESS
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            print!("{}", error.render());
+            let _ = write!(std::io::stdout().lock(), "{}", error.render());
             ExitCode::SUCCESS
         }
         _ => {
             let _ = error.print();
             if let Some(variable) = variable_behind(error) {
-                eprintln!("note: the value comes from the variable {variable}");
+                error::report(format_args!(
+                    "note: the value comes from the variable {variable}"
+                ));
             }
             ExitCode::FAILURE
         }

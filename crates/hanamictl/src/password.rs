@@ -75,10 +75,40 @@ impl HiddenInput for Terminal {
     }
 }
 
-/// Switches the echo of the terminal on standard input off until dropped.
+/// Switches the echo of the terminal on standard input off until dropped. A signal that
+/// ends the process meanwhile (Ctrl-C at the prompt) switches it on again first: the shell
+/// would otherwise be left without echo.
 #[cfg(unix)]
 struct EchoOff {
     original: libc::termios,
+    /// The actions of [`ENDING_SIGNALS`] before ours.
+    previous: Vec<(libc::c_int, libc::sigaction)>,
+}
+
+/// Signals whose default action ends the process and that a terminal user sends.
+#[cfg(unix)]
+const ENDING_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+/// The terminal settings that [`restore_and_end`] puts back: set while the echo is off.
+#[cfg(unix)]
+static SAVED: std::sync::atomic::AtomicPtr<libc::termios> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+/// Signal handler: puts the saved terminal settings back, ends the prompt's line, and lets
+/// the signal take its default action (the process ends as it would have).
+#[cfg(unix)]
+extern "C" fn restore_and_end(signal: libc::c_int) {
+    let saved = SAVED.load(std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: only async-signal-safe calls; `saved` is null or points to the settings that
+    // `EchoOff` leaked for exactly this use and never frees.
+    unsafe {
+        if !saved.is_null() {
+            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, saved);
+        }
+        libc::write(libc::STDERR_FILENO, b"\n".as_ptr().cast(), 1);
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
+    }
 }
 
 #[cfg(unix)]
@@ -93,22 +123,47 @@ impl EchoOff {
             }
             term.assume_init()
         };
+        // The handler may run at any moment from here on, so the settings it restores
+        // live at a fixed address (a few dozen bytes, leaked once per prompt).
+        SAVED.store(
+            Box::into_raw(Box::new(original)),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+        let previous = ENDING_SIGNALS
+            .into_iter()
+            .filter_map(|signal| {
+                // SAFETY: a zeroed sigaction is a valid value to fill; the handler only
+                // makes async-signal-safe calls.
+                unsafe {
+                    let mut action: libc::sigaction = std::mem::zeroed();
+                    action.sa_sigaction = restore_and_end as extern "C" fn(libc::c_int) as usize;
+                    libc::sigemptyset(&mut action.sa_mask);
+                    let mut old: libc::sigaction = std::mem::zeroed();
+                    (libc::sigaction(signal, &action, &mut old) == 0).then_some((signal, old))
+                }
+            })
+            .collect();
+        let echo_off = Self { original, previous };
         let mut hidden = original;
         hidden.c_lflag &= !libc::ECHO;
         // SAFETY: `hidden` is a fully initialised termios obtained from tcgetattr.
         if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &hidden) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(Self { original })
+        Ok(echo_off)
     }
 }
 
 #[cfg(unix)]
 impl Drop for EchoOff {
     fn drop(&mut self) {
-        // SAFETY: restores the settings read in `new` on the same descriptor.
+        // SAFETY: restores the settings read in `new` on the same descriptor, then the
+        // signal actions that were in place before.
         unsafe {
             libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.original);
+            for (signal, old) in &self.previous {
+                libc::sigaction(*signal, old, std::ptr::null_mut());
+            }
         }
     }
 }

@@ -66,6 +66,13 @@ impl Progress {
     }
 }
 
+impl Drop for Progress {
+    /// Whatever ends the progress (an error, an interruption), the next line starts fresh.
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 /// `uploading NAME:  42.0 % (1.2 MiB of 2.9 MiB)`.
 pub fn upload_line(label: &str, sent: u64, total: u64) -> String {
     let percent = if total == 0 {

@@ -813,6 +813,45 @@ fn environment_usage_and_local_errors() {
         run.stderr
     );
 
+    // An argument too long for a URL is named as such, not as a connection failure that
+    // quotes the whole URL.
+    let long = "y".repeat(100_000);
+    let run = server.ctl(&["project", "get", &long]).fails();
+    assert!(
+        run.stderr
+            .starts_with("error: cannot send the request: an argument makes its address")
+            && run.stderr.len() < 300,
+        "{}",
+        &run.stderr[..run.stderr.len().min(300)]
+    );
+
+    // A closed standard error or output (`2>&1 | true`, `>&-`) changes nothing but the
+    // text: the exit status still tells (writing used to panic with status 101).
+    for (args, expected, closed_stdout) in [
+        (&["host", "list"][..], 1, false),
+        (&["host", "list"][..], 1, true),
+        (&["--help"][..], 0, true),
+        (&["project"][..], 0, true),
+        (&["--no-such-flag"][..], 1, false),
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut cmd = command(
+            &[
+                ("HANAMI_ADDRESS", "http://127.0.0.1:1"),
+                ("HANAMI_USER", "asdf"),
+                ("HANAMI_PW", "asdfasdf"),
+            ],
+            args,
+        );
+        cmd.stdin(std::process::Stdio::null());
+        if closed_stdout {
+            cmd.stdout(writer.try_clone().unwrap());
+        }
+        let status = cmd.stderr(writer).status().unwrap();
+        assert_eq!(status.code(), Some(expected), "{args:?}");
+    }
+
     // A server that accepts connections and never answers: the CLI gives up after the
     // answer timeout (flag or variable) instead of waiting forever.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1221,11 +1260,11 @@ fn an_interrupted_upload_is_withdrawn() {
 }
 
 /// `--wait` on a task whose cluster is deleted in the meantime says so, instead of
-/// reporting the task as not found.
+/// reporting the task as not found; Ctrl-C while waiting leaves the task queued.
 #[test]
 fn waiting_for_a_task_whose_cluster_is_deleted() {
     let server = Server::start();
-    let (images, labels) = pattern_mnist(server.dir.path(), "gone", 20_000);
+    let (images, labels) = pattern_mnist(server.dir.path(), "gone", 200);
     let dataset = server
         .ctl(&[
             "dataset",
@@ -1262,9 +1301,16 @@ fn waiting_for_a_task_whose_cluster_is_deleted() {
     let train = [
         "task", "create", "train", "-i", &picture, "-o", &label, "-c", &cluster,
     ];
-    for name in ["ahead_1", "ahead_2", "ahead_3"] {
-        server.ctl(&[&train[..], &[name]].concat()).ok();
-    }
+    // The cluster's DIRECT mode holds the queue, so the tasks stay queued.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        hanami_sdk::Client::login(&server.url, ADMIN, "asdfasdf")
+            .await
+            .unwrap()
+            .set_direct_mode(&cluster, true)
+            .await
+            .unwrap();
+    });
     let env = [
         ("HANAMI_ADDRESS", server.url.as_str()),
         ("HANAMI_USER", "asdf"),
@@ -1277,11 +1323,10 @@ fn waiting_for_a_task_whose_cluster_is_deleted() {
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let queued = |count: usize| loop {
         let (_, rows) = server.ctl(&["task", "list", "-c", &cluster]).ok().list();
-        if rows.len() == 4 {
-            // Three tasks of 20,000 rows each are ahead of it.
-            assert!(rows.iter().any(|row| row[1] == "queued"), "{rows:?}");
+        if rows.len() == count {
+            assert!(rows.iter().all(|row| row[1] == "queued"), "{rows:?}");
             break;
         }
         assert!(
@@ -1289,7 +1334,30 @@ fn waiting_for_a_task_whose_cluster_is_deleted() {
             "the task was not queued"
         );
         std::thread::sleep(Duration::from_millis(20));
-    }
+    };
+    queued(1);
+
+    // Ctrl-C stops the waiting, not the task, and says so.
+    let interrupted = command(&env, &[&train[..], &["--wait", "patient"]].concat())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    queued(2);
+    let pid = i32::try_from(interrupted.id()).unwrap();
+    // SAFETY: sends a signal to the child process started above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let output = interrupted.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.starts_with("error: stopped waiting; task '")
+            && stderr.contains("goes on on the server"),
+        "{stderr}"
+    );
+    queued(2);
+
     server.ctl(&["cluster", "delete", &cluster]).ok();
     let output = waiting.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -1333,10 +1401,23 @@ fn logs_show_who_changed_what_and_what_failed() {
     let (_, later) = server.ctl(&["log", "audit", "--page", "1"]).ok().list();
     assert!(later.is_empty(), "{later:?}");
 
-    // A task that fails: its dataset is cut short while an earlier task runs.
+    // A task that fails: its dataset is cut short while it is queued. (The cluster's DIRECT
+    // mode holds the queue: an earlier task in front of it could end before the cut.)
     let long = server.mnist_dataset("long_data", 5000);
     let cut = server.mnist_dataset("cut_data", 2000);
     let cluster = server.seed_cluster("logged");
+    let direct_mode = |direct: bool| {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            hanami_sdk::Client::login(&server.url, ADMIN, "asdfasdf")
+                .await
+                .unwrap()
+                .set_direct_mode(&cluster, direct)
+                .await
+                .unwrap();
+        });
+    };
+    direct_mode(true);
     let train = |data: &str, name: &str| {
         server
             .ctl(&[
@@ -1393,6 +1474,7 @@ fn logs_show_who_changed_what_and_what_failed() {
     let file = server.dir.path().join("data").join("datasets").join(&cut);
     std::fs::remove_file(&file).unwrap();
     std::fs::write(&file, "cut short").unwrap();
+    direct_mode(false);
     let waited_out = waiting.wait_with_output().unwrap();
     assert_eq!(waited_out.status.code(), Some(1));
     let stderr = String::from_utf8(waited_out.stderr).unwrap();

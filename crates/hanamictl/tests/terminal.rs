@@ -155,6 +155,52 @@ fn user_create_prompts_twice_without_echo() {
         .fails_with_status(401);
 }
 
+/// Whether the terminal echoes what is typed (the settings are those of the slave side).
+fn echoes(master: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut term = std::mem::MaybeUninit::<libc::termios>::uninit();
+    // SAFETY: the descriptor is the open master side; `term` is writable memory of the type.
+    let term = unsafe {
+        assert_eq!(libc::tcgetattr(master.as_raw_fd(), term.as_mut_ptr()), 0);
+        term.assume_init()
+    };
+    term.c_lflag & libc::ECHO != 0
+}
+
+/// Ctrl-C at the prompt ends the command as a signal does, and leaves the terminal's echo on
+/// (it used to stay off, so that the shell showed nothing typed afterwards).
+#[test]
+fn an_interrupted_prompt_gives_the_echo_back() {
+    let server = Server::start();
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let mut term = Terminal::spawn(
+            &server,
+            &["user", "create", "-n", "prompted user", "prompted_user"],
+        );
+        assert!(echoes(&term.master));
+        term.expect("Enter Password: ");
+        assert!(
+            !echoes(&term.master),
+            "the prompt should hide what is typed"
+        );
+        let pid = i32::try_from(term.child.id()).unwrap();
+        // SAFETY: sends a signal to the child process started above.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        let status = term.child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(signal)
+        );
+        assert!(
+            echoes(&term.master),
+            "the echo stayed off after signal {signal}"
+        );
+    }
+    server
+        .ctl(&["user", "get", "prompted_user"])
+        .fails_with_status(404);
+}
+
 #[test]
 fn a_password_mismatch_is_refused() {
     let server = Server::start();
