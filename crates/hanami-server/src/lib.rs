@@ -2,9 +2,9 @@
 //! projects and tokens, backed by SQLite and a local data directory.
 //!
 //! [`run`] is the whole server; `main.rs` only parses the command line. Start-up order:
-//! TLS certificate and listening port (either failing changes nothing), data directory,
-//! database (with migrations), first admin, token key, policy, clusters; connections are
-//! accepted only then, so no request can arrive before the server is ready.
+//! TLS certificate, policy file and listening port (any of them failing changes nothing),
+//! data directory, database (with migrations), first admin, token key, clusters;
+//! connections are accepted only then, so no request can arrive before the server is ready.
 
 pub mod api;
 pub mod clusters;

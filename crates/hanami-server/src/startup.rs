@@ -34,7 +34,7 @@ const ADMIN_ID_VAR: &str = "HANAMI_ADMIN_USER_ID";
 const ADMIN_NAME_VAR: &str = "HANAMI_ADMIN_USER_NAME";
 const ADMIN_PASSWORD_VAR: &str = "HANAMI_ADMIN_PASSWORD";
 
-/// Runs the server until SIGINT or SIGTERM.
+/// Runs the server until SIGINT, SIGTERM or SIGHUP.
 ///
 /// The first line on stdout is the address clients should use, e.g. `http://127.0.0.1:11418`
 /// (the loopback address when the server listens on all interfaces).
