@@ -921,6 +921,47 @@ async fn a_cluster_is_idle_as_soon_as_its_task_is_reported_ended() {
     }
 }
 
+/// A save or restore that meets the deletion of its cluster is answered: it ran first, or
+/// the cluster is gone (404). (Queued into the deleted cluster, the task never ended, and the
+/// answer, which waits for the end on an idle cluster, never came.)
+#[tokio::test]
+async fn saves_and_restores_racing_the_deletion_of_their_cluster_are_answered() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let source = client
+        .create_cluster("source", SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
+    let checkpoint = client.save_cluster(&source, "kept").await.unwrap().uuid;
+    for round in 0..20 {
+        let cluster = client
+            .create_cluster("doomed", SEED_TEMPLATE)
+            .await
+            .unwrap()
+            .uuid;
+        let (queued, deleted) = tokio::join!(
+            tokio::time::timeout(Duration::from_secs(20), async {
+                if round % 2 == 0 {
+                    client.save_cluster(&cluster, "racing").await.map(drop)
+                } else {
+                    client
+                        .restore_cluster(&cluster, &checkpoint)
+                        .await
+                        .map(drop)
+                }
+            }),
+            client.delete_cluster(&cluster),
+        );
+        deleted.unwrap();
+        let queued = queued.unwrap_or_else(|_| panic!("round {round}: no answer"));
+        assert!(
+            matches!(&queued, Ok(()) | Err(Error::NotFound(_))),
+            "round {round}: {queued:?}"
+        );
+    }
+}
+
 /// The text of the first page of the error log.
 async fn error_log(server: &TestServer) -> String {
     server

@@ -206,7 +206,7 @@ async fn queue(
 }
 
 /// Records a task in the database, then queues it on its cluster. Returns whether the
-/// cluster was idle (the task starts right away).
+/// cluster was idle (the task starts right away); 404 if the cluster was deleted meanwhile.
 pub(super) async fn enqueue(
     app: &App,
     cluster: &Arc<ClusterHandle>,
@@ -215,7 +215,15 @@ pub(super) async fn enqueue(
     app.store
         .insert_task(&task.record(&cluster.row.uuid))
         .await?;
-    Ok(cluster.enqueue(task.clone(), &app.workers))
+    match cluster.enqueue(task.clone(), &app.workers) {
+        Some(idle) => Ok(idle),
+        None => {
+            // The deletion may have removed the cluster's task records before this one
+            // was written.
+            app.store.delete_task(&task.uuid).await?;
+            Err(super::clusters::not_found(&cluster.row.uuid))
+        }
+    }
 }
 
 async fn train(app: App, caller: Caller, request: TrainTaskRequest) -> ApiResult<TaskInfo> {

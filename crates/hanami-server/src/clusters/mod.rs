@@ -230,15 +230,22 @@ impl ClusterHandle {
     }
 
     /// Queues a task. Returns whether the cluster was idle (nothing running or queued, TASK
-    /// mode), in which case the task starts right away.
-    pub fn enqueue(self: &Arc<Self>, task: Arc<Task>, ctx: &WorkerContext) -> bool {
+    /// mode), in which case the task starts right away; `None` if the cluster was deleted
+    /// meanwhile (its worker would never run the task, and a caller waiting for its end would
+    /// wait for ever).
+    pub fn enqueue(self: &Arc<Self>, task: Arc<Task>, ctx: &WorkerContext) -> Option<bool> {
         let mut control = lock(&self.control);
+        // [`ClusterHandle::delete`] sets the mark before it empties the queue under this
+        // lock: a task queued before the mark is seen ends aborted there.
+        if self.is_deleted() {
+            return None;
+        }
         let idle =
             control.mode == Mode::Task && control.active.is_none() && control.queue.is_empty();
         control.tasks.push(task.clone());
         control.queue.push_back(task);
         self.start_worker(&mut control, ctx);
-        idle
+        Some(idle)
     }
 
     /// Adds tasks recorded by an earlier run (all ended) to the task list.
