@@ -1471,3 +1471,33 @@ async fn an_upload_whose_dataset_cannot_be_read_back_names_it() {
     assert!(matches!(*source, Error::Unauthorized(_)), "{source:?}");
     assert!(server.data_dir.join("datasets").join(&uuid).is_file());
 }
+
+/// A dataset deleted while another request reads it is not found (404), not reported as a
+/// dataset whose file was removed outside the server (409, with a warning in the log): the
+/// deletion removes the row first and then the file, between the reader's lookup and open.
+#[tokio::test]
+async fn readers_racing_a_deletion_find_nothing_rather_than_a_damaged_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let path = tmp.path().join("small.csv");
+    std::fs::write(&path, "a,b\n1,2\n3,4\n").unwrap();
+    for round in 0..40 {
+        let uuid = client.upload_csv("raced", &path).await.unwrap().uuid;
+        let (deleted, first, second) = tokio::join!(
+            client.delete_dataset(&uuid),
+            client.dataset(&uuid),
+            client.check_dataset(&uuid, &uuid),
+        );
+        deleted.unwrap();
+        assert!(
+            matches!(&first, Ok(_) | Err(Error::NotFound(_))),
+            "round {round}: {first:?}"
+        );
+        // A CSV has no label columns to check: 400 while it exists.
+        assert!(
+            matches!(&second, Err(Error::BadRequest(_) | Error::NotFound(_))),
+            "round {round}: {second:?}"
+        );
+    }
+}

@@ -9,6 +9,7 @@ use hanami_types::datasets::{
     MnistUploadRequest, UploadProgress, UploadStarted,
 };
 use hanami_types::list::ListTable;
+use hanami_types::scope::Scope;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -270,7 +271,8 @@ async fn progress(app: App, caller: Caller, query: ByUuid) -> ApiResult<UploadPr
 
 /// Opens the file of a dataset. A file that is missing or damaged (changed outside the
 /// server) answers 409 with what to do, and is logged for the operator; any other failure is
-/// the server's (500).
+/// the server's (500). A dataset deleted since its row was read answers 404, as it would
+/// have a moment later.
 pub(super) async fn open(app: &App, row: &ResourceRow) -> ApiResult<DatasetReader> {
     let path = app.paths.datasets().join(&row.file_name);
     let opened = path.clone();
@@ -280,6 +282,16 @@ pub(super) async fn open(app: &App, row: &ResourceRow) -> ApiResult<DatasetReade
         .map_err(|e| ApiError::Internal(e.into()))?
     {
         Ok(reader) => Ok(reader),
+        Err(e)
+            if e.is_missing_file()
+                && app
+                    .store
+                    .resource(Kind::Dataset, &Scope::All, uuid)
+                    .await?
+                    .is_none() =>
+        {
+            Err(not_found(uuid))
+        }
         Err(e) if e.is_missing_file() || e.is_damaged_file() || e.is_unreadable_file() => {
             tracing::warn!("dataset '{uuid}' cannot be used: {}: {e}", path.display());
             let what = if e.is_missing_file() {
