@@ -359,7 +359,16 @@ async fn set_aside_unreferenced_files(
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.file_type()?.is_file() && !referenced.contains(&name) {
+            if !entry.file_type()?.is_file() || referenced.contains(&name) {
+                continue;
+            }
+            if clusters::is_half_written(&entry.path()) {
+                std::fs::remove_file(entry.path())?;
+                tracing::info!(
+                    "removed {}: a save that a crash interrupted",
+                    entry.path().display()
+                );
+            } else {
                 let target = paths.set_aside(&entry.path(), &entry.file_name())?;
                 tracing::warn!(
                     "moved {} to {}: no database row references it (left by a crash, or \

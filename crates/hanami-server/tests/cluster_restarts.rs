@@ -407,9 +407,24 @@ async fn a_lost_database_keeps_the_files() {
         launch().data_dir(&data).try_start().is_err(),
         "started on an empty database"
     );
-    // The database back: everything is there, the stray file set aside.
+    // The database back: everything is there, the stray file set aside, and the
+    // half-written files of saves that a crash interrupted removed (they piled up in
+    // `unreferenced/`).
     std::fs::rename(&moved, data.join("hanami.db")).unwrap();
+    let half_written = [
+        data.join("clusters").join(format!("{cluster}.partial")),
+        data.join("checkpoints")
+            .join("1b4e28ba-2fa1-11d2-883f-0016d3cca427.partial"),
+    ];
+    for file in &half_written {
+        std::fs::write(file, "half").unwrap();
+    }
     let server = launch().data_dir(&data).start();
+    for file in &half_written {
+        assert!(!file.exists(), "{}", file.display());
+    }
+    assert!(!data.join("unreferenced").join("clusters").exists());
+    assert!(!data.join("unreferenced").join("checkpoints").exists());
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     assert_eq!(client.dataset(&dataset).await.unwrap().number_of_rows, 20);
     assert!(client.cluster(&cluster).await.is_ok());

@@ -713,10 +713,18 @@ pub fn read_regular_file(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Extension of the temporary files of [`write_durably`].
+const HALF_WRITTEN: &str = "partial";
+
+/// Whether `path` is a temporary file of [`write_durably`]; found at start, a crash left it.
+pub fn is_half_written(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == HALF_WRITTEN)
+}
+
 /// Writes a file under a temporary name, fsyncs it and renames it into place.
 pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let temp = path.with_extension("partial");
+    let temp = path.with_extension(HALF_WRITTEN);
     let written = std::fs::File::create(&temp).and_then(|mut file| {
         file.write_all(bytes)?;
         file.sync_all()
