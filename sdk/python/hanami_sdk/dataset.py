@@ -163,11 +163,24 @@ async def _send_chunks(token: str, address: str, file_uuid: str, chunks: Iterabl
         raise HanamiException(f"upload websocket closed unexpectedly: {e}") from e
 
 
+#: Seconds between two looks at whether the calling task is being cancelled.
+_CANCEL_POLL = 0.1
+
+
+def _caller_cancelled() -> bool:
+    """Whether the task that called into this synchronous code is being cancelled: under
+    ``asyncio.run`` (Python 3.11 and later), Ctrl-C cancels the main task instead of
+    raising ``KeyboardInterrupt`` in it."""
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)
+    return bool(cancelling is not None and cancelling())
+
+
 def _run(coroutine: Coroutine[Any, Any, None], stop: Optional[threading.Event] = None) -> None:
     """Runs ``coroutine`` to its end from synchronous code: on a new event loop, or on a
     worker thread's when this thread already runs one (a notebook, an async application).
-    If this thread is interrupted while it waits for the worker (Ctrl-C), ``stop`` is set
-    so that the coroutine can end early; the exception goes on once the worker is done."""
+    If this thread is interrupted while it waits for the worker (Ctrl-C), or its task is
+    cancelled, ``stop`` is set so that the coroutine can end early; the exception
+    (``asyncio.CancelledError`` for a cancelled task) goes on once the worker is done."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -176,7 +189,17 @@ def _run(coroutine: Coroutine[Any, Any, None], stop: Optional[threading.Event] =
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as worker:
         future = worker.submit(asyncio.run, coroutine)
         try:
-            future.result()
+            while True:
+                try:
+                    future.result(timeout=_CANCEL_POLL)
+                    return
+                except concurrent.futures.TimeoutError:
+                    if _caller_cancelled():
+                        break
+            if stop is not None:
+                stop.set()
+            concurrent.futures.wait([future])
+            raise asyncio.CancelledError()
         except BaseException:
             if stop is not None:
                 stop.set()
@@ -206,12 +229,16 @@ def _file_chunks(path: str) -> Iterable[bytes]:
 def _upload_file(tokens: TokenKeeper, address: str, file_uuid: str, path: str,
                  verify_connection: Verify, sent: Optional[Callable[[int], None]]) -> None:
     stop = threading.Event()
+    # Closed whatever ends the upload (a failing progress callback included), so that the
+    # file is not left open until the garbage collector finds it.
+    chunks = _file_chunks(path)
     try:
-        _run(_send_chunks(tokens.current(), address, file_uuid,
-                          _until(stop, _file_chunks(path)), verify_connection, sent,
-                          tokens.current), stop)
+        _run(_send_chunks(tokens.current(), address, file_uuid, _until(stop, chunks),
+                          verify_connection, sent, tokens.current), stop)
     except _SessionRefused as refused:
         raise _websocket.session_error(refused.reply) from None
+    finally:
+        chunks.close()
 
 
 async def send_data(token: str, address: str, dataset_uuid: str, file_uuid: str,
@@ -261,6 +288,9 @@ def _progress_counter(total: int,
                       progress: Optional[ProgressCallback]) -> Optional[Callable[[int], None]]:
     if progress is None:
         return None
+    if not callable(progress):
+        raise TypeError(f"progress must be a function of (sent, total), got "
+                        f"{type(progress).__name__}")
     done = [0]
 
     def sent(count: int) -> None:
@@ -295,10 +325,10 @@ def upload_mnist_files(token: str, address: str, name: str, input_file_path: str
     """
     input_size = _file_size(input_file_path)
     label_size = _file_size(label_file_path)
+    sent = _progress_counter(input_size + label_size, progress)
     body = {"name": name, "input_data_size": input_size, "label_data_size": label_size}
     init = json.loads(hanami_request.send_post_request(
         token, address, _PATH + "/upload/mnist", body, verify_connection))
-    sent = _progress_counter(input_size + label_size, progress)
     tokens = TokenKeeper(token, address, verify_connection)
     with _discarded_on_failure(tokens, address, init["uuid"], verify_connection):
         _upload_file(tokens, address, init["uuid_input_file"], input_file_path,
@@ -325,10 +355,10 @@ def upload_csv_files(token: str, address: str, name: str, input_file_path: str,
     as ``upload_mnist_files`` does.
     """
     input_size = _file_size(input_file_path)
+    sent = _progress_counter(input_size, progress)
     body = {"name": name, "input_data_size": input_size}
     init = json.loads(hanami_request.send_post_request(
         token, address, _PATH + "/upload/csv", body, verify_connection))
-    sent = _progress_counter(input_size, progress)
     tokens = TokenKeeper(token, address, verify_connection)
     with _discarded_on_failure(tokens, address, init["uuid"], verify_connection):
         _upload_file(tokens, address, init["uuid_input_file"], input_file_path,

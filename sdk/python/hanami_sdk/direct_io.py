@@ -3,10 +3,15 @@
 Open the connection with ``await cluster.switch_to_direct_mode(...)``. Every message is
 answered by the server before the next one is sent; values sent with ``is_last=False`` are
 only staged, the message with ``is_last=True`` runs one training step or one request.
+Calls on one connection from concurrent coroutines take turns (each call's messages and
+answers stay together); for parallel samples, open one connection per coroutine.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
+import weakref
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import websockets
@@ -28,6 +33,59 @@ from .hanami_request import Verify
 _CLOSE_REFUSED = (1008, 1009)
 
 RequestOutput = Union[List[float], Dict[str, List[float]]]
+
+#: The largest finite 32-bit float: values travel as such.
+_F32_MAX = 3.4028234663852886e38
+
+#: One lock per connection, so that concurrent calls on it take turns (the answers of one
+#: call would otherwise be read by another).
+_turns: "weakref.WeakKeyDictionary[Any, asyncio.Lock]" = weakref.WeakKeyDictionary()
+
+
+def _turn(ws: Any) -> asyncio.Lock:
+    lock = _turns.get(ws)
+    if lock is None:
+        lock = _turns[ws] = asyncio.Lock()
+    return lock
+
+
+def _checked(hexagon_name: Any, values: Any) -> List[float]:
+    """The values as floats, and the name checked: wrong types and values that 32-bit
+    floats cannot hold are refused here, by index, before anything is sent."""
+    if not isinstance(hexagon_name, str):
+        raise TypeError(f"hexagon_name must be a str, got {type(hexagon_name).__name__}")
+    if isinstance(values, (str, bytes, bytearray)):
+        raise TypeError(f"values for '{hexagon_name}' must be a sequence of numbers, got "
+                        f"{type(values).__name__}")
+    if getattr(values, "ndim", 1) > 1:
+        values = values.ravel()  # a numpy image: its rows one after another
+    values = list(values)
+    try:
+        numbers = [float(value) for value in values]  # the usual case: one quick pass
+    except (OverflowError, TypeError, ValueError):
+        numbers = [_number(hexagon_name, i, value) for i, value in enumerate(values)]
+    # Not-a-number and infinity are the server's to refuse, as from any client; finite
+    # values beyond 32-bit floats would fail when packed.
+    for index in (i for i, x in enumerate(numbers) if not -_F32_MAX <= x <= _F32_MAX):
+        if math.isfinite(numbers[index]):
+            raise _beyond(hexagon_name, index, values[index])
+    return numbers
+
+
+def _number(hexagon_name: str, index: int, value: Any) -> float:
+    """One value as a float, or the error that names it."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise _beyond(hexagon_name, index, value) from None
+    except (TypeError, ValueError):
+        raise TypeError(f"value {index} for '{hexagon_name}' is not a number: "
+                        f"{value!r:.40}") from None
+
+
+def _beyond(hexagon_name: str, index: int, value: Any) -> BadRequestException:
+    return BadRequestException(f"value {index} for '{hexagon_name}' ({value!r:.40}) is "
+                               f"beyond the range of 32-bit floats")
 
 
 async def _receive(ws: Any) -> ClusterIOMessage:
@@ -86,7 +144,7 @@ async def send_train_input(ws: Any, hexagon_name: str, values: Sequence[float],
     if is_last is None:
         is_last = bool(is_input)
         is_input = not is_last
-    values = [float(v) for v in values]
+    values = _checked(hexagon_name, values)
     message = ClusterIOMessage(
         buffer_name=hexagon_name,
         is_last=bool(is_last),
@@ -95,8 +153,9 @@ async def send_train_input(ws: Any, hexagon_name: str, values: Sequence[float],
         number_of_values=len(values),
         values=values,
     )
-    await _send(ws, message)
-    await _receive(ws)
+    async with _turn(ws):
+        await _send(ws, message)
+        await _receive(ws)
 
 
 async def send_request_input(ws: Any, hexagon_name: str, values: Sequence[float],
@@ -111,7 +170,7 @@ async def send_request_input(ws: Any, hexagon_name: str, values: Sequence[float]
     Raises ``BadRequestException`` if the server refuses the message (unknown name).
     """
     del verify_connection
-    values = [float(v) for v in values]
+    values = _checked(hexagon_name, values)
     message = ClusterIOMessage(
         buffer_name=hexagon_name,
         is_last=bool(is_last),
@@ -120,15 +179,22 @@ async def send_request_input(ws: Any, hexagon_name: str, values: Sequence[float]
         number_of_values=len(values),
         values=values,
     )
+    async with _turn(ws):
+        return await _request(ws, message)
+
+
+async def _request(ws: Any, message: ClusterIOMessage) -> Optional[RequestOutput]:
+    """Sends a request message and reads its answers (on the caller's turn)."""
     await _send(ws, message)
     first = await _receive(ws)
-    if not is_last:
+    if not message.is_last:
         return None
     # The server sends one message per output of the cluster, all at once. The client does
     # not know how many outputs there are, so it sends an empty (non-last, zero values)
     # input message as a marker: its acknowledgement comes after the last output message.
     outputs = [first]
-    await _send(ws, ClusterIOMessage(buffer_name=hexagon_name, process_type=REQUEST_TYPE,
+    await _send(ws, ClusterIOMessage(buffer_name=message.buffer_name,
+                                     process_type=REQUEST_TYPE,
                                      target_buffer_type=INPUT_BUFFER_TYPE))
     while True:
         reply = await _receive(ws)

@@ -4,11 +4,13 @@ errors."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -153,6 +155,60 @@ def test_ctrl_c_inside_a_running_event_loop_stops_the_upload(address: str, token
     finally:
         loop.close()
     assert len(seen) <= 3, f"{len(seen)} chunks went out after Ctrl-C"
+    assert all(row[-1] != name for row in rows(dataset.list_datasets(token, address)))
+
+
+def test_ctrl_c_under_asyncio_run_stops_the_upload(address: str, token: str,
+                                                  files: Path) -> None:
+    """Under ``asyncio.run`` (Python 3.11 and later) Ctrl-C cancels the main task instead of
+    raising in it: the upload stops at the next chunk all the same, and is withdrawn (it
+    used to run to its end and make the dataset, whose uuid was lost)."""
+    images, labels = pattern_mnist(files, "ds_run_interrupt", 3000)  # 18 image chunks
+    main_thread = threading.get_ident()
+    seen = []
+
+    def interrupt_the_caller(done: int, _total: int) -> None:
+        seen.append(done)
+        if len(seen) == 1:
+            signal.pthread_kill(main_thread, signal.SIGINT)
+        time.sleep(0.05)
+
+    name = unique("run_ctrl_c")
+
+    async def main() -> None:
+        dataset.upload_mnist_files(token, address, name, images, labels,
+                                   progress=interrupt_the_caller)
+
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(main())
+    assert len(seen) <= 6, f"{len(seen)} chunks went out after Ctrl-C"
+    assert all(row[-1] != name for row in rows(dataset.list_datasets(token, address)))
+
+
+def test_a_failing_progress_callback_leaves_no_file_open(address: str, token: str,
+                                                         files: Path) -> None:
+    images, labels = pattern_mnist(files, "ds_failing_progress", 300)  # two image chunks
+
+    def fail(_done: int, _total: int) -> None:
+        raise ZeroDivisionError("the caller's bug")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        # Not `pytest.raises`: its record of the exception would keep the file alive.
+        failed = False
+        try:
+            dataset.upload_mnist_files(token, address, unique("failing"), images, labels,
+                                       progress=fail)
+        except ZeroDivisionError:
+            failed = True
+        assert failed
+        gc.collect()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+    # A progress that is no function is refused before anything is registered.
+    name = unique("not_callable")
+    with pytest.raises(TypeError, match="progress must be a function"):
+        dataset.upload_mnist_files(token, address, name, images, labels,
+                                   progress=5)  # type: ignore[arg-type]
     assert all(row[-1] != name for row in rows(dataset.list_datasets(token, address)))
 
 

@@ -224,6 +224,68 @@ def test_too_many_values_are_refused(address: str, token: str, small_cluster: st
     asyncio.run(run())
 
 
+def test_concurrent_calls_on_one_connection_take_turns(address: str, token: str) -> None:
+    """Requests from concurrent coroutines on one connection each get their own answers
+    (one call used to read the other's, and the other failed inside the websocket
+    library), and the connection stays in step for the next call."""
+    cluster_uuid = make_cluster(address, token, TWO_OUTPUTS_TEMPLATE)
+    samples = [[float(i), 2.0, 3.0, 4.0, float(5 - i)] for i in range(6)]
+
+    async def run() -> tuple:
+        ws = await cluster.switch_to_direct_mode(token, address, cluster_uuid)
+        try:
+            await direct_io.send_train_input(ws, "test_input", [1, 2, 3, 4, 5], True, False)
+            await direct_io.send_train_input(ws, "test_output", [1, 0], False, False)
+            await direct_io.send_train_input(ws, "second_output", [0, 1, 0], False, True)
+            together = await asyncio.gather(
+                *[direct_io.send_request_input(ws, "test_input", sample, True)
+                  for sample in samples],
+                *[direct_io.send_train_input(ws, "test_input", sample, True, False)
+                  for sample in samples])
+            after = await direct_io.send_request_input(ws, "test_input", samples[0], True)
+            return together, after
+        finally:
+            await ws.close()
+            cluster.switch_to_task_mode(token, address, cluster_uuid)
+
+    try:
+        together, after = asyncio.run(run())
+        for outputs in [*together[:len(samples)], after]:
+            assert isinstance(outputs, dict), together
+            assert {name: len(values) for name, values in outputs.items()} == {
+                "test_output": 2, "second_output": 3}, together
+        assert together[len(samples):] == [None] * len(samples)
+    finally:
+        cluster.delete_cluster(token, address, cluster_uuid)
+
+
+def test_values_that_cannot_be_sent_are_refused_before_sending(address: str, token: str,
+                                                               small_cluster: str) -> None:
+    async def run() -> None:
+        ws = await cluster.switch_to_direct_mode(token, address, small_cluster)
+        try:
+            for values, error, text in [
+                ([1.0, 1e39, 0, 0, 0], hx.BadRequestException,
+                 "value 1 for 'test_input' (1e+39) is beyond the range of 32-bit floats"),
+                ([10 ** 400, 0, 0, 0, 0], hx.BadRequestException, "value 0 for 'test_input'"),
+                ("01010", TypeError, "must be a sequence of numbers, got str"),
+                ([1.0, "x", 0, 0, 0], TypeError, "value 1 for 'test_input' is not a number"),
+            ]:
+                with pytest.raises(error, match=None) as info:
+                    await direct_io.send_request_input(ws, "test_input", values, True)
+                assert text in str(info.value), info.value
+            with pytest.raises(TypeError, match="hexagon_name must be a str"):
+                await direct_io.send_train_input(ws, b"test_input", [1.0] * 5, True, False)
+            # Nothing was sent: the connection answers the next request.
+            assert len(await direct_io.send_request_input(ws, "test_input", [1.0] * 5,
+                                                          True)) == 2
+        finally:
+            await ws.close()
+        cluster.switch_to_task_mode(token, address, small_cluster)
+
+    asyncio.run(run())
+
+
 def test_direct_mode_conflicts(address: str, token: str, small_cluster: str,
                                files: Path) -> None:
     images, labels = pattern_mnist(files, "direct_small", 10)
