@@ -1139,6 +1139,39 @@ async fn queued_tasks_are_checked_again_when_they_start() {
     );
 }
 
+/// A client's close frame is answered, before and during a session (the connection used to
+/// be dropped, which clients see as a failed connection, close code 1006).
+#[tokio::test]
+async fn a_client_that_closes_gets_the_close_answered() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let cluster = client
+        .create_cluster("closing", SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let url = server.url.replace("http://", "ws://");
+    for start_first in [false, true] {
+        let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        if start_first {
+            let init = json!({"token": client.token(), "target": "cluster", "uuid": cluster});
+            socket.send(Message::text(init.to_string())).await.unwrap();
+            let reply = socket.next().await.unwrap().unwrap().into_data();
+            let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+            assert_eq!(reply["success"], true, "{reply}");
+        }
+        socket.close(None).await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(5), socket.next()).await;
+        assert!(
+            matches!(answer, Ok(Some(Ok(Message::Close(_))))),
+            "session started: {start_first}: {answer:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn direct_sessions_end_when_access_is_withdrawn_or_they_idle() {
     let tmp = tempfile::tempdir().unwrap();

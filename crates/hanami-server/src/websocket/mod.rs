@@ -138,9 +138,21 @@ pub(crate) async fn next_message(app: &App, socket: &mut WebSocket, idle: Durati
             Ok(Some(Ok(Message::Text(text)))) => Incoming::Text(text),
             Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
             Ok(Some(Err(e))) if is_too_big(&e) => Incoming::TooBig,
-            Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) => Incoming::Gone,
+            Ok(Some(Ok(Message::Close(_)))) => {
+                answer_close(socket).await;
+                Incoming::Gone
+            }
+            Ok(Some(Err(_)) | None) => Incoming::Gone,
         };
     }
+}
+
+/// Sends the answer to the client's close frame, which the websocket library has queued:
+/// without it the client sees the connection fail (close code 1006) instead of a clean
+/// close. A client that does not read it is not waited for long.
+async fn answer_close(socket: &mut WebSocket) {
+    let flushed = futures_util::SinkExt::flush(socket);
+    let _ = tokio::time::timeout(Duration::from_secs(1), flushed).await;
 }
 
 /// Why a session closes after a message beyond [`MAX_MESSAGE_BYTES`].
