@@ -26,7 +26,13 @@ def create_cluster(token: str, address: str, name: str, template: Union[str, byt
     ``BadRequestException`` for an invalid template or name, ``ConflictException`` if the
     name is taken.
     """
-    raw = template.encode("utf-8") if isinstance(template, str) else bytes(template)
+    if isinstance(template, str):
+        raw = template.encode("utf-8")
+    elif isinstance(template, (bytes, bytearray, memoryview)):
+        raw = bytes(template)
+    else:  # bytes(123) would send 123 zero bytes
+        raise TypeError(f"the template must be its text (str or bytes), got "
+                        f"{type(template).__name__}")
     body = {"name": name, "template": base64.b64encode(raw).decode("ascii")}
     return hanami_request.send_post_request(token, address, _PATH, body, verify_connection)
 

@@ -37,7 +37,11 @@ def base_url(address: str) -> str:
     """The server address without trailing slashes (``http://host:port``; a path only for
     a server behind a proxy that serves it under that path).
 
-    Raises ``ValueError`` for an address without ``http://`` or ``https://``."""
+    Raises ``ValueError`` for an address without ``http://`` or ``https://``, ``TypeError``
+    for one that is no string."""
+    if not isinstance(address, str):
+        raise TypeError(f"the address must be a str like 'http://127.0.0.1:11418', got "
+                        f"{type(address).__name__}")
     if not address.lower().startswith(("http://", "https://")):
         raise ValueError(f"the address must start with http:// or https://, got {address!r}")
     return address.rstrip("/")
@@ -82,6 +86,9 @@ def send_request(method: str, token: Optional[str], address: str, path: str,
         url += "?" + query
     headers = {}
     if token is not None:
+        if not isinstance(token, str):
+            raise TypeError(f"the token must be the str that request_token returned, got "
+                            f"{type(token).__name__}")
         headers["X-Auth-Token"] = token
     data: Optional[bytes] = None
     if body is not None:

@@ -208,3 +208,17 @@ def test_checkpoint_save_get_list_restore_delete(address: str, token: str,
         checkpoint.get_checkpoint(token, address, checkpoint_uuid)
     assert checkpoint_uuid not in {row[1] for row in rows(checkpoint.list_checkpoints(
         token, address))}
+
+
+def test_arguments_of_the_wrong_type_are_named(address: str, token: str) -> None:
+    """Wrong types fail with a `TypeError` that says what was expected, before anything is
+    sent (an int template used to become that many zero bytes, a None address an
+    AttributeError from deep inside)."""
+    before = rows(cluster.list_clusters(token, address))
+    with pytest.raises(TypeError, match="the template must be its text"):
+        cluster.create_cluster(token, address, unique("typed"), 123)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="the address must be a str"):
+        cluster.list_clusters(token, None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="the token must be the str"):
+        cluster.list_clusters(123, address)  # type: ignore[arg-type]
+    assert rows(cluster.list_clusters(token, address)) == before
