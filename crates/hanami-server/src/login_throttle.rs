@@ -1,38 +1,70 @@
 //! Failed logins slow down further guesses.
 //!
-//! Attempts are counted per user id and client address, so guesses from one address cannot
-//! lock a user out of another. The first [`FREE_ATTEMPTS`] attempts in a row are answered at
-//! once; from then on each attempt closes the door for a while, twice as long each time, up to
-//! [`LONGEST_WAIT`]; an attempt while the door is closed is refused without a password check
-//! (so the refusal tells nothing about the password). A successful login forgets the count;
-//! [`FORGET_AFTER`] without an attempt forgets it too.
+//! Password checks are counted per user id and client network (the address; for IPv6 its
+//! /64, which one host usually holds whole), so guesses from one network cannot slow down
+//! the user's logins from another. The first [`FREE_FAILURES`] failed checks in a row cost
+//! nothing more than the check; from then on each failure closes the door for a while,
+//! twice as long each time, up to [`LONGEST_WAIT`]; an attempt while the door is closed is
+//! refused without a check (so the refusal tells nothing about the password). A successful
+//! login forgets the failures; [`FORGET_AFTER`] without an attempt forgets them too.
 //!
-//! An attempt is counted when it starts, not when its check fails: a burst of simultaneous
-//! guesses gets no more checks than guesses one after another would.
+//! Simultaneous attempts of one user id and network take turns: no more checks run at once
+//! than failures are still free (one once the door has closed), so a burst of guesses gets
+//! no more checks than guesses one after another would, while correct logins that arrive
+//! together all get theirs.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Mutex;
+use std::net::{IpAddr, Ipv6Addr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Attempts in a row that are never delayed.
-pub const FREE_ATTEMPTS: u32 = 5;
+use tokio::sync::Notify;
+use tokio::sync::futures::OwnedNotified;
+
+/// Failed checks in a row that close no door.
+pub const FREE_FAILURES: u32 = 5;
 /// The longest a closed door stays closed.
 pub const LONGEST_WAIT: Duration = Duration::from_secs(60);
-/// How long an account and address without attempts keep their count.
+/// How long a user id and network without attempts keep their failures.
 pub const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
-/// Most accounts and addresses tracked at once; beyond it the stalest are forgotten.
+/// Most user ids and networks tracked at once; beyond it the stalest are forgotten.
 const MOST_TRACKED: usize = 65_536;
 
-/// One user id tried from one address.
+/// One user id tried from one network.
 type Key = (String, IpAddr);
 
-/// The attempts of one [`Key`] since its last successful login.
+/// The login attempts of one [`Key`].
 struct Attempts {
-    count: u32,
+    /// Failed checks since the last successful login.
+    failures: u32,
+    /// Checks running now.
+    checking: u32,
+    /// When the last check began or failed.
     last: Instant,
     /// No attempt is checked before this.
     closed_until: Instant,
+    /// Wakes the attempts that wait for a turn.
+    turn: Arc<Notify>,
+}
+
+impl Attempts {
+    fn new(now: Instant) -> Self {
+        Attempts {
+            failures: 0,
+            checking: 0,
+            last: now,
+            closed_until: now,
+            turn: Arc::default(),
+        }
+    }
+
+    /// Whether nothing about this key needs remembering at `now`.
+    fn forgettable(&self, now: Instant) -> bool {
+        self.checking == 0
+            && now >= self.closed_until
+            && (self.failures == 0 || now.duration_since(self.last) >= FORGET_AFTER)
+    }
 }
 
 /// The login attempts of the server's clients.
@@ -52,62 +84,150 @@ impl WaitFor {
     }
 }
 
-impl LoginThrottle {
-    /// Counts an attempt of `user` from `address` at `now`; refused while the door is
-    /// closed (the refused attempt is not counted).
-    pub fn attempt(&self, user: &str, address: IpAddr, now: Instant) -> Result<(), WaitFor> {
-        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (user.to_owned(), address);
-        if let Some(known) = attempts.get_mut(&key) {
-            if now < known.closed_until {
-                return Err(WaitFor(known.closed_until - now));
-            }
-            if now.duration_since(known.last) < FORGET_AFTER {
-                known.count += 1;
-                known.last = now;
-                known.closed_until = now + wait_after(known.count);
-                return Ok(());
-            }
-        } else if attempts.len() >= MOST_TRACKED {
-            forget_stale(&mut attempts, now);
+/// What an attempt may do now.
+enum Turn {
+    /// Check the password.
+    Check,
+    /// Wait until a running check of the same key has ended (already listening).
+    Wait(Pin<Box<OwnedNotified>>),
+    /// The door is closed.
+    Refused(WaitFor),
+}
+
+/// A password check that the throttle let run; tell it how the check ended
+/// ([`Check::failed`] or [`Check::succeeded`]). Dropped without, it counts as not made (the
+/// client went away).
+pub struct Check<'a> {
+    throttle: &'a LoginThrottle,
+    key: Option<Key>,
+}
+
+impl Check<'_> {
+    /// The password was wrong (or the user unknown).
+    pub fn failed(mut self) {
+        if let Some(key) = self.key.take() {
+            self.throttle.settle(&key, Some(false), Instant::now());
         }
-        attempts.insert(
-            key,
-            Attempts {
-                count: 1,
-                last: now,
-                closed_until: now + wait_after(1),
-            },
-        );
-        Ok(())
     }
 
-    /// Forgets the attempts of `user` from `address`: it logged in.
-    pub fn succeeded(&self, user: &str, address: IpAddr) {
-        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
-        attempts.remove(&(user.to_owned(), address));
+    /// The password was right: the failures are forgotten.
+    pub fn succeeded(mut self) {
+        if let Some(key) = self.key.take() {
+            self.throttle.settle(&key, Some(true), Instant::now());
+        }
     }
 }
 
-/// The door's closing after the `count`th attempt in a row: none for the free attempts,
-/// then one second, doubling up to [`LONGEST_WAIT`].
-fn wait_after(count: u32) -> Duration {
-    match count.checked_sub(FREE_ATTEMPTS) {
+impl Drop for Check<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.throttle.settle(&key, None, Instant::now());
+        }
+    }
+}
+
+impl LoginThrottle {
+    /// Waits for a turn to check a password of `user` from `address`; refused while the door
+    /// of that user id and network is closed (the refused attempt is not counted).
+    pub async fn attempt(&self, user: &str, address: IpAddr) -> Result<Check<'_>, WaitFor> {
+        let key = (user.to_owned(), network(address));
+        loop {
+            match self.take_turn(&key, Instant::now()) {
+                Turn::Check => {
+                    return Ok(Check {
+                        throttle: self,
+                        key: Some(key),
+                    });
+                }
+                Turn::Refused(wait) => return Err(wait),
+                Turn::Wait(turn) => turn.await,
+            }
+        }
+    }
+
+    fn take_turn(&self, key: &Key, now: Instant) -> Turn {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        if !attempts.contains_key(key) && attempts.len() >= MOST_TRACKED {
+            forget_stale(&mut attempts, now);
+        }
+        let known = attempts
+            .entry(key.clone())
+            .or_insert_with(|| Attempts::new(now));
+        if known.forgettable(now) {
+            known.failures = 0;
+        }
+        if now < known.closed_until {
+            return Turn::Refused(WaitFor(known.closed_until - now));
+        }
+        let turns = FREE_FAILURES.saturating_sub(known.failures).max(1);
+        if known.checking < turns {
+            known.checking += 1;
+            known.last = now;
+            Turn::Check
+        } else {
+            // Listening before the lock is released, so that no end of a check is missed.
+            let mut turn = Box::pin(known.turn.clone().notified_owned());
+            turn.as_mut().enable();
+            Turn::Wait(turn)
+        }
+    }
+
+    /// Ends a check: `Some(true)` succeeded, `Some(false)` failed, `None` not made.
+    fn settle(&self, key: &Key, succeeded: Option<bool>, now: Instant) {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(known) = attempts.get_mut(key) else {
+            return;
+        };
+        known.checking = known.checking.saturating_sub(1);
+        match succeeded {
+            Some(true) => known.failures = 0,
+            Some(false) => {
+                known.failures += 1;
+                known.last = now;
+                known.closed_until = now + wait_after(known.failures);
+            }
+            None => {}
+        }
+        known.turn.notify_waiters();
+        if known.forgettable(now) {
+            attempts.remove(key);
+        }
+    }
+}
+
+/// The network of a client address: IPv4 addresses (also written as IPv6) on their own,
+/// IPv6 ones by their /64.
+fn network(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(prefix))
+        }
+        v4 => v4,
+    }
+}
+
+/// The door's closing after the `failures`th failed check in a row: none for the free
+/// ones, then one second, doubling up to [`LONGEST_WAIT`].
+fn wait_after(failures: u32) -> Duration {
+    match failures.checked_sub(FREE_FAILURES) {
         None => Duration::ZERO,
         Some(beyond) => Duration::from_secs(1u64 << beyond.min(6)).min(LONGEST_WAIT),
     }
 }
 
-/// Makes room for one more key: drops what is stale, and if everything is fresh (many
-/// addresses or user ids at once), the half whose doors open first (the least recently
-/// tried among the open ones).
+/// Makes room for one more key: drops what need not be remembered, and if that frees less
+/// than an eighth of the table (many networks or user ids at once), about half of the rest:
+/// those whose doors open first, with no check running. Each full pass frees at least an
+/// eighth, so the passes stay rare.
 fn forget_stale(attempts: &mut HashMap<Key, Attempts>, now: Instant) {
-    attempts.retain(|_, a| now < a.closed_until || now.duration_since(a.last) < FORGET_AFTER);
-    if attempts.len() >= MOST_TRACKED {
+    attempts.retain(|_, a| !a.forgettable(now));
+    if attempts.len() > MOST_TRACKED - MOST_TRACKED / 8 {
         let mut opening: Vec<Instant> = attempts.values().map(|a| a.closed_until).collect();
-        let (_, median, _) = opening.select_nth_unstable(MOST_TRACKED / 2);
+        let middle = opening.len() / 2;
+        let (_, median, _) = opening.select_nth_unstable(middle);
         let median = *median;
-        attempts.retain(|_, a| a.closed_until > median);
+        attempts.retain(|_, a| a.checking > 0 || a.closed_until > median);
     }
 }
 
@@ -118,20 +238,43 @@ mod tests {
     const HERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
     const THERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
 
+    fn key(user: &str, address: IpAddr) -> Key {
+        (user.to_owned(), network(address))
+    }
+
+    /// Takes a turn that must be a check, and ends it as failed at `now`.
+    fn fail(throttle: &LoginThrottle, key: &Key, now: Instant) {
+        assert!(matches!(throttle.take_turn(key, now), Turn::Check));
+        throttle.settle(key, Some(false), now);
+    }
+
+    fn refused(throttle: &LoginThrottle, key: &Key, now: Instant) -> Option<Duration> {
+        match throttle.take_turn(key, now) {
+            Turn::Refused(WaitFor(wait)) => Some(wait),
+            Turn::Check => {
+                throttle.settle(key, None, now);
+                None
+            }
+            Turn::Wait(_) => panic!("nothing is being checked"),
+        }
+    }
+
     #[test]
-    fn free_attempts_then_doubling_waits_up_to_a_minute() {
+    fn free_failures_then_doubling_waits_up_to_a_minute() {
         let throttle = LoginThrottle::default();
+        let anna = key("anna", HERE);
         let mut now = Instant::now();
-        for _ in 0..FREE_ATTEMPTS - 1 {
-            assert_eq!(throttle.attempt("anna", HERE, now), Ok(()));
+        for _ in 0..FREE_FAILURES - 1 {
+            fail(&throttle, &anna, now);
+            assert_eq!(refused(&throttle, &anna, now), None);
         }
         let mut waits = Vec::new();
         for _ in 0..10 {
-            assert_eq!(throttle.attempt("anna", HERE, now), Ok(()));
-            let WaitFor(wait) = throttle.attempt("anna", HERE, now).unwrap_err();
+            fail(&throttle, &anna, now);
+            let wait = refused(&throttle, &anna, now).expect("the door closed");
             // Still closed a moment before the end, open at the end.
             let almost = now + wait - Duration::from_millis(1);
-            assert!(throttle.attempt("anna", HERE, almost).is_err());
+            assert!(refused(&throttle, &anna, almost).is_some());
             waits.push(wait.as_secs());
             now += wait;
         }
@@ -139,44 +282,88 @@ mod tests {
     }
 
     #[test]
-    fn counts_are_per_user_and_address_and_end_with_a_login_or_time() {
+    fn failures_are_per_user_and_network_and_end_with_a_login_or_time() {
         let throttle = LoginThrottle::default();
+        let anna = key("anna", HERE);
         let now = Instant::now();
-        for _ in 0..FREE_ATTEMPTS {
-            throttle.attempt("anna", HERE, now).unwrap();
+        for _ in 0..FREE_FAILURES {
+            fail(&throttle, &anna, now);
         }
-        assert!(throttle.attempt("anna", HERE, now).is_err());
-        assert_eq!(throttle.attempt("anna", THERE, now), Ok(()));
-        assert_eq!(throttle.attempt("bert", HERE, now), Ok(()));
-        // After a quiet quarter of an hour, the count starts again.
+        assert!(refused(&throttle, &anna, now).is_some());
+        assert_eq!(refused(&throttle, &key("anna", THERE), now), None);
+        assert_eq!(refused(&throttle, &key("bert", HERE), now), None);
+        // After a quiet quarter of an hour, the failures are forgotten.
         let later = now + FORGET_AFTER;
-        for _ in 0..FREE_ATTEMPTS - 1 {
-            throttle.attempt("anna", HERE, later).unwrap();
+        for _ in 0..FREE_FAILURES - 1 {
+            fail(&throttle, &anna, later);
         }
-        // A login forgets the count at once.
-        throttle.succeeded("anna", HERE);
-        for _ in 0..FREE_ATTEMPTS - 1 {
-            throttle.attempt("anna", HERE, later).unwrap();
+        // A login forgets them at once.
+        assert!(matches!(throttle.take_turn(&anna, later), Turn::Check));
+        throttle.settle(&anna, Some(true), later);
+        assert!(throttle.attempts.lock().unwrap().is_empty());
+        for _ in 0..FREE_FAILURES {
+            fail(&throttle, &anna, later);
         }
-        assert_eq!(throttle.attempt("anna", HERE, later), Ok(()));
-        assert!(throttle.attempt("anna", HERE, later).is_err());
+        assert!(refused(&throttle, &anna, later).is_some());
     }
 
     #[test]
-    fn the_table_stays_bounded_and_keeps_the_recently_tried() {
+    fn simultaneous_attempts_take_turns_within_the_free_failures() {
+        let throttle = LoginThrottle::default();
+        let anna = key("anna", HERE);
+        let now = Instant::now();
+        fail(&throttle, &anna, now);
+        fail(&throttle, &anna, now);
+        // Three failures left: three checks at once, the fourth attempt waits.
+        for _ in 0..3 {
+            assert!(matches!(throttle.take_turn(&anna, now), Turn::Check));
+        }
+        let Turn::Wait(mut waiting) = throttle.take_turn(&anna, now) else {
+            panic!("a fourth check at once");
+        };
+        // The end of a check wakes it (it listened before the end came).
+        throttle.settle(&anna, Some(true), now);
+        let waker = std::task::Waker::noop();
+        let mut context = std::task::Context::from_waker(waker);
+        assert!(waiting.as_mut().poll(&mut context).is_ready());
+        // After the success, the failures are forgotten: turns for all.
+        assert!(matches!(throttle.take_turn(&anna, now), Turn::Check));
+        // Checks that were not made (clients gone) count as nothing.
+        for _ in 0..3 {
+            throttle.settle(&anna, None, now);
+        }
+        assert!(throttle.attempts.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_network() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::7".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(network(a), network(b));
+        assert_ne!(network(a), network(other));
+        let mapped: IpAddr = "::ffff:10.0.0.2".parse().unwrap();
+        assert_eq!(network(mapped), THERE);
+        assert_eq!(network(THERE), THERE);
+    }
+
+    #[test]
+    fn the_table_stays_bounded_and_keeps_closed_doors() {
         let throttle = LoginThrottle::default();
         let start = Instant::now();
-        for _ in 0..FREE_ATTEMPTS {
-            throttle.attempt("target", HERE, start).unwrap();
+        let target = key("target", HERE);
+        for _ in 0..FREE_FAILURES {
+            fail(&throttle, &target, start);
         }
         for i in 0..MOST_TRACKED as u32 + 10 {
             let now = start + Duration::from_millis(u64::from(i) / 100);
-            throttle.attempt(&format!("user{i}"), HERE, now).unwrap();
+            let stranger = key(&format!("user{i}"), HERE);
+            fail(&throttle, &stranger, now);
         }
         let tracked = throttle.attempts.lock().unwrap().len();
         assert!(tracked <= MOST_TRACKED, "{tracked}");
         // The closed door of an account under attack is kept over fresh strangers.
-        assert!(throttle.attempt("target", HERE, start).is_err());
+        assert!(refused(&throttle, &target, start).is_some());
     }
 
     #[test]

@@ -6,7 +6,6 @@ use hanami_types::auth::{AuthInfo, RenewTokenRequest, TokenRequest, TokenRespons
 use hanami_types::users::User;
 use serde::Deserialize;
 use std::net::IpAddr;
-use std::time::Instant;
 
 use super::validate::{Field, Pattern};
 use super::{ApiError, ApiResult, Routes};
@@ -36,13 +35,14 @@ pub(super) fn register(routes: &mut Routes) {
 const ACCESS_DENIED: &str = "ACCESS DENIED!\nUser or password is incorrect.";
 
 /// `POST token`: checks the password and issues a token for the user's first project
-/// (global admins: the `admin` project). Attempts from a client address that failed too
+/// (global admins: the `admin` project). Attempts from a client network that failed too
 /// often for this user id wait (see [`crate::login_throttle`]).
 pub async fn login(app: &App, request: TokenRequest, client: IpAddr) -> ApiResult<TokenResponse> {
-    app.logins
-        .attempt(&request.id, client, Instant::now())
+    let check = app
+        .logins
+        .attempt(&request.id, client)
+        .await
         .map_err(ApiError::TooManyLogins)?;
-    let user_id = request.id.clone();
     let record = app.store.user_record(&request.id).await?;
     let valid = app
         .passwords
@@ -57,9 +57,10 @@ pub async fn login(app: &App, request: TokenRequest, client: IpAddr) -> ApiResul
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     let Some(record) = valid else {
+        check.failed();
         return Err(ApiError::Unauthorized(ACCESS_DENIED.into()));
     };
-    app.logins.succeeded(&user_id, client);
+    check.succeeded();
     let UserRecord { user, pw_hash } = record;
     let caller = if user.is_admin {
         admin_context(&user)
