@@ -589,7 +589,10 @@ async fn execute(
                 deleted("cluster", &uuid)
             }
             ClusterCmd::Save { name, wait, uuid } => {
-                let saved = client.save_cluster(&uuid, &name).await.map_err(sdk)?;
+                let saved = waiter
+                    .queue(&uuid, client.save_cluster(&uuid, &name))
+                    .await?
+                    .map_err(sdk)?;
                 waiter
                     .wait_if_asked(session, &uuid, &saved.uuid, &wait)
                     .await?;
@@ -600,9 +603,9 @@ async fn execute(
                 wait,
                 uuid,
             } => {
-                let started = client
-                    .restore_cluster(&uuid, &checkpoint)
-                    .await
+                let started = waiter
+                    .queue(&uuid, client.restore_cluster(&uuid, &checkpoint))
+                    .await?
                     .map_err(sdk)?;
                 waiter
                     .wait_if_asked(session, &uuid, &started.uuid, &wait)
@@ -625,10 +628,9 @@ async fn execute(
                         name,
                         ..
                     } => {
-                        let task = client
-                            .train(&name, &cluster, &as_refs(&inputs), &as_refs(&second))
-                            .await
-                            .map_err(sdk)?;
+                        let (inputs, outputs) = (as_refs(&inputs), as_refs(&second));
+                        let queued = client.train(&name, &cluster, &inputs, &outputs);
+                        let task = waiter.queue(&cluster, queued).await?.map_err(sdk)?;
                         (cluster, wait, task)
                     }
                     TaskCreateCmd::Request {
@@ -638,10 +640,10 @@ async fn execute(
                         ..
                     } => {
                         let (hexagon, result_name) = &second[0];
-                        let task = client
-                            .request(&name, &cluster, &as_refs(&inputs), (hexagon, result_name))
-                            .await
-                            .map_err(sdk)?;
+                        let inputs = as_refs(&inputs);
+                        let queued =
+                            client.request(&name, &cluster, &inputs, (hexagon, result_name));
+                        let task = waiter.queue(&cluster, queued).await?.map_err(sdk)?;
                         (cluster, wait, task)
                     }
                 };
@@ -701,6 +703,25 @@ struct Waiter {
 }
 
 impl Waiter {
+    /// The request that queues a task in `cluster`; with `--wait`, Ctrl-C or SIGTERM ends
+    /// it too (status 130), saying that the task may have been queued.
+    async fn queue<T>(
+        &mut self,
+        cluster: &str,
+        request: impl Future<Output = T>,
+    ) -> Result<T, CliError> {
+        let Some(stop) = &mut self.stop else {
+            return Ok(request.await);
+        };
+        tokio::select! {
+            answer = request => Ok(answer),
+            () = stop.received() => Err(CliError::Interrupted(format!(
+                "stopped before the server answered; the task may have been queued \
+                 (`hanamictl task list -c {cluster}` shows it)"
+            ))),
+        }
+    }
+
     /// With `--wait`, polls the task until it has ended; an aborted task is an error. A
     /// wait may outlive the token: the client then logs in again. Ctrl-C or SIGTERM stops
     /// the waiting (not the task), with status 130.

@@ -50,11 +50,11 @@ impl CliError {
                 | E::Internal(body)
                 | E::Status { body, .. },
             ) => CliError::Status { code, body },
-            // The URL could not be made (an argument of 100,000 characters): the error
-            // would quote all of it and blame the connection.
+            // The URL could not be made (an argument of 100,000 characters, an address
+            // like `http://[::1`): the error would quote all of it and blame the connection.
             (_, E::Transport(e)) if e.is_builder() => CliError::Other(format!(
-                "cannot send the request: an argument makes its address invalid or too long \
-                 ({})",
+                "cannot send the request: HANAMI_ADDRESS or an argument makes its URL \
+                 invalid or too long ({})",
                 chain(&e.without_url())
             )),
             (_, E::Transport(e)) => {

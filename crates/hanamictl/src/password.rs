@@ -132,14 +132,21 @@ impl EchoOff {
         let previous = ENDING_SIGNALS
             .into_iter()
             .filter_map(|signal| {
-                // SAFETY: a zeroed sigaction is a valid value to fill; the handler only
-                // makes async-signal-safe calls.
+                // SAFETY: zeroed sigactions are valid values to fill; the handler only makes
+                // async-signal-safe calls. A signal the caller ignores (`trap '' INT`) stays
+                // ignored.
                 unsafe {
+                    let mut old: libc::sigaction = std::mem::zeroed();
+                    if libc::sigaction(signal, std::ptr::null(), &mut old) != 0
+                        || old.sa_sigaction == libc::SIG_IGN
+                    {
+                        return None;
+                    }
                     let mut action: libc::sigaction = std::mem::zeroed();
                     action.sa_sigaction = restore_and_end as extern "C" fn(libc::c_int) as usize;
                     libc::sigemptyset(&mut action.sa_mask);
-                    let mut old: libc::sigaction = std::mem::zeroed();
-                    (libc::sigaction(signal, &action, &mut old) == 0).then_some((signal, old))
+                    (libc::sigaction(signal, &action, std::ptr::null_mut()) == 0)
+                        .then_some((signal, old))
                 }
             })
             .collect();

@@ -24,6 +24,11 @@ struct Terminal {
 
 impl Terminal {
     fn spawn(server: &Server, args: &[&str]) -> Terminal {
+        Self::spawn_ignoring(server, args, &[])
+    }
+
+    /// Spawns with the given signals ignored, as `trap '' SIGNAL` in a shell leaves them.
+    fn spawn_ignoring(server: &Server, args: &[&str], ignored: &'static [i32]) -> Terminal {
         let (mut master_fd, mut slave_fd) = (0, 0);
         // SAFETY: both pointers are valid for writes; the optional arguments are null.
         let rc = unsafe {
@@ -54,6 +59,15 @@ impl Terminal {
         cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
             .stderr(Stdio::from(slave))
             .stdout(Stdio::piped());
+        // SAFETY: only `signal`, which is async-signal-safe, runs between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                for &signal in ignored {
+                    libc::signal(signal, libc::SIG_IGN);
+                }
+                Ok(())
+            });
+        }
         let child = cmd.spawn().expect("spawn hanamictl");
         drop(cmd); // closes the parent's copies of the slave side
         let master = File::from(master);
@@ -172,13 +186,17 @@ fn echoes(master: &File) -> bool {
 #[test]
 fn an_interrupted_prompt_gives_the_echo_back() {
     let server = Server::start();
-    for signal in [libc::SIGINT, libc::SIGTERM] {
+    // At the first prompt, and at the second (after the first restored the echo once).
+    for (signal, at_second) in [(libc::SIGINT, false), (libc::SIGTERM, true)] {
         let mut term = Terminal::spawn(
             &server,
             &["user", "create", "-n", "prompted user", "prompted_user"],
         );
-        assert!(echoes(&term.master));
         term.expect("Enter Password: ");
+        if at_second {
+            term.type_line("secret-password-1");
+            term.expect("Enter Password again: ");
+        }
         assert!(
             !echoes(&term.master),
             "the prompt should hide what is typed"
@@ -199,6 +217,27 @@ fn an_interrupted_prompt_gives_the_echo_back() {
     server
         .ctl(&["user", "get", "prompted_user"])
         .fails_with_status(404);
+}
+
+/// A signal that the caller ignores (`trap '' INT`) stays ignored at the prompt.
+#[test]
+fn an_ignored_interrupt_stays_ignored_at_the_prompt() {
+    let server = Server::start();
+    let mut term = Terminal::spawn_ignoring(
+        &server,
+        &["user", "create", "-n", "prompted user", "prompted_user"],
+        &[libc::SIGINT],
+    );
+    term.expect("Enter Password: ");
+    let pid = i32::try_from(term.child.id()).unwrap();
+    // SAFETY: sends a signal to the child process started above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    term.type_line("secret-password-1");
+    term.expect("Enter Password again: ");
+    term.type_line("secret-password-1");
+    let (code, stdout, screen) = term.finish();
+    assert_eq!(code, 0, "stdout: {stdout}\nscreen: {screen}");
+    server.ctl(&["user", "get", "prompted_user"]).ok();
 }
 
 #[test]
