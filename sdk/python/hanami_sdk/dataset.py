@@ -238,7 +238,10 @@ def _upload_file(tokens: TokenKeeper, address: str, file_uuid: str, path: str,
     except _SessionRefused as refused:
         raise _websocket.session_error(refused.reply) from None
     finally:
-        chunks.close()
+        try:
+            chunks.close()
+        except ValueError:
+            pass  # a second Ctrl-C left the worker reading it; the file closes with it
 
 
 async def send_data(token: str, address: str, dataset_uuid: str, file_uuid: str,

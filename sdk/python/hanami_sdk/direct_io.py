@@ -10,9 +10,10 @@ answers stay together); for parallel samples, open one connection per coroutine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import weakref
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Union
 
 import websockets
 
@@ -34,19 +35,37 @@ _CLOSE_REFUSED = (1008, 1009)
 
 RequestOutput = Union[List[float], Dict[str, List[float]]]
 
-#: The largest finite 32-bit float: values travel as such.
-_F32_MAX = 3.4028234663852886e38
+#: Values travel as 32-bit floats: from this magnitude on they would round to infinity
+#: (halfway between the largest finite one and 2**128).
+_F32_LIMIT = 3.4028235677973366e38
 
 #: One lock per connection, so that concurrent calls on it take turns (the answers of one
 #: call would otherwise be read by another).
 _turns: "weakref.WeakKeyDictionary[Any, asyncio.Lock]" = weakref.WeakKeyDictionary()
 
+#: Connections on which a call ended between its message and its answers (cancelled, or
+#: interrupted): those answers would be read by the next call.
+_out_of_step: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
-def _turn(ws: Any) -> asyncio.Lock:
+
+@contextlib.asynccontextmanager
+async def _exchange(ws: Any) -> AsyncIterator[None]:
+    """One call's turn on a connection: its messages and their answers."""
     lock = _turns.get(ws)
     if lock is None:
         lock = _turns[ws] = asyncio.Lock()
-    return lock
+    async with lock:
+        if ws in _out_of_step:
+            raise HanamiException("this direct-IO connection is out of step: an earlier call "
+                                  "on it was cancelled or interrupted before its answers "
+                                  "arrived; open a new connection")
+        try:
+            yield
+        except HanamiException:
+            raise  # the server refused or closed: the connection says so itself
+        except BaseException:
+            _out_of_step.add(ws)
+            raise
 
 
 def _checked(hexagon_name: Any, values: Any) -> List[float]:
@@ -64,12 +83,24 @@ def _checked(hexagon_name: Any, values: Any) -> List[float]:
         numbers = [float(value) for value in values]  # the usual case: one quick pass
     except (OverflowError, TypeError, ValueError):
         numbers = [_number(hexagon_name, i, value) for i, value in enumerate(values)]
+    # float() reads text too ("1.5"): no number for this purpose.
+    if any(issubclass(kind, _TEXT) for kind in set(map(type, values))):
+        index = next(i for i, value in enumerate(values) if isinstance(value, _TEXT))
+        raise _no_number(hexagon_name, index, values[index])
     # Not-a-number and infinity are the server's to refuse, as from any client; finite
     # values beyond 32-bit floats would fail when packed.
-    for index in (i for i, x in enumerate(numbers) if not -_F32_MAX <= x <= _F32_MAX):
+    for index in (i for i, x in enumerate(numbers) if not -_F32_LIMIT < x < _F32_LIMIT):
         if math.isfinite(numbers[index]):
             raise _beyond(hexagon_name, index, values[index])
     return numbers
+
+
+#: Types whose values float() reads as numbers, which are none.
+_TEXT = (str, bytes, bytearray)
+
+
+def _no_number(hexagon_name: str, index: int, value: Any) -> TypeError:
+    return TypeError(f"value {index} for '{hexagon_name}' is not a number: {value!r:.40}")
 
 
 def _number(hexagon_name: str, index: int, value: Any) -> float:
@@ -79,8 +110,7 @@ def _number(hexagon_name: str, index: int, value: Any) -> float:
     except OverflowError:
         raise _beyond(hexagon_name, index, value) from None
     except (TypeError, ValueError):
-        raise TypeError(f"value {index} for '{hexagon_name}' is not a number: "
-                        f"{value!r:.40}") from None
+        raise _no_number(hexagon_name, index, value) from None
 
 
 def _beyond(hexagon_name: str, index: int, value: Any) -> BadRequestException:
@@ -105,13 +135,18 @@ async def _receive(ws: Any) -> ClusterIOMessage:
         raise HanamiException(f"invalid ClusterIO_Message from the server: {e}") from e
 
 
-async def _send(ws: Any, message: ClusterIOMessage) -> None:
+def _encoded(message: ClusterIOMessage) -> bytes:
+    """The message as sent; one beyond the server's limit is refused here."""
     data = message.encode()
     if len(data) > _websocket.MAX_MESSAGE_BYTES:
         raise BadRequestException(
             f"a message for '{message.buffer_name}' would take {len(data)} bytes; the server "
             f"takes at most {_websocket.MAX_MESSAGE_BYTES} bytes (16 MiB) per message; nothing "
             f"was sent")
+    return data
+
+
+async def _send(ws: Any, data: bytes) -> None:
     try:
         await ws.send(data)
     except websockets.ConnectionClosed as e:
@@ -153,8 +188,9 @@ async def send_train_input(ws: Any, hexagon_name: str, values: Sequence[float],
         number_of_values=len(values),
         values=values,
     )
-    async with _turn(ws):
-        await _send(ws, message)
+    data = _encoded(message)
+    async with _exchange(ws):
+        await _send(ws, data)
         await _receive(ws)
 
 
@@ -179,13 +215,15 @@ async def send_request_input(ws: Any, hexagon_name: str, values: Sequence[float]
         number_of_values=len(values),
         values=values,
     )
-    async with _turn(ws):
-        return await _request(ws, message)
+    data = _encoded(message)
+    async with _exchange(ws):
+        return await _request(ws, message, data)
 
 
-async def _request(ws: Any, message: ClusterIOMessage) -> Optional[RequestOutput]:
+async def _request(ws: Any, message: ClusterIOMessage,
+                   data: bytes) -> Optional[RequestOutput]:
     """Sends a request message and reads its answers (on the caller's turn)."""
-    await _send(ws, message)
+    await _send(ws, data)
     first = await _receive(ws)
     if not message.is_last:
         return None
@@ -193,9 +231,9 @@ async def _request(ws: Any, message: ClusterIOMessage) -> Optional[RequestOutput
     # not know how many outputs there are, so it sends an empty (non-last, zero values)
     # input message as a marker: its acknowledgement comes after the last output message.
     outputs = [first]
-    await _send(ws, ClusterIOMessage(buffer_name=message.buffer_name,
-                                     process_type=REQUEST_TYPE,
-                                     target_buffer_type=INPUT_BUFFER_TYPE))
+    marker = ClusterIOMessage(buffer_name=message.buffer_name, process_type=REQUEST_TYPE,
+                              target_buffer_type=INPUT_BUFFER_TYPE)
+    await _send(ws, marker.encode())
     while True:
         reply = await _receive(ws)
         if _is_ack(reply):

@@ -259,6 +259,27 @@ def test_concurrent_calls_on_one_connection_take_turns(address: str, token: str)
         cluster.delete_cluster(token, address, cluster_uuid)
 
 
+def test_a_call_cancelled_before_its_answers_leaves_the_connection_unusable(
+        address: str, token: str, small_cluster: str) -> None:
+    """Its answers would be read by the next call: that call says so instead."""
+    async def run() -> None:
+        ws = await cluster.switch_to_direct_mode(token, address, small_cluster)
+        try:
+            call = asyncio.ensure_future(
+                direct_io.send_request_input(ws, "test_input", [1.0] * 5, True))
+            await asyncio.sleep(0)  # the call has sent its message and waits for answers
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            with pytest.raises(hx.HanamiException, match="out of step"):
+                await direct_io.send_request_input(ws, "test_input", [1.0] * 5, True)
+        finally:
+            await ws.close()
+        cluster.switch_to_task_mode(token, address, small_cluster)
+
+    asyncio.run(run())
+
+
 def test_values_that_cannot_be_sent_are_refused_before_sending(address: str, token: str,
                                                                small_cluster: str) -> None:
     async def run() -> None:
@@ -270,12 +291,17 @@ def test_values_that_cannot_be_sent_are_refused_before_sending(address: str, tok
                 ([10 ** 400, 0, 0, 0, 0], hx.BadRequestException, "value 0 for 'test_input'"),
                 ("01010", TypeError, "must be a sequence of numbers, got str"),
                 ([1.0, "x", 0, 0, 0], TypeError, "value 1 for 'test_input' is not a number"),
+                ([1.0, 2.0, "1.5", 0, 0], TypeError, "value 2 for 'test_input' is not a number"),
             ]:
                 with pytest.raises(error, match=None) as info:
                     await direct_io.send_request_input(ws, "test_input", values, True)
                 assert text in str(info.value), info.value
             with pytest.raises(TypeError, match="hexagon_name must be a str"):
                 await direct_io.send_train_input(ws, b"test_input", [1.0] * 5, True, False)
+            # The largest 32-bit float as usually printed rounds to itself: it is sent.
+            assert len(await direct_io.send_request_input(ws, "test_input",
+                                                          [3.4028235e38, 0, 0, 0, 0],
+                                                          True)) == 2
             # Nothing was sent: the connection answers the next request.
             assert len(await direct_io.send_request_input(ws, "test_input", [1.0] * 5,
                                                           True)) == 2
