@@ -114,10 +114,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Websocket sessions outlive the listener: they close with a reason first (a direct-IO
     // session's network is then saved with the others).
     app.sessions_ended(Duration::from_secs(5)).await;
-    app.clusters
+    let unsaved = app
+        .clusters
         .shut_down(&app.workers, Duration::from_secs(60))
         .await;
     app.store.close().await;
+    if !unsaved.is_empty() {
+        // A stop that lost training must not look like a clean one.
+        bail!(
+            "stopped, but the networks of these clusters could not be saved, and what they \
+             learned since their last save is lost: {}",
+            unsaved.join(", ")
+        );
+    }
     tracing::info!("stopped");
     Ok(())
 }

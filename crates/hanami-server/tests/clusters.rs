@@ -1139,6 +1139,40 @@ async fn queued_tasks_are_checked_again_when_they_start() {
     );
 }
 
+/// A network that cannot be saved after a direct-IO session is reported in the error log,
+/// and a stop that cannot save it either exits with a failure (it exited 0, the training
+/// lost without a trace but the server log).
+#[tokio::test]
+async fn networks_that_cannot_be_saved_are_reported() {
+    let mut server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let cluster = client
+        .create_cluster("unsaved", SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let mut session = client.direct_session(&cluster).await.unwrap();
+    session
+        .train(&[("picture", &[0.5f32; 784])], &[("label", &[1.0f32; 10])])
+        .await
+        .unwrap();
+    // The networks' folder replaced by a file: no save can succeed.
+    let folder = server.data_dir.join("clusters");
+    std::fs::rename(&folder, server.data_dir.join("clusters.aside")).unwrap();
+    std::fs::write(&folder, "in the way").unwrap();
+    drop(session);
+    let deadline = std::time::Instant::now() + WAIT;
+    while !error_log(&server)
+        .await
+        .contains("cannot save the network after the session")
+    {
+        assert!(std::time::Instant::now() < deadline, "no error-log entry");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!server.stop(), "the stop lost a network and exited cleanly");
+}
+
 /// A client's close frame is answered, before and during a session (the connection used to
 /// be dropped, which clients see as a failed connection, close code 1006).
 #[tokio::test]

@@ -312,13 +312,16 @@ impl Store {
         let sql = sql
             .replace("{table}", kind.table())
             .replace("{scope}", SCOPE_SQL);
-        let row = sqlx::query(&sql)
+        // All rows, not the first: a `DELETE … RETURNING` commits when its statement runs to
+        // its end, and only then does a failed commit (a full disk) come back as an error;
+        // with the first row alone, the caller saw the row deleted while it stayed.
+        let rows = sqlx::query(&sql)
             .bind(project)
             .bind(owner)
             .bind(uuid)
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool)
             .await?;
-        Ok(row.as_ref().map(from_row))
+        Ok(rows.first().map(from_row))
     }
 
     /// Whether a resource with this name is visible in the scope.

@@ -46,11 +46,9 @@ async fn list(app: App, caller: Caller, _: NoInput) -> ApiResult<ListTable> {
 }
 
 async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String, Value>> {
-    let row = app
-        .store
-        .delete_resource(Kind::Checkpoint, &caller.scope(), &query.uuid)
+    let dir = app.paths.checkpoints();
+    super::delete_with_file(&app, Kind::Checkpoint, &caller.scope(), &query.uuid, dir)
         .await?
         .ok_or_else(|| not_found(&query.uuid))?;
-    super::remove_file(app.paths.checkpoints().join(&row.file_name)).await;
     Ok(Map::new())
 }

@@ -355,12 +355,9 @@ async fn list(app: App, caller: Caller, _: NoInput) -> ApiResult<ListTable> {
 /// go at once instead of after `upload_timeout`).
 async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String, Value>> {
     let scope = caller.scope();
-    match app
-        .store
-        .delete_resource(Kind::Dataset, &scope, &query.uuid)
-        .await?
-    {
-        Some(row) => super::remove_file(app.paths.datasets().join(&row.file_name)).await,
+    let dir = app.paths.datasets();
+    match super::delete_with_file(&app, Kind::Dataset, &scope, &query.uuid, dir).await? {
+        Some(_) => {}
         None => {
             let uploads = app.uploads.clone();
             let uuid = query.uuid.clone();

@@ -38,6 +38,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use hanami_auth::{Caller, Method, TokenError, Verified, account_tag};
 use hanami_store::StoreError;
+use hanami_store::resources::{Kind, ResourceRow};
+use hanami_types::scope::Scope;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -204,10 +206,19 @@ async fn process(
     if !app.policy.allows(endpoint, method, &caller.role) {
         return Err(ApiError::Unauthorized("Access denied by policy".into()));
     }
+    let mut audit_after = false;
     if method != Method::Get {
-        app.store
+        match app
+            .store
             .append_audit(&caller.id, endpoint, method.as_str())
-            .await?;
+            .await
+        {
+            Ok(()) => {}
+            // A full disk must not keep anyone from freeing space: a deletion goes ahead,
+            // and its entry is written after it, when it has made room.
+            Err(e) if method == Method::Delete && e.is_disk_full() => audit_after = true,
+            Err(e) => return Err(e.into()),
+        }
     }
     let Some(route) = app.routes.endpoints.get(&(endpoint, method)) else {
         return Err(ApiError::BadRequest(format!(
@@ -215,7 +226,20 @@ async fn process(
         )));
     };
     validate::validate(route.fields, &mut input)?;
-    (route.handler)(app.clone(), caller, input).await
+    let user_id = caller.id.clone();
+    let answer = (route.handler)(app.clone(), caller, input).await;
+    if audit_after
+        && let Err(e) = app
+            .store
+            .append_audit(&user_id, endpoint, method.as_str())
+            .await
+    {
+        tracing::error!(
+            "the audit log misses {method} {endpoint} by '{user_id}': it could not be written \
+             (the disk is full): {e}"
+        );
+    }
+    answer
 }
 
 /// The address of the client that sent a request (the unspecified address where the
@@ -353,6 +377,35 @@ pub fn require_admin(caller: &Caller, what: &str) -> ApiResult<()> {
 
 /// Removes a resource's file; a missing file is fine, other failures are logged (the row is
 /// gone, and start-up removes files that no row references).
+/// Deletes the row of a resource kept in a file of `dir`, then the file; `None` if no such
+/// row is in the scope. On a full disk, where the row's deletion cannot be committed, the
+/// file goes first, and the row's deletion is tried again in the room it made (should that
+/// fail too, the row stays without its file, which a later deletion removes).
+async fn delete_with_file(
+    app: &App,
+    kind: Kind,
+    scope: &Scope,
+    uuid: &str,
+    dir: PathBuf,
+) -> ApiResult<Option<ResourceRow>> {
+    match app.store.delete_resource(kind, scope, uuid).await {
+        Ok(Some(row)) => {
+            remove_file(dir.join(&row.file_name)).await;
+            Ok(Some(row))
+        }
+        Ok(None) => Ok(None),
+        Err(e) if e.is_disk_full() => {
+            let Some(row) = app.store.resource(kind, scope, uuid).await? else {
+                return Ok(None);
+            };
+            tracing::warn!("the disk is full: removing the file of {uuid} before its database row");
+            remove_file(dir.join(&row.file_name)).await;
+            Ok(app.store.delete_resource(kind, scope, uuid).await?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 async fn remove_file(path: PathBuf) {
     let result = tokio::task::spawn_blocking(move || match std::fs::remove_file(&path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err((path, e)),

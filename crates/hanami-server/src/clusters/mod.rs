@@ -835,8 +835,14 @@ impl Clusters {
     /// Stops all work for a shutdown and saves every network: queued tasks end aborted, a
     /// running task stops at its next row (its worker saves the network and records it), and
     /// networks that direct IO changed are saved. Every task stopped this way gets an
-    /// error-log entry. Waits at most `patience` for the workers.
-    pub async fn shut_down(&self, ctx: &WorkerContext, patience: std::time::Duration) {
+    /// error-log entry. Waits at most `patience` for the workers. Returns the names of the
+    /// clusters whose networks could not be saved (their changes since the last save are
+    /// lost with the process).
+    pub async fn shut_down(
+        &self,
+        ctx: &WorkerContext,
+        patience: std::time::Duration,
+    ) -> Vec<String> {
         let clusters = self.all();
         let mut stopped = Vec::new();
         for cluster in &clusters {
@@ -872,19 +878,25 @@ impl Clusters {
                 // Recorded with its note; a running task's worker recorded its end already.
                 ctx.record(task, &cluster.row);
             }
+            let mut unsaved = Vec::new();
             for cluster in &clusters {
                 match cluster.save_network_if_changed() {
                     Ok(()) => ctx.forget_unsaved_note(cluster),
-                    Err(e) => tracing::error!(
-                        cluster = cluster.row.uuid,
-                        "cannot save the cluster's network: {e}"
-                    ),
+                    Err(e) => {
+                        tracing::error!(
+                            cluster = cluster.row.uuid,
+                            "cannot save the cluster's network: {e}"
+                        );
+                        unsaved.push(format!("'{}' ({e})", cluster.row.name));
+                    }
                 }
             }
+            unsaved
         });
-        if let Err(e) = work.await {
+        work.await.unwrap_or_else(|e| {
             tracing::error!("saving the clusters failed: {e}");
-        }
+            vec!["all (the saving failed)".to_owned()]
+        })
     }
 }
 

@@ -52,14 +52,23 @@ pub async fn session(
         ctx.forget_unsaved_note(&saving);
         Ok::<(), std::io::Error>(())
     });
-    match saved.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(
-            cluster = cluster.row.uuid,
-            "cannot save the cluster's network: {e}"
+    let failure = match saved.await {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => format!("the save failed: {e}"),
+    };
+    // In the error log, as a task's failed save is: the owner's admins can learn of it.
+    crate::error_log::record(
+        &app.store,
+        &cluster.row.owner_id,
+        &format!("direct-IO session of cluster '{}'", cluster.row.name),
+        &serde_json::json!({"cluster_uuid": cluster.row.uuid}),
+        &format!(
+            "cannot save the network after the session: {failure}; the server keeps it in \
+             memory and tries again when it shuts down"
         ),
-        Err(e) => tracing::error!(cluster = cluster.row.uuid, "saving the network failed: {e}"),
-    }
+    )
+    .await;
 }
 
 async fn serve(app: &App, mut socket: WebSocket, cluster: &ClusterHandle, access: &mut Access) {
