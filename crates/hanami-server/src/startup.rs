@@ -256,8 +256,9 @@ async fn load_clusters(
         if let Some(cluster) = clusters.get(&Scope::All, &uuid) {
             let message = format!(
                 "cluster '{}': what direct IO trained since {since} is lost: the server stopped \
-                 (a crash or a kill) before it saved the network, which is as it was saved \
-                 before",
+                 before it saved the network (a crash, a kill, or a save that failed, as on a \
+                 full disk: the error log or the server log of that run tells), which is as it \
+                 was saved before",
                 cluster.row.name
             );
             log_startup_error(store, &cluster.row.owner_id, &uuid, &message).await;
@@ -275,11 +276,12 @@ async fn load_clusters(
             "the cluster's network is the one saved before the task, so its cycles are lost; \
              run it again"
         } else {
-            "it never ran"
+            "no progress of it was recorded"
         };
         let message = format!(
-            "task '{}' of cluster '{}' was {} when the server stopped without ending it; it is \
-             aborted, and {outcome} ({} of {} cycles recorded)",
+            "task '{}' of cluster '{}' was {} when the server stopped, and its end was not \
+             recorded (a crash, a kill, or a database that could not be written, as on a full \
+             disk); it is aborted, and {outcome} ({} of {} cycles recorded)",
             task.name, cluster.row.name, task.state, task.current, task.total
         );
         log_startup_error(store, &cluster.row.owner_id, &task.uuid, &message).await;

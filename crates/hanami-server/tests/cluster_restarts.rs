@@ -267,7 +267,7 @@ async fn check_aborted(
         let note = task.note.unwrap_or_default();
         assert!(
             note.contains("shut down before the task ended")
-                || note.contains("when the server stopped without ending it"),
+                || note.contains("when the server stopped, and its end was not"),
             "{uuid}: {note:?}"
         );
     }
@@ -344,7 +344,7 @@ async fn a_crash_aborts_unfinished_tasks() {
     let (_server, client, cluster, _, entries, _tmp) = interrupted(true).await;
     assert!(
         entries.iter().any(
-            |e| e.contains("active when the server stopped without ending it")
+            |e| e.contains("active when the server stopped, and its end was not")
                 && e.contains("its cycles are lost")
         ),
         "{entries:?}"
