@@ -105,7 +105,8 @@ pub struct Config {
     pub clusters_memory_limit: usize,
     /// Days that audit- and error-log entries are kept; `None`: for ever.
     pub log_retention_days: Option<u32>,
-    /// Disk space in bytes that uploads must leave free in the data directory.
+    /// Disk space in bytes that uploads, request results and checkpoints must leave free in
+    /// the data directory (`min_free_disk_mib`, but at least what a start needs).
     pub min_free_disk: u64,
 }
 
@@ -213,7 +214,7 @@ impl Config {
             header_timeout,
             cluster_memory_limit,
             clusters_memory_limit,
-            min_free_disk: min_free_disk_mib << 20,
+            min_free_disk: (min_free_disk_mib << 20).max(crate::disk::MIN_FREE_TO_START),
             log_retention_days,
         })
     }
@@ -333,9 +334,10 @@ mod tests {
         std::fs::write(&path, "log_retention_days = 36501\n").unwrap();
         let err = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap_err();
         assert!(err.to_string().contains("log_retention_days"), "{err:#}");
+        // Never below what a restart needs.
         std::fs::write(&path, "min_free_disk_mib = 0\n").unwrap();
         let c = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap();
-        assert_eq!(c.min_free_disk, 0);
+        assert_eq!(c.min_free_disk, crate::disk::MIN_FREE_TO_START);
         std::fs::write(&path, "min_free_disk_mib = 1073741825\n").unwrap();
         let err = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap_err();
         assert!(err.to_string().contains("min_free_disk_mib"), "{err:#}");

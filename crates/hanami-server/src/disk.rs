@@ -2,6 +2,11 @@
 
 use std::path::Path;
 
+/// Free disk that the server needs to start: SQLite extends its files as it opens the
+/// database. Uploads, request results and checkpoints always leave this much free, whatever
+/// `min_free_disk_mib` says, so that a restart stays possible.
+pub const MIN_FREE_TO_START: u64 = 4 << 20;
+
 /// The bytes an unprivileged process may still write to the file system that holds `dir`.
 pub(crate) fn free_space(dir: &Path) -> std::io::Result<u64> {
     use std::os::unix::ffi::OsStrExt;

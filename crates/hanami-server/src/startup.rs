@@ -143,6 +143,16 @@ async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Resu
     // one's tasks and write over its files.
     let data_dir_lock = paths.lock()?;
     refuse_a_lost_database(&paths)?;
+    // First, as the temporary files of uploads that died with an earlier run may hold the
+    // space the start needs.
+    let uploads = Arc::new(
+        Uploads::new(
+            &paths.uploads(),
+            config.upload_timeout,
+            UploadLimits::with_free_disk(config.min_free_disk),
+        )
+        .context("cannot clean up the temporary upload files")?,
+    );
     // SQLite maps its WAL index into memory: on a full disk it crashed with SIGBUS.
     let free = crate::disk::free_space(data_dir)
         .with_context(|| format!("cannot check the free disk of {}", data_dir.display()))?;
@@ -155,14 +165,6 @@ async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Resu
     let cpu_host = host_id(&paths.host_id())?;
     set_aside_unreferenced_files(&store, Kind::Dataset, &paths.datasets(), &paths).await?;
     set_aside_unreferenced_files(&store, Kind::Checkpoint, &paths.checkpoints(), &paths).await?;
-    let uploads = Arc::new(
-        Uploads::new(
-            &paths.uploads(),
-            config.upload_timeout,
-            UploadLimits::with_free_disk(config.min_free_disk),
-        )
-        .context("cannot clean up the temporary upload files")?,
-    );
     let workers = WorkerContext {
         store: store.clone(),
         paths: paths.clone(),
@@ -396,9 +398,7 @@ async fn set_aside_unreferenced_files(
     .with_context(|| format!("cannot clean up {}", dir_name.display()))
 }
 
-/// Free disk that the server needs to start: SQLite extends its files as it opens the
-/// database.
-const MIN_FREE_TO_START: u64 = 4 << 20;
+use crate::disk::MIN_FREE_TO_START;
 
 /// Refuses to start with less than [`MIN_FREE_TO_START`] bytes free in the data directory.
 fn enough_to_start(free: u64, data_dir: &Path) -> anyhow::Result<()> {

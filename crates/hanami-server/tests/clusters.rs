@@ -1549,6 +1549,49 @@ async fn a_deleted_network_gives_its_memory_back() {
     }
 }
 
+/// Request results leave `min_free_disk_mib` free too (they could fill the disk below what
+/// a restart needs).
+#[tokio::test]
+async fn request_results_keep_the_free_disk_reserve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (launched, config) = common::launch_with_config(tmp.path(), "");
+    let mut first = launched.start();
+    let client = sdk(&first, ADMIN, ADMIN_PW).await;
+    let (images, labels) = pattern_mnist(tmp.path(), "reserve", 50);
+    let data = client
+        .upload_mnist("reserve", &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    let cluster = client
+        .create_cluster("reserve", SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
+    assert!(first.stop());
+    std::fs::write(&config, "min_free_disk_mib = 1073741824\n").unwrap();
+    let server = common::launch()
+        .args(&["--config", config.to_str().unwrap()])
+        .data_dir(&first.data_dir)
+        .start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let task = client
+        .request(
+            "too_much",
+            &cluster,
+            &[("picture", &data)],
+            ("label", "result"),
+        )
+        .await
+        .unwrap();
+    let log = aborted_with_log(&server, &client, &cluster, &task.uuid).await;
+    assert!(
+        log.contains("not enough disk space for the result dataset"),
+        "{log}"
+    );
+    assert_eq!(client.datasets().await.unwrap().body.len(), 1);
+}
+
 /// Checkpoints leave `min_free_disk_mib` free, as uploads do: on a full disk nothing could
 /// be deleted through the API any more.
 #[tokio::test]

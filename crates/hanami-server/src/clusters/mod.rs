@@ -491,18 +491,7 @@ impl ClusterHandle {
             } => {
                 let bytes = cluster?.save();
                 let dir = ctx.paths.checkpoints();
-                let free = crate::disk::free_space(&dir).context("cannot check the free disk")?;
-                let needed = (bytes.len() as u64).saturating_add(ctx.min_free_disk);
-                if free < needed {
-                    anyhow::bail!(
-                        "not enough disk space for the checkpoint: it takes {} MiB, and the data \
-                         directory keeps {} MiB free (min_free_disk_mib) for the database and \
-                         networks; {} MiB are free",
-                        (bytes.len() as u64).div_ceil(1 << 20),
-                        ctx.min_free_disk >> 20,
-                        free >> 20
-                    );
-                }
+                ctx.require_disk(&dir, "the checkpoint", bytes.len() as u64)?;
                 let path = dir.join(&task.uuid);
                 write_durably(&path, &bytes).context("cannot write the checkpoint file")?;
                 let row =
@@ -606,6 +595,11 @@ impl ClusterHandle {
         let interfaces = Interfaces::of(cluster);
         let mut rows = DatasetRows::open(&interfaces, bindings, task.total)?;
         rows::check_interface(&interfaces, Side::Output, &target.output, target.columns)?;
+        // Four bytes per value, and room for the header.
+        let size = (task.total.saturating_mul(target.columns))
+            .saturating_mul(4)
+            .saturating_add(64 << 10);
+        ctx.require_disk(&ctx.paths.datasets(), "the result dataset", size)?;
         let path = ctx.paths.datasets().join(&task.uuid);
         let mut writer = DatasetWriter::create_result(&path, &target.name, target.columns)?;
         let mut one_hot_row = vec![0.0f32; usize::try_from(target.columns)?];
@@ -782,6 +776,24 @@ impl WorkerContext {
                 "cannot note that the network is saved: {e}"
             );
         }
+    }
+
+    /// Refuses to write `what` of `size` bytes into `dir` unless the disk keeps
+    /// `min_free_disk` free afterwards.
+    fn require_disk(&self, dir: &Path, what: &str, size: u64) -> anyhow::Result<()> {
+        let free = crate::disk::free_space(dir).context("cannot check the free disk")?;
+        if free < size.saturating_add(self.min_free_disk) {
+            let size_of =
+                |bytes: u64| crate::memory::size(usize::try_from(bytes).unwrap_or(usize::MAX));
+            anyhow::bail!(
+                "not enough disk space for {what}: it takes {}, and the data directory keeps {} \
+                 free (min_free_disk_mib) for the database and networks; {} are free",
+                size_of(size),
+                size_of(self.min_free_disk),
+                size_of(free)
+            );
+        }
+        Ok(())
     }
 
     /// Logs a task's failure to the server log and the error log (from a worker thread), and
