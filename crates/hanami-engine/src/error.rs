@@ -16,9 +16,11 @@ pub enum EngineError {
     /// The network could never grow into an output's hexagon: it would answer 0 for ever.
     #[error(
         "output '{name}' on hexagon {position} cannot be reached from any input: the network \
-         grows from the input hexagons into neighbours on their +x, ±y and ±z sides (never \
-         -x), up to max_connection_distance hexagons at a time, and not through output \
-         hexagons"
+         grows from the input hexagons along the original's growth walks (seven of the twelve \
+         sides, towards +x, ±z and the rows beside, never -x, tried in the walk's order), \
+         up to max_connection_distance hexagons at a time, and not \
+         through output hexagons; place outputs at larger x than the inputs, as the \
+         documentation's templates do"
     )]
     UnreachableOutput {
         /// Output name.

@@ -92,6 +92,18 @@ pub fn resource(row: &ResourceRow) -> Resource {
     }
 }
 
+/// The line and column (both from 1, columns in characters) just after `text`, valid UTF-8.
+fn position(text: &[u8]) -> (usize, usize) {
+    let text = std::str::from_utf8(text).unwrap_or_default();
+    let line = text.matches('\n').count() + 1;
+    let column = text
+        .rsplit('\n')
+        .next()
+        .map_or(0, |last| last.chars().count())
+        + 1;
+    (line, column)
+}
+
 /// Builds the network of a base64 template (`None` for an empty template), under the
 /// networks' memory budgets.
 fn build(encoded: &str, memory: &NetworkMemory) -> ApiResult<Option<Cluster>> {
@@ -103,8 +115,13 @@ fn build(encoded: &str, memory: &NetworkMemory) -> ApiResult<Option<Cluster>> {
         .map_err(|_| {
             ApiError::BadRequest("Uploaded template is not a valid base64-String.".into())
         })?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| ApiError::BadRequest("Uploaded template is not valid UTF-8 text.".into()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let (line, column) = position(&e.as_bytes()[..e.utf8_error().valid_up_to()]);
+        ApiError::BadRequest(format!(
+            "Uploaded template is not valid UTF-8 text: line {line}, column {column}: a byte \
+             that starts no UTF-8 character there"
+        ))
+    })?;
     let invalid = |e: &dyn std::fmt::Display| {
         ApiError::BadRequest(format!(
             "Uploaded template is not a valid cluster-template: {e}"
@@ -327,4 +344,27 @@ async fn switch_host(app: App, caller: Caller, request: SwitchHostRequest) -> Ap
         )));
     }
     Ok(resource(&cluster.row))
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+
+    use super::{NetworkMemory, build};
+
+    #[test]
+    fn a_template_that_is_no_utf8_is_refused_with_the_place() {
+        let memory = NetworkMemory::new(1 << 30, 1 << 30);
+        // Columns count characters: `ä` is one, of two bytes.
+        let template = b"version: 1\nsettings:\n    n\xc3\xa4\xffme: 1\n";
+        let encoded = base64::engine::general_purpose::STANDARD.encode(template);
+        let Err(refused) = build(&encoded, &memory) else {
+            panic!("accepted");
+        };
+        assert_eq!(
+            refused.message(),
+            "Uploaded template is not valid UTF-8 text: line 3, column 7: a byte that starts \
+             no UTF-8 character there"
+        );
+    }
 }
