@@ -2,11 +2,11 @@
 //!
 //! Password checks are counted per user id and client network (the address; for IPv6 its
 //! /64, which one host usually holds whole), so guesses from one network cannot slow down
-//! the user's logins from another. The first [`FREE_FAILURES`] failed checks in a row cost
-//! nothing more than the check; from then on each failure closes the door for a while,
+//! the user's logins from another. Failed checks in a row cost nothing more than the check
+//! until the [`FREE_FAILURES`]th; it and each failure after it close the door for a while,
 //! twice as long each time, up to [`LONGEST_WAIT`]; an attempt while the door is closed is
 //! refused without a check (so the refusal tells nothing about the password). A successful
-//! login forgets the failures; [`FORGET_AFTER`] without an attempt forgets them too.
+//! login forgets the failures; [`FORGET_AFTER`] without a check forgets them too.
 //!
 //! Simultaneous attempts of one user id and network take turns: no more checks run at once
 //! than failures are still free (one once the door has closed), so a burst of guesses gets
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
 
-/// Failed checks in a row that close no door.
+/// The failed check in a row that closes the door first.
 pub const FREE_FAILURES: u32 = 5;
 /// The longest a closed door stays closed.
 pub const LONGEST_WAIT: Duration = Duration::from_secs(60);
@@ -218,8 +218,8 @@ fn wait_after(failures: u32) -> Duration {
 
 /// Makes room for one more key: drops what need not be remembered, and if that frees less
 /// than an eighth of the table (many networks or user ids at once), about half of the rest:
-/// those whose doors open first, with no check running. Each full pass frees at least an
-/// eighth, so the passes stay rare.
+/// those whose doors open first, with no check running. Unless nearly every key is being
+/// checked at this moment, each full pass frees at least an eighth, so the passes stay rare.
 fn forget_stale(attempts: &mut HashMap<Key, Attempts>, now: Instant) {
     attempts.retain(|_, a| !a.forgettable(now));
     if attempts.len() > MOST_TRACKED - MOST_TRACKED / 8 {

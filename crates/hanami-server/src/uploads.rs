@@ -382,7 +382,7 @@ impl Uploads {
             // The files of unfinished uploads hold their space already; their datasets do not.
             let owed: u64 = uploads
                 .values()
-                .map(|u| dataset_space(u.meta.kind, u.files.iter().map(|f| f.size).sum()))
+                .map(|u| dataset_space(u.meta.kind, u.files.iter().map(|f| (f.role, f.size))))
                 .sum();
             (mine, uploads.len(), owed)
         };
@@ -400,7 +400,7 @@ impl Uploads {
             )));
         }
         let declared: u64 = files.iter().map(|&(_, size)| size).sum();
-        let needed = declared.saturating_add(dataset_space(meta.kind, declared));
+        let needed = declared.saturating_add(dataset_space(meta.kind, files.iter().copied()));
         let free =
             crate::disk::free_space(&self.dir).context("cannot find out the free disk space")?;
         let keep = limits.min_free_disk;
@@ -646,18 +646,22 @@ impl Uploads {
     }
 }
 
-/// The most disk space the dataset made of an upload with `declared` bytes may take: for
-/// MNIST as much and an eighth more (pixels stay bytes; a label byte becomes ten one-hot
-/// bytes, and label files are at most an eighth of the whole), for CSV twice as much and a
-/// 32nd more (`1,` becomes a 4-byte float; the column names), and 64 KiB for the header. (A
-/// disk-full helper measured 1.06 times the files for 100 MNIST images, and 2.03 times for
-/// a small CSV, where both were counted as 1 and 2.)
-fn dataset_space(kind: UploadKind, declared: u64) -> u64 {
-    let body = match kind {
-        UploadKind::Mnist => declared.saturating_add(declared / 8),
-        UploadKind::Csv => declared.saturating_mul(2).saturating_add(declared / 32),
-    };
-    body.saturating_add(64 << 10)
+/// The most disk space the dataset made of an upload's files (role and declared size) may
+/// take, and 64 KiB for its header. MNIST: the pixels stay bytes, and each label byte becomes
+/// ten one-hot bytes. CSV: each value becomes a 4-byte float, from at least two bytes of
+/// text (`1,`), and each column a description entry of up to 48 bytes beside its name (a
+/// column takes at least two bytes of the header line, and there are at most 65,536).
+fn dataset_space(kind: UploadKind, files: impl Iterator<Item = (FileRole, u64)>) -> u64 {
+    const HEADER: u64 = 64 << 10;
+    files
+        .map(|(role, size)| match (kind, role) {
+            (UploadKind::Mnist, FileRole::Input) => size,
+            (UploadKind::Mnist, FileRole::Label) => size.saturating_mul(10),
+            (UploadKind::Csv, _) => size
+                .saturating_mul(2)
+                .saturating_add(48 * (size / 2).min(1 << 16)),
+        })
+        .fold(HEADER, u64::saturating_add)
 }
 
 /// Reserves the disk space of a temporary file up front, so that a full disk fails the
@@ -835,9 +839,9 @@ mod tests {
     fn the_datasets_of_unfinished_uploads_are_counted_against_the_free_space() {
         const MIB: u64 = 1 << 20;
         let dir = tempfile::tempdir().unwrap();
-        // 400 MiB of room above the reserve; each 50 MiB CSV upload needs about 152 MiB (its
-        // file and a dataset up to twice as large and more), and its file takes 50 MiB at
-        // once.
+        // 400 MiB of room above the reserve; each 50 MiB CSV upload needs about 153 MiB (its
+        // file and a dataset up to twice as large, and 3 MiB for column descriptions), and
+        // its file takes 50 MiB at once.
         let room = 400 * MIB;
         let limits =
             UploadLimits::with_free_disk(crate::disk::free_space(dir.path()).unwrap() - room);
@@ -849,7 +853,7 @@ mod tests {
             };
             uploads.start(meta, &[(FileRole::Input, 50 * MIB)])
         };
-        // 152 of 400; then 152 + 102 owed of 350; then 152 + 204 owed of 300: refused
+        // 153 of 400; then 153 + 103 owed of 350; then 153 + 206 owed of 300: refused
         // (without the owed datasets it would fit).
         start("first").unwrap();
         start("second").unwrap();

@@ -982,11 +982,11 @@ async fn uploads_leave_the_configured_disk_space_free() {
     let Err(Error::Conflict(message)) = &refused else {
         panic!("{refused:?}");
     };
-    // A CSV dataset can be twice its text (`1,` becomes a 4-byte float); an MNIST one is as
-    // large as its files.
+    // The file, and a dataset twice its text (`1,` becomes a 4-byte float) with up to 48
+    // bytes per column (at most one per two bytes) and 64 KiB of header.
     assert!(
         message.starts_with(
-            "Not enough disk space on the server for this upload: it needs up to 3000 bytes"
+            "Not enough disk space on the server for this upload: it needs up to 92536 bytes"
         ) && message.ends_with("or ask the administrator")
             // Nothing about the disk or other users' uploads.
             && !message.contains("free,") && !message.contains("1125899906842624"),
@@ -994,7 +994,8 @@ async fn uploads_leave_the_configured_disk_space_free() {
     );
     let refused = client.start_mnist_upload("too_big", 1000, 100).await;
     assert!(
-        matches!(&refused, Err(Error::Conflict(m)) if m.contains("it needs up to 2200 bytes")),
+        // The files, and a dataset of the pixels, ten bytes per label and the header.
+        matches!(&refused, Err(Error::Conflict(m)) if m.contains("it needs up to 68636 bytes")),
         "{refused:?}"
     );
     let uploads = server.data_dir.join("uploads");

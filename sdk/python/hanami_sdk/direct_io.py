@@ -61,10 +61,11 @@ async def _exchange(ws: Any) -> AsyncIterator[None]:
                                   "arrived; open a new connection")
         try:
             yield
-        except HanamiException:
-            raise  # the server refused or closed: the connection says so itself
         except BaseException:
-            _out_of_step.add(ws)
+            # A closed connection says so itself on the next call (the server refused a
+            # message, or went away); an open one may still carry this call's answers.
+            if getattr(ws, "close_code", None) is None:
+                _out_of_step.add(ws)
             raise
 
 

@@ -118,8 +118,8 @@ fn build(encoded: &str, memory: &NetworkMemory) -> ApiResult<Option<Cluster>> {
     let text = String::from_utf8(bytes).map_err(|e| {
         let (line, column) = position(&e.as_bytes()[..e.utf8_error().valid_up_to()]);
         ApiError::BadRequest(format!(
-            "Uploaded template is not valid UTF-8 text: line {line}, column {column}: a byte \
-             that starts no UTF-8 character there"
+            "Uploaded template is not valid UTF-8 text: line {line}, column {column}: the bytes \
+             there are no UTF-8 character"
         ))
     })?;
     let invalid = |e: &dyn std::fmt::Display| {
@@ -234,22 +234,66 @@ async fn list(app: App, caller: Caller, _: NoInput) -> ApiResult<ListTable> {
 }
 
 /// Deletes a cluster: its queue is dropped, a running task stops, its saved network and
-/// task records are removed; result datasets and checkpoints stay.
+/// task records are removed; result datasets and checkpoints stay. On a full disk, where the
+/// row's deletion cannot be committed, the network file goes first to make room; a cluster
+/// whose deletion failed even so (gone from memory, its row left) is deleted by the next
+/// attempt.
 async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String, Value>> {
-    let cluster = visible(&app, &caller, &query.uuid)?;
+    let scope = caller.scope();
+    let cluster = app.clusters.get(&scope, &query.uuid);
+    let file = match &cluster {
+        Some(_) => None,
+        None => {
+            let row = app
+                .store
+                .resource(Kind::Cluster, &scope, &query.uuid)
+                .await?
+                .ok_or_else(|| not_found(&query.uuid))?;
+            Some(app.paths.clusters().join(&row.file_name))
+        }
+    };
+    let uuid = query.uuid;
     // In a task of its own: a client that goes away meanwhile (dropping this handler)
     // cannot leave the row, the task records or the network file behind.
     tokio::spawn(async move {
-        app.clusters.remove(&cluster.row.uuid);
-        app.store
-            .delete_resource(Kind::Cluster, &caller.scope(), &cluster.row.uuid)
-            .await?;
-        app.store.delete_cluster_tasks(&cluster.row.uuid).await?;
-        // Blocking: it waits for a save of the network that began before the deletion.
-        tokio::task::spawn_blocking(move || cluster.remove_network_file())
+        if let Some(cluster) = &cluster {
+            app.clusters.remove(&cluster.row.uuid);
+        }
+        let remove_network = || {
+            let (cluster, file) = (cluster.clone(), file.clone());
+            async move {
+                // Blocking: it waits for a save of the network that began before the deletion.
+                tokio::task::spawn_blocking(move || match (cluster, file) {
+                    (Some(cluster), _) => cluster.remove_network_file(),
+                    (None, Some(file)) => match std::fs::remove_file(file) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                        _ => Ok(()),
+                    },
+                    (None, None) => Ok(()),
+                })
+                .await
+                .map_err(|e| ApiError::Internal(e.into()))?
+                .context("cannot remove the cluster's saved network")
+                .map_err(ApiError::Internal)
+            }
+        };
+        match app
+            .store
+            .delete_resource(Kind::Cluster, &scope, &uuid)
             .await
-            .map_err(|e| ApiError::Internal(e.into()))?
-            .context("cannot remove the cluster's saved network")?;
+        {
+            Ok(_) => {}
+            Err(e) if e.is_disk_full() => {
+                tracing::warn!("the disk is full: removing the network of {uuid} before its row");
+                remove_network().await?;
+                app.store
+                    .delete_resource(Kind::Cluster, &scope, &uuid)
+                    .await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        app.store.delete_cluster_tasks(&uuid).await?;
+        remove_network().await?;
         Ok(Map::new())
     })
     .await
@@ -363,8 +407,8 @@ mod tests {
         };
         assert_eq!(
             refused.message(),
-            "Uploaded template is not valid UTF-8 text: line 3, column 7: a byte that starts \
-             no UTF-8 character there"
+            "Uploaded template is not valid UTF-8 text: line 3, column 7: the bytes there are \
+             no UTF-8 character"
         );
     }
 }

@@ -375,8 +375,6 @@ pub fn require_admin(caller: &Caller, what: &str) -> ApiResult<()> {
     }
 }
 
-/// Removes a resource's file; a missing file is fine, other failures are logged (the row is
-/// gone, and start-up removes files that no row references).
 /// Deletes the row of a resource kept in a file of `dir`, then the file; `None` if no such
 /// row is in the scope. On a full disk, where the row's deletion cannot be committed, the
 /// file goes first, and the row's deletion is tried again in the room it made (should that
@@ -406,6 +404,8 @@ async fn delete_with_file(
     }
 }
 
+/// Removes a resource's file; a missing file is fine, other failures are logged (the row is
+/// gone, and start-up removes files that no row references).
 async fn remove_file(path: PathBuf) {
     let result = tokio::task::spawn_blocking(move || match std::fs::remove_file(&path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err((path, e)),

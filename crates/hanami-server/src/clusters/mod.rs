@@ -785,12 +785,14 @@ impl WorkerContext {
         if free < size.saturating_add(self.min_free_disk) {
             let size_of =
                 |bytes: u64| crate::memory::size(usize::try_from(bytes).unwrap_or(usize::MAX));
+            // Rounded down, as the sizes are rounded up: a refusal never reads as if it fit.
+            let unit = if free < 16 << 20 { 1 << 10 } else { 1 << 20 };
             anyhow::bail!(
                 "not enough disk space for {what}: it takes {}, and the data directory keeps {} \
                  free (min_free_disk_mib) for the database and networks; {} are free",
                 size_of(size),
                 size_of(self.min_free_disk),
-                size_of(free)
+                size_of(free - free % unit)
             );
         }
         Ok(())
