@@ -1173,6 +1173,47 @@ async fn networks_that_cannot_be_saved_are_reported() {
     assert!(!server.stop(), "the stop lost a network and exited cleanly");
 }
 
+/// A request whose result is complete ends `finished` even when the network it grew cannot
+/// be saved, with a note that says so (it ended `aborted`, its complete result listed).
+#[tokio::test]
+async fn a_request_with_a_complete_result_finishes_when_the_network_cannot_be_saved() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let (images, labels) = pattern_mnist(tmp.path(), "unsaved", 30);
+    let data = client
+        .upload_mnist("unsaved", &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    let cluster = client
+        .create_cluster("unsaved", SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
+    // The networks' folder replaced by a file: no save can succeed.
+    let folder = server.data_dir.join("clusters");
+    std::fs::rename(&folder, server.data_dir.join("clusters.aside")).unwrap();
+    std::fs::write(&folder, "in the way").unwrap();
+    let task = client
+        .request(
+            "grows",
+            &cluster,
+            &[("picture", &data)],
+            ("label", "result"),
+        )
+        .await
+        .unwrap();
+    let done = client
+        .wait_for_task(&cluster, &task.uuid, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(done.state, "finished", "{done:?}");
+    let note = done.note.expect("a note about the save");
+    assert!(note.contains("the result is complete"), "{note}");
+    assert_eq!(client.dataset(&task.uuid).await.unwrap().number_of_rows, 30);
+}
+
 /// A client's close frame is answered, before and during a session (the connection used to
 /// be dropped, which clients see as a failed connection, close code 1006).
 #[tokio::test]

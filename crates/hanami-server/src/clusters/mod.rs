@@ -420,6 +420,7 @@ impl ClusterHandle {
             let work = task.start();
             ctx.record(&task, &self.row);
             let changes_network = work.as_ref().is_some_and(Work::changes_network);
+            let is_request = matches!(work, Some(Work::Request(..)));
             let state = match work {
                 // A panic must not leave the task active forever (and its waiters waiting).
                 Some(work) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -440,14 +441,24 @@ impl ClusterHandle {
                 None => TaskState::Aborted,
             };
             // The network is on disk before anyone learns that the task ended; a task whose
-            // network cannot be saved did not end well (it is saved again at shutdown).
+            // network cannot be saved did not end well (it is saved again at shutdown), except
+            // a request, whose result is complete whatever became of the growth it caused.
             let state = if changes_network && let Err(e) = self.save_network() {
-                let e = anyhow::Error::new(e).context(
+                let finished_request = is_request && state == TaskState::Finished;
+                let e = anyhow::Error::new(e).context(if finished_request {
+                    "the result is complete, but the cluster's network, which requests grow, \
+                     cannot be saved (the server keeps it in memory and tries again when it \
+                     shuts down)"
+                } else {
                     "cannot save the cluster's network (the server keeps the network in memory \
-                     and tries again when it shuts down)",
-                );
+                     and tries again when it shuts down)"
+                });
                 ctx.log_error(&task, &self.row, &e);
-                TaskState::Aborted
+                if finished_request {
+                    state
+                } else {
+                    TaskState::Aborted
+                }
             } else {
                 state
             };
