@@ -148,6 +148,7 @@ impl Upload {
 /// A temporary file a websocket session writes to.
 #[derive(Clone)]
 pub struct UploadTarget {
+    kind: UploadKind,
     dataset_uuid: String,
     file_uuid: String,
     file: Arc<File>,
@@ -156,6 +157,11 @@ pub struct UploadTarget {
 }
 
 impl UploadTarget {
+    /// What the upload becomes.
+    pub fn kind(&self) -> UploadKind {
+        self.kind
+    }
+
     /// The uuid of the dataset the upload becomes.
     pub fn dataset_uuid(&self) -> &str {
         &self.dataset_uuid
@@ -439,6 +445,7 @@ impl Uploads {
             let file = upload.files.iter().find(|f| f.uuid == file_uuid)?;
             (upload.meta.owner_id == user_id && upload.meta.project_id == project_id).then(|| {
                 UploadTarget {
+                    kind: upload.meta.kind,
                     dataset_uuid: upload.meta.dataset_uuid.clone(),
                     file_uuid: file.uuid.clone(),
                     file: file.file.clone(),

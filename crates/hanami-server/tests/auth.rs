@@ -442,6 +442,83 @@ async fn custom_policy_file() {
     admin.get("project/all").await.expect(401);
 }
 
+/// Websocket sessions follow the policy file too: direct IO needs the policy entry of train
+/// or request tasks (each step that of its kind), an upload's sessions the entry that starts
+/// it; a role that lost them loses its sessions (they were open to any role).
+#[tokio::test]
+async fn websocket_sessions_follow_the_policy() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let tmp = tempfile::tempdir().unwrap();
+    let policy = hanami_auth::policy::DEFAULT_POLICY
+        .replace(
+            "v1.0alpha/task/train\n- POST: admin, member",
+            "v1.0alpha/task/train\n- POST: admin",
+        )
+        .replace(
+            "v1.0alpha/cluster/set_mode\n- PUT: admin, member",
+            "v1.0alpha/cluster/set_mode\n- PUT: admin, member, viewer",
+        );
+    let path = tmp.path().join("policy");
+    std::fs::write(&path, policy).unwrap();
+    let server = launch()
+        .args(&["--policy-file", path.to_str().unwrap()])
+        .start();
+    let admin = server.admin().await;
+    member(&server, &admin, "memb", "proj_a", true).await;
+    let memb = common::sdk(&server, "memb", "password1").await;
+    let cluster = memb
+        .create_cluster("policed", common::SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
+    memb.set_direct_mode(&cluster, true).await.unwrap();
+    // Members may request, not train.
+    let mut session = memb.direct_session(&cluster).await.unwrap();
+    session
+        .request(&[("picture", &[0.5f32; 784])], 1)
+        .await
+        .unwrap();
+    let refused = session
+        .train(&[("picture", &[0.5f32; 784])], &[("label", &[1.0f32; 10])])
+        .await;
+    assert!(
+        matches!(&refused, Err(hanami_sdk::Error::WebSocket(m)) if m.contains("Access denied by policy")),
+        "{refused:?}"
+    );
+    // A role with neither entry gets no session at all.
+    let upload = memb.start_csv_upload("policed", 16).await.unwrap();
+    admin
+        .delete("user/project?id=memb&project_id=proj_a")
+        .await
+        .expect(200);
+    admin
+        .post(
+            "user/project",
+            &json!({"id": "memb", "project_id": "proj_a", "role": "viewer",
+                    "is_project_admin": true}),
+        )
+        .await
+        .expect(200);
+    let viewer = common::sdk(&server, "memb", "password1").await;
+    let refused = viewer.direct_session(&cluster).await;
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("Access denied by policy")),
+        "{:?}",
+        refused.err()
+    );
+    // Nor a session on its upload.
+    let url = server.url.replace("http://", "ws://");
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let init = json!({"token": viewer.token(), "target": "file_upload",
+                      "uuid": upload.uuid_input_file});
+    socket.send(Message::text(init.to_string())).await.unwrap();
+    let reply = socket.next().await.unwrap().unwrap().into_data();
+    let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+    assert_eq!(reply["success"], false, "{reply}");
+    assert_eq!(reply["error"], "Access denied by policy", "{reply}");
+}
+
 #[tokio::test]
 async fn https_with_a_pem_certificate() {
     let tmp = tempfile::tempdir().unwrap();

@@ -30,31 +30,34 @@ const CHECK_FIELDS: &[Field] = &[
     Field::string("result_uuid", Some(Pattern::Uuid), 36, 36),
 ];
 
+/// Endpoint id of an upload kind (POST starts, PUT finishes); its policy entries decide the
+/// upload's websocket sessions too.
+pub fn upload_endpoint(kind: UploadKind) -> &'static str {
+    match kind {
+        UploadKind::Mnist => "v1.0alpha/dataset/upload/mnist",
+        UploadKind::Csv => "v1.0alpha/dataset/upload/csv",
+    }
+}
+
 pub(super) fn register(routes: &mut Routes) {
+    let (mnist, csv) = (
+        upload_endpoint(UploadKind::Mnist),
+        upload_endpoint(UploadKind::Csv),
+    );
     routes.add(
-        "v1.0alpha/dataset/upload/mnist",
+        mnist,
         Method::Post,
         &[NAME, INPUT_SIZE, LABEL_SIZE],
         start_mnist,
     );
+    routes.add(csv, Method::Post, &[NAME, INPUT_SIZE], start_csv);
     routes.add(
-        "v1.0alpha/dataset/upload/csv",
-        Method::Post,
-        &[NAME, INPUT_SIZE],
-        start_csv,
-    );
-    routes.add(
-        "v1.0alpha/dataset/upload/mnist",
+        mnist,
         Method::Put,
         &[UUID, INPUT_FILE, LABEL_FILE],
         finish_mnist,
     );
-    routes.add(
-        "v1.0alpha/dataset/upload/csv",
-        Method::Put,
-        &[UUID, INPUT_FILE],
-        finish_csv,
-    );
+    routes.add(csv, Method::Put, &[UUID, INPUT_FILE], finish_csv);
     routes.add("v1.0alpha/dataset/progress", Method::Get, &[UUID], progress);
     routes.add("v1.0alpha/dataset", Method::Get, &[UUID], get);
     routes.add("v1.0alpha/dataset/all", Method::Get, &[], list);

@@ -44,7 +44,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+pub(crate) use datasets::upload_endpoint;
 pub use error::{ApiError, ApiResult};
+pub(crate) use tasks::{REQUEST_ENDPOINT, TRAIN_ENDPOINT};
 use validate::{Field, Pattern};
 
 use crate::state::App;

@@ -37,14 +37,14 @@ const REQUEST_FIELDS: &[Field] = &[
     Field::map("results"),
 ];
 
+/// Endpoint id of train tasks; its policy entry decides direct-IO training too.
+pub const TRAIN_ENDPOINT: &str = "v1.0alpha/task/train";
+/// Endpoint id of request tasks; its policy entry decides direct-IO requests too.
+pub const REQUEST_ENDPOINT: &str = "v1.0alpha/task/request";
+
 pub(super) fn register(routes: &mut Routes) {
-    routes.add("v1.0alpha/task/train", Method::Post, TRAIN_FIELDS, train);
-    routes.add(
-        "v1.0alpha/task/request",
-        Method::Post,
-        REQUEST_FIELDS,
-        request,
-    );
+    routes.add(TRAIN_ENDPOINT, Method::Post, TRAIN_FIELDS, train);
+    routes.add(REQUEST_ENDPOINT, Method::Post, REQUEST_FIELDS, request);
     routes.add("v1.0alpha/task", Method::Get, &[UUID, CLUSTER_UUID], get);
     routes.add("v1.0alpha/task/all", Method::Get, &[CLUSTER_UUID], list);
     routes.add(

@@ -110,6 +110,18 @@ async fn serve(app: &App, mut socket: WebSocket, cluster: &ClusterHandle, access
                 return;
             }
         };
+        // A step needs the policy's entry of its kind of task (staging values needs none).
+        if message.is_last {
+            let endpoint = if message.process_type == ClusterProcessType::RequestType as i32 {
+                crate::api::REQUEST_ENDPOINT
+            } else {
+                crate::api::TRAIN_ENDPOINT
+            };
+            if let Err(why) = access.may(app, endpoint) {
+                close(socket, &why).await;
+                return;
+            }
+        }
         // Before the first step that may change the network: noted in the database, a
         // crash that loses the change is reported at the next start.
         if message.is_last

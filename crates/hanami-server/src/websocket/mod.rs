@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
-use hanami_auth::{Scope, Verified};
+use hanami_auth::{Method, Scope, Verified};
 use hanami_types::websocket::proto::{FileUploadMessage, FileUploadResponseMessage};
 use hanami_types::websocket::{SessionInit, SessionReply, TARGET_CLUSTER, TARGET_FILE_UPLOAD};
 use prost::Message as _;
@@ -29,7 +29,7 @@ use prost::Message as _;
 use crate::api::{self, TokenRefused};
 use crate::clusters::{ClusterHandle, Mode};
 use crate::state::{App, SessionGuard};
-use crate::uploads::UploadTarget;
+use crate::uploads::{UploadKind, UploadTarget};
 
 /// Largest websocket message accepted (uploads come in 128 KiB chunks).
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
@@ -179,11 +179,49 @@ pub(crate) struct Access {
     verified: Verified,
     /// The temporary file or the cluster of the session.
     target_uuid: String,
-    upload: bool,
+    /// What the session may do, by the policy file (which names REST endpoints only).
+    uses: Uses,
+    /// The caller's role when the access was checked last.
+    role: String,
     checked: Instant,
 }
 
+/// The REST endpoints whose policy entries decide who may use a session: an upload's are
+/// those that start and finish it; direct IO's are those of train and request tasks (a
+/// session needs either, each step the one of its kind).
+#[derive(Clone, Copy)]
+enum Uses {
+    Upload(UploadKind),
+    DirectIo,
+}
+
+impl Uses {
+    fn allowed(self, app: &App, role: &str) -> bool {
+        match self {
+            Uses::Upload(kind) => app
+                .policy
+                .allows(api::upload_endpoint(kind), Method::Post, role),
+            Uses::DirectIo => [api::TRAIN_ENDPOINT, api::REQUEST_ENDPOINT]
+                .iter()
+                .any(|endpoint| app.policy.allows(endpoint, Method::Post, role)),
+        }
+    }
+}
+
+/// The refusal of a session or a step that the policy does not allow (the REST text).
+const POLICY_DENIED: &str = "Access denied by policy";
+
 impl Access {
+    /// Whether the policy lets the session's user call `endpoint` with POST (by the role
+    /// of the last check): each direct-IO step needs the entry of its kind of task.
+    pub(crate) fn may(&self, app: &App, endpoint: &str) -> Result<(), String> {
+        if app.policy.allows(endpoint, Method::Post, &self.role) {
+            Ok(())
+        } else {
+            Err(POLICY_DENIED.to_owned())
+        }
+    }
+
     /// Whether the session may go on; checks at most once per [`RECHECK`].
     pub(crate) async fn recheck(&mut self, app: &App) -> Result<(), String> {
         if self.checked.elapsed() < RECHECK {
@@ -199,7 +237,11 @@ impl Access {
             }
             Err(refused) => return Err(format!("access withdrawn: {}", refusal_text(refused))),
         };
-        let allowed = if self.upload {
+        if !self.uses.allowed(app, &caller.role) {
+            return Err(format!("access withdrawn: {POLICY_DENIED}"));
+        }
+        self.role = caller.role.clone();
+        let allowed = if matches!(self.uses, Uses::Upload(_)) {
             app.uploads
                 .target(&caller.id, &caller.project_id, &self.target_uuid)
                 .is_some()
@@ -292,10 +334,18 @@ async fn start(app: &App, text: &[u8]) -> Result<(Target, Access), String> {
              '{TARGET_CLUSTER}'"
         )),
     }?;
+    let uses = match &target {
+        Target::Upload(upload) => Uses::Upload(upload.kind()),
+        Target::Cluster(_) => Uses::DirectIo,
+    };
+    if !uses.allowed(app, &caller.role) {
+        return Err(POLICY_DENIED.to_owned());
+    }
     let access = Access {
         verified,
         target_uuid: init.uuid,
-        upload: matches!(target, Target::Upload(_)),
+        uses,
+        role: caller.role,
         checked: Instant::now(),
     };
     Ok((target, access))
