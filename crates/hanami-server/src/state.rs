@@ -36,8 +36,9 @@ pub struct AppState {
     pub policy: Policy,
     /// The clusters and their task queues.
     pub clusters: Clusters,
-    /// Held from the check of a new cluster's name to the insert of its row, so that two
-    /// requests at the same moment cannot both take one name.
+    /// Held from the check of a new cluster's name to its registration (after the insert of
+    /// its row), so that two requests at the same moment cannot both take one name, and a
+    /// deletion never finds the row of a cluster that is not registered yet.
     pub cluster_names: tokio::sync::Mutex<()>,
     /// What cluster workers need.
     pub workers: WorkerContext,

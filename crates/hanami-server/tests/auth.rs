@@ -444,12 +444,13 @@ async fn custom_policy_file() {
 
 /// Websocket sessions follow the policy file too: direct IO needs the policy entry of train
 /// or request tasks (each step that of its kind), an upload's sessions the entry that starts
-/// it; a role that lost them loses its sessions (they were open to any role).
+/// it; open sessions follow the user's role as it changes (sessions were open to any role).
 #[tokio::test]
 async fn websocket_sessions_follow_the_policy() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let tmp = tempfile::tempdir().unwrap();
+    // Members may request but not train; viewers may do neither.
     let policy = hanami_auth::policy::DEFAULT_POLICY
         .replace(
             "v1.0alpha/task/train\n- POST: admin, member",
@@ -465,7 +466,32 @@ async fn websocket_sessions_follow_the_policy() {
         .args(&["--policy-file", path.to_str().unwrap()])
         .start();
     let admin = server.admin().await;
-    member(&server, &admin, "memb", "proj_a", true).await;
+    admin
+        .post("project", &json!({"id": "proj_a", "name": "Project A"}))
+        .await
+        .expect(200);
+    admin
+        .post(
+            "user",
+            &json!({"id": "memb", "name": "Memb", "password": "password1", "is_admin": false}),
+        )
+        .await
+        .expect(200);
+    let assign = |role: &'static str| {
+        let admin = admin.clone();
+        async move {
+            admin.delete("user/project?id=memb&project_id=proj_a").await;
+            admin
+                .post(
+                    "user/project",
+                    &json!({"id": "memb", "project_id": "proj_a", "role": role,
+                            "is_project_admin": true}),
+                )
+                .await
+                .expect(200);
+        }
+    };
+    assign("admin").await;
     let memb = common::sdk(&server, "memb", "password1").await;
     let cluster = memb
         .create_cluster("policed", common::SEED_TEMPLATE)
@@ -473,41 +499,38 @@ async fn websocket_sessions_follow_the_policy() {
         .unwrap()
         .uuid;
     memb.set_direct_mode(&cluster, true).await.unwrap();
-    // Members may request, not train.
+    let picture = [("picture", &[0.5f32; 784][..])];
+    let label = [("label", &[1.0f32; 10][..])];
+    let denied = |answer: &Result<_, hanami_sdk::Error>, text: &str| matches!(answer, Err(hanami_sdk::Error::WebSocket(m)) if m.contains(text));
+
+    // An open session follows the role: as admin it trains, as member (seen at the next
+    // check, a second later) it requests but no longer trains.
     let mut session = memb.direct_session(&cluster).await.unwrap();
-    session
-        .request(&[("picture", &[0.5f32; 784])], 1)
-        .await
-        .unwrap();
-    let refused = session
-        .train(&[("picture", &[0.5f32; 784])], &[("label", &[1.0f32; 10])])
-        .await;
+    session.train(&picture, &label).await.unwrap();
+    assign("member").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    session.request(&picture, 1).await.unwrap();
+    let refused: Result<(), _> = session.train(&picture, &label).await;
+    assert!(denied(&refused, "Access denied by policy"), "{refused:?}");
+
+    // A role with neither entry loses its open session, and gets no new one.
+    let mut session = memb.direct_session(&cluster).await.unwrap();
+    session.request(&picture, 1).await.unwrap();
+    let upload = memb.start_csv_upload("policed", 16).await.unwrap();
+    assign("viewer").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let refused = session.request(&picture, 1).await.map(drop);
     assert!(
-        matches!(&refused, Err(hanami_sdk::Error::WebSocket(m)) if m.contains("Access denied by policy")),
+        denied(&refused, "access withdrawn: Access denied by policy"),
         "{refused:?}"
     );
-    // A role with neither entry gets no session at all.
-    let upload = memb.start_csv_upload("policed", 16).await.unwrap();
-    admin
-        .delete("user/project?id=memb&project_id=proj_a")
-        .await
-        .expect(200);
-    admin
-        .post(
-            "user/project",
-            &json!({"id": "memb", "project_id": "proj_a", "role": "viewer",
-                    "is_project_admin": true}),
-        )
-        .await
-        .expect(200);
     let viewer = common::sdk(&server, "memb", "password1").await;
-    let refused = viewer.direct_session(&cluster).await;
+    let refused = viewer.direct_session(&cluster).await.map(drop);
     assert!(
         matches!(&refused, Err(e) if e.to_string().contains("Access denied by policy")),
-        "{:?}",
-        refused.err()
+        "{refused:?}"
     );
-    // Nor a session on its upload.
+    // Nor a session on its upload, which goes (nobody can finish it now).
     let url = server.url.replace("http://", "ws://");
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let init = json!({"token": viewer.token(), "target": "file_upload",
@@ -517,6 +540,12 @@ async fn websocket_sessions_follow_the_policy() {
     let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
     assert_eq!(reply["success"], false, "{reply}");
     assert_eq!(reply["error"], "Access denied by policy", "{reply}");
+    assert_eq!(
+        std::fs::read_dir(server.data_dir.join("uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -905,8 +934,9 @@ async fn failed_logins_slow_down_further_guesses() {
     assert!(denied(&sixth), "{sixth:?}");
     let refused = client.post("token", &right).await;
     assert!(held(&refused), "{refused:?}");
+    // Two seconds, or one left if this machine was slow to send it.
     let wait: u64 = refused.retry_after.as_deref().unwrap().parse().unwrap();
-    assert_eq!(wait, 2);
+    assert!((1..=2).contains(&wait), "{refused:?}");
 
     // Not for another user id, nor from another address.
     let other_user = client

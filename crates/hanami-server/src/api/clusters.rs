@@ -205,12 +205,14 @@ async fn create(app: App, caller: Caller, request: CreateClusterRequest) -> ApiR
                 .map_err(ApiError::from),
             Err(taken) => Err(taken),
         };
-        drop(names);
         if let Err(e) = inserted {
+            drop(names);
             let _ = cluster.remove_network_file();
             return Err(e);
         }
+        // Still under the lock: a deletion that finds the row must find the cluster too.
         app.clusters.insert(cluster);
+        drop(names);
         Ok(resource(&row))
     })
     .await
@@ -240,18 +242,22 @@ async fn list(app: App, caller: Caller, _: NoInput) -> ApiResult<ListTable> {
 /// attempt.
 async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String, Value>> {
     let scope = caller.scope();
-    let cluster = app.clusters.get(&scope, &query.uuid);
-    let file = match &cluster {
-        Some(_) => None,
-        None => {
+    let mut cluster = app.clusters.get(&scope, &query.uuid);
+    let mut file = None;
+    if cluster.is_none() {
+        // A cluster being created has its row before it is registered (both under this
+        // lock); it is no half-deleted one.
+        let _creating = app.cluster_names.lock().await;
+        cluster = app.clusters.get(&scope, &query.uuid);
+        if cluster.is_none() {
             let row = app
                 .store
                 .resource(Kind::Cluster, &scope, &query.uuid)
                 .await?
                 .ok_or_else(|| not_found(&query.uuid))?;
-            Some(app.paths.clusters().join(&row.file_name))
+            file = Some(app.paths.clusters().join(&row.file_name));
         }
-    };
+    }
     let uuid = query.uuid;
     // In a task of its own: a client that goes away meanwhile (dropping this handler)
     // cannot leave the row, the task records or the network file behind.

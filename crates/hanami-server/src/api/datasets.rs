@@ -30,8 +30,8 @@ const CHECK_FIELDS: &[Field] = &[
     Field::string("result_uuid", Some(Pattern::Uuid), 36, 36),
 ];
 
-/// Endpoint id of an upload kind (POST starts, PUT finishes); its policy entries decide the
-/// upload's websocket sessions too.
+/// Endpoint id of an upload kind (POST starts, PUT finishes); its POST entry in the policy
+/// decides the upload's websocket sessions too.
 pub fn upload_endpoint(kind: UploadKind) -> &'static str {
     match kind {
         UploadKind::Mnist => "v1.0alpha/dataset/upload/mnist",

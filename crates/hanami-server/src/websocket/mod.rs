@@ -186,9 +186,9 @@ pub(crate) struct Access {
     checked: Instant,
 }
 
-/// The REST endpoints whose policy entries decide who may use a session: an upload's are
-/// those that start and finish it; direct IO's are those of train and request tasks (a
-/// session needs either, each step the one of its kind).
+/// The REST endpoints whose policy entries (for POST) decide who may use a session: an
+/// upload's is the one that starts that kind of upload; direct IO's are those of train and
+/// request tasks (a session needs either, each step the one of its kind).
 #[derive(Clone, Copy)]
 enum Uses {
     Upload(UploadKind),
@@ -297,6 +297,21 @@ async fn start(app: &App, text: &[u8]) -> Result<(Target, Access), String> {
             return Err(refusal_text(refused));
         }
     };
+    // The policy first, as for REST calls: a role it refuses learns nothing about targets.
+    // An upload that its user may no longer make goes (nobody can finish it now).
+    let may = match init.target.as_str() {
+        TARGET_FILE_UPLOAD => [UploadKind::Mnist, UploadKind::Csv]
+            .into_iter()
+            .any(|kind| Uses::Upload(kind).allowed(app, &caller.role)),
+        TARGET_CLUSTER => Uses::DirectIo.allowed(app, &caller.role),
+        _ => true, // refused below
+    };
+    if !may {
+        if init.target == TARGET_FILE_UPLOAD {
+            cancel_orphaned_upload(app, &caller, &init.uuid).await;
+        }
+        return Err(POLICY_DENIED.to_owned());
+    }
     let target = match init.target.as_str() {
         TARGET_FILE_UPLOAD => app
             .uploads
@@ -339,6 +354,9 @@ async fn start(app: &App, text: &[u8]) -> Result<(Target, Access), String> {
         Target::Cluster(_) => Uses::DirectIo,
     };
     if !uses.allowed(app, &caller.role) {
+        if let Target::Upload(upload) = &target {
+            cancel_upload(app, upload.dataset_uuid().to_owned()).await;
+        }
         return Err(POLICY_DENIED.to_owned());
     }
     let access = Access {
@@ -352,8 +370,8 @@ async fn start(app: &App, text: &[u8]) -> Result<(Target, Access), String> {
 }
 
 /// Cancels the upload of `file_uuid` that `owner` registered but can no longer send (the
-/// user left its project): nobody can finish it, and it would keep the user and the
-/// project from being deleted until `upload_timeout`.
+/// user left its project, or its role may no longer upload): nobody can finish it, and it
+/// would keep the user and the project from being deleted until `upload_timeout`.
 async fn cancel_orphaned_upload(app: &App, owner: &hanami_auth::Caller, file_uuid: &str) {
     let Some(target) = app.uploads.target(&owner.id, &owner.project_id, file_uuid) else {
         return;
