@@ -265,39 +265,24 @@ async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String
         if let Some(cluster) = &cluster {
             app.clusters.remove(&cluster.row.uuid);
         }
-        let remove_network = || {
-            let (cluster, file) = (cluster.clone(), file.clone());
-            async move {
-                // Blocking: it waits for a save of the network that began before the deletion.
-                tokio::task::spawn_blocking(move || match (cluster, file) {
-                    (Some(cluster), _) => cluster.remove_network_file(),
-                    (None, Some(file)) => match std::fs::remove_file(file) {
-                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                        _ => Ok(()),
-                    },
-                    (None, None) => Ok(()),
-                })
+        // Blocking: it waits for a save of the network that began before the deletion.
+        let remove_network = async || match cluster.clone() {
+            Some(cluster) => tokio::task::spawn_blocking(move || cluster.remove_network_file())
                 .await
                 .map_err(|e| ApiError::Internal(e.into()))?
                 .context("cannot remove the cluster's saved network")
-                .map_err(ApiError::Internal)
+                .map_err(ApiError::Internal),
+            None => {
+                if let Some(file) = file.clone() {
+                    super::remove_file(file).await;
+                }
+                Ok(())
             }
         };
-        match app
-            .store
-            .delete_resource(Kind::Cluster, &scope, &uuid)
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.is_disk_full() => {
-                tracing::warn!("the disk is full: removing the network of {uuid} before its row");
-                remove_network().await?;
-                app.store
-                    .delete_resource(Kind::Cluster, &scope, &uuid)
-                    .await?;
-            }
-            Err(e) => return Err(e.into()),
-        }
+        super::delete_row_making_room(&app, Kind::Cluster, &scope, &uuid, async |_| {
+            remove_network().await
+        })
+        .await?;
         app.store.delete_cluster_tasks(&uuid).await?;
         remove_network().await?;
         Ok(Map::new())

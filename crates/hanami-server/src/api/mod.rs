@@ -378,9 +378,7 @@ pub fn require_admin(caller: &Caller, what: &str) -> ApiResult<()> {
 }
 
 /// Deletes the row of a resource kept in a file of `dir`, then the file; `None` if no such
-/// row is in the scope. On a full disk, where the row's deletion cannot be committed, the
-/// file goes first, and the row's deletion is tried again in the room it made (should that
-/// fail too, the row stays without its file, which a later deletion removes).
+/// row is in the scope (see [`delete_row_making_room`] for a full disk).
 async fn delete_with_file(
     app: &App,
     kind: Kind,
@@ -388,21 +386,38 @@ async fn delete_with_file(
     uuid: &str,
     dir: PathBuf,
 ) -> ApiResult<Option<ResourceRow>> {
+    let remove = async |row: &ResourceRow| {
+        remove_file(dir.join(&row.file_name)).await;
+        Ok(())
+    };
+    let row = delete_row_making_room(app, kind, scope, uuid, remove).await?;
+    if let Some(row) = &row {
+        remove(row).await?;
+    }
+    Ok(row)
+}
+
+/// Deletes the row of a resource; `None` if no such row is in the scope. On a full disk,
+/// where the deletion cannot be committed, `make_room` runs first (it removes the
+/// resource's file), and the deletion is tried again in the room it made; should that fail
+/// too, the row stays without its file, which a later deletion removes.
+async fn delete_row_making_room(
+    app: &App,
+    kind: Kind,
+    scope: &Scope,
+    uuid: &str,
+    make_room: impl AsyncFnOnce(&ResourceRow) -> ApiResult<()>,
+) -> ApiResult<Option<ResourceRow>> {
     match app.store.delete_resource(kind, scope, uuid).await {
-        Ok(Some(row)) => {
-            remove_file(dir.join(&row.file_name)).await;
-            Ok(Some(row))
-        }
-        Ok(None) => Ok(None),
         Err(e) if e.is_disk_full() => {
             let Some(row) = app.store.resource(kind, scope, uuid).await? else {
                 return Ok(None);
             };
             tracing::warn!("the disk is full: removing the file of {uuid} before its database row");
-            remove_file(dir.join(&row.file_name)).await;
+            make_room(&row).await?;
             Ok(app.store.delete_resource(kind, scope, uuid).await?)
         }
-        Err(e) => Err(e.into()),
+        deleted => Ok(deleted?),
     }
 }
 
