@@ -127,11 +127,7 @@ async fn a_global_admin_in_an_assigned_project_stays_an_admin() {
     let mut admin = server.admin().await;
     member(&server, &admin, "memb", "proj_a", false).await;
     let memb_sdk = common::sdk(&server, "memb", "password1").await;
-    let theirs = memb_sdk
-        .create_cluster("members_cluster", common::SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
+    let theirs = common::seed_cluster(&memb_sdk, "members_cluster").await;
     // Assigned as a plain member, the global admin still works as an admin there.
     admin
         .post(
@@ -239,11 +235,7 @@ async fn sdk_clients_log_in_again_when_their_token_expires() {
     assert_ne!(client.token(), first);
     assert_eq!(other.auth_info().await.unwrap().project_id, "proj_b");
     // Websocket: a direct-IO session opened with an expired token.
-    let cluster = client
-        .create_cluster("expiring", common::SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
+    let cluster = common::seed_cluster(&client, "expiring").await;
     client.set_direct_mode(&cluster, true).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let stale = client.token();
@@ -466,17 +458,7 @@ async fn websocket_sessions_follow_the_policy() {
         .args(&["--policy-file", path.to_str().unwrap()])
         .start();
     let admin = server.admin().await;
-    admin
-        .post("project", &json!({"id": "proj_a", "name": "Project A"}))
-        .await
-        .expect(200);
-    admin
-        .post(
-            "user",
-            &json!({"id": "memb", "name": "Memb", "password": "password1", "is_admin": false}),
-        )
-        .await
-        .expect(200);
+    member(&server, &admin, "memb", "proj_a", true).await;
     let assign = |role: &'static str| {
         let admin = admin.clone();
         async move {
@@ -493,11 +475,7 @@ async fn websocket_sessions_follow_the_policy() {
     };
     assign("admin").await;
     let memb = common::sdk(&server, "memb", "password1").await;
-    let cluster = memb
-        .create_cluster("policed", common::SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
+    let cluster = common::seed_cluster(&memb, "policed").await;
     memb.set_direct_mode(&cluster, true).await.unwrap();
     let picture = [("picture", &[0.5f32; 784][..])];
     let label = [("label", &[1.0f32; 10][..])];

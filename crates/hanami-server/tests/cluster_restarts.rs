@@ -208,11 +208,7 @@ async fn states(client: &Client, cluster: &str) -> Vec<(String, String)> {
 /// Queues `count` train tasks and waits until the first one has made progress.
 async fn busy_cluster(client: &Client, dir: &Path, count: usize) -> (String, Vec<String>) {
     let train = upload(client, dir, "long", 20_000).await;
-    let cluster = client
-        .create_cluster("busy", SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
+    let cluster = common::seed_cluster(client, "busy").await;
     let mut tasks = Vec::new();
     for i in 0..count {
         let task = client
@@ -356,11 +352,7 @@ async fn a_crash_aborts_unfinished_tasks() {
 async fn a_second_server_on_the_same_data_directory_is_refused() {
     let server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let cluster = client
-        .create_cluster("kept", SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
+    let cluster = common::seed_cluster(&client, "kept").await;
     let Err(stderr) = launch().data_dir(&server.data_dir).try_start() else {
         panic!("a second server started on the same data directory");
     };
@@ -384,11 +376,7 @@ async fn a_lost_database_keeps_the_files() {
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let tmp = tempfile::tempdir().unwrap();
     let dataset = upload(&client, tmp.path(), "kept", 20).await;
-    let cluster = client
-        .create_cluster("kept", SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
+    let cluster = common::seed_cluster(&client, "kept").await;
     // A file that no row references (say, made after the backup the database came from).
     let stray = server.data_dir.join("datasets").join("stray-file");
     std::fs::write(&stray, "data").unwrap();
@@ -449,16 +437,8 @@ async fn error_log_text(server: &TestServer) -> String {
 async fn a_lost_network_file_is_reported() {
     let mut server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let lost = client
-        .create_cluster("lost", SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
-    let zeroed = client
-        .create_cluster("zeroed", SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
+    let lost = common::seed_cluster(&client, "lost").await;
+    let zeroed = common::seed_cluster(&client, "zeroed").await;
     let empty = client.create_cluster("empty", "").await.unwrap().uuid;
     assert!(server.stop());
     let file = server.data_dir.join("clusters").join(&lost);
@@ -496,11 +476,7 @@ async fn a_lost_network_file_is_reported() {
     assert_eq!(log.matches("cannot be restored").count(), 1, "{log}");
     // A checkpoint restored into it brings a network back.
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let donor = client
-        .create_cluster("donor", SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
+    let donor = common::seed_cluster(&client, "donor").await;
     let checkpoint = client.save_cluster(&donor, "donor_net").await.unwrap();
     let saved = client
         .wait_for_task(&donor, &checkpoint.uuid, Duration::from_secs(60))
@@ -577,11 +553,7 @@ async fn the_data_directory_is_for_the_server_alone() {
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let tmp = tempfile::tempdir().unwrap();
     let dataset = upload(&client, tmp.path(), "private", 20).await;
-    let cluster = client
-        .create_cluster("private", SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
+    let cluster = common::seed_cluster(&client, "private").await;
     let data = &server.data_dir;
     let mode =
         |path: std::path::PathBuf| std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -692,11 +664,7 @@ async fn a_network_that_cannot_be_saved_aborts_its_task() {
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let tmp = tempfile::tempdir().unwrap();
     let dataset = upload(&client, tmp.path(), "train", 50).await;
-    let cluster = client
-        .create_cluster("unsavable", SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
+    let cluster = common::seed_cluster(&client, "unsavable").await;
     // A directory where the network file belongs: every save fails, root or not.
     let file = server.data_dir.join("clusters").join(&cluster);
     std::fs::remove_file(&file).unwrap();

@@ -757,11 +757,7 @@ async fn a_network_at_its_memory_budget_stops_growing_and_says_so() {
         .await
         .unwrap()
         .uuid;
-    let cluster = client
-        .create_cluster("small", SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
+    let cluster = common::seed_cluster(&client, "small").await;
     let task = client
         .train("grow", &cluster, &[("picture", &data)], &[("label", &data)])
         .await
@@ -818,16 +814,8 @@ async fn the_clusters_share_one_memory_budget() {
         .await
         .unwrap()
         .uuid;
-    let first = client
-        .create_cluster("first", SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
-    let second = client
-        .create_cluster("second", SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
+    let first = common::seed_cluster(&client, "first").await;
+    let second = common::seed_cluster(&client, "second").await;
     // The first grows until the clusters together hold 1 MiB; its task still finishes.
     let task = client
         .train("grow", &first, &[("picture", &data)], &[("label", &data)])
@@ -885,11 +873,7 @@ async fn a_cluster_is_idle_as_soon_as_its_task_is_reported_ended() {
         .await
         .unwrap()
         .uuid;
-    let cluster = client
-        .create_cluster("idle", SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
+    let cluster = common::seed_cluster(&client, "idle").await;
     let task = client
         .train(
             "train",
@@ -928,18 +912,10 @@ async fn a_cluster_is_idle_as_soon_as_its_task_is_reported_ended() {
 async fn saves_and_restores_racing_the_deletion_of_their_cluster_are_answered() {
     let server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let source = client
-        .create_cluster("source", SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
+    let source = common::seed_cluster(&client, "source").await;
     let checkpoint = client.save_cluster(&source, "kept").await.unwrap().uuid;
     for round in 0..20 {
-        let cluster = client
-            .create_cluster("doomed", SEED_TEMPLATE)
-            .await
-            .unwrap()
-            .uuid;
+        let cluster = common::seed_cluster(&client, "doomed").await;
         let (queued, deleted) = tokio::join!(
             tokio::time::timeout(Duration::from_secs(20), async {
                 if round % 2 == 0 {
@@ -1146,11 +1122,7 @@ async fn queued_tasks_are_checked_again_when_they_start() {
 async fn networks_that_cannot_be_saved_are_reported() {
     let mut server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let cluster = client
-        .create_cluster("unsaved", SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
+    let cluster = common::seed_cluster(&client, "unsaved").await;
     client.set_direct_mode(&cluster, true).await.unwrap();
     let mut session = client.direct_session(&cluster).await.unwrap();
     session
@@ -1186,11 +1158,7 @@ async fn a_request_with_a_complete_result_finishes_when_the_network_cannot_be_sa
         .await
         .unwrap()
         .uuid;
-    let cluster = client
-        .create_cluster("unsaved", SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
+    let cluster = common::seed_cluster(&client, "unsaved").await;
     // The networks' folder replaced by a file: no save can succeed.
     let folder = server.data_dir.join("clusters");
     std::fs::rename(&folder, server.data_dir.join("clusters.aside")).unwrap();
@@ -1222,11 +1190,7 @@ async fn a_client_that_closes_gets_the_close_answered() {
     use tokio_tungstenite::tungstenite::Message;
     let server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let cluster = client
-        .create_cluster("closing", SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
+    let cluster = common::seed_cluster(&client, "closing").await;
     client.set_direct_mode(&cluster, true).await.unwrap();
     let url = server.url.replace("http://", "ws://");
     for start_first in [false, true] {
@@ -1256,11 +1220,7 @@ async fn direct_sessions_end_when_access_is_withdrawn_or_they_idle() {
     let admin = server.admin().await;
     member(&server, &admin, "memb", "proj_a", false).await;
     let memb = sdk(&server, "memb", "password1").await;
-    let cluster = memb
-        .create_cluster("direct_one", SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
+    let cluster = common::seed_cluster(&memb, "direct_one").await;
     memb.set_direct_mode(&cluster, true).await.unwrap();
     let picture = vec![0.0f32; 784];
     let label = vec![0.0f32; 10];
@@ -1349,11 +1309,7 @@ async fn a_task_of_a_deleted_user_records_nothing_for_it() {
     member(&server, &admin, "padm", "proj_a", true).await;
     let memb = sdk(&server, "memb", "password1").await;
     let padm = sdk(&server, "padm", "password1").await;
-    let cluster = memb
-        .create_cluster("members_cluster", SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
+    let cluster = common::seed_cluster(&memb, "members_cluster").await;
     // The project admin queues a checkpoint of the member's cluster, then is deleted while
     // the save waits: it owns nothing yet, so the deletion is allowed.
     memb.set_direct_mode(&cluster, true).await.unwrap();
@@ -1381,11 +1337,7 @@ async fn a_task_of_a_deleted_user_records_nothing_for_it() {
 async fn open_sessions_are_told_when_the_server_shuts_down() {
     let mut server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let cluster = client
-        .create_cluster("stopping", SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
+    let cluster = common::seed_cluster(&client, "stopping").await;
     client.set_direct_mode(&cluster, true).await.unwrap();
     let mut session = client.direct_session(&cluster).await.unwrap();
     let picture = vec![0.0f32; 784];
@@ -1604,11 +1556,7 @@ async fn request_results_keep_the_free_disk_reserve() {
         .await
         .unwrap()
         .uuid;
-    let cluster = client
-        .create_cluster("reserve", SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
+    let cluster = common::seed_cluster(&client, "reserve").await;
     assert!(first.stop());
     std::fs::write(&config, "min_free_disk_mib = 1073741824\n").unwrap();
     let server = common::launch()
@@ -1641,11 +1589,7 @@ async fn checkpoints_keep_the_free_disk_reserve() {
     let (launched, _) = common::launch_with_config(tmp.path(), "min_free_disk_mib = 1073741824\n");
     let server = launched.start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let cluster = client
-        .create_cluster("reserved", SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
+    let cluster = common::seed_cluster(&client, "reserved").await;
     let save = client.save_cluster(&cluster, "too_much").await.unwrap();
     let log = aborted_with_log(&server, &client, &cluster, &save.uuid).await;
     assert!(

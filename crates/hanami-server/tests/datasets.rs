@@ -1375,11 +1375,7 @@ async fn damaged_or_missing_dataset_files_are_named() {
         .upload_mnist("pipe_data", &images, &labels)
         .await
         .unwrap();
-    let cluster = client
-        .create_cluster("damaged", common::SEED_TEMPLATE)
-        .await
-        .unwrap()
-        .uuid;
+    let cluster = common::seed_cluster(&client, "damaged").await;
     let file = |uuid: &str| server.data_dir.join("datasets").join(uuid);
     std::fs::set_permissions(file(&cut.uuid), std::fs::Permissions::from_mode(0o644)).unwrap();
     let len = std::fs::metadata(file(&cut.uuid)).unwrap().len();

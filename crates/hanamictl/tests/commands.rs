@@ -1303,21 +1303,9 @@ fn waiting_for_a_task_whose_cluster_is_deleted() {
         "task", "create", "train", "-i", &picture, "-o", &label, "-c", &cluster,
     ];
     // The cluster's DIRECT mode holds the queue, so the tasks stay queued.
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        hanami_sdk::Client::login(&server.url, ADMIN, "asdfasdf")
-            .await
-            .unwrap()
-            .set_direct_mode(&cluster, true)
-            .await
-            .unwrap();
-    });
-    let env = [
-        ("HANAMI_ADDRESS", server.url.as_str()),
-        ("HANAMI_USER", "asdf"),
-        ("HANAMI_PW", "asdfasdf"),
-    ];
-    let waiting = command(&env, &[&train[..], &["--wait", "doomed"]].concat())
+    server.set_direct_mode(&cluster, true);
+    let waiting = server
+        .command(&[&train[..], &["--wait", "doomed"]].concat())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -1339,7 +1327,8 @@ fn waiting_for_a_task_whose_cluster_is_deleted() {
     queued(1);
 
     // Ctrl-C stops the waiting, not the task, and says so.
-    let interrupted = command(&env, &[&train[..], &["--wait", "patient"]].concat())
+    let interrupted = server
+        .command(&[&train[..], &["--wait", "patient"]].concat())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -1407,18 +1396,7 @@ fn logs_show_who_changed_what_and_what_failed() {
     let long = server.mnist_dataset("long_data", 5000);
     let cut = server.mnist_dataset("cut_data", 2000);
     let cluster = server.seed_cluster("logged");
-    let direct_mode = |direct: bool| {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime.block_on(async {
-            hanami_sdk::Client::login(&server.url, ADMIN, "asdfasdf")
-                .await
-                .unwrap()
-                .set_direct_mode(&cluster, direct)
-                .await
-                .unwrap();
-        });
-    };
-    direct_mode(true);
+    server.set_direct_mode(&cluster, true);
     let train = |data: &str, name: &str| {
         server
             .ctl(&[
@@ -1475,7 +1453,7 @@ fn logs_show_who_changed_what_and_what_failed() {
     let file = server.dir.path().join("data").join("datasets").join(&cut);
     std::fs::remove_file(&file).unwrap();
     std::fs::write(&file, "cut short").unwrap();
-    direct_mode(false);
+    server.set_direct_mode(&cluster, false);
     let waited_out = waiting.wait_with_output().unwrap();
     assert_eq!(waited_out.status.code(), Some(1));
     let stderr = String::from_utf8(waited_out.stderr).unwrap();

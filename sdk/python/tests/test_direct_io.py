@@ -139,15 +139,20 @@ def test_five_argument_form_learns(address: str, token: str, files: Path) -> Non
         dataset.delete_dataset(token, address, data)
 
 
+async def train_two_outputs(ws: object) -> None:
+    """One training sample of the two-output cluster: inputs, then both outputs' values."""
+    await direct_io.send_train_input(ws, "test_input", [1, 2, 3, 4, 5], True, False)
+    await direct_io.send_train_input(ws, "test_output", [1, 0], False, False)
+    await direct_io.send_train_input(ws, "second_output", [0, 1, 0], False, True)
+
+
 def test_several_outputs(address: str, token: str) -> None:
     cluster_uuid = make_cluster(address, token, TWO_OUTPUTS_TEMPLATE)
 
     async def run() -> dict:
         ws = await cluster.switch_to_direct_mode(token, address, cluster_uuid)
         try:
-            await direct_io.send_train_input(ws, "test_input", [1, 2, 3, 4, 5], True, False)
-            await direct_io.send_train_input(ws, "test_output", [1, 0], False, False)
-            await direct_io.send_train_input(ws, "second_output", [0, 1, 0], False, True)
+            await train_two_outputs(ws)
             first = await direct_io.send_request_input(ws, "test_input", [1, 2, 3, 4, 5],
                                                        True)
             # the connection stays in step: the next exchange gets its own answer
@@ -234,9 +239,7 @@ def test_concurrent_calls_on_one_connection_take_turns(address: str, token: str)
     async def run() -> tuple:
         ws = await cluster.switch_to_direct_mode(token, address, cluster_uuid)
         try:
-            await direct_io.send_train_input(ws, "test_input", [1, 2, 3, 4, 5], True, False)
-            await direct_io.send_train_input(ws, "test_output", [1, 0], False, False)
-            await direct_io.send_train_input(ws, "second_output", [0, 1, 0], False, True)
+            await train_two_outputs(ws)
             together = await asyncio.gather(
                 *[direct_io.send_request_input(ws, "test_input", sample, True)
                   for sample in samples],

@@ -255,6 +255,15 @@ pub async fn member(
     server.login(user, "password1").await
 }
 
+/// Creates a cluster of the seed template through the SDK; returns its uuid.
+pub async fn seed_cluster(client: &hanami_sdk::Client, name: &str) -> String {
+    client
+        .create_cluster(name, SEED_TEMPLATE)
+        .await
+        .unwrap_or_else(|e| panic!("create cluster {name}: {e}"))
+        .uuid
+}
+
 /// Logs in through the SDK.
 pub async fn sdk(server: &TestServer, user: &str, password: &str) -> hanami_sdk::Client {
     hanami_sdk::Client::login(&server.url, user, password)

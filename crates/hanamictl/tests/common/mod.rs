@@ -141,6 +141,20 @@ impl Server {
         command(&self.env(ADMIN, ADMIN_PW), args)
     }
 
+    /// Switches a cluster to DIRECT mode (`true`, which holds its task queue) or back to
+    /// TASK mode, through the SDK (the CLI has no command for it).
+    pub fn set_direct_mode(&self, cluster: &str, direct: bool) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            hanami_sdk::Client::login(&self.url, ADMIN, ADMIN_PW)
+                .await
+                .unwrap()
+                .set_direct_mode(cluster, direct)
+                .await
+                .unwrap();
+        });
+    }
+
     /// The CLI environment of a user of this server.
     fn env<'a>(&'a self, user: &'a str, password: &'a str) -> [(&'a str, &'a str); 3] {
         [
