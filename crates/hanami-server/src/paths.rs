@@ -104,13 +104,24 @@ impl DataDir {
     }
 
     /// Moves `file` (in one of the resource folders) into that folder's part of
-    /// [`DataDir::unreferenced`] under `name`, and returns where it went. Blocking.
+    /// [`DataDir::unreferenced`] under `name` (`name.1`, `name.2` … if that is taken: nothing
+    /// set aside is ever replaced), and returns where it went. Blocking; errors name the path.
     pub fn set_aside(&self, file: &Path, name: &std::ffi::OsStr) -> std::io::Result<PathBuf> {
         let folder = file.parent().and_then(Path::file_name).unwrap_or_default();
         let aside = self.unreferenced().join(folder);
-        std::fs::create_dir_all(&aside)?;
-        let target = aside.join(name);
-        std::fs::rename(file, &target)?;
+        let named = |action: &str, path: &Path, e: std::io::Error| {
+            std::io::Error::new(e.kind(), format!("cannot {action} {}: {e}", path.display()))
+        };
+        std::fs::create_dir_all(&aside).map_err(|e| named("create", &aside, e))?;
+        let mut target = aside.join(name);
+        let mut n = 0u32;
+        while target.symlink_metadata().is_ok() {
+            n += 1;
+            let mut numbered = name.to_owned();
+            numbered.push(format!(".{n}"));
+            target = aside.join(numbered);
+        }
+        std::fs::rename(file, &target).map_err(|e| named("move", file, e))?;
         Ok(target)
     }
 
@@ -130,4 +141,48 @@ impl DataDir {
 #[derive(Debug)]
 pub struct DataDirLock {
     _file: std::fs::File,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DataDir;
+
+    #[test]
+    fn nothing_set_aside_is_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = DataDir::new(tmp.path());
+        paths.create().unwrap();
+        let mut kept = Vec::new();
+        for text in ["first", "second", "third"] {
+            let file = paths.datasets().join("foo");
+            std::fs::write(&file, text).unwrap();
+            kept.push(paths.set_aside(&file, "foo".as_ref()).unwrap());
+        }
+        let aside = paths.unreferenced().join("datasets");
+        assert_eq!(
+            kept,
+            [aside.join("foo"), aside.join("foo.1"), aside.join("foo.2")]
+        );
+        for (path, text) in kept.iter().zip(["first", "second", "third"]) {
+            assert_eq!(std::fs::read_to_string(path).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn a_failure_names_its_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = DataDir::new(tmp.path());
+        paths.create().unwrap();
+        // A file where the folder for set-aside files belongs.
+        std::fs::write(paths.unreferenced(), "").unwrap();
+        let file = paths.datasets().join("foo");
+        std::fs::write(&file, "data").unwrap();
+        let e = paths.set_aside(&file, "foo".as_ref()).unwrap_err();
+        let wanted = format!(
+            "cannot create {}",
+            paths.unreferenced().join("datasets").display()
+        );
+        assert!(e.to_string().starts_with(&wanted), "{e}");
+        assert!(file.exists());
+    }
 }

@@ -1,6 +1,6 @@
 //! Start-up and shutdown of the server.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use axum::Router;
 use hanami_auth::{Policy, TokenKey, password};
 use hanami_engine::Cluster;
 use hanami_store::dataset;
+use hanami_store::logs::ErrorEntry;
 use hanami_store::resources::{Kind, ResourceRow};
 use hanami_store::users::NewUser;
 use hanami_store::{Store, StoreError, now_timestamp};
@@ -232,6 +233,8 @@ async fn load_clusters(
     paths: &DataDir,
     memory: &NetworkMemory,
 ) -> anyhow::Result<Clusters> {
+    // Before the stale temporary files go: a staged network may be one of them.
+    complete_pending_networks(store, paths).await?;
     set_aside_unreferenced_files(store, Kind::Cluster, &paths.clusters(), paths).await?;
     let clusters = Clusters::default();
     let mut unsaved = 0;
@@ -268,15 +271,18 @@ async fn load_clusters(
         store.note_saved_network(&uuid).await?;
     }
     store.delete_orphan_tasks().await?;
-    for task in store.abort_unfinished_tasks(&now_timestamp()).await? {
+    let ended_at = now_timestamp();
+    for task in store.unfinished_tasks().await? {
         let Some(cluster) = clusters.get(&Scope::All, &task.cluster_uuid) else {
             continue;
         };
         // A stop ends active tasks itself, so a task still active here outlived a crash (or a
-        // stop that could not wait for it), and the saved network predates it.
+        // stop that could not wait for it). Its end was not recorded, and a task's network
+        // and product become durable only with its end: it left nothing behind.
         let outcome = if task.state == "active" {
-            "the cluster's network is the one saved before the task, so its cycles are lost; \
-             run it again"
+            "nothing it did is kept: the cluster's network is the one saved before the task \
+             (its cycles are lost), and no result or checkpoint of it was registered; run it \
+             again"
         } else {
             "no progress of it was recorded"
         };
@@ -286,8 +292,28 @@ async fn load_clusters(
              disk); it is aborted, and {outcome} ({} of {} cycles recorded)",
             task.name, cluster.row.name, task.state, task.current, task.total
         );
-        log_startup_error(store, &cluster.row.owner_id, &task.uuid, &message).await;
-        store.set_task_note(&task.uuid, &message).await?;
+        // The note and the error-log entry are written with the abort, so that a crash
+        // during this start leaves the task to the next one, which tells it again.
+        let error_id = uuid::Uuid::new_v4().to_string();
+        let inputs = serde_json::json!({ "uuid": task.uuid });
+        let entry = ErrorEntry {
+            error_id: &error_id,
+            user_id: &cluster.row.owner_id,
+            context: STARTUP,
+            input_values: &inputs,
+            message: &message,
+        };
+        if store
+            .abort_unfinished_task(&task.uuid, &ended_at, &message, entry)
+            .await?
+        {
+            tracing::error!(
+                error_id,
+                context = STARTUP,
+                user = cluster.row.owner_id,
+                "{message}"
+            );
+        }
     }
     for cluster in clusters.all() {
         let tasks = store.cluster_tasks(&cluster.row.uuid).await?;
@@ -331,6 +357,17 @@ async fn saved_network(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             "is missing from the data directory (removed outside the server?)".to_owned()
         }
+        // A folder, a named pipe or a device in its place (`read_regular_file`).
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            let name = format!("{}.damaged", row.file_name);
+            let aside = paths
+                .set_aside(file, name.as_ref())
+                .with_context(|| format!("cannot move {} aside", file.display()))?;
+            format!(
+                "is not a regular file; what was there is kept as {}",
+                aside.display()
+            )
+        }
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
     };
     let message = format!(
@@ -347,10 +384,76 @@ async fn saved_network(
     Ok(None)
 }
 
+/// The error log's context of problems found at start-up.
+const STARTUP: &str = "server start-up";
+
 /// Writes a problem found at start-up to the server log and the error log.
 async fn log_startup_error(store: &Store, user_id: &str, subject: &str, message: &str) {
     let inputs = serde_json::json!({ "uuid": subject });
-    crate::error_log::record(store, user_id, "server start-up", &inputs, message).await;
+    crate::error_log::record(store, user_id, STARTUP, &inputs, message).await;
+}
+
+/// Puts in place the networks whose tasks' ends were recorded by a run that crashed before it
+/// renamed them into place (see `clusters::Staged`).
+async fn complete_pending_networks(store: &Store, paths: &DataDir) -> anyhow::Result<()> {
+    let pending = store.pending_networks().await?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let files: HashMap<String, String> = store
+        .all_resources(Kind::Cluster)
+        .await?
+        .into_iter()
+        .map(|row| (row.uuid, row.file_name))
+        .collect();
+    for uuid in pending {
+        let Some(name) = files.get(&uuid).filter(|name| !name.is_empty()) else {
+            continue;
+        };
+        let file = paths.clusters().join(name);
+        let paths = paths.clone();
+        tokio::task::spawn_blocking(move || complete_staged_network(&file, &paths)).await??;
+    }
+    store.all_networks_in_place().await?;
+    Ok(())
+}
+
+/// Renames the staged network of `file` into place if it is there and whole. It was synced
+/// before its task's end was recorded, so it is whole unless a later save, which a crash
+/// interrupted, wrote over it: then the file in place is the task's network and the staged
+/// one goes. One that cannot be renamed is moved to `unreferenced/` (the file in place is
+/// then checked as at every start).
+fn complete_staged_network(file: &Path, paths: &DataDir) -> anyhow::Result<()> {
+    let staged = clusters::staged_path(file);
+    let bytes = match clusters::read_regular_file(&staged) {
+        Ok(bytes) => bytes,
+        // Renamed before the crash.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", staged.display())),
+    };
+    if !(bytes == clusters::NO_NETWORK || Cluster::restore(&bytes).is_ok()) {
+        return std::fs::remove_file(&staged)
+            .with_context(|| format!("cannot remove {}", staged.display()));
+    }
+    let mut found = clusters::Staged::found(file);
+    match found.put_in_place() {
+        Ok(()) => tracing::warn!(
+            "put the saved network {} in place: the server stopped after it recorded the end \
+             of the task that saved it, before the rename",
+            file.display()
+        ),
+        Err(e) => {
+            found.keep();
+            let name = staged.file_name().unwrap_or_default();
+            let aside = paths.set_aside(&staged, name)?;
+            tracing::error!(
+                "cannot put the saved network {} in place ({e}); it is kept as {}",
+                file.display(),
+                aside.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Moves files that no database row references (left by a crash between writing a file

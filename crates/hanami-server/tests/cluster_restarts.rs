@@ -439,12 +439,18 @@ async fn a_lost_network_file_is_reported() {
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let lost = common::seed_cluster(&client, "lost").await;
     let zeroed = common::seed_cluster(&client, "zeroed").await;
+    let folder = common::seed_cluster(&client, "folder").await;
     let empty = client.create_cluster("empty", "").await.unwrap().uuid;
     assert!(server.stop());
     let file = server.data_dir.join("clusters").join(&lost);
     std::fs::remove_file(&file).unwrap();
     let zeroed_file = server.data_dir.join("clusters").join(&zeroed);
     std::fs::write(&zeroed_file, "").unwrap();
+    // A folder in place of a network file does not stop the server either.
+    let folder_file = server.data_dir.join("clusters").join(&folder);
+    std::fs::remove_file(&folder_file).unwrap();
+    std::fs::create_dir(&folder_file).unwrap();
+    std::fs::write(folder_file.join("inside"), "kept").unwrap();
     let server = launch().data_dir(&server.data_dir).start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let log = error_log_text(&server).await;
@@ -465,6 +471,19 @@ async fn a_lost_network_file_is_reported() {
     );
     assert!(log.contains(&aside.display().to_string()), "{log}");
     assert_eq!(std::fs::metadata(&aside).unwrap().len(), 0);
+    assert!(
+        log.contains("the saved network of cluster 'folder' is not a regular file"),
+        "{log}"
+    );
+    let folder_aside = aside.with_file_name(format!("{folder}.damaged"));
+    assert_eq!(
+        std::fs::read_to_string(folder_aside.join("inside")).unwrap(),
+        "kept"
+    );
+    assert!(matches!(
+        client.save_cluster(&folder, "nothing").await,
+        Err(Error::BadRequest(_))
+    ));
     assert!(matches!(
         client.save_cluster(&lost, "nothing").await,
         Err(Error::BadRequest(_))
@@ -698,4 +717,98 @@ async fn a_network_that_cannot_be_saved_aborts_its_task() {
         .filter(|e| e.path().extension().is_some_and(|x| x == "partial"))
         .collect();
     assert!(partial.is_empty(), "{partial:?}");
+}
+
+/// A task's end is recorded before its network is renamed into place, so a crash in between
+/// leaves the new network staged beside the old one with the end recorded: the next start
+/// puts it in place (a task listed finished has its network). A staged file that is not
+/// whole (a later save that a crash interrupted) is removed instead.
+#[tokio::test]
+async fn a_recorded_end_brings_its_staged_network_into_place() {
+    let mut server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let train = upload(&client, tmp.path(), "train", 300).await;
+    let cluster = common::seed_cluster(&client, "staged").await;
+    let file = server.data_dir.join("clusters").join(&cluster);
+    let staged = file.with_extension("partial");
+    let untrained = std::fs::read(&file).unwrap();
+    let task = train_to_the_end(&client, &cluster, "first", &train).await;
+    let trained = std::fs::read(&file).unwrap();
+    assert_ne!(trained, untrained);
+    assert!(!staged.exists());
+    assert!(server.stop());
+
+    // What the crash leaves.
+    let leave_pending = |bytes: &[u8]| {
+        std::fs::write(&file, &untrained).unwrap();
+        std::fs::write(&staged, bytes).unwrap();
+        let database = server.data_dir.join("hanami.db");
+        let task = task.uuid.clone();
+        let cluster = cluster.clone();
+        async move {
+            let store = Store::open(&database).await.unwrap();
+            let row = store
+                .cluster_tasks(&cluster)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|t| t.uuid == task)
+                .unwrap();
+            assert_eq!(row.state, "finished");
+            store
+                .end_task(&row, hanami_store::tasks::TaskProduct::Nothing, true)
+                .await
+                .unwrap();
+            store.close().await;
+        }
+    };
+    leave_pending(&trained).await;
+    let mut server = launch().data_dir(&server.data_dir).start();
+    assert_eq!(std::fs::read(&file).unwrap(), trained);
+    assert!(!staged.exists());
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let listed = client.task(&cluster, &task.uuid).await.unwrap();
+    assert_eq!(listed.state, "finished");
+    assert_eq!(listed.note, None);
+    assert!(server.stop());
+
+    // Done once: a start after it leaves the network alone.
+    std::fs::write(&file, &untrained).unwrap();
+    let mut server = launch().data_dir(&server.data_dir).start();
+    assert_eq!(std::fs::read(&file).unwrap(), untrained);
+    assert!(server.stop());
+
+    // A staged file that is not whole is not put in place.
+    leave_pending(&trained[..trained.len() / 2]).await;
+    let server = launch().data_dir(&server.data_dir).start();
+    assert_eq!(std::fs::read(&file).unwrap(), untrained);
+    assert!(!staged.exists());
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    train_to_the_end(&client, &cluster, "second", &train).await;
+}
+
+/// A start that is itself killed while it reports the tasks it aborts leaves the rest to the
+/// next start: every task gets its note and its error-log entry, each once.
+#[tokio::test]
+async fn a_crash_during_the_start_loses_no_task_report() {
+    let data = tempfile::tempdir().unwrap();
+    let server = launch().data_dir(data.path()).start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (cluster, tasks) = busy_cluster(&client, tmp.path(), 20).await;
+    drop(server);
+    assert!(launch().kill_when_logged(data.path(), "when the server stopped, and its end was not"));
+    // Killed part of the way: some tasks are reported, the others are still unfinished.
+    let store = Store::open(&data.path().join("hanami.db")).await.unwrap();
+    let left = store.unfinished_tasks().await.unwrap().len();
+    assert!((1..tasks.len()).contains(&left), "{left} unfinished");
+    store.close().await;
+    let server = launch().data_dir(data.path()).start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let entries = check_aborted(&server, &client, &cluster, &tasks).await;
+    for task in &tasks {
+        let told = entries.iter().filter(|e| e.contains(task.as_str())).count();
+        assert_eq!(told, 1, "{task}: {entries:?}");
+    }
 }

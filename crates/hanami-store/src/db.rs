@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_dataset_value_ranges.sql"),
     include_str!("../migrations/0006_task_notes.sql"),
     include_str!("../migrations/0007_unsaved_direct_io.sql"),
+    include_str!("../migrations/0008_task_network_pending.sql"),
 ];
 
 /// Errors of the store.

@@ -3,7 +3,7 @@
 use hanami_types::list::{AUDIT_LOG_COLUMNS, ERROR_LOG_COLUMNS, ListTable};
 use hanami_types::logs::LOG_PAGE_SIZE;
 use serde_json::Value;
-use sqlx::Row;
+use sqlx::{Row, SqliteConnection};
 
 use crate::{Store, StoreError, now_timestamp};
 
@@ -67,20 +67,8 @@ impl Store {
 
     /// Records an internal error.
     pub async fn append_error(&self, entry: ErrorEntry<'_>) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO error_log (created_at, error_id, user_id, component, context, \
-             input_values, message) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(now_timestamp())
-        .bind(entry.error_id)
-        .bind(entry.user_id)
-        .bind("")
-        .bind(entry.context)
-        .bind(entry.input_values.to_string())
-        .bind(entry.message)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        insert_error(&mut conn, entry).await
     }
 
     /// One page of the error log, of one user or (with `None`) of everybody.
@@ -141,4 +129,25 @@ impl Store {
         }
         Ok(removed)
     }
+}
+
+/// Inserts an error-log entry (see [`Store::append_error`]).
+pub(crate) async fn insert_error(
+    conn: &mut SqliteConnection,
+    entry: ErrorEntry<'_>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO error_log (created_at, error_id, user_id, component, context, \
+         input_values, message) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(now_timestamp())
+    .bind(entry.error_id)
+    .bind(entry.user_id)
+    .bind("")
+    .bind(entry.context)
+    .bind(entry.input_values.to_string())
+    .bind(entry.message)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

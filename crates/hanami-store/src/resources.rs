@@ -177,7 +177,7 @@ fn from_row(row: &SqliteRow) -> ResourceRow {
 /// Inserts a resource row in one statement, so that the owner and the project cannot be
 /// deleted between the check and the insert (their deletion refuses while they have
 /// resources).
-async fn insert_row(
+pub(crate) async fn insert_row(
     conn: &mut SqliteConnection,
     kind: Kind,
     row: &ResourceRow,
@@ -206,6 +206,28 @@ async fn insert_row(
             project_id: row.project_id.clone(),
         });
     }
+    Ok(())
+}
+
+/// Inserts a dataset's row and the value ranges of its fields (see [`Store::insert_dataset`]).
+pub(crate) async fn insert_dataset_row(
+    conn: &mut SqliteConnection,
+    row: &ResourceRow,
+    ranges: &ValueRanges,
+) -> Result<(), StoreError> {
+    // JSON has no infinities: such fields are left out (tasks check values as they read).
+    let finite: ValueRanges = ranges
+        .iter()
+        .filter(|(_, r)| r.min.is_finite() && r.max.is_finite())
+        .map(|(field, r)| (field.clone(), *r))
+        .collect();
+    let ranges = serde_json::to_string(&finite).expect("finite floats serialize");
+    insert_row(&mut *conn, Kind::Dataset, row).await?;
+    sqlx::query("UPDATE datasets SET value_ranges = ?1 WHERE uuid = ?2")
+        .bind(ranges)
+        .bind(&row.uuid)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -239,20 +261,8 @@ impl Store {
         row: &ResourceRow,
         ranges: &ValueRanges,
     ) -> Result<(), StoreError> {
-        // JSON has no infinities: such fields are left out (tasks check values as they read).
-        let finite: ValueRanges = ranges
-            .iter()
-            .filter(|(_, r)| r.min.is_finite() && r.max.is_finite())
-            .map(|(field, r)| (field.clone(), *r))
-            .collect();
-        let ranges = serde_json::to_string(&finite).expect("finite floats serialize");
         let mut tx = self.pool.begin().await?;
-        insert_row(&mut tx, Kind::Dataset, row).await?;
-        sqlx::query("UPDATE datasets SET value_ranges = ?1 WHERE uuid = ?2")
-            .bind(ranges)
-            .bind(&row.uuid)
-            .execute(&mut *tx)
-            .await?;
+        insert_dataset_row(&mut tx, row, ranges).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -5,7 +5,21 @@
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+use crate::dataset::ValueRanges;
+use crate::logs::{ErrorEntry, insert_error};
+use crate::resources::{Kind, ResourceRow, insert_dataset_row, insert_row};
 use crate::{Store, StoreError};
+
+/// What a task produced besides a changed network, registered with its end.
+#[derive(Debug, Clone, Copy)]
+pub enum TaskProduct<'a> {
+    /// Nothing (training, a restore, an aborted task).
+    Nothing,
+    /// A checkpoint.
+    Checkpoint(&'a ResourceRow),
+    /// A request's result dataset, with the value ranges of its fields.
+    Dataset(&'a ResourceRow, &'a ValueRanges),
+}
 
 /// One task as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,32 +134,105 @@ impl Store {
         Ok(rows.iter().map(from_row).collect())
     }
 
-    /// Sets the note of a task.
-    pub async fn set_task_note(&self, uuid: &str, note: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE tasks SET note = ? WHERE uuid = ?")
-            .bind(note)
-            .bind(uuid)
+    /// Records a task's end together with what it produced, in one transaction, so that a
+    /// crash leaves either both or neither. `network_pending`: the network the task changed
+    /// is written beside its cluster's file but not yet in place (see
+    /// [`Store::network_in_place`]). [`StoreError::OwnerGone`] if the product's owner or
+    /// project is gone; nothing is recorded then.
+    pub async fn end_task(
+        &self,
+        task: &TaskRow,
+        product: TaskProduct<'_>,
+        network_pending: bool,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        match product {
+            TaskProduct::Nothing => {}
+            TaskProduct::Checkpoint(row) => insert_row(&mut tx, Kind::Checkpoint, row).await?,
+            TaskProduct::Dataset(row, ranges) => insert_dataset_row(&mut tx, row, ranges).await?,
+        }
+        sqlx::query(
+            "UPDATE tasks SET current = ?, state = ?, started_at = ?, ended_at = ?, note = ?, \
+             network_pending = ? WHERE uuid = ?",
+        )
+        .bind(int(task.current))
+        .bind(&task.state)
+        .bind(&task.started_at)
+        .bind(&task.ended_at)
+        .bind(&task.note)
+        .bind(network_pending)
+        .bind(&task.uuid)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Notes that the network a task's end left pending is in place.
+    pub async fn network_in_place(&self, task_uuid: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE tasks SET network_pending = 0 WHERE uuid = ?")
+            .bind(task_uuid)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    /// Marks every task that had not ended as aborted at `ended_at` (at start-up: nothing runs
-    /// yet) and returns them as they were before.
-    pub async fn abort_unfinished_tasks(&self, ended_at: &str) -> Result<Vec<TaskRow>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+    /// The clusters with a task whose network [`Store::end_task`] left pending (at start-up:
+    /// a crash came between recording the end and putting the network in place).
+    pub async fn pending_networks(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT cluster_uuid FROM tasks WHERE network_pending = 1 \
+             ORDER BY cluster_uuid",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Notes that every pending network is in place (after start-up put them there).
+    pub async fn all_networks_in_place(&self) -> Result<(), StoreError> {
+        sqlx::query("UPDATE tasks SET network_pending = 0 WHERE network_pending = 1")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The tasks that had not ended, in queue order (at start-up: the server stopped or
+    /// crashed while they were queued or active).
+    pub async fn unfinished_tasks(&self) -> Result<Vec<TaskRow>, StoreError> {
         let rows =
             sqlx::query("SELECT * FROM tasks WHERE state IN ('queued', 'active') ORDER BY seq")
-                .fetch_all(&mut *tx)
+                .fetch_all(&self.pool)
                 .await?;
-        sqlx::query(
-            "UPDATE tasks SET state = 'aborted', ended_at = ? WHERE state IN ('queued', 'active')",
+        Ok(rows.iter().map(from_row).collect())
+    }
+
+    /// Marks a task that had not ended as aborted at `ended_at` with `note`, and writes its
+    /// error-log entry, in one transaction (a crash leaves either both or neither, so the
+    /// next start tells about it again). `false` if it had ended meanwhile.
+    pub async fn abort_unfinished_task(
+        &self,
+        uuid: &str,
+        ended_at: &str,
+        note: &str,
+        error: ErrorEntry<'_>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let aborted = sqlx::query(
+            "UPDATE tasks SET state = 'aborted', ended_at = ?, note = ? \
+             WHERE uuid = ? AND state IN ('queued', 'active')",
         )
         .bind(ended_at)
+        .bind(note)
+        .bind(uuid)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected()
+            > 0;
+        if aborted {
+            insert_error(&mut tx, error).await?;
+        }
         tx.commit().await?;
-        Ok(rows.iter().map(from_row).collect())
+        Ok(aborted)
     }
 
     /// Forgets the tasks of clusters that no longer exist.

@@ -5,8 +5,10 @@ mod common;
 
 use common::{alter, store};
 use hanami_store::Store;
+use hanami_store::logs::ErrorEntry;
 use hanami_store::resources::{Kind, ResourceRow};
-use hanami_store::tasks::TaskRow;
+use hanami_store::tasks::{TaskProduct, TaskRow};
+use hanami_types::scope::Scope;
 
 /// Adds the user `owner`, whom the clusters of these tests belong to.
 async fn add_owner(store: &Store) {
@@ -20,6 +22,18 @@ async fn add_owner(store: &Store) {
         })
         .await
         .unwrap();
+}
+
+/// A store with the user `owner` and their cluster `a`.
+async fn store_with_cluster() -> (tempfile::TempDir, Store, ResourceRow) {
+    let (dir, store) = store().await;
+    add_owner(&store).await;
+    let cluster = ResourceRow::new("a", "cluster", "owner", "admin", "a");
+    store
+        .insert_resource(Kind::Cluster, &cluster)
+        .await
+        .unwrap();
+    (dir, store, cluster)
 }
 
 fn task(uuid: &str, cluster: &str, state: &str) -> TaskRow {
@@ -54,8 +68,8 @@ async fn tasks_are_kept_in_queue_order_and_updated() {
     done.note = Some("the network stopped growing".into());
     store.update_task(&done).await.unwrap();
     let mut noted = task("t2", "a", "queued");
-    store.set_task_note("t2", "a note").await.unwrap();
     noted.note = Some("a note".into());
+    store.update_task(&noted).await.unwrap();
     let tasks = store.cluster_tasks("a").await.unwrap();
     assert_eq!(tasks, vec![done, noted]);
     store.delete_task("t2").await.unwrap();
@@ -67,13 +81,7 @@ async fn tasks_are_kept_in_queue_order_and_updated() {
 
 #[tokio::test]
 async fn unfinished_tasks_are_aborted_and_orphans_forgotten() {
-    let (dir, store) = store().await;
-    add_owner(&store).await;
-    let cluster = ResourceRow::new("a", "cluster", "owner", "admin", "a");
-    store
-        .insert_resource(Kind::Cluster, &cluster)
-        .await
-        .unwrap();
+    let (dir, store, cluster) = store_with_cluster().await;
     for (uuid, cluster, state) in [
         ("queued", "a", "queued"),
         ("active", "a", "active"),
@@ -89,31 +97,68 @@ async fn unfinished_tasks_are_aborted_and_orphans_forgotten() {
     // What a restart finds.
     let store = Store::open(&dir.path().join("hanami.db")).await.unwrap();
     assert_eq!(store.delete_orphan_tasks().await.unwrap(), 1);
-    let aborted = store
-        .abort_unfinished_tasks("2026-11-28 11:00:00")
-        .await
-        .unwrap();
-    let names: Vec<_> = aborted
+    let unfinished = store.unfinished_tasks().await.unwrap();
+    let names: Vec<_> = unfinished
         .iter()
         .map(|t| (t.uuid.as_str(), t.state.as_str()))
         .collect();
     assert_eq!(names, [("queued", "queued"), ("active", "active")]);
+    let inputs = serde_json::json!({});
+    let entry = |error_id| ErrorEntry {
+        error_id,
+        user_id: "owner",
+        context: "server start-up",
+        input_values: &inputs,
+        message: "aborted at start-up",
+    };
+    for (t, id) in unfinished.iter().zip(["e1", "e2"]) {
+        let note = format!("{} was {}", t.uuid, t.state);
+        let aborted = store
+            .abort_unfinished_task(&t.uuid, "2026-11-28 11:00:00", &note, entry(id))
+            .await
+            .unwrap();
+        assert!(aborted);
+    }
+    // An ended task is left as it is, and gets no entry.
+    let again = store
+        .abort_unfinished_task("active", "2026-11-28 12:00:00", "again", entry("e3"))
+        .await
+        .unwrap();
+    assert!(!again);
     let states: Vec<_> = store
         .cluster_tasks("a")
         .await
         .unwrap()
         .into_iter()
-        .map(|t| (t.uuid, t.state, t.ended_at))
+        .map(|t| (t.uuid, t.state, t.ended_at, t.note))
         .collect();
     let aborted_at = Some("2026-11-28 11:00:00".to_string());
     assert_eq!(
         states,
         [
-            ("queued".into(), "aborted".into(), aborted_at.clone()),
-            ("active".into(), "aborted".into(), aborted_at),
-            ("finished".into(), "finished".into(), None),
+            (
+                "queued".into(),
+                "aborted".into(),
+                aborted_at.clone(),
+                Some("queued was queued".into())
+            ),
+            (
+                "active".into(),
+                "aborted".into(),
+                aborted_at,
+                Some("active was active".into())
+            ),
+            ("finished".into(), "finished".into(), None, None),
         ]
     );
+    let log = store.error_page(None, 0).await.unwrap();
+    let messages: Vec<_> = log.body.iter().map(|row| row[5].to_string()).collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(
+        messages[0].contains("[e1] aborted at start-up"),
+        "{messages:?}"
+    );
+    assert!(messages[1].contains("[e2]"), "{messages:?}");
     assert_eq!(
         store.all_resources(Kind::Cluster).await.unwrap(),
         vec![cluster]
@@ -131,6 +176,7 @@ async fn a_database_of_schema_five_keeps_its_tasks_and_gains_notes() {
     alter(
         &path,
         &[
+            "ALTER TABLE tasks DROP COLUMN network_pending",
             "ALTER TABLE clusters DROP COLUMN unsaved_since",
             "ALTER TABLE tasks DROP COLUMN note",
             "PRAGMA user_version = 5",
@@ -138,8 +184,15 @@ async fn a_database_of_schema_five_keeps_its_tasks_and_gains_notes() {
     )
     .await;
     let store = Store::open(&path).await.unwrap();
-    assert_eq!(store.cluster_tasks("a").await.unwrap(), vec![recorded]);
-    store.set_task_note("old", "aborted").await.unwrap();
+    assert_eq!(
+        store.cluster_tasks("a").await.unwrap(),
+        vec![recorded.clone()]
+    );
+    let noted = TaskRow {
+        note: Some("aborted".into()),
+        ..recorded
+    };
+    store.update_task(&noted).await.unwrap();
     assert_eq!(
         store.cluster_tasks("a").await.unwrap()[0].note.as_deref(),
         Some("aborted")
@@ -170,4 +223,69 @@ async fn unsaved_direct_io_changes_are_noted_until_saved() {
     );
     store.note_saved_network("b").await.unwrap();
     assert!(store.unsaved_networks().await.unwrap().is_empty());
+}
+
+/// A task's end and its product are recorded together or not at all; a network left pending
+/// is noted until it is in place.
+#[tokio::test]
+async fn a_task_ends_with_its_product_or_not_at_all() {
+    let (_dir, store, _) = store_with_cluster().await;
+    for uuid in ["save", "request"] {
+        let mut active = task(uuid, "a", "active");
+        active.started_at = Some("2026-11-29 10:00:00".into());
+        store.insert_task(&active).await.unwrap();
+    }
+    let ended = |uuid: &str| TaskRow {
+        current: 100,
+        started_at: Some("2026-11-29 10:00:00".into()),
+        ended_at: Some("2026-11-29 10:00:01".into()),
+        ..task(uuid, "a", "finished")
+    };
+
+    // A product whose owner is gone: neither is recorded.
+    let orphan = ResourceRow::new("save", "saved", "nobody", "admin", "save");
+    let refused = store
+        .end_task(&ended("save"), TaskProduct::Checkpoint(&orphan), false)
+        .await;
+    assert!(refused.is_err());
+    assert_eq!(store.cluster_tasks("a").await.unwrap()[0].state, "active");
+    let checkpoint = ResourceRow::new("save", "saved", "owner", "admin", "save");
+    store
+        .end_task(&ended("save"), TaskProduct::Checkpoint(&checkpoint), false)
+        .await
+        .unwrap();
+    assert_eq!(store.cluster_tasks("a").await.unwrap()[0], ended("save"));
+    let found = store
+        .resource(Kind::Checkpoint, &Scope::All, "save")
+        .await
+        .unwrap();
+    assert_eq!(found.map(|r| r.name), Some("saved".to_owned()));
+
+    // A result dataset, with the network the request grew left pending.
+    let result = ResourceRow::new("request", "result", "owner", "admin", "request");
+    let ranges = Default::default();
+    store
+        .end_task(
+            &ended("request"),
+            TaskProduct::Dataset(&result, &ranges),
+            true,
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .resource(Kind::Dataset, &Scope::All, "request")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(store.pending_networks().await.unwrap(), ["a"]);
+    store.network_in_place("request").await.unwrap();
+    assert!(store.pending_networks().await.unwrap().is_empty());
+    store
+        .end_task(&ended("request"), TaskProduct::Nothing, true)
+        .await
+        .unwrap();
+    store.all_networks_in_place().await.unwrap();
+    assert!(store.pending_networks().await.unwrap().is_empty());
 }

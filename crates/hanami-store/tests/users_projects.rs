@@ -357,6 +357,7 @@ async fn a_database_of_schema_four_gains_value_ranges() {
     alter(
         &path,
         &[
+            "ALTER TABLE tasks DROP COLUMN network_pending",
             "ALTER TABLE clusters DROP COLUMN unsaved_since",
             "ALTER TABLE tasks DROP COLUMN note",
             "ALTER TABLE datasets DROP COLUMN value_ranges",

@@ -84,7 +84,7 @@ impl Launch {
     /// output) on `127.0.0.1:0`; on failure returns what the server wrote to standard
     /// error. Standard error is forwarded to the test's, each line prefixed `[hanami]`.
     pub fn try_start(self) -> Result<TestServer, String> {
-        let (tmp, data_dir) = match self.data_dir {
+        let (tmp, data_dir) = match self.data_dir.clone() {
             Some(dir) => (None, dir),
             None => {
                 let tmp = tempfile::tempdir().expect("temporary directory");
@@ -92,24 +92,7 @@ impl Launch {
                 (Some(tmp), dir)
             }
         };
-        let mut command = Command::new(&self.binary);
-        command
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(&self.args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for name in ADMIN_ENV {
-            command.env_remove(name);
-        }
-        command.envs(self.env.iter().map(|(k, v)| (k, v)));
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.binary.display()));
+        let mut child = self.spawn(&data_dir);
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
         let (tx, rx) = mpsc::channel();
@@ -144,6 +127,53 @@ impl Launch {
                     .unwrap_or_default())
             }
         }
+    }
+}
+
+impl Launch {
+    /// Starts the server on the given data directory and kills it (SIGKILL, as a crash
+    /// would) as soon as a line of its standard error contains `needle`. Returns whether
+    /// one did within 30 s (the server is killed then in any case).
+    pub fn kill_when_logged(self, data_dir: &Path, needle: &str) -> bool {
+        let mut child = self.spawn(data_dir);
+        let stderr = child.stderr.take().expect("piped stderr");
+        let needle = needle.to_owned();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
+            let seen = lines.any(|line| {
+                eprintln!("[hanami] {line}");
+                line.contains(&needle)
+            });
+            let _ = tx.send(seen);
+            for _ in lines {}
+        });
+        let seen = rx.recv_timeout(START_TIMEOUT).unwrap_or(false);
+        let _ = child.kill();
+        let _ = child.wait();
+        seen
+    }
+
+    /// Spawns the server on `data_dir` with piped standard output and error.
+    fn spawn(&self, data_dir: &Path) -> Child {
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(&self.args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for name in ADMIN_ENV {
+            command.env_remove(name);
+        }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.binary.display()))
     }
 }
 

@@ -1,10 +1,14 @@
 //! Clusters: their networks, their task queues and the worker that processes each queue.
 //!
 //! A cluster's network lives in memory and is saved to its file in the data directory
-//! whenever something changed it: after every train, request and restore task (before the
-//! task is reported ended), at the end of a direct-IO session, and at shutdown. Task records
-//! go to the database at every change of state. So a restart brings back every cluster with
-//! the network it had, and its task list; tasks that had not ended are reported aborted.
+//! whenever something changed it: after every train, request and restore task, at the end of
+//! a direct-IO session, and at shutdown. Task records go to the database at every change of
+//! state. A task's end, what it produced (a checkpoint, a result dataset) and its network are
+//! made durable together: the network is written and synced beside the cluster's file, the
+//! end and the product are recorded in one transaction, and only then is the network renamed
+//! into place (a start that finds the end recorded but the rename not done completes it). So
+//! a restart brings back every cluster with the network it had, and its task list; tasks
+//! whose end was not recorded are reported aborted, and left nothing behind.
 //!
 //! Each cluster has one queue; its tasks run one after another on a blocking thread of the
 //! runtime (the cluster's *worker*), which exists only while there is work. Only the worker
@@ -23,9 +27,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Context;
 use hanami_engine::{Cluster, GrowthStats, one_hot};
-use hanami_store::Store;
 use hanami_store::dataset::DatasetWriter;
-use hanami_store::resources::{Kind, ResourceRow};
+use hanami_store::dataset::ValueRanges;
+use hanami_store::resources::ResourceRow;
+use hanami_store::tasks::TaskProduct;
+use hanami_store::{Store, now_timestamp};
 use hanami_types::scope::Scope;
 
 use crate::memory::NetworkMemory;
@@ -264,13 +270,33 @@ impl ClusterHandle {
         if self.is_deleted() {
             return Ok(());
         }
-        let saved = match network.as_ref() {
-            Some(cluster) => write_durably(&self.network_file, &cluster.save()),
-            None => write_durably(&self.network_file, NO_NETWORK),
-        };
+        let saved = write_durably(&self.network_file, &network_bytes(network.as_ref()));
         // A failed save is tried again at shutdown.
         self.unsaved.store(saved.is_err(), Ordering::Relaxed);
         saved
+    }
+
+    /// Writes the network beside its file and syncs it, without putting it in place yet
+    /// (see [`StagedNetwork`]); `None` once the cluster is deleted. Holds the file lock until
+    /// the staged network is put in place or dropped. Takes the network lock while
+    /// serialising.
+    fn stage_network(&self) -> std::io::Result<Option<StagedNetwork<'_>>> {
+        let bytes = network_bytes(lock(&self.network).as_ref());
+        let file = lock(&self.file);
+        if self.is_deleted() {
+            return Ok(None);
+        }
+        match Staged::write(&self.network_file, &bytes) {
+            Ok(staged) => Ok(Some(StagedNetwork {
+                staged,
+                _file: file,
+            })),
+            Err(e) => {
+                // Tried again at shutdown.
+                self.unsaved.store(true, Ordering::Relaxed);
+                Err(e)
+            }
+        }
     }
 
     /// Whether a direct-IO change is the first one the database must note as unsaved (so
@@ -421,57 +447,151 @@ impl ClusterHandle {
             ctx.record(&task, &self.row);
             let changes_network = work.as_ref().is_some_and(Work::changes_network);
             let is_request = matches!(work, Some(Work::Request(..)));
-            let state = match work {
+            let (state, product) = match work {
                 // A panic must not leave the task active forever (and its waiters waiting).
                 Some(work) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     self.execute(&task, work, ctx)
                 })) {
-                    Ok(Ok(true)) => TaskState::Finished,
-                    Ok(Ok(false)) => TaskState::Aborted,
+                    Ok(Ok(Some(product))) => (TaskState::Finished, product),
+                    Ok(Ok(None)) => (TaskState::Aborted, Product::Nothing),
                     Ok(Err(e)) => {
                         ctx.log_error(&task, &self.row, &e);
-                        TaskState::Aborted
+                        (TaskState::Aborted, Product::Nothing)
                     }
                     Err(_) => {
                         let e = anyhow::anyhow!("the task panicked");
                         ctx.log_error(&task, &self.row, &e);
-                        TaskState::Aborted
+                        (TaskState::Aborted, Product::Nothing)
                     }
                 },
-                None => TaskState::Aborted,
+                None => (TaskState::Aborted, Product::Nothing),
             };
-            // The network is on disk before anyone learns that the task ended; a task whose
-            // network cannot be saved did not end well (it is saved again at shutdown), except
-            // a request, whose result is complete whatever became of the growth it caused.
-            let state = if changes_network && let Err(e) = self.save_network() {
-                let finished_request = is_request && state == TaskState::Finished;
-                let e = anyhow::Error::new(e).context(if finished_request {
-                    "the result is complete, but the cluster's network, which requests grow, \
-                     cannot be saved (the server keeps it in memory and tries again when it \
-                     shuts down)"
-                } else {
-                    "cannot save the cluster's network (the server keeps the network in memory \
-                     and tries again when it shuts down)"
-                });
-                ctx.log_error(&task, &self.row, &e);
-                if finished_request {
-                    state
-                } else {
-                    TaskState::Aborted
+            // A task whose network cannot be saved did not end well (it is saved again at
+            // shutdown), except a request, whose result is complete whatever became of the
+            // growth it caused.
+            let (state, staged) = if changes_network {
+                match self.stage_network() {
+                    Ok(staged) => (state, staged),
+                    Err(e) => (
+                        self.network_not_saved(&task, state, is_request, e, ctx),
+                        None,
+                    ),
                 }
             } else {
-                state
+                (state, None)
             };
-            // Idle before anyone can see the end (the state shows while the end is recorded):
-            // a client that saw it may switch to DIRECT mode, or queue a task that starts
-            // right away, at once.
+            // Idle before anyone can see the end: a client that saw it may switch to DIRECT
+            // mode, or queue a task that starts right away, at once.
             lock(&self.control).active = None;
-            task.end_with(state, || ctx.record(&task, &self.row));
+            let ended_at = now_timestamp();
+            let state = self.record_end(&task, state, &ended_at, product, staged, ctx);
+            task.end_at(state, ended_at);
         }
     }
 
-    /// Runs one task; `Ok(false)` if it was cancelled.
-    fn execute(&self, task: &Task, work: Work, ctx: &WorkerContext) -> anyhow::Result<bool> {
+    /// Makes a task's end durable before anyone learns of it: its end and its product are
+    /// recorded together, then its staged network is put in place. Returns the state the
+    /// task ended in: aborted if its product or its end cannot be recorded.
+    fn record_end(
+        &self,
+        task: &Task,
+        state: TaskState,
+        ended_at: &str,
+        product: Product,
+        staged: Option<StagedNetwork<'_>>,
+        ctx: &WorkerContext,
+    ) -> TaskState {
+        let mut state = state;
+        let mut recorded = ctx.runtime.block_on(ctx.store.end_task(
+            &task.record_as_ended(&self.row.uuid, state, ended_at),
+            product.as_stored(),
+            staged.is_some(),
+        ));
+        if let Err(e) = &recorded
+            && !matches!(product, Product::Nothing)
+        {
+            // Not registered (its owner was deleted meanwhile, say): the task ends without it.
+            product.remove_file();
+            let e = anyhow::anyhow!("{e}").context(format!("{} cannot be registered", product));
+            ctx.log_error(task, &self.row, &e);
+            state = TaskState::Aborted;
+            recorded = ctx.runtime.block_on(ctx.store.end_task(
+                &task.record_as_ended(&self.row.uuid, state, ended_at),
+                TaskProduct::Nothing,
+                staged.is_some(),
+            ));
+        }
+        match (recorded, staged) {
+            (Ok(()), Some(staged)) => match staged.put_in_place() {
+                Ok(()) => {
+                    if let Err(e) = ctx.runtime.block_on(ctx.store.network_in_place(&task.uuid)) {
+                        // The next start finds the network in place and only clears the note.
+                        tracing::warn!(task = task.uuid, "cannot note the saved network: {e}");
+                    }
+                }
+                Err(e) => {
+                    // The staged file is gone: the end is recorded again, without it.
+                    self.unsaved.store(true, Ordering::Relaxed);
+                    let is_request = matches!(product, Product::Dataset { .. });
+                    state = self.network_not_saved(task, state, is_request, e, ctx);
+                    if let Err(e) = ctx.runtime.block_on(ctx.store.end_task(
+                        &task.record_as_ended(&self.row.uuid, state, ended_at),
+                        TaskProduct::Nothing,
+                        false,
+                    )) {
+                        tracing::error!(task = task.uuid, "cannot record the task's end: {e}");
+                    }
+                }
+            },
+            (Ok(()), None) => {}
+            (Err(e), staged) => {
+                // Nothing of the end is recorded: a crash now reports the task aborted with
+                // the network from before it, which is what the file keeps; the network in
+                // memory is saved again at shutdown.
+                if staged.is_some() {
+                    self.unsaved.store(true, Ordering::Relaxed);
+                }
+                drop(staged);
+                tracing::error!(task = task.uuid, "cannot record the task's end: {e}");
+            }
+        }
+        state
+    }
+
+    /// Reports a network that the task changed and that cannot be saved (the server keeps it
+    /// in memory and tries again at shutdown); returns the state the task ends in: aborted,
+    /// except a request whose result is complete whatever became of the growth it caused.
+    fn network_not_saved(
+        &self,
+        task: &Task,
+        state: TaskState,
+        is_request: bool,
+        error: std::io::Error,
+        ctx: &WorkerContext,
+    ) -> TaskState {
+        let complete_result = state == TaskState::Finished && is_request;
+        let e = anyhow::Error::new(error).context(if complete_result {
+            "the result is complete, but the cluster's network, which requests grow, cannot be \
+             saved (the server keeps it in memory and tries again when it shuts down)"
+        } else {
+            "cannot save the cluster's network (the server keeps the network in memory and \
+             tries again when it shuts down)"
+        });
+        ctx.log_error(task, &self.row, &e);
+        if complete_result {
+            state
+        } else {
+            TaskState::Aborted
+        }
+    }
+
+    /// Runs one task; what it produced, `None` if it was cancelled.
+    fn execute(
+        &self,
+        task: &Task,
+        work: Work,
+        ctx: &WorkerContext,
+    ) -> anyhow::Result<Option<Product>> {
         let mut network = lock(&self.network);
         let cluster = network
             .as_mut()
@@ -487,7 +607,7 @@ impl ClusterHandle {
                     })
                 })?;
                 self.report_refused_growth(cluster, refused, task, ctx);
-                Ok(!outcome.cancelled)
+                Ok((!outcome.cancelled).then_some(Product::Nothing))
             }
             Work::Request(bindings, target) => {
                 let cluster = cluster?;
@@ -507,15 +627,8 @@ impl ClusterHandle {
                 write_durably(&path, &bytes).context("cannot write the checkpoint file")?;
                 let row =
                     ResourceRow::new(&task.uuid, &task.name, &owner_id, &project_id, &task.uuid);
-                if let Err(e) = ctx
-                    .runtime
-                    .block_on(ctx.store.insert_resource(Kind::Checkpoint, &row))
-                {
-                    let _ = std::fs::remove_file(&path);
-                    return Err(e.into());
-                }
                 task.set_progress(1);
-                Ok(true)
+                Ok(Some(Product::Checkpoint { row, path }))
             }
             Work::Restore {
                 checkpoint_uuid,
@@ -552,7 +665,7 @@ impl ClusterHandle {
                 *lock(&self.interfaces) = Interfaces::of(&restored);
                 *network = Some(restored);
                 task.set_progress(1);
-                Ok(true)
+                Ok(Some(Product::Nothing))
             }
         }
     }
@@ -602,7 +715,7 @@ impl ClusterHandle {
         bindings: &[rows::Binding],
         target: &ResultTarget,
         ctx: &WorkerContext,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<Option<Product>> {
         let interfaces = Interfaces::of(cluster);
         let mut rows = DatasetRows::open(&interfaces, bindings, task.total)?;
         rows::check_interface(&interfaces, Side::Output, &target.output, target.columns)?;
@@ -634,7 +747,7 @@ impl ClusterHandle {
             return Err(e.into());
         }
         if outcome.cancelled {
-            return Ok(false);
+            return Ok(None);
         }
         let written = writer.finish()?;
         let row = ResourceRow::new(
@@ -644,14 +757,11 @@ impl ClusterHandle {
             &target.project_id,
             &task.uuid,
         );
-        if let Err(e) = ctx
-            .runtime
-            .block_on(ctx.store.insert_dataset(&row, &written.value_ranges))
-        {
-            let _ = std::fs::remove_file(&path);
-            return Err(e.into());
-        }
-        Ok(true)
+        Ok(Some(Product::Dataset {
+            row,
+            ranges: written.value_ranges,
+            path,
+        }))
     }
 }
 
@@ -728,21 +838,138 @@ pub fn is_half_written(path: &Path) -> bool {
 
 /// Writes a file under a temporary name, fsyncs it and renames it into place.
 pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let temp = path.with_extension(HALF_WRITTEN);
-    let written = std::fs::File::create(&temp).and_then(|mut file| {
-        file.write_all(bytes)?;
-        file.sync_all()
-    });
-    if let Err(e) = written.and_then(|()| std::fs::rename(&temp, path)) {
-        // A half-written file would hold on to the space of a full disk until the restart.
-        let _ = std::fs::remove_file(&temp);
-        return Err(e);
+    // On failure the staged file is removed when dropped.
+    Staged::write(path, bytes)?.put_in_place()
+}
+
+/// The bytes of a cluster's network file.
+fn network_bytes(network: Option<&Cluster>) -> std::borrow::Cow<'static, [u8]> {
+    match network {
+        Some(cluster) => cluster.save().into(),
+        None => NO_NETWORK.into(),
     }
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
+}
+
+/// A file written and synced under its temporary name ([`HALF_WRITTEN`]), not yet renamed
+/// into place; dropped before [`Staged::put_in_place`] succeeded, it is removed (unless
+/// [`Staged::keep`] says otherwise).
+pub struct Staged {
+    temp: PathBuf,
+    path: PathBuf,
+    /// Renamed, or to be left where it is.
+    settled: bool,
+}
+
+impl Staged {
+    /// Writes and syncs `bytes` beside `path`.
+    pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<Self> {
+        use std::io::Write;
+        let staged = Staged {
+            temp: staged_path(path),
+            path: path.to_owned(),
+            settled: false,
+        };
+        // On failure the drop removes the half-written file, which would otherwise hold on to
+        // the space of a full disk until the restart.
+        std::fs::File::create(&staged.temp).and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })?;
+        Ok(staged)
     }
-    Ok(())
+
+    /// The staged file of `path` that an earlier run wrote and synced (found at start-up).
+    pub fn found(path: &Path) -> Self {
+        Staged {
+            temp: staged_path(path),
+            path: path.to_owned(),
+            settled: false,
+        }
+    }
+
+    /// Leaves the staged file where it is when dropped (a start-up puts it in place).
+    pub fn keep(mut self) {
+        self.settled = true;
+    }
+
+    /// Renames the file into place and syncs its folder.
+    pub fn put_in_place(&mut self) -> std::io::Result<()> {
+        std::fs::rename(&self.temp, &self.path)?;
+        self.settled = true;
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.settled {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// Where [`Staged::write`] writes the file for `path`.
+pub fn staged_path(path: &Path) -> PathBuf {
+    path.with_extension(HALF_WRITTEN)
+}
+
+/// A cluster's network staged for its file, holding the cluster's file lock (no other save
+/// or removal of the file comes in between).
+struct StagedNetwork<'a> {
+    staged: Staged,
+    _file: MutexGuard<'a, ()>,
+}
+
+impl StagedNetwork<'_> {
+    /// Renames the network into place; on failure the staged file is removed.
+    fn put_in_place(mut self) -> std::io::Result<()> {
+        self.staged.put_in_place()
+    }
+}
+
+/// What a task that ran to its end produced besides its network; registered with its end.
+enum Product {
+    /// Nothing (training, a restore).
+    Nothing,
+    /// A checkpoint, written to `path`.
+    Checkpoint { row: ResourceRow, path: PathBuf },
+    /// A request's result dataset, written to `path`.
+    Dataset {
+        row: ResourceRow,
+        ranges: ValueRanges,
+        path: PathBuf,
+    },
+}
+
+impl Product {
+    /// The product as the database records it.
+    fn as_stored(&self) -> TaskProduct<'_> {
+        match self {
+            Product::Nothing => TaskProduct::Nothing,
+            Product::Checkpoint { row, .. } => TaskProduct::Checkpoint(row),
+            Product::Dataset { row, ranges, .. } => TaskProduct::Dataset(row, ranges),
+        }
+    }
+
+    /// Removes the product's file (it could not be registered).
+    fn remove_file(&self) {
+        if let Product::Checkpoint { path, .. } | Product::Dataset { path, .. } = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl std::fmt::Display for Product {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Product::Nothing => "the task's end",
+            Product::Checkpoint { .. } => "the checkpoint",
+            Product::Dataset { .. } => "the result dataset",
+        })
+    }
 }
 
 /// What the workers need besides their cluster.

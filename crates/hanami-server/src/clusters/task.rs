@@ -189,6 +189,16 @@ impl Task {
         }
     }
 
+    /// The task as the database records it once it has ended in `state` at `ended_at`
+    /// (recorded before [`Task::end_at`] tells anyone).
+    pub fn record_as_ended(&self, cluster_uuid: &str, state: TaskState, ended_at: &str) -> TaskRow {
+        TaskRow {
+            state: state.as_str().to_owned(),
+            ended_at: Some(ended_at.to_owned()),
+            ..self.record(cluster_uuid)
+        }
+    }
+
     /// Adds to what the task's owner is told about its end (`GET task` shows it; the error
     /// log, which only admins read, has the same text): why it was aborted, or what it could
     /// not do.
@@ -213,20 +223,18 @@ impl Task {
         self.current.store(rows, Ordering::Relaxed);
     }
 
-    /// Ends the task.
+    /// Ends the task now and wakes those waiting for the end.
     pub fn end(&self, state: TaskState) {
-        self.end_with(state, || ());
+        self.end_at(state, now_timestamp());
     }
 
-    /// Ends the task, runs `before_telling` (e.g. to record it), then wakes those waiting for
-    /// the end.
-    pub fn end_with(&self, state: TaskState, before_telling: impl FnOnce()) {
+    /// Ends the task at `ended_at` and wakes those waiting for the end.
+    pub fn end_at(&self, state: TaskState, ended_at: String) {
         {
             let mut timeline = self.timeline();
             timeline.state = state;
-            timeline.end = Some(now_timestamp());
+            timeline.end = Some(ended_at);
         }
-        before_telling();
         self.done.send_replace(true);
     }
 
