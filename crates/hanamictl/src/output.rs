@@ -110,18 +110,42 @@ fn number(value: &Value) -> String {
     }
 }
 
+/// The most display columns a table cell takes; longer values (a user in thousands of
+/// projects, say) end in `…` there, and `-j` prints them whole. Every row of a table is as
+/// wide as its widest cells, so one long value would otherwise widen every line.
+const MAX_CELL_WIDTH: usize = 100;
+
 /// The text of one cell of a single-item table (objects as compact JSON).
 pub fn single_cell(value: Option<&Value>) -> String {
-    match value {
+    shorten(match value {
         None => "<nil>".to_owned(),
         Some(object @ Value::Object(_)) => compact_json(object),
         Some(other) => go_value(other),
-    }
+    })
 }
 
 /// The text of one cell of a list table (objects as `map[...]`).
 pub fn list_cell(value: Option<&Value>) -> String {
-    value.map_or_else(|| "<nil>".to_owned(), go_value)
+    shorten(value.map_or_else(|| "<nil>".to_owned(), go_value))
+}
+
+/// `text` cut to [`MAX_CELL_WIDTH`] display columns, the last of them `…`, if it is wider.
+fn shorten(text: String) -> String {
+    if width(&text) <= MAX_CELL_WIDTH {
+        return text;
+    }
+    let mut kept = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+        if used + w > MAX_CELL_WIDTH - 1 {
+            break;
+        }
+        used += w;
+        kept.push(c);
+    }
+    kept.push('…');
+    kept
 }
 
 fn width(text: &str) -> usize {
@@ -357,6 +381,30 @@ mod tests {
         );
         let parsed: Value = serde_json::from_str(&json(&value)).unwrap();
         assert_eq!(parsed["body"][0][1], "<&>");
+    }
+
+    #[test]
+    fn long_values_are_shortened_so_that_lines_stay_short() {
+        let projects: Vec<Value> = (0..3000)
+            .map(|i| json!({"project_id": format!("project_{i:04}"), "role": "member"}))
+            .collect();
+        let long = list_cell(Some(&Value::Array(projects)));
+        assert_eq!(width(&long), MAX_CELL_WIDTH);
+        assert!(long.starts_with("[map[project_id:project_0000 role:member] map[project_id:"));
+        assert!(long.ends_with('…'));
+        // Wide characters count twice, and no cell goes past the limit.
+        let wide = single_cell(Some(&json!("漢".repeat(80))));
+        assert_eq!(wide, format!("{}…", "漢".repeat(49)));
+        let exact = "x".repeat(MAX_CELL_WIDTH);
+        assert_eq!(list_cell(Some(&json!(exact))), exact);
+        let table = list_table(
+            &json!({"header": ["id", "projects"], "body": [["a", long.clone()], ["b", "[]"]]}),
+            &["id", "projects"],
+        );
+        assert!(
+            table.lines().all(|l| width(l) <= MAX_CELL_WIDTH + 12),
+            "{table}"
+        );
     }
 
     #[test]
