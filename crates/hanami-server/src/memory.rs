@@ -1,6 +1,7 @@
 //! Memory: the budgets of the clusters' networks, and giving freed memory back to the system.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use hanami_engine::{Cluster, MemoryPool};
 
@@ -76,6 +77,28 @@ impl NetworkMemory {
 /// no longer used. Walks every arena, so call it after large structures were freed, on a
 /// blocking thread.
 pub(crate) fn return_freed_memory() {
+    TRIM_WANTED.store(false, Ordering::Release);
+    trim();
+}
+
+/// Set while a [`return_freed_memory_soon`] is queued and has not started: later requests
+/// are served by it.
+static TRIM_WANTED: AtomicBool = AtomicBool::new(false);
+
+/// [`return_freed_memory`] on a blocking thread of the runtime (inline outside one), once for
+/// any number of requests that come before it starts: freeing thousands of small networks
+/// (a shutdown) would otherwise walk the arenas thousands of times.
+pub(crate) fn return_freed_memory_soon() {
+    if TRIM_WANTED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(return_freed_memory)),
+        Err(_) => return_freed_memory(),
+    }
+}
+
+fn trim() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only hands free pages of the allocator back to the system.
     unsafe {

@@ -130,12 +130,18 @@ impl Drop for ClusterHandle {
             .get_mut()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        if network.is_none() {
+        let Some(network) = network else {
+            return;
+        };
+        // Freeing a small network takes microseconds: not worth a thread.
+        if network.size().bytes < SMALL_NETWORK_BYTES {
+            drop(network);
+            crate::memory::return_freed_memory_soon();
             return;
         }
         let release = move || {
             drop(network);
-            crate::memory::return_freed_memory();
+            crate::memory::return_freed_memory_soon();
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => drop(runtime.spawn_blocking(release)),
@@ -143,6 +149,9 @@ impl Drop for ClusterHandle {
         }
     }
 }
+
+/// Networks below this size are freed on the thread that drops their cluster.
+const SMALL_NETWORK_BYTES: usize = 1 << 20;
 
 /// What deleting a task did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
