@@ -64,6 +64,7 @@ struct FileConfig {
     clusters_memory_mib: Option<u64>,
     min_free_disk_mib: Option<u64>,
     log_retention_days: Option<u32>,
+    max_running_tasks: Option<usize>,
 }
 
 /// PEM files for HTTPS.
@@ -108,6 +109,8 @@ pub struct Config {
     /// Disk space in bytes that uploads, request results and checkpoints must leave free in
     /// the data directory (`min_free_disk_mib`, but at least what a start needs).
     pub min_free_disk: u64,
+    /// How many tasks run at once, over all clusters; the others wait in their queues.
+    pub max_running_tasks: usize,
 }
 
 /// Default listen address.
@@ -137,6 +140,12 @@ pub const DEFAULT_MIN_FREE_DISK_MIB: u64 = 256;
 const MAX_LOG_RETENTION_DAYS: u32 = 36_500;
 /// Largest `min_free_disk_mib`: 1 PiB.
 const MAX_MIN_FREE_DISK_MIB: u64 = 1 << 30;
+/// Default `max_running_tasks` per core: enough that short tasks rarely wait behind long
+/// ones, few enough that the API keeps its share of the cores.
+pub const RUNNING_TASKS_PER_CORE: usize = 4;
+/// Largest `max_running_tasks`: each running task holds a thread of the runtime's blocking
+/// pool (512), which file work of the API needs too.
+const MAX_RUNNING_TASKS: usize = 256;
 
 impl Config {
     /// Builds the configuration from the command line, the environment and the config file.
@@ -191,6 +200,15 @@ impl Config {
                  {min_free_disk_mib}"
             );
         }
+        let max_running_tasks = file.max_running_tasks.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (cores * RUNNING_TASKS_PER_CORE).min(MAX_RUNNING_TASKS)
+        });
+        if !(1..=MAX_RUNNING_TASKS).contains(&max_running_tasks) {
+            bail!(
+                "max_running_tasks must be between 1 and {MAX_RUNNING_TASKS}, not {max_running_tasks}"
+            );
+        }
         // 0 keeps the logs for ever, as the original did.
         let log_retention_days = file.log_retention_days.filter(|&days| days > 0);
         if log_retention_days.is_some_and(|days| days > MAX_LOG_RETENTION_DAYS) {
@@ -216,6 +234,7 @@ impl Config {
             clusters_memory_limit,
             min_free_disk: (min_free_disk_mib << 20).max(crate::disk::MIN_FREE_TO_START),
             log_retention_days,
+            max_running_tasks,
         })
     }
 }
@@ -341,6 +360,16 @@ mod tests {
         std::fs::write(&path, "min_free_disk_mib = 1073741825\n").unwrap();
         let err = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap_err();
         assert!(err.to_string().contains("min_free_disk_mib"), "{err:#}");
+        let c = Config::from_args(args(&[])).unwrap();
+        assert!(c.max_running_tasks >= RUNNING_TASKS_PER_CORE);
+        std::fs::write(&path, "max_running_tasks = 3\n").unwrap();
+        let c = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap();
+        assert_eq!(c.max_running_tasks, 3);
+        for value in ["0", "257"] {
+            std::fs::write(&path, format!("max_running_tasks = {value}\n")).unwrap();
+            let err = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap_err();
+            assert!(err.to_string().contains("max_running_tasks"), "{err:#}");
+        }
         std::fs::write(&path, "max_upload_bytes = 0\n").unwrap();
         let err = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap_err();
         assert!(err.to_string().contains("max_upload_bytes"), "{err:#}");

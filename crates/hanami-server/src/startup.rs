@@ -166,13 +166,13 @@ async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Resu
     let cpu_host = host_id(&paths.host_id())?;
     set_aside_unreferenced_files(&store, Kind::Dataset, &paths.datasets(), &paths).await?;
     set_aside_unreferenced_files(&store, Kind::Checkpoint, &paths.checkpoints(), &paths).await?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = WorkerContext {
         store: store.clone(),
         paths: paths.clone(),
         runtime: tokio::runtime::Handle::current(),
-        cores: Arc::new(CoreBudget::new(
-            std::thread::available_parallelism().map_or(1, |n| n.get()),
-        )),
+        cores: Arc::new(CoreBudget::new(cores)),
+        slots: Arc::new(tokio::sync::Semaphore::new(config.max_running_tasks)),
         memory: NetworkMemory::new(config.cluster_memory_limit, config.clusters_memory_limit),
         min_free_disk: config.min_free_disk,
     };

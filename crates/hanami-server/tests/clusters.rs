@@ -1602,3 +1602,90 @@ async fn checkpoints_keep_the_free_disk_reserve() {
         .count();
     assert_eq!(files, 0);
 }
+
+/// At most `max_running_tasks` tasks run at once over all clusters; the others wait queued,
+/// and a cluster's next task waits behind the first tasks of the other clusters.
+#[tokio::test]
+async fn tasks_beyond_the_running_limit_wait_their_turn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = common::launch_with_config(tmp.path(), "max_running_tasks = 2\n")
+        .0
+        .start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let (images, labels) = pattern_mnist(tmp.path(), "turns", 10_000);
+    let data = client
+        .upload_mnist("turns", &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    let mut clusters = Vec::new();
+    for i in 0..4 {
+        clusters.push(common::seed_cluster(&client, &format!("turn_{i}")).await);
+    }
+    // (cluster, task, pass)
+    let mut tasks = Vec::new();
+    for cluster in &clusters {
+        for pass in 0..2 {
+            let task = client
+                .train(
+                    &format!("pass_{pass}"),
+                    cluster,
+                    &[("picture", &data)],
+                    &[("label", &data)],
+                )
+                .await
+                .unwrap();
+            tasks.push((cluster.clone(), task.uuid, pass));
+        }
+    }
+    let state = |cluster: &str, uuid: &str| {
+        let (client, cluster, uuid) = (&client, cluster.to_owned(), uuid.to_owned());
+        async move { client.task(&cluster, &uuid).await.unwrap().state }
+    };
+    let start = std::time::Instant::now();
+    let mut most = 0;
+    // The polling round in which each task was first seen active.
+    let mut first_seen = vec![None; tasks.len()];
+    for round in 0.. {
+        assert!(start.elapsed() < WAIT, "the tasks did not all finish");
+        let mut active = Vec::new();
+        let mut finished = 0;
+        for (i, (cluster, uuid, _)) in tasks.iter().enumerate() {
+            match state(cluster, uuid).await.as_str() {
+                "active" => {
+                    active.push(i);
+                    first_seen[i].get_or_insert(round);
+                }
+                "finished" => finished += 1,
+                "queued" => {}
+                other => panic!("task {uuid} {other}"),
+            }
+        }
+        if finished == tasks.len() {
+            break;
+        }
+        // Still active when asked again: then they were all active at once.
+        let mut all_still_active = true;
+        for &i in &active {
+            all_still_active &= state(&tasks[i].0, &tasks[i].1).await == "active";
+        }
+        if all_still_active {
+            assert!(active.len() <= 2, "{} tasks ran at once", active.len());
+            most = most.max(active.len());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(most, 2, "never two tasks at once");
+    let last_first_pass = (0..tasks.len())
+        .filter(|&i| tasks[i].2 == 0)
+        .filter_map(|i| first_seen[i])
+        .max();
+    let first_second_pass = (0..tasks.len())
+        .filter(|&i| tasks[i].2 == 1)
+        .filter_map(|i| first_seen[i])
+        .min();
+    assert!(
+        last_first_pass <= first_second_pass,
+        "a second task started before the first task of another cluster: {first_seen:?}"
+    );
+}

@@ -11,7 +11,9 @@
 //! whose end was not recorded are reported aborted, and left nothing behind.
 //!
 //! Each cluster has one queue; its tasks run one after another on a blocking thread of the
-//! runtime (the cluster's *worker*), which exists only while there is work. Only the worker
+//! runtime (the cluster's *worker*), which exists only while there is work. A task runs only
+//! while it holds one of the server's task slots (`max_running_tasks`); a worker waits for
+//! one without a thread and gives it up after each task, so that the clusters take turns. Only the worker
 //! and direct-IO sessions touch a cluster's network, each under the cluster's network lock;
 //! the API reads the cluster's interface list and task records, which never wait for that
 //! lock. In DIRECT mode the queue is paused: new tasks wait until the cluster is switched
@@ -24,6 +26,8 @@ use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::OwnedSemaphorePermit;
 
 use anyhow::Context;
 use hanami_engine::{Cluster, GrowthStats, one_hot};
@@ -427,75 +431,117 @@ impl ClusterHandle {
             return;
         }
         control.worker_running = true;
-        let (cluster, ctx) = (self.clone(), ctx.clone());
-        tokio::task::spawn_blocking(move || cluster.work(&ctx));
+        self.clone().run_next_task_when_free(ctx);
     }
 
-    /// The worker: runs queued tasks until the queue is empty or the mode changes.
-    fn work(self: Arc<Self>, ctx: &WorkerContext) {
-        loop {
-            let task = {
-                let mut control = lock(&self.control);
-                let next = if control.mode == Mode::Task && !self.is_deleted() {
-                    control.queue.pop_front()
-                } else {
-                    None
-                };
-                control.active.clone_from(&next);
-                if next.is_none() {
-                    control.worker_running = false;
-                    drop(control);
-                    // Training grows the network by reallocation, and a restore drops the
-                    // old network: what they freed goes back to the system.
-                    crate::memory::return_freed_memory();
-                    return;
-                }
-                next.expect("checked")
-            };
-            let work = task.start();
-            ctx.record(&task, &self.row);
-            let changes_network = work.as_ref().is_some_and(Work::changes_network);
-            let is_request = matches!(work, Some(Work::Request(..)));
-            let (state, product) = match work {
-                // A panic must not leave the task active forever (and its waiters waiting).
-                Some(work) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.execute(&task, work, ctx)
-                })) {
-                    Ok(Ok(Some(product))) => (TaskState::Finished, product),
-                    Ok(Ok(None)) => (TaskState::Aborted, Product::Nothing),
-                    Ok(Err(e)) => {
-                        ctx.log_error(&task, &self.row, &e);
-                        (TaskState::Aborted, Product::Nothing)
-                    }
-                    Err(_) => {
-                        let e = anyhow::anyhow!("the task panicked");
-                        ctx.log_error(&task, &self.row, &e);
-                        (TaskState::Aborted, Product::Nothing)
-                    }
-                },
-                None => (TaskState::Aborted, Product::Nothing),
-            };
-            // A task whose network cannot be saved did not end well (it is saved again at
-            // shutdown), except a request, whose result is complete whatever became of the
-            // growth it caused.
-            let (state, staged) = if changes_network {
-                match self.stage_network() {
-                    Ok(staged) => (state, staged),
-                    Err(e) => (
-                        self.network_not_saved(&task, state, is_request, e, ctx),
-                        None,
-                    ),
-                }
-            } else {
-                (state, None)
-            };
-            // Idle before anyone can see the end: a client that saw it may switch to DIRECT
-            // mode, or queue a task that starts right away, at once.
-            lock(&self.control).active = None;
-            let ended_at = now_timestamp();
-            let state = self.record_end(&task, state, &ended_at, product, staged, ctx);
-            task.end_at(state, ended_at);
+    /// Waits (without a thread) for one of the server's task slots, then runs the next task
+    /// on a blocking thread.
+    fn run_next_task_when_free(self: Arc<Self>, ctx: &WorkerContext) {
+        let ctx = ctx.clone();
+        ctx.runtime.clone().spawn(async move {
+            let slot = ctx
+                .slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the task slots are never closed");
+            tokio::task::spawn_blocking(move || self.work(&ctx, slot));
+        });
+    }
+
+    /// The worker: runs the next queued task while holding a task slot, then lets the task
+    /// of another cluster that waits for a slot go first, until the queue is empty or the
+    /// mode changes.
+    fn work(self: Arc<Self>, ctx: &WorkerContext, slot: OwnedSemaphorePermit) {
+        let Some(task) = self.next_task() else {
+            return;
+        };
+        self.run(&task, ctx);
+        drop(slot);
+        if self.next_task_waits() {
+            self.run_next_task_when_free(ctx);
         }
+    }
+
+    /// The next task to run, marked active; `None` (and the worker ends) when the queue is
+    /// empty, paused or deleted.
+    fn next_task(&self) -> Option<Arc<Task>> {
+        let mut control = lock(&self.control);
+        let next = if control.mode == Mode::Task && !self.is_deleted() {
+            control.queue.pop_front()
+        } else {
+            None
+        };
+        control.active.clone_from(&next);
+        if next.is_none() {
+            self.end_worker(control);
+        }
+        next
+    }
+
+    /// Whether another task waits to run; if not, the worker ends.
+    fn next_task_waits(&self) -> bool {
+        let control = lock(&self.control);
+        let waits = control.mode == Mode::Task && !self.is_deleted() && !control.queue.is_empty();
+        if !waits {
+            self.end_worker(control);
+        }
+        waits
+    }
+
+    fn end_worker(&self, mut control: MutexGuard<'_, Control>) {
+        control.worker_running = false;
+        drop(control);
+        // Training grows the network by reallocation, and a restore drops the old network:
+        // what they freed goes back to the system.
+        crate::memory::return_freed_memory();
+    }
+
+    /// Runs a task that [`ClusterHandle::next_task`] made active, and ends it.
+    fn run(&self, task: &Task, ctx: &WorkerContext) {
+        let work = task.start();
+        ctx.record(task, &self.row);
+        let changes_network = work.as_ref().is_some_and(Work::changes_network);
+        let is_request = matches!(work, Some(Work::Request(..)));
+        let (state, product) = match work {
+            // A panic must not leave the task active forever (and its waiters waiting).
+            Some(work) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.execute(task, work, ctx)
+            })) {
+                Ok(Ok(Some(product))) => (TaskState::Finished, product),
+                Ok(Ok(None)) => (TaskState::Aborted, Product::Nothing),
+                Ok(Err(e)) => {
+                    ctx.log_error(task, &self.row, &e);
+                    (TaskState::Aborted, Product::Nothing)
+                }
+                Err(_) => {
+                    let e = anyhow::anyhow!("the task panicked");
+                    ctx.log_error(task, &self.row, &e);
+                    (TaskState::Aborted, Product::Nothing)
+                }
+            },
+            None => (TaskState::Aborted, Product::Nothing),
+        };
+        // A task whose network cannot be saved did not end well (it is saved again at
+        // shutdown), except a request, whose result is complete whatever became of the
+        // growth it caused.
+        let (state, staged) = if changes_network {
+            match self.stage_network() {
+                Ok(staged) => (state, staged),
+                Err(e) => (
+                    self.network_not_saved(task, state, is_request, e, ctx),
+                    None,
+                ),
+            }
+        } else {
+            (state, None)
+        };
+        // Idle before anyone can see the end: a client that saw it may switch to DIRECT
+        // mode, or queue a task that starts right away, at once.
+        lock(&self.control).active = None;
+        let ended_at = now_timestamp();
+        let state = self.record_end(task, state, &ended_at, product, staged, ctx);
+        task.end_at(state, ended_at);
     }
 
     /// Makes a task's end durable before anyone learns of it: its end and its product are
@@ -992,6 +1038,10 @@ pub struct WorkerContext {
     pub runtime: tokio::runtime::Handle,
     /// Spare cores for engine threads, shared by all running tasks.
     pub cores: Arc<CoreBudget>,
+    /// How many tasks run at once, server-wide (`max_running_tasks`): each holds a thread, so
+    /// that hundreds of clusters with queued tasks neither take every thread of the runtime's
+    /// blocking pool nor crowd out the API on the cores.
+    pub slots: Arc<tokio::sync::Semaphore>,
     /// Memory budgets of the networks.
     pub memory: NetworkMemory,
     /// Disk space in bytes that checkpoints leave free (`min_free_disk_mib`).
