@@ -11,6 +11,11 @@
 //! the TLS layer, so only decrypted request bytes count: a client that completes the
 //! handshake, or sends TLS records without data (a key update), and then stays silent is
 //! dropped as well.
+//!
+//! The same wrapper fails writes that cannot go on for the header timeout: a client that
+//! stops taking its answers (pipelined requests it never reads, a websocket session whose
+//! messages it leaves unread) would otherwise hold its connection, and what the answer
+//! holds on to, for ever. Websocket sessions run on the same stream after the upgrade.
 
 use std::future::Future;
 use std::io;
@@ -104,23 +109,55 @@ const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// A stream whose reads fail with [`io::ErrorKind::TimedOut`] while it has delivered nothing
 /// but a beginning of the HTTP/2 preface (also nothing at all) after a time limit from its
 /// creation, and with [`io::ErrorKind::Unsupported`] once it has sent the whole preface.
-/// After its first byte that differs from the preface it is the plain stream.
+/// After its first byte that differs from the preface its reads are the plain stream's. Its
+/// writes fail with [`io::ErrorKind::TimedOut`] once they have waited for the same time
+/// without the client taking a byte.
 #[derive(Debug)]
 pub(crate) struct FirstRead<S> {
     inner: S,
+    limit: Duration,
     /// Pending while the stream may still be an HTTP/2 one; `None` after that.
     deadline: Option<Pin<Box<Sleep>>>,
     /// How many bytes of the preface the stream has sent so far.
     preface: usize,
+    /// Running while writes wait for the client; `None` while they go on.
+    stalled: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> FirstRead<S> {
-    /// Wraps `inner`, which must show within `limit` that it is no HTTP/2 connection.
+    /// Wraps `inner`, which must show within `limit` that it is no HTTP/2 connection, and
+    /// whose writes may wait at most `limit` for the client.
     fn new(inner: S, limit: Duration) -> Self {
         FirstRead {
             inner,
+            limit,
             deadline: Some(Box::pin(tokio::time::sleep(limit))),
             preface: 0,
+            stalled: None,
+        }
+    }
+
+    /// Passes on a write's outcome, failing it if it has waited for the client longer than
+    /// the limit.
+    fn limit_stall<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if write.is_ready() {
+            self.stalled = None;
+            return write;
+        }
+        let limit = self.limit;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took no data of its answer in time",
+            ))),
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -179,7 +216,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FirstRead<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let write = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.limit_stall(cx, write)
     }
 
     fn poll_write_vectored(
@@ -187,7 +225,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FirstRead<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let write = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.limit_stall(cx, write)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -195,11 +234,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FirstRead<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let flush = Pin::new(&mut self.inner).poll_flush(cx);
+        self.limit_stall(cx, flush)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let shutdown = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.limit_stall(cx, shutdown)
     }
 }
 

@@ -1022,3 +1022,32 @@ fn hangups_and_file_size_limits_do_not_kill_the_server() {
     let status = exit_status(&mut child);
     assert!(status.success(), "{status:?}");
 }
+
+/// A client that stops taking its answers (here: requests it keeps sending, but never reads
+/// the answers of) loses its connection once the server's writes have waited for the header
+/// timeout; it held the connection, and what its answers hold on to, for ever.
+#[tokio::test]
+async fn clients_that_take_no_answers_are_dropped() {
+    use tokio::io::AsyncWriteExt;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (launched, _) = launch_with_config(tmp.path(), "header_timeout = 1\n");
+    let server = launched.start();
+    let address = server
+        .url
+        .trim_start_matches("http://")
+        .parse::<std::net::SocketAddr>()
+        .unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(address).await.unwrap();
+    let (_unread, mut writer) = stream.into_split();
+    let sending = tokio::spawn(async move {
+        let request = b"GET /v1.0alpha/cluster/all HTTP/1.1\r\nHost: x\r\n\r\n";
+        while writer.write_all(request).await.is_ok() {}
+    });
+    let closed = tokio::time::timeout(Duration::from_secs(30), sending).await;
+    assert!(closed.is_ok(), "the connection was still open after 30 s");
+    // The server itself is fine.
+    server.admin().await.get("auth").await.expect(200);
+}
