@@ -436,8 +436,10 @@ impl ClusterHandle {
 
     /// Waits (without a thread) for one of the server's task slots, then runs the next task
     /// on a blocking thread.
+    /// While it waits, a deleted cluster can go: its network is freed at once.
     fn run_next_task_when_free(self: Arc<Self>, ctx: &WorkerContext) {
         let ctx = ctx.clone();
+        let cluster = Arc::downgrade(&self);
         ctx.runtime.clone().spawn(async move {
             let slot = ctx
                 .slots
@@ -445,7 +447,9 @@ impl ClusterHandle {
                 .acquire_owned()
                 .await
                 .expect("the task slots are never closed");
-            tokio::task::spawn_blocking(move || self.work(&ctx, slot));
+            if let Some(cluster) = cluster.upgrade() {
+                tokio::task::spawn_blocking(move || cluster.work(&ctx, slot));
+            }
         });
     }
 
@@ -905,7 +909,7 @@ fn network_bytes(network: Option<&Cluster>) -> std::borrow::Cow<'static, [u8]> {
     }
 }
 
-/// A file written and synced under its temporary name ([`HALF_WRITTEN`]), not yet renamed
+/// A file written and synced under its temporary name (see [`staged_path`]), not yet renamed
 /// into place; dropped before [`Staged::put_in_place`] succeeded, it is removed (unless
 /// [`Staged::keep`] says otherwise).
 pub struct Staged {
