@@ -110,42 +110,61 @@ fn number(value: &Value) -> String {
     }
 }
 
-/// The most display columns a table cell takes; longer values (a user in thousands of
-/// projects, say) end in `…` there, and `-j` prints them whole. Every row of a table is as
-/// wide as its widest cells, so one long value would otherwise widen every line.
+/// The most display columns a table cell takes; longer values (a task's note, a user in
+/// thousands of projects) continue on the next lines of their row. Every line of a table is
+/// as wide as its widest cells, so one long value would otherwise widen every line.
 const MAX_CELL_WIDTH: usize = 100;
 
 /// The text of one cell of a single-item table (objects as compact JSON).
 pub fn single_cell(value: Option<&Value>) -> String {
-    shorten(match value {
+    match value {
         None => "<nil>".to_owned(),
         Some(object @ Value::Object(_)) => compact_json(object),
         Some(other) => go_value(other),
-    })
+    }
 }
 
 /// The text of one cell of a list table (objects as `map[...]`).
 pub fn list_cell(value: Option<&Value>) -> String {
-    shorten(value.map_or_else(|| "<nil>".to_owned(), go_value))
+    value.map_or_else(|| "<nil>".to_owned(), go_value)
 }
 
-/// `text` cut to [`MAX_CELL_WIDTH`] display columns, the last of them `…`, if it is wider.
-fn shorten(text: String) -> String {
-    if width(&text) <= MAX_CELL_WIDTH {
-        return text;
-    }
-    let mut kept = String::new();
-    let mut used = 0;
-    for c in text.chars() {
-        let w = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
-        if used + w > MAX_CELL_WIDTH - 1 {
-            break;
+/// `text` as lines of at most [`MAX_CELL_WIDTH`] display columns, broken after a space where
+/// one falls in the second half of a line (the space is dropped), else anywhere.
+fn wrap(text: &str) -> Vec<&str> {
+    let mut lines = Vec::new();
+    let mut rest = text;
+    loop {
+        let mut used = 0;
+        let mut space = None;
+        let mut cut = None;
+        for (at, c) in rest.char_indices() {
+            let w = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+            if used + w > MAX_CELL_WIDTH {
+                cut = Some(at);
+                break;
+            }
+            if c == ' ' && used >= MAX_CELL_WIDTH / 2 {
+                space = Some(at);
+            }
+            used += w;
         }
-        used += w;
-        kept.push(c);
+        let Some(cut) = cut else {
+            lines.push(rest);
+            return lines;
+        };
+        let (line, next) = match space {
+            Some(at) => (&rest[..at], &rest[at + 1..]),
+            None => rest.split_at(cut),
+        };
+        lines.push(line);
+        rest = next;
     }
-    kept.push('…');
-    kept
+}
+
+/// The display width of a cell's column: its widest line.
+fn cell_width(text: &str) -> usize {
+    wrap(text).iter().map(|line| width(line)).max().unwrap_or(0)
 }
 
 fn width(text: &str) -> usize {
@@ -172,15 +191,21 @@ fn centre(text: &str, w: usize) -> String {
     format!("{}{text}{}", " ".repeat(before), " ".repeat(spare - before))
 }
 
+/// One row of a table; a cell wider than [`MAX_CELL_WIDTH`] continues on further lines.
 fn row(cells: &[String], widths: &[usize], align: fn(&str, usize) -> String) -> String {
-    let mut line = String::from("|");
-    for (cell, w) in cells.iter().zip(widths) {
-        line.push(' ');
-        line.push_str(&align(cell, *w));
-        line.push_str(" |");
+    let wrapped: Vec<Vec<&str>> = cells.iter().map(|cell| wrap(cell)).collect();
+    let height = wrapped.iter().map(Vec::len).max().unwrap_or(1);
+    let mut out = String::new();
+    for i in 0..height {
+        out.push('|');
+        for (lines, w) in wrapped.iter().zip(widths) {
+            out.push(' ');
+            out.push_str(&align(lines.get(i).copied().unwrap_or(""), *w));
+            out.push_str(" |");
+        }
+        out.push('\n');
     }
-    line.push('\n');
-    line
+    out
 }
 
 /// A vertical key/value table of `fields` of an object; missing fields print `<nil>`, except
@@ -196,8 +221,8 @@ pub fn single_table(value: &Value, fields: &[&str]) -> String {
         })
         .collect();
     let widths = [
-        rows.iter().map(|r| width(&r[0])).max().unwrap_or(0),
-        rows.iter().map(|r| width(&r[1])).max().unwrap_or(0),
+        rows.iter().map(|r| cell_width(&r[0])).max().unwrap_or(0),
+        rows.iter().map(|r| cell_width(&r[1])).max().unwrap_or(0),
     ];
     let mut out = border(&widths);
     for r in &rows {
@@ -215,8 +240,8 @@ pub fn grid(headers: &[String], rows: &[Vec<String>]) -> String {
         .map(|(i, h)| {
             rows.iter()
                 .filter_map(|r| r.get(i))
-                .map(|c| width(c))
-                .chain([width(h)])
+                .map(|c| cell_width(c))
+                .chain([cell_width(h)])
                 .max()
                 .unwrap_or(0)
         })
@@ -384,26 +409,47 @@ mod tests {
     }
 
     #[test]
-    fn long_values_are_shortened_so_that_lines_stay_short() {
+    fn long_values_continue_on_the_next_lines_of_their_row() {
         let projects: Vec<Value> = (0..3000)
             .map(|i| json!({"project_id": format!("project_{i:04}"), "role": "member"}))
             .collect();
         let long = list_cell(Some(&Value::Array(projects)));
-        assert_eq!(width(&long), MAX_CELL_WIDTH);
-        assert!(long.starts_with("[map[project_id:project_0000 role:member] map[project_id:"));
-        assert!(long.ends_with('…'));
-        // Wide characters count twice, and no cell goes past the limit.
-        let wide = single_cell(Some(&json!("漢".repeat(80))));
-        assert_eq!(wide, format!("{}…", "漢".repeat(49)));
-        let exact = "x".repeat(MAX_CELL_WIDTH);
-        assert_eq!(list_cell(Some(&json!(exact))), exact);
         let table = list_table(
             &json!({"header": ["id", "projects"], "body": [["a", long.clone()], ["b", "[]"]]}),
             &["id", "projects"],
         );
         assert!(
-            table.lines().all(|l| width(l) <= MAX_CELL_WIDTH + 12),
+            table.lines().all(|l| width(l) <= MAX_CELL_WIDTH + 9),
             "{table}"
+        );
+        // The whole value is there, line after line (broken at spaces, which go).
+        let cells: Vec<&str> = table
+            .lines()
+            .filter(|l| l.starts_with('|'))
+            .skip(1)
+            .map(|l| l.trim_end_matches('|').rsplit('|').next().unwrap().trim())
+            .collect();
+        let first_b = cells.iter().position(|c| *c == "[]").unwrap();
+        assert_eq!(cells[..first_b].join(" "), long);
+        // Without spaces the lines break anywhere; wide characters count twice.
+        let wide = "漢".repeat(120);
+        assert_eq!(
+            wrap(&wide),
+            ["漢".repeat(50), "漢".repeat(50), "漢".repeat(20)]
+        );
+        let exact = "x".repeat(MAX_CELL_WIDTH);
+        assert_eq!(wrap(&exact), [exact.as_str()]);
+        let note = format!("{} {}", "a".repeat(70), "b".repeat(70));
+        assert_eq!(wrap(&note), ["a".repeat(70), "b".repeat(70)]);
+        let single = single_table(&json!({"note": note}), &["note"]);
+        assert_eq!(
+            single,
+            format!(
+                "+------+{0}+\n| NOTE | {1} |\n|      | {2} |\n+------+{0}+\n",
+                "-".repeat(72),
+                "a".repeat(70),
+                "b".repeat(70)
+            )
         );
     }
 

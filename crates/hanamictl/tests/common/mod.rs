@@ -323,11 +323,11 @@ impl Run {
         let lines = table_lines(&self.stdout);
         assert!(lines.len() >= 3, "not a table: {}", self.stdout);
         assert_eq!(lines[0], lines[lines.len() - 1], "{}", self.stdout);
-        lines[1..lines.len() - 1]
-            .iter()
-            .map(|line| {
-                let cells = cells(line);
-                assert_eq!(cells.len(), 2, "not a key/value row: {line}");
+        let rows: Vec<Vec<String>> = lines[1..lines.len() - 1].iter().map(|l| cells(l)).collect();
+        joined(rows)
+            .into_iter()
+            .map(|cells| {
+                assert_eq!(cells.len(), 2, "not a key/value row: {cells:?}");
                 (cells[0].clone(), cells[1].clone())
             })
             .collect()
@@ -359,6 +359,7 @@ impl Run {
         assert_eq!(lines[lines.len() - 1], border, "{}", self.stdout);
         let headers = cells(lines[1]);
         let rows: Vec<Vec<String>> = lines[3..lines.len() - 1].iter().map(|l| cells(l)).collect();
+        let rows = joined(rows);
         for row in &rows {
             assert_eq!(row.len(), headers.len(), "{}", self.stdout);
         }
@@ -379,6 +380,35 @@ fn table_lines(text: &str) -> Vec<&str> {
         assert!(border || row, "not a table line: {line:?}\n{text}");
     }
     lines
+}
+
+/// Table rows with the continuation lines of long cells (lines whose first cell is empty)
+/// joined to their row: after a space where the line was shorter than the 100 columns a cell
+/// line takes (it was broken at a space, which the table leaves out), directly otherwise.
+fn joined(lines: Vec<Vec<String>>) -> Vec<Vec<String>> {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut last_piece: Vec<usize> = Vec::new();
+    for line in lines {
+        match rows.last_mut() {
+            Some(row) if line[0].is_empty() => {
+                for (i, piece) in line.into_iter().enumerate().filter(|(_, p)| !p.is_empty()) {
+                    if last_piece[i] < 100 {
+                        row[i].push(' ');
+                    }
+                    last_piece[i] = unicode_width::UnicodeWidthStr::width(piece.as_str());
+                    row[i].push_str(&piece);
+                }
+            }
+            _ => {
+                last_piece = line
+                    .iter()
+                    .map(|c| unicode_width::UnicodeWidthStr::width(c.as_str()))
+                    .collect();
+                rows.push(line);
+            }
+        }
+    }
+    rows
 }
 
 fn cells(line: &str) -> Vec<String> {
