@@ -406,36 +406,36 @@ async fn complete_pending_networks(store: &Store, paths: &DataDir) -> anyhow::Re
         .into_iter()
         .map(|row| (row.uuid, row.file_name))
         .collect();
-    for uuid in pending {
-        let Some(name) = files.get(&uuid).filter(|name| !name.is_empty()) else {
+    for (cluster, task) in pending {
+        let Some(name) = files.get(&cluster).filter(|name| !name.is_empty()) else {
             continue;
         };
         let file = paths.clusters().join(name);
+        let staged = clusters::staged_path_of_task(&file, &task);
         let paths = paths.clone();
-        tokio::task::spawn_blocking(move || complete_staged_network(&file, &paths)).await??;
+        tokio::task::spawn_blocking(move || complete_staged_network(&file, &staged, &paths))
+            .await??;
     }
     store.all_networks_in_place().await?;
     Ok(())
 }
 
-/// Renames the staged network of `file` into place if it is there and whole. It was synced
-/// before its task's end was recorded, so it is whole unless a later save, which a crash
-/// interrupted, wrote over it: then the file in place is the task's network and the staged
-/// one goes. One that cannot be renamed is moved to `unreferenced/` (the file in place is
-/// then checked as at every start).
-fn complete_staged_network(file: &Path, paths: &DataDir) -> anyhow::Result<()> {
-    let staged = clusters::staged_path(file);
-    let bytes = match clusters::read_regular_file(&staged) {
+/// Renames the network `staged` for `file` into place if it is there and whole (it was
+/// synced before its task's end was recorded; the check guards against a damaged disk). One
+/// that cannot be renamed is moved to `unreferenced/` (the file in place is then checked as
+/// at every start).
+fn complete_staged_network(file: &Path, staged: &Path, paths: &DataDir) -> anyhow::Result<()> {
+    let bytes = match clusters::read_regular_file(staged) {
         Ok(bytes) => bytes,
         // Renamed before the crash.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", staged.display())),
     };
     if !(bytes == clusters::NO_NETWORK || Cluster::restore(&bytes).is_ok()) {
-        return std::fs::remove_file(&staged)
+        return std::fs::remove_file(staged)
             .with_context(|| format!("cannot remove {}", staged.display()));
     }
-    let mut found = clusters::Staged::found(file);
+    let mut found = clusters::Staged::found(file, staged);
     match found.put_in_place() {
         Ok(()) => tracing::warn!(
             "put the saved network {} in place: the server stopped after it recorded the end \
@@ -445,7 +445,7 @@ fn complete_staged_network(file: &Path, paths: &DataDir) -> anyhow::Result<()> {
         Err(e) => {
             found.keep();
             let name = staged.file_name().unwrap_or_default();
-            let aside = paths.set_aside(&staged, name)?;
+            let aside = paths.set_aside(staged, name)?;
             tracing::error!(
                 "cannot put the saved network {} in place ({e}); it is kept as {}",
                 file.display(),

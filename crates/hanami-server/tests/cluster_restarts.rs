@@ -731,9 +731,9 @@ async fn a_recorded_end_brings_its_staged_network_into_place() {
     let train = upload(&client, tmp.path(), "train", 300).await;
     let cluster = common::seed_cluster(&client, "staged").await;
     let file = server.data_dir.join("clusters").join(&cluster);
-    let staged = file.with_extension("partial");
     let untrained = std::fs::read(&file).unwrap();
     let task = train_to_the_end(&client, &cluster, "first", &train).await;
+    let staged = file.with_extension(format!("{}.partial", task.uuid));
     let trained = std::fs::read(&file).unwrap();
     assert_ne!(trained, untrained);
     assert!(!staged.exists());
@@ -781,9 +781,18 @@ async fn a_recorded_end_brings_its_staged_network_into_place() {
 
     // A staged file that is not whole is not put in place.
     leave_pending(&trained[..trained.len() / 2]).await;
-    let server = launch().data_dir(&server.data_dir).start();
+    let mut server = launch().data_dir(&server.data_dir).start();
     assert_eq!(std::fs::read(&file).unwrap(), untrained);
     assert!(!staged.exists());
+    assert!(server.stop());
+
+    // Nor is the staged network of another task (whose end was not recorded).
+    leave_pending(&trained).await;
+    let other = file.with_extension("11111111-2222-4333-8444-555555555555.partial");
+    std::fs::rename(&staged, &other).unwrap();
+    let server = launch().data_dir(&server.data_dir).start();
+    assert_eq!(std::fs::read(&file).unwrap(), untrained);
+    assert!(!other.exists());
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     train_to_the_end(&client, &cluster, "second", &train).await;
 }
@@ -796,7 +805,8 @@ async fn a_crash_during_the_start_loses_no_task_report() {
     let server = launch().data_dir(data.path()).start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let tmp = tempfile::tempdir().unwrap();
-    let (cluster, tasks) = busy_cluster(&client, tmp.path(), 20).await;
+    // Enough that the killed start cannot report them all before the kill.
+    let (cluster, tasks) = busy_cluster(&client, tmp.path(), 60).await;
     drop(server);
     assert!(launch().kill_when_logged(data.path(), "when the server stopped, and its end was not"));
     // Killed part of the way: some tasks are reported, the others are still unfinished.

@@ -177,15 +177,19 @@ impl Store {
         Ok(())
     }
 
-    /// The clusters with a task whose network [`Store::end_task`] left pending (at start-up:
-    /// a crash came between recording the end and putting the network in place).
-    pub async fn pending_networks(&self) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT DISTINCT cluster_uuid FROM tasks WHERE network_pending = 1 \
-             ORDER BY cluster_uuid",
+    /// The tasks whose network [`Store::end_task`] left pending, as `(cluster, task)` in
+    /// queue order (at start-up: a crash came between recording the end and putting the
+    /// network in place).
+    pub async fn pending_networks(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT cluster_uuid, uuid FROM tasks WHERE network_pending = 1 ORDER BY seq",
         )
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get("cluster_uuid"), row.get("uuid")))
+            .collect())
     }
 
     /// Notes that every pending network is in place (after start-up put them there).

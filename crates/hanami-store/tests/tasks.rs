@@ -279,7 +279,10 @@ async fn a_task_ends_with_its_product_or_not_at_all() {
             .unwrap()
             .is_some()
     );
-    assert_eq!(store.pending_networks().await.unwrap(), ["a"]);
+    assert_eq!(
+        store.pending_networks().await.unwrap(),
+        [("a".to_owned(), "request".to_owned())]
+    );
     store.network_in_place("request").await.unwrap();
     assert!(store.pending_networks().await.unwrap().is_empty());
     store

@@ -35,7 +35,7 @@ use hanami_store::dataset::DatasetWriter;
 use hanami_store::dataset::ValueRanges;
 use hanami_store::resources::ResourceRow;
 use hanami_store::tasks::TaskProduct;
-use hanami_store::{Store, now_timestamp};
+use hanami_store::{Store, StoreError, now_timestamp};
 use hanami_types::scope::Scope;
 
 use crate::memory::NetworkMemory;
@@ -249,7 +249,7 @@ impl ClusterHandle {
     }
 
     /// Queues a task. Returns whether the cluster was idle (nothing running or queued, TASK
-    /// mode), in which case the task starts right away; `None` if the cluster was deleted
+    /// mode) and a task slot free, in which case the task starts right away; `None` if the cluster was deleted
     /// meanwhile (its worker would never run the task, and a caller waiting for its end would
     /// wait for ever).
     pub fn enqueue(self: &Arc<Self>, task: Arc<Task>, ctx: &WorkerContext) -> Option<bool> {
@@ -259,8 +259,10 @@ impl ClusterHandle {
         if self.is_deleted() {
             return None;
         }
-        let idle =
-            control.mode == Mode::Task && control.active.is_none() && control.queue.is_empty();
+        let idle = control.mode == Mode::Task
+            && control.active.is_none()
+            && control.queue.is_empty()
+            && ctx.slots.available_permits() > 0;
         control.tasks.push(task.clone());
         control.queue.push_back(task);
         self.start_worker(&mut control, ctx);
@@ -293,13 +295,14 @@ impl ClusterHandle {
     /// (see [`StagedNetwork`]); `None` once the cluster is deleted. Holds the file lock until
     /// the staged network is put in place or dropped. Takes the network lock while
     /// serialising.
-    fn stage_network(&self) -> std::io::Result<Option<StagedNetwork<'_>>> {
+    fn stage_network(&self, task: &Task) -> std::io::Result<Option<StagedNetwork<'_>>> {
         let bytes = network_bytes(lock(&self.network).as_ref());
         let file = lock(&self.file);
         if self.is_deleted() {
             return Ok(None);
         }
-        match Staged::write(&self.network_file, &bytes) {
+        let temp = staged_path_of_task(&self.network_file, &task.uuid);
+        match Staged::write_as(&self.network_file, temp, &bytes) {
             Ok(staged) => Ok(Some(StagedNetwork {
                 staged,
                 _file: file,
@@ -498,7 +501,7 @@ impl ClusterHandle {
         drop(control);
         // Training grows the network by reallocation, and a restore drops the old network:
         // what they freed goes back to the system.
-        crate::memory::return_freed_memory();
+        crate::memory::return_freed_memory_soon();
     }
 
     /// Runs a task that [`ClusterHandle::next_task`] made active, and ends it.
@@ -530,7 +533,7 @@ impl ClusterHandle {
         // shutdown), except a request, whose result is complete whatever became of the
         // growth it caused.
         let (state, staged) = if changes_network {
-            match self.stage_network() {
+            match self.stage_network(task) {
                 Ok(staged) => (state, staged),
                 Err(e) => (
                     self.network_not_saved(task, state, is_request, e, ctx),
@@ -566,10 +569,8 @@ impl ClusterHandle {
             product.as_stored(),
             staged.is_some(),
         ));
-        if let Err(e) = &recorded
-            && !matches!(product, Product::Nothing)
-        {
-            // Not registered (its owner was deleted meanwhile, say): the task ends without it.
+        if let Err(e @ StoreError::OwnerGone { .. }) = &recorded {
+            // Its owner or project was deleted meanwhile: the task ends without it.
             product.remove_file();
             let e = anyhow::anyhow!("{e}").context(format!("{} cannot be registered", product));
             ctx.log_error(task, &self.row, &e);
@@ -604,14 +605,26 @@ impl ClusterHandle {
             },
             (Ok(()), None) => {}
             (Err(e), staged) => {
-                // Nothing of the end is recorded: a crash now reports the task aborted with
-                // the network from before it, which is what the file keeps; the network in
-                // memory is saved again at shutdown.
+                // Nothing of the end is recorded, so the network file stays as it was; the
+                // network in memory, with what the task did, is saved at shutdown. A product
+                // stays on disk and goes to `unreferenced/` at the next start.
                 if staged.is_some() {
                     self.unsaved.store(true, Ordering::Relaxed);
                 }
                 drop(staged);
-                tracing::error!(task = task.uuid, "cannot record the task's end: {e}");
+                let kept = match &product {
+                    Product::Nothing => String::new(),
+                    _ => format!(
+                        "; {product} is not registered (its file is moved to unreferenced/ at \
+                         the next start)"
+                    ),
+                };
+                let e = anyhow::anyhow!("{e}").context(format!(
+                    "the task's end cannot be recorded in the database{kept}; the cluster's \
+                     network in memory keeps what the task did"
+                ));
+                ctx.log_error(task, &self.row, &e);
+                state = TaskState::Aborted;
             }
         }
         state
@@ -922,9 +935,14 @@ pub struct Staged {
 impl Staged {
     /// Writes and syncs `bytes` beside `path`.
     pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<Self> {
+        Self::write_as(path, staged_path(path), bytes)
+    }
+
+    /// Writes and syncs `bytes` to `temp`, to be renamed to `path`.
+    fn write_as(path: &Path, temp: PathBuf, bytes: &[u8]) -> std::io::Result<Self> {
         use std::io::Write;
         let staged = Staged {
-            temp: staged_path(path),
+            temp,
             path: path.to_owned(),
             settled: false,
         };
@@ -937,10 +955,11 @@ impl Staged {
         Ok(staged)
     }
 
-    /// The staged file of `path` that an earlier run wrote and synced (found at start-up).
-    pub fn found(path: &Path) -> Self {
+    /// The staged file `temp` of `path` that an earlier run wrote and synced (found at
+    /// start-up).
+    pub fn found(path: &Path, temp: &Path) -> Self {
         Staged {
-            temp: staged_path(path),
+            temp: temp.to_owned(),
             path: path.to_owned(),
             settled: false,
         }
@@ -973,6 +992,12 @@ impl Drop for Staged {
 /// Where [`Staged::write`] writes the file for `path`.
 pub fn staged_path(path: &Path) -> PathBuf {
     path.with_extension(HALF_WRITTEN)
+}
+
+/// Where a task stages the network file `path` of its cluster: named after the task, so
+/// that a start puts in place only the network of a task whose end it finds recorded.
+pub fn staged_path_of_task(path: &Path, task_uuid: &str) -> PathBuf {
+    path.with_extension(format!("{task_uuid}.{HALF_WRITTEN}"))
 }
 
 /// A cluster's network staged for its file, holding the cluster's file lock (no other save
