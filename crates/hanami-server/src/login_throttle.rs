@@ -42,8 +42,11 @@ struct Attempts {
     checking: u32,
     /// When the last check began or failed.
     last: Instant,
-    /// No attempt is checked before this.
-    closed_until: Instant,
+    /// No attempt is checked before this; `None` while the door has not closed. (A time
+    /// that merely marked the last event would refuse an attempt that read the clock just
+    /// before another one created or settled the entry: correct logins arriving together
+    /// were refused as if guessed.)
+    closed_until: Option<Instant>,
     /// Wakes the attempts that wait for a turn.
     turn: Arc<Notify>,
 }
@@ -54,7 +57,7 @@ impl Attempts {
             failures: 0,
             checking: 0,
             last: now,
-            closed_until: now,
+            closed_until: None,
             turn: Arc::default(),
         }
     }
@@ -62,7 +65,7 @@ impl Attempts {
     /// Whether nothing about this key needs remembering at `now`.
     fn forgettable(&self, now: Instant) -> bool {
         self.checking == 0
-            && now >= self.closed_until
+            && self.closed_until.is_none_or(|until| now >= until)
             && (self.failures == 0 || now.duration_since(self.last) >= FORGET_AFTER)
     }
 }
@@ -156,8 +159,10 @@ impl LoginThrottle {
         if known.forgettable(now) {
             known.failures = 0;
         }
-        if now < known.closed_until {
-            return Turn::Refused(WaitFor(known.closed_until - now));
+        if let Some(until) = known.closed_until
+            && now < until
+        {
+            return Turn::Refused(WaitFor(until - now));
         }
         let turns = FREE_FAILURES.saturating_sub(known.failures).max(1);
         if known.checking < turns {
@@ -180,11 +185,15 @@ impl LoginThrottle {
         };
         known.checking = known.checking.saturating_sub(1);
         match succeeded {
-            Some(true) => known.failures = 0,
+            Some(true) => {
+                known.failures = 0;
+                known.closed_until = None;
+            }
             Some(false) => {
                 known.failures += 1;
                 known.last = now;
-                known.closed_until = now + wait_after(known.failures);
+                let wait = wait_after(known.failures);
+                known.closed_until = (!wait.is_zero()).then(|| now + wait);
             }
             None => {}
         }
@@ -223,11 +232,12 @@ fn wait_after(failures: u32) -> Duration {
 fn forget_stale(attempts: &mut HashMap<Key, Attempts>, now: Instant) {
     attempts.retain(|_, a| !a.forgettable(now));
     if attempts.len() > MOST_TRACKED - MOST_TRACKED / 8 {
-        let mut opening: Vec<Instant> = attempts.values().map(|a| a.closed_until).collect();
+        let opens = |a: &Attempts| a.closed_until.unwrap_or(now);
+        let mut opening: Vec<Instant> = attempts.values().map(opens).collect();
         let middle = opening.len() / 2;
         let (_, median, _) = opening.select_nth_unstable(middle);
         let median = *median;
-        attempts.retain(|_, a| a.checking > 0 || a.closed_until > median);
+        attempts.retain(|_, a| a.checking > 0 || opens(a) > median);
     }
 }
 
@@ -333,6 +343,27 @@ mod tests {
             throttle.settle(&anna, None, now);
         }
         assert!(throttle.attempts.lock().unwrap().is_empty());
+    }
+
+    /// Attempts read the clock before they take the lock, so one may come with an earlier
+    /// time than the attempt that created or settled the entry: it is not refused.
+    #[test]
+    fn an_attempt_that_read_the_clock_first_is_not_refused() {
+        let throttle = LoginThrottle::default();
+        let anna = key("anna", HERE);
+        let early = Instant::now();
+        let late = early + Duration::from_millis(3);
+        let Turn::Check = throttle.take_turn(&anna, late) else {
+            panic!("refused")
+        };
+        let Turn::Check = throttle.take_turn(&anna, early) else {
+            panic!("refused although the door never closed")
+        };
+        throttle.settle(&anna, Some(true), late);
+        throttle.settle(&anna, Some(false), late);
+        let Turn::Check = throttle.take_turn(&anna, early) else {
+            panic!("refused after a free failure")
+        };
     }
 
     #[test]
