@@ -129,9 +129,18 @@ pub fn list_cell(value: Option<&Value>) -> String {
     value.map_or_else(|| "<nil>".to_owned(), go_value)
 }
 
-/// `text` as lines of at most [`MAX_CELL_WIDTH`] display columns, broken after a space where
-/// one falls in the second half of a line (the space is dropped), else anywhere.
+/// `text` as lines of at most [`MAX_CELL_WIDTH`] display columns: broken at its own line
+/// breaks, and after a space where one falls in the second half of a line (the space is
+/// dropped), else anywhere.
 fn wrap(text: &str) -> Vec<&str> {
+    text.split('\n')
+        .map(|line| line.strip_suffix('\r').unwrap_or(line))
+        .flat_map(wrap_line)
+        .collect()
+}
+
+/// One line of [`wrap`].
+fn wrap_line(text: &str) -> Vec<&str> {
     let mut lines = Vec::new();
     let mut rest = text;
     loop {
@@ -439,6 +448,12 @@ mod tests {
         );
         let exact = "x".repeat(MAX_CELL_WIDTH);
         assert_eq!(wrap(&exact), [exact.as_str()]);
+        // A value's own line breaks stay line breaks (they used to break the table).
+        assert_eq!(
+            wrap("ACCESS DENIED!\nUser or password is incorrect."),
+            ["ACCESS DENIED!", "User or password is incorrect."]
+        );
+        assert_eq!(wrap("a\r\nb"), ["a", "b"]);
         let note = format!("{} {}", "a".repeat(70), "b".repeat(70));
         assert_eq!(wrap(&note), ["a".repeat(70), "b".repeat(70)]);
         let single = single_table(&json!({"note": note}), &["note"]);
