@@ -232,7 +232,8 @@ fn wait_after(failures: u32) -> Duration {
 fn forget_stale(attempts: &mut HashMap<Key, Attempts>, now: Instant) {
     attempts.retain(|_, a| !a.forgettable(now));
     if attempts.len() > MOST_TRACKED - MOST_TRACKED / 8 {
-        let opens = |a: &Attempts| a.closed_until.unwrap_or(now);
+        // A door that never closed counts as opening at its last attempt: older ones go first.
+        let opens = |a: &Attempts| a.closed_until.unwrap_or(a.last);
         let mut opening: Vec<Instant> = attempts.values().map(opens).collect();
         let middle = opening.len() / 2;
         let (_, median, _) = opening.select_nth_unstable(middle);

@@ -400,60 +400,82 @@ async fn complete_pending_networks(store: &Store, paths: &DataDir) -> anyhow::Re
     if pending.is_empty() {
         return Ok(());
     }
-    let files: HashMap<String, String> = store
+    let clusters: HashMap<String, ResourceRow> = store
         .all_resources(Kind::Cluster)
         .await?
         .into_iter()
-        .map(|row| (row.uuid, row.file_name))
+        .map(|row| (row.uuid.clone(), row))
         .collect();
     for (cluster, task) in pending {
-        let Some(name) = files.get(&cluster).filter(|name| !name.is_empty()) else {
+        let Some(row) = clusters
+            .get(&cluster)
+            .filter(|row| !row.file_name.is_empty())
+        else {
             continue;
         };
-        let file = paths.clusters().join(name);
+        let file = paths.clusters().join(&row.file_name);
         let staged = clusters::staged_path_of_task(&file, &task);
-        let paths = paths.clone();
-        tokio::task::spawn_blocking(move || complete_staged_network(&file, &staged, &paths))
-            .await??;
+        let shared = paths.clone();
+        let lost =
+            tokio::task::spawn_blocking(move || complete_staged_network(&file, &staged, &shared))
+                .await??;
+        if let Some(why) = lost {
+            // Its end was recorded, its network is not in place: it did not end well after all.
+            let message = format!(
+                "the network that task {task} of cluster '{}' saved when it ended {why}; the \
+                 cluster keeps the network it had before the task, so the task is aborted",
+                row.name
+            );
+            log_startup_error(store, &row.owner_id, &task, &message).await;
+            store.abort_ended_task(&task, &message).await?;
+        }
     }
     store.all_networks_in_place().await?;
     Ok(())
 }
 
 /// Renames the network `staged` for `file` into place if it is there and whole (it was
-/// synced before its task's end was recorded; the check guards against a damaged disk). One
-/// that cannot be renamed is moved to `unreferenced/` (the file in place is then checked as
-/// at every start).
-fn complete_staged_network(file: &Path, staged: &Path, paths: &DataDir) -> anyhow::Result<()> {
+/// synced before its task's end was recorded). One that is damaged or cannot be renamed is
+/// moved to `unreferenced/`; returns why then (the file in place is checked as at every
+/// start).
+fn complete_staged_network(
+    file: &Path,
+    staged: &Path,
+    paths: &DataDir,
+) -> anyhow::Result<Option<String>> {
     let bytes = match clusters::read_regular_file(staged) {
         Ok(bytes) => bytes,
         // Renamed before the crash.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", staged.display())),
     };
+    let name = staged.file_name().unwrap_or_default();
     if !(bytes == clusters::NO_NETWORK || Cluster::restore(&bytes).is_ok()) {
-        return std::fs::remove_file(staged)
-            .with_context(|| format!("cannot remove {}", staged.display()));
+        let aside = paths.set_aside(staged, name)?;
+        return Ok(Some(format!(
+            "is damaged; it is kept as {}",
+            aside.display()
+        )));
     }
     let mut found = clusters::Staged::found(file, staged);
     match found.put_in_place() {
-        Ok(()) => tracing::warn!(
-            "put the saved network {} in place: the server stopped after it recorded the end \
-             of the task that saved it, before the rename",
-            file.display()
-        ),
+        Ok(()) => {
+            tracing::warn!(
+                "put the saved network {} in place: the server stopped after it recorded the \
+                 end of the task that saved it, before the rename",
+                file.display()
+            );
+            Ok(None)
+        }
         Err(e) => {
             found.keep();
-            let name = staged.file_name().unwrap_or_default();
             let aside = paths.set_aside(staged, name)?;
-            tracing::error!(
-                "cannot put the saved network {} in place ({e}); it is kept as {}",
-                file.display(),
+            Ok(Some(format!(
+                "cannot be put in place ({e}); it is kept as {}",
                 aside.display()
-            );
+            )))
         }
     }
-    Ok(())
 }
 
 /// Moves files that no database row references (left by a crash between writing a file

@@ -1689,3 +1689,36 @@ async fn tasks_beyond_the_running_limit_wait_their_turn() {
         "a second task started before the first task of another cluster: {first_seen:?}"
     );
 }
+
+/// A checkpoint save that cannot start at once (every task slot busy) answers at once with
+/// its queued task, instead of waiting for a slot, and runs when one comes free.
+#[tokio::test]
+async fn a_save_waiting_for_a_slot_answers_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = common::launch_with_config(tmp.path(), "max_running_tasks = 1\n")
+        .0
+        .start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let (images, labels) = pattern_mnist(tmp.path(), "busy", 20_000);
+    let data = client
+        .upload_mnist("busy", &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    let busy = common::seed_cluster(&client, "busy").await;
+    let idle = common::seed_cluster(&client, "idle").await;
+    let long = client
+        .train("long", &busy, &[("picture", &data)], &[("label", &data)])
+        .await
+        .unwrap();
+    while client.task(&busy, &long.uuid).await.unwrap().state != "active" {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let save = client.save_cluster(&idle, "later").await.unwrap();
+    let queued = client.task(&idle, &save.uuid).await.unwrap();
+    let training = client.task(&busy, &long.uuid).await.unwrap();
+    assert_eq!(training.state, "active", "the save waited for the training");
+    assert_eq!(queued.state, "queued");
+    let saved = client.wait_for_task(&idle, &save.uuid, WAIT).await.unwrap();
+    assert_eq!(saved.state, "finished");
+}

@@ -192,6 +192,17 @@ impl Store {
             .collect())
     }
 
+    /// Marks a task that had ended as aborted after all, with `note` (at start-up: the
+    /// network its recorded end left pending cannot be put in place).
+    pub async fn abort_ended_task(&self, uuid: &str, note: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE tasks SET state = 'aborted', note = ? WHERE uuid = ?")
+            .bind(note)
+            .bind(uuid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Notes that every pending network is in place (after start-up put them there).
     pub async fn all_networks_in_place(&self) -> Result<(), StoreError> {
         sqlx::query("UPDATE tasks SET network_pending = 0 WHERE network_pending = 1")

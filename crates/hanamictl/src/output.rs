@@ -117,26 +117,46 @@ const MAX_CELL_WIDTH: usize = 100;
 
 /// The text of one cell of a single-item table (objects as compact JSON).
 pub fn single_cell(value: Option<&Value>) -> String {
-    match value {
+    printable(match value {
         None => "<nil>".to_owned(),
         Some(object @ Value::Object(_)) => compact_json(object),
         Some(other) => go_value(other),
-    }
+    })
 }
 
 /// The text of one cell of a list table (objects as `map[...]`).
 pub fn list_cell(value: Option<&Value>) -> String {
-    value.map_or_else(|| "<nil>".to_owned(), go_value)
+    printable(value.map_or_else(|| "<nil>".to_owned(), go_value))
+}
+
+/// `text` fit for a table cell on a terminal: line breaks of any kind become `\n` (the cell
+/// continues on the next line), a tab four spaces, and other control characters escapes
+/// such as `\u{1b}`, so that a value (a name another user chose, say) can neither break the
+/// table nor send the terminal commands.
+fn printable(text: String) -> String {
+    let special = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    if !text.chars().any(|c| c != '\n' && special(c)) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' | '\r' | '\u{b}' | '\u{c}' | '\u{85}' | '\u{2028}' | '\u{2029}' => out.push('\n'),
+            '\t' => out.push_str("    "),
+            c if special(c) => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `text` as lines of at most [`MAX_CELL_WIDTH`] display columns: broken at its own line
 /// breaks, and after a space where one falls in the second half of a line (the space is
 /// dropped), else anywhere.
 fn wrap(text: &str) -> Vec<&str> {
-    text.split('\n')
-        .map(|line| line.strip_suffix('\r').unwrap_or(line))
-        .flat_map(wrap_line)
-        .collect()
+    text.split('\n').flat_map(wrap_line).collect()
 }
 
 /// One line of [`wrap`].
@@ -151,6 +171,9 @@ fn wrap_line(text: &str) -> Vec<&str> {
             let w = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
             if used + w > MAX_CELL_WIDTH {
                 cut = Some(at);
+                if c == ' ' {
+                    space = Some(at);
+                }
                 break;
             }
             if c == ' ' && used >= MAX_CELL_WIDTH / 2 {
@@ -453,7 +476,14 @@ mod tests {
             wrap("ACCESS DENIED!\nUser or password is incorrect."),
             ["ACCESS DENIED!", "User or password is incorrect."]
         );
-        assert_eq!(wrap("a\r\nb"), ["a", "b"]);
+        assert_eq!(list_cell(Some(&json!("a\r\nb\rc"))), "a\nb\nc");
+        assert_eq!(
+            list_cell(Some(&json!("x\ty\u{1b}[2Jz\u{7f}"))),
+            "x    y\\u{1b}[2Jz\\u{7f}"
+        );
+        // A space just past the limit is the break, not the next line's start.
+        let exact = format!("{} next", "a".repeat(MAX_CELL_WIDTH));
+        assert_eq!(wrap(&exact), ["a".repeat(MAX_CELL_WIDTH).as_str(), "next"]);
         let note = format!("{} {}", "a".repeat(70), "b".repeat(70));
         assert_eq!(wrap(&note), ["a".repeat(70), "b".repeat(70)]);
         let single = single_table(&json!({"note": note}), &["note"]);

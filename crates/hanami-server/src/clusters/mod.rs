@@ -241,15 +241,15 @@ impl ClusterHandle {
             }
             (Mode::Direct, Mode::Task) => {
                 control.mode = Mode::Task;
-                self.start_worker(&mut control, ctx);
+                self.start_worker(&mut control, ctx, None);
                 Ok(())
             }
             (Mode::Task, Mode::Task) | (Mode::Direct, Mode::Direct) => Err(ModeConflict::Already),
         }
     }
 
-    /// Queues a task. Returns whether the cluster was idle (nothing running or queued, TASK
-    /// mode) and a task slot free, in which case the task starts right away; `None` if the cluster was deleted
+    /// Queues a task. Returns whether it starts right away: the cluster was idle (nothing
+    /// running or queued, TASK mode) and a task slot was free, which the task takes; `None` if the cluster was deleted
     /// meanwhile (its worker would never run the task, and a caller waiting for its end would
     /// wait for ever).
     pub fn enqueue(self: &Arc<Self>, task: Arc<Task>, ctx: &WorkerContext) -> Option<bool> {
@@ -260,13 +260,17 @@ impl ClusterHandle {
             return None;
         }
         let idle = control.mode == Mode::Task
+            && !control.worker_running
             && control.active.is_none()
-            && control.queue.is_empty()
-            && ctx.slots.available_permits() > 0;
+            && control.queue.is_empty();
+        let slot = idle
+            .then(|| ctx.slots.clone().try_acquire_owned().ok())
+            .flatten();
+        let starts = slot.is_some();
         control.tasks.push(task.clone());
         control.queue.push_back(task);
-        self.start_worker(&mut control, ctx);
-        Some(idle)
+        self.start_worker(&mut control, ctx, slot);
+        Some(starts)
     }
 
     /// Adds tasks recorded by an earlier run (all ended) to the task list.
@@ -429,12 +433,24 @@ impl ClusterHandle {
         network.as_mut().map(f)
     }
 
-    fn start_worker(self: &Arc<Self>, control: &mut Control, ctx: &WorkerContext) {
+    /// Starts the worker if tasks wait and none runs, with `slot` if the caller took one.
+    fn start_worker(
+        self: &Arc<Self>,
+        control: &mut Control,
+        ctx: &WorkerContext,
+        slot: Option<OwnedSemaphorePermit>,
+    ) {
         if control.worker_running || control.mode != Mode::Task || control.queue.is_empty() {
             return;
         }
         control.worker_running = true;
-        self.clone().run_next_task_when_free(ctx);
+        match slot {
+            Some(slot) => {
+                let (cluster, ctx) = (self.clone(), ctx.clone());
+                tokio::task::spawn_blocking(move || cluster.work(&ctx, slot));
+            }
+            None => self.clone().run_next_task_when_free(ctx),
+        }
     }
 
     /// Waits (without a thread) for one of the server's task slots, then runs the next task
@@ -903,7 +919,8 @@ pub fn read_regular_file(path: &Path) -> std::io::Result<Vec<u8>> {
 /// Extension of the temporary files of [`write_durably`].
 const HALF_WRITTEN: &str = "partial";
 
-/// Whether `path` is a temporary file of [`write_durably`]; found at start, a crash left it.
+/// Whether `path` is a temporary file of [`write_durably`] or a staged network; found at
+/// start (after pending networks are put in place), a crash left it.
 pub fn is_half_written(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == HALF_WRITTEN)
 }
@@ -922,7 +939,7 @@ fn network_bytes(network: Option<&Cluster>) -> std::borrow::Cow<'static, [u8]> {
     }
 }
 
-/// A file written and synced under its temporary name (see [`staged_path`]), not yet renamed
+/// A file written and synced under a temporary name (ending in `.partial`), not yet renamed
 /// into place; dropped before [`Staged::put_in_place`] succeeded, it is removed (unless
 /// [`Staged::keep`] says otherwise).
 pub struct Staged {
@@ -990,7 +1007,7 @@ impl Drop for Staged {
 }
 
 /// Where [`Staged::write`] writes the file for `path`.
-pub fn staged_path(path: &Path) -> PathBuf {
+fn staged_path(path: &Path) -> PathBuf {
     path.with_extension(HALF_WRITTEN)
 }
 
