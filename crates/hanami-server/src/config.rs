@@ -60,6 +60,7 @@ struct FileConfig {
     max_upload_bytes: Option<u64>,
     upload_timeout: Option<u64>,
     header_timeout: Option<u64>,
+    write_timeout: Option<u64>,
     cluster_memory_mib: Option<u64>,
     clusters_memory_mib: Option<u64>,
     min_free_disk_mib: Option<u64>,
@@ -99,6 +100,9 @@ pub struct Config {
     /// How long a connection may take to send a request's headers, and then its body (also
     /// a new or idle keep-alive connection that sends nothing); it is closed after that.
     pub header_timeout: Duration,
+    /// How long writes to a connection may wait without the client taking a byte; it is
+    /// closed after that.
+    pub write_timeout: Duration,
     /// Memory budget of each cluster's network in bytes: growth beyond it is refused.
     pub cluster_memory_limit: usize,
     /// Memory budget of all clusters' networks together in bytes: growth beyond it is
@@ -127,6 +131,10 @@ pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 4 << 30;
 pub const DEFAULT_UPLOAD_TIMEOUT: u64 = 600;
 /// Default time in seconds a connection may take to send a request's headers.
 pub const DEFAULT_HEADER_TIMEOUT: u64 = 30;
+/// Default time in seconds that writes to a connection may wait for the client. Long: the
+/// kernel wakes a waiting writer only once about a third of the socket's send buffer (up to
+/// 4 MiB) is free again, so a slow reader looks stalled for that long.
+pub const DEFAULT_WRITE_TIMEOUT: u64 = 120;
 /// Default memory budget of a cluster's network in MiB (the engine's default).
 pub const DEFAULT_CLUSTER_MEMORY_MIB: u64 = 1024;
 /// Largest memory budget of a cluster's network, and of all of them, in MiB: 1 TiB.
@@ -172,6 +180,10 @@ impl Config {
         let header_timeout = seconds(
             "header_timeout",
             file.header_timeout.unwrap_or(DEFAULT_HEADER_TIMEOUT),
+        )?;
+        let write_timeout = seconds(
+            "write_timeout",
+            file.write_timeout.unwrap_or(DEFAULT_WRITE_TIMEOUT),
         )?;
         let token_expiry = seconds(
             "token_expiry",
@@ -230,6 +242,7 @@ impl Config {
             max_upload_bytes,
             upload_timeout,
             header_timeout,
+            write_timeout,
             cluster_memory_limit,
             clusters_memory_limit,
             min_free_disk: (min_free_disk_mib << 20).max(crate::disk::MIN_FREE_TO_START),
@@ -318,7 +331,12 @@ mod tests {
     fn times_of_zero_or_beyond_ten_years_and_empty_uploads_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hanami.toml");
-        for key in ["upload_timeout", "header_timeout", "token_expiry"] {
+        for key in [
+            "upload_timeout",
+            "header_timeout",
+            "write_timeout",
+            "token_expiry",
+        ] {
             for value in ["0", "315360001", "9223372036854775807"] {
                 std::fs::write(&path, format!("{key} = {value}\n")).unwrap();
                 let err =

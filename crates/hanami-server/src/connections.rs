@@ -12,7 +12,7 @@
 //! handshake, or sends TLS records without data (a key update), and then stays silent is
 //! dropped as well.
 //!
-//! The same wrapper fails writes that cannot go on for the header timeout: a client that
+//! The same wrapper fails writes that cannot go on for the write timeout: a client that
 //! stops taking its answers (pipelined requests it never reads, a websocket session whose
 //! messages it leaves unread) would otherwise hold its connection, and what the answer
 //! holds on to, for ever. Websocket sessions run on the same stream after the upgrade.
@@ -36,7 +36,12 @@ use tokio_rustls::server::TlsStream;
 /// Accepts plain TCP connections: turns off Nagle's algorithm and waits at most the given
 /// time for the first bytes.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Plain(pub(crate) Duration);
+pub(crate) struct Plain {
+    /// Time for a request's first bytes.
+    pub(crate) header: Duration,
+    /// Time writes may wait for the client.
+    pub(crate) write: Duration,
+}
 
 impl<S: Send + 'static> Accept<TcpStream, S> for Plain {
     type Stream = FirstRead<TcpStream>;
@@ -44,10 +49,10 @@ impl<S: Send + 'static> Accept<TcpStream, S> for Plain {
     type Future = BoxFuture<'static, io::Result<(Self::Stream, S)>>;
 
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
-        let limit = self.0;
+        let Plain { header, write } = *self;
         Box::pin(async move {
             stream.set_nodelay(true)?;
-            Ok((FirstRead::new(stream, limit), service))
+            Ok((FirstRead::new(stream, header, write), service))
         })
     }
 }
@@ -73,17 +78,23 @@ impl<S: Send + 'static> Accept<TcpStream, S> for NoDelay {
 pub(crate) struct Tls {
     tls: RustlsAcceptor<NoDelay>,
     limit: Duration,
+    write: Duration,
 }
 
 impl Tls {
     /// TLS with `config`, dropping connections whose handshake takes longer than `limit`,
-    /// or that stay silent for `limit` after it.
-    pub(crate) fn new(config: axum_server::tls_rustls::RustlsConfig, limit: Duration) -> Self {
+    /// that stay silent for `limit` after it, or whose writes wait `write` for the client.
+    pub(crate) fn new(
+        config: axum_server::tls_rustls::RustlsConfig,
+        limit: Duration,
+        write: Duration,
+    ) -> Self {
         Tls {
             tls: RustlsAcceptor::new(config)
                 .handshake_timeout(limit)
                 .acceptor(NoDelay),
             limit,
+            write,
         }
     }
 }
@@ -95,10 +106,10 @@ impl<S: Send + 'static> Accept<TcpStream, S> for Tls {
 
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
         let handshake = self.tls.accept(stream, service);
-        let limit = self.limit;
+        let (limit, write) = (self.limit, self.write);
         Box::pin(async move {
             let (stream, service) = handshake.await?;
-            Ok((FirstRead::new(stream, limit), service))
+            Ok((FirstRead::new(stream, limit, write), service))
         })
     }
 }
@@ -110,12 +121,13 @@ const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// but a beginning of the HTTP/2 preface (also nothing at all) after a time limit from its
 /// creation, and with [`io::ErrorKind::Unsupported`] once it has sent the whole preface.
 /// After its first byte that differs from the preface its reads are the plain stream's. Its
-/// writes fail with [`io::ErrorKind::TimedOut`] once they have waited for the same time
+/// writes fail with [`io::ErrorKind::TimedOut`] once they have waited for a second limit
 /// without the client taking a byte.
 #[derive(Debug)]
 pub(crate) struct FirstRead<S> {
     inner: S,
-    limit: Duration,
+    /// How long writes may wait for the client.
+    write_limit: Duration,
     /// Pending while the stream may still be an HTTP/2 one; `None` after that.
     deadline: Option<Pin<Box<Sleep>>>,
     /// How many bytes of the preface the stream has sent so far.
@@ -126,11 +138,11 @@ pub(crate) struct FirstRead<S> {
 
 impl<S> FirstRead<S> {
     /// Wraps `inner`, which must show within `limit` that it is no HTTP/2 connection, and
-    /// whose writes may wait at most `limit` for the client.
-    fn new(inner: S, limit: Duration) -> Self {
+    /// whose writes may wait at most `write_limit` for the client.
+    fn new(inner: S, limit: Duration, write_limit: Duration) -> Self {
         FirstRead {
             inner,
-            limit,
+            write_limit,
             deadline: Some(Box::pin(tokio::time::sleep(limit))),
             preface: 0,
             stalled: None,
@@ -148,7 +160,7 @@ impl<S> FirstRead<S> {
             self.stalled = None;
             return write;
         }
-        let limit = self.limit;
+        let limit = self.write_limit;
         let stalled = self
             .stalled
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));

@@ -100,14 +100,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
     match tls_config {
         Some(tls_config) => {
-            let acceptor = connections::Tls::new(tls_config, app.config.header_timeout);
+            let acceptor = connections::Tls::new(
+                tls_config,
+                app.config.header_timeout,
+                app.config.write_timeout,
+            );
             let mut server = axum_server::from_tcp(listener).acceptor(acceptor);
             limit_header_time(server.http_builder(), app.config.header_timeout);
             server.handle(handle).serve(router).await?;
         }
         None => {
-            let mut server =
-                axum_server::from_tcp(listener).acceptor(Plain(app.config.header_timeout));
+            let mut server = axum_server::from_tcp(listener).acceptor(Plain {
+                header: app.config.header_timeout,
+                write: app.config.write_timeout,
+            });
             limit_header_time(server.http_builder(), app.config.header_timeout);
             server.handle(handle).serve(router).await?;
         }

@@ -1024,14 +1024,14 @@ fn hangups_and_file_size_limits_do_not_kill_the_server() {
 }
 
 /// A client that stops taking its answers (here: requests it keeps sending, but never reads
-/// the answers of) loses its connection once the server's writes have waited for the header
+/// the answers of) loses its connection once the server's writes have waited for the write
 /// timeout; it held the connection, and what its answers hold on to, for ever.
 #[tokio::test]
 async fn clients_that_take_no_answers_are_dropped() {
     use tokio::io::AsyncWriteExt;
 
     let tmp = tempfile::tempdir().unwrap();
-    let (launched, _) = launch_with_config(tmp.path(), "header_timeout = 1\n");
+    let (launched, _) = launch_with_config(tmp.path(), "write_timeout = 1\n");
     let server = launched.start();
     let address = server
         .url

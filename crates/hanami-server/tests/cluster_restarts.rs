@@ -263,6 +263,7 @@ async fn check_aborted(
         let note = task.note.unwrap_or_default();
         assert!(
             note.contains("shut down before the task ended")
+                || note.contains("shut down before the task started")
                 || note.contains("when the server stopped, and its end was not"),
             "{uuid}: {note:?}"
         );
@@ -326,6 +327,13 @@ async fn a_stop_aborts_unfinished_tasks_and_keeps_their_training() {
         entries
             .iter()
             .any(|e| e.contains("shut down before the task ended")),
+        "{entries:?}"
+    );
+    // The queued ones never started.
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.contains("shut down before the task started; it was aborted")),
         "{entries:?}"
     );
     // The stopped task's training so far was saved, and the network still learns.

@@ -1225,12 +1225,17 @@ impl Clusters {
                 if task.state() == TaskState::Finished {
                     continue;
                 }
-                let e = anyhow::anyhow!(
-                    "the server shut down before the task ended; it was aborted after {} of {} \
-                     cycles",
-                    task.info().current_cycle,
-                    task.total
-                );
+                let info = task.info();
+                let e = if info.start_timestamp == "-" {
+                    anyhow::anyhow!("the server shut down before the task started; it was aborted")
+                } else {
+                    anyhow::anyhow!(
+                        "the server shut down before the task ended; it was aborted after {} of \
+                         {} cycles",
+                        info.current_cycle,
+                        task.total
+                    )
+                };
                 ctx.log_error(task, &cluster.row, &e);
                 // Recorded with its note; a running task's worker recorded its end already.
                 ctx.record(task, &cluster.row);
