@@ -14,8 +14,7 @@ pub async fn record(
     input_values: &Value,
     message: &str,
 ) -> String {
-    let error_id = uuid::Uuid::new_v4().to_string();
-    tracing::error!(error_id, context, user = user_id, "{message}");
+    let error_id = new_id();
     let entry = ErrorEntry {
         error_id: &error_id,
         user_id,
@@ -23,10 +22,27 @@ pub async fn record(
         input_values,
         message,
     };
+    trace(&entry);
     if let Err(e) = store.append_error(entry).await {
         tracing::error!(error_id, "cannot write the error log: {e}");
     }
     error_id
+}
+
+/// A new error id.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Writes an error-log entry to the server log (the database's error log gets it apart).
+pub fn trace(entry: &ErrorEntry<'_>) {
+    tracing::error!(
+        error_id = entry.error_id,
+        context = entry.context,
+        user = entry.user_id,
+        "{}",
+        entry.message
+    );
 }
 
 /// An error and its causes in one line, `outer: cause: cause`, leaving out a cause whose text

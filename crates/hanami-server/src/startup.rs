@@ -300,7 +300,7 @@ async fn load_clusters(
         );
         // The note and the error-log entry are written with the abort, so that a crash
         // during this start leaves the task to the next one, which tells it again.
-        let error_id = uuid::Uuid::new_v4().to_string();
+        let error_id = crate::error_log::new_id();
         let inputs = serde_json::json!({ "uuid": task.uuid });
         let entry = ErrorEntry {
             error_id: &error_id,
@@ -310,15 +310,10 @@ async fn load_clusters(
             message: &message,
         };
         if store
-            .abort_unfinished_task(&task.uuid, &ended_at, &message, entry)
+            .abort_unfinished_task(&task.uuid, &ended_at, &message, entry.clone())
             .await?
         {
-            tracing::error!(
-                error_id,
-                context = STARTUP,
-                user = cluster.row.owner_id,
-                "{message}"
-            );
+            crate::error_log::trace(&entry);
         }
     }
     for cluster in clusters.all() {

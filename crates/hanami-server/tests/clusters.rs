@@ -864,15 +864,7 @@ async fn the_clusters_share_one_memory_budget() {
 /// restores.)
 #[tokio::test]
 async fn a_cluster_is_idle_as_soon_as_its_task_is_reported_ended() {
-    let tmp = tempfile::tempdir().unwrap();
-    let server = TestServer::start();
-    let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let (images, labels) = pattern_mnist(tmp.path(), "idle", 200);
-    let data = client
-        .upload_mnist("idle", &images, &labels)
-        .await
-        .unwrap()
-        .uuid;
+    let (_server, client, data, _tmp) = server_with_data("", "idle", 200).await;
     let cluster = common::seed_cluster(&client, "idle").await;
     let task = client
         .train(
@@ -1149,15 +1141,7 @@ async fn networks_that_cannot_be_saved_are_reported() {
 /// be saved, with a note that says so (it ended `aborted`, its complete result listed).
 #[tokio::test]
 async fn a_request_with_a_complete_result_finishes_when_the_network_cannot_be_saved() {
-    let tmp = tempfile::tempdir().unwrap();
-    let server = TestServer::start();
-    let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let (images, labels) = pattern_mnist(tmp.path(), "unsaved", 30);
-    let data = client
-        .upload_mnist("unsaved", &images, &labels)
-        .await
-        .unwrap()
-        .uuid;
+    let (server, client, data, _tmp) = server_with_data("", "unsaved", 30).await;
     let cluster = common::seed_cluster(&client, "unsaved").await;
     // The networks' folder replaced by a file: no save can succeed.
     let folder = server.data_dir.join("clusters");
@@ -1603,21 +1587,31 @@ async fn checkpoints_keep_the_free_disk_reserve() {
     assert_eq!(files, 0);
 }
 
+/// A server started with the configuration `config` (TOML), with a dataset `name` of `rows`
+/// generated images; returns the server, a client, the dataset and the folder of its files.
+async fn server_with_data(
+    config: &str,
+    name: &str,
+    rows: u32,
+) -> (TestServer, hanami_sdk::Client, String, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = common::launch_with_config(tmp.path(), config).0.start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let (images, labels) = pattern_mnist(tmp.path(), name, rows);
+    let data = client
+        .upload_mnist(name, &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    (server, client, data, tmp)
+}
+
 /// At most `max_running_tasks` tasks run at once over all clusters; the others wait queued,
 /// and a cluster's next task waits behind the first tasks of the other clusters.
 #[tokio::test]
 async fn tasks_beyond_the_running_limit_wait_their_turn() {
-    let tmp = tempfile::tempdir().unwrap();
-    let server = common::launch_with_config(tmp.path(), "max_running_tasks = 2\n")
-        .0
-        .start();
-    let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let (images, labels) = pattern_mnist(tmp.path(), "turns", 10_000);
-    let data = client
-        .upload_mnist("turns", &images, &labels)
-        .await
-        .unwrap()
-        .uuid;
+    let (_server, client, data, _tmp) =
+        server_with_data("max_running_tasks = 2\n", "turns", 10_000).await;
     let mut clusters = Vec::new();
     for i in 0..4 {
         clusters.push(common::seed_cluster(&client, &format!("turn_{i}")).await);
@@ -1694,17 +1688,8 @@ async fn tasks_beyond_the_running_limit_wait_their_turn() {
 /// its queued task, instead of waiting for a slot, and runs when one comes free.
 #[tokio::test]
 async fn a_save_waiting_for_a_slot_answers_at_once() {
-    let tmp = tempfile::tempdir().unwrap();
-    let server = common::launch_with_config(tmp.path(), "max_running_tasks = 1\n")
-        .0
-        .start();
-    let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let (images, labels) = pattern_mnist(tmp.path(), "busy", 20_000);
-    let data = client
-        .upload_mnist("busy", &images, &labels)
-        .await
-        .unwrap()
-        .uuid;
+    let (_server, client, data, _tmp) =
+        server_with_data("max_running_tasks = 1\n", "busy", 20_000).await;
     let busy = common::seed_cluster(&client, "busy").await;
     let idle = common::seed_cluster(&client, "idle").await;
     let long = client

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{
     ADMIN, DATASET_KEYS, RESOURCE_HEADERS, RESOURCE_KEYS, Server, TASK_KEYS, command, ctl_env,
-    path_str, pattern_mnist,
+    interrupt, path_str, pattern_mnist, send_signal,
 };
 use serde_json::json;
 
@@ -1244,9 +1244,7 @@ fn an_interrupted_upload_is_withdrawn() {
             assert!(std::time::Instant::now() < deadline, "no upload started");
             std::thread::sleep(Duration::from_millis(2));
         }
-        let pid = i32::try_from(child.id()).unwrap();
-        // SAFETY: sends a signal to the child process started above.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        send_signal(&child, signal);
         let output = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{stderr}");
@@ -1335,12 +1333,7 @@ fn waiting_for_a_task_whose_cluster_is_deleted() {
         .spawn()
         .unwrap();
     queued(2);
-    let pid = i32::try_from(interrupted.id()).unwrap();
-    // SAFETY: sends a signal to the child process started above.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
-    let output = interrupted.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let stderr = interrupt(interrupted);
     assert!(
         stderr.starts_with("error: stopped waiting; task '")
             && stderr.contains("goes on on the server"),
@@ -1611,12 +1604,7 @@ fn ctrl_c_before_the_queueing_is_answered() {
     holding
         .recv_timeout(Duration::from_secs(30))
         .expect("the save request was not sent");
-    let pid = i32::try_from(child.id()).unwrap();
-    // SAFETY: sends a signal to the child process started above.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let stderr = interrupt(child);
     assert!(
         stderr.starts_with("error: stopped before the server answered; the task may have been")
             && stderr.contains(&format!("task list -c {cluster}")),

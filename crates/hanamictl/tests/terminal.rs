@@ -11,7 +11,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Server, command, ctl_env, path_str, pattern_mnist};
+use common::{Server, command, ctl_env, path_str, pattern_mnist, send_signal};
 
 /// A pseudo-terminal whose slave side is the child's standard input and standard error;
 /// standard output stays a pipe, so tables and prompts can be told apart.
@@ -201,9 +201,7 @@ fn an_interrupted_prompt_gives_the_echo_back() {
             !echoes(&term.master),
             "the prompt should hide what is typed"
         );
-        let pid = i32::try_from(term.child.id()).unwrap();
-        // SAFETY: sends a signal to the child process started above.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        send_signal(&term.child, signal);
         let status = term.child.wait().unwrap();
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&status),
@@ -229,9 +227,7 @@ fn an_ignored_interrupt_stays_ignored_at_the_prompt() {
         &[libc::SIGINT],
     );
     term.expect("Enter Password: ");
-    let pid = i32::try_from(term.child.id()).unwrap();
-    // SAFETY: sends a signal to the child process started above.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    send_signal(&term.child, libc::SIGINT);
     term.type_line("secret-password-1");
     term.expect("Enter Password again: ");
     term.type_line("secret-password-1");

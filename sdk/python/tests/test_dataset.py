@@ -126,26 +126,35 @@ def test_upload_inside_a_running_event_loop(address: str, token: str, files: Pat
     dataset.delete_dataset(token, address, uuid)
 
 
-def test_ctrl_c_inside_a_running_event_loop_stops_the_upload(address: str, token: str,
-                                                              files: Path) -> None:
-    """There the chunks go out from a worker thread; Ctrl-C in the calling thread stops it
-    at the next chunk instead of waiting for the whole file."""
-    images, labels = pattern_mnist(files, "ds_loop_interrupt", 3000)  # 18 image chunks
+def upload_interrupted_after_first_chunk(address: str, token: str, files: Path, tag: str):
+    """An upload (a coroutine function) whose progress callback sends Ctrl-C to the calling
+    thread after the first of its 18 image chunks; returns it, the chunks the callback saw
+    and the dataset's name."""
+    images, labels = pattern_mnist(files, f"ds_{tag}", 3000)
     main_thread = threading.get_ident()
-    seen = []
+    seen: list[int] = []
 
-    def interrupt_the_caller(done: int, total: int) -> None:
+    def interrupt_the_caller(done: int, _total: int) -> None:
         seen.append(done)
         if len(seen) == 1:
             signal.pthread_kill(main_thread, signal.SIGINT)
         time.sleep(0.05)  # the caller gets the signal while chunks remain
 
-    name = unique("in_loop_ctrl_c")
+    name = unique(tag)
 
     async def main() -> None:
         dataset.upload_mnist_files(token, address, name, images, labels,
                                    progress=interrupt_the_caller)
 
+    return main, seen, name
+
+
+def test_ctrl_c_inside_a_running_event_loop_stops_the_upload(address: str, token: str,
+                                                              files: Path) -> None:
+    """There the chunks go out from a worker thread; Ctrl-C in the calling thread stops it
+    at the next chunk instead of waiting for the whole file."""
+    main, seen, name = upload_interrupted_after_first_chunk(address, token, files,
+                                                            "in_loop_ctrl_c")
     # A loop as a notebook runs it: without asyncio.run's own SIGINT handler, which defers
     # Ctrl-C until the running step returns.
     loop = asyncio.new_event_loop()
@@ -163,22 +172,7 @@ def test_ctrl_c_under_asyncio_run_stops_the_upload(address: str, token: str,
     """Under ``asyncio.run`` (Python 3.11 and later) Ctrl-C cancels the main task instead of
     raising in it: the upload stops at the next chunk all the same, and is withdrawn (it
     used to run to its end and make the dataset, whose uuid was lost)."""
-    images, labels = pattern_mnist(files, "ds_run_interrupt", 3000)  # 18 image chunks
-    main_thread = threading.get_ident()
-    seen = []
-
-    def interrupt_the_caller(done: int, _total: int) -> None:
-        seen.append(done)
-        if len(seen) == 1:
-            signal.pthread_kill(main_thread, signal.SIGINT)
-        time.sleep(0.05)
-
-    name = unique("run_ctrl_c")
-
-    async def main() -> None:
-        dataset.upload_mnist_files(token, address, name, images, labels,
-                                   progress=interrupt_the_caller)
-
+    main, seen, name = upload_interrupted_after_first_chunk(address, token, files, "run_ctrl_c")
     with pytest.raises(KeyboardInterrupt):
         asyncio.run(main())
     assert len(seen) <= 6, f"{len(seen)} chunks went out after Ctrl-C"

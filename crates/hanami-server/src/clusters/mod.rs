@@ -138,18 +138,14 @@ impl Drop for ClusterHandle {
             return;
         };
         // Freeing a small network takes microseconds: not worth a thread.
-        if network.size().bytes < SMALL_NETWORK_BYTES {
-            drop(network);
-            crate::memory::return_freed_memory_soon();
-            return;
-        }
+        let small = network.size().bytes < SMALL_NETWORK_BYTES;
         let release = move || {
             drop(network);
             crate::memory::return_freed_memory_soon();
         };
         match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(release)),
-            Err(_) => release(),
+            Ok(runtime) if !small => drop(runtime.spawn_blocking(release)),
+            _ => release(),
         }
     }
 }
@@ -445,12 +441,14 @@ impl ClusterHandle {
         }
         control.worker_running = true;
         match slot {
-            Some(slot) => {
-                let (cluster, ctx) = (self.clone(), ctx.clone());
-                tokio::task::spawn_blocking(move || cluster.work(&ctx, slot));
-            }
+            Some(slot) => self.clone().work_on_thread(ctx.clone(), slot),
             None => self.clone().run_next_task_when_free(ctx),
         }
+    }
+
+    /// Runs the worker with its slot on a blocking thread.
+    fn work_on_thread(self: Arc<Self>, ctx: WorkerContext, slot: OwnedSemaphorePermit) {
+        tokio::task::spawn_blocking(move || self.work(&ctx, slot));
     }
 
     /// Waits (without a thread) for one of the server's task slots, then runs the next task
@@ -467,7 +465,7 @@ impl ClusterHandle {
                 .await
                 .expect("the task slots are never closed");
             if let Some(cluster) = cluster.upgrade() {
-                tokio::task::spawn_blocking(move || cluster.work(&ctx, slot));
+                cluster.work_on_thread(ctx, slot);
             }
         });
     }
@@ -525,7 +523,6 @@ impl ClusterHandle {
         let work = task.start();
         ctx.record(task, &self.row);
         let changes_network = work.as_ref().is_some_and(Work::changes_network);
-        let is_request = matches!(work, Some(Work::Request(..)));
         let (state, product) = match work {
             // A panic must not leave the task active forever (and its waiters waiting).
             Some(work) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -551,10 +548,7 @@ impl ClusterHandle {
         let (state, staged) = if changes_network {
             match self.stage_network(task) {
                 Ok(staged) => (state, staged),
-                Err(e) => (
-                    self.network_not_saved(task, state, is_request, e, ctx),
-                    None,
-                ),
+                Err(e) => (self.network_not_saved(task, state, &product, e, ctx), None),
             }
         } else {
             (state, None)
@@ -608,8 +602,7 @@ impl ClusterHandle {
                 Err(e) => {
                     // The staged file is gone: the end is recorded again, without it.
                     self.unsaved.store(true, Ordering::Relaxed);
-                    let is_request = matches!(product, Product::Dataset { .. });
-                    state = self.network_not_saved(task, state, is_request, e, ctx);
+                    state = self.network_not_saved(task, state, &product, e, ctx);
                     if let Err(e) = ctx.runtime.block_on(ctx.store.end_task(
                         &task.record_as_ended(&self.row.uuid, state, ended_at),
                         TaskProduct::Nothing,
@@ -653,11 +646,13 @@ impl ClusterHandle {
         &self,
         task: &Task,
         state: TaskState,
-        is_request: bool,
+        product: &Product,
         error: std::io::Error,
         ctx: &WorkerContext,
     ) -> TaskState {
-        let complete_result = state == TaskState::Finished && is_request;
+        // A finished request has its result dataset as product.
+        let complete_result =
+            state == TaskState::Finished && matches!(product, Product::Dataset { .. });
         let e = anyhow::Error::new(error).context(if complete_result {
             "the result is complete, but the cluster's network, which requests grow, cannot be \
              saved (the server keeps it in memory and tries again when it shuts down)"
@@ -951,7 +946,7 @@ pub struct Staged {
 
 impl Staged {
     /// Writes and syncs `bytes` beside `path`.
-    pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<Self> {
+    fn write(path: &Path, bytes: &[u8]) -> std::io::Result<Self> {
         Self::write_as(path, staged_path(path), bytes)
     }
 

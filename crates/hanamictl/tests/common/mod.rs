@@ -231,6 +231,24 @@ pub fn command(env: &[(&str, &str)], args: &[&str]) -> Command {
     command
 }
 
+/// Sends `signal` to a child process.
+pub fn send_signal(child: &std::process::Child, signal: i32) {
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: sends a signal to a child process of this test.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+}
+
+/// Interrupts a `hanamictl` (SIGINT, as Ctrl-C would), which must end with status 130;
+/// returns its standard error.
+#[track_caller]
+pub fn interrupt(child: std::process::Child) -> String {
+    send_signal(&child, libc::SIGINT);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    stderr
+}
+
 /// Runs `hanamictl` with exactly the given CLI environment and no standard input.
 pub fn ctl_env(env: &[(&str, &str)], args: &[&str]) -> Run {
     let output = command(env, args)
