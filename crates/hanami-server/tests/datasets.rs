@@ -816,13 +816,15 @@ async fn a_silent_new_socket_does_not_hold_up_the_shutdown() {
 /// server closed it with their chunks unread).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn busy_upload_sessions_are_told_when_the_server_shuts_down() {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     let mut server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let tmp = tempfile::tempdir().unwrap();
     let size = 16u64 << 20;
     let path = write(tmp.path(), "big", vec![b'1'; size as usize]);
     let sent = AtomicU64::new(0);
+    // Sessions that have sent bytes (so their handshake is done).
+    let sending = AtomicUsize::new(0);
     let mut files = Vec::new();
     for i in 0..8 {
         let started = client
@@ -832,10 +834,13 @@ async fn busy_upload_sessions_are_told_when_the_server_shuts_down() {
         files.push(started.uuid_input_file);
     }
     let uploads = futures_util::future::join_all(files.iter().map(|file| {
-        let (client, path, sent) = (&client, &path, &sent);
+        let (client, path, sent, sending) = (&client, &path, &sent, &sending);
         async move {
             let mut last = 0;
             let mut progress = |bytes: u64| {
+                if last == 0 && bytes > 0 {
+                    sending.fetch_add(1, Ordering::Relaxed);
+                }
                 sent.fetch_add(bytes - last, Ordering::Relaxed);
                 last = bytes;
             };
@@ -844,7 +849,9 @@ async fn busy_upload_sessions_are_told_when_the_server_shuts_down() {
     }));
     // Stop while every session is sending (8 × 16 MiB take far longer than 1 MiB each).
     let stop = async {
-        while sent.load(Ordering::Relaxed) < 8 << 20 {
+        while sending.load(Ordering::Relaxed) < files.len()
+            || sent.load(Ordering::Relaxed) < 8 << 20
+        {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         tokio::task::spawn_blocking(move || server.stop())
