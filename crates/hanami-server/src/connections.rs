@@ -6,7 +6,7 @@
 //! offers only `http/1.1` by ALPN). Every accepted stream is wrapped in a [`FirstRead`],
 //! whose reads fail if the stream has not shown within the header timeout that it is no
 //! HTTP/2 connection (its bytes so far all match the HTTP/2 preface), and which refuses the
-//! complete preface; [`limit_header_time`] then covers the rest of a request's headers and
+//! complete preface; [`configure_http1`] then covers the rest of a request's headers and
 //! the wait between requests on a kept-alive connection. With HTTPS the wrapper sits above
 //! the TLS layer, so only decrypted request bytes count: a client that completes the
 //! handshake, or sends TLS records without data (a key update), and then stays silent is
@@ -256,12 +256,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FirstRead<S> {
     }
 }
 
-/// Closes connections that take longer than `limit` to send a request's headers once their
-/// first bytes have come (also a keep-alive connection between requests): without a timer,
-/// hyper waits for them forever, and each holds a file descriptor.
-pub(crate) fn limit_header_time(builder: &mut AutoBuilder<TokioExecutor>, limit: Duration) {
+/// Sets up HTTP/1 the way clients need it:
+/// - closes connections that take longer than `limit` to send a request's headers once
+///   their first bytes have come (also a keep-alive connection between requests): without
+///   a timer, hyper waits for them forever, and each holds a file descriptor;
+/// - answers a client that closes its sending side after its request (`nc -N`, `socat`,
+///   scripted health checks), where hyper would drop the connection unanswered.
+pub(crate) fn configure_http1(builder: &mut AutoBuilder<TokioExecutor>, limit: Duration) {
     builder
         .http1()
+        .half_close(true)
         .timer(TokioTimer::new())
         .header_read_timeout(limit);
 }

@@ -22,7 +22,7 @@ use crate::api::{self, Routes};
 use crate::clusters::task::Task;
 use crate::clusters::{self, ClusterHandle, Clusters, CoreBudget, WorkerContext};
 use crate::config::Config;
-use crate::connections::{self, Plain, limit_header_time};
+use crate::connections::{self, Plain, configure_http1};
 use crate::host_info;
 use crate::memory::NetworkMemory;
 use crate::passwords::PasswordWorkers;
@@ -106,7 +106,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 app.config.write_timeout,
             );
             let mut server = axum_server::from_tcp(listener).acceptor(acceptor);
-            limit_header_time(server.http_builder(), app.config.header_timeout);
+            configure_http1(server.http_builder(), app.config.header_timeout);
             server.handle(handle).serve(router).await?;
         }
         None => {
@@ -114,7 +114,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 header: app.config.header_timeout,
                 write: app.config.write_timeout,
             });
-            limit_header_time(server.http_builder(), app.config.header_timeout);
+            configure_http1(server.http_builder(), app.config.header_timeout);
             server.handle(handle).serve(router).await?;
         }
     }

@@ -332,6 +332,44 @@ async fn connections_that_do_not_send_their_headers_are_closed() {
 }
 
 #[tokio::test]
+async fn clients_that_close_their_sending_side_after_a_request_are_answered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = launch_with_config(tmp.path(), "").0.start();
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let send_and_half_close = async |request: &[u8]| {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        stream.shutdown().await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut answer),
+        )
+        .await
+        .expect("the server neither answered nor closed")
+        .unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    // A login takes a while (the password hash), so the end of the stream comes first.
+    let login =
+        json!({"id": hanami_testkit::ADMIN, "password": hanami_testkit::ADMIN_PW}).to_string();
+    for version in ["1.1", "1.0"] {
+        let request = format!(
+            "POST /v1.0alpha/token HTTP/{version}\r\nHost: x\r\nContent-Length: {}\r\n\r\n{login}",
+            login.len()
+        );
+        let answer = send_and_half_close(request.as_bytes()).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/{version} 200")) && answer.contains("\"token\""),
+            "{answer}"
+        );
+    }
+    // Headers cut short by the end of the stream get no answer, and are not waited for.
+    let answer = send_and_half_close(b"GET /v1.0alpha/host/all HTTP/1.1\r\nHost: x\r\n").await;
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
 async fn log_entries_older_than_the_retention_are_removed() {
     let tmp = tempfile::tempdir().unwrap();
     let (launched, _) = launch_with_config(tmp.path(), "log_retention_days = 30\n");
