@@ -734,6 +734,29 @@ async fn one_name_gives_one_cluster_even_for_requests_at_the_same_moment() {
 }
 
 #[tokio::test]
+async fn one_of_the_deletions_of_a_cluster_at_the_same_moment_deletes_it() {
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    for round in 0..10 {
+        let uuid = common::seed_cluster(&client, &format!("doomed{round}")).await;
+        let path = format!("cluster?uuid={uuid}");
+        let answers = futures_util::future::join_all((0..8).map(|_| admin.delete(&path))).await;
+        let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+        assert_eq!(
+            statuses.iter().filter(|&&s| s == 200).count(),
+            1,
+            "{statuses:?}"
+        );
+        assert!(
+            statuses.iter().all(|&s| s == 200 || s == 404),
+            "{statuses:?}"
+        );
+        admin.get(&path).await.expect(404);
+    }
+}
+
+#[tokio::test]
 async fn a_network_at_its_memory_budget_stops_growing_and_says_so() {
     let tmp = tempfile::tempdir().unwrap();
     let server = common::launch_with_config(tmp.path(), "cluster_memory_mib = 1\n")

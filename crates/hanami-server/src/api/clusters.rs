@@ -262,8 +262,13 @@ async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String
     // In a task of its own: a client that goes away meanwhile (dropping this handler)
     // cannot leave the row, the task records or the network file behind.
     tokio::spawn(async move {
-        if let Some(cluster) = &cluster {
-            app.clusters.remove(&cluster.row.uuid);
+        // Of deletions at the same moment, only the one that removes the row answers 200,
+        // as if they had come one after the other. The one that takes the cluster out of
+        // memory cleans up after it in any case (it waits for a save that is under way).
+        if let Some(cluster) = &cluster
+            && app.clusters.remove(&cluster.row.uuid).is_none()
+        {
+            return Err(not_found(&uuid));
         }
         // Blocking: it waits for a save of the network that began before the deletion.
         let remove_network = async || match cluster.clone() {
@@ -279,13 +284,20 @@ async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String
                 Ok(())
             }
         };
-        super::delete_row_making_room(&app, Kind::Cluster, &scope, &uuid, async |_| {
-            remove_network().await
-        })
-        .await?;
+        let deleted =
+            super::delete_row_making_room(&app, Kind::Cluster, &scope, &uuid, async |_| {
+                remove_network().await
+            })
+            .await?;
+        if deleted.is_none() && cluster.is_none() {
+            return Err(not_found(&uuid));
+        }
         app.store.delete_cluster_tasks(&uuid).await?;
         remove_network().await?;
-        Ok(Map::new())
+        match deleted {
+            Some(_) => Ok(Map::new()),
+            None => Err(not_found(&uuid)),
+        }
     })
     .await
     .map_err(|e| ApiError::Internal(e.into()))?
