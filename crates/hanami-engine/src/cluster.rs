@@ -280,19 +280,7 @@ impl Cluster {
             );
         }
         let targets: Vec<_> = hexagons.iter().map(|h| h.targets).collect();
-        let reached = geometry::reachable(&targets, &is_input);
-        if let Some(output) = template.outputs().iter().find(|o| !reached[o.hexagon]) {
-            let position = positions[output.hexagon];
-            let name = output.name.clone();
-            let position = format!("{},{},{}", position.x, position.y, position.z);
-            let distance = template.settings().max_connection_distance;
-            let at_all = geometry::reachable_at_all(&neighbours, &is_input, &is_output, distance);
-            return Err(if at_all[output.hexagon] {
-                EngineError::OutputMissedByGrowthPlan { name, position }
-            } else {
-                EngineError::UnreachableOutput { name, position }
-            });
-        }
+        check_connected(template, &neighbours, &targets, &is_input, &is_output)?;
         let inputs = template
             .inputs()
             .iter()
@@ -556,6 +544,49 @@ impl Cluster {
         }
         bytes
     }
+}
+
+/// Refuses a template whose network could not connect every interface: an output that no
+/// input can grow into would answer 0 for ever, and an input from which growth reaches no
+/// output would be ignored. The growth-target lists are drawn at random, so each check
+/// also tells whether some other draw would have connected it.
+fn check_connected(
+    template: &Template,
+    neighbours: &[[u32; geometry::SIDES]],
+    targets: &[[u32; GROWTH_TARGETS]],
+    is_input: &[bool],
+    is_output: &[bool],
+) -> Result<(), EngineError> {
+    let distance = template.settings().max_connection_distance;
+    let at_all =
+        |from: &[bool]| geometry::reachable_at_all(neighbours, is_input, is_output, distance, from);
+    let position = |hexagon: usize| {
+        let p = template.hexagons()[hexagon];
+        format!("{},{},{}", p.x, p.y, p.z)
+    };
+    let reached = geometry::reachable(targets, is_input);
+    if let Some(output) = template.outputs().iter().find(|o| !reached[o.hexagon]) {
+        let (name, position) = (output.name.clone(), position(output.hexagon));
+        return Err(if at_all(is_input)[output.hexagon] {
+            EngineError::OutputMissedByGrowthPlan { name, position }
+        } else {
+            EngineError::UnreachableOutput { name, position }
+        });
+    }
+    for input in template.inputs() {
+        let from: Vec<bool> = (0..is_input.len()).map(|h| h == input.hexagon).collect();
+        let reaches_an_output =
+            |reached: Vec<bool>| template.outputs().iter().any(|o| reached[o.hexagon]);
+        if !reaches_an_output(geometry::reachable(targets, &from)) {
+            let (name, position) = (input.name.clone(), position(input.hexagon));
+            return Err(if reaches_an_output(at_all(&from)) {
+                EngineError::InputMissedByGrowthPlan { name, position }
+            } else {
+                EngineError::UnconnectedInput { name, position }
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The index of the first value that is NaN or infinite. The common all-finite case is one

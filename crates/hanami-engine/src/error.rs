@@ -40,6 +40,35 @@ pub enum EngineError {
         /// Its hexagon, `x,y,z`.
         position: String,
     },
+    /// Growth from an input's hexagon could never reach an output: its values would be
+    /// ignored.
+    #[error(
+        "input '{name}' on hexagon {position} cannot reach any output: the network grows from \
+         each input hexagon along the original's growth walks (seven of the twelve sides, \
+         towards +x, ±z and the rows beside, never -x), up to max_connection_distance \
+         hexagons at a time, never into another input hexagon and not through output \
+         hexagons, so its values would be ignored; give it a hidden hexagon on its +x side \
+         that leads to an output, as the documentation's templates do"
+    )]
+    UnconnectedInput {
+        /// Input name.
+        name: String,
+        /// Its hexagon, `x,y,z`.
+        position: String,
+    },
+    /// The random draw of growth targets missed the rare paths from an input's hexagon to
+    /// any output.
+    #[error(
+        "input '{name}' on hexagon {position} reaches no output in this cluster's growth \
+         plan, which is drawn at random: the template connects it only along rare paths; \
+         create the cluster again, or move the input nearer to the outputs"
+    )]
+    InputMissedByGrowthPlan {
+        /// Input name.
+        name: String,
+        /// Its hexagon, `x,y,z`.
+        position: String,
+    },
     /// No input interface has this name.
     #[error("the cluster has no input named '{0}'")]
     UnknownInput(String),

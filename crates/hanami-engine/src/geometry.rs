@@ -172,10 +172,10 @@ fn possible_targets(
         .collect()
 }
 
-/// Which hexagons growth can reach from the input hexagons, through hexagons that project
-/// further (every one but the outputs), along the given growth-target lists.
-pub(crate) fn reachable(targets: &[[u32; GROWTH_TARGETS]], is_input: &[bool]) -> Vec<bool> {
-    reach(is_input, |hexagon| {
+/// Which hexagons growth can reach from the hexagons marked in `from`, through hexagons
+/// that project further (every one but the outputs), along the given growth-target lists.
+pub(crate) fn reachable(targets: &[[u32; GROWTH_TARGETS]], from: &[bool]) -> Vec<bool> {
+    reach(from, |hexagon| {
         targets[hexagon]
             .iter()
             .filter(|&&t| t != NO_HEXAGON)
@@ -184,22 +184,23 @@ pub(crate) fn reachable(targets: &[[u32; GROWTH_TARGETS]], is_input: &[bool]) ->
     })
 }
 
-/// Which hexagons growth could reach from the input hexagons with some growth-target lists,
-/// whatever the random draws that make them.
+/// Which hexagons growth could reach from the hexagons marked in `from` with some
+/// growth-target lists, whatever the random draws that make them.
 pub(crate) fn reachable_at_all(
     neighbours: &[[u32; SIDES]],
     is_input: &[bool],
     is_output: &[bool],
     max_distance: u32,
+    from: &[bool],
 ) -> Vec<bool> {
-    reach(is_input, |hexagon| {
+    reach(from, |hexagon| {
         possible_targets(hexagon, neighbours, is_input, is_output, max_distance)
     })
 }
 
-fn reach(is_input: &[bool], targets: impl Fn(usize) -> Vec<usize>) -> Vec<bool> {
-    let mut reached = is_input.to_vec();
-    let mut pending: Vec<usize> = (0..is_input.len()).filter(|&h| is_input[h]).collect();
+fn reach(from: &[bool], targets: impl Fn(usize) -> Vec<usize>) -> Vec<bool> {
+    let mut reached = from.to_vec();
+    let mut pending: Vec<usize> = (0..from.len()).filter(|&h| from[h]).collect();
     while let Some(hexagon) = pending.pop() {
         for target in targets(hexagon) {
             if !reached[target] {

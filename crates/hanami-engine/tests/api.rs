@@ -175,6 +175,83 @@ fn outputs_out_of_reach_are_refused() {
     }
 }
 
+/// A template with an input from which the network can never grow to an output is refused:
+/// the input's values would be ignored.
+#[test]
+fn inputs_that_reach_no_output_are_refused() {
+    let with = |hexagons: &str, x1: &str, x2: &str, output: &str| {
+        format!(
+            "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\nhexagons:\n{hexagons}\
+             inputs:\n    x1:\n        target: {x1}\n        number_of_inputs: 1\n\
+             \x20   x2:\n        target: {x2}\n        number_of_inputs: 1\n\
+             outputs:\n    y:\n        target: {output}\n        number_of_outputs: 1\n"
+        )
+    };
+    // In a line along x: x1's only forward neighbour is x2's hexagon, and growth never
+    // places sections in input hexagons.
+    let line = with(
+        "    1,1,1\n    2,1,1\n    3,1,1\n    4,1,1\n",
+        "1,1,1",
+        "2,1,1",
+        "4,1,1",
+    );
+    // x2 in the next row: one step from it reaches only x1's hexagon.
+    let rows = with(
+        "    1,1,1\n    1,2,1\n    2,1,1\n    3,1,1\n",
+        "1,1,1",
+        "1,2,1",
+        "3,1,1",
+    );
+    let (x1, x2) = ("x1", "x2");
+    for (seed, (text, name)) in [(&line, x1), (&rows, x2)].into_iter().enumerate() {
+        let err = Cluster::from_template_text(text, seed as u64).unwrap_err();
+        assert!(
+            matches!(&err, EngineError::UnconnectedInput { name: n, .. } if n == name),
+            "{text}: {err}"
+        );
+        assert!(err.to_string().contains("cannot reach any output"), "{err}");
+    }
+    // Two steps at a time pass over the input hexagon in the way.
+    for text in [&line, &rows] {
+        let text = text.replace("settings:\n", "settings:\n    max_connection_distance: 2\n");
+        Cluster::from_template_text(&text, 0).unwrap();
+    }
+    // Connected only along rare paths (distance 4): a few of the random growth plans miss
+    // them, and those clusters are refused with a hint to try again.
+    let rare = with(
+        "    1,1,1\n    1,1,2\n    2,1,2\n    2,1,1\n    2,2,1\n",
+        "1,1,1",
+        "1,1,2",
+        "2,2,1",
+    )
+    .replace("settings:\n", "settings:\n    max_connection_distance: 4\n");
+    let mut missed = 0;
+    for seed in 0..200 {
+        match Cluster::from_template_text(&rare, seed) {
+            Ok(_) => {}
+            Err(e @ EngineError::InputMissedByGrowthPlan { .. }) => {
+                assert!(e.to_string().contains("drawn at random"), "{e}");
+                missed += 1;
+            }
+            Err(e) => panic!("seed {seed}: {e}"),
+        }
+    }
+    assert!(
+        (1..10).contains(&missed),
+        "{missed} of 200 growth plans missed a path from an input"
+    );
+    // Inputs side by side in z, each with a hidden hexagon on its +x side, are connected.
+    let beside = with(
+        "    1,1,1\n    1,1,2\n    2,1,1\n    2,1,2\n    3,1,1\n",
+        "1,1,1",
+        "1,1,2",
+        "3,1,1",
+    );
+    for seed in 0..20 {
+        Cluster::from_template_text(&beside, seed).unwrap();
+    }
+}
+
 #[test]
 fn batches_report_progress_honour_cancel_and_match_single_steps() {
     let rows = 300;

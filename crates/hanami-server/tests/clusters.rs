@@ -382,6 +382,17 @@ async fn tasks_are_validated_before_they_are_queued() {
         matches!(&refused, Err(Error::BadRequest(m)) if m.contains("cannot be reached from any input")),
         "{refused:?}"
     );
+    // An input whose only way on is another input's hexagon: its values would be ignored.
+    let blocked = "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\nhexagons:\n    \
+        1,1,1\n    2,1,1\n    3,1,1\n    4,1,1\ninputs:\n    x1:\n        target: 1,1,1\n        \
+        number_of_inputs: 1\n    x2:\n        target: 2,1,1\n        number_of_inputs: 1\n\
+        outputs:\n    y:\n        target: 4,1,1\n        number_of_outputs: 1\n";
+    let refused = client.create_cluster("blocked", blocked).await;
+    assert!(
+        matches!(&refused, Err(Error::BadRequest(m))
+            if m.contains("input 'x1' on hexagon 1,1,1 cannot reach any output")),
+        "{refused:?}"
+    );
     admin
         .post("cluster", &json!({"name": "cluster_v", "template": ""}))
         .await

@@ -137,7 +137,9 @@ fn build(encoded: &str, memory: &NetworkMemory) -> ApiResult<Option<Cluster>> {
         // The engine's own template checks, including outputs it can never grow into.
         e @ (hanami_engine::EngineError::Template(_)
         | hanami_engine::EngineError::UnreachableOutput { .. }
-        | hanami_engine::EngineError::OutputMissedByGrowthPlan { .. }) => invalid(&e),
+        | hanami_engine::EngineError::OutputMissedByGrowthPlan { .. }
+        | hanami_engine::EngineError::UnconnectedInput { .. }
+        | hanami_engine::EngineError::InputMissedByGrowthPlan { .. }) => invalid(&e),
         other => ApiError::Internal(anyhow::Error::new(other).context("cannot build the cluster")),
     })?;
     let bytes = cluster.size().bytes;
