@@ -1053,6 +1053,14 @@ async fn queued_tasks_are_checked_again_when_they_start() {
         )
         .await
         .unwrap();
+    // They say why they wait.
+    let waiting = client.task(&a, &trains.uuid).await.unwrap();
+    assert_eq!(waiting.state, "queued");
+    assert!(
+        waiting
+            .note
+            .is_some_and(|n| n.starts_with("waiting: the cluster is in DIRECT mode")),
+    );
     // Then one to other names, and a request after it.
     let rename = client.restore_cluster(&a, &checkpoints[1]).await.unwrap();
     let renamed_request = client

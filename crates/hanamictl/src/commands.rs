@@ -782,6 +782,10 @@ async fn wait_for_end(
             Err(e) => return Err(CliError::sdk(e, address, &session.options)),
         };
         progress.cycles(&task.state, task.current_cycle, task.total_number_of_cycles);
+        // Why a task waits (its cluster in DIRECT mode); why it ended is told below.
+        if task.state == "queued" {
+            progress.remark(task.note.as_deref());
+        }
         match task.state.as_str() {
             "finished" => return Ok(task),
             "aborted" => {
@@ -795,8 +799,9 @@ async fn wait_for_end(
                 )));
             }
             state if Instant::now() >= deadline => {
+                let why = task.note.map(|n| format!(" ({n})")).unwrap_or_default();
                 return Err(CliError::msg(format!(
-                    "task '{task_uuid}' is still {state} after {timeout} s"
+                    "task '{task_uuid}' is still {state} after {timeout} s{why}"
                 )));
             }
             _ => {}

@@ -11,6 +11,7 @@ pub struct Progress {
     enabled: bool,
     drawn: bool,
     last: String,
+    remark: Option<String>,
 }
 
 impl Progress {
@@ -21,6 +22,7 @@ impl Progress {
             enabled,
             drawn: false,
             last: String::new(),
+            remark: None,
         }
     }
 
@@ -37,6 +39,17 @@ impl Progress {
         if self.enabled {
             let line = format!("{}: {state}, cycle {current} of {total}", self.label);
             self.draw(line);
+        }
+    }
+
+    /// A remark on its own line (above the progress line), shown once until it changes.
+    pub fn remark(&mut self, text: Option<&str>) {
+        if self.enabled && text != self.remark.as_deref() {
+            if let Some(text) = text {
+                self.finish();
+                let _ = writeln!(std::io::stderr(), "note: {text}");
+            }
+            self.remark = text.map(str::to_owned);
         }
     }
 

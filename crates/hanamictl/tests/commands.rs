@@ -1323,6 +1323,19 @@ fn waiting_for_a_task_whose_cluster_is_deleted() {
         std::thread::sleep(Duration::from_millis(20));
     };
     queued(1);
+    // Why it waits is told when the waiting gives up.
+    let impatient = server
+        .ctl(&[&train[..], &["--wait", "--timeout", "1", "impatient"]].concat())
+        .fails();
+    assert!(
+        impatient.stderr.contains(
+            "is still queued after 1 s (waiting: the cluster is in DIRECT mode, and its queued \
+             tasks start once it is switched back to TASK mode"
+        ),
+        "{}",
+        impatient.stderr
+    );
+    queued(2);
 
     // Ctrl-C stops the waiting, not the task, and says so.
     let interrupted = server
@@ -1332,14 +1345,14 @@ fn waiting_for_a_task_whose_cluster_is_deleted() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    queued(2);
+    queued(3);
     let stderr = interrupt(interrupted);
     assert!(
         stderr.starts_with("error: stopped waiting; task '")
             && stderr.contains("goes on on the server"),
         "{stderr}"
     );
-    queued(2);
+    queued(3);
 
     server.ctl(&["cluster", "delete", &cluster]).ok();
     let output = waiting.wait_with_output().unwrap();

@@ -17,8 +17,8 @@ use super::clusters::visible;
 use super::validate::{Field, Pattern};
 use super::{ApiError, ApiResult, Routes};
 use crate::clusters::rows::{Binding, Side};
-use crate::clusters::task::{ResultTarget, Task, Work};
-use crate::clusters::{ClusterHandle, Interface, TaskRemoval};
+use crate::clusters::task::{ResultTarget, Task, TaskState, Work};
+use crate::clusters::{ClusterHandle, Interface, Mode, TaskRemoval};
 use crate::state::App;
 
 const NAME: Field = Field::string("name", Some(Pattern::Name), 4, 254);
@@ -300,12 +300,22 @@ fn task_not_found(query: &TaskQuery) -> ApiError {
     ))
 }
 
+/// A task; one that waits because its cluster is in DIRECT mode says so in its note.
 async fn get(app: App, caller: Caller, query: TaskQuery) -> ApiResult<TaskInfo> {
     let cluster = visible(&app, &caller, &query.cluster_uuid)?;
     let task = cluster
         .task(&query.uuid)
         .ok_or_else(|| task_not_found(&query))?;
-    Ok(task.info())
+    let mut info = task.info();
+    if info.state == TaskState::Queued.as_str() && cluster.mode() == Mode::Direct {
+        info.note = Some(
+            "waiting: the cluster is in DIRECT mode, and its queued tasks start once it is \
+             switched back to TASK mode (PUT v1.0alpha/cluster/set_mode, or the SDK's \
+             switch_to_task_mode, which a direct-IO client calls when it is done)"
+                .to_owned(),
+        );
+    }
+    Ok(info)
 }
 
 #[derive(Deserialize)]
