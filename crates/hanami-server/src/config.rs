@@ -162,54 +162,73 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        // Where a setting that only the file gives came from, for its error message.
+        let in_file = match &args.config {
+            Some(path) => format!(" (in the config file {})", path.display()),
+            None => String::new(),
+        };
         let cert = args.tls_cert.or(file.tls_cert);
         let key = args.tls_key.or(file.tls_key);
         let tls = match (cert, key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
-            _ => bail!("HTTPS needs both a certificate (--tls-cert) and a key (--tls-key)"),
+            (Some(_), None) => bail!(
+                "HTTPS needs a key as well as the certificate: give --tls-key (HANAMI_TLS_KEY, \
+                 or tls_key in the config file)"
+            ),
+            (None, Some(_)) => bail!(
+                "HTTPS needs a certificate as well as the key: give --tls-cert \
+                 (HANAMI_TLS_CERT, or tls_cert in the config file)"
+            ),
         };
         let max_body_bytes = file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if max_body_bytes < 1024 {
-            bail!("max_body_bytes must be at least 1024");
+            bail!("max_body_bytes must be at least 1024{in_file}");
         }
         let upload_timeout = seconds(
             "upload_timeout",
             file.upload_timeout.unwrap_or(DEFAULT_UPLOAD_TIMEOUT),
+            &in_file,
         )?;
         let header_timeout = seconds(
             "header_timeout",
             file.header_timeout.unwrap_or(DEFAULT_HEADER_TIMEOUT),
+            &in_file,
         )?;
         let write_timeout = seconds(
             "write_timeout",
             file.write_timeout.unwrap_or(DEFAULT_WRITE_TIMEOUT),
+            &in_file,
         )?;
-        let token_expiry = seconds(
-            "token_expiry",
-            args.token_expiry
-                .or(file.token_expiry)
-                .unwrap_or(DEFAULT_TOKEN_EXPIRY),
-        )?;
+        let token_expiry = match args.token_expiry {
+            Some(value) => seconds("token_expiry", value, "")?,
+            None => seconds(
+                "token_expiry",
+                file.token_expiry.unwrap_or(DEFAULT_TOKEN_EXPIRY),
+                &in_file,
+            )?,
+        };
         let max_upload_bytes = file.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD_BYTES);
         if max_upload_bytes == 0 {
-            bail!("max_upload_bytes must be at least 1");
+            bail!("max_upload_bytes must be at least 1{in_file}");
         }
         let cluster_memory_limit = memory_budget(
             "cluster_memory_mib",
             file.cluster_memory_mib
                 .unwrap_or(DEFAULT_CLUSTER_MEMORY_MIB),
+            &in_file,
         )?;
         let clusters_memory_limit = memory_budget(
             "clusters_memory_mib",
             file.clusters_memory_mib
                 .unwrap_or_else(default_clusters_memory_mib),
+            &in_file,
         )?;
         let min_free_disk_mib = file.min_free_disk_mib.unwrap_or(DEFAULT_MIN_FREE_DISK_MIB);
         if min_free_disk_mib > MAX_MIN_FREE_DISK_MIB {
             bail!(
                 "min_free_disk_mib must be at most {MAX_MIN_FREE_DISK_MIB}, not \
-                 {min_free_disk_mib}"
+                 {min_free_disk_mib}{in_file}"
             );
         }
         let max_running_tasks = file.max_running_tasks.unwrap_or_else(|| {
@@ -218,23 +237,31 @@ impl Config {
         });
         if !(1..=MAX_RUNNING_TASKS).contains(&max_running_tasks) {
             bail!(
-                "max_running_tasks must be between 1 and {MAX_RUNNING_TASKS}, not {max_running_tasks}"
+                "max_running_tasks must be between 1 and {MAX_RUNNING_TASKS}, not \
+                 {max_running_tasks}{in_file}"
             );
         }
         // 0 keeps the logs for ever, as the original did.
         let log_retention_days = file.log_retention_days.filter(|&days| days > 0);
         if log_retention_days.is_some_and(|days| days > MAX_LOG_RETENTION_DAYS) {
-            bail!("log_retention_days must be at most {MAX_LOG_RETENTION_DAYS} (0: keep for ever)");
+            bail!(
+                "log_retention_days must be at most {MAX_LOG_RETENTION_DAYS} (0: keep for \
+                 ever){in_file}"
+            );
+        }
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        if data_dir.as_os_str().is_empty() {
+            bail!("the data directory is an empty path: give one, or leave the setting out");
         }
         Ok(Self {
             listen: args
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
-            data_dir: args
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            data_dir,
             tls,
             token_expiry,
             policy_file: args.policy_file.or(file.policy_file),
@@ -253,10 +280,10 @@ impl Config {
 }
 
 /// A memory budget given in MiB by the setting `key`, in bytes: 1 MiB to
-/// [`MAX_CLUSTER_MEMORY_MIB`].
-fn memory_budget(key: &str, mib: u64) -> anyhow::Result<usize> {
+/// [`MAX_CLUSTER_MEMORY_MIB`]. `origin` tells an error where the value came from.
+fn memory_budget(key: &str, mib: u64, origin: &str) -> anyhow::Result<usize> {
     if !(1..=MAX_CLUSTER_MEMORY_MIB).contains(&mib) {
-        bail!("{key} must be between 1 and {MAX_CLUSTER_MEMORY_MIB}, not {mib}");
+        bail!("{key} must be between 1 and {MAX_CLUSTER_MEMORY_MIB}, not {mib}{origin}");
     }
     usize::try_from(mib << 20).with_context(|| format!("{key} is too large for this machine"))
 }
@@ -284,17 +311,69 @@ fn default_clusters_memory_mib() -> u64 {
 const MAX_SECONDS: u64 = 10 * 365 * 24 * 3600;
 
 /// The setting `key` of `value` seconds, which must lie within 1 s and [`MAX_SECONDS`].
-fn seconds(key: &str, value: u64) -> anyhow::Result<Duration> {
+/// `origin` tells an error where the value came from.
+fn seconds(key: &str, value: u64, origin: &str) -> anyhow::Result<Duration> {
     if !(1..=MAX_SECONDS).contains(&value) {
-        bail!("{key} must be between 1 and {MAX_SECONDS} seconds (ten years), not {value}");
+        bail!("{key} must be between 1 and {MAX_SECONDS} seconds (ten years), not {value}{origin}");
     }
     Ok(Duration::from_secs(value))
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let text = read_text_file(path, "config file")?;
     toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+/// The largest settings file (configuration, policy, PEM certificate or key) read.
+const MAX_SETTINGS_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads a settings file that `what` names in errors (`config file`, `policy file`, …):
+/// only a regular file (a named pipe would hold the start until some program writes to it,
+/// a device such as `/dev/zero` would fill the memory), of at most 1 MiB.
+pub(crate) fn read_settings_file(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::FileTypeExt as _;
+    if path.as_os_str().is_empty() {
+        bail!("the {what} is an empty path: give one, or leave the setting out");
+    }
+    let shown = path.display();
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {what} {shown}"))?;
+    let kind = meta.file_type();
+    let other = if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a named pipe"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        ""
+    };
+    if !other.is_empty() {
+        bail!("the {what} {shown} is {other}, not a regular file");
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| {
+            file.take(MAX_SETTINGS_FILE_BYTES + 1)
+                .read_to_end(&mut bytes)
+        })
+        .with_context(|| format!("cannot read {what} {shown}"))?;
+    if bytes.len() as u64 > MAX_SETTINGS_FILE_BYTES {
+        bail!("the {what} {shown} is larger than 1 MiB: is it the right file?");
+    }
+    Ok(bytes)
+}
+
+/// [`read_settings_file`] for a text file (UTF-8).
+pub(crate) fn read_text_file(path: &Path, what: &str) -> anyhow::Result<String> {
+    String::from_utf8(read_settings_file(path, what)?).with_context(|| {
+        format!(
+            "cannot read {what} {}: it is not UTF-8 text",
+            path.display()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -397,6 +476,68 @@ mod tests {
     }
 
     #[test]
+    fn settings_files_are_regular_files_of_reasonable_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipe = dir.path().join("pipe.toml");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&pipe)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, vec![b'#'; (1 << 20) + 1]).unwrap();
+        let binary = dir.path().join("binary.toml");
+        std::fs::write(&binary, [0xff, 0xfe]).unwrap();
+        let dir_path = dir.path().to_str().unwrap();
+        for (path, expected) in [
+            (
+                pipe.to_str().unwrap(),
+                "is a named pipe, not a regular file",
+            ),
+            (dir_path, "is a directory, not a regular file"),
+            ("/dev/zero", "is a device, not a regular file"),
+            (big.to_str().unwrap(), "is larger than 1 MiB"),
+            (binary.to_str().unwrap(), "it is not UTF-8 text"),
+        ] {
+            let err = Config::from_args(args(&["--config", path])).unwrap_err();
+            assert!(format!("{err:#}").contains(expected), "{path}: {err:#}");
+        }
+        // Paths in the file may be empty (the command line refuses empty ones).
+        let err = read_settings_file(Path::new(""), "policy file").unwrap_err();
+        assert!(
+            err.to_string().contains("the policy file is an empty path"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn errors_of_settings_from_the_file_name_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hanami.toml");
+        let p = path.to_str().unwrap();
+        std::fs::write(&path, "header_timeout = 0\ntoken_expiry = 0\n").unwrap();
+        let err = Config::from_args(args(&["--config", p])).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with(&format!("not 0 (in the config file {p})")),
+            "{err}"
+        );
+        // A value from a flag is not blamed on the file.
+        std::fs::write(&path, "").unwrap();
+        let err = Config::from_args(args(&["--config", p, "--token-expiry", "0"])).unwrap_err();
+        assert!(err.to_string().ends_with("not 0"), "{err}");
+        std::fs::write(&path, "data_dir = \"\"\n").unwrap();
+        let err = Config::from_args(args(&["--config", p])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the data directory is an empty path"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn flags_override_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hanami.toml");
@@ -421,5 +562,7 @@ mod tests {
         assert!(format!("{err:#}").contains("lisen"), "{err:#}");
         let err = Config::from_args(args(&["--tls-cert", "a.pem"])).unwrap_err();
         assert!(err.to_string().contains("--tls-key"));
+        let err = Config::from_args(args(&["--tls-key", "a.pem"])).unwrap_err();
+        assert!(err.to_string().contains("--tls-cert"));
     }
 }

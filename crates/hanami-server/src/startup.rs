@@ -631,8 +631,7 @@ async fn remove_old_log_entries(store: Store, days: u32) {
 }
 
 fn load_policy(path: &Path) -> anyhow::Result<Policy> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read policy file {}", path.display()))?;
+    let text = crate::config::read_text_file(path, "policy file")?;
     Policy::parse(&text).with_context(|| format!("invalid policy file {}", path.display()))
 }
 
@@ -788,43 +787,88 @@ fn client_address(bound: std::net::SocketAddr) -> std::net::SocketAddr {
 fn tls_server_config(tls: &crate::config::TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
     use rustls::pki_types::pem::{self, PemObject};
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let read = |path: &Path| {
-        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    let read = |path: &Path, what: &str| {
+        let mut bytes = crate::config::read_settings_file(path, what)?;
+        // Editors on Windows start UTF-8 files with a byte-order mark, which PEM readers skip.
+        if bytes.starts_with(b"\xEF\xBB\xBF") {
+            bytes.drain(..3);
+        }
+        anyhow::Ok(bytes)
     };
     let cert = tls.cert.display();
     let key = tls.key.display();
-    let chain = CertificateDer::pem_slice_iter(&read(&tls.cert)?)
+    let chain = CertificateDer::pem_slice_iter(&read(&tls.cert, "certificate file")?)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow::anyhow!("{cert} is not a valid PEM file: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("{cert} is not a valid PEM file: {}", pem_problem(&e)))?;
     if chain.is_empty() {
         bail!("{cert} holds no certificate (a PEM block '-----BEGIN CERTIFICATE-----')");
     }
-    let key_pem = read(&tls.key)?;
+    // Each certificate is sent to every client, which would refuse a damaged one.
+    for (index, certificate) in chain.iter().enumerate() {
+        let parsed = if index == 0 {
+            webpki::EndEntityCert::try_from(certificate).map(drop)
+        } else {
+            webpki::anchor_from_trusted_cert(certificate).map(drop)
+        };
+        if let Err(e) = parsed {
+            bail!(
+                "certificate {} of {} in {cert} is damaged (not an X.509 certificate: {e:?})",
+                index + 1,
+                chain.len()
+            );
+        }
+    }
+    let key_pem = read(&tls.key, "key file")?;
     let encrypted = [&b"ENCRYPTED PRIVATE KEY"[..], b"Proc-Type: 4,ENCRYPTED"]
         .iter()
         .any(|marker| key_pem.windows(marker.len()).any(|w| w == *marker));
-    let private_key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
-        pem::Error::NoItemsFound if encrypted => anyhow::anyhow!(
+    if encrypted {
+        bail!(
             "{key} holds an encrypted private key, which the server cannot use: decrypt it \
              (openssl pkey -in {key} -out PLAIN.pem) and give that file, readable only by \
              the server's user"
-        ),
+        );
+    }
+    let private_key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
         pem::Error::NoItemsFound => anyhow::anyhow!(
             "{key} holds no private key (a PEM block '-----BEGIN PRIVATE KEY-----', \
              'RSA PRIVATE KEY' or 'EC PRIVATE KEY')"
         ),
-        e => anyhow::anyhow!("{key} is not a valid PEM file: {e}"),
+        e => anyhow::anyhow!("{key} is not a valid PEM file: {}", pem_problem(&e)),
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    provider
+        .key_provider
+        .load_private_key(private_key.clone_key())
+        .map_err(|e| anyhow::anyhow!("{key} holds a damaged or unsupported private key: {e}"))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, private_key)
         .map_err(|e| {
-            anyhow::anyhow!("the key in {key} does not fit the certificate in {cert}: {e}")
+            anyhow::anyhow!("the key in {key} does not belong to the certificate in {cert}: {e}")
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// What is wrong with a PEM file, in words (the library shows PEM labels as byte lists).
+fn pem_problem(error: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    match error {
+        Error::MissingSectionEnd { end_marker } => format!(
+            "a block has no end line '-----END {}-----': is the file cut short?",
+            String::from_utf8_lossy(end_marker)
+        ),
+        Error::IllegalSectionStart { line } => format!(
+            "a line that should start a block is malformed: '{}'",
+            String::from_utf8_lossy(line)
+        ),
+        Error::Base64Decode(_) => {
+            "a block holds something other than base64 text (a header line, or damage)".into()
+        }
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]

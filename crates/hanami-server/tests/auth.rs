@@ -666,7 +666,7 @@ async fn a_certificate_that_does_not_load_stops_the_start_before_anything_change
     };
     assert!(
         stderr.contains("cannot load the TLS files: the key in")
-            && stderr.contains("does not fit the certificate in"),
+            && stderr.contains("does not belong to the certificate in"),
         "{stderr}"
     );
     // Files without the PEM blocks they should hold are named.
@@ -679,18 +679,66 @@ async fn a_certificate_that_does_not_load_stops_the_start_before_anything_change
         "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
     )
     .unwrap();
+    let old_style = tmp.path().join("old_style.pem");
+    std::fs::write(
+        &old_style,
+        "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,00\n\n\
+         AAAA\n-----END RSA PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let damaged_key = tmp.path().join("damaged_key.pem");
+    std::fs::write(
+        &damaged_key,
+        "-----BEGIN PRIVATE KEY-----\nAAAAAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    // A chain whose second certificate is damaged: clients would refuse every handshake.
+    let pem = std::fs::read_to_string(&cert).unwrap();
+    let chain = tmp.path().join("chain.pem");
+    std::fs::write(
+        &chain,
+        format!("{pem}-----BEGIN CERTIFICATE-----\nAAAAAAAA\n-----END CERTIFICATE-----\n"),
+    )
+    .unwrap();
+    let cut = tmp.path().join("cut.pem");
+    std::fs::write(&cut, &pem[..pem.len() / 2]).unwrap();
+    // A named pipe would hold the start until something writes to it.
+    let pipe = tmp.path().join("pipe.pem");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&pipe)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let key = tmp.path().join("key.pem");
     for (cert, key, expected) in [
-        (
-            &garbage,
-            &tmp.path().join("key.pem"),
-            "garbage.pem holds no certificate",
-        ),
+        (&garbage, &key, "garbage.pem holds no certificate"),
         (&cert, &cert, "cert.pem holds no private key"),
         (
             &cert,
             &encrypted,
             "encrypted.pem holds an encrypted private key",
         ),
+        (
+            &cert,
+            &old_style,
+            "old_style.pem holds an encrypted private key",
+        ),
+        (
+            &cert,
+            &damaged_key,
+            "damaged_key.pem holds a damaged or unsupported private key",
+        ),
+        (&chain, &key, "certificate 2 of 2 in"),
+        (
+            &cut,
+            &key,
+            "cut.pem is not a valid PEM file: a block has no end line \
+             '-----END CERTIFICATE-----': is the file cut short?",
+        ),
+        (&pipe, &key, "pipe.pem is a named pipe, not a regular file"),
+        (&cert, &pipe, "pipe.pem is a named pipe, not a regular file"),
     ] {
         let Err(stderr) = launch()
             .args(&[
@@ -712,6 +760,19 @@ async fn a_certificate_that_does_not_load_stops_the_start_before_anything_change
         "{:?}",
         std::fs::read_dir(&data).map(|d| d.count())
     );
+    // A certificate file that starts with a byte-order mark (Windows editors) is fine.
+    let bom = tmp.path().join("bom.pem");
+    std::fs::write(&bom, format!("\u{feff}{}", other.cert.pem())).unwrap();
+    let started = launch()
+        .args(&[
+            "--tls-cert",
+            bom.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ])
+        .data_dir(&data)
+        .try_start();
+    assert!(started.is_ok(), "{:?}", started.err());
 }
 
 #[test]
