@@ -113,7 +113,9 @@ pub enum Kind {
     },
     /// `true` or `false`.
     Bool,
-    /// A JSON object whose values are strings (interface names to dataset uuids or names).
+    /// A JSON object from interface names (letters, digits and `_`, 1 to
+    /// [`MAX_INTERFACE_NAME`] characters, as templates have them) to strings (dataset uuids
+    /// or names).
     Map,
 }
 
@@ -232,6 +234,14 @@ impl Field {
             }
             Kind::Map => {
                 let map = value.as_object().ok_or_else(wrong_type)?;
+                if let Some(key) = map.keys().find(|key| !is_interface_name(key)) {
+                    return Err(ApiError::BadRequest(format!(
+                        "Value-validation failed, because item '{name}' has the key '{}', \
+                         which is no interface name (letters, digits and '_', 1 to \
+                         {MAX_INTERFACE_NAME} characters).",
+                        shortened(key)
+                    )));
+                }
                 if let Some((key, _)) = map.iter().find(|(_, v)| !v.is_string()) {
                     return Err(ApiError::BadRequest(format!(
                         "Value-validation failed, because item '{name}' maps '{key}' to a \
@@ -242,6 +252,24 @@ impl Field {
         }
         Ok(())
     }
+}
+
+/// Longest interface name, as the template language allows it.
+const MAX_INTERFACE_NAME: usize = hanami_engine::template::limits::MAX_NAME_LEN;
+
+/// Whether `key` can name an input or output of a template.
+fn is_interface_name(key: &str) -> bool {
+    (1..=MAX_INTERFACE_NAME).contains(&key.len())
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// A client's text for an error message: at most 64 characters, control characters escaped.
+fn shortened(text: &str) -> String {
+    let mut short: String = text.chars().take(64).flat_map(char::escape_debug).collect();
+    if text.chars().nth(64).is_some() {
+        short.push('…');
+    }
+    short
 }
 
 /// Checks an input object against the declared fields, and writes its UUIDs in lowercase.
@@ -366,10 +394,22 @@ mod tests {
                 json!({"id": "abcd", "page": 1, "inputs": {"a": "x", "picture": 5}}),
                 "item 'inputs' maps 'picture' to a value that is not a string",
             ),
+            (
+                json!({"id": "abcd", "page": 1, "inputs": {"": "x"}}),
+                "item 'inputs' has the key '', which is no interface name",
+            ),
+            (
+                json!({"id": "abcd", "page": 1, "inputs": {"a\nb": "x"}}),
+                "item 'inputs' has the key 'a\\nb', which is no interface name",
+            ),
+            (
+                json!({"id": "abcd", "page": 1, "inputs": {"b".repeat(100_000): "x"}}),
+                &format!("item 'inputs' has the key '{}…', which", "b".repeat(64)),
+            ),
         ];
         for (input, needle) in cases {
             let msg = check(input.clone()).unwrap_err();
-            assert!(msg.contains(needle), "{input}: {msg}");
+            assert!(msg.contains(needle) && msg.len() < 400, "{input}: {msg}");
         }
     }
 
