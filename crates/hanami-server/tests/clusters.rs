@@ -817,7 +817,8 @@ async fn a_network_at_its_memory_budget_stops_growing_and_says_so() {
     // restart.
     let note = done.note.expect("a note");
     assert!(
-        note.contains("reached its memory budget of 1 MiB"),
+        note.contains("reached its memory budget of 1 MiB")
+            && note.ends_with("the network stopped growing and learned with what it had"),
         "{note}"
     );
     let server = server.restart();

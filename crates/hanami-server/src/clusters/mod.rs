@@ -689,14 +689,14 @@ impl ClusterHandle {
                         task.set_progress(done as u64)
                     })
                 })?;
-                self.report_refused_growth(cluster, refused, task, ctx);
+                self.report_refused_growth(cluster, refused, "learned", task, ctx);
                 Ok((!outcome.cancelled).then_some(Product::Nothing))
             }
             Work::Request(bindings, target) => {
                 let cluster = cluster?;
                 let refused = cluster.growth_stats();
                 let result = self.request(cluster, task, &bindings, &target, ctx);
-                self.report_refused_growth(cluster, refused, task, ctx);
+                self.report_refused_growth(cluster, refused, "answered", task, ctx);
                 result
             }
             Work::Save {
@@ -755,11 +755,13 @@ impl ClusterHandle {
 
     /// Tells the error log when the network could not grow during a task because it had
     /// reached its memory budget, or the clusters together theirs (`before`: the counts
-    /// before the task). The task itself goes on; it only learns with the network it has.
+    /// before the task). The task itself goes on; it only `did` (learned, answered) with the
+    /// network it has.
     fn report_refused_growth(
         &self,
         cluster: &Cluster,
         before: GrowthStats,
+        did: &str,
         task: &Task,
         ctx: &WorkerContext,
     ) {
@@ -770,21 +772,21 @@ impl ClusterHandle {
         if by_cluster > 0 {
             reasons.push(format!(
                 "the network reached its memory budget of {} MiB (cluster_memory_mib): \
-                 {by_cluster} new sections were not created during this task",
+                 {by_cluster} requests for new sections were refused during this task",
                 cluster.options().memory_limit >> 20
             ));
         }
         if by_pool > 0 {
             reasons.push(format!(
                 "the networks of the server's clusters reached the {} MiB they may hold \
-                 together (clusters_memory_mib): {by_pool} new sections were not created \
-                 during this task; deleting clusters that are no longer needed makes room",
+                 together (clusters_memory_mib): {by_pool} requests for new sections were \
+                 refused during this task; deleting clusters that are no longer needed makes room",
                 ctx.memory.pool.limit() >> 20
             ));
         }
         if !reasons.is_empty() {
             let e = anyhow::anyhow!(
-                "{}; the network stopped growing and learned with what it had",
+                "{}; the network stopped growing and {did} with what it had",
                 reasons.join("; ")
             );
             ctx.log_error(task, &self.row, &e);
