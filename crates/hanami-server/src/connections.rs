@@ -73,21 +73,25 @@ impl<S: Send + 'static> Accept<TcpStream, S> for NoDelay {
 }
 
 /// Accepts HTTPS connections: at most `limit` for the TLS handshake, then at most `limit`
-/// until the first decrypted bytes.
+/// until the first decrypted bytes. Handshakes under way when the server starts to shut
+/// down are dropped (a graceful shutdown would wait for them).
 #[derive(Clone)]
 pub(crate) struct Tls {
     tls: RustlsAcceptor<NoDelay>,
     limit: Duration,
     write: Duration,
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Tls {
     /// TLS with `config`, dropping connections whose handshake takes longer than `limit`,
-    /// that stay silent for `limit` after it, or whose writes wait `write` for the client.
+    /// or goes on when `stopping` turns true, that stay silent for `limit` after it, or
+    /// whose writes wait `write` for the client.
     pub(crate) fn new(
         config: axum_server::tls_rustls::RustlsConfig,
         limit: Duration,
         write: Duration,
+        stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         Tls {
             tls: RustlsAcceptor::new(config)
@@ -95,6 +99,7 @@ impl Tls {
                 .acceptor(NoDelay),
             limit,
             write,
+            stopping,
         }
     }
 }
@@ -107,8 +112,23 @@ impl<S: Send + 'static> Accept<TcpStream, S> for Tls {
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
         let handshake = self.tls.accept(stream, service);
         let (limit, write) = (self.limit, self.write);
+        let mut stopping = self.stopping.clone();
         Box::pin(async move {
-            let (stream, service) = handshake.await?;
+            let stop = async {
+                if stopping.wait_for(|stopping| *stopping).await.is_err() {
+                    // No shutdown can come any more.
+                    std::future::pending::<()>().await;
+                }
+            };
+            let (stream, service) = tokio::select! {
+                done = handshake => done?,
+                () = stop => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "the server is shutting down",
+                    ));
+                }
+            };
             Ok((FirstRead::new(stream, limit, write), service))
         })
     }

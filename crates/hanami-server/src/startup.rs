@@ -104,6 +104,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 tls_config,
                 app.config.header_timeout,
                 app.config.write_timeout,
+                app.stopping.subscribe(),
             );
             let mut server = axum_server::from_tcp(listener).acceptor(acceptor);
             configure_http1(server.http_builder(), app.config.header_timeout);

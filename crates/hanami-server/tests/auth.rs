@@ -556,6 +556,25 @@ async fn https_with_a_pem_certificate() {
     assert!(result.map(|r| r.status() != 200).unwrap_or(true));
 }
 
+#[test]
+fn a_handshake_under_way_does_not_hold_up_the_shutdown() {
+    use std::io::Write as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let (launched, _) = with_https(launch(), tmp.path());
+    let mut server = launched.start();
+    let address = server.url.trim_start_matches("https://").to_owned();
+    // The start of a ClientHello, and then nothing (a scanner, a stalled client).
+    let mut stalled = std::net::TcpStream::connect(&address).unwrap();
+    stalled.write_all(b"\x16\x03\x01\x02\x00\x01").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let asked = std::time::Instant::now();
+    assert!(server.stop(), "no clean shutdown");
+    // The graceful shutdown waits up to 10 s for connections; the handshake's own limit is
+    // header_timeout (30 s).
+    let took = asked.elapsed();
+    assert!(took < std::time::Duration::from_secs(4), "{took:?}");
+}
+
 #[tokio::test]
 async fn a_self_signed_certificate_marked_as_a_ca_is_trusted_when_given() {
     // What `openssl req -x509` makes: a self-signed certificate with CA:TRUE.
