@@ -1747,6 +1747,12 @@ async fn a_save_waiting_for_a_slot_answers_at_once() {
     let training = client.task(&busy, &long.uuid).await.unwrap();
     assert_eq!(training.state, "active", "the save waited for the training");
     assert_eq!(queued.state, "queued");
+    // Its checkpoint cannot be restored yet, and the answer says why.
+    let early = client.restore_cluster(&busy, &save.uuid).await;
+    assert!(
+        matches!(&early, Err(Error::Conflict(m)) if m.contains("is not saved yet: its save task")),
+        "{early:?}"
+    );
     let saved = client.wait_for_task(&idle, &save.uuid, WAIT).await.unwrap();
     assert_eq!(saved.state, "finished");
 }

@@ -330,15 +330,38 @@ async fn save(app: App, caller: Caller, request: SaveClusterRequest) -> ApiResul
     })
 }
 
+/// A 409 for a checkpoint whose save is still queued or running on a cluster in `scope`.
+fn unsaved_checkpoint(
+    app: &App,
+    scope: &hanami_types::scope::Scope,
+    uuid: &str,
+) -> Option<ApiError> {
+    app.clusters.all().into_iter().find_map(|cluster| {
+        let task = app.clusters.get(scope, &cluster.row.uuid)?.task(uuid)?;
+        (task.saves && !task.state().ended()).then(|| {
+            ApiError::Conflict(format!(
+                "Checkpoint '{uuid}' is not saved yet: its save task on cluster '{}' is {}; \
+                 restore it once that task has finished",
+                cluster.row.uuid,
+                task.state().as_str()
+            ))
+        })
+    })
+}
+
 /// Queues the restore of a checkpoint (of any cluster) into the cluster. The checkpoint is
 /// read when the restore starts: deleting it before then makes the restore fail.
 async fn load(app: App, caller: Caller, request: LoadClusterRequest) -> ApiResult<LoadStarted> {
     let cluster = visible(&app, &caller, &request.cluster_uuid)?;
-    let checkpoint = app
+    let scope = caller.scope();
+    let Some(checkpoint) = app
         .store
-        .resource(Kind::Checkpoint, &caller.scope(), &request.checkpoint_uuid)
+        .resource(Kind::Checkpoint, &scope, &request.checkpoint_uuid)
         .await?
-        .ok_or_else(|| super::checkpoints::not_found(&request.checkpoint_uuid))?;
+    else {
+        return Err(unsaved_checkpoint(&app, &scope, &request.checkpoint_uuid)
+            .unwrap_or_else(|| super::checkpoints::not_found(&request.checkpoint_uuid)));
+    };
     let path = app.paths.checkpoints().join(&checkpoint.file_name);
     let is_file = tokio::fs::metadata(&path)
         .await

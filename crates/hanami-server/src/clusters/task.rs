@@ -110,6 +110,8 @@ pub struct Task {
     pub name: String,
     /// Rows to process (1 for checkpoint tasks).
     pub total: u64,
+    /// Whether the task saves a checkpoint (whose uuid is the task's).
+    pub saves: bool,
     queued_at: String,
     current: AtomicU64,
     timeline: Mutex<Timeline>,
@@ -126,6 +128,7 @@ impl Task {
             uuid,
             name,
             total,
+            saves: matches!(work, Work::Save { .. }),
             queued_at: now_timestamp(),
             current: AtomicU64::new(0),
             timeline: Mutex::new(Timeline {
@@ -158,6 +161,8 @@ impl Task {
             uuid: row.uuid,
             name: row.name,
             total: row.total,
+            // Only the work tells; an ended task has none.
+            saves: false,
             queued_at: row.queued_at,
             current: AtomicU64::new(row.current),
             timeline: Mutex::new(Timeline {
