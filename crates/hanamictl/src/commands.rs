@@ -268,16 +268,19 @@ fn connect_options(cli: &Cli) -> Result<ConnectOptions, CliError> {
         .as_deref()
         .map(|path| {
             let pem = read_local(path, "CA certificate")?;
-            let marker = b"-----BEGIN CERTIFICATE-----";
-            if pem.windows(marker.len()).any(|w| w == marker) {
-                Ok(pem)
+            let count = |marker: &[u8]| pem.windows(marker.len()).filter(|w| w == &marker).count();
+            let begun = count(b"-----BEGIN CERTIFICATE-----");
+            let problem = if begun == 0 {
+                "holds no PEM certificate (a block '-----BEGIN CERTIFICATE-----')"
+            } else if count(b"-----END CERTIFICATE-----") < begun {
+                "is cut short: a certificate has no end line '-----END CERTIFICATE-----'"
             } else {
-                Err(CliError::msg(format!(
-                    "the CA certificate file '{}' (--ca-cert or HANAMI_CA_CERT) holds no PEM \
-                     certificate (a block '-----BEGIN CERTIFICATE-----')",
-                    path.display()
-                )))
-            }
+                return Ok(pem);
+            };
+            Err(CliError::msg(format!(
+                "the CA certificate file '{}' (--ca-cert or HANAMI_CA_CERT) {problem}",
+                path.display()
+            )))
         })
         .transpose()?;
     Ok(ConnectOptions {

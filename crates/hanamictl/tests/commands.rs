@@ -884,6 +884,7 @@ fn environment_usage_and_local_errors() {
 
     // Local input is checked before anything goes over the network.
     let not_pem = path_str(&server.write("not_a_certificate.pem", "hello"));
+    let cut_pem = path_str(&server.write("cut.pem", "-----BEGIN CERTIFICATE-----\nMIIB"));
     for (args, expected) in [
         (
             &[
@@ -956,6 +957,10 @@ fn environment_usage_and_local_errors() {
         (
             &["--ca-cert", &not_pem, "host", "list"],
             "(--ca-cert or HANAMI_CA_CERT) holds no PEM certificate",
+        ),
+        (
+            &["--ca-cert", &cut_pem, "host", "list"],
+            "cut.pem' (--ca-cert or HANAMI_CA_CERT) is cut short: a certificate has no end line",
         ),
     ] {
         let run = run_at("http://127.0.0.1:1", args).fails();
