@@ -29,7 +29,9 @@ impl Progress {
     /// Upload progress: `sent` of `total` bytes.
     pub fn update(&mut self, sent: u64, total: u64) {
         if self.enabled {
-            let line = upload_line(&self.label, sent, total);
+            let line = fit(&self.label, terminal_columns(), |label| {
+                upload_line(label, sent, total)
+            });
             self.draw(line);
         }
     }
@@ -37,7 +39,9 @@ impl Progress {
     /// Task progress: state and cycles.
     pub fn cycles(&mut self, state: &str, current: u64, total: u64) {
         if self.enabled {
-            let line = format!("{}: {state}, cycle {current} of {total}", self.label);
+            let line = fit(&self.label, terminal_columns(), |label| {
+                format!("{label}: {state}, cycle {current} of {total}")
+            });
             self.draw(line);
         }
     }
@@ -86,6 +90,46 @@ impl Drop for Progress {
     }
 }
 
+/// The line that `line` makes of `label`, with the label shortened (ending in `…`) so that
+/// the line stays narrower than a terminal of `columns`: a wider line would wrap, and each
+/// redraw would leave a line behind.
+fn fit(label: &str, columns: Option<usize>, line: impl Fn(&str) -> String) -> String {
+    use unicode_width::UnicodeWidthStr as _;
+    let full = line(label);
+    let Some(columns) = columns.filter(|&c| full.width() >= c) else {
+        return full;
+    };
+    // Room for the `…` and for the cursor after the line.
+    let room = label.width().saturating_sub(full.width() + 2 - columns);
+    let shortened = line(&format!("{}…", start_of(label, room)));
+    if shortened.width() < columns {
+        return shortened;
+    }
+    // Too narrow even for the numbers: the line's start.
+    start_of(&shortened, columns - 1)
+}
+
+/// The longest start of `text` at most `room` columns wide.
+fn start_of(text: &str, mut room: usize) -> String {
+    use unicode_width::UnicodeWidthChar as _;
+    text.chars()
+        .take_while(|c| {
+            let w = c.width().unwrap_or(0);
+            let fits = w <= room;
+            room = room.saturating_sub(w);
+            fits
+        })
+        .collect()
+}
+
+/// The width of the terminal on standard error, if it is one.
+fn terminal_columns() -> Option<usize> {
+    // SAFETY: TIOCGWINSZ only fills the `winsize` it is given.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    (ok && size.ws_col > 0).then_some(usize::from(size.ws_col))
+}
+
 /// `uploading NAME:  42.0 % (1.2 MiB of 2.9 MiB)`.
 pub fn upload_line(label: &str, sent: u64, total: u64) -> String {
     let percent = if total == 0 {
@@ -119,6 +163,25 @@ pub fn size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_fit_the_terminal() {
+        let line = |label: &str| upload_line(label, 512, 1024);
+        let label = "a_very_long_dataset_name_for_a_narrow_terminal";
+        assert_eq!(fit(label, None, line), line(label));
+        assert_eq!(fit(label, Some(200), line), line(label));
+        let fitted = fit(label, Some(60), line);
+        assert_eq!(
+            fitted,
+            "uploading a_very_long_dataset_…:  50.0 % (512 B of 1.0 KiB)"
+        );
+        assert_eq!(fitted.chars().count(), 59);
+        // Too narrow for the numbers: the line is cut.
+        assert_eq!(fit(label, Some(20), line), "uploading …:  50.0 ");
+        // Wide characters count twice.
+        let fitted = fit("日本語のデータセット", Some(42), line);
+        assert_eq!(fitted, "uploading 日…:  50.0 % (512 B of 1.0 KiB)");
+    }
 
     #[test]
     fn sizes_and_lines_read_well() {
