@@ -113,9 +113,8 @@ pub enum Kind {
     },
     /// `true` or `false`.
     Bool,
-    /// A JSON object from interface names (letters, digits and `_`, 1 to
-    /// [`MAX_INTERFACE_NAME`] characters, as templates have them) to strings (dataset uuids
-    /// or names).
+    /// A JSON object from interface names (letters, digits and `_`, 1 to 254 characters,
+    /// as templates have them) to strings (dataset uuids or names).
     Map,
 }
 
