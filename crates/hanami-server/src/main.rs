@@ -1,6 +1,6 @@
 //! `hanami`: the Hanami server binary.
 
-use clap::Parser;
+use clap::{CommandFactory as _, FromArgMatches as _};
 use hanami_server::config::{Args, Config};
 use tracing_subscriber::EnvFilter;
 
@@ -36,7 +36,7 @@ async fn serve() -> std::process::ExitCode {
         .with_writer(|| LogSink)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let result = match Config::from_args(Args::parse()) {
+    let result = match Config::from_args(parse_args()) {
         Ok(config) => hanami_server::run(config).await,
         Err(e) => Err(e),
     };
@@ -65,6 +65,54 @@ impl std::io::Write for LogSink {
         let _ = std::io::stderr().flush();
         Ok(())
     }
+}
+
+/// The command line and the variables that stand for its flags. A variable that is set but
+/// empty counts as unset (`HANAMI_TLS_CERT=` switches HTTPS off instead of stopping the
+/// start over a flag nobody typed); an invalid value that came from a variable is said to.
+/// Usage errors end the process with clap's status 2, help and version with 0.
+fn parse_args() -> Args {
+    let command = Args::command().mut_args(|arg| {
+        let empty = arg
+            .get_env()
+            .is_some_and(|name| std::env::var_os(name).is_some_and(|value| value.is_empty()));
+        if empty { arg.env(None::<&str>) } else { arg }
+    });
+    match command
+        .try_get_matches()
+        .and_then(|matches| Args::from_arg_matches(&matches))
+    {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            if let Some(variable) = variable_behind(&e) {
+                report(&format!(
+                    "note: the value comes from the variable {variable}"
+                ));
+            }
+            std::process::exit(e.exit_code());
+        }
+    }
+}
+
+/// The variable behind a flag whose value clap refused, when the flag was not typed.
+fn variable_behind(error: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(shown)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    // `--token-expiry <TOKEN_EXPIRY>`
+    let flag = shown.split(' ').next()?;
+    let typed = std::env::args().any(|word| word == flag || word.starts_with(&format!("{flag}=")));
+    let command = Args::command();
+    let variable = command
+        .get_arguments()
+        .find(|arg| {
+            arg.get_long()
+                .is_some_and(|long| flag == format!("--{long}"))
+        })?
+        .get_env()?;
+    (!typed && std::env::var_os(variable).is_some()).then(|| variable.to_string_lossy().into())
 }
 
 /// An error and its causes, joined by `: `, leaving out a cause whose text the one before

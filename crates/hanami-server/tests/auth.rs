@@ -816,6 +816,42 @@ fn a_port_in_use_stops_the_start_before_anything_changes() {
     assert!(!data.exists());
 }
 
+/// Variables stand for flags: an empty one counts as unset, and a bad value from one is
+/// said to come from it (clap names only the flag).
+#[test]
+fn empty_variables_are_unset_and_bad_ones_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    // HTTPS switched off by empty variables: the server starts on plain HTTP.
+    let server = launch()
+        .data_dir(&tmp.path().join("data"))
+        .env("HANAMI_TLS_CERT", "")
+        .env("HANAMI_TLS_KEY", "")
+        .start();
+    assert!(server.url.starts_with("http://"), "{}", server.url);
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_hanami"))
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&[("HANAMI_TOKEN_EXPIRY", "abc")], &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("invalid value 'abc' for '--token-expiry")
+            && stderr.contains("note: the value comes from the variable HANAMI_TOKEN_EXPIRY"),
+        "{stderr}"
+    );
+    // A typed flag is not blamed on the variable.
+    let (code, stderr) = run(&[("HANAMI_TOKEN_EXPIRY", "5")], &["--token-expiry", "abc"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(!stderr.contains("note:"), "{stderr}");
+}
+
 /// A closed standard error (a `| tee` that died) neither stops the server nor keeps it
 /// from shutting down on SIGTERM.
 #[test]

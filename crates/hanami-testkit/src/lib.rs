@@ -65,6 +65,12 @@ impl Launch {
         self
     }
 
+    /// Sets a variable of the server's environment.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
     /// Starts without the admin variables.
     pub fn without_admin_env(mut self) -> Self {
         self.env.clear();
