@@ -110,10 +110,20 @@ impl<S: Send + 'static> Accept<TcpStream, S> for Tls {
     type Future = BoxFuture<'static, io::Result<(Self::Stream, S)>>;
 
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
-        let handshake = self.tls.accept(stream, service);
+        let tls = self.tls.clone();
         let (limit, write) = (self.limit, self.write);
         let mut stopping = self.stopping.clone();
         Box::pin(async move {
+            let handshake = async {
+                if sends_plain_http(&stream, limit).await? {
+                    answer_plain_http(stream, limit).await;
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "a plain HTTP request on the HTTPS port",
+                    ));
+                }
+                tls.accept(stream, service).await
+            };
             let stop = async {
                 if stopping.wait_for(|stopping| *stopping).await.is_err() {
                     // No shutdown can come any more.
@@ -132,6 +142,36 @@ impl<S: Send + 'static> Accept<TcpStream, S> for Tls {
             Ok((FirstRead::new(stream, limit, write), service))
         })
     }
+}
+
+/// Whether a new connection on the HTTPS port starts with plain HTTP (a request line
+/// begins with a capital letter, a TLS handshake with the byte 0x16); waits `limit` for its
+/// first byte.
+async fn sends_plain_http(stream: &TcpStream, limit: Duration) -> io::Result<bool> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(limit, stream.peek(&mut first)).await {
+        Ok(Ok(0)) => Err(io::ErrorKind::UnexpectedEof.into()),
+        Ok(Ok(_)) => Ok(first[0].is_ascii_uppercase()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// Tells a plain-HTTP client on the HTTPS port what to use instead (a TLS alert would reach
+/// it as garbage: curl reports "Received HTTP/0.9 when not allowed").
+async fn answer_plain_http(mut stream: TcpStream, limit: Duration) {
+    use tokio::io::AsyncWriteExt as _;
+    const BODY: &str = "This server speaks HTTPS on this port: use an https:// address.";
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(limit, async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await;
 }
 
 /// What an HTTP/2 connection sends first.

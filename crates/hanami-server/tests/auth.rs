@@ -546,14 +546,22 @@ async fn https_with_a_pem_certificate() {
         .await
         .expect(200);
     assert_eq!(resp.json()["id"], ADMIN);
-    // Plain HTTP to the HTTPS port does not get an API answer.
+    // Plain HTTP to the HTTPS port does not get an API answer, but one that says why.
     let plain = server.url.replace("https://", "http://");
-    let result = reqwest::Client::new()
+    let answer = reqwest::Client::new()
         .post(format!("{plain}/v1.0alpha/token"))
         .body(json!({"id": ADMIN, "password": ADMIN_PW}).to_string())
         .send()
-        .await;
-    assert!(result.map(|r| r.status() != 200).unwrap_or(true));
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    let text = answer.text().await.unwrap();
+    assert!(text.contains("use an https:// address"), "{text}");
+    // And HTTPS goes on.
+    client
+        .post("token", &json!({"id": ADMIN, "password": ADMIN_PW}))
+        .await
+        .expect(200);
 }
 
 #[test]

@@ -13,7 +13,7 @@ from typing import Iterator
 import pytest
 import requests
 
-from hanami_sdk import cluster, dataset, direct_io, hanami_token, hosts, task
+from hanami_sdk import cluster, dataset, direct_io, hanami_exceptions, hanami_token, hosts, task
 
 from conftest import Server, start_server
 from helpers import ADMIN, ADMIN_PW, SEED_TEMPLATE, pattern_mnist, unique, wait_for_task
@@ -73,11 +73,12 @@ def test_certificate_is_checked_by_default(tls_server: Server) -> None:
 
 
 def test_a_wrong_scheme_is_named(tls_server: Server, address: str) -> None:
-    """http:// to the HTTPS server and https:// to a plain one fail with a hint."""
+    """http:// to the HTTPS server and https:// to a plain one fail with a hint (the
+    server answers plain HTTP on its HTTPS port with a 400 that says so)."""
     plain_to_tls = tls_server.url.replace("https://", "http://")
-    with pytest.raises(requests.exceptions.ConnectionError) as info:
+    with pytest.raises(hanami_exceptions.BadRequestException) as info:
         hanami_token.request_token(plain_to_tls, ADMIN, ADMIN_PW)
-    assert "use an https:// address" in str(info.value)
+    assert "use an https:// address" in info.value.message
     tls_to_plain = address.replace("http://", "https://")
     with pytest.raises(requests.exceptions.SSLError) as info:
         hanami_token.request_token(tls_to_plain, ADMIN, ADMIN_PW, False)
