@@ -942,12 +942,12 @@ mod tests {
         let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
         params.not_before = rcgen::date_time_ymd(1997, 5, 19);
         params.not_after = rcgen::date_time_ymd(2024, 10, 4);
-        let dated = certificate(params.clone());
+        let dated = [certificate(params.clone())];
         let problem =
             |chain: &[CertificateDer<'_>], day| certificate_problem(chain, &provider, at(day));
-        assert_eq!(problem(&[dated.clone()], 15_000), None);
-        assert_eq!(problem(&[dated.clone()], 21_000), Some("has expired"));
-        assert_eq!(problem(&[dated], 9_000), Some("is not valid yet"));
+        assert_eq!(problem(&dated, 15_000), None);
+        assert_eq!(problem(&dated, 21_000), Some("has expired"));
+        assert_eq!(problem(&dated, 9_000), Some("is not valid yet"));
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
         let client_only = certificate(params);
         assert!(
