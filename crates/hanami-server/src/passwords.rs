@@ -3,7 +3,10 @@
 //! An argon2 hash takes about 19 MiB and 20 ms. Run on the runtime's blocking pool, a flood of
 //! login attempts (no token needed) ran hundreds of hashes at once and left gigabytes in the
 //! allocator's per-thread arenas. Here at most one hash per thread runs at a time, so memory
-//! stays at a few hashes' worth, and further attempts wait their turn.
+//! stays at a few hashes' worth, and further attempts wait their turn, for a limited time
+//! ([`MAX_WAIT`] in the server): the server answers requests whose clients closed their sending side (see
+//! `connections`), so it cannot tell a client that gave up, and under a flood a queue
+//! without a bound would make everyone wait for hashes nobody reads.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -16,17 +19,27 @@ pub const MAX_THREADS: usize = 4;
 /// The threads that hash and verify passwords.
 pub struct PasswordWorkers {
     jobs: mpsc::Sender<Job>,
+    max_wait: std::time::Duration,
 }
 
-/// A password job did not complete (it panicked).
+/// Longest time a password job waits for a thread before it is given up.
+pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A password job that did not complete.
 #[derive(Debug, thiserror::Error)]
-#[error("the password check failed unexpectedly")]
-pub struct PasswordJobFailed;
+pub enum PasswordJobFailed {
+    /// It waited too long for a thread: too many password checks at once.
+    #[error("the server is busy checking other passwords; try again in a moment")]
+    Busy,
+    /// It panicked.
+    #[error("the password check failed unexpectedly")]
+    Panicked,
+}
 
 impl PasswordWorkers {
-    /// Starts `threads` workers (at least one, at most [`MAX_THREADS`]); they end when this
-    /// value is dropped.
-    pub fn new(threads: usize) -> Self {
+    /// Starts `threads` workers (at least one, at most [`MAX_THREADS`]), whose jobs wait
+    /// `max_wait` at most; they end when this value is dropped.
+    pub fn new(threads: usize, max_wait: std::time::Duration) -> Self {
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..threads.clamp(1, MAX_THREADS) {
@@ -45,7 +58,7 @@ impl PasswordWorkers {
                 })
                 .expect("cannot start a password thread");
         }
-        Self { jobs }
+        Self { jobs, max_wait }
     }
 
     /// Runs `work` on a worker once one is free.
@@ -54,16 +67,22 @@ impl PasswordWorkers {
         work: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, PasswordJobFailed> {
         let (answer, answered) = tokio::sync::oneshot::channel();
+        let (queued, max_wait) = (std::time::Instant::now(), self.max_wait);
         self.jobs
             .send(Box::new(move || {
-                // A caller that has gone (its client closed the connection while waiting)
-                // costs nothing: otherwise abandoned logins would stall everyone's.
-                if !answer.is_closed() {
-                    let _ = answer.send(work());
+                // A caller that has gone (its request was dropped) costs nothing, and one
+                // that waited too long gets `Busy` instead of a late hash.
+                if answer.is_closed() {
+                    return;
                 }
+                let _ = answer.send(if queued.elapsed() > max_wait {
+                    Err(PasswordJobFailed::Busy)
+                } else {
+                    Ok(work())
+                });
             }))
-            .map_err(|_| PasswordJobFailed)?;
-        answered.await.map_err(|_| PasswordJobFailed)
+            .map_err(|_| PasswordJobFailed::Panicked)?;
+        answered.await.map_err(|_| PasswordJobFailed::Panicked)?
     }
 }
 
@@ -76,7 +95,7 @@ mod tests {
 
     #[tokio::test]
     async fn at_most_one_job_per_thread_runs_and_panics_are_contained() {
-        let workers = Arc::new(PasswordWorkers::new(2));
+        let workers = Arc::new(PasswordWorkers::new(2, super::MAX_WAIT));
         let running = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
         let jobs: Vec<_> = (0..12)
@@ -125,6 +144,29 @@ mod tests {
         assert!(workers.run(|| panic!("boom")).await.is_err());
         assert_eq!(workers.run(|| 7).await.unwrap(), 7);
         assert_eq!(workers.run(|| 8).await.unwrap(), 8);
+    }
+
+    #[tokio::test]
+    async fn jobs_that_waited_too_long_are_given_up() {
+        let workers = Arc::new(PasswordWorkers::new(1, Duration::from_millis(50)));
+        let slow = workers.clone();
+        let holding = tokio::spawn(async move {
+            slow.run(|| std::thread::sleep(Duration::from_millis(200)))
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let ran = Arc::new(AtomicUsize::new(0));
+        let counted = ran.clone();
+        let late = workers
+            .run(move || counted.fetch_add(1, Ordering::SeqCst))
+            .await;
+        assert!(
+            matches!(late, Err(super::PasswordJobFailed::Busy)),
+            "{late:?}"
+        );
+        assert_eq!(ran.load(Ordering::SeqCst), 0);
+        holding.await.unwrap().unwrap();
+        assert_eq!(workers.run(|| 5).await.unwrap(), 5);
     }
 
     async fn workers_run_counted(workers: &PasswordWorkers, ran: Arc<AtomicUsize>) {

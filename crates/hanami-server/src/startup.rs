@@ -193,6 +193,7 @@ async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Resu
         tokens,
         passwords: PasswordWorkers::new(
             std::thread::available_parallelism().map_or(1, |n| n.get()),
+            crate::passwords::MAX_WAIT,
         ),
         logins: Default::default(),
         policy,

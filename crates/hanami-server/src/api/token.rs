@@ -34,6 +34,15 @@ pub(super) fn register(routes: &mut Routes) {
 
 const ACCESS_DENIED: &str = "ACCESS DENIED!\nUser or password is incorrect.";
 
+/// The answer to a password check that did not complete: a 409 when the server is too busy
+/// with others (try again), a 500 when it failed.
+pub(super) fn password_job_error(e: crate::passwords::PasswordJobFailed) -> ApiError {
+    match e {
+        e @ crate::passwords::PasswordJobFailed::Busy => ApiError::Conflict(format!("{e}")),
+        e => ApiError::Internal(e.into()),
+    }
+}
+
 /// `POST token`: checks the password and issues a token for the user's first project
 /// (global admins: the `admin` project). Attempts from a client network that failed too
 /// often for this user id wait (see [`crate::login_throttle`]).
@@ -55,7 +64,7 @@ pub async fn login(app: &App, request: TokenRequest, client: IpAddr) -> ApiResul
             }
         })
         .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+        .map_err(password_job_error)?;
     let Some(record) = valid else {
         check.failed();
         return Err(ApiError::Unauthorized(ACCESS_DENIED.into()));

@@ -75,7 +75,7 @@ async fn create(app: App, caller: Caller, request: CreateUserRequest) -> ApiResu
         .passwords
         .run(move || password::hash(&secret))
         .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+        .map_err(super::token::password_job_error)?;
     let new = NewUser {
         id: &request.id,
         name: &request.name,
