@@ -53,6 +53,27 @@ fn is_invisible(c: char) -> bool {
     )
 }
 
+/// Why a column name cannot name a cluster's input or output (which tasks bind columns
+/// to): templates spell those with ASCII letters, digits and `_`, and all digits are a
+/// number there.
+fn interface_name_problem(name: &str) -> Option<String> {
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        Some(
+            "cannot name a cluster's input or output, which tasks bind columns to: use ASCII \
+             letters, digits and '_'"
+                .to_owned(),
+        )
+    } else if name.bytes().all(|b| b.is_ascii_digit()) {
+        Some(
+            "is a number, which cannot name a cluster's input or output: the first line must \
+             name the columns (is the header line missing?)"
+                .to_owned(),
+        )
+    } else {
+        None
+    }
+}
+
 /// Converts the CSV file at `input_path` into a new `f32` dataset named `name` at
 /// `dest_path`, and returns its header and value ranges.
 ///
@@ -165,6 +186,7 @@ impl Table {
                 n.chars()
                     .find(|&c| is_invisible(c))
                     .map(|c| format!("contains an invisible character (U+{:04X})", u32::from(c)))
+                    .or_else(|| interface_name_problem(n))
             };
             if let Some(problem) = problem {
                 return Err(ConvertError::CsvBadName {
@@ -502,16 +524,36 @@ mod tests {
             case.error(header(MAX_COLUMNS + 1).as_bytes()),
             "CSV file: line 1: the header has 65537 columns, at most 65536 are supported"
         );
-        // Names as long as an interface name may be (in characters, not bytes), and longer.
-        let longest = "ä".repeat(MAX_NAME_CHARS);
+        // Names as long as an interface name may be, and longer.
+        let longest = "a".repeat(MAX_NAME_CHARS);
         let (converted, _) = case.values(format!("x,{longest}\n1,2\n").as_bytes());
         assert!(converted.column_range(&longest).is_some());
         let error = case.error(format!("x,{longest}a\n1,2\n").as_bytes());
         assert!(
-            error.starts_with("CSV file: line 1: the name \"ääää")
+            error.starts_with("CSV file: line 1: the name \"aaaa")
                 && error.ends_with("of column 2 is longer than 254 characters"),
             "{error}"
         );
+        // Names that no template can give an input or output: tasks could not use them.
+        for name in ["sepal-length", "sepal length", "ünï", "a.b"] {
+            let error = case.error(format!("x,{name}\n1,2\n").as_bytes());
+            assert!(
+                error.ends_with(
+                    "of column 2 cannot name a cluster's input or output, which tasks bind \
+                     columns to: use ASCII letters, digits and '_'"
+                ),
+                "{error}"
+            );
+        }
+        // A file without its header line.
+        assert_eq!(
+            case.error(b"1,2,3\n4,5,6\n"),
+            "CSV file: line 1: the name \"1\" of column 1 is a number, which cannot name a \
+             cluster's input or output: the first line must name the columns (is the header \
+             line missing?)"
+        );
+        let (converted, _) = case.values(b"_1,x2,2x\n1,2,3\n");
+        assert_eq!(converted.number_of_columns, 3);
         assert_eq!(
             case.error(b"\nok,na\x00me\n1,2\n"),
             "CSV file: line 2: the name \"na\\0me\" of column 2 contains a control character"
