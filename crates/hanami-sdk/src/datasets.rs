@@ -81,11 +81,11 @@ impl Client {
                 .clone()
                 .ok_or_else(|| Error::Protocol("no uuid_label_file in the upload answer".into()))?;
             let total = image_size + label_size;
-            self.upload_file(&started.uuid_input_file, images, &mut |sent| {
+            self.upload_file(&started.uuid_input_file, images, image_size, &mut |sent| {
                 progress(sent, total)
             })
             .await?;
-            self.upload_file(&label_uuid, labels, &mut |sent| {
+            self.upload_file(&label_uuid, labels, label_size, &mut |sent| {
                 progress(image_size + sent, total)
             })
             .await?;
@@ -141,7 +141,7 @@ impl Client {
         let size = file_size(csv)?;
         let started = self.start_csv_upload(name, size).await?;
         let steps = async {
-            self.upload_file(&started.uuid_input_file, csv, &mut |sent| {
+            self.upload_file(&started.uuid_input_file, csv, size, &mut |sent| {
                 progress(sent, size)
             })
             .await?;

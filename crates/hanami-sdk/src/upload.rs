@@ -74,12 +74,15 @@ impl Client {
         Ok(Ok(socket))
     }
 
-    /// Sends a local file into the temporary file `file_uuid` of an upload, in 128 KiB
-    /// chunks; the server answers each chunk, and `sent` gets the bytes stored so far.
+    /// Sends a local file of `size` bytes (as announced to the server) into the temporary
+    /// file `file_uuid` of an upload, in 128 KiB chunks; the server answers each chunk, and
+    /// `sent` gets the bytes stored so far. A file whose size changed since it was announced
+    /// is an [`Error::File`] at once (the server would wait for the missing bytes).
     pub async fn upload_file(
         &self,
         file_uuid: &str,
         path: &Path,
+        size: u64,
         sent: &mut dyn FnMut(u64),
     ) -> Result<()> {
         let file_err = |source| Error::File {
@@ -88,6 +91,13 @@ impl Client {
         };
         // One read of the whole file; chunks are then slices of it without copies.
         let content = tokio::fs::read(path).await.map_err(file_err)?;
+        if content.len() as u64 != size {
+            return Err(file_err(std::io::Error::other(format!(
+                "the file changed after its upload began: {size} bytes were announced, it \
+                 now holds {}",
+                content.len()
+            ))));
+        }
         let content = prost::bytes::Bytes::from(content);
         let mut socket = self.open_session(TARGET_FILE_UPLOAD, file_uuid).await?;
         // The server answers every chunk in order; keeping a few chunks in flight lets the

@@ -170,8 +170,27 @@ async fn progress_and_finalisation_rules() {
 
     let finalize = json!({"uuid": started.uuid, "uuid_input_file": started.uuid_input_file,
                           "uuid_label_file": label_uuid});
+    // A file whose size changed since the upload was announced is refused at once.
+    let changed = client
+        .upload_file(
+            &started.uuid_input_file,
+            &images,
+            file_len(&images) + 1,
+            &mut |_| {},
+        )
+        .await;
+    assert!(
+        matches!(&changed, Err(Error::File { source, .. })
+            if source.to_string().contains("the file changed after its upload began")),
+        "{changed:?}"
+    );
     client
-        .upload_file(&started.uuid_input_file, &images, &mut |_| {})
+        .upload_file(
+            &started.uuid_input_file,
+            &images,
+            file_len(&images),
+            &mut |_| {},
+        )
         .await
         .unwrap();
     assert!(
@@ -193,7 +212,7 @@ async fn progress_and_finalisation_rules() {
     );
 
     client
-        .upload_file(&label_uuid, &labels, &mut |_| {})
+        .upload_file(&label_uuid, &labels, file_len(&labels), &mut |_| {})
         .await
         .unwrap();
     assert!(
@@ -844,7 +863,9 @@ async fn busy_upload_sessions_are_told_when_the_server_shuts_down() {
                 sent.fetch_add(bytes - last, Ordering::Relaxed);
                 last = bytes;
             };
-            client.upload_file(file, path, &mut progress).await
+            client
+                .upload_file(file, path, file_len(path), &mut progress)
+                .await
         }
     }));
     // Stop while every session is sending (8 × 16 MiB take far longer than 1 MiB each).
@@ -860,12 +881,13 @@ async fn busy_upload_sessions_are_told_when_the_server_shuts_down() {
     };
     let (results, stopped) = tokio::join!(uploads, stop);
     assert!(stopped, "the server did not stop cleanly");
-    for result in results {
-        assert!(
-            matches!(&result, Err(Error::WebSocket(m)) if m.ends_with("the server is shutting down")),
-            "{result:?}"
-        );
-    }
+    // On a fast machine a session may finish its file before the stop reaches it; every
+    // other one is told why it ends.
+    let told = |result: &Result<(), Error>| matches!(result, Err(Error::WebSocket(m)) if m.ends_with("the server is shutting down"));
+    assert!(
+        results.iter().all(|r| r.is_ok() || told(r)) && results.iter().any(told),
+        "{results:?}"
+    );
 }
 
 #[tokio::test]
@@ -1504,4 +1526,9 @@ async fn readers_racing_a_deletion_find_nothing_rather_than_a_damaged_dataset() 
             "round {round}: {second:?}"
         );
     }
+}
+
+/// The size of a local file.
+fn file_len(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).unwrap().len()
 }

@@ -217,21 +217,30 @@ def _until(stop: threading.Event, chunks: Iterable[bytes]) -> Iterable[bytes]:
         yield chunk
 
 
-def _file_chunks(path: str) -> Iterable[bytes]:
+def _file_chunks(path: str, size: int) -> Iterable[bytes]:
+    """The file's ``size`` bytes (as declared to the server) in chunks; ``OSError`` when the
+    file turns out shorter or longer (it changed after its size was taken), instead of an
+    upload that the server would wait for until its ``upload_timeout``."""
     with open(path, "rb") as f:
-        while True:
-            chunk = f.read(CHUNK_SIZE)
+        left = size
+        while left > 0:
+            chunk = f.read(min(CHUNK_SIZE, left))
             if not chunk:
-                return
+                raise OSError(f"{path}: the file changed while it was sent: {size} bytes "
+                              f"were announced, it ended after {size - left}")
+            left -= len(chunk)
             yield chunk
+        if f.read(1):
+            raise OSError(f"{path}: the file changed while it was sent: it grew beyond the "
+                          f"{size} bytes announced")
 
 
-def _upload_file(tokens: TokenKeeper, address: str, file_uuid: str, path: str,
+def _upload_file(tokens: TokenKeeper, address: str, file_uuid: str, path: str, size: int,
                  verify_connection: Verify, sent: Optional[Callable[[int], None]]) -> None:
     stop = threading.Event()
     # Closed whatever ends the upload (a failing progress callback included), so that the
     # file is not left open until the garbage collector finds it.
-    chunks = _file_chunks(path)
+    chunks = _file_chunks(path, size)
     try:
         _run(_send_chunks(tokens.current(), address, file_uuid, _until(stop, chunks),
                           verify_connection, sent, tokens.current), stop)
@@ -334,9 +343,9 @@ def upload_mnist_files(token: str, address: str, name: str, input_file_path: str
         token, address, _PATH + "/upload/mnist", body, verify_connection))
     tokens = TokenKeeper(token, address, verify_connection)
     with _discarded_on_failure(tokens, address, init["uuid"], verify_connection):
-        _upload_file(tokens, address, init["uuid_input_file"], input_file_path,
+        _upload_file(tokens, address, init["uuid_input_file"], input_file_path, input_size,
                      verify_connection, sent)
-        _upload_file(tokens, address, init["uuid_label_file"], label_file_path,
+        _upload_file(tokens, address, init["uuid_label_file"], label_file_path, label_size,
                      verify_connection, sent)
         wait_until_upload_complete(tokens.current(), address, init["uuid"],
                                    verify_connection, poll_interval=0.1)
@@ -364,7 +373,7 @@ def upload_csv_files(token: str, address: str, name: str, input_file_path: str,
         token, address, _PATH + "/upload/csv", body, verify_connection))
     tokens = TokenKeeper(token, address, verify_connection)
     with _discarded_on_failure(tokens, address, init["uuid"], verify_connection):
-        _upload_file(tokens, address, init["uuid_input_file"], input_file_path,
+        _upload_file(tokens, address, init["uuid_input_file"], input_file_path, input_size,
                      verify_connection, sent)
         wait_until_upload_complete(tokens.current(), address, init["uuid"],
                                    verify_connection, poll_interval=0.1)

@@ -206,6 +206,30 @@ def test_a_failing_progress_callback_leaves_no_file_open(address: str, token: st
     assert all(row[-1] != name for row in rows(dataset.list_datasets(token, address)))
 
 
+def test_a_file_that_changes_while_it_is_sent_fails_at_once(address: str, token: str,
+                                                            files: Path) -> None:
+    csv_file = files / "changing.csv"
+    row = "1," * 999 + "1\n"
+    whole = "c" + ",c".join(str(i) for i in range(1000)) + "\n" + row * 3000  # 6 MB
+    for change, needle in [(lambda f: f.write_text(whole[:300_000]), "it ended after"),
+                           (lambda f: f.write_text(whole + row * 10), "it grew beyond")]:
+        csv_file.write_text(whole)
+        name = unique("changing")
+        changed = []
+
+        def change_once(_done: int, _total: int) -> None:
+            if not changed:
+                changed.append(True)
+                change(csv_file)
+
+        started = time.monotonic()
+        with pytest.raises(OSError, match=f"changed while it was sent: .*{needle}"):
+            dataset.upload_csv_files(token, address, name, str(csv_file),
+                                     progress=change_once)
+        assert time.monotonic() - started < 30
+        assert all(row[-1] != name for row in rows(dataset.list_datasets(token, address)))
+
+
 def test_uploads_read_and_write_the_socket_on_one_thread(address: str, token: str,
                                                          files: Path) -> None:
     # A reader thread next to the writing caller (the threaded websockets client) breaks TLS
