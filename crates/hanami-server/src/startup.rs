@@ -812,13 +812,21 @@ fn tls_server_config(tls: &crate::config::TlsFiles) -> anyhow::Result<rustls::Se
         } else {
             webpki::anchor_from_trusted_cert(certificate).map(drop)
         };
-        if let Err(e) = parsed {
-            bail!(
-                "certificate {} of {} in {cert} is damaged (not an X.509 certificate: {e:?})",
-                index + 1,
-                chain.len()
-            );
-        }
+        let problem = match parsed {
+            Ok(()) => continue,
+            Err(webpki::Error::UnsupportedCertVersion) => {
+                "is an X.509 version 1 certificate; HTTPS needs version 3".to_owned()
+            }
+            Err(webpki::Error::UnsupportedCriticalExtension) => {
+                "has a critical extension that the server does not know".to_owned()
+            }
+            Err(e) => format!("is damaged (not an X.509 certificate: {e:?})"),
+        };
+        bail!(
+            "certificate {} of {} in {cert} {problem}",
+            index + 1,
+            chain.len()
+        );
     }
     let key_pem = read(&tls.key, "key file")?;
     let encrypted = [&b"ENCRYPTED PRIVATE KEY"[..], b"Proc-Type: 4,ENCRYPTED"]

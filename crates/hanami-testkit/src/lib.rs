@@ -73,7 +73,8 @@ impl Launch {
 
     /// Starts without the admin variables.
     pub fn without_admin_env(mut self) -> Self {
-        self.env.clear();
+        self.env
+            .retain(|(key, _)| !ADMIN_ENV.contains(&key.as_str()));
         self
     }
 

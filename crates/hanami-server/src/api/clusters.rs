@@ -354,13 +354,19 @@ fn unsaved_checkpoint(
 async fn load(app: App, caller: Caller, request: LoadClusterRequest) -> ApiResult<LoadStarted> {
     let cluster = visible(&app, &caller, &request.cluster_uuid)?;
     let scope = caller.scope();
-    let Some(checkpoint) = app
-        .store
-        .resource(Kind::Checkpoint, &scope, &request.checkpoint_uuid)
-        .await?
-    else {
-        return Err(unsaved_checkpoint(&app, &scope, &request.checkpoint_uuid)
-            .unwrap_or_else(|| super::checkpoints::not_found(&request.checkpoint_uuid)));
+    let uuid = &request.checkpoint_uuid;
+    let checkpoint = match app.store.resource(Kind::Checkpoint, &scope, uuid).await? {
+        Some(row) => row,
+        None => {
+            if let Some(pending) = unsaved_checkpoint(&app, &scope, uuid) {
+                return Err(pending);
+            }
+            // Its save may have finished between the two looks.
+            app.store
+                .resource(Kind::Checkpoint, &scope, uuid)
+                .await?
+                .ok_or_else(|| super::checkpoints::not_found(uuid))?
+        }
     };
     let path = app.paths.checkpoints().join(&checkpoint.file_name);
     let is_file = tokio::fs::metadata(&path)
