@@ -197,11 +197,11 @@ impl Local {
             Command::Dataset(DatasetCmd::Create(DatasetCreateCmd::Mnist {
                 input, label, ..
             })) => {
-                readable(input, "input")?;
-                readable(label, "label")?;
+                uploadable(input, "input")?;
+                uploadable(label, "label")?;
             }
             Command::Dataset(DatasetCmd::Create(DatasetCreateCmd::Csv { input, .. })) => {
-                readable(input, "input")?;
+                uploadable(input, "input")?;
             }
             Command::Task(TaskCmd::Create(TaskCreateCmd::Train { input, output, .. })) => {
                 local
@@ -235,17 +235,40 @@ impl Local {
     }
 }
 
-/// Fails early with a clear message if a local file cannot be opened.
+/// Fails early with a clear message if a local file cannot be opened. A pipe or device is
+/// not opened here (that could wait for a writer): whoever reads it says more (uploads
+/// refuse them, a template may come from a process substitution).
 fn readable(path: &Path, what: &str) -> Result<(), CliError> {
-    std::fs::File::open(path)
-        .and_then(|file| {
-            if file.metadata()?.is_dir() {
-                Err(std::io::Error::other("is a directory"))
-            } else {
-                Ok(())
-            }
-        })
-        .map_err(|e| unreadable(path, what, &e))
+    let metadata = std::fs::metadata(path).map_err(|e| unreadable(path, what, &e))?;
+    if metadata.is_dir() {
+        return Err(unreadable(
+            path,
+            what,
+            &std::io::Error::other("is a directory"),
+        ));
+    }
+    if metadata.is_file() {
+        std::fs::File::open(path).map_err(|e| unreadable(path, what, &e))?;
+    }
+    Ok(())
+}
+
+/// [`readable`] for a file to upload, which must be a regular file: an upload announces its
+/// size first.
+fn uploadable(path: &Path, what: &str) -> Result<(), CliError> {
+    readable(path, what)?;
+    if std::fs::metadata(path).is_ok_and(|metadata| metadata.is_file()) {
+        Ok(())
+    } else {
+        Err(unreadable(
+            path,
+            what,
+            &std::io::Error::other(
+                "not a regular file (uploads announce their size first, so pipes and devices \
+                 cannot be uploaded; save the data to a file)",
+            ),
+        ))
+    }
 }
 
 /// Reads a whole local file, with the messages of [`readable`].

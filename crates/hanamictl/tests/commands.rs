@@ -885,6 +885,16 @@ fn environment_usage_and_local_errors() {
     // Local input is checked before anything goes over the network.
     let not_pem = path_str(&server.write("not_a_certificate.pem", "hello"));
     let cut_pem = path_str(&server.write("cut.pem", "-----BEGIN CERTIFICATE-----\nMIIB"));
+    // A named pipe without a writer: opening it would wait for ever.
+    let pipe = server.dir.path().join("pipe.csv");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&pipe)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let pipe = path_str(&pipe);
     for (args, expected) in [
         (
             &[
@@ -957,6 +967,10 @@ fn environment_usage_and_local_errors() {
         (
             &["--ca-cert", &not_pem, "host", "list"],
             "(--ca-cert or HANAMI_CA_CERT) holds no PEM certificate",
+        ),
+        (
+            &["dataset", "create", "csv", "-i", &pipe, "piped"],
+            "pipe.csv': not a regular file",
         ),
         (
             &["--ca-cert", &cut_pem, "host", "list"],

@@ -316,6 +316,10 @@ def _file_size(path: str) -> int:
     """The size of a file to upload; an empty one is refused before the server is asked
     (it would answer with the name of a request field instead of the file's)."""
     size = os.path.getsize(path)
+    if not os.path.isfile(path):
+        raise BadRequestException(f"{path}: not a regular file (uploads announce their size "
+                                  f"first, so pipes and devices cannot be uploaded; save the "
+                                  f"data to a file)")
     if size == 0:
         raise BadRequestException(f"{path}: the file is empty")
     return size

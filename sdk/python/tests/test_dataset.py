@@ -230,6 +230,15 @@ def test_a_file_that_changes_while_it_is_sent_fails_at_once(address: str, token:
         assert all(row[-1] != name for row in rows(dataset.list_datasets(token, address)))
 
 
+def test_pipes_and_folders_are_refused_before_the_server_is_asked(address: str, token: str,
+                                                                   files: Path) -> None:
+    pipe = files / "pipe.csv"
+    os.mkfifo(pipe)
+    for path in [pipe, files]:
+        with pytest.raises(hx.BadRequestException, match="not a regular file"):
+            dataset.upload_csv_files(token, address, unique("piped"), str(path))
+
+
 def test_uploads_read_and_write_the_socket_on_one_thread(address: str, token: str,
                                                          files: Path) -> None:
     # A reader thread next to the writing caller (the threaded websockets client) breaks TLS
