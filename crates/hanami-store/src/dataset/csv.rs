@@ -53,6 +53,18 @@ fn is_invisible(c: char) -> bool {
     )
 }
 
+/// A hint for a refused name that shows another CSV dialect: other separators, or lines
+/// that end in a lone `\r` (old Macs).
+fn dialect_hint(name: &str) -> &'static str {
+    if name.contains(';') || name.contains('\t') {
+        " (cells are separated by commas only)"
+    } else if name.contains('\r') {
+        " (lines end in \\n or \\r\\n; a lone \\r ends no line)"
+    } else {
+        ""
+    }
+}
+
 /// Why a column name cannot name a cluster's input or output (which tasks bind columns
 /// to): templates spell those with ASCII letters, digits and `_`, and all digits are a
 /// number there.
@@ -193,7 +205,7 @@ impl Table {
                     line,
                     column,
                     name: quote(n.as_bytes()),
-                    problem,
+                    problem: problem + dialect_hint(n),
                 });
             }
             if let Some(&first_column) = seen.get(n.as_str()) {
@@ -545,6 +557,18 @@ mod tests {
                 "{error}"
             );
         }
+        // Other dialects are named.
+        for (text, hint) in [
+            (&b"a;b\n1;2\n"[..], "(cells are separated by commas only)"),
+            (b"a\tb\n1\t2\n", "(cells are separated by commas only)"),
+            (
+                b"a,b\r1,2\r",
+                "(lines end in \\n or \\r\\n; a lone \\r ends no line)",
+            ),
+        ] {
+            let error = case.error(text);
+            assert!(error.ends_with(hint), "{error}");
+        }
         // A file without its header line.
         assert_eq!(
             case.error(b"1,2,3\n4,5,6\n"),
@@ -575,7 +599,8 @@ mod tests {
         );
         assert_eq!(
             case.error(b"a\tb\n1\n"),
-            "CSV file: line 1: the name \"a\\tb\" of column 1 contains a control character"
+            "CSV file: line 1: the name \"a\\tb\" of column 1 contains a control character \
+             (cells are separated by commas only)"
         );
         // A line can be as long as the limit, line end included, but not longer.
         let limit = MAX_LINE_BYTES as usize;
