@@ -168,8 +168,15 @@ struct Table {
 
 impl Table {
     fn start(header: &[u8], line: u64, name: &str, dest_path: &Path) -> Result<Self, ConvertError> {
-        let header =
-            std::str::from_utf8(header).map_err(|_| ConvertError::CsvHeaderNotUtf8 { line })?;
+        let header = std::str::from_utf8(header).map_err(|_| ConvertError::CsvHeaderNotUtf8 {
+            line,
+            // UTF-16 starts with its byte-order mark (Excel's "Unicode text").
+            hint: if header.starts_with(b"\xFF\xFE") || header.starts_with(b"\xFE\xFF") {
+                " (it looks like UTF-16: save the file as UTF-8 CSV)"
+            } else {
+                ""
+            },
+        })?;
         let columns = header.split(',').count();
         if columns > MAX_COLUMNS {
             return Err(ConvertError::CsvTooManyColumns {
@@ -496,6 +503,11 @@ mod tests {
         assert_eq!(
             case.error(b"a,\xff\n1,2\n"),
             "CSV file: line 1: the header is not valid UTF-8 text"
+        );
+        assert_eq!(
+            case.error(b"\xff\xfea\0,\0b\0\n\0"),
+            "CSV file: line 1: the header is not valid UTF-8 text (it looks like UTF-16: save the \
+             file as UTF-8 CSV)"
         );
     }
 

@@ -366,10 +366,12 @@ pub enum ConvertError {
     CsvNoHeader,
 
     /// The CSV header line is not valid UTF-8.
-    #[error("CSV file: line {line}: the header is not valid UTF-8 text")]
+    #[error("CSV file: line {line}: the header is not valid UTF-8 text{hint}")]
     CsvHeaderNotUtf8 {
         /// Line number, 1-based.
         line: u64,
+        /// What the text seems to be instead, or empty.
+        hint: &'static str,
     },
 
     /// A CSV header cell is empty.
