@@ -332,14 +332,30 @@ const MAX_SETTINGS_FILE_BYTES: u64 = 1 << 20;
 /// a device such as `/dev/zero` would fill the memory), of at most 1 MiB.
 pub(crate) fn read_settings_file(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     use std::io::Read as _;
-    use std::os::unix::fs::FileTypeExt as _;
     if path.as_os_str().is_empty() {
         bail!("the {what} is an empty path: give one, or leave the setting out");
     }
     let shown = path.display();
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {what} {shown}"))?;
-    let kind = meta.file_type();
-    let other = if kind.is_dir() {
+    let cannot_read = || format!("cannot read {what} {shown}");
+    let file = hanami_store::files::open_without_waiting(path).with_context(cannot_read)?;
+    let kind = file.metadata().with_context(cannot_read)?.file_type();
+    if !kind.is_file() {
+        bail!("the {what} {shown} is {}, not a regular file", other_kind(kind));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_SETTINGS_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(cannot_read)?;
+    if bytes.len() as u64 > MAX_SETTINGS_FILE_BYTES {
+        bail!("the {what} {shown} is larger than 1 MiB: is it the right file?");
+    }
+    Ok(bytes)
+}
+
+/// What a file that is no regular one is, in words.
+fn other_kind(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if kind.is_dir() {
         "a directory"
     } else if kind.is_fifo() {
         "a named pipe"
@@ -348,22 +364,8 @@ pub(crate) fn read_settings_file(path: &Path, what: &str) -> anyhow::Result<Vec<
     } else if kind.is_char_device() || kind.is_block_device() {
         "a device"
     } else {
-        ""
-    };
-    if !other.is_empty() {
-        bail!("the {what} {shown} is {other}, not a regular file");
+        "a special file"
     }
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|file| {
-            file.take(MAX_SETTINGS_FILE_BYTES + 1)
-                .read_to_end(&mut bytes)
-        })
-        .with_context(|| format!("cannot read {what} {shown}"))?;
-    if bytes.len() as u64 > MAX_SETTINGS_FILE_BYTES {
-        bail!("the {what} {shown} is larger than 1 MiB: is it the right file?");
-    }
-    Ok(bytes)
 }
 
 /// [`read_settings_file`] for a text file (UTF-8).
