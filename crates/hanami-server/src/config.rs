@@ -340,7 +340,10 @@ pub(crate) fn read_settings_file(path: &Path, what: &str) -> anyhow::Result<Vec<
     let file = hanami_store::files::open_without_waiting(path).with_context(cannot_read)?;
     let kind = file.metadata().with_context(cannot_read)?.file_type();
     if !kind.is_file() {
-        bail!("the {what} {shown} is {}, not a regular file", other_kind(kind));
+        bail!(
+            "the {what} {shown} is {}, not a regular file",
+            other_kind(kind)
+        );
     }
     let mut bytes = Vec::new();
     file.take(MAX_SETTINGS_FILE_BYTES + 1)
@@ -481,13 +484,7 @@ mod tests {
     fn settings_files_are_regular_files_of_reasonable_size() {
         let dir = tempfile::tempdir().unwrap();
         let pipe = dir.path().join("pipe.toml");
-        assert!(
-            std::process::Command::new("mkfifo")
-                .arg(&pipe)
-                .status()
-                .unwrap()
-                .success()
-        );
+        hanami_testkit::named_pipe(&pipe);
         let big = dir.path().join("big.toml");
         std::fs::write(&big, vec![b'#'; (1 << 20) + 1]).unwrap();
         let binary = dir.path().join("binary.toml");

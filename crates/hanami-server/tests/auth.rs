@@ -731,13 +731,7 @@ async fn a_certificate_that_does_not_load_stops_the_start_before_anything_change
     std::fs::write(&cut, &pem[..pem.len() / 2]).unwrap();
     // A named pipe would hold the start until something writes to it.
     let pipe = tmp.path().join("pipe.pem");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&pipe)
-            .status()
-            .unwrap()
-            .success()
-    );
+    hanami_testkit::named_pipe(&pipe);
     let key = tmp.path().join("key.pem");
     for (cert, key, expected) in [
         (&garbage, &key, "garbage.pem holds no certificate"),

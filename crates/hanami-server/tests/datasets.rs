@@ -1420,9 +1420,7 @@ async fn damaged_or_missing_dataset_files_are_named() {
     std::fs::remove_file(file(&folder.uuid)).unwrap();
     std::fs::create_dir(file(&folder.uuid)).unwrap();
     std::fs::remove_file(file(&pipe.uuid)).unwrap();
-    let fifo = std::ffi::CString::new(file(&pipe.uuid).to_str().unwrap()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    hanami_testkit::named_pipe(&file(&pipe.uuid));
 
     let not_a_file = "is damaged (not a dataset file: not a regular file)";
     for (dataset, what) in [

@@ -346,6 +346,20 @@ fn write_idx(dir: &Path, name: &str, pixels: &[u8], labels: &[u8]) -> (PathBuf, 
     (image_path, label_path)
 }
 
+/// Makes a named pipe at `path` (for tests of files that must be regular ones: opening a
+/// pipe without a writer waits for ever).
+pub fn named_pipe(path: &Path) {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL in the path");
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(
+        unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) },
+        0,
+        "mkfifo {}",
+        path.display()
+    );
+}
+
 /// SHA-256 of a file, lowercase hex.
 pub fn sha256(path: &Path) -> String {
     use sha2::Digest;

@@ -887,13 +887,7 @@ fn environment_usage_and_local_errors() {
     let cut_pem = path_str(&server.write("cut.pem", "-----BEGIN CERTIFICATE-----\nMIIB"));
     // A named pipe without a writer: opening it would wait for ever.
     let pipe = server.dir.path().join("pipe.csv");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&pipe)
-            .status()
-            .unwrap()
-            .success()
-    );
+    hanami_testkit::named_pipe(&pipe);
     let pipe = path_str(&pipe);
     for (args, expected) in [
         (

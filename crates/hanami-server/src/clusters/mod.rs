@@ -1282,9 +1282,7 @@ mod tests {
         std::fs::write(&file, b"bytes").unwrap();
         assert_eq!(read_regular_file(&file).unwrap(), b"bytes");
         let pipe = dir.path().join("pipe");
-        let path = std::ffi::CString::new(pipe.to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
+        hanami_testkit::named_pipe(&pipe);
         let refused = read_regular_file(&pipe).unwrap_err();
         assert_eq!(refused.to_string(), "not a regular file");
         assert!(read_regular_file(dir.path()).is_err());
