@@ -337,7 +337,10 @@ fn unsaved_checkpoint(
     uuid: &str,
 ) -> Option<ApiError> {
     app.clusters.all().into_iter().find_map(|cluster| {
-        let task = app.clusters.get(scope, &cluster.row.uuid)?.task(uuid)?;
+        if !scope.contains(&cluster.row.project_id, &cluster.row.owner_id) {
+            return None;
+        }
+        let task = cluster.task(uuid)?;
         (task.saves && !task.state().ended()).then(|| {
             ApiError::Conflict(format!(
                 "Checkpoint '{uuid}' is not saved yet: its save task on cluster '{}' is {}; \
