@@ -59,7 +59,15 @@ impl CliError {
             )),
             (_, E::Transport(e)) => {
                 let mut text = chain(&e);
-                if e.is_timeout() {
+                if e.is_timeout() && e.is_connect() {
+                    // TCP or TLS handshake: no answer timeout applies yet.
+                    text.push_str(&format!(
+                        "\n(no connection within {} s: the TCP or TLS handshake did not \
+                         complete; is HANAMI_ADDRESS the server's address, with the right \
+                         http:// or https:// scheme?)",
+                        hanami_sdk::CONNECT_TIMEOUT.as_secs()
+                    ));
+                } else if e.is_timeout() {
                     text.push_str(
                         "\n(the server did not answer in time; a slow server needs a longer \
                          --answer-timeout or HANAMI_ANSWER_TIMEOUT)",

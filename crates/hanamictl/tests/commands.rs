@@ -881,6 +881,17 @@ fn environment_usage_and_local_errors() {
     }
     let run = run_at(&silent_url, &["--answer-timeout", "0", "host", "list"]).fails();
     assert!(run.stderr.contains("--answer-timeout"), "{}", run.stderr);
+    // Over https:// the same server never completes the TLS handshake: the connection
+    // timeout (shorter than this answer timeout) ends the wait, and the hint is about the
+    // address, not the answer timeout.
+    let silent_tls_url = silent_url.replace("http://", "https://");
+    let run = run_at(&silent_tls_url, &["--answer-timeout", "30", "host", "list"]).fails();
+    assert!(
+        run.stderr.contains("handshake did not complete")
+            && !run.stderr.contains("--answer-timeout"),
+        "{}",
+        run.stderr
+    );
 
     // Local input is checked before anything goes over the network.
     let not_pem = path_str(&server.write("not_a_certificate.pem", "hello"));

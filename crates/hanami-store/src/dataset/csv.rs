@@ -53,12 +53,12 @@ fn is_invisible(c: char) -> bool {
     )
 }
 
-/// A hint for a refused name that shows another CSV dialect: other separators, or lines
-/// that end in a lone `\r` (old Macs).
-fn dialect_hint(name: &str) -> &'static str {
-    if name.contains(';') || name.contains('\t') {
+/// A hint for a refused name or row that shows another CSV dialect: other separators, or
+/// lines that end in a lone `\r` (old Macs).
+fn dialect_hint(text: &[u8]) -> &'static str {
+    if text.contains(&b';') || text.contains(&b'\t') {
         " (cells are separated by commas only)"
-    } else if name.contains('\r') {
+    } else if text.contains(&b'\r') {
         " (lines end in \\n or \\r\\n; a lone \\r ends no line)"
     } else {
         ""
@@ -212,7 +212,7 @@ impl Table {
                     line,
                     column,
                     name: quote(n.as_bytes()),
-                    problem: problem + dialect_hint(n),
+                    problem: problem + dialect_hint(n.as_bytes()),
                 });
             }
             if let Some(&first_column) = seen.get(n.as_str()) {
@@ -247,6 +247,7 @@ impl Table {
                 line,
                 found: found as u64,
                 expected: self.names.len() as u64,
+                hint: dialect_hint(content),
             });
         }
         for (i, cell) in content.split(|&b| b == b',').enumerate() {
@@ -529,6 +530,18 @@ mod tests {
         assert_eq!(
             case.error(b"a,b\n1\n"),
             "CSV file: line 2 has 1 column, expected 2 as in the header"
+        );
+        // A lone `\r` inside the data (a file pasted together from an old Mac one) or
+        // another separator is named.
+        assert_eq!(
+            case.error(b"a,b\n1,2\r3,4\n"),
+            "CSV file: line 2 has 3 columns, expected 2 as in the header (lines end in \\n or \
+             \\r\\n; a lone \\r ends no line)"
+        );
+        assert_eq!(
+            case.error(b"a,b\n1;2\n"),
+            "CSV file: line 2 has 1 column, expected 2 as in the header (cells are separated by \
+             commas only)"
         );
     }
 

@@ -434,7 +434,7 @@ pub enum ConvertError {
 
     /// A CSV data line has a different number of cells than the header.
     #[error(
-        "CSV file: line {line} has {found} {}, expected {expected} as in the header",
+        "CSV file: line {line} has {found} {}, expected {expected} as in the header{hint}",
         if *.found == 1 { "column" } else { "columns" }
     )]
     CsvRaggedRow {
@@ -444,6 +444,8 @@ pub enum ConvertError {
         found: u64,
         /// Cells in the header.
         expected: u64,
+        /// Which other CSV dialect the line seems to follow, or empty.
+        hint: &'static str,
     },
 
     /// A CSV cell is not a number.
