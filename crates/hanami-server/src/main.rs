@@ -67,25 +67,20 @@ impl std::io::Write for LogSink {
     }
 }
 
-/// The command line and the variables that stand for its flags. A variable that is set but
-/// empty counts as unset (`HANAMI_TLS_CERT=` switches HTTPS off instead of stopping the
-/// start over a flag nobody typed); an invalid value that came from a variable is said to.
-/// Usage errors end the process with clap's status 2, help and version with 0.
+/// The command line and the variables that stand for its flags (empty variables count as
+/// unset, see `hanami_flags`). Usage errors end the process with clap's status 2, help and
+/// version with 0.
 fn parse_args() -> Args {
-    let command = Args::command().mut_args(|arg| {
-        let empty = arg
-            .get_env()
-            .is_some_and(|name| std::env::var_os(name).is_some_and(|value| value.is_empty()));
-        if empty { arg.env(None::<&str>) } else { arg }
-    });
+    let words: Vec<_> = std::env::args_os().collect();
+    let command = hanami_flags::without_unused_variables(Args::command(), &words);
     match command
-        .try_get_matches()
+        .try_get_matches_from(&words)
         .and_then(|matches| Args::from_arg_matches(&matches))
     {
         Ok(args) => args,
         Err(e) => {
             let _ = e.print();
-            if let Some(variable) = variable_behind(&e) {
+            if let Some(variable) = hanami_flags::variable_behind(&e, &Args::command(), &words) {
                 report(&format!(
                     "note: the value comes from the variable {variable}"
                 ));
@@ -93,26 +88,6 @@ fn parse_args() -> Args {
             std::process::exit(e.exit_code());
         }
     }
-}
-
-/// The variable behind a flag whose value clap refused, when the flag was not typed.
-fn variable_behind(error: &clap::Error) -> Option<String> {
-    use clap::error::{ContextKind, ContextValue};
-    let Some(ContextValue::String(shown)) = error.get(ContextKind::InvalidArg) else {
-        return None;
-    };
-    // `--token-expiry <TOKEN_EXPIRY>`
-    let flag = shown.split(' ').next()?;
-    let typed = std::env::args().any(|word| word == flag || word.starts_with(&format!("{flag}=")));
-    let command = Args::command();
-    let variable = command
-        .get_arguments()
-        .find(|arg| {
-            arg.get_long()
-                .is_some_and(|long| flag == format!("--{long}"))
-        })?
-        .get_env()?;
-    (!typed && std::env::var_os(variable).is_some()).then(|| variable.to_string_lossy().into())
 }
 
 /// An error and its causes, joined by `: `, leaving out a cause whose text the one before

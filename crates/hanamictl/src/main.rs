@@ -43,32 +43,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// Parses the command line and the variables that stand for flags. A variable that is set
-/// but empty counts as unset (`export HANAMI_CA_CERT=` is a common way to switch a setting
-/// off), instead of failing every command over a flag that was never typed; and a typed
-/// flag makes its variable irrelevant (clap would still read it for the global flag at the
-/// levels of the command where it was not typed).
+/// Parses the command line and the variables that stand for flags (empty variables count
+/// as unset, typed flags win at every level of the command: see `hanami_flags`).
 fn parse() -> Result<cli::Cli, clap::Error> {
-    let command = cli::Cli::command().mut_args(|arg| {
-        let empty = arg
-            .get_env()
-            .is_some_and(|name| std::env::var_os(name).is_some_and(|value| value.is_empty()));
-        if empty || typed(&arg) {
-            arg.env(None::<&str>)
-        } else {
-            arg
-        }
-    });
-    cli::Cli::from_arg_matches(&command.try_get_matches()?)
-}
-
-/// Whether the command line names the long flag of `arg` (`--flag` or `--flag=value`).
-fn typed(arg: &clap::Arg) -> bool {
-    let Some(long) = arg.get_long().map(|long| format!("--{long}")) else {
-        return false;
-    };
-    let with_value = format!("{long}=");
-    std::env::args().any(|word| word == long || word.starts_with(&with_value))
+    let words: Vec<_> = std::env::args_os().collect();
+    let command = hanami_flags::without_unused_variables(cli::Cli::command(), &words);
+    cli::Cli::from_arg_matches(&command.try_get_matches_from(&words)?)
 }
 
 /// Help and version go to standard output with status 0 (also for a group command given
@@ -86,7 +66,10 @@ fn parse_failure(error: &clap::Error) -> ExitCode {
         }
         _ => {
             let _ = error.print();
-            if let Some(variable) = variable_behind(error) {
+            let words: Vec<_> = std::env::args_os().collect();
+            if let Some(variable) =
+                hanami_flags::variable_behind(error, &cli::Cli::command(), &words)
+            {
                 error::report(format_args!(
                     "note: the value comes from the variable {variable}"
                 ));
@@ -94,26 +77,4 @@ fn parse_failure(error: &clap::Error) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The variable that gave the invalid value of a flag that was not typed, if any.
-fn variable_behind(error: &clap::Error) -> Option<String> {
-    use clap::error::{ContextKind, ContextValue};
-    if !matches!(
-        error.kind(),
-        ErrorKind::InvalidValue | ErrorKind::ValueValidation
-    ) {
-        return None;
-    }
-    let Some(ContextValue::String(shown)) = error.get(ContextKind::InvalidArg) else {
-        return None;
-    };
-    let command = cli::Cli::command();
-    let arg = command.get_arguments().find(|arg| {
-        arg.get_long()
-            .is_some_and(|long| shown.split(' ').next() == Some(&format!("--{long}")))
-    })?;
-    let variable = arg.get_env()?;
-    (!typed(arg) && std::env::var_os(variable).is_some())
-        .then(|| variable.to_string_lossy().into_owned())
 }
