@@ -1329,38 +1329,6 @@ async fn direct_sessions_end_when_access_is_withdrawn_or_they_idle() {
 }
 
 #[tokio::test]
-async fn a_task_of_a_deleted_user_records_nothing_for_it() {
-    let server = TestServer::start();
-    let admin = server.admin().await;
-    member(&server, &admin, "memb", "proj_a", false).await;
-    member(&server, &admin, "padm", "proj_a", true).await;
-    let memb = sdk(&server, "memb", "password1").await;
-    let padm = sdk(&server, "padm", "password1").await;
-    let cluster = common::seed_cluster(&memb, "members_cluster").await;
-    // The project admin queues a checkpoint of the member's cluster, then is deleted while
-    // the save waits: it owns nothing yet, so the deletion is allowed.
-    memb.set_direct_mode(&cluster, true).await.unwrap();
-    let save = padm.save_cluster(&cluster, "padm_ckpt").await.unwrap();
-    admin.delete("user?id=padm").await.expect(200);
-    memb.set_direct_mode(&cluster, false).await.unwrap();
-    let done = memb
-        .wait_for_task(&cluster, &save.uuid, WAIT)
-        .await
-        .unwrap();
-    assert_eq!(done.state, "aborted");
-    let log = admin.get("error_log?page=0").await.expect(200).body;
-    assert!(
-        log.contains("user 'padm' or project 'proj_a' no longer exists"),
-        "{log}"
-    );
-    // No checkpoint row, no file: a user created later under that id inherits nothing.
-    let all = sdk(&server, ADMIN, ADMIN_PW).await;
-    assert!(all.checkpoints().await.unwrap().body.is_empty());
-    let files = std::fs::read_dir(server.data_dir.join("checkpoints")).unwrap();
-    assert_eq!(files.count(), 0);
-}
-
-#[tokio::test]
 async fn open_sessions_are_told_when_the_server_shuts_down() {
     let mut server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;

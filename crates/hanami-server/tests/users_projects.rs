@@ -2,7 +2,10 @@
 
 mod common;
 
-use common::{ADMIN, ServerExt, TestServer, member};
+use std::time::Duration;
+
+use common::{ADMIN, ADMIN_PW, ServerExt, TestServer, also_member, member, sdk, seed_cluster};
+use hanami_sdk::Error;
 use serde_json::json;
 
 #[tokio::test]
@@ -535,4 +538,107 @@ async fn tokens_carry_the_current_role_and_die_with_their_user() {
     let resp = boss.get("auth").await.expect(401);
     assert!(resp.body.contains("no longer exists"), "{}", resp.body);
     new_boss.get("auth").await.expect(200);
+}
+
+#[tokio::test]
+async fn owners_of_pending_checkpoints_and_results_are_kept_until_their_tasks_end() {
+    let server = TestServer::start();
+    let admin_http = server.admin().await;
+    // alice owns a cluster in proj_p; bossy administers proj_p and owns nothing.
+    let _ = member(&server, &admin_http, "alice", "proj_p", false).await;
+    let _ = member(&server, &admin_http, "bossy", "proj_p", true).await;
+    also_member(&admin_http, ADMIN, "proj_q").await;
+    let alice = sdk(&server, "alice", "password1").await;
+    let boss = sdk(&server, "bossy", "password1").await;
+    let admin = sdk(&server, ADMIN, ADMIN_PW).await;
+    let mut admin_in_q = sdk(&server, ADMIN, ADMIN_PW).await;
+    admin_in_q.switch_project("proj_q").await.unwrap();
+    let cluster = seed_cluster(&alice, "alice_cluster").await;
+
+    // The cluster is in DIRECT mode: saves stay queued.
+    alice.set_direct_mode(&cluster, true).await.unwrap();
+    let boss_save = boss.save_cluster(&cluster, "boss_save").await.unwrap().uuid;
+    let q_save = admin_in_q
+        .save_cluster(&cluster, "q_save")
+        .await
+        .unwrap()
+        .uuid;
+
+    // Neither the checkpoints' owner nor their project can go while the saves are pending:
+    // a user or project created again under the same id would get them.
+    let conflict = |result: hanami_sdk::Result<()>| match result {
+        Err(Error::Conflict(message)) => message,
+        other => panic!("{other:?}"),
+    };
+    let message = conflict(admin.delete_user("bossy").await);
+    assert!(
+        message.contains("still has 1 queued or running task(s) that will create")
+            && message.contains(&boss_save),
+        "{message}"
+    );
+    let message = conflict(admin.delete_project("proj_q").await);
+    assert!(message.contains(&q_save), "{message}");
+
+    // Whose the pending checkpoint will be decides who hears that it is pending: alice
+    // may restore into her cluster, but bossy's checkpoint is not hers to see.
+    let scratch = seed_cluster(&alice, "alice_scratch").await;
+    match alice.restore_cluster(&scratch, &boss_save).await {
+        Err(Error::NotFound(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    match boss.restore_cluster(&scratch, &boss_save).await {
+        Err(Error::Conflict(message)) => assert!(message.contains("not saved yet"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+
+    // Once the task is gone, so is the hold.
+    admin.delete_task(&cluster, &boss_save).await.unwrap();
+    admin.delete_user("bossy").await.unwrap();
+    // The other save runs when the cluster is back in TASK mode, and its checkpoint belongs
+    // to the project it was made in.
+    alice.set_direct_mode(&cluster, false).await.unwrap();
+    let ended = admin
+        .wait_for_task(&cluster, &q_save, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(ended.state, "finished", "{ended:?}");
+    let message = conflict(admin.delete_project("proj_q").await);
+    assert!(message.contains("still owns 1 checkpoint(s)"), "{message}");
+    admin.delete_checkpoint(&q_save).await.unwrap();
+    admin.delete_project("proj_q").await.unwrap();
+}
+
+#[tokio::test]
+async fn admins_deleting_each_other_at_once_leave_one_of_them() {
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    for round in 0..4 {
+        let (first, second) = (format!("first_{round}"), format!("second_{round}"));
+        for id in [&first, &second] {
+            admin
+                .post(
+                    "user",
+                    &json!({"id": id, "name": "An Admin", "password": "password1",
+                            "is_admin": true}),
+                )
+                .await
+                .expect(200);
+        }
+        let one = server.login(&first, "password1").await;
+        let other = server.login(&second, "password1").await;
+        let (delete_second, delete_first) =
+            (format!("user?id={second}"), format!("user?id={first}"));
+        let (a, b) = tokio::join!(one.delete(&delete_second), other.delete(&delete_first));
+        let mut statuses = [a.status, b.status];
+        statuses.sort();
+        assert_eq!(statuses, [200, 401], "{a:?} {b:?}");
+        // Refused when its token is checked, or, when that came first, at the deletion.
+        let refused = if a.status == 401 { &a } else { &b };
+        assert!(
+            refused.body.contains("no longer exists")
+                || refused.body.contains("is no longer a global admin"),
+            "{}",
+            refused.body
+        );
+    }
 }

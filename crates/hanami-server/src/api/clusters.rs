@@ -330,18 +330,21 @@ async fn save(app: App, caller: Caller, request: SaveClusterRequest) -> ApiResul
     })
 }
 
-/// A 409 for a checkpoint whose save is still queued or running on a cluster in `scope`.
+/// A 409 for a checkpoint in `scope` whose save is still queued or running.
 fn unsaved_checkpoint(
     app: &App,
     scope: &hanami_types::scope::Scope,
     uuid: &str,
 ) -> Option<ApiError> {
     app.clusters.all().into_iter().find_map(|cluster| {
-        if !scope.contains(&cluster.row.project_id, &cluster.row.owner_id) {
-            return None;
-        }
         let task = cluster.task(uuid)?;
-        (task.saves && !task.state().ended()).then(|| {
+        let checkpoint = task
+            .promise
+            .as_ref()
+            .filter(|promise| promise.kind == Kind::Checkpoint)?;
+        // Whose the checkpoint will be decides, as for saved ones (not whose the cluster is).
+        let visible = scope.contains(&checkpoint.project_id, &checkpoint.owner_id);
+        (visible && !task.state().ended()).then(|| {
             ApiError::Conflict(format!(
                 "Checkpoint '{uuid}' is not saved yet: its save task on cluster '{}' is {}; \
                  restore it once that task has finished",

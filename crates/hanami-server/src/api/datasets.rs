@@ -98,9 +98,8 @@ async fn start_upload(
     let _owners = app.owner_changes.lock().await;
     // The caller was checked when the request came in; its user may have been deleted, or
     // taken out of the project, since.
-    let user = app.store.user_record(&caller.id).await?.map(|r| r.user);
-    if user
-        .and_then(|user| super::token::current_context(&user, &caller.project_id))
+    if super::token::context_now(app, &caller.id, &caller.project_id)
+        .await?
         .is_none()
     {
         return Err(ApiError::Conflict(format!(

@@ -377,6 +377,23 @@ pub fn require_admin(caller: &Caller, what: &str) -> ApiResult<()> {
     }
 }
 
+/// Refuses a caller who is no global admin any more: the token was checked when the request
+/// came in, and another admin may have deleted or demoted the user since (two admins
+/// deleting each other at once would otherwise both succeed). Call with
+/// `App::owner_changes` held, as deletions of users and projects do.
+pub async fn require_admin_now(app: &App, caller: &Caller) -> ApiResult<()> {
+    let now = token::context_now(app, &caller.id, &caller.project_id).await?;
+    if now.is_some_and(|now| now.is_admin) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized(format!(
+            "User with id '{}' is no longer a global admin (deleted or changed while this \
+             request was on its way)",
+            caller.id
+        )))
+    }
+}
+
 /// Deletes the row of a resource kept in a file of `dir`, then the file; `None` if no such
 /// row is in the scope (see [`delete_row_making_room`] for a full disk).
 async fn delete_with_file(

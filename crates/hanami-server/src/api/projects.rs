@@ -84,11 +84,17 @@ async fn delete(app: App, caller: Caller, query: ProjectId) -> ApiResult<Map<Str
     let who = format!("Project with id '{}'", query.id);
     // No upload can be registered in the project between this check and the deletion.
     let _owners = app.owner_changes.lock().await;
+    super::require_admin_now(&app, &caller).await?;
     if let Some(refusal) = app
         .uploads
         .still_uploading(&who, |upload| upload.project_id == query.id)
     {
         return Err(ApiError::Conflict(refusal));
+    }
+    if let Some(refusal) =
+        super::tasks::still_promised(&app, &who, |promise| promise.project_id == query.id)
+    {
+        return Err(refusal);
     }
     match app.store.delete_project(&query.id).await {
         Ok(()) => Ok(Map::new()),

@@ -17,7 +17,7 @@ use super::clusters::visible;
 use super::validate::{Field, Pattern};
 use super::{ApiError, ApiResult, Routes};
 use crate::clusters::rows::{Binding, Side};
-use crate::clusters::task::{ResultTarget, Task, TaskState, Work};
+use crate::clusters::task::{Promise, ResultTarget, Task, TaskState, Work};
 use crate::clusters::{ClusterHandle, Interface, Mode, TaskRemoval};
 use crate::state::App;
 
@@ -212,6 +212,27 @@ pub(super) async fn enqueue(
     cluster: &Arc<ClusterHandle>,
     task: &Arc<Task>,
 ) -> ApiResult<bool> {
+    // A task that will create a resource is queued only while the resource's owner and
+    // project exist; their deletion is refused from then until the task has ended (see
+    // `still_promised`), so a user or project created again under the same id never gets it.
+    let _owners = match &task.promise {
+        Some(promise) => {
+            let owners = app.owner_changes.lock().await;
+            let owner = &promise.owner_id;
+            let project = &promise.project_id;
+            if super::token::context_now(app, owner, project)
+                .await?
+                .is_none()
+            {
+                return Err(ApiError::Conflict(format!(
+                    "Cannot queue the task: user '{owner}' no longer exists or is no longer \
+                     assigned to project '{project}'"
+                )));
+            }
+            Some(owners)
+        }
+        None => None,
+    };
     app.store
         .insert_task(&task.record(&cluster.row.uuid))
         .await?;
@@ -224,6 +245,36 @@ pub(super) async fn enqueue(
             Err(super::clusters::not_found(&cluster.row.uuid))
         }
     }
+}
+
+/// A 409 for deleting `who` (a user or a project) while tasks that have not ended will
+/// create a checkpoint or result dataset for it; `whose` picks those tasks' promises. Call
+/// with `App::owner_changes` held.
+pub(super) fn still_promised(
+    app: &App,
+    who: &str,
+    whose: impl Fn(&Promise) -> bool,
+) -> Option<ApiError> {
+    let pending: Vec<String> = app
+        .clusters
+        .all()
+        .iter()
+        .flat_map(|cluster| {
+            cluster.tasks().into_iter().filter_map(|task| {
+                let promised = task.promise.as_ref().is_some_and(&whose);
+                (promised && !task.state().ended())
+                    .then(|| format!("task '{}' of cluster '{}'", task.uuid, cluster.row.uuid))
+            })
+        })
+        .collect();
+    (!pending.is_empty()).then(|| {
+        ApiError::Conflict(format!(
+            "{who} still has {} queued or running task(s) that will create a checkpoint or \
+             result dataset for it ({}); wait for them to end or delete them first.",
+            pending.len(),
+            pending.join(", ")
+        ))
+    })
 }
 
 async fn train(app: App, caller: Caller, request: TrainTaskRequest) -> ApiResult<TaskInfo> {

@@ -127,6 +127,18 @@ pub(super) fn current_context(user: &User, project_id: &str) -> Option<Caller> {
     })
 }
 
+/// The context user `user_id` has in project `project_id` now; `None` if the user was
+/// deleted or taken out of the project since a request of theirs was checked. Callers that
+/// act on the answer hold `App::owner_changes`, so that it stays true while they do.
+pub(super) async fn context_now(
+    app: &App,
+    user_id: &str,
+    project_id: &str,
+) -> ApiResult<Option<Caller>> {
+    let user = app.store.user_record(user_id).await?.map(|r| r.user);
+    Ok(user.and_then(|user| current_context(&user, project_id)))
+}
+
 #[derive(Deserialize)]
 struct AccessQuery {
     endpoint: Option<String>,

@@ -131,11 +131,17 @@ async fn delete(app: App, caller: Caller, query: UserId) -> ApiResult<Map<String
     let who = format!("User with id '{}'", query.id);
     // No upload can be registered for the user between this check and the deletion.
     let _owners = app.owner_changes.lock().await;
+    super::require_admin_now(&app, &caller).await?;
     if let Some(refusal) = app
         .uploads
         .still_uploading(&who, |upload| upload.owner_id == query.id)
     {
         return Err(ApiError::Conflict(refusal));
+    }
+    if let Some(refusal) =
+        super::tasks::still_promised(&app, &who, |promise| promise.owner_id == query.id)
+    {
+        return Err(refusal);
     }
     match app.store.delete_user(&query.id).await {
         Ok(()) => Ok(Map::new()),

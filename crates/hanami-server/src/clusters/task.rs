@@ -4,6 +4,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use hanami_store::now_timestamp;
+use hanami_store::resources::Kind;
 use hanami_store::tasks::TaskRow;
 use hanami_types::tasks::Task as TaskInfo;
 
@@ -92,6 +93,35 @@ impl Work {
     pub fn changes_network(&self) -> bool {
         !matches!(self, Work::Save { .. })
     }
+
+    /// The resource the work creates at its end, if any.
+    fn promise(&self) -> Option<Promise> {
+        let (kind, owner_id, project_id) = match self {
+            Work::Save {
+                owner_id,
+                project_id,
+            } => (Kind::Checkpoint, owner_id, project_id),
+            Work::Request(_, target) => (Kind::Dataset, &target.owner_id, &target.project_id),
+            Work::Train(_) | Work::Restore { .. } => return None,
+        };
+        Some(Promise {
+            kind,
+            owner_id: owner_id.clone(),
+            project_id: project_id.clone(),
+        })
+    }
+}
+
+/// A resource that a task creates when it ends (a checkpoint, whose uuid is the task's, or a
+/// result dataset), and whose it will be. While the task has not ended, its owner and
+/// project are not deleted: a user or project created later under the same id would get it.
+pub struct Promise {
+    /// [`Kind::Checkpoint`] or [`Kind::Dataset`].
+    pub kind: Kind,
+    /// The resource's owner (the task's creator).
+    pub owner_id: String,
+    /// The resource's project.
+    pub project_id: String,
 }
 
 struct Timeline {
@@ -110,8 +140,9 @@ pub struct Task {
     pub name: String,
     /// Rows to process (1 for checkpoint tasks).
     pub total: u64,
-    /// Whether the task saves a checkpoint (whose uuid is the task's).
-    pub saves: bool,
+    /// What the task creates at its end; `None` for tasks that create nothing and for
+    /// tasks of an earlier run of the server (they have ended).
+    pub promise: Option<Promise>,
     queued_at: String,
     current: AtomicU64,
     timeline: Mutex<Timeline>,
@@ -128,7 +159,7 @@ impl Task {
             uuid,
             name,
             total,
-            saves: matches!(work, Work::Save { .. }),
+            promise: work.promise(),
             queued_at: now_timestamp(),
             current: AtomicU64::new(0),
             timeline: Mutex::new(Timeline {
@@ -162,7 +193,7 @@ impl Task {
             name: row.name,
             total: row.total,
             // Only the work tells; an ended task has none.
-            saves: false,
+            promise: None,
             queued_at: row.queued_at,
             current: AtomicU64::new(row.current),
             timeline: Mutex::new(Timeline {
