@@ -531,7 +531,11 @@ async fn direct_io_training_lost_in_a_crash_is_reported() {
     let picture = vec![180.0f32; 784];
     let mut label = vec![0.0f32; 10];
     label[3] = 1.0;
-    for (name, close) in [("closed", true), ("left_open", false)] {
+    for (name, end) in [
+        ("closed", Some(false)),
+        ("switched_back", Some(true)),
+        ("left_open", None),
+    ] {
         let cluster = client.create_cluster(name, SEED_TEMPLATE).await.unwrap();
         client.set_direct_mode(&cluster.uuid, true).await.unwrap();
         let mut session = client.direct_session(&cluster.uuid).await.unwrap();
@@ -541,14 +545,18 @@ async fn direct_io_training_lost_in_a_crash_is_reported() {
                 .await
                 .unwrap();
         }
-        if close {
-            session.close().await.unwrap();
-        } else {
+        match end {
+            Some(false) => session.close().await.unwrap(),
+            // Leaving DIRECT mode ends the session, which saves the network.
+            Some(true) => {
+                client.set_direct_mode(&cluster.uuid, false).await.unwrap();
+                std::mem::forget(session);
+            }
             // Held open across the crash.
-            std::mem::forget(session);
+            None => std::mem::forget(session),
         }
     }
-    // The closed session's save and note take a moment after the close.
+    // The ended sessions' saves and notes take a moment after the close.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let server = server.crash_and_restart();
     let log = error_log_text(&server).await;

@@ -893,6 +893,165 @@ async fn the_clusters_share_one_memory_budget() {
     assert_eq!(restored.state, "finished");
 }
 
+/// A cluster takes a bounded number of direct-IO sessions at once (each stages a full set of
+/// values), and each of them is answered.
+#[tokio::test]
+async fn a_cluster_takes_a_bounded_number_of_direct_sessions() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let cluster = common::seed_cluster(&client, "shared_one").await;
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let picture = vec![0.0f32; 784];
+    let mut sessions = Vec::new();
+    for _ in 0..8 {
+        let mut session = client.direct_session(&cluster).await.unwrap();
+        session.request(&[("picture", &picture)], 1).await.unwrap();
+        sessions.push(session);
+    }
+    let refused = client
+        .direct_session(&cluster)
+        .await
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        refused
+            .as_deref()
+            .is_some_and(|e| e.contains("has 8 direct-IO sessions open")),
+        "{refused:?}"
+    );
+    // A closed session makes room (its slot is given back once its end is handled).
+    sessions.pop().unwrap().close().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut ninth = loop {
+        match client.direct_session(&cluster).await {
+            Ok(session) => break session,
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert!(e.to_string().contains("direct-IO sessions open"), "{e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    ninth.request(&[("picture", &picture)], 1).await.unwrap();
+    for session in &mut sessions {
+        session.request(&[("picture", &picture)], 1).await.unwrap();
+    }
+}
+
+/// Growth that the memory budget refuses during a direct-IO session is reported when the
+/// session ends, as it is for tasks.
+#[tokio::test]
+async fn growth_refused_during_direct_io_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = common::launch_with_config(tmp.path(), "clusters_memory_mib = 1\n")
+        .0
+        .start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    // A network that leaves little of the budget for growth.
+    let wide = SEED_TEMPLATE.replace("number_of_inputs: 784", "number_of_inputs: 30000");
+    let cluster = client.create_cluster("wide_one", &wide).await.unwrap().uuid;
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let mut session = client.direct_session(&cluster).await.unwrap();
+    let mut label = vec![0.0f32; 10];
+    label[0] = 1.0;
+    for sample in 0..200usize {
+        // Every sample lights other inputs, each of which asks for a section.
+        let picture: Vec<f32> = (0..30000)
+            .map(|i| {
+                if (i + sample * 151) % 97 == 0 {
+                    200.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        session
+            .train(&[("picture", &picture)], &[("label", &label)])
+            .await
+            .unwrap();
+    }
+    session.close().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = error_log(&server).await;
+        if log.contains("direct-IO session of cluster 'wide_one'")
+            || std::time::Instant::now() > deadline
+        {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        log.contains("requests for new sections were refused during the direct-IO session")
+            && log.contains("the network stopped growing and went on with what it had"),
+        "{log}"
+    );
+}
+
+/// A direct-IO session ends as soon as its cluster leaves DIRECT mode (a restore may then
+/// change the interfaces it staged values for) or is deleted, also while its client is
+/// silent; so a deleted cluster's memory comes back at once.
+#[tokio::test]
+async fn direct_sessions_end_with_direct_mode_and_their_cluster() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = common::launch_with_config(tmp.path(), "clusters_memory_mib = 1\n")
+        .0
+        .start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    // Networks of about 560 KiB: two do not fit the budget together.
+    let big = SEED_TEMPLATE.replace("number_of_inputs: 784", "number_of_inputs: 20000");
+    let url = server.url.replace("http://", "ws://");
+    let open_session = async |cluster: &str| {
+        let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        let init = json!({"token": client.token(), "target": "cluster", "uuid": cluster});
+        socket.send(Message::text(init.to_string())).await.unwrap();
+        let reply = socket.next().await.unwrap().unwrap().into_data();
+        let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+        assert_eq!(reply["success"], true, "{reply}");
+        socket
+    };
+    let close_reason =
+        async |socket: &mut tokio_tungstenite::WebSocketStream<_>| match tokio::time::timeout(
+            Duration::from_secs(10),
+            socket.next(),
+        )
+        .await
+        {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => frame.reason.to_string(),
+            other => panic!("no close frame: {other:?}"),
+        };
+
+    let cluster = client.create_cluster("big_one", &big).await.unwrap().uuid;
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let mut socket = open_session(&cluster).await;
+    client.set_direct_mode(&cluster, false).await.unwrap();
+    let reason = close_reason(&mut socket).await;
+    assert!(
+        reason.starts_with("the cluster left DIRECT mode"),
+        "{reason}"
+    );
+
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let mut socket = open_session(&cluster).await;
+    client.delete_cluster(&cluster).await.unwrap();
+    assert_eq!(close_reason(&mut socket).await, "the cluster was deleted");
+    // The session held the only other reference to the network.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match client.create_cluster("big_again", &big).await {
+            Ok(_) => break,
+            Err(Error::Conflict(message)) if std::time::Instant::now() < deadline => {
+                assert!(message.contains("clusters_memory_mib"), "{message}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    drop(socket);
+}
+
 /// Once a task is reported ended, the cluster is idle: it switches to DIRECT mode at once,
 /// and a checkpoint saved then exists when the answer comes. (The end used to be announced
 /// before the cluster forgot its running task: a helper saw the switch refused after 3 % of
@@ -1719,6 +1878,17 @@ async fn a_save_waiting_for_a_slot_answers_at_once() {
     let early = client.restore_cluster(&busy, &save.uuid).await;
     assert!(
         matches!(&early, Err(Error::Conflict(m)) if m.contains("is not saved yet: its save task")),
+        "{early:?}"
+    );
+    // Nor read or deleted (a 404 would let a client think it is gone, and it comes later).
+    let early = client.checkpoint(&save.uuid).await;
+    assert!(
+        matches!(&early, Err(Error::Conflict(m)) if m.contains("get it once that task has finished")),
+        "{early:?}"
+    );
+    let early = client.delete_checkpoint(&save.uuid).await;
+    assert!(
+        matches!(&early, Err(Error::Conflict(m)) if m.contains("delete it once that task has finished")),
         "{early:?}"
     );
     let saved = client.wait_for_task(&idle, &save.uuid, WAIT).await.unwrap();

@@ -24,6 +24,13 @@ pub fn not_found(uuid: &str) -> ApiError {
     ApiError::NotFound(format!("Checkpoint with uuid '{uuid}' not found"))
 }
 
+/// The error for a checkpoint that `caller` cannot find: 409 while its save is pending
+/// (`then`: what to do once it is saved), else 404.
+fn missing(app: &App, caller: &Caller, uuid: &str, then: &str) -> ApiError {
+    super::clusters::unsaved_checkpoint(app, &caller.scope(), uuid, then)
+        .unwrap_or_else(|| not_found(uuid))
+}
+
 #[derive(Deserialize)]
 struct ByUuid {
     uuid: String,
@@ -34,7 +41,7 @@ async fn get(app: App, caller: Caller, query: ByUuid) -> ApiResult<Resource> {
         .store
         .resource(Kind::Checkpoint, &caller.scope(), &query.uuid)
         .await?
-        .ok_or_else(|| not_found(&query.uuid))?;
+        .ok_or_else(|| missing(&app, &caller, &query.uuid, "get it"))?;
     Ok(super::clusters::resource(&row))
 }
 
@@ -49,6 +56,6 @@ async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String
     let dir = app.paths.checkpoints();
     super::delete_with_file(&app, Kind::Checkpoint, &caller.scope(), &query.uuid, dir)
         .await?
-        .ok_or_else(|| not_found(&query.uuid))?;
+        .ok_or_else(|| missing(&app, &caller, &query.uuid, "delete it"))?;
     Ok(Map::new())
 }

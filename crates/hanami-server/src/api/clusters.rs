@@ -330,11 +330,13 @@ async fn save(app: App, caller: Caller, request: SaveClusterRequest) -> ApiResul
     })
 }
 
-/// A 409 for a checkpoint in `scope` whose save is still queued or running.
-fn unsaved_checkpoint(
+/// A 409 for a checkpoint in `scope` whose save is still queued or running; `then` says
+/// what to do once it has finished ("restore it").
+pub(super) fn unsaved_checkpoint(
     app: &App,
     scope: &hanami_types::scope::Scope,
     uuid: &str,
+    then: &str,
 ) -> Option<ApiError> {
     app.clusters.all().into_iter().find_map(|cluster| {
         let task = cluster.task(uuid)?;
@@ -347,7 +349,7 @@ fn unsaved_checkpoint(
         (visible && !task.state().ended()).then(|| {
             ApiError::Conflict(format!(
                 "Checkpoint '{uuid}' is not saved yet: its save task on cluster '{}' is {}; \
-                 restore it once that task has finished",
+                 {then} once that task has finished (or delete the task)",
                 cluster.row.uuid,
                 task.state().as_str()
             ))
@@ -364,7 +366,7 @@ async fn load(app: App, caller: Caller, request: LoadClusterRequest) -> ApiResul
     let checkpoint = match app.store.resource(Kind::Checkpoint, &scope, uuid).await? {
         Some(row) => row,
         None => {
-            if let Some(pending) = unsaved_checkpoint(&app, &scope, uuid) {
+            if let Some(pending) = unsaved_checkpoint(&app, &scope, uuid, "restore it") {
                 return Err(pending);
             }
             // Its save may have finished between the two looks.

@@ -24,7 +24,7 @@ pub mod task;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::OwnedSemaphorePermit;
@@ -124,6 +124,35 @@ pub struct ClusterHandle {
     interfaces: Mutex<Interfaces>,
     control: Mutex<Control>,
     deleted: AtomicBool,
+    /// Changed when direct-IO sessions must end: the cluster left DIRECT mode (a task or a
+    /// restore may follow, and a restore changes the interfaces the sessions staged
+    /// values for) or was deleted (its network's memory is given back when the last
+    /// session lets go of it).
+    direct_sessions_end: tokio::sync::watch::Sender<()>,
+    /// Open direct-IO sessions (see [`MAX_DIRECT_SESSIONS`]).
+    direct_sessions: AtomicUsize,
+}
+
+/// Most direct-IO sessions one cluster may have open at once. Each stages a full set of
+/// input and expected values, so without a limit a client could hold many times the
+/// network's memory outside the memory budgets (the original attached one socket per
+/// cluster).
+pub const MAX_DIRECT_SESSIONS: usize = 8;
+
+/// A direct-IO session's claim on its cluster; dropping it ends the claim.
+pub struct DirectSessionSlot(Arc<ClusterHandle>);
+
+impl std::ops::Deref for DirectSessionSlot {
+    type Target = Arc<ClusterHandle>;
+    fn deref(&self) -> &Arc<ClusterHandle> {
+        &self.0
+    }
+}
+
+impl Drop for DirectSessionSlot {
+    fn drop(&mut self) {
+        self.0.direct_sessions.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Drop for ClusterHandle {
@@ -201,6 +230,39 @@ impl ClusterHandle {
                 worker_running: false,
             }),
             deleted: AtomicBool::new(false),
+            direct_sessions_end: tokio::sync::watch::Sender::new(()),
+            direct_sessions: AtomicUsize::new(0),
+        }
+    }
+
+    /// A slot for one more direct-IO session; `None` if [`MAX_DIRECT_SESSIONS`] are open.
+    pub fn claim_direct_session(self: &Arc<Self>) -> Option<DirectSessionSlot> {
+        self.direct_sessions
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
+                (open < MAX_DIRECT_SESSIONS).then_some(open + 1)
+            })
+            .ok()
+            .map(|_| DirectSessionSlot(self.clone()))
+    }
+
+    /// Resolves once direct-IO sessions must end (see [`ClusterHandle::direct_session_over`]
+    /// for why), counting from this call: a session subscribes before it checks the mode.
+    pub fn direct_sessions_end(&self) -> tokio::sync::watch::Receiver<()> {
+        self.direct_sessions_end.subscribe()
+    }
+
+    /// Why a direct-IO session cannot go on, if it cannot: the cluster was deleted or is
+    /// not in DIRECT mode.
+    pub fn direct_session_over(&self) -> Option<&'static str> {
+        if self.is_deleted() {
+            Some("the cluster was deleted")
+        } else if self.mode() != Mode::Direct {
+            Some(
+                "the cluster left DIRECT mode (switch it back and start a new session: a \
+                 task or restore may have changed its network)",
+            )
+        } else {
+            None
         }
     }
 
@@ -237,6 +299,7 @@ impl ClusterHandle {
             }
             (Mode::Direct, Mode::Task) => {
                 control.mode = Mode::Task;
+                self.direct_sessions_end.send_replace(());
                 self.start_worker(&mut control, ctx, None);
                 Ok(())
             }
@@ -296,7 +359,13 @@ impl ClusterHandle {
     /// the staged network is put in place or dropped. Takes the network lock while
     /// serialising.
     fn stage_network(&self, task: &Task) -> std::io::Result<Option<StagedNetwork<'_>>> {
-        let bytes = network_bytes(lock(&self.network).as_ref());
+        let bytes = {
+            let network = lock(&self.network);
+            // What direct IO changed before is in these bytes (it sets the flag again
+            // under this lock); failures below set it again.
+            self.unsaved.store(false, Ordering::Relaxed);
+            network_bytes(network.as_ref())
+        };
         let file = lock(&self.file);
         if self.is_deleted() {
             return Ok(None);
@@ -407,6 +476,7 @@ impl ClusterHandle {
     /// Marks the cluster deleted: the queue is dropped and a running task stops.
     pub fn delete(&self) {
         self.deleted.store(true, Ordering::Relaxed);
+        self.direct_sessions_end.send_replace(());
         let mut control = lock(&self.control);
         for task in control.queue.drain(..) {
             task.end(TaskState::Aborted);
@@ -419,6 +489,12 @@ impl ClusterHandle {
     /// Whether the cluster was deleted.
     pub fn is_deleted(&self) -> bool {
         self.deleted.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` on the network under its lock (blocking) without changing it; `None`
+    /// without a network.
+    pub fn read_network<R>(&self, f: impl FnOnce(&Cluster) -> R) -> Option<R> {
+        lock(&self.network).as_ref().map(f)
     }
 
     /// Runs `f` on the network under its lock (blocking) and notes that the network must be
@@ -594,6 +670,10 @@ impl ClusterHandle {
         match (recorded, staged) {
             (Ok(()), Some(staged)) => match staged.put_in_place() {
                 Ok(()) => {
+                    // Direct IO's changes before the task are saved with it.
+                    if !self.unsaved.load(Ordering::Relaxed) {
+                        ctx.forget_unsaved_note(self);
+                    }
                     if let Err(e) = ctx.runtime.block_on(ctx.store.network_in_place(&task.uuid)) {
                         // The next start finds the network in place and only clears the note.
                         tracing::warn!(task = task.uuid, "cannot note the saved network: {e}");
@@ -765,31 +845,8 @@ impl ClusterHandle {
         task: &Task,
         ctx: &WorkerContext,
     ) {
-        let after = cluster.growth_stats();
-        let by_pool = after.sections_refused_by_pool - before.sections_refused_by_pool;
-        let by_cluster = after.sections_refused - before.sections_refused - by_pool;
-        let mut reasons = Vec::new();
-        if by_cluster > 0 {
-            reasons.push(format!(
-                "the network reached its memory budget of {} MiB (cluster_memory_mib): \
-                 {by_cluster} requests for new sections were refused during this task",
-                cluster.options().memory_limit >> 20
-            ));
-        }
-        if by_pool > 0 {
-            reasons.push(format!(
-                "the networks of the server's clusters reached the {} MiB they may hold \
-                 together (clusters_memory_mib): {by_pool} requests for new sections were \
-                 refused during this task; deleting clusters that are no longer needed makes room",
-                ctx.memory.pool.limit() >> 20
-            ));
-        }
-        if !reasons.is_empty() {
-            let e = anyhow::anyhow!(
-                "{}; the network stopped growing and {did} with what it had",
-                reasons.join("; ")
-            );
-            ctx.log_error(task, &self.row, &e);
+        if let Some(why) = ctx.refused_growth(cluster, before, "this task", did) {
+            ctx.log_error(task, &self.row, &anyhow::anyhow!(why));
         }
     }
 
@@ -1101,6 +1158,43 @@ impl WorkerContext {
         {
             tracing::error!(task = task.uuid, "cannot record the task's state: {e}");
         }
+    }
+
+    /// Why `cluster` could not grow since its growth counters read `before`, in words
+    /// (`during` names the time, `did` what the network did instead: "learned",
+    /// "answered"); `None` if no growth was refused.
+    pub fn refused_growth(
+        &self,
+        cluster: &Cluster,
+        before: GrowthStats,
+        during: &str,
+        did: &str,
+    ) -> Option<String> {
+        let after = cluster.growth_stats();
+        let by_pool = after.sections_refused_by_pool - before.sections_refused_by_pool;
+        let by_cluster = after.sections_refused - before.sections_refused - by_pool;
+        let mut reasons = Vec::new();
+        if by_cluster > 0 {
+            reasons.push(format!(
+                "the network reached its memory budget of {} MiB (cluster_memory_mib): \
+                 {by_cluster} requests for new sections were refused during {during}",
+                cluster.options().memory_limit >> 20
+            ));
+        }
+        if by_pool > 0 {
+            reasons.push(format!(
+                "the networks of the server's clusters reached the {} MiB they may hold \
+                 together (clusters_memory_mib): {by_pool} requests for new sections were \
+                 refused during {during}; deleting clusters that are no longer needed makes room",
+                self.memory.pool.limit() >> 20
+            ));
+        }
+        (!reasons.is_empty()).then(|| {
+            format!(
+                "{}; the network stopped growing and {did} with what it had",
+                reasons.join("; ")
+            )
+        })
     }
 
     /// Removes the database's note of unsaved direct-IO changes once a save made them

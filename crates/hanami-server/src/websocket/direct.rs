@@ -10,8 +10,9 @@ use hanami_types::websocket::proto::{ClusterIoMessage, ClusterProcessType, Targe
 use prost::Message as _;
 
 use super::{Access, Incoming, SHUTTING_DOWN, TOO_BIG, close_with, next_message};
-use crate::clusters::{ClusterHandle, Interfaces, Mode};
+use crate::clusters::{ClusterHandle, DirectSessionSlot, Interfaces};
 use crate::state::App;
+use hanami_engine::Cluster;
 
 /// Values staged for the next sample, one full-size buffer per interface.
 struct Staging {
@@ -39,43 +40,75 @@ impl Staging {
 
 /// Serves one direct-IO session until the client closes it or sends something invalid,
 /// then saves the network if the session changed it.
-pub async fn session(
-    app: &App,
-    socket: WebSocket,
-    cluster: Arc<ClusterHandle>,
-    access: &mut Access,
-) {
-    serve(app, socket, &cluster, access).await;
-    let (saving, ctx) = (cluster.clone(), app.workers.clone());
-    let saved = tokio::task::spawn_blocking(move || {
-        saving.save_network_if_changed()?;
-        ctx.forget_unsaved_note(&saving);
-        Ok::<(), std::io::Error>(())
-    });
-    let failure = match saved.await {
-        Ok(Ok(())) => return,
-        Ok(Err(e)) => e.to_string(),
-        Err(e) => format!("the save failed: {e}"),
-    };
-    // In the error log, as a task's failed save is: the owner's admins can learn of it.
-    crate::error_log::record(
-        &app.store,
-        &cluster.row.owner_id,
-        &format!("direct-IO session of cluster '{}'", cluster.row.name),
-        &serde_json::json!({"cluster_uuid": cluster.row.uuid}),
-        &format!(
-            "cannot save the network after the session: {failure}; the server keeps it in \
-             memory and tries again when it shuts down"
-        ),
-    )
+pub async fn session(app: &App, socket: WebSocket, slot: DirectSessionSlot, access: &mut Access) {
+    let cluster: &Arc<ClusterHandle> = &slot;
+    let (reading, ctx) = (cluster.clone(), app.workers.clone());
+    let before = tokio::task::spawn_blocking(move || reading.read_network(Cluster::growth_stats))
+        .await
+        .ok()
+        .flatten();
+    serve(app, socket, cluster, access).await;
+    let saving = cluster.clone();
+    let ended = tokio::task::spawn_blocking(move || {
+        // The session cannot outlive DIRECT mode, so no task or restore changed the
+        // network in between.
+        let refused = before.and_then(|before| {
+            saving
+                .read_network(|network| {
+                    ctx.refused_growth(network, before, "the direct-IO session", "went on")
+                })
+                .flatten()
+        });
+        let saved = saving.save_network_if_changed();
+        if saved.is_ok() {
+            ctx.forget_unsaved_note(&saving);
+        }
+        (refused, saved)
+    })
     .await;
+    let (refused, saved) = match ended {
+        Ok(ended) => ended,
+        Err(e) => (None, Err(std::io::Error::other(e.to_string()))),
+    };
+    // In the error log, as a task's notes are: the owner's admins can learn of it.
+    let record = async |text: &str| {
+        crate::error_log::record(
+            &app.store,
+            &cluster.row.owner_id,
+            &format!("direct-IO session of cluster '{}'", cluster.row.name),
+            &serde_json::json!({"cluster_uuid": cluster.row.uuid}),
+            text,
+        )
+        .await
+    };
+    if let Some(refused) = refused {
+        record(&refused).await;
+    }
+    if let Err(e) = saved {
+        record(&format!(
+            "cannot save the network after the session: {e}; the server keeps it in memory \
+             and tries again when it shuts down"
+        ))
+        .await;
+    }
 }
 
 async fn serve(app: &App, mut socket: WebSocket, cluster: &ClusterHandle, access: &mut Access) {
+    let mut session_end = cluster.direct_sessions_end();
     let mut staging = Staging::new(&cluster.interfaces());
     let idle = app.config.upload_timeout;
     loop {
-        let bytes = match next_message(app, &mut socket, idle).await {
+        // Checked after subscribing: a change in between is not missed.
+        if let Some(why) = cluster.direct_session_over() {
+            close(socket, why).await;
+            return;
+        }
+        let incoming = tokio::select! {
+            incoming = next_message(app, &mut socket, idle) => incoming,
+            // Told at once, also while the client is silent.
+            _ = session_end.changed() => continue,
+        };
+        let bytes = match incoming {
             Incoming::Data(bytes) => bytes,
             Incoming::Gone => return,
             Incoming::Stopping => {
@@ -175,8 +208,8 @@ fn handle(
     staging: &mut Staging,
     message: ClusterIoMessage,
 ) -> Result<Vec<ClusterIoMessage>, String> {
-    if cluster.is_deleted() {
-        return Err("the cluster was deleted".into());
+    if let Some(why) = cluster.direct_session_over() {
+        return Err(why.into());
     }
     let (buffers, what) = match TargetBufferType::try_from(message.target_buffer_type) {
         Ok(TargetBufferType::InputBufferType) => (&mut staging.inputs, "input"),
@@ -212,9 +245,6 @@ fn handle(
     }
     if !message.is_last {
         return Ok(vec![ack(false)]);
-    }
-    if cluster.mode() != Mode::Direct {
-        return Err("the cluster left DIRECT mode".into());
     }
     let inputs: Vec<(&str, &[f32])> = staging
         .inputs

@@ -16,7 +16,6 @@
 
 mod direct;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
@@ -27,7 +26,7 @@ use hanami_types::websocket::{SessionInit, SessionReply, TARGET_CLUSTER, TARGET_
 use prost::Message as _;
 
 use crate::api::{self, TokenRefused};
-use crate::clusters::{ClusterHandle, Mode};
+use crate::clusters::{DirectSessionSlot, MAX_DIRECT_SESSIONS, Mode};
 use crate::state::{App, SessionGuard};
 use crate::uploads::{UploadKind, UploadTarget};
 
@@ -103,7 +102,7 @@ async fn session(app: App, mut socket: WebSocket) {
 /// What a session is bound to.
 enum Target {
     Upload(UploadTarget),
-    Cluster(Arc<ClusterHandle>),
+    Cluster(DirectSessionSlot),
 }
 
 /// What a session's socket gave next.
@@ -342,7 +341,14 @@ async fn start(app: &App, text: &[u8]) -> Result<(Target, Access), String> {
                     init.uuid
                 ));
             }
-            Ok(Target::Cluster(cluster))
+            let slot = cluster.claim_direct_session().ok_or_else(|| {
+                format!(
+                    "Cluster with UUID '{}' has {MAX_DIRECT_SESSIONS} direct-IO sessions \
+                     open, as many as a cluster may have; close one first",
+                    init.uuid
+                )
+            })?;
+            Ok(Target::Cluster(slot))
         }
         other => Err(format!(
             "unknown session target '{other}', expected '{TARGET_FILE_UPLOAD}' or \
@@ -483,10 +489,11 @@ async fn refuse_with(mut socket: WebSocket, code: u16, message: &str) {
 }
 
 /// Closes with `code` (policy: the client's message was refused; away: the server stops)
-/// and `reason`, cut to the 123 bytes a close frame holds. Then reads, and drops, what the
-/// client still sends until it answers the close (for [`CLOSING_TIME`] at most): closing the
-/// connection with its messages unread would reset it, and the client would lose the reply
-/// and the close frame before it read them.
+/// and `reason`, cut to the 123 bytes a close frame holds. Then, in the background (so that
+/// the session's own ending, such as saving a network, does not wait for the client),
+/// reads and drops what the client still sends until it answers the close (for
+/// [`CLOSING_TIME`] at most): closing the connection with its messages unread would reset
+/// it, and the client would lose the reply and the close frame before it read them.
 pub(crate) async fn close_with(mut socket: WebSocket, code: u16, reason: &str) {
     let mut reason = reason.to_owned();
     while reason.len() > 123 {
@@ -499,14 +506,13 @@ pub(crate) async fn close_with(mut socket: WebSocket, code: u16, reason: &str) {
     if socket.send(Message::Close(Some(frame))).await.is_err() {
         return;
     }
-    let _ = tokio::time::timeout(CLOSING_TIME, async {
+    tokio::spawn(tokio::time::timeout(CLOSING_TIME, async move {
         while let Some(Ok(message)) = socket.recv().await {
             if matches!(message, Message::Close(_)) {
                 break;
             }
         }
-    })
-    .await;
+    }));
 }
 
 /// How long a closing session waits for the client's answer to its close frame.
