@@ -131,6 +131,8 @@ pub struct ClusterHandle {
     direct_sessions_end: tokio::sync::watch::Sender<()>,
     /// Open direct-IO sessions (see [`MAX_DIRECT_SESSIONS`]).
     direct_sessions: AtomicUsize,
+    /// Set when the server stops: a task cancelled then was stopped by the shutdown.
+    stopping: AtomicBool,
 }
 
 /// Most direct-IO sessions one cluster may have open at once. Each stages a full set of
@@ -232,6 +234,7 @@ impl ClusterHandle {
             deleted: AtomicBool::new(false),
             direct_sessions_end: tokio::sync::watch::Sender::new(()),
             direct_sessions: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -458,6 +461,7 @@ impl ClusterHandle {
     /// and the queued ones.
     pub fn stop_work(&self) -> (Option<Arc<Task>>, Vec<Arc<Task>>) {
         let mut control = lock(&self.control);
+        self.stopping.store(true, Ordering::Relaxed);
         if let Some(task) = &control.active {
             task.cancel.store(true, Ordering::Relaxed);
         }
@@ -605,7 +609,14 @@ impl ClusterHandle {
                 self.execute(task, work, ctx)
             })) {
                 Ok(Ok(Some(product))) => (TaskState::Finished, product),
-                Ok(Ok(None)) => (TaskState::Aborted, Product::Nothing),
+                Ok(Ok(None)) => {
+                    // Stopped by the shutdown: said with the end it is recorded with (a
+                    // kill during the rest of the stop must not leave it unexplained).
+                    if self.stopping.load(Ordering::Relaxed) {
+                        ctx.log_error(task, &self.row, &shut_down_before_the_end(task));
+                    }
+                    (TaskState::Aborted, Product::Nothing)
+                }
                 Ok(Err(e)) => {
                     ctx.log_error(task, &self.row, &e);
                     (TaskState::Aborted, Product::Nothing)
@@ -1248,6 +1259,15 @@ impl WorkerContext {
     }
 }
 
+/// Why a task that the shutdown stopped while it ran was aborted.
+fn shut_down_before_the_end(task: &Task) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the server shut down before the task ended; it was aborted after {} of {} cycles",
+        task.info().current_cycle,
+        task.total
+    )
+}
+
 /// The clusters of the server.
 #[derive(Default)]
 pub struct Clusters {
@@ -1295,7 +1315,11 @@ impl Clusters {
         let mut stopped = Vec::new();
         for cluster in &clusters {
             let (running, queued) = cluster.stop_work();
-            for task in running.into_iter().chain(queued) {
+            for task in queued {
+                stopped.push((cluster.clone(), task));
+            }
+            // A running task that stops in time is explained by its worker.
+            if let Some(task) = running {
                 stopped.push((cluster.clone(), task));
             }
         }
@@ -1312,23 +1336,18 @@ impl Clusters {
         let ctx = ctx.clone();
         let work = tokio::task::spawn_blocking(move || {
             for (cluster, task) in &stopped {
-                // A running task may have done its last row before it saw the stop.
-                if task.state() == TaskState::Finished {
+                // Queued tasks were ended by the stop; a running one that ended (finished
+                // with its last row, or aborted and explained by its worker) is done.
+                let running = task.info().start_timestamp != "-";
+                if running && task.state().ended() {
                     continue;
                 }
-                let info = task.info();
-                let e = if info.start_timestamp == "-" {
-                    anyhow::anyhow!("the server shut down before the task started; it was aborted")
+                let e = if running {
+                    shut_down_before_the_end(task)
                 } else {
-                    anyhow::anyhow!(
-                        "the server shut down before the task ended; it was aborted after {} of \
-                         {} cycles",
-                        info.current_cycle,
-                        task.total
-                    )
+                    anyhow::anyhow!("the server shut down before the task started; it was aborted")
                 };
                 ctx.log_error(task, &cluster.row, &e);
-                // Recorded with its note; a running task's worker recorded its end already.
                 ctx.record(task, &cluster.row);
             }
             let mut unsaved = Vec::new();
