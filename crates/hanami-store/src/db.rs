@@ -127,7 +127,10 @@ impl Store {
         let options = SqliteConnectOptions::from_str(&url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // Every commit is on disk before it is acted on (a task's end before its network
+            // is renamed into place, a dataset's row before the upload is answered): with
+            // `Normal`, a power cut could undo commits whose effects on files stayed.
+            .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
