@@ -121,7 +121,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     // Websocket sessions outlive the listener: they close with a reason first (a direct-IO
     // session's network is then saved with the others).
-    app.sessions_ended(Duration::from_secs(5)).await;
+    app.all_ended(&app.sessions, Duration::from_secs(5)).await;
+    // Uploads whose conversion began are registered: their clients were told every chunk
+    // arrived, and a restart would drop them.
+    let converting = *app.finalisations.borrow();
+    if converting > 0 {
+        tracing::info!("waiting for {converting} upload(s) being converted into datasets");
+        if !app
+            .all_ended(&app.finalisations, FINALISATION_PATIENCE)
+            .await
+        {
+            tracing::error!(
+                "uploads still being converted after {} s are lost (their clients may upload \
+                 them again)",
+                FINALISATION_PATIENCE.as_secs()
+            );
+        }
+    }
     let unsaved = app
         .clusters
         .shut_down(&app.workers, Duration::from_secs(60))
@@ -138,6 +154,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How long a stopping server waits for uploads being converted into datasets.
+const FINALISATION_PATIENCE: Duration = Duration::from_secs(120);
 
 /// Everything before the listener: directories, database, admin, token key, and the clusters
 /// of earlier runs.
@@ -205,6 +224,7 @@ async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Resu
         routes,
         stopping: tokio::sync::watch::Sender::new(false),
         sessions: tokio::sync::watch::Sender::new(0),
+        finalisations: tokio::sync::watch::Sender::new(0),
         owner_changes: tokio::sync::Mutex::new(()),
     }))
 }

@@ -51,8 +51,11 @@ pub struct AppState {
     /// Turns `true` when the server begins to shut down; open websocket sessions then close
     /// with a reason.
     pub stopping: tokio::sync::watch::Sender<bool>,
-    /// Open websocket sessions (see [`SessionGuard`]).
+    /// Open websocket sessions (see [`InFlight::session`]).
     pub sessions: tokio::sync::watch::Sender<usize>,
+    /// Uploads being converted into datasets and registered (see
+    /// [`InFlight::finalisation`]).
+    pub finalisations: tokio::sync::watch::Sender<usize>,
     /// Held while a user or a project is deleted and while an upload is registered, so that
     /// no upload can be registered for an owner that is being deleted (the deletion checks
     /// for unfinished uploads first).
@@ -66,27 +69,50 @@ impl AppState {
         let _ = stopping.wait_for(|stopping| *stopping).await;
     }
 
-    /// Waits until every websocket session has ended, for `limit` at most: at shutdown they
-    /// close with a reason, and a process that exits first resets their connections.
-    pub async fn sessions_ended(&self, limit: std::time::Duration) {
-        let mut sessions = self.sessions.subscribe();
-        let _ = tokio::time::timeout(limit, sessions.wait_for(|open| *open == 0)).await;
+    /// Waits until `counter` (one of [`AppState::sessions`] and [`AppState::finalisations`])
+    /// is 0, for `limit` at most; true if it is. At shutdown websocket sessions close with a
+    /// reason, and a process that exits first resets their connections; finalisations
+    /// register the datasets of uploads whose every chunk was acknowledged.
+    pub async fn all_ended(
+        &self,
+        counter: &tokio::sync::watch::Sender<usize>,
+        limit: std::time::Duration,
+    ) -> bool {
+        let mut count = counter.subscribe();
+        tokio::time::timeout(limit, count.wait_for(|open| *open == 0))
+            .await
+            .is_ok()
     }
 }
 
-/// Counts one websocket session in [`AppState::sessions`] while it lives.
-pub struct SessionGuard(App);
+/// Counts one piece of work in one of the counters of [`AppState`] while it lives.
+pub struct InFlight {
+    app: App,
+    counter: fn(&AppState) -> &tokio::sync::watch::Sender<usize>,
+}
 
-impl SessionGuard {
-    /// Counts a new session.
-    pub fn new(app: &App) -> Self {
-        app.sessions.send_modify(|open| *open += 1);
-        Self(app.clone())
+impl InFlight {
+    /// Counts a websocket session in [`AppState::sessions`].
+    pub fn session(app: &App) -> Self {
+        Self::new(app, |state| &state.sessions)
+    }
+
+    /// Counts an upload's finalisation in [`AppState::finalisations`].
+    pub fn finalisation(app: &App) -> Self {
+        Self::new(app, |state| &state.finalisations)
+    }
+
+    fn new(app: &App, counter: fn(&AppState) -> &tokio::sync::watch::Sender<usize>) -> Self {
+        counter(app).send_modify(|open| *open += 1);
+        Self {
+            app: app.clone(),
+            counter,
+        }
     }
 }
 
-impl Drop for SessionGuard {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.sessions.send_modify(|open| *open -= 1);
+        (self.counter)(&self.app).send_modify(|open| *open -= 1);
     }
 }

@@ -175,7 +175,10 @@ async fn finish_upload(
             FinalizeError::Invalid(m) => ApiError::BadRequest(m),
             FinalizeError::Busy(m) => ApiError::Conflict(m),
         })?;
+    // A stopping server waits for it (see `InFlight::finalisation`).
+    let counted = crate::state::InFlight::finalisation(&app);
     let task = tokio::spawn(async move {
+        let _counted = counted;
         let dest = app.paths.datasets().join(&claim.meta.dataset_uuid);
         let (paths, name) = (claim.paths.clone(), claim.meta.name.clone());
         let converted = tokio::task::spawn_blocking({

@@ -27,7 +27,7 @@ use prost::Message as _;
 
 use crate::api::{self, TokenRefused};
 use crate::clusters::{DirectSessionSlot, MAX_DIRECT_SESSIONS, Mode};
-use crate::state::{App, SessionGuard};
+use crate::state::{App, InFlight};
 use crate::uploads::{UploadKind, UploadTarget};
 
 /// Largest websocket message accepted (uploads come in 128 KiB chunks).
@@ -43,7 +43,7 @@ pub fn upgrade(app: App, ws: WebSocketUpgrade) -> Response {
 }
 
 async fn session(app: App, mut socket: WebSocket) {
-    let _counted = SessionGuard::new(&app);
+    let _counted = InFlight::session(&app);
     // The first message (clients' libraries may ping before it), text or binary.
     let started = match next_message(&app, &mut socket, INIT_TIMEOUT).await {
         Incoming::Text(text) => start(&app, text.as_bytes()).await,
