@@ -102,7 +102,8 @@ impl Client {
                     uuid_label_file: label_uuid,
                 },
             )
-            .await?;
+            .await
+            .map_err(|e| unanswered(e, &started.uuid))?;
         self.created(&done.uuid).await
     }
 
@@ -156,7 +157,8 @@ impl Client {
                     uuid_input_file: started.uuid_input_file,
                 },
             )
-            .await?;
+            .await
+            .map_err(|e| unanswered(e, &started.uuid))?;
         self.created(&done.uuid).await
     }
 
@@ -286,5 +288,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("missing"), "{error}");
+    }
+}
+
+/// A finalisation error as [`Error::FinalizeUnanswered`] when no answer came (the server
+/// may still register the dataset); other errors as they are.
+fn unanswered(error: Error, dataset_uuid: &str) -> Error {
+    match error {
+        Error::Transport(e) if !e.is_builder() && e.status().is_none() => {
+            Error::FinalizeUnanswered {
+                uuid: dataset_uuid.to_owned(),
+                source: Box::new(Error::Transport(e)),
+            }
+        }
+        other => other,
     }
 }

@@ -55,6 +55,21 @@ pub enum Error {
         /// Why it could not be read.
         source: Box<Error>,
     },
+    /// An upload's finalisation got no answer (the connection broke, the server stopped),
+    /// after the server had every byte: the server may still register the dataset under
+    /// `uuid` (a stopping server finishes conversions it began), so look for it before
+    /// uploading again.
+    #[error(
+        "the server had every byte of the upload but did not answer its finalisation ({source}); \
+         it may still register the dataset as '{uuid}': look for it (dataset get) before \
+         uploading again"
+    )]
+    FinalizeUnanswered {
+        /// The dataset the upload would make.
+        uuid: String,
+        /// Why no answer came.
+        source: Box<Error>,
+    },
     /// The caller cancelled the call (an upload's `cancel` future completed first).
     #[error("cancelled")]
     Cancelled,

@@ -581,7 +581,8 @@ async fn execute(
                          had arrived"
                     )),
                     // Not a failed upload: a retry would make a second dataset.
-                    e @ hanami_sdk::Error::CreatedUnread { .. } => CliError::msg(e.to_string()),
+                    e @ (hanami_sdk::Error::CreatedUnread { .. }
+                    | hanami_sdk::Error::FinalizeUnanswered { .. }) => CliError::msg(e.to_string()),
                     e => CliError::sdk(e, &address, &session.options)
                         .context(&format!("upload of '{name}' failed")),
                 })?;
