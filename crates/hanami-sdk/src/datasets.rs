@@ -268,6 +268,20 @@ impl Client {
     }
 }
 
+/// A finalisation error as [`Error::FinalizeUnanswered`] when no answer came (the server
+/// may still register the dataset); other errors as they are.
+fn unanswered(error: Error, dataset_uuid: &str) -> Error {
+    match error {
+        Error::Transport(e) if !e.is_builder() && e.status().is_none() => {
+            Error::FinalizeUnanswered {
+                uuid: dataset_uuid.to_owned(),
+                source: Box::new(Error::Transport(e)),
+            }
+        }
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::file_size;
@@ -288,19 +302,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("missing"), "{error}");
-    }
-}
-
-/// A finalisation error as [`Error::FinalizeUnanswered`] when no answer came (the server
-/// may still register the dataset); other errors as they are.
-fn unanswered(error: Error, dataset_uuid: &str) -> Error {
-    match error {
-        Error::Transport(e) if !e.is_builder() && e.status().is_none() => {
-            Error::FinalizeUnanswered {
-                uuid: dataset_uuid.to_owned(),
-                source: Box::new(Error::Transport(e)),
-            }
-        }
-        other => other,
     }
 }
