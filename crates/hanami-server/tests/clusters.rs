@@ -1735,15 +1735,31 @@ async fn request_results_keep_the_free_disk_reserve() {
     assert_eq!(client.datasets().await.unwrap().body.len(), 1);
 }
 
-/// Checkpoints leave `min_free_disk_mib` free, as uploads do: on a full disk nothing could
-/// be deleted through the API any more.
+/// Checkpoints and new clusters leave `min_free_disk_mib` free, as uploads do: on a full
+/// disk nothing could be deleted through the API any more.
 #[tokio::test]
-async fn checkpoints_keep_the_free_disk_reserve() {
+async fn checkpoints_and_clusters_keep_the_free_disk_reserve() {
     let tmp = tempfile::tempdir().unwrap();
-    let (launched, _) = common::launch_with_config(tmp.path(), "min_free_disk_mib = 1073741824\n");
-    let server = launched.start();
-    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let (launched, config) = common::launch_with_config(tmp.path(), "");
+    let mut first = launched.start();
+    let client = sdk(&first, ADMIN, ADMIN_PW).await;
     let cluster = common::seed_cluster(&client, "reserved").await;
+    assert!(first.stop());
+    std::fs::write(&config, "min_free_disk_mib = 1073741824\n").unwrap();
+    let server = common::launch()
+        .args(&["--config", config.to_str().unwrap()])
+        .data_dir(&first.data_dir)
+        .start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    match client.create_cluster("too_much", SEED_TEMPLATE).await {
+        Err(Error::Conflict(message)) => assert!(
+            message.contains("not enough disk space for the cluster's network")
+                && message.contains("min_free_disk_mib"),
+            "{message}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(client.clusters().await.unwrap().body.len(), 1);
     let save = client.save_cluster(&cluster, "too_much").await.unwrap();
     let log = aborted_with_log(&server, &client, &cluster, &save.uuid).await;
     assert!(

@@ -1225,7 +1225,7 @@ impl WorkerContext {
 
     /// Refuses to write `what` of `size` bytes into `dir` unless the disk keeps
     /// `min_free_disk` free afterwards.
-    fn require_disk(&self, dir: &Path, what: &str, size: u64) -> anyhow::Result<()> {
+    pub fn require_disk(&self, dir: &Path, what: &str, size: u64) -> anyhow::Result<()> {
         let free = crate::disk::free_space(dir).context("cannot check the free disk")?;
         if free < size.saturating_add(self.min_free_disk) {
             let size_of =
