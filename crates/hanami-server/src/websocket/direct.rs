@@ -100,7 +100,7 @@ async fn serve(app: &App, mut socket: WebSocket, cluster: &ClusterHandle, access
     loop {
         // Checked after subscribing: a change in between is not missed.
         if let Some(why) = cluster.direct_session_over() {
-            close(socket, why).await;
+            close(app, socket, why).await;
             return;
         }
         let incoming = tokio::select! {
@@ -112,19 +112,20 @@ async fn serve(app: &App, mut socket: WebSocket, cluster: &ClusterHandle, access
             Incoming::Data(bytes) => bytes,
             Incoming::Gone => return,
             Incoming::Stopping => {
-                close_with(socket, close_code::AWAY, SHUTTING_DOWN).await;
+                close_with(app, socket, close_code::AWAY, SHUTTING_DOWN).await;
                 return;
             }
             Incoming::Idle => {
-                close(socket, &format!("no message for {} s", idle.as_secs())).await;
+                close(app, socket, &format!("no message for {} s", idle.as_secs())).await;
                 return;
             }
             Incoming::TooBig => {
-                close_with(socket, close_code::SIZE, TOO_BIG).await;
+                close_with(app, socket, close_code::SIZE, TOO_BIG).await;
                 return;
             }
             Incoming::Text(_) => {
                 close(
+                    app,
                     socket,
                     "expected a binary ClusterIO_Message, got a text frame",
                 )
@@ -133,13 +134,13 @@ async fn serve(app: &App, mut socket: WebSocket, cluster: &ClusterHandle, access
             }
         };
         if let Err(why) = access.recheck(app).await {
-            close(socket, &why).await;
+            close(app, socket, &why).await;
             return;
         }
         let message = match ClusterIoMessage::decode(bytes) {
             Ok(message) => message,
             Err(e) => {
-                close(socket, &format!("invalid ClusterIO_Message: {e}")).await;
+                close(app, socket, &format!("invalid ClusterIO_Message: {e}")).await;
                 return;
             }
         };
@@ -151,7 +152,7 @@ async fn serve(app: &App, mut socket: WebSocket, cluster: &ClusterHandle, access
                 crate::api::TRAIN_ENDPOINT
             };
             if let Err(why) = access.may(app, endpoint) {
-                close(socket, &why).await;
+                close(app, socket, &why).await;
                 return;
             }
         }
@@ -180,15 +181,15 @@ async fn serve(app: &App, mut socket: WebSocket, cluster: &ClusterHandle, access
                 }
             }
             Err(reason) => {
-                close(socket, &reason).await;
+                close(app, socket, &reason).await;
                 return;
             }
         }
     }
 }
 
-async fn close(socket: WebSocket, reason: &str) {
-    close_with(socket, close_code::POLICY, reason).await;
+async fn close(app: &App, socket: WebSocket, reason: &str) {
+    close_with(app, socket, close_code::POLICY, reason).await;
 }
 
 fn ack(is_last: bool) -> ClusterIoMessage {

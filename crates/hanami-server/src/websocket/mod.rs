@@ -49,7 +49,7 @@ async fn session(app: App, mut socket: WebSocket) {
         Incoming::Text(text) => start(&app, text.as_bytes()).await,
         Incoming::Data(bytes) => start(&app, &bytes).await,
         Incoming::Stopping => {
-            close_with(socket, close_code::AWAY, SHUTTING_DOWN).await;
+            close_with(&app, socket, close_code::AWAY, SHUTTING_DOWN).await;
             return;
         }
         Incoming::Idle => {
@@ -57,11 +57,11 @@ async fn session(app: App, mut socket: WebSocket) {
                 "no session start message within {} s",
                 INIT_TIMEOUT.as_secs()
             );
-            close_with(socket, close_code::POLICY, &reason).await;
+            close_with(&app, socket, close_code::POLICY, &reason).await;
             return;
         }
         Incoming::TooBig => {
-            close_with(socket, close_code::SIZE, TOO_BIG).await;
+            close_with(&app, socket, close_code::SIZE, TOO_BIG).await;
             return;
         }
         Incoming::Gone => return,
@@ -76,6 +76,7 @@ async fn session(app: App, mut socket: WebSocket) {
             };
             if socket.send(json_frame(&reply)).await.is_ok() {
                 close_with(
+                    &app,
                     socket,
                     close_code::POLICY,
                     reply.error.as_deref().unwrap_or(""),
@@ -400,7 +401,7 @@ async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget, acce
         let incoming = tokio::select! {
             incoming = next_message(app, &mut socket, idle) => incoming,
             () = target.gone() => {
-                refuse(socket, "the upload was cancelled, expired or finished").await;
+                refuse(app, socket, "the upload was cancelled, expired or finished").await;
                 return;
             }
         };
@@ -408,19 +409,20 @@ async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget, acce
             Incoming::Data(bytes) => bytes,
             Incoming::Gone => return,
             Incoming::Stopping => {
-                refuse_with(socket, close_code::AWAY, SHUTTING_DOWN).await;
+                refuse_with(app, socket, close_code::AWAY, SHUTTING_DOWN).await;
                 return;
             }
             Incoming::Idle => {
-                refuse(socket, &format!("no chunk for {} s", idle.as_secs())).await;
+                refuse(app, socket, &format!("no chunk for {} s", idle.as_secs())).await;
                 return;
             }
             Incoming::TooBig => {
-                refuse_with(socket, close_code::SIZE, TOO_BIG).await;
+                refuse_with(app, socket, close_code::SIZE, TOO_BIG).await;
                 return;
             }
             Incoming::Text(_) => {
                 refuse(
+                    app,
                     socket,
                     "expected a binary FileUpload_Message, got a text frame",
                 )
@@ -431,7 +433,7 @@ async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget, acce
         let chunk = match FileUploadMessage::decode(bytes) {
             Ok(chunk) => chunk,
             Err(e) => {
-                refuse(socket, &format!("Got invalid FileUpload-Message: {e}")).await;
+                refuse(app, socket, &format!("Got invalid FileUpload-Message: {e}")).await;
                 return;
             }
         };
@@ -439,7 +441,7 @@ async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget, acce
             // Nobody can finish it now: its files go at once, and it no longer keeps its
             // user and project from being deleted.
             cancel_upload(app, target.dataset_uuid().to_owned()).await;
-            refuse(socket, &why).await;
+            refuse(app, socket, &why).await;
             return;
         }
         // A chunk is at most a few hundred KiB written into the page cache: cheaper to do
@@ -463,7 +465,7 @@ async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget, acce
                 }
             }
             Err(e) => {
-                refuse(socket, &e.to_string()).await;
+                refuse(app, socket, &e.to_string()).await;
                 return;
             }
         }
@@ -471,13 +473,13 @@ async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget, acce
 }
 
 /// Answers an upload session with a failed reply and closes it (policy).
-async fn refuse(socket: WebSocket, message: &str) {
-    refuse_with(socket, close_code::POLICY, message).await;
+async fn refuse(app: &App, socket: WebSocket, message: &str) {
+    refuse_with(app, socket, close_code::POLICY, message).await;
 }
 
 /// Answers an upload session with a failed reply, then closes it with `code` and the same
 /// reason (for clients that see the close before the reply: one whose send failed first).
-async fn refuse_with(mut socket: WebSocket, code: u16, message: &str) {
+async fn refuse_with(app: &App, mut socket: WebSocket, code: u16, message: &str) {
     let reply = FileUploadResponseMessage {
         success: false,
         error_message: message.to_owned(),
@@ -485,7 +487,7 @@ async fn refuse_with(mut socket: WebSocket, code: u16, message: &str) {
     let _ = socket
         .send(Message::Binary(reply.encode_to_vec().into()))
         .await;
-    close_with(socket, code, message).await;
+    close_with(app, socket, code, message).await;
 }
 
 /// Closes with `code` (policy: the client's message was refused; away: the server stops)
@@ -494,7 +496,7 @@ async fn refuse_with(mut socket: WebSocket, code: u16, message: &str) {
 /// reads and drops what the client still sends until it answers the close (for
 /// [`CLOSING_TIME`] at most): closing the connection with its messages unread would reset
 /// it, and the client would lose the reply and the close frame before it read them.
-pub(crate) async fn close_with(mut socket: WebSocket, code: u16, reason: &str) {
+pub(crate) async fn close_with(app: &App, mut socket: WebSocket, code: u16, reason: &str) {
     let mut reason = reason.to_owned();
     while reason.len() > 123 {
         reason.pop();
@@ -506,7 +508,11 @@ pub(crate) async fn close_with(mut socket: WebSocket, code: u16, reason: &str) {
     if socket.send(Message::Close(Some(frame))).await.is_err() {
         return;
     }
+    // Counted as the session it ends: a stopping server waits for it, as it must not
+    // reset a connection whose client has not read the close frame yet.
+    let counted = InFlight::session(app);
     tokio::spawn(tokio::time::timeout(CLOSING_TIME, async move {
+        let _counted = counted;
         while let Some(Ok(message)) = socket.recv().await {
             if matches!(message, Message::Close(_)) {
                 break;
