@@ -463,6 +463,20 @@ async fn audit_log() {
     let page1 = admin.get("audit_log?page=1").await.expect(200).json();
     assert_eq!(page0["body"].as_array().unwrap().len(), 100);
     assert!(!page1["body"].as_array().unwrap().is_empty());
+
+    // A user deleted and created again under the same id is another account: its own log
+    // starts with it (timestamps have whole seconds), while admins read the whole history.
+    admin.delete("user?id=memb").await.expect(200);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let memb = member(&server, &admin, "memb", "proj_a", false).await;
+    let own = memb.get("audit_log?page=0").await.expect(200).json();
+    assert_eq!(own["body"], json!([]), "{own}");
+    let of_member = admin
+        .get("audit_log?page=0&user_id=memb")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(of_member["body"].as_array().unwrap().len(), 2);
 }
 
 /// Every user and project endpoint with each of its error codes that the tests above do not

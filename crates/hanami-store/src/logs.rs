@@ -42,13 +42,22 @@ impl Store {
         Ok(())
     }
 
-    /// One page (of [`LOG_PAGE_SIZE`] rows, oldest first) of a user's audit log.
-    pub async fn audit_page(&self, user_id: &str, page: u32) -> Result<ListTable, StoreError> {
+    /// One page (of [`LOG_PAGE_SIZE`] rows, oldest first) of a user's audit log; with
+    /// `since` (a timestamp as [`crate::now_timestamp`] writes it), only the rows written
+    /// then or later.
+    pub async fn audit_page(
+        &self,
+        user_id: &str,
+        since: Option<&str>,
+        page: u32,
+    ) -> Result<ListTable, StoreError> {
         let rows = sqlx::query(
             "SELECT created_at, user_id, endpoint, request_type FROM audit_log \
-             WHERE user_id = ? ORDER BY seq LIMIT ? OFFSET ?",
+             WHERE user_id = ? AND (? IS NULL OR created_at >= ?) ORDER BY seq LIMIT ? OFFSET ?",
         )
         .bind(user_id)
+        .bind(since)
+        .bind(since)
         .bind(LOG_PAGE_SIZE)
         .bind(i64::from(page) * i64::from(LOG_PAGE_SIZE))
         .fetch_all(&self.pool)

@@ -123,7 +123,10 @@ async fn data_survives_reopening() {
     let store = Store::open(&path).await.unwrap();
     assert!(store.user("keep").await.unwrap().is_some());
     assert!(store.project("kept").await.unwrap().is_some());
-    assert_eq!(store.audit_page("keep", 0).await.unwrap().body.len(), 1);
+    assert_eq!(
+        store.audit_page("keep", None, 0).await.unwrap().body.len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -140,10 +143,23 @@ async fn audit_log_pages_hold_100_rows() {
         .append_audit("other", "v1.0alpha/x", "PUT")
         .await
         .unwrap();
-    assert_eq!(store.audit_page("user", 0).await.unwrap().body.len(), 100);
-    assert_eq!(store.audit_page("user", 1).await.unwrap().body.len(), 50);
-    assert!(store.audit_page("user", 2).await.unwrap().body.is_empty());
-    let other = store.audit_page("other", 0).await.unwrap();
+    assert_eq!(
+        store.audit_page("user", None, 0).await.unwrap().body.len(),
+        100
+    );
+    assert_eq!(
+        store.audit_page("user", None, 1).await.unwrap().body.len(),
+        50
+    );
+    assert!(
+        store
+            .audit_page("user", None, 2)
+            .await
+            .unwrap()
+            .body
+            .is_empty()
+    );
+    let other = store.audit_page("other", None, 0).await.unwrap();
     assert_eq!(other.body[0][1], "other");
     assert_eq!(other.body[0][3], "PUT");
 }
@@ -230,7 +246,10 @@ async fn old_log_entries_can_be_removed() {
     let day_ago = hanami_store::timestamp_days_ago(1);
     assert!(day_ago < hanami_store::now_timestamp());
     assert_eq!(store.remove_logs_before(&day_ago).await.unwrap(), 0);
-    assert_eq!(store.audit_page("aaaa", 0).await.unwrap().body.len(), 1);
+    assert_eq!(
+        store.audit_page("aaaa", None, 0).await.unwrap().body.len(),
+        1
+    );
     assert_eq!(
         store
             .remove_logs_before("9999-12-31 23:59:59")
@@ -238,7 +257,14 @@ async fn old_log_entries_can_be_removed() {
             .unwrap(),
         2
     );
-    assert!(store.audit_page("aaaa", 0).await.unwrap().body.is_empty());
+    assert!(
+        store
+            .audit_page("aaaa", None, 0)
+            .await
+            .unwrap()
+            .body
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -24,14 +24,20 @@ struct LogQuery {
     user_id: Option<String>,
 }
 
-/// One page of an audit log: the caller's own, or (global admins only) another user's.
-/// Pages past the end are empty.
+/// One page of an audit log: the caller's own, or (global admins only) another user's, all
+/// of it. Pages past the end are empty.
+///
+/// One's own log starts when one's account was created: a user deleted and created again
+/// under the same id is another account, which does not read what the first one did.
 async fn audit_log(app: App, caller: Caller, query: LogQuery) -> ApiResult<ListTable> {
     let user_id = query.user_id.unwrap_or_else(|| caller.id.clone());
-    if user_id != caller.id {
+    let since = if user_id == caller.id {
+        Some(caller.created_at.as_str())
+    } else {
         require_admin(&caller, "read the audit log of other users")?;
-    }
-    Ok(app.store.audit_page(&user_id, query.page).await?)
+        None
+    };
+    Ok(app.store.audit_page(&user_id, since, query.page).await?)
 }
 
 /// One page of the error log of one user, or of all errors without `user_id`.
