@@ -951,6 +951,8 @@ async fn growth_refused_during_direct_io_is_reported() {
     let wide = SEED_TEMPLATE.replace("number_of_inputs: 784", "number_of_inputs: 30000");
     let cluster = client.create_cluster("wide_one", &wide).await.unwrap().uuid;
     client.set_direct_mode(&cluster, true).await.unwrap();
+    // A second session that only watches: the refusals are not its own.
+    let idle = client.direct_session(&cluster).await.unwrap();
     let mut session = client.direct_session(&cluster).await.unwrap();
     let mut label = vec![0.0f32; 10];
     label[0] = 1.0;
@@ -971,6 +973,7 @@ async fn growth_refused_during_direct_io_is_reported() {
             .unwrap();
     }
     session.close().await.unwrap();
+    idle.close().await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let log = loop {
         let log = error_log(&server).await;
@@ -984,6 +987,15 @@ async fn growth_refused_during_direct_io_is_reported() {
     assert!(
         log.contains("requests for new sections were refused during the direct-IO session")
             && log.contains("the network stopped growing and went on with what it had"),
+        "{log}"
+    );
+    // Reported once, by the session that trained (the idle one's end is handled too).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = error_log(&server).await;
+    assert_eq!(
+        log.matches("direct-IO session of cluster 'wide_one'")
+            .count(),
+        1,
         "{log}"
     );
 }

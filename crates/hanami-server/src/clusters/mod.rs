@@ -248,8 +248,9 @@ impl ClusterHandle {
             .map(|_| DirectSessionSlot(self.clone()))
     }
 
-    /// Resolves once direct-IO sessions must end (see [`ClusterHandle::direct_session_over`]
-    /// for why), counting from this call: a session subscribes before it checks the mode.
+    /// A receiver that sees a change once direct-IO sessions must end (see
+    /// [`ClusterHandle::direct_session_over`] for why), counting from this call: a session
+    /// subscribes before it checks the mode.
     pub fn direct_sessions_end(&self) -> tokio::sync::watch::Receiver<()> {
         self.direct_sessions_end.subscribe()
     }
@@ -612,7 +613,12 @@ impl ClusterHandle {
                 Ok(Ok(None)) => {
                     // Stopped by the shutdown: said with the end it is recorded with (a
                     // kill during the rest of the stop must not leave it unexplained).
-                    if self.stopping.load(Ordering::Relaxed) {
+                    // Read under the lock `stop_work` set it under, before the cancel.
+                    let stopping = {
+                        let _control = lock(&self.control);
+                        self.stopping.load(Ordering::Relaxed)
+                    };
+                    if stopping {
                         ctx.log_error(task, &self.row, &shut_down_before_the_end(task));
                     }
                     (TaskState::Aborted, Product::Nothing)
@@ -856,7 +862,8 @@ impl ClusterHandle {
         task: &Task,
         ctx: &WorkerContext,
     ) {
-        if let Some(why) = ctx.refused_growth(cluster, before, "this task", did) {
+        let refused = RefusedGrowth::between(before, cluster.growth_stats());
+        if let Some(why) = ctx.refused_growth(cluster, refused, "this task", did) {
             ctx.log_error(task, &self.row, &anyhow::anyhow!(why));
         }
     }
@@ -1171,19 +1178,20 @@ impl WorkerContext {
         }
     }
 
-    /// Why `cluster` could not grow since its growth counters read `before`, in words
-    /// (`during` names the time, `did` what the network did instead: "learned",
-    /// "answered"); `None` if no growth was refused.
+    /// Why `cluster` could not grow as `refused` counts, in words (`during` names the time,
+    /// `did` what the network did instead: "learned", "answered"); `None` if no growth was
+    /// refused.
     pub fn refused_growth(
         &self,
         cluster: &Cluster,
-        before: GrowthStats,
+        refused: RefusedGrowth,
         during: &str,
         did: &str,
     ) -> Option<String> {
-        let after = cluster.growth_stats();
-        let by_pool = after.sections_refused_by_pool - before.sections_refused_by_pool;
-        let by_cluster = after.sections_refused - before.sections_refused - by_pool;
+        let RefusedGrowth {
+            by_cluster,
+            by_pool,
+        } = refused;
         let mut reasons = Vec::new();
         if by_cluster > 0 {
             reasons.push(format!(
@@ -1256,6 +1264,38 @@ impl WorkerContext {
             &inputs,
             &text,
         ));
+    }
+}
+
+/// Requests for new sections that a memory budget refused over some time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefusedGrowth {
+    /// Refused by the cluster's own budget (`cluster_memory_mib`).
+    pub by_cluster: u64,
+    /// Refused by the budget of all clusters together (`clusters_memory_mib`).
+    pub by_pool: u64,
+}
+
+impl RefusedGrowth {
+    /// What was refused between two readings of one network's counters (none if the
+    /// network was replaced in between: a restored one counts from zero).
+    pub fn between(before: GrowthStats, after: GrowthStats) -> Self {
+        let by_pool = after
+            .sections_refused_by_pool
+            .saturating_sub(before.sections_refused_by_pool);
+        let all = after
+            .sections_refused
+            .saturating_sub(before.sections_refused);
+        Self {
+            by_cluster: all.saturating_sub(by_pool),
+            by_pool,
+        }
+    }
+
+    /// Adds what `other` counts.
+    pub fn add(&mut self, other: RefusedGrowth) {
+        self.by_cluster += other.by_cluster;
+        self.by_pool += other.by_pool;
     }
 }
 

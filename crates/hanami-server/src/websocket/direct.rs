@@ -10,9 +10,8 @@ use hanami_types::websocket::proto::{ClusterIoMessage, ClusterProcessType, Targe
 use prost::Message as _;
 
 use super::{Access, Incoming, SHUTTING_DOWN, TOO_BIG, close_with, next_message};
-use crate::clusters::{ClusterHandle, DirectSessionSlot, Interfaces};
+use crate::clusters::{ClusterHandle, DirectSessionSlot, Interfaces, RefusedGrowth};
 use crate::state::App;
-use hanami_engine::Cluster;
 
 /// Values staged for the next sample, one full-size buffer per interface.
 struct Staging {
@@ -42,23 +41,15 @@ impl Staging {
 /// then saves the network if the session changed it.
 pub async fn session(app: &App, socket: WebSocket, slot: DirectSessionSlot, access: &mut Access) {
     let cluster: &Arc<ClusterHandle> = &slot;
-    let (reading, ctx) = (cluster.clone(), app.workers.clone());
-    let before = tokio::task::spawn_blocking(move || reading.read_network(Cluster::growth_stats))
-        .await
-        .ok()
-        .flatten();
-    serve(app, socket, cluster, access).await;
-    let saving = cluster.clone();
+    let mut refused = RefusedGrowth::default();
+    serve(app, socket, cluster, access, &mut refused).await;
+    let (saving, ctx) = (cluster.clone(), app.workers.clone());
     let ended = tokio::task::spawn_blocking(move || {
-        // The session cannot outlive DIRECT mode, so no task or restore changed the
-        // network in between.
-        let refused = before.and_then(|before| {
-            saving
-                .read_network(|network| {
-                    ctx.refused_growth(network, before, "the direct-IO session", "went on")
-                })
-                .flatten()
-        });
+        let refused = saving
+            .read_network(|network| {
+                ctx.refused_growth(network, refused, "the direct-IO session", "went on")
+            })
+            .flatten();
         let saved = saving.save_network_if_changed();
         if saved.is_ok() {
             ctx.forget_unsaved_note(&saving);
@@ -93,7 +84,15 @@ pub async fn session(app: &App, socket: WebSocket, slot: DirectSessionSlot, acce
     }
 }
 
-async fn serve(app: &App, mut socket: WebSocket, cluster: &ClusterHandle, access: &mut Access) {
+/// Serves the session's messages; `refused` adds up the growth that memory budgets refused
+/// in its steps.
+async fn serve(
+    app: &App,
+    mut socket: WebSocket,
+    cluster: &ClusterHandle,
+    access: &mut Access,
+    refused: &mut RefusedGrowth,
+) {
     let mut session_end = cluster.direct_sessions_end();
     let mut staging = Staging::new(&cluster.interfaces());
     let idle = app.config.upload_timeout;
@@ -170,7 +169,7 @@ async fn serve(app: &App, mut socket: WebSocket, cluster: &ClusterHandle, access
                 "cannot note the network's unsaved changes: {e}"
             );
         }
-        let replies = handle(cluster, &mut staging, message);
+        let replies = handle(cluster, &mut staging, message, refused);
         match replies {
             Ok(replies) => {
                 for reply in replies {
@@ -208,6 +207,7 @@ fn handle(
     cluster: &ClusterHandle,
     staging: &mut Staging,
     message: ClusterIoMessage,
+    refused: &mut RefusedGrowth,
 ) -> Result<Vec<ClusterIoMessage>, String> {
     if let Some(why) = cluster.direct_session_over() {
         return Err(why.into());
@@ -263,14 +263,22 @@ fn handle(
                 .map(|(n, v)| (n.as_str(), v.as_slice()))
                 .collect();
             cluster
-                .with_network(|network| network.train_step(&inputs, &expected))
+                .with_network(|network| {
+                    let before = network.growth_stats();
+                    let trained = network.train_step(&inputs, &expected);
+                    refused.add(RefusedGrowth::between(before, network.growth_stats()));
+                    trained
+                })
                 .ok_or("the cluster has no network")?
                 .map_err(|e| e.to_string())?;
             Ok(vec![ack(true)])
         }
         ClusterProcessType::RequestType => cluster
             .with_network(|network| {
-                network.request_step(&inputs).map_err(|e| e.to_string())?;
+                let before = network.growth_stats();
+                let answered = network.request_step(&inputs);
+                refused.add(RefusedGrowth::between(before, network.growth_stats()));
+                answered.map_err(|e| e.to_string())?;
                 let outputs = cluster.interfaces().outputs;
                 Ok(outputs
                     .iter()
