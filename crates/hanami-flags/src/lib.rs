@@ -90,7 +90,9 @@ mod tests {
     #[test]
     fn empty_variables_count_as_unset() {
         const VARIABLE: &str = "HANAMI_FLAGS_TEST_EMPTY";
-        // SAFETY: no other test reads or writes this variable.
+        // SAFETY: the variable is this test's own; the other test of this crate sets a
+        // variable of its own, and no code of this crate reads the environment from another
+        // thread (`std::env::var_os` takes the environment lock, as `set_var` does).
         unsafe { std::env::set_var(VARIABLE, "") };
         let args = words(&["test"]);
         let matches = without_unused_variables(command(VARIABLE), &args)
@@ -104,7 +106,9 @@ mod tests {
     #[test]
     fn refused_values_name_their_variable_unless_typed() {
         const VARIABLE: &str = "HANAMI_FLAGS_TEST_BAD";
-        // SAFETY: no other test reads or writes this variable.
+        // SAFETY: the variable is this test's own; the other test of this crate sets a
+        // variable of its own, and no code of this crate reads the environment from another
+        // thread (`std::env::var_os` takes the environment lock, as `set_var` does).
         unsafe { std::env::set_var(VARIABLE, "many") };
         let args = words(&["test"]);
         let error = without_unused_variables(command(VARIABLE), &args)

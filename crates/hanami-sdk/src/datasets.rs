@@ -272,7 +272,8 @@ impl Client {
 /// may still register the dataset); other errors as they are.
 fn unanswered(error: Error, dataset_uuid: &str) -> Error {
     match error {
-        Error::Transport(e) if !e.is_builder() && e.status().is_none() => {
+        // Not when the connection could not be made: the server never got the request.
+        Error::Transport(e) if !e.is_builder() && !e.is_connect() && e.status().is_none() => {
             Error::FinalizeUnanswered {
                 uuid: dataset_uuid.to_owned(),
                 source: Box::new(Error::Transport(e)),

@@ -123,25 +123,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // session's network is then saved with the others).
     app.all_ended(&app.sessions, Duration::from_secs(5)).await;
     // Uploads whose conversion began are registered: their clients were told every chunk
-    // arrived, and a restart would drop them.
-    let converting = *app.finalisations.borrow();
-    if converting > 0 {
-        tracing::info!("waiting for {converting} upload(s) being converted into datasets");
-        if !app
-            .all_ended(&app.finalisations, FINALISATION_PATIENCE)
-            .await
-        {
-            tracing::error!(
-                "uploads still being converted after {} s are lost (their clients may upload \
-                 them again)",
-                FINALISATION_PATIENCE.as_secs()
-            );
+    // arrived, and a restart would drop them. Meanwhile the tasks stop and the networks
+    // are saved.
+    let finalisations = async {
+        let converting = *app.finalisations.borrow();
+        if converting > 0 {
+            tracing::info!("waiting for {converting} upload(s) being converted into datasets");
+            if !app
+                .all_ended(&app.finalisations, FINALISATION_PATIENCE)
+                .await
+            {
+                tracing::error!(
+                    "uploads still being converted after {} s are lost (their clients may \
+                     upload them again)",
+                    FINALISATION_PATIENCE.as_secs()
+                );
+            }
         }
-    }
-    let unsaved = app
-        .clusters
-        .shut_down(&app.workers, Duration::from_secs(60))
-        .await;
+    };
+    let (unsaved, ()) = tokio::join!(
+        app.clusters
+            .shut_down(&app.workers, Duration::from_secs(60)),
+        finalisations
+    );
     app.store.close().await;
     if !unsaved.is_empty() {
         // A stop that lost training must not look like a clean one.

@@ -568,10 +568,27 @@ async fn owners_of_pending_checkpoints_and_results_are_kept_until_their_tasks_en
     let mut admin_in_q = sdk(&server, ADMIN, ADMIN_PW).await;
     admin_in_q.switch_project("proj_q").await.unwrap();
     let cluster = seed_cluster(&alice, "alice_cluster").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, labels) = common::pattern_mnist(tmp.path(), "alice_data", 20);
+    let data = alice
+        .upload_mnist("alice_data", &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
 
-    // The cluster is in DIRECT mode: saves stay queued.
+    // The cluster is in DIRECT mode: saves and requests stay queued.
     alice.set_direct_mode(&cluster, true).await.unwrap();
     let boss_save = boss.save_cluster(&cluster, "boss_save").await.unwrap().uuid;
+    let boss_request = boss
+        .request(
+            "boss_request",
+            &cluster,
+            &[("picture", &data)],
+            ("label", "boss_result"),
+        )
+        .await
+        .unwrap()
+        .uuid;
     let q_save = admin_in_q
         .save_cluster(&cluster, "q_save")
         .await
@@ -586,8 +603,9 @@ async fn owners_of_pending_checkpoints_and_results_are_kept_until_their_tasks_en
     };
     let message = conflict(admin.delete_user("bossy").await);
     assert!(
-        message.contains("still has 1 queued or running task(s) that will create")
-            && message.contains(&boss_save),
+        message.contains("still has 2 queued or running task(s) that will create")
+            && message.contains(&boss_save)
+            && message.contains(&boss_request),
         "{message}"
     );
     let message = conflict(admin.delete_project("proj_q").await);
@@ -605,8 +623,9 @@ async fn owners_of_pending_checkpoints_and_results_are_kept_until_their_tasks_en
         other => panic!("{other:?}"),
     }
 
-    // Once the task is gone, so is the hold.
+    // Once the tasks are gone, so is the hold.
     admin.delete_task(&cluster, &boss_save).await.unwrap();
+    admin.delete_task(&cluster, &boss_request).await.unwrap();
     admin.delete_user("bossy").await.unwrap();
     // The other save runs when the cluster is back in TASK mode, and its checkpoint belongs
     // to the project it was made in.
@@ -650,7 +669,7 @@ async fn admins_deleting_each_other_at_once_leave_one_of_them() {
         let refused = if a.status == 401 { &a } else { &b };
         assert!(
             refused.body.contains("no longer exists")
-                || refused.body.contains("is no longer a global admin"),
+                || refused.body.contains("no longer exists as a global admin"),
             "{}",
             refused.body
         );

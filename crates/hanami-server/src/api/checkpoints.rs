@@ -24,11 +24,14 @@ pub fn not_found(uuid: &str) -> ApiError {
     ApiError::NotFound(format!("Checkpoint with uuid '{uuid}' not found"))
 }
 
-/// The error for a checkpoint that `caller` cannot find: 409 while its save is pending
-/// (`then`: what to do once it is saved), else 404.
-fn missing(app: &App, caller: &Caller, uuid: &str, then: &str) -> ApiError {
-    super::clusters::unsaved_checkpoint(app, &caller.scope(), uuid, then)
-        .unwrap_or_else(|| not_found(uuid))
+/// The 409 for a checkpoint that `caller` cannot find because its save is pending (`then`:
+/// what to do once it is saved); `Ok` when it is not pending (then it is unknown, or its
+/// save finished since the caller looked).
+fn refuse_pending(app: &App, caller: &Caller, uuid: &str, then: &str) -> ApiResult<()> {
+    match super::clusters::unsaved_checkpoint(app, &caller.scope(), uuid, then) {
+        Some(pending) => Err(pending),
+        None => Ok(()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -37,11 +40,19 @@ struct ByUuid {
 }
 
 async fn get(app: App, caller: Caller, query: ByUuid) -> ApiResult<Resource> {
-    let row = app
-        .store
-        .resource(Kind::Checkpoint, &caller.scope(), &query.uuid)
-        .await?
-        .ok_or_else(|| missing(&app, &caller, &query.uuid, "get it"))?;
+    let look = async || {
+        app.store
+            .resource(Kind::Checkpoint, &caller.scope(), &query.uuid)
+            .await
+    };
+    let row = match look().await? {
+        Some(row) => row,
+        None => {
+            refuse_pending(&app, &caller, &query.uuid, "get it")?;
+            // Its save may have finished between the two looks.
+            look().await?.ok_or_else(|| not_found(&query.uuid))?
+        }
+    };
     Ok(super::clusters::resource(&row))
 }
 
@@ -53,9 +64,14 @@ async fn list(app: App, caller: Caller, _: NoInput) -> ApiResult<ListTable> {
 }
 
 async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String, Value>> {
-    let dir = app.paths.checkpoints();
-    super::delete_with_file(&app, Kind::Checkpoint, &caller.scope(), &query.uuid, dir)
-        .await?
-        .ok_or_else(|| missing(&app, &caller, &query.uuid, "delete it"))?;
+    let delete = async || {
+        let dir = app.paths.checkpoints();
+        super::delete_with_file(&app, Kind::Checkpoint, &caller.scope(), &query.uuid, dir).await
+    };
+    if delete().await?.is_none() {
+        refuse_pending(&app, &caller, &query.uuid, "delete it")?;
+        // Its save may have finished between the two looks.
+        delete().await?.ok_or_else(|| not_found(&query.uuid))?;
+    }
     Ok(Map::new())
 }

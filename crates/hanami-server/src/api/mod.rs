@@ -377,18 +377,19 @@ pub fn require_admin(caller: &Caller, what: &str) -> ApiResult<()> {
     }
 }
 
-/// Refuses a caller who is no global admin any more: the token was checked when the request
-/// came in, and another admin may have deleted or demoted the user since (two admins
-/// deleting each other at once would otherwise both succeed). Call with
-/// `App::owner_changes` held, as deletions of users and projects do.
+/// Refuses a caller who is no global admin in the token's project any more: the token was
+/// checked when the request came in, and another admin may have deleted the user, or taken
+/// it out of that project, since (two admins deleting each other at once would otherwise
+/// both succeed). Call with `App::owner_changes` held, as deletions of users and projects
+/// do.
 pub async fn require_admin_now(app: &App, caller: &Caller) -> ApiResult<()> {
     let now = token::context_now(app, &caller.id, &caller.project_id).await?;
     if now.is_some_and(|now| now.is_admin) {
         Ok(())
     } else {
         Err(ApiError::Unauthorized(format!(
-            "User with id '{}' is no longer a global admin (deleted or changed while this \
-             request was on its way)",
+            "User with id '{}' no longer exists as a global admin in this token's project \
+             (deleted, or taken out of the project, while this request was on its way)",
             caller.id
         )))
     }
