@@ -131,8 +131,6 @@ pub struct ClusterHandle {
     direct_sessions_end: tokio::sync::watch::Sender<()>,
     /// Open direct-IO sessions (see [`MAX_DIRECT_SESSIONS`]).
     direct_sessions: AtomicUsize,
-    /// Set when the server stops: a task cancelled then was stopped by the shutdown.
-    stopping: AtomicBool,
 }
 
 /// Most direct-IO sessions one cluster may have open at once. Each stages a full set of
@@ -234,7 +232,6 @@ impl ClusterHandle {
             deleted: AtomicBool::new(false),
             direct_sessions_end: tokio::sync::watch::Sender::new(()),
             direct_sessions: AtomicUsize::new(0),
-            stopping: AtomicBool::new(false),
         }
     }
 
@@ -462,9 +459,12 @@ impl ClusterHandle {
     /// and the queued ones.
     pub fn stop_work(&self) -> (Option<Arc<Task>>, Vec<Arc<Task>>) {
         let mut control = lock(&self.control);
-        self.stopping.store(true, Ordering::Relaxed);
         if let Some(task) = &control.active {
-            task.cancel.store(true, Ordering::Relaxed);
+            // Unless its deletion stopped it already.
+            if !task.cancel.load(Ordering::Relaxed) {
+                task.stopped_by_shutdown.store(true, Ordering::Relaxed);
+                task.cancel.store(true, Ordering::Relaxed);
+            }
         }
         let queued: Vec<Arc<Task>> = control.queue.drain(..).collect();
         for task in &queued {
@@ -614,11 +614,11 @@ impl ClusterHandle {
                     // Stopped by the shutdown: said with the end it is recorded with (a
                     // kill during the rest of the stop must not leave it unexplained).
                     // Read under the lock `stop_work` set it under, before the cancel.
-                    let stopping = {
+                    let by_shutdown = {
                         let _control = lock(&self.control);
-                        self.stopping.load(Ordering::Relaxed)
+                        task.stopped_by_shutdown.load(Ordering::Relaxed)
                     };
-                    if stopping {
+                    if by_shutdown {
                         ctx.log_error(task, &self.row, &shut_down_before_the_end(task));
                     }
                     (TaskState::Aborted, Product::Nothing)

@@ -149,6 +149,9 @@ pub struct Task {
     work: Mutex<Option<Work>>,
     /// Set to stop the task at the next row boundary.
     pub cancel: AtomicBool,
+    /// Set (before `cancel`, under the cluster's control lock) when the server's shutdown
+    /// stopped the running task, not its deletion.
+    pub stopped_by_shutdown: AtomicBool,
     done: tokio::sync::watch::Sender<bool>,
 }
 
@@ -170,6 +173,7 @@ impl Task {
             }),
             work: Mutex::new(Some(work)),
             cancel: AtomicBool::new(false),
+            stopped_by_shutdown: AtomicBool::new(false),
             done: tokio::sync::watch::channel(false).0,
         }
     }
@@ -204,6 +208,7 @@ impl Task {
             }),
             work: Mutex::new(None),
             cancel: AtomicBool::new(false),
+            stopped_by_shutdown: AtomicBool::new(false),
             done,
         }
     }
