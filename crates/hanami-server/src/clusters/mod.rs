@@ -118,9 +118,10 @@ pub struct ClusterHandle {
     file: Mutex<()>,
     /// Set when a direct-IO session may have changed the network since it was last saved.
     unsaved: AtomicBool,
-    /// Set while the database notes unsaved direct-IO changes of the network (see
-    /// [`ClusterHandle::first_unsaved_change`]).
-    unsaved_noted: AtomicBool,
+    /// The database's note of unsaved direct-IO changes and the steps under way (see
+    /// [`ClusterHandle::begin_direct_step`]). An async lock: the database is written under it,
+    /// so that notes and their removals cannot overtake each other.
+    unsaved_note: tokio::sync::Mutex<UnsavedNote>,
     interfaces: Mutex<Interfaces>,
     control: Mutex<Control>,
     deleted: AtomicBool,
@@ -141,6 +142,14 @@ pub const MAX_DIRECT_SESSIONS: usize = 8;
 
 /// A direct-IO session's claim on its cluster; dropping it ends the claim.
 pub struct DirectSessionSlot(Arc<ClusterHandle>);
+
+impl DirectSessionSlot {
+    /// Ends the claim (the session's client is gone; what remains is the session's save),
+    /// keeping the cluster.
+    pub fn release(self) -> Arc<ClusterHandle> {
+        self.0.clone()
+    }
+}
 
 impl std::ops::Deref for DirectSessionSlot {
     type Target = Arc<ClusterHandle>;
@@ -220,7 +229,7 @@ impl ClusterHandle {
             network_file,
             file: Mutex::new(()),
             unsaved: AtomicBool::new(false),
-            unsaved_noted: AtomicBool::new(false),
+            unsaved_note: tokio::sync::Mutex::new(UnsavedNote::default()),
             interfaces: Mutex::new(interfaces),
             control: Mutex::new(Control {
                 mode: Mode::Task,
@@ -385,16 +394,45 @@ impl ClusterHandle {
         }
     }
 
-    /// Whether a direct-IO change is the first one the database must note as unsaved (so
-    /// that a crash before the next save is reported at the next start).
-    pub fn first_unsaved_change(&self) -> bool {
-        !self.unsaved_noted.swap(true, Ordering::Relaxed)
+    /// Called before a direct-IO step that may change the network: the first such change
+    /// since the last save is noted in the database first, so that a crash that loses it
+    /// is reported at the next start. Pair with [`ClusterHandle::end_direct_step`].
+    pub async fn begin_direct_step(&self, store: &Store) {
+        let mut note = self.unsaved_note.lock().await;
+        note.steps += 1;
+        if !note.noted {
+            note.noted = true;
+            if let Err(e) = store
+                .note_unsaved_network(&self.row.uuid, &now_timestamp())
+                .await
+            {
+                tracing::error!(
+                    cluster = self.row.uuid,
+                    "cannot note the network's unsaved changes: {e}"
+                );
+            }
+        }
     }
 
-    /// Whether the database notes unsaved changes that a save just made durable; the note is
-    /// then the caller's to remove.
-    pub fn take_unsaved_note(&self) -> bool {
-        self.unsaved_noted.swap(false, Ordering::Relaxed)
+    /// Called after a direct-IO step (see [`ClusterHandle::begin_direct_step`]).
+    pub async fn end_direct_step(&self) {
+        self.unsaved_note.lock().await.steps -= 1;
+    }
+
+    /// Removes the database's note of unsaved direct-IO changes after a save, unless a step
+    /// is under way or changed the network since the save.
+    pub async fn forget_unsaved_note(&self, store: &Store) {
+        let mut note = self.unsaved_note.lock().await;
+        if !note.noted || note.steps > 0 || self.unsaved.load(Ordering::Relaxed) {
+            return;
+        }
+        match store.note_saved_network(&self.row.uuid).await {
+            Ok(()) => note.noted = false,
+            Err(e) => tracing::error!(
+                cluster = self.row.uuid,
+                "cannot note that the network is saved: {e}"
+            ),
+        }
     }
 
     /// Saves the network if a direct-IO session changed it since it was last saved, or its
@@ -1217,18 +1255,10 @@ impl WorkerContext {
     }
 
     /// Removes the database's note of unsaved direct-IO changes once a save made them
-    /// durable (from a worker thread).
+    /// durable (from a worker thread; see [`ClusterHandle::forget_unsaved_note`]).
     pub fn forget_unsaved_note(&self, cluster: &ClusterHandle) {
-        if cluster.take_unsaved_note()
-            && let Err(e) = self
-                .runtime
-                .block_on(self.store.note_saved_network(&cluster.row.uuid))
-        {
-            tracing::error!(
-                cluster = cluster.row.uuid,
-                "cannot note that the network is saved: {e}"
-            );
-        }
+        self.runtime
+            .block_on(cluster.forget_unsaved_note(&self.store));
     }
 
     /// Refuses to write `what` of `size` bytes into `dir` unless the disk keeps
@@ -1265,6 +1295,14 @@ impl WorkerContext {
             &text,
         ));
     }
+}
+
+/// Whether the database notes unsaved direct-IO changes of a network, and how many
+/// direct-IO steps are under way.
+#[derive(Debug, Default)]
+struct UnsavedNote {
+    noted: bool,
+    steps: usize,
 }
 
 /// Requests for new sections that a memory budget refused over some time.

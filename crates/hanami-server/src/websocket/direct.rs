@@ -2,10 +2,8 @@
 //! message over the websocket.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket, close_code};
-use hanami_store::now_timestamp;
 use hanami_types::websocket::proto::{ClusterIoMessage, ClusterProcessType, TargetBufferType};
 use prost::Message as _;
 
@@ -40,9 +38,10 @@ impl Staging {
 /// Serves one direct-IO session until the client closes it or sends something invalid,
 /// then saves the network if the session changed it.
 pub async fn session(app: &App, socket: WebSocket, slot: DirectSessionSlot, access: &mut Access) {
-    let cluster: &Arc<ClusterHandle> = &slot;
     let mut refused = RefusedGrowth::default();
-    serve(app, socket, cluster, access, &mut refused).await;
+    serve(app, socket, &slot, access, &mut refused).await;
+    // A new session may start while this one's network is saved.
+    let cluster = &slot.release();
     let (saving, ctx) = (cluster.clone(), app.workers.clone());
     let ended = tokio::task::spawn_blocking(move || {
         let refused = saving
@@ -155,21 +154,15 @@ async fn serve(
                 return;
             }
         }
-        // Before the first step that may change the network: noted in the database, a
-        // crash that loses the change is reported at the next start.
-        if message.is_last
-            && cluster.first_unsaved_change()
-            && let Err(e) = app
-                .store
-                .note_unsaved_network(&cluster.row.uuid, &now_timestamp())
-                .await
-        {
-            tracing::error!(
-                cluster = cluster.row.uuid,
-                "cannot note the network's unsaved changes: {e}"
-            );
+        // A step may change the network: see `begin_direct_step`.
+        let step = message.is_last;
+        if step {
+            cluster.begin_direct_step(&app.store).await;
         }
         let replies = handle(cluster, &mut staging, message, refused);
+        if step {
+            cluster.end_direct_step().await;
+        }
         match replies {
             Ok(replies) => {
                 for reply in replies {
