@@ -1005,7 +1005,7 @@ async fn growth_refused_during_direct_io_is_reported() {
 /// silent; so a deleted cluster's memory comes back at once.
 #[tokio::test]
 async fn direct_sessions_end_with_direct_mode_and_their_cluster() {
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
     let tmp = tempfile::tempdir().unwrap();
     let server = common::launch_with_config(tmp.path(), "clusters_memory_mib = 1\n")
@@ -1014,13 +1014,9 @@ async fn direct_sessions_end_with_direct_mode_and_their_cluster() {
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     // Networks of about 560 KiB: two do not fit the budget together.
     let big = SEED_TEMPLATE.replace("number_of_inputs: 784", "number_of_inputs: 20000");
-    let url = server.url.replace("http://", "ws://");
     let open_session = async |cluster: &str| {
-        let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-        let init = json!({"token": client.token(), "target": "cluster", "uuid": cluster});
-        socket.send(Message::text(init.to_string())).await.unwrap();
-        let reply = socket.next().await.unwrap().unwrap().into_data();
-        let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+        let mut socket = common::open_socket(&server, "/").await;
+        let reply = common::init(&mut socket, &client.token(), "cluster", cluster).await;
         assert_eq!(reply["success"], true, "{reply}");
         socket
     };
@@ -1384,20 +1380,16 @@ async fn a_request_with_a_complete_result_finishes_when_the_network_cannot_be_sa
 /// be dropped, which clients see as a failed connection, close code 1006).
 #[tokio::test]
 async fn a_client_that_closes_gets_the_close_answered() {
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
     let server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let cluster = common::seed_cluster(&client, "closing").await;
     client.set_direct_mode(&cluster, true).await.unwrap();
-    let url = server.url.replace("http://", "ws://");
     for start_first in [false, true] {
-        let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        let mut socket = common::open_socket(&server, "/").await;
         if start_first {
-            let init = json!({"token": client.token(), "target": "cluster", "uuid": cluster});
-            socket.send(Message::text(init.to_string())).await.unwrap();
-            let reply = socket.next().await.unwrap().unwrap().into_data();
-            let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+            let reply = common::init(&mut socket, &client.token(), "cluster", &cluster).await;
             assert_eq!(reply["success"], true, "{reply}");
         }
         socket.close(None).await.unwrap();
@@ -1435,15 +1427,9 @@ async fn direct_sessions_end_when_access_is_withdrawn_or_they_idle() {
     {
         use futures_util::{SinkExt, StreamExt};
         use tokio_tungstenite::tungstenite::Message;
-        let url = server.url.replace("http://", "ws://");
-        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        let init = json!({"token": memb.token(), "target": "cluster", "uuid": cluster});
-        socket.send(Message::text(init.to_string())).await.unwrap();
-        let reply = socket.next().await.unwrap().unwrap().into_data();
-        assert_eq!(
-            serde_json::from_slice::<serde_json::Value>(&reply).unwrap()["success"],
-            true
-        );
+        let mut socket = common::open_socket(&server, "/").await;
+        let reply = common::init(&mut socket, &memb.token(), "cluster", &cluster).await;
+        assert_eq!(reply["success"], true, "{reply}");
         let opened = std::time::Instant::now();
         let reason = loop {
             assert!(

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    ADMIN, ADMIN_PW, ServerExt, TestServer, launch, launch_with_config, member, mnist_files, sdk,
-    sha256, with_https,
+    ADMIN, ADMIN_PW, ServerExt, Socket, TestServer, init, launch, launch_with_config, member,
+    mnist_files, next_bytes, open_socket, sdk, sha256, with_https,
 };
 use futures_util::{SinkExt, StreamExt};
 use hanami_sdk::Error;
@@ -447,30 +447,6 @@ async fn bad_csv_files_are_refused() {
             .count(),
         0
     );
-}
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn open_socket(server: &TestServer, path: &str) -> Socket {
-    let url = format!("{}{path}", server.url.replace("http://", "ws://"));
-    tokio_tungstenite::connect_async(url).await.unwrap().0
-}
-
-async fn next_bytes(socket: &mut Socket) -> Option<Vec<u8>> {
-    loop {
-        match socket.next().await? {
-            Ok(Message::Binary(b)) => return Some(b.to_vec()),
-            Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => continue,
-        }
-    }
-}
-
-async fn init(socket: &mut Socket, token: &str, target: &str, uuid: &str) -> serde_json::Value {
-    let text = json!({"token": token, "target": target, "uuid": uuid}).to_string();
-    socket.send(Message::text(text)).await.unwrap();
-    serde_json::from_slice(&next_bytes(socket).await.expect("init reply")).unwrap()
 }
 
 async fn send_chunk(socket: &mut Socket, position: u64, data: &[u8]) -> FileUploadResponseMessage {

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use hanami_testkit::Launch;
 #[allow(unused_imports)] // as dead_code above: not every test file uses every name
 pub use hanami_testkit::{ADMIN, ADMIN_PW, SEED_TEMPLATE, TestServer, mnist_files, sha256};
-use serde_json::Value;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 
 /// How to start the server under test (the test admin, a temporary data directory).
 pub fn launch() -> Launch {
@@ -275,4 +276,35 @@ pub async fn sdk(server: &TestServer, user: &str, password: &str) -> hanami_sdk:
 /// the cluster tests were tuned to.
 pub fn pattern_mnist(dir: &Path, name: &str, count: u32) -> (PathBuf, PathBuf) {
     hanami_testkit::pattern_mnist(dir, name, count, 12345)
+}
+
+/// A raw websocket client connection to the test server.
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a raw websocket to `path` (`/` for sessions) of the test server.
+pub async fn open_socket(server: &TestServer, path: &str) -> Socket {
+    let url = format!("{}{path}", server.url.replace("http://", "ws://"));
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+/// The next binary message, skipping others; `None` once the session is closed.
+pub async fn next_bytes(socket: &mut Socket) -> Option<Vec<u8>> {
+    loop {
+        match futures_util::StreamExt::next(socket).await? {
+            Ok(Message::Binary(b)) => return Some(b.to_vec()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+/// Starts a session on `socket` (`target` is `cluster` or `file_upload`); the server's
+/// JSON reply.
+pub async fn init(socket: &mut Socket, token: &str, target: &str, uuid: &str) -> serde_json::Value {
+    let text = json!({"token": token, "target": target, "uuid": uuid}).to_string();
+    futures_util::SinkExt::send(socket, Message::text(text))
+        .await
+        .unwrap();
+    serde_json::from_slice(&next_bytes(socket).await.expect("init reply")).unwrap()
 }
