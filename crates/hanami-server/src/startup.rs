@@ -752,8 +752,16 @@ async fn ensure_admin(store: &Store) -> anyhow::Result<()> {
 
 /// The signals that stop the server gracefully: SIGINT, SIGTERM, and SIGHUP too (a closing
 /// terminal or ssh session sends it, and it killed the server on the spot, losing the
-/// running task's training).
-struct ShutdownSignals(Vec<tokio::signal::unix::Signal>);
+/// running task's training). A second SIGINT or SIGTERM during the stop ends the process at
+/// once.
+struct ShutdownSignals(Vec<ShutdownSignal>);
+
+/// One signal that [`ShutdownSignals`] listens for.
+struct ShutdownSignal {
+    stream: tokio::signal::unix::Signal,
+    name: &'static str,
+    number: i32,
+}
 
 impl ShutdownSignals {
     /// Replaces the signals' default action (a signal that arrives from now on is kept
@@ -761,37 +769,66 @@ impl ShutdownSignals {
     fn install() -> Self {
         use tokio::signal::unix::{SignalKind, signal};
         let kinds = [
-            (SignalKind::interrupt(), "SIGINT"),
-            (SignalKind::terminate(), "SIGTERM"),
-            (SignalKind::hangup(), "SIGHUP"),
+            (libc::SIGINT, "SIGINT"),
+            (libc::SIGTERM, "SIGTERM"),
+            (libc::SIGHUP, "SIGHUP"),
         ];
         Self(
             kinds
                 .into_iter()
-                .filter_map(|(kind, name)| {
-                    signal(kind)
+                .filter_map(|(number, name)| {
+                    signal(SignalKind::from_raw(number))
                         .inspect_err(|e| tracing::warn!("cannot listen for {name}: {e}"))
                         .ok()
+                        .map(|stream| ShutdownSignal {
+                            stream,
+                            name,
+                            number,
+                        })
                 })
                 .collect(),
         )
     }
 
-    /// Resolves when one of the signals arrives.
-    async fn received(mut self) {
-        if self.0.is_empty() {
+    /// Resolves with the next of the signals that arrives, counting SIGHUP only where
+    /// `hangups` is set.
+    async fn received(&mut self, hangups: bool) -> &ShutdownSignal {
+        let waits: Vec<_> = self
+            .0
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, signal)| hangups || signal.number != libc::SIGHUP)
+            .map(|(index, signal)| {
+                Box::pin(async move {
+                    signal.stream.recv().await;
+                    index
+                })
+            })
+            .collect();
+        if waits.is_empty() {
             std::future::pending::<()>().await;
         }
-        let waits = self.0.iter_mut().map(|signal| Box::pin(signal.recv()));
-        futures_util::future::select_all(waits).await;
+        let (index, _, _) = futures_util::future::select_all(waits).await;
+        &self.0[index]
     }
 }
 
-async fn shutdown_on_signal(signals: ShutdownSignals, handle: axum_server::Handle, app: App) {
-    signals.received().await;
-    tracing::info!("shutting down");
+/// Stops the server gracefully on the first signal, and at once on a second SIGINT or
+/// SIGTERM: for an operator who will not wait for the tasks' networks to be saved or the
+/// uploads to be converted. What was not saved then counts as lost at the next start, as
+/// after a crash. A SIGHUP during the stop (its terminal closing) changes nothing.
+async fn shutdown_on_signal(mut signals: ShutdownSignals, handle: axum_server::Handle, app: App) {
+    let first = signals.received(true).await.name;
+    tracing::info!("shutting down on {first} (a second SIGINT or SIGTERM stops at once)");
     app.stopping.send_replace(true);
     handle.graceful_shutdown(Some(Duration::from_secs(10)));
+    let second = signals.received(false).await;
+    tracing::warn!(
+        "stopping at once on a second {}: tasks still running are listed aborted at the next \
+         start, and uploads not yet registered are lost",
+        second.name
+    );
+    std::process::exit(128 + second.number);
 }
 
 /// The address that clients on this machine can use for a listening address: one that

@@ -1106,6 +1106,63 @@ fn exit_status(child: &mut std::process::Child) -> std::process::ExitStatus {
     }
 }
 
+/// A second SIGINT or SIGTERM ends a graceful stop at once: here the stop waits for a
+/// request whose body never comes.
+#[test]
+fn a_second_signal_stops_the_server_at_once() {
+    use std::io::{Read as _, Write as _};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (mut child, address) = spawn_through_shell("", &data);
+    let mut stream = std::net::TcpStream::connect(address.trim_start_matches("http://")).unwrap();
+    // One answered request first, so that the connection is being served.
+    stream
+        .write_all(b"GET /v1.0alpha/auth HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut start = [0; 12];
+    stream.read_exact(&mut start).unwrap();
+    assert_eq!(&start, b"HTTP/1.1 401");
+    stream
+        .write_all(b"POST /v1.0alpha/token HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: sends signals to the child process started above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the stop did not wait for the request"
+    );
+    // A hangup (the terminal closing) does not hurry the stop.
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP hurried the stop"
+    );
+    let second = std::time::Instant::now();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let status = exit_status(&mut child);
+    assert!(
+        second.elapsed() < std::time::Duration::from_secs(4),
+        "{:?} after the second signal",
+        second.elapsed()
+    );
+    assert_eq!(status.code(), Some(128 + libc::SIGINT), "{status:?}");
+    // The data directory is as after a crash: the next start takes it.
+    let (mut next, address) = spawn_through_shell("", &data);
+    assert!(address.starts_with("http://127.0.0.1:"), "{address}");
+    // SAFETY: as above, for the second process.
+    assert_eq!(
+        unsafe { libc::kill(i32::try_from(next.id()).unwrap(), libc::SIGTERM) },
+        0
+    );
+    assert!(exit_status(&mut next).success());
+}
+
 /// SIGHUP (a closing terminal) shuts the server down gracefully, as SIGTERM does, and a
 /// file-size limit makes an upload fail cleanly instead of killing the server (SIGXFSZ).
 #[test]
