@@ -11,6 +11,8 @@ import threading
 import time
 from typing import Any, Callable, Coroutine, Iterable, Iterator, Optional
 
+import requests
+import urllib3
 import websockets
 from websockets.asyncio.client import connect
 
@@ -355,8 +357,7 @@ def upload_mnist_files(token: str, address: str, name: str, input_file_path: str
                                    verify_connection, poll_interval=0.1)
     finish = {"uuid": init["uuid"], "uuid_input_file": init["uuid_input_file"],
               "uuid_label_file": init["uuid_label_file"]}
-    hanami_request.send_put_request(tokens.current(), address, _PATH + "/upload/mnist",
-                                    finish, verify_connection)
+    _finalize(tokens, address, "/upload/mnist", finish, verify_connection)
     return init["uuid"]
 
 
@@ -382,6 +383,35 @@ def upload_csv_files(token: str, address: str, name: str, input_file_path: str,
         wait_until_upload_complete(tokens.current(), address, init["uuid"],
                                    verify_connection, poll_interval=0.1)
     finish = {"uuid": init["uuid"], "uuid_input_file": init["uuid_input_file"]}
-    hanami_request.send_put_request(tokens.current(), address, _PATH + "/upload/csv",
-                                    finish, verify_connection)
+    _finalize(tokens, address, "/upload/csv", finish, verify_connection)
     return init["uuid"]
+
+
+def _finalize(tokens: TokenKeeper, address: str, path: str, finish: dict,
+              verify_connection: Verify) -> None:
+    """Asks the server to turn a complete upload into the dataset ``finish["uuid"]``.
+
+    When the request went out but no answer came (the connection broke, the server
+    stopped), the server may still register the dataset (a stopping server finishes the
+    conversions it began): the error, of the same ``requests`` type, then says so and names
+    the dataset, so that the caller looks for it before uploading again."""
+    try:
+        hanami_request.send_put_request(tokens.current(), address, _PATH + path, finish,
+                                        verify_connection)
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
+        if _never_sent(e):
+            raise
+        raise type(e)(f"{e} (the server had every byte of the upload but did not answer its "
+                      f"finalisation; it may still register the dataset as "
+                      f"'{finish['uuid']}': look for it with get_dataset before uploading "
+                      f"again)", request=e.request, response=e.response) from e
+
+
+def _never_sent(error: Exception) -> bool:
+    """Whether a ``requests`` error means that no connection was made (so the server never
+    got the request)."""
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return True
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    return isinstance(reason, (urllib3.exceptions.NewConnectionError,
+                               urllib3.exceptions.ConnectTimeoutError))

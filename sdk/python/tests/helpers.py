@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 import struct
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -93,3 +95,63 @@ def wait_for_task(token: str, address: str, task_uuid: str, cluster_uuid: str,
 def rows(list_text: str) -> list:
     """The body rows of a list answer."""
     return json.loads(list_text)["body"]
+
+
+class AnswerDroppingProxy:
+    """A TCP proxy on a free loopback port in front of a server: it passes every
+    connection through both ways, except that a connection whose request starts with
+    ``dropped_request`` gets no answer: the request reaches the server, and once the
+    server's answer begins the proxy closes the client's side (a connection that broke
+    while the answer was on its way). ``address`` is the proxy's ``http://`` address."""
+
+    def __init__(self, server_address: str, dropped_request: bytes) -> None:
+        host, port = server_address.split("://", 1)[1].rsplit(":", 1)
+        self._server = (host, int(port))
+        self._dropped = dropped_request
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        #: How many answers were dropped.
+        self.dropped = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        """Stops taking connections."""
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
+        except OSError:
+            pass
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with client, socket.create_connection(self._server) as server:
+            first = client.recv(65536)
+            server.sendall(first)
+            threading.Thread(target=_pump, args=(client, server), daemon=True).start()
+            if first.startswith(self._dropped):
+                server.recv(1)  # the answer begins: the server has done the work
+                self.dropped += 1
+                # Wakes the other thread's read too, which a plain close would not.
+                client.shutdown(socket.SHUT_RDWR)
+                return
+            _pump(server, client)
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    """Copies bytes from ``source`` to ``sink`` until either side closes."""
+    try:
+        while True:
+            data = source.recv(65536)
+            if not data:
+                break
+            sink.sendall(data)
+        sink.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass

@@ -14,11 +14,12 @@ import warnings
 from pathlib import Path
 
 import pytest
+import requests
 
 from hanami_sdk import dataset, hanami_request, hanami_token, project, user
 from hanami_sdk import hanami_exceptions as hx
 
-from helpers import ADMIN, ADMIN_PW, pattern_mnist, rows, unique
+from helpers import ADMIN, ADMIN_PW, AnswerDroppingProxy, pattern_mnist, rows, unique
 
 MISSING = "8a1b2c3d-0000-4000-8000-123456789abc"
 
@@ -355,28 +356,38 @@ def test_interrupted_uploads_are_discarded(address: str, token: str, files: Path
     assert json.loads(project.delete_project(token, address, project_id)) == {}
 
 
-def test_a_lost_finalisation_answer_keeps_the_dataset(address: str, token: str, files: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """Once the finalisation is requested the server makes the dataset; an error while its
-    answer comes back must not delete it."""
-    real_put = hanami_request.send_put_request
-
-    def put_then_fail(*args, **kwargs):  # type: ignore[no-untyped-def]
-        real_put(*args, **kwargs)
-        raise ConnectionError("the answer was lost")
-
-    monkeypatch.setattr(hanami_request, "send_put_request", put_then_fail)
+def test_a_lost_finalisation_answer_keeps_the_dataset(address: str, token: str,
+                                                      files: Path) -> None:
+    """Once the finalisation is requested the server makes the dataset: when its answer is
+    lost on the way, the error says that the dataset may still appear and names it, and
+    the SDK does not delete it."""
+    proxy = AnswerDroppingProxy(address, b"PUT /v1.0alpha/dataset/upload/")
     csv_file = files / "lost_answer.csv"
     csv_file.write_text("a,b\n1,2\n3,4\n")
-    name = unique("lost_answer")
-    with pytest.raises(ConnectionError):
-        dataset.upload_csv_files(token, address, name, str(csv_file))
-    monkeypatch.undo()
-    listed = rows(dataset.list_datasets(token, address))
-    assert [row for row in listed if row[-1] == name], listed
-    for row in listed:
-        if row[-1] == name:
-            dataset.delete_dataset(token, address, row[1])
+    images, labels = pattern_mnist(files, "lost_answer", 20)
+    try:
+        with pytest.raises(requests.exceptions.ConnectionError) as csv_error:
+            dataset.upload_csv_files(token, proxy.address, unique("lost_answer"),
+                                     str(csv_file))
+        with pytest.raises(requests.exceptions.ConnectionError) as mnist_error:
+            dataset.upload_mnist_files(token, proxy.address, unique("lost_answer"), images,
+                                       labels)
+    finally:
+        proxy.close()
+    assert proxy.dropped == 2
+    for error in (csv_error.value, mnist_error.value):
+        text = str(error)
+        assert "did not answer its finalisation" in text, text
+        uuid = text.split("register the dataset as '")[1].split("'")[0]
+        got = json.loads(dataset.get_dataset(token, address, uuid))
+        assert got["uuid"] == uuid
+        dataset.delete_dataset(token, address, uuid)
+    # A finalisation that could not even connect is not said to have reached the server.
+    with pytest.raises(requests.exceptions.ConnectionError) as unreachable:
+        hanami_request.send_put_request(token, proxy.address, "/v1.0alpha/dataset/upload/csv",
+                                        {})
+    assert dataset._never_sent(unreachable.value)  # pylint: disable=protected-access
+    assert not dataset._never_sent(csv_error.value)  # pylint: disable=protected-access
 
 
 def test_uploads_outlive_their_token(tmp_path: Path) -> None:
