@@ -139,6 +139,32 @@ async fn csv_upload() {
     assert_eq!(client.datasets().await.unwrap().body.len(), 2);
 }
 
+/// When the answer to an upload's finalisation is lost on its way back, the SDK says that
+/// the dataset may still appear and names it (a retry made a second dataset); the server
+/// has indeed made it.
+#[tokio::test]
+async fn a_lost_finalisation_answer_names_the_dataset() {
+    let server = TestServer::start();
+    let proxy =
+        hanami_testkit::AnswerDroppingProxy::start(&server.url, b"PUT /v1.0alpha/dataset/upload/");
+    let through_proxy = hanami_sdk::Client::login(&proxy.url, ADMIN, ADMIN_PW)
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write(tmp.path(), "lost.csv", "a,b\n1,2\n3,4\n");
+    let error = through_proxy
+        .upload_csv("lost_answer", &path)
+        .await
+        .unwrap_err();
+    assert_eq!(proxy.dropped(), 1);
+    let Error::FinalizeUnanswered { uuid, .. } = &error else {
+        panic!("{error:?}");
+    };
+    assert!(error.to_string().contains(&format!("'{uuid}'")), "{error}");
+    let direct = sdk(&server, ADMIN, ADMIN_PW).await;
+    assert_eq!(direct.dataset(uuid).await.unwrap().name, "lost_answer");
+}
+
 #[tokio::test]
 async fn progress_and_finalisation_rules() {
     let server = TestServer::start();

@@ -1,7 +1,7 @@
 //! Integration-test support shared by the Hanami-rs crates (a dev-dependency only): the
 //! real `hanami` server binary on a free loopback port with a temporary data directory
 //! and the test admin, the seed template of the documentation, generated MNIST-like IDX
-//! data and file hashes.
+//! data, file hashes, and a proxy that loses chosen answers on their way back.
 //!
 //! The server binary is a parameter: a test crate that builds it passes
 //! `env!("CARGO_BIN_EXE_hanami")`, others find or build it themselves.
@@ -368,6 +368,94 @@ pub fn sha256(path: &Path) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// A TCP proxy on a free loopback port in front of a server that passes every connection
+/// through both ways, except that the answer to a request starting with its prefix never
+/// arrives: the request reaches the server, and when the server's answer begins the proxy
+/// closes the connection (as a connection that broke while the answer was on its way).
+pub struct AnswerDroppingProxy {
+    /// Base address of the proxy, e.g. `http://127.0.0.1:40124`.
+    pub url: String,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl AnswerDroppingProxy {
+    /// Starts a proxy in front of the server at `server_url` (`http://host:port`) that
+    /// drops the answers to requests starting with `dropped_request`.
+    pub fn start(server_url: &str, dropped_request: &'static [u8]) -> Self {
+        let server = server_url.trim_start_matches("http://").to_owned();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let url = format!("http://{}", listener.local_addr().expect("proxy address"));
+        let dropped = std::sync::Arc::<std::sync::atomic::AtomicUsize>::default();
+        let count = dropped.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(upstream) = std::net::TcpStream::connect(&server) else {
+                    continue;
+                };
+                let count = count.clone();
+                std::thread::spawn(move || relay(client, upstream, dropped_request, count));
+            }
+        });
+        Self { url, dropped }
+    }
+
+    /// How many answers the proxy has dropped so far.
+    pub fn dropped(&self) -> usize {
+        self.dropped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Copies one connection both ways until either side closes; once the client has sent a
+/// read that starts with `dropped_request`, the server's next bytes close the connection
+/// instead of reaching the client.
+fn relay(
+    client: std::net::TcpStream,
+    upstream: std::net::TcpStream,
+    dropped_request: &[u8],
+    dropped: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::io::{Read, Write};
+    use std::net::Shutdown;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dropping = std::sync::Arc::new(AtomicBool::new(false));
+    let (Ok(mut to_client), Ok(mut from_upstream)) = (client.try_clone(), upstream.try_clone())
+    else {
+        return;
+    };
+    let answers = {
+        let dropping = dropping.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 65536];
+            while let Ok(read @ 1..) = from_upstream.read(&mut buffer) {
+                if dropping.load(Ordering::SeqCst) {
+                    dropped.fetch_add(1, Ordering::SeqCst);
+                    // Both ways: this also ends the other thread's read of the client.
+                    let _ = to_client.shutdown(Shutdown::Both);
+                    return;
+                }
+                if to_client.write_all(&buffer[..read]).is_err() {
+                    break;
+                }
+            }
+            let _ = to_client.shutdown(Shutdown::Write);
+        })
+    };
+    let (mut from_client, mut to_upstream) = (client, upstream);
+    let mut buffer = [0u8; 65536];
+    while let Ok(read @ 1..) = from_client.read(&mut buffer) {
+        if buffer[..read].starts_with(dropped_request) {
+            // Before the request goes on: every byte the server sends from now on
+            // answers it (a client sends its next request only after the last answer).
+            dropping.store(true, Ordering::SeqCst);
+        }
+        if to_upstream.write_all(&buffer[..read]).is_err() {
+            break;
+        }
+    }
+    let _ = to_upstream.shutdown(Shutdown::Write);
+    let _ = answers.join();
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{
-    ADMIN, DATASET_KEYS, RESOURCE_HEADERS, RESOURCE_KEYS, Server, TASK_KEYS, command, ctl_env,
-    interrupt, path_str, pattern_mnist, send_signal,
+    ADMIN, ADMIN_PW, DATASET_KEYS, RESOURCE_HEADERS, RESOURCE_KEYS, Server, TASK_KEYS, command,
+    ctl_env, interrupt, path_str, pattern_mnist, send_signal,
 };
 use serde_json::json;
 
@@ -1280,6 +1280,35 @@ fn an_interrupted_upload_is_withdrawn() {
         let (_, rows) = server.ctl(&["dataset", "list"]).ok().list();
         assert!(rows.is_empty(), "{rows:?}");
     }
+}
+
+/// An upload whose finalisation got no answer says that the dataset may still appear and
+/// names it, instead of "upload failed" (a retry made a second dataset).
+#[test]
+fn a_lost_finalisation_answer_names_the_dataset() {
+    let server = Server::start();
+    let proxy =
+        hanami_testkit::AnswerDroppingProxy::start(&server.url, b"PUT /v1.0alpha/dataset/upload/");
+    let csv = path_str(&server.write("lost.csv", "a,b\n1,2\n3,4\n"));
+    let run = ctl_env(
+        &[
+            ("HANAMI_ADDRESS", proxy.url.as_str()),
+            ("HANAMI_USER", ADMIN),
+            ("HANAMI_PW", ADMIN_PW),
+        ],
+        &["dataset", "create", "csv", "-i", &csv, "lost_answer"],
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(proxy.dropped(), 1);
+    let uuid = run
+        .stderr
+        .split("register the dataset as '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or_else(|| panic!("{run:?}"));
+    assert!(run.stderr.contains("before uploading again"), "{run:?}");
+    let got = server.ctl(&["dataset", "get", uuid]).ok();
+    assert_eq!(got.field("NAME"), "lost_answer");
 }
 
 /// `--wait` on a task whose cluster is deleted in the meantime says so, instead of
