@@ -690,7 +690,15 @@ async fn execute(
             }
             TaskCmd::Delete { cluster, uuid } => {
                 client.delete_task(&cluster, &uuid).await.map_err(sdk)?;
-                deleted("task", &uuid)
+                // A running task is only told to stop, and stays listed: say so, instead
+                // of "deleted" for a task that the next `task list` still shows.
+                match client.task(&cluster, &uuid).await {
+                    Ok(_) => Shown::Line(format!(
+                        "task '{uuid}' was running: it stops at its next row and stays \
+                         listed as aborted (delete it again to remove it from the list)"
+                    )),
+                    Err(_) => deleted("task", &uuid),
+                }
             }
         },
         Command::Checkpoint(cmd) => match cmd {

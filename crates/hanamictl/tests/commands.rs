@@ -1223,6 +1223,67 @@ fn task_create_tables_and_waiting() {
     );
 }
 
+/// `task delete` of a running task says that it stops and stays listed as aborted (it
+/// printed "successfully deleted" for a task that `task list` still showed); a second
+/// delete removes it.
+#[test]
+fn deleting_a_running_task_says_that_it_stops() {
+    let server = Server::start();
+    let dataset = server.mnist_dataset("long_data", 60_000);
+    let cluster = server.seed_cluster("long_cluster");
+    let picture = format!("picture:{dataset}");
+    let label = format!("label:{dataset}");
+    let task = server
+        .ctl(&[
+            "task", "create", "train", "-j", "-i", &picture, "-o", &label, "-c", &cluster, "long",
+        ])
+        .ok()
+        .json()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = server
+            .ctl(&["task", "get", "-j", "-c", &cluster, &task])
+            .ok()
+            .json();
+        if state["state"] == "active" && state["current_cycle"].as_u64() > Some(0) {
+            break;
+        }
+        assert_eq!(state["state"], "queued", "{state}");
+        assert!(std::time::Instant::now() < deadline, "{state}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stopping = server.ctl(&["task", "delete", "-c", &cluster, &task]).ok();
+    assert_eq!(
+        stopping.stdout.trim(),
+        format!(
+            "task '{task}' was running: it stops at its next row and stays listed as aborted \
+             (delete it again to remove it from the list)"
+        )
+    );
+    loop {
+        let state = server
+            .ctl(&["task", "get", "-j", "-c", &cluster, &task])
+            .ok()
+            .json();
+        if state["state"] == "aborted" {
+            break;
+        }
+        assert_eq!(state["state"], "active", "{state}");
+        assert!(std::time::Instant::now() < deadline, "{state}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let deleted = server.ctl(&["task", "delete", "-c", &cluster, &task]).ok();
+    assert_eq!(
+        deleted.stdout.trim(),
+        format!("successfully deleted task '{task}'")
+    );
+    let (_, rows) = server.ctl(&["task", "list", "-c", &cluster]).ok().list();
+    assert!(rows.is_empty(), "{rows:?}");
+}
+
 /// Ctrl-C or SIGTERM during an upload withdraws it from the server: no temporary files are
 /// left behind (they would count against the user's unfinished uploads and hold off the
 /// deletion of the user until the server's `upload_timeout`).
