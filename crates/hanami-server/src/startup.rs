@@ -733,7 +733,10 @@ async fn ensure_admin(store: &Store) -> anyhow::Result<()> {
         );
     }
     if !(8..=4096).contains(&secret.len()) {
-        bail!("{ADMIN_PASSWORD_VAR} must be 8 to 4096 characters long");
+        bail!(
+            "{ADMIN_PASSWORD_VAR} must be 8 to 4096 bytes long (in UTF-8: as many characters \
+             where all are ASCII)"
+        );
     }
     let pw_hash = tokio::task::spawn_blocking(move || password::hash(&secret)).await?;
     store

@@ -204,14 +204,21 @@ impl Field {
                 if let Some(p) = pattern {
                     p.check(name, s)?;
                 }
+                // Limits count bytes, as the original's did; the original's word for them
+                // is right as long as every character is one byte.
+                let unit = if s.is_ascii() {
+                    "characters"
+                } else {
+                    "bytes (in UTF-8)"
+                };
                 if s.len() < min {
                     return Err(ApiError::BadRequest(format!(
-                        "Given item '{name}' is shorter than {min} characters"
+                        "Given item '{name}' is shorter than {min} {unit}"
                     )));
                 }
                 if s.len() > max {
                     return Err(ApiError::BadRequest(format!(
-                        "Given item '{name}' is longer than {max} characters"
+                        "Given item '{name}' is longer than {max} {unit}"
                     )));
                 }
             }
@@ -336,6 +343,29 @@ mod tests {
         assert_eq!(
             input,
             json!({"uuid": "8a1b2c3d-0000-4000-8000-123456789abc", "name": "ABC"})
+        );
+    }
+
+    /// Limits count bytes; a message says so where that is not the number of characters.
+    #[test]
+    fn length_limits_name_their_unit() {
+        const SECRET: &[Field] = &[Field::string("password", None, 8, 12)];
+        let message = |secret: &str| {
+            let mut input = json!({ "password": secret });
+            validate(SECRET, input.as_object_mut().unwrap()).map_err(|e| e.message().to_owned())
+        };
+        assert!(message("äöüß").is_ok(), "eight bytes");
+        assert_eq!(
+            message("äöü").unwrap_err(),
+            "Given item 'password' is shorter than 8 bytes (in UTF-8)"
+        );
+        assert_eq!(
+            message("abcdefg").unwrap_err(),
+            "Given item 'password' is shorter than 8 characters"
+        );
+        assert_eq!(
+            message("abcdefghijkä").unwrap_err(),
+            "Given item 'password' is longer than 12 bytes (in UTF-8)"
         );
     }
 
