@@ -921,17 +921,13 @@ async fn a_cluster_takes_a_bounded_number_of_direct_sessions() {
     );
     // A closed session makes room (its slot is given back once its end is handled).
     sessions.pop().unwrap().close().await.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut ninth = loop {
-        match client.direct_session(&cluster).await {
-            Ok(session) => break session,
-            Err(e) if std::time::Instant::now() < deadline => {
-                assert!(e.to_string().contains("direct-IO sessions open"), "{e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("{e}"),
-        }
-    };
+    let mut ninth = common::eventually(Duration::from_secs(10), || async {
+        client.direct_session(&cluster).await.map_err(|e| {
+            assert!(e.to_string().contains("direct-IO sessions open"), "{e}");
+            e.to_string()
+        })
+    })
+    .await;
     ninth.request(&[("picture", &picture)], 1).await.unwrap();
     for session in &mut sessions {
         session.request(&[("picture", &picture)], 1).await.unwrap();
@@ -974,16 +970,15 @@ async fn growth_refused_during_direct_io_is_reported() {
     }
     session.close().await.unwrap();
     idle.close().await.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let log = loop {
+    let log = common::eventually(Duration::from_secs(10), || async {
         let log = error_log(&server).await;
-        if log.contains("direct-IO session of cluster 'wide_one'")
-            || std::time::Instant::now() > deadline
-        {
-            break log;
+        if log.contains("direct-IO session of cluster 'wide_one'") {
+            Ok(log)
+        } else {
+            Err(log)
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     assert!(
         log.contains("requests for new sections were refused during the direct-IO session")
             && log.contains("the network stopped growing and went on with what it had"),
@@ -1046,17 +1041,16 @@ async fn direct_sessions_end_with_direct_mode_and_their_cluster() {
     client.delete_cluster(&cluster).await.unwrap();
     assert_eq!(close_reason(&mut socket).await, "the cluster was deleted");
     // The session held the only other reference to the network.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    common::eventually(Duration::from_secs(10), || async {
         match client.create_cluster("big_again", &big).await {
-            Ok(_) => break,
-            Err(Error::Conflict(message)) if std::time::Instant::now() < deadline => {
-                assert!(message.contains("clusters_memory_mib"), "{message}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(_) => Ok(()),
+            Err(Error::Conflict(message)) if message.contains("clusters_memory_mib") => {
+                Err(message)
             }
             other => panic!("{other:?}"),
         }
-    }
+    })
+    .await;
     drop(socket);
 }
 
@@ -1336,14 +1330,15 @@ async fn networks_that_cannot_be_saved_are_reported() {
     std::fs::rename(&folder, server.data_dir.join("clusters.aside")).unwrap();
     std::fs::write(&folder, "in the way").unwrap();
     drop(session);
-    let deadline = std::time::Instant::now() + WAIT;
-    while !error_log(&server)
-        .await
-        .contains("cannot save the network after the session")
-    {
-        assert!(std::time::Instant::now() < deadline, "no error-log entry");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually(WAIT, || async {
+        let log = error_log(&server).await;
+        if log.contains("cannot save the network after the session") {
+            Ok(())
+        } else {
+            Err(format!("no error-log entry: {log}"))
+        }
+    })
+    .await;
     assert!(!server.stop(), "the stop lost a network and exited cleanly");
 }
 
@@ -1682,16 +1677,19 @@ async fn a_deleted_network_gives_its_memory_back() {
     let used = server.memory();
     assert!(used > 100 << 20, "the network took only {} MiB", used >> 20);
     client.delete_cluster(&cluster).await.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while server.memory() > used / 3 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still {} MiB after the delete (had {} MiB)",
-            server.memory() >> 20,
-            used >> 20
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually(Duration::from_secs(10), || async {
+        let now = server.memory();
+        if now > used / 3 {
+            Err(format!(
+                "still {} MiB after the delete (had {} MiB)",
+                now >> 20,
+                used >> 20
+            ))
+        } else {
+            Ok(())
+        }
+    })
+    .await;
 }
 
 /// Request results leave `min_free_disk_mib` free too (they could fill the disk below what

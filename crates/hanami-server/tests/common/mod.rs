@@ -308,3 +308,23 @@ pub async fn init(socket: &mut Socket, token: &str, target: &str, uuid: &str) ->
         .unwrap();
     serde_json::from_slice(&next_bytes(socket).await.expect("init reply")).unwrap()
 }
+
+/// Calls `attempt` every 50 ms until it gives `Ok`, for at most `limit`, and returns that
+/// value; panics with the last `Err` after the limit. For what the server does shortly
+/// after an answer (a slot given back, memory freed, an error-log entry written).
+pub async fn eventually<T, F, Fut>(limit: std::time::Duration, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(last) if std::time::Instant::now() > deadline => {
+                panic!("not after {limit:?}: {last}")
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+}
