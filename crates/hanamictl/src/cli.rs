@@ -524,6 +524,28 @@ pub fn parse_pairs(items: &[String], flag: &str) -> Result<Vec<(String, String)>
     Ok(pairs)
 }
 
+/// A hint for a usage error that the documentation's own request-task example causes
+/// (`task create train … -r label:output_dataset`): `-r` belongs to `task create request`.
+/// Clap alone suggests passing `-r` as a value.
+pub fn usage_hint(error: &clap::Error, words: &[std::ffi::OsString]) -> Option<&'static str> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if error.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(argument)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let result_flag = argument == "-r" || argument.starts_with("--result");
+    let train = words
+        .windows(3)
+        .any(|w| w[0] == "task" && w[1] == "create" && w[2] == "train");
+    (result_flag && train).then_some(
+        "note: a request task is `task create request … -r HEXAGON:RESULT_NAME` (the value \
+         after ':' names the new result dataset); `task create train` takes the expected \
+         values with `-o HEXAGON:DATASET_UUID`",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory as _;
@@ -585,6 +607,48 @@ mod tests {
         assert!(cli.json);
         let cli = Cli::try_parse_from(["hanamictl", "host", "list", "--json_output"]).unwrap();
         assert!(cli.json);
+    }
+
+    #[test]
+    fn result_flags_on_train_tasks_point_to_request_tasks() {
+        use clap::CommandFactory as _;
+        let hint = |args: &[&str]| {
+            let words: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+            let error = Cli::command()
+                .try_get_matches_from(&words)
+                .expect_err("a usage error");
+            usage_hint(&error, &words)
+        };
+        let seed = [
+            "hanamictl",
+            "task",
+            "create",
+            "train",
+            "-j",
+            "-i",
+            "picture:x",
+            "-r",
+            "label:output_dataset",
+            "-c",
+            "cl",
+            "name",
+        ];
+        assert!(hint(&seed).is_some_and(|h| h.contains("task create request")));
+        let long = [
+            "hanamictl",
+            "task",
+            "create",
+            "train",
+            "--result=label:x",
+            "-c",
+            "c",
+            "n",
+        ];
+        assert!(hint(&long).is_some());
+        // Other unknown flags, and -r elsewhere, get clap's message alone.
+        let other = ["hanamictl", "task", "create", "train", "-x", "-c", "c", "n"];
+        assert!(hint(&other).is_none());
+        assert!(hint(&["hanamictl", "host", "list", "-r"]).is_none());
     }
 
     #[test]

@@ -74,6 +74,9 @@ fn parse_failure(error: &clap::Error) -> ExitCode {
                     "note: the value comes from the variable {variable}"
                 ));
             }
+            if let Some(hint) = cli::usage_hint(error, &words) {
+                error::report(hint);
+            }
             ExitCode::FAILURE
         }
     }
