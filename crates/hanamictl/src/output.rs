@@ -153,8 +153,8 @@ fn printable(text: String) -> String {
 }
 
 /// `text` as lines of at most [`MAX_CELL_WIDTH`] display columns: broken at its own line
-/// breaks, and after a space where one falls in the second half of a line (the space is
-/// dropped), else anywhere.
+/// breaks, and at the last space or comma in the second half of a line (the space is
+/// dropped, the comma ends the line: compact JSON has no spaces), else anywhere.
 fn wrap(text: &str) -> Vec<&str> {
     text.split('\n').flat_map(wrap_line).collect()
 }
@@ -165,28 +165,32 @@ fn wrap_line(text: &str) -> Vec<&str> {
     let mut rest = text;
     loop {
         let mut used = 0;
-        let mut space = None;
+        // Where the line would end and the next begin, at a space or after a comma.
+        let mut gap = None;
         let mut cut = None;
         for (at, c) in rest.char_indices() {
             let w = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
             if used + w > MAX_CELL_WIDTH {
                 cut = Some(at);
                 if c == ' ' {
-                    space = Some(at);
+                    gap = Some((at, at + 1));
                 }
                 break;
             }
             if c == ' ' && used >= MAX_CELL_WIDTH / 2 {
-                space = Some(at);
+                gap = Some((at, at + 1));
             }
             used += w;
+            if c == ',' && used >= MAX_CELL_WIDTH / 2 {
+                gap = Some((at + 1, at + 1));
+            }
         }
         let Some(cut) = cut else {
             lines.push(rest);
             return lines;
         };
-        let (line, next) = match space {
-            Some(at) => (&rest[..at], &rest[at + 1..]),
+        let (line, next) = match gap {
+            Some((end, start)) => (&rest[..end], &rest[start..]),
             None => rest.split_at(cut),
         };
         lines.push(line);
@@ -486,6 +490,21 @@ mod tests {
         assert_eq!(wrap(&exact), ["a".repeat(MAX_CELL_WIDTH).as_str(), "next"]);
         let note = format!("{} {}", "a".repeat(70), "b".repeat(70));
         assert_eq!(wrap(&note), ["a".repeat(70), "b".repeat(70)]);
+        // Compact JSON (a CSV dataset's description) breaks after a comma, not in a word.
+        let description = r#"{"a":{"end_column":1,"start_column":0},"b":{"end_column":2,"start_column":1},"c":{"end_column":3,"start_column":2}}"#;
+        assert_eq!(
+            wrap(description),
+            [
+                r#"{"a":{"end_column":1,"start_column":0},"b":{"end_column":2,"start_column":1},"c":{"end_column":3,"#,
+                r#""start_column":2}}"#
+            ]
+        );
+        // A comma in the first half is no break (a line of two characters helps nobody).
+        let early = format!("ab,{}", "c".repeat(120));
+        assert_eq!(
+            wrap(&early),
+            [format!("ab,{}", "c".repeat(97)), "c".repeat(23)]
+        );
         let single = single_table(&json!({"note": note}), &["note"]);
         assert_eq!(
             single,
