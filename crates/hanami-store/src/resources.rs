@@ -47,7 +47,8 @@ pub enum DeleteError {
     /// No such project or user.
     #[error("not found")]
     NotFound,
-    /// Resources still belong to it; the text names what, e.g. `2 dataset(s), 1 cluster(s)`.
+    /// Resources still belong to it; the text names what, e.g. `2 dataset(s) (d1, d2), 1
+    /// cluster(s) (c1)`.
     #[error("still owns {0}")]
     InUse(String),
     /// The database failed.
@@ -70,7 +71,11 @@ pub(crate) enum Holder<'a> {
     Owner(&'a str),
 }
 
-/// The resources `holder` has, in words (`2 dataset(s), 1 cluster(s)`); `None` if none.
+/// How many uuids of each kind of resource a refused deletion names.
+const NAMED_RESOURCES: usize = 3;
+
+/// The resources `holder` has, in words, with the uuids of the oldest of each kind
+/// (`2 dataset(s) (d1, d2), 1 cluster(s) (c1)`; `…` after the third); `None` if none.
 async fn held_resources(
     conn: &mut SqliteConnection,
     holder: Holder<'_>,
@@ -89,7 +94,18 @@ async fn held_resources(
         .fetch_one(&mut *conn)
         .await?;
         if n > 0 {
-            held.push(format!("{n} {}(s)", kind.word()));
+            let mut uuids: Vec<String> = sqlx::query_scalar(&format!(
+                "SELECT uuid FROM {} WHERE {column} = ? ORDER BY created_at, uuid LIMIT ?",
+                kind.table()
+            ))
+            .bind(id)
+            .bind(NAMED_RESOURCES as i64)
+            .fetch_all(&mut *conn)
+            .await?;
+            if n > NAMED_RESOURCES as i64 {
+                uuids.push("…".to_owned());
+            }
+            held.push(format!("{n} {}(s) ({})", kind.word(), uuids.join(", ")));
         }
     }
     Ok((!held.is_empty()).then(|| held.join(", ")))

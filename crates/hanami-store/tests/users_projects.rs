@@ -214,12 +214,24 @@ async fn resources_are_recorded_only_for_existing_owners_and_projects() {
     // And what they hold keeps them from being deleted.
     let held = store.delete_user("aaaa").await;
     assert!(
-        matches!(&held, Err(DeleteError::InUse(what)) if what == "1 dataset(s), 1 checkpoint(s)"),
+        matches!(&held, Err(DeleteError::InUse(what)) if what == "1 dataset(s) (d1), 1 checkpoint(s) (c1)"),
         "{held:?}"
     );
     let held = store.delete_project("proj_a").await;
     assert!(
-        matches!(&held, Err(DeleteError::InUse(what)) if what == "1 dataset(s)"),
+        matches!(&held, Err(DeleteError::InUse(what)) if what == "1 dataset(s) (d1)"),
+        "{held:?}"
+    );
+    // Past three of a kind, the oldest three and an ellipsis.
+    for uuid in ["d2", "d3", "d4"] {
+        store
+            .insert_resource(Kind::Dataset, &row(uuid, "aaaa", "proj_a"))
+            .await
+            .unwrap();
+    }
+    let held = store.delete_project("proj_a").await;
+    assert!(
+        matches!(&held, Err(DeleteError::InUse(what)) if what == "4 dataset(s) (d1, d2, d3, …)"),
         "{held:?}"
     );
 }
