@@ -26,7 +26,7 @@ pub struct Args {
     pub config: Option<PathBuf>,
     /// Address and port to listen on (an IP address, not a host name); port 0 picks a free
     /// one. Default: 127.0.0.1:11418.
-    #[arg(long, env = "HANAMI_LISTEN")]
+    #[arg(long, env = "HANAMI_LISTEN", value_parser = parse_listen)]
     pub listen: Option<SocketAddr>,
     /// Data directory: database, token key, datasets, checkpoints, the clusters' networks,
     /// temporary files. Default: ./hanami-data.
@@ -39,7 +39,11 @@ pub struct Args {
     #[arg(long, env = "HANAMI_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// Lifetime of issued tokens, in seconds (1 to ten years). Default: 3600.
-    #[arg(long, env = "HANAMI_TOKEN_EXPIRY")]
+    #[arg(
+        long,
+        env = "HANAMI_TOKEN_EXPIRY",
+        value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS)
+    )]
     pub token_expiry: Option<u64>,
     /// Policy file; the built-in default policy is used without one.
     #[arg(long, env = "HANAMI_POLICY_FILE")]
@@ -50,6 +54,7 @@ pub struct Args {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
+    #[serde(default, deserialize_with = "listen_address")]
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
@@ -200,8 +205,9 @@ impl Config {
             file.write_timeout.unwrap_or(DEFAULT_WRITE_TIMEOUT),
             &in_file,
         )?;
+        // A flag's (or its variable's) range was checked by the parser, which names it.
         let token_expiry = match args.token_expiry {
-            Some(value) => seconds("token_expiry", value, "")?,
+            Some(value) => Duration::from_secs(value),
             None => seconds(
                 "token_expiry",
                 file.token_expiry.unwrap_or(DEFAULT_TOKEN_EXPIRY),
@@ -254,7 +260,10 @@ impl Config {
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         if data_dir.as_os_str().is_empty() {
-            bail!("the data directory is an empty path: give one, or leave the setting out");
+            bail!(
+                "the data directory is an empty path{in_file}: give one, or leave the setting \
+                 out"
+            );
         }
         Ok(Self {
             listen: args
@@ -309,6 +318,27 @@ fn default_clusters_memory_mib() -> u64 {
 /// The longest time a setting in seconds may give: ten years (clocks and timers overflow
 /// somewhere beyond).
 const MAX_SECONDS: u64 = 10 * 365 * 24 * 3600;
+
+/// A listen address: an IP address and a port (`127.0.0.1:11418`, `[::1]:11418`), with a
+/// message that says so (the standard one is "invalid socket address syntax").
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!(
+            "'{text}' is no listen address: give an IP address and a port, like \
+             127.0.0.1:11418, [::1]:11418 or 0.0.0.0:11418 (no host names)"
+        )
+    })
+}
+
+/// The TOML `listen` key through [`parse_listen`].
+fn listen_address<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    let text = <String as Deserialize>::deserialize(deserializer)?;
+    parse_listen(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
 
 /// The setting `key` of `value` seconds, which must lie within 1 s and [`MAX_SECONDS`].
 /// `origin` tells an error where the value came from.
@@ -430,8 +460,17 @@ mod tests {
             std::fs::write(&path, format!("{key} = 315360000\n")).unwrap();
             Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap();
         }
-        let err = Config::from_args(args(&["--token-expiry", "0"])).unwrap_err();
-        assert!(err.to_string().contains("token_expiry"), "{err:#}");
+        // The flag's range is the parser's: its error names the flag.
+        for value in ["0", "315360001"] {
+            let refused = Args::try_parse_from(["hanami", "--token-expiry", value]).unwrap_err();
+            assert!(refused.to_string().contains("--token-expiry"), "{refused}");
+        }
+        assert_eq!(
+            Config::from_args(args(&["--token-expiry", "315360000"]))
+                .unwrap()
+                .token_expiry,
+            Duration::from_secs(315_360_000)
+        );
         std::fs::write(&path, "cluster_memory_mib = 0\n").unwrap();
         let err = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap_err();
         assert!(err.to_string().contains("cluster_memory_mib"), "{err:#}");
@@ -523,15 +562,29 @@ mod tests {
                 .ends_with(&format!("not 0 (in the config file {p})")),
             "{err}"
         );
-        // A value from a flag is not blamed on the file.
-        std::fs::write(&path, "").unwrap();
-        let err = Config::from_args(args(&["--config", p, "--token-expiry", "0"])).unwrap_err();
-        assert!(err.to_string().ends_with("not 0"), "{err}");
+        // Host names are no listen addresses, and the message says what is.
+        std::fs::write(&path, "listen = \"localhost:11418\"\n").unwrap();
+        let err = format!(
+            "{:#}",
+            Config::from_args(args(&["--config", p])).unwrap_err()
+        );
+        assert!(err.contains("like 127.0.0.1:11418"), "{err}");
+        let refused = Args::try_parse_from(["hanami", "--listen", ":11418"]).unwrap_err();
+        assert!(refused.to_string().contains("(no host names)"), "{refused}");
+        assert_eq!(
+            args(&["--listen", "[::1]:7"]).listen,
+            Some("[::1]:7".parse().unwrap())
+        );
+        // A flag's value wins over the file's, which is not checked then.
+        std::fs::write(&path, "token_expiry = 0\n").unwrap();
+        let c = Config::from_args(args(&["--config", p, "--token-expiry", "9"])).unwrap();
+        assert_eq!(c.token_expiry, Duration::from_secs(9));
         std::fs::write(&path, "data_dir = \"\"\n").unwrap();
         let err = Config::from_args(args(&["--config", p])).unwrap_err();
         assert!(
-            err.to_string()
-                .contains("the data directory is an empty path"),
+            err.to_string().contains(&format!(
+                "the data directory is an empty path (in the config file {p})"
+            )),
             "{err}"
         );
     }

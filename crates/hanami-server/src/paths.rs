@@ -2,6 +2,20 @@
 
 use std::path::{Path, PathBuf};
 
+/// What to do about a refused write in the data directory (empty for other errors).
+fn permission_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            " (the data directory and everything in it must be writable by the user the \
+             server runs as)"
+        }
+        std::io::ErrorKind::ReadOnlyFilesystem => {
+            " (the data directory must be on a file system mounted for writing)"
+        }
+        _ => "",
+    }
+}
+
 /// The layout of the data directory.
 #[derive(Debug, Clone)]
 pub struct DataDir {
@@ -16,7 +30,9 @@ impl DataDir {
         }
     }
 
-    /// Creates the directory and its sub-folders; an error names the folder that failed.
+    /// Creates the directory and its sub-folders, and checks that the server can create
+    /// files in each (a read-only folder failed only at the first upload, network save or
+    /// checkpoint, with a 500); an error names the folder that failed.
     pub fn create(&self) -> anyhow::Result<()> {
         for dir in [
             &self.root,
@@ -30,6 +46,17 @@ impl DataDir {
             }
             std::fs::create_dir_all(dir)
                 .map_err(|e| anyhow::anyhow!("cannot create directory {}: {e}", dir.display()))?;
+            // A temporary name that a start removes, should a crash leave the file behind.
+            let probe = dir.join(format!(".write-check-{}.hanami-tmp", std::process::id()));
+            std::fs::write(&probe, b"")
+                .and_then(|()| std::fs::remove_file(&probe))
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot create files in {}: {e}{}",
+                        dir.display(),
+                        permission_hint(&e)
+                    )
+                })?;
         }
         Ok(())
     }
@@ -45,7 +72,9 @@ impl DataDir {
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+            .map_err(|e| {
+                anyhow::anyhow!("cannot open {}: {e}{}", path.display(), permission_hint(&e))
+            })?;
         // SAFETY: flock only reads its integer arguments; the descriptor is valid while
         // `file` lives.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
@@ -146,6 +175,40 @@ pub struct DataDirLock {
 #[cfg(test)]
 mod tests {
     use super::DataDir;
+
+    /// A folder the server cannot create files in stops the start, naming the folder
+    /// (here one that no user can write to: /proc, behind a link).
+    #[test]
+    fn folders_without_write_access_are_found_at_start() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = DataDir::new(tmp.path());
+        std::os::unix::fs::symlink("/proc", paths.datasets()).unwrap();
+        let error = paths.create().unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!(
+                "cannot create files in {}: ",
+                paths.datasets().display()
+            )),
+            "{error}"
+        );
+        std::fs::remove_file(paths.datasets()).unwrap();
+        paths.create().unwrap();
+        // The checks leave nothing behind: the root holds the four folders, they nothing.
+        let names = |dir: &std::path::Path| {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            names(tmp.path()),
+            ["checkpoints", "clusters", "datasets", "uploads"]
+        );
+        assert!(names(&paths.datasets()).is_empty());
+        assert!(names(&paths.uploads()).is_empty());
+    }
 
     #[test]
     fn nothing_set_aside_is_replaced() {

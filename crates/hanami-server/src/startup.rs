@@ -556,8 +556,8 @@ use crate::disk::MIN_FREE_TO_START;
 fn enough_to_start(free: u64, data_dir: &Path) -> anyhow::Result<()> {
     if free < MIN_FREE_TO_START {
         bail!(
-            "the disk of the data directory {} is full ({} KiB free, {} MiB needed to start): \
-             free space first",
+            "the disk of the data directory {} is almost full ({} KiB free, {} MiB needed to \
+             start): free space first",
             data_dir.display(),
             free >> 10,
             MIN_FREE_TO_START >> 20
@@ -571,7 +571,17 @@ fn enough_to_start(free: u64, data_dir: &Path) -> anyhow::Result<()> {
 /// used to be deleted as unreferenced).
 fn refuse_a_lost_database(paths: &DataDir) -> anyhow::Result<()> {
     let database = paths.database();
-    let lost = std::fs::metadata(&database).map_or(true, |m| m.len() == 0);
+    let metadata = std::fs::metadata(&database);
+    if metadata.as_ref().is_ok_and(|m| !m.is_file()) {
+        // SQLite only says that it cannot open it.
+        bail!(
+            "the database {} is not a file (a directory, say): move it away, and put the \
+             database file of this data directory in its place, or nothing to start with an \
+             empty server",
+            database.display()
+        );
+    }
+    let lost = metadata.map_or(true, |m| m.len() == 0);
     let files = paths.resource_file_count();
     if lost && files > 0 {
         bail!(
@@ -1044,7 +1054,10 @@ mod tests {
     fn a_full_disk_stops_the_start() {
         let dir = Path::new("/srv/data");
         let error = enough_to_start(100 << 10, dir).unwrap_err().to_string();
-        assert!(error.contains("/srv/data is full (100 KiB free"), "{error}");
+        assert!(
+            error.contains("/srv/data is almost full (100 KiB free"),
+            "{error}"
+        );
         enough_to_start(MIN_FREE_TO_START, dir).unwrap();
     }
 

@@ -403,6 +403,14 @@ async fn a_lost_database_keeps_the_files() {
         launch().data_dir(&data).try_start().is_err(),
         "started on an empty database"
     );
+    // A folder in its place is named as such (SQLite only said it could not open it).
+    std::fs::remove_file(data.join("hanami.db")).unwrap();
+    std::fs::create_dir(data.join("hanami.db")).unwrap();
+    let Err(stderr) = launch().data_dir(&data).try_start() else {
+        panic!("started with a folder for its database");
+    };
+    assert!(stderr.contains("hanami.db is not a file"), "{stderr}");
+    std::fs::remove_dir(data.join("hanami.db")).unwrap();
     // The database back: everything is there, the stray file set aside, and the
     // half-written files of saves that a crash interrupted removed (they piled up in
     // `unreferenced/`).
