@@ -42,7 +42,8 @@ pub struct Args {
     #[arg(
         long,
         env = "HANAMI_TOKEN_EXPIRY",
-        value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS)
+        value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS),
+        allow_negative_numbers = true
     )]
     pub token_expiry: Option<u64>,
     /// Policy file; the built-in default policy is used without one.
@@ -461,9 +462,13 @@ mod tests {
             Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap();
         }
         // The flag's range is the parser's: its error names the flag.
-        for value in ["0", "315360001"] {
+        for value in ["0", "315360001", "-5"] {
             let refused = Args::try_parse_from(["hanami", "--token-expiry", value]).unwrap_err();
-            assert!(refused.to_string().contains("--token-expiry"), "{refused}");
+            let text = refused.to_string();
+            assert!(
+                text.contains(&format!("invalid value '{value}' for '--token-expiry")),
+                "{text}"
+            );
         }
         assert_eq!(
             Config::from_args(args(&["--token-expiry", "315360000"]))

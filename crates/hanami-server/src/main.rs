@@ -29,13 +29,22 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn serve() -> std::process::ExitCode {
+    // An unset or empty RUST_LOG means `info`; one the filter cannot take is said so.
+    let (filter, refused) = match std::env::var("RUST_LOG") {
+        Ok(text) if !text.is_empty() => match EnvFilter::try_new(&text) {
+            Ok(filter) => (filter, None),
+            Err(e) => (EnvFilter::new("info"), Some((text, e))),
+        },
+        _ => (EnvFilter::new("info"), None),
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(filter)
         .with_writer(|| LogSink)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Some((text, e)) = refused {
+        tracing::warn!("RUST_LOG '{text}' is not a valid log filter ({e}): logging at info");
+    }
     let result = match Config::from_args(parse_args()) {
         Ok(config) => hanami_server::run(config).await,
         Err(e) => Err(e),

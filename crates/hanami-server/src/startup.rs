@@ -193,6 +193,7 @@ async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Resu
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
     ensure_admin(&store).await?;
     let tokens = TokenKey::load_or_create(&paths.token_key(), config.token_expiry)?;
+    warn_if_others_can_read(&paths.token_key());
     let cpu_host = host_id(&paths.host_id())?;
     set_aside_unreferenced_files(&store, Kind::Dataset, &paths.datasets(), &paths).await?;
     set_aside_unreferenced_files(&store, Kind::Checkpoint, &paths.checkpoints(), &paths).await?;
@@ -660,7 +661,10 @@ async fn remove_old_log_entries(store: Store, days: u32) {
             .await
         {
             Ok(0) => {}
-            Ok(removed) => tracing::info!("removed {removed} log entries older than {days} days"),
+            Ok(removed) => {
+                let unit = if days == 1 { "day" } else { "days" };
+                tracing::info!("removed {removed} log entries older than {days} {unit}");
+            }
             Err(e) => tracing::error!("cannot remove old log entries: {e}"),
         }
     }
@@ -714,6 +718,23 @@ fn foreign_endpoints<'a>(policy: &'a Policy, routes: &Routes) -> Vec<&'a str> {
     foreign
 }
 
+/// Warns when users other than the server's may read the token key (a copied or restored
+/// data directory): whoever reads it can make tokens for any user, admins included.
+fn warn_if_others_can_read(key: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(metadata) = std::fs::metadata(key) {
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "{} can be read by other users of this machine (mode {mode:o}): whoever reads \
+                 it can make tokens for any user; let only the server's user read it (chmod \
+                 600)",
+                key.display()
+            );
+        }
+    }
+}
+
 /// Creates the first global admin from the environment when no admin exists yet.
 async fn ensure_admin(store: &Store) -> anyhow::Result<()> {
     if store.has_admin().await? {
@@ -725,9 +746,18 @@ async fn ensure_admin(store: &Store) -> anyhow::Result<()> {
         var(ADMIN_NAME_VAR),
         var(ADMIN_PASSWORD_VAR),
     ) else {
+        let missing: Vec<&str> = [ADMIN_ID_VAR, ADMIN_NAME_VAR, ADMIN_PASSWORD_VAR]
+            .into_iter()
+            .filter(|name| var(name).is_none())
+            .collect();
+        let which = if missing.len() < 3 {
+            format!(" ({} not set)", missing.join(" and "))
+        } else {
+            String::new()
+        };
         bail!(
             "no admin user exists yet: set {ADMIN_ID_VAR}, {ADMIN_NAME_VAR} and \
-             {ADMIN_PASSWORD_VAR} to create the first one"
+             {ADMIN_PASSWORD_VAR} to create the first one{which}"
         );
     };
     // The admin must be able to log in through the API, which validates these.
@@ -934,8 +964,13 @@ fn tls_server_config(tls: &crate::config::TlsFiles) -> anyhow::Result<rustls::Se
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, private_key)
-        .map_err(|e| {
-            anyhow::anyhow!("the key in {key} does not belong to the certificate in {cert}: {e}")
+        .map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => anyhow::anyhow!(
+                "the key in {key} does not belong to the first certificate in {cert} (the \
+                 server's own certificate comes first in the file, then the certificates that \
+                 signed it)"
+            ),
+            other => anyhow::anyhow!("the key in {key} and the certificates in {cert}: {other}"),
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)

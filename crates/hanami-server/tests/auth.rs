@@ -359,12 +359,34 @@ async fn first_start_needs_the_admin_variables() {
     ] {
         assert!(stderr.contains(var), "{stderr}");
     }
+    // Where some are set, the message names the others.
+    let Err(stderr) = launch()
+        .without_admin_env()
+        .env("HANAMI_ADMIN_USER_ID", "asdf")
+        .try_start()
+    else {
+        panic!("server started without an admin");
+    };
+    assert!(
+        stderr.contains("(HANAMI_ADMIN_USER_NAME and HANAMI_ADMIN_PASSWORD not set)"),
+        "{stderr}"
+    );
     // Once an admin exists the variables are not needed.
     let mut server = TestServer::start();
     let dir = server.data_dir.clone();
     assert!(server.stop());
-    let again = launch().without_admin_env().data_dir(&dir).start();
+    let mut again = launch().without_admin_env().data_dir(&dir).start();
     again.admin().await;
+    assert!(again.stop());
+    // A token key that others may read (a copied data directory) is warned about.
+    use std::os::unix::fs::PermissionsExt as _;
+    let key = dir.join("token.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(
+        launch()
+            .data_dir(&dir)
+            .kill_when_logged(&dir, "token.key can be read by other users")
+    );
 }
 
 #[tokio::test]
@@ -693,7 +715,9 @@ async fn a_certificate_that_does_not_load_stops_the_start_before_anything_change
     };
     assert!(
         stderr.contains("cannot load the TLS files: the key in")
-            && stderr.contains("does not belong to the certificate in"),
+            && stderr.contains("does not belong to the first certificate in")
+            && stderr.contains("server's own certificate comes first")
+            && !stderr.contains("KeyMismatch"),
         "{stderr}"
     );
     // Files without the PEM blocks they should hold are named.

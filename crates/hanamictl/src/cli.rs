@@ -47,7 +47,8 @@ pub struct Cli {
         env = "HANAMI_ANSWER_TIMEOUT",
         value_name = "SECONDS",
         default_value_t = hanami_sdk::DEFAULT_ANSWER_TIMEOUT.as_secs(),
-        value_parser = clap::value_parser!(u64).range(1..=86_400)
+        value_parser = clap::value_parser!(u64).range(1..=86_400),
+        allow_negative_numbers = true
     )]
     pub answer_timeout: u64,
 
@@ -350,7 +351,8 @@ pub struct Wait {
         long,
         value_name = "SECONDS",
         default_value_t = 3600,
-        requires = "wait"
+        requires = "wait",
+        allow_negative_numbers = true
     )]
     pub timeout: u64,
 }
@@ -495,7 +497,7 @@ pub struct LogPage {
     #[arg(short, long, value_name = "USER_ID")]
     pub user: Option<String>,
     /// The page: 100 entries each, oldest first, counted from 0
-    #[arg(short, long, default_value_t = 0)]
+    #[arg(short, long, default_value_t = 0, allow_negative_numbers = true)]
     pub page: u64,
 }
 
@@ -649,6 +651,18 @@ mod tests {
         let other = ["hanamictl", "task", "create", "train", "-x", "-c", "c", "n"];
         assert!(hint(&other).is_none());
         assert!(hint(&["hanamictl", "host", "list", "-r"]).is_none());
+    }
+
+    /// A negative number is a bad value of its flag, not an unknown flag.
+    #[test]
+    fn negative_numbers_are_refused_as_values() {
+        for args in [
+            &["hanamictl", "log", "audit", "-p", "-1"][..],
+            &["hanamictl", "host", "list", "--answer-timeout", "-5"],
+        ] {
+            let error = Cli::try_parse_from(args).unwrap_err().to_string();
+            assert!(error.contains("invalid value '-"), "{error}");
+        }
     }
 
     #[test]
