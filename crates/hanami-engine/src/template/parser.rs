@@ -9,6 +9,9 @@ use super::{InterfaceTemplate, Position, Settings, Template, limits};
 
 /// Parses and checks a whole template.
 pub(crate) fn parse(text: &str) -> Result<Template, TemplateError> {
+    // Editors on Windows start UTF-8 files with a byte-order mark; positions then count
+    // from the first character the user sees.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.is_empty() {
         return Err(TemplateError::new(0, 0, Kind::Empty));
     }

@@ -106,6 +106,15 @@ fn layout_is_free_form_and_defaults_apply() {
     assert_eq!(t.settings().neuron_cooldown, 7.0);
     // CRLF line endings are accepted (documented extension)
     assert!(Template::parse(&SEED_TEMPLATE.replace('\n', "\r\n")).is_ok());
+    // A leading byte-order mark is skipped, and positions count without it.
+    let marked = format!("\u{feff}{SEED_TEMPLATE}");
+    assert_eq!(Template::parse(&marked), Template::parse(SEED_TEMPLATE));
+    let bad = "version: 1\nsettings:\n    refractory_time: x\n";
+    let wrong = Template::parse(&format!("\u{feff}{bad}")).unwrap_err();
+    assert_eq!(wrong, Template::parse(bad).unwrap_err());
+    assert_eq!((wrong.line, wrong.column), (3, 22), "{wrong}");
+    // Not elsewhere: a second one is an invisible character inside the template.
+    assert!(Template::parse(&format!("\u{feff}\u{feff}{SEED_TEMPLATE}")).is_err());
     // a 254-character name is fine
     let name = "n".repeat(254);
     assert!(Template::parse(&with(SET, HEX, &IN.replace("x:", &format!("{name}:")), OUT)).is_ok());
