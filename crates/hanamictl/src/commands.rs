@@ -602,10 +602,16 @@ async fn execute(
         Command::Cluster(cmd) => match cmd {
             ClusterCmd::Create { name, .. } => {
                 let template = local.template.unwrap_or_default();
-                single(
-                    &client.create_cluster(&name, &template).await.map_err(sdk)?,
-                    RESOURCE,
-                )
+                let created = client.create_cluster(&name, &template).await.map_err(sdk)?;
+                if template.is_empty() {
+                    // Allowed (a cluster to restore a checkpoint into), but a truncated file
+                    // is an easy mistake, and tasks only fail later.
+                    crate::error::report(
+                        "note: the template file is empty, so the cluster has no network: \
+                         restore a checkpoint into it (cluster restore) before tasks can use it",
+                    );
+                }
+                single(&created, RESOURCE)
             }
             ClusterCmd::Get { uuid } => {
                 single(&client.cluster(&uuid).await.map_err(sdk)?, RESOURCE)

@@ -487,6 +487,25 @@ fn clusters_hosts_checkpoints_and_tasks() {
         .ok()
         .json();
     assert!(restored["uuid"].is_string());
+    // An empty template makes a cluster without a network, which only a restore fills:
+    // the CLI says so (a truncated file is an easy mistake).
+    let empty = path_str(&server.write("empty_template", ""));
+    let bare = server
+        .ctl(&["cluster", "create", "-t", &empty, "bare_cluster"])
+        .ok();
+    assert_eq!(bare.field("NAME"), "bare_cluster");
+    assert!(
+        bare.stderr.starts_with("note: the template file is empty"),
+        "{}",
+        bare.stderr
+    );
+    let with_template = server
+        .ctl(&["cluster", "create", "-t", &template, "full_cluster"])
+        .ok();
+    assert!(with_template.stderr.is_empty(), "{}", with_template.stderr);
+    for uuid in [bare.field("UUID"), with_template.field("UUID")] {
+        server.ctl(&["cluster", "delete", &uuid]).ok();
+    }
     server
         .ctl(&["cluster", "restore", "-c", UNKNOWN_UUID, &fresh])
         .fails_with_status(404);
