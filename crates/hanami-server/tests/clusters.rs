@@ -356,6 +356,17 @@ async fn tasks_are_validated_before_they_are_queued() {
         404,
         "no columns named 'picture'",
     );
+    // One of the right name but of another width, said in words that fit the count.
+    let one_column = tmp.path().join("one_column.csv");
+    std::fs::write(&one_column, "picture\n1\n").unwrap();
+    let ds = client.upload_csv("one_column", &one_column).await.unwrap();
+    expect(
+        client
+            .train("task_x", c, &[("picture", &ds.uuid)], &[("label", &train)])
+            .await,
+        400,
+        "has 1 column named 'picture', but input 'picture' of the cluster has 784 neurons",
+    );
     // No junk tasks were queued.
     assert!(client.tasks(c).await.unwrap().body.is_empty());
 
@@ -1052,6 +1063,51 @@ async fn direct_sessions_end_with_direct_mode_and_their_cluster() {
     })
     .await;
     drop(socket);
+}
+
+/// A session's first message that is no start object, and a direct-IO message beyond the
+/// websocket limit, are refused with reasons that say what is expected (the latter told
+/// the client to send smaller chunks, which direct IO has not).
+#[tokio::test]
+async fn oversized_and_malformed_session_messages_say_what_is_expected() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let mut socket = common::open_socket(&server, "/").await;
+    socket.send(Message::text("[1, 2]")).await.unwrap();
+    let reply: serde_json::Value =
+        serde_json::from_slice(&common::next_bytes(&mut socket).await.unwrap()).unwrap();
+    assert_eq!(reply["success"], false);
+    let error = reply["error"].as_str().unwrap();
+    assert!(
+        error.contains(r#"expected a JSON object {"token", "target", "uuid"}"#),
+        "{error}"
+    );
+
+    let cluster = common::seed_cluster(&client, "oversized").await;
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let mut socket = common::open_socket(&server, "/").await;
+    let reply = common::init(&mut socket, &client.token(), "cluster", &cluster).await;
+    assert_eq!(reply["success"], true, "{reply}");
+    // The server may close while the message is still being sent.
+    let _ = socket
+        .send(Message::binary(vec![0u8; (16 << 20) + 1]))
+        .await;
+    let frame = loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => break frame,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(frame.code), 1009);
+    assert!(
+        frame.reason.contains("the values of one interface")
+            && !frame.reason.contains("smaller chunks"),
+        "{}",
+        frame.reason
+    );
 }
 
 /// Once a task is reported ended, the cluster is idle: it switches to DIRECT mode at once,

@@ -103,12 +103,14 @@ async fn bind(
             ))
         })?;
         if columns.width() != interface.size as u64 {
+            let plural =
+                |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
             return Err(ApiError::BadRequest(format!(
-                "Dataset '{dataset_uuid}' has {} columns named '{name}', but {} '{name}' of the \
-                 cluster has {} neurons",
-                columns.width(),
+                "Dataset '{dataset_uuid}' has {} named '{name}', but {} '{name}' of the cluster \
+                 has {}",
+                plural(columns.width(), "column"),
                 side.word(),
-                interface.size
+                plural(interface.size as u64, "neuron")
             )));
         }
         if side == Side::Output {

@@ -8,6 +8,16 @@ use hanami_types::websocket::proto::{ClusterIoMessage, ClusterProcessType, Targe
 use prost::Message as _;
 
 use super::{Access, Incoming, SHUTTING_DOWN, TOO_BIG, close_with, next_message};
+
+/// Why a direct-IO session closes after a message beyond the websocket limit: its values
+/// are those of one interface, and even the largest never need that much.
+fn too_big() -> String {
+    format!(
+        "{TOO_BIG}, and a direct-IO message carries the values of one interface, which has at \
+         most {} neurons (4 bytes each)",
+        hanami_engine::template::limits::MAX_INPUTS
+    )
+}
 use crate::clusters::{ClusterHandle, DirectSessionSlot, Interfaces, RefusedGrowth};
 use crate::state::App;
 
@@ -118,7 +128,7 @@ async fn serve(
                 return;
             }
             Incoming::TooBig => {
-                close_with(app, socket, close_code::SIZE, TOO_BIG).await;
+                close_with(app, socket, close_code::SIZE, &too_big()).await;
                 return;
             }
             Incoming::Text(_) => {

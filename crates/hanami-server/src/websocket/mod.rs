@@ -155,8 +155,11 @@ async fn answer_close(socket: &mut WebSocket) {
     let _ = tokio::time::timeout(Duration::from_secs(1), flushed).await;
 }
 
-/// Why a session closes after a message beyond [`MAX_MESSAGE_BYTES`].
-pub(crate) const TOO_BIG: &str =
+/// Why a session closes after a message beyond [`MAX_MESSAGE_BYTES`] before it started.
+pub(crate) const TOO_BIG: &str = "message too big: a websocket message may hold at most 16 MiB";
+
+/// Why an upload session closes after a chunk beyond [`MAX_MESSAGE_BYTES`].
+const CHUNK_TOO_BIG: &str =
     "message too big: a websocket message may hold at most 16 MiB (send smaller chunks)";
 
 /// Whether a websocket error is the refusal of a message beyond [`MAX_MESSAGE_BYTES`]. The
@@ -281,8 +284,12 @@ fn json_frame(reply: &SessionReply) -> Message {
 /// Checks the first message of a session (JSON, from a text or a binary frame) and opens
 /// its target.
 async fn start(app: &App, text: &[u8]) -> Result<(Target, Access), String> {
-    let mut init: SessionInit =
-        serde_json::from_slice(text).map_err(|e| format!("invalid session start message: {e}"))?;
+    let mut init: SessionInit = serde_json::from_slice(text).map_err(|e| {
+        format!(
+            "invalid session start message: expected a JSON object {{\"token\", \"target\", \
+                 \"uuid\"}} ({e})"
+        )
+    })?;
     // Stored in lowercase, like every uuid the server makes.
     init.uuid.make_ascii_lowercase();
     let verified = api::verify_signature(app, &init.token).map_err(refusal_text)?;
@@ -417,7 +424,7 @@ async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget, acce
                 return;
             }
             Incoming::TooBig => {
-                refuse_with(app, socket, close_code::SIZE, TOO_BIG).await;
+                refuse_with(app, socket, close_code::SIZE, CHUNK_TOO_BIG).await;
                 return;
             }
             Incoming::Text(_) => {
