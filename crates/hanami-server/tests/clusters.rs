@@ -1110,6 +1110,58 @@ async fn oversized_and_malformed_session_messages_say_what_is_expected() {
     );
 }
 
+/// A direct-IO message with a value that no step could use (not finite, or an expected
+/// value outside [0, 1]) closes the session when it arrives, naming it; it was acknowledged
+/// and refused only at the step, or not at all if overwritten first.
+#[tokio::test]
+async fn unusable_direct_io_values_are_refused_on_arrival() {
+    use futures_util::{SinkExt, StreamExt};
+    use hanami_types::websocket::proto::{ClusterIoMessage, ClusterProcessType, TargetBufferType};
+    use prost::Message as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let cluster = common::seed_cluster(&client, "unusable").await;
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let staged = |name: &str, buffer: TargetBufferType, values: Vec<f32>| ClusterIoMessage {
+        buffer_name: name.to_owned(),
+        is_last: false,
+        process_type: ClusterProcessType::TrainType as i32,
+        target_buffer_type: buffer as i32,
+        number_of_values: values.len() as u64,
+        values,
+    };
+    let mut picture = vec![0.0f32; 784];
+    picture[3] = f32::NAN;
+    let mut label = vec![0.0f32; 10];
+    label[7] = 1.5;
+    for (message, reason) in [
+        (
+            staged("picture", TargetBufferType::InputBufferType, picture),
+            "the value at index 3 of 'picture' is not a finite number",
+        ),
+        (
+            staged("label", TargetBufferType::ExpectedBufferType, label),
+            "the expected value at index 7 of 'label' is 1.5, outside [0, 1]",
+        ),
+    ] {
+        let mut socket = common::open_socket(&server, "/").await;
+        let reply = common::init(&mut socket, &client.token(), "cluster", &cluster).await;
+        assert_eq!(reply["success"], true, "{reply}");
+        socket
+            .send(Message::binary(message.encode_to_vec()))
+            .await
+            .unwrap();
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                assert_eq!(u16::from(frame.code), 1008);
+                assert!(frame.reason.contains(reason), "{}", frame.reason);
+            }
+            other => panic!("no close frame: {other:?}"),
+        }
+    }
+}
+
 /// Once a task is reported ended, the cluster is idle: it switches to DIRECT mode at once,
 /// and a checkpoint saved then exists when the answer comes. (The end used to be announced
 /// before the cluster forgot its running task: a helper saw the switch refused after 3 % of

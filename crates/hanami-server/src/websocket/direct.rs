@@ -205,6 +205,22 @@ fn ack(is_last: bool) -> ClusterIoMessage {
     }
 }
 
+/// The engine's refusal of the first value that a step could not use: one that is not
+/// finite, or an expected value outside [0, 1].
+fn unusable_value(name: &str, what: &str, values: &[f32]) -> Option<hanami_engine::EngineError> {
+    use hanami_engine::EngineError;
+    values.iter().enumerate().find_map(|(index, &value)| {
+        let name = name.to_owned();
+        if !value.is_finite() {
+            Some(EngineError::NonFinite { name, index })
+        } else if what == "output" && !(0.0..=1.0).contains(&value) {
+            Some(EngineError::ExpectedOutOfRange { name, index, value })
+        } else {
+            None
+        }
+    })
+}
+
 /// Stages one message's values and, for the last message of a sample, processes it.
 fn handle(
     cluster: &ClusterHandle,
@@ -243,6 +259,10 @@ fn handle(
     let count = usize::try_from(message.number_of_values)
         .unwrap_or(usize::MAX)
         .min(message.values.len());
+    // Refused with the message that carries them, not at the step that would use them.
+    if let Some(refusal) = unusable_value(&message.buffer_name, what, &message.values[..count]) {
+        return Err(refusal.to_string());
+    }
     buffer[..count].copy_from_slice(&message.values[..count]);
     if what == "output" {
         staging.taught.insert(message.buffer_name.clone());
