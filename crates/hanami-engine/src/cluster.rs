@@ -603,8 +603,21 @@ pub(crate) fn first_non_finite(values: &[f32]) -> Option<usize> {
     }
 }
 
-/// Refuses expected values outside [0, 1] (checked after [`check_values`]: all finite).
-pub(crate) fn check_expected_range(name: &str, values: &[f32]) -> Result<(), EngineError> {
+/// Refuses a value of the interface `name` that is NaN or infinite, as every step does;
+/// for callers that take values in parts before a step (direct IO's staged messages).
+pub fn check_finite(name: &str, values: &[f32]) -> Result<(), EngineError> {
+    match first_non_finite(values) {
+        Some(index) => Err(EngineError::NonFinite {
+            name: name.to_string(),
+            index,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Refuses expected values outside [0, 1], as every training step does (checked after
+/// [`check_finite`]: all finite).
+pub fn check_expected_range(name: &str, values: &[f32]) -> Result<(), EngineError> {
     match values.iter().position(|v| !(0.0..=1.0).contains(v)) {
         Some(index) => Err(EngineError::ExpectedOutOfRange {
             name: name.to_string(),
@@ -623,13 +636,7 @@ fn check_values(name: &str, values: &[f32], size: usize) -> Result<(), EngineErr
             got: values.len(),
         });
     }
-    match first_non_finite(values) {
-        Some(index) => Err(EngineError::NonFinite {
-            name: name.to_string(),
-            index,
-        }),
-        None => Ok(()),
-    }
+    check_finite(name, values)
 }
 
 #[cfg(test)]

@@ -40,7 +40,10 @@ pub mod template;
 
 pub use batch::{BatchOutcome, Rows, RowsFn, argmax, one_hot};
 pub use checkpoint::{CheckpointError, FORMAT_VERSION};
-pub use cluster::{Cluster, ClusterOptions, GrowthStats, InterfaceInfo, SizeReport};
+pub use cluster::{
+    Cluster, ClusterOptions, GrowthStats, InterfaceInfo, SizeReport, check_expected_range,
+    check_finite,
+};
 pub use error::{EngineError, RowError};
 pub use memory::{MemoryPool, PoolSpent};
 pub use template::{Template, TemplateError};

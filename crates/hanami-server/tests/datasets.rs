@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    ADMIN, ADMIN_PW, ServerExt, Socket, TestServer, init, launch, launch_with_config, member,
-    mnist_files, next_bytes, open_socket, sdk, sha256, with_https,
+    ADMIN, ADMIN_PW, ServerExt, Socket, TestServer, announce_frame, init, launch,
+    launch_with_config, member, mnist_files, next_bytes, open_socket, sdk, sha256, with_https,
 };
 use futures_util::{SinkExt, StreamExt};
 use hanami_sdk::Error;
@@ -505,19 +505,6 @@ async fn close_frame(socket: &mut Socket) -> (u16, String) {
             Some(Ok(_)) => continue,
             other => panic!("no close frame: {other:?}"),
         }
-    }
-}
-
-/// Writes the header of a masked binary frame that announces `len` payload bytes, and no
-/// payload: what the server sees first of a message of that size.
-async fn announce_frame(socket: &mut Socket, len: u64) {
-    use tokio::io::AsyncWriteExt;
-    let mut header = vec![0x82, 0x80 | 127];
-    header.extend_from_slice(&len.to_be_bytes());
-    header.extend_from_slice(&[1, 2, 3, 4]);
-    match socket.get_mut() {
-        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.write_all(&header).await.unwrap(),
-        _ => unreachable!("a plain connection"),
     }
 }
 

@@ -7,19 +7,15 @@ use axum::extract::ws::{Message, WebSocket, close_code};
 use hanami_types::websocket::proto::{ClusterIoMessage, ClusterProcessType, TargetBufferType};
 use prost::Message as _;
 
-use super::{Access, Incoming, SHUTTING_DOWN, TOO_BIG, close_with, next_message};
-
-/// Why a direct-IO session closes after a message beyond the websocket limit: its values
-/// are those of one interface, and even the largest never need that much.
-fn too_big() -> String {
-    format!(
-        "{TOO_BIG}, and a direct-IO message carries the values of one interface, which has at \
-         most {} neurons (4 bytes each)",
-        hanami_engine::template::limits::MAX_INPUTS
-    )
-}
+use super::{Access, Incoming, SHUTTING_DOWN, close_with, next_message};
 use crate::clusters::{ClusterHandle, DirectSessionSlot, Interfaces, RefusedGrowth};
 use crate::state::App;
+
+/// Why a direct-IO session closes after a message beyond the websocket limit (a close
+/// reason, so at most 123 bytes): it holds the values of one interface, and the largest
+/// never need that much. A test checks the limit of inputs named here.
+const TOO_BIG: &str = "message too big: at most 16 MiB; a direct-IO message holds the values \
+                       of one interface (at most 1048576, 4 bytes each)";
 
 /// Values staged for the next sample, one full-size buffer per interface.
 struct Staging {
@@ -128,7 +124,7 @@ async fn serve(
                 return;
             }
             Incoming::TooBig => {
-                close_with(app, socket, close_code::SIZE, &too_big()).await;
+                close_with(app, socket, close_code::SIZE, TOO_BIG).await;
                 return;
             }
             Incoming::Text(_) => {
@@ -205,22 +201,6 @@ fn ack(is_last: bool) -> ClusterIoMessage {
     }
 }
 
-/// The engine's refusal of the first value that a step could not use: one that is not
-/// finite, or an expected value outside [0, 1].
-fn unusable_value(name: &str, what: &str, values: &[f32]) -> Option<hanami_engine::EngineError> {
-    use hanami_engine::EngineError;
-    values.iter().enumerate().find_map(|(index, &value)| {
-        let name = name.to_owned();
-        if !value.is_finite() {
-            Some(EngineError::NonFinite { name, index })
-        } else if what == "output" && !(0.0..=1.0).contains(&value) {
-            Some(EngineError::ExpectedOutOfRange { name, index, value })
-        } else {
-            None
-        }
-    })
-}
-
 /// Stages one message's values and, for the last message of a sample, processes it.
 fn handle(
     cluster: &ClusterHandle,
@@ -260,9 +240,13 @@ fn handle(
         .unwrap_or(usize::MAX)
         .min(message.values.len());
     // Refused with the message that carries them, not at the step that would use them.
-    if let Some(refusal) = unusable_value(&message.buffer_name, what, &message.values[..count]) {
-        return Err(refusal.to_string());
-    }
+    let values = &message.values[..count];
+    hanami_engine::check_finite(&message.buffer_name, values)
+        .and_then(|()| match what {
+            "output" => hanami_engine::check_expected_range(&message.buffer_name, values),
+            _ => Ok(()),
+        })
+        .map_err(|refusal| refusal.to_string())?;
     buffer[..count].copy_from_slice(&message.values[..count]);
     if what == "output" {
         staging.taught.insert(message.buffer_name.clone());
@@ -321,4 +305,15 @@ fn handle(
             })
             .ok_or("the cluster has no network")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// The close reason fits a close frame whole, and the limit it names is the engine's.
+    #[test]
+    fn the_size_refusal_fits_and_names_the_real_limit() {
+        assert!(super::TOO_BIG.len() <= 123, "{}", super::TOO_BIG.len());
+        let limit = hanami_engine::template::limits::MAX_INPUTS;
+        assert!(super::TOO_BIG.contains(&format!("at most {limit},")));
+    }
 }

@@ -156,7 +156,7 @@ async fn answer_close(socket: &mut WebSocket) {
 }
 
 /// Why a session closes after a message beyond [`MAX_MESSAGE_BYTES`] before it started.
-pub(crate) const TOO_BIG: &str = "message too big: a websocket message may hold at most 16 MiB";
+const TOO_BIG: &str = "message too big: a websocket message may hold at most 16 MiB";
 
 /// Why an upload session closes after a chunk beyond [`MAX_MESSAGE_BYTES`].
 const CHUNK_TOO_BIG: &str =

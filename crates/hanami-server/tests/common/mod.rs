@@ -309,6 +309,19 @@ pub async fn init(socket: &mut Socket, token: &str, target: &str, uuid: &str) ->
     serde_json::from_slice(&next_bytes(socket).await.expect("init reply")).unwrap()
 }
 
+/// Writes the header of a masked binary frame that announces `len` payload bytes, and no
+/// payload: what the server sees first of a message of that size.
+pub async fn announce_frame(socket: &mut Socket, len: u64) {
+    use tokio::io::AsyncWriteExt;
+    let mut header = vec![0x82, 0x80 | 127];
+    header.extend_from_slice(&len.to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    match socket.get_mut() {
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.write_all(&header).await.unwrap(),
+        _ => unreachable!("a plain connection"),
+    }
+}
+
 /// Calls `attempt` every 50 ms until it gives `Ok`, for at most `limit`, and returns that
 /// value; panics with the last `Err` after the limit. For what the server does shortly
 /// after an answer (a slot given back, memory freed, an error-log entry written).
