@@ -25,7 +25,12 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve())
+    let code = runtime.block_on(serve());
+    // Not waited for: blocking work still under way (an upload's conversion that outlasted
+    // the stop's patience, which the log calls lost). Dropping the runtime would wait for
+    // it, with the signal handlers gone, so a second Ctrl-C could not end the wait.
+    runtime.shutdown_background();
+    code
 }
 
 async fn serve() -> std::process::ExitCode {

@@ -843,7 +843,10 @@ impl ShutdownSignals {
             .filter(|(_, signal)| hangups || signal.number != libc::SIGHUP)
             .map(|(index, signal)| {
                 Box::pin(async move {
-                    signal.stream.recv().await;
+                    // `None`: no more signals of this kind can come.
+                    if signal.stream.recv().await.is_none() {
+                        std::future::pending::<()>().await;
+                    }
                     index
                 })
             })
