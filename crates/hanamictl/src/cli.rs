@@ -659,6 +659,22 @@ mod tests {
         for args in [
             &["hanamictl", "log", "audit", "-p", "-1"][..],
             &["hanamictl", "host", "list", "--answer-timeout", "-5"],
+            &[
+                "hanamictl",
+                "task",
+                "create",
+                "train",
+                "--wait",
+                "--timeout",
+                "-1",
+                "-i",
+                "a:b",
+                "-o",
+                "c:d",
+                "-c",
+                "cl",
+                "name",
+            ],
         ] {
             let error = Cli::try_parse_from(args).unwrap_err().to_string();
             assert!(error.contains("invalid value '-"), "{error}");

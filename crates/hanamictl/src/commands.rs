@@ -703,7 +703,11 @@ async fn execute(
                         "task '{uuid}' was running: it stops at its next row and stays \
                          listed as aborted (delete it again to remove it from the list)"
                     )),
-                    Err(_) => deleted("task", &uuid),
+                    Err(hanami_sdk::Error::NotFound(_)) => deleted("task", &uuid),
+                    Err(e) => Shown::Line(format!(
+                        "task '{uuid}' deleted, or stopping if it was running (the check of \
+                         which failed: {e})"
+                    )),
                 }
             }
         },
