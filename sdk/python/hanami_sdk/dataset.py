@@ -410,7 +410,9 @@ def _finalize(tokens: TokenKeeper, address: str, path: str, finish: dict,
 def _never_sent(error: Exception) -> bool:
     """Whether a ``requests`` error means that no connection was made (so the server never
     got the request)."""
-    if isinstance(error, requests.exceptions.ConnectTimeout):
+    # A failed TLS handshake or proxy connection sends nothing either.
+    if isinstance(error, (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError,
+                          requests.exceptions.ProxyError)):
         return True
     reason = getattr(error.args[0], "reason", None) if error.args else None
     return isinstance(reason, (urllib3.exceptions.NewConnectionError,
