@@ -31,8 +31,8 @@ impl DataDir {
     }
 
     /// Creates the directory and its sub-folders, and checks that the server can create
-    /// files in each (a read-only folder failed only at the first upload, network save or
-    /// checkpoint, with a 500); an error names the folder that failed.
+    /// files in each sub-folder (a read-only one failed only at the first upload, network
+    /// save or checkpoint, with a 500); an error names the folder that failed.
     pub fn create(&self) -> anyhow::Result<()> {
         for dir in [
             &self.root,
@@ -46,6 +46,9 @@ impl DataDir {
             }
             std::fs::create_dir_all(dir)
                 .map_err(|e| anyhow::anyhow!("cannot create directory {}: {e}", dir.display()))?;
+            if *dir == self.root {
+                continue; // The lock file, created next, shows whether the root takes files.
+            }
             // A temporary name that a start removes, should a crash leave the file behind.
             let probe = dir.join(format!(".write-check-{}.hanami-tmp", std::process::id()));
             std::fs::write(&probe, b"")

@@ -724,11 +724,11 @@ fn warn_if_others_can_read(key: &Path) {
     use std::os::unix::fs::PermissionsExt as _;
     if let Ok(metadata) = std::fs::metadata(key) {
         let mode = metadata.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
+        if mode & 0o066 != 0 {
             tracing::warn!(
-                "{} can be read by other users of this machine (mode {mode:o}): whoever reads \
-                 it can make tokens for any user; let only the server's user read it (chmod \
-                 600)",
+                "{} can be read or changed by other users of this machine (mode {mode:o}): \
+                 whoever reads or replaces it can make tokens for any user; let only the \
+                 server's user have it (chmod 600)",
                 key.display()
             );
         }

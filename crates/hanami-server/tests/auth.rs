@@ -385,7 +385,7 @@ async fn first_start_needs_the_admin_variables() {
     assert!(
         launch()
             .data_dir(&dir)
-            .kill_when_logged(&dir, "token.key can be read by other users")
+            .kill_when_logged(&dir, "token.key can be read or changed by other users")
     );
 }
 

@@ -92,9 +92,11 @@ pub fn resource(row: &ResourceRow) -> Resource {
     }
 }
 
-/// The line and column (both from 1, columns in characters) just after `text`, valid UTF-8.
+/// The line and column (both from 1, columns in characters) just after `text`, valid UTF-8;
+/// a leading byte-order mark does not count, as in the template's own positions.
 fn position(text: &[u8]) -> (usize, usize) {
     let text = std::str::from_utf8(text).unwrap_or_default();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let line = text.matches('\n').count() + 1;
     let column = text
         .rsplit('\n')
@@ -459,6 +461,17 @@ mod tests {
             refused.message(),
             "Uploaded template is not valid UTF-8 text: line 3, column 7: the bytes there are \
              no UTF-8 character"
+        );
+        // A leading byte-order mark is not counted.
+        let marked = [b"\xef\xbb\xbfab".as_slice(), b"\xff"].concat();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(marked);
+        let Err(refused) = build(&encoded, &memory) else {
+            panic!("accepted");
+        };
+        assert!(
+            refused.message().contains("line 1, column 3:"),
+            "{}",
+            refused.message()
         );
     }
 }
