@@ -57,6 +57,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(path) => {
             let policy = load_policy(path)?;
             warn_of_foreign_endpoints(&policy, &routes, path);
+            tracing::info!("access rules from the policy file {}", path.display());
             policy
         }
         None => Policy::builtin(),
