@@ -177,11 +177,13 @@ async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Resu
     refuse_a_lost_database(&paths)?;
     // First, as the temporary files of uploads that died with an earlier run may hold the
     // space the start needs.
+    let disk = Arc::new(crate::disk::Ledger::default());
     let uploads = Arc::new(
         Uploads::new(
             &paths.uploads(),
             config.upload_timeout,
             UploadLimits::with_free_disk(config.min_free_disk),
+            disk.clone(),
         )
         .context("cannot clean up the temporary upload files")?,
     );
@@ -207,6 +209,7 @@ async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Resu
         slots: Arc::new(tokio::sync::Semaphore::new(config.max_running_tasks)),
         memory: NetworkMemory::new(config.cluster_memory_limit, config.clusters_memory_limit),
         min_free_disk: config.min_free_disk,
+        disk,
     };
     let clusters = load_clusters(&store, &paths, &workers.memory).await?;
     Ok(Arc::new(AppState {

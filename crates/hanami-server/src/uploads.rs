@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+
+use crate::disk::{Ledger, Promise, Shortfall};
 use hanami_types::scope::Scope;
 
 /// What an upload will become.
@@ -137,6 +139,9 @@ struct Upload {
     /// Dropped with the upload (cancelled, expired or finished), which ends the wait of
     /// its websocket sessions ([`UploadTarget::gone`]).
     alive: tokio::sync::watch::Sender<()>,
+    /// The space of the dataset the upload becomes (its files hold their own), promised
+    /// until the upload ends: after its conversion, or when it is cancelled or expires.
+    _space: Promise,
 }
 
 impl Upload {
@@ -287,12 +292,20 @@ pub struct Uploads {
     /// Held through a start (checks, files, registration), so that starts at the same moment
     /// cannot together pass a limit that each passes alone.
     starting: Mutex<()>,
+    /// Disk space promised to writes under way, shared with the tasks' results and
+    /// checkpoints.
+    disk: Arc<Ledger>,
 }
 
 impl Uploads {
     /// A registry keeping temporary files in `dir`. Files left there by an earlier run are
     /// removed: their upload state died with that run.
-    pub fn new(dir: &Path, timeout: Duration, limits: UploadLimits) -> std::io::Result<Self> {
+    pub fn new(
+        dir: &Path,
+        timeout: Duration,
+        limits: UploadLimits,
+        disk: Arc<Ledger>,
+    ) -> std::io::Result<Self> {
         let mut stale = 0;
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
@@ -310,6 +323,7 @@ impl Uploads {
             limits,
             uploads: Mutex::new(HashMap::new()),
             starting: Mutex::new(()),
+            disk,
         })
     }
 
@@ -327,7 +341,7 @@ impl Uploads {
         files: &[(FileRole, u64)],
     ) -> Result<StartedUpload, StartError> {
         let _serial = self.starting.lock().unwrap_or_else(|e| e.into_inner());
-        self.check_limits(&meta, files)?;
+        let mut space = self.check_limits(&meta, files)?;
         let mut temp_files = Vec::with_capacity(files.len());
         for &(role, size) in files {
             let uuid = uuid::Uuid::new_v4().to_string();
@@ -337,16 +351,22 @@ impl Uploads {
                 .write(true)
                 .create_new(true)
                 .open(&path)
-                .and_then(|f| reserve(&f, size).map(|()| f));
+                .and_then(|f| reserve(&f, size).map(|allocated| (f, allocated)));
             match file {
-                Ok(file) => temp_files.push(TempFile {
-                    uuid,
-                    role,
-                    path,
-                    size,
-                    file: Arc::new(file),
-                    received: Received::default(),
-                }),
+                Ok((file, allocated)) => {
+                    // Allocated files hold their space now; the free space shows it.
+                    if allocated {
+                        space.release(size);
+                    }
+                    temp_files.push(TempFile {
+                        uuid,
+                        role,
+                        path,
+                        size,
+                        file: Arc::new(file),
+                        received: Received::default(),
+                    });
+                }
                 Err(e) => {
                     remove_files(temp_files.iter().map(|f| f.path.as_path()));
                     let _ = std::fs::remove_file(&path);
@@ -369,6 +389,7 @@ impl Uploads {
                 writes_in_flight: 0,
                 finalizing: false,
                 alive: tokio::sync::watch::Sender::new(()),
+                _space: space,
             },
         );
         Ok(started)
@@ -376,21 +397,22 @@ impl Uploads {
 
     /// Refuses an upload beyond the number of unfinished uploads allowed, or one that would
     /// leave less than `min_free_disk` free once its files and the dataset made of them are
-    /// written (see [`dataset_space`]).
-    fn check_limits(&self, meta: &UploadMeta, files: &[(FileRole, u64)]) -> Result<(), StartError> {
+    /// written (see [`dataset_space`]), beyond the space promised to other writes under way
+    /// (the datasets of other unfinished uploads among them). Returns the promise of that
+    /// space.
+    fn check_limits(
+        &self,
+        meta: &UploadMeta,
+        files: &[(FileRole, u64)],
+    ) -> Result<Promise, StartError> {
         let limits = self.limits;
-        let (mine, all, owed) = {
+        let (mine, all) = {
             let uploads = self.lock();
             let mine = uploads
                 .values()
                 .filter(|u| u.meta.owner_id == meta.owner_id)
                 .count();
-            // The files of unfinished uploads hold their space already; their datasets do not.
-            let owed: u64 = uploads
-                .values()
-                .map(|u| dataset_space(u.meta.kind, u.files.iter().map(|f| (f.role, f.size))))
-                .sum();
-            (mine, uploads.len(), owed)
+            (mine, uploads.len())
         };
         if mine >= limits.per_user {
             return Err(StartError::Refused(format!(
@@ -407,24 +429,28 @@ impl Uploads {
         }
         let declared: u64 = files.iter().map(|&(_, size)| size).sum();
         let needed = declared.saturating_add(dataset_space(meta.kind, files.iter().copied()));
-        let free =
-            crate::disk::free_space(&self.dir).context("cannot find out the free disk space")?;
         let keep = limits.min_free_disk;
-        if free < needed.saturating_add(keep).saturating_add(owed) {
-            // The figures of other users' uploads and of the disk are for the server log.
-            tracing::warn!(
-                "upload refused for lack of disk: it needs up to {needed} bytes, {free} are \
-                 free, unfinished uploads may take {owed}, and {keep} are kept \
-                 (min_free_disk_mib)"
-            );
-            return Err(StartError::Refused(format!(
-                "Not enough disk space on the server for this upload: it needs up to {needed} \
-                 bytes (the files and the dataset made of them), more than the server has free \
-                 beside what it keeps for its own work and for unfinished uploads; try again \
-                 later, or ask the administrator"
-            )));
+        match self
+            .disk
+            .promise(&self.dir, needed, keep)
+            .context("cannot find out the free disk space")?
+        {
+            Ok(promise) => Ok(promise),
+            Err(Shortfall { free, promised }) => {
+                // The figures of other users' work and of the disk are for the server log.
+                tracing::warn!(
+                    "upload refused for lack of disk: it needs up to {needed} bytes, {free} are \
+                     free, {promised} are promised to writes under way, and {keep} are kept \
+                     (min_free_disk_mib)"
+                );
+                Err(StartError::Refused(format!(
+                    "Not enough disk space on the server for this upload: it needs up to \
+                     {needed} bytes (the files and the dataset made of them), more than the \
+                     server has free beside what it keeps for its own work and for work under \
+                     way; try again later, or ask the administrator"
+                )))
+            }
         }
-        Ok(())
     }
 
     /// Whether all bytes of an upload visible in `scope` have arrived; `None` if there is
@@ -673,16 +699,18 @@ fn dataset_space(kind: UploadKind, files: impl Iterator<Item = (FileRole, u64)>)
 
 /// Reserves the disk space of a temporary file up front, so that a full disk fails the
 /// upload at its start rather than midway (and chunk writes need no block allocation).
-fn reserve(file: &File, size: u64) -> std::io::Result<()> {
+/// Returns whether the space is allocated (not on file systems without fallocate, where
+/// the file stays sparse).
+fn reserve(file: &File, size: u64) -> std::io::Result<bool> {
     use std::os::fd::AsRawFd;
     let len = libc::off_t::try_from(size)
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "file too large"))?;
     // SAFETY: the descriptor is valid for the lifetime of `file`; posix_fallocate only
     // reads its integer arguments.
     match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
-        0 => Ok(()),
+        0 => Ok(true),
         // File systems without fallocate support: fall back to a sparse file.
-        libc::EOPNOTSUPP | libc::EINVAL => file.set_len(size),
+        libc::EOPNOTSUPP | libc::EINVAL => file.set_len(size).map(|()| false),
         errno => Err(std::io::Error::from_raw_os_error(errno)),
     }
 }
@@ -738,6 +766,7 @@ mod tests {
                 dir.path(),
                 Duration::from_secs(60),
                 UploadLimits::with_free_disk(0),
+                Arc::default(),
             )
             .unwrap(),
         );
@@ -819,6 +848,7 @@ mod tests {
             dir.path(),
             Duration::from_millis(50),
             UploadLimits::with_free_disk(0),
+            Arc::default(),
         )
         .unwrap();
         uploads
@@ -837,6 +867,7 @@ mod tests {
             dir.path(),
             Duration::from_secs(1),
             UploadLimits::with_free_disk(0),
+            Arc::default(),
         )
         .unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
@@ -852,7 +883,9 @@ mod tests {
         let room = 400 * MIB;
         let limits =
             UploadLimits::with_free_disk(crate::disk::free_space(dir.path()).unwrap() - room);
-        let uploads = Uploads::new(dir.path(), Duration::from_secs(60), limits).unwrap();
+        let disk = Arc::new(crate::disk::Ledger::default());
+        let uploads =
+            Uploads::new(dir.path(), Duration::from_secs(60), limits, disk.clone()).unwrap();
         let start = |uuid: &str| {
             let meta = UploadMeta {
                 dataset_uuid: uuid.into(),
@@ -869,5 +902,11 @@ mod tests {
             refused.starts_with("Not enough disk space on the server for this upload"),
             "{refused}"
         );
+        // The two datasets stay promised (103 MiB each: their files hold their own space)
+        // until their uploads end.
+        assert_eq!(disk.promised() >> 20, 206);
+        let scope = Scope::All;
+        assert!(uploads.cancel(&scope, "first").unwrap());
+        assert_eq!(disk.promised() >> 20, 103);
     }
 }

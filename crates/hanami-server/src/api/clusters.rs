@@ -187,10 +187,15 @@ async fn create(app: App, caller: Caller, request: CreateClusterRequest) -> ApiR
     // as the network's memory): past the reserve, a restart could fail for want of space.
     let size = network.as_ref().map_or(0, |n| n.size().bytes) as u64;
     let (workers, dir) = (app.workers.clone(), app.paths.clusters());
-    tokio::task::spawn_blocking(move || workers.require_disk(&dir, "the cluster's network", size))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
-        .map_err(|e| ApiError::Conflict(format!("Cannot create the cluster: {e:#}")))?;
+    // Only a check: the network is written at the cluster's first save.
+    tokio::task::spawn_blocking(move || {
+        workers
+            .reserve_disk(&dir, "the cluster's network", size)
+            .map(drop)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?
+    .map_err(|e| ApiError::Conflict(format!("Cannot create the cluster: {e:#}")))?;
     let uuid = uuid::Uuid::new_v4().to_string();
     let row = ResourceRow::new(&uuid, &request.name, &caller.id, &caller.project_id, &uuid);
     let cluster = Arc::new(ClusterHandle::new(

@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::disk::Shortfall;
 use anyhow::Context;
 use hanami_engine::{Cluster, GrowthStats, one_hot};
 use hanami_store::dataset::DatasetWriter;
@@ -840,7 +841,7 @@ impl ClusterHandle {
             } => {
                 let bytes = cluster?.save();
                 let dir = ctx.paths.checkpoints();
-                ctx.require_disk(&dir, "the checkpoint", bytes.len() as u64)?;
+                let _space = ctx.reserve_disk(&dir, "the checkpoint", bytes.len() as u64)?;
                 let path = dir.join(&task.uuid);
                 write_durably(&path, &bytes).context("cannot write the checkpoint file")?;
                 let row =
@@ -921,7 +922,8 @@ impl ClusterHandle {
         let size = (task.total.saturating_mul(target.columns))
             .saturating_mul(4)
             .saturating_add(64 << 10);
-        ctx.require_disk(&ctx.paths.datasets(), "the result dataset", size)?;
+        // Held until the result is written (when this function returns).
+        let _space = ctx.reserve_disk(&ctx.paths.datasets(), "the result dataset", size)?;
         let path = ctx.paths.datasets().join(&task.uuid);
         let mut writer = DatasetWriter::create_result(&path, &target.name, target.columns)?;
         let mut one_hot_row = vec![0.0f32; usize::try_from(target.columns)?];
@@ -1202,6 +1204,8 @@ pub struct WorkerContext {
     pub memory: NetworkMemory,
     /// Disk space in bytes that checkpoints leave free (`min_free_disk_mib`).
     pub min_free_disk: u64,
+    /// Disk space promised to writes under way, shared with the uploads.
+    pub disk: Arc<crate::disk::Ledger>,
 }
 
 impl WorkerContext {
@@ -1261,24 +1265,42 @@ impl WorkerContext {
             .block_on(cluster.forget_unsaved_note(&self.store));
     }
 
-    /// Refuses to write `what` of `size` bytes into `dir` unless the disk keeps
-    /// `min_free_disk` free afterwards.
-    pub fn require_disk(&self, dir: &Path, what: &str, size: u64) -> anyhow::Result<()> {
-        let free = crate::disk::free_space(dir).context("cannot check the free disk")?;
-        if free < size.saturating_add(self.min_free_disk) {
-            let size_of =
-                |bytes: u64| crate::memory::size(usize::try_from(bytes).unwrap_or(usize::MAX));
-            // Rounded down, as the sizes are rounded up: a refusal never reads as if it fit.
-            let unit = if free < 16 << 20 { 1 << 10 } else { 1 << 20 };
-            anyhow::bail!(
-                "not enough disk space for {what}: it takes {}, and the data directory keeps {} \
-                 free (min_free_disk_mib) for the database and networks; {} are free",
-                size_of(size),
-                size_of(self.min_free_disk),
-                size_of(free - free % unit)
-            );
-        }
-        Ok(())
+    /// Promises the space of `what`, `size` bytes to be written into `dir`, unless the disk
+    /// would then keep less than `min_free_disk` free beyond what other writes under way
+    /// were promised; hold the promise until the file is written.
+    pub fn reserve_disk(
+        &self,
+        dir: &Path,
+        what: &str,
+        size: u64,
+    ) -> anyhow::Result<crate::disk::Promise> {
+        let Shortfall { free, promised } = match self
+            .disk
+            .promise(dir, size, self.min_free_disk)
+            .context("cannot check the free disk")?
+        {
+            Ok(promise) => return Ok(promise),
+            Err(shortfall) => shortfall,
+        };
+        let size_of =
+            |bytes: u64| crate::memory::size(usize::try_from(bytes).unwrap_or(usize::MAX));
+        // Rounded down, as the sizes are rounded up: a refusal never reads as if it fit.
+        let unit = if free < 16 << 20 { 1 << 10 } else { 1 << 20 };
+        let under_way = if promised > 0 {
+            format!(
+                ", of which {} are promised to writes under way (uploads, results, checkpoints)",
+                size_of(promised)
+            )
+        } else {
+            String::new()
+        };
+        anyhow::bail!(
+            "not enough disk space for {what}: it takes {}, and the data directory keeps {} \
+             free (min_free_disk_mib) for the database and networks; {} are free{under_way}",
+            size_of(size),
+            size_of(self.min_free_disk),
+            size_of(free - free % unit)
+        );
     }
 
     /// Logs a task's failure to the server log and the error log (from a worker thread), and
