@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 from typing import Union
 
 import websockets
@@ -125,8 +126,18 @@ async def switch_to_direct_mode(token: str, address: str, cluster_uuid: str,
     the refusal is raised (the original SDK returned ``None`` and left the cluster in
     DIRECT mode).
     """
-    await asyncio.to_thread(_set_mode, token, address, cluster_uuid, "DIRECT",
-                            verify_connection)
+    switching = asyncio.ensure_future(asyncio.to_thread(
+        _set_mode, token, address, cluster_uuid, "DIRECT", verify_connection))
+    try:
+        await asyncio.shield(switching)
+    except asyncio.CancelledError:
+        # The request runs on in its thread: wait for it, and undo a switch that happened,
+        # so that a cancelled call leaves the cluster in TASK mode.
+        with contextlib.suppress(Exception):
+            await switching
+            await asyncio.to_thread(_set_mode, token, address, cluster_uuid, "TASK",
+                                    verify_connection)
+        raise
     try:
         ws = await connect(_websocket.websocket_url(address),
                            ssl=_websocket.ssl_context(address, verify_connection),

@@ -315,6 +315,28 @@ def test_values_that_cannot_be_sent_are_refused_before_sending(address: str, tok
     asyncio.run(run())
 
 
+def test_a_cancelled_switch_leaves_the_cluster_in_task_mode(address: str, token: str,
+                                                            small_cluster: str) -> None:
+    """A switch to DIRECT mode cancelled while its request is on its way (the request runs
+    on in a thread) is undone: it left the cluster in DIRECT mode, whose queued tasks then
+    waited for ever."""
+    async def run() -> None:
+        for delay in (0.0, 0.001, 0.003):
+            switching = asyncio.ensure_future(
+                cluster.switch_to_direct_mode(token, address, small_cluster))
+            await asyncio.sleep(delay)
+            switching.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await switching
+            # In TASK mode again: the next switch succeeds (it was refused as "already in
+            # that mode").
+            ws = await cluster.switch_to_direct_mode(token, address, small_cluster)
+            await ws.close()
+            cluster.switch_to_task_mode(token, address, small_cluster)
+
+    asyncio.run(run())
+
+
 def test_direct_mode_conflicts(address: str, token: str, small_cluster: str,
                                files: Path) -> None:
     images, labels = pattern_mnist(files, "direct_small", 10)
