@@ -30,7 +30,7 @@ Body = Union[str, bytes, Mapping[str, Any], None]
 #: the usual roots, ``False`` accepts any (self-signed test servers), and a path names a PEM
 #: file (or a ``c_rehash`` directory) of certificates to trust instead, as ``requests`` takes
 #: it, for REST calls and the ``wss://`` sessions of uploads and direct IO alike.
-Verify = Union[bool, str, "os.PathLike[str]"]
+Verify = Union[bool, str, os.PathLike[str]]
 
 
 def base_url(address: str) -> str:
