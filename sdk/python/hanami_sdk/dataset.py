@@ -9,7 +9,7 @@ import json
 import os
 import threading
 import time
-from typing import Any, Callable, Coroutine, Iterable, Iterator, Optional
+from typing import Any, Callable, Coroutine, Iterable, Iterator, Optional, Union
 
 import requests
 import urllib3
@@ -26,6 +26,9 @@ _PATH = "/v1.0alpha/dataset"
 
 #: Size of one upload chunk (one websocket message).
 CHUNK_SIZE = 128 * 1024
+
+#: A local file to upload: a ``str`` or a path object such as ``pathlib.Path``.
+FilePath = Union[str, os.PathLike]
 
 #: ``progress(bytes_sent, bytes_total)``, called after every acknowledged chunk.
 ProgressCallback = Callable[[int, int], None]
@@ -219,7 +222,7 @@ def _until(stop: threading.Event, chunks: Iterable[bytes]) -> Iterable[bytes]:
         yield chunk
 
 
-def _file_chunks(path: str, size: int) -> Iterable[bytes]:
+def _file_chunks(path: FilePath, size: int) -> Iterable[bytes]:
     """The file's ``size`` bytes (as declared to the server) in chunks; ``OSError`` when the
     file turns out shorter or longer (it changed after its size was taken), instead of an
     upload that the server would wait for until its ``upload_timeout``."""
@@ -237,7 +240,7 @@ def _file_chunks(path: str, size: int) -> Iterable[bytes]:
                           f"{size} bytes announced")
 
 
-def _upload_file(tokens: TokenKeeper, address: str, file_uuid: str, path: str, size: int,
+def _upload_file(tokens: TokenKeeper, address: str, file_uuid: str, path: FilePath, size: int,
                  verify_connection: Verify, sent: Optional[Callable[[int], None]]) -> None:
     stop = threading.Event()
     # Closed whatever ends the upload (a failing progress callback included), so that the
@@ -314,7 +317,7 @@ def _progress_counter(total: int,
     return sent
 
 
-def _file_size(path: str) -> int:
+def _file_size(path: FilePath) -> int:
     """The size of a file to upload; an empty one is refused before the server is asked
     (it would answer with the name of a request field instead of the file's)."""
     size = os.path.getsize(path)
@@ -327,8 +330,8 @@ def _file_size(path: str) -> int:
     return size
 
 
-def upload_mnist_files(token: str, address: str, name: str, input_file_path: str,
-                       label_file_path: str, verify_connection: Verify = True, *,
+def upload_mnist_files(token: str, address: str, name: str, input_file_path: FilePath,
+                       label_file_path: FilePath, verify_connection: Verify = True, *,
                        progress: Optional[ProgressCallback] = None) -> str:
     """Uploads an MNIST image file and label file (IDX format) as one dataset.
 
@@ -361,7 +364,7 @@ def upload_mnist_files(token: str, address: str, name: str, input_file_path: str
     return init["uuid"]
 
 
-def upload_csv_files(token: str, address: str, name: str, input_file_path: str,
+def upload_csv_files(token: str, address: str, name: str, input_file_path: FilePath,
                      verify_connection: Verify = True, *,
                      progress: Optional[ProgressCallback] = None) -> str:
     """Uploads a CSV file as a dataset; returns the new dataset's uuid (a string).

@@ -100,8 +100,15 @@ def _checked(hexagon_name: Any, values: Any) -> List[float]:
 _TEXT = (str, bytes, bytearray)
 
 
+def _shown(value: Any) -> str:
+    """A value's repr for a message, shortened with an ellipsis beyond 40 characters (a
+    plain cut left half a quote)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
 def _no_number(hexagon_name: str, index: int, value: Any) -> TypeError:
-    return TypeError(f"value {index} for '{hexagon_name}' is not a number: {value!r:.40}")
+    return TypeError(f"value {index} for '{hexagon_name}' is not a number: {_shown(value)}")
 
 
 def _number(hexagon_name: str, index: int, value: Any) -> float:
@@ -115,7 +122,7 @@ def _number(hexagon_name: str, index: int, value: Any) -> float:
 
 
 def _beyond(hexagon_name: str, index: int, value: Any) -> BadRequestException:
-    return BadRequestException(f"value {index} for '{hexagon_name}' ({value!r:.40}) is "
+    return BadRequestException(f"value {index} for '{hexagon_name}' ({_shown(value)}) is "
                                f"beyond the range of 32-bit floats")
 
 

@@ -295,6 +295,8 @@ def test_values_that_cannot_be_sent_are_refused_before_sending(address: str, tok
                 ("01010", TypeError, "must be a sequence of numbers, got str"),
                 ([1.0, "x", 0, 0, 0], TypeError, "value 1 for 'test_input' is not a number"),
                 ([1.0, 2.0, "1.5", 0, 0], TypeError, "value 2 for 'test_input' is not a number"),
+                # A long value is shortened with an ellipsis, not cut inside its quotes.
+                ([0, "x" * 100, 0, 0, 0], TypeError, "not a number: '" + "x" * 38 + "…"),
             ]:
                 with pytest.raises(error, match=None) as info:
                     await direct_io.send_request_input(ws, "test_input", values, True)
