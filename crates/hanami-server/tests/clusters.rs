@@ -621,6 +621,10 @@ async fn aborting_tasks_and_deleting_clusters() {
     client.delete_task(c, &first.uuid).await.unwrap();
     let stopped = client.wait_for_task(c, &first.uuid, WAIT).await.unwrap();
     assert_eq!(stopped.state, "aborted");
+    assert_eq!(
+        stopped.note.as_deref(),
+        Some("stopped by its deletion before its end")
+    );
     assert!(stopped.current_cycle < 60000, "{stopped:?}");
     assert!(stopped.current_cycle >= active.current_cycle);
     // The next task starts; deleting the cluster stops it.
@@ -1018,6 +1022,17 @@ async fn direct_sessions_end_with_direct_mode_and_their_cluster() {
         .0
         .start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    // One larger than the whole budget is refused as one that could never fit (the 409
+    // told the client to delete clusters, of which there were none).
+    let huge = SEED_TEMPLATE.replace("number_of_inputs: 784", "number_of_inputs: 60000");
+    match client.create_cluster("huge", &huge).await {
+        Err(Error::BadRequest(message)) => assert!(
+            message.contains("more than the 1 MiB all clusters' networks may hold together")
+                && message.ends_with("it could never fit"),
+            "{message}"
+        ),
+        other => panic!("expected a 400, got {other:?}"),
+    }
     // Networks of about 560 KiB: two do not fit the budget together.
     let big = SEED_TEMPLATE.replace("number_of_inputs: 784", "number_of_inputs: 20000");
     let open_session = async |cluster: &str| {

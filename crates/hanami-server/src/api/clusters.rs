@@ -153,6 +153,16 @@ fn build(encoded: &str, memory: &NetworkMemory) -> ApiResult<Option<Cluster>> {
             memory.per_cluster >> 20
         )));
     }
+    if bytes > memory.pool.limit() {
+        // No deletion would make room: the message must not suggest one.
+        return Err(ApiError::BadRequest(format!(
+            "Uploaded template makes a network of {} before it learns anything, more than the \
+             {} MiB all clusters' networks may hold together (clusters_memory_mib): it could \
+             never fit",
+            crate::memory::size(bytes),
+            memory.pool.limit() >> 20
+        )));
+    }
     memory.try_adopt(&mut cluster).map_err(|e| {
         ApiError::Conflict(format!(
             "Cannot create the cluster: {e}. Delete clusters that are no longer needed."

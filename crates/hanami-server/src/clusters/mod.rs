@@ -659,6 +659,9 @@ impl ClusterHandle {
                     };
                     if by_shutdown {
                         ctx.log_error(task, &self.row, &shut_down_before_the_end(task));
+                    } else {
+                        // Not an error: its owner asked for it.
+                        task.add_note("stopped by its deletion before its end");
                     }
                     (TaskState::Aborted, Product::Nothing)
                 }
