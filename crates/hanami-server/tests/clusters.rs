@@ -849,14 +849,18 @@ async fn the_clusters_share_one_memory_budget() {
         .0
         .start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    // A network that takes more than the clusters may hold together is not even created.
+    // A network that takes more than the clusters may hold together is not even created,
+    // and the refusal says that no deletion would make room (the 409 advised deleting
+    // clusters, of which there were none).
     let wide = SEED_TEMPLATE.replace("number_of_inputs: 784", "number_of_inputs: 60000");
     assert_ne!(wide, SEED_TEMPLATE);
     match client.create_cluster("wide", &wide).await {
-        Err(Error::Conflict(message)) => {
-            assert!(message.contains("clusters_memory_mib"), "{message}");
-        }
-        other => panic!("expected a 409, got {other:?}"),
+        Err(Error::BadRequest(message)) => assert!(
+            message.contains("more than the 1 MiB all clusters' networks may hold together")
+                && message.ends_with("(clusters_memory_mib): it could never fit"),
+            "{message}"
+        ),
+        other => panic!("expected a 400, got {other:?}"),
     }
     let (images, labels) = pattern_mnist(tmp.path(), "shared", 2000);
     let data = client
@@ -1015,42 +1019,16 @@ async fn growth_refused_during_direct_io_is_reported() {
 /// silent; so a deleted cluster's memory comes back at once.
 #[tokio::test]
 async fn direct_sessions_end_with_direct_mode_and_their_cluster() {
-    use futures_util::StreamExt;
-    use tokio_tungstenite::tungstenite::Message;
     let tmp = tempfile::tempdir().unwrap();
     let server = common::launch_with_config(tmp.path(), "clusters_memory_mib = 1\n")
         .0
         .start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    // One larger than the whole budget is refused as one that could never fit (the 409
-    // told the client to delete clusters, of which there were none).
-    let huge = SEED_TEMPLATE.replace("number_of_inputs: 784", "number_of_inputs: 60000");
-    match client.create_cluster("huge", &huge).await {
-        Err(Error::BadRequest(message)) => assert!(
-            message.contains("more than the 1 MiB all clusters' networks may hold together")
-                && message.ends_with("it could never fit"),
-            "{message}"
-        ),
-        other => panic!("expected a 400, got {other:?}"),
-    }
     // Networks of about 560 KiB: two do not fit the budget together.
     let big = SEED_TEMPLATE.replace("number_of_inputs: 784", "number_of_inputs: 20000");
-    let open_session = async |cluster: &str| {
-        let mut socket = common::open_socket(&server, "/").await;
-        let reply = common::init(&mut socket, &client.token(), "cluster", cluster).await;
-        assert_eq!(reply["success"], true, "{reply}");
-        socket
-    };
-    let close_reason =
-        async |socket: &mut tokio_tungstenite::WebSocketStream<_>| match tokio::time::timeout(
-            Duration::from_secs(10),
-            socket.next(),
-        )
-        .await
-        {
-            Ok(Some(Ok(Message::Close(Some(frame))))) => frame.reason.to_string(),
-            other => panic!("no close frame: {other:?}"),
-        };
+    let open_session =
+        async |cluster: &str| common::direct_session(&server, &client.token(), cluster).await;
+    let close_reason = async |socket: &mut common::Socket| common::close_frame(socket).await.1;
 
     let cluster = client.create_cluster("big_one", &big).await.unwrap().uuid;
     client.set_direct_mode(&cluster, true).await.unwrap();
@@ -1085,7 +1063,7 @@ async fn direct_sessions_end_with_direct_mode_and_their_cluster() {
 /// the client to send smaller chunks, which direct IO has not).
 #[tokio::test]
 async fn oversized_and_malformed_session_messages_say_what_is_expected() {
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
     let server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
@@ -1102,22 +1080,14 @@ async fn oversized_and_malformed_session_messages_say_what_is_expected() {
 
     let cluster = common::seed_cluster(&client, "oversized").await;
     client.set_direct_mode(&cluster, true).await.unwrap();
-    let mut socket = common::open_socket(&server, "/").await;
-    let reply = common::init(&mut socket, &client.token(), "cluster", &cluster).await;
-    assert_eq!(reply["success"], true, "{reply}");
+    let mut socket = common::direct_session(&server, &client.token(), &cluster).await;
     // Only the frame's header: the server refuses on its announced length (a client still
     // sending the whole message may see the connection reset instead of the close frame).
     common::announce_frame(&mut socket, (16 << 20) + 1).await;
-    let frame = loop {
-        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
-            Ok(Some(Ok(Message::Close(Some(frame))))) => break frame,
-            Ok(Some(Ok(_))) => continue,
-            other => panic!("no close frame: {other:?}"),
-        }
-    };
-    assert_eq!(u16::from(frame.code), 1009);
+    let (code, reason) = common::close_frame(&mut socket).await;
+    assert_eq!(code, 1009);
     assert_eq!(
-        frame.reason.as_str(),
+        reason,
         "message too big: at most 16 MiB; a direct-IO message holds the values of one \
          interface (at most 1048576, 4 bytes each)"
     );
@@ -1128,7 +1098,7 @@ async fn oversized_and_malformed_session_messages_say_what_is_expected() {
 /// and refused only at the step, or not at all if overwritten first.
 #[tokio::test]
 async fn unusable_direct_io_values_are_refused_on_arrival() {
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::SinkExt;
     use hanami_types::websocket::proto::{ClusterIoMessage, ClusterProcessType, TargetBufferType};
     use prost::Message as _;
     use tokio_tungstenite::tungstenite::Message;
@@ -1158,20 +1128,14 @@ async fn unusable_direct_io_values_are_refused_on_arrival() {
             "the expected value at index 7 of 'label' is 1.5, outside [0, 1]",
         ),
     ] {
-        let mut socket = common::open_socket(&server, "/").await;
-        let reply = common::init(&mut socket, &client.token(), "cluster", &cluster).await;
-        assert_eq!(reply["success"], true, "{reply}");
+        let mut socket = common::direct_session(&server, &client.token(), &cluster).await;
         socket
             .send(Message::binary(message.encode_to_vec()))
             .await
             .unwrap();
-        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
-            Ok(Some(Ok(Message::Close(Some(frame))))) => {
-                assert_eq!(u16::from(frame.code), 1008);
-                assert!(frame.reason.contains(reason), "{}", frame.reason);
-            }
-            other => panic!("no close frame: {other:?}"),
-        }
+        let (code, said) = common::close_frame(&mut socket).await;
+        assert_eq!(code, 1008);
+        assert!(said.contains(reason), "{said}");
     }
 }
 

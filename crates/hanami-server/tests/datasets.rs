@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    ADMIN, ADMIN_PW, ServerExt, Socket, TestServer, announce_frame, init, launch,
+    ADMIN, ADMIN_PW, ServerExt, Socket, TestServer, announce_frame, close_frame, init, launch,
     launch_with_config, member, mnist_files, next_bytes, open_socket, sdk, sha256, with_https,
 };
 use futures_util::{SinkExt, StreamExt};
@@ -493,19 +493,6 @@ async fn assert_closed(socket: &mut Socket) {
         next_bytes(socket).await.is_none(),
         "the server keeps the socket open"
     );
-}
-
-/// Reads until the server's close frame and returns its code and reason.
-async fn close_frame(socket: &mut Socket) -> (u16, String) {
-    loop {
-        match socket.next().await {
-            Some(Ok(Message::Close(Some(frame)))) => {
-                return (frame.code.into(), frame.reason.to_string());
-            }
-            Some(Ok(_)) => continue,
-            other => panic!("no close frame: {other:?}"),
-        }
-    }
 }
 
 #[tokio::test]

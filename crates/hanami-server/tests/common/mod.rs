@@ -322,6 +322,33 @@ pub async fn announce_frame(socket: &mut Socket, len: u64) {
     }
 }
 
+/// The code and reason of the close frame that ends `socket`, skipping other messages;
+/// panics when none comes within 10 s.
+pub async fn close_frame(socket: &mut Socket) -> (u16, String) {
+    loop {
+        let next = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            futures_util::StreamExt::next(socket),
+        )
+        .await;
+        match next {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                return (frame.code.into(), frame.reason.to_string());
+            }
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no close frame: {other:?}"),
+        }
+    }
+}
+
+/// A socket with a started direct-IO session on `cluster` (in DIRECT mode).
+pub async fn direct_session(server: &TestServer, token: &str, cluster: &str) -> Socket {
+    let mut socket = open_socket(server, "/").await;
+    let reply = init(&mut socket, token, "cluster", cluster).await;
+    assert_eq!(reply["success"], true, "{reply}");
+    socket
+}
+
 /// Calls `attempt` every 50 ms until it gives `Ok`, for at most `limit`, and returns that
 /// value; panics with the last `Err` after the limit. For what the server does shortly
 /// after an answer (a slot given back, memory freed, an error-log entry written).
