@@ -23,17 +23,18 @@ pub struct SessionInit {
     pub uuid: String,
 }
 
-/// Answer to [`SessionInit`] (server to client, JSON in a binary frame).
+/// Answer to [`SessionInit`] (server to client, JSON in a binary frame). The fields are in
+/// the original's order (its JSON library sorted keys): `error`, `success`, `uuid`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionReply {
+    /// Reason on failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// Whether the session is open.
     pub success: bool,
     /// Session uuid on success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
-    /// Reason on failure.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 /// The protobuf messages of the websocket protocols (field names and numbers are normative).
@@ -103,5 +104,33 @@ pub mod proto {
         /// Reason on failure.
         #[prost(string, tag = "2")]
         pub error_message: String,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SessionReply;
+
+    /// The replies' keys come in the original's (sorted) order.
+    #[test]
+    fn session_replies_keep_the_original_key_order() {
+        let refused = SessionReply {
+            error: Some("no".into()),
+            success: false,
+            uuid: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&refused).unwrap(),
+            r#"{"error":"no","success":false}"#
+        );
+        let opened = SessionReply {
+            error: None,
+            success: true,
+            uuid: Some("u".into()),
+        };
+        assert_eq!(
+            serde_json::to_string(&opened).unwrap(),
+            r#"{"success":true,"uuid":"u"}"#
+        );
     }
 }
