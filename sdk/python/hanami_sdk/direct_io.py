@@ -100,6 +100,13 @@ def _checked(hexagon_name: Any, values: Any) -> List[float]:
 _TEXT = (str, bytes, bytearray)
 
 
+def _flag(name: str, value: Any) -> bool:
+    """A yes/no argument as a bool; text is refused (``"False"`` would count as true)."""
+    if isinstance(value, _TEXT) or value is None:
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def _shown(value: Any) -> str:
     """A value's repr for a message, shortened with an ellipsis beyond 40 characters (a
     plain cut left half a quote)."""
@@ -185,12 +192,16 @@ async def send_train_input(ws: Any, hexagon_name: str, values: Sequence[float],
     """
     del verify_connection
     if is_last is None:
-        is_last = bool(is_input)
+        # The documentation's four-argument form: the fourth argument is is_last.
+        is_last = _flag("is_last", is_input)
         is_input = not is_last
+    else:
+        is_input = _flag("is_input", is_input)
+        is_last = _flag("is_last", is_last)
     values = _checked(hexagon_name, values)
     message = ClusterIOMessage(
         buffer_name=hexagon_name,
-        is_last=bool(is_last),
+        is_last=is_last,
         process_type=TRAIN_TYPE,
         target_buffer_type=INPUT_BUFFER_TYPE if is_input else EXPECTED_BUFFER_TYPE,
         number_of_values=len(values),
@@ -214,10 +225,11 @@ async def send_request_input(ws: Any, hexagon_name: str, values: Sequence[float]
     Raises ``BadRequestException`` if the server refuses the message (unknown name).
     """
     del verify_connection
+    is_last = _flag("is_last", is_last)
     values = _checked(hexagon_name, values)
     message = ClusterIOMessage(
         buffer_name=hexagon_name,
-        is_last=bool(is_last),
+        is_last=is_last,
         process_type=REQUEST_TYPE,
         target_buffer_type=INPUT_BUFFER_TYPE,
         number_of_values=len(values),

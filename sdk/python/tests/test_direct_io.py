@@ -303,6 +303,11 @@ def test_values_that_cannot_be_sent_are_refused_before_sending(address: str, tok
                 assert text in str(info.value), info.value
             with pytest.raises(TypeError, match="hexagon_name must be a str"):
                 await direct_io.send_train_input(ws, b"test_input", [1.0] * 5, True, False)
+            # Text for a yes/no argument ("False" would count as true).
+            with pytest.raises(TypeError, match="is_last must be True or False, got 'False'"):
+                await direct_io.send_train_input(ws, "test_input", [1.0] * 5, "False")
+            with pytest.raises(TypeError, match="is_last must be True or False"):
+                await direct_io.send_request_input(ws, "test_input", [1.0] * 5, "yes")
             # The largest 32-bit float as usually printed rounds to itself: it is sent.
             assert len(await direct_io.send_request_input(ws, "test_input",
                                                           [3.4028235e38, 0, 0, 0, 0],
