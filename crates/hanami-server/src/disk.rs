@@ -86,6 +86,47 @@ impl Ledger {
     pub fn promised(&self) -> u64 {
         *self.lock()
     }
+
+    /// [`Ledger::promise`] for `what`, with a refusal that says what it takes, what is kept
+    /// and what is free (the share other writes were promised goes to the server log only:
+    /// it is other users' work).
+    pub fn reserve(
+        self: &Arc<Self>,
+        dir: &Path,
+        what: &str,
+        size: u64,
+        keep: u64,
+    ) -> anyhow::Result<Promise> {
+        use anyhow::Context as _;
+        let Shortfall { free, promised } = match self
+            .promise(dir, size, keep)
+            .context("cannot check the free disk")?
+        {
+            Ok(promise) => return Ok(promise),
+            Err(shortfall) => shortfall,
+        };
+        tracing::warn!(
+            "not enough disk space for {what}: it takes {size} bytes, {free} are free, \
+             {promised} are promised to writes under way, and {keep} are kept \
+             (min_free_disk_mib)"
+        );
+        let size_of =
+            |bytes: u64| crate::memory::size(usize::try_from(bytes).unwrap_or(usize::MAX));
+        // Rounded down, as the sizes are rounded up: a refusal never reads as if it fit.
+        let unit = if free < 16 << 20 { 1 << 10 } else { 1 << 20 };
+        let under_way = if promised > 0 {
+            ", part of which other work under way will take"
+        } else {
+            ""
+        };
+        anyhow::bail!(
+            "not enough disk space for {what}: it takes {}, and the data directory keeps {} \
+             free (min_free_disk_mib) for the database and networks; {} are free{under_way}",
+            size_of(size),
+            size_of(keep),
+            size_of(free - free % unit)
+        );
+    }
 }
 
 impl Promise {
@@ -116,10 +157,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Arc::new(Ledger::default());
         let free = free_space(dir.path()).unwrap();
-        // Room for two promises of a third each, with a margin for the free space to move
-        // meanwhile (other programs write to the same disk).
-        let third = free / 3;
-        let keep = free - 2 * third - third / 4;
+        // Room for two promises of 64 MiB, with a margin of 32 MiB for the free space to
+        // move meanwhile (other tests and programs write to the same disk).
+        let third = 64 << 20;
+        let keep = free - 2 * third - third / 2;
         let mut first = ledger.promise(dir.path(), third, keep).unwrap().unwrap();
         let second = ledger.promise(dir.path(), third, keep).unwrap().unwrap();
         let refused = ledger
@@ -134,6 +175,35 @@ mod tests {
         let _third = ledger.promise(dir.path(), third, keep).unwrap().unwrap();
         drop(first);
         assert_eq!(ledger.promised(), third);
+    }
+
+    /// A refusal says what the write takes and what is kept, not what others were promised.
+    #[test]
+    fn refusals_name_the_write_and_the_reserve() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Arc::new(Ledger::default());
+        let free = free_space(dir.path()).unwrap();
+        let keep = free - (256 << 20);
+        let others = ledger
+            .promise(dir.path(), 192 << 20, keep)
+            .unwrap()
+            .unwrap();
+        let refused = ledger
+            .reserve(dir.path(), "the checkpoint", 128 << 20, keep)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.starts_with("not enough disk space for the checkpoint: it takes 128 MiB")
+                && refused.ends_with("part of which other work under way will take")
+                && !refused.contains("192"),
+            "{refused}"
+        );
+        drop(others);
+        assert!(
+            ledger
+                .reserve(dir.path(), "the checkpoint", 128 << 20, keep)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -139,8 +139,10 @@ struct Upload {
     /// Dropped with the upload (cancelled, expired or finished), which ends the wait of
     /// its websocket sessions ([`UploadTarget::gone`]).
     alive: tokio::sync::watch::Sender<()>,
-    /// The space of the dataset the upload becomes (its files hold their own), promised
-    /// until the upload ends: after its conversion, or when it is cancelled or expires.
+    /// The space of the dataset the upload becomes, promised until the upload ends: after
+    /// its conversion, or when it is cancelled or expires. Its files hold their own space
+    /// where the file system allocates it up front; where it cannot (the files stay
+    /// sparse), their share stays promised too, which errs on the safe side.
     _space: Promise,
 }
 
@@ -908,5 +910,12 @@ mod tests {
         let scope = Scope::All;
         assert!(uploads.cancel(&scope, "first").unwrap());
         assert_eq!(disk.promised() >> 20, 103);
+        // Space promised to other writes (a result being written, say) counts too: 153 +
+        // 103 + 150 of about 350 is refused, where 153 + 103 would fit.
+        let others = disk.promise(dir.path(), 150 * MIB, 0).unwrap().unwrap();
+        let refused = start("fourth").unwrap_err().to_string();
+        assert!(refused.starts_with("Not enough disk space"), "{refused}");
+        drop(others);
+        start("fifth").unwrap();
     }
 }

@@ -197,11 +197,9 @@ async fn create(app: App, caller: Caller, request: CreateClusterRequest) -> ApiR
     // as the network's memory): past the reserve, a restart could fail for want of space.
     let size = network.as_ref().map_or(0, |n| n.size().bytes) as u64;
     let (workers, dir) = (app.workers.clone(), app.paths.clusters());
-    // Only a check: the network is written at the cluster's first save.
-    tokio::task::spawn_blocking(move || {
-        workers
-            .reserve_disk(&dir, "the cluster's network", size)
-            .map(drop)
+    // Held until the network is written, below.
+    let space = tokio::task::spawn_blocking(move || {
+        workers.reserve_disk(&dir, "the cluster's network", size)
     })
     .await
     .map_err(|e| ApiError::Internal(e.into()))?
@@ -219,6 +217,7 @@ async fn create(app: App, caller: Caller, request: CreateClusterRequest) -> ApiR
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
         .context("cannot save the cluster's network")?;
+    drop(space);
     // Row and registry entry together, in a task of its own: a client that goes away
     // meanwhile (dropping this handler) cannot leave a row without a cluster.
     let name = request.name;

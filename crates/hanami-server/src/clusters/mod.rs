@@ -29,7 +29,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::disk::Shortfall;
 use anyhow::Context;
 use hanami_engine::{Cluster, GrowthStats, one_hot};
 use hanami_store::dataset::DatasetWriter;
@@ -659,8 +658,9 @@ impl ClusterHandle {
                     };
                     if by_shutdown {
                         ctx.log_error(task, &self.row, &shut_down_before_the_end(task));
-                    } else {
-                        // Not an error: its owner asked for it.
+                    } else if !self.is_deleted() {
+                        // Not an error: its owner asked for it. (A deleted cluster's tasks
+                        // are gone with it.)
                         task.add_note("stopped by its deletion before its end");
                     }
                     (TaskState::Aborted, Product::Nothing)
@@ -1277,33 +1277,7 @@ impl WorkerContext {
         what: &str,
         size: u64,
     ) -> anyhow::Result<crate::disk::Promise> {
-        let Shortfall { free, promised } = match self
-            .disk
-            .promise(dir, size, self.min_free_disk)
-            .context("cannot check the free disk")?
-        {
-            Ok(promise) => return Ok(promise),
-            Err(shortfall) => shortfall,
-        };
-        let size_of =
-            |bytes: u64| crate::memory::size(usize::try_from(bytes).unwrap_or(usize::MAX));
-        // Rounded down, as the sizes are rounded up: a refusal never reads as if it fit.
-        let unit = if free < 16 << 20 { 1 << 10 } else { 1 << 20 };
-        let under_way = if promised > 0 {
-            format!(
-                ", of which {} are promised to writes under way (uploads, results, checkpoints)",
-                size_of(promised)
-            )
-        } else {
-            String::new()
-        };
-        anyhow::bail!(
-            "not enough disk space for {what}: it takes {}, and the data directory keeps {} \
-             free (min_free_disk_mib) for the database and networks; {} are free{under_way}",
-            size_of(size),
-            size_of(self.min_free_disk),
-            size_of(free - free % unit)
-        );
+        self.disk.reserve(dir, what, size, self.min_free_disk)
     }
 
     /// Logs a task's failure to the server log and the error log (from a worker thread), and
