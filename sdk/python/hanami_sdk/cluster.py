@@ -131,12 +131,18 @@ async def switch_to_direct_mode(token: str, address: str, cluster_uuid: str,
     try:
         await asyncio.shield(switching)
     except asyncio.CancelledError:
-        # The request runs on in its thread: wait for it, and undo a switch that happened,
-        # so that a cancelled call leaves the cluster in TASK mode.
-        with contextlib.suppress(Exception):
-            await switching
-            await asyncio.to_thread(_set_mode, token, address, cluster_uuid, "TASK",
-                                    verify_connection)
+        # The request runs on in its thread: wait for it (through further cancellations,
+        # a second Ctrl-C say), and undo a switch that happened, so that a cancelled call
+        # leaves the cluster in TASK mode.
+        while not switching.done():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(switching)
+        if not switching.cancelled() and switching.exception() is None:
+            undo = asyncio.ensure_future(asyncio.to_thread(
+                _set_mode, token, address, cluster_uuid, "TASK", verify_connection))
+            while not undo.done():
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.shield(undo)
         raise
     try:
         ws = await connect(_websocket.websocket_url(address),
