@@ -1,7 +1,7 @@
 //! Integration-test support shared by the Hanami-rs crates (a dev-dependency only): the
 //! real `hanami` server binary on a free loopback port with a temporary data directory
 //! and the test admin, the seed template of the documentation, generated MNIST-like IDX
-//! data, file hashes, and a proxy that loses chosen answers on their way back.
+//! data, file hashes, and relays that lose chosen answers or hold back chosen requests.
 //!
 //! The server binary is a parameter: a test crate that builds it passes
 //! `env!("CARGO_BIN_EXE_hanami")`, others find or build it themselves.
@@ -384,19 +384,10 @@ impl AnswerDroppingProxy {
     /// Starts a proxy in front of the server at `server_url` (`http://host:port`) that
     /// drops the answers to requests starting with `dropped_request`.
     pub fn start(server_url: &str, dropped_request: &'static [u8]) -> Self {
-        let server = server_url.trim_start_matches("http://").to_owned();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
-        let url = format!("http://{}", listener.local_addr().expect("proxy address"));
         let dropped = std::sync::Arc::<std::sync::atomic::AtomicUsize>::default();
         let count = dropped.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let Ok(upstream) = std::net::TcpStream::connect(&server) else {
-                    continue;
-                };
-                let count = count.clone();
-                std::thread::spawn(move || relay(client, upstream, dropped_request, count));
-            }
+        let url = relay_connections(server_url, move |client, upstream| {
+            relay(client, upstream, dropped_request, count.clone());
         });
         Self { url, dropped }
     }
@@ -405,6 +396,62 @@ impl AnswerDroppingProxy {
     pub fn dropped(&self) -> usize {
         self.dropped.load(std::sync::atomic::Ordering::SeqCst)
     }
+}
+
+/// A relay on a free loopback port in front of the server at `server_url`
+/// (`http://host:port`) that holds back the first request containing `hold`, and all after
+/// it on its connection: the server never sees it, so it never answers (its own side of
+/// the connection is closed, so that it can stop without waiting). Returns the relay's
+/// base address, and a receiver that hears when a request was held.
+pub fn holding_relay(server_url: &str, hold: &'static str) -> (String, mpsc::Receiver<()>) {
+    use std::io::{Read, Write};
+    let (held, holding) = mpsc::channel();
+    let held = std::sync::Mutex::new(held);
+    let url = relay_connections(server_url, move |mut client, mut upstream| {
+        let (Ok(mut client_reader), Ok(mut upstream_reader)) =
+            (client.try_clone(), upstream.try_clone())
+        else {
+            return;
+        };
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut upstream_reader, &mut client);
+        });
+        let mut buffer = [0u8; 65536];
+        while let Ok(n @ 1..) = client_reader.read(&mut buffer) {
+            if String::from_utf8_lossy(&buffer[..n]).contains(hold) {
+                let _ = upstream.shutdown(std::net::Shutdown::Both);
+                let _ = held.lock().map(|held| held.send(()));
+                std::thread::sleep(Duration::from_secs(600));
+                return;
+            }
+            if upstream.write_all(&buffer[..n]).is_err() {
+                return;
+            }
+        }
+    });
+    (url, holding)
+}
+
+/// Accepts connections on a free loopback port and hands each, with a new connection to
+/// the server at `server_url`, to `serve` on a thread of its own. Returns the base address.
+fn relay_connections(
+    server_url: &str,
+    serve: impl Fn(std::net::TcpStream, std::net::TcpStream) + Send + Sync + 'static,
+) -> String {
+    let server = server_url.trim_start_matches("http://").to_owned();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the relay");
+    let url = format!("http://{}", listener.local_addr().expect("relay address"));
+    let serve = std::sync::Arc::new(serve);
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(upstream) = std::net::TcpStream::connect(&server) else {
+                continue;
+            };
+            let serve = serve.clone();
+            std::thread::spawn(move || serve(client, upstream));
+        }
+    });
+    url
 }
 
 /// Copies one connection both ways until either side closes; once the client has sent a

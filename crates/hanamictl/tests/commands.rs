@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{
@@ -1709,46 +1708,6 @@ fn logs_show_who_changed_what_and_what_failed() {
         .fails_with_status(401);
 }
 
-/// A relay between the CLI and the server that holds back the first request that contains
-/// `hold` and all after it on its connection (the server never sees it, so it never
-/// answers); the receiver hears when that happened.
-fn holding_relay(server_url: &str, hold: &'static str) -> (String, mpsc::Receiver<()>) {
-    use std::io::{Read, Write};
-    let server = server_url.trim_start_matches("http://").to_owned();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
-    let (held, holding) = mpsc::channel();
-    std::thread::spawn(move || {
-        for client in listener.incoming() {
-            let held = held.clone();
-            let Ok(mut client) = client else { return };
-            let mut upstream = std::net::TcpStream::connect(&server).unwrap();
-            let (mut client_reader, mut upstream_reader) =
-                (client.try_clone().unwrap(), upstream.try_clone().unwrap());
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut upstream_reader, &mut client);
-            });
-            std::thread::spawn(move || {
-                let mut buffer = [0u8; 65536];
-                while let Ok(n @ 1..) = client_reader.read(&mut buffer) {
-                    if String::from_utf8_lossy(&buffer[..n]).contains(hold) {
-                        // Held: the client's connection stays open, the server's closes
-                        // (so that it can stop without waiting for it).
-                        let _ = upstream.shutdown(std::net::Shutdown::Both);
-                        let _ = held.send(());
-                        std::thread::sleep(Duration::from_secs(600));
-                        return;
-                    }
-                    if upstream.write_all(&buffer[..n]).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (address, holding)
-}
-
 /// With `--wait`, Ctrl-C before the server has answered the request that queues the task
 /// ends the command at once (it used to be held until the answer came), saying that the
 /// task may have been queued.
@@ -1756,7 +1715,7 @@ fn holding_relay(server_url: &str, hold: &'static str) -> (String, mpsc::Receive
 fn ctrl_c_before_the_queueing_is_answered() {
     let server = Server::start();
     let cluster = server.seed_cluster("held");
-    let (relay, holding) = holding_relay(&server.url, "cluster/save");
+    let (relay, holding) = hanami_testkit::holding_relay(&server.url, "cluster/save");
     let env = [
         ("HANAMI_ADDRESS", relay.as_str()),
         ("HANAMI_USER", "asdf"),
