@@ -918,8 +918,7 @@ async fn the_clusters_share_one_memory_budget() {
 async fn a_cluster_takes_a_bounded_number_of_direct_sessions() {
     let server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let cluster = common::seed_cluster(&client, "shared_one").await;
-    client.set_direct_mode(&cluster, true).await.unwrap();
+    let cluster = common::direct_cluster(&client, "shared_one").await;
     let picture = vec![0.0f32; 784];
     let mut sessions = Vec::new();
     for _ in 0..8 {
@@ -1078,8 +1077,7 @@ async fn oversized_and_malformed_session_messages_say_what_is_expected() {
         "{error}"
     );
 
-    let cluster = common::seed_cluster(&client, "oversized").await;
-    client.set_direct_mode(&cluster, true).await.unwrap();
+    let cluster = common::direct_cluster(&client, "oversized").await;
     let mut socket = common::direct_session(&server, &client.token(), &cluster).await;
     // Only the frame's header: the server refuses on its announced length (a client still
     // sending the whole message may see the connection reset instead of the close frame).
@@ -1104,8 +1102,7 @@ async fn unusable_direct_io_values_are_refused_on_arrival() {
     use tokio_tungstenite::tungstenite::Message;
     let server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let cluster = common::seed_cluster(&client, "unusable").await;
-    client.set_direct_mode(&cluster, true).await.unwrap();
+    let cluster = common::direct_cluster(&client, "unusable").await;
     let staged = |name: &str, buffer: TargetBufferType, values: Vec<f32>| ClusterIoMessage {
         buffer_name: name.to_owned(),
         is_last: false,
@@ -1407,8 +1404,7 @@ async fn queued_tasks_are_checked_again_when_they_start() {
 async fn networks_that_cannot_be_saved_are_reported() {
     let mut server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let cluster = common::seed_cluster(&client, "unsaved").await;
-    client.set_direct_mode(&cluster, true).await.unwrap();
+    let cluster = common::direct_cluster(&client, "unsaved").await;
     let mut session = client.direct_session(&cluster).await.unwrap();
     session
         .train(&[("picture", &[0.5f32; 784])], &[("label", &[1.0f32; 10])])
@@ -1468,8 +1464,7 @@ async fn a_client_that_closes_gets_the_close_answered() {
     use tokio_tungstenite::tungstenite::Message;
     let server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let cluster = common::seed_cluster(&client, "closing").await;
-    client.set_direct_mode(&cluster, true).await.unwrap();
+    let cluster = common::direct_cluster(&client, "closing").await;
     for start_first in [false, true] {
         let mut socket = common::open_socket(&server, "/").await;
         if start_first {
@@ -1573,8 +1568,7 @@ async fn direct_sessions_end_when_access_is_withdrawn_or_they_idle() {
 async fn open_sessions_are_told_when_the_server_shuts_down() {
     let mut server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let cluster = common::seed_cluster(&client, "stopping").await;
-    client.set_direct_mode(&cluster, true).await.unwrap();
+    let cluster = common::direct_cluster(&client, "stopping").await;
     let mut session = client.direct_session(&cluster).await.unwrap();
     let picture = vec![0.0f32; 784];
     session.request(&[("picture", &picture)], 1).await.unwrap();

@@ -341,6 +341,13 @@ pub async fn close_frame(socket: &mut Socket) -> (u16, String) {
     }
 }
 
+/// A cluster of the seed template, switched to DIRECT mode; its uuid.
+pub async fn direct_cluster(client: &hanami_sdk::Client, name: &str) -> String {
+    let cluster = seed_cluster(client, name).await;
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    cluster
+}
+
 /// A socket with a started direct-IO session on `cluster` (in DIRECT mode).
 pub async fn direct_session(server: &TestServer, token: &str, cluster: &str) -> Socket {
     let mut socket = open_socket(server, "/").await;
