@@ -196,7 +196,7 @@ async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Resu
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
     ensure_admin(&store).await?;
     let tokens = TokenKey::load_or_create(&paths.token_key(), config.token_expiry)?;
-    warn_if_others_can_read(&paths.token_key());
+    warn_if_others_may_use(&paths.token_key());
     let cpu_host = host_id(&paths.host_id())?;
     set_aside_unreferenced_files(&store, Kind::Dataset, &paths.datasets(), &paths).await?;
     set_aside_unreferenced_files(&store, Kind::Checkpoint, &paths.checkpoints(), &paths).await?;
@@ -722,9 +722,9 @@ fn foreign_endpoints<'a>(policy: &'a Policy, routes: &Routes) -> Vec<&'a str> {
     foreign
 }
 
-/// Warns when users other than the server's may read the token key (a copied or restored
-/// data directory): whoever reads it can make tokens for any user, admins included.
-fn warn_if_others_can_read(key: &Path) {
+/// Warns when users other than the server's may read or change the token key (a copied or
+/// restored data directory): whoever can can make tokens for any user, admins included.
+fn warn_if_others_may_use(key: &Path) {
     use std::os::unix::fs::PermissionsExt as _;
     if let Ok(metadata) = std::fs::metadata(key) {
         let mode = metadata.permissions().mode() & 0o777;

@@ -111,6 +111,14 @@ def switch_to_task_mode(token: str, address: str, cluster_uuid: str,
     return _set_mode(token, address, cluster_uuid, "TASK", verify_connection)
 
 
+async def _outlast_cancellations(future: "asyncio.Future[object]") -> None:
+    """Waits for ``future`` to end, through any number of cancellations of the caller (its
+    outcome stays in the future)."""
+    while not future.done():
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.shield(future)
+
+
 async def switch_to_direct_mode(token: str, address: str, cluster_uuid: str,
                                 verify_connection: Verify = True) -> ClientConnection:
     """Switches a cluster to DIRECT mode and opens a direct-IO websocket to it.
@@ -134,15 +142,10 @@ async def switch_to_direct_mode(token: str, address: str, cluster_uuid: str,
         # The request runs on in its thread: wait for it (through further cancellations,
         # a second Ctrl-C say), and undo a switch that happened, so that a cancelled call
         # leaves the cluster in TASK mode.
-        while not switching.done():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.shield(switching)
+        await _outlast_cancellations(switching)
         if not switching.cancelled() and switching.exception() is None:
-            undo = asyncio.ensure_future(asyncio.to_thread(
-                _set_mode, token, address, cluster_uuid, "TASK", verify_connection))
-            while not undo.done():
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.shield(undo)
+            await _outlast_cancellations(asyncio.ensure_future(asyncio.to_thread(
+                _set_mode, token, address, cluster_uuid, "TASK", verify_connection)))
         raise
     try:
         ws = await connect(_websocket.websocket_url(address),
