@@ -16,7 +16,7 @@ from urllib.parse import quote
 import requests
 import urllib3
 
-from .hanami_exceptions import exception_for_status
+from .hanami_exceptions import HanamiException, exception_for_status
 
 API_PREFIX = "/v1.0alpha"
 
@@ -65,9 +65,16 @@ def build_query(values: QueryValues) -> str:
     return "&".join(parts)
 
 
-def _handle_response(response: requests.Response) -> str:
+def _handle_response(response: requests.Response, url: str) -> str:
     if response.status_code == 200:
-        return response.content.decode("utf-8")
+        try:
+            return response.content.decode("utf-8")
+        except UnicodeDecodeError as e:
+            # A Hanami server answers JSON; anything else at this address is another kind
+            # of server (or a proxy's page), which a decoding error would not tell.
+            raise HanamiException(
+                f"the answer of {url.split('?', 1)[0]} is not UTF-8 text: is this the address "
+                f"of a Hanami server?", 200) from e
     raise exception_for_status(response.status_code, response.content)
 
 
@@ -108,7 +115,7 @@ def send_request(method: str, token: Optional[str], address: str, path: str,
             if hint is None:
                 raise
             raise type(e)(f"{e} ({hint})", request=e.request, response=e.response) from e
-    return _handle_response(response)
+    return _handle_response(response, url)
 
 
 def _scheme_hint(url: str, error: Exception) -> Optional[str]:

@@ -7,7 +7,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator, List
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 import pytest
 
@@ -24,12 +24,14 @@ class _Stub(BaseHTTPRequestHandler):
         _Stub.seen.append({"method": self.command, "path": self.path,
                            "headers": dict(self.headers), "body": body})
         # /v1.0alpha/project?id=<status>_<text> answers that status with that text
-        status, _, text = unquote(self.path.split("id=", 1)[-1]).partition("_")
+        # (with <text> = hex:<digits>, with those bytes)
+        status, _, payload = unquote_to_bytes(self.path.split("id=", 1)[-1]).partition(b"_")
         code = int(status) if status.isdigit() else 200
+        if payload.startswith(b"hex:"):  # bytes that are no text
+            payload = bytes.fromhex(payload[4:].decode())
         if self.path.startswith("/v1.0alpha/token"):
-            code, text = 200, json.dumps({"token": "stub.token", "id": "x", "name": "x",
-                                          "is_admin": True})
-        payload = text.encode()
+            code, payload = 200, json.dumps({"token": "stub.token", "id": "x", "name": "x",
+                                             "is_admin": True}).encode()
         self.send_response(code)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
@@ -90,6 +92,15 @@ def test_other_status_codes_raise_the_base_class(stub: str) -> None:
 
 def test_success_returns_the_body_text(stub: str) -> None:
     assert project.get_project("tok", stub, "200_{\"id\":\"x\"}") == '{"id":"x"}'
+
+
+def test_an_answer_that_is_no_text_names_the_address(stub: str) -> None:
+    with pytest.raises(hx.HanamiException) as info:
+        project.get_project("tok", stub, "200_hex:fffe41")
+    assert type(info.value) is hx.HanamiException
+    assert info.value.status_code == 200
+    assert str(info.value) == (f"the answer of {stub}/v1.0alpha/project is not UTF-8 text: "
+                               f"is this the address of a Hanami server?")
 
 
 def test_headers_query_and_body(stub: str) -> None:
