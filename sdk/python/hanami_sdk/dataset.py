@@ -320,6 +320,9 @@ def _progress_counter(total: int,
 def _file_size(path: FilePath) -> int:
     """The size of a file to upload; an empty one is refused before the server is asked
     (it would answer with the name of a request field instead of the file's)."""
+    if not isinstance(path, (str, bytes, os.PathLike)):  # an int names an open descriptor
+        raise TypeError(f"a file to upload is named by a str or a path object such as "
+                        f"pathlib.Path, got {type(path).__name__}")
     size = os.path.getsize(path)
     if not os.path.isfile(path):
         raise BadRequestException(f"{path}: not a regular file (uploads announce their size "

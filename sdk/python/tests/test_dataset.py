@@ -205,6 +205,13 @@ def test_a_failing_progress_callback_leaves_no_file_open(address: str, token: st
         dataset.upload_mnist_files(token, address, name, images, labels,
                                    progress=5)  # type: ignore[arg-type]
     assert all(row[-1] != name for row in rows(dataset.list_datasets(token, address)))
+    # So is a file named by something else than a path (an int names an open descriptor).
+    with pytest.raises(TypeError, match="got int"):
+        dataset.upload_mnist_files(token, address, name, images,
+                                   3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="got NoneType"):
+        dataset.upload_csv_files(token, address, name, None)  # type: ignore[arg-type]
+    assert all(row[-1] != name for row in rows(dataset.list_datasets(token, address)))
 
 
 def test_a_file_that_changes_while_it_is_sent_fails_at_once(address: str, token: str,
