@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::disk::{Ledger, Promise, Shortfall};
+use hanami_store::files::preallocate;
 use hanami_types::scope::Scope;
 
 /// What an upload will become.
@@ -353,7 +354,9 @@ impl Uploads {
                 .write(true)
                 .create_new(true)
                 .open(&path)
-                .and_then(|f| reserve(&f, size).map(|allocated| (f, allocated)));
+                // Reserved up front: a full disk fails the upload at its start rather than
+                // midway, and chunk writes need no block allocation.
+                .and_then(|f| preallocate(&f, size).map(|allocated| (f, allocated)));
             match file {
                 Ok((file, allocated)) => {
                     // Allocated files hold their space now; the free space shows it.
@@ -697,24 +700,6 @@ fn dataset_space(kind: UploadKind, files: impl Iterator<Item = (FileRole, u64)>)
                 .saturating_add(48 * (size / 2).min(1 << 16)),
         })
         .fold(HEADER, u64::saturating_add)
-}
-
-/// Reserves the disk space of a temporary file up front, so that a full disk fails the
-/// upload at its start rather than midway (and chunk writes need no block allocation).
-/// Returns whether the space is allocated (not on file systems without fallocate, where
-/// the file stays sparse).
-fn reserve(file: &File, size: u64) -> std::io::Result<bool> {
-    use std::os::fd::AsRawFd;
-    let len = libc::off_t::try_from(size)
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "file too large"))?;
-    // SAFETY: the descriptor is valid for the lifetime of `file`; posix_fallocate only
-    // reads its integer arguments.
-    match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
-        0 => Ok(true),
-        // File systems without fallocate support: fall back to a sparse file.
-        libc::EOPNOTSUPP | libc::EINVAL => file.set_len(size).map(|()| false),
-        errno => Err(std::io::Error::from_raw_os_error(errno)),
-    }
 }
 
 fn remove_files<'a>(paths: impl Iterator<Item = &'a Path>) {

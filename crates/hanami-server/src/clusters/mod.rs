@@ -925,10 +925,14 @@ impl ClusterHandle {
         let size = (task.total.saturating_mul(target.columns))
             .saturating_mul(4)
             .saturating_add(64 << 10);
-        // Held until the result is written (when this function returns).
-        let _space = ctx.reserve_disk(&ctx.paths.datasets(), "the result dataset", size)?;
+        let mut space = ctx.reserve_disk(&ctx.paths.datasets(), "the result dataset", size)?;
         let path = ctx.paths.datasets().join(&task.uuid);
         let mut writer = DatasetWriter::create_result(&path, &target.name, target.columns)?;
+        // Once the file holds its space, the free space shows it; until then (file systems
+        // without fallocate) the promise holds it until the result is written.
+        if writer.preallocate(task.total)? {
+            space.release(size);
+        }
         let mut one_hot_row = vec![0.0f32; usize::try_from(target.columns)?];
         let mut write_error = None;
         let outcome = with_threads(cluster, &ctx.cores, |cluster| {

@@ -224,6 +224,9 @@ pub struct DatasetWriter {
     scratch: Vec<u8>,
     failed: bool,
     done: bool,
+    /// Whether [`preallocate`](Self::preallocate) may have made the file longer than its
+    /// rows need.
+    preallocated: bool,
 }
 
 impl DatasetWriter {
@@ -312,6 +315,7 @@ impl DatasetWriter {
             scratch: Vec::new(),
             failed: false,
             done: false,
+            preallocated: false,
         };
         // Placeholder header: rows and file size are filled in by `finish`.
         let header = writer.encode(0, 0);
@@ -390,6 +394,25 @@ impl DatasetWriter {
         Ok(())
     }
 
+    /// Allocates the disk space of the whole file for `rows` rows now (see
+    /// [`crate::files::preallocate`]), so that appending them cannot fail for a full disk
+    /// and the file system's free space shows it from the start. Returns whether the space
+    /// is allocated (not on file systems without `fallocate`). [`finish`](Self::finish)
+    /// cuts off what fewer rows leave unused.
+    pub fn preallocate(&mut self, rows: u64) -> Result<bool, DatasetFileError> {
+        if self.failed {
+            return Err(DatasetFileError::WriterFailed);
+        }
+        let size = self
+            .file_size(rows)
+            .ok_or(DatasetFileError::TooLarge { what: "file size" })?;
+        let out = self.out.as_ref().expect("present until finish or drop");
+        let allocated = crate::files::preallocate(out.get_ref(), size)
+            .map_err(|e| io_error("allocate the disk space of", &self.temp_path, e))?;
+        self.preallocated = true;
+        Ok(allocated)
+    }
+
     /// Rows appended so far.
     pub fn rows_written(&self) -> u64 {
         self.rows
@@ -430,6 +453,10 @@ impl DatasetWriter {
         let header = self.encode(self.rows, file_size);
         file.write_all_at(&header, 0)
             .map_err(|e| io_error("write", &self.temp_path, e))?;
+        if self.preallocated {
+            file.set_len(file_size)
+                .map_err(|e| io_error("shorten", &self.temp_path, e))?;
+        }
         let metadata = file
             .metadata()
             .map_err(|e| io_error("inspect", &self.temp_path, e))?;
@@ -1162,6 +1189,42 @@ mod tests {
             .unwrap();
         assert_eq!(out[3], 1.0);
         assert_eq!(out.iter().sum::<f32>(), 1.0);
+    }
+
+    /// A preallocated result holds its disk space while it is written, and finishes at the
+    /// size of the rows it got, fewer or more than allocated for.
+    #[test]
+    fn preallocated_writer_holds_its_space_and_finishes_at_its_rows() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let temp_file = |dir: &Path| dir.join(&dir_entries(dir)[0]);
+        for (allocated_rows, rows) in [(1000u64, 1000usize), (1000, 10), (10, 40), (5, 0)] {
+            let path = dir.path().join(format!("result{allocated_rows}_{rows}"));
+            let mut w = DatasetWriter::create_result(&path, "out", 256).unwrap();
+            let start = HEADER_SIZE + u64::from(w.description_size);
+            let bytes = start + allocated_rows * 1024;
+            if w.preallocate(allocated_rows).unwrap() {
+                let meta = fs::metadata(temp_file(dir.path())).unwrap();
+                assert!(meta.blocks() * 512 >= bytes, "{} blocks", meta.blocks());
+            }
+            assert_eq!(fs::metadata(temp_file(dir.path())).unwrap().len(), bytes);
+            for i in 0..rows {
+                w.append_row_f32(&[i as f32; 256]).unwrap();
+            }
+            w.finish().unwrap();
+            let r = DatasetReader::open(&path).unwrap();
+            assert_eq!(r.header().number_of_rows, rows as u64);
+            assert_eq!(
+                fs::metadata(&path).unwrap().len(),
+                start + rows as u64 * 1024
+            );
+            if let Some(last) = rows.checked_sub(1) {
+                let mut out = vec![0f32; 256];
+                r.read_rows_f32(last as u64, 1, ColumnRange::new(0, 256), &mut out)
+                    .unwrap();
+                assert!(out.iter().all(|&v| v == last as f32));
+            }
+        }
     }
 
     #[test]
