@@ -43,6 +43,10 @@ fn file_size(path: &Path) -> Result<u64> {
 
 impl Client {
     /// Uploads an MNIST image and label file pair (IDX format) as a new dataset.
+    ///
+    /// Dropping the returned future before the files are sent (a timeout around it, say)
+    /// deletes the unfinished upload on the server in the background; to learn that the
+    /// upload was withdrawn, cancel it through [`Client::upload_mnist_until`] instead.
     pub async fn upload_mnist(&self, name: &str, images: &Path, labels: &Path) -> Result<Dataset> {
         self.upload_mnist_with_progress(name, images, labels, &mut |_, _| {})
             .await
@@ -54,7 +58,7 @@ impl Client {
         name: &str,
         images: &Path,
         labels: &Path,
-        progress: &mut dyn FnMut(u64, u64),
+        progress: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<Dataset> {
         self.upload_mnist_until(name, images, labels, progress, std::future::pending())
             .await
@@ -68,7 +72,7 @@ impl Client {
         name: &str,
         images: &Path,
         labels: &Path,
-        progress: &mut dyn FnMut(u64, u64),
+        progress: &mut (dyn FnMut(u64, u64) + Send),
         cancel: impl Future<Output = ()>,
     ) -> Result<Dataset> {
         let (image_size, label_size) = (file_size(images)?, file_size(labels)?);
@@ -107,7 +111,8 @@ impl Client {
         self.created(&done.uuid).await
     }
 
-    /// Uploads a CSV file (header line, then numeric rows) as a new dataset.
+    /// Uploads a CSV file (header line, then numeric rows) as a new dataset. Dropping the
+    /// future before the file is sent withdraws the upload, as for [`Client::upload_mnist`].
     pub async fn upload_csv(&self, name: &str, csv: &Path) -> Result<Dataset> {
         self.upload_csv_with_progress(name, csv, &mut |_, _| {})
             .await
@@ -118,7 +123,7 @@ impl Client {
         &self,
         name: &str,
         csv: &Path,
-        progress: &mut dyn FnMut(u64, u64),
+        progress: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<Dataset> {
         self.upload_csv_until(name, csv, progress, std::future::pending())
             .await
@@ -136,7 +141,7 @@ impl Client {
         &self,
         name: &str,
         csv: &Path,
-        progress: &mut dyn FnMut(u64, u64),
+        progress: &mut (dyn FnMut(u64, u64) + Send),
         cancel: impl Future<Output = ()>,
     ) -> Result<Dataset> {
         let size = file_size(csv)?;
@@ -176,17 +181,24 @@ impl Client {
     /// waiting until the server has every byte). When they fail, or `cancel` completes
     /// first, the unfinished upload is deleted on the server before the error is returned;
     /// a failed deletion is ignored, as the server removes idle uploads itself after its
-    /// `upload_timeout`.
+    /// `upload_timeout`. When the call's future is dropped meanwhile, the deletion runs in
+    /// the background (see [`Abandoned`]).
     async fn settle_upload<T>(
         &self,
         dataset_uuid: &str,
         steps: impl Future<Output = Result<T>>,
         cancel: impl Future<Output = ()>,
     ) -> Result<T> {
+        let mut abandoned = Abandoned {
+            client: self,
+            dataset_uuid,
+            armed: true,
+        };
         let outcome = tokio::select! {
             outcome = steps => outcome,
             () = cancel => Err(Error::Cancelled),
         };
+        abandoned.armed = false;
         if outcome.is_err() {
             let _ = tokio::time::timeout(CLEANUP_TIMEOUT, self.delete_dataset(dataset_uuid)).await;
         }
@@ -265,6 +277,34 @@ impl Client {
             )
             .await?;
         Ok(check.accuracy)
+    }
+}
+
+/// An upload whose files are being sent: if the future of the call is dropped before they
+/// are (a timeout around the call, a `select!` that went another way), the unfinished upload
+/// is deleted on the server in the background, as a cancelled one is, so that it neither
+/// waits for the server's `upload_timeout` nor keeps its owner from being deleted.
+struct Abandoned<'a> {
+    client: &'a Client,
+    dataset_uuid: &'a str,
+    /// Until the sending steps have ended (then the call itself deletes what failed).
+    armed: bool,
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // Without a runtime (the caller's is shutting down) the server's timeout cleans up.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let client = self.client.clone();
+        let uuid = self.dataset_uuid.to_owned();
+        runtime.spawn(async move {
+            let _ = tokio::time::timeout(CLEANUP_TIMEOUT, client.delete_dataset(&uuid)).await;
+        });
     }
 }
 

@@ -83,7 +83,7 @@ impl Client {
         file_uuid: &str,
         path: &Path,
         size: u64,
-        sent: &mut dyn FnMut(u64),
+        sent: &mut (dyn FnMut(u64) + Send),
     ) -> Result<()> {
         let file_err = |source| Error::File {
             path: path.display().to_string(),

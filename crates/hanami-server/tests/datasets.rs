@@ -1350,6 +1350,48 @@ async fn a_cancelled_upload_leaves_nothing_behind() {
     assert_eq!(dataset.number_of_rows, 100_000);
 }
 
+/// An upload whose future is dropped while its file is sent (a task aborted, a timeout
+/// around the call) is withdrawn from the server in the background, as a cancelled one is;
+/// upload futures run on tasks of their own (they are `Send`).
+#[tokio::test]
+async fn a_dropped_upload_is_withdrawn() {
+    let server = TestServer::start();
+    member(&server, &server.admin().await, "leaver", "leaving", false).await;
+    let client = sdk(&server, "leaver", "password1").await;
+    let admin = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = write(
+        tmp.path(),
+        "dropped.csv",
+        "a,b\n".to_owned() + &"1,2\n".repeat(1_000_000),
+    );
+    let first_chunk = std::sync::Arc::new(tokio::sync::Notify::new());
+    let upload = {
+        let first_chunk = first_chunk.clone();
+        tokio::spawn(async move {
+            let mut progress = move |_, _| first_chunk.notify_one();
+            client
+                .upload_csv_with_progress("dropped", &csv, &mut progress)
+                .await
+        })
+    };
+    first_chunk.notified().await;
+    let uploads = server.data_dir.join("uploads");
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 1);
+    upload.abort();
+    assert!(upload.await.unwrap_err().is_cancelled());
+    common::eventually(Duration::from_secs(10), || async {
+        match std::fs::read_dir(&uploads).unwrap().count() {
+            0 => Ok(()),
+            n => Err(format!("{n} temporary upload files left")),
+        }
+    })
+    .await;
+    // Nothing unfinished is left to keep the owner from being deleted.
+    admin.delete_user("leaver").await.unwrap();
+    assert!(admin.datasets().await.unwrap().body.is_empty());
+}
+
 /// A dataset file changed or removed outside the server: every use of the dataset answers
 /// 409 saying which dataset and what to do (it was a 500 with only an error id), listing
 /// still works, and deleting it clears the way.
