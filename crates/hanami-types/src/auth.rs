@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Body of `POST /v1.0alpha/token` (login).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Body of `POST /v1.0alpha/token` (login). `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRequest {
     /// User id.
     pub id: String,
@@ -18,8 +18,8 @@ pub struct RenewTokenRequest {
     pub project_id: String,
 }
 
-/// Answer of both token endpoints.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Answer of both token endpoints. `Debug` hides the token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenResponse {
     /// User id.
     pub id: String,
@@ -46,4 +46,75 @@ pub struct AuthInfo {
     pub role: String,
     /// Whether the user administers that project.
     pub is_project_admin: bool,
+}
+
+/// What `Debug` shows instead of a password or token, which logs must not hold.
+pub(crate) const HIDDEN: &str = "<hidden>";
+
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRequest")
+            .field("id", &self.id)
+            .field("password", &HIDDEN)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("is_admin", &self.is_admin)
+            .field("token", &HIDDEN)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{TokenRequest, TokenResponse};
+    use crate::users::CreateUserRequest;
+    use crate::websocket::SessionInit;
+
+    /// Passwords and tokens never reach a log through `Debug`.
+    #[test]
+    fn debug_hides_passwords_and_tokens() {
+        let login = TokenRequest {
+            id: "asdf".into(),
+            password: "secret-password".into(),
+        };
+        let answer = TokenResponse {
+            id: "asdf".into(),
+            name: "A".into(),
+            is_admin: true,
+            token: "secret.jwt.token".into(),
+        };
+        let user = CreateUserRequest {
+            id: "u".into(),
+            name: "U".into(),
+            password: "secret-password".into(),
+            is_admin: false,
+        };
+        let session = SessionInit {
+            token: "secret.jwt.token".into(),
+            target: "cluster".into(),
+            uuid: "c".into(),
+        };
+        for shown in [
+            format!("{login:?}"),
+            format!("{answer:?}"),
+            format!("{user:?}"),
+            format!("{session:?}"),
+        ] {
+            assert!(
+                shown.contains("<hidden>") && !shown.contains("secret"),
+                "{shown}"
+            );
+        }
+        assert_eq!(
+            format!("{answer:?}"),
+            "TokenResponse { id: \"asdf\", name: \"A\", is_admin: true, token: \"<hidden>\" }"
+        );
+    }
 }

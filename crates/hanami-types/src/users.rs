@@ -30,8 +30,8 @@ pub struct User {
     pub projects: Vec<ProjectAssignment>,
 }
 
-/// Body of `POST /v1.0alpha/user`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Body of `POST /v1.0alpha/user`. `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateUserRequest {
     /// User id.
     pub id: String,
@@ -42,6 +42,17 @@ pub struct CreateUserRequest {
     /// Whether the new user is a global admin.
     #[serde(default)]
     pub is_admin: bool,
+}
+
+impl std::fmt::Debug for CreateUserRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateUserRequest")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("password", &crate::auth::HIDDEN)
+            .field("is_admin", &self.is_admin)
+            .finish()
+    }
 }
 
 /// Body of `POST /v1.0alpha/user/project`.

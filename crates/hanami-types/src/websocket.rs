@@ -12,8 +12,8 @@ pub const TARGET_FILE_UPLOAD: &str = "file_upload";
 /// Target of a direct-IO session.
 pub const TARGET_CLUSTER: &str = "cluster";
 
-/// First message of a session (client to server, JSON text).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// First message of a session (client to server, JSON text). `Debug` hides the token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInit {
     /// Token, as in `X-Auth-Token`.
     pub token: String,
@@ -21,6 +21,16 @@ pub struct SessionInit {
     pub target: String,
     /// Temporary file uuid (upload) or cluster uuid (direct IO).
     pub uuid: String,
+}
+
+impl std::fmt::Debug for SessionInit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionInit")
+            .field("token", &crate::auth::HIDDEN)
+            .field("target", &self.target)
+            .field("uuid", &self.uuid)
+            .finish()
+    }
 }
 
 /// Answer to [`SessionInit`] (server to client, JSON in a binary frame). The fields are in
