@@ -136,7 +136,9 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Logs in with default TLS settings.
+    /// Logs in with default TLS settings. `address` is the server's base URL,
+    /// `http://HOST:PORT` or `https://HOST:PORT` ([`Error::InvalidArgument`] without one of
+    /// these schemes).
     pub async fn login(address: &str, user: &str, password: &str) -> Result<Self> {
         Self::login_with(address, user, password, &ConnectOptions::default()).await
     }
@@ -160,7 +162,7 @@ impl Client {
         };
         let client = Self {
             http: http.build()?,
-            address: address.trim_end_matches('/').to_owned(),
+            address: server_address(address)?,
             auth: Auth {
                 token: Mutex::new(String::new()),
                 project: Mutex::new(None),
@@ -344,16 +346,25 @@ impl Client {
 
     /// The websocket address of the server (`ws://` or `wss://`, path `/`).
     pub(crate) fn websocket_url(&self) -> String {
-        let rest = self
-            .address
-            .strip_prefix("https://")
-            .map(|r| format!("wss://{r}/"))
-            .or_else(|| {
-                self.address
-                    .strip_prefix("http://")
-                    .map(|r| format!("ws://{r}/"))
-            });
-        rest.unwrap_or_else(|| format!("ws://{}/", self.address))
+        match self.address.strip_prefix("https://") {
+            Some(rest) => format!("wss://{rest}/"),
+            None => format!("ws://{}/", self.address.trim_start_matches("http://")),
+        }
+    }
+}
+
+/// A server address as the client keeps it: `http://` or `https://` (in any case on input,
+/// lower case here) and no trailing slashes.
+fn server_address(address: &str) -> Result<String> {
+    let address = address.trim_end_matches('/');
+    let scheme = address.split_once("://").map(|(scheme, _)| scheme);
+    match scheme {
+        Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => {
+            Ok(format!("{}{}", s.to_ascii_lowercase(), &address[s.len()..]))
+        }
+        _ => Err(Error::InvalidArgument(format!(
+            "the server address must start with http:// or https://, got '{address}'"
+        ))),
     }
 }
 
@@ -362,4 +373,34 @@ fn json(body: &(impl Serialize + ?Sized)) -> Result<Bytes> {
     serde_json::to_vec(body)
         .map(Bytes::from)
         .map_err(|e| Error::Protocol(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_address;
+
+    #[test]
+    fn addresses_need_an_http_scheme() {
+        assert_eq!(server_address("HTTPS://host:1/").unwrap(), "https://host:1");
+        assert_eq!(
+            server_address("http://127.0.0.1:11418").unwrap(),
+            "http://127.0.0.1:11418"
+        );
+        for bad in [
+            "127.0.0.1:11418",
+            "ftp://host",
+            "",
+            "httpx://host",
+            "http:/host",
+        ] {
+            let error = server_address(bad).unwrap_err().to_string();
+            assert_eq!(
+                error,
+                format!(
+                    "invalid argument: the server address must start with http:// or \
+                     https://, got '{bad}'"
+                )
+            );
+        }
+    }
 }

@@ -242,9 +242,13 @@ impl Client {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(Error::Protocol(format!(
-                    "the server did not report the upload of {dataset_uuid} complete"
-                )));
+                return Err(Error::Timeout {
+                    what: format!(
+                        "the server has not reported every byte of upload {dataset_uuid} as \
+                         stored"
+                    ),
+                    waited: PROGRESS_TIMEOUT,
+                });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

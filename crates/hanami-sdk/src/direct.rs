@@ -52,7 +52,7 @@ impl DirectSession {
             };
             last = Some(self.exchange(message).await?);
         }
-        last.ok_or_else(|| Error::Protocol("nothing to send".into()))
+        last.ok_or_else(|| Error::InvalidArgument("no values to send".into()))
     }
 
     /// One training step: input values and expected output values by interface name. Only

@@ -3,8 +3,10 @@
 /// Result of a client call.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// What went wrong in a call.
+/// What went wrong in a call. More kinds may come (`#[non_exhaustive]`): match the ones
+/// you handle and keep a fallback arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// 400: the server refused the input; the message says why.
     #[error("bad request: {0}")]
@@ -70,6 +72,19 @@ pub enum Error {
         /// Why no answer came.
         source: Box<Error>,
     },
+    /// A wait ended at the caller's limit (or the client's, for an upload's last bytes)
+    /// while the task or upload was still under way; it may still end later.
+    #[error("{what} after {waited:?}")]
+    Timeout {
+        /// What was still under way, e.g. `task <uuid> is still active`.
+        what: String,
+        /// How long the client waited.
+        waited: std::time::Duration,
+    },
+    /// An argument cannot be used (checked before anything is sent): an address without
+    /// `http://` or `https://`, an interface named twice, nothing to send.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
     /// The caller cancelled the call (an upload's `cancel` future completed first).
     #[error("cancelled")]
     Cancelled,

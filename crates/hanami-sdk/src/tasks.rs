@@ -8,11 +8,18 @@ use hanami_types::tasks::{RequestTaskRequest, Task, TrainTaskRequest};
 
 use crate::{Client, Error, Result};
 
-fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+/// Interface names to dataset uuids; a name given twice is refused (a map would keep only
+/// the last).
+fn map(pairs: &[(&str, &str)]) -> Result<BTreeMap<String, String>> {
+    let mut map = BTreeMap::new();
+    for (name, uuid) in pairs {
+        if map.insert((*name).to_owned(), (*uuid).to_owned()).is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "the interface '{name}' is given more than once"
+            )));
+        }
+    }
+    Ok(map)
 }
 
 impl Client {
@@ -27,8 +34,8 @@ impl Client {
         let body = TrainTaskRequest {
             name: name.to_owned(),
             cluster_uuid: cluster_uuid.to_owned(),
-            inputs: map(inputs),
-            outputs: map(outputs),
+            inputs: map(inputs)?,
+            outputs: map(outputs)?,
         };
         self.post("task/train", &body).await
     }
@@ -45,8 +52,8 @@ impl Client {
         let body = RequestTaskRequest {
             name: name.to_owned(),
             cluster_uuid: cluster_uuid.to_owned(),
-            inputs: map(inputs),
-            results: map(&[result]),
+            inputs: map(inputs)?,
+            results: map(&[result])?,
         };
         self.post("task/request", &body).await
     }
@@ -87,10 +94,10 @@ impl Client {
             }
             let now = tokio::time::Instant::now();
             if now > deadline {
-                return Err(Error::Protocol(format!(
-                    "task {uuid} is still {} after {timeout:?}",
-                    task.state
-                )));
+                return Err(Error::Timeout {
+                    what: format!("task {uuid} is still {}", task.state),
+                    waited: timeout,
+                });
             }
             // One last poll at the deadline rather than a sleep beyond it.
             tokio::time::sleep(interval.min(deadline - now)).await;
@@ -103,3 +110,19 @@ impl Client {
 const FIRST_POLL_INTERVAL: Duration = Duration::from_millis(5);
 /// The longest interval between polls of [`Client::wait_for_task`].
 const LAST_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+#[cfg(test)]
+mod tests {
+    use super::map;
+
+    #[test]
+    fn an_interface_given_twice_is_refused() {
+        let pairs = map(&[("picture", "a"), ("label", "b")]).unwrap();
+        assert_eq!(pairs.len(), 2);
+        let error = map(&[("picture", "a"), ("picture", "b")]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid argument: the interface 'picture' is given more than once"
+        );
+    }
+}
