@@ -35,7 +35,9 @@ impl Client {
         self.delete("cluster", &[("uuid", uuid)]).await
     }
 
-    /// Queues a checkpoint of a cluster; the answer's uuid is the checkpoint's.
+    /// Queues a checkpoint of a cluster as a task of the cluster: the answer's uuid is the
+    /// task's, to wait for with [`Client::wait_for_task`], and the checkpoint's once it is
+    /// made.
     pub async fn save_cluster(&self, cluster_uuid: &str, name: &str) -> Result<SaveStarted> {
         let body = SaveClusterRequest {
             name: name.to_owned(),
@@ -44,7 +46,8 @@ impl Client {
         self.post("cluster/save", &body).await
     }
 
-    /// Queues the restore of a checkpoint into a cluster.
+    /// Queues the restore of a checkpoint into a cluster, as a task of the cluster: the
+    /// answer's uuid is the task's (see [`Client::wait_for_task`]).
     pub async fn restore_cluster(
         &self,
         cluster_uuid: &str,

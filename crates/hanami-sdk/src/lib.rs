@@ -1,19 +1,117 @@
-//! Async Rust client for the Hanami AI server.
+//! Async Rust client for the Hanami AI server; `hanamictl` is built on it.
+//!
+//! The calls are `async` and need a [Tokio](https://tokio.rs) runtime (timeouts and
+//! websocket sessions use its timers and sockets). Their futures are `Send`, so they can run
+//! on spawned tasks. One [`Client`] is one login; methods are named after what they act on
+//! (`datasets`, `create_cluster`, `wait_for_task`), and ids and uuids are the strings the
+//! server hands out. The answer types live in [`types`].
+//!
+//! # A whole workflow
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), hanami_sdk::Error> {
-//! let client = hanami_sdk::Client::login("http://127.0.0.1:11418", "asdf", "asdfasdf").await?;
-//! let dataset = client
-//!     .upload_mnist("mnist_train", "train-images-idx3-ubyte".as_ref(), "train-labels-idx1-ubyte".as_ref())
+//! use std::path::Path;
+//! use std::time::Duration;
+//!
+//! use hanami_sdk::{Client, Error};
+//!
+//! /// The cluster template of the documentation: 784 inputs, 10 outputs.
+//! const TEMPLATE: &str = "version: 1
+//! settings:
+//!     neuron_cooldown: 10000000.0
+//!     refractory_time: 1
+//!     max_connection_distance: 1
+//!     enable_reduction: false
+//! hexagons:
+//!     1,1,1
+//!     2,1,1
+//!     3,1,1
+//! inputs:
+//!     picture:
+//!         target: 1,1,1
+//!         number_of_inputs: 784
+//! outputs:
+//!     label:
+//!         target: 3,1,1
+//!         number_of_outputs: 10
+//! ";
+//!
+//! # async fn demo() -> Result<(), Error> {
+//! let client = Client::login("http://127.0.0.1:11418", "asdf", "asdfasdf").await?;
+//! let mnist = Path::new("/data/mnist");
+//! // An MNIST upload makes one dataset with the columns `picture` and `label`.
+//! let train = client
+//!     .upload_mnist_with_progress(
+//!         "mnist_train",
+//!         &mnist.join("train-images-idx3-ubyte"),
+//!         &mnist.join("train-labels-idx1-ubyte"),
+//!         &mut |sent, total| eprint!("\r{sent} of {total} bytes"),
+//!     )
 //!     .await?;
-//! println!("{} rows", dataset.number_of_rows);
+//! let test = client
+//!     .upload_mnist(
+//!         "mnist_test",
+//!         &mnist.join("t10k-images-idx3-ubyte"),
+//!         &mnist.join("t10k-labels-idx1-ubyte"),
+//!     )
+//!     .await?;
+//! let cluster = client.create_cluster("mnist_cluster", TEMPLATE).await?.uuid;
+//!
+//! // Tasks are queued per cluster; interfaces of the template name the dataset columns.
+//! let task = client
+//!     .train("epoch_1", &cluster, &[("picture", &train.uuid)], &[("label", &train.uuid)])
+//!     .await?;
+//! // A wait ends with the task's last state: check it, an aborted task says why in `note`.
+//! let done = client.wait_for_task(&cluster, &task.uuid, Duration::from_secs(600)).await?;
+//! if done.state != "finished" {
+//!     eprintln!("training ended {}: {}", done.state, done.note.unwrap_or_default());
+//! }
+//!
+//! // A request task writes its outputs into a new dataset whose uuid is the task's.
+//! let task = client
+//!     .request("answers", &cluster, &[("picture", &test.uuid)], ("label", "answers"))
+//!     .await?;
+//! client.wait_for_task(&cluster, &task.uuid, Duration::from_secs(60)).await?;
+//! let accuracy = client.check_dataset(&test.uuid, &task.uuid).await?;
+//! println!("{accuracy:.2} % correct");
+//!
+//! // Saving and restoring are tasks of the cluster as well; a save's uuid is also the
+//! // uuid of the checkpoint it makes.
+//! let save = client.save_cluster(&cluster, "after_epoch_1").await?;
+//! client.wait_for_task(&cluster, &save.uuid, Duration::from_secs(60)).await?;
+//! let restore = client.restore_cluster(&cluster, &save.uuid).await?;
+//! client.wait_for_task(&cluster, &restore.uuid, Duration::from_secs(60)).await?;
+//!
+//! // Direct IO: one sample at a time over a websocket, while the cluster is in DIRECT mode.
+//! client.set_direct_mode(&cluster, true).await?;
+//! let mut session = client.direct_session(&cluster).await?;
+//! let outputs = session.request(&[("picture", &[0.0; 784])], 1).await?;
+//! println!("{:?}", outputs[0].1);
+//! session.close().await?;
+//! client.set_direct_mode(&cluster, false).await?;
+//!
+//! // Errors carry the server's message and tell the cases apart.
+//! match client.dataset("00000000-0000-0000-0000-000000000000").await {
+//!     Err(Error::NotFound(message)) => eprintln!("as expected: {message}"),
+//!     Err(other) => return Err(other),
+//!     Ok(dataset) => println!("found {}", dataset.name),
+//! }
+//! client.delete_checkpoint(&save.uuid).await?;
+//! client.delete_cluster(&cluster).await?;
 //! # Ok(()) }
 //! ```
 //!
+//! # Errors
+//!
 //! Every method maps the server's status codes onto [`Error`]: 400 [`Error::BadRequest`],
 //! 401 [`Error::Unauthorized`], 404 [`Error::NotFound`], 409 [`Error::Conflict`] and 500
-//! [`Error::Internal`], each with the server's message. A token that expires is renewed by
-//! the client itself (see [`Client`]), so a long wait or upload outlives it.
+//! [`Error::Internal`], each with the server's message. A server that cannot be reached is
+//! [`Error::Transport`], a wait that reached its limit [`Error::Timeout`], an argument the
+//! client refuses before sending [`Error::InvalidArgument`]. A token that expires is renewed
+//! by the client itself (see [`Client`]), so a long wait or upload outlives it.
+//!
+//! Uploads can be cancelled with the `_until` variants, which report
+//! [`Error::Cancelled`]; dropping an upload's future withdraws the unfinished upload on the
+//! server in the background.
 
 mod client;
 mod clusters;

@@ -76,7 +76,9 @@ impl Client {
             .await
     }
 
-    /// Polls a task until it is `finished` or `aborted`, at most `timeout`. The first polls
+    /// Polls a task until it is `finished` or `aborted`, at most `timeout`, and returns it:
+    /// an aborted task is `Ok` too, with the reason in its `note` (check `state`). At the
+    /// limit the error is [`Error::Timeout`]; the task goes on. The first polls
     /// follow each other closely (from 5 ms apart), so a short task is seen to end soon after
     /// it does; the interval then doubles up to 100 ms.
     pub async fn wait_for_task(
