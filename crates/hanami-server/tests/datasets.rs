@@ -1350,6 +1350,53 @@ async fn a_cancelled_upload_leaves_nothing_behind() {
     assert_eq!(dataset.number_of_rows, 100_000);
 }
 
+/// A file that shrinks or grows while it is sent fails its upload with a file error, and
+/// the upload is withdrawn (the file is read chunk by chunk as it is sent).
+#[tokio::test]
+async fn a_file_that_changes_while_it_is_sent_fails_its_upload() {
+    use std::io::Write as _;
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let content = "a,b\n".to_owned() + &"1,2\n".repeat(1_000_000);
+    let cases: [(&str, fn(&Path)); 2] = [
+        ("it ended before byte", |path| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_len(600_000)
+                .unwrap();
+        }),
+        ("it grew while it was sent", |path| {
+            let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+            file.write_all(b"3,4\n").unwrap();
+        }),
+    ];
+    for (needle, change) in cases {
+        let csv = write(tmp.path(), "changing.csv", content.clone());
+        let mut changed = false;
+        let mut progress = |_, _| {
+            if !changed {
+                change(&csv);
+                changed = true;
+            }
+        };
+        let outcome = client
+            .upload_csv_with_progress("changing", &csv, &mut progress)
+            .await;
+        assert!(
+            matches!(&outcome, Err(Error::File { source, .. })
+                if source.to_string().starts_with("the file changed after its upload began: \
+                    4000004 bytes were announced") && source.to_string().contains(needle)),
+            "{outcome:?}"
+        );
+        let uploads = server.data_dir.join("uploads");
+        assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
+    }
+    assert!(client.datasets().await.unwrap().body.is_empty());
+}
+
 /// An upload whose future is dropped while its file is sent (a task aborted, a timeout
 /// around the call) is withdrawn from the server in the background, as a cancelled one is;
 /// upload futures run on tasks of their own (they are `Send`).
