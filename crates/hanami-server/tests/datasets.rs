@@ -1359,7 +1359,9 @@ async fn a_file_that_changes_while_it_is_sent_fails_its_upload() {
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let tmp = tempfile::tempdir().unwrap();
     let content = "a,b\n".to_owned() + &"1,2\n".repeat(1_000_000);
-    let cases: [(&str, fn(&Path)); 2] = [
+    /// What a case does to the file, and what the error then says.
+    type Case = (&'static str, fn(&Path));
+    let cases: [Case; 2] = [
         ("it ended before byte", |path| {
             std::fs::OpenOptions::new()
                 .write(true)
