@@ -198,8 +198,24 @@ async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Resu
     let tokens = TokenKey::load_or_create(&paths.token_key(), config.token_expiry)?;
     warn_if_others_may_use(&paths.token_key());
     let cpu_host = host_id(&paths.host_id())?;
-    set_aside_unreferenced_files(&store, Kind::Dataset, &paths.datasets(), &paths).await?;
-    set_aside_unreferenced_files(&store, Kind::Checkpoint, &paths.checkpoints(), &paths).await?;
+    // A request's result and a save's checkpoint are named after their task: one that had
+    // not ended is aborted below, and what it wrote was never registered.
+    let unended: HashSet<String> = store
+        .unfinished_tasks()
+        .await?
+        .into_iter()
+        .map(|task| task.uuid)
+        .collect();
+    set_aside_unreferenced_files(&store, Kind::Dataset, &paths.datasets(), &paths, &unended)
+        .await?;
+    set_aside_unreferenced_files(
+        &store,
+        Kind::Checkpoint,
+        &paths.checkpoints(),
+        &paths,
+        &unended,
+    )
+    .await?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = WorkerContext {
         store: store.clone(),
@@ -272,7 +288,14 @@ async fn load_clusters(
 ) -> anyhow::Result<Clusters> {
     // Before the stale temporary files go: a staged network may be one of them.
     complete_pending_networks(store, paths).await?;
-    set_aside_unreferenced_files(store, Kind::Cluster, &paths.clusters(), paths).await?;
+    set_aside_unreferenced_files(
+        store,
+        Kind::Cluster,
+        &paths.clusters(),
+        paths,
+        &HashSet::new(),
+    )
+    .await?;
     let clusters = Clusters::default();
     let mut unsaved = 0;
     for row in store.all_resources(Kind::Cluster).await? {
@@ -510,17 +533,22 @@ fn complete_staged_network(
     }
 }
 
-/// Moves files that no database row references (left by a crash between writing a file
-/// and registering it, or between deleting a row and its file, or made after the backup
-/// the database came from) to `unreferenced/`, and removes the writers' half-written
-/// temporary files.
+/// Cleans up the files of a kind that no database row references: removes the files of
+/// deleted rows (a crash came between deleting a row and its file), the products of tasks
+/// that had not ended (`unended`: a crash came between writing a file and registering it
+/// with the task's end) and the writers' half-written temporary files, and moves the others
+/// (of unknown origin, or made after the backup the database came from) to `unreferenced/`.
 async fn set_aside_unreferenced_files(
     store: &Store,
     kind: Kind,
     dir: &Path,
     paths: &DataDir,
+    unended: &HashSet<String>,
 ) -> anyhow::Result<()> {
     let referenced: HashSet<String> = store.resource_file_names(kind).await?.into_iter().collect();
+    let removed = store.removed_file_names(kind).await?;
+    let deleted: HashSet<String> = removed.iter().cloned().collect();
+    let unended = unended.clone();
     let dir = dir.to_owned();
     let dir_name = dir.clone();
     let paths = paths.clone();
@@ -532,12 +560,23 @@ async fn set_aside_unreferenced_files(
             if !entry.file_type()?.is_file() || referenced.contains(&name) {
                 continue;
             }
-            if clusters::is_half_written(&entry.path()) {
+            let why = if clusters::is_half_written(&entry.path()) {
+                Some("a save that a crash interrupted".to_owned())
+            } else if deleted.contains(&name) {
+                Some(format!(
+                    "the file of a deleted {}, whose removal a crash interrupted",
+                    kind.word()
+                ))
+            } else if unended.contains(&name) {
+                Some(format!(
+                    "written by task {name}, which had not ended when the server stopped"
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = why {
                 std::fs::remove_file(entry.path())?;
-                tracing::info!(
-                    "removed {}: a save that a crash interrupted",
-                    entry.path().display()
-                );
+                tracing::info!("removed {}: {why}", entry.path().display());
             } else {
                 let target = paths.set_aside(&entry.path(), &entry.file_name())?;
                 tracing::warn!(
@@ -552,7 +591,11 @@ async fn set_aside_unreferenced_files(
         Ok(())
     })
     .await?
-    .with_context(|| format!("cannot clean up {}", dir_name.display()))
+    .with_context(|| format!("cannot clean up {}", dir_name.display()))?;
+    for file_name in &removed {
+        store.forget_removed_file(kind, file_name).await?;
+    }
+    Ok(())
 }
 
 use crate::disk::MIN_FREE_TO_START;

@@ -440,6 +440,132 @@ async fn a_lost_database_keeps_the_files() {
     assert_eq!(std::fs::read_to_string(aside).unwrap(), "data");
 }
 
+/// What a crash left between deleting a row and its file, and the products of a task that
+/// had not ended, are removed at the next start; files of unknown origin go to
+/// `unreferenced/` as before.
+#[tokio::test]
+async fn a_start_removes_what_deletions_and_unended_tasks_left() {
+    let mut server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, labels) = pattern_mnist(tmp.path(), "left", 20);
+    let dataset = client
+        .upload_mnist("left", &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    let kept = common::seed_cluster(&client, "kept").await;
+    let deleted = common::seed_cluster(&client, "deleted").await;
+    let save = client.save_cluster(&kept, "left").await.unwrap().uuid;
+    client
+        .wait_for_task(&kept, &save, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(server.stop());
+    let data = server.data_dir.clone();
+    // The rows go as a deletion takes them, and the crash comes before their files go.
+    let store = Store::open(&data.join("hanami.db")).await.unwrap();
+    let all = hanami_types::scope::Scope::All;
+    for (kind, uuid) in [
+        (Kind::Dataset, &dataset),
+        (Kind::Checkpoint, &save),
+        (Kind::Cluster, &deleted),
+    ] {
+        store
+            .delete_resource(kind, &all, uuid)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // A request task and a save that had written their files but not ended.
+    let unended = "0b6f7a9e-1c7d-4f51-9a43-5d2f1e3c4b5a";
+    store
+        .insert_task(&hanami_store::tasks::TaskRow {
+            uuid: unended.into(),
+            cluster_uuid: kept.clone(),
+            name: "unended".into(),
+            total: 20,
+            current: 20,
+            state: "active".into(),
+            queued_at: "2026-11-30 10:00:00".into(),
+            started_at: Some("2026-11-30 10:00:00".into()),
+            ended_at: None,
+            note: None,
+        })
+        .await
+        .unwrap();
+    store.close().await;
+    let left = [
+        data.join("datasets").join(&dataset),
+        data.join("checkpoints").join(&save),
+        data.join("clusters").join(&deleted),
+        data.join("datasets").join(unended),
+        data.join("checkpoints").join(unended),
+    ];
+    for file in &left[3..] {
+        std::fs::write(file, "written").unwrap();
+    }
+    for file in &left {
+        assert!(file.exists(), "{}", file.display());
+    }
+    let stray = data.join("datasets").join("stray-file");
+    std::fs::write(&stray, "data").unwrap();
+
+    let mut server = launch().data_dir(&data).start();
+    for file in &left {
+        assert!(!file.exists(), "{}", file.display());
+    }
+    let aside: Vec<_> = std::fs::read_dir(data.join("unreferenced").join("datasets"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(aside, ["stray-file"]);
+    assert!(!data.join("unreferenced").join("checkpoints").exists());
+    assert!(!data.join("unreferenced").join("clusters").exists());
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    assert!(client.cluster(&kept).await.is_ok());
+    let task = client.task(&kept, unended).await.unwrap();
+    assert_eq!(task.state, "aborted");
+    // The notes of the deleted files are gone with them.
+    assert!(server.stop());
+    let store = Store::open(&data.join("hanami.db")).await.unwrap();
+    for kind in [Kind::Dataset, Kind::Checkpoint, Kind::Cluster] {
+        assert!(store.removed_file_names(kind).await.unwrap().is_empty());
+    }
+}
+
+/// Deleting through the API removes the file and forgets its note at once.
+#[tokio::test]
+async fn deletions_leave_no_notes_of_removed_files() {
+    let mut server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, labels) = pattern_mnist(tmp.path(), "gone", 20);
+    let dataset = client
+        .upload_mnist("gone", &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    let cluster = common::seed_cluster(&client, "gone").await;
+    let save = client.save_cluster(&cluster, "gone").await.unwrap().uuid;
+    client
+        .wait_for_task(&cluster, &save, Duration::from_secs(60))
+        .await
+        .unwrap();
+    client.delete_dataset(&dataset).await.unwrap();
+    client.delete_checkpoint(&save).await.unwrap();
+    client.delete_cluster(&cluster).await.unwrap();
+    assert!(server.stop());
+    let data = server.data_dir.clone();
+    for folder in ["datasets", "checkpoints", "clusters"] {
+        assert_eq!(std::fs::read_dir(data.join(folder)).unwrap().count(), 0);
+    }
+    let store = Store::open(&data.join("hanami.db")).await.unwrap();
+    for kind in [Kind::Dataset, Kind::Checkpoint, Kind::Cluster] {
+        assert!(store.removed_file_names(kind).await.unwrap().is_empty());
+    }
+}
+
 /// The first page of the error log, as text.
 async fn error_log_text(server: &TestServer) -> String {
     let admin = server.admin().await;

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_task_notes.sql"),
     include_str!("../migrations/0007_unsaved_direct_io.sql"),
     include_str!("../migrations/0008_task_network_pending.sql"),
+    include_str!("../migrations/0009_removed_files.sql"),
 ];
 
 /// Errors of the store.

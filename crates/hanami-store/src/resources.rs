@@ -32,7 +32,8 @@ impl Kind {
         }
     }
 
-    fn word(self) -> &'static str {
+    /// The kind's name in messages: `dataset`, `cluster`, `checkpoint`.
+    pub fn word(self) -> &'static str {
         match self {
             Kind::Dataset => "dataset",
             Kind::Cluster => "cluster",
@@ -465,5 +466,26 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?,
         )
+    }
+
+    /// The files of deleted rows of a kind that may still be on disk: a row's deletion
+    /// notes its file, and [`Store::forget_removed_file`] forgets it once it is gone.
+    pub async fn removed_file_names(&self, kind: Kind) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT file_name FROM removed_files WHERE folder = ?")
+                .bind(kind.table())
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Forgets the note of a deleted row's file: the file is gone.
+    pub async fn forget_removed_file(&self, kind: Kind, file_name: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM removed_files WHERE folder = ? AND file_name = ?")
+            .bind(kind.table())
+            .bind(file_name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }

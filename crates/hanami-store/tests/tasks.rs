@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{alter, store};
+use common::{back_to_schema, store};
 use hanami_store::Store;
 use hanami_store::logs::ErrorEntry;
 use hanami_store::resources::{Kind, ResourceRow};
@@ -173,16 +173,7 @@ async fn a_database_of_schema_five_keeps_its_tasks_and_gains_notes() {
     drop(store);
     // Back to the schema before task notes, with a task recorded then.
     let path = dir.path().join("hanami.db");
-    alter(
-        &path,
-        &[
-            "ALTER TABLE tasks DROP COLUMN network_pending",
-            "ALTER TABLE clusters DROP COLUMN unsaved_since",
-            "ALTER TABLE tasks DROP COLUMN note",
-            "PRAGMA user_version = 5",
-        ],
-    )
-    .await;
+    back_to_schema(&path, 5).await;
     let store = Store::open(&path).await.unwrap();
     assert_eq!(
         store.cluster_tasks("a").await.unwrap(),
@@ -291,4 +282,65 @@ async fn a_task_ends_with_its_product_or_not_at_all() {
         .unwrap();
     store.all_networks_in_place().await.unwrap();
     assert!(store.pending_networks().await.unwrap().is_empty());
+}
+
+/// Deleting a row notes its file until the server forgets it (the file is gone), so that a
+/// start after a crash in between can remove it; rows without a file note nothing.
+#[tokio::test]
+async fn deleted_rows_note_their_files_until_forgotten() {
+    let (_dir, store, cluster) = store_with_cluster().await;
+    let checkpoint = ResourceRow::new("k", "checkpoint", "owner", "admin", "k-file");
+    store
+        .insert_resource(Kind::Checkpoint, &checkpoint)
+        .await
+        .unwrap();
+    let fileless = ResourceRow::new("old", "cluster", "owner", "admin", "");
+    store
+        .insert_resource(Kind::Cluster, &fileless)
+        .await
+        .unwrap();
+    for kind in [Kind::Cluster, Kind::Checkpoint, Kind::Dataset] {
+        assert!(store.removed_file_names(kind).await.unwrap().is_empty());
+    }
+    for (kind, uuid) in [
+        (Kind::Cluster, cluster.uuid.as_str()),
+        (Kind::Cluster, "old"),
+        (Kind::Checkpoint, "k"),
+    ] {
+        store
+            .delete_resource(kind, &Scope::All, uuid)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(
+        store.removed_file_names(Kind::Cluster).await.unwrap(),
+        ["a"]
+    );
+    assert_eq!(
+        store.removed_file_names(Kind::Checkpoint).await.unwrap(),
+        ["k-file"]
+    );
+    assert!(
+        store
+            .removed_file_names(Kind::Dataset)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .forget_removed_file(Kind::Checkpoint, "k-file")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .removed_file_names(Kind::Checkpoint)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.removed_file_names(Kind::Cluster).await.unwrap(),
+        ["a"]
+    );
 }

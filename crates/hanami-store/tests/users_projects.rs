@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{alter, store};
+use common::{alter, back_to_schema, store};
 use hanami_store::users::NewUser;
 use hanami_store::{Store, StoreError};
 use hanami_types::users::ProjectAssignment;
@@ -392,17 +392,7 @@ async fn a_database_of_schema_four_gains_value_ranges() {
     drop(store);
     // Back to the schema before value ranges, with a dataset recorded then.
     let path = dir.path().join("hanami.db");
-    alter(
-        &path,
-        &[
-            "ALTER TABLE tasks DROP COLUMN network_pending",
-            "ALTER TABLE clusters DROP COLUMN unsaved_since",
-            "ALTER TABLE tasks DROP COLUMN note",
-            "ALTER TABLE datasets DROP COLUMN value_ranges",
-            "PRAGMA user_version = 4",
-        ],
-    )
-    .await;
+    back_to_schema(&path, 4).await;
     let store = Store::open(&path).await.unwrap();
     assert_eq!(store.value_ranges(&Scope::All, "old").await.unwrap(), None);
     store

@@ -297,31 +297,36 @@ async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String
             return Err(not_found(&uuid));
         }
         // Blocking: it waits for a save of the network that began before the deletion.
+        // Whether the file is gone.
         let remove_network = async || match cluster.clone() {
             Some(cluster) => tokio::task::spawn_blocking(move || cluster.remove_network_file())
                 .await
                 .map_err(|e| ApiError::Internal(e.into()))?
                 .context("cannot remove the cluster's saved network")
-                .map_err(ApiError::Internal),
-            None => {
-                if let Some(file) = file.clone() {
-                    super::remove_file(file).await;
-                }
-                Ok(())
-            }
+                .map_err(ApiError::Internal)
+                .map(|()| true),
+            None => match file.clone() {
+                Some(file) => Ok(super::remove_file(file).await),
+                None => Ok(true),
+            },
         };
         let deleted =
             super::delete_row_making_room(&app, Kind::Cluster, &scope, &uuid, async |_| {
-                remove_network().await
+                remove_network().await.map(drop)
             })
             .await?;
         if deleted.is_none() && cluster.is_none() {
             return Err(not_found(&uuid));
         }
         app.store.delete_cluster_tasks(&uuid).await?;
-        remove_network().await?;
+        let gone = remove_network().await?;
         match deleted {
-            Some(_) => Ok(Map::new()),
+            Some(row) => {
+                if gone {
+                    super::forget_removed_file(&app, Kind::Cluster, &row.file_name).await;
+                }
+                Ok(Map::new())
+            }
             None => Err(not_found(&uuid)),
         }
     })

@@ -409,10 +409,20 @@ async fn delete_with_file(
         Ok(())
     };
     let row = delete_row_making_room(app, kind, scope, uuid, remove).await?;
-    if let Some(row) = &row {
-        remove(row).await?;
+    if let Some(row) = &row
+        && remove_file(dir.join(&row.file_name)).await
+    {
+        forget_removed_file(app, kind, &row.file_name).await;
     }
     Ok(row)
+}
+
+/// Forgets the database's note of a deleted row's file, now that the file is gone (a note
+/// left behind only makes the next start look for the file again).
+async fn forget_removed_file(app: &App, kind: Kind, file_name: &str) {
+    if let Err(e) = app.store.forget_removed_file(kind, file_name).await {
+        tracing::warn!("cannot forget the removed file {file_name}: {e}");
+    }
 }
 
 /// Deletes the row of a resource; `None` if no such row is in the scope. On a full disk,
@@ -439,16 +449,21 @@ async fn delete_row_making_room(
     }
 }
 
-/// Removes a resource's file; a missing file is fine, other failures are logged (the row is
-/// gone, and start-up removes files that no row references).
-async fn remove_file(path: PathBuf) {
+/// Removes a resource's file; whether it is gone (a missing file is fine). Other failures
+/// are logged: the row is gone, and the next start removes the file of a deleted row.
+async fn remove_file(path: PathBuf) -> bool {
     let result = tokio::task::spawn_blocking(move || match std::fs::remove_file(&path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err((path, e)),
         _ => Ok(()),
     })
     .await;
-    if let Ok(Err((path, e))) = result {
-        tracing::warn!("cannot remove file {}: {e}", path.display());
+    match result {
+        Ok(Ok(())) => true,
+        Ok(Err((path, e))) => {
+            tracing::warn!("cannot remove file {}: {e}", path.display());
+            false
+        }
+        Err(_) => false,
     }
 }
 

@@ -22,3 +22,34 @@ pub async fn alter(path: &Path, statements: &[&str]) {
     }
     pool.close().await;
 }
+
+/// The statements that undo each migration from the fifth on, newest first, with the schema
+/// version each leaves.
+const UNDO: &[(i64, &[&str])] = &[
+    (
+        8,
+        &[
+            "DROP TRIGGER datasets_removed_file",
+            "DROP TRIGGER checkpoints_removed_file",
+            "DROP TRIGGER clusters_removed_file",
+            "DROP TABLE removed_files",
+        ],
+    ),
+    (7, &["ALTER TABLE tasks DROP COLUMN network_pending"]),
+    (6, &["ALTER TABLE clusters DROP COLUMN unsaved_since"]),
+    (5, &["ALTER TABLE tasks DROP COLUMN note"]),
+    (4, &["ALTER TABLE datasets DROP COLUMN value_ranges"]),
+];
+
+/// Takes the database file at `path` (its store closed) back to schema `version`, keeping
+/// its rows, as an older server would have left it.
+pub async fn back_to_schema(path: &Path, version: i64) {
+    let mut statements: Vec<String> = UNDO
+        .iter()
+        .filter(|(leaves, _)| *leaves >= version)
+        .flat_map(|(_, undo)| undo.iter().map(|s| (*s).to_owned()))
+        .collect();
+    statements.push(format!("PRAGMA user_version = {version}"));
+    let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
+    alter(path, &statements).await;
+}
