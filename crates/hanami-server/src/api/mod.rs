@@ -291,6 +291,9 @@ fn token_header(headers: &HeaderMap) -> ApiResult<&str> {
 /// Why a token was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenRefused {
+    /// No token came with the request (no `X-Auth-Token` header, or an empty one).
+    #[error("no token was sent (in the X-Auth-Token header)")]
+    Missing,
     /// Not a token this server issued, or tampered with.
     #[error("the token is not valid")]
     Invalid,
@@ -330,6 +333,9 @@ pub async fn verify_token(app: &App, token: &str) -> Result<Caller, TokenRefused
 
 /// Checks a token's signature and expiry only.
 pub fn verify_signature(app: &App, token: &str) -> Result<Verified, TokenRefused> {
+    if token.is_empty() {
+        return Err(TokenRefused::Missing);
+    }
     app.tokens.verify(token).map_err(|e| match e {
         TokenError::Expired => TokenRefused::Expired,
         _ => TokenRefused::Invalid,
