@@ -550,6 +550,14 @@ async fn websocket_refusals_close_the_session_and_harm_nothing() {
     let reply = init(&mut socket, "abc.def.ghi", "file_upload", &file).await;
     assert_eq!(reply, json!({"success": false, "error": "Token invalid"}));
     assert_closed(&mut socket).await;
+    let mut socket = open_socket(&server, "/").await;
+    let reply = init(&mut socket, "", "file_upload", &file).await;
+    assert_eq!(
+        reply,
+        json!({"success": false,
+               "error": "Token invalid: the session's first message has no token"})
+    );
+    assert_closed(&mut socket).await;
     // An unknown file.
     let mut socket = open_socket(&server, "/").await;
     let reply = init(

@@ -269,6 +269,10 @@ impl Access {
 fn refusal_text(refused: TokenRefused) -> String {
     match refused {
         TokenRefused::Invalid => "Token invalid".to_owned(),
+        // The session's first message holds the token, not a header.
+        TokenRefused::Missing => {
+            "Token invalid: the session's first message has no token".to_owned()
+        }
         TokenRefused::Store(e) => {
             tracing::error!("websocket session: cannot check the token: {e:#}");
             String::new()
