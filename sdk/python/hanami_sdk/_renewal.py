@@ -50,16 +50,18 @@ def _project_of(claims: Dict[str, Any]) -> Optional[str]:
 
 
 class TokenKeeper:
-    """The token of one long operation: once half its lifetime has passed, ``current()``
-    renews it (``PUT token`` into the same project) and returns the new one. Best effort: a
-    token whose lifetime or project cannot be read, or that the server does not renew (a
-    policy without ``PUT token``, say), is used as it is."""
+    """The token of one long operation: once half its remaining lifetime has passed,
+    ``current()`` renews it (``PUT token`` into the same project) and returns the new one;
+    a token with little time left is renewed at the first call, before the operation
+    starts. Best effort: a token whose lifetime or project cannot be read, or that the
+    server does not renew (a policy without ``PUT token``, say), is used as it is."""
 
     def __init__(self, token: str, address: str, verify: Verify) -> None:
         self._token = token
         self._address = address
         self._verify = verify
         self._project = _project_of(_claims(token))
+        self._renewed: Optional[float] = None
         self._renew_at = self._halfway()
 
     def _halfway(self) -> Optional[float]:
@@ -67,7 +69,10 @@ class TokenKeeper:
         if self._project is None or not isinstance(expiry, (int, float)):
             return None
         now = time.time()
-        return now + max((expiry - now) / 2, _MIN_INTERVAL)
+        due = now + max((expiry - now) / 2, 0.0)
+        if self._renewed is not None:
+            due = max(due, self._renewed + _MIN_INTERVAL)
+        return due
 
     def current(self) -> str:
         """The token to send now (renewed first if it is due)."""
@@ -78,6 +83,7 @@ class TokenKeeper:
                     {"project_id": self._project}, verify=self._verify,
                     timeout=_RENEWAL_TIMEOUT))
                 self._token = answer["token"]
+                self._renewed = time.time()
                 self._renew_at = self._halfway()
             except (HanamiException, requests.RequestException, ValueError, KeyError,
                     TypeError):

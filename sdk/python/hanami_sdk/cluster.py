@@ -106,7 +106,9 @@ def switch_to_task_mode(token: str, address: str, cluster_uuid: str,
     """Switches a cluster from DIRECT back to TASK mode; queued tasks start again.
 
     Returns JSON text (``uuid``, ``name``, ``new_state``, ``created_at``).
-    ``ConflictException`` if the cluster is not in DIRECT mode.
+    ``ConflictException`` if the cluster is not in DIRECT mode. After a direct-IO session
+    that outlived the token, pass a new one (``request_token``): an expired token raises
+    ``UnauthorizedException`` and leaves the cluster in DIRECT mode.
     """
     return _set_mode(token, address, cluster_uuid, "TASK", verify_connection)
 

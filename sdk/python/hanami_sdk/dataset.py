@@ -351,9 +351,9 @@ def upload_mnist_files(token: str, address: str, name: str, input_file_path: Fil
     label_size = _file_size(label_file_path)
     sent = _progress_counter(input_size + label_size, progress)
     body = {"name": name, "input_data_size": input_size, "label_data_size": label_size}
-    init = json.loads(hanami_request.send_post_request(
-        token, address, _PATH + "/upload/mnist", body, verify_connection))
     tokens = TokenKeeper(token, address, verify_connection)
+    init = json.loads(hanami_request.send_post_request(
+        tokens.current(), address, _PATH + "/upload/mnist", body, verify_connection))
     with _discarded_on_failure(tokens, address, init["uuid"], verify_connection):
         _upload_file(tokens, address, init["uuid_input_file"], input_file_path, input_size,
                      verify_connection, sent)
@@ -380,9 +380,9 @@ def upload_csv_files(token: str, address: str, name: str, input_file_path: FileP
     input_size = _file_size(input_file_path)
     sent = _progress_counter(input_size, progress)
     body = {"name": name, "input_data_size": input_size}
-    init = json.loads(hanami_request.send_post_request(
-        token, address, _PATH + "/upload/csv", body, verify_connection))
     tokens = TokenKeeper(token, address, verify_connection)
+    init = json.loads(hanami_request.send_post_request(
+        tokens.current(), address, _PATH + "/upload/csv", body, verify_connection))
     with _discarded_on_failure(tokens, address, init["uuid"], verify_connection):
         _upload_file(tokens, address, init["uuid_input_file"], input_file_path, input_size,
                      verify_connection, sent)
