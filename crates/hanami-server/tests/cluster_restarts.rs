@@ -583,9 +583,19 @@ async fn a_lost_network_file_is_reported() {
     let zeroed = common::seed_cluster(&client, "zeroed").await;
     let folder = common::seed_cluster(&client, "folder").await;
     let empty = client.create_cluster("empty", "").await.unwrap().uuid;
+    let interrupted = common::seed_cluster(&client, "interrupted").await;
     assert!(server.stop());
     let file = server.data_dir.join("clusters").join(&lost);
     std::fs::remove_file(&file).unwrap();
+    // Set aside as damaged by a start that a crash stopped before it said so.
+    let damaged = server.data_dir.join("unreferenced").join("clusters");
+    std::fs::create_dir_all(&damaged).unwrap();
+    let damaged = damaged.join(format!("{interrupted}.damaged"));
+    std::fs::rename(
+        server.data_dir.join("clusters").join(&interrupted),
+        &damaged,
+    )
+    .unwrap();
     let zeroed_file = server.data_dir.join("clusters").join(&zeroed);
     std::fs::write(&zeroed_file, "").unwrap();
     // A folder in place of a network file does not stop the server either.
@@ -602,6 +612,14 @@ async fn a_lost_network_file_is_reported() {
     );
     assert!(log.contains(&lost), "{log}");
     assert!(!log.contains(&empty), "{log}");
+    assert!(
+        log.contains(&format!(
+            "the saved network of cluster 'interrupted' is missing from the data directory; an \
+             earlier start kept a damaged copy as {}",
+            damaged.display()
+        )),
+        "{log}"
+    );
     let aside = server
         .data_dir
         .join("unreferenced")
@@ -633,7 +651,7 @@ async fn a_lost_network_file_is_reported() {
     // Said once.
     let server = server.restart();
     let log = error_log_text(&server).await;
-    assert_eq!(log.matches("is missing").count(), 1, "{log}");
+    assert_eq!(log.matches("is missing").count(), 2, "{log}");
     assert_eq!(log.matches("cannot be restored").count(), 1, "{log}");
     // A checkpoint restored into it brings a network back.
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
