@@ -35,8 +35,45 @@ use crate::template::{Position, Settings, limits};
 const MAGIC: &[u8; 8] = b"HANAMICP";
 /// The format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
-/// Bytes before the payload.
-const HEADER_BYTES: usize = 8 + 4 + 4 + 8;
+/// Bytes before the payload: what [`check_checkpoint_header`] reads.
+pub const CHECKPOINT_HEADER_BYTES: usize = 8 + 4 + 4 + 8;
+const HEADER_BYTES: usize = CHECKPOINT_HEADER_BYTES;
+
+/// Checks the start of a checkpoint of `total_len` bytes without reading the rest: `head`
+/// holds its first [`CHECKPOINT_HEADER_BYTES`] bytes (all of it when it is shorter). Finds a
+/// file of another kind, another format version, and one truncated or extended since it
+/// was written; the checksum and the content are checked by [`Cluster::restore`].
+pub fn check_checkpoint_header(head: &[u8], total_len: u64) -> Result<(), CheckpointError> {
+    let seen = &head[..head.len().min(HEADER_BYTES)];
+    if seen.len() < MAGIC.len() {
+        return Err(if MAGIC.starts_with(seen) {
+            CheckpointError::Truncated
+        } else {
+            CheckpointError::BadMagic
+        });
+    }
+    if &seen[..8] != MAGIC {
+        return Err(CheckpointError::BadMagic);
+    }
+    if seen.len() < HEADER_BYTES || total_len < (HEADER_BYTES + 4) as u64 {
+        return Err(CheckpointError::Truncated);
+    }
+    let version = u32::from_le_bytes(seen[8..12].try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return Err(CheckpointError::UnsupportedVersion { found: version });
+    }
+    let length = u64::from_le_bytes(seen[16..24].try_into().expect("8 bytes"));
+    let expected_total = (HEADER_BYTES as u64)
+        .saturating_add(length)
+        .saturating_add(4);
+    if total_len < expected_total {
+        return Err(CheckpointError::Truncated);
+    }
+    if total_len > expected_total {
+        return Err(malformed("trailing bytes after the checkpoint"));
+    }
+    Ok(())
+}
 
 /// Why a checkpoint was refused.
 #[derive(Debug, Error)]
@@ -94,33 +131,7 @@ impl Cluster {
     /// Rebuilds a cluster from [`Cluster::save`]'s bytes. The restored cluster runs on the
     /// calling thread; use [`Cluster::set_threads`] for more.
     pub fn restore(bytes: &[u8]) -> Result<Cluster, CheckpointError> {
-        if bytes.len() < MAGIC.len() {
-            return Err(if MAGIC.starts_with(bytes) {
-                CheckpointError::Truncated
-            } else {
-                CheckpointError::BadMagic
-            });
-        }
-        if &bytes[..8] != MAGIC {
-            return Err(CheckpointError::BadMagic);
-        }
-        if bytes.len() < HEADER_BYTES + 4 {
-            return Err(CheckpointError::Truncated);
-        }
-        let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-        if version != FORMAT_VERSION {
-            return Err(CheckpointError::UnsupportedVersion { found: version });
-        }
-        let length = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
-        let expected_total = (HEADER_BYTES as u64)
-            .saturating_add(length)
-            .saturating_add(4);
-        if (bytes.len() as u64) < expected_total {
-            return Err(CheckpointError::Truncated);
-        }
-        if bytes.len() as u64 > expected_total {
-            return Err(malformed("trailing bytes after the checkpoint"));
-        }
+        check_checkpoint_header(bytes, bytes.len() as u64)?;
         let body = &bytes[..bytes.len() - 4];
         let stored_crc = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().expect("4 bytes"));
         if crc32(body) != stored_crc {

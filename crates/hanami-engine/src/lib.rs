@@ -39,7 +39,9 @@ mod team;
 pub mod template;
 
 pub use batch::{BatchOutcome, Rows, RowsFn, argmax, one_hot};
-pub use checkpoint::{CheckpointError, FORMAT_VERSION};
+pub use checkpoint::{
+    CHECKPOINT_HEADER_BYTES, CheckpointError, FORMAT_VERSION, check_checkpoint_header,
+};
 pub use cluster::{
     Cluster, ClusterOptions, GrowthStats, InterfaceInfo, SizeReport, check_expected_range,
     check_finite,

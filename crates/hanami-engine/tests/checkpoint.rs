@@ -3,7 +3,9 @@
 mod common;
 
 use common::{cluster, sample, train};
-use hanami_engine::{CheckpointError, Cluster, FORMAT_VERSION};
+use hanami_engine::{
+    CHECKPOINT_HEADER_BYTES, CheckpointError, Cluster, FORMAT_VERSION, check_checkpoint_header,
+};
 use proptest::prelude::*;
 
 fn trained(seed: u64, cycles: usize, reduction: bool) -> Cluster {
@@ -90,6 +92,49 @@ fn future_versions_bad_magic_and_checksums_are_refused() {
     ));
     assert!(Cluster::restore(&[]).is_err());
     assert!(Cluster::restore(b"not a checkpoint at all, just text").is_err());
+}
+
+/// The header alone tells a file of another kind or version, and one whose length changed,
+/// without the rest of the file.
+#[test]
+fn the_header_alone_finds_other_files_and_changed_lengths() {
+    let bytes = trained(4, 100, false).save();
+    let head = &bytes[..CHECKPOINT_HEADER_BYTES];
+    let total = bytes.len() as u64;
+    check_checkpoint_header(head, total).unwrap();
+    check_checkpoint_header(&bytes, total).unwrap();
+    assert!(matches!(
+        check_checkpoint_header(head, total - 1),
+        Err(CheckpointError::Truncated)
+    ));
+    assert!(matches!(
+        check_checkpoint_header(head, total + 1),
+        Err(CheckpointError::Malformed(_))
+    ));
+    assert!(matches!(
+        check_checkpoint_header(&bytes[..10], 10),
+        Err(CheckpointError::Truncated)
+    ));
+    assert!(matches!(
+        check_checkpoint_header(b"{}", 2),
+        Err(CheckpointError::BadMagic)
+    ));
+    assert!(matches!(
+        check_checkpoint_header(&[], 0),
+        Err(CheckpointError::Truncated)
+    ));
+    let mut future = head.to_vec();
+    future[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    assert!(matches!(
+        check_checkpoint_header(&future, total),
+        Err(CheckpointError::UnsupportedVersion { .. })
+    ));
+    // A damaged body passes the header check; restoring finds it.
+    let mut body = bytes.clone();
+    let middle = body.len() / 2;
+    body[middle] ^= 0x55;
+    check_checkpoint_header(&body, total).unwrap();
+    assert!(Cluster::restore(&body).is_err());
 }
 
 /// A checkpoint with a valid checksum but inconsistent content is still refused.
