@@ -1396,6 +1396,44 @@ async fn queued_tasks_are_checked_again_when_they_start() {
         matches!(&missing, Err(Error::NotFound(m)) if m.contains("no file")),
         "{missing:?}"
     );
+    // Getting it says so too (it answered 200, as if nothing were wrong).
+    let got = client.checkpoint(&checkpoints[0]).await;
+    assert!(
+        matches!(&got, Err(Error::Conflict(m)) if m == &format!(
+            "The file of checkpoint '{}' is missing from the server's data directory, so the \
+             checkpoint cannot be restored; delete it", checkpoints[0])),
+        "{got:?}"
+    );
+    // A truncated file, and a folder in a file's place: 409 at once for both calls.
+    let save = client.save_cluster(&a, "to_damage").await.unwrap().uuid;
+    client.wait_for_task(&a, &save, WAIT).await.unwrap();
+    let file = server.data_dir.join("checkpoints").join(&save);
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() - 1]).unwrap();
+    for refused in [
+        client.checkpoint(&save).await.map(drop),
+        client.restore_cluster(&a, &save).await.map(drop),
+    ] {
+        assert!(
+            matches!(&refused, Err(Error::Conflict(m))
+                if m.contains("is damaged (the checkpoint is truncated)")),
+            "{refused:?}"
+        );
+    }
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    let refused = client.checkpoint(&save).await;
+    assert!(
+        matches!(&refused, Err(Error::Conflict(m)) if m.contains("is not a regular file")),
+        "{refused:?}"
+    );
+    std::fs::remove_dir(&file).unwrap();
+    client.delete_checkpoint(&save).await.unwrap();
+    client.delete_checkpoint(&checkpoints[0]).await.unwrap();
+    assert!(matches!(
+        client.checkpoint(&save).await,
+        Err(Error::NotFound(_))
+    ));
 }
 
 /// A network that cannot be saved after a direct-IO session is reported in the error log,

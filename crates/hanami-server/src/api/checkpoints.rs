@@ -1,5 +1,7 @@
 //! Checkpoints: get, list, delete (they are created by `cluster/save`).
 
+use std::path::PathBuf;
+
 use hanami_auth::{Caller, Method};
 use hanami_store::resources::Kind;
 use hanami_types::clusters::Resource;
@@ -39,6 +41,69 @@ struct ByUuid {
     uuid: String,
 }
 
+/// What is wrong with a checkpoint's file, changed or removed outside the server (its
+/// header is read, not the whole file: the checksum is checked when it is restored);
+/// `None` when nothing is seen. Other failures are the server's.
+pub(super) async fn file_problem(path: PathBuf) -> ApiResult<Option<FileProblem>> {
+    use std::io::{ErrorKind, Read as _};
+    let checked = tokio::task::spawn_blocking(move || -> std::io::Result<Option<FileProblem>> {
+        let mut file = hanami_store::files::open_without_waiting(&path)?;
+        let metadata = file.metadata()?;
+        if !metadata.is_file() {
+            return Ok(Some(FileProblem::NotAFile));
+        }
+        let mut head = Vec::with_capacity(hanami_engine::CHECKPOINT_HEADER_BYTES);
+        (&mut file)
+            .take(hanami_engine::CHECKPOINT_HEADER_BYTES as u64)
+            .read_to_end(&mut head)?;
+        Ok(
+            hanami_engine::check_checkpoint_header(&head, metadata.len())
+                .err()
+                .map(|e| FileProblem::Damaged(e.to_string())),
+        )
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?;
+    match checked {
+        Ok(problem) => Ok(problem),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Some(FileProblem::Missing)),
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => Ok(Some(FileProblem::Unreadable)),
+        Err(e) => Err(ApiError::Internal(
+            anyhow::Error::new(e).context("cannot check a checkpoint's file"),
+        )),
+    }
+}
+
+/// What can be wrong with a checkpoint's file (see [`file_problem`]).
+pub(super) enum FileProblem {
+    /// No file where the row says.
+    Missing,
+    /// A folder, a named pipe or a device in its place.
+    NotAFile,
+    /// The server may not read it.
+    Unreadable,
+    /// Not a checkpoint, another format version, or truncated or extended: why.
+    Damaged(String),
+}
+
+impl FileProblem {
+    /// The 409 for checkpoint `uuid`, saying what to do.
+    pub(super) fn refusal(&self, uuid: &str) -> ApiError {
+        let what = match self {
+            FileProblem::Missing => "is missing from the server's data directory".to_owned(),
+            FileProblem::NotAFile => "is not a regular file".to_owned(),
+            FileProblem::Unreadable => {
+                "cannot be read by the server (permission denied)".to_owned()
+            }
+            FileProblem::Damaged(why) => format!("is damaged ({why})"),
+        };
+        ApiError::Conflict(format!(
+            "The file of checkpoint '{uuid}' {what}, so the checkpoint cannot be restored; \
+             delete it"
+        ))
+    }
+}
+
 async fn get(app: App, caller: Caller, query: ByUuid) -> ApiResult<Resource> {
     let look = async || {
         app.store
@@ -53,6 +118,19 @@ async fn get(app: App, caller: Caller, query: ByUuid) -> ApiResult<Resource> {
             look().await?.ok_or_else(|| not_found(&query.uuid))?
         }
     };
+    let path = app.paths.checkpoints().join(&row.file_name);
+    if let Some(problem) = file_problem(path).await? {
+        tracing::warn!(
+            "checkpoint '{}' cannot be used: {}",
+            row.uuid,
+            problem.refusal(&row.uuid)
+        );
+        // Deleted meanwhile: as it would be a moment later.
+        if look().await?.is_none() {
+            return Err(not_found(&query.uuid));
+        }
+        return Err(problem.refusal(&row.uuid));
+    }
     Ok(super::clusters::resource(&row))
 }
 

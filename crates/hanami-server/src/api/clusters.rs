@@ -406,15 +406,16 @@ async fn load(app: App, caller: Caller, request: LoadClusterRequest) -> ApiResul
         }
     };
     let path = app.paths.checkpoints().join(&checkpoint.file_name);
-    let is_file = tokio::fs::metadata(&path)
-        .await
-        .is_ok_and(|metadata| metadata.is_file());
-    if !is_file {
-        return Err(ApiError::NotFound(format!(
-            "Checkpoint '{}' has no file in the server's data directory any more: it was \
-             removed outside the server",
-            checkpoint.uuid
-        )));
+    match super::checkpoints::file_problem(path.clone()).await? {
+        None => {}
+        Some(super::checkpoints::FileProblem::Missing) => {
+            return Err(ApiError::NotFound(format!(
+                "Checkpoint '{}' has no file in the server's data directory any more: it was \
+                 removed outside the server",
+                checkpoint.uuid
+            )));
+        }
+        Some(problem) => return Err(problem.refusal(&checkpoint.uuid)),
     }
     let uuid = uuid::Uuid::new_v4().to_string();
     let work = Work::Restore {
