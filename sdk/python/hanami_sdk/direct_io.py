@@ -17,7 +17,12 @@ from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Union
 
 import websockets
 
-from .hanami_exceptions import BadRequestException, HanamiException
+from .hanami_exceptions import (
+    BadRequestException,
+    HanamiException,
+    NotFoundException,
+    UnauthorizedException,
+)
 from .hanami_messages import (
     EXPECTED_BUFFER_TYPE,
     INPUT_BUFFER_TYPE,
@@ -140,7 +145,7 @@ async def _receive(ws: Any) -> ClusterIOMessage:
         close = e.rcvd
         reason = close.reason if close is not None else ""
         if close is not None and close.code in _CLOSE_REFUSED:
-            raise BadRequestException(reason or "the server refused the message") from e
+            raise _refusal(reason) from e
         raise HanamiException(f"direct-IO connection closed: {reason or e}") from e
     if isinstance(frame, str):
         raise HanamiException(f"unexpected text message from the server: {frame!r}")
@@ -148,6 +153,17 @@ async def _receive(ws: Any) -> ClusterIOMessage:
         return ClusterIOMessage.decode(frame)
     except DecodeError as e:
         raise HanamiException(f"invalid ClusterIO_Message from the server: {e}") from e
+
+
+def _refusal(reason: str) -> HanamiException:
+    """The exception for a session the server closed for a reason: the cluster gone and
+    access withdrawn as the REST calls would report them, anything else (a refused message)
+    as a bad request."""
+    if reason == "the cluster was deleted":
+        return NotFoundException(reason)
+    if reason.startswith("access withdrawn: "):
+        return UnauthorizedException(reason)
+    return BadRequestException(reason or "the server refused the message")
 
 
 def _encoded(message: ClusterIOMessage) -> bytes:

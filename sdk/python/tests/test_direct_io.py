@@ -10,9 +10,10 @@ from typing import Iterator
 
 import pytest
 
-from hanami_sdk import cluster, dataset, direct_io, task
+from hanami_sdk import cluster, dataset, direct_io, task, user
 from hanami_sdk import hanami_exceptions as hx
 
+from conftest import Member
 from helpers import SEED_TEMPLATE, pattern_image, pattern_mnist, unique, wait_for_task
 
 MISSING = "8a1b2c3d-0000-4000-8000-123456789abc"
@@ -203,6 +204,36 @@ def test_unknown_name_is_a_bad_request(address: str, token: str, small_cluster: 
         finally:
             await ws.close()
         cluster.switch_to_task_mode(token, address, small_cluster)
+
+    asyncio.run(run())
+
+
+def test_a_deleted_cluster_or_withdrawn_access_ends_a_session_as_rest_would_say(
+        address: str, token: str, member: Member) -> None:
+    """A session closed because its cluster was deleted raises ``NotFoundException``, and
+    one closed because its user lost access ``UnauthorizedException`` (both were bad
+    requests), as the REST calls would answer."""
+    async def run() -> None:
+        gone = make_cluster(address, token, SMALL_TEMPLATE)
+        ws = await cluster.switch_to_direct_mode(token, address, gone)
+        try:
+            cluster.delete_cluster(token, address, gone)
+            with pytest.raises(hx.NotFoundException) as info:
+                await direct_io.send_request_input(ws, "test_input", [1.0] * 5, True)
+            assert info.value.message == "the cluster was deleted"
+        finally:
+            await ws.close()
+        owned = make_cluster(address, member.token, SMALL_TEMPLATE)
+        ws = await cluster.switch_to_direct_mode(member.token, address, owned)
+        try:
+            user.remove_project_fromUser(token, address, member.user_id, member.project_id)
+            await asyncio.sleep(1.1)  # sessions check their access once a second
+            with pytest.raises(hx.UnauthorizedException) as info:
+                await direct_io.send_request_input(ws, "test_input", [1.0] * 5, True)
+            assert info.value.message.startswith("access withdrawn: ")
+        finally:
+            await ws.close()
+            cluster.delete_cluster(token, address, owned)
 
     asyncio.run(run())
 
