@@ -178,6 +178,19 @@ async fn receive_ack(
     Ok(*end)
 }
 
+/// The error of a session the server closed for `reason`: its cluster deleted and access
+/// withdrawn or denied as the REST calls report them (404, 401), anything else (a refused
+/// message, the server stopping) as a websocket error.
+fn closed_because(reason: &str) -> Error {
+    if reason == "the cluster was deleted" {
+        Error::NotFound(reason.to_owned())
+    } else if reason.starts_with("access withdrawn: ") || reason == "Access denied by policy" {
+        Error::Unauthorized(reason.to_owned())
+    } else {
+        Error::WebSocket(format!("the server closed the session: {reason}"))
+    }
+}
+
 /// Sends one message; fails if the server takes in nothing for `timeout` (it stopped
 /// reading, and the connection's buffers are full).
 pub(crate) async fn send(socket: &mut Socket, message: Message, timeout: Duration) -> Result<()> {
@@ -202,10 +215,7 @@ pub(crate) async fn next_binary(
             Some(Ok(Message::Binary(bytes))) => return Ok(bytes),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(Message::Close(Some(frame)))) if !frame.reason.is_empty() => {
-                return Err(Error::WebSocket(format!(
-                    "the server closed the session: {}",
-                    frame.reason
-                )));
+                return Err(closed_because(frame.reason.as_str()));
             }
             Some(Ok(Message::Close(_))) | None => {
                 return Err(Error::WebSocket("the server closed the session".into()));

@@ -501,7 +501,7 @@ async fn websocket_sessions_follow_the_policy() {
     memb.set_direct_mode(&cluster, true).await.unwrap();
     let picture = [("picture", &[0.5f32; 784][..])];
     let label = [("label", &[1.0f32; 10][..])];
-    let denied = |answer: &Result<_, hanami_sdk::Error>, text: &str| matches!(answer, Err(hanami_sdk::Error::WebSocket(m)) if m.contains(text));
+    let denied = |answer: &Result<_, hanami_sdk::Error>, text: &str| matches!(answer, Err(hanami_sdk::Error::Unauthorized(m)) if m == text);
 
     // An open session follows the role: as admin it trains, as member (seen at the next
     // check, a second later) it requests but no longer trains.

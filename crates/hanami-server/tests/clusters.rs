@@ -1580,7 +1580,7 @@ async fn direct_sessions_end_when_access_is_withdrawn_or_they_idle() {
         .train(&[("picture", &picture)], &[("label", &label)])
         .await;
     assert!(
-        matches!(&refused, Err(Error::WebSocket(m)) if m.contains("access withdrawn")),
+        matches!(&refused, Err(Error::Unauthorized(m)) if m.starts_with("access withdrawn: ")),
         "{refused:?}"
     );
 
@@ -1598,7 +1598,7 @@ async fn direct_sessions_end_when_access_is_withdrawn_or_they_idle() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let refused = session.request(&[("picture", &picture)], 1).await;
     assert!(
-        matches!(&refused, Err(Error::WebSocket(m)) if m.contains("the cluster was deleted")),
+        matches!(&refused, Err(Error::NotFound(m)) if m == "the cluster was deleted"),
         "{refused:?}"
     );
 }

@@ -157,11 +157,11 @@ async def _receive(ws: Any) -> ClusterIOMessage:
 
 def _refusal(reason: str) -> HanamiException:
     """The exception for a session the server closed for a reason: the cluster gone and
-    access withdrawn as the REST calls would report them, anything else (a refused message)
-    as a bad request."""
+    access withdrawn or denied as the REST calls would report them, anything else (a
+    refused message) as a bad request."""
     if reason == "the cluster was deleted":
         return NotFoundException(reason)
-    if reason.startswith("access withdrawn: "):
+    if reason.startswith("access withdrawn: ") or reason == "Access denied by policy":
         return UnauthorizedException(reason)
     return BadRequestException(reason or "the server refused the message")
 
