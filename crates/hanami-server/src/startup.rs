@@ -548,10 +548,11 @@ fn complete_staged_network(
 }
 
 /// Cleans up the files of a kind that no database row references: removes the files of
-/// deleted rows (a crash came between deleting a row and its file), the products of tasks
-/// that had not ended (`unended`: a crash came between writing a file and registering it
-/// with the task's end) and the writers' half-written temporary files, and moves the others
-/// (of unknown origin, or made after the backup the database came from) to `unreferenced/`.
+/// deleted rows (a crash came between deleting a row and its file) and the writers'
+/// half-written temporary files, and moves the others to `unreferenced/`: the products of
+/// tasks the database shows unended (`unended`: a crash came between writing the file and
+/// registering it with the task's end, or the database is older than the files) with a
+/// word on that, and files of unknown origin.
 async fn set_aside_unreferenced_files(
     store: &Store,
     kind: Kind,
@@ -574,40 +575,52 @@ async fn set_aside_unreferenced_files(
             if !entry.file_type()?.is_file() || referenced.contains(&name) {
                 continue;
             }
-            let why = if clusters::is_half_written(&entry.path()) {
+            let removable = if clusters::is_half_written(&entry.path()) {
                 Some("a save that a crash interrupted".to_owned())
             } else if deleted.contains(&name) {
                 Some(format!(
                     "the file of a deleted {}, whose removal a crash interrupted",
                     kind.word()
                 ))
-            } else if unended.contains(&name) {
-                Some(format!(
-                    "written by task {name}, which had not ended when the server stopped"
-                ))
             } else {
                 None
             };
-            if let Some(why) = why {
+            if let Some(why) = removable {
                 std::fs::remove_file(entry.path())?;
                 tracing::info!("removed {}: {why}", entry.path().display());
-            } else {
-                let target = paths.set_aside(&entry.path(), &entry.file_name())?;
-                tracing::warn!(
-                    "moved {} to {}: no database row references it (left by a crash, or \
-                     made after the backup the database came from); delete it if it is not \
-                     needed",
-                    entry.path().display(),
-                    target.display()
-                );
+                continue;
             }
+            // Kept, not removed: a database older than the files (a backup put back) would
+            // take a registered result for one that a crash left behind.
+            let why = if unended.contains(&name) {
+                format!(
+                    "written by task {name}, which the database shows unended (a crash came \
+                     before its end was recorded, or the database is older than the files)"
+                )
+            } else {
+                "no database row references it (left by a crash, or made after the backup \
+                 the database came from)"
+                    .to_owned()
+            };
+            let target = paths.set_aside(&entry.path(), &entry.file_name())?;
+            tracing::warn!(
+                "moved {} to {}: {why}; delete it if it is not needed",
+                entry.path().display(),
+                target.display()
+            );
         }
         Ok(())
     })
     .await?
     .with_context(|| format!("cannot clean up {}", dir_name.display()))?;
-    for file_name in &removed {
-        store.forget_removed_file(kind, file_name).await?;
+    // Left for the next start if this fails: the files are gone, the notes harmless.
+    if !removed.is_empty()
+        && let Err(e) = store.forget_removed_files(kind).await
+    {
+        tracing::warn!(
+            "cannot forget the notes of removed {} files: {e}",
+            kind.word()
+        );
     }
     Ok(())
 }

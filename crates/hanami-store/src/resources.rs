@@ -479,6 +479,15 @@ impl Store {
         )
     }
 
+    /// Forgets the notes of all deleted rows' files of a kind: the files are gone.
+    pub async fn forget_removed_files(&self, kind: Kind) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM removed_files WHERE folder = ?")
+            .bind(kind.table())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Forgets the note of a deleted row's file: the file is gone.
     pub async fn forget_removed_file(&self, kind: Kind, file_name: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM removed_files WHERE folder = ? AND file_name = ?")

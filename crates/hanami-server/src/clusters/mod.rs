@@ -755,8 +755,7 @@ impl ClusterHandle {
             (Err(e), staged) => {
                 // Nothing of the end is recorded, so the network file stays as it was; the
                 // network in memory, with what the task did, is saved at shutdown. A product
-                // stays on disk until the next start, which removes it where the database
-                // still shows the task unended and moves it to `unreferenced/` otherwise.
+                // stays on disk and goes to `unreferenced/` at the next start.
                 if staged.is_some() {
                     self.unsaved.store(true, Ordering::Relaxed);
                 }
@@ -764,8 +763,8 @@ impl ClusterHandle {
                 let kept = match &product {
                     Product::Nothing => String::new(),
                     _ => format!(
-                        "; {product} is not registered (the next start removes its file or \
-                         moves it to unreferenced/)"
+                        "; {product} is not registered (its file is moved to unreferenced/ at \
+                         the next start)"
                     ),
                 };
                 let e = anyhow::anyhow!("{e}").context(format!(
