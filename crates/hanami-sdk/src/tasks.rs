@@ -80,14 +80,16 @@ impl Client {
     /// an aborted task is `Ok` too, with the reason in its `note` (check `state`). At the
     /// limit the error is [`Error::Timeout`]; the task goes on. The first polls
     /// follow each other closely (from 5 ms apart), so a short task is seen to end soon after
-    /// it does; the interval then doubles up to 100 ms.
+    /// it does; the interval then doubles up to 100 ms, and after 10 s of waiting up to 1 s
+    /// (a long training is not asked ten times a second).
     pub async fn wait_for_task(
         &self,
         cluster_uuid: &str,
         uuid: &str,
         timeout: Duration,
     ) -> Result<Task> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let started = tokio::time::Instant::now();
+        let deadline = started + timeout;
         let mut interval = FIRST_POLL_INTERVAL;
         loop {
             let task = self.task(cluster_uuid, uuid).await?;
@@ -103,19 +105,54 @@ impl Client {
             }
             // One last poll at the deadline rather than a sleep beyond it.
             tokio::time::sleep(interval.min(deadline - now)).await;
-            interval = (interval * 2).min(LAST_POLL_INTERVAL);
+            interval = next_poll_interval(interval, now - started);
         }
     }
 }
 
 /// The first interval between polls of [`Client::wait_for_task`].
 const FIRST_POLL_INTERVAL: Duration = Duration::from_millis(5);
-/// The longest interval between polls of [`Client::wait_for_task`].
-const LAST_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// The longest interval between polls of [`Client::wait_for_task`] while it has waited
+/// less than [`PATIENT_AFTER`].
+const SHORT_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// The interval after `interval` between polls of a wait that has lasted `waited`.
+fn next_poll_interval(interval: Duration, waited: Duration) -> Duration {
+    let longest = if waited < PATIENT_AFTER {
+        SHORT_POLL_INTERVAL
+    } else {
+        LONG_POLL_INTERVAL
+    };
+    (interval * 2).min(longest)
+}
+
+/// How long [`Client::wait_for_task`] polls often.
+const PATIENT_AFTER: Duration = Duration::from_secs(10);
+/// The longest interval between polls of [`Client::wait_for_task`] after that.
+const LONG_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {
-    use super::map;
+    use super::{map, next_poll_interval};
+    use std::time::Duration;
+
+    #[test]
+    fn polls_start_close_and_slow_down_on_long_waits() {
+        let ms = Duration::from_millis;
+        let mut interval = super::FIRST_POLL_INTERVAL;
+        let mut waited = Duration::ZERO;
+        let mut seen = Vec::new();
+        while waited < Duration::from_secs(20) {
+            waited += interval;
+            seen.push(interval);
+            interval = next_poll_interval(interval, waited);
+        }
+        assert_eq!(seen[..6], [ms(5), ms(10), ms(20), ms(40), ms(80), ms(100)]);
+        // Ten a second for the first ten seconds, then one.
+        let short = seen.iter().filter(|&&i| i == ms(100)).count();
+        assert!((95..=100).contains(&short), "{short}");
+        assert_eq!(seen.last(), Some(&Duration::from_secs(1)));
+        assert!(seen.len() < 130, "{}", seen.len());
+    }
 
     #[test]
     fn an_interface_given_twice_is_refused() {
