@@ -198,10 +198,11 @@ impl Client {
             outcome = steps => outcome,
             () = cancel => Err(Error::Cancelled),
         };
-        abandoned.armed = false;
         if outcome.is_err() {
             let _ = tokio::time::timeout(CLEANUP_TIMEOUT, self.delete_dataset(dataset_uuid)).await;
         }
+        // Not before: a future dropped during the deletion above leaves it to the guard.
+        abandoned.armed = false;
         outcome
     }
 
