@@ -182,9 +182,10 @@ async fn receive_ack(
 /// withdrawn or denied as the REST calls report them (404, 401), anything else (a refused
 /// message, the server stopping) as a websocket error.
 fn closed_because(reason: &str) -> Error {
-    if reason == "the cluster was deleted" {
+    use hanami_types::websocket::{CLOSED_ACCESS_WITHDRAWN, CLOSED_CLUSTER_DELETED, POLICY_DENIED};
+    if reason == CLOSED_CLUSTER_DELETED {
         Error::NotFound(reason.to_owned())
-    } else if reason.starts_with("access withdrawn: ") || reason == "Access denied by policy" {
+    } else if reason.starts_with(CLOSED_ACCESS_WITHDRAWN) || reason == POLICY_DENIED {
         Error::Unauthorized(reason.to_owned())
     } else {
         Error::WebSocket(format!("the server closed the session: {reason}"))

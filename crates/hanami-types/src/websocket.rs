@@ -12,6 +12,15 @@ pub const TARGET_FILE_UPLOAD: &str = "file_upload";
 /// Target of a direct-IO session.
 pub const TARGET_CLUSTER: &str = "cluster";
 
+/// The policy's refusal: the text of a 401 of the REST API, of a refused session start, and
+/// the close reason of a direct-IO step the user's role may not make.
+pub const POLICY_DENIED: &str = "Access denied by policy";
+/// Close reason of a direct-IO session whose cluster was deleted.
+pub const CLOSED_CLUSTER_DELETED: &str = "the cluster was deleted";
+/// Start of the close reason of a session whose user lost access to its target (why
+/// follows).
+pub const CLOSED_ACCESS_WITHDRAWN: &str = "access withdrawn: ";
+
 /// First message of a session (client to server, JSON text). `Debug` hides the token.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInit {

@@ -206,7 +206,9 @@ async fn process(
     let caller = verify_token(app, token).await?;
     facts.user_id = caller.id.clone();
     if !app.policy.allows(endpoint, method, &caller.role) {
-        return Err(ApiError::Unauthorized("Access denied by policy".into()));
+        return Err(ApiError::Unauthorized(
+            hanami_types::websocket::POLICY_DENIED.into(),
+        ));
     }
     let mut audit_after = false;
     if method != Method::Get {

@@ -158,7 +158,9 @@ async fn check_access(app: App, caller: Caller, query: AccessQuery) -> ApiResult
         };
         let allowed = method.is_some_and(|m| app.policy.allows(endpoint, m, &caller.role));
         if !allowed {
-            return Err(ApiError::Unauthorized("Access denied by policy".into()));
+            return Err(ApiError::Unauthorized(
+                hanami_types::websocket::POLICY_DENIED.into(),
+            ));
         }
     }
     Ok(caller.info())

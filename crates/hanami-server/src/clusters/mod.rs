@@ -265,7 +265,7 @@ impl ClusterHandle {
     /// not in DIRECT mode.
     pub fn direct_session_over(&self) -> Option<&'static str> {
         if self.is_deleted() {
-            Some("the cluster was deleted")
+            Some(hanami_types::websocket::CLOSED_CLUSTER_DELETED)
         } else if self.mode() != Mode::Direct {
             Some(
                 "the cluster left DIRECT mode (switch it back and start a new session: a \

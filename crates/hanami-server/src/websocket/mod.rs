@@ -22,7 +22,10 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_
 use axum::response::Response;
 use hanami_auth::{Method, Scope, Verified};
 use hanami_types::websocket::proto::{FileUploadMessage, FileUploadResponseMessage};
-use hanami_types::websocket::{SessionInit, SessionReply, TARGET_CLUSTER, TARGET_FILE_UPLOAD};
+use hanami_types::websocket::{
+    CLOSED_ACCESS_WITHDRAWN, POLICY_DENIED, SessionInit, SessionReply, TARGET_CLUSTER,
+    TARGET_FILE_UPLOAD,
+};
 use prost::Message as _;
 
 use crate::api::{self, TokenRefused};
@@ -211,9 +214,6 @@ impl Uses {
     }
 }
 
-/// The refusal of a session or a step that the policy does not allow (the REST text).
-const POLICY_DENIED: &str = "Access denied by policy";
-
 impl Access {
     /// Whether the policy lets the session's user call `endpoint` with POST (by the role
     /// of the last check): each direct-IO step needs the entry of its kind of task.
@@ -238,10 +238,15 @@ impl Access {
                 tracing::error!("websocket session: cannot check the token again: {e:#}");
                 return Ok(());
             }
-            Err(refused) => return Err(format!("access withdrawn: {}", refusal_text(refused))),
+            Err(refused) => {
+                return Err(format!(
+                    "{CLOSED_ACCESS_WITHDRAWN}{}",
+                    refusal_text(refused)
+                ));
+            }
         };
         if !self.uses.allowed(app, &caller.role) {
-            return Err(format!("access withdrawn: {POLICY_DENIED}"));
+            return Err(format!("{CLOSED_ACCESS_WITHDRAWN}{POLICY_DENIED}"));
         }
         self.role = caller.role.clone();
         let allowed = if matches!(self.uses, Uses::Upload(_)) {
@@ -258,7 +263,7 @@ impl Access {
             Ok(())
         } else {
             Err(format!(
-                "access withdrawn: user '{}' may no longer use '{}'",
+                "{CLOSED_ACCESS_WITHDRAWN}user '{}' may no longer use '{}'",
                 caller.id, self.target_uuid
             ))
         }
