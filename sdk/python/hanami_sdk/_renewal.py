@@ -50,10 +50,10 @@ def _project_of(claims: Dict[str, Any]) -> Optional[str]:
 
 
 class TokenKeeper:
-    """The token of one long operation: once half its remaining lifetime has passed,
-    ``current()`` renews it (``PUT token`` into the same project) and returns the new one;
-    a token with little time left is renewed at the first call, before the operation
-    starts. Best effort: a token whose lifetime or project cannot be read, or that the
+    """The token of one long operation: once half of the lifetime it had left when the
+    keeper got it has passed, ``current()`` renews it (``PUT token`` into the same project)
+    and returns the new one, and so on for each new token; a token past its expiry (which
+    the server still takes for a second) is renewed at the first call. Best effort: a token whose lifetime or project cannot be read, or that the
     server does not renew (a policy without ``PUT token``, say), is used as it is."""
 
     def __init__(self, token: str, address: str, verify: Verify) -> None:

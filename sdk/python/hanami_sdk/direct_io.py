@@ -181,6 +181,11 @@ async def _send(ws: Any, data: bytes) -> None:
     try:
         await ws.send(data)
     except websockets.ConnectionClosed as e:
+        # The server may have closed the session for a reason before this message (its
+        # cluster deleted, say): the same exception as when that comes as the answer.
+        close = e.rcvd
+        if close is not None and close.code in _CLOSE_REFUSED:
+            raise _refusal(close.reason) from e
         raise HanamiException(f"direct-IO connection closed: {e}") from e
 
 

@@ -103,6 +103,32 @@ def test_an_answer_that_is_no_text_names_the_address(stub: str) -> None:
                                f"is this the address of a Hanami server?")
 
 
+def test_a_token_keeper_renews_an_expired_token_at_once_and_a_fresh_one_later(
+        stub: str) -> None:
+    """An upload's token keeper renews a token past its expiry (which the server takes for
+    one more second) at the first call, with one ``PUT token`` into the token's project, and
+    leaves a fresh token alone."""
+    import base64  # pylint: disable=import-outside-toplevel
+    import time  # pylint: disable=import-outside-toplevel
+    from hanami_sdk._renewal import TokenKeeper  # pylint: disable=import-outside-toplevel
+
+    def token(expiry: float) -> str:
+        claims = {"exp": int(expiry), "user": json.dumps({"project_id": "some_proj"})}
+        payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+        return f"header.{payload}.signature"
+
+    _Stub.seen.clear()
+    fresh = token(time.time() + 3600)
+    assert TokenKeeper(fresh, stub, True).current() == fresh
+    assert _Stub.seen == []
+    late = token(time.time() - 0.5)
+    keeper = TokenKeeper(late, stub, True)
+    assert keeper.current() == "stub.token"
+    assert [(r["method"], r["path"]) for r in _Stub.seen] == [("PUT", "/v1.0alpha/token")]
+    assert json.loads(_Stub.seen[0]["body"]) == {"project_id": "some_proj"}
+    assert _Stub.seen[0]["headers"]["X-Auth-Token"] == late
+
+
 def test_headers_query_and_body(stub: str) -> None:
     _Stub.seen.clear()
     project.get_project("the-token", stub + "/", "200_a b&c=d/é")
