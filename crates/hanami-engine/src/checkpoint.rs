@@ -37,14 +37,13 @@ const MAGIC: &[u8; 8] = b"HANAMICP";
 pub const FORMAT_VERSION: u32 = 1;
 /// Bytes before the payload: what [`check_checkpoint_header`] reads.
 pub const CHECKPOINT_HEADER_BYTES: usize = 8 + 4 + 4 + 8;
-const HEADER_BYTES: usize = CHECKPOINT_HEADER_BYTES;
 
 /// Checks the start of a checkpoint of `total_len` bytes without reading the rest: `head`
 /// holds its first [`CHECKPOINT_HEADER_BYTES`] bytes (all of it when it is shorter). Finds a
 /// file of another kind, another format version, and one truncated or extended since it
 /// was written; the checksum and the content are checked by [`Cluster::restore`].
 pub fn check_checkpoint_header(head: &[u8], total_len: u64) -> Result<(), CheckpointError> {
-    let seen = &head[..head.len().min(HEADER_BYTES)];
+    let seen = &head[..head.len().min(CHECKPOINT_HEADER_BYTES)];
     if seen.len() < MAGIC.len() {
         return Err(if MAGIC.starts_with(seen) {
             CheckpointError::Truncated
@@ -55,7 +54,7 @@ pub fn check_checkpoint_header(head: &[u8], total_len: u64) -> Result<(), Checkp
     if &seen[..8] != MAGIC {
         return Err(CheckpointError::BadMagic);
     }
-    if seen.len() < HEADER_BYTES || total_len < (HEADER_BYTES + 4) as u64 {
+    if seen.len() < CHECKPOINT_HEADER_BYTES || total_len < (CHECKPOINT_HEADER_BYTES + 4) as u64 {
         return Err(CheckpointError::Truncated);
     }
     let version = u32::from_le_bytes(seen[8..12].try_into().expect("4 bytes"));
@@ -63,7 +62,7 @@ pub fn check_checkpoint_header(head: &[u8], total_len: u64) -> Result<(), Checkp
         return Err(CheckpointError::UnsupportedVersion { found: version });
     }
     let length = u64::from_le_bytes(seen[16..24].try_into().expect("8 bytes"));
-    let expected_total = (HEADER_BYTES as u64)
+    let expected_total = (CHECKPOINT_HEADER_BYTES as u64)
         .saturating_add(length)
         .saturating_add(4);
     if total_len < expected_total {
@@ -116,7 +115,7 @@ impl Cluster {
         w.u32(0);
         w.u64(0); // payload length, patched below
         self.encode(&mut w);
-        let length = (w.0.len() - HEADER_BYTES) as u64;
+        let length = (w.0.len() - CHECKPOINT_HEADER_BYTES) as u64;
         w.0[16..24].copy_from_slice(&length.to_le_bytes());
         let crc = crc32(&w.0);
         w.u32(crc);
@@ -138,7 +137,7 @@ impl Cluster {
             return Err(CheckpointError::ChecksumMismatch);
         }
         let mut r = Reader {
-            data: &body[HEADER_BYTES..],
+            data: &body[CHECKPOINT_HEADER_BYTES..],
         };
         let cluster = Cluster::decode(&mut r)?;
         if !r.data.is_empty() {
