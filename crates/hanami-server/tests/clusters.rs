@@ -1420,6 +1420,17 @@ async fn queued_tasks_are_checked_again_when_they_start() {
             "{refused:?}"
         );
     }
+    // Another format version is no damage: it says which, and not to delete it.
+    let mut other = bytes.clone();
+    other[8..12].copy_from_slice(&2u32.to_le_bytes());
+    std::fs::write(&file, &other).unwrap();
+    let refused = client.restore_cluster(&a, &save).await;
+    assert!(
+        matches!(&refused, Err(Error::Conflict(m))
+            if m.contains("is in checkpoint format version 2, which this server does not read")
+                && !m.contains("delete")),
+        "{refused:?}"
+    );
     std::fs::remove_file(&file).unwrap();
     std::fs::create_dir(&file).unwrap();
     let refused = client.checkpoint(&save).await;

@@ -47,6 +47,10 @@ struct ByUuid {
 pub(super) async fn file_problem(path: PathBuf) -> ApiResult<Option<FileProblem>> {
     use std::io::{ErrorKind, Read as _};
     let checked = tokio::task::spawn_blocking(move || -> std::io::Result<Option<FileProblem>> {
+        // Before opening: a socket cannot be opened at all.
+        if !std::fs::metadata(&path)?.is_file() {
+            return Ok(Some(FileProblem::NotAFile));
+        }
         let mut file = hanami_store::files::open_without_waiting(&path)?;
         let metadata = file.metadata()?;
         if !metadata.is_file() {
@@ -57,9 +61,13 @@ pub(super) async fn file_problem(path: PathBuf) -> ApiResult<Option<FileProblem>
             .take(hanami_engine::CHECKPOINT_HEADER_BYTES as u64)
             .read_to_end(&mut head)?;
         Ok(
-            hanami_engine::check_checkpoint_header(&head, metadata.len())
-                .err()
-                .map(|e| FileProblem::Damaged(e.to_string())),
+            match hanami_engine::check_checkpoint_header(&head, metadata.len()) {
+                Ok(()) => None,
+                Err(hanami_engine::CheckpointError::UnsupportedVersion { found }) => {
+                    Some(FileProblem::OtherVersion(found))
+                }
+                Err(e) => Some(FileProblem::Damaged(e.to_string())),
+            },
         )
     })
     .await
@@ -82,7 +90,9 @@ pub(super) enum FileProblem {
     NotAFile,
     /// The server may not read it.
     Unreadable,
-    /// Not a checkpoint, another format version, or truncated or extended: why.
+    /// Written in another format version (by a newer server, say): that version.
+    OtherVersion(u32),
+    /// Not a checkpoint, or truncated or extended: why.
     Damaged(String),
 }
 
@@ -94,6 +104,15 @@ impl FileProblem {
             FileProblem::NotAFile => "is not a regular file".to_owned(),
             FileProblem::Unreadable => {
                 "cannot be read by the server (permission denied)".to_owned()
+            }
+            // Not damaged: a server that reads that version can restore it.
+            FileProblem::OtherVersion(found) => {
+                return ApiError::Conflict(format!(
+                    "The file of checkpoint '{uuid}' is in checkpoint format version {found}, \
+                     which this server does not read (it reads version {}); restore it with \
+                     a server that does",
+                    hanami_engine::FORMAT_VERSION
+                ));
             }
             FileProblem::Damaged(why) => format!("is damaged ({why})"),
         };
