@@ -113,7 +113,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .wait_for_task(&cluster.uuid, &task.uuid, wait)
             .await?;
         report.step(&format!("train_epoch_{epoch}"), t);
-        assert_eq!(done.state, "finished");
+        assert_eq!(done.state, hanami_sdk::types::tasks::TaskState::Finished);
         let t = Instant::now();
         let request = client
             .request(

@@ -12,6 +12,7 @@
 //! use std::path::Path;
 //! use std::time::Duration;
 //!
+//! use hanami_sdk::types::tasks::TaskState;
 //! use hanami_sdk::{Client, Error};
 //!
 //! /// The cluster template of the documentation: 784 inputs, 10 outputs.
@@ -62,7 +63,7 @@
 //!     .await?;
 //! // A wait ends with the task's last state: check it, an aborted task says why in `note`.
 //! let done = client.wait_for_task(&cluster, &task.uuid, Duration::from_secs(600)).await?;
-//! if done.state != "finished" {
+//! if done.state != TaskState::Finished {
 //!     eprintln!("training ended {}: {}", done.state, done.note.unwrap_or_default());
 //! }
 //!

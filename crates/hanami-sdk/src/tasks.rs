@@ -93,7 +93,7 @@ impl Client {
         let mut interval = FIRST_POLL_INTERVAL;
         loop {
             let task = self.task(cluster_uuid, uuid).await?;
-            if task.state == "finished" || task.state == "aborted" {
+            if task.state.ended() {
                 return Ok(task);
             }
             let now = tokio::time::Instant::now();

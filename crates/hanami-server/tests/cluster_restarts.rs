@@ -3,6 +3,8 @@
 
 mod common;
 
+use hanami_types::tasks::TaskState;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -38,7 +40,7 @@ async fn checkpoint_bytes(
         .wait_for_task(cluster, &saved.uuid, WAIT)
         .await
         .unwrap();
-    assert_eq!(done.state, "finished");
+    assert_eq!(done.state, TaskState::Finished);
     std::fs::read(server.data_dir.join("checkpoints").join(&saved.uuid)).unwrap()
 }
 
@@ -63,7 +65,7 @@ async fn train_to_the_end(
         .wait_for_task(cluster, &task.uuid, WAIT)
         .await
         .unwrap();
-    assert_eq!(done.state, "finished");
+    assert_eq!(done.state, TaskState::Finished);
     done
 }
 
@@ -529,7 +531,7 @@ async fn a_start_removes_what_deletions_left_and_sets_unended_products_aside() {
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     assert!(client.cluster(&kept).await.is_ok());
     let task = client.task(&kept, unended).await.unwrap();
-    assert_eq!(task.state, "aborted");
+    assert_eq!(task.state, TaskState::Aborted);
     // The notes of the deleted files are gone with them.
     assert!(server.stop());
     let store = Store::open(&data.join("hanami.db")).await.unwrap();
@@ -665,7 +667,7 @@ async fn a_lost_network_file_is_reported() {
         .wait_for_task(&donor, &checkpoint.uuid, Duration::from_secs(60))
         .await
         .unwrap();
-    assert_eq!(saved.state, "finished");
+    assert_eq!(saved.state, TaskState::Finished);
     let restore = client
         .restore_cluster(&lost, &checkpoint.uuid)
         .await
@@ -674,7 +676,7 @@ async fn a_lost_network_file_is_reported() {
         .wait_for_task(&lost, &restore.uuid, Duration::from_secs(60))
         .await
         .unwrap();
-    assert_eq!(restored.state, "finished");
+    assert_eq!(restored.state, TaskState::Finished);
     assert!(std::fs::metadata(&file).unwrap().len() > 0);
 }
 
@@ -874,7 +876,7 @@ async fn a_network_that_cannot_be_saved_aborts_its_task() {
         .wait_for_task(&cluster, &task.uuid, Duration::from_secs(60))
         .await
         .unwrap();
-    assert_eq!(done.state, "aborted", "{done:?}");
+    assert_eq!(done.state, TaskState::Aborted, "{done:?}");
     let log = server
         .admin()
         .await
@@ -940,7 +942,7 @@ async fn a_recorded_end_brings_its_staged_network_into_place() {
     assert!(!staged.exists());
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let listed = client.task(&cluster, &task.uuid).await.unwrap();
-    assert_eq!(listed.state, "finished");
+    assert_eq!(listed.state, TaskState::Finished);
     assert_eq!(listed.note, None);
     assert!(server.stop());
 
@@ -973,7 +975,7 @@ async fn a_recorded_end_brings_its_staged_network_into_place() {
     assert_eq!(std::fs::read(&aside).unwrap().len(), trained.len() / 2);
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let listed = client.task(&cluster, &task.uuid).await.unwrap();
-    assert_eq!(listed.state, "aborted");
+    assert_eq!(listed.state, TaskState::Aborted);
     let note = listed.note.unwrap_or_default();
     assert!(note.contains("is damaged; it is kept as"), "{note}");
     assert!(error_log_text(&server).await.contains(&note));

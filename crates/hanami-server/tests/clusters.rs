@@ -3,6 +3,8 @@
 
 mod common;
 
+use hanami_types::tasks::TaskState;
+
 use std::time::Duration;
 
 use common::{
@@ -64,14 +66,14 @@ async fn train_request_check_save_restore() {
         )
         .await
         .unwrap();
-    assert_eq!(task.state, "queued");
+    assert_eq!(task.state, TaskState::Queued);
     assert_eq!(task.total_number_of_cycles, 5000);
     assert_eq!(task.name, "train_a");
     let done = client
         .wait_for_task(&cluster.uuid, &task.uuid, WAIT)
         .await
         .unwrap();
-    assert_eq!(done.state, "finished");
+    assert_eq!(done.state, TaskState::Finished);
     assert_eq!(done.current_cycle, 5000);
     assert_ne!(done.start_timestamp, "-");
     assert_ne!(done.end_timestamp, "-");
@@ -89,7 +91,7 @@ async fn train_request_check_save_restore() {
         .wait_for_task(&cluster.uuid, &request.uuid, WAIT)
         .await
         .unwrap();
-    assert_eq!(done.state, "finished");
+    assert_eq!(done.state, TaskState::Finished);
     let tasks = client.tasks(&cluster.uuid).await.unwrap();
     assert_eq!(
         tasks.header,
@@ -180,7 +182,7 @@ async fn train_request_check_save_restore() {
         .wait_for_task(&empty.uuid, &restore.uuid, WAIT)
         .await
         .unwrap();
-    assert_eq!(restored.state, "finished");
+    assert_eq!(restored.state, TaskState::Finished);
     let again = client
         .request(
             "request_b",
@@ -492,7 +494,10 @@ async fn modes_queue_and_direct_io() {
         .0;
     assert_eq!(best, 1, "{:?}", outputs[0].1);
     session.close().await.unwrap();
-    assert_eq!(client.task(c, &waiting.uuid).await.unwrap().state, "queued");
+    assert_eq!(
+        client.task(c, &waiting.uuid).await.unwrap().state,
+        TaskState::Queued
+    );
 
     // Invalid messages close the session; the server stays healthy.
     let mut session = client.direct_session(c).await.unwrap();
@@ -541,7 +546,7 @@ async fn modes_queue_and_direct_io() {
         Err(Error::Conflict(_))
     ));
     let done = client.wait_for_task(c, &waiting.uuid, WAIT).await.unwrap();
-    assert_eq!(done.state, "finished");
+    assert_eq!(done.state, TaskState::Finished);
     admin
         .put("cluster/set_mode", &json!({"uuid": c, "new_state": "FOO"}))
         .await
@@ -590,7 +595,10 @@ async fn aborting_tasks_and_deleting_clusters() {
         .train("third", c, &[("picture", &big)], &[("label", &big)])
         .await
         .unwrap();
-    assert_eq!(client.task(c, &second.uuid).await.unwrap().state, "queued");
+    assert_eq!(
+        client.task(c, &second.uuid).await.unwrap().state,
+        TaskState::Queued
+    );
     // No DIRECT mode while tasks run or wait, nor without a network: the answer says which.
     let busy = client.set_direct_mode(c, true).await;
     assert!(
@@ -613,15 +621,18 @@ async fn aborting_tasks_and_deleting_clusters() {
     // An active task stops at the next row.
     let active = loop {
         let t = client.task(c, &first.uuid).await.unwrap();
-        if t.state == "active" && t.current_cycle > 0 {
+        if t.state == TaskState::Active && t.current_cycle > 0 {
             break t;
         }
-        assert!(t.state == "queued" || t.state == "active", "{t:?}");
+        assert!(
+            t.state == TaskState::Queued || t.state == TaskState::Active,
+            "{t:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     client.delete_task(c, &first.uuid).await.unwrap();
     let stopped = client.wait_for_task(c, &first.uuid, WAIT).await.unwrap();
-    assert_eq!(stopped.state, "aborted");
+    assert_eq!(stopped.state, TaskState::Aborted);
     assert_eq!(
         stopped.note.as_deref(),
         Some("stopped by its deletion before its end")
@@ -630,7 +641,7 @@ async fn aborting_tasks_and_deleting_clusters() {
     assert!(stopped.current_cycle >= active.current_cycle);
     // The next task starts; deleting the cluster stops it.
     loop {
-        if client.task(c, &third.uuid).await.unwrap().state == "active" {
+        if client.task(c, &third.uuid).await.unwrap().state == TaskState::Active {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -720,7 +731,7 @@ async fn clusters_are_scoped_and_block_project_deletion() {
         .wait_for_task(&fresh.uuid, &restore.uuid, WAIT)
         .await
         .unwrap();
-    assert_eq!(done.state, "finished");
+    assert_eq!(done.state, TaskState::Finished);
 }
 
 #[tokio::test]
@@ -817,7 +828,7 @@ async fn a_network_at_its_memory_budget_stops_growing_and_says_so() {
         .wait_for_task(&cluster, &task.uuid, WAIT)
         .await
         .unwrap();
-    assert_eq!(done.state, "finished");
+    assert_eq!(done.state, TaskState::Finished);
     let log = server
         .admin()
         .await
@@ -880,7 +891,7 @@ async fn the_clusters_share_one_memory_budget() {
         .wait_for_task(&first, &task.uuid, WAIT)
         .await
         .unwrap();
-    assert_eq!(done.state, "finished");
+    assert_eq!(done.state, TaskState::Finished);
     let log = error_log(&server).await;
     assert!(
         log.contains("reached the 1 MiB they may hold together (clusters_memory_mib)"),
@@ -892,7 +903,7 @@ async fn the_clusters_share_one_memory_budget() {
         .wait_for_task(&first, &checkpoint, WAIT)
         .await
         .unwrap();
-    assert_eq!(saved.state, "finished");
+    assert_eq!(saved.state, TaskState::Finished);
     let restore = client.restore_cluster(&second, &checkpoint).await.unwrap();
     let log = aborted_with_log(&server, &client, &second, &restore.uuid).await;
     assert!(
@@ -902,7 +913,7 @@ async fn the_clusters_share_one_memory_budget() {
     );
     let kept = client.save_cluster(&second, "kept").await.unwrap().uuid;
     let kept = client.wait_for_task(&second, &kept, WAIT).await.unwrap();
-    assert_eq!(kept.state, "finished");
+    assert_eq!(kept.state, TaskState::Finished);
     // A deleted cluster gives its memory back.
     client.delete_cluster(&first).await.unwrap();
     let restore = client.restore_cluster(&second, &checkpoint).await.unwrap();
@@ -910,7 +921,7 @@ async fn the_clusters_share_one_memory_budget() {
         .wait_for_task(&second, &restore.uuid, WAIT)
         .await
         .unwrap();
-    assert_eq!(restored.state, "finished");
+    assert_eq!(restored.state, TaskState::Finished);
 }
 
 /// A cluster takes a bounded number of direct-IO sessions at once (each stages a full set of
@@ -1173,7 +1184,7 @@ async fn a_cluster_is_idle_as_soon_as_its_task_is_reported_ended() {
             .wait_for_task(&cluster, &restore.uuid, WAIT)
             .await
             .unwrap();
-        assert_eq!(done.state, "finished");
+        assert_eq!(done.state, TaskState::Finished);
         let switched = client.set_direct_mode(&cluster, true).await;
         assert!(switched.is_ok(), "round {round}: {switched:?}");
         client.set_direct_mode(&cluster, false).await.unwrap();
@@ -1232,7 +1243,7 @@ async fn aborted_with_log(
     task: &str,
 ) -> String {
     let done = client.wait_for_task(cluster, task, WAIT).await.unwrap();
-    assert_eq!(done.state, "aborted", "{done:?}");
+    assert_eq!(done.state, TaskState::Aborted, "{done:?}");
     let log = server
         .admin()
         .await
@@ -1304,7 +1315,7 @@ async fn queued_tasks_are_checked_again_when_they_start() {
         .unwrap();
     // They say why they wait.
     let waiting = client.task(&a, &trains.uuid).await.unwrap();
-    assert_eq!(waiting.state, "queued");
+    assert_eq!(waiting.state, TaskState::Queued);
     assert!(
         waiting
             .note
@@ -1324,7 +1335,7 @@ async fn queued_tasks_are_checked_again_when_they_start() {
     client.set_direct_mode(&a, false).await.unwrap();
     for restored in [&restore.uuid, &rename.uuid] {
         let done = client.wait_for_task(&a, restored, WAIT).await.unwrap();
-        assert_eq!(done.state, "finished");
+        assert_eq!(done.state, TaskState::Finished);
     }
     let log = aborted_with_log(&server, &client, &a, &trains.uuid).await;
     assert!(
@@ -1386,7 +1397,7 @@ async fn queued_tasks_are_checked_again_when_they_start() {
         .await
         .unwrap();
     let done = client.wait_for_task(&a, &again.uuid, WAIT).await.unwrap();
-    assert_eq!(done.state, "finished");
+    assert_eq!(done.state, TaskState::Finished);
 
     // A checkpoint whose file was removed outside the server: 404 at once.
     let file = server.data_dir.join("checkpoints").join(&checkpoints[0]);
@@ -1500,7 +1511,7 @@ async fn a_request_with_a_complete_result_finishes_when_the_network_cannot_be_sa
         .wait_for_task(&cluster, &task.uuid, WAIT)
         .await
         .unwrap();
-    assert_eq!(done.state, "finished", "{done:?}");
+    assert_eq!(done.state, TaskState::Finished, "{done:?}");
     let note = done.note.expect("a note about the save");
     assert!(note.contains("the result is complete"), "{note}");
     assert_eq!(client.dataset(&task.uuid).await.unwrap().number_of_rows, 30);
@@ -1679,7 +1690,7 @@ async fn train_tasks_train_the_named_outputs_within_range() {
                 .wait_for_task(cluster, &task.uuid, WAIT)
                 .await
                 .unwrap();
-            assert_eq!(done.state, "finished");
+            assert_eq!(done.state, TaskState::Finished);
         }
     };
     // The answers of `a` and `b` for lit inputs (class `a`).
@@ -1749,7 +1760,7 @@ async fn train_tasks_train_the_named_outputs_within_range() {
         .wait_for_task(&cluster, &task.uuid, WAIT)
         .await
         .unwrap();
-    assert_eq!(done.state, "finished");
+    assert_eq!(done.state, TaskState::Finished);
     // A dataset uploaded before value ranges were recorded: the task stops at row 150, and
     // the error log says why.
     let url = format!("sqlite://{}", server.data_dir.join("hanami.db").display());
@@ -1976,7 +1987,7 @@ async fn tasks_beyond_the_running_limit_wait_their_turn() {
         // Still active when asked again: then they were all active at once.
         let mut all_still_active = true;
         for &i in &active {
-            all_still_active &= state(&tasks[i].0, &tasks[i].1).await == "active";
+            all_still_active &= state(&tasks[i].0, &tasks[i].1).await == TaskState::Active;
         }
         if all_still_active {
             assert!(active.len() <= 2, "{} tasks ran at once", active.len());
@@ -2011,14 +2022,18 @@ async fn a_save_waiting_for_a_slot_answers_at_once() {
         .train("long", &busy, &[("picture", &data)], &[("label", &data)])
         .await
         .unwrap();
-    while client.task(&busy, &long.uuid).await.unwrap().state != "active" {
+    while client.task(&busy, &long.uuid).await.unwrap().state != TaskState::Active {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let save = client.save_cluster(&idle, "later").await.unwrap();
     let queued = client.task(&idle, &save.uuid).await.unwrap();
     let training = client.task(&busy, &long.uuid).await.unwrap();
-    assert_eq!(training.state, "active", "the save waited for the training");
-    assert_eq!(queued.state, "queued");
+    assert_eq!(
+        training.state,
+        TaskState::Active,
+        "the save waited for the training"
+    );
+    assert_eq!(queued.state, TaskState::Queued);
     // Its checkpoint cannot be restored yet, and the answer says why.
     let early = client.restore_cluster(&busy, &save.uuid).await;
     assert!(
@@ -2037,5 +2052,5 @@ async fn a_save_waiting_for_a_slot_answers_at_once() {
         "{early:?}"
     );
     let saved = client.wait_for_task(&idle, &save.uuid, WAIT).await.unwrap();
-    assert_eq!(saved.state, "finished");
+    assert_eq!(saved.state, TaskState::Finished);
 }

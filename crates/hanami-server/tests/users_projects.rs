@@ -2,6 +2,8 @@
 
 mod common;
 
+use hanami_types::tasks::TaskState;
+
 use std::time::Duration;
 
 use common::{ADMIN, ADMIN_PW, ServerExt, TestServer, also_member, member, sdk, seed_cluster};
@@ -634,7 +636,7 @@ async fn owners_of_pending_checkpoints_and_results_are_kept_until_their_tasks_en
         .wait_for_task(&cluster, &q_save, Duration::from_secs(30))
         .await
         .unwrap();
-    assert_eq!(ended.state, "finished", "{ended:?}");
+    assert_eq!(ended.state, TaskState::Finished, "{ended:?}");
     let message = conflict(admin.delete_project("proj_q").await);
     assert!(message.contains("still owns 1 checkpoint(s)"), "{message}");
     admin.delete_checkpoint(&q_save).await.unwrap();

@@ -4,7 +4,7 @@ use std::io::{IsTerminal as _, Write as _};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hanami_sdk::types::tasks::Task;
+use hanami_sdk::types::tasks::{Task, TaskState};
 use hanami_sdk::{Client, ConnectOptions};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -826,14 +826,18 @@ async fn wait_for_end(
             }
             Err(e) => return Err(CliError::sdk(e, address, &session.options)),
         };
-        progress.cycles(&task.state, task.current_cycle, task.total_number_of_cycles);
+        progress.cycles(
+            task.state.as_str(),
+            task.current_cycle,
+            task.total_number_of_cycles,
+        );
         // Why a task waits (its cluster in DIRECT mode); why it ended is told below.
-        if task.state == "queued" {
+        if task.state == TaskState::Queued {
             progress.remark(task.note.as_deref());
         }
-        match task.state.as_str() {
-            "finished" => return Ok(task),
-            "aborted" => {
+        match task.state {
+            TaskState::Finished => return Ok(task),
+            TaskState::Aborted => {
                 let why = task.note.unwrap_or_else(|| {
                     "it was deleted, or it failed (then `hanamictl log error` shows why, to \
                      global admins)"

@@ -200,7 +200,7 @@ async fn queue(
     ));
     enqueue(app, cluster, &task).await?;
     Ok(TaskInfo {
-        state: "queued".into(),
+        state: TaskState::Queued,
         start_timestamp: "-".into(),
         end_timestamp: "-".into(),
         ..task.info()
@@ -360,7 +360,7 @@ async fn get(app: App, caller: Caller, query: TaskQuery) -> ApiResult<TaskInfo> 
         .task(&query.uuid)
         .ok_or_else(|| task_not_found(&query))?;
     let mut info = task.info();
-    if info.state == TaskState::Queued.as_str() && cluster.mode() == Mode::Direct {
+    if info.state == TaskState::Queued && cluster.mode() == Mode::Direct {
         info.note = Some(
             "waiting: the cluster is in DIRECT mode, and its queued tasks start once it is \
              switched back to TASK mode (PUT v1.0alpha/cluster/set_mode, or the SDK's \

@@ -7,50 +7,9 @@ use hanami_store::now_timestamp;
 use hanami_store::resources::Kind;
 use hanami_store::tasks::TaskRow;
 use hanami_types::tasks::Task as TaskInfo;
+pub use hanami_types::tasks::TaskState;
 
 use super::rows::Binding;
-
-/// Wire names of the task states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskState {
-    /// Waiting in the cluster's queue.
-    Queued,
-    /// Being processed.
-    Active,
-    /// Stopped before its end (deleted while active, its cluster deleted, or failed).
-    Aborted,
-    /// Done.
-    Finished,
-}
-
-impl TaskState {
-    /// The state as the API names it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskState::Queued => "queued",
-            TaskState::Active => "active",
-            TaskState::Aborted => "aborted",
-            TaskState::Finished => "finished",
-        }
-    }
-
-    /// The state of a wire name (`None` for an unknown one).
-    pub fn parse(name: &str) -> Option<Self> {
-        [
-            TaskState::Queued,
-            TaskState::Active,
-            TaskState::Aborted,
-            TaskState::Finished,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == name)
-    }
-
-    /// Whether the task has ended.
-    pub fn ended(self) -> bool {
-        matches!(self, TaskState::Aborted | TaskState::Finished)
-    }
-}
 
 /// Where a request task writes its results.
 pub struct ResultTarget {
@@ -294,7 +253,7 @@ impl Task {
             name: self.name.clone(),
             current_cycle: self.current.load(Ordering::Relaxed),
             total_number_of_cycles: self.total,
-            state: timeline.state.as_str().into(),
+            state: timeline.state,
             queue_timestamp: self.queued_at.clone(),
             start_timestamp: stamp(&timeline.start),
             end_timestamp: stamp(&timeline.end),
@@ -308,7 +267,7 @@ impl Task {
         let fraction = info.current_cycle as f32 / info.total_number_of_cycles.max(1) as f32;
         [
             info.uuid,
-            info.state,
+            info.state.to_string(),
             format!("{fraction:.6}"),
             info.queue_timestamp,
             info.start_timestamp,
