@@ -17,6 +17,14 @@ pub struct DirectSession {
     answer_timeout: Duration,
 }
 
+impl std::fmt::Debug for DirectSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectSession")
+            .field("answer_timeout", &self.answer_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Client {
     /// Opens a direct-IO session; the cluster must be in DIRECT mode.
     pub async fn direct_session(&self, cluster_uuid: &str) -> Result<DirectSession> {
@@ -83,13 +91,19 @@ impl DirectSession {
         Ok(())
     }
 
-    /// One request: returns the raw values of the first output (of each output, in turn, for
-    /// clusters with several outputs: the server answers with one message per output).
+    /// One request: returns the raw values of each output, by name, for a cluster with
+    /// `outputs` outputs (the server answers with one message per output).
+    /// [`Error::InvalidArgument`] for `outputs == 0`: every cluster has at least one.
     pub async fn request(
         &mut self,
         inputs: &[(&str, &[f32])],
         outputs: usize,
     ) -> Result<Vec<(String, Vec<f32>)>> {
+        if outputs == 0 {
+            return Err(Error::InvalidArgument(
+                "a request answers every output of the cluster, and it has at least one".into(),
+            ));
+        }
         let buffers: Vec<_> = inputs
             .iter()
             .map(|(n, v)| (*n, *v, TargetBufferType::InputBufferType))

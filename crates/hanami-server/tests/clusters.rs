@@ -482,6 +482,16 @@ async fn modes_queue_and_direct_io() {
             .await
             .unwrap();
     }
+    // Calls the client refuses before sending anything; the session goes on.
+    for refused in [
+        session.request(&[("picture", &picture)], 0).await,
+        session.request(&[], 1).await,
+    ] {
+        assert!(
+            matches!(refused, Err(Error::InvalidArgument(_))),
+            "{refused:?}"
+        );
+    }
     let outputs = session.request(&[("picture", &picture)], 1).await.unwrap();
     assert_eq!(outputs[0].0, "label");
     assert_eq!(outputs[0].1.len(), 10);
