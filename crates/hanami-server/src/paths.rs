@@ -145,16 +145,38 @@ impl DataDir {
             std::io::Error::new(e.kind(), format!("cannot {action} {}: {e}", path.display()))
         };
         std::fs::create_dir_all(&aside).map_err(|e| named("create", &aside, e))?;
+        let target = match self.latest_aside(folder, name) {
+            None => aside.join(name),
+            Some((_, n)) => {
+                let mut numbered = name.to_owned();
+                numbered.push(format!(".{}", n + 1));
+                aside.join(numbered)
+            }
+        };
+        std::fs::rename(file, &target).map_err(|e| named("move", file, e))?;
+        Ok(target)
+    }
+
+    /// The last file [`DataDir::set_aside`] put under `name` from the folder `folder`
+    /// (`name`, `name.1`, `name.2`, …), with its number (0 for `name` itself); `None` if
+    /// there is none.
+    pub fn latest_aside(
+        &self,
+        folder: &std::ffi::OsStr,
+        name: &std::ffi::OsStr,
+    ) -> Option<(PathBuf, u32)> {
+        let aside = self.unreferenced().join(folder);
+        let mut latest = None;
         let mut target = aside.join(name);
         let mut n = 0u32;
         while target.symlink_metadata().is_ok() {
+            latest = Some((target, n));
             n += 1;
             let mut numbered = name.to_owned();
             numbered.push(format!(".{n}"));
             target = aside.join(numbered);
         }
-        std::fs::rename(file, &target).map_err(|e| named("move", file, e))?;
-        Ok(target)
+        latest
     }
 
     /// How many resource files (datasets, checkpoints, networks) the folders hold; 0 where

@@ -412,18 +412,16 @@ async fn saved_network(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             // An earlier start may have set it aside as damaged and stopped (a crash)
             // before it said so.
-            let damaged = paths
-                .unreferenced()
-                .join("clusters")
-                .join(format!("{}.damaged", row.file_name));
-            if damaged.exists() {
-                format!(
+            let damaged = format!("{}.damaged", row.file_name);
+            match paths.latest_aside("clusters".as_ref(), damaged.as_ref()) {
+                Some((copy, _)) => format!(
                     "is missing from the data directory; an earlier start kept a damaged copy \
                      as {}",
-                    damaged.display()
-                )
-            } else {
-                "is missing from the data directory (removed outside the server?)".to_owned()
+                    copy.display()
+                ),
+                None => {
+                    "is missing from the data directory (removed outside the server?)".to_owned()
+                }
             }
         }
         // A folder, a named pipe or a device in its place (`read_regular_file`).

@@ -596,7 +596,9 @@ async fn a_lost_network_file_is_reported() {
     // Set aside as damaged by a start that a crash stopped before it said so.
     let damaged = server.data_dir.join("unreferenced").join("clusters");
     std::fs::create_dir_all(&damaged).unwrap();
-    let damaged = damaged.join(format!("{interrupted}.damaged"));
+    // (An older copy of the same cluster's network is there already.)
+    std::fs::write(damaged.join(format!("{interrupted}.damaged")), "older").unwrap();
+    let damaged = damaged.join(format!("{interrupted}.damaged.1"));
     std::fs::rename(
         server.data_dir.join("clusters").join(&interrupted),
         &damaged,
