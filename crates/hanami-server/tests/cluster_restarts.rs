@@ -442,6 +442,25 @@ async fn a_lost_database_keeps_the_files() {
     assert_eq!(std::fs::read_to_string(aside).unwrap(), "data");
 }
 
+/// A dataset of 20 generated images, a cluster and a checkpoint of it, all named `name`;
+/// their uuids.
+async fn dataset_cluster_and_checkpoint(client: &Client, name: &str) -> (String, String, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, labels) = pattern_mnist(tmp.path(), name, 20);
+    let dataset = client
+        .upload_mnist(name, &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    let cluster = common::seed_cluster(client, name).await;
+    let save = client.save_cluster(&cluster, name).await.unwrap().uuid;
+    client
+        .wait_for_task(&cluster, &save, Duration::from_secs(60))
+        .await
+        .unwrap();
+    (dataset, cluster, save)
+}
+
 /// What a crash left between deleting a row and its file is removed at the next start; the
 /// products of a task that had not ended go to `unreferenced/` (the database may be older
 /// than they), as files of unknown origin do.
@@ -449,20 +468,8 @@ async fn a_lost_database_keeps_the_files() {
 async fn a_start_removes_what_deletions_left_and_sets_unended_products_aside() {
     let mut server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let (images, labels) = pattern_mnist(tmp.path(), "left", 20);
-    let dataset = client
-        .upload_mnist("left", &images, &labels)
-        .await
-        .unwrap()
-        .uuid;
-    let kept = common::seed_cluster(&client, "kept").await;
+    let (dataset, kept, save) = dataset_cluster_and_checkpoint(&client, "left").await;
     let deleted = common::seed_cluster(&client, "deleted").await;
-    let save = client.save_cluster(&kept, "left").await.unwrap().uuid;
-    client
-        .wait_for_task(&kept, &save, Duration::from_secs(60))
-        .await
-        .unwrap();
     assert!(server.stop());
     let data = server.data_dir.clone();
     // The rows go as a deletion takes them, and the crash comes before their files go.
@@ -545,19 +552,7 @@ async fn a_start_removes_what_deletions_left_and_sets_unended_products_aside() {
 async fn deletions_leave_no_notes_of_removed_files() {
     let mut server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let (images, labels) = pattern_mnist(tmp.path(), "gone", 20);
-    let dataset = client
-        .upload_mnist("gone", &images, &labels)
-        .await
-        .unwrap()
-        .uuid;
-    let cluster = common::seed_cluster(&client, "gone").await;
-    let save = client.save_cluster(&cluster, "gone").await.unwrap().uuid;
-    client
-        .wait_for_task(&cluster, &save, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let (dataset, cluster, save) = dataset_cluster_and_checkpoint(&client, "gone").await;
     client.delete_dataset(&dataset).await.unwrap();
     client.delete_checkpoint(&save).await.unwrap();
     client.delete_cluster(&cluster).await.unwrap();

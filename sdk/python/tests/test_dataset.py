@@ -4,6 +4,7 @@ errors."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -12,6 +13,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import requests
@@ -398,27 +400,42 @@ def test_a_lost_finalisation_answer_keeps_the_dataset(address: str, token: str,
     assert not dataset._never_sent(csv_error.value.__cause__)  # pylint: disable=protected-access
 
 
+@contextlib.contextmanager
+def _short_token_member(data_dir: Path, user_id: str, password: str) -> Iterator[str]:
+    """A server whose tokens last 2 s, with the member ``user_id`` in a project of its own
+    (``<user_id>_project``); yields the server's address."""
+    from conftest import start_server  # pylint: disable=import-outside-toplevel
+    server = start_server(data_dir, ["--token-expiry", "2"])
+    try:
+        address = server.url
+        admin = hanami_token.request_token(address, ADMIN, ADMIN_PW)
+        project_id = f"{user_id}_project"
+        project.create_project(admin, address, project_id, "Short Tokens")
+        user.create_user(admin, address, user_id, user_id.title(), password, False)
+        user.add_roject_to_user(admin, address, user_id, project_id, "member", False)
+        yield address
+    finally:
+        server.stop()
+
+
+def _chunks(path: Path) -> int:
+    return -(-path.stat().st_size // dataset.CHUNK_SIZE)
+
+
 def test_uploads_outlive_their_token(tmp_path: Path) -> None:
     """An upload that takes longer than the token has left renews the token for itself,
     in the same project, between chunks and before each step (it failed at the next step
     and left an unfinished upload behind that blocked deleting its user and project)."""
-    from conftest import start_server  # pylint: disable=import-outside-toplevel
     path = tmp_path / "slow.csv"
     path.write_text("x,y\n" + "".join(f"{i % 97},{i % 2}\n" for i in range(300_000)))
-    chunks = -(-path.stat().st_size // dataset.CHUNK_SIZE)
+    chunks = _chunks(path)
     assert chunks >= 10
-    server = start_server(tmp_path / "data", ["--token-expiry", "2"])
-    try:
-        address = server.url
-        admin = hanami_token.request_token(address, ADMIN, ADMIN_PW)
-        project.create_project(admin, address, "long_uploads", "Long Uploads")
-        user.create_user(admin, address, "uploader", "Uploader", "uploader pw", False)
-        user.add_roject_to_user(admin, address, "uploader", "long_uploads", "member", False)
+
+    def slowly(_done: int, _total: int) -> None:
+        time.sleep(4.5 / chunks)
+
+    with _short_token_member(tmp_path / "data", "uploader", "uploader pw") as address:
         token = hanami_token.request_token(address, "uploader", "uploader pw")
-
-        def slowly(_done: int, _total: int) -> None:
-            time.sleep(4.5 / chunks)
-
         started = time.monotonic()
         uuid = dataset.upload_csv_files(token, address, "slow_upload", str(path),
                                         progress=slowly)
@@ -429,9 +446,7 @@ def test_uploads_outlive_their_token(tmp_path: Path) -> None:
         fresh = hanami_token.request_token(address, "uploader", "uploader pw")
         info = json.loads(dataset.get_dataset(fresh, address, uuid))
         assert info["number_of_rows"] == 300_000
-        assert info["project_id"] == "long_uploads"
-    finally:
-        server.stop()
+        assert info["project_id"] == "uploader_project"
 
 
 def test_an_upload_renews_a_token_about_to_expire_before_it_starts(tmp_path: Path) -> None:
@@ -440,21 +455,14 @@ def test_an_upload_renews_a_token_about_to_expire_before_it_starts(tmp_path: Pat
     its first file, which failed the upload and left it unfinished on the server, where it
     blocked deleting its user and project."""
     import base64  # pylint: disable=import-outside-toplevel
-    from conftest import start_server  # pylint: disable=import-outside-toplevel
     path = tmp_path / "late.csv"
     path.write_text("x,y\n" + "".join(f"{i % 97},{i % 2}\n" for i in range(200_000)))
-    chunks = -(-path.stat().st_size // dataset.CHUNK_SIZE)
+    chunks = _chunks(path)
 
     def slowly(_done: int, _total: int) -> None:  # the upload takes about half a second
         time.sleep(0.5 / chunks)
 
-    server = start_server(tmp_path / "data", ["--token-expiry", "2"])
-    try:
-        address = server.url
-        admin = hanami_token.request_token(address, ADMIN, ADMIN_PW)
-        project.create_project(admin, address, "late_tokens", "Late Tokens")
-        user.create_user(admin, address, "late", "Late", "late password", False)
-        user.add_roject_to_user(admin, address, "late", "late_tokens", "member", False)
+    with _short_token_member(tmp_path / "data", "late", "late password") as address:
         for attempt in range(3):
             token = hanami_token.request_token(address, "late", "late password")
             payload = token.split(".")[1]
@@ -466,8 +474,6 @@ def test_an_upload_renews_a_token_about_to_expire_before_it_starts(tmp_path: Pat
         fresh = hanami_token.request_token(address, "late", "late password")
         assert len(rows(dataset.list_datasets(fresh, address))) == 3
         assert list((tmp_path / "data" / "uploads").iterdir()) == []
-    finally:
-        server.stop()
 
 
 def test_a_failed_renewal_keeps_the_token() -> None:
