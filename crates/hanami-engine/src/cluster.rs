@@ -567,10 +567,21 @@ fn check_connected(
     let reached = geometry::reachable(targets, is_input);
     if let Some(output) = template.outputs().iter().find(|o| !reached[o.hexagon]) {
         let (name, position) = (output.name.clone(), position(output.hexagon));
+        let (line, column) = (output.line, output.column);
         return Err(if at_all(is_input)[output.hexagon] {
-            EngineError::OutputMissedByGrowthPlan { name, position }
+            EngineError::OutputMissedByGrowthPlan {
+                name,
+                position,
+                line,
+                column,
+            }
         } else {
-            EngineError::UnreachableOutput { name, position }
+            EngineError::UnreachableOutput {
+                name,
+                position,
+                line,
+                column,
+            }
         });
     }
     for input in template.inputs() {
@@ -579,10 +590,21 @@ fn check_connected(
             |reached: Vec<bool>| template.outputs().iter().any(|o| reached[o.hexagon]);
         if !reaches_an_output(geometry::reachable(targets, &from)) {
             let (name, position) = (input.name.clone(), position(input.hexagon));
+            let (line, column) = (input.line, input.column);
             return Err(if reaches_an_output(at_all(&from)) {
-                EngineError::InputMissedByGrowthPlan { name, position }
+                EngineError::InputMissedByGrowthPlan {
+                    name,
+                    position,
+                    line,
+                    column,
+                }
             } else {
-                EngineError::UnconnectedInput { name, position }
+                EngineError::UnconnectedInput {
+                    name,
+                    position,
+                    line,
+                    column,
+                }
             });
         }
     }

@@ -15,7 +15,7 @@ pub enum EngineError {
     Template(#[from] TemplateError),
     /// The network could never grow into an output's hexagon: it would answer 0 for ever.
     #[error(
-        "output '{name}' on hexagon {position} cannot be reached from any input: the network \
+        "output '{name}' (line {line}, column {column} of the template) on hexagon {position} cannot be reached from any input: the network \
          grows from the input hexagons along the original's growth walks (seven of the twelve \
          sides, towards +x, ±z and the rows beside, never -x, tried in the walk's order), \
          up to max_connection_distance hexagons at a time, and not \
@@ -27,10 +27,14 @@ pub enum EngineError {
         name: String,
         /// Its hexagon, `x,y,z`.
         position: String,
+        /// Line of its name in the template.
+        line: u32,
+        /// Column of its name in the template.
+        column: u32,
     },
     /// The random draw of growth targets missed the rare paths to an output's hexagon.
     #[error(
-        "output '{name}' on hexagon {position} is not reached by this cluster's growth plan, \
+        "output '{name}' (line {line}, column {column} of the template) on hexagon {position} is not reached by this cluster's growth plan, \
          which is drawn at random: the template reaches that hexagon only along rare paths; \
          create the cluster again, or move the output nearer to the inputs"
     )]
@@ -39,11 +43,15 @@ pub enum EngineError {
         name: String,
         /// Its hexagon, `x,y,z`.
         position: String,
+        /// Line of its name in the template.
+        line: u32,
+        /// Column of its name in the template.
+        column: u32,
     },
     /// Growth from an input's hexagon could never reach an output: its values would be
     /// ignored.
     #[error(
-        "input '{name}' on hexagon {position} cannot reach any output: the network grows from \
+        "input '{name}' (line {line}, column {column} of the template) on hexagon {position} cannot reach any output: the network grows from \
          each input hexagon along the original's growth walks (seven of the twelve sides, \
          towards +x, ±z and the rows beside, never -x), up to max_connection_distance \
          hexagons at a time, never into another input hexagon and not through output \
@@ -55,11 +63,15 @@ pub enum EngineError {
         name: String,
         /// Its hexagon, `x,y,z`.
         position: String,
+        /// Line of its name in the template.
+        line: u32,
+        /// Column of its name in the template.
+        column: u32,
     },
     /// The random draw of growth targets missed the rare paths from an input's hexagon to
     /// any output.
     #[error(
-        "input '{name}' on hexagon {position} reaches no output in this cluster's growth \
+        "input '{name}' (line {line}, column {column} of the template) on hexagon {position} reaches no output in this cluster's growth \
          plan, which is drawn at random: the template connects it only along rare paths; \
          create the cluster again, or move the input nearer to the outputs"
     )]
@@ -68,6 +80,10 @@ pub enum EngineError {
         name: String,
         /// Its hexagon, `x,y,z`.
         position: String,
+        /// Line of its name in the template.
+        line: u32,
+        /// Column of its name in the template.
+        column: u32,
     },
     /// No input interface has this name.
     #[error("the cluster has no input named '{0}'")]

@@ -155,12 +155,18 @@ fn outputs_out_of_reach_are_refused() {
     ];
     for (seed, text) in unreachable.iter().enumerate() {
         let err = Cluster::from_template_text(text, seed as u64).unwrap_err();
+        // The output's name is on line 13 of the template (16 behind the extra output).
+        let expected_line = if seed == 2 { 16 } else { 13 };
         assert!(
-            matches!(&err, EngineError::UnreachableOutput { name, position } if name == "y" && position != "2,1,1"),
+            matches!(&err, EngineError::UnreachableOutput { name, position, line, column }
+                if name == "y" && position != "2,1,1" && (*line, *column) == (expected_line, 5)),
             "{err}"
         );
+        let text = err.to_string();
         assert!(
-            err.to_string().contains("cannot be reached from any input"),
+            text.starts_with(&format!(
+                "output 'y' (line {expected_line}, column 5 of the template)"
+            )) && text.contains("cannot be reached from any input"),
             "{err}"
         );
     }

@@ -88,8 +88,10 @@ pub struct Position {
     pub z: u32,
 }
 
-/// One input or output of a template.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One input or output of a template. Equality compares what the interface is (name,
+/// hexagon, size), not where the text names it: templates that differ in layout only are
+/// equal.
+#[derive(Debug, Clone, Eq)]
 pub struct InterfaceTemplate {
     /// Name used to address the interface (1–254 characters, unique in the template).
     pub name: String,
@@ -97,6 +99,16 @@ pub struct InterfaceTemplate {
     pub hexagon: usize,
     /// Number of input or output values.
     pub size: usize,
+    /// 1-based line of its name in the template text (for messages about it).
+    pub line: u32,
+    /// 1-based column (in characters) of its name in the template text.
+    pub column: u32,
+}
+
+impl PartialEq for InterfaceTemplate {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.name, self.hexagon, self.size) == (&other.name, other.hexagon, other.size)
+    }
 }
 
 /// A parsed and checked cluster template.

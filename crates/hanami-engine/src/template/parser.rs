@@ -300,6 +300,8 @@ impl<'a> Parser<'a> {
                 name,
                 hexagon,
                 size: size as usize,
+                line: name_token.line,
+                column: name_token.column,
             });
             match (side, self.look.tok) {
                 (_, Tok::Identifier) => continue,

@@ -38,7 +38,9 @@ fn seed_template_parses() {
         InterfaceTemplate {
             name: "picture".into(),
             hexagon: 0,
-            size: 784
+            size: 784,
+            line: 13,
+            column: 5
         }
     );
     assert_eq!(
@@ -46,8 +48,16 @@ fn seed_template_parses() {
         InterfaceTemplate {
             name: "label".into(),
             hexagon: 2,
-            size: 10
+            size: 10,
+            line: 18,
+            column: 5
         }
+    );
+    // Where the text names them (equality leaves that out).
+    let at = |i: &InterfaceTemplate| (i.line, i.column);
+    assert_eq!(
+        (at(&t.inputs()[0]), at(&t.outputs()[0])),
+        ((13, 5), (18, 5))
     );
 }
 
