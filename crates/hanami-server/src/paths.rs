@@ -84,8 +84,10 @@ impl DataDir {
             let error = std::io::Error::last_os_error();
             if error.kind() == std::io::ErrorKind::WouldBlock {
                 anyhow::bail!(
-                    "the data directory {} is in use by another hanami server",
-                    self.root.display()
+                    "the data directory {} is in use by another hanami server (it holds the \
+                     lock on {}): stop that server, or give this one another --data-dir",
+                    self.root.display(),
+                    path.display()
                 );
             }
             anyhow::bail!("cannot lock {}: {error}", path.display());
@@ -179,14 +181,22 @@ impl DataDir {
         latest
     }
 
-    /// How many resource files (datasets, checkpoints, networks) the folders hold; 0 where
-    /// they do not exist yet.
+    /// How many resource files (datasets, checkpoints, networks) the folders hold, not
+    /// counting half-written ones that a crash left (start-up removes those); 0 where the
+    /// folders do not exist yet.
     pub fn resource_file_count(&self) -> usize {
         [self.datasets(), self.checkpoints(), self.clusters()]
             .iter()
             .filter_map(|dir| std::fs::read_dir(dir).ok())
             .flat_map(|entries| entries.flatten())
             .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
+            .filter(|entry| {
+                let half_written = crate::clusters::is_half_written(&entry.path())
+                    || hanami_store::dataset::is_temp_file_name(
+                        &entry.file_name().to_string_lossy(),
+                    );
+                !half_written
+            })
             .count()
     }
 }
@@ -200,6 +210,23 @@ pub struct DataDirLock {
 #[cfg(test)]
 mod tests {
     use super::DataDir;
+
+    /// Half-written files that a crash left are no resources: they do not make an empty
+    /// database look lost (start-up removes them).
+    #[test]
+    fn resource_files_leave_half_written_ones_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = DataDir::new(tmp.path());
+        paths.create().unwrap();
+        assert_eq!(paths.resource_file_count(), 0);
+        std::fs::write(paths.datasets().join("a.partial"), "half").unwrap();
+        std::fs::write(paths.checkpoints().join(".b.1.2.hanami-tmp"), "half").unwrap();
+        std::fs::create_dir(paths.clusters().join("folder")).unwrap();
+        assert_eq!(paths.resource_file_count(), 0);
+        std::fs::write(paths.clusters().join("c"), "network").unwrap();
+        std::fs::write(paths.datasets().join("d"), "dataset").unwrap();
+        assert_eq!(paths.resource_file_count(), 2);
+    }
 
     /// A folder the server cannot create files in stops the start, naming the folder
     /// (here one that no user can write to: /proc, behind a link).

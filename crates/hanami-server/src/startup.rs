@@ -64,8 +64,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     // The port too: a port in use must change nothing either. Connections wait in the
     // backlog until everything is ready.
-    let listener = std::net::TcpListener::bind(config.listen)
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = std::net::TcpListener::bind(config.listen).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            "; another program listens on that port: stop it, or give this server another \
+             --listen address"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("cannot listen on {}: {e}{hint}", config.listen)
+    })?;
     listener.set_nonblocking(true)?;
     let database = DataDir::new(&config.data_dir).database();
     let app = prepare(config, routes, policy)

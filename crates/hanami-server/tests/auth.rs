@@ -837,7 +837,14 @@ fn a_port_in_use_stops_the_start_before_anything_changes() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("cannot listen on"), "{stderr}");
+    assert!(
+        stderr.contains("cannot listen on")
+            && stderr.contains(
+                "another program listens on that port: stop it, or give this \
+                 server another --listen address"
+            ),
+        "{stderr}"
+    );
     // No admin was created, no database written: the data directory was not even made.
     assert!(!data.exists());
 }

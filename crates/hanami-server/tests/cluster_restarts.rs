@@ -367,7 +367,11 @@ async fn a_second_server_on_the_same_data_directory_is_refused() {
         panic!("a second server started on the same data directory");
     };
     assert!(
-        stderr.contains("is in use by another hanami server"),
+        stderr.contains(&format!(
+            "is in use by another hanami server (it holds the lock on {}): stop that server, \
+             or give this one another --data-dir",
+            server.data_dir.join("hanami.lock").display()
+        )),
         "{stderr}"
     );
     // The first one goes on undisturbed, and its successor starts once it has stopped.

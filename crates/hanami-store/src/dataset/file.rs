@@ -669,6 +669,12 @@ fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
+/// Whether a file name is one of a [`DatasetWriter`]'s temporary files (hidden, ending in
+/// `.hanami-tmp`).
+pub fn is_temp_file_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(TEMP_SUFFIX)
+}
+
 /// Removes temporary files that writers of a crashed process left in `dir`; returns how many.
 ///
 /// Call it at startup only: it would also remove the temporary files of writers still running.
@@ -678,7 +684,7 @@ pub fn remove_stale_temp_files(dir: impl AsRef<Path>) -> io::Result<usize> {
         let entry = entry?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with('.') && name.ends_with(TEMP_SUFFIX) && entry.file_type()?.is_file() {
+        if is_temp_file_name(&name) && entry.file_type()?.is_file() {
             match fs::remove_file(entry.path()) {
                 Ok(()) => removed += 1,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}

@@ -62,7 +62,9 @@ use serde::{Deserialize, Serialize};
 
 pub use csv::convert_csv;
 pub use error::{ConvertError, DatasetFileError, IdxFile};
-pub use file::{DatasetReader, DatasetWriter, RowCursor, remove_stale_temp_files};
+pub use file::{
+    DatasetReader, DatasetWriter, RowCursor, is_temp_file_name, remove_stale_temp_files,
+};
 pub use mnist::{MNIST_IMAGE_MAGIC, MNIST_LABEL_MAGIC, convert_mnist};
 
 /// The type of every value stored in a dataset.
