@@ -231,7 +231,7 @@ impl Client {
     /// Renews the token, bound to `project_id` (`PUT token`); this client uses the new token,
     /// and returns to that project when it logs in again. With an expired token it logs in
     /// straight into `project_id`.
-    pub async fn switch_project(&self, project_id: &str) -> Result<TokenResponse> {
+    pub async fn switch_project(&mut self, project_id: &str) -> Result<TokenResponse> {
         let token = self.auth.token();
         let body = json(&RenewTokenRequest {
             project_id: project_id.to_owned(),

@@ -221,7 +221,7 @@ async fn sdk_clients_log_in_again_when_their_token_expires() {
     let admin = server.admin().await;
     member(&server, &admin, "memb", "proj_a", false).await;
     common::also_member(&admin, "memb", "proj_b").await;
-    let client = common::sdk(&server, "memb", "password1").await;
+    let mut client = common::sdk(&server, "memb", "password1").await;
     assert_eq!(client.auth_info().await.unwrap().project_id, "proj_a");
     client.switch_project("proj_b").await.unwrap();
     // A clone keeps its own project.

@@ -567,7 +567,7 @@ async fn owners_of_pending_checkpoints_and_results_are_kept_until_their_tasks_en
     let alice = sdk(&server, "alice", "password1").await;
     let boss = sdk(&server, "bossy", "password1").await;
     let admin = sdk(&server, ADMIN, ADMIN_PW).await;
-    let admin_in_q = sdk(&server, ADMIN, ADMIN_PW).await;
+    let mut admin_in_q = sdk(&server, ADMIN, ADMIN_PW).await;
     admin_in_q.switch_project("proj_q").await.unwrap();
     let cluster = seed_cluster(&alice, "alice_cluster").await;
     let tmp = tempfile::tempdir().unwrap();

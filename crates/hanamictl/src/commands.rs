@@ -399,7 +399,7 @@ impl Credentials {
     /// Logs in, and switches into `HANAMI_PROJECT` if it is set.
     async fn login(&self, options: &ConnectOptions) -> Result<Client, CliError> {
         let sdk = |e| CliError::sdk(e, &self.address, options);
-        let client = Client::login_with(&self.address, &self.user, &self.password, options)
+        let mut client = Client::login_with(&self.address, &self.user, &self.password, options)
             .await
             .map_err(|e| match (sdk(e), &self.path) {
                 // A server answers an unknown path so, and this path is not the server's.
@@ -521,7 +521,7 @@ async fn execute(
                     Shown::Objects(to_json(&projects), "projects", ASSIGNMENT)
                 }
                 UserProjectCmd::Switch { project } => {
-                    let switched = client.clone();
+                    let mut switched = client.clone();
                     switched.switch_project(&project).await.map_err(sdk)?;
                     // The switch holds for this command's token only.
                     if session.project.as_deref() != Some(project.as_str()) {
