@@ -85,7 +85,8 @@ impl DataDir {
             if error.kind() == std::io::ErrorKind::WouldBlock {
                 anyhow::bail!(
                     "the data directory {} is in use by another hanami server (it holds the \
-                     lock on {}): stop that server, or give this one another --data-dir",
+                     lock on {}): stop that server, or give this one another data directory \
+                     (--data-dir, HANAMI_DATA_DIR, data_dir)",
                     self.root.display(),
                     path.display()
                 );

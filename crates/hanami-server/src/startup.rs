@@ -67,7 +67,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(config.listen).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
             "; another program listens on that port: stop it, or give this server another \
-             --listen address"
+             address (--listen, HANAMI_LISTEN, listen)"
         } else {
             ""
         };

@@ -841,7 +841,7 @@ fn a_port_in_use_stops_the_start_before_anything_changes() {
         stderr.contains("cannot listen on")
             && stderr.contains(
                 "another program listens on that port: stop it, or give this \
-                 server another --listen address"
+                 server another address (--listen, HANAMI_LISTEN, listen)"
             ),
         "{stderr}"
     );

@@ -369,7 +369,7 @@ async fn a_second_server_on_the_same_data_directory_is_refused() {
     assert!(
         stderr.contains(&format!(
             "is in use by another hanami server (it holds the lock on {}): stop that server, \
-             or give this one another --data-dir",
+             or give this one another data directory (--data-dir, HANAMI_DATA_DIR, data_dir)",
             server.data_dir.join("hanami.lock").display()
         )),
         "{stderr}"
