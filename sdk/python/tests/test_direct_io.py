@@ -218,9 +218,9 @@ def test_a_deleted_cluster_or_withdrawn_access_ends_a_session_as_rest_would_say(
         ws = await cluster.switch_to_direct_mode(token, address, gone)
         try:
             cluster.delete_cluster(token, address, gone)
-            # The close frame arrives before the next call (it came as the answer when the
-            # call was made at once).
-            await asyncio.sleep(0.3)
+            # The close arrives before the next call, whose message then cannot be sent (it
+            # came as the answer when the call was made at once).
+            await asyncio.wait_for(ws.wait_closed(), 10)
             with pytest.raises(hx.NotFoundException) as info:
                 await direct_io.send_request_input(ws, "test_input", [1.0] * 5, True)
             assert info.value.message == "the cluster was deleted"
