@@ -160,26 +160,28 @@ impl DataDir {
         Ok(target)
     }
 
-    /// The last file [`DataDir::set_aside`] put under `name` from the folder `folder`
-    /// (`name`, `name.1`, `name.2`, …), with its number (0 for `name` itself); `None` if
-    /// there is none.
+    /// The last file [`DataDir::set_aside`] put under `name` from the folder `folder`: of
+    /// `name`, `name.1`, `name.2`, … the one with the highest number (0 for `name` itself),
+    /// whatever was removed in between; `None` if there is none.
     pub fn latest_aside(
         &self,
         folder: &std::ffi::OsStr,
         name: &std::ffi::OsStr,
     ) -> Option<(PathBuf, u32)> {
         let aside = self.unreferenced().join(folder);
-        let mut latest = None;
-        let mut target = aside.join(name);
-        let mut n = 0u32;
-        while target.symlink_metadata().is_ok() {
-            latest = Some((target, n));
-            n += 1;
-            let mut numbered = name.to_owned();
-            numbered.push(format!(".{n}"));
-            target = aside.join(numbered);
-        }
-        latest
+        let name = name.to_str()?;
+        std::fs::read_dir(&aside)
+            .ok()?
+            .flatten()
+            .filter_map(|entry| {
+                let file = entry.file_name();
+                let number = match file.to_str()?.strip_prefix(name)? {
+                    "" => 0,
+                    rest => rest.strip_prefix('.')?.parse::<u32>().ok()?,
+                };
+                Some((aside.join(&file), number))
+            })
+            .max_by_key(|(_, number)| *number)
     }
 
     /// How many resource files (datasets, checkpoints, networks) the folders hold, not
@@ -211,6 +213,45 @@ pub struct DataDirLock {
 #[cfg(test)]
 mod tests {
     use super::DataDir;
+
+    /// Files set aside under one name are numbered on from the highest number there,
+    /// whatever an operator removed in between, and the latest is found the same way.
+    #[test]
+    fn files_set_aside_are_numbered_on_from_the_latest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = DataDir::new(tmp.path());
+        paths.create().unwrap();
+        let name = std::ffi::OsStr::new("n.damaged");
+        let folder = std::ffi::OsStr::new("clusters");
+        assert_eq!(paths.latest_aside(folder, name), None);
+        let set_aside = |content: &str| {
+            let file = paths.clusters().join("n");
+            std::fs::write(&file, content).unwrap();
+            paths.set_aside(&file, name).unwrap()
+        };
+        let first = set_aside("1");
+        let second = set_aside("2");
+        let third = set_aside("3");
+        assert_eq!(third.file_name().unwrap(), "n.damaged.2");
+        std::fs::remove_file(&first).unwrap();
+        std::fs::remove_file(&second).unwrap();
+        assert_eq!(paths.latest_aside(folder, name), Some((third.clone(), 2)));
+        let fourth = set_aside("4");
+        assert_eq!(fourth.file_name().unwrap(), "n.damaged.3");
+        assert_eq!(std::fs::read_to_string(&third).unwrap(), "3");
+        // Other names beside it do not count.
+        std::fs::write(
+            paths.unreferenced().join("clusters").join("n.damaged.x"),
+            "",
+        )
+        .unwrap();
+        std::fs::write(
+            paths.unreferenced().join("clusters").join("m.damaged.9"),
+            "",
+        )
+        .unwrap();
+        assert_eq!(paths.latest_aside(folder, name), Some((fourth, 3)));
+    }
 
     /// Half-written files that a crash left are no resources: they do not make an empty
     /// database look lost (start-up removes them).
