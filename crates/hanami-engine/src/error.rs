@@ -15,7 +15,8 @@ pub enum EngineError {
     Template(#[from] TemplateError),
     /// The network could never grow into an output's hexagon: it would answer 0 for ever.
     #[error(
-        "output '{name}' (line {line}, column {column} of the template) on hexagon {position} cannot be reached from any input: the network \
+        "line {line}, column {column} of the template: output '{name}' on \
+         hexagon {position} cannot be reached from any input: the network \
          grows from the input hexagons along the original's growth walks (seven of the twelve \
          sides, towards +x, ±z and the rows beside, never -x, tried in the walk's order), \
          up to max_connection_distance hexagons at a time, and not \
@@ -34,7 +35,8 @@ pub enum EngineError {
     },
     /// The random draw of growth targets missed the rare paths to an output's hexagon.
     #[error(
-        "output '{name}' (line {line}, column {column} of the template) on hexagon {position} is not reached by this cluster's growth plan, \
+        "line {line}, column {column} of the template: output '{name}' on \
+         hexagon {position} is not reached by this cluster's growth plan, \
          which is drawn at random: the template reaches that hexagon only along rare paths; \
          create the cluster again, or move the output nearer to the inputs"
     )]
@@ -51,7 +53,8 @@ pub enum EngineError {
     /// Growth from an input's hexagon could never reach an output: its values would be
     /// ignored.
     #[error(
-        "input '{name}' (line {line}, column {column} of the template) on hexagon {position} cannot reach any output: the network grows from \
+        "line {line}, column {column} of the template: input '{name}' on \
+         hexagon {position} cannot reach any output: the network grows from \
          each input hexagon along the original's growth walks (seven of the twelve sides, \
          towards +x, ±z and the rows beside, never -x), up to max_connection_distance \
          hexagons at a time, never into another input hexagon and not through output \
@@ -71,7 +74,8 @@ pub enum EngineError {
     /// The random draw of growth targets missed the rare paths from an input's hexagon to
     /// any output.
     #[error(
-        "input '{name}' (line {line}, column {column} of the template) on hexagon {position} reaches no output in this cluster's growth \
+        "line {line}, column {column} of the template: input '{name}' on \
+         hexagon {position} reaches no output in this cluster's growth \
          plan, which is drawn at random: the template connects it only along rare paths; \
          create the cluster again, or move the input nearer to the outputs"
     )]

@@ -165,7 +165,7 @@ fn outputs_out_of_reach_are_refused() {
         let text = err.to_string();
         assert!(
             text.starts_with(&format!(
-                "output 'y' (line {expected_line}, column 5 of the template)"
+                "line {expected_line}, column 5 of the template: output 'y' on hexagon"
             )) && text.contains("cannot be reached from any input"),
             "{err}"
         );

@@ -403,7 +403,7 @@ async fn tasks_are_validated_before_they_are_queued() {
     let refused = client.create_cluster("blocked", blocked).await;
     assert!(
         matches!(&refused, Err(Error::BadRequest(m))
-            if m.contains("input 'x1' (line 10, column 5 of the template) on hexagon 1,1,1 \
+            if m.contains("line 10, column 5 of the template: input 'x1' on hexagon 1,1,1 \
                 cannot reach any output")),
         "{refused:?}"
     );

@@ -53,12 +53,29 @@ fn seed_template_parses() {
             column: 5
         }
     );
-    // Where the text names them (equality leaves that out).
-    let at = |i: &InterfaceTemplate| (i.line, i.column);
+    // Where the text names them (equality leaves that out), in every layout.
+    let at = |t: &Template| {
+        let place = |i: &InterfaceTemplate| (i.line, i.column);
+        (place(&t.inputs()[0]), place(&t.outputs()[0]))
+    };
+    assert_eq!(at(&t), ((13, 5), (18, 5)));
+    let crlf = Template::parse(&SEED_TEMPLATE.replace('\n', "\r\n")).unwrap();
+    assert_eq!(at(&crlf), ((13, 5), (18, 5)));
+    let marked = Template::parse(&format!("\u{feff}{SEED_TEMPLATE}")).unwrap();
+    assert_eq!(at(&marked), ((13, 5), (18, 5)));
+    // A tab counts as one column.
+    let tabbed = Template::parse(&SEED_TEMPLATE.replace("    picture", "\tpicture")).unwrap();
+    assert_eq!(at(&tabbed), ((13, 2), (18, 5)));
+    let one_line = SEED_TEMPLATE
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (input, output) = at(&Template::parse(&one_line).unwrap());
     assert_eq!(
-        (at(&t.inputs()[0]), at(&t.outputs()[0])),
-        ((13, 5), (18, 5))
+        (input.0, output.0, &one_line[input.1 as usize - 1..][..7]),
+        (1, 1, "picture")
     );
+    assert_eq!(&one_line[output.1 as usize - 1..][..5], "label");
 }
 
 #[test]
