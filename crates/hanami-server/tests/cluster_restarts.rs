@@ -3,8 +3,6 @@
 
 mod common;
 
-use hanami_types::tasks::TaskState;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -14,6 +12,7 @@ use common::{
 use hanami_sdk::{Client, Error};
 use hanami_store::Store;
 use hanami_store::resources::{Kind, ResourceRow};
+use hanami_types::tasks::TaskState;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(120);

@@ -3,14 +3,13 @@
 
 mod common;
 
-use hanami_types::tasks::TaskState;
-
 use std::time::Duration;
 
 use common::{
     ADMIN, ADMIN_PW, SEED_TEMPLATE, ServerExt, TestServer, member, pattern_mnist, sdk, sha256,
 };
 use hanami_sdk::Error;
+use hanami_types::tasks::TaskState;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(120);

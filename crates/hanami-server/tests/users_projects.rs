@@ -2,12 +2,11 @@
 
 mod common;
 
-use hanami_types::tasks::TaskState;
-
 use std::time::Duration;
 
 use common::{ADMIN, ADMIN_PW, ServerExt, TestServer, also_member, member, sdk, seed_cluster};
 use hanami_sdk::Error;
+use hanami_types::tasks::TaskState;
 use serde_json::json;
 
 #[tokio::test]

@@ -29,7 +29,8 @@ pub struct Task {
     pub note: Option<String>,
 }
 
-/// The states of a task, named on the wire in lower case.
+/// The states of a task, named on the wire in lower case. These four are all the original
+/// API and this server know; an answer with another word does not parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskState {
