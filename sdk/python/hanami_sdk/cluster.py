@@ -168,9 +168,8 @@ async def switch_to_direct_mode(token: str, address: str, cluster_uuid: str,
             raise _websocket.session_error(reply)
         return ws
     except BaseException:
-        try:
-            await asyncio.to_thread(_set_mode, token, address, cluster_uuid, "TASK",
-                                    verify_connection)
-        except Exception:
-            pass
+        # Undone through further cancellations too (the switch back runs in a thread and
+        # would otherwise be left behind, to land after whatever the caller does next).
+        await _outlast_cancellations(asyncio.ensure_future(asyncio.to_thread(
+            _set_mode, token, address, cluster_uuid, "TASK", verify_connection)))
         raise

@@ -362,21 +362,34 @@ def test_a_cancelled_switch_leaves_the_cluster_in_task_mode(address: str, token:
     on in a thread) is undone: it left the cluster in DIRECT mode, whose queued tasks then
     waited for ever."""
     async def run() -> None:
-        for delay, cancels in ((0.0, 1), (0.001, 1), (0.003, 1), (0.001, 3), (0.003, 3)):
+        # Early cancellations meet the switch's request, later ones the websocket's start
+        # (a switch that was done by then has nothing to undo).
+        cases = [(0.0, 1), (0.001, 1), (0.003, 1)]
+        cases += [(step / 1000, 3) for step in range(0, 25)]
+        undone = 0
+        for delay, cancels in cases:
             switching = asyncio.ensure_future(
                 cluster.switch_to_direct_mode(token, address, small_cluster))
             await asyncio.sleep(delay)
+            done = switching.done()
             # Repeated cancellations (a second Ctrl-C) do not cut the undo short.
             for _ in range(cancels):
                 switching.cancel()
                 await asyncio.sleep(0)
+            if done:
+                ws = await switching
+                await ws.close()
+                cluster.switch_to_task_mode(token, address, small_cluster)
+                continue
             with pytest.raises(asyncio.CancelledError):
                 await switching
+            undone += 1
             # In TASK mode again: the next switch succeeds (it was refused as "already in
             # that mode").
             ws = await cluster.switch_to_direct_mode(token, address, small_cluster)
             await ws.close()
             cluster.switch_to_task_mode(token, address, small_cluster)
+        assert undone >= 5, undone
 
     asyncio.run(run())
 
