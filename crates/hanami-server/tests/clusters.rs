@@ -1384,15 +1384,16 @@ async fn queued_tasks_are_checked_again_when_they_start() {
     assert!(
         log.contains(&format!(
             "dataset '{doomed}' was deleted after the task was queued"
-        )),
+        )) && log.contains("train task 'orphan' of cluster 'cluster_a'"),
         "{log}"
     );
     let log = aborted_with_log(&server, &client, &a, &gone.uuid).await;
+    // A restore task carries the checkpoint's name; its entry says what it was.
     assert!(
         log.contains(&format!(
             "checkpoint '{}' was deleted after the restore was queued",
             checkpoints[1]
-        )),
+        )) && log.contains("restore task 'ckpt' of cluster 'cluster_a'"),
         "{log}"
     );
     // The cluster kept its network and still trains (uuids in any case).

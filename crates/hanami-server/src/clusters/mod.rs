@@ -1293,7 +1293,10 @@ impl WorkerContext {
         self.runtime.block_on(crate::error_log::record(
             &self.store,
             &cluster.owner_id,
-            &format!("task '{}' of cluster '{}'", task.name, cluster.name),
+            &match task.kind {
+                Some(kind) => format!("{kind} task '{}' of cluster '{}'", task.name, cluster.name),
+                None => format!("task '{}' of cluster '{}'", task.name, cluster.name),
+            },
             &inputs,
             &text,
         ));

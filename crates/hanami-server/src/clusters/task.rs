@@ -48,6 +48,16 @@ pub enum Work {
 }
 
 impl Work {
+    /// What the work is, in one word.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Work::Train(_) => "train",
+            Work::Request(..) => "request",
+            Work::Save { .. } => "save",
+            Work::Restore { .. } => "restore",
+        }
+    }
+
     /// Whether the work changes the network (requests do too: they may grow it).
     pub fn changes_network(&self) -> bool {
         !matches!(self, Work::Save { .. })
@@ -99,6 +109,9 @@ pub struct Task {
     pub name: String,
     /// Rows to process (1 for checkpoint tasks).
     pub total: u64,
+    /// What the task does, for messages (`train`, `request`, `save`, `restore`); `None` for
+    /// tasks of an earlier run of the server.
+    pub kind: Option<&'static str>,
     /// What the task creates at its end; `None` for tasks that create nothing and for
     /// tasks of an earlier run of the server (they have ended).
     pub promise: Option<Promise>,
@@ -121,6 +134,7 @@ impl Task {
             uuid,
             name,
             total,
+            kind: Some(work.word()),
             promise: work.promise(),
             queued_at: now_timestamp(),
             current: AtomicU64::new(0),
@@ -156,6 +170,7 @@ impl Task {
             name: row.name,
             total: row.total,
             // Only the work tells; an ended task has none.
+            kind: None,
             promise: None,
             queued_at: row.queued_at,
             current: AtomicU64::new(row.current),
