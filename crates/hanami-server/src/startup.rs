@@ -566,8 +566,8 @@ async fn set_aside_unreferenced_files(
     unended: &HashSet<String>,
 ) -> anyhow::Result<()> {
     let referenced: HashSet<String> = store.resource_file_names(kind).await?.into_iter().collect();
-    let removed = store.removed_file_names(kind).await?;
-    let deleted: HashSet<String> = removed.iter().cloned().collect();
+    let deleted: HashSet<String> = store.removed_file_names(kind).await?.into_iter().collect();
+    let any_deleted = !deleted.is_empty();
     let unended = unended.clone();
     let dir = dir.to_owned();
     let dir_name = dir.clone();
@@ -619,9 +619,7 @@ async fn set_aside_unreferenced_files(
     .await?
     .with_context(|| format!("cannot clean up {}", dir_name.display()))?;
     // Left for the next start if this fails: the files are gone, the notes harmless.
-    if !removed.is_empty()
-        && let Err(e) = store.forget_removed_files(kind).await
-    {
+    if any_deleted && let Err(e) = store.forget_removed_files(kind).await {
         tracing::warn!(
             "cannot forget the notes of removed {} files: {e}",
             kind.word()

@@ -99,27 +99,25 @@ pub(super) enum FileProblem {
 impl FileProblem {
     /// The 409 for checkpoint `uuid`, saying what to do.
     pub(super) fn refusal(&self, uuid: &str) -> ApiError {
-        let what = match self {
-            FileProblem::Missing => "is missing from the server's data directory".to_owned(),
-            FileProblem::NotAFile => "is not a regular file".to_owned(),
-            FileProblem::Unreadable => {
-                "cannot be read by the server (permission denied)".to_owned()
-            }
-            // Not damaged: a server that reads that version can restore it.
-            FileProblem::OtherVersion(found) => {
-                return ApiError::Conflict(format!(
-                    "The file of checkpoint '{uuid}' is in checkpoint format version {found}, \
-                     which this server does not read (it reads version {}); restore it with \
-                     a server that does",
-                    hanami_engine::FORMAT_VERSION
-                ));
-            }
-            FileProblem::Damaged(why) => format!("is damaged ({why})"),
+        let unusable = |what: &str| {
+            format!(
+                "The file of checkpoint '{uuid}' {what}, so the checkpoint cannot be restored; \
+                 delete it"
+            )
         };
-        ApiError::Conflict(format!(
-            "The file of checkpoint '{uuid}' {what}, so the checkpoint cannot be restored; \
-             delete it"
-        ))
+        ApiError::Conflict(match self {
+            FileProblem::Missing => unusable("is missing from the server's data directory"),
+            FileProblem::NotAFile => unusable("is not a regular file"),
+            FileProblem::Unreadable => unusable("cannot be read by the server (permission denied)"),
+            FileProblem::Damaged(why) => unusable(&format!("is damaged ({why})")),
+            // Not damaged: a server that reads that version can restore it.
+            FileProblem::OtherVersion(found) => format!(
+                "The file of checkpoint '{uuid}' is in checkpoint format version {found}, which \
+                 this server does not read (it reads version {}); restore it with a server \
+                 that does",
+                hanami_engine::FORMAT_VERSION
+            ),
+        })
     }
 }
 
@@ -139,16 +137,13 @@ async fn get(app: App, caller: Caller, query: ByUuid) -> ApiResult<Resource> {
     };
     let path = app.paths.checkpoints().join(&row.file_name);
     if let Some(problem) = file_problem(path).await? {
-        tracing::warn!(
-            "checkpoint '{}' cannot be used: {}",
-            row.uuid,
-            problem.refusal(&row.uuid)
-        );
         // Deleted meanwhile: as it would be a moment later.
         if look().await?.is_none() {
             return Err(not_found(&query.uuid));
         }
-        return Err(problem.refusal(&row.uuid));
+        let refusal = problem.refusal(&row.uuid);
+        tracing::warn!("checkpoint '{}' cannot be used: {refusal}", row.uuid);
+        return Err(refusal);
     }
     Ok(super::clusters::resource(&row))
 }

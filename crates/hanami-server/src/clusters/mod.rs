@@ -1293,10 +1293,12 @@ impl WorkerContext {
         self.runtime.block_on(crate::error_log::record(
             &self.store,
             &cluster.owner_id,
-            &match task.kind {
-                Some(kind) => format!("{kind} task '{}' of cluster '{}'", task.name, cluster.name),
-                None => format!("task '{}' of cluster '{}'", task.name, cluster.name),
-            },
+            &format!(
+                "{}task '{}' of cluster '{}'",
+                task.kind.map_or(String::new(), |kind| format!("{kind} ")),
+                task.name,
+                cluster.name
+            ),
             &inputs,
             &text,
         ));
