@@ -1362,8 +1362,9 @@ async fn queued_tasks_are_checked_again_when_they_start() {
     let datasets = client.datasets().await.unwrap();
     assert_eq!(datasets.body.len(), 2, "{:?}", datasets.body);
 
-    // Back to the first network: a queued task whose dataset is deleted, and a queued
-    // restore whose checkpoint is deleted, fail when they start.
+    // Back to the first network: a queued task whose dataset is deleted fails when it
+    // starts; a queued restore whose checkpoint is deleted still restores it (the
+    // original's test flow deletes a checkpoint right after queueing its restore).
     client.restore_cluster(&a, &checkpoints[2]).await.unwrap();
     client.set_direct_mode(&a, true).await.unwrap();
     let (images, labels) = pattern_mnist(_tmp.path(), "doomed", 100);
@@ -1387,16 +1388,41 @@ async fn queued_tasks_are_checked_again_when_they_start() {
         )) && log.contains("train task 'orphan' of cluster 'cluster_a'"),
         "{log}"
     );
-    let log = aborted_with_log(&server, &client, &a, &gone.uuid).await;
-    // A restore task carries the checkpoint's name; its entry says what it was.
+    let restored = client.wait_for_task(&a, &gone.uuid, WAIT).await.unwrap();
+    assert_eq!(restored.state, TaskState::Finished, "{restored:?}");
+    assert!(matches!(
+        client.checkpoint(&checkpoints[1]).await,
+        Err(Error::NotFound(_))
+    ));
     assert!(
-        log.contains(&format!(
-            "checkpoint '{}' was deleted after the restore was queued",
-            checkpoints[1]
-        )) && log.contains("restore task 'ckpt' of cluster 'cluster_a'"),
-        "{log}"
+        !server
+            .data_dir
+            .join("checkpoints")
+            .join(&checkpoints[1])
+            .exists()
     );
-    // The cluster kept its network and still trains (uuids in any case).
+    // The cluster has the deleted checkpoint's network, with the other names.
+    let old_names = client
+        .train(
+            "old_names",
+            &a,
+            &[("picture", &train)],
+            &[("label", &train)],
+        )
+        .await;
+    assert!(
+        matches!(&old_names, Err(Error::NotFound(m)) if m.contains("has no input named 'picture'")),
+        "{old_names:?}"
+    );
+    let new_names = client
+        .train("new_names", &a, &[("pixels", &train)], &[("digit", &train)])
+        .await;
+    assert!(
+        matches!(&new_names, Err(Error::NotFound(m)) if m.contains("has no columns named 'pixels'")),
+        "{new_names:?}"
+    );
+    // Back to the first network, which still trains (uuids in any case).
+    client.restore_cluster(&a, &checkpoints[2]).await.unwrap();
     let upper = |uuid: &str| uuid.to_ascii_uppercase();
     let again = client
         .train(

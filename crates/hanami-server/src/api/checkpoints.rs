@@ -45,44 +45,51 @@ struct ByUuid {
 /// header is read, not the whole file: the checksum is checked when it is restored);
 /// `None` when nothing is seen. Other failures are the server's.
 pub(super) async fn file_problem(path: PathBuf) -> ApiResult<Option<FileProblem>> {
-    use std::io::{ErrorKind, Read as _};
-    let checked = tokio::task::spawn_blocking(move || -> std::io::Result<Option<FileProblem>> {
+    Ok(open_file(path).await?.err())
+}
+
+/// Opens a checkpoint's file for a restore after the checks of [`file_problem`]. The open
+/// file stays readable when the checkpoint is deleted before the restore starts.
+pub(super) async fn open_file(path: PathBuf) -> ApiResult<Result<std::fs::File, FileProblem>> {
+    use std::io::{ErrorKind, Read as _, Seek as _};
+    let checked = tokio::task::spawn_blocking(move || {
         // Before opening: a socket cannot be opened at all.
         if !std::fs::metadata(&path)?.is_file() {
-            return Ok(Some(FileProblem::NotAFile));
+            return Ok(Err(FileProblem::NotAFile));
         }
         let mut file = hanami_store::files::open_without_waiting(&path)?;
         let metadata = file.metadata()?;
         if !metadata.is_file() {
-            return Ok(Some(FileProblem::NotAFile));
+            return Ok(Err(FileProblem::NotAFile));
         }
         let mut head = Vec::with_capacity(hanami_engine::CHECKPOINT_HEADER_BYTES);
         (&mut file)
             .take(hanami_engine::CHECKPOINT_HEADER_BYTES as u64)
             .read_to_end(&mut head)?;
-        Ok(
+        file.rewind()?;
+        std::io::Result::Ok(
             match hanami_engine::check_checkpoint_header(&head, metadata.len()) {
-                Ok(()) => None,
+                Ok(()) => Ok(file),
                 Err(hanami_engine::CheckpointError::UnsupportedVersion { found }) => {
-                    Some(FileProblem::OtherVersion(found))
+                    Err(FileProblem::OtherVersion(found))
                 }
-                Err(e) => Some(FileProblem::Damaged(e.to_string())),
+                Err(e) => Err(FileProblem::Damaged(e.to_string())),
             },
         )
     })
     .await
     .map_err(|e| ApiError::Internal(e.into()))?;
     match checked {
-        Ok(problem) => Ok(problem),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Some(FileProblem::Missing)),
-        Err(e) if e.kind() == ErrorKind::PermissionDenied => Ok(Some(FileProblem::Unreadable)),
+        Ok(opened) => Ok(opened),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Err(FileProblem::Missing)),
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => Ok(Err(FileProblem::Unreadable)),
         Err(e) => Err(ApiError::Internal(
             anyhow::Error::new(e).context("cannot check a checkpoint's file"),
         )),
     }
 }
 
-/// What can be wrong with a checkpoint's file (see [`file_problem`]).
+/// What can be wrong with a checkpoint's file (see [`open_file`]).
 pub(super) enum FileProblem {
     /// No file where the row says.
     Missing,

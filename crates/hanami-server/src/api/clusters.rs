@@ -386,8 +386,9 @@ pub(super) fn unsaved_checkpoint(
     })
 }
 
-/// Queues the restore of a checkpoint (of any cluster) into the cluster. The checkpoint is
-/// read when the restore starts: deleting it before then makes the restore fail.
+/// Queues the restore of a checkpoint (of any cluster) into the cluster. Its file is opened
+/// now and read when the restore starts: deleting the checkpoint in between does not keep
+/// the restore from finishing (the original's test flow deletes it right away).
 async fn load(app: App, caller: Caller, request: LoadClusterRequest) -> ApiResult<LoadStarted> {
     let cluster = visible(&app, &caller, &request.cluster_uuid)?;
     let scope = caller.scope();
@@ -406,21 +407,21 @@ async fn load(app: App, caller: Caller, request: LoadClusterRequest) -> ApiResul
         }
     };
     let path = app.paths.checkpoints().join(&checkpoint.file_name);
-    match super::checkpoints::file_problem(path.clone()).await? {
-        None => {}
-        Some(super::checkpoints::FileProblem::Missing) => {
+    let file = match super::checkpoints::open_file(path).await? {
+        Ok(file) => file,
+        Err(super::checkpoints::FileProblem::Missing) => {
             return Err(ApiError::NotFound(format!(
                 "Checkpoint '{}' has no file in the server's data directory any more: it was \
                  removed outside the server",
                 checkpoint.uuid
             )));
         }
-        Some(problem) => return Err(problem.refusal(&checkpoint.uuid)),
-    }
+        Err(problem) => return Err(problem.refusal(&checkpoint.uuid)),
+    };
     let uuid = uuid::Uuid::new_v4().to_string();
     let work = Work::Restore {
         checkpoint_uuid: checkpoint.uuid,
-        path,
+        file,
     };
     let task = Arc::new(Task::new(uuid.clone(), checkpoint.name, 1, work));
     if super::tasks::enqueue(&app, &cluster, &task).await? {

@@ -854,19 +854,13 @@ impl ClusterHandle {
             }
             Work::Restore {
                 checkpoint_uuid,
-                path,
+                mut file,
             } => {
-                let bytes = read_regular_file(&path).map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        anyhow::anyhow!(
-                            "checkpoint '{checkpoint_uuid}' was deleted after the restore was queued"
-                        )
-                    } else {
-                        anyhow::Error::new(e).context(format!(
-                            "cannot read the file of checkpoint '{checkpoint_uuid}'"
-                        ))
-                    }
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut file, &mut bytes).with_context(|| {
+                    format!("cannot read the file of checkpoint '{checkpoint_uuid}'")
                 })?;
+                drop(file);
                 let mut restored =
                     Cluster::restore(&bytes).context("the checkpoint cannot be restored")?;
                 restored.set_threads(1)?;

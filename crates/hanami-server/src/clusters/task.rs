@@ -42,8 +42,9 @@ pub enum Work {
     Restore {
         /// The checkpoint (for messages).
         checkpoint_uuid: String,
-        /// Its file.
-        path: std::path::PathBuf,
+        /// Its file, opened when the task was queued (so it outlives the checkpoint's
+        /// deletion), at its start.
+        file: std::fs::File,
     },
 }
 
