@@ -52,6 +52,10 @@ _turns: "weakref.WeakKeyDictionary[Any, asyncio.Lock]" = weakref.WeakKeyDictiona
 #: interrupted): those answers would be read by the next call.
 _out_of_step: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
+#: Connections the server closed when it refused a call's message, with its reason: a later
+#: call is told so, not handed the earlier call's refusal as if it were its own.
+_refused: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+
 
 @contextlib.asynccontextmanager
 async def _exchange(ws: Any) -> AsyncIterator[None]:
@@ -64,13 +68,21 @@ async def _exchange(ws: Any) -> AsyncIterator[None]:
             raise HanamiException("this direct-IO connection is out of step: an earlier call "
                                   "on it was cancelled or interrupted before its answers "
                                   "arrived; open a new connection")
+        reason = _refused.get(ws)
+        if reason is not None:
+            raise HanamiException(f"this direct-IO connection is closed: the server closed it "
+                                  f"when it refused an earlier message ({reason}); open a new "
+                                  f"connection")
         try:
             yield
-        except BaseException:
-            # A closed connection says so itself on the next call (the server refused a
-            # message, or went away); an open one may still carry this call's answers.
+        except BaseException as e:
+            # A closed connection says so itself on the next call (the server went away, or
+            # closed it for its cluster or access); an open one may still carry this call's
+            # answers.
             if getattr(ws, "close_code", None) is None:
                 _out_of_step.add(ws)
+            elif type(e) is BadRequestException:  # only a refusal raises it here
+                _refused[ws] = e.message
             raise
 
 

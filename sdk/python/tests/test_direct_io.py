@@ -256,6 +256,15 @@ def test_too_many_values_are_refused(address: str, token: str, small_cluster: st
             with pytest.raises(hx.BadRequestException) as info:
                 await direct_io.send_request_input(ws, "test_input", [1.0] * 6, True)
             assert "has 5 neurons, but the message holds 6 values" in info.value.message
+            # The server closed the session with that refusal: the next call, valid itself,
+            # says so instead of raising the earlier call's refusal as its own.
+            with pytest.raises(hx.HanamiException) as info:
+                await direct_io.send_request_input(ws, "test_input", [1.0] * 5, True)
+            assert type(info.value) is hx.HanamiException
+            assert info.value.message.startswith(
+                "this direct-IO connection is closed: the server closed it when it refused an "
+                "earlier message (")
+            assert "has 5 neurons, but the message holds 6 values" in info.value.message
         finally:
             await ws.close()
         cluster.switch_to_task_mode(token, address, small_cluster)
