@@ -94,8 +94,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// The error for a non-200 answer.
+    /// The error for a non-200 answer (its text made readable, see [`readable_body`]).
     pub(crate) fn from_status(status: u16, body: String) -> Self {
+        let body = readable_body(status, body);
         match status {
             400 => Error::BadRequest(body),
             401 => Error::Unauthorized(body),
@@ -117,5 +118,92 @@ impl Error {
             Error::Status { status, .. } => Some(*status),
             _ => None,
         }
+    }
+}
+
+/// Statuses whose answers are Hanami's own (with the server's message, if any).
+const HANAMI_STATUSES: [u16; 5] = [400, 401, 404, 409, 500];
+
+/// The text of an error answer as a message: an HTML page (from a web server or proxy that
+/// is no Hanami server) by its title instead of its markup, and an answer without text of a
+/// status no Hanami call gives by what the status means.
+fn readable_body(status: u16, body: String) -> String {
+    let head = body.trim_start();
+    let head = head.get(..14).unwrap_or(head).to_ascii_lowercase();
+    if head.starts_with("<!doctype html") || head.starts_with("<html") {
+        let title = page_title(&body)
+            .map(|t| format!(" titled '{t}'"))
+            .unwrap_or_default();
+        return format!(
+            "the answer is an HTML page{title}, which a Hanami server does not send: is the \
+             address that of a Hanami server?"
+        );
+    }
+    if !body.is_empty() || HANAMI_STATUSES.contains(&status) {
+        return body;
+    }
+    let Some(phrase) = reqwest::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+    else {
+        return body;
+    };
+    let why = match status {
+        413 => "the request is too large for the server",
+        414 => "the request's URL is too long for the server (is an argument very long?)",
+        431 => {
+            "the request's URL or headers are too large for the server (is an argument very \
+             long?)"
+        }
+        _ => return phrase.to_owned(),
+    };
+    format!("{phrase}: {why}")
+}
+
+/// The text of an HTML page's `<title>`, white space collapsed, at most 80 characters.
+fn page_title(page: &str) -> Option<String> {
+    // ASCII lowercasing keeps every byte where it was.
+    let lower = page.to_ascii_lowercase();
+    let open = lower.find("<title")?;
+    let start = open + lower[open..].find('>')? + 1;
+    let end = start + lower[start..].find("</title")?;
+    let title: Vec<&str> = page[start..end].split_whitespace().collect();
+    Some(title.join(" ").chars().take(80).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn html_pages_and_empty_answers_are_explained() {
+        let page = "\n<!DOCTYPE html>\n<html><head><TITLE>501 Not\n  Implemented</TITLE></head>\
+                    <body>unsupported method</body></html>";
+        let error = Error::from_status(501, page.to_owned());
+        assert_eq!(
+            error.to_string(),
+            "unexpected status 501: the answer is an HTML page titled '501 Not Implemented', \
+             which a Hanami server does not send: is the address that of a Hanami server?"
+        );
+        // Also for Hanami's statuses: a proxy's 404 page.
+        let error = Error::from_status(404, "<html><body>no</body></html>".to_owned());
+        assert!(
+            matches!(&error, Error::NotFound(m) if m.starts_with("the answer is an HTML page,")),
+            "{error:?}"
+        );
+        assert_eq!(
+            Error::from_status(431, String::new()).to_string(),
+            "unexpected status 431: Request Header Fields Too Large: the request's URL or \
+             headers are too large for the server (is an argument very long?)"
+        );
+        assert_eq!(
+            Error::from_status(503, String::new()).to_string(),
+            "unexpected status 503: Service Unavailable"
+        );
+        // Hanami's own answers keep their text, also an empty one.
+        assert!(
+            matches!(Error::from_status(500, String::new()), Error::Internal(m) if m.is_empty())
+        );
+        assert!(matches!(Error::from_status(400, "x".into()), Error::BadRequest(m) if m == "x"));
     }
 }

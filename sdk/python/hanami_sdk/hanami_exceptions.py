@@ -18,6 +18,8 @@ refused websocket session).
 
 from __future__ import annotations
 
+import re
+from http import HTTPStatus
 from typing import Optional, Union
 
 
@@ -97,11 +99,39 @@ _BY_STATUS = {
 }
 
 
+#: What an answer without text of these statuses means for a call of this SDK.
+_TOO_LARGE = {
+    413: "the request is too large for the server",
+    414: "the request's URL is too long for the server (is an argument very long?)",
+    431: "the request's URL or headers are too large for the server (is an argument very "
+         "long?)",
+}
+
+
+def _readable(status_code: int, message: Union[str, bytes, None]) -> str:
+    """The text of an error answer as a message: an HTML page (from a web server or proxy
+    that is not a Hanami server) by its title, and an answer without text of a status that
+    no Hanami call expects by what the status means."""
+    text = _text(message)
+    if text.lstrip()[:14].lower().startswith(("<!doctype html", "<html")):
+        found = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+        title = f" titled '{' '.join(found.group(1).split())[:80]}'" if found else ""
+        return (f"the answer is an HTML page{title}, which a Hanami server does not send: "
+                f"is the address that of a Hanami server?")
+    if not text and status_code not in _BY_STATUS:
+        try:
+            phrase = HTTPStatus(status_code).phrase
+        except ValueError:
+            return ""
+        return f"{phrase}: {_TOO_LARGE[status_code]}" if status_code in _TOO_LARGE else phrase
+    return text
+
+
 def exception_for_status(status_code: int, message: Union[str, bytes, None]) -> HanamiException:
     """Returns the exception matching an HTTP status (``HanamiException`` for others)."""
     cls = _BY_STATUS.get(status_code, HanamiException)
+    text = _readable(status_code, message)
     if cls is HanamiException:
-        text = _text(message)
         return HanamiException(f"status {status_code}: {text}" if text else
                                f"status {status_code}", status_code)
-    return cls(message, status_code)
+    return cls(text, status_code)

@@ -90,6 +90,28 @@ def test_other_status_codes_raise_the_base_class(stub: str) -> None:
     assert "forbidden" in str(info.value)
 
 
+def test_html_pages_and_empty_answers_are_explained(stub: str) -> None:
+    """A web server or proxy that is no Hanami server answers with HTML pages: the message
+    names the page's title, not its markup; an empty answer of an unexpected status says
+    what the status means."""
+    page = ("<!DOCTYPE HTML>\n<html><head><title>404 Not\n  Found</title></head><body>"
+            + "<p>nothing here</p>" * 100 + "</body></html>")
+    with pytest.raises(hx.NotFoundException) as info:
+        project.get_project("tok", stub, f"404_{page}")
+    assert info.value.message == (
+        "the answer is an HTML page titled '404 Not Found', which a Hanami server does not "
+        "send: is the address that of a Hanami server?")
+    with pytest.raises(hx.HanamiException) as info:
+        project.get_project("tok", stub, "431_")
+    assert info.value.status_code == 431
+    assert str(info.value) == (
+        "status 431: Request Header Fields Too Large: the request's URL or headers are too "
+        "large for the server (is an argument very long?)")
+    with pytest.raises(hx.HanamiException) as info:
+        project.get_project("tok", stub, "503_")
+    assert str(info.value) == "status 503: Service Unavailable"
+
+
 def test_success_returns_the_body_text(stub: str) -> None:
     assert project.get_project("tok", stub, "200_{\"id\":\"x\"}") == '{"id":"x"}'
 
