@@ -96,7 +96,11 @@ def _checked(hexagon_name: Any, values: Any) -> List[float]:
                         f"{type(values).__name__}")
     if getattr(values, "ndim", 1) > 1:
         values = values.ravel()  # a numpy image: its rows one after another
-    values = list(values)
+    try:
+        values = list(values)
+    except TypeError:
+        raise TypeError(f"values for '{hexagon_name}' must be a sequence of numbers, got "
+                        f"{type(values).__name__}") from None
     try:
         numbers = [float(value) for value in values]  # the usual case: one quick pass
     except (OverflowError, TypeError, ValueError):

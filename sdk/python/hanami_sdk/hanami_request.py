@@ -59,6 +59,9 @@ def build_query(values: QueryValues) -> str:
     for key, value in pairs:
         if value is None:
             continue
+        if isinstance(value, (bytes, bytearray)):
+            # str() would send the text "b'...'".
+            raise TypeError(f"'{key}' must be a str, got {type(value).__name__}")
         if isinstance(value, bool):
             value = "true" if value else "false"
         parts.append(f"{quote(str(key), safe='')}={quote(str(value), safe='')}")
@@ -100,7 +103,7 @@ def send_request(method: str, token: Optional[str], address: str, path: str,
     data: Optional[bytes] = None
     if body is not None:
         if isinstance(body, Mapping):
-            body = json.dumps(body)
+            body = _json(body)
         data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
         headers["Content-Type"] = "application/json"
     with warnings.catch_warnings():
@@ -116,6 +119,21 @@ def send_request(method: str, token: Optional[str], address: str, path: str,
                 raise
             raise type(e)(f"{e} ({hint})", request=e.request, response=e.response) from e
     return _handle_response(response, url)
+
+
+def _json(body: Mapping[str, Any]) -> str:
+    """The body as JSON text; a value JSON cannot hold (bytes, say) is refused by the name
+    of its field, which the JSON encoder's own error does not give."""
+    try:
+        return json.dumps(body)
+    except TypeError:
+        for key, value in body.items():
+            try:
+                json.dumps(value)
+            except TypeError:
+                raise TypeError(f"'{key}' must be a str or a number, got "
+                                f"{type(value).__name__}") from None
+        raise
 
 
 def _scheme_hint(url: str, error: Exception) -> Optional[str]:

@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from hanami_sdk import checkpoint, cluster, dataset, hosts, task
+from hanami_sdk import checkpoint, cluster, dataset, hosts, logs, task
 from hanami_sdk import hanami_exceptions as hx
 
 from helpers import ADMIN, SEED_TEMPLATE, pattern_mnist, rows, unique, wait_for_task
@@ -221,4 +221,13 @@ def test_arguments_of_the_wrong_type_are_named(address: str, token: str) -> None
         cluster.list_clusters(token, None)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="the token must be the str"):
         cluster.list_clusters(123, address)  # type: ignore[arg-type]
+    # Bytes: JSON cannot hold them, and in a query they became the text "b'...'".
+    with pytest.raises(TypeError, match="^'name' must be a str or a number, got bytes$"):
+        cluster.create_cluster(token, address, b"typed", "")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="^'uuid' must be a str, got bytes$"):
+        cluster.get_cluster(token, address, b"x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="^page must be an int, got 'x'$"):
+        logs.list_audit_logs(token, address, "", "x")  # type: ignore[arg-type]
+    assert logs.list_audit_logs(token, address, "", "0") == logs.list_audit_logs(
+        token, address, "", 0)
     assert rows(cluster.list_clusters(token, address)) == before

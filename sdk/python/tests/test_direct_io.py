@@ -336,6 +336,9 @@ def test_values_that_cannot_be_sent_are_refused_before_sending(address: str, tok
                  "value 1 for 'test_input' (1e+39) is beyond the range of 32-bit floats"),
                 ([10 ** 400, 0, 0, 0, 0], hx.BadRequestException, "value 0 for 'test_input'"),
                 ("01010", TypeError, "must be a sequence of numbers, got str"),
+                (None, TypeError, "values for 'test_input' must be a sequence of numbers, got "
+                                  "NoneType"),
+                (7, TypeError, "must be a sequence of numbers, got int"),
                 ([1.0, "x", 0, 0, 0], TypeError, "value 1 for 'test_input' is not a number"),
                 ([1.0, 2.0, "1.5", 0, 0], TypeError, "value 2 for 'test_input' is not a number"),
                 # A long value is shortened with an ellipsis, not cut inside its quotes.
