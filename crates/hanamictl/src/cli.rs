@@ -529,8 +529,19 @@ pub fn parse_pairs(items: &[String], flag: &str) -> Result<Vec<(String, String)>
 /// A hint for a usage error that the documentation's own request-task example causes
 /// (`task create train … -r label:output_dataset`): `-r` belongs to `task create request`.
 /// Clap alone suggests passing `-r` as a value.
-pub fn usage_hint(error: &clap::Error, words: &[std::ffi::OsString]) -> Option<&'static str> {
+pub fn usage_hint(error: &clap::Error, words: &[std::ffi::OsString]) -> Option<String> {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if error.kind() == ErrorKind::MissingRequiredArgument {
+        // The documentation prints a cluster's and a task's uuid run together.
+        let joined = words
+            .iter()
+            .filter_map(|w| w.to_str())
+            .find(|w| joined_uuids(w))?;
+        return Some(format!(
+            "note: '{joined}' is two uuids run together: give them as two words, separated \
+             by a space"
+        ));
+    }
     if error.kind() != ErrorKind::UnknownArgument {
         return None;
     }
@@ -541,11 +552,30 @@ pub fn usage_hint(error: &clap::Error, words: &[std::ffi::OsString]) -> Option<&
     let train = words
         .windows(3)
         .any(|w| w[0] == "task" && w[1] == "create" && w[2] == "train");
-    (result_flag && train).then_some(
+    (result_flag && train).then(|| {
         "note: a request task is `task create request … -r HEXAGON:RESULT_NAME` (the value \
          after ':' names the new result dataset); `task create train` takes the expected \
-         values with `-o HEXAGON:DATASET_UUID`",
-    )
+         values with `-o HEXAGON:DATASET_UUID`"
+            .to_owned()
+    })
+}
+
+/// Whether `word` is two uuids (8-4-4-4-12 hexadecimal digits) run together, or joined by
+/// '-'.
+fn joined_uuids(word: &str) -> bool {
+    let is_uuid = |s: &str| {
+        let groups: Vec<&str> = s.split('-').collect();
+        groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+            && groups
+                .iter()
+                .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    let second = match word.len() {
+        72 => 36,
+        73 if word.as_bytes()[36] == b'-' => 37,
+        _ => return false,
+    };
+    word.is_char_boundary(36) && is_uuid(&word[..36]) && is_uuid(&word[second..])
 }
 
 #[cfg(test)]
@@ -651,6 +681,38 @@ mod tests {
         let other = ["hanamictl", "task", "create", "train", "-x", "-c", "c", "n"];
         assert!(hint(&other).is_none());
         assert!(hint(&["hanamictl", "host", "list", "-r"]).is_none());
+    }
+
+    #[test]
+    fn two_uuids_run_together_are_pointed_out() {
+        let hint = |args: &[&str]| {
+            let words: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+            let error = Cli::command()
+                .try_get_matches_from(&words)
+                .expect_err("a usage error");
+            usage_hint(&error, &words)
+        };
+        // As the documentation prints it, and joined by '-'.
+        let cluster = "9f86921d-9a7c-44a2-836c-1683928d9354";
+        let task = "2e28e3bb-af45-4fbc-8ce3-c0c9a8e704bc";
+        for joined in [format!("{cluster}{task}"), format!("{cluster}-{task}")] {
+            let shown = hint(&["hanamictl", "task", "get", "-c", &joined]);
+            assert_eq!(
+                shown.as_deref(),
+                Some(
+                    format!(
+                        "note: '{joined}' is two uuids run together: give them as two words, \
+                         separated by a space"
+                    )
+                    .as_str()
+                )
+            );
+        }
+        // A missing task uuid alone gets clap's message alone.
+        assert!(hint(&["hanamictl", "task", "get", "-c", cluster]).is_none());
+        // Multi-byte text of that length is no uuid (and no panic).
+        let text = "é".repeat(36);
+        assert!(hint(&["hanamictl", "task", "get", "-c", &text]).is_none());
     }
 
     /// A negative number is a bad value of its flag, not an unknown flag.
