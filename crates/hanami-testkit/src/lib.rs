@@ -32,6 +32,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How to start a server: binary, extra arguments, environment and data directory.
 pub struct Launch {
     binary: PathBuf,
+    /// `--listen`: `127.0.0.1:0` unless [`Launch::listen`] says otherwise.
+    listen: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
     data_dir: Option<PathBuf>,
@@ -43,6 +45,7 @@ impl Launch {
     pub fn new(binary: impl Into<PathBuf>) -> Self {
         Self {
             binary: binary.into(),
+            listen: "127.0.0.1:0".to_owned(),
             args: Vec::new(),
             env: ADMIN_ENV
                 .iter()
@@ -56,6 +59,12 @@ impl Launch {
     /// Adds command-line arguments.
     pub fn args(mut self, args: &[&str]) -> Self {
         self.args.extend(args.iter().map(|a| (*a).to_owned()));
+        self
+    }
+
+    /// Listens on `address` (`IP:PORT`) instead of a free loopback port.
+    pub fn listen(mut self, address: &str) -> Self {
+        address.clone_into(&mut self.listen);
         self
     }
 
@@ -88,8 +97,9 @@ impl Launch {
     }
 
     /// Starts and waits until the server prints its address (its first line of standard
-    /// output) on `127.0.0.1:0`; on failure returns what the server wrote to standard
-    /// error. Standard error is forwarded to the test's, each line prefixed `[hanami]`.
+    /// output; a free loopback port unless [`Launch::listen`] says otherwise); on failure
+    /// returns what the server wrote to standard error. Standard error is forwarded to the
+    /// test's, each line prefixed `[hanami]`.
     pub fn try_start(self) -> Result<TestServer, String> {
         let (tmp, data_dir) = match self.data_dir.clone() {
             Some(dir) => (None, dir),
@@ -166,7 +176,7 @@ impl Launch {
         let mut command = Command::new(&self.binary);
         command
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(&self.listen)
             .arg("--data-dir")
             .arg(data_dir)
             .args(&self.args)
@@ -256,6 +266,24 @@ impl TestServer {
 }
 
 impl TestServer {
+    /// Kills this server without warning (SIGKILL), leaves it down for `down_for`, and
+    /// starts the same binary on the same data directory and address: clients that knew
+    /// the killed server reach the new one.
+    pub fn crash_and_restart_at_same_address(mut self, down_for: Duration) -> TestServer {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        std::thread::sleep(down_for);
+        let address = self.url.trim_start_matches("http://").to_owned();
+        let mut next = Launch::new(&self.binary)
+            .listen(&address)
+            .data_dir(&self.data_dir)
+            .start();
+        next.tmp = self.tmp.take();
+        next
+    }
+
     /// Kills this server without warning (SIGKILL, as a crash or a power cut would stop it)
     /// and starts the same binary on the same data directory.
     pub fn crash_and_restart(mut self) -> TestServer {

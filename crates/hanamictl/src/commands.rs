@@ -803,7 +803,12 @@ impl Waiter {
     }
 }
 
-/// Polls the task until it has ended or `timeout` seconds have passed.
+/// How long a wait goes on trying a server that does not answer (one that restarts is back
+/// sooner).
+const RECONNECT_GRACE: Duration = Duration::from_secs(30);
+
+/// Polls the task until it has ended or `timeout` seconds have passed; a server out of
+/// reach is tried again for up to [`RECONNECT_GRACE`].
 async fn wait_for_end(
     session: &Session,
     cluster: &str,
@@ -816,6 +821,8 @@ async fn wait_for_end(
     let mut pause = Duration::from_millis(50);
     // Ends its line when dropped, also when the waiting is interrupted.
     let mut progress = Progress::new(&format!("task {task_uuid}"), show_progress);
+    // Since when the server has been out of reach, if it is.
+    let mut unreachable_since: Option<Instant> = None;
     loop {
         let task = match session.client.task(cluster, task_uuid).await {
             Ok(task) => task,
@@ -824,8 +831,36 @@ async fn wait_for_end(
                     "task '{task_uuid}' is gone: it, or its cluster, was deleted while waiting"
                 )));
             }
+            // A server that restarts is back within seconds, and then tells how the task
+            // ended (one that was running when it stopped is listed aborted).
+            Err(hanami_sdk::Error::Transport(e)) if !e.is_builder() => {
+                let since = *unreachable_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= RECONNECT_GRACE || Instant::now() >= deadline {
+                    let lost = match CliError::sdk(
+                        hanami_sdk::Error::Transport(e),
+                        address,
+                        &session.options,
+                    ) {
+                        CliError::Other(message) => message,
+                        other => other.to_string(),
+                    };
+                    return Err(CliError::msg(format!(
+                        "lost the server while waiting for task '{task_uuid}' (no answer for \
+                         {} s), so how the task goes on is unknown; `hanamictl task get -c \
+                         {cluster} {task_uuid}` shows it once the server is back\n{lost}",
+                        since.elapsed().as_secs()
+                    )));
+                }
+                progress.remark(Some(
+                    "the server does not answer; trying again (a server that restarts lists \
+                     the task aborted)",
+                ));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
             Err(e) => return Err(CliError::sdk(e, address, &session.options)),
         };
+        unreachable_since = None;
         progress.cycles(
             task.state.as_str(),
             task.current_cycle,

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{
     ADMIN, ADMIN_PW, DATASET_KEYS, RESOURCE_HEADERS, RESOURCE_KEYS, Server, TASK_KEYS, command,
@@ -1246,6 +1246,53 @@ fn task_create_tables_and_waiting() {
         "{}",
         run.stderr
     );
+}
+
+/// A server that is down for a while as `--wait` waits is tried again: the wait ends with
+/// how the task ended (queued when the server crashed, so listed aborted at its restart),
+/// not with the first refused connection.
+#[test]
+fn waiting_outlasts_a_restart_of_the_server() {
+    let server = Server::start();
+    let dataset = server.mnist_dataset("restart_data", 100);
+    let cluster = server.seed_cluster("restart_cluster");
+    // DIRECT mode holds the task in the queue until the server stops.
+    server.set_direct_mode(&cluster, true);
+    let picture = format!("picture:{dataset}");
+    let label = format!("label:{dataset}");
+    let waiting = server
+        .command(&[
+            "task", "create", "train", "--wait", "-i", &picture, "-o", &label, "-c", &cluster,
+            "held",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server
+        .ctl(&["task", "list", "-c", &cluster])
+        .ok()
+        .list()
+        .1
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the task was not queued");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Down for longer than the wait's polls are apart (at most a second).
+    let server = server.crash_and_restart_at_same_address(Duration::from_millis(2500));
+    let out = waiting.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: task '") && stderr.contains("' was aborted: "),
+        "{stderr}"
+    );
+    // The restarted server lists it so too.
+    let (_, rows) = server.ctl(&["task", "list", "-c", &cluster]).ok().list();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][1], "aborted");
 }
 
 /// `task delete` of a running task says that it stops and stays listed as aborted (it

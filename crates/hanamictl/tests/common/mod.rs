@@ -126,6 +126,15 @@ impl Server {
         Server { server, dir }
     }
 
+    /// Kills the server, leaves it down for `down_for` and starts it again on the same
+    /// data directory and address.
+    pub fn crash_and_restart_at_same_address(self, down_for: Duration) -> Self {
+        Server {
+            server: self.server.crash_and_restart_at_same_address(down_for),
+            dir: self.dir,
+        }
+    }
+
     /// Runs `hanamictl` as the admin.
     pub fn ctl(&self, args: &[&str]) -> Run {
         self.ctl_as(ADMIN, ADMIN_PW, args)
