@@ -403,6 +403,18 @@ impl Credentials {
             .await
             .map_err(|e| match (sdk(e), &self.path) {
                 // A server answers an unknown path so, and this path is not the server's.
+                // The server checks a password's length before it checks the password.
+                (CliError::Status { code: 400, body }, _)
+                    if body.starts_with("Given item 'password' is shorter than") =>
+                {
+                    CliError::Status {
+                        code: 400,
+                        body: format!(
+                            "{body}\nnote: the password comes from the variable HANAMI_PW, \
+                             which is too short to be any user's password"
+                        ),
+                    }
+                }
                 (CliError::Status { code: 401, body }, Some(path)) => CliError::Status {
                     code: 401,
                     body: format!(

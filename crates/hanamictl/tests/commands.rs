@@ -353,6 +353,18 @@ fn users_and_their_projects() {
     server
         .ctl_as("second_admin", "wrongpassword", &["host", "list"])
         .fails_with_status(401);
+    // One too short for any password is the server's 400, which says where it came from.
+    let short = server
+        .ctl_as("second_admin", "wrong", &["host", "list"])
+        .fails_with_status(400);
+    assert!(
+        short.stderr.ends_with(
+            "note: the password comes from the variable HANAMI_PW, which is too short to be \
+             any user's password\n"
+        ),
+        "{}",
+        short.stderr
+    );
 }
 
 #[test]
