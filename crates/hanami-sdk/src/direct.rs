@@ -35,6 +35,29 @@ impl Client {
     }
 }
 
+/// Refuses values the server would refuse (closing the session): not-a-number and
+/// infinity, and `expected` values outside [0, 1], which the outputs (sigmoids) cannot
+/// reach. Checked before anything is sent, so the session stays usable.
+fn check_values(name: &str, values: &[f32], expected: bool) -> Result<()> {
+    if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(Error::InvalidArgument(format!(
+            "value {i} for '{name}' ({v}) is not a finite number"
+        )));
+    }
+    if expected
+        && let Some((i, v)) = values
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !(0.0..=1.0).contains(*v))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "expected value {i} for '{name}' ({v}) is outside [0, 1], which the outputs \
+             (sigmoids) cannot reach"
+        )));
+    }
+    Ok(())
+}
+
 impl DirectSession {
     async fn exchange(&mut self, message: ClusterIoMessage) -> Result<ClusterIoMessage> {
         let message = Message::binary(message.encode_to_vec());
@@ -48,6 +71,13 @@ impl DirectSession {
         buffers: &[(&str, &[f32], TargetBufferType)],
         process: ClusterProcessType,
     ) -> Result<ClusterIoMessage> {
+        for (name, values, target) in buffers {
+            check_values(
+                name,
+                values,
+                *target == TargetBufferType::ExpectedBufferType,
+            )?;
+        }
         let mut last = None;
         for (i, (name, values, target)) in buffers.iter().enumerate() {
             let message = ClusterIoMessage {
@@ -65,7 +95,8 @@ impl DirectSession {
 
     /// One training step: input values and expected output values by interface name. Only
     /// outputs the session has sent expected values for learn; the server refuses a step
-    /// before any, or with an expected value outside [0, 1], and closes the session.
+    /// before any, and closes the session. Values that are not finite, or expected values
+    /// outside [0, 1], are [`Error::InvalidArgument`], refused before anything is sent.
     pub async fn train(
         &mut self,
         inputs: &[(&str, &[f32])],

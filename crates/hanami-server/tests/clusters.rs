@@ -483,12 +483,30 @@ async fn modes_queue_and_direct_io() {
             .unwrap();
     }
     // Calls the client refuses before sending anything; the session goes on.
-    for refused in [
-        session.request(&[("picture", &picture)], 0).await,
-        session.request(&[], 1).await,
+    let mut not_a_number = picture.clone();
+    not_a_number[5] = f32::NAN;
+    let mut beyond = label.clone();
+    beyond[9] = 1.5;
+    for (refused, text) in [
+        (
+            session.request(&[("picture", &picture)], 0).await,
+            "at least one",
+        ),
+        (session.request(&[], 1).await, "no values"),
+        (
+            session.request(&[("picture", &not_a_number)], 1).await,
+            "value 5 for 'picture' (NaN) is not a finite number",
+        ),
+        (
+            session
+                .train(&[("picture", &picture)], &[("label", &beyond)])
+                .await
+                .map(|()| Vec::new()),
+            "expected value 9 for 'label' (1.5) is outside [0, 1]",
+        ),
     ] {
         assert!(
-            matches!(refused, Err(Error::InvalidArgument(_))),
+            matches!(&refused, Err(Error::InvalidArgument(m)) if m.contains(text)),
             "{refused:?}"
         );
     }

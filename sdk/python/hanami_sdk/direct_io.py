@@ -86,9 +86,12 @@ async def _exchange(ws: Any) -> AsyncIterator[None]:
             raise
 
 
-def _checked(hexagon_name: Any, values: Any) -> List[float]:
-    """The values as floats, and the name checked: wrong types and values that 32-bit
-    floats cannot hold are refused here, by index, before anything is sent."""
+def _checked(hexagon_name: Any, values: Any, expected: bool = False) -> List[float]:
+    """The values as floats, and the name checked: wrong types, values that 32-bit floats
+    cannot hold, and values that the server would refuse (not-a-number and infinity;
+    ``expected`` values outside [0, 1]) are refused here, by index, before anything is
+    sent, so the connection stays usable (the server closes it when it refuses a
+    message)."""
     if not isinstance(hexagon_name, str):
         raise TypeError(f"hexagon_name must be a str, got {type(hexagon_name).__name__}")
     if isinstance(values, (str, bytes, bytearray)):
@@ -109,11 +112,16 @@ def _checked(hexagon_name: Any, values: Any) -> List[float]:
     if any(issubclass(kind, _TEXT) for kind in set(map(type, values))):
         index = next(i for i, value in enumerate(values) if isinstance(value, _TEXT))
         raise _no_number(hexagon_name, index, values[index])
-    # Not-a-number and infinity are the server's to refuse, as from any client; finite
-    # values beyond 32-bit floats would fail when packed.
     for index in (i for i, x in enumerate(numbers) if not -_F32_LIMIT < x < _F32_LIMIT):
         if math.isfinite(numbers[index]):
             raise _beyond(hexagon_name, index, values[index])
+        raise BadRequestException(f"value {index} for '{hexagon_name}' "
+                                  f"({_shown(values[index])}) is not a finite number")
+    if expected:
+        for index in (i for i, x in enumerate(numbers) if not 0.0 <= x <= 1.0):
+            raise BadRequestException(f"expected value {index} for '{hexagon_name}' "
+                                      f"({_shown(values[index])}) is outside [0, 1], which "
+                                      f"the outputs (sigmoids) cannot reach")
     return numbers
 
 
@@ -235,7 +243,7 @@ async def send_train_input(ws: Any, hexagon_name: str, values: Sequence[float],
     else:
         is_input = _flag("is_input", is_input)
         is_last = _flag("is_last", is_last)
-    values = _checked(hexagon_name, values)
+    values = _checked(hexagon_name, values, expected=not is_input)
     message = ClusterIOMessage(
         buffer_name=hexagon_name,
         is_last=is_last,

@@ -339,6 +339,11 @@ def test_values_that_cannot_be_sent_are_refused_before_sending(address: str, tok
                 (None, TypeError, "values for 'test_input' must be a sequence of numbers, got "
                                   "NoneType"),
                 (7, TypeError, "must be a sequence of numbers, got int"),
+                # What the server would refuse, closing the connection.
+                ([1.0, float("nan"), 0, 0, 0], hx.BadRequestException,
+                 "value 1 for 'test_input' (nan) is not a finite number"),
+                ([1.0, 0, 0, 0, float("-inf")], hx.BadRequestException,
+                 "value 4 for 'test_input' (-inf) is not a finite number"),
                 ([1.0, "x", 0, 0, 0], TypeError, "value 1 for 'test_input' is not a number"),
                 ([1.0, 2.0, "1.5", 0, 0], TypeError, "value 2 for 'test_input' is not a number"),
                 # A long value is shortened with an ellipsis, not cut inside its quotes.
@@ -347,6 +352,10 @@ def test_values_that_cannot_be_sent_are_refused_before_sending(address: str, tok
                 with pytest.raises(error, match=None) as info:
                     await direct_io.send_request_input(ws, "test_input", values, True)
                 assert text in str(info.value), info.value
+            with pytest.raises(hx.BadRequestException) as info:
+                await direct_io.send_train_input(ws, "test_output", [0.5, 1.5], False, True)
+            assert info.value.message == ("expected value 1 for 'test_output' (1.5) is outside "
+                                          "[0, 1], which the outputs (sigmoids) cannot reach")
             with pytest.raises(TypeError, match="hexagon_name must be a str"):
                 await direct_io.send_train_input(ws, b"test_input", [1.0] * 5, True, False)
             # Text for a yes/no argument ("False" would count as true).
