@@ -675,7 +675,10 @@ async fn execute(
                     } => {
                         let (inputs, outputs) = (as_refs(&inputs), as_refs(&second));
                         let queued = client.train(&name, &cluster, &inputs, &outputs);
-                        let task = waiter.queue(&cluster, queued).await?.map_err(sdk)?;
+                        let task = waiter
+                            .queue(&cluster, queued)
+                            .await?
+                            .map_err(|e| with_flag_names(sdk(e)))?;
                         (cluster, wait, task)
                     }
                     TaskCreateCmd::Request {
@@ -688,7 +691,10 @@ async fn execute(
                         let inputs = as_refs(&inputs);
                         let queued =
                             client.request(&name, &cluster, &inputs, (hexagon, result_name));
-                        let task = waiter.queue(&cluster, queued).await?.map_err(sdk)?;
+                        let task = waiter
+                            .queue(&cluster, queued)
+                            .await?
+                            .map_err(|e| with_flag_names(sdk(e)))?;
                         (cluster, wait, task)
                     }
                 };
@@ -812,6 +818,31 @@ impl Waiter {
                  (`hanamictl task get -c {cluster} {task_uuid}` shows it)"
             ))),
         }
+    }
+}
+
+/// A 400 of `task create` names the request's fields (`inputs.picture`, `results`): a note
+/// says which flag gave them.
+fn with_flag_names(error: CliError) -> CliError {
+    const FLAGS: [(&str, &str); 3] = [
+        ("inputs", "-i/--input"),
+        ("outputs", "-o/--output"),
+        ("results", "-r/--result"),
+    ];
+    match error {
+        CliError::Status { code: 400, body } => {
+            let named = FLAGS.iter().find(|(field, _)| {
+                body.contains(&format!("'{field}'")) || body.contains(&format!("'{field}."))
+            });
+            let body = match named {
+                Some((field, flag)) => {
+                    format!("{body}\nnote: the request's '{field}' are the pairs of {flag}")
+                }
+                None => body,
+            };
+            CliError::Status { code: 400, body }
+        }
+        other => other,
     }
 }
 

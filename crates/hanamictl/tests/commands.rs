@@ -1063,6 +1063,30 @@ fn environment_usage_and_local_errors() {
             "cli_request_task",
         ])
         .fails_with_status(400);
+    // The server names the request's fields; a note names the flag that gave them.
+    for (pair, result, note) in [
+        (
+            "picture:not-a-uuid",
+            "label:result",
+            "note: the request's 'inputs' are the pairs of -i/--input",
+        ),
+        (
+            &*format!("picture:{UNKNOWN_UUID}"),
+            "label:1bad",
+            "note: the request's 'results' are the pairs of -r/--result",
+        ),
+    ] {
+        let run = server
+            .ctl(&[
+                "task", "create", "request", "-i", pair, "-r", result, "-c", &cluster, "named",
+            ])
+            .fails_with_status(400);
+        assert!(
+            run.stderr.ends_with(&format!("\n{note}\n")),
+            "{}",
+            run.stderr
+        );
+    }
 
     // Usage: help exits 0 on stdout, usage errors exit 1 on stderr.
     for args in [
