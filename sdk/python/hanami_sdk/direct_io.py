@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import weakref
 from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Union
@@ -217,9 +218,9 @@ def _is_ack(message: ClusterIOMessage) -> bool:
     return message.process_type == TRAIN_TYPE and not message.buffer_name
 
 
-async def send_train_input(ws: Any, hexagon_name: str, values: Sequence[float],
-                           is_input: bool, is_last: Optional[bool] = None,
-                           verify_connection: Verify = True) -> None:
+async def _send_train_input(ws: Any, hexagon_name: str, values: Sequence[float],
+                            is_input: bool, is_last: Optional[bool] = None,
+                            verify_connection: Verify = True) -> None:
     """Sends values for one training sample.
 
     ``hexagon_name`` names an input of the cluster (``is_input=True``) or an output whose
@@ -256,6 +257,16 @@ async def send_train_input(ws: Any, hexagon_name: str, values: Sequence[float],
     async with _exchange(ws):
         await _send(ws, data)
         await _receive(ws)
+
+
+@functools.wraps(_send_train_input)
+async def send_train_input(*args: Any, **kwargs: Any) -> None:
+    # The four-argument form is positional: `is_input=` without `is_last` is a slip that
+    # would send the values as the expected ones and train a step.
+    if "is_input" in kwargs and "is_last" not in kwargs and len(args) < 5:
+        raise TypeError("send_train_input() got is_input= but no is_last: give both (the "
+                        "four-argument form takes is_last as its fourth positional argument)")
+    await _send_train_input(*args, **kwargs)
 
 
 async def send_request_input(ws: Any, hexagon_name: str, values: Sequence[float],
