@@ -90,7 +90,8 @@ impl Client {
         timeout: Duration,
     ) -> Result<Task> {
         let started = tokio::time::Instant::now();
-        let deadline = started + timeout;
+        // `None`: beyond what the clock can count (`Duration::MAX`), so never.
+        let deadline = started.checked_add(timeout);
         let mut interval = FIRST_POLL_INTERVAL;
         loop {
             let task = self.task(cluster_uuid, uuid).await?;
@@ -98,14 +99,15 @@ impl Client {
                 return Ok(task);
             }
             let now = tokio::time::Instant::now();
-            if now > deadline {
+            if deadline.is_some_and(|deadline| now > deadline) {
                 return Err(Error::Timeout {
                     what: format!("task {uuid} is still {}", task.state),
                     waited: timeout,
                 });
             }
             // One last poll at the deadline rather than a sleep beyond it.
-            tokio::time::sleep(interval.min(deadline - now)).await;
+            let left = deadline.map_or(Duration::MAX, |deadline| deadline - now);
+            tokio::time::sleep(interval.min(left)).await;
             interval = next_poll_interval(interval, now - started);
         }
     }

@@ -1451,7 +1451,11 @@ async fn queued_tasks_are_checked_again_when_they_start() {
         )
         .await
         .unwrap();
-    let done = client.wait_for_task(&a, &again.uuid, WAIT).await.unwrap();
+    // No deadline at all: `Duration::MAX` overflowed the clock.
+    let done = client
+        .wait_for_task(&a, &again.uuid, Duration::MAX)
+        .await
+        .unwrap();
     assert_eq!(done.state, TaskState::Finished);
 
     // A checkpoint whose file was removed outside the server: 404 at once.

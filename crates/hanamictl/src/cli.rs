@@ -346,12 +346,13 @@ pub struct Wait {
     /// task goes on)
     #[arg(long)]
     pub wait: bool,
-    /// Give up waiting after this many seconds
+    /// Give up waiting after this many seconds (0 to 315360000, ten years)
     #[arg(
         long,
         value_name = "SECONDS",
         default_value_t = 3600,
         requires = "wait",
+        value_parser = clap::value_parser!(u64).range(0..=315_360_000),
         allow_negative_numbers = true
     )]
     pub timeout: u64,
@@ -741,6 +742,29 @@ mod tests {
             let error = Cli::try_parse_from(args).unwrap_err().to_string();
             assert!(error.contains("invalid value '-"), "{error}");
         }
+    }
+
+    /// A wait longer than the clock can count was a panic after the task was queued.
+    #[test]
+    fn wait_timeouts_have_a_range() {
+        let wait = |timeout: &str| {
+            Cli::try_parse_from([
+                "hanamictl",
+                "cluster",
+                "save",
+                "--wait",
+                "--timeout",
+                timeout,
+                "-n",
+                "name",
+                "cluster",
+            ])
+            .map(drop)
+            .map_err(|e| e.to_string())
+        };
+        assert!(wait("315360000").is_ok());
+        let error = wait("18446744073709551615").unwrap_err();
+        assert!(error.contains("not in 0..=315360000"), "{error}");
     }
 
     #[test]
