@@ -313,13 +313,21 @@ fn connect_options(cli: &Cli) -> Result<ConnectOptions, CliError> {
     })
 }
 
-/// A variable of the environment; unset and empty are the same.
+/// A variable of the environment that must be set; unset and empty are the same.
 fn env(name: &str) -> Result<String, CliError> {
-    match std::env::var(name) {
-        Ok(value) if !value.is_empty() => Ok(value),
-        Ok(_) | Err(std::env::VarError::NotPresent) => Err(CliError::msg(format!(
+    optional_env(name)?.ok_or_else(|| {
+        CliError::msg(format!(
             "{name} is not set (export HANAMI_ADDRESS, HANAMI_USER and HANAMI_PW)"
-        ))),
+        ))
+    })
+}
+
+/// A variable of the environment, `None` where unset or empty; one that is not UTF-8 is
+/// an error (taking it as unset would act on the wrong project, say).
+fn optional_env(name: &str) -> Result<Option<String>, CliError> {
+    match std::env::var(name) {
+        Ok(value) => Ok(Some(value).filter(|v| !v.is_empty())),
+        Err(std::env::VarError::NotPresent) => Ok(None),
         Err(std::env::VarError::NotUnicode(_)) => {
             Err(CliError::msg(format!("{name} is not valid UTF-8")))
         }
@@ -384,9 +392,7 @@ impl Credentials {
         let user = env("HANAMI_USER")?;
         let password = env("HANAMI_PW")?;
         let (address, path) = server_address(&env("HANAMI_ADDRESS")?)?;
-        let project = std::env::var("HANAMI_PROJECT")
-            .ok()
-            .filter(|p| !p.is_empty());
+        let project = optional_env("HANAMI_PROJECT")?;
         Ok(Self {
             address,
             path,

@@ -781,6 +781,20 @@ fn environment_usage_and_local_errors() {
         "{}",
         run.stderr
     );
+    // A project that is no text is refused, not taken as unset (the user's default
+    // project would be used instead).
+    {
+        use std::os::unix::ffi::OsStrExt as _;
+        let out = command(&full, &["host", "list"])
+            .env("HANAMI_PROJECT", std::ffi::OsStr::from_bytes(b"proj\xff"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "error: HANAMI_PROJECT is not valid UTF-8\n"
+        );
+    }
 
     let with_address = |address: &str| {
         [
