@@ -594,7 +594,7 @@ async fn execute(
                 };
                 drop(interrupts);
                 let dataset = dataset.map_err(|e| match e {
-                    hanami_sdk::Error::Cancelled => CliError::msg(format!(
+                    hanami_sdk::Error::Cancelled => CliError::Interrupted(format!(
                         "upload of '{name}' interrupted; the server was asked to discard what \
                          had arrived"
                     )),

@@ -1,4 +1,5 @@
-//! The CLI's error: what goes to standard error before the exit with status 1.
+//! The CLI's error: what goes to standard error before the exit with status 1 (130 after
+//! an interruption).
 
 use std::fmt;
 use std::io::Write as _;

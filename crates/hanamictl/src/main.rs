@@ -3,7 +3,8 @@
 //! `hanamictl <resource> <verb> [flags] [ARG]` logs in with `HANAMI_ADDRESS`, `HANAMI_USER`
 //! and `HANAMI_PW`, makes one call (or, for uploads, the upload sequence), and prints the
 //! answer as a bordered table or, with `-j`, as the server's JSON. Exit status 0 on
-//! success, 1 on any failure with the reason on standard error. See the crate's README.md.
+//! success, 1 on a failure and 130 on Ctrl-C or SIGTERM, with the reason on standard error.
+//! See the crate's README.md.
 
 mod cli;
 mod commands;

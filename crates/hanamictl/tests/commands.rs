@@ -1470,7 +1470,7 @@ fn an_interrupted_upload_is_withdrawn() {
         send_signal(&child, signal);
         let output = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert_eq!(output.status.code(), Some(130), "{stderr}");
         assert!(
             stderr.contains("upload of 'big_upload' interrupted"),
             "{stderr}"
