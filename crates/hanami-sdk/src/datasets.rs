@@ -136,7 +136,9 @@ impl Client {
     /// error returned is the one that stopped the upload. Once every byte has arrived the
     /// finalisation is requested and no longer cancelled: the server converts the file
     /// into the dataset whatever the client does, and a dataset that may exist is never
-    /// deleted by this call.
+    /// deleted by this call. `cancel` is dropped when that point is reached, or when the
+    /// deletion of a failed or cancelled upload is over (so a caller can tell the two
+    /// apart by when it is dropped and how the call ends).
     pub async fn upload_csv_until(
         &self,
         name: &str,
@@ -194,9 +196,11 @@ impl Client {
             dataset_uuid,
             armed: true,
         };
+        // Kept until the end: dropped only once the upload is withdrawn or will be finalised.
+        let mut cancel = std::pin::pin!(cancel);
         let outcome = tokio::select! {
             outcome = steps => outcome,
-            () = cancel => Err(Error::Cancelled),
+            () = &mut cancel => Err(Error::Cancelled),
         };
         if outcome.is_err() {
             let _ = tokio::time::timeout(CLEANUP_TIMEOUT, self.delete_dataset(dataset_uuid)).await;

@@ -4,7 +4,9 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{
@@ -1359,7 +1361,9 @@ async fn a_cancelled_upload_leaves_nothing_behind() {
 }
 
 /// A file that shrinks or grows while it is sent fails its upload with a file error, and
-/// the upload is withdrawn (the file is read chunk by chunk as it is sent).
+/// the upload is withdrawn (the file is read chunk by chunk as it is sent). The call's
+/// `cancel` future lives until the withdrawal is over (hanamictl takes its drop for the
+/// point from which the dataset is made whatever happens).
 #[tokio::test]
 async fn a_file_that_changes_while_it_is_sent_fails_its_upload() {
     use std::io::Write as _;
@@ -1392,8 +1396,23 @@ async fn a_file_that_changes_while_it_is_sent_fails_its_upload() {
                 changed = true;
             }
         };
+        let uploads = server.data_dir.join("uploads");
+        /// Notes, when dropped, how many files the server's upload folder holds.
+        struct FilesAtDrop(PathBuf, Arc<AtomicUsize>);
+        impl Drop for FilesAtDrop {
+            fn drop(&mut self) {
+                let files = std::fs::read_dir(&self.0).unwrap().count();
+                self.1.store(files, Ordering::SeqCst);
+            }
+        }
+        let at_drop = Arc::new(AtomicUsize::new(usize::MAX));
+        let guard = FilesAtDrop(uploads.clone(), at_drop.clone());
+        let cancel = async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        };
         let outcome = client
-            .upload_csv_with_progress("changing", &csv, &mut progress)
+            .upload_csv_until("changing", &csv, &mut progress, cancel)
             .await;
         assert!(
             matches!(&outcome, Err(Error::File { source, .. })
@@ -1401,7 +1420,11 @@ async fn a_file_that_changes_while_it_is_sent_fails_its_upload() {
                     4000004 bytes were announced") && source.to_string().contains(needle)),
             "{outcome:?}"
         );
-        let uploads = server.data_dir.join("uploads");
+        assert_eq!(
+            at_drop.load(Ordering::SeqCst),
+            0,
+            "dropped before the withdrawal"
+        );
         assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
     }
     assert!(client.datasets().await.unwrap().body.is_empty());
