@@ -507,18 +507,17 @@ pub struct LogPage {
 pub fn parse_pairs(items: &[String], flag: &str) -> Result<Vec<(String, String)>, String> {
     let mut pairs: Vec<(String, String)> = Vec::with_capacity(items.len());
     for item in items {
-        let mut parts = item.split(':');
-        let (Some(name), Some(value), None) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(format!(
-                "malformed value '{item}' for {flag}: expected NAME:VALUE"
-            ));
+        let mut parts = item.split(':').map(str::trim);
+        let (name, value) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(name), Some(value), None) if !name.is_empty() && !value.is_empty() => {
+                (name, value)
+            }
+            _ => {
+                return Err(format!(
+                    "malformed value '{item}' for {flag}: expected NAME:VALUE"
+                ));
+            }
         };
-        let (name, value) = (name.trim(), value.trim());
-        if name.is_empty() || value.is_empty() {
-            return Err(format!(
-                "malformed value '{item}' for {flag}: expected NAME:VALUE"
-            ));
-        }
         if pairs.iter().any(|(n, _)| n == name) {
             return Err(format!("hexagon '{name}' is given twice in {flag}"));
         }

@@ -466,6 +466,13 @@ struct Session {
     project: Option<String>,
 }
 
+impl Session {
+    /// The CLI's error for an SDK error of a call to this session's server.
+    fn error(&self, error: hanami_sdk::Error) -> CliError {
+        CliError::sdk(error, self.client.address(), &self.options)
+    }
+}
+
 async fn execute(
     session: &Session,
     command: Command,
@@ -473,8 +480,7 @@ async fn execute(
     json: bool,
 ) -> Result<Shown, CliError> {
     let client = &session.client;
-    let address = client.address().to_owned();
-    let sdk = |e| CliError::sdk(e, &address, &session.options);
+    let sdk = |e| session.error(e);
     let progress_allowed = !json && std::io::stderr().is_terminal();
     // Before the task is queued, so that no Ctrl-C between its creation and the wait ends
     // the command without a word about the task.
@@ -601,7 +607,8 @@ async fn execute(
                     // Not a failed upload: a retry would make a second dataset.
                     e @ (hanami_sdk::Error::CreatedUnread { .. }
                     | hanami_sdk::Error::FinalizeUnanswered { .. }) => CliError::msg(e.to_string()),
-                    e => CliError::sdk(e, &address, &session.options)
+                    e => session
+                        .error(e)
                         .context(&format!("upload of '{name}' failed")),
                 })?;
                 single(&dataset, DATASET)
@@ -865,7 +872,6 @@ async fn wait_for_end(
     timeout: u64,
     show_progress: bool,
 ) -> Result<Task, CliError> {
-    let address = session.client.address();
     let deadline = Instant::now() + Duration::from_secs(timeout);
     let mut pause = Duration::from_millis(50);
     // Ends its line when dropped, also when the waiting is interrupted.
@@ -885,20 +891,14 @@ async fn wait_for_end(
             Err(hanami_sdk::Error::Transport(e)) if !e.is_builder() => {
                 let since = *unreachable_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= RECONNECT_GRACE || Instant::now() >= deadline {
-                    let lost = match CliError::sdk(
-                        hanami_sdk::Error::Transport(e),
-                        address,
-                        &session.options,
-                    ) {
-                        CliError::Other(message) => message,
-                        other => other.to_string(),
-                    };
-                    return Err(CliError::msg(format!(
-                        "lost the server while waiting for task '{task_uuid}' (no answer for \
-                         {} s), so how the task goes on is unknown; `hanamictl task get -c \
-                         {cluster} {task_uuid}` shows it once the server is back\n{lost}",
-                        since.elapsed().as_secs()
-                    )));
+                    return Err(session
+                        .error(hanami_sdk::Error::Transport(e))
+                        .context(&format!(
+                            "lost the server while waiting for task '{task_uuid}' (no answer \
+                             for {} s), so how the task goes on is unknown; `hanamictl task \
+                             get -c {cluster} {task_uuid}` shows it once the server is back",
+                            since.elapsed().as_secs()
+                        )));
                 }
                 progress.remark(Some(
                     "the server does not answer; trying again (a server that restarts lists \
@@ -907,7 +907,7 @@ async fn wait_for_end(
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
-            Err(e) => return Err(CliError::sdk(e, address, &session.options)),
+            Err(e) => return Err(session.error(e)),
         };
         unreachable_since = None;
         progress.cycles(

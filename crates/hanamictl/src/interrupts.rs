@@ -103,8 +103,7 @@ impl UploadInterrupts {
     /// handlers, after a line on standard error about what becomes of the upload. `None`
     /// where the handlers cannot be installed (the signals then keep their default action).
     pub fn install(name: &str) -> Option<Self> {
-        let mut interrupt = signal(SignalKind::interrupt()).ok()?;
-        let mut terminate = signal(SignalKind::terminate()).ok()?;
+        let mut signals = StopSignal::install()?;
         let shared = Arc::new(Shared {
             cancel: Notify::new(),
             phase: AtomicU8::new(Phase::Sending as u8),
@@ -113,10 +112,7 @@ impl UploadInterrupts {
         let name = name.to_owned();
         tokio::spawn(async move {
             loop {
-                tokio::select! {
-                    _ = interrupt.recv() => {}
-                    _ = terminate.recv() => {}
-                }
+                signals.received().await;
                 if listener.advance(Phase::Sending, Phase::Withdrawing) {
                     listener.cancel.notify_one();
                 } else {
