@@ -8,6 +8,8 @@ import ssl
 from typing import Any, Dict, Optional, Union
 from urllib.parse import urlsplit
 
+import websockets.asyncio.client
+
 from .hanami_exceptions import (
     ConflictException,
     HanamiException,
@@ -24,6 +26,15 @@ OPEN_TIMEOUT = 30.0
 
 TARGET_FILE_UPLOAD = "file_upload"
 TARGET_CLUSTER = "cluster"
+
+
+def connection(address: str, verify: Verify) -> websockets.asyncio.client.connect:
+    """A websocket connection to the server with the SDK's settings (TLS as for REST calls,
+    no compression, the message size limit, the opening timeout); await it, or use it with
+    ``async with``."""
+    return websockets.asyncio.client.connect(
+        websocket_url(address), ssl=ssl_context(address, verify), compression=None,
+        max_size=MAX_MESSAGE_BYTES, open_timeout=OPEN_TIMEOUT)
 
 
 def websocket_url(address: str) -> str:

@@ -8,7 +8,7 @@ import contextlib
 from typing import Union
 
 import websockets
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 
 from . import _websocket, hanami_request
 from .hanami_exceptions import HanamiException
@@ -146,14 +146,10 @@ async def switch_to_direct_mode(token: str, address: str, cluster_uuid: str,
         # leaves the cluster in TASK mode.
         await _outlast_cancellations(switching)
         if not switching.cancelled() and switching.exception() is None:
-            await _outlast_cancellations(asyncio.ensure_future(asyncio.to_thread(
-                _set_mode, token, address, cluster_uuid, "TASK", verify_connection)))
+            await _back_to_task_mode(token, address, cluster_uuid, verify_connection)
         raise
     try:
-        ws = await connect(_websocket.websocket_url(address),
-                           ssl=_websocket.ssl_context(address, verify_connection),
-                           compression=None, max_size=_websocket.MAX_MESSAGE_BYTES,
-                           open_timeout=_websocket.OPEN_TIMEOUT)
+        ws = await _websocket.connection(address, verify_connection)
         try:
             await ws.send(_websocket.init_message(token, _websocket.TARGET_CLUSTER,
                                                   cluster_uuid))
@@ -168,8 +164,14 @@ async def switch_to_direct_mode(token: str, address: str, cluster_uuid: str,
             raise _websocket.session_error(reply)
         return ws
     except BaseException:
-        # Undone through further cancellations too (the switch back runs in a thread and
-        # would otherwise be left behind, to land after whatever the caller does next).
-        await _outlast_cancellations(asyncio.ensure_future(asyncio.to_thread(
-            _set_mode, token, address, cluster_uuid, "TASK", verify_connection)))
+        await _back_to_task_mode(token, address, cluster_uuid, verify_connection)
         raise
+
+
+async def _back_to_task_mode(token: str, address: str, cluster_uuid: str,
+                             verify_connection: Verify) -> None:
+    """Undoes a switch to DIRECT mode, through further cancellations too (the switch back
+    runs in a thread and would otherwise be left behind, to land after whatever the caller
+    does next)."""
+    await _outlast_cancellations(asyncio.ensure_future(asyncio.to_thread(
+        _set_mode, token, address, cluster_uuid, "TASK", verify_connection)))

@@ -9,12 +9,11 @@ import json
 import os
 import threading
 import time
-from typing import Any, Callable, Coroutine, Iterable, Iterator, Optional, Union
+from typing import Any, Callable, Coroutine, Dict, Iterable, Iterator, List, Optional, Union
 
 import requests
 import urllib3
 import websockets
-from websockets.asyncio.client import connect
 
 from . import _websocket, hanami_request
 from ._renewal import TokenKeeper
@@ -137,10 +136,7 @@ async def _send_chunks(token: str, address: str, file_uuid: str, chunks: Iterabl
     upload in a hundred then sent its opening request into nowhere and hung.
     """
     try:
-        async with connect(_websocket.websocket_url(address),
-                           ssl=_websocket.ssl_context(address, verify_connection),
-                           compression=None, max_size=_websocket.MAX_MESSAGE_BYTES,
-                           open_timeout=_websocket.OPEN_TIMEOUT) as ws:
+        async with _websocket.connection(address, verify_connection) as ws:
             await ws.send(_websocket.init_message(token, _websocket.TARGET_FILE_UPLOAD,
                                                   file_uuid))
             reply = _websocket.parse_init_reply(await ws.recv())
@@ -347,24 +343,8 @@ def upload_mnist_files(token: str, address: str, name: str, input_file_path: Fil
     longer than the token has left renews it for itself (the caller's token is not
     changed).
     """
-    input_size = _file_size(input_file_path)
-    label_size = _file_size(label_file_path)
-    sent = _progress_counter(input_size + label_size, progress)
-    body = {"name": name, "input_data_size": input_size, "label_data_size": label_size}
-    tokens = TokenKeeper(token, address, verify_connection)
-    init = json.loads(hanami_request.send_post_request(
-        tokens.current(), address, _PATH + "/upload/mnist", body, verify_connection))
-    with _discarded_on_failure(tokens, address, init["uuid"], verify_connection):
-        _upload_file(tokens, address, init["uuid_input_file"], input_file_path, input_size,
-                     verify_connection, sent)
-        _upload_file(tokens, address, init["uuid_label_file"], label_file_path, label_size,
-                     verify_connection, sent)
-        wait_until_upload_complete(tokens.current(), address, init["uuid"],
-                                   verify_connection, poll_interval=0.1)
-    finish = {"uuid": init["uuid"], "uuid_input_file": init["uuid_input_file"],
-              "uuid_label_file": init["uuid_label_file"]}
-    _finalize(tokens, address, "/upload/mnist", finish, verify_connection)
-    return init["uuid"]
+    return _upload(token, address, "mnist", name, [input_file_path, label_file_path],
+                   verify_connection, progress)
 
 
 def upload_csv_files(token: str, address: str, name: str, input_file_path: FilePath,
@@ -377,19 +357,40 @@ def upload_csv_files(token: str, address: str, name: str, input_file_path: FileP
     ``BadRequestException`` for files the server rejects. A long upload renews its token
     as ``upload_mnist_files`` does.
     """
-    input_size = _file_size(input_file_path)
-    sent = _progress_counter(input_size, progress)
-    body = {"name": name, "input_data_size": input_size}
+    return _upload(token, address, "csv", name, [input_file_path], verify_connection,
+                   progress)
+
+
+#: The files of each kind of upload, in the server's order: the start request's field for
+#: the file's size, and the field of the file's uuid in its answer and in the finalisation.
+_UPLOAD_FIELDS = {
+    "mnist": [("input_data_size", "uuid_input_file"), ("label_data_size", "uuid_label_file")],
+    "csv": [("input_data_size", "uuid_input_file")],
+}
+
+
+def _upload(token: str, address: str, kind: str, name: str, paths: List[FilePath],
+            verify_connection: Verify, progress: Optional[ProgressCallback]) -> str:
+    """Uploads the files of a ``kind`` upload (one per entry of ``_UPLOAD_FIELDS[kind]``):
+    start, send every file, wait until the server has every byte, finalise. Returns the
+    dataset's uuid; an upload that fails before its finalisation is discarded."""
+    fields = _UPLOAD_FIELDS[kind]
+    sizes = [_file_size(path) for path in paths]
+    sent = _progress_counter(sum(sizes), progress)
+    body: Dict[str, Any] = {"name": name}
+    body.update((size_field, size) for (size_field, _), size in zip(fields, sizes))
     tokens = TokenKeeper(token, address, verify_connection)
     init = json.loads(hanami_request.send_post_request(
-        tokens.current(), address, _PATH + "/upload/csv", body, verify_connection))
+        tokens.current(), address, f"{_PATH}/upload/{kind}", body, verify_connection))
     with _discarded_on_failure(tokens, address, init["uuid"], verify_connection):
-        _upload_file(tokens, address, init["uuid_input_file"], input_file_path, input_size,
-                     verify_connection, sent)
+        for (_, uuid_field), path, size in zip(fields, paths, sizes):
+            _upload_file(tokens, address, init[uuid_field], path, size, verify_connection,
+                         sent)
         wait_until_upload_complete(tokens.current(), address, init["uuid"],
                                    verify_connection, poll_interval=0.1)
-    finish = {"uuid": init["uuid"], "uuid_input_file": init["uuid_input_file"]}
-    _finalize(tokens, address, "/upload/csv", finish, verify_connection)
+    finish = {"uuid": init["uuid"]}
+    finish.update((uuid_field, init[uuid_field]) for _, uuid_field in fields)
+    _finalize(tokens, address, f"/upload/{kind}", finish, verify_connection)
     return init["uuid"]
 
 

@@ -167,17 +167,24 @@ async def _receive(ws: Any) -> ClusterIOMessage:
     try:
         frame = await ws.recv()
     except websockets.ConnectionClosed as e:
-        close = e.rcvd
-        reason = close.reason if close is not None else ""
-        if close is not None and close.code in _CLOSE_REFUSED:
-            raise _refusal(reason) from e
-        raise HanamiException(f"direct-IO connection closed: {reason or e}") from e
+        raise _closed(e) from e
     if isinstance(frame, str):
         raise HanamiException(f"unexpected text message from the server: {frame!r}")
     try:
         return ClusterIOMessage.decode(frame)
     except DecodeError as e:
         raise HanamiException(f"invalid ClusterIO_Message from the server: {e}") from e
+
+
+def _closed(closed: websockets.ConnectionClosed) -> HanamiException:
+    """The exception for a call on a connection that is closed: the server's refusal when
+    it closed the session for a reason (also when that came before this call's message),
+    else the closing itself."""
+    close = closed.rcvd
+    if close is not None and close.code in _CLOSE_REFUSED:
+        return _refusal(close.reason)
+    reason = close.reason if close is not None else ""
+    return HanamiException(f"direct-IO connection closed: {reason or closed}")
 
 
 def _refusal(reason: str) -> HanamiException:
@@ -206,12 +213,7 @@ async def _send(ws: Any, data: bytes) -> None:
     try:
         await ws.send(data)
     except websockets.ConnectionClosed as e:
-        # The server may have closed the session for a reason before this message (its
-        # cluster deleted, say): the same exception as when that comes as the answer.
-        close = e.rcvd
-        if close is not None and close.code in _CLOSE_REFUSED:
-            raise _refusal(close.reason) from e
-        raise HanamiException(f"direct-IO connection closed: {e}") from e
+        raise _closed(e) from e
 
 
 def _is_ack(message: ClusterIOMessage) -> bool:

@@ -81,10 +81,6 @@ class InternalServerErrorException(HanamiException):
 
     default_status = 500
 
-    def __init__(self, message: Union[str, bytes, None] = "",
-                 status_code: Optional[int] = None) -> None:
-        super().__init__(message, status_code)
-
     def __str__(self) -> str:
         text = "Server internal error appeared."
         return f"{text} ({self.message})" if self.message else text

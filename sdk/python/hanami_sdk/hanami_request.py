@@ -18,8 +18,6 @@ import urllib3
 
 from .hanami_exceptions import HanamiException, exception_for_status
 
-API_PREFIX = "/v1.0alpha"
-
 #: Seconds to wait for the server to answer one request (connect and read each).
 #: ``None`` waits forever, like the original SDK.
 REQUEST_TIMEOUT: Optional[float] = 300.0
