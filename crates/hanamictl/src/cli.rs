@@ -25,8 +25,8 @@ pub struct Cli {
     )]
     pub json: bool,
 
-    /// Accept any TLS certificate of the server (self-signed test servers). The variable
-    /// takes 1/0, true/false, yes/no, on/off
+    /// Accept any TLS certificate of the server (self-signed test servers; addition). The
+    /// variable takes 1/0, true/false, yes/no, on/off
     #[arg(
         long,
         global = true,
@@ -35,7 +35,8 @@ pub struct Cli {
     )]
     pub insecure: bool,
 
-    /// Trust this PEM certificate (a private CA or a self-signed server certificate)
+    /// Trust this PEM certificate (a private CA or a self-signed server certificate;
+    /// addition)
     #[arg(long, global = true, env = "HANAMI_CA_CERT", value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
 
@@ -95,6 +96,7 @@ pub enum Command {
     #[command(subcommand, arg_required_else_help = true)]
     Host(HostCmd),
     /// Read the audit log (who changed what) and the error log (what failed, and why)
+    /// (addition to the original CLI)
     #[command(subcommand, arg_required_else_help = true)]
     Log(LogCmd),
     /// Print a shell completion script (e.g. `source <(hanamictl completion bash)`)
@@ -343,10 +345,10 @@ pub enum ClusterCmd {
 #[derive(Debug, Args)]
 pub struct Wait {
     /// Wait until the queued task has ended; exit 1 if it was aborted, 130 on Ctrl-C (the
-    /// task goes on)
+    /// task goes on; addition)
     #[arg(long)]
     pub wait: bool,
-    /// Give up waiting after this many seconds (0 to 315360000, ten years)
+    /// Give up waiting after this many seconds (0 to 315360000, ten years; addition)
     #[arg(
         long,
         value_name = "SECONDS",
@@ -741,6 +743,17 @@ mod tests {
             let error = Cli::try_parse_from(args).unwrap_err().to_string();
             assert!(error.contains("invalid value '-"), "{error}");
         }
+    }
+
+    /// The help of `--answer-timeout` gives the SDK's connect timeout in words.
+    #[test]
+    fn the_connect_timeout_in_the_help_is_the_sdks() {
+        let help = Cli::command().render_long_help().to_string();
+        let seconds = hanami_sdk::CONNECT_TIMEOUT.as_secs();
+        assert!(
+            help.contains(&format!("opening a connection may take {seconds} seconds")),
+            "{help}"
+        );
     }
 
     /// A wait longer than the clock can count was a panic after the task was queued.
