@@ -131,7 +131,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         command => {
             let credentials = Credentials::from_env()?;
             let options = options?;
-            let local = Local::check(&command)?;
+            let local = Local::read(&command)?;
             let client = credentials.login(&options).await?;
             let session = Session {
                 client,
@@ -172,18 +172,33 @@ fn write_stdout(text: &str) -> Result<(), CliError> {
     }
 }
 
-/// Inputs checked and read before anything goes over the network.
-#[derive(Default)]
-struct Local {
-    template: Option<String>,
-    pairs: Vec<Vec<(String, String)>>,
-    password: Option<String>,
+/// `NAME:VALUE` pairs of a flag, parsed.
+type Pairs = Vec<(String, String)>;
+
+/// What a command takes from this machine (files, a password typed at the prompt, flag
+/// values parsed further than clap does), read and checked before anything goes over the
+/// network.
+enum Local {
+    /// Nothing beyond the command line.
+    Nothing,
+    /// The text of a cluster template.
+    Template(String),
+    /// The pairs of a training task.
+    Train { inputs: Pairs, outputs: Pairs },
+    /// The pairs of a request task, with its one result.
+    Request {
+        inputs: Pairs,
+        result: (String, String),
+    },
+    /// The password of a new user.
+    Password(String),
 }
 
 impl Local {
-    fn check(command: &Command) -> Result<Self, CliError> {
-        let mut local = Local::default();
-        match command {
+    /// Reads and checks what `command` takes from this machine.
+    fn read(command: &Command) -> Result<Self, CliError> {
+        let pairs = |items: &[String], flag: &str| parse_pairs(items, flag).map_err(CliError::msg);
+        Ok(match command {
             Command::Cluster(ClusterCmd::Create { template, .. }) => {
                 let bytes = read_local(template, "template")?;
                 let text = String::from_utf8(bytes).map_err(|_| {
@@ -192,47 +207,46 @@ impl Local {
                         template.display()
                     ))
                 })?;
-                local.template = Some(text);
+                Local::Template(text)
             }
             Command::Dataset(DatasetCmd::Create(DatasetCreateCmd::Mnist {
                 input, label, ..
             })) => {
                 uploadable(input, "input")?;
                 uploadable(label, "label")?;
+                Local::Nothing
             }
             Command::Dataset(DatasetCmd::Create(DatasetCreateCmd::Csv { input, .. })) => {
                 uploadable(input, "input")?;
+                Local::Nothing
             }
             Command::Task(TaskCmd::Create(TaskCreateCmd::Train { input, output, .. })) => {
-                local
-                    .pairs
-                    .push(parse_pairs(input, "-i/--input").map_err(CliError::msg)?);
-                local
-                    .pairs
-                    .push(parse_pairs(output, "-o/--output").map_err(CliError::msg)?);
+                Local::Train {
+                    inputs: pairs(input, "-i/--input")?,
+                    outputs: pairs(output, "-o/--output")?,
+                }
             }
             Command::Task(TaskCmd::Create(TaskCreateCmd::Request { input, result, .. })) => {
-                local
-                    .pairs
-                    .push(parse_pairs(input, "-i/--input").map_err(CliError::msg)?);
-                let results = parse_pairs(result, "-r/--result").map_err(CliError::msg)?;
-                if results.len() != 1 {
+                let inputs = pairs(input, "-i/--input")?;
+                let Ok([result]) = <[_; 1]>::try_from(pairs(result, "-r/--result")?) else {
                     return Err(CliError::msg(
                         "give exactly one -r/--result pair: a request task has one result dataset",
                     ));
-                }
-                local.pairs.push(results);
+                };
+                Local::Request { inputs, result }
             }
-            Command::User(UserCmd::Create { password, .. }) => {
-                local.password = Some(match password {
-                    Some(password) => password.clone(),
-                    None => password::ask_new_password(&mut Terminal).map_err(CliError::msg)?,
-                });
-            }
-            _ => {}
-        }
-        Ok(local)
+            Command::User(UserCmd::Create { password, .. }) => Local::Password(match password {
+                Some(password) => password.clone(),
+                None => password::ask_new_password(&mut Terminal).map_err(CliError::msg)?,
+            }),
+            _ => Local::Nothing,
+        })
     }
+}
+
+/// The error for a command whose [`Local`] is of another command: a bug of this program.
+fn local_mismatch() -> CliError {
+    CliError::msg("internal error: the command's local inputs were not read")
 }
 
 /// Fails early with a clear message if a local file cannot be opened. A pipe or device is
@@ -510,7 +524,9 @@ async fn execute(
             UserCmd::Create {
                 name, is_admin, id, ..
             } => {
-                let password = local.password.unwrap_or_default();
+                let Local::Password(password) = local else {
+                    return Err(local_mismatch());
+                };
                 let user = client
                     .create_user(&id, &name, &password, is_admin)
                     .await
@@ -626,7 +642,9 @@ async fn execute(
         },
         Command::Cluster(cmd) => match cmd {
             ClusterCmd::Create { name, .. } => {
-                let template = local.template.unwrap_or_default();
+                let Local::Template(template) = local else {
+                    return Err(local_mismatch());
+                };
                 let created = client.create_cluster(&name, &template).await.map_err(sdk)?;
                 if template.is_empty() {
                     // Allowed (a cluster to restore a checkpoint into), but a truncated file
@@ -677,16 +695,17 @@ async fn execute(
         },
         Command::Task(cmd) => match cmd {
             TaskCmd::Create(kind) => {
-                let [inputs, second] = <[_; 2]>::try_from(local.pairs)
-                    .map_err(|_| CliError::msg("internal error: task pairs not parsed"))?;
-                let (cluster, wait, task) = match kind {
-                    TaskCreateCmd::Train {
-                        cluster,
-                        wait,
-                        name,
-                        ..
-                    } => {
-                        let (inputs, outputs) = (as_refs(&inputs), as_refs(&second));
+                let (cluster, wait, task) = match (kind, local) {
+                    (
+                        TaskCreateCmd::Train {
+                            cluster,
+                            wait,
+                            name,
+                            ..
+                        },
+                        Local::Train { inputs, outputs },
+                    ) => {
+                        let (inputs, outputs) = (as_refs(&inputs), as_refs(&outputs));
                         let queued = client.train(&name, &cluster, &inputs, &outputs);
                         let task = waiter
                             .queue(&cluster, queued)
@@ -694,13 +713,16 @@ async fn execute(
                             .map_err(|e| with_flag_names(sdk(e)))?;
                         (cluster, wait, task)
                     }
-                    TaskCreateCmd::Request {
-                        cluster,
-                        wait,
-                        name,
-                        ..
-                    } => {
-                        let (hexagon, result_name) = &second[0];
+                    (
+                        TaskCreateCmd::Request {
+                            cluster,
+                            wait,
+                            name,
+                            ..
+                        },
+                        Local::Request { inputs, result },
+                    ) => {
+                        let (hexagon, result_name) = &result;
                         let inputs = as_refs(&inputs);
                         let queued =
                             client.request(&name, &cluster, &inputs, (hexagon, result_name));
@@ -710,6 +732,7 @@ async fn execute(
                             .map_err(|e| with_flag_names(sdk(e)))?;
                         (cluster, wait, task)
                     }
+                    _ => return Err(local_mismatch()),
                 };
                 match waiter
                     .wait_if_asked(session, &cluster, &task.uuid, &wait)
