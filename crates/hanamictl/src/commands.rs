@@ -758,10 +758,15 @@ async fn execute(
                          listed as aborted (delete it again to remove it from the list)"
                     )),
                     Err(hanami_sdk::Error::NotFound(_)) => deleted("task", &uuid),
-                    Err(e) => Shown::Line(format!(
-                        "task '{uuid}' deleted, or stopping if it was running (the check of \
-                         which failed: {e})"
-                    )),
+                    Err(e) => {
+                        crate::error::report(format_args!(
+                            "note: which of the two could not be checked: {}",
+                            sdk(e)
+                        ));
+                        Shown::Line(format!(
+                            "task '{uuid}' deleted, or stopping if it was running"
+                        ))
+                    }
                 }
             }
         },
