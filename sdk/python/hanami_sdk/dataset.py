@@ -339,7 +339,8 @@ def upload_mnist_files(token: str, address: str, name: str, input_file_path: Fil
     is called after every chunk if given. Works with and without a running event loop.
 
     Raises ``BadRequestException`` for files the server rejects (wrong magic numbers,
-    counts, labels), ``FileNotFoundError`` for missing local files. An upload that takes
+    counts, labels) and for local files that cannot be uploaded (empty, or not a regular
+    file: refused before anything is sent), ``FileNotFoundError`` for missing local files. An upload that takes
     longer than the token has left renews it for itself (the caller's token is not
     changed).
     """
