@@ -643,16 +643,17 @@ mod tests {
         assert!(cli.json);
     }
 
+    /// The hint for the usage error of `args`.
+    fn hint(args: &[&str]) -> Option<String> {
+        let words: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        let error = Cli::command()
+            .try_get_matches_from(&words)
+            .expect_err("a usage error");
+        usage_hint(&error, &words)
+    }
+
     #[test]
     fn result_flags_on_train_tasks_point_to_request_tasks() {
-        use clap::CommandFactory as _;
-        let hint = |args: &[&str]| {
-            let words: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
-            let error = Cli::command()
-                .try_get_matches_from(&words)
-                .expect_err("a usage error");
-            usage_hint(&error, &words)
-        };
         let seed = [
             "hanamictl",
             "task",
@@ -687,13 +688,6 @@ mod tests {
 
     #[test]
     fn two_uuids_run_together_are_pointed_out() {
-        let hint = |args: &[&str]| {
-            let words: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
-            let error = Cli::command()
-                .try_get_matches_from(&words)
-                .expect_err("a usage error");
-            usage_hint(&error, &words)
-        };
         // As the documentation prints it, and joined by '-'.
         let cluster = "9f86921d-9a7c-44a2-836c-1683928d9354";
         let task = "2e28e3bb-af45-4fbc-8ce3-c0c9a8e704bc";
