@@ -53,14 +53,16 @@ class Server:
                 self.process.wait()
 
 
-def start_server(data_dir: Path, extra_args: Sequence[str] = ()) -> Server:
-    """Starts ``hanami`` and waits for the first stdout line, its base URL."""
+def start_server(data_dir: Path, extra_args: Sequence[str] = (),
+                 admin_name: str = "the admin") -> Server:
+    """Starts ``hanami`` and waits for the first stdout line, its base URL. ``admin_name``
+    is the display name of the admin ``asdf``."""
     binary = hanami_bin()
     if not binary.is_file():
         pytest.exit(f"server binary {binary} not found; build it with "
                     "`cargo build -p hanami-server --bin hanami` or set HANAMI_BIN", 2)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HANAMI_")}
-    env.update(HANAMI_ADMIN_USER_ID=ADMIN, HANAMI_ADMIN_USER_NAME="the admin",
+    env.update(HANAMI_ADMIN_USER_ID=ADMIN, HANAMI_ADMIN_USER_NAME=admin_name,
                HANAMI_ADMIN_PASSWORD=ADMIN_PW, RUST_LOG="warn")
     command: List[str] = [str(binary), "--listen", "127.0.0.1:0", "--data-dir",
                           str(data_dir), *extra_args]
