@@ -137,6 +137,14 @@ impl Promise {
         self.bytes -= bytes;
         *self.ledger.lock() -= bytes;
     }
+
+    /// Promises again `bytes` given back with [`Promise::release`], whatever the disk holds:
+    /// for space that the file that held it gave up (removed after a failure) and that the
+    /// same write will need again.
+    pub fn take_back(&mut self, bytes: u64) {
+        self.bytes += bytes;
+        *self.ledger.lock() += bytes;
+    }
 }
 
 impl Drop for Promise {

@@ -140,11 +140,16 @@ struct Upload {
     /// Dropped with the upload (cancelled, expired or finished), which ends the wait of
     /// its websocket sessions ([`UploadTarget::gone`]).
     alive: tokio::sync::watch::Sender<()>,
-    /// The space of the dataset the upload becomes, promised until the upload ends: after
-    /// its conversion, or when it is cancelled or expires. Its files hold their own space
-    /// where the file system allocates it up front; where it cannot (the files stay
-    /// sparse), their share stays promised too, which errs on the safe side.
-    _space: Promise,
+    /// The space of the dataset the upload becomes, promised until the upload ends (after
+    /// its conversion, or when it is cancelled or expires) or the dataset's file holds it
+    /// (allocated when the conversion starts). Its files hold their own space where the
+    /// file system allocates it up front; where it cannot (the files stay sparse), their
+    /// share stays promised too, which errs on the safe side.
+    space: Promise,
+    /// The dataset's share of `space` (see [`dataset_space`]).
+    dataset_bytes: u64,
+    /// Whether a finalisation under way gave back the dataset's share (its file holds it).
+    dataset_allocated: bool,
 }
 
 impl Upload {
@@ -237,6 +242,22 @@ impl Finalization {
         self.done = true;
         self.uploads.remove(&self.meta.dataset_uuid);
     }
+
+    /// What the conversion calls once the dataset's file holds its space: the promise of
+    /// that space is given back, so that it does not count twice while the file is written
+    /// (it is promised again if this finalisation fails and the upload stays).
+    pub fn dataset_allocated(&self) -> impl FnOnce() + Send + 'static {
+        let uploads = self.uploads.clone();
+        let dataset_uuid = self.meta.dataset_uuid.clone();
+        move || {
+            if let Some(upload) = uploads.lock().get_mut(&dataset_uuid)
+                && !upload.dataset_allocated
+            {
+                upload.space.release(upload.dataset_bytes);
+                upload.dataset_allocated = true;
+            }
+        }
+    }
 }
 
 impl Drop for Finalization {
@@ -247,6 +268,11 @@ impl Drop for Finalization {
         if let Some(upload) = self.uploads.lock().get_mut(&self.meta.dataset_uuid) {
             upload.finalizing = false;
             upload.last_activity = Instant::now();
+            // The failed conversion removed the file that held it; a new attempt needs it.
+            if upload.dataset_allocated {
+                upload.space.take_back(upload.dataset_bytes);
+                upload.dataset_allocated = false;
+            }
         }
     }
 }
@@ -344,7 +370,8 @@ impl Uploads {
         files: &[(FileRole, u64)],
     ) -> Result<StartedUpload, StartError> {
         let _serial = self.starting.lock().unwrap_or_else(|e| e.into_inner());
-        let mut space = self.check_limits(&meta, files)?;
+        let dataset_bytes = dataset_space(meta.kind, files.iter().copied());
+        let mut space = self.check_limits(&meta, files, dataset_bytes)?;
         let mut temp_files = Vec::with_capacity(files.len());
         for &(role, size) in files {
             let uuid = uuid::Uuid::new_v4().to_string();
@@ -394,21 +421,24 @@ impl Uploads {
                 writes_in_flight: 0,
                 finalizing: false,
                 alive: tokio::sync::watch::Sender::new(()),
-                _space: space,
+                space,
+                dataset_bytes,
+                dataset_allocated: false,
             },
         );
         Ok(started)
     }
 
     /// Refuses an upload beyond the number of unfinished uploads allowed, or one that would
-    /// leave less than `min_free_disk` free once its files and the dataset made of them are
-    /// written (see [`dataset_space`]), beyond the space promised to other writes under way
-    /// (the datasets of other unfinished uploads among them). Returns the promise of that
-    /// space.
+    /// leave less than `min_free_disk` free once its files and the dataset made of them
+    /// (`dataset_bytes`, see [`dataset_space`]) are written, beyond the space promised to
+    /// other writes under way (the datasets of other unfinished uploads among them). Returns
+    /// the promise of that space.
     fn check_limits(
         &self,
         meta: &UploadMeta,
         files: &[(FileRole, u64)],
+        dataset_bytes: u64,
     ) -> Result<Promise, StartError> {
         let limits = self.limits;
         let (mine, all) = {
@@ -433,7 +463,7 @@ impl Uploads {
             )));
         }
         let declared: u64 = files.iter().map(|&(_, size)| size).sum();
-        let needed = declared.saturating_add(dataset_space(meta.kind, files.iter().copied()));
+        let needed = declared.saturating_add(dataset_bytes);
         let keep = limits.min_free_disk;
         match self
             .disk
@@ -902,5 +932,49 @@ mod tests {
         assert!(refused.starts_with("Not enough disk space"), "{refused}");
         drop(others);
         start("fifth").unwrap();
+    }
+
+    /// A dataset's share of an upload's promise is given back once the conversion has
+    /// allocated the dataset's file (it would count twice while the file is written), and
+    /// promised again when the finalisation fails and the upload stays for another attempt.
+    #[test]
+    fn the_dataset_stops_counting_once_its_file_holds_its_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Arc::new(crate::disk::Ledger::default());
+        let uploads = Arc::new(
+            Uploads::new(
+                dir.path(),
+                Duration::from_secs(60),
+                UploadLimits::with_free_disk(0),
+                disk.clone(),
+            )
+            .unwrap(),
+        );
+        let started = uploads
+            .start(meta(UploadKind::Csv), &[(FileRole::Input, 4)])
+            .unwrap();
+        let target = uploads
+            .target("user", "proj", &started.file_uuids[0])
+            .unwrap();
+        uploads.write_chunk(&target, 0, b"a\n1\n").unwrap();
+        let dataset = dataset_space(UploadKind::Csv, [(FileRole::Input, 4)].into_iter());
+        assert_eq!(disk.promised(), dataset);
+        let uuids = [started.file_uuids[0].as_str()];
+        let finalize = || {
+            uploads
+                .begin_finalize(&Scope::All, "d", UploadKind::Csv, &uuids)
+                .unwrap()
+        };
+        let failing = finalize();
+        let allocated = failing.dataset_allocated();
+        allocated();
+        assert_eq!(disk.promised(), 0);
+        drop(failing);
+        assert_eq!(disk.promised(), dataset);
+        let succeeding = finalize();
+        succeeding.dataset_allocated()();
+        assert_eq!(disk.promised(), 0);
+        succeeding.finish();
+        assert_eq!(disk.promised(), 0);
     }
 }

@@ -33,7 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for run in 0..runs {
         let dest = dir.path().join(format!("mnist-{run}"));
         let start = Instant::now();
-        let header = convert_mnist(&args[1], &args[2], "mnist benchmark", &dest)?.header;
+        let header = convert_mnist(&args[1], &args[2], "mnist benchmark", &dest, || {})?.header;
         let took = start.elapsed();
         println!(
             "run {run}: {:.1} ms ({} rows × {} columns)",

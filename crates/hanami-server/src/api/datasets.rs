@@ -181,11 +181,14 @@ async fn finish_upload(
         let _counted = counted;
         let dest = app.paths.datasets().join(&claim.meta.dataset_uuid);
         let (paths, name) = (claim.paths.clone(), claim.meta.name.clone());
+        let allocated = claim.dataset_allocated();
         let converted = tokio::task::spawn_blocking({
             let dest = dest.clone();
             move || match kind {
-                UploadKind::Mnist => dataset::convert_mnist(&paths[0], &paths[1], &name, &dest),
-                UploadKind::Csv => dataset::convert_csv(&paths[0], &name, &dest),
+                UploadKind::Mnist => {
+                    dataset::convert_mnist(&paths[0], &paths[1], &name, &dest, allocated)
+                }
+                UploadKind::Csv => dataset::convert_csv(&paths[0], &name, &dest, allocated),
             }
         })
         .await

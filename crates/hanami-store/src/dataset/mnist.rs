@@ -42,11 +42,14 @@ const CHUNK_BYTES: usize = 4 << 20;
 ///
 /// The inputs are validated completely before anything is written; on any error no dataset
 /// file exists afterwards (and no temporary file is left). The input files are only read.
+/// The dataset's disk space is allocated before its rows are written; `allocated` is called
+/// then (not on file systems that cannot allocate up front).
 pub fn convert_mnist(
     images_path: impl AsRef<Path>,
     labels_path: impl AsRef<Path>,
     name: &str,
     dest_path: impl AsRef<Path>,
+    allocated: impl FnOnce(),
 ) -> Result<WrittenDataset, ConvertError> {
     let images_path = images_path.as_ref();
     let labels_path = labels_path.as_ref();
@@ -123,6 +126,9 @@ pub fn convert_mnist(
     ]);
     let mut writer =
         DatasetWriter::create(dest_path, name, DataType::U8, row_len as u64, description)?;
+    if writer.preallocate(u64::from(count))? {
+        allocated();
+    }
     let per_chunk = (CHUNK_BYTES / pixels).clamp(1, count as usize);
     let mut input = vec![0u8; per_chunk * pixels];
     let mut output = vec![0u8; per_chunk * row_len];
@@ -271,7 +277,7 @@ pub(crate) mod tests {
             let lp = self.dir.path().join("labels");
             fs::write(&ip, images).unwrap();
             fs::write(&lp, labels).unwrap();
-            let result = convert_mnist(&ip, &lp, "mnist test", self.dest());
+            let result = convert_mnist(&ip, &lp, "mnist test", self.dest(), || {});
             if result.is_err() {
                 let left: Vec<_> = fs::read_dir(self.dir.path().join("out")).unwrap().collect();
                 assert!(left.is_empty(), "left behind: {left:?}");
@@ -291,6 +297,26 @@ pub(crate) mod tests {
 
     fn pixel(i: usize, p: usize) -> u8 {
         (i * 31 + p * 7) as u8
+    }
+
+    /// The dataset's space is allocated, and said to be, before its rows are written.
+    #[test]
+    fn the_space_of_the_dataset_is_allocated_first() {
+        let case = Case::new();
+        let labels: Vec<u8> = (0..300).map(|i| (i % 10) as u8).collect();
+        let ip = case.dir.path().join("images");
+        let lp = case.dir.path().join("labels");
+        fs::write(&ip, idx_images(300, 28, 28, pixel)).unwrap();
+        fs::write(&lp, idx_labels(&labels)).unwrap();
+        let mut at_allocation = None;
+        convert_mnist(&ip, &lp, "allocated", case.dest(), || {
+            at_allocation = Some(super::super::temp_file_space(&case.dir.path().join("out")));
+        })
+        .unwrap();
+        let size = fs::metadata(case.dest()).unwrap().len();
+        let (len, allocated) = at_allocation.expect("the allocation was reported");
+        assert_eq!(len, size);
+        assert!(allocated >= size, "{allocated} of {size} bytes allocated");
     }
 
     #[test]
@@ -516,6 +542,7 @@ pub(crate) mod tests {
             case.dir.path().join("nope2"),
             "x",
             case.dest(),
+            || {},
         )
         .unwrap_err();
         assert!(!e.is_invalid_input());
@@ -526,7 +553,7 @@ pub(crate) mod tests {
         let lp = case.dir.path().join("labels");
         fs::write(&ip, idx_images(1, 2, 2, pixel)).unwrap();
         fs::write(&lp, idx_labels(&[4])).unwrap();
-        let e = convert_mnist(&ip, &lp, "x", case.dest()).unwrap_err();
+        let e = convert_mnist(&ip, &lp, "x", case.dest(), || {}).unwrap_err();
         assert!(
             matches!(
                 e,
@@ -541,7 +568,7 @@ pub(crate) mod tests {
             1
         );
 
-        let e = convert_mnist(&ip, &lp, "", case.dir.path().join("out/other")).unwrap_err();
+        let e = convert_mnist(&ip, &lp, "", case.dir.path().join("out/other"), || {}).unwrap_err();
         assert!(e.is_invalid_input());
         assert!(e.to_string().starts_with("dataset name must be"), "{e}");
     }

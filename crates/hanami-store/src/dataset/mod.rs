@@ -44,7 +44,9 @@
 //! * [`DatasetReader`] opens files read-only and holds no write handle at all, so reading can
 //!   never change a dataset (the original appended its read buffer to the file on close).
 //! * The converters ([`convert_mnist`], [`convert_csv`]) validate their input completely
-//!   before the dataset file appears; a failure leaves nothing behind.
+//!   before the dataset file appears; a failure leaves nothing behind. They allocate the
+//!   file's disk space up front, before its rows are written, and say when they have, so
+//!   that space promised for the dataset elsewhere can be given back.
 //!
 //! Everything here is synchronous, blocking file I/O; async callers should run it on a blocking
 //! thread. Readers are `Send + Sync` and cheap to clone; all reads are positional, so any number
@@ -246,6 +248,21 @@ pub fn result_description(result_name: &str, number_of_outputs: u64) -> Descript
         result_name.to_owned(),
         ColumnRange::new(0, number_of_outputs),
     )])
+}
+
+/// The length and the allocated bytes of the one writer's temporary file in `dir` (for the
+/// converters' tests, called when they report the allocation).
+#[cfg(test)]
+pub(crate) fn temp_file_space(dir: &std::path::Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt as _;
+    let temp: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| is_temp_file_name(&e.file_name().to_string_lossy()))
+        .collect();
+    assert_eq!(temp.len(), 1, "{temp:?}");
+    let metadata = temp[0].metadata().unwrap();
+    (metadata.len(), metadata.blocks() * 512)
 }
 
 #[cfg(test)]
