@@ -200,6 +200,18 @@ async fn finish_upload(
                 claim.finish();
                 return Err(ApiError::BadRequest(e.to_string()));
             }
+            Err(e) if e.is_disk_full() => {
+                // Another program took the space the upload had promised: the upload stays
+                // (dropping the claim keeps it) for another attempt.
+                tracing::warn!("cannot convert upload '{dataset_uuid}': {e}");
+                return Err(ApiError::Conflict(format!(
+                    "The disk of the server is full, so the upload of dataset \
+                     '{dataset_uuid}' cannot be made into its dataset now; the upload is \
+                     kept until {} s pass without activity: finalise it again once there \
+                     is space (ask the administrator)",
+                    app.config.upload_timeout.as_secs()
+                )));
+            }
             Err(e) => return Err(ApiError::Internal(anyhow::Error::new(e))),
         };
         let row = ResourceRow::new(

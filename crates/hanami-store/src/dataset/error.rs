@@ -499,6 +499,17 @@ impl ConvertError {
             _ => true,
         }
     }
+
+    /// True when the dataset could not be written because the disk (or the server user's
+    /// disk quota) is full: no fault of the data, and worth another attempt later.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            ConvertError::Output(DatasetFileError::Io { source, .. }) => {
+                matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+            }
+            _ => false,
+        }
+    }
 }
 
 fn swapped_hint(file: IdxFile, found: u32) -> &'static str {
@@ -521,5 +532,30 @@ fn size_diff(expected: u64, actual: u64) -> String {
     } else {
         let n = actual - expected;
         format!("{n} trailing byte{}", plural(n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_told_apart_from_other_failures() {
+        let io = |errno| {
+            ConvertError::Output(DatasetFileError::Io {
+                action: "write",
+                path: PathBuf::from("d"),
+                source: io::Error::from_raw_os_error(errno),
+            })
+        };
+        assert!(io(libc::ENOSPC).is_disk_full());
+        assert!(io(libc::EDQUOT).is_disk_full());
+        assert!(!io(libc::EIO).is_disk_full());
+        let read = ConvertError::ReadInput {
+            file: "CSV file",
+            path: PathBuf::from("c"),
+            source: io::Error::from_raw_os_error(libc::ENOSPC),
+        };
+        assert!(!read.is_disk_full());
     }
 }
