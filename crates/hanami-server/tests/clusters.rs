@@ -39,6 +39,56 @@ async fn prepared() -> (
     (server, client, train.uuid, test.uuid, tmp)
 }
 
+/// At the default log level the server's log says when a dataset was made from an upload
+/// and how each task ended (it said nothing between its start and its stop).
+#[tokio::test]
+async fn the_log_tells_of_datasets_and_task_ends() {
+    let server = common::launch().env("RUST_LOG", "info").start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, labels) = pattern_mnist(tmp.path(), "logged", 200);
+    let dataset = client
+        .upload_mnist("logged_set", &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    let cluster = client
+        .create_cluster("logged_cluster", SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
+    let task = client
+        .train(
+            "logged_task",
+            &cluster,
+            &[("picture", &dataset)],
+            &[("label", &dataset)],
+        )
+        .await
+        .unwrap();
+    client
+        .wait_for_task(&cluster, &task.uuid, WAIT)
+        .await
+        .unwrap();
+    let expected = [
+        format!("dataset 'logged_set' ({dataset}) made from an upload: 200 rows"),
+        format!(
+            "train task 'logged_task' of cluster 'logged_cluster' ({}) finished after ",
+            task.uuid
+        ),
+    ];
+    // The end is logged right after the task's end is recorded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !expected.iter().all(|line| server.logged().contains(line)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{expected:?} not in:\n{}",
+            server.logged()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn train_request_check_save_restore() {
     let (server, client, train, test, _tmp) = prepared().await;

@@ -9,7 +9,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 /// The admin every test server starts with.
@@ -118,15 +118,19 @@ impl Launch {
             let _ = tx.send(lines.next().and_then(Result::ok));
             for _ in lines {}
         });
+        let logged = Arc::new(Mutex::new(String::new()));
         let (err_tx, err_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[hanami] {line}");
-                text.push_str(&line);
-                text.push('\n');
+        std::thread::spawn({
+            let logged = logged.clone();
+            move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    eprintln!("[hanami] {line}");
+                    let mut text = logged.lock().unwrap_or_else(|e| e.into_inner());
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                let _ = err_tx.send(());
             }
-            let _ = err_tx.send(text);
         });
         match rx.recv_timeout(START_TIMEOUT) {
             Ok(Some(url)) => Ok(TestServer {
@@ -135,13 +139,15 @@ impl Launch {
                 data_dir,
                 binary: self.binary,
                 tmp,
+                logged,
             }),
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                Err(err_rx
-                    .recv_timeout(Duration::from_secs(5))
-                    .unwrap_or_default())
+                let _ = err_rx.recv_timeout(Duration::from_secs(5));
+                Err(std::mem::take(
+                    &mut *logged.lock().unwrap_or_else(|e| e.into_inner()),
+                ))
             }
         }
     }
@@ -203,9 +209,20 @@ pub struct TestServer {
     pub data_dir: PathBuf,
     binary: PathBuf,
     tmp: Option<tempfile::TempDir>,
+    /// What the server wrote to standard error so far.
+    logged: Arc<Mutex<String>>,
 }
 
 impl TestServer {
+    /// What the server has written to standard error so far (`RUST_LOG` is `warn` unless
+    /// [`Launch::env`] sets it).
+    pub fn logged(&self) -> String {
+        self.logged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The most memory the server process has held so far (`VmHWM`), in bytes.
     pub fn peak_memory(&self) -> u64 {
         self.memory_status("VmHWM:")

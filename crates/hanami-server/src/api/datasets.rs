@@ -230,6 +230,12 @@ async fn finish_upload(
             return Err(e.into());
         }
         claim.finish();
+        tracing::info!(
+            "dataset '{}' ({}) made from an upload: {} rows",
+            row.name,
+            row.uuid,
+            written.header.number_of_rows
+        );
         Ok(DatasetUuid { uuid: row.uuid })
     });
     task.await.map_err(|e| ApiError::Internal(e.into()))?

@@ -639,6 +639,7 @@ impl ClusterHandle {
 
     /// Runs a task that [`ClusterHandle::next_task`] made active, and ends it.
     fn run(&self, task: &Task, ctx: &WorkerContext) {
+        let started = std::time::Instant::now();
         let work = task.start();
         ctx.record(task, &self.row);
         let changes_network = work.as_ref().is_some_and(Work::changes_network);
@@ -694,6 +695,13 @@ impl ClusterHandle {
         let ended_at = now_timestamp();
         let state = self.record_end(task, state, &ended_at, product, staged, ctx);
         task.end_at(state, ended_at);
+        tracing::info!(
+            "{} ({}) {} after {:.1} s",
+            task.described(&self.row.name),
+            task.uuid,
+            state.as_str(),
+            started.elapsed().as_secs_f64()
+        );
     }
 
     /// Makes a task's end durable before anyone learns of it: its end and its product are
@@ -1287,12 +1295,7 @@ impl WorkerContext {
         self.runtime.block_on(crate::error_log::record(
             &self.store,
             &cluster.owner_id,
-            &format!(
-                "{}task '{}' of cluster '{}'",
-                task.kind.map_or(String::new(), |kind| format!("{kind} ")),
-                task.name,
-                cluster.name
-            ),
+            &task.described(&cluster.name),
             &inputs,
             &text,
         ));

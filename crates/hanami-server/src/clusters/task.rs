@@ -226,6 +226,12 @@ impl Task {
         });
     }
 
+    /// The task in words, for logs: `train task 'name' of cluster 'cluster'`.
+    pub fn described(&self, cluster_name: &str) -> String {
+        let kind = self.kind.map_or(String::new(), |kind| format!("{kind} "));
+        format!("{kind}task '{}' of cluster '{cluster_name}'", self.name)
+    }
+
     /// Marks the task active and hands its work to the worker (once).
     pub fn start(&self) -> Option<Work> {
         let mut timeline = self.timeline();
