@@ -131,14 +131,15 @@ impl Ledger {
 
 impl Promise {
     /// Gives back `bytes` of the promise (at most all of it): space that a file now holds
-    /// itself, which the free space shows.
-    pub fn release(&mut self, bytes: u64) {
+    /// itself, which the free space shows. Returns the bytes given back.
+    pub fn release(&mut self, bytes: u64) -> u64 {
         let bytes = bytes.min(self.bytes);
         self.bytes -= bytes;
         *self.ledger.lock() -= bytes;
+        bytes
     }
 
-    /// Promises again `bytes` given back with [`Promise::release`], whatever the disk holds:
+    /// Promises again `bytes` that [`Promise::release`] gave back, whatever the disk holds:
     /// for space that the file that held it gave up (removed after a failure) and that the
     /// same write will need again.
     pub fn take_back(&mut self, bytes: u64) {

@@ -148,8 +148,9 @@ struct Upload {
     space: Promise,
     /// The dataset's share of `space` (see [`dataset_space`]).
     dataset_bytes: u64,
-    /// Whether a finalisation under way gave back the dataset's share (its file holds it).
-    dataset_allocated: bool,
+    /// What a finalisation under way gave back of that share once the dataset's file held
+    /// it (0 before).
+    dataset_released: u64,
 }
 
 impl Upload {
@@ -251,10 +252,9 @@ impl Finalization {
         let dataset_uuid = self.meta.dataset_uuid.clone();
         move || {
             if let Some(upload) = uploads.lock().get_mut(&dataset_uuid)
-                && !upload.dataset_allocated
+                && upload.dataset_released == 0
             {
-                upload.space.release(upload.dataset_bytes);
-                upload.dataset_allocated = true;
+                upload.dataset_released = upload.space.release(upload.dataset_bytes);
             }
         }
     }
@@ -269,10 +269,8 @@ impl Drop for Finalization {
             upload.finalizing = false;
             upload.last_activity = Instant::now();
             // The failed conversion removed the file that held it; a new attempt needs it.
-            if upload.dataset_allocated {
-                upload.space.take_back(upload.dataset_bytes);
-                upload.dataset_allocated = false;
-            }
+            let released = std::mem::take(&mut upload.dataset_released);
+            upload.space.take_back(released);
         }
     }
 }
@@ -423,7 +421,7 @@ impl Uploads {
                 alive: tokio::sync::watch::Sender::new(()),
                 space,
                 dataset_bytes,
-                dataset_allocated: false,
+                dataset_released: 0,
             },
         );
         Ok(started)
@@ -958,7 +956,9 @@ mod tests {
             .unwrap();
         uploads.write_chunk(&target, 0, b"a\n1\n").unwrap();
         let dataset = dataset_space(UploadKind::Csv, [(FileRole::Input, 4)].into_iter());
-        assert_eq!(disk.promised(), dataset);
+        // The file's 4 bytes too where the file system cannot allocate them up front.
+        let promised = disk.promised();
+        assert!(promised == dataset || promised == dataset + 4, "{promised}");
         let uuids = [started.file_uuids[0].as_str()];
         let finalize = || {
             uploads
@@ -968,12 +968,12 @@ mod tests {
         let failing = finalize();
         let allocated = failing.dataset_allocated();
         allocated();
-        assert_eq!(disk.promised(), 0);
+        assert_eq!(disk.promised(), promised - dataset);
         drop(failing);
-        assert_eq!(disk.promised(), dataset);
+        assert_eq!(disk.promised(), promised);
         let succeeding = finalize();
         succeeding.dataset_allocated()();
-        assert_eq!(disk.promised(), 0);
+        assert_eq!(disk.promised(), promised - dataset);
         succeeding.finish();
         assert_eq!(disk.promised(), 0);
     }

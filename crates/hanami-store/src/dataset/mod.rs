@@ -250,6 +250,14 @@ pub fn result_description(result_name: &str, number_of_outputs: u64) -> Descript
     )])
 }
 
+/// Whether the file system that holds `dir` allocates space up front (where it does not,
+/// converters never report an allocation).
+#[cfg(test)]
+pub(crate) fn can_allocate(dir: &std::path::Path) -> bool {
+    let probe = tempfile::tempfile_in(dir).unwrap();
+    crate::files::preallocate(&probe, 4096).unwrap()
+}
+
 /// The length and the allocated bytes of the one writer's temporary file in `dir` (for the
 /// converters' tests, called when they report the allocation).
 #[cfg(test)]
