@@ -89,6 +89,44 @@ async fn the_log_tells_of_datasets_and_task_ends() {
     }
 }
 
+/// A cluster keeps at most 16 restores queued (each holds its checkpoint's file open, so
+/// that deleting the checkpoint cannot fail it), and a queued restore that is deleted lets
+/// go of its file.
+#[tokio::test]
+async fn queued_restores_are_bounded_and_let_go_of_their_files() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let cluster = common::seed_cluster(&client, "holding").await;
+    let saved = client.save_cluster(&cluster, "ckpt").await.unwrap().uuid;
+    client.wait_for_task(&cluster, &saved, WAIT).await.unwrap();
+    // DIRECT mode holds the queue.
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let before = server.open_files();
+    let mut queued = Vec::new();
+    for _ in 0..16 {
+        queued.push(client.restore_cluster(&cluster, &saved).await.unwrap().uuid);
+    }
+    assert!(server.open_files() >= before + 16);
+    let refused = client.restore_cluster(&cluster, &saved).await;
+    assert!(
+        matches!(&refused, Err(Error::Conflict(m)) if m.contains("has 16 restores queued")),
+        "{refused:?}"
+    );
+    for task in &queued {
+        client.delete_task(&cluster, task).await.unwrap();
+    }
+    let open = server.open_files();
+    assert!(open < before + 4, "{open} files open, {before} before");
+    // Room again; the restore runs once the cluster is back in TASK mode.
+    let restore = client.restore_cluster(&cluster, &saved).await.unwrap().uuid;
+    client.set_direct_mode(&cluster, false).await.unwrap();
+    let done = client
+        .wait_for_task(&cluster, &restore, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(done.state, TaskState::Finished);
+}
+
 #[tokio::test]
 async fn train_request_check_save_restore() {
     let (server, client, train, test, _tmp) = prepared().await;

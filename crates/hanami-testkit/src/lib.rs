@@ -223,6 +223,14 @@ impl TestServer {
             .clone()
     }
 
+    /// How many files (sockets included) the server process has open.
+    pub fn open_files(&self) -> usize {
+        let pid = self.child.as_ref().expect("the server runs").id();
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("the server's open files")
+            .count()
+    }
+
     /// The most memory the server process has held so far (`VmHWM`), in bytes.
     pub fn peak_memory(&self) -> u64 {
         self.memory_status("VmHWM:")

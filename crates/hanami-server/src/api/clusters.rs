@@ -386,11 +386,23 @@ pub(super) fn unsaved_checkpoint(
     })
 }
 
+/// Most restores one cluster keeps queued: each holds its checkpoint's file open.
+const MAX_QUEUED_RESTORES: usize = 16;
+
 /// Queues the restore of a checkpoint (of any cluster) into the cluster. Its file is opened
 /// now and read when the restore starts: deleting the checkpoint in between does not keep
 /// the restore from finishing (the original's test flow deletes it right away).
 async fn load(app: App, caller: Caller, request: LoadClusterRequest) -> ApiResult<LoadStarted> {
     let cluster = visible(&app, &caller, &request.cluster_uuid)?;
+    let queued = cluster.queued(Work::RESTORE);
+    if queued >= MAX_QUEUED_RESTORES {
+        return Err(ApiError::Conflict(format!(
+            "Cluster '{}' has {queued} restores queued, the most it keeps (each holds its \
+             checkpoint's file open); wait until they have run (a cluster in DIRECT mode runs \
+             none) or delete some",
+            cluster.row.uuid
+        )));
+    }
     let scope = caller.scope();
     let uuid = &request.checkpoint_uuid;
     let checkpoint = match app.store.resource(Kind::Checkpoint, &scope, uuid).await? {

@@ -459,6 +459,15 @@ impl ClusterHandle {
         lock(&self.control).tasks.clone()
     }
 
+    /// How many queued tasks do `word` work ("restore", say).
+    pub fn queued(&self, word: &str) -> usize {
+        lock(&self.control)
+            .queue
+            .iter()
+            .filter(|t| t.kind == Some(word))
+            .count()
+    }
+
     /// One task.
     pub fn task(&self, uuid: &str) -> Option<Arc<Task>> {
         lock(&self.control)

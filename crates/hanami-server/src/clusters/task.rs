@@ -49,13 +49,16 @@ pub enum Work {
 }
 
 impl Work {
+    /// The [`Work::word`] of a restore.
+    pub const RESTORE: &'static str = "restore";
+
     /// What the work is, in one word.
     pub fn word(&self) -> &'static str {
         match self {
             Work::Train(_) => "train",
             Work::Request(..) => "request",
             Work::Save { .. } => "save",
-            Work::Restore { .. } => "restore",
+            Work::Restore { .. } => Self::RESTORE,
         }
     }
 
@@ -250,13 +253,15 @@ impl Task {
         self.end_at(state, now_timestamp());
     }
 
-    /// Ends the task at `ended_at` and wakes those waiting for the end.
+    /// Ends the task at `ended_at` and wakes those waiting for the end. Work it never
+    /// started is dropped (a restore's open checkpoint file with it).
     pub fn end_at(&self, state: TaskState, ended_at: String) {
         {
             let mut timeline = self.timeline();
             timeline.state = state;
             timeline.end = Some(ended_at);
         }
+        drop(self.work.lock().unwrap_or_else(|e| e.into_inner()).take());
         self.done.send_replace(true);
     }
 
