@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import math
+import struct
 import weakref
 from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Union
 
@@ -119,11 +121,17 @@ def _checked(hexagon_name: Any, values: Any, expected: bool = False) -> List[flo
         raise BadRequestException(f"value {index} for '{hexagon_name}' "
                                   f"({_shown(values[index])}) is not a finite number")
     if expected:
-        for index in (i for i, x in enumerate(numbers) if not 0.0 <= x <= 1.0):
+        # As sent: rounded to 32-bit floats (1.0000000001 becomes 1.0, which the server takes).
+        for index in (i for i, x in enumerate(numbers) if not 0.0 <= _as_f32(x) <= 1.0):
             raise BadRequestException(f"expected value {index} for '{hexagon_name}' "
                                       f"({_shown(values[index])}) is outside [0, 1], which "
                                       f"the outputs (sigmoids) cannot reach")
     return numbers
+
+
+def _as_f32(value: float) -> float:
+    """``value`` rounded to the nearest 32-bit float, as it is sent."""
+    return struct.unpack("<f", struct.pack("<f", value))[0]
 
 
 #: Types whose values float() reads as numbers, which are none.
@@ -235,8 +243,9 @@ async def _send_train_input(ws: Any, hexagon_name: str, values: Sequence[float],
     the expected values last (for clusters with several outputs use the five-argument form).
     ``verify_connection`` is accepted for symmetry and unused.
 
-    Raises ``BadRequestException`` if the server refuses the message (unknown name); the
-    connection is closed then.
+    Raises ``BadRequestException`` if the server refuses the message (unknown name; the
+    connection is closed then), or for values it would refuse (not finite; expected values
+    outside [0, 1]), which are not sent (the connection stays usable).
     """
     del verify_connection
     if is_last is None:
@@ -261,11 +270,18 @@ async def _send_train_input(ws: Any, hexagon_name: str, values: Sequence[float],
         await _receive(ws)
 
 
+_TRAIN_SIGNATURE = inspect.signature(_send_train_input)
+
+
 @functools.wraps(_send_train_input)
 async def send_train_input(*args: Any, **kwargs: Any) -> None:
+    try:
+        arguments = _TRAIN_SIGNATURE.bind(*args, **kwargs).arguments
+    except TypeError as e:  # in the public name's words
+        raise TypeError(f"send_train_input(): {e}") from None
     # The four-argument form is positional: `is_input=` without `is_last` is a slip that
     # would send the values as the expected ones and train a step.
-    if "is_input" in kwargs and "is_last" not in kwargs and len(args) < 5:
+    if "is_input" in kwargs and "is_last" not in arguments:
         raise TypeError("send_train_input() got is_input= but no is_last: give both (the "
                         "four-argument form takes is_last as its fourth positional argument)")
     await _send_train_input(*args, **kwargs)
@@ -280,7 +296,8 @@ async def send_request_input(ws: Any, hexagon_name: str, values: Sequence[float]
     values: a list of floats for a cluster with one output, or a dict
     ``{output name: values}`` for a cluster with several outputs.
 
-    Raises ``BadRequestException`` if the server refuses the message (unknown name).
+    Raises ``BadRequestException`` if the server refuses the message (unknown name; the
+    connection is closed then), or for values that are not finite, which are not sent.
     """
     del verify_connection
     is_last = _flag("is_last", is_last)

@@ -35,10 +35,14 @@ def list_error_logs(token: str, address: str, user_id: Optional[str] = "", page:
 
 
 def _page(page: object) -> int:
-    """The page number as an int; what is no whole number is refused by name."""
-    if isinstance(page, bool) or not isinstance(page, (int, str)):
-        raise TypeError(f"page must be an int, got {type(page).__name__}")
+    """The page number as an int (from an int of any kind, numpy's too, a whole float or
+    the digits of a str); anything else is refused by name."""
     try:
-        return int(page)
-    except ValueError:
-        raise TypeError(f"page must be an int, got {page!r}") from None
+        number = int(page)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        number = None
+    # int() also takes bytes, and cuts 2.7 to 2.
+    whole = isinstance(page, str) or (number is not None and number == page)
+    if number is None or isinstance(page, bool) or not whole:
+        raise TypeError(f"page must be an int, got {page!r}")
+    return number

@@ -226,8 +226,10 @@ def test_arguments_of_the_wrong_type_are_named(address: str, token: str) -> None
         cluster.create_cluster(token, address, b"typed", "")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="^'uuid' must be a str, got bytes$"):
         cluster.get_cluster(token, address, b"x")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="^page must be an int, got 'x'$"):
-        logs.list_audit_logs(token, address, "", "x")  # type: ignore[arg-type]
-    assert logs.list_audit_logs(token, address, "", "0") == logs.list_audit_logs(
-        token, address, "", 0)
+    for page in ["x", 2.7, b"1"]:
+        with pytest.raises(TypeError, match=f"^page must be an int, got {page!r}$"):
+            logs.list_audit_logs(token, address, "", page)  # type: ignore[arg-type]
+    for page in ["0", 0.0]:  # what int() took before: digits, whole floats
+        assert logs.list_audit_logs(token, address, "", page) == logs.list_audit_logs(
+            token, address, "", 0)  # type: ignore[arg-type]
     assert rows(cluster.list_clusters(token, address)) == before

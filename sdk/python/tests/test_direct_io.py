@@ -356,6 +356,9 @@ def test_values_that_cannot_be_sent_are_refused_before_sending(address: str, tok
                 await direct_io.send_train_input(ws, "test_output", [0.5, 1.5], False, True)
             assert info.value.message == ("expected value 1 for 'test_output' (1.5) is outside "
                                           "[0, 1], which the outputs (sigmoids) cannot reach")
+            # Checked as sent, in 32-bit floats: this one is 1.0 then, which trains.
+            await direct_io.send_train_input(ws, "test_input", [1.0] * 5, True, False)
+            await direct_io.send_train_input(ws, "test_output", [0.5, 1.0000000001], False, True)
             # is_input= without is_last would read as the four-argument form (expected values,
             # and a step): refused.
             with pytest.raises(TypeError, match="got is_input= but no is_last"):
