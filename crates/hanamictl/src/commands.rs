@@ -887,6 +887,16 @@ fn with_flag_names(error: CliError) -> CliError {
     }
 }
 
+/// Whether an error of a call says that the server is out of reach (no connection, or no
+/// answer in time), not that the call was wrong.
+fn out_of_reach(error: &hanami_sdk::Error) -> bool {
+    match error {
+        hanami_sdk::Error::Transport(e) => !e.is_builder(),
+        hanami_sdk::Error::Timeout { .. } => true,
+        _ => false,
+    }
+}
+
 /// How long a wait goes on trying a server that does not answer (one that restarts is back
 /// sooner).
 const RECONNECT_GRACE: Duration = Duration::from_secs(30);
@@ -907,7 +917,20 @@ async fn wait_for_end(
     // Since when the server has been out of reach, if it is.
     let mut unreachable_since: Option<Instant> = None;
     loop {
-        let task = match session.client.task(cluster, task_uuid).await {
+        let asked = Instant::now();
+        // Out of reach, a poll may take what is left of the grace (not the answer timeout).
+        let limit = unreachable_since.map_or(Duration::MAX, |since| {
+            RECONNECT_GRACE.saturating_sub(since.elapsed())
+        });
+        let answer = tokio::time::timeout(limit, session.client.task(cluster, task_uuid))
+            .await
+            .unwrap_or_else(|_| {
+                Err(hanami_sdk::Error::Timeout {
+                    what: "the task's state".to_owned(),
+                    waited: limit,
+                })
+            });
+        let task = match answer {
             Ok(task) => task,
             Err(hanami_sdk::Error::NotFound(_)) => {
                 return Err(CliError::msg(format!(
@@ -916,17 +939,15 @@ async fn wait_for_end(
             }
             // A server that restarts is back within seconds, and then tells how the task
             // ended (one that was running when it stopped is listed aborted).
-            Err(hanami_sdk::Error::Transport(e)) if !e.is_builder() => {
-                let since = *unreachable_since.get_or_insert_with(Instant::now);
+            Err(e) if out_of_reach(&e) => {
+                let since = *unreachable_since.get_or_insert(asked);
                 if since.elapsed() >= RECONNECT_GRACE || Instant::now() >= deadline {
-                    return Err(session
-                        .error(hanami_sdk::Error::Transport(e))
-                        .context(&format!(
-                            "lost the server while waiting for task '{task_uuid}' (no answer \
-                             for {} s), so how the task goes on is unknown; `hanamictl task \
-                             get -c {cluster} {task_uuid}` shows it once the server is back",
-                            since.elapsed().as_secs()
-                        )));
+                    return Err(session.error(e).context(&format!(
+                        "lost the server while waiting for task '{task_uuid}' (no answer for \
+                         {} s), so how the task goes on is unknown; `hanamictl task get -c \
+                         {cluster} {task_uuid}` shows it once the server is back",
+                        since.elapsed().as_secs()
+                    )));
                 }
                 progress.remark(Some(
                     "the server does not answer; trying again (a server that restarts lists \
@@ -937,7 +958,9 @@ async fn wait_for_end(
             }
             Err(e) => return Err(session.error(e)),
         };
-        unreachable_since = None;
+        if unreachable_since.take().is_some() {
+            progress.remark(None);
+        }
         progress.cycles(
             task.state.as_str(),
             task.current_cycle,
