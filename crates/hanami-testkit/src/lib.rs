@@ -292,8 +292,10 @@ impl TestServer {
 
 impl TestServer {
     /// Kills this server without warning (SIGKILL), leaves it down for `down_for`, and
-    /// starts the same binary on the same data directory and address: clients that knew
-    /// the killed server reach the new one.
+    /// starts the same binary on the same data directory and address, with the test admin
+    /// and no other arguments or variables: clients that knew the killed server reach the
+    /// new one. (Another process could take the port while it is free; the system hands
+    /// out free ports at random, so that is unlikely within seconds.)
     pub fn crash_and_restart_at_same_address(mut self, down_for: Duration) -> TestServer {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

@@ -192,6 +192,8 @@ RENAMEABLE = re.compile(f"{JWT}|{UUID}")
 RENAMED_TYPES = {"text/json": "application/json", "text/plain": "text/plain; charset=utf-8"}
 CHUNK = 131072  # the recorder's upload chunk size
 NO_FRAME = "no frame"
+#: Seconds a task the recorder waited for may take (generous: CI machines are slow).
+TASK_WAIT = 300
 
 
 # ------------------------------------------------------------------ the transcript
@@ -395,15 +397,17 @@ def receive(ws, timeout: float) -> str:
 
 def pattern(expected: str, ours: Dict[str, str]) -> "re.Pattern[str]":
     """A regex for an answer equal to ``expected``, with the original's uuids replaced by
-    ours where known and any value of the right shape elsewhere for uuids, timestamps and
-    JWTs."""
+    ours where known and any value of the right shape elsewhere for uuids (but none that
+    stands for another original uuid), timestamps and JWTs."""
+    taken = "|".join(re.escape(uuid) for uuid in sorted(set(ours.values())))
+    new_uuid = f"(?!(?:{taken}))" + UUID if taken else UUID
     parts, position = [], 0
     for value in VOLATILE.finditer(expected):
         parts.append(re.escape(expected[position:value.start()]))
         if value.lastgroup == "uuid" and value.group() in ours:
             parts.append(re.escape(ours[value.group()]))
         else:
-            parts.append({"jwt": JWT, "uuid": UUID, "time": TIMESTAMP}[value.lastgroup])
+            parts.append({"jwt": JWT, "uuid": new_uuid, "time": TIMESTAMP}[value.lastgroup])
         position = value.end()
     parts.append(re.escape(expected[position:]))
     return re.compile("".join(parts), re.S)
@@ -508,7 +512,7 @@ class Replay:
         if entry.section.startswith("12 ") and is_admin_login(request):
             self.restart()  # section 12 restarted the server before each crash case
         actual = self.send(request)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + TASK_WAIT
         while final_poll(request, expected) and unfinished(actual) and \
                 time.monotonic() < deadline:
             time.sleep(0.05)
@@ -560,7 +564,7 @@ class Replay:
     def wait_for_task(self, task_uuid: str, cluster_uuid: str) -> None:
         target = f"/v1.0alpha/task?uuid={task_uuid}&cluster_uuid={cluster_uuid}"
         header = ("X-Auth-Token", self.tokens[ADMIN])
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + TASK_WAIT
         while unfinished(http_exchange(self.server.url, "GET", target, header, None)):
             assert time.monotonic() < deadline, f"task {task_uuid} did not finish"
             time.sleep(0.05)
