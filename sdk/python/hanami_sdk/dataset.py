@@ -340,9 +340,9 @@ def upload_mnist_files(token: str, address: str, name: str, input_file_path: Fil
 
     Raises ``BadRequestException`` for files the server rejects (wrong magic numbers,
     counts, labels) and for local files that cannot be uploaded (empty, or not a regular
-    file: refused before anything is sent), ``FileNotFoundError`` for missing local files. An upload that takes
-    longer than the token has left renews it for itself (the caller's token is not
-    changed).
+    file: refused before anything is sent), ``FileNotFoundError`` for missing local files.
+    An upload that takes longer than the token has left renews it for itself (the caller's
+    token is not changed).
     """
     return _upload(token, address, "mnist", name, [input_file_path, label_file_path],
                    verify_connection, progress)
