@@ -47,7 +47,9 @@ impl Client {
     }
 
     /// Queues the restore of a checkpoint into a cluster, as a task of the cluster: the
-    /// answer's uuid is the task's (see [`Client::wait_for_task`]).
+    /// answer's uuid is the task's (see [`Client::wait_for_task`]). The checkpoint may be
+    /// deleted once this has answered; the restore still reads it. A cluster keeps at most
+    /// 16 restores queued ([`Error::Conflict`](crate::Error::Conflict) beyond).
     pub async fn restore_cluster(
         &self,
         cluster_uuid: &str,
