@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -123,6 +124,8 @@ struct TempFile {
     size: u64,
     file: Arc<File>,
     received: Received,
+    /// Websocket sessions open on the file (see [`UploadTarget::claim_session`]).
+    sessions: Arc<AtomicUsize>,
 }
 
 impl TempFile {
@@ -159,6 +162,10 @@ impl Upload {
     }
 }
 
+/// Most websocket sessions open on one temporary file at once: a client needs one (and a
+/// retry may overlap a session that is ending); each holds a connection open.
+pub const MAX_UPLOAD_SESSIONS: usize = 4;
+
 /// A temporary file a websocket session writes to.
 #[derive(Clone)]
 pub struct UploadTarget {
@@ -168,9 +175,29 @@ pub struct UploadTarget {
     file: Arc<File>,
     size: u64,
     alive: tokio::sync::watch::Receiver<()>,
+    sessions: Arc<AtomicUsize>,
+}
+
+/// One of the [`MAX_UPLOAD_SESSIONS`] sessions of a temporary file, given back when dropped.
+pub struct UploadSessionSlot(Arc<AtomicUsize>);
+
+impl Drop for UploadSessionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl UploadTarget {
+    /// A slot for one more session on the file; `None` if [`MAX_UPLOAD_SESSIONS`] are open.
+    pub fn claim_session(&self) -> Option<UploadSessionSlot> {
+        self.sessions
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
+                (open < MAX_UPLOAD_SESSIONS).then_some(open + 1)
+            })
+            .ok()
+            .map(|_| UploadSessionSlot(self.sessions.clone()))
+    }
+
     /// What the upload becomes.
     pub fn kind(&self) -> UploadKind {
         self.kind
@@ -395,6 +422,7 @@ impl Uploads {
                         size,
                         file: Arc::new(file),
                         received: Received::default(),
+                        sessions: Arc::default(),
                     });
                 }
                 Err(e) => {
@@ -510,6 +538,7 @@ impl Uploads {
                     file: file.file.clone(),
                     size: file.size,
                     alive: upload.alive.subscribe(),
+                    sessions: file.sessions.clone(),
                 }
             })
         })

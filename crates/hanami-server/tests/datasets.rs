@@ -537,6 +537,52 @@ async fn a_websocket_message_beyond_16_mib_is_refused_with_a_reason() {
     assert!(send_chunk(&mut socket, 0, b"a,b\n1,2\n3,40").await.success);
 }
 
+/// A temporary file takes at most four sessions at once (each holds a connection; one
+/// user opened a thousand on one file); a closed one makes room.
+#[tokio::test]
+async fn an_upload_file_takes_four_sessions_at_once() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let started = client.start_csv_upload("sessions", 12).await.unwrap();
+    let token = client.token();
+    let file = &started.uuid_input_file;
+    let mut sessions = Vec::new();
+    for _ in 0..4 {
+        let mut socket = open_socket(&server, "/").await;
+        assert_eq!(
+            init(&mut socket, &token, "file_upload", file).await["success"],
+            true
+        );
+        sessions.push(socket);
+    }
+    let mut fifth = open_socket(&server, "/").await;
+    let reply = init(&mut fifth, &token, "file_upload", file).await;
+    assert_eq!(reply["success"], false, "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("has 4 sessions open, as many as a file may have")),
+        "{reply}"
+    );
+    // Closed by the client: the server lets go of its slot when it sees the close.
+    let mut closed = sessions.pop().unwrap();
+    closed.close(None).await.unwrap();
+    assert!(next_bytes(&mut closed).await.is_none());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut again = loop {
+        let mut socket = open_socket(&server, "/").await;
+        if init(&mut socket, &token, "file_upload", file).await["success"] == true {
+            break socket;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no room after a close"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(send_chunk(&mut again, 0, b"a,b\n1,2\n3,40").await.success);
+}
+
 #[tokio::test]
 async fn websocket_refusals_close_the_session_and_harm_nothing() {
     let server = TestServer::start();

@@ -31,7 +31,7 @@ use prost::Message as _;
 use crate::api::{self, TokenRefused};
 use crate::clusters::{DirectSessionSlot, MAX_DIRECT_SESSIONS, Mode};
 use crate::state::{App, InFlight};
-use crate::uploads::{UploadKind, UploadTarget};
+use crate::uploads::{MAX_UPLOAD_SESSIONS, UploadKind, UploadSessionSlot, UploadTarget};
 
 /// Largest websocket message accepted (uploads come in 128 KiB chunks).
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
@@ -98,14 +98,14 @@ async fn session(app: App, mut socket: WebSocket) {
         return;
     }
     match target {
-        Target::Upload(target) => upload(&app, socket, target, &mut access).await,
+        Target::Upload(target, _slot) => upload(&app, socket, target, &mut access).await,
         Target::Cluster(cluster) => direct::session(&app, socket, cluster, &mut access).await,
     }
 }
 
 /// What a session is bound to.
 enum Target {
-    Upload(UploadTarget),
+    Upload(UploadTarget, UploadSessionSlot),
     Cluster(DirectSessionSlot),
 }
 
@@ -329,17 +329,26 @@ async fn start(app: &App, text: &[u8]) -> Result<(Target, Access), String> {
         return Err(POLICY_DENIED.to_owned());
     }
     let target = match init.target.as_str() {
-        TARGET_FILE_UPLOAD => app
-            .uploads
-            .target(&caller.id, &caller.project_id, &init.uuid)
-            .map(Target::Upload)
-            .ok_or_else(|| {
+        TARGET_FILE_UPLOAD => {
+            let upload = app
+                .uploads
+                .target(&caller.id, &caller.project_id, &init.uuid)
+                .ok_or_else(|| {
+                    format!(
+                        "Tempfile with UUID '{}' not found ({})",
+                        init.uuid,
+                        app.uploads.how_uploads_end()
+                    )
+                })?;
+            let slot = upload.claim_session().ok_or_else(|| {
                 format!(
-                    "Tempfile with UUID '{}' not found ({})",
-                    init.uuid,
-                    app.uploads.how_uploads_end()
+                    "Tempfile with UUID '{}' has {MAX_UPLOAD_SESSIONS} sessions open, as many \
+                     as a file may have; close one first",
+                    init.uuid
                 )
-            }),
+            })?;
+            Ok(Target::Upload(upload, slot))
+        }
         TARGET_CLUSTER => {
             let cluster = app
                 .clusters
@@ -373,11 +382,11 @@ async fn start(app: &App, text: &[u8]) -> Result<(Target, Access), String> {
         )),
     }?;
     let uses = match &target {
-        Target::Upload(upload) => Uses::Upload(upload.kind()),
+        Target::Upload(upload, _) => Uses::Upload(upload.kind()),
         Target::Cluster(_) => Uses::DirectIo,
     };
     if !uses.allowed(app, &caller.role) {
-        if let Target::Upload(upload) = &target {
+        if let Target::Upload(upload, _) = &target {
             cancel_upload(app, upload.dataset_uuid().to_owned()).await;
         }
         return Err(POLICY_DENIED.to_owned());
