@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use super::validate::{Field, Pattern};
 use super::{ApiError, ApiResult, NoInput, Routes};
-use crate::clusters::task::{Task, Work};
+use crate::clusters::task::{Task, Work, WorkKind};
 use crate::clusters::{ClusterHandle, Mode};
 use crate::memory::NetworkMemory;
 use crate::state::App;
@@ -394,7 +394,7 @@ const MAX_QUEUED_RESTORES: usize = 16;
 /// the restore from finishing (the original's test flow deletes it right away).
 async fn load(app: App, caller: Caller, request: LoadClusterRequest) -> ApiResult<LoadStarted> {
     let cluster = visible(&app, &caller, &request.cluster_uuid)?;
-    let queued = cluster.queued(Work::RESTORE);
+    let queued = cluster.queued(WorkKind::Restore);
     if queued >= MAX_QUEUED_RESTORES {
         return Err(ApiError::Conflict(format!(
             "Cluster '{}' has {queued} restores queued, the most it keeps (each holds its \

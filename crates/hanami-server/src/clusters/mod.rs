@@ -41,7 +41,7 @@ use hanami_types::scope::Scope;
 use crate::memory::NetworkMemory;
 use crate::paths::DataDir;
 use rows::{DatasetRows, Side};
-use task::{ResultTarget, Task, TaskState, Work};
+use task::{ResultTarget, Task, TaskState, Work, WorkKind};
 
 /// Name and size of one interface of a cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -459,12 +459,12 @@ impl ClusterHandle {
         lock(&self.control).tasks.clone()
     }
 
-    /// How many queued tasks do `word` work ("restore", say).
-    pub fn queued(&self, word: &str) -> usize {
+    /// How many queued tasks do work of this kind.
+    pub fn queued(&self, kind: WorkKind) -> usize {
         lock(&self.control)
             .queue
             .iter()
-            .filter(|t| t.kind == Some(word))
+            .filter(|t| t.kind == Some(kind))
             .count()
     }
 

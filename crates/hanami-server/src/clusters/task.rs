@@ -48,17 +48,38 @@ pub enum Work {
     },
 }
 
-impl Work {
-    /// The [`Work::word`] of a restore.
-    pub const RESTORE: &'static str = "restore";
+/// What kind of work a task does, for messages and counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkKind {
+    /// [`Work::Train`].
+    Train,
+    /// [`Work::Request`].
+    Request,
+    /// [`Work::Save`].
+    Save,
+    /// [`Work::Restore`].
+    Restore,
+}
 
-    /// What the work is, in one word.
-    pub fn word(&self) -> &'static str {
+impl std::fmt::Display for WorkKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WorkKind::Train => "train",
+            WorkKind::Request => "request",
+            WorkKind::Save => "save",
+            WorkKind::Restore => "restore",
+        })
+    }
+}
+
+impl Work {
+    /// What kind of work it is.
+    pub fn kind(&self) -> WorkKind {
         match self {
-            Work::Train(_) => "train",
-            Work::Request(..) => "request",
-            Work::Save { .. } => "save",
-            Work::Restore { .. } => Self::RESTORE,
+            Work::Train(_) => WorkKind::Train,
+            Work::Request(..) => WorkKind::Request,
+            Work::Save { .. } => WorkKind::Save,
+            Work::Restore { .. } => WorkKind::Restore,
         }
     }
 
@@ -113,9 +134,8 @@ pub struct Task {
     pub name: String,
     /// Rows to process (1 for checkpoint tasks).
     pub total: u64,
-    /// What the task does, for messages (`train`, `request`, `save`, `restore`); `None` for
-    /// tasks of an earlier run of the server.
-    pub kind: Option<&'static str>,
+    /// What the task does; `None` for tasks of an earlier run of the server.
+    pub kind: Option<WorkKind>,
     /// What the task creates at its end; `None` for tasks that create nothing and for
     /// tasks of an earlier run of the server (they have ended).
     pub promise: Option<Promise>,
@@ -138,7 +158,7 @@ impl Task {
             uuid,
             name,
             total,
-            kind: Some(work.word()),
+            kind: Some(work.kind()),
             promise: work.promise(),
             queued_at: now_timestamp(),
             current: AtomicU64::new(0),
