@@ -17,6 +17,7 @@ pub mod login_throttle;
 pub mod memory;
 pub mod passwords;
 pub mod paths;
+mod slots;
 mod startup;
 pub mod state;
 pub mod uploads;

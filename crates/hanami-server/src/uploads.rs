@@ -17,13 +17,13 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
 use crate::disk::{Ledger, Promise, Shortfall};
+use crate::slots::{Slot, Slots};
 use hanami_store::files::preallocate;
 use hanami_types::scope::Scope;
 
@@ -125,7 +125,7 @@ struct TempFile {
     file: Arc<File>,
     received: Received,
     /// Websocket sessions open on the file (see [`UploadTarget::claim_session`]).
-    sessions: Arc<AtomicUsize>,
+    sessions: Slots,
 }
 
 impl TempFile {
@@ -175,27 +175,13 @@ pub struct UploadTarget {
     file: Arc<File>,
     size: u64,
     alive: tokio::sync::watch::Receiver<()>,
-    sessions: Arc<AtomicUsize>,
-}
-
-/// One of the [`MAX_UPLOAD_SESSIONS`] sessions of a temporary file, given back when dropped.
-pub struct UploadSessionSlot(Arc<AtomicUsize>);
-
-impl Drop for UploadSessionSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
+    sessions: Slots,
 }
 
 impl UploadTarget {
     /// A slot for one more session on the file; `None` if [`MAX_UPLOAD_SESSIONS`] are open.
-    pub fn claim_session(&self) -> Option<UploadSessionSlot> {
-        self.sessions
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
-                (open < MAX_UPLOAD_SESSIONS).then_some(open + 1)
-            })
-            .ok()
-            .map(|_| UploadSessionSlot(self.sessions.clone()))
+    pub fn claim_session(&self) -> Option<Slot> {
+        self.sessions.claim(MAX_UPLOAD_SESSIONS)
     }
 
     /// What the upload becomes.
@@ -422,7 +408,7 @@ impl Uploads {
                         size,
                         file: Arc::new(file),
                         received: Received::default(),
-                        sessions: Arc::default(),
+                        sessions: Slots::default(),
                     });
                 }
                 Err(e) => {

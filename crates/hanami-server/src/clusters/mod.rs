@@ -24,7 +24,7 @@ pub mod task;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::OwnedSemaphorePermit;
@@ -40,6 +40,7 @@ use hanami_types::scope::Scope;
 
 use crate::memory::NetworkMemory;
 use crate::paths::DataDir;
+use crate::slots::{Slot, Slots};
 use rows::{DatasetRows, Side};
 use task::{ResultTarget, Task, TaskState, Work, WorkKind};
 
@@ -131,7 +132,7 @@ pub struct ClusterHandle {
     /// session lets go of it).
     direct_sessions_end: tokio::sync::watch::Sender<()>,
     /// Open direct-IO sessions (see [`MAX_DIRECT_SESSIONS`]).
-    direct_sessions: AtomicUsize,
+    direct_sessions: Slots,
 }
 
 /// Most direct-IO sessions one cluster may have open at once. Each stages a full set of
@@ -141,26 +142,23 @@ pub struct ClusterHandle {
 pub const MAX_DIRECT_SESSIONS: usize = 8;
 
 /// A direct-IO session's claim on its cluster; dropping it ends the claim.
-pub struct DirectSessionSlot(Arc<ClusterHandle>);
+pub struct DirectSessionSlot {
+    cluster: Arc<ClusterHandle>,
+    _slot: Slot,
+}
 
 impl DirectSessionSlot {
     /// Ends the claim (the session's client is gone; what remains is the session's save),
     /// keeping the cluster.
     pub fn release(self) -> Arc<ClusterHandle> {
-        self.0.clone()
+        self.cluster.clone()
     }
 }
 
 impl std::ops::Deref for DirectSessionSlot {
     type Target = Arc<ClusterHandle>;
     fn deref(&self) -> &Arc<ClusterHandle> {
-        &self.0
-    }
-}
-
-impl Drop for DirectSessionSlot {
-    fn drop(&mut self) {
-        self.0.direct_sessions.fetch_sub(1, Ordering::Relaxed);
+        &self.cluster
     }
 }
 
@@ -240,18 +238,17 @@ impl ClusterHandle {
             }),
             deleted: AtomicBool::new(false),
             direct_sessions_end: tokio::sync::watch::Sender::new(()),
-            direct_sessions: AtomicUsize::new(0),
+            direct_sessions: Slots::default(),
         }
     }
 
     /// A slot for one more direct-IO session; `None` if [`MAX_DIRECT_SESSIONS`] are open.
     pub fn claim_direct_session(self: &Arc<Self>) -> Option<DirectSessionSlot> {
-        self.direct_sessions
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
-                (open < MAX_DIRECT_SESSIONS).then_some(open + 1)
-            })
-            .ok()
-            .map(|_| DirectSessionSlot(self.clone()))
+        let slot = self.direct_sessions.claim(MAX_DIRECT_SESSIONS)?;
+        Some(DirectSessionSlot {
+            cluster: self.clone(),
+            _slot: slot,
+        })
     }
 
     /// A receiver that sees a change once direct-IO sessions must end (see

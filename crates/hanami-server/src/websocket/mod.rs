@@ -30,8 +30,9 @@ use prost::Message as _;
 
 use crate::api::{self, TokenRefused};
 use crate::clusters::{DirectSessionSlot, MAX_DIRECT_SESSIONS, Mode};
+use crate::slots::Slot;
 use crate::state::{App, InFlight};
-use crate::uploads::{MAX_UPLOAD_SESSIONS, UploadKind, UploadSessionSlot, UploadTarget};
+use crate::uploads::{MAX_UPLOAD_SESSIONS, UploadKind, UploadTarget};
 
 /// Largest websocket message accepted (uploads come in 128 KiB chunks).
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
@@ -105,7 +106,7 @@ async fn session(app: App, mut socket: WebSocket) {
 
 /// What a session is bound to.
 enum Target {
-    Upload(UploadTarget, UploadSessionSlot),
+    Upload(UploadTarget, Slot),
     Cluster(DirectSessionSlot),
 }
 
