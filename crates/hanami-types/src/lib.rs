@@ -18,3 +18,31 @@ pub mod websocket;
 
 /// Path prefix of every REST endpoint.
 pub const API_PREFIX: &str = "/v1.0alpha";
+
+/// Whether `text` is a uuid as the API writes them: 8-4-4-4-12 hexadecimal digits (of
+/// either case) separated by '-'.
+pub fn is_uuid(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 36
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn uuids_are_told_apart() {
+        assert!(super::is_uuid("9f86921d-9a7c-44A2-836c-1683928d9354"));
+        for not in [
+            "",
+            "9f86921d-9a7c-44a2-836c-1683928d935",
+            "9f86921d9a7c-44a2-836c-1683928d93544",
+            "9f86921d-9a7c-44a2-836c-1683928d935g",
+            "9f86921d-9a7c-44a2-836c-1683928d9354-",
+        ] {
+            assert!(!super::is_uuid(not), "{not}");
+        }
+    }
+}

@@ -565,13 +565,7 @@ pub fn usage_hint(error: &clap::Error, words: &[std::ffi::OsString]) -> Option<S
 /// Whether `word` is two uuids (8-4-4-4-12 hexadecimal digits) run together, or joined by
 /// '-'.
 fn joined_uuids(word: &str) -> bool {
-    let is_uuid = |s: &str| {
-        let groups: Vec<&str> = s.split('-').collect();
-        groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
-            && groups
-                .iter()
-                .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
-    };
+    use hanami_sdk::types::is_uuid;
     let second = match word.len() {
         72 => 36,
         73 if word.as_bytes()[36] == b'-' => 37,

@@ -39,7 +39,7 @@ impl Pattern {
                 .is_some_and(|c| c.is_ascii_alphabetic())
         };
         match self {
-            Pattern::Uuid => is_uuid(value),
+            Pattern::Uuid => hanami_types::is_uuid(value),
             Pattern::Id => first_letter() && chars.all(|c| c.is_ascii_alphanumeric() || c == '_'),
             Pattern::IdExt => {
                 first_letter() && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '@')
@@ -81,15 +81,6 @@ impl Pattern {
             )))
         }
     }
-}
-
-fn is_uuid(value: &str) -> bool {
-    let bytes = value.as_bytes();
-    bytes.len() == 36
-        && bytes.iter().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => *b == b'-',
-            _ => b.is_ascii_hexdigit(),
-        })
 }
 
 /// The JSON type of a field, with its constraints.
