@@ -53,8 +53,9 @@ class TokenKeeper:
     """The token of one long operation: once half of the lifetime it had left when the
     keeper got it has passed, ``current()`` renews it (``PUT token`` into the same project)
     and returns the new one, and so on for each new token; a token past its expiry (which
-    the server still takes for a second) is renewed at the first call. Best effort: a token whose lifetime or project cannot be read, or that the
-    server does not renew (a policy without ``PUT token``, say), is used as it is."""
+    the server still takes for a second) is renewed at the first call. Best effort: a token
+    whose lifetime or project cannot be read, or that the server does not renew (a policy
+    without ``PUT token``, say), is used as it is."""
 
     def __init__(self, token: str, address: str, verify: Verify) -> None:
         self._token = token
