@@ -284,41 +284,42 @@ impl TestServer {
     /// test admin and no extra arguments on the same data directory.
     pub fn restart(mut self) -> TestServer {
         assert!(self.stop(), "server did not shut down cleanly");
-        let mut next = Launch::new(&self.binary).data_dir(&self.data_dir).start();
-        next.tmp = self.tmp.take();
-        next
+        let launch = Launch::new(&self.binary);
+        self.succeeded_by(launch)
     }
-}
 
-impl TestServer {
     /// Kills this server without warning (SIGKILL), leaves it down for `down_for`, and
     /// starts the same binary on the same data directory and address, with the test admin
     /// and no other arguments or variables: clients that knew the killed server reach the
     /// new one. (Another process could take the port while it is free; the system hands
     /// out free ports at random, so that is unlikely within seconds.)
     pub fn crash_and_restart_at_same_address(mut self, down_for: Duration) -> TestServer {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.kill();
         std::thread::sleep(down_for);
-        let address = self.url.trim_start_matches("http://").to_owned();
-        let mut next = Launch::new(&self.binary)
-            .listen(&address)
-            .data_dir(&self.data_dir)
-            .start();
-        next.tmp = self.tmp.take();
-        next
+        let launch = Launch::new(&self.binary).listen(self.url.trim_start_matches("http://"));
+        self.succeeded_by(launch)
     }
 
     /// Kills this server without warning (SIGKILL, as a crash or a power cut would stop it)
     /// and starts the same binary on the same data directory.
     pub fn crash_and_restart(mut self) -> TestServer {
+        self.kill();
+        let launch = Launch::new(&self.binary);
+        self.succeeded_by(launch)
+    }
+
+    /// Kills the process at once (SIGKILL), if it still runs.
+    fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let mut next = Launch::new(&self.binary).data_dir(&self.data_dir).start();
+    }
+
+    /// Starts `launch` on this (stopped) server's data directory, which the new server
+    /// keeps, temporary directory included.
+    fn succeeded_by(mut self, launch: Launch) -> TestServer {
+        let mut next = launch.data_dir(&self.data_dir).start();
         next.tmp = self.tmp.take();
         next
     }
@@ -326,10 +327,7 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.kill();
     }
 }
 
