@@ -72,6 +72,7 @@ struct FileConfig {
     min_free_disk_mib: Option<u64>,
     log_retention_days: Option<u32>,
     max_running_tasks: Option<usize>,
+    max_connections_per_client: Option<usize>,
 }
 
 /// PEM files for HTTPS.
@@ -121,6 +122,8 @@ pub struct Config {
     pub min_free_disk: u64,
     /// How many tasks run at once, over all clusters; the others wait in their queues.
     pub max_running_tasks: usize,
+    /// How many connections one client network may hold at once; further ones are refused.
+    pub max_connections_per_client: usize,
 }
 
 /// Default listen address.
@@ -160,6 +163,11 @@ pub const RUNNING_TASKS_PER_CORE: usize = 4;
 /// Largest `max_running_tasks`: each running task holds a thread of the runtime's blocking
 /// pool (512), which file work of the API needs too.
 const MAX_RUNNING_TASKS: usize = 256;
+/// Default `max_connections_per_client`: far more than a client's connection pool, its
+/// websocket sessions and parallel tasks need, far fewer than the process may hold.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 256;
+/// Largest `max_connections_per_client`.
+const MAX_CONNECTIONS_PER_CLIENT: usize = 1 << 20;
 
 impl Config {
     /// Builds the configuration from the command line, the environment and the config file.
@@ -248,6 +256,15 @@ impl Config {
                  {max_running_tasks}{in_file}"
             );
         }
+        let max_connections_per_client = file
+            .max_connections_per_client
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT);
+        if !(1..=MAX_CONNECTIONS_PER_CLIENT).contains(&max_connections_per_client) {
+            bail!(
+                "max_connections_per_client must be between 1 and {MAX_CONNECTIONS_PER_CLIENT}, \
+                 not {max_connections_per_client}{in_file}"
+            );
+        }
         // 0 keeps the logs for ever, as the original did.
         let log_retention_days = file.log_retention_days.filter(|&days| days > 0);
         if log_retention_days.is_some_and(|days| days > MAX_LOG_RETENTION_DAYS) {
@@ -285,6 +302,7 @@ impl Config {
             min_free_disk: (min_free_disk_mib << 20).max(crate::disk::MIN_FREE_TO_START),
             log_retention_days,
             max_running_tasks,
+            max_connections_per_client,
         })
     }
 }
@@ -515,6 +533,23 @@ mod tests {
             std::fs::write(&path, format!("max_running_tasks = {value}\n")).unwrap();
             let err = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap_err();
             assert!(err.to_string().contains("max_running_tasks"), "{err:#}");
+        }
+        assert_eq!(
+            Config::from_args(args(&[]))
+                .unwrap()
+                .max_connections_per_client,
+            DEFAULT_MAX_CONNECTIONS_PER_CLIENT
+        );
+        std::fs::write(&path, "max_connections_per_client = 3\n").unwrap();
+        let c = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap();
+        assert_eq!(c.max_connections_per_client, 3);
+        for value in ["0", "1048577"] {
+            std::fs::write(&path, format!("max_connections_per_client = {value}\n")).unwrap();
+            let err = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap_err();
+            assert!(
+                err.to_string().contains("max_connections_per_client"),
+                "{err:#}"
+            );
         }
         std::fs::write(&path, "max_upload_bytes = 0\n").unwrap();
         let err = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap_err();

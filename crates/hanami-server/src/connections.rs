@@ -16,12 +16,18 @@
 //! stops taking its answers (pipelined requests it never reads, a websocket session whose
 //! messages it leaves unread) would otherwise hold its connection, and what the answer
 //! holds on to, for ever. Websocket sessions run on the same stream after the upgrade.
+//!
+//! Each client network ([`crate::per_network`]) may hold a limited number of connections at
+//! once ([`ClientLimit`]); one beyond it is closed at once (a plain one after a short 429
+//! answer), so that one client cannot take every connection the process can hold.
 
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum_server::accept::Accept;
 use axum_server::tls_rustls::RustlsAcceptor;
@@ -33,14 +39,68 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use tokio_rustls::server::TlsStream;
 
+use crate::per_network::{PerNetwork, Share};
+
+/// The connections each client network may hold at once.
+#[derive(Clone)]
+pub(crate) struct ClientLimit {
+    shares: PerNetwork,
+    each: usize,
+    /// When a refusal was last logged: at most one warning per [`WARN_EVERY`].
+    warned: Arc<Mutex<Option<Instant>>>,
+}
+
+/// Shortest time between two warnings about refused connections.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+impl ClientLimit {
+    /// At most `each` connections per client network.
+    pub(crate) fn new(each: usize) -> Self {
+        ClientLimit {
+            shares: PerNetwork::new(each),
+            each,
+            warned: Arc::default(),
+        }
+    }
+
+    /// The share of `stream`'s client network that the connection holds while it lasts;
+    /// an error if the network holds all of its shares.
+    fn admit(&self, stream: &TcpStream) -> io::Result<Share> {
+        let address = stream.peer_addr()?.ip();
+        self.shares.try_take(address).ok_or_else(|| {
+            self.warn(address);
+            io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                "too many connections from one client network",
+            )
+        })
+    }
+
+    fn warn(&self, address: IpAddr) {
+        let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if warned.is_none_or(|at| now.duration_since(at) >= WARN_EVERY) {
+            *warned = Some(now);
+            tracing::warn!(
+                "refused a connection from {address}: its network holds {} connections, \
+                 the most one client may hold (max_connections_per_client; further refusals \
+                 are not logged for a minute)",
+                self.each
+            );
+        }
+    }
+}
+
 /// Accepts plain TCP connections: turns off Nagle's algorithm and waits at most the given
 /// time for the first bytes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct Plain {
     /// Time for a request's first bytes.
     pub(crate) header: Duration,
     /// Time writes may wait for the client.
     pub(crate) write: Duration,
+    /// Connections per client network.
+    pub(crate) clients: ClientLimit,
 }
 
 impl<S: Send + 'static> Accept<TcpStream, S> for Plain {
@@ -49,10 +109,20 @@ impl<S: Send + 'static> Accept<TcpStream, S> for Plain {
     type Future = BoxFuture<'static, io::Result<(Self::Stream, S)>>;
 
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
-        let Plain { header, write } = *self;
+        let (header, write) = (self.header, self.write);
+        let share = self.clients.admit(&stream);
         Box::pin(async move {
+            let share = match share {
+                Ok(share) => share,
+                Err(refused) => {
+                    let body = "Too many connections from this address at once; close some \
+                                and try again.";
+                    answer_and_close(stream, "429 Too Many Requests", body, header).await;
+                    return Err(refused);
+                }
+            };
             stream.set_nodelay(true)?;
-            Ok((FirstRead::new(stream, header, write), service))
+            Ok((FirstRead::new(stream, header, write, share), service))
         })
     }
 }
@@ -81,17 +151,20 @@ pub(crate) struct Tls {
     limit: Duration,
     write: Duration,
     stopping: tokio::sync::watch::Receiver<bool>,
+    clients: ClientLimit,
 }
 
 impl Tls {
     /// TLS with `config`, dropping connections whose handshake takes longer than `limit`,
     /// or goes on when `stopping` turns true, that stay silent for `limit` after it, or
-    /// whose writes wait `write` for the client.
+    /// whose writes wait `write` for the client, and connections beyond their network's
+    /// share in `clients`.
     pub(crate) fn new(
         config: axum_server::tls_rustls::RustlsConfig,
         limit: Duration,
         write: Duration,
         stopping: tokio::sync::watch::Receiver<bool>,
+        clients: ClientLimit,
     ) -> Self {
         Tls {
             tls: RustlsAcceptor::new(config)
@@ -100,6 +173,7 @@ impl Tls {
             limit,
             write,
             stopping,
+            clients,
         }
     }
 }
@@ -113,10 +187,13 @@ impl<S: Send + 'static> Accept<TcpStream, S> for Tls {
         let tls = self.tls.clone();
         let (limit, write) = (self.limit, self.write);
         let mut stopping = self.stopping.clone();
+        let share = self.clients.admit(&stream);
         Box::pin(async move {
+            let share = share?;
             let handshake = async {
                 if sends_plain_http(&stream, limit).await? {
-                    answer_plain_http(stream, limit).await;
+                    let body = "This server speaks HTTPS on this port: use an https:// address.";
+                    answer_and_close(stream, "400 Bad Request", body, limit).await;
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         "a plain HTTP request on the HTTPS port",
@@ -139,7 +216,7 @@ impl<S: Send + 'static> Accept<TcpStream, S> for Tls {
                     ));
                 }
             };
-            Ok((FirstRead::new(stream, limit, write), service))
+            Ok((FirstRead::new(stream, limit, write, share), service))
         })
     }
 }
@@ -157,15 +234,16 @@ async fn sends_plain_http(stream: &TcpStream, limit: Duration) -> io::Result<boo
     }
 }
 
-/// Tells a plain-HTTP client on the HTTPS port what to use instead (a TLS alert would reach
-/// it as garbage: curl reports "Received HTTP/0.9 when not allowed").
-async fn answer_plain_http(mut stream: TcpStream, limit: Duration) {
+/// Answers a connection that will not be served, with `status` (code and reason) and a
+/// plain-text `body`, and closes it; gives up after `limit`. For a plain-HTTP client on the
+/// HTTPS port (a TLS alert would reach it as garbage: curl reports "Received HTTP/0.9 when
+/// not allowed") and a connection beyond its network's share.
+async fn answer_and_close(mut stream: TcpStream, status: &str, body: &str, limit: Duration) {
     use tokio::io::AsyncWriteExt as _;
-    const BODY: &str = "This server speaks HTTPS on this port: use an https:// address.";
     let answer = format!(
-        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{BODY}",
-        BODY.len()
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
     );
     let _ = tokio::time::timeout(limit, async {
         stream.write_all(answer.as_bytes()).await?;
@@ -194,18 +272,22 @@ pub(crate) struct FirstRead<S> {
     preface: usize,
     /// Running while writes wait for the client; `None` while they go on.
     stalled: Option<Pin<Box<Sleep>>>,
+    /// The connection's place among its client network's, given back when it ends.
+    _share: Share,
 }
 
 impl<S> FirstRead<S> {
     /// Wraps `inner`, which must show within `limit` that it is no HTTP/2 connection, and
-    /// whose writes may wait at most `write_limit` for the client.
-    fn new(inner: S, limit: Duration, write_limit: Duration) -> Self {
+    /// whose writes may wait at most `write_limit` for the client, holding `share` while it
+    /// lasts.
+    fn new(inner: S, limit: Duration, write_limit: Duration, share: Share) -> Self {
         FirstRead {
             inner,
             write_limit,
             deadline: Some(Box::pin(tokio::time::sleep(limit))),
             preface: 0,
             stalled: None,
+            _share: share,
         }
     }
 

@@ -17,6 +17,7 @@ pub mod login_throttle;
 pub mod memory;
 pub mod passwords;
 pub mod paths;
+pub mod per_network;
 mod slots;
 mod startup;
 pub mod state;

@@ -1,8 +1,8 @@
 //! Failed logins slow down further guesses.
 //!
-//! Password checks are counted per user id and client network (the address; for IPv6 its
-//! /64, which one host usually holds whole), so guesses from one network cannot slow down
-//! the user's logins from another. Failed checks in a row cost nothing more than the check
+//! Password checks are counted per user id and client network
+//! ([`crate::per_network::network`]), so guesses from one network cannot slow down the
+//! user's logins from another. Failed checks in a row cost nothing more than the check
 //! until the [`FREE_FAILURES`]th; it and each failure after it close the door for a while,
 //! twice as long each time, up to [`LONGEST_WAIT`]; an attempt while the door is closed is
 //! refused without a check (so the refusal tells nothing about the password). A successful
@@ -14,13 +14,15 @@
 //! together all get theirs.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
+
+use crate::per_network::network;
 
 /// The failed check in a row that closes the door first.
 pub const FREE_FAILURES: u32 = 5;
@@ -204,18 +206,6 @@ impl LoginThrottle {
     }
 }
 
-/// The network of a client address: IPv4 addresses (also written as IPv6) on their own,
-/// IPv6 ones by their /64.
-fn network(address: IpAddr) -> IpAddr {
-    match address.to_canonical() {
-        IpAddr::V6(v6) => {
-            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(Ipv6Addr::from(prefix))
-        }
-        v4 => v4,
-    }
-}
-
 /// The door's closing after the `failures`th failed check in a row: none for the free
 /// ones, then one second, doubling up to [`LONGEST_WAIT`].
 fn wait_after(failures: u32) -> Duration {
@@ -369,14 +359,16 @@ mod tests {
 
     #[test]
     fn ipv6_clients_are_counted_by_their_network() {
+        let throttle = LoginThrottle::default();
+        let now = Instant::now();
         let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:bbbb::7".parse().unwrap();
         let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(network(a), network(b));
-        assert_ne!(network(a), network(other));
-        let mapped: IpAddr = "::ffff:10.0.0.2".parse().unwrap();
-        assert_eq!(network(mapped), THERE);
-        assert_eq!(network(THERE), THERE);
+        for _ in 0..FREE_FAILURES {
+            fail(&throttle, &key("anna", a), now);
+        }
+        assert!(refused(&throttle, &key("anna", b), now).is_some());
+        assert_eq!(refused(&throttle, &key("anna", other), now), None);
     }
 
     #[test]

@@ -7,9 +7,17 @@
 //! ([`MAX_WAIT`] in the server): the server answers requests whose clients closed their sending side (see
 //! `connections`), so it cannot tell a client that gave up, and under a flood a queue
 //! without a bound would make everyone wait for hashes nobody reads.
+//!
+//! Logins ([`PasswordWorkers::run_for`]) also take turns by client network: no network has
+//! more checks queued or running than there are threads, so a flood of logins from one
+//! network (random user ids cost a check each) leaves the others a place near the front.
 
+use std::net::IpAddr;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::per_network::PerNetwork;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -19,11 +27,13 @@ pub const MAX_THREADS: usize = 4;
 /// The threads that hash and verify passwords.
 pub struct PasswordWorkers {
     jobs: mpsc::Sender<Job>,
-    max_wait: std::time::Duration,
+    max_wait: Duration,
+    /// Each client network's turns: as many as there are threads.
+    per_client: PerNetwork,
 }
 
 /// Longest time a password job waits for a thread before it is given up.
-pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const MAX_WAIT: Duration = Duration::from_secs(10);
 
 /// A password job that did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -39,10 +49,11 @@ pub enum PasswordJobFailed {
 impl PasswordWorkers {
     /// Starts `threads` workers (at least one, at most [`MAX_THREADS`]), whose jobs wait
     /// `max_wait` at most; they end when this value is dropped.
-    pub fn new(threads: usize, max_wait: std::time::Duration) -> Self {
+    pub fn new(threads: usize, max_wait: Duration) -> Self {
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
-        for i in 0..threads.clamp(1, MAX_THREADS) {
+        let threads = threads.clamp(1, MAX_THREADS);
+        for i in 0..threads {
             let queue = queue.clone();
             std::thread::Builder::new()
                 .name(format!("hanami-passwords-{i}"))
@@ -58,7 +69,11 @@ impl PasswordWorkers {
                 })
                 .expect("cannot start a password thread");
         }
-        Self { jobs, max_wait }
+        Self {
+            jobs,
+            max_wait,
+            per_client: PerNetwork::new(threads),
+        }
     }
 
     /// Runs `work` on a worker once one is free.
@@ -66,8 +81,31 @@ impl PasswordWorkers {
         &self,
         work: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, PasswordJobFailed> {
+        self.queue(Instant::now(), work).await
+    }
+
+    /// Runs `work` for a client at `client` once its network's turn has come and a worker
+    /// is free; the wait for both together is bounded as for [`PasswordWorkers::run`].
+    pub async fn run_for<R: Send + 'static>(
+        &self,
+        client: IpAddr,
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, PasswordJobFailed> {
+        let asked = Instant::now();
+        let _turn = tokio::time::timeout(self.max_wait, self.per_client.take(client))
+            .await
+            .map_err(|_| PasswordJobFailed::Busy)?;
+        self.queue(asked, work).await
+    }
+
+    /// Queues `work`, which is given up if no worker took it within the limit from `asked`.
+    async fn queue<R: Send + 'static>(
+        &self,
+        asked: Instant,
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, PasswordJobFailed> {
         let (answer, answered) = tokio::sync::oneshot::channel();
-        let (queued, max_wait) = (std::time::Instant::now(), self.max_wait);
+        let max_wait = self.max_wait;
         self.jobs
             .send(Box::new(move || {
                 // A caller that has gone (its request was dropped) costs nothing, and one
@@ -75,7 +113,7 @@ impl PasswordWorkers {
                 if answer.is_closed() {
                     return;
                 }
-                let _ = answer.send(if queued.elapsed() > max_wait {
+                let _ = answer.send(if asked.elapsed() > max_wait {
                     Err(PasswordJobFailed::Busy)
                 } else {
                     Ok(work())
@@ -167,6 +205,56 @@ mod tests {
         assert_eq!(ran.load(Ordering::SeqCst), 0);
         holding.await.unwrap().unwrap();
         assert_eq!(workers.run(|| 5).await.unwrap(), 5);
+    }
+
+    /// Logins from a network that has as many checks under way as there are threads wait
+    /// for the network's turn, not in the queue, so another network's login goes first.
+    #[tokio::test]
+    async fn a_flood_from_one_network_does_not_queue_ahead_of_others() {
+        let workers = Arc::new(PasswordWorkers::new(1, super::MAX_WAIT));
+        let flood: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let other: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let first = {
+            let (workers, order) = (workers.clone(), order.clone());
+            tokio::spawn(async move {
+                workers
+                    .run_for(flood, move || {
+                        released.recv().unwrap();
+                        order.lock().unwrap().push("flood 0");
+                    })
+                    .await
+            })
+        };
+        let mut logins = vec![first];
+        let mut login = |client, name: &'static str| {
+            let (workers, order) = (workers.clone(), order.clone());
+            logins.push(tokio::spawn(async move {
+                workers
+                    .run_for(client, move || order.lock().unwrap().push(name))
+                    .await
+            }));
+        };
+        for name in ["flood 1", "flood 2", "flood 3"] {
+            login(flood, name);
+        }
+        // Every login asked so far waits (for the thread or for its network's turn).
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        login(other, "other");
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        release.send(()).unwrap();
+        for login in logins {
+            login.await.unwrap().unwrap();
+        }
+        assert_eq!(
+            *order.lock().unwrap(),
+            ["flood 0", "other", "flood 1", "flood 2", "flood 3"]
+        );
     }
 
     async fn workers_run_counted(workers: &PasswordWorkers, ran: Arc<AtomicUsize>) {

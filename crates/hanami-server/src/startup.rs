@@ -106,6 +106,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .fallback(api::dispatch)
         .with_state(app.clone())
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let clients = connections::ClientLimit::new(app.config.max_connections_per_client);
     match tls_config {
         Some(tls_config) => {
             let acceptor = connections::Tls::new(
@@ -113,6 +114,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 app.config.header_timeout,
                 app.config.write_timeout,
                 app.stopping.subscribe(),
+                clients,
             );
             let mut server = axum_server::from_tcp(listener).acceptor(acceptor);
             configure_http1(server.http_builder(), app.config.header_timeout);
@@ -122,6 +124,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let mut server = axum_server::from_tcp(listener).acceptor(Plain {
                 header: app.config.header_timeout,
                 write: app.config.write_timeout,
+                clients,
             });
             configure_http1(server.http_builder(), app.config.header_timeout);
             server.handle(handle).serve(router).await?;

@@ -586,6 +586,44 @@ async fn https_with_a_pem_certificate() {
         .expect(200);
 }
 
+#[tokio::test]
+async fn an_https_connection_beyond_its_client_share_is_closed_before_the_handshake() {
+    use tokio::io::AsyncReadExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let limited = launch_with_config(tmp.path(), "max_connections_per_client = 1\n").0;
+    let (launched, cert) = with_https(limited, tmp.path());
+    let server = launched.start();
+    let address: std::net::SocketAddr = server.url.trim_start_matches("https://").parse().unwrap();
+    // Two connections from one address: one is kept, the other closed without a word.
+    let mut kept = 0;
+    for mut stream in [
+        tokio::net::TcpStream::connect(address).await.unwrap(),
+        tokio::net::TcpStream::connect(address).await.unwrap(),
+    ] {
+        let mut answer = Vec::new();
+        match tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            stream.read_to_end(&mut answer),
+        )
+        .await
+        {
+            Ok(_) => assert!(answer.is_empty(), "{answer:?}"),
+            Err(_) => kept += 1,
+        }
+    }
+    assert_eq!(kept, 1);
+    // Another address is served.
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    Client::with_http(&server.url, http)
+        .post("token", &json!({"id": ADMIN, "password": ADMIN_PW}))
+        .await
+        .expect(200);
+}
+
 #[test]
 fn a_handshake_under_way_does_not_hold_up_the_shutdown() {
     use std::io::Write as _;
@@ -1020,6 +1058,51 @@ async fn a_burst_of_logins_does_not_swell_the_server() {
     assert!(peak < 300 << 20, "peak {} MiB", peak >> 20);
     // Logins still work.
     server.admin().await;
+}
+
+/// Password checks take turns by client network: a login from another address waits behind
+/// at most a few of a flood's checks, not behind all of them.
+#[tokio::test]
+async fn a_flood_of_logins_from_one_address_does_not_hold_up_others() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const FLOOD: usize = 48;
+    let server = TestServer::start();
+    let client = server.client();
+    let answered = AtomicUsize::new(0);
+    let flood = futures_util::future::join_all((0..FLOOD).map(|i| {
+        let (client, answered) = (&client, &answered);
+        async move {
+            client
+                .post(
+                    "token",
+                    &json!({"id": format!("stranger{i}"), "password": "wrong password"}),
+                )
+                .await
+                .expect(401);
+            answered.fetch_add(1, Ordering::SeqCst);
+        }
+    }));
+    let elsewhere = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let other = common::Client::with_http(&server.url, elsewhere);
+    let login_elsewhere = async {
+        // Once the flood's first check has ended, the rest of it has arrived.
+        while answered.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        other
+            .post("token", &json!({"id": ADMIN, "password": ADMIN_PW}))
+            .await
+            .expect(200);
+        answered.load(Ordering::SeqCst)
+    };
+    let (_, flood_answered) = futures_util::join!(flood, login_elsewhere);
+    assert!(
+        flood_answered < FLOOD / 2,
+        "the login waited for {flood_answered} of {FLOOD} checks"
+    );
 }
 
 /// Guesses slow down: after five failed logins of one user id from one address, an attempt

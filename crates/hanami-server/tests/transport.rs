@@ -336,6 +336,74 @@ async fn connections_that_do_not_send_their_headers_are_closed() {
 }
 
 #[tokio::test]
+async fn a_client_holds_a_limited_number_of_connections() {
+    use tokio::io::AsyncReadExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = launch_with_config(tmp.path(), "max_connections_per_client = 3\n")
+        .0
+        .start();
+    let address: std::net::SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+    let connect = |from: [u8; 4]| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind((std::net::Ipv4Addr::from(from), 0).into())
+            .unwrap();
+        socket.connect(address).await.unwrap()
+    };
+    // Four connections from one address that send nothing: the server keeps three (in the
+    // order its tasks take them) and tells the fourth why it closes it.
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        open.push(connect([127, 0, 0, 1]).await);
+    }
+    let mut refused = 0;
+    let mut kept = Vec::new();
+    for mut stream in open {
+        let mut answer = Vec::new();
+        let closed = tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            stream.read_to_end(&mut answer),
+        )
+        .await;
+        if closed.is_ok() {
+            let answer = String::from_utf8_lossy(&answer);
+            assert!(
+                answer.starts_with("HTTP/1.1 429")
+                    && answer.ends_with(
+                        "Too many connections from this address at once; close some and try again."
+                    ),
+                "{answer}"
+            );
+            refused += 1;
+        } else {
+            kept.push(stream);
+        }
+    }
+    assert_eq!((refused, kept.len()), (1, 3));
+    assert!(server.logged().contains("max_connections_per_client"));
+    // Another address is served.
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let url = format!("{}/v1.0alpha/host/all", server.url);
+    assert_eq!(other.get(&url).send().await.unwrap().status(), 401);
+    // A connection that closes makes room for another.
+    drop(kept.pop());
+    let again = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 1]))
+        .build()
+        .unwrap();
+    common::eventually(std::time::Duration::from_secs(10), || async {
+        match again.get(&url).send().await {
+            Ok(answer) if answer.status() == 401 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn clients_that_close_their_sending_side_after_a_request_are_answered() {
     let tmp = tempfile::tempdir().unwrap();
     let server = launch_with_config(tmp.path(), "").0.start();

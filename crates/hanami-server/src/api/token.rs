@@ -55,7 +55,7 @@ pub async fn login(app: &App, request: TokenRequest, client: IpAddr) -> ApiResul
     let record = app.store.user_record(&request.id).await?;
     let valid = app
         .passwords
-        .run(move || match &record {
+        .run_for(client, move || match &record {
             Some(r) if password::verify(&request.password, &r.pw_hash) => record,
             Some(_) => None,
             None => {
