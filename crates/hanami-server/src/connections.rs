@@ -18,8 +18,9 @@
 //! holds on to, for ever. Websocket sessions run on the same stream after the upgrade.
 //!
 //! Each client network ([`crate::per_network`]) may hold a limited number of connections at
-//! once ([`ClientLimit`]); one beyond it is closed at once (a plain one after a short 429
-//! answer), so that one client cannot take every connection the process can hold.
+//! once ([`ClientLimit`]); one beyond it is closed (a plain one after a short 429 answer,
+//! while not too many such answers are under way), so that one client cannot take every
+//! connection the process can hold.
 
 use std::future::Future;
 use std::io;
@@ -36,6 +37,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto::Builder as AutoBuilder;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 use tokio_rustls::server::TlsStream;
 
@@ -48,10 +50,31 @@ pub(crate) struct ClientLimit {
     each: usize,
     /// When a refusal was last logged: at most one warning per [`WARN_EVERY`].
     warned: Arc<Mutex<Option<Instant>>>,
+    /// Places for refused connections being answered.
+    answering: Arc<Semaphore>,
 }
 
 /// Shortest time between two warnings about refused connections.
 const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// Most refused connections answered at once (each may take [`PARTING`] twice); further
+/// ones are closed without an answer.
+const MOST_ANSWERED_REFUSALS: usize = 64;
+
+/// A connection beyond its network's share.
+pub(crate) struct Refused {
+    /// A place among the refusals being answered; `None`: close it without an answer.
+    answer: Option<OwnedSemaphorePermit>,
+}
+
+impl From<Refused> for io::Error {
+    fn from(_: Refused) -> Self {
+        io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            "too many connections from one client network",
+        )
+    }
+}
 
 impl ClientLimit {
     /// At most `each` connections per client network.
@@ -60,20 +83,21 @@ impl ClientLimit {
             shares: PerNetwork::new(each),
             each,
             warned: Arc::default(),
+            answering: Arc::new(Semaphore::new(MOST_ANSWERED_REFUSALS)),
         }
     }
 
-    /// The share of `stream`'s client network that the connection holds while it lasts;
-    /// an error if the network holds all of its shares.
-    fn admit(&self, stream: &TcpStream) -> io::Result<Share> {
+    /// The share of `stream`'s client network that the connection holds while it lasts, or
+    /// [`Refused`] if the network holds all of its shares; an error if the stream has no
+    /// peer address (the client has gone).
+    fn admit(&self, stream: &TcpStream) -> io::Result<Result<Share, Refused>> {
         let address = stream.peer_addr()?.ip();
-        self.shares.try_take(address).ok_or_else(|| {
+        Ok(self.shares.try_take(address).ok_or_else(|| {
             self.warn(address);
-            io::Error::new(
-                io::ErrorKind::ConnectionRefused,
-                "too many connections from one client network",
-            )
-        })
+            Refused {
+                answer: self.answering.clone().try_acquire_owned().ok(),
+            }
+        }))
     }
 
     fn warn(&self, address: IpAddr) {
@@ -110,15 +134,17 @@ impl<S: Send + 'static> Accept<TcpStream, S> for Plain {
 
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
         let (header, write) = (self.header, self.write);
-        let share = self.clients.admit(&stream);
+        let admission = self.clients.admit(&stream);
         Box::pin(async move {
-            let share = match share {
+            let share = match admission? {
                 Ok(share) => share,
                 Err(refused) => {
-                    let body = "Too many connections from this address at once; close some \
-                                and try again.";
-                    answer_and_close(stream, "429 Too Many Requests", body, header).await;
-                    return Err(refused);
+                    if refused.answer.is_some() {
+                        let body = "Too many connections from this client's address at once; \
+                                    close some and try again.";
+                        answer_and_close(stream, "429 Too Many Requests", body).await;
+                    }
+                    return Err(refused.into());
                 }
             };
             stream.set_nodelay(true)?;
@@ -187,13 +213,14 @@ impl<S: Send + 'static> Accept<TcpStream, S> for Tls {
         let tls = self.tls.clone();
         let (limit, write) = (self.limit, self.write);
         let mut stopping = self.stopping.clone();
-        let share = self.clients.admit(&stream);
+        let admission = self.clients.admit(&stream);
         Box::pin(async move {
-            let share = share?;
+            // No plain answer on this port: the client expects a TLS handshake.
+            let share = admission??;
             let handshake = async {
                 if sends_plain_http(&stream, limit).await? {
                     let body = "This server speaks HTTPS on this port: use an https:// address.";
-                    answer_and_close(stream, "400 Bad Request", body, limit).await;
+                    answer_and_close(stream, "400 Bad Request", body).await;
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         "a plain HTTP request on the HTTPS port",
@@ -234,20 +261,47 @@ async fn sends_plain_http(stream: &TcpStream, limit: Duration) -> io::Result<boo
     }
 }
 
+/// How long a connection that will not be served may take to send its request's head
+/// before its answer, and then to take the answer and close.
+const PARTING: Duration = Duration::from_secs(1);
+
+/// Most bytes of a request's head read before an answer that refuses it.
+const MOST_HEAD_BYTES: usize = 64 << 10;
+
 /// Answers a connection that will not be served, with `status` (code and reason) and a
-/// plain-text `body`, and closes it; gives up after `limit`. For a plain-HTTP client on the
+/// plain-text `body`, and closes it, within twice [`PARTING`]. For a plain-HTTP client on the
 /// HTTPS port (a TLS alert would reach it as garbage: curl reports "Received HTTP/0.9 when
 /// not allowed") and a connection beyond its network's share.
-async fn answer_and_close(mut stream: TcpStream, status: &str, body: &str, limit: Duration) {
-    use tokio::io::AsyncWriteExt as _;
+///
+/// The answer waits for the request's head: a client still sending it when the answer
+/// arrives takes the answer for garbage (hyper reports an unexpected message). After the
+/// answer, what the client still sends (a body) is read and dropped until it closes: a
+/// socket closed with unread data resets the connection, and the client may lose the answer.
+async fn answer_and_close(mut stream: TcpStream, status: &str, body: &str) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let answer = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n{body}",
         body.len()
     );
-    let _ = tokio::time::timeout(limit, async {
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let _ = tokio::time::timeout(PARTING, async {
+        while head.len() < MOST_HEAD_BYTES && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let read = stream.read(&mut chunk).await?;
+            if read == 0 {
+                break;
+            }
+            head.extend_from_slice(&chunk[..read]);
+        }
+        io::Result::Ok(())
+    })
+    .await;
+    let _ = tokio::time::timeout(PARTING, async {
         stream.write_all(answer.as_bytes()).await?;
-        stream.shutdown().await
+        stream.shutdown().await?;
+        while stream.read(&mut chunk).await? > 0 {}
+        io::Result::Ok(())
     })
     .await;
 }

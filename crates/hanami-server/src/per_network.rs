@@ -1,7 +1,9 @@
 //! Shares of a limited resource per client network, so that one client cannot take it all.
 //!
-//! A client network is an IPv4 address on its own, or an IPv6 address's /64 (which one host
-//! usually holds whole). Each network gets the same number of shares; a share is held until
+//! A client network is an IPv4 address on its own, or an IPv6 address's /64 (a host may use
+//! any address of its /64, so counting addresses would count nothing; hosts that share a /64
+//! share its shares, as hosts behind one NAT share their address). Each network gets the
+//! same number of shares; a share is held until
 //! it is dropped. The server uses this for its connections (a network beyond its share is
 //! refused at once) and for password checks (a network beyond its share waits its turn, so
 //! that a flood of logins from one network cannot keep the password threads from others).

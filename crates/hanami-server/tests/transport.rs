@@ -338,64 +338,73 @@ async fn connections_that_do_not_send_their_headers_are_closed() {
 #[tokio::test]
 async fn a_client_holds_a_limited_number_of_connections() {
     use tokio::io::AsyncReadExt;
+    const REFUSAL: &str =
+        "Too many connections from this client's address at once; close some and try again.";
     let tmp = tempfile::tempdir().unwrap();
     let server = launch_with_config(tmp.path(), "max_connections_per_client = 3\n")
         .0
         .start();
     let address: std::net::SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
-    let connect = |from: [u8; 4]| async move {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket
-            .bind((std::net::Ipv4Addr::from(from), 0).into())
-            .unwrap();
-        socket.connect(address).await.unwrap()
-    };
     // Four connections from one address that send nothing: the server keeps three (in the
-    // order its tasks take them) and tells the fourth why it closes it.
+    // order its tasks take them) and tells the fourth why it closes it (after a second in
+    // which a request's head could have come).
     let mut open = Vec::new();
     for _ in 0..4 {
-        open.push(connect([127, 0, 0, 1]).await);
+        open.push(tokio::net::TcpStream::connect(address).await.unwrap());
     }
-    let mut refused = 0;
-    let mut kept = Vec::new();
-    for mut stream in open {
+    let reads = futures_util::future::join_all(open.into_iter().map(|mut stream| async move {
         let mut answer = Vec::new();
         let closed = tokio::time::timeout(
-            std::time::Duration::from_millis(500),
+            std::time::Duration::from_secs(4),
             stream.read_to_end(&mut answer),
         )
         .await;
-        if closed.is_ok() {
-            let answer = String::from_utf8_lossy(&answer);
+        (
+            closed.is_ok(),
+            String::from_utf8_lossy(&answer).into_owned(),
+            stream,
+        )
+    }))
+    .await;
+    let mut kept = Vec::new();
+    for (closed, answer, stream) in reads {
+        if closed {
             assert!(
-                answer.starts_with("HTTP/1.1 429")
-                    && answer.ends_with(
-                        "Too many connections from this address at once; close some and try again."
-                    ),
+                answer.starts_with("HTTP/1.1 429") && answer.ends_with(REFUSAL),
                 "{answer}"
             );
-            refused += 1;
         } else {
             kept.push(stream);
         }
     }
-    assert_eq!((refused, kept.len()), (1, 3));
+    assert_eq!(kept.len(), 3);
     assert!(server.logged().contains("max_connections_per_client"));
+    // HTTP clients that send their request at once get the answer too, whether or not they
+    // send a body.
+    let url = format!("{}/v1.0alpha/host/all", server.url);
+    let here = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 1]))
+        .build()
+        .unwrap();
+    for attempt in 0..9 {
+        let request = match attempt % 3 {
+            2 => here.post(&url).body(vec![b'x'; 4 << 20]),
+            _ => here.get(&url),
+        };
+        let answer = request.send().await.expect("an answer");
+        assert_eq!(answer.status(), 429);
+        assert_eq!(answer.text().await.unwrap(), REFUSAL);
+    }
     // Another address is served.
     let other = reqwest::Client::builder()
         .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
         .build()
         .unwrap();
-    let url = format!("{}/v1.0alpha/host/all", server.url);
     assert_eq!(other.get(&url).send().await.unwrap().status(), 401);
     // A connection that closes makes room for another.
     drop(kept.pop());
-    let again = reqwest::Client::builder()
-        .local_address(std::net::IpAddr::from([127, 0, 0, 1]))
-        .build()
-        .unwrap();
     common::eventually(std::time::Duration::from_secs(10), || async {
-        match again.get(&url).send().await {
+        match here.get(&url).send().await {
             Ok(answer) if answer.status() == 401 => Ok(()),
             other => Err(format!("{other:?}")),
         }
