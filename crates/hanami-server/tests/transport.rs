@@ -380,7 +380,7 @@ async fn a_client_holds_a_limited_number_of_connections() {
     assert_eq!(kept.len(), 3);
     assert!(server.logged().contains("max_connections_per_client"));
     // HTTP clients that send their request at once get the answer too, whether or not they
-    // send a body.
+    // send a body (here as large as a body may be by default).
     let url = format!("{}/v1.0alpha/host/all", server.url);
     let here = reqwest::Client::builder()
         .local_address(std::net::IpAddr::from([127, 0, 0, 1]))
@@ -388,7 +388,7 @@ async fn a_client_holds_a_limited_number_of_connections() {
         .unwrap();
     for attempt in 0..9 {
         let request = match attempt % 3 {
-            2 => here.post(&url).body(vec![b'x'; 4 << 20]),
+            2 => here.post(&url).body(vec![b'x'; 1 << 20]),
             _ => here.get(&url),
         };
         let answer = request.send().await.expect("an answer");
