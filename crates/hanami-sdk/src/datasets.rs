@@ -264,7 +264,9 @@ impl Client {
         self.get("dataset", &[("uuid", uuid)]).await
     }
 
-    /// All datasets visible to the caller.
+    /// All datasets visible to the caller, then the unfinished uploads visible to it (not
+    /// ready until finalised: asking for their data is a [`crate::Error::Conflict`];
+    /// [`Client::delete_dataset`] cancels one).
     pub async fn datasets(&self) -> Result<ListTable> {
         self.get("dataset/all", &[]).await
     }

@@ -510,6 +510,20 @@ impl Uploads {
             .then(|| upload.complete())
     }
 
+    /// The unfinished uploads visible in `scope`, oldest first.
+    pub fn unfinished(&self, scope: &Scope) -> Vec<UploadMeta> {
+        let mut visible: Vec<UploadMeta> = self
+            .lock()
+            .values()
+            .filter(|u| scope.contains(&u.meta.project_id, &u.meta.owner_id))
+            .map(|u| u.meta.clone())
+            .collect();
+        visible.sort_by(|a, b| {
+            (&a.created_at, &a.dataset_uuid).cmp(&(&b.created_at, &b.dataset_uuid))
+        });
+        visible
+    }
+
     /// The temporary file `file_uuid`, if it belongs to an upload of this user in this
     /// project (only the uploader writes its files).
     pub fn target(&self, user_id: &str, project_id: &str, file_uuid: &str) -> Option<UploadTarget> {

@@ -182,11 +182,11 @@ async fn progress_and_finalisation_rules() {
     let label_uuid = started.uuid_label_file.clone().unwrap();
     assert_eq!(started.visibility, "private");
     assert_eq!(started.owner_id, ADMIN);
-    // Nothing is visible as a dataset before finalisation.
-    assert!(client.datasets().await.unwrap().body.is_empty());
+    // Listed, but not ready before finalisation.
+    assert_eq!(client.datasets().await.unwrap().body.len(), 1);
     assert!(matches!(
         client.dataset(&started.uuid).await,
-        Err(Error::NotFound(_))
+        Err(Error::Conflict(_))
     ));
     assert!(
         !client
@@ -1239,6 +1239,87 @@ async fn deleting_an_unfinished_upload_cancels_it() {
         .await
         .expect(404);
     assert!(client.datasets().await.unwrap().body.is_empty());
+}
+
+/// An unfinished upload is listed after the datasets, as the original listed the row it made
+/// at the start of an upload, so that a user whose client went away can find and cancel it;
+/// asking for its data says why there is none.
+#[tokio::test]
+async fn an_unfinished_upload_is_listed_and_its_data_is_not_ready() {
+    let server = TestServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let admin = server.admin().await;
+    let (images, labels) = mnist_files(tmp.path(), 20);
+    let done = client
+        .upload_mnist("done", &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    let started = client.start_csv_upload("half", 1000).await.unwrap();
+    let listed = |table: hanami_types::list::ListTable| -> Vec<(String, String)> {
+        table
+            .body
+            .iter()
+            .map(|line| {
+                (
+                    line[1].as_str().unwrap().into(),
+                    line[5].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        listed(client.datasets().await.unwrap()),
+        [
+            (done.clone(), "done".into()),
+            (started.uuid.clone(), "half".into())
+        ]
+    );
+    let not_ready = |e: hanami_sdk::Error| match e {
+        Error::Conflict(text) => {
+            assert!(
+                text.contains(&format!("'{}' is not ready", started.uuid))
+                    && text.contains("delete the dataset to cancel the upload"),
+                "{text}"
+            );
+        }
+        other => panic!("{other:?}"),
+    };
+    not_ready(client.dataset(&started.uuid).await.unwrap_err());
+    not_ready(
+        client
+            .check_dataset(&done, &started.uuid)
+            .await
+            .unwrap_err(),
+    );
+    let cluster = common::seed_cluster(&client, "waiting").await;
+    let picture = [("picture", started.uuid.as_str())];
+    let label = [("label", started.uuid.as_str())];
+    not_ready(
+        client
+            .train("early", &cluster, &picture, &label)
+            .await
+            .unwrap_err(),
+    );
+    // Others do not see it, and get the plain 404.
+    let other = member(&server, &admin, "someone", "elsewhere", false).await;
+    let seen = other.get("dataset/all").await.expect(200).json();
+    assert_eq!(seen["body"], serde_json::json!([]));
+    other
+        .get(&format!("dataset?uuid={}", started.uuid))
+        .await
+        .expect(404);
+    // Once cancelled, it is gone.
+    client.delete_dataset(&started.uuid).await.unwrap();
+    assert_eq!(
+        listed(client.datasets().await.unwrap()),
+        [(done.clone(), "done".into())]
+    );
+    assert!(matches!(
+        client.dataset(&started.uuid).await,
+        Err(Error::NotFound(_))
+    ));
 }
 
 #[tokio::test]

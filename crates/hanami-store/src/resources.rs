@@ -177,6 +177,21 @@ impl ResourceRow {
             created_at: now_timestamp(),
         }
     }
+
+    /// The row as a line of a resource list ([`RESOURCE_COLUMNS`]).
+    pub fn into_list_line(self) -> Vec<Value> {
+        [
+            self.created_at,
+            self.uuid,
+            self.project_id,
+            self.owner_id,
+            self.visibility,
+            self.name,
+        ]
+        .into_iter()
+        .map(Value::String)
+        .collect()
+    }
 }
 
 fn from_row(row: &SqliteRow) -> ResourceRow {
@@ -385,21 +400,9 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         let mut table = ListTable::new(RESOURCE_COLUMNS);
-        for row in rows.iter().map(from_row) {
-            table.body.push(
-                [
-                    row.created_at,
-                    row.uuid,
-                    row.project_id,
-                    row.owner_id,
-                    row.visibility,
-                    row.name,
-                ]
-                .into_iter()
-                .map(Value::String)
-                .collect(),
-            );
-        }
+        table
+            .body
+            .extend(rows.iter().map(from_row).map(ResourceRow::into_list_line));
         Ok(table)
     }
 

@@ -64,8 +64,9 @@ impl Phase {
         match self {
             Phase::Sending | Phase::Over => None,
             Phase::Withdrawing => Some(format!(
-                "interrupted again: the upload of '{name}' may not have been withdrawn; the \
-                 server removes what had arrived after its upload_timeout"
+                "interrupted again: the upload of '{name}' may not have been withdrawn; \
+                 `hanamictl dataset list` shows it until the server removes it after its \
+                 upload_timeout, and `hanamictl dataset delete` cancels it at once"
             )),
             Phase::Finishing => Some(format!(
                 "interrupted after every byte of '{name}' had arrived: the server makes the \

@@ -35,7 +35,8 @@ ProgressCallback = Callable[[int, int], None]
 
 def list_datasets(token: str, address: str, verify_connection: Verify = True) -> str:
     """Lists the visible datasets as JSON text ``{"header", "body"}``
-    (columns ``created_at, uuid, project_id, owner_id, visibility, name``)."""
+    (columns ``created_at, uuid, project_id, owner_id, visibility, name``), then the
+    visible unfinished uploads (not ready until finalised; deleting one cancels it)."""
     return hanami_request.send_get_request(token, address, _PATH + "/all", None,
                                            verify_connection)
 

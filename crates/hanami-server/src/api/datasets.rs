@@ -69,6 +69,26 @@ fn not_found(uuid: &str) -> ApiError {
     ApiError::NotFound(format!("Dataset with uuid '{uuid}' not found"))
 }
 
+/// Why no dataset `uuid` is in `scope`: 409 if it is an unfinished upload there (listed,
+/// but without data yet), else 404.
+pub(super) fn missing(app: &App, scope: &Scope, uuid: &str) -> ApiError {
+    match app.uploads.progress(scope, uuid) {
+        Some(arrived) => {
+            let bytes = if arrived {
+                "all of its bytes have arrived, "
+            } else {
+                ""
+            };
+            ApiError::Conflict(format!(
+                "Dataset with uuid '{uuid}' is not ready: its upload has not been finished \
+                 ({bytes}it is finalised by its uploader); delete the dataset to cancel the \
+                 upload"
+            ))
+        }
+        None => not_found(uuid),
+    }
+}
+
 fn check_size(app: &App, field: &str, size: u64) -> ApiResult<()> {
     let limit = app.config.max_upload_bytes;
     if size > limit {
@@ -343,7 +363,7 @@ async fn get(app: App, caller: Caller, query: ByUuid) -> ApiResult<Dataset> {
         .store
         .resource(Kind::Dataset, &caller.scope(), &query.uuid)
         .await?
-        .ok_or_else(|| not_found(&query.uuid))?;
+        .ok_or_else(|| missing(&app, &caller.scope(), &query.uuid))?;
     let reader = open(&app, &row).await?;
     let header = reader.header();
     Ok(Dataset {
@@ -370,11 +390,26 @@ async fn get(app: App, caller: Caller, query: ByUuid) -> ApiResult<Dataset> {
     })
 }
 
+/// `GET dataset/all`: the datasets, then the unfinished uploads (as the original listed
+/// their rows, made when an upload starts), so that a user can find and delete an upload
+/// whose client went away.
 async fn list(app: App, caller: Caller, _: NoInput) -> ApiResult<ListTable> {
-    Ok(app
-        .store
-        .resource_list(Kind::Dataset, &caller.scope())
-        .await?)
+    let scope = caller.scope();
+    let mut table = app.store.resource_list(Kind::Dataset, &scope).await?;
+    for upload in app.uploads.unfinished(&scope) {
+        let row = ResourceRow {
+            created_at: upload.created_at,
+            ..ResourceRow::new(
+                &upload.dataset_uuid,
+                &upload.name,
+                &upload.owner_id,
+                &upload.project_id,
+                "",
+            )
+        };
+        table.body.push(row.into_list_line());
+    }
+    Ok(table)
 }
 
 /// Deletes a dataset, or cancels an upload that has not been finalised (its temporary files
@@ -415,12 +450,12 @@ async fn check(app: App, caller: Caller, query: CheckQuery) -> ApiResult<Dataset
         .store
         .resource(Kind::Dataset, &scope, &query.dataset_uuid)
         .await?
-        .ok_or_else(|| not_found(&query.dataset_uuid))?;
+        .ok_or_else(|| missing(&app, &scope, &query.dataset_uuid))?;
     let result = app
         .store
         .resource(Kind::Dataset, &scope, &query.result_uuid)
         .await?
-        .ok_or_else(|| not_found(&query.result_uuid))?;
+        .ok_or_else(|| missing(&app, &scope, &query.result_uuid))?;
     let reference = open(&app, &reference).await?;
     let result = open(&app, &result).await?;
     let accuracy = tokio::task::spawn_blocking(move || compare(&reference, &result))

@@ -85,9 +85,7 @@ async fn bind(
             .store
             .resource(Kind::Dataset, &caller.scope(), dataset_uuid)
             .await?
-            .ok_or_else(|| {
-                ApiError::NotFound(format!("Dataset with uuid '{dataset_uuid}' not found"))
-            })?;
+            .ok_or_else(|| super::datasets::missing(app, &caller.scope(), dataset_uuid))?;
         let path = app.paths.datasets().join(&row.file_name);
         let reader = super::datasets::open(app, &row).await?;
         let columns = reader.header().column_range(name).ok_or_else(|| {
