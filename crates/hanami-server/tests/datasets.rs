@@ -266,6 +266,8 @@ async fn progress_and_finalisation_rules() {
             .await,
         Err(Error::BadRequest(_))
     ));
+    // The dataset is dated when its upload began, as its listing was (a second later).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let done: serde_json::Value = client.put("dataset/upload/mnist", &finalize).await.unwrap();
     assert_eq!(done, json!({"uuid": started.uuid}));
     assert!(
@@ -287,10 +289,15 @@ async fn progress_and_finalisation_rules() {
             .await,
         Err(Error::NotFound(_))
     ));
+    let made = client.dataset(&started.uuid).await.unwrap();
+    assert_eq!(made.number_of_rows, 20);
     assert_eq!(
-        client.dataset(&started.uuid).await.unwrap().number_of_rows,
-        20
+        made.created_at.as_deref(),
+        Some(started.created_at.as_str())
     );
+    let listed = client.datasets().await.unwrap().body;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0][0], started.created_at.as_str());
     // No temporary file is left.
     assert_eq!(
         std::fs::read_dir(server.data_dir.join("uploads"))

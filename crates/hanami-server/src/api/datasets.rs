@@ -234,13 +234,17 @@ async fn finish_upload(
             }
             Err(e) => return Err(ApiError::Internal(anyhow::Error::new(e))),
         };
-        let row = ResourceRow::new(
-            &claim.meta.dataset_uuid,
-            &claim.meta.name,
-            &claim.meta.owner_id,
-            &claim.meta.project_id,
-            &claim.meta.dataset_uuid,
-        );
+        // Created when the upload started, as the upload's answer and listing said.
+        let row = ResourceRow {
+            created_at: claim.meta.created_at.clone(),
+            ..ResourceRow::new(
+                &claim.meta.dataset_uuid,
+                &claim.meta.name,
+                &claim.meta.owner_id,
+                &claim.meta.project_id,
+                &claim.meta.dataset_uuid,
+            )
+        };
         if let Err(e) = app.store.insert_dataset(&row, &written.value_ranges).await {
             super::remove_file(dest).await;
             if matches!(e, hanami_store::StoreError::OwnerGone { .. }) {
@@ -395,8 +399,20 @@ async fn get(app: App, caller: Caller, query: ByUuid) -> ApiResult<Dataset> {
 /// whose client went away.
 async fn list(app: App, caller: Caller, _: NoInput) -> ApiResult<ListTable> {
     let scope = caller.scope();
+    // The uploads first: a finalisation inserts the dataset's row before it ends the
+    // upload, so an upload that ends meanwhile is found in the table (and only there).
+    let unfinished = app.uploads.unfinished(&scope);
     let mut table = app.store.resource_list(Kind::Dataset, &scope).await?;
-    for upload in app.uploads.unfinished(&scope) {
+    let listed: std::collections::HashSet<&str> = table
+        .body
+        .iter()
+        .filter_map(|line| line.get(1)?.as_str())
+        .collect();
+    let unfinished: Vec<_> = unfinished
+        .into_iter()
+        .filter(|upload| !listed.contains(upload.dataset_uuid.as_str()))
+        .collect();
+    for upload in unfinished {
         let row = ResourceRow {
             created_at: upload.created_at,
             ..ResourceRow::new(
