@@ -75,14 +75,13 @@ pub(super) fn missing(app: &App, scope: &Scope, uuid: &str) -> ApiError {
     match app.uploads.progress(scope, uuid) {
         Some(arrived) => {
             let bytes = if arrived {
-                "all of its bytes have arrived, "
+                " (all of its bytes have arrived)"
             } else {
                 ""
             };
             ApiError::Conflict(format!(
-                "Dataset with uuid '{uuid}' is not ready: its upload has not been finished \
-                 ({bytes}it is finalised by its uploader); delete the dataset to cancel the \
-                 upload"
+                "Dataset with uuid '{uuid}' is not ready: its upload has not been finalised \
+                 yet{bytes}; delete the dataset to cancel the upload"
             ))
         }
         None => not_found(uuid),
