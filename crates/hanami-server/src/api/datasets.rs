@@ -69,10 +69,14 @@ fn not_found(uuid: &str) -> ApiError {
     ApiError::NotFound(format!("Dataset with uuid '{uuid}' not found"))
 }
 
-/// Why no dataset `uuid` is in `scope`: 409 if it is an unfinished upload there (listed,
+/// The row of dataset `uuid` in `scope`; 409 if it is an unfinished upload there (listed,
 /// but without data yet), else 404.
-pub(super) fn missing(app: &App, scope: &Scope, uuid: &str) -> ApiError {
-    match app.uploads.progress(scope, uuid) {
+pub(super) async fn dataset_row(app: &App, scope: &Scope, uuid: &str) -> ApiResult<ResourceRow> {
+    // The upload first: a finalisation inserts the row before it ends the upload, so an
+    // upload that is finalised meanwhile is found in the table.
+    let unfinished = app.uploads.progress(scope, uuid);
+    let row = app.store.resource(Kind::Dataset, scope, uuid).await?;
+    row.ok_or_else(|| match unfinished {
         Some(arrived) => {
             let bytes = if arrived {
                 " (all of its bytes have arrived)"
@@ -85,7 +89,7 @@ pub(super) fn missing(app: &App, scope: &Scope, uuid: &str) -> ApiError {
             ))
         }
         None => not_found(uuid),
-    }
+    })
 }
 
 fn check_size(app: &App, field: &str, size: u64) -> ApiResult<()> {
@@ -362,11 +366,7 @@ pub(super) async fn open(app: &App, row: &ResourceRow) -> ApiResult<DatasetReade
 }
 
 async fn get(app: App, caller: Caller, query: ByUuid) -> ApiResult<Dataset> {
-    let row = app
-        .store
-        .resource(Kind::Dataset, &caller.scope(), &query.uuid)
-        .await?
-        .ok_or_else(|| missing(&app, &caller.scope(), &query.uuid))?;
+    let row = dataset_row(&app, &caller.scope(), &query.uuid).await?;
     let reader = open(&app, &row).await?;
     let header = reader.header();
     Ok(Dataset {
@@ -461,16 +461,8 @@ struct CheckQuery {
 /// reference dataset's `label` columns.
 async fn check(app: App, caller: Caller, query: CheckQuery) -> ApiResult<DatasetCheck> {
     let scope = caller.scope();
-    let reference = app
-        .store
-        .resource(Kind::Dataset, &scope, &query.dataset_uuid)
-        .await?
-        .ok_or_else(|| missing(&app, &scope, &query.dataset_uuid))?;
-    let result = app
-        .store
-        .resource(Kind::Dataset, &scope, &query.result_uuid)
-        .await?
-        .ok_or_else(|| missing(&app, &scope, &query.result_uuid))?;
+    let reference = dataset_row(&app, &scope, &query.dataset_uuid).await?;
+    let result = dataset_row(&app, &scope, &query.result_uuid).await?;
     let reference = open(&app, &reference).await?;
     let result = open(&app, &result).await?;
     let accuracy = tokio::task::spawn_blocking(move || compare(&reference, &result))

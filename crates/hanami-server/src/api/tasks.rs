@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hanami_auth::{Caller, Method};
-use hanami_store::resources::Kind;
 use hanami_types::list::{ListTable, TASK_COLUMNS};
 use hanami_types::tasks::{RequestTaskRequest, Task as TaskInfo, TrainTaskRequest};
 use serde::Deserialize;
@@ -81,11 +80,7 @@ async fn bind(
         })?;
         Pattern::Uuid.check(&format!("{}s.{name}", side.word()), dataset_uuid)?;
         let dataset_uuid = &dataset_uuid.to_ascii_lowercase();
-        let row = app
-            .store
-            .resource(Kind::Dataset, &caller.scope(), dataset_uuid)
-            .await?
-            .ok_or_else(|| super::datasets::missing(app, &caller.scope(), dataset_uuid))?;
+        let row = super::datasets::dataset_row(app, &caller.scope(), dataset_uuid).await?;
         let path = app.paths.datasets().join(&row.file_name);
         let reader = super::datasets::open(app, &row).await?;
         let columns = reader.header().column_range(name).ok_or_else(|| {
