@@ -271,7 +271,8 @@ impl Client {
         self.get("dataset/all", &[]).await
     }
 
-    /// Deletes a dataset.
+    /// Deletes a dataset, or cancels an unfinished upload ([`crate::Error::Conflict`] while
+    /// it is being made into the dataset).
     pub async fn delete_dataset(&self, uuid: &str) -> Result<()> {
         self.delete("dataset", &[("uuid", uuid)]).await
     }

@@ -3,8 +3,9 @@
 //!
 //! An upload is created by `POST dataset/upload/{mnist,csv}` with one temporary file per
 //! uploaded file (`input-file`, and `label-file` for MNIST), filled by websocket sessions at
-//! arbitrary positions, and consumed by the finalisation, which needs every byte. Nothing of
-//! an upload is visible as a dataset before it is finalised.
+//! arbitrary positions, and consumed by the finalisation, which needs every byte. Before
+//! that, an upload is listed among the datasets ([`Uploads::unfinished`]), but its data is
+//! not ready ([`Uploads::stage`]).
 //!
 //! Upload state lives only in memory: a restart removes all unfinished uploads (their temporary
 //! files are deleted at start-up), and uploads idle for longer than the configured timeout are
@@ -81,6 +82,17 @@ pub struct UploadMeta {
     pub created_at: String,
 }
 
+/// How far an unfinished upload has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadStage {
+    /// Bytes are still missing.
+    Sending,
+    /// Every byte has arrived; the uploader has not asked for the finalisation yet.
+    Arrived,
+    /// The finalisation is making the dataset.
+    Finalising,
+}
+
 /// A started upload: its metadata and the uuids of its temporary files, in role order.
 #[derive(Debug, Clone)]
 pub struct StartedUpload {
@@ -137,6 +149,8 @@ impl TempFile {
 struct Upload {
     meta: UploadMeta,
     files: Vec<TempFile>,
+    /// When it started (`meta.created_at` counts whole seconds).
+    started: Instant,
     last_activity: Instant,
     writes_in_flight: usize,
     finalizing: bool,
@@ -429,6 +443,7 @@ impl Uploads {
             Upload {
                 meta,
                 files: temp_files,
+                started: Instant::now(),
                 last_activity: Instant::now(),
                 writes_in_flight: 0,
                 finalizing: false,
@@ -500,28 +515,37 @@ impl Uploads {
         }
     }
 
-    /// Whether all bytes of an upload visible in `scope` have arrived; `None` if there is
-    /// no such upload.
-    pub fn progress(&self, scope: &Scope, dataset_uuid: &str) -> Option<bool> {
+    /// How far an upload visible in `scope` has come; `None` if there is no such upload.
+    pub fn stage(&self, scope: &Scope, dataset_uuid: &str) -> Option<UploadStage> {
         let uploads = self.lock();
         let upload = uploads.get(dataset_uuid)?;
         scope
             .contains(&upload.meta.project_id, &upload.meta.owner_id)
-            .then(|| upload.complete())
+            .then(|| match (upload.finalizing, upload.complete()) {
+                (true, _) => UploadStage::Finalising,
+                (false, true) => UploadStage::Arrived,
+                (false, false) => UploadStage::Sending,
+            })
     }
 
-    /// The unfinished uploads visible in `scope`, oldest first.
+    /// Whether all bytes of an upload visible in `scope` have arrived; `None` if there is
+    /// no such upload.
+    pub fn progress(&self, scope: &Scope, dataset_uuid: &str) -> Option<bool> {
+        // A finalisation starts only once every byte has arrived.
+        self.stage(scope, dataset_uuid)
+            .map(|stage| stage != UploadStage::Sending)
+    }
+
+    /// The unfinished uploads visible in `scope`, in the order they started.
     pub fn unfinished(&self, scope: &Scope) -> Vec<UploadMeta> {
-        let mut visible: Vec<UploadMeta> = self
+        let mut visible: Vec<(Instant, UploadMeta)> = self
             .lock()
             .values()
             .filter(|u| scope.contains(&u.meta.project_id, &u.meta.owner_id))
-            .map(|u| u.meta.clone())
+            .map(|u| (u.started, u.meta.clone()))
             .collect();
-        visible.sort_by(|a, b| {
-            (&a.created_at, &a.dataset_uuid).cmp(&(&b.created_at, &b.dataset_uuid))
-        });
-        visible
+        visible.sort_by_key(|(started, _)| *started);
+        visible.into_iter().map(|(_, meta)| meta).collect()
     }
 
     /// The temporary file `file_uuid`, if it belongs to an upload of this user in this
@@ -844,8 +868,10 @@ mod tests {
                 .contains("label file has received 0 of 3 bytes"),
             "{err}"
         );
+        assert_eq!(uploads.stage(&scope, "d"), Some(UploadStage::Sending));
         uploads.write_chunk(&t_label, 0, b"xyz").unwrap();
         assert_eq!(uploads.progress(&scope, "d"), Some(true));
+        assert_eq!(uploads.stage(&scope, "d"), Some(UploadStage::Arrived));
         assert!(matches!(
             uploads.begin_finalize(&scope, "d", UploadKind::Csv, &[input]),
             Err(FinalizeError::Invalid(_))
@@ -867,6 +893,8 @@ mod tests {
             .begin_finalize(&scope, "d", UploadKind::Mnist, &[input, label])
             .unwrap();
         assert_eq!(std::fs::read(&claim.paths[0]).unwrap(), b"0123456789");
+        assert_eq!(uploads.stage(&scope, "d"), Some(UploadStage::Finalising));
+        assert_eq!(uploads.progress(&scope, "d"), Some(true));
         assert!(matches!(
             uploads.begin_finalize(&scope, "d", UploadKind::Mnist, &[input, label]),
             Err(FinalizeError::Busy(_))
@@ -883,6 +911,39 @@ mod tests {
         claim.finish();
         assert!(paths.iter().all(|p| !p.exists()));
         assert_eq!(uploads.progress(&scope, "d"), None);
+    }
+
+    /// Listed in the order they started, whatever their uuids, and only where visible.
+    #[test]
+    fn unfinished_uploads_are_listed_in_the_order_they_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let uploads = Uploads::new(
+            dir.path(),
+            Duration::from_secs(60),
+            UploadLimits::with_free_disk(0),
+            Arc::default(),
+        )
+        .unwrap();
+        for uuid in ["c", "a", "b"] {
+            let meta = UploadMeta {
+                dataset_uuid: uuid.into(),
+                ..meta(UploadKind::Csv)
+            };
+            uploads.start(meta, &[(FileRole::Input, 4)]).unwrap();
+        }
+        let listed = |scope: &Scope| -> Vec<String> {
+            uploads
+                .unfinished(scope)
+                .into_iter()
+                .map(|m| m.dataset_uuid)
+                .collect()
+        };
+        assert_eq!(listed(&Scope::All), ["c", "a", "b"]);
+        let stranger = Scope::Owned {
+            project_id: "proj".into(),
+            owner_id: "someone".into(),
+        };
+        assert!(listed(&stranger).is_empty());
     }
 
     #[test]

@@ -47,7 +47,8 @@ def get_dataset(token: str, address: str, dataset_uuid: str,
     ``number_of_rows``, ``number_of_columns``, ``description`` (column groups),
     ``owner_id``, ``project_id``, ``visibility``, ``created_at``).
 
-    ``BadRequestException`` for a malformed uuid, ``NotFoundException`` for an unknown one.
+    ``BadRequestException`` for a malformed uuid, ``NotFoundException`` for an unknown one,
+    ``ConflictException`` for an unfinished upload (its data is not ready).
     """
     return hanami_request.send_get_request(token, address, _PATH, {"uuid": dataset_uuid},
                                            verify_connection)
@@ -56,7 +57,9 @@ def get_dataset(token: str, address: str, dataset_uuid: str,
 def delete_dataset(token: str, address: str, dataset_uuid: Optional[str] = None,
                    verify_connection: Verify = True, *,
                    checkpoint_uuid: Optional[str] = None) -> str:
-    """Deletes a dataset; returns ``{}``. ``NotFoundException`` if it does not exist.
+    """Deletes a dataset, or cancels an unfinished upload; returns ``{}``.
+    ``NotFoundException`` if it does not exist, ``ConflictException`` while the upload is
+    being made into the dataset.
 
     (The original SDK named the third parameter ``checkpoint_uuid``; that keyword is still
     accepted. Both with different values raise ``TypeError``.)
@@ -79,7 +82,8 @@ def check_mnist_dataset(token: str, address: str, dataset_uuid: str, result_data
     ``dataset_uuid`` is the reference (e.g. the MNIST test set the request ran on),
     ``result_dataset_uuid`` the result dataset (= the request task's uuid). Returns JSON
     text ``{"accuracy": <percent of correct rows>}``. ``NotFoundException`` for unknown
-    datasets, ``BadRequestException`` if their shapes do not match.
+    datasets, ``ConflictException`` for an unfinished upload, ``BadRequestException`` if
+    their shapes do not match.
     """
     values = {"dataset_uuid": dataset_uuid, "result_uuid": result_dataset_uuid}
     return hanami_request.send_get_request(token, address, _PATH + "/check", values,

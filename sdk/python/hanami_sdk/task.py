@@ -25,8 +25,8 @@ def create_train_task(token: str, address: str, name: str, cluster_uuid: str,
     ``inputs`` maps input names of the cluster to dataset uuids, ``outputs`` maps output
     names to the dataset uuids holding the expected values; each name must also be a column
     group of its dataset (MNIST: ``picture`` and ``label``). Raises ``NotFoundException`` for
-    an unknown cluster, dataset or name, ``BadRequestException`` for mismatched sizes or maps
-    that are no maps of strings.
+    an unknown cluster, dataset or name, ``ConflictException`` for the uuid of an unfinished
+    upload, ``BadRequestException`` for mismatched sizes or maps that are no maps of strings.
     """
     body = {"name": name, "cluster_uuid": cluster_uuid, "inputs": _as_sent(inputs),
             "outputs": _as_sent(outputs)}

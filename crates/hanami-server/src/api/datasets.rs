@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use super::validate::{Field, Pattern};
 use super::{ApiError, ApiResult, NoInput, Routes};
 use crate::state::App;
-use crate::uploads::{FileRole, FinalizeError, StartError, UploadKind, UploadMeta};
+use crate::uploads::{FileRole, FinalizeError, StartError, UploadKind, UploadMeta, UploadStage};
 
 const NAME: Field = Field::string("name", Some(Pattern::Name), 4, 254);
 const UUID: Field = Field::string("uuid", Some(Pattern::Uuid), 36, 36);
@@ -74,21 +74,25 @@ fn not_found(uuid: &str) -> ApiError {
 pub(super) async fn dataset_row(app: &App, scope: &Scope, uuid: &str) -> ApiResult<ResourceRow> {
     // The upload first: a finalisation inserts the row before it ends the upload, so an
     // upload that is finalised meanwhile is found in the table.
-    let unfinished = app.uploads.progress(scope, uuid);
+    let unfinished = app.uploads.stage(scope, uuid);
     let row = app.store.resource(Kind::Dataset, scope, uuid).await?;
-    row.ok_or_else(|| match unfinished {
-        Some(arrived) => {
-            let bytes = if arrived {
-                " (all of its bytes have arrived)"
-            } else {
-                ""
-            };
-            ApiError::Conflict(format!(
-                "Dataset with uuid '{uuid}' is not ready: its upload has not been finalised \
-                 yet{bytes}; delete the dataset to cancel the upload"
-            ))
+    row.ok_or_else(|| {
+        let not_ready = |why: &str| {
+            ApiError::Conflict(format!("Dataset with uuid '{uuid}' is not ready: {why}"))
+        };
+        match unfinished {
+            Some(UploadStage::Sending) => not_ready(
+                "its upload has not been finalised yet; delete the dataset to cancel the upload",
+            ),
+            Some(UploadStage::Arrived) => not_ready(
+                "its upload has not been finalised yet (all of its bytes have arrived); delete \
+                 the dataset to cancel the upload",
+            ),
+            Some(UploadStage::Finalising) => {
+                not_ready("its upload is being made into the dataset; ask again in a moment")
+            }
+            None => not_found(uuid),
         }
-        None => not_found(uuid),
     })
 }
 
@@ -399,7 +403,8 @@ async fn get(app: App, caller: Caller, query: ByUuid) -> ApiResult<Dataset> {
 async fn list(app: App, caller: Caller, _: NoInput) -> ApiResult<ListTable> {
     let scope = caller.scope();
     // The uploads first: a finalisation inserts the dataset's row before it ends the
-    // upload, so an upload that ends meanwhile is found in the table (and only there).
+    // upload, so an upload that ends meanwhile is found in the table (and only there). One
+    // cancelled or expired meanwhile is still listed, as it was a moment ago.
     let unfinished = app.uploads.unfinished(&scope);
     let mut table = app.store.resource_list(Kind::Dataset, &scope).await?;
     let listed: std::collections::HashSet<&str> = table
