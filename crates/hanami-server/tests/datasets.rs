@@ -1329,6 +1329,58 @@ async fn an_unfinished_upload_is_listed_and_its_data_is_not_ready() {
     ));
 }
 
+/// A request's result dataset exists once its task has finished; asked for before, it says
+/// which task is writing it, to those who will see it.
+#[tokio::test]
+async fn a_result_dataset_is_not_ready_while_its_request_task_runs() {
+    let server = TestServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let admin = server.admin().await;
+    let (images, labels) = mnist_files(tmp.path(), 20);
+    let data = client
+        .upload_mnist("data", &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    let cluster = common::seed_cluster(&client, "waiting").await;
+    // Tasks wait while the cluster is in DIRECT mode.
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let task = client
+        .request(
+            "later",
+            &cluster,
+            &[("picture", &data)],
+            ("label", "result"),
+        )
+        .await
+        .unwrap();
+    let not_ready = |e: hanami_sdk::Error| match e {
+        Error::Conflict(text) => assert!(
+            text.contains(&format!(
+                "'{}' is not ready: the request task that writes it (on cluster '{cluster}') \
+                 is queued",
+                task.uuid
+            )),
+            "{text}"
+        ),
+        other => panic!("{other:?}"),
+    };
+    not_ready(client.dataset(&task.uuid).await.unwrap_err());
+    not_ready(client.check_dataset(&data, &task.uuid).await.unwrap_err());
+    let other = member(&server, &admin, "someone", "elsewhere", false).await;
+    other
+        .get(&format!("dataset?uuid={}", task.uuid))
+        .await
+        .expect(404);
+    client.set_direct_mode(&cluster, false).await.unwrap();
+    client
+        .wait_for_task(&cluster, &task.uuid, Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(client.dataset(&task.uuid).await.unwrap().number_of_rows, 20);
+}
+
 #[tokio::test]
 async fn datasets_survive_restarts_and_reading_never_changes_them() {
     let server = TestServer::start();

@@ -367,23 +367,12 @@ pub(super) fn unsaved_checkpoint(
     uuid: &str,
     then: &str,
 ) -> Option<ApiError> {
-    app.clusters.all().into_iter().find_map(|cluster| {
-        let task = cluster.task(uuid)?;
-        let checkpoint = task
-            .promise
-            .as_ref()
-            .filter(|promise| promise.kind == Kind::Checkpoint)?;
-        // Whose the checkpoint will be decides, as for saved ones (not whose the cluster is).
-        let visible = scope.contains(&checkpoint.project_id, &checkpoint.owner_id);
-        (visible && !task.state().ended()).then(|| {
-            ApiError::Conflict(format!(
-                "Checkpoint '{uuid}' is not saved yet: its save task on cluster '{}' is {}; \
-                 {then} once that task has finished (or delete the task)",
-                cluster.row.uuid,
-                task.state().as_str()
-            ))
-        })
-    })
+    let (cluster, state) = super::tasks::pending_product(app, scope, Kind::Checkpoint, uuid)?;
+    Some(ApiError::Conflict(format!(
+        "Checkpoint '{uuid}' is not saved yet: its save task on cluster '{cluster}' is {}; \
+         {then} once that task has finished (or delete the task)",
+        state.as_str()
+    )))
 }
 
 /// Most restores one cluster keeps queued: each holds its checkpoint's file open.

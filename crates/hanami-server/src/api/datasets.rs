@@ -70,11 +70,13 @@ fn not_found(uuid: &str) -> ApiError {
 }
 
 /// The row of dataset `uuid` in `scope`; 409 if it is an unfinished upload there (listed,
-/// but without data yet), else 404.
+/// but without data yet) or the result of a request task that has not ended, else 404.
 pub(super) async fn dataset_row(app: &App, scope: &Scope, uuid: &str) -> ApiResult<ResourceRow> {
-    // The upload first: a finalisation inserts the row before it ends the upload, so an
-    // upload that is finalised meanwhile is found in the table.
+    // What would make the row first: a finalisation inserts the row before it ends the
+    // upload, and a request task records its result before its end, so a row made
+    // meanwhile is found in the table.
     let unfinished = app.uploads.stage(scope, uuid);
+    let writing = super::tasks::pending_product(app, scope, Kind::Dataset, uuid);
     let row = app.store.resource(Kind::Dataset, scope, uuid).await?;
     row.ok_or_else(|| {
         let not_ready = |why: &str| {
@@ -91,7 +93,14 @@ pub(super) async fn dataset_row(app: &App, scope: &Scope, uuid: &str) -> ApiResu
             Some(UploadStage::Finalising) => {
                 not_ready("its upload is being made into the dataset; ask again in a moment")
             }
-            None => not_found(uuid),
+            None => match writing {
+                Some((cluster, state)) => not_ready(&format!(
+                    "the request task that writes it (on cluster '{cluster}') is {}; ask again \
+                     once that task has finished",
+                    state.as_str()
+                )),
+                None => not_found(uuid),
+            },
         }
     })
 }

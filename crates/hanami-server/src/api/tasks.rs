@@ -242,6 +242,29 @@ pub(super) async fn enqueue(
     }
 }
 
+/// The cluster and state of the task that will create the resource `uuid` of `kind`
+/// (a checkpoint or a request's result dataset) visible in `scope`, while that task has not
+/// ended. Whose the resource will be decides, as for made ones (not whose the cluster is).
+/// A task records its product before its end, so a caller that looks here before it looks
+/// for the resource itself finds one or the other.
+pub(super) fn pending_product(
+    app: &App,
+    scope: &hanami_types::scope::Scope,
+    kind: hanami_store::resources::Kind,
+    uuid: &str,
+) -> Option<(String, TaskState)> {
+    app.clusters.all().into_iter().find_map(|cluster| {
+        let task = cluster.task(uuid)?;
+        let product = task
+            .promise
+            .as_ref()
+            .filter(|promise| promise.kind == kind)?;
+        let state = task.state();
+        (scope.contains(&product.project_id, &product.owner_id) && !state.ended())
+            .then(|| (cluster.row.uuid.clone(), state))
+    })
+}
+
 /// A 409 for deleting `who` (a user or a project) while tasks that have not ended will
 /// create a checkpoint or result dataset for it; `whose` picks those tasks' promises. Call
 /// with `App::owner_changes` held.
