@@ -48,7 +48,8 @@ def get_dataset(token: str, address: str, dataset_uuid: str,
     ``owner_id``, ``project_id``, ``visibility``, ``created_at``).
 
     ``BadRequestException`` for a malformed uuid, ``NotFoundException`` for an unknown one,
-    ``ConflictException`` for an unfinished upload (its data is not ready).
+    ``ConflictException`` for an unfinished upload or a request result whose task has not
+    ended (its data is not ready).
     """
     return hanami_request.send_get_request(token, address, _PATH, {"uuid": dataset_uuid},
                                            verify_connection)
@@ -82,8 +83,8 @@ def check_mnist_dataset(token: str, address: str, dataset_uuid: str, result_data
     ``dataset_uuid`` is the reference (e.g. the MNIST test set the request ran on),
     ``result_dataset_uuid`` the result dataset (= the request task's uuid). Returns JSON
     text ``{"accuracy": <percent of correct rows>}``. ``NotFoundException`` for unknown
-    datasets, ``ConflictException`` for an unfinished upload, ``BadRequestException`` if
-    their shapes do not match.
+    datasets, ``ConflictException`` for an unfinished upload or a result whose request task
+    has not ended, ``BadRequestException`` if their shapes do not match.
     """
     values = {"dataset_uuid": dataset_uuid, "result_uuid": result_dataset_uuid}
     return hanami_request.send_get_request(token, address, _PATH + "/check", values,
