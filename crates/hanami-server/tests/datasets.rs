@@ -1368,9 +1368,19 @@ async fn a_result_dataset_is_not_ready_while_its_request_task_runs() {
     };
     not_ready(client.dataset(&task.uuid).await.unwrap_err());
     not_ready(client.check_dataset(&data, &task.uuid).await.unwrap_err());
+    let early = client.delete_dataset(&task.uuid).await;
+    assert!(
+        matches!(&early, Err(Error::Conflict(text))
+            if text.contains("is not written yet") && text.contains("delete that task to stop it")),
+        "{early:?}"
+    );
     let other = member(&server, &admin, "someone", "elsewhere", false).await;
     other
         .get(&format!("dataset?uuid={}", task.uuid))
+        .await
+        .expect(404);
+    other
+        .delete(&format!("dataset?uuid={}", task.uuid))
         .await
         .expect(404);
     client.set_direct_mode(&cluster, false).await.unwrap();

@@ -445,19 +445,34 @@ async fn list(app: App, caller: Caller, _: NoInput) -> ApiResult<ListTable> {
 /// go at once instead of after `upload_timeout`).
 async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String, Value>> {
     let scope = caller.scope();
-    let dir = app.paths.datasets();
-    match super::delete_with_file(&app, Kind::Dataset, &scope, &query.uuid, dir).await? {
+    let delete = async || {
+        let dir = app.paths.datasets();
+        super::delete_with_file(&app, Kind::Dataset, &scope, &query.uuid, dir).await
+    };
+    match delete().await? {
         Some(_) => {}
         None => {
-            let uploads = app.uploads.clone();
-            let uuid = query.uuid.clone();
+            let (uploads, uuid, in_scope) =
+                (app.uploads.clone(), query.uuid.clone(), scope.clone());
             // Removing the temporary files is blocking file I/O.
-            let cancelled = tokio::task::spawn_blocking(move || uploads.cancel(&scope, &uuid))
+            let cancelled = tokio::task::spawn_blocking(move || uploads.cancel(&in_scope, &uuid))
                 .await
                 .map_err(|e| ApiError::Internal(e.into()))?
                 .map_err(|e| ApiError::Conflict(e.to_string()))?;
             if !cancelled {
-                return Err(not_found(&query.uuid));
+                if let Some((cluster, state)) =
+                    super::tasks::pending_product(&app, &scope, Kind::Dataset, &query.uuid)
+                {
+                    return Err(ApiError::Conflict(format!(
+                        "Dataset with uuid '{}' is not written yet: the request task that \
+                         writes it (on cluster '{cluster}') is {}; delete that task to stop \
+                         it, or delete the dataset once the task has finished",
+                        query.uuid,
+                        state.as_str()
+                    )));
+                }
+                // Its request task may have finished between the two looks.
+                delete().await?.ok_or_else(|| not_found(&query.uuid))?;
             }
         }
     }
