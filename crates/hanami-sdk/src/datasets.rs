@@ -272,7 +272,8 @@ impl Client {
     }
 
     /// Deletes a dataset, or cancels an unfinished upload ([`crate::Error::Conflict`] while
-    /// it is being made into the dataset).
+    /// it is being made into the dataset, or while the request task that writes the dataset
+    /// has not ended).
     pub async fn delete_dataset(&self, uuid: &str) -> Result<()> {
         self.delete("dataset", &[("uuid", uuid)]).await
     }

@@ -60,7 +60,7 @@ def delete_dataset(token: str, address: str, dataset_uuid: Optional[str] = None,
                    checkpoint_uuid: Optional[str] = None) -> str:
     """Deletes a dataset, or cancels an unfinished upload; returns ``{}``.
     ``NotFoundException`` if it does not exist, ``ConflictException`` while the upload is
-    being made into the dataset.
+    being made into the dataset or the request task that writes it has not ended.
 
     (The original SDK named the third parameter ``checkpoint_uuid``; that keyword is still
     accepted. Both with different values raise ``TypeError``.)
