@@ -82,6 +82,23 @@ pub struct UploadMeta {
     pub created_at: String,
 }
 
+impl UploadMeta {
+    /// The row of the dataset the upload becomes: named and dated as the upload, its file
+    /// named by its uuid.
+    pub fn dataset_row(&self) -> hanami_store::resources::ResourceRow {
+        hanami_store::resources::ResourceRow {
+            created_at: self.created_at.clone(),
+            ..hanami_store::resources::ResourceRow::new(
+                &self.dataset_uuid,
+                &self.name,
+                &self.owner_id,
+                &self.project_id,
+                &self.dataset_uuid,
+            )
+        }
+    }
+}
+
 /// How far an unfinished upload has come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadStage {

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use super::validate::{Field, Pattern};
 use super::{ApiError, ApiResult, NoInput, Routes};
+use crate::clusters::task::TaskState;
 use crate::state::App;
 use crate::uploads::{FileRole, FinalizeError, StartError, UploadKind, UploadMeta, UploadStage};
 
@@ -69,16 +70,27 @@ fn not_found(uuid: &str) -> ApiError {
     ApiError::NotFound(format!("Dataset with uuid '{uuid}' not found"))
 }
 
+/// What a request task that will write a result dataset is doing, for refusals.
+fn written_by(cluster: &str, state: TaskState) -> String {
+    format!(
+        "the request task that writes it (on cluster '{cluster}') is {}",
+        state.as_str()
+    )
+}
+
 /// The row of dataset `uuid` in `scope`; 409 if it is an unfinished upload there (listed,
 /// but without data yet) or the result of a request task that has not ended, else 404.
 pub(super) async fn dataset_row(app: &App, scope: &Scope, uuid: &str) -> ApiResult<ResourceRow> {
-    // What would make the row first: a finalisation inserts the row before it ends the
-    // upload, and a request task records its result before its end, so a row made
-    // meanwhile is found in the table.
+    let look = async || app.store.resource(Kind::Dataset, scope, uuid).await;
+    if let Some(row) = look().await? {
+        return Ok(row);
+    }
+    // What would make the row: a finalisation inserts it before it ends its upload, and a
+    // request task records its result before its end, so a row made since the first look
+    // is found by the second.
     let unfinished = app.uploads.stage(scope, uuid);
     let writing = super::tasks::pending_product(app, scope, Kind::Dataset, uuid);
-    let row = app.store.resource(Kind::Dataset, scope, uuid).await?;
-    row.ok_or_else(|| {
+    look().await?.ok_or_else(|| {
         let not_ready = |why: &str| {
             ApiError::Conflict(format!("Dataset with uuid '{uuid}' is not ready: {why}"))
         };
@@ -95,9 +107,8 @@ pub(super) async fn dataset_row(app: &App, scope: &Scope, uuid: &str) -> ApiResu
             }
             None => match writing {
                 Some((cluster, state)) => not_ready(&format!(
-                    "the request task that writes it (on cluster '{cluster}') is {}; ask again \
-                     once that task has finished",
-                    state.as_str()
+                    "{}; ask again once that task has finished",
+                    written_by(&cluster, state)
                 )),
                 None => not_found(uuid),
             },
@@ -250,17 +261,8 @@ async fn finish_upload(
             }
             Err(e) => return Err(ApiError::Internal(anyhow::Error::new(e))),
         };
-        // Created when the upload started, as the upload's answer and listing said.
-        let row = ResourceRow {
-            created_at: claim.meta.created_at.clone(),
-            ..ResourceRow::new(
-                &claim.meta.dataset_uuid,
-                &claim.meta.name,
-                &claim.meta.owner_id,
-                &claim.meta.project_id,
-                &claim.meta.dataset_uuid,
-            )
-        };
+        // Dated when the upload started, as the upload's answer and listing said.
+        let row = claim.meta.dataset_row();
         if let Err(e) = app.store.insert_dataset(&row, &written.value_ranges).await {
             super::remove_file(dest).await;
             if matches!(e, hanami_store::StoreError::OwnerGone { .. }) {
@@ -416,27 +418,15 @@ async fn list(app: App, caller: Caller, _: NoInput) -> ApiResult<ListTable> {
     // cancelled or expired meanwhile is still listed, as it was a moment ago.
     let unfinished = app.uploads.unfinished(&scope);
     let mut table = app.store.resource_list(Kind::Dataset, &scope).await?;
-    let listed: std::collections::HashSet<&str> = table
+    let listed: std::collections::HashSet<String> = table
         .body
         .iter()
-        .filter_map(|line| line.get(1)?.as_str())
-        .collect();
-    let unfinished: Vec<_> = unfinished
-        .into_iter()
-        .filter(|upload| !listed.contains(upload.dataset_uuid.as_str()))
+        .filter_map(|line| Some(line.get(1)?.as_str()?.to_owned()))
         .collect();
     for upload in unfinished {
-        let row = ResourceRow {
-            created_at: upload.created_at,
-            ..ResourceRow::new(
-                &upload.dataset_uuid,
-                &upload.name,
-                &upload.owner_id,
-                &upload.project_id,
-                "",
-            )
-        };
-        table.body.push(row.into_list_line());
+        if !listed.contains(&upload.dataset_uuid) {
+            table.body.push(upload.dataset_row().into_list_line());
+        }
     }
     Ok(table)
 }
@@ -464,11 +454,10 @@ async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String
                     super::tasks::pending_product(&app, &scope, Kind::Dataset, &query.uuid)
                 {
                     return Err(ApiError::Conflict(format!(
-                        "Dataset with uuid '{}' is not written yet: the request task that \
-                         writes it (on cluster '{cluster}') is {}; delete that task to stop \
-                         it, or delete the dataset once the task has finished",
+                        "Dataset with uuid '{}' is not written yet: {}; delete that task to \
+                         stop it, or delete the dataset once the task has finished",
                         query.uuid,
-                        state.as_str()
+                        written_by(&cluster, state)
                     )));
                 }
                 // Its request task may have finished between the two looks.
