@@ -47,7 +47,6 @@ use crate::per_network::{PerNetwork, Share};
 #[derive(Clone)]
 pub(crate) struct ClientLimit {
     shares: PerNetwork,
-    each: usize,
     /// When a refusal was last logged: at most one warning per [`WARN_EVERY`].
     warned: Arc<Mutex<Option<Instant>>>,
     /// Places for refused connections being answered.
@@ -81,7 +80,6 @@ impl ClientLimit {
     pub(crate) fn new(each: usize) -> Self {
         ClientLimit {
             shares: PerNetwork::new(each),
-            each,
             warned: Arc::default(),
             answering: Arc::new(Semaphore::new(MOST_ANSWERED_REFUSALS)),
         }
@@ -109,7 +107,7 @@ impl ClientLimit {
                 "refused a connection from {address}: its network holds {} connections, \
                  the most one client may hold (max_connections_per_client; further refusals \
                  are not logged for a minute)",
-                self.each
+                self.shares.each()
             );
         }
     }
@@ -287,12 +285,17 @@ async fn answer_and_close(mut stream: TcpStream, status: &str, body: &str) {
     let mut head = Vec::new();
     let mut chunk = [0u8; 4096];
     let _ = tokio::time::timeout(PARTING, async {
-        while head.len() < MOST_HEAD_BYTES && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        while head.len() < MOST_HEAD_BYTES {
             let read = stream.read(&mut chunk).await?;
             if read == 0 {
                 break;
             }
+            // Only where the new bytes can end the head (its blank line may straddle reads).
+            let from = head.len().saturating_sub(3);
             head.extend_from_slice(&chunk[..read]);
+            if head[from..].windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
         }
         io::Result::Ok(())
     })

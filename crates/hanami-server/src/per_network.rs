@@ -74,6 +74,11 @@ impl PerNetwork {
         }))
     }
 
+    /// The shares of each network.
+    pub fn each(&self) -> usize {
+        self.0.each
+    }
+
     /// A share of `address`'s network, not granted yet.
     fn ask(&self, address: IpAddr) -> Share {
         let network = network(address);
