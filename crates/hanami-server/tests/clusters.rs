@@ -14,6 +14,25 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(120);
 
+/// Trains `cluster` on the `picture` and `label` columns of `data` and waits for the task's
+/// end (it must end); returns the task as queued.
+async fn train_to_end(
+    client: &hanami_sdk::Client,
+    cluster: &str,
+    data: &str,
+    name: &str,
+) -> hanami_types::tasks::Task {
+    let task = client
+        .train(name, cluster, &[("picture", data)], &[("label", data)])
+        .await
+        .unwrap();
+    client
+        .wait_for_task(cluster, &task.uuid, WAIT)
+        .await
+        .unwrap();
+    task
+}
+
 /// A server with an uploaded train (5,000 rows) and test (500 rows) dataset. (One pass over
 /// 5,000 generated samples reliably learns them, whatever the cluster's random seed.)
 async fn prepared() -> (
@@ -57,19 +76,7 @@ async fn the_log_tells_of_datasets_and_task_ends() {
         .await
         .unwrap()
         .uuid;
-    let task = client
-        .train(
-            "logged_task",
-            &cluster,
-            &[("picture", &dataset)],
-            &[("label", &dataset)],
-        )
-        .await
-        .unwrap();
-    client
-        .wait_for_task(&cluster, &task.uuid, WAIT)
-        .await
-        .unwrap();
+    let task = train_to_end(&client, &cluster, &dataset, "logged_task").await;
     let expected = [
         format!("dataset 'logged_set' ({dataset}) made from an upload: 200 rows"),
         format!(
@@ -517,16 +524,7 @@ async fn modes_queue_and_direct_io() {
     let admin = server.admin().await;
 
     // Direct IO refines a trained network (a fresh network needs varied samples to grow).
-    let trained = client
-        .train(
-            "first_train",
-            c,
-            &[("picture", &train)],
-            &[("label", &train)],
-        )
-        .await
-        .unwrap();
-    client.wait_for_task(c, &trained.uuid, WAIT).await.unwrap();
+    train_to_end(&client, c, &train, "first_train").await;
     // A direct session needs DIRECT mode.
     assert!(client.direct_session(c).await.is_err());
     let changed = client.set_direct_mode(c, true).await.unwrap();
@@ -1277,19 +1275,7 @@ async fn unusable_direct_io_values_are_refused_on_arrival() {
 async fn a_cluster_is_idle_as_soon_as_its_task_is_reported_ended() {
     let (_server, client, data, _tmp) = server_with_data("", "idle", 200).await;
     let cluster = common::seed_cluster(&client, "idle").await;
-    let task = client
-        .train(
-            "train",
-            &cluster,
-            &[("picture", &data)],
-            &[("label", &data)],
-        )
-        .await
-        .unwrap();
-    client
-        .wait_for_task(&cluster, &task.uuid, WAIT)
-        .await
-        .unwrap();
+    train_to_end(&client, &cluster, &data, "train").await;
     let checkpoint = client.save_cluster(&cluster, "idle").await.unwrap().uuid;
     client
         .wait_for_task(&cluster, &checkpoint, WAIT)
