@@ -30,6 +30,9 @@ pub struct CreateClusterRequest {
     pub template: String,
 }
 
+/// Largest cluster template, in bytes, that a server takes (before its base64 encoding).
+pub const MAX_TEMPLATE_BYTES: usize = 1 << 20;
+
 /// The two modes of a cluster.
 pub const MODE_TASK: &str = "TASK";
 /// Direct mode: driven sample by sample over a websocket; tasks wait.

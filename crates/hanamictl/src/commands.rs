@@ -1,9 +1,10 @@
 //! Running a parsed command: local checks, login, the SDK call, and the output.
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use hanami_sdk::types::clusters::MAX_TEMPLATE_BYTES;
 use hanami_sdk::types::tasks::{Task, TaskState};
 use hanami_sdk::{Client, ConnectOptions};
 use serde::Serialize;
@@ -200,7 +201,7 @@ impl Local {
         let pairs = |items: &[String], flag: &str| parse_pairs(items, flag).map_err(CliError::msg);
         Ok(match command {
             Command::Cluster(ClusterCmd::Create { template, .. }) => {
-                let bytes = read_local(template, "template")?;
+                let bytes = read_local(template, "template", MAX_TEMPLATE_BYTES)?;
                 let text = String::from_utf8(bytes).map_err(|_| {
                     CliError::msg(format!(
                         "the template file '{}' is not UTF-8 text",
@@ -285,10 +286,25 @@ fn uploadable(path: &Path, what: &str) -> Result<(), CliError> {
     }
 }
 
-/// Reads a whole local file, with the messages of [`readable`].
-fn read_local(path: &Path, what: &str) -> Result<Vec<u8>, CliError> {
+/// Largest CA certificate file read, in bytes (a bundle of a few hundred certificates).
+const MAX_CA_CERT_BYTES: usize = 1 << 20;
+
+/// Reads a whole local file of at most `limit` bytes, with the messages of [`readable`]. A
+/// longer one (or an endless device) is refused once `limit` bytes are read.
+fn read_local(path: &Path, what: &str, limit: usize) -> Result<Vec<u8>, CliError> {
     readable(path, what)?;
-    std::fs::read(path).map_err(|e| unreadable(path, what, &e))
+    let file = std::fs::File::open(path).map_err(|e| unreadable(path, what, &e))?;
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| unreadable(path, what, &e))?;
+    if bytes.len() > limit {
+        return Err(CliError::msg(format!(
+            "the {what} file '{}' is larger than {limit} bytes, the most it may hold",
+            path.display()
+        )));
+    }
+    Ok(bytes)
 }
 
 fn unreadable(path: &Path, what: &str, error: &std::io::Error) -> CliError {
@@ -304,7 +320,7 @@ fn connect_options(cli: &Cli) -> Result<ConnectOptions, CliError> {
         .ca_cert
         .as_deref()
         .map(|path| {
-            let pem = read_local(path, "CA certificate")?;
+            let pem = read_local(path, "CA certificate", MAX_CA_CERT_BYTES)?;
             let count = |marker: &[u8]| pem.windows(marker.len()).filter(|w| w == &marker).count();
             let begun = count(b"-----BEGIN CERTIFICATE-----");
             let problem = if begun == 0 {

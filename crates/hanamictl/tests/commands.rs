@@ -993,6 +993,11 @@ fn environment_usage_and_local_errors() {
             "cannot read the template file '/': is a directory",
         ),
         (
+            // An endless device is read only up to the limit.
+            &["cluster", "create", "-t", "/dev/zero", "c"],
+            "the template file '/dev/zero' is larger than 1048576 bytes, the most it may hold",
+        ),
+        (
             &["dataset", "create", "csv", "-i", "/nonexistent.csv", "d"],
             "cannot read the input file '/nonexistent.csv'",
         ),

@@ -28,6 +28,13 @@ const UUID: Field = Field::string("uuid", Some(Pattern::Uuid), 36, 36);
 const CLUSTER_UUID: Field = Field::string("cluster_uuid", Some(Pattern::Uuid), 36, 36);
 /// Base64 of a template of at most 1 MiB.
 const TEMPLATE: Field = Field::string("template", None, 0, 1_400_000).optional();
+
+// The clients' limit (`hanami_types`) is the engine's.
+const _: () = assert!(
+    hanami_types::clusters::MAX_TEMPLATE_BYTES
+        == hanami_engine::template::limits::MAX_TEMPLATE_BYTES
+);
+
 const LOAD_FIELDS: &[Field] = &[
     CLUSTER_UUID,
     Field::string("checkpoint_uuid", Some(Pattern::Uuid), 36, 36),
