@@ -29,6 +29,8 @@ enum Side {
 }
 
 struct Parser<'a> {
+    /// The whole template, for messages that quote a line.
+    source: &'a str,
     lexer: Lexer<'a>,
     look: Token<'a>,
     positions: HashMap<Position, usize>,
@@ -39,6 +41,7 @@ impl<'a> Parser<'a> {
         let mut lexer = Lexer::new(text);
         let look = lexer.next_token()?;
         Ok(Parser {
+            source: text,
             lexer,
             look,
             positions: HashMap::new(),
@@ -81,7 +84,7 @@ impl<'a> Parser<'a> {
     }
 
     fn template(mut self) -> Result<Template, TemplateError> {
-        self.expect(Tok::Version, "`version: 1`")?;
+        self.version()?;
         self.expect(Tok::Keyword(Keyword::Settings), "`settings`")?;
         self.expect(Tok::Colon, "`:` after `settings`")?;
         let settings = self.settings()?;
@@ -115,6 +118,37 @@ impl<'a> Parser<'a> {
             inputs,
             outputs,
         })
+    }
+
+    /// The `version: 1` line. A line that names another version (`version: 7`, or
+    /// `version: 10`, which lexes as `version: 1` and `0`) is quoted whole, so the message
+    /// says which version was asked for.
+    fn version(&mut self) -> Result<(), TemplateError> {
+        const EXPECTED: &str = "`version: 1` (the only version of the template language)";
+        let line = self.look.line;
+        let other_version = |parser: &Self| {
+            let text = parser.source.lines().nth(line.saturating_sub(1) as usize)?;
+            let text = text.trim_matches([' ', '\t']);
+            text.starts_with("version").then(|| Kind::Syntax {
+                expected: EXPECTED,
+                found: format!("`{}`", shortened(text)),
+            })
+        };
+        let start = self.look;
+        if start.tok != Tok::Version {
+            return Err(match other_version(self) {
+                Some(kind) => self.error_at(&start, kind),
+                None => self.syntax(EXPECTED),
+            });
+        }
+        self.advance()?;
+        let glued = self.look.line == line
+            && self.look.column == start.column + start.text.len() as u32
+            && matches!(self.look.tok, Tok::Number(_) | Tok::Float(_));
+        match other_version(self) {
+            Some(kind) if glued => Err(self.error_at(&start, kind)),
+            _ => Ok(()),
+        }
     }
 
     /// `setting+`, ending at the `hexagons` keyword (consumed).

@@ -204,8 +204,28 @@ fn grammar_violations() {
     assert_syntax(
         &SEED_TEMPLATE.replace("version: 1", "version: 10"),
         1,
-        "settings",
+        "version",
     );
+    // The message quotes the version asked for.
+    for (line, found) in [
+        ("version: 7", "`version: 7`"),
+        ("  version: 10", "`version: 10`"),
+        ("version:0", "`version:0`"),
+        ("version: two", "`version: two`"),
+    ] {
+        let e = err(&SEED_TEMPLATE.replace("version: 1", line));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "line 1, column {}: syntax error: expected `version: 1` (the only version of \
+                 the template language), found {found}",
+                line.find('v').unwrap() + 1
+            )
+        );
+    }
+    // Without a version line, the first token is named.
+    let e = err(&SEED_TEMPLATE.replace("version: 1\n", ""));
+    assert!(e.to_string().ends_with("found `settings`"), "{e}");
     assert_syntax(&SEED_TEMPLATE.replace("settings:", "settings"), 3, "`:`");
     // the settings block must not be empty
     assert_syntax(&with("", HEX, IN, OUT), 4, "setting");
