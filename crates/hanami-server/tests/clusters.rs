@@ -726,6 +726,19 @@ async fn aborting_tasks_and_deleting_clusters() {
         matches!(&bare, Err(Error::Conflict(m)) if m.ends_with("it has no network yet")),
         "{bare:?}"
     );
+    // Nor tasks or checkpoints: the same conflict, until a checkpoint is restored into it.
+    let train = client
+        .train("bare", &empty, &[("picture", &big)], &[("label", &big)])
+        .await;
+    assert!(
+        matches!(&train, Err(Error::Conflict(m)) if m.contains("has no network yet")),
+        "{train:?}"
+    );
+    let save = client.save_cluster(&empty, "bare").await;
+    assert!(
+        matches!(&save, Err(Error::Conflict(m)) if m.contains("has no network to save yet")),
+        "{save:?}"
+    );
     client.delete_cluster(&empty).await.unwrap();
     // A queued task leaves the queue.
     client.delete_task(c, &second.uuid).await.unwrap();

@@ -346,7 +346,7 @@ async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String
 async fn save(app: App, caller: Caller, request: SaveClusterRequest) -> ApiResult<SaveStarted> {
     let cluster = visible(&app, &caller, &request.cluster_uuid)?;
     if !cluster.has_network() {
-        return Err(ApiError::BadRequest(format!(
+        return Err(ApiError::Conflict(format!(
             "Cluster '{}' has no network to save yet",
             request.cluster_uuid
         )));

@@ -149,7 +149,7 @@ fn require_network(cluster: &ClusterHandle) -> ApiResult<()> {
     if cluster.has_network() {
         Ok(())
     } else {
-        Err(ApiError::BadRequest(format!(
+        Err(ApiError::Conflict(format!(
             "Cluster '{}' has no network yet: restore a checkpoint into it first",
             cluster.row.uuid
         )))
