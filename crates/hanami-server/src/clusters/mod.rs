@@ -1351,7 +1351,7 @@ impl RefusedGrowth {
 /// Why a task that the shutdown stopped while it ran was aborted.
 fn shut_down_before_the_end(task: &Task) -> anyhow::Error {
     anyhow::anyhow!(
-        "the server shut down before the task ended; it was aborted after {} of {} cycles",
+        "the server shut down before the task ended: it stopped after {} of {} cycles",
         task.info().current_cycle,
         task.total
     )
@@ -1434,7 +1434,7 @@ impl Clusters {
                 let e = if running {
                     shut_down_before_the_end(task)
                 } else {
-                    anyhow::anyhow!("the server shut down before the task started; it was aborted")
+                    anyhow::anyhow!("the server shut down before the task started")
                 };
                 ctx.log_error(task, &cluster.row, &e);
                 ctx.record(task, &cluster.row);
