@@ -1,8 +1,11 @@
 //! Conversion of an uploaded CSV file into an `f32` dataset.
 //!
-//! The accepted format is deliberately simple (no quoting, like the original):
+//! The accepted format is deliberately simple:
 //! * lines end with `\n`; a `\r` before it is removed (CRLF files work); a UTF-8 byte-order
 //!   mark at the very start is ignored;
+//! * cells are separated by commas; a cell in double quotes (`"label"`, `"0.5"`, as
+//!   spreadsheets and R write them) counts without its quotes, but cannot hold a comma (no
+//!   name or number has one);
 //! * empty lines (or lines of only blanks) are skipped anywhere;
 //! * the first remaining line is the header: comma-separated column names, surrounding blanks
 //!   removed, each non-empty and unique;
@@ -53,11 +56,13 @@ fn is_invisible(c: char) -> bool {
     )
 }
 
-/// A hint for a refused name or row that shows another CSV dialect: other separators, or
-/// lines that end in a lone `\r` (old Macs).
+/// A hint for a refused name or row that shows another CSV dialect: other separators,
+/// commas in quotes, or lines that end in a lone `\r` (old Macs).
 fn dialect_hint(text: &[u8]) -> &'static str {
     if text.contains(&b';') || text.contains(&b'\t') {
         " (cells are separated by commas only)"
+    } else if text.contains(&b'"') {
+        " (every comma separates cells, also one in quotes)"
     } else if text.contains(&b'\r') {
         " (lines end in \\n or \\r\\n; a lone \\r ends no line)"
     } else {
@@ -221,7 +226,13 @@ impl Table {
         }
         let names: Vec<String> = header
             .split(',')
-            .map(|n| n.trim_ascii().to_owned())
+            .map(|n| {
+                let n = n.trim_ascii();
+                match n.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+                    Some(inner) => inner.to_owned(),
+                    None => n.to_owned(),
+                }
+            })
             .collect();
         let mut seen: HashMap<&str, u64> = HashMap::with_capacity(names.len());
         for (i, n) in names.iter().enumerate() {
@@ -317,7 +328,10 @@ enum CellProblem {
 
 /// Parses one cell (see the module doc for what is accepted).
 fn parse_cell(cell: &[u8]) -> Result<f32, CellProblem> {
-    let cell = cell.trim_ascii();
+    let cell = match cell.trim_ascii() {
+        [b'"', inner @ .., b'"'] => inner,
+        cell => cell,
+    };
     if cell.eq_ignore_ascii_case(b"true") {
         return Ok(1.0);
     }
@@ -524,6 +538,39 @@ mod tests {
         // The last cell of a CRLF line is a number, not "2\r".
         let (_, values) = case.values(b"a\r\n2\r\n");
         assert_eq!(values, [2.0]);
+    }
+
+    /// Spreadsheets and R quote names (and some writers every cell): the quotes do not
+    /// count. A comma in quotes still separates cells, and the message says so.
+    #[test]
+    fn cells_in_double_quotes() {
+        let case = Case::new();
+        let (header, values) =
+            case.values(b"\"x\", \"label\" ,y\n\"1\",2,\"-0.5\"\n \"true\" ,3,4\n");
+        assert_eq!(header.column_range("x"), Some(ColumnRange::new(0, 1)));
+        assert_eq!(header.column_range("label"), Some(ColumnRange::new(1, 2)));
+        assert_eq!(values, [1.0, 2.0, -0.5, 1.0, 3.0, 4.0]);
+        assert_eq!(
+            case.error(b"a,b\n\"1,5\",2\n"),
+            "CSV file: line 2 has 3 columns, expected 2 as in the header (every comma \
+             separates cells, also one in quotes)"
+        );
+        assert_eq!(
+            case.error(b"\"a,b\"\n1,2\n"),
+            "CSV file: line 1: the name \"\\\"a\" of column 1 cannot name a cluster's input or \
+             output, which tasks bind columns to: use ASCII letters, digits and '_' (every \
+             comma separates cells, also one in quotes)"
+        );
+        assert_eq!(
+            case.error(b"\"\",b\n1,2\n"),
+            "CSV file: line 1: column 1 of the header has an empty name"
+        );
+        // Only a pair of quotes around the whole cell is taken away.
+        assert!(
+            case.error(b"a\n\"1\n")
+                .contains("\"\\\"1\" is not a number")
+        );
+        assert!(case.error(b"a\n\"\"1\"\"\n").contains("is not a number"));
     }
 
     #[test]
