@@ -247,8 +247,8 @@ pub enum ChunkError {
         /// Declared size.
         size: u64,
     },
-    /// The upload was finalised, expired or is being finalised.
-    #[error("the upload of this file is finished or no longer exists")]
+    /// The upload was cancelled, finalised, expired or is being finalised.
+    #[error("{}", hanami_types::websocket::CLOSED_UPLOAD_GONE)]
     Gone,
     /// Writing to disk failed.
     #[error("failed to write data to disk: {0}")]

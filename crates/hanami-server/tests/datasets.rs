@@ -1236,7 +1236,11 @@ async fn deleting_an_unfinished_upload_cancels_it() {
         .expect("a reply before the close");
     let told = FileUploadResponseMessage::decode(told.as_slice()).unwrap();
     assert!(!told.success);
-    assert!(told.error_message.contains("cancelled"), "{told:?}");
+    assert_eq!(
+        told.error_message,
+        hanami_types::websocket::CLOSED_UPLOAD_GONE,
+        "{told:?}"
+    );
     assert!(
         next_bytes(&mut socket).await.is_none(),
         "the session is closed"

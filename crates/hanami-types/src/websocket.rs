@@ -17,6 +17,9 @@ pub const TARGET_CLUSTER: &str = "cluster";
 pub const POLICY_DENIED: &str = "Access denied by policy";
 /// Close reason of a direct-IO session whose cluster was deleted.
 pub const CLOSED_CLUSTER_DELETED: &str = "the cluster was deleted";
+/// Failed reply and close reason of an upload session whose upload is gone: cancelled (its
+/// dataset deleted), expired or finished by another session.
+pub const CLOSED_UPLOAD_GONE: &str = "the upload was cancelled, expired or finished";
 /// Start of the close reason of a session whose user lost access to its target (why
 /// follows).
 pub const CLOSED_ACCESS_WITHDRAWN: &str = "access withdrawn: ";

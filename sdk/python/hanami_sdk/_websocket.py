@@ -26,6 +26,9 @@ OPEN_TIMEOUT = 30.0
 
 TARGET_FILE_UPLOAD = "file_upload"
 TARGET_CLUSTER = "cluster"
+#: The server's answer to a chunk of an upload that is gone: cancelled (its dataset
+#: deleted), expired or finished.
+UPLOAD_GONE = "the upload was cancelled, expired or finished"
 
 
 def connection(address: str, verify: Verify) -> websockets.asyncio.client.connect:

@@ -17,7 +17,7 @@ import websockets
 
 from . import _websocket, hanami_request
 from ._renewal import TokenKeeper
-from .hanami_exceptions import BadRequestException, HanamiException
+from .hanami_exceptions import BadRequestException, HanamiException, NotFoundException
 from .hanami_messages import FileUploadMessage, FileUploadResponseMessage
 from .hanami_request import Verify
 
@@ -159,6 +159,8 @@ async def _send_chunks(token: str, address: str, file_uuid: str, chunks: Iterabl
                                           f"{answer!r}")
                 response = FileUploadResponseMessage.decode(answer)
                 if not response.success:
+                    if response.error_message == _websocket.UPLOAD_GONE:
+                        raise NotFoundException(response.error_message)
                     raise BadRequestException(response.error_message or
                                               "upload chunk refused")
                 position += len(chunk)
@@ -346,8 +348,9 @@ def upload_mnist_files(token: str, address: str, name: str, input_file_path: Fil
 
     Raises ``BadRequestException`` for files the server rejects (wrong magic numbers,
     counts, labels) and for local files that cannot be uploaded (empty, or not a regular
-    file: refused before anything is sent), ``FileNotFoundError`` for missing local files.
-    An upload that takes longer than the token has left renews it for itself (the caller's
+    file: refused before anything is sent), ``FileNotFoundError`` for missing local files,
+    ``NotFoundException`` if the upload is cancelled while it runs (its dataset deleted,
+    from anywhere). An upload that takes longer than the token has left renews it for itself (the caller's
     token is not changed).
     """
     return _upload(token, address, "mnist", name, [input_file_path, label_file_path],
@@ -360,9 +363,10 @@ def upload_csv_files(token: str, address: str, name: str, input_file_path: FileP
     """Uploads a CSV file as a dataset; returns the new dataset's uuid (a string).
 
     The first line names the columns; every column becomes a one-column group of that name
-    (usable as input or output name in tasks). Every cell must be a number.
-    ``BadRequestException`` for files the server rejects. A long upload renews its token
-    as ``upload_mnist_files`` does.
+    (usable as input or output name in tasks). Every cell must be a number; a cell in double
+    quotes counts without them. ``BadRequestException`` for files the server rejects,
+    ``NotFoundException`` as for ``upload_mnist_files``. A long upload renews its token as
+    ``upload_mnist_files`` does.
     """
     return _upload(token, address, "csv", name, [input_file_path], verify_connection,
                    progress)

@@ -13,7 +13,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, List
 
 import pytest
 import requests
@@ -334,6 +334,29 @@ def test_member_sees_only_own_datasets(address: str, token: str, files: Path,
         project.delete_project(token, address, member.project_id)
     dataset.delete_dataset(member.token, address, own)
     dataset.delete_dataset(token, address, admin_set)
+
+
+def test_an_upload_whose_dataset_is_deleted_raises_not_found(address: str, token: str,
+                                                              files: Path) -> None:
+    """Deleting an unfinished upload's dataset (from anywhere) cancels it: the uploading call
+    raises ``NotFoundException``, as for anything else that is gone, and nothing is left."""
+    csv_file = files / "deleted_meanwhile.csv"
+    csv_file.write_text("a,b\n" + "1,2\n" * 100_000)  # 400 KiB: four chunks
+    name = unique("deleted_meanwhile")
+    deleted: List[str] = []
+
+    def delete_it(_done: int, _total: int) -> None:
+        if not deleted:
+            listed = rows(dataset.list_datasets(token, address))
+            uuid = next(row[1] for row in listed if row[-1] == name)
+            dataset.delete_dataset(token, address, uuid)
+            deleted.append(uuid)
+
+    with pytest.raises(hx.NotFoundException,
+                       match="^the upload was cancelled, expired or finished$"):
+        dataset.upload_csv_files(token, address, name, str(csv_file), progress=delete_it)
+    assert len(deleted) == 1
+    assert all(row[-1] != name for row in rows(dataset.list_datasets(token, address)))
 
 
 def test_interrupted_uploads_are_discarded(address: str, token: str, files: Path) -> None:

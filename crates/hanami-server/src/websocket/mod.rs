@@ -23,8 +23,8 @@ use axum::response::Response;
 use hanami_auth::{Method, Scope, Verified};
 use hanami_types::websocket::proto::{FileUploadMessage, FileUploadResponseMessage};
 use hanami_types::websocket::{
-    CLOSED_ACCESS_WITHDRAWN, POLICY_DENIED, SessionInit, SessionReply, TARGET_CLUSTER,
-    TARGET_FILE_UPLOAD,
+    CLOSED_ACCESS_WITHDRAWN, CLOSED_UPLOAD_GONE, POLICY_DENIED, SessionInit, SessionReply,
+    TARGET_CLUSTER, TARGET_FILE_UPLOAD,
 };
 use prost::Message as _;
 
@@ -427,7 +427,7 @@ async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget, acce
         let incoming = tokio::select! {
             incoming = next_message(app, &mut socket, idle) => incoming,
             () = target.gone() => {
-                refuse(app, socket, "the upload was cancelled, expired or finished").await;
+                refuse(app, socket, CLOSED_UPLOAD_GONE).await;
                 return;
             }
         };
