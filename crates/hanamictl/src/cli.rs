@@ -8,6 +8,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The help heading of the flags that every command takes, so that a command's help lists
+/// its own flags apart from them.
+const GLOBAL: &str = "Global options";
+
 /// Command-line client of the Hanami AI server.
 ///
 /// Every command logs in afresh with HANAMI_ADDRESS (e.g. http://127.0.0.1:11418),
@@ -21,7 +25,8 @@ pub struct Cli {
         short = 'j',
         long = "json_output",
         visible_alias = "json",
-        global = true
+        global = true,
+        help_heading = GLOBAL
     )]
     pub json: bool,
 
@@ -30,6 +35,7 @@ pub struct Cli {
     #[arg(
         long,
         global = true,
+        help_heading = GLOBAL,
         env = "HANAMI_INSECURE",
         value_parser = clap::builder::BoolishValueParser::new()
     )]
@@ -37,7 +43,13 @@ pub struct Cli {
 
     /// Trust this PEM certificate (a private CA or a self-signed server certificate;
     /// addition)
-    #[arg(long, global = true, env = "HANAMI_CA_CERT", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL,
+        env = "HANAMI_CA_CERT",
+        value_name = "FILE"
+    )]
     pub ca_cert: Option<PathBuf>,
 
     /// Give up when the server stays silent this long while an answer is due (addition;
@@ -45,6 +57,7 @@ pub struct Cli {
     #[arg(
         long,
         global = true,
+        help_heading = GLOBAL,
         env = "HANAMI_ANSWER_TIMEOUT",
         value_name = "SECONDS",
         default_value_t = hanami_sdk::DEFAULT_ANSWER_TIMEOUT.as_secs(),
@@ -587,6 +600,39 @@ mod tests {
     #[test]
     fn the_command_tree_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// A command's help lists its own flags first, the global ones under their own heading.
+    #[test]
+    fn global_flags_have_a_heading_of_their_own() {
+        let mut cli = Cli::command();
+        // Building hands the global flags down to the subcommands.
+        cli.build();
+        let help = cli
+            .find_subcommand_mut("task")
+            .and_then(|c| c.find_subcommand_mut("create"))
+            .and_then(|c| c.find_subcommand_mut("request"))
+            .unwrap()
+            .render_help()
+            .to_string();
+        let (own, global) = help.split_once("Global options:").unwrap();
+        for flag in ["--input", "--result", "--cluster", "--wait", "--timeout"] {
+            assert!(
+                own.contains(flag) && !global.contains(flag),
+                "{flag}: {help}"
+            );
+        }
+        for flag in [
+            "--json_output",
+            "--insecure",
+            "--ca-cert",
+            "--answer-timeout",
+        ] {
+            assert!(
+                global.contains(flag) && !own.contains(flag),
+                "{flag}: {help}"
+            );
+        }
     }
 
     #[test]
