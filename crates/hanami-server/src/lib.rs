@@ -7,6 +7,7 @@
 //! connections are accepted only then, so no request can arrive before the server is ready.
 
 pub mod api;
+mod certificate;
 pub mod clusters;
 pub mod config;
 mod connections;

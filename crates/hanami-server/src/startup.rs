@@ -1035,7 +1035,7 @@ fn tls_server_config(tls: &crate::config::TlsFiles) -> anyhow::Result<rustls::Se
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     if let Some(problem) =
-        certificate_problem(&chain, &provider, rustls::pki_types::UnixTime::now())
+        crate::certificate::problem(&chain, &provider, rustls::pki_types::UnixTime::now())
     {
         tracing::warn!("the certificate in {cert} {problem}: clients will refuse it");
     }
@@ -1057,38 +1057,6 @@ fn tls_server_config(tls: &crate::config::TlsFiles) -> anyhow::Result<rustls::Se
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
-}
-
-/// What makes clients refuse the server's certificate at `now` whatever they trust: it has
-/// expired, is not valid yet, or its extended key usage leaves out servers. The chain is
-/// checked with its last certificate as the root; other problems (an issuer the file does
-/// not hold, a self-signed certificate marked as a CA) are left to the clients.
-fn certificate_problem(
-    chain: &[rustls::pki_types::CertificateDer<'_>],
-    provider: &rustls::crypto::CryptoProvider,
-    now: rustls::pki_types::UnixTime,
-) -> Option<&'static str> {
-    let last = chain.last()?;
-    let intermediates = chain.get(1..chain.len() - 1).unwrap_or_default();
-    let roots = [webpki::anchor_from_trusted_cert(last).ok()?];
-    let leaf = webpki::EndEntityCert::try_from(&chain[0]).ok()?;
-    let verified = leaf.verify_for_usage(
-        provider.signature_verification_algorithms.all,
-        &roots,
-        intermediates,
-        now,
-        webpki::KeyUsage::server_auth(),
-        None,
-        None,
-    );
-    match verified.err()? {
-        webpki::Error::CertExpired { .. } => Some("has expired"),
-        webpki::Error::CertNotValidYet { .. } => Some("is not valid yet"),
-        webpki::Error::RequiredEkuNotFoundContext(_) => {
-            Some("is not for servers (its extended key usage leaves out server authentication)")
-        }
-        _ => None,
-    }
 }
 
 /// What is wrong with a PEM file, in words (the library shows PEM labels as byte lists).
@@ -1128,32 +1096,6 @@ mod tests {
         );
         assert_eq!(lines_list(&[3, 17]).as_deref(), Some("3, 17"));
         assert_eq!(lines_list(&[]), None);
-    }
-
-    #[test]
-    fn certificates_that_clients_refuse_are_told() {
-        use rustls::pki_types::{CertificateDer, UnixTime};
-        let provider = rustls::crypto::ring::default_provider();
-        let at = |days: u64| UnixTime::since_unix_epoch(Duration::from_secs(days * 86_400));
-        let certificate = |params: rcgen::CertificateParams| -> CertificateDer<'static> {
-            let key = rcgen::KeyPair::generate().unwrap();
-            params.self_signed(&key).unwrap().der().clone()
-        };
-        // Valid from day 10,000 to day 20,000 after 1970.
-        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
-        params.not_before = rcgen::date_time_ymd(1997, 5, 19);
-        params.not_after = rcgen::date_time_ymd(2024, 10, 4);
-        let dated = [certificate(params.clone())];
-        let problem =
-            |chain: &[CertificateDer<'_>], day| certificate_problem(chain, &provider, at(day));
-        assert_eq!(problem(&dated, 15_000), None);
-        assert_eq!(problem(&dated, 21_000), Some("has expired"));
-        assert_eq!(problem(&dated, 9_000), Some("is not valid yet"));
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let client_only = certificate(params);
-        assert!(
-            problem(&[client_only], 15_000).is_some_and(|p| p.starts_with("is not for servers"))
-        );
     }
 
     #[test]
