@@ -7,7 +7,8 @@
 //! - A typed flag makes its variable irrelevant (clap would still read the variable for a
 //!   global flag at the levels of a command where the flag was not typed).
 //! - When clap refuses a value that came from a variable, the user is told which variable
-//!   to look at ([`variable_behind`]).
+//!   to look at ([`variable_behind`]); and so when a value that clap took fails later
+//!   ([`variables_quoted`]).
 
 use std::ffi::OsString;
 
@@ -57,6 +58,25 @@ pub fn variable_behind(
         .then(|| variable.to_string_lossy().into_owned())
 }
 
+/// The variables of `command`'s flags not typed in `words` whose (non-empty) values `text`
+/// quotes, as `(variable, value)`: for an error about a value clap took (a file that cannot
+/// be read, an address that cannot be listened on), to say where that value came from.
+pub fn variables_quoted(
+    command: &Command,
+    words: &[OsString],
+    text: &str,
+) -> Vec<(String, String)> {
+    command
+        .get_arguments()
+        .filter(|arg| !typed(arg, words))
+        .filter_map(|arg| {
+            let variable = arg.get_env()?.to_str()?;
+            let value = std::env::var(variable).ok()?;
+            (!value.is_empty() && text.contains(&value)).then(|| (variable.to_owned(), value))
+        })
+        .collect()
+}
+
 /// Whether `words` name the long flag of `arg` (`--flag` or `--flag=value`).
 fn typed(arg: &Arg, words: &[OsString]) -> bool {
     let Some(long) = arg.get_long().map(|long| format!("--{long}")) else {
@@ -101,6 +121,21 @@ mod tests {
         assert_eq!(matches.get_one::<u32>("number"), None);
         // Without the rule clap refuses the empty value.
         assert!(command(VARIABLE).try_get_matches_from(&args).is_err());
+    }
+
+    #[test]
+    fn values_that_fail_later_name_their_variable_unless_typed() {
+        const VARIABLE: &str = "HANAMI_FLAGS_TEST_QUOTED";
+        // SAFETY: as in the tests above, the variable is this test's own.
+        unsafe { std::env::set_var(VARIABLE, "42") };
+        let text = "cannot use 42: in use";
+        assert_eq!(
+            variables_quoted(&command(VARIABLE), &words(&["test"]), text),
+            [(VARIABLE.to_owned(), "42".to_owned())]
+        );
+        assert!(variables_quoted(&command(VARIABLE), &words(&["test"]), "other").is_empty());
+        let typed = words(&["test", "--number", "42"]);
+        assert!(variables_quoted(&command(VARIABLE), &typed, text).is_empty());
     }
 
     #[test]

@@ -57,7 +57,15 @@ async fn serve() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            report(&format!("hanami: {}", causes(&e)));
+            let text = causes(&e);
+            report(&format!("hanami: {text}"));
+            let words: Vec<_> = std::env::args_os().collect();
+            for (variable, value) in hanami_flags::variables_quoted(&Args::command(), &words, &text)
+            {
+                report(&format!(
+                    "note: the value '{value}' comes from the variable {variable}"
+                ));
+            }
             std::process::ExitCode::FAILURE
         }
     }

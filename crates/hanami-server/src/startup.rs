@@ -65,11 +65,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // The port too: a port in use must change nothing either. Connections wait in the
     // backlog until everything is ready.
     let listener = std::net::TcpListener::bind(config.listen).map_err(|e| {
-        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
-            "; another program listens on that port: stop it, or give this server another \
-             address (--listen, HANAMI_LISTEN, listen)"
-        } else {
-            ""
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                "; another program listens on that port: stop it, or give this server another \
+                 address (--listen, HANAMI_LISTEN, listen)"
+            }
+            std::io::ErrorKind::AddrNotAvailable => {
+                "; that IP address is not one of this machine's: give one of its own \
+                 (127.0.0.1 for this machine only, 0.0.0.0 or :: for every interface)"
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "; ports below 1024 need privileges: give a port from 1024 up"
+            }
+            _ => "",
         };
         anyhow::anyhow!("cannot listen on {}: {e}{hint}", config.listen)
     })?;

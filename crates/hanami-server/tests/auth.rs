@@ -928,6 +928,40 @@ fn empty_variables_are_unset_and_bad_ones_are_named() {
     let (code, stderr) = run(&[("HANAMI_TOKEN_EXPIRY", "5")], &["--token-expiry", "abc"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(!stderr.contains("note:"), "{stderr}");
+    // A value that fails only when it is used (a file that is missing, an address that is
+    // not this machine's) is named too, with a hint about the address.
+    let missing = tmp.path().join("missing.pem");
+    let missing = missing.to_str().unwrap();
+    let (code, stderr) = run(
+        &[
+            ("HANAMI_TLS_CERT", missing),
+            ("HANAMI_LISTEN", "127.0.0.1:0"),
+        ],
+        &[
+            "--tls-key",
+            missing,
+            "--data-dir",
+            tmp.path().join("unused").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "note: the value '{missing}' comes from the variable HANAMI_TLS_CERT"
+        )) && !stderr.contains("HANAMI_LISTEN"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(
+        &[("HANAMI_LISTEN", "192.0.2.1:0")],
+        &["--data-dir", tmp.path().join("unused").to_str().unwrap()],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("that IP address is not one of this machine's")
+            && stderr
+                .contains("note: the value '192.0.2.1:0' comes from the variable HANAMI_LISTEN"),
+        "{stderr}"
+    );
 }
 
 /// A closed standard error (a `| tee` that died) neither stops the server nor keeps it
