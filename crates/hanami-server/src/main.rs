@@ -34,21 +34,14 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn serve() -> std::process::ExitCode {
-    // An unset or empty RUST_LOG means `info`; one the filter cannot take is said so.
-    let (filter, refused) = match std::env::var("RUST_LOG") {
-        Ok(text) if !text.is_empty() => match EnvFilter::try_new(&text) {
-            Ok(filter) => (filter, None),
-            Err(e) => (EnvFilter::new("info"), Some((text, e))),
-        },
-        _ => (EnvFilter::new("info"), None),
-    };
+    let (filter, warning) = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| LogSink)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if let Some((text, e)) = refused {
-        tracing::warn!("RUST_LOG '{text}' is not a valid log filter ({e}): logging at info");
+    if let Some(warning) = warning {
+        tracing::warn!("{warning}");
     }
     let result = match Config::from_args(parse_args()) {
         Ok(config) => hanami_server::run(config).await,
@@ -69,6 +62,39 @@ async fn serve() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The log filter for `RUST_LOG`, and a warning about it. Unset or empty means `info`; one
+/// the filter cannot take is said so (and `info` used). One that sets no level for all
+/// messages (`hyper=debug`, or a misspelt level, which is taken for a target) keeps the
+/// others at `warn`, so that warnings and errors are never lost to it.
+fn log_filter(text: Option<&str>) -> (EnvFilter, Option<String>) {
+    let Some(text) = text.filter(|text| !text.is_empty()) else {
+        return (EnvFilter::new("info"), None);
+    };
+    if let Err(e) = EnvFilter::try_new(text) {
+        return (
+            EnvFilter::new("info"),
+            Some(format!(
+                "RUST_LOG '{text}' is not a valid log filter ({e}): logging at info"
+            )),
+        );
+    }
+    let directives: Vec<&str> = text.split(',').map(str::trim).collect();
+    let is_level = |d: &str| d.parse::<tracing_subscriber::filter::LevelFilter>().is_ok();
+    if directives.iter().any(|d| is_level(d)) {
+        return (EnvFilter::new(text), None);
+    }
+    let warning = directives
+        .iter()
+        .find(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .map(|word| {
+            format!(
+                "RUST_LOG names '{word}', which is taken for a module, not a level (trace, \
+                 debug, info, warn, error or off): the other messages log at warn"
+            )
+        });
+    (EnvFilter::new(format!("warn,{text}")), warning)
 }
 
 /// Standard error for the log, ignoring write failures. With stderr closed (a `| tee` that
@@ -166,5 +192,36 @@ fn raise_open_file_limit() {
             limit.rlim_cur = limit.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the filter for `RUST_LOG` is, as its directives read, and whether it warns.
+    fn filter(text: Option<&str>) -> (String, bool) {
+        let (filter, warning) = log_filter(text);
+        (filter.to_string(), warning.is_some())
+    }
+
+    #[test]
+    fn a_log_filter_without_a_level_for_all_keeps_warnings() {
+        assert_eq!(filter(None), ("info".into(), false));
+        assert_eq!(filter(Some("")), ("info".into(), false));
+        assert_eq!(filter(Some("debug")), ("debug".into(), false));
+        assert_eq!(
+            filter(Some("hyper=debug,off")),
+            ("hyper=debug,off".into(), false)
+        );
+        assert_eq!(filter(Some("==")), ("info".into(), true));
+        // Targets only: the rest at warn; a bare word is likely a misspelt level.
+        let (text, warned) = filter(Some("hyper=debug"));
+        assert!(
+            text.contains("warn") && text.contains("hyper=debug") && !warned,
+            "{text}"
+        );
+        let (text, warned) = filter(Some("nonsense_level"));
+        assert!(text.contains("warn") && warned, "{text}");
     }
 }
