@@ -584,7 +584,14 @@ async fn set_aside_unreferenced_files(
     let dir_name = dir.clone();
     let paths = paths.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        dataset::remove_stale_temp_files(&dir)?;
+        let stale = dataset::remove_stale_temp_files(&dir)?;
+        if stale > 0 {
+            tracing::info!(
+                "removed {stale} half-written temporary file(s) from {}: writes that a crash \
+                 interrupted",
+                dir.display()
+            );
+        }
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();

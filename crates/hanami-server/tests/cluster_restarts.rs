@@ -426,12 +426,29 @@ async fn a_lost_database_keeps_the_files() {
         data.join("checkpoints")
             .join("1b4e28ba-2fa1-11d2-883f-0016d3cca427.partial"),
     ];
+    let half_written = [
+        half_written[0].clone(),
+        half_written[1].clone(),
+        // A dataset writer's temporary file.
+        data.join("datasets")
+            .join(format!(".{dataset}.1234.1.hanami-tmp")),
+    ];
     for file in &half_written {
         std::fs::write(file, "half").unwrap();
     }
-    let server = launch().data_dir(&data).start();
+    let server = launch().data_dir(&data).env("RUST_LOG", "info").start();
     for file in &half_written {
         assert!(!file.exists(), "{}", file.display());
+    }
+    // Each removal is logged (the log is read while the server runs).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !(server
+        .logged()
+        .contains("removed 1 half-written temporary file(s) from")
+        && server.logged().contains("a save that a crash interrupted"))
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", server.logged());
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(!data.join("unreferenced").join("clusters").exists());
     assert!(!data.join("unreferenced").join("checkpoints").exists());
