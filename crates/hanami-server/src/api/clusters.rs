@@ -202,15 +202,22 @@ async fn create(app: App, caller: Caller, request: CreateClusterRequest) -> ApiR
         .map_err(|e| ApiError::Internal(e.into()))??;
     // A new network leaves the disk reserve free, as uploads do (its file is about as large
     // as the network's memory): past the reserve, a restart could fail for want of space.
-    let size = network.as_ref().map_or(0, |n| n.size().bytes) as u64;
-    let (workers, dir) = (app.workers.clone(), app.paths.clusters());
-    // Held until the network is written, below.
-    let space = tokio::task::spawn_blocking(move || {
-        workers.reserve_disk(&dir, "the cluster's network", size)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?
-    .map_err(|e| ApiError::Conflict(format!("Cannot create the cluster: {e:#}")))?;
+    // A cluster without one writes a marker of a few bytes, as small as its database row.
+    let space = match &network {
+        Some(network) => {
+            let size = network.size().bytes as u64;
+            let (workers, dir) = (app.workers.clone(), app.paths.clusters());
+            // Held until the network is written, below.
+            let space = tokio::task::spawn_blocking(move || {
+                workers.reserve_disk(&dir, "the cluster's network", size)
+            })
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?
+            .map_err(|e| ApiError::Conflict(format!("Cannot create the cluster: {e:#}")))?;
+            Some(space)
+        }
+        None => None,
+    };
     let uuid = uuid::Uuid::new_v4().to_string();
     let row = ResourceRow::new(&uuid, &request.name, &caller.id, &caller.project_id, &uuid);
     let cluster = Arc::new(ClusterHandle::new(
