@@ -139,7 +139,7 @@ async fn clusters_come_back_with_their_networks_and_tasks() {
     // The empty cluster is still empty.
     assert!(matches!(
         client.save_cluster(&empty.uuid, "nothing").await,
-        Err(Error::BadRequest(_))
+        Err(Error::Conflict(_))
     ));
 
     // A crash right after a task ended loses nothing either: the network is saved before the
@@ -666,11 +666,11 @@ async fn a_lost_network_file_is_reported() {
     );
     assert!(matches!(
         client.save_cluster(&folder, "nothing").await,
-        Err(Error::BadRequest(_))
+        Err(Error::Conflict(_))
     ));
     assert!(matches!(
         client.save_cluster(&lost, "nothing").await,
-        Err(Error::BadRequest(_))
+        Err(Error::Conflict(_))
     ));
     // Said once.
     let server = server.restart();
