@@ -247,7 +247,7 @@ async fn train_request_check_save_restore() {
     ));
 
     let empty = client.create_cluster("cluster_b", "").await.unwrap();
-    let Err(Error::BadRequest(_)) = client
+    let Err(Error::Conflict(_)) = client
         .request(
             "too_early",
             &empty.uuid,
