@@ -142,8 +142,9 @@ fn outputs_out_of_reach_are_refused() {
     };
     let line = "    1,1,1\n    2,1,1\n    3,1,1\n";
     let unreachable = [
-        // The output on the -x side of the input: growth never walks along -x.
-        with(line, "3,1,1", "1,1,1"),
+        // The output on the -x side of the input: growth never walks along -x. (The input's
+        // hexagon comes first: the template's order is the processing order.)
+        with("    3,1,1\n    1,1,1\n    2,1,1\n", "3,1,1", "1,1,1"),
         // An output hexagon with no neighbour at all.
         with("    1,1,1\n    2,1,1\n    7,7,1\n", "1,1,1", "7,7,1"),
         // Behind the hidden hexagon's only forward neighbour, which is another output:
@@ -173,7 +174,7 @@ fn outputs_out_of_reach_are_refused() {
     // Reachable only along rare paths (distance 4 into the +z layer): a few of the random
     // growth plans miss it, and those clusters are refused with a hint to try again.
     let rare = with(
-        "    1,3,1\n    2,1,1\n    2,1,2\n    3,1,1\n    3,2,2\n",
+        "    2,1,1\n    1,3,1\n    2,1,2\n    3,1,1\n    3,2,2\n",
         "2,1,1",
         "2,1,2",
     )

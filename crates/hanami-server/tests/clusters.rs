@@ -480,14 +480,26 @@ async fn tasks_are_validated_before_they_are_queued() {
         .await
         .expect(400);
     assert!(resp.body.contains("line 1"), "{}", resp.body);
-    // An output the network can never grow into (on the -x side of the input).
-    let backwards = SEED_TEMPLATE
+    // An output the network can never grow into (on the -x side of the input, whose
+    // hexagon is listed first).
+    let swapped = SEED_TEMPLATE
         .replace("target: 1,1,1", "target: 9,9,9")
         .replace("target: 3,1,1", "target: 1,1,1")
         .replace("target: 9,9,9", "target: 3,1,1");
+    let backwards = swapped.replace(
+        "    1,1,1\n    2,1,1\n    3,1,1\n",
+        "    3,1,1\n    2,1,1\n    1,1,1\n",
+    );
+    assert_ne!(backwards, swapped);
     let refused = client.create_cluster("backwards", &backwards).await;
     assert!(
         matches!(&refused, Err(Error::BadRequest(m)) if m.contains("cannot be reached from any input")),
+        "{refused:?}"
+    );
+    // Listed after another hexagon, an input would reach the network a cycle late.
+    let refused = client.create_cluster("late_input", &swapped).await;
+    assert!(
+        matches!(&refused, Err(Error::BadRequest(m)) if m.contains("list the input hexagons first")),
         "{refused:?}"
     );
     // An input whose only way on is another input's hexagon: its values would be ignored.

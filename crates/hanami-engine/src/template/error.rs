@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use super::limits;
+use super::{Position, limits};
 
 /// A template was rejected. Carries the 1-based line and column of the offending token.
 ///
@@ -128,4 +128,27 @@ pub enum TemplateErrorKind {
     /// An input and an output target the same hexagon.
     #[error("'{0}' targets a hexagon that is also the target of an {1}")]
     InputAndOutputOnSameHexagon(String, &'static str),
+    /// An input's hexagon is listed after a hexagon that is no input's: the network processes
+    /// hexagons in the listed order and gives an input its values at its turn.
+    #[error(
+        "input '{name}' is on hexagon {}, which the template lists after hexagon {}: the \
+         network processes hexagons in the listed order and gives an input its values at its \
+         turn, so the hexagons before it would get them a cycle late and could not learn; \
+         list the input hexagons first",
+        show(*input),
+        show(*after)
+    )]
+    InputListedLate {
+        /// The input.
+        name: String,
+        /// Its hexagon.
+        input: Position,
+        /// The first hexagon listed that is no input's.
+        after: Position,
+    },
+}
+
+/// `x,y,z`, as a template writes a position.
+fn show(Position { x, y, z }: Position) -> String {
+    format!("{x},{y},{z}")
 }

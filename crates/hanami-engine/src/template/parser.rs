@@ -21,6 +21,30 @@ pub(crate) fn parse(text: &str) -> Result<Template, TemplateError> {
     Parser::new(text)?.template()
 }
 
+/// Refuses an input whose hexagon is listed after one that is no input's (see
+/// [`Kind::InputListedLate`]).
+fn input_hexagons_first(
+    hexagons: &[Position],
+    inputs: &[InterfaceTemplate],
+) -> Result<(), TemplateError> {
+    let is_input = |h: usize| inputs.iter().any(|i| i.hexagon == h);
+    let Some(first_other) = (0..hexagons.len()).find(|&h| !is_input(h)) else {
+        return Ok(());
+    };
+    match inputs.iter().find(|i| i.hexagon > first_other) {
+        Some(late) => Err(TemplateError::new(
+            late.line,
+            late.column,
+            Kind::InputListedLate {
+                name: late.name.clone(),
+                input: hexagons[late.hexagon],
+                after: hexagons[first_other],
+            },
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Which kind of interface a block describes.
 #[derive(Clone, Copy, PartialEq)]
 enum Side {
@@ -110,6 +134,7 @@ impl<'a> Parser<'a> {
         self.advance()?;
         self.expect(Tok::Colon, "`:` after `inputs`")?;
         let inputs = self.interfaces(Side::Input, &[])?;
+        input_hexagons_first(&hexagons, &inputs)?;
         self.expect(Tok::Colon, "`:` after `outputs`")?;
         let outputs = self.interfaces(Side::Output, &inputs)?;
         Ok(Template {
