@@ -771,6 +771,11 @@ async fn aborting_tasks_and_deleting_clusters() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     client.delete_task(c, &first.uuid).await.unwrap();
+    // The deletion answers once the task has stopped: from then on it reads aborted.
+    assert_eq!(
+        client.task(c, &first.uuid).await.unwrap().state,
+        TaskState::Aborted
+    );
     let stopped = client.wait_for_task(c, &first.uuid, WAIT).await.unwrap();
     assert_eq!(stopped.state, TaskState::Aborted);
     assert_eq!(

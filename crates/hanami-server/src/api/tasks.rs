@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hanami_auth::{Caller, Method};
 use hanami_types::list::{ListTable, TASK_COLUMNS};
@@ -405,6 +406,9 @@ async fn list(app: App, caller: Caller, query: ClusterQuery) -> ApiResult<ListTa
 
 /// Removes a queued or ended task; an active one is stopped at the next row and stays
 /// listed as `aborted`. Result datasets are never deleted.
+/// How long deleting a running task waits for it to stop before it answers.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
 async fn delete(app: App, caller: Caller, query: TaskQuery) -> ApiResult<Map<String, Value>> {
     let cluster = visible(&app, &caller, &query.cluster_uuid)?;
     match cluster.delete_task(&query.uuid) {
@@ -412,8 +416,12 @@ async fn delete(app: App, caller: Caller, query: TaskQuery) -> ApiResult<Map<Str
             app.store.delete_task(&query.uuid).await?;
             Ok(Map::new())
         }
-        // Its worker records how it ends.
-        Some(TaskRemoval::Stopping) => Ok(Map::new()),
+        // Its worker records how it ends, at its next row: the answer waits for that (for
+        // a while), so that the task reads aborted from then on.
+        Some(TaskRemoval::Stopping(task)) => {
+            let _ = tokio::time::timeout(STOP_WAIT, task.ended()).await;
+            Ok(Map::new())
+        }
         None => Err(task_not_found(&query)),
     }
 }

@@ -190,12 +190,11 @@ impl Drop for ClusterHandle {
 const SMALL_NETWORK_BYTES: usize = 1 << 20;
 
 /// What deleting a task did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskRemoval {
     /// The task was queued or had ended: it is gone.
     Forgotten,
     /// The task runs: it stops at the next row and stays listed as aborted.
-    Stopping,
+    Stopping(Arc<Task>),
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -483,7 +482,7 @@ impl ClusterHandle {
         Some(match task.state() {
             TaskState::Active => {
                 task.cancel.store(true, Ordering::Relaxed);
-                TaskRemoval::Stopping
+                TaskRemoval::Stopping(task)
             }
             TaskState::Queued => {
                 control.queue.retain(|t| t.uuid != uuid);
