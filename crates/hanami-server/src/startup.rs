@@ -141,6 +141,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Websocket sessions outlive the listener: they close with a reason first (a direct-IO
     // session's network is then saved with the others).
     app.all_ended(&app.sessions, Duration::from_secs(5)).await;
+    // Unfinished uploads die with the process: their files go now, not at the next start.
+    let uploads = app.uploads.clone();
+    match tokio::task::spawn_blocking(move || uploads.discard_unfinished()).await {
+        Ok(0) => {}
+        Ok(discarded) => tracing::info!(
+            "removed {discarded} unfinished upload(s), which a restart could not continue"
+        ),
+        Err(e) => tracing::warn!("cannot remove the unfinished uploads: {e}"),
+    }
     // Uploads whose conversion began are registered: their clients were told every chunk
     // arrived, and a restart would drop them. Meanwhile the tasks stop and the networks
     // are saved.

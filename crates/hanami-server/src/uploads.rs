@@ -776,6 +776,28 @@ impl Uploads {
         expired.len()
     }
 
+    /// Removes every upload whose conversion has not begun, for a stopping server (the
+    /// uploads' state dies with the process, so their files would wait for the next start);
+    /// returns how many. Call it once no session can write chunks any more.
+    pub fn discard_unfinished(&self) -> usize {
+        let discarded: Vec<Upload> = {
+            let mut uploads = self.lock();
+            let unfinished: Vec<String> = uploads
+                .iter()
+                .filter(|(_, u)| !u.finalizing)
+                .map(|(uuid, _)| uuid.clone())
+                .collect();
+            unfinished
+                .iter()
+                .filter_map(|uuid| uploads.remove(uuid))
+                .collect()
+        };
+        for upload in &discarded {
+            remove_files(upload.files.iter().map(|f| f.path.as_path()));
+        }
+        discarded.len()
+    }
+
     /// How often [`Uploads::expire`] should run.
     pub fn expiry_interval(&self) -> Duration {
         (self.timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(60))
