@@ -13,6 +13,7 @@ pub mod logs;
 pub mod projects;
 pub mod scope;
 pub mod tasks;
+pub mod tls;
 pub mod users;
 pub mod websocket;
 
