@@ -748,22 +748,9 @@ impl Uploads {
 
     /// Removes uploads idle for longer than the timeout; returns how many.
     pub fn expire(&self) -> usize {
-        let expired: Vec<Upload> = {
-            let mut uploads = self.lock();
-            let stale: Vec<String> = uploads
-                .iter()
-                .filter(|(_, u)| {
-                    !u.finalizing
-                        && u.writes_in_flight == 0
-                        && u.last_activity.elapsed() > self.timeout
-                })
-                .map(|(uuid, _)| uuid.clone())
-                .collect();
-            stale
-                .iter()
-                .filter_map(|uuid| uploads.remove(uuid))
-                .collect()
-        };
+        let expired = self.remove_where(|u| {
+            !u.finalizing && u.writes_in_flight == 0 && u.last_activity.elapsed() > self.timeout
+        });
         for upload in &expired {
             tracing::info!(
                 "removed the upload of dataset '{}' ({}) after {} s without activity",
@@ -771,7 +758,6 @@ impl Uploads {
                 upload.meta.name,
                 self.timeout.as_secs()
             );
-            remove_files(upload.files.iter().map(|f| f.path.as_path()));
         }
         expired.len()
     }
@@ -780,22 +766,28 @@ impl Uploads {
     /// uploads' state dies with the process, so their files would wait for the next start);
     /// returns how many. Call it once no session can write chunks any more.
     pub fn discard_unfinished(&self) -> usize {
-        let discarded: Vec<Upload> = {
+        self.remove_where(|u| !u.finalizing).len()
+    }
+
+    /// Takes the uploads that `remove` picks out of the registry and removes their files;
+    /// returns them.
+    fn remove_where(&self, remove: impl Fn(&Upload) -> bool) -> Vec<Upload> {
+        let removed: Vec<Upload> = {
             let mut uploads = self.lock();
-            let unfinished: Vec<String> = uploads
+            let picked: Vec<String> = uploads
                 .iter()
-                .filter(|(_, u)| !u.finalizing)
+                .filter(|(_, u)| remove(u))
                 .map(|(uuid, _)| uuid.clone())
                 .collect();
-            unfinished
+            picked
                 .iter()
                 .filter_map(|uuid| uploads.remove(uuid))
                 .collect()
         };
-        for upload in &discarded {
+        for upload in &removed {
             remove_files(upload.files.iter().map(|f| f.path.as_path()));
         }
-        discarded.len()
+        removed
     }
 
     /// How often [`Uploads::expire`] should run.
