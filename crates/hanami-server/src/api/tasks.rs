@@ -404,11 +404,12 @@ async fn list(app: App, caller: Caller, query: ClusterQuery) -> ApiResult<ListTa
     Ok(table)
 }
 
-/// Removes a queued or ended task; an active one is stopped at the next row and stays
-/// listed as `aborted`. Result datasets are never deleted.
 /// How long deleting a running task waits for it to stop before it answers.
 const STOP_WAIT: Duration = Duration::from_secs(10);
 
+/// Removes a queued or ended task; an active one is stopped at the next row (the answer
+/// waits for that, up to [`STOP_WAIT`]) and stays listed as `aborted`. Result datasets are
+/// never deleted.
 async fn delete(app: App, caller: Caller, query: TaskQuery) -> ApiResult<Map<String, Value>> {
     let cluster = visible(&app, &caller, &query.cluster_uuid)?;
     match cluster.delete_task(&query.uuid) {
