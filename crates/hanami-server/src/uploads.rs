@@ -772,18 +772,11 @@ impl Uploads {
     /// Takes the uploads that `remove` picks out of the registry and removes their files;
     /// returns them.
     fn remove_where(&self, remove: impl Fn(&Upload) -> bool) -> Vec<Upload> {
-        let removed: Vec<Upload> = {
-            let mut uploads = self.lock();
-            let picked: Vec<String> = uploads
-                .iter()
-                .filter(|(_, u)| remove(u))
-                .map(|(uuid, _)| uuid.clone())
-                .collect();
-            picked
-                .iter()
-                .filter_map(|uuid| uploads.remove(uuid))
-                .collect()
-        };
+        let removed: Vec<Upload> = self
+            .lock()
+            .extract_if(|_, upload| remove(upload))
+            .map(|(_, upload)| upload)
+            .collect();
         for upload in &removed {
             remove_files(upload.files.iter().map(|f| f.path.as_path()));
         }
