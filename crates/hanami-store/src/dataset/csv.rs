@@ -226,13 +226,8 @@ impl Table {
         }
         let names: Vec<String> = header
             .split(',')
-            .map(|n| {
-                let n = n.trim_ascii();
-                match n.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
-                    Some(inner) => inner.to_owned(),
-                    None => n.to_owned(),
-                }
-            })
+            // Only ASCII bytes are taken off UTF-8 text: nothing is lost.
+            .map(|n| String::from_utf8_lossy(unquoted(n.as_bytes())).into_owned())
             .collect();
         let mut seen: HashMap<&str, u64> = HashMap::with_capacity(names.len());
         for (i, n) in names.iter().enumerate() {
@@ -326,12 +321,17 @@ enum CellProblem {
     OutOfRange,
 }
 
-/// Parses one cell (see the module doc for what is accepted).
-fn parse_cell(cell: &[u8]) -> Result<f32, CellProblem> {
-    let cell = match cell.trim_ascii() {
+/// A cell without the blanks around it and without the double quotes that may enclose it.
+fn unquoted(cell: &[u8]) -> &[u8] {
+    match cell.trim_ascii() {
         [b'"', inner @ .., b'"'] => inner,
         cell => cell,
-    };
+    }
+}
+
+/// Parses one cell (see the module doc for what is accepted).
+fn parse_cell(cell: &[u8]) -> Result<f32, CellProblem> {
+    let cell = unquoted(cell);
     if cell.eq_ignore_ascii_case(b"true") {
         return Ok(1.0);
     }
