@@ -350,8 +350,8 @@ def upload_mnist_files(token: str, address: str, name: str, input_file_path: Fil
     counts, labels) and for local files that cannot be uploaded (empty, or not a regular
     file: refused before anything is sent), ``FileNotFoundError`` for missing local files,
     ``NotFoundException`` if the upload is cancelled while it runs (its dataset deleted,
-    from anywhere). An upload that takes longer than the token has left renews it for itself (the caller's
-    token is not changed).
+    from anywhere). An upload that takes longer than the token has left renews it for
+    itself (the caller's token is not changed).
     """
     return _upload(token, address, "mnist", name, [input_file_path, label_file_path],
                    verify_connection, progress)
