@@ -440,16 +440,11 @@ async fn a_lost_database_keeps_the_files() {
     for file in &half_written {
         assert!(!file.exists(), "{}", file.display());
     }
-    // Each removal is logged (the log is read while the server runs).
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !(server
-        .logged()
-        .contains("removed 1 half-written temporary file(s) from")
-        && server.logged().contains("a save that a crash interrupted"))
-    {
-        assert!(std::time::Instant::now() < deadline, "{}", server.logged());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Each removal is logged.
+    server.wait_until_logged(&[
+        "removed 1 half-written temporary file(s) from",
+        "a save that a crash interrupted",
+    ]);
     assert!(!data.join("unreferenced").join("clusters").exists());
     assert!(!data.join("unreferenced").join("checkpoints").exists());
     let client = sdk(&server, ADMIN, ADMIN_PW).await;

@@ -85,15 +85,7 @@ async fn the_log_tells_of_datasets_and_task_ends() {
         ),
     ];
     // The end is logged right after the task's end is recorded.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !expected.iter().all(|line| server.logged().contains(line)) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{expected:?} not in:\n{}",
-            server.logged()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server.wait_until_logged(&expected.each_ref().map(String::as_str));
 }
 
 /// A cluster keeps at most 16 restores queued (each holds its checkpoint's file open, so

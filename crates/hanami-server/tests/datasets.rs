@@ -1201,14 +1201,15 @@ async fn abandoned_uploads_expire_and_restarts_clean_up() {
     drop(server);
 }
 
-/// A stopping server removes the files of unfinished uploads (which no restart could
-/// continue) instead of leaving them on the disk until the next start.
-#[tokio::test]
-async fn a_stop_removes_unfinished_uploads() {
-    let mut server = launch().env("RUST_LOG", "info").start();
-    let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let started = client.start_csv_upload("unfinished", 1000).await.unwrap();
-    let mut socket = open_socket(&server, "/").await;
+/// A CSV upload of 1,000 bytes named `name`, of which the first chunk has arrived through
+/// the returned session (still open); its temporary file is the only one in `uploads/`.
+async fn unfinished_upload(
+    server: &TestServer,
+    client: &hanami_sdk::Client,
+    name: &str,
+) -> (hanami_types::datasets::UploadStarted, common::Socket) {
+    let started = client.start_csv_upload(name, 1000).await.unwrap();
+    let mut socket = open_socket(server, "/").await;
     init(
         &mut socket,
         &client.token(),
@@ -1219,17 +1220,21 @@ async fn a_stop_removes_unfinished_uploads() {
     assert!(send_chunk(&mut socket, 0, b"a,b\n1,2\n").await.success);
     let uploads = server.data_dir.join("uploads");
     assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 1);
+    (started, socket)
+}
+
+/// A stopping server removes the files of unfinished uploads (which no restart could
+/// continue) instead of leaving them on the disk until the next start.
+#[tokio::test]
+async fn a_stop_removes_unfinished_uploads() {
+    let mut server = launch().env("RUST_LOG", "info").start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let (_, _socket) = unfinished_upload(&server, &client, "unfinished").await;
+    let uploads = server.data_dir.join("uploads");
     assert!(server.stop());
     assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0);
-    // The log is read on its own thread.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !server
-        .logged()
-        .contains("removed 1 unfinished upload(s), which a restart could not continue")
-    {
-        assert!(std::time::Instant::now() < deadline, "{}", server.logged());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server
+        .wait_until_logged(&["removed 1 unfinished upload(s), which a restart could not continue"]);
 }
 
 #[tokio::test]
@@ -1237,18 +1242,8 @@ async fn deleting_an_unfinished_upload_cancels_it() {
     let server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let admin = server.admin().await;
-    let started = client.start_csv_upload("cancelled", 1000).await.unwrap();
-    let mut socket = open_socket(&server, "/").await;
-    init(
-        &mut socket,
-        &client.token(),
-        "file_upload",
-        &started.uuid_input_file,
-    )
-    .await;
-    assert!(send_chunk(&mut socket, 0, b"a,b\n1,2\n").await.success);
+    let (started, mut socket) = unfinished_upload(&server, &client, "cancelled").await;
     let uploads = server.data_dir.join("uploads");
-    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 1);
 
     admin
         .delete(&format!("dataset?uuid={}", started.uuid))

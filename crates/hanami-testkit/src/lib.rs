@@ -223,6 +223,21 @@ impl TestServer {
             .clone()
     }
 
+    /// Waits until the server has logged every one of `lines` (its log is read on a thread of
+    /// its own, so a line can come a moment after what caused it); panics with the log after
+    /// 10 s.
+    pub fn wait_until_logged(&self, lines: &[&str]) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !lines.iter().all(|line| self.logged().contains(line)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{lines:?} not in the log:\n{}",
+                self.logged()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// How many files (sockets included) the server process has open.
     pub fn open_files(&self) -> usize {
         let pid = self.child.as_ref().expect("the server runs").id();
