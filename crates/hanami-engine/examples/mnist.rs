@@ -1,7 +1,7 @@
 //! Trains the seed template on MNIST and prints one JSON line per epoch.
 //!
 //! ```text
-//! cargo run --release -p hanami-engine --example mnist -- <MNIST_DIR> --epochs 3 [--seed N] [--threads N]
+//! cargo run --release -p hanami-engine --example mnist -- <MNIST_DIR> --epochs 3 [--seed N] [--threads N] [--frozen-requests]
 //! ```
 //!
 //! `<MNIST_DIR>` holds the four IDX files (`scripts/fetch_mnist.py` fetches them). Pixels go
@@ -9,7 +9,8 @@
 //! Each epoch trains on the 60,000 training images, then requests the 10,000 test images and
 //! scores the argmax of the output against the label. `--threads` defaults to 2 where the
 //! machine has two cores or more (the calling thread plus one worker), else 1; results do not
-//! depend on it.
+//! depend on it. `--frozen-requests` adds `request_growth: false` to the template, so that the
+//! test images do not grow the network.
 
 use std::error::Error;
 use std::path::Path;
@@ -103,6 +104,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (mut epochs, mut seed, mut threads) = (1usize, 1u64, cores.min(2));
     let mut vector_walks = true;
+    let mut frozen_requests = false;
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
         match arg.as_str() {
@@ -110,17 +112,25 @@ fn main() -> Result<(), Box<dyn Error>> {
             "--seed" => seed = value()?.parse()?,
             "--threads" => threads = value()?.parse()?,
             "--portable" => vector_walks = false,
+            "--frozen-requests" => frozen_requests = true,
             _ if dir.is_none() => dir = Some(arg),
             _ => return Err(format!("unexpected argument {arg}").into()),
         }
     }
-    let dir =
-        dir.ok_or("usage: mnist <MNIST_DIR> [--epochs N] [--seed N] [--threads N] [--portable]")?;
+    let dir = dir.ok_or(
+        "usage: mnist <MNIST_DIR> [--epochs N] [--seed N] [--threads N] [--portable] \
+         [--frozen-requests]",
+    )?;
     let dir = Path::new(&dir);
     let mut train = Split::load(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte")?;
     let mut test = Split::load(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")?;
 
-    let template = Template::parse(hanami_engine::template::DOCUMENTATION_TEMPLATE)?;
+    let mut text = hanami_engine::template::DOCUMENTATION_TEMPLATE.to_owned();
+    if frozen_requests {
+        text = text.replace("hexagons:", "    request_growth: false\nhexagons:");
+    }
+    let template = Template::parse(&text)?;
+    assert_eq!(template.settings().request_growth, !frozen_requests);
     let options = ClusterOptions {
         seed,
         threads,

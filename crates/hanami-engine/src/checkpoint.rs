@@ -161,7 +161,7 @@ impl Cluster {
         w.u32(s.max_connection_distance);
         w.bool(s.enable_reduction);
         w.u64(self.options.seed);
-        w.bool(self.options.request_growth);
+        w.bool(s.request_growth);
         w.u64(self.options.memory_limit as u64);
         w.u64(self.rng.state());
         w.u32(self.reduction_counter);
@@ -200,16 +200,18 @@ impl Cluster {
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Cluster, CheckpointError> {
-        let settings = Settings {
+        let mut settings = Settings {
             neuron_cooldown: r.f32()?,
             refractory_time: r.u32()?,
             max_connection_distance: r.u32()?,
             enable_reduction: r.bool()?,
+            ..Settings::default()
         };
+        let seed = r.u64()?;
+        settings.request_growth = r.bool()?;
         let options = ClusterOptions {
-            seed: r.u64()?,
+            seed,
             threads: 1,
-            request_growth: r.bool()?,
             memory_limit: usize::try_from(r.u64()?).unwrap_or(usize::MAX),
             vector_walks: true,
         };

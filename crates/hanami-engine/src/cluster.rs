@@ -30,9 +30,6 @@ pub struct ClusterOptions {
     /// the caller runs in, `n > 2` starts a rayon pool of `n` threads for this cluster.
     /// Results do not depend on this value.
     pub threads: usize,
-    /// Whether request cycles grow the network like the original (input sections, synapse
-    /// creation, border splits). `false` freezes the structure during requests.
-    pub request_growth: bool,
     /// Memory budget of the network in bytes. Growth that would exceed it is refused and
     /// counted in [`GrowthStats::sections_refused`].
     pub memory_limit: usize,
@@ -47,7 +44,6 @@ impl Default for ClusterOptions {
         ClusterOptions {
             seed: 0,
             threads: 1,
-            request_growth: true,
             memory_limit: 1 << 30,
             vector_walks: true,
         }

@@ -343,10 +343,13 @@ fn batch_read_errors_name_the_row() {
 
 #[test]
 fn frozen_requests_do_not_grow_the_network() {
-    let template = Template::parse(&common::template(false)).unwrap();
+    let text = common::template(false).replace(
+        "enable_reduction: false\n",
+        "enable_reduction: false\n    request_growth: false\n",
+    );
+    let template = Template::parse(&text).unwrap();
     let options = ClusterOptions {
         seed: 4,
-        request_growth: false,
         ..ClusterOptions::default()
     };
     let mut c = Cluster::new(&template, options).unwrap();
@@ -354,6 +357,14 @@ fn frozen_requests_do_not_grow_the_network() {
     let size = c.size();
     common::accuracy(&mut c, 1000, 1200);
     assert_eq!(c.size(), size);
+    // Training still grows, and a checkpoint keeps the setting.
+    common::train(&mut c, 50, 300);
+    assert!(c.size().sections > size.sections);
+    let mut restored = Cluster::restore(&c.save()).unwrap();
+    assert!(!restored.settings().request_growth);
+    let size = restored.size();
+    common::accuracy(&mut restored, 1200, 1500);
+    assert_eq!(restored.size(), size);
     // With growth (the original's behaviour) requests of unseen inputs can add sections.
     let mut growing = cluster(4, 1, false);
     let before = growing.size();

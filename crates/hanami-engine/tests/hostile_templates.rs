@@ -38,6 +38,7 @@ fn token() -> impl Strategy<Value = String> {
         Just("    refractory_time: 3\n".to_owned()),
         Just("    max_connection_distance: 2\n".to_owned()),
         Just("    enable_reduction: true\n".to_owned()),
+        Just("    request_growth: false\n".to_owned()),
         Just("hexagons:\n".to_owned()),
         (0u32..6, 0u32..4, 0u32..3).prop_map(|(x, y, z)| format!("    {x},{y},{z}\n")),
         Just("inputs:\n".to_owned()),

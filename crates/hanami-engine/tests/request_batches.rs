@@ -127,22 +127,19 @@ fn carried_potentials_frozen_structure_and_deeper_networks_match_too() {
         (
             "    neuron_cooldown: 1.5\n    refractory_time: 2\n",
             vec!["1,1,1", "2,1,1", "3,1,1"],
-            true,
         ),
         // Two hidden hexagons in a row.
         (
             "    neuron_cooldown: 10000000.0\n",
             vec!["1,1,1", "2,1,1", "3,1,1", "4,1,1"],
-            true,
         ),
         // Requests that never grow.
         (
-            "    neuron_cooldown: 10000000.0\n",
+            "    neuron_cooldown: 10000000.0\n    request_growth: false\n",
             vec!["1,1,1", "2,1,1", "3,1,1"],
-            false,
         ),
     ];
-    for (settings, hexagons, request_growth) in cases {
+    for (settings, hexagons) in cases {
         let template = template(settings, &hexagons);
         let build = |threads| {
             Cluster::new(
@@ -150,7 +147,6 @@ fn carried_potentials_frozen_structure_and_deeper_networks_match_too() {
                 ClusterOptions {
                     seed: 8,
                     threads,
-                    request_growth,
                     ..ClusterOptions::default()
                 },
             )
@@ -159,7 +155,7 @@ fn carried_potentials_frozen_structure_and_deeper_networks_match_too() {
         let (mut batch, mut steps) = (build(2), build(1));
         train(&mut batch, 0, 600);
         train(&mut steps, 0, 600);
-        let what = format!("{settings:?} {hexagons:?} growth {request_growth}");
+        let what = format!("{settings:?} {hexagons:?}");
         assert_same(&mut batch, &mut steps, 7000, 200, &what);
     }
 }

@@ -991,6 +991,76 @@ async fn a_network_at_its_memory_budget_stops_growing_and_says_so() {
     assert_eq!(again.note.as_deref(), Some(note.as_str()));
 }
 
+/// A cluster whose template says `request_growth: false` answers request tasks without
+/// changing its network's structure; one without the setting grows on inputs beyond what
+/// it was trained on (the original's behaviour).
+#[tokio::test]
+async fn frozen_requests_leave_the_structure_as_it_was() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let upload = |name: &'static str, low: u32| {
+        let mut csv = String::from("x,y\n");
+        for row in 0..300 {
+            csv.push_str(&format!("{},{}\n", low + row % 50, row % 2));
+        }
+        let path = tmp.path().join(name);
+        std::fs::write(&path, csv).unwrap();
+        let client = &client;
+        async move { client.upload_csv(name, &path).await.unwrap().uuid }
+    };
+    let trained = upload("trained", 10).await;
+    // Potentials well above those of training, so that a growing network adds synapses.
+    let beyond = upload("beyond", 200).await;
+    let template = |settings: &str| {
+        format!(
+            "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\n{settings}hexagons:\n    \
+             1,1,1\n    2,1,1\n    3,1,1\ninputs:\n    x:\n        target: 1,1,1\n        \
+             number_of_inputs: 1\noutputs:\n    y:\n        target: 3,1,1\n        \
+             number_of_outputs: 1\n"
+        )
+    };
+    let synapses = |cluster: &str| {
+        let bytes = std::fs::read(server.data_dir.join("clusters").join(cluster)).unwrap();
+        hanami_engine::Cluster::restore(&bytes)
+            .unwrap()
+            .size()
+            .synapses
+    };
+    for (name, settings, grows) in [
+        ("frozen", "    request_growth: false\n", false),
+        ("growing", "", true),
+    ] {
+        let cluster = client
+            .create_cluster(name, &template(settings))
+            .await
+            .unwrap()
+            .uuid;
+        let task = client
+            .train(name, &cluster, &[("x", &trained)], &[("y", &trained)])
+            .await
+            .unwrap();
+        let done = client.wait_for_task(&cluster, &task.uuid, WAIT).await;
+        assert_eq!(done.unwrap().state, TaskState::Finished);
+        let before = synapses(&cluster);
+        assert!(before > 0, "{name}: training grew nothing");
+        let task = client
+            .request(name, &cluster, &[("x", &beyond)], ("y", name))
+            .await
+            .unwrap();
+        let done = client.wait_for_task(&cluster, &task.uuid, WAIT).await;
+        assert_eq!(done.unwrap().state, TaskState::Finished);
+        let answers = client.dataset(&task.uuid).await.unwrap();
+        assert_eq!(answers.number_of_rows, 300, "{name}");
+        let after = synapses(&cluster);
+        assert_eq!(
+            after > before,
+            grows,
+            "{name}: {before} -> {after} synapses"
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_clusters_share_one_memory_budget() {
     let tmp = tempfile::tempdir().unwrap();

@@ -36,7 +36,7 @@ impl Cluster {
     /// Runs the forward pass over all hexagons in template order. `train` enables output
     /// target sampling and the structural update at the end.
     pub(crate) fn forward(&mut self, train: bool) {
-        let growth = train || self.options.request_growth;
+        let growth = train || self.settings.request_growth;
         let last = self.hexagons.len() - 1;
         for h in 0..self.hexagons.len() {
             if let Some(input) = self.hexagons[h].input {

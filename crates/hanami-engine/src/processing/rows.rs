@@ -306,7 +306,7 @@ impl Cluster {
         let input = hexagon.input.expect("an input hexagon has an input");
         let size = self.inputs[input].values.len();
         let values = &chunk.inputs[input];
-        let growth = self.options.request_growth;
+        let growth = self.settings.request_growth;
         let walks = self.walks;
         let neurons = states.neurons[h];
         let blocks = neurons / NEURONS_PER_BLOCK;
@@ -356,14 +356,14 @@ impl Cluster {
             outputs,
             parallel,
             walks,
-            options,
+            settings,
             scratch,
             ..
         } = self;
         let hexagon = &hexagons[h];
         let feeds = &scratch.feeds[h];
         let walks = *walks;
-        let growth = options.request_growth;
+        let growth = settings.request_growth;
         let RowStates {
             neurons,
             potentials,

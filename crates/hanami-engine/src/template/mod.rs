@@ -64,6 +64,10 @@ pub struct Settings {
     pub max_connection_distance: u32,
     /// Whether reduction removes weak synapses every 100 training cycles.
     pub enable_reduction: bool,
+    /// Whether request cycles grow the network like the original's (input sections, new
+    /// synapses, border splits); `false` freezes its structure during requests. Key
+    /// `request_growth`, a setting of Hanami-rs only (spec §11.1 B1).
+    pub request_growth: bool,
 }
 
 impl Default for Settings {
@@ -73,6 +77,7 @@ impl Default for Settings {
             refractory_time: 1,
             max_connection_distance: 1,
             enable_reduction: false,
+            request_growth: true,
         }
     }
 }

@@ -45,6 +45,19 @@ fn input_hexagons_first(
     }
 }
 
+/// The template key of Hanami-rs's own setting (spec §11.1 B1, the "frozen request" switch).
+const REQUEST_GROWTH: &str = "request_growth";
+
+/// The keys of the `settings` block.
+#[derive(Debug, Clone, Copy)]
+enum SettingKey {
+    NeuronCooldown,
+    RefractoryTime,
+    MaxConnectionDistance,
+    EnableReduction,
+    RequestGrowth,
+}
+
 /// Which kind of interface a block describes.
 #[derive(Clone, Copy, PartialEq)]
 enum Side {
@@ -179,17 +192,17 @@ impl<'a> Parser<'a> {
     /// `setting+`, ending at the `hexagons` keyword (consumed).
     fn settings(&mut self) -> Result<Settings, TemplateError> {
         const EXPECTED_SETTING: &str = "a setting (`neuron_cooldown`, `refractory_time`, \
-             `max_connection_distance` or `enable_reduction`)";
+             `max_connection_distance`, `enable_reduction` or `request_growth`)";
         let mut settings = Settings::default();
         let mut count = 0;
         loop {
             let key = match self.look.tok {
-                Tok::Keyword(
-                    kw @ (Keyword::NeuronCooldown
-                    | Keyword::RefractoryTime
-                    | Keyword::MaxConnectionDistance
-                    | Keyword::EnableReduction),
-                ) => kw,
+                Tok::Keyword(Keyword::NeuronCooldown) => SettingKey::NeuronCooldown,
+                Tok::Keyword(Keyword::RefractoryTime) => SettingKey::RefractoryTime,
+                Tok::Keyword(Keyword::MaxConnectionDistance) => SettingKey::MaxConnectionDistance,
+                Tok::Keyword(Keyword::EnableReduction) => SettingKey::EnableReduction,
+                // Not a keyword of the lexer, so that interfaces may still bear the name.
+                Tok::Identifier if self.look.text == REQUEST_GROWTH => SettingKey::RequestGrowth,
                 Tok::Keyword(Keyword::Hexagons) if count > 0 => {
                     self.advance()?;
                     return Ok(settings);
@@ -203,7 +216,7 @@ impl<'a> Parser<'a> {
             self.expect(Tok::Colon, "`:` after the setting name")?;
             let value = self.look;
             match key {
-                Keyword::NeuronCooldown => {
+                SettingKey::NeuronCooldown => {
                     let cooldown = match value.tok {
                         Tok::Number(n) => n as f64,
                         Tok::Float(f) => f,
@@ -219,7 +232,7 @@ impl<'a> Parser<'a> {
                     }
                     settings.neuron_cooldown = narrowed;
                 }
-                Keyword::RefractoryTime => {
+                SettingKey::RefractoryTime => {
                     let Tok::Number(n) = value.tok else {
                         return Err(self.syntax("a whole number"));
                     };
@@ -231,7 +244,7 @@ impl<'a> Parser<'a> {
                     }
                     settings.refractory_time = n as u32;
                 }
-                Keyword::MaxConnectionDistance => {
+                SettingKey::MaxConnectionDistance => {
                     let Tok::Number(n) = value.tok else {
                         return Err(self.syntax("a whole number"));
                     };
@@ -243,15 +256,19 @@ impl<'a> Parser<'a> {
                     }
                     settings.max_connection_distance = n as u32;
                 }
-                _ => {
-                    let Tok::Bool(b) = value.tok else {
-                        return Err(self.syntax("`true` or `false`"));
-                    };
-                    settings.enable_reduction = b;
-                }
+                SettingKey::EnableReduction => settings.enable_reduction = self.boolean()?,
+                SettingKey::RequestGrowth => settings.request_growth = self.boolean()?,
             }
             self.advance()?;
             count += 1;
+        }
+    }
+
+    /// The boolean value of a setting (not consumed).
+    fn boolean(&self) -> Result<bool, TemplateError> {
+        match self.look.tok {
+            Tok::Bool(b) => Ok(b),
+            _ => Err(self.syntax("`true` or `false`")),
         }
     }
 

@@ -31,6 +31,7 @@ fn seed_template_parses() {
     assert_eq!(t.settings().refractory_time, 1);
     assert_eq!(t.settings().max_connection_distance, 1);
     assert!(!t.settings().enable_reduction);
+    assert!(t.settings().request_growth);
     assert_eq!(t.hexagons().len(), 3);
     assert_eq!(t.hexagons()[2], Position { x: 3, y: 1, z: 1 });
     assert_eq!(
@@ -107,6 +108,20 @@ fn spec_examples_parse() {
         "    test_output:\n        target: 3,1,1\n        number_of_outputs: 5",
     );
     assert!(Template::parse(&table).is_ok());
+}
+
+#[test]
+fn request_growth_is_a_setting_but_not_a_reserved_name() {
+    let frozen = with("    request_growth: false", HEX, IN, OUT);
+    assert!(!Template::parse(&frozen).unwrap().settings().request_growth);
+    let growing = with("    request_growth: True", HEX, IN, OUT);
+    assert!(Template::parse(&growing).unwrap().settings().request_growth);
+    assert_syntax(&with("    request_growth: 0", HEX, IN, OUT), 3, "`true`");
+    // The original's templates may name an interface so.
+    let named = with(SET, HEX, &IN.replace("x:", "request_growth:"), OUT);
+    let t = Template::parse(&named).unwrap();
+    assert_eq!(t.inputs()[0].name, "request_growth");
+    assert!(t.settings().request_growth);
 }
 
 #[test]
