@@ -26,7 +26,10 @@ impl std::fmt::Debug for DirectSession {
 }
 
 impl Client {
-    /// Opens a direct-IO session; the cluster must be in DIRECT mode.
+    /// Opens a direct-IO session; the cluster must be in DIRECT mode. A refused start is
+    /// [`Error::Conflict`] (not in DIRECT mode, or its eight sessions taken),
+    /// [`Error::NotFound`] or [`Error::Unauthorized`] (a role the policy keeps from direct
+    /// IO, say).
     pub async fn direct_session(&self, cluster_uuid: &str) -> Result<DirectSession> {
         Ok(DirectSession {
             socket: self.open_session(TARGET_CLUSTER, cluster_uuid).await?,

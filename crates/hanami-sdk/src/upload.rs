@@ -33,8 +33,7 @@ impl Client {
         {
             opened = self.try_session(target, uuid, &self.token()).await?;
         }
-        opened
-            .map_err(|reason| Error::WebSocket(format!("the server refused the session: {reason}")))
+        opened.map_err(|reason| refused_start(&reason))
     }
 
     /// Opens a session with `token`: the socket, or the reason the server refused it.
@@ -179,6 +178,21 @@ async fn receive_ack(
         .next()
         .ok_or_else(|| Error::Protocol("more upload answers than chunks".into()))?;
     Ok(*end)
+}
+
+/// The error of a session start the server refused for `reason`, as the REST calls report
+/// such refusals: an invalid token or a role the policy refuses (401), an unknown target
+/// (404), anything else (a cluster not in DIRECT mode, all sessions of its target taken) as
+/// a conflict (409).
+fn refused_start(reason: &str) -> Error {
+    let reason = reason.to_owned();
+    if reason.starts_with("Token invalid") || reason == hanami_types::websocket::POLICY_DENIED {
+        Error::Unauthorized(reason)
+    } else if reason.contains(" not found") {
+        Error::NotFound(reason)
+    } else {
+        Error::Conflict(reason)
+    }
 }
 
 /// The error of a session the server closed for `reason`: its cluster deleted or its upload

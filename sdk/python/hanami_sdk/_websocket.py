@@ -29,6 +29,8 @@ TARGET_CLUSTER = "cluster"
 #: The server's answer to a chunk of an upload that is gone: cancelled (its dataset
 #: deleted), expired or finished.
 UPLOAD_GONE = "the upload was cancelled, expired or finished"
+#: The policy's refusal of a session start or a direct-IO step (a 401 in REST answers).
+POLICY_DENIED = "Access denied by policy"
 
 
 def connection(address: str, verify: Verify) -> websockets.asyncio.client.connect:
@@ -98,13 +100,13 @@ def parse_init_reply(reply: Union[str, bytes]) -> Dict[str, Any]:
 def session_error(reply: Dict[str, Any]) -> HanamiException:
     """The exception for a refused session start (``{"success": false, "error": ...}``).
 
-    Like the REST answers: an invalid token is :class:`UnauthorizedException`, an unknown
-    target :class:`NotFoundException`, anything else (e.g. a cluster not in DIRECT mode)
-    :class:`ConflictException`.
+    Like the REST answers: an invalid token or a role the policy refuses is
+    :class:`UnauthorizedException`, an unknown target :class:`NotFoundException`, anything
+    else (e.g. a cluster not in DIRECT mode) :class:`ConflictException`.
     """
     error = str(reply.get("error") or "websocket session refused")
     lowered = error.lower()
-    if "token" in lowered:
+    if "token" in lowered or error == POLICY_DENIED:
         return UnauthorizedException(error)
     if "not found" in lowered:
         return NotFoundException(error)

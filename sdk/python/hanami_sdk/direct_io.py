@@ -201,7 +201,7 @@ def _refusal(reason: str) -> HanamiException:
     refused message) as a bad request."""
     if reason == "the cluster was deleted":
         return NotFoundException(reason)
-    if reason.startswith("access withdrawn: ") or reason == "Access denied by policy":
+    if reason.startswith("access withdrawn: ") or reason == _websocket.POLICY_DENIED:
         return UnauthorizedException(reason)
     return BadRequestException(reason or "the server refused the message")
 

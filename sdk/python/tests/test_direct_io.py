@@ -10,11 +10,12 @@ from typing import Iterator
 
 import pytest
 
-from hanami_sdk import cluster, dataset, direct_io, task, user
+from hanami_sdk import cluster, dataset, direct_io, hanami_token, task, user
 from hanami_sdk import hanami_exceptions as hx
 
-from conftest import Member
-from helpers import SEED_TEMPLATE, pattern_image, pattern_mnist, unique, wait_for_task
+from conftest import Member, start_server
+from helpers import (ADMIN, ADMIN_PW, SEED_TEMPLATE, pattern_image, pattern_mnist, unique,
+                     wait_for_task)
 
 MISSING = "8a1b2c3d-0000-4000-8000-123456789abc"
 
@@ -480,3 +481,21 @@ def test_refused_session_returns_the_cluster_to_task_mode(address: str, token: s
             cluster.switch_to_task_mode(token, address, cluster_uuid)  # already TASK
     finally:
         cluster.delete_cluster(token, address, cluster_uuid)
+
+
+def test_a_role_the_policy_keeps_from_direct_io_is_unauthorized(tmp_path: Path) -> None:
+    """A session start that the policy refuses is a 401 as in REST answers (it was taken
+    for a conflict), and the cluster goes back to TASK mode."""
+    policy = tmp_path / "policy"
+    policy.write_text("v1.0alpha/cluster\n- GET: admin\n- POST: admin\n"
+                      "v1.0alpha/cluster/set_mode\n- PUT: admin\n")
+    server = start_server(tmp_path / "data", ["--policy-file", str(policy)])
+    try:
+        admin = hanami_token.request_token(server.url, ADMIN, ADMIN_PW)
+        uuid = make_cluster(server.url, admin, SMALL_TEMPLATE)
+        with pytest.raises(hx.UnauthorizedException, match="^Access denied by policy$"):
+            asyncio.run(cluster.switch_to_direct_mode(admin, server.url, uuid))
+        with pytest.raises(hx.ConflictException, match="already in that mode"):
+            cluster.switch_to_task_mode(admin, server.url, uuid)
+    finally:
+        server.stop()
