@@ -1270,6 +1270,56 @@ async fn direct_sessions_end_with_direct_mode_and_their_cluster() {
     drop(socket);
 }
 
+/// A session whose client sends requests but does not read the answers (so that the server
+/// waits to send them) still ends when its cluster leaves DIRECT mode: it kept its slot,
+/// and after a switch back it went on answering from whatever network the cluster had then.
+#[tokio::test]
+async fn a_session_that_does_not_read_ends_with_direct_mode() {
+    use futures_util::SinkExt;
+    use hanami_types::websocket::proto::{ClusterIoMessage, ClusterProcessType, TargetBufferType};
+    use prost::Message as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    // 4096 outputs: every request is answered with 16 KiB, which soon fills the buffers.
+    let wide = SEED_TEMPLATE.replace("number_of_outputs: 10", "number_of_outputs: 4096");
+    let cluster = client.create_cluster("wide", &wide).await.unwrap().uuid;
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let mut stuck = common::direct_session(&server, &client.token(), &cluster).await;
+    let request = ClusterIoMessage {
+        buffer_name: "picture".to_owned(),
+        is_last: true,
+        process_type: ClusterProcessType::RequestType as i32,
+        target_buffer_type: TargetBufferType::InputBufferType as i32,
+        number_of_values: 1,
+        values: vec![1.0],
+    }
+    .encode_to_vec();
+    for _ in 0..2000 {
+        stuck.send(Message::binary(request.clone())).await.unwrap();
+    }
+    // Enough time for the server to answer until its writes wait for the client.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    client.set_direct_mode(&cluster, false).await.unwrap();
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    // All eight slots come free.
+    let sessions = common::eventually(Duration::from_secs(10), || async {
+        let mut sessions = Vec::new();
+        for _ in 0..8 {
+            sessions.push(
+                client
+                    .direct_session(&cluster)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        Ok(sessions)
+    })
+    .await;
+    drop(sessions);
+    drop(stuck);
+}
+
 /// A session's first message that is no start object, and a direct-IO message beyond the
 /// websocket limit, are refused with reasons that say what is expected (the latter told
 /// the client to send smaller chunks, which direct IO has not).

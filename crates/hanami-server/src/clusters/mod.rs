@@ -257,18 +257,27 @@ impl ClusterHandle {
         self.direct_sessions_end.subscribe()
     }
 
-    /// Why a direct-IO session cannot go on, if it cannot: the cluster was deleted or is
-    /// not in DIRECT mode.
-    pub fn direct_session_over(&self) -> Option<&'static str> {
+    /// Why a direct-IO session that subscribed with `since` (see
+    /// [`ClusterHandle::direct_sessions_end`]) cannot go on, if it cannot: the cluster was
+    /// deleted, is not in DIRECT mode, or left it since (and is back: a task or restore may
+    /// have changed the network in between).
+    pub fn direct_session_over(
+        &self,
+        since: &tokio::sync::watch::Receiver<()>,
+    ) -> Option<&'static str> {
+        let over =
+            self.is_deleted() || self.mode() != Mode::Direct || since.has_changed().unwrap_or(true);
+        over.then(|| self.direct_session_end())
+    }
+
+    /// Why direct-IO sessions were told to end: the cluster was deleted, or left DIRECT
+    /// mode.
+    pub fn direct_session_end(&self) -> &'static str {
         if self.is_deleted() {
-            Some(hanami_types::websocket::CLOSED_CLUSTER_DELETED)
-        } else if self.mode() != Mode::Direct {
-            Some(
-                "the cluster left DIRECT mode (switch it back and start a new session: a \
-                 task or restore may have changed its network)",
-            )
+            hanami_types::websocket::CLOSED_CLUSTER_DELETED
         } else {
-            None
+            "the cluster left DIRECT mode (switch it back and start a new session: a task or \
+             restore may have changed its network)"
         }
     }
 

@@ -103,14 +103,17 @@ async fn serve(
     let idle = app.config.upload_timeout;
     loop {
         // Checked after subscribing: a change in between is not missed.
-        if let Some(why) = cluster.direct_session_over() {
+        if let Some(why) = cluster.direct_session_over(&session_end) {
             close(app, socket, why).await;
             return;
         }
         let incoming = tokio::select! {
             incoming = next_message(app, &mut socket, idle) => incoming,
             // Told at once, also while the client is silent.
-            _ = session_end.changed() => continue,
+            _ = session_end.changed() => {
+                close(app, socket, cluster.direct_session_end()).await;
+                return;
+            }
         };
         let bytes = match incoming {
             Incoming::Data(bytes) => bytes,
@@ -165,7 +168,7 @@ async fn serve(
         if step {
             cluster.begin_direct_step(&app.store).await;
         }
-        let replies = handle(cluster, &mut staging, message, refused);
+        let replies = handle(cluster, &session_end, &mut staging, message, refused);
         if step {
             cluster.end_direct_step().await;
         }
@@ -173,8 +176,15 @@ async fn serve(
             Ok(replies) => {
                 for reply in replies {
                     let frame = Message::Binary(reply.encode_to_vec().into());
-                    if socket.send(frame).await.is_err() {
-                        return;
+                    tokio::select! {
+                        biased;
+                        sent = socket.send(frame) => if sent.is_err() {
+                            return;
+                        },
+                        // A client that does not read its answers cannot keep the session
+                        // past its end (nor can it read a close frame: the connection
+                        // just closes).
+                        _ = session_end.changed() => return,
                     }
                 }
             }
@@ -204,11 +214,12 @@ fn ack(is_last: bool) -> ClusterIoMessage {
 /// Stages one message's values and, for the last message of a sample, processes it.
 fn handle(
     cluster: &ClusterHandle,
+    session_end: &tokio::sync::watch::Receiver<()>,
     staging: &mut Staging,
     message: ClusterIoMessage,
     refused: &mut RefusedGrowth,
 ) -> Result<Vec<ClusterIoMessage>, String> {
-    if let Some(why) = cluster.direct_session_over() {
+    if let Some(why) = cluster.direct_session_over(session_end) {
         return Err(why.into());
     }
     let (buffers, what) = match TargetBufferType::try_from(message.target_buffer_type) {
