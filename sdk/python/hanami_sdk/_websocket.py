@@ -9,6 +9,7 @@ from typing import Any, Dict, Optional, Union
 from urllib.parse import urlsplit
 
 import websockets.asyncio.client
+import websockets.exceptions
 
 from .hanami_exceptions import (
     ConflictException,
@@ -45,14 +46,27 @@ def connection(address: str, verify: Verify) -> websockets.asyncio.client.connec
 def websocket_url(address: str) -> str:
     """``ws://host:port/`` for ``http`` addresses and ``wss://host:port/`` for ``https``.
 
-    As in the original SDK, any path in the address is dropped: the server accepts websocket
-    upgrades on its root.
+    A path in the address is kept (``ws://host:port/path/``), as for the REST calls: that of
+    a proxy serving the server under it (the original SDK dropped it, so its websockets
+    missed such a server).
     """
     parts = urlsplit(address.strip())
     scheme = "wss" if parts.scheme.lower() == "https" else "ws"
     if not parts.netloc:
         raise ValueError(f"not an http(s) address: {address!r}")
-    return f"{scheme}://{parts.netloc}/"
+    return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}/"
+
+
+def upgrade_refused(address: str,
+                    refused: websockets.exceptions.InvalidStatus) -> HanamiException:
+    """The exception for a websocket opening answered with an HTTP status instead of the
+    switch (a proxy that does not pass websockets on, or an address whose path is not the
+    server's): :class:`HanamiException` with that status."""
+    status = refused.response.status_code
+    return HanamiException(
+        f"{websocket_url(address)} answered the websocket opening with HTTP {status} instead "
+        f"of switching protocols: is the address the server's (a proxy in between must pass "
+        f"websockets on)?", status)
 
 
 def ssl_context(address: str, verify: Verify) -> Optional[ssl.SSLContext]:

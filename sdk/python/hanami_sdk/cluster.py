@@ -149,7 +149,10 @@ async def switch_to_direct_mode(token: str, address: str, cluster_uuid: str,
             await _back_to_task_mode(token, address, cluster_uuid, verify_connection)
         raise
     try:
-        ws = await _websocket.connection(address, verify_connection)
+        try:
+            ws = await _websocket.connection(address, verify_connection)
+        except websockets.exceptions.InvalidStatus as e:
+            raise _websocket.upgrade_refused(address, e) from e
         try:
             await ws.send(_websocket.init_message(token, _websocket.TARGET_CLUSTER,
                                                   cluster_uuid))

@@ -170,6 +170,8 @@ async def _send_chunks(token: str, address: str, file_uuid: str, chunks: Iterabl
                     keep_alive()
     except websockets.ConnectionClosed as e:
         raise HanamiException(f"upload websocket closed unexpectedly: {e}") from e
+    except websockets.exceptions.InvalidStatus as e:
+        raise _websocket.upgrade_refused(address, e) from e
 
 
 #: Seconds between two looks at whether the calling task is being cancelled.

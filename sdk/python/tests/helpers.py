@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Tuple
+from typing import List, Tuple
 
 from hanami_sdk import task
 
@@ -97,21 +97,16 @@ def rows(list_text: str) -> list:
     return json.loads(list_text)["body"]
 
 
-class AnswerDroppingProxy:
-    """A TCP proxy on a free loopback port in front of a server: it passes every
-    connection through both ways, except that a connection whose request starts with
-    ``dropped_request`` gets no answer: the request reaches the server, and once the
-    server's answer begins the proxy closes the client's side (a connection that broke
-    while the answer was on its way). ``address`` is the proxy's ``http://`` address."""
+class _Relay:
+    """A TCP relay on a free loopback port in front of a server: every connection is
+    served by ``_serve`` on its own thread. ``address`` is the relay's ``http://``
+    address."""
 
-    def __init__(self, server_address: str, dropped_request: bytes) -> None:
+    def __init__(self, server_address: str) -> None:
         host, port = server_address.split("://", 1)[1].rsplit(":", 1)
         self._server = (host, int(port))
-        self._dropped = dropped_request
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.address = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        #: How many answers were dropped.
-        self.dropped = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
     def close(self) -> None:
@@ -131,6 +126,22 @@ class AnswerDroppingProxy:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class AnswerDroppingProxy(_Relay):
+    """A relay that passes every connection through both ways, except that a connection
+    whose request starts with ``dropped_request`` gets no answer: the request reaches the
+    server, and once the server's answer begins the proxy closes the client's side (a
+    connection that broke while the answer was on its way)."""
+
+    def __init__(self, server_address: str, dropped_request: bytes) -> None:
+        self._dropped = dropped_request
+        #: How many answers were dropped.
+        self.dropped = 0
+        super().__init__(server_address)
+
+    def _serve(self, client: socket.socket) -> None:
         with client, socket.create_connection(self._server) as server:
             first = client.recv(65536)
             server.sendall(first)
@@ -142,6 +153,40 @@ class AnswerDroppingProxy:
                 client.shutdown(socket.SHUT_RDWR)
                 return
             _pump(server, client)
+
+
+class PathPrefixProxy(_Relay):
+    """A relay that serves the server under the path ``prefix`` (``/hanami``, say), as a
+    reverse proxy would: a connection whose request's path starts with it reaches the
+    server without it, any other gets a 404. The SDK opens a connection per REST call and
+    per websocket, so only a connection's first request is looked at. ``address`` is the
+    relay's address with the prefix. Without ``pass_websockets`` it answers websocket
+    openings with a 404 too."""
+
+    def __init__(self, server_address: str, prefix: str, pass_websockets: bool = True) -> None:
+        self._prefix = prefix.encode()
+        self._pass_websockets = pass_websockets
+        #: Requests refused for a path without the prefix.
+        self.refused: List[bytes] = []
+        super().__init__(server_address)
+        self.address += prefix
+
+    def _serve(self, client: socket.socket) -> None:
+        with client:
+            first = client.recv(65536)
+            line, end, rest = first.partition(b"\r\n")
+            method, _, target = line.partition(b" ")
+            upgrade = b"\r\nupgrade: websocket\r\n" in first.lower()
+            if not target.startswith(self._prefix + b"/") or (
+                    upgrade and not self._pass_websockets):
+                self.refused.append(line)
+                client.sendall(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n"
+                               b"connection: close\r\n\r\n")
+                return
+            with socket.create_connection(self._server) as server:
+                server.sendall(method + b" " + target[len(self._prefix):] + end + rest)
+                threading.Thread(target=_pump, args=(client, server), daemon=True).start()
+                _pump(server, client)
 
 
 def _pump(source: socket.socket, sink: socket.socket) -> None:

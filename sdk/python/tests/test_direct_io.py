@@ -14,8 +14,8 @@ from hanami_sdk import cluster, dataset, direct_io, hanami_token, task, user
 from hanami_sdk import hanami_exceptions as hx
 
 from conftest import Member, start_server
-from helpers import (ADMIN, ADMIN_PW, SEED_TEMPLATE, pattern_image, pattern_mnist, unique,
-                     wait_for_task)
+from helpers import (ADMIN, ADMIN_PW, SEED_TEMPLATE, PathPrefixProxy, pattern_image,
+                     pattern_mnist, unique, wait_for_task)
 
 MISSING = "8a1b2c3d-0000-4000-8000-123456789abc"
 
@@ -499,3 +499,54 @@ def test_a_role_the_policy_keeps_from_direct_io_is_unauthorized(tmp_path: Path) 
             cluster.switch_to_task_mode(admin, server.url, uuid)
     finally:
         server.stop()
+
+
+def test_a_server_under_a_path_takes_uploads_and_direct_io(address: str, files: Path) -> None:
+    """Behind a proxy that serves the server under a path, the websockets go there too
+    (they went to the proxy's root, which knows no server)."""
+    proxy = PathPrefixProxy(address, "/hanami")
+    try:
+        token = hanami_token.request_token(proxy.address, ADMIN, ADMIN_PW)
+        csv = files / "under_a_path.csv"
+        csv.write_text("test_input,test_output\n1,0\n2,1\n")
+        data = dataset.upload_csv_files(token, proxy.address, unique("under_a_path"), csv)
+        assert json.loads(dataset.get_dataset(token, proxy.address, data))["uuid"] == data
+        cluster_uuid = make_cluster(proxy.address, token, SMALL_TEMPLATE)
+
+        async def request() -> list:
+            ws = await cluster.switch_to_direct_mode(token, proxy.address, cluster_uuid)
+            values = await direct_io.send_request_input(ws, "test_input", [1.0] * 5, True)
+            await ws.close()
+            cluster.switch_to_task_mode(token, proxy.address, cluster_uuid)
+            return values
+
+        assert len(asyncio.run(request())) == 2
+        assert proxy.refused == []
+    finally:
+        proxy.close()
+
+
+def test_a_proxy_that_refuses_websockets_is_named(address: str, files: Path) -> None:
+    """A websocket opening answered with an HTTP status is a ``HanamiException`` with that
+    status that says what may be wrong (it was the ``websockets`` package's own error)."""
+    proxy = PathPrefixProxy(address, "/hanami", pass_websockets=False)
+    try:
+        token = hanami_token.request_token(proxy.address, ADMIN, ADMIN_PW)
+        csv = files / "no_websockets.csv"
+        csv.write_text("test_input,test_output\n1,0\n")
+        name = unique("no_websockets")
+        with pytest.raises(hx.HanamiException, match="answered the websocket opening with "
+                           "HTTP 404") as refused:
+            dataset.upload_csv_files(token, proxy.address, name, csv)
+        assert type(refused.value) is hx.HanamiException
+        assert refused.value.status_code == 404
+        # The upload was withdrawn.
+        listed = json.loads(dataset.list_datasets(token, proxy.address))["body"]
+        assert not [row for row in listed if name in row]
+        cluster_uuid = make_cluster(proxy.address, token, SMALL_TEMPLATE)
+        with pytest.raises(hx.HanamiException, match="HTTP 404"):
+            asyncio.run(cluster.switch_to_direct_mode(token, proxy.address, cluster_uuid))
+        with pytest.raises(hx.ConflictException, match="already in that mode"):
+            cluster.switch_to_task_mode(token, proxy.address, cluster_uuid)
+    finally:
+        proxy.close()
