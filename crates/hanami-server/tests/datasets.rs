@@ -990,10 +990,23 @@ async fn datasets_are_scoped_to_projects_and_owners() {
         Err(Error::Conflict(message)) => message,
         other => panic!("{other:?}"),
     };
+    // One answer names everything in the way: the upload and what is owned already.
     let message = conflict(admin.delete_project("proj_a").await);
-    assert!(message.contains("1 unfinished upload"), "{message}");
+    assert!(
+        message.contains("1 unfinished upload")
+            && message.contains(&format!(
+                "Project with id 'proj_a' also still owns 1 dataset(s) ({})",
+                ds.uuid
+            )),
+        "{message}"
+    );
     let message = conflict(admin.delete_user("alice").await);
     assert!(message.contains("1 unfinished upload"), "{message}");
+    assert_eq!(
+        message.contains("also still owns 1 dataset(s)"),
+        ds.owner_id == "alice",
+        "{message}"
+    );
     assert!(
         message.contains("delete them by their dataset uuid"),
         "{message}"

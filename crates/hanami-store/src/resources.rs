@@ -65,7 +65,7 @@ impl From<sqlx::Error> for DeleteError {
 
 /// Whose resources to count.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Holder<'a> {
+pub enum Holder<'a> {
     /// Everything in a project.
     Project(&'a str),
     /// Everything a user owns, in any project.
@@ -278,6 +278,12 @@ fn scope_filter(scope: &Scope) -> (Option<&str>, Option<&str>) {
 const SCOPE_SQL: &str = "(?1 IS NULL OR project_id = ?1) AND (?2 IS NULL OR owner_id = ?2)";
 
 impl Store {
+    /// The resources `holder` has, in the words of [`DeleteError::InUse`]; `None` if none.
+    pub async fn holdings(&self, holder: Holder<'_>) -> Result<Option<String>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        held_resources(&mut conn, holder).await
+    }
+
     /// Inserts a resource row; [`StoreError::OwnerGone`] if its owner or its project (other
     /// than the global admins' `admin`) does not exist.
     pub async fn insert_resource(&self, kind: Kind, row: &ResourceRow) -> Result<(), StoreError> {

@@ -38,7 +38,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use hanami_auth::{Caller, Method, TokenError, Verified, account_tag};
 use hanami_store::StoreError;
-use hanami_store::resources::{Kind, ResourceRow};
+use hanami_store::resources::{Holder, Kind, ResourceRow};
 use hanami_types::scope::Scope;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -401,6 +401,27 @@ pub async fn require_admin_now(app: &App, caller: &Caller) -> ApiResult<()> {
             caller.id
         )))
     }
+}
+
+/// Refuses (409) the deletion of a user or project (`who`, e.g. "User with id 'x'", holding
+/// as `holder`) while it has unfinished uploads or tasks that will create resources for it
+/// (`pending`: the refusals of those checks), naming them all and also the resources it
+/// already owns, so that one answer lists everything in the way.
+pub async fn refuse_while_pending(
+    app: &App,
+    who: &str,
+    pending: [Option<String>; 2],
+    holder: Holder<'_>,
+) -> ApiResult<()> {
+    let pending: Vec<String> = pending.into_iter().flatten().collect();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut refusal = pending.join(" ");
+    if let Some(held) = app.store.holdings(holder).await? {
+        refusal.push_str(&format!(" {who} also still owns {held}; delete them too."));
+    }
+    Err(ApiError::Conflict(refusal))
 }
 
 /// Deletes the row of a resource kept in a file of `dir`, then the file; `None` if no such

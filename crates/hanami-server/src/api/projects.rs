@@ -2,7 +2,7 @@
 
 use hanami_auth::{ADMIN_PROJECT, Caller, Method};
 use hanami_store::StoreError;
-use hanami_store::resources::DeleteError;
+use hanami_store::resources::{DeleteError, Holder};
 use hanami_types::list::{ListTable, PROJECT_COLUMNS};
 use hanami_types::projects::{CreateProjectRequest, Project};
 use serde::Deserialize;
@@ -85,17 +85,12 @@ async fn delete(app: App, caller: Caller, query: ProjectId) -> ApiResult<Map<Str
     // No upload can be registered in the project between this check and the deletion.
     let _owners = app.owner_changes.lock().await;
     super::require_admin_now(&app, &caller).await?;
-    if let Some(refusal) = app
-        .uploads
-        .still_uploading(&who, |upload| upload.project_id == query.id)
-    {
-        return Err(ApiError::Conflict(refusal));
-    }
-    if let Some(refusal) =
-        super::tasks::still_promised(&app, &who, |promise| promise.project_id == query.id)
-    {
-        return Err(refusal);
-    }
+    let pending = [
+        app.uploads
+            .still_uploading(&who, |upload| upload.project_id == query.id),
+        super::tasks::still_promised(&app, &who, |promise| promise.project_id == query.id),
+    ];
+    super::refuse_while_pending(&app, &who, pending, Holder::Project(&query.id)).await?;
     match app.store.delete_project(&query.id).await {
         Ok(()) => Ok(Map::new()),
         Err(DeleteError::NotFound) => Err(not_found(&query.id)),

@@ -273,7 +273,7 @@ pub(super) fn still_promised(
     app: &App,
     who: &str,
     whose: impl Fn(&Promise) -> bool,
-) -> Option<ApiError> {
+) -> Option<String> {
     let pending: Vec<String> = app
         .clusters
         .all()
@@ -287,12 +287,12 @@ pub(super) fn still_promised(
         })
         .collect();
     (!pending.is_empty()).then(|| {
-        ApiError::Conflict(format!(
+        format!(
             "{who} still has {} queued or running task(s) that will create a checkpoint or \
              result dataset for it ({}); wait for them to end or delete them first.",
             pending.len(),
             pending.join(", ")
-        ))
+        )
     })
 }
 

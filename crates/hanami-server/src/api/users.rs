@@ -3,7 +3,7 @@
 
 use hanami_auth::{ADMIN_PROJECT, Caller, Method, password};
 use hanami_store::StoreError;
-use hanami_store::resources::DeleteError;
+use hanami_store::resources::{DeleteError, Holder};
 use hanami_store::users::NewUser;
 use hanami_types::list::{ListTable, USER_COLUMNS};
 use hanami_types::users::{
@@ -132,17 +132,12 @@ async fn delete(app: App, caller: Caller, query: UserId) -> ApiResult<Map<String
     // No upload can be registered for the user between this check and the deletion.
     let _owners = app.owner_changes.lock().await;
     super::require_admin_now(&app, &caller).await?;
-    if let Some(refusal) = app
-        .uploads
-        .still_uploading(&who, |upload| upload.owner_id == query.id)
-    {
-        return Err(ApiError::Conflict(refusal));
-    }
-    if let Some(refusal) =
-        super::tasks::still_promised(&app, &who, |promise| promise.owner_id == query.id)
-    {
-        return Err(refusal);
-    }
+    let pending = [
+        app.uploads
+            .still_uploading(&who, |upload| upload.owner_id == query.id),
+        super::tasks::still_promised(&app, &who, |promise| promise.owner_id == query.id),
+    ];
+    super::refuse_while_pending(&app, &who, pending, Holder::Owner(&query.id)).await?;
     match app.store.delete_user(&query.id).await {
         Ok(()) => Ok(Map::new()),
         Err(DeleteError::NotFound) => Err(not_found(&query.id)),
