@@ -113,7 +113,8 @@ impl Policy {
                 let method_name = method.trim();
                 let method = Method::parse(method_name).ok_or_else(|| {
                     err(format!(
-                        "unknown method '{method_name}', expected GET, POST, PUT or DELETE"
+                        "unknown method '{}', expected GET, POST, PUT or DELETE",
+                        method_name.escape_debug()
                     ))
                 })?;
                 let mut parsed = Vec::new();
@@ -123,7 +124,8 @@ impl Policy {
                         || !role.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                     {
                         return Err(err(format!(
-                            "invalid role '{role}', roles are letters, digits and '_'"
+                            "invalid role '{}', roles are letters, digits and '_'",
+                            role.escape_debug()
                         )));
                     }
                     parsed.push(role.to_owned());
@@ -139,7 +141,8 @@ impl Policy {
             } else {
                 if let Some(rest) = line.strip_prefix('/') {
                     return Err(err(format!(
-                        "endpoint ids have no leading '/': write '{rest}'"
+                        "endpoint ids have no leading '/': write '{}'",
+                        rest.escape_debug()
                     )));
                 }
                 if !line
@@ -147,7 +150,8 @@ impl Policy {
                     .all(|c| c.is_ascii_alphanumeric() || "/-._".contains(c))
                 {
                     return Err(err(format!(
-                        "invalid endpoint id '{line}', expected letters, digits and '/-._'"
+                        "invalid endpoint id '{}', expected letters, digits and '/-._'",
+                        line.escape_debug()
                     )));
                 }
                 let first = !rules.contains_key(line);
@@ -251,6 +255,10 @@ mod tests {
             ("a\n\n- GET: ad-min", 3, "invalid role 'ad-min'"),
             ("a\n- GET: admin,", 2, "invalid role ''"),
             ("a b", 1, "invalid endpoint id"),
+            // Control characters are shown escaped, not written to the terminal.
+            ("a\n- GET: adm\u{0}in", 2, "invalid role 'adm\\0in'"),
+            ("a\n- G\u{1b}[2J: admin", 2, "unknown method 'G\\u{1b}[2J'"),
+            ("a\tb\u{7}", 1, "invalid endpoint id 'a\\tb\\u{7}'"),
             (
                 "\n/v1.0alpha/auth\n- GET: admin",
                 2,
