@@ -45,6 +45,16 @@ def base_url(address: str) -> str:
     return address.rstrip("/")
 
 
+def checked_verify(verify: Verify) -> Verify:
+    """``verify`` as given; a path that names no file or directory raises ``ValueError``,
+    also for ``http://`` addresses, which do not use it (so that a string passed in its
+    place, such as a user id meant for a keyword argument, is not silently ignored)."""
+    if isinstance(verify, (str, os.PathLike)) and not os.path.exists(verify):
+        raise ValueError(f"verify_connection must be True, False or the path of a certificate "
+                         f"file or directory; {os.fspath(verify)!r} names no such file")
+    return verify
+
+
 def build_query(values: QueryValues) -> str:
     """Builds a query string; mappings and pair lists are percent-encoded, ``None`` values
     are left out, strings are used as given (the original SDK's pre-built form)."""
@@ -89,6 +99,7 @@ def send_request(method: str, token: Optional[str], address: str, path: str,
     ``timeout`` (seconds) replaces ``REQUEST_TIMEOUT`` for this request.
     """
     url = base_url(address) + path
+    verify = checked_verify(verify)
     query = build_query(values)
     if query:
         url += "?" + query

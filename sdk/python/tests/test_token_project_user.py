@@ -35,6 +35,11 @@ def test_request_token_errors(address: str) -> None:
     # An address without its scheme.
     with pytest.raises(ValueError, match="must start with http:// or https://"):
         hanami_token.request_token(address.split("://", 1)[1], ADMIN, ADMIN_PW)
+    # A string in the place of verify_connection that names no certificate file (a user
+    # id meant for the keyword user_id, say) is refused, also for http addresses.
+    token = hanami_token.request_token(address, ADMIN, ADMIN_PW)
+    with pytest.raises(ValueError, match="'asdf' names no such file"):
+        user.list_projects_of_user(token, address, "asdf")
 
 
 def test_invalid_token_is_unauthorized(address: str) -> None:
