@@ -80,6 +80,15 @@ fn seed_template_parses() {
 }
 
 #[test]
+fn the_shipped_template_file_is_the_documentation_s() {
+    // docs/cluster_template, which the READMEs' workflows create their clusters from.
+    assert_eq!(
+        include_str!("../../../../docs/cluster_template"),
+        SEED_TEMPLATE
+    );
+}
+
+#[test]
 fn spec_examples_parse() {
     let docs = with(
         "    neuron_cooldown: 100000000000.0\n    refractory_time: 1\n    max_connection_distance: 1\n    enable_reduction: false",
