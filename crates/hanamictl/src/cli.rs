@@ -518,8 +518,13 @@ pub struct LogPage {
 }
 
 /// Splits `HEXAGON:VALUE` items into pairs; every item must have exactly one `:` with text
-/// on both sides, and no hexagon may appear twice.
-pub fn parse_pairs(items: &[String], flag: &str) -> Result<Vec<(String, String)>, String> {
+/// on both sides, and no hexagon may appear twice. `shape` is how the flag's help writes
+/// them (`HEXAGON:DATASET_UUID`), for the message.
+pub fn parse_pairs(
+    items: &[String],
+    flag: &str,
+    shape: &str,
+) -> Result<Vec<(String, String)>, String> {
     let mut pairs: Vec<(String, String)> = Vec::with_capacity(items.len());
     for item in items {
         let mut parts = item.split(':').map(str::trim);
@@ -529,7 +534,7 @@ pub fn parse_pairs(items: &[String], flag: &str) -> Result<Vec<(String, String)>
             }
             _ => {
                 return Err(format!(
-                    "malformed value '{item}' for {flag}: expected NAME:VALUE"
+                    "malformed value '{item}' for {flag}: expected {shape}"
                 ));
             }
         };
@@ -638,18 +643,22 @@ mod tests {
     #[test]
     fn pairs_are_parsed_and_checked() {
         assert_eq!(
-            parse_pairs(&strings(&["picture:abc", "label: def "]), "-i").unwrap(),
+            parse_pairs(&strings(&["picture:abc", "label: def "]), "-i", "H:V").unwrap(),
             [
                 ("picture".to_owned(), "abc".to_owned()),
                 ("label".to_owned(), "def".to_owned())
             ]
         );
         for bad in ["picture", "picture:", ":abc", "a:b:c", ""] {
-            let err = parse_pairs(&strings(&[bad]), "-i/--input").unwrap_err();
-            assert!(err.contains("expected NAME:VALUE"), "{bad}: {err}");
+            let err =
+                parse_pairs(&strings(&[bad]), "-i/--input", "HEXAGON:DATASET_UUID").unwrap_err();
+            assert!(
+                err.contains("expected HEXAGON:DATASET_UUID"),
+                "{bad}: {err}"
+            );
             assert!(err.contains("-i/--input"), "{err}");
         }
-        let err = parse_pairs(&strings(&["a:x", "a:y"]), "-i").unwrap_err();
+        let err = parse_pairs(&strings(&["a:x", "a:y"]), "-i", "H:V").unwrap_err();
         assert!(err.contains("given twice"), "{err}");
     }
 

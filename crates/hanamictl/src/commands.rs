@@ -198,7 +198,10 @@ enum Local {
 impl Local {
     /// Reads and checks what `command` takes from this machine.
     fn read(command: &Command) -> Result<Self, CliError> {
-        let pairs = |items: &[String], flag: &str| parse_pairs(items, flag).map_err(CliError::msg);
+        let pairs = |items: &[String], flag: &str, shape: &str| {
+            parse_pairs(items, flag, shape).map_err(CliError::msg)
+        };
+        const UUIDS: &str = "HEXAGON:DATASET_UUID";
         Ok(match command {
             Command::Cluster(ClusterCmd::Create { template, .. }) => {
                 let bytes = read_local(template, "template", MAX_TEMPLATE_BYTES)?;
@@ -223,13 +226,14 @@ impl Local {
             }
             Command::Task(TaskCmd::Create(TaskCreateCmd::Train { input, output, .. })) => {
                 Local::Train {
-                    inputs: pairs(input, "-i/--input")?,
-                    outputs: pairs(output, "-o/--output")?,
+                    inputs: pairs(input, "-i/--input", UUIDS)?,
+                    outputs: pairs(output, "-o/--output", UUIDS)?,
                 }
             }
             Command::Task(TaskCmd::Create(TaskCreateCmd::Request { input, result, .. })) => {
-                let inputs = pairs(input, "-i/--input")?;
-                let Ok([result]) = <[_; 1]>::try_from(pairs(result, "-r/--result")?) else {
+                let inputs = pairs(input, "-i/--input", UUIDS)?;
+                let result = pairs(result, "-r/--result", "HEXAGON:DATASET_NAME")?;
+                let Ok([result]) = <[_; 1]>::try_from(result) else {
                     return Err(CliError::msg(
                         "give exactly one -r/--result pair: a request task has one result dataset",
                     ));
