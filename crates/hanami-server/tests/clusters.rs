@@ -1853,7 +1853,10 @@ async fn direct_sessions_end_when_access_is_withdrawn_or_they_idle() {
                 Ok(other) => panic!("{other:?}"),
             }
         };
-        assert_eq!(reason, "no message for 2 s");
+        assert_eq!(
+            reason,
+            "closed: no message for 2 s (the server's upload_timeout); open a new session"
+        );
     }
 
     // The open session of a user taken out of the project ends (sessions check again once a

@@ -123,7 +123,12 @@ async fn serve(
                 return;
             }
             Incoming::Idle => {
-                close(app, socket, &format!("no message for {} s", idle.as_secs())).await;
+                let why = format!(
+                    "closed: no message for {} s (the server's upload_timeout); open a new \
+                     session",
+                    idle.as_secs()
+                );
+                close(app, socket, &why).await;
                 return;
             }
             Incoming::TooBig => {
