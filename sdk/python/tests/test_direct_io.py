@@ -483,6 +483,16 @@ def test_refused_session_returns_the_cluster_to_task_mode(address: str, token: s
         cluster.delete_cluster(token, address, cluster_uuid)
 
 
+def refused_direct_mode(token: str, address: str, cluster_uuid: str,
+                        exception: type, match: str) -> None:
+    """Asserts that ``switch_to_direct_mode`` raises ``exception`` (its message matching
+    ``match``) and leaves the cluster in TASK mode."""
+    with pytest.raises(exception, match=match):
+        asyncio.run(cluster.switch_to_direct_mode(token, address, cluster_uuid))
+    with pytest.raises(hx.ConflictException, match="already in that mode"):
+        cluster.switch_to_task_mode(token, address, cluster_uuid)
+
+
 def test_a_role_the_policy_keeps_from_direct_io_is_unauthorized(tmp_path: Path) -> None:
     """A session start that the policy refuses is a 401 as in REST answers (it was taken
     for a conflict), and the cluster goes back to TASK mode."""
@@ -493,10 +503,8 @@ def test_a_role_the_policy_keeps_from_direct_io_is_unauthorized(tmp_path: Path) 
     try:
         admin = hanami_token.request_token(server.url, ADMIN, ADMIN_PW)
         uuid = make_cluster(server.url, admin, SMALL_TEMPLATE)
-        with pytest.raises(hx.UnauthorizedException, match="^Access denied by policy$"):
-            asyncio.run(cluster.switch_to_direct_mode(admin, server.url, uuid))
-        with pytest.raises(hx.ConflictException, match="already in that mode"):
-            cluster.switch_to_task_mode(admin, server.url, uuid)
+        refused_direct_mode(admin, server.url, uuid, hx.UnauthorizedException,
+                            "^Access denied by policy$")
     finally:
         server.stop()
 
@@ -544,9 +552,6 @@ def test_a_proxy_that_refuses_websockets_is_named(address: str, files: Path) -> 
         listed = json.loads(dataset.list_datasets(token, proxy.address))["body"]
         assert not [row for row in listed if name in row]
         cluster_uuid = make_cluster(proxy.address, token, SMALL_TEMPLATE)
-        with pytest.raises(hx.HanamiException, match="HTTP 404"):
-            asyncio.run(cluster.switch_to_direct_mode(token, proxy.address, cluster_uuid))
-        with pytest.raises(hx.ConflictException, match="already in that mode"):
-            cluster.switch_to_task_mode(token, proxy.address, cluster_uuid)
+        refused_direct_mode(token, proxy.address, cluster_uuid, hx.HanamiException, "HTTP 404")
     finally:
         proxy.close()
