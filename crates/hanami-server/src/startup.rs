@@ -344,18 +344,30 @@ async fn load_clusters(
              restore checkpoints to get them back"
         );
     }
-    for (uuid, since) in store.unsaved_networks().await? {
-        if let Some(cluster) = clusters.get(&Scope::All, &uuid) {
-            let message = format!(
-                "cluster '{}': what direct IO trained since {since} is lost: the server stopped \
-                 before it saved the network (a crash, a kill, or a save that failed, as on a \
-                 full disk: the error log or the server log of that run tells), which is as it \
-                 was saved before",
-                cluster.row.name
-            );
-            log_startup_error(store, &cluster.row.owner_id, &uuid, &message).await;
+    for unsaved in store.unsaved_networks().await? {
+        let (uuid, since) = (&unsaved.uuid, &unsaved.since);
+        if let Some(cluster) = clusters.get(&Scope::All, uuid) {
+            let name = &cluster.row.name;
+            let in_place = cluster.saved_network();
+            let message = if unsaved.base.is_some() && in_place != unsaved.base {
+                // A save came after the training began; what came after that save (if
+                // anything) is lost.
+                format!(
+                    "cluster '{name}': the server stopped right after it saved the network, \
+                     with what direct IO trained since {since} up to that save; training \
+                     after the save, if there was any, is lost"
+                )
+            } else {
+                format!(
+                    "cluster '{name}': what direct IO trained since {since} is lost: the \
+                     server stopped before it saved the network (a crash, a kill, or a save \
+                     that failed, as on a full disk: the error log or the server log of that \
+                     run tells), which is as it was saved before"
+                )
+            };
+            log_startup_error(store, &cluster.row.owner_id, uuid, &message).await;
         }
-        store.note_saved_network(&uuid).await?;
+        store.note_saved_network(uuid).await?;
     }
     store.delete_orphan_tasks().await?;
     let ended_at = now_timestamp();

@@ -694,7 +694,9 @@ async fn a_lost_network_file_is_reported() {
 }
 
 /// What direct IO trained and a crash lost is reported at the next start, once; a session
-/// that ended (and so saved its network) leaves nothing to report.
+/// that ended (and so saved its network) leaves nothing to report, and one whose save was
+/// in place when the crash came before the server forgot its note is told as such (it was
+/// reported lost).
 #[tokio::test]
 async fn direct_io_training_lost_in_a_crash_is_reported() {
     let server = TestServer::start();
@@ -702,10 +704,12 @@ async fn direct_io_training_lost_in_a_crash_is_reported() {
     let picture = vec![180.0f32; 784];
     let mut label = vec![0.0f32; 10];
     label[3] = 1.0;
+    let mut saved_at_crash = None;
     for (name, end) in [
         ("closed", Some(false)),
         ("switched_back", Some(true)),
         ("left_open", None),
+        ("saved_at_crash", None),
     ] {
         let cluster = client.create_cluster(name, SEED_TEMPLATE).await.unwrap();
         client.set_direct_mode(&cluster.uuid, true).await.unwrap();
@@ -726,18 +730,36 @@ async fn direct_io_training_lost_in_a_crash_is_reported() {
             // Held open across the crash.
             None => std::mem::forget(session),
         }
+        if name == "saved_at_crash" {
+            saved_at_crash = Some(cluster.uuid);
+        }
     }
+    // As a save that the crash caught after its rename: another file is in place.
+    let file = server
+        .data_dir
+        .join("clusters")
+        .join(saved_at_crash.unwrap());
+    let copy = file.with_extension("copy");
+    std::fs::copy(&file, &copy).unwrap();
+    std::fs::rename(&copy, &file).unwrap();
     // The ended sessions' saves and notes take a moment after the close.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let server = server.crash_and_restart();
     let log = error_log_text(&server).await;
     assert_eq!(
         log.matches("what direct IO trained since").count(),
-        1,
+        2,
         "{log}"
     );
     assert!(
         log.contains("cluster 'left_open': what direct IO trained since"),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "cluster 'saved_at_crash': the server stopped right after it saved the network, \
+             with what direct IO trained since"
+        ) && log.contains("up to that save; training after the save, if there was any, is lost"),
         "{log}"
     );
     // Said once.
@@ -745,7 +767,7 @@ async fn direct_io_training_lost_in_a_crash_is_reported() {
     let log = error_log_text(&server).await;
     assert_eq!(
         log.matches("what direct IO trained since").count(),
-        1,
+        2,
         "{log}"
     );
 }

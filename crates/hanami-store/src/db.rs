@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0007_unsaved_direct_io.sql"),
     include_str!("../migrations/0008_task_network_pending.sql"),
     include_str!("../migrations/0009_removed_files.sql"),
+    include_str!("../migrations/0010_unsaved_base.sql"),
 ];
 
 /// Errors of the store.

@@ -144,6 +144,19 @@ pub(crate) async fn delete_unless_holding(
     Ok(())
 }
 
+/// A cluster whose network direct IO changed without a save after it (see
+/// [`Store::note_unsaved_network`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsavedNetwork {
+    /// The cluster.
+    pub uuid: String,
+    /// When the first unsaved change came.
+    pub since: String,
+    /// Which saved network was in place then, in the server's words (`None` from versions
+    /// that did not note it).
+    pub base: Option<String>,
+}
+
 /// A resource's database row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceRow {
@@ -437,11 +450,19 @@ impl Store {
     }
 
     /// Notes that direct IO changed the network of cluster `uuid` and the change is not saved
-    /// yet; the time of the first such change since the last save is kept.
-    pub async fn note_unsaved_network(&self, uuid: &str, since: &str) -> Result<(), StoreError> {
+    /// yet; the time of the first such change since the last save is kept, with `base`, the
+    /// saved network in place then (see [`UnsavedNetwork::base`]).
+    pub async fn note_unsaved_network(
+        &self,
+        uuid: &str,
+        since: &str,
+        base: Option<&str>,
+    ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE clusters SET unsaved_since = COALESCE(unsaved_since, ?) WHERE uuid = ?",
+            "UPDATE clusters SET unsaved_base = IIF(unsaved_since IS NULL, ?, unsaved_base), \
+             unsaved_since = COALESCE(unsaved_since, ?) WHERE uuid = ?",
         )
+        .bind(base)
         .bind(since)
         .bind(uuid)
         .execute(&self.pool)
@@ -451,21 +472,26 @@ impl Store {
 
     /// Notes that every change to the network of cluster `uuid` is saved.
     pub async fn note_saved_network(&self, uuid: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE clusters SET unsaved_since = NULL WHERE uuid = ?")
+        sqlx::query("UPDATE clusters SET unsaved_since = NULL, unsaved_base = NULL WHERE uuid = ?")
             .bind(uuid)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    /// The clusters with unsaved direct-IO changes, as `(uuid, since)`: at start-up, those
-    /// whose changes a crash lost.
-    pub async fn unsaved_networks(&self) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT uuid, unsaved_since FROM clusters WHERE unsaved_since IS NOT NULL ORDER BY seq",
+    /// The clusters with unsaved direct-IO changes: at start-up, those whose changes a crash
+    /// lost.
+    pub async fn unsaved_networks(&self) -> Result<Vec<UnsavedNetwork>, StoreError> {
+        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT uuid, unsaved_since, unsaved_base FROM clusters \
+             WHERE unsaved_since IS NOT NULL ORDER BY seq",
         )
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(uuid, since, base)| UnsavedNetwork { uuid, since, base })
+            .collect())
     }
 
     /// File names of all resources of a kind, for removing files nobody references.

@@ -6,7 +6,7 @@ mod common;
 use common::{back_to_schema, store};
 use hanami_store::Store;
 use hanami_store::logs::ErrorEntry;
-use hanami_store::resources::{Kind, ResourceRow};
+use hanami_store::resources::{Kind, ResourceRow, UnsavedNetwork};
 use hanami_store::tasks::{TaskProduct, TaskRow};
 use hanami_types::scope::Scope;
 
@@ -200,20 +200,33 @@ async fn unsaved_direct_io_changes_are_noted_until_saved() {
     }
     assert!(store.unsaved_networks().await.unwrap().is_empty());
     store
-        .note_unsaved_network("b", "2026-11-29 10:00:00")
+        .note_unsaved_network("b", "2026-11-29 10:00:00", Some("first"))
         .await
         .unwrap();
-    // The first change since the last save is kept.
+    // The first change since the last save is kept, with the network in place then.
     store
-        .note_unsaved_network("b", "2026-11-29 11:00:00")
+        .note_unsaved_network("b", "2026-11-29 11:00:00", Some("second"))
         .await
         .unwrap();
-    assert_eq!(
-        store.unsaved_networks().await.unwrap(),
-        vec![("b".to_owned(), "2026-11-29 10:00:00".to_owned())]
-    );
+    let noted = UnsavedNetwork {
+        uuid: "b".to_owned(),
+        since: "2026-11-29 10:00:00".to_owned(),
+        base: Some("first".to_owned()),
+    };
+    assert_eq!(store.unsaved_networks().await.unwrap(), vec![noted]);
     store.note_saved_network("b").await.unwrap();
     assert!(store.unsaved_networks().await.unwrap().is_empty());
+    // After a save, the next change notes afresh.
+    store
+        .note_unsaved_network("b", "2026-11-29 12:00:00", None)
+        .await
+        .unwrap();
+    let noted = UnsavedNetwork {
+        uuid: "b".to_owned(),
+        since: "2026-11-29 12:00:00".to_owned(),
+        base: None,
+    };
+    assert_eq!(store.unsaved_networks().await.unwrap(), vec![noted]);
 }
 
 /// A task's end and its product are recorded together or not at all; a network left pending

@@ -407,8 +407,9 @@ impl ClusterHandle {
         note.steps += 1;
         if !note.noted {
             note.noted = true;
+            let base = saved_network_identity(&self.network_file);
             if let Err(e) = store
-                .note_unsaved_network(&self.row.uuid, &now_timestamp())
+                .note_unsaved_network(&self.row.uuid, &now_timestamp(), base.as_deref())
                 .await
             {
                 tracing::error!(
@@ -417,6 +418,12 @@ impl ClusterHandle {
                 );
             }
         }
+    }
+
+    /// Which saved network is in place (see `saved_network_identity`): a start compares it
+    /// with the one noted when unsaved direct-IO changes began.
+    pub fn saved_network(&self) -> Option<String> {
+        saved_network_identity(&self.network_file)
     }
 
     /// Called after a direct-IO step (see [`ClusterHandle::begin_direct_step`]).
@@ -1028,6 +1035,19 @@ impl CoreBudget {
     fn release(&self, cores: usize) {
         *lock(&self.spare) += cores;
     }
+}
+
+/// Which saved network `file` holds, in words that change with every save (its inode and
+/// modification time: each save puts a new file in place); `None` if it cannot be read.
+fn saved_network_identity(file: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(file).ok()?;
+    Some(format!(
+        "inode {}, modified {}.{:09}",
+        metadata.ino(),
+        metadata.mtime(),
+        metadata.mtime_nsec()
+    ))
 }
 
 /// What the network file of a cluster without a network holds.
