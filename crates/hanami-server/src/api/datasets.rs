@@ -2,6 +2,7 @@
 //! accuracy check of a request result against a labelled dataset.
 
 use hanami_auth::{Caller, Method};
+use hanami_engine::argmax;
 use hanami_store::dataset::{self, ColumnRange, DatasetReader};
 use hanami_store::resources::{Kind, ResourceRow};
 use hanami_types::datasets::{
@@ -557,18 +558,6 @@ fn percent(correct: u64, rows: u64) -> f64 {
         return 100.0;
     }
     f64::from(((correct as f32) * (100.0 / rows as f32)).min(NEARLY_100))
-}
-
-/// Index of the largest value; ties go to the lowest index, and a row without a value above
-/// -0.1 counts as index 0 (the original's one-hot rule).
-fn argmax(row: &[f32]) -> usize {
-    let mut best = (0, -0.1f32);
-    for (i, &v) in row.iter().enumerate() {
-        if v > best.1 {
-            best = (i, v);
-        }
-    }
-    best.0
 }
 
 fn file_stem(reader: &DatasetReader) -> String {
