@@ -6,9 +6,10 @@
 //! * cells are separated by commas; a cell in double quotes (`"label"`, `"0.5"`, as
 //!   spreadsheets and R write them) counts without its quotes, but cannot hold a comma (no
 //!   name or number has one);
-//! * empty lines (or lines of only blanks) are skipped anywhere;
+//! * empty lines (or lines of only blanks) are skipped anywhere, except between the rows of a
+//!   file of one column, where such a line would be a row without its value (refused);
 //! * the first remaining line is the header: comma-separated column names, surrounding blanks
-//!   removed, each non-empty and unique;
+//!   removed, each non-empty and unique, and not all of them numbers (a missing header);
 //! * every following line has exactly as many comma-separated cells as the header, and every
 //!   cell (surrounding blanks removed) is a number: an optional sign, digits with an optional
 //!   decimal point (`12`, `-1.5`, `.5`, `3.`) and an optional exponent (`2e-3`, `1E+4`), within
@@ -119,6 +120,8 @@ pub fn convert_csv(
     let mut consumed = 0u64;
     // Set once the header is read.
     let mut table: Option<Table> = None;
+    // The first blank line after the last line read, if any.
+    let mut blank_since = None;
     let mut allocated = Some(allocated);
     loop {
         line.clear();
@@ -146,8 +149,10 @@ pub fn convert_csv(
             content = content.strip_prefix(BOM).unwrap_or(content);
         }
         if content.trim_ascii().is_empty() {
+            blank_since.get_or_insert(line_number);
             continue;
         }
+        let blank = blank_since.take();
         match &mut table {
             None => {
                 let mut started = Table::start(content, line_number, name, dest_path.as_ref())?;
@@ -162,7 +167,17 @@ pub fn convert_csv(
                 }
                 table = Some(started);
             }
-            Some(table) => table.add_row(content, line_number)?,
+            Some(table) => {
+                // With one column, an empty line is a row whose value is missing (the next
+                // rows would move up against the rows of the datasets a task pairs them with).
+                if let (Some(line), [name]) = (blank, table.names.as_slice()) {
+                    return Err(ConvertError::CsvEmptyLine {
+                        line,
+                        name: name.clone(),
+                    });
+                }
+                table.add_row(content, line_number)?;
+            }
         }
     }
 
@@ -229,6 +244,16 @@ impl Table {
             // Only ASCII bytes are taken off UTF-8 text: nothing is lost.
             .map(|n| String::from_utf8_lossy(unquoted(n.as_bytes())).into_owned())
             .collect();
+        if names.iter().all(|n| parse_cell(n.as_bytes()).is_ok()) {
+            return Err(ConvertError::CsvBadName {
+                line,
+                column: 1,
+                name: quote(names[0].as_bytes()),
+                problem: "is a number, as is every name of that line: the first line must name \
+                          the columns (is the header line missing?)"
+                    .to_owned(),
+            });
+        }
         let mut seen: HashMap<&str, u64> = HashMap::with_capacity(names.len());
         for (i, n) in names.iter().enumerate() {
             let column = i as u64 + 1;
@@ -583,6 +608,21 @@ mod tests {
         let (header, values) = case.values(text.as_bytes());
         assert_eq!(header.number_of_rows, 50_000);
         assert_eq!(values[40_001], 10_000.25);
+        // An empty line between rows would be a row without its value (the rows after it
+        // would move up); empty lines before the header and after the last row are fine.
+        let (_, values) = case.values(b"\n\ny\n1\n0\n\n  \r\n");
+        assert_eq!(values, [1.0, 0.0]);
+        let expected = "CSV file: line 3 is empty: in a file of one column (\"y\") that is a row \
+                        without its value; remove the line or give the value";
+        assert_eq!(case.error(b"y\n1\n\n0\n1\n"), expected);
+        assert_eq!(case.error(b"y\n1\n \r\n\n0\n"), expected);
+        assert!(
+            case.error(b"y\n\n1\n")
+                .starts_with("CSV file: line 2 is empty")
+        );
+        // With more columns an empty line cannot be a row: it is skipped.
+        let (_, values) = case.values(b"a,b\n1,2\n\n3,4\n");
+        assert_eq!(values, [1.0, 2.0, 3.0, 4.0]);
     }
 
     #[test]
@@ -624,6 +664,20 @@ mod tests {
             case.error(b"\na,b,\n1,2,3\n"),
             "CSV file: line 2: column 3 of the header has an empty name"
         );
+        // A first line of numbers in any notation is data: the header is missing.
+        for text in [&b"1e5,2e3\n3,4\n"[..], b"true,false\n1,0\n", b"0e0\n1\n"] {
+            let error = case.error(text);
+            assert!(
+                error.contains(
+                    "is a number, as is every name of that line: the first line must \
+                                name the columns (is the header line missing?)"
+                ),
+                "{error}"
+            );
+        }
+        // A name that merely looks like one among others is a name.
+        let (header, _) = case.values(b"x,1e5\n3,4\n");
+        assert_eq!(header.column_range("1e5"), Some(ColumnRange::new(1, 2)));
         assert_eq!(
             case.error(b"a,\xff\n1,2\n"),
             "CSV file: line 1: the header is not valid UTF-8 text"
@@ -720,7 +774,13 @@ mod tests {
         // A file without its header line.
         assert_eq!(
             case.error(b"1,2,3\n4,5,6\n"),
-            "CSV file: line 1: the name \"1\" of column 1 is a number, which cannot name a \
+            "CSV file: line 1: the name \"1\" of column 1 is a number, as is every name of \
+             that line: the first line must name the columns (is the header line missing?)"
+        );
+        // One name of digits among others.
+        assert_eq!(
+            case.error(b"x,2\n4,5\n"),
+            "CSV file: line 1: the name \"2\" of column 2 is a number, which cannot name a \
              cluster's input or output: the first line must name the columns (is the header \
              line missing?)"
         );

@@ -448,6 +448,18 @@ pub enum ConvertError {
         hint: &'static str,
     },
 
+    /// An empty line between the rows of a CSV file of one column.
+    #[error(
+        "CSV file: line {line} is empty: in a file of one column ({name:?}) that is a row \
+         without its value; remove the line or give the value"
+    )]
+    CsvEmptyLine {
+        /// Line number, 1-based.
+        line: u64,
+        /// Header name of the column.
+        name: String,
+    },
+
     /// A CSV cell is not a number.
     #[error(
         "CSV file: line {line}, column {column} ({name:?}): {cell:?} is not a number \
