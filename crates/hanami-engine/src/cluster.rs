@@ -402,6 +402,25 @@ impl Cluster {
         })
     }
 
+    /// The values input `name` holds: those of the last cycle that set it (a cycle that
+    /// does not name an input leaves it as it is; zeros at first), or `None` if there is no
+    /// input of that name.
+    pub fn input(&self, name: &str) -> Option<&[f32]> {
+        self.inputs
+            .iter()
+            .find(|i| i.name == name)
+            .map(|i| &i.values[..])
+    }
+
+    /// The expected values output `name` holds: those of the last training cycle that named
+    /// it (zeros at first), or `None` if there is no output of that name.
+    pub fn expected(&self, name: &str) -> Option<&[f32]> {
+        self.outputs
+            .iter()
+            .find(|o| o.name == name)
+            .map(|o| &o.expected[..])
+    }
+
     /// The raw output values (sigmoid activations, 0 where an output has no links yet) of the
     /// last cycle, or `None` if there is no output of that name.
     pub fn output(&self, name: &str) -> Option<&[f32]> {

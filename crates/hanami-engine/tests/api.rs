@@ -373,6 +373,20 @@ fn frozen_requests_do_not_grow_the_network() {
 }
 
 #[test]
+fn inputs_and_expected_values_are_held_until_a_cycle_sets_them() {
+    let mut c = cluster(1, 1, false);
+    assert_eq!(c.input("x").unwrap(), &[0.0; INPUTS]);
+    let (x, y) = common::sample(3);
+    c.train_step(&[("x", &x)], &[("y", &y)]).unwrap();
+    assert_eq!(c.input("x").unwrap(), &x[..]);
+    assert_eq!(c.expected("y").unwrap(), &y[..]);
+    // A cycle that names no input leaves it as it is.
+    c.request_step(&[]).unwrap();
+    assert_eq!(c.input("x").unwrap(), &x[..]);
+    assert!(c.input("y").is_none() && c.expected("x").is_none());
+}
+
+#[test]
 fn output_stays_zero_until_the_output_hexagon_grows() {
     let mut c = cluster(1, 1, false);
     c.request_step(&[("x", &[0.0; INPUTS])]).unwrap();

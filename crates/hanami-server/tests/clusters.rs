@@ -991,6 +991,82 @@ async fn a_network_at_its_memory_budget_stops_growing_and_says_so() {
     assert_eq!(again.note.as_deref(), Some(note.as_str()));
 }
 
+/// A direct-IO sample that names only some inputs leaves the others at the values the
+/// network holds, as a task does (a session started them at zeros, so direct IO answered
+/// other values than a request task on the same network).
+#[tokio::test]
+async fn direct_io_leaves_the_inputs_it_does_not_name_as_the_network_holds_them() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    // x0 lit for class a, x1 for class b; the last row (999) leaves x0 = 0 and x1 = 79.
+    let mut csv = String::from("x0,x1,a,b\n");
+    for row in 0..1000 {
+        let lit = 50 + row % 97;
+        let (x0, x1, a) = if row % 2 == 0 {
+            (lit, 0, 1)
+        } else {
+            (0, lit, 0)
+        };
+        csv.push_str(&format!("{x0},{x1},{a},{}\n", 1 - a));
+    }
+    let path = tmp.path().join("two_inputs.csv");
+    std::fs::write(&path, csv).unwrap();
+    let data = client.upload_csv("two_inputs", &path).await.unwrap().uuid;
+    let template = "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\nhexagons:\n    \
+                    1,1,1\n    1,2,1\n    2,1,1\n    2,2,1\n    3,1,1\n    3,2,1\ninputs:\n    \
+                    x0:\n        target: 1,1,1\n        number_of_inputs: 1\n    x1:\n        \
+                    target: 1,2,1\n        number_of_inputs: 1\noutputs:\n    a:\n        \
+                    target: 3,1,1\n        number_of_outputs: 1\n    b:\n        target: \
+                    3,2,1\n        number_of_outputs: 1\n";
+    let trained = client
+        .create_cluster("trained", template)
+        .await
+        .unwrap()
+        .uuid;
+    let task = client
+        .train(
+            "train",
+            &trained,
+            &[("x0", &data), ("x1", &data)],
+            &[("a", &data), ("b", &data)],
+        )
+        .await
+        .unwrap();
+    let done = client.wait_for_task(&trained, &task.uuid, WAIT).await;
+    assert_eq!(done.unwrap().state, TaskState::Finished);
+    let checkpoint = client.save_cluster(&trained, "two_inputs").await.unwrap();
+    client
+        .wait_for_task(&trained, &checkpoint.uuid, WAIT)
+        .await
+        .unwrap();
+    // Two clusters in the same state; one is given x1 as the network holds it, the other
+    // only x0.
+    let mut answers = Vec::new();
+    for (name, inputs) in [
+        ("both", &[("x0", &[0.0f32][..]), ("x1", &[79.0][..])][..]),
+        ("only_x0", &[("x0", &[0.0][..])][..]),
+    ] {
+        let cluster = client.create_cluster(name, template).await.unwrap().uuid;
+        let restore = client
+            .restore_cluster(&cluster, &checkpoint.uuid)
+            .await
+            .unwrap();
+        client
+            .wait_for_task(&cluster, &restore.uuid, WAIT)
+            .await
+            .unwrap();
+        client.set_direct_mode(&cluster, true).await.unwrap();
+        let mut session = client.direct_session(&cluster).await.unwrap();
+        answers.push(session.request(inputs, 2).await.unwrap());
+        session.close().await.unwrap();
+    }
+    assert_eq!(answers[0], answers[1]);
+    // Class b's input is lit: b answers more than a.
+    let value = |name: &str| answers[0].iter().find(|(n, _)| n == name).unwrap().1[0];
+    assert!(value("b") > value("a"), "{answers:?}");
+}
+
 /// A cluster whose template says `request_growth: false` answers request tasks without
 /// changing its network's structure; one without the setting grows on inputs beyond what
 /// it was trained on (the original's behaviour).

@@ -4,11 +4,12 @@
 use std::collections::{HashMap, HashSet};
 
 use axum::extract::ws::{Message, WebSocket, close_code};
+use hanami_engine::Cluster;
 use hanami_types::websocket::proto::{ClusterIoMessage, ClusterProcessType, TargetBufferType};
 use prost::Message as _;
 
 use super::{Access, Incoming, SHUTTING_DOWN, close_with, next_message};
-use crate::clusters::{ClusterHandle, DirectSessionSlot, Interfaces, RefusedGrowth};
+use crate::clusters::{ClusterHandle, DirectSessionSlot, RefusedGrowth};
 use crate::state::App;
 
 /// Why a direct-IO session closes after a message beyond the websocket limit (a close
@@ -17,26 +18,35 @@ use crate::state::App;
 const TOO_BIG: &str = "message too big: at most 16 MiB; a direct-IO message holds the values \
                        of one interface (at most 1048576, 4 bytes each)";
 
-/// Values staged for the next sample, one full-size buffer per interface.
+/// Values staged for the next sample, one full-size buffer per interface, starting from the
+/// values the network holds (so that a message with fewer values than its interface changes
+/// only the first ones of those, as in the original's one buffer per cluster).
+#[derive(Default)]
 struct Staging {
     inputs: HashMap<String, Vec<f32>>,
     expected: HashMap<String, Vec<f32>>,
+    /// Inputs the session has sent values for: only they are set by its samples; the others
+    /// keep the values the network holds (from a task, say), as a task's unnamed inputs do.
+    given: HashSet<String>,
     /// Outputs the session has sent expected values for: only they learn in training
     /// samples (their values persist between samples, as in the original).
     taught: HashSet<String>,
 }
 
 impl Staging {
-    fn new(interfaces: &Interfaces) -> Self {
-        let buffers = |list: &[crate::clusters::Interface]| {
-            list.iter()
-                .map(|i| (i.name.clone(), vec![0.0; i.size]))
-                .collect()
-        };
+    fn new(network: &Cluster) -> Self {
+        let inputs = network
+            .inputs()
+            .filter_map(|i| Some((i.name.to_owned(), network.input(i.name)?.to_vec())))
+            .collect();
+        let expected = network
+            .outputs()
+            .filter_map(|o| Some((o.name.to_owned(), network.expected(o.name)?.to_vec())))
+            .collect();
         Self {
-            inputs: buffers(&interfaces.inputs),
-            expected: buffers(&interfaces.outputs),
-            taught: HashSet::new(),
+            inputs,
+            expected,
+            ..Self::default()
         }
     }
 }
@@ -99,7 +109,7 @@ async fn serve(
     refused: &mut RefusedGrowth,
 ) {
     let mut session_end = cluster.direct_sessions_end();
-    let mut staging = Staging::new(&cluster.interfaces());
+    let mut staging = cluster.read_network(Staging::new).unwrap_or_default();
     let idle = app.config.upload_timeout;
     loop {
         // Checked after subscribing: a change in between is not missed.
@@ -266,6 +276,8 @@ fn handle(
     buffer[..count].copy_from_slice(&message.values[..count]);
     if what == "output" {
         staging.taught.insert(message.buffer_name.clone());
+    } else {
+        staging.given.insert(message.buffer_name.clone());
     }
     if !message.is_last {
         return Ok(vec![ack(false)]);
@@ -273,6 +285,7 @@ fn handle(
     let inputs: Vec<(&str, &[f32])> = staging
         .inputs
         .iter()
+        .filter(|(n, _)| staging.given.contains(*n))
         .map(|(n, v)| (n.as_str(), v.as_slice()))
         .collect();
     let process = ClusterProcessType::try_from(message.process_type)
