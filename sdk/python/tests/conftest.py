@@ -41,9 +41,13 @@ class Server:
     url: str
     process: subprocess.Popen
     data_dir: Path
+    #: The thread that reads the server's stdout (it ends with the process).
+    reader: threading.Thread
 
     def stop(self) -> None:
-        """Stops the server with SIGTERM (SIGKILL after 10 s)."""
+        """Stops the server with SIGTERM (SIGKILL after 10 s), and closes its stdout once
+        read to the end (an open one would be reported as unclosed by whichever later test
+        collects garbage while it watches for ``ResourceWarning``)."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -51,6 +55,9 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.reader.join(timeout=10)
+        if self.process.stdout is not None and not self.reader.is_alive():
+            self.process.stdout.close()
 
 
 def start_server(data_dir: Path, extra_args: Sequence[str] = (),
@@ -83,7 +90,8 @@ def start_server(data_dir: Path, extra_args: Sequence[str] = (),
         if first:
             lines.put(None)
 
-    threading.Thread(target=read_stdout, daemon=True).start()
+    reader = threading.Thread(target=read_stdout, daemon=True)
+    reader.start()
     try:
         url = lines.get(timeout=30)
     except queue.Empty:
@@ -93,7 +101,7 @@ def start_server(data_dir: Path, extra_args: Sequence[str] = (),
         process.wait()
         output = (data_dir.parent / "server.log").read_text(errors="replace")
         raise RuntimeError(f"hanami did not start: {' '.join(command)}\n{output}")
-    return Server(url=url, process=process, data_dir=data_dir)
+    return Server(url=url, process=process, data_dir=data_dir, reader=reader)
 
 
 @pytest.fixture(scope="session")
