@@ -24,8 +24,8 @@ use crate::cluster::{Cluster, ClusterOptions, GrowthStats, Parallelism, Walks};
 use crate::geometry::{GROWTH_TARGETS, NO_HEXAGON, SIDES};
 use crate::network::{
     Connection, ConnectionBlock, Hexagon, INITIAL_TOLERANCE, InputInterface, NEURONS_PER_BLOCK,
-    NO_NEURON, Neuron, OUTPUT_TARGETS, OutputInterface, OutputTarget, SECTIONS_PER_BLOCK, bit,
-    new_section_store,
+    NO_NEURON, Neuron, OUTPUT_TARGETS, OutputInterface, OutputTarget, SECTION_STORE_BYTES,
+    SECTIONS_PER_BLOCK, bit, new_section_store,
 };
 use crate::processing::Scratch;
 use crate::rng::Rng;
@@ -100,6 +100,13 @@ pub enum CheckpointError {
     /// Reading the checkpoint failed.
     #[error("reading the checkpoint failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The network would hold more memory than [`Cluster::restore_within`] allowed; the
+    /// restore stopped before it took more.
+    #[error("the network takes more than the {limit} bytes it may take")]
+    TooLarge {
+        /// The bytes it was allowed.
+        limit: usize,
+    },
 }
 
 fn malformed(message: impl Into<String>) -> CheckpointError {
@@ -130,6 +137,14 @@ impl Cluster {
     /// Rebuilds a cluster from [`Cluster::save`]'s bytes. The restored cluster runs on the
     /// calling thread; use [`Cluster::set_threads`] for more.
     pub fn restore(bytes: &[u8]) -> Result<Cluster, CheckpointError> {
+        Cluster::restore_within(bytes, usize::MAX)
+    }
+
+    /// [`Cluster::restore`] of a network that may hold at most `limit` bytes (as counted
+    /// against its memory budgets): a larger one is refused with
+    /// [`CheckpointError::TooLarge`] as soon as its parts rebuilt so far take more, so that
+    /// refusing it never takes much more memory than the limit.
+    pub fn restore_within(bytes: &[u8], limit: usize) -> Result<Cluster, CheckpointError> {
         check_checkpoint_header(bytes, bytes.len() as u64)?;
         let body = &bytes[..bytes.len() - 4];
         let stored_crc = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().expect("4 bytes"));
@@ -138,6 +153,8 @@ impl Cluster {
         }
         let mut r = Reader {
             data: &body[CHECKPOINT_HEADER_BYTES..],
+            limit,
+            charged: 0,
         };
         let cluster = Cluster::decode(&mut r)?;
         if !r.data.is_empty() {
@@ -487,6 +504,7 @@ fn decode_hexagon(r: &mut Reader<'_>) -> Result<(Hexagon, usize), CheckpointErro
     }
     let neuron_count = r.count(NEURON_BYTES)?;
     let mask_count = neuron_count.div_ceil(NEURONS_PER_BLOCK);
+    r.charge(neuron_count * (std::mem::size_of::<Neuron>() + 4) + mask_count * 3 * 8)?;
     let mut neurons = Vec::with_capacity(neuron_count);
     let mut potentials = Vec::with_capacity(neuron_count);
     let mut active = vec![0u64; mask_count];
@@ -512,6 +530,7 @@ fn decode_hexagon(r: &mut Reader<'_>) -> Result<(Hexagon, usize), CheckpointErro
         .checked_mul(dim)
         .ok_or_else(|| malformed("hexagon too large"))?;
     r.need(block_count.saturating_mul(8 + 1 + SECTIONS_PER_BLOCK * CONNECTION_BYTES))?;
+    r.charge(block_count * std::mem::size_of::<ConnectionBlock>())?;
     let mut blocks = Vec::with_capacity(block_count);
     let mut stores = 0;
     for _ in 0..block_count {
@@ -539,6 +558,7 @@ fn decode_hexagon(r: &mut Reader<'_>) -> Result<(Hexagon, usize), CheckpointErro
             }
         }
         if has_store {
+            r.charge(SECTION_STORE_BYTES)?;
             let mut sections = new_section_store();
             for (i, section) in sections.iter_mut().enumerate() {
                 if block.used & (1 << i) == 0 {
@@ -615,9 +635,21 @@ impl Writer {
 /// Bounds-checked little-endian decoder.
 struct Reader<'a> {
     data: &'a [u8],
+    /// Bytes the network being rebuilt may hold.
+    limit: usize,
+    /// Bytes of it rebuilt so far (its large parts, as [`Cluster::memory_bytes`] counts them).
+    charged: usize,
 }
 
 impl<'a> Reader<'a> {
+    /// Counts `bytes` that the rebuilt network is about to hold; refused beyond the limit.
+    fn charge(&mut self, bytes: usize) -> Result<(), CheckpointError> {
+        self.charged = self.charged.saturating_add(bytes);
+        if self.charged > self.limit {
+            return Err(CheckpointError::TooLarge { limit: self.limit });
+        }
+        Ok(())
+    }
     fn need(&self, n: usize) -> Result<(), CheckpointError> {
         if self.data.len() < n {
             Err(malformed("a record runs past the end of the payload"))

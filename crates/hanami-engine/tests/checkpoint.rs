@@ -156,6 +156,23 @@ fn inconsistent_content_with_valid_checksum_is_refused() {
     assert!(refused > 0);
 }
 
+/// A restore within a memory limit stops as soon as the network rebuilt so far takes more,
+/// and restores one that fits exactly as an unlimited restore does.
+#[test]
+fn a_restore_within_a_limit_refuses_larger_networks() {
+    let original = trained(3, 300, false);
+    let bytes = original.save();
+    let size = original.size().bytes;
+    let restored = Cluster::restore_within(&bytes, size).expect("fits its own size");
+    assert_eq!(restored.save(), bytes);
+    for limit in [0, 1000, size / 2, size - size / 10] {
+        match Cluster::restore_within(&bytes, limit) {
+            Err(CheckpointError::TooLarge { limit: said }) => assert_eq!(said, limit),
+            other => panic!("limit {limit} of {size}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn save_to_writer_and_restore_from_reader() {
     let c = trained(5, 150, false);

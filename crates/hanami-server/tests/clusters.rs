@@ -1180,7 +1180,8 @@ async fn the_clusters_share_one_memory_budget() {
         log.contains("reached the 1 MiB they may hold together (clusters_memory_mib)"),
         "{log}"
     );
-    // Its network does not fit a second time, so the second cluster keeps its own.
+    // Its network does not fit a second time, so the second cluster keeps its own: the
+    // restore stops while it rebuilds it, as soon as it takes more than there is room for.
     let checkpoint = client.save_cluster(&first, "grown").await.unwrap().uuid;
     let saved = client
         .wait_for_task(&first, &checkpoint, WAIT)
@@ -1190,8 +1191,8 @@ async fn the_clusters_share_one_memory_budget() {
     let restore = client.restore_cluster(&second, &checkpoint).await.unwrap();
     let log = aborted_with_log(&server, &client, &second, &restore.uuid).await;
     assert!(
-        log.contains("is not restored, the cluster keeps its network")
-            && log.contains("KiB left of the 1 MiB their networks may hold together"),
+        log.contains("is not restored, the cluster keeps its network: the network takes more than")
+            && log.contains("KiB that the server's clusters have left of the 1 MiB their networks may hold together"),
         "{log}"
     );
     let kept = client.save_cluster(&second, "kept").await.unwrap().uuid;
