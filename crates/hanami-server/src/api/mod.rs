@@ -266,7 +266,13 @@ async fn read_body(app: &App, body: Body) -> ApiResult<axum::body::Bytes> {
             let too_large = std::error::Error::source(&e)
                 .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>());
             Err(ApiError::BadRequest(if too_large {
-                format!("Request body is larger than the limit of {limit} bytes")
+                format!(
+                    "Request body is larger than the limit of {limit} bytes (the server's \
+                     max_body_bytes; a cluster template travels base64-encoded in it, so \
+                     templates of up to {} KiB fit)",
+                    // Four base64 characters for three bytes, less room for the JSON around.
+                    (limit.saturating_sub(1024) / 4 * 3) >> 10
+                )
             } else {
                 format!("The request body could not be read: {e}")
             }))
