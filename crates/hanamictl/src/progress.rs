@@ -130,15 +130,22 @@ fn terminal_columns() -> Option<usize> {
     (ok && size.ws_col > 0).then_some(usize::from(size.ws_col))
 }
 
-/// `uploading NAME:  42.0 % (1.2 MiB of 2.9 MiB)`.
+/// `uploading NAME:  42.0 % (1.2 MiB of 2.9 MiB)`; once every byte is sent, the server makes
+/// the dataset of them (which takes seconds for large files), and the line says so.
 pub fn upload_line(label: &str, sent: u64, total: u64) -> String {
-    let percent = if total == 0 {
+    // Rounded down, so that 100.0 % means every byte.
+    let percent = if sent >= total {
         100.0
     } else {
-        sent as f64 * 100.0 / total as f64
+        (sent as u128 * 1000 / total as u128) as f64 / 10.0
+    };
+    let sent_all = if sent >= total {
+        "; the server makes the dataset…"
+    } else {
+        ""
     };
     format!(
-        "uploading {label}: {percent:5.1} % ({} of {})",
+        "uploading {label}: {percent:5.1} % ({} of {}){sent_all}",
         size(sent),
         size(total)
     )
@@ -194,7 +201,12 @@ mod tests {
         );
         assert_eq!(
             upload_line("empty", 0, 0),
-            "uploading empty: 100.0 % (0 B of 0 B)"
+            "uploading empty: 100.0 % (0 B of 0 B); the server makes the dataset…"
+        );
+        // Not 100.0 % before the last byte.
+        assert_eq!(
+            upload_line("big", 9_999, 10_000),
+            "uploading big:  99.9 % (9.8 KiB of 9.8 KiB)"
         );
     }
 }

@@ -301,7 +301,10 @@ fn uploads_show_progress_on_a_terminal_but_not_with_json() {
     let (code, stdout, screen) = term.finish();
     assert_eq!(code, 0, "{screen}");
     assert!(screen.contains("uploading progress_dataset:"), "{screen:?}");
-    assert!(screen.contains("100.0 %"), "{screen:?}");
+    assert!(
+        screen.contains("100.0 % (") && screen.contains("; the server makes the dataset…"),
+        "{screen:?}"
+    );
     assert!(
         stdout.contains("| NAME              | progress_dataset"),
         "{stdout}"
