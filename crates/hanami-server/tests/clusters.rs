@@ -14,6 +14,17 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(120);
 
+/// Inputs `x0` and `x1` of one value each, with a path of their own to outputs `a` and `b`
+/// of one value each.
+const TWO_INPUTS_TWO_OUTPUTS: &str = concat!(
+    "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\n",
+    "hexagons:\n    1,1,1\n    1,2,1\n    2,1,1\n    2,2,1\n    3,1,1\n    3,2,1\n",
+    "inputs:\n    x0:\n        target: 1,1,1\n        number_of_inputs: 1\n",
+    "    x1:\n        target: 1,2,1\n        number_of_inputs: 1\n",
+    "outputs:\n    a:\n        target: 3,1,1\n        number_of_outputs: 1\n",
+    "    b:\n        target: 3,2,1\n        number_of_outputs: 1\n",
+);
+
 /// Trains `cluster` on the `picture` and `label` columns of `data` and waits for the task's
 /// end (it must end); returns the task as queued.
 async fn train_to_end(
@@ -1013,12 +1024,7 @@ async fn direct_io_leaves_the_inputs_it_does_not_name_as_the_network_holds_them(
     let path = tmp.path().join("two_inputs.csv");
     std::fs::write(&path, csv).unwrap();
     let data = client.upload_csv("two_inputs", &path).await.unwrap().uuid;
-    let template = "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\nhexagons:\n    \
-                    1,1,1\n    1,2,1\n    2,1,1\n    2,2,1\n    3,1,1\n    3,2,1\ninputs:\n    \
-                    x0:\n        target: 1,1,1\n        number_of_inputs: 1\n    x1:\n        \
-                    target: 1,2,1\n        number_of_inputs: 1\noutputs:\n    a:\n        \
-                    target: 3,1,1\n        number_of_outputs: 1\n    b:\n        target: \
-                    3,2,1\n        number_of_outputs: 1\n";
+    let template = TWO_INPUTS_TWO_OUTPUTS;
     let trained = client
         .create_cluster("trained", template)
         .await
@@ -2017,12 +2023,7 @@ async fn train_tasks_train_the_named_outputs_within_range() {
     };
     let data = upload("two_outputs", usize::MAX).await;
     let scaled = upload("scaled_outputs", 150).await;
-    let template = "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\nhexagons:\n    \
-                    1,1,1\n    1,2,1\n    2,1,1\n    2,2,1\n    3,1,1\n    3,2,1\ninputs:\n    \
-                    x0:\n        target: 1,1,1\n        number_of_inputs: 1\n    x1:\n        \
-                    target: 1,2,1\n        number_of_inputs: 1\noutputs:\n    a:\n        \
-                    target: 3,1,1\n        number_of_outputs: 1\n    b:\n        target: \
-                    3,2,1\n        number_of_outputs: 1\n";
+    let template = TWO_INPUTS_TWO_OUTPUTS;
     let cluster = client
         .create_cluster("two_outputs", template)
         .await
