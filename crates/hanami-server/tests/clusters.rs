@@ -1437,6 +1437,46 @@ async fn oversized_and_malformed_session_messages_say_what_is_expected() {
     );
 }
 
+/// A frame that breaks the websocket protocol is answered with a close frame that says
+/// what is wrong (1002, or 1007 for text that is not UTF-8), before a session starts and
+/// within one; the connection used to end without one (the client saw 1006).
+#[tokio::test]
+async fn frames_that_break_the_protocol_get_a_close_frame() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let cluster = common::direct_cluster(&client, "broken_frames").await;
+    // Masked with the key 0, so the payload is as written.
+    let reserved_bit = [0xC2, 0x80, 0, 0, 0, 0];
+    let not_utf8 = [0x81, 0x81, 0, 0, 0, 0, 0xFF];
+    let unmasked = [0x82, 0x00];
+    for (frame, in_session, code, reason) in [
+        (
+            &reserved_bit[..],
+            false,
+            1002,
+            "WebSocket protocol error: Reserved bits are non-zero",
+        ),
+        (&not_utf8[..], false, 1007, "UTF-8 encoding error"),
+        (&unmasked[..], true, 1002, "WebSocket protocol error"),
+    ] {
+        let mut socket = if in_session {
+            common::direct_session(&server, &client.token(), &cluster).await
+        } else {
+            common::open_socket(&server, "/").await
+        };
+        common::write_raw(&mut socket, frame).await;
+        let (got_code, got_reason) = common::close_frame(&mut socket).await;
+        assert_eq!(got_code, code, "{got_reason}");
+        assert!(got_reason.starts_with(reason), "{got_reason}");
+    }
+    // The cluster's sessions go on.
+    let mut session = client.direct_session(&cluster).await.unwrap();
+    session
+        .request(&[("picture", &[0.0; 784])], 1)
+        .await
+        .unwrap();
+}
+
 /// A direct-IO message with a value that no step could use (not finite, or an expected
 /// value outside [0, 1]) closes the session when it arrives, naming it; it was acknowledged
 /// and refused only at the step, or not at all if overwritten first.

@@ -145,6 +145,10 @@ async fn serve(
                 close_with(app, socket, close_code::SIZE, TOO_BIG).await;
                 return;
             }
+            Incoming::Violation(code, reason) => {
+                close_with(app, socket, code, &reason).await;
+                return;
+            }
             Incoming::Text(_) => {
                 close(
                     app,

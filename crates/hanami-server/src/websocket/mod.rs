@@ -68,6 +68,10 @@ async fn session(app: App, mut socket: WebSocket) {
             close_with(&app, socket, close_code::SIZE, TOO_BIG).await;
             return;
         }
+        Incoming::Violation(code, reason) => {
+            close_with(&app, socket, code, &reason).await;
+            return;
+        }
         Incoming::Gone => return,
     };
     let (target, mut access) = match started {
@@ -122,6 +126,9 @@ pub(crate) enum Incoming {
     TooBig,
     /// The server began to shut down.
     Stopping,
+    /// The client broke the websocket protocol: the close code (1002, or 1007 for text that
+    /// is not UTF-8) and the reason.
+    Violation(u16, String),
     /// The client closed the session, or the connection broke.
     Gone,
 }
@@ -142,6 +149,9 @@ pub(crate) async fn next_message(app: &App, socket: &mut WebSocket, idle: Durati
             Ok(Some(Ok(Message::Text(text)))) => Incoming::Text(text),
             Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
             Ok(Some(Err(e))) if is_too_big(&e) => Incoming::TooBig,
+            Ok(Some(Err(e))) if let Some((code, reason)) = violation(&e) => {
+                Incoming::Violation(code, reason)
+            }
             Ok(Some(Ok(Message::Close(_)))) => {
                 answer_close(socket).await;
                 Incoming::Gone
@@ -165,6 +175,21 @@ const TOO_BIG: &str = "message too big: a websocket message may hold at most 16 
 /// Why an upload session closes after a chunk beyond [`MAX_MESSAGE_BYTES`].
 const CHUNK_TOO_BIG: &str =
     "message too big: a websocket message may hold at most 16 MiB (send smaller chunks)";
+
+/// The close code and reason for a websocket error that is the client's breach of the
+/// protocol (RFC 6455 §7.4.1: 1007 for text that is not UTF-8, 1002 for the rest); `None`
+/// for other errors (the connection broke). Told by the websocket library's texts, as in
+/// [`is_too_big`]; the connection can still take a close frame after either.
+fn violation(error: &axum::Error) -> Option<(u16, String)> {
+    let text = error.to_string();
+    if text.starts_with("WebSocket protocol error") {
+        Some((close_code::PROTOCOL, text))
+    } else if text.starts_with("UTF-8 encoding error") {
+        Some((close_code::INVALID, text))
+    } else {
+        None
+    }
+}
 
 /// Whether a websocket error is the refusal of a message beyond [`MAX_MESSAGE_BYTES`]. The
 /// websocket library's error type is not exported through axum, so it is told by its text
@@ -444,6 +469,10 @@ async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget, acce
             }
             Incoming::TooBig => {
                 refuse_with(app, socket, close_code::SIZE, CHUNK_TOO_BIG).await;
+                return;
+            }
+            Incoming::Violation(code, reason) => {
+                close_with(app, socket, code, &reason).await;
                 return;
             }
             Incoming::Text(_) => {

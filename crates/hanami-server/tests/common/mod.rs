@@ -312,12 +312,18 @@ pub async fn init(socket: &mut Socket, token: &str, target: &str, uuid: &str) ->
 /// Writes the header of a masked binary frame that announces `len` payload bytes, and no
 /// payload: what the server sees first of a message of that size.
 pub async fn announce_frame(socket: &mut Socket, len: u64) {
-    use tokio::io::AsyncWriteExt;
     let mut header = vec![0x82, 0x80 | 127];
     header.extend_from_slice(&len.to_be_bytes());
     header.extend_from_slice(&[1, 2, 3, 4]);
+    write_raw(socket, &header).await;
+}
+
+/// Writes `bytes` to the connection under `socket` as they are (frames the websocket library
+/// would not send).
+pub async fn write_raw(socket: &mut Socket, bytes: &[u8]) {
+    use tokio::io::AsyncWriteExt;
     match socket.get_mut() {
-        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.write_all(&header).await.unwrap(),
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.write_all(bytes).await.unwrap(),
         _ => unreachable!("a plain connection"),
     }
 }
