@@ -1010,7 +1010,7 @@ async fn direct_io_leaves_the_inputs_it_does_not_name_as_the_network_holds_them(
     let server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let tmp = tempfile::tempdir().unwrap();
-    // x0 lit for class a, x1 for class b; the last row (999) leaves x0 = 0 and x1 = 79.
+    // x0 lit for class a, x1 for class b; a last row with both leaves x0 = x1 = 80.
     let mut csv = String::from("x0,x1,a,b\n");
     for row in 0..1000 {
         let lit = 50 + row % 97;
@@ -1021,12 +1021,36 @@ async fn direct_io_leaves_the_inputs_it_does_not_name_as_the_network_holds_them(
         };
         csv.push_str(&format!("{x0},{x1},{a},{}\n", 1 - a));
     }
+    csv.push_str("80,80,1,1\n");
     let path = tmp.path().join("two_inputs.csv");
     std::fs::write(&path, csv).unwrap();
     let data = client.upload_csv("two_inputs", &path).await.unwrap().uuid;
+    // A network of this small template stays dead on some random draws (about one cluster
+    // in a hundred): its answers then cannot tell the inputs apart, and it is trained anew.
+    for attempt in 0..5 {
+        let answers = answers_of_restored_copies(&client, &data, attempt).await;
+        assert_eq!(answers[0], answers[1]);
+        assert_eq!(answers[0], answers[2]);
+        // The inputs make a difference, so the first three agree on their values.
+        if answers[0] != answers[3] {
+            return;
+        }
+    }
+    panic!("five trained networks answered every input alike");
+}
+
+/// Trains a cluster of [`TWO_INPUTS_TWO_OUTPUTS`] on `data` (its last row leaves both inputs
+/// at 80), restores its checkpoint into four clusters, and returns what each answers to four
+/// direct-IO requests: given both inputs as the network holds them, only x0, only x1, and
+/// zeros (what a session that started at zeros used).
+async fn answers_of_restored_copies(
+    client: &hanami_sdk::Client,
+    data: &str,
+    attempt: usize,
+) -> Vec<Vec<Vec<(String, Vec<f32>)>>> {
     let template = TWO_INPUTS_TWO_OUTPUTS;
     let trained = client
-        .create_cluster("trained", template)
+        .create_cluster(&format!("trained_{attempt}"), template)
         .await
         .unwrap()
         .uuid;
@@ -1034,26 +1058,30 @@ async fn direct_io_leaves_the_inputs_it_does_not_name_as_the_network_holds_them(
         .train(
             "train",
             &trained,
-            &[("x0", &data), ("x1", &data)],
-            &[("a", &data), ("b", &data)],
+            &[("x0", data), ("x1", data)],
+            &[("a", data), ("b", data)],
         )
         .await
         .unwrap();
     let done = client.wait_for_task(&trained, &task.uuid, WAIT).await;
     assert_eq!(done.unwrap().state, TaskState::Finished);
-    let checkpoint = client.save_cluster(&trained, "two_inputs").await.unwrap();
+    let checkpoint = client
+        .save_cluster(&trained, &format!("two_inputs_{attempt}"))
+        .await
+        .unwrap();
     client
         .wait_for_task(&trained, &checkpoint.uuid, WAIT)
         .await
         .unwrap();
-    // Two clusters in the same state; one is given x1 as the network holds it, the other
-    // only x0.
     let mut answers = Vec::new();
     for (name, inputs) in [
-        ("both", &[("x0", &[0.0f32][..]), ("x1", &[79.0][..])][..]),
-        ("only_x0", &[("x0", &[0.0][..])][..]),
+        ("both", &[("x0", &[80.0f32][..]), ("x1", &[80.0][..])][..]),
+        ("only_x0", &[("x0", &[80.0][..])][..]),
+        ("only_x1", &[("x1", &[80.0][..])][..]),
+        ("zeros", &[("x0", &[0.0][..]), ("x1", &[0.0][..])][..]),
     ] {
-        let cluster = client.create_cluster(name, template).await.unwrap().uuid;
+        let name = format!("{name}_{attempt}");
+        let cluster = client.create_cluster(&name, template).await.unwrap().uuid;
         let restore = client
             .restore_cluster(&cluster, &checkpoint.uuid)
             .await
@@ -1064,13 +1092,16 @@ async fn direct_io_leaves_the_inputs_it_does_not_name_as_the_network_holds_them(
             .unwrap();
         client.set_direct_mode(&cluster, true).await.unwrap();
         let mut session = client.direct_session(&cluster).await.unwrap();
-        answers.push(session.request(inputs, 2).await.unwrap());
+        // A few samples: the first answers mostly from what the last training row left in
+        // the hidden neurons.
+        let mut answered = Vec::new();
+        for _ in 0..4 {
+            answered.push(session.request(inputs, 2).await.unwrap());
+        }
+        answers.push(answered);
         session.close().await.unwrap();
     }
-    assert_eq!(answers[0], answers[1]);
-    // Class b's input is lit: b answers more than a.
-    let value = |name: &str| answers[0].iter().find(|(n, _)| n == name).unwrap().1[0];
-    assert!(value("b") > value("a"), "{answers:?}");
+    answers
 }
 
 /// A cluster whose template says `request_growth: false` answers request tasks without
