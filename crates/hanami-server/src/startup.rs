@@ -349,7 +349,9 @@ async fn load_clusters(
         if let Some(cluster) = clusters.get(&Scope::All, uuid) {
             let name = &cluster.row.name;
             let in_place = cluster.saved_network();
-            let message = if unsaved.base.is_some() && in_place != unsaved.base {
+            // A network set aside as damaged or missing at this start is no later save.
+            let saved_since = cluster.has_network() && in_place != unsaved.base;
+            let message = if unsaved.base.is_some() && saved_since {
                 // A save came after the training began; what came after that save (if
                 // anything) is lost.
                 format!(

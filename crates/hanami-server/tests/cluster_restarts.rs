@@ -696,7 +696,7 @@ async fn a_lost_network_file_is_reported() {
 /// What direct IO trained and a crash lost is reported at the next start, once; a session
 /// that ended (and so saved its network) leaves nothing to report, and one whose save was
 /// in place when the crash came before the server forgot its note is told as such (it was
-/// reported lost).
+/// reported lost); a data directory copied meanwhile changes nothing of that.
 #[tokio::test]
 async fn direct_io_training_lost_in_a_crash_is_reported() {
     let server = TestServer::start();
@@ -704,11 +704,12 @@ async fn direct_io_training_lost_in_a_crash_is_reported() {
     let picture = vec![180.0f32; 784];
     let mut label = vec![0.0f32; 10];
     label[3] = 1.0;
-    let mut saved_at_crash = None;
+    let mut uuids = std::collections::HashMap::new();
     for (name, end) in [
         ("closed", Some(false)),
         ("switched_back", Some(true)),
         ("left_open", None),
+        ("copied_at_crash", None),
         ("saved_at_crash", None),
     ] {
         let cluster = client.create_cluster(name, SEED_TEMPLATE).await.unwrap();
@@ -730,31 +731,30 @@ async fn direct_io_training_lost_in_a_crash_is_reported() {
             // Held open across the crash.
             None => std::mem::forget(session),
         }
-        if name == "saved_at_crash" {
-            saved_at_crash = Some(cluster.uuid);
-        }
+        uuids.insert(name, cluster.uuid);
     }
-    // As a save that the crash caught after its rename: another file is in place.
-    let file = server
-        .data_dir
-        .join("clusters")
-        .join(saved_at_crash.unwrap());
-    let copy = file.with_extension("copy");
-    std::fs::copy(&file, &copy).unwrap();
-    std::fs::rename(&copy, &file).unwrap();
     // The ended sessions' saves and notes take a moment after the close.
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let file = |name: &str| server.data_dir.join("clusters").join(&uuids[name]);
+    // A copy of the file in its place (as a copied data directory has): the same network.
+    let copy = file("copied_at_crash").with_extension("copy");
+    std::fs::copy(file("copied_at_crash"), &copy).unwrap();
+    std::fs::rename(&copy, file("copied_at_crash")).unwrap();
+    // As a save that the crash caught after its rename: another network is in place.
+    std::fs::copy(file("closed"), file("saved_at_crash")).unwrap();
     let server = server.crash_and_restart();
     let log = error_log_text(&server).await;
     assert_eq!(
         log.matches("what direct IO trained since").count(),
-        2,
+        3,
         "{log}"
     );
-    assert!(
-        log.contains("cluster 'left_open': what direct IO trained since"),
-        "{log}"
-    );
+    for lost in ["left_open", "copied_at_crash"] {
+        assert!(
+            log.contains(&format!("cluster '{lost}': what direct IO trained since")),
+            "{log}"
+        );
+    }
     assert!(
         log.contains(
             "cluster 'saved_at_crash': the server stopped right after it saved the network, \
@@ -767,7 +767,7 @@ async fn direct_io_training_lost_in_a_crash_is_reported() {
     let log = error_log_text(&server).await;
     assert_eq!(
         log.matches("what direct IO trained since").count(),
-        2,
+        3,
         "{log}"
     );
 }

@@ -1062,16 +1062,20 @@ impl CoreBudget {
     }
 }
 
-/// Which saved network `file` holds, in words that change with every save (its inode and
-/// modification time: each save puts a new file in place); `None` if it cannot be read.
+/// Which saved network `file` holds, by its content (so that a copy of the data directory
+/// keeps it): its length and last four bytes, the checksum that ends every checkpoint
+/// (a step changes the state, so a save after one changes them); `None` if it cannot be
+/// read.
 fn saved_network_identity(file: &Path) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let metadata = std::fs::metadata(file).ok()?;
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(file).ok()?;
+    let length = file.metadata().ok()?.len();
+    let mut tail = [0u8; 4];
+    file.seek(SeekFrom::Start(length.checked_sub(4)?)).ok()?;
+    file.read_exact(&mut tail).ok()?;
     Some(format!(
-        "inode {}, modified {}.{:09}",
-        metadata.ino(),
-        metadata.mtime(),
-        metadata.mtime_nsec()
+        "{length} bytes ending in {:08x}",
+        u32::from_le_bytes(tail)
     ))
 }
 

@@ -109,7 +109,9 @@ async fn serve(
     refused: &mut RefusedGrowth,
 ) {
     let mut session_end = cluster.direct_sessions_end();
-    let mut staging = cluster.read_network(Staging::new).unwrap_or_default();
+    // The network's lock may be held for long (a save of a large network).
+    let mut staging =
+        tokio::task::block_in_place(|| cluster.read_network(Staging::new)).unwrap_or_default();
     let idle = app.config.upload_timeout;
     loop {
         // Checked after subscribing: a change in between is not missed.

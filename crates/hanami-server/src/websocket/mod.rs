@@ -182,7 +182,10 @@ const CHUNK_TOO_BIG: &str =
 /// [`is_too_big`]; the connection can still take a close frame after either.
 fn violation(error: &axum::Error) -> Option<(u16, String)> {
     let text = error.to_string();
-    if text.starts_with("WebSocket protocol error") {
+    // The library's word for a connection that ended without a close frame: it broke.
+    if text.ends_with("Connection reset without closing handshake") {
+        None
+    } else if text.starts_with("WebSocket protocol error") {
         Some((close_code::PROTOCOL, text))
     } else if text.starts_with("UTF-8 encoding error") {
         Some((close_code::INVALID, text))
@@ -560,7 +563,9 @@ pub(crate) async fn close_with(app: &App, mut socket: WebSocket, code: u16, reas
         code,
         reason: reason.into(),
     };
-    if socket.send(Message::Close(Some(frame))).await.is_err() {
+    // A client that reads nothing (its buffers full) is not waited for.
+    let sent = tokio::time::timeout(CLOSING_TIME, socket.send(Message::Close(Some(frame)))).await;
+    if !matches!(sent, Ok(Ok(()))) {
         return;
     }
     // Counted as the session it ends: a stopping server waits for it, as it must not
