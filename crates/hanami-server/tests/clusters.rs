@@ -25,6 +25,21 @@ const TWO_INPUTS_TWO_OUTPUTS: &str = concat!(
     "    b:\n        target: 3,2,1\n        number_of_outputs: 1\n",
 );
 
+/// 1,000 rows for [`TWO_INPUTS_TWO_OUTPUTS`]: x0 lit for class `a`, x1 for class `b`, with
+/// varying values (growth needs potentials it has not seen); the expected values of `a` are
+/// scaled by 100 from row `scale_from` on.
+fn two_inputs_csv(scale_from: usize) -> String {
+    let mut csv = String::from("x0,x1,a,b\n");
+    for row in 0..1000 {
+        let lit = 50 + row % 97;
+        let (x0, x1) = if row % 2 == 0 { (lit, 0) } else { (0, lit) };
+        let a = u32::from(row % 2 == 0);
+        let scaled = if row < scale_from { a } else { 100 * a };
+        csv.push_str(&format!("{x0},{x1},{scaled},{}\n", 1 - a));
+    }
+    csv
+}
+
 /// Trains `cluster` on the `picture` and `label` columns of `data` and waits for the task's
 /// end (it must end); returns the task as queued.
 async fn train_to_end(
@@ -1010,21 +1025,9 @@ async fn direct_io_leaves_the_inputs_it_does_not_name_as_the_network_holds_them(
     let server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let tmp = tempfile::tempdir().unwrap();
-    // x0 lit for class a, x1 for class b; a last row with both leaves x0 = x1 = 80.
-    let mut csv = String::from("x0,x1,a,b\n");
-    for row in 0..1000 {
-        let lit = 50 + row % 97;
-        let (x0, x1, a) = if row % 2 == 0 {
-            (lit, 0, 1)
-        } else {
-            (0, lit, 0)
-        };
-        csv.push_str(&format!("{x0},{x1},{a},{}\n", 1 - a));
-    }
-    csv.push_str("80,80,1,1\n");
-    let path = tmp.path().join("two_inputs.csv");
-    std::fs::write(&path, csv).unwrap();
-    let data = client.upload_csv("two_inputs", &path).await.unwrap().uuid;
+    // A last row with both inputs lit leaves x0 = x1 = 80.
+    let csv = two_inputs_csv(usize::MAX) + "80,80,1,1\n";
+    let data = common::upload_csv_text(&client, tmp.path(), "two_inputs", &csv).await;
     // A network of this small template stays dead on some random draws (about one cluster
     // in a hundred): its answers then cannot tell the inputs apart, and it is trained anew.
     for attempt in 0..5 {
@@ -1117,10 +1120,8 @@ async fn frozen_requests_leave_the_structure_as_it_was() {
         for row in 0..300 {
             csv.push_str(&format!("{},{}\n", low + row % 50, row % 2));
         }
-        let path = tmp.path().join(name);
-        std::fs::write(&path, csv).unwrap();
-        let client = &client;
-        async move { client.upload_csv(name, &path).await.unwrap().uuid }
+        let (client, dir) = (&client, tmp.path());
+        async move { common::upload_csv_text(client, dir, name, &csv).await }
     };
     let trained = upload("trained", 10).await;
     // Potentials well above those of training, so that a growing network adds synapses.
@@ -2075,22 +2076,10 @@ async fn train_tasks_train_the_named_outputs_within_range() {
     let server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let tmp = tempfile::tempdir().unwrap();
-    // Two inputs, the first lit for class `a`, the second for class `b`; a second dataset
-    // scales `a` by 100 from row 150 on.
+    // A second dataset scales `a` by 100 from row 150 on.
     let upload = |name: &'static str, scale_from: usize| {
-        let mut csv = String::from("x0,x1,a,b\n");
-        for row in 0..1000 {
-            // Varying values: growth needs potentials it has not seen.
-            let lit = 50 + row % 97;
-            let (x0, x1) = if row % 2 == 0 { (lit, 0) } else { (0, lit) };
-            let a = u32::from(row % 2 == 0);
-            let scaled = if row < scale_from { a } else { 100 * a };
-            csv.push_str(&format!("{x0},{x1},{scaled},{}\n", 1 - a));
-        }
-        let path = tmp.path().join(name);
-        std::fs::write(&path, csv).unwrap();
-        let client = &client;
-        async move { client.upload_csv(name, &path).await.unwrap().uuid }
+        let (client, dir) = (&client, tmp.path());
+        async move { common::upload_csv_text(client, dir, name, &two_inputs_csv(scale_from)).await }
     };
     let data = upload("two_outputs", usize::MAX).await;
     let scaled = upload("scaled_outputs", 150).await;

@@ -256,6 +256,22 @@ pub async fn member(
     server.login(user, "password1").await
 }
 
+/// Writes `text` into a CSV file in `dir` and uploads it as dataset `name`; returns its uuid.
+pub async fn upload_csv_text(
+    client: &hanami_sdk::Client,
+    dir: &Path,
+    name: &str,
+    text: &str,
+) -> String {
+    let path = dir.join(format!("{name}.csv"));
+    std::fs::write(&path, text).unwrap();
+    client
+        .upload_csv(name, &path)
+        .await
+        .unwrap_or_else(|e| panic!("upload {name}: {e}"))
+        .uuid
+}
+
 /// Creates a cluster of the seed template through the SDK; returns its uuid.
 pub async fn seed_cluster(client: &hanami_sdk::Client, name: &str) -> String {
     client
