@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use hanami_engine::{Cluster, MemoryPool};
+use hanami_engine::{CheckpointError, Cluster, MemoryPool};
 
 /// The memory budgets of the clusters' networks: each network's own (`cluster_memory_mib`)
 /// and the one all of them share (`clusters_memory_mib`).
@@ -20,12 +20,14 @@ pub struct NetworkMemory {
 #[error(
     "the network takes {}, and the server's clusters have {} left of the {} MiB their \
      networks may hold together (clusters_memory_mib)",
-    size(*.needed),
+    .needed.map_or_else(|| format!("more than {}", size(*.left)), size),
     size(*.left),
     *.limit >> 20
 )]
 pub struct SharedBudgetSpent {
-    needed: usize,
+    /// What the network takes; `None` for a restore that stopped once it took more than
+    /// was left.
+    needed: Option<usize>,
     left: usize,
     limit: usize,
 }
@@ -62,12 +64,31 @@ impl NetworkMemory {
         network
             .try_join_pool(self.pool.clone())
             .map_err(|spent| SharedBudgetSpent {
-                needed: spent.needed,
+                needed: Some(spent.needed),
                 left: spent.available,
                 limit: self.pool.limit(),
             })?;
         network.set_memory_limit(self.per_cluster);
         Ok(())
+    }
+
+    /// Rebuilds a checkpoint's network if the shared budget has room for it, counting the
+    /// share of the network it is to replace (`replacing`) as room: a larger one is refused
+    /// while it is rebuilt, before it takes more memory than that. It is not put under the
+    /// budgets yet (see [`NetworkMemory::try_adopt`]).
+    pub fn restore(&self, bytes: &[u8], replacing: Option<&Cluster>) -> anyhow::Result<Cluster> {
+        let left = self.pool.limit().saturating_sub(self.pool.used())
+            + replacing.map_or(0, |old| old.size().bytes);
+        match Cluster::restore_within(bytes, left) {
+            Ok(network) => Ok(network),
+            Err(CheckpointError::TooLarge { .. }) => Err(SharedBudgetSpent {
+                needed: None,
+                left,
+                limit: self.pool.limit(),
+            }
+            .into()),
+            Err(e) => Err(anyhow::Error::new(e).context("the checkpoint cannot be restored")),
+        }
     }
 }
 

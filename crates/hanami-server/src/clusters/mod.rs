@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::OwnedSemaphorePermit;
 
 use anyhow::Context;
-use hanami_engine::{CheckpointError, Cluster, GrowthStats, one_hot};
+use hanami_engine::{Cluster, GrowthStats, one_hot};
 use hanami_store::dataset::DatasetWriter;
 use hanami_store::dataset::ValueRanges;
 use hanami_store::resources::ResourceRow;
@@ -890,31 +890,19 @@ impl ClusterHandle {
                     format!("cannot read the file of checkpoint '{checkpoint_uuid}'")
                 })?;
                 drop(file);
-                // The shared budget's room, and the network it replaces (which stops counting
-                // once replaced): a larger network is refused while it is rebuilt, before it
-                // takes more memory than that.
-                let pool = &ctx.memory.pool;
-                let room = pool.limit().saturating_sub(pool.used())
-                    + network.as_ref().map_or(0, |old| old.size().bytes);
-                let mut restored = match Cluster::restore_within(&bytes, room) {
-                    Ok(restored) => restored,
-                    Err(CheckpointError::TooLarge { .. }) => {
-                        crate::memory::return_freed_memory_soon();
-                        return Err(anyhow::anyhow!(
-                            "checkpoint '{checkpoint_uuid}' is not restored, the cluster keeps \
-                             its network: the network takes more than the {} that the server's \
-                             clusters have left of the {} MiB their networks may hold together \
-                             (clusters_memory_mib)",
-                            crate::memory::size(room),
-                            pool.limit() >> 20
-                        ));
-                    }
-                    Err(e) => {
-                        return Err(
-                            anyhow::Error::new(e).context("the checkpoint cannot be restored")
-                        );
-                    }
+                // Called once what a refused restore rebuilt is freed: gives it back to the
+                // system, and says what became of the cluster.
+                let not_restored = || {
+                    crate::memory::return_freed_memory_soon();
+                    format!(
+                        "checkpoint '{checkpoint_uuid}' is not restored, the cluster keeps its \
+                         network"
+                    )
                 };
+                let mut restored = ctx
+                    .memory
+                    .restore(&bytes, network.as_ref())
+                    .with_context(not_restored)?;
                 restored.set_threads(1)?;
                 // The network it replaces no longer counts; it does again if the new one
                 // does not fit.
@@ -926,11 +914,7 @@ impl ClusterHandle {
                         ctx.memory.adopt(old);
                     }
                     drop(restored);
-                    crate::memory::return_freed_memory_soon();
-                    return Err(anyhow::Error::new(e).context(format!(
-                        "checkpoint '{checkpoint_uuid}' is not restored, the cluster keeps its \
-                         network"
-                    )));
+                    return Err(anyhow::Error::new(e).context(not_restored()));
                 }
                 *lock(&self.interfaces) = Interfaces::of(&restored);
                 *network = Some(restored);
