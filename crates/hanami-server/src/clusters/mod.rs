@@ -407,7 +407,7 @@ impl ClusterHandle {
         note.steps += 1;
         if !note.noted {
             note.noted = true;
-            let base = saved_network_identity(&self.network_file);
+            let base = self.saved_network();
             if let Err(e) = store
                 .note_unsaved_network(&self.row.uuid, &now_timestamp(), base.as_deref())
                 .await
@@ -420,10 +420,22 @@ impl ClusterHandle {
         }
     }
 
-    /// Which saved network is in place (see `saved_network_identity`): a start compares it
-    /// with the one noted when unsaved direct-IO changes began.
+    /// Which saved network is in place, by its content (so that a copy of the data directory
+    /// keeps it): the file's length and last four bytes, the checksum that ends every
+    /// checkpoint (a step changes the state, so a save after one changes them); `None` if it
+    /// cannot be read. A start compares it with the one noted when unsaved direct-IO changes
+    /// began.
     pub fn saved_network(&self) -> Option<String> {
-        saved_network_identity(&self.network_file)
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = std::fs::File::open(&self.network_file).ok()?;
+        let length = file.metadata().ok()?.len();
+        let mut tail = [0u8; 4];
+        file.seek(SeekFrom::Start(length.checked_sub(4)?)).ok()?;
+        file.read_exact(&mut tail).ok()?;
+        Some(format!(
+            "{length} bytes ending in {:08x}",
+            u32::from_le_bytes(tail)
+        ))
     }
 
     /// Called after a direct-IO step (see [`ClusterHandle::begin_direct_step`]).
@@ -1044,23 +1056,6 @@ impl CoreBudget {
     fn release(&self, cores: usize) {
         *lock(&self.spare) += cores;
     }
-}
-
-/// Which saved network `file` holds, by its content (so that a copy of the data directory
-/// keeps it): its length and last four bytes, the checksum that ends every checkpoint
-/// (a step changes the state, so a save after one changes them); `None` if it cannot be
-/// read.
-fn saved_network_identity(file: &Path) -> Option<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = std::fs::File::open(file).ok()?;
-    let length = file.metadata().ok()?.len();
-    let mut tail = [0u8; 4];
-    file.seek(SeekFrom::Start(length.checked_sub(4)?)).ok()?;
-    file.read_exact(&mut tail).ok()?;
-    Some(format!(
-        "{length} bytes ending in {:08x}",
-        u32::from_le_bytes(tail)
-    ))
 }
 
 /// What the network file of a cluster without a network holds.
