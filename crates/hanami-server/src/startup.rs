@@ -13,13 +13,14 @@ use hanami_engine::Cluster;
 use hanami_store::dataset;
 use hanami_store::logs::ErrorEntry;
 use hanami_store::resources::{Kind, ResourceRow};
+use hanami_store::tasks::UnfinishedTask;
 use hanami_store::users::NewUser;
 use hanami_store::{Store, StoreError, now_timestamp};
 use hanami_types::scope::Scope;
 
 use crate::api::validate::Pattern;
 use crate::api::{self, Routes};
-use crate::clusters::task::Task;
+use crate::clusters::task::{Task, Work};
 use crate::clusters::{self, ClusterHandle, Clusters, CoreBudget, WorkerContext};
 use crate::config::Config;
 use crate::connections::{self, Plain, configure_http1};
@@ -231,7 +232,7 @@ async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Resu
         .unfinished_tasks()
         .await?
         .into_iter()
-        .map(|task| task.uuid)
+        .map(|task| task.row.uuid)
         .collect();
     set_aside_unreferenced_files(&store, Kind::Dataset, &paths.datasets(), &paths, &unended)
         .await?;
@@ -254,7 +255,16 @@ async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Resu
         min_free_disk: config.min_free_disk,
         disk,
     };
-    let clusters = load_clusters(&store, &paths, &workers.memory).await?;
+    let (clusters, resumed) = load_clusters(&store, &paths, &workers.memory).await?;
+    if !resumed.is_empty() {
+        tracing::info!(
+            "queued {} task(s) again that were queued when the server stopped",
+            resumed.len()
+        );
+    }
+    for (cluster, task) in resumed {
+        cluster.enqueue(Arc::new(task), &workers);
+    }
     Ok(Arc::new(AppState {
         config,
         paths,
@@ -306,13 +316,15 @@ fn host_id(path: &Path) -> anyhow::Result<String> {
 }
 
 /// Brings back the clusters of earlier runs, each with its saved network and its task list.
-/// Tasks that had not ended (the server stopped or crashed meanwhile) are recorded as aborted,
-/// with an error-log entry each.
+/// Tasks that were queued when the server stopped (cleanly or not) are returned with their
+/// clusters, in queue order, to be queued again; tasks that had started and not ended, and
+/// queued ones whose work cannot be brought back, are recorded as aborted, with an error-log
+/// entry each.
 async fn load_clusters(
     store: &Store,
     paths: &DataDir,
     memory: &NetworkMemory,
-) -> anyhow::Result<Clusters> {
+) -> anyhow::Result<(Clusters, Vec<(Arc<ClusterHandle>, Task)>)> {
     // Before the stale temporary files go: a staged network may be one of them.
     complete_pending_networks(store, paths).await?;
     set_aside_unreferenced_files(
@@ -373,26 +385,45 @@ async fn load_clusters(
     }
     store.delete_orphan_tasks().await?;
     let ended_at = now_timestamp();
-    for task in store.unfinished_tasks().await? {
+    let mut resumed = Vec::new();
+    for UnfinishedTask { row: task, work } in store.unfinished_tasks().await? {
         let Some(cluster) = clusters.get(&Scope::All, &task.cluster_uuid) else {
             continue;
         };
-        // A stop ends active tasks itself, so a task still active here outlived a crash (or a
-        // stop that could not wait for it). Its end was not recorded, and a task's network
-        // and product become durable only with its end: it left nothing behind.
-        let outcome = if task.state == "active" {
-            "nothing it did is kept: the cluster's network is the one saved before the task \
-             (its cycles are lost), and no result or checkpoint of it was registered; run it \
-             again"
-        } else {
-            "no progress of it was recorded"
+        let message = match (task.state.as_str(), work) {
+            ("queued", Some(work)) => match Work::from_stored(&work, paths) {
+                Ok(work) => {
+                    resumed.push((cluster, Task::resumed(task, work)));
+                    continue;
+                }
+                Err(why) => format!(
+                    "task '{}' of cluster '{}' was queued when the server stopped and cannot be \
+                     queued again: {why:#}; it is aborted",
+                    task.name, cluster.row.name
+                ),
+            },
+            (state, _) => {
+                // A stop ends active tasks itself, so a task still active here outlived a
+                // crash (or a stop that could not wait for it). Its end was not recorded,
+                // and a task's network and product become durable only with its end: it
+                // left nothing behind. A queued one without its work was queued by an
+                // older version, which did not keep it.
+                let outcome = if state == "active" {
+                    "nothing it did is kept: the cluster's network is the one saved before the \
+                     task (its cycles are lost), and no result or checkpoint of it was \
+                     registered; run it again"
+                } else {
+                    "no progress of it was recorded"
+                };
+                format!(
+                    "task '{}' of cluster '{}' was {state} when the server stopped, and its end \
+                     was not recorded (a crash, a kill, or a database that could not be \
+                     written, as on a full disk); it is aborted, and {outcome} ({} of {} cycles \
+                     recorded)",
+                    task.name, cluster.row.name, task.current, task.total
+                )
+            }
         };
-        let message = format!(
-            "task '{}' of cluster '{}' was {} when the server stopped, and its end was not \
-             recorded (a crash, a kill, or a database that could not be written, as on a full \
-             disk); it is aborted, and {outcome} ({} of {} cycles recorded)",
-            task.name, cluster.row.name, task.state, task.current, task.total
-        );
         // The note and the error-log entry are written with the abort, so that a crash
         // during this start leaves the task to the next one, which tells it again.
         let error_id = crate::error_log::new_id();
@@ -411,11 +442,18 @@ async fn load_clusters(
             crate::error_log::trace(&entry);
         }
     }
+    // The tasks queued again follow the ended ones of their cluster, as they did.
+    let queued: HashSet<&str> = resumed.iter().map(|(_, task)| task.uuid.as_str()).collect();
     for cluster in clusters.all() {
         let tasks = store.cluster_tasks(&cluster.row.uuid).await?;
-        cluster.add_recorded_tasks(tasks.into_iter().map(Task::recorded));
+        cluster.add_recorded_tasks(
+            tasks
+                .into_iter()
+                .filter(|task| !queued.contains(task.uuid.as_str()))
+                .map(Task::recorded),
+        );
     }
-    Ok(clusters)
+    Ok((clusters, resumed))
 }
 
 /// The network a cluster saved, or `None` for a cluster without one. A missing or

@@ -1,5 +1,6 @@
 //! Clusters outlive the server: after a clean stop or a crash, every cluster comes back with
-//! the network it had and with its task list; tasks that had not ended are reported aborted.
+//! the network it had and with its task list; queued tasks are queued again, and tasks that
+//! had started and not ended are reported aborted.
 
 mod common;
 
@@ -237,38 +238,9 @@ async fn busy_cluster(client: &Client, dir: &Path, count: usize) -> (String, Vec
     (cluster, tasks)
 }
 
-/// Checks that after the restart no task is queued or active, that the ones that did not
-/// finish are aborted with an end time, that there was at least one and that each has an
-/// error-log entry; returns the error log's rows as text.
-async fn check_aborted(
-    server: &TestServer,
-    client: &Client,
-    cluster: &str,
-    tasks: &[String],
-) -> Vec<String> {
-    let after = states(client, cluster).await;
-    assert_eq!(
-        after.iter().map(|t| &t.0).collect::<Vec<_>>(),
-        tasks.iter().collect::<Vec<_>>()
-    );
-    assert!(
-        after.iter().all(|(_, s)| s == "finished" || s == "aborted"),
-        "{after:?}"
-    );
-    let aborted: Vec<_> = after.iter().filter(|(_, s)| s == "aborted").collect();
-    assert!(!aborted.is_empty(), "{after:?}");
-    for (uuid, _) in &aborted {
-        let task = client.task(cluster, uuid).await.unwrap();
-        assert_ne!(task.end_timestamp, "-");
-        // Its owner can read why, without the error log.
-        let note = task.note.unwrap_or_default();
-        assert!(
-            note.contains("shut down before the task ended")
-                || note.contains("shut down before the task started")
-                || note.contains("when the server stopped, and its end was not"),
-            "{uuid}: {note:?}"
-        );
-    }
+/// The error log's rows of the first page, each whole as text (a task's uuid is among its
+/// input values).
+async fn error_log_rows(server: &TestServer) -> Vec<String> {
     let log = server
         .admin()
         .await
@@ -276,26 +248,70 @@ async fn check_aborted(
         .await
         .expect(200)
         .json();
-    // Each row whole, as text: the task's uuid is among its input values.
-    let entries: Vec<String> = log["body"]
+    log["body"]
         .as_array()
         .unwrap()
         .iter()
         .map(Value::to_string)
-        .collect();
-    for (uuid, _) in &aborted {
-        assert!(
-            entries.iter().any(|e| e.contains(uuid.as_str())),
-            "no error-log entry for {uuid}: {entries:?}"
-        );
-    }
-    entries
+        .collect()
 }
 
-/// A cluster with five long train tasks, stopped (cleanly, or by a crash) while the first
-/// one runs, and started again; checks what [`check_aborted`] checks. Returns the server, a
-/// client, the cluster, the checksum of its network before any task ended, the error log's
-/// rows and the folder of the uploaded files.
+/// Checks a cluster's tasks after a restart: the one that ran when the server stopped is
+/// aborted with an end time, a note and an error-log entry; the ones before it finished; the
+/// ones queued after it are queued again, keep their queue time and run to their end, with
+/// no error-log entry. `before`: the tasks as listed before the stop. Returns the aborted
+/// task's note and the error log's rows.
+async fn check_restarted(
+    server: &TestServer,
+    client: &Client,
+    cluster: &str,
+    before: &[hanami_types::tasks::Task],
+) -> (String, Vec<String>) {
+    let after = states(client, cluster).await;
+    assert_eq!(
+        after.iter().map(|t| &t.0).collect::<Vec<_>>(),
+        before.iter().map(|t| &t.uuid).collect::<Vec<_>>()
+    );
+    let aborted: Vec<usize> = (0..after.len())
+        .filter(|&i| after[i].1 == "aborted")
+        .collect();
+    assert_eq!(aborted.len(), 1, "{after:?}");
+    let stopped = aborted[0];
+    assert!(
+        after[..stopped].iter().all(|(_, s)| s == "finished"),
+        "{after:?}"
+    );
+    assert!(
+        stopped + 1 < after.len(),
+        "no task was left queued: {after:?}"
+    );
+    let task = client.task(cluster, &after[stopped].0).await.unwrap();
+    assert_ne!(task.end_timestamp, "-");
+    // Its owner can read why, without the error log.
+    let note = task.note.unwrap_or_default();
+    for queued in &before[stopped + 1..] {
+        let done = client
+            .wait_for_task(cluster, &queued.uuid, WAIT)
+            .await
+            .unwrap();
+        assert_eq!(done.state, TaskState::Finished, "{done:?}");
+        assert_eq!(done.queue_timestamp, queued.queue_timestamp);
+        assert_eq!(done.current_cycle, queued.total_number_of_cycles);
+        assert_eq!(done.note, None);
+    }
+    let entries = error_log_rows(server).await;
+    let told = |uuid: &str| entries.iter().filter(|e| e.contains(uuid)).count();
+    assert_eq!(told(&after[stopped].0), 1, "{entries:?}");
+    for queued in &before[stopped + 1..] {
+        assert_eq!(told(&queued.uuid), 0, "{entries:?}");
+    }
+    (note, entries)
+}
+
+/// A cluster with three long train tasks, stopped (cleanly, or by a crash) while the first
+/// one runs, and started again; checks what [`check_restarted`] checks. Returns the server,
+/// a client, the cluster, the checksum of its network before any task ended, the stopped
+/// task's note and the folder of the uploaded files.
 async fn interrupted(
     crash: bool,
 ) -> (
@@ -303,13 +319,17 @@ async fn interrupted(
     Client,
     String,
     String,
-    Vec<String>,
+    String,
     tempfile::TempDir,
 ) {
     let server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let tmp = tempfile::tempdir().unwrap();
-    let (cluster, tasks) = busy_cluster(&client, tmp.path(), 5).await;
+    let (cluster, tasks) = busy_cluster(&client, tmp.path(), 3).await;
+    let mut before = Vec::new();
+    for uuid in &tasks {
+        before.push(client.task(&cluster, uuid).await.unwrap());
+    }
     let created = sha256(&server.data_dir.join("clusters").join(&cluster));
     let server = if crash {
         server.crash_and_restart()
@@ -317,26 +337,16 @@ async fn interrupted(
         server.restart()
     };
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let entries = check_aborted(&server, &client, &cluster, &tasks).await;
-    (server, client, cluster, created, entries, tmp)
+    let (note, _) = check_restarted(&server, &client, &cluster, &before).await;
+    (server, client, cluster, created, note, tmp)
 }
 
 #[tokio::test]
-async fn a_stop_aborts_unfinished_tasks_and_keeps_their_training() {
-    let (server, client, cluster, created, entries, tmp) = interrupted(false).await;
+async fn a_stop_keeps_queued_tasks_and_the_running_one_s_training() {
+    let (server, client, cluster, created, note, tmp) = interrupted(false).await;
     assert!(
-        entries
-            .iter()
-            .any(|e| e.contains("shut down before the task ended")),
-        "{entries:?}"
-    );
-    // The queued ones never started (and the message ends there: the task's state already
-    // says that it was aborted).
-    assert!(
-        entries
-            .iter()
-            .any(|e| e.contains("shut down before the task started\"")),
-        "{entries:?}"
+        note.starts_with("the server shut down before the task ended: it stopped after "),
+        "{note}"
     );
     // The stopped task's training so far was saved, and the network still learns.
     let network = server.data_dir.join("clusters").join(&cluster);
@@ -346,16 +356,114 @@ async fn a_stop_aborts_unfinished_tasks_and_keeps_their_training() {
 }
 
 #[tokio::test]
-async fn a_crash_aborts_unfinished_tasks() {
-    let (_server, client, cluster, _, entries, _tmp) = interrupted(true).await;
+async fn a_crash_keeps_queued_tasks_and_aborts_the_running_one() {
+    let (_server, client, cluster, _, note, _tmp) = interrupted(true).await;
     assert!(
-        entries.iter().any(
-            |e| e.contains("active when the server stopped, and its end was not")
-                && e.contains("its cycles are lost")
-        ),
-        "{entries:?}"
+        note.contains("active when the server stopped, and its end was not")
+            && note.contains("its cycles are lost"),
+        "{note}"
     );
     assert!(client.cluster(&cluster).await.is_ok());
+}
+
+/// Queues a task of every kind on a cluster in DIRECT mode (where they wait), stops the
+/// server (cleanly or by a crash) and starts it again: the cluster comes back in TASK mode,
+/// and its tasks run, each with what it was queued to do, except a restore whose checkpoint
+/// was deleted while it waited (its file went with the stop), which is aborted saying so.
+async fn queued_tasks_come_back(crash: bool) {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dataset = upload(&client, tmp.path(), "data", 300).await;
+    let cluster = common::seed_cluster(&client, "waits").await;
+    let kept = client
+        .save_cluster(&cluster, "untrained")
+        .await
+        .unwrap()
+        .uuid;
+    client.wait_for_task(&cluster, &kept, WAIT).await.unwrap();
+    let untrained = std::fs::read(server.data_dir.join("checkpoints").join(&kept)).unwrap();
+    let doomed = client.save_cluster(&cluster, "doomed").await.unwrap().uuid;
+    client.wait_for_task(&cluster, &doomed, WAIT).await.unwrap();
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let pair = [("picture", dataset.as_str())];
+    let train = client
+        .train("train", &cluster, &pair, &[("label", &dataset)])
+        .await
+        .unwrap();
+    let request = client
+        .request("request", &cluster, &pair, ("label", "answers"))
+        .await
+        .unwrap();
+    let save = client.save_cluster(&cluster, "trained").await.unwrap();
+    let restore = client.restore_cluster(&cluster, &kept).await.unwrap();
+    let lost = client.restore_cluster(&cluster, &doomed).await.unwrap();
+    client.delete_checkpoint(&doomed).await.unwrap();
+    let uuids = [
+        &train.uuid,
+        &request.uuid,
+        &save.uuid,
+        &restore.uuid,
+        &lost.uuid,
+    ];
+    let mut before = Vec::new();
+    for uuid in uuids {
+        let task = client.task(&cluster, uuid).await.unwrap();
+        assert_eq!(task.state, TaskState::Queued);
+        before.push(task);
+    }
+
+    let server = if crash {
+        server.crash_and_restart()
+    } else {
+        server.restart()
+    };
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let mut after = Vec::new();
+    for uuid in uuids {
+        after.push(client.wait_for_task(&cluster, uuid, WAIT).await.unwrap());
+    }
+    for (task, queued) in after[..4].iter().zip(&before) {
+        assert_eq!(task.state, TaskState::Finished, "{task:?}");
+        assert_eq!(task.queue_timestamp, queued.queue_timestamp);
+        assert_eq!(task.current_cycle, queued.total_number_of_cycles);
+    }
+    assert_eq!(after[0].current_cycle, 300);
+    // The request wrote its result; the save holds the trained network, and the restore
+    // brought back the untrained one.
+    assert_eq!(
+        client.dataset(&request.uuid).await.unwrap().number_of_rows,
+        300
+    );
+    let trained = std::fs::read(server.data_dir.join("checkpoints").join(&save.uuid)).unwrap();
+    assert!(
+        trained != untrained,
+        "the training did not run before the save"
+    );
+    let now = checkpoint_bytes(&server, &client, &cluster, "restored").await;
+    assert!(now == untrained, "the restore did not run");
+    assert_eq!(after[4].state, TaskState::Aborted);
+    let note = after[4].note.clone().unwrap_or_default();
+    assert!(
+        note.contains(&format!(
+            "was queued when the server stopped and cannot be queued again: checkpoint \
+             '{doomed}' was deleted after the restore was queued"
+        )),
+        "{note}"
+    );
+    assert!(error_log_text(&server).await.contains(&lost.uuid));
+    // Back in TASK mode, as every cluster starts.
+    client.set_direct_mode(&cluster, true).await.unwrap();
+}
+
+#[tokio::test]
+async fn queued_tasks_of_every_kind_run_after_a_stop() {
+    queued_tasks_come_back(false).await;
+}
+
+#[tokio::test]
+async fn queued_tasks_of_every_kind_run_after_a_crash() {
+    queued_tasks_come_back(true).await;
 }
 
 #[tokio::test]
@@ -505,18 +613,21 @@ async fn a_start_removes_what_deletions_left_and_sets_unended_products_aside() {
     // A request task and a save that had written their files but not ended.
     let unended = "0b6f7a9e-1c7d-4f51-9a43-5d2f1e3c4b5a";
     store
-        .insert_task(&hanami_store::tasks::TaskRow {
-            uuid: unended.into(),
-            cluster_uuid: kept.clone(),
-            name: "unended".into(),
-            total: 20,
-            current: 20,
-            state: "active".into(),
-            queued_at: "2026-11-30 10:00:00".into(),
-            started_at: Some("2026-11-30 10:00:00".into()),
-            ended_at: None,
-            note: None,
-        })
+        .insert_task(
+            &hanami_store::tasks::TaskRow {
+                uuid: unended.into(),
+                cluster_uuid: kept.clone(),
+                name: "unended".into(),
+                total: 20,
+                current: 20,
+                state: "active".into(),
+                queued_at: "2026-11-30 10:00:00".into(),
+                started_at: Some("2026-11-30 10:00:00".into()),
+                ended_at: None,
+                note: None,
+            },
+            None,
+        )
         .await
         .unwrap();
     store.close().await;
@@ -1028,6 +1139,14 @@ async fn a_crash_during_the_start_loses_no_task_report() {
     // Enough that the killed start cannot report them all before the kill lands.
     let (cluster, tasks) = busy_cluster(&client, tmp.path(), 400).await;
     drop(server);
+    // As an older version queued them, without their work: they are aborted at the start.
+    let url = format!("sqlite://{}", data.path().join("hanami.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE tasks SET work = NULL")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
     assert!(launch().kill_when_logged(data.path(), "when the server stopped, and its end was not"));
     // Killed part of the way: some tasks are reported, the others are still unfinished.
     let store = Store::open(&data.path().join("hanami.db")).await.unwrap();

@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0008_task_network_pending.sql"),
     include_str!("../migrations/0009_removed_files.sql"),
     include_str!("../migrations/0010_unsaved_base.sql"),
+    include_str!("../migrations/0011_queued_work.sql"),
 ];
 
 /// Errors of the store.

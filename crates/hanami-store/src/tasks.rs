@@ -1,6 +1,7 @@
 //! The task records of clusters. The server keeps its live tasks in memory and writes each
-//! change of state here, so that after a restart it can list what became of every task (the
-//! ones that had not ended are marked aborted).
+//! change of state here, so that after a restart it can list what became of every task: a
+//! queued task keeps its work here until it starts, so that a restart queues it again; the
+//! ones that had started and not ended are marked aborted.
 
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -46,6 +47,16 @@ pub struct TaskRow {
     pub note: Option<String>,
 }
 
+/// A task that had not ended when the server stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnfinishedTask {
+    /// The task.
+    pub row: TaskRow,
+    /// What it was queued to do, as given to [`Store::insert_task`], while it had not
+    /// started; `None` once it had, and for tasks queued by versions before work was kept.
+    pub work: Option<String>,
+}
+
 fn from_row(row: &SqliteRow) -> TaskRow {
     let count = |name: &str| u64::try_from(row.get::<i64, _>(name)).unwrap_or(0);
     TaskRow {
@@ -68,11 +79,12 @@ fn int(value: u64) -> i64 {
 }
 
 impl Store {
-    /// Records a new task (after the ones already recorded for its cluster).
-    pub async fn insert_task(&self, task: &TaskRow) -> Result<(), StoreError> {
+    /// Records a new task (after the ones already recorded for its cluster), with what it
+    /// will do (`work`, in the caller's format), kept while it stays queued.
+    pub async fn insert_task(&self, task: &TaskRow, work: Option<&str>) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO tasks (uuid, cluster_uuid, name, total, current, state, queued_at, \
-             started_at, ended_at, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             started_at, ended_at, note, work) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&task.uuid)
         .bind(&task.cluster_uuid)
@@ -84,23 +96,26 @@ impl Store {
         .bind(&task.started_at)
         .bind(&task.ended_at)
         .bind(&task.note)
+        .bind(work)
         .execute(&self.pool)
         .await
         .map_err(StoreError::from_insert)?;
         Ok(())
     }
 
-    /// Records a task's progress, state, timestamps and note.
+    /// Records a task's progress, state, timestamps and note; its work is forgotten once it
+    /// is no longer queued.
     pub async fn update_task(&self, task: &TaskRow) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE tasks SET current = ?, state = ?, started_at = ?, ended_at = ?, note = ? \
-             WHERE uuid = ?",
+            "UPDATE tasks SET current = ?, state = ?, started_at = ?, ended_at = ?, note = ?, \
+             work = CASE WHEN ? = 'queued' THEN work END WHERE uuid = ?",
         )
         .bind(int(task.current))
         .bind(&task.state)
         .bind(&task.started_at)
         .bind(&task.ended_at)
         .bind(&task.note)
+        .bind(&task.state)
         .bind(&task.uuid)
         .execute(&self.pool)
         .await?;
@@ -153,7 +168,7 @@ impl Store {
         }
         sqlx::query(
             "UPDATE tasks SET current = ?, state = ?, started_at = ?, ended_at = ?, note = ?, \
-             network_pending = ? WHERE uuid = ?",
+             network_pending = ?, work = NULL WHERE uuid = ?",
         )
         .bind(int(task.current))
         .bind(&task.state)
@@ -211,14 +226,20 @@ impl Store {
         Ok(())
     }
 
-    /// The tasks that had not ended, in queue order (at start-up: the server stopped or
-    /// crashed while they were queued or active).
-    pub async fn unfinished_tasks(&self) -> Result<Vec<TaskRow>, StoreError> {
+    /// The tasks that had not ended, in queue order over all clusters (at start-up: the
+    /// server stopped or crashed while they were queued or active).
+    pub async fn unfinished_tasks(&self) -> Result<Vec<UnfinishedTask>, StoreError> {
         let rows =
             sqlx::query("SELECT * FROM tasks WHERE state IN ('queued', 'active') ORDER BY seq")
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(rows.iter().map(from_row).collect())
+        Ok(rows
+            .iter()
+            .map(|row| UnfinishedTask {
+                row: from_row(row),
+                work: row.get("work"),
+            })
+            .collect())
     }
 
     /// Marks a task that had not ended as aborted at `ended_at` with `note`, and writes its
@@ -233,7 +254,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let aborted = sqlx::query(
-            "UPDATE tasks SET state = 'aborted', ended_at = ?, note = ? \
+            "UPDATE tasks SET state = 'aborted', ended_at = ?, note = ?, work = NULL \
              WHERE uuid = ? AND state IN ('queued', 'active')",
         )
         .bind(ended_at)

@@ -56,11 +56,16 @@ async fn tasks_are_kept_in_queue_order_and_updated() {
     let (_dir, store) = store().await;
     for (uuid, cluster) in [("t3", "a"), ("t1", "b"), ("t2", "a")] {
         store
-            .insert_task(&task(uuid, cluster, "queued"))
+            .insert_task(&task(uuid, cluster, "queued"), None)
             .await
             .unwrap();
     }
-    assert!(store.insert_task(&task("t1", "a", "queued")).await.is_err());
+    assert!(
+        store
+            .insert_task(&task("t1", "a", "queued"), None)
+            .await
+            .is_err()
+    );
     let mut done = task("t3", "a", "finished");
     done.current = 100;
     done.started_at = Some("2026-11-28 10:00:01".into());
@@ -89,7 +94,7 @@ async fn unfinished_tasks_are_aborted_and_orphans_forgotten() {
         ("orphan", "gone", "finished"),
     ] {
         store
-            .insert_task(&task(uuid, cluster, state))
+            .insert_task(&task(uuid, cluster, state), None)
             .await
             .unwrap();
     }
@@ -100,7 +105,7 @@ async fn unfinished_tasks_are_aborted_and_orphans_forgotten() {
     let unfinished = store.unfinished_tasks().await.unwrap();
     let names: Vec<_> = unfinished
         .iter()
-        .map(|t| (t.uuid.as_str(), t.state.as_str()))
+        .map(|t| (t.row.uuid.as_str(), t.row.state.as_str()))
         .collect();
     assert_eq!(names, [("queued", "queued"), ("active", "active")]);
     let inputs = serde_json::json!({});
@@ -111,7 +116,7 @@ async fn unfinished_tasks_are_aborted_and_orphans_forgotten() {
         input_values: &inputs,
         message: "aborted at start-up",
     };
-    for (t, id) in unfinished.iter().zip(["e1", "e2"]) {
+    for (t, id) in unfinished.iter().map(|t| &t.row).zip(["e1", "e2"]) {
         let note = format!("{} was {}", t.uuid, t.state);
         let aborted = store
             .abort_unfinished_task(&t.uuid, "2026-11-28 11:00:00", &note, entry(id))
@@ -165,11 +170,77 @@ async fn unfinished_tasks_are_aborted_and_orphans_forgotten() {
     );
 }
 
+/// A queued task's work is kept until it starts, ends or is aborted, and comes back with the
+/// unfinished tasks, across a reopening of the database.
+#[tokio::test]
+async fn a_queued_task_keeps_its_work_until_it_starts() {
+    let (dir, store, _) = store_with_cluster().await;
+    for uuid in ["waits", "starts", "ends", "aborted"] {
+        store
+            .insert_task(&task(uuid, "a", "queued"), Some(&format!("work of {uuid}")))
+            .await
+            .unwrap();
+    }
+    store
+        .insert_task(&task("older", "a", "queued"), None)
+        .await
+        .unwrap();
+    // A note while it waits (a cluster in DIRECT mode) keeps the work.
+    let mut noted = task("waits", "a", "queued");
+    noted.note = Some("waits for direct IO".into());
+    store.update_task(&noted).await.unwrap();
+    store
+        .update_task(&task("starts", "a", "active"))
+        .await
+        .unwrap();
+    let ended = TaskRow {
+        ended_at: Some("2026-11-30 10:00:00".into()),
+        ..task("ends", "a", "aborted")
+    };
+    store
+        .end_task(&ended, TaskProduct::Nothing, false)
+        .await
+        .unwrap();
+    let inputs = serde_json::json!({});
+    let entry = ErrorEntry {
+        error_id: "e1",
+        user_id: "owner",
+        context: "server start-up",
+        input_values: &inputs,
+        message: "aborted",
+    };
+    store
+        .abort_unfinished_task("aborted", "2026-11-30 10:00:00", "aborted", entry)
+        .await
+        .unwrap();
+    store.close().await;
+    let store = Store::open(&dir.path().join("hanami.db")).await.unwrap();
+    let unfinished: Vec<_> = store
+        .unfinished_tasks()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.row.uuid, t.row.state, t.work))
+        .collect();
+    assert_eq!(
+        unfinished,
+        [
+            (
+                "waits".into(),
+                "queued".into(),
+                Some("work of waits".into())
+            ),
+            ("starts".into(), "active".into(), None),
+            ("older".into(), "queued".into(), None),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn a_database_of_schema_five_keeps_its_tasks_and_gains_notes() {
     let (dir, store) = store().await;
     let recorded = task("old", "a", "finished");
-    store.insert_task(&recorded).await.unwrap();
+    store.insert_task(&recorded, None).await.unwrap();
     drop(store);
     // Back to the schema before task notes, with a task recorded then.
     let path = dir.path().join("hanami.db");
@@ -237,7 +308,7 @@ async fn a_task_ends_with_its_product_or_not_at_all() {
     for uuid in ["save", "request"] {
         let mut active = task(uuid, "a", "active");
         active.started_at = Some("2026-11-29 10:00:00".into());
-        store.insert_task(&active).await.unwrap();
+        store.insert_task(&active, None).await.unwrap();
     }
     let ended = |uuid: &str| TaskRow {
         current: 100,

@@ -958,7 +958,8 @@ async fn wait_for_end(
                 )));
             }
             // A server that restarts is back within seconds, and then tells how the task
-            // ended (one that was running when it stopped is listed aborted).
+            // goes on (one still queued when it stopped is queued again; one that was running
+            // is listed aborted).
             Err(e) if out_of_reach(&e) => {
                 let since = *unreachable_since.get_or_insert(asked);
                 if since.elapsed() >= RECONNECT_GRACE || Instant::now() >= deadline {
@@ -970,8 +971,8 @@ async fn wait_for_end(
                     )));
                 }
                 progress.remark(Some(
-                    "the server does not answer; trying again (a server that restarts lists \
-                     the task aborted)",
+                    "the server does not answer; trying again (a server that restarts queues \
+                     a queued task again, and lists a running one aborted)",
                 ));
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;

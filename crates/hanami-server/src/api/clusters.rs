@@ -436,6 +436,7 @@ async fn load(app: App, caller: Caller, request: LoadClusterRequest) -> ApiResul
     let uuid = uuid::Uuid::new_v4().to_string();
     let work = Work::Restore {
         checkpoint_uuid: checkpoint.uuid,
+        file_name: checkpoint.file_name,
         file,
     };
     let task = Arc::new(Task::new(uuid.clone(), checkpoint.name, 1, work));

@@ -230,7 +230,10 @@ pub(super) async fn enqueue(
         None => None,
     };
     app.store
-        .insert_task(&task.record(&cluster.row.uuid))
+        .insert_task(
+            &task.record(&cluster.row.uuid),
+            task.stored_work().as_deref(),
+        )
         .await?;
     match cluster.enqueue(task.clone(), &app.workers) {
         Some(idle) => Ok(idle),

@@ -7,8 +7,9 @@
 //! made durable together: the network is written and synced beside the cluster's file, the
 //! end and the product are recorded in one transaction, and only then is the network renamed
 //! into place (a start that finds the end recorded but the rename not done completes it). So
-//! a restart brings back every cluster with the network it had, and its task list; tasks
-//! whose end was not recorded are reported aborted, and left nothing behind.
+//! a restart brings back every cluster with the network it had, and its task list: queued
+//! tasks keep their work in their records until they start, and are queued again; tasks that
+//! had started and whose end was not recorded are reported aborted, and left nothing behind.
 //!
 //! Each cluster has one queue; its tasks run one after another on a blocking thread of the
 //! runtime (the cluster's *worker*), which exists only while there is work. A task runs only
@@ -526,9 +527,10 @@ impl ClusterHandle {
     }
 
     /// Stops all work for a shutdown: a running task is told to stop at the next row (its
-    /// worker ends and records it), queued tasks end aborted here. Returns the running task
-    /// and the queued ones.
-    pub fn stop_work(&self) -> (Option<Arc<Task>>, Vec<Arc<Task>>) {
+    /// worker ends and records it); queued tasks leave the queue but stay recorded as
+    /// queued, with their work, so that the next start queues them again. Returns the
+    /// running task.
+    pub fn stop_work(&self) -> Option<Arc<Task>> {
         let mut control = lock(&self.control);
         if let Some(task) = &control.active {
             // Unless its deletion stopped it already.
@@ -537,11 +539,8 @@ impl ClusterHandle {
                 task.cancel.store(true, Ordering::Relaxed);
             }
         }
-        let queued: Vec<Arc<Task>> = control.queue.drain(..).collect();
-        for task in &queued {
-            task.end(TaskState::Aborted);
-        }
-        (control.active.clone(), queued)
+        control.queue.clear();
+        control.active.clone()
     }
 
     /// Whether a worker still runs tasks of this cluster.
@@ -896,6 +895,7 @@ impl ClusterHandle {
             Work::Restore {
                 checkpoint_uuid,
                 mut file,
+                ..
             } => {
                 let mut bytes = Vec::new();
                 std::io::Read::read_to_end(&mut file, &mut bytes).with_context(|| {
@@ -1425,10 +1425,10 @@ impl Clusters {
         lock(&self.map).values().cloned().collect()
     }
 
-    /// Stops all work for a shutdown and saves every network: queued tasks end aborted, a
-    /// running task stops at its next row (its worker saves the network and records it), and
-    /// networks that direct IO changed are saved. Every task stopped this way gets an
-    /// error-log entry. Waits at most `patience` for the workers. Returns the names of the
+    /// Stops all work for a shutdown and saves every network: queued tasks stay recorded as
+    /// queued (the next start queues them again), a running task stops at its next row (its
+    /// worker saves the network and records it), and networks that direct IO changed are
+    /// saved. Every running task stopped this way gets an error-log entry. Waits at most `patience` for the workers. Returns the names of the
     /// clusters whose networks could not be saved (their changes since the last save are
     /// lost with the process).
     pub async fn shut_down(
@@ -1439,12 +1439,8 @@ impl Clusters {
         let clusters = self.all();
         let mut stopped = Vec::new();
         for cluster in &clusters {
-            let (running, queued) = cluster.stop_work();
-            for task in queued {
-                stopped.push((cluster.clone(), task));
-            }
             // A running task that stops in time is explained by its worker.
-            if let Some(task) = running {
+            if let Some(task) = cluster.stop_work() {
                 stopped.push((cluster.clone(), task));
             }
         }
@@ -1461,18 +1457,12 @@ impl Clusters {
         let ctx = ctx.clone();
         let work = tokio::task::spawn_blocking(move || {
             for (cluster, task) in &stopped {
-                // Queued tasks were ended by the stop; a running one that ended (finished
-                // with its last row, or aborted and explained by its worker) is done.
-                let running = task.info().start_timestamp != "-";
-                if running && task.state().ended() {
+                // One that ended (finished with its last row, or aborted and explained by
+                // its worker) is done.
+                if task.state().ended() {
                     continue;
                 }
-                let e = if running {
-                    shut_down_before_the_end(task)
-                } else {
-                    anyhow::anyhow!("the server shut down before the task started")
-                };
-                ctx.log_error(task, &cluster.row, &e);
+                ctx.log_error(task, &cluster.row, &shut_down_before_the_end(task));
                 ctx.record(task, &cluster.row);
             }
             let mut unsaved = Vec::new();

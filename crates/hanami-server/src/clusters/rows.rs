@@ -13,7 +13,8 @@ use hanami_store::dataset::{ColumnRange, DatasetFileError, DatasetReader, RowCur
 use super::Interfaces;
 
 /// Which side of the network an interface is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Side {
     /// An input: the dataset's values are fed in.
     Input,

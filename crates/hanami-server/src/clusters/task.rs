@@ -3,15 +3,20 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use anyhow::Context;
+use hanami_store::dataset::ColumnRange;
 use hanami_store::now_timestamp;
 use hanami_store::resources::Kind;
 use hanami_store::tasks::TaskRow;
 use hanami_types::tasks::Task as TaskInfo;
 pub use hanami_types::tasks::TaskState;
+use serde::{Deserialize, Serialize};
 
-use super::rows::Binding;
+use super::rows::{Binding, Side};
+use crate::paths::DataDir;
 
 /// Where a request task writes its results.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct ResultTarget {
     /// Output interface whose values are recorded.
     pub output: String,
@@ -42,10 +47,62 @@ pub enum Work {
     Restore {
         /// The checkpoint (for messages).
         checkpoint_uuid: String,
-        /// Its file, opened when the task was queued (so it outlives the checkpoint's
+        /// The name of its file in the checkpoints' folder.
+        file_name: String,
+        /// That file, opened when the task was queued (so it outlives the checkpoint's
         /// deletion), at its start.
         file: std::fs::File,
     },
+}
+
+/// [`Work`] as the database keeps it while its task is queued (JSON), so that a restart
+/// queues the task again. Files are named within their folders of the data directory (which
+/// may have been moved meanwhile).
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum StoredWork {
+    Train {
+        bindings: Vec<StoredBinding>,
+    },
+    Request {
+        bindings: Vec<StoredBinding>,
+        result: ResultTarget,
+    },
+    Save {
+        owner_id: String,
+        project_id: String,
+    },
+    Restore {
+        checkpoint_uuid: String,
+        file_name: String,
+    },
+}
+
+/// A [`Binding`] as [`StoredWork`] keeps it.
+#[derive(Serialize, Deserialize)]
+struct StoredBinding {
+    name: String,
+    side: Side,
+    dataset_uuid: String,
+    file_name: String,
+    columns: ColumnRange,
+}
+
+/// The last part of `path`, the name of a file within its folder.
+fn file_name_of(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// `folder`/`name`, refusing a name that is not a plain file name (one from a database that
+/// another program changed, say).
+fn file_in(folder: std::path::PathBuf, name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let plain = std::path::Path::new(name)
+        .file_name()
+        .is_some_and(|plain| plain == name);
+    anyhow::ensure!(plain, "'{name}' is not a file name");
+    Ok(folder.join(name))
 }
 
 /// What kind of work a task does, for messages and counts.
@@ -73,6 +130,106 @@ impl std::fmt::Display for WorkKind {
 }
 
 impl Work {
+    /// The work as the database keeps it while its task is queued.
+    pub fn stored(&self) -> String {
+        let bindings = |bindings: &[Binding]| {
+            bindings
+                .iter()
+                .map(|binding| StoredBinding {
+                    name: binding.name.clone(),
+                    side: binding.side,
+                    dataset_uuid: binding.dataset_uuid.clone(),
+                    file_name: file_name_of(&binding.path),
+                    columns: binding.columns,
+                })
+                .collect()
+        };
+        let stored = match self {
+            Work::Train(list) => StoredWork::Train {
+                bindings: bindings(list),
+            },
+            Work::Request(list, target) => StoredWork::Request {
+                bindings: bindings(list),
+                result: target.clone(),
+            },
+            Work::Save {
+                owner_id,
+                project_id,
+            } => StoredWork::Save {
+                owner_id: owner_id.clone(),
+                project_id: project_id.clone(),
+            },
+            Work::Restore {
+                checkpoint_uuid,
+                file_name,
+                ..
+            } => StoredWork::Restore {
+                checkpoint_uuid: checkpoint_uuid.clone(),
+                file_name: file_name.clone(),
+            },
+        };
+        serde_json::to_string(&stored).unwrap_or_default()
+    }
+
+    /// The work of a queued task as [`Work::stored`] wrote it, with its files in `paths`; a
+    /// restore opens its checkpoint's file now. An error says why the task cannot be queued
+    /// again.
+    pub fn from_stored(text: &str, paths: &DataDir) -> anyhow::Result<Work> {
+        let stored: StoredWork = serde_json::from_str(text)
+            .context("what the task was to do is recorded in a form this version cannot read")?;
+        let bindings = |list: Vec<StoredBinding>| -> anyhow::Result<Vec<Binding>> {
+            list.into_iter()
+                .map(|stored| {
+                    Ok(Binding {
+                        path: file_in(paths.datasets(), &stored.file_name)?,
+                        name: stored.name,
+                        side: stored.side,
+                        dataset_uuid: stored.dataset_uuid,
+                        columns: stored.columns,
+                    })
+                })
+                .collect()
+        };
+        Ok(match stored {
+            StoredWork::Train { bindings: list } => Work::Train(bindings(list)?),
+            StoredWork::Request {
+                bindings: list,
+                result,
+            } => Work::Request(bindings(list)?, result),
+            StoredWork::Save {
+                owner_id,
+                project_id,
+            } => Work::Save {
+                owner_id,
+                project_id,
+            },
+            StoredWork::Restore {
+                checkpoint_uuid,
+                file_name,
+            } => {
+                let path = file_in(paths.checkpoints(), &file_name)?;
+                let file = match std::fs::File::open(&path) {
+                    Ok(file) => file,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+                        "checkpoint '{checkpoint_uuid}' was deleted after the restore was \
+                         queued (a queued restore reads a deleted checkpoint only until the \
+                         server stops)"
+                    ),
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e).context(format!(
+                            "cannot open the file of checkpoint '{checkpoint_uuid}'"
+                        )));
+                    }
+                };
+                Work::Restore {
+                    checkpoint_uuid,
+                    file_name,
+                    file,
+                }
+            }
+        })
+    }
+
     /// What kind of work it is.
     pub fn kind(&self) -> WorkKind {
         match self {
@@ -173,6 +330,25 @@ impl Task {
             stopped_by_shutdown: AtomicBool::new(false),
             done: tokio::sync::watch::channel(false).0,
         }
+    }
+
+    /// A task that an earlier run of the server recorded as queued, with its work, to be
+    /// queued again.
+    pub fn resumed(row: TaskRow, work: Work) -> Self {
+        Self {
+            queued_at: row.queued_at,
+            ..Self::new(row.uuid, row.name, row.total, work)
+        }
+    }
+
+    /// The task's work as the database keeps it while the task is queued; `None` once it
+    /// has started or ended.
+    pub fn stored_work(&self) -> Option<String> {
+        self.work
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(Work::stored)
     }
 
     fn timeline(&self) -> std::sync::MutexGuard<'_, Timeline> {
