@@ -258,7 +258,8 @@ async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Resu
     let (clusters, resumed) = load_clusters(&store, &paths, &workers.memory).await?;
     if !resumed.is_empty() {
         tracing::info!(
-            "queued {} task(s) again that were queued when the server stopped",
+            "queued {} task(s) again that were queued, or that the stop interrupted, when the \
+             server stopped",
             resumed.len()
         );
     }
@@ -316,10 +317,10 @@ fn host_id(path: &Path) -> anyhow::Result<String> {
 }
 
 /// Brings back the clusters of earlier runs, each with its saved network and its task list.
-/// Tasks that were queued when the server stopped (cleanly or not) are returned with their
-/// clusters, in queue order, to be queued again; tasks that had started and not ended, and
-/// queued ones whose work cannot be brought back, are recorded as aborted, with an error-log
-/// entry each.
+/// Tasks that were queued when the server stopped (cleanly or not), and train tasks that a
+/// clean stop recorded as queued again, are returned with their clusters, in queue order, to
+/// be queued again; tasks that had started and not ended, and queued ones whose work cannot
+/// be brought back, are recorded as aborted, with an error-log entry each.
 async fn load_clusters(
     store: &Store,
     paths: &DataDir,

@@ -1,6 +1,7 @@
 //! Clusters outlive the server: after a clean stop or a crash, every cluster comes back with
-//! the network it had and with its task list; queued tasks are queued again, and tasks that
-//! had started and not ended are reported aborted.
+//! the network it had and with its task list; queued tasks are queued again, a train task
+//! that a clean stop interrupted goes on where it stopped, and tasks that a crash cut off are
+//! reported aborted.
 
 mod common;
 
@@ -44,6 +45,29 @@ async fn checkpoint_bytes(
     std::fs::read(server.data_dir.join("checkpoints").join(&saved.uuid)).unwrap()
 }
 
+/// Queues a train task of the cluster on a dataset (pictures and labels); returns its uuid.
+async fn queue_training(client: &Client, cluster: &str, name: &str, dataset: &str) -> String {
+    client
+        .train(
+            name,
+            cluster,
+            &[("picture", dataset)],
+            &[("label", dataset)],
+        )
+        .await
+        .unwrap()
+        .uuid
+}
+
+/// Waits until a task has made progress.
+async fn wait_for_progress(client: &Client, cluster: &str, task: &str) {
+    let start = Instant::now();
+    while client.task(cluster, task).await.unwrap().current_cycle == 0 {
+        assert!(start.elapsed() < WAIT, "task {task} made no progress");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Trains the cluster on a dataset (pictures and labels) and waits for the task, which must
 /// finish.
 async fn train_to_the_end(
@@ -52,19 +76,8 @@ async fn train_to_the_end(
     name: &str,
     dataset: &str,
 ) -> hanami_types::tasks::Task {
-    let task = client
-        .train(
-            name,
-            cluster,
-            &[("picture", dataset)],
-            &[("label", dataset)],
-        )
-        .await
-        .unwrap();
-    let done = client
-        .wait_for_task(cluster, &task.uuid, WAIT)
-        .await
-        .unwrap();
+    let task = queue_training(client, cluster, name, dataset).await;
+    let done = client.wait_for_task(cluster, &task, WAIT).await.unwrap();
     assert_eq!(done.state, TaskState::Finished);
     done
 }
@@ -213,28 +226,9 @@ async fn busy_cluster(client: &Client, dir: &Path, count: usize) -> (String, Vec
     let cluster = common::seed_cluster(client, "busy").await;
     let mut tasks = Vec::new();
     for i in 0..count {
-        let task = client
-            .train(
-                &format!("pass_{i}"),
-                &cluster,
-                &[("picture", &train)],
-                &[("label", &train)],
-            )
-            .await
-            .unwrap();
-        tasks.push(task.uuid);
+        tasks.push(queue_training(client, &cluster, &format!("pass_{i}"), &train).await);
     }
-    let start = Instant::now();
-    while client
-        .task(&cluster, &tasks[0])
-        .await
-        .unwrap()
-        .current_cycle
-        == 0
-    {
-        assert!(start.elapsed() < WAIT);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_progress(client, &cluster, &tasks[0]).await;
     (cluster, tasks)
 }
 
@@ -256,56 +250,58 @@ async fn error_log_rows(server: &TestServer) -> Vec<String> {
         .collect()
 }
 
-/// Checks a cluster's tasks after a restart: the one that ran when the server stopped is
-/// aborted with an end time, a note and an error-log entry; the ones before it finished; the
-/// ones queued after it are queued again, keep their queue time and run to their end, with
-/// no error-log entry. `before`: the tasks as listed before the stop. Returns the aborted
-/// task's note and the error log's rows.
+/// Checks a cluster's tasks after a restart: the ones that finished before the stop stay
+/// so; the ones queued after the one that ran at the stop are queued again, keep their queue
+/// time and run to their end, with neither note nor error-log entry. The one that ran goes
+/// on where it stopped and finishes (after a clean stop), or is aborted with an error-log
+/// entry (after a crash); either way its note says so. `before`: the tasks as listed before
+/// the stop. Returns the stopped task's note.
 async fn check_restarted(
     server: &TestServer,
     client: &Client,
     cluster: &str,
     before: &[hanami_types::tasks::Task],
-) -> (String, Vec<String>) {
-    let after = states(client, cluster).await;
+    crash: bool,
+) -> String {
+    let listed = states(client, cluster).await;
     assert_eq!(
-        after.iter().map(|t| &t.0).collect::<Vec<_>>(),
+        listed.iter().map(|t| &t.0).collect::<Vec<_>>(),
         before.iter().map(|t| &t.uuid).collect::<Vec<_>>()
     );
-    let aborted: Vec<usize> = (0..after.len())
-        .filter(|&i| after[i].1 == "aborted")
-        .collect();
-    assert_eq!(aborted.len(), 1, "{after:?}");
-    let stopped = aborted[0];
-    assert!(
-        after[..stopped].iter().all(|(_, s)| s == "finished"),
-        "{after:?}"
-    );
-    assert!(
-        stopped + 1 < after.len(),
-        "no task was left queued: {after:?}"
-    );
-    let task = client.task(cluster, &after[stopped].0).await.unwrap();
-    assert_ne!(task.end_timestamp, "-");
-    // Its owner can read why, without the error log.
-    let note = task.note.unwrap_or_default();
-    for queued in &before[stopped + 1..] {
+    let mut stopped = None;
+    for (i, queued) in before.iter().enumerate() {
         let done = client
             .wait_for_task(cluster, &queued.uuid, WAIT)
             .await
             .unwrap();
-        assert_eq!(done.state, TaskState::Finished, "{done:?}");
         assert_eq!(done.queue_timestamp, queued.queue_timestamp);
-        assert_eq!(done.current_cycle, queued.total_number_of_cycles);
-        assert_eq!(done.note, None);
+        if done.note.is_some() {
+            assert!(stopped.is_none(), "two tasks were stopped: {listed:?}");
+            stopped = Some((i, done));
+        } else {
+            assert_eq!(done.state, TaskState::Finished, "{done:?}");
+            assert_eq!(done.current_cycle, queued.total_number_of_cycles);
+        }
     }
+    let (index, task) = stopped.expect("no task has a note");
+    assert!(
+        index + 1 < before.len(),
+        "no task was left queued: {listed:?}"
+    );
+    let expected = if crash {
+        TaskState::Aborted
+    } else {
+        TaskState::Finished
+    };
+    assert_eq!(task.state, expected, "{task:?}");
+    assert_ne!(task.end_timestamp, "-");
     let entries = error_log_rows(server).await;
     let told = |uuid: &str| entries.iter().filter(|e| e.contains(uuid)).count();
-    assert_eq!(told(&after[stopped].0), 1, "{entries:?}");
-    for queued in &before[stopped + 1..] {
+    assert_eq!(told(&task.uuid), usize::from(crash), "{entries:?}");
+    for queued in &before[index + 1..] {
         assert_eq!(told(&queued.uuid), 0, "{entries:?}");
     }
-    (note, entries)
+    task.note.unwrap_or_default()
 }
 
 /// A cluster with three long train tasks, stopped (cleanly, or by a crash) while the first
@@ -337,22 +333,60 @@ async fn interrupted(
         server.restart()
     };
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let (note, _) = check_restarted(&server, &client, &cluster, &before).await;
+    let note = check_restarted(&server, &client, &cluster, &before, crash).await;
     (server, client, cluster, created, note, tmp)
 }
 
 #[tokio::test]
-async fn a_stop_keeps_queued_tasks_and_the_running_one_s_training() {
-    let (server, client, cluster, created, note, tmp) = interrupted(false).await;
+async fn a_stop_keeps_queued_tasks_and_the_running_one_goes_on() {
+    let (_server, client, cluster, _, note, tmp) = interrupted(false).await;
     assert!(
-        note.starts_with("the server shut down before the task ended: it stopped after "),
+        note.starts_with("a shutdown of the server stopped it after ")
+            && note.ends_with(" cycles; it went on from there at the next start"),
         "{note}"
     );
-    // The stopped task's training so far was saved, and the network still learns.
-    let network = server.data_dir.join("clusters").join(&cluster);
-    assert_ne!(sha256(&network), created);
     let train = upload(&client, tmp.path(), "more", 500).await;
     train_to_the_end(&client, &cluster, "after", &train).await;
+}
+
+/// A train task that a clean stop interrupts goes on where it stopped: it leaves the network
+/// that the same training without a stop leaves, bit for bit.
+#[tokio::test]
+async fn a_train_task_goes_on_after_a_stop_as_if_never_stopped() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dataset = upload(&client, tmp.path(), "long", 20_000).await;
+    let cluster = common::seed_cluster(&client, "twice").await;
+    let start = client.save_cluster(&cluster, "start").await.unwrap().uuid;
+    client.wait_for_task(&cluster, &start, WAIT).await.unwrap();
+    train_to_the_end(&client, &cluster, "whole", &dataset).await;
+    let whole = checkpoint_bytes(&server, &client, &cluster, "whole").await;
+
+    let restore = client.restore_cluster(&cluster, &start).await.unwrap();
+    client
+        .wait_for_task(&cluster, &restore.uuid, WAIT)
+        .await
+        .unwrap();
+    let task = queue_training(&client, &cluster, "stopped", &dataset).await;
+    wait_for_progress(&client, &cluster, &task).await;
+    let server = server.restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let done = client.wait_for_task(&cluster, &task, WAIT).await.unwrap();
+    assert_eq!(done.state, TaskState::Finished, "{done:?}");
+    assert_eq!(done.current_cycle, 20_000);
+    // It was stopped part of the way (a task that finished before the stop has no note).
+    let note = done.note.unwrap_or_default();
+    let cycles = note
+        .strip_prefix("a shutdown of the server stopped it after ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(cycles.is_some_and(|n| n > 0 && n < 20_000), "{note}");
+    let resumed = checkpoint_bytes(&server, &client, &cluster, "resumed").await;
+    assert!(
+        resumed == whole,
+        "the network differs from the one trained without a stop"
+    );
 }
 
 #[tokio::test]

@@ -183,6 +183,30 @@ impl Store {
         Ok(())
     }
 
+    /// Records a task that stopped part of the way (a train task at the server's shutdown) as
+    /// queued again, with its progress, note and `work`, to go on where it stopped at the next
+    /// start. `network_pending` as for [`Store::end_task`]: the network with what the task
+    /// did so far becomes durable together with this record.
+    pub async fn requeue_task(
+        &self,
+        task: &TaskRow,
+        work: &str,
+        network_pending: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE tasks SET current = ?, state = 'queued', started_at = NULL, ended_at = NULL, \
+             note = ?, network_pending = ?, work = ? WHERE uuid = ?",
+        )
+        .bind(int(task.current))
+        .bind(&task.note)
+        .bind(network_pending)
+        .bind(work)
+        .bind(&task.uuid)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Notes that the network a task's end left pending is in place.
     pub async fn network_in_place(&self, task_uuid: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE tasks SET network_pending = 0 WHERE uuid = ?")
@@ -207,14 +231,19 @@ impl Store {
             .collect())
     }
 
-    /// Marks a task that had ended as aborted after all, with `note` (at start-up: the
-    /// network its recorded end left pending cannot be put in place).
+    /// Marks a task that had ended, or stopped to be queued again, as aborted after all, with
+    /// `note` (at start-up: the network its recorded end left pending cannot be put in
+    /// place). One that had stopped ends now.
     pub async fn abort_ended_task(&self, uuid: &str, note: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE tasks SET state = 'aborted', note = ? WHERE uuid = ?")
-            .bind(note)
-            .bind(uuid)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE tasks SET state = 'aborted', note = ?, work = NULL, \
+             ended_at = COALESCE(ended_at, ?) WHERE uuid = ?",
+        )
+        .bind(note)
+        .bind(crate::now_timestamp())
+        .bind(uuid)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -185,6 +185,27 @@ async fn a_queued_task_keeps_its_work_until_it_starts() {
         .insert_task(&task("older", "a", "queued"), None)
         .await
         .unwrap();
+    // Stopped part of the way, and queued again with its progress and a note; one of them
+    // then loses its network at the start, so it is aborted after all.
+    for uuid in ["goes on", "lost"] {
+        let mut running = task(uuid, "a", "active");
+        running.started_at = Some("2026-11-30 09:00:00".into());
+        store.insert_task(&running, Some("to do")).await.unwrap();
+        store.update_task(&running).await.unwrap();
+        let stopped = TaskRow {
+            current: 40,
+            note: Some("stopped".into()),
+            ..running
+        };
+        store
+            .requeue_task(&stopped, &format!("rest of {uuid}"), true)
+            .await
+            .unwrap();
+    }
+    store
+        .abort_ended_task("lost", "its network is lost")
+        .await
+        .unwrap();
     // A note while it waits (a cluster in DIRECT mode) keeps the work.
     let mut noted = task("waits", "a", "queued");
     noted.note = Some("waits for direct IO".into());
@@ -232,6 +253,31 @@ async fn a_queued_task_keeps_its_work_until_it_starts() {
             ),
             ("starts".into(), "active".into(), None),
             ("older".into(), "queued".into(), None),
+            (
+                "goes on".into(),
+                "queued".into(),
+                Some("rest of goes on".into())
+            ),
+        ]
+    );
+    let tasks = store.cluster_tasks("a").await.unwrap();
+    let goes_on = tasks.iter().find(|t| t.uuid == "goes on").unwrap();
+    assert_eq!(
+        (
+            goes_on.current,
+            goes_on.started_at.as_deref(),
+            goes_on.note.as_deref()
+        ),
+        (40, None, Some("stopped"))
+    );
+    let lost = tasks.iter().find(|t| t.uuid == "lost").unwrap();
+    assert_eq!(lost.state, "aborted");
+    assert!(lost.ended_at.is_some());
+    assert_eq!(
+        store.pending_networks().await.unwrap(),
+        [
+            ("a".to_owned(), "goes on".to_owned()),
+            ("a".to_owned(), "lost".to_owned())
         ]
     );
 }

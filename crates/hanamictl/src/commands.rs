@@ -958,8 +958,8 @@ async fn wait_for_end(
                 )));
             }
             // A server that restarts is back within seconds, and then tells how the task
-            // goes on (one still queued when it stopped is queued again; one that was running
-            // is listed aborted).
+            // goes on (one still queued when it stopped is queued again, a train task that a
+            // clean stop interrupted goes on; one that a crash cut off is listed aborted).
             Err(e) if out_of_reach(&e) => {
                 let since = *unreachable_since.get_or_insert(asked);
                 if since.elapsed() >= RECONNECT_GRACE || Instant::now() >= deadline {
@@ -971,8 +971,9 @@ async fn wait_for_end(
                     )));
                 }
                 progress.remark(Some(
-                    "the server does not answer; trying again (a server that restarts queues \
-                     a queued task again, and lists a running one aborted)",
+                    "the server does not answer; trying again (a restarted server runs queued \
+                     tasks and the train tasks its stop interrupted; a crash aborts the running \
+                     task)",
                 ));
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;

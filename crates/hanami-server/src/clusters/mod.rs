@@ -8,8 +8,10 @@
 //! end and the product are recorded in one transaction, and only then is the network renamed
 //! into place (a start that finds the end recorded but the rename not done completes it). So
 //! a restart brings back every cluster with the network it had, and its task list: queued
-//! tasks keep their work in their records until they start, and are queued again; tasks that
-//! had started and whose end was not recorded are reported aborted, and left nothing behind.
+//! tasks keep their work in their records until they start, and are queued again, as is a
+//! train task that the shutdown stopped (recorded with its network so far, it goes on where
+//! it stopped); tasks that had started and whose end was not recorded are reported aborted,
+//! and left nothing behind.
 //!
 //! Each cluster has one queue; its tasks run one after another on a blocking thread of the
 //! runtime (the cluster's *worker*), which exists only while there is work. A task runs only
@@ -675,6 +677,11 @@ impl ClusterHandle {
         let work = task.start();
         ctx.record(task, &self.row);
         let changes_network = work.as_ref().is_some_and(Work::changes_network);
+        // What a train task that the shutdown stops needs to go on at the next start.
+        let resumable = work
+            .as_ref()
+            .filter(|work| work.kind() == WorkKind::Train)
+            .map(Work::stored);
         let (state, product) = match work {
             // A panic must not leave the task active forever (and its waiters waiting).
             Some(work) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -689,14 +696,19 @@ impl ClusterHandle {
                         let _control = lock(&self.control);
                         task.stopped_by_shutdown.load(Ordering::Relaxed)
                     };
-                    if by_shutdown {
-                        ctx.log_error(task, &self.row, &shut_down_before_the_end(task));
-                    } else if !self.is_deleted() {
-                        // Not an error: its owner asked for it. (A deleted cluster's tasks
-                        // are gone with it.)
-                        task.add_note("stopped by its deletion before its end");
+                    if by_shutdown && resumable.is_some() {
+                        // Not an error: it goes on at the next start.
+                        (TaskState::Queued, Product::Nothing)
+                    } else {
+                        if by_shutdown {
+                            ctx.log_error(task, &self.row, &shut_down_before_the_end(task));
+                        } else if !self.is_deleted() {
+                            // Not an error: its owner asked for it. (A deleted cluster's
+                            // tasks are gone with it.)
+                            task.add_note("stopped by its deletion before its end");
+                        }
+                        (TaskState::Aborted, Product::Nothing)
                     }
-                    (TaskState::Aborted, Product::Nothing)
                 }
                 Ok(Err(e)) => {
                     ctx.log_error(task, &self.row, &e);
@@ -725,7 +737,28 @@ impl ClusterHandle {
         // mode, or queue a task that starts right away, at once.
         lock(&self.control).active = None;
         let ended_at = now_timestamp();
-        let state = self.record_end(task, state, &ended_at, product, staged, ctx);
+        let requeue = resumable.filter(|_| state == TaskState::Queued);
+        if requeue.is_some() {
+            task.add_note(&format!(
+                "a shutdown of the server stopped it after {} of {} cycles; it went on from there \
+                 at the next start",
+                task.progress(),
+                task.total
+            ));
+            task.requeue();
+        }
+        let state = self.record_end(task, state, &ended_at, product, staged, requeue, ctx);
+        if state == TaskState::Queued {
+            tracing::info!(
+                "{} ({}) stopped by the shutdown after {} of {} cycles; it goes on from there at \
+                 the next start",
+                task.described(&self.row.name),
+                task.uuid,
+                task.progress(),
+                task.total
+            );
+            return;
+        }
         task.end_at(state, ended_at);
         tracing::info!(
             "{} ({}) {} after {:.1} s",
@@ -737,8 +770,11 @@ impl ClusterHandle {
     }
 
     /// Makes a task's end durable before anyone learns of it: its end and its product are
-    /// recorded together, then its staged network is put in place. Returns the state the
-    /// task ended in: aborted if its product or its end cannot be recorded.
+    /// recorded together, then its staged network is put in place. With `requeue` (its work,
+    /// and `state` queued), the task is recorded as queued again instead, to go on where it
+    /// stopped. Returns the state the task ended in: aborted if its product or its end (or
+    /// the network it goes on with) cannot be recorded.
+    #[allow(clippy::too_many_arguments)]
     fn record_end(
         &self,
         task: &Task,
@@ -746,14 +782,24 @@ impl ClusterHandle {
         ended_at: &str,
         product: Product,
         staged: Option<StagedNetwork<'_>>,
+        requeue: Option<String>,
         ctx: &WorkerContext,
     ) -> TaskState {
         let mut state = state;
-        let mut recorded = ctx.runtime.block_on(ctx.store.end_task(
-            &task.record_as_ended(&self.row.uuid, state, ended_at),
-            product.as_stored(),
-            staged.is_some(),
-        ));
+        let mut recorded = ctx.runtime.block_on(async {
+            match &requeue {
+                Some(work) => {
+                    let row = task.record(&self.row.uuid);
+                    ctx.store.requeue_task(&row, work, staged.is_some()).await
+                }
+                None => {
+                    let row = task.record_as_ended(&self.row.uuid, state, ended_at);
+                    ctx.store
+                        .end_task(&row, product.as_stored(), staged.is_some())
+                        .await
+                }
+            }
+        });
         if let Err(e @ StoreError::OwnerGone { .. }) = &recorded {
             // Its owner or project was deleted meanwhile: the task ends without it.
             product.remove_file();
@@ -862,10 +908,13 @@ impl ClusterHandle {
             Work::Train(bindings) => {
                 let cluster = cluster?;
                 let refused = cluster.growth_stats();
-                let mut rows = DatasetRows::open(&Interfaces::of(cluster), &bindings, task.total)?;
+                // A task that a shutdown stopped goes on where it stopped.
+                let first = task.progress().min(task.total);
+                let mut rows =
+                    DatasetRows::open(&Interfaces::of(cluster), &bindings, first..task.total)?;
                 let outcome = with_threads(cluster, &ctx.cores, |cluster| {
                     cluster.train_batch(&mut rows, &task.cancel, &mut |done| {
-                        task.set_progress(done as u64)
+                        task.set_progress(first + done as u64)
                     })
                 })?;
                 self.report_refused_growth(cluster, refused, "learned", task, ctx);
@@ -963,7 +1012,7 @@ impl ClusterHandle {
         ctx: &WorkerContext,
     ) -> anyhow::Result<Option<Product>> {
         let interfaces = Interfaces::of(cluster);
-        let mut rows = DatasetRows::open(&interfaces, bindings, task.total)?;
+        let mut rows = DatasetRows::open(&interfaces, bindings, 0..task.total)?;
         rows::check_interface(&interfaces, Side::Output, &target.output, target.columns)?;
         // Four bytes per value, and room for the header.
         let size = (task.total.saturating_mul(target.columns))
@@ -1427,10 +1476,11 @@ impl Clusters {
 
     /// Stops all work for a shutdown and saves every network: queued tasks stay recorded as
     /// queued (the next start queues them again), a running task stops at its next row (its
-    /// worker saves the network and records it), and networks that direct IO changed are
-    /// saved. Every running task stopped this way gets an error-log entry. Waits at most `patience` for the workers. Returns the names of the
-    /// clusters whose networks could not be saved (their changes since the last save are
-    /// lost with the process).
+    /// worker saves the network and records it: a train task as queued again, to go on where
+    /// it stopped), and networks that direct IO changed are saved. Every other running task
+    /// stopped this way gets an error-log entry. Waits at most `patience` for the workers.
+    /// Returns the names of the clusters whose networks could not be saved (their changes
+    /// since the last save are lost with the process).
     pub async fn shut_down(
         &self,
         ctx: &WorkerContext,
@@ -1458,8 +1508,8 @@ impl Clusters {
         let work = tokio::task::spawn_blocking(move || {
             for (cluster, task) in &stopped {
                 // One that ended (finished with its last row, or aborted and explained by
-                // its worker) is done.
-                if task.state().ended() {
+                // its worker), or was queued again by its worker, is done.
+                if task.state() != TaskState::Active {
                     continue;
                 }
                 ctx.log_error(task, &cluster.row, &shut_down_before_the_end(task));

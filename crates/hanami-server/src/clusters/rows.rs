@@ -74,11 +74,14 @@ pub fn check_interface(
     }
 }
 
-/// The rows of a task: `total` rows of every binding, read in order. Each dataset is read
+/// The rows of a task: a range of rows of every binding, read in order (the engine counts
+/// them from 0, whatever row the range starts at). Each dataset is read
 /// once per row, through one cursor over the columns of all its bindings (from the first to
 /// the last), however many interfaces it feeds: a CSV dataset bound column by column to a
 /// thousand interfaces is read as one, not a thousand times.
 pub struct DatasetRows {
+    /// The first row of the datasets that is read (as the engine's row 0).
+    first: u64,
     total: usize,
     /// One cursor per dataset.
     cursors: Vec<RowCursor>,
@@ -89,8 +92,12 @@ pub struct DatasetRows {
 
 impl DatasetRows {
     /// Checks every binding against the network's `interfaces` (see [`check_interface`]),
-    /// then opens each dataset once and a cursor over its first `total` rows.
-    pub fn open(interfaces: &Interfaces, bindings: &[Binding], total: u64) -> anyhow::Result<Self> {
+    /// then opens each dataset once and a cursor over its `rows`.
+    pub fn open(
+        interfaces: &Interfaces,
+        bindings: &[Binding],
+        rows: Range<u64>,
+    ) -> anyhow::Result<Self> {
         for binding in bindings {
             check_interface(
                 interfaces,
@@ -130,7 +137,7 @@ impl DatasetRows {
                     .context(format!("cannot open dataset '{}'", first.dataset_uuid)),
             })?;
             let cursor = reader
-                .rows(union, 0..total)
+                .rows(union, rows.clone())
                 .with_context(|| format!("cannot read dataset '{}'", first.dataset_uuid))?;
             cursors.push(cursor);
             for binding in same {
@@ -140,7 +147,8 @@ impl DatasetRows {
             }
         }
         Ok(Self {
-            total: usize::try_from(total)?,
+            first: rows.start,
+            total: usize::try_from(rows.end.saturating_sub(rows.start))?,
             cursors,
             bindings: by_name,
         })
@@ -158,7 +166,7 @@ impl Rows for DatasetRows {
             return Ok(());
         };
         let cursor = &mut self.cursors[*index];
-        let row = row as u64;
+        let row = self.first + row as u64;
         // Unless another interface of the dataset read this row already.
         if cursor.position() != row + 1 || cursor.current_row().is_none() {
             if cursor.position() != row {
@@ -241,7 +249,7 @@ mod tests {
             inputs: vec![interface("p", 2), interface("q", 1), interface("r", 2)],
             outputs: vec![interface("e", 1)],
         };
-        let mut rows = DatasetRows::open(&interfaces, &bindings, 30).unwrap();
+        let mut rows = DatasetRows::open(&interfaces, &bindings, 0..30).unwrap();
         assert_eq!(rows.row_count(), 30);
         assert_eq!(rows.cursors.len(), 2, "one cursor per dataset");
         assert!(rows.provides("e") && !rows.provides("x"));
@@ -276,5 +284,17 @@ mod tests {
         let mut p = [0.0; 2];
         let err = rows.read(3, "p", &mut p).unwrap_err();
         assert!(err.to_string().contains("in order"), "{err}");
+        // A range that starts further on (a task that goes on where it stopped) is counted
+        // from 0 by the engine.
+        let mut rest = DatasetRows::open(&interfaces, &bindings, 25..30).unwrap();
+        assert_eq!(rest.row_count(), 5);
+        for row in 0..5 {
+            let (mut p, mut r) = ([0.0; 2], [0.0; 2]);
+            rest.read(row, "p", &mut p).unwrap();
+            rest.read(row, "r", &mut r).unwrap();
+            let base = ((25 + row) * 100) as f32;
+            assert_eq!(p, [base + 1.0, base + 2.0], "row {row}");
+            assert_eq!(r[0], f32::from(((25 + row) * 100) as u8), "row {row}");
+        }
     }
 }

@@ -333,12 +333,16 @@ impl Task {
     }
 
     /// A task that an earlier run of the server recorded as queued, with its work, to be
-    /// queued again.
+    /// queued again. A train task that a shutdown stopped goes on from the cycles it did
+    /// (and keeps its note saying so).
     pub fn resumed(row: TaskRow, work: Work) -> Self {
-        Self {
+        let task = Self {
             queued_at: row.queued_at,
+            current: AtomicU64::new(row.current.min(row.total)),
             ..Self::new(row.uuid, row.name, row.total, work)
-        }
+        };
+        task.timeline().note = row.note;
+        task
     }
 
     /// The task's work as the database keeps it while the task is queued; `None` once it
@@ -442,6 +446,19 @@ impl Task {
     /// Records progress.
     pub fn set_progress(&self, rows: u64) {
         self.current.store(rows, Ordering::Relaxed);
+    }
+
+    /// The cycles done.
+    pub fn progress(&self) -> u64 {
+        self.current.load(Ordering::Relaxed)
+    }
+
+    /// Marks a task that stopped part of the way queued again, as if it had not started (its
+    /// progress stays), for the next start of the server to run the rest.
+    pub fn requeue(&self) {
+        let mut timeline = self.timeline();
+        timeline.state = TaskState::Queued;
+        timeline.start = None;
     }
 
     /// Ends the task now and wakes those waiting for the end.
