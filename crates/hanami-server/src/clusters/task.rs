@@ -515,3 +515,68 @@ impl Task {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Work comes back as it was stored, with its files in the data directory it is read in
+    /// (which may have moved), and a stored file name cannot reach outside its folder.
+    #[test]
+    fn stored_work_comes_back_within_its_folders() {
+        let old = DataDir::new(std::path::Path::new("/old/place"));
+        let new = DataDir::new(std::path::Path::new("/new/place"));
+        let binding = |name: &str, side| Binding {
+            name: name.to_owned(),
+            side,
+            dataset_uuid: "dataset".to_owned(),
+            path: old.datasets().join("dataset-file"),
+            columns: ColumnRange::new(3, 7),
+        };
+        let target = ResultTarget {
+            output: "label".to_owned(),
+            columns: 10,
+            name: "answers".to_owned(),
+            owner_id: "owner".to_owned(),
+            project_id: "project".to_owned(),
+        };
+        let work = Work::Request(vec![binding("picture", Side::Input)], target);
+        let text = work.stored();
+        let Ok(Work::Request(bindings, back)) = Work::from_stored(&text, &new) else {
+            panic!("not read back: {text}");
+        };
+        assert_eq!(bindings.len(), 1);
+        let binding = &bindings[0];
+        assert_eq!(binding.path, new.datasets().join("dataset-file"));
+        assert_eq!(
+            (binding.name.as_str(), binding.side, binding.columns),
+            ("picture", Side::Input, ColumnRange::new(3, 7))
+        );
+        assert_eq!(
+            (
+                back.output,
+                back.columns,
+                back.name,
+                back.owner_id,
+                back.project_id
+            ),
+            (
+                "label".to_owned(),
+                10,
+                "answers".to_owned(),
+                "owner".to_owned(),
+                "project".to_owned()
+            )
+        );
+
+        let escaping = text.replace("dataset-file", "../hanami.db");
+        let Err(e) = Work::from_stored(&escaping, &new) else {
+            panic!("a path outside the datasets' folder was taken");
+        };
+        assert!(e.to_string().contains("is not a file name"), "{e}");
+        let Err(e) = Work::from_stored("{\"kind\":\"dream\"}", &new) else {
+            panic!("an unknown kind was taken");
+        };
+        assert!(e.to_string().contains("cannot read"), "{e}");
+    }
+}
