@@ -254,6 +254,7 @@ async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Resu
         memory: NetworkMemory::new(config.cluster_memory_limit, config.clusters_memory_limit),
         min_free_disk: config.min_free_disk,
         disk,
+        stopping: Arc::default(),
     };
     let (clusters, resumed) = load_clusters(&store, &paths, &workers.memory).await?;
     if !resumed.is_empty() {
@@ -403,18 +404,31 @@ async fn load_clusters(
                     task.name, cluster.row.name
                 ),
             },
+            ("queued", None) => format!(
+                "task '{}' of cluster '{}' was queued when the server stopped, and its end was \
+                 not recorded; an older version of the server queued it, which kept no record \
+                 of what queued tasks were to do, so it is aborted: queue it again",
+                task.name, cluster.row.name
+            ),
             (state, _) => {
                 // A stop ends active tasks itself, so a task still active here outlived a
                 // crash (or a stop that could not wait for it). Its end was not recorded,
                 // and a task's network and product become durable only with its end: it
-                // left nothing behind. A queued one without its work was queued by an
-                // older version, which did not keep it.
-                let outcome = if state == "active" {
+                // left nothing behind since it started. A train task that an earlier stop
+                // interrupted started again with the cycles it had done, which its network
+                // keeps (its record's progress is set when it starts, and not before its end).
+                let outcome = if task.current == 0 {
                     "nothing it did is kept: the cluster's network is the one saved before the \
                      task (its cycles are lost), and no result or checkpoint of it was \
                      registered; run it again"
+                        .to_owned()
                 } else {
-                    "no progress of it was recorded"
+                    format!(
+                        "the cluster's network keeps only its first {} cycles, which it did \
+                         before an earlier stop of the server interrupted it: what it did after \
+                         it went on is lost",
+                        task.current
+                    )
                 };
                 format!(
                     "task '{}' of cluster '{}' was {state} when the server stopped, and its end \
@@ -1024,6 +1038,7 @@ async fn shutdown_on_signal(mut signals: ShutdownSignals, handle: axum_server::H
     let first = signals.received(true).await.name;
     tracing::info!("shutting down on {first} (a second SIGINT or SIGTERM stops at once)");
     app.stopping.send_replace(true);
+    app.clusters.stop_tasks(&app.workers);
     handle.graceful_shutdown(Some(Duration::from_secs(10)));
     let second = signals.received(false).await;
     tracing::warn!(

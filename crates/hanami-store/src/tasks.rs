@@ -271,9 +271,9 @@ impl Store {
             .collect())
     }
 
-    /// Marks a task that had not ended as aborted at `ended_at` with `note`, and writes its
-    /// error-log entry, in one transaction (a crash leaves either both or neither, so the
-    /// next start tells about it again). `false` if it had ended meanwhile.
+    /// Marks a task that had not ended as aborted at `ended_at`, adds `note` to its note, and
+    /// writes its error-log entry, in one transaction (a crash leaves either both or neither,
+    /// so the next start tells about it again). `false` if it had ended meanwhile.
     pub async fn abort_unfinished_task(
         &self,
         uuid: &str,
@@ -283,8 +283,9 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let aborted = sqlx::query(
-            "UPDATE tasks SET state = 'aborted', ended_at = ?, note = ?, work = NULL \
-             WHERE uuid = ? AND state IN ('queued', 'active')",
+            "UPDATE tasks SET state = 'aborted', ended_at = ?1, work = NULL, \
+             note = CASE WHEN note IS NULL THEN ?2 ELSE note || '; ' || ?2 END \
+             WHERE uuid = ?3 AND state IN ('queued', 'active')",
         )
         .bind(ended_at)
         .bind(note)

@@ -273,6 +273,21 @@ async fn a_queued_task_keeps_its_work_until_it_starts() {
     let lost = tasks.iter().find(|t| t.uuid == "lost").unwrap();
     assert_eq!(lost.state, "aborted");
     assert!(lost.ended_at.is_some());
+    // Aborted at a later start, it keeps its note and gets the abort's after it.
+    let entry = ErrorEntry {
+        error_id: "e2",
+        user_id: "owner",
+        context: "server start-up",
+        input_values: &inputs,
+        message: "crashed",
+    };
+    store
+        .abort_unfinished_task("goes on", "2026-11-30 11:00:00", "crashed", entry)
+        .await
+        .unwrap();
+    let tasks = store.cluster_tasks("a").await.unwrap();
+    let goes_on = tasks.iter().find(|t| t.uuid == "goes on").unwrap();
+    assert_eq!(goes_on.note.as_deref(), Some("stopped; crashed"));
     assert_eq!(
         store.pending_networks().await.unwrap(),
         [

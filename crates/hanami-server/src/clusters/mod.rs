@@ -336,7 +336,8 @@ impl ClusterHandle {
         if self.is_deleted() {
             return None;
         }
-        let idle = control.mode == Mode::Task
+        let idle = !ctx.stopping.load(Ordering::Relaxed)
+            && control.mode == Mode::Task
             && !control.worker_running
             && control.active.is_none()
             && control.queue.is_empty();
@@ -589,7 +590,11 @@ impl ClusterHandle {
         ctx: &WorkerContext,
         slot: Option<OwnedSemaphorePermit>,
     ) {
-        if control.worker_running || control.mode != Mode::Task || control.queue.is_empty() {
+        if control.worker_running
+            || control.mode != Mode::Task
+            || control.queue.is_empty()
+            || ctx.stopping.load(Ordering::Relaxed)
+        {
             return;
         }
         control.worker_running = true;
@@ -627,21 +632,21 @@ impl ClusterHandle {
     /// of another cluster that waits for a slot go first, until the queue is empty or the
     /// mode changes.
     fn work(self: Arc<Self>, ctx: &WorkerContext, slot: OwnedSemaphorePermit) {
-        let Some(task) = self.next_task() else {
+        let Some(task) = self.next_task(ctx) else {
             return;
         };
         self.run(&task, ctx);
         drop(slot);
-        if self.next_task_waits() {
+        if self.next_task_waits(ctx) {
             self.run_next_task_when_free(ctx);
         }
     }
 
     /// The next task to run, marked active; `None` (and the worker ends) when the queue is
-    /// empty, paused or deleted.
-    fn next_task(&self) -> Option<Arc<Task>> {
+    /// empty, paused or deleted, or the server stops.
+    fn next_task(&self, ctx: &WorkerContext) -> Option<Arc<Task>> {
         let mut control = lock(&self.control);
-        let next = if control.mode == Mode::Task && !self.is_deleted() {
+        let next = if self.runs_tasks(&control, ctx) {
             control.queue.pop_front()
         } else {
             None
@@ -654,13 +659,18 @@ impl ClusterHandle {
     }
 
     /// Whether another task waits to run; if not, the worker ends.
-    fn next_task_waits(&self) -> bool {
+    fn next_task_waits(&self, ctx: &WorkerContext) -> bool {
         let control = lock(&self.control);
-        let waits = control.mode == Mode::Task && !self.is_deleted() && !control.queue.is_empty();
+        let waits = self.runs_tasks(&control, ctx) && !control.queue.is_empty();
         if !waits {
             self.end_worker(control);
         }
         waits
+    }
+
+    /// Whether queued tasks may start: TASK mode, not deleted, the server not stopping.
+    fn runs_tasks(&self, control: &Control, ctx: &WorkerContext) -> bool {
+        control.mode == Mode::Task && !self.is_deleted() && !ctx.stopping.load(Ordering::Relaxed)
     }
 
     fn end_worker(&self, mut control: MutexGuard<'_, Control>) {
@@ -740,8 +750,8 @@ impl ClusterHandle {
         let requeue = resumable.filter(|_| state == TaskState::Queued);
         if requeue.is_some() {
             task.add_note(&format!(
-                "a shutdown of the server stopped it after {} of {} cycles; it went on from there \
-                 at the next start",
+                "a shutdown of the server stopped it after {} of {} cycles, which the cluster's \
+                 network keeps, to go on from there at the next start",
                 task.progress(),
                 task.total
             ));
@@ -1306,6 +1316,9 @@ pub struct WorkerContext {
     pub min_free_disk: u64,
     /// Disk space promised to writes under way, shared with the uploads.
     pub disk: Arc<crate::disk::Ledger>,
+    /// Set when the server begins to stop (see [`Clusters::stop_tasks`]): from then on no
+    /// task starts; queued ones stay queued for the next start.
+    pub stopping: Arc<AtomicBool>,
 }
 
 impl WorkerContext {
@@ -1472,6 +1485,16 @@ impl Clusters {
     /// Every cluster.
     pub fn all(&self) -> Vec<Arc<ClusterHandle>> {
         lock(&self.map).values().cloned().collect()
+    }
+
+    /// Tells running tasks to stop at their next row and keeps queued ones from starting, as
+    /// soon as the server begins to stop (before the API and the websocket sessions have
+    /// closed, which may take seconds). [`Clusters::shut_down`] then waits for the workers.
+    pub fn stop_tasks(&self, ctx: &WorkerContext) {
+        ctx.stopping.store(true, Ordering::Relaxed);
+        for cluster in self.all() {
+            cluster.stop_work();
+        }
     }
 
     /// Stops all work for a shutdown and saves every network: queued tasks stay recorded as
