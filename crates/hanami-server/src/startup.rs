@@ -84,13 +84,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     })?;
     listener.set_nonblocking(true)?;
     let database = DataDir::new(&config.data_dir).database();
-    let app = prepare(config, routes, policy)
+    let (app, resumed) = prepare(config, routes, policy)
         .await
         .map_err(|e| with_database_hint(e, &database))?;
     let address = listener.local_addr()?;
     // Before the address is printed: a client that stops the server as soon as it reads the
     // address must not find the signals' default action (the process killed) still in place.
     let signals = ShutdownSignals::install();
+    // Only now: a stop must find them stoppable.
+    if !resumed.is_empty() {
+        tracing::info!(
+            "queued {} task(s) again that were queued, or that the stop interrupted, when the \
+             server stopped",
+            resumed.len()
+        );
+    }
+    for (cluster, task) in resumed {
+        cluster.resume(task, &app.workers);
+    }
     let scheme = if tls_config.is_some() {
         "https"
     } else {
@@ -192,8 +203,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 const FINALISATION_PATIENCE: Duration = Duration::from_secs(120);
 
 /// Everything before the listener: directories, database, admin, token key, and the clusters
-/// of earlier runs.
-async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Result<App> {
+/// of earlier runs, with the tasks to queue again (see [`load_clusters`]).
+async fn prepare(
+    config: Config,
+    routes: Routes,
+    policy: Policy,
+) -> anyhow::Result<(App, Vec<Resumed>)> {
     let data_dir = &config.data_dir;
     let paths = DataDir::new(data_dir);
     paths
@@ -257,17 +272,7 @@ async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Resu
         stopping: Arc::default(),
     };
     let (clusters, resumed) = load_clusters(&store, &paths, &workers.memory).await?;
-    if !resumed.is_empty() {
-        tracing::info!(
-            "queued {} task(s) again that were queued, or that the stop interrupted, when the \
-             server stopped",
-            resumed.len()
-        );
-    }
-    for (cluster, task) in resumed {
-        cluster.enqueue(Arc::new(task), &workers);
-    }
-    Ok(Arc::new(AppState {
+    let app = Arc::new(AppState {
         config,
         paths,
         data_dir_lock,
@@ -290,7 +295,8 @@ async fn prepare(config: Config, routes: Routes, policy: Policy) -> anyhow::Resu
         sessions: tokio::sync::watch::Sender::new(0),
         finalisations: tokio::sync::watch::Sender::new(0),
         owner_changes: tokio::sync::Mutex::new(()),
-    }))
+    });
+    Ok((app, resumed))
 }
 
 /// The uuid of the logical host saved in `path`, or a new one saved there: hosts keep their
@@ -317,6 +323,9 @@ fn host_id(path: &Path) -> anyhow::Result<String> {
     }
 }
 
+/// A task of an earlier run to queue again, with its cluster.
+type Resumed = (Arc<ClusterHandle>, Arc<Task>);
+
 /// Brings back the clusters of earlier runs, each with its saved network and its task list.
 /// Tasks that were queued when the server stopped (cleanly or not), and train tasks that a
 /// clean stop recorded as queued again, are returned with their clusters, in queue order, to
@@ -326,7 +335,7 @@ async fn load_clusters(
     store: &Store,
     paths: &DataDir,
     memory: &NetworkMemory,
-) -> anyhow::Result<(Clusters, Vec<(Arc<ClusterHandle>, Task)>)> {
+) -> anyhow::Result<(Clusters, Vec<Resumed>)> {
     // Before the stale temporary files go: a staged network may be one of them.
     complete_pending_networks(store, paths).await?;
     set_aside_unreferenced_files(
@@ -395,7 +404,7 @@ async fn load_clusters(
         let message = match (task.state.as_str(), work) {
             ("queued", Some(work)) => match Work::from_stored(&work, paths) {
                 Ok(work) => {
-                    resumed.push((cluster, Task::resumed(task, work)));
+                    resumed.push((cluster, Arc::new(Task::resumed(task, work))));
                     continue;
                 }
                 Err(why) => format!(
@@ -457,16 +466,19 @@ async fn load_clusters(
             crate::error_log::trace(&entry);
         }
     }
-    // The tasks queued again follow the ended ones of their cluster, as they did.
-    let queued: HashSet<&str> = resumed.iter().map(|(_, task)| task.uuid.as_str()).collect();
+    // Each cluster's list in queue order, the tasks to queue again among the others.
+    let queued: HashMap<&str, &Arc<Task>> = resumed
+        .iter()
+        .map(|(_, task)| (task.uuid.as_str(), task))
+        .collect();
     for cluster in clusters.all() {
         let tasks = store.cluster_tasks(&cluster.row.uuid).await?;
-        cluster.add_recorded_tasks(
-            tasks
-                .into_iter()
-                .filter(|task| !queued.contains(task.uuid.as_str()))
-                .map(Task::recorded),
-        );
+        cluster.add_recorded_tasks(tasks.into_iter().map(
+            |row| match queued.get(row.uuid.as_str()) {
+                Some(task) => Arc::clone(task),
+                None => Arc::new(Task::recorded(row)),
+            },
+        ));
     }
     Ok((clusters, resumed))
 }
@@ -581,10 +593,12 @@ async fn complete_pending_networks(store: &Store, paths: &DataDir) -> anyhow::Re
             tokio::task::spawn_blocking(move || complete_staged_network(&file, &staged, &shared))
                 .await??;
         if let Some(why) = lost {
-            // Its end was recorded, its network is not in place: it did not end well after all.
+            // Its end (or its stop, to go on at this start) was recorded, its network is not
+            // in place: it did not end well after all.
             let message = format!(
-                "the network that task {task} of cluster '{}' saved when it ended {why}; the \
-                 cluster keeps the network it had before the task, so the task is aborted",
+                "the network that task {task} of cluster '{}' saved when it ended (or when a \
+                 shutdown stopped it) {why}; the cluster keeps the network it had before, so \
+                 the task is aborted",
                 row.name
             );
             log_startup_error(store, &row.owner_id, &task, &message).await;

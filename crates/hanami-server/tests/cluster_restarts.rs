@@ -306,18 +306,8 @@ async fn check_restarted(
 
 /// A cluster with three long train tasks, stopped (cleanly, or by a crash) while the first
 /// one runs, and started again; checks what [`check_restarted`] checks. Returns the server,
-/// a client, the cluster, the checksum of its network before any task ended, the stopped
-/// task's note and the folder of the uploaded files.
-async fn interrupted(
-    crash: bool,
-) -> (
-    TestServer,
-    Client,
-    String,
-    String,
-    String,
-    tempfile::TempDir,
-) {
+/// a client, the cluster, the stopped task's note and the folder of the uploaded files.
+async fn interrupted(crash: bool) -> (TestServer, Client, String, String, tempfile::TempDir) {
     let server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let tmp = tempfile::tempdir().unwrap();
@@ -326,7 +316,6 @@ async fn interrupted(
     for uuid in &tasks {
         before.push(client.task(&cluster, uuid).await.unwrap());
     }
-    let created = sha256(&server.data_dir.join("clusters").join(&cluster));
     let server = if crash {
         server.crash_and_restart()
     } else {
@@ -334,12 +323,12 @@ async fn interrupted(
     };
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let note = check_restarted(&server, &client, &cluster, &before, crash).await;
-    (server, client, cluster, created, note, tmp)
+    (server, client, cluster, note, tmp)
 }
 
 #[tokio::test]
 async fn a_stop_keeps_queued_tasks_and_the_running_one_goes_on() {
-    let (_server, client, cluster, _, note, tmp) = interrupted(false).await;
+    let (_server, client, cluster, note, tmp) = interrupted(false).await;
     assert!(
         note.starts_with("a shutdown of the server stopped it after ")
             && note.ends_with(
@@ -446,7 +435,7 @@ async fn a_stop_stops_tasks_before_it_closes_direct_io_sessions() {
     let server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let tmp = tempfile::tempdir().unwrap();
-    let dataset = upload(&client, tmp.path(), "long", 20_000).await;
+    let dataset = upload(&client, tmp.path(), "long", 60_000).await;
     let direct = common::seed_cluster(&client, "direct").await;
     client.set_direct_mode(&direct, true).await.unwrap();
     // Open, and not read from while the server stops: its close is not answered.
@@ -454,20 +443,23 @@ async fn a_stop_stops_tasks_before_it_closes_direct_io_sessions() {
     let cluster = common::seed_cluster(&client, "busy").await;
     let task = queue_training(&client, &cluster, "stopped", &dataset).await;
     wait_for_progress(&client, &cluster, &task).await;
+    let before_stop = client.task(&cluster, &task).await.unwrap().current_cycle;
     let server = server.restart();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let done = client.wait_for_task(&cluster, &task, WAIT).await.unwrap();
     assert_eq!(done.state, TaskState::Finished, "{done:?}");
-    let note = done.note.unwrap_or_default();
+    // Stopped within moments of the signal, not once the session had closed (seconds of
+    // training later; a 60,000-row pass may even end in that time).
+    let stopped = stopped_after(done.note.as_deref().unwrap_or_default());
     assert!(
-        note.starts_with("a shutdown of the server stopped it after "),
-        "the task ran on during the stop: {note:?}"
+        stopped - before_stop < 10_000,
+        "the task ran on during the stop: {before_stop} cycles before it, {stopped} at it"
     );
 }
 
 #[tokio::test]
 async fn a_crash_keeps_queued_tasks_and_aborts_the_running_one() {
-    let (_server, client, cluster, _, note, _tmp) = interrupted(true).await;
+    let (_server, client, cluster, note, _tmp) = interrupted(true).await;
     assert!(
         note.contains("active when the server stopped, and its end was not")
             && note.contains("its cycles are lost"),
@@ -501,14 +493,15 @@ async fn queued_tasks_come_back(crash: bool) {
         .train("train", &cluster, &pair, &[("label", &dataset)])
         .await
         .unwrap();
+    // Aborted at the start, among the others.
+    let lost = client.restore_cluster(&cluster, &doomed).await.unwrap();
+    client.delete_checkpoint(&doomed).await.unwrap();
     let request = client
         .request("request", &cluster, &pair, ("label", "answers"))
         .await
         .unwrap();
     let save = client.save_cluster(&cluster, "trained").await.unwrap();
     let restore = client.restore_cluster(&cluster, &kept).await.unwrap();
-    let lost = client.restore_cluster(&cluster, &doomed).await.unwrap();
-    client.delete_checkpoint(&doomed).await.unwrap();
     let uuids = [
         &train.uuid,
         &request.uuid,
@@ -522,6 +515,7 @@ async fn queued_tasks_come_back(crash: bool) {
         assert_eq!(task.state, TaskState::Queued);
         before.push(task);
     }
+    let listed = states(&client, &cluster).await;
 
     let server = if crash {
         server.crash_and_restart()
@@ -533,6 +527,9 @@ async fn queued_tasks_come_back(crash: bool) {
     for uuid in uuids {
         after.push(client.wait_for_task(&cluster, uuid, WAIT).await.unwrap());
     }
+    // Listed in the order they were queued.
+    let uuids_of = |list: Vec<(String, String)>| list.into_iter().map(|t| t.0).collect::<Vec<_>>();
+    assert_eq!(uuids_of(states(&client, &cluster).await), uuids_of(listed));
     for (task, queued) in after[..4].iter().zip(&before) {
         assert_eq!(task.state, TaskState::Finished, "{task:?}");
         assert_eq!(task.queue_timestamp, queued.queue_timestamp);

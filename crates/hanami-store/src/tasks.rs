@@ -231,13 +231,14 @@ impl Store {
             .collect())
     }
 
-    /// Marks a task that had ended, or stopped to be queued again, as aborted after all, with
-    /// `note` (at start-up: the network its recorded end left pending cannot be put in
-    /// place). One that had stopped ends now.
+    /// Marks a task that had ended, or stopped to be queued again, as aborted after all,
+    /// adding `note` to its note (at start-up: the network its recorded end left pending
+    /// cannot be put in place). One that had stopped ends now.
     pub async fn abort_ended_task(&self, uuid: &str, note: &str) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE tasks SET state = 'aborted', note = ?, work = NULL, \
-             ended_at = COALESCE(ended_at, ?) WHERE uuid = ?",
+            "UPDATE tasks SET state = 'aborted', work = NULL, \
+             note = CASE WHEN note IS NULL THEN ?1 ELSE note || '; ' || ?1 END, \
+             ended_at = COALESCE(ended_at, ?2) WHERE uuid = ?3",
         )
         .bind(note)
         .bind(crate::now_timestamp())

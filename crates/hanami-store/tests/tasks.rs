@@ -273,6 +273,7 @@ async fn a_queued_task_keeps_its_work_until_it_starts() {
     let lost = tasks.iter().find(|t| t.uuid == "lost").unwrap();
     assert_eq!(lost.state, "aborted");
     assert!(lost.ended_at.is_some());
+    assert_eq!(lost.note.as_deref(), Some("stopped; its network is lost"));
     // Aborted at a later start, it keeps its note and gets the abort's after it.
     let entry = ErrorEntry {
         error_id: "e2",

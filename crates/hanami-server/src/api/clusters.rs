@@ -365,7 +365,7 @@ async fn save(app: App, caller: Caller, request: SaveClusterRequest) -> ApiResul
     };
     let task = Arc::new(Task::new(uuid.clone(), request.name.clone(), 1, work));
     if super::tasks::enqueue(&app, &cluster, &task).await? {
-        task.ended().await;
+        super::tasks::until_ended(&app, &task).await;
     }
     Ok(SaveStarted {
         uuid,
@@ -441,7 +441,7 @@ async fn load(app: App, caller: Caller, request: LoadClusterRequest) -> ApiResul
     };
     let task = Arc::new(Task::new(uuid.clone(), checkpoint.name, 1, work));
     if super::tasks::enqueue(&app, &cluster, &task).await? {
-        task.ended().await;
+        super::tasks::until_ended(&app, &task).await;
     }
     Ok(LoadStarted { uuid })
 }

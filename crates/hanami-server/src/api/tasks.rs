@@ -246,6 +246,16 @@ pub(super) async fn enqueue(
     }
 }
 
+/// Waits until a task that started at once has ended, or the server stops (the stop may
+/// keep it from starting after all: it then runs at the next start).
+pub(super) async fn until_ended(app: &App, task: &Task) {
+    let mut stopping = app.stopping.subscribe();
+    tokio::select! {
+        () = task.ended() => {}
+        _ = stopping.wait_for(|stopping| *stopping) => {}
+    }
+}
+
 /// The cluster and state of the task that will create the resource `uuid` of `kind`
 /// (a checkpoint or a request's result dataset) visible in `scope`, while that task has not
 /// ended. Whose the resource will be decides, as for made ones (not whose the cluster is).

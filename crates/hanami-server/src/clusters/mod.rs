@@ -326,9 +326,9 @@ impl ClusterHandle {
     }
 
     /// Queues a task. Returns whether it starts right away: the cluster was idle (nothing
-    /// running or queued, TASK mode) and a task slot was free, which the task takes; `None` if the cluster was deleted
-    /// meanwhile (its worker would never run the task, and a caller waiting for its end would
-    /// wait for ever).
+    /// running or queued, TASK mode), the server is not stopping and a task slot was free,
+    /// which the task takes; `None` if the cluster was deleted meanwhile (its worker would
+    /// never run the task, and a caller waiting for its end would wait for ever).
     pub fn enqueue(self: &Arc<Self>, task: Arc<Task>, ctx: &WorkerContext) -> Option<bool> {
         let mut control = lock(&self.control);
         // [`ClusterHandle::delete`] sets the mark before it empties the queue under this
@@ -351,11 +351,18 @@ impl ClusterHandle {
         Some(starts)
     }
 
-    /// Adds tasks recorded by an earlier run (all ended) to the task list.
-    pub fn add_recorded_tasks(&self, tasks: impl IntoIterator<Item = Task>) {
-        lock(&self.control)
-            .tasks
-            .extend(tasks.into_iter().map(Arc::new));
+    /// Adds tasks recorded by an earlier run to the task list, in their order: ended ones,
+    /// and queued ones that [`ClusterHandle::resume`] then queues.
+    pub fn add_recorded_tasks(&self, tasks: impl IntoIterator<Item = Arc<Task>>) {
+        lock(&self.control).tasks.extend(tasks);
+    }
+
+    /// Queues a task of an earlier run that [`ClusterHandle::add_recorded_tasks`] listed;
+    /// it starts once a task slot is free.
+    pub fn resume(self: &Arc<Self>, task: Arc<Task>, ctx: &WorkerContext) {
+        let mut control = lock(&self.control);
+        control.queue.push_back(task);
+        self.start_worker(&mut control, ctx, None);
     }
 
     /// Saves the network to the cluster's file durably; without a network the file holds
@@ -513,6 +520,10 @@ impl ClusterHandle {
         let task = control.tasks[index].clone();
         Some(match task.state() {
             TaskState::Active => {
+                // Its owner's deletion, not the shutdown, decides how it ends (it is not
+                // queued again): see `ClusterHandle::stopped`, which reads this under the
+                // same lock.
+                task.stopped_by_shutdown.store(false, Ordering::Relaxed);
                 task.cancel.store(true, Ordering::Relaxed);
                 TaskRemoval::Stopping(task)
             }
@@ -681,7 +692,8 @@ impl ClusterHandle {
         crate::memory::return_freed_memory_soon();
     }
 
-    /// Runs a task that [`ClusterHandle::next_task`] made active, and ends it.
+    /// Runs a task that [`ClusterHandle::next_task`] made active, and ends it (or, for a
+    /// train task that the shutdown stopped, queues it again for the next start).
     fn run(&self, task: &Task, ctx: &WorkerContext) {
         let started = std::time::Instant::now();
         let work = task.start();
@@ -692,124 +704,137 @@ impl ClusterHandle {
             .as_ref()
             .filter(|work| work.kind() == WorkKind::Train)
             .map(Work::stored);
-        let (state, product) = match work {
+        let ending = match work {
             // A panic must not leave the task active forever (and its waiters waiting).
             Some(work) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.execute(task, work, ctx)
             })) {
-                Ok(Ok(Some(product))) => (TaskState::Finished, product),
-                Ok(Ok(None)) => {
-                    // Stopped by the shutdown: said with the end it is recorded with (a
-                    // kill during the rest of the stop must not leave it unexplained).
-                    // Read under the lock `stop_work` set it under, before the cancel.
-                    let by_shutdown = {
-                        let _control = lock(&self.control);
-                        task.stopped_by_shutdown.load(Ordering::Relaxed)
-                    };
-                    if by_shutdown && resumable.is_some() {
-                        // Not an error: it goes on at the next start.
-                        (TaskState::Queued, Product::Nothing)
-                    } else {
-                        if by_shutdown {
-                            ctx.log_error(task, &self.row, &shut_down_before_the_end(task));
-                        } else if !self.is_deleted() {
-                            // Not an error: its owner asked for it. (A deleted cluster's
-                            // tasks are gone with it.)
-                            task.add_note("stopped by its deletion before its end");
-                        }
-                        (TaskState::Aborted, Product::Nothing)
-                    }
-                }
+                Ok(Ok(Some(product))) => Ending::End(TaskState::Finished, product),
+                Ok(Ok(None)) => self.stopped(task, resumable, ctx),
                 Ok(Err(e)) => {
                     ctx.log_error(task, &self.row, &e);
-                    (TaskState::Aborted, Product::Nothing)
+                    Ending::End(TaskState::Aborted, Product::Nothing)
                 }
                 Err(_) => {
                     let e = anyhow::anyhow!("the task panicked");
                     ctx.log_error(task, &self.row, &e);
-                    (TaskState::Aborted, Product::Nothing)
+                    Ending::End(TaskState::Aborted, Product::Nothing)
                 }
             },
-            None => (TaskState::Aborted, Product::Nothing),
+            None => Ending::End(TaskState::Aborted, Product::Nothing),
         };
         // A task whose network cannot be saved did not end well (it is saved again at
         // shutdown), except a request, whose result is complete whatever became of the
-        // growth it caused.
-        let (state, staged) = if changes_network {
+        // growth it caused; a train task cannot go on from a network that was not saved.
+        let (ending, staged) = if changes_network {
             match self.stage_network(task) {
-                Ok(staged) => (state, staged),
-                Err(e) => (self.network_not_saved(task, state, &product, e, ctx), None),
+                Ok(staged) => (ending, staged),
+                Err(e) => {
+                    let (state, product) = match ending {
+                        Ending::End(state, product) => (state, product),
+                        Ending::Requeue(_) => {
+                            ctx.log_error(task, &self.row, &shut_down_before_the_end(task));
+                            (TaskState::Aborted, Product::Nothing)
+                        }
+                    };
+                    let state = self.network_not_saved(task, state, &product, e, ctx);
+                    (Ending::End(state, product), None)
+                }
             }
         } else {
-            (state, None)
+            (ending, None)
         };
         // Idle before anyone can see the end: a client that saw it may switch to DIRECT
         // mode, or queue a task that starts right away, at once.
         lock(&self.control).active = None;
         let ended_at = now_timestamp();
-        let requeue = resumable.filter(|_| state == TaskState::Queued);
-        if requeue.is_some() {
-            task.add_note(&format!(
-                "a shutdown of the server stopped it after {} of {} cycles, which the cluster's \
-                 network keeps, to go on from there at the next start",
-                task.progress(),
-                task.total
-            ));
-            task.requeue();
-        }
-        let state = self.record_end(task, state, &ended_at, product, staged, requeue, ctx);
-        if state == TaskState::Queued {
-            tracing::info!(
+        match self.record_end(task, ending, &ended_at, staged, ctx) {
+            Recorded::Requeued => tracing::info!(
                 "{} ({}) stopped by the shutdown after {} of {} cycles; it goes on from there at \
                  the next start",
                 task.described(&self.row.name),
                 task.uuid,
                 task.progress(),
                 task.total
-            );
-            return;
+            ),
+            Recorded::Ended(state) => {
+                task.end_at(state, ended_at);
+                tracing::info!(
+                    "{} ({}) {} after {:.1} s",
+                    task.described(&self.row.name),
+                    task.uuid,
+                    state.as_str(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
         }
-        task.end_at(state, ended_at);
-        tracing::info!(
-            "{} ({}) {} after {:.1} s",
-            task.described(&self.row.name),
-            task.uuid,
-            state.as_str(),
-            started.elapsed().as_secs_f64()
-        );
+    }
+
+    /// How a task that stopped before its end (its cancel flag) ends: a train task that the
+    /// shutdown stopped is queued again with `resumable`, its work; any other is aborted,
+    /// with a note saying why. Decided under the control lock, where a deletion of the task
+    /// takes back the shutdown's mark: a task the shutdown queues again is then no longer
+    /// active for a deletion, which forgets it as a queued one.
+    fn stopped(&self, task: &Task, resumable: Option<String>, ctx: &WorkerContext) -> Ending {
+        let by_shutdown = {
+            let _control = lock(&self.control);
+            let by_shutdown = task.stopped_by_shutdown.load(Ordering::Relaxed);
+            if by_shutdown && resumable.is_some() {
+                task.requeue();
+            }
+            by_shutdown
+        };
+        match resumable.filter(|_| by_shutdown) {
+            // Not an error: it goes on at the next start.
+            Some(work) => Ending::Requeue(work),
+            None => {
+                if by_shutdown {
+                    // Said with the end it is recorded with (a kill during the rest of the
+                    // stop must not leave it unexplained).
+                    ctx.log_error(task, &self.row, &shut_down_before_the_end(task));
+                } else if !self.is_deleted() {
+                    // Not an error: its owner asked for it. (A deleted cluster's tasks are
+                    // gone with it.)
+                    task.add_note("stopped by its deletion before its end");
+                }
+                Ending::End(TaskState::Aborted, Product::Nothing)
+            }
+        }
     }
 
     /// Makes a task's end durable before anyone learns of it: its end and its product are
-    /// recorded together, then its staged network is put in place. With `requeue` (its work,
-    /// and `state` queued), the task is recorded as queued again instead, to go on where it
-    /// stopped. Returns the state the task ended in: aborted if its product or its end (or
-    /// the network it goes on with) cannot be recorded.
-    #[allow(clippy::too_many_arguments)]
+    /// recorded together, then its staged network is put in place; a task queued again is
+    /// recorded so, with its progress, its work and a note saying where it stopped, together
+    /// with its network so far. Ended aborted if its product or its end (or the network it
+    /// would go on with) cannot be recorded.
     fn record_end(
         &self,
         task: &Task,
-        state: TaskState,
+        ending: Ending,
         ended_at: &str,
-        product: Product,
         staged: Option<StagedNetwork<'_>>,
-        requeue: Option<String>,
         ctx: &WorkerContext,
-    ) -> TaskState {
-        let mut state = state;
+    ) -> Recorded {
+        let mut requeued = matches!(ending, Ending::Requeue(_));
         let mut recorded = ctx.runtime.block_on(async {
-            match &requeue {
-                Some(work) => {
-                    let row = task.record(&self.row.uuid);
+            match &ending {
+                Ending::Requeue(work) => {
+                    let row = task.record_requeued(&self.row.uuid);
                     ctx.store.requeue_task(&row, work, staged.is_some()).await
                 }
-                None => {
-                    let row = task.record_as_ended(&self.row.uuid, state, ended_at);
+                Ending::End(state, product) => {
+                    let row = task.record_as_ended(&self.row.uuid, *state, ended_at);
                     ctx.store
                         .end_task(&row, product.as_stored(), staged.is_some())
                         .await
                 }
             }
         });
+        let (mut state, product) = match ending {
+            Ending::End(state, product) => (state, product),
+            // Ends so if it cannot be queued again.
+            Ending::Requeue(_) => (TaskState::Aborted, Product::Nothing),
+        };
         if let Err(e @ StoreError::OwnerGone { .. }) = &recorded {
             // Its owner or project was deleted meanwhile: the task ends without it.
             product.remove_file();
@@ -835,8 +860,13 @@ impl ClusterHandle {
                     }
                 }
                 Err(e) => {
-                    // The staged file is gone: the end is recorded again, without it.
+                    // The staged file is gone: the end is recorded again, without it (a task
+                    // queued again cannot go on from a network that is not in place).
                     self.unsaved.store(true, Ordering::Relaxed);
+                    if requeued {
+                        requeued = false;
+                        ctx.log_error(task, &self.row, &shut_down_before_the_end(task));
+                    }
                     state = self.network_not_saved(task, state, &product, e, ctx);
                     if let Err(e) = ctx.runtime.block_on(ctx.store.end_task(
                         &task.record_as_ended(&self.row.uuid, state, ended_at),
@@ -869,9 +899,15 @@ impl ClusterHandle {
                 ));
                 ctx.log_error(task, &self.row, &e);
                 state = TaskState::Aborted;
+                requeued = false;
             }
         }
-        state
+        if requeued {
+            task.add_note(&task.stop_note());
+            Recorded::Requeued
+        } else {
+            Recorded::Ended(state)
+        }
     }
 
     /// Reports a network that the task changed and that cannot be saved (the server keeps it
@@ -1446,6 +1482,23 @@ impl RefusedGrowth {
     }
 }
 
+/// How a task that ran is to be recorded.
+enum Ending {
+    /// It ended in this state, with this product.
+    End(TaskState, Product),
+    /// A train task that the shutdown stopped part of the way: queued again with this work
+    /// (as [`Work::stored`] writes it), to go on where it stopped at the next start.
+    Requeue(String),
+}
+
+/// How [`ClusterHandle::record_end`] recorded a task.
+enum Recorded {
+    /// It ended in this state.
+    Ended(TaskState),
+    /// It is queued again, for the next start.
+    Requeued,
+}
+
 /// Why a task that the shutdown stopped while it ran was aborted.
 fn shut_down_before_the_end(task: &Task) -> anyhow::Error {
     anyhow::anyhow!(
@@ -1509,6 +1562,7 @@ impl Clusters {
         ctx: &WorkerContext,
         patience: std::time::Duration,
     ) -> Vec<String> {
+        self.stop_tasks(ctx);
         let clusters = self.all();
         let mut stopped = Vec::new();
         for cluster in &clusters {
@@ -1535,8 +1589,9 @@ impl Clusters {
                 if task.state() != TaskState::Active {
                     continue;
                 }
+                // Not recorded: its record keeps the progress it started with, which the
+                // next start takes for what its network keeps.
                 ctx.log_error(task, &cluster.row, &shut_down_before_the_end(task));
-                ctx.record(task, &cluster.row);
             }
             let mut unsaved = Vec::new();
             for cluster in &clusters {
@@ -1591,6 +1646,42 @@ mod tests {
 
     /// A save that comes after the deletion (a task's end-of-run save, say, racing with the
     /// delete request) writes nothing: the deleted cluster's file stays removed.
+    #[test]
+    fn a_deletion_during_the_stop_is_not_taken_for_the_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let row = ResourceRow::new("c", "cluster", "owner", "project", "network");
+        let cluster = ClusterHandle::new(row, None, dir.path().join("network"));
+        let work = Work::Save {
+            owner_id: "owner".into(),
+            project_id: "project".into(),
+        };
+        let task = Arc::new(Task::new("t".into(), "task".into(), 1, work));
+        {
+            let mut control = lock(&cluster.control);
+            control.tasks.push(task.clone());
+            control.active = Some(task.clone());
+        }
+        assert!(task.start().is_some());
+        // The shutdown marks the running task; its owner then deletes it: the deletion
+        // decides how it ends (aborted, not queued again for the next start).
+        assert!(cluster.stop_work().is_some());
+        assert!(task.stopped_by_shutdown.load(Ordering::Relaxed));
+        assert!(matches!(
+            cluster.delete_task("t"),
+            Some(TaskRemoval::Stopping(_))
+        ));
+        assert!(!task.stopped_by_shutdown.load(Ordering::Relaxed));
+        assert!(task.cancel.load(Ordering::Relaxed));
+        // Once the stop has queued it again, a deletion forgets it as a queued task.
+        task.requeue();
+        assert!(matches!(
+            cluster.delete_task("t"),
+            Some(TaskRemoval::Forgotten)
+        ));
+        assert_eq!(task.state(), TaskState::Aborted);
+        assert!(cluster.tasks().is_empty());
+    }
+
     #[test]
     fn a_deleted_cluster_saves_no_file() {
         let dir = tempfile::tempdir().unwrap();

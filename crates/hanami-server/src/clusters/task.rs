@@ -168,7 +168,7 @@ impl Work {
                 file_name: file_name.clone(),
             },
         };
-        serde_json::to_string(&stored).unwrap_or_default()
+        serde_json::to_string(&stored).expect("plain strings and numbers serialize")
     }
 
     /// The work of a queued task as [`Work::stored`] wrote it, with its files in `paths`; a
@@ -208,8 +208,12 @@ impl Work {
                 file_name,
             } => {
                 let path = file_in(paths.checkpoints(), &file_name)?;
-                let file = match std::fs::File::open(&path) {
-                    Ok(file) => file,
+                // Without waiting: a named pipe in its place must not hold up the start.
+                let file = match hanami_store::files::open_without_waiting(&path) {
+                    Ok(file) if file.metadata()?.is_file() => file,
+                    Ok(_) => anyhow::bail!(
+                        "the file of checkpoint '{checkpoint_uuid}' is not a regular file any more"
+                    ),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
                         "checkpoint '{checkpoint_uuid}' was deleted after the restore was \
                          queued (a queued restore reads a deleted checkpoint only until the \
@@ -291,7 +295,7 @@ pub struct Task {
     pub name: String,
     /// Rows to process (1 for checkpoint tasks).
     pub total: u64,
-    /// What the task does; `None` for tasks of an earlier run of the server.
+    /// What the task does; `None` for ended tasks of an earlier run of the server.
     pub kind: Option<WorkKind>,
     /// What the task creates at its end; `None` for tasks that create nothing and for
     /// tasks of an earlier run of the server (they have ended).
@@ -453,12 +457,39 @@ impl Task {
         self.current.load(Ordering::Relaxed)
     }
 
-    /// Marks a task that stopped part of the way queued again, as if it had not started (its
-    /// progress stays), for the next start of the server to run the rest.
+    /// Marks a task that a shutdown stopped part of the way as queued again, until the
+    /// server stops (it does not run again in this run: its record tells the next start to
+    /// run the rest; see [`Task::record_requeued`]).
     pub fn requeue(&self) {
-        let mut timeline = self.timeline();
-        timeline.state = TaskState::Queued;
-        timeline.start = None;
+        self.timeline().state = TaskState::Queued;
+    }
+
+    /// What the note of a train task that a shutdown stopped says.
+    pub fn stop_note(&self) -> String {
+        format!(
+            "a shutdown of the server stopped it after {} of {} cycles, which the cluster's \
+             network keeps, to go on from there at the next start",
+            self.progress(),
+            self.total
+        )
+    }
+
+    /// The task as the database records it once a shutdown stopped it part of the way, to go
+    /// on at the next start: queued, not started, with its progress and [`Task::stop_note`]
+    /// added to its note.
+    pub fn record_requeued(&self, cluster_uuid: &str) -> TaskRow {
+        let row = self.record(cluster_uuid);
+        let stop = self.stop_note();
+        TaskRow {
+            state: TaskState::Queued.as_str().to_owned(),
+            started_at: None,
+            ended_at: None,
+            note: Some(match row.note {
+                Some(earlier) => format!("{earlier}; {stop}"),
+                None => stop,
+            }),
+            ..row
+        }
     }
 
     /// Ends the task now and wakes those waiting for the end.
