@@ -99,9 +99,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             resumed.len()
         );
     }
+    let mut starting: Vec<Arc<ClusterHandle>> = Vec::new();
     for (cluster, task) in resumed {
-        cluster.resume(task, &app.workers);
+        cluster.resume(task);
+        if !starting.iter().any(|c| Arc::ptr_eq(c, &cluster)) {
+            starting.push(cluster);
+        }
     }
+    clusters::start_resumed_workers(starting, &app.workers).await;
     let scheme = if tls_config.is_some() {
         "https"
     } else {

@@ -563,6 +563,41 @@ async fn queued_tasks_come_back(crash: bool) {
     client.set_direct_mode(&cluster, true).await.unwrap();
 }
 
+/// Tasks queued again at a start keep their turns over all clusters: with one task slot,
+/// each cluster's task runs in the order the tasks were queued before the stop (the
+/// clusters asked for slots in an order the runtime chose).
+#[tokio::test]
+async fn queued_tasks_keep_their_turns_over_clusters() {
+    const CLUSTERS: usize = 16;
+    let config = tempfile::tempdir().unwrap();
+    let (launch_one, _) = common::launch_with_config(config.path(), "max_running_tasks = 1\n");
+    let mut server = launch_one.start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dataset = upload(&client, tmp.path(), "data", 200).await;
+    for turn in 0..CLUSTERS {
+        let cluster = common::seed_cluster(&client, &format!("cluster {turn}")).await;
+        // Waits in DIRECT mode, until the restart brings the cluster back in TASK mode.
+        client.set_direct_mode(&cluster, true).await.unwrap();
+        queue_training(&client, &cluster, &format!("turn {turn:02}"), &dataset).await;
+    }
+    assert!(server.stop());
+    let (launch_again, _) = common::launch_with_config(config.path(), "max_running_tasks = 1\n");
+    let server = launch_again
+        .data_dir(&server.data_dir)
+        .env("RUST_LOG", "info")
+        .start();
+    let ends: Vec<String> = (0..CLUSTERS)
+        .map(|turn| format!("train task 'turn {turn:02}'"))
+        .collect();
+    let ended: Vec<&str> = ends.iter().map(String::as_str).collect();
+    server.wait_until_logged(&ended);
+    let log = server.logged();
+    let mut order: Vec<&String> = ends.iter().collect();
+    order.sort_by_key(|end| log.find(end.as_str()));
+    assert_eq!(order, ends.iter().collect::<Vec<_>>(), "{log}");
+}
+
 #[tokio::test]
 async fn queued_tasks_of_every_kind_run_after_a_stop() {
     queued_tasks_come_back(false).await;

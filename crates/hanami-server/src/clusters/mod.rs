@@ -358,11 +358,20 @@ impl ClusterHandle {
     }
 
     /// Queues a task of an earlier run that [`ClusterHandle::add_recorded_tasks`] listed;
-    /// it starts once a task slot is free.
-    pub fn resume(self: &Arc<Self>, task: Arc<Task>, ctx: &WorkerContext) {
+    /// [`start_resumed_workers`] starts it.
+    pub fn resume(&self, task: Arc<Task>) {
+        lock(&self.control).queue.push_back(task);
+    }
+
+    /// Marks the worker running for [`start_resumed_workers`], which starts it; `false` if
+    /// one runs already, nothing waits, or tasks may not start.
+    fn claim_worker(&self, ctx: &WorkerContext) -> bool {
         let mut control = lock(&self.control);
-        control.queue.push_back(task);
-        self.start_worker(&mut control, ctx, None);
+        if control.worker_running || control.queue.is_empty() || !self.runs_tasks(&control, ctx) {
+            return false;
+        }
+        control.worker_running = true;
+        true
     }
 
     /// Saves the network to the cluster's file durably; without a network the file holds
@@ -903,7 +912,7 @@ impl ClusterHandle {
             }
         }
         if requeued {
-            task.add_note(&task.stop_note());
+            task.note_stop();
             Recorded::Requeued
         } else {
             Recorded::Ended(state)
@@ -1479,6 +1488,40 @@ impl RefusedGrowth {
     pub fn add(&mut self, other: RefusedGrowth) {
         self.by_cluster += other.by_cluster;
         self.by_pool += other.by_pool;
+    }
+}
+
+/// Starts the workers of the clusters whose tasks a start queued again, `clusters` in the
+/// order of their first such task: each asks for a task slot in that order, before the next
+/// one does, so the clusters take their turns as they did before the restart (a worker's
+/// later tasks then wait behind the clusters that waited already, as always).
+pub async fn start_resumed_workers(clusters: Vec<Arc<ClusterHandle>>, ctx: &WorkerContext) {
+    for cluster in clusters {
+        if !cluster.claim_worker(ctx) {
+            continue;
+        }
+        let mut slot = Box::pin(ctx.slots.clone().acquire_owned());
+        // Polled once now, which takes the slot or a place in the semaphore's queue.
+        let now = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::future::Future::poll(slot.as_mut(), cx))
+        })
+        .await;
+        let ctx = ctx.clone();
+        match now {
+            std::task::Poll::Ready(slot) => {
+                cluster.work_on_thread(ctx, slot.expect("the task slots are never closed"));
+            }
+            std::task::Poll::Pending => {
+                // While it waits, a deleted cluster can go.
+                let cluster = Arc::downgrade(&cluster);
+                ctx.runtime.clone().spawn(async move {
+                    let slot = slot.await.expect("the task slots are never closed");
+                    if let Some(cluster) = cluster.upgrade() {
+                        cluster.work_on_thread(ctx, slot);
+                    }
+                });
+            }
+        }
     }
 }
 

@@ -55,6 +55,9 @@ pub enum Work {
     },
 }
 
+/// How the note of a train task that a shutdown stopped begins.
+const STOPPED_AFTER: &str = "a shutdown of the server stopped it after ";
+
 /// [`Work`] as the database keeps it while its task is queued (JSON), so that a restart
 /// queues the task again. Files are named within their folders of the data directory (which
 /// may have been moved meanwhile).
@@ -464,32 +467,41 @@ impl Task {
         self.timeline().state = TaskState::Queued;
     }
 
-    /// What the note of a train task that a shutdown stopped says.
-    pub fn stop_note(&self) -> String {
-        format!(
-            "a shutdown of the server stopped it after {} of {} cycles, which the cluster's \
-             network keeps, to go on from there at the next start",
+    /// The task's note once a shutdown stopped it part of the way, to go on at the next
+    /// start: it says where, in place of what an earlier stop's note said.
+    fn note_with_stop(&self, note: Option<&str>) -> String {
+        let stop = format!(
+            "{STOPPED_AFTER}{} of {} cycles, which the cluster's network keeps, to go on from \
+             there at the next start",
             self.progress(),
             self.total
-        )
+        );
+        note.into_iter()
+            .flat_map(|note| note.split("; "))
+            .filter(|part| !part.starts_with(STOPPED_AFTER))
+            .chain([stop.as_str()])
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// The task as the database records it once a shutdown stopped it part of the way, to go
-    /// on at the next start: queued, not started, with its progress and [`Task::stop_note`]
-    /// added to its note.
+    /// on at the next start: queued, not started, with its progress and a note saying where
+    /// it stopped.
     pub fn record_requeued(&self, cluster_uuid: &str) -> TaskRow {
         let row = self.record(cluster_uuid);
-        let stop = self.stop_note();
         TaskRow {
             state: TaskState::Queued.as_str().to_owned(),
             started_at: None,
             ended_at: None,
-            note: Some(match row.note {
-                Some(earlier) => format!("{earlier}; {stop}"),
-                None => stop,
-            }),
+            note: Some(self.note_with_stop(row.note.as_deref())),
             ..row
         }
+    }
+
+    /// Notes where a shutdown stopped the task, as [`Task::record_requeued`] recorded it.
+    pub fn note_stop(&self) {
+        let mut timeline = self.timeline();
+        timeline.note = Some(self.note_with_stop(timeline.note.as_deref()));
     }
 
     /// Ends the task now and wakes those waiting for the end.
@@ -550,6 +562,43 @@ impl Task {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A task stopped by several shutdowns says where the last one stopped it, once, and
+    /// keeps the rest of its note.
+    #[test]
+    fn a_stop_note_takes_the_place_of_an_earlier_one() {
+        let work = Work::Save {
+            owner_id: "owner".into(),
+            project_id: "project".into(),
+        };
+        let task = Task::new("t".into(), "task".into(), 100, work);
+        task.add_note("growth refused");
+        task.set_progress(30);
+        task.note_stop();
+        task.add_note("more growth refused");
+        task.set_progress(70);
+        let recorded = task.record_requeued("cluster");
+        let stop = |cycles| {
+            format!(
+                "a shutdown of the server stopped it after {cycles} of 100 cycles, which the \
+                 cluster's network keeps, to go on from there at the next start"
+            )
+        };
+        assert_eq!(
+            recorded.note.as_deref(),
+            Some(format!("growth refused; more growth refused; {}", stop(70)).as_str())
+        );
+        assert_eq!(
+            (
+                recorded.state.as_str(),
+                recorded.started_at,
+                recorded.current
+            ),
+            ("queued", None, 70)
+        );
+        task.note_stop();
+        assert_eq!(task.info().note, recorded.note);
+    }
 
     /// Work comes back as it was stored, with its files in the data directory it is read in
     /// (which may have moved), and a stored file name cannot reach outside its folder.
