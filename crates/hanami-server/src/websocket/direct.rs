@@ -240,9 +240,7 @@ fn handle(
     message: ClusterIoMessage,
     refused: &mut RefusedGrowth,
 ) -> Result<Vec<ClusterIoMessage>, String> {
-    if let Some(why) = cluster.direct_session_over(session_end) {
-        return Err(why.into());
-    }
+    still_on(cluster, session_end)?;
     let (buffers, what) = match TargetBufferType::try_from(message.target_buffer_type) {
         Ok(TargetBufferType::InputBufferType) => (&mut staging.inputs, "input"),
         Ok(TargetBufferType::ExpectedBufferType) => (&mut staging.expected, "output"),
@@ -306,17 +304,18 @@ fn handle(
                 .collect();
             cluster
                 .with_network(|network| {
+                    still_on(cluster, session_end)?;
                     let before = network.growth_stats();
                     let trained = network.train_step(&inputs, &expected);
                     refused.add(RefusedGrowth::between(before, network.growth_stats()));
-                    trained
+                    trained.map_err(|e| e.to_string())
                 })
-                .ok_or("the cluster has no network")?
-                .map_err(|e| e.to_string())?;
+                .ok_or("the cluster has no network")??;
             Ok(vec![ack(true)])
         }
         ClusterProcessType::RequestType => cluster
             .with_network(|network| {
+                still_on(cluster, session_end)?;
                 let before = network.growth_stats();
                 let answered = network.request_step(&inputs);
                 refused.add(RefusedGrowth::between(before, network.growth_stats()));
@@ -342,8 +341,100 @@ fn handle(
     })
 }
 
+/// Checks again, under the network's lock, that the session goes on: a switch to TASK mode
+/// while the step waited for the lock may have let a queued task change the network first.
+fn still_on(
+    cluster: &ClusterHandle,
+    session_end: &tokio::sync::watch::Receiver<()>,
+) -> Result<(), String> {
+    match cluster.direct_session_over(session_end) {
+        Some(why) => Err(why.to_owned()),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, mpsc};
+
+    use hanami_store::resources::ResourceRow;
+
+    use super::*;
+    use crate::clusters::{CoreBudget, Mode, WorkerContext};
+
+    /// A step that waits for the network's lock while its session ends (here the cluster's
+    /// deletion; a switch to TASK mode, which lets a queued task take the lock first, ends it
+    /// the same way) does not run on what it finds once it has the lock.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_step_does_not_outlive_its_session_while_it_waits_for_the_network() {
+        let dir = tempfile::tempdir().unwrap();
+        let template = "version: 1 settings: refractory_time: 1 hexagons: 1,1,1 2,1,1 \
+                        inputs: x: target: 1,1,1 number_of_inputs: 2 \
+                        outputs: y: target: 2,1,1 number_of_outputs: 1";
+        let network = Cluster::from_template_text(template, 7).unwrap();
+        let row = ResourceRow::new("c", "cluster", "owner", "project", "network");
+        let cluster = Arc::new(ClusterHandle::new(
+            row,
+            Some(network),
+            dir.path().join("network"),
+        ));
+        let ctx = WorkerContext {
+            store: hanami_store::Store::open(&dir.path().join("hanami.db"))
+                .await
+                .unwrap(),
+            paths: crate::paths::DataDir::new(dir.path()),
+            runtime: tokio::runtime::Handle::current(),
+            cores: Arc::new(CoreBudget::new(1)),
+            slots: Arc::new(tokio::sync::Semaphore::new(1)),
+            memory: crate::memory::NetworkMemory::new(1 << 30, 1 << 30),
+            min_free_disk: 0,
+            disk: Arc::default(),
+            stopping: Arc::default(),
+        };
+        assert!(cluster.set_mode(Mode::Direct, &ctx).is_ok());
+        let session_end = cluster.direct_sessions_end();
+        let mut staging = cluster.read_network(Staging::new).unwrap();
+        // Something else holds the network's lock (as a task or another session's step).
+        let (held, holding) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let holder = {
+            let cluster = cluster.clone();
+            std::thread::spawn(move || {
+                cluster.read_network(|_| {
+                    held.send(()).unwrap();
+                    released.recv().unwrap();
+                })
+            })
+        };
+        holding.recv().unwrap();
+        let step = {
+            let cluster = cluster.clone();
+            std::thread::spawn(move || {
+                let message = ClusterIoMessage {
+                    buffer_name: "x".into(),
+                    is_last: true,
+                    process_type: ClusterProcessType::RequestType as i32,
+                    target_buffer_type: TargetBufferType::InputBufferType as i32,
+                    number_of_values: 2,
+                    values: vec![1.0, 0.0],
+                };
+                let mut refused = RefusedGrowth::default();
+                handle(&cluster, &session_end, &mut staging, message, &mut refused)
+            })
+        };
+        // The step has checked its session and waits for the lock by now.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!step.is_finished());
+        cluster.delete();
+        release.send(()).unwrap();
+        holder.join().unwrap();
+        let answer = step.join().unwrap();
+        assert_eq!(
+            answer.err().as_deref(),
+            Some(hanami_types::websocket::CLOSED_CLUSTER_DELETED)
+        );
+    }
+
     /// The close reason fits a close frame whole, and the limit it names is the engine's.
     #[test]
     fn the_size_refusal_fits_and_names_the_real_limit() {
