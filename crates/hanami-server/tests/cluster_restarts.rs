@@ -29,6 +29,17 @@ async fn upload(client: &Client, dir: &Path, name: &str, rows: u32) -> String {
         .uuid
 }
 
+/// A fresh server, a client of its admin, a dataset of `rows` generated images and a cluster
+/// of the seed template, both named `name`; the dataset's and the cluster's uuids.
+async fn server_with_cluster(name: &str, rows: u32) -> (TestServer, Client, String, String) {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dataset = upload(&client, tmp.path(), name, rows).await;
+    let cluster = common::seed_cluster(&client, name).await;
+    (server, client, dataset, cluster)
+}
+
 /// Saves a checkpoint of the cluster and returns the bytes of its file.
 async fn checkpoint_bytes(
     server: &TestServer,
@@ -353,11 +364,7 @@ fn stopped_after(note: &str) -> u64 {
 /// that the same training without a stop leaves, bit for bit.
 #[tokio::test]
 async fn a_train_task_goes_on_after_a_stop_as_if_never_stopped() {
-    let server = TestServer::start();
-    let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let dataset = upload(&client, tmp.path(), "long", 20_000).await;
-    let cluster = common::seed_cluster(&client, "twice").await;
+    let (server, client, dataset, cluster) = server_with_cluster("twice", 20_000).await;
     let start = client.save_cluster(&cluster, "start").await.unwrap().uuid;
     client.wait_for_task(&cluster, &start, WAIT).await.unwrap();
     train_to_the_end(&client, &cluster, "whole", &dataset).await;
@@ -389,11 +396,7 @@ async fn a_train_task_goes_on_after_a_stop_as_if_never_stopped() {
 /// did before the stop (the network saved then), and its note says so.
 #[tokio::test]
 async fn a_crash_after_a_stop_keeps_the_cycles_before_the_stop() {
-    let server = TestServer::start();
-    let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let dataset = upload(&client, tmp.path(), "long", 40_000).await;
-    let cluster = common::seed_cluster(&client, "twice cut").await;
+    let (server, client, dataset, cluster) = server_with_cluster("twice cut", 40_000).await;
     let task = queue_training(&client, &cluster, "cut twice", &dataset).await;
     wait_for_progress(&client, &cluster, &task).await;
     let server = server.restart();
@@ -432,11 +435,7 @@ async fn a_crash_after_a_stop_keeps_the_cycles_before_the_stop() {
 /// on at the next start).
 #[tokio::test]
 async fn a_stop_stops_tasks_before_it_closes_direct_io_sessions() {
-    let server = TestServer::start();
-    let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let dataset = upload(&client, tmp.path(), "long", 60_000).await;
-    let direct = common::seed_cluster(&client, "direct").await;
+    let (server, client, dataset, direct) = server_with_cluster("direct", 60_000).await;
     client.set_direct_mode(&direct, true).await.unwrap();
     // Open, and not read from while the server stops: its close is not answered.
     let _session = client.direct_session(&direct).await.unwrap();
@@ -473,11 +472,7 @@ async fn a_crash_keeps_queued_tasks_and_aborts_the_running_one() {
 /// and its tasks run, each with what it was queued to do, except a restore whose checkpoint
 /// was deleted while it waited (its file went with the stop), which is aborted saying so.
 async fn queued_tasks_come_back(crash: bool) {
-    let server = TestServer::start();
-    let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let dataset = upload(&client, tmp.path(), "data", 300).await;
-    let cluster = common::seed_cluster(&client, "waits").await;
+    let (server, client, dataset, cluster) = server_with_cluster("waits", 300).await;
     let kept = client
         .save_cluster(&cluster, "untrained")
         .await
@@ -1030,11 +1025,7 @@ async fn direct_io_training_lost_in_a_crash_is_reported() {
 #[tokio::test]
 async fn the_data_directory_is_for_the_server_alone() {
     use std::os::unix::fs::PermissionsExt;
-    let server = TestServer::start();
-    let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let dataset = upload(&client, tmp.path(), "private", 20).await;
-    let cluster = common::seed_cluster(&client, "private").await;
+    let (server, _client, dataset, cluster) = server_with_cluster("private", 20).await;
     let data = &server.data_dir;
     let mode =
         |path: std::path::PathBuf| std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -1141,11 +1132,7 @@ async fn a_damaged_or_locked_database_is_named() {
 /// file behind.
 #[tokio::test]
 async fn a_network_that_cannot_be_saved_aborts_its_task() {
-    let server = TestServer::start();
-    let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let dataset = upload(&client, tmp.path(), "train", 50).await;
-    let cluster = common::seed_cluster(&client, "unsavable").await;
+    let (server, client, dataset, cluster) = server_with_cluster("unsavable", 50).await;
     // A directory where the network file belongs: every save fails, root or not.
     let file = server.data_dir.join("clusters").join(&cluster);
     std::fs::remove_file(&file).unwrap();
@@ -1187,11 +1174,7 @@ async fn a_network_that_cannot_be_saved_aborts_its_task() {
 /// whole (a later save that a crash interrupted) is removed instead.
 #[tokio::test]
 async fn a_recorded_end_brings_its_staged_network_into_place() {
-    let mut server = TestServer::start();
-    let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let train = upload(&client, tmp.path(), "train", 300).await;
-    let cluster = common::seed_cluster(&client, "staged").await;
+    let (mut server, client, train, cluster) = server_with_cluster("staged", 300).await;
     let file = server.data_dir.join("clusters").join(&cluster);
     let untrained = std::fs::read(&file).unwrap();
     let task = train_to_the_end(&client, &cluster, "first", &train).await;
@@ -1282,13 +1265,7 @@ async fn a_crash_during_the_start_loses_no_task_report() {
     let (cluster, tasks) = busy_cluster(&client, tmp.path(), 400).await;
     drop(server);
     // As an older version queued them, without their work: they are aborted at the start.
-    let url = format!("sqlite://{}", data.path().join("hanami.db").display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query("UPDATE tasks SET work = NULL")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    common::change_database(data.path(), "UPDATE tasks SET work = NULL", &[]).await;
     assert!(launch().kill_when_logged(data.path(), "when the server stopped, and its end was not"));
     // Killed part of the way: some tasks are reported, the others are still unfinished.
     let store = Store::open(&data.path().join("hanami.db")).await.unwrap();

@@ -2174,14 +2174,12 @@ async fn train_tasks_train_the_named_outputs_within_range() {
     assert_eq!(done.state, TaskState::Finished);
     // A dataset uploaded before value ranges were recorded: the task stops at row 150, and
     // the error log says why.
-    let url = format!("sqlite://{}", server.data_dir.join("hanami.db").display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query("UPDATE datasets SET value_ranges = NULL WHERE uuid = ?1")
-        .bind(&scaled)
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    common::change_database(
+        &server.data_dir,
+        "UPDATE datasets SET value_ranges = NULL WHERE uuid = ?1",
+        &[&scaled],
+    )
+    .await;
     let task = scaled_task("scaled", "a").await.unwrap();
     let log = aborted_with_log(&server, &client, &cluster, &task.uuid).await;
     assert!(

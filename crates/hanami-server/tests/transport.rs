@@ -202,13 +202,7 @@ async fn a_server_error_is_logged_with_an_id_that_the_response_carries() {
         .expect(200);
 
     // Break the database from outside: every state-changing request writes the audit log.
-    let url = format!("sqlite://{}", server.data_dir.join("hanami.db").display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query("DROP TABLE audit_log")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    common::change_database(&server.data_dir, "DROP TABLE audit_log", &[]).await;
 
     let resp = admin
         .post(

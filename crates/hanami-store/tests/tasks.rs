@@ -36,6 +36,20 @@ async fn store_with_cluster() -> (tempfile::TempDir, Store, ResourceRow) {
     (dir, store, cluster)
 }
 
+/// No input values, for [`start_up_entry`].
+const NO_INPUTS: serde_json::Value = serde_json::Value::Null;
+
+/// An error-log entry of the owner's, as a start-up writes it with an abort.
+fn start_up_entry<'a>(error_id: &'a str, message: &'a str) -> ErrorEntry<'a> {
+    ErrorEntry {
+        error_id,
+        user_id: "owner",
+        context: "server start-up",
+        input_values: &NO_INPUTS,
+        message,
+    }
+}
+
 fn task(uuid: &str, cluster: &str, state: &str) -> TaskRow {
     TaskRow {
         uuid: uuid.into(),
@@ -108,14 +122,7 @@ async fn unfinished_tasks_are_aborted_and_orphans_forgotten() {
         .map(|t| (t.row.uuid.as_str(), t.row.state.as_str()))
         .collect();
     assert_eq!(names, [("queued", "queued"), ("active", "active")]);
-    let inputs = serde_json::json!({});
-    let entry = |error_id| ErrorEntry {
-        error_id,
-        user_id: "owner",
-        context: "server start-up",
-        input_values: &inputs,
-        message: "aborted at start-up",
-    };
+    let entry = |error_id| start_up_entry(error_id, "aborted at start-up");
     for (t, id) in unfinished.iter().map(|t| &t.row).zip(["e1", "e2"]) {
         let note = format!("{} was {}", t.uuid, t.state);
         let aborted = store
@@ -222,14 +229,7 @@ async fn a_queued_task_keeps_its_work_until_it_starts() {
         .end_task(&ended, TaskProduct::Nothing, false)
         .await
         .unwrap();
-    let inputs = serde_json::json!({});
-    let entry = ErrorEntry {
-        error_id: "e1",
-        user_id: "owner",
-        context: "server start-up",
-        input_values: &inputs,
-        message: "aborted",
-    };
+    let entry = start_up_entry("e1", "aborted");
     store
         .abort_unfinished_task("aborted", "2026-11-30 10:00:00", "aborted", entry)
         .await
@@ -275,13 +275,7 @@ async fn a_queued_task_keeps_its_work_until_it_starts() {
     assert!(lost.ended_at.is_some());
     assert_eq!(lost.note.as_deref(), Some("stopped; its network is lost"));
     // Aborted at a later start, it keeps its note and gets the abort's after it.
-    let entry = ErrorEntry {
-        error_id: "e2",
-        user_id: "owner",
-        context: "server start-up",
-        input_values: &inputs,
-        message: "crashed",
-    };
+    let entry = start_up_entry("e2", "crashed");
     store
         .abort_unfinished_task("goes on", "2026-11-30 11:00:00", "crashed", entry)
         .await

@@ -288,6 +288,19 @@ pub async fn sdk(server: &TestServer, user: &str, password: &str) -> hanami_sdk:
         .unwrap_or_else(|e| panic!("SDK login of {user}: {e}"))
 }
 
+/// Runs `sql` with `params` on the database in `data_dir` from outside the server, as
+/// another program (or an older version) would change it.
+pub async fn change_database(data_dir: &Path, sql: &str, params: &[&str]) {
+    let url = format!("sqlite://{}", data_dir.join("hanami.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let mut query = sqlx::query(sql);
+    for param in params {
+        query = query.bind(*param);
+    }
+    query.execute(&pool).await.unwrap();
+    pool.close().await;
+}
+
 /// A learnable MNIST-like IDX pair (see [`hanami_testkit::pattern_mnist`]) with the noise
 /// the cluster tests were tuned to.
 pub fn pattern_mnist(dir: &Path, name: &str, count: u32) -> (PathBuf, PathBuf) {
