@@ -100,9 +100,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     let mut starting: Vec<Arc<ClusterHandle>> = Vec::new();
+    let mut seen = HashSet::new();
     for (cluster, task) in resumed {
         cluster.resume(task);
-        if !starting.iter().any(|c| Arc::ptr_eq(c, &cluster)) {
+        if seen.insert(cluster.row.uuid.clone()) {
             starting.push(cluster);
         }
     }

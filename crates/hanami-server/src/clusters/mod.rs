@@ -1586,11 +1586,13 @@ impl Clusters {
     /// Tells running tasks to stop at their next row and keeps queued ones from starting, as
     /// soon as the server begins to stop (before the API and the websocket sessions have
     /// closed, which may take seconds). [`Clusters::shut_down`] then waits for the workers.
-    pub fn stop_tasks(&self, ctx: &WorkerContext) {
+    /// Returns the tasks still running, with their clusters.
+    pub fn stop_tasks(&self, ctx: &WorkerContext) -> Vec<(Arc<ClusterHandle>, Arc<Task>)> {
         ctx.stopping.store(true, Ordering::Relaxed);
-        for cluster in self.all() {
-            cluster.stop_work();
-        }
+        self.all()
+            .into_iter()
+            .filter_map(|cluster| Some((cluster.clone(), cluster.stop_work()?)))
+            .collect()
     }
 
     /// Stops all work for a shutdown and saves every network: queued tasks stay recorded as
@@ -1605,15 +1607,9 @@ impl Clusters {
         ctx: &WorkerContext,
         patience: std::time::Duration,
     ) -> Vec<String> {
-        self.stop_tasks(ctx);
+        // A running task that stops in time is explained by its worker.
+        let stopped = self.stop_tasks(ctx);
         let clusters = self.all();
-        let mut stopped = Vec::new();
-        for cluster in &clusters {
-            // A running task that stops in time is explained by its worker.
-            if let Some(task) = cluster.stop_work() {
-                stopped.push((cluster.clone(), task));
-            }
-        }
         let deadline = tokio::time::Instant::now() + patience;
         while clusters.iter().any(|c| c.is_working()) {
             if tokio::time::Instant::now() >= deadline {
