@@ -708,18 +708,13 @@ impl ClusterHandle {
         let work = task.start();
         ctx.record(task, &self.row);
         let changes_network = work.as_ref().is_some_and(Work::changes_network);
-        // What a train task that the shutdown stops needs to go on at the next start.
-        let resumable = work
-            .as_ref()
-            .filter(|work| work.kind() == WorkKind::Train)
-            .map(Work::stored);
-        let ending = match work {
+        let ending = match &work {
             // A panic must not leave the task active forever (and its waiters waiting).
             Some(work) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.execute(task, work, ctx)
             })) {
                 Ok(Ok(Some(product))) => Ending::End(TaskState::Finished, product),
-                Ok(Ok(None)) => self.stopped(task, resumable, ctx),
+                Ok(Ok(None)) => self.stopped(task, work, ctx),
                 Ok(Err(e)) => {
                     ctx.log_error(task, &self.row, &e);
                     Ending::End(TaskState::Aborted, Product::Nothing)
@@ -732,6 +727,8 @@ impl ClusterHandle {
             },
             None => Ending::End(TaskState::Aborted, Product::Nothing),
         };
+        // Done with (a restore's checkpoint file is closed).
+        drop(work);
         // A task whose network cannot be saved did not end well (it is saved again at
         // shutdown), except a request, whose result is complete whatever became of the
         // growth it caused; a train task cannot go on from a network that was not saved.
@@ -780,35 +777,34 @@ impl ClusterHandle {
     }
 
     /// How a task that stopped before its end (its cancel flag) ends: a train task that the
-    /// shutdown stopped is queued again with `resumable`, its work; any other is aborted,
-    /// with a note saying why. Decided under the control lock, where a deletion of the task
-    /// takes back the shutdown's mark: a task the shutdown queues again is then no longer
-    /// active for a deletion, which forgets it as a queued one.
-    fn stopped(&self, task: &Task, resumable: Option<String>, ctx: &WorkerContext) -> Ending {
-        let by_shutdown = {
+    /// shutdown stopped is queued again with its `work`; any other is aborted, with a note
+    /// saying why. Decided under the control lock, where a deletion of the task takes back
+    /// the shutdown's mark: a task the shutdown queues again is then no longer active for a
+    /// deletion, which forgets it as a queued one.
+    fn stopped(&self, task: &Task, work: &Work, ctx: &WorkerContext) -> Ending {
+        let (by_shutdown, requeue) = {
             let _control = lock(&self.control);
             let by_shutdown = task.stopped_by_shutdown.load(Ordering::Relaxed);
-            if by_shutdown && resumable.is_some() {
+            let requeue = by_shutdown && work.kind() == WorkKind::Train;
+            if requeue {
                 task.requeue();
             }
-            by_shutdown
+            (by_shutdown, requeue)
         };
-        match resumable.filter(|_| by_shutdown) {
+        if requeue {
             // Not an error: it goes on at the next start.
-            Some(work) => Ending::Requeue(work),
-            None => {
-                if by_shutdown {
-                    // Said with the end it is recorded with (a kill during the rest of the
-                    // stop must not leave it unexplained).
-                    ctx.log_error(task, &self.row, &shut_down_before_the_end(task));
-                } else if !self.is_deleted() {
-                    // Not an error: its owner asked for it. (A deleted cluster's tasks are
-                    // gone with it.)
-                    task.add_note("stopped by its deletion before its end");
-                }
-                Ending::End(TaskState::Aborted, Product::Nothing)
-            }
+            return Ending::Requeue(work.stored());
         }
+        if by_shutdown {
+            // Said with the end it is recorded with (a kill during the rest of the stop must
+            // not leave it unexplained).
+            ctx.log_error(task, &self.row, &shut_down_before_the_end(task));
+        } else if !self.is_deleted() {
+            // Not an error: its owner asked for it. (A deleted cluster's tasks are gone with
+            // it.)
+            task.add_note("stopped by its deletion before its end");
+        }
+        Ending::End(TaskState::Aborted, Product::Nothing)
     }
 
     /// Makes a task's end durable before anyone learns of it: its end and its product are
@@ -952,7 +948,7 @@ impl ClusterHandle {
     fn execute(
         &self,
         task: &Task,
-        work: Work,
+        work: &Work,
         ctx: &WorkerContext,
     ) -> anyhow::Result<Option<Product>> {
         let mut network = lock(&self.network);
@@ -966,7 +962,7 @@ impl ClusterHandle {
                 // A task that a shutdown stopped goes on where it stopped.
                 let first = task.progress().min(task.total);
                 let mut rows =
-                    DatasetRows::open(&Interfaces::of(cluster), &bindings, first..task.total)?;
+                    DatasetRows::open(&Interfaces::of(cluster), bindings, first..task.total)?;
                 let outcome = with_threads(cluster, &ctx.cores, |cluster| {
                     cluster.train_batch(&mut rows, &task.cancel, &mut |done| {
                         task.set_progress(first + done as u64)
@@ -978,7 +974,7 @@ impl ClusterHandle {
             Work::Request(bindings, target) => {
                 let cluster = cluster?;
                 let refused = cluster.growth_stats();
-                let result = self.request(cluster, task, &bindings, &target, ctx);
+                let result = self.request(cluster, task, bindings, target, ctx);
                 self.report_refused_growth(cluster, refused, "answered", task, ctx);
                 result
             }
@@ -992,20 +988,19 @@ impl ClusterHandle {
                 let path = dir.join(&task.uuid);
                 write_durably(&path, &bytes).context("cannot write the checkpoint file")?;
                 let row =
-                    ResourceRow::new(&task.uuid, &task.name, &owner_id, &project_id, &task.uuid);
+                    ResourceRow::new(&task.uuid, &task.name, owner_id, project_id, &task.uuid);
                 task.set_progress(1);
                 Ok(Some(Product::Checkpoint { row, path }))
             }
             Work::Restore {
                 checkpoint_uuid,
-                mut file,
+                file,
                 ..
             } => {
                 let mut bytes = Vec::new();
-                std::io::Read::read_to_end(&mut file, &mut bytes).with_context(|| {
+                std::io::Read::read_to_end(&mut &*file, &mut bytes).with_context(|| {
                     format!("cannot read the file of checkpoint '{checkpoint_uuid}'")
                 })?;
-                drop(file);
                 // Called once what a refused restore rebuilt is freed: gives it back to the
                 // system, and says what became of the cluster.
                 let not_restored = || {
