@@ -2,7 +2,7 @@
 //! atomic [`DatasetWriter`] and the read-only [`DatasetReader`].
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Seek, Write};
 use std::ops::Range;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -442,29 +442,7 @@ impl DatasetWriter {
     /// On error the temporary file is removed; only if the final directory fsync fails does
     /// the (complete) dataset file stay in place.
     pub fn finish(mut self) -> Result<WrittenDataset, DatasetFileError> {
-        if self.failed {
-            return Err(DatasetFileError::WriterFailed);
-        }
-        let out = self.out.take().expect("present until finish or drop");
-        let file = out
-            .into_inner()
-            .map_err(|e| io_error("write", &self.temp_path, e.into_error()))?;
-        let file_size = self.file_size(self.rows).expect("checked by every append");
-        let header = self.encode(self.rows, file_size);
-        file.write_all_at(&header, 0)
-            .map_err(|e| io_error("write", &self.temp_path, e))?;
-        if self.preallocated {
-            file.set_len(file_size)
-                .map_err(|e| io_error("shorten", &self.temp_path, e))?;
-        }
-        let metadata = file
-            .metadata()
-            .map_err(|e| io_error("inspect", &self.temp_path, e))?;
-        let len = metadata.len();
-        if len != file_size {
-            let e = io::Error::other(format!("holds {len} bytes, expected {file_size}"));
-            return Err(io_error("write", &self.temp_path, e));
-        }
+        let (file, metadata) = self.complete()?;
         // Read-only, and readable by whom the process's umask allows.
         let read_only = metadata.permissions().mode() & 0o444;
         file.set_permissions(fs::Permissions::from_mode(read_only))
@@ -491,6 +469,103 @@ impl DatasetWriter {
             },
             value_ranges,
         })
+    }
+
+    /// Sets the work aside for now: the rows so far become a complete dataset file at `to`
+    /// (fsynced, with its folder; an existing file there is replaced), which
+    /// [`resume`](Self::resume) goes on with. Returns the rows it holds. On error the
+    /// temporary file is removed.
+    pub fn suspend(mut self, to: &Path) -> Result<u64, DatasetFileError> {
+        let (file, _) = self.complete()?;
+        file.sync_all()
+            .map_err(|e| io_error("sync", &self.temp_path, e))?;
+        drop(file);
+        fs::rename(&self.temp_path, to).map_err(|e| io_error("move", to, e))?;
+        self.done = true;
+        File::open(parent_dir(to))
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_error("sync the directory of", to, e))?;
+        Ok(self.rows)
+    }
+
+    /// Goes on with a dataset that [`suspend`](Self::suspend) set aside at `partial`, to be
+    /// placed at `final_path` by [`finish`](Self::finish): the file is checked as a dataset
+    /// and its rows are read once (for the value ranges that `finish` reports); appends
+    /// follow its last row. Only for `f32` datasets. Dropping the writer without `finish`
+    /// removes `partial`.
+    pub fn resume(partial: &Path, final_path: impl AsRef<Path>) -> Result<Self, DatasetFileError> {
+        let final_path = final_path.as_ref().to_owned();
+        let reader = DatasetReader::open(partial)?;
+        let header = reader.header();
+        if header.data_type != DataType::F32 {
+            return Err(DatasetFileError::TypeMismatch);
+        }
+        if fs::symlink_metadata(&final_path).is_ok() {
+            return Err(DatasetFileError::AlreadyExists { path: final_path });
+        }
+        let row_values = to_usize(header.number_of_columns.into(), "number of columns")?;
+        let all = ColumnRange::new(0, header.number_of_columns);
+        let mut extremes = ColumnExtremes::default();
+        let mut rows = reader.rows(all, 0..header.number_of_rows)?;
+        while let Some(row) = rows.next_row()? {
+            extremes.add_f32(row, row_values);
+        }
+        // As the file has it (`open` checked it against the file's length).
+        let description_size =
+            u32::try_from(reader.inner.data_offset - HEADER_SIZE).expect("read from a u32 field");
+        let mut file = OpenOptions::new()
+            .write(true)
+            .open(partial)
+            .map_err(|e| io_error("open", partial, e))?;
+        file.seek(io::SeekFrom::End(0))
+            .map_err(|e| io_error("seek in", partial, e))?;
+        let header = header.clone();
+        Ok(DatasetWriter {
+            out: Some(BufWriter::with_capacity(WRITE_BUFFER, file)),
+            temp_path: partial.to_owned(),
+            final_path,
+            name: header.name,
+            data_type: header.data_type,
+            columns: header.number_of_columns,
+            row_values,
+            description: header.description,
+            description_size,
+            rows: header.number_of_rows,
+            extremes,
+            scratch: Vec::new(),
+            failed: false,
+            done: false,
+            preallocated: false,
+        })
+    }
+
+    /// Flushes the rows, writes the final header, cuts off unused preallocated space and
+    /// checks the length: the temporary file then holds a complete dataset (not yet synced).
+    fn complete(&mut self) -> Result<(File, fs::Metadata), DatasetFileError> {
+        if self.failed {
+            return Err(DatasetFileError::WriterFailed);
+        }
+        let out = self.out.take().expect("present until finish or drop");
+        let file = out
+            .into_inner()
+            .map_err(|e| io_error("write", &self.temp_path, e.into_error()))?;
+        let file_size = self.file_size(self.rows).expect("checked by every append");
+        let header = self.encode(self.rows, file_size);
+        file.write_all_at(&header, 0)
+            .map_err(|e| io_error("write", &self.temp_path, e))?;
+        if self.preallocated {
+            file.set_len(file_size)
+                .map_err(|e| io_error("shorten", &self.temp_path, e))?;
+        }
+        let metadata = file
+            .metadata()
+            .map_err(|e| io_error("inspect", &self.temp_path, e))?;
+        let len = metadata.len();
+        if len != file_size {
+            let e = io::Error::other(format!("holds {len} bytes, expected {file_size}"));
+            return Err(io_error("write", &self.temp_path, e));
+        }
+        Ok((file, metadata))
     }
 
     /// Moves the temporary file to the final path without ever replacing an existing file.
@@ -1231,6 +1306,88 @@ mod tests {
                 assert!(out.iter().all(|&v| v == last as f32));
             }
         }
+    }
+
+    /// A result set aside part of the way (preallocated, and again after going on) and then
+    /// finished is the file one writer without a pause makes, with the same value ranges; a
+    /// dropped resumed writer removes the partial file.
+    #[test]
+    fn a_suspended_writer_goes_on_as_if_never_suspended() {
+        let dir = tempfile::tempdir().unwrap();
+        let row = |i: usize| -> Vec<f32> { (0..3).map(|c| (i * 3 + c) as f32 - 20.0).collect() };
+        let whole = dir.path().join("whole");
+        let mut w = DatasetWriter::create_result(&whole, "out", 3).unwrap();
+        (0..12).for_each(|i| w.append_row_f32(&row(i)).unwrap());
+        let expected = w.finish().unwrap();
+
+        let partial = dir.path().join("partial");
+        let paused = dir.path().join("paused");
+        let mut w = DatasetWriter::create_result(&paused, "out", 3).unwrap();
+        w.preallocate(12).unwrap();
+        (0..5).for_each(|i| w.append_row_f32(&row(i)).unwrap());
+        assert_eq!(w.suspend(&partial).unwrap(), 5);
+        assert_eq!(dir_entries(dir.path()), ["partial", "whole"]);
+        assert_eq!(
+            DatasetReader::open(&partial)
+                .unwrap()
+                .header()
+                .number_of_rows,
+            5
+        );
+        let mut w = DatasetWriter::resume(&partial, &paused).unwrap();
+        assert_eq!(w.rows_written(), 5);
+        w.preallocate(12).unwrap();
+        (5..9).for_each(|i| w.append_row_f32(&row(i)).unwrap());
+        assert_eq!(w.suspend(&partial).unwrap(), 9);
+        let mut w = DatasetWriter::resume(&partial, &paused).unwrap();
+        (9..12).for_each(|i| w.append_row_f32(&row(i)).unwrap());
+        let written = w.finish().unwrap();
+        assert_eq!(written.header, expected.header);
+        assert_eq!(written.value_ranges, expected.value_ranges);
+        assert_eq!(fs::read(&paused).unwrap(), fs::read(&whole).unwrap());
+        assert_eq!(dir_entries(dir.path()), ["paused", "whole"]);
+
+        let mut w = DatasetWriter::create_result(dir.path().join("dropped"), "out", 3).unwrap();
+        w.append_row_f32(&row(0)).unwrap();
+        w.suspend(&partial).unwrap();
+        let w = DatasetWriter::resume(&partial, dir.path().join("dropped")).unwrap();
+        drop(w);
+        assert_eq!(dir_entries(dir.path()), ["paused", "whole"]);
+    }
+
+    /// Resuming refuses what it cannot go on with, and leaves the file as it was.
+    #[test]
+    fn resume_refuses_other_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = dir.path().join("bytes");
+        write_u8(&bytes, 2);
+        assert!(matches!(
+            DatasetWriter::resume(&bytes, dir.path().join("a")),
+            Err(DatasetFileError::TypeMismatch)
+        ));
+        let partial = dir.path().join("partial");
+        let mut w = DatasetWriter::create_result(dir.path().join("x"), "out", 2).unwrap();
+        w.append_row_f32(&[1.0, 2.0]).unwrap();
+        w.suspend(&partial).unwrap();
+        assert!(matches!(
+            DatasetWriter::resume(&partial, &bytes),
+            Err(DatasetFileError::AlreadyExists { .. })
+        ));
+        let missing = DatasetWriter::resume(&dir.path().join("none"), dir.path().join("a"));
+        assert!(missing.unwrap_err().is_missing_file());
+        // A cut file is no dataset.
+        let len = fs::metadata(&partial).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&partial)
+            .unwrap()
+            .set_len(len - 1)
+            .unwrap();
+        assert!(matches!(
+            DatasetWriter::resume(&partial, dir.path().join("a")),
+            Err(DatasetFileError::SizeMismatch { .. })
+        ));
+        assert_eq!(dir_entries(dir.path()), ["bytes", "partial"]);
     }
 
     #[test]
