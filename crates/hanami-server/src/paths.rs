@@ -40,6 +40,7 @@ impl DataDir {
             &self.checkpoints(),
             &self.clusters(),
             &self.uploads(),
+            &self.partial_results(),
         ] {
             if dir.exists() && !dir.is_dir() {
                 anyhow::bail!("{} exists and is not a directory", dir.display());
@@ -129,6 +130,29 @@ impl DataDir {
     /// Temporary files of unfinished uploads.
     pub fn uploads(&self) -> PathBuf {
         self.root.join("uploads")
+    }
+
+    /// The results so far of request tasks that a shutdown stopped part of the way, one file
+    /// per task, named after it, until the task goes on at the next start.
+    pub fn partial_results(&self) -> PathBuf {
+        self.root.join("partial-results")
+    }
+
+    /// Where the result so far of request task `task_uuid` waits for it to go on.
+    pub fn partial_result(&self, task_uuid: &str) -> PathBuf {
+        self.partial_results().join(task_uuid)
+    }
+
+    /// Removes the result so far of request task `task_uuid`, if it has one (it will not go
+    /// on). A failure is only logged: the next start removes what no task goes on with.
+    pub fn remove_partial_result(&self, task_uuid: &str) {
+        let path = self.partial_result(task_uuid);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!("cannot remove {}: {e}", path.display());
+            }
+            _ => {}
+        }
     }
 
     /// Files of the folders above that no database row references, set aside at start
@@ -287,7 +311,7 @@ mod tests {
         );
         std::fs::remove_file(paths.datasets()).unwrap();
         paths.create().unwrap();
-        // The checks leave nothing behind: the root holds the four folders, they nothing.
+        // The checks leave nothing behind: the root holds the five folders, they nothing.
         let names = |dir: &std::path::Path| {
             let mut names: Vec<String> = std::fs::read_dir(dir)
                 .unwrap()
@@ -298,7 +322,13 @@ mod tests {
         };
         assert_eq!(
             names(tmp.path()),
-            ["checkpoints", "clusters", "datasets", "uploads"]
+            [
+                "checkpoints",
+                "clusters",
+                "datasets",
+                "partial-results",
+                "uploads"
+            ]
         );
         assert!(names(&paths.datasets()).is_empty());
         assert!(names(&paths.uploads()).is_empty());

@@ -20,7 +20,7 @@ use hanami_types::scope::Scope;
 
 use crate::api::validate::Pattern;
 use crate::api::{self, Routes};
-use crate::clusters::task::{Task, Work};
+use crate::clusters::task::{Task, Work, WorkKind};
 use crate::clusters::{self, ClusterHandle, Clusters, CoreBudget, WorkerContext};
 use crate::config::Config;
 use crate::connections::{self, Plain, configure_http1};
@@ -333,8 +333,8 @@ fn host_id(path: &Path) -> anyhow::Result<String> {
 type Resumed = (Arc<ClusterHandle>, Arc<Task>);
 
 /// Brings back the clusters of earlier runs, each with its saved network and its task list.
-/// Tasks that were queued when the server stopped (cleanly or not), and train tasks that a
-/// clean stop recorded as queued again, are returned with their clusters, in queue order, to
+/// Tasks that were queued when the server stopped (cleanly or not), and train and request
+/// tasks that a clean stop recorded as queued again, are returned with their clusters, in queue order, to
 /// be queued again; tasks that had started and not ended, and queued ones whose work cannot
 /// be brought back, are recorded as aborted, with an error-log entry each.
 async fn load_clusters(
@@ -429,9 +429,9 @@ async fn load_clusters(
                 // A stop ends active tasks itself, so a task still active here outlived a
                 // crash (or a stop that could not wait for it). Its end was not recorded,
                 // and a task's network and product become durable only with its end: it
-                // left nothing behind since it started. A train task that an earlier stop
-                // interrupted started again with the cycles it had done, which its network
-                // keeps (its record's progress is set when it starts, and not before its end).
+                // left nothing behind since it started. A train or request task that an
+                // earlier stop interrupted started again with the cycles it had done, which its
+                // network keeps (a request's result so far is removed below) (its record's progress is set when it starts, and not before its end).
                 let outcome = if task.current == 0 {
                     "nothing it did is kept: the cluster's network is the one saved before the \
                      task (its cycles are lost), and no result or checkpoint of it was \
@@ -441,7 +441,7 @@ async fn load_clusters(
                     format!(
                         "the cluster's network keeps only its first {} cycles, which it did \
                          before an earlier stop of the server interrupted it: what it did after \
-                         it went on is lost",
+                         it went on is lost, and no result of it was registered",
                         task.current
                     )
                 };
@@ -472,6 +472,7 @@ async fn load_clusters(
             crate::error_log::trace(&entry);
         }
     }
+    remove_unneeded_partial_results(paths, &resumed)?;
     // Each cluster's list in queue order, the tasks to queue again among the others.
     let queued: HashMap<&str, &Arc<Task>> = resumed
         .iter()
@@ -487,6 +488,32 @@ async fn load_clusters(
         ));
     }
     Ok((clusters, resumed))
+}
+
+/// Removes the results so far that no request task goes on with (one that a crash cut off
+/// after it went on, or whose stop was not recorded; one deleted while its file could not
+/// be removed): only a request task queued again with cycles done goes on with its own.
+fn remove_unneeded_partial_results(paths: &DataDir, resumed: &[Resumed]) -> anyhow::Result<()> {
+    let needed: HashSet<&str> = resumed
+        .iter()
+        .filter(|(_, task)| task.kind == Some(WorkKind::Request) && task.progress() > 0)
+        .map(|(_, task)| task.uuid.as_str())
+        .collect();
+    let dir = paths.partial_results();
+    let cannot = || format!("cannot clean up {}", dir.display());
+    for entry in std::fs::read_dir(&dir).with_context(cannot)? {
+        let entry = entry.with_context(cannot)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if needed.contains(name.as_str()) || !entry.file_type().with_context(cannot)?.is_file() {
+            continue;
+        }
+        std::fs::remove_file(entry.path()).with_context(cannot)?;
+        tracing::info!(
+            "removed {}: the result so far of a request task that does not go on",
+            entry.path().display()
+        );
+    }
+    Ok(())
 }
 
 /// The network a cluster saved, or `None` for a cluster without one. A missing or

@@ -1,7 +1,7 @@
 //! Clusters outlive the server: after a clean stop or a crash, every cluster comes back with
-//! the network it had and with its task list; queued tasks are queued again, a train task
-//! that a clean stop interrupted goes on where it stopped, and tasks that a crash cut off are
-//! reported aborted.
+//! the network it had and with its task list; queued tasks are queued again, a train or
+//! request task that a clean stop interrupted goes on where it stopped, and tasks that a
+//! crash cut off are reported aborted.
 
 mod common;
 
@@ -75,6 +75,39 @@ async fn wait_for_progress(client: &Client, cluster: &str, task: &str) {
     let start = Instant::now();
     while client.task(cluster, task).await.unwrap().current_cycle == 0 {
         assert!(start.elapsed() < WAIT, "task {task} made no progress");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Queues a request task of the cluster on a dataset's pictures, its result named as the
+/// task; returns its uuid.
+async fn queue_request(client: &Client, cluster: &str, name: &str, dataset: &str) -> String {
+    client
+        .request(name, cluster, &[("picture", dataset)], ("label", name))
+        .await
+        .unwrap()
+        .uuid
+}
+
+/// Stops the server cleanly once the task has made progress, and starts it again; a client
+/// of the new server.
+async fn stop_while_running(
+    server: TestServer,
+    client: &Client,
+    cluster: &str,
+    task: &str,
+) -> (TestServer, Client) {
+    wait_for_progress(client, cluster, task).await;
+    let server = server.restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    (server, client)
+}
+
+/// Waits until a task has done more than `cycles` cycles.
+async fn wait_until_past(client: &Client, cluster: &str, task: &str, cycles: u64) {
+    let begun = Instant::now();
+    while client.task(cluster, task).await.unwrap().current_cycle <= cycles {
+        assert!(begun.elapsed() < WAIT, "the task did not go on");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -376,9 +409,7 @@ async fn a_train_task_goes_on_after_a_stop_as_if_never_stopped() {
         .await
         .unwrap();
     let task = queue_training(&client, &cluster, "stopped", &dataset).await;
-    wait_for_progress(&client, &cluster, &task).await;
-    let server = server.restart();
-    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let (server, client) = stop_while_running(server, &client, &cluster, &task).await;
     let done = client.wait_for_task(&cluster, &task, WAIT).await.unwrap();
     assert_eq!(done.state, TaskState::Finished, "{done:?}");
     assert_eq!(done.current_cycle, 20_000);
@@ -398,20 +429,14 @@ async fn a_train_task_goes_on_after_a_stop_as_if_never_stopped() {
 async fn a_crash_after_a_stop_keeps_the_cycles_before_the_stop() {
     let (server, client, dataset, cluster) = server_with_cluster("twice cut", 40_000).await;
     let task = queue_training(&client, &cluster, "cut twice", &dataset).await;
-    wait_for_progress(&client, &cluster, &task).await;
-    let server = server.restart();
-    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let (server, client) = stop_while_running(server, &client, &cluster, &task).await;
     // The network saved at the stop, which the going-on task changes only at its end.
     let network = server.data_dir.join("clusters").join(&cluster);
     let at_stop = sha256(&network);
     // Where the stop left it, as its note tells (its progress goes on at once).
     let noted = client.task(&cluster, &task).await.unwrap().note;
     let kept = stopped_after(noted.as_deref().unwrap_or_default());
-    let begun = Instant::now();
-    while client.task(&cluster, &task).await.unwrap().current_cycle <= kept {
-        assert!(begun.elapsed() < WAIT, "the task did not go on");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until_past(&client, &cluster, &task, kept).await;
     let server = server.crash_and_restart();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let done = client.task(&cluster, &task).await.unwrap();
@@ -428,6 +453,103 @@ async fn a_crash_after_a_stop_keeps_the_cycles_before_the_stop() {
         )),
         "{note}"
     );
+}
+
+/// The values of a result dataset, as bits.
+fn result_values(server: &TestServer, uuid: &str) -> Vec<u32> {
+    let file = server.data_dir.join("datasets").join(uuid);
+    let reader = hanami_store::dataset::DatasetReader::open(file).unwrap();
+    let columns = reader.header().number_of_columns;
+    let all = hanami_store::dataset::ColumnRange::new(0, columns);
+    let values = reader.load_f32(all).unwrap();
+    values.into_iter().map(f32::to_bits).collect()
+}
+
+/// The files in the data directory's folder of results so far.
+fn partial_results(server: &TestServer) -> Vec<String> {
+    std::fs::read_dir(server.data_dir.join("partial-results"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// A request task that a clean stop interrupts goes on where it stopped: its result and the
+/// network it grew are those of the same requests without a stop, bit for bit.
+#[tokio::test]
+async fn a_request_task_goes_on_after_a_stop_as_if_never_stopped() {
+    const ROWS: u64 = 60_000;
+    let (server, client, dataset, cluster) = server_with_cluster("answers", ROWS as u32).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let lessons = upload(&client, tmp.path(), "lessons", 1_000).await;
+    train_to_the_end(&client, &cluster, "learn", &lessons).await;
+    let start = client.save_cluster(&cluster, "start").await.unwrap().uuid;
+    client.wait_for_task(&cluster, &start, WAIT).await.unwrap();
+    let whole = queue_request(&client, &cluster, "whole", &dataset).await;
+    let done = client.wait_for_task(&cluster, &whole, WAIT).await.unwrap();
+    assert_eq!(done.state, TaskState::Finished);
+    let answers = result_values(&server, &whole);
+    // Not one answer for all: a result that could differ.
+    let firsts: std::collections::HashSet<&[u32]> = answers.chunks(10).collect();
+    assert!(firsts.len() > 1, "every row has the same answer");
+    let grown = checkpoint_bytes(&server, &client, &cluster, "grown").await;
+
+    let restore = client.restore_cluster(&cluster, &start).await.unwrap();
+    client
+        .wait_for_task(&cluster, &restore.uuid, WAIT)
+        .await
+        .unwrap();
+    let task = queue_request(&client, &cluster, "stopped", &dataset).await;
+    let (server, client) = stop_while_running(server, &client, &cluster, &task).await;
+    let done = client.wait_for_task(&cluster, &task, WAIT).await.unwrap();
+    assert_eq!(done.state, TaskState::Finished, "{done:?}");
+    assert_eq!(done.current_cycle, ROWS);
+    let note = done.note.unwrap_or_default();
+    let cycles = stopped_after(&note);
+    assert!(cycles > 0 && cycles < ROWS, "{cycles}");
+    assert!(note.contains(" cycles, whose results are kept, "), "{note}");
+    assert_eq!(client.dataset(&task).await.unwrap().number_of_rows, ROWS);
+    assert!(
+        result_values(&server, &task) == answers,
+        "the result differs from the one without a stop"
+    );
+    let resumed = checkpoint_bytes(&server, &client, &cluster, "resumed").await;
+    assert!(
+        resumed == grown,
+        "the network differs from the one the requests grew without a stop"
+    );
+    assert!(partial_results(&server).is_empty());
+}
+
+/// A request task that went on after a clean stop and is then cut off by a crash is
+/// aborted; the next start removes its result so far.
+#[tokio::test]
+async fn a_crash_after_a_stop_removes_the_result_so_far() {
+    let (server, client, dataset, cluster) = server_with_cluster("answers cut", 60_000).await;
+    let task = queue_request(&client, &cluster, "cut short", &dataset).await;
+    let (server, client) = stop_while_running(server, &client, &cluster, &task).await;
+    let noted = client.task(&cluster, &task).await.unwrap().note;
+    let kept = stopped_after(noted.as_deref().unwrap_or_default());
+    wait_until_past(&client, &cluster, &task, kept).await;
+    // Written on where it was set aside.
+    assert_eq!(partial_results(&server), std::slice::from_ref(&task));
+    let server = server.crash_and_restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let done = client.task(&cluster, &task).await.unwrap();
+    assert_eq!(done.state, TaskState::Aborted, "{done:?}");
+    let note = done.note.unwrap_or_default();
+    assert!(
+        note.contains(&format!(
+            "the cluster's network keeps only its first {kept} cycles, which it did before an \
+             earlier stop of the server interrupted it: what it did after it went on is lost, \
+             and no result of it was registered"
+        )),
+        "{note}"
+    );
+    assert!(partial_results(&server).is_empty());
+    assert!(matches!(
+        client.dataset(&task).await,
+        Err(Error::NotFound(_))
+    ));
 }
 
 /// A clean stop stops running tasks at once, also while it waits for direct-IO clients to

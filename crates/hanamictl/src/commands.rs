@@ -958,8 +958,9 @@ async fn wait_for_end(
                 )));
             }
             // A server that restarts is back within seconds, and then tells how the task
-            // goes on (one still queued when it stopped is queued again, a train task that a
-            // clean stop interrupted goes on; one that a crash cut off is listed aborted).
+            // goes on (one still queued when it stopped is queued again, a train or request
+            // task that a clean stop interrupted goes on; one that a crash cut off is listed
+            // aborted).
             Err(e) if out_of_reach(&e) => {
                 let since = *unreachable_since.get_or_insert(asked);
                 if since.elapsed() >= RECONNECT_GRACE || Instant::now() >= deadline {

@@ -333,6 +333,10 @@ async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String
             return Err(not_found(&uuid));
         }
         app.store.delete_cluster_tasks(&uuid).await?;
+        // Results so far of request tasks that a stop interrupted, which no longer go on.
+        for task in cluster.iter().flat_map(|cluster| cluster.tasks()) {
+            app.paths.remove_partial_result(&task.uuid);
+        }
         let gone = remove_network().await?;
         match deleted {
             Some(row) => {

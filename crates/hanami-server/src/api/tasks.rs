@@ -428,6 +428,8 @@ async fn delete(app: App, caller: Caller, query: TaskQuery) -> ApiResult<Map<Str
     match cluster.delete_task(&query.uuid) {
         Some(TaskRemoval::Forgotten) => {
             app.store.delete_task(&query.uuid).await?;
+            // A request task that a stop interrupted had its result so far set aside.
+            app.paths.remove_partial_result(&query.uuid);
             Ok(Map::new())
         }
         // Its worker records how it ends, at its next row: the answer waits for that (for

@@ -9,8 +9,8 @@
 //! into place (a start that finds the end recorded but the rename not done completes it). So
 //! a restart brings back every cluster with the network it had, and its task list: queued
 //! tasks keep their work in their records until they start, and are queued again, as is a
-//! train task that the shutdown stopped (recorded with its network so far, it goes on where
-//! it stopped); tasks that had started and whose end was not recorded are reported aborted,
+//! train or request task that the shutdown stopped (recorded with its network so far, and a
+//! request with its result so far set aside, it goes on where it stopped); tasks that had started and whose end was not recorded are reported aborted,
 //! and left nothing behind.
 //!
 //! Each cluster has one queue; its tasks run one after another on a blocking thread of the
@@ -702,7 +702,7 @@ impl ClusterHandle {
     }
 
     /// Runs a task that [`ClusterHandle::next_task`] made active, and ends it (or, for a
-    /// train task that the shutdown stopped, queues it again for the next start).
+    /// train or request task that the shutdown stopped, queues it again for the next start).
     fn run(&self, task: &Task, ctx: &WorkerContext) {
         let started = std::time::Instant::now();
         let work = task.start();
@@ -713,8 +713,8 @@ impl ClusterHandle {
             Some(work) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.execute(task, work, ctx)
             })) {
-                Ok(Ok(Some(product))) => Ending::End(TaskState::Finished, product),
-                Ok(Ok(None)) => self.stopped(task, work, ctx),
+                Ok(Ok(Ran::Done(product))) => Ending::End(TaskState::Finished, *product),
+                Ok(Ok(Ran::Stopped { goes_on })) => self.stopped(task, work, goes_on, ctx),
                 Ok(Err(e)) => {
                     ctx.log_error(task, &self.row, &e);
                     Ending::End(TaskState::Aborted, Product::Nothing)
@@ -727,6 +727,13 @@ impl ClusterHandle {
             },
             None => Ending::End(TaskState::Aborted, Product::Nothing),
         };
+        if matches!(ending, Ending::End(..))
+            && work.as_ref().map(Work::kind) == Some(WorkKind::Request)
+        {
+            // A result set aside by an earlier stop that nothing goes on with now (one it
+            // failed to go on with, or set aside again for a requeue its deletion took back).
+            ctx.paths.remove_partial_result(&task.uuid);
+        }
         // Done with (a restore's checkpoint file is closed).
         drop(work);
         // A task whose network cannot be saved did not end well (it is saved again at
@@ -776,16 +783,17 @@ impl ClusterHandle {
         }
     }
 
-    /// How a task that stopped before its end (its cancel flag) ends: a train task that the
-    /// shutdown stopped is queued again with its `work`; any other is aborted, with a note
-    /// saying why. Decided under the control lock, where a deletion of the task takes back
-    /// the shutdown's mark: a task the shutdown queues again is then no longer active for a
-    /// deletion, which forgets it as a queued one.
-    fn stopped(&self, task: &Task, work: &Work, ctx: &WorkerContext) -> Ending {
+    /// How a task that stopped before its end (its cancel flag) ends: one that the shutdown
+    /// stopped and that `goes_on` (it kept what it did so far: a train task's network, a
+    /// request's result so far) is queued again with its `work`; any other is aborted, with
+    /// a note saying why. Decided under the control lock, where a deletion of the task takes
+    /// back the shutdown's mark: a task the shutdown queues again is then no longer active
+    /// for a deletion, which forgets it as a queued one.
+    fn stopped(&self, task: &Task, work: &Work, goes_on: bool, ctx: &WorkerContext) -> Ending {
         let (by_shutdown, requeue) = {
             let _control = lock(&self.control);
             let by_shutdown = task.stopped_by_shutdown.load(Ordering::Relaxed);
-            let requeue = by_shutdown && work.kind() == WorkKind::Train;
+            let requeue = by_shutdown && goes_on;
             if requeue {
                 task.requeue();
             }
@@ -840,6 +848,10 @@ impl ClusterHandle {
             // Ends so if it cannot be queued again.
             Ending::Requeue(_) => (TaskState::Aborted, Product::Nothing),
         };
+        if requeued && recorded.is_err() {
+            // Nothing goes on with a request's result so far.
+            ctx.paths.remove_partial_result(&task.uuid);
+        }
         if let Err(e @ StoreError::OwnerGone { .. }) = &recorded {
             // Its owner or project was deleted meanwhile: the task ends without it.
             product.remove_file();
@@ -870,6 +882,7 @@ impl ClusterHandle {
                     self.unsaved.store(true, Ordering::Relaxed);
                     if requeued {
                         requeued = false;
+                        ctx.paths.remove_partial_result(&task.uuid);
                         ctx.log_error(task, &self.row, &shut_down_before_the_end(task));
                     }
                     state = self.network_not_saved(task, state, &product, e, ctx);
@@ -944,13 +957,8 @@ impl ClusterHandle {
         }
     }
 
-    /// Runs one task; what it produced, `None` if it was cancelled.
-    fn execute(
-        &self,
-        task: &Task,
-        work: &Work,
-        ctx: &WorkerContext,
-    ) -> anyhow::Result<Option<Product>> {
+    /// Runs one task (from where a shutdown stopped it, if one did).
+    fn execute(&self, task: &Task, work: &Work, ctx: &WorkerContext) -> anyhow::Result<Ran> {
         let mut network = lock(&self.network);
         let cluster = network
             .as_mut()
@@ -969,7 +977,12 @@ impl ClusterHandle {
                     })
                 })?;
                 self.report_refused_growth(cluster, refused, "learned", task, ctx);
-                Ok((!outcome.cancelled).then_some(Product::Nothing))
+                Ok(if outcome.cancelled {
+                    // The network keeps what it learned.
+                    Ran::Stopped { goes_on: true }
+                } else {
+                    Ran::Done(Box::new(Product::Nothing))
+                })
             }
             Work::Request(bindings, target) => {
                 let cluster = cluster?;
@@ -990,7 +1003,7 @@ impl ClusterHandle {
                 let row =
                     ResourceRow::new(&task.uuid, &task.name, owner_id, project_id, &task.uuid);
                 task.set_progress(1);
-                Ok(Some(Product::Checkpoint { row, path }))
+                Ok(Ran::Done(Box::new(Product::Checkpoint { row, path })))
             }
             Work::Restore {
                 checkpoint_uuid,
@@ -1030,7 +1043,7 @@ impl ClusterHandle {
                 *lock(&self.interfaces) = Interfaces::of(&restored);
                 *network = Some(restored);
                 task.set_progress(1);
-                Ok(Some(Product::Nothing))
+                Ok(Ran::Done(Box::new(Product::Nothing)))
             }
         }
     }
@@ -1053,6 +1066,8 @@ impl ClusterHandle {
         }
     }
 
+    /// Runs a request task's rows (from where a shutdown stopped it, if one did) and writes
+    /// its result dataset; a shutdown's stop sets the result so far aside for the next start.
     fn request(
         &self,
         cluster: &mut Cluster,
@@ -1060,17 +1075,23 @@ impl ClusterHandle {
         bindings: &[rows::Binding],
         target: &ResultTarget,
         ctx: &WorkerContext,
-    ) -> anyhow::Result<Option<Product>> {
+    ) -> anyhow::Result<Ran> {
         let interfaces = Interfaces::of(cluster);
-        let mut rows = DatasetRows::open(&interfaces, bindings, 0..task.total)?;
+        let first = task.progress().min(task.total);
+        let mut rows = DatasetRows::open(&interfaces, bindings, first..task.total)?;
         rows::check_interface(&interfaces, Side::Output, &target.output, target.columns)?;
         // Four bytes per value, and room for the header.
-        let size = (task.total.saturating_mul(target.columns))
+        let size = ((task.total - first).saturating_mul(target.columns))
             .saturating_mul(4)
             .saturating_add(64 << 10);
         let mut space = ctx.reserve_disk(&ctx.paths.datasets(), "the result dataset", size)?;
         let path = ctx.paths.datasets().join(&task.uuid);
-        let mut writer = DatasetWriter::create_result(&path, &target.name, target.columns)?;
+        let partial = ctx.paths.partial_result(&task.uuid);
+        let mut writer = if first == 0 {
+            DatasetWriter::create_result(&path, &target.name, target.columns)?
+        } else {
+            resume_result(&partial, &path, target, first)?
+        };
         // Once the file holds its space, the free space shows it; until then (file systems
         // without fallocate) the promise holds it until the result is written.
         if writer.preallocate(task.total)? {
@@ -1082,7 +1103,7 @@ impl ClusterHandle {
             cluster.request_batch(
                 &mut rows,
                 &task.cancel,
-                &mut |done| task.set_progress(done as u64),
+                &mut |done| task.set_progress(first + done as u64),
                 &mut |_, name, values| {
                     if name == target.output && write_error.is_none() {
                         one_hot(values, &mut one_hot_row);
@@ -1097,7 +1118,32 @@ impl ClusterHandle {
             return Err(e.into());
         }
         if outcome.cancelled {
-            return Ok(None);
+            if !task.stopped_by_shutdown.load(Ordering::Relaxed) {
+                // Dropped: nothing goes on with it.
+                return Ok(Ran::Stopped { goes_on: false });
+            }
+            let goes_on = match writer.suspend(&partial) {
+                Ok(rows) if rows == task.progress() => true,
+                Ok(rows) => {
+                    // Never so: the rows written are the rows answered.
+                    ctx.paths.remove_partial_result(&task.uuid);
+                    let e = anyhow::anyhow!(
+                        "its result so far holds {rows} rows, not the {} it answered",
+                        task.progress()
+                    );
+                    ctx.log_error(task, &self.row, &e);
+                    false
+                }
+                Err(e) => {
+                    let e = anyhow::Error::new(e).context(
+                        "cannot set the result so far aside, so the task cannot go on at the \
+                         next start",
+                    );
+                    ctx.log_error(task, &self.row, &e);
+                    false
+                }
+            };
+            return Ok(Ran::Stopped { goes_on });
         }
         let written = writer.finish()?;
         let row = ResourceRow::new(
@@ -1107,12 +1153,39 @@ impl ClusterHandle {
             &target.project_id,
             &task.uuid,
         );
-        Ok(Some(Product::Dataset {
+        Ok(Ran::Done(Box::new(Product::Dataset {
             row,
             ranges: written.value_ranges,
             path,
-        }))
+        })))
     }
+}
+
+/// Goes on with the result of a request task that a shutdown stopped after `rows` rows, set
+/// aside at `partial`, to be finished at `path`.
+fn resume_result(
+    partial: &Path,
+    path: &Path,
+    target: &ResultTarget,
+    rows: u64,
+) -> anyhow::Result<DatasetWriter> {
+    let cannot = || {
+        format!(
+            "cannot go on with the result so far ({}), which the server set aside when it \
+             stopped the task",
+            partial.display()
+        )
+    };
+    let writer = DatasetWriter::resume(partial, path).with_context(cannot)?;
+    let (written, columns) = (writer.rows_written(), writer.number_of_columns());
+    if written != rows || columns != target.columns {
+        return Err(anyhow::anyhow!(
+            "it holds {written} rows of {columns} values, not {rows} of {}",
+            target.columns
+        )
+        .context(cannot()));
+    }
+    Ok(writer)
 }
 
 /// Runs a batch with as many engine threads as the core budget grants (at least one), and
@@ -1524,9 +1597,18 @@ pub async fn start_resumed_workers(clusters: Vec<Arc<ClusterHandle>>, ctx: &Work
 enum Ending {
     /// It ended in this state, with this product.
     End(TaskState, Product),
-    /// A train task that the shutdown stopped part of the way: queued again with this work
+    /// A task that the shutdown stopped part of the way: queued again with this work
     /// (as [`Work::stored`] writes it), to go on where it stopped at the next start.
     Requeue(String),
+}
+
+/// How a task's work came to its end.
+enum Ran {
+    /// It did all it was to do, and made this (boxed: the other variant is small).
+    Done(Box<Product>),
+    /// It stopped before (its cancel flag); `goes_on` if it kept what it did so far to go
+    /// on from (a train task's network; a request task's result so far, set aside).
+    Stopped { goes_on: bool },
 }
 
 /// How [`ClusterHandle::record_end`] recorded a task.

@@ -55,7 +55,7 @@ pub enum Work {
     },
 }
 
-/// How the note of a train task that a shutdown stopped begins.
+/// How the note of a task that a shutdown stopped, to go on at the next start, begins.
 const STOPPED_AFTER: &str = "a shutdown of the server stopped it after ";
 
 /// [`Work`] as the database keeps it while its task is queued (JSON), so that a restart
@@ -340,8 +340,8 @@ impl Task {
     }
 
     /// A task that an earlier run of the server recorded as queued, with its work, to be
-    /// queued again. A train task that a shutdown stopped goes on from the cycles it did
-    /// (and keeps its note saying so).
+    /// queued again. A train or request task that a shutdown stopped goes on from the cycles
+    /// it did (and keeps its note saying so).
     pub fn resumed(row: TaskRow, work: Work) -> Self {
         let task = Self {
             queued_at: row.queued_at,
@@ -470,9 +470,12 @@ impl Task {
     /// The task's note once a shutdown stopped it part of the way, to go on at the next
     /// start: it says where, in place of what an earlier stop's note said.
     fn note_with_stop(&self, note: Option<&str>) -> String {
+        let kept = match self.kind {
+            Some(WorkKind::Request) => "whose results are kept",
+            _ => "which the cluster's network keeps",
+        };
         let stop = format!(
-            "{STOPPED_AFTER}{} of {} cycles, which the cluster's network keeps, to go on from \
-             there at the next start",
+            "{STOPPED_AFTER}{} of {} cycles, {kept}, to go on from there at the next start",
             self.progress(),
             self.total
         );
