@@ -334,9 +334,9 @@ type Resumed = (Arc<ClusterHandle>, Arc<Task>);
 
 /// Brings back the clusters of earlier runs, each with its saved network and its task list.
 /// Tasks that were queued when the server stopped (cleanly or not), and train and request
-/// tasks that a clean stop recorded as queued again, are returned with their clusters, in queue order, to
-/// be queued again; tasks that had started and not ended, and queued ones whose work cannot
-/// be brought back, are recorded as aborted, with an error-log entry each.
+/// tasks that a clean stop recorded as queued again, are returned with their clusters, in
+/// queue order, to be queued again; tasks that had started and not ended, and queued ones
+/// whose work cannot be brought back, are recorded as aborted, with an error-log entry each.
 async fn load_clusters(
     store: &Store,
     paths: &DataDir,
@@ -431,7 +431,8 @@ async fn load_clusters(
                 // and a task's network and product become durable only with its end: it
                 // left nothing behind since it started. A train or request task that an
                 // earlier stop interrupted started again with the cycles it had done, which its
-                // network keeps (a request's result so far is removed below) (its record's progress is set when it starts, and not before its end).
+                // network keeps (its record's progress is set when it starts, and not before
+                // its end; a request's result so far is removed below).
                 let outcome = if task.current == 0 {
                     "nothing it did is kept: the cluster's network is the one saved before the \
                      task (its cycles are lost), and no result or checkpoint of it was \

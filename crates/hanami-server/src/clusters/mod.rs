@@ -10,8 +10,8 @@
 //! a restart brings back every cluster with the network it had, and its task list: queued
 //! tasks keep their work in their records until they start, and are queued again, as is a
 //! train or request task that the shutdown stopped (recorded with its network so far, and a
-//! request with its result so far set aside, it goes on where it stopped); tasks that had started and whose end was not recorded are reported aborted,
-//! and left nothing behind.
+//! request with its result so far set aside, it goes on where it stopped); tasks that had
+//! started and whose end was not recorded are reported aborted, and left nothing behind.
 //!
 //! Each cluster has one queue; its tasks run one after another on a blocking thread of the
 //! runtime (the cluster's *worker*), which exists only while there is work. A task runs only
