@@ -11,6 +11,7 @@ mod certificate;
 pub mod clusters;
 pub mod config;
 mod connections;
+mod crash_point;
 mod disk;
 pub mod error_log;
 pub mod host_info;

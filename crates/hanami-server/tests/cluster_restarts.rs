@@ -19,6 +19,9 @@ use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(120);
 
+/// The variable that makes a debug build of the server crash at a named point.
+const CRASH_AT: &str = "HANAMI_CRASH_AT";
+
 /// Uploads `rows` generated MNIST-like images as `name`; returns the dataset uuid.
 async fn upload(client: &Client, dir: &Path, name: &str, rows: u32) -> String {
     let (images, labels) = pattern_mnist(dir, name, rows);
@@ -473,12 +476,15 @@ fn partial_results(server: &TestServer) -> Vec<String> {
         .collect()
 }
 
-/// A request task that a clean stop interrupts goes on where it stopped: its result and the
-/// network it grew are those of the same requests without a stop, bit for bit.
-#[tokio::test]
-async fn a_request_task_goes_on_after_a_stop_as_if_never_stopped() {
-    const ROWS: u64 = 60_000;
-    let (server, client, dataset, cluster) = server_with_cluster("answers", ROWS as u32).await;
+/// Rows of the request tasks of [`requests_without_a_stop`].
+const REQUEST_ROWS: u64 = 60_000;
+
+/// A server with a trained cluster that answered [`REQUEST_ROWS`] requests from checkpoint
+/// `start`, which it has again: the server, a client, the cluster, the dataset of the
+/// requests, the result's values and the checkpoint bytes of the network they grew.
+async fn requests_without_a_stop() -> (TestServer, Client, String, String, Vec<u32>, Vec<u8>) {
+    let (server, client, dataset, cluster) =
+        server_with_cluster("answers", REQUEST_ROWS as u32).await;
     let tmp = tempfile::tempdir().unwrap();
     let lessons = upload(&client, tmp.path(), "lessons", 1_000).await;
     train_to_the_end(&client, &cluster, "learn", &lessons).await;
@@ -492,32 +498,98 @@ async fn a_request_task_goes_on_after_a_stop_as_if_never_stopped() {
     let firsts: std::collections::HashSet<&[u32]> = answers.chunks(10).collect();
     assert!(firsts.len() > 1, "every row has the same answer");
     let grown = checkpoint_bytes(&server, &client, &cluster, "grown").await;
-
     let restore = client.restore_cluster(&cluster, &start).await.unwrap();
     client
         .wait_for_task(&cluster, &restore.uuid, WAIT)
         .await
         .unwrap();
-    let task = queue_request(&client, &cluster, "stopped", &dataset).await;
-    let (server, client) = stop_while_running(server, &client, &cluster, &task).await;
-    let done = client.wait_for_task(&cluster, &task, WAIT).await.unwrap();
+    (server, client, cluster, dataset, answers, grown)
+}
+
+/// Checks that request task `task`, which a stop interrupted, finished with the result and
+/// the network that [`requests_without_a_stop`] gave without one.
+async fn went_on_as_if_never_stopped(
+    server: &TestServer,
+    client: &Client,
+    cluster: &str,
+    task: &str,
+    answers: &[u32],
+    grown: &[u8],
+) {
+    let done = client.wait_for_task(cluster, task, WAIT).await.unwrap();
     assert_eq!(done.state, TaskState::Finished, "{done:?}");
-    assert_eq!(done.current_cycle, ROWS);
+    assert_eq!(done.current_cycle, REQUEST_ROWS);
     let note = done.note.unwrap_or_default();
     let cycles = stopped_after(&note);
-    assert!(cycles > 0 && cycles < ROWS, "{cycles}");
+    assert!(cycles > 0 && cycles < REQUEST_ROWS, "{cycles}");
     assert!(note.contains(" cycles, whose results are kept, "), "{note}");
-    assert_eq!(client.dataset(&task).await.unwrap().number_of_rows, ROWS);
+    assert_eq!(
+        client.dataset(task).await.unwrap().number_of_rows,
+        REQUEST_ROWS
+    );
     assert!(
-        result_values(&server, &task) == answers,
+        result_values(server, task) == answers,
         "the result differs from the one without a stop"
     );
-    let resumed = checkpoint_bytes(&server, &client, &cluster, "resumed").await;
+    let resumed = checkpoint_bytes(server, client, cluster, "resumed").await;
     assert!(
         resumed == grown,
         "the network differs from the one the requests grew without a stop"
     );
+    assert!(partial_results(server).is_empty());
+}
+
+/// A request task that a clean stop interrupts goes on where it stopped: its result and the
+/// network it grew are those of the same requests without a stop, bit for bit.
+#[tokio::test]
+async fn a_request_task_goes_on_after_a_stop_as_if_never_stopped() {
+    let (server, client, cluster, dataset, answers, grown) = requests_without_a_stop().await;
+    let task = queue_request(&client, &cluster, "stopped", &dataset).await;
+    let (server, client) = stop_while_running(server, &client, &cluster, &task).await;
+    went_on_as_if_never_stopped(&server, &client, &cluster, &task, &answers, &grown).await;
+}
+
+/// A crash during a stop, once the stop has recorded a request task to go on (its network so
+/// far staged, not yet in place), loses nothing: the next start puts the network in place,
+/// and the task goes on as if never stopped.
+#[tokio::test]
+async fn a_crash_once_a_stop_recorded_a_request_task_loses_nothing() {
+    let (server, _, cluster, dataset, answers, grown) = requests_without_a_stop().await;
+    let server = server.restart_with(|launch| launch.env(CRASH_AT, "task-end:recorded"));
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let task = queue_request(&client, &cluster, "stopped", &dataset).await;
+    wait_for_progress(&client, &cluster, &task).await;
+    server.signal_stop();
+    let server = server.crashed_at("task-end:recorded");
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    went_on_as_if_never_stopped(&server, &client, &cluster, &task, &answers, &grown).await;
+}
+
+/// A crash during a stop after a request task's result so far was set aside, before the stop
+/// recorded the task to go on, leaves the task aborted and nothing of it behind: the network
+/// is the one before the task, and the next start removes the result so far.
+#[tokio::test]
+async fn a_crash_before_a_stop_recorded_a_request_task_aborts_it() {
+    let (server, _, dataset, cluster) = server_with_cluster("set aside", 60_000).await;
+    let network = server.data_dir.join("clusters").join(&cluster);
+    let before = sha256(&network);
+    let server = server.restart_with(|launch| launch.env(CRASH_AT, "request-stop:set-aside"));
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let task = queue_request(&client, &cluster, "set aside", &dataset).await;
+    wait_for_progress(&client, &cluster, &task).await;
+    server.signal_stop();
+    let server = server.crashed_at("request-stop:set-aside");
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let done = client.task(&cluster, &task).await.unwrap();
+    assert_eq!(done.state, TaskState::Aborted, "{done:?}");
+    let note = done.note.unwrap_or_default();
+    assert!(note.contains("nothing it did is kept"), "{note}");
+    assert_eq!(sha256(&network), before);
     assert!(partial_results(&server).is_empty());
+    assert!(matches!(
+        client.dataset(&task).await,
+        Err(Error::NotFound(_))
+    ));
 }
 
 /// A request task that went on after a clean stop and is then cut off by a crash is

@@ -297,8 +297,46 @@ impl TestServer {
 
     /// Stops this server (asserting a clean shutdown) and starts the same binary with the
     /// test admin and no extra arguments on the same data directory.
-    pub fn restart(mut self) -> TestServer {
+    pub fn restart(self) -> TestServer {
+        self.restart_with(|launch| launch)
+    }
+
+    /// [`TestServer::restart`], with `configure` applied to the new server's launch (which
+    /// has the test admin and no other arguments or variables).
+    pub fn restart_with(mut self, configure: impl FnOnce(Launch) -> Launch) -> TestServer {
         assert!(self.stop(), "server did not shut down cleanly");
+        let launch = configure(Launch::new(&self.binary));
+        self.succeeded_by(launch)
+    }
+
+    /// Asks the server to stop (SIGTERM) without waiting for it.
+    pub fn signal_stop(&self) {
+        let child = self.child.as_ref().expect("the server runs");
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+    }
+
+    /// Waits (30 s at most) until this server, started with `HANAMI_CRASH_AT=<point>` (a
+    /// debug build's crash point), has crashed there, and starts the same binary on the same
+    /// data directory with the test admin and no other arguments or variables.
+    pub fn crashed_at(mut self, point: &str) -> TestServer {
+        let mut child = self.child.take().expect("the server runs");
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for the server") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the server did not crash at {point}:\n{}", self.logged());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(!status.success(), "the server exited cleanly: {status}");
+        self.wait_until_logged(&[&format!("crashing at {point} (HANAMI_CRASH_AT)")]);
         let launch = Launch::new(&self.binary);
         self.succeeded_by(launch)
     }

@@ -757,6 +757,7 @@ impl ClusterHandle {
         } else {
             (ending, None)
         };
+        crate::crash_point::reached("task-end:before-record");
         // Idle before anyone can see the end: a client that saw it may switch to DIRECT
         // mode, or queue a task that starts right away, at once.
         lock(&self.control).active = None;
@@ -863,6 +864,9 @@ impl ClusterHandle {
                 TaskProduct::Nothing,
                 staged.is_some(),
             ));
+        }
+        if recorded.is_ok() {
+            crate::crash_point::reached("task-end:recorded");
         }
         match (recorded, staged) {
             (Ok(()), Some(staged)) => match staged.put_in_place() {
@@ -1123,7 +1127,10 @@ impl ClusterHandle {
                 return Ok(Ran::Stopped { goes_on: false });
             }
             let goes_on = match writer.suspend(&partial) {
-                Ok(rows) if rows == task.progress() => true,
+                Ok(rows) if rows == task.progress() => {
+                    crate::crash_point::reached("request-stop:set-aside");
+                    true
+                }
                 Ok(rows) => {
                     // Never so: the rows written are the rows answered.
                     ctx.paths.remove_partial_result(&task.uuid);
