@@ -592,6 +592,30 @@ async fn a_crash_before_a_stop_recorded_a_request_task_aborts_it() {
     ));
 }
 
+/// A crash after a task did its work, before its end was recorded, leaves nothing of it:
+/// the task is aborted, the network is the one before it, and its staged network is gone.
+#[tokio::test]
+async fn a_crash_before_a_task_end_is_recorded_leaves_nothing_of_it() {
+    let (server, _, dataset, cluster) = server_with_cluster("unrecorded", 500).await;
+    let folder = server.data_dir.join("clusters");
+    let before = sha256(&folder.join(&cluster));
+    let server = server.restart_with(|launch| launch.env(CRASH_AT, "task-end:before-record"));
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let task = queue_training(&client, &cluster, "unrecorded", &dataset).await;
+    let server = server.crashed_at("task-end:before-record");
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let done = client.task(&cluster, &task).await.unwrap();
+    assert_eq!(done.state, TaskState::Aborted, "{done:?}");
+    let note = done.note.unwrap_or_default();
+    assert!(note.contains("nothing it did is kept"), "{note}");
+    assert_eq!(sha256(&folder.join(&cluster)), before);
+    let files: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, [cluster]);
+}
+
 /// A request task that went on after a clean stop and is then cut off by a crash is
 /// aborted; the next start removes its result so far.
 #[tokio::test]
