@@ -505,12 +505,21 @@ fn remove_unneeded_partial_results(paths: &DataDir, resumed: &[Resumed]) -> anyh
     for entry in std::fs::read_dir(&dir).with_context(cannot)? {
         let entry = entry.with_context(cannot)?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if needed.contains(name.as_str()) || !entry.file_type().with_context(cannot)?.is_file() {
+        if needed.contains(name.as_str()) {
+            continue;
+        }
+        if entry.file_type().with_context(cannot)?.is_dir() {
+            // Not the server's: it keeps only files here.
+            tracing::warn!(
+                "left {}: a folder in the server's folder of results so far, which it does not \
+                 use; remove it",
+                entry.path().display()
+            );
             continue;
         }
         std::fs::remove_file(entry.path()).with_context(cannot)?;
         tracing::info!(
-            "removed {}: the result so far of a request task that does not go on",
+            "removed {}: no queued request task goes on with it",
             entry.path().display()
         );
     }

@@ -378,10 +378,7 @@ async fn a_stop_keeps_queued_tasks_and_the_running_one_goes_on() {
     let (_server, client, cluster, note, tmp) = interrupted(false).await;
     assert!(
         note.starts_with("a shutdown of the server stopped it after ")
-            && note.ends_with(
-                " cycles, which the cluster's network keeps, to go on from there at the next \
-                 start"
-            ),
+            && note.ends_with(" cycles, and it went on from there at the next start"),
         "{note}"
     );
     let train = upload(&client, tmp.path(), "more", 500).await;
@@ -448,8 +445,8 @@ async fn a_crash_after_a_stop_keeps_the_cycles_before_the_stop() {
     let note = done.note.unwrap_or_default();
     assert!(
         note.starts_with(&format!(
-            "a shutdown of the server stopped it after {kept} of 40000 cycles, which the \
-             cluster's network keeps"
+            "a shutdown of the server stopped it after {kept} of 40000 cycles, and it went on \
+             from there at the next start; "
         )) && note.contains(&format!(
             "the cluster's network keeps only its first {kept} cycles, which it did before an \
              earlier stop of the server interrupted it"
@@ -486,7 +483,7 @@ async fn requests_without_a_stop() -> (TestServer, Client, String, String, Vec<u
     let (server, client, dataset, cluster) =
         server_with_cluster("answers", REQUEST_ROWS as u32).await;
     let tmp = tempfile::tempdir().unwrap();
-    let lessons = upload(&client, tmp.path(), "lessons", 1_000).await;
+    let lessons = upload(&client, tmp.path(), "lessons", 4_000).await;
     train_to_the_end(&client, &cluster, "learn", &lessons).await;
     let start = client.save_cluster(&cluster, "start").await.unwrap().uuid;
     client.wait_for_task(&cluster, &start, WAIT).await.unwrap();
@@ -522,7 +519,10 @@ async fn went_on_as_if_never_stopped(
     let note = done.note.unwrap_or_default();
     let cycles = stopped_after(&note);
     assert!(cycles > 0 && cycles < REQUEST_ROWS, "{cycles}");
-    assert!(note.contains(" cycles, whose results are kept, "), "{note}");
+    assert!(
+        note.ends_with(" cycles, and it went on from there at the next start"),
+        "{note}"
+    );
     assert_eq!(
         client.dataset(task).await.unwrap().number_of_rows,
         REQUEST_ROWS
@@ -614,6 +614,28 @@ async fn a_crash_before_a_task_end_is_recorded_leaves_nothing_of_it() {
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(files, [cluster]);
+}
+
+/// A task whose dataset was deleted while it ran cannot go on after a stop (the next start
+/// could not read the rest): the stop aborts it and says why, and keeps no result so far.
+#[tokio::test]
+async fn a_task_whose_dataset_was_deleted_while_it_ran_does_not_go_on() {
+    let (server, client, dataset, cluster) = server_with_cluster("deleted", 60_000).await;
+    let task = queue_request(&client, &cluster, "deleted", &dataset).await;
+    wait_for_progress(&client, &cluster, &task).await;
+    client.delete_dataset(&dataset).await.unwrap();
+    let (server, client) = stop_while_running(server, &client, &cluster, &task).await;
+    let done = client.task(&cluster, &task).await.unwrap();
+    assert_eq!(done.state, TaskState::Aborted, "{done:?}");
+    let note = done.note.unwrap_or_default();
+    assert!(
+        note.contains(&format!(
+            "dataset '{dataset}', which the task reads, was deleted while it ran, so it cannot \
+             go on at the next start: the server shut down before the task ended"
+        )),
+        "{note}"
+    );
+    assert!(partial_results(&server).is_empty());
 }
 
 /// A request task that went on after a clean stop and is then cut off by a crash is

@@ -791,10 +791,16 @@ impl ClusterHandle {
     /// back the shutdown's mark: a task the shutdown queues again is then no longer active
     /// for a deletion, which forgets it as a queued one.
     fn stopped(&self, task: &Task, work: &Work, goes_on: bool, ctx: &WorkerContext) -> Ending {
+        // The next start could not read it.
+        let deleted = if goes_on {
+            work.deleted_dataset()
+        } else {
+            None
+        };
         let (by_shutdown, requeue) = {
             let _control = lock(&self.control);
             let by_shutdown = task.stopped_by_shutdown.load(Ordering::Relaxed);
-            let requeue = by_shutdown && goes_on;
+            let requeue = by_shutdown && goes_on && deleted.is_none();
             if requeue {
                 task.requeue();
             }
@@ -807,7 +813,14 @@ impl ClusterHandle {
         if by_shutdown {
             // Said with the end it is recorded with (a kill during the rest of the stop must
             // not leave it unexplained).
-            ctx.log_error(task, &self.row, &shut_down_before_the_end(task));
+            let mut e = shut_down_before_the_end(task);
+            if let Some(dataset) = deleted {
+                e = e.context(format!(
+                    "dataset '{dataset}', which the task reads, was deleted while it ran, so it \
+                     cannot go on at the next start"
+                ));
+            }
+            ctx.log_error(task, &self.row, &e);
         } else if !self.is_deleted() {
             // Not an error: its owner asked for it. (A deleted cluster's tasks are gone with
             // it.)

@@ -58,6 +58,23 @@ pub enum Work {
 /// How the note of a task that a shutdown stopped, to go on at the next start, begins.
 const STOPPED_AFTER: &str = "a shutdown of the server stopped it after ";
 
+/// How that note ends once the task went on (after the cycles it says).
+const WENT_ON: &str = ", and it went on from there at the next start";
+
+/// `note` with the part that says where a shutdown stopped the task, to go on at the next
+/// start, told as done: the task goes on now.
+fn note_going_on(note: &str) -> String {
+    let going_on = |part: &str| {
+        let rest = part.strip_prefix(STOPPED_AFTER)?;
+        let cycles = rest.find(" cycles, ")? + " cycles".len();
+        Some(format!("{STOPPED_AFTER}{}{WENT_ON}", &rest[..cycles]))
+    };
+    note.split("; ")
+        .map(|part| going_on(part).unwrap_or_else(|| part.to_owned()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// [`Work`] as the database keeps it while its task is queued (JSON), so that a restart
 /// queues the task again. Files are named within their folders of the data directory (which
 /// may have been moved meanwhile).
@@ -245,6 +262,19 @@ impl Work {
             Work::Save { .. } => WorkKind::Save,
             Work::Restore { .. } => WorkKind::Restore,
         }
+    }
+
+    /// A dataset that the work reads and that was deleted since it was queued (its file is
+    /// gone; one opened by the running task stays readable for it), if any.
+    pub fn deleted_dataset(&self) -> Option<&str> {
+        let bindings = match self {
+            Work::Train(bindings) | Work::Request(bindings, _) => bindings,
+            Work::Save { .. } | Work::Restore { .. } => return None,
+        };
+        bindings
+            .iter()
+            .find(|binding| std::fs::symlink_metadata(&binding.path).is_err())
+            .map(|binding| binding.dataset_uuid.as_str())
     }
 
     /// Whether the work changes the network (requests do too: they may grow it).
@@ -442,11 +472,13 @@ impl Task {
         format!("{kind}task '{}' of cluster '{cluster_name}'", self.name)
     }
 
-    /// Marks the task active and hands its work to the worker (once).
+    /// Marks the task active and hands its work to the worker (once). The note of a task
+    /// that a shutdown stopped part of the way now says that it went on.
     pub fn start(&self) -> Option<Work> {
         let mut timeline = self.timeline();
         timeline.state = TaskState::Active;
         timeline.start = Some(now_timestamp());
+        timeline.note = timeline.note.as_deref().map(note_going_on);
         self.work.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
@@ -601,6 +633,44 @@ mod tests {
         );
         task.note_stop();
         assert_eq!(task.info().note, recorded.note);
+    }
+
+    /// A stopped request task's note says that its results are kept; once it goes on, that
+    /// it went on; a later stop's note takes the place of both.
+    #[test]
+    fn a_stop_note_tells_what_is_kept_and_then_that_the_task_went_on() {
+        let target = ResultTarget {
+            output: "label".to_owned(),
+            columns: 10,
+            name: "answers".to_owned(),
+            owner_id: "owner".to_owned(),
+            project_id: "project".to_owned(),
+        };
+        let task = Task::new(
+            "t".into(),
+            "task".into(),
+            100,
+            Work::Request(vec![], target),
+        );
+        task.add_note("growth refused");
+        let stopped = |cycles| {
+            format!(
+                "growth refused; a shutdown of the server stopped it after {cycles} of 100 \
+                 cycles, whose results are kept, to go on from there at the next start"
+            )
+        };
+        task.set_progress(40);
+        task.note_stop();
+        assert_eq!(task.info().note, Some(stopped(40)));
+        assert!(task.start().is_some());
+        let went_on = "growth refused; a shutdown of the server stopped it after 40 of 100 \
+                       cycles, and it went on from there at the next start";
+        assert_eq!(task.info().note.as_deref(), Some(went_on));
+        task.set_progress(70);
+        task.note_stop();
+        assert_eq!(task.info().note, Some(stopped(70)));
+        // Told once, however often it goes on.
+        assert_eq!(note_going_on(went_on), went_on);
     }
 
     /// Work comes back as it was stored, with its files in the data directory it is read in
