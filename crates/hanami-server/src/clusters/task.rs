@@ -635,17 +635,22 @@ mod tests {
         assert_eq!(task.info().note, recorded.note);
     }
 
-    /// A stopped request task's note says that its results are kept; once it goes on, that
-    /// it went on; a later stop's note takes the place of both.
-    #[test]
-    fn a_stop_note_tells_what_is_kept_and_then_that_the_task_went_on() {
-        let target = ResultTarget {
+    /// A request task's result target: ten values of output `label`, named `answers`.
+    fn answers() -> ResultTarget {
+        ResultTarget {
             output: "label".to_owned(),
             columns: 10,
             name: "answers".to_owned(),
             owner_id: "owner".to_owned(),
             project_id: "project".to_owned(),
-        };
+        }
+    }
+
+    /// A stopped request task's note says that its results are kept; once it goes on, that
+    /// it went on; a later stop's note takes the place of both.
+    #[test]
+    fn a_stop_note_tells_what_is_kept_and_then_that_the_task_went_on() {
+        let target = answers();
         let task = Task::new(
             "t".into(),
             "task".into(),
@@ -686,13 +691,7 @@ mod tests {
             path: old.datasets().join("dataset-file"),
             columns: ColumnRange::new(3, 7),
         };
-        let target = ResultTarget {
-            output: "label".to_owned(),
-            columns: 10,
-            name: "answers".to_owned(),
-            owner_id: "owner".to_owned(),
-            project_id: "project".to_owned(),
-        };
+        let target = answers();
         let work = Work::Request(vec![binding("picture", Side::Input)], target);
         let text = work.stored();
         let Ok(Work::Request(bindings, back)) = Work::from_stored(&text, &new) else {
