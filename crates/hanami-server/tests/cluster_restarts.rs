@@ -620,10 +620,28 @@ async fn a_crash_before_a_task_end_is_recorded_leaves_nothing_of_it() {
 /// could not read the rest): the stop aborts it and says why, and keeps no result so far.
 #[tokio::test]
 async fn a_task_whose_dataset_was_deleted_while_it_ran_does_not_go_on() {
+    dataset_deleted_while_running(false).await;
+}
+
+/// The same, with the stop coming between the deletion's removal of the dataset's row and
+/// that of its file (the row removed from outside: the file stays).
+#[tokio::test]
+async fn a_task_whose_dataset_row_was_deleted_while_it_ran_does_not_go_on() {
+    dataset_deleted_while_running(true).await;
+}
+
+/// A request task whose dataset is deleted while it runs (only its row, if `row_only`),
+/// stopped then: checks that it is aborted, saying why, with no result so far kept.
+async fn dataset_deleted_while_running(row_only: bool) {
     let (server, client, dataset, cluster) = server_with_cluster("deleted", 60_000).await;
     let task = queue_request(&client, &cluster, "deleted", &dataset).await;
     wait_for_progress(&client, &cluster, &task).await;
-    client.delete_dataset(&dataset).await.unwrap();
+    if row_only {
+        let sql = "DELETE FROM datasets WHERE uuid = ?";
+        common::change_database(&server.data_dir, sql, &[&dataset]).await;
+    } else {
+        client.delete_dataset(&dataset).await.unwrap();
+    }
     let (server, client) = stop_while_running(server, &client, &cluster, &task).await;
     let done = client.task(&cluster, &task).await.unwrap();
     assert_eq!(done.state, TaskState::Aborted, "{done:?}");
@@ -632,6 +650,34 @@ async fn a_task_whose_dataset_was_deleted_while_it_ran_does_not_go_on() {
         note.contains(&format!(
             "dataset '{dataset}', which the task reads, was deleted while it ran, so it cannot \
              go on at the next start: the server shut down before the task ended"
+        )),
+        "{note}"
+    );
+    assert!(partial_results(&server).is_empty());
+}
+
+/// A request task whose result so far was damaged while the server was down cannot go on:
+/// it is aborted, its note says that it could not go on and why, and the file is removed.
+#[tokio::test]
+async fn a_damaged_result_so_far_ends_its_task() {
+    let (mut server, client, dataset, cluster) = server_with_cluster("damaged", 60_000).await;
+    let task = queue_request(&client, &cluster, "damaged", &dataset).await;
+    wait_for_progress(&client, &cluster, &task).await;
+    assert!(server.stop());
+    let partial = server.data_dir.join("partial-results").join(&task);
+    let cut = std::fs::metadata(&partial).unwrap().len() - 1;
+    let file = std::fs::OpenOptions::new().write(true).open(&partial);
+    file.unwrap().set_len(cut).unwrap();
+    let server = server.restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let done = client.wait_for_task(&cluster, &task, WAIT).await.unwrap();
+    assert_eq!(done.state, TaskState::Aborted, "{done:?}");
+    let note = done.note.unwrap_or_default();
+    let stopped = stopped_after(&note);
+    assert!(
+        note.contains(&format!(
+            "stopped it after {stopped} of 60000 cycles, and it could not go on from there at \
+             the next start; cannot go on with the result so far"
         )),
         "{note}"
     );

@@ -36,7 +36,7 @@ use anyhow::Context;
 use hanami_engine::{Cluster, GrowthStats, one_hot};
 use hanami_store::dataset::DatasetWriter;
 use hanami_store::dataset::ValueRanges;
-use hanami_store::resources::ResourceRow;
+use hanami_store::resources::{Kind, ResourceRow};
 use hanami_store::tasks::TaskProduct;
 use hanami_store::{Store, StoreError, now_timestamp};
 use hanami_types::scope::Scope;
@@ -727,6 +727,10 @@ impl ClusterHandle {
             },
             None => Ending::End(TaskState::Aborted, Product::Nothing),
         };
+        if let Ending::End(TaskState::Aborted, _) = ending {
+            // One that a shutdown stopped and that could not go on says so.
+            task.note_not_going_on();
+        }
         if matches!(ending, Ending::End(..))
             && work.as_ref().map(Work::kind) == Some(WorkKind::Request)
         {
@@ -793,7 +797,7 @@ impl ClusterHandle {
     fn stopped(&self, task: &Task, work: &Work, goes_on: bool, ctx: &WorkerContext) -> Ending {
         // The next start could not read it.
         let deleted = if goes_on {
-            work.deleted_dataset()
+            deleted_dataset(work, ctx)
         } else {
             None
         };
@@ -988,6 +992,7 @@ impl ClusterHandle {
                 let first = task.progress().min(task.total);
                 let mut rows =
                     DatasetRows::open(&Interfaces::of(cluster), bindings, first..task.total)?;
+                self.going_on(task, first, ctx);
                 let outcome = with_threads(cluster, &ctx.cores, |cluster| {
                     cluster.train_batch(&mut rows, &task.cancel, &mut |done| {
                         task.set_progress(first + done as u64)
@@ -1065,6 +1070,15 @@ impl ClusterHandle {
         }
     }
 
+    /// Notes (in memory and in the database) that a task which a shutdown stopped after
+    /// `first` cycles goes on now; nothing for a task that starts from its first cycle.
+    fn going_on(&self, task: &Task, first: u64, ctx: &WorkerContext) {
+        if first > 0 {
+            task.note_going_on();
+            ctx.record(task, &self.row);
+        }
+    }
+
     /// Tells the error log when the network could not grow during a task because it had
     /// reached its memory budget, or the clusters together theirs (`before`: the counts
     /// before the task). The task itself goes on; it only `did` (learned, answered) with the
@@ -1109,6 +1123,7 @@ impl ClusterHandle {
         } else {
             resume_result(&partial, &path, target, first)?
         };
+        self.going_on(task, first, ctx);
         // Once the file holds its space, the free space shows it; until then (file systems
         // without fallocate) the promise holds it until the result is written.
         if writer.preallocate(task.total)? {
@@ -1179,6 +1194,23 @@ impl ClusterHandle {
             path,
         })))
     }
+}
+
+/// A dataset that `work` reads and that was deleted since it was queued (its row or its file
+/// is gone; the running task reads it through its open file), if any. One the database
+/// cannot be asked about counts as there.
+fn deleted_dataset<'w>(work: &'w Work, ctx: &WorkerContext) -> Option<&'w str> {
+    let gone = |uuid: &str, path: &Path| {
+        std::fs::symlink_metadata(path).is_err()
+            || matches!(
+                ctx.runtime
+                    .block_on(ctx.store.resource(Kind::Dataset, &Scope::All, uuid)),
+                Ok(None)
+            )
+    };
+    work.datasets()
+        .find(|&(uuid, path)| gone(uuid, path))
+        .map(|(uuid, _)| uuid)
 }
 
 /// Goes on with the result of a request task that a shutdown stopped after `rows` rows, set

@@ -58,19 +58,27 @@ pub enum Work {
 /// How the note of a task that a shutdown stopped, to go on at the next start, begins.
 const STOPPED_AFTER: &str = "a shutdown of the server stopped it after ";
 
+/// How that note ends while the task waits to go on.
+const TO_GO_ON: &str = ", to go on from there at the next start";
+
 /// How that note ends once the task went on (after the cycles it says).
 const WENT_ON: &str = ", and it went on from there at the next start";
 
+/// How that note ends when the task ended at the next start without going on.
+const DID_NOT_GO_ON: &str = ", and it could not go on from there at the next start";
+
 /// `note` with the part that says where a shutdown stopped the task, to go on at the next
-/// start, told as done: the task goes on now.
-fn note_going_on(note: &str) -> String {
-    let going_on = |part: &str| {
-        let rest = part.strip_prefix(STOPPED_AFTER)?;
+/// start, told with `ending` (after the cycles it says) instead.
+fn note_stop_told(note: &str, ending: &str) -> String {
+    let told = |part: &str| {
+        let rest = part
+            .strip_prefix(STOPPED_AFTER)
+            .filter(|_| part.ends_with(TO_GO_ON))?;
         let cycles = rest.find(" cycles, ")? + " cycles".len();
-        Some(format!("{STOPPED_AFTER}{}{WENT_ON}", &rest[..cycles]))
+        Some(format!("{STOPPED_AFTER}{}{ending}", &rest[..cycles]))
     };
     note.split("; ")
-        .map(|part| going_on(part).unwrap_or_else(|| part.to_owned()))
+        .map(|part| told(part).unwrap_or_else(|| part.to_owned()))
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -264,17 +272,15 @@ impl Work {
         }
     }
 
-    /// A dataset that the work reads and that was deleted since it was queued (its file is
-    /// gone; one opened by the running task stays readable for it), if any.
-    pub fn deleted_dataset(&self) -> Option<&str> {
-        let bindings = match self {
+    /// The datasets the work reads, as uuid and file (once per binding).
+    pub fn datasets(&self) -> impl Iterator<Item = (&str, &std::path::Path)> {
+        let bindings: &[Binding] = match self {
             Work::Train(bindings) | Work::Request(bindings, _) => bindings,
-            Work::Save { .. } | Work::Restore { .. } => return None,
+            Work::Save { .. } | Work::Restore { .. } => &[],
         };
         bindings
             .iter()
-            .find(|binding| std::fs::symlink_metadata(&binding.path).is_err())
-            .map(|binding| binding.dataset_uuid.as_str())
+            .map(|binding| (binding.dataset_uuid.as_str(), binding.path.as_path()))
     }
 
     /// Whether the work changes the network (requests do too: they may grow it).
@@ -472,13 +478,11 @@ impl Task {
         format!("{kind}task '{}' of cluster '{cluster_name}'", self.name)
     }
 
-    /// Marks the task active and hands its work to the worker (once). The note of a task
-    /// that a shutdown stopped part of the way now says that it went on.
+    /// Marks the task active and hands its work to the worker (once).
     pub fn start(&self) -> Option<Work> {
         let mut timeline = self.timeline();
         timeline.state = TaskState::Active;
         timeline.start = Some(now_timestamp());
-        timeline.note = timeline.note.as_deref().map(note_going_on);
         self.work.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
@@ -507,7 +511,7 @@ impl Task {
             _ => "which the cluster's network keeps",
         };
         let stop = format!(
-            "{STOPPED_AFTER}{} of {} cycles, {kept}, to go on from there at the next start",
+            "{STOPPED_AFTER}{} of {} cycles, {kept}{TO_GO_ON}",
             self.progress(),
             self.total
         );
@@ -531,6 +535,26 @@ impl Task {
             note: Some(self.note_with_stop(row.note.as_deref())),
             ..row
         }
+    }
+
+    /// Notes that the task, which a shutdown stopped part of the way, goes on now (its work is
+    /// ready to go on: datasets open, a request's result so far checked).
+    pub fn note_going_on(&self) {
+        let mut timeline = self.timeline();
+        timeline.note = timeline
+            .note
+            .as_deref()
+            .map(|note| note_stop_told(note, WENT_ON));
+    }
+
+    /// Notes that the task, which a shutdown stopped part of the way, ended without going on
+    /// (nothing if it went on, or was never stopped so).
+    pub fn note_not_going_on(&self) {
+        let mut timeline = self.timeline();
+        timeline.note = timeline
+            .note
+            .as_deref()
+            .map(|note| note_stop_told(note, DID_NOT_GO_ON));
     }
 
     /// Notes where a shutdown stopped the task, as [`Task::record_requeued`] recorded it.
@@ -664,18 +688,28 @@ mod tests {
                  cycles, whose results are kept, to go on from there at the next start"
             )
         };
+        let told = |cycles, ending| {
+            format!(
+                "growth refused; a shutdown of the server stopped it after {cycles} of 100 \
+                 cycles, and it {ending} from there at the next start"
+            )
+        };
         task.set_progress(40);
         task.note_stop();
         assert_eq!(task.info().note, Some(stopped(40)));
-        assert!(task.start().is_some());
-        let went_on = "growth refused; a shutdown of the server stopped it after 40 of 100 \
-                       cycles, and it went on from there at the next start";
-        assert_eq!(task.info().note.as_deref(), Some(went_on));
+        task.note_going_on();
+        assert_eq!(task.info().note, Some(told(40, "went on")));
+        // Told once, however often it goes on; one that went on did not fail to.
+        task.note_going_on();
+        task.note_not_going_on();
+        assert_eq!(task.info().note, Some(told(40, "went on")));
+        // A later stop's note takes the place of the earlier one; one that cannot go on then
+        // says so.
         task.set_progress(70);
         task.note_stop();
         assert_eq!(task.info().note, Some(stopped(70)));
-        // Told once, however often it goes on.
-        assert_eq!(note_going_on(went_on), went_on);
+        task.note_not_going_on();
+        assert_eq!(task.info().note, Some(told(70, "could not go on")));
     }
 
     /// Work comes back as it was stored, with its files in the data directory it is read in
