@@ -45,8 +45,13 @@ impl DataDir {
             if dir.exists() && !dir.is_dir() {
                 anyhow::bail!("{} exists and is not a directory", dir.display());
             }
-            std::fs::create_dir_all(dir)
-                .map_err(|e| anyhow::anyhow!("cannot create directory {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot create directory {}: {e}{}",
+                    dir.display(),
+                    permission_hint(&e)
+                )
+            })?;
             if *dir == self.root {
                 continue; // The lock file, created next, shows whether the root takes files.
             }
@@ -236,7 +241,7 @@ pub struct DataDirLock {
 
 #[cfg(test)]
 mod tests {
-    use super::DataDir;
+    use super::{DataDir, permission_hint};
 
     /// Files set aside under one name are numbered on from the highest number there,
     /// whatever an operator removed in between, and the latest is found the same way.
@@ -332,6 +337,16 @@ mod tests {
         );
         assert!(names(&paths.datasets()).is_empty());
         assert!(names(&paths.uploads()).is_empty());
+    }
+
+    /// A refused write says what to do about it; other errors get no hint.
+    #[test]
+    fn refused_writes_get_a_hint() {
+        use std::io::{Error, ErrorKind};
+        let hint = |kind| permission_hint(&Error::from(kind));
+        assert!(hint(ErrorKind::PermissionDenied).contains("must be writable by the user"));
+        assert!(hint(ErrorKind::ReadOnlyFilesystem).contains("mounted for writing"));
+        assert_eq!(hint(ErrorKind::NotFound), "");
     }
 
     #[test]
