@@ -10,6 +10,7 @@ pub mod clusters;
 pub mod datasets;
 pub mod list;
 pub mod logs;
+pub mod pattern;
 pub mod projects;
 pub mod scope;
 pub mod tasks;

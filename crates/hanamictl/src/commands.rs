@@ -973,8 +973,8 @@ async fn wait_for_end(
                 }
                 progress.remark(Some(
                     "the server does not answer; trying again (a restarted server runs queued \
-                     tasks and the train tasks its stop interrupted; a crash aborts the running \
-                     task)",
+                     tasks and the train and request tasks its stop interrupted; a crash \
+                     aborts the running task)",
                 ));
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
@@ -1008,7 +1008,8 @@ async fn wait_for_end(
             state if Instant::now() >= deadline => {
                 let why = task.note.map(|n| format!(" ({n})")).unwrap_or_default();
                 return Err(CliError::msg(format!(
-                    "task '{task_uuid}' is still {state} after {timeout} s{why}"
+                    "task '{task_uuid}' is still {state} after {timeout} s{why}; it goes on \
+                     on the server (`hanamictl task get -c {cluster} {task_uuid}` shows it)"
                 )));
             }
             _ => {}

@@ -50,7 +50,10 @@ impl CliError {
                 | E::Conflict(body)
                 | E::Internal(body)
                 | E::Status { body, .. },
-            ) => CliError::Status { code, body },
+            ) => CliError::Status {
+                code,
+                body: with_rule_in_words(code, body),
+            },
             // The URL could not be made (an argument of 100,000 characters, an address
             // like `http://[::1`): the error would quote all of it and blame the connection.
             (_, E::Transport(e)) if e.is_builder() => CliError::Other(format!(
@@ -166,5 +169,13 @@ impl fmt::Display for CliError {
                 write!(f, "error: {message}")
             }
         }
+    }
+}
+/// A 400 that names the regular expression a value failed (the API's wording) gets a note
+/// with the rule in words.
+fn with_rule_in_words(code: u16, body: String) -> String {
+    match hanami_sdk::types::pattern::Pattern::named_in(&body).filter(|_| code == 400) {
+        Some(pattern) => format!("{body}\nnote: the value must be {}", pattern.rule()),
+        None => body,
     }
 }

@@ -31,6 +31,19 @@ fn projects() {
 
     let got = server.ctl(&["project", "get", "cli_test_project"]).ok();
     assert_eq!(got.single(), created.single());
+    // A refused id: the server's message names the regular expression, a note says it in
+    // words.
+    let refused = server
+        .ctl(&["project", "create", "-n", "dash", "my-project"])
+        .fails();
+    assert!(
+        refused.stderr.contains(
+            "Given item 'id' doesn't match with regex \"^[a-zA-Z][a-zA-Z_0-9]*$\"\nnote: the \
+             value must be a letter followed by letters, digits and '_' only"
+        ),
+        "{}",
+        refused.stderr
+    );
     let got = server
         .ctl(&["project", "get", "-j", "cli_test_project"])
         .ok()
@@ -1586,7 +1599,9 @@ fn waiting_for_a_task_whose_cluster_is_deleted() {
         impatient.stderr.contains(
             "is still queued after 1 s (waiting: the cluster is in DIRECT mode, and its queued \
              tasks start once it is switched back to TASK mode"
-        ),
+        ) && impatient
+            .stderr
+            .contains("; it goes on on the server (`hanamictl task get -c "),
         "{}",
         impatient.stderr
     );

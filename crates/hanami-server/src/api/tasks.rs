@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::clusters::visible;
-use super::validate::{Field, Pattern};
+use super::validate::{Field, Pattern, PatternCheck};
 use super::{ApiError, ApiResult, Routes};
 use crate::clusters::rows::{Binding, Side};
 use crate::clusters::task::{Promise, ResultTarget, Task, TaskState, Work};
