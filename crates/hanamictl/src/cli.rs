@@ -352,6 +352,15 @@ pub enum ClusterCmd {
         #[arg(value_name = "CLUSTER_UUID")]
         uuid: String,
     },
+    /// Switch a cluster back to TASK mode, where its queued tasks run (addition to the
+    /// original CLI: a direct-IO client that ended without switching back leaves its cluster
+    /// in DIRECT mode)
+    #[command(name = "task_mode", visible_alias = "task-mode")]
+    TaskMode {
+        /// UUID of the cluster
+        #[arg(value_name = "CLUSTER_UUID")]
+        uuid: String,
+    },
 }
 
 /// Optional waiting for a queued task (an addition: by default nothing waits).

@@ -77,6 +77,8 @@ const TASK: &[&str] = &[
 ];
 /// Columns of the task list (as in the original: only these two).
 const TASK_LIST: &[&str] = &["uuid", "state"];
+/// Fields of the answer to `cluster task_mode`.
+const MODE: &[&str] = &["uuid", "name", "new_state", "created_at"];
 /// Fields of the answer to `cluster save`.
 const SAVE: &[&str] = &["uuid", "name"];
 /// Fields of the answer to `cluster restore`.
@@ -711,6 +713,10 @@ async fn execute(
             ClusterCmd::SwitchHost { host, uuid } => single(
                 &client.switch_host(&uuid, &host).await.map_err(sdk)?,
                 RESOURCE,
+            ),
+            ClusterCmd::TaskMode { uuid } => single(
+                &client.set_direct_mode(&uuid, false).await.map_err(sdk)?,
+                MODE,
             ),
         },
         Command::Task(cmd) => match cmd {

@@ -1634,6 +1634,63 @@ fn waiting_for_a_task_whose_cluster_is_deleted() {
     );
 }
 
+/// `cluster task_mode` brings a cluster that a direct-IO client left in DIRECT mode back to
+/// TASK mode, where its queued tasks run.
+#[test]
+fn a_cluster_left_in_direct_mode_goes_back_to_task_mode() {
+    let server = Server::start();
+    let (images, labels) = pattern_mnist(server.dir.path(), "mode", 200);
+    let created = server
+        .ctl(&[
+            "dataset",
+            "create",
+            "mnist",
+            "-j",
+            "-i",
+            &images,
+            "-l",
+            &labels,
+            "mode_data",
+        ])
+        .ok()
+        .json();
+    let dataset = created["uuid"].as_str().unwrap().to_owned();
+    let created = server
+        .ctl(&[
+            "cluster",
+            "create",
+            "-j",
+            "-t",
+            &server.template(),
+            "mode_cluster",
+        ])
+        .ok()
+        .json();
+    let cluster = created["uuid"].as_str().unwrap().to_owned();
+    let (picture, label) = (format!("picture:{dataset}"), format!("label:{dataset}"));
+    let train = [
+        "task", "create", "train", "-i", &picture, "-o", &label, "-c", &cluster,
+    ];
+    server.set_direct_mode(&cluster, true);
+    let waiting = server.ctl(&[&train[..], &["-j", "waiting"]].concat()).ok();
+    let waiting = waiting.json()["uuid"].as_str().unwrap().to_owned();
+    let task = server.ctl(&["task", "get", "-c", &cluster, &waiting]).ok();
+    assert_eq!(task.field("STATE"), "queued");
+    assert!(task.field("NOTE").contains("`hanamictl cluster task_mode`"));
+
+    let switched = server.ctl(&["cluster", "task-mode", &cluster]).ok();
+    assert_eq!(switched.keys(), ["UUID", "NAME", "NEW STATE", "CREATED AT"]);
+    assert_eq!(switched.field("UUID"), cluster);
+    assert_eq!(switched.field("NEW STATE"), "TASK");
+    // The queued task runs, and the next one after it.
+    let after = server
+        .ctl(&[&train[..], &["--wait", "--timeout", "120", "after"]].concat())
+        .ok();
+    assert_eq!(after.field("STATE"), "finished");
+    let task = server.ctl(&["task", "get", "-c", &cluster, &waiting]).ok();
+    assert_eq!(task.field("STATE"), "finished");
+}
+
 /// `log audit` and `log error`: tables and JSON, pages, whose entries, and the reason of
 /// a failed task (which `task create --wait` sends the user to).
 #[test]

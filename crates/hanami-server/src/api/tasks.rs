@@ -393,8 +393,9 @@ async fn get(app: App, caller: Caller, query: TaskQuery) -> ApiResult<TaskInfo> 
     if info.state == TaskState::Queued && cluster.mode() == Mode::Direct {
         info.note = Some(
             "waiting: the cluster is in DIRECT mode, and its queued tasks start once it is \
-             switched back to TASK mode (PUT v1.0alpha/cluster/set_mode, or the SDK's \
-             switch_to_task_mode, which a direct-IO client calls when it is done)"
+             switched back to TASK mode (PUT v1.0alpha/cluster/set_mode, the SDK's \
+             switch_to_task_mode, which a direct-IO client calls when it is done, or \
+             `hanamictl cluster task_mode`)"
                 .to_owned(),
         );
     }
