@@ -183,10 +183,11 @@ impl Store {
         Ok(())
     }
 
-    /// Records a task that stopped part of the way (a train task at the server's shutdown) as
-    /// queued again, with its progress, note and `work`, to go on where it stopped at the next
-    /// start. `network_pending` as for [`Store::end_task`]: the network with what the task
-    /// did so far becomes durable together with this record.
+    /// Records a task that stopped part of the way (a train or request task at the server's
+    /// shutdown) as queued again, with its progress, note, `work` and the time it first
+    /// started, to go on where it stopped at the next start. `network_pending` as for
+    /// [`Store::end_task`]: the network with what the task did so far becomes durable together
+    /// with this record.
     pub async fn requeue_task(
         &self,
         task: &TaskRow,
@@ -194,10 +195,11 @@ impl Store {
         network_pending: bool,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE tasks SET current = ?, state = 'queued', started_at = NULL, ended_at = NULL, \
+            "UPDATE tasks SET current = ?, state = 'queued', started_at = ?, ended_at = NULL, \
              note = ?, network_pending = ?, work = ? WHERE uuid = ?",
         )
         .bind(int(task.current))
+        .bind(&task.started_at)
         .bind(&task.note)
         .bind(network_pending)
         .bind(work)

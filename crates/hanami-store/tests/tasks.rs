@@ -268,7 +268,7 @@ async fn a_queued_task_keeps_its_work_until_it_starts() {
             goes_on.started_at.as_deref(),
             goes_on.note.as_deref()
         ),
-        (40, None, Some("stopped"))
+        (40, Some("2026-11-30 09:00:00"), Some("stopped"))
     );
     let lost = tasks.iter().find(|t| t.uuid == "lost").unwrap();
     assert_eq!(lost.state, "aborted");

@@ -377,14 +377,17 @@ impl Task {
 
     /// A task that an earlier run of the server recorded as queued, with its work, to be
     /// queued again. A train or request task that a shutdown stopped goes on from the cycles
-    /// it did (and keeps its note saying so).
+    /// it did (and keeps its note saying so, and the time it first started).
     pub fn resumed(row: TaskRow, work: Work) -> Self {
         let task = Self {
             queued_at: row.queued_at,
             current: AtomicU64::new(row.current.min(row.total)),
             ..Self::new(row.uuid, row.name, row.total, work)
         };
-        task.timeline().note = row.note;
+        let mut timeline = task.timeline();
+        timeline.note = row.note;
+        timeline.start = row.started_at;
+        drop(timeline);
         task
     }
 
@@ -478,11 +481,12 @@ impl Task {
         format!("{kind}task '{}' of cluster '{cluster_name}'", self.name)
     }
 
-    /// Marks the task active and hands its work to the worker (once).
+    /// Marks the task active and hands its work to the worker (once). One that a shutdown
+    /// stopped keeps the time it first started.
     pub fn start(&self) -> Option<Work> {
         let mut timeline = self.timeline();
         timeline.state = TaskState::Active;
-        timeline.start = Some(now_timestamp());
+        timeline.start.get_or_insert_with(now_timestamp);
         self.work.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
@@ -524,13 +528,12 @@ impl Task {
     }
 
     /// The task as the database records it once a shutdown stopped it part of the way, to go
-    /// on at the next start: queued, not started, with its progress and a note saying where
-    /// it stopped.
+    /// on at the next start: queued, with its progress, the time it first started and a note
+    /// saying where it stopped.
     pub fn record_requeued(&self, cluster_uuid: &str) -> TaskRow {
         let row = self.record(cluster_uuid);
         TaskRow {
             state: TaskState::Queued.as_str().to_owned(),
-            started_at: None,
             ended_at: None,
             note: Some(self.note_with_stop(row.note.as_deref())),
             ..row
@@ -710,6 +713,32 @@ mod tests {
         assert_eq!(task.info().note, Some(stopped(70)));
         task.note_not_going_on();
         assert_eq!(task.info().note, Some(told(70, "could not go on")));
+    }
+
+    /// A task that goes on after a stop keeps the time it first started (also while it is
+    /// queued again); a new one gets the time it starts.
+    #[test]
+    fn a_task_that_goes_on_keeps_its_first_start() {
+        let task = Task::new(
+            "t".into(),
+            "task".into(),
+            100,
+            Work::Request(vec![], answers()),
+        );
+        assert!(task.start().is_some());
+        let started = task.record("cluster").started_at;
+        assert!(started.is_some());
+        task.set_progress(30);
+        let row = TaskRow {
+            started_at: Some("2026-11-30 09:00:00".into()),
+            ..task.record_requeued("cluster")
+        };
+        assert_eq!(task.record_requeued("cluster").started_at, started);
+        let again = Task::resumed(row, Work::Request(vec![], answers()));
+        assert_eq!(again.info().start_timestamp, "2026-11-30 09:00:00");
+        assert!(again.start().is_some());
+        assert_eq!(again.info().start_timestamp, "2026-11-30 09:00:00");
+        assert_eq!(again.progress(), 30);
     }
 
     /// Work comes back as it was stored, with its files in the data directory it is read in
