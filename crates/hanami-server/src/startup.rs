@@ -965,10 +965,17 @@ fn warn_if_others_may_use(key: &Path) {
 
 /// Creates the first global admin from the environment when no admin exists yet.
 async fn ensure_admin(store: &Store) -> anyhow::Result<()> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     if store.has_admin().await? {
+        if var(ADMIN_PASSWORD_VAR).is_some() {
+            // Someone may expect it to change the admin's password.
+            tracing::info!(
+                "an admin user exists already, so {ADMIN_ID_VAR}, {ADMIN_NAME_VAR} and \
+                 {ADMIN_PASSWORD_VAR} change nothing: they only create the first admin"
+            );
+        }
         return Ok(());
     }
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let (Some(id), Some(name), Some(secret)) = (
         var(ADMIN_ID_VAR),
         var(ADMIN_NAME_VAR),

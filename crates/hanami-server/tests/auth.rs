@@ -378,6 +378,15 @@ async fn first_start_needs_the_admin_variables() {
     let mut again = launch().without_admin_env().data_dir(&dir).start();
     again.admin().await;
     assert!(again.stop());
+    // Set again, they change nothing, and the log says so (a new password is not taken).
+    let mut again = launch()
+        .env("HANAMI_ADMIN_PASSWORD", "another password")
+        .env("RUST_LOG", "info")
+        .data_dir(&dir)
+        .start();
+    again.wait_until_logged(&["an admin user exists already, so HANAMI_ADMIN_USER_ID"]);
+    again.admin().await;
+    assert!(again.stop());
     // A token key that others may read (a copied data directory) is warned about.
     use std::os::unix::fs::PermissionsExt as _;
     let key = dir.join("token.key");
