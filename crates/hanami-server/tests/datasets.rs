@@ -1487,8 +1487,16 @@ async fn datasets_survive_restarts_and_reading_never_changes_them() {
     ));
     assert!(matches!(
         client.check_dataset(&result.uuid, &result.uuid).await,
-        Err(Error::BadRequest(_))
+        Err(Error::BadRequest(message)) if !message.contains("is it the reference?")
     ));
+    // Given swapped, the message says which one has the labels.
+    let swapped = client.check_dataset(&result.uuid, &mnist.uuid).await;
+    assert!(
+        matches!(&swapped, Err(Error::BadRequest(message)) if message.contains(
+            "it has no 'label' columns; the other dataset has them: is it the reference?"
+        )),
+        "{swapped:?}"
+    );
     assert!(matches!(
         client
             .check_dataset(&mnist.uuid, "8a1b2c3d-0000-4000-8000-123456789abc")

@@ -500,9 +500,16 @@ fn compare(reference: &DatasetReader, result: &DatasetReader) -> ApiResult<f64> 
     let (ref_header, res_header) = (reference.header(), result.header());
     let ref_uuid = file_stem(reference);
     let res_uuid = file_stem(result);
-    let labels = ref_header
-        .column_range("label")
-        .ok_or_else(|| invalid(&ref_uuid, "it has no 'label' columns".into()))?;
+    let labels = ref_header.column_range("label").ok_or_else(|| {
+        // A reference without labels and a "result" with them: the two were given swapped.
+        let swapped = if res_header.column_range("label").is_some() {
+            "; the other dataset has them: is it the reference? (the check takes the \
+             reference dataset with its labels first, then the request's result)"
+        } else {
+            ""
+        };
+        invalid(&ref_uuid, format!("it has no 'label' columns{swapped}"))
+    })?;
     if labels.width() < 2 {
         // The argmax of one column is always 0: every row would count as correct.
         return Err(invalid(
