@@ -923,6 +923,9 @@ fn out_of_reach(error: &hanami_sdk::Error) -> bool {
     }
 }
 
+/// How long a wait polls at least every 100 ms (then every second).
+const QUICK_POLLS: Duration = Duration::from_secs(10);
+
 /// How long a wait goes on trying a server that does not answer (one that restarts is back
 /// sooner).
 const RECONNECT_GRACE: Duration = Duration::from_secs(30);
@@ -937,6 +940,7 @@ async fn wait_for_end(
     show_progress: bool,
 ) -> Result<Task, CliError> {
     let deadline = Instant::now() + Duration::from_secs(timeout);
+    let began = Instant::now();
     let mut pause = Duration::from_millis(50);
     // Ends its line when dropped, also when the waiting is interrupted.
     let mut progress = Progress::new(&format!("task {task_uuid}"), show_progress);
@@ -1021,6 +1025,12 @@ async fn wait_for_end(
             _ => {}
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(1));
+        // Short tasks are seen ending soon after they do; long ones are asked less often.
+        let longest = if began.elapsed() < QUICK_POLLS {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(1)
+        };
+        pause = (pause * 2).min(longest);
     }
 }
