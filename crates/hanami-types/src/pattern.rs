@@ -22,6 +22,17 @@ pub enum Pattern {
 }
 
 impl Pattern {
+    /// Every pattern.
+    pub const ALL: [Pattern; 7] = [
+        Pattern::Uuid,
+        Pattern::Id,
+        Pattern::IdExt,
+        Pattern::Name,
+        Pattern::Token,
+        Pattern::Endpoint,
+        Pattern::Mode,
+    ];
+
     /// Whether the whole value matches.
     pub fn matches(self, value: &str) -> bool {
         let mut chars = value.chars();
@@ -80,17 +91,10 @@ impl Pattern {
     /// The pattern whose regular expression an API message names (`… doesn't match with
     /// regex "…"`), if any.
     pub fn named_in(message: &str) -> Option<Pattern> {
-        const ALL: [Pattern; 7] = [
-            Pattern::Uuid,
-            Pattern::Id,
-            Pattern::IdExt,
-            Pattern::Name,
-            Pattern::Token,
-            Pattern::Endpoint,
-            Pattern::Mode,
-        ];
         let named = message.split("with regex \"").nth(1)?.split('"').next()?;
-        ALL.into_iter().find(|pattern| pattern.regex() == named)
+        Pattern::ALL
+            .into_iter()
+            .find(|pattern| pattern.regex() == named)
     }
 }
 
@@ -118,15 +122,7 @@ mod tests {
     /// Every pattern is found again from a message that names its expression.
     #[test]
     fn messages_name_their_pattern() {
-        for pattern in [
-            Pattern::Uuid,
-            Pattern::Id,
-            Pattern::IdExt,
-            Pattern::Name,
-            Pattern::Token,
-            Pattern::Endpoint,
-            Pattern::Mode,
-        ] {
+        for pattern in Pattern::ALL {
             let message = format!(
                 "Given item 'x' doesn't match with regex \"{}\"",
                 pattern.regex()
