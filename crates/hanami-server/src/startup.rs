@@ -217,6 +217,10 @@ async fn prepare(
 ) -> anyhow::Result<(App, Vec<Resumed>)> {
     let data_dir = &config.data_dir;
     let paths = DataDir::new(data_dir);
+    if !data_dir.exists() {
+        // A first start without the admin leaves no data directory behind.
+        admin_from_env()?;
+    }
     paths
         .create()
         .with_context(|| format!("cannot prepare data directory {}", data_dir.display()))?;
@@ -976,6 +980,26 @@ async fn ensure_admin(store: &Store) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    let (id, name, secret) = admin_from_env()?;
+    let pw_hash = tokio::task::spawn_blocking(move || password::hash(&secret)).await?;
+    store
+        .create_user(NewUser {
+            id: &id,
+            name: &name,
+            creator_id: "HANAMI_INIT",
+            is_admin: true,
+            pw_hash: &pw_hash,
+        })
+        .await
+        .with_context(|| format!("cannot create the admin user '{id}'"))?;
+    tracing::info!("created the first admin user '{id}'");
+    Ok(())
+}
+
+/// The first admin's id, name and password from the environment, checked as the API checks
+/// them (the admin must be able to log in); an error names what is missing or wrong.
+fn admin_from_env() -> anyhow::Result<(String, String, String)> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let (Some(id), Some(name), Some(secret)) = (
         var(ADMIN_ID_VAR),
         var(ADMIN_NAME_VAR),
@@ -995,7 +1019,6 @@ async fn ensure_admin(store: &Store) -> anyhow::Result<()> {
              {ADMIN_PASSWORD_VAR} to create the first one{which}"
         );
     };
-    // The admin must be able to log in through the API, which validates these.
     if !Pattern::IdExt.matches(&id) || !(4..=254).contains(&id.len()) {
         bail!(
             "{ADMIN_ID_VAR} must be 4 to 254 characters: a letter, then letters, digits, '_' or '@'"
@@ -1013,19 +1036,7 @@ async fn ensure_admin(store: &Store) -> anyhow::Result<()> {
              where all are ASCII)"
         );
     }
-    let pw_hash = tokio::task::spawn_blocking(move || password::hash(&secret)).await?;
-    store
-        .create_user(NewUser {
-            id: &id,
-            name: &name,
-            creator_id: "HANAMI_INIT",
-            is_admin: true,
-            pw_hash: &pw_hash,
-        })
-        .await
-        .with_context(|| format!("cannot create the admin user '{id}'"))?;
-    tracing::info!("created the first admin user '{id}'");
-    Ok(())
+    Ok((id, name, secret))
 }
 
 /// The signals that stop the server gracefully: SIGINT, SIGTERM, and SIGHUP too (a closing

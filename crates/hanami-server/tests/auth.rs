@@ -359,6 +359,17 @@ async fn first_start_needs_the_admin_variables() {
     ] {
         assert!(stderr.contains(var), "{stderr}");
     }
+    // It leaves no data directory behind.
+    let tmp = tempfile::tempdir().unwrap();
+    let fresh = tmp.path().join("fresh");
+    assert!(
+        launch()
+            .without_admin_env()
+            .data_dir(&fresh)
+            .try_start()
+            .is_err()
+    );
+    assert!(!fresh.exists());
     // Where some are set, the message names the others.
     let Err(stderr) = launch()
         .without_admin_env()
