@@ -1531,38 +1531,8 @@ fn a_lost_finalisation_answer_names_the_dataset() {
 #[test]
 fn waiting_for_a_task_whose_cluster_is_deleted() {
     let server = Server::start();
-    let (images, labels) = pattern_mnist(server.dir.path(), "gone", 200);
-    let dataset = server
-        .ctl(&[
-            "dataset",
-            "create",
-            "mnist",
-            "-j",
-            "-i",
-            &images,
-            "-l",
-            &labels,
-            "gone_data",
-        ])
-        .ok()
-        .json()["uuid"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let cluster = server
-        .ctl(&[
-            "cluster",
-            "create",
-            "-j",
-            "-t",
-            &server.template(),
-            "gone_cluster",
-        ])
-        .ok()
-        .json()["uuid"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let dataset = server.mnist_dataset("gone_data", 200);
+    let cluster = server.seed_cluster("gone_cluster");
     let picture = format!("picture:{dataset}");
     let label = format!("label:{dataset}");
     let train = [
@@ -1639,41 +1609,17 @@ fn waiting_for_a_task_whose_cluster_is_deleted() {
 #[test]
 fn a_cluster_left_in_direct_mode_goes_back_to_task_mode() {
     let server = Server::start();
-    let (images, labels) = pattern_mnist(server.dir.path(), "mode", 200);
-    let created = server
-        .ctl(&[
-            "dataset",
-            "create",
-            "mnist",
-            "-j",
-            "-i",
-            &images,
-            "-l",
-            &labels,
-            "mode_data",
-        ])
-        .ok()
-        .json();
-    let dataset = created["uuid"].as_str().unwrap().to_owned();
-    let created = server
-        .ctl(&[
-            "cluster",
-            "create",
-            "-j",
-            "-t",
-            &server.template(),
-            "mode_cluster",
-        ])
-        .ok()
-        .json();
-    let cluster = created["uuid"].as_str().unwrap().to_owned();
+    let dataset = server.mnist_dataset("mode_data", 200);
+    let cluster = server.seed_cluster("mode_cluster");
     let (picture, label) = (format!("picture:{dataset}"), format!("label:{dataset}"));
     let train = [
         "task", "create", "train", "-i", &picture, "-o", &label, "-c", &cluster,
     ];
     server.set_direct_mode(&cluster, true);
-    let waiting = server.ctl(&[&train[..], &["-j", "waiting"]].concat()).ok();
-    let waiting = waiting.json()["uuid"].as_str().unwrap().to_owned();
+    let waiting = server
+        .ctl(&[&train[..], &["-j", "waiting"]].concat())
+        .ok()
+        .uuid();
     let task = server.ctl(&["task", "get", "-c", &cluster, &waiting]).ok();
     assert_eq!(task.field("STATE"), "queued");
     assert!(task.field("NOTE").contains("`hanamictl cluster task_mode`"));
