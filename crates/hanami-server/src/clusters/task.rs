@@ -543,21 +543,22 @@ impl Task {
     /// Notes that the task, which a shutdown stopped part of the way, goes on now (its work is
     /// ready to go on: datasets open, a request's result so far checked).
     pub fn note_going_on(&self) {
-        let mut timeline = self.timeline();
-        timeline.note = timeline
-            .note
-            .as_deref()
-            .map(|note| note_stop_told(note, WENT_ON));
+        self.tell_stop(WENT_ON);
     }
 
     /// Notes that the task, which a shutdown stopped part of the way, ended without going on
     /// (nothing if it went on, or was never stopped so).
     pub fn note_not_going_on(&self) {
+        self.tell_stop(DID_NOT_GO_ON);
+    }
+
+    /// Ends the note's part that says where a shutdown stopped the task with `ending`.
+    fn tell_stop(&self, ending: &str) {
         let mut timeline = self.timeline();
         timeline.note = timeline
             .note
             .as_deref()
-            .map(|note| note_stop_told(note, DID_NOT_GO_ON));
+            .map(|note| note_stop_told(note, ending));
     }
 
     /// Notes where a shutdown stopped the task, as [`Task::record_requeued`] recorded it.
