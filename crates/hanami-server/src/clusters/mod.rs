@@ -731,13 +731,7 @@ impl ClusterHandle {
             // One that a shutdown stopped and that could not go on says so.
             task.note_not_going_on();
         }
-        if matches!(ending, Ending::End(..))
-            && work.as_ref().map(Work::kind) == Some(WorkKind::Request)
-        {
-            // A result set aside by an earlier stop that nothing goes on with now (one it
-            // failed to go on with, or set aside again for a requeue its deletion took back).
-            ctx.paths.remove_partial_result(&task.uuid);
-        }
+        let request = work.as_ref().map(Work::kind) == Some(WorkKind::Request);
         // Done with (a restore's checkpoint file is closed).
         drop(work);
         // A task whose network cannot be saved did not end well (it is saved again at
@@ -766,7 +760,13 @@ impl ClusterHandle {
         // mode, or queue a task that starts right away, at once.
         lock(&self.control).active = None;
         let ended_at = now_timestamp();
-        match self.record_end(task, ending, &ended_at, staged, ctx) {
+        let recorded = self.record_end(task, ending, &ended_at, staged, ctx);
+        if request && matches!(recorded, Recorded::Ended(_)) {
+            // A result so far that nothing goes on with (one this run failed to go on with,
+            // or set aside for a requeue that a deletion or a failed record took back).
+            ctx.paths.remove_partial_result(&task.uuid);
+        }
+        match recorded {
             Recorded::Requeued => tracing::info!(
                 "{} ({}) stopped by the shutdown after {} of {} cycles; it goes on from there at \
                  the next start",
@@ -866,10 +866,6 @@ impl ClusterHandle {
             // Ends so if it cannot be queued again.
             Ending::Requeue(_) => (TaskState::Aborted, Product::Nothing),
         };
-        if requeued && recorded.is_err() {
-            // Nothing goes on with a request's result so far.
-            ctx.paths.remove_partial_result(&task.uuid);
-        }
         if let Err(e @ StoreError::OwnerGone { .. }) = &recorded {
             // Its owner or project was deleted meanwhile: the task ends without it.
             product.remove_file();
@@ -903,7 +899,6 @@ impl ClusterHandle {
                     self.unsaved.store(true, Ordering::Relaxed);
                     if requeued {
                         requeued = false;
-                        ctx.paths.remove_partial_result(&task.uuid);
                         ctx.log_error(task, &self.row, &shut_down_before_the_end(task));
                     }
                     state = self.network_not_saved(task, state, &product, e, ctx);
@@ -1161,7 +1156,6 @@ impl ClusterHandle {
                 }
                 Ok(rows) => {
                     // Never so: the rows written are the rows answered.
-                    ctx.paths.remove_partial_result(&task.uuid);
                     let e = anyhow::anyhow!(
                         "its result so far holds {rows} rows, not the {} it answered",
                         task.progress()
