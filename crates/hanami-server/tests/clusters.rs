@@ -753,7 +753,7 @@ async fn aborting_tasks_and_deleting_clusters() {
     let empty = client.create_cluster("empty_one", "").await.unwrap().uuid;
     let bare = client.set_direct_mode(&empty, true).await;
     assert!(
-        matches!(&bare, Err(Error::Conflict(m)) if m.ends_with("it has no network yet")),
+        matches!(&bare, Err(Error::Conflict(m)) if m.ends_with("it has no network yet: restore a checkpoint into it first")),
         "{bare:?}"
     );
     // Nor tasks or checkpoints: the same conflict, until a checkpoint is restored into it.

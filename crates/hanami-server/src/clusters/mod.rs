@@ -215,7 +215,7 @@ pub enum ModeConflict {
     #[error("a task is queued or running")]
     Busy,
     /// There is no network to drive.
-    #[error("it has no network yet")]
+    #[error("it has no network yet: restore a checkpoint into it first")]
     NoNetwork,
 }
 

@@ -392,7 +392,8 @@ async fn start(app: &App, text: &[u8]) -> Result<(Target, Access), String> {
             }
             if !cluster.has_network() {
                 return Err(format!(
-                    "Cluster with UUID '{}' has no network yet",
+                    "Cluster with UUID '{}' has no network yet: restore a checkpoint into it \
+                     first",
                     init.uuid
                 ));
             }
