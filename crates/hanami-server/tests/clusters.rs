@@ -281,6 +281,14 @@ async fn train_request_check_save_restore() {
         client.set_direct_mode(&empty.uuid, true).await,
         Err(Error::Conflict(_))
     ));
+    // Given swapped, the answer says which uuid is the checkpoint's.
+    let swapped = client.restore_cluster(&saved.uuid, &empty.uuid).await;
+    assert!(
+        matches!(&swapped, Err(Error::NotFound(m)) if m.contains(
+            "not found: that is a checkpoint's uuid; are the two swapped?"
+        )),
+        "{swapped:?}"
+    );
     let restore = client
         .restore_cluster(&empty.uuid, &saved.uuid)
         .await
@@ -865,6 +873,12 @@ async fn clusters_are_scoped_and_block_project_deletion() {
         bobby.restore_cluster(&cluster.uuid, &saved.uuid).await,
         Err(Error::NotFound(_))
     ));
+    // Nor does a swapped restore tell him that the uuid is someone's checkpoint.
+    let swapped = bobby.restore_cluster(&saved.uuid, &cluster.uuid).await;
+    assert!(
+        matches!(&swapped, Err(Error::NotFound(m)) if !m.contains("checkpoint")),
+        "{swapped:?}"
+    );
 
     let Err(Error::Conflict(message)) = admin.delete_project("proj_a").await else {
         panic!("deleted a project with clusters");

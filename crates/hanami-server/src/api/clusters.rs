@@ -400,7 +400,24 @@ const MAX_QUEUED_RESTORES: usize = 16;
 /// now and read when the restore starts: deleting the checkpoint in between does not keep
 /// the restore from finishing (the original's test flow deletes it right away).
 async fn load(app: App, caller: Caller, request: LoadClusterRequest) -> ApiResult<LoadStarted> {
-    let cluster = visible(&app, &caller, &request.cluster_uuid)?;
+    let scope = caller.scope();
+    let Some(cluster) = app.clusters.get(&scope, &request.cluster_uuid) else {
+        let given = &request.cluster_uuid;
+        // A checkpoint's uuid where the cluster's belongs: the two were given swapped.
+        if app
+            .store
+            .resource(Kind::Checkpoint, &scope, given)
+            .await?
+            .is_some()
+        {
+            return Err(ApiError::NotFound(format!(
+                "Cluster with uuid '{given}' not found: that is a checkpoint's uuid; are the two \
+                 swapped? (a restore takes the checkpoint to restore and the cluster to restore \
+                 it into)"
+            )));
+        }
+        return Err(not_found(given));
+    };
     let queued = cluster.queued(WorkKind::Restore);
     if queued >= MAX_QUEUED_RESTORES {
         return Err(ApiError::Conflict(format!(
@@ -410,7 +427,6 @@ async fn load(app: App, caller: Caller, request: LoadClusterRequest) -> ApiResul
             cluster.row.uuid
         )));
     }
-    let scope = caller.scope();
     let uuid = &request.checkpoint_uuid;
     let checkpoint = match app.store.resource(Kind::Checkpoint, &scope, uuid).await? {
         Some(row) => row,
