@@ -732,7 +732,19 @@ async fn set_aside_unreferenced_files(
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !entry.file_type()?.is_file() || referenced.contains(&name) {
+            if referenced.contains(&name) {
+                continue;
+            }
+            if !entry.file_type()?.is_file() {
+                // The server writes regular files only: a folder or link put here by hand
+                // (or in place of a file that was deleted since) is set aside, never removed.
+                let target = paths.set_aside(&entry.path(), &entry.file_name())?;
+                tracing::warn!(
+                    "moved {} to {}: it is not a regular file, and no database row references \
+                     it; delete it if it is not needed",
+                    entry.path().display(),
+                    target.display()
+                );
                 continue;
             }
             let removable = if clusters::is_half_written(&entry.path()) {

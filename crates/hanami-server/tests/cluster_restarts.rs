@@ -925,6 +925,10 @@ async fn a_lost_database_keeps_the_files() {
     // A file that no row references (say, made after the backup the database came from).
     let stray = server.data_dir.join("datasets").join("stray-file");
     std::fs::write(&stray, "data").unwrap();
+    // A folder too (as a checkpoint's file that was replaced by one, then deleted).
+    let stray_folder = server.data_dir.join("checkpoints").join("stray-folder");
+    std::fs::create_dir(&stray_folder).unwrap();
+    std::fs::write(stray_folder.join("inside"), "kept").unwrap();
     assert!(server.stop());
     let data = server.data_dir.clone();
     let moved = data.join("hanami-moved.db");
@@ -977,7 +981,14 @@ async fn a_lost_database_keeps_the_files() {
         "a save that a crash interrupted",
     ]);
     assert!(!data.join("unreferenced").join("clusters").exists());
-    assert!(!data.join("unreferenced").join("checkpoints").exists());
+    // The folder is set aside with what it holds.
+    assert!(!stray_folder.exists());
+    let folder_aside = data.join("unreferenced").join("checkpoints");
+    assert_eq!(
+        std::fs::read_to_string(folder_aside.join("stray-folder").join("inside")).unwrap(),
+        "kept"
+    );
+    server.wait_until_logged(&["stray-folder", "it is not a regular file"]);
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     assert_eq!(client.dataset(&dataset).await.unwrap().number_of_rows, 20);
     assert!(client.cluster(&cluster).await.is_ok());
