@@ -18,9 +18,9 @@ pub struct NetworkMemory {
 /// A network did not fit in what is left of the shared budget.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the network takes {}, and the server's clusters have {} left of the {} MiB their \
-     networks may hold together (clusters_memory_mib)",
-    .needed.map_or_else(|| format!("more than {}", size(*.left)), size),
+    "the network {}, and the server's clusters have {} left of the {} MiB their networks may \
+     hold together (clusters_memory_mib)",
+    .needed.map_or_else(|| "takes more than that".to_owned(), |n| format!("takes {}", size(n))),
     size(*.left),
     *.limit >> 20
 )]
@@ -72,13 +72,18 @@ impl NetworkMemory {
         Ok(())
     }
 
-    /// Rebuilds a checkpoint's network if the shared budget has room for it, counting the
-    /// share of the network it is to replace (`replacing`) as room: a larger one is refused
-    /// while it is rebuilt, before it takes more memory than that. It is not put under the
-    /// budgets yet (see [`NetworkMemory::try_adopt`]).
+    /// Rebuilds a checkpoint's network if the shared budget has room for it once the network
+    /// it is to replace (`replacing`) no longer counts: a larger one is refused while it is
+    /// rebuilt, before it takes more memory than that. It is not put under the budgets yet
+    /// (see [`NetworkMemory::try_adopt`], which then finds the same room).
     pub fn restore(&self, bytes: &[u8], replacing: Option<&Cluster>) -> anyhow::Result<Cluster> {
-        let left = self.pool.limit().saturating_sub(self.pool.used())
-            + replacing.map_or(0, |old| old.size().bytes);
+        // The others' share: the replaced network may be beyond the budget on its own (one
+        // that a start brought back under a smaller budget), which makes no room for others.
+        let others = self
+            .pool
+            .used()
+            .saturating_sub(replacing.map_or(0, |old| old.size().bytes));
+        let left = self.pool.limit().saturating_sub(others);
         match Cluster::restore_within(bytes, left) {
             Ok(network) => Ok(network),
             Err(CheckpointError::TooLarge { .. }) => Err(SharedBudgetSpent {
@@ -124,5 +129,45 @@ fn trim() {
     // SAFETY: malloc_trim only hands free pages of the allocator back to the system.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network(seed: u64) -> Cluster {
+        let template = "version: 1\nsettings:\n    neuron_cooldown: 100000000.0\n\
+                        hexagons:\n    1,1,1\n    2,1,1\n\n\
+                        inputs:\n    picture:\n        target: 1,1,1\n        \
+                        number_of_inputs: 784\n\n\
+                        outputs:\n    label:\n        target: 2,1,1\n        \
+                        number_of_outputs: 10\n";
+        Cluster::from_template_text(template, seed).unwrap()
+    }
+
+    #[test]
+    fn a_restore_has_the_room_its_adoption_has() {
+        let mut old = network(1);
+        let bytes = old.save();
+        let mut other = network(2);
+        let (size_old, size_other) = (old.size().bytes, other.size().bytes);
+        // Room for both: the replaced network's share is room for its successor.
+        let memory = NetworkMemory::new(usize::MAX, size_old + size_other);
+        memory.adopt(&mut old);
+        memory.adopt(&mut other);
+        assert!(memory.restore(&bytes, Some(&old)).is_ok());
+        // A budget that the replaced network alone is beyond (a start under a smaller
+        // budget): the room is the budget less the others' share, not the replaced share.
+        let limit = size_other + size_old / 4;
+        let memory = NetworkMemory::new(usize::MAX, limit);
+        memory.adopt(&mut old);
+        memory.adopt(&mut other);
+        let refused = memory.restore(&bytes, Some(&old)).unwrap_err();
+        let expected = format!(
+            "the network takes more than that, and the server's clusters have {} left",
+            size(size_old / 4)
+        );
+        assert!(refused.to_string().contains(&expected), "{refused}");
     }
 }
