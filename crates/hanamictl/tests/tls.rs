@@ -38,6 +38,15 @@ fn https_with_a_self_signed_certificate() {
         "{}",
         run.stderr
     );
+    // The cause in words, not as the TLS library's code only.
+    assert!(
+        run.stderr.contains(
+            ": the server's certificate was refused: no certificate that this client trusts \
+             signed it (UnknownIssuer)\n"
+        ),
+        "{}",
+        run.stderr
+    );
 
     // The wrong scheme either way is named.
     let plain = server.url.replace("https://", "http://");
