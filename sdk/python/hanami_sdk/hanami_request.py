@@ -123,7 +123,7 @@ def send_request(method: str, token: Optional[str], address: str, path: str,
                                         verify=verify,
                                         timeout=REQUEST_TIMEOUT if timeout is None else timeout)
         except requests.exceptions.ConnectionError as e:
-            hint = _scheme_hint(url, e)
+            hint = _connection_hint(url, e, verify)
             if hint is None:
                 raise
             raise type(e)(f"{e} ({hint})", request=e.request, response=e.response) from e
@@ -145,10 +145,22 @@ def _json(body: Mapping[str, Any]) -> str:
         raise
 
 
-def _scheme_hint(url: str, error: Exception) -> Optional[str]:
+def _connection_hint(url: str, error: Exception, verify: Verify) -> Optional[str]:
     """A hint for a connection that failed because the address's scheme does not match
-    what the server speaks, else ``None``."""
+    what the server speaks, or because the server's certificate was refused, else
+    ``None``."""
     text = str(error)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        if "mismatch" in text:
+            return ("the server's certificate does not name the host of the address: it needs "
+                    "a subjectAltName for it")
+        if isinstance(verify, (str, os.PathLike)):
+            return ("the certificate file given as verify_connection did not sign the "
+                    "server's certificate: give the certificate of the CA that issued it, or "
+                    "the server's own certificate if it is self-signed")
+        return ("the server's certificate is self-signed or issued by a private CA: pass the "
+                "path of that certificate (or of its CA's) as verify_connection, or "
+                "verify_connection=False for a test server")
     if url.startswith("http://") and "\\x15\\x03" in text:
         # The server answered the plain request with a TLS alert record.
         return "the server seems to speak HTTPS: use an https:// address"

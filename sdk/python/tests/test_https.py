@@ -67,9 +67,16 @@ def tls_server(tls_directory: Path) -> Iterator[Server]:
     server.stop()
 
 
-def test_certificate_is_checked_by_default(tls_server: Server) -> None:
-    with pytest.raises(requests.exceptions.SSLError):
+def test_certificate_is_checked_by_default(tls_server: Server, tmp_path: Path) -> None:
+    """A refused certificate says how to trust it, or that the file given did not sign it."""
+    with pytest.raises(requests.exceptions.SSLError) as info:
         hanami_token.request_token(tls_server.url, ADMIN, ADMIN_PW)
+    assert "pass the path of that certificate (or of its CA's) as verify_connection" in \
+        str(info.value)
+    other, _ = self_signed_certificate(tmp_path)
+    with pytest.raises(requests.exceptions.SSLError) as info:
+        hanami_token.request_token(tls_server.url, ADMIN, ADMIN_PW, other)
+    assert "the certificate file given as verify_connection did not sign" in str(info.value)
 
 
 def test_a_wrong_scheme_is_named(tls_server: Server, address: str) -> None:
