@@ -42,6 +42,23 @@ async fn methods_paths_and_endpoints() {
         let answer = reqwest::get(format!("{}{path}", server.url)).await.unwrap();
         assert_eq!(answer.headers()["server"], "ToriiGateway", "{path}");
     }
+    // A websocket opening the library refuses is a 400 as well, in the API's form.
+    let opening = |method: reqwest::Method, version: &'static str| {
+        reqwest::Client::new()
+            .request(method, format!("{}/", server.url))
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("Sec-WebSocket-Version", version)
+            .send()
+    };
+    for (method, version) in [(reqwest::Method::POST, "13"), (reqwest::Method::GET, "99")] {
+        let answer = opening(method, version).await.unwrap();
+        assert_eq!(answer.status(), 400);
+        assert_eq!(answer.headers()["server"], "ToriiGateway");
+        let body = answer.text().await.unwrap();
+        assert!(body.starts_with("Invalid websocket opening: "), "{body}");
+    }
     assert_eq!(raw("/v1.0a").await.0, 401);
     assert_eq!(raw("/v1.0alpha/project/all/").await.0, 401);
     assert_eq!(

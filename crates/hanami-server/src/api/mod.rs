@@ -147,17 +147,24 @@ struct RequestFacts {
 /// The axum handler for every request: websocket upgrades (on any path) and REST calls.
 pub async fn dispatch(State(app): State<App>, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
-    if is_websocket_upgrade(&parts.headers) {
-        return match WebSocketUpgrade::from_request_parts(&mut parts, &app).await {
-            Ok(ws) => websocket::upgrade(app, ws),
-            Err(rejection) => rejection.into_response(),
-        };
-    }
-    let mut facts = RequestFacts::default();
-    let mut response = match process(&app, &parts, body, &mut facts).await {
-        Ok(value) => json_response(&value),
-        Err(ApiError::Internal(cause)) => internal_error(&app, &facts, cause).await,
-        Err(e) => e.response(),
+    let mut response = if is_websocket_upgrade(&parts.headers) {
+        match WebSocketUpgrade::from_request_parts(&mut parts, &app).await {
+            Ok(ws) => return websocket::upgrade(app, ws),
+            // A 400 as for any other bad request (the library answers 405 to a method
+            // other than GET, 426 where the connection cannot be upgraded).
+            Err(rejection) => ApiError::BadRequest(format!(
+                "Invalid websocket opening: {}",
+                rejection.body_text()
+            ))
+            .response(),
+        }
+    } else {
+        let mut facts = RequestFacts::default();
+        match process(&app, &parts, body, &mut facts).await {
+            Ok(value) => json_response(&value),
+            Err(ApiError::Internal(cause)) => internal_error(&app, &facts, cause).await,
+            Err(e) => e.response(),
+        }
     };
     response
         .headers_mut()
