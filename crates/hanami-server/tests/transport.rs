@@ -207,6 +207,44 @@ async fn bodies_and_queries() {
         )
         .await
         .expect(200);
+
+    // A coding the server does not decode is refused, not read as plain text.
+    let token = admin.token.clone().unwrap();
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let body = r#"{"id": "coded", "name": "Coded"}"#;
+    for coding in [
+        format!(
+            "Transfer-Encoding: gzip, chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+            body.len()
+        ),
+        format!(
+            "Content-Encoding: gzip\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    ] {
+        let request = format!(
+            "POST /v1.0alpha/project HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             X-Auth-Token: {token}\r\n{coding}"
+        );
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut answer)
+            .await
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("'gzip' is not supported"), "{answer}");
+    }
+    // Plain codings named as such are fine.
+    let named = reqwest::Client::new()
+        .post(format!("{}/v1.0alpha/project", server.url))
+        .header("X-Auth-Token", &token)
+        .header("Content-Encoding", "identity")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(named.status(), 200);
 }
 
 #[tokio::test]

@@ -188,7 +188,10 @@ async fn process(
     facts.context = format!("{method} {endpoint}");
 
     let mut input = match method {
-        Method::Post | Method::Put => request::parse_body(&read_body(app, body).await?)?,
+        Method::Post | Method::Put => {
+            refuse_undecoded_codings(&parts.headers)?;
+            request::parse_body(&read_body(app, body).await?)?
+        }
         Method::Get | Method::Delete => Map::new(),
     };
     if let Some(query) = parts.uri.query() {
@@ -264,6 +267,29 @@ fn client_address(parts: &Parts) -> IpAddr {
 
 /// Reads a request body of at most `max_body_bytes`, which must arrive within
 /// `header_timeout` (a client that announces a body and sends none is not waited for).
+/// Refuses a body in a transfer or content coding that the server does not decode (the HTTP
+/// library takes `chunked` off and passes the rest on as if it were plain).
+fn refuse_undecoded_codings(headers: &HeaderMap) -> ApiResult<()> {
+    for (name, plain) in [
+        (header::TRANSFER_ENCODING, "chunked"),
+        (header::CONTENT_ENCODING, "identity"),
+    ] {
+        for value in headers.get_all(&name) {
+            let codings = String::from_utf8_lossy(value.as_bytes());
+            let undecoded = codings
+                .split(',')
+                .map(str::trim)
+                .find(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(plain));
+            if let Some(coding) = undecoded {
+                return Err(ApiError::BadRequest(format!(
+                    "The {name} '{coding}' is not supported: send the body as plain JSON"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn read_body(app: &App, body: Body) -> ApiResult<axum::body::Bytes> {
     let limit = app.config.max_body_bytes;
     let wait = app.config.header_timeout;
