@@ -611,6 +611,17 @@ async fn owners_of_pending_checkpoints_and_results_are_kept_until_their_tasks_en
     );
     let message = conflict(admin.delete_project("proj_q").await);
     assert!(message.contains(&q_save), "{message}");
+    // Nor can bossy leave the project: he could not see what the tasks make for him there.
+    let message = match admin.unassign_project("bossy", "proj_p").await {
+        Err(Error::Conflict(message)) => message,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        message.starts_with(
+            "User with id 'bossy' in project 'proj_p' still has 2 queued or running task(s)"
+        ) && message.contains(&boss_request),
+        "{message}"
+    );
 
     // Whose the pending checkpoint will be decides who hears that it is pending: alice
     // may restore into her cluster, but bossy's checkpoint is not hers to see.
@@ -627,6 +638,7 @@ async fn owners_of_pending_checkpoints_and_results_are_kept_until_their_tasks_en
     // Once the tasks are gone, so is the hold.
     admin.delete_task(&cluster, &boss_save).await.unwrap();
     admin.delete_task(&cluster, &boss_request).await.unwrap();
+    admin.unassign_project("bossy", "proj_p").await.unwrap();
     admin.delete_user("bossy").await.unwrap();
     // The other save runs when the cluster is back in TASK mode, and its checkpoint belongs
     // to the project it was made in.

@@ -204,6 +204,19 @@ async fn unassign(app: App, caller: Caller, query: Unassign) -> ApiResult<User> 
     if app.store.user(&query.id).await?.is_none() {
         return Err(not_found(&query.id));
     }
+    // A checkpoint or result dataset made for the user in the project after this would
+    // belong to someone who can no longer see it; no such task is queued while this holds.
+    let _owners = app.owner_changes.lock().await;
+    let who = format!(
+        "User with id '{}' in project '{}'",
+        query.id, query.project_id
+    );
+    let promised = super::tasks::still_promised(&app, &who, |promise| {
+        promise.owner_id == query.id && promise.project_id == query.project_id
+    });
+    if let Some(refusal) = promised {
+        return Err(ApiError::Conflict(refusal));
+    }
     if !app
         .store
         .unassign_project(&query.id, &query.project_id)
