@@ -478,6 +478,28 @@ async fn audit_log() {
         .expect(200)
         .json();
     assert_eq!(of_member["body"].as_array().unwrap().len(), 2);
+
+    // A global admin asking for his own id with `user_id` reads all of it, as for any id.
+    let admin_again = async || {
+        let body = json!({"id": "boss2", "name": "Boss", "password": "password1",
+                          "is_admin": true});
+        admin.post("user", &body).await.expect(200);
+        server.login("boss2", "password1").await
+    };
+    let boss = admin_again().await;
+    boss.post("project", &json!({"id": "boss_p", "name": "Boss P"}))
+        .await
+        .expect(200);
+    admin.delete("user?id=boss2").await.expect(200);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let boss = admin_again().await;
+    let rows = |log: serde_json::Value| log["body"].as_array().unwrap().len();
+    assert_eq!(
+        rows(boss.get("audit_log?page=0").await.expect(200).json()),
+        0
+    );
+    let whole = boss.get("audit_log?page=0&user_id=boss2").await.expect(200);
+    assert_eq!(rows(whole.json()), 1, "{}", whole.body);
 }
 
 /// Every user and project endpoint with each of its error codes that the tests above do not
