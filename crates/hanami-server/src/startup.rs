@@ -18,6 +18,8 @@ use hanami_store::users::NewUser;
 use hanami_store::{Store, StoreError, now_timestamp};
 use hanami_types::scope::Scope;
 
+use hanami_types::users::User;
+
 use crate::api::validate::Pattern;
 use crate::api::{self, Routes};
 use crate::clusters::task::{Task, Work, WorkKind};
@@ -248,6 +250,7 @@ async fn prepare(
         .await
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
     ensure_admin(&store).await?;
+    warn_of_roles_the_policy_lacks(&store.users().await?, &policy);
     let tokens = TokenKey::load_or_create(&paths.token_key(), config.token_expiry)?;
     warn_if_others_may_use(&paths.token_key());
     let cpu_host = host_id(&paths.host_id())?;
@@ -793,6 +796,50 @@ async fn set_aside_unreferenced_files(
         );
     }
     Ok(())
+}
+
+/// Warns of roles that users have and the policy does not name (a policy file that dropped
+/// or renamed one): such a user can log in but call nothing where the role applies.
+fn warn_of_roles_the_policy_lacks(users: &[User], policy: &Policy) {
+    let known = policy.roles();
+    // Each role in the order it is first met, with who has it.
+    let mut lacking: Vec<(&str, Vec<String>)> = Vec::new();
+    let holders = users.iter().flat_map(|user| {
+        let roles: Vec<(&str, String)> = if user.is_admin {
+            // A global admin acts as `admin` in every project.
+            vec![("admin", format!("global admin '{}'", user.id))]
+        } else {
+            user.projects
+                .iter()
+                .map(|a| {
+                    let holder = format!("'{}' in project '{}'", user.id, a.project_id);
+                    (a.role.as_str(), holder)
+                })
+                .collect()
+        };
+        roles
+    });
+    for (role, holder) in holders.filter(|(role, _)| !known.contains(role)) {
+        match lacking.iter_mut().find(|(r, _)| *r == role) {
+            Some((_, holders)) => holders.push(holder),
+            None => lacking.push((role, vec![holder])),
+        }
+    }
+    for (role, holders) in lacking {
+        const SHOWN: usize = 5;
+        let more = holders.len().saturating_sub(SHOWN);
+        let mut named = holders[..holders.len().min(SHOWN)].join(", ");
+        if more > 0 {
+            named.push_str(&format!(" and {more} more"));
+        }
+        tracing::warn!(
+            "the policy names no role '{role}', which {} user assignment(s) have ({named}): \
+             they can log in there but call nothing; add the role to the policy or assign \
+             them another (its roles: {})",
+            holders.len(),
+            known.join(", ")
+        );
+    }
 }
 
 use crate::disk::MIN_FREE_TO_START;

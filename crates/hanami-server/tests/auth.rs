@@ -468,9 +468,17 @@ async fn custom_policy_file() {
     let tmp = tempfile::tempdir().unwrap();
     let policy = tmp.path().join("policy");
     std::fs::write(&policy, "v1.0alpha/auth\n- GET: admin\n").unwrap();
-    let server = launch()
-        .args(&["--policy-file", policy.to_str().unwrap()])
-        .start();
+    // A user whose role the new policy does not name: the start warns of it.
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    member(&server, &admin, "memb", "proj_a", false).await;
+    assert!(!server.logged().contains("names no role"));
+    let server =
+        server.restart_with(|launch| launch.args(&["--policy-file", policy.to_str().unwrap()]));
+    server.wait_until_logged(&[
+        "the policy names no role 'member', which 1 user assignment(s) have ('memb' in \
+         project 'proj_a'): they can log in there but call nothing",
+    ]);
     let admin = server.admin().await;
     admin.get("auth").await.expect(200);
     admin.get("project/all").await.expect(401);
