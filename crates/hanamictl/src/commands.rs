@@ -457,6 +457,17 @@ impl Credentials {
                         ),
                     }
                 }
+                // The user never typed the id either.
+                (CliError::Status { code: 400, body }, _) if body.contains("'id'") => {
+                    CliError::Status {
+                        code: 400,
+                        body: format!(
+                            "{body}\nnote: the user id comes from the variable HANAMI_USER \
+                             ({:?})",
+                            self.user
+                        ),
+                    }
+                }
                 (CliError::Status { code: 401, body }, Some(path)) => CliError::Status {
                     code: 401,
                     body: format!(

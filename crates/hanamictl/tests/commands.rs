@@ -378,6 +378,17 @@ fn users_and_their_projects() {
         "{}",
         short.stderr
     );
+    // So does a user id that cannot be one (a stray blank in the variable).
+    let blank = server
+        .ctl_as(" second_admin", "asdfasdf", &["host", "list"])
+        .fails_with_status(400);
+    assert!(
+        blank.stderr.contains(
+            "note: the user id comes from the variable HANAMI_USER (\" second_admin\")\n"
+        ),
+        "{}",
+        blank.stderr
+    );
 }
 
 #[test]
