@@ -539,6 +539,21 @@ async fn remaining_error_codes() {
         )
         .await
         .expect(404);
+    // The global admins' context is no project to assign: the answer says so.
+    let reserved = admin
+        .post(
+            "user/project",
+            &json!({"id": "padm", "project_id": "admin", "role": "member"}),
+        )
+        .await
+        .expect(404);
+    assert!(
+        reserved
+            .body
+            .starts_with("Project with id 'admin' not found (the id is reserved"),
+        "{}",
+        reserved.body
+    );
 }
 
 #[tokio::test]

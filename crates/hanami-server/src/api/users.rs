@@ -156,8 +156,14 @@ async fn assign(app: App, caller: Caller, request: AssignProjectRequest) -> ApiR
         return Err(not_found(&request.id));
     }
     if app.store.project(&request.project_id).await?.is_none() {
+        let reserved = if request.project_id == ADMIN_PROJECT {
+            " (the id is reserved for the context of the global admins, which no project \
+             assignment gives: create the user as a global admin for it)"
+        } else {
+            ""
+        };
         return Err(ApiError::NotFound(format!(
-            "Project with id '{}' not found",
+            "Project with id '{}' not found{reserved}",
             request.project_id
         )));
     }
