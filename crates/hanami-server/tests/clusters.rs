@@ -153,6 +153,45 @@ async fn queued_restores_are_bounded_and_let_go_of_their_files() {
     assert_eq!(done.state, TaskState::Finished);
 }
 
+/// A cluster keeps at most 1,000 tasks queued: a runaway client cannot grow the queue (its
+/// rows and the tasks' work in memory) without bound.
+#[tokio::test]
+async fn the_queue_of_a_cluster_is_bounded() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let cluster = common::seed_cluster(&client, "busy").await;
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let mut first = None;
+    for i in 0..1000 {
+        let saved = client.save_cluster(&cluster, &format!("ckpt{i}")).await;
+        first.get_or_insert(saved.unwrap().uuid);
+    }
+    let refused = client.save_cluster(&cluster, "one_more").await;
+    assert!(
+        matches!(&refused, Err(Error::Conflict(m)) if m.contains("has 1000 tasks queued")),
+        "{refused:?}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, labels) = pattern_mnist(tmp.path(), "busy", 10);
+    let data = client
+        .upload_mnist("busy", &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    let train = client
+        .train(
+            "refused",
+            &cluster,
+            &[("picture", &data)],
+            &[("label", &data)],
+        )
+        .await;
+    assert!(matches!(train, Err(Error::Conflict(_))), "{train:?}");
+    // One gone, one more fits.
+    client.delete_task(&cluster, &first.unwrap()).await.unwrap();
+    client.save_cluster(&cluster, "fits").await.unwrap();
+}
+
 #[tokio::test]
 async fn train_request_check_save_restore() {
     let (server, client, train, test, _tmp) = prepared().await;

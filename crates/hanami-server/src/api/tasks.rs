@@ -201,13 +201,27 @@ async fn queue(
     })
 }
 
+/// Most tasks one cluster keeps queued: each is a database row and holds its work in memory,
+/// so that a runaway client cannot grow them without bound. (Requests that arrive together
+/// may pass the check together and go a few beyond it.)
+const MAX_QUEUED_TASKS: usize = 1000;
+
 /// Records a task in the database, then queues it on its cluster. Returns whether the
-/// cluster was idle (the task starts right away); 404 if the cluster was deleted meanwhile.
+/// cluster was idle (the task starts right away); 404 if the cluster was deleted meanwhile,
+/// 409 if it has [`MAX_QUEUED_TASKS`] queued.
 pub(super) async fn enqueue(
     app: &App,
     cluster: &Arc<ClusterHandle>,
     task: &Arc<Task>,
 ) -> ApiResult<bool> {
+    let queued = cluster.queue_length();
+    if queued >= MAX_QUEUED_TASKS {
+        return Err(ApiError::Conflict(format!(
+            "Cluster '{}' has {queued} tasks queued, the most it keeps; wait until some have \
+             run (a cluster in DIRECT mode runs none) or delete some",
+            cluster.row.uuid
+        )));
+    }
     // A task that will create a resource is queued only while the resource's owner and
     // project exist; their deletion is refused from then until the task has ended (see
     // `still_promised`), so a user or project created again under the same id never gets it.

@@ -503,6 +503,11 @@ impl ClusterHandle {
         lock(&self.control).tasks.clone()
     }
 
+    /// How many tasks are queued, of any kind.
+    pub fn queue_length(&self) -> usize {
+        lock(&self.control).queue.len()
+    }
+
     /// How many queued tasks do work of this kind.
     pub fn queued(&self, kind: WorkKind) -> usize {
         lock(&self.control)
