@@ -4,8 +4,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use hanami_types::datasets::{
-    CsvFinalizeRequest, CsvUploadRequest, Dataset, DatasetCheck, DatasetUuid, MnistFinalizeRequest,
-    MnistUploadRequest, UploadProgress, UploadStarted,
+    CsvFinalizeRequest, CsvUploadRequest, Dataset, DatasetCheck, DatasetRows, DatasetUuid,
+    MnistFinalizeRequest, MnistUploadRequest, UploadProgress, UploadStarted,
 };
 use hanami_types::list::ListTable;
 
@@ -290,6 +290,19 @@ impl Client {
             )
             .await?;
         Ok(check.accuracy)
+    }
+
+    /// Up to `count` rows of a dataset from row `start` on (an addition of Hanami-rs), such
+    /// as the values a request task wrote into its result dataset. An answer holds at most
+    /// about a million values ([`crate::Error::BadRequest`] beyond); fewer rows come back
+    /// where the dataset ends.
+    pub async fn dataset_rows(&self, uuid: &str, start: u64, count: u64) -> Result<DatasetRows> {
+        let (start, count) = (start.to_string(), count.to_string());
+        self.get(
+            "dataset/rows",
+            &[("uuid", uuid), ("start", &start), ("count", &count)],
+        )
+        .await
     }
 }
 

@@ -1070,6 +1070,97 @@ async fn a_network_at_its_memory_budget_stops_growing_and_says_so() {
     assert_eq!(again.note.as_deref(), Some(note.as_str()));
 }
 
+/// The rows of a dataset can be read back (`dataset/rows`, an addition), a request task's
+/// result too; an output of one neuron writes its value there (one-hot, every row of it
+/// would be 1, as the original's were).
+#[tokio::test]
+async fn results_can_be_read_and_one_neuron_outputs_write_their_values() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = common::upload_csv_text(
+        &client,
+        tmp.path(),
+        "two_inputs",
+        &two_inputs_csv(usize::MAX),
+    )
+    .await;
+    let first = client.dataset_rows(&data, 0, 3).await.unwrap();
+    assert_eq!(
+        (first.start, first.number_of_rows, first.number_of_columns),
+        (0, 1000, 4)
+    );
+    assert_eq!(
+        first.rows,
+        [
+            [50.0, 0.0, 1.0, 0.0],
+            [0.0, 51.0, 0.0, 1.0],
+            [52.0, 0.0, 1.0, 0.0]
+        ]
+    );
+    // Fewer rows where the dataset ends, none at its end, a 400 beyond it.
+    assert_eq!(
+        client
+            .dataset_rows(&data, 998, 10)
+            .await
+            .unwrap()
+            .rows
+            .len(),
+        2
+    );
+    assert!(
+        client
+            .dataset_rows(&data, 1000, 1)
+            .await
+            .unwrap()
+            .rows
+            .is_empty()
+    );
+    let beyond = client.dataset_rows(&data, 1001, 1).await;
+    assert!(
+        matches!(&beyond, Err(Error::BadRequest(m)) if m.contains("'start' is at most 1000")),
+        "{beyond:?}"
+    );
+    // An answer holds at most 2^20 values: 2^18 rows of four.
+    let too_many = client.dataset_rows(&data, 0, 300_000).await;
+    assert!(
+        matches!(&too_many, Err(Error::BadRequest(m)) if m.contains("'count' is at most 262144")),
+        "{too_many:?}"
+    );
+    assert!(matches!(
+        client
+            .dataset_rows("8a1b2c3d-0000-4000-8000-123456789abc", 0, 1)
+            .await,
+        Err(Error::NotFound(_))
+    ));
+
+    let cluster = client
+        .create_cluster("one_neuron", TWO_INPUTS_TWO_OUTPUTS)
+        .await
+        .unwrap()
+        .uuid;
+    let inputs = [("x0", data.as_str()), ("x1", data.as_str())];
+    let train = client
+        .train("train", &cluster, &inputs, &[("a", &data), ("b", &data)])
+        .await
+        .unwrap();
+    let done = client.wait_for_task(&cluster, &train.uuid, WAIT).await;
+    assert_eq!(done.unwrap().state, TaskState::Finished);
+    let request = client
+        .request("answers", &cluster, &inputs, ("a", "answers_a"))
+        .await
+        .unwrap();
+    let done = client.wait_for_task(&cluster, &request.uuid, WAIT).await;
+    assert_eq!(done.unwrap().state, TaskState::Finished);
+    let result = client.dataset_rows(&request.uuid, 0, 1000).await.unwrap();
+    assert_eq!((result.number_of_rows, result.number_of_columns), (1000, 1));
+    let values: Vec<f32> = result.rows.iter().map(|row| row[0]).collect();
+    assert!(
+        values.iter().all(|v| (0.0..=1.0).contains(v)) && values.iter().any(|&v| v != 1.0),
+        "{values:?}"
+    );
+}
+
 /// A direct-IO sample that names only some inputs leaves the others at the values the
 /// network holds, as a task does (a session started them at zeros, so direct IO answered
 /// other values than a request task on the same network).

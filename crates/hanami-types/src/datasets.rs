@@ -121,6 +121,23 @@ pub struct Dataset {
     pub created_at: Option<String>,
 }
 
+/// Answer of `GET /v1.0alpha/dataset/rows` (an addition of Hanami-rs): some rows of a
+/// dataset, such as the values a request task wrote into its result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetRows {
+    /// Dataset uuid.
+    pub uuid: String,
+    /// Index of the first row given (from 0).
+    pub start: u64,
+    /// Rows the dataset has in all.
+    pub number_of_rows: u64,
+    /// Values per row.
+    pub number_of_columns: u64,
+    /// The rows from `start` on, each with its values in column order (bytes of an MNIST
+    /// dataset as 0–255).
+    pub rows: Vec<Vec<f32>>,
+}
+
 /// Answer of `GET /v1.0alpha/dataset/check`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatasetCheck {

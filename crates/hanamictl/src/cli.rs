@@ -266,6 +266,21 @@ pub enum DatasetCmd {
         #[arg(value_name = "DATASET_UUID")]
         uuid: String,
     },
+    /// Write a dataset's rows as CSV, e.g. the values a request task wrote (addition)
+    Export {
+        /// First row to write (from 0)
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// Most rows to write (default: all from --start on)
+        #[arg(long)]
+        count: Option<u64>,
+        /// Write into this file instead of standard output
+        #[arg(short, long, value_name = "PATH")]
+        output: Option<PathBuf>,
+        /// UUID of the dataset (a request's result has its task's UUID)
+        #[arg(value_name = "DATASET_UUID")]
+        uuid: String,
+    },
 }
 
 /// `dataset create` kinds.

@@ -102,6 +102,8 @@ enum Shown {
     Objects(Value, &'static str, &'static [&'static str]),
     /// A fixed line (deletes); printed even with `-j`, as by the original.
     Line(String),
+    /// Nothing more: the command wrote its output itself (an export).
+    Nothing,
 }
 
 fn to_json(value: &impl Serialize) -> Value {
@@ -146,6 +148,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     };
     let text = match shown {
         Shown::Line(line) => format!("{line}\n"),
+        Shown::Nothing => String::new(),
         Shown::Single(value, _) | Shown::List(value, _) | Shown::Objects(value, _, _) if json => {
             output::json(&value)
         }
@@ -161,6 +164,87 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
     };
     write_stdout(&text)
+}
+
+/// Why an export failed: the server, or writing the CSV.
+enum Exported {
+    Sdk(hanami_sdk::Error),
+    Local(CliError),
+}
+
+/// Writes rows `start..start + count` of a dataset (to its end without `count`) as CSV into
+/// `output` or onto standard output, in parts of at most about a million values (an answer
+/// of `dataset/rows`). The header names each column after its column group: a group of one
+/// column by its name, a wider one as `name_0`, `name_1`, …
+async fn export(
+    client: &Client,
+    uuid: &str,
+    start: u64,
+    count: Option<u64>,
+    output: Option<&Path>,
+) -> Result<Shown, Exported> {
+    let dataset = client.dataset(uuid).await.map_err(Exported::Sdk)?;
+    let columns = dataset.number_of_columns;
+    let mut names: Vec<String> = (0..columns).map(|c| format!("column_{c}")).collect();
+    for (name, range) in &dataset.description {
+        let width = range.end_column.saturating_sub(range.start_column);
+        for c in range.start_column..range.end_column.min(columns) {
+            names[c as usize] = if width == 1 {
+                name.clone()
+            } else {
+                format!("{name}_{}", c - range.start_column)
+            };
+        }
+    }
+    let end = count.map_or(dataset.number_of_rows, |n| {
+        start.saturating_add(n).min(dataset.number_of_rows)
+    });
+    let local = |what: &str, e: std::io::Error| {
+        let place = output.map_or("standard output".to_owned(), |p| p.display().to_string());
+        Exported::Local(CliError::msg(format!("cannot {what} {place}: {e}")))
+    };
+    let sink: Box<dyn std::io::Write> = match output {
+        Some(path) => Box::new(std::fs::File::create(path).map_err(|e| local("create", e))?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut out = std::io::BufWriter::new(sink);
+    let mut write = |text: &str| match out.write_all(text.as_bytes()) {
+        // `| head`: the reader has what it wanted.
+        Err(e) if output.is_none() && e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        other => other.map(|()| true).map_err(|e| local("write to", e)),
+    };
+    let mut going = write(&(names.join(",") + "\n"))?;
+    let per_answer = ((1u64 << 20) / columns.max(1)).max(1);
+    let mut next = start.min(end);
+    while going && next < end {
+        let part = client
+            .dataset_rows(uuid, next, per_answer.min(end - next))
+            .await
+            .map_err(Exported::Sdk)?;
+        if part.rows.is_empty() {
+            break;
+        }
+        next += part.rows.len() as u64;
+        let mut text = String::new();
+        for row in &part.rows {
+            let cells: Vec<String> = row.iter().map(f32::to_string).collect();
+            text.push_str(&cells.join(","));
+            text.push('\n');
+        }
+        going = write(&text)?;
+    }
+    match out.flush() {
+        Err(e) if output.is_none() && e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.map_err(|e| local("write to", e))?,
+    }
+    Ok(match output {
+        Some(path) => Shown::Line(format!(
+            "wrote {} rows of dataset '{uuid}' to {}",
+            next - start.min(end),
+            path.display()
+        )),
+        None => Shown::Nothing,
+    })
 }
 
 /// Writes to standard output; a closed pipe (`| head`) ends the program quietly.
@@ -672,6 +756,17 @@ async fn execute(
                 client.delete_dataset(&uuid).await.map_err(sdk)?;
                 deleted("dataset", &uuid)
             }
+            DatasetCmd::Export {
+                start,
+                count,
+                output,
+                uuid,
+            } => export(client, &uuid, start, count, output.as_deref())
+                .await
+                .map_err(|e| match e {
+                    Exported::Sdk(e) => sdk(e),
+                    Exported::Local(e) => e,
+                })?,
         },
         Command::Cluster(cmd) => match cmd {
             ClusterCmd::Create { name, .. } => {

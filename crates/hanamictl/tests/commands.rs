@@ -662,7 +662,7 @@ fn datasets() {
     for i in 0..1095 {
         csv.push_str(&format!("{},{}\n", i % 81, (i % 4) as f32 / 4.0));
     }
-    let csv_path = path_str(&server.write("train.csv", csv));
+    let csv_path = path_str(&server.write("train.csv", &csv));
     let created = server
         .ctl(&["dataset", "create", "csv", "-i", &csv_path, "csv_dataset"])
         .ok();
@@ -690,6 +690,44 @@ fn datasets() {
     assert_eq!(got.field("UUID"), mnist);
     let got = server.ctl(&["dataset", "get", "-j", &csv_uuid]).ok().json();
     assert_eq!(got["name"], "csv_dataset");
+    // Exported, a CSV dataset gives its file back (numbers written the same way), in whole
+    // or in part; an MNIST one names its columns by group and index.
+    let exported = server.ctl(&["dataset", "export", &csv_uuid]).ok();
+    assert_eq!(exported.stdout, csv);
+    let part = server.dir.path().join("part.csv");
+    let wrote = server
+        .ctl(&[
+            "dataset",
+            "export",
+            "--start",
+            "1000",
+            "--count",
+            "200",
+            "-o",
+            &path_str(&part),
+            &csv_uuid,
+        ])
+        .ok();
+    assert_eq!(
+        wrote.stdout,
+        format!(
+            "wrote 95 rows of dataset '{csv_uuid}' to {}\n",
+            part.display()
+        )
+    );
+    let lines: Vec<&str> = csv.lines().collect();
+    let expected = [&lines[..1], &lines[1001..]].concat().join("\n") + "\n";
+    assert_eq!(std::fs::read_to_string(&part).unwrap(), expected);
+    let mnist_rows = server.ctl(&["dataset", "export", &second]).ok().stdout;
+    let header = mnist_rows.lines().next().unwrap();
+    assert!(
+        header.starts_with("picture_0,picture_1,") && header.ends_with(",label_8,label_9"),
+        "{header}"
+    );
+    assert_eq!(mnist_rows.lines().count(), 201);
+    server
+        .ctl(&["dataset", "export", UNKNOWN_UUID])
+        .fails_with_status(404);
     let (headers, rows) = server.ctl(&["dataset", "list"]).ok().list();
     assert_eq!(headers, RESOURCE_HEADERS);
     assert_eq!(rows.len(), 4);

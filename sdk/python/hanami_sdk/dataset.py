@@ -95,6 +95,19 @@ def check_mnist_dataset(token: str, address: str, dataset_uuid: str, result_data
 check_dataset = check_mnist_dataset
 
 
+def get_dataset_rows(token: str, address: str, dataset_uuid: str, start: int, count: int,
+                     verify_connection: Verify = True) -> str:
+    """Returns up to ``count`` rows of a dataset from row ``start`` on (from 0), such as the
+    values a request task wrote into its result (an addition to the original SDK), as JSON
+    text ``{"uuid", "start", "number_of_rows", "number_of_columns", "rows"}``, ``rows`` a
+    list of lists of numbers. Fewer rows come where the dataset ends; an answer holds at
+    most 1,048,576 values (``BadRequestException`` beyond: read larger datasets in parts).
+    """
+    values = {"uuid": dataset_uuid, "start": start, "count": count}
+    return hanami_request.send_get_request(token, address, _PATH + "/rows", values,
+                                           verify_connection)
+
+
 def get_upload_progress(token: str, address: str, uuid: str,
                         verify_connection: Verify = True) -> str:
     """Returns the upload state of a dataset as JSON text ``{"uuid", "complete"}``."""

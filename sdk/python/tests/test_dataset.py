@@ -102,6 +102,12 @@ def test_csv_upload(address: str, token: str, files: Path) -> None:
     assert info["number_of_rows"] == 1095 and info["number_of_columns"] == 2
     assert info["description"] == {"test_input": {"start_column": 0, "end_column": 1},
                                    "test_output": {"start_column": 1, "end_column": 2}}
+    # Its rows read back, in parts.
+    rows = json.loads(dataset.get_dataset_rows(token, address, uuid, 1093, 5))
+    assert rows["start"] == 1093 and rows["number_of_rows"] == 1095
+    assert rows["rows"] == [[1093, 0.25], [1094, 0.5]]
+    with pytest.raises(hx.BadRequestException):
+        dataset.get_dataset_rows(token, address, uuid, 1096, 1)
     dataset.delete_dataset(token, address, uuid)
 
 

@@ -6,8 +6,8 @@ use hanami_engine::argmax;
 use hanami_store::dataset::{self, ColumnRange, DatasetReader};
 use hanami_store::resources::{Kind, ResourceRow};
 use hanami_types::datasets::{
-    CsvFinalizeRequest, CsvUploadRequest, Dataset, DatasetCheck, DatasetUuid, MnistFinalizeRequest,
-    MnistUploadRequest, UploadProgress, UploadStarted,
+    CsvFinalizeRequest, CsvUploadRequest, Dataset, DatasetCheck, DatasetRows, DatasetUuid,
+    MnistFinalizeRequest, MnistUploadRequest, UploadProgress, UploadStarted,
 };
 use hanami_types::list::ListTable;
 use hanami_types::scope::Scope;
@@ -65,7 +65,17 @@ pub(super) fn register(routes: &mut Routes) {
     routes.add("v1.0alpha/dataset/all", Method::Get, &[], list);
     routes.add("v1.0alpha/dataset", Method::Delete, &[UUID], delete);
     routes.add("v1.0alpha/dataset/check", Method::Get, CHECK_FIELDS, check);
+    routes.add("v1.0alpha/dataset/rows", Method::Get, ROWS_FIELDS, rows);
 }
+
+/// Most values one answer of `dataset/rows` holds (about 10 MB of JSON).
+const MAX_VALUES_PER_ANSWER: u64 = 1 << 20;
+
+const ROWS_FIELDS: &[Field] = &[
+    UUID,
+    Field::int("start", 0, i64::MAX).optional(),
+    Field::int("count", 1, MAX_VALUES_PER_ANSWER as i64),
+];
 
 fn not_found(uuid: &str) -> ApiError {
     ApiError::NotFound(format!("Dataset with uuid '{uuid}' not found"))
@@ -488,6 +498,65 @@ async fn check(app: App, caller: Caller, query: CheckQuery) -> ApiResult<Dataset
         .await
         .map_err(|e| ApiError::Internal(e.into()))??;
     Ok(DatasetCheck { accuracy })
+}
+
+#[derive(Deserialize)]
+struct RowsQuery {
+    uuid: String,
+    #[serde(default)]
+    start: u64,
+    count: u64,
+}
+
+/// `GET dataset/rows` (an addition): up to `count` rows from row `start` on, so that a
+/// client can read what a request task wrote (the original had no way to read a dataset's
+/// values). Fewer rows where the dataset ends; a start beyond its end is a 400.
+async fn rows(app: App, caller: Caller, query: RowsQuery) -> ApiResult<DatasetRows> {
+    let row = dataset_row(&app, &caller.scope(), &query.uuid).await?;
+    let reader = open(&app, &row).await?;
+    let header = reader.header();
+    let (total, columns) = (header.number_of_rows, header.number_of_columns);
+    if query.start > total {
+        return Err(ApiError::BadRequest(format!(
+            "Dataset with UUID '{}' has {total} rows: 'start' is at most {total}",
+            row.uuid
+        )));
+    }
+    let most = (MAX_VALUES_PER_ANSWER / columns.max(1)).max(1);
+    if query.count > most {
+        return Err(ApiError::BadRequest(format!(
+            "'count' is at most {most} for dataset '{}': an answer holds at most \
+             {MAX_VALUES_PER_ANSWER} values, and its rows have {columns} each; read it in parts \
+             with 'start'",
+            row.uuid
+        )));
+    }
+    let count = query.count.min(total - query.start);
+    let start = query.start;
+    let values = tokio::task::spawn_blocking(move || {
+        let mut values = vec![0.0f32; (count * columns) as usize];
+        reader
+            .read_rows_f32(
+                start,
+                count as usize,
+                ColumnRange::new(0, columns),
+                &mut values,
+            )
+            .map(|()| values)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?
+    .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("cannot read the rows")))?;
+    Ok(DatasetRows {
+        uuid: row.uuid,
+        start,
+        number_of_rows: total,
+        number_of_columns: columns,
+        rows: values
+            .chunks(columns.max(1) as usize)
+            .map(<[f32]>::to_vec)
+            .collect(),
+    })
 }
 
 fn invalid(uuid: &str, why: String) -> ApiError {

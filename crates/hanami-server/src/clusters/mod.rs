@@ -1129,7 +1129,7 @@ impl ClusterHandle {
         if writer.preallocate(task.total)? {
             space.release(size);
         }
-        let mut one_hot_row = vec![0.0f32; usize::try_from(target.columns)?];
+        let mut row = vec![0.0f32; usize::try_from(target.columns)?];
         let mut write_error = None;
         let outcome = with_threads(cluster, &ctx.cores, |cluster| {
             cluster.request_batch(
@@ -1138,8 +1138,14 @@ impl ClusterHandle {
                 &mut |done| task.set_progress(first + done as u64),
                 &mut |_, name, values| {
                     if name == target.output && write_error.is_none() {
-                        one_hot(values, &mut one_hot_row);
-                        if let Err(e) = writer.append_row_f32(&one_hot_row) {
+                        if let [value] = values {
+                            // One-hot, the row of a one-neuron output would always be 1 (the
+                            // original's answer): it gets the output's value instead.
+                            row[0] = *value;
+                        } else {
+                            one_hot(values, &mut row);
+                        }
+                        if let Err(e) = writer.append_row_f32(&row) {
                             write_error = Some(e);
                         }
                     }
