@@ -318,13 +318,14 @@ impl<'a> Parser<'a> {
         // 1024 fits a `u64`.
         let mut total = 0u64;
         loop {
-            let name_token = self.expect(
-                Tok::Identifier,
-                match side {
+            let name_token = if names_an_interface(self.look.tok, side) {
+                self.advance()?
+            } else {
+                return Err(self.syntax(match side {
                     Side::Input => "an input name",
                     Side::Output => "an output name",
-                },
-            )?;
+                }));
+            };
             let name = name_token.text.to_string();
             if name.chars().count() > limits::MAX_NAME_LEN {
                 return Err(self.error_at(&name_token, Kind::NameTooLong(shortened(&name))));
@@ -380,7 +381,7 @@ impl<'a> Parser<'a> {
                 column: name_token.column,
             });
             match (side, self.look.tok) {
-                (_, Tok::Identifier) => continue,
+                (_, tok) if names_an_interface(tok, side) => continue,
                 (Side::Input, Tok::Keyword(Keyword::Outputs)) => {
                     self.advance()?;
                     return Ok(list);
@@ -392,5 +393,17 @@ impl<'a> Parser<'a> {
                 }
             }
         }
+    }
+}
+
+/// Whether a token can name an input (`side` [`Side::Input`]) or an output: a name, and also
+/// a word of the language (`target`, `settings`, `true`, …, as a dataset's column may be
+/// called), except `outputs` among the inputs, where it ends them.
+fn names_an_interface(tok: Tok, side: Side) -> bool {
+    match tok {
+        Tok::Identifier | Tok::Bool(_) => true,
+        Tok::Keyword(Keyword::Outputs) => side == Side::Output,
+        Tok::Keyword(_) => true,
+        _ => false,
     }
 }

@@ -134,6 +134,42 @@ fn request_growth_is_a_setting_but_not_a_reserved_name() {
 }
 
 #[test]
+fn words_of_the_language_can_name_interfaces() {
+    // As a dataset's columns may be called (`target` is a usual label column).
+    let words = [
+        "target",
+        "settings",
+        "inputs",
+        "hexagons",
+        "number_of_inputs",
+        "number_of_outputs",
+        "neuron_cooldown",
+        "enable_reduction",
+        "true",
+        "False",
+    ];
+    for word in words {
+        let input = IN.replace("x:", &format!("{word}:"));
+        let two_inputs =
+            format!("{input}\n    y2:\n        target: 2,1,1\n        number_of_inputs: 1");
+        let t = Template::parse(&with(SET, HEX, &two_inputs, OUT)).unwrap();
+        assert_eq!(t.inputs()[0].name, word);
+        assert_eq!(t.inputs()[1].name, "y2");
+        let output = OUT.replace("y:", &format!("{word}:"));
+        let t = Template::parse(&with(SET, HEX, IN, &output)).unwrap();
+        assert_eq!(t.outputs()[0].name, word);
+    }
+    // `outputs` can name an output, not an input: there it ends the inputs.
+    let t = Template::parse(&with(SET, HEX, IN, &OUT.replace("y:", "outputs:"))).unwrap();
+    assert_eq!(t.outputs()[0].name, "outputs");
+    assert_syntax(
+        &with(SET, HEX, &IN.replace("x:", "outputs:"), OUT),
+        9,
+        "input name",
+    );
+}
+
+#[test]
 fn layout_is_free_form_and_defaults_apply() {
     let one_line = SEED_TEMPLATE
         .split_whitespace()
