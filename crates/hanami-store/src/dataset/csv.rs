@@ -6,8 +6,10 @@
 //! * cells are separated by commas; a cell in double quotes (`"label"`, `"0.5"`, as
 //!   spreadsheets and R write them) counts without its quotes, but cannot hold a comma (no
 //!   name or number has one);
-//! * empty lines (or lines of only blanks) are skipped anywhere, except between the rows of a
-//!   file of one column, where such a line would be a row without its value (refused);
+//! * empty lines (or lines of only blanks, or of empty cells only: `,,,` as spreadsheets
+//!   write an empty row) are skipped anywhere, except between the rows of a file of one
+//!   column, where such a line would be a row without its value (refused); a line `sep=,`
+//!   before the header (Excel names its separator so) is skipped too;
 //! * the first remaining line is the header: comma-separated column names, surrounding blanks
 //!   removed, each non-empty and unique, and not all of them numbers (a missing header);
 //! * every following line has exactly as many comma-separated cells as the header, and every
@@ -148,8 +150,16 @@ pub fn convert_csv(
         if line_number == 1 {
             content = content.strip_prefix(BOM).unwrap_or(content);
         }
-        if content.trim_ascii().is_empty() {
+        // A spreadsheet writes an empty row as commas alone.
+        if content
+            .split(|&b| b == b',')
+            .all(|cell| unquoted(cell).trim_ascii().is_empty())
+        {
             blank_since.get_or_insert(line_number);
+            continue;
+        }
+        // Excel's line that names the separator, before the header.
+        if table.is_none() && content.len() == 5 && content[..4].eq_ignore_ascii_case(b"sep=") {
             continue;
         }
         let blank = blank_since.take();
@@ -588,7 +598,8 @@ mod tests {
         );
         assert_eq!(
             case.error(b"\"\",b\n1,2\n"),
-            "CSV file: line 1: column 1 of the header has an empty name"
+            "CSV file: line 1: column 1 of the header has an empty name (pandas writes its \
+             index so: save the file with to_csv(..., index=False), or name the column)"
         );
         // Only a pair of quotes around the whole cell is taken away.
         assert!(
@@ -620,9 +631,21 @@ mod tests {
             case.error(b"y\n\n1\n")
                 .starts_with("CSV file: line 2 is empty")
         );
-        // With more columns an empty line cannot be a row: it is skipped.
+        // With more columns an empty line cannot be a row: it is skipped, as is a line of
+        // empty cells (a spreadsheet's empty row), and Excel's `sep=,` before the header.
         let (_, values) = case.values(b"a,b\n1,2\n\n3,4\n");
         assert_eq!(values, [1.0, 2.0, 3.0, 4.0]);
+        let (header, values) =
+            case.values(b"sep=,\r\n,\r\na,b\r\n1,2\r\n,\r\n , \"\" \r\n3,4\r\n,\r\n");
+        assert_eq!(header.column_range("b"), Some(ColumnRange::new(1, 2)));
+        assert_eq!(values, [1.0, 2.0, 3.0, 4.0]);
+        // Another separator named so is not skipped over: its header says what is wrong.
+        assert!(case.error(b"sep=;\na;b\n1;2\n").contains("line 2"));
+        // In a file of one column, a lone empty cell is a row without its value.
+        assert!(
+            case.error(b"y\n1\n\"\"\n0\n")
+                .starts_with("CSV file: line 3 is empty")
+        );
     }
 
     #[test]

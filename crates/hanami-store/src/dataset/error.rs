@@ -375,7 +375,15 @@ pub enum ConvertError {
     },
 
     /// A CSV header cell is empty.
-    #[error("CSV file: line {line}: column {column} of the header has an empty name")]
+    #[error(
+        "CSV file: line {line}: column {column} of the header has an empty name{}",
+        if *.column == 1 {
+            " (pandas writes its index so: save the file with to_csv(..., index=False), or \
+             name the column)"
+        } else {
+            ""
+        }
+    )]
     CsvEmptyName {
         /// Line number of the header, 1-based.
         line: u64,
