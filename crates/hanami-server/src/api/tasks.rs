@@ -73,10 +73,16 @@ async fn bind(
             Side::Output => interfaces.output(name),
         }
         .ok_or_else(|| {
+            let all = match side {
+                Side::Input => &interfaces.inputs,
+                Side::Output => &interfaces.outputs,
+            };
             ApiError::NotFound(format!(
-                "Cluster '{}' has no {} named '{name}'",
+                "Cluster '{}' has no {} named '{name}' (its {}s: {})",
                 cluster.row.uuid,
-                side.word()
+                side.word(),
+                side.word(),
+                listed(all.iter().map(|i| i.name.as_str()))
             ))
         })?;
         Pattern::Uuid.check(&format!("{}s.{name}", side.word()), dataset_uuid)?;
@@ -85,15 +91,12 @@ async fn bind(
         let path = app.paths.datasets().join(&row.file_name);
         let reader = super::datasets::open(app, &row).await?;
         let columns = reader.header().column_range(name).ok_or_else(|| {
+            // In the order of the columns, as the file has them.
+            let mut groups: Vec<_> = reader.header().description.iter().collect();
+            groups.sort_by_key(|(_, range)| range.start_column);
             ApiError::NotFound(format!(
                 "Dataset '{dataset_uuid}' has no columns named '{name}' (its column groups: {})",
-                reader
-                    .header()
-                    .description
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                listed(groups.iter().map(|(group, _)| group.as_str()))
             ))
         })?;
         if columns.width() != interface.size as u64 {
@@ -121,6 +124,20 @@ async fn bind(
     }
     Ok((bindings, rows))
 }
+
+/// Names for a message, the first [`LISTED`] of them and how many more there are (a CSV
+/// dataset may have thousands of columns).
+fn listed<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> String {
+    let more = names.len().saturating_sub(LISTED);
+    let mut text = names.take(LISTED).collect::<Vec<_>>().join(", ");
+    if more > 0 {
+        text.push_str(&format!(" and {more} more"));
+    }
+    text
+}
+
+/// Names a message lists at most.
+const LISTED: usize = 20;
 
 /// Refuses a dataset field as expected values of an output when its recorded values leave
 /// [0, 1], the range of the output neurons' sigmoid (the engine would stop the task at the
@@ -354,9 +371,11 @@ async fn request(app: App, caller: Caller, request: RequestTaskRequest) -> ApiRe
         .output(output)
         .cloned()
         .ok_or_else(|| {
+            let outputs = cluster.interfaces().outputs;
             ApiError::NotFound(format!(
-                "Cluster '{}' has no output named '{output}'",
-                cluster.row.uuid
+                "Cluster '{}' has no output named '{output}' (its outputs: {})",
+                cluster.row.uuid,
+                listed(outputs.iter().map(|o| o.name.as_str()))
             ))
         })?;
     Pattern::Name.check("results", result_name)?;
@@ -454,5 +473,20 @@ async fn delete(app: App, caller: Caller, query: TaskQuery) -> ApiResult<Map<Str
             Ok(Map::new())
         }
         None => Err(task_not_found(&query)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listed;
+
+    #[test]
+    fn long_lists_of_names_are_cut_short() {
+        let names: Vec<String> = (0..25).map(|i| format!("x{i}")).collect();
+        let text = listed(names.iter().map(String::as_str));
+        assert!(text.starts_with("x0, x1, "), "{text}");
+        assert!(text.ends_with(", x19 and 5 more"), "{text}");
+        assert_eq!(listed(names[..2].iter().map(String::as_str)), "x0, x1");
+        assert_eq!(listed(std::iter::empty()), "");
     }
 }
