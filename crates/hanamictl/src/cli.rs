@@ -571,8 +571,8 @@ pub fn parse_pairs(
 }
 
 /// A hint for a usage error that the documentation's own request-task example causes
-/// (`task create train … -r label:output_dataset`): `-r` belongs to `task create request`.
-/// Clap alone suggests passing `-r` as a value.
+/// (`task create train … -r label:output_dataset`): `-r` belongs to `task create request`,
+/// as `-o` belongs to `task create train`. Clap alone suggests passing the flag as a value.
 pub fn usage_hint(error: &clap::Error, words: &[std::ffi::OsString]) -> Option<String> {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     if error.kind() == ErrorKind::MissingRequiredArgument {
@@ -592,16 +592,30 @@ pub fn usage_hint(error: &clap::Error, words: &[std::ffi::OsString]) -> Option<S
     let Some(ContextValue::String(argument)) = error.get(ContextKind::InvalidArg) else {
         return None;
     };
+    let creates = |kind: &str| {
+        words
+            .windows(3)
+            .any(|w| w[0] == "task" && w[1] == "create" && w[2] == kind)
+    };
     let result_flag = argument == "-r" || argument.starts_with("--result");
-    let train = words
-        .windows(3)
-        .any(|w| w[0] == "task" && w[1] == "create" && w[2] == "train");
-    (result_flag && train).then(|| {
-        "note: a request task is `task create request … -r HEXAGON:RESULT_NAME` (the value \
-         after ':' names the new result dataset); `task create train` takes the expected \
-         values with `-o HEXAGON:DATASET_UUID`"
-            .to_owned()
-    })
+    let output_flag = argument == "-o" || argument.starts_with("--output");
+    if result_flag && creates("train") {
+        Some(
+            "note: a request task is `task create request … -r HEXAGON:RESULT_NAME` (the \
+             value after ':' names the new result dataset); `task create train` takes the \
+             expected values with `-o HEXAGON:DATASET_UUID`"
+                .to_owned(),
+        )
+    } else if output_flag && creates("request") {
+        Some(
+            "note: a request task takes no expected values: it names the output to answer \
+             and its new result dataset with `-r HEXAGON:RESULT_NAME`; `-o` belongs to \
+             `task create train`"
+                .to_owned(),
+        )
+    } else {
+        None
+    }
 }
 
 /// Whether `word` is two uuids (8-4-4-4-12 hexadecimal digits) run together, or joined by
@@ -757,6 +771,21 @@ mod tests {
         let other = ["hanamictl", "task", "create", "train", "-x", "-c", "c", "n"];
         assert!(hint(&other).is_none());
         assert!(hint(&["hanamictl", "host", "list", "-r"]).is_none());
+        // The other way round: expected values for a request task.
+        let request = [
+            "hanamictl",
+            "task",
+            "create",
+            "request",
+            "-i",
+            "a:x",
+            "-o",
+            "c0:y",
+            "-c",
+            "c",
+            "n",
+        ];
+        assert!(hint(&request).is_some_and(|h| h.contains("with `-r HEXAGON:RESULT_NAME`")));
     }
 
     #[test]
