@@ -74,6 +74,9 @@
 //! client.wait_for_task(&cluster, &task.uuid, Duration::from_secs(60)).await?;
 //! let accuracy = client.check_dataset(&test.uuid, &task.uuid).await?;
 //! println!("{accuracy:.2} % correct");
+//! // Its rows (one-hot here: the output has ten neurons), read back in parts.
+//! let first = client.dataset_rows(&task.uuid, 0, 100).await?;
+//! println!("row 0 of {}: {:?}", first.number_of_rows, first.rows[0]);
 //!
 //! // Saving and restoring are tasks of the cluster as well; a save's uuid is also the
 //! // uuid of the checkpoint it makes.
