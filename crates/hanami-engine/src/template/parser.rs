@@ -334,6 +334,17 @@ impl<'a> Parser<'a> {
                 return Err(self.error_at(&name_token, Kind::DuplicateName(name)));
             }
             self.expect(Tok::Colon, "`:` after the name")?;
+            if side == Side::Output
+                && list.is_empty()
+                && name_token.tok == Tok::Keyword(Keyword::Target)
+                && self.look.tok != Tok::Keyword(Keyword::Target)
+            {
+                // `outputs:` named an input after the first one: it ended the inputs, and
+                // that input's `target:` was read as the first output's name.
+                return Err(self.syntax(
+                    "`target` (an input cannot be named `outputs`: the word starts the outputs)",
+                ));
+            }
             self.expect(Tok::Keyword(Keyword::Target), "`target`")?;
             self.expect(Tok::Colon, "`:` after `target`")?;
             let (position, pos_token) = self.position("a hexagon position `x,y,z`")?;

@@ -167,6 +167,13 @@ fn words_of_the_language_can_name_interfaces() {
         9,
         "input name",
     );
+    // Named so after another input, it ends the inputs; the error says why.
+    let second = "\n    outputs:\n        target: 2,1,1\n        number_of_inputs: 1";
+    assert_syntax(
+        &with(SET, HEX, &format!("{IN}{second}"), OUT),
+        13,
+        "an input cannot be named `outputs`",
+    );
 }
 
 #[test]
