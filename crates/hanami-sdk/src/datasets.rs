@@ -294,8 +294,9 @@ impl Client {
 
     /// Up to `count` rows of a dataset from row `start` on (an addition of Hanami-rs), such
     /// as the values a request task wrote into its result dataset. An answer holds at most
-    /// about a million values ([`crate::Error::BadRequest`] beyond); fewer rows come back
-    /// where the dataset ends.
+    /// [`MAX_ROW_VALUES`](crate::types::datasets::MAX_ROW_VALUES) values
+    /// ([`crate::Error::BadRequest`] beyond); fewer rows come back where the dataset ends,
+    /// so a large `count` asks for the rest.
     pub async fn dataset_rows(&self, uuid: &str, start: u64, count: u64) -> Result<DatasetRows> {
         let (start, count) = (start.to_string(), count.to_string());
         self.get(

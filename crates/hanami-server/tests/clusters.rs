@@ -1121,10 +1121,31 @@ async fn results_can_be_read_and_one_neuron_outputs_write_their_values() {
         matches!(&beyond, Err(Error::BadRequest(m)) if m.contains("'start' is at most 1000")),
         "{beyond:?}"
     );
-    // An answer holds at most 2^20 values: 2^18 rows of four.
-    let too_many = client.dataset_rows(&data, 0, 300_000).await;
+    // A count beyond the end asks for the rest; an answer holds at most 2^18 values (330
+    // rows of an MNIST dataset's 794), whatever the count.
+    let rest = client
+        .dataset_rows(&data, 900, u64::MAX >> 1)
+        .await
+        .unwrap();
+    assert_eq!(rest.rows.len(), 100);
+    let (images, labels) = pattern_mnist(tmp.path(), "wide_rows", 400);
+    let wide = client
+        .upload_mnist("wide_rows", &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    assert_eq!(
+        client
+            .dataset_rows(&wide, 70, 1000)
+            .await
+            .unwrap()
+            .rows
+            .len(),
+        330
+    );
+    let too_many = client.dataset_rows(&wide, 0, 1000).await;
     assert!(
-        matches!(&too_many, Err(Error::BadRequest(m)) if m.contains("'count' is at most 262144")),
+        matches!(&too_many, Err(Error::BadRequest(m)) if m.contains("'count' is at most 330")),
         "{too_many:?}"
     );
     assert!(matches!(

@@ -121,6 +121,9 @@ pub struct Dataset {
     pub created_at: Option<String>,
 }
 
+/// Most values one answer of `GET /v1.0alpha/dataset/rows` holds.
+pub const MAX_ROW_VALUES: u64 = 1 << 18;
+
 /// Answer of `GET /v1.0alpha/dataset/rows` (an addition of Hanami-rs): some rows of a
 /// dataset, such as the values a request task wrote into its result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -134,8 +137,35 @@ pub struct DatasetRows {
     /// Values per row.
     pub number_of_columns: u64,
     /// The rows from `start` on, each with its values in column order (bytes of an MNIST
-    /// dataset as 0–255).
+    /// dataset as 0–255), written as the shortest decimals that read back as the same `f32`
+    /// (`0.1`, not the `0.10000000149011612` of the value widened to `f64`).
+    #[serde(serialize_with = "shortest_f32_rows")]
     pub rows: Vec<Vec<f32>>,
+}
+
+/// Serializes rows of `f32` values as the shortest decimals that read back as the same
+/// values: serializers that widen an `f32` to `f64` on the way (`serde_json::to_value`)
+/// would write every inexact one with its binary tail.
+fn shortest_f32_rows<S: serde::Serializer>(rows: &[Vec<f32>], out: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    struct Row<'a>(&'a [f32]);
+    impl Serialize for Row<'_> {
+        fn serialize<S: serde::Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+            let mut seq = out.serialize_seq(Some(self.0.len()))?;
+            for value in self.0 {
+                // Rust writes an `f32` as its shortest round-trip decimal; as an `f64` that
+                // decimal is written the same way.
+                let shortest: f64 = value.to_string().parse().unwrap_or(f64::from(*value));
+                seq.serialize_element(&shortest)?;
+            }
+            seq.end()
+        }
+    }
+    let mut seq = out.serialize_seq(Some(rows.len()))?;
+    for row in rows {
+        seq.serialize_element(&Row(row))?;
+    }
+    seq.end()
 }
 
 /// Answer of `GET /v1.0alpha/dataset/check`.
@@ -143,4 +173,30 @@ pub struct DatasetRows {
 pub struct DatasetCheck {
     /// Percentage of rows whose result matches the reference label.
     pub accuracy: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DatasetRows;
+
+    #[test]
+    fn rows_are_written_as_their_shortest_decimals_and_read_back_alike() {
+        let values = vec![0.1f32, 1e-7, 255.0, -3.4e38, f32::MIN_POSITIVE, 0.0];
+        let rows = DatasetRows {
+            uuid: "u".into(),
+            start: 0,
+            number_of_rows: 1,
+            number_of_columns: values.len() as u64,
+            rows: vec![values.clone()],
+        };
+        // Also through a `Value`, as the server's answers go.
+        let text = serde_json::to_value(&rows).unwrap().to_string();
+        assert!(
+            text.contains("[0.1,1e-7,255.0,-3.4e+38,1.1754944e-38,0.0]"),
+            "{text}"
+        );
+        let back: DatasetRows = serde_json::from_str(&text).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back.rows[0]), bits(&values));
+    }
 }

@@ -272,7 +272,7 @@ pub enum DatasetCmd {
         #[arg(long, default_value_t = 0)]
         start: u64,
         /// Most rows to write (default: all from --start on)
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         count: Option<u64>,
         /// Write into this file instead of standard output
         #[arg(short, long, value_name = "PATH")]

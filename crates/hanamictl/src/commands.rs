@@ -173,9 +173,12 @@ enum Exported {
 }
 
 /// Writes rows `start..start + count` of a dataset (to its end without `count`) as CSV into
-/// `output` or onto standard output, in parts of at most about a million values (an answer
-/// of `dataset/rows`). The header names each column after its column group: a group of one
-/// column by its name, a wider one as `name_0`, `name_1`, …
+/// `output` or onto standard output, in parts of at most
+/// [`MAX_ROW_VALUES`](hanami_sdk::types::datasets::MAX_ROW_VALUES) values (an answer of
+/// `dataset/rows`). The header names each column after its column group: a group of one
+/// column by its name, a wider one as `name_0`, `name_1`, … A file is written beside
+/// `output` and renamed onto it once complete: a failed export leaves an existing file as
+/// it was.
 async fn export(
     client: &Client,
     uuid: &str,
@@ -184,7 +187,12 @@ async fn export(
     output: Option<&Path>,
 ) -> Result<Shown, Exported> {
     let dataset = client.dataset(uuid).await.map_err(Exported::Sdk)?;
-    let columns = dataset.number_of_columns;
+    let (rows, columns) = (dataset.number_of_rows, dataset.number_of_columns);
+    if start > rows {
+        return Err(Exported::Local(CliError::msg(format!(
+            "dataset '{uuid}' has {rows} rows: --start is at most {rows}"
+        ))));
+    }
     let mut names: Vec<String> = (0..columns).map(|c| format!("column_{c}")).collect();
     for (name, range) in &dataset.description {
         let width = range.end_column.saturating_sub(range.start_column);
@@ -196,29 +204,74 @@ async fn export(
             };
         }
     }
-    let end = count.map_or(dataset.number_of_rows, |n| {
-        start.saturating_add(n).min(dataset.number_of_rows)
+    let end = count.map_or(rows, |n| start.saturating_add(n).min(rows));
+    let partial = output.map(|path| {
+        let mut name = std::ffi::OsString::from(".");
+        name.push(path.file_name().unwrap_or_default());
+        name.push(".hanamictl-partial");
+        path.with_file_name(name)
     });
+    let written = write_rows(client, uuid, &names, start..end, partial.as_deref()).await;
+    match (written, output, &partial) {
+        (Ok(()), Some(path), Some(partial)) => {
+            std::fs::rename(partial, path).map_err(|e| {
+                let _ = std::fs::remove_file(partial);
+                Exported::Local(CliError::msg(format!(
+                    "cannot move the export into {}: {e}",
+                    path.display()
+                )))
+            })?;
+            let done = end - start;
+            Ok(Shown::Line(format!(
+                "wrote {done} row{} of dataset '{uuid}' to {}",
+                if done == 1 { "" } else { "s" },
+                path.display()
+            )))
+        }
+        (Ok(()), _, _) => Ok(Shown::Nothing),
+        (Err(e), Some(path), Some(partial)) => {
+            let _ = std::fs::remove_file(partial);
+            Err(match e {
+                Exported::Local(e) => {
+                    Exported::Local(e.context(&format!("{} was left as it was", path.display())))
+                }
+                sdk => sdk,
+            })
+        }
+        (Err(e), _, _) => Err(e),
+    }
+}
+
+/// Writes the header `names` and the dataset's `rows` as CSV into the file `into` (created
+/// or replaced), or onto standard output without one; a closed pipe ends it quietly.
+async fn write_rows(
+    client: &Client,
+    uuid: &str,
+    names: &[String],
+    rows: std::ops::Range<u64>,
+    into: Option<&Path>,
+) -> Result<(), Exported> {
     let local = |what: &str, e: std::io::Error| {
-        let place = output.map_or("standard output".to_owned(), |p| p.display().to_string());
+        let place = into.map_or("standard output".to_owned(), |p| p.display().to_string());
         Exported::Local(CliError::msg(format!("cannot {what} {place}: {e}")))
     };
-    let sink: Box<dyn std::io::Write> = match output {
+    let sink: Box<dyn std::io::Write> = match into {
         Some(path) => Box::new(std::fs::File::create(path).map_err(|e| local("create", e))?),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = std::io::BufWriter::new(sink);
     let mut write = |text: &str| match out.write_all(text.as_bytes()) {
         // `| head`: the reader has what it wanted.
-        Err(e) if output.is_none() && e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) if into.is_none() && e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
         other => other.map(|()| true).map_err(|e| local("write to", e)),
     };
     let mut going = write(&(names.join(",") + "\n"))?;
-    let per_answer = ((1u64 << 20) / columns.max(1)).max(1);
-    let mut next = start.min(end);
-    while going && next < end {
+    let columns = names.len() as u64;
+    let per_answer = (hanami_sdk::types::datasets::MAX_ROW_VALUES / columns.max(1)).max(1);
+    let mut next = rows.start;
+    while going && next < rows.end {
         let part = client
-            .dataset_rows(uuid, next, per_answer.min(end - next))
+            .dataset_rows(uuid, next, per_answer.min(rows.end - next))
             .await
             .map_err(Exported::Sdk)?;
         if part.rows.is_empty() {
@@ -234,17 +287,9 @@ async fn export(
         going = write(&text)?;
     }
     match out.flush() {
-        Err(e) if output.is_none() && e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        other => other.map_err(|e| local("write to", e))?,
+        Err(e) if into.is_none() && e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(|e| local("write to", e)),
     }
-    Ok(match output {
-        Some(path) => Shown::Line(format!(
-            "wrote {} rows of dataset '{uuid}' to {}",
-            next - start.min(end),
-            path.display()
-        )),
-        None => Shown::Nothing,
-    })
 }
 
 /// Writes to standard output; a closed pipe (`| head`) ends the program quietly.

@@ -718,6 +718,31 @@ fn datasets() {
     let lines: Vec<&str> = csv.lines().collect();
     let expected = [&lines[..1], &lines[1001..]].concat().join("\n") + "\n";
     assert_eq!(std::fs::read_to_string(&part).unwrap(), expected);
+    // A failed export leaves the file as it was (it writes beside it, then renames).
+    std::fs::create_dir(server.dir.path().join(".part.csv.hanamictl-partial")).unwrap();
+    let failed = server
+        .ctl(&["dataset", "export", "-o", &path_str(&part), &csv_uuid])
+        .fails();
+    assert!(
+        failed.stderr.contains("was left as it was"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&part).unwrap(), expected);
+    // A start beyond the end is refused, as the server does; a count of 0 is no count.
+    let beyond = server
+        .ctl(&["dataset", "export", "--start", "1096", &csv_uuid])
+        .fails();
+    assert!(
+        beyond
+            .stderr
+            .contains("has 1095 rows: --start is at most 1095"),
+        "{}",
+        beyond.stderr
+    );
+    server
+        .ctl(&["dataset", "export", "--count", "0", &csv_uuid])
+        .fails();
     let mnist_rows = server.ctl(&["dataset", "export", &second]).ok().stdout;
     let header = mnist_rows.lines().next().unwrap();
     assert!(

@@ -100,8 +100,9 @@ def get_dataset_rows(token: str, address: str, dataset_uuid: str, start: int, co
     """Returns up to ``count`` rows of a dataset from row ``start`` on (from 0), such as the
     values a request task wrote into its result (an addition to the original SDK), as JSON
     text ``{"uuid", "start", "number_of_rows", "number_of_columns", "rows"}``, ``rows`` a
-    list of lists of numbers. Fewer rows come where the dataset ends; an answer holds at
-    most 1,048,576 values (``BadRequestException`` beyond: read larger datasets in parts).
+    list of lists of numbers. Fewer rows come where the dataset ends (a large ``count`` asks
+    for the rest); an answer holds at most 262,144 values (``BadRequestException`` beyond:
+    read larger datasets in parts, e.g. ``262144 // number_of_columns`` rows at a time).
     """
     values = {"uuid": dataset_uuid, "start": start, "count": count}
     return hanami_request.send_get_request(token, address, _PATH + "/rows", values,

@@ -68,13 +68,18 @@ pub(super) fn register(routes: &mut Routes) {
     routes.add("v1.0alpha/dataset/rows", Method::Get, ROWS_FIELDS, rows);
 }
 
-/// Most values one answer of `dataset/rows` holds (about 10 MB of JSON).
-const MAX_VALUES_PER_ANSWER: u64 = 1 << 20;
+/// Most values one answer of `dataset/rows` holds (a few MB of JSON, and about ten times
+/// that in memory while it is made).
+const MAX_VALUES_PER_ANSWER: u64 = hanami_types::datasets::MAX_ROW_VALUES;
+
+/// Answers of `dataset/rows` made at once; more wait their turn, so that many large answers
+/// asked for together cannot take the server's memory.
+static ROW_ANSWERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
 const ROWS_FIELDS: &[Field] = &[
     UUID,
     Field::int("start", 0, i64::MAX).optional(),
-    Field::int("count", 1, MAX_VALUES_PER_ANSWER as i64),
+    Field::int("count", 1, i64::MAX),
 ];
 
 fn not_found(uuid: &str) -> ApiError {
@@ -510,8 +515,13 @@ struct RowsQuery {
 
 /// `GET dataset/rows` (an addition): up to `count` rows from row `start` on, so that a
 /// client can read what a request task wrote (the original had no way to read a dataset's
-/// values). Fewer rows where the dataset ends; a start beyond its end is a 400.
+/// values). Fewer rows where the dataset ends; a start beyond its end, or more than
+/// [`MAX_VALUES_PER_ANSWER`] values in the answer, is a 400.
 async fn rows(app: App, caller: Caller, query: RowsQuery) -> ApiResult<DatasetRows> {
+    let _turn = ROW_ANSWERS
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
     let row = dataset_row(&app, &caller.scope(), &query.uuid).await?;
     let reader = open(&app, &row).await?;
     let header = reader.header();
@@ -522,8 +532,10 @@ async fn rows(app: App, caller: Caller, query: RowsQuery) -> ApiResult<DatasetRo
             row.uuid
         )));
     }
+    // What the answer would hold decides, so that "all of it" works for a small dataset.
+    let count = query.count.min(total - query.start);
     let most = (MAX_VALUES_PER_ANSWER / columns.max(1)).max(1);
-    if query.count > most {
+    if count > most {
         return Err(ApiError::BadRequest(format!(
             "'count' is at most {most} for dataset '{}': an answer holds at most \
              {MAX_VALUES_PER_ANSWER} values, and its rows have {columns} each; read it in parts \
@@ -531,7 +543,6 @@ async fn rows(app: App, caller: Caller, query: RowsQuery) -> ApiResult<DatasetRo
             row.uuid
         )));
     }
-    let count = query.count.min(total - query.start);
     let start = query.start;
     let values = tokio::task::spawn_blocking(move || {
         let mut values = vec![0.0f32; (count * columns) as usize];
