@@ -1,7 +1,9 @@
 //! Users and project assignments.
 
 use hanami_types::list::ListTable;
-use hanami_types::users::{AssignProjectRequest, CreateUserRequest, User, UserProjects};
+use hanami_types::users::{
+    AssignProjectRequest, CreateUserRequest, UpdateUserRequest, User, UserProjects,
+};
 
 use crate::{Client, Result};
 
@@ -31,6 +33,13 @@ impl Client {
     /// All users.
     pub async fn users(&self) -> Result<ListTable> {
         self.get("user/all", &[]).await
+    }
+
+    /// Changes what `change` gives of user `change.id` (its name, password, global admin
+    /// flag; an addition of Hanami-rs) and returns the user as it is now. A new password
+    /// ends the user's tokens, this client's too when it is that user's.
+    pub async fn update_user(&self, change: &UpdateUserRequest) -> Result<User> {
+        self.put("user", change).await
     }
 
     /// Deletes a user.

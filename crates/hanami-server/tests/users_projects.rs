@@ -725,3 +725,80 @@ async fn admins_deleting_each_other_at_once_leave_one_of_them() {
         );
     }
 }
+
+/// Users can be changed (an addition): name, password and admin flag. A new password ends
+/// the user's tokens; an admin cannot take his own rights.
+#[tokio::test]
+async fn users_can_be_changed() {
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    let memb = member(&server, &admin, "memb", "proj_a", false).await;
+    memb.get("auth").await.expect(200);
+    // A new name: the answer is the user as it is now.
+    let renamed = admin
+        .put("user", &json!({"id": "memb", "name": "Renamed Member"}))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(renamed["name"], "Renamed Member");
+    assert_eq!(renamed["projects"][0]["project_id"], "proj_a");
+    memb.get("auth").await.expect(200);
+    // A new password: the old one and the old token no longer work.
+    admin
+        .put("user", &json!({"id": "memb", "password": "another_secret"}))
+        .await
+        .expect(200);
+    let refused = memb.get("auth").await.expect(401);
+    assert!(
+        refused
+            .body
+            .contains("or its password was changed: log in again"),
+        "{}",
+        refused.body
+    );
+    server
+        .client()
+        .post("token", &json!({"id": "memb", "password": "password1"}))
+        .await
+        .expect(401);
+    let memb = server.login("memb", "another_secret").await;
+    admin.get("user/all").await.expect(200);
+    memb.get("user/all").await.expect(401);
+    // Made a global admin, the token it has may do what admins do at its next request.
+    admin
+        .put("user", &json!({"id": "memb", "is_admin": true}))
+        .await
+        .expect(200);
+    memb.get("user/all").await.expect(200);
+    // Refusals: members, nothing to change, an unknown user, bad values, one's own rights.
+    let other = member(&server, &admin, "other", "proj_a", false).await;
+    other
+        .put("user", &json!({"id": "memb", "name": "Nope Nope"}))
+        .await
+        .expect(401);
+    let nothing = admin.put("user", &json!({"id": "memb"})).await.expect(400);
+    assert!(
+        nothing.body.starts_with("Nothing to change"),
+        "{}",
+        nothing.body
+    );
+    admin
+        .put("user", &json!({"id": "nobody", "name": "Some Name"}))
+        .await
+        .expect(404);
+    admin
+        .put("user", &json!({"id": "memb", "password": "short"}))
+        .await
+        .expect(400);
+    let own = memb
+        .put("user", &json!({"id": "memb", "is_admin": false}))
+        .await
+        .expect(409);
+    assert!(own.body.contains("his own admin rights"), "{}", own.body);
+    // Another admin may take them.
+    admin
+        .put("user", &json!({"id": "memb", "is_admin": false}))
+        .await
+        .expect(200);
+    memb.get("user/all").await.expect(401);
+}

@@ -77,6 +77,32 @@ impl Store {
         })
     }
 
+    /// Changes what is given of a user (its name, password hash, global admin flag) and
+    /// returns it as it is now; `None` if there is no such user.
+    pub async fn update_user(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        pw_hash: Option<&str>,
+        is_admin: Option<bool>,
+    ) -> Result<Option<User>, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE users SET name = COALESCE(?, name), pw_hash = COALESCE(?, pw_hash), \
+             is_admin = COALESCE(?, is_admin) WHERE id = ?",
+        )
+        .bind(name)
+        .bind(pw_hash)
+        .bind(is_admin)
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.user(id).await
+    }
+
     /// A user with its assignments and password hash.
     pub async fn user_record(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
         let Some(row) = sqlx::query("SELECT * FROM users WHERE id = ?")

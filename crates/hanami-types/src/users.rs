@@ -55,6 +55,37 @@ impl std::fmt::Debug for CreateUserRequest {
     }
 }
 
+/// Body of `PUT /v1.0alpha/user` (an addition of Hanami-rs): what to change of a user; at
+/// least one of the changes. `Debug` hides the password.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateUserRequest {
+    /// User id.
+    pub id: String,
+    /// New display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// New password (the user's tokens stop working).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Whether the user is a global admin from now on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_admin: Option<bool>,
+}
+
+impl std::fmt::Debug for UpdateUserRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpdateUserRequest")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field(
+                "password",
+                &self.password.as_ref().map(|_| crate::auth::HIDDEN),
+            )
+            .field("is_admin", &self.is_admin)
+            .finish()
+    }
+}
+
 /// Body of `POST /v1.0alpha/user/project`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssignProjectRequest {

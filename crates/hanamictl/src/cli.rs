@@ -188,6 +188,27 @@ pub enum UserCmd {
         #[arg(value_name = "USER_ID")]
         id: String,
     },
+    /// Change a user's name, password or global admin rights (addition to the original CLI)
+    #[command(arg_required_else_help = true)]
+    Update {
+        /// New display name
+        #[arg(short, long)]
+        name: Option<String>,
+        /// Ask twice for a new password (the user's tokens stop working)
+        #[arg(long = "new_password", visible_alias = "new-password")]
+        new_password: bool,
+        /// A new password, given here instead of asked for
+        ///
+        /// Visible in the shell history and the process list: meant for automated tests only.
+        #[arg(short, long, conflicts_with = "new_password")]
+        password: Option<String>,
+        /// Whether the user is a global admin from now on
+        #[arg(long = "is_admin", value_name = "true|false")]
+        is_admin: Option<bool>,
+        /// ID of the user
+        #[arg(value_name = "USER_ID")]
+        id: String,
+    },
     /// Manage the projects of a user (addition to the original CLI)
     #[command(subcommand, arg_required_else_help = true)]
     Project(UserProjectCmd),

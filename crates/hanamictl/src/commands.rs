@@ -322,7 +322,7 @@ enum Local {
         inputs: Pairs,
         result: (String, String),
     },
-    /// The password of a new user.
+    /// The password of a new user, or a user's new password.
     Password(String),
 }
 
@@ -375,6 +375,17 @@ impl Local {
                 Some(password) => password.clone(),
                 None => password::ask_new_password(&mut Terminal).map_err(CliError::msg)?,
             }),
+            Command::User(UserCmd::Update {
+                password,
+                new_password,
+                ..
+            }) => match (password, new_password) {
+                (Some(password), _) => Local::Password(password.clone()),
+                (None, true) => Local::Password(
+                    password::ask_new_password(&mut Terminal).map_err(CliError::msg)?,
+                ),
+                (None, false) => Local::Nothing,
+            },
             _ => Local::Nothing,
         })
     }
@@ -700,6 +711,22 @@ async fn execute(
             UserCmd::Delete { id } => {
                 client.delete_user(&id).await.map_err(sdk)?;
                 deleted("user", &id)
+            }
+            UserCmd::Update {
+                name, is_admin, id, ..
+            } => {
+                let password = match local {
+                    Local::Password(password) => Some(password),
+                    Local::Nothing => None,
+                    _ => return Err(local_mismatch()),
+                };
+                let change = hanami_sdk::types::users::UpdateUserRequest {
+                    id,
+                    name,
+                    password,
+                    is_admin,
+                };
+                single(&client.update_user(&change).await.map_err(sdk)?, USER)
             }
             UserCmd::Project(cmd) => match cmd {
                 UserProjectCmd::Add {

@@ -336,6 +336,39 @@ fn users_and_their_projects() {
         again.stderr
     );
 
+    // A user can be changed: a new name, a new password (the old one no longer logs in).
+    let renamed = server
+        .ctl(&["user", "update", "-n", "Renamed User", "cli_test_user"])
+        .ok();
+    assert_eq!(renamed.field("NAME"), "Renamed User");
+    server
+        .ctl(&["user", "update", "-p", "anotherpassword", "cli_test_user"])
+        .ok();
+    server
+        .ctl_as("cli_test_user", "asdfasdfasdf", &["cluster", "list"])
+        .fails_with_status(401);
+    server
+        .ctl_as("cli_test_user", "anotherpassword", &["cluster", "list"])
+        .ok();
+    let promoted = server
+        .ctl(&[
+            "user",
+            "update",
+            "-j",
+            "--is_admin",
+            "true",
+            "cli_test_user",
+        ])
+        .ok()
+        .json();
+    assert_eq!(promoted["is_admin"], true);
+    server
+        .ctl(&["user", "update", "--is_admin", "false", "cli_test_user"])
+        .ok();
+    server
+        .ctl(&["user", "update", "cli_test_user"])
+        .fails_with_status(400);
+
     // A user who still owns something is not deleted.
     server
         .ctl(&["user", "delete", "cli_test_user"])

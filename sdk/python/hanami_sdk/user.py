@@ -53,6 +53,21 @@ def delete_user(token: str, address: str, user_id: str, verify_connection: Verif
                                               verify_connection)
 
 
+def update_user(token: str, address: str, user_id: str, user_name: Optional[str] = None,
+                password: Optional[str] = None, is_admin: Optional[bool] = None,
+                verify_connection: Verify = True) -> str:
+    """Changes a user's name, password or global admin flag (admins only; an addition to
+    the original SDK); returns the user object as it is now, as JSON text. Give at least one
+    change (``BadRequestException`` otherwise). A new password ends the user's tokens, which
+    then raise ``UnauthorizedException`` (log in again). ``NotFoundException`` for an unknown
+    user, ``ConflictException`` for an admin taking away his own rights."""
+    body = {"id": user_id}
+    for key, value in (("name", user_name), ("password", password), ("is_admin", is_admin)):
+        if value is not None:
+            body[key] = value
+    return hanami_request.send_put_request(token, address, _PATH, body, verify_connection)
+
+
 def add_roject_to_user(token: str, address: str, user_id: str, project_id: str, role: str,
                        is_project_admin: bool = False, verify_connection: Verify = True) -> str:
     """Assigns a project to a user with a role (``admin`` or ``member`` in the default

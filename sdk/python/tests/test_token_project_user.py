@@ -107,6 +107,25 @@ def test_user_lifecycle(address: str, token: str) -> None:
         user.delete_user(token, address, user_id)
 
 
+def test_update_user(address: str, token: str) -> None:
+    user_id = unique("changing")
+    user.create_user(token, address, user_id, "Before Name", "old password", True)
+    old_token = hanami_token.request_token(address, user_id, "old password")
+    changed = json.loads(user.update_user(token, address, user_id, "After Name"))
+    assert changed["name"] == "After Name" and changed["is_admin"] is True
+    user.update_user(token, address, user_id, password="new password", is_admin=False)
+    with pytest.raises(hx.UnauthorizedException):
+        user.list_users(old_token, address)
+    with pytest.raises(hx.UnauthorizedException):
+        hanami_token.request_token(address, user_id, "old password")
+    assert json.loads(user.get_user(token, address, user_id))["is_admin"] is False
+    with pytest.raises(hx.BadRequestException):
+        user.update_user(token, address, user_id)
+    with pytest.raises(hx.NotFoundException):
+        user.update_user(token, address, unique("nobody"), "Some Name")
+    user.delete_user(token, address, user_id)
+
+
 def test_create_user_password_keyword(address: str, token: str) -> None:
     user_id = unique("kw_user")
     created = json.loads(user.create_user(token, address, user_id, "Keyword User",

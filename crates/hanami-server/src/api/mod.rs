@@ -342,7 +342,10 @@ pub enum TokenRefused {
     #[error("the token has expired")]
     Expired,
     /// Its user was deleted (and maybe created again: another account).
-    #[error("the account of user '{0}' that the token was issued for no longer exists")]
+    #[error(
+        "the account of user '{0}' that the token was issued for no longer exists, or its \
+         password was changed: log in again"
+    )]
     UserGone(String),
     /// Its user left the project the token is for.
     #[error("user '{user}' is no longer assigned to project '{project}'")]

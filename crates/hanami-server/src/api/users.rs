@@ -7,7 +7,8 @@ use hanami_store::resources::{DeleteError, Holder};
 use hanami_store::users::NewUser;
 use hanami_types::list::{ListTable, USER_COLUMNS};
 use hanami_types::users::{
-    AssignProjectRequest, CreateUserRequest, ProjectAssignment, User, UserProjects,
+    AssignProjectRequest, CreateUserRequest, ProjectAssignment, UpdateUserRequest, User,
+    UserProjects,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -25,6 +26,12 @@ const CREATE_FIELDS: &[Field] = &[
     Field::string("password", None, 8, 4096),
     Field::boolean("is_admin").optional(),
 ];
+const UPDATE_FIELDS: &[Field] = &[
+    USER_ID,
+    Field::string("name", Some(Pattern::Name), 4, 254).optional(),
+    Field::string("password", None, 8, 4096).optional(),
+    Field::boolean("is_admin").optional(),
+];
 const GET_FIELDS: &[Field] = &[Field::string("id", Some(Pattern::IdExt), 4, 256)];
 const DELETE_FIELDS: &[Field] = &[USER_ID];
 const ASSIGN_FIELDS: &[Field] = &[
@@ -39,6 +46,7 @@ const LIST_PROJECTS_FIELDS: &[Field] =
 
 pub(super) fn register(routes: &mut Routes) {
     routes.add("v1.0alpha/user", Method::Post, CREATE_FIELDS, create);
+    routes.add("v1.0alpha/user", Method::Put, UPDATE_FIELDS, update);
     routes.add("v1.0alpha/user", Method::Get, GET_FIELDS, get);
     routes.add("v1.0alpha/user/all", Method::Get, &[], list);
     routes.add("v1.0alpha/user", Method::Delete, DELETE_FIELDS, delete);
@@ -89,6 +97,45 @@ async fn create(app: App, caller: Caller, request: CreateUserRequest) -> ApiResu
         }
         other => other.into(),
     })
+}
+
+/// `PUT user` (an addition): changes a user's name, password or global admin flag. A new
+/// password ends the user's tokens (a token names its account by the password's hash), the
+/// others take effect with each token's next request.
+async fn update(app: App, caller: Caller, request: UpdateUserRequest) -> ApiResult<User> {
+    require_admin(&caller, MANAGE)?;
+    if request.name.is_none() && request.password.is_none() && request.is_admin.is_none() {
+        return Err(ApiError::BadRequest(
+            "Nothing to change: give 'name', 'password' or 'is_admin'".into(),
+        ));
+    }
+    if request.id == caller.id && request.is_admin == Some(false) {
+        return Err(ApiError::Conflict(format!(
+            "User with id '{}' tries to take away his own admin rights, which is not allowed.",
+            request.id
+        )));
+    }
+    let pw_hash = match request.password {
+        Some(secret) => Some(
+            app.passwords
+                .run(move || password::hash(&secret))
+                .await
+                .map_err(super::token::password_job_error)?,
+        ),
+        None => None,
+    };
+    // Two admins taking each other's rights at once leave one of them.
+    let _owners = app.owner_changes.lock().await;
+    super::require_admin_now(&app, &caller).await?;
+    app.store
+        .update_user(
+            &request.id,
+            request.name.as_deref(),
+            pw_hash.as_deref(),
+            request.is_admin,
+        )
+        .await?
+        .ok_or_else(|| not_found(&request.id))
 }
 
 #[derive(Deserialize)]
