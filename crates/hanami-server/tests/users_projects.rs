@@ -802,3 +802,35 @@ async fn users_can_be_changed() {
         .expect(200);
     memb.get("user/all").await.expect(401);
 }
+
+#[tokio::test]
+async fn admins_demoting_each_other_at_once_leave_one_of_them() {
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    for round in 0..4 {
+        let (first, second) = (format!("first_{round}"), format!("second_{round}"));
+        for id in [&first, &second] {
+            admin
+                .post(
+                    "user",
+                    &json!({"id": id, "name": "An Admin", "password": "password1",
+                            "is_admin": true}),
+                )
+                .await
+                .expect(200);
+        }
+        let one = server.login(&first, "password1").await;
+        let other = server.login(&second, "password1").await;
+        let (demote_second, demote_first) = (
+            json!({"id": second, "is_admin": false}),
+            json!({"id": first, "is_admin": false}),
+        );
+        let (a, b) = tokio::join!(
+            one.put("user", &demote_second),
+            other.put("user", &demote_first)
+        );
+        let mut statuses = [a.status, b.status];
+        statuses.sort();
+        assert_eq!(statuses, [200, 401], "{a:?} {b:?}");
+    }
+}
