@@ -787,6 +787,25 @@ async fn an_upload_of_a_user_who_left_the_project_is_cancelled() {
     assert!(files.is_empty(), "{files:?}");
     admin_http.delete("user?id=leaver").await.expect(200);
     admin_http.delete("project?id=proj_left").await.expect(200);
+
+    // Likewise the upload of a user given a new password: its client holds a token that
+    // the server no longer takes, not the password to make a new one.
+    let memb = member(&server, &admin_http, "changed", "proj_changed", false).await;
+    let client = sdk(&server, "changed", "password1").await;
+    let started = client.start_csv_upload("changed_under", 8).await.unwrap();
+    admin_http
+        .put("user", &json!({"id": "changed", "password": "password2"}))
+        .await
+        .expect(200);
+    let mut socket = open_socket(&server, "/").await;
+    let token = memb.token.as_ref().unwrap();
+    let reply = init(&mut socket, token, "file_upload", &started.uuid_input_file).await;
+    assert_eq!(reply["success"], false, "{reply}");
+    let files: Vec<_> = std::fs::read_dir(server.data_dir.join("uploads"))
+        .unwrap()
+        .collect();
+    assert!(files.is_empty(), "{files:?}");
+    admin_http.delete("user?id=changed").await.expect(200);
 }
 
 /// An upload that starts while its user or project is being deleted: either the deletion

@@ -341,7 +341,8 @@ pub enum TokenRefused {
     /// Issued here, but past its expiry.
     #[error("the token has expired")]
     Expired,
-    /// Its user was deleted (and maybe created again: another account).
+    /// Its user was deleted (and maybe created again: another account), or given another
+    /// password.
     #[error(
         "the account of user '{0}' that the token was issued for no longer exists, or its \
          password was changed: log in again"

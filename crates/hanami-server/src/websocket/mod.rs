@@ -334,8 +334,13 @@ async fn start(app: &App, text: &[u8]) -> Result<(Target, Access), String> {
     let caller = match api::current_caller(app, &verified).await {
         Ok(caller) => caller,
         Err(refused) => {
+            // Nobody can finish such an upload now (a client holds the token, not the
+            // password that would make a new one).
             if init.target == TARGET_FILE_UPLOAD
-                && matches!(refused, TokenRefused::NotAssigned { .. })
+                && matches!(
+                    refused,
+                    TokenRefused::NotAssigned { .. } | TokenRefused::UserGone(_)
+                )
             {
                 cancel_orphaned_upload(app, &verified.caller, &init.uuid).await;
             }
