@@ -650,7 +650,8 @@ async fn websocket_refusals_close_the_session_and_harm_nothing() {
     assert_eq!(
         reply,
         json!({"success": false, "error": "Token invalid: the account of user 'gone' that the \
-                                           token was issued for no longer exists"})
+                                           token was issued for no longer exists, or its \
+                                           password was changed: log in again"})
     );
     assert_closed(&mut socket).await;
     // An unknown target.
