@@ -1167,7 +1167,21 @@ async fn wait_for_end(
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
-            Err(e) => return Err(session.error(e)),
+            // A refused token (a new password, say): the task does not stop with the wait.
+            Err(e) => {
+                let note = format!(
+                    "note: task '{task_uuid}' was queued and goes on on the server \
+                     (`hanamictl task get -c {cluster} {task_uuid}` shows it)"
+                );
+                return Err(match session.error(e) {
+                    CliError::Status { code, body } => CliError::Status {
+                        code,
+                        body: format!("{body}\n{note}"),
+                    },
+                    CliError::Other(message) => CliError::Other(format!("{message}\n{note}")),
+                    other => other,
+                });
+            }
         };
         if unreachable_since.take().is_some() {
             progress.remark(None);

@@ -1730,6 +1730,51 @@ fn a_cluster_left_in_direct_mode_goes_back_to_task_mode() {
     let task = server.ctl(&["task", "get", "-c", &cluster, &waiting]).ok();
     assert_eq!(task.field("STATE"), "queued");
     assert!(task.field("NOTE").contains("`hanamictl cluster task_mode`"));
+    // A wait whose token is refused meanwhile (its user got a new password) says that the
+    // task goes on.
+    server
+        .ctl(&[
+            "user",
+            "create",
+            "-n",
+            "Waiting Admin",
+            "-p",
+            "waiterpass1",
+            "--is_admin",
+            "waiter",
+        ])
+        .ok();
+    let waiter = server
+        .command(&[&train[..], &["--wait", "--timeout", "60", "cut_off"]].concat())
+        .env("HANAMI_USER", "waiter")
+        .env("HANAMI_PW", "waiterpass1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while server
+        .ctl(&["task", "list", "-c", &cluster])
+        .ok()
+        .list()
+        .1
+        .len()
+        < 2
+    {
+        assert!(std::time::Instant::now() < deadline, "not queued");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server
+        .ctl(&["user", "update", "-p", "waiterpass2", "waiter"])
+        .ok();
+    let output = waiter.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("password was changed")
+            && stderr.contains("' was queued and goes on on the server (`hanamictl task get -c "),
+        "{stderr}"
+    );
 
     let switched = server.ctl(&["cluster", "task-mode", &cluster]).ok();
     assert_eq!(switched.keys(), ["UUID", "NAME", "NEW STATE", "CREATED AT"]);
