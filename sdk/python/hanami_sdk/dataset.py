@@ -17,7 +17,8 @@ import websockets
 
 from . import _websocket, hanami_request
 from ._renewal import TokenKeeper
-from .hanami_exceptions import BadRequestException, HanamiException, NotFoundException
+from .hanami_exceptions import (BadRequestException, HanamiException, NotFoundException,
+                                UnauthorizedException)
 from .hanami_messages import FileUploadMessage, FileUploadResponseMessage
 from .hanami_request import Verify
 
@@ -173,10 +174,13 @@ async def _send_chunks(token: str, address: str, file_uuid: str, chunks: Iterabl
                                           f"{answer!r}")
                 response = FileUploadResponseMessage.decode(answer)
                 if not response.success:
-                    if response.error_message == _websocket.UPLOAD_GONE:
-                        raise NotFoundException(response.error_message)
-                    raise BadRequestException(response.error_message or
-                                              "upload chunk refused")
+                    message = response.error_message
+                    if message == _websocket.UPLOAD_GONE:
+                        raise NotFoundException(message)
+                    # As direct IO and the REST calls report it.
+                    if message.startswith("access withdrawn: "):
+                        raise UnauthorizedException(message)
+                    raise BadRequestException(message or "upload chunk refused")
                 position += len(chunk)
                 if sent is not None:
                     sent(len(chunk))

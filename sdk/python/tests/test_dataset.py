@@ -365,6 +365,32 @@ def test_an_upload_whose_dataset_is_deleted_raises_not_found(address: str, token
     assert all(row[-1] != name for row in rows(dataset.list_datasets(token, address)))
 
 
+def test_an_upload_whose_user_loses_access_raises_unauthorized(address: str, token: str,
+                                                               files: Path) -> None:
+    """An upload whose user is taken out of its project ends as a direct-IO session does,
+    with ``UnauthorizedException`` ("access withdrawn: …")."""
+    user_id, project_id = unique("leaving"), unique("left_proj")
+    project.create_project(token, address, project_id, "Left Project")
+    user.create_user(token, address, user_id, "Leaving User", "leaving password")
+    user.add_roject_to_user(token, address, user_id, project_id, "member")
+    member_token = hanami_token.request_token(address, user_id, "leaving password")
+    csv_file = files / "withdrawn.csv"
+    csv_file.write_text("a,b\n" + "1,2\n" * 100_000)  # 400 KiB: four chunks
+    removed: List[bool] = []
+
+    def remove_member(_done: int, _total: int) -> None:
+        if not removed:
+            user.remove_project_fromUser(token, address, user_id, project_id)
+            removed.append(True)
+            time.sleep(1.1)  # an open session checks its access again once a second
+
+    with pytest.raises(hx.UnauthorizedException, match="^access withdrawn: "):
+        dataset.upload_csv_files(member_token, address, unique("withdrawn"), str(csv_file),
+                                 progress=remove_member)
+    user.delete_user(token, address, user_id)
+    project.delete_project(token, address, project_id)
+
+
 def test_interrupted_uploads_are_discarded(address: str, token: str, files: Path) -> None:
     """An upload stopped by an exception in the middle (Ctrl-C included) is withdrawn from
     the server: the user and project it belonged to can be deleted right away."""
