@@ -765,48 +765,53 @@ async fn an_upload_session_ends_when_its_user_loses_access() {
     admin_http.delete("project?id=proj_a").await.expect(200);
 }
 
-/// An upload whose user left its project before sending anything: the refused session
-/// cancels it, so that it keeps neither the user nor the project from being deleted.
+/// An upload whose user left its project before sending anything, or got a new password
+/// (its client holds a token that the server no longer takes, not the password to make a
+/// new one): the refused session cancels it, so that it keeps neither the user nor the
+/// project from being deleted.
 #[tokio::test]
-async fn an_upload_of_a_user_who_left_the_project_is_cancelled() {
+async fn an_upload_of_a_user_who_lost_access_is_cancelled() {
     let server = TestServer::start();
     let admin_http = server.admin().await;
-    let memb = member(&server, &admin_http, "leaver", "proj_left", false).await;
-    let client = sdk(&server, "leaver", "password1").await;
-    let started = client.start_csv_upload("left_behind", 8).await.unwrap();
-    admin_http
-        .delete("user/project?id=leaver&project_id=proj_left")
-        .await
-        .expect(200);
-    let mut socket = open_socket(&server, "/").await;
-    let token = memb.token.as_ref().unwrap();
-    let reply = init(&mut socket, token, "file_upload", &started.uuid_input_file).await;
-    assert_eq!(reply["success"], false, "{reply}");
-    let files: Vec<_> = std::fs::read_dir(server.data_dir.join("uploads"))
-        .unwrap()
-        .collect();
-    assert!(files.is_empty(), "{files:?}");
-    admin_http.delete("user?id=leaver").await.expect(200);
-    admin_http.delete("project?id=proj_left").await.expect(200);
-
-    // Likewise the upload of a user given a new password: its client holds a token that
-    // the server no longer takes, not the password to make a new one.
-    let memb = member(&server, &admin_http, "changed", "proj_changed", false).await;
-    let client = sdk(&server, "changed", "password1").await;
-    let started = client.start_csv_upload("changed_under", 8).await.unwrap();
-    admin_http
-        .put("user", &json!({"id": "changed", "password": "password2"}))
-        .await
-        .expect(200);
-    let mut socket = open_socket(&server, "/").await;
-    let token = memb.token.as_ref().unwrap();
-    let reply = init(&mut socket, token, "file_upload", &started.uuid_input_file).await;
-    assert_eq!(reply["success"], false, "{reply}");
-    let files: Vec<_> = std::fs::read_dir(server.data_dir.join("uploads"))
-        .unwrap()
-        .collect();
-    assert!(files.is_empty(), "{files:?}");
-    admin_http.delete("user?id=changed").await.expect(200);
+    let losses = [
+        (
+            "leaver",
+            "user/project?id=leaver&project_id=proj_leaver",
+            json!(null),
+        ),
+        (
+            "changed",
+            "user",
+            json!({"id": "changed", "password": "password2"}),
+        ),
+    ];
+    for (user, path, body) in losses {
+        let project = format!("proj_{user}");
+        let memb = member(&server, &admin_http, user, &project, false).await;
+        let client = sdk(&server, user, "password1").await;
+        let started = client.start_csv_upload("left_behind", 8).await.unwrap();
+        if body.is_null() {
+            admin_http.delete(path).await.expect(200);
+        } else {
+            admin_http.put(path, &body).await.expect(200);
+        }
+        let mut socket = open_socket(&server, "/").await;
+        let token = memb.token.as_ref().unwrap();
+        let reply = init(&mut socket, token, "file_upload", &started.uuid_input_file).await;
+        assert_eq!(reply["success"], false, "{user}: {reply}");
+        let files: Vec<_> = std::fs::read_dir(server.data_dir.join("uploads"))
+            .unwrap()
+            .collect();
+        assert!(files.is_empty(), "{user}: {files:?}");
+        admin_http
+            .delete(&format!("user?id={user}"))
+            .await
+            .expect(200);
+        admin_http
+            .delete(&format!("project?id={project}"))
+            .await
+            .expect(200);
+    }
 }
 
 /// An upload that starts while its user or project is being deleted: either the deletion
