@@ -72,8 +72,8 @@ pub(super) fn register(routes: &mut Routes) {
 /// that in memory while it is made).
 const MAX_VALUES_PER_ANSWER: u64 = hanami_types::datasets::MAX_ROW_VALUES;
 
-/// Answers of `dataset/rows` made at once; more wait their turn, so that many large answers
-/// asked for together cannot take the server's memory.
+/// Answers of `dataset/rows` whose rows are read at once; more wait their turn, so that many
+/// large answers asked for together take the server's memory only a few at a time.
 static ROW_ANSWERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
 const ROWS_FIELDS: &[Field] = &[
