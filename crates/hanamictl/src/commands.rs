@@ -747,6 +747,15 @@ async fn execute(
                 ),
                 UserProjectCmd::List { id } => {
                     let projects = client.projects_of_user(id.as_deref()).await.map_err(sdk)?;
+                    // Only global admins have the synthetic `admin` entry; in their other
+                    // projects the listed role is kept but not used.
+                    let listed = &projects.projects;
+                    if listed.len() > 1 && listed.iter().any(|p| p.project_id == "admin") {
+                        crate::error::report(
+                            "note: a global admin acts as `admin` and project admin in every \
+                             project, whatever role is listed there",
+                        );
+                    }
                     Shown::Objects(to_json(&projects), "projects", ASSIGNMENT)
                 }
                 UserProjectCmd::Switch { project } => {

@@ -257,6 +257,40 @@ fn users_and_their_projects() {
     assert_eq!(rows, [["cli_test_project", "member", "false"]]);
     let mine = server.ctl(&["user", "project", "list", "-j"]).ok().json();
     assert_eq!(mine["projects"][0]["project_id"], "admin");
+    // A global admin's role in a project is listed, with a note that it is not used.
+    let assign_admin = [
+        "user",
+        "project",
+        "add",
+        "-p",
+        "cli_test_project",
+        "-r",
+        "member",
+        "asdf",
+    ];
+    server.ctl(&assign_admin).ok();
+    let listed = server.ctl(&["user", "project", "list"]).ok();
+    assert!(
+        listed
+            .stderr
+            .contains("note: a global admin acts as `admin`"),
+        "{}",
+        listed.stderr
+    );
+    let of_member = server
+        .ctl(&["user", "project", "list", "cli_test_user"])
+        .ok();
+    assert!(!of_member.stderr.contains("a global admin acts as"));
+    server
+        .ctl(&[
+            "user",
+            "project",
+            "remove",
+            "-p",
+            "cli_test_project",
+            "asdf",
+        ])
+        .ok();
 
     // The member: own projects, a scope switch, HANAMI_PROJECT, and no admin endpoints.
     let member = |args: &[&str]| server.ctl_as("cli_test_user", "asdfasdfasdf", args);
