@@ -537,6 +537,16 @@ impl Cluster {
         report
     }
 
+    /// Names of the outputs that growth has not reached yet: their hexagon has no neurons,
+    /// so they answer 0 (spec §11.1 B18) and cannot learn until a section grows into it.
+    pub fn unreached_outputs(&self) -> impl Iterator<Item = &str> {
+        self.hexagons
+            .iter()
+            .filter(|hexagon| hexagon.neurons.is_empty())
+            .filter_map(|hexagon| hexagon.output)
+            .map(|o| self.outputs[o].name.as_str())
+    }
+
     /// Growth that was refused or had nowhere to go.
     pub fn growth_stats(&self) -> GrowthStats {
         self.stats

@@ -391,6 +391,11 @@ fn output_stays_zero_until_the_output_hexagon_grows() {
     let mut c = cluster(1, 1, false);
     c.request_step(&[("x", &[0.0; INPUTS])]).unwrap();
     assert_eq!(c.output("y").unwrap(), &[0.0; CLASSES]);
+    // Until then the cluster names it among the outputs growth has not reached.
+    assert_eq!(c.unreached_outputs().collect::<Vec<_>>(), ["y"]);
+    common::train(&mut c, 0, 200);
+    assert_eq!(c.unreached_outputs().count(), 0);
+    assert_ne!(c.output("y").unwrap(), &[0.0; CLASSES]);
 }
 
 #[test]

@@ -1182,6 +1182,42 @@ async fn results_can_be_read_and_one_neuron_outputs_write_their_values() {
     );
 }
 
+/// A finished training that left an output it trained out of the network's reach (nothing
+/// grew into its hexagon: it answers 0 and learned nothing) says so in its note.
+#[tokio::test]
+async fn a_training_that_reached_no_output_says_so() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    // Inputs that never fire: nothing grows.
+    let csv = "x0,x1,a,b\n".to_owned() + &"0,0,1,0\n".repeat(50);
+    let data = common::upload_csv_text(&client, tmp.path(), "silent", &csv).await;
+    let cluster = client
+        .create_cluster("unreached", TWO_INPUTS_TWO_OUTPUTS)
+        .await
+        .unwrap()
+        .uuid;
+    let task = client
+        .train(
+            "silent_train",
+            &cluster,
+            &[("x0", &data), ("x1", &data)],
+            &[("a", &data)],
+        )
+        .await
+        .unwrap();
+    let done = client
+        .wait_for_task(&cluster, &task.uuid, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(done.state, TaskState::Finished);
+    let note = done.note.expect("a note");
+    assert!(
+        note.contains("has not grown into the hexagon of output 'a' yet") && !note.contains("'b'"),
+        "{note}"
+    );
+}
+
 /// A direct-IO sample that names only some inputs leaves the others at the values the
 /// network holds, as a task does (a session started them at zeros, so direct IO answered
 /// other values than a request task on the same network).

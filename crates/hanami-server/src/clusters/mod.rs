@@ -999,12 +999,12 @@ impl ClusterHandle {
                     })
                 })?;
                 self.report_refused_growth(cluster, refused, "learned", task, ctx);
-                Ok(if outcome.cancelled {
+                if outcome.cancelled {
                     // The network keeps what it learned.
-                    Ran::Stopped { goes_on: true }
-                } else {
-                    Ran::Done(Box::new(Product::Nothing))
-                })
+                    return Ok(Ran::Stopped { goes_on: true });
+                }
+                self.report_unreached_outputs(cluster, bindings, task, ctx);
+                Ok(Ran::Done(Box::new(Product::Nothing)))
             }
             Work::Request(bindings, target) => {
                 let cluster = cluster?;
@@ -1076,6 +1076,41 @@ impl ClusterHandle {
         if first > 0 {
             task.note_going_on();
             ctx.record(task, &self.row);
+        }
+    }
+
+    /// Tells the error log (and with it the task's note) when a finished training left an
+    /// output it trained out of the network's reach: it answers 0 and learned nothing, which
+    /// the task's state alone would not show.
+    fn report_unreached_outputs(
+        &self,
+        cluster: &Cluster,
+        bindings: &[rows::Binding],
+        task: &Task,
+        ctx: &WorkerContext,
+    ) {
+        let trained = |name: &str| {
+            bindings
+                .iter()
+                .any(|b| b.side == Side::Output && b.name == name)
+        };
+        let unreached: Vec<String> = cluster
+            .unreached_outputs()
+            .filter(|name| trained(name))
+            .map(|name| format!("'{name}'"))
+            .collect();
+        if !unreached.is_empty() {
+            ctx.log_error(
+                task,
+                &self.row,
+                &anyhow::anyhow!(
+                    "after this training the network has not grown into the hexagon of output \
+                     {} yet (growth is drawn at random), so it answers 0 and learned nothing; \
+                     train more, give that hexagon more neighbours in the template, or create \
+                     the cluster again",
+                    unreached.join(", ")
+                ),
+            );
         }
     }
 
