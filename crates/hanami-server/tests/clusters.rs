@@ -1213,7 +1213,30 @@ async fn a_training_that_reached_no_output_says_so() {
     assert_eq!(done.state, TaskState::Finished);
     let note = done.note.expect("a note");
     assert!(
-        note.contains("has not grown into the hexagon of output 'a' yet") && !note.contains("'b'"),
+        note.contains(
+            "after this training the network has not grown at all, so output 'a' answers 0 \
+             and learned nothing: none of its inputs has held a value above 0 yet"
+        ) && !note.contains("'b'"),
+        "{note}"
+    );
+    // A request that answers such an output says so too.
+    let request = client
+        .request(
+            "silent_ask",
+            &cluster,
+            &[("x0", &data), ("x1", &data)],
+            ("b", "silent_b"),
+        )
+        .await
+        .unwrap();
+    let done = client
+        .wait_for_task(&cluster, &request.uuid, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(done.state, TaskState::Finished);
+    let note = done.note.expect("a note");
+    assert!(
+        note.contains("after this request the network has not grown at all, so output 'b'"),
         "{note}"
     );
 }

@@ -1003,7 +1003,12 @@ impl ClusterHandle {
                     // The network keeps what it learned.
                     return Ok(Ran::Stopped { goes_on: true });
                 }
-                self.report_unreached_outputs(cluster, bindings, task, ctx);
+                let trained: Vec<&str> = bindings
+                    .iter()
+                    .filter(|b| b.side == Side::Output)
+                    .map(|b| b.name.as_str())
+                    .collect();
+                self.report_unreached_outputs(cluster, &trained, "training", task, ctx);
                 Ok(Ran::Done(Box::new(Product::Nothing)))
             }
             Work::Request(bindings, target) => {
@@ -1011,6 +1016,10 @@ impl ClusterHandle {
                 let refused = cluster.growth_stats();
                 let result = self.request(cluster, task, bindings, target, ctx);
                 self.report_refused_growth(cluster, refused, "answered", task, ctx);
+                if matches!(result, Ok(Ran::Done(_))) {
+                    let answered = [target.output.as_str()];
+                    self.report_unreached_outputs(cluster, &answered, "request", task, ctx);
+                }
                 result
             }
             Work::Save {
@@ -1079,39 +1088,43 @@ impl ClusterHandle {
         }
     }
 
-    /// Tells the error log (and with it the task's note) when a finished training left an
-    /// output it trained out of the network's reach: it answers 0 and learned nothing, which
-    /// the task's state alone would not show.
+    /// Tells the error log (and with it the task's note) when a finished task leaves
+    /// outputs it trained or answered (`outputs`) out of the network's reach: they answer 0
+    /// and learn nothing, which the task's state alone would not show. `done` is what the
+    /// task did ("training", "request").
     fn report_unreached_outputs(
         &self,
         cluster: &Cluster,
-        bindings: &[rows::Binding],
+        outputs: &[&str],
+        done: &str,
         task: &Task,
         ctx: &WorkerContext,
     ) {
-        let trained = |name: &str| {
-            bindings
-                .iter()
-                .any(|b| b.side == Side::Output && b.name == name)
-        };
         let unreached: Vec<String> = cluster
             .unreached_outputs()
-            .filter(|name| trained(name))
+            .filter(|name| outputs.contains(name))
             .map(|name| format!("'{name}'"))
             .collect();
-        if !unreached.is_empty() {
-            ctx.log_error(
-                task,
-                &self.row,
-                &anyhow::anyhow!(
-                    "after this training the network has not grown into the hexagon of output \
-                     {} yet (growth is drawn at random), so it answers 0 and learned nothing; \
-                     train more, give that hexagon more neighbours in the template, or create \
-                     the cluster again",
-                    unreached.join(", ")
-                ),
-            );
+        if unreached.is_empty() {
+            return;
         }
+        let outputs = unreached.join(", ");
+        let why = if cluster.size().sections == 0 {
+            // Only inputs above 0 fire, and only firing inputs grow the network.
+            format!(
+                "after this {done} the network has not grown at all, so output {outputs} \
+                 answers 0 and learned nothing: none of its inputs has held a value above 0 \
+                 yet, and only such values make it grow"
+            )
+        } else {
+            format!(
+                "after this {done} the network has not grown into the hexagon of output \
+                 {outputs} yet (growth is drawn at random), so it answers 0 and learned \
+                 nothing; train more, give that hexagon more neighbours in the template, or \
+                 create the cluster again"
+            )
+        };
+        ctx.log_error(task, &self.row, &anyhow::anyhow!(why));
     }
 
     /// Tells the error log when the network could not grow during a task because it had
