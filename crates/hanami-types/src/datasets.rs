@@ -121,7 +121,8 @@ pub struct Dataset {
     pub created_at: Option<String>,
 }
 
-/// Most values one answer of `GET /v1.0alpha/dataset/rows` holds.
+/// Most values one answer of `GET /v1.0alpha/dataset/rows` holds (a few MB of JSON, and
+/// about ten times that in the server's memory while it is made).
 pub const MAX_ROW_VALUES: u64 = 1 << 18;
 
 /// Answer of `GET /v1.0alpha/dataset/rows` (an addition of Hanami-rs): some rows of a

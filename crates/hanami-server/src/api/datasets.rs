@@ -7,7 +7,7 @@ use hanami_store::dataset::{self, ColumnRange, DatasetReader};
 use hanami_store::resources::{Kind, ResourceRow};
 use hanami_types::datasets::{
     CsvFinalizeRequest, CsvUploadRequest, Dataset, DatasetCheck, DatasetRows, DatasetUuid,
-    MnistFinalizeRequest, MnistUploadRequest, UploadProgress, UploadStarted,
+    MAX_ROW_VALUES, MnistFinalizeRequest, MnistUploadRequest, UploadProgress, UploadStarted,
 };
 use hanami_types::list::ListTable;
 use hanami_types::scope::Scope;
@@ -67,10 +67,6 @@ pub(super) fn register(routes: &mut Routes) {
     routes.add("v1.0alpha/dataset/check", Method::Get, CHECK_FIELDS, check);
     routes.add("v1.0alpha/dataset/rows", Method::Get, ROWS_FIELDS, rows);
 }
-
-/// Most values one answer of `dataset/rows` holds (a few MB of JSON, and about ten times
-/// that in memory while it is made).
-const MAX_VALUES_PER_ANSWER: u64 = hanami_types::datasets::MAX_ROW_VALUES;
 
 /// Answers of `dataset/rows` whose rows are read at once; more wait their turn, so that many
 /// large answers asked for together take the server's memory only a few at a time.
@@ -516,7 +512,7 @@ struct RowsQuery {
 /// `GET dataset/rows` (an addition): up to `count` rows from row `start` on, so that a
 /// client can read what a request task wrote (the original had no way to read a dataset's
 /// values). Fewer rows where the dataset ends; a start beyond its end, or more than
-/// [`MAX_VALUES_PER_ANSWER`] values in the answer, is a 400.
+/// [`MAX_ROW_VALUES`] values in the answer, is a 400.
 async fn rows(app: App, caller: Caller, query: RowsQuery) -> ApiResult<DatasetRows> {
     let _turn = ROW_ANSWERS
         .acquire()
@@ -534,11 +530,11 @@ async fn rows(app: App, caller: Caller, query: RowsQuery) -> ApiResult<DatasetRo
     }
     // What the answer would hold decides, so that "all of it" works for a small dataset.
     let count = query.count.min(total - query.start);
-    let most = (MAX_VALUES_PER_ANSWER / columns.max(1)).max(1);
+    let most = (MAX_ROW_VALUES / columns.max(1)).max(1);
     if count > most {
         return Err(ApiError::BadRequest(format!(
             "'count' is at most {most} for dataset '{}': an answer holds at most \
-             {MAX_VALUES_PER_ANSWER} values, and its rows have {columns} each; read it in parts \
+             {MAX_ROW_VALUES} values, and its rows have {columns} each; read it in parts \
              with 'start'",
             row.uuid
         )));
