@@ -40,6 +40,17 @@ fn two_inputs_csv(scale_from: usize) -> String {
     csv
 }
 
+/// Waits for task `task` of `cluster` to end, asserts that it finished, and returns it.
+async fn finished(
+    client: &hanami_sdk::Client,
+    cluster: &str,
+    task: &str,
+) -> hanami_types::tasks::Task {
+    let done = client.wait_for_task(cluster, task, WAIT).await.unwrap();
+    assert_eq!(done.state, TaskState::Finished, "{done:?}");
+    done
+}
+
 /// Trains `cluster` on the `picture` and `label` columns of `data` and waits for the task's
 /// end (it must end); returns the task as queued.
 async fn train_to_end(
@@ -1165,14 +1176,12 @@ async fn results_can_be_read_and_one_neuron_outputs_write_their_values() {
         .train("train", &cluster, &inputs, &[("a", &data), ("b", &data)])
         .await
         .unwrap();
-    let done = client.wait_for_task(&cluster, &train.uuid, WAIT).await;
-    assert_eq!(done.unwrap().state, TaskState::Finished);
+    finished(&client, &cluster, &train.uuid).await;
     let request = client
         .request("answers", &cluster, &inputs, ("a", "answers_a"))
         .await
         .unwrap();
-    let done = client.wait_for_task(&cluster, &request.uuid, WAIT).await;
-    assert_eq!(done.unwrap().state, TaskState::Finished);
+    finished(&client, &cluster, &request.uuid).await;
     let result = client.dataset_rows(&request.uuid, 0, 1000).await.unwrap();
     assert_eq!((result.number_of_rows, result.number_of_columns), (1000, 1));
     let values: Vec<f32> = result.rows.iter().map(|row| row[0]).collect();
@@ -1206,12 +1215,10 @@ async fn a_training_that_reached_no_output_says_so() {
         )
         .await
         .unwrap();
-    let done = client
-        .wait_for_task(&cluster, &task.uuid, WAIT)
+    let note = finished(&client, &cluster, &task.uuid)
         .await
-        .unwrap();
-    assert_eq!(done.state, TaskState::Finished);
-    let note = done.note.expect("a note");
+        .note
+        .expect("a note");
     assert!(
         note.contains(
             "after this training the network has not grown at all, so output 'a' answers 0 \
@@ -1229,12 +1236,10 @@ async fn a_training_that_reached_no_output_says_so() {
         )
         .await
         .unwrap();
-    let done = client
-        .wait_for_task(&cluster, &request.uuid, WAIT)
+    let note = finished(&client, &cluster, &request.uuid)
         .await
-        .unwrap();
-    assert_eq!(done.state, TaskState::Finished);
-    let note = done.note.expect("a note");
+        .note
+        .expect("a note");
     assert!(
         note.contains("after this request the network has not grown at all, so output 'b'"),
         "{note}"

@@ -221,33 +221,21 @@ fn users_and_their_projects() {
             "cli_test_project",
         ])
         .ok();
+    // `user project add` of `project` to `user` as a member.
+    let add_member = |project: &'static str, user: &'static str| {
+        [
+            "user", "project", "add", "-p", project, "-r", "member", user,
+        ]
+    };
     let assigned = server
-        .ctl(&[
-            "user",
-            "project",
-            "add",
-            "-p",
-            "cli_test_project",
-            "-r",
-            "member",
-            "cli_test_user",
-        ])
+        .ctl(&add_member("cli_test_project", "cli_test_user"))
         .ok();
     assert_eq!(
         assigned.field("PROJECTS"),
         "[map[is_project_admin:false project_id:cli_test_project role:member]]"
     );
     server
-        .ctl(&[
-            "user",
-            "project",
-            "add",
-            "-p",
-            "no_such_project",
-            "-r",
-            "member",
-            "cli_test_user",
-        ])
+        .ctl(&add_member("no_such_project", "cli_test_user"))
         .fails_with_status(404);
     let (headers, rows) = server
         .ctl(&["user", "project", "list", "cli_test_user"])
@@ -258,17 +246,7 @@ fn users_and_their_projects() {
     let mine = server.ctl(&["user", "project", "list", "-j"]).ok().json();
     assert_eq!(mine["projects"][0]["project_id"], "admin");
     // A global admin's role in a project is listed, with a note that it is not used.
-    let assign_admin = [
-        "user",
-        "project",
-        "add",
-        "-p",
-        "cli_test_project",
-        "-r",
-        "member",
-        "asdf",
-    ];
-    server.ctl(&assign_admin).ok();
+    server.ctl(&add_member("cli_test_project", "asdf")).ok();
     let listed = server.ctl(&["user", "project", "list"]).ok();
     assert!(
         listed
