@@ -221,11 +221,14 @@ fn users_and_their_projects() {
             "cli_test_project",
         ])
         .ok();
-    // `user project add` of `project` to `user` as a member.
+    // `user project add` of `project` to `user` as a member, and `user project remove`.
     let add_member = |project: &'static str, user: &'static str| {
         [
             "user", "project", "add", "-p", project, "-r", "member", user,
         ]
+    };
+    let remove_from = |project: &'static str, user: &'static str| {
+        ["user", "project", "remove", "-p", project, user]
     };
     let assigned = server
         .ctl(&add_member("cli_test_project", "cli_test_user"))
@@ -259,16 +262,7 @@ fn users_and_their_projects() {
         .ctl(&["user", "project", "list", "cli_test_user"])
         .ok();
     assert!(!of_member.stderr.contains("a global admin acts as"));
-    server
-        .ctl(&[
-            "user",
-            "project",
-            "remove",
-            "-p",
-            "cli_test_project",
-            "asdf",
-        ])
-        .ok();
+    server.ctl(&remove_from("cli_test_project", "asdf")).ok();
 
     // The member: own projects, a scope switch, HANAMI_PROJECT, and no admin endpoints.
     let member = |args: &[&str]| server.ctl_as("cli_test_user", "asdfasdfasdf", args);
@@ -389,14 +383,7 @@ fn users_and_their_projects() {
     server.ctl(&["cluster", "delete", cluster]).ok();
 
     let removed = server
-        .ctl(&[
-            "user",
-            "project",
-            "remove",
-            "-p",
-            "cli_test_project",
-            "cli_test_user",
-        ])
+        .ctl(&remove_from("cli_test_project", "cli_test_user"))
         .ok();
     assert_eq!(removed.field("PROJECTS"), "[]");
     let deleted = server.ctl(&["user", "delete", "cli_test_user"]).ok();
