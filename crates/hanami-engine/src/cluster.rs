@@ -537,14 +537,39 @@ impl Cluster {
         report
     }
 
-    /// Names of the outputs that growth has not reached yet: their hexagon has no neurons,
-    /// so they answer 0 (spec §11.1 B18) and cannot learn until a section grows into it.
-    pub fn unreached_outputs(&self) -> impl Iterator<Item = &str> {
-        self.hexagons
+    /// The outputs that growth has not reached yet, in template order, with the reason:
+    /// their hexagon has no neurons, so they answer 0 (spec §11.1 B18) and cannot learn
+    /// until a section grows into it.
+    pub fn unreached_outputs(&self) -> Vec<UnreachedOutput<'_>> {
+        let targets: Vec<_> = self.hexagons.iter().map(|h| h.targets).collect();
+        self.outputs
             .iter()
-            .filter(|hexagon| hexagon.neurons.is_empty())
-            .filter_map(|hexagon| hexagon.output)
-            .map(|o| self.outputs[o].name.as_str())
+            .filter(|output| self.hexagons[output.hexagon].neurons.is_empty())
+            .map(|output| {
+                let feeders: Vec<&InputInterface> = self
+                    .inputs
+                    .iter()
+                    .filter(|input| {
+                        let from: Vec<bool> =
+                            (0..targets.len()).map(|h| h == input.hexagon).collect();
+                        geometry::reachable(&targets, &from)[output.hexagon]
+                    })
+                    .collect();
+                // An input neuron owns a section from the first cycle it fired in with growth.
+                let grown = |input: &&InputInterface| {
+                    self.hexagons[input.hexagon].in_use.iter().any(|&w| w != 0)
+                };
+                let cause = if feeders.iter().any(grown) {
+                    Unreached::NotYet
+                } else {
+                    Unreached::SilentInputs(feeders.iter().map(|i| i.name.as_str()).collect())
+                };
+                UnreachedOutput {
+                    name: &output.name,
+                    cause,
+                }
+            })
+            .collect()
     }
 
     /// Growth that was refused or had nowhere to go.
@@ -569,6 +594,27 @@ impl Cluster {
         }
         bytes
     }
+}
+
+/// An output that growth has not reached yet (see [`Cluster::unreached_outputs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreachedOutput<'a> {
+    /// The output's name.
+    pub name: &'a str,
+    /// Why nothing has grown into its hexagon.
+    pub cause: Unreached<'a>,
+}
+
+/// Why growth has not reached an output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unreached<'a> {
+    /// Growth can lead to the output only from these inputs (template order), and none of
+    /// them has grown yet: an input grows the network from the first cycle in which it holds
+    /// a value above 0 and the network grows (training, or requests unless the template
+    /// turns `request_growth` off).
+    SilentInputs(Vec<&'a str>),
+    /// Some input that can lead there has grown; whether growth gets there is drawn at random.
+    NotYet,
 }
 
 /// Refuses a template whose network could not connect every interface: an output that no

@@ -43,8 +43,8 @@ pub use checkpoint::{
     CHECKPOINT_HEADER_BYTES, CheckpointError, FORMAT_VERSION, check_checkpoint_header,
 };
 pub use cluster::{
-    Cluster, ClusterOptions, GrowthStats, InterfaceInfo, SizeReport, check_expected_range,
-    check_finite,
+    Cluster, ClusterOptions, GrowthStats, InterfaceInfo, SizeReport, Unreached, UnreachedOutput,
+    check_expected_range, check_finite,
 };
 pub use error::{EngineError, RowError};
 pub use memory::{MemoryPool, PoolSpent};

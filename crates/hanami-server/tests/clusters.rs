@@ -1219,11 +1219,13 @@ async fn a_training_that_reached_no_output_says_so() {
         .await
         .note
         .expect("a note");
+    // Which inputs can lead to an output's hexagon is drawn with the cluster.
     assert!(
-        note.contains(
-            "after this training the network has not grown at all, so output 'a' answers 0 \
-             and learned nothing: none of its inputs has held a value above 0 yet"
-        ) && !note.contains("'b'"),
+        note.starts_with(
+            "after this training output 'a' answers 0 and learned nothing: growth can reach \
+             its hexagon only from input"
+        ) && note.contains("held a value above 0 in a cycle that grows the network")
+            && !note.contains("'b'"),
         "{note}"
     );
     // A request that answers such an output says so too.
@@ -1241,9 +1243,57 @@ async fn a_training_that_reached_no_output_says_so() {
         .note
         .expect("a note");
     assert!(
-        note.contains("after this request the network has not grown at all, so output 'b'"),
+        note.starts_with("after this request output 'b' answers 0 and learned nothing"),
         "{note}"
     );
+}
+
+/// Where a network grew, but not from the only input that leads to an output, the note of
+/// the task names that input as the reason (not the random growth).
+#[tokio::test]
+async fn an_output_behind_a_silent_input_names_it() {
+    // Two lines of hexagons far apart: x0 can grow only towards a, x1 only towards b.
+    const TWO_LINES: &str = concat!(
+        "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\n",
+        "hexagons:\n    1,1,1\n    1,9,1\n    2,1,1\n    3,1,1\n    2,9,1\n    3,9,1\n",
+        "inputs:\n    x0:\n        target: 1,1,1\n        number_of_inputs: 1\n",
+        "    x1:\n        target: 1,9,1\n        number_of_inputs: 1\n",
+        "outputs:\n    a:\n        target: 3,1,1\n        number_of_outputs: 1\n",
+        "    b:\n        target: 3,9,1\n        number_of_outputs: 1\n",
+    );
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = "x0,x1,a,b\n".to_owned() + &"60,0,1,0\n70,0,0,1\n".repeat(20);
+    let data = common::upload_csv_text(&client, tmp.path(), "one_lit", &csv).await;
+    let cluster = client
+        .create_cluster("two_lines", TWO_LINES)
+        .await
+        .unwrap()
+        .uuid;
+    let inputs = [("x0", data.as_str()), ("x1", data.as_str())];
+    let task = client
+        .train(
+            "one_lit",
+            &cluster,
+            &inputs,
+            &[("a", data.as_str()), ("b", data.as_str())],
+        )
+        .await
+        .unwrap();
+    let note = finished(&client, &cluster, &task.uuid)
+        .await
+        .note
+        .expect("a note");
+    assert!(
+        note.contains(
+            "output 'b' answers 0 and learned nothing: growth can reach its hexagon only from \
+             input 'x1', which has not yet held a value above 0 in a cycle that grows the \
+             network"
+        ),
+        "{note}"
+    );
+    assert!(!note.contains("'x0'"), "{note}");
 }
 
 /// A direct-IO sample that names only some inputs leaves the others at the values the

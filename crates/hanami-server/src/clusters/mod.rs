@@ -24,6 +24,7 @@
 
 pub mod rows;
 pub mod task;
+mod unreached;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -1100,31 +1101,11 @@ impl ClusterHandle {
         task: &Task,
         ctx: &WorkerContext,
     ) {
-        let unreached: Vec<String> = cluster
-            .unreached_outputs()
-            .filter(|name| outputs.contains(name))
-            .map(|name| format!("'{name}'"))
-            .collect();
-        if unreached.is_empty() {
-            return;
+        let mut unreached = cluster.unreached_outputs();
+        unreached.retain(|output| outputs.contains(&output.name));
+        if let Some(why) = unreached::note(done, &unreached) {
+            ctx.log_error(task, &self.row, &anyhow::anyhow!(why));
         }
-        let outputs = unreached.join(", ");
-        let why = if cluster.size().sections == 0 {
-            // Only inputs above 0 fire, and only firing inputs grow the network.
-            format!(
-                "after this {done} the network has not grown at all, so output {outputs} \
-                 answers 0 and learned nothing: none of its inputs has held a value above 0 \
-                 yet, and only such values make it grow"
-            )
-        } else {
-            format!(
-                "after this {done} the network has not grown into the hexagon of output \
-                 {outputs} yet (growth is drawn at random), so it answers 0 and learned \
-                 nothing; train more, give that hexagon more neighbours in the template, or \
-                 create the cluster again"
-            )
-        };
-        ctx.log_error(task, &self.row, &anyhow::anyhow!(why));
     }
 
     /// Tells the error log when the network could not grow during a task because it had
