@@ -1191,34 +1191,44 @@ async fn results_can_be_read_and_one_neuron_outputs_write_their_values() {
     );
 }
 
+/// Trains a new cluster of `template` on the CSV table `csv` (inputs `x0` and `x1`, the
+/// outputs `outputs`) and returns the cluster, the dataset and the finished task's note.
+async fn note_of_training(
+    client: &hanami_sdk::Client,
+    template: &str,
+    csv: &str,
+    outputs: &[&str],
+) -> (String, String, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = common::upload_csv_text(client, tmp.path(), "table", csv).await;
+    let cluster = client
+        .create_cluster("network", template)
+        .await
+        .unwrap()
+        .uuid;
+    let inputs = [("x0", data.as_str()), ("x1", data.as_str())];
+    let outputs: Vec<_> = outputs.iter().map(|&o| (o, data.as_str())).collect();
+    let task = client
+        .train("training", &cluster, &inputs, &outputs)
+        .await
+        .unwrap();
+    let note = finished(client, &cluster, &task.uuid)
+        .await
+        .note
+        .expect("a note");
+    (cluster, data, note)
+}
+
 /// A finished training that left an output it trained out of the network's reach (nothing
 /// grew into its hexagon: it answers 0 and learned nothing) says so in its note.
 #[tokio::test]
 async fn a_training_that_reached_no_output_says_so() {
     let server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let tmp = tempfile::tempdir().unwrap();
     // Inputs that never fire: nothing grows.
     let csv = "x0,x1,a,b\n".to_owned() + &"0,0,1,0\n".repeat(50);
-    let data = common::upload_csv_text(&client, tmp.path(), "silent", &csv).await;
-    let cluster = client
-        .create_cluster("unreached", TWO_INPUTS_TWO_OUTPUTS)
-        .await
-        .unwrap()
-        .uuid;
-    let task = client
-        .train(
-            "silent_train",
-            &cluster,
-            &[("x0", &data), ("x1", &data)],
-            &[("a", &data)],
-        )
-        .await
-        .unwrap();
-    let note = finished(&client, &cluster, &task.uuid)
-        .await
-        .note
-        .expect("a note");
+    let (cluster, data, note) =
+        note_of_training(&client, TWO_INPUTS_TWO_OUTPUTS, &csv, &["a"]).await;
     // Which inputs can lead to an output's hexagon is drawn with the cluster.
     assert!(
         note.starts_with(
@@ -1263,28 +1273,8 @@ async fn an_output_behind_a_silent_input_names_it() {
     );
     let server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let tmp = tempfile::tempdir().unwrap();
     let csv = "x0,x1,a,b\n".to_owned() + &"60,0,1,0\n70,0,0,1\n".repeat(20);
-    let data = common::upload_csv_text(&client, tmp.path(), "one_lit", &csv).await;
-    let cluster = client
-        .create_cluster("two_lines", TWO_LINES)
-        .await
-        .unwrap()
-        .uuid;
-    let inputs = [("x0", data.as_str()), ("x1", data.as_str())];
-    let task = client
-        .train(
-            "one_lit",
-            &cluster,
-            &inputs,
-            &[("a", data.as_str()), ("b", data.as_str())],
-        )
-        .await
-        .unwrap();
-    let note = finished(&client, &cluster, &task.uuid)
-        .await
-        .note
-        .expect("a note");
+    let (_, _, note) = note_of_training(&client, TWO_LINES, &csv, &["a", "b"]).await;
     assert!(
         note.contains(
             "output 'b' answers 0 and learned nothing: growth can reach its hexagon only from \
