@@ -456,8 +456,8 @@ async fn load_clusters(
                 format!(
                     "task '{}' of cluster '{}' was {state} when the server stopped, and its end \
                      was not recorded (a crash, a kill, or a database that could not be \
-                     written, as on a full disk); it is aborted, and {outcome} ({} of {} cycles \
-                     recorded)",
+                     written, as on a full disk); it is aborted, and {outcome} ({} of its {} \
+                     cycles kept)",
                     task.name, cluster.row.name, task.current, task.total
                 )
             }
@@ -704,8 +704,9 @@ fn complete_staged_network(
 }
 
 /// Cleans up the files of a kind that no database row references: removes the files of
-/// deleted rows (a crash came between deleting a row and its file) and the writers'
-/// half-written temporary files, and moves the others to `unreferenced/`: the products of
+/// deleted rows (a crash came between deleting a row and its file), of new rows never
+/// registered (a crash came between writing the file and inserting the row) and the
+/// writers' half-written temporary files, and moves the others to `unreferenced/`: the products of
 /// tasks the database shows unended (`unended`: a crash came between writing the file and
 /// registering it with the task's end, or the database is older than the files) with a
 /// word on that, and files of unknown origin.
@@ -719,6 +720,12 @@ async fn set_aside_unreferenced_files(
     let referenced: HashSet<String> = store.resource_file_names(kind).await?.into_iter().collect();
     let deleted: HashSet<String> = store.removed_file_names(kind).await?.into_iter().collect();
     let any_deleted = !deleted.is_empty();
+    let unregistered: HashSet<String> = store
+        .unregistered_file_names(kind)
+        .await?
+        .into_iter()
+        .collect();
+    let any_unregistered = !unregistered.is_empty();
     let unended = unended.clone();
     let dir = dir.to_owned();
     let dir_name = dir.clone();
@@ -757,6 +764,12 @@ async fn set_aside_unreferenced_files(
                     "the file of a deleted {}, whose removal a crash interrupted",
                     kind.word()
                 ))
+            } else if unregistered.contains(&name) {
+                Some(format!(
+                    "the file of a new {} that a crash cut short before it was registered \
+                     (nobody was told of it)",
+                    kind.word()
+                ))
             } else {
                 None
             };
@@ -792,6 +805,12 @@ async fn set_aside_unreferenced_files(
     if any_deleted && let Err(e) = store.forget_removed_files(kind).await {
         tracing::warn!(
             "cannot forget the notes of removed {} files: {e}",
+            kind.word()
+        );
+    }
+    if any_unregistered && let Err(e) = store.forget_unregistered_files(kind, None).await {
+        tracing::warn!(
+            "cannot forget the notes of unregistered {} files: {e}",
             kind.word()
         );
     }

@@ -583,7 +583,10 @@ async fn a_crash_before_a_stop_recorded_a_request_task_aborts_it() {
     let done = client.task(&cluster, &task).await.unwrap();
     assert_eq!(done.state, TaskState::Aborted, "{done:?}");
     let note = done.note.unwrap_or_default();
-    assert!(note.contains("nothing it did is kept"), "{note}");
+    assert!(
+        note.contains("nothing it did is kept") && note.ends_with("(0 of its 60000 cycles kept)"),
+        "{note}"
+    );
     assert_eq!(sha256(&network), before);
     assert!(partial_results(&server).is_empty());
     assert!(matches!(
@@ -1017,6 +1020,48 @@ async fn dataset_cluster_and_checkpoint(client: &Client, name: &str) -> (String,
         .await
         .unwrap();
     (dataset, cluster, save)
+}
+
+/// A crash after a new dataset's or cluster's file was written, before its row was
+/// registered (nobody was told of it), leaves nothing behind: the next start removes the
+/// file instead of piling it up in `unreferenced/`.
+#[tokio::test]
+async fn a_start_removes_the_files_of_creations_a_crash_cut_short() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("table.csv");
+    std::fs::write(&csv, "x,y\n1,0\n2,1\n").unwrap();
+    let mut server = TestServer::start();
+    for (point, folder, kind) in [
+        ("upload:converted", "datasets", "dataset"),
+        ("cluster-create:saved", "clusters", "cluster"),
+    ] {
+        server = server.restart_with(|launch| launch.env(CRASH_AT, point));
+        let client = sdk(&server, ADMIN, ADMIN_PW).await;
+        let cut_short = if kind == "dataset" {
+            client.upload_csv("cut short", &csv).await.map(|_| ())
+        } else {
+            client
+                .create_cluster("cut short", SEED_TEMPLATE)
+                .await
+                .map(|_| ())
+        };
+        assert!(cut_short.is_err());
+        // The crash point comes after the file was written: without the note it would be
+        // set aside.
+        server = server.crashed_at(point);
+        let data = &server.data_dir;
+        assert_eq!(std::fs::read_dir(data.join(folder)).unwrap().count(), 0);
+        assert!(!data.join("unreferenced").exists());
+    }
+    // The notes are forgotten with the files: creations after the start work as before.
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    assert!(client.upload_csv("table", &csv).await.is_ok());
+    common::seed_cluster(&client, "cluster").await;
+    let server = server.restart();
+    assert!(!server.data_dir.join("unreferenced").exists());
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    assert_eq!(client.datasets().await.unwrap().body.len(), 1);
+    assert_eq!(client.clusters().await.unwrap().body.len(), 1);
 }
 
 /// What a crash left between deleting a row and its file is removed at the next start; the

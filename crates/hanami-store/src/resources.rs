@@ -523,6 +523,50 @@ impl Store {
         Ok(())
     }
 
+    /// Notes that the file `file_name` of a dataset or cluster is about to be written before
+    /// its row exists; inserting the row forgets the note. A start that finds the note and
+    /// the file without a row may remove the file (see [`Store::unregistered_file_names`]).
+    pub async fn note_unregistered_file(
+        &self,
+        kind: Kind,
+        file_name: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT OR IGNORE INTO unregistered_files (folder, file_name) VALUES (?, ?)")
+            .bind(kind.table())
+            .bind(file_name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The files of a kind noted by [`Store::note_unregistered_file`] whose rows were never
+    /// inserted: files of creations that failed, or that a crash cut short.
+    pub async fn unregistered_file_names(&self, kind: Kind) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT file_name FROM unregistered_files WHERE folder = ?")
+                .bind(kind.table())
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Forgets the notes of unregistered files of a kind, or only that of `file_name`: the
+    /// files are gone.
+    pub async fn forget_unregistered_files(
+        &self,
+        kind: Kind,
+        file_name: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM unregistered_files WHERE folder = ?1 AND (?2 IS NULL OR file_name = ?2)",
+        )
+        .bind(kind.table())
+        .bind(file_name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Forgets the note of a deleted row's file: the file is gone.
     pub async fn forget_removed_file(&self, kind: Kind, file_name: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM removed_files WHERE folder = ? AND file_name = ?")

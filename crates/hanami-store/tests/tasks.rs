@@ -484,3 +484,52 @@ async fn deleted_rows_note_their_files_until_forgotten() {
         ["a"]
     );
 }
+
+/// A file noted before its row exists stays noted until the row is inserted (or the server
+/// forgets it), so that a start after a crash in between can remove it.
+#[tokio::test]
+async fn unregistered_files_stay_noted_until_their_rows_exist() {
+    let (_dir, store, _) = store_with_cluster().await;
+    for (kind, name) in [
+        (Kind::Dataset, "d-file"),
+        (Kind::Dataset, "lost"),
+        (Kind::Cluster, "c-file"),
+        (Kind::Cluster, "failed"),
+    ] {
+        store.note_unregistered_file(kind, name).await.unwrap();
+    }
+    let noted = |kind| {
+        let store = &store;
+        async move {
+            let mut names = store.unregistered_file_names(kind).await.unwrap();
+            names.sort();
+            names
+        }
+    };
+    assert_eq!(noted(Kind::Dataset).await, ["d-file", "lost"]);
+    assert_eq!(noted(Kind::Cluster).await, ["c-file", "failed"]);
+    assert!(noted(Kind::Checkpoint).await.is_empty());
+    let dataset = ResourceRow::new("d", "dataset", "owner", "admin", "d-file");
+    store
+        .insert_dataset(&dataset, &Default::default())
+        .await
+        .unwrap();
+    let cluster = ResourceRow::new("c", "cluster", "owner", "admin", "c-file");
+    store
+        .insert_resource(Kind::Cluster, &cluster)
+        .await
+        .unwrap();
+    assert_eq!(noted(Kind::Dataset).await, ["lost"]);
+    assert_eq!(noted(Kind::Cluster).await, ["failed"]);
+    store
+        .forget_unregistered_files(Kind::Cluster, Some("failed"))
+        .await
+        .unwrap();
+    assert!(noted(Kind::Cluster).await.is_empty());
+    assert_eq!(noted(Kind::Dataset).await, ["lost"]);
+    store
+        .forget_unregistered_files(Kind::Dataset, None)
+        .await
+        .unwrap();
+    assert!(noted(Kind::Dataset).await.is_empty());
+}

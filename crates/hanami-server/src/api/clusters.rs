@@ -225,13 +225,18 @@ async fn create(app: App, caller: Caller, request: CreateClusterRequest) -> ApiR
         network,
         app.paths.clusters().join(&row.file_name),
     ));
-    // The network is on disk before the cluster exists.
+    // The network is on disk before the cluster exists; noted, so that a crash before the
+    // row is in leaves no file that nobody was told of.
+    app.store
+        .note_unregistered_file(Kind::Cluster, &row.file_name)
+        .await?;
     let saving = cluster.clone();
     tokio::task::spawn_blocking(move || saving.save_network())
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
         .context("cannot save the cluster's network")?;
     drop(space);
+    crate::crash_point::reached("cluster-create:saved");
     // Row and registry entry together, in a task of its own: a client that goes away
     // meanwhile (dropping this handler) cannot leave a row without a cluster.
     let name = request.name;
@@ -247,7 +252,12 @@ async fn create(app: App, caller: Caller, request: CreateClusterRequest) -> ApiR
         };
         if let Err(e) = inserted {
             drop(names);
-            let _ = cluster.remove_network_file();
+            if cluster.remove_network_file().is_ok() {
+                let _ = app
+                    .store
+                    .forget_unregistered_files(Kind::Cluster, Some(&row.file_name))
+                    .await;
+            }
             return Err(e);
         }
         // Still under the lock: a deletion that finds the row must find the cluster too.

@@ -18,7 +18,9 @@ use super::validate::{Field, Pattern};
 use super::{ApiError, ApiResult, NoInput, Routes};
 use crate::clusters::task::TaskState;
 use crate::state::App;
-use crate::uploads::{FileRole, FinalizeError, StartError, UploadKind, UploadMeta, UploadStage};
+use crate::uploads::{
+    FileRole, Finalization, FinalizeError, StartError, UploadKind, UploadMeta, UploadStage,
+};
 
 const NAME: Field = Field::string("name", Some(Pattern::Name), 4, 254);
 const UUID: Field = Field::string("uuid", Some(Pattern::Uuid), 36, 36);
@@ -238,61 +240,92 @@ async fn finish_upload(
     let counted = crate::state::InFlight::finalisation(&app);
     let task = tokio::spawn(async move {
         let _counted = counted;
-        let dest = app.paths.datasets().join(&claim.meta.dataset_uuid);
-        let (paths, name) = (claim.paths.clone(), claim.meta.name.clone());
-        let allocated = claim.dataset_allocated();
-        let converted = tokio::task::spawn_blocking({
-            let dest = dest.clone();
-            move || match kind {
-                UploadKind::Mnist => {
-                    dataset::convert_mnist(&paths[0], &paths[1], &name, &dest, allocated)
-                }
-                UploadKind::Csv => dataset::convert_csv(&paths[0], &name, &dest, allocated),
-            }
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-        let written = match converted {
-            Ok(written) => written,
-            Err(e) if e.is_invalid_input() => {
-                // The files can never become a dataset: drop them with the upload.
-                claim.finish();
-                return Err(ApiError::BadRequest(e.to_string()));
-            }
-            Err(e) if e.is_disk_full() => {
-                // Another program took the space the upload had promised: the upload stays
-                // (dropping the claim keeps it) for another attempt.
-                tracing::warn!("cannot convert upload '{dataset_uuid}': {e}");
-                return Err(ApiError::Conflict(format!(
-                    "The disk of the server is full, so the upload of dataset \
-                     '{dataset_uuid}' cannot be made into its dataset now; the upload is \
-                     kept until {} s pass without activity: finalise it again once there \
-                     is space (ask the administrator)",
-                    app.config.upload_timeout.as_secs()
-                )));
-            }
-            Err(e) => return Err(ApiError::Internal(anyhow::Error::new(e))),
-        };
-        // Dated when the upload started, as the upload's answer and listing said.
         let row = claim.meta.dataset_row();
-        if let Err(e) = app.store.insert_dataset(&row, &written.value_ranges).await {
-            super::remove_file(dest).await;
-            if matches!(e, hanami_store::StoreError::OwnerGone { .. }) {
-                // Nobody can finish it any more.
-                claim.finish();
+        // A crash before the row is in leaves a file that nobody was told of: noted, the
+        // next start removes it.
+        app.store
+            .note_unregistered_file(Kind::Dataset, &row.file_name)
+            .await?;
+        let made = make_dataset(&app, claim, kind, &row).await;
+        if made.is_err() {
+            // Its file is gone (or kept for another attempt, which notes it again).
+            let forgotten = app
+                .store
+                .forget_unregistered_files(Kind::Dataset, Some(&row.file_name))
+                .await;
+            if let Err(e) = forgotten {
+                tracing::warn!("cannot forget the note of dataset file '{}': {e}", row.uuid);
             }
-            return Err(e.into());
         }
-        claim.finish();
-        tracing::info!(
-            "dataset '{}' ({}) made from an upload: {} rows",
-            row.name,
-            row.uuid,
-            written.header.number_of_rows
-        );
-        Ok(DatasetUuid { uuid: row.uuid })
+        made
     });
     task.await.map_err(|e| ApiError::Internal(e.into()))?
+}
+
+/// Converts the complete upload of `claim` into the file of dataset `row`, then registers
+/// the dataset.
+async fn make_dataset(
+    app: &App,
+    claim: Finalization,
+    kind: UploadKind,
+    row: &ResourceRow,
+) -> ApiResult<DatasetUuid> {
+    let dataset_uuid = &row.uuid;
+    let dest = app.paths.datasets().join(&row.file_name);
+    let (paths, name) = (claim.paths.clone(), claim.meta.name.clone());
+    let allocated = claim.dataset_allocated();
+    let converted = tokio::task::spawn_blocking({
+        let dest = dest.clone();
+        move || match kind {
+            UploadKind::Mnist => {
+                dataset::convert_mnist(&paths[0], &paths[1], &name, &dest, allocated)
+            }
+            UploadKind::Csv => dataset::convert_csv(&paths[0], &name, &dest, allocated),
+        }
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?;
+    let written = match converted {
+        Ok(written) => written,
+        Err(e) if e.is_invalid_input() => {
+            // The files can never become a dataset: drop them with the upload.
+            claim.finish();
+            return Err(ApiError::BadRequest(e.to_string()));
+        }
+        Err(e) if e.is_disk_full() => {
+            // Another program took the space the upload had promised: the upload stays
+            // (dropping the claim keeps it) for another attempt.
+            tracing::warn!("cannot convert upload '{dataset_uuid}': {e}");
+            return Err(ApiError::Conflict(format!(
+                "The disk of the server is full, so the upload of dataset \
+                 '{dataset_uuid}' cannot be made into its dataset now; the upload is \
+                 kept until {} s pass without activity: finalise it again once there \
+                 is space (ask the administrator)",
+                app.config.upload_timeout.as_secs()
+            )));
+        }
+        Err(e) => return Err(ApiError::Internal(anyhow::Error::new(e))),
+    };
+    crate::crash_point::reached("upload:converted");
+    // Dated when the upload started, as the upload's answer and listing said.
+    if let Err(e) = app.store.insert_dataset(row, &written.value_ranges).await {
+        super::remove_file(dest).await;
+        if matches!(e, hanami_store::StoreError::OwnerGone { .. }) {
+            // Nobody can finish it any more.
+            claim.finish();
+        }
+        return Err(e.into());
+    }
+    claim.finish();
+    tracing::info!(
+        "dataset '{}' ({}) made from an upload: {} rows",
+        row.name,
+        row.uuid,
+        written.header.number_of_rows
+    );
+    Ok(DatasetUuid {
+        uuid: row.uuid.clone(),
+    })
 }
 
 async fn finish_mnist(
