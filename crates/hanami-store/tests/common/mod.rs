@@ -26,6 +26,14 @@ pub async fn alter(path: &Path, statements: &[&str]) {
 /// The statements that undo each migration from the fifth on, newest first, with the schema
 /// version each leaves.
 const UNDO: &[(i64, &[&str])] = &[
+    (
+        11,
+        &[
+            "DROP TRIGGER datasets_registered_file",
+            "DROP TRIGGER clusters_registered_file",
+            "DROP TABLE unregistered_files",
+        ],
+    ),
     (10, &["ALTER TABLE tasks DROP COLUMN work"]),
     (9, &["ALTER TABLE clusters DROP COLUMN unsaved_base"]),
     (
