@@ -752,10 +752,13 @@ impl Uploads {
             !u.finalizing && u.writes_in_flight == 0 && u.last_activity.elapsed() > self.timeout
         });
         for upload in &expired {
+            // The check runs every quarter of the timeout, so the idle time is longer.
             tracing::info!(
-                "removed the upload of dataset '{}' ({}) after {} s without activity",
+                "removed the upload of dataset '{}' ({}) after {} s without activity (the \
+                 limit is {} s)",
                 upload.meta.dataset_uuid,
                 upload.meta.name,
+                upload.last_activity.elapsed().as_secs(),
                 self.timeout.as_secs()
             );
         }
