@@ -1512,13 +1512,14 @@ async fn datasets_survive_restarts_and_reading_never_changes_them() {
     ));
     assert!(matches!(
         client.check_dataset(&result.uuid, &result.uuid).await,
-        Err(Error::BadRequest(message)) if !message.contains("is it the reference?")
+        Err(Error::BadRequest(message)) if !message.contains("look swapped")
     ));
     // Given swapped, the message says which one has the labels.
     let swapped = client.check_dataset(&result.uuid, &mnist.uuid).await;
     assert!(
         matches!(&swapped, Err(Error::BadRequest(message)) if message.contains(
-            "it has no 'label' columns; the other dataset has them: is it the reference?"
+            "it has no 'label' columns; the other dataset has them: the two look swapped (the \
+             reference is the dataset with labels that the request task ran on"
         )),
         "{swapped:?}"
     );

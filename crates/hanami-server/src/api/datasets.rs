@@ -612,8 +612,9 @@ fn compare(reference: &DatasetReader, result: &DatasetReader) -> ApiResult<f64> 
     let labels = ref_header.column_range("label").ok_or_else(|| {
         // A reference without labels and a "result" with them: the two were given swapped.
         let swapped = if res_header.column_range("label").is_some() {
-            "; the other dataset has them: is it the reference? (the check takes the \
-             reference dataset with its labels first, then the request's result)"
+            "; the other dataset has them: the two look swapped (the reference is the \
+             dataset with labels that the request task ran on, the result is the dataset the \
+             request task wrote, named by the task's uuid)"
         } else {
             ""
         };
