@@ -619,7 +619,9 @@ async fn modes_queue_and_direct_io() {
     assert_eq!(changed.new_state, "DIRECT");
     let again = client.set_direct_mode(c, true).await;
     assert!(
-        matches!(&again, Err(Error::Conflict(m)) if m.ends_with("it is already in that mode")),
+        matches!(&again, Err(Error::Conflict(m)) if m.contains("it is already in that mode; \
+            if no direct-IO client uses it any more (one may have ended without switching it \
+            back), switch it to TASK mode first")),
         "{again:?}"
     );
     // Tasks wait while the cluster is in DIRECT mode.

@@ -209,9 +209,16 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Why the mode cannot change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ModeConflict {
-    /// The cluster is in that mode already.
+    /// The cluster is in TASK mode already.
     #[error("it is already in that mode")]
-    Already,
+    AlreadyTask,
+    /// The cluster is in DIRECT mode already: a client may have ended without switching it
+    /// back, and nothing but a switch to TASK mode ends that.
+    #[error(
+        "it is already in that mode; if no direct-IO client uses it any more (one may have \
+         ended without switching it back), switch it to TASK mode first"
+    )]
+    AlreadyDirect,
     /// Tasks run or wait (DIRECT needs an idle queue).
     #[error("a task is queued or running")]
     Busy,
@@ -322,7 +329,8 @@ impl ClusterHandle {
                 self.start_worker(&mut control, ctx, None);
                 Ok(())
             }
-            (Mode::Task, Mode::Task) | (Mode::Direct, Mode::Direct) => Err(ModeConflict::Already),
+            (Mode::Task, Mode::Task) => Err(ModeConflict::AlreadyTask),
+            (Mode::Direct, Mode::Direct) => Err(ModeConflict::AlreadyDirect),
         }
     }
 
