@@ -119,13 +119,17 @@ fn project_of(token: &str) -> Option<String> {
 /// Whether a 401 body says that the token has expired (the original server says no more
 /// than its first sentence for an expired or otherwise invalid token).
 fn token_expired(body: &str) -> bool {
-    body == "Failed to validate JWT-Token" || body.ends_with(": the token has expired")
+    body == "Failed to validate JWT-Token" || body.contains(EXPIRED)
 }
 
 /// Whether the refusal of a websocket session says the same.
 pub(crate) fn session_token_expired(reason: &str) -> bool {
-    reason == "Token invalid" || reason.ends_with(": the token has expired")
+    reason == "Token invalid" || reason.contains(EXPIRED)
 }
+
+/// What Hanami-rs servers say of an expired token, after the reason's first sentence (with
+/// a hint after it from 2026-12 on).
+const EXPIRED: &str = ": the token has expired";
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -339,7 +339,7 @@ pub enum TokenRefused {
     #[error("the token is not valid")]
     Invalid,
     /// Issued here, but past its expiry.
-    #[error("the token has expired")]
+    #[error("the token has expired: log in again for a new one")]
     Expired,
     /// Its user was deleted (and maybe created again: another account), or given another
     /// password.
