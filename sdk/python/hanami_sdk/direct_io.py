@@ -63,6 +63,9 @@ _refused: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
 @contextlib.asynccontextmanager
 async def _exchange(ws: Any) -> AsyncIterator[None]:
     """One call's turn on a connection: its messages and their answers."""
+    if not (callable(getattr(ws, "send", None)) and callable(getattr(ws, "recv", None))):
+        raise TypeError(f"ws must be the connection that cluster.switch_to_direct_mode "
+                        f"returns, not {type(ws).__name__}")
     lock = _turns.get(ws)
     if lock is None:
         lock = _turns[ws] = asyncio.Lock()

@@ -371,6 +371,11 @@ def test_values_that_cannot_be_sent_are_refused_before_sending(address: str, tok
                 await direct_io.send_train_input(ws, "test_input", [1.0] * 5, "False")
             with pytest.raises(TypeError, match="is_last must be True or False"):
                 await direct_io.send_request_input(ws, "test_input", [1.0] * 5, "yes")
+            # Something else than the connection, say the cluster's uuid.
+            for not_ws in (small_cluster, None):
+                with pytest.raises(TypeError, match="ws must be the connection that "
+                                   "cluster.switch_to_direct_mode returns, not "):
+                    await direct_io.send_request_input(not_ws, "test_input", [1.0] * 5, True)
             # The largest 32-bit float as usually printed rounds to itself: it is sent.
             assert len(await direct_io.send_request_input(ws, "test_input",
                                                           [3.4028235e38, 0, 0, 0, 0],
