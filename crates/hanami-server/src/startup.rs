@@ -278,7 +278,7 @@ async fn prepare(
         paths: paths.clone(),
         runtime: tokio::runtime::Handle::current(),
         cores: Arc::new(CoreBudget::new(cores)),
-        slots: Arc::new(tokio::sync::Semaphore::new(config.max_running_tasks)),
+        slots: crate::clusters::turns::TaskSlots::new(config.max_running_tasks),
         memory: NetworkMemory::new(config.cluster_memory_limit, config.clusters_memory_limit),
         min_free_disk: config.min_free_disk,
         disk,

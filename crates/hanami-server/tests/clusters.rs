@@ -2696,6 +2696,58 @@ async fn tasks_beyond_the_running_limit_wait_their_turn() {
     );
 }
 
+/// Users take turns for the task slots: a user's clusters do not each get a turn before
+/// another user's first task (one user's many busy clusters made a small task of another
+/// wait for all of them).
+#[tokio::test]
+async fn users_take_turns_for_the_task_slots() {
+    let (server, client, data, tmp) =
+        server_with_data("max_running_tasks = 1\n", "many", 20_000).await;
+    member(&server, &server.admin().await, "memb", "other", false).await;
+    let other = sdk(&server, "memb", "password1").await;
+    let (images, labels) = pattern_mnist(tmp.path(), "fewer", 100);
+    let few = other
+        .upload_mnist("fewer", &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    let mut many = Vec::new();
+    for i in 0..3 {
+        let cluster = common::seed_cluster(&client, &format!("many_{i}")).await;
+        let task = client
+            .train("long", &cluster, &[("picture", &data)], &[("label", &data)])
+            .await
+            .unwrap();
+        many.push((cluster, task.uuid));
+    }
+    let small = common::seed_cluster(&other, "small").await;
+    let task = other
+        .train("short", &small, &[("picture", &few)], &[("label", &few)])
+        .await
+        .unwrap();
+    assert_eq!(
+        other
+            .wait_for_task(&small, &task.uuid, WAIT)
+            .await
+            .unwrap()
+            .state,
+        TaskState::Finished
+    );
+    // The admin's first two clusters got their turns (one running when the short task
+    // came, then one in turn with it); the third one's comes after the short task.
+    let (cluster, last) = &many[2];
+    let state = client.task(cluster, last).await.unwrap().state;
+    assert_ne!(
+        state,
+        TaskState::Finished,
+        "the short task waited for every cluster"
+    );
+    for (cluster, task) in &many {
+        let ended = client.wait_for_task(cluster, task, WAIT).await.unwrap();
+        assert_eq!(ended.state, TaskState::Finished);
+    }
+}
+
 /// A checkpoint save that cannot start at once (every task slot busy) answers at once with
 /// its queued task, instead of waiting for a slot, and runs when one comes free.
 #[tokio::test]

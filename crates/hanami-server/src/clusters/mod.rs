@@ -16,7 +16,9 @@
 //! Each cluster has one queue; its tasks run one after another on a blocking thread of the
 //! runtime (the cluster's *worker*), which exists only while there is work. A task runs only
 //! while it holds one of the server's task slots (`max_running_tasks`); a worker waits for
-//! one without a thread and gives it up after each task, so that the clusters take turns. Only the worker
+//! one without a thread and gives it up after each task, so that the clusters take turns
+//! (their owners first: a user's clusters wait in turn with other users', see [`turns`]).
+//! Only the worker
 //! and direct-IO sessions touch a cluster's network, each under the cluster's network lock;
 //! the API reads the cluster's interface list and task records, which never wait for that
 //! lock. In DIRECT mode the queue is paused: new tasks wait until the cluster is switched
@@ -24,6 +26,7 @@
 
 pub mod rows;
 pub mod task;
+pub mod turns;
 mod unreached;
 
 use std::collections::{HashMap, VecDeque};
@@ -31,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::OwnedSemaphorePermit;
+use turns::{TaskSlot, TaskSlots};
 
 use anyhow::Context;
 use hanami_engine::{Cluster, GrowthStats, one_hot};
@@ -350,9 +353,7 @@ impl ClusterHandle {
             && !control.worker_running
             && control.active.is_none()
             && control.queue.is_empty();
-        let slot = idle
-            .then(|| ctx.slots.clone().try_acquire_owned().ok())
-            .flatten();
+        let slot = idle.then(|| ctx.slots.try_claim()).flatten();
         let starts = slot.is_some();
         control.tasks.push(task.clone());
         control.queue.push_back(task);
@@ -622,7 +623,7 @@ impl ClusterHandle {
         self: &Arc<Self>,
         control: &mut Control,
         ctx: &WorkerContext,
-        slot: Option<OwnedSemaphorePermit>,
+        slot: Option<TaskSlot>,
     ) {
         if control.worker_running
             || control.mode != Mode::Task
@@ -639,23 +640,19 @@ impl ClusterHandle {
     }
 
     /// Runs the worker with its slot on a blocking thread.
-    fn work_on_thread(self: Arc<Self>, ctx: WorkerContext, slot: OwnedSemaphorePermit) {
+    fn work_on_thread(self: Arc<Self>, ctx: WorkerContext, slot: TaskSlot) {
         tokio::task::spawn_blocking(move || self.work(&ctx, slot));
     }
 
-    /// Waits (without a thread) for one of the server's task slots, then runs the next task
-    /// on a blocking thread.
+    /// Waits (without a thread) for one of the server's task slots, in its owner's turn (its
+    /// place taken now), then runs the next task on a blocking thread.
     /// While it waits, a deleted cluster can go: its network is freed at once.
     fn run_next_task_when_free(self: Arc<Self>, ctx: &WorkerContext) {
         let ctx = ctx.clone();
+        let claim = ctx.slots.claim(&self.row.owner_id);
         let cluster = Arc::downgrade(&self);
         ctx.runtime.clone().spawn(async move {
-            let slot = ctx
-                .slots
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("the task slots are never closed");
+            let slot = claim.await;
             if let Some(cluster) = cluster.upgrade() {
                 cluster.work_on_thread(ctx, slot);
             }
@@ -665,7 +662,7 @@ impl ClusterHandle {
     /// The worker: runs the next queued task while holding a task slot, then lets the task
     /// of another cluster that waits for a slot go first, until the queue is empty or the
     /// mode changes.
-    fn work(self: Arc<Self>, ctx: &WorkerContext, slot: OwnedSemaphorePermit) {
+    fn work(self: Arc<Self>, ctx: &WorkerContext, slot: TaskSlot) {
         let Some(task) = self.next_task(ctx) else {
             return;
         };
@@ -1516,7 +1513,7 @@ pub struct WorkerContext {
     /// How many tasks run at once, server-wide (`max_running_tasks`): each holds a thread, so
     /// that hundreds of clusters with queued tasks neither take every thread of the runtime's
     /// blocking pool nor crowd out the API on the cores.
-    pub slots: Arc<tokio::sync::Semaphore>,
+    pub slots: TaskSlots,
     /// Memory budgets of the networks.
     pub memory: NetworkMemory,
     /// Disk space in bytes that checkpoints leave free (`min_free_disk_mib`).
@@ -1655,35 +1652,14 @@ impl RefusedGrowth {
 
 /// Starts the workers of the clusters whose tasks a start queued again, `clusters` in the
 /// order of their first such task: each asks for a task slot in that order, before the next
-/// one does, so the clusters take their turns as they did before the restart (a worker's
-/// later tasks then wait behind the clusters that waited already, as always).
+/// one does, so the clusters of each user take their turns as they did before the restart
+/// (a worker's later tasks then wait for their owner's next turn, as always).
 pub async fn start_resumed_workers(clusters: Vec<Arc<ClusterHandle>>, ctx: &WorkerContext) {
     for cluster in clusters {
         if !cluster.claim_worker(ctx) {
             continue;
         }
-        let mut slot = Box::pin(ctx.slots.clone().acquire_owned());
-        // Polled once now, which takes the slot or a place in the semaphore's queue.
-        let now = std::future::poll_fn(|cx| {
-            std::task::Poll::Ready(std::future::Future::poll(slot.as_mut(), cx))
-        })
-        .await;
-        let ctx = ctx.clone();
-        match now {
-            std::task::Poll::Ready(slot) => {
-                cluster.work_on_thread(ctx, slot.expect("the task slots are never closed"));
-            }
-            std::task::Poll::Pending => {
-                // While it waits, a deleted cluster can go.
-                let cluster = Arc::downgrade(&cluster);
-                ctx.runtime.clone().spawn(async move {
-                    let slot = slot.await.expect("the task slots are never closed");
-                    if let Some(cluster) = cluster.upgrade() {
-                        cluster.work_on_thread(ctx, slot);
-                    }
-                });
-            }
-        }
+        cluster.run_next_task_when_free(ctx);
     }
 }
 

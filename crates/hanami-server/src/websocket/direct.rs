@@ -385,7 +385,7 @@ mod tests {
             paths: crate::paths::DataDir::new(dir.path()),
             runtime: tokio::runtime::Handle::current(),
             cores: Arc::new(CoreBudget::new(1)),
-            slots: Arc::new(tokio::sync::Semaphore::new(1)),
+            slots: crate::clusters::turns::TaskSlots::new(1),
             memory: crate::memory::NetworkMemory::new(1 << 30, 1 << 30),
             min_free_disk: 0,
             disk: Arc::default(),
