@@ -1486,7 +1486,8 @@ async fn the_clusters_share_one_memory_budget() {
     assert_eq!(done.state, TaskState::Finished);
     let log = error_log(&server).await;
     assert!(
-        log.contains("reached the 1 MiB they may hold together (clusters_memory_mib)"),
+        log.contains("reached the 1 MiB they may hold together (clusters_memory_mib)")
+            && log.contains("(the clusters of all users share this budget: ask an administrator"),
         "{log}"
     );
     // Its network does not fit a second time, so the second cluster keeps its own: the
@@ -1629,6 +1630,13 @@ async fn direct_sessions_end_with_direct_mode_and_their_cluster() {
     let close_reason = async |socket: &mut common::Socket| common::close_frame(socket).await.1;
 
     let cluster = client.create_cluster("big_one", &big).await.unwrap().uuid;
+    let second = client.create_cluster("big_two", &big).await;
+    assert!(
+        matches!(&second, Err(Error::Conflict(m)) if m.ends_with("(clusters_memory_mib). \
+            Delete clusters that are no longer needed; the clusters of all users share this \
+            budget, so ask an administrator where others' fill it.")),
+        "{second:?}"
+    );
     client.set_direct_mode(&cluster, true).await.unwrap();
     let mut socket = open_session(&cluster).await;
     client.set_direct_mode(&cluster, false).await.unwrap();
@@ -1647,6 +1655,7 @@ async fn direct_sessions_end_with_direct_mode_and_their_cluster() {
         match client.create_cluster("big_again", &big).await {
             Ok(_) => Ok(()),
             Err(Error::Conflict(message)) if message.contains("clusters_memory_mib") => {
+                assert!(message.ends_with("ask an administrator where others' fill it."));
                 Err(message)
             }
             other => panic!("{other:?}"),

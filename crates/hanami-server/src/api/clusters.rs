@@ -172,7 +172,9 @@ fn build(encoded: &str, memory: &NetworkMemory) -> ApiResult<Option<Cluster>> {
     }
     memory.try_adopt(&mut cluster).map_err(|e| {
         ApiError::Conflict(format!(
-            "Cannot create the cluster: {e}. Delete clusters that are no longer needed."
+            "Cannot create the cluster: {e}. Delete clusters that are no longer needed; the \
+             clusters of all users share this budget, so ask an administrator where others' \
+             fill it."
         ))
     })?;
     Ok(Some(cluster))

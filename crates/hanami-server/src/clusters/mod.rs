@@ -1563,7 +1563,9 @@ impl WorkerContext {
             reasons.push(format!(
                 "the networks of the server's clusters reached the {} MiB they may hold \
                  together (clusters_memory_mib): {by_pool} requests for new sections were \
-                 refused during {during}; deleting clusters that are no longer needed makes room",
+                 refused during {during}; deleting clusters that are no longer needed makes \
+                 room (the clusters of all users share this budget: ask an administrator where \
+                 others' fill it)",
                 self.memory.pool.limit() >> 20
             ));
         }
