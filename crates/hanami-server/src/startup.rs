@@ -12,7 +12,7 @@ use hanami_auth::{Policy, TokenKey, password};
 use hanami_engine::Cluster;
 use hanami_store::dataset;
 use hanami_store::logs::ErrorEntry;
-use hanami_store::resources::{Kind, ResourceRow};
+use hanami_store::resources::{FileNote, Kind, ResourceRow};
 use hanami_store::tasks::UnfinishedTask;
 use hanami_store::users::NewUser;
 use hanami_store::{Store, StoreError, now_timestamp};
@@ -718,10 +718,14 @@ async fn set_aside_unreferenced_files(
     unended: &HashSet<String>,
 ) -> anyhow::Result<()> {
     let referenced: HashSet<String> = store.resource_file_names(kind).await?.into_iter().collect();
-    let deleted: HashSet<String> = store.removed_file_names(kind).await?.into_iter().collect();
+    let deleted: HashSet<String> = store
+        .noted_files(FileNote::Removed, kind)
+        .await?
+        .into_iter()
+        .collect();
     let any_deleted = !deleted.is_empty();
     let unregistered: HashSet<String> = store
-        .unregistered_file_names(kind)
+        .noted_files(FileNote::Unregistered, kind)
         .await?
         .into_iter()
         .collect();
@@ -802,17 +806,16 @@ async fn set_aside_unreferenced_files(
     .await?
     .with_context(|| format!("cannot clean up {}", dir_name.display()))?;
     // Left for the next start if this fails: the files are gone, the notes harmless.
-    if any_deleted && let Err(e) = store.forget_removed_files(kind).await {
-        tracing::warn!(
-            "cannot forget the notes of removed {} files: {e}",
-            kind.word()
-        );
-    }
-    if any_unregistered && let Err(e) = store.forget_unregistered_files(kind, None).await {
-        tracing::warn!(
-            "cannot forget the notes of unregistered {} files: {e}",
-            kind.word()
-        );
+    for (note, any) in [
+        (FileNote::Removed, any_deleted),
+        (FileNote::Unregistered, any_unregistered),
+    ] {
+        if any && let Err(e) = store.forget_noted_files(note, kind, None).await {
+            tracing::warn!(
+                "cannot forget the database's notes of {} files ({note:?}): {e}",
+                kind.word()
+            );
+        }
     }
     Ok(())
 }

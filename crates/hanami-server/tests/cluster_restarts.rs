@@ -13,7 +13,7 @@ use common::{
 };
 use hanami_sdk::{Client, Error};
 use hanami_store::Store;
-use hanami_store::resources::{Kind, ResourceRow};
+use hanami_store::resources::{FileNote, Kind, ResourceRow};
 use hanami_types::tasks::TaskState;
 use serde_json::Value;
 
@@ -1149,7 +1149,13 @@ async fn a_start_removes_what_deletions_left_and_sets_unended_products_aside() {
     assert!(server.stop());
     let store = Store::open(&data.join("hanami.db")).await.unwrap();
     for kind in [Kind::Dataset, Kind::Checkpoint, Kind::Cluster] {
-        assert!(store.removed_file_names(kind).await.unwrap().is_empty());
+        assert!(
+            store
+                .noted_files(FileNote::Removed, kind)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }
 
@@ -1169,7 +1175,13 @@ async fn deletions_leave_no_notes_of_removed_files() {
     }
     let store = Store::open(&data.join("hanami.db")).await.unwrap();
     for kind in [Kind::Dataset, Kind::Checkpoint, Kind::Cluster] {
-        assert!(store.removed_file_names(kind).await.unwrap().is_empty());
+        assert!(
+            store
+                .noted_files(FileNote::Removed, kind)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }
 

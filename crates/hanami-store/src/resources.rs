@@ -12,6 +12,26 @@ use sqlx::sqlite::SqliteRow;
 use crate::dataset::ValueRanges;
 use crate::{Store, StoreError, now_timestamp};
 
+/// What the database notes of a file that no row references, so that a start can remove
+/// the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileNote {
+    /// The file of a deleted row, until the file is gone (the deletion notes it, by trigger).
+    Removed,
+    /// The file of a dataset or cluster being made, until its row is inserted (which forgets
+    /// the note, by trigger): a crash in between left a file that nobody was told of.
+    Unregistered,
+}
+
+impl FileNote {
+    fn table(self) -> &'static str {
+        match self {
+            FileNote::Removed => "removed_files",
+            FileNote::Unregistered => "unregistered_files",
+        }
+    }
+}
+
 /// The kinds of resources, one table each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -503,63 +523,29 @@ impl Store {
         )
     }
 
-    /// The files of deleted rows of a kind that may still be on disk: a row's deletion
-    /// notes its file, and [`Store::forget_removed_file`] forgets it once it is gone.
-    pub async fn removed_file_names(&self, kind: Kind) -> Result<Vec<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT file_name FROM removed_files WHERE folder = ?")
-                .bind(kind.table())
-                .fetch_all(&self.pool)
-                .await?,
-        )
+    /// The files of a kind that the database notes as `note`.
+    pub async fn noted_files(&self, note: FileNote, kind: Kind) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(&format!(
+            "SELECT file_name FROM {} WHERE folder = ?",
+            note.table()
+        ))
+        .bind(kind.table())
+        .fetch_all(&self.pool)
+        .await?)
     }
 
-    /// Forgets the notes of all deleted rows' files of a kind: the files are gone.
-    pub async fn forget_removed_files(&self, kind: Kind) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM removed_files WHERE folder = ?")
-            .bind(kind.table())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Notes that the file `file_name` of a dataset or cluster is about to be written before
-    /// its row exists; inserting the row forgets the note. A start that finds the note and
-    /// the file without a row may remove the file (see [`Store::unregistered_file_names`]).
-    pub async fn note_unregistered_file(
+    /// Forgets the `note`s of files of a kind, or only that of `file_name`: the files are
+    /// gone.
+    pub async fn forget_noted_files(
         &self,
-        kind: Kind,
-        file_name: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query("INSERT OR IGNORE INTO unregistered_files (folder, file_name) VALUES (?, ?)")
-            .bind(kind.table())
-            .bind(file_name)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// The files of a kind noted by [`Store::note_unregistered_file`] whose rows were never
-    /// inserted: files of creations that failed, or that a crash cut short.
-    pub async fn unregistered_file_names(&self, kind: Kind) -> Result<Vec<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT file_name FROM unregistered_files WHERE folder = ?")
-                .bind(kind.table())
-                .fetch_all(&self.pool)
-                .await?,
-        )
-    }
-
-    /// Forgets the notes of unregistered files of a kind, or only that of `file_name`: the
-    /// files are gone.
-    pub async fn forget_unregistered_files(
-        &self,
+        note: FileNote,
         kind: Kind,
         file_name: Option<&str>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "DELETE FROM unregistered_files WHERE folder = ?1 AND (?2 IS NULL OR file_name = ?2)",
-        )
+        sqlx::query(&format!(
+            "DELETE FROM {} WHERE folder = ?1 AND (?2 IS NULL OR file_name = ?2)",
+            note.table()
+        ))
         .bind(kind.table())
         .bind(file_name)
         .execute(&self.pool)
@@ -567,9 +553,14 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets the note of a deleted row's file: the file is gone.
-    pub async fn forget_removed_file(&self, kind: Kind, file_name: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM removed_files WHERE folder = ? AND file_name = ?")
+    /// Notes that the file `file_name` of a dataset or cluster is about to be written before
+    /// its row exists ([`FileNote::Unregistered`]); inserting the row forgets the note.
+    pub async fn note_unregistered_file(
+        &self,
+        kind: Kind,
+        file_name: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT OR IGNORE INTO unregistered_files (folder, file_name) VALUES (?, ?)")
             .bind(kind.table())
             .bind(file_name)
             .execute(&self.pool)

@@ -6,7 +6,7 @@ mod common;
 use common::{back_to_schema, store};
 use hanami_store::Store;
 use hanami_store::logs::ErrorEntry;
-use hanami_store::resources::{Kind, ResourceRow, UnsavedNetwork};
+use hanami_store::resources::{FileNote, Kind, ResourceRow, UnsavedNetwork};
 use hanami_store::tasks::{TaskProduct, TaskRow};
 use hanami_types::scope::Scope;
 
@@ -440,7 +440,13 @@ async fn deleted_rows_note_their_files_until_forgotten() {
         .await
         .unwrap();
     for kind in [Kind::Cluster, Kind::Checkpoint, Kind::Dataset] {
-        assert!(store.removed_file_names(kind).await.unwrap().is_empty());
+        assert!(
+            store
+                .noted_files(FileNote::Removed, kind)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
     for (kind, uuid) in [
         (Kind::Cluster, cluster.uuid.as_str()),
@@ -454,33 +460,42 @@ async fn deleted_rows_note_their_files_until_forgotten() {
             .unwrap();
     }
     assert_eq!(
-        store.removed_file_names(Kind::Cluster).await.unwrap(),
+        store
+            .noted_files(FileNote::Removed, Kind::Cluster)
+            .await
+            .unwrap(),
         ["a"]
     );
     assert_eq!(
-        store.removed_file_names(Kind::Checkpoint).await.unwrap(),
+        store
+            .noted_files(FileNote::Removed, Kind::Checkpoint)
+            .await
+            .unwrap(),
         ["k-file"]
     );
     assert!(
         store
-            .removed_file_names(Kind::Dataset)
+            .noted_files(FileNote::Removed, Kind::Dataset)
             .await
             .unwrap()
             .is_empty()
     );
     store
-        .forget_removed_file(Kind::Checkpoint, "k-file")
+        .forget_noted_files(FileNote::Removed, Kind::Checkpoint, Some("k-file"))
         .await
         .unwrap();
     assert!(
         store
-            .removed_file_names(Kind::Checkpoint)
+            .noted_files(FileNote::Removed, Kind::Checkpoint)
             .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(
-        store.removed_file_names(Kind::Cluster).await.unwrap(),
+        store
+            .noted_files(FileNote::Removed, Kind::Cluster)
+            .await
+            .unwrap(),
         ["a"]
     );
 }
@@ -501,7 +516,10 @@ async fn unregistered_files_stay_noted_until_their_rows_exist() {
     let noted = |kind| {
         let store = &store;
         async move {
-            let mut names = store.unregistered_file_names(kind).await.unwrap();
+            let mut names = store
+                .noted_files(FileNote::Unregistered, kind)
+                .await
+                .unwrap();
             names.sort();
             names
         }
@@ -522,13 +540,13 @@ async fn unregistered_files_stay_noted_until_their_rows_exist() {
     assert_eq!(noted(Kind::Dataset).await, ["lost"]);
     assert_eq!(noted(Kind::Cluster).await, ["failed"]);
     store
-        .forget_unregistered_files(Kind::Cluster, Some("failed"))
+        .forget_noted_files(FileNote::Unregistered, Kind::Cluster, Some("failed"))
         .await
         .unwrap();
     assert!(noted(Kind::Cluster).await.is_empty());
     assert_eq!(noted(Kind::Dataset).await, ["lost"]);
     store
-        .forget_unregistered_files(Kind::Dataset, None)
+        .forget_noted_files(FileNote::Unregistered, Kind::Dataset, None)
         .await
         .unwrap();
     assert!(noted(Kind::Dataset).await.is_empty());

@@ -7,7 +7,7 @@ use anyhow::Context;
 use base64::Engine as _;
 use hanami_auth::{Caller, Method};
 use hanami_engine::{Cluster, ClusterOptions, Template};
-use hanami_store::resources::{Kind, ResourceRow};
+use hanami_store::resources::{FileNote, Kind, ResourceRow};
 use hanami_types::clusters::{
     CreateClusterRequest, LoadClusterRequest, LoadStarted, ModeChanged, Resource,
     SaveClusterRequest, SaveStarted, SetModeRequest, SwitchHostRequest,
@@ -257,7 +257,7 @@ async fn create(app: App, caller: Caller, request: CreateClusterRequest) -> ApiR
             if cluster.remove_network_file().is_ok() {
                 let _ = app
                     .store
-                    .forget_unregistered_files(Kind::Cluster, Some(&row.file_name))
+                    .forget_noted_files(FileNote::Unregistered, Kind::Cluster, Some(&row.file_name))
                     .await;
             }
             return Err(e);

@@ -4,7 +4,7 @@
 use hanami_auth::{Caller, Method};
 use hanami_engine::argmax;
 use hanami_store::dataset::{self, ColumnRange, DatasetReader};
-use hanami_store::resources::{Kind, ResourceRow};
+use hanami_store::resources::{FileNote, Kind, ResourceRow};
 use hanami_types::datasets::{
     CsvFinalizeRequest, CsvUploadRequest, Dataset, DatasetCheck, DatasetRows, DatasetUuid,
     MAX_ROW_VALUES, MnistFinalizeRequest, MnistUploadRequest, UploadProgress, UploadStarted,
@@ -251,7 +251,7 @@ async fn finish_upload(
             // Its file is gone (or kept for another attempt, which notes it again).
             let forgotten = app
                 .store
-                .forget_unregistered_files(Kind::Dataset, Some(&row.file_name))
+                .forget_noted_files(FileNote::Unregistered, Kind::Dataset, Some(&row.file_name))
                 .await;
             if let Err(e) = forgotten {
                 tracing::warn!("cannot forget the note of dataset file '{}': {e}", row.uuid);

@@ -38,7 +38,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use hanami_auth::{Caller, Method, TokenError, Verified, account_tag};
 use hanami_store::StoreError;
-use hanami_store::resources::{Holder, Kind, ResourceRow};
+use hanami_store::resources::{FileNote, Holder, Kind, ResourceRow};
 use hanami_types::scope::Scope;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -492,7 +492,11 @@ async fn delete_with_file(
 /// Forgets the database's note of a deleted row's file, now that the file is gone (a note
 /// left behind only makes the next start look for the file again).
 async fn forget_removed_file(app: &App, kind: Kind, file_name: &str) {
-    if let Err(e) = app.store.forget_removed_file(kind, file_name).await {
+    if let Err(e) = app
+        .store
+        .forget_noted_files(FileNote::Removed, kind, Some(file_name))
+        .await
+    {
         tracing::warn!("cannot forget the removed file {file_name}: {e}");
     }
 }
