@@ -542,27 +542,32 @@ impl Cluster {
     /// until a section grows into it.
     pub fn unreached_outputs(&self) -> Vec<UnreachedOutput<'_>> {
         let targets: Vec<_> = self.hexagons.iter().map(|h| h.targets).collect();
+        // Each input: the hexagons its growth can reach, and whether it has grown (an input
+        // neuron owns a section from the first cycle it fired in with growth).
+        let inputs: Vec<(&str, Vec<bool>, bool)> = self
+            .inputs
+            .iter()
+            .map(|input| {
+                let from: Vec<bool> = (0..targets.len()).map(|h| h == input.hexagon).collect();
+                let grown = self.hexagons[input.hexagon].in_use.iter().any(|&w| w != 0);
+                (
+                    input.name.as_str(),
+                    geometry::reachable(&targets, &from),
+                    grown,
+                )
+            })
+            .collect();
         self.outputs
             .iter()
             .filter(|output| self.hexagons[output.hexagon].neurons.is_empty())
             .map(|output| {
-                let feeders: Vec<&InputInterface> = self
-                    .inputs
+                let feeders = inputs
                     .iter()
-                    .filter(|input| {
-                        let from: Vec<bool> =
-                            (0..targets.len()).map(|h| h == input.hexagon).collect();
-                        geometry::reachable(&targets, &from)[output.hexagon]
-                    })
-                    .collect();
-                // An input neuron owns a section from the first cycle it fired in with growth.
-                let grown = |input: &&InputInterface| {
-                    self.hexagons[input.hexagon].in_use.iter().any(|&w| w != 0)
-                };
-                let cause = if feeders.iter().any(grown) {
+                    .filter(|(_, reached, _)| reached[output.hexagon]);
+                let cause = if feeders.clone().any(|&(_, _, grown)| grown) {
                     Unreached::NotYet
                 } else {
-                    Unreached::SilentInputs(feeders.iter().map(|i| i.name.as_str()).collect())
+                    Unreached::SilentInputs(feeders.map(|&(name, _, _)| name).collect())
                 };
                 UnreachedOutput {
                     name: &output.name,

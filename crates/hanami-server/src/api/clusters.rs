@@ -255,10 +255,13 @@ async fn create(app: App, caller: Caller, request: CreateClusterRequest) -> ApiR
         if let Err(e) = inserted {
             drop(names);
             if cluster.remove_network_file().is_ok() {
-                let _ = app
-                    .store
-                    .forget_noted_files(FileNote::Unregistered, Kind::Cluster, Some(&row.file_name))
-                    .await;
+                super::forget_file_note(
+                    &app,
+                    FileNote::Unregistered,
+                    Kind::Cluster,
+                    &row.file_name,
+                )
+                .await;
             }
             return Err(e);
         }
@@ -353,7 +356,8 @@ async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String
         match deleted {
             Some(row) => {
                 if gone {
-                    super::forget_removed_file(&app, Kind::Cluster, &row.file_name).await;
+                    super::forget_file_note(&app, FileNote::Removed, Kind::Cluster, &row.file_name)
+                        .await;
                 }
                 Ok(Map::new())
             }

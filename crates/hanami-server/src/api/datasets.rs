@@ -249,13 +249,8 @@ async fn finish_upload(
         let made = make_dataset(&app, claim, kind, &row).await;
         if made.is_err() {
             // Its file is gone (or kept for another attempt, which notes it again).
-            let forgotten = app
-                .store
-                .forget_noted_files(FileNote::Unregistered, Kind::Dataset, Some(&row.file_name))
+            super::forget_file_note(&app, FileNote::Unregistered, Kind::Dataset, &row.file_name)
                 .await;
-            if let Err(e) = forgotten {
-                tracing::warn!("cannot forget the note of dataset file '{}': {e}", row.uuid);
-            }
         }
         made
     });

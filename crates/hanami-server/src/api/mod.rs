@@ -484,20 +484,20 @@ async fn delete_with_file(
     if let Some(row) = &row
         && remove_file(dir.join(&row.file_name)).await
     {
-        forget_removed_file(app, kind, &row.file_name).await;
+        forget_file_note(app, FileNote::Removed, kind, &row.file_name).await;
     }
     Ok(row)
 }
 
-/// Forgets the database's note of a deleted row's file, now that the file is gone (a note
+/// Forgets the database's `note` of a file, now that the file is gone or registered (a note
 /// left behind only makes the next start look for the file again).
-async fn forget_removed_file(app: &App, kind: Kind, file_name: &str) {
+async fn forget_file_note(app: &App, note: FileNote, kind: Kind, file_name: &str) {
     if let Err(e) = app
         .store
-        .forget_noted_files(FileNote::Removed, kind, Some(file_name))
+        .forget_noted_files(note, kind, Some(file_name))
         .await
     {
-        tracing::warn!("cannot forget the removed file {file_name}: {e}");
+        tracing::warn!("cannot forget the database's note of file {file_name} ({note:?}): {e}");
     }
 }
 
