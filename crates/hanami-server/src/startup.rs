@@ -109,7 +109,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             starting.push(cluster);
         }
     }
-    clusters::start_resumed_workers(starting, &app.workers).await;
+    clusters::start_resumed_workers(starting, &app.workers);
     let scheme = if tls_config.is_some() {
         "https"
     } else {

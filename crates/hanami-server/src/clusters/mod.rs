@@ -1656,7 +1656,7 @@ impl RefusedGrowth {
 /// order of their first such task: each asks for a task slot in that order, before the next
 /// one does, so the clusters of each user take their turns as they did before the restart
 /// (a worker's later tasks then wait for their owner's next turn, as always).
-pub async fn start_resumed_workers(clusters: Vec<Arc<ClusterHandle>>, ctx: &WorkerContext) {
+pub fn start_resumed_workers(clusters: Vec<Arc<ClusterHandle>>, ctx: &WorkerContext) {
     for cluster in clusters {
         if !cluster.claim_worker(ctx) {
             continue;
