@@ -877,6 +877,49 @@ async fn aborting_tasks_and_deleting_clusters() {
     assert!(client.clusters().await.unwrap().body.is_empty());
 }
 
+/// A task deleted after its last row, before its end is recorded, can no longer stop: it
+/// finishes, and the deletion removes it as it removes any ended task (instead of answering
+/// 200 and leaving it listed as finished).
+#[tokio::test]
+async fn a_task_deleted_as_it_finishes_is_removed() {
+    let server = common::launch()
+        .env("HANAMI_PAUSE_AT", "task-end:before-record=1500")
+        .start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, labels) = pattern_mnist(tmp.path(), "ending", 200);
+    let data = client
+        .upload_mnist("ending", &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    let cluster = common::seed_cluster(&client, "ending").await;
+    let task = client
+        .train(
+            "ending",
+            &cluster,
+            &[("picture", &data)],
+            &[("label", &data)],
+        )
+        .await
+        .unwrap()
+        .uuid;
+    server.wait_until_logged(&["pausing at task-end:before-record (HANAMI_PAUSE_AT)"]);
+    let ending = client.task(&cluster, &task).await.unwrap();
+    assert_eq!(ending.state, TaskState::Active, "{ending:?}");
+    assert_eq!(ending.current_cycle, 200);
+    client.delete_task(&cluster, &task).await.unwrap();
+    assert!(matches!(
+        client.task(&cluster, &task).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(client.tasks(&cluster).await.unwrap().body.is_empty());
+    // Its stored row is gone too: a restart does not bring it back.
+    let server = server.restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    assert!(client.tasks(&cluster).await.unwrap().body.is_empty());
+}
+
 #[tokio::test]
 async fn clusters_are_scoped_and_block_project_deletion() {
     let server = TestServer::start();

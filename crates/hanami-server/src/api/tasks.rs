@@ -455,25 +455,34 @@ async fn list(app: App, caller: Caller, query: ClusterQuery) -> ApiResult<ListTa
 const STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// Removes a queued or ended task; an active one is stopped at the next row (the answer
-/// waits for that, up to [`STOP_WAIT`]) and stays listed as `aborted`. Result datasets are
-/// never deleted.
+/// waits for that, up to [`STOP_WAIT`]) and stays listed as `aborted`, unless it reached its
+/// end before it could see the stop: then it finished, and is removed as an ended task.
+/// Result datasets are never deleted.
 async fn delete(app: App, caller: Caller, query: TaskQuery) -> ApiResult<Map<String, Value>> {
     let cluster = visible(&app, &caller, &query.cluster_uuid)?;
-    match cluster.delete_task(&query.uuid) {
-        Some(TaskRemoval::Forgotten) => {
-            app.store.delete_task(&query.uuid).await?;
-            // A request task that a stop interrupted had its result so far set aside.
-            app.paths.remove_partial_result(&query.uuid);
-            Ok(Map::new())
-        }
-        // Its worker records how it ends, at its next row: the answer waits for that (for
-        // a while), so that the task reads aborted from then on.
-        Some(TaskRemoval::Stopping(task)) => {
-            let _ = tokio::time::timeout(STOP_WAIT, task.ended()).await;
-            Ok(Map::new())
-        }
-        None => Err(task_not_found(&query)),
+    let task = match cluster.delete_task(&query.uuid) {
+        Some(TaskRemoval::Forgotten) => return forget_task(&app, &query.uuid).await,
+        Some(TaskRemoval::Stopping(task)) => task,
+        None => return Err(task_not_found(&query)),
+    };
+    // Its worker records how it ends, at its next row: the answer waits for that (for a
+    // while), so that the task reads aborted from then on.
+    let _ = tokio::time::timeout(STOP_WAIT, task.ended()).await;
+    if task.state() == TaskState::Finished
+        // (Unless another deletion forgot it meanwhile.)
+        && matches!(cluster.delete_task(&query.uuid), Some(TaskRemoval::Forgotten))
+    {
+        return forget_task(&app, &query.uuid).await;
     }
+    Ok(Map::new())
+}
+
+/// Removes the stored row of a task that its cluster has forgotten.
+async fn forget_task(app: &App, uuid: &str) -> ApiResult<Map<String, Value>> {
+    app.store.delete_task(uuid).await?;
+    // A request task that a stop interrupted had its result so far set aside.
+    app.paths.remove_partial_result(uuid);
+    Ok(Map::new())
 }
 
 #[cfg(test)]
