@@ -198,6 +198,31 @@ async fn bodies_and_queries() {
          a cluster template travels base64-encoded in it, so templates of up to 767 KiB fit)"
     );
     admin.get("project/all").await.expect(200);
+    // So is one whose announced length is beyond the limit, at once: the server does not
+    // wait for a body it would refuse (it waited for the header timeout).
+    let token = admin.token.clone().unwrap();
+    let address = server.url.trim_start_matches("http://").to_owned();
+    for length in ["2097152", "99999999999999"] {
+        let request = format!(
+            "POST /v1.0alpha/project HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             X-Auth-Token: {token}\r\nContent-Length: {length}\r\n\r\n{{}}"
+        );
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut answer),
+        )
+        .await
+        .expect("an answer before the header timeout")
+        .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(
+            answer.contains("Request body is larger than the limit of 1048576 bytes"),
+            "{answer}"
+        );
+    }
 
     // A body field named "token" never reaches a handler.
     admin
@@ -209,8 +234,6 @@ async fn bodies_and_queries() {
         .expect(200);
 
     // A coding the server does not decode is refused, not read as plain text.
-    let token = admin.token.clone().unwrap();
-    let address = server.url.trim_start_matches("http://").to_owned();
     let body = r#"{"id": "coded", "name": "Coded"}"#;
     for coding in [
         format!(

@@ -265,8 +265,6 @@ fn client_address(parts: &Parts) -> IpAddr {
         .map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |info| info.0.ip())
 }
 
-/// Reads a request body of at most `max_body_bytes`, which must arrive within
-/// `header_timeout` (a client that announces a body and sends none is not waited for).
 /// Refuses a body in a transfer or content coding that the server does not decode (the HTTP
 /// library takes `chunked` off and passes the rest on as if it were plain).
 fn refuse_undecoded_codings(headers: &HeaderMap) -> ApiResult<()> {
@@ -290,31 +288,48 @@ fn refuse_undecoded_codings(headers: &HeaderMap) -> ApiResult<()> {
     Ok(())
 }
 
+/// Reads a request body of at most `max_body_bytes`, which must arrive within
+/// `header_timeout` (a client that announces a body and sends none is not waited for). A
+/// body whose announced length is beyond the limit is refused before it is read.
 async fn read_body(app: &App, body: Body) -> ApiResult<axum::body::Bytes> {
+    use axum::body::HttpBody;
     let limit = app.config.max_body_bytes;
     let wait = app.config.header_timeout;
+    if body.size_hint().lower() > limit as u64 {
+        return Err(body_too_large(limit));
+    }
     match tokio::time::timeout(wait, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(e)) => {
             let too_large = std::error::Error::source(&e)
                 .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>());
-            Err(ApiError::BadRequest(if too_large {
-                format!(
-                    "Request body is larger than the limit of {limit} bytes (the server's \
-                     max_body_bytes; a cluster template travels base64-encoded in it, so \
-                     templates of up to {} KiB fit)",
-                    // Four base64 characters for three bytes, less room for the JSON around.
-                    (limit.saturating_sub(1024) / 4 * 3) >> 10
-                )
+            Err(if too_large {
+                body_too_large(limit)
             } else {
-                format!("The request body could not be read: {e}")
-            }))
+                ApiError::BadRequest(format!("The request body could not be read: {e}"))
+            })
         }
         Err(_) => Err(ApiError::BadRequest(format!(
             "The request body did not arrive within {} s",
             wait.as_secs()
         ))),
     }
+}
+
+/// The refusal of a body beyond `limit` bytes, with the largest cluster template that fits.
+fn body_too_large(limit: usize) -> ApiError {
+    // Four base64 characters for three bytes, less room for the JSON around the template
+    // (its name may take 254 bytes).
+    let template = limit.saturating_sub(300) / 4 * 3;
+    let fits = if template >= 10 << 10 {
+        format!("{} KiB", template >> 10)
+    } else {
+        format!("{template} bytes")
+    };
+    ApiError::BadRequest(format!(
+        "Request body is larger than the limit of {limit} bytes (the server's max_body_bytes; \
+         a cluster template travels base64-encoded in it, so templates of up to {fits} fit)"
+    ))
 }
 
 /// The token of a request (empty without the header), checked for its characters.
@@ -617,8 +632,19 @@ fn caused_by_io(cause: &anyhow::Error, kinds: &[std::io::ErrorKind]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{disk_is_full, file_too_large};
+    use super::{ApiError, body_too_large, disk_is_full, file_too_large};
     use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn the_body_limit_names_the_template_that_fits_in_its_unit() {
+        let text = |limit| match body_too_large(limit) {
+            ApiError::BadRequest(text) => text,
+            other => panic!("{other:?}"),
+        };
+        assert!(text(1 << 20).ends_with("templates of up to 767 KiB fit)"));
+        assert!(text(1024).ends_with("templates of up to 543 bytes fit)"));
+        assert!(text(100).ends_with("templates of up to 0 bytes fit)"));
+    }
 
     #[test]
     fn a_full_disk_is_recognised_through_contexts() {
