@@ -162,13 +162,13 @@ impl Field {
                 }
             }
             Kind::Int { min, max } => {
-                let n = value.as_i64().ok_or_else(wrong_type)?;
-                if n < min {
+                let n = integer(value).ok_or_else(wrong_type)?;
+                if n < i128::from(min) {
                     return Err(ApiError::BadRequest(format!(
                         "Given item '{name}' is smaller than {min}"
                     )));
                 }
-                if n > max {
+                if n > i128::from(max) {
                     return Err(ApiError::BadRequest(format!(
                         "Given item '{name}' is bigger than {max}"
                     )));
@@ -197,6 +197,22 @@ impl Field {
         }
         Ok(())
     }
+}
+
+/// The value of a JSON integer, also of one beyond 64 bits (which the parser reads as a
+/// float; its value saturates at the bounds of `i128`, far outside any limit) and of `-0`
+/// (read as the float −0.0); `None` for other values, fractions and other floats included.
+fn integer(value: &Value) -> Option<i128> {
+    if let Some(n) = value.as_i64() {
+        return Some(n.into());
+    }
+    if let Some(n) = value.as_u64() {
+        return Some(n.into());
+    }
+    let f = value.as_f64()?;
+    let beyond_64_bits = f.abs() >= 2f64.powi(63);
+    let minus_zero = f == 0.0 && f.is_sign_negative();
+    (f.is_finite() && (beyond_64_bits || minus_zero)).then_some(f as i128)
 }
 
 /// Longest interface name, as the template language allows it.
@@ -312,6 +328,31 @@ mod tests {
     fn accepts_valid_input() {
         check(json!({"id": "abcd", "page": 3})).unwrap();
         check(json!({"id": "abcd", "page": 0, "flag": true, "inputs": {}})).unwrap();
+    }
+
+    /// Integers beyond 64 bits are out of range, not of the wrong type; `-0` is 0, as in a
+    /// query string.
+    #[test]
+    fn integers_of_any_size_are_integers() {
+        let body = |text: &str| check(serde_json::from_str(text).unwrap());
+        for big in ["9223372036854775808", "18446744073709551616", "1e30"] {
+            let text = format!(r#"{{"id": "abcd", "page": {big}}}"#);
+            assert_eq!(
+                body(&text).unwrap_err(),
+                "Given item 'page' is bigger than 10",
+                "{big}"
+            );
+        }
+        assert_eq!(
+            body(r#"{"id": "abcd", "page": -99999999999999999999999}"#).unwrap_err(),
+            "Given item 'page' is smaller than 0"
+        );
+        body(r#"{"id": "abcd", "page": -0}"#).unwrap();
+        assert!(
+            body(r#"{"id": "abcd", "page": 2.5}"#)
+                .unwrap_err()
+                .contains("'page' has the wrong type: expected an integer")
+        );
     }
 
     #[test]
