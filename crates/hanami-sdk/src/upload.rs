@@ -166,7 +166,8 @@ async fn receive_ack(
     let reply = FileUploadResponseMessage::decode(next_binary(socket, timeout).await?)
         .map_err(|e| Error::Protocol(format!("upload reply: {e}")))?;
     if !reply.success {
-        if reply.error_message == hanami_types::websocket::CLOSED_UPLOAD_GONE {
+        use hanami_types::websocket::{CLOSED_UPLOAD_FINALISING, CLOSED_UPLOAD_GONE};
+        if [CLOSED_UPLOAD_GONE, CLOSED_UPLOAD_FINALISING].contains(&reply.error_message.as_str()) {
             return Err(closed_because(&reply.error_message));
         }
         return Err(Error::WebSocket(format!(
@@ -196,14 +197,18 @@ fn refused_start(reason: &str) -> Error {
 }
 
 /// The error of a session the server closed for `reason`: its cluster deleted or its upload
-/// gone, and access withdrawn or denied, as the REST calls report them (404, 401), anything
-/// else (a refused message, the server stopping) as a websocket error.
+/// gone, its upload being finalised, and access withdrawn or denied, as the REST calls
+/// report them (404, 409, 401), anything else (a refused message, the server stopping) as a
+/// websocket error.
 fn closed_because(reason: &str) -> Error {
     use hanami_types::websocket::{
-        CLOSED_ACCESS_WITHDRAWN, CLOSED_CLUSTER_DELETED, CLOSED_UPLOAD_GONE, POLICY_DENIED,
+        CLOSED_ACCESS_WITHDRAWN, CLOSED_CLUSTER_DELETED, CLOSED_UPLOAD_FINALISING,
+        CLOSED_UPLOAD_GONE, POLICY_DENIED,
     };
     if reason == CLOSED_CLUSTER_DELETED || reason == CLOSED_UPLOAD_GONE {
         Error::NotFound(reason.to_owned())
+    } else if reason == CLOSED_UPLOAD_FINALISING {
+        Error::Conflict(reason.to_owned())
     } else if reason.starts_with(CLOSED_ACCESS_WITHDRAWN) || reason == POLICY_DENIED {
         Error::Unauthorized(reason.to_owned())
     } else {
@@ -253,15 +258,21 @@ pub(crate) async fn next_binary(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hanami_types::websocket::{CLOSED_CLUSTER_DELETED, CLOSED_UPLOAD_GONE, POLICY_DENIED};
+    use hanami_types::websocket::{
+        CLOSED_CLUSTER_DELETED, CLOSED_UPLOAD_FINALISING, CLOSED_UPLOAD_GONE, POLICY_DENIED,
+    };
 
-    /// What is gone is a 404, lost access a 401, as the REST calls say; the rest is the
-    /// session's own failure.
+    /// What is gone is a 404, an upload being finalised a 409, lost access a 401, as the
+    /// REST calls say; the rest is the session's own failure.
     #[test]
     fn close_reasons_map_to_the_errors_of_the_rest_calls() {
         for gone in [CLOSED_UPLOAD_GONE, CLOSED_CLUSTER_DELETED] {
             assert!(matches!(closed_because(gone), Error::NotFound(m) if m == gone));
         }
+        assert!(matches!(
+            closed_because(CLOSED_UPLOAD_FINALISING),
+            Error::Conflict(m) if m == CLOSED_UPLOAD_FINALISING
+        ));
         assert!(matches!(
             closed_because("access withdrawn: the user left the project"),
             Error::Unauthorized(_)

@@ -247,9 +247,12 @@ pub enum ChunkError {
         /// Declared size.
         size: u64,
     },
-    /// The upload was cancelled, finalised, expired or is being finalised.
+    /// The upload was cancelled, finalised or expired.
     #[error("{}", hanami_types::websocket::CLOSED_UPLOAD_GONE)]
     Gone,
+    /// The upload is being finalised.
+    #[error("{}", hanami_types::websocket::CLOSED_UPLOAD_FINALISING)]
+    Finalising,
     /// Writing to disk failed.
     #[error("failed to write data to disk: {0}")]
     Io(#[from] std::io::Error),
@@ -618,6 +621,13 @@ impl Uploads {
         )
     }
 
+    /// Whether the upload of dataset `dataset_uuid` is being finalised.
+    pub fn finalising(&self, dataset_uuid: &str) -> bool {
+        self.lock()
+            .get(dataset_uuid)
+            .is_some_and(|upload| upload.finalizing)
+    }
+
     /// Writes one chunk at `position` (blocking file I/O: call from a blocking thread).
     pub fn write_chunk(
         &self,
@@ -638,8 +648,10 @@ impl Uploads {
             let mut uploads = self.lock();
             let upload = uploads
                 .get_mut(&target.dataset_uuid)
-                .filter(|u| !u.finalizing)
                 .ok_or(ChunkError::Gone)?;
+            if upload.finalizing {
+                return Err(ChunkError::Finalising);
+            }
             upload.writes_in_flight += 1;
         }
         let written = target.file.write_all_at(data, position);

@@ -544,6 +544,55 @@ async fn a_websocket_message_beyond_16_mib_is_refused_with_a_reason() {
     assert!(send_chunk(&mut socket, 0, b"a,b\n1,2\n3,40").await.success);
 }
 
+/// While an upload is being finalised, a session on its file is refused and so is a chunk
+/// of a session opened before, both saying why (the session opened, and the chunk was told
+/// that the upload was gone); the finalisation is unharmed.
+#[tokio::test]
+async fn an_upload_being_finalised_takes_no_session_and_no_chunk() {
+    use hanami_types::websocket::CLOSED_UPLOAD_FINALISING;
+    let server = launch()
+        .env("HANAMI_PAUSE_AT", "upload:converting=1500")
+        .start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let started = client.start_csv_upload("finalising", 12).await.unwrap();
+    let token = client.token();
+    let file = started.uuid_input_file.clone();
+    let mut early = open_socket(&server, "/").await;
+    assert_eq!(
+        init(&mut early, &token, "file_upload", &file).await["success"],
+        true
+    );
+    assert!(send_chunk(&mut early, 0, b"a,b\n1,2\n3,40").await.success);
+    let admin = server.admin().await;
+    let body = json!({"uuid": started.uuid, "uuid_input_file": file});
+    let finalise = tokio::spawn(async move { admin.put("dataset/upload/csv", &body).await });
+    common::eventually(Duration::from_secs(30), || async {
+        let log = server.logged();
+        match log.contains("pausing at upload:converting (HANAMI_PAUSE_AT)") {
+            true => Ok(()),
+            false => Err(log),
+        }
+    })
+    .await;
+    let refused = send_chunk(&mut early, 0, b"a,b\n").await;
+    assert!(!refused.success);
+    assert_eq!(refused.error_message, CLOSED_UPLOAD_FINALISING);
+    let mut late = open_socket(&server, "/").await;
+    let reply = init(&mut late, &token, "file_upload", &file).await;
+    assert_eq!(reply["success"], false, "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .is_some_and(|e| e.ends_with(CLOSED_UPLOAD_FINALISING)),
+        "{reply}"
+    );
+    finalise.await.unwrap().expect(200);
+    assert_eq!(
+        client.dataset(&started.uuid).await.unwrap().number_of_rows,
+        2
+    );
+}
+
 /// A temporary file takes at most four sessions at once (each holds a connection; one
 /// user opened a thousand on one file); a closed one makes room.
 #[tokio::test]

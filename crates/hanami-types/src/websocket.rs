@@ -20,6 +20,10 @@ pub const CLOSED_CLUSTER_DELETED: &str = "the cluster was deleted";
 /// Failed reply and close reason of an upload session whose upload is gone: cancelled (its
 /// dataset deleted), expired or finished by another session.
 pub const CLOSED_UPLOAD_GONE: &str = "the upload was cancelled, expired or finished";
+/// Failed reply and close reason of an upload session whose upload is being made into its
+/// dataset (every byte has arrived); the REST calls on it answer 409 meanwhile.
+pub const CLOSED_UPLOAD_FINALISING: &str =
+    "the upload is being finalised: every byte has arrived, and it takes no more chunks";
 /// Start of the close reason of a session whose user lost access to its target (why
 /// follows).
 pub const CLOSED_ACCESS_WITHDRAWN: &str = "access withdrawn: ";

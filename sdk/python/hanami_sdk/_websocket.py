@@ -30,6 +30,9 @@ TARGET_CLUSTER = "cluster"
 #: The server's answer to a chunk of an upload that is gone: cancelled (its dataset
 #: deleted), expired or finished.
 UPLOAD_GONE = "the upload was cancelled, expired or finished"
+#: The same for an upload being made into its dataset (every byte has arrived).
+UPLOAD_FINALISING = ("the upload is being finalised: every byte has arrived, and it takes no "
+                     "more chunks")
 #: The policy's refusal of a session start or a direct-IO step (a 401 in REST answers).
 POLICY_DENIED = "Access denied by policy"
 

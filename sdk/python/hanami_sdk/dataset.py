@@ -17,8 +17,8 @@ import websockets
 
 from . import _websocket, hanami_request
 from ._renewal import TokenKeeper
-from .hanami_exceptions import (BadRequestException, HanamiException, NotFoundException,
-                                UnauthorizedException)
+from .hanami_exceptions import (BadRequestException, ConflictException, HanamiException,
+                                NotFoundException, UnauthorizedException)
 from .hanami_messages import FileUploadMessage, FileUploadResponseMessage
 from .hanami_request import Verify
 
@@ -177,6 +177,8 @@ async def _send_chunks(token: str, address: str, file_uuid: str, chunks: Iterabl
                     message = response.error_message
                     if message == _websocket.UPLOAD_GONE:
                         raise NotFoundException(message)
+                    if message == _websocket.UPLOAD_FINALISING:
+                        raise ConflictException(message)
                     # As direct IO and the REST calls report it.
                     if message.startswith("access withdrawn: "):
                         raise UnauthorizedException(message)

@@ -271,11 +271,14 @@ async fn make_dataset(
     let allocated = claim.dataset_allocated();
     let converted = tokio::task::spawn_blocking({
         let dest = dest.clone();
-        move || match kind {
-            UploadKind::Mnist => {
-                dataset::convert_mnist(&paths[0], &paths[1], &name, &dest, allocated)
+        move || {
+            crate::crash_point::reached("upload:converting");
+            match kind {
+                UploadKind::Mnist => {
+                    dataset::convert_mnist(&paths[0], &paths[1], &name, &dest, allocated)
+                }
+                UploadKind::Csv => dataset::convert_csv(&paths[0], &name, &dest, allocated),
             }
-            UploadKind::Csv => dataset::convert_csv(&paths[0], &name, &dest, allocated),
         }
     })
     .await

@@ -23,8 +23,8 @@ use axum::response::Response;
 use hanami_auth::{Method, Scope, Verified};
 use hanami_types::websocket::proto::{FileUploadMessage, FileUploadResponseMessage};
 use hanami_types::websocket::{
-    CLOSED_ACCESS_WITHDRAWN, CLOSED_UPLOAD_GONE, POLICY_DENIED, SessionInit, SessionReply,
-    TARGET_CLUSTER, TARGET_FILE_UPLOAD,
+    CLOSED_ACCESS_WITHDRAWN, CLOSED_UPLOAD_FINALISING, CLOSED_UPLOAD_GONE, POLICY_DENIED,
+    SessionInit, SessionReply, TARGET_CLUSTER, TARGET_FILE_UPLOAD,
 };
 use prost::Message as _;
 
@@ -374,6 +374,12 @@ async fn start(app: &App, text: &[u8]) -> Result<(Target, Access), String> {
                         app.uploads.how_uploads_end()
                     )
                 })?;
+            if app.uploads.finalising(upload.dataset_uuid()) {
+                return Err(format!(
+                    "Tempfile with UUID '{}' cannot take a session: {CLOSED_UPLOAD_FINALISING}",
+                    init.uuid
+                ));
+            }
             let slot = upload.claim_session().ok_or_else(|| {
                 format!(
                     "Tempfile with UUID '{}' has {MAX_UPLOAD_SESSIONS} sessions open, as many \
