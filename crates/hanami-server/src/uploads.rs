@@ -14,7 +14,7 @@
 //! lock of their own (held through their checks and file creation, on a blocking thread), so
 //! that the limits hold for starts at the same moment.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -119,30 +119,58 @@ pub struct StartedUpload {
     pub file_uuids: Vec<String>,
 }
 
-/// Byte ranges received so far, sorted and disjoint.
+/// Most separate byte ranges a temporary file holds: a chunk that would start one more is
+/// refused. Chunks sent in order keep one range; a client that sends them out of order
+/// (a few at a time, retries) has a few; only a client scattering tiny chunks reaches it.
+pub const MAX_RECEIVED_RANGES: usize = 65_536;
+
+/// Byte ranges received so far, by start: disjoint and not touching (touching ones are
+/// merged); with their total, so that neither a chunk nor a progress report walks them all.
 #[derive(Debug, Default)]
-struct Received(Vec<(u64, u64)>);
+struct Received {
+    ranges: BTreeMap<u64, u64>,
+    bytes: u64,
+}
 
 impl Received {
+    /// Adds `start..end`, merged with the ranges it overlaps or touches.
     fn insert(&mut self, start: u64, end: u64) {
         if start >= end {
             return;
         }
         let (mut start, mut end) = (start, end);
-        self.0.retain(|&(s, e)| {
-            let overlaps = s <= end && start <= e;
-            if overlaps {
-                start = start.min(s);
-                end = end.max(e);
-            }
-            !overlaps
-        });
-        let at = self.0.partition_point(|&(s, _)| s < start);
-        self.0.insert(at, (start, end));
+        // Ranges are disjoint, so their ends grow with their starts: going down from the
+        // last range that starts by `end`, the merged ones are those that end at `start` or
+        // later.
+        let merged: Vec<(u64, u64)> = self
+            .ranges
+            .range(..=end)
+            .rev()
+            .take_while(|&(_, &e)| e >= start)
+            .map(|(&s, &e)| (s, e))
+            .collect();
+        for (s, e) in merged {
+            self.ranges.remove(&s);
+            self.bytes -= e - s;
+            start = start.min(s);
+            end = end.max(e);
+        }
+        self.ranges.insert(start, end);
+        self.bytes += end - start;
+    }
+
+    /// Whether adding `start..end` would make one more range (it touches none).
+    fn would_add_range(&self, start: u64, end: u64) -> bool {
+        start < end
+            && self
+                .ranges
+                .range(..=end)
+                .next_back()
+                .is_none_or(|(_, &e)| e < start)
     }
 
     fn bytes(&self) -> u64 {
-        self.0.iter().map(|(s, e)| e - s).sum()
+        self.bytes
     }
 }
 
@@ -246,6 +274,15 @@ pub enum ChunkError {
         len: u64,
         /// Declared size.
         size: u64,
+    },
+    /// The chunk would leave the file in more than [`MAX_RECEIVED_RANGES`] pieces.
+    #[error(
+        "chunk at position {position} would leave the file in more than {MAX_RECEIVED_RANGES} \
+         separate pieces: send the chunks in order, or fill the gaps between those sent first"
+    )]
+    Scattered {
+        /// Chunk position.
+        position: u64,
     },
     /// The upload was cancelled, finalised or expired.
     #[error("{}", hanami_types::websocket::CLOSED_UPLOAD_GONE)]
@@ -652,6 +689,17 @@ impl Uploads {
             if upload.finalizing {
                 return Err(ChunkError::Finalising);
             }
+            let scattered = upload
+                .files
+                .iter()
+                .find(|f| f.uuid == target.file_uuid)
+                .is_some_and(|f| {
+                    f.received.ranges.len() >= MAX_RECEIVED_RANGES
+                        && f.received.would_add_range(position, end)
+                });
+            if scattered {
+                return Err(ChunkError::Scattered { position });
+            }
             upload.writes_in_flight += 1;
         }
         let written = target.file.write_all_at(data, position);
@@ -837,21 +885,70 @@ fn remove_files<'a>(paths: impl Iterator<Item = &'a Path>) {
 mod tests {
     use super::*;
 
+    fn ranges(r: &Received) -> Vec<(u64, u64)> {
+        r.ranges.iter().map(|(&s, &e)| (s, e)).collect()
+    }
+
     #[test]
     fn received_ranges_merge() {
         let mut r = Received::default();
         r.insert(10, 20);
         r.insert(30, 40);
         assert_eq!(r.bytes(), 20);
+        assert!(r.would_add_range(21, 29) && !r.would_add_range(20, 21));
+        assert!(!r.would_add_range(25, 30) && !r.would_add_range(5, 10));
         r.insert(15, 35);
-        assert_eq!(r.0, [(10, 40)]);
+        assert_eq!(ranges(&r), [(10, 40)]);
         r.insert(0, 10);
         r.insert(40, 50);
-        assert_eq!(r.0, [(0, 50)]);
+        assert_eq!(ranges(&r), [(0, 50)]);
         r.insert(5, 6);
         assert_eq!(r.bytes(), 50);
         r.insert(60, 60);
-        assert_eq!(r.0, [(0, 50)]);
+        assert_eq!(ranges(&r), [(0, 50)]);
+        // One chunk over many ranges merges them all.
+        for start in (100..200).step_by(10) {
+            r.insert(start, start + 5);
+        }
+        assert_eq!(r.bytes(), 100);
+        r.insert(98, 300);
+        assert_eq!(ranges(&r), [(0, 50), (98, 300)]);
+        assert_eq!(r.bytes(), 252);
+    }
+
+    /// Scattered chunks cost a logarithm each, and their number of pieces is bounded (one
+    /// client's tiny chunks at every other byte held the lock of all uploads for a scan of
+    /// every piece).
+    #[test]
+    fn scattered_chunks_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let uploads = Uploads::new(
+            dir.path(),
+            Duration::from_secs(60),
+            UploadLimits::with_free_disk(0),
+            Arc::default(),
+        )
+        .unwrap();
+        let size = 4 * MAX_RECEIVED_RANGES as u64;
+        let started = uploads
+            .start(meta(UploadKind::Csv), &[(FileRole::Input, size)])
+            .unwrap();
+        let target = uploads
+            .target("user", "proj", &started.file_uuids[0])
+            .unwrap();
+        for piece in 0..MAX_RECEIVED_RANGES as u64 {
+            uploads.write_chunk(&target, 2 * piece, b"x").unwrap();
+        }
+        let refused = uploads.write_chunk(&target, size - 1, b"x").unwrap_err();
+        assert!(
+            matches!(refused, ChunkError::Scattered { position } if position == size - 1),
+            "{refused}"
+        );
+        // Chunks that fill gaps, or extend a piece, are still taken.
+        uploads.write_chunk(&target, 1, b"x").unwrap();
+        uploads
+            .write_chunk(&target, 2 * MAX_RECEIVED_RANGES as u64 - 1, b"xy")
+            .unwrap();
     }
 
     fn meta(kind: UploadKind) -> UploadMeta {
@@ -940,8 +1037,9 @@ mod tests {
         ));
         assert!(matches!(
             uploads.write_chunk(&t_in, 0, b"0"),
-            Err(ChunkError::Gone)
+            Err(ChunkError::Finalising)
         ));
+        assert!(uploads.finalising("d") && !uploads.finalising("x"));
         drop(claim); // a failed attempt releases the upload
         let claim = uploads
             .begin_finalize(&scope, "d", UploadKind::Mnist, &[input, label])
