@@ -306,6 +306,7 @@ async fn prepare(
         routes,
         stopping: tokio::sync::watch::Sender::new(false),
         sessions: tokio::sync::watch::Sender::new(0),
+        session_starts: crate::websocket::SessionStarts::default(),
         finalisations: tokio::sync::watch::Sender::new(0),
         owner_changes: tokio::sync::Mutex::new(()),
     });

@@ -593,6 +593,50 @@ async fn an_upload_being_finalised_takes_no_session_and_no_chunk() {
     );
 }
 
+/// A client may have eight sessions waiting for their first message at once (each may take
+/// 16 MiB of memory for it before the server knows who sends it); one more is refused with
+/// a 429 that says why, until one of them has sent its start.
+#[tokio::test]
+async fn sessions_waiting_for_their_start_are_bounded() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let started = client.start_csv_upload("starts", 12).await.unwrap();
+    let mut waiting = Vec::new();
+    for _ in 0..8 {
+        waiting.push(open_socket(&server, "/").await);
+    }
+    let url = server.url.replace("http://", "ws://");
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429);
+            let text = String::from_utf8(response.body().clone().unwrap_or_default()).unwrap();
+            assert!(
+                text.starts_with("Too many websocket sessions are waiting for their first"),
+                "{text}"
+            );
+        }
+        other => panic!("expected a 429, got {other:?}"),
+    }
+    // One that sends its start makes room.
+    let reply = init(
+        &mut waiting[0],
+        &client.token(),
+        "file_upload",
+        &started.uuid_input_file,
+    )
+    .await;
+    assert_eq!(reply["success"], true, "{reply}");
+    let mut ninth = open_socket(&server, "/").await;
+    let reply = init(
+        &mut ninth,
+        &client.token(),
+        "file_upload",
+        &started.uuid_input_file,
+    )
+    .await;
+    assert_eq!(reply["success"], true, "{reply}");
+}
+
 /// A temporary file takes at most four sessions at once (each holds a connection; one
 /// user opened a thousand on one file); a closed one makes room.
 #[tokio::test]

@@ -16,10 +16,12 @@
 
 mod direct;
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
-use axum::response::Response;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use hanami_auth::{Method, Scope, Verified};
 use hanami_types::websocket::proto::{FileUploadMessage, FileUploadResponseMessage};
 use hanami_types::websocket::{
@@ -30,7 +32,8 @@ use prost::Message as _;
 
 use crate::api::{self, TokenRefused};
 use crate::clusters::{DirectSessionSlot, MAX_DIRECT_SESSIONS, Mode};
-use crate::slots::Slot;
+use crate::per_network::{PerNetwork, Share};
+use crate::slots::{Slot, Slots};
 use crate::state::{App, InFlight};
 use crate::uploads::{MAX_UPLOAD_SESSIONS, UploadKind, UploadTarget};
 
@@ -39,17 +42,77 @@ const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// How long a new socket may take to send its first message.
 const INIT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Accepts a websocket upgrade.
-pub fn upgrade(app: App, ws: WebSocketUpgrade) -> Response {
-    ws.max_message_size(MAX_MESSAGE_BYTES)
-        .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| session(app, socket))
+/// Most websocket sessions of one client network that wait for their first message at
+/// once (see [`SessionStarts`]).
+pub const MAX_SESSION_STARTS_PER_NETWORK: usize = 8;
+/// Most websocket sessions of all clients that wait for their first message at once.
+pub const MAX_SESSION_STARTS: usize = 64;
+
+/// The websocket sessions that have not sent their first message yet: each may take up to
+/// [`MAX_MESSAGE_BYTES`] of memory for it (the library takes in a whole message before the
+/// server sees it) before anything says who sends it, so a client network may have
+/// [`MAX_SESSION_STARTS_PER_NETWORK`] and all clients [`MAX_SESSION_STARTS`] of them at once.
+#[derive(Clone)]
+pub struct SessionStarts {
+    per_network: PerNetwork,
+    all: Slots,
 }
 
-async fn session(app: App, mut socket: WebSocket) {
+impl Default for SessionStarts {
+    fn default() -> Self {
+        SessionStarts {
+            per_network: PerNetwork::new(MAX_SESSION_STARTS_PER_NETWORK),
+            all: Slots::default(),
+        }
+    }
+}
+
+/// A session start of [`SessionStarts`], given back when dropped.
+pub struct SessionStart {
+    _network: Share,
+    _all: Slot,
+}
+
+impl SessionStarts {
+    /// A start for a session of a client at `address`, unless its network or all clients
+    /// have as many as they may.
+    pub fn claim(&self, address: IpAddr) -> Option<SessionStart> {
+        let network = self.per_network.try_take(address)?;
+        let all = self.all.claim(MAX_SESSION_STARTS)?;
+        Some(SessionStart {
+            _network: network,
+            _all: all,
+        })
+    }
+}
+
+/// Accepts a websocket upgrade of a client at `address`; refused with 429 while too many
+/// sessions wait for their first message (see [`SessionStarts`]).
+pub fn upgrade(app: App, ws: WebSocketUpgrade, address: IpAddr) -> Response {
+    let Some(start) = app.session_starts.claim(address) else {
+        let text = format!(
+            "Too many websocket sessions are waiting for their first message (at most \
+             {MAX_SESSION_STARTS_PER_NETWORK} from one client, {MAX_SESSION_STARTS} in all): \
+             send the session start right after opening one, and try again in a moment"
+        );
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "1")],
+            text,
+        )
+            .into_response();
+    };
+    ws.max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| session(app, socket, start))
+}
+
+async fn session(app: App, mut socket: WebSocket, waiting: SessionStart) {
     let _counted = InFlight::session(&app);
     // The first message (clients' libraries may ping before it), text or binary.
-    let started = match next_message(&app, &mut socket, INIT_TIMEOUT).await {
+    let first = next_message(&app, &mut socket, INIT_TIMEOUT).await;
+    drop(waiting);
+    let started = match first {
         Incoming::Text(text) => start(&app, text.as_bytes()).await,
         Incoming::Data(bytes) => start(&app, &bytes).await,
         Incoming::Stopping => {
@@ -595,3 +658,26 @@ pub(crate) async fn close_with(app: &App, mut socket: WebSocket, code: u16, reas
 
 /// How long a closing session waits for the client's answer to its close frame.
 const CLOSING_TIME: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each network has its own eight starts, and all networks together sixty-four.
+    #[test]
+    fn session_starts_are_bounded_per_network_and_in_all() {
+        let starts = SessionStarts::default();
+        let address = |n: u32| IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n));
+        let mine: Vec<_> = (0..MAX_SESSION_STARTS_PER_NETWORK)
+            .map(|_| starts.claim(address(0)).unwrap())
+            .collect();
+        assert!(starts.claim(address(0)).is_none());
+        let others: Vec<_> = (1..=(MAX_SESSION_STARTS - MAX_SESSION_STARTS_PER_NETWORK) as u32)
+            .map(|n| starts.claim(address(n)).unwrap())
+            .collect();
+        assert!(starts.claim(address(1000)).is_none());
+        drop(mine);
+        assert!(starts.claim(address(1000)).is_some());
+        drop(others);
+    }
+}
