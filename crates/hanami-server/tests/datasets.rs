@@ -1552,6 +1552,56 @@ async fn a_result_dataset_is_not_ready_while_its_request_task_runs() {
     assert_eq!(client.dataset(&task.uuid).await.unwrap().number_of_rows, 20);
 }
 
+/// At most two accuracy checks read their datasets at once; more wait their turn (many at
+/// once took the blocking threads that cluster workers need too).
+#[tokio::test]
+async fn accuracy_checks_take_turns() {
+    let server = launch()
+        .env("HANAMI_PAUSE_AT", "dataset-check:comparing=3000")
+        .start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, labels) = mnist_files(tmp.path(), 40);
+    let mnist = client
+        .upload_mnist("reference", &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    let csv = "c0,c1,c2,c3,c4,c5,c6,c7,c8,c9\n".to_owned() + &"1,0,0,0,0,0,0,0,0,0\n".repeat(40);
+    let result = client
+        .upload_csv("result", &write(tmp.path(), "result.csv", csv))
+        .await
+        .unwrap()
+        .uuid;
+    let checks: Vec<_> = (0..3)
+        .map(|_| {
+            let (client, mnist, result) = (client.clone(), mnist.clone(), result.clone());
+            tokio::spawn(async move { client.check_dataset(&mnist, &result).await })
+        })
+        .collect();
+    let comparing = || {
+        server
+            .logged()
+            .matches("pausing at dataset-check:comparing")
+            .count()
+    };
+    common::eventually(Duration::from_secs(10), || async {
+        match comparing() {
+            2 => Ok(()),
+            n => Err(format!("{n} checks comparing")),
+        }
+    })
+    .await;
+    // The third starts only once one of the two has ended.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(comparing(), 2);
+    for check in checks {
+        let accuracy = check.await.unwrap().unwrap();
+        assert!((accuracy - 10.0).abs() < 1e-4, "{accuracy}"); // label 0 in 4 of 40 rows
+    }
+    assert_eq!(comparing(), 3);
+}
+
 #[tokio::test]
 async fn datasets_survive_restarts_and_reading_never_changes_them() {
     let server = TestServer::start();

@@ -74,6 +74,11 @@ pub(super) fn register(routes: &mut Routes) {
 /// large answers asked for together take the server's memory only a few at a time.
 static ROW_ANSWERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
+/// Accuracy checks that read their datasets at once; more wait their turn, so that many
+/// asked for together take neither the blocking threads (which cluster workers need too)
+/// nor the disk from everything else.
+static CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 const ROWS_FIELDS: &[Field] = &[
     UUID,
     Field::int("start", 0, i64::MAX).optional(),
@@ -524,11 +529,18 @@ async fn check(app: App, caller: Caller, query: CheckQuery) -> ApiResult<Dataset
     let scope = caller.scope();
     let reference = dataset_row(&app, &scope, &query.dataset_uuid).await?;
     let result = dataset_row(&app, &scope, &query.result_uuid).await?;
+    let _turn = CHECKS
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
     let reference = open(&app, &reference).await?;
     let result = open(&app, &result).await?;
-    let accuracy = tokio::task::spawn_blocking(move || compare(&reference, &result))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))??;
+    let accuracy = tokio::task::spawn_blocking(move || {
+        crate::crash_point::reached("dataset-check:comparing");
+        compare(&reference, &result)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))??;
     Ok(DatasetCheck { accuracy })
 }
 
