@@ -73,6 +73,7 @@ struct FileConfig {
     log_retention_days: Option<u32>,
     max_running_tasks: Option<usize>,
     max_connections_per_client: Option<usize>,
+    max_ended_tasks: Option<usize>,
 }
 
 /// PEM files for HTTPS.
@@ -124,7 +125,15 @@ pub struct Config {
     pub max_running_tasks: usize,
     /// How many connections one client network may hold at once; further ones are refused.
     pub max_connections_per_client: usize,
+    /// How many ended tasks a cluster keeps listed; the oldest beyond it are forgotten when
+    /// a new task is queued.
+    pub max_ended_tasks: usize,
 }
+
+/// Default `max_ended_tasks`.
+pub const DEFAULT_MAX_ENDED_TASKS: usize = 10_000;
+/// Largest `max_ended_tasks`.
+pub const MAX_ENDED_TASKS: usize = 1_000_000;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:11418";
@@ -265,6 +274,13 @@ impl Config {
                  not {max_connections_per_client}{in_file}"
             );
         }
+        let max_ended_tasks = file.max_ended_tasks.unwrap_or(DEFAULT_MAX_ENDED_TASKS);
+        if !(1..=MAX_ENDED_TASKS).contains(&max_ended_tasks) {
+            bail!(
+                "max_ended_tasks must be between 1 and {MAX_ENDED_TASKS}, not \
+                 {max_ended_tasks}{in_file}"
+            );
+        }
         // 0 keeps the logs for ever, as the original did.
         let log_retention_days = file.log_retention_days.filter(|&days| days > 0);
         if log_retention_days.is_some_and(|days| days > MAX_LOG_RETENTION_DAYS) {
@@ -303,6 +319,7 @@ impl Config {
             log_retention_days,
             max_running_tasks,
             max_connections_per_client,
+            max_ended_tasks,
         })
     }
 }

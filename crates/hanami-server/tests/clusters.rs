@@ -920,6 +920,54 @@ async fn a_task_deleted_as_it_finishes_is_removed() {
     assert!(client.tasks(&cluster).await.unwrap().body.is_empty());
 }
 
+/// A cluster keeps its `max_ended_tasks` most recent ended tasks: queuing one more forgets
+/// the oldest ended ones, from the list and from the database.
+#[tokio::test]
+async fn a_cluster_keeps_a_bounded_number_of_ended_tasks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = common::launch_with_config(tmp.path(), "max_ended_tasks = 2\n")
+        .0
+        .start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let (images, labels) = pattern_mnist(tmp.path(), "history", 20);
+    let data = client
+        .upload_mnist("history", &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    let cluster = common::seed_cluster(&client, "history").await;
+    let mut tasks = Vec::new();
+    for name in ["first", "second", "third", "fourth"] {
+        let task = client
+            .train(name, &cluster, &[("picture", &data)], &[("label", &data)])
+            .await
+            .unwrap()
+            .uuid;
+        finished(&client, &cluster, &task).await;
+        tasks.push(task);
+    }
+    let listed = |body: Vec<Vec<serde_json::Value>>| -> Vec<String> {
+        body.iter()
+            .map(|row| row[0].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // The fourth was queued with three ended: the first was forgotten then.
+    assert_eq!(
+        listed(client.tasks(&cluster).await.unwrap().body),
+        tasks[1..]
+    );
+    assert!(matches!(
+        client.task(&cluster, &tasks[0]).await,
+        Err(Error::NotFound(_))
+    ));
+    let server = server.restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    assert_eq!(
+        listed(client.tasks(&cluster).await.unwrap().body),
+        tasks[1..]
+    );
+}
+
 #[tokio::test]
 async fn clusters_are_scoped_and_block_project_deletion() {
     let server = TestServer::start();

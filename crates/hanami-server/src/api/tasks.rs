@@ -267,7 +267,15 @@ pub(super) async fn enqueue(
         )
         .await?;
     match cluster.enqueue(task.clone(), &app.workers) {
-        Some(idle) => Ok(idle),
+        Some(idle) => {
+            for uuid in cluster.forget_ended_beyond(app.config.max_ended_tasks) {
+                if let Err(e) = forget_task(app, &uuid).await {
+                    // Listed again after a restart, and forgotten at the next task then.
+                    tracing::warn!("cannot remove the record of ended task '{uuid}': {e}");
+                }
+            }
+            Ok(idle)
+        }
         None => {
             // The deletion may have removed the cluster's task records before this one
             // was written.

@@ -361,6 +361,30 @@ impl ClusterHandle {
         Some(starts)
     }
 
+    /// Forgets the oldest ended tasks beyond the `keep` most recent ones (the list is in the
+    /// order the tasks were queued); returns their uuids, whose stored rows the caller
+    /// removes.
+    pub fn forget_ended_beyond(&self, keep: usize) -> Vec<String> {
+        let ended = |task: &Task| matches!(task.state(), TaskState::Aborted | TaskState::Finished);
+        let mut control = lock(&self.control);
+        let mut excess = control
+            .tasks
+            .iter()
+            .filter(|task| ended(task))
+            .count()
+            .saturating_sub(keep);
+        let mut forgotten = Vec::new();
+        control.tasks.retain(|task| {
+            let forget = excess > 0 && ended(task);
+            if forget {
+                excess -= 1;
+                forgotten.push(task.uuid.clone());
+            }
+            !forget
+        });
+        forgotten
+    }
+
     /// Adds tasks recorded by an earlier run to the task list, in their order: ended ones,
     /// and queued ones that [`ClusterHandle::resume`] then queues.
     pub fn add_recorded_tasks(&self, tasks: impl IntoIterator<Item = Arc<Task>>) {
