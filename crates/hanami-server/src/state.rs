@@ -53,8 +53,8 @@ pub struct AppState {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// Open websocket sessions (see [`InFlight::session`]).
     pub sessions: tokio::sync::watch::Sender<usize>,
-    /// Websocket sessions that have not sent their first message yet (see
-    /// [`crate::websocket::SessionStarts`]).
+    /// Websocket sessions that have not sent their first message yet, bounded per client
+    /// network and in all (see `SessionStarts` in the websocket module).
     pub session_starts: crate::websocket::SessionStarts,
     /// Uploads being converted into datasets and registered (see
     /// [`InFlight::finalisation`]).
