@@ -158,6 +158,9 @@ impl Client {
         let tls = tls::client_config(options)?;
         let http = reqwest::Client::builder()
             .use_preconfigured_tls((*tls).clone())
+            // A Hanami server never redirects; following one would send the password and
+            // the token (a header of its own, which redirects to another host keep) there.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(options.answer_timeout);
         let login = TokenRequest {
@@ -306,6 +309,16 @@ impl Client {
         }
         let response = request.send().await?;
         let status = response.status().as_u16();
+        if response.status().is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map(|to| String::from_utf8_lossy(to.as_bytes()).into_owned());
+            return Err(Error::Status {
+                status,
+                body: redirected(location.as_deref()),
+            });
+        }
         let text = response.text().await?;
         if status != 200 {
             return Err(Error::from_status(status, text));
@@ -377,6 +390,20 @@ fn json(body: &(impl Serialize + ?Sized)) -> Result<Bytes> {
     serde_json::to_vec(body)
         .map(Bytes::from)
         .map_err(|e| Error::Protocol(e.to_string()))
+}
+
+/// The error text of a redirect to `location`, which the clients do not follow.
+fn redirected(location: Option<&str>) -> String {
+    match location {
+        Some(to) => format!(
+            "the server redirects to {to}, which a Hanami server does not do: use that address \
+             instead if you trust it (the clients do not follow redirects, which would take the \
+             password and the token along)"
+        ),
+        None => "the server answers with a redirect, which a Hanami server does not send: is \
+                 the address that of a Hanami server?"
+            .to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -77,6 +77,16 @@ def build_query(values: QueryValues) -> str:
 
 
 def _handle_response(response: requests.Response, url: str) -> str:
+    if response.is_redirect or 300 <= response.status_code < 400:
+        location = response.headers.get("Location")
+        if location:
+            message = (f"the server redirects to {location}, which a Hanami server does not "
+                       f"do: use that address instead if you trust it (the SDK does not follow "
+                       f"redirects, which would take the password and the token along)")
+        else:
+            message = ("the server answers with a redirect, which a Hanami server does not "
+                       "send: is the address that of a Hanami server?")
+        raise HanamiException(message, response.status_code)
     if response.status_code == 200:
         try:
             return response.content.decode("utf-8")
@@ -119,8 +129,10 @@ def send_request(method: str, token: Optional[str], address: str, path: str,
         if not verify:
             warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
         try:
+            # A Hanami server never redirects; following one would send the password and
+            # the token (a header of its own, which redirects to another host keep) there.
             response = requests.request(method, url, data=data, headers=headers,
-                                        verify=verify,
+                                        verify=verify, allow_redirects=False,
                                         timeout=REQUEST_TIMEOUT if timeout is None else timeout)
         except requests.exceptions.ConnectionError as e:
             hint = _connection_hint(url, e, verify)

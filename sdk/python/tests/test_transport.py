@@ -33,6 +33,8 @@ class _Stub(BaseHTTPRequestHandler):
             code, payload = 200, json.dumps({"token": "stub.token", "id": "x", "name": "x",
                                              "is_admin": True}).encode()
         self.send_response(code)
+        if 300 <= code < 400:  # to a path that records whether a client followed
+            self.send_header("Location", "/followed")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
@@ -110,6 +112,21 @@ def test_html_pages_and_empty_answers_are_explained(stub: str) -> None:
     with pytest.raises(hx.HanamiException) as info:
         project.get_project("tok", stub, "503_")
     assert str(info.value) == "status 503: Service Unavailable"
+
+
+def test_redirects_are_not_followed(stub: str) -> None:
+    """A Hanami server never redirects: following one would send the token (and a login's
+    password) wherever it points, so the SDK raises, naming the target."""
+    _Stub.seen.clear()
+    for status in (301, 302, 307, 308):
+        with pytest.raises(hx.HanamiException) as info:
+            project.get_project("tok", stub, f"{status}_")
+        assert type(info.value) is hx.HanamiException
+        assert info.value.status_code == status
+        assert str(info.value).startswith(
+            "the server redirects to /followed, which a Hanami server does not do")
+    assert [r["path"] for r in _Stub.seen if r["path"] == "/followed"] == []
+    assert len(_Stub.seen) == 4
 
 
 def test_success_returns_the_body_text(stub: str) -> None:
