@@ -407,6 +407,38 @@ fn idx_labels(magic: u32, labels: &[u8]) -> Vec<u8> {
     v
 }
 
+/// A dataset whose rows are wider than an answer of `dataset/rows` may hold (one MNIST
+/// image of 600 x 600 pixels) cannot be read that way: a 400 says so (a row was always
+/// sent, whatever its width).
+#[tokio::test]
+async fn rows_wider_than_an_answer_are_refused() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut images = Vec::new();
+    for n in [0x803u32, 1, 600, 600] {
+        images.extend_from_slice(&n.to_be_bytes());
+    }
+    images.resize(16 + 600 * 600, 7);
+    let images_path = write(tmp.path(), "wide-images", images);
+    let labels_path = write(tmp.path(), "wide-labels", idx_labels(0x801, &[4]));
+    let wide = client
+        .upload_mnist("wide_images", &images_path, &labels_path)
+        .await
+        .unwrap()
+        .uuid;
+    match client.dataset_rows(&wide, 0, 1).await {
+        Err(Error::BadRequest(message)) => assert_eq!(
+            message,
+            format!(
+                "Dataset '{wide}' has rows of 360010 values, more than the 262144 an answer \
+                 holds: its rows cannot be read this way"
+            )
+        ),
+        other => panic!("expected a 400, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn bad_mnist_files_are_refused_and_leave_nothing() {
     let server = TestServer::start();

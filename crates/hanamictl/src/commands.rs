@@ -1,7 +1,7 @@
 //! Running a parsed command: local checks, login, the SDK call, and the output.
 
 use std::io::{IsTerminal as _, Read as _, Write as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hanami_sdk::types::clusters::MAX_TEMPLATE_BYTES;
@@ -176,9 +176,9 @@ enum Exported {
 /// `output` or onto standard output, in parts of at most
 /// [`MAX_ROW_VALUES`](hanami_sdk::types::datasets::MAX_ROW_VALUES) values (an answer of
 /// `dataset/rows`). The header names each column after its column group: a group of one
-/// column by its name, a wider one as `name_0`, `name_1`, … A file is written beside
-/// `output` and renamed onto it once complete: a failed export leaves an existing file as
-/// it was.
+/// column by its name, a wider one as `name_0`, `name_1`, … A regular file (or a new one)
+/// is written beside `output` and renamed onto it once complete, so that a failed export
+/// leaves an existing file as it was; see [`Destination`].
 async fn export(
     client: &Client,
     uuid: &str,
@@ -193,6 +193,13 @@ async fn export(
             "dataset '{uuid}' has {rows} rows: --start is at most {rows}"
         ))));
     }
+    let most = hanami_sdk::types::datasets::MAX_ROW_VALUES;
+    if columns > most {
+        return Err(Exported::Local(CliError::msg(format!(
+            "dataset '{uuid}' has rows of {columns} values, more than the {most} that the \
+             server sends at once: its rows cannot be exported"
+        ))));
+    }
     let mut names: Vec<String> = (0..columns).map(|c| format!("column_{c}")).collect();
     for (name, range) in &dataset.description {
         let width = range.end_column.saturating_sub(range.start_column);
@@ -205,40 +212,97 @@ async fn export(
         }
     }
     let end = count.map_or(rows, |n| start.saturating_add(n).min(rows));
-    let partial = output.map(|path| {
-        let mut name = std::ffi::OsString::from(".");
-        name.push(path.file_name().unwrap_or_default());
-        name.push(".hanamictl-partial");
-        path.with_file_name(name)
-    });
-    let written = write_rows(client, uuid, &names, start..end, partial.as_deref()).await;
-    match (written, output, &partial) {
-        (Ok(()), Some(path), Some(partial)) => {
-            std::fs::rename(partial, path).map_err(|e| {
-                let _ = std::fs::remove_file(partial);
+    let destination = output.map(Destination::of);
+    let into = destination.as_ref().map(Destination::written);
+    let written = write_rows(client, uuid, &names, start..end, into).await;
+    let (Some(path), Some(destination)) = (output, destination) else {
+        return written.map(|()| Shown::Nothing);
+    };
+    match (written, destination) {
+        (
+            Ok(()),
+            Destination::Replace {
+                file,
+                partial,
+                kept,
+            },
+        ) => {
+            if let Some(permissions) = kept {
+                // Best effort: the file's mode, which the rename would otherwise lose.
+                let _ = std::fs::set_permissions(&partial, permissions);
+            }
+            std::fs::rename(&partial, &file).map_err(|e| {
+                let _ = std::fs::remove_file(&partial);
                 Exported::Local(CliError::msg(format!(
                     "cannot move the export into {}: {e}",
                     path.display()
                 )))
             })?;
-            let done = end - start;
-            Ok(Shown::Line(format!(
-                "wrote {done} row{} of dataset '{uuid}' to {}",
-                if done == 1 { "" } else { "s" },
-                path.display()
-            )))
         }
-        (Ok(()), _, _) => Ok(Shown::Nothing),
-        (Err(e), Some(path), Some(partial)) => {
+        (Ok(()), Destination::Into(_)) => {}
+        (Err(e), Destination::Replace { partial, .. }) => {
             let _ = std::fs::remove_file(partial);
-            Err(match e {
+            return Err(match e {
                 Exported::Local(e) => {
                     Exported::Local(e.context(&format!("{} was left as it was", path.display())))
                 }
                 sdk => sdk,
-            })
+            });
         }
-        (Err(e), _, _) => Err(e),
+        (Err(e), Destination::Into(_)) => return Err(e),
+    }
+    let done = end - start;
+    Ok(Shown::Line(format!(
+        "wrote {done} row{} of dataset '{uuid}' to {}",
+        if done == 1 { "" } else { "s" },
+        path.display()
+    )))
+}
+
+/// Where `dataset export -o PATH` writes.
+enum Destination {
+    /// A regular file (behind links too: `file` is where they lead) or nothing yet: written
+    /// as `partial` beside it, then renamed onto it, with the permissions it had (`kept`).
+    Replace {
+        file: PathBuf,
+        partial: PathBuf,
+        kept: Option<std::fs::Permissions>,
+    },
+    /// Anything else (a named pipe, a device such as `/dev/stdout`, a link to nothing yet):
+    /// written into, which a rename would replace instead.
+    Into(PathBuf),
+}
+
+impl Destination {
+    fn of(path: &Path) -> Destination {
+        let replace = |file: PathBuf, kept| {
+            let mut name = std::ffi::OsString::from(".");
+            name.push(file.file_name().unwrap_or_default());
+            name.push(".hanamictl-partial");
+            let partial = file.with_file_name(name);
+            Destination::Replace {
+                file,
+                partial,
+                kept,
+            }
+        };
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_file() => replace(
+                std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()),
+                Some(meta.permissions()),
+            ),
+            Ok(_) => Destination::Into(path.to_owned()),
+            Err(_) if std::fs::symlink_metadata(path).is_err() => replace(path.to_owned(), None),
+            Err(_) => Destination::Into(path.to_owned()),
+        }
+    }
+
+    /// The file the rows are written to.
+    fn written(&self) -> &Path {
+        match self {
+            Destination::Replace { partial, .. } => partial,
+            Destination::Into(path) => path,
+        }
     }
 }
 

@@ -761,6 +761,7 @@ fn datasets() {
         failed.stderr
     );
     assert_eq!(std::fs::read_to_string(&part).unwrap(), expected);
+    exports_go_into_links_pipes_and_kept_modes(&server, &csv_uuid, &csv);
     // A start beyond the end is refused, as the server does; a count of 0 is no count.
     let beyond = server
         .ctl(&["dataset", "export", "--start", "1096", &csv_uuid])
@@ -818,6 +819,31 @@ fn datasets() {
         "{}",
         swapped.stderr
     );
+    // Rows wider than the server sends at once (one image of 600 x 600 pixels) cannot be
+    // exported, and the CLI says so before it asks for them.
+    let mut wide = Vec::new();
+    for n in [0x803u32, 1, 600, 600] {
+        wide.extend_from_slice(&n.to_be_bytes());
+    }
+    wide.resize(16 + 600 * 600, 7);
+    let wide = path_str(&server.write("wide-images", wide));
+    let one_label = path_str(&server.write("wide-labels", [0, 0, 8, 1, 0, 0, 0, 1, 4]));
+    let created = server
+        .ctl(&[
+            "dataset", "create", "mnist", "-j", "-i", &wide, "-l", &one_label, "wide",
+        ])
+        .ok()
+        .json();
+    let wide_uuid = created["uuid"].as_str().unwrap();
+    let refused = server.ctl(&["dataset", "export", wide_uuid]).fails();
+    assert_eq!(
+        refused.stderr,
+        format!(
+            "error: dataset '{wide_uuid}' has rows of 360010 values, more than the 262144 \
+             that the server sends at once: its rows cannot be exported\n"
+        )
+    );
+    server.ctl(&["dataset", "delete", wide_uuid]).ok();
     let bad_csv = path_str(&server.write("bad.csv", "a,b\n1,x\n"));
     server
         .ctl(&["dataset", "create", "csv", "-i", &bad_csv, "bad_csv"])
@@ -1465,6 +1491,44 @@ fn waiting_outlasts_a_restart_of_the_server() {
     let (_, rows) = server.ctl(&["task", "list", "-c", &cluster]).ok().list();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0][1], "finished");
+}
+
+/// `dataset export -o` through a link writes the file the link leads to (the link stays),
+/// into a named pipe writes into it (a rename put a file in its place, so that its reader
+/// got nothing), and onto an existing file keeps that file's mode.
+fn exports_go_into_links_pipes_and_kept_modes(server: &Server, uuid: &str, csv: &str) {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use std::path::Path;
+    let dir = server.dir.path();
+    let export = |to: &Path| {
+        server
+            .ctl(&["dataset", "export", "-o", &path_str(to), uuid])
+            .ok()
+    };
+    let target = dir.join("target.csv");
+    std::fs::write(&target, "old").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let link = dir.join("link.csv");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    export(&link);
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), csv);
+    let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let pipe = dir.join("pipe.csv");
+    hanami_testkit::named_pipe(&pipe);
+    let reader = {
+        let pipe = pipe.clone();
+        std::thread::spawn(move || std::fs::read_to_string(pipe).unwrap())
+    };
+    export(&pipe);
+    assert_eq!(reader.join().unwrap(), csv);
+    assert!(
+        std::fs::symlink_metadata(&pipe)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
 }
 
 /// `task delete` of a running task says that it stops and stays listed as aborted (it

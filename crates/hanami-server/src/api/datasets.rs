@@ -571,9 +571,16 @@ async fn rows(app: App, caller: Caller, query: RowsQuery) -> ApiResult<DatasetRo
             row.uuid
         )));
     }
+    if columns > MAX_ROW_VALUES {
+        return Err(ApiError::BadRequest(format!(
+            "Dataset '{}' has rows of {columns} values, more than the {MAX_ROW_VALUES} an \
+             answer holds: its rows cannot be read this way",
+            row.uuid
+        )));
+    }
     // What the answer would hold decides, so that "all of it" works for a small dataset.
     let count = query.count.min(total - query.start);
-    let most = (MAX_ROW_VALUES / columns.max(1)).max(1);
+    let most = MAX_ROW_VALUES / columns.max(1);
     if count > most {
         return Err(ApiError::BadRequest(format!(
             "'count' is at most {most} for dataset '{}': an answer holds at most \
