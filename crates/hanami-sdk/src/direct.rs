@@ -125,19 +125,11 @@ impl DirectSession {
         Ok(())
     }
 
-    /// One request: returns the raw values of each output, by name, for a cluster with
-    /// `outputs` outputs (the server answers with one message per output).
-    /// [`Error::InvalidArgument`] for `outputs == 0`: every cluster has at least one.
-    pub async fn request(
-        &mut self,
-        inputs: &[(&str, &[f32])],
-        outputs: usize,
-    ) -> Result<Vec<(String, Vec<f32>)>> {
-        if outputs == 0 {
-            return Err(Error::InvalidArgument(
-                "a request answers every output of the cluster, and it has at least one".into(),
-            ));
-        }
+    /// One request: returns the raw values of each output of the cluster, by name. The
+    /// server answers with one message per output; the session then sends an empty input
+    /// message as a marker, whose acknowledgement follows the last of them, so it needs
+    /// not know how many outputs the cluster has.
+    pub async fn request(&mut self, inputs: &[(&str, &[f32])]) -> Result<Vec<(String, Vec<f32>)>> {
         let buffers: Vec<_> = inputs
             .iter()
             .map(|(n, v)| (*n, *v, TargetBufferType::InputBufferType))
@@ -145,14 +137,31 @@ impl DirectSession {
         let first = self
             .send_all(&buffers, ClusterProcessType::RequestType)
             .await?;
+        let marker = ClusterIoMessage {
+            buffer_name: buffers[buffers.len() - 1].0.to_owned(),
+            is_last: false,
+            process_type: ClusterProcessType::RequestType as i32,
+            target_buffer_type: TargetBufferType::InputBufferType as i32,
+            number_of_values: 0,
+            values: Vec::new(),
+        };
+        send(
+            &mut self.socket,
+            Message::binary(marker.encode_to_vec()),
+            self.answer_timeout,
+        )
+        .await?;
         let mut results = vec![(first.buffer_name, first.values)];
-        for _ in 1..outputs {
+        loop {
             let next =
                 ClusterIoMessage::decode(next_binary(&mut self.socket, self.answer_timeout).await?)
                     .map_err(|e| Error::Protocol(format!("direct IO answer: {e}")))?;
+            // Outputs have names; the acknowledgement of the marker has none.
+            if next.buffer_name.is_empty() {
+                return Ok(results);
+            }
             results.push((next.buffer_name, next.values));
         }
-        Ok(results)
     }
 
     /// Closes the session.

@@ -88,7 +88,7 @@
 //! // Direct IO: one sample at a time over a websocket, while the cluster is in DIRECT mode.
 //! client.set_direct_mode(&cluster, true).await?;
 //! let mut session = client.direct_session(&cluster).await?;
-//! let outputs = session.request(&[("picture", &[0.0; 784])], 1).await?;
+//! let outputs = session.request(&[("picture", &[0.0; 784])]).await?;
 //! println!("{:?}", outputs[0].1);
 //! session.close().await?;
 //! client.set_direct_mode(&cluster, false).await?;

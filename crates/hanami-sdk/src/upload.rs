@@ -166,14 +166,9 @@ async fn receive_ack(
     let reply = FileUploadResponseMessage::decode(next_binary(socket, timeout).await?)
         .map_err(|e| Error::Protocol(format!("upload reply: {e}")))?;
     if !reply.success {
-        use hanami_types::websocket::{CLOSED_UPLOAD_FINALISING, CLOSED_UPLOAD_GONE};
-        if [CLOSED_UPLOAD_GONE, CLOSED_UPLOAD_FINALISING].contains(&reply.error_message.as_str()) {
-            return Err(closed_because(&reply.error_message));
-        }
-        return Err(Error::WebSocket(format!(
-            "the server refused a chunk: {}",
-            reply.error_message
-        )));
+        // As the session's close reason would say it: what is gone a 404, lost access a
+        // 401, an upload being finalised a 409, anything else the session's own failure.
+        return Err(closed_because(&reply.error_message));
     }
     let end = chunk_ends
         .next()

@@ -244,10 +244,7 @@ async fn sdk_clients_log_in_again_when_their_token_expires() {
     let stale = client.token();
     let mut session = client.direct_session(&cluster).await.unwrap();
     assert_ne!(client.token(), stale);
-    let answers = session
-        .request(&[("picture", &[0.0; 784])], 1)
-        .await
-        .unwrap();
+    let answers = session.request(&[("picture", &[0.0; 784])]).await.unwrap();
     assert_eq!(answers.len(), 1);
     session.close().await.unwrap();
     client.set_direct_mode(&cluster, false).await.unwrap();
@@ -540,17 +537,17 @@ async fn websocket_sessions_follow_the_policy() {
     session.train(&picture, &label).await.unwrap();
     assign("member").await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    session.request(&picture, 1).await.unwrap();
+    session.request(&picture).await.unwrap();
     let refused: Result<(), _> = session.train(&picture, &label).await;
     assert!(denied(&refused, "Access denied by policy"), "{refused:?}");
 
     // A role with neither entry loses its open session, and gets no new one.
     let mut session = memb.direct_session(&cluster).await.unwrap();
-    session.request(&picture, 1).await.unwrap();
+    session.request(&picture).await.unwrap();
     let upload = memb.start_csv_upload("policed", 16).await.unwrap();
     assign("viewer").await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let refused = session.request(&picture, 1).await.map(drop);
+    let refused = session.request(&picture).await.map(drop);
     assert!(
         denied(&refused, "access withdrawn: Access denied by policy"),
         "{refused:?}"

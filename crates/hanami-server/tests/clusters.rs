@@ -665,13 +665,9 @@ async fn modes_queue_and_direct_io() {
     let mut beyond = label.clone();
     beyond[9] = 1.5;
     for (refused, text) in [
+        (session.request(&[]).await, "no values"),
         (
-            session.request(&[("picture", &picture)], 0).await,
-            "at least one",
-        ),
-        (session.request(&[], 1).await, "no values"),
-        (
-            session.request(&[("picture", &not_a_number)], 1).await,
+            session.request(&[("picture", &not_a_number)]).await,
             "value 5 for 'picture' (NaN) is not a finite number",
         ),
         (
@@ -687,7 +683,7 @@ async fn modes_queue_and_direct_io() {
             "{refused:?}"
         );
     }
-    let outputs = session.request(&[("picture", &picture)], 1).await.unwrap();
+    let outputs = session.request(&[("picture", &picture)]).await.unwrap();
     assert_eq!(outputs[0].0, "label");
     assert_eq!(outputs[0].1.len(), 10);
     let best = outputs[0]
@@ -731,17 +727,14 @@ async fn modes_queue_and_direct_io() {
     // first values.
     let mut session = client.direct_session(c).await.unwrap();
     let long = vec![1.0f32; 5000];
-    let refused = session.request(&[("picture", &long)], 1).await;
+    let refused = session.request(&[("picture", &long)]).await;
     assert!(
         matches!(&refused, Err(e) if e.to_string()
             .contains("input 'picture' has 784 neurons, but the message holds 5000 values")),
         "{refused:?}"
     );
     let mut session = client.direct_session(c).await.unwrap();
-    session
-        .request(&[("picture", &[1.0; 10])], 1)
-        .await
-        .unwrap();
+    session.request(&[("picture", &[1.0; 10])]).await.unwrap();
     session.close().await.unwrap();
 
     let changed = client.set_direct_mode(c, false).await.unwrap();
@@ -1461,7 +1454,7 @@ async fn answers_of_restored_copies(
         // the hidden neurons.
         let mut answered = Vec::new();
         for _ in 0..4 {
-            answered.push(session.request(inputs, 2).await.unwrap());
+            answered.push(session.request(inputs).await.unwrap());
         }
         answers.push(answered);
         session.close().await.unwrap();
@@ -1620,7 +1613,7 @@ async fn a_cluster_takes_a_bounded_number_of_direct_sessions() {
     let mut sessions = Vec::new();
     for _ in 0..8 {
         let mut session = client.direct_session(&cluster).await.unwrap();
-        session.request(&[("picture", &picture)], 1).await.unwrap();
+        session.request(&[("picture", &picture)]).await.unwrap();
         sessions.push(session);
     }
     let refused = client.direct_session(&cluster).await.map(drop);
@@ -1637,9 +1630,9 @@ async fn a_cluster_takes_a_bounded_number_of_direct_sessions() {
         })
     })
     .await;
-    ninth.request(&[("picture", &picture)], 1).await.unwrap();
+    ninth.request(&[("picture", &picture)]).await.unwrap();
     for session in &mut sessions {
-        session.request(&[("picture", &picture)], 1).await.unwrap();
+        session.request(&[("picture", &picture)]).await.unwrap();
     }
 }
 
@@ -1874,10 +1867,7 @@ async fn frames_that_break_the_protocol_get_a_close_frame() {
     }
     // The cluster's sessions go on.
     let mut session = client.direct_session(&cluster).await.unwrap();
-    session
-        .request(&[("picture", &[0.0; 784])], 1)
-        .await
-        .unwrap();
+    session.request(&[("picture", &[0.0; 784])]).await.unwrap();
 }
 
 /// A direct-IO message with a value that no step could use (not finite, or an expected
@@ -2356,7 +2346,7 @@ async fn direct_sessions_end_when_access_is_withdrawn_or_they_idle() {
     // A session that sends nothing is closed after upload_timeout.
     let mut idle = memb.direct_session(&cluster).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let closed = idle.request(&[("picture", &picture)], 1).await;
+    let closed = idle.request(&[("picture", &picture)]).await;
     assert!(
         matches!(&closed, Err(Error::WebSocket(m)) if m.contains("no message for 2 s")),
         "{closed:?}"
@@ -2419,7 +2409,7 @@ async fn direct_sessions_end_when_access_is_withdrawn_or_they_idle() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let refused = session.request(&[("picture", &picture)], 1).await;
+    let refused = session.request(&[("picture", &picture)]).await;
     assert!(
         matches!(&refused, Err(Error::NotFound(m)) if m == "the cluster was deleted"),
         "{refused:?}"
@@ -2433,9 +2423,9 @@ async fn open_sessions_are_told_when_the_server_shuts_down() {
     let cluster = common::direct_cluster(&client, "stopping").await;
     let mut session = client.direct_session(&cluster).await.unwrap();
     let picture = vec![0.0f32; 784];
-    session.request(&[("picture", &picture)], 1).await.unwrap();
+    session.request(&[("picture", &picture)]).await.unwrap();
     assert!(server.stop(), "the server did not stop cleanly");
-    let closed = session.request(&[("picture", &picture)], 1).await;
+    let closed = session.request(&[("picture", &picture)]).await;
     assert!(
         matches!(&closed, Err(Error::WebSocket(m)) if m.ends_with("the server is shutting down")),
         "{closed:?}"
@@ -2486,7 +2476,7 @@ async fn train_tasks_train_the_named_outputs_within_range() {
             let (mut a, mut b) = (Vec::new(), Vec::new());
             for x0 in [50.0, 70.0, 90.0, 110.0, 130.0] {
                 let answers = session
-                    .request(&[("x0", &[x0]), ("x1", &[0.0])], 2)
+                    .request(&[("x0", &[x0]), ("x1", &[0.0])])
                     .await
                     .unwrap();
                 let value = |name: &str| answers.iter().find(|(n, _)| n == name).unwrap().1[0];
