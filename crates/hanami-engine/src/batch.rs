@@ -118,18 +118,22 @@ impl Cluster {
             }
             self.read_inputs(rows, row)?;
             for (output, _) in self.outputs.iter_mut().zip(&learns).filter(|(_, l)| **l) {
-                read_row(rows, row, &output.name, &mut output.expected)?;
-                if let Err(e) = crate::cluster::check_expected_range(&output.name, &output.expected)
-                {
-                    // Leave no unreachable target behind for later cycles.
+                let read = read_row(rows, row, &output.name, &mut output.expected).and_then(|()| {
+                    crate::cluster::check_expected_range(&output.name, &output.expected).map_err(
+                        |e| EngineError::AtRow {
+                            row,
+                            source: Box::new(e),
+                        },
+                    )
+                });
+                if let Err(e) = read {
+                    // Leave no unreachable target behind for later cycles, also of a row
+                    // that failed part of the way (its values so far are in place).
                     output
                         .expected
                         .iter_mut()
                         .for_each(|v| *v = v.clamp(0.0, 1.0));
-                    return Err(EngineError::AtRow {
-                        row,
-                        source: Box::new(e),
-                    });
+                    return Err(e);
                 }
             }
             self.train_cycle_learning(&learns);

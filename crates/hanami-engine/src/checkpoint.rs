@@ -289,7 +289,14 @@ impl Cluster {
                 }
                 output.targets.push(targets);
                 output.values.push(r.f32()?);
-                output.expected.push(r.f32()?);
+                // Within [0, 1], where steps keep them: earlier builds could leave a failed
+                // batch row's values beyond it (not finite ones are refused below).
+                let expected = r.f32()?;
+                output.expected.push(if expected.is_finite() {
+                    expected.clamp(0.0, 1.0)
+                } else {
+                    expected
+                });
             }
             let slot = hexagons.get_mut(hexagon).ok_or_else(|| {
                 malformed(format!(
@@ -329,6 +336,10 @@ impl Cluster {
             && (1..=limits::MAX_CONNECTION_DISTANCE).contains(&s.max_connection_distance);
         if !settings_ok {
             return Err(malformed("settings out of range"));
+        }
+        // Counts up to the next reduction, which resets it.
+        if self.reduction_counter >= crate::processing::CYCLES_BETWEEN_REDUCTIONS {
+            return Err(malformed("reduction counter out of range"));
         }
         let count = self.hexagons.len();
         if count == 0 || count > limits::MAX_HEXAGONS {
@@ -372,8 +383,10 @@ impl Cluster {
                     used &= used - 1;
                     let c = &block.connections[i];
                     let source = c.source_hexagon as usize;
+                    // Output hexagons feed no other (growth never gives them sections).
                     let valid = source < count
                         && source != id
+                        && !self.hexagons[source].is_output
                         && (c.source_neuron as usize) < self.hexagons[source].neurons.len()
                         && c.from_input == self.hexagons[source].is_input;
                     if !valid {
@@ -391,6 +404,7 @@ impl Cluster {
                 && hexagon.is_input
                 && !input.values.is_empty()
                 && input.values.len() <= limits::MAX_INPUTS
+                && input.values.iter().all(|v| v.is_finite())
                 && hexagon.neurons.len()
                     == (input.values.len() / NEURONS_PER_BLOCK + 1) * NEURONS_PER_BLOCK;
             if !ok {
@@ -403,6 +417,7 @@ impl Cluster {
                 && self.hexagons[output.hexagon].is_output
                 && !output.values.is_empty()
                 && output.values.len() <= limits::MAX_OUTPUTS
+                && output.expected.iter().all(|v| v.is_finite())
                 && output
                     .targets
                     .iter()
@@ -539,7 +554,7 @@ fn decode_hexagon(r: &mut Reader<'_>) -> Result<(Hexagon, usize), CheckpointErro
             ..ConnectionBlock::default()
         };
         let has_store = r.bool()?;
-        for c in &mut block.connections {
+        for (i, c) in block.connections.iter_mut().enumerate() {
             *c = Connection {
                 source_hexagon: r.u32()?,
                 source_neuron: r.u32()?,
@@ -555,6 +570,10 @@ fn decode_hexagon(r: &mut Reader<'_>) -> Result<(Hexagon, usize), CheckpointErro
             // The section walk relies on a tolerance below 0.5 (it only ever shrinks).
             if !(0.0..=INITIAL_TOLERANCE).contains(&c.tolerance) {
                 return Err(malformed("section tolerance out of range"));
+            }
+            // A free slot holds no synapses: a new section there starts empty.
+            if block.used & (1 << i) == 0 && c.len != 0 {
+                return Err(malformed("a free section slot holds synapses"));
             }
         }
         if has_store {
@@ -789,5 +808,102 @@ mod tests {
                 "border {border}"
             );
         }
+    }
+
+    /// A trained cluster of an input, a hidden and an output hexagon.
+    fn three_hexagons() -> Cluster {
+        let mut cluster = Cluster::from_template_text(
+            "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\n    enable_reduction: true\n\
+             hexagons:\n    1,1,1\n    2,1,1\n    3,1,1\n\
+             inputs:\n    x:\n        target: 1,1,1\n        number_of_inputs: 4\n\
+             outputs:\n    y:\n        target: 3,1,1\n        number_of_outputs: 2\n",
+            1,
+        )
+        .unwrap();
+        for i in 0..40 {
+            let value = 10.0 + i as f32;
+            let class = (i % 2) as f32;
+            cluster
+                .train_step(
+                    &[("x", &[value, 0.0, value * class, 1.0])],
+                    &[("y", &[class, 1.0 - class])],
+                )
+                .unwrap();
+        }
+        cluster
+    }
+
+    /// What the engine never makes, even a checkpoint with a valid checksum cannot bring in
+    /// (a fuzzer found each of these accepted, and processing then panicked or learned
+    /// from NaN): a section fed by an output hexagon, a free slot holding synapses, a
+    /// reduction counter past its period, inputs and expected values that are not finite.
+    #[test]
+    fn states_the_engine_never_makes_are_refused() {
+        let cluster = three_hexagons();
+        let hidden = &cluster.hexagons[1];
+        let (c, i) = hidden
+            .blocks
+            .iter()
+            .enumerate()
+            .find_map(|(c, block)| bits(block.used).next().map(|i| (c, i)))
+            .expect("a section in the hidden hexagon");
+        let free = hidden.blocks[c].used.trailing_ones() as usize;
+        type Damage = Box<dyn Fn(&mut Cluster)>;
+        let damages: [(&str, Damage); 5] = [
+            (
+                "output as source",
+                Box::new(move |d| {
+                    let connection = &mut d.hexagons[1].blocks[c].connections[i];
+                    connection.source_hexagon = 2;
+                    connection.source_neuron = 0;
+                    connection.from_input = false;
+                }),
+            ),
+            (
+                "free slot with synapses",
+                Box::new(move |d| d.hexagons[1].blocks[c].connections[free].len = 1),
+            ),
+            (
+                "reduction counter",
+                Box::new(|d| d.reduction_counter = crate::processing::CYCLES_BETWEEN_REDUCTIONS),
+            ),
+            ("input", Box::new(|d| d.inputs[0].values[1] = f32::NAN)),
+            (
+                "expected",
+                Box::new(|d| d.outputs[0].expected[0] = f32::INFINITY),
+            ),
+        ];
+        for (what, damage) in damages {
+            let mut damaged = Cluster::restore(&cluster.save()).unwrap();
+            damage(&mut damaged);
+            assert!(
+                matches!(
+                    Cluster::restore(&damaged.save()),
+                    Err(CheckpointError::Malformed(_))
+                ),
+                "{what}"
+            );
+        }
+    }
+
+    /// Expected values beyond [0, 1], which earlier builds could leave behind, are brought
+    /// into it; counts that reports read stop at their maximum instead of overflowing.
+    #[test]
+    fn restored_values_and_counts_stay_in_range() {
+        let mut cluster = Cluster::restore(&three_hexagons().save()).unwrap();
+        cluster.outputs[0].expected[0] = 162.0;
+        cluster.stats.sections_without_target = u64::MAX;
+        cluster.stats.sections_refused = u64::MAX;
+        let mut restored = Cluster::restore(&cluster.save()).unwrap();
+        assert_eq!(restored.expected("y").unwrap()[0], 1.0);
+        // Growth from the inputs then finds no target, and counts it.
+        restored.hexagons[0].targets = [NO_HEXAGON; GROWTH_TARGETS];
+        for i in 0..200 {
+            let value = 100.0 + i as f32;
+            restored
+                .train_step(&[("x", &[value, value, 0.0, 3.0])], &[("y", &[1.0, 0.0])])
+                .unwrap();
+        }
+        assert_eq!(restored.growth_stats().sections_without_target, u64::MAX);
     }
 }

@@ -341,6 +341,43 @@ fn batch_read_errors_name_the_row() {
     ));
 }
 
+/// A training row that fails part of the way (a read error after some values, or a value
+/// that is not finite) leaves the expected values within [0, 1]: a later step that sends
+/// no expected values of its own must not train towards what the row left behind.
+#[test]
+fn a_failed_training_row_leaves_expected_values_in_range() {
+    let cancel = AtomicBool::new(false);
+    let rows = |fails_by_error: bool| {
+        RowsFn::new(
+            1,
+            move |_: usize, name: &str, values: &mut [f32]| -> Result<(), RowError> {
+                values.fill(0.5);
+                if name == "y" {
+                    values[0] = 162.0;
+                    if fails_by_error {
+                        return Err("disk on fire".into());
+                    }
+                    values[1] = f32::NAN;
+                }
+                Ok(())
+            },
+        )
+    };
+    for fails_by_error in [true, false] {
+        let mut c = cluster(1, 1, false);
+        assert!(
+            c.train_batch(&mut rows(fails_by_error), &cancel, &mut |_| {})
+                .is_err()
+        );
+        let expected = c.expected("y").unwrap();
+        assert!(
+            expected.iter().all(|v| (0.0..=1.0).contains(v)),
+            "{expected:?}"
+        );
+        assert_eq!(expected[0], 1.0);
+    }
+}
+
 #[test]
 fn frozen_requests_do_not_grow_the_network() {
     let text = common::template(false).replace(

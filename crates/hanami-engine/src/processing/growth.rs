@@ -43,7 +43,8 @@ impl Cluster {
         }
         let target = self.hexagons[h].targets[self.rng.below(GROWTH_TARGETS)];
         if target == NO_HEXAGON || self.hexagons[target as usize].is_input {
-            self.stats.sections_without_target += 1;
+            self.stats.sections_without_target =
+                self.stats.sections_without_target.saturating_add(1);
             return false;
         }
         let t = target as usize;
@@ -59,9 +60,12 @@ impl Cluster {
         let (c, i) = match slot {
             Ok(slot) => slot,
             Err(refusal) => {
-                self.stats.sections_refused += 1;
+                // Counts for reports: they stop at their maximum (a restored one may start
+                // anywhere) instead of wrapping.
+                self.stats.sections_refused = self.stats.sections_refused.saturating_add(1);
                 if refusal == Refusal::Pool {
-                    self.stats.sections_refused_by_pool += 1;
+                    self.stats.sections_refused_by_pool =
+                        self.stats.sections_refused_by_pool.saturating_add(1);
                 }
                 return false;
             }

@@ -16,6 +16,7 @@ mod growth;
 mod log2;
 mod output;
 mod reduction;
+pub(crate) use reduction::CYCLES_BETWEEN_REDUCTIONS;
 pub(crate) mod rows;
 #[cfg(test)]
 mod two_classes;
