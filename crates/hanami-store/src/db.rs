@@ -1,7 +1,6 @@
 //! Opening the database and applying migrations.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -127,8 +126,10 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the SQLite file and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let url = format!("sqlite://{}", path.display());
-        let options = SqliteConnectOptions::from_str(&url)?
+        // The path as it is: through a URL, `%41` and `?` in a folder's name were read as
+        // an escape and a query.
+        let options = SqliteConnectOptions::new()
+            .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // Every commit is on disk before it is acted on (a task's end before its network
@@ -156,6 +157,11 @@ impl Store {
             return Err(StoreError::FutureSchema {
                 found: version,
                 known,
+            });
+        }
+        if version < 0 {
+            return Err(StoreError::Corrupt {
+                what: format!("schema version {version} (PRAGMA user_version)"),
             });
         }
         for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {

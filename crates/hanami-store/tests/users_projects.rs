@@ -174,6 +174,27 @@ async fn future_schema_is_refused() {
         Store::open(&path).await,
         Err(StoreError::FutureSchema { found: 999, .. })
     ));
+    // A negative version is no schema at all (it skipped every migration).
+    alter(&path, &["PRAGMA user_version = -1"]).await;
+    assert!(matches!(
+        Store::open(&path).await,
+        Err(StoreError::Corrupt { what }) if what.contains("schema version -1")
+    ));
+}
+
+/// The database's path is taken as it is, not as a URL: a folder named with `%41` or `?`
+/// (which a URL reads as an escape and a query) holds it like any other.
+#[tokio::test]
+async fn folders_with_url_characters_hold_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["a%41b", "q?x", "h#y"] {
+        let folder = dir.path().join(name);
+        std::fs::create_dir(&folder).unwrap();
+        let path = folder.join("hanami.db");
+        Store::open(&path).await.unwrap().close().await;
+        assert!(path.is_file(), "{name}");
+        Store::open(&path).await.unwrap().close().await;
+    }
 }
 
 #[tokio::test]

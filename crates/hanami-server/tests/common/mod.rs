@@ -291,8 +291,8 @@ pub async fn sdk(server: &TestServer, user: &str, password: &str) -> hanami_sdk:
 /// Runs `sql` with `params` on the database in `data_dir` from outside the server, as
 /// another program (or an older version) would change it.
 pub async fn change_database(data_dir: &Path, sql: &str, params: &[&str]) {
-    let url = format!("sqlite://{}", data_dir.join("hanami.db").display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(data_dir.join("hanami.db"));
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
     let mut query = sqlx::query(sql);
     for param in params {
         query = query.bind(*param);

@@ -15,8 +15,8 @@ pub async fn store() -> (tempfile::TempDir, Store) {
 /// Runs `statements` on the database file at `path` outside the store (the store must be
 /// closed): to take it back to an older schema, or change it as another program would.
 pub async fn alter(path: &Path, statements: &[&str]) {
-    let url = format!("sqlite://{}", path.display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
     for sql in statements {
         sqlx::query(sql).execute(&pool).await.unwrap();
     }
