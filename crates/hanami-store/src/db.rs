@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0010_unsaved_base.sql"),
     include_str!("../migrations/0011_queued_work.sql"),
     include_str!("../migrations/0012_unregistered_files.sql"),
+    include_str!("../migrations/0013_log_and_assignment_indexes.sql"),
 ];
 
 /// Errors of the store.

@@ -182,6 +182,46 @@ async fn future_schema_is_refused() {
     ));
 }
 
+/// The log retention finds old entries by their time through an index, and a project's
+/// deletion its assignments: neither reads a whole table (the retention did, hourly, while
+/// it held the write lock).
+#[tokio::test]
+async fn retention_and_project_deletions_use_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hanami.db");
+    Store::open(&path).await.unwrap().close().await;
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    for (query, index) in [
+        (
+            "SELECT seq FROM audit_log WHERE created_at < '2026' LIMIT 10",
+            "audit_log_by_time",
+        ),
+        (
+            "SELECT seq FROM error_log WHERE created_at < '2026' LIMIT 10",
+            "error_log_by_time",
+        ),
+        (
+            "SELECT seq FROM user_projects WHERE project_id = 'p'",
+            "user_projects_by_project",
+        ),
+    ] {
+        let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {query}"))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let details: Vec<String> = rows
+            .iter()
+            .map(|row| sqlx::Row::get::<String, _>(row, "detail"))
+            .collect();
+        assert!(
+            details.iter().any(|d| d.contains(index)),
+            "{query}: {details:?}"
+        );
+    }
+    pool.close().await;
+}
+
 /// The database's path is taken as it is, not as a URL: a folder named with `%41` or `?`
 /// (which a URL reads as an escape and a query) holds it like any other.
 #[tokio::test]

@@ -27,6 +27,14 @@ pub async fn alter(path: &Path, statements: &[&str]) {
 /// version each leaves.
 const UNDO: &[(i64, &[&str])] = &[
     (
+        12,
+        &[
+            "DROP INDEX audit_log_by_time",
+            "DROP INDEX error_log_by_time",
+            "DROP INDEX user_projects_by_project",
+        ],
+    ),
+    (
         11,
         &[
             "DROP TRIGGER datasets_registered_file",
