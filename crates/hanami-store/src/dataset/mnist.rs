@@ -102,16 +102,24 @@ pub fn convert_mnist(
         });
     }
 
-    let mut label_bytes = vec![0u8; count as usize];
-    labels.read_at(&mut label_bytes, LABEL_HEADER)?;
-    if let Some(i) = label_bytes
-        .iter()
-        .position(|&l| usize::from(l) >= NUMBER_OF_LABELS)
-    {
-        return Err(ConvertError::LabelOutOfRange {
-            offset: LABEL_HEADER + i as u64,
-            value: label_bytes[i],
-        });
+    // The labels are checked, and then read, a chunk at a time: a label file may be as
+    // large as an upload (a label per byte), which need not fit in memory.
+    let mut label_bytes = vec![0u8; (count as usize).min(CHUNK_BYTES)];
+    let mut checked = 0u64;
+    while checked < u64::from(count) {
+        let n = (u64::from(count) - checked).min(label_bytes.len() as u64) as usize;
+        let offset = LABEL_HEADER + checked;
+        labels.read_at(&mut label_bytes[..n], offset)?;
+        if let Some(i) = label_bytes[..n]
+            .iter()
+            .position(|&l| usize::from(l) >= NUMBER_OF_LABELS)
+        {
+            return Err(ConvertError::LabelOutOfRange {
+                offset: offset + i as u64,
+                value: label_bytes[i],
+            });
+        }
+        checked += n as u64;
     }
 
     // Validation is complete; convert.
@@ -132,18 +140,34 @@ pub fn convert_mnist(
     let per_chunk = (CHUNK_BYTES / pixels).clamp(1, count as usize);
     let mut input = vec![0u8; per_chunk * pixels];
     let mut output = vec![0u8; per_chunk * row_len];
-    for (chunk_index, chunk_labels) in label_bytes.chunks(per_chunk).enumerate() {
-        let n = chunk_labels.len();
-        let offset = IMAGE_HEADER + (chunk_index * per_chunk * pixels) as u64;
+    let mut chunk_labels = vec![0u8; per_chunk];
+    let mut done = 0usize;
+    while done < count as usize {
+        let n = (count as usize - done).min(per_chunk);
+        let chunk_labels = &mut chunk_labels[..n];
+        labels.read_at(chunk_labels, LABEL_HEADER + done as u64)?;
+        let offset = IMAGE_HEADER + (done * pixels) as u64;
         images.read_at(&mut input[..n * pixels], offset)?;
         let rows_out = output[..n * row_len].chunks_exact_mut(row_len);
-        for ((row, image), &label) in rows_out.zip(input.chunks_exact(pixels)).zip(chunk_labels) {
+        for (i, ((row, image), &label)) in rows_out
+            .zip(input.chunks_exact(pixels))
+            .zip(chunk_labels.iter())
+            .enumerate()
+        {
             let (picture, one_hot) = row.split_at_mut(pixels);
             picture.copy_from_slice(image);
             one_hot.fill(0);
-            one_hot[usize::from(label)] = 1;
+            // Checked above; a label file changed since is refused rather than trusted.
+            let Some(bit) = one_hot.get_mut(usize::from(label)) else {
+                return Err(ConvertError::LabelOutOfRange {
+                    offset: LABEL_HEADER + (done + i) as u64,
+                    value: label,
+                });
+            };
+            *bit = 1;
         }
         writer.append_rows_u8(&output[..n * row_len])?;
+        done += n;
     }
     Ok(writer.finish()?)
 }
@@ -503,6 +527,43 @@ pub(crate) mod tests {
             case.error(&idx_images(4, 2, 2, pixel), &idx_labels(&[0, 9, 11, 200])),
             "label file: byte 10 holds label 11, expected 0..9"
         );
+    }
+
+    /// Labels are checked and read a chunk at a time (a label file may be as large as an
+    /// upload): a bad label after the first chunk is found where it is, and the rows after
+    /// the first chunk get their own labels.
+    #[test]
+    fn labels_beyond_one_chunk() {
+        let case = Case::new();
+        let count = CHUNK_BYTES + 1000;
+        let mut labels: Vec<u8> = (0..count).map(|i| (i % 7) as u8).collect();
+        let images = idx_images(count as u32, 1, 1, |i, _| (i % 251) as u8);
+        labels[CHUNK_BYTES + 500] = 12;
+        assert_eq!(
+            case.error(&images, &idx_labels(&labels)),
+            format!(
+                "label file: byte {} holds label 12, expected 0..9",
+                8 + CHUNK_BYTES + 500
+            )
+        );
+        labels[CHUNK_BYTES + 500] = 9;
+        case.convert(&images, &idx_labels(&labels)).unwrap();
+        let reader = DatasetReader::open(case.dest()).unwrap();
+        for row in [
+            0,
+            CHUNK_BYTES - 1,
+            CHUNK_BYTES,
+            CHUNK_BYTES + 500,
+            count - 1,
+        ] {
+            let mut cursor = reader
+                .rows(ColumnRange::new(0, 11), row as u64..row as u64 + 1)
+                .unwrap();
+            let values = cursor.next_row().unwrap().unwrap().to_vec();
+            assert_eq!(values[0], (row % 251) as f32, "row {row}");
+            assert_eq!(values[1 + usize::from(labels[row])], 1.0, "row {row}");
+            assert_eq!(values[1..].iter().sum::<f32>(), 1.0, "row {row}");
+        }
     }
 
     #[test]
