@@ -227,6 +227,10 @@ impl ResourceRow {
     }
 }
 
+/// The columns [`from_row`] reads, selected by name: `SELECT *` also copied each dataset's
+/// value ranges (megabytes for a wide CSV dataset) into every row it read.
+const ROW_COLUMNS: &str = "uuid, project_id, owner_id, visibility, name, file_name, created_at";
+
 fn from_row(row: &SqliteRow) -> ResourceRow {
     ResourceRow {
         uuid: row.get("uuid"),
@@ -372,7 +376,7 @@ impl Store {
         uuid: &str,
     ) -> Result<Option<ResourceRow>, StoreError> {
         self.one_in_scope(
-            "SELECT * FROM {table} WHERE {scope} AND uuid = ?3",
+            "SELECT {columns} FROM {table} WHERE {scope} AND uuid = ?3",
             kind,
             scope,
             uuid,
@@ -392,7 +396,8 @@ impl Store {
         let (project, owner) = scope_filter(scope);
         let sql = sql
             .replace("{table}", kind.table())
-            .replace("{scope}", SCOPE_SQL);
+            .replace("{scope}", SCOPE_SQL)
+            .replace("{columns}", ROW_COLUMNS);
         // All rows, not the first: a `DELETE … RETURNING` commits when its statement runs to
         // its end, and only then does a failed commit (a full disk) come back as an error;
         // with the first row alone, the caller saw the row deleted while it stayed.
@@ -430,7 +435,7 @@ impl Store {
     pub async fn resource_list(&self, kind: Kind, scope: &Scope) -> Result<ListTable, StoreError> {
         let (project, owner) = scope_filter(scope);
         let sql = format!(
-            "SELECT * FROM {} WHERE {SCOPE_SQL} ORDER BY seq",
+            "SELECT {ROW_COLUMNS} FROM {} WHERE {SCOPE_SQL} ORDER BY seq",
             kind.table()
         );
         let rows = sqlx::query(&sql)
@@ -453,7 +458,7 @@ impl Store {
         uuid: &str,
     ) -> Result<Option<ResourceRow>, StoreError> {
         self.one_in_scope(
-            "DELETE FROM {table} WHERE {scope} AND uuid = ?3 RETURNING *",
+            "DELETE FROM {table} WHERE {scope} AND uuid = ?3 RETURNING {columns}",
             kind,
             scope,
             uuid,
@@ -463,9 +468,12 @@ impl Store {
 
     /// Every row of a kind, oldest first (for loading the clusters at start-up).
     pub async fn all_resources(&self, kind: Kind) -> Result<Vec<ResourceRow>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT * FROM {} ORDER BY seq", kind.table()))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {ROW_COLUMNS} FROM {} ORDER BY seq",
+            kind.table()
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows.iter().map(from_row).collect())
     }
 

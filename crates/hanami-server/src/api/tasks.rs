@@ -3,11 +3,13 @@
 //! starts, its worker checks the interfaces again (a restore may have come first) and opens
 //! the datasets (a deleted one fails the task).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hanami_auth::{Caller, Method};
+use hanami_store::dataset::{DatasetReader, ValueRanges};
 use hanami_types::list::{ListTable, TASK_COLUMNS};
 use hanami_types::tasks::{RequestTaskRequest, Task as TaskInfo, TrainTaskRequest};
 use serde::Deserialize;
@@ -67,6 +69,9 @@ async fn bind(
     let interfaces = cluster.interfaces();
     let mut bindings = Vec::with_capacity(map.len());
     let mut rows = u64::MAX;
+    // Each dataset is looked up, opened and its value ranges read once, however many
+    // interfaces it binds (a wide CSV dataset's description and ranges take megabytes).
+    let mut opened: HashMap<String, Opened> = HashMap::new();
     for (name, dataset_uuid) in map {
         let interface: &Interface = match side {
             Side::Input => interfaces.input(name),
@@ -87,9 +92,19 @@ async fn bind(
         })?;
         Pattern::Uuid.check(&format!("{}s.{name}", side.word()), dataset_uuid)?;
         let dataset_uuid = &dataset_uuid.to_ascii_lowercase();
-        let row = super::datasets::dataset_row(app, &caller.scope(), dataset_uuid).await?;
-        let path = app.paths.datasets().join(&row.file_name);
-        let reader = super::datasets::open(app, &row).await?;
+        if !opened.contains_key(dataset_uuid) {
+            let row = super::datasets::dataset_row(app, &caller.scope(), dataset_uuid).await?;
+            let reader = super::datasets::open(app, &row).await?;
+            let path = app.paths.datasets().join(&row.file_name);
+            let dataset = Opened {
+                path,
+                reader,
+                ranges: None,
+            };
+            opened.insert(dataset_uuid.clone(), dataset);
+        }
+        let dataset = opened.get_mut(dataset_uuid).expect("opened above");
+        let reader = &dataset.reader;
         let columns = reader.header().column_range(name).ok_or_else(|| {
             // In the order of the columns, as the file has them.
             let mut groups: Vec<_> = reader.header().description.iter().collect();
@@ -110,19 +125,35 @@ async fn bind(
                 plural(interface.size as u64, "neuron")
             )));
         }
-        if side == Side::Output {
-            expected_values_fit(app, caller, dataset_uuid, name).await?;
-        }
         rows = rows.min(reader.header().number_of_rows);
+        if side == Side::Output {
+            if dataset.ranges.is_none() {
+                let ranges = app
+                    .store
+                    .value_ranges(&caller.scope(), dataset_uuid)
+                    .await?;
+                dataset.ranges = Some(ranges);
+            }
+            let ranges = dataset.ranges.as_ref().and_then(Option::as_ref);
+            expected_values_fit(ranges, dataset_uuid, name)?;
+        }
         bindings.push(Binding {
             name: name.clone(),
             side,
             dataset_uuid: dataset_uuid.clone(),
-            path,
+            path: dataset.path.clone(),
             columns,
         });
     }
     Ok((bindings, rows))
+}
+
+/// A dataset that [`bind`] binds interfaces to, as read once for all of them.
+struct Opened {
+    path: PathBuf,
+    reader: DatasetReader,
+    /// Its value ranges, once an output needs them (`None` inside: not recorded).
+    ranges: Option<Option<ValueRanges>>,
 }
 
 /// Names for a message, the first [`LISTED`] of them and how many more there are (a CSV
@@ -143,17 +174,12 @@ const LISTED: usize = 20;
 /// [0, 1], the range of the output neurons' sigmoid (the engine would stop the task at the
 /// first such row). Datasets from before value ranges were recorded are checked as the task
 /// reads them.
-async fn expected_values_fit(
-    app: &App,
-    caller: &Caller,
+fn expected_values_fit(
+    ranges: Option<&ValueRanges>,
     dataset_uuid: &str,
     field: &str,
 ) -> ApiResult<()> {
-    let ranges = app
-        .store
-        .value_ranges(&caller.scope(), dataset_uuid)
-        .await?;
-    match ranges.as_ref().and_then(|ranges| ranges.get(field)) {
+    match ranges.and_then(|ranges| ranges.get(field)) {
         Some(range) if !range.within(0.0, 1.0) => Err(ApiError::BadRequest(format!(
             "Dataset '{dataset_uuid}' holds values from {range} in '{field}', but expected \
              values of an output must lie between 0 and 1 (the output neurons' range): scale \
