@@ -86,15 +86,25 @@ impl Store {
         user_id: Option<&str>,
         page: u32,
     ) -> Result<ListTable, StoreError> {
-        let rows = sqlx::query(
-            "SELECT created_at, user_id, component, context, input_values, message, error_id \
-             FROM error_log WHERE (?1 IS NULL OR user_id = ?1) ORDER BY seq LIMIT ?2 OFFSET ?3",
-        )
-        .bind(user_id)
-        .bind(LOG_PAGE_SIZE)
-        .bind(i64::from(page) * i64::from(LOG_PAGE_SIZE))
-        .fetch_all(&self.pool)
-        .await?;
+        // Two statements, so that one user's page is found through the index by user (a
+        // condition that may or may not name a user kept SQLite from using it); the one for
+        // everybody binds no user, so its `?1 IS NULL` always holds.
+        let sql = match user_id {
+            Some(_) => {
+                "SELECT created_at, user_id, component, context, input_values, message, error_id \
+                 FROM error_log WHERE user_id = ?1 ORDER BY seq LIMIT ?2 OFFSET ?3"
+            }
+            None => {
+                "SELECT created_at, user_id, component, context, input_values, message, error_id \
+                 FROM error_log WHERE ?1 IS NULL ORDER BY seq LIMIT ?2 OFFSET ?3"
+            }
+        };
+        let rows = sqlx::query(sql)
+            .bind(user_id)
+            .bind(LOG_PAGE_SIZE)
+            .bind(i64::from(page) * i64::from(LOG_PAGE_SIZE))
+            .fetch_all(&self.pool)
+            .await?;
         let mut table = ListTable::new(ERROR_LOG_COLUMNS);
         for row in rows {
             let inputs: String = row.get("input_values");

@@ -131,6 +131,11 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         let mut users: Vec<User> = rows.iter().map(user_from_row).collect();
+        let index: std::collections::HashMap<String, usize> = users
+            .iter()
+            .enumerate()
+            .map(|(i, user)| (user.id.clone(), i))
+            .collect();
         let assignments = sqlx::query(
             "SELECT user_id, project_id, role, is_project_admin FROM user_projects ORDER BY seq",
         )
@@ -138,8 +143,8 @@ impl Store {
         .await?;
         for row in &assignments {
             let user_id: String = row.get("user_id");
-            if let Some(user) = users.iter_mut().find(|u| u.id == user_id) {
-                user.projects.push(assignment_from_row(row));
+            if let Some(&i) = index.get(&user_id) {
+                users[i].projects.push(assignment_from_row(row));
             }
         }
         Ok(users)
