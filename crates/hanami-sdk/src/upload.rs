@@ -21,6 +21,23 @@ fn ws_err(e: impl std::fmt::Display) -> Error {
     Error::WebSocket(e.to_string())
 }
 
+/// The error of a websocket opening: one the server answered with a status instead of the
+/// switch (a 429 while too many sessions of the client wait for their start, say) as the
+/// REST calls report that status, with the server's text.
+fn opening_err(e: tokio_tungstenite::tungstenite::Error) -> Error {
+    match e {
+        tokio_tungstenite::tungstenite::Error::Http(response) => {
+            let body = response
+                .body()
+                .as_deref()
+                .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+                .unwrap_or_default();
+            Error::from_status(response.status().as_u16(), body)
+        }
+        other => ws_err(other),
+    }
+}
+
 impl Client {
     /// Opens a websocket session for `target` (`file_upload` or `cluster`) and `uuid`; an
     /// expired token is renewed once, as in [`Client::call`].
@@ -56,7 +73,7 @@ impl Client {
                     "no websocket connection to {url} within {CONNECT_TIMEOUT:?}"
                 ))
             })?
-            .map_err(ws_err)?;
+            .map_err(opening_err)?;
         let init = SessionInit {
             token: token.to_owned(),
             target: target.to_owned(),

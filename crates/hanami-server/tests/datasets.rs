@@ -649,6 +649,16 @@ async fn sessions_waiting_for_their_start_are_bounded() {
         }
         other => panic!("expected a 429, got {other:?}"),
     }
+    // The SDK reports the refusal with the server's text, as a REST answer's.
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = write(tmp.path(), "refused.csv", "a,b\n1,2\n");
+    match client.upload_csv("refused", &csv).await {
+        Err(Error::Status { status: 429, body }) => assert!(
+            body.starts_with("Too many websocket sessions are waiting for their first"),
+            "{body}"
+        ),
+        other => panic!("expected a 429, got {other:?}"),
+    }
     // One that sends its start makes room.
     let reply = init(
         &mut waiting[0],

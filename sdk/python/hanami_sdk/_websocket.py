@@ -16,6 +16,7 @@ from .hanami_exceptions import (
     HanamiException,
     NotFoundException,
     UnauthorizedException,
+    exception_for_status,
 )
 from .hanami_request import Verify
 
@@ -63,9 +64,14 @@ def websocket_url(address: str) -> str:
 def upgrade_refused(address: str,
                     refused: websockets.exceptions.InvalidStatus) -> HanamiException:
     """The exception for a websocket opening answered with an HTTP status instead of the
-    switch (a proxy that does not pass websockets on, or an address whose path is not the
-    server's): :class:`HanamiException` with that status."""
+    switch: the server's own refusal (a 429 while too many sessions of the client wait for
+    their start, a 400) as a REST answer of that status would raise it, with its text;
+    anything else (a proxy that does not pass websockets on, an address whose path is not
+    the server's) :class:`HanamiException` with that status."""
     status = refused.response.status_code
+    body = refused.response.body or b""
+    if status in (400, 429) and body and not body.lstrip().startswith(b"<"):
+        return exception_for_status(status, body)
     return HanamiException(
         f"{websocket_url(address)} answered the websocket opening with HTTP {status} instead "
         f"of switching protocols: is the address the server's (a proxy in between must pass "

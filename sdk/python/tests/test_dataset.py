@@ -550,3 +550,24 @@ def test_a_failed_renewal_keeps_the_token() -> None:
     assert time.monotonic() - started < 5
     # A token that is no JWT is used as it is, without a renewal attempt.
     assert TokenKeeper("opaque", "http://127.0.0.1:9", True).current() == "opaque"
+
+
+def test_a_refused_websocket_opening_raises_the_servers_words(address: str, token: str,
+                                                              files: Path) -> None:
+    """While eight sessions of this client wait for their first message (the most the server
+    lets one client have), an upload's opening is refused with a 429, which the SDK raises
+    with the server's text, as for a REST answer of that status (it said to check the
+    address)."""
+    import websockets.sync.client  # pylint: disable=import-outside-toplevel
+
+    csv_file = files / "opening_refused.csv"
+    csv_file.write_text("a,b\n1,2\n")
+    url = address.replace("http://", "ws://", 1)
+    with contextlib.ExitStack() as waiting:
+        for _ in range(8):
+            waiting.enter_context(websockets.sync.client.connect(url))
+        with pytest.raises(hx.HanamiException) as info:
+            dataset.upload_csv_files(token, address, unique("opening_refused"), str(csv_file))
+    assert info.value.status_code == 429
+    assert str(info.value).startswith(
+        "status 429: Too many websocket sessions are waiting for their first message")
