@@ -626,13 +626,55 @@ async fn an_upload_being_finalised_takes_no_session_and_no_chunk() {
 }
 
 /// A client may have eight sessions waiting for their first message at once (each may take
-/// 16 MiB of memory for it before the server knows who sends it); one more is refused with
-/// a 429 that says why, until one of them has sent its start.
+/// 16 MiB of memory for it before the server knows who sends it); one more opening waits
+/// for its turn, which comes when one of them has sent its start.
 #[tokio::test]
-async fn sessions_waiting_for_their_start_are_bounded() {
+async fn sessions_waiting_for_their_start_take_turns() {
     let server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let started = client.start_csv_upload("starts", 12).await.unwrap();
+    let mut waiting = Vec::new();
+    for _ in 0..8 {
+        waiting.push(open_socket(&server, "/").await);
+    }
+    let ninth = tokio::spawn({
+        let url = server.url.replace("http://", "ws://");
+        async move { tokio_tungstenite::connect_async(url).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!ninth.is_finished(), "the ninth opening did not wait");
+    let reply = init(
+        &mut waiting[0],
+        &client.token(),
+        "file_upload",
+        &started.uuid_input_file,
+    )
+    .await;
+    assert_eq!(reply["success"], true, "{reply}");
+    let (mut ninth, _) = tokio::time::timeout(Duration::from_secs(10), ninth)
+        .await
+        .expect("the ninth opening's turn came")
+        .unwrap()
+        .unwrap();
+    let reply = init(
+        &mut ninth,
+        &client.token(),
+        "file_upload",
+        &started.uuid_input_file,
+    )
+    .await;
+    assert_eq!(reply["success"], true, "{reply}");
+}
+
+/// An opening whose turn does not come within `header_timeout` is refused with a 429 that
+/// says why, which the SDK reports with the server's text, as a REST answer's.
+#[tokio::test]
+async fn an_opening_whose_turn_does_not_come_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = launch_with_config(tmp.path(), "header_timeout = 1\n")
+        .0
+        .start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let mut waiting = Vec::new();
     for _ in 0..8 {
         waiting.push(open_socket(&server, "/").await);
@@ -649,34 +691,13 @@ async fn sessions_waiting_for_their_start_are_bounded() {
         }
         other => panic!("expected a 429, got {other:?}"),
     }
-    // The SDK reports the refusal with the server's text, as a REST answer's.
-    let tmp = tempfile::tempdir().unwrap();
     let csv = write(tmp.path(), "refused.csv", "a,b\n1,2\n");
     match client.upload_csv("refused", &csv).await {
-        Err(Error::Status { status: 429, body }) => assert!(
-            body.starts_with("Too many websocket sessions are waiting for their first"),
-            "{body}"
-        ),
+        Err(Error::Status { status: 429, body }) => {
+            assert!(body.contains("and none sent it within 1 s"), "{body}")
+        }
         other => panic!("expected a 429, got {other:?}"),
     }
-    // One that sends its start makes room.
-    let reply = init(
-        &mut waiting[0],
-        &client.token(),
-        "file_upload",
-        &started.uuid_input_file,
-    )
-    .await;
-    assert_eq!(reply["success"], true, "{reply}");
-    let mut ninth = open_socket(&server, "/").await;
-    let reply = init(
-        &mut ninth,
-        &client.token(),
-        "file_upload",
-        &started.uuid_input_file,
-    )
-    .await;
-    assert_eq!(reply["success"], true, "{reply}");
 }
 
 /// A temporary file takes at most four sessions at once (each holds a connection; one

@@ -552,22 +552,29 @@ def test_a_failed_renewal_keeps_the_token() -> None:
     assert TokenKeeper("opaque", "http://127.0.0.1:9", True).current() == "opaque"
 
 
-def test_a_refused_websocket_opening_raises_the_servers_words(address: str, token: str,
-                                                              files: Path) -> None:
+def test_a_refused_websocket_opening_raises_the_servers_words(tmp_path: Path) -> None:
     """While eight sessions of this client wait for their first message (the most the server
-    lets one client have), an upload's opening is refused with a 429, which the SDK raises
-    with the server's text, as for a REST answer of that status (it said to check the
-    address)."""
+    lets one client have), an upload's opening waits for its turn, and is refused with a 429
+    when it does not come within the server's header_timeout; the SDK raises it with the
+    server's text, as for a REST answer of that status (it said to check the address)."""
     import websockets.sync.client  # pylint: disable=import-outside-toplevel
+    from conftest import start_server  # pylint: disable=import-outside-toplevel
 
-    csv_file = files / "opening_refused.csv"
-    csv_file.write_text("a,b\n1,2\n")
-    url = address.replace("http://", "ws://", 1)
-    with contextlib.ExitStack() as waiting:
-        for _ in range(8):
-            waiting.enter_context(websockets.sync.client.connect(url))
-        with pytest.raises(hx.HanamiException) as info:
-            dataset.upload_csv_files(token, address, unique("opening_refused"), str(csv_file))
-    assert info.value.status_code == 429
-    assert str(info.value).startswith(
-        "status 429: Too many websocket sessions are waiting for their first message")
+    config = tmp_path / "hanami.toml"
+    config.write_text("header_timeout = 1\n")
+    server = start_server(tmp_path / "data", ["--config", str(config)])
+    try:
+        token = hanami_token.request_token(server.url, ADMIN, ADMIN_PW)
+        csv_file = tmp_path / "opening_refused.csv"
+        csv_file.write_text("a,b\n1,2\n")
+        url = server.url.replace("http://", "ws://", 1)
+        with contextlib.ExitStack() as waiting:
+            for _ in range(8):
+                waiting.enter_context(websockets.sync.client.connect(url))
+            with pytest.raises(hx.HanamiException) as info:
+                dataset.upload_csv_files(token, server.url, "opening_refused", str(csv_file))
+        assert info.value.status_code == 429
+        assert str(info.value).startswith(
+            "status 429: Too many websocket sessions are waiting for their first message")
+    finally:
+        server.stop()

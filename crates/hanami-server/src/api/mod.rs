@@ -149,7 +149,7 @@ pub async fn dispatch(State(app): State<App>, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
     let mut response = if is_websocket_upgrade(&parts.headers) {
         match WebSocketUpgrade::from_request_parts(&mut parts, &app).await {
-            Ok(ws) => return websocket::upgrade(app, ws, client_address(&parts)),
+            Ok(ws) => return websocket::upgrade(app, ws, client_address(&parts)).await,
             // A 400 as for any other bad request (the library answers 405 to a method
             // other than GET, 426 where the connection cannot be upgraded).
             Err(rejection) => ApiError::BadRequest(format!(

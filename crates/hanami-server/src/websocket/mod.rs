@@ -17,6 +17,7 @@
 mod direct;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
@@ -29,11 +30,12 @@ use hanami_types::websocket::{
     SessionInit, SessionReply, TARGET_CLUSTER, TARGET_FILE_UPLOAD,
 };
 use prost::Message as _;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::api::{self, TokenRefused};
 use crate::clusters::{DirectSessionSlot, MAX_DIRECT_SESSIONS, Mode};
 use crate::per_network::{PerNetwork, Share};
-use crate::slots::{Slot, Slots};
+use crate::slots::Slot;
 use crate::state::{App, InFlight};
 use crate::uploads::{MAX_UPLOAD_SESSIONS, UploadKind, UploadTarget};
 
@@ -52,17 +54,18 @@ pub const MAX_SESSION_STARTS: usize = 64;
 /// [`MAX_MESSAGE_BYTES`] of memory for it (the library takes in a whole message before the
 /// server sees it) before anything says who sends it, so a client network may have
 /// [`MAX_SESSION_STARTS_PER_NETWORK`] and all clients [`MAX_SESSION_STARTS`] of them at once.
+/// A further opening waits for its turn before it is switched to a websocket.
 #[derive(Clone)]
 pub struct SessionStarts {
     per_network: PerNetwork,
-    all: Slots,
+    all: Arc<Semaphore>,
 }
 
 impl Default for SessionStarts {
     fn default() -> Self {
         SessionStarts {
             per_network: PerNetwork::new(MAX_SESSION_STARTS_PER_NETWORK),
-            all: Slots::default(),
+            all: Arc::new(Semaphore::new(MAX_SESSION_STARTS)),
         }
     }
 }
@@ -70,30 +73,45 @@ impl Default for SessionStarts {
 /// A session start of [`SessionStarts`], given back when dropped.
 pub struct SessionStart {
     _network: Share,
-    _all: Slot,
+    _all: OwnedSemaphorePermit,
 }
 
 impl SessionStarts {
-    /// A start for a session of a client at `address`, unless its network or all clients
-    /// have as many as they may.
-    pub fn claim(&self, address: IpAddr) -> Option<SessionStart> {
-        let network = self.per_network.try_take(address)?;
-        let all = self.all.claim(MAX_SESSION_STARTS)?;
-        Some(SessionStart {
+    /// A start for a session of a client at `address`, once its network and all clients
+    /// have fewer than they may (first come, first served).
+    pub async fn take(&self, address: IpAddr) -> SessionStart {
+        let network = self.per_network.take(address).await;
+        let all = self
+            .all
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        SessionStart {
             _network: network,
             _all: all,
-        })
+        }
     }
 }
 
-/// Accepts a websocket upgrade of a client at `address`; refused with 429 while too many
-/// sessions wait for their first message (see [`SessionStarts`]).
-pub fn upgrade(app: App, ws: WebSocketUpgrade, address: IpAddr) -> Response {
-    let Some(start) = app.session_starts.claim(address) else {
+/// Accepts a websocket upgrade of a client at `address` once it may have one more session
+/// waiting for its first message (see [`SessionStarts`]); refused with 429 when that took
+/// longer than `header_timeout`, and with 503 when the server stops meanwhile.
+pub async fn upgrade(app: App, ws: WebSocketUpgrade, address: IpAddr) -> Response {
+    let limit = app.config.header_timeout;
+    let start = tokio::select! {
+        start = tokio::time::timeout(limit, app.session_starts.take(address)) => start,
+        () = app.stopping() => {
+            return (StatusCode::SERVICE_UNAVAILABLE, SHUTTING_DOWN).into_response();
+        }
+    };
+    let Ok(start) = start else {
         let text = format!(
             "Too many websocket sessions are waiting for their first message (at most \
-             {MAX_SESSION_STARTS_PER_NETWORK} from one client, {MAX_SESSION_STARTS} in all): \
-             send the session start right after opening one, and try again in a moment"
+             {MAX_SESSION_STARTS_PER_NETWORK} from one client, {MAX_SESSION_STARTS} in all), \
+             and none sent it within {} s: send the session start right after opening one, \
+             and try again",
+            limit.as_secs()
         );
         return (
             StatusCode::TOO_MANY_REQUESTS,
@@ -663,21 +681,36 @@ const CLOSING_TIME: Duration = Duration::from_secs(2);
 mod tests {
     use super::*;
 
-    /// Each network has its own eight starts, and all networks together sixty-four.
-    #[test]
-    fn session_starts_are_bounded_per_network_and_in_all() {
+    /// Each network has its own eight starts, and all networks together sixty-four; one
+    /// more waits until one is given back.
+    #[tokio::test]
+    async fn session_starts_are_bounded_per_network_and_in_all() {
         let starts = SessionStarts::default();
         let address = |n: u32| IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n));
-        let mine: Vec<_> = (0..MAX_SESSION_STARTS_PER_NETWORK)
-            .map(|_| starts.claim(address(0)).unwrap())
-            .collect();
-        assert!(starts.claim(address(0)).is_none());
-        let others: Vec<_> = (1..=(MAX_SESSION_STARTS - MAX_SESSION_STARTS_PER_NETWORK) as u32)
-            .map(|n| starts.claim(address(n)).unwrap())
-            .collect();
-        assert!(starts.claim(address(1000)).is_none());
-        drop(mine);
-        assert!(starts.claim(address(1000)).is_some());
-        drop(others);
+        let soon = Duration::from_millis(50);
+        let mut mine = Vec::new();
+        for _ in 0..MAX_SESSION_STARTS_PER_NETWORK {
+            mine.push(starts.take(address(0)).await);
+        }
+        assert!(
+            tokio::time::timeout(soon, starts.take(address(0)))
+                .await
+                .is_err()
+        );
+        let mut others = Vec::new();
+        for n in 1..=(MAX_SESSION_STARTS - MAX_SESSION_STARTS_PER_NETWORK) as u32 {
+            others.push(starts.take(address(n)).await);
+        }
+        assert!(
+            tokio::time::timeout(soon, starts.take(address(1000)))
+                .await
+                .is_err()
+        );
+        mine.pop();
+        assert!(
+            tokio::time::timeout(soon, starts.take(address(1000)))
+                .await
+                .is_ok()
+        );
     }
 }
