@@ -285,6 +285,7 @@ async fn prepare(
         stopping: Arc::default(),
     };
     let (clusters, resumed) = load_clusters(&store, &paths, &workers.memory).await?;
+    let direct_steps = tokio::sync::Semaphore::new(config.max_running_tasks);
     let app = Arc::new(AppState {
         config,
         paths,
@@ -307,6 +308,7 @@ async fn prepare(
         stopping: tokio::sync::watch::Sender::new(false),
         sessions: tokio::sync::watch::Sender::new(0),
         session_starts: crate::websocket::SessionStarts::default(),
+        direct_steps,
         finalisations: tokio::sync::watch::Sender::new(0),
         owner_changes: tokio::sync::Mutex::new(()),
     });

@@ -53,6 +53,9 @@ pub struct AppState {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// Open websocket sessions (see [`InFlight::session`]).
     pub sessions: tokio::sync::watch::Sender<usize>,
+    /// Direct-IO steps running at once over all sessions: as many as tasks may run
+    /// (`max_running_tasks`), so that sessions on many clusters cannot take every core.
+    pub direct_steps: tokio::sync::Semaphore,
     /// Websocket sessions that have not sent their first message yet, bounded per client
     /// network and in all (see `SessionStarts` in the websocket module).
     pub session_starts: crate::websocket::SessionStarts,

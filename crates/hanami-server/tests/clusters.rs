@@ -961,6 +961,40 @@ async fn a_cluster_keeps_a_bounded_number_of_ended_tasks() {
     );
 }
 
+/// Direct-IO steps of all sessions run at most `max_running_tasks` at once, as tasks do:
+/// sessions on many clusters cannot take every core.
+#[tokio::test]
+async fn direct_io_steps_take_turns_as_tasks_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = common::launch_with_config(tmp.path(), "max_running_tasks = 1\n")
+        .0
+        .env("HANAMI_PAUSE_AT", "direct-step=1500")
+        .start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let mut steps = Vec::new();
+    for name in ["first", "second"] {
+        let cluster = common::direct_cluster(&client, name).await;
+        let mut session = client.direct_session(&cluster).await.unwrap();
+        steps.push(tokio::spawn(async move {
+            session.request(&[("picture", &[0.0; 784])]).await
+        }));
+    }
+    let stepping = || server.logged().matches("pausing at direct-step").count();
+    common::eventually(Duration::from_secs(10), || async {
+        match stepping() {
+            0 => Err("no step yet".to_owned()),
+            n => Ok(n),
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stepping(), 1, "the two steps ran at once");
+    for step in steps {
+        step.await.unwrap().unwrap();
+    }
+    assert_eq!(stepping(), 2);
+}
+
 #[tokio::test]
 async fn clusters_are_scoped_and_block_project_deletion() {
     let server = TestServer::start();

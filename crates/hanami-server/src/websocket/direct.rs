@@ -184,8 +184,18 @@ async fn serve(
                 return;
             }
         }
-        // A step may change the network: see `begin_direct_step`.
+        // A step may change the network: see `begin_direct_step`. It waits for its turn
+        // among the steps of all sessions.
         let step = message.is_last;
+        let _turn = match step {
+            true => Some(
+                app.direct_steps
+                    .acquire()
+                    .await
+                    .expect("the semaphore is never closed"),
+            ),
+            false => None,
+        };
         if step {
             cluster.begin_direct_step(&app.store).await;
         }
@@ -286,15 +296,29 @@ fn handle(
     if !message.is_last {
         return Ok(vec![ack(false)]);
     }
+    let process = ClusterProcessType::try_from(message.process_type)
+        .map_err(|_| format!("unknown processType {}", message.process_type))?;
+    tokio::task::block_in_place(|| {
+        crate::crash_point::reached("direct-step");
+        step(cluster, session_end, staging, process, refused)
+    })
+}
+
+/// Runs the step of a session's last message, its values staged.
+fn step(
+    cluster: &ClusterHandle,
+    session_end: &tokio::sync::watch::Receiver<()>,
+    staging: &Staging,
+    process: ClusterProcessType,
+    refused: &mut RefusedGrowth,
+) -> Result<Vec<ClusterIoMessage>, String> {
     let inputs: Vec<(&str, &[f32])> = staging
         .inputs
         .iter()
         .filter(|(n, _)| staging.given.contains(*n))
         .map(|(n, v)| (n.as_str(), v.as_slice()))
         .collect();
-    let process = ClusterProcessType::try_from(message.process_type)
-        .map_err(|_| format!("unknown processType {}", message.process_type))?;
-    tokio::task::block_in_place(|| match process {
+    match process {
         ClusterProcessType::TrainType => {
             let expected: Vec<(&str, &[f32])> = staging
                 .expected
@@ -338,7 +362,7 @@ fn handle(
                     .collect())
             })
             .ok_or("the cluster has no network")?,
-    })
+    }
 }
 
 /// Checks again, under the network's lock, that the session goes on: a switch to TASK mode
