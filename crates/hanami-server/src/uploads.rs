@@ -885,6 +885,17 @@ fn remove_files<'a>(paths: impl Iterator<Item = &'a Path>) {
 mod tests {
     use super::*;
 
+    /// Uploads in `dir` with `timeout`, no free-disk reserve and a disk ledger of their own.
+    fn unlimited(dir: &Path, timeout: Duration) -> Uploads {
+        Uploads::new(
+            dir,
+            timeout,
+            UploadLimits::with_free_disk(0),
+            Arc::default(),
+        )
+        .unwrap()
+    }
+
     fn ranges(r: &Received) -> Vec<(u64, u64)> {
         r.ranges.iter().map(|(&s, &e)| (s, e)).collect()
     }
@@ -922,13 +933,7 @@ mod tests {
     #[test]
     fn scattered_chunks_are_bounded() {
         let dir = tempfile::tempdir().unwrap();
-        let uploads = Uploads::new(
-            dir.path(),
-            Duration::from_secs(60),
-            UploadLimits::with_free_disk(0),
-            Arc::default(),
-        )
-        .unwrap();
+        let uploads = unlimited(dir.path(), Duration::from_secs(60));
         let size = 4 * MAX_RECEIVED_RANGES as u64;
         let started = uploads
             .start(meta(UploadKind::Csv), &[(FileRole::Input, size)])
@@ -965,15 +970,7 @@ mod tests {
     #[test]
     fn chunks_progress_and_finalize() {
         let dir = tempfile::tempdir().unwrap();
-        let uploads = Arc::new(
-            Uploads::new(
-                dir.path(),
-                Duration::from_secs(60),
-                UploadLimits::with_free_disk(0),
-                Arc::default(),
-            )
-            .unwrap(),
-        );
+        let uploads = Arc::new(unlimited(dir.path(), Duration::from_secs(60)));
         let started = uploads
             .start(
                 meta(UploadKind::Mnist),
@@ -1054,13 +1051,7 @@ mod tests {
     #[test]
     fn unfinished_uploads_are_listed_in_the_order_they_started() {
         let dir = tempfile::tempdir().unwrap();
-        let uploads = Uploads::new(
-            dir.path(),
-            Duration::from_secs(60),
-            UploadLimits::with_free_disk(0),
-            Arc::default(),
-        )
-        .unwrap();
+        let uploads = unlimited(dir.path(), Duration::from_secs(60));
         for uuid in ["c", "a", "b"] {
             let meta = UploadMeta {
                 dataset_uuid: uuid.into(),
@@ -1086,13 +1077,7 @@ mod tests {
     #[test]
     fn idle_uploads_expire_and_restarts_clean_up() {
         let dir = tempfile::tempdir().unwrap();
-        let uploads = Uploads::new(
-            dir.path(),
-            Duration::from_millis(50),
-            UploadLimits::with_free_disk(0),
-            Arc::default(),
-        )
-        .unwrap();
+        let uploads = unlimited(dir.path(), Duration::from_millis(50));
         uploads
             .start(meta(UploadKind::Csv), &[(FileRole::Input, 5)])
             .unwrap();
@@ -1105,13 +1090,7 @@ mod tests {
             .start(meta(UploadKind::Csv), &[(FileRole::Input, 5)])
             .unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-        let _again = Uploads::new(
-            dir.path(),
-            Duration::from_secs(1),
-            UploadLimits::with_free_disk(0),
-            Arc::default(),
-        )
-        .unwrap();
+        let _again = unlimited(dir.path(), Duration::from_secs(1));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 

@@ -897,7 +897,7 @@ async fn a_task_deleted_as_it_finishes_is_removed() {
         .await
         .unwrap()
         .uuid;
-    server.wait_until_logged(&["pausing at task-end:before-record (HANAMI_PAUSE_AT)"]);
+    common::until_paused(&server, "task-end:before-record", 1).await;
     let ending = client.task(&cluster, &task).await.unwrap();
     assert_eq!(ending.state, TaskState::Active, "{ending:?}");
     assert_eq!(ending.current_cycle, 200);
@@ -979,14 +979,8 @@ async fn direct_io_steps_take_turns_as_tasks_do() {
             session.request(&[("picture", &[0.0; 784])]).await
         }));
     }
-    let stepping = || server.logged().matches("pausing at direct-step").count();
-    common::eventually(Duration::from_secs(10), || async {
-        match stepping() {
-            0 => Err("no step yet".to_owned()),
-            n => Ok(n),
-        }
-    })
-    .await;
+    let stepping = || common::pauses(&server, "direct-step");
+    common::until_paused(&server, "direct-step", 1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(stepping(), 1, "the two steps ran at once");
     for step in steps {

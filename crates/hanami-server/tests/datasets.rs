@@ -598,14 +598,7 @@ async fn an_upload_being_finalised_takes_no_session_and_no_chunk() {
     let admin = server.admin().await;
     let body = json!({"uuid": started.uuid, "uuid_input_file": file});
     let finalise = tokio::spawn(async move { admin.put("dataset/upload/csv", &body).await });
-    common::eventually(Duration::from_secs(30), || async {
-        let log = server.logged();
-        match log.contains("pausing at upload:converting (HANAMI_PAUSE_AT)") {
-            true => Ok(()),
-            false => Err(log),
-        }
-    })
-    .await;
+    common::until_paused(&server, "upload:converting", 1).await;
     let refused = send_chunk(&mut early, 0, b"a,b\n").await;
     assert!(!refused.success);
     assert_eq!(refused.error_message, CLOSED_UPLOAD_FINALISING);
@@ -1642,19 +1635,8 @@ async fn accuracy_checks_take_turns() {
             tokio::spawn(async move { client.check_dataset(&mnist, &result).await })
         })
         .collect();
-    let comparing = || {
-        server
-            .logged()
-            .matches("pausing at dataset-check:comparing")
-            .count()
-    };
-    common::eventually(Duration::from_secs(10), || async {
-        match comparing() {
-            2 => Ok(()),
-            n => Err(format!("{n} checks comparing")),
-        }
-    })
-    .await;
+    let comparing = || common::pauses(&server, "dataset-check:comparing");
+    common::until_paused(&server, "dataset-check:comparing", 2).await;
     // The third starts only once one of the two has ended.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(comparing(), 2);

@@ -410,3 +410,23 @@ where
         }
     }
 }
+
+/// How often the server, started with `HANAMI_PAUSE_AT=<point>=<ms>` (a debug build's pause
+/// point), has paused at `point` so far.
+pub fn pauses(server: &TestServer, point: &str) -> usize {
+    server
+        .logged()
+        .matches(&format!("pausing at {point} (HANAMI_PAUSE_AT)"))
+        .count()
+}
+
+/// Waits (10 s at most) until the server has paused at `point` at least `times` times.
+pub async fn until_paused(server: &TestServer, point: &str, times: usize) {
+    eventually(std::time::Duration::from_secs(10), || async {
+        match pauses(server, point) {
+            n if n >= times => Ok(()),
+            n => Err(format!("paused {n} times at {point}")),
+        }
+    })
+    .await
+}
