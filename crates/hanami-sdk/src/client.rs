@@ -393,7 +393,7 @@ fn json(body: &(impl Serialize + ?Sized)) -> Result<Bytes> {
 }
 
 /// The error text of a redirect to `location`, which the clients do not follow.
-fn redirected(location: Option<&str>) -> String {
+pub(crate) fn redirected(location: Option<&str>) -> String {
     match location {
         Some(to) => format!(
             "the server redirects to {to}, which a Hanami server does not do: use that address \

@@ -23,9 +23,22 @@ fn ws_err(e: impl std::fmt::Display) -> Error {
 
 /// The error of a websocket opening: one the server answered with a status instead of the
 /// switch (a 429 while too many sessions of the client wait for their start, say) as the
-/// REST calls report that status, with the server's text.
+/// REST calls report that status, with the server's text; a redirect (not followed, as
+/// for REST calls) names its target.
 fn opening_err(e: tokio_tungstenite::tungstenite::Error) -> Error {
     match e {
+        tokio_tungstenite::tungstenite::Error::Http(response)
+            if response.status().is_redirection() =>
+        {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map(|to| String::from_utf8_lossy(to.as_bytes()).into_owned());
+            Error::Status {
+                status: response.status().as_u16(),
+                body: crate::client::redirected(location.as_deref()),
+            }
+        }
         tokio_tungstenite::tungstenite::Error::Http(response) => {
             let body = response
                 .body()
@@ -66,12 +79,13 @@ impl Client {
             .then(|| Connector::Rustls(self.tls.clone()));
         let connect =
             tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, true, connector);
-        let (mut socket, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        // The server may hold an opening until one of the client's other sessions has
+        // started (up to its header_timeout): give it as long as an answer.
+        let limit = self.answer_timeout.max(CONNECT_TIMEOUT);
+        let (mut socket, _) = tokio::time::timeout(limit, connect)
             .await
             .map_err(|_| {
-                Error::WebSocket(format!(
-                    "no websocket connection to {url} within {CONNECT_TIMEOUT:?}"
-                ))
+                Error::WebSocket(format!("no websocket connection to {url} within {limit:?}"))
             })?
             .map_err(opening_err)?;
         let init = SessionInit {

@@ -18,13 +18,15 @@ from .hanami_exceptions import (
     UnauthorizedException,
     exception_for_status,
 )
-from .hanami_request import Verify
+from .hanami_request import Verify, redirect_message
 
 #: Largest websocket message either way: the server takes no more per message (a direct-IO
 #: message beyond it is refused before it is sent), and the SDK takes no more from it.
 MAX_MESSAGE_BYTES = 16 << 20
-#: Seconds allowed for opening a websocket (TCP, TLS and upgrade).
-OPEN_TIMEOUT = 30.0
+#: Seconds allowed for opening a websocket (TCP, TLS and upgrade): the server may hold an
+#: opening until one of the client's other sessions has started, for its ``header_timeout``
+#: (30 s by default) at most.
+OPEN_TIMEOUT = 60.0
 
 TARGET_FILE_UPLOAD = "file_upload"
 TARGET_CLUSTER = "cluster"
@@ -38,11 +40,19 @@ UPLOAD_FINALISING = ("the upload is being finalised: every byte has arrived, and
 POLICY_DENIED = "Access denied by policy"
 
 
+class _WithoutRedirects(websockets.asyncio.client.connect):
+    """An opening that follows no redirect: the session start that follows it holds the
+    token (a Hanami server never redirects)."""
+
+    def process_redirect(self, exc: Exception) -> Exception:
+        return exc
+
+
 def connection(address: str, verify: Verify) -> websockets.asyncio.client.connect:
     """A websocket connection to the server with the SDK's settings (TLS as for REST calls,
-    no compression, the message size limit, the opening timeout); await it, or use it with
-    ``async with``."""
-    return websockets.asyncio.client.connect(
+    no compression, the message size limit, the opening timeout, no redirects); await it, or
+    use it with ``async with``."""
+    return _WithoutRedirects(
         websocket_url(address), ssl=ssl_context(address, verify), compression=None,
         max_size=MAX_MESSAGE_BYTES, open_timeout=OPEN_TIMEOUT)
 
@@ -69,6 +79,9 @@ def upgrade_refused(address: str,
     anything else (a proxy that does not pass websockets on, an address whose path is not
     the server's) :class:`HanamiException` with that status."""
     status = refused.response.status_code
+    if 300 <= status < 400:
+        return HanamiException(redirect_message(refused.response.headers.get("Location")),
+                               status)
     body = refused.response.body or b""
     if status in (400, 429) and body and not body.lstrip().startswith(b"<"):
         return exception_for_status(status, body)

@@ -78,15 +78,8 @@ def build_query(values: QueryValues) -> str:
 
 def _handle_response(response: requests.Response, url: str) -> str:
     if response.is_redirect or 300 <= response.status_code < 400:
-        location = response.headers.get("Location")
-        if location:
-            message = (f"the server redirects to {location}, which a Hanami server does not "
-                       f"do: use that address instead if you trust it (the SDK does not follow "
-                       f"redirects, which would take the password and the token along)")
-        else:
-            message = ("the server answers with a redirect, which a Hanami server does not "
-                       "send: is the address that of a Hanami server?")
-        raise HanamiException(message, response.status_code)
+        raise HanamiException(redirect_message(response.headers.get("Location")),
+                              response.status_code)
     if response.status_code == 200:
         try:
             return response.content.decode("utf-8")
@@ -97,6 +90,17 @@ def _handle_response(response: requests.Response, url: str) -> str:
                 f"the answer of {url.split('?', 1)[0]} is not UTF-8 text: is this the address "
                 f"of a Hanami server?", 200) from e
     raise exception_for_status(response.status_code, response.content)
+
+
+def redirect_message(location: Optional[str]) -> str:
+    """What a redirect to ``location`` is reported as: the SDK follows none (a Hanami server
+    sends none), since the password and the token would go along."""
+    if location:
+        return (f"the server redirects to {location}, which a Hanami server does not do: use "
+                f"that address instead if you trust it (the SDK does not follow redirects, "
+                f"which would take the password and the token along)")
+    return ("the server answers with a redirect, which a Hanami server does not send: is the "
+            "address that of a Hanami server?")
 
 
 def send_request(method: str, token: Optional[str], address: str, path: str,

@@ -17,6 +17,8 @@ from hanami_sdk import hanami_request, hanami_token, project
 
 class _Stub(BaseHTTPRequestHandler):
     seen: List[dict] = []
+    # Websocket clients take HTTP/1.1 answers only.
+    protocol_version = "HTTP/1.1"
 
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -29,12 +31,16 @@ class _Stub(BaseHTTPRequestHandler):
         code = int(status) if status.isdigit() else 200
         if payload.startswith(b"hex:"):  # bytes that are no text
             payload = bytes.fromhex(payload[4:].decode())
+        if self.headers.get("Upgrade", "").lower() == "websocket":  # redirected, see below
+            code, payload = 307, b""
         if self.path.startswith("/v1.0alpha/token"):
             code, payload = 200, json.dumps({"token": "stub.token", "id": "x", "name": "x",
                                              "is_admin": True}).encode()
         self.send_response(code)
         if 300 <= code < 400:  # to a path that records whether a client followed
-            self.send_header("Location", "/followed")
+            websocket = self.headers.get("Upgrade", "").lower() == "websocket"
+            self.send_header("Location", f"ws://{self.headers['Host']}/followed" if websocket
+                             else "/followed")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
@@ -127,6 +133,21 @@ def test_redirects_are_not_followed(stub: str) -> None:
             "the server redirects to /followed, which a Hanami server does not do")
     assert [r["path"] for r in _Stub.seen if r["path"] == "/followed"] == []
     assert len(_Stub.seen) == 4
+
+
+def test_redirected_websocket_openings_are_not_followed(stub: str) -> None:
+    """Nor a websocket opening's: the session start that would follow holds the token."""
+    import asyncio  # pylint: disable=import-outside-toplevel
+    from hanami_sdk import cluster  # pylint: disable=import-outside-toplevel
+
+    _Stub.seen.clear()
+    with pytest.raises(hx.HanamiException) as info:
+        asyncio.run(cluster.switch_to_direct_mode("tok", stub, "c1"))
+    host = stub.replace("http://", "")
+    assert info.value.status_code == 307
+    assert str(info.value).startswith(
+        f"the server redirects to ws://{host}/followed, which a Hanami server does not do")
+    assert [r for r in _Stub.seen if r["path"] == "/followed"] == []
 
 
 def test_success_returns_the_body_text(stub: str) -> None:
