@@ -213,8 +213,7 @@ async fn export(
     }
     let end = count.map_or(rows, |n| start.saturating_add(n).min(rows));
     let destination = output.map(Destination::of);
-    let into = destination.as_ref().map(Destination::written);
-    let written = write_rows(client, uuid, &names, start..end, into).await;
+    let written = write_rows(client, uuid, &names, start..end, destination.as_ref()).await;
     let (Some(path), Some(destination)) = (output, destination) else {
         return written.map(|()| Shown::Nothing);
     };
@@ -240,6 +239,7 @@ async fn export(
             })?;
         }
         (Ok(()), Destination::Into(_)) => {}
+        (Ok(()), Destination::Standard(_)) => return Ok(Shown::Nothing),
         (Err(e), Destination::Replace { partial, .. }) => {
             let _ = std::fs::remove_file(partial);
             return Err(match e {
@@ -249,7 +249,7 @@ async fn export(
                 sdk => sdk,
             });
         }
-        (Err(e), Destination::Into(_)) => return Err(e),
+        (Err(e), Destination::Into(_) | Destination::Standard(_)) => return Err(e),
     }
     let done = end - start;
     Ok(Shown::Line(format!(
@@ -268,9 +268,12 @@ enum Destination {
         partial: PathBuf,
         kept: Option<std::fs::Permissions>,
     },
-    /// Anything else (a named pipe, a device such as `/dev/stdout`, a link to nothing yet):
-    /// written into, which a rename would replace instead.
+    /// Anything else (a named pipe, a device, a link to nothing yet): written into, which a
+    /// rename would replace instead.
     Into(PathBuf),
+    /// What standard output or error is (`-o /dev/stdout`): written into, as the shell set
+    /// it up (`>> file` appends), with no line about it there.
+    Standard(PathBuf),
 }
 
 impl Destination {
@@ -287,6 +290,11 @@ impl Destination {
             }
         };
         match std::fs::metadata(path) {
+            // `-o /dev/stdout` onto a file the shell opened (`>> file` appends): written
+            // into as the shell set it up, not replaced.
+            Ok(meta) if is_standard_output_or_error(&meta) => {
+                Destination::Standard(path.to_owned())
+            }
             Ok(meta) if meta.is_file() => replace(
                 std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()),
                 Some(meta.permissions()),
@@ -297,30 +305,52 @@ impl Destination {
         }
     }
 
+    /// Opens the file the rows are written to: a partial file anew, anything else to be
+    /// appended to (a file behind standard output may have been opened for appending).
+    fn open(&self) -> std::io::Result<std::fs::File> {
+        match self {
+            Destination::Replace { partial, .. } => std::fs::File::create(partial),
+            Destination::Into(path) | Destination::Standard(path) => std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path),
+        }
+    }
+
     /// The file the rows are written to.
     fn written(&self) -> &Path {
         match self {
             Destination::Replace { partial, .. } => partial,
-            Destination::Into(path) => path,
+            Destination::Into(path) | Destination::Standard(path) => path,
         }
     }
 }
 
-/// Writes the header `names` and the dataset's `rows` as CSV into the file `into` (created
-/// or replaced), or onto standard output without one; a closed pipe ends it quietly.
+/// Whether `meta` is that of the file behind standard output or standard error.
+fn is_standard_output_or_error(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    ["/dev/stdout", "/dev/stderr"].iter().any(|standard| {
+        std::fs::metadata(standard).is_ok_and(|s| (s.dev(), s.ino()) == (meta.dev(), meta.ino()))
+    })
+}
+
+/// Writes the header `names` and the dataset's `rows` as CSV into the file of `into`, or
+/// onto standard output without one; a closed pipe ends it quietly.
 async fn write_rows(
     client: &Client,
     uuid: &str,
     names: &[String],
     rows: std::ops::Range<u64>,
-    into: Option<&Path>,
+    into: Option<&Destination>,
 ) -> Result<(), Exported> {
     let local = |what: &str, e: std::io::Error| {
-        let place = into.map_or("standard output".to_owned(), |p| p.display().to_string());
+        let place = into.map_or("standard output".to_owned(), |d| {
+            d.written().display().to_string()
+        });
         Exported::Local(CliError::msg(format!("cannot {what} {place}: {e}")))
     };
     let sink: Box<dyn std::io::Write> = match into {
-        Some(path) => Box::new(std::fs::File::create(path).map_err(|e| local("create", e))?),
+        Some(destination) => Box::new(destination.open().map_err(|e| local("create", e))?),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = std::io::BufWriter::new(sink);

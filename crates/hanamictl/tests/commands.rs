@@ -1529,6 +1529,24 @@ fn exports_go_into_links_pipes_and_kept_modes(server: &Server, uuid: &str, csv: 
             .file_type()
             .is_fifo()
     );
+    // `-o /dev/stdout >> file`: appended as the shell opened the file (the file was
+    // replaced, so that what it held was lost), and no line about it mixed in.
+    let appended = dir.join("appended.csv");
+    std::fs::write(&appended, "before\n").unwrap();
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&appended)
+        .unwrap();
+    let status = server
+        .command(&["dataset", "export", "-o", "/dev/stdout", uuid])
+        .stdout(file)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        std::fs::read_to_string(&appended).unwrap(),
+        format!("before\n{csv}")
+    );
 }
 
 /// `task delete` of a running task says that it stops and stays listed as aborted (it
