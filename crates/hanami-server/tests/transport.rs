@@ -179,10 +179,12 @@ async fn bodies_and_queries() {
     assert_eq!(resp.json()["name"], "qname");
 
     // Integers beyond 64 bit in the query are a 400, not a crash.
-    admin
+    // Said as out of range, as in a body.
+    let beyond = admin
         .get("audit_log?page=99999999999999999999")
         .await
         .expect(400);
+    assert!(beyond.body.contains("'page' is bigger than"), "{}", beyond.body);
     admin.get("audit_log?page=99999999999").await.expect(400);
     admin.get("audit_log?page=0").await.expect(200);
 

@@ -200,9 +200,21 @@ impl Field {
 }
 
 /// The value of a JSON integer, also of one beyond 64 bits (which the parser reads as a
-/// float; its value saturates at the bounds of `i128`, far outside any limit) and of `-0`
-/// (read as the float −0.0); `None` for other values, fractions and other floats included.
+/// float, and a query string leaves as text; its value saturates at the bounds of `i128`,
+/// far outside any limit) and of `-0` (read as the float −0.0); `None` for other values,
+/// fractions and other floats included.
 fn integer(value: &Value) -> Option<i128> {
+    if let Some(text) = value.as_str() {
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        let beyond_64_bits = !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && text.parse::<i64>().is_err();
+        return beyond_64_bits.then_some(if text.starts_with('-') {
+            i128::MIN
+        } else {
+            i128::MAX
+        });
+    }
     if let Some(n) = value.as_i64() {
         return Some(n.into());
     }
@@ -346,6 +358,16 @@ mod tests {
         assert_eq!(
             body(r#"{"id": "abcd", "page": -99999999999999999999999}"#).unwrap_err(),
             "Given item 'page' is smaller than 0"
+        );
+        // As a query string leaves them: text.
+        assert_eq!(
+            body(r#"{"id": "abcd", "page": "99999999999999999999"}"#).unwrap_err(),
+            "Given item 'page' is bigger than 10"
+        );
+        assert!(
+            body(r#"{"id": "abcd", "page": "5"}"#)
+                .unwrap_err()
+                .contains("'page' has the wrong type: expected an integer")
         );
         body(r#"{"id": "abcd", "page": -0}"#).unwrap();
         assert!(
