@@ -184,7 +184,11 @@ async fn bodies_and_queries() {
         .get("audit_log?page=99999999999999999999")
         .await
         .expect(400);
-    assert!(beyond.body.contains("'page' is bigger than"), "{}", beyond.body);
+    assert!(
+        beyond.body.contains("'page' is bigger than"),
+        "{}",
+        beyond.body
+    );
     admin.get("audit_log?page=99999999999").await.expect(400);
     admin.get("audit_log?page=0").await.expect(200);
 
