@@ -641,21 +641,28 @@ async fn complete_pending_networks(store: &Store, paths: &DataDir) -> anyhow::Re
         };
         let file = paths.clusters().join(&row.file_name);
         let staged = clusters::staged_path_of_task(&file, &task);
-        let shared = paths.clone();
+        let checked = staged.clone();
         let lost =
-            tokio::task::spawn_blocking(move || complete_staged_network(&file, &staged, &shared))
-                .await??;
+            tokio::task::spawn_blocking(move || complete_staged_network(&file, &checked)).await??;
         if let Some(why) = lost {
             // Its end (or its stop, to go on at this start) was recorded, its network is not
-            // in place: it did not end well after all.
+            // in place: it did not end well after all. Recorded so before the file is moved
+            // aside: a start that found no file would take it for renamed before the crash.
             let message = format!(
                 "the network that task {task} of cluster '{}' saved when it ended (or when a \
                  shutdown stopped it) {why}; the cluster keeps the network it had before, so \
-                 the task is aborted",
+                 the task is aborted (the saved file is moved to unreferenced/clusters/)",
                 row.name
             );
             log_startup_error(store, &row.owner_id, &task, &message).await;
             store.abort_ended_task(&task, &message).await?;
+            crate::crash_point::reached("start:lost-network-recorded");
+            let shared = paths.clone();
+            tokio::task::spawn_blocking(move || {
+                let name = staged.file_name().unwrap_or_default().to_owned();
+                shared.set_aside(&staged, &name)
+            })
+            .await??;
         }
     }
     store.all_networks_in_place().await?;
@@ -663,27 +670,17 @@ async fn complete_pending_networks(store: &Store, paths: &DataDir) -> anyhow::Re
 }
 
 /// Renames the network `staged` for `file` into place if it is there and whole (it was
-/// synced before its task's end was recorded). One that is damaged or cannot be renamed is
-/// moved to `unreferenced/`; returns why then (the file in place is checked as at every
-/// start).
-fn complete_staged_network(
-    file: &Path,
-    staged: &Path,
-    paths: &DataDir,
-) -> anyhow::Result<Option<String>> {
+/// synced before its task's end was recorded); returns why not where it is damaged or cannot
+/// be renamed (the file in place is checked as at every start). It is left where it is then.
+fn complete_staged_network(file: &Path, staged: &Path) -> anyhow::Result<Option<String>> {
     let bytes = match clusters::read_regular_file(staged) {
         Ok(bytes) => bytes,
         // Renamed before the crash.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", staged.display())),
     };
-    let name = staged.file_name().unwrap_or_default();
     if !(bytes == clusters::NO_NETWORK || Cluster::restore(&bytes).is_ok()) {
-        let aside = paths.set_aside(staged, name)?;
-        return Ok(Some(format!(
-            "is damaged; it is kept as {}",
-            aside.display()
-        )));
+        return Ok(Some("is damaged".to_owned()));
     }
     let mut found = clusters::Staged::found(file, staged);
     match found.put_in_place() {
@@ -697,11 +694,7 @@ fn complete_staged_network(
         }
         Err(e) => {
             found.keep();
-            let aside = paths.set_aside(staged, name)?;
-            Ok(Some(format!(
-                "cannot be put in place ({e}); it is kept as {}",
-                aside.display()
-            )))
+            Ok(Some(format!("cannot be put in place ({e})")))
         }
     }
 }
