@@ -1304,19 +1304,33 @@ fn resume_result(
 }
 
 /// Runs a batch with as many engine threads as the core budget grants (at least one), and
-/// gives them back after.
+/// gives them back after, however it ends (a panic too, which the worker survives: the
+/// spare core was lost for good then).
 fn with_threads<R>(
     cluster: &mut Cluster,
     cores: &CoreBudget,
     f: impl FnOnce(&mut Cluster) -> Result<R, hanami_engine::EngineError>,
 ) -> anyhow::Result<R> {
-    let extra = cores.claim();
+    /// Cores claimed from a budget, given back when dropped.
+    struct Claimed<'a> {
+        budget: &'a CoreBudget,
+        extra: usize,
+    }
+    impl Drop for Claimed<'_> {
+        fn drop(&mut self) {
+            self.budget.release(self.extra);
+        }
+    }
+    let claimed = Claimed {
+        budget: cores,
+        extra: cores.claim(),
+    };
     let result = cluster
-        .set_threads(1 + extra)
+        .set_threads(1 + claimed.extra)
         .map_err(anyhow::Error::from)
         .and_then(|()| f(cluster).map_err(anyhow::Error::from));
     let reset = cluster.set_threads(1);
-    cores.release(extra);
+    drop(claimed);
     reset?;
     result
 }
@@ -1839,6 +1853,27 @@ mod tests {
         budget.release(1);
         assert_eq!(budget.claim(), 1);
         assert_eq!(CoreBudget::new(1).claim(), 0);
+    }
+
+    /// A batch that panics (the worker survives it) gives its spare core back.
+    #[test]
+    fn a_panicking_batch_gives_its_core_back() {
+        let budget = CoreBudget::new(2);
+        let mut cluster = Cluster::from_template_text(
+            "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\nhexagons:\n    1,1,1\n    \
+             2,1,1\ninputs:\n    x:\n        \
+             target: 1,1,1\n        number_of_inputs: 1\noutputs:\n    y:\n        \
+             target: 2,1,1\n        number_of_outputs: 1\n",
+            1,
+        )
+        .unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            with_threads(&mut cluster, &budget, |_| -> Result<(), _> {
+                panic!("an engine bug")
+            })
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(budget.claim(), 1);
     }
 
     /// A named pipe where a checkpoint or network belongs is refused at once; opening it
