@@ -41,6 +41,8 @@ use crate::uploads::{MAX_UPLOAD_SESSIONS, UploadKind, UploadTarget};
 
 /// Largest websocket message accepted (uploads come in 128 KiB chunks).
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
+/// How long a new socket may take to send its first message.
+const INIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Most websocket sessions of one client network that wait for their first message at
 /// once (see [`SessionStarts`]).
@@ -125,10 +127,8 @@ pub async fn upgrade(app: App, ws: WebSocketUpgrade, address: IpAddr) -> Respons
 
 async fn session(app: App, mut socket: WebSocket, waiting: SessionStart) {
     let _counted = InFlight::session(&app);
-    // The first message (clients' libraries may ping before it), text or binary, within
-    // `header_timeout`, as a request's head: an opening waiting for its turn (see
-    // `SessionStarts`) waits as long at most.
-    let first = next_message(&app, &mut socket, app.config.header_timeout).await;
+    // The first message (clients' libraries may ping before it), text or binary.
+    let first = next_message(&app, &mut socket, INIT_TIMEOUT).await;
     drop(waiting);
     let started = match first {
         Incoming::Text(text) => start(&app, text.as_bytes()).await,
@@ -139,8 +139,8 @@ async fn session(app: App, mut socket: WebSocket, waiting: SessionStart) {
         }
         Incoming::Idle => {
             let reason = format!(
-                "no session start message within {} s (header_timeout)",
-                app.config.header_timeout.as_secs()
+                "no session start message within {} s",
+                INIT_TIMEOUT.as_secs()
             );
             close_with(&app, socket, close_code::POLICY, &reason).await;
             return;
