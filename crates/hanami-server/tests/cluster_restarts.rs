@@ -1147,6 +1147,11 @@ async fn a_start_removes_what_deletions_left_and_sets_unended_products_aside() {
     assert_eq!(task.state, TaskState::Aborted);
     // The notes of the deleted files are gone with them.
     assert!(server.stop());
+    assert_no_notes_of_removed_files(&data).await;
+}
+
+/// Asserts that the database in `data` (its server stopped) notes no removed files.
+async fn assert_no_notes_of_removed_files(data: &Path) {
     let store = Store::open(&data.join("hanami.db")).await.unwrap();
     for kind in [Kind::Dataset, Kind::Checkpoint, Kind::Cluster] {
         assert!(
@@ -1173,16 +1178,7 @@ async fn deletions_leave_no_notes_of_removed_files() {
     for folder in ["datasets", "checkpoints", "clusters"] {
         assert_eq!(std::fs::read_dir(data.join(folder)).unwrap().count(), 0);
     }
-    let store = Store::open(&data.join("hanami.db")).await.unwrap();
-    for kind in [Kind::Dataset, Kind::Checkpoint, Kind::Cluster] {
-        assert!(
-            store
-                .noted_files(FileNote::Removed, kind)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-    }
+    assert_no_notes_of_removed_files(&data).await;
 }
 
 /// The first page of the error log, as text.

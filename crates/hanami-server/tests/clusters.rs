@@ -876,7 +876,7 @@ async fn aborting_tasks_and_deleting_clusters() {
 #[tokio::test]
 async fn a_task_deleted_as_it_finishes_is_removed() {
     let server = common::launch()
-        .env("HANAMI_PAUSE_AT", "task-end:before-record=1500")
+        .pause_at("task-end:before-record", 1500)
         .start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let tmp = tempfile::tempdir().unwrap();
@@ -968,7 +968,7 @@ async fn direct_io_steps_take_turns_as_tasks_do() {
     let tmp = tempfile::tempdir().unwrap();
     let server = common::launch_with_config(tmp.path(), "max_running_tasks = 1\n")
         .0
-        .env("HANAMI_PAUSE_AT", "direct-step=1500")
+        .pause_at("direct-step", 1500)
         .start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let mut steps = Vec::new();

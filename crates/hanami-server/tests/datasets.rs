@@ -582,9 +582,7 @@ async fn a_websocket_message_beyond_16_mib_is_refused_with_a_reason() {
 #[tokio::test]
 async fn an_upload_being_finalised_takes_no_session_and_no_chunk() {
     use hanami_types::websocket::CLOSED_UPLOAD_FINALISING;
-    let server = launch()
-        .env("HANAMI_PAUSE_AT", "upload:converting=1500")
-        .start();
+    let server = launch().pause_at("upload:converting", 1500).start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let started = client.start_csv_upload("finalising", 12).await.unwrap();
     let token = client.token();
@@ -1612,9 +1610,7 @@ async fn a_result_dataset_is_not_ready_while_its_request_task_runs() {
 /// once took the blocking threads that cluster workers need too).
 #[tokio::test]
 async fn accuracy_checks_take_turns() {
-    let server = launch()
-        .env("HANAMI_PAUSE_AT", "dataset-check:comparing=3000")
-        .start();
+    let server = launch().pause_at("dataset-check:comparing", 3000).start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let tmp = tempfile::tempdir().unwrap();
     let (images, labels) = mnist_files(tmp.path(), 40);

@@ -80,6 +80,12 @@ impl Launch {
         self
     }
 
+    /// Makes a debug build of the server wait `ms` milliseconds each time it reaches the
+    /// pause point `point` (`HANAMI_PAUSE_AT`), so that a test can act in that moment.
+    pub fn pause_at(self, point: &str, ms: u64) -> Self {
+        self.env("HANAMI_PAUSE_AT", &format!("{point}={ms}"))
+    }
+
     /// Starts without the admin variables.
     pub fn without_admin_env(mut self) -> Self {
         self.env
