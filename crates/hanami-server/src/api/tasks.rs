@@ -96,14 +96,23 @@ async fn bind(
             let row = super::datasets::dataset_row(app, &caller.scope(), dataset_uuid).await?;
             let reader = super::datasets::open(app, &row).await?;
             let path = app.paths.datasets().join(&row.file_name);
+            // Outputs check their expected values against them.
+            let ranges = match side {
+                Side::Output => {
+                    app.store
+                        .value_ranges(&caller.scope(), dataset_uuid)
+                        .await?
+                }
+                Side::Input => None,
+            };
             let dataset = Opened {
                 path,
                 reader,
-                ranges: None,
+                ranges,
             };
             opened.insert(dataset_uuid.clone(), dataset);
         }
-        let dataset = opened.get_mut(dataset_uuid).expect("opened above");
+        let dataset = &opened[dataset_uuid];
         let reader = &dataset.reader;
         let columns = reader.header().column_range(name).ok_or_else(|| {
             // In the order of the columns, as the file has them.
@@ -127,15 +136,7 @@ async fn bind(
         }
         rows = rows.min(reader.header().number_of_rows);
         if side == Side::Output {
-            if dataset.ranges.is_none() {
-                let ranges = app
-                    .store
-                    .value_ranges(&caller.scope(), dataset_uuid)
-                    .await?;
-                dataset.ranges = Some(ranges);
-            }
-            let ranges = dataset.ranges.as_ref().and_then(Option::as_ref);
-            expected_values_fit(ranges, dataset_uuid, name)?;
+            expected_values_fit(dataset.ranges.as_ref(), dataset_uuid, name)?;
         }
         bindings.push(Binding {
             name: name.clone(),
@@ -152,8 +153,9 @@ async fn bind(
 struct Opened {
     path: PathBuf,
     reader: DatasetReader,
-    /// Its value ranges, once an output needs them (`None` inside: not recorded).
-    ranges: Option<Option<ValueRanges>>,
+    /// Its value ranges where it binds outputs (`None` for inputs, and for datasets from
+    /// before they were recorded).
+    ranges: Option<ValueRanges>,
 }
 
 /// Names for a message, the first [`LISTED`] of them and how many more there are (a CSV
