@@ -17,6 +17,8 @@
 //!   decimal point (`12`, `-1.5`, `.5`, `3.`) and an optional exponent (`2e-3`, `1E+4`), within
 //!   the range of `f32`; `true` / `false` (any case) are accepted as 1 / 0 as in the original;
 //! * there is at least one data line;
+//! * a header line with a NUL byte is binary data, no text: the file is refused as such (and
+//!   named an MNIST IDX file where it starts like one);
 //! * limits, so that a small hostile file cannot exhaust the server's memory: at most
 //!   [`MAX_COLUMNS`] columns, names of at most [`MAX_NAME_CHARS`] characters without control
 //!   characters, lines of at most [`MAX_LINE_BYTES`] bytes.
@@ -222,6 +224,12 @@ fn lines_from(file: &File, offset: u64) -> std::io::Result<(u64, u64)> {
     }
 }
 
+/// Whether `start` begins like an IDX file: two zero bytes, a type code (`0x08` bytes to
+/// `0x0E` doubles) and a dimension count.
+fn is_idx_start(start: &[u8]) -> bool {
+    matches!(start, [0, 0, 0x08..=0x0E, 1..=4, ..])
+}
+
 /// The state after the header: column names and the dataset being written.
 struct Table {
     names: Vec<String>,
@@ -232,10 +240,25 @@ struct Table {
 
 impl Table {
     fn start(header: &[u8], line: u64, name: &str, dest_path: &Path) -> Result<Self, ConvertError> {
+        // UTF-16 starts with its byte-order mark (Excel's "Unicode text").
+        let utf16 = header.starts_with(b"\xFF\xFE") || header.starts_with(b"\xFE\xFF");
+        if let Some(offset) = header.iter().position(|&b| b == 0)
+            && !utf16
+        {
+            return Err(ConvertError::CsvBinary {
+                line,
+                offset: offset as u64,
+                hint: if line == 1 && is_idx_start(header) {
+                    " (it looks like an MNIST IDX file: upload it as an MNIST dataset, with \
+                     its image or label file beside it)"
+                } else {
+                    ""
+                },
+            });
+        }
         let header = std::str::from_utf8(header).map_err(|_| ConvertError::CsvHeaderNotUtf8 {
             line,
-            // UTF-16 starts with its byte-order mark (Excel's "Unicode text").
-            hint: if header.starts_with(b"\xFF\xFE") || header.starts_with(b"\xFE\xFF") {
+            hint: if utf16 {
                 " (it looks like UTF-16: save the file as UTF-8 CSV)"
             } else {
                 ""
@@ -713,6 +736,29 @@ mod tests {
     }
 
     #[test]
+    fn binary_files_are_named_so() {
+        let case = Case::new();
+        // The start of MNIST's test labels: magic, count, labels (no newline among them).
+        assert_eq!(
+            case.error(b"\0\0\x08\x01\0\0\x27\x10\x07\x02\x01\0\x04"),
+            "CSV file: line 1: byte 0 of the line is a NUL byte, so this is binary data, not \
+             CSV text (it looks like an MNIST IDX file: upload it as an MNIST dataset, with its \
+             image or label file beside it)"
+        );
+        assert_eq!(
+            case.error(b"\n\nPK\x03\x04\x14\0\x08\n"),
+            "CSV file: line 3: byte 5 of the line is a NUL byte, so this is binary data, not \
+             CSV text"
+        );
+        // After the header a NUL is a cell that is no number.
+        assert!(
+            case.error(b"a\n1\n\0\n").contains("line 3"),
+            "{}",
+            case.error(b"a\n1\n\0\n")
+        );
+    }
+
+    #[test]
     fn ragged_rows() {
         let case = Case::new();
         assert_eq!(
@@ -810,8 +856,8 @@ mod tests {
         let (converted, _) = case.values(b"_1,x2,2x\n1,2,3\n");
         assert_eq!(converted.number_of_columns, 3);
         assert_eq!(
-            case.error(b"\nok,na\x00me\n1,2\n"),
-            "CSV file: line 2: the name \"na\\0me\" of column 2 contains a control character"
+            case.error(b"\nok,na\x01me\n1,2\n"),
+            "CSV file: line 2: the name \"na\\u{1}me\" of column 2 contains a control character"
         );
         assert_eq!(
             case.error("x,\u{feff}a\n1,2\n".as_bytes()),

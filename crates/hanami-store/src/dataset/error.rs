@@ -374,6 +374,21 @@ pub enum ConvertError {
         hint: &'static str,
     },
 
+    /// The CSV file's first line that is not blank holds a NUL byte, which no text has: the
+    /// file is binary data.
+    #[error(
+        "CSV file: line {line}: byte {offset} of the line is a NUL byte, so this is binary \
+         data, not CSV text{hint}"
+    )]
+    CsvBinary {
+        /// Line number, 1-based.
+        line: u64,
+        /// 0-based offset of the first NUL byte in the line.
+        offset: u64,
+        /// What the file seems to be instead, or empty.
+        hint: &'static str,
+    },
+
     /// A CSV header cell is empty.
     #[error(
         "CSV file: line {line}: column {column} of the header has an empty name{}",
