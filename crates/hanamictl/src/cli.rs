@@ -37,7 +37,7 @@ pub struct Cli {
         global = true,
         help_heading = GLOBAL,
         env = "HANAMI_INSECURE",
-        value_parser = clap::builder::BoolishValueParser::new()
+        value_parser = yes_or_no
     )]
     pub insecure: bool,
 
@@ -69,6 +69,15 @@ pub struct Cli {
     /// The resource to work on.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// A yes-or-no value as `--insecure=` and `HANAMI_INSECURE` take it (any case).
+fn yes_or_no(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" | "y" | "t" => Ok(true),
+        "0" | "false" | "no" | "off" | "n" | "f" => Ok(false),
+        _ => Err("expected one of 1/0, true/false, yes/no, on/off".to_owned()),
+    }
 }
 
 impl Command {

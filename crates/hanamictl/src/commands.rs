@@ -240,13 +240,14 @@ async fn export(
         }
         (Ok(()), Destination::Into(_)) => {}
         (Ok(()), Destination::Standard(_)) => return Ok(Shown::Nothing),
-        (Err(e), Destination::Replace { partial, .. }) => {
+        (Err(e), Destination::Replace { partial, kept, .. }) => {
             let _ = std::fs::remove_file(partial);
             return Err(match e {
-                Exported::Local(e) => {
+                // A file that was there is said to be unchanged.
+                Exported::Local(e) if kept.is_some() => {
                     Exported::Local(e.context(&format!("{} was left as it was", path.display())))
                 }
-                sdk => sdk,
+                other => other,
             });
         }
         (Err(e), Destination::Into(_) | Destination::Standard(_)) => return Err(e),
@@ -344,10 +345,27 @@ async fn write_rows(
     into: Option<&Destination>,
 ) -> Result<(), Exported> {
     let local = |what: &str, e: std::io::Error| {
-        let place = into.map_or("standard output".to_owned(), |d| {
-            d.written().display().to_string()
-        });
-        Exported::Local(CliError::msg(format!("cannot {what} {place}: {e}")))
+        let Some(written) = into.map(Destination::written) else {
+            return Exported::Local(CliError::msg(format!("cannot {what} standard output: {e}")));
+        };
+        let folder = written.parent().filter(|f| !f.as_os_str().is_empty());
+        Exported::Local(CliError::msg(match (folder, into) {
+            // Named after the file asked for: the partial file beside it is a detail.
+            (Some(folder), Some(into))
+                if e.kind() == std::io::ErrorKind::NotFound && !folder.is_dir() =>
+            {
+                let asked = match into {
+                    Destination::Replace { file, .. } => file,
+                    _ => written,
+                };
+                format!(
+                    "cannot {what} {}: the folder {} does not exist",
+                    asked.display(),
+                    folder.display()
+                )
+            }
+            _ => format!("cannot {what} {}: {e}", written.display()),
+        }))
     };
     let sink: Box<dyn std::io::Write> = match into {
         Some(destination) => Box::new(destination.open().map_err(|e| local("create", e))?),

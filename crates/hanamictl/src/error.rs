@@ -71,6 +71,11 @@ impl CliError {
                          http:// or https:// scheme?)",
                         hanami_sdk::CONNECT_TIMEOUT.as_secs()
                     ));
+                } else if e.is_connect() && text.contains("Connection refused") {
+                    text.push_str(
+                        "\n(nothing listens there: is the server running, and is \
+                         HANAMI_ADDRESS its address and port?)",
+                    );
                 } else if e.is_timeout() {
                     text.push_str(
                         "\n(the server did not answer in time; a slow server needs a longer \

@@ -761,6 +761,25 @@ fn datasets() {
         failed.stderr
     );
     assert_eq!(std::fs::read_to_string(&part).unwrap(), expected);
+    // A folder that is not there is named, not the partial file that could not be made.
+    let nowhere = server.dir.path().join("no_such_folder");
+    let failed = server
+        .ctl(&[
+            "dataset",
+            "export",
+            "-o",
+            &path_str(&nowhere.join("x.csv")),
+            &csv_uuid,
+        ])
+        .fails();
+    assert_eq!(
+        failed.stderr,
+        format!(
+            "error: cannot create {}: the folder {} does not exist\n",
+            nowhere.join("x.csv").display(),
+            nowhere.display()
+        )
+    );
     exports_go_into_links_pipes_and_kept_modes(&server, &csv_uuid, &csv);
     // A start beyond the end is refused, as the server does; a count of 0 is no count.
     let beyond = server
@@ -999,6 +1018,14 @@ fn environment_usage_and_local_errors() {
     assert!(
         run.stderr
             .starts_with("error: cannot reach http://127.0.0.1:1"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.ends_with(
+            "\n(nothing listens there: is the server running, and is HANAMI_ADDRESS its \
+             address and port?)\n"
+        ),
         "{}",
         run.stderr
     );

@@ -116,7 +116,11 @@ fn https_with_a_self_signed_certificate() {
     let run = ctl_env(&with(&[("HANAMI_INSECURE", "maybe")]), &["host", "list"]).fails();
     assert!(
         run.stderr
-            .contains("note: the value comes from the variable HANAMI_INSECURE"),
+            .contains("note: the value comes from the variable HANAMI_INSECURE")
+            && run.stderr.contains(
+                "invalid value 'maybe' for '--insecure': expected one of 1/0, true/false, \
+                 yes/no, on/off"
+            ),
         "{}",
         run.stderr
     );
