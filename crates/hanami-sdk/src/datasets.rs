@@ -25,6 +25,12 @@ fn file_size(path: &Path) -> Result<u64> {
         source,
     };
     let metadata = std::fs::metadata(path).map_err(refuse)?;
+    if metadata.is_dir() {
+        return Err(refuse(std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            "is a directory, not a file to upload",
+        )));
+    }
     if !metadata.is_file() {
         return Err(refuse(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -365,7 +371,14 @@ mod tests {
         let error = file_size(&empty).unwrap_err().to_string();
         assert!(error.ends_with("empty.csv: the file is empty"), "{error}");
         let error = file_size(dir.path()).unwrap_err().to_string();
-        assert!(error.contains("not a regular file"), "{error}");
+        assert!(
+            error.ends_with(": is a directory, not a file to upload"),
+            "{error}"
+        );
+        let error = file_size(std::path::Path::new("/dev/null"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("/dev/null: not a regular file"), "{error}");
         let error = file_size(&dir.path().join("missing"))
             .unwrap_err()
             .to_string();

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import concurrent.futures
+import errno
 import json
 import os
 import threading
@@ -350,10 +351,14 @@ def _file_size(path: FilePath) -> int:
         raise TypeError(f"a file to upload is named by a str or a path object such as "
                         f"pathlib.Path, got {type(path).__name__}")
     size = os.path.getsize(path)
+    # Local problems are the OSErrors that open() would raise, as for a missing file.
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file to upload",
+                                os.fsdecode(path))
     if not os.path.isfile(path):
-        raise BadRequestException(f"{path}: not a regular file (uploads announce their size "
-                                  f"first, so pipes and devices cannot be uploaded; save the "
-                                  f"data to a file)")
+        raise OSError(f"{os.fsdecode(path)}: not a regular file (uploads announce their size "
+                      f"first, so pipes and devices cannot be uploaded; save the data to a "
+                      f"file)")
     if size == 0:
         raise BadRequestException(f"{path}: the file is empty")
     return size

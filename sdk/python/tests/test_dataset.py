@@ -250,9 +250,12 @@ def test_pipes_and_folders_are_refused_before_the_server_is_asked(address: str, 
                                                                    files: Path) -> None:
     pipe = files / "pipe.csv"
     os.mkfifo(pipe)
-    for path in [pipe, files]:
-        with pytest.raises(hx.BadRequestException, match="not a regular file"):
-            dataset.upload_csv_files(token, address, unique("piped"), str(path))
+    with pytest.raises(OSError, match="not a regular file") as refused:
+        dataset.upload_csv_files(token, address, unique("piped"), str(pipe))
+    assert not isinstance(refused.value, hx.HanamiException)
+    with pytest.raises(IsADirectoryError, match="is a directory") as refused:
+        dataset.upload_mnist_files(token, address, unique("folder"), files, str(pipe))
+    assert refused.value.filename == str(files)
 
 
 def test_uploads_read_and_write_the_socket_on_one_thread(address: str, token: str,
