@@ -1702,3 +1702,80 @@ async fn a_crash_during_the_start_loses_no_task_report() {
         assert_eq!(told, 1, "{task}");
     }
 }
+
+/// A data directory copied (`cp -a`) after a clean stop is a whole server elsewhere: its
+/// datasets, clusters with their networks, checkpoints and tasks, and the tokens the first
+/// server issued (the token key is part of it); nothing in it names the folder it was in.
+#[tokio::test]
+async fn a_data_directory_copied_after_a_stop_runs_elsewhere() {
+    let (mut server, client, dataset, cluster) = server_with_cluster("moving", 60).await;
+    let trained = queue_training(&client, &cluster, "before_the_move", &dataset).await;
+    let done = client
+        .wait_for_task(&cluster, &trained, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(done.state, TaskState::Finished);
+    let checkpoint = client.save_cluster(&cluster, "moving_ckpt").await.unwrap();
+    let saved = client
+        .wait_for_task(&cluster, &checkpoint.uuid, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(saved.state, TaskState::Finished);
+    let token = server.login(ADMIN, ADMIN_PW).await.token.unwrap();
+    assert!(server.stop(), "the first server stopped cleanly");
+    let network = sha256(&server.data_dir.join("clusters").join(&cluster));
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let copy = elsewhere.path().join("moved here");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&server.data_dir)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    // The first server's folder is gone: only the copy can answer.
+    std::fs::remove_dir_all(&server.data_dir).unwrap();
+    let moved = launch().data_dir(&copy).start();
+    assert_eq!(sha256(&copy.join("clusters").join(&cluster)), network);
+
+    let mut old_token = moved.client();
+    old_token.token = Some(token);
+    let clusters = old_token.get("cluster/all").await.expect(200).json();
+    assert!(clusters.to_string().contains(&cluster), "{clusters}");
+    let client = sdk(&moved, ADMIN, ADMIN_PW).await;
+    let tasks = client.tasks(&cluster).await.unwrap();
+    assert_eq!(tasks.body.len(), 2, "{tasks:?}");
+    let checkpoints = client.checkpoints().await.unwrap();
+    assert!(
+        checkpoints.body.iter().any(|row| row[1] == checkpoint.uuid),
+        "{checkpoints:?} {}",
+        checkpoint.uuid
+    );
+    let restore = client
+        .restore_cluster(&cluster, &checkpoint.uuid)
+        .await
+        .unwrap();
+    let restored = client
+        .wait_for_task(&cluster, &restore.uuid, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(restored.state, TaskState::Finished);
+    let request = client
+        .request(
+            "after_the_move",
+            &cluster,
+            &[("picture", &dataset)],
+            ("label", "moved_result"),
+        )
+        .await
+        .unwrap();
+    let answered = client
+        .wait_for_task(&cluster, &request.uuid, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(answered.state, TaskState::Finished);
+    let accuracy = client.check_dataset(&dataset, &request.uuid).await.unwrap();
+    assert!((0.0..=100.0).contains(&accuracy), "{accuracy}");
+    assert!(!moved.logged().contains("WARN"), "{}", moved.logged());
+}
