@@ -240,11 +240,20 @@ struct Table {
 
 impl Table {
     fn start(header: &[u8], line: u64, name: &str, dest_path: &Path) -> Result<Self, ConvertError> {
-        // UTF-16 starts with its byte-order mark (Excel's "Unicode text").
-        let utf16 = header.starts_with(b"\xFF\xFE") || header.starts_with(b"\xFE\xFF");
-        if let Some(offset) = header.iter().position(|&b| b == 0)
-            && !utf16
-        {
+        // UTF-16 starts with its byte-order mark (Excel's "Unicode text"), or else shows as
+        // ASCII with a NUL byte before or after every character.
+        let utf16 = header.starts_with(b"\xFF\xFE")
+            || header.starts_with(b"\xFE\xFF")
+            || (header.len() >= 2
+                && (header.iter().step_by(2).all(|&b| b == 0)
+                    || header.iter().skip(1).step_by(2).all(|&b| b == 0)));
+        if utf16 {
+            return Err(ConvertError::CsvHeaderNotUtf8 {
+                line,
+                hint: " (it looks like UTF-16: save the file as UTF-8 CSV)",
+            });
+        }
+        if let Some(offset) = header.iter().position(|&b| b == 0) {
             return Err(ConvertError::CsvBinary {
                 line,
                 offset: offset as u64,
@@ -256,14 +265,8 @@ impl Table {
                 },
             });
         }
-        let header = std::str::from_utf8(header).map_err(|_| ConvertError::CsvHeaderNotUtf8 {
-            line,
-            hint: if utf16 {
-                " (it looks like UTF-16: save the file as UTF-8 CSV)"
-            } else {
-                ""
-            },
-        })?;
+        let header = std::str::from_utf8(header)
+            .map_err(|_| ConvertError::CsvHeaderNotUtf8 { line, hint: "" })?;
         let columns = header.split(',').count();
         if columns > MAX_COLUMNS {
             return Err(ConvertError::CsvTooManyColumns {
@@ -750,6 +753,14 @@ mod tests {
             "CSV file: line 3: byte 5 of the line is a NUL byte, so this is binary data, not \
              CSV text"
         );
+        // UTF-16 without its byte-order mark, little- and big-endian.
+        for text in [&b"a\0,\0b\0\r\0\n\0"[..], b"\0a\0,\0b\0\r\0\n"] {
+            assert_eq!(
+                case.error(text),
+                "CSV file: line 1: the header is not valid UTF-8 text (it looks like UTF-16: \
+                 save the file as UTF-8 CSV)"
+            );
+        }
         // After the header a NUL is a cell that is no number.
         assert!(
             case.error(b"a\n1\n\0\n").contains("line 3"),
