@@ -30,7 +30,9 @@ impl Client {
         self.get("cluster/all", &[]).await
     }
 
-    /// Deletes a cluster (its tasks stop; result datasets and checkpoints stay).
+    /// Deletes a cluster: its running task stops and its queued tasks go with it (a queued
+    /// save makes no checkpoint, a queued request no result); the result datasets and
+    /// checkpoints made before stay.
     pub async fn delete_cluster(&self, uuid: &str) -> Result<()> {
         self.delete("cluster", &[("uuid", uuid)]).await
     }

@@ -862,12 +862,31 @@ async fn aborting_tasks_and_deleting_clusters() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // A save and a request queued behind it go with the cluster: no checkpoint, no result.
+    let save = client.save_cluster(c, "never_made").await.unwrap();
+    let request = client
+        .request(
+            "never_run",
+            c,
+            &[("picture", &big)],
+            ("label", "never_written"),
+        )
+        .await
+        .unwrap();
     client.delete_cluster(c).await.unwrap();
     assert!(matches!(
         client.task(c, &third.uuid).await,
         Err(Error::NotFound(_))
     ));
     assert!(client.clusters().await.unwrap().body.is_empty());
+    let checkpoint = client.checkpoint(&save.uuid).await;
+    assert!(
+        matches!(checkpoint, Err(Error::NotFound(_))),
+        "{checkpoint:?}"
+    );
+    assert!(client.checkpoints().await.unwrap().body.is_empty());
+    let result = client.dataset(&request.uuid).await;
+    assert!(matches!(result, Err(Error::NotFound(_))), "{result:?}");
 }
 
 /// A task deleted after its last row, before its end is recorded, can no longer stop: it

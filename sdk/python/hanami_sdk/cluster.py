@@ -79,8 +79,9 @@ def list_clusters(token: str, address: str, verify_connection: Verify = True) ->
 
 def delete_cluster(token: str, address: str, cluster_uuid: str,
                    verify_connection: Verify = True) -> str:
-    """Deletes a cluster and its task queue; returns ``{}``. Checkpoints and result
-    datasets stay. ``NotFoundException`` if it does not exist."""
+    """Deletes a cluster and its task queue (a queued save then makes no checkpoint, a
+    queued request no result dataset); returns ``{}``. Checkpoints and result datasets made
+    before stay. ``NotFoundException`` if it does not exist."""
     return hanami_request.send_delete_request(token, address, _PATH, {"uuid": cluster_uuid},
                                               verify_connection)
 
