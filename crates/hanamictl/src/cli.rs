@@ -81,13 +81,16 @@ fn yes_or_no(value: &str) -> Result<bool, String> {
 }
 
 impl Command {
-    /// The waiting options of a command that queues a task.
+    /// The waiting options of a command that queues a task or shows one.
     pub fn wait(&self) -> Option<&Wait> {
         match self {
             Command::Cluster(ClusterCmd::Save { wait, .. } | ClusterCmd::Restore { wait, .. })
-            | Command::Task(TaskCmd::Create(
-                TaskCreateCmd::Train { wait, .. } | TaskCreateCmd::Request { wait, .. },
-            )) => Some(wait),
+            | Command::Task(
+                TaskCmd::Create(
+                    TaskCreateCmd::Train { wait, .. } | TaskCreateCmd::Request { wait, .. },
+                )
+                | TaskCmd::Get { wait, .. },
+            ) => Some(wait),
             _ => None,
         }
     }
@@ -408,11 +411,11 @@ pub enum ClusterCmd {
     },
 }
 
-/// Optional waiting for a queued task (an addition: by default nothing waits).
+/// Optional waiting for a task (an addition: by default nothing waits).
 #[derive(Debug, Args)]
 pub struct Wait {
-    /// Wait until the queued task has ended; exit 1 if it was aborted, 130 on Ctrl-C (the
-    /// task goes on; addition)
+    /// Wait until the task has ended; exit 1 if it was aborted, 130 on Ctrl-C (the task
+    /// goes on; addition)
     #[arg(long)]
     pub wait: bool,
     /// Give up waiting after this many seconds (0 to 315360000, ten years; addition)
@@ -433,11 +436,13 @@ pub enum TaskCmd {
     /// Queue a new task
     #[command(subcommand, arg_required_else_help = true)]
     Create(TaskCreateCmd),
-    /// Show a task of a cluster
+    /// Show a task of a cluster (with --wait, once it has ended)
     Get {
         /// UUID of the cluster
         #[arg(short, long, value_name = "CLUSTER_UUID")]
         cluster: String,
+        #[command(flatten)]
+        wait: Wait,
         /// UUID of the task
         #[arg(value_name = "TASK_UUID")]
         uuid: String,

@@ -1067,8 +1067,19 @@ async fn execute(
                     None => single(&task, TASK),
                 }
             }
-            TaskCmd::Get { cluster, uuid } => {
-                single(&client.task(&cluster, &uuid).await.map_err(sdk)?, TASK)
+            TaskCmd::Get {
+                cluster,
+                uuid,
+                wait,
+            } => {
+                let task = client.task(&cluster, &uuid).await.map_err(sdk)?;
+                match waiter
+                    .wait_if_asked(session, &cluster, &task.uuid, &wait)
+                    .await?
+                {
+                    Some(done) => single(&done, TASK),
+                    None => single(&task, TASK),
+                }
             }
             TaskCmd::List { cluster, .. } => {
                 list(&client.tasks(&cluster).await.map_err(sdk)?, TASK_LIST)
@@ -1181,7 +1192,8 @@ impl Waiter {
             ended = ended => ended.map(Some),
             () = stopped => Err(CliError::Interrupted(format!(
                 "stopped waiting; task '{task_uuid}' goes on on the server \
-                 (`hanamictl task get -c {cluster} {task_uuid}` shows it)"
+                 (`hanamictl task get -c {cluster} {task_uuid}` shows it, with --wait once \
+                 it has ended)"
             ))),
         }
     }
@@ -1222,6 +1234,10 @@ fn out_of_reach(error: &hanami_sdk::Error) -> bool {
     }
 }
 
+/// How long a wait polls every 20 ms, so that short tasks are seen ending soon after they
+/// do (then every 100 ms until [`QUICK_POLLS`]).
+const FIRST_POLLS: Duration = Duration::from_millis(500);
+
 /// How long a wait polls at least every 100 ms (then every second).
 const QUICK_POLLS: Duration = Duration::from_secs(10);
 
@@ -1240,7 +1256,7 @@ async fn wait_for_end(
 ) -> Result<Task, CliError> {
     let deadline = Instant::now() + Duration::from_secs(timeout);
     let began = Instant::now();
-    let mut pause = Duration::from_millis(50);
+    let mut pause = Duration::from_millis(20);
     // Ends its line when dropped, also when the waiting is interrupted.
     let mut progress = Progress::new(&format!("task {task_uuid}"), show_progress);
     // Since when the server has been out of reach, if it is.
@@ -1332,18 +1348,18 @@ async fn wait_for_end(
                 let why = task.note.map(|n| format!(" ({n})")).unwrap_or_default();
                 return Err(CliError::msg(format!(
                     "task '{task_uuid}' is still {state} after {timeout} s{why}; it goes on \
-                     on the server (`hanamictl task get -c {cluster} {task_uuid}` shows it)"
+                     on the server (`hanamictl task get -c {cluster} {task_uuid}` shows it, \
+                     with --wait once it has ended)"
                 )));
             }
             _ => {}
         }
         tokio::time::sleep(pause).await;
         // Short tasks are seen ending soon after they do; long ones are asked less often.
-        let longest = if began.elapsed() < QUICK_POLLS {
-            Duration::from_millis(100)
-        } else {
-            Duration::from_secs(1)
+        pause = match began.elapsed() {
+            waited if waited < FIRST_POLLS => Duration::from_millis(20),
+            waited if waited < QUICK_POLLS => (pause * 2).min(Duration::from_millis(100)),
+            _ => (pause * 2).min(Duration::from_secs(1)),
         };
-        pause = (pause * 2).min(longest);
     }
 }

@@ -70,7 +70,8 @@ impl Phase {
             )),
             Phase::Finishing => Some(format!(
                 "interrupted after every byte of '{name}' had arrived: the server makes the \
-                 dataset anyway, and `hanamictl dataset list` shows it shortly"
+                 dataset anyway, and `hanamictl dataset list` shows it shortly (the newest \
+                 dataset of that name)"
             )),
         }
     }

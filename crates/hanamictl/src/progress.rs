@@ -4,6 +4,10 @@
 //! stays clean for scripts and nothing is written into logs of piped runs.
 
 use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+/// Least time between two redraws of an upload's line (its chunks come much faster).
+const UPLOAD_REDRAW: Duration = Duration::from_millis(100);
 
 /// A progress line that redraws itself with `\r`.
 pub struct Progress {
@@ -11,6 +15,8 @@ pub struct Progress {
     enabled: bool,
     drawn: bool,
     last: String,
+    /// When an upload's line was last drawn.
+    drawn_at: Option<Instant>,
     remark: Option<String>,
 }
 
@@ -22,13 +28,17 @@ impl Progress {
             enabled,
             drawn: false,
             last: String::new(),
+            drawn_at: None,
             remark: None,
         }
     }
 
-    /// Upload progress: `sent` of `total` bytes.
+    /// Upload progress: `sent` of `total` bytes (redrawn at most ten times a second, and
+    /// at the end).
     pub fn update(&mut self, sent: u64, total: u64) {
-        if self.enabled {
+        let now = Instant::now();
+        if self.enabled && redraw_due(self.drawn_at, now, sent >= total) {
+            self.drawn_at = Some(now);
             let line = fit(&self.label, terminal_columns(), |label| {
                 upload_line(label, sent, total)
             });
@@ -88,6 +98,12 @@ impl Drop for Progress {
     fn drop(&mut self) {
         self.finish();
     }
+}
+
+/// Whether an upload's line is drawn now: the first time, at the end, and otherwise once
+/// [`UPLOAD_REDRAW`] has passed since it was last drawn.
+fn redraw_due(drawn_at: Option<Instant>, now: Instant, done: bool) -> bool {
+    done || drawn_at.is_none_or(|at| now.duration_since(at) >= UPLOAD_REDRAW)
 }
 
 /// The line that `line` makes of `label`, with the label shortened (ending in `…`) so that
@@ -170,6 +186,16 @@ pub fn size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upload_lines_are_redrawn_ten_times_a_second_and_at_the_end() {
+        let start = Instant::now();
+        assert!(redraw_due(None, start, false));
+        let soon = start + Duration::from_millis(30);
+        assert!(!redraw_due(Some(start), soon, false));
+        assert!(redraw_due(Some(start), soon, true));
+        assert!(redraw_due(Some(start), start + UPLOAD_REDRAW, false));
+    }
 
     #[test]
     fn lines_fit_the_terminal() {

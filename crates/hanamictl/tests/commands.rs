@@ -1884,7 +1884,23 @@ fn a_cluster_left_in_direct_mode_goes_back_to_task_mode() {
         "{stderr}"
     );
 
+    // `task get --wait` waits for a task that another command queued, and shows it ended.
+    let watcher = server
+        .command(&["task", "get", "--wait", "-c", &cluster, &waiting])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     let switched = server.ctl(&["cluster", "task-mode", &cluster]).ok();
+    let watched = watcher.wait_with_output().unwrap();
+    let table = String::from_utf8_lossy(&watched.stdout);
+    assert!(
+        watched.status.success() && table.contains("| STATE ") && table.contains("| finished "),
+        "{table} {}",
+        String::from_utf8_lossy(&watched.stderr)
+    );
     assert_eq!(switched.keys(), ["UUID", "NAME", "NEW STATE", "CREATED AT"]);
     assert_eq!(switched.field("UUID"), cluster);
     assert_eq!(switched.field("NEW STATE"), "TASK");
