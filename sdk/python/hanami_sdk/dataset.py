@@ -318,13 +318,22 @@ def _discarded_on_failure(tokens: TokenKeeper, address: str, dataset_uuid: str,
     dataset whatever the client does, so it is never deleted here."""
     try:
         yield
-    except BaseException:
+    except BaseException as stopped:
         try:
             hanami_request.send_request("DELETE", tokens.last(), address, _PATH,
                                         values={"uuid": dataset_uuid},
                                         verify=verify_connection, timeout=_DISCARD_TIMEOUT)
+            outcome = "the server discarded what had arrived"
+        except NotFoundException:
+            outcome = "nothing of it was left on the server"
         except Exception:  # pylint: disable=broad-except
-            pass
+            outcome = ("the server could not be asked to discard what had arrived; "
+                       "dataset.delete_dataset cancels it")
+        # An interruption says what became of the upload, under its traceback (Python 3.11
+        # and later); other errors say that themselves.
+        if isinstance(stopped, (KeyboardInterrupt, asyncio.CancelledError)) \
+                and hasattr(stopped, "add_note"):
+            stopped.add_note(f"upload of dataset '{dataset_uuid}' stopped: {outcome}")
         raise
 
 
