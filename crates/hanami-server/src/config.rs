@@ -42,7 +42,7 @@ pub struct Args {
     #[arg(
         long,
         env = "HANAMI_TOKEN_EXPIRY",
-        value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS),
+        value_parser = expiry_seconds,
         allow_negative_numbers = true
     )]
     pub token_expiry: Option<u64>,
@@ -128,6 +128,42 @@ pub struct Config {
     /// How many ended tasks a cluster keeps listed; the oldest beyond it are forgotten when
     /// a new task is queued.
     pub max_ended_tasks: usize,
+    /// Which paths the config file gave, for the notes on errors about them.
+    pub origins: FileOrigins,
+}
+
+/// The paths that a config file gave (not overridden by a flag or variable), so that an
+/// error about one of them (a missing policy file, an unreadable key) can say where it was
+/// set.
+#[derive(Debug, Clone, Default)]
+pub struct FileOrigins {
+    /// The config file.
+    file: Option<PathBuf>,
+    /// Its keys that gave a path, with the path.
+    paths: Vec<(&'static str, PathBuf)>,
+}
+
+impl FileOrigins {
+    /// One note for each path from the config file that `error` quotes.
+    pub fn notes(&self, error: &str) -> Vec<String> {
+        let Some(file) = &self.file else {
+            return Vec::new();
+        };
+        self.paths
+            .iter()
+            .filter(|(_, path)| {
+                let shown = path.display().to_string();
+                !shown.is_empty() && error.contains(&shown)
+            })
+            .map(|(key, path)| {
+                format!(
+                    "note: the path '{}' comes from the key {key} of the config file {}",
+                    path.display(),
+                    file.display()
+                )
+            })
+            .collect()
+    }
 }
 
 /// Default `max_ended_tasks`.
@@ -190,8 +226,21 @@ impl Config {
             Some(path) => format!(" (in the config file {})", path.display()),
             None => String::new(),
         };
-        let cert = args.tls_cert.or(file.tls_cert);
-        let key = args.tls_key.or(file.tls_key);
+        // The paths that the file gives, unless a flag or variable overrides them.
+        let mut origins = FileOrigins {
+            file: args.config.clone(),
+            paths: Vec::new(),
+        };
+        let mut from_file = |key: &'static str, flag: Option<PathBuf>, in_file: Option<PathBuf>| {
+            if let (None, Some(path)) = (&flag, &in_file) {
+                origins.paths.push((key, path.clone()));
+            }
+            flag.or(in_file)
+        };
+        let cert = from_file("tls_cert", args.tls_cert, file.tls_cert);
+        let key = from_file("tls_key", args.tls_key, file.tls_key);
+        let policy_file = from_file("policy_file", args.policy_file, file.policy_file);
+        let data_dir = from_file("data_dir", args.data_dir, file.data_dir);
         let tls = match (cert, key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
@@ -206,7 +255,7 @@ impl Config {
         };
         let max_body_bytes = file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if max_body_bytes < 1024 {
-            bail!("max_body_bytes must be at least 1024{in_file}");
+            bail!("max_body_bytes must be at least 1024, not {max_body_bytes}{in_file}");
         }
         let upload_timeout = seconds(
             "upload_timeout",
@@ -234,7 +283,7 @@ impl Config {
         };
         let max_upload_bytes = file.max_upload_bytes.unwrap_or(DEFAULT_MAX_UPLOAD_BYTES);
         if max_upload_bytes == 0 {
-            bail!("max_upload_bytes must be at least 1{in_file}");
+            bail!("max_upload_bytes must be at least 1, not 0{in_file}");
         }
         let cluster_memory_limit = memory_budget(
             "cluster_memory_mib",
@@ -283,16 +332,13 @@ impl Config {
         }
         // 0 keeps the logs for ever, as the original did.
         let log_retention_days = file.log_retention_days.filter(|&days| days > 0);
-        if log_retention_days.is_some_and(|days| days > MAX_LOG_RETENTION_DAYS) {
+        if let Some(days) = log_retention_days.filter(|&days| days > MAX_LOG_RETENTION_DAYS) {
             bail!(
                 "log_retention_days must be at most {MAX_LOG_RETENTION_DAYS} (0: keep for \
-                 ever){in_file}"
+                 ever), not {days}{in_file}"
             );
         }
-        let data_dir = args
-            .data_dir
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         if data_dir.as_os_str().is_empty() {
             bail!(
                 "the data directory is an empty path{in_file}: give one, or leave the setting \
@@ -307,7 +353,7 @@ impl Config {
             data_dir,
             tls,
             token_expiry,
-            policy_file: args.policy_file.or(file.policy_file),
+            policy_file,
             max_body_bytes,
             max_upload_bytes,
             upload_timeout,
@@ -320,6 +366,7 @@ impl Config {
             max_running_tasks,
             max_connections_per_client,
             max_ended_tasks,
+            origins,
         })
     }
 }
@@ -385,9 +432,41 @@ fn seconds(key: &str, value: u64, origin: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs(value))
 }
 
+/// `--token-expiry` (and its variable): whole seconds, 1 to ten years.
+fn expiry_seconds(text: &str) -> Result<u64, String> {
+    let value: i128 = text
+        .trim()
+        .parse()
+        .map_err(|_| "not a whole number of seconds".to_owned())?;
+    u64::try_from(value)
+        .ok()
+        .filter(|seconds| (1..=MAX_SECONDS).contains(seconds))
+        .ok_or_else(|| {
+            format!("must be between 1 and {MAX_SECONDS} seconds (ten years), not {value}")
+        })
+}
+
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = read_text_file(path, "config file")?;
-    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    toml::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "invalid config file {}: {}",
+            path.display(),
+            in_plain_words(&e.to_string())
+        )
+    })
+}
+
+/// A TOML error with the names of Rust's number types (`expected u64`) said in words.
+fn in_plain_words(error: &str) -> String {
+    ["u64", "usize", "u32"]
+        .iter()
+        .fold(error.to_owned(), |text, kind| {
+            text.replace(
+                &format!("expected {kind}"),
+                "expected a whole number, 0 or more, without quotes",
+            )
+        })
 }
 
 /// The largest settings file (configuration, policy, PEM certificate or key) read.
@@ -403,7 +482,8 @@ pub(crate) fn read_settings_file(path: &Path, what: &str) -> anyhow::Result<Vec<
     }
     let shown = path.display();
     let cannot_read = || format!("cannot read {what} {shown}");
-    let file = hanami_store::files::open_without_waiting(path).with_context(cannot_read)?;
+    let file = hanami_store::files::open_without_waiting(path)
+        .map_err(|e| anyhow::anyhow!("{}: {}", cannot_read(), with_remedy(&e)))?;
     let kind = file.metadata().with_context(cannot_read)?.file_type();
     if !kind.is_file() {
         bail!(
@@ -419,6 +499,18 @@ pub(crate) fn read_settings_file(path: &Path, what: &str) -> anyhow::Result<Vec<
         bail!("the {what} {shown} is larger than 1 MiB: is it the right file?");
     }
     Ok(bytes)
+}
+
+/// An error opening a settings file, with what to do where that is clear.
+fn with_remedy(error: &std::io::Error) -> String {
+    if error.kind() == std::io::ErrorKind::PermissionDenied {
+        format!(
+            "{error}; the user the server runs as must be able to read it (and to enter the \
+             folders above it)"
+        )
+    } else {
+        error.to_string()
+    }
 }
 
 /// What a file that is no regular one is, in words.
@@ -644,6 +736,91 @@ mod tests {
             )),
             "{err}"
         );
+    }
+
+    #[test]
+    fn messages_name_the_value_and_the_remedy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hanami.toml");
+        let p = path.to_str().unwrap();
+        for (text, expected) in [
+            (
+                "max_body_bytes = 100\n",
+                "max_body_bytes must be at least 1024, not 100",
+            ),
+            (
+                "max_upload_bytes = 0\n",
+                "max_upload_bytes must be at least 1, not 0",
+            ),
+            (
+                "log_retention_days = 40000\n",
+                "log_retention_days must be at most 36500 (0: keep for ever), not 40000",
+            ),
+            (
+                "token_expiry = \"7200\"\n",
+                "expected a whole number, 0 or more, without quotes",
+            ),
+            (
+                "max_running_tasks = -5\n",
+                "expected a whole number, 0 or more, without quotes",
+            ),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = format!(
+                "{:#}",
+                Config::from_args(args(&["--config", p])).unwrap_err()
+            );
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+        for (value, expected) in [
+            (
+                "0",
+                "must be between 1 and 315360000 seconds (ten years), not 0",
+            ),
+            (
+                "-5",
+                "must be between 1 and 315360000 seconds (ten years), not -5",
+            ),
+            ("soon", "not a whole number of seconds"),
+        ] {
+            let refused = Args::try_parse_from(["hanami", "--token-expiry", value]).unwrap_err();
+            assert!(refused.to_string().contains(expected), "{refused}");
+        }
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(
+            with_remedy(&denied)
+                .ends_with("must be able to read it (and to enter the folders above it)")
+        );
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert_eq!(with_remedy(&missing), missing.to_string());
+    }
+
+    #[test]
+    fn paths_from_the_file_are_named_in_notes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hanami.toml");
+        let p = path.to_str().unwrap();
+        std::fs::write(
+            &path,
+            "policy_file = \"nonexist.policy\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n",
+        )
+        .unwrap();
+        let c = Config::from_args(args(&["--config", p])).unwrap();
+        let error = "cannot read policy file nonexist.policy: No such file or directory";
+        assert_eq!(
+            c.origins.notes(error),
+            [format!(
+                "note: the path 'nonexist.policy' comes from the key policy_file of the config \
+                 file {p}"
+            )]
+        );
+        assert!(c.origins.notes("cannot bind 127.0.0.1:11418").is_empty());
+        // A flag's path is not the file's.
+        let c =
+            Config::from_args(args(&["--config", p, "--policy-file", "nonexist.policy"])).unwrap();
+        assert!(c.origins.notes(error).is_empty());
+        let c = Config::from_args(args(&["--policy-file", "nonexist.policy"])).unwrap();
+        assert!(c.origins.notes(error).is_empty());
     }
 
     #[test]

@@ -43,15 +43,21 @@ async fn serve() -> std::process::ExitCode {
     if let Some(warning) = warning {
         tracing::warn!("{warning}");
     }
-    let result = match Config::from_args(parse_args()) {
-        Ok(config) => hanami_server::run(config).await,
-        Err(e) => Err(e),
+    let (result, origins) = match Config::from_args(parse_args()) {
+        Ok(config) => {
+            let origins = config.origins.clone();
+            (hanami_server::run(config).await, origins)
+        }
+        Err(e) => (Err(e), Default::default()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             let text = causes(&e);
             report(&format!("hanami: {text}"));
+            for note in origins.notes(&text) {
+                report(&note);
+            }
             let words: Vec<_> = std::env::args_os().collect();
             for (variable, value) in hanami_flags::variables_quoted(&Args::command(), &words, &text)
             {

@@ -252,7 +252,11 @@ async fn prepare(
     ensure_admin(&store).await?;
     warn_of_roles_the_policy_lacks(&store.users().await?, &policy);
     let tokens = TokenKey::load_or_create(&paths.token_key(), config.token_expiry)?;
-    warn_if_others_may_use(&paths.token_key());
+    warn_if_others_may_use(
+        &paths.token_key(),
+        0o066,
+        "whoever reads or replaces it can make tokens for any user",
+    );
     let cpu_host = host_id(&paths.host_id())?;
     // A request's result and a save's checkpoint are named after their task: one that had
     // not ended is aborted below, and what it wrote was never registered.
@@ -1027,17 +1031,18 @@ fn foreign_endpoints<'a>(policy: &'a Policy, routes: &Routes) -> Vec<&'a str> {
     foreign
 }
 
-/// Warns when users other than the server's may read or change the token key (a copied or
-/// restored data directory): whoever can can make tokens for any user, admins included.
-fn warn_if_others_may_use(key: &Path) {
+/// Warns when the mode of a secret `key` lets others (the bits of `mask`) read or change
+/// it: the token key (a copied or restored data directory; group and others), whose reader
+/// can make tokens for any user, or the HTTPS private key (others: a group such as Debian's
+/// `ssl-cert` may share it), whose reader can pose as the server. `risk` says what follows.
+fn warn_if_others_may_use(key: &Path, mask: u32, risk: &str) {
     use std::os::unix::fs::PermissionsExt as _;
     if let Ok(metadata) = std::fs::metadata(key) {
         let mode = metadata.permissions().mode() & 0o777;
-        if mode & 0o066 != 0 {
+        if mode & mask != 0 {
             tracing::warn!(
                 "{} can be read or changed by other users of this machine (mode {mode:o}): \
-                 whoever reads or replaces it can make tokens for any user; let only the \
-                 server's user have it (chmod 600)",
+                 {risk}; let only the server's user have it (chmod 600)",
                 key.display()
             );
         }
@@ -1156,14 +1161,12 @@ impl ShutdownSignals {
         )
     }
 
-    /// Resolves with the next of the signals that arrives, counting SIGHUP only where
-    /// `hangups` is set.
-    async fn received(&mut self, hangups: bool) -> &ShutdownSignal {
+    /// Resolves with the next of the signals that arrives.
+    async fn received(&mut self) -> &ShutdownSignal {
         let waits: Vec<_> = self
             .0
             .iter_mut()
             .enumerate()
-            .filter(|(_, signal)| hangups || signal.number != libc::SIGHUP)
             .map(|(index, signal)| {
                 Box::pin(async move {
                     // `None`: no more signals of this kind can come.
@@ -1182,17 +1185,41 @@ impl ShutdownSignals {
     }
 }
 
+/// How long a graceful stop waits for the requests under way.
+const STOP_PATIENCE: Duration = Duration::from_secs(10);
+
 /// Stops the server gracefully on the first signal, and at once on a second SIGINT or
 /// SIGTERM: for an operator who will not wait for the tasks' networks to be saved or the
 /// uploads to be converted. What was not saved then counts as lost at the next start, as
 /// after a crash. A SIGHUP during the stop (its terminal closing) changes nothing.
 async fn shutdown_on_signal(mut signals: ShutdownSignals, handle: axum_server::Handle, app: App) {
-    let first = signals.received(true).await.name;
+    let first = signals.received().await.name;
     tracing::info!("shutting down on {first} (a second SIGINT or SIGTERM stops at once)");
     app.stopping.send_replace(true);
     app.clusters.stop_tasks(&app.workers);
-    handle.graceful_shutdown(Some(Duration::from_secs(10)));
-    let second = signals.received(false).await;
+    handle.graceful_shutdown(Some(STOP_PATIENCE));
+    // Idle connections close at once; those still open a second later hold the stop.
+    let held = handle.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let open = held.connection_count();
+        if open > 0 {
+            tracing::info!(
+                "the stop waits up to {} s more for {open} connection(s) with requests under \
+                 way",
+                STOP_PATIENCE.as_secs() - 1
+            );
+        }
+    });
+    let second = loop {
+        let signal = signals.received().await;
+        if signal.number != libc::SIGHUP {
+            break signal;
+        }
+        tracing::info!(
+            "SIGHUP during the stop changes nothing (a second SIGINT or SIGTERM stops at once)"
+        );
+    };
     tracing::warn!(
         "stopping at once on a second {}: tasks still running are listed aborted at the next \
          start, and uploads not yet registered are lost",
@@ -1260,6 +1287,7 @@ fn tls_server_config(tls: &crate::config::TlsFiles) -> anyhow::Result<rustls::Se
         );
     }
     let key_pem = read(&tls.key, "key file")?;
+    warn_if_others_may_use(&tls.key, 0o006, "whoever reads it can pose as this server");
     let encrypted = [&b"ENCRYPTED PRIVATE KEY"[..], b"Proc-Type: 4,ENCRYPTED"]
         .iter()
         .any(|marker| key_pem.windows(marker.len()).any(|w| w == *marker));

@@ -609,6 +609,37 @@ async fn https_with_a_pem_certificate() {
         .post("token", &json!({"id": ADMIN, "password": ADMIN_PW}))
         .await
         .expect(200);
+    let warning = "can be read or changed by other users of this machine (mode 604): whoever \
+                   reads it can pose as this server";
+    assert!(!server.logged().contains(warning), "{}", server.logged());
+    // A key that others may read is warned about (a group may share it, as Debian's
+    // ssl-cert does).
+    let key = tmp.path().join("key.pem");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let server = server.restart_with(|launch| {
+        launch.args(&[
+            "--tls-cert",
+            tmp.path().join("cert.pem").to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ])
+    });
+    assert!(
+        !server.logged().contains("whoever reads it can pose"),
+        "{}",
+        server.logged()
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o604)).unwrap();
+    let server = server.restart_with(|launch| {
+        launch.args(&[
+            "--tls-cert",
+            tmp.path().join("cert.pem").to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ])
+    });
+    assert!(server.logged().contains(warning), "{}", server.logged());
 }
 
 #[tokio::test]
@@ -888,6 +919,26 @@ async fn a_certificate_that_does_not_load_stops_the_start_before_anything_change
         .data_dir(&data)
         .try_start();
     assert!(started.is_ok(), "{:?}", started.err());
+}
+
+/// A path that the config file gave and the start cannot use is named with its key.
+#[test]
+fn a_bad_path_from_the_config_file_names_its_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (launched, config) =
+        common::launch_with_config(tmp.path(), "policy_file = \"nowhere.policy\"\n");
+    let Err(stderr) = launched.try_start() else {
+        panic!("started without its policy file");
+    };
+    assert!(
+        stderr.contains("cannot read policy file nowhere.policy")
+            && stderr.contains(&format!(
+                "note: the path 'nowhere.policy' comes from the key policy_file of the config \
+                 file {}",
+                config.display()
+            )),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -1245,13 +1296,13 @@ fn spawn_through_shell(prefix: &str, data: &std::path::Path) -> (std::process::C
         .arg(script)
         .arg(env!("CARGO_BIN_EXE_hanami"))
         .arg(data)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .env("HANAMI_ADMIN_USER_ID", ADMIN)
         .env("HANAMI_ADMIN_USER_NAME", ADMIN)
         .env("HANAMI_ADMIN_PASSWORD", ADMIN_PW)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(server_log(data))
         .spawn()
         .unwrap();
     let mut address = String::new();
@@ -1259,6 +1310,15 @@ fn spawn_through_shell(prefix: &str, data: &std::path::Path) -> (std::process::C
         .read_line(&mut address)
         .unwrap();
     (child, address.trim().to_owned())
+}
+
+/// Where [`spawn_through_shell`] appends a server's log: beside its data directory.
+fn server_log(data: &std::path::Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.with_extension("log"))
+        .unwrap()
 }
 
 /// Waits up to ten seconds for the child to exit.
@@ -1322,6 +1382,13 @@ fn a_second_signal_stops_the_server_at_once() {
         second.elapsed()
     );
     assert_eq!(status.code(), Some(128 + libc::SIGINT), "{status:?}");
+    // The log says what held the stop, and that the hangup changed nothing.
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    assert!(
+        log.contains("the stop waits up to 9 s more for 1 connection(s) with requests under way")
+            && log.contains("SIGHUP during the stop changes nothing"),
+        "{log}"
+    );
     // The data directory is as after a crash: the next start takes it.
     let (mut next, address) = spawn_through_shell("", &data);
     assert!(address.starts_with("http://127.0.0.1:"), "{address}");

@@ -33,6 +33,12 @@ pub fn with_https(launch: Launch, dir: &Path) -> (Launch, rcgen::CertifiedKey) {
     let key_path = dir.join("key.pem");
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    // As a careful operator keeps it (others reading it are warned about).
+    std::fs::set_permissions(
+        &key_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let launch = launch.args(&[
         "--tls-cert",
         cert_path.to_str().unwrap(),
