@@ -615,30 +615,25 @@ async fn https_with_a_pem_certificate() {
     // A key that others may read is warned about (a group may share it, as Debian's
     // ssl-cert does).
     let key = tmp.path().join("key.pem");
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let server = server.restart_with(|launch| {
-        launch.args(&[
-            "--tls-cert",
-            tmp.path().join("cert.pem").to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ])
-    });
+    let with_key_mode = |server: TestServer, mode: u32| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+        server.restart_with(|launch| {
+            launch.args(&[
+                "--tls-cert",
+                tmp.path().join("cert.pem").to_str().unwrap(),
+                "--tls-key",
+                key.to_str().unwrap(),
+            ])
+        })
+    };
+    let server = with_key_mode(server, 0o640);
     assert!(
         !server.logged().contains("whoever reads it can pose"),
         "{}",
         server.logged()
     );
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o604)).unwrap();
-    let server = server.restart_with(|launch| {
-        launch.args(&[
-            "--tls-cert",
-            tmp.path().join("cert.pem").to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ])
-    });
+    let server = with_key_mode(server, 0o604);
     assert!(server.logged().contains(warning), "{}", server.logged());
 }
 
