@@ -147,3 +147,26 @@ def session_error(reply: Dict[str, Any]) -> HanamiException:
     if "not found" in lowered:
         return NotFoundException(error)
     return ConflictException(error)
+
+
+async def cluster_session(token: str, address: str, cluster_uuid: str,
+                          verify: Verify) -> websockets.asyncio.client.ClientConnection:
+    """Opens a direct-IO session to a cluster in DIRECT mode; raises the server's refusal
+    (:func:`session_error`)."""
+    try:
+        ws = await connection(address, verify)
+    except websockets.exceptions.InvalidStatus as e:
+        raise upgrade_refused(address, e) from e
+    try:
+        await ws.send(init_message(token, TARGET_CLUSTER, cluster_uuid))
+        reply = parse_init_reply(await ws.recv())
+    except websockets.exceptions.ConnectionClosed as e:
+        await ws.close()
+        raise HanamiException(f"websocket closed during session start: {e}") from e
+    except BaseException:
+        await ws.close()
+        raise
+    if reply.get("success") is not True:
+        await ws.close()
+        raise session_error(reply)
+    return ws

@@ -7,11 +7,9 @@ import base64
 import contextlib
 from typing import Union
 
-import websockets
 from websockets.asyncio.client import ClientConnection
 
 from . import _websocket, hanami_request
-from .hanami_exceptions import HanamiException
 from .hanami_request import Verify
 
 _PATH = "/v1.0alpha/cluster"
@@ -128,7 +126,8 @@ async def switch_to_direct_mode(token: str, address: str, cluster_uuid: str,
 
     Returns the open connection for :mod:`hanami_sdk.direct_io`; close it with
     ``await ws.close()`` and call :func:`switch_to_task_mode` afterwards. The connection is
-    not bound to the token's expiry.
+    not bound to the token's expiry. Further connections to the cluster, for samples sent in
+    parallel, come from :func:`hanami_sdk.direct_io.connect`.
 
     Raises ``ConflictException`` if the cluster is busy with a task, already in DIRECT
     mode, or has no network yet (nothing to drive), ``NotFoundException`` for an unknown
@@ -150,23 +149,8 @@ async def switch_to_direct_mode(token: str, address: str, cluster_uuid: str,
             await _back_to_task_mode(token, address, cluster_uuid, verify_connection)
         raise
     try:
-        try:
-            ws = await _websocket.connection(address, verify_connection)
-        except websockets.exceptions.InvalidStatus as e:
-            raise _websocket.upgrade_refused(address, e) from e
-        try:
-            await ws.send(_websocket.init_message(token, _websocket.TARGET_CLUSTER,
-                                                  cluster_uuid))
-            reply = _websocket.parse_init_reply(await ws.recv())
-        except websockets.ConnectionClosed as e:
-            raise HanamiException(f"websocket closed during session start: {e}") from e
-        except BaseException:
-            await ws.close()
-            raise
-        if reply.get("success") is not True:
-            await ws.close()
-            raise _websocket.session_error(reply)
-        return ws
+        return await _websocket.cluster_session(token, address, cluster_uuid,
+                                                verify_connection)
     except BaseException:
         await _back_to_task_mode(token, address, cluster_uuid, verify_connection)
         raise

@@ -4,7 +4,8 @@ Open the connection with ``await cluster.switch_to_direct_mode(...)``. Every mes
 answered by the server before the next one is sent; values sent with ``is_last=False`` are
 only staged, the message with ``is_last=True`` runs one training step or one request.
 Calls on one connection from concurrent coroutines take turns (each call's messages and
-answers stay together); for parallel samples, open one connection per coroutine.
+answers stay together); for parallel samples, open one connection per coroutine: the first
+from ``switch_to_direct_mode``, more with :func:`connect` (an addition).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import weakref
 from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Union
 
 import websockets
+from websockets.asyncio.client import ClientConnection
 
 from .hanami_exceptions import (
     BadRequestException,
@@ -36,6 +38,19 @@ from .hanami_messages import (
 )
 from . import _websocket
 from .hanami_request import Verify
+
+async def connect(token: str, address: str, cluster_uuid: str,
+                  verify_connection: Verify = True) -> ClientConnection:
+    """Opens another direct-IO connection to a cluster that ``cluster.switch_to_direct_mode``
+    has already switched to DIRECT mode (an addition), so that coroutines can send samples in
+    parallel, each on its own connection. Close it with ``await ws.close()``.
+
+    Raises ``ConflictException`` when the cluster is not in DIRECT mode (or has as many
+    sessions as the server allows), ``NotFoundException`` for an unknown cluster and
+    ``UnauthorizedException`` for a refused token.
+    """
+    return await _websocket.cluster_session(token, address, cluster_uuid, verify_connection)
+
 
 #: Close codes the server uses when it refuses a message: unknown name, invalid message
 #: (1008); a message over its size limit (1009).

@@ -306,6 +306,33 @@ def test_concurrent_calls_on_one_connection_take_turns(address: str, token: str)
         cluster.delete_cluster(token, address, cluster_uuid)
 
 
+def test_more_connections_send_samples_in_parallel(address: str, token: str,
+                                                  small_cluster: str) -> None:
+    """``direct_io.connect`` opens further sessions to a cluster in DIRECT mode (the switch
+    opens the first and refuses a second switch), and both answer at once."""
+    async def run() -> tuple:
+        with pytest.raises(hx.ConflictException, match="not in DIRECT mode"):
+            await direct_io.connect(token, address, small_cluster)
+        with pytest.raises(hx.NotFoundException):
+            await direct_io.connect(token, address, MISSING)
+        first = await cluster.switch_to_direct_mode(token, address, small_cluster)
+        second = await direct_io.connect(token, address, small_cluster)
+        try:
+            await direct_io.send_train_input(first, "test_input", [1, 2, 3, 4, 5], True, False)
+            await direct_io.send_train_input(first, "test_output", [1, 0], False, True)
+            return await asyncio.gather(
+                direct_io.send_request_input(first, "test_input", [1, 2, 3, 4, 5], True),
+                direct_io.send_request_input(second, "test_input", [1, 2, 3, 4, 5], True))
+        finally:
+            await second.close()
+            await first.close()
+            cluster.switch_to_task_mode(token, address, small_cluster)
+
+    answers = asyncio.run(run())
+    assert [len(a) for a in answers] == [2, 2], answers
+    assert all(0.0 <= value <= 1.0 for a in answers for value in a), answers
+
+
 def test_a_call_cancelled_before_its_answers_leaves_the_connection_unusable(
         address: str, token: str, small_cluster: str) -> None:
     """Its answers would be read by the next call: that call says so instead."""
