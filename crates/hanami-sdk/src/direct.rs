@@ -11,10 +11,18 @@ use crate::upload::{Socket, next_binary, send};
 use crate::{Client, Error, Result};
 
 /// An open direct-IO session with one cluster.
+///
+/// A failure on the connection (the server refused a message and closed the session, no
+/// answer in time, the connection broke) ends the session: later calls return
+/// [`Error::WebSocket`] naming that first failure (open a new session), and
+/// [`DirectSession::close`] has nothing left to do. Values refused before anything is sent
+/// ([`Error::InvalidArgument`]) leave it usable.
 pub struct DirectSession {
     socket: Socket,
     /// See [`crate::ConnectOptions::answer_timeout`].
     answer_timeout: Duration,
+    /// Why the session ended, once a failure on the connection ended it.
+    ended: Option<String>,
 }
 
 impl std::fmt::Debug for DirectSession {
@@ -34,6 +42,7 @@ impl Client {
         Ok(DirectSession {
             socket: self.open_session(TARGET_CLUSTER, cluster_uuid).await?,
             answer_timeout: self.answer_timeout,
+            ended: None,
         })
     }
 }
@@ -62,6 +71,27 @@ fn check_values(name: &str, values: &[f32], expected: bool) -> Result<()> {
 }
 
 impl DirectSession {
+    /// Refuses a call on a session that a failure ended, saying which.
+    fn still_open(&self) -> Result<()> {
+        match &self.ended {
+            Some(why) => Err(Error::WebSocket(format!(
+                "the session ended earlier ({why}); open a new one"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Notes a failure on the connection, which ends the session (values refused before
+    /// sending do not).
+    fn noted<T>(&mut self, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result
+            && !matches!(e, Error::InvalidArgument(_))
+        {
+            self.ended.get_or_insert_with(|| e.to_string());
+        }
+        result
+    }
+
     async fn exchange(&mut self, message: ClusterIoMessage) -> Result<ClusterIoMessage> {
         let message = Message::binary(message.encode_to_vec());
         send(&mut self.socket, message, self.answer_timeout).await?;
@@ -105,6 +135,16 @@ impl DirectSession {
         inputs: &[(&str, &[f32])],
         expected: &[(&str, &[f32])],
     ) -> Result<()> {
+        self.still_open()?;
+        let result = self.train_step(inputs, expected).await;
+        self.noted(result)
+    }
+
+    async fn train_step(
+        &mut self,
+        inputs: &[(&str, &[f32])],
+        expected: &[(&str, &[f32])],
+    ) -> Result<()> {
         let buffers: Vec<_> = inputs
             .iter()
             .map(|(n, v)| (*n, *v, TargetBufferType::InputBufferType))
@@ -130,6 +170,12 @@ impl DirectSession {
     /// message as a marker, whose acknowledgement follows the last of them, so it needs
     /// not know how many outputs the cluster has.
     pub async fn request(&mut self, inputs: &[(&str, &[f32])]) -> Result<Vec<(String, Vec<f32>)>> {
+        self.still_open()?;
+        let result = self.request_step(inputs).await;
+        self.noted(result)
+    }
+
+    async fn request_step(&mut self, inputs: &[(&str, &[f32])]) -> Result<Vec<(String, Vec<f32>)>> {
         let buffers: Vec<_> = inputs
             .iter()
             .map(|(n, v)| (*n, *v, TargetBufferType::InputBufferType))
@@ -164,8 +210,11 @@ impl DirectSession {
         }
     }
 
-    /// Closes the session.
+    /// Closes the session (nothing to do for one that a failure ended).
     pub async fn close(mut self) -> Result<()> {
+        if self.ended.is_some() {
+            return Ok(());
+        }
         self.socket
             .close(None)
             .await

@@ -31,8 +31,9 @@ pub enum Error {
         /// The body text.
         body: String,
     },
-    /// The server could not be reached or the connection broke.
-    #[error("connection to the server failed: {0}")]
+    /// The server could not be reached or the connection broke; the text names the cause
+    /// (a refused connection, a timeout, a certificate).
+    #[error("connection to the server failed: {}", with_causes(.0))]
     Transport(#[from] reqwest::Error),
     /// A websocket session failed or the server refused a message in it.
     #[error("websocket: {0}")]
@@ -169,6 +170,22 @@ fn page_title(page: &str) -> Option<String> {
     let end = start + lower[start..].find("</title")?;
     let title: Vec<&str> = page[start..end].split_whitespace().collect();
     Some(title.join(" ").chars().take(80).collect())
+}
+
+/// An error's text followed by the texts of its causes that it does not already hold
+/// (`error sending request …: tcp connect error: Connection refused (os error 111)`).
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -132,5 +132,5 @@ mod users;
 
 pub use client::{CONNECT_TIMEOUT, Client, ConnectOptions, DEFAULT_ANSWER_TIMEOUT};
 pub use direct::DirectSession;
-pub use error::{Error, Result};
+pub use error::{Error, Result, with_causes};
 pub use hanami_types as types;

@@ -123,3 +123,22 @@ async fn a_server_that_stops_reading_fails_a_send_after_the_answer_timeout() {
         "{error:?}"
     );
 }
+
+/// Where nothing listens, the error's text says so (reqwest's own text names only the
+/// request; the cause is in its sources).
+#[tokio::test]
+async fn a_refused_connection_says_so() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let refused = Client::login(&address, "asdf", "asdfasdf")
+        .await
+        .unwrap_err();
+    let text = refused.to_string();
+    assert!(
+        matches!(refused, Error::Transport(_))
+            && text.starts_with("connection to the server failed: ")
+            && text.contains("Connection refused"),
+        "{text}"
+    );
+}

@@ -733,6 +733,15 @@ async fn modes_queue_and_direct_io() {
             .contains("input 'picture' has 784 neurons, but the message holds 5000 values")),
         "{refused:?}"
     );
+    // Later calls on the ended session say why it ended; closing it has nothing to do.
+    let again = session.request(&[("picture", &picture)]).await;
+    assert!(
+        matches!(&again, Err(Error::WebSocket(m)) if m.starts_with("the session ended earlier (")
+            && m.contains("has 784 neurons, but the message holds 5000 values")
+            && m.ends_with("); open a new one")),
+        "{again:?}"
+    );
+    session.close().await.unwrap();
     let mut session = client.direct_session(c).await.unwrap();
     session.request(&[("picture", &[1.0; 10])]).await.unwrap();
     session.close().await.unwrap();

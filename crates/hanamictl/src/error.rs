@@ -59,10 +59,10 @@ impl CliError {
             (_, E::Transport(e)) if e.is_builder() => CliError::Other(format!(
                 "cannot send the request: HANAMI_ADDRESS or an argument makes its URL \
                  invalid or too long ({})",
-                chain(&e.without_url())
+                hanami_sdk::with_causes(&e.without_url())
             )),
             (_, E::Transport(e)) => {
-                let mut text = chain(&e);
+                let mut text = hanami_sdk::with_causes(&e);
                 if e.is_timeout() && e.is_connect() {
                     // TCP or TLS handshake: no answer timeout applies yet.
                     text.push_str(&format!(
@@ -171,21 +171,6 @@ fn certificate_hint(text: &str, options: &ConnectOptions) -> Option<&'static str
     }
 }
 
-/// An error with its sources, `outer: inner: innermost`.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -196,6 +181,7 @@ impl fmt::Display for CliError {
         }
     }
 }
+
 /// A 400 that names the regular expression a value failed (the API's wording) gets a note
 /// with the rule in words.
 fn with_rule_in_words(code: u16, body: String) -> String {
