@@ -4,8 +4,8 @@
 //! * lines end with `\n`; a `\r` before it is removed (CRLF files work); a UTF-8 byte-order
 //!   mark at the very start is ignored;
 //! * cells are separated by commas; a cell in double quotes (`"label"`, `"0.5"`, as
-//!   spreadsheets and R write them) counts without its quotes, but cannot hold a comma (no
-//!   name or number has one);
+//!   spreadsheets and R write them) counts without its quotes and the blanks inside them,
+//!   but cannot hold a comma (no name or number has one);
 //! * empty lines (or lines of only blanks, or of empty cells only: `,,,` as spreadsheets
 //!   write an empty row) are skipped anywhere, except between the rows of a file of one
 //!   column, where such a line would be a row without its value (refused); a line `sep=,`
@@ -382,10 +382,11 @@ enum CellProblem {
     OutOfRange,
 }
 
-/// A cell without the blanks around it and without the double quotes that may enclose it.
+/// A cell without the blanks around it and without the double quotes that may enclose it
+/// (and the blanks inside them).
 fn unquoted(cell: &[u8]) -> &[u8] {
     match cell.trim_ascii() {
-        [b'"', inner @ .., b'"'] => inner,
+        [b'"', inner @ .., b'"'] => inner.trim_ascii(),
         cell => cell,
     }
 }
@@ -607,8 +608,9 @@ mod tests {
     fn cells_in_double_quotes() {
         let case = Case::new();
         let (header, values) =
-            case.values(b"\"x\", \"label\" ,y\n\"1\",2,\"-0.5\"\n \"true\" ,3,4\n");
+            case.values(b"\"x\", \" label \" ,y\n\"1\",2,\"-0.5\"\n \"true\" ,3,\" 4 \"\n");
         assert_eq!(header.column_range("x"), Some(ColumnRange::new(0, 1)));
+        // Blanks inside the quotes go too, as blanks around a cell do.
         assert_eq!(header.column_range("label"), Some(ColumnRange::new(1, 2)));
         assert_eq!(values, [1.0, 2.0, -0.5, 1.0, 3.0, 4.0]);
         assert_eq!(
