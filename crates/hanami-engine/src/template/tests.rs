@@ -198,6 +198,16 @@ fn layout_is_free_form_and_defaults_apply() {
     ))
     .unwrap();
     assert_eq!(t.settings().neuron_cooldown, 7.0);
+    // ... but each value given must be valid, as in the original.
+    assert!(
+        Template::parse(&with(
+            "    neuron_cooldown: 0\n    neuron_cooldown: 7",
+            HEX,
+            IN,
+            OUT
+        ))
+        .is_err()
+    );
     // CRLF line endings are accepted (documented extension)
     assert!(Template::parse(&SEED_TEMPLATE.replace('\n', "\r\n")).is_ok());
     // A leading byte-order mark is skipped, and positions count without it.
