@@ -1400,19 +1400,20 @@ async fn a_training_that_reached_no_output_says_so() {
     );
 }
 
+/// Two lines of hexagons far apart: x0 can grow only towards a, x1 only towards b.
+const TWO_LINES: &str = concat!(
+    "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\n",
+    "hexagons:\n    1,1,1\n    1,9,1\n    2,1,1\n    3,1,1\n    2,9,1\n    3,9,1\n",
+    "inputs:\n    x0:\n        target: 1,1,1\n        number_of_inputs: 1\n",
+    "    x1:\n        target: 1,9,1\n        number_of_inputs: 1\n",
+    "outputs:\n    a:\n        target: 3,1,1\n        number_of_outputs: 1\n",
+    "    b:\n        target: 3,9,1\n        number_of_outputs: 1\n",
+);
+
 /// Where a network grew, but not from the only input that leads to an output, the note of
 /// the task names that input as the reason (not the random growth).
 #[tokio::test]
 async fn an_output_behind_a_silent_input_names_it() {
-    // Two lines of hexagons far apart: x0 can grow only towards a, x1 only towards b.
-    const TWO_LINES: &str = concat!(
-        "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\n",
-        "hexagons:\n    1,1,1\n    1,9,1\n    2,1,1\n    3,1,1\n    2,9,1\n    3,9,1\n",
-        "inputs:\n    x0:\n        target: 1,1,1\n        number_of_inputs: 1\n",
-        "    x1:\n        target: 1,9,1\n        number_of_inputs: 1\n",
-        "outputs:\n    a:\n        target: 3,1,1\n        number_of_outputs: 1\n",
-        "    b:\n        target: 3,9,1\n        number_of_outputs: 1\n",
-    );
     let server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let csv = "x0,x1,a,b\n".to_owned() + &"60,0,1,0\n70,0,0,1\n".repeat(20);
@@ -1426,6 +1427,62 @@ async fn an_output_behind_a_silent_input_names_it() {
         "{note}"
     );
     assert!(!note.contains("'x0'"), "{note}");
+}
+
+/// A direct-IO session whose training leaves an output it trained out of the network's
+/// reach says so in the error log when it ends, as a task's note does; one that trained
+/// nothing says nothing.
+#[tokio::test]
+async fn a_direct_io_session_tells_of_outputs_its_training_did_not_reach() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let cluster = client
+        .create_cluster("two_lines", TWO_LINES)
+        .await
+        .unwrap()
+        .uuid;
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let idle = client.direct_session(&cluster).await.unwrap();
+    idle.close().await.unwrap();
+    let mut session = client.direct_session(&cluster).await.unwrap();
+    for sample in 0..40 {
+        let (a, b) = if sample % 2 == 0 {
+            (1.0, 0.0)
+        } else {
+            (0.0, 1.0)
+        };
+        session
+            .train(
+                &[("x0", &[60.0 + sample as f32]), ("x1", &[0.0])],
+                &[("a", &[a]), ("b", &[b])],
+            )
+            .await
+            .unwrap();
+    }
+    session.close().await.unwrap();
+    let log = common::eventually(Duration::from_secs(10), || async {
+        let log = error_log(&server).await;
+        if log.contains("direct-IO session of cluster 'two_lines'") {
+            Ok(log)
+        } else {
+            Err(log)
+        }
+    })
+    .await;
+    assert!(
+        log.contains(
+            "after this direct-IO session's training output 'b' answers 0 and learned \
+             nothing: growth can reach its hexagon only from input 'x1', which has not yet \
+             held a value above 0"
+        ) && !log.contains("output 'a'"),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("direct-IO session of cluster 'two_lines'")
+            .count(),
+        1,
+        "{log}"
+    );
 }
 
 /// A direct-IO sample that names only some inputs leaves the others at the values the

@@ -29,6 +29,8 @@ pub mod task;
 pub mod turns;
 mod unreached;
 
+pub(crate) use unreached::note as unreached_note;
+
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -7,7 +7,7 @@ use hanami_engine::{Unreached, UnreachedOutput};
 /// The note for the outputs in `unreached` (as [`hanami_engine::Cluster::unreached_outputs`]
 /// lists them), or `None` when there are none. `done` is what the task did ("training",
 /// "request").
-pub(super) fn note(done: &str, unreached: &[UnreachedOutput<'_>]) -> Option<String> {
+pub(crate) fn note(done: &str, unreached: &[UnreachedOutput<'_>]) -> Option<String> {
     let mut parts = Vec::new();
     let not_yet: Vec<&str> = unreached
         .iter()

@@ -31,6 +31,8 @@ struct Staging {
     /// Outputs the session has sent expected values for: only they learn in training
     /// samples (their values persist between samples, as in the original).
     taught: HashSet<String>,
+    /// Outputs that learned in at least one training sample of the session.
+    trained: HashSet<String>,
 }
 
 impl Staging {
@@ -55,7 +57,11 @@ impl Staging {
 /// then saves the network if the session changed it.
 pub async fn session(app: &App, socket: WebSocket, slot: DirectSessionSlot, access: &mut Access) {
     let mut refused = RefusedGrowth::default();
-    serve(app, socket, &slot, access, &mut refused).await;
+    // The network's lock may be held for long (a save of a large network).
+    let mut staging =
+        tokio::task::block_in_place(|| slot.read_network(Staging::new)).unwrap_or_default();
+    serve(app, socket, &slot, access, &mut staging, &mut refused).await;
+    let trained = staging.trained;
     // A new session may start while this one's network is saved.
     let cluster = &slot.release();
     let (saving, ctx) = (cluster.clone(), app.workers.clone());
@@ -65,16 +71,24 @@ pub async fn session(app: &App, socket: WebSocket, slot: DirectSessionSlot, acce
                 ctx.refused_growth(network, refused, "the direct-IO session", "went on")
             })
             .flatten();
+        // Outputs it trained that answer 0 still, as a task's note would say.
+        let unreached = saving
+            .read_network(|network| {
+                let mut unreached = network.unreached_outputs();
+                unreached.retain(|output| trained.contains(output.name));
+                crate::clusters::unreached_note("direct-IO session's training", &unreached)
+            })
+            .flatten();
         let saved = saving.save_network_if_changed();
         if saved.is_ok() {
             ctx.forget_unsaved_note(&saving);
         }
-        (refused, saved)
+        (refused, unreached, saved)
     })
     .await;
-    let (refused, saved) = match ended {
+    let (refused, unreached, saved) = match ended {
         Ok(ended) => ended,
-        Err(e) => (None, Err(std::io::Error::other(e.to_string()))),
+        Err(e) => (None, None, Err(std::io::Error::other(e.to_string()))),
     };
     // In the error log, as a task's notes are: the owner's admins can learn of it.
     let record = async |text: &str| {
@@ -87,8 +101,8 @@ pub async fn session(app: &App, socket: WebSocket, slot: DirectSessionSlot, acce
         )
         .await
     };
-    if let Some(refused) = refused {
-        record(&refused).await;
+    for note in [refused, unreached].into_iter().flatten() {
+        record(&note).await;
     }
     if let Err(e) = saved {
         record(&format!(
@@ -99,19 +113,17 @@ pub async fn session(app: &App, socket: WebSocket, slot: DirectSessionSlot, acce
     }
 }
 
-/// Serves the session's messages; `refused` adds up the growth that memory budgets refused
-/// in its steps.
+/// Serves the session's messages with their values in `staging`; `refused` adds up the
+/// growth that memory budgets refused in its steps.
 async fn serve(
     app: &App,
     mut socket: WebSocket,
     cluster: &ClusterHandle,
     access: &mut Access,
+    staging: &mut Staging,
     refused: &mut RefusedGrowth,
 ) {
     let mut session_end = cluster.direct_sessions_end();
-    // The network's lock may be held for long (a save of a large network).
-    let mut staging =
-        tokio::task::block_in_place(|| cluster.read_network(Staging::new)).unwrap_or_default();
     let idle = app.config.upload_timeout;
     loop {
         // Checked after subscribing: a change in between is not missed.
@@ -199,7 +211,7 @@ async fn serve(
         if step {
             cluster.begin_direct_step(&app.store).await;
         }
-        let replies = handle(cluster, &session_end, &mut staging, message, refused);
+        let replies = handle(cluster, &session_end, staging, message, refused);
         if step {
             cluster.end_direct_step().await;
         }
@@ -308,7 +320,7 @@ fn handle(
 fn step(
     cluster: &ClusterHandle,
     session_end: &tokio::sync::watch::Receiver<()>,
-    staging: &Staging,
+    staging: &mut Staging,
     process: ClusterProcessType,
     refused: &mut RefusedGrowth,
 ) -> Result<Vec<ClusterIoMessage>, String> {
@@ -335,6 +347,7 @@ fn step(
                     trained.map_err(|e| e.to_string())
                 })
                 .ok_or("the cluster has no network")??;
+            staging.trained.extend(staging.taught.iter().cloned());
             Ok(vec![ack(true)])
         }
         ClusterProcessType::RequestType => cluster
