@@ -1072,7 +1072,10 @@ async fn execute(
                 uuid,
                 wait,
             } => {
-                let task = client.task(&cluster, &uuid).await.map_err(sdk)?;
+                let task = waiter
+                    .ask(client.task(&cluster, &uuid))
+                    .await?
+                    .map_err(sdk)?;
                 match waiter
                     .wait_if_asked(session, &cluster, &task.uuid, &wait)
                     .await?
@@ -1150,15 +1153,36 @@ impl Waiter {
         cluster: &str,
         request: impl Future<Output = T>,
     ) -> Result<T, CliError> {
+        self.interruptible(request, || {
+            format!(
+                "stopped before the server answered; the task may have been queued \
+                 (`hanamictl task list -c {cluster}` shows it)"
+            )
+        })
+        .await
+    }
+
+    /// A request before a wait (the task's state for `task get --wait`): with `--wait`,
+    /// Ctrl-C or SIGTERM ends it too (status 130).
+    async fn ask<T>(&mut self, request: impl Future<Output = T>) -> Result<T, CliError> {
+        self.interruptible(request, || {
+            "stopped before the server answered; nothing was changed".to_owned()
+        })
+        .await
+    }
+
+    /// `request`, or the interruption that `stopped` describes when a signal comes first.
+    async fn interruptible<T>(
+        &mut self,
+        request: impl Future<Output = T>,
+        stopped: impl FnOnce() -> String,
+    ) -> Result<T, CliError> {
         let Some(stop) = &mut self.stop else {
             return Ok(request.await);
         };
         tokio::select! {
             answer = request => Ok(answer),
-            () = stop.received() => Err(CliError::Interrupted(format!(
-                "stopped before the server answered; the task may have been queued \
-                 (`hanamictl task list -c {cluster}` shows it)"
-            ))),
+            () = stop.received() => Err(CliError::Interrupted(stopped())),
         }
     }
 
@@ -1235,7 +1259,7 @@ fn out_of_reach(error: &hanami_sdk::Error) -> bool {
 }
 
 /// How long a wait polls every 20 ms, so that short tasks are seen ending soon after they
-/// do (then every 100 ms until [`QUICK_POLLS`]).
+/// do (then at most 100 ms apart until [`QUICK_POLLS`]).
 const FIRST_POLLS: Duration = Duration::from_millis(500);
 
 /// How long a wait polls at least every 100 ms (then every second).

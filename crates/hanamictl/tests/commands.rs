@@ -2132,4 +2132,26 @@ fn ctrl_c_before_the_queueing_is_answered() {
             && stderr.contains(&format!("task list -c {cluster}")),
         "{stderr}"
     );
+    // So does `task get --wait` before the task's first state came.
+    let (relay, holding) = hanami_testkit::holding_relay(&server.url, "/v1.0alpha/task?");
+    let env = [
+        ("HANAMI_ADDRESS", relay.as_str()),
+        ("HANAMI_USER", "asdf"),
+        ("HANAMI_PW", "asdfasdf"),
+        ("HANAMI_ANSWER_TIMEOUT", "30"),
+    ];
+    let child = command(&env, &["task", "get", "--wait", "-c", &cluster, &cluster])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    holding
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the task request was not sent");
+    let stderr = interrupt(child);
+    assert!(
+        stderr.starts_with("error: stopped before the server answered; nothing was changed"),
+        "{stderr}"
+    );
 }
