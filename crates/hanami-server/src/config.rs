@@ -151,10 +151,7 @@ impl FileOrigins {
         };
         self.paths
             .iter()
-            .filter(|(_, path)| {
-                let shown = path.display().to_string();
-                !shown.is_empty() && error.contains(&shown)
-            })
+            .filter(|(_, path)| quotes_path(error, &path.display().to_string()))
             .map(|(key, path)| {
                 format!(
                     "note: the path '{}' comes from the key {key} of the config file {}",
@@ -430,6 +427,20 @@ fn seconds(key: &str, value: u64, origin: &str) -> anyhow::Result<Duration> {
         bail!("{key} must be between 1 and {MAX_SECONDS} seconds (ten years), not {value}{origin}");
     }
     Ok(Duration::from_secs(value))
+}
+
+/// Whether `error` quotes `path` as a path of its own: not as part of a longer word, path
+/// or address (a `data_dir` of `.` is not quoted by `127.0.0.1:11418`).
+fn quotes_path(error: &str, path: &str) -> bool {
+    let stands_apart = |c: Option<char>, after: bool| match c {
+        None => true,
+        Some(c) => c.is_whitespace() || "'\"()`,;".contains(c) || (after && c == ':'),
+    };
+    !path.is_empty()
+        && error.match_indices(path).any(|(at, _)| {
+            stands_apart(error[..at].chars().next_back(), false)
+                && stands_apart(error[at + path.len()..].chars().next(), true)
+        })
 }
 
 /// `--token-expiry` (and its variable): whole seconds, 1 to ten years.
@@ -815,6 +826,15 @@ mod tests {
             )]
         );
         assert!(c.origins.notes("cannot bind 127.0.0.1:11418").is_empty());
+        // Only the path as a word of its own: not inside another path or an address.
+        assert!(quotes_path("cannot read 'k.pem': denied", "k.pem"));
+        assert!(quotes_path("k.pem holds no private key", "k.pem"));
+        assert!(!quotes_path("cannot read /srv/k.pem: denied", "k.pem"));
+        assert!(!quotes_path(
+            "cannot listen on 127.0.0.1:11418: in use",
+            "."
+        ));
+        assert!(!quotes_path("cannot read xk.pem2", "k.pem"));
         // A flag's path is not the file's.
         let c =
             Config::from_args(args(&["--config", p, "--policy-file", "nonexist.policy"])).unwrap();

@@ -255,7 +255,8 @@ async fn prepare(
     warn_if_others_may_use(
         &paths.token_key(),
         0o066,
-        "whoever reads or replaces it can make tokens for any user",
+        "whoever reads or replaces it can make tokens for any user; let only the server's \
+         user have it (chmod 600)",
     );
     let cpu_host = host_id(&paths.host_id())?;
     // A request's result and a save's checkpoint are named after their task: one that had
@@ -1034,7 +1035,8 @@ fn foreign_endpoints<'a>(policy: &'a Policy, routes: &Routes) -> Vec<&'a str> {
 /// Warns when the mode of a secret `key` lets others (the bits of `mask`) read or change
 /// it: the token key (a copied or restored data directory; group and others), whose reader
 /// can make tokens for any user, or the HTTPS private key (others: a group such as Debian's
-/// `ssl-cert` may share it), whose reader can pose as the server. `risk` says what follows.
+/// `ssl-cert` may share it), whose reader can pose as the server. `risk` says what follows
+/// and what to do.
 fn warn_if_others_may_use(key: &Path, mask: u32, risk: &str) {
     use std::os::unix::fs::PermissionsExt as _;
     if let Ok(metadata) = std::fs::metadata(key) {
@@ -1042,7 +1044,7 @@ fn warn_if_others_may_use(key: &Path, mask: u32, risk: &str) {
         if mode & mask != 0 {
             tracing::warn!(
                 "{} can be read or changed by other users of this machine (mode {mode:o}): \
-                 {risk}; let only the server's user have it (chmod 600)",
+                 {risk}",
                 key.display()
             );
         }
@@ -1287,7 +1289,12 @@ fn tls_server_config(tls: &crate::config::TlsFiles) -> anyhow::Result<rustls::Se
         );
     }
     let key_pem = read(&tls.key, "key file")?;
-    warn_if_others_may_use(&tls.key, 0o006, "whoever reads it can pose as this server");
+    warn_if_others_may_use(
+        &tls.key,
+        0o006,
+        "whoever reads it can pose as this server; let only the server's user and group have \
+         it (chmod o-rwx)",
+    );
     let encrypted = [&b"ENCRYPTED PRIVATE KEY"[..], b"Proc-Type: 4,ENCRYPTED"]
         .iter()
         .any(|marker| key_pem.windows(marker.len()).any(|w| w == *marker));

@@ -402,11 +402,12 @@ async fn first_start_needs_the_admin_variables() {
     use std::os::unix::fs::PermissionsExt as _;
     let key = dir.join("token.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    assert!(
-        launch()
-            .data_dir(&dir)
-            .kill_when_logged(&dir, "token.key can be read or changed by other users")
-    );
+    assert!(launch().data_dir(&dir).kill_when_logged(
+        &dir,
+        "token.key can be read or changed by other users of this machine (mode 644): \
+                 whoever reads or replaces it can make tokens for any user; let only the \
+                 server's user have it (chmod 600)"
+    ));
 }
 
 #[tokio::test]
@@ -610,7 +611,8 @@ async fn https_with_a_pem_certificate() {
         .await
         .expect(200);
     let warning = "can be read or changed by other users of this machine (mode 604): whoever \
-                   reads it can pose as this server";
+                   reads it can pose as this server; let only the server's user and group \
+                   have it (chmod o-rwx)";
     assert!(!server.logged().contains(warning), "{}", server.logged());
     // A key that others may read is warned about (a group may share it, as Debian's
     // ssl-cert does).
@@ -1359,10 +1361,21 @@ fn a_second_signal_stops_the_server_at_once() {
         child.try_wait().unwrap().is_none(),
         "the stop did not wait for the request"
     );
-    // A hangup (the terminal closing) does not hurry the stop.
+    // A hangup (the terminal closing) does not hurry the stop, and the log says what holds
+    // it (a second after it began) and that the hangup changed nothing.
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let told = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+        if log.contains("the stop waits up to 9 s more for 1 connection(s) with requests under way")
+            && log.contains("SIGHUP during the stop changes nothing")
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < told, "{log}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert!(
         child.try_wait().unwrap().is_none(),
         "SIGHUP hurried the stop"
@@ -1377,13 +1390,6 @@ fn a_second_signal_stops_the_server_at_once() {
         second.elapsed()
     );
     assert_eq!(status.code(), Some(128 + libc::SIGINT), "{status:?}");
-    // The log says what held the stop, and that the hangup changed nothing.
-    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
-    assert!(
-        log.contains("the stop waits up to 9 s more for 1 connection(s) with requests under way")
-            && log.contains("SIGHUP during the stop changes nothing"),
-        "{log}"
-    );
     // The data directory is as after a crash: the next start takes it.
     let (mut next, address) = spawn_through_shell("", &data);
     assert!(address.starts_with("http://127.0.0.1:"), "{address}");
