@@ -15,14 +15,17 @@ use crate::{Client, Error, Result};
 /// A failure on the connection (the server refused a message and closed the session, no
 /// answer in time, the connection broke) ends the session: later calls return
 /// [`Error::WebSocket`] naming that first failure (open a new session), and
-/// [`DirectSession::close`] has nothing left to do. Values refused before anything is sent
-/// ([`Error::InvalidArgument`]) leave it usable.
+/// [`DirectSession::close`] has nothing left to do. So does a call dropped before its
+/// answers came (a `tokio::time::timeout` around it, say): the next call would read them.
+/// Values refused before anything is sent ([`Error::InvalidArgument`]) leave it usable.
 pub struct DirectSession {
     socket: Socket,
     /// See [`crate::ConnectOptions::answer_timeout`].
     answer_timeout: Duration,
     /// Why the session ended, once a failure on the connection ended it.
     ended: Option<String>,
+    /// A call is under way: still set at the next call when that one was dropped.
+    busy: bool,
 }
 
 impl std::fmt::Debug for DirectSession {
@@ -43,6 +46,7 @@ impl Client {
             socket: self.open_session(TARGET_CLUSTER, cluster_uuid).await?,
             answer_timeout: self.answer_timeout,
             ended: None,
+            busy: false,
         })
     }
 }
@@ -71,8 +75,16 @@ fn check_values(name: &str, values: &[f32], expected: bool) -> Result<()> {
 }
 
 impl DirectSession {
-    /// Refuses a call on a session that a failure ended, saying which.
-    fn still_open(&self) -> Result<()> {
+    /// Refuses a call on a session that a failure or a dropped call ended, saying which;
+    /// else marks a call under way.
+    fn still_open(&mut self) -> Result<()> {
+        if std::mem::replace(&mut self.busy, true) {
+            self.ended.get_or_insert_with(|| {
+                "an earlier call was dropped before its answers came, which the next call \
+                 would read"
+                    .to_owned()
+            });
+        }
         match &self.ended {
             Some(why) => Err(Error::WebSocket(format!(
                 "the session ended earlier ({why}); open a new one"
@@ -84,6 +96,7 @@ impl DirectSession {
     /// Notes a failure on the connection, which ends the session (values refused before
     /// sending do not).
     fn noted<T>(&mut self, result: Result<T>) -> Result<T> {
+        self.busy = false;
         if let Err(e) = &result
             && !matches!(e, Error::InvalidArgument(_))
         {

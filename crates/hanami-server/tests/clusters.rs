@@ -744,6 +744,23 @@ async fn modes_queue_and_direct_io() {
     session.close().await.unwrap();
     let mut session = client.direct_session(c).await.unwrap();
     session.request(&[("picture", &[1.0; 10])]).await.unwrap();
+    // A call dropped before its answers came ends the session: the next would read them.
+    {
+        let inputs = [("picture", picture.as_slice())];
+        let request = session.request(&inputs);
+        tokio::pin!(request);
+        // Polled once (the message goes out, the answers cannot be there yet), then dropped.
+        tokio::select! {
+            biased;
+            answered = &mut request => panic!("answered at once: {answered:?}"),
+            () = std::future::ready(()) => {}
+        }
+    }
+    let after = session.request(&[("picture", &picture)]).await;
+    assert!(
+        matches!(&after, Err(Error::WebSocket(m)) if m.contains("an earlier call was dropped")),
+        "{after:?}"
+    );
     session.close().await.unwrap();
 
     let changed = client.set_direct_mode(c, false).await.unwrap();
