@@ -383,10 +383,11 @@ def upload_mnist_files(token: str, address: str, name: str, input_file_path: Fil
     is called after every chunk if given. Works with and without a running event loop.
 
     Raises ``BadRequestException`` for files the server rejects (wrong magic numbers,
-    counts, labels) and for local files that cannot be uploaded (empty, or not a regular
-    file: refused before anything is sent), ``FileNotFoundError`` for missing local files,
-    ``NotFoundException`` if the upload is cancelled while it runs (its dataset deleted,
-    from anywhere). An upload that takes longer than the token has left renews it for
+    counts, labels) and for an empty local file; before anything is sent,
+    ``FileNotFoundError`` for a missing local file, ``IsADirectoryError`` for a folder and
+    ``OSError`` for a pipe or device (uploads announce their size first); ``PermissionError``
+    for a file that cannot be read (the upload is then discarded); ``NotFoundException`` if
+    the upload is cancelled while it runs (its dataset deleted, from anywhere). An upload that takes longer than the token has left renews it for
     itself (the caller's token is not changed).
     """
     return _upload(token, address, "mnist", name, [input_file_path, label_file_path],
@@ -400,8 +401,8 @@ def upload_csv_files(token: str, address: str, name: str, input_file_path: FileP
 
     The first line names the columns; every column becomes a one-column group of that name
     (usable as input or output name in tasks). Every cell must be a number; a cell in double
-    quotes counts without them. ``BadRequestException`` for files the server rejects,
-    ``NotFoundException`` as for ``upload_mnist_files``. A long upload renews its token as
+    quotes counts without them. ``BadRequestException`` for files the server rejects; local
+    files and ``NotFoundException`` as for ``upload_mnist_files``. A long upload renews its token as
     ``upload_mnist_files`` does.
     """
     return _upload(token, address, "csv", name, [input_file_path], verify_connection,
