@@ -475,7 +475,7 @@ fn in_plain_words(error: &str) -> String {
         .fold(error.to_owned(), |text, kind| {
             text.replace(
                 &format!("expected {kind}"),
-                "expected a whole number, 0 or more, without quotes",
+                "expected a whole number (not negative, without quotes)",
             )
         })
 }
@@ -769,11 +769,11 @@ mod tests {
             ),
             (
                 "token_expiry = \"7200\"\n",
-                "expected a whole number, 0 or more, without quotes",
+                "expected a whole number (not negative, without quotes)",
             ),
             (
                 "max_running_tasks = -5\n",
-                "expected a whole number, 0 or more, without quotes",
+                "expected a whole number (not negative, without quotes)",
             ),
         ] {
             std::fs::write(&path, text).unwrap();

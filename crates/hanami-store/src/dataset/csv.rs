@@ -17,8 +17,9 @@
 //!   decimal point (`12`, `-1.5`, `.5`, `3.`) and an optional exponent (`2e-3`, `1E+4`), within
 //!   the range of `f32`; `true` / `false` (any case) are accepted as 1 / 0 as in the original;
 //! * there is at least one data line;
-//! * a header line with a NUL byte is binary data, no text: the file is refused as such (and
-//!   named an MNIST IDX file where it starts like one);
+//! * a header line with a NUL byte is binary data, no text: the file is refused as such;
+//!   where its first bytes say what it is (an MNIST IDX file, a zip or gzip archive, an
+//!   image), the message names it;
 //! * limits, so that a small hostile file cannot exhaust the server's memory: at most
 //!   [`MAX_COLUMNS`] columns, names of at most [`MAX_NAME_CHARS`] characters without control
 //!   characters, lines of at most [`MAX_LINE_BYTES`] bytes.
@@ -224,10 +225,25 @@ fn lines_from(file: &File, offset: u64) -> std::io::Result<(u64, u64)> {
     }
 }
 
-/// Whether `start` begins like an IDX file: two zero bytes, a type code (`0x08` bytes to
-/// `0x0E` doubles) and a dimension count.
-fn is_idx_start(start: &[u8]) -> bool {
-    matches!(start, [0, 0, 0x08..=0x0E, 1..=4, ..])
+/// What a file that starts with `start` is, where its first bytes say so, as a hint for a
+/// file uploaded as CSV by mistake.
+fn binary_kind(start: &[u8]) -> Option<&'static str> {
+    Some(match start {
+        // Two zero bytes, a type code (`0x08` bytes to `0x0E` doubles), a dimension count.
+        [0, 0, 0x08..=0x0E, 1..=4, ..] => {
+            " (it looks like an MNIST IDX file: upload it as an MNIST dataset, with its image \
+             or label file beside it)"
+        }
+        [b'P', b'K', 3, 4, ..] => {
+            " (it looks like a zip archive, as .xlsx spreadsheets are: save the sheet as CSV, \
+             or unpack the archive)"
+        }
+        [0x1f, 0x8b, ..] => " (it looks like a gzip archive: unpack it first)",
+        [0x89, b'P', b'N', b'G', ..] | [0xff, 0xd8, 0xff, ..] => {
+            " (it looks like an image, not CSV text)"
+        }
+        _ => return None,
+    })
 }
 
 /// The state after the header: column names and the dataset being written.
@@ -257,16 +273,19 @@ impl Table {
             return Err(ConvertError::CsvBinary {
                 line,
                 offset: offset as u64,
-                hint: if line == 1 && is_idx_start(header) {
-                    " (it looks like an MNIST IDX file: upload it as an MNIST dataset, with \
-                     its image or label file beside it)"
-                } else {
-                    ""
-                },
+                hint: (line == 1)
+                    .then(|| binary_kind(header))
+                    .flatten()
+                    .unwrap_or(""),
             });
         }
-        let header = std::str::from_utf8(header)
-            .map_err(|_| ConvertError::CsvHeaderNotUtf8 { line, hint: "" })?;
+        let header = std::str::from_utf8(header).map_err(|_| ConvertError::CsvHeaderNotUtf8 {
+            line,
+            hint: (line == 1)
+                .then(|| binary_kind(header))
+                .flatten()
+                .unwrap_or(""),
+        })?;
         let columns = header.split(',').count();
         if columns > MAX_COLUMNS {
             return Err(ConvertError::CsvTooManyColumns {
@@ -754,6 +773,20 @@ mod tests {
             case.error(b"\n\nPK\x03\x04\x14\0\x08\n"),
             "CSV file: line 3: byte 5 of the line is a NUL byte, so this is binary data, not \
              CSV text"
+        );
+        assert!(case.error(b"PK\x03\x04\x14\0\x08\n").ends_with(
+            "(it looks like a zip archive, as .xlsx spreadsheets are: save the \
+                            sheet as CSV, or unpack the archive)"
+        ));
+        // Without a NUL byte in the first line, a known start is named all the same.
+        assert_eq!(
+            case.error(b"\x89PNG\r\n\x1a\n"),
+            "CSV file: line 1: the header is not valid UTF-8 text (it looks like an image, not \
+             CSV text)"
+        );
+        assert!(
+            case.error(b"\x1f\x8b\x08\x08\n")
+                .ends_with("(it looks like a gzip archive: unpack it first)")
         );
         // UTF-16 without its byte-order mark, little- and big-endian.
         for text in [&b"a\0,\0b\0\r\0\n\0"[..], b"\0a\0,\0b\0\r\0\n"] {
