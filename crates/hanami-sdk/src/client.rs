@@ -145,10 +145,10 @@ impl Client {
     /// these schemes).
     ///
     /// The server checks the form of what it is sent before the credentials, as the
-    /// original did: an id outside 4 to 254 characters or a password shorter than 8 is
-    /// [`Error::BadRequest`] (the same holds for the ids, names and passwords of the calls
-    /// that create users and projects); a wrong password or an unknown user is
-    /// [`Error::Unauthorized`].
+    /// original did: an id of the wrong form or outside 4 to 254 characters, or a password
+    /// outside 8 to 4096 characters, is [`Error::BadRequest`] (the same holds for the ids,
+    /// names and passwords of the calls that create users and projects); a wrong password
+    /// or an unknown user is [`Error::Unauthorized`].
     pub async fn login(address: &str, user: &str, password: &str) -> Result<Self> {
         Self::login_with(address, user, password, &ConnectOptions::default()).await
     }
