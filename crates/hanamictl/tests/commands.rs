@@ -2104,12 +2104,36 @@ fn logs_show_who_changed_what_and_what_failed() {
 
 /// With `--wait`, Ctrl-C before the server has answered the request that queues the task
 /// ends the command at once (it used to be held until the answer came), saying that the
-/// task may have been queued.
+/// task may have been queued; so does `task get --wait` before the task's first state came.
 #[test]
 fn ctrl_c_before_the_queueing_is_answered() {
     let server = Server::start();
     let cluster = server.seed_cluster("held");
-    let (relay, holding) = hanami_testkit::holding_relay(&server.url, "cluster/save");
+    let stderr = interrupted_while_held(
+        &server,
+        "cluster/save",
+        &["cluster", "save", "--wait", "-n", "held", &cluster],
+    );
+    assert!(
+        stderr.starts_with("error: stopped before the server answered; the task may have been")
+            && stderr.contains(&format!("task list -c {cluster}")),
+        "{stderr}"
+    );
+    let stderr = interrupted_while_held(
+        &server,
+        "/v1.0alpha/task?",
+        &["task", "get", "--wait", "-c", &cluster, &cluster],
+    );
+    assert!(
+        stderr.starts_with("error: stopped before the server answered; nothing was changed"),
+        "{stderr}"
+    );
+}
+
+/// Runs `args` through a relay that holds back the first request containing `hold`,
+/// interrupts the command once that request is held, and returns its standard error.
+fn interrupted_while_held(server: &Server, hold: &'static str, args: &[&str]) -> String {
+    let (relay, holding) = hanami_testkit::holding_relay(&server.url, hold);
     let env = [
         ("HANAMI_ADDRESS", relay.as_str()),
         ("HANAMI_USER", "asdf"),
@@ -2117,7 +2141,7 @@ fn ctrl_c_before_the_queueing_is_answered() {
         // A command that ignored the signal would end with this timeout instead.
         ("HANAMI_ANSWER_TIMEOUT", "30"),
     ];
-    let child = command(&env, &["cluster", "save", "--wait", "-n", "held", &cluster])
+    let child = command(&env, args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -2125,33 +2149,6 @@ fn ctrl_c_before_the_queueing_is_answered() {
         .unwrap();
     holding
         .recv_timeout(Duration::from_secs(30))
-        .expect("the save request was not sent");
-    let stderr = interrupt(child);
-    assert!(
-        stderr.starts_with("error: stopped before the server answered; the task may have been")
-            && stderr.contains(&format!("task list -c {cluster}")),
-        "{stderr}"
-    );
-    // So does `task get --wait` before the task's first state came.
-    let (relay, holding) = hanami_testkit::holding_relay(&server.url, "/v1.0alpha/task?");
-    let env = [
-        ("HANAMI_ADDRESS", relay.as_str()),
-        ("HANAMI_USER", "asdf"),
-        ("HANAMI_PW", "asdfasdf"),
-        ("HANAMI_ANSWER_TIMEOUT", "30"),
-    ];
-    let child = command(&env, &["task", "get", "--wait", "-c", &cluster, &cluster])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    holding
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the task request was not sent");
-    let stderr = interrupt(child);
-    assert!(
-        stderr.starts_with("error: stopped before the server answered; nothing was changed"),
-        "{stderr}"
-    );
+        .unwrap_or_else(|_| panic!("no request with {hold} was sent"));
+    interrupt(child)
 }
