@@ -104,6 +104,28 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Lists
+//!
+//! The list calls (`projects`, `users`, `datasets`, `clusters`, `checkpoints`, `tasks`,
+//! `hosts`, the logs) answer the server's tables, [`types::list::ListTable`]: column names
+//! and rows of JSON values, in the original's column order. Read their rows by column name
+//! into a struct of your own with [`ListTable::rows_as`](types::list::ListTable::rows_as):
+//!
+//! ```no_run
+//! # use hanami_sdk::Client;
+//! #[derive(serde::Deserialize)]
+//! struct Listed {
+//!     uuid: String,
+//!     name: String,
+//! }
+//!
+//! # async fn demo(client: &Client) -> Result<(), Box<dyn std::error::Error>> {
+//! for dataset in client.datasets().await?.rows_as::<Listed>()? {
+//!     println!("{} {}", dataset.uuid, dataset.name);
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! # Errors
 //!
 //! Every method maps the server's status codes onto [`Error`]: 400 [`Error::BadRequest`],

@@ -1746,10 +1746,18 @@ async fn a_data_directory_copied_after_a_stop_runs_elsewhere() {
     let client = sdk(&moved, ADMIN, ADMIN_PW).await;
     let tasks = client.tasks(&cluster).await.unwrap();
     assert_eq!(tasks.body.len(), 2, "{tasks:?}");
-    let checkpoints = client.checkpoints().await.unwrap();
+    // (Read by column name, as the SDK's documentation shows.)
+    #[derive(serde::Deserialize)]
+    struct Listed {
+        uuid: String,
+        name: String,
+    }
+    let checkpoints: Vec<Listed> = client.checkpoints().await.unwrap().rows_as().unwrap();
     assert!(
-        checkpoints.body.iter().any(|row| row[1] == checkpoint.uuid),
-        "{checkpoints:?} {}",
+        checkpoints
+            .iter()
+            .any(|c| c.uuid == checkpoint.uuid && c.name == "moving_ckpt"),
+        "{}",
         checkpoint.uuid
     );
     let restore = client

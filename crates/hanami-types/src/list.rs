@@ -28,6 +28,19 @@ impl ListTable {
     pub fn column(&self, name: &str) -> Option<usize> {
         self.header.iter().position(|h| h == name)
     }
+
+    /// The rows as values of `T`, each read from an object of its cells keyed by the column
+    /// names: a struct with fields named after the columns it wants (the others are ignored,
+    /// unless it denies unknown fields).
+    pub fn rows_as<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<T>, serde_json::Error> {
+        self.body
+            .iter()
+            .map(|row| {
+                let cells = self.header.iter().cloned().zip(row.iter().cloned());
+                serde_json::from_value(Value::Object(cells.collect()))
+            })
+            .collect()
+    }
 }
 
 /// Column order of `GET user/all`.
@@ -65,3 +78,46 @@ pub const ERROR_LOG_COLUMNS: &[&str] = &[
 pub const TASK_COLUMNS: &[&str] = &["uuid", "state", "percentage", "queued", "start", "end"];
 /// Column order of `GET host/all`.
 pub const HOST_COLUMNS: &[&str] = &["uuid", "type"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Named {
+        uuid: String,
+        name: String,
+    }
+
+    #[test]
+    fn rows_read_as_structs_by_column_name() {
+        let mut table = ListTable::new(RESOURCE_COLUMNS);
+        table.body.push(
+            ["2026-12-01 04:00:00", "u-1", "p", "o", "private", "first"]
+                .map(Value::from)
+                .to_vec(),
+        );
+        let rows: Vec<Named> = table.rows_as().unwrap();
+        assert_eq!(
+            rows,
+            [Named {
+                uuid: "u-1".into(),
+                name: "first".into()
+            }]
+        );
+        // A column the struct wants and the table lacks is an error, not a default.
+        #[derive(Deserialize)]
+        struct Wanting {
+            state: String,
+        }
+        if let Ok(rows) = table.rows_as::<Wanting>() {
+            panic!("read a state {:?} that the table lacks", rows[0].state);
+        }
+        assert!(
+            ListTable::new(TASK_COLUMNS)
+                .rows_as::<Named>()
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
