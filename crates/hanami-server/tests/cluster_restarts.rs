@@ -124,8 +124,13 @@ async fn train_to_the_end(
     dataset: &str,
 ) -> hanami_types::tasks::Task {
     let task = queue_training(client, cluster, name, dataset).await;
-    let done = client.wait_for_task(cluster, &task, WAIT).await.unwrap();
-    assert_eq!(done.state, TaskState::Finished);
+    finished(client, cluster, &task).await
+}
+
+/// Waits for a task, which must finish.
+async fn finished(client: &Client, cluster: &str, task: &str) -> hanami_types::tasks::Task {
+    let done = client.wait_for_task(cluster, task, WAIT).await.unwrap();
+    assert_eq!(done.state, TaskState::Finished, "{done:?}");
     done
 }
 
@@ -1709,18 +1714,9 @@ async fn a_crash_during_the_start_loses_no_task_report() {
 #[tokio::test]
 async fn a_data_directory_copied_after_a_stop_runs_elsewhere() {
     let (mut server, client, dataset, cluster) = server_with_cluster("moving", 60).await;
-    let trained = queue_training(&client, &cluster, "before_the_move", &dataset).await;
-    let done = client
-        .wait_for_task(&cluster, &trained, WAIT)
-        .await
-        .unwrap();
-    assert_eq!(done.state, TaskState::Finished);
+    train_to_the_end(&client, &cluster, "before_the_move", &dataset).await;
     let checkpoint = client.save_cluster(&cluster, "moving_ckpt").await.unwrap();
-    let saved = client
-        .wait_for_task(&cluster, &checkpoint.uuid, WAIT)
-        .await
-        .unwrap();
-    assert_eq!(saved.state, TaskState::Finished);
+    finished(&client, &cluster, &checkpoint.uuid).await;
     let token = server.login(ADMIN, ADMIN_PW).await.token.unwrap();
     assert!(server.stop(), "the first server stopped cleanly");
     let network = sha256(&server.data_dir.join("clusters").join(&cluster));
@@ -1764,26 +1760,10 @@ async fn a_data_directory_copied_after_a_stop_runs_elsewhere() {
         .restore_cluster(&cluster, &checkpoint.uuid)
         .await
         .unwrap();
-    let restored = client
-        .wait_for_task(&cluster, &restore.uuid, WAIT)
-        .await
-        .unwrap();
-    assert_eq!(restored.state, TaskState::Finished);
-    let request = client
-        .request(
-            "after_the_move",
-            &cluster,
-            &[("picture", &dataset)],
-            ("label", "moved_result"),
-        )
-        .await
-        .unwrap();
-    let answered = client
-        .wait_for_task(&cluster, &request.uuid, WAIT)
-        .await
-        .unwrap();
-    assert_eq!(answered.state, TaskState::Finished);
-    let accuracy = client.check_dataset(&dataset, &request.uuid).await.unwrap();
+    finished(&client, &cluster, &restore.uuid).await;
+    let request = queue_request(&client, &cluster, "after_the_move", &dataset).await;
+    finished(&client, &cluster, &request).await;
+    let accuracy = client.check_dataset(&dataset, &request).await.unwrap();
     assert!((0.0..=100.0).contains(&accuracy), "{accuracy}");
     assert!(!moved.logged().contains("WARN"), "{}", moved.logged());
 }
