@@ -318,6 +318,14 @@ impl Destination {
         }
     }
 
+    /// The file the rows end up in.
+    fn asked(&self) -> &Path {
+        match self {
+            Destination::Replace { file, .. } => file,
+            Destination::Into(path) | Destination::Standard(path) => path,
+        }
+    }
+
     /// The file the rows are written to.
     fn written(&self) -> &Path {
         match self {
@@ -345,22 +353,17 @@ async fn write_rows(
     into: Option<&Destination>,
 ) -> Result<(), Exported> {
     let local = |what: &str, e: std::io::Error| {
-        let Some(written) = into.map(Destination::written) else {
+        let Some(into) = into else {
             return Exported::Local(CliError::msg(format!("cannot {what} standard output: {e}")));
         };
+        let written = into.written();
         let folder = written.parent().filter(|f| !f.as_os_str().is_empty());
-        Exported::Local(CliError::msg(match (folder, into) {
+        Exported::Local(CliError::msg(match folder {
             // Named after the file asked for: the partial file beside it is a detail.
-            (Some(folder), Some(into))
-                if e.kind() == std::io::ErrorKind::NotFound && !folder.is_dir() =>
-            {
-                let asked = match into {
-                    Destination::Replace { file, .. } => file,
-                    _ => written,
-                };
+            Some(folder) if e.kind() == std::io::ErrorKind::NotFound && !folder.is_dir() => {
                 format!(
                     "cannot {what} {}: the folder {} does not exist",
-                    asked.display(),
+                    into.asked().display(),
                     folder.display()
                 )
             }
