@@ -165,24 +165,35 @@ impl Cluster {
         let total = rows.row_count();
         let mut chunk = std::mem::take(&mut self.scratch.chunk);
         chunk.clear(&self.inputs, &self.outputs);
+        // Rows `done..` of the batch are rows `from..chunk.rows` of the chunk, read and not
+        // yet run.
         let mut done = 0;
+        let mut from = 0;
+        let mut stop = None;
         let outcome = loop {
-            chunk.rows = 0;
-            let mut stop = None;
-            while chunk.rows < CHUNK_ROWS && done + chunk.rows < total {
+            // A row that changes the network cuts a row-parallel run short; the rows after it
+            // go on with more rows read behind them, so that the next runs are long ones
+            // (moving the rest to the front only once less than half a chunk is left).
+            if chunk.rows - from < CHUNK_ROWS / 2 {
+                chunk.drop_front(from);
+                from = 0;
+            }
+            while stop.is_none() && chunk.rows < CHUNK_ROWS && done + chunk.rows - from < total {
                 if cancel.load(Ordering::Relaxed) {
                     stop = Some(Ok(true));
-                    break;
-                }
-                if let Err(error) = self.read_inputs(rows, done + chunk.rows) {
+                } else if let Err(error) = self.read_inputs(rows, done + chunk.rows - from) {
                     stop = Some(Err(error));
-                    break;
+                } else {
+                    chunk.push(&self.inputs);
                 }
-                chunk.push(&self.inputs);
             }
-            self.request_chunk(&mut chunk, done, progress, on_output);
-            done += chunk.rows;
-            match stop {
+            let ran = self.request_chunk(&mut chunk, from, done, progress, on_output);
+            from += ran;
+            done += ran;
+            if from < chunk.rows {
+                continue;
+            }
+            match stop.take() {
                 Some(Err(error)) => break Err(error),
                 Some(Ok(cancelled)) => {
                     break Ok(BatchOutcome {
@@ -203,49 +214,44 @@ impl Cluster {
         outcome
     }
 
-    /// Runs the request cycles of the rows of `chunk`, which are rows `first..` of the
-    /// batch: row-parallel while the rows leave the network as it is, a row that changes it
-    /// as an ordinary cycle.
+    /// Runs the request cycles of rows `from..` of `chunk`, the first of which is row `first`
+    /// of the batch, and returns how many ran: row-parallel as long as the rows leave the
+    /// network as it is, then the first row that changes it as an ordinary cycle.
     fn request_chunk(
         &mut self,
         chunk: &mut Chunk,
+        from: usize,
         first: usize,
         progress: &mut dyn FnMut(usize),
         on_output: &mut dyn FnMut(usize, &str, &[f32]),
-    ) {
-        // The interfaces hold the last row read; an ordinary cycle needs its own row there.
-        let mut last_read: Option<Vec<Vec<f32>>> = None;
-        let mut row = 0;
-        while row < chunk.rows {
-            let ran = self.request_rows(chunk, row);
-            for row in row..row + ran {
-                for (o, output) in self.outputs.iter().enumerate() {
-                    on_output(
-                        first + row,
-                        &output.name,
-                        chunk.output(o, output.values.len(), row),
-                    );
-                }
-                progress(first + row + 1);
-            }
-            row += ran;
-            if row < chunk.rows {
-                last_read
-                    .get_or_insert_with(|| self.inputs.iter().map(|i| i.values.clone()).collect());
-                chunk.load(row, &mut self.inputs);
-                self.request_cycle();
-                for output in &self.outputs {
-                    on_output(first + row, &output.name, &output.values);
-                }
-                progress(first + row + 1);
-                row += 1;
-            }
+    ) -> usize {
+        if from == chunk.rows {
+            return 0;
         }
-        if let Some(values) = last_read {
-            for (input, values) in self.inputs.iter_mut().zip(values) {
-                input.values = values;
+        let ran = self.request_rows(chunk, from);
+        for row in 0..ran {
+            for (o, output) in self.outputs.iter().enumerate() {
+                on_output(
+                    first + row,
+                    &output.name,
+                    chunk.output(o, output.values.len(), from + row),
+                );
             }
+            progress(first + row + 1);
         }
+        if from + ran == chunk.rows {
+            return ran;
+        }
+        // The interfaces hold the last row read; the ordinary cycle needs its own row there,
+        // and they get the last row read back after it.
+        chunk.load(from + ran, &mut self.inputs);
+        self.request_cycle();
+        for output in &self.outputs {
+            on_output(first + ran, &output.name, &output.values);
+        }
+        progress(first + ran + 1);
+        chunk.load(chunk.rows - 1, &mut self.inputs);
+        ran + 1
     }
 
     /// Reads row `row` of every input interface into the interfaces.

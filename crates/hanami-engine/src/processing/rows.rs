@@ -80,6 +80,15 @@ impl Chunk {
         self.rows += 1;
     }
 
+    /// Forgets the first `count` rows; the others move to the front.
+    pub(crate) fn drop_front(&mut self, count: usize) {
+        for values in &mut self.inputs {
+            let size = values.len() / CHUNK_ROWS;
+            values.copy_within(count * size..self.rows * size, 0);
+        }
+        self.rows -= count;
+    }
+
     /// Writes row `row`'s input values into the interfaces.
     pub(crate) fn load(&self, row: usize, inputs: &mut [InputInterface]) {
         for (values, input) in self.inputs.iter().zip(inputs) {
