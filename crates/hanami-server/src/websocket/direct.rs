@@ -62,34 +62,37 @@ pub async fn session(app: &App, socket: WebSocket, slot: DirectSessionSlot, acce
         tokio::task::block_in_place(|| slot.read_network(Staging::new)).unwrap_or_default();
     serve(app, socket, &slot, access, &mut staging, &mut refused).await;
     let trained = staging.trained;
-    // A new session may start while this one's network is saved.
-    let cluster = &slot.release();
-    let (saving, ctx) = (cluster.clone(), app.workers.clone());
-    let ended = tokio::task::spawn_blocking(move || {
-        let refused = saving
+    // What the session's training left is judged before the slot is released: a session
+    // started after it may change the network at once.
+    let (refused, unreached) = tokio::task::block_in_place(|| {
+        let refused = slot
             .read_network(|network| {
-                ctx.refused_growth(network, refused, "the direct-IO session", "went on")
+                app.workers
+                    .refused_growth(network, refused, "the direct-IO session", "went on")
             })
             .flatten();
         // Outputs it trained that answer 0 still, as a task's note would say.
-        let unreached = saving
+        let unreached = slot
             .read_network(|network| {
                 let mut unreached = network.unreached_outputs();
                 unreached.retain(|output| trained.contains(output.name));
                 crate::clusters::unreached_note("direct-IO session's training", &unreached)
             })
             .flatten();
+        (refused, unreached)
+    });
+    // A new session may start while this one's network is saved.
+    let cluster = &slot.release();
+    let (saving, ctx) = (cluster.clone(), app.workers.clone());
+    let saved = tokio::task::spawn_blocking(move || {
         let saved = saving.save_network_if_changed();
         if saved.is_ok() {
             ctx.forget_unsaved_note(&saving);
         }
-        (refused, unreached, saved)
+        saved
     })
-    .await;
-    let (refused, unreached, saved) = match ended {
-        Ok(ended) => ended,
-        Err(e) => (None, None, Err(std::io::Error::other(e.to_string()))),
-    };
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
     // In the error log, as a task's notes are: the owner's admins can learn of it.
     let record = async |text: &str| {
         crate::error_log::record(
