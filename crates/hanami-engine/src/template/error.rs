@@ -38,7 +38,8 @@ impl TemplateError {
 /// recognise them.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum TemplateErrorKind {
-    /// The template text is empty.
+    /// The template text is empty, or holds only blanks and line breaks (after a byte-order
+    /// mark, if any).
     #[error("Parsing of cluster-template failed, because the input is empty")]
     Empty,
     /// The template is longer than [`limits::MAX_TEMPLATE_BYTES`].

@@ -100,6 +100,13 @@ fn is_ident_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
+/// Whether `c` may come right after a word: a blank, a line break or the start of another
+/// token (anything else is an invalid character wherever it stands).
+fn may_follow_word(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | ',' | ':' | '"' | '-')
+        || u8::try_from(c).is_ok_and(is_ident_byte)
+}
+
 impl<'a> Lexer<'a> {
     pub(crate) fn new(text: &'a str) -> Self {
         Lexer {
@@ -170,7 +177,18 @@ impl<'a> Lexer<'a> {
         } else if is_ident_byte(first)
             || (first == b'-' && bytes.get(1).is_some_and(u8::is_ascii_digit))
         {
-            self.word(rest, line, column)?
+            let (token, len) = self.word(rest, line, column)?;
+            // A character that no token takes, right after a word (`hexa\0gons`), is
+            // reported where it is, not as the word before it being out of place.
+            if let Some(c) = rest[len..].chars().next().filter(|&c| !may_follow_word(c)) {
+                let column = column + rest[..len].chars().count() as u32;
+                return Err(TemplateError::new(
+                    line,
+                    column,
+                    TemplateErrorKind::InvalidCharacter(c),
+                ));
+            }
+            (token, len)
         } else {
             let c = rest.chars().next().unwrap_or('\0');
             return Err(error(TemplateErrorKind::InvalidCharacter(c)));
@@ -306,7 +324,17 @@ mod tests {
         assert_eq!(err.kind, TemplateErrorKind::InvalidCharacter('#'));
         let err = Lexer::new("99999999999999999999").next_token().unwrap_err();
         assert_eq!(err.kind, TemplateErrorKind::IntegerOutOfRange);
-        assert!(Lexer::new("1.").next_token().is_ok());
+        // A character no token takes, right after a word, is named where it is, not as the
+        // word before it.
+        for (text, bad, column) in [("1.", '.', 2), ("hexa\0gons", '\0', 5), ("ab@", '@', 3)] {
+            let err = Lexer::new(text).next_token().unwrap_err();
+            assert_eq!(
+                err.kind,
+                TemplateErrorKind::InvalidCharacter(bad),
+                "{text:?}"
+            );
+            assert_eq!((err.line, err.column), (1, column), "{text:?}");
+        }
         assert!(Lexer::new("\"open").next_token().is_err());
         assert!(Lexer::new("a\rb").next_token().is_ok());
     }

@@ -231,6 +231,11 @@ fn empty_and_oversized_input() {
         err("").to_string(),
         "Parsing of cluster-template failed, because the input is empty"
     );
+    // Blanks, line breaks and a byte-order mark alone are empty too, not a syntax error at
+    // their end.
+    for blank in ["   \n\n  ", "\u{feff}", "\u{feff}  \r\n\t\n"] {
+        assert_eq!(kind(blank), TemplateErrorKind::Empty, "{blank:?}");
+    }
     let huge = format!("{SEED_TEMPLATE}{}", " ".repeat(limits::MAX_TEMPLATE_BYTES));
     assert_eq!(kind(&huge), TemplateErrorKind::TooLong);
 }
