@@ -246,6 +246,28 @@ fn binary_kind(start: &[u8]) -> Option<&'static str> {
     })
 }
 
+/// Whether a header line is UTF-16 text: it starts with a byte-order mark (Excel's "Unicode
+/// text"), or its 16-bit units show the zero bytes of UTF-16 without one: every other byte
+/// for ASCII names, and for names in other scripts a zero byte beside each `,` (and the
+/// `\r` of a line end), with no zero byte out of step with those.
+fn looks_like_utf16(header: &[u8]) -> bool {
+    if header.starts_with(b"\xFF\xFE") || header.starts_with(b"\xFE\xFF") {
+        return true;
+    }
+    if header.len() < 2 {
+        return false;
+    }
+    let zero_at = |parity: usize| header.iter().skip(parity).step_by(2).any(|&b| b == 0);
+    let all_zero_at = |parity: usize| header.iter().skip(parity).step_by(2).all(|&b| b == 0);
+    if all_zero_at(0) || all_zero_at(1) {
+        return true;
+    }
+    let units = || header.chunks_exact(2);
+    let little = units().any(|u| u == b",\0" || u == b"\r\0") && !zero_at(0);
+    let big = units().any(|u| u == b"\0," || u == b"\0\r") && !zero_at(1);
+    little || big
+}
+
 /// The state after the header: column names and the dataset being written.
 struct Table {
     names: Vec<String>,
@@ -256,14 +278,8 @@ struct Table {
 
 impl Table {
     fn start(header: &[u8], line: u64, name: &str, dest_path: &Path) -> Result<Self, ConvertError> {
-        // UTF-16 starts with its byte-order mark (Excel's "Unicode text"), or else shows as
-        // ASCII with a NUL byte before or after every character.
-        let utf16 = header.starts_with(b"\xFF\xFE")
-            || header.starts_with(b"\xFE\xFF")
-            || (header.len() >= 2
-                && (header.iter().step_by(2).all(|&b| b == 0)
-                    || header.iter().skip(1).step_by(2).all(|&b| b == 0)));
-        if utf16 {
+        let known = (line == 1).then(|| binary_kind(header)).flatten();
+        if known.is_none() && looks_like_utf16(header) {
             return Err(ConvertError::CsvHeaderNotUtf8 {
                 line,
                 hint: " (it looks like UTF-16: save the file as UTF-8 CSV)",
@@ -273,18 +289,12 @@ impl Table {
             return Err(ConvertError::CsvBinary {
                 line,
                 offset: offset as u64,
-                hint: (line == 1)
-                    .then(|| binary_kind(header))
-                    .flatten()
-                    .unwrap_or(""),
+                hint: known.unwrap_or(""),
             });
         }
         let header = std::str::from_utf8(header).map_err(|_| ConvertError::CsvHeaderNotUtf8 {
             line,
-            hint: (line == 1)
-                .then(|| binary_kind(header))
-                .flatten()
-                .unwrap_or(""),
+            hint: known.unwrap_or(""),
         })?;
         let columns = header.split(',').count();
         if columns > MAX_COLUMNS {
@@ -794,6 +804,18 @@ mod tests {
                 case.error(text),
                 "CSV file: line 1: the header is not valid UTF-8 text (it looks like UTF-16: \
                  save the file as UTF-8 CSV)"
+            );
+        }
+        // Names in other scripts, without a byte-order mark: "имя,метка\r\n".
+        let names: Vec<u16> = "имя,метка\r\n".encode_utf16().collect();
+        let little: Vec<u8> = names.iter().flat_map(|u| u.to_le_bytes()).collect();
+        let big: Vec<u8> = names.iter().flat_map(|u| u.to_be_bytes()).collect();
+        for text in [little, big] {
+            assert!(
+                case.error(&text)
+                    .ends_with("(it looks like UTF-16: save the file as UTF-8 CSV)"),
+                "{}",
+                case.error(&text)
             );
         }
         // After the header a NUL is a cell that is no number.
