@@ -370,6 +370,10 @@ def _file_size(path: FilePath) -> int:
                       f"file)")
     if size == 0:
         raise BadRequestException(f"{path}: the file is empty")
+    # Opened once here, so that a file that cannot be read raises its PermissionError before
+    # an upload is started for it.
+    with open(path, "rb"):
+        pass
     return size
 
 
@@ -385,8 +389,8 @@ def upload_mnist_files(token: str, address: str, name: str, input_file_path: Fil
     Raises ``BadRequestException`` for files the server rejects (wrong magic numbers,
     counts, labels) and for an empty local file; before anything is sent,
     ``FileNotFoundError`` for a missing local file, ``IsADirectoryError`` for a folder and
-    ``OSError`` for a pipe or device (uploads announce their size first); ``PermissionError``
-    for a file that cannot be read (the upload is then discarded); ``NotFoundException`` if
+    ``OSError`` for a pipe or device (uploads announce their size first) and
+    ``PermissionError`` for a file that cannot be read; ``NotFoundException`` if
     the upload is cancelled while it runs (its dataset deleted, from anywhere). An upload that takes longer than the token has left renews it for
     itself (the caller's token is not changed).
     """

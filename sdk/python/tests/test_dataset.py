@@ -8,8 +8,10 @@ import contextlib
 import gc
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -257,6 +259,39 @@ def test_pipes_and_folders_are_refused_before_the_server_is_asked(address: str, 
     with pytest.raises(IsADirectoryError, match="is a directory") as refused:
         dataset.upload_mnist_files(token, address, unique("folder"), files, str(pipe))
     assert refused.value.filename == str(files)
+
+
+def test_an_unreadable_file_is_refused_before_the_server_is_asked(address: str) -> None:
+    # A file others may find but not read, in a folder they may enter; the upload runs in a
+    # child process that is not root (root reads any file). Its token is refused by the
+    # server, so any request would end the upload with an UnauthorizedException first.
+    folder = Path(tempfile.mkdtemp())
+    try:
+        folder.chmod(0o755)
+        secret = folder / "secret.csv"
+        secret.write_text("a,b\n1,2\n")
+        secret.chmod(0)
+        read_end, write_end = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover (the child reports through the pipe)
+            outcome = "nothing raised"
+            try:
+                if os.geteuid() == 0:
+                    os.setgid(65534)
+                    os.setuid(65534)
+                dataset.upload_csv_files("not-a-token", address, unique("unreadable"),
+                                         str(secret))
+            except BaseException as e:  # noqa: BLE001 - everything is reported
+                outcome = f"{type(e).__name__}: {e}"
+            os.write(write_end, outcome.encode())
+            os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            outcome = pipe.read().decode()
+        os.waitpid(child, 0)
+        assert outcome == f"PermissionError: [Errno 13] Permission denied: '{secret}'", outcome
+    finally:
+        shutil.rmtree(folder)
 
 
 def test_uploads_read_and_write_the_socket_on_one_thread(address: str, token: str,
