@@ -18,7 +18,8 @@ const PROGRESS_TIMEOUT: Duration = Duration::from_secs(60);
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The size of a file to upload: the server needs it before the first byte, so the file
-/// must be a regular one (not a pipe or device), and not empty.
+/// must be a regular one (not a pipe or device), not empty, and readable (it is opened once
+/// here, so that a file this process may not read is refused before an upload starts).
 fn file_size(path: &Path) -> Result<u64> {
     let refuse = |source| Error::File {
         path: path.display().to_string(),
@@ -44,6 +45,7 @@ fn file_size(path: &Path) -> Result<u64> {
             "the file is empty",
         )));
     }
+    std::fs::File::open(path).map_err(refuse)?;
     Ok(metadata.len())
 }
 

@@ -2085,3 +2085,68 @@ async fn readers_racing_a_deletion_find_nothing_rather_than_a_damaged_dataset() 
 fn file_len(path: &std::path::Path) -> u64 {
     std::fs::metadata(path).unwrap().len()
 }
+
+/// A local file that the client's process may not read is refused by the SDK before it
+/// asks the server for an upload (it was opened only to be sent, after the upload had been
+/// registered). Root reads any file, so the upload runs in a copy of this test's process
+/// under another user: it logs in, makes its own token useless (a new password), and
+/// uploads. Any request after that would be refused as unauthorized.
+#[tokio::test]
+async fn an_unreadable_file_is_refused_before_the_server_is_asked() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    const CHILD: &str = "HANAMI_TEST_UNREADABLE_AT";
+    if let Some(url) = std::env::var_os(CHILD) {
+        let url = url.into_string().unwrap();
+        let secret = PathBuf::from(std::env::var_os("HANAMI_TEST_SECRET").unwrap());
+        let client = hanami_sdk::Client::login(&url, ADMIN, ADMIN_PW)
+            .await
+            .unwrap();
+        client
+            .update_user(&hanami_types::users::UpdateUserRequest {
+                id: ADMIN.to_owned(),
+                name: None,
+                password: Some("another password".to_owned()),
+                is_admin: None,
+            })
+            .await
+            .unwrap();
+        match client.upload_csv("secret", &secret).await {
+            Err(Error::File { path, source }) => {
+                assert_eq!(Path::new(&path), secret);
+                assert_eq!(source.kind(), std::io::ErrorKind::PermissionDenied);
+            }
+            other => panic!("{other:?}"),
+        }
+        return;
+    }
+    let server = TestServer::start();
+    // Found and entered, but not read, by others; with a copy of this test program that
+    // they may run.
+    let shared = tempfile::Builder::new().tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let secret = shared.path().join("secret.csv");
+    std::fs::write(&secret, "a,b\n1,2\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let program = shared.path().join("tests");
+    std::fs::copy(std::env::current_exe().unwrap(), &program).unwrap();
+    let mut command = std::process::Command::new(&program);
+    command
+        .args([
+            "an_unreadable_file_is_refused_before_the_server_is_asked",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(CHILD, &server.url)
+        .env("HANAMI_TEST_SECRET", &secret);
+    // SAFETY: `geteuid` only reads the process's user id.
+    if unsafe { libc::geteuid() } == 0 {
+        command.uid(65534).gid(65534);
+    }
+    let output = command.output().unwrap();
+    let said = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && said.contains("1 passed"),
+        "{said}"
+    );
+}
