@@ -1767,3 +1767,43 @@ async fn a_data_directory_copied_after_a_stop_runs_elsewhere() {
     assert!((0.0..=100.0).contains(&accuracy), "{accuracy}");
     assert!(!moved.logged().contains("WARN"), "{}", moved.logged());
 }
+
+/// A queued task whose stored row cannot be removed (the database refuses the deletion)
+/// stays queued in its place, as its row says; it used to be forgotten first, so that the
+/// deletion answered with an error and the task came back at the next start, to run after
+/// all. Once the database takes the deletion, the task is gone for good.
+#[tokio::test]
+async fn a_queued_task_whose_row_cannot_be_deleted_stays_queued() {
+    let (server, client, dataset, cluster) = server_with_cluster("kept", 50).await;
+    // Tasks wait in DIRECT mode.
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let mut queued = Vec::new();
+    for name in ["first", "second", "third"] {
+        queued.push(queue_training(&client, &cluster, name, &dataset).await);
+    }
+    let listed = states(&client, &cluster).await;
+    common::change_database(
+        &server.data_dir,
+        "CREATE TRIGGER keep_tasks BEFORE DELETE ON tasks \
+         BEGIN SELECT RAISE(ABORT, 'the disk refuses'); END",
+        &[],
+    )
+    .await;
+    let refused = client.delete_task(&cluster, &queued[1]).await.unwrap_err();
+    assert!(matches!(refused, Error::Internal(_)), "{refused:?}");
+    assert_eq!(states(&client, &cluster).await, listed);
+
+    common::change_database(&server.data_dir, "DROP TRIGGER keep_tasks", &[]).await;
+    client.delete_task(&cluster, &queued[1]).await.unwrap();
+    let left = [queued[0].as_str(), queued[2].as_str()];
+    let uuids = |list: Vec<(String, String)>| list.into_iter().map(|t| t.0).collect::<Vec<_>>();
+    assert_eq!(uuids(states(&client, &cluster).await), left);
+    // The next start queues the other two again (in TASK mode), and they run.
+    let server = server.restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    assert_eq!(uuids(states(&client, &cluster).await), left);
+    for uuid in left {
+        let task = client.wait_for_task(&cluster, uuid, WAIT).await.unwrap();
+        assert_eq!(task.state, TaskState::Finished, "{task:?}");
+    }
+}

@@ -498,6 +498,21 @@ async fn delete(app: App, caller: Caller, query: TaskQuery) -> ApiResult<Map<Str
     let cluster = visible(&app, &caller, &query.cluster_uuid)?;
     let task = match cluster.delete_task(&query.uuid) {
         Some(TaskRemoval::Forgotten) => return forget_task(&app, &query.uuid).await,
+        Some(TaskRemoval::Withdrawn { task, place }) => {
+            // The stored row goes first: where it cannot, the task keeps its place.
+            let forgotten = forget_task(&app, &query.uuid).await;
+            match &forgotten {
+                Ok(_) => cluster.forget_withdrawn(&task),
+                Err(_) => cluster.return_withdrawn(task, place, &app.workers),
+            }
+            return forgotten;
+        }
+        Some(TaskRemoval::BeingDeleted) => {
+            return Err(ApiError::Conflict(format!(
+                "Task with UUID '{}' is being deleted by another request",
+                query.uuid
+            )));
+        }
         Some(TaskRemoval::Stopping(task)) => task,
         None => return Err(task_not_found(&query)),
     };

@@ -200,8 +200,21 @@ const SMALL_NETWORK_BYTES: usize = 1 << 20;
 
 /// What deleting a task did.
 pub enum TaskRemoval {
-    /// The task was queued or had ended: it is gone.
+    /// The task had ended: it is gone.
     Forgotten,
+    /// The task was queued: it left the queue, but stays listed (as queued, with its work)
+    /// until its stored row is removed; then [`ClusterHandle::forget_withdrawn`] forgets it,
+    /// or, where the row could not be removed, [`ClusterHandle::return_withdrawn`] queues it
+    /// again at `place`. (Forgotten first, a task whose row stayed would come back at the
+    /// next start, after its deletion had been answered with an error.)
+    Withdrawn {
+        /// The withdrawn task.
+        task: Arc<Task>,
+        /// Its place in the queue.
+        place: usize,
+    },
+    /// The task was queued, and another deletion has withdrawn it already.
+    BeingDeleted,
     /// The task runs: it stops at the next row and stays listed as aborted.
     Stopping(Arc<Task>),
 }
@@ -577,17 +590,43 @@ impl ClusterHandle {
                 task.cancel.store(true, Ordering::Relaxed);
                 TaskRemoval::Stopping(task)
             }
-            TaskState::Queued => {
-                control.queue.retain(|t| t.uuid != uuid);
-                control.tasks.remove(index);
-                task.end(TaskState::Aborted);
-                TaskRemoval::Forgotten
-            }
+            TaskState::Queued => match control.queue.iter().position(|t| t.uuid == uuid) {
+                Some(place) => {
+                    control.queue.remove(place);
+                    TaskRemoval::Withdrawn { task, place }
+                }
+                None => TaskRemoval::BeingDeleted,
+            },
             TaskState::Aborted | TaskState::Finished => {
                 control.tasks.remove(index);
                 TaskRemoval::Forgotten
             }
         })
+    }
+
+    /// Forgets a task that [`ClusterHandle::delete_task`] withdrew from the queue, once its
+    /// stored row is gone.
+    pub fn forget_withdrawn(&self, task: &Arc<Task>) {
+        lock(&self.control).tasks.retain(|t| !Arc::ptr_eq(t, task));
+        task.end(TaskState::Aborted);
+    }
+
+    /// Queues a withdrawn task again at its `place` (or the end of a shorter queue), where its
+    /// stored row could not be removed. Not while the server stops (the row queues it at the
+    /// next start) nor once the cluster is deleted (it ends aborted, as the queue's others).
+    pub fn return_withdrawn(self: &Arc<Self>, task: Arc<Task>, place: usize, ctx: &WorkerContext) {
+        let mut control = lock(&self.control);
+        if self.is_deleted() {
+            drop(control);
+            task.end(TaskState::Aborted);
+            return;
+        }
+        if ctx.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        let place = place.min(control.queue.len());
+        control.queue.insert(place, task);
+        self.start_worker(&mut control, ctx, None);
     }
 
     /// Stops all work for a shutdown: a running task is told to stop at the next row (its
@@ -1921,12 +1960,23 @@ mod tests {
         ));
         assert!(!task.stopped_by_shutdown.load(Ordering::Relaxed));
         assert!(task.cancel.load(Ordering::Relaxed));
-        // Once the stop has queued it again, a deletion forgets it as a queued task.
+        // Once the stop has queued it again, a deletion withdraws it as a queued task (a
+        // second one finds it withdrawn), and forgets it once its row is gone.
         task.requeue();
+        lock(&cluster.control).queue.push_back(task.clone());
+        let Some(TaskRemoval::Withdrawn {
+            task: withdrawn,
+            place: 0,
+        }) = cluster.delete_task("t")
+        else {
+            panic!("not withdrawn");
+        };
         assert!(matches!(
             cluster.delete_task("t"),
-            Some(TaskRemoval::Forgotten)
+            Some(TaskRemoval::BeingDeleted)
         ));
+        assert_eq!(cluster.tasks().len(), 1);
+        cluster.forget_withdrawn(&withdrawn);
         assert_eq!(task.state(), TaskState::Aborted);
         assert!(cluster.tasks().is_empty());
     }
