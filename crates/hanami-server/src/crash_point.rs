@@ -3,8 +3,9 @@
 //! `kill -9` would stop it, without unwinding or cleaning up) when it first reaches that
 //! point, to prove that a crash there loses nothing. With `HANAMI_PAUSE_AT=<point>=<ms>`,
 //! the thread that reaches the point sleeps that many milliseconds there, every time, so
-//! that a test can act in a moment that is otherwise too short to hit. Release builds have
-//! no such points and ignore both variables.
+//! that a test can act in a moment that is otherwise too short to hit. With
+//! `HANAMI_FAIL_AT=<point>`, the operation at that point fails (see [`fails`]). Release builds
+//! have no such points and ignore these variables.
 
 /// The variable that names the point to crash at.
 #[cfg(debug_assertions)]
@@ -41,6 +42,28 @@ pub fn reached(point: &str) {
         eprintln!("pausing at {point} ({PAUSE_VARIABLE})");
         std::thread::sleep(*duration);
     }
+}
+
+/// The variable that names the point at which an operation is to fail.
+#[cfg(debug_assertions)]
+const FAIL_VARIABLE: &str = "HANAMI_FAIL_AT";
+
+/// Whether `HANAMI_FAIL_AT` names `point` (debug builds only): the caller then acts as if
+/// the operation there had failed, so that a test can see what a rare I/O failure does.
+#[cfg(debug_assertions)]
+pub fn fails(point: &str) -> bool {
+    use std::sync::OnceLock;
+    static FAIL: OnceLock<Option<String>> = OnceLock::new();
+    FAIL.get_or_init(|| std::env::var(FAIL_VARIABLE).ok())
+        .as_deref()
+        == Some(point)
+}
+
+/// Never: release builds have no failure points.
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+pub fn fails(_point: &str) -> bool {
+    false
 }
 
 /// Does nothing: release builds have no crash or pause points.

@@ -1807,3 +1807,47 @@ async fn a_queued_task_whose_row_cannot_be_deleted_stays_queued() {
         assert_eq!(task.state, TaskState::Finished, "{task:?}");
     }
 }
+
+/// A task's network renamed into place whose folder cannot be synced afterwards is in
+/// place all the same: the task finishes with what it did and its product (it was reported
+/// as a network that could not be saved, and ended aborted), the server log says what a
+/// crash could still undo, and the next start finds the network in place.
+#[tokio::test]
+async fn a_folder_that_cannot_be_synced_after_the_rename_keeps_the_task_s_end() {
+    let server = launch()
+        .env("HANAMI_FAIL_AT", "task-end:folder-sync")
+        .start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dataset = upload(&client, tmp.path(), "unsynced", 60).await;
+    let cluster = common::seed_cluster(&client, "unsynced").await;
+    let network = server.data_dir.join("clusters").join(&cluster);
+    let untrained = std::fs::read(&network).unwrap();
+    let train = queue_training(&client, &cluster, "train", &dataset).await;
+    let trained = client.wait_for_task(&cluster, &train, WAIT).await.unwrap();
+    assert_eq!(trained.state, TaskState::Finished, "{trained:?}");
+    assert_eq!(trained.note, None);
+    let after_training = std::fs::read(&network).unwrap();
+    assert!(
+        after_training != untrained,
+        "the trained network is not in place"
+    );
+    let saved = checkpoint_bytes(&server, &client, &cluster, "after").await;
+    assert!(saved == after_training);
+    assert!(
+        server
+            .logged()
+            .contains("the cluster's network is in place, but its folder cannot be synced"),
+        "{}",
+        server.logged()
+    );
+
+    let server = server.restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let task = client.task(&cluster, &train).await.unwrap();
+    assert_eq!((task.state, task.note), (TaskState::Finished, None));
+    assert!(
+        std::fs::read(server.data_dir.join("clusters").join(&cluster)).unwrap() == after_training
+    );
+    assert!(!error_log_text(&server).await.contains(&train));
+}

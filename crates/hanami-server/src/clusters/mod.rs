@@ -958,8 +958,18 @@ impl ClusterHandle {
             crate::crash_point::reached("task-end:recorded");
         }
         match (recorded, staged) {
-            (Ok(()), Some(staged)) => match staged.put_in_place() {
-                Ok(()) => {
+            (Ok(()), Some(staged)) => match staged.rename_into_place() {
+                Ok(InPlace::FolderNotSynced(e)) => {
+                    // The network is in place, as the recorded end says; only a crash could
+                    // still undo the rename. The end's record keeps the network pending, so
+                    // that a start after such a crash completes the rename again.
+                    tracing::warn!(
+                        task = task.uuid,
+                        cluster = self.row.uuid,
+                        "the cluster's network is in place, but its folder cannot be synced:                          {e}; a crash before the system writes it could undo the rename, which                          the next start would then complete"
+                    );
+                }
+                Ok(InPlace::Synced) => {
                     // Direct IO's changes before the task are saved with it.
                     if !self.unsaved.load(Ordering::Relaxed) {
                         ctx.forget_unsaved_note(self);
@@ -1494,13 +1504,33 @@ impl Staged {
 
     /// Renames the file into place and syncs its folder.
     pub fn put_in_place(&mut self) -> std::io::Result<()> {
+        match self.rename_into_place()? {
+            InPlace::Synced => Ok(()),
+            InPlace::FolderNotSynced(e) => Err(e),
+        }
+    }
+
+    /// Renames the file into place (an error: it is not), then syncs its folder.
+    fn rename_into_place(&mut self) -> std::io::Result<InPlace> {
         std::fs::rename(&self.temp, &self.path)?;
         self.settled = true;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        let synced = match self.path.parent() {
+            Some(dir) => std::fs::File::open(dir).and_then(|dir| dir.sync_all()),
+            None => Ok(()),
+        };
+        Ok(match synced {
+            Ok(()) => InPlace::Synced,
+            Err(e) => InPlace::FolderNotSynced(e),
+        })
     }
+}
+
+/// A file renamed into place, and whether the rename is durable.
+enum InPlace {
+    /// Its folder is synced: the rename survives a crash.
+    Synced,
+    /// Its folder could not be synced (the rename is done, but a crash could undo it).
+    FolderNotSynced(std::io::Error),
 }
 
 impl Drop for Staged {
@@ -1531,8 +1561,14 @@ struct StagedNetwork<'a> {
 
 impl StagedNetwork<'_> {
     /// Renames the network into place; on failure the staged file is removed.
-    fn put_in_place(mut self) -> std::io::Result<()> {
-        self.staged.put_in_place()
+    fn rename_into_place(mut self) -> std::io::Result<InPlace> {
+        let in_place = self.staged.rename_into_place()?;
+        if crate::crash_point::fails("task-end:folder-sync") {
+            return Ok(InPlace::FolderNotSynced(std::io::Error::other(
+                "failure injected (HANAMI_FAIL_AT)",
+            )));
+        }
+        Ok(in_place)
     }
 }
 
