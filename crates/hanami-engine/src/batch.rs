@@ -182,6 +182,7 @@ impl Cluster {
                 if cancel.load(Ordering::Relaxed) {
                     stop = Some(Ok(true));
                 } else if let Err(error) = self.read_inputs(rows, done + chunk.rows - from) {
+                    chunk.push_failed(&self.inputs);
                     stop = Some(Err(error));
                 } else {
                     chunk.push(&self.inputs);
@@ -250,7 +251,7 @@ impl Cluster {
             on_output(first + ran, &output.name, &output.values);
         }
         progress(first + ran + 1);
-        chunk.load(chunk.rows - 1, &mut self.inputs);
+        chunk.load_last(&mut self.inputs);
         ran + 1
     }
 

@@ -225,3 +225,48 @@ fn read_errors_and_cancel_stop_a_parallel_batch_after_the_rows_before() {
     stepped(&mut steps, 7000, outcome.rows_done);
     assert!(batch.save() == steps.save());
 }
+
+/// A batch that stops at a row holding a value that is not finite leaves that row in the
+/// input interface, as far as it was read and with 0 for that value (as a training batch
+/// does), whichever way its rows ran: also where rows before it grew the network and ran as
+/// ordinary cycles, which load their own row into the interface.
+#[test]
+fn a_batch_stopped_by_a_bad_row_leaves_that_row_in_the_interface() {
+    for (threads, vector) in [(1, false), (2, true), (2, false)] {
+        for trained in [40, 1500] {
+            let what = format!("{threads} threads, vector walks {vector}, {trained} trained");
+            let mut cluster = cluster(21, threads, false);
+            cluster.set_vector_walks(vector);
+            train(&mut cluster, 0, trained);
+            let mut bad = sample(9000).0;
+            bad[3] = f32::NAN;
+            let mut source = RowsFn::new(
+                100,
+                |row: usize, _: &str, values: &mut [f32]| -> Result<(), RowError> {
+                    if row == 45 {
+                        values.copy_from_slice(&bad);
+                    } else {
+                        values.copy_from_slice(&sample(5000 + row).0);
+                    }
+                    Ok(())
+                },
+            );
+            let error = cluster
+                .request_batch(
+                    &mut source,
+                    &AtomicBool::new(false),
+                    &mut |_| {},
+                    &mut |_, _, _| {},
+                )
+                .unwrap_err();
+            assert!(error.to_string().contains("row 45"), "{what}: {error}");
+            let mut left = bad.clone();
+            left[3] = 0.0;
+            assert_eq!(
+                bits(cluster.input("x").unwrap()),
+                bits(&left),
+                "{what}: the interface does not hold the row that stopped the batch"
+            );
+        }
+    }
+}

@@ -54,12 +54,16 @@ pub(crate) struct Chunk {
     inputs: Vec<Vec<f32>>,
     /// Per output interface, its values for every row, row after row.
     outputs: Vec<Vec<f32>>,
+    /// The input values a failed read left behind it (the interfaces hold them after the
+    /// batch, as far as they were read), if one did.
+    failed_row: Option<Vec<Vec<f32>>>,
 }
 
 impl Chunk {
     /// An empty chunk for interfaces of these sizes.
     pub(crate) fn clear(&mut self, inputs: &[InputInterface], outputs: &[OutputInterface]) {
         self.rows = 0;
+        self.failed_row = None;
         self.inputs = inputs
             .iter()
             .map(|i| vec![0.0; CHUNK_ROWS * i.values.len()])
@@ -78,6 +82,24 @@ impl Chunk {
             values[row * size..(row + 1) * size].copy_from_slice(&input.values);
         }
         self.rows += 1;
+    }
+
+    /// Keeps what the interfaces hold after a failed read.
+    pub(crate) fn push_failed(&mut self, inputs: &[InputInterface]) {
+        self.failed_row = Some(inputs.iter().map(|i| i.values.clone()).collect());
+    }
+
+    /// Writes the values of the last row read into the interfaces: those of a failed read if
+    /// there was one, else those of the last row held.
+    pub(crate) fn load_last(&self, inputs: &mut [InputInterface]) {
+        match &self.failed_row {
+            Some(failed) => {
+                for (values, input) in failed.iter().zip(inputs) {
+                    input.values.copy_from_slice(values);
+                }
+            }
+            None => self.load(self.rows - 1, inputs),
+        }
     }
 
     /// Forgets the first `count` rows; the others move to the front.
