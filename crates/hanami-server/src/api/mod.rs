@@ -136,12 +136,14 @@ impl Routes {
 #[derive(serde::Deserialize)]
 struct NoInput {}
 
-/// What is known about a request, for the error log.
+/// What is known about a request, for the error log (and whether its body was read).
 #[derive(Default)]
 struct RequestFacts {
     user_id: String,
     context: String,
     input: Map<String, Value>,
+    /// The body was read to its end.
+    body_read: bool,
 }
 
 /// The axum handler for every request: websocket upgrades (on any path) and REST calls.
@@ -160,11 +162,21 @@ pub async fn dispatch(State(app): State<App>, request: Request) -> Response {
         }
     } else {
         let mut facts = RequestFacts::default();
-        match process(&app, &parts, body, &mut facts).await {
+        let announced_body = announces_body(&parts.headers);
+        let mut response = match process(&app, &parts, body, &mut facts).await {
             Ok(value) => json_response(&value),
             Err(ApiError::Internal(cause)) => internal_error(&app, &facts, cause).await,
             Err(e) => e.response(),
+        };
+        if announced_body && !facts.body_read {
+            // What is left of the body would be read as the next request: the connection
+            // closes after this answer, and says so, so that the client does not send its
+            // next request on it (it would find the connection closed under it).
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
+        response
     };
     response
         .headers_mut()
@@ -190,7 +202,9 @@ async fn process(
     let mut input = match method {
         Method::Post | Method::Put => {
             refuse_undecoded_codings(&parts.headers)?;
-            request::parse_body(&read_body(app, body).await?)?
+            let bytes = read_body(app, body).await?;
+            facts.body_read = true;
+            request::parse_body(&bytes)?
         }
         Method::Get | Method::Delete => Map::new(),
     };
@@ -286,6 +300,15 @@ fn refuse_undecoded_codings(headers: &HeaderMap) -> ApiResult<()> {
         }
     }
     Ok(())
+}
+
+/// Whether a request announces a body (a length above 0, or a transfer coding).
+fn announces_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|length| length.to_str().ok())
+            .is_some_and(|length| length.trim() != "0")
 }
 
 /// Reads a request body of at most `max_body_bytes`, which must arrive within

@@ -119,6 +119,8 @@ pub struct Resp {
     pub content_type: String,
     /// Retry-After header, if any.
     pub retry_after: Option<String>,
+    /// Connection header, if any.
+    pub connection: Option<String>,
 }
 
 impl Resp {
@@ -180,11 +182,13 @@ impl Client {
         };
         let content_type = header("content-type").unwrap_or_default();
         let retry_after = header("retry-after");
+        let connection = header("connection");
         Resp {
             status,
             body: response.text().await.unwrap(),
             content_type,
             retry_after,
+            connection,
         }
     }
 
