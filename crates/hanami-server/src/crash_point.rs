@@ -19,6 +19,24 @@ const PAUSE_VARIABLE: &str = "HANAMI_PAUSE_AT";
 /// `HANAMI_PAUSE_AT` does (debug builds only).
 #[cfg(debug_assertions)]
 pub fn reached(point: &str) {
+    if let Some(duration) = crash_or_pause(point) {
+        std::thread::sleep(duration);
+    }
+}
+
+/// [`reached`] for async code: the pause lets other tasks run, and the caller's future may
+/// be dropped during it, as at any other await (debug builds only).
+#[cfg(debug_assertions)]
+pub async fn reached_async(point: &str) {
+    if let Some(duration) = crash_or_pause(point) {
+        tokio::time::sleep(duration).await;
+    }
+}
+
+/// Aborts the process if `HANAMI_CRASH_AT` names `point`; how long to pause if
+/// `HANAMI_PAUSE_AT` does.
+#[cfg(debug_assertions)]
+fn crash_or_pause(point: &str) -> Option<std::time::Duration> {
     use std::sync::OnceLock;
     use std::time::Duration;
     static CRASH: OnceLock<Option<String>> = OnceLock::new();
@@ -36,12 +54,11 @@ pub fn reached(point: &str) {
         let (at, ms) = value.rsplit_once('=')?;
         Some((at.to_owned(), Duration::from_millis(ms.parse().ok()?)))
     });
-    if let Some((at, duration)) = pause
-        && at == point
-    {
+    let (at, duration) = pause.as_ref()?;
+    (at == point).then(|| {
         eprintln!("pausing at {point} ({PAUSE_VARIABLE})");
-        std::thread::sleep(*duration);
-    }
+        *duration
+    })
 }
 
 /// The variable that names the point at which an operation is to fail.
@@ -70,3 +87,8 @@ pub fn fails(_point: &str) -> bool {
 #[cfg(not(debug_assertions))]
 #[inline(always)]
 pub fn reached(_point: &str) {}
+
+/// Does nothing: release builds have no crash or pause points.
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+pub async fn reached_async(_point: &str) {}

@@ -688,13 +688,20 @@ fn complete_staged_network(file: &Path, staged: &Path) -> anyhow::Result<Option<
         return Ok(Some("is damaged".to_owned()));
     }
     let mut found = clusters::Staged::found(file, staged);
-    match found.put_in_place() {
-        Ok(()) => {
+    match found.rename_into_place() {
+        Ok(in_place) => {
             tracing::warn!(
                 "put the saved network {} in place: the server stopped after it recorded the \
                  end of the task that saved it, before the rename",
                 file.display()
             );
+            if let clusters::InPlace::FolderNotSynced(e) = in_place {
+                tracing::warn!(
+                    "the folder of {} cannot be synced ({e}): a crash before the system \
+                     writes it could undo the rename",
+                    file.display()
+                );
+            }
             Ok(None)
         }
         Err(e) => {

@@ -1851,3 +1851,61 @@ async fn a_folder_that_cannot_be_synced_after_the_rename_keeps_the_task_s_end() 
     );
     assert!(!error_log_text(&server).await.contains(&train));
 }
+
+/// A second deletion of a queued task whose first deletion is under way answers 409 and
+/// changes nothing; the first one then removes it.
+#[tokio::test]
+async fn a_second_deletion_of_a_queued_task_under_deletion_is_refused() {
+    let server = launch().pause_at("task-delete:row", 1500).start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dataset = upload(&client, tmp.path(), "twice", 20).await;
+    let cluster = common::seed_cluster(&client, "twice").await;
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let task = queue_training(&client, &cluster, "train", &dataset).await;
+    let first = {
+        let (client, cluster, task) = (client.clone(), cluster.clone(), task.clone());
+        tokio::spawn(async move { client.delete_task(&cluster, &task).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    match client.delete_task(&cluster, &task).await {
+        Err(Error::Conflict(message)) => {
+            assert!(
+                message.contains("is being deleted by another request"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    first.await.unwrap().unwrap();
+    assert!(states(&client, &cluster).await.is_empty());
+}
+
+/// A deletion of a queued task whose client goes away before the answer still ends: the
+/// task is deleted (it was left withdrawn, listed as queued but never run, and every later
+/// deletion answered 409).
+#[tokio::test]
+async fn a_deletion_whose_client_goes_away_still_ends() {
+    let server = launch().pause_at("task-delete:row", 1000).start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dataset = upload(&client, tmp.path(), "gone", 20).await;
+    let cluster = common::seed_cluster(&client, "gone").await;
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let task = queue_training(&client, &cluster, "train", &dataset).await;
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(300),
+        client.delete_task(&cluster, &task),
+    )
+    .await;
+    assert!(gave_up.is_err(), "answered within the pause: {gave_up:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !states(&client, &cluster).await.is_empty() {
+        assert!(Instant::now() < deadline, "the task was not deleted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(matches!(
+        client.delete_task(&cluster, &task).await,
+        Err(Error::NotFound(_))
+    ));
+}

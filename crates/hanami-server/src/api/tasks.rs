@@ -499,13 +499,20 @@ async fn delete(app: App, caller: Caller, query: TaskQuery) -> ApiResult<Map<Str
     let task = match cluster.delete_task(&query.uuid) {
         Some(TaskRemoval::Forgotten) => return forget_task(&app, &query.uuid).await,
         Some(TaskRemoval::Withdrawn { task, place }) => {
-            // The stored row goes first: where it cannot, the task keeps its place.
-            let forgotten = forget_task(&app, &query.uuid).await;
-            match &forgotten {
-                Ok(_) => cluster.forget_withdrawn(&task),
-                Err(_) => cluster.return_withdrawn(task, place, &app.workers),
-            }
-            return forgotten;
+            // The stored row goes first: where it cannot, the task keeps its place. Its own
+            // task, so that a client that goes away meanwhile cannot leave it withdrawn.
+            let uuid = query.uuid.clone();
+            let app = app.clone();
+            let finished = tokio::spawn(async move {
+                let forgotten = forget_task(&app, &uuid).await;
+                match &forgotten {
+                    Ok(_) => cluster.forget_withdrawn(&task),
+                    Err(_) => cluster.return_withdrawn(task, place, &app.workers),
+                }
+                forgotten
+            })
+            .await;
+            return finished.unwrap_or_else(|e| Err(ApiError::Internal(e.into())));
         }
         Some(TaskRemoval::BeingDeleted) => {
             return Err(ApiError::Conflict(format!(
@@ -530,6 +537,7 @@ async fn delete(app: App, caller: Caller, query: TaskQuery) -> ApiResult<Map<Str
 
 /// Removes the stored row of a task that its cluster has forgotten.
 async fn forget_task(app: &App, uuid: &str) -> ApiResult<Map<String, Value>> {
+    crate::crash_point::reached_async("task-delete:row").await;
     app.store.delete_task(uuid).await?;
     // A request task that a stop interrupted had its result so far set aside.
     app.paths.remove_partial_result(uuid);

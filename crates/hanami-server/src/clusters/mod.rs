@@ -114,6 +114,8 @@ struct Control {
     tasks: Vec<Arc<Task>>,
     active: Option<Arc<Task>>,
     worker_running: bool,
+    /// Queued tasks that a deletion has withdrawn (see [`TaskRemoval::Withdrawn`]).
+    withdrawn: Vec<String>,
 }
 
 /// One cluster: its database row, its network and its tasks.
@@ -210,8 +212,9 @@ pub enum TaskRemoval {
     Withdrawn {
         /// The withdrawn task.
         task: Arc<Task>,
-        /// Its place in the queue.
-        place: usize,
+        /// Its place in the queue; `None` for a task that a stop queued again for the next
+        /// start (it is not in the queue of this run).
+        place: Option<usize>,
     },
     /// The task was queued, and another deletion has withdrawn it already.
     BeingDeleted,
@@ -263,6 +266,7 @@ impl ClusterHandle {
                 tasks: Vec::new(),
                 active: None,
                 worker_running: false,
+                withdrawn: Vec::new(),
             }),
             deleted: AtomicBool::new(false),
             direct_sessions_end: tokio::sync::watch::Sender::new(()),
@@ -590,13 +594,17 @@ impl ClusterHandle {
                 task.cancel.store(true, Ordering::Relaxed);
                 TaskRemoval::Stopping(task)
             }
-            TaskState::Queued => match control.queue.iter().position(|t| t.uuid == uuid) {
-                Some(place) => {
-                    control.queue.remove(place);
-                    TaskRemoval::Withdrawn { task, place }
+            TaskState::Queued => {
+                if control.withdrawn.iter().any(|u| u == uuid) {
+                    return Some(TaskRemoval::BeingDeleted);
                 }
-                None => TaskRemoval::BeingDeleted,
-            },
+                let place = control.queue.iter().position(|t| t.uuid == uuid);
+                if let Some(place) = place {
+                    control.queue.remove(place);
+                }
+                control.withdrawn.push(task.uuid.clone());
+                TaskRemoval::Withdrawn { task, place }
+            }
             TaskState::Aborted | TaskState::Finished => {
                 control.tasks.remove(index);
                 TaskRemoval::Forgotten
@@ -607,23 +615,33 @@ impl ClusterHandle {
     /// Forgets a task that [`ClusterHandle::delete_task`] withdrew from the queue, once its
     /// stored row is gone.
     pub fn forget_withdrawn(&self, task: &Arc<Task>) {
-        lock(&self.control).tasks.retain(|t| !Arc::ptr_eq(t, task));
+        let mut control = lock(&self.control);
+        control.withdrawn.retain(|uuid| *uuid != task.uuid);
+        control.tasks.retain(|t| !Arc::ptr_eq(t, task));
+        drop(control);
         task.end(TaskState::Aborted);
     }
 
     /// Queues a withdrawn task again at its `place` (or the end of a shorter queue), where its
-    /// stored row could not be removed. Not while the server stops (the row queues it at the
-    /// next start) nor once the cluster is deleted (it ends aborted, as the queue's others).
-    pub fn return_withdrawn(self: &Arc<Self>, task: Arc<Task>, place: usize, ctx: &WorkerContext) {
+    /// stored row could not be removed. Not while the server stops, nor a task that a stop
+    /// queued for the next start (its row queues it then), nor once the cluster is deleted
+    /// (it ends aborted, as the queue's others).
+    pub fn return_withdrawn(
+        self: &Arc<Self>,
+        task: Arc<Task>,
+        place: Option<usize>,
+        ctx: &WorkerContext,
+    ) {
         let mut control = lock(&self.control);
+        control.withdrawn.retain(|uuid| *uuid != task.uuid);
         if self.is_deleted() {
             drop(control);
             task.end(TaskState::Aborted);
             return;
         }
-        if ctx.stopping.load(Ordering::Relaxed) {
+        let Some(place) = place.filter(|_| !ctx.stopping.load(Ordering::Relaxed)) else {
             return;
-        }
+        };
         let place = place.min(control.queue.len());
         control.queue.insert(place, task);
         self.start_worker(&mut control, ctx, None);
@@ -869,7 +887,8 @@ impl ClusterHandle {
     /// request's result so far) is queued again with its `work`; any other is aborted, with
     /// a note saying why. Decided under the control lock, where a deletion of the task takes
     /// back the shutdown's mark: a task the shutdown queues again is then no longer active
-    /// for a deletion, which forgets it as a queued one.
+    /// for a deletion, which withdraws it as a queued one (with no place in this run's
+    /// queue) and forgets it once its row is deleted.
     fn stopped(&self, task: &Task, work: &Work, goes_on: bool, ctx: &WorkerContext) -> Ending {
         // The next start could not read it.
         let deleted = if goes_on {
@@ -966,7 +985,9 @@ impl ClusterHandle {
                     tracing::warn!(
                         task = task.uuid,
                         cluster = self.row.uuid,
-                        "the cluster's network is in place, but its folder cannot be synced:                          {e}; a crash before the system writes it could undo the rename, which                          the next start would then complete"
+                        "the cluster's network is in place, but its folder cannot be synced: \
+                         {e}; a crash before the system writes it could undo the rename, which \
+                         the next start would then complete"
                     );
                 }
                 Ok(InPlace::Synced) => {
@@ -1511,7 +1532,7 @@ impl Staged {
     }
 
     /// Renames the file into place (an error: it is not), then syncs its folder.
-    fn rename_into_place(&mut self) -> std::io::Result<InPlace> {
+    pub fn rename_into_place(&mut self) -> std::io::Result<InPlace> {
         std::fs::rename(&self.temp, &self.path)?;
         self.settled = true;
         let synced = match self.path.parent() {
@@ -1526,7 +1547,7 @@ impl Staged {
 }
 
 /// A file renamed into place, and whether the rename is durable.
-enum InPlace {
+pub enum InPlace {
     /// Its folder is synced: the rename survives a crash.
     Synced,
     /// Its folder could not be synced (the rename is done, but a crash could undo it).
@@ -1996,13 +2017,13 @@ mod tests {
         ));
         assert!(!task.stopped_by_shutdown.load(Ordering::Relaxed));
         assert!(task.cancel.load(Ordering::Relaxed));
-        // Once the stop has queued it again, a deletion withdraws it as a queued task (a
-        // second one finds it withdrawn), and forgets it once its row is gone.
+        // Once the stop has queued it again (for the next start: it is not in this run's
+        // queue), a deletion withdraws it as a queued task without a place (a second one
+        // finds it withdrawn), and forgets it once its row is gone.
         task.requeue();
-        lock(&cluster.control).queue.push_back(task.clone());
         let Some(TaskRemoval::Withdrawn {
             task: withdrawn,
-            place: 0,
+            place: None,
         }) = cluster.delete_task("t")
         else {
             panic!("not withdrawn");
