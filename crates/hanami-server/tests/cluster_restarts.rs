@@ -1909,3 +1909,48 @@ async fn a_deletion_whose_client_goes_away_still_ends() {
         Err(Error::NotFound(_))
     ));
 }
+
+/// A start that puts a crashed task's network in place (its end was recorded, the rename
+/// not done) and cannot sync the folder afterwards keeps the task's end and the network:
+/// the rename is done (it aborted the task, saying the old network was kept, and then
+/// failed the start).
+#[tokio::test]
+async fn a_start_that_cannot_sync_the_folder_after_completing_a_rename_keeps_it() {
+    let (server, client, dataset, cluster) = server_with_cluster("start sync", 60).await;
+    drop(client);
+    let network = server.data_dir.join("clusters").join(&cluster);
+    let untrained = sha256(&network);
+    let server = server.restart_with(|launch| launch.env(CRASH_AT, "task-end:recorded"));
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let task = queue_training(&client, &cluster, "train", &dataset).await;
+    let server = server.crashed_at_with("task-end:recorded", |launch| {
+        launch.env("HANAMI_FAIL_AT", "start:folder-sync")
+    });
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let done = client.task(&cluster, &task).await.unwrap();
+    assert_eq!((done.state, done.note), (TaskState::Finished, None));
+    let staged = std::fs::read_dir(server.data_dir.join("clusters"))
+        .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".partial")
+        })
+        .count();
+    assert_eq!(staged, 0);
+    assert!(
+        server
+            .logged()
+            .contains("cannot be synced (failure injected (HANAMI_FAIL_AT))"),
+        "{}",
+        server.logged()
+    );
+    // The trained network is in place, and the server works with it.
+    assert_ne!(sha256(&network), untrained);
+    let saved = checkpoint_bytes(&server, &client, &cluster, "after").await;
+    assert!(saved == std::fs::read(&network).unwrap());
+    assert!(!error_log_text(&server).await.contains(&task));
+}

@@ -327,7 +327,16 @@ impl TestServer {
     /// Waits (30 s at most) until this server, started with `HANAMI_CRASH_AT=<point>` (a
     /// debug build's crash point), has crashed there, and starts the same binary on the same
     /// data directory with the test admin and no other arguments or variables.
-    pub fn crashed_at(mut self, point: &str) -> TestServer {
+    pub fn crashed_at(self, point: &str) -> TestServer {
+        self.crashed_at_with(point, |launch| launch)
+    }
+
+    /// [`TestServer::crashed_at`], with `configure` applied to the new server's launch.
+    pub fn crashed_at_with(
+        mut self,
+        point: &str,
+        configure: impl FnOnce(Launch) -> Launch,
+    ) -> TestServer {
         let mut child = self.child.take().expect("the server runs");
         let deadline = std::time::Instant::now() + START_TIMEOUT;
         let status = loop {
@@ -343,7 +352,7 @@ impl TestServer {
         };
         assert!(!status.success(), "the server exited cleanly: {status}");
         self.wait_until_logged(&[&format!("crashing at {point} (HANAMI_CRASH_AT)")]);
-        let launch = Launch::new(&self.binary);
+        let launch = configure(Launch::new(&self.binary));
         self.succeeded_by(launch)
     }
 
