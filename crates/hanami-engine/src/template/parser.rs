@@ -12,8 +12,9 @@ pub(crate) fn parse(text: &str) -> Result<Template, TemplateError> {
     // Editors on Windows start UTF-8 files with a byte-order mark; positions then count
     // from the first character the user sees.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    // Blanks and line breaks alone are as empty as nothing (not a syntax error at their end).
-    if text.trim_start_matches([' ', '\t', '\n', '\r']).is_empty() {
+    // Blanks and line breaks alone are as empty as nothing (not a syntax error at their
+    // end); a lone `\r` is still an invalid character.
+    if matches!(Lexer::new(text).next_token(), Ok(t) if t.tok == Tok::Eof) {
         return Err(TemplateError::new(0, 0, Kind::Empty));
     }
     if text.len() > limits::MAX_TEMPLATE_BYTES {

@@ -236,6 +236,7 @@ fn empty_and_oversized_input() {
     for blank in ["   \n\n  ", "\u{feff}", "\u{feff}  \r\n\t\n"] {
         assert_eq!(kind(blank), TemplateErrorKind::Empty, "{blank:?}");
     }
+    assert_eq!(kind(" \r "), TemplateErrorKind::InvalidCharacter('\r'));
     let huge = format!("{SEED_TEMPLATE}{}", " ".repeat(limits::MAX_TEMPLATE_BYTES));
     assert_eq!(kind(&huge), TemplateErrorKind::TooLong);
 }
