@@ -247,9 +247,10 @@ fn binary_kind(start: &[u8]) -> Option<&'static str> {
 }
 
 /// Whether a header line is UTF-16 text: it starts with a byte-order mark (Excel's "Unicode
-/// text"), or its 16-bit units show the zero bytes of UTF-16 without one: every other byte
-/// for ASCII names, and for names in other scripts a zero byte beside each `,` (and the
-/// `\r` of a line end), with no zero byte out of step with those.
+/// text"), or shows the zero bytes of UTF-16 without one: every other byte for ASCII names;
+/// for names in other scripts, it decodes as UTF-16 in one byte order into text without
+/// control characters that holds a `,` or the `\r` of a line end (units with a zero byte,
+/// which UTF-8 text never holds).
 fn looks_like_utf16(header: &[u8]) -> bool {
     if header.starts_with(b"\xFF\xFE") || header.starts_with(b"\xFE\xFF") {
         return true;
@@ -257,15 +258,22 @@ fn looks_like_utf16(header: &[u8]) -> bool {
     if header.len() < 2 {
         return false;
     }
-    let zero_at = |parity: usize| header.iter().skip(parity).step_by(2).any(|&b| b == 0);
     let all_zero_at = |parity: usize| header.iter().skip(parity).step_by(2).all(|&b| b == 0);
     if all_zero_at(0) || all_zero_at(1) {
         return true;
     }
-    let units = || header.chunks_exact(2);
-    let little = units().any(|u| u == b",\0" || u == b"\r\0") && !zero_at(0);
-    let big = units().any(|u| u == b"\0," || u == b"\0\r") && !zero_at(1);
-    little || big
+    let decodes = |unit: fn([u8; 2]) -> u16| {
+        let units = header.chunks_exact(2).map(|u| unit([u[0], u[1]]));
+        char::decode_utf16(units)
+            .collect::<Result<String, _>>()
+            .is_ok_and(|text| {
+                text.contains([',', '\r'])
+                    && !text
+                        .chars()
+                        .any(|c| c.is_control() && c != '\r' && c != '\t')
+            })
+    };
+    decodes(u16::from_le_bytes) || decodes(u16::from_be_bytes)
 }
 
 /// The state after the header: column names and the dataset being written.
@@ -806,11 +814,20 @@ mod tests {
                  save the file as UTF-8 CSV)"
             );
         }
-        // Names in other scripts, without a byte-order mark: "имя,метка\r\n".
-        let names: Vec<u16> = "имя,метка\r\n".encode_utf16().collect();
-        let little: Vec<u8> = names.iter().flat_map(|u| u.to_le_bytes()).collect();
-        let big: Vec<u8> = names.iter().flat_map(|u| u.to_be_bytes()).collect();
-        for text in [little, big] {
+        // Names in other scripts, without a byte-order mark (一 and Ā have a zero byte of
+        // their own): "имя,метка\r\n" and "一,Ā\n".
+        let mut encoded = Vec::new();
+        for header in ["имя,метка\r\n", "一,Ā\n"] {
+            let units: Vec<u16> = header.encode_utf16().collect();
+            encoded.push(
+                units
+                    .iter()
+                    .flat_map(|u| u.to_le_bytes())
+                    .collect::<Vec<u8>>(),
+            );
+            encoded.push(units.iter().flat_map(|u| u.to_be_bytes()).collect());
+        }
+        for text in encoded {
             assert!(
                 case.error(&text)
                     .ends_with("(it looks like UTF-16: save the file as UTF-8 CSV)"),
