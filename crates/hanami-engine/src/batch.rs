@@ -182,7 +182,7 @@ impl Cluster {
                 if cancel.load(Ordering::Relaxed) {
                     stop = Some(Ok(true));
                 } else if let Err(error) = self.read_inputs(rows, done + chunk.rows - from) {
-                    chunk.push_failed(&self.inputs);
+                    chunk.keep_failed_read(&self.inputs);
                     stop = Some(Err(error));
                 } else {
                     chunk.push(&self.inputs);

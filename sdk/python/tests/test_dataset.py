@@ -265,7 +265,7 @@ def test_an_unreadable_file_is_refused_before_the_server_is_asked(address: str) 
     # A file others may find but not read, in a folder they may enter; the upload runs in a
     # child process that is not root (root reads any file). Its token is refused by the
     # server, so any request would end the upload with an UnauthorizedException first.
-    folder = Path(tempfile.mkdtemp())
+    folder = Path(tempfile.mkdtemp(dir="/tmp"))  # not $TMPDIR: others must reach it
     try:
         folder.chmod(0o755)
         secret = folder / "secret.csv"

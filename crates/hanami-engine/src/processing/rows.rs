@@ -85,7 +85,7 @@ impl Chunk {
     }
 
     /// Keeps what the interfaces hold after a failed read.
-    pub(crate) fn push_failed(&mut self, inputs: &[InputInterface]) {
+    pub(crate) fn keep_failed_read(&mut self, inputs: &[InputInterface]) {
         self.failed_row = Some(inputs.iter().map(|i| i.values.clone()).collect());
     }
 

@@ -65,21 +65,18 @@ pub async fn session(app: &App, socket: WebSocket, slot: DirectSessionSlot, acce
     // What the session's training left is judged before the slot is released: a session
     // started after it may change the network at once.
     let (refused, unreached) = tokio::task::block_in_place(|| {
-        let refused = slot
-            .read_network(|network| {
+        slot.read_network(|network| {
+            let refused =
                 app.workers
-                    .refused_growth(network, refused, "the direct-IO session", "went on")
-            })
-            .flatten();
-        // Outputs it trained that answer 0 still, as a task's note would say.
-        let unreached = slot
-            .read_network(|network| {
-                let mut unreached = network.unreached_outputs();
-                unreached.retain(|output| trained.contains(output.name));
-                crate::clusters::unreached_note("direct-IO session's training", &unreached)
-            })
-            .flatten();
-        (refused, unreached)
+                    .refused_growth(network, refused, "the direct-IO session", "went on");
+            // Outputs it trained that answer 0 still, as a task's note would say.
+            let mut unreached = network.unreached_outputs();
+            unreached.retain(|output| trained.contains(output.name));
+            let unreached =
+                crate::clusters::unreached_note("direct-IO session's training", &unreached);
+            (refused, unreached)
+        })
+        .unwrap_or_default()
     });
     // A new session may start while this one's network is saved.
     let cluster = &slot.release();
