@@ -189,8 +189,9 @@ impl Field {
                 }
                 if let Some((key, _)) = map.iter().find(|(_, v)| !v.is_string()) {
                     return Err(ApiError::BadRequest(format!(
-                        "Value-validation failed, because item '{name}' maps '{key}' to a \
-                         value that is not a string."
+                        "Value-validation failed, because item '{name}' maps '{}' to a \
+                         value that is not a string.",
+                        shortened(key)
                     )));
                 }
             }
@@ -237,6 +238,8 @@ fn is_interface_name(key: &str) -> bool {
 }
 
 /// A client's text for an error message: at most 64 characters, control characters escaped.
+/// `text` as a message quotes it: its first 64 characters, escaped where unprintable, and `…`
+/// after them if there is more.
 fn shortened(text: &str) -> String {
     let mut short: String = text.chars().take(64).flat_map(char::escape_debug).collect();
     if text.chars().nth(64).is_some() {
@@ -250,7 +253,8 @@ pub fn validate(fields: &[Field], input: &mut Map<String, Value>) -> Result<(), 
     // serde_json's Map is ordered by key, so "first failure" is deterministic.
     if let Some(unknown) = input.keys().find(|k| !fields.iter().any(|f| f.name == *k)) {
         return Err(ApiError::BadRequest(format!(
-            "Validation failed, because item '{unknown}' is not in the list of allowed keys"
+            "Validation failed, because item '{}' is not in the list of allowed keys",
+            shortened(unknown)
         )));
     }
     if let Some(missing) = fields
@@ -310,6 +314,31 @@ mod tests {
         assert_eq!(
             input,
             json!({"uuid": "8a1b2c3d-0000-4000-8000-123456789abc", "name": "ABC"})
+        );
+    }
+
+    /// Unknown keys and map keys are quoted short: an answer does not repeat a key of a
+    /// megabyte.
+    #[test]
+    fn long_keys_are_quoted_short() {
+        let long = "k".repeat(100_000);
+        let message = check(json!({ long.clone(): 1, "id": "abcd", "page": 1 })).unwrap_err();
+        assert_eq!(
+            message,
+            format!(
+                "Validation failed, because item '{}…' is not in the list of allowed keys",
+                "k".repeat(64)
+            )
+        );
+        let message = check(json!({"id": "abcd", "page": 1, "inputs": { long: 1 }})).unwrap_err();
+        assert!(message.len() < 300, "{message}");
+        assert!(
+            message.contains(&format!("'{}…'", "k".repeat(64))),
+            "{message}"
+        );
+        assert_eq!(
+            check(json!({"idd": 1})).unwrap_err(),
+            "Validation failed, because item 'idd' is not in the list of allowed keys"
         );
     }
 
