@@ -760,6 +760,21 @@ async fn websocket_refusals_close_the_session_and_harm_nothing() {
                "error": "Token invalid: the session's first message has no token"})
     );
     assert_closed(&mut socket).await;
+    // A first message that is JSON, but no object: said in words, not in the parser's
+    // type names.
+    let mut socket = open_socket(&server, "/").await;
+    SinkExt::send(&mut socket, Message::text("[]"))
+        .await
+        .unwrap();
+    let reply: serde_json::Value =
+        serde_json::from_slice(&next_bytes(&mut socket).await.unwrap()).unwrap();
+    assert_eq!(
+        reply,
+        json!({"success": false,
+               "error": "invalid session start message: expected a JSON object {\"token\", \
+                         \"target\", \"uuid\"}, got an array"})
+    );
+    assert_closed(&mut socket).await;
     // An unknown file.
     let mut socket = open_socket(&server, "/").await;
     let reply = init(

@@ -403,12 +403,23 @@ fn json_frame(reply: &SessionReply) -> Message {
 /// Checks the first message of a session (JSON, from a text or a binary frame) and opens
 /// its target.
 async fn start(app: &App, text: &[u8]) -> Result<(Target, Access), String> {
-    let mut init: SessionInit = serde_json::from_slice(text).map_err(|e| {
-        format!(
-            "invalid session start message: expected a JSON object {{\"token\", \"target\", \
-                 \"uuid\"}} ({e})"
-        )
-    })?;
+    let expected = "invalid session start message: expected a JSON object {\"token\", \
+                    \"target\", \"uuid\"}";
+    let value: serde_json::Value =
+        serde_json::from_slice(text).map_err(|e| format!("{expected} ({e})"))?;
+    let kind = match &value {
+        serde_json::Value::Object(_) => None,
+        serde_json::Value::Array(_) => Some("an array"),
+        serde_json::Value::String(_) => Some("a string"),
+        serde_json::Value::Number(_) => Some("a number"),
+        serde_json::Value::Bool(_) => Some("a boolean"),
+        serde_json::Value::Null => Some("null"),
+    };
+    if let Some(kind) = kind {
+        return Err(format!("{expected}, got {kind}"));
+    }
+    let mut init: SessionInit =
+        serde_json::from_value(value).map_err(|e| format!("{expected} ({e})"))?;
     // Stored in lowercase, like every uuid the server makes.
     init.uuid.make_ascii_lowercase();
     let verified = api::verify_signature(app, &init.token).map_err(refusal_text)?;
