@@ -148,6 +148,8 @@ pub(crate) struct Scratch {
     first_inputs: Vec<usize>,
     /// Source neurons whose section request a hexagon's walks may have changed.
     candidates: Vec<(u32, u32)>,
+    /// The live sections of the hexagon being marked, one word per connection block.
+    live: Vec<u64>,
     /// Per hexagon, where its sections come from; valid while `feeds_valid`.
     feeds: Vec<Vec<Feed>>,
     /// Cleared by every change of the section layout (growth, resizing, reduction).
@@ -314,9 +316,10 @@ impl Cluster {
         let (before, rest) = self.hexagons.split_at_mut(h);
         let (current, after) = rest.split_first_mut().expect("hexagon index in range");
         let blocks = &mut current.blocks;
-        for block in blocks.iter_mut() {
-            block.live = 0;
-        }
+        // Gathered in a dense array first: the blocks' `live` words lie far apart.
+        let live = &mut self.scratch.live;
+        live.clear();
+        live.resize(blocks.len(), 0);
         let dim = current.dim;
         for feed in &self.scratch.feeds[h] {
             let source = if feed.source < h {
@@ -325,8 +328,11 @@ impl Cluster {
                 &after[feed.source - h - 1]
             };
             feed.for_each_section(&source.active, |slot| {
-                blocks[slot / SECTIONS_PER_BLOCK].live |= 1 << (slot % SECTIONS_PER_BLOCK);
+                live[slot / SECTIONS_PER_BLOCK] |= 1 << (slot % SECTIONS_PER_BLOCK);
             });
+        }
+        for (block, &live) in blocks.iter_mut().zip(live.iter()) {
+            block.live = live;
         }
         if let Parallelism::Pair { .. } = self.parallel {
             let loads = &mut self.scratch.loads;
