@@ -3012,3 +3012,56 @@ async fn a_save_waiting_for_a_slot_answers_at_once() {
     let saved = client.wait_for_task(&idle, &save.uuid, WAIT).await.unwrap();
     assert_eq!(saved.state, TaskState::Finished);
 }
+
+/// A uuid of another kind of resource where one kind belongs (a dataset's for a cluster,
+/// say) gets the 404 with the kind it is, where the caller sees that resource; others get
+/// the plain 404 (nothing is revealed outside the caller's scope).
+#[tokio::test]
+async fn a_uuid_of_another_kind_is_named_in_the_404() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, labels) = pattern_mnist(tmp.path(), "kinds", 20);
+    let dataset = client
+        .upload_mnist("kinds", &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    let cluster = common::seed_cluster(&client, "kinds").await;
+    let saved = client.save_cluster(&cluster, "kinds").await.unwrap().uuid;
+    client
+        .wait_for_task(&cluster, &saved, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let said = |result: Result<(), Error>| match result {
+        Err(Error::NotFound(message)) => message,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        said(client.cluster(&dataset).await.map(drop)),
+        format!("Cluster with uuid '{dataset}' not found: that is a dataset's uuid")
+    );
+    assert_eq!(
+        said(client.dataset(&cluster).await.map(drop)),
+        format!("Dataset with uuid '{cluster}' not found: that is a cluster's uuid")
+    );
+    assert_eq!(
+        said(client.checkpoint(&dataset).await.map(drop)),
+        format!("Checkpoint with uuid '{dataset}' not found: that is a dataset's uuid")
+    );
+    assert!(
+        said(client.tasks(&saved).await.map(drop))
+            .ends_with("not found: that is a checkpoint's uuid")
+    );
+    // A user who does not see the dataset gets the plain answer.
+    let admin_http = server.admin().await;
+    let other = member(&server, &admin_http, "other", "proj_k", false).await;
+    let answer = other
+        .get(&format!("cluster?uuid={dataset}"))
+        .await
+        .expect(404);
+    assert_eq!(
+        answer.body,
+        format!("Cluster with uuid '{dataset}' not found")
+    );
+}
