@@ -3065,3 +3065,54 @@ async fn a_uuid_of_another_kind_is_named_in_the_404() {
         format!("Cluster with uuid '{dataset}' not found")
     );
 }
+
+/// A task over datasets of different lengths runs as many cycles as the shortest has rows,
+/// as in the original, and says so in its note (a training that paired 60,000 training
+/// images with the 10,000 test labels said nothing); over datasets of one length it has no
+/// note.
+#[tokio::test]
+async fn a_task_over_datasets_of_different_lengths_says_so() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, labels) = pattern_mnist(tmp.path(), "long", 30);
+    let long = client
+        .upload_mnist("long", &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    let (images, labels) = pattern_mnist(tmp.path(), "short", 12);
+    let short = client
+        .upload_mnist("short", &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    let cluster = common::seed_cluster(&client, "lengths").await;
+    let task = client
+        .train(
+            "mixed",
+            &cluster,
+            &[("picture", &long)],
+            &[("label", &short)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(task.total_number_of_cycles, 12);
+    let expected = format!(
+        "its datasets have different numbers of rows (30 in '{long}', 12 in '{short}'): it \
+         runs 12 cycles, row i of each dataset with row i of the others; check that these are \
+         the datasets meant"
+    );
+    assert_eq!(task.note.as_deref(), Some(expected.as_str()));
+    let done = client
+        .wait_for_task(&cluster, &task.uuid, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(done.state, TaskState::Finished);
+    assert_eq!(done.note.as_deref(), Some(expected.as_str()));
+    let same = client
+        .train("same", &cluster, &[("picture", &long)], &[("label", &long)])
+        .await
+        .unwrap();
+    assert_eq!((same.total_number_of_cycles, same.note), (30, None));
+}

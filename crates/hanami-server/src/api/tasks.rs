@@ -57,18 +57,21 @@ pub(super) fn register(routes: &mut Routes) {
     );
 }
 
-/// Resolves `{interface name: dataset uuid}` into bindings; returns them and the smallest
-/// row count of their datasets.
+/// The row counts of the datasets a task reads, each once, in the order they are bound.
+type RowCounts = Vec<(String, u64)>;
+
+/// Resolves `{interface name: dataset uuid}` into bindings; returns them and the row counts
+/// of their datasets (added to `rows`).
 async fn bind(
     app: &App,
     caller: &Caller,
     cluster: &ClusterHandle,
     side: Side,
     map: &BTreeMap<String, String>,
-) -> ApiResult<(Vec<Binding>, u64)> {
+    rows: &mut RowCounts,
+) -> ApiResult<Vec<Binding>> {
     let interfaces = cluster.interfaces();
     let mut bindings = Vec::with_capacity(map.len());
-    let mut rows = u64::MAX;
     // Each dataset is looked up, opened and its value ranges read once, however many
     // interfaces it binds (a wide CSV dataset's description and ranges take megabytes).
     let mut opened: HashMap<String, Opened> = HashMap::new();
@@ -134,7 +137,9 @@ async fn bind(
                 plural(interface.size as u64, "neuron")
             )));
         }
-        rows = rows.min(reader.header().number_of_rows);
+        if !rows.iter().any(|(uuid, _)| uuid == dataset_uuid) {
+            rows.push((dataset_uuid.clone(), reader.header().number_of_rows));
+        }
         if side == Side::Output {
             expected_values_fit(dataset.ranges.as_ref(), dataset_uuid, name)?;
         }
@@ -146,7 +151,32 @@ async fn bind(
             columns,
         });
     }
-    Ok((bindings, rows))
+    Ok(bindings)
+}
+
+/// How many cycles a task over datasets of these row counts runs: as many as the shortest
+/// has rows (row `i` of each is paired). 400 for none.
+fn cycles(rows: &RowCounts) -> ApiResult<u64> {
+    require_rows(rows.iter().map(|&(_, n)| n).min().unwrap_or(0))
+}
+
+/// The note of a task whose datasets differ in length: it pairs their first rows and
+/// leaves the rest, which is rarely what was meant with datasets of different sizes.
+fn unequal_rows_note(rows: &RowCounts) -> Option<String> {
+    let shortest = rows.iter().map(|&(_, n)| n).min()?;
+    if rows.iter().all(|&(_, n)| n == shortest) {
+        return None;
+    }
+    let each = rows
+        .iter()
+        .map(|(uuid, n)| format!("{n} in '{uuid}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(format!(
+        "its datasets have different numbers of rows ({each}): it runs {shortest} cycles, \
+         row i of each dataset with row i of the others; check that these are the datasets \
+         meant"
+    ))
 }
 
 /// A dataset that [`bind`] binds interfaces to, as read once for all of them.
@@ -228,15 +258,18 @@ async fn queue(
     app: &App,
     cluster: &Arc<ClusterHandle>,
     name: String,
-    rows: u64,
+    rows: &RowCounts,
     work: Work,
 ) -> ApiResult<TaskInfo> {
     let task = Arc::new(Task::new(
         uuid::Uuid::new_v4().to_string(),
         name,
-        rows,
+        cycles(rows)?,
         work,
     ));
+    if let Some(note) = unequal_rows_note(rows) {
+        task.add_note(&note);
+    }
     enqueue(app, cluster, &task).await?;
     Ok(TaskInfo {
         state: TaskState::Queued,
@@ -381,13 +414,27 @@ async fn train(app: App, caller: Caller, request: TrainTaskRequest) -> ApiResult
     require_network(&cluster)?;
     require_entries(&request.inputs, "inputs")?;
     require_entries(&request.outputs, "outputs")?;
-    let (mut bindings, input_rows) =
-        bind(&app, &caller, &cluster, Side::Input, &request.inputs).await?;
-    let (outputs, output_rows) =
-        bind(&app, &caller, &cluster, Side::Output, &request.outputs).await?;
+    let mut rows = RowCounts::new();
+    let mut bindings = bind(
+        &app,
+        &caller,
+        &cluster,
+        Side::Input,
+        &request.inputs,
+        &mut rows,
+    )
+    .await?;
+    let outputs = bind(
+        &app,
+        &caller,
+        &cluster,
+        Side::Output,
+        &request.outputs,
+        &mut rows,
+    )
+    .await?;
     bindings.extend(outputs);
-    let rows = require_rows(input_rows.min(output_rows))?;
-    queue(&app, &cluster, request.name, rows, Work::Train(bindings)).await
+    queue(&app, &cluster, request.name, &rows, Work::Train(bindings)).await
 }
 
 async fn request(app: App, caller: Caller, request: RequestTaskRequest) -> ApiResult<TaskInfo> {
@@ -420,8 +467,16 @@ async fn request(app: App, caller: Caller, request: RequestTaskRequest) -> ApiRe
             "Given item 'results' must name a result dataset of 4 to 254 characters".into(),
         ));
     }
-    let (bindings, rows) = bind(&app, &caller, &cluster, Side::Input, &request.inputs).await?;
-    let rows = require_rows(rows)?;
+    let mut rows = RowCounts::new();
+    let bindings = bind(
+        &app,
+        &caller,
+        &cluster,
+        Side::Input,
+        &request.inputs,
+        &mut rows,
+    )
+    .await?;
     let target = ResultTarget {
         output: output.clone(),
         columns: interface.size as u64,
@@ -433,7 +488,7 @@ async fn request(app: App, caller: Caller, request: RequestTaskRequest) -> ApiRe
         &app,
         &cluster,
         request.name,
-        rows,
+        &rows,
         Work::Request(bindings, target),
     )
     .await
