@@ -3069,7 +3069,7 @@ async fn a_uuid_of_another_kind_is_named_in_the_404() {
 /// A task over datasets of different lengths runs as many cycles as the shortest has rows,
 /// as in the original, and says so in its note (a training that paired 60,000 training
 /// images with the 10,000 test labels said nothing); over datasets of one length it has no
-/// note.
+/// note. A request whose result name is a uuid says that the result is a new dataset.
 #[tokio::test]
 async fn a_task_over_datasets_of_different_lengths_says_so() {
     let server = TestServer::start();
@@ -3115,4 +3115,52 @@ async fn a_task_over_datasets_of_different_lengths_says_so() {
         .await
         .unwrap();
     assert_eq!((same.total_number_of_cycles, same.note), (30, None));
+    // A result named with a uuid (another dataset's, say) is a new dataset all the same:
+    // the note says so; a uuid that cannot be a name (it starts with a digit) is refused,
+    // saying what the field takes.
+    let like_a_uuid = "b00fd083-df11-42c5-b6c0-dec7ea4efeea";
+    let named = client
+        .request(
+            "named",
+            &cluster,
+            &[("picture", &long)],
+            ("label", like_a_uuid),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        named.note.as_deref(),
+        Some(
+            format!(
+                "its result is a new dataset named '{like_a_uuid}', which is a uuid: a request \
+                 task writes a new dataset, named as given, with the task's uuid as its uuid"
+            )
+            .as_str()
+        )
+    );
+    let digits = "0b0fd083-df11-42c5-b6c0-dec7ea4efeea";
+    match client
+        .request("digits", &cluster, &[("picture", &long)], ("label", digits))
+        .await
+    {
+        Err(Error::BadRequest(message)) => assert_eq!(
+            message,
+            format!(
+                "Given item 'results' names the new result dataset, but '{digits}' is a uuid, \
+                 which cannot be a dataset's name (a name starts with a letter): a request task \
+                 writes a new dataset, with the task's uuid as its uuid"
+            )
+        ),
+        other => panic!("{other:?}"),
+    }
+    let plain = client
+        .request(
+            "plain",
+            &cluster,
+            &[("picture", &long)],
+            ("label", "answers"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(plain.note, None);
 }

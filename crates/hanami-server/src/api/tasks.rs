@@ -260,6 +260,7 @@ async fn queue(
     name: String,
     rows: &RowCounts,
     work: Work,
+    note: Option<String>,
 ) -> ApiResult<TaskInfo> {
     let task = Arc::new(Task::new(
         uuid::Uuid::new_v4().to_string(),
@@ -267,7 +268,7 @@ async fn queue(
         cycles(rows)?,
         work,
     ));
-    if let Some(note) = unequal_rows_note(rows) {
+    for note in [unequal_rows_note(rows), note].into_iter().flatten() {
         task.add_note(&note);
     }
     enqueue(app, cluster, &task).await?;
@@ -434,7 +435,15 @@ async fn train(app: App, caller: Caller, request: TrainTaskRequest) -> ApiResult
     )
     .await?;
     bindings.extend(outputs);
-    queue(&app, &cluster, request.name, &rows, Work::Train(bindings)).await
+    queue(
+        &app,
+        &cluster,
+        request.name,
+        &rows,
+        Work::Train(bindings),
+        None,
+    )
+    .await
 }
 
 async fn request(app: App, caller: Caller, request: RequestTaskRequest) -> ApiResult<TaskInfo> {
@@ -461,6 +470,14 @@ async fn request(app: App, caller: Caller, request: RequestTaskRequest) -> ApiRe
                 listed(outputs.iter().map(|o| o.name.as_str()))
             ))
         })?;
+    let is_uuid = uuid::Uuid::try_parse(result_name).is_ok();
+    if is_uuid && Pattern::Name.check("results", result_name).is_err() {
+        return Err(ApiError::BadRequest(format!(
+            "Given item 'results' names the new result dataset, but '{result_name}' is a uuid, \
+             which cannot be a dataset's name (a name starts with a letter): a request task \
+             writes a new dataset, with the task's uuid as its uuid"
+        )));
+    }
     Pattern::Name.check("results", result_name)?;
     if !(4..=254).contains(&result_name.len()) {
         return Err(ApiError::BadRequest(
@@ -477,6 +494,13 @@ async fn request(app: App, caller: Caller, request: RequestTaskRequest) -> ApiRe
         &mut rows,
     )
     .await?;
+    // Accepted as a name, but rarely meant as one: the result is a new dataset.
+    let uuid_as_name = is_uuid.then(|| {
+        format!(
+            "its result is a new dataset named '{result_name}', which is a uuid: a request \
+             task writes a new dataset, named as given, with the task's uuid as its uuid"
+        )
+    });
     let target = ResultTarget {
         output: output.clone(),
         columns: interface.size as u64,
@@ -490,6 +514,7 @@ async fn request(app: App, caller: Caller, request: RequestTaskRequest) -> ApiRe
         request.name,
         &rows,
         Work::Request(bindings, target),
+        uuid_as_name,
     )
     .await
 }
