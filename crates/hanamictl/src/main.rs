@@ -17,13 +17,13 @@ mod progress;
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use clap::error::ErrorKind;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory as _, FromArgMatches as _};
 
 fn main() -> ExitCode {
     let cli = match parse() {
         Ok(cli) => cli,
-        Err(e) => return parse_failure(&e),
+        Err(e) => return parse_failure(e),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -55,7 +55,7 @@ fn parse() -> Result<cli::Cli, clap::Error> {
 /// Help and version go to standard output with status 0 (also for a group command given
 /// without its verb, as in the original); real usage errors go to standard error with
 /// status 1.
-fn parse_failure(error: &clap::Error) -> ExitCode {
+fn parse_failure(mut error: clap::Error) -> ExitCode {
     match error.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
             let _ = error.print();
@@ -66,16 +66,25 @@ fn parse_failure(error: &clap::Error) -> ExitCode {
             ExitCode::SUCCESS
         }
         _ => {
-            let _ = error.print();
             let words: Vec<_> = std::env::args_os().collect();
+            let hint = cli::usage_hint(&error, &words);
+            if hint.is_some() {
+                // Clap's own tip (to pass the flag as a value, after `--`) is wrong advice
+                // where the hint names the right command.
+                error.insert(ContextKind::Suggested, ContextValue::StyledStrs(Vec::new()));
+                let text = error.render().to_string().replace("\n\n\n", "\n\n");
+                let _ = write!(std::io::stderr().lock(), "{text}");
+            } else {
+                let _ = error.print();
+            }
             if let Some(variable) =
-                hanami_flags::variable_behind(error, &cli::Cli::command(), &words)
+                hanami_flags::variable_behind(&error, &cli::Cli::command(), &words)
             {
                 error::report(format_args!(
                     "note: the value comes from the variable {variable}"
                 ));
             }
-            if let Some(hint) = cli::usage_hint(error, &words) {
+            if let Some(hint) = hint {
                 error::report(hint);
             }
             ExitCode::FAILURE
