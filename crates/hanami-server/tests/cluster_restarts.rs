@@ -1852,17 +1852,24 @@ async fn a_folder_that_cannot_be_synced_after_the_rename_keeps_the_task_s_end() 
     assert!(!error_log_text(&server).await.contains(&train));
 }
 
+/// A server whose task deletions pause `ms` before they delete the task's row, with a
+/// train task queued on a cluster in DIRECT mode; the cluster's and the task's uuids.
+async fn task_deletion_paused(ms: u64) -> (TestServer, Client, String, String) {
+    let server = launch().pause_at("task-delete:row", ms).start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dataset = upload(&client, tmp.path(), "paused", 20).await;
+    let cluster = common::seed_cluster(&client, "paused").await;
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let task = queue_training(&client, &cluster, "train", &dataset).await;
+    (server, client, cluster, task)
+}
+
 /// A second deletion of a queued task whose first deletion is under way answers 409 and
 /// changes nothing; the first one then removes it.
 #[tokio::test]
 async fn a_second_deletion_of_a_queued_task_under_deletion_is_refused() {
-    let server = launch().pause_at("task-delete:row", 1500).start();
-    let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let dataset = upload(&client, tmp.path(), "twice", 20).await;
-    let cluster = common::seed_cluster(&client, "twice").await;
-    client.set_direct_mode(&cluster, true).await.unwrap();
-    let task = queue_training(&client, &cluster, "train", &dataset).await;
+    let (_server, client, cluster, task) = task_deletion_paused(1500).await;
     let first = {
         let (client, cluster, task) = (client.clone(), cluster.clone(), task.clone());
         tokio::spawn(async move { client.delete_task(&cluster, &task).await })
@@ -1886,13 +1893,7 @@ async fn a_second_deletion_of_a_queued_task_under_deletion_is_refused() {
 /// deletion answered 409).
 #[tokio::test]
 async fn a_deletion_whose_client_goes_away_still_ends() {
-    let server = launch().pause_at("task-delete:row", 1000).start();
-    let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let dataset = upload(&client, tmp.path(), "gone", 20).await;
-    let cluster = common::seed_cluster(&client, "gone").await;
-    client.set_direct_mode(&cluster, true).await.unwrap();
-    let task = queue_training(&client, &cluster, "train", &dataset).await;
+    let (_server, client, cluster, task) = task_deletion_paused(1000).await;
     let gave_up = tokio::time::timeout(
         Duration::from_millis(300),
         client.delete_task(&cluster, &task),

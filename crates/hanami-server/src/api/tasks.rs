@@ -61,17 +61,17 @@ pub(super) fn register(routes: &mut Routes) {
 type RowCounts = Vec<(String, u64)>;
 
 /// Resolves `{interface name: dataset uuid}` into bindings; returns them and the row counts
-/// of their datasets (added to `rows`).
+/// of their datasets.
 async fn bind(
     app: &App,
     caller: &Caller,
     cluster: &ClusterHandle,
     side: Side,
     map: &BTreeMap<String, String>,
-    rows: &mut RowCounts,
-) -> ApiResult<Vec<Binding>> {
+) -> ApiResult<(Vec<Binding>, RowCounts)> {
     let interfaces = cluster.interfaces();
     let mut bindings = Vec::with_capacity(map.len());
+    let mut rows = RowCounts::new();
     // Each dataset is looked up, opened and its value ranges read once, however many
     // interfaces it binds (a wide CSV dataset's description and ranges take megabytes).
     let mut opened: HashMap<String, Opened> = HashMap::new();
@@ -151,7 +151,7 @@ async fn bind(
             columns,
         });
     }
-    Ok(bindings)
+    Ok((bindings, rows))
 }
 
 /// How many cycles a task over datasets of these row counts runs: as many as the shortest
@@ -415,26 +415,16 @@ async fn train(app: App, caller: Caller, request: TrainTaskRequest) -> ApiResult
     require_network(&cluster)?;
     require_entries(&request.inputs, "inputs")?;
     require_entries(&request.outputs, "outputs")?;
-    let mut rows = RowCounts::new();
-    let mut bindings = bind(
-        &app,
-        &caller,
-        &cluster,
-        Side::Input,
-        &request.inputs,
-        &mut rows,
-    )
-    .await?;
-    let outputs = bind(
-        &app,
-        &caller,
-        &cluster,
-        Side::Output,
-        &request.outputs,
-        &mut rows,
-    )
-    .await?;
+    let (mut bindings, mut rows) =
+        bind(&app, &caller, &cluster, Side::Input, &request.inputs).await?;
+    let (outputs, output_rows) =
+        bind(&app, &caller, &cluster, Side::Output, &request.outputs).await?;
     bindings.extend(outputs);
+    for (uuid, count) in output_rows {
+        if !rows.iter().any(|(known, _)| *known == uuid) {
+            rows.push((uuid, count));
+        }
+    }
     queue(
         &app,
         &cluster,
@@ -484,16 +474,7 @@ async fn request(app: App, caller: Caller, request: RequestTaskRequest) -> ApiRe
             "Given item 'results' must name a result dataset of 4 to 254 characters".into(),
         ));
     }
-    let mut rows = RowCounts::new();
-    let bindings = bind(
-        &app,
-        &caller,
-        &cluster,
-        Side::Input,
-        &request.inputs,
-        &mut rows,
-    )
-    .await?;
+    let (bindings, rows) = bind(&app, &caller, &cluster, Side::Input, &request.inputs).await?;
     // Accepted as a name, but rarely meant as one: the result is a new dataset.
     let uuid_as_name = is_uuid.then(|| {
         format!(
