@@ -167,11 +167,11 @@ fn unequal_rows_note(rows: &RowCounts) -> Option<String> {
     if rows.iter().all(|&(_, n)| n == shortest) {
         return None;
     }
-    let each = rows
+    let each: Vec<String> = rows
         .iter()
         .map(|(uuid, n)| format!("{n} in '{uuid}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
+        .collect();
+    let each = listed(each.iter().map(String::as_str));
     Some(format!(
         "its datasets have different numbers of rows ({each}): it runs {shortest} cycles, \
          row i of each dataset with row i of the others; check that these are the datasets \
