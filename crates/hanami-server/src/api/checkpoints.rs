@@ -23,7 +23,10 @@ pub(super) fn register(routes: &mut Routes) {
 
 /// The 404 of a checkpoint outside the caller's scope or unknown.
 pub fn not_found(uuid: &str) -> ApiError {
-    ApiError::NotFound(format!("Checkpoint with uuid '{uuid}' not found"))
+    ApiError::UnknownResource {
+        kind: Kind::Checkpoint,
+        uuid: uuid.to_owned(),
+    }
 }
 
 /// The 409 for a checkpoint that `caller` cannot find because its save is pending (`then`:

@@ -77,7 +77,10 @@ pub(super) fn register(routes: &mut Routes) {
 
 /// The 404 of a cluster outside the caller's scope or unknown.
 pub fn not_found(uuid: &str) -> ApiError {
-    ApiError::NotFound(format!("Cluster with uuid '{uuid}' not found"))
+    ApiError::UnknownResource {
+        kind: Kind::Cluster,
+        uuid: uuid.to_owned(),
+    }
 }
 
 /// A cluster visible to the caller, or its 404.

@@ -86,7 +86,10 @@ const ROWS_FIELDS: &[Field] = &[
 ];
 
 fn not_found(uuid: &str) -> ApiError {
-    ApiError::NotFound(format!("Dataset with uuid '{uuid}' not found"))
+    ApiError::UnknownResource {
+        kind: Kind::Dataset,
+        uuid: uuid.to_owned(),
+    }
 }
 
 /// What a request task that will write a result dataset is doing, for refusals.

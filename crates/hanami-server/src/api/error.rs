@@ -7,6 +7,8 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use hanami_store::resources::Kind;
+
 use crate::login_throttle::WaitFor;
 
 /// Result of an API handler.
@@ -28,6 +30,15 @@ pub enum ApiError {
     /// 404: the resource does not exist (or is outside the caller's scope).
     #[error("{0}")]
     NotFound(String),
+    /// 404: no cluster, dataset or checkpoint of this uuid in the caller's scope (the
+    /// dispatcher names the kind the uuid does belong to, where the caller sees one).
+    #[error("{} with uuid '{uuid}' not found", capitalized(kind.word()))]
+    UnknownResource {
+        /// The kind asked for.
+        kind: Kind,
+        /// The uuid given.
+        uuid: String,
+    },
     /// 409: the request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
@@ -44,7 +55,7 @@ impl ApiError {
             | ApiError::Unauthorized(m)
             | ApiError::NotFound(m)
             | ApiError::Conflict(m) => m.clone(),
-            e @ ApiError::TooManyLogins(_) => e.to_string(),
+            e @ (ApiError::TooManyLogins(_) | ApiError::UnknownResource { .. }) => e.to_string(),
             ApiError::Internal(_) => String::new(),
         }
     }
@@ -54,7 +65,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) | ApiError::TooManyLogins(_) => StatusCode::UNAUTHORIZED,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::UnknownResource { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -70,6 +81,15 @@ impl ApiError {
         }
         response
     }
+}
+
+/// `word` with its first letter in upper case.
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 impl From<hanami_store::StoreError> for ApiError {

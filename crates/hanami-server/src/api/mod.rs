@@ -257,9 +257,9 @@ async fn process(
     let user_id = caller.id.clone();
     let scope = caller.scope();
     let answer = match (route.handler)(app.clone(), caller, input).await {
-        Err(ApiError::NotFound(message)) => Err(ApiError::NotFound(
-            with_kind_hint(app, &scope, message).await,
-        )),
+        Err(ApiError::UnknownResource { kind, uuid }) => {
+            Err(with_kind_hint(app, &scope, kind, uuid).await)
+        }
         answer => answer,
     };
     if audit_after
@@ -276,36 +276,17 @@ async fn process(
     answer
 }
 
-/// A resource kind as a 404 names it.
-const KIND_WORDS: [(&str, Kind); 3] = [
-    ("Cluster", Kind::Cluster),
-    ("Dataset", Kind::Dataset),
-    ("Checkpoint", Kind::Checkpoint),
-];
-
-/// `message`, a plain 404 of a cluster, dataset or checkpoint ("Cluster with uuid '…' not
-/// found"), with the kind the uuid does belong to where it is another resource the caller
-/// sees (a dataset's uuid given as a cluster's, say); any other message as it is.
-async fn with_kind_hint(app: &App, scope: &Scope, message: String) -> String {
-    let Some((asked, uuid)) = KIND_WORDS.iter().find_map(|&(word, kind)| {
-        let uuid = message
-            .strip_prefix(word)?
-            .strip_prefix(" with uuid '")?
-            .strip_suffix("' not found")?;
-        Some((kind, uuid))
-    }) else {
-        return message;
-    };
-    for (word, kind) in KIND_WORDS {
-        if kind == asked {
-            continue;
-        }
-        if let Ok(Some(_)) = app.store.resource(kind, scope, uuid).await {
-            let word = word.to_lowercase();
-            return format!("{message}: that is a {word}'s uuid");
+/// The 404 of a cluster, dataset or checkpoint `uuid` of `kind`, with the kind the uuid
+/// does belong to where it is another resource the caller sees (a dataset's uuid given as a
+/// cluster's, say).
+async fn with_kind_hint(app: &App, scope: &Scope, kind: Kind, uuid: String) -> ApiError {
+    for other in [Kind::Cluster, Kind::Dataset, Kind::Checkpoint] {
+        if other != kind && matches!(app.store.resource(other, scope, &uuid).await, Ok(Some(_))) {
+            let plain = ApiError::UnknownResource { kind, uuid };
+            return ApiError::NotFound(format!("{plain}: that is a {}'s uuid", other.word()));
         }
     }
-    message
+    ApiError::UnknownResource { kind, uuid }
 }
 
 /// The address of the client that sent a request (the unspecified address where the
