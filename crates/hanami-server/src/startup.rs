@@ -688,13 +688,8 @@ fn complete_staged_network(file: &Path, staged: &Path) -> anyhow::Result<Option<
         return Ok(Some("is damaged".to_owned()));
     }
     let mut found = clusters::Staged::found(file, staged);
-    match found.rename_into_place() {
-        Ok(mut in_place) => {
-            if crate::crash_point::fails("start:folder-sync") {
-                in_place = clusters::InPlace::FolderNotSynced(std::io::Error::other(
-                    "failure injected (HANAMI_FAIL_AT)",
-                ));
-            }
+    match found.rename_into_place("start:folder-sync") {
+        Ok(in_place) => {
             tracing::warn!(
                 "put the saved network {} in place: the server stopped after it recorded the \
                  end of the task that saved it, before the rename",

@@ -1525,17 +1525,21 @@ impl Staged {
 
     /// Renames the file into place and syncs its folder.
     pub fn put_in_place(&mut self) -> std::io::Result<()> {
-        match self.rename_into_place()? {
+        match self.rename_into_place("folder-sync")? {
             InPlace::Synced => Ok(()),
             InPlace::FolderNotSynced(e) => Err(e),
         }
     }
 
-    /// Renames the file into place (an error: it is not), then syncs its folder.
-    pub fn rename_into_place(&mut self) -> std::io::Result<InPlace> {
+    /// Renames the file into place (an error: it is not), then syncs its folder; `sync_point`
+    /// names the sync for `HANAMI_FAIL_AT` (debug builds), which makes it fail.
+    pub fn rename_into_place(&mut self, sync_point: &str) -> std::io::Result<InPlace> {
         std::fs::rename(&self.temp, &self.path)?;
         self.settled = true;
         let synced = match self.path.parent() {
+            _ if crate::crash_point::fails(sync_point) => {
+                Err(std::io::Error::other("failure injected (HANAMI_FAIL_AT)"))
+            }
             Some(dir) => std::fs::File::open(dir).and_then(|dir| dir.sync_all()),
             None => Ok(()),
         };
@@ -1583,13 +1587,7 @@ struct StagedNetwork<'a> {
 impl StagedNetwork<'_> {
     /// Renames the network into place; on failure the staged file is removed.
     fn rename_into_place(mut self) -> std::io::Result<InPlace> {
-        let in_place = self.staged.rename_into_place()?;
-        if crate::crash_point::fails("task-end:folder-sync") {
-            return Ok(InPlace::FolderNotSynced(std::io::Error::other(
-                "failure injected (HANAMI_FAIL_AT)",
-            )));
-        }
-        Ok(in_place)
+        self.staged.rename_into_place("task-end:folder-sync")
     }
 }
 
