@@ -2108,8 +2108,6 @@ fn file_len(path: &std::path::Path) -> u64 {
 /// uploads. Any request after that would be refused as unauthorized.
 #[tokio::test]
 async fn an_unreadable_file_is_refused_before_the_server_is_asked() {
-    use std::os::unix::fs::PermissionsExt;
-    use std::os::unix::process::CommandExt;
     const CHILD: &str = "HANAMI_TEST_UNREADABLE_AT";
     if let Some(url) = std::env::var_os(CHILD) {
         let url = url.into_string().unwrap();
@@ -2136,16 +2134,9 @@ async fn an_unreadable_file_is_refused_before_the_server_is_asked() {
         return;
     }
     let server = TestServer::start();
-    // Found and entered, but not read, by others; with a copy of this test program that
-    // they may run.
-    let shared = tempfile::Builder::new().tempdir_in("/tmp").unwrap();
-    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let secret = shared.path().join("secret.csv");
-    std::fs::write(&secret, "a,b\n1,2\n").unwrap();
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
-    let program = shared.path().join("tests");
-    std::fs::copy(std::env::current_exe().unwrap(), &program).unwrap();
-    let mut command = std::process::Command::new(&program);
+    // A copy of this test program, run by a user who may not read the file.
+    let (_shared, secret, mut command) =
+        hanami_testkit::unreadable_file_for(&std::env::current_exe().unwrap());
     command
         .args([
             "an_unreadable_file_is_refused_before_the_server_is_asked",
@@ -2154,10 +2145,6 @@ async fn an_unreadable_file_is_refused_before_the_server_is_asked() {
         ])
         .env(CHILD, &server.url)
         .env("HANAMI_TEST_SECRET", &secret);
-    // SAFETY: `geteuid` only reads the process's user id.
-    if unsafe { libc::geteuid() } == 0 {
-        command.uid(65534).gid(65534);
-    }
     let output = command.output().unwrap();
     let said = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
     assert!(

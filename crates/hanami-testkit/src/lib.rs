@@ -481,6 +481,33 @@ pub fn named_pipe(path: &Path) {
     );
 }
 
+/// A file that another user of this machine finds but may not read (a CSV file, mode 000,
+/// in a folder of `/tmp` that others may enter), and a copy of `program` there that they
+/// may run: the folder (removed when dropped), the file and a command for the copy that
+/// runs as that user (root reads any file, so a test run by root runs it as `nobody`).
+pub fn unreadable_file_for(program: &Path) -> (tempfile::TempDir, PathBuf, Command) {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::process::CommandExt as _;
+    let shared = tempfile::Builder::new()
+        .tempdir_in("/tmp")
+        .expect("a folder in /tmp");
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("folder mode");
+    let secret = shared.path().join("secret.csv");
+    std::fs::write(&secret, "a,b\n1,2\n").expect("write the file");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).expect("file mode");
+    let copy = shared
+        .path()
+        .join(program.file_name().expect("a program file"));
+    std::fs::copy(program, &copy).expect("copy the program");
+    let mut command = Command::new(&copy);
+    // SAFETY: `geteuid` only reads the process's user id.
+    if unsafe { libc::geteuid() } == 0 {
+        command.uid(65534).gid(65534);
+    }
+    (shared, secret, command)
+}
+
 /// SHA-256 of a file, lowercase hex.
 pub fn sha256(path: &Path) -> String {
     use sha2::Digest;

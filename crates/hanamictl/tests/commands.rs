@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt as _;
-use std::os::unix::process::CommandExt as _;
 use std::time::{Duration, Instant};
 
 use common::{
@@ -1215,14 +1213,8 @@ fn environment_usage_and_local_errors() {
 
     // A file this user may not read, likewise (run by a user other than root, who reads any
     // file, from a copy of the CLI that user may run).
-    let shared = tempfile::Builder::new().tempdir_in("/tmp").unwrap();
-    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let secret = shared.path().join("secret.csv");
-    std::fs::write(&secret, "a,b\n1,2\n").unwrap();
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
-    let cli = shared.path().join("hanamictl");
-    std::fs::copy(hanamictl(), &cli).unwrap();
-    let mut command = std::process::Command::new(&cli);
+    let (_shared, secret, mut command) =
+        hanami_testkit::unreadable_file_for(std::path::Path::new(hanamictl()));
     command
         .env("HANAMI_ADDRESS", "http://127.0.0.1:1")
         .env("HANAMI_USER", "nobody")
@@ -1235,10 +1227,6 @@ fn environment_usage_and_local_errors() {
             &path_str(&secret),
             "secret",
         ]);
-    // SAFETY: `geteuid` only reads the process's user id.
-    if unsafe { libc::geteuid() } == 0 {
-        command.uid(65534).gid(65534);
-    }
     let output = command.output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
