@@ -1,8 +1,8 @@
 //! Internal errors: each gets an id and goes to the server log and to the database's error
 //! log, where an operator (or the user it concerns) finds it by that id.
 
-use hanami_store::Store;
 use hanami_store::logs::ErrorEntry;
+use hanami_store::{Store, StoreError};
 use serde_json::Value;
 
 /// Records an internal error of `user_id` (empty if none) that happened in `context` with
@@ -27,6 +27,40 @@ pub async fn record(
         tracing::error!(error_id, "cannot write the error log: {e}");
     }
     error_id
+}
+
+/// Records an internal error as [`record`] does, described by [`describe`]; returns its id.
+/// While another program locks the database, the entry goes to the server log only: writing
+/// it to the error log would wait for the lock as long again, and fail the same way.
+pub async fn record_error(
+    store: &Store,
+    user_id: &str,
+    context: &str,
+    input_values: &Value,
+    error: &anyhow::Error,
+) -> String {
+    let message = describe(error);
+    if !database_is_locked(error) {
+        return record(store, user_id, context, input_values, &message).await;
+    }
+    let error_id = new_id();
+    trace(&ErrorEntry {
+        error_id: &error_id,
+        user_id,
+        context,
+        input_values,
+        message: &message,
+    });
+    tracing::warn!(error_id, "not in the error log: the database is locked");
+    error_id
+}
+
+/// Whether an error comes from a database that another program keeps locked.
+pub fn database_is_locked(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| {
+        e.downcast_ref::<StoreError>()
+            .is_some_and(StoreError::is_locked)
+    })
 }
 
 /// A new error id.

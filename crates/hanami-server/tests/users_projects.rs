@@ -816,3 +816,50 @@ async fn users_can_be_changed() {
         .expect(200);
     memb.get("user/all").await.expect(401);
 }
+
+/// A write while another program keeps the database locked fails once the busy timeout
+/// (10 s) is over, with a 500 that says so; its entry goes to the server log, and to the
+/// error log only while it can be written (that write waited another 10 s for the lock).
+#[tokio::test]
+async fn a_database_locked_by_another_program_is_named_in_the_500() {
+    use sqlx::Connection;
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    let url = format!("sqlite://{}", server.data_dir.join("hanami.db").display());
+    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    let asked = std::time::Instant::now();
+    let refused = admin
+        .post("project", &json!({"id": "locked", "name": "Locked"}))
+        .await
+        .expect(500);
+    let waited = asked.elapsed();
+    assert!(
+        refused.body.contains(
+            "the server's database is locked by another program (a sqlite3 shell or a backup \
+             tool, say); try again once it is released."
+        ),
+        "{}",
+        refused.body
+    );
+    assert!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(15),
+        "answered after {waited:?}"
+    );
+    let error_id = refused.body.split("error id ").nth(1).unwrap()[..36].to_owned();
+    server.wait_until_logged(&[&error_id, "not in the error log: the database is locked"]);
+
+    // Released, the same request goes through.
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    holder.close().await.unwrap();
+    admin
+        .post("project", &json!({"id": "locked", "name": "Locked"}))
+        .await
+        .expect(200);
+    let log = admin.get("error_log?page=0").await.expect(200);
+    assert!(!log.body.contains(&error_id), "{}", log.body);
+}

@@ -77,6 +77,12 @@ impl StoreError {
         }
     }
 
+    /// Whether the database was locked by another connection for longer than the busy
+    /// timeout (`SQLITE_BUSY`, `SQLITE_LOCKED`): another program holds it.
+    pub fn is_locked(&self) -> bool {
+        matches!(self.sqlite_code(), Some(SQLITE_BUSY | SQLITE_LOCKED))
+    }
+
     /// SQLite's primary result code of a database error (`SQLITE_BUSY` = 5, …), if it is one.
     pub fn sqlite_code(&self) -> Option<i32> {
         match self {
@@ -94,6 +100,11 @@ impl StoreError {
         }
     }
 }
+
+/// SQLite's result code `SQLITE_BUSY`.
+const SQLITE_BUSY: i32 = 5;
+/// SQLite's result code `SQLITE_LOCKED`.
+const SQLITE_LOCKED: i32 = 6;
 
 /// SQLite's primary result code of an sqlx error, if it is a database error (sqlx reports
 /// the extended code, whose low byte is the primary one).

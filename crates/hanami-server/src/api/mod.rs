@@ -623,15 +623,21 @@ fn json_response(value: &Value) -> Response {
 }
 
 async fn internal_error(app: &App, facts: &RequestFacts, cause: anyhow::Error) -> Response {
-    let error_id = crate::error_log::record(
+    let error_id = crate::error_log::record_error(
         &app.store,
         &facts.user_id,
         &facts.context,
         &Value::Object(facts.input.clone()),
-        &crate::error_log::describe(&cause),
+        &cause,
     )
     .await;
-    let body = if disk_is_full(&cause) {
+    let body = if crate::error_log::database_is_locked(&cause) {
+        format!(
+            "Internal server error (error id {error_id}): the server's database is locked by \
+             another program (a sqlite3 shell or a backup tool, say); try again once it is \
+             released."
+        )
+    } else if disk_is_full(&cause) {
         format!(
             "Internal server error (error id {error_id}): the server's disk is full; free space \
              in its data directory and try again."

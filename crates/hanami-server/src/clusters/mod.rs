@@ -1734,14 +1734,13 @@ impl WorkerContext {
     /// adds it to the task's note, which is recorded with the task's next state.
     pub fn log_error(&self, task: &Task, cluster: &ResourceRow, error: &anyhow::Error) {
         let inputs = serde_json::json!({"task": task.uuid, "cluster_uuid": cluster.uuid});
-        let text = crate::error_log::describe(error);
-        task.add_note(&text);
-        self.runtime.block_on(crate::error_log::record(
+        task.add_note(&crate::error_log::describe(error));
+        self.runtime.block_on(crate::error_log::record_error(
             &self.store,
             &cluster.owner_id,
             &task.described(&cluster.name),
             &inputs,
-            &text,
+            error,
         ));
     }
 }
