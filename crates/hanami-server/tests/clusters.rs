@@ -958,6 +958,69 @@ async fn a_task_deleted_as_it_finishes_is_removed() {
     assert!(client.tasks(&cluster).await.unwrap().body.is_empty());
 }
 
+/// A task that ends while another program locks the database for longer than the busy
+/// timeout (10 s) waits for the lock and is then recorded finished with its result (it was
+/// ended aborted, and its complete result left unregistered).
+#[tokio::test]
+async fn a_task_ending_while_another_program_locks_the_database_waits_for_it() {
+    use sqlx::Connection;
+    let server = common::launch()
+        .pause_at("task-end:before-record", 1000)
+        .start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, labels) = pattern_mnist(tmp.path(), "locked", 100);
+    let data = client
+        .upload_mnist("locked", &images, &labels)
+        .await
+        .unwrap()
+        .uuid;
+    let cluster = common::seed_cluster(&client, "locked").await;
+    let url = format!("sqlite://{}", server.data_dir.join("hanami.db").display());
+    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let task = client
+        .request(
+            "locked",
+            &cluster,
+            &[("picture", &data)],
+            ("label", "locked-result"),
+        )
+        .await
+        .unwrap()
+        .uuid;
+    common::until_paused(&server, "task-end:before-record", 1).await;
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    // Its first try waits the busy timeout (10 s) before it fails.
+    let waits = "the task's end waits until it can be recorded";
+    common::eventually(Duration::from_secs(20), || async {
+        match server.logged().contains(waits) {
+            true => Ok(()),
+            false => Err("no word of the wait in the log".to_owned()),
+        }
+    })
+    .await;
+    let waiting = client.task(&cluster, &task).await.unwrap();
+    assert_eq!(waiting.state, TaskState::Active, "{waiting:?}");
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    holder.close().await.unwrap();
+
+    let done = finished(&client, &cluster, &task).await;
+    assert_eq!(done.current_cycle, 100);
+    let note = done.note.unwrap_or_default();
+    assert!(note.contains("its end waited for the database"), "{note}");
+    let result = client.dataset(&task).await.unwrap();
+    assert_eq!(result.name, "locked-result");
+    // As recorded: a restart finds the same.
+    let server = server.restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let again = client.task(&cluster, &task).await.unwrap();
+    assert_eq!(again.state, TaskState::Finished, "{again:?}");
+    client.dataset(&task).await.unwrap();
+}
+
 /// A cluster keeps its `max_ended_tasks` most recent ended tasks: queuing one more forgets
 /// the oldest ended ones, from the list and from the database.
 #[tokio::test]

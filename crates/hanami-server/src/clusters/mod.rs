@@ -200,6 +200,10 @@ impl Drop for ClusterHandle {
 /// Networks below this size are freed on the thread that drops their cluster.
 const SMALL_NETWORK_BYTES: usize = 1 << 20;
 
+/// Pause between two tries to record a task's end in a database that another program
+/// locks (each try itself waits the database's busy timeout first).
+const LOCKED_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// What deleting a task did.
 pub enum TaskRemoval {
     /// The task had ended: it is gone.
@@ -942,20 +946,43 @@ impl ClusterHandle {
         ctx: &WorkerContext,
     ) -> Recorded {
         let mut requeued = matches!(ending, Ending::Requeue(_));
-        let mut recorded = ctx.runtime.block_on(async {
-            match &ending {
-                Ending::Requeue(work) => {
-                    let row = task.record_requeued(&self.row.uuid);
-                    ctx.store.requeue_task(&row, work, staged.is_some()).await
+        let mut waited = false;
+        let mut recorded = loop {
+            let recorded = ctx.runtime.block_on(async {
+                match &ending {
+                    Ending::Requeue(work) => {
+                        let row = task.record_requeued(&self.row.uuid);
+                        ctx.store.requeue_task(&row, work, staged.is_some()).await
+                    }
+                    Ending::End(state, product) => {
+                        let row = task.record_as_ended(&self.row.uuid, *state, ended_at);
+                        ctx.store
+                            .end_task(&row, product.as_stored(), staged.is_some())
+                            .await
+                    }
                 }
-                Ending::End(state, product) => {
-                    let row = task.record_as_ended(&self.row.uuid, *state, ended_at);
-                    ctx.store
-                        .end_task(&row, product.as_stored(), staged.is_some())
-                        .await
-                }
+            });
+            // Another program's lock passes: the end waits for it (each try waits the
+            // database's busy timeout), unless the server is stopping.
+            let locked = matches!(&recorded, Err(e) if e.is_locked());
+            if !locked || ctx.stopping.load(Ordering::Relaxed) {
+                break recorded;
             }
-        });
+            if !waited {
+                waited = true;
+                tracing::warn!(
+                    task = task.uuid,
+                    cluster = self.row.uuid,
+                    "the database is locked by another program: the task's end waits until it \
+                     can be recorded"
+                );
+                task.add_note("its end waited for the database, which another program kept locked");
+            }
+            std::thread::sleep(LOCKED_RETRY_PAUSE);
+        };
+        if waited && recorded.is_ok() {
+            tracing::info!(task = task.uuid, "the task's end is recorded");
+        }
         let (mut state, product) = match ending {
             Ending::End(state, product) => (state, product),
             // Ends so if it cannot be queued again.
@@ -1034,7 +1061,7 @@ impl ClusterHandle {
                          the next start)"
                     ),
                 };
-                let e = anyhow::anyhow!("{e}").context(format!(
+                let e = anyhow::Error::new(e).context(format!(
                     "the task's end cannot be recorded in the database{kept}; the cluster's \
                      network in memory keeps what the task did"
                 ));
