@@ -616,6 +616,65 @@ async fn an_upload_being_finalised_takes_no_session_and_no_chunk() {
     );
 }
 
+/// A finalisation that cannot register its dataset because another program locks the
+/// database answers after the busy timeout (10 s), not twice that (it waited again to forget
+/// its note of the file), saying so; the upload stays, and finalising it again after the
+/// lock works.
+#[tokio::test]
+async fn a_finalisation_meeting_a_locked_database_answers_once_and_keeps_the_upload() {
+    use sqlx::Connection;
+    let server = launch().pause_at("upload:converting", 500).start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let started = client.start_csv_upload("locked", 12).await.unwrap();
+    let file = started.uuid_input_file.clone();
+    let mut socket = open_socket(&server, "/").await;
+    assert_eq!(
+        init(&mut socket, &client.token(), "file_upload", &file).await["success"],
+        true
+    );
+    assert!(send_chunk(&mut socket, 0, b"a,b\n1,2\n3,40").await.success);
+    let url = format!("sqlite://{}", server.data_dir.join("hanami.db").display());
+    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let admin = server.admin().await;
+    let body = json!({"uuid": started.uuid, "uuid_input_file": file});
+    let finalise = tokio::spawn({
+        let body = body.clone();
+        async move { admin.put("dataset/upload/csv", &body).await }
+    });
+    common::until_paused(&server, "upload:converting", 1).await;
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let locked = std::time::Instant::now();
+    let refused = finalise.await.unwrap().expect(500);
+    assert!(
+        locked.elapsed() < Duration::from_secs(15),
+        "answered after {:?}",
+        locked.elapsed()
+    );
+    assert!(
+        refused
+            .body
+            .contains("the server's database is locked by another program"),
+        "{}",
+        refused.body
+    );
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    holder.close().await.unwrap();
+
+    server
+        .admin()
+        .await
+        .put("dataset/upload/csv", &body)
+        .await
+        .expect(200);
+    assert_eq!(
+        client.dataset(&started.uuid).await.unwrap().number_of_rows,
+        2
+    );
+}
+
 /// A client may have eight sessions waiting for their first message at once (each may take
 /// 16 MiB of memory for it before the server knows who sends it); one more opening waits
 /// for its turn, which comes when one of them has sent its start.

@@ -255,8 +255,12 @@ async fn finish_upload(
             .note_unregistered_file(Kind::Dataset, &row.file_name)
             .await?;
         let made = make_dataset(&app, claim, kind, &row).await;
-        if made.is_err() {
-            // Its file is gone (or kept for another attempt, which notes it again).
+        // Its file is gone (or kept for another attempt, which notes it again). A database
+        // that another program locks would keep the answer waiting as long again: the note
+        // stays, and the next start finds no file for it.
+        if let Err(e) = &made
+            && !e.database_is_locked()
+        {
             super::forget_file_note(&app, FileNote::Unregistered, Kind::Dataset, &row.file_name)
                 .await;
         }

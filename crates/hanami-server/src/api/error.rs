@@ -60,6 +60,11 @@ impl ApiError {
         }
     }
 
+    /// Whether this is an internal error because another program locks the database.
+    pub fn database_is_locked(&self) -> bool {
+        matches!(self, ApiError::Internal(e) if crate::error_log::database_is_locked(e))
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
