@@ -850,6 +850,11 @@ async fn a_database_locked_by_another_program_is_named_in_the_500() {
         waited >= Duration::from_secs(9) && waited < Duration::from_secs(15),
         "answered after {waited:?}"
     );
+    assert!(
+        refused.body.contains(", in the server log only)"),
+        "{}",
+        refused.body
+    );
     let error_id = refused.body.split("error id ").nth(1).unwrap()[..36].to_owned();
     server.wait_until_logged(&[&error_id, "not in the error log: the database is locked"]);
 

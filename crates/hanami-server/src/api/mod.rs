@@ -633,9 +633,9 @@ async fn internal_error(app: &App, facts: &RequestFacts, cause: anyhow::Error) -
     .await;
     let body = if crate::error_log::database_is_locked(&cause) {
         format!(
-            "Internal server error (error id {error_id}): the server's database is locked by \
-             another program (a sqlite3 shell or a backup tool, say); try again once it is \
-             released."
+            "Internal server error (error id {error_id}, in the server log only): the server's \
+             database is locked by another program (a sqlite3 shell or a backup tool, say); try \
+             again once it is released."
         )
     } else if disk_is_full(&cause) {
         format!(
