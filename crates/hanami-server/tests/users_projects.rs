@@ -868,3 +868,49 @@ async fn a_database_locked_by_another_program_is_named_in_the_500() {
     let log = admin.get("error_log?page=0").await.expect(200);
     assert!(!log.body.contains(&error_id), "{}", log.body);
 }
+
+/// While writes wait for a database that another program locks, reads and logins go on at
+/// once: the waiting writes held every connection of the pool, and a list or a login waited
+/// for one as long as they did.
+#[tokio::test]
+async fn reads_go_on_while_writes_wait_for_a_locked_database() {
+    use sqlx::Connection;
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    let url = format!("sqlite://{}", server.data_dir.join("hanami.db").display());
+    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let writes: Vec<_> = (0..12)
+        .map(|i| {
+            let mut writer = server.client();
+            writer.token = admin.token.clone();
+            tokio::spawn(async move {
+                let body = json!({"id": format!("waiting{i}"), "name": "Waiting"});
+                writer.post("project", &body).await
+            })
+        })
+        .collect();
+    // All of them are waiting for the lock by now.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..3 {
+        let asked = std::time::Instant::now();
+        admin.get("project/all").await.expect(200);
+        admin.get("user/all").await.expect(200);
+        server.admin().await;
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "reads took {:?}",
+            asked.elapsed()
+        );
+    }
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    holder.close().await.unwrap();
+    for write in writes {
+        write.await.unwrap().expect(200);
+    }
+    let listed = admin.get("project/all").await.expect(200).body;
+    assert_eq!(listed.matches("Waiting").count(), 12, "{listed}");
+}

@@ -132,7 +132,13 @@ const TIMESTAMP: &str = "%Y-%m-%d %H:%M:%S";
 /// Handle on the database; clone it freely.
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// Connections for writes (and the reads of a write's transaction).
     pub(crate) pool: SqlitePool,
+    /// Connections for reads alone. WAL lets them read while a write is under way or
+    /// another program holds the write lock; writes that wait for that lock hold their own
+    /// connections, which could otherwise take every one and keep reads (a login, a list)
+    /// waiting as long.
+    pub(crate) reads: SqlitePool,
 }
 
 impl Store {
@@ -152,9 +158,13 @@ impl Store {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        let store = Self { pool };
+        // Opened after the first connection has made the file and set WAL mode.
+        let reads = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_lazy_with(options);
+        let store = Self { pool, reads };
         store.migrate().await?;
         Ok(store)
     }
@@ -186,8 +196,9 @@ impl Store {
         Ok(())
     }
 
-    /// Closes the pool, waiting for connections in use.
+    /// Closes the pools, waiting for connections in use.
     pub async fn close(&self) {
+        self.reads.close().await;
         self.pool.close().await;
     }
 }

@@ -60,7 +60,7 @@ impl Store {
         .bind(since)
         .bind(LOG_PAGE_SIZE)
         .bind(i64::from(page) * i64::from(LOG_PAGE_SIZE))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         let mut table = ListTable::new(AUDIT_LOG_COLUMNS);
         for row in rows {
@@ -103,7 +103,7 @@ impl Store {
             .bind(user_id)
             .bind(LOG_PAGE_SIZE)
             .bind(i64::from(page) * i64::from(LOG_PAGE_SIZE))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         let mut table = ListTable::new(ERROR_LOG_COLUMNS);
         for row in rows {

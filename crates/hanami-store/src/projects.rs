@@ -45,7 +45,7 @@ impl Store {
     pub async fn project(&self, id: &str) -> Result<Option<Project>, StoreError> {
         let row = sqlx::query("SELECT * FROM projects WHERE id = ?")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         Ok(row.as_ref().map(project_from_row))
     }
@@ -53,7 +53,7 @@ impl Store {
     /// All projects in creation order.
     pub async fn projects(&self) -> Result<Vec<Project>, StoreError> {
         let rows = sqlx::query("SELECT * FROM projects ORDER BY seq")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         Ok(rows.iter().map(project_from_row).collect())
     }

@@ -7,6 +7,7 @@ use hanami_types::scope::{ADMIN_PROJECT, Scope};
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::SqliteConnection;
+use sqlx::SqlitePool;
 use sqlx::sqlite::SqliteRow;
 
 use crate::dataset::ValueRanges;
@@ -317,7 +318,7 @@ const SCOPE_SQL: &str = "(?1 IS NULL OR project_id = ?1) AND (?2 IS NULL OR owne
 impl Store {
     /// The resources `holder` has, in the words of [`DeleteError::InUse`]; `None` if none.
     pub async fn holdings(&self, holder: Holder<'_>) -> Result<Option<String>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.reads.acquire().await?;
         held_resources(&mut conn, holder).await
     }
 
@@ -357,7 +358,7 @@ impl Store {
         .bind(project)
         .bind(owner)
         .bind(uuid)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         text.flatten()
             .map(|text| {
@@ -375,7 +376,8 @@ impl Store {
         scope: &Scope,
         uuid: &str,
     ) -> Result<Option<ResourceRow>, StoreError> {
-        self.one_in_scope(
+        Self::one_in_scope(
+            &self.reads,
             "SELECT {columns} FROM {table} WHERE {scope} AND uuid = ?3",
             kind,
             scope,
@@ -387,7 +389,7 @@ impl Store {
     /// Runs `sql` (with `{table}` and `{scope}` filled in, the uuid as `?3`) for the resource
     /// with this uuid visible in the scope, and returns the row it yields.
     async fn one_in_scope(
-        &self,
+        pool: &SqlitePool,
         sql: &str,
         kind: Kind,
         scope: &Scope,
@@ -405,7 +407,7 @@ impl Store {
             .bind(project)
             .bind(owner)
             .bind(uuid)
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
             .await?;
         Ok(rows.first().map(from_row))
     }
@@ -426,7 +428,7 @@ impl Store {
             .bind(project)
             .bind(owner)
             .bind(name)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reads)
             .await?;
         Ok(n > 0)
     }
@@ -441,7 +443,7 @@ impl Store {
         let rows = sqlx::query(&sql)
             .bind(project)
             .bind(owner)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         let mut table = ListTable::new(RESOURCE_COLUMNS);
         table
@@ -457,7 +459,8 @@ impl Store {
         scope: &Scope,
         uuid: &str,
     ) -> Result<Option<ResourceRow>, StoreError> {
-        self.one_in_scope(
+        Self::one_in_scope(
+            &self.pool,
             "DELETE FROM {table} WHERE {scope} AND uuid = ?3 RETURNING {columns}",
             kind,
             scope,
@@ -472,7 +475,7 @@ impl Store {
             "SELECT {ROW_COLUMNS} FROM {} ORDER BY seq",
             kind.table()
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         Ok(rows.iter().map(from_row).collect())
     }
@@ -514,7 +517,7 @@ impl Store {
             "SELECT uuid, unsaved_since, unsaved_base FROM clusters \
              WHERE unsaved_since IS NOT NULL ORDER BY seq",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         Ok(rows
             .into_iter()
@@ -526,7 +529,7 @@ impl Store {
     pub async fn resource_file_names(&self, kind: Kind) -> Result<Vec<String>, StoreError> {
         Ok(
             sqlx::query_scalar(&format!("SELECT file_name FROM {}", kind.table()))
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reads)
                 .await?,
         )
     }
@@ -538,7 +541,7 @@ impl Store {
             note.table()
         ))
         .bind(kind.table())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?)
     }
 

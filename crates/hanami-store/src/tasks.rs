@@ -144,7 +144,7 @@ impl Store {
     pub async fn cluster_tasks(&self, cluster_uuid: &str) -> Result<Vec<TaskRow>, StoreError> {
         let rows = sqlx::query("SELECT * FROM tasks WHERE cluster_uuid = ? ORDER BY seq")
             .bind(cluster_uuid)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         Ok(rows.iter().map(from_row).collect())
     }
@@ -225,7 +225,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT cluster_uuid, uuid FROM tasks WHERE network_pending = 1 ORDER BY seq",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         Ok(rows
             .iter()
@@ -263,7 +263,7 @@ impl Store {
     pub async fn unfinished_tasks(&self) -> Result<Vec<UnfinishedTask>, StoreError> {
         let rows =
             sqlx::query("SELECT * FROM tasks WHERE state IN ('queued', 'active') ORDER BY seq")
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reads)
                 .await?;
         Ok(rows
             .iter()

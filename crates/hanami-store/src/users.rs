@@ -46,7 +46,7 @@ impl Store {
     /// Whether at least one global admin exists.
     pub async fn has_admin(&self) -> Result<bool, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE is_admin = 1")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reads)
             .await?;
         Ok(n > 0)
     }
@@ -107,7 +107,7 @@ impl Store {
     pub async fn user_record(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
         let Some(row) = sqlx::query("SELECT * FROM users WHERE id = ?")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?
         else {
             return Ok(None);
@@ -128,7 +128,7 @@ impl Store {
     /// All users in creation order, with their assignments.
     pub async fn users(&self) -> Result<Vec<User>, StoreError> {
         let rows = sqlx::query("SELECT * FROM users ORDER BY seq")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         let mut users: Vec<User> = rows.iter().map(user_from_row).collect();
         let index: std::collections::HashMap<String, usize> = users
@@ -139,7 +139,7 @@ impl Store {
         let assignments = sqlx::query(
             "SELECT user_id, project_id, role, is_project_admin FROM user_projects ORDER BY seq",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         for row in &assignments {
             let user_id: String = row.get("user_id");
@@ -163,7 +163,7 @@ impl Store {
              WHERE user_id = ? ORDER BY seq",
         )
         .bind(user_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         Ok(rows.iter().map(assignment_from_row).collect())
     }
