@@ -77,10 +77,14 @@ impl StoreError {
         }
     }
 
-    /// Whether the database was locked by another connection for longer than the busy
-    /// timeout (`SQLITE_BUSY`, `SQLITE_LOCKED`): another program holds it.
+    /// Whether the database stayed locked for longer than a write waits for it
+    /// (`SQLITE_BUSY` after the busy timeout), or every write connection was taken that long
+    /// by writes waiting so: usually because another program holds the lock. (The server's
+    /// own write transactions begin with a write or `BEGIN IMMEDIATE`, so they meet the lock
+    /// through the busy timeout, never at once.)
     pub fn is_locked(&self) -> bool {
-        matches!(self.sqlite_code(), Some(SQLITE_BUSY | SQLITE_LOCKED))
+        matches!(self, StoreError::Database(sqlx::Error::PoolTimedOut))
+            || self.sqlite_code() == Some(SQLITE_BUSY)
     }
 
     /// SQLite's primary result code of a database error (`SQLITE_BUSY` = 5, …), if it is one.
@@ -103,8 +107,9 @@ impl StoreError {
 
 /// SQLite's result code `SQLITE_BUSY`.
 const SQLITE_BUSY: i32 = 5;
-/// SQLite's result code `SQLITE_LOCKED`.
-const SQLITE_LOCKED: i32 = 6;
+
+/// How long a write waits for SQLite's write lock, and for a free write connection.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// SQLite's primary result code of an sqlx error, if it is a database error (sqlx reports
 /// the extended code, whose low byte is the primary one).
@@ -155,15 +160,17 @@ impl Store {
             // `Normal`, a power cut could undo commits whose effects on files stayed.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(LOCK_WAIT);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .acquire_timeout(LOCK_WAIT)
             .connect_with(options.clone())
             .await?;
-        // Opened after the first connection has made the file and set WAL mode.
+        // Opened after the first connection has made the file and set WAL mode; a write
+        // through them fails.
         let reads = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_lazy_with(options);
+            .connect_lazy_with(options.pragma("query_only", "ON"));
         let store = Self { pool, reads };
         store.migrate().await?;
         Ok(store)
@@ -200,5 +207,29 @@ impl Store {
     pub async fn close(&self) {
         self.reads.close().await;
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Store;
+
+    /// The read connections see what the write connections committed, and cannot write.
+    #[tokio::test]
+    async fn reads_see_committed_writes_and_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("hanami.db")).await.unwrap();
+        store
+            .create_project("first", "First", "root")
+            .await
+            .unwrap();
+        assert_eq!(store.project("first").await.unwrap().unwrap().name, "First");
+        let refused = sqlx::query("DELETE FROM projects")
+            .execute(&store.reads)
+            .await
+            .unwrap_err();
+        assert!(refused.to_string().contains("readonly"), "{refused}");
+        assert_eq!(store.projects().await.unwrap().len(), 1);
+        store.close().await;
     }
 }
