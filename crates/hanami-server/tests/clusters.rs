@@ -151,7 +151,7 @@ async fn queued_restores_are_bounded_and_let_go_of_their_files() {
     for task in &queued {
         client.delete_task(&cluster, task).await.unwrap();
     }
-    // (Slack for connections the server's database pool may have opened meanwhile.)
+    // (Slack for connections the server's database pools may have opened meanwhile.)
     let open = server.open_files();
     assert!(open < before + 8, "{open} files open, {before} before");
     // Room again; the restore runs once the cluster is back in TASK mode.
@@ -965,7 +965,7 @@ async fn a_task_deleted_as_it_finishes_is_removed() {
 async fn a_task_ending_while_another_program_locks_the_database_waits_for_it() {
     use sqlx::Connection;
     let server = common::launch()
-        .pause_at("task-end:before-record", 1000)
+        .pause_at("task-end:before-record", 3000)
         .start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let tmp = tempfile::tempdir().unwrap();
@@ -995,7 +995,7 @@ async fn a_task_ending_while_another_program_locks_the_database_waits_for_it() {
         .unwrap();
     // Its first try waits the busy timeout (10 s) before it fails.
     let waits = "the task's end waits until it can be recorded";
-    common::eventually(Duration::from_secs(20), || async {
+    common::eventually(Duration::from_secs(25), || async {
         match server.logged().contains(waits) {
             true => Ok(()),
             false => Err("no word of the wait in the log".to_owned()),

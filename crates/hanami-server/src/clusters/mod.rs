@@ -935,8 +935,10 @@ impl ClusterHandle {
     /// Makes a task's end durable before anyone learns of it: its end and its product are
     /// recorded together, then its staged network is put in place; a task queued again is
     /// recorded so, with its progress, its work and a note saying where it stopped, together
-    /// with its network so far. Ended aborted if its product or its end (or the network it
-    /// would go on with) cannot be recorded.
+    /// with its network so far. While another program locks the database, the end waits
+    /// for the lock (holding the cluster's network file), until the server stops or the
+    /// cluster is deleted. Ended aborted if its product or its end (or the network it would
+    /// go on with) cannot be recorded.
     fn record_end(
         &self,
         task: &Task,
@@ -965,7 +967,7 @@ impl ClusterHandle {
             // Another program's lock passes: the end waits for it (each try waits the
             // database's busy timeout), unless the server is stopping.
             let locked = matches!(&recorded, Err(e) if e.is_locked());
-            if !locked || ctx.stopping.load(Ordering::Relaxed) {
+            if !locked || ctx.stopping.load(Ordering::Relaxed) || self.is_deleted() {
                 break recorded;
             }
             if !waited {
@@ -994,6 +996,7 @@ impl ClusterHandle {
             let e = anyhow::anyhow!("{e}").context(format!("{} cannot be registered", product));
             ctx.log_error(task, &self.row, &e);
             state = TaskState::Aborted;
+            // Tried once (the database took the try before, so a lock now is unlikely).
             recorded = ctx.runtime.block_on(ctx.store.end_task(
                 &task.record_as_ended(&self.row.uuid, state, ended_at),
                 TaskProduct::Nothing,
@@ -1757,8 +1760,9 @@ impl WorkerContext {
         self.disk.reserve(dir, what, size, self.min_free_disk)
     }
 
-    /// Logs a task's failure to the server log and the error log (from a worker thread), and
-    /// adds it to the task's note, which is recorded with the task's next state.
+    /// Logs a task's failure to the server log and the error log (only the server log while
+    /// another program locks the database; from a worker thread), and adds it to the task's
+    /// note, which is recorded with the task's next state.
     pub fn log_error(&self, task: &Task, cluster: &ResourceRow, error: &anyhow::Error) {
         let inputs = serde_json::json!({"task": task.uuid, "cluster_uuid": cluster.uuid});
         task.add_note(&crate::error_log::describe(error));
