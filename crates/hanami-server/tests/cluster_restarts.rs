@@ -600,6 +600,48 @@ async fn a_crash_before_a_stop_recorded_a_request_task_aborts_it() {
     ));
 }
 
+/// A stop that cuts short a task end's wait for a database that another program locks
+/// leaves nothing of the task, as the next start then reports: the network saved at the
+/// stop was the one with the task's training, while the report said its cycles were lost.
+#[tokio::test]
+async fn a_stop_during_a_task_end_waiting_for_a_locked_database_leaves_nothing_of_it() {
+    use sqlx::Connection;
+    let (server, _, dataset, cluster) = server_with_cluster("cut short", 500).await;
+    let network = server.data_dir.join("clusters").join(&cluster);
+    let before = sha256(&network);
+    let mut server = server.restart_with(|launch| launch.pause_at("task-end:before-record", 3000));
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let url = format!("sqlite://{}", server.data_dir.join("hanami.db").display());
+    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let task = queue_training(&client, &cluster, "cut short", &dataset).await;
+    common::until_paused(&server, "task-end:before-record", 1).await;
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    // Its first try waits the busy timeout (10 s) before it fails.
+    let waits = "the task's end waits until it can be recorded";
+    common::eventually(Duration::from_secs(25), || async {
+        match server.logged().contains(waits) {
+            true => Ok(()),
+            false => Err("no word of the wait in the log".to_owned()),
+        }
+    })
+    .await;
+    // The stop waits for the try under way, which fails too.
+    assert!(server.stop_within(Duration::from_secs(30)));
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    holder.close().await.unwrap();
+
+    assert_eq!(sha256(&network), before);
+    let server = server.restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let done = client.task(&cluster, &task).await.unwrap();
+    assert_eq!(done.state, TaskState::Aborted, "{done:?}");
+    let note = done.note.unwrap_or_default();
+    assert!(note.contains("nothing it did is kept"), "{note}");
+}
+
 /// A crash after a task did its work, before its end was recorded, leaves nothing of it:
 /// the task is aborted, the network is the one before it, and its staged network is gone.
 #[tokio::test]

@@ -283,6 +283,11 @@ impl TestServer {
     /// Stops the server with SIGTERM and waits for it (5 s at most, then it is killed);
     /// returns whether it exited cleanly. Stopping a stopped server returns `true`.
     pub fn stop(&mut self) -> bool {
+        self.stop_within(Duration::from_secs(5))
+    }
+
+    /// [`TestServer::stop`], waiting up to `limit` before the server is killed.
+    pub fn stop_within(&mut self, limit: Duration) -> bool {
         let Some(mut child) = self.child.take() else {
             return true;
         };
@@ -290,7 +295,8 @@ impl TestServer {
             .arg("-TERM")
             .arg(child.id().to_string())
             .status();
-        for _ in 0..100 {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
             if let Some(status) = child.try_wait().expect("wait for the server") {
                 return status.success();
             }

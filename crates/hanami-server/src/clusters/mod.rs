@@ -1051,9 +1051,13 @@ impl ClusterHandle {
             (Ok(()), None) => {}
             (Err(e), staged) => {
                 // Nothing of the end is recorded, so the network file stays as it was; the
-                // network in memory, with what the task did, is saved at shutdown. A product
-                // stays on disk and goes to `unreferenced/` at the next start.
-                if staged.is_some() {
+                // network in memory, with what the task did, is saved at shutdown, unless the
+                // server is stopping because its wait for a locked database was cut short:
+                // then the next start reports the task as one that left nothing behind (its
+                // record says it is still active), and so it must. A product stays on disk
+                // and goes to `unreferenced/` at the next start.
+                let cut_short = e.is_locked() && ctx.stopping.load(Ordering::Relaxed);
+                if staged.is_some() && !cut_short {
                     self.unsaved.store(true, Ordering::Relaxed);
                 }
                 drop(staged);
@@ -1064,9 +1068,14 @@ impl ClusterHandle {
                          the next start)"
                     ),
                 };
+                let network = if cut_short {
+                    "the server stops, and the cluster's network stays the one saved before \
+                     the task"
+                } else {
+                    "the cluster's network in memory keeps what the task did"
+                };
                 let e = anyhow::Error::new(e).context(format!(
-                    "the task's end cannot be recorded in the database{kept}; the cluster's \
-                     network in memory keeps what the task did"
+                    "the task's end cannot be recorded in the database{kept}; {network}"
                 ));
                 ctx.log_error(task, &self.row, &e);
                 state = TaskState::Aborted;
