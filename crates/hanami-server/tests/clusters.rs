@@ -1021,6 +1021,48 @@ async fn a_task_ending_while_another_program_locks_the_database_waits_for_it() {
     client.dataset(&task).await.unwrap();
 }
 
+/// A save that starts at once keeps its request until it has ended, but not while its end
+/// waits for a database that another program locks: the request answers after 10 s (it
+/// waited as long as the lock lasted), and the save ends once the lock is gone.
+#[tokio::test]
+async fn a_save_waiting_for_a_locked_database_answers_its_request() {
+    use sqlx::Connection;
+    let server = common::launch()
+        .pause_at("task-end:before-record", 2000)
+        .start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let cluster = common::seed_cluster(&client, "locked save").await;
+    let url = format!("sqlite://{}", server.data_dir.join("hanami.db").display());
+    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let asked = std::time::Instant::now();
+    let save = tokio::spawn({
+        let client = client.clone();
+        let cluster = cluster.clone();
+        async move { client.save_cluster(&cluster, "locked save").await }
+    });
+    common::until_paused(&server, "task-end:before-record", 1).await;
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let saved = tokio::time::timeout(Duration::from_secs(25), save)
+        .await
+        .expect("the request waited for the lock")
+        .unwrap()
+        .unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        asked.elapsed()
+    );
+    let waiting = client.task(&cluster, &saved.uuid).await.unwrap();
+    assert_eq!(waiting.state, TaskState::Active, "{waiting:?}");
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    holder.close().await.unwrap();
+    finished(&client, &cluster, &saved.uuid).await;
+    client.checkpoint(&saved.uuid).await.unwrap();
+}
+
 /// A cluster keeps its `max_ended_tasks` most recent ended tasks: queuing one more forgets
 /// the oldest ended ones, from the list and from the database.
 #[tokio::test]
