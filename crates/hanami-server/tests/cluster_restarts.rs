@@ -605,33 +605,20 @@ async fn a_crash_before_a_stop_recorded_a_request_task_aborts_it() {
 /// stop was the one with the task's training, while the report said its cycles were lost.
 #[tokio::test]
 async fn a_stop_during_a_task_end_waiting_for_a_locked_database_leaves_nothing_of_it() {
-    use sqlx::Connection;
     let (server, _, dataset, cluster) = server_with_cluster("cut short", 500).await;
     let network = server.data_dir.join("clusters").join(&cluster);
     let before = sha256(&network);
     let mut server = server.restart_with(|launch| launch.pause_at("task-end:before-record", 3000));
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let url = format!("sqlite://{}", server.data_dir.join("hanami.db").display());
-    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
     let task = queue_training(&client, &cluster, "cut short", &dataset).await;
     common::until_paused(&server, "task-end:before-record", 1).await;
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let lock = common::DatabaseLock::take(&server.data_dir).await;
     // Its first try waits the busy timeout (10 s) before it fails.
     let waits = "the task's end waits until it can be recorded";
-    common::eventually(Duration::from_secs(25), || async {
-        match server.logged().contains(waits) {
-            true => Ok(()),
-            false => Err("no word of the wait in the log".to_owned()),
-        }
-    })
-    .await;
+    common::until_logged(&server, waits, Duration::from_secs(25)).await;
     // The stop waits for the try under way, which fails too.
     assert!(server.stop_within(Duration::from_secs(30)));
-    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
-    holder.close().await.unwrap();
+    lock.release().await;
 
     assert_eq!(sha256(&network), before);
     let server = server.restart();
@@ -1464,12 +1451,7 @@ async fn a_damaged_or_locked_database_is_named() {
     std::fs::copy(&database, &kept).unwrap();
 
     // Locked by another program for longer than the server waits (10 s).
-    let url = format!("sqlite://{}", database.display());
-    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let lock = common::DatabaseLock::take(&data).await;
     let Err(stderr) = launch().data_dir(&data).try_start() else {
         panic!("started on a locked database");
     };
@@ -1480,8 +1462,7 @@ async fn a_damaged_or_locked_database_is_named() {
     );
     assert!(stderr.contains(&expected), "{stderr}");
     assert_eq!(stderr.matches("database is locked").count(), 1, "{stderr}");
-    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
-    holder.close().await.unwrap();
+    lock.release().await;
 
     // Overwritten with something else.
     let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7 + 3) as u8).collect();

@@ -963,7 +963,6 @@ async fn a_task_deleted_as_it_finishes_is_removed() {
 /// ended aborted, and its complete result left unregistered).
 #[tokio::test]
 async fn a_task_ending_while_another_program_locks_the_database_waits_for_it() {
-    use sqlx::Connection;
     let server = common::launch()
         .pause_at("task-end:before-record", 3000)
         .start();
@@ -976,8 +975,6 @@ async fn a_task_ending_while_another_program_locks_the_database_waits_for_it() {
         .unwrap()
         .uuid;
     let cluster = common::seed_cluster(&client, "locked").await;
-    let url = format!("sqlite://{}", server.data_dir.join("hanami.db").display());
-    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
     let task = client
         .request(
             "locked",
@@ -989,23 +986,13 @@ async fn a_task_ending_while_another_program_locks_the_database_waits_for_it() {
         .unwrap()
         .uuid;
     common::until_paused(&server, "task-end:before-record", 1).await;
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let lock = common::DatabaseLock::take(&server.data_dir).await;
     // Its first try waits the busy timeout (10 s) before it fails.
     let waits = "the task's end waits until it can be recorded";
-    common::eventually(Duration::from_secs(25), || async {
-        match server.logged().contains(waits) {
-            true => Ok(()),
-            false => Err("no word of the wait in the log".to_owned()),
-        }
-    })
-    .await;
+    common::until_logged(&server, waits, Duration::from_secs(25)).await;
     let waiting = client.task(&cluster, &task).await.unwrap();
     assert_eq!(waiting.state, TaskState::Active, "{waiting:?}");
-    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
-    holder.close().await.unwrap();
+    lock.release().await;
 
     let done = finished(&client, &cluster, &task).await;
     assert_eq!(done.current_cycle, 100);
@@ -1026,14 +1013,11 @@ async fn a_task_ending_while_another_program_locks_the_database_waits_for_it() {
 /// waited as long as the lock lasted), and the save ends once the lock is gone.
 #[tokio::test]
 async fn a_save_waiting_for_a_locked_database_answers_its_request() {
-    use sqlx::Connection;
     let server = common::launch()
         .pause_at("task-end:before-record", 2000)
         .start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let cluster = common::seed_cluster(&client, "locked save").await;
-    let url = format!("sqlite://{}", server.data_dir.join("hanami.db").display());
-    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
     let asked = std::time::Instant::now();
     let save = tokio::spawn({
         let client = client.clone();
@@ -1041,10 +1025,7 @@ async fn a_save_waiting_for_a_locked_database_answers_its_request() {
         async move { client.save_cluster(&cluster, "locked save").await }
     });
     common::until_paused(&server, "task-end:before-record", 1).await;
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let lock = common::DatabaseLock::take(&server.data_dir).await;
     let saved = tokio::time::timeout(Duration::from_secs(25), save)
         .await
         .expect("the request waited for the lock")
@@ -1057,8 +1038,7 @@ async fn a_save_waiting_for_a_locked_database_answers_its_request() {
     );
     let waiting = client.task(&cluster, &saved.uuid).await.unwrap();
     assert_eq!(waiting.state, TaskState::Active, "{waiting:?}");
-    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
-    holder.close().await.unwrap();
+    lock.release().await;
     finished(&client, &cluster, &saved.uuid).await;
     client.checkpoint(&saved.uuid).await.unwrap();
 }

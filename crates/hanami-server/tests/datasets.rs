@@ -622,7 +622,6 @@ async fn an_upload_being_finalised_takes_no_session_and_no_chunk() {
 /// lock works.
 #[tokio::test]
 async fn a_finalisation_meeting_a_locked_database_answers_once_and_keeps_the_upload() {
-    use sqlx::Connection;
     let server = launch().pause_at("upload:converting", 2000).start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let started = client.start_csv_upload("locked", 12).await.unwrap();
@@ -633,8 +632,6 @@ async fn a_finalisation_meeting_a_locked_database_answers_once_and_keeps_the_upl
         true
     );
     assert!(send_chunk(&mut socket, 0, b"a,b\n1,2\n3,40").await.success);
-    let url = format!("sqlite://{}", server.data_dir.join("hanami.db").display());
-    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
     let admin = server.admin().await;
     let body = json!({"uuid": started.uuid, "uuid_input_file": file});
     let finalise = tokio::spawn({
@@ -642,10 +639,7 @@ async fn a_finalisation_meeting_a_locked_database_answers_once_and_keeps_the_upl
         async move { admin.put("dataset/upload/csv", &body).await }
     });
     common::until_paused(&server, "upload:converting", 1).await;
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let lock = common::DatabaseLock::take(&server.data_dir).await;
     let locked = std::time::Instant::now();
     let refused = finalise.await.unwrap().expect(500);
     // The pause, then one busy timeout (two were 20 s).
@@ -661,8 +655,7 @@ async fn a_finalisation_meeting_a_locked_database_answers_once_and_keeps_the_upl
         "{}",
         refused.body
     );
-    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
-    holder.close().await.unwrap();
+    lock.release().await;
 
     server
         .admin()

@@ -822,32 +822,14 @@ async fn users_can_be_changed() {
 /// error log only while it can be written (that write waited another 10 s for the lock).
 #[tokio::test]
 async fn a_database_locked_by_another_program_is_named_in_the_500() {
-    use sqlx::Connection;
     let server = TestServer::start();
     let admin = server.admin().await;
-    let url = format!("sqlite://{}", server.data_dir.join("hanami.db").display());
-    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let lock = common::DatabaseLock::take(&server.data_dir).await;
 
     // More writes than the server has write connections: those that wait for a connection
     // wait no longer than those that wait for the lock.
-    let asked = std::time::Instant::now();
-    let writes: Vec<_> = (0..12)
-        .map(|i| {
-            let mut writer = server.client();
-            writer.token = admin.token.clone();
-            tokio::spawn(async move {
-                let body = json!({"id": format!("locked{i}"), "name": "Locked"});
-                let refused = writer.post("project", &body).await;
-                (refused, asked.elapsed())
-            })
-        })
-        .collect();
     let mut error_ids = Vec::new();
-    for write in writes {
+    for write in new_projects_at_once(&server, &admin, "locked") {
         let (refused, waited) = write.await.unwrap();
         let refused = refused.expect(500);
         assert!(
@@ -873,8 +855,7 @@ async fn a_database_locked_by_another_program_is_named_in_the_500() {
     server.wait_until_logged(&[error_id, "not in the error log: the database is locked"]);
 
     // Released, the same request goes through.
-    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
-    holder.close().await.unwrap();
+    lock.release().await;
     admin
         .post("project", &json!({"id": "locked", "name": "Locked"}))
         .await
@@ -890,25 +871,10 @@ async fn a_database_locked_by_another_program_is_named_in_the_500() {
 /// for one as long as they did.
 #[tokio::test]
 async fn reads_go_on_while_writes_wait_for_a_locked_database() {
-    use sqlx::Connection;
     let server = TestServer::start();
     let admin = server.admin().await;
-    let url = format!("sqlite://{}", server.data_dir.join("hanami.db").display());
-    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
-    let writes: Vec<_> = (0..12)
-        .map(|i| {
-            let mut writer = server.client();
-            writer.token = admin.token.clone();
-            tokio::spawn(async move {
-                let body = json!({"id": format!("waiting{i}"), "name": "Waiting"});
-                writer.post("project", &body).await
-            })
-        })
-        .collect();
+    let lock = common::DatabaseLock::take(&server.data_dir).await;
+    let writes = new_projects_at_once(&server, &admin, "waiting");
     // All of them are waiting for the lock by now.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for _ in 0..3 {
@@ -922,11 +888,31 @@ async fn reads_go_on_while_writes_wait_for_a_locked_database() {
             asked.elapsed()
         );
     }
-    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
-    holder.close().await.unwrap();
+    lock.release().await;
     for write in writes {
-        write.await.unwrap().expect(200);
+        write.await.unwrap().0.expect(200);
     }
     let listed = admin.get("project/all").await.expect(200).body;
-    assert_eq!(listed.matches("Waiting").count(), 12, "{listed}");
+    assert_eq!(listed.matches("\"waiting").count(), 12, "{listed}");
+}
+
+/// Twelve requests at once (more than the server has write connections) of `admin` to
+/// create the projects `<prefix>0` to `<prefix>11`; each answers with its time from now.
+fn new_projects_at_once(
+    server: &TestServer,
+    admin: &common::Client,
+    prefix: &str,
+) -> Vec<tokio::task::JoinHandle<(common::Resp, Duration)>> {
+    let asked = std::time::Instant::now();
+    (0..12)
+        .map(|i| {
+            let mut writer = server.client();
+            writer.token = admin.token.clone();
+            let body = json!({"id": format!("{prefix}{i}"), "name": "Newly made"});
+            tokio::spawn(async move {
+                let answer = writer.post("project", &body).await;
+                (answer, asked.elapsed())
+            })
+        })
+        .collect()
 }

@@ -440,3 +440,40 @@ pub async fn until_paused(server: &TestServer, point: &str, times: usize) {
     })
     .await
 }
+
+/// Waits (up to `limit`) until the server has logged `line`, without blocking the runtime
+/// (`TestServer::wait_until_logged` waits 10 s at most, on the thread).
+pub async fn until_logged(server: &TestServer, line: &str, limit: std::time::Duration) {
+    eventually(limit, || async {
+        match server.logged().contains(line) {
+            true => Ok(()),
+            false => Err(format!("'{line}' not in the log")),
+        }
+    })
+    .await
+}
+
+/// Another program's lock on the database of the data directory `dir`: a connection of its
+/// own in an exclusive transaction, until [`DatabaseLock::release`].
+pub struct DatabaseLock(sqlx::SqliteConnection);
+
+impl DatabaseLock {
+    /// Takes the lock (the database must exist).
+    pub async fn take(dir: &Path) -> Self {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", dir.join("hanami.db").display());
+        let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN EXCLUSIVE")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        Self(holder)
+    }
+
+    /// Gives the lock back.
+    pub async fn release(mut self) {
+        use sqlx::Connection;
+        sqlx::query("ROLLBACK").execute(&mut self.0).await.unwrap();
+        self.0.close().await.unwrap();
+    }
+}
