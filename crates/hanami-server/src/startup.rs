@@ -448,7 +448,18 @@ async fn load_clusters(
                 // earlier stop interrupted started again with the cycles it had done, which its
                 // network keeps (its record's progress is set when it starts, and not before
                 // its end; a request's result so far is removed below).
-                let outcome = if task.current == 0 {
+                let network = paths.clusters().join(&cluster.row.file_name);
+                let saved_since =
+                    task.current == 0 && saved_after(&network, task.started_at.as_deref());
+                let outcome = if saved_since {
+                    // The server went on after the end failed to be recorded, and saved the
+                    // network in memory, which kept what the task did, with a later task, a
+                    // direct-IO session or its stop.
+                    "no result or checkpoint of it was registered, but the cluster's network \
+                     was saved after the task started, and may keep what it did: check the \
+                     cluster before you run the task again"
+                        .to_owned()
+                } else if task.current == 0 {
                     "nothing it did is kept: the cluster's network is the one saved before the \
                      task (its cycles are lost), and no result or checkpoint of it was \
                      registered; run it again"
@@ -461,12 +472,17 @@ async fn load_clusters(
                         task.current
                     )
                 };
+                // How many cycles the network keeps, where that is known.
+                let kept = if saved_since {
+                    String::new()
+                } else {
+                    format!(" ({} of its {} cycles kept)", task.current, task.total)
+                };
                 format!(
                     "task '{}' of cluster '{}' was {state} when the server stopped, and its end \
                      was not recorded (a crash, a kill, or a database that could not be \
-                     written, as on a full disk); it is aborted, and {outcome} ({} of its {} \
-                     cycles kept)",
-                    task.name, cluster.row.name, task.current, task.total
+                     written, as on a full disk); it is aborted, and {outcome}{kept}",
+                    task.name, cluster.row.name
                 )
             }
         };
@@ -626,6 +642,21 @@ async fn log_startup_error(store: &Store, user_id: &str, subject: &str, message:
 
 /// Puts in place the networks whose tasks' ends were recorded by a run that crashed before it
 /// renamed them into place (see `clusters::Staged`).
+/// Whether the file at `path` was last written more than a second after `started` (a
+/// recorded timestamp, `YYYY-MM-DD HH:MM:SS` in UTC; timestamps count whole seconds).
+fn saved_after(path: &Path, started: Option<&str>) -> bool {
+    let Some(started) =
+        started.and_then(|s| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").ok())
+    else {
+        return false;
+    };
+    let Ok(written) = std::fs::metadata(path).and_then(|m| m.modified()) else {
+        return false;
+    };
+    let written = chrono::DateTime::<chrono::Utc>::from(written).naive_utc();
+    written > started + chrono::Duration::seconds(1)
+}
+
 async fn complete_pending_networks(store: &Store, paths: &DataDir) -> anyhow::Result<()> {
     let pending = store.pending_networks().await?;
     if pending.is_empty() {

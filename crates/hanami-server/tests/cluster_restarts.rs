@@ -629,6 +629,50 @@ async fn a_stop_during_a_task_end_waiting_for_a_locked_database_leaves_nothing_o
     assert!(note.contains("nothing it did is kept"), "{note}");
 }
 
+/// A task whose end the database refused while the server went on, and saved the network
+/// that kept what the task did with a later task, is not reported at the next start as
+/// having left nothing behind (it said so, while the network kept its training).
+#[tokio::test]
+async fn a_task_whose_end_was_refused_is_not_reported_as_lost_once_its_network_was_saved() {
+    let (server, client, dataset, cluster) = server_with_cluster("refused end", 50).await;
+    // Queued while the cluster waits in DIRECT mode, so that its uuid is known before it runs.
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let first = queue_training(&client, &cluster, "refused end", &dataset).await;
+    common::change_database(
+        &server.data_dir,
+        &format!(
+            "CREATE TRIGGER refuse_end BEFORE UPDATE OF state ON tasks \
+             WHEN NEW.uuid = '{first}' AND NEW.state != 'active' \
+             BEGIN SELECT RAISE(ABORT, 'the disk refuses'); END"
+        ),
+        &[],
+    )
+    .await;
+    client.set_direct_mode(&cluster, false).await.unwrap();
+    let refused = client.wait_for_task(&cluster, &first, WAIT).await.unwrap();
+    assert_eq!(refused.state, TaskState::Aborted, "{refused:?}");
+    common::change_database(&server.data_dir, "DROP TRIGGER refuse_end", &[]).await;
+    // Timestamps count whole seconds.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let second = queue_training(&client, &cluster, "saved after", &dataset).await;
+    let done = client.wait_for_task(&cluster, &second, WAIT).await.unwrap();
+    assert_eq!(done.state, TaskState::Finished, "{done:?}");
+
+    let server = server.restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let reported = client.task(&cluster, &first).await.unwrap();
+    assert_eq!(reported.state, TaskState::Aborted, "{reported:?}");
+    let note = reported.note.unwrap_or_default();
+    assert!(
+        note.contains(
+            "the cluster's network was saved after the task started, and may keep \
+             what it did"
+        ),
+        "{note}"
+    );
+    assert!(!note.contains("nothing it did is kept"), "{note}");
+}
+
 /// A crash after a task did its work, before its end was recorded, leaves nothing of it:
 /// the task is aborted, the network is the one before it, and its staged network is gone.
 #[tokio::test]
