@@ -449,8 +449,11 @@ async fn load_clusters(
                 // network keeps (its record's progress is set when it starts, and not before
                 // its end; a request's result so far is removed below).
                 let network = paths.clusters().join(&cluster.row.file_name);
-                let saved_since =
-                    task.current == 0 && saved_after(&network, task.started_at.as_deref());
+                // (A cluster without a network has only its marker, which this start may have
+                // written.)
+                let saved_since = task.current == 0
+                    && cluster.has_network()
+                    && saved_after(&network, task.started_at.as_deref());
                 let outcome = if saved_since {
                     // The server went on after the end failed to be recorded, and saved the
                     // network in memory, which kept what the task did, with a later task, a
@@ -640,8 +643,6 @@ async fn log_startup_error(store: &Store, user_id: &str, subject: &str, message:
     crate::error_log::record(store, user_id, STARTUP, &inputs, message).await;
 }
 
-/// Puts in place the networks whose tasks' ends were recorded by a run that crashed before it
-/// renamed them into place (see `clusters::Staged`).
 /// Whether the file at `path` was last written more than a second after `started` (a
 /// recorded timestamp, `YYYY-MM-DD HH:MM:SS` in UTC; timestamps count whole seconds).
 fn saved_after(path: &Path, started: Option<&str>) -> bool {
@@ -657,6 +658,8 @@ fn saved_after(path: &Path, started: Option<&str>) -> bool {
     written > started + chrono::Duration::seconds(1)
 }
 
+/// Puts in place the networks whose tasks' ends were recorded by a run that crashed before it
+/// renamed them into place (see `clusters::Staged`).
 async fn complete_pending_networks(store: &Store, paths: &DataDir) -> anyhow::Result<()> {
     let pending = store.pending_networks().await?;
     if pending.is_empty() {

@@ -1009,12 +1009,13 @@ async fn a_task_ending_while_another_program_locks_the_database_waits_for_it() {
 }
 
 /// A save that starts at once keeps its request until it has ended, but not while its end
-/// waits for a database that another program locks: the request answers after 10 s (it
-/// waited as long as the lock lasted), and the save ends once the lock is gone.
+/// waits for a database that another program locks: the request answers once the end's
+/// first try has waited the busy timeout (it waited as long as the lock lasted), and the
+/// save ends once the lock is gone.
 #[tokio::test]
 async fn a_save_waiting_for_a_locked_database_answers_its_request() {
     let server = common::launch()
-        .pause_at("task-end:before-record", 2000)
+        .pause_at("task-end:before-record", 3000)
         .start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let cluster = common::seed_cluster(&client, "locked save").await;
@@ -1040,6 +1041,26 @@ async fn a_save_waiting_for_a_locked_database_answers_its_request() {
     assert_eq!(waiting.state, TaskState::Active, "{waiting:?}");
     lock.release().await;
     finished(&client, &cluster, &saved.uuid).await;
+    client.checkpoint(&saved.uuid).await.unwrap();
+}
+
+/// A save that starts at once and takes longer than a write waits for the database (here
+/// held 11 s before its end) still answers once it is done: the checkpoint is there (the
+/// request was answered after 10 s, the save still running).
+#[tokio::test]
+async fn a_slow_save_that_started_at_once_answers_when_it_is_done() {
+    let server = common::launch()
+        .pause_at("task-end:before-record", 11_000)
+        .start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let cluster = common::seed_cluster(&client, "slow save").await;
+    let asked = std::time::Instant::now();
+    let saved = client.save_cluster(&cluster, "slow save").await.unwrap();
+    assert!(
+        asked.elapsed() >= Duration::from_secs(11),
+        "{:?}",
+        asked.elapsed()
+    );
     client.checkpoint(&saved.uuid).await.unwrap();
 }
 

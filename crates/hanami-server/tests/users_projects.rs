@@ -818,8 +818,9 @@ async fn users_can_be_changed() {
 }
 
 /// A write while another program keeps the database locked fails once the busy timeout
-/// (10 s, after at most as long for a free connection) is over, with a 500 that says so; its entry goes to the server log, and to the
-/// error log only while it can be written (that write waited another 10 s for the lock).
+/// (10 s, after at most as long for a free connection) is over, with a 500 that says so;
+/// its entry goes to the server log, and to the error log only while it can be written
+/// (that write waited another 10 s for the lock).
 #[tokio::test]
 async fn a_database_locked_by_another_program_is_named_in_the_500() {
     let server = TestServer::start();
@@ -827,8 +828,8 @@ async fn a_database_locked_by_another_program_is_named_in_the_500() {
     let lock = common::DatabaseLock::take(&server.data_dir).await;
 
     // Three times as many writes as the server has write connections: a write waits 10 s
-    // at most for a connection, then 10 s at most for the lock (the third eight waited 30 s,
-    // and then for the lock).
+    // at most for a connection, then 10 s at most for the lock (without the first bound,
+    // the third eight answered after 30 s).
     let mut error_ids = Vec::new();
     let mut within_busy_timeout = 0;
     for write in new_projects_at_once(&server, &admin, "locked", 24) {

@@ -347,20 +347,16 @@ pub(super) async fn enqueue(
     }
 }
 
-/// Longest a save or restore that started at once keeps its request waiting for its end:
-/// as long as a write waits for the database. (An end that waits for a database that
-/// another program locks may take much longer; the caller then polls the task.)
-const LONGEST_WAIT_FOR_END: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Waits until a task that started at once has ended, the server stops (the stop may keep
-/// it from starting after all: it then runs at the next start), or
-/// [`LONGEST_WAIT_FOR_END`] has passed.
+/// it from starting after all: it then runs at the next start), or its end waits for a
+/// database that another program locks (which may take as long as the lock lasts; the
+/// caller then polls the task).
 pub(super) async fn until_ended(app: &App, task: &Task) {
     let mut stopping = app.stopping.subscribe();
     tokio::select! {
         () = task.ended() => {}
         _ = stopping.wait_for(|stopping| *stopping) => {}
-        () = tokio::time::sleep(LONGEST_WAIT_FOR_END) => {}
+        () = task.end_waits() => {}
     }
 }
 

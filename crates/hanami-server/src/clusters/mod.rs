@@ -451,12 +451,12 @@ impl ClusterHandle {
     /// the staged network is put in place or dropped. Takes the network lock while
     /// serialising.
     fn stage_network(&self, task: &Task) -> std::io::Result<Option<StagedNetwork<'_>>> {
-        let bytes = {
+        let (bytes, carries_unsaved) = {
             let network = lock(&self.network);
             // What direct IO changed before is in these bytes (it sets the flag again
             // under this lock); failures below set it again.
-            self.unsaved.store(false, Ordering::Relaxed);
-            network_bytes(network.as_ref())
+            let carries_unsaved = self.unsaved.swap(false, Ordering::Relaxed);
+            (network_bytes(network.as_ref()), carries_unsaved)
         };
         let file = lock(&self.file);
         if self.is_deleted() {
@@ -466,6 +466,7 @@ impl ClusterHandle {
         match Staged::write_as(&self.network_file, temp, &bytes) {
             Ok(staged) => Ok(Some(StagedNetwork {
                 staged,
+                carries_unsaved,
                 _file: file,
             })),
             Err(e) => {
@@ -979,6 +980,7 @@ impl ClusterHandle {
                      can be recorded"
                 );
                 task.add_note("its end waited for the database, which another program kept locked");
+                task.note_end_waits();
             }
             std::thread::sleep(LOCKED_RETRY_PAUSE);
         };
@@ -1057,7 +1059,9 @@ impl ClusterHandle {
                 // record says it is still active), and so it must. A product stays on disk
                 // and goes to `unreferenced/` at the next start.
                 let cut_short = e.is_locked() && ctx.stopping.load(Ordering::Relaxed);
-                if staged.is_some() && !cut_short {
+                // Changes that no save kept before the task are saved all the same.
+                let carries_unsaved = staged.as_ref().is_some_and(|s| s.carries_unsaved);
+                if staged.is_some() && (!cut_short || carries_unsaved) {
                     self.unsaved.store(true, Ordering::Relaxed);
                 }
                 drop(staged);
@@ -1068,7 +1072,7 @@ impl ClusterHandle {
                          the next start)"
                     ),
                 };
-                let network = if cut_short {
+                let network = if cut_short && !self.unsaved.load(Ordering::Relaxed) {
                     "the server stops, and the cluster's network stays the one saved before \
                      the task"
                 } else {
@@ -1620,6 +1624,9 @@ pub fn staged_path_of_task(path: &Path, task_uuid: &str) -> PathBuf {
 /// or removal of the file comes in between).
 struct StagedNetwork<'a> {
     staged: Staged,
+    /// Whether the network had changes (of direct IO) that no save had kept yet: dropped
+    /// unplaced, it must be saved again.
+    carries_unsaved: bool,
     _file: MutexGuard<'a, ()>,
 }
 

@@ -349,6 +349,8 @@ pub struct Task {
     /// stopped the running task, not its deletion.
     pub stopped_by_shutdown: AtomicBool,
     done: tokio::sync::watch::Sender<bool>,
+    /// Set once the task's end waits for a database that another program locks.
+    end_waits: tokio::sync::watch::Sender<bool>,
 }
 
 impl Task {
@@ -372,6 +374,7 @@ impl Task {
             cancel: AtomicBool::new(false),
             stopped_by_shutdown: AtomicBool::new(false),
             done: tokio::sync::watch::channel(false).0,
+            end_waits: tokio::sync::watch::channel(false).0,
         }
     }
 
@@ -434,6 +437,7 @@ impl Task {
             cancel: AtomicBool::new(false),
             stopped_by_shutdown: AtomicBool::new(false),
             done,
+            end_waits: tokio::sync::watch::channel(false).0,
         }
     }
 
@@ -588,6 +592,19 @@ impl Task {
     pub async fn ended(&self) {
         let mut rx = self.done.subscribe();
         let _ = rx.wait_for(|done| *done).await;
+    }
+
+    /// Notes that the task's end waits for a database that another program locks, and wakes
+    /// those waiting for that.
+    pub fn note_end_waits(&self) {
+        self.end_waits.send_replace(true);
+    }
+
+    /// Waits until the task's end waits for a database that another program locks (which
+    /// may not happen).
+    pub async fn end_waits(&self) {
+        let mut rx = self.end_waits.subscribe();
+        let _ = rx.wait_for(|waits| *waits).await;
     }
 
     /// The task as `GET task` shows it.
