@@ -503,8 +503,8 @@ pub(super) fn process_synapses(
                 reach,
                 &mut seed,
             );
-            grew |= walk.grew;
-            events.request_split(c, i, connection, walk.split);
+            grew |= walk.grew();
+            events.record_walk(c, i, connection, &walk);
         }
     }
     for (target, &input) in targets.iter_mut().zip(&inputs) {

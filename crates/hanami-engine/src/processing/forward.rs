@@ -4,7 +4,7 @@
 use super::log2::log2;
 use super::output::output_potentials;
 use super::rows::RowSources;
-use super::{BlockTask, Sources, for_each_live};
+use super::{BlockTask, SectionChange, Sources, for_each_live};
 use crate::cluster::{Cluster, Walks};
 use crate::network::Hexagon;
 use crate::network::{
@@ -38,6 +38,8 @@ impl Cluster {
     pub(crate) fn forward(&mut self, train: bool) {
         let growth = train || self.settings.request_growth;
         let last = self.hexagons.len() - 1;
+        self.scratch.forward_passes += 1;
+        self.scratch.changes.clear();
         for h in 0..self.hexagons.len() {
             if let Some(input) = self.hexagons[h].input {
                 self.inject(h, input, growth);
@@ -127,6 +129,12 @@ impl Cluster {
         let dim = self.hexagons[h].dim;
         for events in &self.scratch.events[..dim] {
             self.creation_enabled |= events.grew;
+            self.scratch
+                .changes
+                .extend(events.changes.iter().map(|&change| SectionChange {
+                    hexagon: h as u32,
+                    ..change
+                }));
         }
         if growth {
             self.merge_split_requests(h);
@@ -265,8 +273,8 @@ fn process_synapses(
             seed = seed.wrapping_add(c * 64 + i as u32);
             let able = growth && (connection.from_input || creation_enabled || grew);
             let walk = walk_section(section, connection, &mut inputs, potential, able, &mut seed);
-            grew |= walk.grew;
-            events.request_split(c, i, connection, walk.split);
+            grew |= walk.grew();
+            events.record_walk(c, i, connection, &walk);
         },
     );
     for (target, &input) in targets.iter_mut().zip(&inputs) {
@@ -303,20 +311,37 @@ pub(super) fn walk_block_frozen(
     true
 }
 
-/// What a section walk changed beyond its own section.
+/// What a section walk changed.
 pub(super) struct Walk {
-    /// A synapse was created or split.
-    pub(super) grew: bool,
-    /// `(lower bound, range)` of the section the source should get next.
+    /// The first synapse slot that a border split or a new synapse changed, if any.
+    pub(super) changed_from: Option<usize>,
+    /// `(lower bound, range)` of the section the source should get next (the walk's own
+    /// section then keeps a smaller range).
     pub(super) split: Option<(f32, f32)>,
 }
 
 impl Walk {
     /// A walk without growth.
     const PLAIN: Walk = Walk {
-        grew: false,
+        changed_from: None,
         split: None,
     };
+
+    /// A synapse was created or split.
+    pub(super) fn grew(&self) -> bool {
+        self.changed_from.is_some()
+    }
+
+    /// The first synapse slot from which a later walk of the section may go differently:
+    /// where a synapse changed, or 0 where the section's range shrank; `None` if the walk
+    /// changed nothing.
+    pub(super) fn differs_from(&self) -> Option<usize> {
+        if self.split.is_some() {
+            Some(0)
+        } else {
+            self.changed_from
+        }
+    }
 }
 
 /// The walk threshold in `f64`, for comparisons with the exact remaining potential.
@@ -416,6 +441,29 @@ pub(super) fn walk_until_growth(
     }
 }
 
+/// Whether a walk of `potential` through `section` may read synapse slot `slot` (or grow
+/// there): it starts, and every synapse before `slot` leaves more than the walk threshold, as
+/// in [`walk_until_growth`]. For slot 0 the section's range is not applied, so that the answer
+/// also holds for the larger range the section had before a follow-up section was requested.
+pub(super) fn walk_reaches(
+    section: &Section,
+    connection: &Connection,
+    potential: f32,
+    slot: usize,
+) -> bool {
+    let mut remaining = potential - connection.lower_bound;
+    if slot > 0 && remaining > connection.range {
+        remaining = connection.range;
+    }
+    if remaining <= WALK_THRESHOLD {
+        return false;
+    }
+    let threshold = f64::from(remaining) - THRESHOLD;
+    section.ends[..slot.min(SYNAPSES_PER_SECTION)]
+        .iter()
+        .all(|&end| passes(end, threshold))
+}
+
 /// Whether a signal that ends `remaining` into a synapse of `border` splits it (spec §3.3).
 #[inline]
 pub(super) fn in_split_window(remaining: f32, border: f32, tolerance: f32) -> bool {
@@ -437,7 +485,7 @@ pub(super) fn walk_growing(
 ) -> Walk {
     let len = usize::from(connection.len);
     let threshold = start - THRESHOLD;
-    let mut grew = false;
+    let mut changed_from = None;
     // The border sum of the first 32 synapses walked, as the original sums it.
     let mut half = 0.0f32;
     for &border in &section.border[..pos.min(SYNAPSES_PER_SECTION / 2)] {
@@ -463,7 +511,7 @@ pub(super) fn walk_growing(
                 section.weight[pos] /= 1.5;
                 section.update_ends(len);
                 connection.tolerance = tolerance / 1.2;
-                grew = true;
+                changed_from = changed_from.or(Some(pos));
                 end = section.ends[pos];
                 partial = end > start;
             }
@@ -491,7 +539,7 @@ pub(super) fn walk_growing(
         create_synapse(section, pos, border, seed);
         section.update_ends(pos + 1);
         connection.len += 1;
-        grew = true;
+        changed_from = changed_from.or(Some(pos));
         if pos < SYNAPSES_PER_SECTION / 2 {
             half += border;
         }
@@ -505,7 +553,10 @@ pub(super) fn walk_growing(
     } else {
         None
     };
-    Walk { grew, split }
+    Walk {
+        changed_from,
+        split,
+    }
 }
 
 /// Index of a set synapse's target; the mask (a no-op, targets are below 64) lets the compiler

@@ -76,6 +76,17 @@ pub(crate) struct SplitRequest {
     section: (f32, f32),
 }
 
+/// A section that a walk of this cycle changed: the section in slot `slot` of connection
+/// block `block` of hexagon `hexagon`, whose later walks may go differently from synapse slot
+/// `from` on ([`forward::Walk::differs_from`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SectionChange {
+    hexagon: u32,
+    block: u32,
+    slot: u32,
+    from: u32,
+}
+
 /// The error terms of one section for its source neuron: the values before `end` (and after
 /// the previous run's end) in [`BlockEvents::delta_values`].
 #[derive(Debug, Clone, Copy)]
@@ -95,21 +106,25 @@ pub(crate) struct DeltaRun {
 pub(crate) struct BlockEvents {
     grew: bool,
     splits: Vec<SplitRequest>,
+    /// The sections that the block's walks changed (`hexagon` not yet set).
+    changes: Vec<SectionChange>,
     delta_runs: Vec<DeltaRun>,
     delta_values: Vec<f32>,
 }
 
 impl BlockEvents {
-    /// Records the follow-up section that the walk of slot `i` of connection block `c` asks
-    /// for, if any.
-    fn request_split(
-        &mut self,
-        c: u32,
-        i: usize,
-        connection: &Connection,
-        split: Option<(f32, f32)>,
-    ) {
-        if let Some(section) = split {
+    /// Records what the walk of slot `i` of connection block `c` changed: the follow-up
+    /// section it asks for, if any, and whether its section changed.
+    fn record_walk(&mut self, c: u32, i: usize, connection: &Connection, walk: &forward::Walk) {
+        if let Some(from) = walk.differs_from() {
+            self.changes.push(SectionChange {
+                hexagon: 0,
+                block: c,
+                slot: i as u32,
+                from: from as u32,
+            });
+        }
+        if let Some(section) = walk.split {
             self.splits.push(SplitRequest {
                 block: c,
                 slot: i as u32,
@@ -134,6 +149,7 @@ impl BlockEvents {
     fn clear(&mut self) {
         self.grew = false;
         self.splits.clear();
+        self.changes.clear();
         self.delta_runs.clear();
         self.delta_values.clear();
     }
@@ -159,6 +175,10 @@ pub(crate) struct Scratch {
     loads: Vec<Vec<f32>>,
     /// The states of the rows of a request chunk.
     rows: rows::RowStates,
+    /// Forward passes made so far (training and request cycles alike).
+    forward_passes: u64,
+    /// The sections that the walks of the latest forward pass changed.
+    changes: Vec<SectionChange>,
     /// The rows of a request batch being read.
     pub(crate) chunk: rows::Chunk,
 }

@@ -22,6 +22,13 @@
 //! runs that row as an ordinary cycle and starts again after it. Output-hexagon potentials
 //! are computed only where the output values read them, and all of them for the last row,
 //! whose state the cluster keeps.
+//!
+//! A run cut short by a row that grows a hidden hexagon has walked that hexagon for rows after
+//! the growing one too. Those walks are kept ([`Carry`]): the next run, right after the
+//! ordinary cycle of the growing row, takes them for every row that walks none of the
+//! sections that cycle changed as far as it changed them (`forward::walk_reaches`), and so
+//! walks only the later hexagons for those rows. A walk reads its section only up to where it
+//! ends, so such a row's walks are the same before and after the change.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -50,6 +57,9 @@ const _: () = assert!(CHUNK_ROWS <= 32);
 pub(crate) struct Chunk {
     /// Rows held.
     pub(crate) rows: usize,
+    /// Rows dropped from the front since the chunk was cleared: row `r` is the chunk's
+    /// `dropped + r`-th row.
+    dropped: usize,
     /// Per input interface, its values for every row, row after row.
     inputs: Vec<Vec<f32>>,
     /// Per output interface, its values for every row, row after row.
@@ -63,6 +73,7 @@ impl Chunk {
     /// An empty chunk for interfaces of these sizes.
     pub(crate) fn clear(&mut self, inputs: &[InputInterface], outputs: &[OutputInterface]) {
         self.rows = 0;
+        self.dropped = 0;
         self.failed_row = None;
         self.inputs = inputs
             .iter()
@@ -109,6 +120,7 @@ impl Chunk {
             values.copy_within(count * size..self.rows * size, 0);
         }
         self.rows -= count;
+        self.dropped += count;
     }
 
     /// Writes row `row`'s input values into the interfaces.
@@ -207,6 +219,28 @@ pub(crate) struct RowStates {
     live: Vec<u64>,
     /// Per row: whether its request so far leaves the network as it is.
     frozen: Vec<bool>,
+    /// The walks a run cut short left for the next run.
+    carry: Option<Carry>,
+    /// Rows that took carried walks, for the tests.
+    #[cfg(test)]
+    carried_rows: usize,
+}
+
+/// One hidden hexagon's summed inputs for rows after the one that cut a run short, walked
+/// before that row's cycle changed the network.
+#[derive(Debug)]
+struct Carry {
+    /// The chunk row (counting rows dropped since the chunk was cleared) of the first row.
+    row: usize,
+    /// The cluster's forward passes when the rows were walked: the next run may take them
+    /// only after exactly one more, the cycle of the row that cut the run short.
+    passes: u64,
+    /// The walked hexagon.
+    hexagon: usize,
+    /// Rows held.
+    rows: usize,
+    /// The summed inputs, row after row (neuron `n` of row `r` at `r · neurons + n`).
+    sums: Vec<f32>,
 }
 
 /// Where row `row`'s summed input of neuron 0 lies in [`RowStates::sums`] for a hexagon of
@@ -222,6 +256,10 @@ struct GroupWalk<'a> {
     first: usize,
     /// The group's rows (at most `LANES`).
     rows: usize,
+    /// The group's first rows whose sums were carried over, not walked.
+    skip: usize,
+    /// The group's first rows whose walks ran (complete, or found to grow) or were carried.
+    done: usize,
     /// The group's sums: neuron after neuron, one lane per row.
     sums: &'a mut [f32],
     /// The group's live-section words, for the one-row walks.
@@ -251,12 +289,18 @@ impl Cluster {
     /// Returns how many rows ran (0 where this cluster cannot run rows this way); the cluster
     /// is then in the state after them, and `chunk` holds their outputs.
     pub(crate) fn request_rows(&mut self, chunk: &mut Chunk, from: usize) -> usize {
+        let mut states = std::mem::take(&mut self.scratch.rows);
+        // Walks carried over hold only right after the cycle of the row that cut their run
+        // short.
+        let carry = states.carry.take().filter(|carry| {
+            carry.row == chunk.dropped + from && carry.passes + 1 == self.scratch.forward_passes
+        });
         if !self.rows_possible() {
+            self.scratch.rows = states;
             return 0;
         }
         let timing = self.parallel.start(Work::Rows);
         let rows = chunk.rows - from;
-        let mut states = std::mem::take(&mut self.scratch.rows);
         states.prepare(self, rows);
         let mut limit = rows;
         // Only the lane walks (AVX-512) read which rows fired a source.
@@ -264,18 +308,31 @@ impl Cluster {
         let lane_walks = !matches!(self.walks, Walks::Portable);
         for h in 0..self.hexagons.len() {
             let hexagon = &self.hexagons[h];
-            let feeds_others = !hexagon.is_output;
+            let (feeds_others, hidden) =
+                (!hexagon.is_output, !hexagon.is_output && !hexagon.is_input);
             if hexagon.is_input {
                 self.inject_rows(h, chunk, from, &mut states, limit);
             } else {
-                self.walk_rows(h, chunk, from, &mut states, limit);
-                if feeds_others {
-                    self.update_rows(h, &mut states, limit);
+                let carried = carry
+                    .as_ref()
+                    .filter(|carry| carry.hexagon == h)
+                    .map(|carry| {
+                        let rows = self.rows_before_changes(h, &states, limit.min(carry.rows));
+                        #[cfg(test)]
+                        {
+                            states.carried_rows += rows;
+                        }
+                        (carry, rows)
+                    });
+                let walked = self.walk_rows(h, chunk, from, &mut states, limit, carried);
+                if hidden {
+                    states.carry_walks(
+                        h,
+                        chunk.dropped + from,
+                        walked,
+                        self.scratch.forward_passes,
+                    );
                 }
-            }
-            #[cfg(target_arch = "x86_64")]
-            if lane_walks && feeds_others {
-                states.note_fired(h, limit);
             }
             limit = states.frozen[..limit]
                 .iter()
@@ -284,6 +341,13 @@ impl Cluster {
             if limit == 0 {
                 break;
             }
+            if hidden {
+                self.update_rows(h, &mut states, limit);
+            }
+            #[cfg(target_arch = "x86_64")]
+            if lane_walks && feeds_others {
+                states.note_fired(h, limit);
+            }
         }
         if limit > 0 {
             self.settle_rows(chunk, from, &states, limit);
@@ -291,6 +355,50 @@ impl Cluster {
         self.scratch.rows = states;
         self.parallel.finish(timing, limit);
         limit
+    }
+
+    /// How many of the first `limit` rows walk none of the sections of hexagon `h` that the
+    /// latest cycle changed as far as it changed them; their walks from before that cycle
+    /// still hold.
+    fn rows_before_changes(&self, h: usize, states: &RowStates, limit: usize) -> usize {
+        let hexagon = &self.hexagons[h];
+        let mut rows = limit;
+        for change in self
+            .scratch
+            .changes
+            .iter()
+            .filter(|c| c.hexagon as usize == h)
+        {
+            let block = &hexagon.blocks[change.block as usize];
+            let Some(sections) = block.sections.as_deref() else {
+                return 0;
+            };
+            let connection = &block.connections[change.slot as usize];
+            let section = &sections[change.slot as usize];
+            let (source, neuron) = (
+                connection.source_hexagon as usize,
+                connection.source_neuron as usize,
+            );
+            let neurons = states.neurons[source];
+            let blocks = neurons / NEURONS_PER_BLOCK;
+            let word = neuron / NEURONS_PER_BLOCK;
+            rows = (0..rows)
+                .find(|&row| {
+                    let fired = states.active[source][row * blocks + word]
+                        >> (neuron % NEURONS_PER_BLOCK)
+                        & 1
+                        != 0;
+                    fired
+                        && forward::walk_reaches(
+                            section,
+                            connection,
+                            states.potentials[source][row * neurons + neuron],
+                            change.from as usize,
+                        )
+                })
+                .unwrap_or(rows);
+        }
+        rows
     }
 
     /// Whether the rows of a chunk can run hexagon by hexagon: the cluster walks several
@@ -372,7 +480,9 @@ impl Cluster {
 
     /// The section walks of hexagon `h` for every row; for an output hexagon also the
     /// output values, from the potentials of the neurons they read (every potential for the
-    /// last row, which the cluster keeps).
+    /// last row, which the cluster keeps). With `carried` walks of the first rows, those rows
+    /// take their sums from the carry instead. Returns how many rows from the first had their
+    /// walks run (complete, or found to grow); the others were left out after a growing row.
     fn walk_rows(
         &mut self,
         h: usize,
@@ -380,7 +490,8 @@ impl Cluster {
         from: usize,
         states: &mut RowStates,
         limit: usize,
-    ) {
+        carried: Option<(&Carry, usize)>,
+    ) -> usize {
         self.ensure_feeds();
         let Cluster {
             hexagons,
@@ -411,6 +522,15 @@ impl Cluster {
         let groups = limit.div_ceil(group_rows);
         sums.clear();
         sums.resize(groups * width * LANES, 0.0);
+        let skip = carried.map_or(0, |(carry, rows)| {
+            for (row, carried) in carry.sums.chunks(width).take(rows).enumerate() {
+                let base = sum_base(group_rows, width, row);
+                for (n, &sum) in carried.iter().enumerate() {
+                    sums[base + n * LANES] = sum;
+                }
+            }
+            rows
+        });
         live.clear();
         live.resize(groups * group_rows * connection_blocks, 0);
         // The potentials that the output values read; a later hexagon would read them all.
@@ -451,6 +571,8 @@ impl Cluster {
             .map(|(g, (((sums, live), frozen), output))| GroupWalk {
                 first: g * group_rows,
                 rows: frozen.len(),
+                skip: skip.saturating_sub(g * group_rows).min(frozen.len()),
+                done: 0,
                 sums,
                 live,
                 frozen,
@@ -466,6 +588,10 @@ impl Cluster {
                 return;
             }
             let grows = match walks {
+                _ if item.skip == item.rows => {
+                    item.done = item.rows;
+                    0
+                }
                 Walks::Portable => walk_group_rows(
                     hexagon, feeds, neurons, active, before, growth, item, &cutoff,
                 ),
@@ -477,9 +603,9 @@ impl Cluster {
                         neurons,
                         fired,
                         first: item.first,
-                        lanes: low_bits(item.rows) as u16,
+                        lanes: (low_bits(item.rows) & !low_bits(item.skip)) as u16,
                     };
-                    unsafe {
+                    let grows = unsafe {
                         super::avx512::walk_group(
                             &hexagon.blocks,
                             hexagon.dim,
@@ -487,7 +613,9 @@ impl Cluster {
                             growth,
                             item.sums,
                         )
-                    }
+                    };
+                    item.done = item.rows;
+                    grows
                 }
             };
             let rows = match grows.trailing_zeros() as usize {
@@ -521,6 +649,10 @@ impl Cluster {
                 }
             }
         });
+        let walked = items
+            .iter()
+            .find(|item| item.done < item.rows)
+            .map_or(limit, |item| item.first + item.done);
         // The last row that ran keeps all its potentials.
         let ran = states.frozen[..limit]
             .iter()
@@ -533,6 +665,7 @@ impl Cluster {
                 *potential = sigmoid(states.sums[base + n * LANES]);
             }
         }
+        walked
     }
 
     /// The neuron updates of hidden hexagon `h` for every row, in row order; neuron blocks in
@@ -665,8 +798,9 @@ impl Cluster {
 }
 
 /// The walks of one group's rows one row at a time (`forward::walk_block_frozen`), for CPUs
-/// without the lane walks; stops at the first row that would grow, or that lies past
-/// `cutoff`. Returns the lanes that would grow.
+/// without the lane walks; stops at the first row that lies past `cutoff` (rows after one
+/// that would grow are walked too, for [`Carry`]), and notes the rows walked. Returns the
+/// lanes that would grow.
 #[allow(clippy::too_many_arguments)]
 fn walk_group_rows(
     hexagon: &Hexagon,
@@ -680,16 +814,20 @@ fn walk_group_rows(
 ) -> u16 {
     let dim = hexagon.dim;
     let connection_blocks = hexagon.blocks.len().max(1);
+    let mut grows = 0;
+    item.done = item.skip;
     for (lane, live) in item
         .live
         .chunks_mut(connection_blocks)
         .take(item.rows)
         .enumerate()
+        .skip(item.skip)
     {
         let row = item.first + lane;
         if row > cutoff.load(Ordering::Relaxed) {
             break;
         }
+        item.done = lane + 1;
         for feed in feeds {
             let blocks = neurons[feed.source] / NEURONS_PER_BLOCK;
             let active = &active[feed.source][row * blocks..(row + 1) * blocks];
@@ -705,17 +843,48 @@ fn walk_group_rows(
         for (b, (blocks, live)) in hexagon.blocks.chunks(dim).zip(live.chunks(dim)).enumerate() {
             let mut inputs = [0.0f32; NEURONS_PER_BLOCK];
             if !forward::walk_block_frozen(blocks, live, &sources, growth, &mut inputs) {
-                return 1 << lane;
+                grows |= 1 << lane;
+                break;
             }
             for (j, &input) in inputs.iter().enumerate() {
                 item.sums[(b * NEURONS_PER_BLOCK + j) * LANES + lane] = input;
             }
         }
     }
-    0
+    grows
 }
 
 impl RowStates {
+    /// Keeps hidden hexagon `h`'s walks of the rows after the first one that would grow, up
+    /// to the next such row, among the first `walked` rows (see [`Carry`]); the run's first
+    /// row is chunk row `first` (counting dropped rows) and the cluster has made `passes`
+    /// forward passes.
+    fn carry_walks(&mut self, h: usize, first: usize, walked: usize, passes: u64) {
+        let Some(cut) = self.frozen[..walked].iter().position(|&frozen| !frozen) else {
+            return;
+        };
+        let end = self.frozen[cut + 1..walked]
+            .iter()
+            .position(|&frozen| !frozen)
+            .map_or(walked, |next| cut + 1 + next);
+        if end <= cut + 1 {
+            return;
+        }
+        let width = self.neurons[h];
+        let mut sums = Vec::with_capacity((end - cut - 1) * width);
+        for row in cut + 1..end {
+            let base = sum_base(self.group_rows, width, row);
+            sums.extend((0..width).map(|n| self.sums[base + n * LANES]));
+        }
+        self.carry = Some(Carry {
+            row: first + cut + 1,
+            passes,
+            hexagon: h,
+            rows: end - cut - 1,
+            sums,
+        });
+    }
+
     /// Sizes the buffers for `rows` rows of `cluster`'s hexagons, every row frozen so far.
     fn prepare(&mut self, cluster: &Cluster, rows: usize) {
         let count = cluster.hexagons.len();
@@ -795,5 +964,48 @@ mod tests {
         }
         cluster.inputs[0].values.copy_from_slice(&row(ran - 1));
         assert!(cluster.save() == twin.save());
+    }
+
+    #[test]
+    fn rows_after_a_growing_row_take_the_walks_it_cut_short() {
+        // After 40 samples many requests still grow the hidden hexagon.
+        for (threads, vector) in [(1, true), (2, true), (2, false)] {
+            let mut cluster = cluster(3, threads);
+            cluster.set_vector_walks(vector);
+            train(&mut cluster, 0..40);
+            let mut twin = Cluster::restore(&cluster.save()).unwrap();
+            let first = 5000;
+            let mut source = crate::RowsFn::new(
+                400,
+                |i: usize, _: &str, values: &mut [f32]| -> Result<(), crate::RowError> {
+                    values.copy_from_slice(&row(first + i));
+                    Ok(())
+                },
+            );
+            let mut outputs = Vec::new();
+            cluster
+                .request_batch(
+                    &mut source,
+                    &std::sync::atomic::AtomicBool::new(false),
+                    &mut |_| {},
+                    &mut |_, _, values| outputs.push(values.to_vec()),
+                )
+                .unwrap();
+            let before = twin.size().synapses;
+            for (i, output) in outputs.iter().enumerate() {
+                twin.request_step(&[("x", &row(first + i))]).unwrap();
+                assert_eq!(output, twin.output("y").unwrap(), "row {i}");
+            }
+            assert!(
+                twin.size().synapses > before,
+                "the requests grew the network"
+            );
+            assert!(
+                cluster.scratch.rows.carried_rows > 0,
+                "{threads} threads, vector walks {vector}: no row took carried walks"
+            );
+            cluster.inputs[0].values.copy_from_slice(&row(first + 399));
+            assert!(cluster.save() == twin.save());
+        }
     }
 }
