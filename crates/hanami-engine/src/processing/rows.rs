@@ -434,7 +434,7 @@ impl Cluster {
     /// input fires a neuron for the first time, or fires one with a pending section request,
     /// would change the network.
     fn inject_rows(
-        &mut self,
+        &self,
         h: usize,
         chunk: &Chunk,
         from: usize,
@@ -449,33 +449,31 @@ impl Cluster {
         let walks = self.walks;
         let neurons = states.neurons[h];
         let blocks = neurons / NEURONS_PER_BLOCK;
-        let mut items: Vec<_> = states.potentials[h]
+        // One row after another: a row's injection takes less than handing it to another
+        // thread.
+        let rows = states.potentials[h]
             .chunks_mut(neurons)
             .zip(states.active[h].chunks_mut(blocks))
             .zip(&mut states.frozen)
-            .take(limit)
-            .enumerate()
-            .collect();
-        self.parallel
-            .for_each(&mut items, &|(row, ((potentials, active), frozen))| {
-                let row_values = &values[(from + *row) * size..(from + *row + 1) * size];
-                // The row's values fill the first `size` neurons; the rest keep their state.
-                potentials[size..].copy_from_slice(&hexagon.potentials[size..]);
-                active.copy_from_slice(&hexagon.active);
-                for (b, (potentials, values)) in potentials
-                    .chunks_mut(NEURONS_PER_BLOCK)
-                    .zip(row_values.chunks(NEURONS_PER_BLOCK))
-                    .enumerate()
+            .zip(values.chunks(size).skip(from))
+            .take(limit);
+        for (((potentials, active), frozen), row_values) in rows {
+            // The row's values fill the first `size` neurons; the rest keep their state.
+            potentials[size..].copy_from_slice(&hexagon.potentials[size..]);
+            active.copy_from_slice(&hexagon.active);
+            for (b, (potentials, values)) in potentials
+                .chunks_mut(NEURONS_PER_BLOCK)
+                .zip(row_values.chunks(NEURONS_PER_BLOCK))
+                .enumerate()
+            {
+                let fired = forward::inject_block(walks, potentials, &mut active[b], values);
+                let in_use = hexagon.in_use[b];
+                if growth && (fired & !in_use != 0 || hexagon.new_mask[b] & in_use & active[b] != 0)
                 {
-                    let fired = forward::inject_block(walks, potentials, &mut active[b], values);
-                    let in_use = hexagon.in_use[b];
-                    if growth
-                        && (fired & !in_use != 0 || hexagon.new_mask[b] & in_use & active[b] != 0)
-                    {
-                        **frozen = false;
-                    }
+                    *frozen = false;
                 }
-            });
+            }
+        }
     }
 
     /// The section walks of hexagon `h` for every row; for an output hexagon also the
