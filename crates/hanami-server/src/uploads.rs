@@ -367,7 +367,9 @@ pub struct UploadLimits {
     pub per_user: usize,
     /// Most unfinished uploads in all.
     pub total: usize,
-    /// Bytes that uploads leave free on the disk, beyond their files and their dataset.
+    /// The server's reserve of free disk (`min_free_disk_mib`): uploads leave twice this
+    /// free beyond their files and their dataset, the second half for the server's own
+    /// writes (see [`Uploads::check_limits`]).
     pub min_free_disk: u64,
 }
 
@@ -514,10 +516,15 @@ impl Uploads {
     }
 
     /// Refuses an upload beyond the number of unfinished uploads allowed, or one that would
-    /// leave less than `min_free_disk` free once its files and the dataset made of them
+    /// leave less than twice `min_free_disk` free once its files and the dataset made of them
     /// (`dataset_bytes`, see [`dataset_space`]) are written, beyond the space promised to
     /// other writes under way (the datasets of other unfinished uploads among them). Returns
     /// the promise of that space.
+    ///
+    /// The server's own writes (checkpoints, request results, new clusters' networks) leave
+    /// only `min_free_disk` free, so the second half of what uploads leave stays for them:
+    /// uploads that a user starts and never sends, which hold their space until they expire,
+    /// cannot keep other users' saves and results from being written.
     fn check_limits(
         &self,
         meta: &UploadMeta,
@@ -548,7 +555,7 @@ impl Uploads {
         }
         let declared: u64 = files.iter().map(|&(_, size)| size).sum();
         let needed = declared.saturating_add(dataset_bytes);
-        let keep = limits.min_free_disk;
+        let keep = limits.min_free_disk.saturating_mul(2);
         match self
             .disk
             .promise(&self.dir, needed, keep)
@@ -560,7 +567,7 @@ impl Uploads {
                 tracing::warn!(
                     "upload refused for lack of disk: it needs up to {needed} bytes, {free} are \
                      free, {promised} are promised to writes under way, and {keep} are kept \
-                     (min_free_disk_mib)"
+                     (twice min_free_disk_mib)"
                 );
                 Err(StartError::Refused(format!(
                     "Not enough disk space on the server for this upload: it needs up to \
@@ -1098,12 +1105,12 @@ mod tests {
     fn the_datasets_of_unfinished_uploads_are_counted_against_the_free_space() {
         const MIB: u64 = 1 << 20;
         let dir = tempfile::tempdir().unwrap();
-        // 400 MiB of room above the reserve; each 50 MiB CSV upload needs about 153 MiB (its
-        // file and a dataset up to twice as large, and 3 MiB for column descriptions), and
-        // its file takes 50 MiB at once.
+        // 400 MiB of room above what uploads leave free (twice the reserve); each 50 MiB CSV
+        // upload needs about 153 MiB (its file and a dataset up to twice as large, and 3 MiB
+        // for column descriptions), and its file takes 50 MiB at once.
         let room = 400 * MIB;
         let limits =
-            UploadLimits::with_free_disk(crate::disk::free_space(dir.path()).unwrap() - room);
+            UploadLimits::with_free_disk((crate::disk::free_space(dir.path()).unwrap() - room) / 2);
         let disk = Arc::new(crate::disk::Ledger::default());
         let uploads =
             Uploads::new(dir.path(), Duration::from_secs(60), limits, disk.clone()).unwrap();
@@ -1136,6 +1143,44 @@ mod tests {
         assert!(refused.starts_with("Not enough disk space"), "{refused}");
         drop(others);
         start("fifth").unwrap();
+    }
+
+    /// Uploads leave twice the reserve free: the second half stays for the server's own
+    /// writes, which leave only the reserve, so uploads that are started and never sent
+    /// cannot keep a checkpoint or a request result from being written.
+    #[test]
+    fn uploads_leave_the_server_room_for_its_own_writes() {
+        const MIB: u64 = 1 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        // The reserve is almost half the free space: 200 MiB of room above twice of it.
+        let reserve = (crate::disk::free_space(dir.path()).unwrap() - 200 * MIB) / 2;
+        let disk = Arc::new(crate::disk::Ledger::default());
+        let uploads = Uploads::new(
+            dir.path(),
+            Duration::from_secs(60),
+            UploadLimits::with_free_disk(reserve),
+            disk.clone(),
+        )
+        .unwrap();
+        let start = |uuid: &str| {
+            let meta = UploadMeta {
+                dataset_uuid: uuid.into(),
+                ..meta(UploadKind::Csv)
+            };
+            uploads.start(meta, &[(FileRole::Input, 50 * MIB)])
+        };
+        // 153 MiB of 200; the next would leave less than twice the reserve (though far more
+        // than the reserve itself, where a server's write may still go).
+        start("first").unwrap();
+        let refused = start("second").unwrap_err().to_string();
+        assert!(
+            refused.starts_with("Not enough disk space on the server for this upload"),
+            "{refused}"
+        );
+        let checkpoint = disk
+            .reserve(dir.path(), "the checkpoint", 100 * MIB, reserve)
+            .unwrap();
+        drop(checkpoint);
     }
 
     /// A dataset's share of an upload's promise is given back once the conversion has
