@@ -18,7 +18,7 @@ from .hanami_exceptions import (
     UnauthorizedException,
     exception_for_status,
 )
-from .hanami_request import Verify, redirect_message
+from .hanami_request import Verify, base_url, redirect_message
 
 #: Largest websocket message either way: the server takes no more per message (a direct-IO
 #: message beyond it is refused before it is sent), and the SDK takes no more from it.
@@ -64,7 +64,7 @@ def websocket_url(address: str) -> str:
     a proxy serving the server under it (the original SDK dropped it, so its websockets
     missed such a server).
     """
-    parts = urlsplit(address.strip())
+    parts = urlsplit(base_url(address))
     scheme = "wss" if parts.scheme.lower() == "https" else "ws"
     if not parts.netloc:
         raise ValueError(f"not an http(s) address: {address!r}")

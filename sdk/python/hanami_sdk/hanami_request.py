@@ -35,13 +35,17 @@ def base_url(address: str) -> str:
     """The server address without trailing slashes (``http://host:port``; a path only for
     a server behind a proxy that serves it under that path).
 
-    Raises ``ValueError`` for an address without ``http://`` or ``https://``, ``TypeError``
-    for one that is no string."""
+    Raises ``ValueError`` for an address without ``http://`` or ``https://`` or with white
+    space in it (a stray blank or line break from a file or a variable), ``TypeError`` for
+    one that is no string."""
     if not isinstance(address, str):
         raise TypeError(f"the address must be a str like 'http://127.0.0.1:11418', got "
                         f"{type(address).__name__}")
     if not address.lower().startswith(("http://", "https://")):
         raise ValueError(f"the address must start with http:// or https://, got {address!r}")
+    if any(c.isspace() for c in address):
+        raise ValueError(f"the address must be http://HOST:PORT or https://HOST:PORT without "
+                         f"spaces, got {address!r}")
     return address.rstrip("/")
 
 

@@ -315,6 +315,9 @@ def test_more_connections_send_samples_in_parallel(address: str, token: str,
             await direct_io.connect(token, address, small_cluster)
         with pytest.raises(hx.NotFoundException):
             await direct_io.connect(token, address, MISSING)
+        # A stray blank in the address is refused as the REST calls refuse it.
+        with pytest.raises(ValueError, match="without spaces"):
+            await direct_io.connect(token, address + " ", small_cluster)
         first = await cluster.switch_to_direct_mode(token, address, small_cluster)
         second = await direct_io.connect(token, address, small_cluster)
         try:

@@ -35,6 +35,10 @@ def test_request_token_errors(address: str) -> None:
     # An address without its scheme.
     with pytest.raises(ValueError, match="must start with http:// or https://"):
         hanami_token.request_token(address.split("://", 1)[1], ADMIN, ADMIN_PW)
+    # White space in it, such as a blank or a line break left at its end: said so.
+    for stray in [address + " ", address + "/ ", address + "\n", address[:-1] + " " + address[-1]]:
+        with pytest.raises(ValueError, match="without spaces"):
+            hanami_token.request_token(stray, ADMIN, ADMIN_PW)
     # A string in the place of verify_connection that names no certificate file (a user
     # id meant for the keyword user_id, say) is refused, also for http addresses.
     token = hanami_token.request_token(address, ADMIN, ADMIN_PW)
