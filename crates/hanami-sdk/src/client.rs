@@ -377,11 +377,16 @@ impl Client {
 }
 
 /// A server address as the client keeps it: `http://` or `https://` (in any case on input,
-/// lower case here) and no trailing slashes.
+/// lower case here) and no trailing slashes; white space in it (a blank or line break left
+/// from a file or a variable) is refused.
 fn server_address(address: &str) -> Result<String> {
     let address = address.trim_end_matches('/');
     let scheme = address.split_once("://").map(|(scheme, _)| scheme);
     match scheme {
+        Some(_) if address.contains(char::is_whitespace) => Err(Error::InvalidArgument(format!(
+            "the server address must be http://HOST:PORT or https://HOST:PORT without \
+             spaces, got '{address}'"
+        ))),
         Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => {
             Ok(format!("{}{}", s.to_ascii_lowercase(), &address[s.len()..]))
         }
@@ -438,6 +443,14 @@ mod tests {
                      https://, got '{bad}'"
                 )
             );
+        }
+        for stray in [
+            "http://127.0.0.1:11418 ",
+            "http://127.0.0.1:11418/\n",
+            "http://host: 1",
+        ] {
+            let error = server_address(stray).unwrap_err().to_string();
+            assert!(error.contains("without spaces, got 'http://"), "{error}");
         }
     }
 }
