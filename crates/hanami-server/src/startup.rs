@@ -551,6 +551,15 @@ fn remove_unneeded_partial_results(paths: &DataDir, resumed: &[Resumed]) -> anyh
             );
             continue;
         }
+        if !hanami_types::is_uuid(&name) {
+            // Not the server's either: its files are named after their tasks.
+            tracing::warn!(
+                "left {}: a file in the server's folder of results so far that the server did \
+                 not make; move it away",
+                entry.path().display()
+            );
+            continue;
+        }
         std::fs::remove_file(entry.path()).with_context(cannot)?;
         tracing::info!(
             "removed {}: no queued request task goes on with it",

@@ -412,7 +412,8 @@ pub struct Uploads {
 
 impl Uploads {
     /// A registry keeping temporary files in `dir`. Files left there by an earlier run are
-    /// removed: their upload state died with that run.
+    /// removed: their upload state died with that run. Files of other names (the server
+    /// names its files with uuids) are not the server's: they are left, with a warning.
     pub fn new(
         dir: &Path,
         timeout: Duration,
@@ -422,9 +423,18 @@ impl Uploads {
         let mut stale = 0;
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
-            if entry.file_type()?.is_file() {
+            if !entry.file_type()?.is_file() {
+                continue;
+            }
+            if hanami_types::is_uuid(&entry.file_name().to_string_lossy()) {
                 std::fs::remove_file(entry.path())?;
                 stale += 1;
+            } else {
+                tracing::warn!(
+                    "left {}: a file in the server's folder of unfinished uploads that the \
+                     server did not make; move it away",
+                    entry.path().display()
+                );
             }
         }
         if stale > 0 {

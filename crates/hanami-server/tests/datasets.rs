@@ -1397,6 +1397,33 @@ async fn wait_until_expired(client: &hanami_sdk::Client, uuid: &str) {
     panic!("the idle upload {uuid} was not removed");
 }
 
+/// The server's folders of unfinished uploads and of results so far may hold files it did
+/// not make (a data directory made over a folder that had an `uploads` folder, say): a
+/// start leaves them where they are and says so, and removes only its own leftovers, which
+/// it names with uuids.
+#[tokio::test]
+async fn a_start_removes_only_the_files_it_made_from_its_folders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let leftover = "8a1b2c3d-0000-4000-8000-123456789abc";
+    let mut foreign = Vec::new();
+    for (folder, name) in [("uploads", "cv.pdf"), ("partial-results", "report.txt")] {
+        let folder = data.join(folder);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join(name), b"mine").unwrap();
+        std::fs::write(folder.join(leftover), b"the server's").unwrap();
+        foreign.push(folder.join(name));
+    }
+    let server = launch().data_dir(&data).start();
+    for file in &foreign {
+        let line = format!("left {}:", file.display());
+        common::until_logged(&server, &line, Duration::from_secs(10)).await;
+        assert_eq!(std::fs::read(file).unwrap(), b"mine");
+        let own = file.with_file_name(leftover);
+        assert!(!own.exists(), "{} is still there", own.display());
+    }
+}
+
 #[tokio::test]
 async fn abandoned_uploads_expire_and_restarts_clean_up() {
     let tmp = tempfile::tempdir().unwrap();
