@@ -38,6 +38,15 @@ UPLOAD_FINALISING = ("the upload is being finalised: every byte has arrived, and
                      "more chunks")
 #: The policy's refusal of a session start or a direct-IO step (a 401 in REST answers).
 POLICY_DENIED = "Access denied by policy"
+#: The server's word to a session it ends because it stops (a 503 in REST answers).
+SHUTTING_DOWN = "the server is shutting down"
+
+
+def shutting_down() -> HanamiException:
+    """The exception for a session that the server ended because it stops: what a REST
+    call answered with 503 raises (the upload or session can be tried again once the
+    server is back)."""
+    return HanamiException(SHUTTING_DOWN, 503)
 
 
 class _WithoutRedirects(websockets.asyncio.client.connect):

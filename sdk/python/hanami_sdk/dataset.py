@@ -180,6 +180,8 @@ async def _send_chunks(token: str, address: str, file_uuid: str, chunks: Iterabl
                         raise NotFoundException(message)
                     if message == _websocket.UPLOAD_FINALISING:
                         raise ConflictException(message)
+                    if message == _websocket.SHUTTING_DOWN:
+                        raise _websocket.shutting_down()
                     # As direct IO and the REST calls report it.
                     if message.startswith("access withdrawn: "):
                         raise UnauthorizedException(message)
@@ -190,6 +192,8 @@ async def _send_chunks(token: str, address: str, file_uuid: str, chunks: Iterabl
                 if keep_alive is not None:
                     keep_alive()
     except websockets.ConnectionClosed as e:
+        if e.rcvd is not None and e.rcvd.reason == _websocket.SHUTTING_DOWN:
+            raise _websocket.shutting_down() from e
         raise HanamiException(f"upload websocket closed unexpectedly: {e}") from e
     except websockets.exceptions.InvalidStatus as e:
         raise _websocket.upgrade_refused(address, e) from e

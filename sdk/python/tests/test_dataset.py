@@ -621,3 +621,32 @@ def test_a_refused_websocket_opening_raises_the_servers_words(tmp_path: Path) ->
             "status 429: Too many websocket sessions are waiting for their first message")
     finally:
         server.stop()
+
+
+def test_an_upload_cut_off_by_a_shutdown_says_so(tmp_path: Path) -> None:
+    """A server that stops while an upload sends its chunks ends the session with its word
+    for it; the SDK raises what a REST call answered with 503 raises (a temporary state of
+    the server, not a bad request), so that retrying code can tell."""
+    from conftest import start_server  # pylint: disable=import-outside-toplevel
+
+    server = start_server(tmp_path / "data")
+    try:
+        token = hanami_token.request_token(server.url, ADMIN, ADMIN_PW)
+        init = json.loads(hanami_request.send_post_request(
+            token, server.url, "/v1.0alpha/dataset/upload/csv",
+            {"name": "cut_off", "input_data_size": 1000}, True))
+
+        def chunks() -> Iterator[bytes]:
+            yield b"a,b\n"
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            yield b"1,2\n"
+
+        with pytest.raises(hx.HanamiException) as info:
+            asyncio.run(dataset._send_chunks(  # pylint: disable=protected-access
+                token, server.url, init["uuid_input_file"], chunks(), True))
+        assert type(info.value) is hx.HanamiException
+        assert (info.value.status_code, info.value.message) == (
+            503, "the server is shutting down")
+    finally:
+        server.stop()
