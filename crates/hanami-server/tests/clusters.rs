@@ -304,6 +304,23 @@ async fn train_request_check_save_restore() {
         (save_task.state.as_str(), save_task.total_number_of_cycles),
         ("finished", 1)
     );
+    // A task's and its cluster's uuids given swapped: the answer says so, and nothing goes.
+    let said = format!(
+        "Cluster with uuid '{}' not found: that is a task's uuid, and '{}' its cluster's; are \
+         the two swapped?",
+        saved.uuid, cluster.uuid
+    );
+    let swapped = client.task(&saved.uuid, &cluster.uuid).await;
+    assert!(
+        matches!(&swapped, Err(Error::NotFound(m)) if m.starts_with(&said)),
+        "{swapped:?}"
+    );
+    let swapped = client.delete_task(&saved.uuid, &cluster.uuid).await;
+    assert!(
+        matches!(&swapped, Err(Error::NotFound(m)) if m.starts_with(&said)),
+        "{swapped:?}"
+    );
+    client.task(&cluster.uuid, &saved.uuid).await.unwrap();
     client.delete_cluster(&cluster.uuid).await.unwrap();
     assert!(matches!(
         client.cluster(&cluster.uuid).await,

@@ -516,9 +516,30 @@ fn task_not_found(query: &TaskQuery) -> ApiError {
     ))
 }
 
+/// The cluster of a task query; where it names no cluster but the task's uuid names one
+/// that holds a task of the given cluster uuid, the 404 says the two look swapped.
+fn cluster_of(app: &App, caller: &Caller, query: &TaskQuery) -> ApiResult<Arc<ClusterHandle>> {
+    visible(app, caller, &query.cluster_uuid).map_err(|e| {
+        let swapped = app
+            .clusters
+            .get(&caller.scope(), &query.uuid)
+            .is_some_and(|cluster| cluster.task(&query.cluster_uuid).is_some());
+        if swapped {
+            ApiError::NotFound(format!(
+                "Cluster with uuid '{}' not found: that is a task's uuid, and '{}' its \
+                 cluster's; are the two swapped? (give the task's uuid as 'uuid' and its \
+                 cluster's as 'cluster_uuid')",
+                query.cluster_uuid, query.uuid
+            ))
+        } else {
+            e
+        }
+    })
+}
+
 /// A task; one that waits because its cluster is in DIRECT mode says so in its note.
 async fn get(app: App, caller: Caller, query: TaskQuery) -> ApiResult<TaskInfo> {
-    let cluster = visible(&app, &caller, &query.cluster_uuid)?;
+    let cluster = cluster_of(&app, &caller, &query)?;
     let task = cluster
         .task(&query.uuid)
         .ok_or_else(|| task_not_found(&query))?;
@@ -559,7 +580,7 @@ const STOP_WAIT: Duration = Duration::from_secs(10);
 /// end before it could see the stop: then it finished, and is removed as an ended task.
 /// Result datasets are never deleted.
 async fn delete(app: App, caller: Caller, query: TaskQuery) -> ApiResult<Map<String, Value>> {
-    let cluster = visible(&app, &caller, &query.cluster_uuid)?;
+    let cluster = cluster_of(&app, &caller, &query)?;
     let task = match cluster.delete_task(&query.uuid) {
         Some(TaskRemoval::Forgotten) => return forget_task(&app, &query.uuid).await,
         Some(TaskRemoval::Withdrawn { task, place }) => {
