@@ -369,7 +369,8 @@ pub struct UploadLimits {
     pub total: usize,
     /// The server's reserve of free disk (`min_free_disk_mib`): uploads leave twice this
     /// free beyond their files and their dataset, the second half for the server's own
-    /// writes (see [`Uploads::check_limits`]).
+    /// writes: checkpoints, request results and new clusters' networks, which leave only
+    /// the reserve.
     pub min_free_disk: u64,
 }
 
