@@ -488,7 +488,13 @@ pub(super) fn process_synapses(
             let able = growth && (connection.from_input || creation_enabled || grew);
             if !(able && plan.grows) {
                 inputs[usize::from(plan.last)] += plan.value;
-                block.reach[i] = plan.backward_reach;
+                // A source in a later hexagon gets its potential of this cycle only after
+                // this walk, and the backward walk reads that one.
+                block.reach[i] = if sources.settled(connection.source_hexagon) {
+                    plan.backward_reach
+                } else {
+                    UNKNOWN_REACH
+                };
                 continue;
             }
             block.reach[i] = UNKNOWN_REACH;

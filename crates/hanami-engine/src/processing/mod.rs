@@ -47,6 +47,15 @@ impl<'a> Sources<'a> {
         Sources { before, after }
     }
 
+    /// Whether hexagon `hexagon`'s potentials are those of this cycle already: it comes
+    /// before the one being processed. (A later one's are still those of the previous cycle
+    /// in the forward pass, and change before the backward pass.)
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    fn settled(&self, hexagon: u32) -> bool {
+        (hexagon as usize) < self.before.len()
+    }
+
     /// The potential of a section's source neuron.
     #[inline]
     fn potential(&self, hexagon: u32, index: u32) -> f32 {
