@@ -1114,6 +1114,9 @@ mod tests {
 
     #[test]
     fn the_datasets_of_unfinished_uploads_are_counted_against_the_free_space() {
+        let _serial = crate::disk::FREE_SPACE_TESTS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         const MIB: u64 = 1 << 20;
         let dir = tempfile::tempdir().unwrap();
         // 400 MiB of room above what uploads leave free (twice the reserve); each 50 MiB CSV
@@ -1161,6 +1164,9 @@ mod tests {
     /// cannot keep a checkpoint or a request result from being written.
     #[test]
     fn uploads_leave_the_server_room_for_its_own_writes() {
+        let _serial = crate::disk::FREE_SPACE_TESTS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         const MIB: u64 = 1 << 20;
         let dir = tempfile::tempdir().unwrap();
         // The reserve is almost half the free space: 200 MiB of room above twice of it.
