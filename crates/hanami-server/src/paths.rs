@@ -2,6 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
+/// Whether a file in the server's folders of unfinished uploads and of results so far
+/// bears a name the server gives: a uuid, or a hidden temporary name ending in
+/// `.hanami-tmp` (the start's write check). Other files there are not the server's.
+pub fn is_own_file_name(name: &str) -> bool {
+    hanami_types::is_uuid(name) || hanami_store::dataset::is_temp_file_name(name)
+}
+
 /// What to do about a refused write in the data directory (empty for other errors).
 fn permission_hint(error: &std::io::Error) -> &'static str {
     match error.kind() {

@@ -551,7 +551,7 @@ fn remove_unneeded_partial_results(paths: &DataDir, resumed: &[Resumed]) -> anyh
             );
             continue;
         }
-        if !hanami_types::is_uuid(&name) {
+        if !crate::paths::is_own_file_name(&name) {
             // Not the server's either: its files are named after their tasks.
             tracing::warn!(
                 "left {}: a file in the server's folder of results so far that the server did \

@@ -413,8 +413,9 @@ pub struct Uploads {
 
 impl Uploads {
     /// A registry keeping temporary files in `dir`. Files left there by an earlier run are
-    /// removed: their upload state died with that run. Files of other names (the server
-    /// names its files with uuids) are not the server's: they are left, with a warning.
+    /// removed: their upload state died with that run. Files of other names (see
+    /// [`crate::paths::is_own_file_name`]) are not the server's: they are left, with a
+    /// warning.
     pub fn new(
         dir: &Path,
         timeout: Duration,
@@ -427,7 +428,7 @@ impl Uploads {
             if !entry.file_type()?.is_file() {
                 continue;
             }
-            if hanami_types::is_uuid(&entry.file_name().to_string_lossy()) {
+            if crate::paths::is_own_file_name(&entry.file_name().to_string_lossy()) {
                 std::fs::remove_file(entry.path())?;
                 stale += 1;
             } else {

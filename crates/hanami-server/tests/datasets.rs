@@ -1400,7 +1400,7 @@ async fn wait_until_expired(client: &hanami_sdk::Client, uuid: &str) {
 /// The server's folders of unfinished uploads and of results so far may hold files it did
 /// not make (a data directory made over a folder that had an `uploads` folder, say): a
 /// start leaves them where they are and says so, and removes only its own leftovers, which
-/// it names with uuids.
+/// it names with uuids (or hidden temporary names).
 #[tokio::test]
 async fn a_start_removes_only_the_files_it_made_from_its_folders() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1412,6 +1412,8 @@ async fn a_start_removes_only_the_files_it_made_from_its_folders() {
         std::fs::create_dir_all(&folder).unwrap();
         std::fs::write(folder.join(name), b"mine").unwrap();
         std::fs::write(folder.join(leftover), b"the server's").unwrap();
+        // What a crash during a start's write check leaves.
+        std::fs::write(folder.join(".write-check-1.hanami-tmp"), b"").unwrap();
         foreign.push(folder.join(name));
     }
     let server = launch().data_dir(&data).start();
@@ -1419,8 +1421,10 @@ async fn a_start_removes_only_the_files_it_made_from_its_folders() {
         let line = format!("left {}:", file.display());
         common::until_logged(&server, &line, Duration::from_secs(10)).await;
         assert_eq!(std::fs::read(file).unwrap(), b"mine");
-        let own = file.with_file_name(leftover);
-        assert!(!own.exists(), "{} is still there", own.display());
+        for own in [leftover, ".write-check-1.hanami-tmp"] {
+            let own = file.with_file_name(own);
+            assert!(!own.exists(), "{} is still there", own.display());
+        }
     }
 }
 
