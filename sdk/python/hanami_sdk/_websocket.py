@@ -44,9 +44,9 @@ SHUTTING_DOWN = "the server is shutting down"
 
 def shutting_down() -> HanamiException:
     """The exception for a session that the server ended because it stops: what a REST
-    call answered with 503 raises (the upload or session can be tried again once the
+    call answered so with 503 raises (the upload or session can be tried again once the
     server is back)."""
-    return HanamiException(SHUTTING_DOWN, 503)
+    return exception_for_status(503, SHUTTING_DOWN)
 
 
 class _WithoutRedirects(websockets.asyncio.client.connect):
@@ -84,7 +84,8 @@ def upgrade_refused(address: str,
                     refused: websockets.exceptions.InvalidStatus) -> HanamiException:
     """The exception for a websocket opening answered with an HTTP status instead of the
     switch: the server's own refusal (a 429 while too many sessions of the client wait for
-    their start, a 400) as a REST answer of that status would raise it, with its text;
+    their start, a 503 while it stops, a 400) as a REST answer of that status would raise
+    it, with its text;
     anything else (a proxy that does not pass websockets on, an address whose path is not
     the server's) :class:`HanamiException` with that status."""
     status = refused.response.status_code
@@ -92,7 +93,7 @@ def upgrade_refused(address: str,
         return HanamiException(redirect_message(refused.response.headers.get("Location")),
                                status)
     body = refused.response.body or b""
-    if status in (400, 429) and body and not body.lstrip().startswith(b"<"):
+    if status in (400, 429, 503) and body and not body.lstrip().startswith(b"<"):
         return exception_for_status(status, body)
     return HanamiException(
         f"{websocket_url(address)} answered the websocket opening with HTTP {status} instead "

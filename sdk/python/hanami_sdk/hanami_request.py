@@ -41,11 +41,11 @@ def base_url(address: str) -> str:
     if not isinstance(address, str):
         raise TypeError(f"the address must be a str like 'http://127.0.0.1:11418', got "
                         f"{type(address).__name__}")
-    if not address.lower().startswith(("http://", "https://")):
-        raise ValueError(f"the address must start with http:// or https://, got {address!r}")
     if any(c.isspace() for c in address):
         raise ValueError(f"the address must be http://HOST:PORT or https://HOST:PORT without "
                          f"spaces, got {address!r}")
+    if not address.lower().startswith(("http://", "https://")):
+        raise ValueError(f"the address must start with http:// or https://, got {address!r}")
     return address.rstrip("/")
 
 

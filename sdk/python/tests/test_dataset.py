@@ -639,14 +639,16 @@ def test_an_upload_cut_off_by_a_shutdown_says_so(tmp_path: Path) -> None:
         def chunks() -> Iterator[bytes]:
             yield b"a,b\n"
             server.process.send_signal(signal.SIGTERM)
-            time.sleep(0.5)
-            yield b"1,2\n"
+            # Rows until the stop reaches the session (well within the declared size).
+            for _ in range(200):
+                time.sleep(0.05)
+                yield b"1,2\n"
 
         with pytest.raises(hx.HanamiException) as info:
             asyncio.run(dataset._send_chunks(  # pylint: disable=protected-access
                 token, server.url, init["uuid_input_file"], chunks(), True))
         assert type(info.value) is hx.HanamiException
         assert (info.value.status_code, info.value.message) == (
-            503, "the server is shutting down")
+            503, "status 503: the server is shutting down")
     finally:
         server.stop()

@@ -36,7 +36,8 @@ def test_request_token_errors(address: str) -> None:
     with pytest.raises(ValueError, match="must start with http:// or https://"):
         hanami_token.request_token(address.split("://", 1)[1], ADMIN, ADMIN_PW)
     # White space in it, such as a blank or a line break left at its end: said so.
-    for stray in [address + " ", address + "/ ", address + "\n", address[:-1] + " " + address[-1]]:
+    for stray in [address + " ", address + "/ ", address + "\n", " " + address,
+                  address[:-1] + " " + address[-1]]:
         with pytest.raises(ValueError, match="without spaces"):
             hanami_token.request_token(stray, ADMIN, ADMIN_PW)
     # A string in the place of verify_connection that names no certificate file (a user
