@@ -644,6 +644,47 @@ fn update_block(neurons: &mut [Neuron], potentials: &mut [f32], params: &NeuronP
 mod tests {
     use super::*;
 
+    /// Where a later walk of a changed section may go differently (for the walks that request
+    /// batches carry over a growing row): from the changed synapse, or from the start where
+    /// the section's range shrank; and whether a walk reaches such a slot.
+    #[test]
+    fn walks_say_where_they_changed_and_which_walks_reach_there() {
+        let changed = Walk {
+            changed_from: Some(5),
+            split: None,
+        };
+        assert_eq!(changed.differs_from(), Some(5));
+        let shrunk = Walk {
+            changed_from: Some(5),
+            split: Some((1.0, 2.0)),
+        };
+        assert_eq!(shrunk.differs_from(), Some(0));
+        assert_eq!(Walk::PLAIN.differs_from(), None);
+
+        // Three synapses of border 10: ends at 10, 20 and 30.
+        let mut section = Section::UNSET;
+        section.border[..3].fill(10.0);
+        section.update_ends(3);
+        let connection = Connection {
+            len: 3,
+            range: 15.0,
+            ..Connection::default()
+        };
+        // The potential is clamped to the range (15): synapse 0 passes, the walk ends in 1.
+        assert!(walk_reaches(&section, &connection, 25.0, 1));
+        assert!(!walk_reaches(&section, &connection, 25.0, 2));
+        // Slot 0 disregards the range: a range that shrank to almost nothing leaves a walk
+        // that used to start.
+        let narrow = Connection {
+            range: WALK_THRESHOLD / 2.0,
+            ..connection
+        };
+        assert!(walk_reaches(&section, &narrow, 25.0, 0));
+        assert!(!walk_reaches(&section, &narrow, 25.0, 1));
+        // A source at or below the threshold drives nothing.
+        assert!(!walk_reaches(&section, &connection, WALK_THRESHOLD, 0));
+    }
+
     #[test]
     fn injection_marks_the_same_neurons_with_either_walks() {
         let pattern = [0.0, -0.0, 3.0, -2.0, 1e-40, f32::MAX, 0.5, -1e-40];
