@@ -1113,29 +1113,43 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
+    const MIB: u64 = 1 << 20;
+
+    /// Uploads over a fresh folder with a reserve that leaves `room` bytes above twice of it
+    /// (what uploads leave free), the ledger they promise space in, and that reserve. Hold
+    /// [`crate::disk::FREE_SPACE_TESTS`] meanwhile.
+    fn uploads_with_room(room: u64) -> (tempfile::TempDir, Arc<crate::disk::Ledger>, Uploads, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let reserve = (crate::disk::free_space(dir.path()).unwrap() - room) / 2;
+        let disk = Arc::new(crate::disk::Ledger::default());
+        let uploads = Uploads::new(
+            dir.path(),
+            Duration::from_secs(60),
+            UploadLimits::with_free_disk(reserve),
+            disk.clone(),
+        )
+        .unwrap();
+        (dir, disk, uploads, reserve)
+    }
+
+    /// Starts upload `uuid` of one 50 MiB CSV file: about 153 MiB promised (its file and a
+    /// dataset up to twice as large, and 3 MiB for column descriptions), and the file takes
+    /// 50 MiB at once.
+    fn start_50_mib(uploads: &Uploads, uuid: &str) -> Result<StartedUpload, StartError> {
+        let meta = UploadMeta {
+            dataset_uuid: uuid.into(),
+            ..meta(UploadKind::Csv)
+        };
+        uploads.start(meta, &[(FileRole::Input, 50 * MIB)])
+    }
+
     #[test]
     fn the_datasets_of_unfinished_uploads_are_counted_against_the_free_space() {
         let _serial = crate::disk::FREE_SPACE_TESTS
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        const MIB: u64 = 1 << 20;
-        let dir = tempfile::tempdir().unwrap();
-        // 400 MiB of room above what uploads leave free (twice the reserve); each 50 MiB CSV
-        // upload needs about 153 MiB (its file and a dataset up to twice as large, and 3 MiB
-        // for column descriptions), and its file takes 50 MiB at once.
-        let room = 400 * MIB;
-        let limits =
-            UploadLimits::with_free_disk((crate::disk::free_space(dir.path()).unwrap() - room) / 2);
-        let disk = Arc::new(crate::disk::Ledger::default());
-        let uploads =
-            Uploads::new(dir.path(), Duration::from_secs(60), limits, disk.clone()).unwrap();
-        let start = |uuid: &str| {
-            let meta = UploadMeta {
-                dataset_uuid: uuid.into(),
-                ..meta(UploadKind::Csv)
-            };
-            uploads.start(meta, &[(FileRole::Input, 50 * MIB)])
-        };
+        let (dir, disk, uploads, _) = uploads_with_room(400 * MIB);
+        let start = |uuid: &str| start_50_mib(&uploads, uuid);
         // 153 of 400; then 153 + 103 owed of 350; then 153 + 206 owed of 300: refused
         // (without the owed datasets it would fit).
         start("first").unwrap();
@@ -1168,29 +1182,12 @@ mod tests {
         let _serial = crate::disk::FREE_SPACE_TESTS
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        const MIB: u64 = 1 << 20;
-        let dir = tempfile::tempdir().unwrap();
         // The reserve is almost half the free space: 200 MiB of room above twice of it.
-        let reserve = (crate::disk::free_space(dir.path()).unwrap() - 200 * MIB) / 2;
-        let disk = Arc::new(crate::disk::Ledger::default());
-        let uploads = Uploads::new(
-            dir.path(),
-            Duration::from_secs(60),
-            UploadLimits::with_free_disk(reserve),
-            disk.clone(),
-        )
-        .unwrap();
-        let start = |uuid: &str| {
-            let meta = UploadMeta {
-                dataset_uuid: uuid.into(),
-                ..meta(UploadKind::Csv)
-            };
-            uploads.start(meta, &[(FileRole::Input, 50 * MIB)])
-        };
+        let (dir, disk, uploads, reserve) = uploads_with_room(200 * MIB);
         // 153 MiB of 200; the next would leave less than twice the reserve (though far more
         // than the reserve itself, where a server's write may still go).
-        start("first").unwrap();
-        let refused = start("second").unwrap_err().to_string();
+        start_50_mib(&uploads, "first").unwrap();
+        let refused = start_50_mib(&uploads, "second").unwrap_err().to_string();
         assert!(
             refused.starts_with("Not enough disk space on the server for this upload"),
             "{refused}"
