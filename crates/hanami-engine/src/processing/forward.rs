@@ -4,7 +4,7 @@
 use super::log2::log2;
 use super::output::output_potentials;
 use super::rows::RowSources;
-use super::{BlockTask, SectionChange, Sources, for_each_live};
+use super::{BlockTask, Sources, for_each_live};
 use crate::cluster::{Cluster, Walks};
 use crate::network::Hexagon;
 use crate::network::{
@@ -131,10 +131,7 @@ impl Cluster {
             self.creation_enabled |= events.grew;
             self.scratch
                 .changes
-                .extend(events.changes.iter().map(|&change| SectionChange {
-                    hexagon: h as u32,
-                    ..change
-                }));
+                .extend(events.changes.iter().map(|&change| (h, change)));
         }
         if growth {
             self.merge_split_requests(h);

@@ -85,12 +85,11 @@ pub(crate) struct SplitRequest {
     section: (f32, f32),
 }
 
-/// A section that a walk of this cycle changed: the section in slot `slot` of connection
-/// block `block` of hexagon `hexagon`, whose later walks may go differently from synapse slot
-/// `from` on ([`forward::Walk::differs_from`]).
+/// A section of a hexagon that a walk of this cycle changed: the section in slot `slot` of
+/// connection block `block`, whose later walks may go differently from synapse slot `from` on
+/// ([`forward::Walk::differs_from`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SectionChange {
-    hexagon: u32,
     block: u32,
     slot: u32,
     from: u32,
@@ -115,7 +114,7 @@ pub(crate) struct DeltaRun {
 pub(crate) struct BlockEvents {
     grew: bool,
     splits: Vec<SplitRequest>,
-    /// The sections that the block's walks changed (`hexagon` not yet set).
+    /// The sections that the block's walks changed.
     changes: Vec<SectionChange>,
     delta_runs: Vec<DeltaRun>,
     delta_values: Vec<f32>,
@@ -127,7 +126,6 @@ impl BlockEvents {
     fn record_walk(&mut self, c: u32, i: usize, connection: &Connection, walk: &forward::Walk) {
         if let Some(from) = walk.differs_from() {
             self.changes.push(SectionChange {
-                hexagon: 0,
                 block: c,
                 slot: i as u32,
                 from: from as u32,
@@ -186,8 +184,8 @@ pub(crate) struct Scratch {
     rows: rows::RowStates,
     /// Forward passes made so far (training and request cycles alike).
     forward_passes: u64,
-    /// The sections that the walks of the latest forward pass changed.
-    changes: Vec<SectionChange>,
+    /// The sections that the walks of the latest forward pass changed, with their hexagons.
+    changes: Vec<(usize, SectionChange)>,
     /// The rows of a request batch being read.
     pub(crate) chunk: rows::Chunk,
 }

@@ -237,8 +237,6 @@ struct Carry {
     passes: u64,
     /// The walked hexagon.
     hexagon: usize,
-    /// Rows held.
-    rows: usize,
     /// The summed inputs, row after row (neuron `n` of row `r` at `r · neurons + n`).
     sums: Vec<f32>,
 }
@@ -317,7 +315,11 @@ impl Cluster {
                     .as_ref()
                     .filter(|carry| carry.hexagon == h)
                     .map(|carry| {
-                        let rows = self.rows_before_changes(h, &states, limit.min(carry.rows));
+                        let rows = self.rows_before_changes(
+                            h,
+                            &states,
+                            limit.min(carry.sums.len() / states.neurons[h]),
+                        );
                         #[cfg(test)]
                         {
                             states.carried_rows += rows;
@@ -363,12 +365,7 @@ impl Cluster {
     fn rows_before_changes(&self, h: usize, states: &RowStates, limit: usize) -> usize {
         let hexagon = &self.hexagons[h];
         let mut rows = limit;
-        for change in self
-            .scratch
-            .changes
-            .iter()
-            .filter(|c| c.hexagon as usize == h)
-        {
+        for (_, change) in self.scratch.changes.iter().filter(|(of, _)| *of == h) {
             let block = &hexagon.blocks[change.block as usize];
             let Some(sections) = block.sections.as_deref() else {
                 return 0;
@@ -878,7 +875,6 @@ impl RowStates {
             row: first + cut + 1,
             passes,
             hexagon: h,
-            rows: end - cut - 1,
             sums,
         });
     }
