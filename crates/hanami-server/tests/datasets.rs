@@ -1261,6 +1261,17 @@ async fn datasets_are_scoped_to_projects_and_owners() {
     carol.delete_dataset(&ds.uuid).await.unwrap();
     admin.delete_user(&owner).await.unwrap();
     admin.delete_project("proj_a").await.unwrap();
+
+    // The global admins' own project `admin` is no project: deleting it answers the same
+    // 404 whatever they have in it, pending uploads included.
+    let own = admin.start_csv_upload("admins_pending", 10).await.unwrap();
+    match admin.delete_project("admin").await {
+        Err(Error::NotFound(message)) => {
+            assert_eq!(message, "Project with id 'admin' not found");
+        }
+        other => panic!("{other:?}"),
+    }
+    admin.delete_dataset(&own.uuid).await.unwrap();
 }
 
 #[tokio::test]

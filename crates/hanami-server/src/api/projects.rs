@@ -85,6 +85,11 @@ async fn delete(app: App, caller: Caller, query: ProjectId) -> ApiResult<Map<Str
     // No upload can be registered in the project between this check and the deletion.
     let _owners = app.owner_changes.lock().await;
     super::require_admin_now(&app, &caller).await?;
+    // Only a project that exists can be in use: the global admins' own `admin` holds their
+    // uploads and tasks but is no project, and answers 404 like any other unknown id.
+    if app.store.project(&query.id).await?.is_none() {
+        return Err(not_found(&query.id));
+    }
     let pending = [
         app.uploads
             .still_uploading(&who, |upload| upload.project_id == query.id),
