@@ -223,15 +223,21 @@ fn refused_start(reason: &str) -> Error {
 }
 
 /// The error of a session the server closed for `reason`: its cluster deleted or its upload
-/// gone, its upload being finalised, and access withdrawn or denied, as the REST calls
-/// report them (404, 409, 401), anything else (a refused message, the server stopping) as a
+/// gone, its upload being finalised, access withdrawn or denied, and the server stopping, as
+/// the REST calls report them (404, 409, 401, 503), anything else (a refused message) as a
 /// websocket error.
 fn closed_because(reason: &str) -> Error {
     use hanami_types::websocket::{
-        CLOSED_ACCESS_WITHDRAWN, CLOSED_CLUSTER_DELETED, CLOSED_UPLOAD_FINALISING,
-        CLOSED_UPLOAD_GONE, POLICY_DENIED,
+        CLOSED_ACCESS_WITHDRAWN, CLOSED_CLUSTER_DELETED, CLOSED_SHUTTING_DOWN,
+        CLOSED_UPLOAD_FINALISING, CLOSED_UPLOAD_GONE, POLICY_DENIED,
     };
-    if reason == CLOSED_CLUSTER_DELETED || reason == CLOSED_UPLOAD_GONE {
+    if reason == CLOSED_SHUTTING_DOWN {
+        // A passing state of the server: a REST call gets a 503 with these words meanwhile.
+        Error::Status {
+            status: 503,
+            body: reason.to_owned(),
+        }
+    } else if reason == CLOSED_CLUSTER_DELETED || reason == CLOSED_UPLOAD_GONE {
         Error::NotFound(reason.to_owned())
     } else if reason == CLOSED_UPLOAD_FINALISING {
         Error::Conflict(reason.to_owned())
@@ -285,7 +291,8 @@ pub(crate) async fn next_binary(
 mod tests {
     use super::*;
     use hanami_types::websocket::{
-        CLOSED_CLUSTER_DELETED, CLOSED_UPLOAD_FINALISING, CLOSED_UPLOAD_GONE, POLICY_DENIED,
+        CLOSED_CLUSTER_DELETED, CLOSED_SHUTTING_DOWN, CLOSED_UPLOAD_FINALISING, CLOSED_UPLOAD_GONE,
+        POLICY_DENIED,
     };
 
     /// What is gone is a 404, an upload being finalised a 409, lost access a 401, as the
@@ -306,6 +313,10 @@ mod tests {
         assert!(matches!(
             closed_because(POLICY_DENIED),
             Error::Unauthorized(_)
+        ));
+        assert!(matches!(
+            closed_because(CLOSED_SHUTTING_DOWN),
+            Error::Status { status: 503, body } if body == CLOSED_SHUTTING_DOWN
         ));
         assert!(matches!(
             closed_because("no chunk for 600 s"),

@@ -2680,7 +2680,7 @@ async fn open_sessions_are_told_when_the_server_shuts_down() {
     assert!(server.stop(), "the server did not stop cleanly");
     let closed = session.request(&[("picture", &picture)]).await;
     assert!(
-        matches!(&closed, Err(Error::WebSocket(m)) if m.ends_with("the server is shutting down")),
+        matches!(&closed, Err(Error::Status { status: 503, body }) if body == "the server is shutting down"),
         "{closed:?}"
     );
 }

@@ -1162,7 +1162,7 @@ async fn busy_upload_sessions_are_told_when_the_server_shuts_down() {
     assert!(stopped, "the server did not stop cleanly");
     // On a fast machine a session may finish its file before the stop reaches it; every
     // other one is told why it ends.
-    let told = |result: &Result<(), Error>| matches!(result, Err(Error::WebSocket(m)) if m.ends_with("the server is shutting down"));
+    let told = |result: &Result<(), Error>| matches!(result, Err(Error::Status { status: 503, body }) if body == "the server is shutting down");
     assert!(
         results.iter().all(|r| r.is_ok() || told(r)) && results.iter().any(told),
         "{results:?}"

@@ -27,6 +27,9 @@ pub const CLOSED_UPLOAD_FINALISING: &str =
 /// Start of the close reason of a session whose user lost access to its target (why
 /// follows).
 pub const CLOSED_ACCESS_WITHDRAWN: &str = "access withdrawn: ";
+/// Failed reply and close reason of a session that the server ended because it stops, and
+/// the text of its 503 to a websocket opening meanwhile.
+pub const CLOSED_SHUTTING_DOWN: &str = "the server is shutting down";
 
 /// First message of a session (client to server, JSON text). `Debug` hides the token.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -210,6 +210,9 @@ def _closed(closed: websockets.ConnectionClosed) -> HanamiException:
     if close is not None and close.code in _CLOSE_REFUSED:
         return _refusal(close.reason)
     reason = close.reason if close is not None else ""
+    if reason == _websocket.SHUTTING_DOWN:
+        # A temporary state of the server, as a REST call would answer it (503).
+        return _websocket.shutting_down()
     return HanamiException(f"direct-IO connection closed: {reason or closed}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from pathlib import Path
 from typing import Iterator
 
@@ -590,3 +591,30 @@ def test_a_proxy_that_refuses_websockets_is_named(address: str, files: Path) -> 
         refused_direct_mode(token, proxy.address, cluster_uuid, hx.HanamiException, "HTTP 404")
     finally:
         proxy.close()
+
+
+def test_a_session_ended_by_a_shutdown_says_so(tmp_path: Path) -> None:
+    """A server that stops ends its direct-IO sessions with its word for it; the SDK raises
+    what a REST call answered with 503 raises, as for an upload (it raised a plain
+    ``HanamiException`` without a status code)."""
+    server = start_server(tmp_path / "data")
+    try:
+        token = hanami_token.request_token(server.url, ADMIN, ADMIN_PW)
+        uuid = make_cluster(server.url, token, SMALL_TEMPLATE)
+
+        async def session() -> None:
+            ws = await cluster.switch_to_direct_mode(token, server.url, uuid)
+            await direct_io.send_request_input(ws, "test_input", [1.0] * 5, True)
+            server.process.send_signal(signal.SIGTERM)
+            # Requests until the stop reaches the session.
+            for _ in range(200):
+                await asyncio.sleep(0.05)
+                await direct_io.send_request_input(ws, "test_input", [1.0] * 5, True)
+
+        with pytest.raises(hx.HanamiException) as info:
+            asyncio.run(session())
+        assert type(info.value) is hx.HanamiException
+        assert (info.value.status_code, info.value.message) == (
+            503, "status 503: the server is shutting down")
+    finally:
+        server.stop()

@@ -283,7 +283,7 @@ fn is_too_big(error: &axum::Error) -> bool {
 }
 
 /// Why sessions close when the server stops.
-pub(crate) const SHUTTING_DOWN: &str = "the server is shutting down";
+pub(crate) const SHUTTING_DOWN: &str = hanami_types::websocket::CLOSED_SHUTTING_DOWN;
 
 /// How often an open session checks again that its user may still use it.
 const RECHECK: Duration = Duration::from_secs(1);
