@@ -101,6 +101,19 @@ def upgrade_refused(address: str,
         f"websockets on)?", status)
 
 
+def opening_failed(address: str,
+                   error: websockets.exceptions.InvalidHandshake) -> HanamiException:
+    """The exception for a websocket opening that did not switch protocols: an HTTP status
+    as :func:`upgrade_refused` says, and an answer that is no HTTP answer a websocket client
+    takes (a server that is no Hanami server) as :class:`HanamiException` in words."""
+    if isinstance(error, websockets.exceptions.InvalidStatus):
+        return upgrade_refused(address, error)
+    return HanamiException(
+        f"{websocket_url(address)} did not answer the websocket opening as a Hanami server "
+        f"does ({error}): is the address the server's (a proxy in between must pass "
+        f"websockets on)?")
+
+
 def ssl_context(address: str, verify: Verify) -> Optional[ssl.SSLContext]:
     """The TLS context for ``wss`` (``None`` for plain ``ws``), checking certificates as
     ``requests`` does for the same ``verify``: ``False`` accepts any certificate, a path
@@ -165,8 +178,8 @@ async def cluster_session(token: str, address: str, cluster_uuid: str,
     (:func:`session_error`)."""
     try:
         ws = await connection(address, verify)
-    except websockets.exceptions.InvalidStatus as e:
-        raise upgrade_refused(address, e) from e
+    except websockets.exceptions.InvalidHandshake as e:
+        raise opening_failed(address, e) from e
     try:
         await ws.send(init_message(token, TARGET_CLUSTER, cluster_uuid))
         reply = parse_init_reply(await ws.recv())

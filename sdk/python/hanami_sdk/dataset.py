@@ -128,12 +128,29 @@ def wait_until_upload_complete(token: str, address: str, uuid: str,
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        progress = json.loads(get_upload_progress(token, address, uuid, verify_connection))
-        if progress.get("complete") is True:
+        progress = _answer(get_upload_progress(token, address, uuid, verify_connection),
+                           "the upload progress", {"complete": bool})
+        if progress["complete"]:
             return True
         if deadline is not None and time.monotonic() >= deadline:
             raise TimeoutError(f"upload of dataset {uuid} incomplete after {timeout} s")
         time.sleep(poll_interval)
+
+
+def _answer(text: str, what: str, fields: Dict[str, type]) -> Dict[str, Any]:
+    """The JSON object of a successful answer, with ``fields`` of their types; a
+    :class:`HanamiException` for anything else (a proxy's page, a server at the address
+    that is no Hanami server), instead of a decoding error or an endless wait."""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict) or not all(isinstance(parsed.get(name), kind)
+                                               for name, kind in fields.items()):
+        shown = text if len(text) <= 200 else text[:199] + "…"
+        raise HanamiException(f"unexpected answer to {what}, not a Hanami server's: {shown!r} "
+                              f"(is the address that of a Hanami server?)")
+    return parsed
 
 
 class _SessionRefused(Exception):
@@ -195,8 +212,8 @@ async def _send_chunks(token: str, address: str, file_uuid: str, chunks: Iterabl
         if e.rcvd is not None and e.rcvd.reason == _websocket.SHUTTING_DOWN:
             raise _websocket.shutting_down() from e
         raise HanamiException(f"upload websocket closed unexpectedly: {e}") from e
-    except websockets.exceptions.InvalidStatus as e:
-        raise _websocket.upgrade_refused(address, e) from e
+    except websockets.exceptions.InvalidHandshake as e:
+        raise _websocket.opening_failed(address, e) from e
 
 
 #: Seconds between two looks at whether the calling task is being cancelled.
@@ -298,6 +315,9 @@ async def send_data(token: str, address: str, dataset_uuid: str, file_uuid: str,
     invalid token). ``dataset_uuid`` is not needed and kept for the original signature.
     """
     del dataset_uuid
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be the file's bytes (bytes, bytearray or memoryview), got "
+                        f"{type(data).__name__}")
     view = memoryview(bytes(data))
     chunks = (bytes(view[i:i + CHUNK_SIZE]) for i in range(0, len(view), CHUNK_SIZE))
     try:
@@ -436,8 +456,9 @@ def _upload(token: str, address: str, kind: str, name: str, paths: List[FilePath
     body: Dict[str, Any] = {"name": name}
     body.update((size_field, size) for (size_field, _), size in zip(fields, sizes))
     tokens = TokenKeeper(token, address, verify_connection)
-    init = json.loads(hanami_request.send_post_request(
-        tokens.current(), address, f"{_PATH}/upload/{kind}", body, verify_connection))
+    init = _answer(hanami_request.send_post_request(
+        tokens.current(), address, f"{_PATH}/upload/{kind}", body, verify_connection),
+        "the upload's start", {field: str for field in ["uuid", *(f for _, f in fields)]})
     with _discarded_on_failure(tokens, address, init["uuid"], verify_connection):
         for (_, uuid_field), path, size in zip(fields, paths, sizes):
             _upload_file(tokens, address, init[uuid_field], path, size, verify_connection,

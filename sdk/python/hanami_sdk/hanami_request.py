@@ -107,6 +107,17 @@ def redirect_message(location: Optional[str]) -> str:
             "address that of a Hanami server?")
 
 
+def _check_token_text(token: str) -> None:
+    """Refuses a token with a character that no token has (tokens are printable ASCII),
+    before it is sent: a line break left from reading it from a file, say, which would
+    otherwise fail inside the HTTP library or be cut off there."""
+    odd = next((i for i, c in enumerate(token) if not "!" <= c <= "~"), None)
+    if odd is not None:
+        raise ValueError(f"the token must be the text that request_token returned; this one "
+                         f"has {token[odd]!r} at position {odd} (tokens have no white space, "
+                         f"line breaks or characters beyond ASCII)")
+
+
 def send_request(method: str, token: Optional[str], address: str, path: str,
                  body: Body = None, values: QueryValues = None,
                  verify: Verify = True, *, timeout: Optional[float] = None) -> str:
@@ -126,6 +137,7 @@ def send_request(method: str, token: Optional[str], address: str, path: str,
         if not isinstance(token, str):
             raise TypeError(f"the token must be the str that request_token returned, got "
                             f"{type(token).__name__}")
+        _check_token_text(token)
         headers["X-Auth-Token"] = token
     data: Optional[bytes] = None
     if body is not None:

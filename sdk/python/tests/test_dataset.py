@@ -330,6 +330,11 @@ def test_send_data_and_progress_step_by_step(address: str, token: str, files: Pa
                                        label_bytes)
         # an unknown file uuid: the session is refused
         assert not await dataset.send_data(token, address, uuid, MISSING, b"abc")
+        # data that is no bytes: refused in words before anything is sent
+        for wrong in (None, "a,b\n1,2\n", [1, 2]):
+            with pytest.raises(TypeError, match="^data must be the file's bytes"):
+                await dataset.send_data(token, address, uuid, init["uuid_input_file"],
+                                        wrong)  # type: ignore[arg-type]
 
     asyncio.run(send())
     assert dataset.wait_until_upload_complete(token, address, uuid) is True

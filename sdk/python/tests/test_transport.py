@@ -3,8 +3,10 @@ server (the real server never answers 500 or 403 on purpose)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator, List
 from urllib.parse import unquote_to_bytes
@@ -12,7 +14,7 @@ from urllib.parse import unquote_to_bytes
 import pytest
 
 from hanami_sdk import hanami_exceptions as hx
-from hanami_sdk import hanami_request, hanami_token, project
+from hanami_sdk import cluster, dataset, hanami_request, hanami_token, project
 
 
 class _Stub(BaseHTTPRequestHandler):
@@ -218,3 +220,97 @@ def test_internal_helpers(stub: str) -> None:
     assert _Stub.seen[-1]["method"] == "PUT" and _Stub.seen[-1]["body"] == b'{"a": 1}'
     hanami_request.send_post_request("t", stub, "/v1.0alpha/project", {"b": True})
     assert json.loads(_Stub.seen[-1]["body"]) == {"b": True}
+
+
+class _NotHanami(BaseHTTPRequestHandler):
+    """A web server that is no Hanami server: 200 with ``body`` to every request, in
+    HTTP/1.0 (which a websocket client does not take as the answer to its opening)."""
+    body = b""
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(_NotHanami.body)))
+        self.end_headers()
+        self.wfile.write(_NotHanami.body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def not_hanami() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotHanami)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("body", [
+    b"<html><head><title>Welcome</title></head><body>It works</body></html>",
+    b'{"name": "x"}',
+    b'{"uuid": 5, "uuid_input_file": "x"}',
+    b"[1, 2]",
+    b"",
+])
+def test_uploads_to_a_server_that_is_no_hanami_server_say_so(not_hanami: str, tmp_path: Path,
+                                                             body: bytes) -> None:
+    """An upload's start answered with something other than a Hanami server's JSON raises
+    the SDK's exception in words (it raised a JSON decoding error, a KeyError or a
+    TypeError from inside the SDK)."""
+    _NotHanami.body = body
+    csv_file = tmp_path / "data.csv"
+    csv_file.write_text("a,b\n1,2\n")
+    with pytest.raises(hx.HanamiException) as info:
+        dataset.upload_csv_files("tok", not_hanami, "data", str(csv_file))
+    assert type(info.value) is hx.HanamiException
+    assert str(info.value).startswith("unexpected answer to the upload's start, not a Hanami "
+                                      "server's: ")
+    assert str(info.value).endswith("(is the address that of a Hanami server?)")
+
+
+def test_an_upload_progress_without_its_state_ends_the_wait(not_hanami: str) -> None:
+    """A progress answer without ``complete`` is no Hanami server's: the wait ends with the
+    SDK's exception (it polled on until its timeout, by default for ever)."""
+    _NotHanami.body = b'{"uuid": "8a1b2c3d-0000-4000-8000-123456789abc"}'
+    with pytest.raises(hx.HanamiException) as info:
+        dataset.wait_until_upload_complete("tok", not_hanami,
+                                           "8a1b2c3d-0000-4000-8000-123456789abc",
+                                           poll_interval=0.01, timeout=2)
+    assert str(info.value).startswith("unexpected answer to the upload progress")
+
+
+def test_a_websocket_opening_answered_by_no_hanami_server_says_so(not_hanami: str) -> None:
+    """An opening answered with what a websocket client takes for no HTTP answer raises the
+    SDK's exception in words (it raised the websockets library's ``InvalidMessage``)."""
+    _NotHanami.body = b"<html><body>It works</body></html>"
+    with pytest.raises(hx.HanamiException) as info:
+        asyncio.run(cluster.switch_to_direct_mode(
+            "tok", not_hanami, "8a1b2c3d-0000-4000-8000-123456789abc"))
+    assert type(info.value) is hx.HanamiException
+    assert "did not answer the websocket opening as a Hanami server does" in str(info.value)
+
+
+@pytest.mark.parametrize("token, shown", [
+    ("stub.token\n", "'\\n' at position 10"),
+    ("stub token", "' ' at position 4"),
+    ("stub\x00token", "'\\x00' at position 4"),
+    ("stub.token…", "'…' at position 10"),
+])
+def test_tokens_with_characters_no_token_has_are_refused_before_sending(
+        stub: str, token: str, shown: str) -> None:
+    """A token with white space, a line break, NUL or a character beyond ASCII raises a
+    ValueError that names it, and nothing is sent (it raised ``UnicodeEncodeError`` or
+    ``InvalidHeader`` from the HTTP library, or a 400 without text)."""
+    sent = len(_Stub.seen)
+    with pytest.raises(ValueError) as info:
+        project.get_project(token, stub, "200_x")
+    assert str(info.value).startswith("the token must be the text that request_token "
+                                      "returned; this one has " + shown)
+    assert len(_Stub.seen) == sent
