@@ -108,10 +108,15 @@ def redirect_message(location: Optional[str]) -> str:
 
 
 def _check_token_text(token: str) -> None:
-    """Refuses a token with a character that no token has (tokens are printable ASCII),
-    before it is sent: a line break left from reading it from a file, say, which would
-    otherwise fail inside the HTTP library or be cut off there."""
-    odd = next((i for i, c in enumerate(token) if not "!" <= c <= "~"), None)
+    """Refuses a token that cannot go into a request header, before it is sent: one with a
+    line break (left from reading it from a file, say) or another control character, a
+    character beyond Latin-1, or white space at its start, which failed inside the HTTP
+    library. (Anything else that is no token the server refuses with a 401, as it did
+    for the original SDK.)"""
+    odd = next((i for i, c in enumerate(token)
+                if c < " " or "\x7f" <= c < "\xa0" or c > "\xff"), None)
+    if odd is None and token[:1].isspace():
+        odd = 0
     if odd is not None:
         raise ValueError(f"the token must be the text that request_token returned; this one "
                          f"has {token[odd]!r} at position {odd} (tokens have no white space, "

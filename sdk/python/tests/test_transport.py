@@ -299,18 +299,28 @@ def test_a_websocket_opening_answered_by_no_hanami_server_says_so(not_hanami: st
 
 @pytest.mark.parametrize("token, shown", [
     ("stub.token\n", "'\\n' at position 10"),
-    ("stub token", "' ' at position 4"),
+    (" stub.token", "' ' at position 0"),
+    ("stub\r\ntoken", "'\\r' at position 4"),
     ("stub\x00token", "'\\x00' at position 4"),
     ("stub.token…", "'…' at position 10"),
 ])
 def test_tokens_with_characters_no_token_has_are_refused_before_sending(
         stub: str, token: str, shown: str) -> None:
-    """A token with white space, a line break, NUL or a character beyond ASCII raises a
-    ValueError that names it, and nothing is sent (it raised ``UnicodeEncodeError`` or
-    ``InvalidHeader`` from the HTTP library, or a 400 without text)."""
+    """A token that cannot go into a header (a line break, NUL, white space at its start, a
+    character beyond Latin-1) raises a ValueError that names it, and nothing is sent (it
+    raised ``UnicodeEncodeError`` or ``InvalidHeader`` from the HTTP library, or a 400
+    without text)."""
     sent = len(_Stub.seen)
     with pytest.raises(ValueError) as info:
         project.get_project(token, stub, "200_x")
     assert str(info.value).startswith("the token must be the text that request_token "
                                       "returned; this one has " + shown)
     assert len(_Stub.seen) == sent
+
+
+def test_other_text_that_is_no_token_goes_to_the_server(stub: str) -> None:
+    """Text that can go into a header is sent as it is (the server answers a token that is
+    none with its 401, as for the original SDK)."""
+    sent = len(_Stub.seen)
+    assert project.get_project("stub token é", stub, "200_x") == "x"
+    assert _Stub.seen[sent]["headers"]["X-Auth-Token"] == "stub token é"
