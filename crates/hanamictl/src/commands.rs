@@ -213,7 +213,25 @@ async fn export(
     }
     let end = count.map_or(rows, |n| start.saturating_add(n).min(rows));
     let destination = output.map(Destination::of);
-    let written = write_rows(client, uuid, &names, start..end, destination.as_ref()).await;
+    let writing = write_rows(client, uuid, &names, start..end, destination.as_ref());
+    // Ctrl-C or SIGTERM while a partial file is written: it is removed below, as after any
+    // failure, instead of staying behind when the signal ends the program.
+    let existed = match &destination {
+        Some(Destination::Replace { kept, .. }) => Some(kept.is_some()),
+        _ => None,
+    };
+    let stop = existed.and_then(|_| StopSignal::install());
+    let written = match (stop, output, existed) {
+        (Some(mut stop), Some(path), Some(existed)) => tokio::select! {
+            written = writing => written,
+            () = stop.received() => Err(Exported::Local(CliError::Interrupted(if existed {
+                format!("stopped: {} was left as it was", path.display())
+            } else {
+                format!("stopped: {} was not made", path.display())
+            }))),
+        },
+        _ => writing.await,
+    };
     let (Some(path), Some(destination)) = (output, destination) else {
         return written.map(|()| Shown::Nothing);
     };
@@ -239,7 +257,7 @@ async fn export(
             })?;
         }
         (Ok(()), Destination::Into(_)) => {}
-        (Ok(()), Destination::Standard(_)) => return Ok(Shown::Nothing),
+        (Ok(()), Destination::Standard { .. }) => return Ok(Shown::Nothing),
         (Err(e), Destination::Replace { partial, kept, .. }) => {
             let _ = std::fs::remove_file(partial);
             return Err(match e {
@@ -250,7 +268,7 @@ async fn export(
                 other => other,
             });
         }
-        (Err(e), Destination::Into(_) | Destination::Standard(_)) => return Err(e),
+        (Err(e), Destination::Into(_) | Destination::Standard { .. }) => return Err(e),
     }
     let done = end - start;
     Ok(Shown::Line(format!(
@@ -272,9 +290,17 @@ enum Destination {
     /// Anything else (a named pipe, a device, a link to nothing yet): written into, which a
     /// rename would replace instead.
     Into(PathBuf),
-    /// What standard output or error is (`-o /dev/stdout`): written into, as the shell set
-    /// it up (`>> file` appends), with no line about it there.
-    Standard(PathBuf),
+    /// What standard output or error is (`-o /dev/stdout`): written through that stream
+    /// itself, as the shell set it up (`>> file` appends, and what the shell writes into
+    /// a `> file` afterwards comes after the rows), with no line about it there.
+    Standard { path: PathBuf, stream: Stream },
+}
+
+/// Standard output or standard error.
+#[derive(Clone, Copy)]
+enum Stream {
+    Output,
+    Error,
 }
 
 impl Destination {
@@ -293,9 +319,10 @@ impl Destination {
         match std::fs::metadata(path) {
             // `-o /dev/stdout` onto a file the shell opened (`>> file` appends): written
             // into as the shell set it up, not replaced.
-            Ok(meta) if is_standard_output_or_error(&meta) => {
-                Destination::Standard(path.to_owned())
-            }
+            Ok(meta) if let Some(stream) = standard_stream(&meta) => Destination::Standard {
+                path: path.to_owned(),
+                stream,
+            },
             Ok(meta) if meta.is_file() => replace(
                 std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()),
                 Some(meta.permissions()),
@@ -306,12 +333,19 @@ impl Destination {
         }
     }
 
-    /// Opens the file the rows are written to: a partial file anew, anything else to be
-    /// appended to (a file behind standard output may have been opened for appending).
+    /// Opens the file the rows are written to: a partial file anew, a standard stream as
+    /// a copy of its descriptor (which shares the shell's position in a file, where opening
+    /// `/dev/stdout` again would start one of its own), anything else to be appended to.
     fn open(&self) -> std::io::Result<std::fs::File> {
+        use std::os::fd::AsFd;
         match self {
             Destination::Replace { partial, .. } => std::fs::File::create(partial),
-            Destination::Into(path) | Destination::Standard(path) => std::fs::OpenOptions::new()
+            Destination::Standard { stream, .. } => match stream {
+                Stream::Output => std::io::stdout().as_fd().try_clone_to_owned(),
+                Stream::Error => std::io::stderr().as_fd().try_clone_to_owned(),
+            }
+            .map(std::fs::File::from),
+            Destination::Into(path) => std::fs::OpenOptions::new()
                 .append(true)
                 .create(true)
                 .open(path),
@@ -322,7 +356,7 @@ impl Destination {
     fn asked(&self) -> &Path {
         match self {
             Destination::Replace { file, .. } => file,
-            Destination::Into(path) | Destination::Standard(path) => path,
+            Destination::Into(path) | Destination::Standard { path, .. } => path,
         }
     }
 
@@ -330,17 +364,23 @@ impl Destination {
     fn written(&self) -> &Path {
         match self {
             Destination::Replace { partial, .. } => partial,
-            Destination::Into(path) | Destination::Standard(path) => path,
+            Destination::Into(path) | Destination::Standard { path, .. } => path,
         }
     }
 }
 
-/// Whether `meta` is that of the file behind standard output or standard error.
-fn is_standard_output_or_error(meta: &std::fs::Metadata) -> bool {
+/// The standard stream whose file `meta` is, if any.
+fn standard_stream(meta: &std::fs::Metadata) -> Option<Stream> {
     use std::os::unix::fs::MetadataExt;
-    ["/dev/stdout", "/dev/stderr"].iter().any(|standard| {
+    [
+        ("/dev/stdout", Stream::Output),
+        ("/dev/stderr", Stream::Error),
+    ]
+    .into_iter()
+    .find(|(standard, _)| {
         std::fs::metadata(standard).is_ok_and(|s| (s.dev(), s.ino()) == (meta.dev(), meta.ino()))
     })
+    .map(|(_, stream)| stream)
 }
 
 /// Writes the header `names` and the dataset's `rows` as CSV into the file of `into`, or

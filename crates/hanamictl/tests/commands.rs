@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::{
@@ -1608,6 +1609,22 @@ fn exports_go_into_links_pipes_and_kept_modes(server: &Server, uuid: &str, csv: 
         std::fs::read_to_string(&appended).unwrap(),
         format!("before\n{csv}")
     );
+    // `{ hanamictl dataset export -o /dev/stdout …; echo END; } > file`: what the shell
+    // writes afterwards comes after the rows (they were written from the file's start on a
+    // position of their own, and `END` then overwrote the header).
+    let truncated = dir.join("truncated.csv");
+    let shell = std::fs::File::create(&truncated).unwrap();
+    let status = server
+        .command(&["dataset", "export", "-o", "/dev/stdout", uuid])
+        .stdout(shell.try_clone().unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    (&shell).write_all(b"END\n").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&truncated).unwrap(),
+        format!("{csv}END\n")
+    );
 }
 
 /// `task delete` of a running task says that it stops and stays listed as aborted (it
@@ -2185,4 +2202,49 @@ fn interrupted_while_held(server: &Server, hold: &'static str, args: &[&str]) ->
         .recv_timeout(Duration::from_secs(30))
         .unwrap_or_else(|_| panic!("no request with {hold} was sent"));
     interrupt(child)
+}
+
+/// Ctrl-C or SIGTERM during `dataset export -o FILE` removes the partial file written beside
+/// FILE (it stayed behind, hidden, as large as the rows so far) and leaves FILE as it was.
+#[test]
+fn an_interrupted_export_leaves_no_partial_file() {
+    let server = Server::start();
+    let uuid = server.mnist_dataset("export_big", 60_000);
+    let dir = tempfile::tempdir().unwrap();
+    for (signal, existing) in [(libc::SIGINT, true), (libc::SIGTERM, false)] {
+        let target = dir.path().join(format!("export_{signal}.csv"));
+        if existing {
+            std::fs::write(&target, "precious\n").unwrap();
+        }
+        let partial = dir
+            .path()
+            .join(format!(".export_{signal}.csv.hanamictl-partial"));
+        let mut child = server
+            .command(&["dataset", "export", "-o", &path_str(&target), &uuid])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::fs::metadata(&partial).map_or(true, |m| m.len() < 100_000) {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the export ended before it could be interrupted"
+            );
+            assert!(Instant::now() < deadline, "no rows were written");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        send_signal(&child, signal);
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(130), "{stderr}");
+        assert!(!partial.exists(), "the partial file is left: {stderr}");
+        if existing {
+            assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
+            assert!(stderr.contains("was left as it was"), "{stderr}");
+        } else {
+            assert!(!target.exists());
+            assert!(stderr.contains("was not made"), "{stderr}");
+        }
+    }
 }
