@@ -18,7 +18,13 @@ const GLOBAL: &str = "Global options";
 /// HANAMI_USER and HANAMI_PW. With HANAMI_PROJECT set, the token is switched into that
 /// project after login.
 #[derive(Debug, Parser)]
-#[command(name = "hanamictl", version, arg_required_else_help = true)]
+// `args_override_self`: a flag given twice counts once, as with the original's flags.
+#[command(
+    name = "hanamictl",
+    version,
+    arg_required_else_help = true,
+    args_override_self = true
+)]
 pub struct Cli {
     /// Print the server's JSON answer instead of a table
     #[arg(
@@ -605,6 +611,24 @@ pub fn parse_pairs(
     Ok(pairs)
 }
 
+/// The group command that `words` name, as far as they name one (`hanamictl project -j`:
+/// `project`): the command whose help stands for a missing verb.
+pub fn group_help(words: &[std::ffi::OsString]) -> clap::Command {
+    use clap::CommandFactory as _;
+    let mut command = Cli::command();
+    command.build();
+    for word in words.iter().skip(1).filter_map(|w| w.to_str()) {
+        if word.starts_with('-') {
+            continue;
+        }
+        match command.find_subcommand(word) {
+            Some(sub) => command = sub.clone(),
+            None => break,
+        }
+    }
+    command
+}
+
 /// A hint for a usage error that the documentation's own request-task example causes
 /// (`task create train … -r label:output_dataset`): `-r` belongs to `task create request`,
 /// as `-o` belongs to `task create train`. Clap alone suggests passing the flag as a value.
@@ -763,6 +787,66 @@ mod tests {
         assert!(cli.json);
         let cli = Cli::try_parse_from(["hanamictl", "host", "list", "--json_output"]).unwrap();
         assert!(cli.json);
+    }
+
+    /// A flag given twice counts once, as with the original's flags (it was a usage error),
+    /// and repeatable flags still collect every value.
+    #[test]
+    fn flags_given_twice_count_once() {
+        for args in [
+            &["hanamictl", "-j", "-j", "host", "list"][..],
+            &["hanamictl", "--json", "--json_output", "host", "list"],
+            &["hanamictl", "host", "list", "-j", "-j"],
+            &["hanamictl", "-j", "host", "list", "-j"],
+        ] {
+            assert!(Cli::try_parse_from(args).unwrap().json, "{args:?}");
+        }
+        let cli = Cli::try_parse_from([
+            "hanamictl",
+            "task",
+            "create",
+            "train",
+            "-i",
+            "a:x",
+            "-i",
+            "b:y",
+            "-o",
+            "l:x",
+            "-c",
+            "cl",
+            "name",
+        ])
+        .unwrap();
+        let Command::Task(TaskCmd::Create(TaskCreateCmd::Train { input, .. })) = cli.command else {
+            panic!("wrong command");
+        };
+        assert_eq!(input, ["a:x", "b:y"]);
+    }
+
+    /// A group command given with global flags only stands for its help (`hanamictl -j`,
+    /// `hanamictl project -j`), as it does without them.
+    #[test]
+    fn the_help_of_a_group_given_with_flags_only_is_its_own() {
+        let help = |args: &[&str]| {
+            let words: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+            let error = Cli::command()
+                .try_get_matches_from(&words)
+                .expect_err("no verb");
+            assert_eq!(error.kind(), clap::error::ErrorKind::MissingSubcommand);
+            group_help(&words).render_usage().to_string()
+        };
+        assert_eq!(
+            help(&["hanamictl", "-j"]),
+            "Usage: hanamictl [OPTIONS] <COMMAND>"
+        );
+        assert_eq!(
+            help(&["hanamictl", "project", "-j"]),
+            "Usage: hanamictl project [OPTIONS] <COMMAND>"
+        );
+        assert_eq!(
+            help(&["hanamictl", "-j", "task", "create", "--json"]),
+            "Usage: hanamictl task create [OPTIONS] <COMMAND>"
+        );
     }
 
     /// The hint for the usage error of `args`.

@@ -65,6 +65,13 @@ fn parse_failure(mut error: clap::Error) -> ExitCode {
             let _ = write!(std::io::stdout().lock(), "{}", error.render());
             ExitCode::SUCCESS
         }
+        // A group command with only global flags (`hanamictl -j`, `hanamictl project -j`):
+        // its help, as without the flags (and as in the original).
+        ErrorKind::MissingSubcommand => {
+            let words: Vec<_> = std::env::args_os().collect();
+            let _ = cli::group_help(&words).print_help();
+            ExitCode::SUCCESS
+        }
         _ => {
             let words: Vec<_> = std::env::args_os().collect();
             let hint = cli::usage_hint(&error, &words);

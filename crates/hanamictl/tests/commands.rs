@@ -1070,6 +1070,24 @@ fn environment_usage_and_local_errors() {
         assert_eq!(status.code(), Some(expected), "{args:?}");
     }
 
+    // A group command given with global flags only prints its help, as without them (it
+    // was a usage error with status 1).
+    for (args, usage) in [
+        (&["-j"][..], "Usage: hanamictl [OPTIONS] <COMMAND>"),
+        (
+            &["project", "-j"],
+            "Usage: hanamictl project [OPTIONS] <COMMAND>",
+        ),
+    ] {
+        let output = command(&[("HANAMI_ADDRESS", "http://127.0.0.1:1")], args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stdout}");
+        assert!(stdout.contains(usage), "{args:?}: {stdout}");
+    }
+
     // A server that accepts connections and never answers: the CLI gives up after the
     // answer timeout (flag or variable) instead of waiting forever.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
