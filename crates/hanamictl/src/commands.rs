@@ -19,6 +19,7 @@ use crate::interrupts::{StopSignal, UploadInterrupts};
 use crate::output;
 use crate::password::{self, Terminal};
 use crate::progress::Progress;
+use hanami_sdk::types::websocket::CLOSED_UPLOAD_GONE;
 
 /// Fields of a project, in display order.
 const PROJECT: &[&str] = &["id", "name", "creator_id", "created_at"];
@@ -976,6 +977,26 @@ async fn execute(
                     // Not a failed upload: a retry would make a second dataset.
                     e @ (hanami_sdk::Error::CreatedUnread { .. }
                     | hanami_sdk::Error::FinalizeUnanswered { .. }) => CliError::msg(e.to_string()),
+                    // The server's word for an upload that went away under the session,
+                    // with the upload named and why that happens.
+                    hanami_sdk::Error::NotFound(gone) if gone == CLOSED_UPLOAD_GONE => {
+                        CliError::msg(format!(
+                            "upload of '{name}' failed: {gone} (its dataset was deleted, or \
+                             it sent nothing for the server's upload_timeout); nothing of it \
+                             was kept"
+                        ))
+                    }
+                    // A session cut off (not closed with a reason, which says it all).
+                    hanami_sdk::Error::WebSocket(broke)
+                        if !broke.starts_with("the server closed the session: ") =>
+                    {
+                        let e = hanami_sdk::Error::WebSocket(broke);
+                        CliError::msg(format!(
+                            "upload of '{name}' failed: {e}\n(the connection to the server broke \
+                         or was refused: is the server still running? `hanamictl dataset \
+                         list` shows whether the upload is still there)"
+                        ))
+                    }
                     e => session
                         .error(e)
                         .context(&format!("upload of '{name}' failed")),

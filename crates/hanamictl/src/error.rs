@@ -95,6 +95,11 @@ impl CliError {
                 } else if text.contains("invalid HTTP version") {
                     // An HTTP client got a TLS record where a status line belongs.
                     text.push_str("\n(the server seems to speak HTTPS: use an https:// address)");
+                } else if text.contains("connection closed before message completed") {
+                    text.push_str(
+                        "\n(the server closed the connection without an answer: is the server \
+                         still running?)",
+                    );
                 }
                 CliError::Other(format!("cannot reach {address}: {text}"))
             }

@@ -2266,3 +2266,54 @@ fn an_interrupted_export_leaves_no_partial_file() {
         }
     }
 }
+
+/// An upload that goes away under the CLI says which upload and why: cancelled by a
+/// `dataset delete` from elsewhere (it printed only the server's 404 text), or cut off by a
+/// server that died (a bare websocket error).
+#[test]
+fn an_upload_that_goes_away_says_which_and_why() {
+    let mut server = Server::start();
+    let (images, labels) = pattern_mnist(server.dir.path(), "big", 60_000);
+    let uploads = server.dir.path().join("data").join("uploads");
+    let files_in = |dir: &std::path::Path| std::fs::read_dir(dir).map_or(0, |d| d.count());
+    for crash in [false, true] {
+        let name = format!("going_{crash}");
+        let child = server
+            .command(&[
+                "dataset", "create", "mnist", "-i", &images, "-l", &labels, &name,
+            ])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while files_in(&uploads) == 0 {
+            assert!(Instant::now() < deadline, "no upload started");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if crash {
+            server = server.crash_and_restart_at_same_address(Duration::from_millis(200));
+        } else {
+            let listed = server.ctl(&["dataset", "list", "-j"]).ok().json();
+            let uuid = listed["body"][0][1].as_str().unwrap().to_owned();
+            server.ctl(&["dataset", "delete", &uuid]).ok();
+        }
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        let told = if crash {
+            // Cut off while sending, or in the calls before or after it.
+            stderr.contains("is the server still running?")
+                || stderr.contains("is the server running")
+        } else {
+            stderr.contains(
+                "the upload was cancelled, expired or finished (its dataset was deleted, or it \
+                 sent nothing for the server's upload_timeout); nothing of it was kept",
+            )
+        };
+        assert!(
+            told && stderr.contains(&format!("upload of '{name}' failed: ")),
+            "{stderr}"
+        );
+    }
+}
