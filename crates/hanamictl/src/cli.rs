@@ -488,6 +488,7 @@ pub enum TaskCreateCmd {
         )]
         input: Vec<String>,
         /// Output hexagon and dataset with the expected values, HEXAGON:DATASET_UUID
+        /// (repeatable, or comma-separated)
         #[arg(
             short,
             long,
@@ -517,6 +518,7 @@ pub enum TaskCreateCmd {
         )]
         input: Vec<String>,
         /// Output hexagon and name of the new result dataset, HEXAGON:DATASET_NAME
+        /// (repeatable, or comma-separated)
         #[arg(
             short,
             long,

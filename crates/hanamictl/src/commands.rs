@@ -279,6 +279,18 @@ async fn export(
     )))
 }
 
+/// A note on standard error for an empty first page of a log filtered by a user: the
+/// server answers an unknown user id with no entries, as the original did, so a typo
+/// would otherwise look like a user who did nothing.
+fn note_empty_log(entries: &hanami_sdk::types::list::ListTable, page: &crate::cli::LogPage) {
+    if let (Some(user), 0, true) = (&page.user, page.page, entries.body.is_empty()) {
+        crate::error::report(format_args!(
+            "note: no entries for the user id '{user}' (`hanamictl user get {user}` says \
+             whether that user exists)"
+        ));
+    }
+}
+
 /// Where `dataset export -o PATH` writes.
 enum Destination {
     /// A regular file (behind links too: `file` is where they lead) or nothing yet: written
@@ -772,6 +784,20 @@ impl Credentials {
                          only behind a proxy that serves the server under it"
                     ),
                 },
+                // White space at an end of the password (a line break left from a file
+                // or `echo`, say), which the user cannot see in the variable.
+                (CliError::Status { code: 401, body }, None)
+                    if self.password.trim() != self.password =>
+                {
+                    CliError::Status {
+                        code: 401,
+                        body: format!(
+                            "{body}\nnote: the password comes from the variable HANAMI_PW, \
+                             which ends or starts with white space (a line break, say): is \
+                             that part of the password?"
+                        ),
+                    }
+                }
                 (other, _) => other,
             })?;
         if let Some(project) = &self.project {
@@ -1184,20 +1210,22 @@ async fn execute(
             }
         },
         Command::Host(HostCmd::List(_)) => list(&client.hosts().await.map_err(sdk)?, HOST),
-        Command::Log(LogCmd::Audit(page)) => list(
-            &client
+        Command::Log(LogCmd::Audit(page)) => {
+            let entries = client
                 .audit_log(page.user.as_deref(), page.page)
                 .await
-                .map_err(sdk)?,
-            AUDIT_LOG,
-        ),
-        Command::Log(LogCmd::Error(page)) => list(
-            &client
+                .map_err(sdk)?;
+            note_empty_log(&entries, &page);
+            list(&entries, AUDIT_LOG)
+        }
+        Command::Log(LogCmd::Error(page)) => {
+            let entries = client
                 .error_log(page.user.as_deref(), page.page)
                 .await
-                .map_err(sdk)?,
-            ERROR_LOG,
-        ),
+                .map_err(sdk)?;
+            note_empty_log(&entries, &page);
+            list(&entries, ERROR_LOG)
+        }
     })
 }
 

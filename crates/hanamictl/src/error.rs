@@ -190,8 +190,17 @@ impl fmt::Display for CliError {
 /// A 400 that names the regular expression a value failed (the API's wording) gets a note
 /// with the rule in words.
 fn with_rule_in_words(code: u16, body: String) -> String {
-    match hanami_sdk::types::pattern::Pattern::named_in(&body).filter(|_| code == 400) {
-        Some(pattern) => format!("{body}\nnote: the value must be {}", pattern.rule()),
+    use hanami_sdk::types::pattern::Pattern;
+    match Pattern::named_in(&body).filter(|_| code == 400) {
+        Some(pattern) => {
+            // The server checks the pattern first, so a value that fails it (an empty one,
+            // say) would meet the length rule of ids and names only afterwards.
+            let length = match pattern {
+                Pattern::Id | Pattern::IdExt | Pattern::Name => ", 4 to 254 characters long",
+                _ => "",
+            };
+            format!("{body}\nnote: the value must be {}{length}", pattern.rule())
+        }
         None => body,
     }
 }

@@ -40,7 +40,20 @@ fn projects() {
     assert!(
         refused.stderr.contains(
             "Given item 'id' doesn't match with regex \"^[a-zA-Z][a-zA-Z_0-9]*$\"\nnote: the \
-             value must be a letter followed by letters, digits and '_' only"
+             value must be a letter followed by letters, digits and '_' only, 4 to 254 \
+             characters long"
+        ),
+        "{}",
+        refused.stderr
+    );
+    // An empty name: the note gives the length rule too.
+    let refused = server
+        .ctl(&["project", "create", "-n", "", "p_empty"])
+        .fails();
+    assert!(
+        refused.stderr.contains(
+            "note: the value must be a letter followed by letters, digits, '_', '-' and spaces \
+             only, 4 to 254 characters long"
         ),
         "{}",
         refused.stderr
@@ -396,9 +409,22 @@ fn users_and_their_projects() {
         .ctl(&["user", "delete", "cli_test_user"])
         .fails_with_status(404);
     // A wrong password is the token request's own 401.
-    server
+    let wrong = server
         .ctl_as("second_admin", "wrongpassword", &["host", "list"])
         .fails_with_status(401);
+    assert!(!wrong.stderr.contains("note:"), "{}", wrong.stderr);
+    // One with a line break at its end (from a file, say) gets a note on it.
+    let newline = server
+        .ctl_as("second_admin", "asdfasdf\n", &["host", "list"])
+        .fails_with_status(401);
+    assert!(
+        newline.stderr.contains(
+            "note: the password comes from the variable HANAMI_PW, which ends or starts with \
+             white space (a line break, say): is that part of the password?"
+        ),
+        "{}",
+        newline.stderr
+    );
     // One too short for any password is the server's 400, which says where it came from.
     let short = server
         .ctl_as("second_admin", "wrong", &["host", "list"])
@@ -2014,6 +2040,20 @@ fn logs_show_who_changed_what_and_what_failed() {
     assert_eq!(json["body"].as_array().unwrap().len(), 2);
     let (_, later) = server.ctl(&["log", "audit", "--page", "1"]).ok().list();
     assert!(later.is_empty(), "{later:?}");
+    // A user id that has no entries (a typo, say) gets a note instead of a bare empty
+    // table; a user with entries does not.
+    let typo = server.ctl(&["log", "audit", "-u", "nonexist_user"]).ok();
+    assert!(typo.list().1.is_empty());
+    assert!(
+        typo.stderr.contains(
+            "note: no entries for the user id 'nonexist_user' (`hanamictl user get \
+             nonexist_user` says whether that user exists)"
+        ),
+        "{}",
+        typo.stderr
+    );
+    let own = server.ctl(&["log", "audit", "-u", ADMIN]).ok();
+    assert!(own.stderr.is_empty(), "{}", own.stderr);
 
     // A task that fails: its dataset is cut short while it is queued. (The cluster's DIRECT
     // mode holds the queue: an earlier task in front of it could end before the cut.)
