@@ -619,14 +619,18 @@ pub fn group_help(words: &[std::ffi::OsString]) -> clap::Command {
     use clap::CommandFactory as _;
     let mut command = Cli::command();
     command.build();
-    for word in words.iter().skip(1).filter_map(|w| w.to_str()) {
-        if word.starts_with('-') {
-            continue;
-        }
-        match command.find_subcommand(word) {
-            Some(sub) => command = sub.clone(),
+    // The commands as clap found them (flags and their values skipped), despite the error.
+    let found = Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(words)
+        .ok();
+    let mut matches = found.as_ref();
+    while let Some((name, sub)) = matches.and_then(|m| m.subcommand()) {
+        match command.find_subcommand(name) {
+            Some(group) => command = group.clone(),
             None => break,
         }
+        matches = Some(sub);
     }
     command
 }
@@ -848,6 +852,15 @@ mod tests {
         assert_eq!(
             help(&["hanamictl", "-j", "task", "create", "--json"]),
             "Usage: hanamictl task create [OPTIONS] <COMMAND>"
+        );
+        // Flags with values are no commands.
+        assert_eq!(
+            help(&["hanamictl", "--answer-timeout", "30", "task", "-j"]),
+            "Usage: hanamictl task [OPTIONS] <COMMAND>"
+        );
+        assert_eq!(
+            help(&["hanamictl", "--ca-cert", "project", "-j"]),
+            "Usage: hanamictl [OPTIONS] <COMMAND>"
         );
     }
 

@@ -19,7 +19,7 @@ use crate::interrupts::{StopSignal, UploadInterrupts};
 use crate::output;
 use crate::password::{self, Terminal};
 use crate::progress::Progress;
-use hanami_sdk::types::websocket::CLOSED_UPLOAD_GONE;
+use hanami_sdk::types::websocket::{CLOSED_SHUTTING_DOWN, CLOSED_UPLOAD_GONE};
 
 /// Fields of a project, in display order.
 const PROJECT: &[&str] = &["id", "name", "creator_id", "created_at"];
@@ -279,6 +279,55 @@ async fn export(
     )))
 }
 
+/// The error of a failed upload of the dataset `name`, worded for what became of it.
+fn upload_failed(name: &str, error: hanami_sdk::Error, session: &Session) -> CliError {
+    use hanami_sdk::Error as E;
+    let failed = |detail: &str| CliError::msg(format!("upload of '{name}' failed: {detail}"));
+    match error {
+        E::Cancelled => CliError::Interrupted(format!(
+            "upload of '{name}' interrupted; the server was asked to discard what had arrived"
+        )),
+        // Not a failed upload: a retry would make a second dataset.
+        e @ (E::CreatedUnread { .. } | E::FinalizeUnanswered { .. }) => {
+            CliError::msg(e.to_string())
+        }
+        // The server's words for an upload that went away under the session.
+        E::NotFound(gone) if gone == CLOSED_UPLOAD_GONE => failed(&format!(
+            "{gone} (its dataset was deleted, it sent nothing for the server's upload_timeout, \
+             or another session finished it; `hanamictl dataset list` shows what became of it)"
+        )),
+        // Its session refused for the same reason (gone before the session started).
+        E::NotFound(body) => failed(&format!("status 404: {body}")),
+        E::Status { status: 503, body } if body == CLOSED_SHUTTING_DOWN => failed(&format!(
+            "status 503: {body}; a stopping server discards unfinished uploads: upload again \
+             once it is back"
+        )),
+        // The SDK's limits on a session's opening, sends and answers.
+        E::WebSocket(waited)
+            if waited.starts_with("the server did not answer within ")
+                || waited.starts_with("the server took nothing in for ")
+                || waited.starts_with("no websocket connection to ") =>
+        {
+            failed(&format!(
+                "{}\n(the server did not answer in time; a slow server needs a longer \
+                 --answer-timeout or HANAMI_ANSWER_TIMEOUT)",
+                E::WebSocket(waited)
+            ))
+        }
+        // A session cut off (not closed with a reason, which says it all).
+        E::WebSocket(broke) if !broke.starts_with("the server closed the session: ") => {
+            failed(&format!(
+                "{}\n(the connection to the server broke or was refused: is the server still \
+                 running? `hanamictl dataset list` shows whether the upload is still there)",
+                E::WebSocket(broke)
+            ))
+        }
+        e => session
+            .error(e)
+            .context(&format!("upload of '{name}' failed")),
+    }
+}
+
 /// A note on standard error for an empty first page of a log filtered by a user: the
 /// server answers an unknown user id with no entries, as the original did, so a typo
 /// would otherwise look like a user who did nothing.
@@ -428,9 +477,10 @@ async fn write_rows(
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = std::io::BufWriter::new(sink);
+    // `| head`, also behind `-o /dev/stdout`: the reader has what it wanted.
+    let to_standard = matches!(into, None | Some(Destination::Standard { .. }));
     let mut write = |text: &str| match out.write_all(text.as_bytes()) {
-        // `| head`: the reader has what it wanted.
-        Err(e) if into.is_none() && e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) if to_standard && e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
         other => other.map(|()| true).map_err(|e| local("write to", e)),
     };
     let mut going = write(&(names.join(",") + "\n"))?;
@@ -455,7 +505,7 @@ async fn write_rows(
         going = write(&text)?;
     }
     match out.flush() {
-        Err(e) if into.is_none() && e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) if to_standard && e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other.map_err(|e| local("write to", e)),
     }
 }
@@ -995,38 +1045,7 @@ async fn execute(
                     }
                 };
                 drop(interrupts);
-                let dataset = dataset.map_err(|e| match e {
-                    hanami_sdk::Error::Cancelled => CliError::Interrupted(format!(
-                        "upload of '{name}' interrupted; the server was asked to discard what \
-                         had arrived"
-                    )),
-                    // Not a failed upload: a retry would make a second dataset.
-                    e @ (hanami_sdk::Error::CreatedUnread { .. }
-                    | hanami_sdk::Error::FinalizeUnanswered { .. }) => CliError::msg(e.to_string()),
-                    // The server's word for an upload that went away under the session,
-                    // with the upload named and why that happens.
-                    hanami_sdk::Error::NotFound(gone) if gone == CLOSED_UPLOAD_GONE => {
-                        CliError::msg(format!(
-                            "upload of '{name}' failed: {gone} (its dataset was deleted, or \
-                             it sent nothing for the server's upload_timeout); nothing of it \
-                             was kept"
-                        ))
-                    }
-                    // A session cut off (not closed with a reason, which says it all).
-                    hanami_sdk::Error::WebSocket(broke)
-                        if !broke.starts_with("the server closed the session: ") =>
-                    {
-                        let e = hanami_sdk::Error::WebSocket(broke);
-                        CliError::msg(format!(
-                            "upload of '{name}' failed: {e}\n(the connection to the server broke \
-                         or was refused: is the server still running? `hanamictl dataset \
-                         list` shows whether the upload is still there)"
-                        ))
-                    }
-                    e => session
-                        .error(e)
-                        .context(&format!("upload of '{name}' failed")),
-                })?;
+                let dataset = dataset.map_err(|e| upload_failed(&name, e, session))?;
                 single(&dataset, DATASET)
             }
             DatasetCmd::Check { reference, uuid } => {

@@ -1653,6 +1653,23 @@ fn exports_go_into_links_pipes_and_kept_modes(server: &Server, uuid: &str, csv: 
         std::fs::read_to_string(&appended).unwrap(),
         format!("before\n{csv}")
     );
+    // `-o /dev/stdout | head` whose reader has gone: quiet, as without `-o` (status 1 and
+    // "Broken pipe").
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let closed = server
+        .command(&["dataset", "export", "-o", "/dev/stdout", uuid])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(
+        closed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&closed.stderr)
+    );
+    assert!(closed.stderr.is_empty());
     // `{ hanamictl dataset export -o /dev/stdout …; echo END; } > file`: what the shell
     // writes afterwards comes after the rows (they were written from the file's start on a
     // position of their own, and `END` then overwrote the header).
@@ -2308,16 +2325,24 @@ fn an_interrupted_export_leaves_no_partial_file() {
 }
 
 /// An upload that goes away under the CLI says which upload and why: cancelled by a
-/// `dataset delete` from elsewhere (it printed only the server's 404 text), or cut off by a
-/// server that died (a bare websocket error).
+/// `dataset delete` from elsewhere (it printed only the server's 404 text), cut off by a
+/// server that died (a bare websocket error), or ended by a server that stops (a bare 503).
 #[test]
 fn an_upload_that_goes_away_says_which_and_why() {
     let mut server = Server::start();
     let (images, labels) = pattern_mnist(server.dir.path(), "big", 60_000);
     let uploads = server.dir.path().join("data").join("uploads");
-    let files_in = |dir: &std::path::Path| std::fs::read_dir(dir).map_or(0, |d| d.count());
-    for crash in [false, true] {
-        let name = format!("going_{crash}");
+    // Bytes that have arrived in the upload's files.
+    let arrived = |dir: &std::path::Path| -> u64 {
+        std::fs::read_dir(dir).map_or(0, |entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+    };
+    for how in ["deleted", "crashed", "stopped"] {
+        let name = format!("going_{how}");
         let child = server
             .command(&[
                 "dataset", "create", "mnist", "-i", &images, "-l", &labels, &name,
@@ -2326,31 +2351,45 @@ fn an_upload_that_goes_away_says_which_and_why() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
+        // Until its session sends (its first megabyte has arrived).
         let deadline = Instant::now() + Duration::from_secs(30);
-        while files_in(&uploads) == 0 {
+        while arrived(&uploads) < 1 << 20 {
             assert!(Instant::now() < deadline, "no upload started");
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(Duration::from_millis(1));
         }
-        if crash {
-            server = server.crash_and_restart_at_same_address(Duration::from_millis(200));
-        } else {
-            let listed = server.ctl(&["dataset", "list", "-j"]).ok().json();
-            let uuid = listed["body"][0][1].as_str().unwrap().to_owned();
-            server.ctl(&["dataset", "delete", &uuid]).ok();
+        // Held while its upload goes away: a fast machine would otherwise finish it first.
+        send_signal(&child, libc::SIGSTOP);
+        match how {
+            "deleted" => {
+                let listed = server.ctl(&["dataset", "list", "-j"]).ok().json();
+                let uuid = listed["body"][0][1].as_str().unwrap().to_owned();
+                server.ctl(&["dataset", "delete", &uuid]).ok();
+            }
+            "crashed" => {
+                server = server.crash_and_restart_at_same_address(Duration::from_millis(200));
+            }
+            _ => server.signal_stop(),
         }
+        send_signal(&child, libc::SIGCONT);
         let output = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{stderr}");
-        let told = if crash {
-            // Cut off while sending, or in the calls before or after it.
-            stderr.contains("is the server still running?")
-                || stderr.contains("is the server running")
-        } else {
-            stderr.contains(
-                "the upload was cancelled, expired or finished (its dataset was deleted, or it \
-                 sent nothing for the server's upload_timeout); nothing of it was kept",
-            )
+        // What a user may read, by where in the upload it went away (the client opens a
+        // session again after a broken one, which the restarted or stopped server refuses).
+        let gone = "the upload was cancelled, expired or finished (its dataset was deleted, it \
+                    sent nothing for the server's upload_timeout, or another session finished \
+                    it; `hanamictl dataset list` shows what became of it)";
+        let unknown = "not found (an upload ends when it is finalised or cancelled, after 600 s \
+                       without a chunk, or when the server restarts)";
+        let stopping = "status 503: the server is shutting down; a stopping server discards \
+                        unfinished uploads: upload again once it is back";
+        let down = "is the server still running?";
+        let explanations: &[&str] = match how {
+            "deleted" => &[gone, unknown],
+            "crashed" => &[down, unknown, "is the server running"],
+            _ => &[stopping, down, "is the server running"],
         };
+        let told = explanations.iter().any(|text| stderr.contains(text));
         assert!(
             told && stderr.contains(&format!("upload of '{name}' failed: ")),
             "{stderr}"
