@@ -104,10 +104,17 @@ def upgrade_refused(address: str,
 def opening_failed(address: str,
                    error: websockets.exceptions.InvalidHandshake) -> HanamiException:
     """The exception for a websocket opening that did not switch protocols: an HTTP status
-    as :func:`upgrade_refused` says, and an answer that is no HTTP answer a websocket client
-    takes (a server that is no Hanami server) as :class:`HanamiException` in words."""
+    as :func:`upgrade_refused` says; a connection closed before any answer, and an answer
+    that is no HTTP answer a websocket client takes (a server that is no Hanami server), as
+    :class:`HanamiException` in words."""
     if isinstance(error, websockets.exceptions.InvalidStatus):
         return upgrade_refused(address, error)
+    if isinstance(error.__cause__, (EOFError, OSError)):
+        # Closed before any answer: a server that stops or restarts, more likely than one
+        # of another kind.
+        return HanamiException(
+            f"{websocket_url(address)} closed the connection during the websocket opening "
+            f"({error.__cause__}): is the server still running?")
     return HanamiException(
         f"{websocket_url(address)} did not answer the websocket opening as a Hanami server "
         f"does ({error}): is the address the server's (a proxy in between must pass "

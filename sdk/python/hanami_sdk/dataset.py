@@ -315,10 +315,12 @@ async def send_data(token: str, address: str, dataset_uuid: str, file_uuid: str,
     invalid token). ``dataset_uuid`` is not needed and kept for the original signature.
     """
     del dataset_uuid
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"data must be the file's bytes (bytes, bytearray or memoryview), got "
-                        f"{type(data).__name__}")
-    view = memoryview(bytes(data))
+    try:
+        # Anything that holds bytes (bytes, bytearray, memoryview, mmap, array, ...).
+        view = memoryview(data).cast("B")
+    except TypeError:
+        raise TypeError(f"data must be the file's bytes (bytes, bytearray, memoryview, mmap or "
+                        f"another object that holds bytes), got {type(data).__name__}") from None
     chunks = (bytes(view[i:i + CHUNK_SIZE]) for i in range(0, len(view), CHUNK_SIZE))
     try:
         await _send_chunks(token, address, file_uuid, chunks, verify_connection)

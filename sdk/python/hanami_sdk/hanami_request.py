@@ -109,18 +109,18 @@ def redirect_message(location: Optional[str]) -> str:
 
 def _check_token_text(token: str) -> None:
     """Refuses a token that cannot go into a request header, before it is sent: one with a
-    line break (left from reading it from a file, say) or another control character, a
-    character beyond Latin-1, or white space at its start, which failed inside the HTTP
-    library. (Anything else that is no token the server refuses with a 401, as it did
-    for the original SDK.)"""
+    line break (left from reading it from a file, say), NUL or another control character
+    but tab, a character beyond Latin-1, or white space at its start, which failed inside
+    the HTTP library. (Anything else goes to the server, as with the original SDK: it
+    ignores white space at the end and refuses the rest that is no token with a 401.)"""
     odd = next((i for i, c in enumerate(token)
-                if c < " " or "\x7f" <= c < "\xa0" or c > "\xff"), None)
-    if odd is None and token[:1].isspace():
+                if (c < " " and c != "\t") or c == "\x7f" or c > "\xff"), None)
+    if odd is None and token[:1] in (" ", "\t"):
         odd = 0
     if odd is not None:
         raise ValueError(f"the token must be the text that request_token returned; this one "
-                         f"has {token[odd]!r} at position {odd} (tokens have no white space, "
-                         f"line breaks or characters beyond ASCII)")
+                         f"has {token[odd]!r} at position {odd}, which no request header can "
+                         f"carry (a line break left from reading it from a file, say)")
 
 
 def send_request(method: str, token: Optional[str], address: str, path: str,

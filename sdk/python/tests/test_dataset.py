@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import mmap
 import os
 import shutil
 import signal
@@ -326,11 +327,14 @@ def test_send_data_and_progress_step_by_step(address: str, token: str, files: Pa
     async def send() -> None:
         assert await dataset.send_data(token, address, uuid, init["uuid_input_file"],
                                        image_bytes)
-        assert await dataset.send_data(token, address, uuid, init["uuid_label_file"],
-                                       label_bytes)
+        # A memory-mapped file holds the bytes too, as the original SDK took it.
+        with open(labels, "rb") as file, \
+                mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            assert await dataset.send_data(token, address, uuid, init["uuid_label_file"],
+                                           mapped)
         # an unknown file uuid: the session is refused
         assert not await dataset.send_data(token, address, uuid, MISSING, b"abc")
-        # data that is no bytes: refused in words before anything is sent
+        # data that holds no bytes: refused in words before anything is sent
         for wrong in (None, "a,b\n1,2\n", [1, 2]):
             with pytest.raises(TypeError, match="^data must be the file's bytes"):
                 await dataset.send_data(token, address, uuid, init["uuid_input_file"],

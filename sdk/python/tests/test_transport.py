@@ -14,7 +14,7 @@ from urllib.parse import unquote_to_bytes
 import pytest
 
 from hanami_sdk import hanami_exceptions as hx
-from hanami_sdk import cluster, dataset, hanami_request, hanami_token, project
+from hanami_sdk import cluster, dataset, direct_io, hanami_request, hanami_token, project
 
 
 class _Stub(BaseHTTPRequestHandler):
@@ -300,13 +300,14 @@ def test_a_websocket_opening_answered_by_no_hanami_server_says_so(not_hanami: st
 @pytest.mark.parametrize("token, shown", [
     ("stub.token\n", "'\\n' at position 10"),
     (" stub.token", "' ' at position 0"),
+    ("\tstub.token", "'\\t' at position 0"),
     ("stub\r\ntoken", "'\\r' at position 4"),
     ("stub\x00token", "'\\x00' at position 4"),
     ("stub.token…", "'…' at position 10"),
 ])
 def test_tokens_with_characters_no_token_has_are_refused_before_sending(
         stub: str, token: str, shown: str) -> None:
-    """A token that cannot go into a header (a line break, NUL, white space at its start, a
+    """A token that no header can carry (a line break, NUL, white space at its start, a
     character beyond Latin-1) raises a ValueError that names it, and nothing is sent (it
     raised ``UnicodeEncodeError`` or ``InvalidHeader`` from the HTTP library, or a 400
     without text)."""
@@ -324,3 +325,36 @@ def test_other_text_that_is_no_token_goes_to_the_server(stub: str) -> None:
     sent = len(_Stub.seen)
     assert project.get_project("stub token é", stub, "200_x") == "x"
     assert _Stub.seen[sent]["headers"]["X-Auth-Token"] == "stub token é"
+    # A tab or a C1 character inside or at the end, which a header can carry, too.
+    assert project.get_project("stub.token\t", stub, "200_x") == "x"
+    assert project.get_project("stub\x85token", stub, "200_x") == "x"
+
+
+def test_a_websocket_opening_that_the_server_closes_asks_whether_it_runs() -> None:
+    """A connection closed before any answer to the opening (a server that stops) asks
+    whether the server still runs, not whether the address is a Hanami server's."""
+    import socket  # pylint: disable=import-outside-toplevel
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def close_each() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            connection.recv(4096)
+            connection.close()
+
+    threading.Thread(target=close_each, daemon=True).start()
+    address = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        with pytest.raises(hx.HanamiException) as info:
+            asyncio.run(direct_io.connect("tok", address,
+                                          "8a1b2c3d-0000-4000-8000-123456789abc"))
+        assert type(info.value) is hx.HanamiException
+        assert str(info.value).endswith(": is the server still running?")
+        assert "closed the connection during the websocket opening" in str(info.value)
+    finally:
+        listener.close()
