@@ -203,11 +203,28 @@ async fn bodies_and_queries() {
         "Request body is larger than the limit of 1048576 bytes (the server's max_body_bytes; \
          a cluster template travels base64-encoded in it, so templates of up to 767 KiB fit)"
     );
-    // The rest of the body is not read: the connection closes after the answer, and the
-    // answer says so (a client that sent its next request on it found it closed under it).
+    // The connection closes after the answer (not all of a body far beyond the limit is
+    // read), and the answer says so (a client that sent its next request on it found it
+    // closed under it).
     assert_eq!(resp.connection.as_deref(), Some("close"));
     let next = admin.get("project/all").await.expect(200);
     assert_eq!(next.connection, None);
+    // A client still sending a body well beyond the limit reads the refusal too: the rest
+    // is read and dropped first (the connection broke under its writes, and the SDK
+    // reported a broken pipe instead of the reason).
+    let client = common::sdk(&server, common::ADMIN, common::ADMIN_PW).await;
+    for size in [1_500_000, 3_000_000, 10_000_000] {
+        let template = format!("version: 1\n#{}\n", "x".repeat(size));
+        match client.create_cluster("big_template", &template).await {
+            Err(hanami_sdk::Error::BadRequest(message)) => {
+                assert!(
+                    message.starts_with("Request body is larger than the limit"),
+                    "{message}"
+                );
+            }
+            other => panic!("{size}: {other:?}"),
+        }
+    }
     // So is one whose announced length is beyond the limit, at once: the server does not
     // wait for a body it would refuse (it waited for the header timeout).
     let token = admin.token.clone().unwrap();

@@ -332,29 +332,68 @@ fn announces_body(headers: &HeaderMap) -> bool {
 
 /// Reads a request body of at most `max_body_bytes`, which must arrive within
 /// `header_timeout` (a client that announces a body and sends none is not waited for). A
-/// body whose announced length is beyond the limit is refused before it is read.
-async fn read_body(app: &App, body: Body) -> ApiResult<axum::body::Bytes> {
+/// body whose announced length is beyond the limit is refused before it is read; the rest
+/// of a refused body is read and dropped first ([`drain`]).
+async fn read_body(app: &App, mut body: Body) -> ApiResult<axum::body::Bytes> {
     use axum::body::HttpBody;
+    use http_body_util::BodyExt;
     let limit = app.config.max_body_bytes;
     let wait = app.config.header_timeout;
+    let deadline = tokio::time::Instant::now() + wait;
     if body.size_hint().lower() > limit as u64 {
+        drain(body, deadline, limit).await;
         return Err(body_too_large(limit));
     }
-    match tokio::time::timeout(wait, axum::body::to_bytes(body, limit)).await {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(e)) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>());
-            Err(if too_large {
-                body_too_large(limit)
-            } else {
-                ApiError::BadRequest(format!("The request body could not be read: {e}"))
-            })
+    let mut bytes = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(None) => return Ok(bytes.into()),
+            Ok(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if bytes.len() + data.len() > limit {
+                    drain(body, deadline, limit).await;
+                    return Err(body_too_large(limit));
+                }
+                bytes.extend_from_slice(&data);
+            }
+            Ok(Some(Err(e))) => {
+                return Err(ApiError::BadRequest(format!(
+                    "The request body could not be read: {e}"
+                )));
+            }
+            Err(_) => {
+                return Err(ApiError::BadRequest(format!(
+                    "The request body did not arrive within {} s",
+                    wait.as_secs()
+                )));
+            }
         }
-        Err(_) => Err(ApiError::BadRequest(format!(
-            "The request body did not arrive within {} s",
-            wait.as_secs()
-        ))),
+    }
+}
+
+/// Reads and drops the rest of a body refused for its size (until `deadline`, while parts
+/// keep coming at most a second apart, and at most 16 times the limit or 16 MiB more), so
+/// that a client still sending it gets to read the refusal: answering at once closed the
+/// connection under its writes, and the client saw a broken connection instead of the
+/// reason.
+async fn drain(mut body: Body, deadline: tokio::time::Instant, limit: usize) {
+    use http_body_util::BodyExt;
+    const PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+    let mut left = limit.saturating_mul(16).max(16 << 20);
+    loop {
+        let until = deadline.min(tokio::time::Instant::now() + PAUSE);
+        let Ok(Some(Ok(frame))) = tokio::time::timeout_at(until, body.frame()).await else {
+            return;
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.len() >= left {
+            return;
+        }
+        left -= data.len();
     }
 }
 
