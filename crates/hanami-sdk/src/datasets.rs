@@ -52,7 +52,8 @@ fn file_size(path: &Path) -> Result<u64> {
 impl Client {
     /// Uploads an MNIST image and label file pair (IDX format) as a new dataset.
     ///
-    /// Dropping the returned future before the files are sent (a timeout around it, say)
+    /// Dropping the returned future before the files are sent (a timeout around it, say;
+    /// also while the server has not yet answered the request that registers the upload)
     /// deletes the unfinished upload on the server in the background; to learn that the
     /// upload was withdrawn, cancel it through [`Client::upload_mnist_until`] instead.
     pub async fn upload_mnist(&self, name: &str, images: &Path, labels: &Path) -> Result<Dataset> {
@@ -84,8 +85,11 @@ impl Client {
         cancel: impl Future<Output = ()>,
     ) -> Result<Dataset> {
         let (image_size, label_size) = (file_size(images)?, file_size(labels)?);
+        // Boxed, so that it can be handed on: it is dropped when the sending steps end.
+        let mut cancel = Box::pin(cancel);
+        let body = mnist_start(name, image_size, label_size);
         let started = self
-            .start_mnist_upload(name, image_size, label_size)
+            .register_upload("dataset/upload/mnist", body, &mut cancel)
             .await?;
         let steps = async {
             let label_uuid = started
@@ -138,8 +142,9 @@ impl Client {
     }
 
     /// [`Client::upload_csv_with_progress`] that stops with [`Error::Cancelled`] when
-    /// `cancel` completes while the file is sent. An upload that fails or is cancelled then
-    /// is deleted on the server (best effort), so that it neither waits for the server's
+    /// `cancel` completes while the upload is registered or its file is sent. An upload that
+    /// fails or is cancelled then is deleted on the server (best effort; a cancel during
+    /// the registration waits up to 5 s for the server's answer that names the upload), so that it neither waits for the server's
     /// `upload_timeout` nor counts against the caller's limit of unfinished uploads; the
     /// error returned is the one that stopped the upload. Once every byte has arrived the
     /// finalisation is requested and no longer cancelled: the server converts the file
@@ -155,7 +160,12 @@ impl Client {
         cancel: impl Future<Output = ()>,
     ) -> Result<Dataset> {
         let size = file_size(csv)?;
-        let started = self.start_csv_upload(name, size).await?;
+        // Boxed, so that it can be handed on: it is dropped when the sending steps end.
+        let mut cancel = Box::pin(cancel);
+        let body = csv_start(name, size);
+        let started = self
+            .register_upload("dataset/upload/csv", body, &mut cancel)
+            .await?;
         let steps = async {
             self.upload_file(&started.uuid_input_file, csv, size, &mut |sent| {
                 progress(sent, size)
@@ -185,6 +195,37 @@ impl Client {
                 uuid: uuid.to_owned(),
                 source: Box::new(source),
             })
+    }
+
+    /// Registers an upload (the request that starts it, `endpoint` with `body`) so that it is
+    /// withdrawn also when the call is dropped, or `cancel` completes, before the server has
+    /// answered: the request runs as a task of its own, and whoever gives up on it leaves
+    /// that task the deletion of the upload it registers ([`Registering`]). A cancel waits
+    /// for that deletion (at most [`CLEANUP_TIMEOUT`]; it goes on in the background after).
+    async fn register_upload<B>(
+        &self,
+        endpoint: &'static str,
+        body: B,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<UploadStarted>
+    where
+        B: serde::Serialize + Send + Sync + 'static,
+    {
+        let client = self.clone();
+        let request = tokio::spawn(async move { client.post(endpoint, &body).await });
+        let mut registering = Registering {
+            client: self,
+            request: Some(request),
+        };
+        tokio::select! {
+            answer = registering.answer() => answer,
+            () = cancel => {
+                if let Some(cleanup) = registering.abandon() {
+                    let _ = tokio::time::timeout(CLEANUP_TIMEOUT, cleanup).await;
+                }
+                Err(Error::Cancelled)
+            }
+        }
     }
 
     /// Runs the steps of a registered upload before its finalisation (sending the files,
@@ -225,21 +266,17 @@ impl Client {
         image_size: u64,
         label_size: u64,
     ) -> Result<UploadStarted> {
-        let body = MnistUploadRequest {
-            name: name.to_owned(),
-            input_data_size: image_size,
-            label_data_size: label_size,
-        };
-        self.post("dataset/upload/mnist", &body).await
+        self.post(
+            "dataset/upload/mnist",
+            &mnist_start(name, image_size, label_size),
+        )
+        .await
     }
 
     /// First step of a CSV upload.
     pub async fn start_csv_upload(&self, name: &str, size: u64) -> Result<UploadStarted> {
-        let body = CsvUploadRequest {
-            name: name.to_owned(),
-            input_data_size: size,
-        };
-        self.post("dataset/upload/csv", &body).await
+        self.post("dataset/upload/csv", &csv_start(name, size))
+            .await
     }
 
     /// Whether every byte of an upload has arrived.
@@ -340,6 +377,66 @@ impl Drop for Abandoned<'_> {
         runtime.spawn(async move {
             let _ = tokio::time::timeout(CLEANUP_TIMEOUT, client.delete_dataset(&uuid)).await;
         });
+    }
+}
+
+/// The request that starts an MNIST upload of these sizes.
+fn mnist_start(name: &str, image_size: u64, label_size: u64) -> MnistUploadRequest {
+    MnistUploadRequest {
+        name: name.to_owned(),
+        input_data_size: image_size,
+        label_data_size: label_size,
+    }
+}
+
+/// The request that starts a CSV upload of this size.
+fn csv_start(name: &str, size: u64) -> CsvUploadRequest {
+    CsvUploadRequest {
+        name: name.to_owned(),
+        input_data_size: size,
+    }
+}
+
+/// The request that registers an upload, running as a task of its own: given up on before
+/// its answer (the call's future dropped, or cancelled), it is left a background task that
+/// deletes the upload once the answer names it, so that no registered upload waits for the
+/// server's `upload_timeout` or counts against its owner's limit of unfinished uploads.
+struct Registering<'a> {
+    client: &'a Client,
+    /// Until its answer has been taken.
+    request: Option<tokio::task::JoinHandle<Result<UploadStarted>>>,
+}
+
+impl Registering<'_> {
+    /// The server's answer to the request.
+    async fn answer(&mut self) -> Result<UploadStarted> {
+        let Some(request) = self.request.as_mut() else {
+            return Err(Error::Protocol("an upload's start answered twice".into()));
+        };
+        let answer = request.await;
+        self.request = None;
+        answer.unwrap_or_else(|e| Err(Error::Protocol(format!("the upload's start failed: {e}"))))
+    }
+
+    /// Leaves the request to a background task that deletes what it registers; the task's
+    /// handle, if a runtime was there to run it.
+    fn abandon(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        let request = self.request.take()?;
+        // Without a runtime (the caller's is shutting down) the server's timeout cleans up.
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let client = self.client.clone();
+        Some(runtime.spawn(async move {
+            if let Ok(Ok(started)) = request.await {
+                let _ = tokio::time::timeout(CLEANUP_TIMEOUT, client.delete_dataset(&started.uuid))
+                    .await;
+            }
+        }))
+    }
+}
+
+impl Drop for Registering<'_> {
+    fn drop(&mut self) {
+        self.abandon();
     }
 }
 

@@ -2039,6 +2039,43 @@ async fn a_dropped_upload_is_withdrawn() {
     assert!(admin.datasets().await.unwrap().body.is_empty());
 }
 
+/// An upload whose future is dropped, or cancelled, while the request that registers it
+/// waits for its answer is withdrawn too, once the answer names it (it stayed until the
+/// server's `upload_timeout`, and 32 of them kept their owner from uploading at all).
+#[tokio::test]
+async fn an_upload_given_up_before_its_start_is_answered_is_withdrawn() {
+    let server = launch().pause_at("upload:registered", 1000).start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = write(tmp.path(), "early.csv", "a,b\n1,2\n");
+    let uploads = server.data_dir.join("uploads");
+    let files = || std::fs::read_dir(&uploads).map_or(0, |d| d.count());
+    // Dropped: a timeout around the call ends it while the server holds the answer.
+    let dropped =
+        tokio::time::timeout(Duration::from_millis(400), client.upload_csv("early", &csv)).await;
+    assert!(dropped.is_err(), "{dropped:?}");
+    assert_eq!(files(), 1, "the upload was registered");
+    common::eventually(Duration::from_secs(10), || async {
+        match files() {
+            0 => Ok(()),
+            n => Err(format!("{n} temporary upload files left")),
+        }
+    })
+    .await;
+    // Cancelled: the call ends with `Cancelled` once the upload is withdrawn.
+    let cancelled = client
+        .upload_csv_until(
+            "early",
+            &csv,
+            &mut |_, _| {},
+            tokio::time::sleep(Duration::from_millis(100)),
+        )
+        .await;
+    assert!(matches!(cancelled, Err(Error::Cancelled)), "{cancelled:?}");
+    assert_eq!(files(), 0, "the upload is left");
+    assert!(client.datasets().await.unwrap().body.is_empty());
+}
+
 /// A dataset file changed or removed outside the server: every use of the dataset answers
 /// 409 saying which dataset and what to do (it was a 500 with only an error id), listing
 /// still works, and deleting it clears the way.
