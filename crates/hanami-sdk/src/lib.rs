@@ -130,14 +130,18 @@
 //!
 //! Every method maps the server's status codes onto [`Error`]: 400 [`Error::BadRequest`],
 //! 401 [`Error::Unauthorized`], 404 [`Error::NotFound`], 409 [`Error::Conflict`] and 500
-//! [`Error::Internal`], each with the server's message. A server that cannot be reached is
-//! [`Error::Transport`], a wait that reached its limit [`Error::Timeout`], an argument the
-//! client refuses before sending [`Error::InvalidArgument`]. A token that expires is renewed
-//! by the client itself (see [`Client`]), so a long wait or upload outlives it.
+//! [`Error::Internal`], each with the server's message; a server that stops answers 503
+//! ([`Error::Status`]), also to the websocket sessions of uploads and direct IO that it
+//! ends. A server that cannot be reached is [`Error::Transport`] for REST calls and
+//! [`Error::WebSocket`] for those sessions (a connection refused, or broken while they
+//! run), a wait that reached its limit [`Error::Timeout`], an argument the client refuses
+//! before sending [`Error::InvalidArgument`]. A token that expires is renewed by the client
+//! itself (see [`Client`]), so a long wait or upload outlives it.
 //!
 //! Uploads can be cancelled with the `_until` variants, which report
 //! [`Error::Cancelled`]; dropping an upload's future withdraws the unfinished upload on the
-//! server in the background.
+//! server in the background (also before the server has answered the request that
+//! registers it).
 
 mod client;
 mod clusters;
