@@ -55,6 +55,17 @@ impl Client {
 /// infinity, and `expected` values outside [0, 1], which the outputs (sigmoids) cannot
 /// reach. Checked before anything is sent, so the session stays usable.
 fn check_values(name: &str, values: &[f32], expected: bool) -> Result<()> {
+    use hanami_types::websocket::MAX_MESSAGE_BYTES;
+    // Four bytes a value, plus the name and the message's other fields (a bound).
+    let bytes = values.len().saturating_mul(4) + name.len() + 64;
+    if bytes > MAX_MESSAGE_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "{} values for '{name}' would make a message of about {bytes} bytes; the server \
+             takes at most {MAX_MESSAGE_BYTES} bytes (16 MiB) per message, about {} values",
+            values.len(),
+            (MAX_MESSAGE_BYTES - name.len() - 64) / 4
+        )));
+    }
     if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
         return Err(Error::InvalidArgument(format!(
             "value {i} for '{name}' ({v}) is not a finite number"

@@ -681,8 +681,15 @@ async fn modes_queue_and_direct_io() {
     not_a_number[5] = f32::NAN;
     let mut beyond = label.clone();
     beyond[9] = 1.5;
+    // More values than one message may carry (the connection broke under the write).
+    let huge = vec![0.5f32; 5_000_000];
     for (refused, text) in [
         (session.request(&[]).await, "no values"),
+        (
+            session.request(&[("picture", &huge)]).await,
+            "5000000 values for 'picture' would make a message of about 20000071 bytes; the \
+             server takes at most 16777216 bytes (16 MiB) per message, about 4194286 values",
+        ),
         (
             session.request(&[("picture", &not_a_number)]).await,
             "value 5 for 'picture' (NaN) is not a finite number",

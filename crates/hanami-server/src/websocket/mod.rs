@@ -40,7 +40,7 @@ use crate::state::{App, InFlight};
 use crate::uploads::{MAX_UPLOAD_SESSIONS, UploadKind, UploadTarget};
 
 /// Largest websocket message accepted (uploads come in 128 KiB chunks).
-const MAX_MESSAGE_BYTES: usize = 16 << 20;
+const MAX_MESSAGE_BYTES: usize = hanami_types::websocket::MAX_MESSAGE_BYTES;
 /// How long a new socket may take to send its first message.
 const INIT_TIMEOUT: Duration = Duration::from_secs(30);
 
