@@ -143,15 +143,16 @@ impl Client {
 
     /// [`Client::upload_csv_with_progress`] that stops with [`Error::Cancelled`] when
     /// `cancel` completes while the upload is registered or its file is sent. An upload that
-    /// fails or is cancelled then is deleted on the server (best effort; a cancel during
-    /// the registration waits up to 5 s for the server's answer that names the upload), so that it neither waits for the server's
-    /// `upload_timeout` nor counts against the caller's limit of unfinished uploads; the
-    /// error returned is the one that stopped the upload. Once every byte has arrived the
-    /// finalisation is requested and no longer cancelled: the server converts the file
-    /// into the dataset whatever the client does, and a dataset that may exist is never
-    /// deleted by this call. `cancel` is dropped when that point is reached, or when the
-    /// deletion of a failed or cancelled upload is over (so a caller can tell the two
-    /// apart by when it is dropped and how the call ends).
+    /// fails or is cancelled then is deleted on the server (best effort; a cancel during the
+    /// registration first waits for the server's answer, which names the upload), so that
+    /// it neither waits for the server's `upload_timeout` nor counts against the caller's
+    /// limit of unfinished uploads; the error returned is the one that stopped the upload.
+    /// Once every byte has arrived the finalisation is requested and no longer cancelled:
+    /// the server converts the file into the dataset whatever the client does, and a
+    /// dataset that may exist is never deleted by this call. `cancel` is dropped when that
+    /// point is reached, when the deletion of a failed or cancelled upload is over, or when
+    /// the registration fails (so a caller can tell these apart by when it is dropped and
+    /// how the call ends).
     pub async fn upload_csv_until(
         &self,
         name: &str,
@@ -201,7 +202,8 @@ impl Client {
     /// withdrawn also when the call is dropped, or `cancel` completes, before the server has
     /// answered: the request runs as a task of its own, and whoever gives up on it leaves
     /// that task the deletion of the upload it registers ([`Registering`]). A cancel waits
-    /// for that deletion (at most [`CLEANUP_TIMEOUT`]; it goes on in the background after).
+    /// for the answer and that deletion (as long as an answer may take, plus
+    /// [`CLEANUP_TIMEOUT`]; they go on in the background after).
     async fn register_upload<B>(
         &self,
         endpoint: &'static str,
@@ -211,6 +213,8 @@ impl Client {
     where
         B: serde::Serialize + Send + Sync + 'static,
     {
+        // A token the clone renews on the way stays with the clone; this client renews its
+        // own when it needs to.
         let client = self.clone();
         let request = tokio::spawn(async move { client.post(endpoint, &body).await });
         let mut registering = Registering {
@@ -221,7 +225,8 @@ impl Client {
             answer = registering.answer() => answer,
             () = cancel => {
                 if let Some(cleanup) = registering.abandon() {
-                    let _ = tokio::time::timeout(CLEANUP_TIMEOUT, cleanup).await;
+                    let limit = self.answer_timeout + CLEANUP_TIMEOUT;
+                    let _ = tokio::time::timeout(limit, cleanup).await;
                 }
                 Err(Error::Cancelled)
             }
@@ -408,14 +413,20 @@ struct Registering<'a> {
 }
 
 impl Registering<'_> {
-    /// The server's answer to the request.
+    /// The server's answer to the request (taken once); a panic of the request goes on
+    /// in the caller.
     async fn answer(&mut self) -> Result<UploadStarted> {
-        let Some(request) = self.request.as_mut() else {
-            return Err(Error::Protocol("an upload's start answered twice".into()));
-        };
+        let request = self.request.as_mut().expect("an answer is taken once");
         let answer = request.await;
         self.request = None;
-        answer.unwrap_or_else(|e| Err(Error::Protocol(format!("the upload's start failed: {e}"))))
+        match answer {
+            Ok(answer) => answer,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled: the runtime is shutting down.
+            Err(e) => Err(Error::Protocol(format!(
+                "the upload's start did not end: {e}"
+            ))),
+        }
     }
 
     /// Leaves the request to a background task that deletes what it registers; the task's

@@ -51,9 +51,10 @@ impl Client {
     }
 }
 
-/// Refuses values the server would refuse (closing the session): not-a-number and
-/// infinity, and `expected` values outside [0, 1], which the outputs (sigmoids) cannot
-/// reach. Checked before anything is sent, so the session stays usable.
+/// Refuses values the server would refuse (closing the session): more than one message
+/// may carry, not-a-number and infinity, and `expected` values outside [0, 1], which the
+/// outputs (sigmoids) cannot reach. Checked before anything is sent, so the session stays
+/// usable.
 fn check_values(name: &str, values: &[f32], expected: bool) -> Result<()> {
     use hanami_types::websocket::MAX_MESSAGE_BYTES;
     // Four bytes a value, plus the name and the message's other fields (a bound).
@@ -61,9 +62,10 @@ fn check_values(name: &str, values: &[f32], expected: bool) -> Result<()> {
     if bytes > MAX_MESSAGE_BYTES {
         return Err(Error::InvalidArgument(format!(
             "{} values for '{name}' would make a message of about {bytes} bytes; the server \
-             takes at most {MAX_MESSAGE_BYTES} bytes (16 MiB) per message, about {} values",
+             takes at most {MAX_MESSAGE_BYTES} bytes ({} MiB) per message, about {} values",
             values.len(),
-            (MAX_MESSAGE_BYTES - name.len() - 64) / 4
+            MAX_MESSAGE_BYTES >> 20,
+            MAX_MESSAGE_BYTES.saturating_sub(name.len() + 64) / 4
         )));
     }
     if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
@@ -152,8 +154,9 @@ impl DirectSession {
 
     /// One training step: input values and expected output values by interface name. Only
     /// outputs the session has sent expected values for learn; the server refuses a step
-    /// before any, and closes the session. Values that are not finite, or expected values
-    /// outside [0, 1], are [`Error::InvalidArgument`], refused before anything is sent.
+    /// before any, and closes the session. Values that are not finite, expected values
+    /// outside [0, 1], or more values for one interface than a 16 MiB message carries are
+    /// [`Error::InvalidArgument`], refused before anything is sent.
     pub async fn train(
         &mut self,
         inputs: &[(&str, &[f32])],
@@ -192,7 +195,8 @@ impl DirectSession {
     /// One request: returns the raw values of each output of the cluster, by name. The
     /// server answers with one message per output; the session then sends an empty input
     /// message as a marker, whose acknowledgement follows the last of them, so it needs
-    /// not know how many outputs the cluster has.
+    /// not know how many outputs the cluster has. Inputs are refused before sending as for
+    /// [`DirectSession::train`].
     pub async fn request(&mut self, inputs: &[(&str, &[f32])]) -> Result<Vec<(String, Vec<f32>)>> {
         self.still_open()?;
         let result = self.request_step(inputs).await;

@@ -2044,35 +2044,38 @@ async fn a_dropped_upload_is_withdrawn() {
 /// server's `upload_timeout`, and 32 of them kept their owner from uploading at all).
 #[tokio::test]
 async fn an_upload_given_up_before_its_start_is_answered_is_withdrawn() {
-    let server = launch().pause_at("upload:registered", 1000).start();
+    let server = launch().pause_at("upload:registered", 3000).start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let tmp = tempfile::tempdir().unwrap();
     let csv = write(tmp.path(), "early.csv", "a,b\n1,2\n");
     let uploads = server.data_dir.join("uploads");
     let files = || std::fs::read_dir(&uploads).map_or(0, |d| d.count());
-    // Dropped: a timeout around the call ends it while the server holds the answer.
-    let dropped =
-        tokio::time::timeout(Duration::from_millis(400), client.upload_csv("early", &csv)).await;
-    assert!(dropped.is_err(), "{dropped:?}");
+    let withdrawn = || {
+        common::eventually(Duration::from_secs(10), || async {
+            match files() {
+                0 => Ok(()),
+                n => Err(format!("{n} temporary upload files left")),
+            }
+        })
+    };
+    // Dropped (a timeout around the call, a `select!`) while the server holds the answer.
+    tokio::select! {
+        dropped = client.upload_csv("early", &csv) => panic!("answered: {dropped:?}"),
+        () = common::until_paused(&server, "upload:registered", 1) => {}
+    }
     assert_eq!(files(), 1, "the upload was registered");
-    common::eventually(Duration::from_secs(10), || async {
-        match files() {
-            0 => Ok(()),
-            n => Err(format!("{n} temporary upload files left")),
-        }
-    })
-    .await;
+    withdrawn().await;
     // Cancelled: the call ends with `Cancelled` once the upload is withdrawn.
     let cancelled = client
         .upload_csv_until(
             "early",
             &csv,
             &mut |_, _| {},
-            tokio::time::sleep(Duration::from_millis(100)),
+            common::until_paused(&server, "upload:registered", 2),
         )
         .await;
     assert!(matches!(cancelled, Err(Error::Cancelled)), "{cancelled:?}");
-    assert_eq!(files(), 0, "the upload is left");
+    withdrawn().await;
     assert!(client.datasets().await.unwrap().body.is_empty());
 }
 

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The largest websocket message either way (an upload chunk, a direct-IO message).
+/// The largest websocket message the server takes (an upload chunk, a direct-IO message).
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// Target of a file-upload session.
 pub const TARGET_FILE_UPLOAD: &str = "file_upload";

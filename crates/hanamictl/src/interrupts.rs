@@ -137,8 +137,8 @@ impl UploadInterrupts {
 
     /// Completes on the first signal while the upload may be withdrawn. Dropping this
     /// future ends that phase (the SDK drops it when the upload reaches its finalisation,
-    /// or after withdrawing a failed one, when the command ends at once): signals end the
-    /// process from then on.
+    /// or after withdrawing a failed one, or when the registration failed, when the command
+    /// ends at once): signals end the process from then on.
     pub async fn cancelled(&self) {
         struct EndOfPhase<'a>(&'a Shared);
         impl Drop for EndOfPhase<'_> {

@@ -164,7 +164,7 @@ async fn start_upload(
         project_id: caller.project_id.clone(),
         created_at: hanami_store::now_timestamp(),
     };
-    let _owners = app.owner_changes.lock().await;
+    let owners = app.owner_changes.lock().await;
     // The caller was checked when the request came in; its user may have been deleted, or
     // taken out of the project, since.
     if super::token::context_now(app, &caller.id, &caller.project_id)
@@ -185,7 +185,7 @@ async fn start_upload(
             StartError::Refused(why) => ApiError::Conflict(why),
             StartError::Io(e) => ApiError::Internal(e),
         })?;
-    drop(_owners);
+    drop(owners);
     // Registered, not yet answered (a test holds the answer back here).
     crate::crash_point::reached_async("upload:registered").await;
     let mut file_uuids = started.file_uuids.into_iter();

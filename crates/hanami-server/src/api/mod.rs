@@ -202,7 +202,11 @@ async fn process(
     let mut input = match method {
         Method::Post | Method::Put => {
             refuse_undecoded_codings(&parts.headers)?;
-            let bytes = read_body(app, body).await?;
+            let expects_continue = parts
+                .headers
+                .get(header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+            let bytes = read_body(app, body, expects_continue).await?;
             facts.body_read = true;
             request::parse_body(&bytes)?
         }
@@ -330,18 +334,32 @@ fn announces_body(headers: &HeaderMap) -> bool {
             .is_some_and(|length| length.trim() != "0")
 }
 
+/// How much of a body refused for its size is read and dropped before the refusal.
+const DRAIN_BYTES: u64 = 16 << 20;
+
 /// Reads a request body of at most `max_body_bytes`, which must arrive within
-/// `header_timeout` (a client that announces a body and sends none is not waited for). A
-/// body whose announced length is beyond the limit is refused before it is read; the rest
-/// of a refused body is read and dropped first ([`drain`]).
-async fn read_body(app: &App, mut body: Body) -> ApiResult<axum::body::Bytes> {
+/// `header_timeout` (a client that announces a body and sends none is not waited for).
+///
+/// A body beyond the limit is refused. The rest of it is read and dropped first
+/// ([`drain`]), so that a client still sending it reads the refusal; but a body announced
+/// beyond the limit is refused before any of it is read where the client waits for a go
+/// (`Expect: 100-continue`, which reading would give) or where the announced rest is more
+/// than [`DRAIN_BYTES`].
+async fn read_body(
+    app: &App,
+    mut body: Body,
+    expects_continue: bool,
+) -> ApiResult<axum::body::Bytes> {
     use axum::body::HttpBody;
     use http_body_util::BodyExt;
     let limit = app.config.max_body_bytes;
     let wait = app.config.header_timeout;
     let deadline = tokio::time::Instant::now() + wait;
-    if body.size_hint().lower() > limit as u64 {
-        drain(body, deadline, limit).await;
+    let announced = body.size_hint().lower();
+    if announced > limit as u64 {
+        if !expects_continue && announced - limit as u64 <= DRAIN_BYTES {
+            drain(body, deadline).await;
+        }
         return Err(body_too_large(limit));
     }
     let mut bytes = Vec::new();
@@ -353,7 +371,7 @@ async fn read_body(app: &App, mut body: Body) -> ApiResult<axum::body::Bytes> {
                     continue;
                 };
                 if bytes.len() + data.len() > limit {
-                    drain(body, deadline, limit).await;
+                    drain(body, deadline).await;
                     return Err(body_too_large(limit));
                 }
                 bytes.extend_from_slice(&data);
@@ -374,14 +392,13 @@ async fn read_body(app: &App, mut body: Body) -> ApiResult<axum::body::Bytes> {
 }
 
 /// Reads and drops the rest of a body refused for its size (until `deadline`, while parts
-/// keep coming at most a second apart, and at most 16 times the limit or 16 MiB more), so
-/// that a client still sending it gets to read the refusal: answering at once closed the
-/// connection under its writes, and the client saw a broken connection instead of the
-/// reason.
-async fn drain(mut body: Body, deadline: tokio::time::Instant, limit: usize) {
+/// keep coming at most a second apart, and at most [`DRAIN_BYTES`]), so that a client still
+/// sending it gets to read the refusal: answering at once closed the connection under its
+/// writes, and the client saw a broken connection instead of the reason.
+async fn drain(mut body: Body, deadline: tokio::time::Instant) {
     use http_body_util::BodyExt;
     const PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
-    let mut left = limit.saturating_mul(16).max(16 << 20);
+    let mut left = DRAIN_BYTES;
     loop {
         let until = deadline.min(tokio::time::Instant::now() + PAUSE);
         let Ok(Some(Ok(frame))) = tokio::time::timeout_at(until, body.frame()).await else {
@@ -390,10 +407,10 @@ async fn drain(mut body: Body, deadline: tokio::time::Instant, limit: usize) {
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        if data.len() >= left {
+        let Some(rest) = left.checked_sub(data.len() as u64).filter(|rest| *rest > 0) else {
             return;
-        }
-        left -= data.len();
+        };
+        left = rest;
     }
 }
 
