@@ -86,7 +86,8 @@ async fn delete(app: App, caller: Caller, query: ProjectId) -> ApiResult<Map<Str
     let _owners = app.owner_changes.lock().await;
     super::require_admin_now(&app, &caller).await?;
     // Only a project that exists can be in use: the global admins' own `admin` holds their
-    // uploads and tasks but is no project, and answers 404 like any other unknown id.
+    // uploads and tasks but is no project (unless a database from before its id was
+    // reserved has one), and answers 404 like any other unknown id.
     if app.store.project(&query.id).await?.is_none() {
         return Err(not_found(&query.id));
     }
