@@ -795,8 +795,8 @@ mod tests {
         assert!(cli.json);
     }
 
-    /// A flag given twice counts once, as with the original's flags (it was a usage error),
-    /// and repeatable flags still collect every value.
+    /// A flag given twice counts once, as with the original's flags (it was a usage error);
+    /// repeatable flags still collect every value (`slices_split_on_commas_and_json_is_global`).
     #[test]
     fn flags_given_twice_count_once() {
         for args in [
@@ -807,26 +807,6 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(args).unwrap().json, "{args:?}");
         }
-        let cli = Cli::try_parse_from([
-            "hanamictl",
-            "task",
-            "create",
-            "train",
-            "-i",
-            "a:x",
-            "-i",
-            "b:y",
-            "-o",
-            "l:x",
-            "-c",
-            "cl",
-            "name",
-        ])
-        .unwrap();
-        let Command::Task(TaskCmd::Create(TaskCreateCmd::Train { input, .. })) = cli.command else {
-            panic!("wrong command");
-        };
-        assert_eq!(input, ["a:x", "b:y"]);
     }
 
     /// A group command given with global flags only stands for its help (`hanamictl -j`,

@@ -53,14 +53,19 @@ class _Stub(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def stub() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
+def _serving(handler: type) -> Iterator[str]:
+    """Serves `handler` on a free loopback port while the fixture lasts; its address."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="module")
+def stub() -> Iterator[str]:
+    yield from _serving(_Stub)
 
 
 @pytest.mark.parametrize("status, cls", [
@@ -244,12 +249,7 @@ class _NotHanami(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def not_hanami() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotHanami)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    yield from _serving(_NotHanami)
 
 
 @pytest.mark.parametrize("body", [
