@@ -458,9 +458,9 @@ def _upload(token: str, address: str, kind: str, name: str, paths: List[FilePath
     body: Dict[str, Any] = {"name": name}
     body.update((size_field, size) for (size_field, _), size in zip(fields, sizes))
     tokens = TokenKeeper(token, address, verify_connection)
-    init = _answer(hanami_request.send_post_request(
-        tokens.current(), address, f"{_PATH}/upload/{kind}", body, verify_connection),
-        "the upload's start", {field: str for field in ["uuid", *(f for _, f in fields)]})
+    init = _answer(_registration(tokens, address, f"{_PATH}/upload/{kind}", body,
+                                 verify_connection),
+                   "the upload's start", {field: str for field in ["uuid", *(f for _, f in fields)]})
     with _discarded_on_failure(tokens, address, init["uuid"], verify_connection):
         for (_, uuid_field), path, size in zip(fields, paths, sizes):
             _upload_file(tokens, address, init[uuid_field], path, size, verify_connection,
@@ -471,6 +471,46 @@ def _upload(token: str, address: str, kind: str, name: str, paths: List[FilePath
     finish.update((uuid_field, init[uuid_field]) for _, uuid_field in fields)
     _finalize(tokens, address, f"/upload/{kind}", finish, verify_connection)
     return init["uuid"]
+
+
+def _registration(tokens: TokenKeeper, address: str, path: str, body: Dict[str, Any],
+                  verify_connection: Verify) -> str:
+    """The answer to the request that registers an upload (at ``path``). The request runs in
+    a thread of its own, so that an interruption while it waits for the answer (Ctrl-C)
+    still withdraws the upload that the answer names: the caller then waits for the answer
+    and the deletion (a second Ctrl-C ends that wait) before the interruption goes on."""
+    answer: "concurrent.futures.Future[str]" = concurrent.futures.Future()
+
+    def register() -> None:
+        try:
+            answer.set_result(hanami_request.send_post_request(
+                tokens.current(), address, path, body, verify_connection))
+        except BaseException as e:  # pylint: disable=broad-except
+            answer.set_exception(e)
+
+    threading.Thread(target=register, name="hanami-upload-start", daemon=True).start()
+    try:
+        return answer.result()
+    except BaseException as stopped:
+        if answer.done() and answer.exception() is stopped:
+            raise  # the request's own failure: nothing was registered
+        try:
+            uuid = json.loads(answer.result())["uuid"]
+        except Exception:  # pylint: disable=broad-except
+            uuid = None
+            outcome = "the server registered none"
+        if uuid is not None:
+            try:
+                hanami_request.send_request("DELETE", tokens.last(), address, _PATH,
+                                            values={"uuid": uuid}, verify=verify_connection,
+                                            timeout=_DISCARD_TIMEOUT)
+                outcome = f"the server discarded the upload of dataset '{uuid}'"
+            except Exception:  # pylint: disable=broad-except
+                outcome = (f"the server could not be asked to discard the upload of dataset "
+                           f"'{uuid}'; dataset.delete_dataset cancels it")
+        if hasattr(stopped, "add_note"):
+            stopped.add_note(f"upload stopped while it was being registered: {outcome}")
+        raise
 
 
 def _finalize(tokens: TokenKeeper, address: str, path: str, finish: dict,

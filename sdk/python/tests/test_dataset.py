@@ -661,3 +661,39 @@ def test_an_upload_cut_off_by_a_shutdown_says_so(tmp_path: Path) -> None:
             503, "status 503: the server is shutting down")
     finally:
         server.stop()
+
+
+def test_ctrl_c_while_an_upload_is_registered_withdraws_it(tmp_path: Path) -> None:
+    """Ctrl-C while the request that registers an upload waits for its answer: the upload
+    that the answer names is withdrawn before the interruption goes on (it stayed until the
+    server's upload_timeout, counting against the user's unfinished uploads)."""
+    from conftest import start_server  # pylint: disable=import-outside-toplevel
+
+    server = start_server(tmp_path / "data", pause_at="upload:registered=1500")
+    try:
+        token = hanami_token.request_token(server.url, ADMIN, ADMIN_PW)
+        csv_file = tmp_path / "early.csv"
+        csv_file.write_text("a,b\n1,2\n")
+        log = tmp_path / "server.log"
+        main_thread = threading.get_ident()
+
+        def interrupt_when_held() -> None:
+            deadline = time.monotonic() + 10
+            while "pausing at upload:registered" not in log.read_text(errors="replace"):
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.01)
+            signal.pthread_kill(main_thread, signal.SIGINT)
+
+        threading.Thread(target=interrupt_when_held, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt) as interrupted:
+            dataset.upload_csv_files(token, server.url, "early", str(csv_file))
+        if sys.version_info >= (3, 11):  # notes under the traceback came with 3.11
+            notes = getattr(interrupted.value, "__notes__", [])
+            assert len(notes) == 1 and notes[0].startswith(
+                "upload stopped while it was being registered: the server discarded the "
+                "upload of dataset '"), notes
+        assert rows(dataset.list_datasets(token, server.url)) == []
+        assert not list((tmp_path / "data" / "uploads").iterdir())
+    finally:
+        server.stop()
