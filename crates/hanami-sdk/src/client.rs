@@ -313,7 +313,7 @@ impl Client {
         if let Some(body) = body {
             request = request.body(body);
         }
-        let response = request.send().await?;
+        let response = request.send().await.map_err(unsendable)?;
         let status = response.status().as_u16();
         if response.status().is_redirection() {
             let location = response
@@ -417,6 +417,20 @@ pub(crate) fn redirected(location: Option<&str>) -> String {
     }
 }
 
+/// A request that could not be made (the server's address or an argument makes its URL
+/// invalid or too long) as [`Error::InvalidArgument`], without the URL, which may run to
+/// tens of kilobytes; any other failure as [`Error::Transport`].
+fn unsendable(error: reqwest::Error) -> Error {
+    if error.is_builder() {
+        Error::InvalidArgument(format!(
+            "cannot send the request: the server's address or an argument makes its URL \
+             invalid or too long ({})",
+            crate::with_causes(&error.without_url())
+        ))
+    } else {
+        Error::Transport(error)
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::server_address;

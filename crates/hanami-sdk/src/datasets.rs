@@ -456,7 +456,7 @@ impl Drop for Registering<'_> {
 fn unanswered(error: Error, dataset_uuid: &str) -> Error {
     match error {
         // Not when the connection could not be made: the server never got the request.
-        Error::Transport(e) if !e.is_builder() && !e.is_connect() && e.status().is_none() => {
+        Error::Transport(e) if !e.is_connect() && e.status().is_none() => {
             Error::FinalizeUnanswered {
                 uuid: dataset_uuid.to_owned(),
                 source: Box::new(Error::Transport(e)),

@@ -83,7 +83,8 @@ pub enum Error {
         waited: std::time::Duration,
     },
     /// An argument cannot be used (checked before anything is sent): an address without
-    /// `http://` or `https://`, an interface named twice, nothing to send.
+    /// `http://` or `https://`, an interface named twice, nothing to send, a URL that the
+    /// address or an argument makes invalid or too long.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     /// The caller cancelled the call (an upload's `cancel` future completed first).

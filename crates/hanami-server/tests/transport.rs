@@ -225,6 +225,26 @@ async fn bodies_and_queries() {
             other => panic!("{size}: {other:?}"),
         }
     }
+    // An argument that makes the URL too long is the SDK's `InvalidArgument` in a few words
+    // (it was a connection failure whose text quoted all 70,000 characters), and so is an
+    // address that cannot be one.
+    match client.dataset(&"a".repeat(70_000)).await {
+        Err(hanami_sdk::Error::InvalidArgument(message)) => assert!(
+            message.starts_with(
+                "cannot send the request: the server's address or an argument makes its URL \
+                 invalid or too long"
+            ) && message.len() < 300,
+            "{}",
+            &message[..message.len().min(300)]
+        ),
+        other => panic!("{:.300}", format!("{other:?}")),
+    }
+    match hanami_sdk::Client::login("http://[::1", common::ADMIN, common::ADMIN_PW).await {
+        Err(hanami_sdk::Error::InvalidArgument(message)) => {
+            assert!(message.starts_with("cannot send the request"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
     // So is one whose announced length is beyond the limit, without waiting for the header
     // timeout (it did): a body that does not come is waited for a second at most, one far
     // beyond the limit not at all, and a client that waits for a go (`Expect:

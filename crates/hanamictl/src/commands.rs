@@ -1362,11 +1362,10 @@ fn with_flag_names(error: CliError) -> CliError {
 /// Whether an error of a call says that the server is out of reach (no connection, or no
 /// answer in time), not that the call was wrong.
 fn out_of_reach(error: &hanami_sdk::Error) -> bool {
-    match error {
-        hanami_sdk::Error::Transport(e) => !e.is_builder(),
-        hanami_sdk::Error::Timeout { .. } => true,
-        _ => false,
-    }
+    matches!(
+        error,
+        hanami_sdk::Error::Transport(_) | hanami_sdk::Error::Timeout { .. }
+    )
 }
 
 /// How long a wait polls every 20 ms, so that short tasks are seen ending soon after they
