@@ -3,10 +3,13 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// Held by the unit tests that set a reserve from the disk's free space, so that those of
-/// them that allocate files do not move it under the others.
+/// The turn of a unit test that sets a reserve from the disk's free space, held while it
+/// runs, so that those of them that allocate files do not move it under the others.
 #[cfg(test)]
-pub(crate) static FREE_SPACE_TESTS: Mutex<()> = Mutex::new(());
+pub(crate) fn free_space_turn() -> std::sync::MutexGuard<'static, ()> {
+    static FREE_SPACE_TESTS: Mutex<()> = Mutex::new(());
+    FREE_SPACE_TESTS.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Free disk that the server needs to start: SQLite extends its files as it opens the
 /// database. Uploads, request results and checkpoints always leave this much free, whatever
@@ -168,9 +171,7 @@ mod tests {
     /// Promises count against later ones until they are given back.
     #[test]
     fn promises_hold_their_space_until_dropped() {
-        let _serial = super::FREE_SPACE_TESTS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let _serial = super::free_space_turn();
         let dir = tempfile::tempdir().unwrap();
         let ledger = Arc::new(Ledger::default());
         let free = free_space(dir.path()).unwrap();
@@ -197,9 +198,7 @@ mod tests {
     /// A refusal says what the write takes and what is kept, not what others were promised.
     #[test]
     fn refusals_name_the_write_and_the_reserve() {
-        let _serial = super::FREE_SPACE_TESTS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let _serial = super::free_space_turn();
         let dir = tempfile::tempdir().unwrap();
         let ledger = Arc::new(Ledger::default());
         let free = free_space(dir.path()).unwrap();

@@ -1117,7 +1117,7 @@ mod tests {
 
     /// Uploads over a fresh folder with a reserve that leaves `room` bytes above twice of it
     /// (what uploads leave free), the ledger they promise space in, and that reserve. Hold
-    /// [`crate::disk::FREE_SPACE_TESTS`] meanwhile.
+    /// [`crate::disk::free_space_turn`] meanwhile.
     fn uploads_with_room(room: u64) -> (tempfile::TempDir, Arc<crate::disk::Ledger>, Uploads, u64) {
         let dir = tempfile::tempdir().unwrap();
         let reserve = (crate::disk::free_space(dir.path()).unwrap() - room) / 2;
@@ -1145,9 +1145,7 @@ mod tests {
 
     #[test]
     fn the_datasets_of_unfinished_uploads_are_counted_against_the_free_space() {
-        let _serial = crate::disk::FREE_SPACE_TESTS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let _serial = crate::disk::free_space_turn();
         let (dir, disk, uploads, _) = uploads_with_room(400 * MIB);
         let start = |uuid: &str| start_50_mib(&uploads, uuid);
         // 153 of 400; then 153 + 103 owed of 350; then 153 + 206 owed of 300: refused
@@ -1179,9 +1177,7 @@ mod tests {
     /// cannot keep a checkpoint or a request result from being written.
     #[test]
     fn uploads_leave_the_server_room_for_its_own_writes() {
-        let _serial = crate::disk::FREE_SPACE_TESTS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let _serial = crate::disk::free_space_turn();
         // The reserve is almost half the free space: 200 MiB of room above twice of it.
         let (dir, disk, uploads, reserve) = uploads_with_room(200 * MIB);
         // 153 MiB of 200; the next would leave less than twice the reserve (though far more
