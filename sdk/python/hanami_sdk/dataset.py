@@ -345,22 +345,29 @@ def _discarded_on_failure(tokens: TokenKeeper, address: str, dataset_uuid: str,
     try:
         yield
     except BaseException as stopped:
-        try:
-            hanami_request.send_request("DELETE", tokens.last(), address, _PATH,
-                                        values={"uuid": dataset_uuid},
-                                        verify=verify_connection, timeout=_DISCARD_TIMEOUT)
-            outcome = "the server discarded what had arrived"
-        except NotFoundException:
-            outcome = "nothing of it was left on the server"
-        except Exception:  # pylint: disable=broad-except
-            outcome = ("the server could not be asked to discard what had arrived; "
-                       "dataset.delete_dataset cancels it")
+        outcome = _withdrawn(tokens, address, dataset_uuid, verify_connection)
         # An interruption says what became of the upload, under its traceback (Python 3.11
         # and later); other errors say that themselves.
         if isinstance(stopped, (KeyboardInterrupt, asyncio.CancelledError)) \
                 and hasattr(stopped, "add_note"):
             stopped.add_note(f"upload of dataset '{dataset_uuid}' stopped: {outcome}")
         raise
+
+
+def _withdrawn(tokens: TokenKeeper, address: str, dataset_uuid: str,
+               verify_connection: Verify) -> str:
+    """Asks the server to discard an unfinished upload (best effort); what became of it, in
+    words for a note."""
+    try:
+        hanami_request.send_request("DELETE", tokens.last(), address, _PATH,
+                                    values={"uuid": dataset_uuid},
+                                    verify=verify_connection, timeout=_DISCARD_TIMEOUT)
+        return "the server discarded what had arrived"
+    except NotFoundException:
+        return "nothing of it was left on the server"
+    except Exception:  # pylint: disable=broad-except
+        return ("the server could not be asked to discard what had arrived; "
+                "dataset.delete_dataset cancels it")
 
 
 def _progress_counter(total: int,
@@ -497,19 +504,12 @@ def _registration(tokens: TokenKeeper, address: str, path: str, body: Dict[str, 
         try:
             uuid = json.loads(answer.result())["uuid"]
         except Exception:  # pylint: disable=broad-except
-            uuid = None
-            outcome = "the server registered none"
-        if uuid is not None:
-            try:
-                hanami_request.send_request("DELETE", tokens.last(), address, _PATH,
-                                            values={"uuid": uuid}, verify=verify_connection,
-                                            timeout=_DISCARD_TIMEOUT)
-                outcome = f"the server discarded the upload of dataset '{uuid}'"
-            except Exception:  # pylint: disable=broad-except
-                outcome = (f"the server could not be asked to discard the upload of dataset "
-                           f"'{uuid}'; dataset.delete_dataset cancels it")
+            note = "upload stopped while it was being registered: the server registered none"
+        else:
+            outcome = _withdrawn(tokens, address, uuid, verify_connection)
+            note = f"upload of dataset '{uuid}' stopped while it was being registered: {outcome}"
         if hasattr(stopped, "add_note"):
-            stopped.add_note(f"upload stopped while it was being registered: {outcome}")
+            stopped.add_note(note)
         raise
 
 

@@ -690,9 +690,9 @@ def test_ctrl_c_while_an_upload_is_registered_withdraws_it(tmp_path: Path) -> No
             dataset.upload_csv_files(token, server.url, "early", str(csv_file))
         if sys.version_info >= (3, 11):  # notes under the traceback came with 3.11
             notes = getattr(interrupted.value, "__notes__", [])
-            assert len(notes) == 1 and notes[0].startswith(
-                "upload stopped while it was being registered: the server discarded the "
-                "upload of dataset '"), notes
+            assert len(notes) == 1 and notes[0].startswith("upload of dataset '") \
+                and notes[0].endswith("' stopped while it was being registered: the server "
+                                      "discarded what had arrived"), notes
         assert rows(dataset.list_datasets(token, server.url)) == []
         assert not list((tmp_path / "data" / "uploads").iterdir())
     finally:
