@@ -233,6 +233,12 @@ impl Client {
         }
     }
 
+    /// Deletes an unfinished upload on the server, best effort (at most [`CLEANUP_TIMEOUT`]):
+    /// the server removes idle uploads itself after its `upload_timeout`.
+    async fn withdraw(&self, dataset_uuid: &str) {
+        let _ = tokio::time::timeout(CLEANUP_TIMEOUT, self.delete_dataset(dataset_uuid)).await;
+    }
+
     /// Runs the steps of a registered upload before its finalisation (sending the files,
     /// waiting until the server has every byte). When they fail, or `cancel` completes
     /// first, the unfinished upload is deleted on the server before the error is returned;
@@ -257,7 +263,7 @@ impl Client {
             () = &mut cancel => Err(Error::Cancelled),
         };
         if outcome.is_err() {
-            let _ = tokio::time::timeout(CLEANUP_TIMEOUT, self.delete_dataset(dataset_uuid)).await;
+            self.withdraw(dataset_uuid).await;
         }
         // Not before: a future dropped during the deletion above leaves it to the guard.
         abandoned.armed = false;
@@ -380,7 +386,7 @@ impl Drop for Abandoned<'_> {
         let client = self.client.clone();
         let uuid = self.dataset_uuid.to_owned();
         runtime.spawn(async move {
-            let _ = tokio::time::timeout(CLEANUP_TIMEOUT, client.delete_dataset(&uuid)).await;
+            client.withdraw(&uuid).await;
         });
     }
 }
@@ -438,8 +444,7 @@ impl Registering<'_> {
         let client = self.client.clone();
         Some(runtime.spawn(async move {
             if let Ok(Ok(started)) = request.await {
-                let _ = tokio::time::timeout(CLEANUP_TIMEOUT, client.delete_dataset(&started.uuid))
-                    .await;
+                client.withdraw(&started.uuid).await;
             }
         }))
     }
