@@ -418,15 +418,11 @@ pub(crate) fn redirected(location: Option<&str>) -> String {
 }
 
 /// A request that could not be made (the server's address or an argument makes its URL
-/// invalid or too long) as [`Error::InvalidArgument`], without the URL, which may run to
+/// invalid or too long) as [`Error::UnsendableUrl`], without the URL, which may run to
 /// tens of kilobytes; any other failure as [`Error::Transport`].
 fn unsendable(error: reqwest::Error) -> Error {
     if error.is_builder() {
-        Error::InvalidArgument(format!(
-            "cannot send the request: the server's address or an argument makes its URL \
-             invalid or too long ({})",
-            crate::with_causes(&error.without_url())
-        ))
+        Error::UnsendableUrl(crate::with_causes(&error.without_url()))
     } else {
         Error::Transport(error)
     }

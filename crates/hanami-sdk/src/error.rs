@@ -35,9 +35,24 @@ pub enum Error {
     /// (a refused connection, a timeout, a certificate).
     #[error("connection to the server failed: {}", with_causes(.0))]
     Transport(#[from] reqwest::Error),
-    /// A websocket session failed or the server refused a message in it.
+    /// A websocket session could not be opened or broke off (a connection refused or cut,
+    /// a close without a reason), or it ended earlier and was used again.
     #[error("websocket: {0}")]
     WebSocket(String),
+    /// The server closed a websocket session for a reason that no other variant stands
+    /// for (an upload that sent no chunk for the server's `upload_timeout`, say); the text
+    /// is the server's.
+    #[error("websocket: the server closed the session: {0}")]
+    SessionClosed(String),
+    /// A websocket session stalled for the client's answer timeout (see
+    /// [`crate::ConnectOptions`]); the session is over. A slow server needs a longer one.
+    #[error("websocket: {}", stall.within(*waited))]
+    SessionTimeout {
+        /// What did not happen in time.
+        stall: Stall,
+        /// How long the client waited.
+        waited: std::time::Duration,
+    },
     /// The server answered something this client does not understand.
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
@@ -83,16 +98,50 @@ pub enum Error {
         waited: std::time::Duration,
     },
     /// An argument cannot be used (checked before anything is sent): an address without
-    /// `http://` or `https://`, an interface named twice, nothing to send, a URL that the
-    /// address or an argument makes invalid or too long.
+    /// `http://` or `https://`, an interface named twice, nothing to send.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A request could not be made because the server's address or an argument makes its
+    /// URL invalid or too long (nothing was sent); the text is the cause, without the URL,
+    /// which may run to tens of kilobytes.
+    #[error(
+        "invalid argument: cannot send the request: the server's address or an argument makes \
+         its URL invalid or too long ({0})"
+    )]
+    UnsendableUrl(String),
     /// The caller cancelled the call (an upload's `cancel` future completed first).
     #[error("cancelled")]
     Cancelled,
     /// The client options are unusable (e.g. a malformed certificate).
     #[error("invalid client options: {0}")]
     Options(String),
+}
+
+/// The step of a websocket session that did not happen within the answer timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Stall {
+    /// The connection to `url` did not open (nor did the server refuse it).
+    Opening {
+        /// The websocket address.
+        url: String,
+    },
+    /// The server took nothing in (it stopped reading and the connection's buffers are
+    /// full).
+    Sending,
+    /// The server sent no answer.
+    Answer,
+}
+
+impl Stall {
+    /// What did not happen within `waited`, in words.
+    fn within(&self, waited: std::time::Duration) -> String {
+        match self {
+            Stall::Opening { url } => format!("no websocket connection to {url} within {waited:?}"),
+            Stall::Sending => format!("the server took nothing in for {waited:?}"),
+            Stall::Answer => format!("the server did not answer within {waited:?}"),
+        }
+    }
 }
 
 impl Error {

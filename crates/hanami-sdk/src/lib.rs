@@ -134,8 +134,11 @@
 //! ([`Error::Status`]), also to the websocket sessions of uploads and direct IO that it
 //! ends. A server that cannot be reached is [`Error::Transport`] for REST calls and
 //! [`Error::WebSocket`] for those sessions (a connection refused, or broken while they
-//! run), a wait that reached its limit [`Error::Timeout`], an argument the client refuses
-//! before sending [`Error::InvalidArgument`]. A token that expires is renewed by the client
+//! run), a session that the server closes for another reason [`Error::SessionClosed`], one
+//! that stalls for the answer timeout [`Error::SessionTimeout`], a wait that reached its
+//! limit [`Error::Timeout`], an argument the client refuses before sending
+//! [`Error::InvalidArgument`] (or [`Error::UnsendableUrl`], where it makes the URL invalid
+//! or too long). A token that expires is renewed by the client
 //! itself (see [`Client`]), so a long wait or upload outlives it.
 //!
 //! Uploads can be cancelled with the `_until` variants, which report
@@ -158,5 +161,5 @@ mod users;
 
 pub use client::{CONNECT_TIMEOUT, Client, ConnectOptions, DEFAULT_ANSWER_TIMEOUT};
 pub use direct::DirectSession;
-pub use error::{Error, Result, with_causes};
+pub use error::{Error, Result, Stall, with_causes};
 pub use hanami_types as types;

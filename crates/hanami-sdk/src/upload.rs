@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::client::session_token_expired;
-use crate::{CONNECT_TIMEOUT, Client, Error, Result};
+use crate::{CONNECT_TIMEOUT, Client, Error, Result, Stall};
 
 pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -84,8 +84,9 @@ impl Client {
         let limit = self.answer_timeout.max(CONNECT_TIMEOUT);
         let (mut socket, _) = tokio::time::timeout(limit, connect)
             .await
-            .map_err(|_| {
-                Error::WebSocket(format!("no websocket connection to {url} within {limit:?}"))
+            .map_err(|_| Error::SessionTimeout {
+                stall: Stall::Opening { url: url.clone() },
+                waited: limit,
             })?
             .map_err(opening_err)?;
         let init = SessionInit {
@@ -244,7 +245,7 @@ fn closed_because(reason: &str) -> Error {
     } else if reason.starts_with(CLOSED_ACCESS_WITHDRAWN) || reason == POLICY_DENIED {
         Error::Unauthorized(reason.to_owned())
     } else {
-        Error::WebSocket(format!("the server closed the session: {reason}"))
+        Error::SessionClosed(reason.to_owned())
     }
 }
 
@@ -253,7 +254,10 @@ fn closed_because(reason: &str) -> Error {
 pub(crate) async fn send(socket: &mut Socket, message: Message, timeout: Duration) -> Result<()> {
     tokio::time::timeout(timeout, socket.send(message))
         .await
-        .map_err(|_| Error::WebSocket(format!("the server took nothing in for {timeout:?}")))?
+        .map_err(|_| Error::SessionTimeout {
+            stall: Stall::Sending,
+            waited: timeout,
+        })?
         .map_err(ws_err)
 }
 
@@ -265,8 +269,9 @@ pub(crate) async fn next_binary(
     loop {
         let next = tokio::time::timeout(timeout, socket.next())
             .await
-            .map_err(|_| {
-                Error::WebSocket(format!("the server did not answer within {timeout:?}"))
+            .map_err(|_| Error::SessionTimeout {
+                stall: Stall::Answer,
+                waited: timeout,
             })?;
         match next {
             Some(Ok(Message::Binary(bytes))) => return Ok(bytes),
@@ -320,7 +325,7 @@ mod tests {
         ));
         assert!(matches!(
             closed_because("no chunk for 600 s"),
-            Error::WebSocket(m) if m == "the server closed the session: no chunk for 600 s"
+            Error::SessionClosed(m) if m == "no chunk for 600 s"
         ));
     }
 }

@@ -2608,7 +2608,7 @@ async fn direct_sessions_end_when_access_is_withdrawn_or_they_idle() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let closed = idle.request(&[("picture", &picture)]).await;
     assert!(
-        matches!(&closed, Err(Error::WebSocket(m)) if m.contains("no message for 2 s")),
+        matches!(&closed, Err(Error::SessionClosed(m)) if m.contains("no message for 2 s")),
         "{closed:?}"
     );
     // Pings (which websocket libraries send by themselves) do not keep it open.

@@ -323,9 +323,14 @@ impl TestServer {
 
     /// Asks the server to stop (SIGTERM) without waiting for it.
     pub fn signal_stop(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the server the signal `name` (`STOP`, `CONT`, ...) without waiting for it.
+    pub fn signal(&self, name: &str) {
         let child = self.child.as_ref().expect("the server runs");
         let _ = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{name}"))
             .arg(child.id().to_string())
             .status();
     }

@@ -303,25 +303,15 @@ fn upload_failed(name: &str, error: hanami_sdk::Error, session: &Session) -> Cli
              once it is back"
         )),
         // The SDK's limits on a session's opening, sends and answers.
-        E::WebSocket(waited)
-            if waited.starts_with("the server did not answer within ")
-                || waited.starts_with("the server took nothing in for ")
-                || waited.starts_with("no websocket connection to ") =>
-        {
-            failed(&format!(
-                "{}\n(the server did not answer in time; a slow server needs a longer \
-                 --answer-timeout or HANAMI_ANSWER_TIMEOUT)",
-                E::WebSocket(waited)
-            ))
-        }
-        // A session cut off (not closed with a reason, which says it all).
-        E::WebSocket(broke) if !broke.starts_with("the server closed the session: ") => {
-            failed(&format!(
-                "{}\n(the connection to the server broke or was refused: is the server still \
-                 running? `hanamictl dataset list` shows whether the upload is still there)",
-                E::WebSocket(broke)
-            ))
-        }
+        e @ E::SessionTimeout { .. } => failed(&format!(
+            "{e}\n(the server did not answer in time; a slow server needs a longer \
+             --answer-timeout or HANAMI_ANSWER_TIMEOUT)"
+        )),
+        // A session cut off (one closed with a reason says it all).
+        e @ E::WebSocket(_) => failed(&format!(
+            "{e}\n(the connection to the server broke or was refused: is the server still \
+             running? `hanamictl dataset list` shows whether the upload is still there)"
+        )),
         e => session
             .error(e)
             .context(&format!("upload of '{name}' failed")),

@@ -55,11 +55,11 @@ impl CliError {
                 body: with_rule_in_words(code, body),
             },
             // The URL could not be made (an argument of 100,000 characters, an address
-            // like `http://[::1`), in the SDK's words, which name the address the CLI
-            // takes from HANAMI_ADDRESS.
-            (_, E::InvalidArgument(message)) => {
-                CliError::Other(message.replacen("the server's address", "HANAMI_ADDRESS", 1))
-            }
+            // like `http://[::1`).
+            (_, E::UnsendableUrl(cause)) => CliError::Other(format!(
+                "cannot send the request: HANAMI_ADDRESS or an argument \
+                 makes its URL invalid or too long ({cause})"
+            )),
             (_, E::Transport(e)) => {
                 let mut text = hanami_sdk::with_causes(&e);
                 if e.is_timeout() && e.is_connect() {

@@ -2326,35 +2326,59 @@ fn an_interrupted_export_leaves_no_partial_file() {
 
 /// An upload that goes away under the CLI says which upload and why: cancelled by a
 /// `dataset delete` from elsewhere (it printed only the server's 404 text), cut off by a
-/// server that died (a bare websocket error), or ended by a server that stops (a bare 503).
+/// server that died (a bare websocket error), ended by a server that stops (a bare 503),
+/// or stalled by a server that no longer answers (it points to the answer timeout).
 #[test]
 fn an_upload_that_goes_away_says_which_and_why() {
     let mut server = Server::start();
     let (images, labels) = pattern_mnist(server.dir.path(), "big", 60_000);
     let uploads = server.dir.path().join("data").join("uploads");
-    // Bytes that have arrived in the upload's files.
-    let arrived = |dir: &std::path::Path| -> u64 {
-        std::fs::read_dir(dir).map_or(0, |entries| {
+    // The upload files there, each with whether its first bytes have arrived (the server
+    // makes them at their full size, zeros until written; an IDX file starts with its
+    // magic number).
+    let written = |dir: &std::path::Path| -> Vec<(std::ffi::OsString, bool)> {
+        let started = |path: &std::path::Path| {
+            let mut head = [0u8; 4];
+            std::fs::File::open(path)
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+                .is_ok_and(|()| head != [0; 4])
+        };
+        std::fs::read_dir(dir).map_or(Vec::new(), |entries| {
             entries
-                .filter_map(|e| e.ok()?.metadata().ok())
-                .map(|m| m.len())
-                .sum()
+                .filter_map(|e| e.ok())
+                .map(|e| (e.file_name(), started(&e.path())))
+                .collect()
         })
     };
-    for how in ["deleted", "crashed", "stopped"] {
+    for how in ["deleted", "crashed", "frozen", "stopped"] {
         let name = format!("going_{how}");
         let child = server
             .command(&[
-                "dataset", "create", "mnist", "-i", &images, "-l", &labels, &name,
+                "--answer-timeout",
+                "1",
+                "dataset",
+                "create",
+                "mnist",
+                "-i",
+                &images,
+                "-l",
+                &labels,
+                &name,
             ])
             .stdin(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        // Until its session sends (its first megabyte has arrived).
+        // Until its session sends (into a new file: a frozen server's upload may stay).
+        let before = written(&uploads);
+        let sending = || {
+            written(&uploads)
+                .iter()
+                .any(|(name, started)| *started && !before.iter().any(|(n, _)| n == name))
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while arrived(&uploads) < 1 << 20 {
-            assert!(Instant::now() < deadline, "no upload started");
+        while !sending() {
+            assert!(Instant::now() < deadline, "{how}: no upload started");
             std::thread::sleep(Duration::from_millis(1));
         }
         // Held while its upload goes away: a fast machine would otherwise finish it first.
@@ -2368,10 +2392,14 @@ fn an_upload_that_goes_away_says_which_and_why() {
             "crashed" => {
                 server = server.crash_and_restart_at_same_address(Duration::from_millis(200));
             }
-            _ => server.signal_stop(),
+            "stopped" => server.signal_stop(),
+            _ => server.signal("STOP"),
         }
         send_signal(&child, libc::SIGCONT);
         let output = child.wait_with_output().unwrap();
+        if how == "frozen" {
+            server.signal("CONT");
+        }
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{stderr}");
         // What a user may read, by where in the upload it went away (the client opens a
@@ -2384,10 +2412,13 @@ fn an_upload_that_goes_away_says_which_and_why() {
         let stopping = "status 503: the server is shutting down; a stopping server discards \
                         unfinished uploads: upload again once it is back";
         let down = "is the server still running?";
+        let stalled = "(the server did not answer in time; a slow server needs a longer \
+                       --answer-timeout or HANAMI_ANSWER_TIMEOUT)";
         let explanations: &[&str] = match how {
             "deleted" => &[gone, unknown],
             "crashed" => &[down, unknown, "is the server running"],
-            _ => &[stopping, down, "is the server running"],
+            "stopped" => &[stopping, down, "is the server running"],
+            _ => &[stalled],
         };
         let told = explanations.iter().any(|text| stderr.contains(text));
         assert!(
