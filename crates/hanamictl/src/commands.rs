@@ -333,7 +333,9 @@ fn note_empty_log(entries: &hanami_sdk::types::list::ListTable, page: &crate::cl
 /// Where `dataset export -o PATH` writes.
 enum Destination {
     /// A regular file (behind links too: `file` is where they lead) or nothing yet: written
-    /// as `partial` beside it, then renamed onto it, with the permissions it had (`kept`).
+    /// as `partial` beside it (named after this process, so that two exports into one file
+    /// do not write into each other's), then renamed onto it, with the permissions it had
+    /// (`kept`).
     Replace {
         file: PathBuf,
         partial: PathBuf,
@@ -360,7 +362,7 @@ impl Destination {
         let replace = |file: PathBuf, kept| {
             let mut name = std::ffi::OsString::from(".");
             name.push(file.file_name().unwrap_or_default());
-            name.push(".hanamictl-partial");
+            name.push(format!(".{}.hanamictl-partial", std::process::id()));
             let partial = file.with_file_name(name);
             Destination::Replace {
                 file,

@@ -2279,8 +2279,43 @@ fn interrupted_while_held(server: &Server, hold: &'static str, args: &[&str]) ->
     interrupt(child)
 }
 
+/// An export into `target` started in the background, and its partial file beside it.
+fn export_into(
+    server: &Server,
+    target: &std::path::Path,
+    args: &[&str],
+) -> (std::process::Child, std::path::PathBuf) {
+    let target_text = path_str(target);
+    let mut all = vec!["dataset", "export", "-o", &target_text];
+    all.extend_from_slice(args);
+    let child = server
+        .command(&all)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let name = target.file_name().unwrap().to_str().unwrap();
+    let partial = target.with_file_name(format!(".{name}.{}.hanamictl-partial", child.id()));
+    (child, partial)
+}
+
+/// Waits until the export `child` has written `bytes` into its `partial` file.
+fn wait_for_rows(child: &mut std::process::Child, partial: &std::path::Path, bytes: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(partial).map_or(true, |m| m.len() < bytes) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the export ended before it could be interrupted"
+        );
+        assert!(Instant::now() < deadline, "no rows were written");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Ctrl-C or SIGTERM during `dataset export -o FILE` removes the partial file written beside
-/// FILE (it stayed behind, hidden, as large as the rows so far) and leaves FILE as it was.
+/// FILE (it stayed behind, hidden, as large as the rows so far) and leaves FILE as it was;
+/// another export into the same file meanwhile goes on undisturbed (they shared one partial
+/// file, so the interrupted one removed the other's, and both wrote into it).
 #[test]
 fn an_interrupted_export_leaves_no_partial_file() {
     let server = Server::start();
@@ -2291,30 +2326,28 @@ fn an_interrupted_export_leaves_no_partial_file() {
         if existing {
             std::fs::write(&target, "precious\n").unwrap();
         }
-        let partial = dir
-            .path()
-            .join(format!(".export_{signal}.csv.hanamictl-partial"));
-        let mut child = server
-            .command(&["dataset", "export", "-o", &path_str(&target), &uuid])
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::fs::metadata(&partial).map_or(true, |m| m.len() < 100_000) {
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "the export ended before it could be interrupted"
-            );
-            assert!(Instant::now() < deadline, "no rows were written");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let (mut child, partial) = export_into(&server, &target, &[&uuid]);
+        wait_for_rows(&mut child, &partial, 100_000);
+        // A second export into the same file, of the first thousand rows.
+        let other = (signal == libc::SIGINT).then(|| {
+            let (mut other, other_partial) =
+                export_into(&server, &target, &["--count", "1000", &uuid]);
+            wait_for_rows(&mut other, &other_partial, 1);
+            other
+        });
         send_signal(&child, signal);
         let output = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(130), "{stderr}");
         assert!(!partial.exists(), "the partial file is left: {stderr}");
-        if existing {
+        if let Some(other) = other {
+            let output = other.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(output.status.success(), "{stderr}");
+            let written = std::fs::read_to_string(&target).unwrap();
+            assert_eq!(written.lines().count(), 1001, "{:.300}", written);
+            assert!(written.starts_with("picture_0,") && written.ends_with('\n'));
+        } else if existing {
             assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
             assert!(stderr.contains("was left as it was"), "{stderr}");
         } else {
