@@ -45,7 +45,8 @@ pub enum Error {
     #[error("websocket: the server closed the session: {0}")]
     SessionClosed(String),
     /// A websocket session stalled for the client's answer timeout (see
-    /// [`crate::ConnectOptions`]); the session is over. A slow server needs a longer one.
+    /// [`crate::ConnectOptions`]; an opening waits at least [`crate::CONNECT_TIMEOUT`]);
+    /// the session is over. A slow server needs a longer answer timeout.
     #[error("websocket: {}", stall.within(*waited))]
     SessionTimeout {
         /// What did not happen in time.

@@ -138,8 +138,8 @@
 //! that stalls for the answer timeout [`Error::SessionTimeout`], a wait that reached its
 //! limit [`Error::Timeout`], an argument the client refuses before sending
 //! [`Error::InvalidArgument`] (or [`Error::UnsendableUrl`], where it makes the URL invalid
-//! or too long). A token that expires is renewed by the client
-//! itself (see [`Client`]), so a long wait or upload outlives it.
+//! or too long). A token that expires is renewed by the client itself (see [`Client`]), so
+//! a long wait or upload outlives it.
 //!
 //! Uploads can be cancelled with the `_until` variants, which report
 //! [`Error::Cancelled`]; dropping an upload's future withdraws the unfinished upload on the

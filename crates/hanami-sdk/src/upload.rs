@@ -225,8 +225,8 @@ fn refused_start(reason: &str) -> Error {
 
 /// The error of a session the server closed for `reason`: its cluster deleted or its upload
 /// gone, its upload being finalised, access withdrawn or denied, and the server stopping, as
-/// the REST calls report them (404, 409, 401, 503), anything else (a refused message) as a
-/// websocket error.
+/// the REST calls report them (404, 409, 401, 503), anything else (a refused message) as
+/// [`Error::SessionClosed`].
 fn closed_because(reason: &str) -> Error {
     use hanami_types::websocket::{
         CLOSED_ACCESS_WITHDRAWN, CLOSED_CLUSTER_DELETED, CLOSED_SHUTTING_DOWN,

@@ -225,7 +225,7 @@ async fn bodies_and_queries() {
             other => panic!("{size}: {other:?}"),
         }
     }
-    // An argument that makes the URL too long is the SDK's `InvalidArgument` in a few words
+    // An argument that makes the URL too long is the SDK's `UnsendableUrl` in a few words
     // (it was a connection failure whose text quoted all 70,000 characters), and so is an
     // address that cannot be one.
     match client.dataset(&"a".repeat(70_000)).await {

@@ -214,7 +214,15 @@ async fn export(
     }
     let end = count.map_or(rows, |n| start.saturating_add(n).min(rows));
     let destination = output.map(Destination::of);
-    let writing = write_rows(client, uuid, &names, start..end, destination.as_ref());
+    // Opened here and held until the rename: the lock on a partial file keeps other exports
+    // out of it until it has its place.
+    let file = match destination.as_ref().map(Destination::open).transpose() {
+        Ok(file) => file,
+        // Nothing of this export's to remove (another export's partial file stays).
+        Err(e) => return Err(left_as_it_was(e, destination.as_ref())),
+    };
+    let into = destination.as_ref().zip(file.as_ref());
+    let writing = write_rows(client, uuid, &names, start..end, into);
     // Ctrl-C or SIGTERM while a partial file is written: it is removed below, as after any
     // failure, instead of staying behind when the signal ends the program.
     let existed = match &destination {
@@ -259,15 +267,9 @@ async fn export(
         }
         (Ok(()), Destination::Into(_)) => {}
         (Ok(()), Destination::Standard { .. }) => return Ok(Shown::Nothing),
-        (Err(e), Destination::Replace { partial, kept, .. }) => {
-            let _ = std::fs::remove_file(partial);
-            return Err(match e {
-                // A file that was there is said to be unchanged.
-                Exported::Local(e) if kept.is_some() => {
-                    Exported::Local(e.context(&format!("{} was left as it was", path.display())))
-                }
-                other => other,
-            });
+        (Err(e), destination @ Destination::Replace { .. }) => {
+            let _ = std::fs::remove_file(destination.written());
+            return Err(left_as_it_was(e, Some(&destination)));
         }
         (Err(e), Destination::Into(_) | Destination::Standard { .. }) => return Err(e),
     }
@@ -305,7 +307,8 @@ fn upload_failed(name: &str, error: hanami_sdk::Error, session: &Session) -> Cli
         // The SDK's limits on a session's opening, sends and answers.
         e @ E::SessionTimeout { .. } => failed(&format!(
             "{e}\n(the server did not answer in time; a slow server needs a longer \
-             --answer-timeout or HANAMI_ANSWER_TIMEOUT)"
+             --answer-timeout or HANAMI_ANSWER_TIMEOUT; `hanamictl dataset list` shows whether \
+             the upload is still there)"
         )),
         // A session cut off (one closed with a reason says it all).
         e @ E::WebSocket(_) => failed(&format!(
@@ -330,12 +333,26 @@ fn note_empty_log(entries: &hanami_sdk::types::list::ListTable, page: &crate::cl
     }
 }
 
+/// An export's error, saying of a file that it replaces that it was left as it was.
+fn left_as_it_was(error: Exported, destination: Option<&Destination>) -> Exported {
+    match (error, destination) {
+        (
+            Exported::Local(e),
+            Some(Destination::Replace {
+                file,
+                kept: Some(_),
+                ..
+            }),
+        ) => Exported::Local(e.context(&format!("{} was left as it was", file.display()))),
+        (other, _) => other,
+    }
+}
+
 /// Where `dataset export -o PATH` writes.
 enum Destination {
     /// A regular file (behind links too: `file` is where they lead) or nothing yet: written
-    /// as `partial` beside it (named after this process, so that two exports into one file
-    /// do not write into each other's), then renamed onto it, with the permissions it had
-    /// (`kept`).
+    /// as `partial` beside it, then renamed onto it, with the permissions it had (`kept`).
+    /// The partial file is locked while this export owns it (see [`open_partial`]).
     Replace {
         file: PathBuf,
         partial: PathBuf,
@@ -362,7 +379,7 @@ impl Destination {
         let replace = |file: PathBuf, kept| {
             let mut name = std::ffi::OsString::from(".");
             name.push(file.file_name().unwrap_or_default());
-            name.push(format!(".{}.hanamictl-partial", std::process::id()));
+            name.push(".hanamictl-partial");
             let partial = file.with_file_name(name);
             Destination::Replace {
                 file,
@@ -387,13 +404,14 @@ impl Destination {
         }
     }
 
-    /// Opens the file the rows are written to: a partial file anew, a standard stream as
-    /// a copy of its descriptor (which shares the shell's position in a file, where opening
-    /// `/dev/stdout` again would start one of its own), anything else to be appended to.
-    fn open(&self) -> std::io::Result<std::fs::File> {
+    /// Opens the file the rows are written to: a partial file anew (see [`open_partial`]),
+    /// a standard stream as a copy of its descriptor (which shares the shell's position in
+    /// a file, where opening `/dev/stdout` again would start one of its own), anything else
+    /// to be appended to.
+    fn open(&self) -> Result<std::fs::File, Exported> {
         use std::os::fd::AsFd;
-        match self {
-            Destination::Replace { partial, .. } => std::fs::File::create(partial),
+        let opened = match self {
+            Destination::Replace { partial, file, .. } => open_partial(partial, file),
             Destination::Standard { stream, .. } => match stream {
                 Stream::Output => std::io::stdout().as_fd().try_clone_to_owned(),
                 Stream::Error => std::io::stderr().as_fd().try_clone_to_owned(),
@@ -403,7 +421,25 @@ impl Destination {
                 .append(true)
                 .create(true)
                 .open(path),
-        }
+        };
+        opened.map_err(|e| self.failed("create", e))
+    }
+
+    /// The error of a failure to `what` (create, write to) the file written.
+    fn failed(&self, what: &str, e: std::io::Error) -> Exported {
+        let written = self.written();
+        let folder = written.parent().filter(|f| !f.as_os_str().is_empty());
+        Exported::Local(CliError::msg(match folder {
+            // Named after the file asked for: the partial file beside it is a detail.
+            Some(folder) if e.kind() == std::io::ErrorKind::NotFound && !folder.is_dir() => {
+                format!(
+                    "cannot {what} {}: the folder {} does not exist",
+                    self.asked().display(),
+                    folder.display()
+                )
+            }
+            _ => format!("cannot {what} {}: {e}", written.display()),
+        }))
     }
 
     /// The file the rows end up in.
@@ -423,6 +459,43 @@ impl Destination {
     }
 }
 
+/// Opens the partial file of an export into `file` for this export alone: locked (the lock
+/// goes with the file's last descriptor), emptied, never through a link. A partial file
+/// that another export holds is refused (two exports wrote into one partial file, and the
+/// one that failed removed the other's); one that an export killed before it could remove
+/// it is taken over. A file that the export holding it renamed or removed between this
+/// opening and the lock is let go, and the name opened again.
+fn open_partial(partial: &Path, file: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    loop {
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(partial)?;
+        match opened.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ResourceBusy,
+                    format!(
+                        "another export into {} is under way; try again once it has ended",
+                        file.display()
+                    ),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+        let held = opened.metadata()?;
+        let named = std::fs::symlink_metadata(partial);
+        if named.is_ok_and(|named| (named.dev(), named.ino()) == (held.dev(), held.ino())) {
+            opened.set_len(0)?;
+            return Ok(opened);
+        }
+    }
+}
+
 /// The standard stream whose file `meta` is, if any.
 fn standard_stream(meta: &std::fs::Metadata) -> Option<Stream> {
     use std::os::unix::fs::MetadataExt;
@@ -437,40 +510,26 @@ fn standard_stream(meta: &std::fs::Metadata) -> Option<Stream> {
     .map(|(_, stream)| stream)
 }
 
-/// Writes the header `names` and the dataset's `rows` as CSV into the file of `into`, or
-/// onto standard output without one; a closed pipe ends it quietly.
+/// Writes the header `names` and the dataset's `rows` as CSV into the opened file of
+/// `into`, or onto standard output without one; a closed pipe ends it quietly.
 async fn write_rows(
     client: &Client,
     uuid: &str,
     names: &[String],
     rows: std::ops::Range<u64>,
-    into: Option<&Destination>,
+    into: Option<(&Destination, &std::fs::File)>,
 ) -> Result<(), Exported> {
-    let local = |what: &str, e: std::io::Error| {
-        let Some(into) = into else {
-            return Exported::Local(CliError::msg(format!("cannot {what} standard output: {e}")));
-        };
-        let written = into.written();
-        let folder = written.parent().filter(|f| !f.as_os_str().is_empty());
-        Exported::Local(CliError::msg(match folder {
-            // Named after the file asked for: the partial file beside it is a detail.
-            Some(folder) if e.kind() == std::io::ErrorKind::NotFound && !folder.is_dir() => {
-                format!(
-                    "cannot {what} {}: the folder {} does not exist",
-                    into.asked().display(),
-                    folder.display()
-                )
-            }
-            _ => format!("cannot {what} {}: {e}", written.display()),
-        }))
+    let local = |what: &str, e: std::io::Error| match into {
+        Some((destination, _)) => destination.failed(what, e),
+        None => Exported::Local(CliError::msg(format!("cannot {what} standard output: {e}"))),
     };
-    let sink: Box<dyn std::io::Write> = match into {
-        Some(destination) => Box::new(destination.open().map_err(|e| local("create", e))?),
+    let sink: Box<dyn std::io::Write + '_> = match into {
+        Some((_, file)) => Box::new(file),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = std::io::BufWriter::new(sink);
     // `| head`, also behind `-o /dev/stdout`: the reader has what it wanted.
-    let to_standard = matches!(into, None | Some(Destination::Standard { .. }));
+    let to_standard = matches!(into, None | Some((Destination::Standard { .. }, _)));
     let mut write = |text: &str| match out.write_all(text.as_bytes()) {
         Err(e) if to_standard && e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
         other => other.map(|()| true).map_err(|e| local("write to", e)),

@@ -102,6 +102,8 @@ impl CliError {
                 }
                 CliError::Other(format!("cannot reach {address}: {text}"))
             }
+            // The SDK's words of what it refused, as the CLI's own.
+            (_, E::InvalidArgument(message)) => CliError::Other(message),
             (_, other) => CliError::Other(other.to_string()),
         }
     }

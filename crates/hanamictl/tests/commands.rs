@@ -788,6 +788,25 @@ fn datasets() {
         failed.stderr
     );
     assert_eq!(std::fs::read_to_string(&part).unwrap(), expected);
+    // A link in the partial file's place is not followed (into a file elsewhere).
+    std::fs::remove_dir(server.dir.path().join(".part.csv.hanamictl-partial")).unwrap();
+    let elsewhere = server.dir.path().join("elsewhere.txt");
+    std::fs::write(&elsewhere, "kept\n").unwrap();
+    std::os::unix::fs::symlink(
+        &elsewhere,
+        server.dir.path().join(".part.csv.hanamictl-partial"),
+    )
+    .unwrap();
+    let failed = server
+        .ctl(&["dataset", "export", "-o", &path_str(&part), &csv_uuid])
+        .fails();
+    assert!(
+        failed.stderr.contains("was left as it was"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "kept\n");
+    assert_eq!(std::fs::read_to_string(&part).unwrap(), expected);
     // A folder that is not there is named, not the partial file that could not be made.
     let nowhere = server.dir.path().join("no_such_folder");
     let failed = server
@@ -2279,43 +2298,11 @@ fn interrupted_while_held(server: &Server, hold: &'static str, args: &[&str]) ->
     interrupt(child)
 }
 
-/// An export into `target` started in the background, and its partial file beside it.
-fn export_into(
-    server: &Server,
-    target: &std::path::Path,
-    args: &[&str],
-) -> (std::process::Child, std::path::PathBuf) {
-    let target_text = path_str(target);
-    let mut all = vec!["dataset", "export", "-o", &target_text];
-    all.extend_from_slice(args);
-    let child = server
-        .command(&all)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let name = target.file_name().unwrap().to_str().unwrap();
-    let partial = target.with_file_name(format!(".{name}.{}.hanamictl-partial", child.id()));
-    (child, partial)
-}
-
-/// Waits until the export `child` has written `bytes` into its `partial` file.
-fn wait_for_rows(child: &mut std::process::Child, partial: &std::path::Path, bytes: u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::metadata(partial).map_or(true, |m| m.len() < bytes) {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the export ended before it could be interrupted"
-        );
-        assert!(Instant::now() < deadline, "no rows were written");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// Ctrl-C or SIGTERM during `dataset export -o FILE` removes the partial file written beside
-/// FILE (it stayed behind, hidden, as large as the rows so far) and leaves FILE as it was;
-/// another export into the same file meanwhile goes on undisturbed (they shared one partial
-/// file, so the interrupted one removed the other's, and both wrote into it).
+/// FILE (it stayed behind, hidden, as large as the rows so far) and leaves FILE as it was. A
+/// second export into the same file meanwhile is refused and leaves the first one's partial
+/// file alone (both wrote into it, and the one that failed removed it); a partial file that
+/// no export holds (one killed before it could remove it) is taken over.
 #[test]
 fn an_interrupted_export_leaves_no_partial_file() {
     let server = Server::start();
@@ -2326,28 +2313,54 @@ fn an_interrupted_export_leaves_no_partial_file() {
         if existing {
             std::fs::write(&target, "precious\n").unwrap();
         }
-        let (mut child, partial) = export_into(&server, &target, &[&uuid]);
-        wait_for_rows(&mut child, &partial, 100_000);
-        // A second export into the same file, of the first thousand rows.
-        let other = (signal == libc::SIGINT).then(|| {
-            let (mut other, other_partial) =
-                export_into(&server, &target, &["--count", "1000", &uuid]);
-            wait_for_rows(&mut other, &other_partial, 1);
-            other
-        });
+        let partial = dir
+            .path()
+            .join(format!(".export_{signal}.csv.hanamictl-partial"));
+        if !existing {
+            std::fs::write(&partial, "left by an export that was killed\n").unwrap();
+        }
+        let mut child = server
+            .command(&["dataset", "export", "-o", &path_str(&target), &uuid])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::fs::metadata(&partial).map_or(true, |m| m.len() < 100_000) {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the export ended before it could be interrupted"
+            );
+            assert!(Instant::now() < deadline, "no rows were written");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if existing {
+            let second = server
+                .ctl(&["dataset", "export", "-o", &path_str(&target), &uuid])
+                .fails();
+            assert!(
+                second.stderr.contains(&format!(
+                    "another export into {} is under way; try again once it has ended",
+                    target.display()
+                )) && second.stderr.contains("was left as it was"),
+                "{}",
+                second.stderr
+            );
+            assert!(
+                partial.exists(),
+                "the second export removed the first's file"
+            );
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the first export ended"
+            );
+        }
         send_signal(&child, signal);
         let output = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(130), "{stderr}");
         assert!(!partial.exists(), "the partial file is left: {stderr}");
-        if let Some(other) = other {
-            let output = other.wait_with_output().unwrap();
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            assert!(output.status.success(), "{stderr}");
-            let written = std::fs::read_to_string(&target).unwrap();
-            assert_eq!(written.lines().count(), 1001, "{:.300}", written);
-            assert!(written.starts_with("picture_0,") && written.ends_with('\n'));
-        } else if existing {
+        if existing {
             assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
             assert!(stderr.contains("was left as it was"), "{stderr}");
         } else {
@@ -2385,25 +2398,23 @@ fn an_upload_that_goes_away_says_which_and_why() {
     };
     for how in ["deleted", "crashed", "frozen", "stopped"] {
         let name = format!("going_{how}");
+        // A frozen server is given up on after a second.
+        let timeout: &[&str] = if how == "frozen" {
+            &["--answer-timeout", "1"]
+        } else {
+            &[]
+        };
+        let create = [
+            "dataset", "create", "mnist", "-i", &images, "-l", &labels, &name,
+        ];
+        // Its session sends into a new file (a frozen server's upload may stay).
+        let before = written(&uploads);
         let child = server
-            .command(&[
-                "--answer-timeout",
-                "1",
-                "dataset",
-                "create",
-                "mnist",
-                "-i",
-                &images,
-                "-l",
-                &labels,
-                &name,
-            ])
+            .command(&[timeout, &create[..]].concat())
             .stdin(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        // Until its session sends (into a new file: a frozen server's upload may stay).
-        let before = written(&uploads);
         let sending = || {
             written(&uploads)
                 .iter()
@@ -2446,7 +2457,8 @@ fn an_upload_that_goes_away_says_which_and_why() {
                         unfinished uploads: upload again once it is back";
         let down = "is the server still running?";
         let stalled = "(the server did not answer in time; a slow server needs a longer \
-                       --answer-timeout or HANAMI_ANSWER_TIMEOUT)";
+                       --answer-timeout or HANAMI_ANSWER_TIMEOUT; `hanamictl dataset list` \
+                       shows whether the upload is still there)";
         let explanations: &[&str] = match how {
             "deleted" => &[gone, unknown],
             "crashed" => &[down, unknown, "is the server running"],
