@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Executor, SqlitePool};
 
 /// The schema migrations, in order. Never edit one that has shipped: add a new one.
@@ -111,6 +113,20 @@ const SQLITE_BUSY: i32 = 5;
 /// How long a write waits for SQLite's write lock, and for a free write connection.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
+/// Whether a connection given back to the pool may be used again: not where it is still
+/// inside a transaction by sqlx's count. A COMMIT that fails on a full disk ends the
+/// transaction in SQLite, so the ROLLBACK of the dropped transaction fails and the count
+/// stays one up; the next transaction on that connection would then be a SAVEPOINT, which
+/// a rollback leaves open, holding the write lock for good (every write waited for it and
+/// failed as "locked by another program"), and a `BEGIN IMMEDIATE` would be refused. Such
+/// a connection is closed instead (closing rolls back whatever is open).
+async fn outside_transaction(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    // Waits for the connection's worker: the rollback of a dropped transaction was queued
+    // before.
+    drop(conn.lock_handle().await?);
+    Ok(!sqlx::Connection::is_in_transaction(conn))
+}
+
 /// SQLite's primary result code of an sqlx error, if it is a database error (sqlx reports
 /// the extended code, whose low byte is the primary one).
 fn sqlite_code(e: &sqlx::Error) -> Option<i32> {
@@ -164,6 +180,7 @@ impl Store {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(LOCK_WAIT)
+            .after_release(|conn, _| Box::pin(outside_transaction(conn)))
             .connect_with(options.clone())
             .await?;
         // Opened after the first connection has made the file and set WAL mode; a write
@@ -230,6 +247,48 @@ mod tests {
             .unwrap_err();
         assert!(refused.to_string().contains("readonly"), "{refused}");
         assert_eq!(store.projects().await.unwrap().len(), 1);
+        store.close().await;
+    }
+
+    /// A connection whose transaction SQLite ended by itself (as a COMMIT that fails on a
+    /// full disk does) is not handed out again: it left the database locked for good.
+    #[tokio::test]
+    async fn a_connection_whose_transaction_sqlite_ended_is_not_used_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("hanami.db")).await.unwrap();
+        {
+            let mut tx = store.pool.begin().await.unwrap();
+            // SQLite's side of the failed COMMIT: the transaction is over, so the
+            // transaction's own rollback when it is dropped fails.
+            sqlx::query("ROLLBACK").execute(&mut *tx).await.unwrap();
+        }
+        // Every connection of the pool (all eight at once, so the one given back is among
+        // them if it was kept) is outside a transaction.
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            let conn = store.pool.acquire().await.unwrap();
+            assert!(!sqlx::Connection::is_in_transaction(&*conn));
+            held.push(conn);
+        }
+        drop(held);
+        // A transaction that rolls back leaves the database free for the next write.
+        for _ in 0..8 {
+            let mut tx = store.pool.begin().await.unwrap();
+            sqlx::query(
+                "INSERT INTO projects (id, name, creator_id, created_at) \
+                         VALUES ('p', 'p', 'root', 'now')",
+            )
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            tx.rollback().await.unwrap();
+        }
+        let started = std::time::Instant::now();
+        store
+            .create_project("after", "After", "root")
+            .await
+            .unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
         store.close().await;
     }
 }
