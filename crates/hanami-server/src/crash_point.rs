@@ -4,8 +4,8 @@
 //! point, to prove that a crash there loses nothing. With `HANAMI_PAUSE_AT=<point>=<ms>`,
 //! the thread that reaches the point sleeps that many milliseconds there, every time, so
 //! that a test can act in a moment that is otherwise too short to hit. With
-//! `HANAMI_FAIL_AT=<point>`, the operation at that point fails (see [`fails`]). Release builds
-//! have no such points and ignore these variables.
+//! `HANAMI_FAIL_AT=<point>[,<point>…]`, the operations at those points fail (see [`fails`]).
+//! Release builds have no such points and ignore these variables.
 
 /// The variable that names the point to crash at.
 #[cfg(debug_assertions)]
@@ -61,7 +61,7 @@ fn crash_or_pause(point: &str) -> Option<std::time::Duration> {
     })
 }
 
-/// The variable that names the point at which an operation is to fail.
+/// The variable that names the points (separated by commas) at which operations are to fail.
 #[cfg(debug_assertions)]
 const FAIL_VARIABLE: &str = "HANAMI_FAIL_AT";
 
@@ -73,7 +73,7 @@ pub fn fails(point: &str) -> bool {
     static FAIL: OnceLock<Option<String>> = OnceLock::new();
     FAIL.get_or_init(|| std::env::var(FAIL_VARIABLE).ok())
         .as_deref()
-        == Some(point)
+        .is_some_and(|points| points.split(',').any(|named| named == point))
 }
 
 /// Never: release builds have no failure points.

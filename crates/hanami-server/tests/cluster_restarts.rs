@@ -631,7 +631,8 @@ async fn a_stop_during_a_task_end_waiting_for_a_locked_database_leaves_nothing_o
 
 /// A task whose end the database refused while the server went on, and saved the network
 /// that kept what the task did with a later task, is not reported at the next start as
-/// having left nothing behind (it said so, while the network kept its training).
+/// having left nothing behind (it said so, while the network kept its training): the later
+/// task's end records it as it ended.
 #[tokio::test]
 async fn a_task_whose_end_was_refused_is_not_reported_as_lost_once_its_network_was_saved() {
     let (server, client, dataset, cluster) = server_with_cluster("refused end", 50).await;
@@ -664,10 +665,8 @@ async fn a_task_whose_end_was_refused_is_not_reported_as_lost_once_its_network_w
     assert_eq!(reported.state, TaskState::Aborted, "{reported:?}");
     let note = reported.note.unwrap_or_default();
     assert!(
-        note.contains(
-            "the cluster's network was saved after the task started, and may keep \
-             what it did"
-        ),
+        note.contains("the cluster's network in memory keeps what the task did")
+            && note.ends_with("; its end was recorded once the database took writes again"),
         "{note}"
     );
     assert!(!note.contains("nothing it did is kept"), "{note}");
@@ -1917,6 +1916,107 @@ async fn a_folder_that_cannot_be_synced_after_the_rename_keeps_the_task_s_end() 
         std::fs::read(server.data_dir.join("clusters").join(&cluster)).unwrap() == after_training
     );
     assert!(!error_log_text(&server).await.contains(&train));
+}
+
+/// A server on which every write of a task's state to the database fails (as on a full
+/// disk) and also, with `again`, the later record of an end the database missed; a cluster
+/// whose network file holds its untrained network, and a train task that ended there.
+async fn task_whose_end_the_database_missed(again: bool) -> (TestServer, String, String, Vec<u8>) {
+    let points = if again {
+        "task:record,task:record-again"
+    } else {
+        "task:record"
+    };
+    let server = launch().env("HANAMI_FAIL_AT", points).start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dataset = upload(&client, tmp.path(), "missed", 60).await;
+    let cluster = common::seed_cluster(&client, "missed").await;
+    let untrained = std::fs::read(server.data_dir.join("clusters").join(&cluster)).unwrap();
+    let train = queue_training(&client, &cluster, "train", &dataset).await;
+    let ended = client.wait_for_task(&cluster, &train, WAIT).await.unwrap();
+    assert_eq!(ended.state, TaskState::Aborted, "{ended:?}");
+    assert!(
+        ended.note.as_deref().is_some_and(|note| note.contains(
+            "the task's end cannot be recorded in the database; the cluster's network in \
+             memory keeps what the task did"
+        )),
+        "{ended:?}"
+    );
+    (server, cluster, train, untrained)
+}
+
+/// A task whose end the database missed (its start too: the database has it queued) is
+/// recorded as it ended once the database takes writes again, at the latest at shutdown,
+/// so the next start neither runs it a second time on the network that keeps what it did
+/// (which the shutdown saves) nor lists it as anything but aborted (it ran again and was
+/// listed finished).
+#[tokio::test]
+async fn a_task_end_that_the_database_missed_is_recorded_at_shutdown() {
+    let (server, cluster, train, untrained) = task_whose_end_the_database_missed(false).await;
+    let server = server.restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    // Twice, a second apart: a task run again would be active or finished by then.
+    for _ in 0..2 {
+        let task = client.task(&cluster, &train).await.unwrap();
+        assert_eq!(task.state, TaskState::Aborted, "{task:?}");
+        let late = "; its end was recorded once the database took writes again";
+        assert!(
+            task.note.as_deref().is_some_and(|n| n.ends_with(late)),
+            "{task:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let network = std::fs::read(server.data_dir.join("clusters").join(&cluster)).unwrap();
+    assert!(network != untrained, "the trained network was not saved");
+}
+
+/// The end of a task that the database missed is recorded at the next end of a task of its
+/// cluster, so a crash after that does not run it again either: the next start runs only
+/// the later task, whose own end the database missed too (it is queued there, and its
+/// network was never put in place).
+#[tokio::test]
+async fn a_task_end_that_the_database_missed_is_recorded_at_the_next_end() {
+    let server = launch().env("HANAMI_FAIL_AT", "task:record").start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dataset = upload(&client, tmp.path(), "missed", 60).await;
+    let cluster = common::seed_cluster(&client, "missed").await;
+    let first = queue_training(&client, &cluster, "first", &dataset).await;
+    let second = queue_training(&client, &cluster, "second", &dataset).await;
+    for task in [&first, &second] {
+        let ended = client.wait_for_task(&cluster, task, WAIT).await.unwrap();
+        assert_eq!(ended.state, TaskState::Aborted, "{ended:?}");
+    }
+    let server = server.crash_and_restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let ran = client.wait_for_task(&cluster, &second, WAIT).await.unwrap();
+    assert_eq!((ran.state, ran.note), (TaskState::Finished, None));
+    let first = client.task(&cluster, &first).await.unwrap();
+    assert_eq!(first.state, TaskState::Aborted, "{first:?}");
+}
+
+/// Where the end cannot be recorded at shutdown either, the network stays as last saved:
+/// the next start runs the task, queued in the database, once, on the network it started
+/// from.
+#[tokio::test]
+async fn a_network_whose_task_ends_cannot_be_recorded_is_left_as_last_saved() {
+    let (mut server, cluster, train, untrained) = task_whose_end_the_database_missed(true).await;
+    let network = server.data_dir.join("clusters").join(&cluster);
+    // A stop that lost training says so.
+    assert!(!server.stop());
+    assert!(
+        server.logged().contains(
+            "'missed' (left as last saved: the ends of some of its tasks cannot be recorded"
+        ),
+        "{}",
+        server.logged()
+    );
+    assert!(std::fs::read(&network).unwrap() == untrained);
+    let server = server.restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let ran = client.wait_for_task(&cluster, &train, WAIT).await.unwrap();
+    assert_eq!((ran.state, ran.note), (TaskState::Finished, None));
 }
 
 /// A server whose task deletions pause `ms` before they delete the task's row, with a

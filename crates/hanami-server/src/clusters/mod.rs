@@ -144,6 +144,11 @@ pub struct ClusterHandle {
     direct_sessions_end: tokio::sync::watch::Sender<()>,
     /// Open direct-IO sessions (see [`MAX_DIRECT_SESSIONS`]).
     direct_sessions: Slots,
+    /// Tasks whose end the database missed (a full disk, say), by uuid: recorded at the
+    /// next end of one of the cluster's tasks, or at shutdown (see
+    /// [`ClusterHandle::record_missed_ends`]). Until then the database has them queued or
+    /// active, and a start would run a queued one again, on a network that keeps what it did.
+    missed_ends: Mutex<Vec<String>>,
 }
 
 /// Most direct-IO sessions one cluster may have open at once. Each stages a full set of
@@ -199,6 +204,21 @@ impl Drop for ClusterHandle {
 
 /// Networks below this size are freed on the thread that drops their cluster.
 const SMALL_NETWORK_BYTES: usize = 1 << 20;
+
+/// The `HANAMI_FAIL_AT` point (debug builds) at which every write of a task's state or end
+/// to the database fails, as on a full disk.
+const RECORD_POINT: &str = "task:record";
+
+/// The `HANAMI_FAIL_AT` point (debug builds) at which the later record of an end that the
+/// database missed fails (see [`ClusterHandle::record_missed_ends`]).
+const RECORD_AGAIN_POINT: &str = "task:record-again";
+
+/// The error of a database write that `HANAMI_FAIL_AT` makes fail.
+fn injected_store_failure() -> StoreError {
+    StoreError::Database(sqlx::Error::Io(std::io::Error::other(
+        "failure injected (HANAMI_FAIL_AT)",
+    )))
+}
 
 /// Pause between two tries to record a task's end in a database that another program
 /// locks (each try itself waits the database's busy timeout first).
@@ -275,6 +295,7 @@ impl ClusterHandle {
             deleted: AtomicBool::new(false),
             direct_sessions_end: tokio::sync::watch::Sender::new(()),
             direct_sessions: Slots::default(),
+            missed_ends: Mutex::new(Vec::new()),
         }
     }
 
@@ -948,10 +969,14 @@ impl ClusterHandle {
         staged: Option<StagedNetwork<'_>>,
         ctx: &WorkerContext,
     ) -> Recorded {
+        self.record_missed_ends(ctx);
         let mut requeued = matches!(ending, Ending::Requeue(_));
         let mut waited = false;
         let mut recorded = loop {
             let recorded = ctx.runtime.block_on(async {
+                if crate::crash_point::fails(RECORD_POINT) {
+                    return Err(injected_store_failure());
+                }
                 match &ending {
                     Ending::Requeue(work) => {
                         let row = task.record_requeued(&self.row.uuid);
@@ -1047,6 +1072,7 @@ impl ClusterHandle {
                         false,
                     )) {
                         tracing::error!(task = task.uuid, "cannot record the task's end: {e}");
+                        lock(&self.missed_ends).push(task.uuid.clone());
                     }
                 }
             },
@@ -1082,6 +1108,11 @@ impl ClusterHandle {
                     "the task's end cannot be recorded in the database{kept}; {network}"
                 ));
                 ctx.log_error(task, &self.row, &e);
+                // Tried again later, but for a wait cut short by the stop: its record, still
+                // active, says what the next start must report.
+                if !cut_short {
+                    lock(&self.missed_ends).push(task.uuid.clone());
+                }
                 state = TaskState::Aborted;
                 requeued = false;
             }
@@ -1092,6 +1123,57 @@ impl ClusterHandle {
         } else {
             Recorded::Ended(state)
         }
+    }
+
+    /// Records the ends of the cluster's tasks that the database missed (see
+    /// `missed_ends`), as they ended; a deleted task's row went with it. Whether none is
+    /// missing any more.
+    fn record_missed_ends(&self, ctx: &WorkerContext) -> bool {
+        let missed = std::mem::take(&mut *lock(&self.missed_ends));
+        if missed.is_empty() {
+            return true;
+        }
+        let tasks = self.tasks();
+        let mut still = Vec::new();
+        for uuid in missed {
+            let Some(task) = tasks.iter().find(|task| task.uuid == uuid) else {
+                continue;
+            };
+            // Told to anyone only once it has ended (its worker may still be on it).
+            if matches!(task.state(), TaskState::Queued | TaskState::Active) {
+                still.push(uuid);
+                continue;
+            }
+            // Its note says why the end is recorded late (in memory once it is).
+            const LATE: &str = "its end was recorded once the database took writes again";
+            let mut row = task.record(&self.row.uuid);
+            row.note = Some(
+                row.note
+                    .map_or(LATE.to_owned(), |note| format!("{note}; {LATE}")),
+            );
+            let recorded = if crate::crash_point::fails(RECORD_AGAIN_POINT) {
+                Err(injected_store_failure())
+            } else {
+                ctx.runtime
+                    .block_on(ctx.store.end_task(&row, TaskProduct::Nothing, false))
+            };
+            match recorded {
+                Ok(()) => {
+                    task.add_note(LATE);
+                    tracing::info!(
+                        task = uuid,
+                        "the task's end, which the database missed, is recorded now"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(task = uuid, "the task's end still cannot be recorded: {e}");
+                    still.push(uuid);
+                }
+            }
+        }
+        let mut missed = lock(&self.missed_ends);
+        missed.extend(still);
+        missed.is_empty()
     }
 
     /// Reports a network that the task changed and that cannot be saved (the server keeps it
@@ -1709,10 +1791,13 @@ impl WorkerContext {
     /// Writes the task's state to the database (from a worker thread). A failure is logged:
     /// the task itself is not affected.
     fn record(&self, task: &Task, cluster: &ResourceRow) {
-        if let Err(e) = self
-            .runtime
-            .block_on(self.store.update_task(&task.record(&cluster.uuid)))
-        {
+        let recorded = if crate::crash_point::fails(RECORD_POINT) {
+            Err(injected_store_failure())
+        } else {
+            self.runtime
+                .block_on(self.store.update_task(&task.record(&cluster.uuid)))
+        };
+        if let Err(e) = recorded {
             tracing::error!(task = task.uuid, "cannot record the task's state: {e}");
         }
     }
@@ -1963,6 +2048,25 @@ impl Clusters {
             }
             let mut unsaved = Vec::new();
             for cluster in &clusters {
+                // A network that keeps what a task did whose end the database misses stays
+                // as last saved: the next start finds the task queued or active, and would
+                // run a queued one again on top of what it did.
+                if !cluster.record_missed_ends(&ctx) {
+                    tracing::error!(
+                        cluster = cluster.row.uuid,
+                        "the ends of some of the cluster's tasks cannot be recorded, so its \
+                         network is left as last saved (the next start runs those that are \
+                         queued in the database again, and reports those that are active as \
+                         aborted)"
+                    );
+                    unsaved.push(format!(
+                        "'{}' (left as last saved: the ends of some of its tasks cannot be \
+                         recorded, and those that the database has queued run again at the \
+                         next start)",
+                        cluster.row.name
+                    ));
+                    continue;
+                }
                 match cluster.save_network_if_changed() {
                     Ok(()) => ctx.forget_unsaved_note(cluster),
                     Err(e) => {
