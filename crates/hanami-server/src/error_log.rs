@@ -5,15 +5,25 @@ use hanami_store::logs::ErrorEntry;
 use hanami_store::{Store, StoreError};
 use serde_json::Value;
 
+/// An internal error's id, and where its entry went.
+#[derive(Debug)]
+pub struct Logged {
+    /// The error's id.
+    pub id: String,
+    /// Whether the entry is in the database's error log too, not only in the server log
+    /// (the database was locked, or refused the write: a full disk, say).
+    pub in_error_log: bool,
+}
+
 /// Records an internal error of `user_id` (empty if none) that happened in `context` with
-/// these inputs; returns its id. A failure to write the error log is only logged.
+/// these inputs. A failure to write the error log is only logged.
 pub async fn record(
     store: &Store,
     user_id: &str,
     context: &str,
     input_values: &Value,
     message: &str,
-) -> String {
+) -> Logged {
     let error_id = new_id();
     let entry = ErrorEntry {
         error_id: &error_id,
@@ -23,22 +33,26 @@ pub async fn record(
         message,
     };
     trace(&entry);
-    if let Err(e) = store.append_error(entry).await {
+    let written = store.append_error(entry).await;
+    if let Err(e) = &written {
         tracing::error!(error_id, "cannot write the error log: {e}");
     }
-    error_id
+    Logged {
+        id: error_id,
+        in_error_log: written.is_ok(),
+    }
 }
 
-/// Records an internal error as [`record`] does, described by [`describe`]; returns its id.
-/// While another program locks the database, the entry goes to the server log only: writing
-/// it to the error log would wait for the lock as long again, and fail the same way.
+/// Records an internal error as [`record`] does, described by [`describe`]. While another
+/// program locks the database, the entry goes to the server log only: writing it to the
+/// error log would wait for the lock as long again, and fail the same way.
 pub async fn record_error(
     store: &Store,
     user_id: &str,
     context: &str,
     input_values: &Value,
     error: &anyhow::Error,
-) -> String {
+) -> Logged {
     let message = describe(error);
     if !database_is_locked(error) {
         return record(store, user_id, context, input_values, &message).await;
@@ -52,7 +66,10 @@ pub async fn record_error(
         message: &message,
     });
     tracing::warn!(error_id, "not in the error log: the database is locked");
-    error_id
+    Logged {
+        id: error_id,
+        in_error_log: false,
+    }
 }
 
 /// Whether an error comes from a database that another program keeps locked.
@@ -98,7 +115,22 @@ pub fn describe(error: &anyhow::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::describe;
+    use super::{describe, record};
+
+    /// An entry that the database refuses is said to be in the server log only.
+    #[tokio::test]
+    async fn an_entry_the_database_refuses_is_said_to_be_in_the_server_log_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = hanami_store::Store::open(&dir.path().join("hanami.db"))
+            .await
+            .unwrap();
+        let inputs = serde_json::json!({});
+        let logged = record(&store, "", "test", &inputs, "first").await;
+        assert!(logged.in_error_log, "{logged:?}");
+        store.close().await;
+        let logged = record(&store, "", "test", &inputs, "second").await;
+        assert!(!logged.in_error_log, "{logged:?}");
+    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("cannot open dataset file x: {source}")]

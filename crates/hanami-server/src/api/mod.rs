@@ -679,7 +679,7 @@ fn json_response(value: &Value) -> Response {
 }
 
 async fn internal_error(app: &App, facts: &RequestFacts, cause: anyhow::Error) -> Response {
-    let error_id = crate::error_log::record_error(
+    let logged = crate::error_log::record_error(
         &app.store,
         &facts.user_id,
         &facts.context,
@@ -687,27 +687,39 @@ async fn internal_error(app: &App, facts: &RequestFacts, cause: anyhow::Error) -
         &cause,
     )
     .await;
-    let body = if crate::error_log::database_is_locked(&cause) {
+    error::text_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        internal_error_text(&logged, &cause),
+    )
+}
+
+/// The body of a 500: the error's id, where its entry is, and what the client can do
+/// where that is something (another program releasing the database, space on the disk,
+/// a larger file-size limit).
+fn internal_error_text(logged: &crate::error_log::Logged, cause: &anyhow::Error) -> String {
+    let id = &logged.id;
+    let head = if logged.in_error_log {
+        format!("Internal server error (error id {id})")
+    } else {
+        format!("Internal server error (error id {id}, in the server log only)")
+    };
+    if crate::error_log::database_is_locked(cause) {
         format!(
-            "Internal server error (error id {error_id}, in the server log only): the server's \
-             database is locked by another program (a sqlite3 shell or a backup tool, say); try \
-             again once it is released."
+            "{head}: the server's database is locked by another program (a sqlite3 shell or a \
+             backup tool, say); try again once it is released."
         )
-    } else if disk_is_full(&cause) {
+    } else if disk_is_full(cause) {
         format!(
-            "Internal server error (error id {error_id}): the server's disk is full; free space \
-             in its data directory and try again."
+            "{head}: the server's disk is full; free space in its data directory and try again."
         )
-    } else if file_too_large(&cause) {
+    } else if file_too_large(cause) {
         format!(
-            "Internal server error (error id {error_id}): a file would exceed the file-size \
-             limit the server runs under (ulimit -f, systemd's LimitFSIZE); raise it and try \
-             again."
+            "{head}: a file would exceed the file-size limit the server runs under (ulimit -f, \
+             systemd's LimitFSIZE); raise it and try again."
         )
     } else {
-        format!("Internal server error (error id {error_id}); the server log has the details.")
-    };
-    error::text_response(StatusCode::INTERNAL_SERVER_ERROR, body)
+        format!("{head}; the server log has the details.")
+    }
 }
 
 /// Whether an error comes from a full disk (or an exhausted disk quota): the one internal
@@ -736,8 +748,28 @@ fn caused_by_io(cause: &anyhow::Error, kinds: &[std::io::ErrorKind]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{ApiError, body_too_large, disk_is_full, file_too_large};
+    use super::{ApiError, body_too_large, disk_is_full, file_too_large, internal_error_text};
     use std::io::{Error, ErrorKind};
+
+    /// A 500 says where its entry is: in the server log only where the error log did not
+    /// take it (a full disk refuses it too; that answer sent the reader to the error log).
+    #[test]
+    fn a_500_says_where_its_entry_is() {
+        let full = anyhow::Error::new(Error::from(ErrorKind::StorageFull));
+        let logged = |in_error_log| crate::error_log::Logged {
+            id: "e1".into(),
+            in_error_log,
+        };
+        assert_eq!(
+            internal_error_text(&logged(false), &full),
+            "Internal server error (error id e1, in the server log only): the server's disk is \
+             full; free space in its data directory and try again."
+        );
+        assert_eq!(
+            internal_error_text(&logged(true), &anyhow::anyhow!("x")),
+            "Internal server error (error id e1); the server log has the details."
+        );
+    }
 
     #[test]
     fn the_body_limit_names_the_template_that_fits_in_its_unit() {
