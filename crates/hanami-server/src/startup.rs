@@ -976,6 +976,18 @@ fn with_database_hint(e: anyhow::Error, database: &Path) -> anyhow::Error {
             database.display()
         ));
     }
+    let damaged = e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<StoreError>(),
+            Some(StoreError::Corrupt { .. })
+        )
+    });
+    if damaged {
+        return e.context(format!(
+            "the database {} is damaged: restore it from a backup",
+            database.display()
+        ));
+    }
     let code = e.chain().find_map(|cause| {
         cause
             .downcast_ref::<StoreError>()

@@ -1523,6 +1523,20 @@ async fn a_damaged_or_locked_database_is_named() {
     assert!(stderr.contains(&expected), "{stderr}");
     assert_eq!(stderr.matches("not a database").count(), 1, "{stderr}");
 
+    // A table removed (it said only "no such table: tasks", from the first query).
+    std::fs::copy(&kept, &database).unwrap();
+    common::change_database(&data, "DROP TABLE tasks", &[]).await;
+    let Err(stderr) = launch().data_dir(&data).try_start() else {
+        panic!("started on a database without its tasks");
+    };
+    let expected = format!(
+        "the database {} is damaged: restore it from a backup: cannot open the database in \
+         {}: the database holds an unreadable schema: the table 'tasks' is missing",
+        database.display(),
+        data.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+
     // Written by a newer version: what to do, and the versions once.
     std::fs::copy(&kept, &database).unwrap();
     let url = format!("sqlite://{}", database.display());

@@ -113,6 +113,15 @@ const SQLITE_BUSY: i32 = 5;
 /// How long a write waits for SQLite's write lock, and for a free write connection.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
+/// The names of the tables that a migration creates.
+fn created_tables(sql: &str) -> impl Iterator<Item = &str> {
+    sql.split("CREATE TABLE ").skip(1).filter_map(|rest| {
+        rest.split(|c: char| c.is_whitespace() || c == '(')
+            .next()
+            .filter(|name| !name.is_empty())
+    })
+}
+
 /// Whether a connection given back to the pool may be used again: not where it is still
 /// inside a transaction by sqlx's count. A COMMIT that fails on a full disk ends the
 /// transaction in SQLite, so the ROLLBACK of the dropped transaction fails and the count
@@ -217,6 +226,21 @@ impl Store {
                 .await?;
             tx.commit().await?;
         }
+        // A table removed from outside is found here, not by the first query that needs it
+        // ("no such table", which did not say that the database is damaged).
+        let tables: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+                .fetch_all(&mut *conn)
+                .await?;
+        if let Some(missing) = MIGRATIONS
+            .iter()
+            .flat_map(|sql| created_tables(sql))
+            .find(|table| !tables.iter().any(|t| t == table))
+        {
+            return Err(StoreError::Corrupt {
+                what: format!("schema: the table '{missing}' is missing"),
+            });
+        }
         Ok(())
     }
 
@@ -248,6 +272,32 @@ mod tests {
         assert!(refused.to_string().contains("readonly"), "{refused}");
         assert_eq!(store.projects().await.unwrap().len(), 1);
         store.close().await;
+    }
+
+    /// A table removed from outside makes the database unusable at the start, saying which.
+    #[tokio::test]
+    async fn a_missing_table_is_found_at_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hanami.db");
+        let store = Store::open(&path).await.unwrap();
+        sqlx::query("DROP TABLE tasks")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        store.close().await;
+        match Store::open(&path).await {
+            Err(super::StoreError::Corrupt { what }) => {
+                assert_eq!(what, "schema: the table 'tasks' is missing")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            super::MIGRATIONS
+                .iter()
+                .flat_map(|sql| super::created_tables(sql))
+                .count(),
+            11
+        );
     }
 
     /// A connection whose transaction SQLite ended by itself (as a COMMIT that fails on a
