@@ -1834,6 +1834,24 @@ async fn the_clusters_share_one_memory_budget() {
             && log.contains("(the clusters of all users share this budget: ask an administrator"),
         "{log}"
     );
+    // The second cluster cannot grow at all now: its note names the budget as the reason
+    // its output learned nothing (it blamed inputs that had never held a value above 0).
+    let starved = client
+        .train("starved", &second, &[("picture", &data)], &[("label", &data)])
+        .await
+        .unwrap();
+    let starved = client
+        .wait_for_task(&second, &starved.uuid, WAIT)
+        .await
+        .unwrap();
+    let note = starved.note.unwrap_or_default();
+    assert!(
+        note.contains(
+            "after this training output 'label' answers 0 and learned nothing: the network has \
+             not grown into its hexagon, and the memory budget keeps it from growing further"
+        ) && !note.contains("held a value above 0"),
+        "{note}"
+    );
     // Its network does not fit a second time, so the second cluster keeps its own: the
     // restore stops while it rebuilds it, as soon as it takes more than there is room for.
     let checkpoint = client.save_cluster(&first, "grown").await.unwrap().uuid;

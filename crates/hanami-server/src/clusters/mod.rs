@@ -1225,7 +1225,8 @@ impl ClusterHandle {
                         task.set_progress(first + done as u64)
                     })
                 })?;
-                self.report_refused_growth(cluster, refused, "learned", task, ctx);
+                let growth_refused =
+                    self.report_refused_growth(cluster, refused, "learned", task, ctx);
                 if outcome.cancelled {
                     // The network keeps what it learned.
                     return Ok(Ran::Stopped { goes_on: true });
@@ -1235,17 +1236,20 @@ impl ClusterHandle {
                     .filter(|b| b.side == Side::Output)
                     .map(|b| b.name.as_str())
                     .collect();
-                self.report_unreached_outputs(cluster, &trained, "training", task, ctx);
+                let done = ("training", growth_refused);
+                self.report_unreached_outputs(cluster, &trained, done, task, ctx);
                 Ok(Ran::Done(Box::new(Product::Nothing)))
             }
             Work::Request(bindings, target) => {
                 let cluster = cluster?;
                 let refused = cluster.growth_stats();
                 let result = self.request(cluster, task, bindings, target, ctx);
-                self.report_refused_growth(cluster, refused, "answered", task, ctx);
+                let growth_refused =
+                    self.report_refused_growth(cluster, refused, "answered", task, ctx);
                 if matches!(result, Ok(Ran::Done(_))) {
                     let answered = [target.output.as_str()];
-                    self.report_unreached_outputs(cluster, &answered, "request", task, ctx);
+                    let done = ("request", growth_refused);
+                    self.report_unreached_outputs(cluster, &answered, done, task, ctx);
                 }
                 result
             }
@@ -1318,18 +1322,18 @@ impl ClusterHandle {
     /// Tells the error log (and with it the task's note) when a finished task leaves
     /// outputs it trained or answered (`outputs`) out of the network's reach: they answer 0
     /// and learn nothing, which the task's state alone would not show. `done` is what the
-    /// task did ("training", "request").
+    /// task did ("training", "request"), and whether a memory budget refused growth then.
     fn report_unreached_outputs(
         &self,
         cluster: &Cluster,
         outputs: &[&str],
-        done: &str,
+        (done, growth_refused): (&str, bool),
         task: &Task,
         ctx: &WorkerContext,
     ) {
         let mut unreached = cluster.unreached_outputs();
         unreached.retain(|output| outputs.contains(&output.name));
-        if let Some(why) = unreached::note(done, &unreached) {
+        if let Some(why) = unreached::note(done, &unreached, growth_refused) {
             ctx.log_error(task, &self.row, &anyhow::anyhow!(why));
         }
     }
@@ -1337,7 +1341,7 @@ impl ClusterHandle {
     /// Tells the error log when the network could not grow during a task because it had
     /// reached its memory budget, or the clusters together theirs (`before`: the counts
     /// before the task). The task itself goes on; it only `did` (learned, answered) with the
-    /// network it has.
+    /// network it has. Whether growth was refused.
     fn report_refused_growth(
         &self,
         cluster: &Cluster,
@@ -1345,11 +1349,13 @@ impl ClusterHandle {
         did: &str,
         task: &Task,
         ctx: &WorkerContext,
-    ) {
+    ) -> bool {
         let refused = RefusedGrowth::between(before, cluster.growth_stats());
-        if let Some(why) = ctx.refused_growth(cluster, refused, "this task", did) {
-            ctx.log_error(task, &self.row, &anyhow::anyhow!(why));
+        let why = ctx.refused_growth(cluster, refused, "this task", did);
+        if let Some(why) = &why {
+            ctx.log_error(task, &self.row, &anyhow::anyhow!(why.clone()));
         }
+        why.is_some()
     }
 
     /// Runs a request task's rows (from where a shutdown stopped it, if one did) and writes

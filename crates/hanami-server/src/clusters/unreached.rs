@@ -6,8 +6,26 @@ use hanami_engine::{Unreached, UnreachedOutput};
 
 /// The note for the outputs in `unreached` (as [`hanami_engine::Cluster::unreached_outputs`]
 /// lists them), or `None` when there are none. `done` is what the task did ("training",
-/// "request").
-pub(crate) fn note(done: &str, unreached: &[UnreachedOutput<'_>]) -> Option<String> {
+/// "request"); `growth_refused`: a memory budget refused growth during it, which is then
+/// the cause named (the engine's causes assume a network free to grow).
+pub(crate) fn note(
+    done: &str,
+    unreached: &[UnreachedOutput<'_>],
+    growth_refused: bool,
+) -> Option<String> {
+    if growth_refused && !unreached.is_empty() {
+        let names: Vec<&str> = unreached.iter().map(|output| output.name).collect();
+        let (answer, hexagon) = if names.len() == 1 {
+            ("answers", "its hexagon")
+        } else {
+            ("answer", "their hexagons")
+        };
+        return Some(format!(
+            "after this {done} {} {answer} 0 and learned nothing: the network has not grown \
+             into {hexagon}, and the memory budget keeps it from growing further",
+            named("output", &names)
+        ));
+    }
     let mut parts = Vec::new();
     let not_yet: Vec<&str> = unreached
         .iter()
@@ -84,7 +102,24 @@ mod tests {
 
     #[test]
     fn nothing_to_tell_without_unreached_outputs() {
-        assert_eq!(note("training", &[]), None);
+        assert_eq!(note("training", &[], false), None);
+        assert_eq!(note("training", &[], true), None);
+    }
+
+    /// Where a memory budget refused growth, that is the cause named, not inputs that
+    /// never fired (the inputs had fired; the network could not grow).
+    #[test]
+    fn refused_growth_is_the_cause_named() {
+        let unreached = [
+            output("y", Unreached::SilentInputs(vec!["b"])),
+            output("x", Unreached::NotYet),
+        ];
+        assert_eq!(
+            note("training", &unreached, true).unwrap(),
+            "after this training outputs 'y', 'x' answer 0 and learned nothing: the network \
+             has not grown into their hexagons, and the memory budget keeps it from growing \
+             further"
+        );
     }
 
     /// Outputs that growth may still reach are told apart from those whose inputs never
@@ -98,7 +133,7 @@ mod tests {
             output("w", Unreached::SilentInputs(vec!["c", "d"])),
         ];
         assert_eq!(
-            note("request", &unreached).unwrap(),
+            note("request", &unreached, false).unwrap(),
             "after this request the network has not grown into the hexagon of output 'x' yet \
              (growth is drawn at random), so it answers 0 and learned nothing; train more, \
              give that hexagon more neighbours in the template, or create the cluster again; \
@@ -115,7 +150,7 @@ mod tests {
             output("v", Unreached::NotYet),
         ];
         assert!(
-            note("training", &two)
+            note("training", &two, false)
                 .unwrap()
                 .starts_with("after this training the network has not grown into the hexagon of outputs 'x', 'v' yet (growth is drawn at random), so they answer 0")
         );

@@ -72,8 +72,11 @@ pub async fn session(app: &App, socket: WebSocket, slot: DirectSessionSlot, acce
             // Outputs it trained that answer 0 still, as a task's note would say.
             let mut unreached = network.unreached_outputs();
             unreached.retain(|output| trained.contains(output.name));
-            let unreached =
-                crate::clusters::unreached_note("direct-IO session's training", &unreached);
+            let unreached = crate::clusters::unreached_note(
+                "direct-IO session's training",
+                &unreached,
+                refused.is_some(),
+            );
             (refused, unreached)
         })
         .unwrap_or_default()
