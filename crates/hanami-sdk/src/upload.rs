@@ -209,12 +209,16 @@ async fn receive_ack(
 }
 
 /// The error of a session start the server refused for `reason`, as the REST calls report
-/// such refusals: an invalid token or a role the policy refuses (401), an unknown target
-/// (404), anything else (a cluster not in DIRECT mode, all sessions of its target taken) as
-/// a conflict (409).
+/// such refusals: a failure of the server (500), an invalid token or a role the policy
+/// refuses (401), an unknown target (404), anything else (a cluster not in DIRECT mode, all
+/// sessions of its target taken) as a conflict (409).
 fn refused_start(reason: &str) -> Error {
     let reason = reason.to_owned();
-    if reason.starts_with("Token invalid") || reason == hanami_types::websocket::POLICY_DENIED {
+    if reason.starts_with(hanami_types::websocket::INTERNAL_ERROR) {
+        Error::Internal(reason)
+    } else if reason.starts_with("Token invalid")
+        || reason == hanami_types::websocket::POLICY_DENIED
+    {
         Error::Unauthorized(reason)
     } else if reason.contains(" not found") {
         Error::NotFound(reason)

@@ -1837,7 +1837,12 @@ async fn the_clusters_share_one_memory_budget() {
     // The second cluster cannot grow at all now: its note names the budget as the reason
     // its output learned nothing (it blamed inputs that had never held a value above 0).
     let starved = client
-        .train("starved", &second, &[("picture", &data)], &[("label", &data)])
+        .train(
+            "starved",
+            &second,
+            &[("picture", &data)],
+            &[("label", &data)],
+        )
         .await
         .unwrap();
     let starved = client

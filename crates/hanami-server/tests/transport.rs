@@ -627,3 +627,34 @@ async fn log_entries_older_than_the_retention_are_removed() {
     assert_eq!(body.len(), 1, "{log}");
     assert_ne!(body[0][0], "2025-01-01 00:00:00", "{log}");
 }
+
+/// A websocket session start that the server cannot complete (its database could not
+/// check the token: out of file descriptors, here simulated) is refused with a 500's words,
+/// which the SDK reports as `Internal` (it was an empty refusal, reported as a conflict),
+/// and the error log has the entry.
+#[tokio::test]
+async fn a_session_start_the_server_fails_is_refused_as_a_500_would_be() {
+    let server = common::launch()
+        .env("HANAMI_FAIL_AT", "session:caller")
+        .start();
+    let client = hanami_sdk::Client::login(&server.url, common::ADMIN, common::ADMIN_PW)
+        .await
+        .unwrap();
+    match client.direct_session("any-cluster").await {
+        Err(hanami_sdk::Error::Internal(message)) => assert!(
+            message.starts_with("Internal server error (error id ")
+                && message.contains("it has run out of file descriptors (too many open files)"),
+            "{message}"
+        ),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    let admin = server.admin().await;
+    let log = admin.get("error_log?page=0").await.expect(200).json();
+    let entries = log["body"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|row| row[5].as_str().unwrap().contains("Too many open files")),
+        "{log}"
+    );
+}

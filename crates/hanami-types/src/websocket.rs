@@ -17,6 +17,9 @@ pub const TARGET_CLUSTER: &str = "cluster";
 /// The policy's refusal: the text of a 401 of the REST API, of a refused session start, and
 /// the close reason of a direct-IO step the user's role may not make.
 pub const POLICY_DENIED: &str = "Access denied by policy";
+/// Start of the text of a 500 of the REST API, and of a session start refused for the same
+/// reasons (the database could not check the token, say).
+pub const INTERNAL_ERROR: &str = "Internal server error (";
 /// Close reason of a direct-IO session whose cluster was deleted.
 pub const CLOSED_CLUSTER_DELETED: &str = "the cluster was deleted";
 /// Failed reply and close reason of an upload session whose upload is gone: cancelled (its

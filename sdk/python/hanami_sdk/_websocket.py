@@ -14,6 +14,7 @@ import websockets.exceptions
 from .hanami_exceptions import (
     ConflictException,
     HanamiException,
+    InternalServerErrorException,
     NotFoundException,
     UnauthorizedException,
     exception_for_status,
@@ -38,6 +39,8 @@ UPLOAD_FINALISING = ("the upload is being finalised: every byte has arrived, and
                      "more chunks")
 #: The policy's refusal of a session start or a direct-IO step (a 401 in REST answers).
 POLICY_DENIED = "Access denied by policy"
+#: The start of a refusal for a server failure (as the text of a REST 500).
+INTERNAL_ERROR = "Internal server error ("
 #: The server's word to a session it ends because it stops (a 503 in REST answers).
 SHUTTING_DOWN = "the server is shutting down"
 
@@ -166,11 +169,14 @@ def parse_init_reply(reply: Union[str, bytes]) -> Dict[str, Any]:
 def session_error(reply: Dict[str, Any]) -> HanamiException:
     """The exception for a refused session start (``{"success": false, "error": ...}``).
 
-    Like the REST answers: an invalid token or a role the policy refuses is
-    :class:`UnauthorizedException`, an unknown target :class:`NotFoundException`, anything
-    else (e.g. a cluster not in DIRECT mode) :class:`ConflictException`.
+    Like the REST answers: a failure of the server is :class:`InternalServerErrorException`,
+    an invalid token or a role the policy refuses :class:`UnauthorizedException`, an unknown
+    target :class:`NotFoundException`, anything else (e.g. a cluster not in DIRECT mode)
+    :class:`ConflictException`.
     """
     error = str(reply.get("error") or "websocket session refused")
+    if error.startswith(INTERNAL_ERROR):
+        return InternalServerErrorException(error)
     lowered = error.lower()
     if "token" in lowered or error == POLICY_DENIED:
         return UnauthorizedException(error)

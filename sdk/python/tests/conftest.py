@@ -62,11 +62,12 @@ class Server:
 
 def start_server(data_dir: Path, extra_args: Sequence[str] = (),
                  admin_name: str = "the admin", listen: str = "127.0.0.1:0",
-                 pause_at: Optional[str] = None) -> Server:
+                 pause_at: Optional[str] = None, fail_at: Optional[str] = None) -> Server:
     """Starts ``hanami`` and waits for the first stdout line, its base URL. ``admin_name``
     is the display name of the admin ``asdf``; ``listen`` the address to serve on (a free
     loopback port by default); ``pause_at`` (``<point>=<milliseconds>``) where a debug build
-    of the server holds up what reaches that point."""
+    of the server holds up what reaches that point, ``fail_at`` where what it does there
+    fails."""
     binary = hanami_bin()
     if not binary.is_file():
         pytest.exit(f"server binary {binary} not found; build it with "
@@ -76,6 +77,8 @@ def start_server(data_dir: Path, extra_args: Sequence[str] = (),
                HANAMI_ADMIN_PASSWORD=ADMIN_PW, RUST_LOG="warn")
     if pause_at is not None:
         env["HANAMI_PAUSE_AT"] = pause_at
+    if fail_at is not None:
+        env["HANAMI_FAIL_AT"] = fail_at
     command: List[str] = [str(binary), "--listen", listen, "--data-dir",
                           str(data_dir), *extra_args]
     data_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -618,3 +618,20 @@ def test_a_session_ended_by_a_shutdown_says_so(tmp_path: Path) -> None:
             503, "status 503: the server is shutting down")
     finally:
         server.stop()
+
+
+def test_a_session_start_the_server_fails_is_an_internal_server_error(tmp_path: Path) -> None:
+    """A session start that the server cannot complete (its database could not check the
+    token: out of file descriptors, here simulated) is an InternalServerErrorException with
+    the server's words (it was an empty refusal, a ConflictException)."""
+    server = start_server(tmp_path / "data", fail_at="session:caller")
+    try:
+        token = hanami_token.request_token(server.url, ADMIN, ADMIN_PW)
+        cluster_uuid = make_cluster(server.url, token, SEED_TEMPLATE)
+        with pytest.raises(hx.InternalServerErrorException) as failed:
+            asyncio.run(cluster.switch_to_direct_mode(token, server.url, cluster_uuid))
+        assert failed.value.status_code == 500
+        assert failed.value.message.startswith("Internal server error (error id ")
+        assert "run out of file descriptors" in failed.value.message
+    finally:
+        server.stop()

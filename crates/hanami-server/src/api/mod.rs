@@ -693,15 +693,19 @@ async fn internal_error(app: &App, facts: &RequestFacts, cause: anyhow::Error) -
     )
 }
 
-/// The body of a 500: the error's id, where its entry is, and what the client can do
-/// where that is something (another program releasing the database, space on the disk,
-/// a larger file-size limit).
-fn internal_error_text(logged: &crate::error_log::Logged, cause: &anyhow::Error) -> String {
-    let id = &logged.id;
+/// The body of a 500 (and a websocket session's refusal for the same reasons): the error's
+/// id, where its entry is, and what the client can do where that is something (another
+/// program releasing the database, space on the disk, a larger file-size or
+/// file-descriptor limit).
+pub(crate) fn internal_error_text(
+    logged: &crate::error_log::Logged,
+    cause: &anyhow::Error,
+) -> String {
+    let (start, id) = (hanami_types::websocket::INTERNAL_ERROR, &logged.id);
     let head = if logged.in_error_log {
-        format!("Internal server error (error id {id})")
+        format!("{start}error id {id})")
     } else {
-        format!("Internal server error (error id {id}, in the server log only)")
+        format!("{start}error id {id}, in the server log only)")
     };
     if crate::error_log::database_is_locked(cause) {
         format!(
@@ -716,6 +720,12 @@ fn internal_error_text(logged: &crate::error_log::Logged, cause: &anyhow::Error)
         format!(
             "{head}: a file would exceed the file-size limit the server runs under (ulimit -f, \
              systemd's LimitFSIZE); raise it and try again."
+        )
+    } else if out_of_descriptors(cause) {
+        format!(
+            "{head}: the server could not open a file: it has run out of file descriptors (too \
+             many open files); try again when fewer connections and uploads are open, or raise \
+             its limit (ulimit -n, systemd's LimitNOFILE)."
         )
     } else {
         format!("{head}; the server log has the details.")
@@ -736,6 +746,21 @@ fn disk_is_full(cause: &anyhow::Error) -> bool {
 /// Whether an error comes from the file-size limit of the process (EFBIG).
 fn file_too_large(cause: &anyhow::Error) -> bool {
     caused_by_io(cause, &[std::io::ErrorKind::FileTooLarge])
+}
+
+/// Whether the server ran out of file descriptors: `EMFILE` or `ENFILE` among the causes, or
+/// SQLite's `SQLITE_CANTOPEN` for its database, which was open at the start (SQLite gives
+/// that code, not the system's, when it cannot open a file).
+fn out_of_descriptors(cause: &anyhow::Error) -> bool {
+    /// SQLite's result code `SQLITE_CANTOPEN`.
+    const SQLITE_CANTOPEN: i32 = 14;
+    cause.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|code| code == libc::EMFILE || code == libc::ENFILE)
+            || e.downcast_ref::<StoreError>()
+                .is_some_and(|e| e.sqlite_code() == Some(SQLITE_CANTOPEN))
+    })
 }
 
 /// Whether an I/O error of one of these kinds is among the causes.
@@ -768,6 +793,15 @@ mod tests {
         assert_eq!(
             internal_error_text(&logged(true), &anyhow::anyhow!("x")),
             "Internal server error (error id e1); the server log has the details."
+        );
+        let emfile = anyhow::Error::new(Error::from_raw_os_error(libc::EMFILE)).context("open");
+        assert!(
+            internal_error_text(&logged(true), &emfile).starts_with(
+                "Internal server error (error id e1): the server could not open a file: it has \
+                 run out of file descriptors (too many open files)"
+            ),
+            "{}",
+            internal_error_text(&logged(true), &emfile)
         );
     }
 

@@ -423,7 +423,16 @@ async fn start(app: &App, text: &[u8]) -> Result<(Target, Access), String> {
     // Stored in lowercase, like every uuid the server makes.
     init.uuid.make_ascii_lowercase();
     let verified = api::verify_signature(app, &init.token).map_err(refusal_text)?;
-    let caller = match api::current_caller(app, &verified).await {
+    let caller = if crate::crash_point::fails("session:caller") {
+        // As when the server has no file descriptor left for the database.
+        let emfile = std::io::Error::from_raw_os_error(libc::EMFILE);
+        Err(TokenRefused::Store(hanami_store::StoreError::Database(
+            sqlx::Error::Io(emfile),
+        )))
+    } else {
+        api::current_caller(app, &verified).await
+    };
+    let caller = match caller {
         Ok(caller) => caller,
         Err(refused) => {
             // Nobody can finish such an upload now (a client holds the token, not the
@@ -435,6 +444,20 @@ async fn start(app: &App, text: &[u8]) -> Result<(Target, Access), String> {
                 )
             {
                 cancel_orphaned_upload(app, &verified.caller, &init.uuid).await;
+            }
+            // The database could not tell (out of file descriptors, say): a 500's words.
+            if let TokenRefused::Store(e) = refused {
+                let cause = anyhow::Error::new(e);
+                let input = serde_json::json!({"target": init.target, "uuid": init.uuid});
+                let logged = crate::error_log::record_error(
+                    &app.store,
+                    &verified.caller.id,
+                    "websocket session start",
+                    &input,
+                    &cause,
+                )
+                .await;
+                return Err(api::internal_error_text(&logged, &cause));
             }
             return Err(refusal_text(refused));
         }
