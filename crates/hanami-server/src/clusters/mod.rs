@@ -144,11 +144,19 @@ pub struct ClusterHandle {
     direct_sessions_end: tokio::sync::watch::Sender<()>,
     /// Open direct-IO sessions (see [`MAX_DIRECT_SESSIONS`]).
     direct_sessions: Slots,
-    /// Tasks whose end the database missed (a full disk, say), by uuid: recorded at the
-    /// next end of one of the cluster's tasks, or at shutdown (see
+    /// Tasks whose end the database missed (a full disk, say): recorded at the next end of
+    /// one of the cluster's tasks, before a direct-IO session's save, or at shutdown (see
     /// [`ClusterHandle::record_missed_ends`]). Until then the database has them queued or
     /// active, and a start would run a queued one again, on a network that keeps what it did.
-    missed_ends: Mutex<Vec<String>>,
+    missed_ends: Mutex<Vec<MissedEnd>>,
+}
+
+/// A task whose end the database missed.
+struct MissedEnd {
+    task: Arc<Task>,
+    /// Whether its start was recorded: the database has it active (a start reports such a
+    /// task aborted, its network may keep what it did), not queued.
+    start_recorded: bool,
 }
 
 /// Most direct-IO sessions one cluster may have open at once. Each stages a full set of
@@ -823,10 +831,10 @@ impl ClusterHandle {
 
     /// Runs a task that [`ClusterHandle::next_task`] made active, and ends it (or, for a
     /// train or request task that the shutdown stopped, queues it again for the next start).
-    fn run(&self, task: &Task, ctx: &WorkerContext) {
+    fn run(&self, task: &Arc<Task>, ctx: &WorkerContext) {
         let started = std::time::Instant::now();
         let work = task.start();
-        ctx.record(task, &self.row);
+        let start_recorded = ctx.record(task, &self.row);
         let changes_network = work.as_ref().is_some_and(Work::changes_network);
         let ending = match &work {
             // A panic must not leave the task active forever (and its waiters waiting).
@@ -880,7 +888,11 @@ impl ClusterHandle {
         // mode, or queue a task that starts right away, at once.
         lock(&self.control).active = None;
         let ended_at = now_timestamp();
-        let recorded = self.record_end(task, ending, &ended_at, staged, ctx);
+        let missed = MissedEnd {
+            task: task.clone(),
+            start_recorded,
+        };
+        let recorded = self.record_end(missed, ending, &ended_at, staged, ctx);
         if request && matches!(recorded, Recorded::Ended(_)) {
             // A result so far that nothing goes on with (one this run failed to go on with,
             // or set aside for a requeue that a deletion or a failed record took back).
@@ -963,13 +975,15 @@ impl ClusterHandle {
     /// go on with) cannot be recorded.
     fn record_end(
         &self,
-        task: &Task,
+        missed: MissedEnd,
         ending: Ending,
         ended_at: &str,
         staged: Option<StagedNetwork<'_>>,
         ctx: &WorkerContext,
     ) -> Recorded {
         self.record_missed_ends(ctx);
+        let arc = missed.task.clone();
+        let task = &*arc;
         let mut requeued = matches!(ending, Ending::Requeue(_));
         let mut waited = false;
         let mut recorded = loop {
@@ -1071,8 +1085,8 @@ impl ClusterHandle {
                         TaskProduct::Nothing,
                         false,
                     )) {
+                        // Its first record stands (so the network at shutdown is saved).
                         tracing::error!(task = task.uuid, "cannot record the task's end: {e}");
-                        lock(&self.missed_ends).push(task.uuid.clone());
                     }
                 }
             },
@@ -1108,10 +1122,10 @@ impl ClusterHandle {
                     "the task's end cannot be recorded in the database{kept}; {network}"
                 ));
                 ctx.log_error(task, &self.row, &e);
-                // Tried again later, but for a wait cut short by the stop: its record, still
-                // active, says what the next start must report.
-                if !cut_short {
-                    lock(&self.missed_ends).push(task.uuid.clone());
+                // Tried again later, but for a wait cut short by the stop where its record,
+                // still active, says what the next start must report.
+                if !cut_short || !missed.start_recorded {
+                    lock(&self.missed_ends).push(missed);
                 }
                 state = TaskState::Aborted;
                 requeued = false;
@@ -1126,26 +1140,22 @@ impl ClusterHandle {
     }
 
     /// Records the ends of the cluster's tasks that the database missed (see
-    /// `missed_ends`), as they ended; a deleted task's row went with it. Whether none is
-    /// missing any more.
-    fn record_missed_ends(&self, ctx: &WorkerContext) -> bool {
-        let missed = std::mem::take(&mut *lock(&self.missed_ends));
-        if missed.is_empty() {
-            return true;
-        }
-        let tasks = self.tasks();
-        let mut still = Vec::new();
-        for uuid in missed {
-            let Some(task) = tasks.iter().find(|task| task.uuid == uuid) else {
-                continue;
-            };
+    /// `missed_ends`), as they ended, until one fails (each try may wait for a locked
+    /// database); a deleted task's row went with it, and its record changes nothing. Whether
+    /// the cluster's network may be saved: no end is missing of a task that the database has
+    /// queued (its start was missed too), which a start would run again on top of what it
+    /// did. Under the list's lock, so that the worker and the shutdown take turns.
+    pub(crate) fn record_missed_ends(&self, ctx: &WorkerContext) -> bool {
+        // Its note says why the end is recorded late (in memory once it is).
+        const LATE: &str = "its end was recorded once the database took writes again";
+        let mut missed = lock(&self.missed_ends);
+        let mut index = 0;
+        while let Some(MissedEnd { task, .. }) = missed.get(index) {
             // Told to anyone only once it has ended (its worker may still be on it).
             if matches!(task.state(), TaskState::Queued | TaskState::Active) {
-                still.push(uuid);
+                index += 1;
                 continue;
             }
-            // Its note says why the end is recorded late (in memory once it is).
-            const LATE: &str = "its end was recorded once the database took writes again";
             let mut row = task.record(&self.row.uuid);
             row.note = Some(
                 row.note
@@ -1157,23 +1167,21 @@ impl ClusterHandle {
                 ctx.runtime
                     .block_on(ctx.store.end_task(&row, TaskProduct::Nothing, false))
             };
-            match recorded {
-                Ok(()) => {
-                    task.add_note(LATE);
-                    tracing::info!(
-                        task = uuid,
-                        "the task's end, which the database missed, is recorded now"
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(task = uuid, "the task's end still cannot be recorded: {e}");
-                    still.push(uuid);
-                }
+            if let Err(e) = recorded {
+                tracing::warn!(
+                    task = task.uuid,
+                    "the task's end still cannot be recorded: {e}"
+                );
+                break;
             }
+            task.add_note(LATE);
+            tracing::info!(
+                task = task.uuid,
+                "the task's end, which the database missed, is recorded now"
+            );
+            missed.remove(index);
         }
-        let mut missed = lock(&self.missed_ends);
-        missed.extend(still);
-        missed.is_empty()
+        missed.iter().all(|end| end.start_recorded)
     }
 
     /// Reports a network that the task changed and that cannot be saved (the server keeps it
@@ -1794,18 +1802,19 @@ pub struct WorkerContext {
 }
 
 impl WorkerContext {
-    /// Writes the task's state to the database (from a worker thread). A failure is logged:
-    /// the task itself is not affected.
-    fn record(&self, task: &Task, cluster: &ResourceRow) {
+    /// Writes the task's state to the database (from a worker thread); whether it did. A
+    /// failure is logged: the task itself is not affected.
+    fn record(&self, task: &Task, cluster: &ResourceRow) -> bool {
         let recorded = if crate::crash_point::fails(RECORD_POINT) {
             Err(injected_store_failure())
         } else {
             self.runtime
                 .block_on(self.store.update_task(&task.record(&cluster.uuid)))
         };
-        if let Err(e) = recorded {
+        if let Err(e) = &recorded {
             tracing::error!(task = task.uuid, "cannot record the task's state: {e}");
         }
+        recorded.is_ok()
     }
 
     /// Why `cluster` could not grow as `refused` counts, in words (`during` names the time,

@@ -85,6 +85,11 @@ pub async fn session(app: &App, socket: WebSocket, slot: DirectSessionSlot, acce
     let cluster = &slot.release();
     let (saving, ctx) = (cluster.clone(), app.workers.clone());
     let saved = tokio::task::spawn_blocking(move || {
+        // Not over the training of a task that the database still has queued (it would run
+        // again on top of it): saved once its end is recorded, or left as last saved.
+        if !saving.record_missed_ends(&ctx) {
+            return Ok(());
+        }
         let saved = saving.save_network_if_changed();
         if saved.is_ok() {
             ctx.forget_unsaved_note(&saving);
