@@ -10,8 +10,8 @@ use serde_json::Value;
 pub struct Logged {
     /// The error's id.
     pub id: String,
-    /// Whether the entry is in the database's error log too, not only in the server log
-    /// (the database was locked, or refused the write: a full disk, say).
+    /// Whether the entry is in the database's error log too; `false` where it is in the
+    /// server log only (the database was locked, or refused the write: a full disk, say).
     pub in_error_log: bool,
 }
 

@@ -1,8 +1,10 @@
 //! The one error type of the API and how it becomes an HTTP response.
 //!
 //! Only the status codes the original clients understand are produced: 400, 401, 404, 409
-//! and 500 (a login refused for too many failed attempts is a 401 too, with `Retry-After`). Error bodies are plain text. A 500 carries an error id that is also written to
-//! the server log and the error log, so an operator can find the cause.
+//! and 500 (a login refused for too many failed attempts is a 401 too, with `Retry-After`).
+//! Error bodies are plain text. A 500 carries an error id that is also written to the
+//! server log and, where the database takes it, the error log, so an operator can find the
+//! cause.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
