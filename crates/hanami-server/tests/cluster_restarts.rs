@@ -2034,11 +2034,10 @@ async fn a_network_whose_task_ends_cannot_be_recorded_is_left_as_last_saved() {
             .unwrap();
     }
     session.close().await.unwrap();
-    // The session's end would save here.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.wait_until_logged(&["the network is not saved after the session: the end of a task"]);
     assert!(std::fs::read(&network).unwrap() == untrained);
-    // A stop that lost training says so.
-    server.stop();
+    // A stop that lost training says so, also by its status.
+    assert!(!server.stop());
     server.wait_until_logged(&[
         "'missed' (left as last saved: the ends of some of its tasks cannot be recorded",
     ]);

@@ -727,6 +727,13 @@ pub(crate) fn internal_error_text(
              many open files); try again when fewer connections and uploads are open, or raise \
              its limit (ulimit -n, systemd's LimitNOFILE)."
         )
+    } else if database_cannot_open(cause) {
+        format!(
+            "{head}: the server could not open its database's files: it may have run out of \
+             file descriptors (try again when fewer connections and uploads are open, or raise \
+             its limit: ulimit -n, systemd's LimitNOFILE), or its data directory's \
+             permissions changed."
+        )
     } else {
         format!("{head}; the server log has the details.")
     }
@@ -748,18 +755,24 @@ fn file_too_large(cause: &anyhow::Error) -> bool {
     caused_by_io(cause, &[std::io::ErrorKind::FileTooLarge])
 }
 
-/// Whether the server ran out of file descriptors: `EMFILE` or `ENFILE` among the causes, or
-/// SQLite's `SQLITE_CANTOPEN` for its database, which was open at the start (SQLite gives
-/// that code, not the system's, when it cannot open a file).
+/// Whether the server ran out of file descriptors: `EMFILE` or `ENFILE` among the causes.
 fn out_of_descriptors(cause: &anyhow::Error) -> bool {
-    /// SQLite's result code `SQLITE_CANTOPEN`.
-    const SQLITE_CANTOPEN: i32 = 14;
     cause.chain().any(|e| {
         e.downcast_ref::<std::io::Error>()
             .and_then(std::io::Error::raw_os_error)
             .is_some_and(|code| code == libc::EMFILE || code == libc::ENFILE)
-            || e.downcast_ref::<StoreError>()
-                .is_some_and(|e| e.sqlite_code() == Some(SQLITE_CANTOPEN))
+    })
+}
+
+/// Whether SQLite could not open one of the database's files (`SQLITE_CANTOPEN`, which it
+/// gives instead of the system's code; the database was open at the start): as when the
+/// server has run out of file descriptors, or the data directory's permissions changed.
+fn database_cannot_open(cause: &anyhow::Error) -> bool {
+    /// SQLite's result code `SQLITE_CANTOPEN`.
+    const SQLITE_CANTOPEN: i32 = 14;
+    cause.chain().any(|e| {
+        e.downcast_ref::<StoreError>()
+            .is_some_and(|e| e.sqlite_code() == Some(SQLITE_CANTOPEN))
     })
 }
 

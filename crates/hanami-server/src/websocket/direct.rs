@@ -84,17 +84,18 @@ pub async fn session(app: &App, socket: WebSocket, slot: DirectSessionSlot, acce
     // A new session may start while this one's network is saved.
     let cluster = &slot.release();
     let (saving, ctx) = (cluster.clone(), app.workers.clone());
+    // Whether the network was saved (`false`: held back, see below).
     let saved = tokio::task::spawn_blocking(move || {
         // Not over the training of a task that the database still has queued (it would run
         // again on top of it): saved once its end is recorded, or left as last saved.
         if !saving.record_missed_ends(&ctx) {
-            return Ok(());
+            return Ok(false);
         }
         let saved = saving.save_network_if_changed();
         if saved.is_ok() {
             ctx.forget_unsaved_note(&saving);
         }
-        saved
+        saved.map(|()| true)
     })
     .await
     .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
@@ -112,12 +113,24 @@ pub async fn session(app: &App, socket: WebSocket, slot: DirectSessionSlot, acce
     for note in [refused, unreached].into_iter().flatten() {
         record(&note).await;
     }
-    if let Err(e) = saved {
-        record(&format!(
-            "cannot save the network after the session: {e}; the server keeps it in memory \
-             and tries again when it shuts down"
-        ))
-        .await;
+    match saved {
+        Ok(true) => {}
+        Ok(false) => {
+            record(
+                "the network is not saved after the session: the end of a task of the cluster \
+                 that the database still has queued cannot be recorded yet (a full disk, say); \
+                 the network is saved once it is, else the stop leaves it as last saved, and \
+                 what the session trained is lost",
+            )
+            .await;
+        }
+        Err(e) => {
+            record(&format!(
+                "cannot save the network after the session: {e}; the server keeps it in memory \
+                 and tries again when it shuts down"
+            ))
+            .await;
+        }
     }
 }
 

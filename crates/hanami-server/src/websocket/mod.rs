@@ -388,9 +388,13 @@ fn refusal_text(refused: TokenRefused) -> String {
         TokenRefused::Missing => {
             "Token invalid: the session's first message has no token".to_owned()
         }
+        // (A session start gives a 500's words with an error id instead, see `start`.)
         TokenRefused::Store(e) => {
             tracing::error!("websocket session: cannot check the token: {e:#}");
-            String::new()
+            format!(
+                "{}in the server log): the database cannot be asked now; try again",
+                hanami_types::websocket::INTERNAL_ERROR
+            )
         }
         other => format!("Token invalid: {other}"),
     }
