@@ -962,55 +962,36 @@ fn refuse_a_lost_database(paths: &DataDir) -> anyhow::Result<()> {
 /// Says first what the operator can do when SQLite found fault with the database file
 /// itself (its own words stay behind, without the path).
 fn with_database_hint(e: anyhow::Error, database: &Path) -> anyhow::Error {
-    let newer = e.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<StoreError>(),
-            Some(StoreError::FutureSchema { .. })
-        )
-    });
-    if newer {
-        return e.context(format!(
-            "the database {} was written by a newer version of the server, and cannot be \
-             converted back: run that version on this data directory, or restore a backup of \
-             the directory made before it was used",
-            database.display()
-        ));
-    }
-    let damaged = e.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<StoreError>(),
-            Some(StoreError::Corrupt { .. })
-        )
-    });
-    if damaged {
-        return e.context(format!(
-            "the database {} is damaged: restore it from a backup",
-            database.display()
-        ));
-    }
-    let code = e.chain().find_map(|cause| {
-        cause
-            .downcast_ref::<StoreError>()
-            .and_then(StoreError::sqlite_code)
-    });
-    let hint = match code {
-        // SQLITE_BUSY, SQLITE_LOCKED
-        Some(5 | 6) => {
-            "is locked by another program (a sqlite3 shell or a backup tool, say): stop it, \
-             then start the server again"
+    let store_error = e
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<StoreError>());
+    let hint = match store_error {
+        Some(StoreError::FutureSchema { .. }) => {
+            "was written by a newer version of the server, and cannot be converted back: run \
+             that version on this data directory, or restore a backup of the directory made \
+             before it was used"
         }
-        // SQLITE_READONLY
-        Some(8) => {
-            "cannot be written: make it, its -wal and -shm files and its directory writable \
-             for the user the server runs as"
-        }
-        // SQLITE_IOERR
-        Some(10) => "could not be read or written: the disk or file system reported an error",
-        // SQLITE_CORRUPT, SQLITE_NOTADB
-        Some(11 | 26) => "is damaged or not a SQLite database: restore it from a backup",
-        // SQLITE_CANTOPEN
-        Some(14) => "cannot be opened: check that its directory is accessible to the server",
-        _ => return e,
+        Some(StoreError::Corrupt { .. }) => "is damaged: restore it from a backup",
+        Some(store_error) => match store_error.sqlite_code() {
+            // SQLITE_BUSY, SQLITE_LOCKED
+            Some(5 | 6) => {
+                "is locked by another program (a sqlite3 shell or a backup tool, say): stop \
+                 it, then start the server again"
+            }
+            // SQLITE_READONLY
+            Some(8) => {
+                "cannot be written: make it, its -wal and -shm files and its directory \
+                 writable for the user the server runs as"
+            }
+            // SQLITE_IOERR
+            Some(10) => "could not be read or written: the disk or file system reported an error",
+            // SQLITE_CORRUPT, SQLITE_NOTADB
+            Some(11 | 26) => "is damaged or not a SQLite database: restore it from a backup",
+            // SQLITE_CANTOPEN
+            Some(14) => "cannot be opened: check that its directory is accessible to the server",
+            _ => return e,
+        },
+        None => return e,
     };
     e.context(format!("the database {} {hint}", database.display()))
 }

@@ -777,36 +777,30 @@ fn datasets() {
     let lines: Vec<&str> = csv.lines().collect();
     let expected = [&lines[..1], &lines[1001..]].concat().join("\n") + "\n";
     assert_eq!(std::fs::read_to_string(&part).unwrap(), expected);
-    // A failed export leaves the file as it was (it writes beside it, then renames).
-    std::fs::create_dir(server.dir.path().join(".part.csv.hanamictl-partial")).unwrap();
-    let failed = server
-        .ctl(&["dataset", "export", "-o", &path_str(&part), &csv_uuid])
-        .fails();
-    assert!(
-        failed.stderr.contains("was left as it was"),
-        "{}",
-        failed.stderr
-    );
-    assert_eq!(std::fs::read_to_string(&part).unwrap(), expected);
-    // A link in the partial file's place is not followed (into a file elsewhere).
-    std::fs::remove_dir(server.dir.path().join(".part.csv.hanamictl-partial")).unwrap();
+    // A failed export leaves the file as it was (it writes beside it, then renames): with a
+    // folder in the partial file's place, and with a link there, which is not followed (into
+    // a file elsewhere).
+    let in_place = server.dir.path().join(".part.csv.hanamictl-partial");
     let elsewhere = server.dir.path().join("elsewhere.txt");
     std::fs::write(&elsewhere, "kept\n").unwrap();
-    std::os::unix::fs::symlink(
-        &elsewhere,
-        server.dir.path().join(".part.csv.hanamictl-partial"),
-    )
-    .unwrap();
-    let failed = server
-        .ctl(&["dataset", "export", "-o", &path_str(&part), &csv_uuid])
-        .fails();
-    assert!(
-        failed.stderr.contains("was left as it was"),
-        "{}",
-        failed.stderr
-    );
-    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "kept\n");
-    assert_eq!(std::fs::read_to_string(&part).unwrap(), expected);
+    for link in [false, true] {
+        if link {
+            std::fs::remove_dir(&in_place).unwrap();
+            std::os::unix::fs::symlink(&elsewhere, &in_place).unwrap();
+        } else {
+            std::fs::create_dir(&in_place).unwrap();
+        }
+        let failed = server
+            .ctl(&["dataset", "export", "-o", &path_str(&part), &csv_uuid])
+            .fails();
+        assert!(
+            failed.stderr.contains("was left as it was"),
+            "{}",
+            failed.stderr
+        );
+        assert_eq!(std::fs::read_to_string(&part).unwrap(), expected);
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "kept\n");
+    }
     // A folder that is not there is named, not the partial file that could not be made.
     let nowhere = server.dir.path().join("no_such_folder");
     let failed = server
