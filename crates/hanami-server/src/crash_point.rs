@@ -76,6 +76,34 @@ pub fn fails(point: &str) -> bool {
         .is_some_and(|points| points.split(',').any(|named| named == point))
 }
 
+/// Whether `HANAMI_FAIL_AT` names `point` and this is one of the first `times` times that
+/// the process reaches it (debug builds only): a failure that goes away by itself.
+#[cfg(debug_assertions)]
+pub fn fails_first(point: &str, times: u32) -> bool {
+    use std::sync::Mutex;
+    static REACHED: Mutex<Vec<(String, u32)>> = Mutex::new(Vec::new());
+    if !fails(point) {
+        return false;
+    }
+    let mut reached = REACHED.lock().unwrap_or_else(|e| e.into_inner());
+    let count = match reached.iter_mut().find(|(named, _)| named == point) {
+        Some((_, count)) => count,
+        None => {
+            reached.push((point.to_owned(), 0));
+            &mut reached.last_mut().expect("just pushed").1
+        }
+    };
+    *count += 1;
+    *count <= times
+}
+
+/// Never: release builds have no failure points.
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+pub fn fails_first(_point: &str, _times: u32) -> bool {
+    false
+}
+
 /// Never: release builds have no failure points.
 #[cfg(not(debug_assertions))]
 #[inline(always)]

@@ -80,6 +80,15 @@ pub fn database_is_locked(error: &anyhow::Error) -> bool {
     })
 }
 
+/// Whether the server ran out of file descriptors: `EMFILE` or `ENFILE` among the causes.
+pub(crate) fn out_of_descriptors(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|code| code == libc::EMFILE || code == libc::ENFILE)
+    })
+}
+
 /// A new error id.
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()

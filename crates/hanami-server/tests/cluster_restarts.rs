@@ -2151,3 +2151,57 @@ async fn a_start_that_cannot_sync_the_folder_after_completing_a_rename_keeps_it(
     assert!(saved == std::fs::read(&network).unwrap());
     assert!(!error_log_text(&server).await.contains(&task));
 }
+
+/// A task that cannot open its datasets because the server has run out of file descriptors
+/// waits for some to come free and then runs (it was aborted at once, and so was every task
+/// queued behind it during a brief shortage); the server log says why it waits.
+#[tokio::test]
+async fn a_task_waits_for_file_descriptors_to_come_free() {
+    // The first two openings of a task's datasets fail with EMFILE.
+    let server = launch().env("HANAMI_FAIL_AT", "task:descriptors").start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dataset = upload(&client, tmp.path(), "descriptors", 60).await;
+    let cluster = common::seed_cluster(&client, "descriptors").await;
+    let network = server.data_dir.join("clusters").join(&cluster);
+    let untrained = std::fs::read(&network).unwrap();
+    let started = Instant::now();
+    let trained = train_to_the_end(&client, &cluster, "train", &dataset).await;
+    assert_eq!(trained.note, None, "{trained:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "it did not wait"
+    );
+    assert!(std::fs::read(&network).unwrap() != untrained);
+    let warning = "cannot open its files: the server has run out of file descriptors; it \
+                   tries again for up to 60 s";
+    assert!(server.logged().contains(warning), "{}", server.logged());
+}
+
+/// A train task that fails before it begins (its dataset was deleted after it was queued)
+/// leaves the network as it was: it does not save it again, so a network that cannot be
+/// saved then (its staging path blocked) does not add "cannot save the cluster's network"
+/// to a note about a task that changed nothing.
+#[tokio::test]
+async fn a_task_that_did_not_begin_does_not_save_the_network() {
+    let (server, client, dataset, cluster) = server_with_cluster("unbegun", 60).await;
+    let network = server.data_dir.join("clusters").join(&cluster);
+    let before = std::fs::read(&network).unwrap();
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let orphan = queue_training(&client, &cluster, "orphan", &dataset).await;
+    client.delete_dataset(&dataset).await.unwrap();
+    let staging = network.with_extension(format!("{orphan}.partial"));
+    std::fs::create_dir(&staging).unwrap();
+    client.set_direct_mode(&cluster, false).await.unwrap();
+    let done = client.wait_for_task(&cluster, &orphan, WAIT).await.unwrap();
+    assert_eq!(done.state, TaskState::Aborted, "{done:?}");
+    let note = done.note.unwrap_or_default();
+    assert!(
+        note.contains(&format!(
+            "dataset '{dataset}' was deleted after the task was queued"
+        )) && !note.contains("cannot save"),
+        "{note}"
+    );
+    assert!(std::fs::read(&network).unwrap() == before);
+    assert!(staging.is_dir());
+}

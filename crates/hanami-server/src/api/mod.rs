@@ -721,7 +721,7 @@ pub(crate) fn internal_error_text(
             "{head}: a file would exceed the file-size limit the server runs under (ulimit -f, \
              systemd's LimitFSIZE); raise it and try again."
         )
-    } else if out_of_descriptors(cause) {
+    } else if crate::error_log::out_of_descriptors(cause) {
         format!(
             "{head}: the server could not open a file: it has run out of file descriptors (too \
              many open files); try again when fewer connections and uploads are open, or raise \
@@ -753,15 +753,6 @@ fn disk_is_full(cause: &anyhow::Error) -> bool {
 /// Whether an error comes from the file-size limit of the process (EFBIG).
 fn file_too_large(cause: &anyhow::Error) -> bool {
     caused_by_io(cause, &[std::io::ErrorKind::FileTooLarge])
-}
-
-/// Whether the server ran out of file descriptors: `EMFILE` or `ENFILE` among the causes.
-fn out_of_descriptors(cause: &anyhow::Error) -> bool {
-    cause.chain().any(|e| {
-        e.downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::raw_os_error)
-            .is_some_and(|code| code == libc::EMFILE || code == libc::ENFILE)
-    })
 }
 
 /// Whether SQLite could not open one of the database's files (`SQLITE_CANTOPEN`, which it

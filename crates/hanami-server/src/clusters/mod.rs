@@ -228,6 +228,13 @@ fn injected_store_failure() -> StoreError {
     )))
 }
 
+/// How long a task that cannot open its files, because the server has run out of file
+/// descriptors, waits for some to come free before it is aborted.
+const DESCRIPTOR_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Pause between two tries of such a task to open its files.
+const DESCRIPTOR_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Pause between two tries to record a task's end in a database that another program
 /// locks (each try itself waits the database's busy timeout first).
 const LOCKED_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
@@ -835,15 +842,17 @@ impl ClusterHandle {
         let started = std::time::Instant::now();
         let work = task.start();
         let start_recorded = ctx.record(task, &self.row);
-        let changes_network = work.as_ref().is_some_and(Work::changes_network);
-        let ending = match &work {
-            // A panic must not leave the task active forever (and its waiters waiting).
-            Some(work) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.execute(task, work, ctx)
-            })) {
+        let outcome = work
+            .as_ref()
+            .map(|work| self.execute_patiently(task, work, ctx));
+        // One that failed before it began left the network as it was.
+        let began = !matches!(outcome, Some(Ok(Ok(Ran::NotBegun(_)))));
+        let changes_network = began && work.as_ref().is_some_and(Work::changes_network);
+        let ending = match (&work, outcome) {
+            (Some(work), Some(outcome)) => match outcome {
                 Ok(Ok(Ran::Done(product))) => Ending::End(TaskState::Finished, *product),
                 Ok(Ok(Ran::Stopped { goes_on })) => self.stopped(task, work, goes_on, ctx),
-                Ok(Err(e)) => {
+                Ok(Ok(Ran::NotBegun(e)) | Err(e)) => {
                     ctx.log_error(task, &self.row, &e);
                     Ending::End(TaskState::Aborted, Product::Nothing)
                 }
@@ -853,7 +862,7 @@ impl ClusterHandle {
                     Ending::End(TaskState::Aborted, Product::Nothing)
                 }
             },
-            None => Ending::End(TaskState::Aborted, Product::Nothing),
+            _ => Ending::End(TaskState::Aborted, Product::Nothing),
         };
         if let Ending::End(TaskState::Aborted, _) = ending {
             // One that a shutdown stopped and that could not go on says so.
@@ -1213,6 +1222,55 @@ impl ClusterHandle {
         }
     }
 
+    /// Runs one task as [`ClusterHandle::execute`] does, catching a panic (which must not
+    /// leave the task active forever, and its waiters waiting). While the task cannot begin
+    /// because the server has run out of file descriptors, it tries again every
+    /// [`DESCRIPTOR_RETRY`] for up to [`DESCRIPTOR_WAIT`] (a shortage is often brief: many
+    /// connections at once), or until it is stopped, which leaves it free to go on.
+    fn execute_patiently(
+        &self,
+        task: &Task,
+        work: &Work,
+        ctx: &WorkerContext,
+    ) -> std::thread::Result<anyhow::Result<Ran>> {
+        let since = std::time::Instant::now();
+        let mut warned = false;
+        loop {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.execute(task, work, ctx)
+            }));
+            let e = match outcome {
+                Ok(Ok(Ran::NotBegun(e))) if crate::error_log::out_of_descriptors(&e) => e,
+                other => return other,
+            };
+            let waited = since.elapsed();
+            if waited >= DESCRIPTOR_WAIT {
+                let e = e.context(format!(
+                    "the server has run out of file descriptors (too many open files): the \
+                     task waited {} s for some to come free; raise its limit (ulimit -n, \
+                     systemd's LimitNOFILE) or open fewer connections at once",
+                    waited.as_secs()
+                ));
+                return Ok(Ok(Ran::NotBegun(e)));
+            }
+            if task.cancel.load(Ordering::Relaxed) {
+                // Nothing done: it can go on from its start.
+                return Ok(Ok(Ran::Stopped { goes_on: true }));
+            }
+            if !warned {
+                warned = true;
+                tracing::warn!(
+                    "{} ({}) cannot open its files: the server has run out of file \
+                     descriptors; it tries again for up to {} s ({e:#})",
+                    task.described(&self.row.name),
+                    task.uuid,
+                    DESCRIPTOR_WAIT.as_secs()
+                );
+            }
+            std::thread::sleep(DESCRIPTOR_RETRY);
+        }
+    }
+
     /// Runs one task (from where a shutdown stopped it, if one did).
     fn execute(&self, task: &Task, work: &Work, ctx: &WorkerContext) -> anyhow::Result<Ran> {
         let mut network = lock(&self.network);
@@ -1225,8 +1283,14 @@ impl ClusterHandle {
                 let refused = cluster.growth_stats();
                 // A task that a shutdown stopped goes on where it stopped.
                 let first = task.progress().min(task.total);
-                let mut rows =
-                    DatasetRows::open(&Interfaces::of(cluster), bindings, first..task.total)?;
+                let mut rows = match DatasetRows::open(
+                    &Interfaces::of(cluster),
+                    bindings,
+                    first..task.total,
+                ) {
+                    Ok(rows) => rows,
+                    Err(e) => return Ok(Ran::NotBegun(e)),
+                };
                 self.going_on(task, first, ctx);
                 let outcome = with_threads(cluster, &ctx.cores, |cluster| {
                     cluster.train_batch(&mut rows, &task.cancel, &mut |done| {
@@ -1378,19 +1442,26 @@ impl ClusterHandle {
     ) -> anyhow::Result<Ran> {
         let interfaces = Interfaces::of(cluster);
         let first = task.progress().min(task.total);
-        let mut rows = DatasetRows::open(&interfaces, bindings, first..task.total)?;
-        rows::check_interface(&interfaces, Side::Output, &target.output, target.columns)?;
         // Four bytes per value, and room for the header.
         let size = ((task.total - first).saturating_mul(target.columns))
             .saturating_mul(4)
             .saturating_add(64 << 10);
-        let mut space = ctx.reserve_disk(&ctx.paths.datasets(), "the result dataset", size)?;
         let path = ctx.paths.datasets().join(&task.uuid);
         let partial = ctx.paths.partial_result(&task.uuid);
-        let mut writer = if first == 0 {
-            DatasetWriter::create_result(&path, &target.name, target.columns)?
-        } else {
-            resume_result(&partial, &path, target, first)?
+        let opened = (|| -> anyhow::Result<_> {
+            let rows = DatasetRows::open(&interfaces, bindings, first..task.total)?;
+            rows::check_interface(&interfaces, Side::Output, &target.output, target.columns)?;
+            let space = ctx.reserve_disk(&ctx.paths.datasets(), "the result dataset", size)?;
+            let writer = if first == 0 {
+                DatasetWriter::create_result(&path, &target.name, target.columns)?
+            } else {
+                resume_result(&partial, &path, target, first)?
+            };
+            Ok((rows, space, writer))
+        })();
+        let (mut rows, mut space, mut writer) = match opened {
+            Ok(opened) => opened,
+            Err(e) => return Ok(Ran::NotBegun(e)),
         };
         self.going_on(task, first, ctx);
         // Once the file holds its space, the free space shows it; until then (file systems
@@ -1961,6 +2032,9 @@ enum Ran {
     /// It stopped before (its cancel flag); `goes_on` if it kept what it did so far to go
     /// on from (a train task's network; a request task's result so far, set aside).
     Stopped { goes_on: bool },
+    /// It failed before it changed anything (its datasets or its result could not be
+    /// opened): the network is as it was.
+    NotBegun(anyhow::Error),
 }
 
 /// How [`ClusterHandle::record_end`] recorded a task.

@@ -12,6 +12,10 @@ use hanami_store::dataset::{ColumnRange, DatasetFileError, DatasetReader, RowCur
 
 use super::Interfaces;
 
+/// The `HANAMI_FAIL_AT` point (debug builds) at which the first two openings of a task's
+/// datasets fail as if the server had run out of file descriptors.
+const DESCRIPTORS_POINT: &str = "task:descriptors";
+
 /// Which side of the network an interface is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -124,7 +128,16 @@ impl DatasetRows {
             let start = same.iter().map(|b| b.columns.start_column).min();
             let end = same.iter().map(|b| b.columns.end_column).max();
             let union = ColumnRange::new(start.unwrap_or(0), end.unwrap_or(0));
-            let reader = DatasetReader::open(&first.path).map_err(|e| match e {
+            let opened = if crate::crash_point::fails_first(DESCRIPTORS_POINT, 2) {
+                Err(DatasetFileError::Io {
+                    action: "open",
+                    path: first.path.clone(),
+                    source: std::io::Error::from_raw_os_error(libc::EMFILE),
+                })
+            } else {
+                DatasetReader::open(&first.path)
+            };
+            let reader = opened.map_err(|e| match e {
                 DatasetFileError::Io { ref source, .. }
                     if source.kind() == std::io::ErrorKind::NotFound =>
                 {
