@@ -14,4 +14,4 @@ pub mod token;
 
 pub use context::{ADMIN_PROJECT, Caller, Scope};
 pub use policy::{Method, Policy, PolicyError};
-pub use token::{MIN_KEY_BYTES, TokenError, TokenKey, Verified, account_tag};
+pub use token::{MIN_KEY_BYTES, Tags, TokenError, TokenKey, Verified, account_tag, assignment_tag};

@@ -1,9 +1,10 @@
 //! JWTs: HS256-signed tokens carrying the caller's context.
 //!
 //! The claims are the original's: `exp` (expiry, seconds since the epoch) and `user`, a
-//! JSON-encoded *string* holding the [`Caller`]; and `account`, which tells apart two users
-//! created under the same id one after the other (see [`account_tag`]). Clients treat the
-//! token as opaque.
+//! JSON-encoded *string* holding the [`Caller`]; `account`, which tells apart two users
+//! created under the same id one after the other (see [`account_tag`]); and `assignment`,
+//! which tells apart two assignments of the user to the token's project, one after the other
+//! (see [`assignment_tag`]). Clients treat the token as opaque.
 
 use std::fs;
 use std::io::Write;
@@ -58,6 +59,21 @@ struct Claims {
     /// versions.
     #[serde(default)]
     account: String,
+    /// The [`assignment_tag`] of the user's assignment to the token's project; empty in
+    /// tokens of older versions.
+    #[serde(default)]
+    assignment: String,
+}
+
+/// What a token binds its caller to, besides the caller's context: tags that change when
+/// the account or the assignment to the project is made anew, so that a token outlives
+/// neither.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tags {
+    /// The [`account_tag`] of the user.
+    pub account: String,
+    /// The [`assignment_tag`] of the user's assignment to the token's project.
+    pub assignment: String,
 }
 
 /// What a valid token says.
@@ -65,15 +81,35 @@ struct Claims {
 pub struct Verified {
     /// The caller's context at issue.
     pub caller: Caller,
-    /// The [`account_tag`] of the user at issue.
-    pub account: String,
+    /// The tags of the account and assignment at issue.
+    pub tags: Tags,
 }
 
 /// A tag of one user account, from its password hash (salted afresh for every user and
 /// password): a user deleted and created again under the same id gets another tag. A
 /// digest, so the token shows nothing of the hash.
 pub fn account_tag(password_hash: &str) -> String {
-    let digest = Sha256::digest(password_hash.as_bytes());
+    hex_tag(&Sha256::digest(password_hash.as_bytes()))
+}
+
+/// A tag of one assignment of a user account to a project: `number` is the assignment's
+/// number in the database, which is never used again (`None` for a global admin's own
+/// `admin` project, which is no assignment). A user taken out of a project and put back
+/// gets another tag, so a token issued before the removal stays revoked. Keyed with the
+/// account's password hash, so the token shows nothing of the number.
+pub fn assignment_tag(password_hash: &str, number: Option<i64>) -> String {
+    let mut digest = Sha256::new();
+    digest.update(password_hash.as_bytes());
+    digest.update(b"\0assignment\0");
+    match number {
+        Some(number) => digest.update(number.to_le_bytes()),
+        None => digest.update(b"admin"),
+    }
+    hex_tag(&digest.finalize())
+}
+
+/// The first 12 bytes of a digest, in hex.
+fn hex_tag(digest: &[u8]) -> String {
     digest[..12].iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -146,16 +182,16 @@ impl TokenKey {
         self.lifetime
     }
 
-    /// Issues a token for a caller of the account `account` (its [`account_tag`]), valid
-    /// for the key's lifetime from now.
-    pub fn issue(&self, caller: &Caller, account: &str) -> String {
+    /// Issues a token for a caller bound to `tags`, valid for the key's lifetime from now.
+    pub fn issue(&self, caller: &Caller, tags: &Tags) -> String {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let claims = Claims {
             exp: (now + self.lifetime).as_secs(),
             user: serde_json::to_string(caller).expect("caller serializes"),
-            account: account.to_owned(),
+            account: tags.account.clone(),
+            assignment: tags.assignment.clone(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing with a secret key cannot fail")
@@ -175,7 +211,10 @@ impl TokenKey {
         let caller = serde_json::from_str(&data.claims.user).map_err(|_| TokenError::Invalid)?;
         Ok(Verified {
             caller,
-            account: data.claims.account,
+            tags: Tags {
+                account: data.claims.account,
+                assignment: data.claims.assignment,
+            },
         })
     }
 }
@@ -197,10 +236,17 @@ mod tests {
         }
     }
 
+    fn tags() -> Tags {
+        Tags {
+            account: "account".into(),
+            assignment: "assignment".into(),
+        }
+    }
+
     #[test]
     fn issue_and_verify() {
         let key = TokenKey::from_secret(b"secret", Duration::from_secs(60));
-        let token = key.issue(&caller(), "tag");
+        let token = key.issue(&caller(), &tags());
         assert!(
             token
                 .chars()
@@ -210,7 +256,7 @@ mod tests {
             key.verify(&token).unwrap(),
             Verified {
                 caller: caller(),
-                account: "tag".into()
+                tags: tags()
             }
         );
     }
@@ -219,7 +265,7 @@ mod tests {
     fn user_claim_is_a_json_string() {
         use base64::Engine;
         let key = TokenKey::from_secret(b"secret", Duration::from_secs(60));
-        let token = key.issue(&caller(), "tag");
+        let token = key.issue(&caller(), &tags());
         let payload = token.split('.').nth(1).unwrap();
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(payload)
@@ -244,10 +290,22 @@ mod tests {
     }
 
     #[test]
+    fn assignment_tags_differ_per_number_and_account() {
+        let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdDE$aGFzaDE";
+        let first = assignment_tag(hash, Some(7));
+        assert_eq!(first, assignment_tag(hash, Some(7)));
+        assert_ne!(first, assignment_tag(hash, Some(8)));
+        assert_ne!(first, assignment_tag(hash, None));
+        assert_ne!(first, assignment_tag("$argon2id$other", Some(7)));
+        assert_ne!(first, account_tag(hash));
+        assert_eq!(first.len(), 24);
+    }
+
+    #[test]
     fn wrong_key_and_garbage_are_invalid() {
         let key = TokenKey::from_secret(b"secret", Duration::from_secs(60));
         let other = TokenKey::from_secret(b"other", Duration::from_secs(60));
-        let token = key.issue(&caller(), "tag");
+        let token = key.issue(&caller(), &tags());
         assert!(matches!(other.verify(&token), Err(TokenError::Invalid)));
         assert!(matches!(
             key.verify("abc.def.ghi"),
@@ -260,13 +318,13 @@ mod tests {
     fn secret_bytes_after_nul_count() {
         let a = TokenKey::from_secret(b"ab\0cd", Duration::from_secs(60));
         let b = TokenKey::from_secret(b"ab\0xy", Duration::from_secs(60));
-        assert!(b.verify(&a.issue(&caller(), "tag")).is_err());
+        assert!(b.verify(&a.issue(&caller(), &tags())).is_err());
     }
 
     #[test]
     fn expired_tokens_are_refused() {
         let key = TokenKey::from_secret(b"secret", Duration::from_secs(0));
-        let token = key.issue(&caller(), "tag");
+        let token = key.issue(&caller(), &tags());
         std::thread::sleep(Duration::from_millis(1100));
         assert!(matches!(key.verify(&token), Err(TokenError::Expired)));
     }
@@ -280,7 +338,7 @@ mod tests {
         assert_eq!(content.len(), 64);
         let second = TokenKey::load_or_create(&path, Duration::from_secs(60)).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), content);
-        assert!(second.verify(&first.issue(&caller(), "tag")).is_ok());
+        assert!(second.verify(&first.issue(&caller(), &tags())).is_ok());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -48,9 +48,11 @@ impl Default for ConnectOptions {
 /// Tokens expire (the server's `token_expiry`, an hour by default). When the server refuses
 /// the token of a call as expired, the client logs in again with the user and password it
 /// logged in with, switches back into the project it was in, and repeats the call once; so
-/// waiting for long tasks and long uploads outlive the token. A token refused for another
-/// reason (the user was removed from its project, say), or one whose project the client
-/// cannot tell (a server whose tokens are no JWTs), is not renewed.
+/// waiting for long tasks and long uploads outlive the token. So it does when the user was
+/// taken out of the token's project and assigned to it again (a role change: the removal
+/// revoked the token). A token refused for another reason (the user is not in its project
+/// any more, say), or one whose project the client cannot tell (a server whose tokens are
+/// no JWTs), is not renewed.
 pub struct Client {
     pub(crate) http: reqwest::Client,
     address: String,
@@ -116,15 +118,21 @@ fn project_of(token: &str) -> Option<String> {
     Some(user.get("project_id")?.as_str()?.to_owned())
 }
 
-/// Whether a 401 body says that the token has expired (the original server says no more
-/// than its first sentence for an expired or otherwise invalid token).
+/// Whether a 401 body says that a new login would be let in where the token was refused:
+/// it has expired (the original server says no more than its first sentence for an expired
+/// or otherwise invalid token), or its user's assignment to its project was made anew.
 fn token_expired(body: &str) -> bool {
-    body == "Failed to validate JWT-Token" || body.contains(EXPIRED)
+    body == "Failed to validate JWT-Token" || renewable(body)
 }
 
 /// Whether the refusal of a websocket session says the same.
 pub(crate) fn session_token_expired(reason: &str) -> bool {
-    reason == "Token invalid" || reason.contains(EXPIRED)
+    reason == "Token invalid" || renewable(reason)
+}
+
+/// Whether a Hanami-rs server's reason for refusing a token says that a new login is let in.
+fn renewable(reason: &str) -> bool {
+    reason.contains(EXPIRED) || reason.contains(hanami_types::auth::REASSIGNED_SINCE)
 }
 
 /// What Hanami-rs servers say of an expired token, after the reason's first sentence (with
@@ -215,7 +223,8 @@ impl Client {
         Ok(Some(answer))
     }
 
-    /// Logs in again after the server refused `stale` as expired, back into the token's
+    /// Logs in again after the server refused `stale` as expired (or revoked by a new
+    /// assignment to its project), back into the token's
     /// project (so that a changed list of assignments cannot move the client into another
     /// project unnoticed). `false` where the project is unknown: then nothing is renewed.
     pub(crate) async fn renew(&self, stale: &str) -> Result<bool> {

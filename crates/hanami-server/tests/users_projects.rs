@@ -556,20 +556,30 @@ async fn remaining_error_codes() {
     );
 }
 
+/// A token has its user's role as it is now, and dies with its user and with the user's
+/// assignment to its project: one made anew after a removal (which is how a role changes)
+/// does not bring it back (it did, with the new role, so that an admin could not revoke a
+/// leaked token by taking its user out of the project for good). The Rust SDK logs in
+/// again by itself where a token was revoked so.
 #[tokio::test]
 async fn tokens_carry_the_current_role_and_die_with_their_user() {
     let server = TestServer::start();
     let admin = server.admin().await;
-    // A project admin with a token.
+    // A project admin with a token, and with a client of the Rust SDK.
     let boss = member(&server, &admin, "boss_user", "proj_boss", true).await;
     let info = boss.get("auth").await.expect(200).json();
     assert_eq!(info["is_project_admin"], true);
+    let boss_sdk = sdk(&server, "boss_user", "password1").await;
 
-    // Demoted to a plain member: the old token has the new role at once.
+    // Taken out of the project: the token is refused.
     admin
         .delete("user/project?id=boss_user&project_id=proj_boss")
         .await
         .expect(200);
+    let refused = boss.get("auth").await.expect(401);
+    let not_assigned = "user 'boss_user' is no longer assigned to project 'proj_boss'";
+    assert!(refused.body.contains(not_assigned), "{}", refused.body);
+    // Put back as a plain member: the old token stays refused, saying why.
     admin
         .post(
             "user/project",
@@ -578,9 +588,28 @@ async fn tokens_carry_the_current_role_and_die_with_their_user() {
         )
         .await
         .expect(200);
+    let refused = boss.get("auth").await.expect(401);
+    let reassigned = format!(
+        "user 'boss_user' was taken out of project 'proj_boss' {}: log in again",
+        hanami_types::auth::REASSIGNED_SINCE
+    );
+    assert!(refused.body.contains(&reassigned), "{}", refused.body);
+    // A new login has the new role; so has the SDK's client, which logged in again.
+    let boss = server.login("boss_user", "password1").await;
     let info = boss.get("auth").await.expect(200).json();
     assert_eq!(info["is_project_admin"], false, "{info}");
     assert_eq!(info["role"], "member", "{info}");
+    let info = boss_sdk.auth_info().await.unwrap();
+    assert!(!info.is_project_admin, "{info:?}");
+    assert_eq!(info.role, "member");
+
+    // Promoted to a global admin: the member's token has the new rights at once.
+    admin
+        .put("user", &json!({"id": "boss_user", "is_admin": true}))
+        .await
+        .expect(200);
+    let info = boss.get("auth").await.expect(200).json();
+    assert_eq!(info["is_admin"], true, "{info}");
 
     // Deleted and created again under the same id at once, by the same admin and with the
     // same password (within the same second, so neither the creation time nor anything the

@@ -14,6 +14,22 @@ pub struct UserRecord {
     pub user: User,
     /// argon2id PHC string.
     pub pw_hash: String,
+    /// The number of each of the user's project assignments (in the order of
+    /// `user.projects`): unique, and never used again, so an assignment made anew after a
+    /// removal has another.
+    pub assignment_numbers: Vec<i64>,
+}
+
+impl UserRecord {
+    /// The number of the user's assignment to `project_id`, if the user has one.
+    pub fn assignment_number(&self, project_id: &str) -> Option<i64> {
+        let index = self
+            .user
+            .projects
+            .iter()
+            .position(|p| p.project_id == project_id)?;
+        self.assignment_numbers.get(index).copied()
+    }
 }
 
 /// What it takes to create a user.
@@ -113,10 +129,12 @@ impl Store {
             return Ok(None);
         };
         let mut user = user_from_row(&row);
-        user.projects = self.assignments(id).await?;
+        let rows = self.assignment_rows(id).await?;
+        user.projects = rows.iter().map(assignment_from_row).collect();
         Ok(Some(UserRecord {
             user,
             pw_hash: row.get("pw_hash"),
+            assignment_numbers: rows.iter().map(|row| row.get("seq")).collect(),
         }))
     }
 
@@ -158,14 +176,19 @@ impl Store {
 
     /// Project assignments of a user, oldest first.
     pub async fn assignments(&self, user_id: &str) -> Result<Vec<ProjectAssignment>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT project_id, role, is_project_admin FROM user_projects \
+        let rows = self.assignment_rows(user_id).await?;
+        Ok(rows.iter().map(assignment_from_row).collect())
+    }
+
+    /// The rows of a user's project assignments, oldest first, with their numbers (`seq`).
+    async fn assignment_rows(&self, user_id: &str) -> Result<Vec<SqliteRow>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT seq, project_id, role, is_project_admin FROM user_projects \
              WHERE user_id = ? ORDER BY seq",
         )
         .bind(user_id)
         .fetch_all(&self.reads)
-        .await?;
-        Ok(rows.iter().map(assignment_from_row).collect())
+        .await?)
     }
 
     /// Assigns a project to a user. [`StoreError::Duplicate`] if already assigned,

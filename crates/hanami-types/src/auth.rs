@@ -2,6 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// What a Hanami-rs server says, in the reason of a refused token, of a user taken out of
+/// the token's project and assigned to it again since the token was issued: the removal
+/// revoked the token, and a new login is let in.
+pub const REASSIGNED_SINCE: &str = "after the token was issued (and assigned to it again since)";
+
 /// Body of `POST /v1.0alpha/token` (login). `Debug` hides the password.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRequest {

@@ -36,7 +36,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
-use hanami_auth::{Caller, Method, TokenError, Verified, account_tag};
+use hanami_auth::{Caller, Method, TokenError, Verified};
 use hanami_store::StoreError;
 use hanami_store::resources::{FileNote, Holder, Kind, ResourceRow};
 use hanami_types::scope::Scope;
@@ -469,6 +469,18 @@ pub enum TokenRefused {
         /// The token's project.
         project: String,
     },
+    /// Its user left the project the token is for and was assigned to it again: the
+    /// removal revoked the token for good.
+    #[error(
+        "user '{user}' was taken out of project '{project}' {}: log in again",
+        hanami_types::auth::REASSIGNED_SINCE
+    )]
+    Reassigned {
+        /// The token's user.
+        user: String,
+        /// The token's project.
+        project: String,
+    },
     /// The user could not be looked up.
     #[error(transparent)]
     Store(#[from] hanami_store::StoreError),
@@ -486,7 +498,18 @@ impl From<TokenRefused> for ApiError {
 
 /// Verifies a token string and the account and assignment it names.
 pub async fn verify_token(app: &App, token: &str) -> Result<Caller, TokenRefused> {
-    current_caller(app, &verify_signature(app, token)?).await
+    current_caller(app, &verify_signature(app, token)?, Assignment::AtIssue).await
+}
+
+/// Which assignment of its user to its project a token holds on to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignment {
+    /// The one it was issued under: a removal revokes the token for good (every request,
+    /// and the start of every websocket session).
+    AtIssue,
+    /// Whichever the user has now: an open websocket session follows its user's role, also
+    /// where it changed by a removal and a new assignment between two of its checks.
+    Current,
 }
 
 /// Checks a token's signature and expiry only.
@@ -501,22 +524,38 @@ pub fn verify_signature(app: &App, token: &str) -> Result<Verified, TokenRefused
 }
 
 /// The context a verified token grants now: tokens are revoked with their user or project
-/// assignment (the original kept them valid until expiry), and carry the role the user has
-/// now, not the one at login. A user deleted and created again under the same id is another
-/// account. (Open websocket sessions ask this again while they run.)
-pub async fn current_caller(app: &App, verified: &Verified) -> Result<Caller, TokenRefused> {
+/// assignment (the original kept them valid until expiry; `held` says whether an assignment
+/// made anew revives them), and carry the role the user has now, not the one at login. A
+/// user deleted and created again under the same id is another account. (Open websocket
+/// sessions ask this again while they run.)
+pub async fn current_caller(
+    app: &App,
+    verified: &Verified,
+    held: Assignment,
+) -> Result<Caller, TokenRefused> {
     let caller = &verified.caller;
-    let user = app
+    let record = app
         .store
         .user_record(&caller.id)
         .await?
-        .filter(|record| account_tag(&record.pw_hash) == verified.account)
-        .map(|record| record.user)
         .ok_or_else(|| TokenRefused::UserGone(caller.id.clone()))?;
-    token::current_context(&user, &caller.project_id).ok_or_else(|| TokenRefused::NotAssigned {
-        user: caller.id.clone(),
-        project: caller.project_id.clone(),
-    })
+    let now = token::tags_of(&record, &caller.project_id);
+    if now.account != verified.tags.account {
+        return Err(TokenRefused::UserGone(caller.id.clone()));
+    }
+    let context = token::current_context(&record.user, &caller.project_id).ok_or_else(|| {
+        TokenRefused::NotAssigned {
+            user: caller.id.clone(),
+            project: caller.project_id.clone(),
+        }
+    })?;
+    if held == Assignment::AtIssue && now.assignment != verified.tags.assignment {
+        return Err(TokenRefused::Reassigned {
+            user: caller.id.clone(),
+            project: caller.project_id.clone(),
+        });
+    }
+    Ok(context)
 }
 
 /// Checks the characters and length of an endpoint id.

@@ -1,6 +1,6 @@
 //! Login, token renewal (and project switch), and access validation.
 
-use hanami_auth::{ADMIN_PROJECT, Caller, Method, account_tag, password};
+use hanami_auth::{ADMIN_PROJECT, Caller, Method, Tags, account_tag, assignment_tag, password};
 use hanami_store::users::UserRecord;
 use hanami_types::auth::{AuthInfo, RenewTokenRequest, TokenRequest, TokenResponse};
 use hanami_types::users::User;
@@ -70,9 +70,9 @@ pub async fn login(app: &App, request: TokenRequest, client: IpAddr) -> ApiResul
         return Err(ApiError::Unauthorized(ACCESS_DENIED.into()));
     };
     check.succeeded();
-    let UserRecord { user, pw_hash } = record;
+    let user = &record.user;
     let caller = if user.is_admin {
-        admin_context(&user)
+        admin_context(user)
     } else {
         let first = user.projects.first().ok_or_else(|| {
             ApiError::Unauthorized(format!(
@@ -80,30 +80,24 @@ pub async fn login(app: &App, request: TokenRequest, client: IpAddr) -> ApiResul
                 user.id
             ))
         })?;
-        context(
-            &user,
-            &first.project_id,
-            &first.role,
-            first.is_project_admin,
-        )
+        context(user, &first.project_id, &first.role, first.is_project_admin)
     };
-    Ok(token_response(app, &user, &pw_hash, &caller))
+    Ok(token_response(app, &record, &caller))
 }
 
 /// `PUT token`: a fresh token for the caller in the chosen project, with the user's
 /// current name, admin flag and role.
 async fn renew(app: App, caller: Caller, request: RenewTokenRequest) -> ApiResult<TokenResponse> {
-    let UserRecord { user, pw_hash } =
-        app.store.user_record(&caller.id).await?.ok_or_else(|| {
-            ApiError::Unauthorized(format!("User with id '{}' no longer exists.", caller.id))
-        })?;
-    let chosen = current_context(&user, &request.project_id).ok_or_else(|| {
+    let record = app.store.user_record(&caller.id).await?.ok_or_else(|| {
+        ApiError::Unauthorized(format!("User with id '{}' no longer exists.", caller.id))
+    })?;
+    let chosen = current_context(&record.user, &request.project_id).ok_or_else(|| {
         ApiError::Unauthorized(format!(
             "User with id '{}' is not assigned to the project with id '{}'.",
-            user.id, request.project_id
+            record.user.id, request.project_id
         ))
     })?;
-    Ok(token_response(&app, &user, &pw_hash, &chosen))
+    Ok(token_response(&app, &record, &chosen))
 }
 
 /// The context of `user` in `project_id` as the database has it now (role and project-admin
@@ -183,12 +177,30 @@ fn context(user: &User, project_id: &str, role: &str, is_project_admin: bool) ->
     }
 }
 
-/// The token for `caller`, of the account whose password hash is `password_hash`.
-fn token_response(app: &App, user: &User, password_hash: &str, caller: &Caller) -> TokenResponse {
+/// The token for `caller`, a context of the user of `record`, bound to the user's account
+/// and to its assignment to the caller's project (see [`tags_of`]).
+fn token_response(app: &App, record: &UserRecord, caller: &Caller) -> TokenResponse {
+    let user = &record.user;
     TokenResponse {
         id: user.id.clone(),
         name: user.name.clone(),
         is_admin: user.is_admin,
-        token: app.tokens.issue(caller, &account_tag(password_hash)),
+        token: app
+            .tokens
+            .issue(caller, &tags_of(record, &caller.project_id)),
+    }
+}
+
+/// The tags a token for the user of `record` in `project_id` carries now: of the account,
+/// and of its assignment to the project (of none in a global admin's own `admin` project).
+pub(super) fn tags_of(record: &UserRecord, project_id: &str) -> Tags {
+    let number = if record.user.is_admin && project_id == ADMIN_PROJECT {
+        None
+    } else {
+        record.assignment_number(project_id)
+    };
+    Tags {
+        account: account_tag(&record.pw_hash),
+        assignment: assignment_tag(&record.pw_hash, number),
     }
 }
