@@ -4,7 +4,8 @@
 //! point, to prove that a crash there loses nothing. With `HANAMI_PAUSE_AT=<point>=<ms>`,
 //! the thread that reaches the point sleeps that many milliseconds there, every time, so
 //! that a test can act in a moment that is otherwise too short to hit. With
-//! `HANAMI_FAIL_AT=<point>[,<point>…]`, the operations at those points fail (see [`fails`]).
+//! `HANAMI_FAIL_AT=<point>[,<point>…]`, the operations at those points fail (see [`fails`]),
+//! or, at some, only the first few times (see [`fails_first`]).
 //! Release builds have no such points and ignore these variables.
 
 /// The variable that names the point to crash at.
@@ -93,7 +94,7 @@ pub fn fails_first(point: &str, times: u32) -> bool {
             &mut reached.last_mut().expect("just pushed").1
         }
     };
-    *count += 1;
+    *count = count.saturating_add(1);
     *count <= times
 }
 

@@ -288,6 +288,7 @@ async fn prepare(
         min_free_disk: config.min_free_disk,
         disk,
         stopping: Arc::default(),
+        descriptor_shortage: Default::default(),
     };
     let (clusters, resumed) = load_clusters(&store, &paths, &workers.memory).await?;
     let direct_steps = tokio::sync::Semaphore::new(config.max_running_tasks);

@@ -2205,3 +2205,35 @@ async fn a_task_that_did_not_begin_does_not_save_the_network() {
     assert!(std::fs::read(&network).unwrap() == before);
     assert!(staging.is_dir());
 }
+
+/// A task that a stop finds waiting for file descriptors has changed nothing: it is queued
+/// again as it was (no note that it stopped after 0 cycles, which it kept after it ran, and
+/// its network not saved again: with that save failing, it was aborted), and runs at the
+/// next start.
+#[tokio::test]
+async fn a_task_stopped_while_it_waits_for_file_descriptors_is_queued_again_as_it_was() {
+    // Every opening of a task's datasets fails with EMFILE.
+    let server = launch()
+        .env("HANAMI_FAIL_AT", "task:descriptors-lasting")
+        .start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dataset = upload(&client, tmp.path(), "stopped waiting", 60).await;
+    let cluster = common::seed_cluster(&client, "stopped waiting").await;
+    let network = server.data_dir.join("clusters").join(&cluster);
+    let untrained = std::fs::read(&network).unwrap();
+    let train = queue_training(&client, &cluster, "train", &dataset).await;
+    server
+        .wait_until_logged(&["cannot open its files: the server has run out of file descriptors"]);
+    let staging = network.with_extension(format!("{train}.partial"));
+    std::fs::create_dir(&staging).unwrap();
+    drop(client);
+
+    let server = server.restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    // (The start clears the staging path itself.)
+    let _ = std::fs::remove_dir(&staging);
+    let trained = finished(&client, &cluster, &train).await;
+    assert_eq!(trained.note, None, "{trained:?}");
+    assert!(std::fs::read(&network).unwrap() != untrained);
+}

@@ -845,13 +845,16 @@ impl ClusterHandle {
         let outcome = work
             .as_ref()
             .map(|work| self.execute_patiently(task, work, ctx));
-        // One that failed before it began left the network as it was.
-        let began = !matches!(outcome, Some(Ok(Ok(Ran::NotBegun(_)))));
+        // One that failed or stopped before it began left the network as it was.
+        let began = !matches!(
+            outcome,
+            Some(Ok(Ok(Ran::NotBegun(_) | Ran::Stopped { began: false, .. })))
+        );
         let changes_network = began && work.as_ref().is_some_and(Work::changes_network);
         let ending = match (&work, outcome) {
             (Some(work), Some(outcome)) => match outcome {
                 Ok(Ok(Ran::Done(product))) => Ending::End(TaskState::Finished, *product),
-                Ok(Ok(Ran::Stopped { goes_on })) => self.stopped(task, work, goes_on, ctx),
+                Ok(Ok(Ran::Stopped { goes_on, .. })) => self.stopped(task, work, goes_on, ctx),
                 Ok(Ok(Ran::NotBegun(e)) | Err(e)) => {
                     ctx.log_error(task, &self.row, &e);
                     Ending::End(TaskState::Aborted, Product::Nothing)
@@ -1225,15 +1228,15 @@ impl ClusterHandle {
     /// Runs one task as [`ClusterHandle::execute`] does, catching a panic (which must not
     /// leave the task active forever, and its waiters waiting). While the task cannot begin
     /// because the server has run out of file descriptors, it tries again every
-    /// [`DESCRIPTOR_RETRY`] for up to [`DESCRIPTOR_WAIT`] (a shortage is often brief: many
-    /// connections at once), or until it is stopped, which leaves it free to go on.
+    /// [`DESCRIPTOR_RETRY`] until the shortage has lasted [`DESCRIPTOR_WAIT`] (a shortage is
+    /// often brief: many connections at once), or until it is stopped, which leaves it free
+    /// to go on and its network unchanged.
     fn execute_patiently(
         &self,
         task: &Task,
         work: &Work,
         ctx: &WorkerContext,
     ) -> std::thread::Result<anyhow::Result<Ran>> {
-        let since = std::time::Instant::now();
         let mut warned = false;
         loop {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -1241,21 +1244,36 @@ impl ClusterHandle {
             }));
             let e = match outcome {
                 Ok(Ok(Ran::NotBegun(e))) if crate::error_log::out_of_descriptors(&e) => e,
-                other => return other,
+                Ok(Ok(Ran::NotBegun(e))) => return Ok(Ok(Ran::NotBegun(e))),
+                other => {
+                    ctx.descriptor_shortage.over();
+                    if warned {
+                        tracing::info!(
+                            "{} ({}) could open its files",
+                            task.described(&self.row.name),
+                            task.uuid
+                        );
+                    }
+                    return other;
+                }
             };
-            let waited = since.elapsed();
-            if waited >= DESCRIPTOR_WAIT {
-                let e = e.context(format!(
-                    "the server has run out of file descriptors (too many open files): the \
-                     task waited {} s for some to come free; raise its limit (ulimit -n, \
-                     systemd's LimitNOFILE) or open fewer connections at once",
-                    waited.as_secs()
-                ));
-                return Ok(Ok(Ran::NotBegun(e)));
-            }
             if task.cancel.load(Ordering::Relaxed) {
                 // Nothing done: it can go on from its start.
-                return Ok(Ok(Ran::Stopped { goes_on: true }));
+                return Ok(Ok(Ran::Stopped {
+                    goes_on: true,
+                    began: false,
+                }));
+            }
+            let lasted = ctx.descriptor_shortage.seen().elapsed();
+            if lasted >= DESCRIPTOR_WAIT {
+                let e = e.context(format!(
+                    "the server has run out of file descriptors (too many open files) for {} \
+                     s: raise the limit it runs under (ulimit -n, systemd's LimitNOFILE; the \
+                     system's, fs.file-max, where the whole system ran out) or open fewer \
+                     connections at once",
+                    lasted.as_secs()
+                ));
+                return Ok(Ok(Ran::NotBegun(e)));
             }
             if !warned {
                 warned = true;
@@ -1301,7 +1319,10 @@ impl ClusterHandle {
                     self.report_refused_growth(cluster, refused, "learned", task, ctx);
                 if outcome.cancelled {
                     // The network keeps what it learned.
-                    return Ok(Ran::Stopped { goes_on: true });
+                    return Ok(Ran::Stopped {
+                        goes_on: true,
+                        began: true,
+                    });
                 }
                 let trained: Vec<&str> = bindings
                     .iter()
@@ -1498,7 +1519,10 @@ impl ClusterHandle {
         if outcome.cancelled {
             if !task.stopped_by_shutdown.load(Ordering::Relaxed) {
                 // Dropped: nothing goes on with it.
-                return Ok(Ran::Stopped { goes_on: false });
+                return Ok(Ran::Stopped {
+                    goes_on: false,
+                    began: true,
+                });
             }
             let goes_on = match writer.suspend(&partial) {
                 Ok(rows) if rows == task.progress() => {
@@ -1523,7 +1547,10 @@ impl ClusterHandle {
                     false
                 }
             };
-            return Ok(Ran::Stopped { goes_on });
+            return Ok(Ran::Stopped {
+                goes_on,
+                began: true,
+            });
         }
         let written = writer.finish()?;
         let row = ResourceRow::new(
@@ -1870,6 +1897,26 @@ pub struct WorkerContext {
     /// Set when the server begins to stop (see [`Clusters::stop_tasks`]): from then on no
     /// task starts; queued ones stay queued for the next start.
     pub stopping: Arc<AtomicBool>,
+    /// Since when tasks find the server out of file descriptors.
+    pub descriptor_shortage: DescriptorShortage,
+}
+
+/// Since when tasks have found the server out of file descriptors (see
+/// [`ClusterHandle::execute_patiently`]), shared by all workers: once a shortage has lasted
+/// [`DESCRIPTOR_WAIT`], later tasks give up at once instead of each waiting as long.
+#[derive(Debug, Default, Clone)]
+pub struct DescriptorShortage(Arc<Mutex<Option<std::time::Instant>>>);
+
+impl DescriptorShortage {
+    /// Notes that a task found the shortage; since when it lasts.
+    fn seen(&self) -> std::time::Instant {
+        *lock(&self.0).get_or_insert_with(std::time::Instant::now)
+    }
+
+    /// Notes that a task got past opening its files: the shortage is over.
+    fn over(&self) {
+        lock(&self.0).take();
+    }
 }
 
 impl WorkerContext {
@@ -2030,8 +2077,9 @@ enum Ran {
     /// It did all it was to do, and made this (boxed: the other variant is small).
     Done(Box<Product>),
     /// It stopped before (its cancel flag); `goes_on` if it kept what it did so far to go
-    /// on from (a train task's network; a request task's result so far, set aside).
-    Stopped { goes_on: bool },
+    /// on from (a train task's network; a request task's result so far, set aside), and
+    /// `began` unless it stopped before it changed anything.
+    Stopped { goes_on: bool, began: bool },
     /// It failed before it changed anything (its datasets or its result could not be
     /// opened): the network is as it was.
     NotBegun(anyhow::Error),

@@ -512,8 +512,13 @@ impl Task {
     }
 
     /// The task's note once a shutdown stopped it part of the way, to go on at the next
-    /// start: it says where, in place of what an earlier stop's note said.
-    fn note_with_stop(&self, note: Option<&str>) -> String {
+    /// start: it says where, in place of what an earlier stop's note said; a task stopped
+    /// before its first cycle (while it waited for file descriptors, say) is simply queued
+    /// again, with its note as it was (no start would tell that it went on from cycle 0).
+    fn note_with_stop(&self, note: Option<&str>) -> Option<String> {
+        if self.progress() == 0 {
+            return note.map(str::to_owned);
+        }
         let kept = match self.kind {
             Some(WorkKind::Request) => "whose results are kept",
             _ => "which the cluster's network keeps",
@@ -523,12 +528,14 @@ impl Task {
             self.progress(),
             self.total
         );
-        note.into_iter()
+        let note = note
+            .into_iter()
             .flat_map(|note| note.split("; "))
             .filter(|part| !part.starts_with(STOPPED_AFTER))
             .chain([stop.as_str()])
             .collect::<Vec<_>>()
-            .join("; ")
+            .join("; ");
+        Some(note)
     }
 
     /// The task as the database records it once a shutdown stopped it part of the way, to go
@@ -539,7 +546,7 @@ impl Task {
         TaskRow {
             state: TaskState::Queued.as_str().to_owned(),
             ended_at: None,
-            note: Some(self.note_with_stop(row.note.as_deref())),
+            note: self.note_with_stop(row.note.as_deref()),
             ..row
         }
     }
@@ -568,7 +575,7 @@ impl Task {
     /// Notes where a shutdown stopped the task, as [`Task::record_requeued`] recorded it.
     pub fn note_stop(&self) {
         let mut timeline = self.timeline();
-        timeline.note = Some(self.note_with_stop(timeline.note.as_deref()));
+        timeline.note = self.note_with_stop(timeline.note.as_deref());
     }
 
     /// Ends the task now and wakes those waiting for the end.

@@ -448,6 +448,7 @@ mod tests {
             min_free_disk: 0,
             disk: Arc::default(),
             stopping: Arc::default(),
+            descriptor_shortage: Default::default(),
         };
         assert!(cluster.set_mode(Mode::Direct, &ctx).is_ok());
         let session_end = cluster.direct_sessions_end();
