@@ -1901,9 +1901,9 @@ pub struct WorkerContext {
     pub descriptor_shortage: DescriptorShortage,
 }
 
-/// Since when tasks have found the server out of file descriptors (see
-/// [`ClusterHandle::execute_patiently`]), shared by all workers: once a shortage has lasted
-/// [`DESCRIPTOR_WAIT`], later tasks give up at once instead of each waiting as long.
+/// Since when tasks have found the server out of file descriptors, shared by all workers: a
+/// task that cannot open its files waits for some to come free until the shortage has
+/// lasted a minute, so that later tasks give up at once instead of each waiting as long.
 #[derive(Debug, Default, Clone)]
 pub struct DescriptorShortage(Arc<Mutex<Option<std::time::Instant>>>);
 
