@@ -132,7 +132,10 @@ pub(crate) fn session_token_expired(reason: &str) -> bool {
 
 /// Whether a Hanami-rs server's reason for refusing a token says that a new login is let in.
 fn renewable(reason: &str) -> bool {
-    reason.contains(EXPIRED) || reason.contains(hanami_types::auth::REASSIGNED_SINCE)
+    use hanami_types::auth::{OUTDATED_TOKEN, REASSIGNED_SINCE};
+    [EXPIRED, REASSIGNED_SINCE, OUTDATED_TOKEN]
+        .iter()
+        .any(|said| reason.contains(said))
 }
 
 /// What Hanami-rs servers say of an expired token, after the reason's first sentence (with
@@ -438,7 +441,38 @@ fn unsendable(error: reqwest::Error) -> Error {
 }
 #[cfg(test)]
 mod tests {
-    use super::server_address;
+    use super::{server_address, session_token_expired, token_expired};
+
+    /// The refusals after which a new login is let in renew the token (their texts as a
+    /// Hanami-rs server words them); the others do not.
+    #[test]
+    fn refusals_that_a_new_login_mends_renew_the_token() {
+        use hanami_types::auth::{OUTDATED_TOKEN, REASSIGNED_SINCE};
+        let head = "Failed to validate JWT-Token";
+        let renewed = [
+            head.to_owned(),
+            format!("{head}: the token has expired: log in again for a new one"),
+            format!(
+                "{head}: user 'u' was taken out of project 'p' {REASSIGNED_SINCE}: log in again"
+            ),
+            format!("{head}: {OUTDATED_TOKEN}: log in again"),
+        ];
+        for body in renewed {
+            assert!(token_expired(&body), "{body}");
+        }
+        assert!(session_token_expired(&format!(
+            "Token invalid: {OUTDATED_TOKEN}: log in again"
+        )));
+        for kept in [
+            format!("{head}: user 'u' is no longer assigned to project 'p'"),
+            format!(
+                "{head}: the account of user 'u' that the token was issued for no longer \
+                 exists, or its password was changed: log in again"
+            ),
+        ] {
+            assert!(!token_expired(&kept), "{kept}");
+        }
+    }
 
     #[test]
     fn addresses_need_an_http_scheme() {

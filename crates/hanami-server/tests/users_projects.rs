@@ -954,3 +954,44 @@ fn new_projects_at_once(
         })
         .collect()
 }
+
+/// A token that an older version issued, without the tag of its assignment, is refused
+/// saying so (it was refused as if its user had been taken out of the project and put
+/// back); the Rust SDK logs in again on that answer (a unit test of its client).
+#[tokio::test]
+async fn tokens_of_older_versions_are_refused_saying_so() {
+    use base64::Engine as _;
+    use hanami_auth::{Tags, TokenKey, account_tag};
+    let server = TestServer::start();
+    let mut admin = server.admin().await;
+    let fresh = admin.token.clone().unwrap();
+    let payload = fresh.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    let caller = serde_json::from_str(claims["user"].as_str().unwrap()).unwrap();
+    let store = hanami_store::Store::open(&server.data_dir.join("hanami.db"))
+        .await
+        .unwrap();
+    let record = store.user_record(ADMIN).await.unwrap().unwrap();
+    let key = TokenKey::load_or_create(&server.data_dir.join("token.key"), Duration::from_secs(60))
+        .unwrap();
+    let old = Tags {
+        account: account_tag(&record.pw_hash),
+        assignment: String::new(),
+    };
+    admin.token = Some(key.issue(&caller, &old));
+    let refused = admin.get("auth").await.expect(401);
+    let outdated = format!("{}: log in again", hanami_types::auth::OUTDATED_TOKEN);
+    assert!(refused.body.ends_with(&outdated), "{}", refused.body);
+    // The same token with the tag is let in (the key and claims are right).
+    let tags = Tags {
+        assignment: hanami_auth::assignment_tag(&record.pw_hash, None),
+        ..old
+    };
+    admin.token = Some(key.issue(&caller, &tags));
+    admin.get("auth").await.expect(200);
+}

@@ -1,5 +1,7 @@
 //! Users and their project assignments.
 
+use std::collections::HashMap;
+
 use hanami_types::users::{ProjectAssignment, User};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -14,21 +16,17 @@ pub struct UserRecord {
     pub user: User,
     /// argon2id PHC string.
     pub pw_hash: String,
-    /// The number of each of the user's project assignments (in the order of
-    /// `user.projects`): unique, and never used again, so an assignment made anew after a
-    /// removal has another.
-    pub assignment_numbers: Vec<i64>,
+    /// The number of each of the user's project assignments, by project id: unique, and
+    /// never used again (the table's `seq`, an `AUTOINCREMENT` key), so an assignment made
+    /// anew after a removal has another. Tokens hold on to it: a rebuild of the table must
+    /// keep its `sqlite_sequence` entry, or tokens revoked by a removal could come back.
+    pub assignment_numbers: HashMap<String, i64>,
 }
 
 impl UserRecord {
     /// The number of the user's assignment to `project_id`, if the user has one.
     pub fn assignment_number(&self, project_id: &str) -> Option<i64> {
-        let index = self
-            .user
-            .projects
-            .iter()
-            .position(|p| p.project_id == project_id)?;
-        self.assignment_numbers.get(index).copied()
+        self.assignment_numbers.get(project_id).copied()
     }
 }
 
@@ -134,7 +132,10 @@ impl Store {
         Ok(Some(UserRecord {
             user,
             pw_hash: row.get("pw_hash"),
-            assignment_numbers: rows.iter().map(|row| row.get("seq")).collect(),
+            assignment_numbers: rows
+                .iter()
+                .map(|row| (row.get("project_id"), row.get("seq")))
+                .collect(),
         }))
     }
 

@@ -106,6 +106,38 @@ async fn assignments_keep_order_and_follow_deletions() {
     ));
 }
 
+/// Every assignment gets a number of its own, never used again, also when the same user is
+/// put back into the same project after its latest assignment was removed (and after the
+/// database was vacuumed and opened again): tokens revoked by a removal stay revoked.
+#[tokio::test]
+async fn an_assignment_made_anew_gets_a_new_number() {
+    let (dir, store) = store().await;
+    store.create_user(new_user("memb", false)).await.unwrap();
+    store.create_project("proj_a", "A", "root").await.unwrap();
+    let number = |store: Store| async move {
+        let record = store.user_record("memb").await.unwrap().unwrap();
+        (store, record.assignment_number("proj_a"))
+    };
+    store
+        .assign_project("memb", &member_of("proj_a"))
+        .await
+        .unwrap();
+    let (store, first) = number(store).await;
+    assert!(first.is_some());
+    assert!(store.unassign_project("memb", "proj_a").await.unwrap());
+    let (store, none) = number(store).await;
+    assert_eq!(none, None);
+    store.close().await;
+    common::alter(&dir.path().join("hanami.db"), &["VACUUM"]).await;
+    let store = Store::open(&dir.path().join("hanami.db")).await.unwrap();
+    store
+        .assign_project("memb", &member_of("proj_a"))
+        .await
+        .unwrap();
+    let (_, second) = number(store).await;
+    assert!(second.is_some() && second != first, "{first:?} {second:?}");
+}
+
 #[tokio::test]
 async fn data_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();

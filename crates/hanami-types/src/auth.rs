@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 /// revoked the token, and a new login is let in.
 pub const REASSIGNED_SINCE: &str = "after the token was issued (and assigned to it again since)";
 
+/// What a Hanami-rs server says of a token that an older version issued, without the claims
+/// that this one checks: a new login is let in.
+pub const OUTDATED_TOKEN: &str = "the token was issued by an older version of the server";
+
 /// Body of `POST /v1.0alpha/token` (login). `Debug` hides the password.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRequest {

@@ -481,6 +481,9 @@ pub enum TokenRefused {
         /// The token's project.
         project: String,
     },
+    /// An older version issued it, without the tag of its assignment.
+    #[error("{}: log in again", hanami_types::auth::OUTDATED_TOKEN)]
+    Outdated,
     /// The user could not be looked up.
     #[error(transparent)]
     Store(#[from] hanami_store::StoreError),
@@ -498,12 +501,17 @@ impl From<TokenRefused> for ApiError {
 
 /// Verifies a token string and the account and assignment it names.
 pub async fn verify_token(app: &App, token: &str) -> Result<Caller, TokenRefused> {
-    current_caller(app, &verify_signature(app, token)?, Assignment::AtIssue).await
+    current_caller(
+        app,
+        &verify_signature(app, token)?,
+        AssignmentCheck::AtIssue,
+    )
+    .await
 }
 
 /// Which assignment of its user to its project a token holds on to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Assignment {
+pub enum AssignmentCheck {
     /// The one it was issued under: a removal revokes the token for good (every request,
     /// and the start of every websocket session).
     AtIssue,
@@ -531,7 +539,7 @@ pub fn verify_signature(app: &App, token: &str) -> Result<Verified, TokenRefused
 pub async fn current_caller(
     app: &App,
     verified: &Verified,
-    held: Assignment,
+    held: AssignmentCheck,
 ) -> Result<Caller, TokenRefused> {
     let caller = &verified.caller;
     let record = app
@@ -543,13 +551,16 @@ pub async fn current_caller(
     if now.account != verified.tags.account {
         return Err(TokenRefused::UserGone(caller.id.clone()));
     }
+    if verified.tags.assignment.is_empty() {
+        return Err(TokenRefused::Outdated);
+    }
     let context = token::current_context(&record.user, &caller.project_id).ok_or_else(|| {
         TokenRefused::NotAssigned {
             user: caller.id.clone(),
             project: caller.project_id.clone(),
         }
     })?;
-    if held == Assignment::AtIssue && now.assignment != verified.tags.assignment {
+    if held == AssignmentCheck::AtIssue && now.assignment != verified.tags.assignment {
         return Err(TokenRefused::Reassigned {
             user: caller.id.clone(),
             project: caller.project_id.clone(),

@@ -341,7 +341,7 @@ impl Access {
             return Ok(());
         }
         self.checked = Instant::now();
-        let held = api::Assignment::Current;
+        let held = api::AssignmentCheck::Current;
         let caller = match api::current_caller(app, &self.verified, held).await {
             Ok(caller) => caller,
             // The database could not tell: the session goes on, and asks again next time.
@@ -435,7 +435,7 @@ async fn start(app: &App, text: &[u8]) -> Result<(Target, Access), String> {
             sqlx::Error::Io(emfile),
         )))
     } else {
-        api::current_caller(app, &verified, api::Assignment::AtIssue).await
+        api::current_caller(app, &verified, api::AssignmentCheck::AtIssue).await
     };
     let caller = match caller {
         Ok(caller) => caller,
