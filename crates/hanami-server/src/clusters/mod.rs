@@ -1330,7 +1330,7 @@ impl ClusterHandle {
                     .map(|b| b.name.as_str())
                     .collect();
                 let done = ("training", growth_refused);
-                self.report_unreached_outputs(cluster, &trained, done, task, ctx);
+                self.report_unreached_outputs(cluster, &trained, done, task);
                 Ok(Ran::Done(Box::new(Product::Nothing)))
             }
             Work::Request(bindings, target) => {
@@ -1342,7 +1342,7 @@ impl ClusterHandle {
                 if matches!(result, Ok(Ran::Done(_))) {
                     let answered = [target.output.as_str()];
                     let done = ("request", growth_refused);
-                    self.report_unreached_outputs(cluster, &answered, done, task, ctx);
+                    self.report_unreached_outputs(cluster, &answered, done, task);
                 }
                 result
             }
@@ -1412,22 +1412,24 @@ impl ClusterHandle {
         }
     }
 
-    /// Tells the error log (and with it the task's note) when a finished task leaves
+    /// Tells the task's note (and the server log, as a warning) when a finished task leaves
     /// outputs it trained or answered (`outputs`) out of the network's reach: they answer 0
-    /// and learn nothing, which the task's state alone would not show. `done` is what the
-    /// task did ("training", "request"), and whether a memory budget refused growth then.
+    /// and learn nothing, which the task's state alone would not show. No failure of the
+    /// server, so no error-log entry (growth is drawn at random: a healthy workflow meets
+    /// this now and then). `done` is what the task did ("training", "request"), and whether
+    /// a memory budget refused growth then.
     fn report_unreached_outputs(
         &self,
         cluster: &Cluster,
         outputs: &[&str],
         (done, growth_refused): (&str, bool),
         task: &Task,
-        ctx: &WorkerContext,
     ) {
         let mut unreached = cluster.unreached_outputs();
         unreached.retain(|output| outputs.contains(&output.name));
         if let Some(why) = unreached::note(done, &unreached, growth_refused) {
-            ctx.log_error(task, &self.row, &anyhow::anyhow!(why));
+            task.add_note(&why);
+            tracing::warn!("{} ({}): {why}", task.described(&self.row.name), task.uuid);
         }
     }
 
