@@ -10,7 +10,7 @@ import json
 import os
 import threading
 import time
-from typing import Any, Callable, Coroutine, Dict, Iterable, Iterator, List, Optional, Union
+from typing import Any, Callable, Coroutine, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import requests
 import urllib3
@@ -345,29 +345,35 @@ def _discarded_on_failure(tokens: TokenKeeper, address: str, dataset_uuid: str,
     try:
         yield
     except BaseException as stopped:
-        outcome = _withdrawn(tokens, address, dataset_uuid, verify_connection)
+        withdrawn, outcome = _withdrawn(tokens, address, dataset_uuid, verify_connection)
         # An interruption says what became of the upload, under its traceback (Python 3.11
-        # and later); other errors say that themselves.
-        if isinstance(stopped, (KeyboardInterrupt, asyncio.CancelledError)) \
-                and hasattr(stopped, "add_note"):
-            stopped.add_note(f"upload of dataset '{dataset_uuid}' stopped: {outcome}")
+        # and later); other errors say that themselves, but for an upload left on the
+        # server (its token refused, say), which the error names so that it can be deleted.
+        if isinstance(stopped, (KeyboardInterrupt, asyncio.CancelledError)):
+            if hasattr(stopped, "add_note"):
+                stopped.add_note(f"upload of dataset '{dataset_uuid}' stopped: {outcome}")
+        elif not withdrawn and isinstance(stopped, HanamiException):
+            stopped.message = (f"{stopped.message} (upload of dataset '{dataset_uuid}' "
+                               f"stopped: {outcome})")
+            stopped.args = (stopped.message,)
         raise
 
 
 def _withdrawn(tokens: TokenKeeper, address: str, dataset_uuid: str,
-               verify_connection: Verify) -> str:
-    """Asks the server to discard an unfinished upload (best effort); what became of it, in
-    words for a note."""
+               verify_connection: Verify) -> Tuple[bool, str]:
+    """Asks the server to discard an unfinished upload (best effort); whether nothing of it
+    is left there, and what became of it, in words for a note."""
     try:
         hanami_request.send_request("DELETE", tokens.last(), address, _PATH,
                                     values={"uuid": dataset_uuid},
                                     verify=verify_connection, timeout=_DISCARD_TIMEOUT)
-        return "the server discarded what had arrived"
+        return True, "the server discarded what had arrived"
     except NotFoundException:
-        return "nothing of it was left on the server"
+        return True, "nothing of it was left on the server"
     except Exception:  # pylint: disable=broad-except
-        return ("the server could not be asked to discard what had arrived; "
-                "dataset.delete_dataset cancels it")
+        return False, ("the server could not be asked to discard what had arrived (it does "
+                       "so itself after its upload_timeout); dataset.delete_dataset with a "
+                       "valid token cancels it sooner")
 
 
 def _progress_counter(total: int,
@@ -506,7 +512,7 @@ def _registration(tokens: TokenKeeper, address: str, path: str, body: Dict[str, 
         except Exception:  # pylint: disable=broad-except
             note = "upload stopped while it was being registered: the server registered none"
         else:
-            outcome = _withdrawn(tokens, address, uuid, verify_connection)
+            _, outcome = _withdrawn(tokens, address, uuid, verify_connection)
             note = f"upload of dataset '{uuid}' stopped while it was being registered: {outcome}"
         if hasattr(stopped, "add_note"):
             stopped.add_note(note)

@@ -9,6 +9,7 @@ import gc
 import json
 import mmap
 import os
+import re
 import shutil
 import signal
 import sys
@@ -25,6 +26,7 @@ import requests
 from hanami_sdk import dataset, hanami_request, hanami_token, project, user
 from hanami_sdk import hanami_exceptions as hx
 
+from conftest import Member
 from helpers import ADMIN, ADMIN_PW, AnswerDroppingProxy, pattern_mnist, rows, unique
 
 MISSING = "8a1b2c3d-0000-4000-8000-123456789abc"
@@ -248,6 +250,38 @@ def test_a_file_that_changes_while_it_is_sent_fails_at_once(address: str, token:
                                      progress=change_once)
         assert time.monotonic() - started < 30
         assert all(row[-1] != name for row in rows(dataset.list_datasets(token, address)))
+
+
+def test_an_upload_whose_token_is_revoked_names_what_it_left(address: str, token: str,
+                                                              member: Member,
+                                                              files: Path) -> None:
+    """A role change while an upload runs (the assignment removed and made anew) revokes
+    its token: the upload fails, and since the server could not be asked to discard what
+    had arrived with that token, the error names the dataset to delete (it was left
+    unnamed, holding its disk space and the user's deletion until the upload_timeout)."""
+    csv_file = files / f"{unique('revoked')}.csv"
+    csv_file.write_text("a,b\n" + "0.5,1\n" * 60_000)  # more than two chunks
+    changed: List[bool] = []
+
+    def change_role(_done: int, _total: int) -> None:
+        if not changed:
+            changed.append(True)
+            user.remove_project_fromUser(token, address, member.user_id, member.project_id)
+            user.add_roject_to_user(token, address, member.user_id, member.project_id,
+                                    "member", False)
+
+    with pytest.raises(hx.UnauthorizedException) as refused:
+        dataset.upload_csv_files(member.token, address, unique("revoked"), str(csv_file),
+                                 progress=change_role)
+    message = refused.value.message
+    assert "taken out of project" in message, message
+    left = re.search(r"\(upload of dataset '([0-9a-f-]{36})' stopped: the server could not be "
+                     r"asked to discard", message)
+    assert left is not None and "dataset.delete_dataset" in message, message
+    assert str(refused.value) == message
+    # As it says: a fresh token cancels the upload, and the user can go.
+    fresh = hanami_token.request_token(address, member.user_id, member.password)
+    dataset.delete_dataset(fresh, address, left.group(1))
 
 
 def test_pipes_and_folders_are_refused_before_the_server_is_asked(address: str, token: str,
