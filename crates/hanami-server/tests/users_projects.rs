@@ -987,6 +987,14 @@ async fn tokens_of_older_versions_are_refused_saying_so() {
     let refused = admin.get("auth").await.expect(401);
     let outdated = format!("{}: log in again", hanami_types::auth::OUTDATED_TOKEN);
     assert!(refused.body.ends_with(&outdated), "{}", refused.body);
+    // So is one of versions before the account's tag (it read as a deleted user's).
+    let older = Tags {
+        account: String::new(),
+        assignment: String::new(),
+    };
+    admin.token = Some(key.issue(&caller, &older));
+    let refused = admin.get("auth").await.expect(401);
+    assert!(refused.body.ends_with(&outdated), "{}", refused.body);
     // The same token with the tag is let in (the key and claims are right).
     let tags = Tags {
         assignment: hanami_auth::assignment_tag(&record.pw_hash, None),

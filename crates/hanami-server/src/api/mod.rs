@@ -548,6 +548,10 @@ pub async fn current_caller(
         .await?
         .ok_or_else(|| TokenRefused::UserGone(caller.id.clone()))?;
     let now = token::tags_of(&record, &caller.project_id);
+    // Tokens of versions before the `account` claim have neither tag.
+    if verified.tags.account.is_empty() {
+        return Err(TokenRefused::Outdated);
+    }
     if now.account != verified.tags.account {
         return Err(TokenRefused::UserGone(caller.id.clone()));
     }

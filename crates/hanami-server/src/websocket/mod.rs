@@ -681,19 +681,16 @@ async fn refuse_with(app: &App, mut socket: WebSocket, code: u16, message: &str)
 }
 
 /// Closes with `code` (policy: the client's message was refused; away: the server stops)
-/// and `reason`, cut to the 123 bytes a close frame holds. Then, in the background (so that
+/// and `reason`, cut to the 123 bytes a close frame holds (see [`close_reason`]). Then, in
+/// the background (so that
 /// the session's own ending, such as saving a network, does not wait for the client),
 /// reads and drops what the client still sends until it answers the close (for
 /// [`CLOSING_TIME`] at most): closing the connection with its messages unread would reset
 /// it, and the client would lose the reply and the close frame before it read them.
 pub(crate) async fn close_with(app: &App, mut socket: WebSocket, code: u16, reason: &str) {
-    let mut reason = reason.to_owned();
-    while reason.len() > 123 {
-        reason.pop();
-    }
     let frame = CloseFrame {
         code,
-        reason: reason.into(),
+        reason: close_reason(reason).into(),
     };
     // A client that reads nothing (its buffers full) is not waited for.
     let sent = tokio::time::timeout(CLOSING_TIME, socket.send(Message::Close(Some(frame)))).await;
@@ -713,12 +710,43 @@ pub(crate) async fn close_with(app: &App, mut socket: WebSocket, code: u16, reas
     }));
 }
 
+/// `reason` as a close frame holds it: at most 123 bytes, so a longer one is cut at a
+/// character and ends with "…" to show that it was (the reply before the close, where there
+/// is one, has all of it).
+fn close_reason(reason: &str) -> String {
+    const MOST: usize = 123;
+    const CUT: &str = "…";
+    if reason.len() <= MOST {
+        return reason.to_owned();
+    }
+    let mut end = MOST - CUT.len();
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{CUT}", &reason[..end])
+}
+
 /// How long a closing session waits for the client's answer to its close frame.
 const CLOSING_TIME: Duration = Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A close reason fits a close frame; a cut one says so, and is cut at a character.
+    #[test]
+    fn close_reasons_fit_their_frame_and_show_a_cut() {
+        assert_eq!(close_reason("short"), "short");
+        let exact = "x".repeat(123);
+        assert_eq!(close_reason(&exact), exact);
+        let long = format!(
+            "access withdrawn: user '{}' may no longer use it",
+            "é".repeat(80)
+        );
+        let cut = close_reason(&long);
+        assert!(cut.len() <= 123 && cut.ends_with('…'), "{cut}");
+        assert!(long.starts_with(cut.trim_end_matches('…')));
+    }
 
     /// Each network has its own eight starts, and all networks together sixty-four; one
     /// more waits until one is given back.
