@@ -610,6 +610,25 @@ async fn tokens_carry_the_current_role_and_die_with_their_user() {
         .expect(200);
     let info = boss.get("auth").await.expect(200).json();
     assert_eq!(info["is_admin"], true, "{info}");
+    // A global admin's login is for the global admins' project: demoted, that token is
+    // refused, saying why (it said that the user was no longer assigned to 'admin').
+    let global = server.login("boss_user", "password1").await;
+    assert_eq!(
+        global.get("auth").await.expect(200).json()["project_id"],
+        "admin"
+    );
+    admin
+        .put("user", &json!({"id": "boss_user", "is_admin": false}))
+        .await
+        .expect(200);
+    let refused = global.get("auth").await.expect(401);
+    assert!(
+        refused
+            .body
+            .contains("user 'boss_user' is no longer a global admin"),
+        "{}",
+        refused.body
+    );
 
     // Deleted and created again under the same id at once, by the same admin and with the
     // same password (within the same second, so neither the creation time nor anything the
@@ -762,6 +781,7 @@ async fn admins_deleting_or_demoting_each_other_at_once_leave_one_of_them() {
         assert!(
             refused.body.contains("no longer exists")
                 || refused.body.contains("is no longer assigned")
+                || refused.body.contains("is no longer a global admin")
                 || refused.body.contains("Only global admins"),
             "{}",
             refused.body

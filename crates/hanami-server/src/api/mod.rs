@@ -481,6 +481,9 @@ pub enum TokenRefused {
         /// The token's project.
         project: String,
     },
+    /// It is for the global admins' own project, and its user is no global admin any more.
+    #[error("user '{0}' is no longer a global admin (the token is for the global admins' project)")]
+    NoLongerAdmin(String),
     /// An older version issued it, without the tag of its assignment.
     #[error("{}: log in again", hanami_types::auth::OUTDATED_TOKEN)]
     Outdated,
@@ -559,9 +562,13 @@ pub async fn current_caller(
         return Err(TokenRefused::Outdated);
     }
     let context = token::current_context(&record.user, &caller.project_id).ok_or_else(|| {
-        TokenRefused::NotAssigned {
-            user: caller.id.clone(),
-            project: caller.project_id.clone(),
+        if caller.project_id == hanami_auth::ADMIN_PROJECT {
+            TokenRefused::NoLongerAdmin(caller.id.clone())
+        } else {
+            TokenRefused::NotAssigned {
+                user: caller.id.clone(),
+                project: caller.project_id.clone(),
+            }
         }
     })?;
     if held == AssignmentCheck::AtIssue && now.assignment != verified.tags.assignment {
