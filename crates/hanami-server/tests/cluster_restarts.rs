@@ -2174,7 +2174,7 @@ async fn a_task_waits_for_file_descriptors_to_come_free() {
     );
     assert!(std::fs::read(&network).unwrap() != untrained);
     let warning = "cannot open its files: the server has run out of file descriptors; it \
-                   tries again for up to 60 s";
+                   tries again until the shortage has lasted 60 s";
     assert!(server.logged().contains(warning), "{}", server.logged());
 }
 

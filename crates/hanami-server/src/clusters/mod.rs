@@ -1279,7 +1279,7 @@ impl ClusterHandle {
                 warned = true;
                 tracing::warn!(
                     "{} ({}) cannot open its files: the server has run out of file \
-                     descriptors; it tries again for up to {} s ({e:#})",
+                     descriptors; it tries again until the shortage has lasted {} s ({e:#})",
                     task.described(&self.row.name),
                     task.uuid,
                     DESCRIPTOR_WAIT.as_secs()
@@ -1906,13 +1906,27 @@ pub struct WorkerContext {
 /// Since when tasks have found the server out of file descriptors, shared by all workers: a
 /// task that cannot open its files waits for some to come free until the shortage has
 /// lasted a minute, so that later tasks give up at once instead of each waiting as long.
+/// Holds when the shortage was first and last met.
 #[derive(Debug, Default, Clone)]
-pub struct DescriptorShortage(Arc<Mutex<Option<std::time::Instant>>>);
+pub struct DescriptorShortage(Arc<Mutex<Option<(std::time::Instant, std::time::Instant)>>>);
 
 impl DescriptorShortage {
-    /// Notes that a task found the shortage; since when it lasts.
+    /// Notes that a task found the shortage; since when it lasts. One last met longer ago
+    /// than a few tries of a waiting task is over (no task got past it, none waited for
+    /// it): this is a new one.
     fn seen(&self) -> std::time::Instant {
-        *lock(&self.0).get_or_insert_with(std::time::Instant::now)
+        self.seen_at(std::time::Instant::now())
+    }
+
+    /// [`DescriptorShortage::seen`] at `now`.
+    fn seen_at(&self, now: std::time::Instant) -> std::time::Instant {
+        let mut met = lock(&self.0);
+        let since = match *met {
+            Some((since, last)) if now - last <= 4 * DESCRIPTOR_RETRY => since,
+            _ => now,
+        };
+        *met = Some((since, now));
+        since
     }
 
     /// Notes that a task got past opening its files: the shortage is over.
@@ -2229,6 +2243,23 @@ impl Clusters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A shortage lasts from when it was first met while tasks keep meeting it; one that
+    /// nobody met for a few tries is over, and the next is a new one.
+    #[test]
+    fn a_descriptor_shortage_lasts_while_tasks_meet_it() {
+        let shortage = DescriptorShortage::default();
+        let start = std::time::Instant::now();
+        assert_eq!(shortage.seen_at(start), start);
+        let later = start + DESCRIPTOR_RETRY;
+        assert_eq!(shortage.seen_at(later), start);
+        assert_eq!(shortage.seen_at(later + 4 * DESCRIPTOR_RETRY), start);
+        let after_a_pause = later + 10 * DESCRIPTOR_RETRY;
+        assert_eq!(shortage.seen_at(after_a_pause), after_a_pause);
+        shortage.over();
+        let again = after_a_pause + DESCRIPTOR_RETRY;
+        assert_eq!(shortage.seen_at(again), again);
+    }
 
     #[test]
     fn the_spare_core_goes_to_one_task_at_a_time() {
