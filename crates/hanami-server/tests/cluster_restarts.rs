@@ -2237,3 +2237,26 @@ async fn a_task_stopped_while_it_waits_for_file_descriptors_is_queued_again_as_i
     assert_eq!(trained.note, None, "{trained:?}");
     assert!(std::fs::read(&network).unwrap() != untrained);
 }
+
+/// A save that cannot write its checkpoint because the server has run out of file
+/// descriptors waits for some to come free too, and then makes its checkpoint (it was
+/// aborted at once).
+#[tokio::test]
+async fn a_save_waits_for_file_descriptors_to_come_free() {
+    // The first two files that tasks open fail with EMFILE.
+    let server = launch().env("HANAMI_FAIL_AT", "task:descriptors").start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let cluster = common::seed_cluster(&client, "save descriptors").await;
+    let started = Instant::now();
+    let save = client.save_cluster(&cluster, "saved").await.unwrap().uuid;
+    let saved = finished(&client, &cluster, &save).await;
+    assert_eq!(saved.note, None, "{saved:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "it did not wait"
+    );
+    client.checkpoint(&save).await.unwrap();
+    assert!(server.data_dir.join("checkpoints").join(&save).is_file());
+    let warning = "cannot open its files: the server has run out of file descriptors";
+    assert!(server.logged().contains(warning), "{}", server.logged());
+}

@@ -228,6 +228,11 @@ fn injected_store_failure() -> StoreError {
     )))
 }
 
+/// The `HANAMI_FAIL_AT` point (debug builds) at which the first two files that tasks open
+/// (their datasets, a save's checkpoint) fail as if the server had run out of file
+/// descriptors.
+const DESCRIPTORS_POINT: &str = "task:descriptors";
+
 /// How long a task that cannot open its files, because the server has run out of file
 /// descriptors, waits for some to come free before it is aborted.
 const DESCRIPTOR_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -1352,9 +1357,20 @@ impl ClusterHandle {
             } => {
                 let bytes = cluster?.save();
                 let dir = ctx.paths.checkpoints();
-                let _space = ctx.reserve_disk(&dir, "the checkpoint", bytes.len() as u64)?;
                 let path = dir.join(&task.uuid);
-                write_durably(&path, &bytes).context("cannot write the checkpoint file")?;
+                let written = ctx
+                    .reserve_disk(&dir, "the checkpoint", bytes.len() as u64)
+                    .and_then(|_space| {
+                        if crate::crash_point::fails_first(DESCRIPTORS_POINT, 2) {
+                            return Err(std::io::Error::from_raw_os_error(libc::EMFILE))
+                                .context("cannot write the checkpoint file");
+                        }
+                        write_durably(&path, &bytes).context("cannot write the checkpoint file")
+                    });
+                if let Err(e) = written {
+                    // Nothing is changed by a save that wrote nothing.
+                    return Ok(Ran::NotBegun(e));
+                }
                 let row =
                     ResourceRow::new(&task.uuid, &task.name, owner_id, project_id, &task.uuid);
                 task.set_progress(1);
@@ -2097,7 +2113,7 @@ enum Ran {
     /// `began` unless it stopped before it changed anything.
     Stopped { goes_on: bool, began: bool },
     /// It failed before it changed anything (its datasets or its result could not be
-    /// opened): the network is as it was.
+    /// opened, a save's checkpoint could not be written): the network is as it was.
     NotBegun(anyhow::Error),
 }
 

@@ -12,10 +12,6 @@ use hanami_store::dataset::{ColumnRange, DatasetFileError, DatasetReader, RowCur
 
 use super::Interfaces;
 
-/// The `HANAMI_FAIL_AT` point (debug builds) at which the first two openings of a task's
-/// datasets fail as if the server had run out of file descriptors.
-const DESCRIPTORS_POINT: &str = "task:descriptors";
-
 /// The `HANAMI_FAIL_AT` point (debug builds) at which every opening of a task's datasets
 /// fails so.
 const DESCRIPTORS_LASTING_POINT: &str = "task:descriptors-lasting";
@@ -132,7 +128,7 @@ impl DatasetRows {
             let start = same.iter().map(|b| b.columns.start_column).min();
             let end = same.iter().map(|b| b.columns.end_column).max();
             let union = ColumnRange::new(start.unwrap_or(0), end.unwrap_or(0));
-            let opened = if crate::crash_point::fails_first(DESCRIPTORS_POINT, 2)
+            let opened = if crate::crash_point::fails_first(super::DESCRIPTORS_POINT, 2)
                 || crate::crash_point::fails(DESCRIPTORS_LASTING_POINT)
             {
                 Err(DatasetFileError::Io {
