@@ -849,28 +849,27 @@ impl ClusterHandle {
         let start_recorded = ctx.record(task, &self.row);
         let outcome = work
             .as_ref()
-            .map(|work| self.execute_patiently(task, work, ctx));
+            .map(|work| (work, self.execute_patiently(task, work, ctx)));
         // One that failed or stopped before it began left the network as it was.
-        let began = !matches!(
-            outcome,
-            Some(Ok(Ok(Ran::NotBegun(_) | Ran::Stopped { began: false, .. })))
-        );
-        let changes_network = began && work.as_ref().is_some_and(Work::changes_network);
-        let ending = match (&work, outcome) {
-            (Some(work), Some(outcome)) => match outcome {
-                Ok(Ok(Ran::Done(product))) => Ending::End(TaskState::Finished, *product),
-                Ok(Ok(Ran::Stopped { goes_on, .. })) => self.stopped(task, work, goes_on, ctx),
-                Ok(Ok(Ran::NotBegun(e)) | Err(e)) => {
-                    ctx.log_error(task, &self.row, &e);
-                    Ending::End(TaskState::Aborted, Product::Nothing)
-                }
-                Err(_) => {
-                    let e = anyhow::anyhow!("the task panicked");
-                    ctx.log_error(task, &self.row, &e);
-                    Ending::End(TaskState::Aborted, Product::Nothing)
-                }
-            },
-            _ => Ending::End(TaskState::Aborted, Product::Nothing),
+        let changes_network = match &outcome {
+            Some((_, Ok(Ok(Ran::NotBegun(_) | Ran::Stopped { began: false, .. })))) | None => false,
+            Some((work, _)) => work.changes_network(),
+        };
+        let ending = match outcome {
+            Some((_, Ok(Ok(Ran::Done(product))))) => Ending::End(TaskState::Finished, *product),
+            Some((work, Ok(Ok(Ran::Stopped { goes_on, .. })))) => {
+                self.stopped(task, work, goes_on, ctx)
+            }
+            Some((_, Ok(Ok(Ran::NotBegun(e)) | Err(e)))) => {
+                ctx.log_error(task, &self.row, &e);
+                Ending::End(TaskState::Aborted, Product::Nothing)
+            }
+            Some((_, Err(_))) => {
+                let e = anyhow::anyhow!("the task panicked");
+                ctx.log_error(task, &self.row, &e);
+                Ending::End(TaskState::Aborted, Product::Nothing)
+            }
+            None => Ending::End(TaskState::Aborted, Product::Nothing),
         };
         if let Ending::End(TaskState::Aborted, _) = ending {
             // One that a shutdown stopped and that could not go on says so.
@@ -1361,11 +1360,12 @@ impl ClusterHandle {
                 let written = ctx
                     .reserve_disk(&dir, "the checkpoint", bytes.len() as u64)
                     .and_then(|_space| {
-                        if crate::crash_point::fails_first(DESCRIPTORS_POINT, 2) {
-                            return Err(std::io::Error::from_raw_os_error(libc::EMFILE))
-                                .context("cannot write the checkpoint file");
-                        }
-                        write_durably(&path, &bytes).context("cannot write the checkpoint file")
+                        let written = if crate::crash_point::fails_first(DESCRIPTORS_POINT, 2) {
+                            Err(std::io::Error::from_raw_os_error(libc::EMFILE))
+                        } else {
+                            write_durably(&path, &bytes)
+                        };
+                        written.context("cannot write the checkpoint file")
                     });
                 if let Err(e) = written {
                     // Nothing is changed by a save that wrote nothing.
@@ -1463,10 +1463,11 @@ impl ClusterHandle {
     ) -> bool {
         let refused = RefusedGrowth::between(before, cluster.growth_stats());
         let why = ctx.refused_growth(cluster, refused, "this task", did);
-        if let Some(why) = &why {
-            ctx.log_error(task, &self.row, &anyhow::anyhow!(why.clone()));
-        }
-        why.is_some()
+        let Some(why) = why else {
+            return false;
+        };
+        ctx.log_error(task, &self.row, &anyhow::anyhow!(why));
+        true
     }
 
     /// Runs a request task's rows (from where a shutdown stopped it, if one did) and writes

@@ -719,10 +719,7 @@ fn close_reason(reason: &str) -> String {
     if reason.len() <= MOST {
         return reason.to_owned();
     }
-    let mut end = MOST - CUT.len();
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = reason.floor_char_boundary(MOST - CUT.len());
     format!("{}{CUT}", &reason[..end])
 }
 
