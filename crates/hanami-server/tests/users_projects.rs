@@ -640,6 +640,50 @@ async fn tokens_carry_the_current_role_and_die_with_their_user() {
     new_boss.get("auth").await.expect(200);
 }
 
+/// A token revoked while its renewal is on its way (its user taken out of the token's
+/// project and put back, after the request's token was checked and before the renewal read
+/// the user) gets no new token: the renewal checks it again against the same reading of the
+/// user that the new token is made from (it minted one from the new assignment).
+#[tokio::test]
+async fn a_token_revoked_while_its_renewal_is_on_its_way_gets_no_new_one() {
+    let point = "token-renew:checked";
+    let server = common::launch().pause_at(point, 1500).start();
+    let admin = server.admin().await;
+    let late = member(&server, &admin, "late_user", "proj_late", false).await;
+    let to_own_project = json!({"project_id": "proj_late"});
+    let renewal = late.put("token", &to_own_project);
+    let reassignment = async {
+        common::until_paused(&server, point, 1).await;
+        admin
+            .delete("user/project?id=late_user&project_id=proj_late")
+            .await
+            .expect(200);
+        admin
+            .post(
+                "user/project",
+                &json!({"id": "late_user", "project_id": "proj_late", "role": "member",
+                        "is_project_admin": false}),
+            )
+            .await
+            .expect(200);
+    };
+    let (refused, ()) = tokio::join!(renewal, reassignment);
+    let refused = refused.expect(401);
+    assert!(
+        refused.body.contains(hanami_types::auth::REASSIGNED_SINCE),
+        "{}",
+        refused.body
+    );
+    // A token of the new assignment is renewed, pause and all.
+    let fresh = server.login("late_user", "password1").await;
+    let renewed = fresh.put("token", &to_own_project).await.expect(200).json();
+    assert!(
+        renewed["token"].as_str().is_some_and(|t| !t.is_empty()),
+        "{renewed}"
+    );
+    assert_eq!(common::pauses(&server, point), 2);
+}
+
 #[tokio::test]
 async fn owners_of_pending_checkpoints_and_results_are_kept_until_their_tasks_end() {
     let server = TestServer::start();

@@ -39,6 +39,7 @@ use axum::response::{IntoResponse, Response};
 use hanami_auth::{Caller, Method, TokenError, Verified};
 use hanami_store::StoreError;
 use hanami_store::resources::{FileNote, Holder, Kind, ResourceRow};
+use hanami_store::users::UserRecord;
 use hanami_types::scope::Scope;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -231,7 +232,8 @@ async fn process(
 
     let token = token_header(&parts.headers)?;
     check_endpoint_id(endpoint)?;
-    let caller = verify_token(app, token).await?;
+    let verified = verify_signature(app, token)?;
+    let caller = current_caller(app, &verified, AssignmentCheck::AtIssue).await?;
     facts.user_id = caller.id.clone();
     if !app.policy.allows(endpoint, method, &caller.role) {
         return Err(ApiError::Unauthorized(
@@ -251,6 +253,14 @@ async fn process(
             Err(e) if method == Method::Delete && e.is_disk_full() => audit_after = true,
             Err(e) => return Err(e.into()),
         }
+    }
+    if endpoint == token::LOGIN_ENDPOINT && method == Method::Put {
+        // Renewal checks the token again, against the reading of the user it is made from.
+        validate::validate(token::RENEW_FIELDS, &mut input)?;
+        let renewal = serde_json::from_value(Value::Object(input))
+            .map_err(|e| ApiError::BadRequest(format!("Invalid input: {e}")))?;
+        let answer = token::renew(app, &verified, renewal).await?;
+        return serde_json::to_value(answer).map_err(|e| ApiError::Internal(e.into()));
     }
     let Some(route) = app.routes.endpoints.get(&(endpoint, method)) else {
         return Err(ApiError::BadRequest(format!(
@@ -502,16 +512,6 @@ impl From<TokenRefused> for ApiError {
     }
 }
 
-/// Verifies a token string and the account and assignment it names.
-pub async fn verify_token(app: &App, token: &str) -> Result<Caller, TokenRefused> {
-    current_caller(
-        app,
-        &verify_signature(app, token)?,
-        AssignmentCheck::AtIssue,
-    )
-    .await
-}
-
 /// Which assignment of its user to its project a token holds on to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AssignmentCheck {
@@ -544,13 +544,23 @@ pub async fn current_caller(
     verified: &Verified,
     held: AssignmentCheck,
 ) -> Result<Caller, TokenRefused> {
-    let caller = &verified.caller;
     let record = app
         .store
-        .user_record(&caller.id)
+        .user_record(&verified.caller.id)
         .await?
-        .ok_or_else(|| TokenRefused::UserGone(caller.id.clone()))?;
-    let now = token::tags_of(&record, &caller.project_id);
+        .ok_or_else(|| TokenRefused::UserGone(verified.caller.id.clone()))?;
+    caller_in(&record, verified, held)
+}
+
+/// The context a verified token grants its user as `record` has the user (see
+/// [`current_caller`]).
+pub(super) fn caller_in(
+    record: &UserRecord,
+    verified: &Verified,
+    held: AssignmentCheck,
+) -> Result<Caller, TokenRefused> {
+    let caller = &verified.caller;
+    let now = token::tags_of(record, &caller.project_id);
     // Tokens of versions before the `account` claim have neither tag.
     if verified.tags.account.is_empty() {
         return Err(TokenRefused::Outdated);

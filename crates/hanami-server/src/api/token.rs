@@ -1,6 +1,8 @@
 //! Login, token renewal (and project switch), and access validation.
 
-use hanami_auth::{ADMIN_PROJECT, Caller, Method, Tags, account_tag, assignment_tag, password};
+use hanami_auth::{
+    ADMIN_PROJECT, Caller, Method, Tags, Verified, account_tag, assignment_tag, password,
+};
 use hanami_store::users::UserRecord;
 use hanami_types::auth::{AuthInfo, RenewTokenRequest, TokenRequest, TokenResponse};
 use hanami_types::users::User;
@@ -8,7 +10,7 @@ use serde::Deserialize;
 use std::net::IpAddr;
 
 use super::validate::{Field, Pattern};
-use super::{ApiError, ApiResult, Routes};
+use super::{ApiError, ApiResult, AssignmentCheck, Routes, TokenRefused};
 use crate::state::App;
 
 /// Endpoint id of login and renewal.
@@ -20,7 +22,8 @@ pub const LOGIN_FIELDS: &[Field] = &[
     Field::string("password", None, 8, 4096),
 ];
 
-const RENEW_FIELDS: &[Field] = &[Field::string("project_id", Some(Pattern::Id), 4, 254)];
+/// Inputs of `PUT token`.
+pub(super) const RENEW_FIELDS: &[Field] = &[Field::string("project_id", Some(Pattern::Id), 4, 254)];
 
 const AUTH_FIELDS: &[Field] = &[
     Field::string("endpoint", Some(Pattern::Endpoint), 4, 256).optional(),
@@ -28,7 +31,6 @@ const AUTH_FIELDS: &[Field] = &[
 ];
 
 pub(super) fn register(routes: &mut Routes) {
-    routes.add(LOGIN_ENDPOINT, Method::Put, RENEW_FIELDS, renew);
     routes.add("v1.0alpha/auth", Method::Get, AUTH_FIELDS, check_access);
 }
 
@@ -85,19 +87,30 @@ pub async fn login(app: &App, request: TokenRequest, client: IpAddr) -> ApiResul
     Ok(token_response(app, &record, &caller))
 }
 
-/// `PUT token`: a fresh token for the caller in the chosen project, with the user's
-/// current name, admin flag and role.
-async fn renew(app: App, caller: Caller, request: RenewTokenRequest) -> ApiResult<TokenResponse> {
-    let record = app.store.user_record(&caller.id).await?.ok_or_else(|| {
-        ApiError::Unauthorized(format!("User with id '{}' no longer exists.", caller.id))
-    })?;
+/// `PUT token`: a fresh token for the caller of `verified` in the chosen project, with the
+/// user's current name, admin flag and role. The token is checked again against the same
+/// reading of the user that the new token is made from: a token revoked while the request
+/// was on its way (its user taken out of its project, even if put back since) gets none.
+pub(super) async fn renew(
+    app: &App,
+    verified: &Verified,
+    request: RenewTokenRequest,
+) -> ApiResult<TokenResponse> {
+    crate::crash_point::reached_async("token-renew:checked").await;
+    let id = &verified.caller.id;
+    let record = app
+        .store
+        .user_record(id)
+        .await?
+        .ok_or_else(|| TokenRefused::UserGone(id.clone()))?;
+    super::caller_in(&record, verified, AssignmentCheck::AtIssue)?;
     let chosen = current_context(&record.user, &request.project_id).ok_or_else(|| {
         ApiError::Unauthorized(format!(
             "User with id '{}' is not assigned to the project with id '{}'.",
             record.user.id, request.project_id
         ))
     })?;
-    Ok(token_response(&app, &record, &chosen))
+    Ok(token_response(app, &record, &chosen))
 }
 
 /// The context of `user` in `project_id` as the database has it now (role and project-admin
