@@ -2206,7 +2206,8 @@ async fn a_task_that_did_not_begin_does_not_save_the_network() {
     assert!(staging.is_dir());
 }
 
-/// A task that a stop finds waiting for file descriptors has changed nothing: it is queued
+/// A task waiting for file descriptors says so in its note while it waits (its owner saw no
+/// reason for the wait). A stop that finds it waiting finds it unchanged: it is queued
 /// again as it was (no note that it stopped after 0 cycles, which it kept after it ran, and
 /// its network not saved again: with that save failing, it was aborted), and runs at the
 /// next start.
@@ -2225,6 +2226,16 @@ async fn a_task_stopped_while_it_waits_for_file_descriptors_is_queued_again_as_i
     let train = queue_training(&client, &cluster, "train", &dataset).await;
     server
         .wait_until_logged(&["cannot open its files: the server has run out of file descriptors"]);
+    // Its owner sees why it waits.
+    let waiting = client.task(&cluster, &train).await.unwrap();
+    assert_eq!(waiting.state, TaskState::Active, "{waiting:?}");
+    let note = waiting.note.unwrap_or_default();
+    assert!(
+        note.starts_with("waiting since ")
+            && note.contains("the server has run out of file descriptors (too many open files)")
+            && note.ends_with("until the shortage has lasted 60 s"),
+        "{note}"
+    );
     let staging = network.with_extension(format!("{train}.partial"));
     std::fs::create_dir(&staging).unwrap();
     drop(client);

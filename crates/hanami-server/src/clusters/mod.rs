@@ -1252,6 +1252,7 @@ impl ClusterHandle {
                 other => {
                     ctx.descriptor_shortage.over();
                     if warned {
+                        task.show_waiting(None);
                         tracing::info!(
                             "{} ({}) could open its files",
                             task.described(&self.row.name),
@@ -1263,6 +1264,7 @@ impl ClusterHandle {
             };
             if task.cancel.load(Ordering::Relaxed) {
                 // Nothing done: it can go on from its start.
+                task.show_waiting(None);
                 return Ok(Ok(Ran::Stopped {
                     goes_on: true,
                     began: false,
@@ -1270,6 +1272,7 @@ impl ClusterHandle {
             }
             let lasted = ctx.descriptor_shortage.seen().elapsed();
             if lasted >= DESCRIPTOR_WAIT {
+                task.show_waiting(None);
                 let e = e.context(format!(
                     "the server has run out of file descriptors (too many open files) for {} \
                      s: raise the limit it runs under (ulimit -n, systemd's LimitNOFILE; the \
@@ -1281,6 +1284,14 @@ impl ClusterHandle {
             }
             if !warned {
                 warned = true;
+                task.show_waiting(Some(format!(
+                    "waiting since {}: the server has run out of file descriptors (too many \
+                     open files), so the task cannot open its files; it tries again every \
+                     {} ms until the shortage has lasted {} s",
+                    hanami_store::now_timestamp(),
+                    DESCRIPTOR_RETRY.as_millis(),
+                    DESCRIPTOR_WAIT.as_secs()
+                )));
                 tracing::warn!(
                     "{} ({}) cannot open its files: the server has run out of file \
                      descriptors; it tries again until the shortage has lasted {} s ({e:#})",

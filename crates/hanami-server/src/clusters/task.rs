@@ -324,6 +324,8 @@ struct Timeline {
     end: Option<String>,
     /// See [`Task::add_note`].
     note: Option<String>,
+    /// See [`Task::show_waiting`].
+    waiting: Option<String>,
 }
 
 /// A task and its progress. Shared between the API and the cluster's worker.
@@ -369,6 +371,7 @@ impl Task {
                 start: None,
                 end: None,
                 note: None,
+                waiting: None,
             }),
             work: Mutex::new(Some(work)),
             cancel: AtomicBool::new(false),
@@ -432,6 +435,7 @@ impl Task {
                 start: row.started_at,
                 end: row.ended_at,
                 note: row.note,
+                waiting: None,
             }),
             work: Mutex::new(None),
             cancel: AtomicBool::new(false),
@@ -477,6 +481,12 @@ impl Task {
             Some(earlier) => format!("{earlier}; {text}"),
             None => text.to_owned(),
         });
+    }
+
+    /// Shows what the task waits for before it can begin, after its note while it waits
+    /// (`GET task`; the database does not keep it); `None` once it no longer waits.
+    pub fn show_waiting(&self, why: Option<String>) {
+        self.timeline().waiting = why;
     }
 
     /// The task in words, for logs: `train task 'name' of cluster 'cluster'`.
@@ -627,7 +637,10 @@ impl Task {
             queue_timestamp: self.queued_at.clone(),
             start_timestamp: stamp(&timeline.start),
             end_timestamp: stamp(&timeline.end),
-            note: timeline.note.clone(),
+            note: match (&timeline.note, &timeline.waiting) {
+                (Some(note), Some(waiting)) => Some(format!("{note}; {waiting}")),
+                (note, waiting) => note.clone().or_else(|| waiting.clone()),
+            },
         }
     }
 
