@@ -32,8 +32,9 @@ pub enum Error {
         body: String,
     },
     /// The server could not be reached or the connection broke; the text names the cause
-    /// (a refused connection, a timeout, a certificate).
-    #[error("connection to the server failed: {}", with_causes(.0))]
+    /// (a refused connection, a timeout, a refused certificate in words, an address whose
+    /// scheme does not match what the server speaks; see [`transport_text`]).
+    #[error("connection to the server failed: {}", transport_text(.0))]
     Transport(#[from] reqwest::Error),
     /// A websocket session could not be opened or broke off (a connection refused or cut,
     /// a close without a reason), or it ended earlier and was used again.
@@ -223,6 +224,40 @@ fn page_title(page: &str) -> Option<String> {
     Some(title.join(" ").chars().take(80).collect())
 }
 
+/// The text of a failed connection: [`with_causes`], with a refused server certificate
+/// named in words (the TLS library names some causes by their code only, such as
+/// `Other(OtherError(CaUsedAsEndEntity))` for a self-signed certificate made with openssl)
+/// and a note where the address's scheme does not match what the server speaks.
+pub fn transport_text(error: &reqwest::Error) -> String {
+    described_transport(with_causes(error))
+}
+
+/// [`transport_text`] of the text of an error and its causes.
+fn described_transport(text: String) -> String {
+    if let Some((_, cause)) = text.split_once("invalid peer certificate: ") {
+        let code = cause
+            .trim_start_matches("Other(OtherError(")
+            .trim_end_matches(')');
+        let words = match code {
+            "UnknownIssuer" | "CaUsedAsEndEntity" | "BadSignature" => {
+                format!("no certificate that this client trusts signed it ({code})")
+            }
+            _ => cause.to_owned(),
+        };
+        return format!("the server's certificate was refused: {words}");
+    }
+    // A TLS client got something that is no TLS record: plain HTTP.
+    let scheme = if text.contains("InvalidContentType") {
+        "the server seems to speak plain HTTP: use an http:// address"
+    // An HTTP client got a TLS record where a status line belongs.
+    } else if text.contains("invalid HTTP version") {
+        "the server seems to speak HTTPS: use an https:// address"
+    } else {
+        return text;
+    };
+    format!("{text} ({scheme})")
+}
+
 /// An error's text followed by the texts of its causes that it does not already hold
 /// (`error sending request …: tcp connect error: Connection refused (os error 111)`).
 pub fn with_causes(error: &dyn std::error::Error) -> String {
@@ -241,7 +276,28 @@ pub fn with_causes(error: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::Error;
+    use super::{Error, described_transport};
+
+    #[test]
+    fn certificate_causes_are_put_in_words() {
+        let prefix = "error sending request for url (https://127.0.0.1:1/v1.0alpha/token): \
+                      client error (Connect): invalid peer certificate: ";
+        // openssl's self-signed certificates are CA certificates.
+        assert_eq!(
+            described_transport(format!("{prefix}Other(OtherError(CaUsedAsEndEntity))")),
+            "the server's certificate was refused: no certificate that this client trusts \
+             signed it (CaUsedAsEndEntity)"
+        );
+        // Causes the library words itself are kept.
+        let expired = "certificate expired: verification time 2, but certificate is not \
+                       valid after 1";
+        assert_eq!(
+            described_transport(format!("{prefix}{expired}")),
+            format!("the server's certificate was refused: {expired}")
+        );
+        let refused = "tcp connect error: Connection refused (os error 111)";
+        assert_eq!(described_transport(refused.to_owned()), refused);
+    }
 
     #[test]
     fn html_pages_and_empty_answers_are_explained() {

@@ -161,5 +161,5 @@ mod users;
 
 pub use client::{CONNECT_TIMEOUT, Client, ConnectOptions, DEFAULT_ANSWER_TIMEOUT};
 pub use direct::DirectSession;
-pub use error::{Error, Result, Stall, with_causes};
+pub use error::{Error, Result, Stall, transport_text, with_causes};
 pub use hanami_types as types;

@@ -749,7 +749,30 @@ async fn a_self_signed_certificate_marked_as_a_ca_is_trusted_when_given() {
     let (other, _) = ca_like(vec!["localhost".into(), "127.0.0.1".into()]);
     let refused =
         hanami_sdk::Client::login_with(&server.url, ADMIN, ADMIN_PW, &trusting(other.pem())).await;
-    assert!(refused.is_err());
+    // The cause in words, not as the TLS library's code only.
+    let text = refused
+        .expect_err("another certificate is no trust")
+        .to_string();
+    assert!(
+        text.starts_with(
+            "connection to the server failed: the server's certificate was refused: no \
+             certificate that this client trusts signed it ("
+        ),
+        "{text}"
+    );
+    // A client that trusts nothing of the kind is refused so too; one that speaks plain
+    // HTTP to the HTTPS port is told by the server to use https.
+    let untrusting = hanami_sdk::ConnectOptions::default();
+    let refused = hanami_sdk::Client::login_with(&server.url, ADMIN, ADMIN_PW, &untrusting).await;
+    let text = refused.expect_err("nothing trusted").to_string();
+    assert!(
+        text.contains("no certificate that this client trusts"),
+        "{text}"
+    );
+    let plain = server.url.replace("https://", "http://");
+    let refused = hanami_sdk::Client::login_with(&plain, ADMIN, ADMIN_PW, &untrusting).await;
+    let text = refused.expect_err("plain HTTP").to_string();
+    assert!(text.contains("use an https:// address"), "{text}");
     // A certificate that does not name the server is refused, trusted or not.
     let (elsewhere, elsewhere_key) = ca_like(vec!["example.org".into()]);
     std::fs::write(&cert_path, elsewhere.pem()).unwrap();
@@ -770,7 +793,23 @@ async fn a_self_signed_certificate_marked_as_a_ca_is_trusted_when_given() {
     let refused =
         hanami_sdk::Client::login_with(&server.url, ADMIN, ADMIN_PW, &trusting(elsewhere.pem()))
             .await;
-    assert!(refused.is_err());
+    let text = refused.expect_err("another name").to_string();
+    assert!(
+        text.starts_with("connection to the server failed: the server's certificate was refused: ")
+            && text.contains("example.org"),
+        "{text}"
+    );
+    // HTTPS to a plain HTTP server is told to use http.
+    let plain_server = launch().start();
+    let tls_to_plain = plain_server.url.replace("http://", "https://");
+    let refused =
+        hanami_sdk::Client::login_with(&tls_to_plain, ADMIN, ADMIN_PW, &trusting(elsewhere.pem()))
+            .await;
+    let text = refused.expect_err("TLS to plain HTTP").to_string();
+    assert!(
+        text.ends_with("(the server seems to speak plain HTTP: use an http:// address)"),
+        "{text}"
+    );
     // Nor one whose extended key usage leaves out server authentication.
     let (client_only, client_only_key) = ca_for(
         vec!["127.0.0.1".into()],

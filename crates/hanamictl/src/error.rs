@@ -61,7 +61,7 @@ impl CliError {
                  makes its URL invalid or too long ({cause})"
             )),
             (_, E::Transport(e)) => {
-                let mut text = hanami_sdk::with_causes(&e);
+                let mut text = hanami_sdk::transport_text(&e);
                 if e.is_timeout() && e.is_connect() {
                     // TCP or TLS handshake: no answer timeout applies yet.
                     text.push_str(&format!(
@@ -81,19 +81,8 @@ impl CliError {
                          --answer-timeout or HANAMI_ANSWER_TIMEOUT)",
                     );
                 } else if let Some(hint) = certificate_hint(&text, options) {
-                    if let Some(cause) = certificate_cause(&text) {
-                        text = cause;
-                    }
                     text.push('\n');
                     text.push_str(hint);
-                } else if text.contains("InvalidContentType") {
-                    // A TLS client got something that is no TLS record: plain HTTP.
-                    text.push_str(
-                        "\n(the server seems to speak plain HTTP: use an http:// address)",
-                    );
-                } else if text.contains("invalid HTTP version") {
-                    // An HTTP client got a TLS record where a status line belongs.
-                    text.push_str("\n(the server seems to speak HTTPS: use an https:// address)");
                 } else if text.contains("connection closed before message completed") {
                     text.push_str(
                         "\n(the server closed the connection without an answer: is the server \
@@ -123,23 +112,6 @@ impl CliError {
             status => status,
         }
     }
-}
-
-/// Why the server's certificate was refused, in words, from the text of the TLS library,
-/// which names some causes by their code only (`Other(OtherError(CaUsedAsEndEntity))`, a
-/// self-signed certificate made with openssl); `None` for other errors.
-fn certificate_cause(text: &str) -> Option<String> {
-    let (_, cause) = text.split_once("invalid peer certificate: ")?;
-    let code = cause
-        .trim_start_matches("Other(OtherError(")
-        .trim_end_matches(')');
-    let words = match code {
-        "UnknownIssuer" | "CaUsedAsEndEntity" | "BadSignature" => {
-            format!("no certificate that this client trusts signed it ({code})")
-        }
-        _ => cause.to_owned(),
-    };
-    Some(format!("the server's certificate was refused: {words}"))
 }
 
 /// What to do about a refused server certificate, for the error text of a TLS failure.
@@ -203,30 +175,5 @@ fn with_rule_in_words(code: u16, body: String) -> String {
             format!("{body}\nnote: the value must be {}{length}", pattern.rule())
         }
         None => body,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::certificate_cause;
-
-    #[test]
-    fn certificate_causes_are_put_in_words() {
-        let prefix = "error sending request for url (https://127.0.0.1:1/v1.0alpha/token): \
-                      client error (Connect): invalid peer certificate: ";
-        // openssl's self-signed certificates are CA certificates.
-        assert_eq!(
-            certificate_cause(&format!("{prefix}Other(OtherError(CaUsedAsEndEntity))")).unwrap(),
-            "the server's certificate was refused: no certificate that this client trusts \
-             signed it (CaUsedAsEndEntity)"
-        );
-        // Causes the library words itself are kept.
-        let expired = "certificate expired: verification time 2, but certificate is not \
-                       valid after 1";
-        assert_eq!(
-            certificate_cause(&format!("{prefix}{expired}")).unwrap(),
-            format!("the server's certificate was refused: {expired}")
-        );
-        assert_eq!(certificate_cause("connection refused"), None);
     }
 }
