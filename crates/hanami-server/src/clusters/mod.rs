@@ -872,8 +872,9 @@ mod tests {
     use super::*;
     use task::Work;
 
-    /// A save that comes after the deletion (a task's end-of-run save, say, racing with the
-    /// delete request) writes nothing: the deleted cluster's file stays removed.
+    /// A running task that a shutdown stopped and its owner then deleted ends as the
+    /// deletion decides (aborted), not queued again for the next start; once the stop has
+    /// queued it again, a deletion withdraws it.
     #[test]
     fn a_deletion_during_the_stop_is_not_taken_for_the_stop() {
         let dir = tempfile::tempdir().unwrap();
@@ -921,6 +922,8 @@ mod tests {
         assert!(cluster.tasks().is_empty());
     }
 
+    /// A save that comes after the deletion (a task's end-of-run save, say, racing with the
+    /// delete request) writes nothing: the deleted cluster's file stays removed.
     #[test]
     fn a_deleted_cluster_saves_no_file() {
         let dir = tempfile::tempdir().unwrap();
