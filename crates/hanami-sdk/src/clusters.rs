@@ -51,8 +51,9 @@ impl Client {
     /// Queues the restore of a checkpoint into a cluster, as a task of the cluster: the
     /// answer's uuid is the task's (see [`Client::wait_for_task`]). The checkpoint may be
     /// deleted once this has answered; the restore still reads it (unless the server stops
-    /// before the restore starts: the restart aborts it then, saying why). A cluster keeps at most
-    /// 16 restores queued ([`Error::Conflict`](crate::Error::Conflict) beyond).
+    /// before the restore starts: the restart aborts it then, saying why). The clusters of one
+    /// user keep at most 16 restores queued in all ([`Error::Conflict`](crate::Error::Conflict)
+    /// beyond).
     pub async fn restore_cluster(
         &self,
         cluster_uuid: &str,

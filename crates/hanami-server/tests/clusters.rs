@@ -125,42 +125,69 @@ async fn the_log_tells_of_datasets_and_task_ends() {
     server.wait_until_logged(&expected.each_ref().map(String::as_str));
 }
 
-/// A cluster keeps at most 16 restores queued (each holds its checkpoint's file open, so
-/// that deleting the checkpoint cannot fail it), and a queued restore that is deleted lets
-/// go of its file.
+/// The clusters of one user keep at most 16 restores queued in all (each holds its
+/// checkpoint's file open, so that deleting the checkpoint cannot fail it; with 16 per
+/// cluster, a member with many clusters could take every file descriptor of the server, and
+/// other users' requests failed), another user's clusters have their own 16, and a queued
+/// restore that is deleted lets go of its file.
 #[tokio::test]
-async fn queued_restores_are_bounded_and_let_go_of_their_files() {
+async fn queued_restores_are_bounded_per_user_and_let_go_of_their_files() {
     let server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let cluster = common::seed_cluster(&client, "holding").await;
-    let saved = client.save_cluster(&cluster, "ckpt").await.unwrap().uuid;
-    client.wait_for_task(&cluster, &saved, WAIT).await.unwrap();
-    // DIRECT mode holds the queue.
-    client.set_direct_mode(&cluster, true).await.unwrap();
+    let first = common::seed_cluster(&client, "holding").await;
+    let second = common::seed_cluster(&client, "holding too").await;
+    let saved = client.save_cluster(&first, "ckpt").await.unwrap().uuid;
+    client.wait_for_task(&first, &saved, WAIT).await.unwrap();
+    // DIRECT mode holds the queues.
+    client.set_direct_mode(&first, true).await.unwrap();
+    client.set_direct_mode(&second, true).await.unwrap();
     let before = server.open_files();
     let mut queued = Vec::new();
-    for _ in 0..16 {
-        queued.push(client.restore_cluster(&cluster, &saved).await.unwrap().uuid);
+    for i in 0..16 {
+        let cluster = if i % 2 == 0 { &first } else { &second };
+        let task = client.restore_cluster(cluster, &saved).await.unwrap().uuid;
+        queued.push((cluster.clone(), task));
     }
     assert!(server.open_files() >= before + 16);
-    let refused = client.restore_cluster(&cluster, &saved).await;
-    assert!(
-        matches!(&refused, Err(Error::Conflict(m)) if m.contains("has 16 restores queued")),
-        "{refused:?}"
-    );
-    for task in &queued {
-        client.delete_task(&cluster, task).await.unwrap();
+    for cluster in [&first, &second] {
+        let refused = client.restore_cluster(cluster, &saved).await;
+        assert!(
+            matches!(&refused, Err(Error::Conflict(m))
+                if m.contains("The clusters of user 'asdf' have 16 restores queued")),
+            "{refused:?}"
+        );
+    }
+    // Another user's clusters are not held up.
+    let admin = server.admin().await;
+    common::member(&server, &admin, "other_user", "other_proj", false).await;
+    let other = sdk(&server, "other_user", "password1").await;
+    let theirs = common::seed_cluster(&other, "theirs").await;
+    let their_save = other
+        .save_cluster(&theirs, "their ckpt")
+        .await
+        .unwrap()
+        .uuid;
+    other
+        .wait_for_task(&theirs, &their_save, WAIT)
+        .await
+        .unwrap();
+    let restored = other
+        .restore_cluster(&theirs, &their_save)
+        .await
+        .unwrap()
+        .uuid;
+    let done = other.wait_for_task(&theirs, &restored, WAIT).await.unwrap();
+    assert_eq!(done.state, TaskState::Finished);
+    for (cluster, task) in &queued {
+        client.delete_task(cluster, task).await.unwrap();
     }
     // (Slack for connections the server's database pools may have opened meanwhile.)
     let open = server.open_files();
     assert!(open < before + 8, "{open} files open, {before} before");
     // Room again; the restore runs once the cluster is back in TASK mode.
-    let restore = client.restore_cluster(&cluster, &saved).await.unwrap().uuid;
-    client.set_direct_mode(&cluster, false).await.unwrap();
-    let done = client
-        .wait_for_task(&cluster, &restore, WAIT)
-        .await
-        .unwrap();
+    let restore = client.restore_cluster(&first, &saved).await.unwrap().uuid;
+    client.set_direct_mode(&first, false).await.unwrap();
+    let done = client.wait_for_task(&first, &restore, WAIT).await.unwrap();
     assert_eq!(done.state, TaskState::Finished);
 }
 

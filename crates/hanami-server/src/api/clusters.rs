@@ -412,7 +412,9 @@ pub(super) fn unsaved_checkpoint(
     )))
 }
 
-/// Most restores one cluster keeps queued: each holds its checkpoint's file open.
+/// Most restores the clusters of one user (their owner) keep queued in all: each holds its
+/// checkpoint's file open, so that with a bound per cluster, a user with many clusters could
+/// take every file descriptor of the server (other users' requests then failed).
 const MAX_QUEUED_RESTORES: usize = 16;
 
 /// Queues the restore of a checkpoint (of any cluster) into the cluster. Its file is opened
@@ -437,13 +439,19 @@ async fn load(app: App, caller: Caller, request: LoadClusterRequest) -> ApiResul
         }
         return Err(not_found(given));
     };
-    let queued = cluster.queued(WorkKind::Restore);
+    let owner = &cluster.row.owner_id;
+    let queued: usize = app
+        .clusters
+        .all()
+        .iter()
+        .filter(|other| other.row.owner_id == *owner)
+        .map(|other| other.queued(WorkKind::Restore))
+        .sum();
     if queued >= MAX_QUEUED_RESTORES {
         return Err(ApiError::Conflict(format!(
-            "Cluster '{}' has {queued} restores queued, the most it keeps (each holds its \
-             checkpoint's file open); wait until they have run (a cluster in DIRECT mode runs \
-             none) or delete some",
-            cluster.row.uuid
+            "The clusters of user '{owner}' have {queued} restores queued, the most they keep \
+             in all (each holds its checkpoint's file open); wait until some have run (a \
+             cluster in DIRECT mode runs none) or delete some"
         )));
     }
     let uuid = &request.checkpoint_uuid;
