@@ -913,7 +913,8 @@ async fn users_can_be_changed() {
 /// A write while another program keeps the database locked fails once the busy timeout
 /// (10 s, after at most as long for a free connection) is over, with a 500 that says so;
 /// its entry goes to the server log, and to the error log only while it can be written
-/// (that write waited another 10 s for the lock).
+/// (that write waited another 10 s for the lock). A request refused for its input gets its
+/// 400 (the server log notes the audit entry it could not write).
 #[tokio::test]
 async fn a_database_locked_by_another_program_is_named_in_the_500() {
     let server = TestServer::start();
@@ -925,7 +926,15 @@ async fn a_database_locked_by_another_program_is_named_in_the_500() {
     // the third eight answered after 30 s).
     let mut error_ids = Vec::new();
     let mut within_busy_timeout = 0;
-    for write in new_projects_at_once(&server, &admin, "locked", 24) {
+    let writes = new_projects_at_once(&server, &admin, "locked", 24);
+    // A request refused for its input gets its 400, not the 500 of its audit entry.
+    let mut invalid_writer = server.client();
+    invalid_writer.token = admin.token.clone();
+    let invalid = tokio::spawn(async move {
+        let too_short = json!({"id": "x", "name": "Too short an id"});
+        invalid_writer.post("project", &too_short).await
+    });
+    for write in writes {
         let (refused, waited) = write.await.unwrap();
         let refused = refused.expect(500);
         assert!(
@@ -952,6 +961,9 @@ async fn a_database_locked_by_another_program_is_named_in_the_500() {
     }
     // At least those that had a connection at once.
     assert!(within_busy_timeout >= 8, "{within_busy_timeout}");
+    let refused = invalid.await.unwrap().expect(400);
+    assert!(refused.body.contains("'id'"), "{}", refused.body);
+    server.wait_until_logged(&["the audit log misses POST v1.0alpha/project by 'asdf', refused"]);
     let error_id = &error_ids[0];
     server.wait_until_logged(&[error_id, "not in the error log: the database is locked"]);
 

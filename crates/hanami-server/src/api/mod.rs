@@ -240,6 +240,18 @@ async fn process(
             hanami_types::websocket::POLICY_DENIED.into(),
         ));
     }
+    // The input is checked before the audit entry is written (which refused requests get
+    // too), so that a request refused for its input gets its 400 also where the audit log
+    // cannot be written (a database that another program locks): it does nothing.
+    let renewal = endpoint == token::LOGIN_ENDPOINT && method == Method::Put;
+    let route = app.routes.endpoints.get(&(endpoint, method));
+    let checked = match route {
+        Some(route) => validate::validate(route.fields, &mut input),
+        None if renewal => validate::validate(token::RENEW_FIELDS, &mut input),
+        None => Err(ApiError::BadRequest(format!(
+            "No endpoint found for path '{endpoint}' and type {method}"
+        ))),
+    };
     let mut audit_after = false;
     if method != Method::Get {
         match app
@@ -251,23 +263,28 @@ async fn process(
             // A full disk must not keep anyone from freeing space: a deletion goes ahead,
             // and its entry is written after it, when it has made room.
             Err(e) if method == Method::Delete && e.is_disk_full() => audit_after = true,
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                if let Err(refused) = checked {
+                    tracing::error!(
+                        "the audit log misses {method} {endpoint} by '{}', refused for its \
+                         input: it could not be written: {e}",
+                        caller.id
+                    );
+                    return Err(refused);
+                }
+                return Err(e.into());
+            }
         }
     }
-    if endpoint == token::LOGIN_ENDPOINT && method == Method::Put {
-        // Renewal checks the token again, against the reading of the user it is made from.
-        validate::validate(token::RENEW_FIELDS, &mut input)?;
+    checked?;
+    let Some(route) = route else {
+        // Only a renewal has no route: it checks the token again, against the reading of
+        // the user it makes the new token from.
         let renewal = serde_json::from_value(Value::Object(input))
             .map_err(|e| ApiError::BadRequest(format!("Invalid input: {e}")))?;
         let answer = token::renew(app, &verified, renewal).await?;
         return serde_json::to_value(answer).map_err(|e| ApiError::Internal(e.into()));
-    }
-    let Some(route) = app.routes.endpoints.get(&(endpoint, method)) else {
-        return Err(ApiError::BadRequest(format!(
-            "No endpoint found for path '{endpoint}' and type {method}"
-        )));
     };
-    validate::validate(route.fields, &mut input)?;
     let user_id = caller.id.clone();
     let scope = caller.scope();
     let answer = match (route.handler)(app.clone(), caller, input).await {
