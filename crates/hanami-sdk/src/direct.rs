@@ -238,14 +238,32 @@ impl DirectSession {
         }
     }
 
-    /// Closes the session (nothing to do for one that a failure ended).
+    /// Closes the session (nothing to do for one that a failure ended), and waits for the
+    /// server's answer (for the answer timeout at most): the server answers once it has
+    /// saved the network, so that a crash of the server after this has returned no longer
+    /// loses what the session trained.
     pub async fn close(mut self) -> Result<()> {
+        use futures_util::StreamExt as _;
         if self.ended.is_some() {
             return Ok(());
         }
         self.socket
             .close(None)
             .await
-            .map_err(|e| Error::WebSocket(e.to_string()))
+            .map_err(|e| Error::WebSocket(e.to_string()))?;
+        // Answers still on their way (of a call dropped before they came) come first.
+        let answered = async {
+            while let Some(Ok(message)) = self.socket.next().await {
+                if message.is_close() {
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(self.answer_timeout, answered)
+            .await
+            .map_err(|_| Error::SessionTimeout {
+                stall: crate::Stall::Answer,
+                waited: self.answer_timeout,
+            })
     }
 }

@@ -1374,6 +1374,41 @@ async fn a_lost_network_file_is_reported() {
     assert!(std::fs::metadata(&file).unwrap().len() > 0);
 }
 
+/// A direct-IO session's close returns once the server has saved what the session trained
+/// (the server answers the close frame after the save): a crash right after the close loses
+/// nothing (the close returned before the save, so a crash then lost the training).
+#[tokio::test]
+async fn a_closed_direct_io_session_has_saved_its_training() {
+    let point = "direct-session:saving";
+    let server = common::launch().pause_at(point, 1000).start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let cluster = client
+        .create_cluster("closing", SEED_TEMPLATE)
+        .await
+        .unwrap()
+        .uuid;
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let file = server.data_dir.join("clusters").join(&cluster);
+    let untrained = std::fs::read(&file).unwrap();
+    let picture = vec![180.0f32; 784];
+    let mut label = vec![0.0f32; 10];
+    label[3] = 1.0;
+    let mut session = client.direct_session(&cluster).await.unwrap();
+    for _ in 0..5 {
+        session
+            .train(&[("picture", &picture)], &[("label", &label)])
+            .await
+            .unwrap();
+    }
+    session.close().await.unwrap();
+    assert_eq!(common::pauses(&server, point), 1);
+    assert!(std::fs::read(&file).unwrap() != untrained);
+    drop(client);
+    let server = server.crash_and_restart();
+    let log = error_log_text(&server).await;
+    assert!(!log.contains("what direct IO trained since"), "{log}");
+}
+
 /// What direct IO trained and a crash lost is reported at the next start, once; a session
 /// that ended (and so saved its network) leaves nothing to report, and one whose save was
 /// in place when the crash came before the server forgot its note is told as such (it was

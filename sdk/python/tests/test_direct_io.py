@@ -635,3 +635,32 @@ def test_a_session_start_the_server_fails_is_an_internal_server_error(tmp_path: 
         assert "run out of file descriptors" in failed.value.message
     finally:
         server.stop()
+
+
+def test_a_closed_session_has_saved_its_training(tmp_path: Path) -> None:
+    """``await ws.close()`` returns once the server has saved what the session trained (the
+    server answers the close after the save), so that a crash of the server right after it
+    loses nothing."""
+    from conftest import start_server  # pylint: disable=import-outside-toplevel
+
+    server = start_server(tmp_path / "data", pause_at="direct-session:saving=1000")
+    try:
+        token = hanami_token.request_token(server.url, ADMIN, ADMIN_PW)
+        uuid = make_cluster(server.url, token, SMALL_TEMPLATE)
+        network = tmp_path / "data" / "clusters" / uuid
+        untrained = network.read_bytes()
+
+        async def train_and_close() -> None:
+            ws = await cluster.switch_to_direct_mode(token, server.url, uuid)
+            for _ in range(5):
+                await direct_io.send_train_input(ws, "test_input", [0.0, 2.0, 0.0, 10.0, 0.5],
+                                                 False)
+                await direct_io.send_train_input(ws, "test_output", [1.0, 0.0], True)
+            await ws.close()
+
+        asyncio.run(train_and_close())
+        log = (tmp_path / "server.log").read_text(errors="replace")
+        assert log.count("pausing at direct-session:saving") == 1, log
+        assert network.read_bytes() != untrained
+    finally:
+        server.stop()

@@ -54,13 +54,15 @@ impl Staging {
 }
 
 /// Serves one direct-IO session until the client closes it or sends something invalid,
-/// then saves the network if the session changed it.
+/// then saves the network if the session changed it. The answer to a client's close frame
+/// goes out once the network is saved, so that a client whose close has returned knows that
+/// a crash of the server no longer loses what the session trained.
 pub async fn session(app: &App, socket: WebSocket, slot: DirectSessionSlot, access: &mut Access) {
     let mut refused = RefusedGrowth::default();
     // The network's lock may be held for long (a save of a large network).
     let mut staging =
         tokio::task::block_in_place(|| slot.read_network(Staging::new)).unwrap_or_default();
-    serve(app, socket, &slot, access, &mut staging, &mut refused).await;
+    let closing = serve(app, socket, &slot, access, &mut staging, &mut refused).await;
     let trained = staging.trained;
     // What the session's training left is judged before the slot is released: a session
     // started after it may change the network at once.
@@ -86,6 +88,7 @@ pub async fn session(app: &App, socket: WebSocket, slot: DirectSessionSlot, acce
     let (saving, ctx) = (cluster.clone(), app.workers.clone());
     // Whether the network was saved (`false`: held back, see below).
     let saved = tokio::task::spawn_blocking(move || {
+        crate::crash_point::reached("direct-session:saving");
         // Not over the training of a task that the database still has queued (it would run
         // again on top of it): saved once its end is recorded, or left as last saved.
         if !saving.record_missed_ends(&ctx) {
@@ -99,6 +102,9 @@ pub async fn session(app: &App, socket: WebSocket, slot: DirectSessionSlot, acce
     })
     .await
     .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+    if let Some(mut socket) = closing {
+        super::answer_close(&mut socket).await;
+    }
     // In the error log, as a task's notes are: the owner's admins can learn of it.
     let record = async |text: &str| {
         crate::error_log::record(
@@ -135,7 +141,8 @@ pub async fn session(app: &App, socket: WebSocket, slot: DirectSessionSlot, acce
 }
 
 /// Serves the session's messages with their values in `staging`; `refused` adds up the
-/// growth that memory budgets refused in its steps.
+/// growth that memory budgets refused in its steps. Gives back the socket of a session that
+/// the client closed, whose close frame is still to be answered.
 async fn serve(
     app: &App,
     mut socket: WebSocket,
@@ -143,29 +150,30 @@ async fn serve(
     access: &mut Access,
     staging: &mut Staging,
     refused: &mut RefusedGrowth,
-) {
+) -> Option<WebSocket> {
     let mut session_end = cluster.direct_sessions_end();
     let idle = app.config.upload_timeout;
     loop {
         // Checked after subscribing: a change in between is not missed.
         if let Some(why) = cluster.direct_session_over(&session_end) {
             close(app, socket, why).await;
-            return;
+            return None;
         }
         let incoming = tokio::select! {
             incoming = next_message(app, &mut socket, idle) => incoming,
             // Told at once, also while the client is silent.
             _ = session_end.changed() => {
                 close(app, socket, cluster.direct_session_end()).await;
-                return;
+                return None;
             }
         };
         let bytes = match incoming {
             Incoming::Data(bytes) => bytes,
-            Incoming::Gone => return,
+            Incoming::Closed => return Some(socket),
+            Incoming::Gone => return None,
             Incoming::Stopping => {
                 close_with(app, socket, close_code::AWAY, SHUTTING_DOWN).await;
-                return;
+                return None;
             }
             Incoming::Idle => {
                 let why = format!(
@@ -174,15 +182,15 @@ async fn serve(
                     idle.as_secs()
                 );
                 close(app, socket, &why).await;
-                return;
+                return None;
             }
             Incoming::TooBig => {
                 close_with(app, socket, close_code::SIZE, TOO_BIG).await;
-                return;
+                return None;
             }
             Incoming::Violation(code, reason) => {
                 close_with(app, socket, code, &reason).await;
-                return;
+                return None;
             }
             Incoming::Text(_) => {
                 close(
@@ -191,18 +199,18 @@ async fn serve(
                     "expected a binary ClusterIO_Message, got a text frame",
                 )
                 .await;
-                return;
+                return None;
             }
         };
         if let Err(why) = access.recheck(app).await {
             close(app, socket, &why).await;
-            return;
+            return None;
         }
         let message = match ClusterIoMessage::decode(bytes) {
             Ok(message) => message,
             Err(e) => {
                 close(app, socket, &format!("invalid ClusterIO_Message: {e}")).await;
-                return;
+                return None;
             }
         };
         // A step needs the policy's entry of its kind of task (staging values needs none).
@@ -214,7 +222,7 @@ async fn serve(
             };
             if let Err(why) = access.may(app, endpoint) {
                 close(app, socket, &why).await;
-                return;
+                return None;
             }
         }
         // A step may change the network: see `begin_direct_step`. It waits for its turn
@@ -243,18 +251,18 @@ async fn serve(
                     tokio::select! {
                         biased;
                         sent = socket.send(frame) => if sent.is_err() {
-                            return;
+                            return None;
                         },
                         // A client that does not read its answers cannot keep the session
                         // past its end (nor can it read a close frame: the connection
                         // just closes).
-                        _ = session_end.changed() => return,
+                        _ = session_end.changed() => return None,
                     }
                 }
             }
             Err(reason) => {
                 close(app, socket, &reason).await;
-                return;
+                return None;
             }
         }
     }

@@ -153,6 +153,10 @@ async fn session(app: App, mut socket: WebSocket, waiting: SessionStart) {
             close_with(&app, socket, code, &reason).await;
             return;
         }
+        Incoming::Closed => {
+            answer_close(&mut socket).await;
+            return;
+        }
         Incoming::Gone => return,
     };
     let (target, mut access) = match started {
@@ -210,7 +214,10 @@ pub(crate) enum Incoming {
     /// The client broke the websocket protocol: the close code (1002, or 1007 for text that
     /// is not UTF-8) and the reason.
     Violation(u16, String),
-    /// The client closed the session, or the connection broke.
+    /// The client closed the session: the answer to its close frame waits for
+    /// [`answer_close`] (a direct-IO session saves its network first).
+    Closed,
+    /// The connection broke.
     Gone,
 }
 
@@ -233,10 +240,7 @@ pub(crate) async fn next_message(app: &App, socket: &mut WebSocket, idle: Durati
             Ok(Some(Err(e))) if let Some((code, reason)) = violation(&e) => {
                 Incoming::Violation(code, reason)
             }
-            Ok(Some(Ok(Message::Close(_)))) => {
-                answer_close(socket).await;
-                Incoming::Gone
-            }
+            Ok(Some(Ok(Message::Close(_)))) => Incoming::Closed,
             Ok(Some(Err(_)) | None) => Incoming::Gone,
         };
     }
@@ -245,7 +249,7 @@ pub(crate) async fn next_message(app: &App, socket: &mut WebSocket, idle: Durati
 /// Sends the answer to the client's close frame, which the websocket library has queued:
 /// without it the client sees the connection fail (close code 1006) instead of a clean
 /// close. A client that does not read it is not waited for long.
-async fn answer_close(socket: &mut WebSocket) {
+pub(crate) async fn answer_close(socket: &mut WebSocket) {
     let flushed = futures_util::SinkExt::flush(socket);
     let _ = tokio::time::timeout(Duration::from_secs(1), flushed).await;
 }
@@ -593,6 +597,10 @@ async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget, acce
         };
         let bytes = match incoming {
             Incoming::Data(bytes) => bytes,
+            Incoming::Closed => {
+                answer_close(&mut socket).await;
+                return;
+            }
             Incoming::Gone => return,
             Incoming::Stopping => {
                 refuse_with(app, socket, close_code::AWAY, SHUTTING_DOWN).await;
