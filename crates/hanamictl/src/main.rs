@@ -8,11 +8,15 @@
 
 mod cli;
 mod commands;
+mod connection;
 mod error;
+mod export;
 mod interrupts;
+mod local;
 mod output;
 mod password;
 mod progress;
+mod waiting;
 
 use std::io::Write as _;
 use std::process::ExitCode;
