@@ -3242,6 +3242,11 @@ async fn a_uuid_of_another_kind_is_named_in_the_404() {
         said(client.tasks(&saved).await.map(drop))
             .ends_with("not found: that is a checkpoint's uuid")
     );
+    // So does the start of a direct-IO session, over the websocket.
+    assert_eq!(
+        said(client.direct_session(&saved).await.map(drop)),
+        format!("Cluster with UUID '{saved}' not found: that is a checkpoint's uuid")
+    );
     // A user who does not see the dataset gets the plain answer.
     let admin_http = server.admin().await;
     let other = member(&server, &admin_http, "other", "proj_k", false).await;

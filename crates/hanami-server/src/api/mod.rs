@@ -311,13 +311,23 @@ async fn process(
 /// does belong to where it is another resource the caller sees (a dataset's uuid given as a
 /// cluster's, say).
 async fn with_kind_hint(app: &App, scope: &Scope, kind: Kind, uuid: String) -> ApiError {
+    let hint = kind_hint(app, scope, kind, &uuid).await;
+    let plain = ApiError::UnknownResource { kind, uuid };
+    match hint {
+        Some(hint) => ApiError::NotFound(format!("{plain}{hint}")),
+        None => plain,
+    }
+}
+
+/// `: that is a dataset's uuid` where `uuid`, not one of a `kind` that `scope` sees, is
+/// another resource's that it sees; `None` otherwise.
+pub(crate) async fn kind_hint(app: &App, scope: &Scope, kind: Kind, uuid: &str) -> Option<String> {
     for other in [Kind::Cluster, Kind::Dataset, Kind::Checkpoint] {
-        if other != kind && matches!(app.store.resource(other, scope, &uuid).await, Ok(Some(_))) {
-            let plain = ApiError::UnknownResource { kind, uuid };
-            return ApiError::NotFound(format!("{plain}: that is a {}'s uuid", other.word()));
+        if other != kind && matches!(app.store.resource(other, scope, uuid).await, Ok(Some(_))) {
+            return Some(format!(": that is a {}'s uuid", other.word()));
         }
     }
-    ApiError::UnknownResource { kind, uuid }
+    None
 }
 
 /// The address of the client that sent a request (the unspecified address where the

@@ -24,6 +24,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hanami_auth::{Method, Scope, Verified};
+use hanami_store::resources::Kind;
 use hanami_types::websocket::proto::{FileUploadMessage, FileUploadResponseMessage};
 use hanami_types::websocket::{
     CLOSED_ACCESS_WITHDRAWN, CLOSED_UPLOAD_FINALISING, CLOSED_UPLOAD_GONE, POLICY_DENIED,
@@ -514,10 +515,15 @@ async fn start(app: &App, text: &[u8]) -> Result<(Target, Access), String> {
             Ok(Target::Upload(upload, slot))
         }
         TARGET_CLUSTER => {
-            let cluster = app
-                .clusters
-                .get(&caller.scope(), &init.uuid)
-                .ok_or_else(|| format!("Cluster with UUID '{}' not found", init.uuid))?;
+            let scope = caller.scope();
+            let Some(cluster) = app.clusters.get(&scope, &init.uuid) else {
+                let hint = api::kind_hint(app, &scope, Kind::Cluster, &init.uuid).await;
+                return Err(format!(
+                    "Cluster with UUID '{}' not found{}",
+                    init.uuid,
+                    hint.unwrap_or_default()
+                ));
+            };
             if cluster.mode() != Mode::Direct {
                 return Err(format!(
                     "Cluster with UUID '{}' is not in DIRECT mode; switch it with PUT \
