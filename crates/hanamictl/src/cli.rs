@@ -651,6 +651,9 @@ pub fn usage_hint(error: &clap::Error, words: &[std::ffi::OsString]) -> Option<S
              by a space"
         ));
     }
+    if error.kind() == ErrorKind::InvalidSubcommand {
+        return verb_hint(error, words);
+    }
     if error.kind() != ErrorKind::UnknownArgument {
         return None;
     }
@@ -680,6 +683,41 @@ pub fn usage_hint(error: &clap::Error, words: &[std::ffi::OsString]) -> Option<S
         )
     } else {
         None
+    }
+}
+
+/// A hint for a verb that a group command lacks but a user may well try: `show` where the
+/// group has `get`, and saving or restoring a checkpoint, which goes through its cluster.
+fn verb_hint(error: &clap::Error, words: &[std::ffi::OsString]) -> Option<String> {
+    use clap::CommandFactory as _;
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(verb)) = error.get(ContextKind::InvalidSubcommand) else {
+        return None;
+    };
+    // The group: the last word before the verb that is no flag (a flag's value may stand
+    // between them, but not after the group).
+    let group = words
+        .iter()
+        .filter_map(|w| w.to_str())
+        .skip(1)
+        .take_while(|w| w != verb)
+        .filter(|w| !w.starts_with('-'))
+        .last()?;
+    match (group, verb.as_str()) {
+        ("checkpoint", "save" | "create" | "restore" | "load") => Some(
+            "note: a checkpoint is saved and restored through its cluster: `hanamictl cluster \
+             save --name NAME CLUSTER_UUID` and `hanamictl cluster restore --checkpoint \
+             CHECKPOINT_UUID CLUSTER_UUID`"
+                .to_owned(),
+        ),
+        (_, "show" | "info")
+            if Cli::command()
+                .find_subcommand(group)
+                .is_some_and(|g| g.find_subcommand("get").is_some()) =>
+        {
+            Some(format!("note: `hanamictl {group} get` shows one"))
+        }
+        _ => None,
     }
 }
 
@@ -851,6 +889,25 @@ mod tests {
             .try_get_matches_from(&words)
             .expect_err("a usage error");
         usage_hint(&error, &words)
+    }
+
+    /// Verbs that a group lacks but users try are pointed to the right command.
+    #[test]
+    fn verbs_a_group_lacks_point_to_the_right_command() {
+        for group in ["checkpoint", "cluster", "dataset", "project", "user"] {
+            assert_eq!(
+                hint(&["hanamictl", group, "show", "x"]),
+                Some(format!("note: `hanamictl {group} get` shows one"))
+            );
+        }
+        for verb in ["restore", "save"] {
+            let told = hint(&["hanamictl", "-j", "checkpoint", verb, "x"]).unwrap();
+            assert!(
+                told.contains("`hanamictl cluster restore --checkpoint CHECKPOINT_UUID"),
+                "{told}"
+            );
+        }
+        assert_eq!(hint(&["hanamictl", "cluster", "frobnicate"]), None);
     }
 
     #[test]
