@@ -336,10 +336,12 @@ async fn a_server_error_is_logged_with_an_id_that_the_response_carries() {
     // Break the database from outside: every state-changing request writes the audit log.
     common::change_database(&server.data_dir, "DROP TABLE audit_log", &[]).await;
 
+    // A valid request (one refused for its input gets its 400 first) that carries a secret.
     let resp = admin
         .post(
-            "project",
-            &json!({"id": "second", "name": "Second", "password": "secret12"}),
+            "user",
+            &json!({"id": "second", "name": "Second", "password": "secret12",
+                    "is_admin": false}),
         )
         .await
         .expect(500);
