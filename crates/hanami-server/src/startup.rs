@@ -317,6 +317,7 @@ async fn prepare(
         direct_steps,
         finalisations: tokio::sync::watch::Sender::new(0),
         owner_changes: tokio::sync::Mutex::new(()),
+        restore_admission: tokio::sync::Mutex::new(()),
     });
     Ok((app, resumed))
 }

@@ -66,6 +66,9 @@ pub struct AppState {
     /// no upload can be registered for an owner that is being deleted (the deletion checks
     /// for unfinished uploads first).
     pub owner_changes: tokio::sync::Mutex<()>,
+    /// Held from the count of a user's queued restores until the restore asked for is
+    /// queued, so that restores asked for at once cannot all pass the count.
+    pub restore_admission: tokio::sync::Mutex<()>,
 }
 
 impl AppState {

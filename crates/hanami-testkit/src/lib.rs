@@ -252,6 +252,16 @@ impl TestServer {
             .count()
     }
 
+    /// How many files under `dir` the server process has open.
+    pub fn files_open_under(&self, dir: &Path) -> usize {
+        let pid = self.child.as_ref().expect("the server runs").id();
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("the server's open files")
+            .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+            .filter(|target| target.starts_with(dir))
+            .count()
+    }
+
     /// The most memory the server process has held so far (`VmHWM`), in bytes.
     pub fn peak_memory(&self) -> u64 {
         self.memory_status("VmHWM:")

@@ -439,6 +439,7 @@ async fn load(app: App, caller: Caller, request: LoadClusterRequest) -> ApiResul
         }
         return Err(not_found(given));
     };
+    let admission = app.restore_admission.lock().await;
     let owner = &cluster.row.owner_id;
     let queued: usize = app
         .clusters
@@ -448,10 +449,19 @@ async fn load(app: App, caller: Caller, request: LoadClusterRequest) -> ApiResul
         .map(|other| other.queued(WorkKind::Restore))
         .sum();
     if queued >= MAX_QUEUED_RESTORES {
+        let whose = if *owner == caller.id {
+            "Your clusters have".to_owned()
+        } else {
+            format!(
+                "Cluster '{}' belongs to user '{owner}', whose clusters (in all their projects) \
+                 have",
+                cluster.row.uuid
+            )
+        };
         return Err(ApiError::Conflict(format!(
-            "The clusters of user '{owner}' have {queued} restores queued, the most they keep \
-             in all (each holds its checkpoint's file open); wait until some have run (a \
-             cluster in DIRECT mode runs none) or delete some"
+            "{whose} {queued} restores queued, the most one user's clusters keep in all (each \
+             holds its checkpoint's file open); wait until some have run (a cluster in DIRECT \
+             mode runs none) or delete some"
         )));
     }
     let uuid = &request.checkpoint_uuid;
@@ -487,7 +497,9 @@ async fn load(app: App, caller: Caller, request: LoadClusterRequest) -> ApiResul
         file,
     };
     let task = Arc::new(Task::new(uuid.clone(), checkpoint.name, 1, work));
-    if super::tasks::enqueue(&app, &cluster, &task).await? {
+    let started = super::tasks::enqueue(&app, &cluster, &task).await?;
+    drop(admission);
+    if started {
         super::tasks::until_ended(&app, &task).await;
     }
     Ok(LoadStarted { uuid })
