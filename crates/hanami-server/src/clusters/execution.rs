@@ -590,7 +590,6 @@ impl ClusterHandle {
             };
             if task.cancel.load(Ordering::Relaxed) {
                 // Nothing done: it can go on from its start.
-                task.show_waiting(None);
                 return Ok(Ok(Ran::Stopped {
                     goes_on: true,
                     began: false,
@@ -598,7 +597,6 @@ impl ClusterHandle {
             }
             let lasted = ctx.descriptor_shortage.seen().elapsed();
             if lasted >= DESCRIPTOR_WAIT {
-                task.show_waiting(None);
                 let e = e.context(format!(
                     "the server has run out of file descriptors (too many open files) for {} \
                      s: raise the limit it runs under (ulimit -n, systemd's LimitNOFILE; the \

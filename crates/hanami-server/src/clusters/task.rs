@@ -484,7 +484,8 @@ impl Task {
     }
 
     /// Shows what the task waits for before it can begin, after its note while it waits
-    /// (`GET task`; the database does not keep it); `None` once it no longer waits.
+    /// (`GET task`; the database does not keep it); `None` once it no longer waits. Its
+    /// end, or its queueing again, ends the wait too.
     pub fn show_waiting(&self, why: Option<String>) {
         self.timeline().waiting = why;
     }
@@ -518,7 +519,9 @@ impl Task {
     /// server stops (it does not run again in this run: its record tells the next start to
     /// run the rest; see [`Task::record_requeued`]).
     pub fn requeue(&self) {
-        self.timeline().state = TaskState::Queued;
+        let mut timeline = self.timeline();
+        timeline.state = TaskState::Queued;
+        timeline.waiting = None;
     }
 
     /// The task's note once a shutdown stopped it part of the way, to go on at the next
@@ -600,6 +603,7 @@ impl Task {
             let mut timeline = self.timeline();
             timeline.state = state;
             timeline.end = Some(ended_at);
+            timeline.waiting = None;
         }
         drop(self.work.lock().unwrap_or_else(|e| e.into_inner()).take());
         self.done.send_replace(true);
@@ -708,6 +712,27 @@ mod tests {
             name: "answers".to_owned(),
             owner_id: "owner".to_owned(),
             project_id: "project".to_owned(),
+        }
+    }
+
+    /// What a task waited for is not told once it has ended, or is queued again, whatever
+    /// ended the wait (a dataset deleted meanwhile left "waiting since …" in its note).
+    #[test]
+    fn a_wait_is_not_told_after_the_end() {
+        for ends in [true, false] {
+            let task = Task::new("t".into(), "task".into(), 10, Work::Train(Vec::new()));
+            task.add_note("what happened");
+            task.show_waiting(Some("waiting since now".into()));
+            assert_eq!(
+                task.info().note.as_deref(),
+                Some("what happened; waiting since now")
+            );
+            if ends {
+                task.end(TaskState::Aborted);
+            } else {
+                task.requeue();
+            }
+            assert_eq!(task.info().note.as_deref(), Some("what happened"));
         }
     }
 
