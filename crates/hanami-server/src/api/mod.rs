@@ -108,20 +108,15 @@ impl Routes {
         F: Fn(App, Caller, I) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ApiResult<O>> + Send + 'static,
     {
-        let handler: Handler = Box::new(move |app, caller, input| {
-            match serde_json::from_value::<I>(Value::Object(input)) {
-                Ok(input) => {
-                    let fut = handler(app, caller, input);
-                    Box::pin(async move {
-                        let output = fut.await?;
-                        serde_json::to_value(output).map_err(|e| ApiError::Internal(e.into()))
-                    })
-                }
-                Err(e) => {
-                    let e = ApiError::BadRequest(format!("Invalid input: {e}"));
-                    Box::pin(std::future::ready(Err(e)))
-                }
+        let handler: Handler = Box::new(move |app, caller, input| match typed_input::<I>(input) {
+            Ok(input) => {
+                let fut = handler(app, caller, input);
+                Box::pin(async move {
+                    let output = fut.await?;
+                    serde_json::to_value(output).map_err(|e| ApiError::Internal(e.into()))
+                })
             }
+            Err(e) => Box::pin(std::future::ready(Err(e))),
         });
         let previous = self
             .endpoints
@@ -224,9 +219,7 @@ async fn process(
     if endpoint == token::LOGIN_ENDPOINT && method == Method::Post {
         validate::validate(token::LOGIN_FIELDS, &mut input)?;
         facts.user_id = input["id"].as_str().unwrap_or_default().to_owned();
-        let login = serde_json::from_value(Value::Object(input))
-            .map_err(|e| ApiError::BadRequest(format!("Invalid input: {e}")))?;
-        let answer = token::login(app, login, client_address(parts)).await?;
+        let answer = token::login(app, typed_input(input)?, client_address(parts)).await?;
         return serde_json::to_value(answer).map_err(|e| ApiError::Internal(e.into()));
     }
 
@@ -243,14 +236,21 @@ async fn process(
     // The input is checked before the audit entry is written (which refused requests get
     // too), so that a request refused for its input gets its 400 also where the audit log
     // cannot be written (a database that another program locks): it does nothing.
-    let renewal = endpoint == token::LOGIN_ENDPOINT && method == Method::Put;
-    let route = app.routes.endpoints.get(&(endpoint, method));
-    let checked = match route {
-        Some(route) => validate::validate(route.fields, &mut input),
-        None if renewal => validate::validate(token::RENEW_FIELDS, &mut input),
+    let target = match app.routes.endpoints.get(&(endpoint, method)) {
+        Some(route) => Ok(Target::Route(route)),
+        None if endpoint == token::LOGIN_ENDPOINT && method == Method::Put => Ok(Target::Renewal),
         None => Err(ApiError::BadRequest(format!(
             "No endpoint found for path '{endpoint}' and type {method}"
         ))),
+    };
+    let checked =
+        target.and_then(|target| validate::validate(target.fields(), &mut input).map(|()| target));
+    let missing_audit = |why: &dyn std::fmt::Display| {
+        tracing::error!(
+            "the audit log misses {method} {endpoint} by '{}', refused for its input: it could \
+             not be written: {why}",
+            caller.id
+        );
     };
     let mut audit_after = false;
     if method != Method::Get {
@@ -263,27 +263,24 @@ async fn process(
             // A full disk must not keep anyone from freeing space: a deletion goes ahead,
             // and its entry is written after it, when it has made room.
             Err(e) if method == Method::Delete && e.is_disk_full() => audit_after = true,
-            Err(e) => {
-                if let Err(refused) = checked {
-                    tracing::error!(
-                        "the audit log misses {method} {endpoint} by '{}', refused for its \
-                         input: it could not be written: {e}",
-                        caller.id
-                    );
-                    return Err(refused);
-                }
-                return Err(e.into());
-            }
+            Err(e) if checked.is_err() => missing_audit(&e),
+            Err(e) => return Err(e.into()),
         }
     }
-    checked?;
-    let Some(route) = route else {
-        // Only a renewal has no route: it checks the token again, against the reading of
-        // the user it makes the new token from.
-        let renewal = serde_json::from_value(Value::Object(input))
-            .map_err(|e| ApiError::BadRequest(format!("Invalid input: {e}")))?;
-        let answer = token::renew(app, &verified, renewal).await?;
-        return serde_json::to_value(answer).map_err(|e| ApiError::Internal(e.into()));
+    let route = match checked {
+        Ok(Target::Route(route)) => route,
+        Ok(Target::Renewal) => {
+            // It checks the token again, against the reading of the user it makes the new
+            // token from.
+            let answer = token::renew(app, &verified, typed_input(input)?).await?;
+            return serde_json::to_value(answer).map_err(|e| ApiError::Internal(e.into()));
+        }
+        Err(refused) => {
+            if audit_after {
+                missing_audit(&"the disk is full");
+            }
+            return Err(refused);
+        }
     };
     let user_id = caller.id.clone();
     let scope = caller.scope();
@@ -305,6 +302,30 @@ async fn process(
         );
     }
     answer
+}
+
+/// What serves a request to an endpoint other than the login.
+enum Target<'a> {
+    /// A handler of the route table.
+    Route(&'a Endpoint),
+    /// `PUT token`, which takes the token itself, not only its caller (see [`token::renew`]).
+    Renewal,
+}
+
+impl Target<'_> {
+    /// The declared inputs.
+    fn fields(&self) -> &'static [Field] {
+        match self {
+            Target::Route(route) => route.fields,
+            Target::Renewal => token::RENEW_FIELDS,
+        }
+    }
+}
+
+/// A request's input (checked against its declared fields) as the type its handler takes.
+fn typed_input<I: DeserializeOwned>(input: Map<String, Value>) -> ApiResult<I> {
+    serde_json::from_value(Value::Object(input))
+        .map_err(|e| ApiError::BadRequest(format!("Invalid input: {e}")))
 }
 
 /// The 404 of a cluster, dataset or checkpoint `uuid` of `kind`, with the kind the uuid
