@@ -689,33 +689,24 @@ pub fn usage_hint(error: &clap::Error, words: &[std::ffi::OsString]) -> Option<S
 /// A hint for a verb that a group command lacks but a user may well try: `show` where the
 /// group has `get`, and saving or restoring a checkpoint, which goes through its cluster.
 fn verb_hint(error: &clap::Error, words: &[std::ffi::OsString]) -> Option<String> {
-    use clap::CommandFactory as _;
     use clap::error::{ContextKind, ContextValue};
     let Some(ContextValue::String(verb)) = error.get(ContextKind::InvalidSubcommand) else {
         return None;
     };
-    // The group: the last word before the verb that is no flag (a flag's value may stand
-    // between them, but not after the group).
-    let group = words
-        .iter()
-        .filter_map(|w| w.to_str())
-        .skip(1)
-        .take_while(|w| w != verb)
-        .filter(|w| !w.starts_with('-'))
-        .last()?;
-    match (group, verb.as_str()) {
+    let group = group_help(words);
+    match (group.get_name(), verb.as_str()) {
         ("checkpoint", "save" | "create" | "restore" | "load") => Some(
             "note: a checkpoint is saved and restored through its cluster: `hanamictl cluster \
              save --name NAME CLUSTER_UUID` and `hanamictl cluster restore --checkpoint \
              CHECKPOINT_UUID CLUSTER_UUID`"
                 .to_owned(),
         ),
-        (_, "show" | "info")
-            if Cli::command()
-                .find_subcommand(group)
-                .is_some_and(|g| g.find_subcommand("get").is_some()) =>
-        {
-            Some(format!("note: `hanamictl {group} get` shows one"))
+        (_, "show" | "info") => {
+            let get = group.find_subcommand("get")?;
+            Some(format!(
+                "note: `{}` shows one",
+                get.get_bin_name().unwrap_or("get")
+            ))
         }
         _ => None,
     }
@@ -908,6 +899,12 @@ mod tests {
             );
         }
         assert_eq!(hint(&["hanamictl", "cluster", "frobnicate"]), None);
+        // A nested group without `get` gets none (not the top-level group of its name's).
+        assert_eq!(hint(&["hanamictl", "user", "project", "show", "x"]), None);
+        assert_eq!(
+            hint(&["hanamictl", "-j", "task", "show", "x"]),
+            Some("note: `hanamictl task get` shows one".to_owned())
+        );
     }
 
     #[test]
