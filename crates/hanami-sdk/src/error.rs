@@ -300,6 +300,23 @@ mod tests {
     }
 
     #[test]
+    fn a_scheme_that_does_not_match_the_server_is_pointed_out() {
+        let tls_to_plain = "client error (Connect): received corrupt message of type \
+                            InvalidContentType";
+        assert_eq!(
+            described_transport(tls_to_plain.to_owned()),
+            format!(
+                "{tls_to_plain} (the server seems to speak plain HTTP: use an http:// address)"
+            )
+        );
+        let plain_to_tls = "client error (SendRequest): invalid HTTP version parsed";
+        assert_eq!(
+            described_transport(plain_to_tls.to_owned()),
+            format!("{plain_to_tls} (the server seems to speak HTTPS: use an https:// address)")
+        );
+    }
+
+    #[test]
     fn html_pages_and_empty_answers_are_explained() {
         let page = "\n<!DOCTYPE html>\n<html><head><TITLE>501 Not\n  Implemented</TITLE></head>\
                     <body>unsupported method</body></html>";

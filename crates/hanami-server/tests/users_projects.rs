@@ -647,7 +647,7 @@ async fn tokens_carry_the_current_role_and_die_with_their_user() {
 #[tokio::test]
 async fn a_token_revoked_while_its_renewal_is_on_its_way_gets_no_new_one() {
     let point = "token-renew:checked";
-    let server = common::launch().pause_at(point, 1500).start();
+    let server = common::launch().pause_at(point, 3000).start();
     let admin = server.admin().await;
     let late = member(&server, &admin, "late_user", "proj_late", false).await;
     let to_own_project = json!({"project_id": "proj_late"});
@@ -669,8 +669,12 @@ async fn a_token_revoked_while_its_renewal_is_on_its_way_gets_no_new_one() {
     };
     let (refused, ()) = tokio::join!(renewal, reassignment);
     let refused = refused.expect(401);
+    // (Refused as not assigned where the renewal read the user between the two changes.)
     assert!(
-        refused.body.contains(hanami_types::auth::REASSIGNED_SINCE),
+        refused.body.contains(hanami_types::auth::REASSIGNED_SINCE)
+            || refused
+                .body
+                .contains("is no longer assigned to project 'proj_late'"),
         "{}",
         refused.body
     );
