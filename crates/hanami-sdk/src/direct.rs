@@ -240,10 +240,14 @@ impl DirectSession {
 
     /// Closes the session (nothing to do for one that a failure ended), and waits for the
     /// server's answer (for the answer timeout at most): the server answers once it has
-    /// saved the network, so that a crash of the server after this has returned no longer
-    /// loses what the session trained.
+    /// saved the network (or failed to: its error log then says so), so that a crash of the
+    /// server after this has returned `Ok` no longer loses what the session trained. A
+    /// connection that breaks before the answer is [`Error::WebSocket`]; a session that the
+    /// server had closed for a reason of its own (the cluster left DIRECT mode, say) is
+    /// [`Error::SessionClosed`] with that reason.
     pub async fn close(mut self) -> Result<()> {
         use futures_util::StreamExt as _;
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
         if self.ended.is_some() {
             return Ok(());
         }
@@ -253,9 +257,23 @@ impl DirectSession {
             .map_err(|e| Error::WebSocket(e.to_string()))?;
         // Answers still on their way (of a call dropped before they came) come first.
         let answered = async {
-            while let Some(Ok(message)) = self.socket.next().await {
-                if message.is_close() {
-                    break;
+            loop {
+                match self.socket.next().await {
+                    Some(Ok(Message::Close(None))) => return Ok(()),
+                    Some(Ok(Message::Close(Some(frame)))) if frame.code == CloseCode::Normal => {
+                        return Ok(());
+                    }
+                    Some(Ok(Message::Close(Some(frame)))) => {
+                        return Err(Error::SessionClosed(frame.reason.to_string()));
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => {
+                        return Err(Error::WebSocket(
+                            "the connection broke before the server answered the close: what \
+                             the session trained may not be saved"
+                                .into(),
+                        ));
+                    }
                 }
             }
         };
@@ -264,6 +282,6 @@ impl DirectSession {
             .map_err(|_| Error::SessionTimeout {
                 stall: crate::Stall::Answer,
                 waited: self.answer_timeout,
-            })
+            })?
     }
 }

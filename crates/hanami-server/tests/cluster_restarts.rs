@@ -1407,6 +1407,39 @@ async fn a_closed_direct_io_session_has_saved_its_training() {
     let server = server.crash_and_restart();
     let log = error_log_text(&server).await;
     assert!(!log.contains("what direct IO trained since"), "{log}");
+
+    // A session that the server had closed for a reason of its own says so at the close.
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let mut session = client.direct_session(&cluster).await.unwrap();
+    session
+        .train(&[("picture", &picture)], &[("label", &label)])
+        .await
+        .unwrap();
+    client.set_direct_mode(&cluster, false).await.unwrap();
+    let closed = session.close().await;
+    assert!(
+        matches!(&closed, Err(Error::SessionClosed(m)) if m.contains("left DIRECT mode")),
+        "{closed:?}"
+    );
+
+    // A server that crashes before it has saved gives no answer: the close says what that
+    // may have cost (it returned Ok).
+    drop(client);
+    let server = server.restart_with(|launch| launch.env(CRASH_AT, point));
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    client.set_direct_mode(&cluster, true).await.unwrap();
+    let mut session = client.direct_session(&cluster).await.unwrap();
+    session
+        .train(&[("picture", &picture)], &[("label", &label)])
+        .await
+        .unwrap();
+    let closed = session.close().await;
+    assert!(
+        matches!(&closed, Err(Error::WebSocket(m)) if m.contains("may not be saved")),
+        "{closed:?}"
+    );
+    server.crashed_at(point);
 }
 
 /// What direct IO trained and a crash lost is reported at the next start, once; a session

@@ -19,6 +19,7 @@ from .hanami_exceptions import (
     UnauthorizedException,
     exception_for_status,
 )
+from . import hanami_request
 from .hanami_request import Verify, base_url, redirect_message
 
 #: Largest websocket message either way: the server takes no more per message (a direct-IO
@@ -60,13 +61,15 @@ class _WithoutRedirects(websockets.asyncio.client.connect):
         return exc
 
 
-def connection(address: str, verify: Verify) -> websockets.asyncio.client.connect:
+def connection(address: str, verify: Verify,
+               close_timeout: Optional[float] = 10.0) -> websockets.asyncio.client.connect:
     """A websocket connection to the server with the SDK's settings (TLS as for REST calls,
     no compression, the message size limit, the opening timeout, no redirects); await it, or
-    use it with ``async with``."""
+    use it with ``async with``. ``close()`` waits ``close_timeout`` seconds at most for the
+    server's answer (``None``: without limit)."""
     return _WithoutRedirects(
         websocket_url(address), ssl=ssl_context(address, verify), compression=None,
-        max_size=MAX_MESSAGE_BYTES, open_timeout=OPEN_TIMEOUT)
+        max_size=MAX_MESSAGE_BYTES, open_timeout=OPEN_TIMEOUT, close_timeout=close_timeout)
 
 
 def websocket_url(address: str) -> str:
@@ -188,9 +191,11 @@ def session_error(reply: Dict[str, Any]) -> HanamiException:
 async def cluster_session(token: str, address: str, cluster_uuid: str,
                           verify: Verify) -> websockets.asyncio.client.ClientConnection:
     """Opens a direct-IO session to a cluster in DIRECT mode; raises the server's refusal
-    (:func:`session_error`)."""
+    (:func:`session_error`). The server answers its ``close()`` once it has saved the
+    network, which ``close()`` waits for as long as a REST call waits for its answer
+    (``hanami_request.REQUEST_TIMEOUT``)."""
     try:
-        ws = await connection(address, verify)
+        ws = await connection(address, verify, close_timeout=hanami_request.REQUEST_TIMEOUT)
     except websockets.exceptions.InvalidHandshake as e:
         raise opening_failed(address, e) from e
     try:

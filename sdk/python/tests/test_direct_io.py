@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from hanami_sdk import cluster, dataset, direct_io, hanami_token, task, user
+from hanami_sdk import cluster, dataset, direct_io, hanami_request, hanami_token, task, user
 from hanami_sdk import hanami_exceptions as hx
 
 from conftest import Member, start_server
@@ -652,6 +652,9 @@ def test_a_closed_session_has_saved_its_training(tmp_path: Path) -> None:
 
         async def train_and_close() -> None:
             ws = await cluster.switch_to_direct_mode(token, server.url, uuid)
+            # The close waits for the save as long as a REST call waits for its answer
+            # (websockets' own limit is 10 s).
+            assert ws.close_timeout == hanami_request.REQUEST_TIMEOUT == 300.0
             for _ in range(5):
                 await direct_io.send_train_input(ws, "test_input", [0.0, 2.0, 0.0, 10.0, 0.5],
                                                  False)
