@@ -56,7 +56,8 @@ impl Staging {
 /// Serves one direct-IO session until the client closes it or sends something invalid,
 /// then saves the network if the session changed it. The answer to a client's close frame
 /// goes out once the network is saved, so that a client whose close has returned knows that
-/// a crash of the server no longer loses what the session trained.
+/// a crash of the server no longer loses what the session trained (it goes out as well where
+/// the save failed or waits for a task's end: the error log says so, as the answer cannot).
 pub async fn session(app: &App, socket: WebSocket, slot: DirectSessionSlot, access: &mut Access) {
     let mut refused = RefusedGrowth::default();
     // The network's lock may be held for long (a save of a large network).
