@@ -240,9 +240,10 @@ impl DirectSession {
 
     /// Closes the session (nothing to do for one that a failure ended), and waits for the
     /// server's answer (for the answer timeout at most): the server answers once it has
-    /// saved the network (or failed to: its error log then says so), so that a crash of the
-    /// server after this has returned `Ok` no longer loses what the session trained. A
-    /// connection that breaks before the answer is [`Error::WebSocket`]; a session that the
+    /// saved the network, so that a crash of the server after this has returned `Ok` no
+    /// longer loses what the session trained. A connection that ends before the answer (as
+    /// the server ends it where it could not save: its error log says why) is
+    /// [`Error::WebSocket`]; a session that the
     /// server had closed for a reason of its own (the cluster left DIRECT mode, say) is
     /// [`Error::SessionClosed`] with that reason.
     pub async fn close(mut self) -> Result<()> {

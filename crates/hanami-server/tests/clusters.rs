@@ -2585,9 +2585,10 @@ async fn queued_tasks_are_checked_again_when_they_start() {
     ));
 }
 
-/// A network that cannot be saved after a direct-IO session is reported in the error log,
-/// and a stop that cannot save it either exits with a failure (it exited 0, the training
-/// lost without a trace but the server log).
+/// A network that cannot be saved after a direct-IO session is reported in the error log
+/// and to the client, whose close the server leaves unanswered (it answered it as if the
+/// save had succeeded), and a stop that cannot save it either exits with a failure (it
+/// exited 0, the training lost without a trace but the server log).
 #[tokio::test]
 async fn networks_that_cannot_be_saved_are_reported() {
     let mut server = TestServer::start();
@@ -2602,7 +2603,12 @@ async fn networks_that_cannot_be_saved_are_reported() {
     let folder = server.data_dir.join("clusters");
     std::fs::rename(&folder, server.data_dir.join("clusters.aside")).unwrap();
     std::fs::write(&folder, "in the way").unwrap();
-    drop(session);
+    // The server leaves the close unanswered, which the client reports.
+    let closed = session.close().await;
+    assert!(
+        matches!(&closed, Err(Error::WebSocket(m)) if m.contains("may not be saved")),
+        "{closed:?}"
+    );
     common::eventually(WAIT, || async {
         let log = error_log(&server).await;
         if log.contains("cannot save the network after the session") {

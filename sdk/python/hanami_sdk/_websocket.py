@@ -61,15 +61,34 @@ class _WithoutRedirects(websockets.asyncio.client.connect):
         return exc
 
 
-def connection(address: str, verify: Verify,
-               close_timeout: Optional[float] = 10.0) -> websockets.asyncio.client.connect:
+class DirectIoConnection(websockets.asyncio.client.ClientConnection):
+    """The connection of a direct-IO session. Once the session has started, ``close()``
+    raises ``HanamiException`` where the server leaves it unanswered: the server answers it
+    once it has saved what the session trained, and ends the connection without an answer
+    where it could not."""
+
+    #: Set once the server has accepted the session's start.
+    session_started = False
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        await super().close(code, reason)
+        if self.session_started and self.protocol.close_rcvd is None:
+            raise HanamiException(
+                "the server did not answer the close of this direct-IO session: what the "
+                "session trained may not be saved (the server's error log says why)")
+
+
+def connection(address: str, verify: Verify, close_timeout: Optional[float] = 10.0,
+               direct_io: bool = False) -> websockets.asyncio.client.connect:
     """A websocket connection to the server with the SDK's settings (TLS as for REST calls,
     no compression, the message size limit, the opening timeout, no redirects); await it, or
     use it with ``async with``. ``close()`` waits ``close_timeout`` seconds at most for the
-    server's answer (``None``: without limit)."""
+    server's answer (``None``: without limit); ``direct_io``: a :class:`DirectIoConnection`."""
+    kind = DirectIoConnection if direct_io else websockets.asyncio.client.ClientConnection
     return _WithoutRedirects(
         websocket_url(address), ssl=ssl_context(address, verify), compression=None,
-        max_size=MAX_MESSAGE_BYTES, open_timeout=OPEN_TIMEOUT, close_timeout=close_timeout)
+        max_size=MAX_MESSAGE_BYTES, open_timeout=OPEN_TIMEOUT, close_timeout=close_timeout,
+        create_connection=kind)
 
 
 def websocket_url(address: str) -> str:
@@ -195,7 +214,8 @@ async def cluster_session(token: str, address: str, cluster_uuid: str,
     network, which ``close()`` waits for as long as a REST call waits for its answer
     (``hanami_request.REQUEST_TIMEOUT``)."""
     try:
-        ws = await connection(address, verify, close_timeout=hanami_request.REQUEST_TIMEOUT)
+        ws = await connection(address, verify, close_timeout=hanami_request.REQUEST_TIMEOUT,
+                              direct_io=True)
     except websockets.exceptions.InvalidHandshake as e:
         raise opening_failed(address, e) from e
     try:
@@ -210,4 +230,6 @@ async def cluster_session(token: str, address: str, cluster_uuid: str,
     if reply.get("success") is not True:
         await ws.close()
         raise session_error(reply)
+    if isinstance(ws, DirectIoConnection):
+        ws.session_started = True
     return ws

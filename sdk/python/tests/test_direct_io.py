@@ -667,3 +667,31 @@ def test_a_closed_session_has_saved_its_training(tmp_path: Path) -> None:
         assert network.read_bytes() != untrained
     finally:
         server.stop()
+
+
+def test_a_close_the_server_leaves_unanswered_raises(tmp_path: Path) -> None:
+    """Where the server cannot save what the session trained, it leaves the close
+    unanswered, and ``await ws.close()`` raises saying what that may have cost (it returned
+    as if all was saved)."""
+    from conftest import start_server  # pylint: disable=import-outside-toplevel
+
+    server = start_server(tmp_path / "data")
+    try:
+        token = hanami_token.request_token(server.url, ADMIN, ADMIN_PW)
+        uuid = make_cluster(server.url, token, SMALL_TEMPLATE)
+
+        async def train_and_close() -> None:
+            ws = await cluster.switch_to_direct_mode(token, server.url, uuid)
+            await direct_io.send_train_input(ws, "test_input", [0.0, 2.0, 0.0, 10.0, 0.5],
+                                             False)
+            await direct_io.send_train_input(ws, "test_output", [1.0, 0.0], True)
+            # The networks' folder replaced by a file: no save can succeed.
+            folder = tmp_path / "data" / "clusters"
+            folder.rename(tmp_path / "data" / "clusters.aside")
+            folder.write_text("in the way")
+            with pytest.raises(hx.HanamiException, match="may not be saved"):
+                await ws.close()
+
+        asyncio.run(train_and_close())
+    finally:
+        server.stop()

@@ -55,9 +55,9 @@ impl Staging {
 
 /// Serves one direct-IO session until the client closes it or sends something invalid,
 /// then saves the network if the session changed it. The answer to a client's close frame
-/// goes out once the network is saved, so that a client whose close has returned knows that
-/// a crash of the server no longer loses what the session trained (it goes out as well where
-/// the save failed or waits for a task's end: the error log says so, as the answer cannot).
+/// goes out once the network is saved, so that a client whose close has been answered knows
+/// that a crash of the server no longer loses what the session trained; where the save
+/// failed or waits for a task's end, there is no answer (and the error log says why).
 pub async fn session(app: &App, socket: WebSocket, slot: DirectSessionSlot, access: &mut Access) {
     let mut refused = RefusedGrowth::default();
     // The network's lock may be held for long (a save of a large network).
@@ -103,7 +103,9 @@ pub async fn session(app: &App, socket: WebSocket, slot: DirectSessionSlot, acce
     })
     .await
     .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
-    if let Some(mut socket) = closing {
+    // Unsaved, the close goes unanswered: the connection just ends, which the client can
+    // tell apart (the answer would echo its close whatever the save did).
+    if let (Some(mut socket), Ok(true)) = (closing, &saved) {
         super::answer_close(&mut socket).await;
     }
     // In the error log, as a task's notes are: the owner's admins can learn of it.
