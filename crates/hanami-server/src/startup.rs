@@ -249,16 +249,42 @@ async fn prepare(
     let store = Store::open(&paths.database())
         .await
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+    // Files that an earlier run made are new again only where they were lost (a copy of
+    // the data directory that left them out, say).
+    let earlier_run = !store.users().await?.is_empty();
     ensure_admin(&store).await?;
     warn_of_roles_the_policy_lacks(&store.users().await?, &policy);
+    warn_if_others_may_use(
+        data_dir,
+        0o022,
+        "whoever may change it can replace its token key or its database; let only the \
+         server's user change it (chmod go-w)",
+    );
+    let key_was_there = paths.token_key().exists();
     let tokens = TokenKey::load_or_create(&paths.token_key(), config.token_expiry)?;
+    if earlier_run && !key_was_there {
+        tracing::warn!(
+            "{} was missing, so a new token key was made: tokens issued before no longer \
+             work (their users log in again); copy the key with the rest of the data \
+             directory",
+            paths.token_key().display()
+        );
+    }
     warn_if_others_may_use(
         &paths.token_key(),
         0o066,
         "whoever reads or replaces it can make tokens for any user; let only the server's \
          user have it (chmod 600)",
     );
+    let host_was_there = paths.host_id().exists();
     let cpu_host = host_id(&paths.host_id())?;
+    if earlier_run && !host_was_there {
+        tracing::warn!(
+            "{} was missing, so the CPU host has a new uuid: clients that noted the old one \
+             (for switch_host) need the new one, {cpu_host}",
+            paths.host_id().display()
+        );
+    }
     // A request's result and a save's checkpoint are named after their task: one that had
     // not ended is aborted below, and what it wrote was never registered.
     let unended: HashSet<String> = store
@@ -1078,12 +1104,13 @@ fn foreign_endpoints<'a>(policy: &'a Policy, routes: &Routes) -> Vec<&'a str> {
 }
 
 /// Warns when the mode of a secret `key` lets others (the bits of `mask`) read or change
-/// it: the token key (a copied or restored data directory; group and others), whose reader
-/// can make tokens for any user, or the HTTPS private key (others: a group such as Debian's
-/// `ssl-cert` may share it), whose reader can pose as the server. `risk` says what follows
-/// and what to do.
+/// it, or another user owns it: the token key (a copied or restored data directory; group
+/// and others), whose reader can make tokens for any user; the HTTPS private key (others: a
+/// group such as Debian's `ssl-cert` may share it), whose reader can pose as the server; or
+/// the data directory, in which the token key and the database may be replaced. `risk` says
+/// what follows and what to do.
 fn warn_if_others_may_use(key: &Path, mask: u32, risk: &str) {
-    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
     if let Ok(metadata) = std::fs::metadata(key) {
         let mode = metadata.permissions().mode() & 0o777;
         if mode & mask != 0 {
@@ -1091,6 +1118,17 @@ fn warn_if_others_may_use(key: &Path, mask: u32, risk: &str) {
                 "{} can be read or changed by other users of this machine (mode {mode:o}): \
                  {risk}",
                 key.display()
+            );
+        }
+        // SAFETY: geteuid only reads the process's effective user id.
+        let me = unsafe { libc::geteuid() };
+        // (root may change anything anyway.)
+        if metadata.uid() != me && metadata.uid() != 0 {
+            tracing::warn!(
+                "{} belongs to another user of this machine (uid {}), who can replace it: \
+                 {risk}",
+                key.display(),
+                metadata.uid()
             );
         }
     }

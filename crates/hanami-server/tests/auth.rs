@@ -408,6 +408,38 @@ async fn first_start_needs_the_admin_variables() {
                  whoever reads or replaces it can make tokens for any user; let only the \
                  server's user have it (chmod 600)"
     ));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // So is a data directory that others may change (they could replace the key in it).
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert!(launch().data_dir(&dir).kill_when_logged(
+        &dir,
+        "can be read or changed by other users of this machine (mode 777): whoever may \
+         change it can replace its token key or its database"
+    ));
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // And a token key that another user owns (where this test may give it away).
+    // SAFETY: geteuid only reads the process's effective user id.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(&key, Some(65534), None).unwrap();
+        assert!(launch().data_dir(&dir).kill_when_logged(
+            &dir,
+            "token.key belongs to another user of this machine (uid 65534), who can replace it"
+        ));
+        std::os::unix::fs::chown(&key, Some(0), None).unwrap();
+    }
+    // A token key or host uuid lost from a data directory in use is made anew, saying so.
+    std::fs::remove_file(&key).unwrap();
+    assert!(launch().data_dir(&dir).kill_when_logged(
+        &dir,
+        "token.key was missing, so a new token key was made: tokens issued before no longer \
+         work"
+    ));
+    std::fs::remove_file(dir.join("host.id")).unwrap();
+    assert!(
+        launch()
+            .data_dir(&dir)
+            .kill_when_logged(&dir, "host.id was missing, so the CPU host has a new uuid")
+    );
 }
 
 #[tokio::test]
