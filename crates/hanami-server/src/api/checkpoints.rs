@@ -118,7 +118,11 @@ impl FileProblem {
         ApiError::Conflict(match self {
             FileProblem::Missing => unusable("is missing from the server's data directory"),
             FileProblem::NotAFile => unusable("is not a regular file"),
-            FileProblem::Unreadable => unusable("cannot be read by the server (permission denied)"),
+            FileProblem::Unreadable => format!(
+                "The file of checkpoint '{uuid}' {}, so the checkpoint cannot be restored; {}",
+                super::UNREADABLE_FILE,
+                super::GIVE_ACCESS_BACK
+            ),
             FileProblem::Damaged(why) => unusable(&format!("is damaged ({why})")),
             // Not damaged: a server that reads that version can restore it.
             FileProblem::OtherVersion(found) => format!(
@@ -176,4 +180,29 @@ async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String
         delete().await?.ok_or_else(|| not_found(&query.uuid))?;
     }
     Ok(Map::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FileProblem;
+
+    /// A file the server may not read is the administrator's to mend, not its owner's to
+    /// delete (the advice to delete it lost a sound checkpoint); damage is the owner's.
+    #[test]
+    fn an_unreadable_file_is_not_to_be_deleted() {
+        let unreadable = FileProblem::Unreadable.refusal("c").message();
+        assert!(
+            unreadable.contains("permission denied")
+                && unreadable
+                    .contains("the server's administrator must give the server's user access")
+                && !unreadable.contains("delete it"),
+            "{unreadable}"
+        );
+        let damaged = FileProblem::Damaged("cut".into()).refusal("c");
+        assert!(
+            damaged.message().ends_with("delete it"),
+            "{}",
+            damaged.message()
+        );
+    }
 }

@@ -420,16 +420,19 @@ pub(super) async fn open(app: &App, row: &ResourceRow) -> ApiResult<DatasetReade
         }
         Err(e) if e.is_missing_file() || e.is_damaged_file() || e.is_unreadable_file() => {
             tracing::warn!("dataset '{uuid}' cannot be used: {}: {e}", path.display());
-            let what = if e.is_missing_file() {
-                "is missing from the server's data directory".to_owned()
+            let redo = "delete it and upload it again";
+            let (what, todo) = if e.is_missing_file() {
+                (
+                    "is missing from the server's data directory".to_owned(),
+                    redo,
+                )
             } else if e.is_unreadable_file() {
-                "cannot be read by the server (permission denied)".to_owned()
+                (super::UNREADABLE_FILE.to_owned(), super::GIVE_ACCESS_BACK)
             } else {
-                format!("is damaged ({e})")
+                (format!("is damaged ({e})"), redo)
             };
             Err(ApiError::Conflict(format!(
-                "The file of dataset '{uuid}' {what}, so the dataset cannot be used; delete it \
-                 and upload it again"
+                "The file of dataset '{uuid}' {what}, so the dataset cannot be used; {todo}"
             )))
         }
         Err(e) => Err(ApiError::Internal(
