@@ -19,8 +19,9 @@ from conftest import Server, start_server
 from helpers import ADMIN, ADMIN_PW, SEED_TEMPLATE, pattern_mnist, unique, wait_for_task
 
 
-def self_signed_certificate(directory: Path) -> tuple:
-    """Writes a self-signed certificate for 127.0.0.1 and its key (PEM)."""
+def self_signed_certificate(directory: Path, expired: bool = False) -> tuple:
+    """Writes a self-signed certificate for 127.0.0.1 and its key (PEM); ``expired``: one
+    whose time ended yesterday."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -35,8 +36,8 @@ def self_signed_certificate(directory: Path) -> tuple:
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_before(now - datetime.timedelta(days=2 if expired else 0, minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=-1 if expired else 1))
         .add_extension(x509.SubjectAlternativeName([
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
             critical=False)
@@ -77,6 +78,20 @@ def test_certificate_is_checked_by_default(tls_server: Server, tmp_path: Path) -
     with pytest.raises(requests.exceptions.SSLError) as info:
         hanami_token.request_token(tls_server.url, ADMIN, ADMIN_PW, other)
     assert "the certificate file given as verify_connection did not sign" in str(info.value)
+
+
+def test_an_expired_certificate_is_named(tmp_path: Path) -> None:
+    """A certificate refused for itself (expired) says so where the client was given it to
+    trust (it said the file did not sign the server's certificate)."""
+    cert, key = self_signed_certificate(tmp_path, expired=True)
+    server = start_server(tmp_path / "data", ["--tls-cert", cert, "--tls-key", key])
+    try:
+        with pytest.raises(requests.exceptions.SSLError) as info:
+            hanami_token.request_token(server.url, ADMIN, ADMIN_PW, cert)
+        assert "the server's certificate has expired: the server needs a new one" in \
+            str(info.value), info.value
+    finally:
+        server.stop()
 
 
 def test_a_wrong_scheme_is_named(tls_server: Server, address: str) -> None:
