@@ -425,7 +425,9 @@ impl ClusterHandle {
             && !control.worker_running
             && control.active.is_none()
             && control.queue.is_empty();
-        let slot = idle.then(|| ctx.slots.try_claim()).flatten();
+        let slot = idle
+            .then(|| ctx.slots.try_claim(&self.row.owner_id))
+            .flatten();
         let starts = slot.is_some();
         control.tasks.push(task.clone());
         control.queue.push_back(task);
