@@ -18,7 +18,8 @@ pub(crate) fn connect_options(cli: &Cli) -> Result<ConnectOptions, CliError> {
         .ca_cert
         .as_deref()
         .map(|path| {
-            let pem = read_local(path, "CA certificate", MAX_CA_CERT_BYTES)?;
+            let pem = read_local(path, "CA certificate", MAX_CA_CERT_BYTES)
+                .map_err(|e| e.context("--ca-cert or HANAMI_CA_CERT"))?;
             let count = |marker: &[u8]| pem.windows(marker.len()).filter(|w| w == &marker).count();
             let begun = count(b"-----BEGIN CERTIFICATE-----");
             let problem = if begun == 0 {

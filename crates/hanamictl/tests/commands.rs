@@ -1246,7 +1246,8 @@ fn environment_usage_and_local_errors() {
         ),
         (
             &["--ca-cert", "/nonexistent.pem", "host", "list"],
-            "cannot read the CA certificate file '/nonexistent.pem'",
+            "--ca-cert or HANAMI_CA_CERT: cannot read the CA certificate file \
+             '/nonexistent.pem'",
         ),
         (
             &["--ca-cert", &not_pem, "host", "list"],
