@@ -127,9 +127,15 @@ impl Ledger {
         } else {
             ""
         };
+        // The setting, or the least that keeps a restart possible (the setting below it).
+        let kept = if keep <= MIN_FREE_TO_START {
+            "the least that keeps a restart possible, whatever min_free_disk_mib says"
+        } else {
+            "min_free_disk_mib"
+        };
         anyhow::bail!(
             "not enough disk space for {what}: it takes {}, and the data directory keeps {} \
-             free (min_free_disk_mib) for the database and networks; {} are free{under_way}",
+             free ({kept}) for the database and networks; {} are free{under_way}",
             size_of(size),
             size_of(keep),
             size_of(free - free % unit)
@@ -222,6 +228,35 @@ mod tests {
             ledger
                 .reserve(dir.path(), "the checkpoint", 128 << 20, keep)
                 .is_ok()
+        );
+    }
+
+    /// A refusal under the least reserve names it as such, not as the setting (it said
+    /// that min_free_disk_mib, set to 0, kept 4 MiB free).
+    #[test]
+    fn the_least_reserve_is_named_as_such() {
+        let _serial = super::free_space_turn();
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Arc::new(Ledger::default());
+        let free = free_space(dir.path()).unwrap();
+        let refused = |keep: u64| {
+            ledger
+                .reserve(dir.path(), "the checkpoint", free, keep)
+                .unwrap_err()
+                .to_string()
+        };
+        let least = refused(super::MIN_FREE_TO_START);
+        assert!(
+            least.contains(
+                "keeps 4096 KiB free (the least that keeps a restart possible, \
+                 whatever min_free_disk_mib says)"
+            ),
+            "{least}"
+        );
+        let set = refused(256 << 20);
+        assert!(
+            set.contains("keeps 256 MiB free (min_free_disk_mib)"),
+            "{set}"
         );
     }
 
