@@ -1148,6 +1148,13 @@ async fn ensure_admin(store: &Store) -> anyhow::Result<()> {
         return Ok(());
     }
     let (id, name, secret) = admin_from_env()?;
+    if store.user_record(&id).await?.is_some() {
+        bail!(
+            "the database has no global admin, and user '{id}' ({ADMIN_ID_VAR}) exists but is \
+             none: give {ADMIN_ID_VAR} an id that no user has, to create a new global admin \
+             (who can then make '{id}' one again)"
+        );
+    }
     let pw_hash = tokio::task::spawn_blocking(move || password::hash(&secret)).await?;
     store
         .create_user(NewUser {

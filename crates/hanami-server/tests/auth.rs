@@ -386,6 +386,20 @@ async fn first_start_needs_the_admin_variables() {
     let mut server = TestServer::start();
     let dir = server.data_dir.clone();
     assert!(server.stop());
+    // Without a global admin, variables that name a user who is none say what to do (the
+    // start said only that the user existed).
+    common::change_database(&dir, "UPDATE users SET is_admin = 0", &[]).await;
+    let Err(stderr) = launch().data_dir(&dir).try_start() else {
+        panic!("started without a global admin");
+    };
+    assert!(
+        stderr.contains(
+            "the database has no global admin, and user 'asdf' (HANAMI_ADMIN_USER_ID) exists \
+             but is none: give HANAMI_ADMIN_USER_ID an id that no user has"
+        ),
+        "{stderr}"
+    );
+    common::change_database(&dir, "UPDATE users SET is_admin = 1", &[]).await;
     let mut again = launch().without_admin_env().data_dir(&dir).start();
     again.admin().await;
     assert!(again.stop());
