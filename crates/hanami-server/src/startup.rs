@@ -246,6 +246,16 @@ async fn prepare(
     let free = crate::disk::free_space(data_dir)
         .with_context(|| format!("cannot check the free disk of {}", data_dir.display()))?;
     enough_to_start(free, data_dir)?;
+    if free < config.min_free_disk {
+        tracing::warn!(
+            "the disk of the data directory {} has {} MiB free, less than the {} MiB that \
+             min_free_disk_mib keeps free: uploads, new clusters, request tasks and checkpoint \
+             saves will be refused until there is more room (or the setting is lower)",
+            data_dir.display(),
+            free >> 20,
+            config.min_free_disk >> 20
+        );
+    }
     let store = Store::open(&paths.database())
         .await
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;

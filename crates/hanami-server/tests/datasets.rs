@@ -1309,6 +1309,11 @@ async fn uploads_leave_the_configured_disk_space_free() {
     let server = launch_with_config(tmp.path(), "min_free_disk_mib = 1073741824\n")
         .0
         .start();
+    // The start says so.
+    server.wait_until_logged(&[
+        "MiB free, less than the 1073741824 MiB that min_free_disk_mib keeps free: uploads, \
+         new clusters, request tasks and checkpoint saves will be refused",
+    ]);
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let refused = client.start_csv_upload("too_big", 1000).await;
     let Err(Error::Conflict(message)) = &refused else {
