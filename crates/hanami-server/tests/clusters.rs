@@ -2526,20 +2526,24 @@ async fn queued_tasks_are_checked_again_when_they_start() {
         .unwrap();
     assert_eq!(done.state, TaskState::Finished);
 
-    // A checkpoint whose file was removed outside the server: 404 at once.
+    // A checkpoint whose file was removed outside the server: 409 at once, saying so, for
+    // a restore as for getting it (the restore answered 404, as if the checkpoint were gone;
+    // getting it answered 200, as if nothing were wrong).
     let file = server.data_dir.join("checkpoints").join(&checkpoints[0]);
     std::fs::remove_file(&file).unwrap();
-    let missing = client.restore_cluster(&a, &checkpoints[0]).await;
-    assert!(
-        matches!(&missing, Err(Error::NotFound(m)) if m.contains("no file")),
-        "{missing:?}"
+    let missing = format!(
+        "The file of checkpoint '{}' is missing from the server's data directory, so the \
+         checkpoint cannot be restored; delete it",
+        checkpoints[0]
     );
-    // Getting it says so too (it answered 200, as if nothing were wrong).
+    let restored = client.restore_cluster(&a, &checkpoints[0]).await;
+    assert!(
+        matches!(&restored, Err(Error::Conflict(m)) if m == &missing),
+        "{restored:?}"
+    );
     let got = client.checkpoint(&checkpoints[0]).await;
     assert!(
-        matches!(&got, Err(Error::Conflict(m)) if m == &format!(
-            "The file of checkpoint '{}' is missing from the server's data directory, so the \
-             checkpoint cannot be restored; delete it", checkpoints[0])),
+        matches!(&got, Err(Error::Conflict(m)) if m == &missing),
         "{got:?}"
     );
     // A truncated file, and a folder in a file's place: 409 at once for both calls.

@@ -481,13 +481,17 @@ async fn load(app: App, caller: Caller, request: LoadClusterRequest) -> ApiResul
     let path = app.paths.checkpoints().join(&checkpoint.file_name);
     let file = match super::checkpoints::open_file(path).await? {
         Ok(file) => file,
-        Err(super::checkpoints::FileProblem::Missing) => {
-            return Err(ApiError::NotFound(format!(
-                "Checkpoint '{}' has no file in the server's data directory any more: it was \
-                 removed outside the server",
-                checkpoint.uuid
-            )));
+        // Deleted since its row was read: as it would be a moment later.
+        Err(super::checkpoints::FileProblem::Missing)
+            if app
+                .store
+                .resource(Kind::Checkpoint, &scope, &checkpoint.uuid)
+                .await?
+                .is_none() =>
+        {
+            return Err(super::checkpoints::not_found(&checkpoint.uuid));
         }
+        // As `GET checkpoint` answers (it answered 404, which says the checkpoint is gone).
         Err(problem) => return Err(problem.refusal(&checkpoint.uuid)),
     };
     let uuid = uuid::Uuid::new_v4().to_string();
