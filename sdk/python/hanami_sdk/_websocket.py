@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import websockets.asyncio.client
 import websockets.exceptions
+import websockets.protocol
 
 from .hanami_exceptions import (
     ConflictException,
@@ -62,20 +63,37 @@ class _WithoutRedirects(websockets.asyncio.client.connect):
 
 
 class DirectIoConnection(websockets.asyncio.client.ClientConnection):
-    """The connection of a direct-IO session. Once the session has started, ``close()``
-    raises ``HanamiException`` where the server leaves it unanswered: the server answers it
-    once it has saved what the session trained, and ends the connection without an answer
-    where it could not."""
+    """The connection of a direct-IO session. Once the session has started, the first
+    ``close()`` of the open connection raises ``HanamiException`` where the server leaves it
+    unanswered: the server answers it once it has saved what the session trained, and ends
+    the connection without an answer where it could not."""
 
-    #: Set once the server has accepted the session's start.
+    #: Set once the server has accepted the session's start; cleared once a close was
+    #: reported unanswered.
     session_started = False
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Closes the connection, and waits for the server's answer (see the class)."""
+        # Only a close that this client sends can go unanswered.
+        sent_now = self.protocol.state is websockets.protocol.State.OPEN
         await super().close(code, reason)
-        if self.session_started and self.protocol.close_rcvd is None:
+        if self.session_started and sent_now and self.protocol.close_rcvd is None:
+            self.session_started = False
             raise HanamiException(
                 "the server did not answer the close of this direct-IO session: what the "
                 "session trained may not be saved (the server's error log says why)")
+
+    async def __aexit__(self, exc_type: Optional[type], exc_value: Optional[BaseException],
+                        traceback: Any) -> None:
+        """Closes the connection at the end of ``async with``; where the block raised, its
+        exception goes on, with a note where the close went unanswered."""
+        try:
+            await super().__aexit__(exc_type, exc_value, traceback)
+        except HanamiException as unanswered:
+            if exc_value is None:
+                raise
+            if hasattr(exc_value, "add_note"):  # Python 3.11 and later
+                exc_value.add_note(unanswered.message)
 
 
 def connection(address: str, verify: Verify, close_timeout: Optional[float] = 10.0,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -691,6 +692,24 @@ def test_a_close_the_server_leaves_unanswered_raises(tmp_path: Path) -> None:
             folder.write_text("in the way")
             with pytest.raises(hx.HanamiException, match="may not be saved"):
                 await ws.close()
+            # Said once.
+            await ws.close()
+            # Where the block of `async with` raised, its own exception goes on.
+            ws = await direct_io.connect(token, server.url, uuid)
+            with pytest.raises(KeyError) as raised:
+                async with ws:
+                    await direct_io.send_train_input(ws, "test_input",
+                                                     [0.0, 2.0, 0.0, 10.0, 0.5], False)
+                    await direct_io.send_train_input(ws, "test_output", [1.0, 0.0], True)
+                    raise KeyError("the block's own")
+            if sys.version_info >= (3, 11):  # notes came with 3.11
+                notes = getattr(raised.value, "__notes__", [])
+                assert any("may not be saved" in note for note in notes), notes
+            # A session that the server ended itself (left DIRECT mode) closes quietly.
+            ws = await direct_io.connect(token, server.url, uuid)
+            cluster.switch_to_task_mode(token, server.url, uuid)
+            await ws.wait_closed()
+            await ws.close()
 
         asyncio.run(train_and_close())
     finally:
