@@ -246,11 +246,22 @@ async fn prepare(
     let free = crate::disk::free_space(data_dir)
         .with_context(|| format!("cannot check the free disk of {}", data_dir.display()))?;
     enough_to_start(free, data_dir)?;
-    if free < config.min_free_disk {
+    // Uploads keep twice the reserve.
+    let refused = if free < config.min_free_disk {
+        Some((
+            "",
+            "uploads, new clusters, request tasks and checkpoint saves",
+        ))
+    } else if free < config.min_free_disk.saturating_mul(2) {
+        Some((" twice", "uploads"))
+    } else {
+        None
+    };
+    if let Some((twice, what)) = refused {
         tracing::warn!(
-            "the disk of the data directory {} has {} MiB free, less than the {} MiB that \
-             min_free_disk_mib keeps free: uploads, new clusters, request tasks and checkpoint \
-             saves will be refused until there is more room (or the setting is lower)",
+            "the disk of the data directory {} has {} MiB free, less than{twice} the {} MiB \
+             that min_free_disk_mib keeps free: {what} will be refused until there is more \
+             room (or the setting is lower)",
             data_dir.display(),
             free >> 20,
             config.min_free_disk >> 20
@@ -264,12 +275,7 @@ async fn prepare(
     let earlier_run = !store.users().await?.is_empty();
     ensure_admin(&store).await?;
     warn_of_roles_the_policy_lacks(&store.users().await?, &policy);
-    warn_if_others_may_use(
-        data_dir,
-        0o022,
-        "whoever may change it can replace its token key or its database; let only the \
-         server's user change it (chmod go-w)",
-    );
+    warn_if_others_may_change_dir(data_dir);
     let key_was_there = paths.token_key().exists();
     let tokens = TokenKey::load_or_create(&paths.token_key(), config.token_expiry)?;
     if earlier_run && !key_was_there {
@@ -285,6 +291,10 @@ async fn prepare(
         0o066,
         "whoever reads or replaces it can make tokens for any user; let only the server's \
          user have it (chmod 600)",
+    );
+    warn_if_another_user_owns(
+        &paths.token_key(),
+        "that user can replace it, and so make tokens for any user",
     );
     let host_was_there = paths.host_id().exists();
     let cpu_host = host_id(&paths.host_id())?;
@@ -1114,13 +1124,12 @@ fn foreign_endpoints<'a>(policy: &'a Policy, routes: &Routes) -> Vec<&'a str> {
 }
 
 /// Warns when the mode of a secret `key` lets others (the bits of `mask`) read or change
-/// it, or another user owns it: the token key (a copied or restored data directory; group
-/// and others), whose reader can make tokens for any user; the HTTPS private key (others: a
-/// group such as Debian's `ssl-cert` may share it), whose reader can pose as the server; or
-/// the data directory, in which the token key and the database may be replaced. `risk` says
-/// what follows and what to do.
+/// it: the token key (a copied or restored data directory; group and others), whose reader
+/// can make tokens for any user, or the HTTPS private key (others: a group such as Debian's
+/// `ssl-cert` may share it), whose reader can pose as the server. `risk` says what follows
+/// and what to do.
 fn warn_if_others_may_use(key: &Path, mask: u32, risk: &str) {
-    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    use std::os::unix::fs::PermissionsExt as _;
     if let Ok(metadata) = std::fs::metadata(key) {
         let mode = metadata.permissions().mode() & 0o777;
         if mode & mask != 0 {
@@ -1130,18 +1139,70 @@ fn warn_if_others_may_use(key: &Path, mask: u32, risk: &str) {
                 key.display()
             );
         }
-        // SAFETY: geteuid only reads the process's effective user id.
-        let me = unsafe { libc::geteuid() };
-        // (root may change anything anyway.)
-        if metadata.uid() != me && metadata.uid() != 0 {
-            tracing::warn!(
-                "{} belongs to another user of this machine (uid {}), who can replace it: \
-                 {risk}",
-                key.display(),
-                metadata.uid()
-            );
-        }
     }
+}
+
+/// Warns when a user other than the server's own (and root) owns `path`; `risk` says what
+/// that user can do.
+fn warn_if_another_user_owns(path: &Path, risk: &str) {
+    use std::os::unix::fs::MetadataExt as _;
+    // SAFETY: geteuid only reads the process's effective user id.
+    let me = unsafe { libc::geteuid() };
+    if let Ok(metadata) = std::fs::metadata(path)
+        && metadata.uid() != me
+        && metadata.uid() != 0
+    {
+        tracing::warn!(
+            "{} belongs to another user of this machine (uid {}): {risk}; give it to the \
+             server's user (chown {me})",
+            path.display(),
+            metadata.uid()
+        );
+    }
+}
+
+/// Warns when others may change the data directory, and so replace its token key or its
+/// database: anyone (its mode lets others write), a group that is not the server's own, or
+/// another user who owns it.
+fn warn_if_others_may_change_dir(dir: &Path) {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let Ok(metadata) = std::fs::metadata(dir) else {
+        return;
+    };
+    let mode = metadata.permissions().mode() & 0o777;
+    let others = mode & 0o002 != 0;
+    let foreign_group = mode & 0o020 != 0 && !own_group(metadata.gid());
+    if others || foreign_group {
+        let remedy = if others {
+            "chmod o-w"
+        } else {
+            "chmod g-w, or chgrp it to the server's group"
+        };
+        tracing::warn!(
+            "{} can be changed by other users of this machine (mode {mode:o}): they can \
+             replace its token key or its database; let only the server's user and group \
+             change it ({remedy})",
+            dir.display()
+        );
+    }
+    warn_if_another_user_owns(dir, "that user can replace its token key or its database");
+}
+
+/// Whether `gid` is one of the server process's groups.
+fn own_group(gid: u32) -> bool {
+    // SAFETY: getegid only reads the process's group id.
+    if unsafe { libc::getegid() } == gid {
+        return true;
+    }
+    // SAFETY: with a length of 0, getgroups only counts the supplementary groups.
+    let count = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    let Ok(len) = usize::try_from(count) else {
+        return false;
+    };
+    let mut groups: Vec<libc::gid_t> = vec![0; len];
+    // SAFETY: `groups` has room for the `count` ids getgroups may write.
+    let written = unsafe { libc::getgroups(count, groups.as_mut_ptr()) };
+    usize::try_from(written).is_ok_and(|written| groups[..written.min(len)].contains(&gid))
 }
 
 /// Creates the first global admin from the environment when no admin exists yet.

@@ -427,9 +427,20 @@ async fn first_start_needs_the_admin_variables() {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     assert!(launch().data_dir(&dir).kill_when_logged(
         &dir,
-        "can be read or changed by other users of this machine (mode 777): whoever may \
-         change it can replace its token key or its database"
+        "can be changed by other users of this machine (mode 777): they can replace its \
+         token key or its database; let only the server's user and group change it (chmod \
+         o-w)"
     ));
+    // Not where only the server's own group may change it (chmod g-w would lock the
+    // server out where the group gave it access).
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o770)).unwrap();
+    let server = launch().data_dir(&dir).start();
+    assert!(
+        !server.logged().contains("can be changed by"),
+        "{}",
+        server.logged()
+    );
+    drop(server);
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     // And a token key that another user owns (where this test may give it away).
     // SAFETY: geteuid only reads the process's effective user id.
@@ -437,7 +448,9 @@ async fn first_start_needs_the_admin_variables() {
         std::os::unix::fs::chown(&key, Some(65534), None).unwrap();
         assert!(launch().data_dir(&dir).kill_when_logged(
             &dir,
-            "token.key belongs to another user of this machine (uid 65534), who can replace it"
+            "token.key belongs to another user of this machine (uid 65534): that user can \
+             replace it, and so make tokens for any user; give it to the server's user \
+             (chown 0)"
         ));
         std::os::unix::fs::chown(&key, Some(0), None).unwrap();
     }

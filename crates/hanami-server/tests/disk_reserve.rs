@@ -121,3 +121,20 @@ async fn request_results_running_at_once_share_the_room_above_the_reserve() {
         "{sizes:?}"
     );
 }
+
+/// The start warns where the disk has less free than uploads keep (twice the reserve), and
+/// says that only uploads are refused where it has more than the reserve itself.
+#[test]
+fn the_start_warns_of_a_reserve_beyond_the_free_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let free_mib = free_space(tmp.path()) >> 20;
+    // Between once and twice the reserve, with a third of it for the disk to move.
+    let reserve = free_mib * 2 / 3;
+    let (launched, _) =
+        common::launch_with_config(tmp.path(), &format!("min_free_disk_mib = {reserve}\n"));
+    let server = launched.start();
+    server.wait_until_logged(&[&format!(
+        "MiB free, less than twice the {reserve} MiB that min_free_disk_mib keeps free: \
+         uploads will be refused"
+    )]);
+}
