@@ -192,14 +192,16 @@ def _connection_hint(url: str, error: Exception, verify: Verify) -> Optional[str
             return ("the server's certificate does not name the host of the address: it needs "
                     "a subjectAltName for it")
         # Refused for itself, whoever signed it.
+        # (OpenSSL does not say which certificate of the chain it was.)
         if "certificate has expired" in text:
-            return "the server's certificate has expired: the server needs a new one"
+            return ("a certificate of the server's chain (or the file given as "
+                    "verify_connection) has expired: the server needs a new one")
         if "certificate is not yet valid" in text:
-            return ("the server's certificate is not valid yet (or this machine's clock is "
-                    "behind)")
+            return ("a certificate of the server's chain (or the file given as "
+                    "verify_connection) is not valid yet, or this machine's clock is behind")
         if "unsupported certificate purpose" in text:
-            return ("the server's certificate is not for servers (its extended key usage "
-                    "leaves out server authentication): the server needs another one")
+            return ("a certificate of the server's chain is not for servers (its extended key "
+                    "usage leaves out server authentication): the server needs another one")
         if isinstance(verify, (str, os.PathLike)):
             return ("the certificate file given as verify_connection did not sign the "
                     "server's certificate: give the certificate of the CA that issued it, or "

@@ -88,7 +88,8 @@ def test_an_expired_certificate_is_named(tmp_path: Path) -> None:
     try:
         with pytest.raises(requests.exceptions.SSLError) as info:
             hanami_token.request_token(server.url, ADMIN, ADMIN_PW, cert)
-        assert "the server's certificate has expired: the server needs a new one" in \
+        assert "a certificate of the server's chain (or the file given as " \
+            "verify_connection) has expired: the server needs a new one" in \
             str(info.value), info.value
     finally:
         server.stop()

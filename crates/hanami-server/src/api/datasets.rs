@@ -420,25 +420,31 @@ pub(super) async fn open(app: &App, row: &ResourceRow) -> ApiResult<DatasetReade
         }
         Err(e) if e.is_missing_file() || e.is_damaged_file() || e.is_unreadable_file() => {
             tracing::warn!("dataset '{uuid}' cannot be used: {}: {e}", path.display());
-            let redo = "delete it and upload it again";
-            let (what, todo) = if e.is_missing_file() {
-                (
-                    "is missing from the server's data directory".to_owned(),
-                    redo,
-                )
-            } else if e.is_unreadable_file() {
-                (super::UNREADABLE_FILE.to_owned(), super::GIVE_ACCESS_BACK)
-            } else {
-                (format!("is damaged ({e})"), redo)
-            };
-            Err(ApiError::Conflict(format!(
-                "The file of dataset '{uuid}' {what}, so the dataset cannot be used; {todo}"
-            )))
+            Err(unusable(uuid, &e))
         }
         Err(e) => Err(ApiError::Internal(
             anyhow::Error::new(e).context(format!("cannot open the file of dataset '{uuid}'")),
         )),
     }
+}
+
+/// The 409 of dataset `uuid`, whose file is missing, damaged or unreadable (`e`): what is
+/// wrong and what to do (its owner makes it again; the administrator gives access back).
+fn unusable(uuid: &str, e: &dataset::DatasetFileError) -> ApiError {
+    let redo = "delete it and upload it again";
+    let (what, todo) = if e.is_missing_file() {
+        (
+            "is missing from the server's data directory".to_owned(),
+            redo,
+        )
+    } else if e.is_unreadable_file() {
+        (super::UNREADABLE_FILE.to_owned(), super::GIVE_ACCESS_BACK)
+    } else {
+        (format!("is damaged ({e})"), redo)
+    };
+    ApiError::Conflict(format!(
+        "The file of dataset '{uuid}' {what}, so the dataset cannot be used; {todo}"
+    ))
 }
 
 async fn get(app: App, caller: Caller, query: ByUuid) -> ApiResult<Dataset> {
@@ -717,7 +723,31 @@ fn file_stem(reader: &DatasetReader) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::percent;
+    use super::{percent, unusable};
+
+    /// A file the server may not read is the administrator's to mend, not its owner's to
+    /// delete and upload again (that advice lost a sound dataset); a missing one is the
+    /// owner's.
+    #[test]
+    fn an_unreadable_file_is_not_to_be_uploaded_again() {
+        let io = |kind: std::io::ErrorKind| hanami_store::dataset::DatasetFileError::Io {
+            action: "open",
+            path: "d".into(),
+            source: kind.into(),
+        };
+        let unreadable = unusable("d", &io(std::io::ErrorKind::PermissionDenied)).message();
+        assert!(
+            unreadable.contains("permission denied")
+                && unreadable.contains("the server's administrator must give")
+                && !unreadable.contains("upload it again"),
+            "{unreadable}"
+        );
+        let missing = unusable("d", &io(std::io::ErrorKind::NotFound)).message();
+        assert!(
+            missing.ends_with("delete it and upload it again"),
+            "{missing}"
+        );
+    }
 
     #[test]
     fn percentages_keep_the_original_figures_and_stay_within_0_and_100() {

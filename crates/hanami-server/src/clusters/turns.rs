@@ -21,7 +21,7 @@ struct State {
     /// The users with waiting claims, in the order they first asked, each with its claims
     /// in order.
     waiting: VecDeque<(String, VecDeque<oneshot::Sender<TaskSlot>>)>,
-    /// The users who have had slots (as many as the server has users with clusters).
+    /// Every user served since the start (a handful of numbers per user id).
     served: HashMap<String, Served>,
     /// Slots handed out so far: the number of the latest.
     grants: u64,
@@ -263,6 +263,26 @@ mod tests {
         // a holds one still, b none.
         assert!(ready(a.as_mut()).is_none());
         assert!(ready(b.as_mut()).is_some());
+    }
+
+    /// Every path gives its slot back and its count with it: a held slot dropped, a claim
+    /// given up while it waited, and one granted at once and dropped unpolled.
+    #[test]
+    fn every_slot_comes_back_and_is_counted_back() {
+        let slots = TaskSlots::new(1);
+        let held = slots.try_claim("a").unwrap();
+        let given_up = slots.claim("b");
+        let mut c = Box::pin(slots.claim("c"));
+        drop(given_up);
+        drop(held);
+        drop(ready(c.as_mut()).unwrap());
+        drop(ready(slots.claim("d")).unwrap());
+        drop(slots.claim("e"));
+        let state = slots.lock();
+        assert_eq!(state.free, 1);
+        assert!(state.served.values().all(|served| served.held == 0));
+        // The claim given up did not count as b's turn.
+        assert_eq!(state.served.get("b").map(|served| served.latest), Some(0));
     }
 
     /// A claim given up (its cluster deleted while it waited) passes the slot on.
