@@ -2101,7 +2101,12 @@ async fn a_network_whose_task_ends_cannot_be_recorded_is_left_as_last_saved() {
             .await
             .unwrap();
     }
-    session.close().await.unwrap();
+    // Not saved, the close goes unanswered, which the client reports.
+    let closed = session.close().await;
+    assert!(
+        matches!(&closed, Err(Error::WebSocket(m)) if m.contains("may not be saved")),
+        "{closed:?}"
+    );
     server.wait_until_logged(&["the network is not saved after the session: the end of a task"]);
     assert!(std::fs::read(&network).unwrap() == untrained);
     // A stop that lost training says so, also by its status.
