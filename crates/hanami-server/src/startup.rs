@@ -1020,6 +1020,10 @@ fn with_database_hint(e: anyhow::Error, database: &Path) -> anyhow::Error {
              before it was used"
         }
         Some(StoreError::Corrupt { .. }) => "is damaged: restore it from a backup",
+        Some(StoreError::Foreign { .. }) => {
+            "is not this server's: give the server another data directory (its own database \
+             is made there), or move the file away if it is not needed"
+        }
         Some(store_error) => match store_error.sqlite_code() {
             // SQLITE_BUSY, SQLITE_LOCKED
             Some(5 | 6) => {

@@ -1631,6 +1631,29 @@ async fn a_damaged_or_locked_database_is_named() {
     assert!(stderr.contains(&expected), "{stderr}");
     assert_eq!(stderr.matches("schema version 999").count(), 1, "{stderr}");
 
+    // Another program's database under the name: refused, not taken over (the server's
+    // tables were added beside the program's).
+    std::fs::remove_file(&database).unwrap();
+    let url = format!("sqlite://{}?mode=rwc", database.display());
+    let mut foreign = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("CREATE TABLE foo (x INTEGER)")
+        .execute(&mut foreign)
+        .await
+        .unwrap();
+    foreign.close().await.unwrap();
+    let Err(stderr) = launch().data_dir(&data).try_start() else {
+        panic!("started on another program's database");
+    };
+    let expected = format!(
+        "the database {} is not this server's: give the server another data directory",
+        database.display()
+    );
+    assert!(
+        stderr.contains(&expected)
+            && stderr.contains("the database holds tables of another program (foo)"),
+        "{stderr}"
+    );
+
     // The backup back: it starts.
     std::fs::rename(&kept, &database).unwrap();
     let server = launch().data_dir(&data).start();

@@ -66,6 +66,13 @@ pub enum StoreError {
         /// What could not be read, and why.
         what: String,
     },
+    /// The file holds tables but no schema version of this server: another program's
+    /// database.
+    #[error("the database holds tables of another program ({tables}) and none of this server")]
+    Foreign {
+        /// Some of its tables' names.
+        tables: String,
+    },
     /// The database was written by a newer version of Hanami.
     #[error("database schema version {found} is newer than this server knows ({known})")]
     FutureSchema {
@@ -224,6 +231,19 @@ impl Store {
             return Err(StoreError::Corrupt {
                 what: format!("schema version {version} (PRAGMA user_version)"),
             });
+        }
+        if version == 0 {
+            // Another program's database: this server's tables would be added beside its own.
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name LIMIT 4",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            if !tables.is_empty() {
+                return Err(StoreError::Foreign {
+                    tables: tables.join(", "),
+                });
+            }
         }
         for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
