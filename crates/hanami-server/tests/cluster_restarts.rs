@@ -1559,7 +1559,6 @@ async fn a_server_stopped_at_once_stops_cleanly() {
 /// SQLite's words once (they came three times, without the path).
 #[tokio::test]
 async fn a_damaged_or_locked_database_is_named() {
-    use sqlx::Connection;
     let mut server = TestServer::start();
     assert!(server.stop());
     let data = server.data_dir.clone();
@@ -1613,13 +1612,7 @@ async fn a_damaged_or_locked_database_is_named() {
 
     // Written by a newer version: what to do, and the versions once.
     std::fs::copy(&kept, &database).unwrap();
-    let url = format!("sqlite://{}", database.display());
-    let mut newer = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("PRAGMA user_version = 999")
-        .execute(&mut newer)
-        .await
-        .unwrap();
-    newer.close().await.unwrap();
+    common::change_database(&data, "PRAGMA user_version = 999", &[]).await;
     let Err(stderr) = launch().data_dir(&data).try_start() else {
         panic!("started on a newer database");
     };
@@ -1633,14 +1626,9 @@ async fn a_damaged_or_locked_database_is_named() {
 
     // Another program's database under the name: refused, not taken over (the server's
     // tables were added beside the program's).
-    std::fs::remove_file(&database).unwrap();
-    let url = format!("sqlite://{}?mode=rwc", database.display());
-    let mut foreign = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("CREATE TABLE foo (x INTEGER)")
-        .execute(&mut foreign)
-        .await
-        .unwrap();
-    foreign.close().await.unwrap();
+    // (An empty file is an empty SQLite database.)
+    std::fs::write(&database, "").unwrap();
+    common::change_database(&data, "CREATE TABLE foo (x INTEGER)", &[]).await;
     let Err(stderr) = launch().data_dir(&data).try_start() else {
         panic!("started on another program's database");
     };
