@@ -8,7 +8,7 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -638,12 +638,16 @@ def test_a_session_start_the_server_fails_is_an_internal_server_error(tmp_path: 
         server.stop()
 
 
+async def train_the_seed_sample(ws: Any) -> None:
+    """One training step with the seed's direct-IO sample on a cluster of SMALL_TEMPLATE."""
+    await direct_io.send_train_input(ws, "test_input", [0.0, 2.0, 0.0, 10.0, 0.5], False)
+    await direct_io.send_train_input(ws, "test_output", [1.0, 0.0], True)
+
+
 def test_a_closed_session_has_saved_its_training(tmp_path: Path) -> None:
     """``await ws.close()`` returns once the server has saved what the session trained (the
     server answers the close after the save), so that a crash of the server right after it
     loses nothing."""
-    from conftest import start_server  # pylint: disable=import-outside-toplevel
-
     server = start_server(tmp_path / "data", pause_at="direct-session:saving=1000")
     try:
         token = hanami_token.request_token(server.url, ADMIN, ADMIN_PW)
@@ -657,9 +661,7 @@ def test_a_closed_session_has_saved_its_training(tmp_path: Path) -> None:
             # (websockets' own limit is 10 s).
             assert ws.close_timeout == hanami_request.REQUEST_TIMEOUT == 300.0
             for _ in range(5):
-                await direct_io.send_train_input(ws, "test_input", [0.0, 2.0, 0.0, 10.0, 0.5],
-                                                 False)
-                await direct_io.send_train_input(ws, "test_output", [1.0, 0.0], True)
+                await train_the_seed_sample(ws)
             await ws.close()
 
         asyncio.run(train_and_close())
@@ -674,8 +676,6 @@ def test_a_close_the_server_leaves_unanswered_raises(tmp_path: Path) -> None:
     """Where the server cannot save what the session trained, it leaves the close
     unanswered, and ``await ws.close()`` raises saying what that may have cost (it returned
     as if all was saved)."""
-    from conftest import start_server  # pylint: disable=import-outside-toplevel
-
     server = start_server(tmp_path / "data")
     try:
         token = hanami_token.request_token(server.url, ADMIN, ADMIN_PW)
@@ -683,9 +683,7 @@ def test_a_close_the_server_leaves_unanswered_raises(tmp_path: Path) -> None:
 
         async def train_and_close() -> None:
             ws = await cluster.switch_to_direct_mode(token, server.url, uuid)
-            await direct_io.send_train_input(ws, "test_input", [0.0, 2.0, 0.0, 10.0, 0.5],
-                                             False)
-            await direct_io.send_train_input(ws, "test_output", [1.0, 0.0], True)
+            await train_the_seed_sample(ws)
             # The networks' folder replaced by a file: no save can succeed.
             folder = tmp_path / "data" / "clusters"
             folder.rename(tmp_path / "data" / "clusters.aside")
@@ -698,9 +696,7 @@ def test_a_close_the_server_leaves_unanswered_raises(tmp_path: Path) -> None:
             ws = await direct_io.connect(token, server.url, uuid)
             with pytest.raises(KeyError) as raised:
                 async with ws:
-                    await direct_io.send_train_input(ws, "test_input",
-                                                     [0.0, 2.0, 0.0, 10.0, 0.5], False)
-                    await direct_io.send_train_input(ws, "test_output", [1.0, 0.0], True)
+                    await train_the_seed_sample(ws)
                     raise KeyError("the block's own")
             if sys.version_info >= (3, 11):  # notes came with 3.11
                 notes = getattr(raised.value, "__notes__", [])
