@@ -517,8 +517,8 @@ pub enum TaskCreateCmd {
             value_name = "HEXAGON:DATASET_UUID"
         )]
         input: Vec<String>,
-        /// Output hexagon and name of the new result dataset, HEXAGON:DATASET_NAME
-        /// (repeatable, or comma-separated)
+        /// Output hexagon and name of the new result dataset, HEXAGON:DATASET_NAME (exactly
+        /// one: a request task writes one result dataset)
         #[arg(
             short,
             long,
