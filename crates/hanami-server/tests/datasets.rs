@@ -2181,6 +2181,141 @@ async fn damaged_or_missing_dataset_files_are_named() {
     assert!(server.stop(), "the server did not stop cleanly");
 }
 
+/// A dataset file whose content changed since it was written (a byte of its rows, the
+/// header still whole) is refused where it is read whole, by a task's start and by the
+/// accuracy check, naming what is wrong and what to do; as it was, it works again.
+#[tokio::test]
+async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
+    use std::os::unix::fs::{FileExt, PermissionsExt};
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, labels) = mnist_files(tmp.path(), 20);
+    let changed = client
+        .upload_mnist("changed_data", &images, &labels)
+        .await
+        .unwrap();
+    let fine = client
+        .upload_mnist("fine_data", &images, &labels)
+        .await
+        .unwrap();
+    let cluster = common::seed_cluster(&client, "checked").await;
+    let path = server.data_dir.join("datasets").join(&changed.uuid);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    // A pixel of the last row: as bit rot or another program would leave it.
+    let at = std::fs::metadata(&path).unwrap().len() - 20;
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, at).unwrap();
+    file.write_all_at(&[byte[0] ^ 0x40], at).unwrap();
+
+    let what = format!(
+        "The file of dataset '{}' is damaged (its checksum xxh3:",
+        changed.uuid
+    );
+    let refused = |result: Result<(), Error>| match result {
+        Err(Error::Conflict(m)) => {
+            assert!(m.starts_with(&what), "{m}");
+            assert!(m.contains("recorded when it was written"), "{m}");
+            assert!(m.ends_with("delete it and upload it again"), "{m}");
+        }
+        other => panic!("{other:?}"),
+    };
+    refused(
+        client
+            .check_dataset(&changed.uuid, &fine.uuid)
+            .await
+            .map(drop),
+    );
+    refused(
+        client
+            .check_dataset(&fine.uuid, &changed.uuid)
+            .await
+            .map(drop),
+    );
+    // Its header is whole: it is listed and described as before.
+    assert_eq!(
+        client.dataset(&changed.uuid).await.unwrap().uuid,
+        changed.uuid
+    );
+    let inputs = [("picture", changed.uuid.as_str())];
+    let task = client
+        .train("train", &cluster, &inputs, &[("label", &fine.uuid)])
+        .await
+        .unwrap();
+    let ended = client
+        .wait_for_task(&cluster, &task.uuid, Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(
+        ended.state,
+        hanami_types::tasks::TaskState::Aborted,
+        "{ended:?}"
+    );
+    let note = ended.note.unwrap_or_default();
+    assert!(
+        note.contains(&format!(
+            "the file of dataset '{}' is damaged (its checksum xxh3:",
+            changed.uuid
+        )) && note.contains("delete it and upload it again"),
+        "{note}"
+    );
+    assert_eq!(ended.current_cycle, 0, "{note}");
+
+    // The byte as it was: the same file is used again.
+    file.write_all_at(&byte, at).unwrap();
+    let task = client
+        .train("train", &cluster, &inputs, &[("label", &fine.uuid)])
+        .await
+        .unwrap();
+    let ended = client
+        .wait_for_task(&cluster, &task.uuid, Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(
+        ended.state,
+        hanami_types::tasks::TaskState::Finished,
+        "{ended:?}"
+    );
+
+    // A request task's result dataset has its checksum too.
+    let task = client
+        .request("request", &cluster, &inputs, ("label", "result"))
+        .await
+        .unwrap();
+    let ended = client
+        .wait_for_task(&cluster, &task.uuid, Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(
+        ended.state,
+        hanami_types::tasks::TaskState::Finished,
+        "{ended:?}"
+    );
+    client
+        .check_dataset(&changed.uuid, &task.uuid)
+        .await
+        .unwrap();
+    let result = server.data_dir.join("datasets").join(&task.uuid);
+    std::fs::set_permissions(&result, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let result = std::fs::File::options().write(true).open(&result).unwrap();
+    result.write_all_at(b"\x7f", 4096 + 100).unwrap();
+    match client.check_dataset(&changed.uuid, &task.uuid).await {
+        Err(Error::Conflict(m)) => assert!(
+            m.starts_with(&format!(
+                "The file of dataset '{}' is damaged (its checksum xxh3:",
+                task.uuid
+            )),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
 /// An upload whose dataset was made but cannot be read back (here: a policy without
 /// `GET dataset`) says that the dataset exists, with its uuid, instead of reporting a
 /// failed upload (a retry would make a second dataset).

@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0011_queued_work.sql"),
     include_str!("../migrations/0012_unregistered_files.sql"),
     include_str!("../migrations/0013_log_and_assignment_indexes.sql"),
+    include_str!("../migrations/0014_dataset_checksums.sql"),
 ];
 
 /// The tables of the schema that [`MIGRATIONS`] make (a test holds the two together).

@@ -10,7 +10,7 @@ use sqlx::SqliteConnection;
 use sqlx::SqlitePool;
 use sqlx::sqlite::SqliteRow;
 
-use crate::dataset::ValueRanges;
+use crate::dataset::{Checksum, ContentSummary, ValueRanges};
 use crate::{Store, StoreError, now_timestamp};
 
 /// What the database notes of a file that no row references, so that a start can remove
@@ -279,22 +279,24 @@ pub(crate) async fn insert_row(
     Ok(())
 }
 
-/// Inserts a dataset's row and the value ranges of its fields (see [`Store::insert_dataset`]).
+/// Inserts a dataset's row and the summary of its content (see [`Store::insert_dataset`]).
 pub(crate) async fn insert_dataset_row(
     conn: &mut SqliteConnection,
     row: &ResourceRow,
-    ranges: &ValueRanges,
+    content: &ContentSummary,
 ) -> Result<(), StoreError> {
     // JSON has no infinities: such fields are left out (tasks check values as they read).
-    let finite: ValueRanges = ranges
+    let finite: ValueRanges = content
+        .value_ranges
         .iter()
         .filter(|(_, r)| r.min.is_finite() && r.max.is_finite())
         .map(|(field, r)| (field.clone(), *r))
         .collect();
     let ranges = serde_json::to_string(&finite).expect("finite floats serialize");
     insert_row(&mut *conn, Kind::Dataset, row).await?;
-    sqlx::query("UPDATE datasets SET value_ranges = ?1 WHERE uuid = ?2")
+    sqlx::query("UPDATE datasets SET value_ranges = ?1, checksum = ?2 WHERE uuid = ?3")
         .bind(ranges)
+        .bind(content.checksum.to_string())
         .bind(&row.uuid)
         .execute(&mut *conn)
         .await?;
@@ -330,15 +332,16 @@ impl Store {
     }
 
     /// Inserts a dataset's row together with the value ranges of its fields (see
-    /// [`Store::value_ranges`]; fields with an infinite extreme are not recorded);
-    /// [`StoreError::OwnerGone`] as [`Store::insert_resource`].
+    /// [`Store::value_ranges`]; fields with an infinite extreme are not recorded) and the
+    /// checksum of its file (see [`Store::dataset_checksum`]); [`StoreError::OwnerGone`] as
+    /// [`Store::insert_resource`].
     pub async fn insert_dataset(
         &self,
         row: &ResourceRow,
-        ranges: &ValueRanges,
+        content: &ContentSummary,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        insert_dataset_row(&mut tx, row, ranges).await?;
+        insert_dataset_row(&mut tx, row, content).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -364,6 +367,32 @@ impl Store {
             .map(|text| {
                 serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
                     what: format!("value ranges of dataset '{uuid}': {e}"),
+                })
+            })
+            .transpose()
+    }
+
+    /// The checksum of the file of a dataset visible in the scope, as recorded when it was
+    /// written; `None` for datasets from before checksums were recorded (and for unknown
+    /// ones).
+    pub async fn dataset_checksum(
+        &self,
+        scope: &Scope,
+        uuid: &str,
+    ) -> Result<Option<Checksum>, StoreError> {
+        let (project, owner) = scope_filter(scope);
+        let text: Option<Option<String>> = sqlx::query_scalar(&format!(
+            "SELECT checksum FROM datasets WHERE {SCOPE_SQL} AND uuid = ?3"
+        ))
+        .bind(project)
+        .bind(owner)
+        .bind(uuid)
+        .fetch_optional(&self.reads)
+        .await?;
+        text.flatten()
+            .map(|text| {
+                text.parse().map_err(|e| StoreError::Corrupt {
+                    what: format!("checksum of dataset '{uuid}': {e}"),
                 })
             })
             .transpose()

@@ -6,7 +6,7 @@
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use crate::dataset::ValueRanges;
+use crate::dataset::ContentSummary;
 use crate::logs::{ErrorEntry, insert_error};
 use crate::resources::{Kind, ResourceRow, insert_dataset_row, insert_row};
 use crate::{Store, StoreError};
@@ -18,8 +18,8 @@ pub enum TaskProduct<'a> {
     Nothing,
     /// A checkpoint.
     Checkpoint(&'a ResourceRow),
-    /// A request's result dataset, with the value ranges of its fields.
-    Dataset(&'a ResourceRow, &'a ValueRanges),
+    /// A request's result dataset, with the summary of its content.
+    Dataset(&'a ResourceRow, &'a ContentSummary),
 }
 
 /// One task as recorded.
@@ -164,7 +164,7 @@ impl Store {
         match product {
             TaskProduct::Nothing => {}
             TaskProduct::Checkpoint(row) => insert_row(&mut tx, Kind::Checkpoint, row).await?,
-            TaskProduct::Dataset(row, ranges) => insert_dataset_row(&mut tx, row, ranges).await?,
+            TaskProduct::Dataset(row, content) => insert_dataset_row(&mut tx, row, content).await?,
         }
         sqlx::query(
             "UPDATE tasks SET current = ?, state = ?, started_at = ?, ended_at = ?, note = ?, \

@@ -394,11 +394,11 @@ async fn a_task_ends_with_its_product_or_not_at_all() {
 
     // A result dataset, with the network the request grew left pending.
     let result = ResourceRow::new("request", "result", "owner", "admin", "request");
-    let ranges = Default::default();
+    let content = common::content("xxh3:00000000000000aa");
     store
         .end_task(
             &ended("request"),
-            TaskProduct::Dataset(&result, &ranges),
+            TaskProduct::Dataset(&result, &content),
             true,
         )
         .await
@@ -409,6 +409,13 @@ async fn a_task_ends_with_its_product_or_not_at_all() {
             .await
             .unwrap()
             .is_some()
+    );
+    assert_eq!(
+        store
+            .dataset_checksum(&Scope::All, "request")
+            .await
+            .unwrap(),
+        Some(content.checksum)
     );
     assert_eq!(
         store.pending_networks().await.unwrap(),
@@ -529,7 +536,7 @@ async fn unregistered_files_stay_noted_until_their_rows_exist() {
     assert!(noted(Kind::Checkpoint).await.is_empty());
     let dataset = ResourceRow::new("d", "dataset", "owner", "admin", "d-file");
     store
-        .insert_dataset(&dataset, &Default::default())
+        .insert_dataset(&dataset, &common::content("xxh3:0000000000000001"))
         .await
         .unwrap();
     let cluster = ResourceRow::new("c", "cluster", "owner", "admin", "c-file");

@@ -404,7 +404,7 @@ async fn deletions_succeed_while_others_write() {
 
 #[tokio::test]
 async fn datasets_keep_the_value_ranges_of_their_fields() {
-    use hanami_store::dataset::{ValueRange, ValueRanges};
+    use hanami_store::dataset::{ContentSummary, ValueRange, ValueRanges};
     use hanami_store::resources::{Kind, ResourceRow};
     use hanami_types::scope::Scope;
     let (dir, store) = store().await;
@@ -428,7 +428,14 @@ async fn datasets_keep_the_value_ranges_of_their_fields() {
         ),
     ]
     .into();
-    store.insert_dataset(&row("d1"), &ranges).await.unwrap();
+    let content = |ranges: &ValueRanges| ContentSummary {
+        value_ranges: ranges.clone(),
+        checksum: "xxh3:0123456789abcdef".parse().unwrap(),
+    };
+    store
+        .insert_dataset(&row("d1"), &content(&ranges))
+        .await
+        .unwrap();
     store
         .insert_resource(Kind::Dataset, &row("d2"))
         .await
@@ -448,7 +455,7 @@ async fn datasets_keep_the_value_ranges_of_their_fields() {
     let gone = store
         .insert_dataset(
             &ResourceRow::new("d4", "x", "nobody", "admin", "d4"),
-            &finite,
+            &content(&finite),
         )
         .await;
     assert!(
@@ -489,11 +496,76 @@ async fn a_database_of_schema_four_gains_value_ranges() {
     let store = Store::open(&path).await.unwrap();
     assert_eq!(store.value_ranges(&Scope::All, "old").await.unwrap(), None);
     store
-        .insert_dataset(&row("new"), &ValueRanges::new())
+        .insert_dataset(&row("new"), &common::content("xxh3:0000000000000000"))
         .await
         .unwrap();
     assert_eq!(
         store.value_ranges(&Scope::All, "new").await.unwrap(),
         Some(ValueRanges::new())
+    );
+}
+
+#[tokio::test]
+async fn datasets_keep_the_checksums_of_their_files() {
+    use hanami_store::resources::{Kind, ResourceRow};
+    use hanami_types::scope::Scope;
+    let (dir, store) = store().await;
+    store.create_user(new_user("aaaa", false)).await.unwrap();
+    let row = |uuid: &str| ResourceRow::new(uuid, "a dataset", "aaaa", "admin", uuid);
+    let content = common::content("xxh3:0123456789abcdef");
+    store.insert_dataset(&row("d1"), &content).await.unwrap();
+    store
+        .insert_resource(Kind::Dataset, &row("d2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.dataset_checksum(&Scope::All, "d1").await.unwrap(),
+        Some(content.checksum)
+    );
+    assert_eq!(
+        store
+            .dataset_checksum(&Scope::All, "d1")
+            .await
+            .unwrap()
+            .map(|c| c.to_string()),
+        Some("xxh3:0123456789abcdef".to_owned())
+    );
+    // Not recorded, unknown, or out of the scope: nothing to check against.
+    assert_eq!(
+        store.dataset_checksum(&Scope::All, "d2").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.dataset_checksum(&Scope::All, "d3").await.unwrap(),
+        None
+    );
+    let other = Scope::Project("proj_b".into());
+    assert_eq!(store.dataset_checksum(&other, "d1").await.unwrap(), None);
+    // Changed from outside: said so, not taken as "unrecorded".
+    drop(store);
+    let path = dir.path().join("hanami.db");
+    alter(
+        &path,
+        &["UPDATE datasets SET checksum = 'xxh3:12' WHERE uuid = 'd1'"],
+    )
+    .await;
+    let store = Store::open(&path).await.unwrap();
+    let damaged = store.dataset_checksum(&Scope::All, "d1").await;
+    assert!(
+        matches!(&damaged, Err(StoreError::Corrupt { what }) if what.contains("'d1'")),
+        "{damaged:?}"
+    );
+    // A database of the schema before checksums gains the column; its datasets have none.
+    drop(store);
+    back_to_schema(&path, 13).await;
+    let store = Store::open(&path).await.unwrap();
+    assert_eq!(
+        store.dataset_checksum(&Scope::All, "d1").await.unwrap(),
+        None
+    );
+    store.insert_dataset(&row("d4"), &content).await.unwrap();
+    assert_eq!(
+        store.dataset_checksum(&Scope::All, "d4").await.unwrap(),
+        Some(content.checksum)
     );
 }

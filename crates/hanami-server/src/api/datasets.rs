@@ -321,7 +321,7 @@ async fn make_dataset(
     };
     crate::crash_point::reached("upload:converted");
     // Dated when the upload started, as the upload's answer and listing said.
-    if let Err(e) = app.store.insert_dataset(row, &written.value_ranges).await {
+    if let Err(e) = app.store.insert_dataset(row, &written.content).await {
         super::remove_file(dest).await;
         if matches!(e, hanami_store::StoreError::OwnerGone { .. }) {
             // Nobody can finish it any more.
@@ -424,6 +424,35 @@ pub(super) async fn open(app: &App, row: &ResourceRow) -> ApiResult<DatasetReade
         }
         Err(e) => Err(ApiError::Internal(
             anyhow::Error::new(e).context(format!("cannot open the file of dataset '{uuid}'")),
+        )),
+    }
+}
+
+/// Opens the file of a dataset as [`open`] does, and compares it with the checksum recorded
+/// when it was written (where one was): a file that changed since answers 409 as a damaged
+/// one. Reads the whole file: for requests that read all of it anyway.
+async fn open_verified(app: &App, scope: &Scope, row: &ResourceRow) -> ApiResult<DatasetReader> {
+    let reader = open(app, row).await?;
+    let Some(recorded) = app.store.dataset_checksum(scope, &row.uuid).await? else {
+        return Ok(reader);
+    };
+    let checked = reader.clone();
+    match tokio::task::spawn_blocking(move || checked.verify(recorded))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+    {
+        Ok(()) => Ok(reader),
+        Err(e) if e.is_damaged_file() => {
+            let uuid = &row.uuid;
+            tracing::warn!(
+                "dataset '{uuid}' cannot be used: {}: {e}",
+                reader.path().display()
+            );
+            Err(unusable(uuid, &e))
+        }
+        Err(e) => Err(ApiError::Internal(
+            anyhow::Error::new(e)
+                .context(format!("cannot read the file of dataset '{}'", row.uuid)),
         )),
     }
 }
@@ -552,8 +581,8 @@ async fn check(app: App, caller: Caller, query: CheckQuery) -> ApiResult<Dataset
         .acquire()
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    let reference = open(&app, &reference).await?;
-    let result = open(&app, &result).await?;
+    let reference = open_verified(&app, &scope, &reference).await?;
+    let result = open_verified(&app, &scope, &result).await?;
     let accuracy = tokio::task::spawn_blocking(move || {
         crate::crash_point::reached("dataset-check:comparing");
         compare(&reference, &result)

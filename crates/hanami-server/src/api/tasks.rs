@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hanami_auth::{Caller, Method};
-use hanami_store::dataset::{DatasetReader, ValueRanges};
+use hanami_store::dataset::{Checksum, DatasetReader, ValueRanges};
 use hanami_types::list::{ListTable, TASK_COLUMNS};
 use hanami_types::tasks::{RequestTaskRequest, Task as TaskInfo, TrainTaskRequest};
 use serde::Deserialize;
@@ -108,10 +108,15 @@ async fn bind(
                 }
                 Side::Input => None,
             };
+            let checksum = app
+                .store
+                .dataset_checksum(&caller.scope(), dataset_uuid)
+                .await?;
             let dataset = Opened {
                 path,
                 reader,
                 ranges,
+                checksum,
             };
             opened.insert(dataset_uuid.clone(), dataset);
         }
@@ -149,6 +154,7 @@ async fn bind(
             dataset_uuid: dataset_uuid.clone(),
             path: dataset.path.clone(),
             columns,
+            checksum: dataset.checksum,
         });
     }
     Ok((bindings, rows))
@@ -186,6 +192,9 @@ struct Opened {
     /// Its value ranges where it binds outputs (`None` for inputs, and for datasets from
     /// before they were recorded).
     ranges: Option<ValueRanges>,
+    /// The checksum of its file, which the task checks the file against when it starts
+    /// (`None` for datasets from before checksums were recorded).
+    checksum: Option<Checksum>,
 }
 
 /// Names for a message, the first [`LISTED`] of them and how many more there are (a CSV

@@ -7,7 +7,7 @@ use std::sync::{Arc, MutexGuard};
 
 use anyhow::Context;
 use hanami_engine::{Cluster, GrowthStats, one_hot};
-use hanami_store::dataset::{DatasetWriter, ValueRanges};
+use hanami_store::dataset::{ContentSummary, DatasetWriter};
 use hanami_store::resources::{Kind, ResourceRow};
 use hanami_store::tasks::TaskProduct;
 use hanami_store::{StoreError, now_timestamp};
@@ -916,7 +916,7 @@ impl ClusterHandle {
         );
         Ok(Ran::Done(Box::new(Product::Dataset {
             row,
-            ranges: written.value_ranges,
+            content: Box::new(written.content),
             path,
         })))
     }
@@ -975,7 +975,8 @@ enum Product {
     /// A request's result dataset, written to `path`.
     Dataset {
         row: ResourceRow,
-        ranges: ValueRanges,
+        /// Boxed: the other products are small.
+        content: Box<ContentSummary>,
         path: PathBuf,
     },
 }
@@ -986,7 +987,7 @@ impl Product {
         match self {
             Product::Nothing => TaskProduct::Nothing,
             Product::Checkpoint { row, .. } => TaskProduct::Checkpoint(row),
-            Product::Dataset { row, ranges, .. } => TaskProduct::Dataset(row, ranges),
+            Product::Dataset { row, content, .. } => TaskProduct::Dataset(row, content),
         }
     }
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use hanami_engine::{RowError, Rows};
-use hanami_store::dataset::{ColumnRange, DatasetFileError, DatasetReader, RowCursor};
+use hanami_store::dataset::{Checksum, ColumnRange, DatasetFileError, DatasetReader, RowCursor};
 
 use super::Interfaces;
 
@@ -48,6 +48,9 @@ pub struct Binding {
     pub path: PathBuf,
     /// Its columns for this interface; their count is the interface's size.
     pub columns: ColumnRange,
+    /// The checksum recorded for the dataset's file, which it is compared with before its
+    /// rows are read (`None` for datasets from before checksums were recorded).
+    pub checksum: Option<Checksum>,
 }
 
 /// Checks that the network still has an interface of this side, name and size: a restore
@@ -139,12 +142,30 @@ impl DatasetRows {
             } else {
                 DatasetReader::open(&first.path)
             };
-            let reader = opened.map_err(|e| match e {
+            let reader = opened.and_then(|reader| {
+                if let Some(recorded) = first.checksum {
+                    reader.verify(recorded)?;
+                }
+                Ok(reader)
+            });
+            let reader = reader.map_err(|e| match e {
                 DatasetFileError::Io { ref source, .. }
                     if source.kind() == std::io::ErrorKind::NotFound =>
                 {
                     anyhow::anyhow!(
                         "dataset '{}' was deleted after the task was queued",
+                        first.dataset_uuid
+                    )
+                }
+                e if e.is_damaged_file() => {
+                    tracing::warn!(
+                        "dataset '{}' cannot be used: {}: {e}",
+                        first.dataset_uuid,
+                        first.path.display()
+                    );
+                    anyhow::anyhow!(
+                        "the file of dataset '{}' is damaged ({e}), so the dataset cannot be \
+                         used; delete it and upload it again",
                         first.dataset_uuid
                     )
                 }
@@ -241,6 +262,7 @@ mod tests {
             dataset_uuid: path.display().to_string(),
             path: path.to_owned(),
             columns: ColumnRange::new(columns.0, columns.1),
+            checksum: None,
         }
     }
 

@@ -4,7 +4,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::Context;
-use hanami_store::dataset::ColumnRange;
+use hanami_store::dataset::{Checksum, ColumnRange};
 use hanami_store::now_timestamp;
 use hanami_store::resources::Kind;
 use hanami_store::tasks::TaskRow;
@@ -114,6 +114,9 @@ struct StoredBinding {
     dataset_uuid: String,
     file_name: String,
     columns: ColumnRange,
+    /// Absent for datasets without one, and in work stored by versions before checksums.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checksum: Option<Checksum>,
 }
 
 /// The last part of `path`, the name of a file within its folder.
@@ -169,6 +172,7 @@ impl Work {
                     dataset_uuid: binding.dataset_uuid.clone(),
                     file_name: file_name_of(&binding.path),
                     columns: binding.columns,
+                    checksum: binding.checksum,
                 })
                 .collect()
         };
@@ -214,6 +218,7 @@ impl Work {
                         side: stored.side,
                         dataset_uuid: stored.dataset_uuid,
                         columns: stored.columns,
+                        checksum: stored.checksum,
                     })
                 })
                 .collect()
@@ -816,6 +821,7 @@ mod tests {
             dataset_uuid: "dataset".to_owned(),
             path: old.datasets().join("dataset-file"),
             columns: ColumnRange::new(3, 7),
+            checksum: Some("xxh3:0123456789abcdef".parse().unwrap()),
         };
         let target = answers();
         let work = Work::Request(vec![binding("picture", Side::Input)], target);
@@ -830,6 +836,17 @@ mod tests {
             (binding.name.as_str(), binding.side, binding.columns),
             ("picture", Side::Input, ColumnRange::new(3, 7))
         );
+        assert_eq!(
+            binding.checksum.map(|c| c.to_string()).as_deref(),
+            Some("xxh3:0123456789abcdef")
+        );
+        // Work stored by a version before checksums: its datasets are read unchecked.
+        let older = text.replace(",\"checksum\":\"xxh3:0123456789abcdef\"", "");
+        assert_ne!(older, text);
+        let Ok(Work::Request(bindings, _)) = Work::from_stored(&older, &new) else {
+            panic!("not read back: {older}");
+        };
+        assert_eq!(bindings[0].checksum, None);
         assert_eq!(
             (
                 back.output,

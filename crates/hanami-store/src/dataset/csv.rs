@@ -611,7 +611,7 @@ mod tests {
             .unwrap();
         let range = |min, max| ValueRange { min, max };
         assert_eq!(
-            written.value_ranges,
+            written.content.value_ranges,
             [
                 ("label".to_owned(), range(-45.0, 7.0)),
                 ("x".to_owned(), range(0.5, 2000.0)),

@@ -7,7 +7,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use super::{ColumnRange, DataType};
+use super::{Checksum, ColumnRange, DataType};
 
 /// Why a dataset file could not be written, opened or read.
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +159,16 @@ pub enum DatasetFileError {
         description_size: u32,
     },
 
+    /// The file's checksum is not the one recorded when it was written: it was damaged or
+    /// changed on disk since.
+    #[error("its checksum {found} differs from the {recorded} recorded when it was written")]
+    ChecksumMismatch {
+        /// The checksum recorded when the file was written.
+        recorded: Checksum,
+        /// The checksum of the file now.
+        found: Checksum,
+    },
+
     /// The description is not valid JSON of the expected shape, or a range in it is invalid.
     #[error("corrupt dataset description: {reason}")]
     BadDescription {
@@ -212,6 +222,7 @@ impl DatasetFileError {
             | DatasetFileError::BadNameEntry { .. }
             | DatasetFileError::ZeroColumns
             | DatasetFileError::SizeMismatch { .. }
+            | DatasetFileError::ChecksumMismatch { .. }
             | DatasetFileError::BadDescription { .. } => true,
             DatasetFileError::Io { .. }
             | DatasetFileError::AlreadyExists { .. }

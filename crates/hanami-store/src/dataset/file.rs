@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use xxhash_rust::xxh3::Xxh3;
+
 use super::{
-    ColumnRange, DataType, DatasetFileError, DatasetHeader, Description, ValueRange, ValueRanges,
-    WrittenDataset,
+    Checksum, ColumnRange, ContentSummary, DataType, DatasetFileError, DatasetHeader, Description,
+    ValueRange, ValueRanges, WrittenDataset,
 };
 
 /// Size of the fixed header in bytes.
@@ -194,6 +196,25 @@ fn to_usize(value: u128, what: &'static str) -> Result<usize, DatasetFileError> 
     usize::try_from(value).map_err(|_| DatasetFileError::TooLarge { what })
 }
 
+/// The hash of everything in `file` after the header, read to its end (see [`Checksum`]).
+fn digest_after_header(file: &File, path: &Path) -> Result<Xxh3, DatasetFileError> {
+    let mut hasher = Xxh3::new();
+    let mut block = vec![0u8; READ_BLOCK];
+    let mut offset = HEADER_SIZE;
+    loop {
+        let n = match file.read_at(&mut block, offset) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_error("read", path, e)),
+        };
+        if n == 0 {
+            return Ok(hasher);
+        }
+        hasher.update(&block[..n]);
+        offset += n as u64;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Writer
 
@@ -221,6 +242,8 @@ pub struct DatasetWriter {
     description_size: u32,
     rows: u64,
     extremes: ColumnExtremes,
+    /// The hash of everything written after the header (see [`Checksum`]).
+    content: ContentHash,
     scratch: Vec<u8>,
     failed: bool,
     done: bool,
@@ -312,6 +335,7 @@ impl DatasetWriter {
             description_size,
             rows: 0,
             extremes: ColumnExtremes::default(),
+            content: ContentHash::default(),
             scratch: Vec::new(),
             failed: false,
             done: false,
@@ -319,7 +343,7 @@ impl DatasetWriter {
         };
         // Placeholder header: rows and file size are filled in by `finish`.
         let header = writer.encode(0, 0);
-        writer.write(&header)?;
+        writer.write_unhashed(&header)?;
         writer.write(description_text.as_bytes())?;
         Ok(writer)
     }
@@ -442,7 +466,7 @@ impl DatasetWriter {
     /// On error the temporary file is removed; only if the final directory fsync fails does
     /// the (complete) dataset file stay in place.
     pub fn finish(mut self) -> Result<WrittenDataset, DatasetFileError> {
-        let (file, metadata) = self.complete()?;
+        let (file, metadata, checksum) = self.complete()?;
         // Read-only, and readable by whom the process's umask allows.
         let read_only = metadata.permissions().mode() & 0o444;
         file.set_permissions(fs::Permissions::from_mode(read_only))
@@ -467,7 +491,10 @@ impl DatasetWriter {
                 number_of_columns: self.columns,
                 description: std::mem::take(&mut self.description),
             },
-            value_ranges,
+            content: ContentSummary {
+                value_ranges,
+                checksum,
+            },
         })
     }
 
@@ -476,7 +503,7 @@ impl DatasetWriter {
     /// [`resume`](Self::resume) goes on with. Returns the rows it holds. On error the
     /// temporary file is removed.
     pub fn suspend(mut self, to: &Path) -> Result<u64, DatasetFileError> {
-        let (file, _) = self.complete()?;
+        let (file, _, _) = self.complete()?;
         file.sync_all()
             .map_err(|e| io_error("sync", &self.temp_path, e))?;
         drop(file);
@@ -490,8 +517,8 @@ impl DatasetWriter {
 
     /// Goes on with a dataset that [`suspend`](Self::suspend) set aside at `partial`, to be
     /// placed at `final_path` by [`finish`](Self::finish): the file is checked as a dataset
-    /// and its rows are read once (for the value ranges that `finish` reports); appends
-    /// follow its last row. Only for `f32` datasets. Dropping the writer without `finish`
+    /// and its rows are read once (for the value ranges and the checksum that `finish`
+    /// reports); appends follow its last row. Only for `f32` datasets. Dropping the writer without `finish`
     /// removes `partial`.
     pub fn resume(partial: &Path, final_path: impl AsRef<Path>) -> Result<Self, DatasetFileError> {
         let final_path = final_path.as_ref().to_owned();
@@ -513,6 +540,7 @@ impl DatasetWriter {
         // As the file has it (`open` checked it against the file's length).
         let description_size =
             u32::try_from(reader.inner.data_offset - HEADER_SIZE).expect("read from a u32 field");
+        let content = ContentHash(Box::new(digest_after_header(&reader.inner.file, partial)?));
         let mut file = OpenOptions::new()
             .write(true)
             .open(partial)
@@ -532,6 +560,7 @@ impl DatasetWriter {
             description_size,
             rows: header.number_of_rows,
             extremes,
+            content,
             scratch: Vec::new(),
             failed: false,
             done: false,
@@ -540,8 +569,9 @@ impl DatasetWriter {
     }
 
     /// Flushes the rows, writes the final header, cuts off unused preallocated space and
-    /// checks the length: the temporary file then holds a complete dataset (not yet synced).
-    fn complete(&mut self) -> Result<(File, fs::Metadata), DatasetFileError> {
+    /// checks the length: the temporary file then holds a complete dataset (not yet synced),
+    /// whose checksum is returned.
+    fn complete(&mut self) -> Result<(File, fs::Metadata, Checksum), DatasetFileError> {
         if self.failed {
             return Err(DatasetFileError::WriterFailed);
         }
@@ -565,7 +595,8 @@ impl DatasetWriter {
             let e = io::Error::other(format!("holds {len} bytes, expected {file_size}"));
             return Err(io_error("write", &self.temp_path, e));
         }
-        Ok((file, metadata))
+        let checksum = Checksum::of(&header, self.content.0.digest());
+        Ok((file, metadata, checksum))
     }
 
     /// Moves the temporary file to the final path without ever replacing an existing file.
@@ -644,12 +675,31 @@ impl DatasetWriter {
         Ok(rows)
     }
 
+    /// Writes what follows the header, and adds it to the checksum.
     fn write(&mut self, bytes: &[u8]) -> Result<(), DatasetFileError> {
+        self.write_unhashed(bytes)?;
+        self.content.0.update(bytes);
+        Ok(())
+    }
+
+    /// Writes without adding to the checksum: the placeholder header, which
+    /// [`complete`](Self::complete) replaces and adds as it is then.
+    fn write_unhashed(&mut self, bytes: &[u8]) -> Result<(), DatasetFileError> {
         let out = self.out.as_mut().expect("present until finish or drop");
         out.write_all(bytes).map_err(|e| {
             self.failed = true;
             io_error("write", &self.temp_path, e)
         })
+    }
+}
+
+/// The running hash of what a writer wrote after the header (its state is large, so boxed).
+#[derive(Default)]
+struct ContentHash(Box<Xxh3>);
+
+impl std::fmt::Debug for ContentHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ContentHash")
     }
 }
 
@@ -939,6 +989,23 @@ impl DatasetReader {
         Ok(out)
     }
 
+    /// Reads the whole file and compares its checksum with `recorded` (the one its writer
+    /// reported): [`DatasetFileError::ChecksumMismatch`] where they differ.
+    pub fn verify(&self, recorded: Checksum) -> Result<(), DatasetFileError> {
+        let inner = &*self.inner;
+        let mut header = vec![0u8; HEADER_SIZE as usize];
+        inner
+            .file
+            .read_exact_at(&mut header, 0)
+            .map_err(|e| io_error("read", &inner.path, e))?;
+        let rest = digest_after_header(&inner.file, &inner.path)?;
+        let found = Checksum::of(&header, rest.digest());
+        if found != recorded {
+            return Err(DatasetFileError::ChecksumMismatch { recorded, found });
+        }
+        Ok(())
+    }
+
     fn check_rows(&self, first_row: u64, count: u128) -> Result<(), DatasetFileError> {
         let rows = self.header().number_of_rows;
         let end_row = u128::from(first_row) + count;
@@ -1207,7 +1274,7 @@ mod tests {
         // Extremes over the f32 and the u8 appends; -0.0 and 0.0 compare equal.
         let range = |min, max| ValueRange { min, max };
         assert_eq!(
-            written.value_ranges,
+            written.content.value_ranges,
             [
                 ("a".to_owned(), range(1.5, f32::MAX)),
                 ("b".to_owned(), range(-2.25, 8.0)),
@@ -1343,7 +1410,7 @@ mod tests {
         (9..12).for_each(|i| w.append_row_f32(&row(i)).unwrap());
         let written = w.finish().unwrap();
         assert_eq!(written.header, expected.header);
-        assert_eq!(written.value_ranges, expected.value_ranges);
+        assert_eq!(written.content, expected.content);
         assert_eq!(fs::read(&paused).unwrap(), fs::read(&whole).unwrap());
         assert_eq!(dir_entries(dir.path()), ["paused", "whole"]);
 
@@ -1643,6 +1710,52 @@ mod tests {
             DatasetReader::open(&path).unwrap().header().number_of_rows,
             50
         );
+    }
+
+    #[test]
+    fn a_file_verifies_against_its_checksum_until_a_byte_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ds");
+        let mut w =
+            DatasetWriter::create(&path, "small u8", DataType::U8, 6, mnist_like_description())
+                .unwrap();
+        // Rows beyond the writer's buffer and the reader's blocks, through both append paths.
+        w.append_rows_u8(&[7u8; 6 * 300_000]).unwrap();
+        (0..10u8).for_each(|r| w.append_row_u8(&[r; 6]).unwrap());
+        let checksum = w.finish().unwrap().content.checksum;
+        let bytes = fs::read(&path).unwrap();
+        let reader = DatasetReader::open(&path).unwrap();
+        reader.verify(checksum).unwrap();
+        let recorded: Checksum = "xxh3:0000000000000000".parse().unwrap();
+        let e = reader.verify(recorded).unwrap_err();
+        assert!(e.is_damaged_file(), "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "its checksum {checksum} differs from the {recorded} recorded when it was written"
+            )
+        );
+
+        // One byte of the rows, the description, the header's name or its padding changed
+        // (each still opens as a dataset): refused. The same bytes again: accepted.
+        let description_start = HEADER_SIZE as usize;
+        for at in [bytes.len() - 1, 1_000_000, description_start + 2, 88, 2000] {
+            let mut changed = bytes.clone();
+            changed[at] ^= 0x20;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+            fs::write(&path, &changed).unwrap();
+            let reader = DatasetReader::open(&path).unwrap();
+            let e = reader.verify(checksum).unwrap_err();
+            assert!(
+                matches!(e, DatasetFileError::ChecksumMismatch { recorded, .. } if recorded == checksum),
+                "byte {at}: {e}"
+            );
+        }
+        fs::write(&path, &bytes).unwrap();
+        DatasetReader::open(&path)
+            .unwrap()
+            .verify(checksum)
+            .unwrap();
     }
 
     #[test]

@@ -358,7 +358,7 @@ pub(crate) mod tests {
         assert!(low < high, "{low} {high}");
         let range = |min, max| super::super::ValueRange { min, max };
         assert_eq!(
-            written.value_ranges,
+            written.content.value_ranges,
             [
                 ("label".to_owned(), range(0.0, 1.0)),
                 ("picture".to_owned(), range(f32::from(low), f32::from(high))),

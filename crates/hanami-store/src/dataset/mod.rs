@@ -223,14 +223,79 @@ impl std::fmt::Display for ValueRange {
 /// The value range of each description field of a dataset with at least one row.
 pub type ValueRanges = BTreeMap<String, ValueRange>;
 
+/// The checksum of a dataset file: the XXH3-64 of its 4096-byte header followed by the
+/// XXH3-64 (8 bytes, little endian) of everything after the header (description and rows).
+/// The database records it when the file is written, and [`DatasetReader::verify`] compares
+/// the file with it before its rows are used, so that a file damaged or changed on disk is
+/// noticed instead of read. Written as `xxh3:` and 16 hexadecimal digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checksum(u64);
+
+impl Checksum {
+    /// The checksum of a file with this header and this XXH3-64 of what follows it.
+    pub(crate) fn of(header: &[u8], rest_digest: u64) -> Self {
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        hasher.update(header);
+        hasher.update(&rest_digest.to_le_bytes());
+        Checksum(hasher.digest())
+    }
+}
+
+/// How [`Checksum`]'s text starts: the name of the hash.
+const CHECKSUM_PREFIX: &str = "xxh3:";
+
+impl std::fmt::Display for Checksum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{CHECKSUM_PREFIX}{:016x}", self.0)
+    }
+}
+
+impl std::str::FromStr for Checksum {
+    type Err = String;
+
+    /// Reads the text [`Display`](std::fmt::Display) writes.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.strip_prefix(CHECKSUM_PREFIX)
+            .filter(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+            .map(Checksum)
+            .ok_or_else(|| {
+                format!("not a dataset checksum ({CHECKSUM_PREFIX} and 16 hex digits): {text:?}")
+            })
+    }
+}
+
+impl Serialize for Checksum {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Checksum {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What the database records of a dataset's content beside its file: facts gathered while
+/// the file was written, which the file itself does not hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContentSummary {
+    /// The smallest and largest value of each description field.
+    pub value_ranges: ValueRanges,
+    /// The checksum of the whole file.
+    pub checksum: Checksum,
+}
+
 /// What [`DatasetWriter::finish`] and the converters return: the header of the new dataset
-/// file and the value ranges seen while it was written (which the file itself does not hold).
+/// file and the summary of its content.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WrittenDataset {
     /// The header of the new file.
     pub header: DatasetHeader,
-    /// The smallest and largest value of each description field.
-    pub value_ranges: ValueRanges,
+    /// Its value ranges and checksum.
+    pub content: ContentSummary,
 }
 
 /// The format version string of the files written here: `"v1.alpha"`.
@@ -288,6 +353,36 @@ mod tests {
         );
         let back: Description = serde_json::from_str(&description_json(&d)).unwrap();
         assert_eq!(back, d);
+    }
+
+    #[test]
+    fn checksums_read_back_what_they_write_and_nothing_else() {
+        let checksum = Checksum::of(b"header", 42);
+        let text = checksum.to_string();
+        assert!(text.starts_with("xxh3:") && text.len() == 21, "{text}");
+        assert_eq!(text.parse::<Checksum>(), Ok(checksum));
+        assert_ne!(Checksum::of(b"header", 43), checksum);
+        assert_ne!(Checksum::of(b"Header", 42), checksum);
+        for bad in [
+            "",
+            "xxh3:",
+            "xxh3:12",
+            "crc32:0123456789abcdef",
+            "xxh3:0123456789abcdeg",
+        ] {
+            let e = bad.parse::<Checksum>().unwrap_err();
+            assert!(e.contains("not a dataset checksum"), "{bad}: {e}");
+        }
+        let json = serde_json::to_string(&checksum).unwrap();
+        assert_eq!(json, format!("\"{text}\""));
+        assert_eq!(serde_json::from_str::<Checksum>(&json).unwrap(), checksum);
+        assert!(serde_json::from_str::<Checksum>("\"xxh3:12\"").is_err());
+        assert_eq!(
+            "xxh3:00000000000000FF"
+                .parse::<Checksum>()
+                .map(|c| c.to_string()),
+            Ok("xxh3:00000000000000ff".to_owned())
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub async fn alter(path: &Path, statements: &[&str]) {
 /// The statements that undo each migration from the fifth on, newest first, with the schema
 /// version each leaves.
 const UNDO: &[(i64, &[&str])] = &[
+    (13, &["ALTER TABLE datasets DROP COLUMN checksum"]),
     (
         12,
         &[
@@ -70,4 +71,12 @@ pub async fn back_to_schema(path: &Path, version: i64) {
     statements.push(format!("PRAGMA user_version = {version}"));
     let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
     alter(path, &statements).await;
+}
+
+/// A dataset's content summary without value ranges, with checksum `checksum` (its text).
+pub fn content(checksum: &str) -> hanami_store::dataset::ContentSummary {
+    hanami_store::dataset::ContentSummary {
+        value_ranges: Default::default(),
+        checksum: checksum.parse().unwrap(),
+    }
 }
