@@ -371,7 +371,7 @@ async fn interrupted(crash: bool) -> (TestServer, Client, String, String, tempfi
     let server = if crash {
         server.crash_and_restart()
     } else {
-        server.restart()
+        server.restart_with(|launch| launch.env("RUST_LOG", "info"))
     };
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let note = check_restarted(&server, &client, &cluster, &before, crash).await;
@@ -380,12 +380,19 @@ async fn interrupted(crash: bool) -> (TestServer, Client, String, String, tempfi
 
 #[tokio::test]
 async fn a_stop_keeps_queued_tasks_and_the_running_one_goes_on() {
-    let (_server, client, cluster, note, tmp) = interrupted(false).await;
+    let (server, client, cluster, note, tmp) = interrupted(false).await;
     assert!(
         note.starts_with("a shutdown of the server stopped it after ")
             && note.ends_with(" cycles, and it went on from there at the next start"),
         "{note}"
     );
+    // The time the log gives is this start's part, and it says so (logged right after
+    // the end is recorded, so perhaps a moment after the client saw it).
+    let told = format!(" s (going on from cycle {} of ", stopped_after(&note));
+    server.wait_until_logged(&[&told]);
+    let logged = server.logged();
+    let line = logged.lines().find(|line| line.contains(&told)).unwrap();
+    assert!(line.contains(") finished after "), "{line}");
     let train = upload(&client, tmp.path(), "more", 500).await;
     train_to_the_end(&client, &cluster, "after", &train).await;
 }

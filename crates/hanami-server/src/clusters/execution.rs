@@ -171,6 +171,8 @@ impl ClusterHandle {
     /// train or request task that the shutdown stopped, queues it again for the next start).
     fn run(&self, task: &Arc<Task>, ctx: &WorkerContext) {
         let started = std::time::Instant::now();
+        // Where a shutdown stopped it before (0 for a fresh task).
+        let went_on_from = task.progress();
         let work = task.start();
         let start_recorded = ctx.record(task, &self.row);
         let outcome = work
@@ -251,8 +253,17 @@ impl ClusterHandle {
             ),
             Recorded::Ended(state) => {
                 task.end_at(state, ended_at);
+                let went_on = if went_on_from > 0 {
+                    format!(
+                        " (going on from cycle {went_on_from} of {}, where a shutdown had \
+                         stopped it)",
+                        task.total
+                    )
+                } else {
+                    String::new()
+                };
                 tracing::info!(
-                    "{} ({}) {} after {:.1} s",
+                    "{} ({}) {} after {:.1} s{went_on}",
                     task.described(&self.row.name),
                     task.uuid,
                     state.as_str(),
