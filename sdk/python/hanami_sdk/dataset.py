@@ -372,8 +372,9 @@ def _withdrawn(tokens: TokenKeeper, address: str, dataset_uuid: str,
         return True, "nothing of it was left on the server"
     except Exception:  # pylint: disable=broad-except
         return False, ("the server could not be asked to discard what had arrived (it does "
-                       "so itself after its upload_timeout); dataset.delete_dataset with a "
-                       "valid token cancels it sooner")
+                       "so itself after its upload_timeout, and when it stops or starts); "
+                       "dataset.delete_dataset with a valid token cancels it sooner, where "
+                       "a NotFoundException means that it is gone already")
 
 
 def _progress_counter(total: int,
