@@ -749,18 +749,63 @@ async fn dataset_deleted_while_running(row_only: bool) {
     assert!(partial_results(&server).is_empty());
 }
 
-/// A request task whose result so far was damaged while the server was down cannot go on:
-/// it is aborted, its note says that it could not go on and why, and the file is removed.
+/// A request task that a stop interrupts twice goes on the second time from the result so
+/// far that the second stop set aside (checked against that stop's checksum), as if never
+/// stopped.
+#[tokio::test]
+async fn a_request_task_stopped_twice_goes_on_as_if_never_stopped() {
+    let (server, client, cluster, dataset, answers, grown) = requests_without_a_stop().await;
+    let task = queue_request(&client, &cluster, "stopped twice", &dataset).await;
+    let (server, client) = stop_while_running(server, &client, &cluster, &task).await;
+    let noted = client.task(&cluster, &task).await.unwrap().note;
+    let kept = stopped_after(noted.as_deref().unwrap_or_default());
+    wait_until_past(&client, &cluster, &task, kept).await;
+    let (server, client) = stop_while_running(server, &client, &cluster, &task).await;
+    let noted = client.task(&cluster, &task).await.unwrap().note;
+    // The note tells the second stop, which came later.
+    assert!(
+        stopped_after(noted.as_deref().unwrap_or_default()) > kept,
+        "{noted:?}"
+    );
+    went_on_as_if_never_stopped(&server, &client, &cluster, &task, &answers, &grown).await;
+}
+
+/// A request task whose result so far was damaged while the server was down (cut short, or
+/// a value changed, which only the checksum the stop took tells) cannot go on: it is
+/// aborted, its note says that it could not go on and why, and the file is removed.
 #[tokio::test]
 async fn a_damaged_result_so_far_ends_its_task() {
+    result_so_far_damaged(false, "corrupt dataset file: ").await;
+}
+
+#[tokio::test]
+async fn a_changed_result_so_far_ends_its_task() {
+    result_so_far_damaged(true, "its checksum xxh3:").await;
+}
+
+/// [`a_damaged_result_so_far_ends_its_task`]: the result so far `changed` in a value, or
+/// cut short; the note tells `why`.
+async fn result_so_far_damaged(changed: bool, why: &str) {
+    use std::os::unix::fs::FileExt;
     let (mut server, client, dataset, cluster) = server_with_cluster("damaged", 60_000).await;
     let task = queue_request(&client, &cluster, "damaged", &dataset).await;
     wait_for_progress(&client, &cluster, &task).await;
     assert!(server.stop());
     let partial = server.data_dir.join("partial-results").join(&task);
-    let cut = std::fs::metadata(&partial).unwrap().len() - 1;
-    let file = std::fs::OpenOptions::new().write(true).open(&partial);
-    file.unwrap().set_len(cut).unwrap();
+    let len = std::fs::metadata(&partial).unwrap().len();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&partial)
+        .unwrap();
+    if changed {
+        // The last value's last byte (its sign and exponent): still a dataset file.
+        let mut byte = [0u8];
+        file.read_exact_at(&mut byte, len - 1).unwrap();
+        file.write_all_at(&[byte[0] ^ 0x01], len - 1).unwrap();
+    } else {
+        file.set_len(len - 1).unwrap();
+    }
     let server = server.restart();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let done = client.wait_for_task(&cluster, &task, WAIT).await.unwrap();
@@ -771,7 +816,7 @@ async fn a_damaged_result_so_far_ends_its_task() {
         note.contains(&format!(
             "stopped it after {stopped} of 60000 cycles, and it could not go on from there at \
              the next start; cannot go on with the result so far"
-        )),
+        )) && note.contains(why),
         "{note}"
     );
     assert!(partial_results(&server).is_empty());

@@ -500,6 +500,7 @@ async fn request(app: App, caller: Caller, request: RequestTaskRequest) -> ApiRe
         name: result_name.clone(),
         owner_id: caller.id.clone(),
         project_id: caller.project_id.clone(),
+        so_far: None,
     };
     queue(
         &app,

@@ -7,7 +7,7 @@ use std::sync::{Arc, MutexGuard};
 
 use anyhow::Context;
 use hanami_engine::{Cluster, GrowthStats, one_hot};
-use hanami_store::dataset::{ContentSummary, DatasetWriter};
+use hanami_store::dataset::{Checksum, ContentSummary, DatasetWriter};
 use hanami_store::resources::{Kind, ResourceRow};
 use hanami_store::tasks::TaskProduct;
 use hanami_store::{StoreError, now_timestamp};
@@ -185,9 +185,7 @@ impl ClusterHandle {
         };
         let ending = match outcome {
             Some((_, Ok(Ok(Ran::Done(product))))) => Ending::End(TaskState::Finished, *product),
-            Some((work, Ok(Ok(Ran::Stopped { goes_on, .. })))) => {
-                self.stopped(task, work, goes_on, ctx)
-            }
+            Some((work, Ok(Ok(Ran::Stopped { kept, .. })))) => self.stopped(task, work, kept, ctx),
             Some((_, Ok(Ok(Ran::NotBegun(e)) | Err(e)))) => {
                 ctx.log_error(task, &self.row, &e);
                 Ending::End(TaskState::Aborted, Product::Nothing)
@@ -274,13 +272,19 @@ impl ClusterHandle {
     }
 
     /// How a task that stopped before its end (its cancel flag) ends: one that the shutdown
-    /// stopped and that `goes_on` (it kept what it did so far: a train task's network, a
-    /// request's result so far) is queued again with its `work`; any other is aborted, with
+    /// stopped and that `kept` something to go on from (a train task's network, a request's
+    /// result so far) is queued again with its `work` (and the checksum of a result so far
+    /// set aside, which the next start checks it against); any other is aborted, with
     /// a note saying why. Decided under the control lock, where a deletion of the task takes
     /// back the shutdown's mark: a task the shutdown queues again is then no longer active
     /// for a deletion, which withdraws it as a queued one (with no place in this run's
     /// queue) and forgets it once its row is deleted.
-    fn stopped(&self, task: &Task, work: &Work, goes_on: bool, ctx: &WorkerContext) -> Ending {
+    fn stopped(&self, task: &Task, work: &Work, kept: Kept, ctx: &WorkerContext) -> Ending {
+        let (goes_on, set_aside) = match kept {
+            Kept::Nothing => (false, None),
+            Kept::Progress => (true, None),
+            Kept::SetAside(checksum) => (true, Some(checksum)),
+        };
         // The next start could not read it.
         let deleted = if goes_on {
             deleted_dataset(work, ctx)
@@ -298,7 +302,7 @@ impl ClusterHandle {
         };
         if requeue {
             // Not an error: it goes on at the next start.
-            return Ending::Requeue(work.stored());
+            return Ending::Requeue(work.stored_going_on(set_aside));
         }
         if by_shutdown {
             // Said with the end it is recorded with (a kill during the rest of the stop must
@@ -602,7 +606,7 @@ impl ClusterHandle {
             if task.cancel.load(Ordering::Relaxed) {
                 // Nothing done: it can go on from its start.
                 return Ok(Ok(Ran::Stopped {
-                    goes_on: true,
+                    kept: Kept::Progress,
                     began: false,
                 }));
             }
@@ -670,7 +674,7 @@ impl ClusterHandle {
                 if outcome.cancelled {
                     // The network keeps what it learned.
                     return Ok(Ran::Stopped {
-                        goes_on: true,
+                        kept: Kept::Progress,
                         began: true,
                     });
                 }
@@ -885,23 +889,23 @@ impl ClusterHandle {
             if !task.stopped_by_shutdown.load(Ordering::Relaxed) {
                 // Dropped: nothing goes on with it.
                 return Ok(Ran::Stopped {
-                    goes_on: false,
+                    kept: Kept::Nothing,
                     began: true,
                 });
             }
-            let goes_on = match writer.suspend(&partial) {
-                Ok(rows) if rows == task.progress() => {
+            let kept = match writer.suspend(&partial) {
+                Ok((rows, checksum)) if rows == task.progress() => {
                     crate::crash_point::reached("request-stop:set-aside");
-                    true
+                    Kept::SetAside(checksum)
                 }
-                Ok(rows) => {
+                Ok((rows, _)) => {
                     // Never so: the rows written are the rows answered.
                     let e = anyhow::anyhow!(
                         "its result so far holds {rows} rows, not the {} it answered",
                         task.progress()
                     );
                     ctx.log_error(task, &self.row, &e);
-                    false
+                    Kept::Nothing
                 }
                 Err(e) => {
                     let e = anyhow::Error::new(e).context(
@@ -909,13 +913,10 @@ impl ClusterHandle {
                          next start",
                     );
                     ctx.log_error(task, &self.row, &e);
-                    false
+                    Kept::Nothing
                 }
             };
-            return Ok(Ran::Stopped {
-                goes_on,
-                began: true,
-            });
+            return Ok(Ran::Stopped { kept, began: true });
         }
         let written = writer.finish()?;
         let row = ResourceRow::new(
@@ -965,7 +966,7 @@ fn resume_result(
             partial.display()
         )
     };
-    let writer = DatasetWriter::resume(partial, path).with_context(cannot)?;
+    let writer = DatasetWriter::resume(partial, path, target.so_far).with_context(cannot)?;
     let (written, columns) = (writer.rows_written(), writer.number_of_columns());
     if written != rows || columns != target.columns {
         return Err(anyhow::anyhow!(
@@ -1033,13 +1034,24 @@ enum Ending {
 enum Ran {
     /// It did all it was to do, and made this (boxed: the other variant is small).
     Done(Box<Product>),
-    /// It stopped before (its cancel flag); `goes_on` if it kept what it did so far to go
-    /// on from (a train task's network; a request task's result so far, set aside), and
-    /// `began` unless it stopped before it changed anything.
-    Stopped { goes_on: bool, began: bool },
+    /// It stopped before (its cancel flag), keeping `kept` to go on from, and `began`
+    /// unless it stopped before it changed anything.
+    Stopped { kept: Kept, began: bool },
     /// It failed before it changed anything (its datasets or its result could not be
     /// opened, a save's checkpoint could not be written): the network is as it was.
     NotBegun(anyhow::Error),
+}
+
+/// What a task that stopped before its end kept to go on from at the next start.
+#[derive(Clone, Copy)]
+enum Kept {
+    /// Nothing: it cannot go on.
+    Nothing,
+    /// What it did so far as it is: a train task's network, or nothing done yet (then also
+    /// a request task's result so far from an earlier start, unchanged).
+    Progress,
+    /// A request task's result so far, set aside with this checksum.
+    SetAside(Checksum),
 }
 
 /// How [`ClusterHandle::record_end`] recorded a task.

@@ -28,6 +28,11 @@ pub struct ResultTarget {
     pub owner_id: String,
     /// Project of the result dataset.
     pub project_id: String,
+    /// The checksum of the result so far that a shutdown set aside, which the task goes on
+    /// with at the next start (`None` until then, and in work stored by versions before
+    /// checksums).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub so_far: Option<Checksum>,
 }
 
 /// What a task does.
@@ -163,6 +168,13 @@ impl std::fmt::Display for WorkKind {
 impl Work {
     /// The work as the database keeps it while its task is queued.
     pub fn stored(&self) -> String {
+        self.stored_going_on(None)
+    }
+
+    /// The work as the database keeps it for a task that a shutdown stopped, to go on at the
+    /// next start: for a request task, with `set_aside`, the checksum of the result so far
+    /// that the stop set aside (`None`: the one it went on with, if any, is unchanged).
+    pub fn stored_going_on(&self, set_aside: Option<Checksum>) -> String {
         let bindings = |bindings: &[Binding]| {
             bindings
                 .iter()
@@ -182,7 +194,10 @@ impl Work {
             },
             Work::Request(list, target) => StoredWork::Request {
                 bindings: bindings(list),
-                result: target.clone(),
+                result: ResultTarget {
+                    so_far: set_aside.or(target.so_far),
+                    ..target.clone()
+                },
             },
             Work::Save {
                 owner_id,
@@ -717,6 +732,7 @@ mod tests {
             name: "answers".to_owned(),
             owner_id: "owner".to_owned(),
             project_id: "project".to_owned(),
+            so_far: None,
         }
     }
 

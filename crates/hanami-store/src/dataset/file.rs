@@ -500,10 +500,11 @@ impl DatasetWriter {
 
     /// Sets the work aside for now: the rows so far become a complete dataset file at `to`
     /// (fsynced, with its folder; an existing file there is replaced), which
-    /// [`resume`](Self::resume) goes on with. Returns the rows it holds. On error the
-    /// temporary file is removed.
-    pub fn suspend(mut self, to: &Path) -> Result<u64, DatasetFileError> {
-        let (file, _, _) = self.complete()?;
+    /// [`resume`](Self::resume) goes on with. Returns the rows it holds and the file's
+    /// checksum, for `resume` to check the file against. On error the temporary file is
+    /// removed.
+    pub fn suspend(mut self, to: &Path) -> Result<(u64, Checksum), DatasetFileError> {
+        let (file, _, checksum) = self.complete()?;
         file.sync_all()
             .map_err(|e| io_error("sync", &self.temp_path, e))?;
         drop(file);
@@ -512,15 +513,20 @@ impl DatasetWriter {
         File::open(parent_dir(to))
             .and_then(|d| d.sync_all())
             .map_err(|e| io_error("sync the directory of", to, e))?;
-        Ok(self.rows)
+        Ok((self.rows, checksum))
     }
 
     /// Goes on with a dataset that [`suspend`](Self::suspend) set aside at `partial`, to be
-    /// placed at `final_path` by [`finish`](Self::finish): the file is checked as a dataset
-    /// and its rows are read once (for the value ranges and the checksum that `finish`
-    /// reports); appends follow its last row. Only for `f32` datasets. Dropping the writer without `finish`
-    /// removes `partial`.
-    pub fn resume(partial: &Path, final_path: impl AsRef<Path>) -> Result<Self, DatasetFileError> {
+    /// placed at `final_path` by [`finish`](Self::finish): the file is checked as a dataset,
+    /// and against the checksum `suspend` reported where `recorded` gives it
+    /// ([`DatasetFileError::ChecksumMismatch`]), and its rows are read once (for the value
+    /// ranges and the checksum that `finish` reports); appends follow its last row. Only for
+    /// `f32` datasets. Dropping the writer without `finish` removes `partial`.
+    pub fn resume(
+        partial: &Path,
+        final_path: impl AsRef<Path>,
+        recorded: Option<Checksum>,
+    ) -> Result<Self, DatasetFileError> {
         let final_path = final_path.as_ref().to_owned();
         let reader = DatasetReader::open(partial)?;
         let header = reader.header();
@@ -540,7 +546,20 @@ impl DatasetWriter {
         // As the file has it (`open` checked it against the file's length).
         let description_size =
             u32::try_from(reader.inner.data_offset - HEADER_SIZE).expect("read from a u32 field");
-        let content = ContentHash(Box::new(digest_after_header(&reader.inner.file, partial)?));
+        let content = digest_after_header(&reader.inner.file, partial)?;
+        if let Some(recorded) = recorded {
+            let mut header = vec![0u8; HEADER_SIZE as usize];
+            reader
+                .inner
+                .file
+                .read_exact_at(&mut header, 0)
+                .map_err(|e| io_error("read", partial, e))?;
+            let found = Checksum::of(&header, content.digest());
+            if found != recorded {
+                return Err(DatasetFileError::ChecksumMismatch { recorded, found });
+            }
+        }
+        let content = ContentHash(Box::new(content));
         let mut file = OpenOptions::new()
             .write(true)
             .open(partial)
@@ -1392,7 +1411,8 @@ mod tests {
         let mut w = DatasetWriter::create_result(&paused, "out", 3).unwrap();
         w.preallocate(12).unwrap();
         (0..5).for_each(|i| w.append_row_f32(&row(i)).unwrap());
-        assert_eq!(w.suspend(&partial).unwrap(), 5);
+        let (rows, set_aside) = w.suspend(&partial).unwrap();
+        assert_eq!(rows, 5);
         assert_eq!(dir_entries(dir.path()), ["partial", "whole"]);
         assert_eq!(
             DatasetReader::open(&partial)
@@ -1401,12 +1421,13 @@ mod tests {
                 .number_of_rows,
             5
         );
-        let mut w = DatasetWriter::resume(&partial, &paused).unwrap();
+        let mut w = DatasetWriter::resume(&partial, &paused, Some(set_aside)).unwrap();
         assert_eq!(w.rows_written(), 5);
         w.preallocate(12).unwrap();
         (5..9).for_each(|i| w.append_row_f32(&row(i)).unwrap());
-        assert_eq!(w.suspend(&partial).unwrap(), 9);
-        let mut w = DatasetWriter::resume(&partial, &paused).unwrap();
+        let (rows, set_aside) = w.suspend(&partial).unwrap();
+        assert_eq!(rows, 9);
+        let mut w = DatasetWriter::resume(&partial, &paused, Some(set_aside)).unwrap();
         (9..12).for_each(|i| w.append_row_f32(&row(i)).unwrap());
         let written = w.finish().unwrap();
         assert_eq!(written.header, expected.header);
@@ -1417,7 +1438,7 @@ mod tests {
         let mut w = DatasetWriter::create_result(dir.path().join("dropped"), "out", 3).unwrap();
         w.append_row_f32(&row(0)).unwrap();
         w.suspend(&partial).unwrap();
-        let w = DatasetWriter::resume(&partial, dir.path().join("dropped")).unwrap();
+        let w = DatasetWriter::resume(&partial, dir.path().join("dropped"), None).unwrap();
         drop(w);
         assert_eq!(dir_entries(dir.path()), ["paused", "whole"]);
     }
@@ -1429,18 +1450,37 @@ mod tests {
         let bytes = dir.path().join("bytes");
         write_u8(&bytes, 2);
         assert!(matches!(
-            DatasetWriter::resume(&bytes, dir.path().join("a")),
+            DatasetWriter::resume(&bytes, dir.path().join("a"), None),
             Err(DatasetFileError::TypeMismatch)
         ));
         let partial = dir.path().join("partial");
         let mut w = DatasetWriter::create_result(dir.path().join("x"), "out", 2).unwrap();
         w.append_row_f32(&[1.0, 2.0]).unwrap();
-        w.suspend(&partial).unwrap();
+        let (_, set_aside) = w.suspend(&partial).unwrap();
         assert!(matches!(
-            DatasetWriter::resume(&partial, &bytes),
+            DatasetWriter::resume(&partial, &bytes, Some(set_aside)),
             Err(DatasetFileError::AlreadyExists { .. })
         ));
-        let missing = DatasetWriter::resume(&dir.path().join("none"), dir.path().join("a"));
+        // A value changed while it was set aside (the file still a dataset): refused against
+        // the checksum its suspension reported, taken as it is without one.
+        let before = fs::read(&partial).unwrap();
+        let mut changed = before.clone();
+        *changed.last_mut().unwrap() ^= 0x01;
+        fs::set_permissions(&partial, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::write(&partial, &changed).unwrap();
+        let e = DatasetWriter::resume(&partial, dir.path().join("a"), Some(set_aside)).unwrap_err();
+        assert!(
+            matches!(e, DatasetFileError::ChecksumMismatch { recorded, .. } if recorded == set_aside),
+            "{e}"
+        );
+        assert_eq!(fs::read(&partial).unwrap(), changed);
+        drop(DatasetWriter::resume(&partial, dir.path().join("a"), None).unwrap());
+        fs::write(&partial, &before).unwrap();
+        DatasetWriter::resume(&partial, dir.path().join("a"), Some(set_aside))
+            .unwrap()
+            .suspend(&partial)
+            .unwrap();
+        let missing = DatasetWriter::resume(&dir.path().join("none"), dir.path().join("a"), None);
         assert!(missing.unwrap_err().is_missing_file());
         // A cut file is no dataset.
         let len = fs::metadata(&partial).unwrap().len();
@@ -1451,7 +1491,7 @@ mod tests {
             .set_len(len - 1)
             .unwrap();
         assert!(matches!(
-            DatasetWriter::resume(&partial, dir.path().join("a")),
+            DatasetWriter::resume(&partial, dir.path().join("a"), None),
             Err(DatasetFileError::SizeMismatch { .. })
         ));
         assert_eq!(dir_entries(dir.path()), ["bytes", "partial"]);
