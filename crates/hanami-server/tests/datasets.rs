@@ -20,6 +20,9 @@ use prost::Message as _;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
+/// How the server's refusal of a dataset whose file is missing or damaged ends.
+const REMAKE: &str = "delete it and upload it again (a request task's result: run that task again)";
+
 fn write(dir: &Path, name: &str, content: impl AsRef<[u8]>) -> std::path::PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, content).unwrap();
@@ -2146,7 +2149,7 @@ async fn damaged_or_missing_dataset_files_are_named() {
                     m.starts_with(&format!("The file of dataset '{uuid}' {what}")),
                     "{m}"
                 );
-                assert!(m.ends_with("delete it and upload it again"), "{m}");
+                assert!(m.ends_with(REMAKE), "{m}");
                 assert!(!m.contains(&*server.data_dir.to_string_lossy()), "{m}");
             }
             other => panic!("{uuid}: {other:?}"),
@@ -2221,7 +2224,7 @@ async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
         Err(Error::Conflict(m)) => {
             assert!(m.starts_with(&what), "{m}");
             assert!(m.contains("recorded when it was written"), "{m}");
-            assert!(m.ends_with("delete it and upload it again"), "{m}");
+            assert!(m.ends_with(REMAKE), "{m}");
         }
         other => panic!("{other:?}"),
     };
@@ -2261,10 +2264,43 @@ async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
         note.contains(&format!(
             "the file of dataset '{}' is damaged (its checksum xxh3:",
             changed.uuid
-        )) && note.contains("delete it and upload it again"),
+        )) && note.ends_with(REMAKE),
         "{note}"
     );
     assert_eq!(ended.current_cycle, 0, "{note}");
+
+    // A description changed in a way that still reads (the label group one column wider):
+    // told as the damage it is where tasks are queued, not as a dataset that does not fit.
+    let widened = client
+        .upload_mnist("widened_data", &images, &labels)
+        .await
+        .unwrap();
+    let widened_path = server.data_dir.join("datasets").join(&widened.uuid);
+    let mut bytes = std::fs::read(&widened_path).unwrap();
+    let description = String::from_utf8_lossy(&bytes[4096..4096 + 200]).into_owned();
+    let digit =
+        4096 + description.find("\"start_column\":784").unwrap() + "\"start_column\":78".len();
+    bytes[digit] = b'3';
+    std::fs::set_permissions(&widened_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(&widened_path, &bytes).unwrap();
+    let wide_label = client.dataset(&widened.uuid).await.unwrap().description["label"].start_column;
+    assert_eq!(wide_label, 783);
+    let widened_what = format!(
+        "The file of dataset '{}' is damaged (its checksum xxh3:",
+        widened.uuid
+    );
+    match client
+        .train(
+            "train",
+            &cluster,
+            &[("picture", &fine.uuid)],
+            &[("label", &widened.uuid)],
+        )
+        .await
+    {
+        Err(Error::Conflict(m)) => assert!(m.starts_with(&widened_what), "{m}"),
+        other => panic!("{other:?}"),
+    }
 
     // The byte as it was: the same file is used again.
     file.write_all_at(&byte, at).unwrap();

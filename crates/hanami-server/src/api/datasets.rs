@@ -3,7 +3,7 @@
 
 use hanami_auth::{Caller, Method};
 use hanami_engine::argmax;
-use hanami_store::dataset::{self, ColumnRange, DatasetReader};
+use hanami_store::dataset::{self, Checksum, ColumnRange, DatasetReader};
 use hanami_store::resources::{FileNote, Kind, ResourceRow};
 use hanami_types::datasets::{
     CsvFinalizeRequest, CsvUploadRequest, Dataset, DatasetCheck, DatasetRows, DatasetUuid,
@@ -433,17 +433,28 @@ pub(super) async fn open(app: &App, row: &ResourceRow) -> ApiResult<DatasetReade
 /// one. Reads the whole file: for requests that read all of it anyway.
 async fn open_verified(app: &App, scope: &Scope, row: &ResourceRow) -> ApiResult<DatasetReader> {
     let reader = open(app, row).await?;
-    let Some(recorded) = app.store.dataset_checksum(scope, &row.uuid).await? else {
-        return Ok(reader);
+    let recorded = app.store.dataset_checksum(scope, &row.uuid).await?;
+    verify(&reader, &row.uuid, recorded).await?;
+    Ok(reader)
+}
+
+/// Compares the open file of dataset `uuid` with the checksum `recorded` when it was written
+/// (nothing to compare without one): the 409 of a damaged dataset where they differ.
+pub(super) async fn verify(
+    reader: &DatasetReader,
+    uuid: &str,
+    recorded: Option<Checksum>,
+) -> ApiResult<()> {
+    let Some(recorded) = recorded else {
+        return Ok(());
     };
     let checked = reader.clone();
     match tokio::task::spawn_blocking(move || checked.verify(recorded))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
     {
-        Ok(()) => Ok(reader),
+        Ok(()) => Ok(()),
         Err(e) if e.is_damaged_file() => {
-            let uuid = &row.uuid;
             tracing::warn!(
                 "dataset '{uuid}' cannot be used: {}: {e}",
                 reader.path().display()
@@ -451,8 +462,7 @@ async fn open_verified(app: &App, scope: &Scope, row: &ResourceRow) -> ApiResult
             Err(unusable(uuid, &e))
         }
         Err(e) => Err(ApiError::Internal(
-            anyhow::Error::new(e)
-                .context(format!("cannot read the file of dataset '{}'", row.uuid)),
+            anyhow::Error::new(e).context(format!("cannot read the file of dataset '{uuid}'")),
         )),
     }
 }
@@ -460,7 +470,7 @@ async fn open_verified(app: &App, scope: &Scope, row: &ResourceRow) -> ApiResult
 /// The 409 of dataset `uuid`, whose file is missing, damaged or unreadable (`e`): what is
 /// wrong and what to do (its owner makes it again; the administrator gives access back).
 fn unusable(uuid: &str, e: &dataset::DatasetFileError) -> ApiError {
-    let redo = "delete it and upload it again";
+    let redo = crate::clusters::rows::REMAKE_DATASET;
     let (what, todo) = if e.is_missing_file() {
         (
             "is missing from the server's data directory".to_owned(),
@@ -773,7 +783,10 @@ mod tests {
         );
         let missing = unusable("d", &io(std::io::ErrorKind::NotFound)).message();
         assert!(
-            missing.ends_with("delete it and upload it again"),
+            missing.ends_with(
+                "delete it and upload it again (a request task's result: run that \
+                 task again)"
+            ),
             "{missing}"
         );
     }

@@ -122,16 +122,21 @@ async fn bind(
         }
         let dataset = &opened[dataset_uuid];
         let reader = &dataset.reader;
-        let columns = reader.header().column_range(name).ok_or_else(|| {
+        // Refusals that the file's description decides: a description changed on disk is
+        // told as the damage it is, not as a dataset that does not fit the cluster.
+        let damaged = || super::datasets::verify(reader, dataset_uuid, dataset.checksum);
+        let Some(columns) = reader.header().column_range(name) else {
+            damaged().await?;
             // In the order of the columns, as the file has them.
             let mut groups: Vec<_> = reader.header().description.iter().collect();
             groups.sort_by_key(|(_, range)| range.start_column);
-            ApiError::NotFound(format!(
+            return Err(ApiError::NotFound(format!(
                 "Dataset '{dataset_uuid}' has no columns named '{name}' (its column groups: {})",
                 listed(groups.iter().map(|(group, _)| group.as_str()))
-            ))
-        })?;
+            )));
+        };
         if columns.width() != interface.size as u64 {
+            damaged().await?;
             let plural =
                 |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
             return Err(ApiError::BadRequest(format!(

@@ -53,6 +53,11 @@ pub struct Binding {
     pub checksum: Option<Checksum>,
 }
 
+/// What to do about a dataset whose file is missing or damaged: make it again (an uploaded
+/// dataset by uploading it, a request task's result by running that task again).
+pub const REMAKE_DATASET: &str =
+    "delete it and upload it again (a request task's result: run that task again)";
+
 /// Checks that the network still has an interface of this side, name and size: a restore
 /// queued before a task may have replaced the network the task was checked against.
 pub fn check_interface(
@@ -165,7 +170,7 @@ impl DatasetRows {
                     );
                     anyhow::anyhow!(
                         "the file of dataset '{}' is damaged ({e}), so the dataset cannot be \
-                         used; delete it and upload it again",
+                         used; {REMAKE_DATASET}",
                         first.dataset_uuid
                     )
                 }
