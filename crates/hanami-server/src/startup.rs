@@ -270,6 +270,14 @@ async fn prepare(
     let store = Store::open(&paths.database())
         .await
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+    if let Some(before) = store.upgraded_from() {
+        tracing::info!(
+            "the database was brought from schema version {before} to {}: servers that know \
+             only version {before} or older can no longer open it (a copy of the data \
+             directory from before the start keeps them working)",
+            Store::SCHEMA_VERSION
+        );
+    }
     // Files that an earlier run made are new again only where they were lost (a copy of
     // the data directory that left them out, say).
     let earlier_run = !store.users().await?.is_empty();

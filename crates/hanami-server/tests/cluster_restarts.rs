@@ -1607,6 +1607,28 @@ async fn a_server_stopped_at_once_stops_cleanly() {
     }
 }
 
+/// A start that brings the database to a newer schema says so in the log, and that servers
+/// of the version before can no longer open it; later starts say nothing of it.
+#[tokio::test]
+async fn a_start_that_upgrades_the_database_says_so() {
+    let server = TestServer::start();
+    let mut server = server.restart_with(|launch| launch.env("RUST_LOG", "info"));
+    assert!(!server.logged().contains("the database was brought"));
+    assert!(server.stop());
+    let data = server.data_dir.clone();
+    // As the version before dataset checksums left it.
+    common::change_database(&data, "ALTER TABLE datasets DROP COLUMN checksum", &[]).await;
+    common::change_database(&data, "PRAGMA user_version = 13", &[]).await;
+    let server = launch().data_dir(&data).env("RUST_LOG", "info").start();
+    server.wait_until_logged(&[
+        "the database was brought from schema version 13 to 14: servers that know only \
+         version 13 or older can no longer open it",
+    ]);
+    let server = server.restart_with(|launch| launch.env("RUST_LOG", "info"));
+    sdk(&server, ADMIN, ADMIN_PW).await;
+    assert!(!server.logged().contains("the database was brought"));
+}
+
 /// A database that SQLite cannot use stops the start with its path, what to do, and
 /// SQLite's words once (they came three times, without the path).
 #[tokio::test]

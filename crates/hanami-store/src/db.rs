@@ -183,6 +183,9 @@ pub struct Store {
     /// connections, which could otherwise take every one and keep reads (a login, a list)
     /// waiting as long.
     pub(crate) reads: SqlitePool,
+    /// The schema version the database had before this opening brought it up to date, if
+    /// it was older (and not new).
+    upgraded_from: Option<i64>,
 }
 
 impl Store {
@@ -211,12 +214,28 @@ impl Store {
         let reads = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_lazy_with(options.pragma("query_only", "ON"));
-        let store = Self { pool, reads };
-        store.migrate().await?;
+        let mut store = Self {
+            pool,
+            reads,
+            upgraded_from: None,
+        };
+        store.upgraded_from = store.migrate().await?;
         Ok(store)
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
+    /// The schema version the database had before [`Store::open`] brought it up to date to
+    /// [`Store::SCHEMA_VERSION`], where it was older than that (and not a new database):
+    /// servers of the versions before can no longer open it.
+    pub fn upgraded_from(&self) -> Option<i64> {
+        self.upgraded_from
+    }
+
+    /// The schema version this store brings every database to.
+    pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+    /// Brings the schema up to date; returns the version before, where that was older (and
+    /// not 0, a new database).
+    async fn migrate(&self) -> Result<Option<i64>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         let version: i64 = sqlx::query_scalar("PRAGMA user_version")
             .fetch_one(&mut *conn)
@@ -267,7 +286,7 @@ impl Store {
                 what: format!("schema: the table '{missing}' is missing"),
             });
         }
-        Ok(())
+        Ok((0 < version && version < known).then_some(version))
     }
 
     /// Closes the pools, waiting for connections in use.

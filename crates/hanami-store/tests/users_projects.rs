@@ -556,9 +556,12 @@ async fn datasets_keep_the_checksums_of_their_files() {
         "{damaged:?}"
     );
     // A database of the schema before checksums gains the column; its datasets have none.
+    assert_eq!(store.upgraded_from(), None);
     drop(store);
     back_to_schema(&path, 13).await;
     let store = Store::open(&path).await.unwrap();
+    assert_eq!(store.upgraded_from(), Some(13));
+    assert_eq!(Store::SCHEMA_VERSION, 14);
     assert_eq!(
         store.dataset_checksum(&Scope::All, "d1").await.unwrap(),
         None
