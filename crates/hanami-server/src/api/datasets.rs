@@ -418,7 +418,12 @@ pub(super) async fn open(app: &App, row: &ResourceRow) -> ApiResult<DatasetReade
         {
             Err(not_found(uuid))
         }
-        Err(e) if e.is_missing_file() || e.is_damaged_file() || e.is_unreadable_file() => {
+        Err(e)
+            if e.is_missing_file()
+                || e.is_damaged_file()
+                || e.is_unreadable_file()
+                || e.is_lost_on_disk() =>
+        {
             tracing::warn!("dataset '{uuid}' cannot be used: {}: {e}", path.display());
             Err(unusable(uuid, &e))
         }
@@ -454,7 +459,7 @@ pub(super) async fn verify(
         .map_err(|e| ApiError::Internal(e.into()))?
     {
         Ok(()) => Ok(()),
-        Err(e) if e.is_damaged_file() => {
+        Err(e) if e.is_damaged_file() || e.is_lost_on_disk() => {
             tracing::warn!(
                 "dataset '{uuid}' cannot be used: {}: {e}",
                 reader.path().display()
@@ -478,6 +483,8 @@ fn unusable(uuid: &str, e: &dataset::DatasetFileError) -> ApiError {
         )
     } else if e.is_unreadable_file() {
         (super::UNREADABLE_FILE.to_owned(), super::GIVE_ACCESS_BACK)
+    } else if e.is_lost_on_disk() {
+        (crate::clusters::rows::LOST_ON_DISK.to_owned(), redo)
     } else {
         (format!("is damaged ({e})"), redo)
     };
@@ -780,6 +787,18 @@ mod tests {
                 && unreadable.contains("the server's administrator must give")
                 && !unreadable.contains("upload it again"),
             "{unreadable}"
+        );
+        let lost = hanami_store::dataset::DatasetFileError::Io {
+            action: "read",
+            path: "/data/datasets/d".into(),
+            source: std::io::Error::from_raw_os_error(libc::EIO),
+        };
+        let lost = unusable("d", &lost).message();
+        assert!(
+            lost.starts_with("The file of dataset 'd' could not be read back from the disk")
+                && !lost.contains("/data")
+                && lost.contains("upload it again"),
+            "{lost}"
         );
         let missing = unusable("d", &io(std::io::ErrorKind::NotFound)).message();
         assert!(

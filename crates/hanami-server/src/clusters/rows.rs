@@ -58,6 +58,10 @@ pub struct Binding {
 pub const REMAKE_DATASET: &str =
     "delete it and upload it again (a request task's result: run that task again)";
 
+/// What is wrong with a dataset whose file the disk could not read back.
+pub const LOST_ON_DISK: &str =
+    "could not be read back from the disk (an input/output error; the server log has the path)";
+
 /// Checks that the network still has an interface of this side, name and size: a restore
 /// queued before a task may have replaced the network the task was checked against.
 pub fn check_interface(
@@ -162,15 +166,20 @@ impl DatasetRows {
                         first.dataset_uuid
                     )
                 }
-                e if e.is_damaged_file() => {
+                e if e.is_damaged_file() || e.is_lost_on_disk() => {
                     tracing::warn!(
                         "dataset '{}' cannot be used: {}: {e}",
                         first.dataset_uuid,
                         first.path.display()
                     );
+                    let what = if e.is_lost_on_disk() {
+                        LOST_ON_DISK.to_owned()
+                    } else {
+                        format!("is damaged ({e})")
+                    };
                     anyhow::anyhow!(
-                        "the file of dataset '{}' is damaged ({e}), so the dataset cannot be \
-                         used; {REMAKE_DATASET}",
+                        "the file of dataset '{}' {what}, so the dataset cannot be used; \
+                         {REMAKE_DATASET}",
                         first.dataset_uuid
                     )
                 }

@@ -249,6 +249,13 @@ impl DatasetFileError {
         matches!(self, DatasetFileError::Io { source, .. }
             if source.kind() == io::ErrorKind::PermissionDenied)
     }
+
+    /// Whether the disk could not read the file back (an input/output error: a failing
+    /// disk, or a file system that found the file's blocks damaged).
+    pub fn is_lost_on_disk(&self) -> bool {
+        matches!(self, DatasetFileError::Io { source, .. }
+            if source.raw_os_error() == Some(libc::EIO))
+    }
 }
 
 /// Which of the two IDX files of an MNIST upload an error is about.
@@ -603,5 +610,18 @@ mod tests {
             source: io::Error::from_raw_os_error(libc::ENOSPC),
         };
         assert!(!read.is_disk_full());
+    }
+
+    #[test]
+    fn a_disk_that_cannot_read_a_file_back_is_told_apart() {
+        let io = |errno| DatasetFileError::Io {
+            action: "read",
+            path: PathBuf::from("d"),
+            source: io::Error::from_raw_os_error(errno),
+        };
+        assert!(io(libc::EIO).is_lost_on_disk());
+        assert!(!io(libc::EACCES).is_lost_on_disk());
+        assert!(io(libc::EACCES).is_unreadable_file());
+        assert!(!DatasetFileError::NotAFile.is_lost_on_disk());
     }
 }
