@@ -515,12 +515,13 @@ async fn requests_without_a_stop() -> (TestServer, Client, String, String, Vec<u
     (server, client, cluster, dataset, answers, grown)
 }
 
-/// Checks that request task `task`, which a stop interrupted, finished with the result and
-/// the network that [`requests_without_a_stop`] gave without one.
+/// Checks that request task `task` on `dataset`, which a stop interrupted, finished with the
+/// result and the network that [`requests_without_a_stop`] gave without one.
 async fn went_on_as_if_never_stopped(
     server: &TestServer,
     client: &Client,
     cluster: &str,
+    dataset: &str,
     task: &str,
     answers: &[u32],
     grown: &[u8],
@@ -543,6 +544,8 @@ async fn went_on_as_if_never_stopped(
         result_values(server, task) == answers,
         "the result differs from the one without a stop"
     );
+    // Its checksum, taken over the result so far and what followed, holds.
+    client.check_dataset(dataset, task).await.unwrap();
     let resumed = checkpoint_bytes(server, client, cluster, "resumed").await;
     assert!(
         resumed == grown,
@@ -558,7 +561,10 @@ async fn a_request_task_goes_on_after_a_stop_as_if_never_stopped() {
     let (server, client, cluster, dataset, answers, grown) = requests_without_a_stop().await;
     let task = queue_request(&client, &cluster, "stopped", &dataset).await;
     let (server, client) = stop_while_running(server, &client, &cluster, &task).await;
-    went_on_as_if_never_stopped(&server, &client, &cluster, &task, &answers, &grown).await;
+    went_on_as_if_never_stopped(
+        &server, &client, &cluster, &dataset, &task, &answers, &grown,
+    )
+    .await;
 }
 
 /// A crash during a stop, once the stop has recorded a request task to go on (its network so
@@ -574,7 +580,10 @@ async fn a_crash_once_a_stop_recorded_a_request_task_loses_nothing() {
     server.signal_stop();
     let server = server.crashed_at("task-end:recorded");
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    went_on_as_if_never_stopped(&server, &client, &cluster, &task, &answers, &grown).await;
+    went_on_as_if_never_stopped(
+        &server, &client, &cluster, &dataset, &task, &answers, &grown,
+    )
+    .await;
 }
 
 /// A crash during a stop after a request task's result so far was set aside, before the stop
@@ -767,7 +776,10 @@ async fn a_request_task_stopped_twice_goes_on_as_if_never_stopped() {
         stopped_after(noted.as_deref().unwrap_or_default()) > kept,
         "{noted:?}"
     );
-    went_on_as_if_never_stopped(&server, &client, &cluster, &task, &answers, &grown).await;
+    went_on_as_if_never_stopped(
+        &server, &client, &cluster, &dataset, &task, &answers, &grown,
+    )
+    .await;
 }
 
 /// A request task whose result so far was damaged while the server was down (cut short, or

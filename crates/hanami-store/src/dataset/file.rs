@@ -196,6 +196,16 @@ fn to_usize(value: u128, what: &'static str) -> Result<usize, DatasetFileError> 
     usize::try_from(value).map_err(|_| DatasetFileError::TooLarge { what })
 }
 
+/// The checksum of `file` as it is now, and the hash of what follows its header (to go on
+/// with), read to its end.
+fn checksum_of_file(file: &File, path: &Path) -> Result<(Checksum, Xxh3), DatasetFileError> {
+    let mut header = vec![0u8; HEADER_SIZE as usize];
+    file.read_exact_at(&mut header, 0)
+        .map_err(|e| io_error("read", path, e))?;
+    let rest = digest_after_header(file, path)?;
+    Ok((Checksum::of(&header, rest.digest()), rest))
+}
+
 /// The hash of everything in `file` after the header, read to its end (see [`Checksum`]).
 fn digest_after_header(file: &File, path: &Path) -> Result<Xxh3, DatasetFileError> {
     let mut hasher = Xxh3::new();
@@ -458,10 +468,11 @@ impl DatasetWriter {
     }
 
     /// Completes the file and moves it into place: flushes, writes the final header (row
-    /// count, file size), makes the file read-only (its read bits stay), fsyncs it, links it to the final
-    /// path — failing with [`DatasetFileError::AlreadyExists`] rather than replacing a file
-    /// that appeared meanwhile — and fsyncs the directory. Returns the header of the new
-    /// dataset and the value range of each description field.
+    /// count, file size), makes the file read-only (its read bits stay), fsyncs it, links it
+    /// to the final path — failing with [`DatasetFileError::AlreadyExists`] rather than
+    /// replacing a file that appeared meanwhile — and fsyncs the directory. Returns the
+    /// header of the new dataset and the summary of its content (the value range of each
+    /// description field, the file's checksum).
     ///
     /// On error the temporary file is removed; only if the final directory fsync fails does
     /// the (complete) dataset file stay in place.
@@ -517,11 +528,11 @@ impl DatasetWriter {
     }
 
     /// Goes on with a dataset that [`suspend`](Self::suspend) set aside at `partial`, to be
-    /// placed at `final_path` by [`finish`](Self::finish): the file is checked as a dataset,
-    /// and against the checksum `suspend` reported where `recorded` gives it
-    /// ([`DatasetFileError::ChecksumMismatch`]), and its rows are read once (for the value
-    /// ranges and the checksum that `finish` reports); appends follow its last row. Only for
-    /// `f32` datasets. Dropping the writer without `finish` removes `partial`.
+    /// placed at `final_path` by [`finish`](Self::finish): the file is checked as a dataset
+    /// and, where `recorded` gives the checksum `suspend` reported, against that
+    /// ([`DatasetFileError::ChecksumMismatch`]); then its rows are read for the value ranges
+    /// that `finish` reports (so the file is read twice). Appends follow its last row. Only
+    /// for `f32` datasets. Dropping the writer without `finish` removes `partial`.
     pub fn resume(
         partial: &Path,
         final_path: impl AsRef<Path>,
@@ -536,6 +547,13 @@ impl DatasetWriter {
         if fs::symlink_metadata(&final_path).is_ok() {
             return Err(DatasetFileError::AlreadyExists { path: final_path });
         }
+        let (checksum, content) = checksum_of_file(&reader.inner.file, partial)?;
+        if let Some(recorded) = recorded.filter(|&recorded| recorded != checksum) {
+            return Err(DatasetFileError::ChecksumMismatch {
+                recorded,
+                found: checksum,
+            });
+        }
         let row_values = to_usize(header.number_of_columns.into(), "number of columns")?;
         let all = ColumnRange::new(0, header.number_of_columns);
         let mut extremes = ColumnExtremes::default();
@@ -546,19 +564,6 @@ impl DatasetWriter {
         // As the file has it (`open` checked it against the file's length).
         let description_size =
             u32::try_from(reader.inner.data_offset - HEADER_SIZE).expect("read from a u32 field");
-        let content = digest_after_header(&reader.inner.file, partial)?;
-        if let Some(recorded) = recorded {
-            let mut header = vec![0u8; HEADER_SIZE as usize];
-            reader
-                .inner
-                .file
-                .read_exact_at(&mut header, 0)
-                .map_err(|e| io_error("read", partial, e))?;
-            let found = Checksum::of(&header, content.digest());
-            if found != recorded {
-                return Err(DatasetFileError::ChecksumMismatch { recorded, found });
-            }
-        }
         let content = ContentHash(Box::new(content));
         let mut file = OpenOptions::new()
             .write(true)
@@ -1011,14 +1016,7 @@ impl DatasetReader {
     /// Reads the whole file and compares its checksum with `recorded` (the one its writer
     /// reported): [`DatasetFileError::ChecksumMismatch`] where they differ.
     pub fn verify(&self, recorded: Checksum) -> Result<(), DatasetFileError> {
-        let inner = &*self.inner;
-        let mut header = vec![0u8; HEADER_SIZE as usize];
-        inner
-            .file
-            .read_exact_at(&mut header, 0)
-            .map_err(|e| io_error("read", &inner.path, e))?;
-        let rest = digest_after_header(&inner.file, &inner.path)?;
-        let found = Checksum::of(&header, rest.digest());
+        let (found, _) = checksum_of_file(&self.inner.file, &self.inner.path)?;
         if found != recorded {
             return Err(DatasetFileError::ChecksumMismatch { recorded, found });
         }
@@ -1470,7 +1468,8 @@ mod tests {
         fs::write(&partial, &changed).unwrap();
         let e = DatasetWriter::resume(&partial, dir.path().join("a"), Some(set_aside)).unwrap_err();
         assert!(
-            matches!(e, DatasetFileError::ChecksumMismatch { recorded, .. } if recorded == set_aside),
+            matches!(e, DatasetFileError::ChecksumMismatch { recorded, .. }
+                if recorded == set_aside),
             "{e}"
         );
         assert_eq!(fs::read(&partial).unwrap(), changed);
@@ -1787,7 +1786,8 @@ mod tests {
             let reader = DatasetReader::open(&path).unwrap();
             let e = reader.verify(checksum).unwrap_err();
             assert!(
-                matches!(e, DatasetFileError::ChecksumMismatch { recorded, .. } if recorded == checksum),
+                matches!(e, DatasetFileError::ChecksumMismatch { recorded, .. }
+                    if recorded == checksum),
                 "byte {at}: {e}"
             );
         }

@@ -43,6 +43,10 @@
 //!   are written as `0o600`, for the server's user only).
 //! * [`DatasetReader`] opens files read-only and holds no write handle at all, so reading can
 //!   never change a dataset (the original appended its read buffer to the file on close).
+//! * The writer hashes what it writes: [`DatasetWriter::finish`] and
+//!   [`DatasetWriter::suspend`] report the file's [`Checksum`], which the caller records, and
+//!   [`DatasetReader::verify`] (and [`DatasetWriter::resume`]) compare a file with it, so
+//!   that a file changed on disk since (bit rot, another program) is not read as valid.
 //! * The converters ([`convert_mnist`], [`convert_csv`]) validate their input completely
 //!   before the dataset file appears; a failure leaves nothing behind. They allocate the
 //!   file's disk space up front, before its rows are written, and say when they have, so
