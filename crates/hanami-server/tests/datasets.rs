@@ -2087,37 +2087,48 @@ async fn an_upload_given_up_before_its_start_is_answered_is_withdrawn() {
     assert!(client.datasets().await.unwrap().body.is_empty());
 }
 
+/// A server, its admin's client, the seed's cluster named `cluster`, and one dataset of the
+/// same 20 MNIST-like rows for each of `names` (their files in the folder returned).
+async fn server_with_datasets<const N: usize>(
+    names: [&str; N],
+    cluster: &str,
+) -> (
+    TestServer,
+    hanami_sdk::Client,
+    [hanami_types::datasets::Dataset; N],
+    String,
+    tempfile::TempDir,
+) {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, labels) = mnist_files(tmp.path(), 20);
+    let mut datasets = Vec::with_capacity(N);
+    for name in names {
+        datasets.push(client.upload_mnist(name, &images, &labels).await.unwrap());
+    }
+    let cluster = common::seed_cluster(&client, cluster).await;
+    let datasets = datasets
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("one per name"));
+    (server, client, datasets, cluster, tmp)
+}
+
 /// A dataset file changed or removed outside the server: every use of the dataset answers
 /// 409 saying which dataset and what to do (it was a 500 with only an error id), listing
 /// still works, and deleting it clears the way.
 #[tokio::test]
 async fn damaged_or_missing_dataset_files_are_named() {
     use std::os::unix::fs::PermissionsExt;
-    let server = TestServer::start();
-    let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let (images, labels) = mnist_files(tmp.path(), 20);
-    let cut = client
-        .upload_mnist("cut_data", &images, &labels)
-        .await
-        .unwrap();
-    let gone = client
-        .upload_mnist("gone_data", &images, &labels)
-        .await
-        .unwrap();
-    let fine = client
-        .upload_mnist("fine_data", &images, &labels)
-        .await
-        .unwrap();
-    let folder = client
-        .upload_mnist("folder_data", &images, &labels)
-        .await
-        .unwrap();
-    let pipe = client
-        .upload_mnist("pipe_data", &images, &labels)
-        .await
-        .unwrap();
-    let cluster = common::seed_cluster(&client, "damaged").await;
+    let names = [
+        "cut_data",
+        "gone_data",
+        "fine_data",
+        "folder_data",
+        "pipe_data",
+    ];
+    let (server, client, [cut, gone, fine, folder, pipe], cluster, _tmp) =
+        server_with_datasets(names, "damaged").await;
     let file = |uuid: &str| server.data_dir.join("datasets").join(uuid);
     std::fs::set_permissions(file(&cut.uuid), std::fs::Permissions::from_mode(0o644)).unwrap();
     let len = std::fs::metadata(file(&cut.uuid)).unwrap().len();
@@ -2190,19 +2201,9 @@ async fn damaged_or_missing_dataset_files_are_named() {
 #[tokio::test]
 async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
     use std::os::unix::fs::{FileExt, PermissionsExt};
-    let server = TestServer::start();
-    let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let (images, labels) = mnist_files(tmp.path(), 20);
-    let changed = client
-        .upload_mnist("changed_data", &images, &labels)
-        .await
-        .unwrap();
-    let fine = client
-        .upload_mnist("fine_data", &images, &labels)
-        .await
-        .unwrap();
-    let cluster = common::seed_cluster(&client, "checked").await;
+    let names = ["changed_data", "fine_data", "widened_data"];
+    let (server, client, [changed, fine, widened], cluster, _tmp) =
+        server_with_datasets(names, "checked").await;
     let path = server.data_dir.join("datasets").join(&changed.uuid);
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     let file = std::fs::File::options()
@@ -2271,10 +2272,6 @@ async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
 
     // A description changed in a way that still reads (the label group one column wider):
     // told as the damage it is where tasks are queued, not as a dataset that does not fit.
-    let widened = client
-        .upload_mnist("widened_data", &images, &labels)
-        .await
-        .unwrap();
     let widened_path = server.data_dir.join("datasets").join(&widened.uuid);
     let mut bytes = std::fs::read(&widened_path).unwrap();
     let description = String::from_utf8_lossy(&bytes[4096..4096 + 200]).into_owned();

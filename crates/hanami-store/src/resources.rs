@@ -354,22 +354,10 @@ impl Store {
         scope: &Scope,
         uuid: &str,
     ) -> Result<Option<ValueRanges>, StoreError> {
-        let (project, owner) = scope_filter(scope);
-        let text: Option<Option<String>> = sqlx::query_scalar(&format!(
-            "SELECT value_ranges FROM datasets WHERE {SCOPE_SQL} AND uuid = ?3"
-        ))
-        .bind(project)
-        .bind(owner)
-        .bind(uuid)
-        .fetch_optional(&self.reads)
-        .await?;
-        text.flatten()
-            .map(|text| {
-                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-                    what: format!("value ranges of dataset '{uuid}': {e}"),
-                })
-            })
-            .transpose()
+        self.dataset_record(scope, uuid, "value_ranges", "value ranges", |text| {
+            serde_json::from_str(text).map_err(|e| e.to_string())
+        })
+        .await
     }
 
     /// The checksum of the file of a dataset visible in the scope, as recorded when it was
@@ -380,9 +368,24 @@ impl Store {
         scope: &Scope,
         uuid: &str,
     ) -> Result<Option<Checksum>, StoreError> {
+        self.dataset_record(scope, uuid, "checksum", "checksum", str::parse)
+            .await
+    }
+
+    /// What `column` (a text column of the datasets' table) records of a dataset visible in
+    /// the scope, read by `parse`; `None` where it is NULL, and for unknown datasets. Text
+    /// that does not parse is [`StoreError::Corrupt`], naming `what` and the dataset.
+    async fn dataset_record<T>(
+        &self,
+        scope: &Scope,
+        uuid: &str,
+        column: &'static str,
+        what: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, StoreError> {
         let (project, owner) = scope_filter(scope);
         let text: Option<Option<String>> = sqlx::query_scalar(&format!(
-            "SELECT checksum FROM datasets WHERE {SCOPE_SQL} AND uuid = ?3"
+            "SELECT {column} FROM datasets WHERE {SCOPE_SQL} AND uuid = ?3"
         ))
         .bind(project)
         .bind(owner)
@@ -391,8 +394,8 @@ impl Store {
         .await?;
         text.flatten()
             .map(|text| {
-                text.parse().map_err(|e| StoreError::Corrupt {
-                    what: format!("checksum of dataset '{uuid}': {e}"),
+                parse(&text).map_err(|e| StoreError::Corrupt {
+                    what: format!("{what} of dataset '{uuid}': {e}"),
                 })
             })
             .transpose()
