@@ -2246,15 +2246,18 @@ async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
         client.dataset(&changed.uuid).await.unwrap().uuid,
         changed.uuid
     );
+    let ended_task = async |task: &str| {
+        client
+            .wait_for_task(&cluster, task, Duration::from_secs(120))
+            .await
+            .unwrap()
+    };
     let inputs = [("picture", changed.uuid.as_str())];
     let task = client
         .train("train", &cluster, &inputs, &[("label", &fine.uuid)])
         .await
         .unwrap();
-    let ended = client
-        .wait_for_task(&cluster, &task.uuid, Duration::from_secs(120))
-        .await
-        .unwrap();
+    let ended = ended_task(&task.uuid).await;
     assert_eq!(
         ended.state,
         hanami_types::tasks::TaskState::Aborted,
@@ -2305,10 +2308,7 @@ async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
         .train("train", &cluster, &inputs, &[("label", &fine.uuid)])
         .await
         .unwrap();
-    let ended = client
-        .wait_for_task(&cluster, &task.uuid, Duration::from_secs(120))
-        .await
-        .unwrap();
+    let ended = ended_task(&task.uuid).await;
     assert_eq!(
         ended.state,
         hanami_types::tasks::TaskState::Finished,
@@ -2320,10 +2320,7 @@ async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
         .request("request", &cluster, &inputs, ("label", "result"))
         .await
         .unwrap();
-    let ended = client
-        .wait_for_task(&cluster, &task.uuid, Duration::from_secs(120))
-        .await
-        .unwrap();
+    let ended = ended_task(&task.uuid).await;
     assert_eq!(
         ended.state,
         hanami_types::tasks::TaskState::Finished,
