@@ -579,9 +579,35 @@ pub struct LogPage {
     /// Only the entries of this user
     #[arg(short, long, value_name = "USER_ID")]
     pub user: Option<String>,
-    /// The page: 100 entries each, oldest first, counted from 0
-    #[arg(short, long, default_value_t = 0, allow_negative_numbers = true)]
-    pub page: u64,
+    /// The page: 100 entries each, oldest first, counted from 0; `last` for the newest
+    #[arg(
+        short,
+        long,
+        default_value = "0",
+        value_name = "N|last",
+        value_parser = parse_page,
+        allow_negative_numbers = true
+    )]
+    pub page: Page,
+}
+
+/// A page of a log, as `-p/--page` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// The page of this number, counted from 0.
+    Number(u64),
+    /// The last page with entries (page 0 of an empty log).
+    Last,
+}
+
+/// Reads `-p/--page`: a page number, or `last`.
+fn parse_page(text: &str) -> Result<Page, String> {
+    if text == "last" {
+        return Ok(Page::Last);
+    }
+    text.parse()
+        .map(Page::Number)
+        .map_err(|_| format!("'{text}' is neither a page number (0 or more) nor 'last'"))
 }
 
 /// Splits `HEXAGON:VALUE` items into pairs; every item must have exactly one `:` with text

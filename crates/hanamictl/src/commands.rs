@@ -208,8 +208,23 @@ fn upload_failed(name: &str, error: hanami_sdk::Error, session: &Session) -> Cli
 /// A note on standard error for an empty first page of a log filtered by a user: the
 /// server answers an unknown user id with no entries, as the original did, so a typo
 /// would otherwise look like a user who did nothing.
-fn note_empty_log(entries: &hanami_sdk::types::list::ListTable, page: &crate::cli::LogPage) {
-    if let (Some(user), 0, true) = (&page.user, page.page, entries.body.is_empty()) {
+/// Notes on standard error for page `number` of a log (`entries`): which page `-p last`
+/// found, and that a user id without entries may be a typo.
+fn note_log_page(
+    entries: &hanami_sdk::types::list::ListTable,
+    page: &crate::cli::LogPage,
+    number: u64,
+) {
+    if page.page == crate::cli::Page::Last {
+        match number {
+            0 => crate::error::report(format_args!("note: page 0 is the only one")),
+            _ => crate::error::report(format_args!(
+                "note: page {number} is the last (`-p {}` shows the entries before)",
+                number - 1
+            )),
+        }
+    }
+    if let (Some(user), 0, true) = (&page.user, number, entries.body.is_empty()) {
         crate::error::report(format_args!(
             "note: no entries for the user id '{user}' (`hanamictl user get {user}` says \
              whether that user exists)"
@@ -579,19 +594,17 @@ async fn execute(
         },
         Command::Host(HostCmd::List(_)) => list(&client.hosts().await.map_err(sdk)?, HOST),
         Command::Log(LogCmd::Audit(page)) => {
-            let entries = client
-                .audit_log(page.user.as_deref(), page.page)
-                .await
-                .map_err(sdk)?;
-            note_empty_log(&entries, &page);
+            let user = page.user.as_deref();
+            let read = async |number| client.audit_log(user, number).await;
+            let (number, entries) = crate::logs::read_page(page.page, read).await.map_err(sdk)?;
+            note_log_page(&entries, &page, number);
             list(&entries, AUDIT_LOG)
         }
         Command::Log(LogCmd::Error(page)) => {
-            let entries = client
-                .error_log(page.user.as_deref(), page.page)
-                .await
-                .map_err(sdk)?;
-            note_empty_log(&entries, &page);
+            let user = page.user.as_deref();
+            let read = async |number| client.error_log(user, number).await;
+            let (number, entries) = crate::logs::read_page(page.page, read).await.map_err(sdk)?;
+            note_log_page(&entries, &page, number);
             list(&entries, ERROR_LOG)
         }
     })

@@ -13,6 +13,7 @@ mod error;
 mod export;
 mod interrupts;
 mod local;
+mod logs;
 mod output;
 mod password;
 mod progress;

@@ -2039,6 +2039,76 @@ fn a_cluster_left_in_direct_mode_goes_back_to_task_mode() {
     assert_eq!(task.field("STATE"), "finished");
 }
 
+/// `-p last` shows the last page of a log with entries (pages count from the oldest, and the
+/// server does not say how many there are), whether it is full or not, and says which it is.
+#[test]
+fn the_last_page_of_a_log_is_found() {
+    let server = Server::start();
+    // Audited requests of the admin: a project made and deleted is two entries.
+    let audited = |pairs: usize| {
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let client = hanami_sdk::Client::login(&server.url, ADMIN, ADMIN_PW)
+                .await
+                .unwrap();
+            for n in 0..pairs {
+                let id = format!("paged_{n}");
+                client.create_project(&id, "Paged").await.unwrap();
+                client.delete_project(&id).await.unwrap();
+            }
+        })
+    };
+    let last = || {
+        let run = server.ctl(&["log", "audit", "-p", "last"]).ok();
+        let rows = run.list().1.len();
+        (rows, run.stderr)
+    };
+    // An empty log: page 0.
+    let (rows, stderr) = last();
+    assert_eq!(
+        (rows, stderr.as_str()),
+        (0, "note: page 0 is the only one\n")
+    );
+    audited(131);
+    let (rows, stderr) = last();
+    assert_eq!(rows, 62);
+    assert_eq!(
+        stderr,
+        "note: page 2 is the last (`-p 1` shows the entries before)\n"
+    );
+    assert_eq!(
+        server.ctl(&["log", "audit", "-p", "1"]).ok().list().1.len(),
+        100
+    );
+    // A last page that is full.
+    audited(19);
+    let (rows, stderr) = last();
+    assert_eq!(rows, 100);
+    assert!(stderr.starts_with("note: page 2 is the last"), "{stderr}");
+    assert!(
+        server
+            .ctl(&["log", "audit", "-p", "3"])
+            .ok()
+            .list()
+            .1
+            .is_empty()
+    );
+    // JSON has only the page on standard output.
+    let json = server
+        .ctl(&["log", "audit", "-p", "last", "-j"])
+        .ok()
+        .json();
+    assert_eq!(json["body"].as_array().unwrap().len(), 100);
+    // Neither a number nor `last`.
+    let wrong = server.ctl(&["log", "error", "-p", "newest"]).fails();
+    assert!(
+        wrong
+            .stderr
+            .contains("'newest' is neither a page number (0 or more) nor 'last'"),
+        "{}",
+        wrong.stderr
+    );
+}
+
 /// `log audit` and `log error`: tables and JSON, pages, whose entries, and the reason of
 /// a failed task (which `task create --wait` sends the user to).
 #[test]
