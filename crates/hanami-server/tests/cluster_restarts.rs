@@ -388,7 +388,7 @@ async fn a_stop_keeps_queued_tasks_and_the_running_one_goes_on() {
     );
     // The time the log gives is this start's part, and it says so (logged right after
     // the end is recorded, so perhaps a moment after the client saw it).
-    let told = format!(" s (going on from cycle {} of ", stopped_after(&note));
+    let told = format!(" s (this run began at cycle {} of ", stopped_after(&note));
     server.wait_until_logged(&[&told]);
     let logged = server.logged();
     let line = logged.lines().find(|line| line.contains(&told)).unwrap();
@@ -758,6 +758,48 @@ async fn dataset_deleted_while_running(row_only: bool) {
     assert!(partial_results(&server).is_empty());
 }
 
+/// A request task that a stop interrupts before it answered a row has nothing to set aside:
+/// the log says that it runs at the next start (not that it goes on from cycle 0, and then
+/// that its result so far went unused), and it does, whole.
+#[tokio::test]
+async fn a_request_task_stopped_before_its_first_row_runs_at_the_next_start() {
+    let (mut server, _, cluster, dataset, answers, _) = requests_without_a_stop().await;
+    // Waited for longer than `restart` does: the suite's other servers keep the machine
+    // busy (as below, where the stop also waits out the pause).
+    assert!(server.stop_within(Duration::from_secs(60)));
+    let server = server.restart_with(|launch| {
+        launch
+            .env("HANAMI_PAUSE_AT", "request:opened=2000")
+            .env("RUST_LOG", "info")
+    });
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let task = queue_request(&client, &cluster, "unbegun", &dataset).await;
+    common::until_paused(&server, "request:opened", 1).await;
+    server.signal_stop();
+    let stopped = format!(
+        "({task}) stopped by the shutdown before its first cycle; it runs at the next start"
+    );
+    server.wait_until_logged(&[&stopped]);
+    let mut server = server;
+    assert!(server.wait_for_exit(Duration::from_secs(60)));
+    let server = server.restart_with(|launch| launch.env("RUST_LOG", "info"));
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let done = client.wait_for_task(&cluster, &task, WAIT).await.unwrap();
+    assert_eq!(done.state, TaskState::Finished, "{done:?}");
+    assert!(
+        result_values(&server, &task) == answers,
+        "the result differs"
+    );
+    client.check_dataset(&dataset, &task).await.unwrap();
+    assert!(
+        !server
+            .logged()
+            .contains("no queued request task goes on with it"),
+        "{}",
+        server.logged()
+    );
+}
+
 /// A request task that a stop interrupts twice goes on the second time from the result so
 /// far that the second stop set aside (checked against that stop's checksum), as if never
 /// stopped.
@@ -831,6 +873,16 @@ async fn result_so_far_damaged(changed: bool, why: &str) {
         )) && note.contains(why),
         "{note}"
     );
+    // What to do, and no path of the server's (the log has it).
+    assert!(
+        note.contains("(run the task again for its whole result)")
+            && !note.contains(&*server.data_dir.to_string_lossy()),
+        "{note}"
+    );
+    server.wait_until_logged(&[&format!(
+        "cannot go on with the result so far in {}",
+        partial.display()
+    )]);
     assert!(partial_results(&server).is_empty());
 }
 

@@ -298,13 +298,23 @@ impl TestServer {
 
     /// [`TestServer::stop`], waiting up to `limit` before the server is killed.
     pub fn stop_within(&mut self, limit: Duration) -> bool {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+        }
+        self.wait_for_exit(limit)
+    }
+
+    /// Waits up to `limit` for a server that was asked to stop ([`TestServer::signal_stop`])
+    /// to exit, without a signal of its own (one more during the stop's last steps, where
+    /// the server's handlers are gone, would end it by the signal's default action); kills
+    /// it after `limit`. Returns whether it exited cleanly; `true` for a stopped server.
+    pub fn wait_for_exit(&mut self, limit: Duration) -> bool {
         let Some(mut child) = self.child.take() else {
             return true;
         };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
         let deadline = std::time::Instant::now() + limit;
         while std::time::Instant::now() < deadline {
             if let Some(status) = child.try_wait().expect("wait for the server") {

@@ -241,6 +241,12 @@ impl ClusterHandle {
             ctx.paths.remove_partial_result(&task.uuid);
         }
         match recorded {
+            Recorded::Requeued if task.progress() == 0 => tracing::info!(
+                "{} ({}) stopped by the shutdown before its first cycle; it runs at the next \
+                 start",
+                task.described(&self.row.name),
+                task.uuid
+            ),
             Recorded::Requeued => tracing::info!(
                 "{} ({}) stopped by the shutdown after {} of {} cycles; it goes on from there at \
                  the next start",
@@ -253,7 +259,7 @@ impl ClusterHandle {
                 task.end_at(state, ended_at);
                 let went_on = if went_on_from > 0 {
                     format!(
-                        " (going on from cycle {went_on_from} of {}, where a shutdown had \
+                        " (this run began at cycle {went_on_from} of {}, where a shutdown had \
                          stopped it)",
                         task.total
                     )
@@ -853,6 +859,7 @@ impl ClusterHandle {
             Ok(opened) => opened,
             Err(e) => return Ok(Ran::NotBegun(e)),
         };
+        crate::crash_point::reached("request:opened");
         self.going_on(task, first, ctx);
         // Once the file holds its space, the free space shows it; until then (file systems
         // without fallocate) the promise holds it until the result is written.
@@ -890,6 +897,14 @@ impl ClusterHandle {
                 // Dropped: nothing goes on with it.
                 return Ok(Ran::Stopped {
                     kept: Kept::Nothing,
+                    began: true,
+                });
+            }
+            if writer.rows_written() == 0 {
+                // Not a row answered: nothing to set aside (dropping the writer removes its
+                // file), and the task runs from its start (its network is saved as it is).
+                return Ok(Ran::Stopped {
+                    kept: Kept::Progress,
                     began: true,
                 });
             }
@@ -959,12 +974,14 @@ fn resume_result(
     target: &ResultTarget,
     rows: u64,
 ) -> anyhow::Result<DatasetWriter> {
+    // Clients read the task's note: the file's path is for the server log only.
     let cannot = || {
-        format!(
-            "cannot go on with the result so far ({}), which the server set aside when it \
-             stopped the task",
+        tracing::warn!(
+            "cannot go on with the result so far in {}",
             partial.display()
-        )
+        );
+        "cannot go on with the result so far that the server set aside when it stopped the \
+         task (run the task again for its whole result)"
     };
     let writer = DatasetWriter::resume(partial, path, target.so_far).with_context(cannot)?;
     let (written, columns) = (writer.rows_written(), writer.number_of_columns());
