@@ -163,4 +163,3 @@ pub use client::{CONNECT_TIMEOUT, Client, ConnectOptions, DEFAULT_ANSWER_TIMEOUT
 pub use direct::DirectSession;
 pub use error::{Error, Result, Stall, transport_text, with_causes};
 pub use hanami_types as types;
-pub use logs::LOG_PAGE_SIZE;

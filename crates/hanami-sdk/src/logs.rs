@@ -4,9 +4,6 @@ use hanami_types::list::ListTable;
 
 use crate::{Client, Result};
 
-/// Entries per page of the audit and the error log.
-pub const LOG_PAGE_SIZE: u64 = 100;
-
 impl Client {
     /// A page of the audit log (100 entries, oldest first): the caller's own entries, or
     /// with `user_id` that user's (global admins only). Columns `created_at`, `user_id`,

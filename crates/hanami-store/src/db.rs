@@ -240,7 +240,7 @@ impl Store {
         let version: i64 = sqlx::query_scalar("PRAGMA user_version")
             .fetch_one(&mut *conn)
             .await?;
-        let known = MIGRATIONS.len() as i64;
+        let known = Self::SCHEMA_VERSION;
         if version > known {
             return Err(StoreError::FutureSchema {
                 found: version,

@@ -205,11 +205,9 @@ fn upload_failed(name: &str, error: hanami_sdk::Error, session: &Session) -> Cli
     }
 }
 
-/// A note on standard error for an empty first page of a log filtered by a user: the
-/// server answers an unknown user id with no entries, as the original did, so a typo
-/// would otherwise look like a user who did nothing.
 /// Notes on standard error for page `number` of a log (`entries`): which page `-p last`
-/// found, and that a user id without entries may be a typo.
+/// found, and, for an empty first page of a log filtered by a user, that the id may be a
+/// typo (the server answers an unknown user id with no entries, as the original did).
 fn note_log_page(
     entries: &hanami_sdk::types::list::ListTable,
     page: &crate::cli::LogPage,

@@ -2,14 +2,14 @@
 //! pages from the oldest entries and does not say how many there are, so the last is found
 //! by reading pages.
 
-use hanami_sdk::LOG_PAGE_SIZE;
 use hanami_sdk::types::list::ListTable;
+use hanami_sdk::types::logs::LOG_PAGE_SIZE;
 
 use crate::cli::Page;
 
 /// The page of a log that `page` names, read by `read` (one page by its number), and its
 /// number. The last page is found by doubling the page number until a page is not full,
-/// then halving the gap: about two reads per doubling of the log's length (20 for a
+/// then halving the gap: about two reads per doubling of the log's length (about 30 for a
 /// million entries).
 pub async fn read_page(
     page: Page,
@@ -18,7 +18,7 @@ pub async fn read_page(
     if let Page::Number(number) = page {
         return Ok((number, read(number).await?));
     }
-    let full = |table: &ListTable| table.body.len() as u64 >= LOG_PAGE_SIZE;
+    let full = |table: &ListTable| table.body.len() as u64 >= u64::from(LOG_PAGE_SIZE);
     // `full_page` is a full page (so the last is later or it), `beyond` a page after it
     // known to be empty.
     let mut full_page = (0, read(0).await?);
@@ -71,14 +71,15 @@ mod tests {
             let reads = Cell::new(0);
             let read = async |number: u64| {
                 reads.set(reads.get() + 1);
-                let first = number * LOG_PAGE_SIZE;
-                let count = entries.saturating_sub(first).min(LOG_PAGE_SIZE);
+                let size = u64::from(LOG_PAGE_SIZE);
+                let first = number * size;
+                let count = entries.saturating_sub(first).min(size);
                 let mut table = ListTable::new(&["n"]);
                 table.body = (first..first + count).map(|n| vec![n.into()]).collect();
                 Ok(table)
             };
             let (number, table) = runtime.block_on(read_page(Page::Last, read)).unwrap();
-            let expected = entries.saturating_sub(1) / LOG_PAGE_SIZE;
+            let expected = entries.saturating_sub(1) / u64::from(LOG_PAGE_SIZE);
             assert_eq!(number, expected, "{entries} entries");
             let last = (entries > 0).then(|| serde_json::Value::from(entries - 1));
             assert_eq!(
