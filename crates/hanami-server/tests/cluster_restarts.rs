@@ -2471,6 +2471,43 @@ async fn a_task_stopped_while_it_waits_for_file_descriptors_is_queued_again_as_i
     assert!(std::fs::read(&network).unwrap() != untrained);
 }
 
+/// A request task that went on after a stop and is stopped again while it waits for file
+/// descriptors (before it touched its result so far) keeps the checksum of that result:
+/// a value changed after the second stop is still caught at the next start.
+#[tokio::test]
+async fn a_result_so_far_keeps_its_checksum_through_a_stop_during_a_wait() {
+    use std::os::unix::fs::FileExt;
+    let (server, client, dataset, cluster) = server_with_cluster("waited", 60_000).await;
+    let task = queue_request(&client, &cluster, "waited", &dataset).await;
+    wait_for_progress(&client, &cluster, &task).await;
+    // Every opening of a task's datasets fails with EMFILE: it waits.
+    let server =
+        server.restart_with(|launch| launch.env("HANAMI_FAIL_AT", "task:descriptors-lasting"));
+    server
+        .wait_until_logged(&["cannot open its files: the server has run out of file descriptors"]);
+    let mut server = server;
+    assert!(server.stop());
+    let partial = server.data_dir.join("partial-results").join(&task);
+    let len = std::fs::metadata(&partial).unwrap().len();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&partial)
+        .unwrap();
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, len - 1).unwrap();
+    file.write_all_at(&[byte[0] ^ 0x01], len - 1).unwrap();
+    let server = server.restart();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let done = client.wait_for_task(&cluster, &task, WAIT).await.unwrap();
+    assert_eq!(done.state, TaskState::Aborted, "{done:?}");
+    let note = done.note.unwrap_or_default();
+    assert!(
+        note.contains("cannot go on with the result so far") && note.contains("its checksum xxh3:"),
+        "{note}"
+    );
+}
+
 /// A save that cannot write its checkpoint because the server has run out of file
 /// descriptors waits for some to come free too, and then makes its checkpoint (it was
 /// aborted at once).

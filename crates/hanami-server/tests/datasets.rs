@@ -2201,8 +2201,8 @@ async fn damaged_or_missing_dataset_files_are_named() {
 #[tokio::test]
 async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
     use std::os::unix::fs::{FileExt, PermissionsExt};
-    let names = ["changed_data", "fine_data", "widened_data"];
-    let (server, client, [changed, fine, widened], cluster, _tmp) =
+    let names = ["changed_data", "fine_data", "widened_data", "renamed_data"];
+    let (server, client, [changed, fine, widened, renamed], cluster, _tmp) =
         server_with_datasets(names, "checked").await;
     let path = server.data_dir.join("datasets").join(&changed.uuid);
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -2273,16 +2273,24 @@ async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
     );
     assert_eq!(ended.current_cycle, 0, "{note}");
 
-    // A description changed in a way that still reads (the label group one column wider):
-    // told as the damage it is where tasks are queued, not as a dataset that does not fit.
-    let widened_path = server.data_dir.join("datasets").join(&widened.uuid);
-    let mut bytes = std::fs::read(&widened_path).unwrap();
-    let description = String::from_utf8_lossy(&bytes[4096..4096 + 200]).into_owned();
-    let digit =
-        4096 + description.find("\"start_column\":784").unwrap() + "\"start_column\":78".len();
-    bytes[digit] = b'3';
-    std::fs::set_permissions(&widened_path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::write(&widened_path, &bytes).unwrap();
+    // Descriptions changed in ways that still read (the label group one column wider, or
+    // named otherwise): told as the damage it is where tasks are queued, not as a dataset
+    // that does not fit (400) or has no such columns (404).
+    let change_description = |uuid: &str, from: &str, to: &str| {
+        let path = server.data_dir.join("datasets").join(uuid);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let description = String::from_utf8_lossy(&bytes[4096..4096 + 200]).into_owned();
+        let at = 4096 + description.find(from).unwrap();
+        bytes[at..at + to.len()].copy_from_slice(to.as_bytes());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+    };
+    change_description(
+        &widened.uuid,
+        "\"start_column\":784",
+        "\"start_column\":783",
+    );
+    change_description(&renamed.uuid, "\"label\"", "\"lapel\"");
     let wide_label = client.dataset(&widened.uuid).await.unwrap().description["label"].start_column;
     assert_eq!(wide_label, 783);
     let widened_what = format!(
@@ -2299,6 +2307,22 @@ async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
         .await
     {
         Err(Error::Conflict(m)) => assert!(m.starts_with(&widened_what), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let renamed_what = format!(
+        "The file of dataset '{}' is damaged (its checksum xxh3:",
+        renamed.uuid
+    );
+    match client
+        .train(
+            "train",
+            &cluster,
+            &[("picture", &fine.uuid)],
+            &[("label", &renamed.uuid)],
+        )
+        .await
+    {
+        Err(Error::Conflict(m)) => assert!(m.starts_with(&renamed_what), "{m}"),
         other => panic!("{other:?}"),
     }
 
