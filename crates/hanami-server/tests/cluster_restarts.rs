@@ -840,25 +840,17 @@ async fn a_changed_result_so_far_ends_its_task() {
 /// [`a_damaged_result_so_far_ends_its_task`]: the result so far `changed` in a value, or
 /// cut short; the note tells `why`.
 async fn result_so_far_damaged(changed: bool, why: &str) {
-    use std::os::unix::fs::FileExt;
     let (mut server, client, dataset, cluster) = server_with_cluster("damaged", 60_000).await;
     let task = queue_request(&client, &cluster, "damaged", &dataset).await;
     wait_for_progress(&client, &cluster, &task).await;
     assert!(server.stop());
     let partial = server.data_dir.join("partial-results").join(&task);
-    let len = std::fs::metadata(&partial).unwrap().len();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&partial)
-        .unwrap();
     if changed {
-        // The last value's last byte (its sign and exponent): still a dataset file.
-        let mut byte = [0u8];
-        file.read_exact_at(&mut byte, len - 1).unwrap();
-        file.write_all_at(&[byte[0] ^ 0x01], len - 1).unwrap();
+        change_last_value(&partial);
     } else {
-        file.set_len(len - 1).unwrap();
+        let len = std::fs::metadata(&partial).unwrap().len();
+        let file = std::fs::OpenOptions::new().write(true).open(&partial);
+        file.unwrap().set_len(len - 1).unwrap();
     }
     let server = server.restart();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
@@ -2471,12 +2463,26 @@ async fn a_task_stopped_while_it_waits_for_file_descriptors_is_queued_again_as_i
     assert!(std::fs::read(&network).unwrap() != untrained);
 }
 
+/// Changes the last value of a result so far in its last byte (its sign and exponent): the
+/// file is still a dataset file, which only its checksum tells from the one set aside.
+fn change_last_value(partial: &std::path::Path) {
+    use std::os::unix::fs::FileExt;
+    let len = std::fs::metadata(partial).unwrap().len();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(partial)
+        .unwrap();
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, len - 1).unwrap();
+    file.write_all_at(&[byte[0] ^ 0x01], len - 1).unwrap();
+}
+
 /// A request task that went on after a stop and is stopped again while it waits for file
 /// descriptors (before it touched its result so far) keeps the checksum of that result:
 /// a value changed after the second stop is still caught at the next start.
 #[tokio::test]
 async fn a_result_so_far_keeps_its_checksum_through_a_stop_during_a_wait() {
-    use std::os::unix::fs::FileExt;
     let (server, client, dataset, cluster) = server_with_cluster("waited", 60_000).await;
     let task = queue_request(&client, &cluster, "waited", &dataset).await;
     wait_for_progress(&client, &cluster, &task).await;
@@ -2487,16 +2493,7 @@ async fn a_result_so_far_keeps_its_checksum_through_a_stop_during_a_wait() {
         .wait_until_logged(&["cannot open its files: the server has run out of file descriptors"]);
     let mut server = server;
     assert!(server.stop());
-    let partial = server.data_dir.join("partial-results").join(&task);
-    let len = std::fs::metadata(&partial).unwrap().len();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&partial)
-        .unwrap();
-    let mut byte = [0u8];
-    file.read_exact_at(&mut byte, len - 1).unwrap();
-    file.write_all_at(&[byte[0] ^ 0x01], len - 1).unwrap();
+    change_last_value(&server.data_dir.join("partial-results").join(&task));
     let server = server.restart();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let done = client.wait_for_task(&cluster, &task, WAIT).await.unwrap();

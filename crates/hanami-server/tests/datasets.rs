@@ -2293,37 +2293,20 @@ async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
     change_description(&renamed.uuid, "\"label\"", "\"lapel\"");
     let wide_label = client.dataset(&widened.uuid).await.unwrap().description["label"].start_column;
     assert_eq!(wide_label, 783);
-    let widened_what = format!(
-        "The file of dataset '{}' is damaged (its checksum xxh3:",
-        widened.uuid
-    );
-    match client
-        .train(
-            "train",
-            &cluster,
-            &[("picture", &fine.uuid)],
-            &[("label", &widened.uuid)],
-        )
-        .await
-    {
-        Err(Error::Conflict(m)) => assert!(m.starts_with(&widened_what), "{m}"),
-        other => panic!("{other:?}"),
-    }
-    let renamed_what = format!(
-        "The file of dataset '{}' is damaged (its checksum xxh3:",
-        renamed.uuid
-    );
-    match client
-        .train(
-            "train",
-            &cluster,
-            &[("picture", &fine.uuid)],
-            &[("label", &renamed.uuid)],
-        )
-        .await
-    {
-        Err(Error::Conflict(m)) => assert!(m.starts_with(&renamed_what), "{m}"),
-        other => panic!("{other:?}"),
+    for uuid in [&widened.uuid, &renamed.uuid] {
+        let what = format!("The file of dataset '{uuid}' is damaged (its checksum xxh3:");
+        match client
+            .train(
+                "train",
+                &cluster,
+                &[("picture", &fine.uuid)],
+                &[("label", uuid)],
+            )
+            .await
+        {
+            Err(Error::Conflict(m)) => assert!(m.starts_with(&what), "{m}"),
+            other => panic!("{uuid}: {other:?}"),
+        }
     }
 
     // The byte as it was: the same file is used again.
