@@ -2253,11 +2253,15 @@ async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
             .unwrap()
     };
     let inputs = [("picture", changed.uuid.as_str())];
-    let task = client
-        .train("train", &cluster, &inputs, &[("label", &fine.uuid)])
-        .await
-        .unwrap();
-    let ended = ended_task(&task.uuid).await;
+    // A train task on the changed pictures, to its end.
+    let trained = async || {
+        let task = client
+            .train("train", &cluster, &inputs, &[("label", &fine.uuid)])
+            .await
+            .unwrap();
+        ended_task(&task.uuid).await
+    };
+    let ended = trained().await;
     assert_eq!(
         ended.state,
         hanami_types::tasks::TaskState::Aborted,
@@ -2311,11 +2315,7 @@ async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
 
     // The byte as it was: the same file is used again.
     file.write_all_at(&byte, at).unwrap();
-    let task = client
-        .train("train", &cluster, &inputs, &[("label", &fine.uuid)])
-        .await
-        .unwrap();
-    let ended = ended_task(&task.uuid).await;
+    let ended = trained().await;
     assert_eq!(
         ended.state,
         hanami_types::tasks::TaskState::Finished,
