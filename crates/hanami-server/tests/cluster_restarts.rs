@@ -106,6 +106,20 @@ async fn stop_while_running(
     (server, client)
 }
 
+/// Trains a direct-IO session `times` times on one sample of the seed template's shape (a
+/// grey picture labelled 3).
+async fn train_seed_sample(session: &mut hanami_sdk::DirectSession, times: usize) {
+    let picture = vec![180.0f32; 784];
+    let mut label = vec![0.0f32; 10];
+    label[3] = 1.0;
+    for _ in 0..times {
+        session
+            .train(&[("picture", &picture)], &[("label", &label)])
+            .await
+            .unwrap();
+    }
+}
+
 /// Waits until a task has done more than `cycles` cycles.
 async fn wait_until_past(client: &Client, cluster: &str, task: &str, cycles: u64) {
     let begun = Instant::now();
@@ -170,15 +184,7 @@ async fn clusters_come_back_with_their_networks_and_tasks() {
     // What a direct-IO session trains is saved when the session ends.
     client.set_direct_mode(&cluster.uuid, true).await.unwrap();
     let mut session = client.direct_session(&cluster.uuid).await.unwrap();
-    let picture = vec![180.0f32; 784];
-    let mut label = vec![0.0f32; 10];
-    label[3] = 1.0;
-    for _ in 0..20 {
-        session
-            .train(&[("picture", &picture)], &[("label", &label)])
-            .await
-            .unwrap();
-    }
+    train_seed_sample(&mut session, 20).await;
     session.close().await.unwrap();
     wait_for_change(&network, &before_session);
     client.set_direct_mode(&cluster.uuid, false).await.unwrap();
@@ -1498,16 +1504,8 @@ async fn a_closed_direct_io_session_has_saved_its_training() {
     client.set_direct_mode(&cluster, true).await.unwrap();
     let file = server.data_dir.join("clusters").join(&cluster);
     let untrained = std::fs::read(&file).unwrap();
-    let picture = vec![180.0f32; 784];
-    let mut label = vec![0.0f32; 10];
-    label[3] = 1.0;
     let mut session = client.direct_session(&cluster).await.unwrap();
-    for _ in 0..5 {
-        session
-            .train(&[("picture", &picture)], &[("label", &label)])
-            .await
-            .unwrap();
-    }
+    train_seed_sample(&mut session, 5).await;
     session.close().await.unwrap();
     assert_eq!(common::pauses(&server, point), 1);
     assert!(std::fs::read(&file).unwrap() != untrained);
@@ -1520,10 +1518,7 @@ async fn a_closed_direct_io_session_has_saved_its_training() {
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     client.set_direct_mode(&cluster, true).await.unwrap();
     let mut session = client.direct_session(&cluster).await.unwrap();
-    session
-        .train(&[("picture", &picture)], &[("label", &label)])
-        .await
-        .unwrap();
+    train_seed_sample(&mut session, 1).await;
     client.set_direct_mode(&cluster, false).await.unwrap();
     let closed = session.close().await;
     assert!(
@@ -1538,10 +1533,7 @@ async fn a_closed_direct_io_session_has_saved_its_training() {
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     client.set_direct_mode(&cluster, true).await.unwrap();
     let mut session = client.direct_session(&cluster).await.unwrap();
-    session
-        .train(&[("picture", &picture)], &[("label", &label)])
-        .await
-        .unwrap();
+    train_seed_sample(&mut session, 1).await;
     let closed = session.close().await;
     assert!(
         matches!(&closed, Err(Error::WebSocket(m)) if m.contains("may not be saved")),
@@ -1558,9 +1550,6 @@ async fn a_closed_direct_io_session_has_saved_its_training() {
 async fn direct_io_training_lost_in_a_crash_is_reported() {
     let server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let picture = vec![180.0f32; 784];
-    let mut label = vec![0.0f32; 10];
-    label[3] = 1.0;
     let mut uuids = std::collections::HashMap::new();
     for (name, end) in [
         ("closed", Some(false)),
@@ -1572,12 +1561,7 @@ async fn direct_io_training_lost_in_a_crash_is_reported() {
         let cluster = client.create_cluster(name, SEED_TEMPLATE).await.unwrap();
         client.set_direct_mode(&cluster.uuid, true).await.unwrap();
         let mut session = client.direct_session(&cluster.uuid).await.unwrap();
-        for _ in 0..5 {
-            session
-                .train(&[("picture", &picture)], &[("label", &label)])
-                .await
-                .unwrap();
-        }
+        train_seed_sample(&mut session, 5).await;
         match end {
             Some(false) => session.close().await.unwrap(),
             // Leaving DIRECT mode ends the session, which saves the network.
