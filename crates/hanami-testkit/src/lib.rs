@@ -308,9 +308,9 @@ impl TestServer {
     }
 
     /// Waits up to `limit` for a server that was asked to stop ([`TestServer::signal_stop`])
-    /// to exit, without a signal of its own (one more during the stop's last steps, where
-    /// the server's handlers are gone, would end it by the signal's default action); kills
-    /// it after `limit`. Returns whether it exited cleanly; `true` for a stopped server.
+    /// to exit, without a signal of its own (a second SIGTERM makes the server stop at once,
+    /// not cleanly); kills it after `limit`. Returns whether it exited cleanly; `true` for a
+    /// stopped server.
     pub fn wait_for_exit(&mut self, limit: Duration) -> bool {
         let Some(mut child) = self.child.take() else {
             return true;
