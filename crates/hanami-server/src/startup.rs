@@ -343,6 +343,7 @@ async fn prepare(
         disk,
         stopping: Arc::default(),
         descriptor_shortage: Default::default(),
+        verified: Arc::default(),
     };
     let (clusters, resumed) = load_clusters(&store, &paths, &workers.memory).await?;
     let direct_steps = tokio::sync::Semaphore::new(config.max_running_tasks);

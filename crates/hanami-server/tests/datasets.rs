@@ -2196,8 +2196,10 @@ async fn damaged_or_missing_dataset_files_are_named() {
 }
 
 /// A dataset file whose content changed since it was written (a byte of its rows, the
-/// header still whole) is refused where it is read whole, by a task's start and by the
-/// accuracy check, naming what is wrong and what to do; as it was, it works again.
+/// header still whole) is refused where its values are read, by a task's start, the
+/// accuracy check and `dataset/rows`, naming what is wrong and what to do; as it was, it
+/// works again. A file read before, when it had not changed for a while, is compared again
+/// once it changes.
 #[tokio::test]
 async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
     use std::os::unix::fs::{FileExt, PermissionsExt};
@@ -2241,6 +2243,8 @@ async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
             .await
             .map(drop),
     );
+    // Even a row far from the changed byte.
+    refused(client.dataset_rows(&changed.uuid, 0, 1).await.map(drop));
     // Its header is whole: it is listed and described as before.
     assert_eq!(
         client.dataset(&changed.uuid).await.unwrap().uuid,
@@ -2333,15 +2337,27 @@ async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
         hanami_types::tasks::TaskState::Finished,
         "{ended:?}"
     );
+    // Read when its file has not changed for longer than the server's clock doubt, so that
+    // the server remembers that it matched.
+    std::thread::sleep(Duration::from_millis(2100));
     client
         .check_dataset(&changed.uuid, &task.uuid)
         .await
         .unwrap();
+    assert_eq!(
+        client
+            .dataset_rows(&task.uuid, 0, 2)
+            .await
+            .unwrap()
+            .rows
+            .len(),
+        2
+    );
     let result = server.data_dir.join("datasets").join(&task.uuid);
     std::fs::set_permissions(&result, std::fs::Permissions::from_mode(0o600)).unwrap();
     let result = std::fs::File::options().write(true).open(&result).unwrap();
     result.write_all_at(b"\x7f", 4096 + 100).unwrap();
-    match client.check_dataset(&changed.uuid, &task.uuid).await {
+    let damaged_result = |answer: Result<(), Error>| match answer {
         Err(Error::Conflict(m)) => assert!(
             m.starts_with(&format!(
                 "The file of dataset '{}' is damaged (its checksum xxh3:",
@@ -2350,7 +2366,14 @@ async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
             "{m}"
         ),
         other => panic!("{other:?}"),
-    }
+    };
+    damaged_result(client.dataset_rows(&task.uuid, 0, 2).await.map(drop));
+    damaged_result(
+        client
+            .check_dataset(&changed.uuid, &task.uuid)
+            .await
+            .map(drop),
+    );
 }
 
 /// An upload whose dataset was made but cannot be read back (here: a policy without

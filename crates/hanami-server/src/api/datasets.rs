@@ -424,8 +424,7 @@ pub(super) async fn open(app: &App, row: &ResourceRow) -> ApiResult<DatasetReade
                 || e.is_unreadable_file()
                 || e.is_lost_on_disk() =>
         {
-            tracing::warn!("dataset '{uuid}' cannot be used: {}: {e}", path.display());
-            Err(unusable(uuid, &e))
+            Err(cannot_be_used(uuid, &path, &e))
         }
         Err(e) => Err(ApiError::Internal(
             anyhow::Error::new(e).context(format!("cannot open the file of dataset '{uuid}'")),
@@ -435,17 +434,20 @@ pub(super) async fn open(app: &App, row: &ResourceRow) -> ApiResult<DatasetReade
 
 /// Opens the file of a dataset as [`open`] does, and compares it with the checksum recorded
 /// when it was written (where one was): a file that changed since answers 409 as a damaged
-/// one. Reads the whole file: for requests that read all of it anyway.
+/// one.
 async fn open_verified(app: &App, scope: &Scope, row: &ResourceRow) -> ApiResult<DatasetReader> {
     let reader = open(app, row).await?;
     let recorded = app.store.dataset_checksum(scope, &row.uuid).await?;
-    verify(&reader, &row.uuid, recorded).await?;
+    verify(app, &reader, &row.uuid, recorded).await?;
     Ok(reader)
 }
 
 /// Compares the open file of dataset `uuid` with the checksum `recorded` when it was written
-/// (nothing to compare without one): the 409 of a damaged dataset where they differ.
+/// (nothing to compare without one): the 409 of a damaged dataset where they differ. Reads
+/// the whole file, unless it matched before and has not changed since (the server's
+/// [`VerifiedFiles`](hanami_store::dataset::VerifiedFiles)).
 pub(super) async fn verify(
+    app: &App,
     reader: &DatasetReader,
     uuid: &str,
     recorded: Option<Checksum>,
@@ -453,23 +455,26 @@ pub(super) async fn verify(
     let Some(recorded) = recorded else {
         return Ok(());
     };
-    let checked = reader.clone();
-    match tokio::task::spawn_blocking(move || checked.verify(recorded))
+    let (checked, verified) = (reader.clone(), app.workers.verified.clone());
+    match tokio::task::spawn_blocking(move || checked.verify(recorded, &verified))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
     {
         Ok(()) => Ok(()),
         Err(e) if e.is_damaged_file() || e.is_lost_on_disk() => {
-            tracing::warn!(
-                "dataset '{uuid}' cannot be used: {}: {e}",
-                reader.path().display()
-            );
-            Err(unusable(uuid, &e))
+            Err(cannot_be_used(uuid, reader.path(), &e))
         }
         Err(e) => Err(ApiError::Internal(
             anyhow::Error::new(e).context(format!("cannot read the file of dataset '{uuid}'")),
         )),
     }
+}
+
+/// The 409 of dataset `uuid`, whose file at `path` is missing, damaged or unreadable (`e`),
+/// logged with the path for the operator.
+fn cannot_be_used(uuid: &str, path: &std::path::Path, e: &dataset::DatasetFileError) -> ApiError {
+    tracing::warn!("dataset '{uuid}' cannot be used: {}: {e}", path.display());
+    unusable(uuid, e)
 }
 
 /// The 409 of dataset `uuid`, whose file is missing, damaged or unreadable (`e`): what is
@@ -620,14 +625,16 @@ struct RowsQuery {
 /// `GET dataset/rows` (an addition): up to `count` rows from row `start` on, so that a
 /// client can read what a request task wrote (the original had no way to read a dataset's
 /// values). Fewer rows where the dataset ends; a start beyond its end, or more than
-/// [`MAX_ROW_VALUES`] values in the answer, is a 400.
+/// [`MAX_ROW_VALUES`] values in the answer, is a 400. The file is compared with its checksum
+/// first (once per change of the file: the pages of an export read it whole once).
 async fn rows(app: App, caller: Caller, query: RowsQuery) -> ApiResult<DatasetRows> {
     let _turn = ROW_ANSWERS
         .acquire()
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    let row = dataset_row(&app, &caller.scope(), &query.uuid).await?;
-    let reader = open(&app, &row).await?;
+    let scope = caller.scope();
+    let row = dataset_row(&app, &scope, &query.uuid).await?;
+    let reader = open_verified(&app, &scope, &row).await?;
     let header = reader.header();
     let (total, columns) = (header.number_of_rows, header.number_of_columns);
     if query.start > total {
@@ -655,20 +662,26 @@ async fn rows(app: App, caller: Caller, query: RowsQuery) -> ApiResult<DatasetRo
         )));
     }
     let start = query.start;
+    let read = reader.clone();
     let values = tokio::task::spawn_blocking(move || {
         let mut values = vec![0.0f32; (count * columns) as usize];
-        reader
-            .read_rows_f32(
-                start,
-                count as usize,
-                ColumnRange::new(0, columns),
-                &mut values,
-            )
-            .map(|()| values)
+        read.read_rows_f32(
+            start,
+            count as usize,
+            ColumnRange::new(0, columns),
+            &mut values,
+        )
+        .map(|()| values)
     })
     .await
     .map_err(|e| ApiError::Internal(e.into()))?
-    .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("cannot read the rows")))?;
+    .map_err(|e| {
+        if e.is_lost_on_disk() {
+            cannot_be_used(&row.uuid, reader.path(), &e)
+        } else {
+            ApiError::Internal(anyhow::Error::new(e).context("cannot read the rows"))
+        }
+    })?;
     Ok(DatasetRows {
         uuid: row.uuid,
         start,

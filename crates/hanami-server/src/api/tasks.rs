@@ -124,7 +124,7 @@ async fn bind(
         let reader = &dataset.reader;
         // Refusals that the file's description decides: a description changed on disk is
         // told as the damage it is, not as a dataset that does not fit the cluster.
-        let damaged = || super::datasets::verify(reader, dataset_uuid, dataset.checksum);
+        let damaged = || super::datasets::verify(app, reader, dataset_uuid, dataset.checksum);
         let Some(columns) = reader.header().column_range(name) else {
             damaged().await?;
             // In the order of the columns, as the file has them.

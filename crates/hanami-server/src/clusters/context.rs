@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use hanami_engine::{Cluster, GrowthStats};
 use hanami_store::Store;
+use hanami_store::dataset::VerifiedFiles;
 use hanami_store::resources::ResourceRow;
 
 use super::execution::{DESCRIPTOR_RETRY, RECORD_POINT, injected_store_failure};
@@ -44,6 +45,9 @@ pub struct WorkerContext {
     pub stopping: Arc<AtomicBool>,
     /// Since when tasks find the server out of file descriptors.
     pub descriptor_shortage: DescriptorShortage,
+    /// The dataset files found to match their checksums (shared with the API), so that a
+    /// dataset used again and again is read whole for the comparison once per change.
+    pub verified: Arc<VerifiedFiles>,
 }
 
 /// Since when tasks have found the server out of file descriptors, shared by all workers: a

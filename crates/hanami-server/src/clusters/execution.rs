@@ -665,6 +665,7 @@ impl ClusterHandle {
                     &Interfaces::of(cluster),
                     bindings,
                     first..task.total,
+                    &ctx.verified,
                 ) {
                     Ok(rows) => rows,
                     Err(e) => return Ok(Ran::NotBegun(e)),
@@ -845,7 +846,7 @@ impl ClusterHandle {
         let path = ctx.paths.datasets().join(&task.uuid);
         let partial = ctx.paths.partial_result(&task.uuid);
         let opened = (|| -> anyhow::Result<_> {
-            let rows = DatasetRows::open(&interfaces, bindings, first..task.total)?;
+            let rows = DatasetRows::open(&interfaces, bindings, first..task.total, &ctx.verified)?;
             rows::check_interface(&interfaces, Side::Output, &target.output, target.columns)?;
             let space = ctx.reserve_disk(&ctx.paths.datasets(), "the result dataset", size)?;
             let writer = if first == 0 {

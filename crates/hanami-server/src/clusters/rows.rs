@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use hanami_engine::{RowError, Rows};
-use hanami_store::dataset::{Checksum, ColumnRange, DatasetFileError, DatasetReader, RowCursor};
+use hanami_store::dataset::{
+    Checksum, ColumnRange, DatasetFileError, DatasetReader, RowCursor, VerifiedFiles,
+};
 
 use super::Interfaces;
 
@@ -108,11 +110,13 @@ pub struct DatasetRows {
 
 impl DatasetRows {
     /// Checks every binding against the network's `interfaces` (see [`check_interface`]),
-    /// then opens each dataset once and a cursor over its `rows`.
+    /// then opens each dataset once, compares it with its checksum (unless `verified` holds
+    /// that it matched, unchanged since) and opens a cursor over its `rows`.
     pub fn open(
         interfaces: &Interfaces,
         bindings: &[Binding],
         rows: Range<u64>,
+        verified: &VerifiedFiles,
     ) -> anyhow::Result<Self> {
         for binding in bindings {
             check_interface(
@@ -153,7 +157,7 @@ impl DatasetRows {
             };
             let reader = opened.and_then(|reader| {
                 if let Some(recorded) = first.checksum {
-                    reader.verify(recorded)?;
+                    reader.verify(recorded, verified)?;
                 }
                 Ok(reader)
             });
@@ -300,7 +304,8 @@ mod tests {
             inputs: vec![interface("p", 2), interface("q", 1), interface("r", 2)],
             outputs: vec![interface("e", 1)],
         };
-        let mut rows = DatasetRows::open(&interfaces, &bindings, 0..30).unwrap();
+        let mut rows =
+            DatasetRows::open(&interfaces, &bindings, 0..30, &VerifiedFiles::default()).unwrap();
         assert_eq!(rows.row_count(), 30);
         assert_eq!(rows.cursors.len(), 2, "one cursor per dataset");
         assert!(rows.provides("e") && !rows.provides("x"));
@@ -337,7 +342,8 @@ mod tests {
         assert!(err.to_string().contains("in order"), "{err}");
         // A range that starts further on (a task that goes on where it stopped) is counted
         // from 0 by the engine.
-        let mut rest = DatasetRows::open(&interfaces, &bindings, 25..30).unwrap();
+        let mut rest =
+            DatasetRows::open(&interfaces, &bindings, 25..30, &VerifiedFiles::default()).unwrap();
         assert_eq!(rest.row_count(), 5);
         for row in 0..5 {
             let (mut p, mut r) = ([0.0; 2], [0.0; 2]);

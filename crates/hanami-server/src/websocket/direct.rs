@@ -460,6 +460,7 @@ mod tests {
             disk: Arc::default(),
             stopping: Arc::default(),
             descriptor_shortage: Default::default(),
+            verified: Arc::default(),
         };
         assert!(cluster.set_mode(Mode::Direct, &ctx).is_ok());
         let session_end = cluster.direct_sessions_end();

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use xxhash_rust::xxh3::Xxh3;
 
+use super::verified::{FileStamp, VerifiedFiles};
 use super::{
     Checksum, ColumnRange, ContentSummary, DataType, DatasetFileError, DatasetHeader, Description,
     ValueRange, ValueRanges, WrittenDataset,
@@ -1013,12 +1014,33 @@ impl DatasetReader {
         Ok(out)
     }
 
-    /// Reads the whole file and compares its checksum with `recorded` (the one its writer
-    /// reported): [`DatasetFileError::ChecksumMismatch`] where they differ.
-    pub fn verify(&self, recorded: Checksum) -> Result<(), DatasetFileError> {
-        let (found, _) = checksum_of_file(&self.inner.file, &self.inner.path)?;
+    /// Compares the file with the checksum `recorded` (the one its writer reported):
+    /// [`DatasetFileError::ChecksumMismatch`] where they differ. Reads the whole file, unless
+    /// `verified` holds that the file, unchanged since, matched before; a file that matches
+    /// and did not change while it was read is added there.
+    pub fn verify(
+        &self,
+        recorded: Checksum,
+        verified: &VerifiedFiles,
+    ) -> Result<(), DatasetFileError> {
+        let inner = &*self.inner;
+        let stamp = || {
+            inner
+                .file
+                .metadata()
+                .map(|metadata| FileStamp::of(&metadata))
+                .map_err(|e| io_error("inspect", &inner.path, e))
+        };
+        let before = stamp()?;
+        if verified.matched(&before, recorded) {
+            return Ok(());
+        }
+        let (found, _) = checksum_of_file(&inner.file, &inner.path)?;
         if found != recorded {
             return Err(DatasetFileError::ChecksumMismatch { recorded, found });
+        }
+        if stamp()? == before {
+            verified.remember(before, recorded);
         }
         Ok(())
     }
@@ -1764,9 +1786,11 @@ mod tests {
         let checksum = w.finish().unwrap().content.checksum;
         let bytes = fs::read(&path).unwrap();
         let reader = DatasetReader::open(&path).unwrap();
-        reader.verify(checksum).unwrap();
+        // Nothing is remembered of a file changed so shortly before.
+        let verified = VerifiedFiles::default();
+        reader.verify(checksum, &verified).unwrap();
         let recorded: Checksum = "xxh3:0000000000000000".parse().unwrap();
-        let e = reader.verify(recorded).unwrap_err();
+        let e = reader.verify(recorded, &verified).unwrap_err();
         assert!(e.is_damaged_file(), "{e}");
         assert_eq!(
             e.to_string(),
@@ -1784,7 +1808,7 @@ mod tests {
             fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
             fs::write(&path, &changed).unwrap();
             let reader = DatasetReader::open(&path).unwrap();
-            let e = reader.verify(checksum).unwrap_err();
+            let e = reader.verify(checksum, &verified).unwrap_err();
             assert!(
                 matches!(e, DatasetFileError::ChecksumMismatch { recorded, .. }
                     if recorded == checksum),
@@ -1794,8 +1818,57 @@ mod tests {
         fs::write(&path, &bytes).unwrap();
         DatasetReader::open(&path)
             .unwrap()
-            .verify(checksum)
+            .verify(checksum, &verified)
             .unwrap();
+    }
+
+    #[test]
+    fn a_file_that_matched_is_compared_again_only_once_it_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ds");
+        let mut w =
+            DatasetWriter::create(&path, "small u8", DataType::U8, 6, mnist_like_description())
+                .unwrap();
+        w.append_rows_u8(&[7u8; 6 * 1000]).unwrap();
+        let checksum = w.finish().unwrap().content.checksum;
+        let bytes = fs::read(&path).unwrap();
+        // Far more than a step of the file system's clock, far less than the default.
+        let settled = std::time::Duration::from_millis(50);
+        let verified = VerifiedFiles::new(settled);
+        let stamp = || FileStamp::of(&fs::metadata(&path).unwrap());
+        std::thread::sleep(settled * 2);
+        DatasetReader::open(&path)
+            .unwrap()
+            .verify(checksum, &verified)
+            .unwrap();
+        assert!(verified.matched(&stamp(), checksum));
+        // Another reader of the file, unchanged, finds it remembered.
+        DatasetReader::open(&path)
+            .unwrap()
+            .verify(checksum, &verified)
+            .unwrap();
+
+        // A byte changed, the length and the modification time kept: compared, refused.
+        let modified = fs::metadata(&path).unwrap().modified().unwrap();
+        let mut changed = bytes.clone();
+        changed[bytes.len() - 1] ^= 1;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::write(&path, &changed).unwrap();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+        assert!(!verified.matched(&stamp(), checksum));
+        let e = DatasetReader::open(&path)
+            .unwrap()
+            .verify(checksum, &verified)
+            .unwrap_err();
+        assert!(
+            matches!(e, DatasetFileError::ChecksumMismatch { .. }),
+            "{e}"
+        );
     }
 
     #[test]

@@ -47,6 +47,8 @@
 //!   [`DatasetWriter::suspend`] report the file's [`Checksum`], which the caller records, and
 //!   [`DatasetReader::verify`] (and [`DatasetWriter::resume`]) compare a file with it, so
 //!   that a file changed on disk since (bit rot, another program) is not read as valid.
+//!   [`VerifiedFiles`] remembers the files that matched, so that a file used again and again
+//!   is read whole for it once per change, not at every use.
 //! * The converters ([`convert_mnist`], [`convert_csv`]) validate their input completely
 //!   before the dataset file appears; a failure leaves nothing behind. They allocate the
 //!   file's disk space up front, before its rows are written, and say when they have, so
@@ -60,6 +62,7 @@ mod csv;
 mod error;
 mod file;
 mod mnist;
+mod verified;
 
 use std::collections::BTreeMap;
 
@@ -72,6 +75,7 @@ pub use file::{
     DatasetReader, DatasetWriter, RowCursor, is_temp_file_name, remove_stale_temp_files,
 };
 pub use mnist::{MNIST_IMAGE_MAGIC, MNIST_LABEL_MAGIC, convert_mnist};
+pub use verified::VerifiedFiles;
 
 /// The type of every value stored in a dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
