@@ -233,8 +233,9 @@ impl Store {
     /// The schema version this store brings every database to.
     pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-    /// Brings the schema up to date; returns the version before, where that was older (and
-    /// not 0, a new database).
+    /// Brings the schema up to date, all steps in one transaction (a step that fails leaves
+    /// the database as it was, not at a version between); returns the version before, where
+    /// that was older (and not 0, a new database).
     async fn migrate(&self) -> Result<Option<i64>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         let version: i64 = sqlx::query_scalar("PRAGMA user_version")
@@ -265,10 +266,12 @@ impl Store {
                 });
             }
         }
-        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        if version < known {
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            tx.execute(*sql).await?;
-            tx.execute(format!("PRAGMA user_version = {}", index + 1).as_str())
+            for sql in &MIGRATIONS[version as usize..] {
+                tx.execute(*sql).await?;
+            }
+            tx.execute(format!("PRAGMA user_version = {known}").as_str())
                 .await?;
             tx.commit().await?;
         }

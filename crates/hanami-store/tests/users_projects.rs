@@ -568,3 +568,47 @@ async fn datasets_keep_the_checksums_of_their_files() {
         Some(content.checksum)
     );
 }
+
+/// An upgrade over several schema versions whose last step fails leaves the database as it
+/// was, not at a version between (whose number the next start would report as the one it
+/// upgraded from).
+#[tokio::test]
+async fn a_failed_upgrade_leaves_the_database_as_it_was() {
+    let (dir, store) = store().await;
+    store.create_user(new_user("aaaa", false)).await.unwrap();
+    drop(store);
+    let path = dir.path().join("hanami.db");
+    back_to_schema(&path, 12).await;
+    // The column the last step adds is there already, so that step fails.
+    alter(&path, &["ALTER TABLE datasets ADD COLUMN checksum TEXT"]).await;
+    let failed = Store::open(&path).await;
+    assert!(
+        failed
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("duplicate column")),
+        "{:?}",
+        failed.map(drop)
+    );
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(version, 12);
+    // Nor is the step before it kept.
+    let indexes: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'audit_log_by_time'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(indexes, 0);
+    pool.close().await;
+
+    // Once the cause is gone, the upgrade goes through from where it was.
+    alter(&path, &["ALTER TABLE datasets DROP COLUMN checksum"]).await;
+    let store = Store::open(&path).await.unwrap();
+    assert_eq!(store.upgraded_from(), Some(12));
+    assert!(store.user("aaaa").await.unwrap().is_some());
+}
