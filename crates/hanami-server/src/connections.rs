@@ -20,11 +20,13 @@
 //! Each client network ([`crate::per_network`]) may hold a limited number of connections at
 //! once ([`ClientLimit`]); one beyond it is closed (a plain one after a short 429 answer,
 //! while not too many such answers are under way), so that one client cannot take every
-//! connection the process can hold.
+//! connection the process can hold. Many networks together still can: a connection that
+//! finds the process near its limit of open files is logged, since at the limit the
+//! connections that follow wait unanswered and unlogged (the accept loop retries).
 
 use std::future::Future;
 use std::io;
-use std::net::IpAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -51,6 +53,11 @@ pub(crate) struct ClientLimit {
     warned: Arc<Mutex<Option<Instant>>>,
     /// Places for refused connections being answered.
     answering: Arc<Semaphore>,
+    /// The process's limit of open files, and the lowest descriptor number of a new
+    /// connection that is warned about (nine tenths of the limit; `None` without a limit).
+    files: Option<(u64, u64)>,
+    /// When the process was last found near its limit of open files (as `warned`).
+    warned_files: Arc<Mutex<Option<Instant>>>,
 }
 
 /// Shortest time between two warnings about refused connections.
@@ -78,10 +85,13 @@ impl From<Refused> for io::Error {
 impl ClientLimit {
     /// At most `each` connections per client network.
     pub(crate) fn new(each: usize) -> Self {
+        let files = open_file_limit().map(|limit| (limit, limit / 10 * 9));
         ClientLimit {
             shares: PerNetwork::new(each),
             warned: Arc::default(),
             answering: Arc::new(Semaphore::new(MOST_ANSWERED_REFUSALS)),
+            files,
+            warned_files: Arc::default(),
         }
     }
 
@@ -90,27 +100,60 @@ impl ClientLimit {
     /// peer address (the client has gone).
     fn admit(&self, stream: &TcpStream) -> io::Result<Result<Share, Refused>> {
         let address = stream.peer_addr()?.ip();
+        self.check_files(stream.as_raw_fd());
         Ok(self.shares.try_take(address).ok_or_else(|| {
-            self.warn(address);
+            if due(&self.warned) {
+                tracing::warn!(
+                    "refused a connection from {address}: its network holds {} connections, \
+                     the most one client may hold (max_connections_per_client; further \
+                     refusals are not logged for a minute)",
+                    self.shares.each()
+                );
+            }
             Refused {
                 answer: self.answering.clone().try_acquire_owned().ok(),
             }
         }))
     }
 
-    fn warn(&self, address: IpAddr) {
-        let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if warned.is_none_or(|at| now.duration_since(at) >= WARN_EVERY) {
-            *warned = Some(now);
+    /// Warns when a new connection's descriptor is `fd`, near the limit of open files: a
+    /// new descriptor takes the lowest free number, so all below it are in use.
+    fn check_files(&self, fd: RawFd) {
+        let Some((limit, warn_at)) = self.files else {
+            return;
+        };
+        if u64::try_from(fd).is_ok_and(|fd| fd >= warn_at) && due(&self.warned_files) {
             tracing::warn!(
-                "refused a connection from {address}: its network holds {} connections, \
-                 the most one client may hold (max_connections_per_client; further refusals \
-                 are not logged for a minute)",
-                self.shares.each()
+                "the server has more than {fd} of the {limit} files it may open in use \
+                 (connections, datasets, uploads); at the limit new connections wait \
+                 unanswered until others close: raise the limit (ulimit -n, LimitNOFILE= of \
+                 systemd) or limit connections in a proxy (not logged again for a minute)"
             );
         }
     }
+}
+
+/// Whether a warning last given at `warned` is due again (after [`WARN_EVERY`]); if so,
+/// `warned` becomes now.
+fn due(warned: &Mutex<Option<Instant>>) -> bool {
+    let mut warned = warned.lock().unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    let due = warned.is_none_or(|at| now.duration_since(at) >= WARN_EVERY);
+    if due {
+        *warned = Some(now);
+    }
+    due
+}
+
+/// The process's (soft) limit of open files; `None` where it has none or it cannot be read.
+fn open_file_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: the call only writes the `rlimit` value passed to it.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    (read && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
 }
 
 /// Accepts plain TCP connections: turns off Nagle's algorithm and waits at most the given

@@ -1534,6 +1534,48 @@ fn hangups_and_file_size_limits_do_not_kill_the_server() {
     assert!(status.success(), "{status:?}");
 }
 
+/// Connections from many client networks that together bring the server near its limit of
+/// open files are logged (at the limit further connections wait unanswered, and the
+/// accept loop says nothing); once they close, the server serves again.
+#[test]
+fn connections_near_the_open_file_limit_are_logged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (mut child, address) = spawn_through_shell("ulimit -n 256;", &data);
+    let to: std::net::SocketAddr = address.trim_start_matches("http://").parse().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut silent = Vec::new();
+        for network in 20..24u8 {
+            for _ in 0..60 {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket
+                    .bind((std::net::Ipv4Addr::new(127, 0, 0, network), 0).into())
+                    .unwrap();
+                silent.push(socket.connect(to).await.unwrap());
+            }
+        }
+        let warning = "of the 256 files it may open in use";
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !std::fs::read_to_string(data.with_extension("log"))
+            .unwrap()
+            .contains(warning)
+        {
+            assert!(std::time::Instant::now() < deadline, "no warning logged");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drop(silent);
+        let client = hanami_sdk::Client::login(&address, ADMIN, ADMIN_PW)
+            .await
+            .unwrap();
+        assert_eq!(client.hosts().await.unwrap().body.len(), 1);
+    });
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: sends a signal to the child process started above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert!(exit_status(&mut child).success());
+}
+
 /// A client that stops taking its answers (here: requests it keeps sending, but never reads
 /// the answers of) loses its connection once the server's writes have waited for the write
 /// timeout; it held the connection, and what its answers hold on to, for ever.

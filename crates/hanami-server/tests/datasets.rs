@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use common::{
     ADMIN, ADMIN_PW, ServerExt, Socket, TestServer, announce_frame, close_frame, init, launch,
-    launch_with_config, member, mnist_files, next_bytes, open_socket, sdk, sha256, with_https,
+    launch_with_config, member, mnist_files, next_bytes, open_socket, open_socket_from, sdk,
+    sha256, with_https,
 };
 use futures_util::{SinkExt, StreamExt};
 use hanami_sdk::Error;
@@ -711,6 +712,46 @@ async fn sessions_waiting_for_their_start_take_turns() {
     )
     .await;
     assert_eq!(reply["success"], true, "{reply}");
+}
+
+/// Sockets that send nothing hold their session starts for 5 s at most: an opening behind
+/// 64 of them, from eight client networks (all the starts there are), gets its turn when
+/// they are closed, each with the reason, where it waited 30 s before. (Not a timing test:
+/// the bound only tells the two apart.)
+#[tokio::test]
+async fn silent_sockets_hold_their_turn_for_five_seconds() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let started = client.start_csv_upload("behind", 12).await.unwrap();
+    let mut silent = Vec::new();
+    for network in 10..18 {
+        for _ in 0..8 {
+            silent.push(open_socket_from(&server, [127, 0, 0, network]).await);
+        }
+    }
+    let mut behind = tokio::time::timeout(
+        Duration::from_secs(20),
+        open_socket_from(&server, [127, 0, 0, 99]),
+    )
+    .await
+    .expect("the opening's turn came");
+    let reply = init(
+        &mut behind,
+        &client.token(),
+        "file_upload",
+        &started.uuid_input_file,
+    )
+    .await;
+    assert_eq!(reply["success"], true, "{reply}");
+    for socket in &mut silent {
+        match socket.next().await {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                assert_eq!(u16::from(frame.code), 1008);
+                assert_eq!(frame.reason, "no session start message within 5 s");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
 
 /// An opening whose turn does not come within `header_timeout` is refused with a 429 that

@@ -42,8 +42,11 @@ use crate::uploads::{MAX_UPLOAD_SESSIONS, UploadKind, UploadTarget};
 
 /// Largest websocket message accepted (uploads come in 128 KiB chunks).
 const MAX_MESSAGE_BYTES: usize = hanami_types::websocket::MAX_MESSAGE_BYTES;
-/// How long a new socket may take to send its first message.
-const INIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a new socket may take to send its first message. Clients send it right after
+/// the opening, within a round trip; the limit is short because every socket that waits
+/// for it holds one of the [`SessionStarts`], and openings beyond them wait their turn
+/// (first come, first served): sockets that send nothing hold their turn this long at most.
+const INIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Most websocket sessions of one client network that wait for their first message at
 /// once (see [`SessionStarts`]).

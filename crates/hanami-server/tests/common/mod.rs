@@ -327,6 +327,22 @@ pub async fn open_socket(server: &TestServer, path: &str) -> Socket {
     tokio_tungstenite::connect_async(url).await.unwrap().0
 }
 
+/// Opens a raw websocket for sessions to the test server from the loopback address `from`
+/// (another client network than 127.0.0.1 to the server).
+pub async fn open_socket_from(server: &TestServer, from: [u8; 4]) -> Socket {
+    let to: std::net::SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+    tcp.bind((std::net::Ipv4Addr::from(from), 0).into())
+        .unwrap();
+    let stream = tcp.connect(to).await.unwrap();
+    let url = format!("{}/", server.url.replace("http://", "ws://"));
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    tokio_tungstenite::client_async(url, stream)
+        .await
+        .unwrap()
+        .0
+}
+
 /// The next binary message, skipping others; `None` once the session is closed.
 pub async fn next_bytes(socket: &mut Socket) -> Option<Vec<u8>> {
     loop {
