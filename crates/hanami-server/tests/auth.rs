@@ -47,6 +47,36 @@ async fn login_answers_and_refusals() {
         let resp = client.post("token", &body).await.expect(400);
         assert!(resp.body.contains(needle), "{body}: {}", resp.body);
     }
+
+    // A password in the address (which proxies and logs keep) is refused, whether the body
+    // has one or not; so are two tokens in one request.
+    for body in [
+        json!({"id": ADMIN}),
+        json!({"id": ADMIN, "password": ADMIN_PW}),
+    ] {
+        let path = format!("token?password={ADMIN_PW}");
+        let resp = client.post(&path, &body).await.expect(400);
+        assert!(
+            resp.body
+                .contains("A password goes in the request's JSON body"),
+            "{}",
+            resp.body
+        );
+    }
+    let token = resp["token"].as_str().unwrap();
+    let twice = reqwest::Client::new()
+        .get(format!("{}/v1.0alpha/project/all", server.url))
+        .header("X-Auth-Token", token)
+        .header("X-Auth-Token", "garbage")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(twice.status(), 400);
+    let text = twice.text().await.unwrap();
+    assert!(
+        text.contains("'X-Auth-Token' came more than once"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -164,12 +194,21 @@ async fn a_global_admin_in_an_assigned_project_stays_an_admin() {
         .json();
     assert_eq!(made["project_id"], "proj_a");
 
-    // The project id of the global admins' own resources cannot be taken by a project.
-    let reserved = admin
-        .post("project", &json!({"id": "admin", "name": "Sneaky"}))
-        .await
-        .expect(409);
-    assert!(reserved.body.contains("reserved"), "{}", reserved.body);
+    // The project id of the global admins' own resources cannot be taken by a project,
+    // nor in another case (which people would take for it).
+    for id in ["admin", "Admin", "ADMIN"] {
+        let reserved = admin
+            .post("project", &json!({"id": id, "name": "Sneaky"}))
+            .await
+            .expect(409);
+        assert!(
+            reserved.body.starts_with(&format!(
+                "Project id '{id}' is reserved for the global admins"
+            )),
+            "{}",
+            reserved.body
+        );
+    }
 }
 
 #[tokio::test]

@@ -499,6 +499,11 @@ fn body_too_large(limit: usize) -> ApiError {
 
 /// The token of a request (empty without the header), checked for its characters.
 fn token_header(headers: &HeaderMap) -> ApiResult<&str> {
+    if headers.get_all(TOKEN_HEADER).iter().nth(1).is_some() {
+        return Err(ApiError::BadRequest(
+            "Header 'X-Auth-Token' came more than once: send one token".into(),
+        ));
+    }
     let token = match headers.get(TOKEN_HEADER) {
         Some(value) => value
             .to_str()

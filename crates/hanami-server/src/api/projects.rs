@@ -34,10 +34,17 @@ fn not_found(id: &str) -> ApiError {
 
 async fn create(app: App, caller: Caller, request: CreateProjectRequest) -> ApiResult<Project> {
     require_admin(&caller, MANAGE)?;
-    if request.id == ADMIN_PROJECT {
-        // The global admins' resources carry this project id.
+    if request.id.eq_ignore_ascii_case(ADMIN_PROJECT) {
+        // The global admins' resources carry this project id; one that differs only in
+        // case would be taken for it by people, if not by the server.
         return Err(ApiError::Conflict(format!(
-            "Project id '{ADMIN_PROJECT}' is reserved for the global admins."
+            "Project id '{}' is reserved for the global admins{}.",
+            request.id,
+            if request.id == ADMIN_PROJECT {
+                String::new()
+            } else {
+                format!(" (as '{ADMIN_PROJECT}', in any case)")
+            }
         )));
     }
     app.store

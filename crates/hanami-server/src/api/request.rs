@@ -55,11 +55,18 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-/// Merges the query string into the input object.
+/// Merges the query string into the input object; a `password` there is refused (400).
 pub fn merge_query(query: &str, input: &mut Map<String, Value>) -> Result<(), ApiError> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, pair));
         let key = percent_decode(key)?;
+        if key == "password" {
+            return Err(ApiError::BadRequest(
+                "A password goes in the request's JSON body, never in its address (which \
+                 proxies and logs keep): send it as the field 'password' of the body"
+                    .into(),
+            ));
+        }
         let value = percent_decode(value)?;
         input.insert(key, typed(value));
     }
