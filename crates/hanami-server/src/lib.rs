@@ -12,6 +12,7 @@ pub mod clusters;
 pub mod config;
 mod connections;
 mod crash_point;
+mod dataset_checksums;
 mod disk;
 pub mod error_log;
 pub mod host_info;

@@ -130,6 +130,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tokio::spawn(remove_old_log_entries(app.store.clone(), days));
     }
     tokio::spawn(host_info::sample_every_second(app.measurements.clone()));
+    tokio::spawn(crate::dataset_checksums::record_missing(app.clone()));
     let router = Router::new()
         .fallback(api::dispatch)
         .with_state(app.clone())

@@ -2417,6 +2417,46 @@ async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
     );
 }
 
+/// Datasets written before checksums were recorded (their checksum NULL, as an older server
+/// left them) get theirs from their files in the background after the next start, so that
+/// a change made after that is refused as for newer datasets.
+#[tokio::test]
+async fn datasets_from_before_checksums_get_theirs_at_the_next_start() {
+    use std::os::unix::fs::{FileExt, PermissionsExt};
+    let (mut server, _, [older, _], _, _tmp) =
+        server_with_datasets(["older", "other"], "unused").await;
+    assert!(server.stop());
+    common::change_database(&server.data_dir, "UPDATE datasets SET checksum = NULL", &[]).await;
+    let server = server.restart_with(|launch| launch.env("RUST_LOG", "info"));
+    server.wait_until_logged(&[
+        "taking the checksums of 2 datasets written before checksums were recorded",
+        "recorded the checksums of 2 datasets written before checksums were recorded",
+    ]);
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    client.dataset_rows(&older.uuid, 0, 1).await.unwrap();
+    let path = server.data_dir.join("datasets").join(&older.uuid);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let file = std::fs::File::options().write(true).open(&path).unwrap();
+    let at = std::fs::metadata(&path).unwrap().len() - 1;
+    file.write_all_at(&[0x55], at).unwrap();
+    match client.dataset_rows(&older.uuid, 0, 1).await {
+        Err(Error::Conflict(m)) => assert!(
+            m.starts_with(&format!(
+                "The file of dataset '{}' is damaged (its checksum xxh3:",
+                older.uuid
+            )),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Nothing is left to take at the start after.
+    let server = server.restart_with(|launch| launch.env("RUST_LOG", "info"));
+    server.wait_until_logged(&["listening on"]);
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    assert_eq!(client.datasets().await.unwrap().body.len(), 2);
+    assert!(!server.logged().contains("taking the checksums"));
+}
+
 /// An upload whose dataset was made but cannot be read back (here: a policy without
 /// `GET dataset`) says that the dataset exists, with its uuid, instead of reporting a
 /// failed upload (a retry would make a second dataset).

@@ -372,6 +372,32 @@ impl Store {
             .await
     }
 
+    /// The datasets whose file has no checksum recorded (those written before checksums
+    /// were), as uuid and file name, oldest first.
+    pub async fn datasets_without_checksum(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT uuid, file_name FROM datasets WHERE checksum IS NULL ORDER BY seq",
+        )
+        .fetch_all(&self.reads)
+        .await?)
+    }
+
+    /// Records `checksum` for the file of dataset `uuid` where it has none recorded yet;
+    /// whether it was (not for a dataset deleted meanwhile, or one that has a checksum).
+    pub async fn record_missing_checksum(
+        &self,
+        uuid: &str,
+        checksum: Checksum,
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE datasets SET checksum = ?1 WHERE uuid = ?2 AND checksum IS NULL")
+                .bind(checksum.to_string())
+                .bind(uuid)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// What `column` (a text column of the datasets' table) records of a dataset visible in
     /// the scope, read by `parse`; `None` where it is NULL, and for unknown datasets. Text
     /// that does not parse is [`StoreError::Corrupt`], naming `what` and the dataset.

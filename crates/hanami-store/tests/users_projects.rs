@@ -507,6 +507,7 @@ async fn a_database_of_schema_four_gains_value_ranges() {
 
 #[tokio::test]
 async fn datasets_keep_the_checksums_of_their_files() {
+    use hanami_store::dataset::Checksum;
     use hanami_store::resources::{Kind, ResourceRow};
     use hanami_types::scope::Scope;
     let (dir, store) = store().await;
@@ -537,6 +538,26 @@ async fn datasets_keep_the_checksums_of_their_files() {
     );
     let other = Scope::Project("proj_b".into());
     assert_eq!(store.dataset_checksum(&other, "d1").await.unwrap(), None);
+    // One without is found and gets one, once; one with keeps its own.
+    assert_eq!(
+        store.datasets_without_checksum().await.unwrap(),
+        [("d2".to_owned(), "d2".to_owned())]
+    );
+    let taken: Checksum = "xxh3:00000000000000d2".parse().unwrap();
+    assert!(store.record_missing_checksum("d2", taken).await.unwrap());
+    assert!(
+        !store
+            .record_missing_checksum("d2", content.checksum)
+            .await
+            .unwrap()
+    );
+    assert!(!store.record_missing_checksum("d1", taken).await.unwrap());
+    assert!(!store.record_missing_checksum("d3", taken).await.unwrap());
+    assert_eq!(
+        store.dataset_checksum(&Scope::All, "d2").await.unwrap(),
+        Some(taken)
+    );
+    assert!(store.datasets_without_checksum().await.unwrap().is_empty());
     // Changed from outside: said so, not taken as "unrecorded".
     drop(store);
     let path = dir.path().join("hanami.db");

@@ -1014,6 +1014,13 @@ impl DatasetReader {
         Ok(out)
     }
 
+    /// The checksum of the file as it is now (reads all of it): for a file written before
+    /// checksums were recorded.
+    pub fn checksum(&self) -> Result<Checksum, DatasetFileError> {
+        let (checksum, _) = checksum_of_file(&self.inner.file, &self.inner.path)?;
+        Ok(checksum)
+    }
+
     /// Compares the file with the checksum `recorded` (the one its writer reported):
     /// [`DatasetFileError::ChecksumMismatch`] where they differ. Reads the whole file, unless
     /// `verified` holds that the file, unchanged since, matched before; a file that matches
@@ -1035,7 +1042,7 @@ impl DatasetReader {
         if verified.matched(&before, recorded) {
             return Ok(());
         }
-        let (found, _) = checksum_of_file(&inner.file, &inner.path)?;
+        let found = self.checksum()?;
         if found != recorded {
             return Err(DatasetFileError::ChecksumMismatch { recorded, found });
         }
