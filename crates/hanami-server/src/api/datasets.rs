@@ -79,6 +79,10 @@ static ROW_ANSWERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4
 /// nor the disk from everything else.
 static CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
+/// Comparisons of whole dataset files with their checksums for requests (accuracy checks,
+/// rows, queued tasks) that run at once; more wait their turn, for the same reasons.
+static WHOLE_FILE_READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 const ROWS_FIELDS: &[Field] = &[
     UUID,
     Field::int("start", 0, i64::MAX).optional(),
@@ -444,8 +448,8 @@ async fn open_verified(app: &App, scope: &Scope, row: &ResourceRow) -> ApiResult
 
 /// Compares the open file of dataset `uuid` with the checksum `recorded` when it was written
 /// (nothing to compare without one): the 409 of a damaged dataset where they differ. Reads
-/// the whole file, unless it matched before and has not changed since (the server's
-/// [`VerifiedFiles`](hanami_store::dataset::VerifiedFiles)).
+/// the whole file (a few at a time: [`WHOLE_FILE_READS`]), unless it matched before and has
+/// not changed since (the server's [`VerifiedFiles`](hanami_store::dataset::VerifiedFiles)).
 pub(super) async fn verify(
     app: &App,
     reader: &DatasetReader,
@@ -455,11 +459,24 @@ pub(super) async fn verify(
     let Some(recorded) = recorded else {
         return Ok(());
     };
-    let (checked, verified) = (reader.clone(), app.workers.verified.clone());
-    match tokio::task::spawn_blocking(move || checked.verify(recorded, &verified))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
-    {
+    let verified = app.workers.verified.clone();
+    let compared = match reader.verified_before(recorded, &verified) {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            let _turn = WHOLE_FILE_READS
+                .acquire()
+                .await
+                .map_err(|e| ApiError::Internal(e.into()))?;
+            // Another request may have compared it while this one waited: then the memo
+            // answers.
+            let checked = reader.clone();
+            tokio::task::spawn_blocking(move || checked.verify(recorded, &verified))
+                .await
+                .map_err(|e| ApiError::Internal(e.into()))?
+        }
+        Err(e) => Err(e),
+    };
+    match compared {
         Ok(()) => Ok(()),
         Err(e) if e.is_damaged_file() || e.is_lost_on_disk() => {
             Err(cannot_be_used(uuid, reader.path(), &e))
@@ -626,7 +643,8 @@ struct RowsQuery {
 /// client can read what a request task wrote (the original had no way to read a dataset's
 /// values). Fewer rows where the dataset ends; a start beyond its end, or more than
 /// [`MAX_ROW_VALUES`] values in the answer, is a 400. The file is compared with its checksum
-/// first (once per change of the file: the pages of an export read it whole once).
+/// before its rows are read (once per change of the file: the pages of an export read it
+/// whole once).
 async fn rows(app: App, caller: Caller, query: RowsQuery) -> ApiResult<DatasetRows> {
     let _turn = ROW_ANSWERS
         .acquire()
@@ -634,7 +652,7 @@ async fn rows(app: App, caller: Caller, query: RowsQuery) -> ApiResult<DatasetRo
         .map_err(|e| ApiError::Internal(e.into()))?;
     let scope = caller.scope();
     let row = dataset_row(&app, &scope, &query.uuid).await?;
-    let reader = open_verified(&app, &scope, &row).await?;
+    let reader = open(&app, &row).await?;
     let header = reader.header();
     let (total, columns) = (header.number_of_rows, header.number_of_columns);
     if query.start > total {
@@ -661,6 +679,9 @@ async fn rows(app: App, caller: Caller, query: RowsQuery) -> ApiResult<DatasetRo
             row.uuid
         )));
     }
+    // What the header decides comes first: a refused request reads no more of the file.
+    let recorded = app.store.dataset_checksum(&scope, &row.uuid).await?;
+    verify(&app, &reader, &row.uuid, recorded).await?;
     let start = query.start;
     let read = reader.clone();
     let values = tokio::task::spawn_blocking(move || {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use xxhash_rust::xxh3::Xxh3;
 
-use super::verified::{FileStamp, VerifiedFiles};
+use super::verified::{FileStamp, VerifiedFiles, keeps_change_times};
 use super::{
     Checksum, ColumnRange, ContentSummary, DataType, DatasetFileError, DatasetHeader, Description,
     ValueRange, ValueRanges, WrittenDataset,
@@ -1024,21 +1024,15 @@ impl DatasetReader {
     /// Compares the file with the checksum `recorded` (the one its writer reported):
     /// [`DatasetFileError::ChecksumMismatch`] where they differ. Reads the whole file, unless
     /// `verified` holds that the file, unchanged since, matched before; a file that matches
-    /// and did not change while it was read is added there.
+    /// and did not change while it was read is added there (see [`VerifiedFiles`] for
+    /// where and when).
     pub fn verify(
         &self,
         recorded: Checksum,
         verified: &VerifiedFiles,
     ) -> Result<(), DatasetFileError> {
-        let inner = &*self.inner;
-        let stamp = || {
-            inner
-                .file
-                .metadata()
-                .map(|metadata| FileStamp::of(&metadata))
-                .map_err(|e| io_error("inspect", &inner.path, e))
-        };
-        let before = stamp()?;
+        let started = std::time::SystemTime::now();
+        let before = self.stamp()?;
         if verified.matched(&before, recorded) {
             return Ok(());
         }
@@ -1046,10 +1040,29 @@ impl DatasetReader {
         if found != recorded {
             return Err(DatasetFileError::ChecksumMismatch { recorded, found });
         }
-        if stamp()? == before {
-            verified.remember(before, recorded);
+        if self.stamp()? == before && keeps_change_times(&self.inner.file) {
+            verified.remember(before, recorded, started);
         }
         Ok(())
+    }
+
+    /// Whether `verified` holds that the file, unchanged since, matched `recorded`: then
+    /// [`verify`](Self::verify) does not read it.
+    pub fn verified_before(
+        &self,
+        recorded: Checksum,
+        verified: &VerifiedFiles,
+    ) -> Result<bool, DatasetFileError> {
+        Ok(verified.matched(&self.stamp()?, recorded))
+    }
+
+    fn stamp(&self) -> Result<FileStamp, DatasetFileError> {
+        let inner = &*self.inner;
+        inner
+            .file
+            .metadata()
+            .map(|metadata| FileStamp::of(&metadata))
+            .map_err(|e| io_error("inspect", &inner.path, e))
     }
 
     fn check_rows(&self, first_row: u64, count: u128) -> Result<(), DatasetFileError> {
@@ -1839,21 +1852,22 @@ mod tests {
         w.append_rows_u8(&[7u8; 6 * 1000]).unwrap();
         let checksum = w.finish().unwrap().content.checksum;
         let bytes = fs::read(&path).unwrap();
-        // Far more than a step of the file system's clock, far less than the default.
-        let settled = std::time::Duration::from_millis(50);
+        // More than a step of a coarse file system's clock (a second), less than the default.
+        let settled = std::time::Duration::from_millis(1100);
         let verified = VerifiedFiles::new(settled);
         let stamp = || FileStamp::of(&fs::metadata(&path).unwrap());
-        std::thread::sleep(settled * 2);
-        DatasetReader::open(&path)
-            .unwrap()
-            .verify(checksum, &verified)
-            .unwrap();
-        assert!(verified.matched(&stamp(), checksum));
+        std::thread::sleep(settled + std::time::Duration::from_millis(100));
+        let reader = DatasetReader::open(&path).unwrap();
+        assert!(!reader.verified_before(checksum, &verified).unwrap());
+        reader.verify(checksum, &verified).unwrap();
+        assert!(
+            verified.matched(&stamp(), checksum),
+            "not remembered: does the temporary directory's file system keep change times?"
+        );
         // Another reader of the file, unchanged, finds it remembered.
-        DatasetReader::open(&path)
-            .unwrap()
-            .verify(checksum, &verified)
-            .unwrap();
+        let again = DatasetReader::open(&path).unwrap();
+        assert!(again.verified_before(checksum, &verified).unwrap());
+        again.verify(checksum, &verified).unwrap();
 
         // A byte changed, the length and the modification time kept: compared, refused.
         let modified = fs::metadata(&path).unwrap().modified().unwrap();

@@ -1,24 +1,45 @@
 //! Which dataset files were found to match their checksum, so that a file read again and
 //! again (an export page after page, task after task on one dataset) is read whole for the
 //! comparison once per change of the file, not at every use.
+//!
+//! A file is known by its stamp (device, inode, length, modification and change times).
+//! On the local file systems of Linux the kernel sets the change time at every write and no
+//! program can set it back, so a file written since has another stamp. Elsewhere (network
+//! and FUSE file systems, whose times the server or another program reports; FAT, which has
+//! no change time) nothing is remembered, and every use compares.
 
 use std::collections::HashMap;
-use std::fs::Metadata;
+use std::fs::{File, Metadata};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::Checksum;
 
-/// How many files are remembered at most; the memo starts again empty beyond that (a file
+/// How many files are remembered at most; beyond, one is forgotten for each new one (a file
 /// forgotten is only compared again at its next use).
 const REMEMBERED: usize = 4096;
 
-/// How long after a file's last change a comparison is remembered by default. A file system
-/// whose clock steps are coarse (a second, two on FAT) could give a change made just after a
-/// comparison the stamp of the file compared; a file that had not changed for longer than a
-/// step when it was compared cannot be changed again under the same stamp.
-const SETTLED: Duration = Duration::from_secs(2);
+/// How long a file must have been unchanged when its comparison began for the comparison to
+/// be remembered, by default. A file system whose clock steps coarsely (by a second, say)
+/// gives a change made in the same step as the last one the same stamp; a file unchanged
+/// for longer than a step before the comparison began gets a later time at any change made
+/// during or after it.
+const SETTLED: Duration = Duration::from_secs(3);
+
+/// The file systems (`statfs` magic numbers) whose change times the kernel keeps itself:
+/// ext2/3/4, XFS, Btrfs, tmpfs, overlay, F2FS, ZFS and bcachefs.
+const KEEPING_CHANGE_TIMES: [u32; 8] = [
+    0xEF53,
+    0x5846_5342,
+    0x9123_683E,
+    0x0102_1994,
+    0x794C_7630,
+    0xF2F5_2010,
+    0x2FC1_2FC1,
+    0xCA45_1A4E,
+];
 
 /// Dataset files whose content matched a checksum, each known by its stamp at the time
 /// (device, inode, length, modification and change times): a file found again with the same
@@ -50,15 +71,18 @@ impl VerifiedFiles {
         self.lock().get(stamp) == Some(&checksum)
     }
 
-    /// Records that the file with this stamp (unchanged while it was read) matched
-    /// `checksum`, where its last change lies far enough back (see [`SETTLED`]).
-    pub(super) fn remember(&self, stamp: FileStamp, checksum: Checksum) {
-        if !stamp.changed_before(SystemTime::now(), self.settled) {
+    /// Records that the file with this stamp, unchanged while it was read from `started` on,
+    /// matched `checksum`, where its last change lies far enough before `started` (see
+    /// [`SETTLED`]).
+    pub(super) fn remember(&self, stamp: FileStamp, checksum: Checksum, started: SystemTime) {
+        if !stamp.changed_before(started, self.settled) {
             return;
         }
         let mut matched = self.lock();
-        if matched.len() >= REMEMBERED {
-            matched.clear();
+        if matched.len() >= REMEMBERED
+            && let Some(forgotten) = matched.keys().next().copied()
+        {
+            matched.remove(&forgotten);
         }
         matched.insert(stamp, checksum);
     }
@@ -95,16 +119,31 @@ impl FileStamp {
         }
     }
 
-    /// Whether the file's last change lies at least `settled` before `now`.
-    fn changed_before(&self, now: SystemTime, settled: Duration) -> bool {
+    /// Whether the file's last change lies more than `settled` before `then`.
+    fn changed_before(&self, then: SystemTime, settled: Duration) -> bool {
         let (secs, nanos) = self.changed;
         let Ok(secs) = u64::try_from(secs) else {
             return false;
         };
         let changed = UNIX_EPOCH + Duration::new(secs, u32::try_from(nanos).unwrap_or(0));
-        now.duration_since(changed)
-            .is_ok_and(|since| since >= settled)
+        then.duration_since(changed)
+            .is_ok_and(|since| since > settled)
     }
+}
+
+/// Whether `file` lies on a file system whose change times the kernel keeps itself (see the
+/// module's documentation); `false` where that cannot be told.
+pub(super) fn keeps_change_times(file: &File) -> bool {
+    // SAFETY: `statfs` is plain old data, and the call only writes the value passed to it.
+    let mut about = unsafe { std::mem::zeroed::<libc::statfs>() };
+    // SAFETY: the descriptor is open for as long as `file` lives.
+    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut about) } != 0 {
+        return false;
+    }
+    // The magic numbers fit 32 bits; the field is wider on some targets.
+    #[allow(clippy::unnecessary_cast)]
+    let kind = about.f_type as u32;
+    KEEPING_CHANGE_TIMES.contains(&kind)
 }
 
 #[cfg(test)]
@@ -129,31 +168,39 @@ mod tests {
     }
 
     #[test]
-    fn a_file_changed_just_now_is_not_remembered() {
+    fn a_file_changed_shortly_before_its_comparison_is_not_remembered() {
         let verified = VerifiedFiles::default();
         let checksum: Checksum = "xxh3:0123456789abcdef".parse().unwrap();
+        let now = SystemTime::now();
         let fresh = stamp(now_secs());
-        verified.remember(fresh, checksum);
+        verified.remember(fresh, checksum, now);
         assert!(!verified.matched(&fresh, checksum));
+        // Exactly the settled time before: not more than it.
+        let borderline = stamp(now_secs() - 3);
+        let began = UNIX_EPOCH + Duration::from_secs(now_secs() as u64);
+        verified.remember(borderline, checksum, began);
+        assert!(!verified.matched(&borderline, checksum));
         let old = stamp(now_secs() - 10);
-        verified.remember(old, checksum);
+        verified.remember(old, checksum, now);
         assert!(verified.matched(&old, checksum));
         let other: Checksum = "xxh3:0123456789abcdee".parse().unwrap();
         assert!(!verified.matched(&old, other));
-        // A change time in the future (a clock set back) is not settled either.
+        // A change time after the comparison began (a clock set back) is not settled either.
         let future = stamp(now_secs() + 100);
-        verified.remember(future, checksum);
+        verified.remember(future, checksum, now);
         assert!(!verified.matched(&future, checksum));
     }
 
     #[test]
-    fn the_memo_stays_bounded() {
+    fn the_memo_stays_bounded_and_keeps_the_newest() {
         let verified = VerifiedFiles::new(Duration::ZERO);
         let checksum: Checksum = "xxh3:0123456789abcdef".parse().unwrap();
+        let now = SystemTime::now();
         for second in 0..REMEMBERED as i64 + 10 {
-            verified.remember(stamp(second + 1), checksum);
+            verified.remember(stamp(second + 1), checksum, now);
         }
-        assert!(verified.lock().len() <= REMEMBERED);
+        let remembered = verified.lock().len();
+        assert_eq!(remembered, REMEMBERED);
         assert!(verified.matched(&stamp(REMEMBERED as i64 + 10), checksum));
     }
 }
