@@ -42,11 +42,15 @@ use crate::uploads::{MAX_UPLOAD_SESSIONS, UploadKind, UploadTarget};
 
 /// Largest websocket message accepted (uploads come in 128 KiB chunks).
 const MAX_MESSAGE_BYTES: usize = hanami_types::websocket::MAX_MESSAGE_BYTES;
-/// How long a new socket may take to send its first message. Clients send it right after
-/// the opening, within a round trip; the limit is short because every socket that waits
-/// for it holds one of the [`SessionStarts`], and openings beyond them wait their turn
-/// (first come, first served): sockets that send nothing hold their turn this long at most.
-const INIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a new socket may take to send its first message while no other opening waits
+/// for its turn (see [`SessionStarts`]).
+const INIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a new socket may take to send its first message once another opening waits
+/// for its turn: every socket that waits for its first message holds one of the
+/// [`SessionStarts`], and openings beyond them wait (first come, first served), so sockets
+/// that send nothing hold up others this long at most. Clients send the start right after
+/// the opening, within a round trip.
+const CONTENDED_INIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Most websocket sessions of one client network that wait for their first message at
 /// once (see [`SessionStarts`]).
@@ -63,6 +67,8 @@ pub const MAX_SESSION_STARTS: usize = 64;
 pub struct SessionStarts {
     per_network: PerNetwork,
     all: Arc<Semaphore>,
+    /// How many openings wait for their turn.
+    queued: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 impl Default for SessionStarts {
@@ -70,7 +76,24 @@ impl Default for SessionStarts {
         SessionStarts {
             per_network: PerNetwork::new(MAX_SESSION_STARTS_PER_NETWORK),
             all: Arc::new(Semaphore::new(MAX_SESSION_STARTS)),
+            queued: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
+    }
+}
+
+/// An opening counted in [`SessionStarts::queued`] while it waits for its turn.
+struct Queued<'a>(&'a tokio::sync::watch::Sender<usize>);
+
+impl<'a> Queued<'a> {
+    fn new(queued: &'a tokio::sync::watch::Sender<usize>) -> Self {
+        queued.send_modify(|n| *n += 1);
+        Queued(queued)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
     }
 }
 
@@ -84,16 +107,39 @@ impl SessionStarts {
     /// A start for a session of a client at `address`, once its network and all clients
     /// have fewer than they may (first come, first served).
     pub async fn take(&self, address: IpAddr) -> SessionStart {
-        let network = self.per_network.take(address).await;
-        let all = self
-            .all
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
+        let network = match self.per_network.try_take(address) {
+            Some(share) => share,
+            None => {
+                let _queued = Queued::new(&self.queued);
+                self.per_network.take(address).await
+            }
+        };
+        let all = match self.all.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let _queued = Queued::new(&self.queued);
+                self.all
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed")
+            }
+        };
         SessionStart {
             _network: network,
             _all: all,
+        }
+    }
+
+    /// Waits until a session that opened at `opened` and has sent nothing since has waited
+    /// long enough for its first message: [`CONTENDED_INIT_TIMEOUT`] once another opening
+    /// waits for its turn, [`INIT_TIMEOUT`] at most.
+    async fn first_message_deadline(&self, opened: tokio::time::Instant) {
+        tokio::time::sleep_until(opened + CONTENDED_INIT_TIMEOUT).await;
+        let mut queued = self.queued.subscribe();
+        tokio::select! {
+            _ = queued.wait_for(|waiting| *waiting > 0) => {}
+            () = tokio::time::sleep_until(opened + INIT_TIMEOUT) => {}
         }
     }
 }
@@ -132,7 +178,9 @@ pub async fn upgrade(app: App, ws: WebSocketUpgrade, address: IpAddr) -> Respons
 async fn session(app: App, mut socket: WebSocket, waiting: SessionStart) {
     let _counted = InFlight::session(&app);
     // The first message (clients' libraries may ping before it), text or binary.
-    let first = next_message(&app, &mut socket, INIT_TIMEOUT).await;
+    let opened = tokio::time::Instant::now();
+    let deadline = app.session_starts.first_message_deadline(opened);
+    let first = next_message_before(&app, &mut socket, deadline).await;
     drop(waiting);
     let started = match first {
         Incoming::Text(text) => start(&app, text.as_bytes()).await,
@@ -142,10 +190,18 @@ async fn session(app: App, mut socket: WebSocket, waiting: SessionStart) {
             return;
         }
         Incoming::Idle => {
-            let reason = format!(
-                "no session start message within {} s",
-                INIT_TIMEOUT.as_secs()
-            );
+            let reason = if opened.elapsed() < INIT_TIMEOUT {
+                format!(
+                    "no session start message within {} s, while other sessions waited for \
+                     their turn to start",
+                    CONTENDED_INIT_TIMEOUT.as_secs()
+                )
+            } else {
+                format!(
+                    "no session start message within {} s",
+                    INIT_TIMEOUT.as_secs()
+                )
+            };
             close_with(&app, socket, close_code::POLICY, &reason).await;
             return;
         }
@@ -229,23 +285,32 @@ pub(crate) enum Incoming {
 /// as activity (websocket libraries send them by themselves): `idle` without any other
 /// message ends the wait.
 pub(crate) async fn next_message(app: &App, socket: &mut WebSocket, idle: Duration) -> Incoming {
-    let deadline = tokio::time::Instant::now() + idle;
+    next_message_before(app, socket, tokio::time::sleep(idle)).await
+}
+
+/// [`next_message`], waiting until `give_up` completes instead of for a fixed idle time.
+async fn next_message_before(
+    app: &App,
+    socket: &mut WebSocket,
+    give_up: impl std::future::Future<Output = ()>,
+) -> Incoming {
+    let mut give_up = std::pin::pin!(give_up);
     loop {
         let next = tokio::select! {
-            next = tokio::time::timeout_at(deadline, socket.recv()) => next,
+            next = socket.recv() => next,
+            () = &mut give_up => return Incoming::Idle,
             () = app.stopping() => return Incoming::Stopping,
         };
         return match next {
-            Err(_) => Incoming::Idle,
-            Ok(Some(Ok(Message::Binary(bytes)))) => Incoming::Data(bytes),
-            Ok(Some(Ok(Message::Text(text)))) => Incoming::Text(text),
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
-            Ok(Some(Err(e))) if is_too_big(&e) => Incoming::TooBig,
-            Ok(Some(Err(e))) if let Some((code, reason)) = violation(&e) => {
+            Some(Ok(Message::Binary(bytes))) => Incoming::Data(bytes),
+            Some(Ok(Message::Text(text))) => Incoming::Text(text),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Err(e)) if is_too_big(&e) => Incoming::TooBig,
+            Some(Err(e)) if let Some((code, reason)) = violation(&e) => {
                 Incoming::Violation(code, reason)
             }
-            Ok(Some(Ok(Message::Close(_)))) => Incoming::Closed,
-            Ok(Some(Err(_)) | None) => Incoming::Gone,
+            Some(Ok(Message::Close(_))) => Incoming::Closed,
+            Some(Err(_)) | None => Incoming::Gone,
         };
     }
 }
