@@ -85,7 +85,9 @@ impl From<Refused> for io::Error {
 impl ClientLimit {
     /// At most `each` connections per client network.
     pub(crate) fn new(each: usize) -> Self {
-        let files = open_file_limit().map(|limit| (limit, limit / 10 * 9));
+        let files = open_file_limits()
+            .filter(|limits| limits.rlim_cur != libc::RLIM_INFINITY)
+            .map(|limits| (limits.rlim_cur, limits.rlim_cur - limits.rlim_cur / 10));
         ClientLimit {
             shares: PerNetwork::new(each),
             warned: Arc::default(),
@@ -145,15 +147,28 @@ fn due(warned: &Mutex<Option<Instant>>) -> bool {
     due
 }
 
-/// The process's (soft) limit of open files; `None` where it has none or it cannot be read.
-fn open_file_limit() -> Option<u64> {
-    let mut limit = libc::rlimit {
+/// The process's soft and hard limits of open files; `None` where they cannot be read.
+fn open_file_limits() -> Option<libc::rlimit> {
+    let mut limits = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: the call only writes the `rlimit` value passed to it.
-    let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
-    (read && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limits) } == 0).then_some(limits)
+}
+
+/// Raises the soft limit on open files to the hard one, as servers do: every connection,
+/// unfinished upload and running task holds files, and the usual soft limit of 1024 is
+/// reached long before the machine's. Called before the server starts (its connection
+/// limits read the limit then).
+pub fn raise_open_file_limit() {
+    if let Some(mut limits) = open_file_limits()
+        && limits.rlim_cur < limits.rlim_max
+    {
+        limits.rlim_cur = limits.rlim_max;
+        // SAFETY: the call only reads the `rlimit` value passed to it.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limits) };
+    }
 }
 
 /// Accepts plain TCP connections: turns off Nagle's algorithm and waits at most the given

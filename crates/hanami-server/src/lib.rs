@@ -27,4 +27,5 @@ pub mod state;
 pub mod uploads;
 mod websocket;
 
+pub use connections::raise_open_file_limit;
 pub use startup::run;

@@ -14,7 +14,7 @@ fn main() -> std::process::ExitCode {
     // networks: what the server creates is for its own user only.
     // SAFETY: umask only sets the process's file-creation mask.
     unsafe { libc::umask(0o077) };
-    raise_open_file_limit();
+    hanami_server::raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -180,24 +180,6 @@ fn return_large_blocks_to_the_system() {
         // SAFETY: mallopt only changes allocator parameters; it is called before any other
         // thread exists.
         unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, THRESHOLD) };
-    }
-}
-
-/// Raises the soft limit on open files to the hard one, as servers do: every connection,
-/// unfinished upload and running task holds files, and the usual soft limit of 1024 is
-/// reached long before the machine's.
-fn raise_open_file_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: both calls only read or write the `rlimit` value passed to them.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
     }
 }
 
