@@ -16,8 +16,9 @@ use hanami_store::resources::{FileNote, Kind, ResourceRow};
 use hanami_store::tasks::UnfinishedTask;
 use hanami_store::users::NewUser;
 use hanami_store::{Store, StoreError, now_timestamp};
-use hanami_types::scope::Scope;
+use hanami_types::scope::{ADMIN_PROJECT, Scope};
 
+use hanami_types::projects::Project;
 use hanami_types::users::User;
 
 use crate::api::validate::Pattern;
@@ -284,6 +285,7 @@ async fn prepare(
     let earlier_run = !store.users().await?.is_empty();
     ensure_admin(&store).await?;
     warn_of_roles_the_policy_lacks(&store.users().await?, &policy);
+    warn_of_admin_lookalikes(&store.projects().await?);
     warn_if_others_may_change_dir(data_dir);
     let key_was_there = paths.token_key().exists();
     let tokens = TokenKey::load_or_create(&paths.token_key(), config.token_expiry)?;
@@ -927,6 +929,22 @@ async fn set_aside_unreferenced_files(
         }
     }
     Ok(())
+}
+
+/// Warns of projects whose id is the global admins' `admin` in another case (`Admin`):
+/// earlier servers let them be made, and people take them for the admins' project.
+fn warn_of_admin_lookalikes(projects: &[Project]) {
+    for project in projects {
+        if project.id != ADMIN_PROJECT && project.id.eq_ignore_ascii_case(ADMIN_PROJECT) {
+            tracing::warn!(
+                "project '{}' has the id of the global admins' project '{ADMIN_PROJECT}' in \
+                 another case, which new projects may no longer have; it is a project like \
+                 any other, but people may take it for the admins' project: move its \
+                 members to a project of another id",
+                project.id
+            );
+        }
+    }
 }
 
 /// Warns of roles that users have and the policy does not name (a policy file that dropped

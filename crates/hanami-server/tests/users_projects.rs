@@ -556,6 +556,30 @@ async fn remaining_error_codes() {
     );
 }
 
+/// A project whose id is the admins' `admin` in another case (earlier servers let one be
+/// made) is named in a warning at the start; it works as any other project.
+#[tokio::test]
+async fn a_project_that_looks_like_the_admins_is_named_at_the_start() {
+    let mut server = TestServer::start();
+    assert!(server.stop());
+    common::change_database(
+        &server.data_dir,
+        "INSERT INTO projects (id, name, creator_id, created_at) \
+         VALUES ('Admin', 'Old', ?1, '2026-01-01 00:00:00')",
+        &[ADMIN],
+    )
+    .await;
+    let server = server.restart();
+    server.wait_until_logged(&[
+        "project 'Admin' has the id of the global admins' project 'admin' in another case",
+    ]);
+    let admin = server.admin().await;
+    assert_eq!(
+        admin.get("project?id=Admin").await.expect(200).json()["name"],
+        "Old"
+    );
+}
+
 /// A token has its user's role as it is now, and dies with its user and with the user's
 /// assignment to its project: one made anew after a removal (which is how a role changes)
 /// does not bring it back (it did, with the new role, so that an admin could not revoke a
