@@ -67,7 +67,8 @@ pub const MAX_SESSION_STARTS: usize = 64;
 pub struct SessionStarts {
     per_network: PerNetwork,
     all: Arc<Semaphore>,
-    /// How many openings wait for their turn.
+    /// How many openings wait for a start of all clients (not those that wait for their
+    /// own network's: closing other networks' sockets would not help them).
     queued: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
@@ -107,13 +108,7 @@ impl SessionStarts {
     /// A start for a session of a client at `address`, once its network and all clients
     /// have fewer than they may (first come, first served).
     pub async fn take(&self, address: IpAddr) -> SessionStart {
-        let network = match self.per_network.try_take(address) {
-            Some(share) => share,
-            None => {
-                let _queued = Queued::new(&self.queued);
-                self.per_network.take(address).await
-            }
-        };
+        let network = self.per_network.take(address).await;
         let all = match self.all.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
@@ -133,7 +128,9 @@ impl SessionStarts {
 
     /// Waits until a session that opened at `opened` and has sent nothing since has waited
     /// long enough for its first message: [`CONTENDED_INIT_TIMEOUT`] once another opening
-    /// waits for its turn, [`INIT_TIMEOUT`] at most.
+    /// waits for a start of all clients, [`INIT_TIMEOUT`] at most. (Every such session is
+    /// closed then, not just as many as wait: a start given back goes to the first opening
+    /// in line.)
     async fn first_message_deadline(&self, opened: tokio::time::Instant) {
         tokio::time::sleep_until(opened + CONTENDED_INIT_TIMEOUT).await;
         let mut queued = self.queued.subscribe();
@@ -297,6 +294,8 @@ async fn next_message_before(
     let mut give_up = std::pin::pin!(give_up);
     loop {
         let next = tokio::select! {
+            // A message that has come wins over the deadline.
+            biased;
             next = socket.recv() => next,
             () = &mut give_up => return Incoming::Idle,
             () = app.stopping() => return Incoming::Stopping,
@@ -852,11 +851,22 @@ mod tests {
                 .await
                 .is_err()
         );
+        // Openings waiting for a start of all clients are counted while they wait (a
+        // timed-out one too, until it gives up); one waiting for its network's is not.
+        let waiting = tokio::spawn({
+            let starts = starts.clone();
+            async move { starts.take(address(1000)).await }
+        });
+        tokio::time::sleep(soon).await;
+        assert_eq!(*starts.queued.borrow(), 1);
+        let own_network = tokio::time::timeout(soon, starts.take(address(0))).await;
+        assert!(own_network.is_err());
+        assert_eq!(*starts.queued.borrow(), 1);
         mine.pop();
-        assert!(
-            tokio::time::timeout(soon, starts.take(address(1000)))
-                .await
-                .is_ok()
-        );
+        let _taken = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the waiting opening's turn came")
+            .unwrap();
+        assert_eq!(*starts.queued.borrow(), 0);
     }
 }
