@@ -38,6 +38,10 @@ pub async fn record_missing(app: App) {
         let read = path.clone();
         let taken =
             tokio::task::spawn_blocking(move || DatasetReader::open(&read)?.checksum()).await;
+        if *app.stopping.borrow() {
+            // The database may close any moment: the next start takes this one again.
+            return;
+        }
         match taken {
             Ok(Ok(checksum)) => match app.store.record_missing_checksum(&uuid, checksum).await {
                 Ok(true) => recorded += 1,

@@ -286,6 +286,16 @@ async fn prepare(
     ensure_admin(&store).await?;
     warn_of_roles_the_policy_lacks(&store.users().await?, &policy);
     warn_of_admin_lookalikes(&store.projects().await?);
+    if !hanami_store::dataset::VerifiedFiles::remembers_in(&paths.datasets()) {
+        tracing::warn!(
+            "{} lies on a file system whose change times the server cannot rely on (a \
+             network or FUSE file system, FAT): every use of a dataset there reads its whole \
+             file to compare it with its checksum, an export once per page; a local file \
+             system of Linux (ext4, XFS, Btrfs, tmpfs, …) lets it compare a file once per \
+             change",
+            paths.datasets().display()
+        );
+    }
     warn_if_others_may_change_dir(data_dir);
     let key_was_there = paths.token_key().exists();
     let tokens = TokenKey::load_or_create(&paths.token_key(), config.token_expiry)?;

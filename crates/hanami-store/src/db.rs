@@ -9,8 +9,8 @@ use sqlx::sqlite::{
 use sqlx::{Executor, SqlitePool};
 
 /// The schema migrations, in order. Never edit one that has shipped: add a new one. The
-/// steps of an upgrade run in one transaction, so a step cannot use what SQLite refuses in
-/// one (`PRAGMA foreign_keys`, `PRAGMA journal_mode`, `VACUUM`).
+/// steps of an upgrade run in one transaction, so a step cannot use what SQLite ignores or
+/// refuses in one (`PRAGMA foreign_keys`, `PRAGMA journal_mode`, `VACUUM`).
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_users_projects_logs.sql"),
     include_str!("../migrations/0002_datasets.sql"),

@@ -460,7 +460,13 @@ pub(super) async fn verify(
         return Ok(());
     };
     let verified = app.workers.verified.clone();
-    let compared = match reader.verified_before(recorded, &verified) {
+    let (looked_at, memo) = (reader.clone(), verified.clone());
+    // A look at the file's status, which a hung network file system can hold up.
+    let remembered =
+        tokio::task::spawn_blocking(move || looked_at.verified_before(recorded, &memo))
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?;
+    let compared = match remembered {
         Ok(true) => Ok(()),
         Ok(false) => {
             let _turn = WHOLE_FILE_READS
@@ -646,10 +652,6 @@ struct RowsQuery {
 /// before its rows are read (once per change of the file: the pages of an export read it
 /// whole once).
 async fn rows(app: App, caller: Caller, query: RowsQuery) -> ApiResult<DatasetRows> {
-    let _turn = ROW_ANSWERS
-        .acquire()
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
     let scope = caller.scope();
     let row = dataset_row(&app, &scope, &query.uuid).await?;
     let reader = open(&app, &row).await?;
@@ -682,6 +684,12 @@ async fn rows(app: App, caller: Caller, query: RowsQuery) -> ApiResult<DatasetRo
     // What the header decides comes first: a refused request reads no more of the file.
     let recorded = app.store.dataset_checksum(&scope, &row.uuid).await?;
     verify(&app, &reader, &row.uuid, recorded).await?;
+    // Taken only now, so that answers from files compared before do not wait for files
+    // being compared.
+    let _turn = ROW_ANSWERS
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
     let start = query.start;
     let read = reader.clone();
     let values = tokio::task::spawn_blocking(move || {

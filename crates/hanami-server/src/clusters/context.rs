@@ -46,7 +46,8 @@ pub struct WorkerContext {
     /// Since when tasks find the server out of file descriptors.
     pub descriptor_shortage: DescriptorShortage,
     /// The dataset files found to match their checksums (shared with the API), so that a
-    /// dataset used again and again is read whole for the comparison once per change.
+    /// dataset used again and again is read whole for the comparison once per change (on the
+    /// file systems where that can be told).
     pub verified: Arc<VerifiedFiles>,
 }
 

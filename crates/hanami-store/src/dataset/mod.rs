@@ -48,7 +48,8 @@
 //!   [`DatasetReader::verify`] (and [`DatasetWriter::resume`]) compare a file with it, so
 //!   that a file changed on disk since (bit rot, another program) is not read as valid.
 //!   [`VerifiedFiles`] remembers the files that matched, so that a file used again and again
-//!   is read whole for it once per change, not at every use.
+//!   is read whole for it once per change (on the local file systems of Linux), not at
+//!   every use.
 //! * The converters ([`convert_mnist`], [`convert_csv`]) validate their input completely
 //!   before the dataset file appears; a failure leaves nothing behind. They allocate the
 //!   file's disk space up front, before its rows are written, and say when they have, so

@@ -4,7 +4,9 @@
 //!
 //! A file is known by its stamp (device, inode, length, modification and change times).
 //! On the local file systems of Linux the kernel sets the change time at every write and no
-//! program can set it back, so a file written since has another stamp. Elsewhere (network
+//! program can set it back, so a file written since has another stamp (a write through a
+//! shared memory map of the file is stamped when its page is first written after it was
+//! saved to disk: dataset files are read-only, and the server maps none). Elsewhere (network
 //! and FUSE file systems, whose times the server or another program reports; FAT, which has
 //! no change time) nothing is remembered, and every use compares.
 
@@ -66,6 +68,13 @@ impl VerifiedFiles {
         }
     }
 
+    /// Whether files in `dir` can be remembered: whether it lies on a file system whose
+    /// change times the kernel keeps (see the module's documentation). Where not, every use
+    /// of a dataset there reads its whole file for the comparison.
+    pub fn remembers_in(dir: &std::path::Path) -> bool {
+        File::open(dir).is_ok_and(|dir| keeps_change_times(&dir))
+    }
+
     /// Whether the file with this stamp was found to match `checksum`.
     pub(super) fn matched(&self, stamp: &FileStamp, checksum: Checksum) -> bool {
         self.lock().get(stamp) == Some(&checksum)
@@ -80,6 +89,7 @@ impl VerifiedFiles {
         }
         let mut matched = self.lock();
         if matched.len() >= REMEMBERED
+            && !matched.contains_key(&stamp)
             && let Some(forgotten) = matched.keys().next().copied()
         {
             matched.remove(&forgotten);
@@ -96,8 +106,8 @@ impl VerifiedFiles {
 }
 
 /// What tells a file's content apart without reading it: which file (device and inode), its
-/// length, and when its content and its inode last changed. The kernel sets the change time
-/// at every write and no program can set it back, so a file written since has another stamp.
+/// length, and when its content and its inode last changed. Where the kernel keeps change
+/// times (see the module's documentation), a file written since has another stamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) struct FileStamp {
     device: u64,
@@ -176,8 +186,9 @@ mod tests {
         verified.remember(fresh, checksum, now);
         assert!(!verified.matched(&fresh, checksum));
         // Exactly the settled time before: not more than it.
-        let borderline = stamp(now_secs() - 3);
-        let began = UNIX_EPOCH + Duration::from_secs(now_secs() as u64);
+        let secs = now_secs();
+        let borderline = stamp(secs - 3);
+        let began = UNIX_EPOCH + Duration::from_secs(secs as u64);
         verified.remember(borderline, checksum, began);
         assert!(!verified.matched(&borderline, checksum));
         let old = stamp(now_secs() - 10);
@@ -189,6 +200,16 @@ mod tests {
         let future = stamp(now_secs() + 100);
         verified.remember(future, checksum, now);
         assert!(!verified.matched(&future, checksum));
+    }
+
+    #[test]
+    fn files_are_remembered_only_where_the_kernel_keeps_change_times() {
+        // Where this fails, the memo tests of file.rs cannot pass: a temporary directory
+        // on a network or FUSE file system.
+        let dir = tempfile::tempdir().unwrap();
+        assert!(VerifiedFiles::remembers_in(dir.path()));
+        assert!(!VerifiedFiles::remembers_in(std::path::Path::new("/proc")));
+        assert!(!VerifiedFiles::remembers_in(&dir.path().join("missing")));
     }
 
     #[test]
