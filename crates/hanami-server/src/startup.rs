@@ -16,9 +16,8 @@ use hanami_store::resources::{FileNote, Kind, ResourceRow};
 use hanami_store::tasks::UnfinishedTask;
 use hanami_store::users::NewUser;
 use hanami_store::{Store, StoreError, now_timestamp};
-use hanami_types::scope::{ADMIN_PROJECT, Scope};
-
 use hanami_types::projects::Project;
+use hanami_types::scope::{ADMIN_PROJECT, Scope};
 use hanami_types::users::User;
 
 use crate::api::validate::Pattern;
