@@ -758,6 +758,34 @@ async fn silent_sockets_hold_their_turn_for_five_seconds() {
     }
 }
 
+/// The same within one client network (a proxy's address, say): an opening behind eight
+/// silent sockets of its own network, all that network may have, gets its turn after 5 s,
+/// not 30.
+#[tokio::test]
+async fn a_networks_own_silent_sockets_hold_its_next_opening_for_five_seconds() {
+    let server = TestServer::start();
+    let client = sdk(&server, ADMIN, ADMIN_PW).await;
+    let started = client.start_csv_upload("behind_own", 12).await.unwrap();
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        silent.push(open_socket_from(&server, [127, 0, 0, 40]).await);
+    }
+    let mut behind = tokio::time::timeout(
+        Duration::from_secs(20),
+        open_socket_from(&server, [127, 0, 0, 40]),
+    )
+    .await
+    .expect("the opening's turn came");
+    let reply = init(
+        &mut behind,
+        &client.token(),
+        "file_upload",
+        &started.uuid_input_file,
+    )
+    .await;
+    assert_eq!(reply["success"], true, "{reply}");
+}
+
 /// While no other opening waits for its turn, a session may take longer than those 5 s to
 /// send its start (a slow or lossy link), up to 30 s.
 #[tokio::test]

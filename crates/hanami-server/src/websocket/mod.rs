@@ -67,9 +67,8 @@ pub const MAX_SESSION_STARTS: usize = 64;
 pub struct SessionStarts {
     per_network: PerNetwork,
     all: Arc<Semaphore>,
-    /// How many openings wait for a start of all clients (not those that wait for their
-    /// own network's: closing other networks' sockets would not help them).
-    queued: Arc<tokio::sync::watch::Sender<usize>>,
+    /// The openings that wait for their turn.
+    waiting: Arc<tokio::sync::watch::Sender<Waiting>>,
 }
 
 impl Default for SessionStarts {
@@ -77,24 +76,52 @@ impl Default for SessionStarts {
         SessionStarts {
             per_network: PerNetwork::new(MAX_SESSION_STARTS_PER_NETWORK),
             all: Arc::new(Semaphore::new(MAX_SESSION_STARTS)),
-            queued: Arc::new(tokio::sync::watch::Sender::new(0)),
+            waiting: Arc::default(),
         }
     }
 }
 
-/// An opening counted in [`SessionStarts::queued`] while it waits for its turn.
-struct Queued<'a>(&'a tokio::sync::watch::Sender<usize>);
+/// How many openings wait for their turn: for a start of all clients (any silent session
+/// holds one up), and for one of their own network's (by network: only that network's
+/// silent sessions hold it up). Networks without waiting openings are not listed.
+#[derive(Debug, Default)]
+struct Waiting {
+    all: usize,
+    by_network: std::collections::HashMap<IpAddr, usize>,
+}
+
+/// An opening counted in [`Waiting`] while it waits for its turn: for a start of its
+/// network's (`Some`) or of all clients (`None`).
+struct Queued<'a> {
+    waiting: &'a tokio::sync::watch::Sender<Waiting>,
+    network: Option<IpAddr>,
+}
 
 impl<'a> Queued<'a> {
-    fn new(queued: &'a tokio::sync::watch::Sender<usize>) -> Self {
-        queued.send_modify(|n| *n += 1);
-        Queued(queued)
+    fn new(waiting: &'a tokio::sync::watch::Sender<Waiting>, network: Option<IpAddr>) -> Self {
+        waiting.send_modify(|waiting| match network {
+            Some(network) => *waiting.by_network.entry(network).or_default() += 1,
+            None => waiting.all += 1,
+        });
+        Queued { waiting, network }
     }
 }
 
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
-        self.0.send_modify(|n| *n -= 1);
+        self.waiting.send_modify(|waiting| match self.network {
+            Some(network) => {
+                if let std::collections::hash_map::Entry::Occupied(mut entry) =
+                    waiting.by_network.entry(network)
+                {
+                    *entry.get_mut() -= 1;
+                    if *entry.get() == 0 {
+                        entry.remove();
+                    }
+                }
+            }
+            None => waiting.all -= 1,
+        });
     }
 }
 
@@ -102,17 +129,26 @@ impl Drop for Queued<'_> {
 pub struct SessionStart {
     _network: Share,
     _all: OwnedSemaphorePermit,
+    /// The client's network.
+    network: IpAddr,
 }
 
 impl SessionStarts {
     /// A start for a session of a client at `address`, once its network and all clients
     /// have fewer than they may (first come, first served).
     pub async fn take(&self, address: IpAddr) -> SessionStart {
-        let network = self.per_network.take(address).await;
+        let client_network = crate::per_network::network(address);
+        let network = match self.per_network.try_take(address) {
+            Some(share) => share,
+            None => {
+                let _queued = Queued::new(&self.waiting, Some(client_network));
+                self.per_network.take(address).await
+            }
+        };
         let all = match self.all.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                let _queued = Queued::new(&self.queued);
+                let _queued = Queued::new(&self.waiting, None);
                 self.all
                     .clone()
                     .acquire_owned()
@@ -123,19 +159,21 @@ impl SessionStarts {
         SessionStart {
             _network: network,
             _all: all,
+            network: client_network,
         }
     }
 
-    /// Waits until a session that opened at `opened` and has sent nothing since has waited
-    /// long enough for its first message: [`CONTENDED_INIT_TIMEOUT`] once another opening
-    /// waits for a start of all clients, [`INIT_TIMEOUT`] at most. (Every such session is
-    /// closed then, not just as many as wait: a start given back goes to the first opening
-    /// in line.)
-    async fn first_message_deadline(&self, opened: tokio::time::Instant) {
+    /// Waits until a session of `start` that opened at `opened` and has sent nothing since
+    /// has waited long enough for its first message: [`CONTENDED_INIT_TIMEOUT`] once
+    /// another opening waits for a start of all clients or of the session's network,
+    /// [`INIT_TIMEOUT`] at most. (Every such session is closed then, not just as many as
+    /// wait: a start given back goes to the first opening in line.)
+    async fn first_message_deadline(&self, start: &SessionStart, opened: tokio::time::Instant) {
         tokio::time::sleep_until(opened + CONTENDED_INIT_TIMEOUT).await;
-        let mut queued = self.queued.subscribe();
+        let mut waiting = self.waiting.subscribe();
+        let network = start.network;
         tokio::select! {
-            _ = queued.wait_for(|waiting| *waiting > 0) => {}
+            _ = waiting.wait_for(|w| w.all > 0 || w.by_network.contains_key(&network)) => {}
             () = tokio::time::sleep_until(opened + INIT_TIMEOUT) => {}
         }
     }
@@ -176,7 +214,7 @@ async fn session(app: App, mut socket: WebSocket, waiting: SessionStart) {
     let _counted = InFlight::session(&app);
     // The first message (clients' libraries may ping before it), text or binary.
     let opened = tokio::time::Instant::now();
-    let deadline = app.session_starts.first_message_deadline(opened);
+    let deadline = app.session_starts.first_message_deadline(&waiting, opened);
     let first = next_message_before(&app, &mut socket, deadline).await;
     drop(waiting);
     let started = match first {
@@ -851,22 +889,31 @@ mod tests {
                 .await
                 .is_err()
         );
-        // Openings waiting for a start of all clients are counted while they wait (a
-        // timed-out one too, until it gives up); one waiting for its network's is not.
+        // Openings are counted while they wait, for a start of all clients or of their
+        // network's, and no longer once they have it or gave up (a leak would keep the
+        // short limit on for good).
         let waiting = tokio::spawn({
             let starts = starts.clone();
             async move { starts.take(address(1000)).await }
         });
         tokio::time::sleep(soon).await;
-        assert_eq!(*starts.queued.borrow(), 1);
-        let own_network = tokio::time::timeout(soon, starts.take(address(0))).await;
-        assert!(own_network.is_err());
-        assert_eq!(*starts.queued.borrow(), 1);
+        assert_eq!(starts.waiting.borrow().all, 1);
+        let own_network = tokio::spawn({
+            let starts = starts.clone();
+            async move { tokio::time::timeout(soon * 2, starts.take(address(0))).await }
+        });
+        tokio::time::sleep(soon).await;
+        assert_eq!(
+            starts.waiting.borrow().by_network.get(&address(0)),
+            Some(&1)
+        );
+        assert!(own_network.await.unwrap().is_err());
+        assert!(starts.waiting.borrow().by_network.is_empty());
         mine.pop();
         let _taken = tokio::time::timeout(Duration::from_secs(5), waiting)
             .await
             .expect("the waiting opening's turn came")
             .unwrap();
-        assert_eq!(*starts.queued.borrow(), 0);
+        assert_eq!(starts.waiting.borrow().all, 0);
     }
 }
