@@ -63,20 +63,37 @@ async fn login_answers_and_refusals() {
             resp.body
         );
     }
-    let token = resp["token"].as_str().unwrap();
-    let twice = reqwest::Client::new()
-        .get(format!("{}/v1.0alpha/project/all", server.url))
-        .header("X-Auth-Token", token)
-        .header("X-Auth-Token", "garbage")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(twice.status(), 400);
-    let text = twice.text().await.unwrap();
+    // Also without a body (the whole login in the address).
+    let path = format!("token?id={ADMIN}&password={ADMIN_PW}");
+    let without_body = client.send(reqwest::Method::POST, &path, None).await;
+    assert_eq!(without_body.status, 400);
     assert!(
-        text.contains("'X-Auth-Token' came more than once"),
-        "{text}"
+        without_body
+            .body
+            .contains("A password goes in the request's JSON body"),
+        "{}",
+        without_body.body
     );
+    let token = resp["token"].as_str().unwrap();
+    for (method, path) in [
+        (reqwest::Method::GET, "project/all"),
+        (reqwest::Method::POST, "token"),
+    ] {
+        let twice = reqwest::Client::new()
+            .request(method, format!("{}/v1.0alpha/{path}", server.url))
+            .header("X-Auth-Token", token)
+            .header("X-Auth-Token", "garbage")
+            .body(json!({"id": ADMIN, "password": ADMIN_PW}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(twice.status(), 400, "{path}");
+        let text = twice.text().await.unwrap();
+        assert!(
+            text.contains("'X-Auth-Token' came more than once"),
+            "{text}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -195,6 +195,16 @@ async fn process(
     let endpoint = request::endpoint_id(parts.uri.path())?;
     facts.context = format!("{method} {endpoint}");
 
+    // Refused before the body is read, on every endpoint: a password in the address, and
+    // two tokens (of which one would be taken silently).
+    if let Some(query) = parts.uri.query() {
+        request::refuse_password_in(query)?;
+    }
+    if parts.headers.get_all(TOKEN_HEADER).iter().nth(1).is_some() {
+        return Err(ApiError::BadRequest(
+            "Header 'X-Auth-Token' came more than once: send one token".into(),
+        ));
+    }
     let mut input = match method {
         Method::Post | Method::Put => {
             refuse_undecoded_codings(&parts.headers)?;
@@ -499,11 +509,6 @@ fn body_too_large(limit: usize) -> ApiError {
 
 /// The token of a request (empty without the header), checked for its characters.
 fn token_header(headers: &HeaderMap) -> ApiResult<&str> {
-    if headers.get_all(TOKEN_HEADER).iter().nth(1).is_some() {
-        return Err(ApiError::BadRequest(
-            "Header 'X-Auth-Token' came more than once: send one token".into(),
-        ));
-    }
     let token = match headers.get(TOKEN_HEADER) {
         Some(value) => value
             .to_str()

@@ -55,18 +55,26 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-/// Merges the query string into the input object; a `password` there is refused (400).
-pub fn merge_query(query: &str, input: &mut Map<String, Value>) -> Result<(), ApiError> {
+/// Refuses (400) a query string with a `password`: addresses end up in the logs of proxies.
+pub fn refuse_password_in(query: &str) -> Result<(), ApiError> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, pair));
-        let key = percent_decode(key)?;
-        if key == "password" {
+        let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+        if percent_decode(key)? == "password" {
             return Err(ApiError::BadRequest(
                 "A password goes in the request's JSON body, never in its address (which \
                  proxies and logs keep): send it as the field 'password' of the body"
                     .into(),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Merges the query string into the input object.
+pub fn merge_query(query: &str, input: &mut Map<String, Value>) -> Result<(), ApiError> {
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, pair));
+        let key = percent_decode(key)?;
         let value = percent_decode(value)?;
         input.insert(key, typed(value));
     }
