@@ -21,16 +21,16 @@ pub async fn record_missing(app: App) {
         return;
     }
     tracing::info!(
-        "taking the checksums of {} datasets written before checksums were recorded (of \
-         their files as they are now)",
-        missing.len()
+        "taking the checksums of {} written before checksums were recorded (of their files \
+         as they are now)",
+        datasets(missing.len())
     );
     let mut recorded = 0usize;
     for (uuid, file_name) in missing {
         if *app.stopping.borrow() {
             tracing::info!(
-                "took the checksums of {recorded} datasets before the stop; the next start \
-                 takes the rest"
+                "took the checksums of {} before the stop; the next start takes the rest",
+                datasets(recorded)
             );
             return;
         }
@@ -66,6 +66,15 @@ pub async fn record_missing(app: App) {
         }
     }
     tracing::info!(
-        "recorded the checksums of {recorded} datasets written before checksums were recorded"
+        "recorded the checksums of {} written before checksums were recorded",
+        datasets(recorded)
     );
+}
+
+/// "1 dataset", "2 datasets".
+fn datasets(count: usize) -> String {
+    match count {
+        1 => "1 dataset".to_owned(),
+        n => format!("{n} datasets"),
+    }
 }

@@ -325,7 +325,10 @@ async fn write_rows(
         Err(e) if to_standard && e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
         other => other.map(|()| true).map_err(|e| local("write to", e)),
     };
-    let mut going = write(&(names.join(",") + "\n"))?;
+    // Written with the first rows: a dataset the server refuses (a damaged file, say) leaves
+    // nothing on standard output, not a header without its rows.
+    let mut header = Some(names.join(",") + "\n");
+    let mut going = true;
     let columns = names.len() as u64;
     let per_answer = (hanami_sdk::types::datasets::MAX_ROW_VALUES / columns.max(1)).max(1);
     let mut next = rows.start;
@@ -338,13 +341,16 @@ async fn write_rows(
             break;
         }
         next += part.rows.len() as u64;
-        let mut text = String::new();
+        let mut text = header.take().unwrap_or_default();
         for row in &part.rows {
             let cells: Vec<String> = row.iter().map(f32::to_string).collect();
             text.push_str(&cells.join(","));
             text.push('\n');
         }
         going = write(&text)?;
+    }
+    if let Some(header) = header {
+        write(&header)?;
     }
     match out.flush() {
         Err(e) if to_standard && e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

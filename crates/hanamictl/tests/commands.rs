@@ -845,6 +845,32 @@ fn datasets() {
     server
         .ctl(&["dataset", "export", UNKNOWN_UUID])
         .fails_with_status(404);
+    // A dataset whose file changed on disk is refused with nothing on standard output (not
+    // a header without rows); as it was, it exports again.
+    {
+        use std::os::unix::fs::{FileExt, PermissionsExt};
+        let file_path = server.data_dir.join("datasets").join(&second);
+        std::fs::set_permissions(&file_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open(&file_path)
+            .unwrap();
+        let at = std::fs::metadata(&file_path).unwrap().len() - 1;
+        let mut byte = [0u8];
+        file.read_exact_at(&mut byte, at).unwrap();
+        file.write_all_at(&[byte[0] ^ 1], at).unwrap();
+        let refused = server
+            .ctl(&["dataset", "export", &second])
+            .fails_with_status(409);
+        assert!(refused.stdout.is_empty(), "{:?}", refused.stdout);
+        assert!(refused.stderr.contains("is damaged"), "{}", refused.stderr);
+        file.write_all_at(&byte, at).unwrap();
+        assert_eq!(
+            server.ctl(&["dataset", "export", &second]).ok().stdout,
+            mnist_rows
+        );
+    }
     let (headers, rows) = server.ctl(&["dataset", "list"]).ok().list();
     assert_eq!(headers, RESOURCE_HEADERS);
     assert_eq!(rows.len(), 4);
