@@ -720,29 +720,7 @@ async fn sessions_waiting_for_their_start_take_turns() {
 /// before. (Not a timing test: the bound only tells the two apart.)
 #[tokio::test]
 async fn silent_sockets_hold_their_turn_for_five_seconds() {
-    let server = TestServer::start();
-    let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let started = client.start_csv_upload("behind", 12).await.unwrap();
-    let mut silent = Vec::new();
-    for network in 10..18 {
-        for _ in 0..8 {
-            silent.push(open_socket_from(&server, [127, 0, 0, network]).await);
-        }
-    }
-    let mut behind = tokio::time::timeout(
-        Duration::from_secs(20),
-        open_socket_from(&server, [127, 0, 0, 99]),
-    )
-    .await
-    .expect("the opening's turn came");
-    let reply = init(
-        &mut behind,
-        &client.token(),
-        "file_upload",
-        &started.uuid_input_file,
-    )
-    .await;
-    assert_eq!(reply["success"], true, "{reply}");
+    let (_server, mut silent) = start_behind_silent_sockets(10..18, [127, 0, 0, 99]).await;
     // The first one opened is closed first, while the opening behind still waits (it
     // takes the start that one gave back; the others may then wait the longer limit).
     match silent[0].next().await {
@@ -763,19 +741,28 @@ async fn silent_sockets_hold_their_turn_for_five_seconds() {
 /// not 30.
 #[tokio::test]
 async fn a_networks_own_silent_sockets_hold_its_next_opening_for_five_seconds() {
+    start_behind_silent_sockets(40..41, [127, 0, 0, 40]).await;
+}
+
+/// Opens eight silent sockets from each loopback address 127.0.0.N of `networks` on a new
+/// server, then a socket from `from` that starts an upload session at once, which must get
+/// its turn within 20 s; the server and the silent sockets.
+async fn start_behind_silent_sockets(
+    networks: std::ops::Range<u8>,
+    from: [u8; 4],
+) -> (TestServer, Vec<Socket>) {
     let server = TestServer::start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
-    let started = client.start_csv_upload("behind_own", 12).await.unwrap();
+    let started = client.start_csv_upload("behind", 12).await.unwrap();
     let mut silent = Vec::new();
-    for _ in 0..8 {
-        silent.push(open_socket_from(&server, [127, 0, 0, 40]).await);
+    for network in networks {
+        for _ in 0..8 {
+            silent.push(open_socket_from(&server, [127, 0, 0, network]).await);
+        }
     }
-    let mut behind = tokio::time::timeout(
-        Duration::from_secs(20),
-        open_socket_from(&server, [127, 0, 0, 40]),
-    )
-    .await
-    .expect("the opening's turn came");
+    let mut behind = tokio::time::timeout(Duration::from_secs(20), open_socket_from(&server, from))
+        .await
+        .expect("the opening's turn came");
     let reply = init(
         &mut behind,
         &client.token(),
@@ -784,6 +771,7 @@ async fn a_networks_own_silent_sockets_hold_its_next_opening_for_five_seconds() 
     )
     .await;
     assert_eq!(reply["success"], true, "{reply}");
+    (server, silent)
 }
 
 /// While no other opening waits for its turn, a session may take longer than those 5 s to
