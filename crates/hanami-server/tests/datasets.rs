@@ -2306,7 +2306,7 @@ async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
     let refused = |result: Result<(), Error>| match result {
         Err(Error::Conflict(m)) => {
             assert!(m.starts_with(&what), "{m}");
-            assert!(m.contains("recorded when it was written"), "{m}");
+            assert!(m.contains("recorded for it"), "{m}");
             assert!(m.ends_with(REMAKE), "{m}");
         }
         other => panic!("{other:?}"),

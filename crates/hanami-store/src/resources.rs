@@ -361,8 +361,9 @@ impl Store {
     }
 
     /// The checksum of the file of a dataset visible in the scope, as recorded when it was
-    /// written; `None` for datasets from before checksums were recorded (and for unknown
-    /// ones).
+    /// written (or later, for a dataset from before checksums: see
+    /// [`record_missing_checksum`](Self::record_missing_checksum)); `None` for such a dataset
+    /// until then (and for unknown ones).
     pub async fn dataset_checksum(
         &self,
         scope: &Scope,

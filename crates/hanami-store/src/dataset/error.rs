@@ -159,11 +159,11 @@ pub enum DatasetFileError {
         description_size: u32,
     },
 
-    /// The file's checksum is not the one recorded when it was written: it was damaged or
-    /// changed on disk since.
-    #[error("its checksum {found} differs from the {recorded} recorded when it was written")]
+    /// The file's checksum is not the one recorded for it (when it was written, or for an
+    /// older dataset at a start): it was damaged or changed on disk since.
+    #[error("its checksum {found} differs from the {recorded} recorded for it")]
     ChecksumMismatch {
-        /// The checksum recorded when the file was written.
+        /// The checksum recorded for the file.
         recorded: Checksum,
         /// The checksum of the file now.
         found: Checksum,

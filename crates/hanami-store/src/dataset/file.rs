@@ -1814,9 +1814,7 @@ mod tests {
         assert!(e.is_damaged_file(), "{e}");
         assert_eq!(
             e.to_string(),
-            format!(
-                "its checksum {checksum} differs from the {recorded} recorded when it was written"
-            )
+            format!("its checksum {checksum} differs from the {recorded} recorded for it")
         );
 
         // One byte of the rows, the description, the header's name or its padding changed
