@@ -163,12 +163,15 @@ async fn serve(
             return None;
         }
         let incoming = tokio::select! {
-            incoming = next_message(app, &mut socket, idle) => incoming,
+            // The end wins over a message that came meanwhile (a client's close right
+            // after the switch it asked for learns why its session ended).
+            biased;
             // Told at once, also while the client is silent.
             _ = session_end.changed() => {
                 close(app, socket, cluster.direct_session_end()).await;
                 return None;
             }
+            incoming = next_message(app, &mut socket, idle) => incoming,
         };
         let bytes = match incoming {
             Incoming::Data(bytes) => bytes,
