@@ -332,11 +332,12 @@ async fn next_message_before(
     let mut give_up = std::pin::pin!(give_up);
     loop {
         let next = tokio::select! {
-            // A message that has come wins over the deadline.
+            // In this order: a stop wins over messages (a client that never pauses must not
+            // hold up the shutdown), and a message that has come over the deadline.
             biased;
+            () = app.stopping() => return Incoming::Stopping,
             next = socket.recv() => next,
             () = &mut give_up => return Incoming::Idle,
-            () = app.stopping() => return Incoming::Stopping,
         };
         return match next {
             Some(Ok(Message::Binary(bytes))) => Incoming::Data(bytes),
@@ -700,11 +701,14 @@ async fn upload(app: &App, mut socket: WebSocket, mut target: UploadTarget, acce
     let idle = app.config.upload_timeout;
     loop {
         let incoming = tokio::select! {
-            incoming = next_message(app, &mut socket, idle) => incoming,
+            // The upload's end wins over a chunk that came meanwhile (as a direct-IO
+            // session's end does).
+            biased;
             () = target.gone() => {
                 refuse(app, socket, CLOSED_UPLOAD_GONE).await;
                 return;
             }
+            incoming = next_message(app, &mut socket, idle) => incoming,
         };
         let bytes = match incoming {
             Incoming::Data(bytes) => bytes,
