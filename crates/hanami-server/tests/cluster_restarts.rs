@@ -2450,16 +2450,8 @@ async fn a_task_stopped_while_it_waits_for_file_descriptors_is_queued_again_as_i
 /// Changes the last value of a result so far in its last byte (its sign and exponent): the
 /// file is still a dataset file, which only its checksum tells from the one set aside.
 fn change_last_value(partial: &std::path::Path) {
-    use std::os::unix::fs::FileExt;
     let len = std::fs::metadata(partial).unwrap().len();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(partial)
-        .unwrap();
-    let mut byte = [0u8];
-    file.read_exact_at(&mut byte, len - 1).unwrap();
-    file.write_all_at(&[byte[0] ^ 0x01], len - 1).unwrap();
+    hanami_testkit::flip_byte(partial, len - 1, 0x01);
 }
 
 /// A request task that went on after a stop and is stopped again while it waits for file

@@ -2282,22 +2282,14 @@ async fn damaged_or_missing_dataset_files_are_named() {
 /// once it changes.
 #[tokio::test]
 async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
-    use std::os::unix::fs::{FileExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     let names = ["changed_data", "fine_data", "widened_data", "renamed_data"];
     let (server, client, [changed, fine, widened, renamed], cluster, _tmp) =
         server_with_datasets(names, "checked").await;
     let path = server.data_dir.join("datasets").join(&changed.uuid);
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let file = std::fs::File::options()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
     // A pixel of the last row: as bit rot or another program would leave it.
     let at = std::fs::metadata(&path).unwrap().len() - 20;
-    let mut byte = [0u8];
-    file.read_exact_at(&mut byte, at).unwrap();
-    file.write_all_at(&[byte[0] ^ 0x40], at).unwrap();
+    hanami_testkit::flip_byte(&path, at, 0x40);
 
     let what = format!(
         "The file of dataset '{}' is damaged (its checksum xxh3:",
@@ -2406,7 +2398,7 @@ async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
     }
 
     // The byte as it was: the same file is used again.
-    file.write_all_at(&byte, at).unwrap();
+    hanami_testkit::flip_byte(&path, at, 0x40);
     let ended = trained().await;
     assert_eq!(
         ended.state,
@@ -2442,9 +2434,7 @@ async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
         2
     );
     let result = server.data_dir.join("datasets").join(&task.uuid);
-    std::fs::set_permissions(&result, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let result = std::fs::File::options().write(true).open(&result).unwrap();
-    result.write_all_at(b"\x7f", 4096 + 100).unwrap();
+    hanami_testkit::flip_byte(&result, 4096 + 100, 0x7f);
     let damaged_result = |answer: Result<(), Error>| match answer {
         Err(Error::Conflict(m)) => assert!(
             m.starts_with(&format!(
@@ -2469,7 +2459,6 @@ async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
 /// a change made after that is refused as for newer datasets.
 #[tokio::test]
 async fn datasets_from_before_checksums_get_theirs_at_the_next_start() {
-    use std::os::unix::fs::{FileExt, PermissionsExt};
     let (mut server, _, [older, _], _, _tmp) =
         server_with_datasets(["older", "other"], "unused").await;
     assert!(server.stop());
@@ -2482,10 +2471,8 @@ async fn datasets_from_before_checksums_get_theirs_at_the_next_start() {
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     client.dataset_rows(&older.uuid, 0, 1).await.unwrap();
     let path = server.data_dir.join("datasets").join(&older.uuid);
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let file = std::fs::File::options().write(true).open(&path).unwrap();
     let at = std::fs::metadata(&path).unwrap().len() - 1;
-    file.write_all_at(&[0x55], at).unwrap();
+    hanami_testkit::flip_byte(&path, at, 0x55);
     match client.dataset_rows(&older.uuid, 0, 1).await {
         Err(Error::Conflict(m)) => assert!(
             m.starts_with(&format!(

@@ -498,6 +498,23 @@ fn write_idx(dir: &Path, name: &str, pixels: &[u8], labels: &[u8]) -> (PathBuf, 
     (image_path, label_path)
 }
 
+/// Flips the bits `mask` (not 0) of the byte at offset `at` of the file at `path`, as bit rot
+/// or another program would change it (the server's read-only dataset files are made
+/// writable for it first); flipping them again puts the byte back.
+pub fn flip_byte(path: &Path, at: u64, mask: u8) {
+    use std::os::unix::fs::{FileExt as _, PermissionsExt as _};
+    assert_ne!(mask, 0, "a mask that changes nothing");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, at).unwrap();
+    file.write_all_at(&[byte[0] ^ mask], at).unwrap();
+}
+
 /// Makes a named pipe at `path` (for tests of files that must be regular ones: opening a
 /// pipe without a writer waits for ever).
 pub fn named_pipe(path: &Path) {

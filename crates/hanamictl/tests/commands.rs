@@ -848,24 +848,15 @@ fn datasets() {
     // A dataset whose file changed on disk is refused with nothing on standard output (not
     // a header without rows); as it was, it exports again.
     {
-        use std::os::unix::fs::{FileExt, PermissionsExt};
         let file_path = server.data_dir.join("datasets").join(&second);
-        std::fs::set_permissions(&file_path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let file = std::fs::File::options()
-            .read(true)
-            .write(true)
-            .open(&file_path)
-            .unwrap();
         let at = std::fs::metadata(&file_path).unwrap().len() - 1;
-        let mut byte = [0u8];
-        file.read_exact_at(&mut byte, at).unwrap();
-        file.write_all_at(&[byte[0] ^ 1], at).unwrap();
+        hanami_testkit::flip_byte(&file_path, at, 1);
         let refused = server
             .ctl(&["dataset", "export", &second])
             .fails_with_status(409);
         assert!(refused.stdout.is_empty(), "{:?}", refused.stdout);
         assert!(refused.stderr.contains("is damaged"), "{}", refused.stderr);
-        file.write_all_at(&byte, at).unwrap();
+        hanami_testkit::flip_byte(&file_path, at, 1);
         assert_eq!(
             server.ctl(&["dataset", "export", &second]).ok().stdout,
             mnist_rows
