@@ -511,10 +511,10 @@ fn unusable(uuid: &str, e: &dataset::DatasetFileError) -> ApiError {
         )
     } else if e.is_unreadable_file() {
         (super::UNREADABLE_FILE.to_owned(), super::GIVE_ACCESS_BACK)
-    } else if e.is_lost_on_disk() {
-        (crate::clusters::rows::LOST_ON_DISK.to_owned(), redo)
     } else {
-        (format!("is damaged ({e})"), redo)
+        // Only missing, unreadable, damaged and lost files come here.
+        let what = crate::clusters::rows::damage(e).unwrap_or_else(|| format!("is damaged ({e})"));
+        (what, redo)
     };
     ApiError::Conflict(format!(
         "The file of dataset '{uuid}' {what}, so the dataset cannot be used; {todo}"

@@ -64,6 +64,18 @@ pub const REMAKE_DATASET: &str =
 pub const LOST_ON_DISK: &str =
     "could not be read back from the disk (an input/output error; the server log has the path)";
 
+/// What is wrong with a dataset file that is damaged or that the disk could not read back
+/// (`e`), as the task notes and API answers say it; `None` for other errors.
+pub fn damage(e: &DatasetFileError) -> Option<String> {
+    if e.is_lost_on_disk() {
+        Some(LOST_ON_DISK.to_owned())
+    } else if e.is_damaged_file() {
+        Some(format!("is damaged ({e})"))
+    } else {
+        None
+    }
+}
+
 /// Checks that the network still has an interface of this side, name and size: a restore
 /// queued before a task may have replaced the network the task was checked against.
 pub fn check_interface(
@@ -170,17 +182,12 @@ impl DatasetRows {
                         first.dataset_uuid
                     )
                 }
-                e if e.is_damaged_file() || e.is_lost_on_disk() => {
+                e if let Some(what) = damage(&e) => {
                     tracing::warn!(
                         "dataset '{}' cannot be used: {}: {e}",
                         first.dataset_uuid,
                         first.path.display()
                     );
-                    let what = if e.is_lost_on_disk() {
-                        LOST_ON_DISK.to_owned()
-                    } else {
-                        format!("is damaged ({e})")
-                    };
                     anyhow::anyhow!(
                         "the file of dataset '{}' {what}, so the dataset cannot be used; \
                          {REMAKE_DATASET}",
