@@ -2454,6 +2454,59 @@ async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
     );
 }
 
+/// A dataset file cut short after its comparison with its checksum, before its rows are
+/// read (by `dataset/rows` and by the accuracy check), answers the 409 of a damaged file
+/// (it was a 500 with only an error id).
+#[tokio::test]
+async fn a_dataset_file_cut_short_while_it_is_read_is_damaged() {
+    for point in ["dataset-rows:compared", "dataset-check:comparing"] {
+        let server = launch().pause_at(point, 1500).start();
+        let client = sdk(&server, ADMIN, ADMIN_PW).await;
+        let tmp = tempfile::tempdir().unwrap();
+        let (images, labels) = mnist_files(tmp.path(), 20);
+        let cut = client
+            .upload_mnist("cut_data", &images, &labels)
+            .await
+            .unwrap();
+        let csv =
+            "c0,c1,c2,c3,c4,c5,c6,c7,c8,c9\n".to_owned() + &"1,0,0,0,0,0,0,0,0,0\n".repeat(20);
+        let result = client
+            .upload_csv("result", &write(tmp.path(), "result.csv", csv))
+            .await
+            .unwrap();
+        let reading = {
+            let (client, cut, result) = (client.clone(), cut.uuid.clone(), result.uuid);
+            tokio::spawn(async move {
+                match point {
+                    "dataset-rows:compared" => client.dataset_rows(&cut, 0, 20).await.map(drop),
+                    _ => client.check_dataset(&cut, &result).await.map(drop),
+                }
+            })
+        };
+        common::until_paused(&server, point, 1).await;
+        let path = server.data_dir.join("datasets").join(&cut.uuid);
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 1000)
+            .unwrap();
+        match reading.await.unwrap() {
+            Err(Error::Conflict(m)) => assert_eq!(
+                m,
+                format!(
+                    "The file of dataset '{}' is damaged (corrupt dataset file: it has become \
+                     shorter than its header records), so the dataset cannot be used; {REMAKE}",
+                    cut.uuid
+                ),
+                "{point}"
+            ),
+            other => panic!("{point}: {other:?}"),
+        }
+    }
+}
+
 /// Datasets written before checksums were recorded (their checksum NULL, as an older server
 /// left them) get theirs from their files in the background after the next start, so that
 /// a change made after that is refused as for newer datasets.

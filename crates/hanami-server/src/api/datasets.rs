@@ -493,6 +493,18 @@ pub(super) async fn verify(
     }
 }
 
+/// What a failed read of the rows of dataset `uuid` (open in `reader`) answers: the 409 of a
+/// file damaged or lost since it was opened and compared, else the server's error.
+fn read_failed(uuid: &str, reader: &DatasetReader, e: dataset::DatasetFileError) -> ApiError {
+    if e.is_damaged_file() || e.is_lost_on_disk() {
+        cannot_be_used(uuid, reader.path(), &e)
+    } else {
+        ApiError::Internal(
+            anyhow::Error::new(e).context(format!("cannot read the rows of dataset '{uuid}'")),
+        )
+    }
+}
+
 /// The 409 of dataset `uuid`, whose file at `path` is missing, damaged or unreadable (`e`),
 /// logged with the path for the operator.
 fn cannot_be_used(uuid: &str, path: &std::path::Path, e: &dataset::DatasetFileError) -> ApiError {
@@ -684,6 +696,7 @@ async fn rows(app: App, caller: Caller, query: RowsQuery) -> ApiResult<DatasetRo
     // What the header decides comes first: a refused request reads no more of the file.
     let recorded = app.store.dataset_checksum(&scope, &row.uuid).await?;
     verify(&app, &reader, &row.uuid, recorded).await?;
+    crate::crash_point::reached_async("dataset-rows:compared").await;
     // Taken only now, so that answers from files compared before do not wait for files
     // being compared.
     let _turn = ROW_ANSWERS
@@ -704,13 +717,7 @@ async fn rows(app: App, caller: Caller, query: RowsQuery) -> ApiResult<DatasetRo
     })
     .await
     .map_err(|e| ApiError::Internal(e.into()))?
-    .map_err(|e| {
-        if e.is_lost_on_disk() {
-            cannot_be_used(&row.uuid, reader.path(), &e)
-        } else {
-            ApiError::Internal(anyhow::Error::new(e).context("cannot read the rows"))
-        }
-    })?;
+    .map_err(|e| read_failed(&row.uuid, &reader, e))?;
     Ok(DatasetRows {
         uuid: row.uuid,
         start,
@@ -774,13 +781,14 @@ fn compare(reference: &DatasetReader, result: &DatasetReader) -> ApiResult<f64> 
             ),
         ));
     }
-    let read_err = |e: dataset::DatasetFileError| ApiError::Internal(e.into());
-    let mut expected = reference.rows(labels, 0..rows).map_err(read_err)?;
-    let mut actual = result.rows(outputs, 0..rows).map_err(read_err)?;
+    let of_reference = |e| read_failed(&ref_uuid, reference, e);
+    let of_result = |e| read_failed(&res_uuid, result, e);
+    let mut expected = reference.rows(labels, 0..rows).map_err(of_reference)?;
+    let mut actual = result.rows(outputs, 0..rows).map_err(of_result)?;
     let mut correct: u64 = 0;
     while let (Some(e), Some(a)) = (
-        expected.next_row().map_err(read_err)?.map(argmax),
-        actual.next_row().map_err(read_err)?.map(argmax),
+        expected.next_row().map_err(of_reference)?.map(argmax),
+        actual.next_row().map_err(of_result)?.map(argmax),
     ) {
         correct += u64::from(e == a);
     }

@@ -159,6 +159,11 @@ pub enum DatasetFileError {
         description_size: u32,
     },
 
+    /// The file ended before a read of what its header records: it was cut short after its
+    /// length was checked.
+    #[error("corrupt dataset file: it has become shorter than its header records")]
+    CutShort,
+
     /// The file's checksum is not the one recorded for it (when it was written, or for an
     /// older dataset at a start): it was damaged or changed on disk since.
     #[error("its checksum {found} differs from the {recorded} recorded for it")]
@@ -222,6 +227,7 @@ impl DatasetFileError {
             | DatasetFileError::BadNameEntry { .. }
             | DatasetFileError::ZeroColumns
             | DatasetFileError::SizeMismatch { .. }
+            | DatasetFileError::CutShort
             | DatasetFileError::ChecksumMismatch { .. }
             | DatasetFileError::BadDescription { .. } => true,
             DatasetFileError::Io { .. }

@@ -193,6 +193,16 @@ fn io_error(action: &'static str, path: &Path, source: io::Error) -> DatasetFile
     }
 }
 
+/// The error of a read of `path`: a read that met the end of the file early found it cut
+/// short since its length was checked ([`DatasetFileError::CutShort`]).
+fn read_error(path: &Path, source: io::Error) -> DatasetFileError {
+    if source.kind() == io::ErrorKind::UnexpectedEof {
+        DatasetFileError::CutShort
+    } else {
+        io_error("read", path, source)
+    }
+}
+
 fn to_usize(value: u128, what: &'static str) -> Result<usize, DatasetFileError> {
     usize::try_from(value).map_err(|_| DatasetFileError::TooLarge { what })
 }
@@ -202,7 +212,7 @@ fn to_usize(value: u128, what: &'static str) -> Result<usize, DatasetFileError> 
 fn checksum_of_file(file: &File, path: &Path) -> Result<(Checksum, Xxh3), DatasetFileError> {
     let mut header = vec![0u8; HEADER_SIZE as usize];
     file.read_exact_at(&mut header, 0)
-        .map_err(|e| io_error("read", path, e))?;
+        .map_err(|e| read_error(path, e))?;
     let rest = digest_after_header(file, path)?;
     Ok((Checksum::of(&header, rest.digest()), rest))
 }
@@ -889,13 +899,13 @@ impl DatasetReader {
         }
         let mut buf = vec![0u8; HEADER_SIZE as usize];
         file.read_exact_at(&mut buf, 0)
-            .map_err(|e| io_error("read", path, e))?;
+            .map_err(|e| read_error(path, e))?;
         let raw = decode_header(&buf, len)?;
 
         // The size check above guarantees that the description lies within the file.
         let mut text = vec![0u8; raw.description_size as usize];
         file.read_exact_at(&mut text, HEADER_SIZE)
-            .map_err(|e| io_error("read", path, e))?;
+            .map_err(|e| read_error(path, e))?;
         let description: Description =
             serde_json::from_slice(&text).map_err(|e| DatasetFileError::BadDescription {
                 reason: format!(
@@ -1118,7 +1128,7 @@ impl DatasetReader {
             inner
                 .file
                 .read_exact_at(&mut scratch[..span], offset)
-                .map_err(|e| io_error("read", &inner.path, e))?;
+                .map_err(|e| read_error(&inner.path, e))?;
             let dst_rows = out[done * width..(done + n) * width].chunks_exact_mut(width);
             for (r, dst) in dst_rows.enumerate() {
                 let src = &scratch[r * row_bytes..r * row_bytes + selected_bytes];
@@ -1553,6 +1563,33 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    /// A file cut short after it was opened (its length checked) is damaged where its rows
+    /// are read, with a message that names no path, as the other damage does.
+    #[test]
+    fn a_file_cut_short_after_opening_is_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cut");
+        write_u8(&path, 10);
+        let r = DatasetReader::open(&path).unwrap();
+        let len = fs::metadata(&path).unwrap().len();
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(len - 6).unwrap();
+        let mut out = vec![0f32; 6];
+        // The rows before the cut still read.
+        r.read_rows_f32(8, 1, ColumnRange::new(0, 6), &mut out)
+            .unwrap();
+        let cut = r.read_rows_f32(9, 1, ColumnRange::new(0, 6), &mut out);
+        let mut rows = r.rows(ColumnRange::new(0, 6), 0..10).unwrap();
+        let cursor = std::iter::from_fn(|| rows.next_row().transpose().map(|row| row.map(drop)))
+            .find_map(Result::err);
+        for e in [cut.unwrap_err(), cursor.unwrap()] {
+            assert!(matches!(e, DatasetFileError::CutShort), "{e:?}");
+            assert!(e.is_damaged_file() && !e.to_string().contains("/"), "{e}");
+        }
+        file.set_len(100).unwrap();
+        assert!(matches!(r.checksum(), Err(DatasetFileError::CutShort)));
     }
 
     #[test]
