@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use hanami_engine::{RowError, Rows};
@@ -76,6 +76,17 @@ pub fn damage(e: &DatasetFileError) -> Option<String> {
     }
 }
 
+/// The error of a task whose dataset `uuid` is damaged or lost on disk (`e`, logged with
+/// the file's `path` for the operator): which dataset, what is wrong and what to do; `None`
+/// for other errors.
+fn unusable(uuid: &str, path: &Path, e: &DatasetFileError) -> Option<anyhow::Error> {
+    let what = damage(e)?;
+    tracing::warn!("dataset '{uuid}' cannot be used: {}: {e}", path.display());
+    Some(anyhow::anyhow!(
+        "the file of dataset '{uuid}' {what}, so the dataset cannot be used; {REMAKE_DATASET}"
+    ))
+}
+
 /// Checks that the network still has an interface of this side, name and size: a restore
 /// queued before a task may have replaced the network the task was checked against.
 pub fn check_interface(
@@ -114,10 +125,20 @@ pub struct DatasetRows {
     first: u64,
     total: usize,
     /// One cursor per dataset.
-    cursors: Vec<RowCursor>,
+    cursors: Vec<DatasetCursor>,
     /// Per bound interface: its dataset's index in `cursors` and where its values lie in the
     /// rows that dataset's cursor returns.
     bindings: HashMap<String, (usize, Range<usize>)>,
+}
+
+/// The cursor over the rows of one dataset of a task, with what its messages name.
+struct DatasetCursor {
+    /// The rows.
+    rows: RowCursor,
+    /// The dataset's uuid.
+    uuid: String,
+    /// Its file.
+    path: PathBuf,
 }
 
 impl DatasetRows {
@@ -182,17 +203,8 @@ impl DatasetRows {
                         first.dataset_uuid
                     )
                 }
-                e if let Some(what) = damage(&e) => {
-                    tracing::warn!(
-                        "dataset '{}' cannot be used: {}: {e}",
-                        first.dataset_uuid,
-                        first.path.display()
-                    );
-                    anyhow::anyhow!(
-                        "the file of dataset '{}' {what}, so the dataset cannot be used; \
-                         {REMAKE_DATASET}",
-                        first.dataset_uuid
-                    )
+                e if let Some(unusable) = unusable(&first.dataset_uuid, &first.path, &e) => {
+                    unusable
                 }
                 other => anyhow::Error::new(other)
                     .context(format!("cannot open dataset '{}'", first.dataset_uuid)),
@@ -200,7 +212,11 @@ impl DatasetRows {
             let cursor = reader
                 .rows(union, rows.clone())
                 .with_context(|| format!("cannot read dataset '{}'", first.dataset_uuid))?;
-            cursors.push(cursor);
+            cursors.push(DatasetCursor {
+                rows: cursor,
+                uuid: first.dataset_uuid.clone(),
+                path: first.path.clone(),
+            });
             for binding in same {
                 let from = usize::try_from(binding.columns.start_column - union.start_column)?;
                 let width = usize::try_from(binding.columns.width())?;
@@ -226,7 +242,11 @@ impl Rows for DatasetRows {
         let Some((index, columns)) = self.bindings.get(name) else {
             return Ok(());
         };
-        let cursor = &mut self.cursors[*index];
+        let DatasetCursor {
+            rows: cursor,
+            uuid,
+            path,
+        } = &mut self.cursors[*index];
         let row = self.first + row as u64;
         // Unless another interface of the dataset read this row already.
         if cursor.position() != row + 1 || cursor.current_row().is_none() {
@@ -238,7 +258,13 @@ impl Rows for DatasetRows {
                 .into());
             }
             cursor
-                .next_row()?
+                .next_row()
+                .map_err(|e| -> RowError {
+                    match unusable(uuid, path, &e) {
+                        Some(unusable) => unusable.into(),
+                        None => e.into(),
+                    }
+                })?
                 .ok_or_else(|| format!("the dataset has no row {row}"))?;
         }
         let data = &cursor.current_row().expect("a row was read")[columns.clone()];
@@ -360,5 +386,44 @@ mod tests {
             assert_eq!(p, [base + 1.0, base + 2.0], "row {row}");
             assert_eq!(r[0], f32::from(((25 + row) * 100) as u8), "row {row}");
         }
+    }
+
+    /// A file cut short while a task reads it fails the task with what the start of a task
+    /// says of a damaged dataset: which one, what is wrong and what to do, without the
+    /// server's path (it named the path and said "failed to fill whole buffer").
+    #[test]
+    fn a_file_cut_short_while_a_task_reads_it_names_the_damaged_dataset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cut");
+        // 3,000 rows of 400 bytes: more than one read block of the cursor.
+        dataset(&path, DataType::F32, 100, 3000);
+        let mut bound = binding("p", Side::Input, &path, (0, 100));
+        bound.dataset_uuid = "d1".to_owned();
+        let interfaces = Interfaces {
+            inputs: vec![Interface {
+                name: "p".to_owned(),
+                size: 100,
+            }],
+            outputs: Vec::new(),
+        };
+        let mut rows =
+            DatasetRows::open(&interfaces, &[bound], 0..3000, &VerifiedFiles::default()).unwrap();
+        let len = std::fs::metadata(&path).unwrap().len();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(len - 400 * 100).unwrap();
+        let mut values = [0.0; 100];
+        let (failed, err) = (0..3000)
+            .find_map(|row| Some((row, rows.read(row, "p", &mut values).err()?)))
+            .unwrap();
+        // The rows of the first block were read before the cut.
+        assert!(failed > 2000 && failed <= 2900, "{failed}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the file of dataset 'd1' is damaged (corrupt dataset file: it has become \
+                 shorter than its header records), so the dataset cannot be used; \
+                 {REMAKE_DATASET}"
+            )
+        );
     }
 }
