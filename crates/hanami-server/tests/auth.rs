@@ -94,6 +94,35 @@ async fn login_answers_and_refusals() {
             "{text}"
         );
     }
+    // A key given twice, in the body or in the query, is refused naming it (the last one
+    // was taken: a check of one and a use of the other could disagree).
+    let login_twice = reqwest::Client::new()
+        .post(format!("{}/v1.0alpha/token", server.url))
+        .body(format!(
+            r#"{{"id": "nobody", "password": "{ADMIN_PW}", "id": "{ADMIN}"}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login_twice.status(), 400);
+    assert_eq!(
+        login_twice.text().await.unwrap(),
+        "Failed to parse input-values: the body gives 'id' more than once"
+    );
+    let asked_twice = reqwest::Client::new()
+        .get(format!(
+            "{}/v1.0alpha/user?id=nobody&id={ADMIN}",
+            server.url
+        ))
+        .header("X-Auth-Token", token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked_twice.status(), 400);
+    assert_eq!(
+        asked_twice.text().await.unwrap(),
+        "The query gives 'id' more than once"
+    );
 }
 
 #[tokio::test]

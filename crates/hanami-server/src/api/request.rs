@@ -2,8 +2,11 @@
 //!
 //! As in the original: POST and PUT bodies must be JSON objects; GET and DELETE bodies are
 //! ignored; query pairs are merged into the input (overriding body keys) with their values
-//! typed by shape (integers, decimals, else strings).
+//! typed by shape (integers, decimals, else strings). Unlike the original, a key given twice
+//! in the body or twice in the query is refused (its JSON library kept the last silently, so
+//! a check of one and a use of the other could disagree).
 
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 use super::error::ApiError;
@@ -28,30 +31,91 @@ pub fn endpoint_id(path: &str) -> Result<&str, ApiError> {
     Ok(rest)
 }
 
-/// Parses a POST/PUT body, which must be a JSON object.
+/// Parses a POST/PUT body, which must be a JSON object whose keys are all different.
 pub fn parse_body(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
+    let body: Body = serde_json::from_slice(body).map_err(|e| {
         ApiError::BadRequest(format!(
             "Failed to parse input-values, because of json-parser error: {e}"
         ))
     })?;
-    match value {
-        Value::Object(map) => Ok(map),
-        other => Err(ApiError::BadRequest(format!(
-            "Failed to parse input-values: the body must be a JSON object, not {}",
-            json_kind(&other)
+    match body {
+        Body::Object(map) => Ok(map),
+        Body::Repeated(key) => Err(ApiError::BadRequest(format!(
+            "Failed to parse input-values: the body gives '{key}' more than once"
+        ))),
+        Body::Other(kind) => Err(ApiError::BadRequest(format!(
+            "Failed to parse input-values: the body must be a JSON object, not {kind}"
         ))),
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// What a request body holds at its top level.
+enum Body {
+    /// An object with all its keys different.
+    Object(Map<String, Value>),
+    /// An object that gives this key more than once.
+    Repeated(String),
+    /// Another kind of JSON value ("an array", "null", …).
+    Other(&'static str),
+}
+
+impl<'de> Deserialize<'de> for Body {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(BodyVisitor)
+    }
+}
+
+struct BodyVisitor;
+
+impl<'de> Visitor<'de> for BodyVisitor {
+    type Value = Body;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Body, A::Error> {
+        let mut map = Map::new();
+        while let Some(key) = entries.next_key::<String>()? {
+            if map.contains_key(&key) {
+                // The rest is read, so that a syntax error after it is still found.
+                entries.next_value::<IgnoredAny>()?;
+                while entries.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                return Ok(Body::Repeated(key));
+            }
+            let value = entries.next_value()?;
+            map.insert(key, value);
+        }
+        Ok(Body::Object(map))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Body, A::Error> {
+        while items.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Body::Other("an array"))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Body, E> {
+        Ok(Body::Other("null"))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Body, E> {
+        Ok(Body::Other("a boolean"))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Body, E> {
+        Ok(Body::Other("a number"))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Body, E> {
+        Ok(Body::Other("a number"))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Body, E> {
+        Ok(Body::Other("a number"))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Body, E> {
+        Ok(Body::Other("a string"))
     }
 }
 
@@ -70,11 +134,18 @@ pub fn refuse_password_in(query: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Merges the query string into the input object.
+/// Merges the query string into the input object (a key of the body given in the query too
+/// takes the query's value); a key given twice in the query is refused.
 pub fn merge_query(query: &str, input: &mut Map<String, Value>) -> Result<(), ApiError> {
+    let mut given = std::collections::HashSet::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, pair));
         let key = percent_decode(key)?;
+        if !given.insert(key.clone()) {
+            return Err(ApiError::BadRequest(format!(
+                "The query gives '{key}' more than once"
+            )));
+        }
         let value = percent_decode(value)?;
         input.insert(key, typed(value));
     }
@@ -185,5 +256,53 @@ mod tests {
                 .contains("an array")
         );
         assert!(merge_query("a=%zz", &mut Map::new()).is_err());
+        for (body, kind) in [
+            ("null", "null"),
+            ("true", "a boolean"),
+            ("-1", "a number"),
+            ("1.5", "a number"),
+            ("\"x\"", "a string"),
+            ("[{\"a\": 1}, 2]", "an array"),
+        ] {
+            assert_eq!(
+                parse_body(body.as_bytes()).unwrap_err().message(),
+                format!("Failed to parse input-values: the body must be a JSON object, not {kind}")
+            );
+        }
+        assert!(parse_body(b"{} x").is_err());
+    }
+
+    /// A key given twice is refused, in the body as in the query, naming it (the last one
+    /// was taken silently); nested objects and a key of the body given in the query again
+    /// are as before.
+    #[test]
+    fn keys_given_twice_are_refused() {
+        assert_eq!(
+            parse_body(br#"{"uuid": "a", "name": "n", "uuid": "b"}"#)
+                .unwrap_err()
+                .message(),
+            "Failed to parse input-values: the body gives 'uuid' more than once"
+        );
+        // What follows the repeated key is still read as JSON.
+        assert!(
+            parse_body(br#"{"a": 1, "a": 2, "b": }"#)
+                .unwrap_err()
+                .message()
+                .contains("json-parser error")
+        );
+        let nested = parse_body(br#"{"a": {"x": 1, "y": [1, {"z": null}]}, "b": 2}"#).unwrap();
+        assert_eq!(
+            Value::Object(nested),
+            json!({"a": {"x": 1, "y": [1, {"z": null}]}, "b": 2})
+        );
+        assert_eq!(
+            merge_query("uuid=a&uuid%3D=b&u%75id=c", &mut Map::new())
+                .unwrap_err()
+                .message(),
+            "The query gives 'uuid' more than once"
+        );
+        let mut input = Map::new();
+        merge_query("a=1&b=2", &mut input).unwrap();
+        assert_eq!(Value::Object(input), json!({"a": 1, "b": 2}));
     }
 }
