@@ -54,8 +54,10 @@ pub(super) async fn file_problem(path: PathBuf) -> ApiResult<Option<FileProblem>
 /// Opens a checkpoint's file for a restore after the checks of [`file_problem`]. The open
 /// file stays readable when the checkpoint is deleted before the restore starts.
 pub(super) async fn open_file(path: PathBuf) -> ApiResult<Result<std::fs::File, FileProblem>> {
-    use std::io::{ErrorKind, Read as _, Seek as _};
+    use std::io::{Read as _, Seek as _};
+    let opened = path.clone();
     let checked = tokio::task::spawn_blocking(move || {
+        let path = opened;
         // Before opening: a socket cannot be opened at all.
         if !std::fs::metadata(&path)?.is_file() {
             return Ok(Err(FileProblem::NotAFile));
@@ -84,11 +86,17 @@ pub(super) async fn open_file(path: PathBuf) -> ApiResult<Result<std::fs::File, 
     .map_err(|e| ApiError::Internal(e.into()))?;
     match checked {
         Ok(opened) => Ok(opened),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Err(FileProblem::Missing)),
-        Err(e) if e.kind() == ErrorKind::PermissionDenied => Ok(Err(FileProblem::Unreadable)),
-        Err(e) => Err(ApiError::Internal(
-            anyhow::Error::new(e).context("cannot check a checkpoint's file"),
-        )),
+        Err(e) => match FileProblem::of(&e) {
+            Some(problem) => {
+                if let FileProblem::Lost = problem {
+                    tracing::warn!("cannot read checkpoint file {}: {e}", path.display());
+                }
+                Ok(Err(problem))
+            }
+            None => Err(ApiError::Internal(
+                anyhow::Error::new(e).context("cannot check a checkpoint's file"),
+            )),
+        },
     }
 }
 
@@ -104,9 +112,23 @@ pub(super) enum FileProblem {
     OtherVersion(u32),
     /// Not a checkpoint, or truncated or extended: why.
     Damaged(String),
+    /// The disk could not read it back (an input/output error).
+    Lost,
 }
 
 impl FileProblem {
+    /// The problem of the file that an error of reading it shows; `None` where the error is
+    /// not the file's (the server's own failure).
+    fn of(e: &std::io::Error) -> Option<Self> {
+        use std::io::ErrorKind;
+        match e.kind() {
+            ErrorKind::NotFound => Some(FileProblem::Missing),
+            ErrorKind::PermissionDenied => Some(FileProblem::Unreadable),
+            _ if e.raw_os_error() == Some(libc::EIO) => Some(FileProblem::Lost),
+            _ => None,
+        }
+    }
+
     /// The 409 for checkpoint `uuid`, saying what to do.
     pub(super) fn refusal(&self, uuid: &str) -> ApiError {
         let unusable = |what: &str| {
@@ -124,6 +146,7 @@ impl FileProblem {
                 super::GIVE_ACCESS_BACK
             ),
             FileProblem::Damaged(why) => unusable(&format!("is damaged ({why})")),
+            FileProblem::Lost => unusable(crate::clusters::rows::LOST_ON_DISK),
             // Not damaged: a server that reads that version can restore it.
             FileProblem::OtherVersion(found) => format!(
                 "The file of checkpoint '{uuid}' is in checkpoint format version {found}, which \
@@ -204,5 +227,20 @@ mod tests {
             "{}",
             damaged.message()
         );
+    }
+
+    /// A file the disk cannot read back is the 409 of a lost file, as for datasets (it was a
+    /// 500), without the server's path; other errors stay the server's.
+    #[test]
+    fn a_file_the_disk_cannot_read_is_lost() {
+        use std::io::{Error, ErrorKind};
+        let problem = |e: Error| FileProblem::of(&e).map(|p| p.refusal("c").message());
+        assert_eq!(
+            problem(Error::from_raw_os_error(libc::EIO)).unwrap(),
+            "The file of checkpoint 'c' could not be read back from the disk (an input/output \
+             error; the server log has the path), so the checkpoint cannot be restored; delete it"
+        );
+        assert!(problem(Error::from(ErrorKind::NotFound)).is_some_and(|m| m.contains("missing")));
+        assert_eq!(problem(Error::from_raw_os_error(libc::EMFILE)), None);
     }
 }
