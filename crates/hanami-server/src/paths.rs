@@ -157,13 +157,11 @@ impl DataDir {
 
     /// Removes the result so far of request task `task_uuid`, if it has one (it will not go
     /// on). A failure is only logged: the next start removes what no task goes on with.
+    /// Blocking.
     pub fn remove_partial_result(&self, task_uuid: &str) {
         let path = self.partial_result(task_uuid);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                tracing::warn!("cannot remove {}: {e}", path.display());
-            }
-            _ => {}
+        if let Err(e) = hanami_store::files::remove_if_present(&path) {
+            tracing::warn!("cannot remove {}: {e}", path.display());
         }
     }
 

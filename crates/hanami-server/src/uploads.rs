@@ -891,11 +891,8 @@ fn dataset_space(kind: UploadKind, files: impl Iterator<Item = (FileRole, u64)>)
 
 fn remove_files<'a>(paths: impl Iterator<Item = &'a Path>) {
     for path in paths {
-        match std::fs::remove_file(path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                tracing::warn!("cannot remove temporary file {}: {e}", path.display());
-            }
-            _ => {}
+        if let Err(e) = hanami_store::files::remove_if_present(path) {
+            tracing::warn!("cannot remove temporary file {}: {e}", path.display());
         }
     }
 }

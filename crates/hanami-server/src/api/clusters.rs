@@ -257,7 +257,8 @@ async fn create(app: App, caller: Caller, request: CreateClusterRequest) -> ApiR
         };
         if let Err(e) = inserted {
             drop(names);
-            if cluster.remove_network_file().is_ok() {
+            let removed = tokio::task::spawn_blocking(move || cluster.remove_network_file());
+            if matches!(removed.await, Ok(Ok(()))) {
                 super::forget_file_note(
                     &app,
                     FileNote::Unregistered,
@@ -353,7 +354,7 @@ async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String
         app.store.delete_cluster_tasks(&uuid).await?;
         // Results so far of request tasks that a stop interrupted, which no longer go on.
         for task in cluster.iter().flat_map(|cluster| cluster.tasks()) {
-            app.paths.remove_partial_result(&task.uuid);
+            super::remove_file(app.paths.partial_result(&task.uuid)).await;
         }
         let gone = remove_network().await?;
         match deleted {

@@ -276,6 +276,14 @@ async fn finish_upload(
     task.await.map_err(|e| ApiError::Internal(e.into()))?
 }
 
+/// Ends the upload of `claim`: its temporary files (up to `max_upload_bytes` each, which
+/// take a while to remove on some file systems) go on a blocking thread.
+async fn end_upload(claim: Finalization) {
+    if let Err(e) = tokio::task::spawn_blocking(move || claim.finish()).await {
+        tracing::warn!("ending an upload failed: {e}");
+    }
+}
+
 /// Converts the complete upload of `claim` into the file of dataset `row`, then registers
 /// the dataset.
 async fn make_dataset(
@@ -306,7 +314,7 @@ async fn make_dataset(
         Ok(written) => written,
         Err(e) if e.is_invalid_input() => {
             // The files can never become a dataset: drop them with the upload.
-            claim.finish();
+            end_upload(claim).await;
             return Err(ApiError::BadRequest(e.to_string()));
         }
         Err(e) if e.is_disk_full() => {
@@ -329,11 +337,11 @@ async fn make_dataset(
         super::remove_file(dest).await;
         if matches!(e, hanami_store::StoreError::OwnerGone { .. }) {
             // Nobody can finish it any more.
-            claim.finish();
+            end_upload(claim).await;
         }
         return Err(e.into());
     }
-    claim.finish();
+    end_upload(claim).await;
     tracing::info!(
         "dataset '{}' ({}) made from an upload: {} rows",
         row.name,

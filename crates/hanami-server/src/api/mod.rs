@@ -779,9 +779,8 @@ async fn delete_row_making_room(
 /// Removes a resource's file; whether it is gone (a missing file is fine). Other failures
 /// are logged: the row is gone, and the next start removes the file of a deleted row.
 async fn remove_file(path: PathBuf) -> bool {
-    let result = tokio::task::spawn_blocking(move || match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err((path, e)),
-        _ => Ok(()),
+    let result = tokio::task::spawn_blocking(move || {
+        hanami_store::files::remove_if_present(&path).map_err(|e| (path, e))
     })
     .await;
     match result {

@@ -640,7 +640,7 @@ async fn forget_task(app: &App, uuid: &str) -> ApiResult<Map<String, Value>> {
     crate::crash_point::reached_async("task-delete:row").await;
     app.store.delete_task(uuid).await?;
     // A request task that a stop interrupted had its result so far set aside.
-    app.paths.remove_partial_result(uuid);
+    super::remove_file(app.paths.partial_result(uuid)).await;
     Ok(Map::new())
 }
 

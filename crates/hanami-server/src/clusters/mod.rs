@@ -590,10 +590,7 @@ impl ClusterHandle {
     /// Waits for a save in progress. Blocking.
     pub fn remove_network_file(&self) -> std::io::Result<()> {
         let _file = lock(&self.file);
-        match std::fs::remove_file(&self.network_file) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        hanami_store::files::remove_if_present(&self.network_file)
     }
 
     /// All tasks in queue order.
