@@ -318,7 +318,7 @@ pub(super) async fn enqueue(
     // A task that will create a resource is queued only while the resource's owner and
     // project exist; their deletion is refused from then until the task has ended (see
     // `still_promised`), so a user or project created again under the same id never gets it.
-    let _owners = match &task.promise {
+    let owners = match &task.promise {
         Some(promise) => {
             let owners = app.owner_changes.lock().await;
             let owner = &promise.owner_id;
@@ -342,7 +342,10 @@ pub(super) async fn enqueue(
             task.stored_work().as_deref(),
         )
         .await?;
-    match cluster.enqueue(task.clone(), &app.workers) {
+    let queued = cluster.enqueue(task.clone(), &app.workers);
+    // Queued (or refused): the owners' deletions see the task from now on.
+    drop(owners);
+    match queued {
         Some(idle) => {
             for uuid in cluster.forget_ended_beyond(app.config.max_ended_tasks) {
                 if let Err(e) = forget_task(app, &uuid).await {
