@@ -773,7 +773,7 @@ async fn complete_pending_networks(store: &Store, paths: &DataDir) -> anyhow::Re
             );
             log_startup_error(store, &row.owner_id, &task, &message).await;
             store.abort_ended_task(&task, &message).await?;
-            crate::crash_point::reached("start:lost-network-recorded");
+            crate::crash_point::reached_async("start:lost-network-recorded").await;
             let shared = paths.clone();
             tokio::task::spawn_blocking(move || {
                 let name = staged.file_name().unwrap_or_default().to_owned();

@@ -241,7 +241,7 @@ async fn create(app: App, caller: Caller, request: CreateClusterRequest) -> ApiR
         .map_err(|e| ApiError::Internal(e.into()))?
         .context("cannot save the cluster's network")?;
     drop(space);
-    crate::crash_point::reached("cluster-create:saved");
+    crate::crash_point::reached_async("cluster-create:saved").await;
     // Row and registry entry together, in a task of its own: a client that goes away
     // meanwhile (dropping this handler) cannot leave a row without a cluster.
     let name = request.name;

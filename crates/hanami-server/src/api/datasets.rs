@@ -331,7 +331,7 @@ async fn make_dataset(
         }
         Err(e) => return Err(ApiError::Internal(anyhow::Error::new(e))),
     };
-    crate::crash_point::reached("upload:converted");
+    crate::crash_point::reached_async("upload:converted").await;
     // Dated when the upload started, as the upload's answer and listing said.
     if let Err(e) = app.store.insert_dataset(row, &written.content).await {
         super::remove_file(dest).await;
