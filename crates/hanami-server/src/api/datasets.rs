@@ -646,11 +646,12 @@ async fn check(app: App, caller: Caller, query: CheckQuery) -> ApiResult<Dataset
         .acquire()
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
+    let uuids = (reference.uuid.clone(), result.uuid.clone());
     let reference = open_verified(&app, &scope, &reference).await?;
     let result = open_verified(&app, &scope, &result).await?;
     let accuracy = tokio::task::spawn_blocking(move || {
         crate::crash_point::reached("dataset-check:comparing");
-        compare(&reference, &result)
+        compare((&uuids.0, &reference), (&uuids.1, &result))
     })
     .await
     .map_err(|e| ApiError::Internal(e.into()))??;
@@ -744,10 +745,13 @@ fn invalid(uuid: &str, why: String) -> ApiError {
     ))
 }
 
-fn compare(reference: &DatasetReader, result: &DatasetReader) -> ApiResult<f64> {
+/// The accuracy of the dataset `result` that a request task wrote against the labels of
+/// the dataset `reference` it ran on, each given by its uuid and open file.
+fn compare(
+    (ref_uuid, reference): (&str, &DatasetReader),
+    (res_uuid, result): (&str, &DatasetReader),
+) -> ApiResult<f64> {
     let (ref_header, res_header) = (reference.header(), result.header());
-    let ref_uuid = file_stem(reference);
-    let res_uuid = file_stem(result);
     let labels = ref_header.column_range("label").ok_or_else(|| {
         // A reference without labels and a "result" with them: the two were given swapped.
         let swapped = if res_header.column_range("label").is_some() {
@@ -757,12 +761,12 @@ fn compare(reference: &DatasetReader, result: &DatasetReader) -> ApiResult<f64> 
         } else {
             ""
         };
-        invalid(&ref_uuid, format!("it has no 'label' columns{swapped}"))
+        invalid(ref_uuid, format!("it has no 'label' columns{swapped}"))
     })?;
     if labels.width() < 2 {
         // The argmax of one column is always 0: every row would count as correct.
         return Err(invalid(
-            &ref_uuid,
+            ref_uuid,
             "its 'label' is a single column; the check compares the index of the largest \
              value, which needs one column per class (one-hot labels)"
                 .into(),
@@ -771,7 +775,7 @@ fn compare(reference: &DatasetReader, result: &DatasetReader) -> ApiResult<f64> 
     let outputs = ColumnRange::new(0, res_header.number_of_columns);
     if outputs.width() != labels.width() {
         return Err(invalid(
-            &res_uuid,
+            res_uuid,
             format!(
                 "it has {} columns, but the reference has {} label columns",
                 outputs.width(),
@@ -782,15 +786,15 @@ fn compare(reference: &DatasetReader, result: &DatasetReader) -> ApiResult<f64> 
     let rows = res_header.number_of_rows;
     if rows == 0 || rows != ref_header.number_of_rows {
         return Err(invalid(
-            &res_uuid,
+            res_uuid,
             format!(
                 "it has {rows} rows, but the reference has {}",
                 ref_header.number_of_rows
             ),
         ));
     }
-    let of_reference = |e| read_failed(&ref_uuid, reference, e);
-    let of_result = |e| read_failed(&res_uuid, result, e);
+    let of_reference = |e| read_failed(ref_uuid, reference, e);
+    let of_result = |e| read_failed(res_uuid, result, e);
     let mut expected = reference.rows(labels, 0..rows).map_err(of_reference)?;
     let mut actual = result.rows(outputs, 0..rows).map_err(of_result)?;
     let mut correct: u64 = 0;
@@ -815,14 +819,6 @@ fn percent(correct: u64, rows: u64) -> f64 {
         return 100.0;
     }
     f64::from(((correct as f32) * (100.0 / rows as f32)).min(NEARLY_100))
-}
-
-fn file_stem(reader: &DatasetReader) -> String {
-    reader
-        .path()
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -7,10 +7,11 @@
 //!    whose user or project assignment no longer exists);
 //! 4. policy check of (endpoint, method, role) (401; unknown endpoints are not in the policy,
 //!    so they also answer 401);
-//! 5. audit-log entry for every state-changing request;
-//! 6. endpoint lookup (400 for endpoints the policy lists but nobody implements);
-//! 7. input validation against the endpoint's declared fields (400);
-//! 8. the handler.
+//! 5. endpoint lookup (400 for endpoints the policy lists but nobody implements) and input
+//!    validation against the endpoint's declared fields (400);
+//! 6. audit-log entry for every state-changing request, also for one refused in 5 (its
+//!    400 follows the entry);
+//! 7. the handler.
 
 mod checkpoints;
 mod clusters;
