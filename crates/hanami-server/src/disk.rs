@@ -91,6 +91,7 @@ impl Ledger {
     }
 
     /// The bytes promised now.
+    #[cfg(test)]
     pub fn promised(&self) -> u64 {
         *self.lock()
     }

@@ -6,26 +6,27 @@
 //! data directory, database (with migrations), first admin, token key, clusters;
 //! connections are accepted only then, so no request can arrive before the server is ready.
 
-pub mod api;
+mod api;
 mod certificate;
-pub mod clusters;
+mod clusters;
 pub mod config;
 mod connections;
 mod crash_point;
 mod dataset_checksums;
 mod disk;
-pub mod error_log;
-pub mod host_info;
-pub mod login_throttle;
-pub mod memory;
-pub mod passwords;
-pub mod paths;
-pub mod per_network;
+mod error_log;
+mod host_info;
+mod login_throttle;
+mod memory;
+mod passwords;
+mod paths;
+mod per_network;
 mod slots;
 mod startup;
-pub mod state;
-pub mod uploads;
+mod state;
+mod uploads;
 mod websocket;
 
+pub use clusters::NO_NETWORK;
 pub use connections::raise_open_file_limit;
 pub use startup::run;

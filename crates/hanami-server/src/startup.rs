@@ -362,7 +362,7 @@ async fn prepare(
     let app = Arc::new(AppState {
         config,
         paths,
-        data_dir_lock,
+        _data_dir_lock: data_dir_lock,
         store,
         uploads,
         tokens,

@@ -20,8 +20,9 @@ pub struct AppState {
     pub config: Config,
     /// Layout of the data directory.
     pub paths: DataDir,
-    /// This server's exclusive hold of the data directory, for as long as it runs.
-    pub data_dir_lock: crate::paths::DataDirLock,
+    /// This server's exclusive hold of the data directory, for as long as it runs (held,
+    /// never read).
+    pub _data_dir_lock: crate::paths::DataDirLock,
     /// The database.
     pub store: Store,
     /// Unfinished dataset uploads.

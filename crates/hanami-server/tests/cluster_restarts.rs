@@ -175,7 +175,7 @@ async fn clusters_come_back_with_their_networks_and_tasks() {
     let no_network = server.data_dir.join("clusters").join(&empty.uuid);
     assert_eq!(
         std::fs::read(&no_network).unwrap(),
-        hanami_server::clusters::NO_NETWORK
+        hanami_server::NO_NETWORK
     );
 
     let done = train_to_the_end(&client, &cluster.uuid, "train", &train).await;

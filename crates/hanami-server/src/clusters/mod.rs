@@ -38,7 +38,7 @@ pub mod task;
 pub mod turns;
 mod unreached;
 
-pub use context::{DescriptorShortage, RefusedGrowth, WorkerContext};
+pub use context::{RefusedGrowth, WorkerContext};
 pub use cores::CoreBudget;
 pub use execution::start_resumed_workers;
 pub use files::{
