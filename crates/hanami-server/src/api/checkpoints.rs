@@ -82,8 +82,7 @@ pub(super) async fn open_file(path: PathBuf) -> ApiResult<Result<std::fs::File, 
             },
         )
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?;
+    .await?;
     match checked {
         Ok(opened) => Ok(opened),
         Err(e) => match FileProblem::of(&e) {

@@ -202,9 +202,7 @@ async fn create(app: App, caller: Caller, request: CreateClusterRequest) -> ApiR
     check_name_free(&app, &caller, &request.name).await?;
     let template = request.template;
     let memory = app.workers.memory.clone();
-    let network = tokio::task::spawn_blocking(move || build(&template, &memory))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))??;
+    let network = tokio::task::spawn_blocking(move || build(&template, &memory)).await??;
     // A new network leaves the disk reserve free, as uploads do (its file is about as large
     // as the network's memory): past the reserve, a restart could fail for want of space.
     // A cluster without one writes a marker of a few bytes, as small as its database row.
@@ -216,8 +214,7 @@ async fn create(app: App, caller: Caller, request: CreateClusterRequest) -> ApiR
             let space = tokio::task::spawn_blocking(move || {
                 workers.reserve_disk(&dir, "the cluster's network", size)
             })
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))?
+            .await?
             .map_err(|e| ApiError::Conflict(format!("Cannot create the cluster: {e:#}")))?;
             Some(space)
         }
@@ -237,8 +234,7 @@ async fn create(app: App, caller: Caller, request: CreateClusterRequest) -> ApiR
         .await?;
     let saving = cluster.clone();
     tokio::task::spawn_blocking(move || saving.save_network())
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
+        .await?
         .context("cannot save the cluster's network")?;
     drop(space);
     crate::crash_point::reached_async("cluster-create:saved").await;
@@ -274,8 +270,7 @@ async fn create(app: App, caller: Caller, request: CreateClusterRequest) -> ApiR
         drop(names);
         Ok(resource(&row))
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?
+    .await?
 }
 
 #[derive(Deserialize)]
@@ -333,8 +328,7 @@ async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String
         // Whether the file is gone.
         let remove_network = async || match cluster.clone() {
             Some(cluster) => tokio::task::spawn_blocking(move || cluster.remove_network_file())
-                .await
-                .map_err(|e| ApiError::Internal(e.into()))?
+                .await?
                 .context("cannot remove the cluster's saved network")
                 .map_err(ApiError::Internal)
                 .map(|()| true),
@@ -368,8 +362,7 @@ async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String
             None => Err(not_found(&uuid)),
         }
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?
+    .await?
 }
 
 /// Queues a checkpoint of the cluster; the task's uuid is the checkpoint's. On an idle

@@ -183,8 +183,7 @@ async fn start_upload(
     }
     let uploads = app.uploads.clone();
     let started = tokio::task::spawn_blocking(move || uploads.start(meta, &files))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
+        .await?
         .map_err(|e| match e {
             StartError::Refused(why) => ApiError::Conflict(why),
             StartError::Io(e) => ApiError::Internal(e),
@@ -273,7 +272,7 @@ async fn finish_upload(
         }
         made
     });
-    task.await.map_err(|e| ApiError::Internal(e.into()))?
+    task.await?
 }
 
 /// Ends the upload of `claim`: its temporary files (up to `max_upload_bytes` each, which
@@ -308,8 +307,7 @@ async fn make_dataset(
             }
         }
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?;
+    .await?;
     let written = match converted {
         Ok(written) => written,
         Err(e) if e.is_invalid_input() => {
@@ -415,10 +413,7 @@ pub(super) async fn open(app: &App, row: &ResourceRow) -> ApiResult<DatasetReade
     let path = app.paths.datasets().join(&row.file_name);
     let opened = path.clone();
     let uuid = &row.uuid;
-    match tokio::task::spawn_blocking(move || DatasetReader::open(opened))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
-    {
+    match tokio::task::spawn_blocking(move || DatasetReader::open(opened)).await? {
         Ok(reader) => Ok(reader),
         Err(e)
             if e.is_missing_file()
@@ -471,22 +466,18 @@ pub(super) async fn verify(
     let (looked_at, memo) = (reader.clone(), verified.clone());
     // A look at the file's status, which a hung network file system can hold up.
     let remembered =
-        tokio::task::spawn_blocking(move || looked_at.verified_before(recorded, &memo))
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))?;
+        tokio::task::spawn_blocking(move || looked_at.verified_before(recorded, &memo)).await?;
     let compared = match remembered {
         Ok(true) => Ok(()),
         Ok(false) => {
             let _turn = WHOLE_FILE_READS
                 .acquire()
                 .await
-                .map_err(|e| ApiError::Internal(e.into()))?;
+                .expect("the semaphore is never closed");
             // Another request may have compared it while this one waited: then the memo
             // answers.
             let checked = reader.clone();
-            tokio::task::spawn_blocking(move || checked.verify(recorded, &verified))
-                .await
-                .map_err(|e| ApiError::Internal(e.into()))?
+            tokio::task::spawn_blocking(move || checked.verify(recorded, &verified)).await?
         }
         Err(e) => Err(e),
     };
@@ -607,8 +598,7 @@ async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String
                 (app.uploads.clone(), query.uuid.clone(), scope.clone());
             // Removing the temporary files is blocking file I/O.
             let cancelled = tokio::task::spawn_blocking(move || uploads.cancel(&in_scope, &uuid))
-                .await
-                .map_err(|e| ApiError::Internal(e.into()))?
+                .await?
                 .map_err(|e| ApiError::Conflict(e.to_string()))?;
             if !cancelled {
                 if let Some((cluster, state)) =
@@ -645,7 +635,7 @@ async fn check(app: App, caller: Caller, query: CheckQuery) -> ApiResult<Dataset
     let _turn = CHECKS
         .acquire()
         .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+        .expect("the semaphore is never closed");
     let uuids = (reference.uuid.clone(), result.uuid.clone());
     let reference = open_verified(&app, &scope, &reference).await?;
     let result = open_verified(&app, &scope, &result).await?;
@@ -653,8 +643,7 @@ async fn check(app: App, caller: Caller, query: CheckQuery) -> ApiResult<Dataset
         crate::crash_point::reached("dataset-check:comparing");
         compare((&uuids.0, &reference), (&uuids.1, &result))
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))??;
+    .await??;
     Ok(DatasetCheck { accuracy })
 }
 
@@ -711,7 +700,7 @@ async fn rows(app: App, caller: Caller, query: RowsQuery) -> ApiResult<DatasetRo
     let _turn = ROW_ANSWERS
         .acquire()
         .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+        .expect("the semaphore is never closed");
     let start = query.start;
     let read = reader.clone();
     let values = tokio::task::spawn_blocking(move || {
@@ -724,8 +713,7 @@ async fn rows(app: App, caller: Caller, query: RowsQuery) -> ApiResult<DatasetRo
         )
         .map(|()| values)
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.into()))?
+    .await?
     .map_err(|e| read_failed(&row.uuid, &reader, e))?;
     Ok(DatasetRows {
         uuid: row.uuid,

@@ -99,6 +99,14 @@ fn capitalized(word: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A blocking job or a spawned task of a request that panicked (or was cancelled): the
+/// server's error.
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
 impl From<hanami_store::StoreError> for ApiError {
     fn from(e: hanami_store::StoreError) -> Self {
         match e {

@@ -61,7 +61,5 @@ async fn threading(_: App, _: Caller, _: NoInput) -> ApiResult<Value> {
 
 /// Runs a reader of `/proc` and `/sys` off the async threads.
 async fn blocking(read: fn() -> Value) -> ApiResult<Value> {
-    tokio::task::spawn_blocking(read)
-        .await
-        .map_err(|e| super::ApiError::Internal(e.into()))
+    Ok(tokio::task::spawn_blocking(read).await?)
 }

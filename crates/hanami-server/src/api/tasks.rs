@@ -615,7 +615,7 @@ async fn delete(app: App, caller: Caller, query: TaskQuery) -> ApiResult<Map<Str
                 forgotten
             })
             .await;
-            return finished.unwrap_or_else(|e| Err(ApiError::Internal(e.into())));
+            return finished?;
         }
         Some(TaskRemoval::BeingDeleted) => {
             return Err(ApiError::Conflict(format!(
