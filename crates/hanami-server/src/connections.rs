@@ -138,7 +138,7 @@ impl ClientLimit {
 /// Whether a warning last given at `warned` is due again (after [`WARN_EVERY`]); if so,
 /// `warned` becomes now.
 fn due(warned: &Mutex<Option<Instant>>) -> bool {
-    let mut warned = warned.lock().unwrap_or_else(|e| e.into_inner());
+    let mut warned = crate::sync::lock(warned);
     let now = Instant::now();
     let due = warned.is_none_or(|at| now.duration_since(at) >= WARN_EVERY);
     if due {

@@ -86,7 +86,7 @@ pub fn fails_first(point: &str, times: u32) -> bool {
     if !fails(point) {
         return false;
     }
-    let mut reached = REACHED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut reached = crate::sync::lock(&REACHED);
     let count = match reached.iter_mut().find(|(named, _)| named == point) {
         Some((_, count)) => count,
         None => {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 #[cfg(test)]
 pub(crate) fn free_space_turn() -> std::sync::MutexGuard<'static, ()> {
     static FREE_SPACE_TESTS: Mutex<()> = Mutex::new(());
-    FREE_SPACE_TESTS.lock().unwrap_or_else(|e| e.into_inner())
+    crate::sync::lock(&FREE_SPACE_TESTS)
 }
 
 /// Free disk that the server needs to start: SQLite extends its files as it opens the
@@ -64,7 +64,7 @@ pub struct Shortfall {
 impl Ledger {
     fn lock(&self) -> std::sync::MutexGuard<'_, u64> {
         // Every update is one addition or subtraction: a poisoned lock is still consistent.
-        self.promised.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.promised)
     }
 
     /// Promises `size` bytes of the disk that holds `dir` if `keep` bytes stay free beyond

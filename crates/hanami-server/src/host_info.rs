@@ -117,7 +117,7 @@ pub enum Quantity {
 
 impl Measurements {
     fn lock(&self) -> std::sync::MutexGuard<'_, Sampled> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Reads the machine once and adds a value to every history (blocking file reads).

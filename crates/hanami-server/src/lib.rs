@@ -24,6 +24,7 @@ mod per_network;
 mod slots;
 mod startup;
 mod state;
+mod sync;
 mod uploads;
 mod websocket;
 

@@ -151,7 +151,7 @@ impl LoginThrottle {
     }
 
     fn take_turn(&self, key: &Key, now: Instant) -> Turn {
-        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut attempts = crate::sync::lock(&self.attempts);
         if !attempts.contains_key(key) && attempts.len() >= MOST_TRACKED {
             forget_stale(&mut attempts, now);
         }
@@ -181,7 +181,7 @@ impl LoginThrottle {
 
     /// Ends a check: `Some(true)` succeeded, `Some(false)` failed, `None` not made.
     fn settle(&self, key: &Key, succeeded: Option<bool>, now: Instant) {
-        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut attempts = crate::sync::lock(&self.attempts);
         let Some(known) = attempts.get_mut(key) else {
             return;
         };

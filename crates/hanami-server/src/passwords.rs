@@ -60,7 +60,7 @@ impl PasswordWorkers {
                 .spawn(move || {
                     loop {
                         // The lock is held only while taking a job, not while running it.
-                        let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let job = crate::sync::lock(&queue).recv();
                         let Ok(job) = job else { return };
                         // A panicking job fails only its own caller (its answer channel
                         // closes); the worker goes on.

@@ -42,7 +42,7 @@ struct Networks {
 impl Networks {
     fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, Arc<Semaphore>>> {
         // Every update is a single insert or remove: a poisoned lock is still consistent.
-        self.held.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.held)
     }
 }
 

@@ -455,7 +455,7 @@ impl Uploads {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Upload>> {
         // A panic while holding the lock cannot leave the map inconsistent (every update is
         // a single insert, remove or field write), so a poisoned lock is still usable.
-        self.uploads.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.uploads)
     }
 
     /// Creates an upload with one pre-sized temporary file per entry of `files`, within the
@@ -465,7 +465,7 @@ impl Uploads {
         meta: UploadMeta,
         files: &[(FileRole, u64)],
     ) -> Result<StartedUpload, StartError> {
-        let _serial = self.starting.lock().unwrap_or_else(|e| e.into_inner());
+        let _serial = crate::sync::lock(&self.starting);
         let dataset_bytes = dataset_space(meta.kind, files.iter().copied());
         let mut space = self.check_limits(&meta, files, dataset_bytes)?;
         let mut temp_files = Vec::with_capacity(files.len());

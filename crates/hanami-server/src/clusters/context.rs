@@ -13,9 +13,10 @@ use hanami_store::resources::ResourceRow;
 use super::execution::{DESCRIPTOR_RETRY, RECORD_POINT, injected_store_failure};
 use super::task::Task;
 use super::turns::TaskSlots;
-use super::{ClusterHandle, CoreBudget, lock};
+use super::{ClusterHandle, CoreBudget};
 use crate::memory::NetworkMemory;
 use crate::paths::DataDir;
+use crate::sync::lock;
 
 /// What the workers need besides their cluster.
 #[derive(Clone)]

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use hanami_engine::Cluster;
 
-use super::lock;
+use crate::sync::lock;
 
 /// Runs a batch with as many engine threads as the core budget grants (at least one), and
 /// gives them back after, however it ends (a panic too, which the worker survives: the

@@ -58,6 +58,7 @@ use hanami_store::{Store, now_timestamp};
 use hanami_types::scope::Scope;
 
 use crate::slots::{Slot, Slots};
+use crate::sync::lock;
 use execution::shut_down_before_the_end;
 use files::network_bytes;
 use task::{Task, TaskState, WorkKind};
@@ -272,11 +273,6 @@ pub enum TaskRemoval {
     BeingDeleted,
     /// The task runs: it stops at the next row and stays listed as aborted.
     Stopping(Arc<Task>),
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section leaves its data consistent, so a poisoned lock is still usable.
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Why the mode cannot change.

@@ -420,15 +420,11 @@ impl Task {
     /// The task's work as the database keeps it while the task is queued; `None` once it
     /// has started or ended.
     pub fn stored_work(&self) -> Option<String> {
-        self.work
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(Work::stored)
+        crate::sync::lock(&self.work).as_ref().map(Work::stored)
     }
 
     fn timeline(&self) -> std::sync::MutexGuard<'_, Timeline> {
-        self.timeline.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.timeline)
     }
 
     /// The current state.
@@ -522,7 +518,7 @@ impl Task {
         let mut timeline = self.timeline();
         timeline.state = TaskState::Active;
         timeline.start.get_or_insert_with(now_timestamp);
-        self.work.lock().unwrap_or_else(|e| e.into_inner()).take()
+        crate::sync::lock(&self.work).take()
     }
 
     /// Records progress.
@@ -625,7 +621,7 @@ impl Task {
             timeline.end = Some(ended_at);
             timeline.waiting = None;
         }
-        drop(self.work.lock().unwrap_or_else(|e| e.into_inner()).take());
+        drop(crate::sync::lock(&self.work).take());
         self.done.send_replace(true);
     }
 

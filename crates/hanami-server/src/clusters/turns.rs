@@ -79,7 +79,7 @@ impl TaskSlots {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every critical section leaves the state consistent, so a poisoned lock is usable.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.0)
     }
 
     /// A slot handed to `user`, counted in `state`.
