@@ -853,6 +853,18 @@ const CLOSING_TIME: Duration = Duration::from_secs(2);
 mod tests {
     use super::*;
 
+    /// The close reasons of messages that are too big name the limit there is, and fit
+    /// their close frame whole.
+    #[test]
+    fn too_big_reasons_name_the_limit() {
+        let limit = format!("at most {} MiB", MAX_MESSAGE_BYTES >> 20);
+        assert_eq!(MAX_MESSAGE_BYTES % (1 << 20), 0);
+        for reason in [TOO_BIG, CHUNK_TOO_BIG] {
+            assert!(reason.contains(&limit), "{reason}");
+            assert_eq!(close_reason(reason), reason);
+        }
+    }
+
     /// A close reason fits a close frame; a cut one says so, and is cut at a character.
     #[test]
     fn close_reasons_fit_their_frame_and_show_a_cut() {
