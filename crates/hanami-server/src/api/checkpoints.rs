@@ -9,11 +9,11 @@ use hanami_types::list::ListTable;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::validate::{Field, Pattern};
+use super::validate::Field;
 use super::{ApiError, ApiResult, NoInput, Routes};
 use crate::state::App;
 
-const UUID: Field = Field::string("uuid", Some(Pattern::Uuid), 36, 36);
+const UUID: Field = Field::uuid("uuid");
 
 pub(super) fn register(routes: &mut Routes) {
     routes.add("v1.0alpha/checkpoint", Method::Get, &[UUID], get);

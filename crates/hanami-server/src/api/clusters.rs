@@ -23,9 +23,9 @@ use crate::clusters::{ClusterHandle, Mode};
 use crate::memory::NetworkMemory;
 use crate::state::App;
 
-const NAME: Field = Field::string("name", Some(Pattern::Name), 4, 254);
-const UUID: Field = Field::string("uuid", Some(Pattern::Uuid), 36, 36);
-const CLUSTER_UUID: Field = Field::string("cluster_uuid", Some(Pattern::Uuid), 36, 36);
+const NAME: Field = Field::name("name");
+const UUID: Field = Field::uuid("uuid");
+const CLUSTER_UUID: Field = Field::uuid("cluster_uuid");
 /// Base64 of a template of at most 1 MiB.
 const TEMPLATE: Field = Field::string("template", None, 0, 1_400_000).optional();
 
@@ -35,19 +35,13 @@ const _: () = assert!(
         == hanami_engine::template::limits::MAX_TEMPLATE_BYTES
 );
 
-const LOAD_FIELDS: &[Field] = &[
-    CLUSTER_UUID,
-    Field::string("checkpoint_uuid", Some(Pattern::Uuid), 36, 36),
-];
+const LOAD_FIELDS: &[Field] = &[CLUSTER_UUID, Field::uuid("checkpoint_uuid")];
 const MODE_FIELDS: &[Field] = &[
     UUID,
     Field::string("new_state", Some(Pattern::Mode), 4, 6),
-    Field::string("connection_uuid", Some(Pattern::Uuid), 36, 36).optional(),
+    Field::uuid("connection_uuid").optional(),
 ];
-const HOST_FIELDS: &[Field] = &[
-    CLUSTER_UUID,
-    Field::string("host_uuid", Some(Pattern::Uuid), 36, 36),
-];
+const HOST_FIELDS: &[Field] = &[CLUSTER_UUID, Field::uuid("host_uuid")];
 
 pub(super) fn register(routes: &mut Routes) {
     routes.add("v1.0alpha/cluster", Method::Post, &[NAME, TEMPLATE], create);

@@ -14,7 +14,7 @@ use hanami_types::scope::Scope;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::validate::{Field, Pattern};
+use super::validate::Field;
 use super::{ApiError, ApiResult, NoInput, Routes};
 use crate::clusters::task::TaskState;
 use crate::state::App;
@@ -22,17 +22,14 @@ use crate::uploads::{
     FileRole, Finalization, FinalizeError, StartError, UploadKind, UploadMeta, UploadStage,
 };
 
-const NAME: Field = Field::string("name", Some(Pattern::Name), 4, 254);
-const UUID: Field = Field::string("uuid", Some(Pattern::Uuid), 36, 36);
-const INPUT_FILE: Field = Field::string("uuid_input_file", Some(Pattern::Uuid), 36, 36);
-const LABEL_FILE: Field = Field::string("uuid_label_file", Some(Pattern::Uuid), 36, 36);
+const NAME: Field = Field::name("name");
+const UUID: Field = Field::uuid("uuid");
+const INPUT_FILE: Field = Field::uuid("uuid_input_file");
+const LABEL_FILE: Field = Field::uuid("uuid_label_file");
 const MAX_DECLARED_SIZE: i64 = 10_000_000_000;
 const INPUT_SIZE: Field = Field::int("input_data_size", 1, MAX_DECLARED_SIZE);
 const LABEL_SIZE: Field = Field::int("label_data_size", 1, MAX_DECLARED_SIZE);
-const CHECK_FIELDS: &[Field] = &[
-    Field::string("dataset_uuid", Some(Pattern::Uuid), 36, 36),
-    Field::string("result_uuid", Some(Pattern::Uuid), 36, 36),
-];
+const CHECK_FIELDS: &[Field] = &[Field::uuid("dataset_uuid"), Field::uuid("result_uuid")];
 
 /// Endpoint id of an upload kind (POST starts, PUT finishes); its POST entry in the policy
 /// decides the upload's websocket sessions too.

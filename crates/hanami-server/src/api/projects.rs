@@ -13,10 +13,7 @@ use super::{ApiError, ApiResult, NoInput, Routes, require_admin};
 use crate::state::App;
 
 const PROJECT_ID: Field = Field::string("id", Some(Pattern::Id), 4, 254);
-const CREATE_FIELDS: &[Field] = &[
-    PROJECT_ID,
-    Field::string("name", Some(Pattern::Name), 4, 254),
-];
+const CREATE_FIELDS: &[Field] = &[PROJECT_ID, Field::name("name")];
 const ID_FIELDS: &[Field] = &[PROJECT_ID];
 
 pub(super) fn register(routes: &mut Routes) {

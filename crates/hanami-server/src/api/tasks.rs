@@ -23,9 +23,9 @@ use crate::clusters::task::{Promise, ResultTarget, Task, TaskState, Work};
 use crate::clusters::{ClusterHandle, Interface, Mode, TaskRemoval};
 use crate::state::App;
 
-const NAME: Field = Field::string("name", Some(Pattern::Name), 4, 254);
-const CLUSTER_UUID: Field = Field::string("cluster_uuid", Some(Pattern::Uuid), 36, 36);
-const UUID: Field = Field::string("uuid", Some(Pattern::Uuid), 36, 36);
+const NAME: Field = Field::name("name");
+const CLUSTER_UUID: Field = Field::uuid("cluster_uuid");
+const UUID: Field = Field::uuid("uuid");
 const TRAIN_FIELDS: &[Field] = &[
     NAME,
     CLUSTER_UUID,

@@ -22,13 +22,13 @@ const PROJECT_ID: Field = Field::string("project_id", Some(Pattern::Id), 4, 254)
 
 const CREATE_FIELDS: &[Field] = &[
     USER_ID,
-    Field::string("name", Some(Pattern::Name), 4, 254),
+    Field::name("name"),
     Field::string("password", None, 8, 4096),
     Field::boolean("is_admin").optional(),
 ];
 const UPDATE_FIELDS: &[Field] = &[
     USER_ID,
-    Field::string("name", Some(Pattern::Name), 4, 254).optional(),
+    Field::name("name").optional(),
     Field::string("password", None, 8, 4096).optional(),
     Field::boolean("is_admin").optional(),
 ];

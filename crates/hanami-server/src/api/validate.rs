@@ -94,6 +94,16 @@ impl Field {
         }
     }
 
+    /// A required uuid field (36 characters of the uuid pattern).
+    pub const fn uuid(name: &'static str) -> Self {
+        Self::string(name, Some(Pattern::Uuid), 36, 36)
+    }
+
+    /// A required name field (4 to 254 characters of the name pattern).
+    pub const fn name(name: &'static str) -> Self {
+        Self::string(name, Some(Pattern::Name), 4, 254)
+    }
+
     /// A required integer field.
     pub const fn int(name: &'static str, min: i64, max: i64) -> Self {
         Self {
@@ -305,10 +315,7 @@ mod tests {
 
     #[test]
     fn uuids_are_lowercased() {
-        const UUIDS: &[Field] = &[
-            Field::string("uuid", Some(Pattern::Uuid), 36, 36),
-            Field::string("name", None, 1, 64),
-        ];
+        const UUIDS: &[Field] = &[Field::uuid("uuid"), Field::string("name", None, 1, 64)];
         let mut input = json!({"uuid": "8A1B2C3D-0000-4000-8000-123456789ABC", "name": "ABC"});
         validate(UUIDS, input.as_object_mut().unwrap()).unwrap();
         assert_eq!(
