@@ -21,6 +21,7 @@ mod memory;
 mod passwords;
 mod paths;
 mod per_network;
+mod shutdown;
 mod slots;
 mod startup;
 mod state;

@@ -47,7 +47,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let tls_config = match &config.tls {
         Some(tls) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let server_config = tls_server_config(tls).context("cannot load the TLS files")?;
+            let server_config =
+                crate::certificate::tls_server_config(tls).context("cannot load the TLS files")?;
             Some(axum_server::tls_rustls::RustlsConfig::from_config(
                 Arc::new(server_config),
             ))
@@ -92,7 +93,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     // Before the address is printed: a client that stops the server as soon as it reads the
     // address must not find the signals' default action (the process killed) still in place.
-    let signals = ShutdownSignals::install();
+    let signals = crate::shutdown::ShutdownSignals::install();
     // Only now: a stop must find them stoppable.
     if !resumed.is_empty() {
         tracing::info!(
@@ -124,7 +125,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!("listening on {scheme}://{address}");
 
     let handle = axum_server::Handle::new();
-    tokio::spawn(shutdown_on_signal(signals, handle.clone(), app.clone()));
+    tokio::spawn(crate::shutdown::on_signal(
+        signals,
+        handle.clone(),
+        app.clone(),
+    ));
     tokio::spawn(expire_uploads(app.uploads.clone()));
     if let Some(days) = app.config.log_retention_days {
         tokio::spawn(remove_old_log_entries(app.store.clone(), days));
@@ -1169,7 +1174,7 @@ fn foreign_endpoints<'a>(policy: &'a Policy, routes: &Routes) -> Vec<&'a str> {
 /// can make tokens for any user, or the HTTPS private key (others: a group such as Debian's
 /// `ssl-cert` may share it), whose reader can pose as the server. `risk` says what follows
 /// and what to do.
-fn warn_if_others_may_use(key: &Path, mask: u32, risk: &str) {
+pub(crate) fn warn_if_others_may_use(key: &Path, mask: u32, risk: &str) {
     use std::os::unix::fs::PermissionsExt as _;
     if let Ok(metadata) = std::fs::metadata(key) {
         let mode = metadata.permissions().mode() & 0o777;
@@ -1325,113 +1330,6 @@ fn admin_from_env() -> anyhow::Result<(String, String, String)> {
     Ok((id, name, secret))
 }
 
-/// The signals that stop the server gracefully: SIGINT, SIGTERM, and SIGHUP too (a closing
-/// terminal or ssh session sends it, and it killed the server on the spot, losing the
-/// running task's training). A second SIGINT or SIGTERM during the stop ends the process at
-/// once.
-struct ShutdownSignals(Vec<ShutdownSignal>);
-
-/// One signal that [`ShutdownSignals`] listens for.
-struct ShutdownSignal {
-    stream: tokio::signal::unix::Signal,
-    name: &'static str,
-    number: i32,
-}
-
-impl ShutdownSignals {
-    /// Replaces the signals' default action (a signal that arrives from now on is kept
-    /// for [`ShutdownSignals::received`]).
-    fn install() -> Self {
-        use tokio::signal::unix::{SignalKind, signal};
-        let kinds = [
-            (libc::SIGINT, "SIGINT"),
-            (libc::SIGTERM, "SIGTERM"),
-            (libc::SIGHUP, "SIGHUP"),
-        ];
-        Self(
-            kinds
-                .into_iter()
-                .filter_map(|(number, name)| {
-                    signal(SignalKind::from_raw(number))
-                        .inspect_err(|e| tracing::warn!("cannot listen for {name}: {e}"))
-                        .ok()
-                        .map(|stream| ShutdownSignal {
-                            stream,
-                            name,
-                            number,
-                        })
-                })
-                .collect(),
-        )
-    }
-
-    /// Resolves with the next of the signals that arrives.
-    async fn received(&mut self) -> &ShutdownSignal {
-        let waits: Vec<_> = self
-            .0
-            .iter_mut()
-            .enumerate()
-            .map(|(index, signal)| {
-                Box::pin(async move {
-                    // `None`: no more signals of this kind can come.
-                    if signal.stream.recv().await.is_none() {
-                        std::future::pending::<()>().await;
-                    }
-                    index
-                })
-            })
-            .collect();
-        if waits.is_empty() {
-            std::future::pending::<()>().await;
-        }
-        let (index, _, _) = futures_util::future::select_all(waits).await;
-        &self.0[index]
-    }
-}
-
-/// How long a graceful stop waits for the requests under way.
-const STOP_PATIENCE: Duration = Duration::from_secs(10);
-
-/// Stops the server gracefully on the first signal, and at once on a second SIGINT or
-/// SIGTERM: for an operator who will not wait for the tasks' networks to be saved or the
-/// uploads to be converted. What was not saved then counts as lost at the next start, as
-/// after a crash. A SIGHUP during the stop (its terminal closing) changes nothing.
-async fn shutdown_on_signal(mut signals: ShutdownSignals, handle: axum_server::Handle, app: App) {
-    let first = signals.received().await.name;
-    tracing::info!("shutting down on {first} (a second SIGINT or SIGTERM stops at once)");
-    app.stopping.send_replace(true);
-    app.clusters.stop_tasks(&app.workers);
-    handle.graceful_shutdown(Some(STOP_PATIENCE));
-    // Idle connections close at once; those still open a second later hold the stop.
-    let held = handle.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let open = held.connection_count();
-        if open > 0 {
-            tracing::info!(
-                "the stop waits up to {} s more for {open} connection(s) with requests under \
-                 way",
-                STOP_PATIENCE.as_secs() - 1
-            );
-        }
-    });
-    let second = loop {
-        let signal = signals.received().await;
-        if signal.number != libc::SIGHUP {
-            break signal;
-        }
-        tracing::info!(
-            "SIGHUP during the stop changes nothing (a second SIGINT or SIGTERM stops at once)"
-        );
-    };
-    tracing::warn!(
-        "stopping at once on a second {}: tasks still running are listed aborted at the next \
-         start, and uploads not yet registered are lost",
-        second.name
-    );
-    std::process::exit(128 + second.number);
-}
-
 /// The address that clients on this machine can use for a listening address: one that
 /// stands for all interfaces (`0.0.0.0`, `::`) is reached through loopback.
 fn client_address(bound: std::net::SocketAddr) -> std::net::SocketAddr {
@@ -1442,121 +1340,6 @@ fn client_address(bound: std::net::SocketAddr) -> std::net::SocketAddr {
         ip => ip,
     };
     std::net::SocketAddr::new(ip, bound.port())
-}
-
-/// The TLS configuration from the PEM certificate chain and private key, with messages that
-/// name the file and what is wrong with it (rustls alone says "peer sent no certificates"
-/// for a certificate file without certificates). HTTP/1.1 only, as the original (see
-/// `connections`).
-fn tls_server_config(tls: &crate::config::TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
-    use rustls::pki_types::pem::{self, PemObject};
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let read = |path: &Path, what: &str| {
-        let mut bytes = crate::config::read_settings_file(path, what)?;
-        // Editors on Windows start UTF-8 files with a byte-order mark, which PEM readers skip.
-        if bytes.starts_with(b"\xEF\xBB\xBF") {
-            bytes.drain(..3);
-        }
-        anyhow::Ok(bytes)
-    };
-    let cert = tls.cert.display();
-    let key = tls.key.display();
-    let chain = CertificateDer::pem_slice_iter(&read(&tls.cert, "certificate file")?)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow::anyhow!("{cert} is not a valid PEM file: {}", pem_problem(&e)))?;
-    if chain.is_empty() {
-        bail!("{cert} holds no certificate (a PEM block '-----BEGIN CERTIFICATE-----')");
-    }
-    // Each certificate is sent to every client, which would refuse a damaged one.
-    for (index, certificate) in chain.iter().enumerate() {
-        let parsed = if index == 0 {
-            webpki::EndEntityCert::try_from(certificate).map(drop)
-        } else {
-            webpki::anchor_from_trusted_cert(certificate).map(drop)
-        };
-        let problem = match parsed {
-            Ok(()) => continue,
-            Err(webpki::Error::UnsupportedCertVersion) => {
-                "is an X.509 version 1 certificate; HTTPS needs version 3".to_owned()
-            }
-            Err(webpki::Error::UnsupportedCriticalExtension) => {
-                "has a critical extension that the server does not know".to_owned()
-            }
-            Err(e) => format!("is damaged (not an X.509 certificate: {e:?})"),
-        };
-        bail!(
-            "certificate {} of {} in {cert} {problem}",
-            index + 1,
-            chain.len()
-        );
-    }
-    let key_pem = read(&tls.key, "key file")?;
-    warn_if_others_may_use(
-        &tls.key,
-        0o006,
-        "whoever reads it can pose as this server; let only the server's user and group have \
-         it (chmod o-rwx)",
-    );
-    let encrypted = [&b"ENCRYPTED PRIVATE KEY"[..], b"Proc-Type: 4,ENCRYPTED"]
-        .iter()
-        .any(|marker| key_pem.windows(marker.len()).any(|w| w == *marker));
-    if encrypted {
-        bail!(
-            "{key} holds an encrypted private key, which the server cannot use: decrypt it \
-             (openssl pkey -in {key} -out PLAIN.pem) and give that file, readable only by \
-             the server's user"
-        );
-    }
-    let private_key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
-        pem::Error::NoItemsFound => anyhow::anyhow!(
-            "{key} holds no private key (a PEM block '-----BEGIN PRIVATE KEY-----', \
-             'RSA PRIVATE KEY' or 'EC PRIVATE KEY')"
-        ),
-        e => anyhow::anyhow!("{key} is not a valid PEM file: {}", pem_problem(&e)),
-    })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    if let Some(problem) =
-        crate::certificate::problem(&chain, &provider, rustls::pki_types::UnixTime::now())
-    {
-        tracing::warn!("the certificate in {cert} {problem}: clients will refuse it");
-    }
-    provider
-        .key_provider
-        .load_private_key(private_key.clone_key())
-        .map_err(|e| anyhow::anyhow!("{key} holds a damaged or unsupported private key: {e}"))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, private_key)
-        .map_err(|e| match e {
-            rustls::Error::InconsistentKeys(_) => anyhow::anyhow!(
-                "the key in {key} does not belong to the first certificate in {cert} (the \
-                 server's own certificate comes first in the file, then the certificates that \
-                 signed it)"
-            ),
-            other => anyhow::anyhow!("the key in {key} and the certificates in {cert}: {other}"),
-        })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
-}
-
-/// What is wrong with a PEM file, in words (the library shows PEM labels as byte lists).
-fn pem_problem(error: &rustls::pki_types::pem::Error) -> String {
-    use rustls::pki_types::pem::Error;
-    match error {
-        Error::MissingSectionEnd { end_marker } => format!(
-            "a block has no end line '-----END {}-----': is the file cut short?",
-            String::from_utf8_lossy(end_marker)
-        ),
-        Error::IllegalSectionStart { line } => format!(
-            "a line that should start a block is malformed: '{}'",
-            String::from_utf8_lossy(line)
-        ),
-        Error::Base64Decode(_) => {
-            "a block holds something other than base64 text (a header line, or damage)".into()
-        }
-        other => other.to_string(),
-    }
 }
 
 #[cfg(test)]
