@@ -64,9 +64,10 @@ class _WithoutRedirects(websockets.asyncio.client.connect):
 
 class DirectIoConnection(websockets.asyncio.client.ClientConnection):
     """The connection of a direct-IO session. Once the session has started, the first
-    ``close()`` of the open connection raises ``HanamiException`` where the server leaves it
-    unanswered: the server answers it once it has saved what the session trained, and ends
-    the connection without an answer where it could not."""
+    ``close()`` raises ``HanamiException`` where the server never sent its close: the server
+    answers a client's close once it has saved what the session trained, and ends a session
+    itself with a close of its own; a connection that ended without one (the server could
+    not save, or it stopped or crashed, or the network failed) may have lost the training."""
 
     #: Set once the server has accepted the session's start; cleared once a close was
     #: reported unanswered.
@@ -74,14 +75,17 @@ class DirectIoConnection(websockets.asyncio.client.ClientConnection):
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Closes the connection, and waits for the server's answer (see the class)."""
-        # Only a close that this client sends can go unanswered.
         sent_now = self.protocol.state is websockets.protocol.State.OPEN
         await super().close(code, reason)
-        if self.session_started and sent_now and self.protocol.close_rcvd is None:
+        if self.session_started and self.protocol.close_rcvd is None:
             self.session_started = False
+            what = ("the server did not answer the close of this direct-IO session" if sent_now
+                    else "the connection of this direct-IO session ended without the "
+                         "server's close (the server stopped or crashed, or the network "
+                         "failed)")
             raise HanamiException(
-                "the server did not answer the close of this direct-IO session: what the "
-                "session trained may not be saved (the server's error log says why)")
+                f"{what}: what the session trained may not be saved (the server's error log "
+                f"says why)")
 
     async def __aexit__(self, exc_type: Optional[type], exc_value: Optional[BaseException],
                         traceback: Any) -> None:
