@@ -474,15 +474,16 @@ async fn load_clusters(
                 // anything) is lost.
                 format!(
                     "cluster '{name}': the server stopped right after it saved the network, \
-                     with what direct IO trained since {since} up to that save; training \
+                     with what its network learned since {since} up to that save; training \
                      after the save, if there was any, is lost"
                 )
             } else {
                 format!(
-                    "cluster '{name}': what direct IO trained since {since} is lost: the \
-                     server stopped before it saved the network (a crash, a kill, or a save \
-                     that failed, as on a full disk: the error log or the server log of that \
-                     run tells), which is as it was saved before"
+                    "cluster '{name}': what its network learned since {since} (through direct \
+                     IO, or in tasks whose network could not be saved) is lost: the server \
+                     stopped before it saved the network (a crash, a kill, or a save that \
+                     failed, as on a full disk: the error log or the server log of that run \
+                     tells), which is as it was saved before"
                 )
             };
             log_startup_error(store, &cluster.row.owner_id, uuid, &message).await;

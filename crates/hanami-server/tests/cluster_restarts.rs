@@ -1512,7 +1512,7 @@ async fn a_closed_direct_io_session_has_saved_its_training() {
     drop(client);
     let server = server.crash_and_restart();
     let log = error_log_text(&server).await;
-    assert!(!log.contains("what direct IO trained since"), "{log}");
+    assert!(!log.contains("what its network learned since"), "{log}");
 
     // A session that the server had closed for a reason of its own says so at the close.
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
@@ -1586,20 +1586,20 @@ async fn direct_io_training_lost_in_a_crash_is_reported() {
     let server = server.crash_and_restart();
     let log = error_log_text(&server).await;
     assert_eq!(
-        log.matches("what direct IO trained since").count(),
+        log.matches("what its network learned since").count(),
         3,
         "{log}"
     );
     for lost in ["left_open", "copied_at_crash"] {
         assert!(
-            log.contains(&format!("cluster '{lost}': what direct IO trained since")),
+            log.contains(&format!("cluster '{lost}': what its network learned since")),
             "{log}"
         );
     }
     assert!(
         log.contains(
             "cluster 'saved_at_crash': the server stopped right after it saved the network, \
-             with what direct IO trained since"
+             with what its network learned since"
         ) && log.contains("up to that save; training after the save, if there was any, is lost"),
         "{log}"
     );
@@ -1607,7 +1607,7 @@ async fn direct_io_training_lost_in_a_crash_is_reported() {
     let server = server.restart();
     let log = error_log_text(&server).await;
     assert_eq!(
-        log.matches("what direct IO trained since").count(),
+        log.matches("what its network learned since").count(),
         3,
         "{log}"
     );
@@ -1800,6 +1800,17 @@ async fn a_network_that_cannot_be_saved_aborts_its_task() {
         .filter(|e| e.path().extension().is_some_and(|x| x == "partial"))
         .collect();
     assert!(partial.is_empty(), "{partial:?}");
+    // The network in memory, which keeps what the task learned, is lost in a crash: the next
+    // start says so (it said nothing, and the task's note still promised a save at the stop).
+    assert!(!log.contains("learned since"), "{log}");
+    let server = server.crash_and_restart();
+    let log = error_log_text(&server).await;
+    assert_eq!(
+        log.matches("cluster 'unsavable': what its network learned since")
+            .count(),
+        1,
+        "{log}"
+    );
 }
 
 /// A task's end is recorded before its network is renamed into place, so a crash in between

@@ -519,18 +519,33 @@ impl ClusterHandle {
     pub async fn begin_direct_step(&self, store: &Store) {
         let mut note = self.unsaved_note.lock().await;
         note.steps += 1;
-        if !note.noted {
-            note.noted = true;
-            let base = self.saved_network();
-            if let Err(e) = store
-                .note_unsaved_network(&self.row.uuid, &now_timestamp(), base.as_deref())
-                .await
-            {
-                tracing::error!(
-                    cluster = self.row.uuid,
-                    "cannot note the network's unsaved changes: {e}"
-                );
-            }
+        self.note_unsaved(&mut note, store, &now_timestamp()).await;
+    }
+
+    /// Notes in the database that the network in memory keeps training since `since` that
+    /// no save has kept (a task whose network could not be saved), unless such a note is
+    /// there already: a crash, or a stop whose save fails too, is reported at the next start.
+    pub async fn note_unsaved_training(&self, store: &Store, since: &str) {
+        let mut note = self.unsaved_note.lock().await;
+        self.note_unsaved(&mut note, store, since).await;
+    }
+
+    /// Writes the database's note of unsaved changes since `since`, with the saved network
+    /// they came after, unless `note` says it is there.
+    async fn note_unsaved(&self, note: &mut UnsavedNote, store: &Store, since: &str) {
+        if note.noted {
+            return;
+        }
+        note.noted = true;
+        let (uuid, base) = (&self.row.uuid, self.saved_network());
+        if let Err(e) = store
+            .note_unsaved_network(uuid, since, base.as_deref())
+            .await
+        {
+            tracing::error!(
+                cluster = uuid,
+                "cannot note the network's unsaved changes: {e}"
+            );
         }
     }
 
