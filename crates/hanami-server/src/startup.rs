@@ -538,9 +538,9 @@ async fn load_clusters(
                      cluster before you run the task again"
                         .to_owned()
                 } else if task.current == 0 {
-                    "nothing it did is kept: the cluster's network is the one saved before the \
-                     task (its cycles are lost), and no result or checkpoint of it was \
-                     registered; run it again"
+                    "nothing it did is kept: the cluster's network is as it was saved before \
+                     the task (what a train or request task learned is lost), and no result \
+                     dataset or checkpoint of it was registered; run it again"
                         .to_owned()
                 } else {
                     format!(

@@ -947,7 +947,7 @@ async fn a_crash_keeps_queued_tasks_and_aborts_the_running_one() {
     let (_server, client, cluster, note, _tmp) = interrupted(true).await;
     assert!(
         note.contains("active when the server stopped, and its end was not")
-            && note.contains("its cycles are lost"),
+            && note.contains("what a train or request task learned is lost"),
         "{note}"
     );
     assert!(client.cluster(&cluster).await.is_ok());
