@@ -43,6 +43,9 @@ UPLOAD_FINALISING = ("the upload is being finalised: every byte has arrived, and
 POLICY_DENIED = "Access denied by policy"
 #: The start of a refusal for a server failure (as the text of a REST 500).
 INTERNAL_ERROR = "Internal server error ("
+#: The start of the server's word to a direct-IO session it ends because its cluster left
+#: DIRECT mode (a 409 in REST answers, as a session's start in TASK mode is).
+LEFT_DIRECT_MODE = "the cluster left DIRECT mode"
 #: The server's word to a session it ends because it stops (a 503 in REST answers).
 SHUTTING_DOWN = "the server is shutting down"
 

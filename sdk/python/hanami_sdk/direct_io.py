@@ -24,6 +24,7 @@ from websockets.asyncio.client import ClientConnection
 
 from .hanami_exceptions import (
     BadRequestException,
+    ConflictException,
     HanamiException,
     NotFoundException,
     UnauthorizedException,
@@ -217,11 +218,13 @@ def _closed(closed: websockets.ConnectionClosed) -> HanamiException:
 
 
 def _refusal(reason: str) -> HanamiException:
-    """The exception for a session the server closed for a reason: the cluster gone and
-    access withdrawn or denied as the REST calls would report them, anything else (a
-    refused message) as a bad request."""
+    """The exception for a session the server closed for a reason: the cluster gone, out of
+    DIRECT mode, and access withdrawn or denied as the REST calls would report them,
+    anything else (a refused message) as a bad request."""
     if reason == "the cluster was deleted":
         return NotFoundException(reason)
+    if reason.startswith(_websocket.LEFT_DIRECT_MODE):
+        return ConflictException(reason)
     if reason.startswith("access withdrawn: ") or reason == _websocket.POLICY_DENIED:
         return UnauthorizedException(reason)
     return BadRequestException(reason or "the server refused the message")

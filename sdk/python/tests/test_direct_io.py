@@ -213,10 +213,22 @@ def test_unknown_name_is_a_bad_request(address: str, token: str, small_cluster: 
 
 def test_a_deleted_cluster_or_withdrawn_access_ends_a_session_as_rest_would_say(
         address: str, token: str, member: Member) -> None:
-    """A session closed because its cluster was deleted raises ``NotFoundException``, and
-    one closed because its user lost access ``UnauthorizedException`` (both were bad
-    requests), as the REST calls would answer."""
+    """A session closed because its cluster was deleted raises ``NotFoundException``, one
+    closed because its cluster left DIRECT mode ``ConflictException`` (as a session's start
+    in TASK mode does), and one closed because its user lost access
+    ``UnauthorizedException`` (all were bad requests), as the REST calls would answer."""
     async def run() -> None:
+        switched = make_cluster(address, token, SMALL_TEMPLATE)
+        ws = await cluster.switch_to_direct_mode(token, address, switched)
+        try:
+            cluster.switch_to_task_mode(token, address, switched)
+            await asyncio.wait_for(ws.wait_closed(), 10)
+            with pytest.raises(hx.ConflictException) as conflict:
+                await direct_io.send_request_input(ws, "test_input", [1.0] * 5, True)
+            assert conflict.value.message.startswith("the cluster left DIRECT mode")
+        finally:
+            await ws.close()
+            cluster.delete_cluster(token, address, switched)
         gone = make_cluster(address, token, SMALL_TEMPLATE)
         ws = await cluster.switch_to_direct_mode(token, address, gone)
         try:
