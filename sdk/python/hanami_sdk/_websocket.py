@@ -8,6 +8,7 @@ import ssl
 from typing import Any, Dict, Optional, Union
 from urllib.parse import urlsplit
 
+import requests
 import websockets.asyncio.client
 import websockets.exceptions
 import websockets.protocol
@@ -114,6 +115,29 @@ def connection(address: str, verify: Verify, close_timeout: Optional[float] = 10
         websocket_url(address), ssl=ssl_context(address, verify), compression=None,
         max_size=MAX_MESSAGE_BYTES, open_timeout=OPEN_TIMEOUT, close_timeout=close_timeout,
         create_connection=kind)
+
+
+async def opened(address: str, verify: Verify, close_timeout: Optional[float] = 10.0,
+                 direct_io: bool = False) -> websockets.asyncio.client.ClientConnection:
+    """Opens a :func:`connection`. A server that cannot be reached raises what a REST call
+    raises for it: ``requests``' ``ConnectionError`` (``ConnectTimeout`` for the opening
+    timeout), and ``SSLError`` for a refused certificate, with the REST calls' hint; an
+    answer that is no websocket opening :func:`opening_failed`'s exception."""
+    try:
+        return await connection(address, verify, close_timeout, direct_io)
+    except websockets.exceptions.InvalidHandshake as e:
+        raise opening_failed(address, e) from e
+    except ssl.SSLError as e:
+        # pylint: disable-next=protected-access
+        hint = hanami_request._connection_hint(base_url(address), e, verify)
+        raise requests.exceptions.SSLError(f"{e} ({hint})" if hint else str(e)) from e
+    except TimeoutError as e:
+        raise requests.exceptions.ConnectTimeout(
+            f"{websocket_url(address)} did not complete the websocket opening in "
+            f"{OPEN_TIMEOUT} s") from e
+    except OSError as e:
+        raise requests.exceptions.ConnectionError(
+            f"cannot reach {websocket_url(address)}: {e}") from e
 
 
 def websocket_url(address: str) -> str:
@@ -238,11 +262,8 @@ async def cluster_session(token: str, address: str, cluster_uuid: str,
     (:func:`session_error`). The server answers its ``close()`` once it has saved the
     network, which ``close()`` waits for as long as a REST call waits for its answer
     (``hanami_request.REQUEST_TIMEOUT``)."""
-    try:
-        ws = await connection(address, verify, close_timeout=hanami_request.REQUEST_TIMEOUT,
-                              direct_io=True)
-    except websockets.exceptions.InvalidHandshake as e:
-        raise opening_failed(address, e) from e
+    ws = await opened(address, verify, close_timeout=hanami_request.REQUEST_TIMEOUT,
+                      direct_io=True)
     try:
         await ws.send(init_message(token, TARGET_CLUSTER, cluster_uuid))
         reply = parse_init_reply(await ws.recv())

@@ -175,7 +175,7 @@ async def _send_chunks(token: str, address: str, file_uuid: str, chunks: Iterabl
     upload in a hundred then sent its opening request into nowhere and hung.
     """
     try:
-        async with _websocket.connection(address, verify_connection) as ws:
+        async with await _websocket.opened(address, verify_connection) as ws:
             await ws.send(_websocket.init_message(token, _websocket.TARGET_FILE_UPLOAD,
                                                   file_uuid))
             reply = _websocket.parse_init_reply(await ws.recv())
@@ -212,8 +212,6 @@ async def _send_chunks(token: str, address: str, file_uuid: str, chunks: Iterabl
         if e.rcvd is not None and e.rcvd.reason == _websocket.SHUTTING_DOWN:
             raise _websocket.shutting_down() from e
         raise HanamiException(f"upload websocket closed unexpectedly: {e}") from e
-    except websockets.exceptions.InvalidHandshake as e:
-        raise _websocket.opening_failed(address, e) from e
 
 
 #: Seconds between two looks at whether the calling task is being cancelled.

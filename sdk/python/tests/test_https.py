@@ -145,8 +145,9 @@ def test_everything_over_https_without_verification(tls_server: Server, files: P
 
     assert len(asyncio.run(direct())) == 10
     # with verification, the self-signed certificate is refused for wss as for https
-    with pytest.raises(ssl.SSLCertVerificationError):
+    with pytest.raises(requests.exceptions.SSLError) as refused:
         asyncio.run(dataset.send_data(token, address, data, cluster_uuid, b"x", True))
+    assert isinstance(refused.value.__cause__, ssl.SSLCertVerificationError)
     with pytest.raises(requests.exceptions.SSLError):
         asyncio.run(cluster.switch_to_direct_mode(token, address, cluster_uuid, True))
 

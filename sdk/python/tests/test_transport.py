@@ -12,6 +12,7 @@ from typing import Iterator, List
 from urllib.parse import unquote_to_bytes
 
 import pytest
+import requests
 
 from hanami_sdk import hanami_exceptions as hx
 from hanami_sdk import cluster, dataset, direct_io, hanami_request, hanami_token, project
@@ -358,3 +359,22 @@ def test_a_websocket_opening_that_the_server_closes_asks_whether_it_runs() -> No
         assert "closed the connection during the websocket opening" in str(info.value)
     finally:
         listener.close()
+
+
+def test_a_websocket_to_a_server_that_is_not_running_raises_what_rest_calls_raise(
+        tmp_path: Path) -> None:
+    """Opening a session or an upload's websocket where nothing listens raises ``requests``'
+    ``ConnectionError``, as a REST call to that address does (a bare
+    ``ConnectionRefusedError`` came through)."""
+    import socket  # pylint: disable=import-outside-toplevel
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    with pytest.raises(requests.exceptions.ConnectionError):
+        project.get_project("tok", address, "x")
+    with pytest.raises(requests.exceptions.ConnectionError) as info:
+        asyncio.run(direct_io.connect("tok", address, "8a1b2c3d-0000-4000-8000-123456789abc"))
+    assert f"cannot reach ws://127.0.0.1:{address.rsplit(':', 1)[1]}/" in str(info.value)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        asyncio.run(dataset.send_data("tok", address, "8a1b2c3d-0000-4000-8000-123456789abc",
+                                      "8a1b2c3d-0000-4000-8000-123456789abd", b"x"))
