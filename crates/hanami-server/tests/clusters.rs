@@ -2767,7 +2767,7 @@ async fn direct_sessions_end_when_access_is_withdrawn_or_they_idle() {
 
 #[tokio::test]
 async fn open_sessions_are_told_when_the_server_shuts_down() {
-    let mut server = TestServer::start();
+    let mut server = common::launch().env("RUST_LOG", "info").start();
     let client = sdk(&server, ADMIN, ADMIN_PW).await;
     let cluster = common::direct_cluster(&client, "stopping").await;
     let mut session = client.direct_session(&cluster).await.unwrap();
@@ -2778,6 +2778,14 @@ async fn open_sessions_are_told_when_the_server_shuts_down() {
     assert!(
         matches!(&closed, Err(Error::Status { status: 503, body }) if body == "the server is shutting down"),
         "{closed:?}"
+    );
+    // The operator reads it in the log too.
+    let logged = server.logged();
+    assert!(
+        logged.contains(
+            "the stop ends a direct-IO session of cluster 'stopping' (the network is saved"
+        ),
+        "{logged}"
     );
 }
 

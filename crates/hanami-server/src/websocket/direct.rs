@@ -178,6 +178,13 @@ async fn serve(
             Incoming::Closed => return Some(socket),
             Incoming::Gone => return None,
             Incoming::Stopping => {
+                tracing::info!(
+                    cluster = cluster.row.uuid,
+                    "the stop ends a direct-IO session of cluster '{}' (the network is saved \
+                     with what it trained; the cluster comes back in TASK mode at the next \
+                     start)",
+                    cluster.row.name
+                );
                 close_with(app, socket, close_code::AWAY, SHUTTING_DOWN).await;
                 return None;
             }

@@ -633,7 +633,8 @@ async fn start(app: &App, text: &[u8]) -> Result<(Target, Access), String> {
             if cluster.mode() != Mode::Direct {
                 return Err(format!(
                     "Cluster with UUID '{}' is not in DIRECT mode; switch it with PUT \
-                     cluster/set_mode first",
+                     cluster/set_mode first (clusters come back in TASK mode when the server \
+                     restarts)",
                     init.uuid
                 ));
             }
