@@ -305,28 +305,25 @@ impl Config {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             (cores * RUNNING_TASKS_PER_CORE).min(MAX_RUNNING_TASKS)
         });
-        if !(1..=MAX_RUNNING_TASKS).contains(&max_running_tasks) {
-            bail!(
-                "max_running_tasks must be between 1 and {MAX_RUNNING_TASKS}, not \
-                 {max_running_tasks}{in_file}"
-            );
-        }
-        let max_connections_per_client = file
-            .max_connections_per_client
-            .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT);
-        if !(1..=MAX_CONNECTIONS_PER_CLIENT).contains(&max_connections_per_client) {
-            bail!(
-                "max_connections_per_client must be between 1 and {MAX_CONNECTIONS_PER_CLIENT}, \
-                 not {max_connections_per_client}{in_file}"
-            );
-        }
-        let max_ended_tasks = file.max_ended_tasks.unwrap_or(DEFAULT_MAX_ENDED_TASKS);
-        if !(1..=MAX_ENDED_TASKS).contains(&max_ended_tasks) {
-            bail!(
-                "max_ended_tasks must be between 1 and {MAX_ENDED_TASKS}, not \
-                 {max_ended_tasks}{in_file}"
-            );
-        }
+        let max_running_tasks = count(
+            "max_running_tasks",
+            max_running_tasks,
+            MAX_RUNNING_TASKS,
+            &in_file,
+        )?;
+        let max_connections_per_client = count(
+            "max_connections_per_client",
+            file.max_connections_per_client
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
+            MAX_CONNECTIONS_PER_CLIENT,
+            &in_file,
+        )?;
+        let max_ended_tasks = count(
+            "max_ended_tasks",
+            file.max_ended_tasks.unwrap_or(DEFAULT_MAX_ENDED_TASKS),
+            MAX_ENDED_TASKS,
+            &in_file,
+        )?;
         // 0 keeps the logs for ever, as the original did.
         let log_retention_days = file.log_retention_days.filter(|&days| days > 0);
         if let Some(days) = log_retention_days.filter(|&days| days > MAX_LOG_RETENTION_DAYS) {
@@ -366,6 +363,15 @@ impl Config {
             origins,
         })
     }
+}
+
+/// The count given by the setting `key`, checked to lie between 1 and `most`. `origin` tells
+/// an error where the value came from.
+fn count(key: &str, value: usize, most: usize, origin: &str) -> anyhow::Result<usize> {
+    if !(1..=most).contains(&value) {
+        bail!("{key} must be between 1 and {most}, not {value}{origin}");
+    }
+    Ok(value)
 }
 
 /// A memory budget given in MiB by the setting `key`, in bytes: 1 MiB to
@@ -677,6 +683,34 @@ mod tests {
         std::fs::write(&path, "header_timeout = 5\n").unwrap();
         let c = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap();
         assert_eq!(c.header_timeout, Duration::from_secs(5));
+    }
+
+    /// Counts of 0 or beyond their most are refused, naming the setting, its range and the
+    /// file; the most itself is taken.
+    #[test]
+    fn counts_lie_between_1_and_their_most() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hanami.toml");
+        let p = path.to_str().unwrap();
+        for (key, most) in [
+            ("max_running_tasks", MAX_RUNNING_TASKS),
+            ("max_connections_per_client", MAX_CONNECTIONS_PER_CLIENT),
+            ("max_ended_tasks", MAX_ENDED_TASKS),
+        ] {
+            for value in [0, most + 1] {
+                std::fs::write(&path, format!("{key} = {value}\n")).unwrap();
+                let err = Config::from_args(args(&["--config", p])).unwrap_err();
+                assert_eq!(
+                    err.to_string(),
+                    format!(
+                        "{key} must be between 1 and {most}, not {value} (in the config file \
+                         {p})"
+                    )
+                );
+            }
+            std::fs::write(&path, format!("{key} = {most}\n")).unwrap();
+            Config::from_args(args(&["--config", p])).unwrap();
+        }
     }
 
     #[test]
