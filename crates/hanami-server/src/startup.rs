@@ -15,7 +15,7 @@ use hanami_store::logs::ErrorEntry;
 use hanami_store::resources::{FileNote, Kind, ResourceRow};
 use hanami_store::tasks::UnfinishedTask;
 use hanami_store::users::NewUser;
-use hanami_store::{Store, StoreError, now_timestamp};
+use hanami_store::{SqliteFailure, Store, StoreError, now_timestamp};
 use hanami_types::projects::Project;
 use hanami_types::scope::{ADMIN_PROJECT, Scope};
 use hanami_types::users::User;
@@ -1067,24 +1067,25 @@ fn with_database_hint(e: anyhow::Error, database: &Path) -> anyhow::Error {
             "is not this server's: give the server another data directory (its own database \
              is made there), or move the file away if it is not needed"
         }
-        Some(store_error) => match store_error.sqlite_code() {
-            // SQLITE_BUSY, SQLITE_LOCKED
-            Some(5 | 6) => {
+        Some(store_error) => match store_error.sqlite_failure() {
+            Some(SqliteFailure::Locked) => {
                 "is locked by another program (a sqlite3 shell or a backup tool, say): stop \
                  it, then start the server again"
             }
-            // SQLITE_READONLY
-            Some(8) => {
+            Some(SqliteFailure::ReadOnly) => {
                 "cannot be written: make it, its -wal and -shm files and its directory \
                  writable for the user the server runs as"
             }
-            // SQLITE_IOERR
-            Some(10) => "could not be read or written: the disk or file system reported an error",
-            // SQLITE_CORRUPT, SQLITE_NOTADB
-            Some(11 | 26) => "is damaged or not a SQLite database: restore it from a backup",
-            // SQLITE_CANTOPEN
-            Some(14) => "cannot be opened: check that its directory is accessible to the server",
-            _ => return e,
+            Some(SqliteFailure::Io) => {
+                "could not be read or written: the disk or file system reported an error"
+            }
+            Some(SqliteFailure::Corrupt) => {
+                "is damaged or not a SQLite database: restore it from a backup"
+            }
+            Some(SqliteFailure::CannotOpen) => {
+                "cannot be opened: check that its directory is accessible to the server"
+            }
+            Some(SqliteFailure::Full) | None => return e,
         },
         None => return e,
     };

@@ -90,17 +90,12 @@ impl StoreError {
     /// Whether the database could not write because the disk (or the file system's quota) is
     /// full: `SQLITE_FULL`, or such an I/O error.
     pub fn is_disk_full(&self) -> bool {
-        /// SQLite's result code `SQLITE_FULL`.
-        const SQLITE_FULL: i32 = 13;
         match self {
-            StoreError::Database(e @ sqlx::Error::Database(_)) => {
-                sqlite_code(e) == Some(SQLITE_FULL)
-            }
             StoreError::Database(sqlx::Error::Io(io)) => matches!(
                 io.kind(),
                 std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
             ),
-            _ => false,
+            _ => self.sqlite_failure() == Some(SqliteFailure::Full),
         }
     }
 
@@ -114,8 +109,22 @@ impl StoreError {
             || self.sqlite_code() == Some(SQLITE_BUSY)
     }
 
+    /// What SQLite said went wrong, for the failures whose remedies differ; `None` for other
+    /// errors.
+    pub fn sqlite_failure(&self) -> Option<SqliteFailure> {
+        Some(match self.sqlite_code()? {
+            5 | 6 => SqliteFailure::Locked,
+            8 => SqliteFailure::ReadOnly,
+            10 => SqliteFailure::Io,
+            11 | 26 => SqliteFailure::Corrupt,
+            13 => SqliteFailure::Full,
+            14 => SqliteFailure::CannotOpen,
+            _ => return None,
+        })
+    }
+
     /// SQLite's primary result code of a database error (`SQLITE_BUSY` = 5, …), if it is one.
-    pub fn sqlite_code(&self) -> Option<i32> {
+    fn sqlite_code(&self) -> Option<i32> {
         match self {
             StoreError::Database(e) => sqlite_code(e),
             _ => None,
@@ -130,6 +139,25 @@ impl StoreError {
             _ => StoreError::Database(e),
         }
     }
+}
+
+/// A failure that SQLite reported, by what it means for the database's files (from its
+/// primary result codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqliteFailure {
+    /// Another connection or program holds a lock (`SQLITE_BUSY`, `SQLITE_LOCKED`).
+    Locked,
+    /// The files cannot be written (`SQLITE_READONLY`).
+    ReadOnly,
+    /// The disk or file system reported an error (`SQLITE_IOERR`).
+    Io,
+    /// The file is damaged or no SQLite database (`SQLITE_CORRUPT`, `SQLITE_NOTADB`).
+    Corrupt,
+    /// The disk is full (`SQLITE_FULL`).
+    Full,
+    /// A file of the database cannot be opened (`SQLITE_CANTOPEN`): out of file
+    /// descriptors, say, or a directory that became inaccessible.
+    CannotOpen,
 }
 
 /// SQLite's result code `SQLITE_BUSY`.

@@ -15,4 +15,4 @@ pub mod resources;
 pub mod tasks;
 pub mod users;
 
-pub use db::{Store, StoreError, now_timestamp, timestamp_days_ago};
+pub use db::{SqliteFailure, Store, StoreError, now_timestamp, timestamp_days_ago};

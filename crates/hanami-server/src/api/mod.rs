@@ -897,11 +897,9 @@ fn file_too_large(cause: &anyhow::Error) -> bool {
 /// gives instead of the system's code; the database was open at the start): as when the
 /// server has run out of file descriptors, or the data directory's permissions changed.
 fn database_cannot_open(cause: &anyhow::Error) -> bool {
-    /// SQLite's result code `SQLITE_CANTOPEN`.
-    const SQLITE_CANTOPEN: i32 = 14;
     cause.chain().any(|e| {
         e.downcast_ref::<StoreError>()
-            .is_some_and(|e| e.sqlite_code() == Some(SQLITE_CANTOPEN))
+            .is_some_and(|e| e.sqlite_failure() == Some(hanami_store::SqliteFailure::CannotOpen))
     })
 }
 
