@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 
 use hanami_auth::{Caller, Method};
-use hanami_store::resources::Kind;
+use hanami_store::resources::{Kind, ResourceRow};
 use hanami_types::clusters::Resource;
 use hanami_types::list::ListTable;
+use hanami_types::scope::Scope;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -29,14 +30,35 @@ pub fn not_found(uuid: &str) -> ApiError {
     }
 }
 
-/// The 409 for a checkpoint that `caller` cannot find because its save is pending (`then`:
-/// what to do once it is saved); `Ok` when it is not pending (then it is unknown, or its
-/// save finished since the caller looked).
-fn refuse_pending(app: &App, caller: &Caller, uuid: &str, then: &str) -> ApiResult<()> {
-    match super::clusters::unsaved_checkpoint(app, &caller.scope(), uuid, then) {
-        Some(pending) => Err(pending),
+/// The 409 for a checkpoint in `scope` that cannot be found because its save is still
+/// queued or running (`then`: what to do once it is saved, "restore it"); `Ok` when it is
+/// not pending (then it is unknown, or its save finished since it was looked for).
+fn refuse_pending(app: &App, scope: &Scope, uuid: &str, then: &str) -> ApiResult<()> {
+    match super::tasks::pending_product(app, scope, Kind::Checkpoint, uuid) {
+        Some((cluster, state)) => Err(ApiError::Conflict(format!(
+            "Checkpoint '{uuid}' is not saved yet: its save task on cluster '{cluster}' is {}; \
+             {then} once that task has finished (or delete the task)",
+            state.as_str()
+        ))),
         None => Ok(()),
     }
+}
+
+/// The row of checkpoint `uuid` in `scope`; the 409 of [`refuse_pending`] for one whose save
+/// has not finished (`then`: what to do once it has), else the 404.
+pub(super) async fn checkpoint_row(
+    app: &App,
+    scope: &Scope,
+    uuid: &str,
+    then: &str,
+) -> ApiResult<ResourceRow> {
+    let look = async || app.store.resource(Kind::Checkpoint, scope, uuid).await;
+    if let Some(row) = look().await? {
+        return Ok(row);
+    }
+    refuse_pending(app, scope, uuid, then)?;
+    // Its save may have finished between the two looks.
+    look().await?.ok_or_else(|| not_found(uuid))
 }
 
 #[derive(Deserialize)]
@@ -158,23 +180,17 @@ impl FileProblem {
 }
 
 async fn get(app: App, caller: Caller, query: ByUuid) -> ApiResult<Resource> {
-    let look = async || {
-        app.store
-            .resource(Kind::Checkpoint, &caller.scope(), &query.uuid)
-            .await
-    };
-    let row = match look().await? {
-        Some(row) => row,
-        None => {
-            refuse_pending(&app, &caller, &query.uuid, "get it")?;
-            // Its save may have finished between the two looks.
-            look().await?.ok_or_else(|| not_found(&query.uuid))?
-        }
-    };
+    let scope = caller.scope();
+    let row = checkpoint_row(&app, &scope, &query.uuid, "get it").await?;
     let path = app.paths.checkpoints().join(&row.file_name);
     if let Some(problem) = file_problem(path).await? {
         // Deleted meanwhile: as it would be a moment later.
-        if look().await?.is_none() {
+        if app
+            .store
+            .resource(Kind::Checkpoint, &scope, &query.uuid)
+            .await?
+            .is_none()
+        {
             return Err(not_found(&query.uuid));
         }
         let refusal = problem.refusal(&row.uuid);
@@ -197,7 +213,7 @@ async fn delete(app: App, caller: Caller, query: ByUuid) -> ApiResult<Map<String
         super::delete_with_file(&app, Kind::Checkpoint, &caller.scope(), &query.uuid, dir).await
     };
     if delete().await?.is_none() {
-        refuse_pending(&app, &caller, &query.uuid, "delete it")?;
+        refuse_pending(&app, &caller.scope(), &query.uuid, "delete it")?;
         // Its save may have finished between the two looks.
         delete().await?.ok_or_else(|| not_found(&query.uuid))?;
     }

@@ -384,22 +384,6 @@ async fn save(app: App, caller: Caller, request: SaveClusterRequest) -> ApiResul
     })
 }
 
-/// A 409 for a checkpoint in `scope` whose save is still queued or running; `then` says
-/// what to do once it has finished ("restore it").
-pub(super) fn unsaved_checkpoint(
-    app: &App,
-    scope: &hanami_types::scope::Scope,
-    uuid: &str,
-    then: &str,
-) -> Option<ApiError> {
-    let (cluster, state) = super::tasks::pending_product(app, scope, Kind::Checkpoint, uuid)?;
-    Some(ApiError::Conflict(format!(
-        "Checkpoint '{uuid}' is not saved yet: its save task on cluster '{cluster}' is {}; \
-         {then} once that task has finished (or delete the task)",
-        state.as_str()
-    )))
-}
-
 /// Most restores the clusters of one user (their owner) keep queued in all: each holds its
 /// checkpoint's file open, so that with a bound per cluster, a user with many clusters could
 /// take every file descriptor of the server (other users' requests then failed).
@@ -453,19 +437,7 @@ async fn load(app: App, caller: Caller, request: LoadClusterRequest) -> ApiResul
         )));
     }
     let uuid = &request.checkpoint_uuid;
-    let checkpoint = match app.store.resource(Kind::Checkpoint, &scope, uuid).await? {
-        Some(row) => row,
-        None => {
-            if let Some(pending) = unsaved_checkpoint(&app, &scope, uuid, "restore it") {
-                return Err(pending);
-            }
-            // Its save may have finished between the two looks.
-            app.store
-                .resource(Kind::Checkpoint, &scope, uuid)
-                .await?
-                .ok_or_else(|| super::checkpoints::not_found(uuid))?
-        }
-    };
+    let checkpoint = super::checkpoints::checkpoint_row(&app, &scope, uuid, "restore it").await?;
     let path = app.paths.checkpoints().join(&checkpoint.file_name);
     let file = match super::checkpoints::open_file(path).await? {
         Ok(file) => file,
