@@ -515,54 +515,7 @@ async fn load_clusters(
                  of what queued tasks were to do, so it is aborted: queue it again",
                 task.name, cluster.row.name
             ),
-            (state, _) => {
-                // A stop ends active tasks itself, so a task still active here outlived a
-                // crash (or a stop that could not wait for it). Its end was not recorded,
-                // and a task's network and product become durable only with its end: it
-                // left nothing behind since it started. A train or request task that an
-                // earlier stop interrupted started again with the cycles it had done, which its
-                // network keeps (its record's progress is set when it starts, and not before
-                // its end; a request's result so far is removed below).
-                let network = paths.clusters().join(&cluster.row.file_name);
-                // (A cluster without a network has only its marker, which this start may have
-                // written.)
-                let saved_since = task.current == 0
-                    && cluster.has_network()
-                    && saved_after(&network, task.started_at.as_deref());
-                let outcome = if saved_since {
-                    // The server went on after the end failed to be recorded, and saved the
-                    // network in memory, which kept what the task did, with a later task, a
-                    // direct-IO session or its stop.
-                    "no result or checkpoint of it was registered, but the cluster's network \
-                     was saved after the task started, and may keep what it did: check the \
-                     cluster before you run the task again"
-                        .to_owned()
-                } else if task.current == 0 {
-                    "nothing it did is kept: the cluster's network is as it was saved before \
-                     the task (what a train or request task learned is lost), and no result \
-                     dataset or checkpoint of it was registered; run it again"
-                        .to_owned()
-                } else {
-                    format!(
-                        "the cluster's network keeps only its first {} cycles, which it did \
-                         before an earlier stop of the server interrupted it: what it did after \
-                         it went on is lost, and no result of it was registered",
-                        task.current
-                    )
-                };
-                // How many cycles the network keeps, where that is known.
-                let kept = if saved_since {
-                    String::new()
-                } else {
-                    format!(" ({} of its {} cycles kept)", task.current, task.total)
-                };
-                format!(
-                    "task '{}' of cluster '{}' was {state} when the server stopped, and its end \
-                     was not recorded (a crash, a kill, or a database that could not be \
-                     written, as on a full disk); it is aborted, and {outcome}{kept}",
-                    task.name, cluster.row.name
-                )
-            }
+            (state, _) => unended_task_message(&task, state, &cluster, paths),
         };
         // The note and the error-log entry are written with the abort, so that a crash
         // during this start leaves the task to the next one, which tells it again.
@@ -598,6 +551,61 @@ async fn load_clusters(
         ));
     }
     Ok((clusters, resumed))
+}
+
+/// The note of task `task` of `cluster`, which was `state` (active) when the server stopped
+/// and whose end was not recorded: what its abort leaves of what it did.
+fn unended_task_message(
+    task: &hanami_store::tasks::TaskRow,
+    state: &str,
+    cluster: &ClusterHandle,
+    paths: &DataDir,
+) -> String {
+    // A stop ends active tasks itself, so a task still active here outlived a crash (or a
+    // stop that could not wait for it). Its end was not recorded, and a task's network and
+    // product become durable only with its end: it left nothing behind since it started. A
+    // train or request task that an earlier stop interrupted started again with the cycles
+    // it had done, which its network keeps (its record's progress is set when it starts,
+    // and not before its end; the start removes a request's result so far).
+    let network = paths.clusters().join(&cluster.row.file_name);
+    // (A cluster without a network has only its marker, which this start may have
+    // written.)
+    let saved_since = task.current == 0
+        && cluster.has_network()
+        && saved_after(&network, task.started_at.as_deref());
+    let outcome = if saved_since {
+        // The server went on after the end failed to be recorded, and saved the
+        // network in memory, which kept what the task did, with a later task, a
+        // direct-IO session or its stop.
+        "no result or checkpoint of it was registered, but the cluster's network \
+         was saved after the task started, and may keep what it did: check the \
+         cluster before you run the task again"
+            .to_owned()
+    } else if task.current == 0 {
+        "nothing it did is kept: the cluster's network is as it was saved before \
+         the task (what a train or request task learned is lost), and no result \
+         dataset or checkpoint of it was registered; run it again"
+            .to_owned()
+    } else {
+        format!(
+            "the cluster's network keeps only its first {} cycles, which it did \
+             before an earlier stop of the server interrupted it: what it did after \
+             it went on is lost, and no result of it was registered",
+            task.current
+        )
+    };
+    // How many cycles the network keeps, where that is known.
+    let kept = if saved_since {
+        String::new()
+    } else {
+        format!(" ({} of its {} cycles kept)", task.current, task.total)
+    };
+    format!(
+        "task '{}' of cluster '{}' was {state} when the server stopped, and its end \
+         was not recorded (a crash, a kill, or a database that could not be \
+         written, as on a full disk); it is aborted, and {outcome}{kept}",
+        task.name, cluster.row.name
+    )
 }
 
 /// Removes the results so far that no request task goes on with (one that a crash cut off
