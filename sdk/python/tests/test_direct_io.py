@@ -685,39 +685,16 @@ def test_a_closed_session_has_saved_its_training(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_a_session_whose_server_crashed_raises_at_its_close(tmp_path: Path) -> None:
-    """A connection that ended without the server's close (the server killed after the
-    session trained, before any save) raises at ``await ws.close()`` also where the library
-    saw it end before the close (it returned as if all was saved)."""
-    server = start_server(tmp_path / "data")
-    try:
-        token = hanami_token.request_token(server.url, ADMIN, ADMIN_PW)
-        uuid = make_cluster(server.url, token, SMALL_TEMPLATE)
-
-        async def train_and_close() -> None:
-            ws = await cluster.switch_to_direct_mode(token, server.url, uuid)
-            await train_the_seed_sample(ws)
-            server.process.send_signal(signal.SIGKILL)
-            server.process.wait()
-            await ws.wait_closed()
-            with pytest.raises(hx.HanamiException, match="ended without the server's close"):
-                await ws.close()
-            # Said once.
-            await ws.close()
-
-        asyncio.run(train_and_close())
-    finally:
-        server.stop()
-
-
 def test_a_close_the_server_leaves_unanswered_raises(tmp_path: Path) -> None:
     """Where the server cannot save what the session trained, it leaves the close
     unanswered, and ``await ws.close()`` raises saying what that may have cost (it returned
-    as if all was saved)."""
+    as if all was saved); so does a connection that ended without the server's close (the
+    server killed before any save) also where the library saw it end before the close."""
     server = start_server(tmp_path / "data")
     try:
         token = hanami_token.request_token(server.url, ADMIN, ADMIN_PW)
         uuid = make_cluster(server.url, token, SMALL_TEMPLATE)
+        crashing = make_cluster(server.url, token, SMALL_TEMPLATE)
 
         async def train_and_close() -> None:
             ws = await cluster.switch_to_direct_mode(token, server.url, uuid)
@@ -743,6 +720,15 @@ def test_a_close_the_server_leaves_unanswered_raises(tmp_path: Path) -> None:
             ws = await direct_io.connect(token, server.url, uuid)
             cluster.switch_to_task_mode(token, server.url, uuid)
             await ws.wait_closed()
+            await ws.close()
+            # The server killed after a session trained: its connection ends unanswered.
+            ws = await cluster.switch_to_direct_mode(token, server.url, crashing)
+            await train_the_seed_sample(ws)
+            server.process.send_signal(signal.SIGKILL)
+            server.process.wait()
+            await ws.wait_closed()
+            with pytest.raises(hx.HanamiException, match="ended without the server's close"):
+                await ws.close()
             await ws.close()
 
         asyncio.run(train_and_close())
