@@ -31,7 +31,8 @@ pub fn endpoint_id(path: &str) -> Result<&str, ApiError> {
     Ok(rest)
 }
 
-/// Parses a POST/PUT body, which must be a JSON object whose keys are all different.
+/// Parses a POST/PUT body, which must be a JSON object whose keys are all different, in
+/// nested objects too.
 pub fn parse_body(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     let body: Body = serde_json::from_slice(body).map_err(|e| {
         ApiError::BadRequest(format!(
@@ -40,21 +41,39 @@ pub fn parse_body(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     })?;
     match body {
         Body::Object(map) => Ok(map),
-        Body::Repeated(key) => Err(ApiError::BadRequest(format!(
-            "Failed to parse input-values: the body gives '{key}' more than once"
-        ))),
+        Body::Repeated { key, within } => {
+            let within = within.map_or(String::new(), |field| format!(" in '{}'", shown(&field)));
+            Err(ApiError::BadRequest(format!(
+                "Failed to parse input-values: the body gives '{}' more than once{within}",
+                shown(&key)
+            )))
+        }
         Body::Other(kind) => Err(ApiError::BadRequest(format!(
             "Failed to parse input-values: the body must be a JSON object, not {kind}"
         ))),
     }
 }
 
+/// A key for a message: whole if short, else its first 100 characters and `…`.
+fn shown(key: &str) -> String {
+    match key.char_indices().nth(100) {
+        Some((cut, _)) => format!("{}…", &key[..cut]),
+        None => key.to_owned(),
+    }
+}
+
 /// What a request body holds at its top level.
 enum Body {
-    /// An object with all its keys different.
+    /// An object with all its keys different (in nested objects too).
     Object(Map<String, Value>),
-    /// An object that gives this key more than once.
-    Repeated(String),
+    /// An object that gives `key` more than once: the body itself, or an object within the
+    /// value of its field `within`.
+    Repeated {
+        /// The key given twice.
+        key: String,
+        /// The body's field whose value holds the object, if it is not the body.
+        within: Option<String>,
+    },
     /// Another kind of JSON value ("an array", "null", …).
     Other(&'static str),
 }
@@ -74,19 +93,11 @@ impl<'de> Visitor<'de> for BodyVisitor {
         f.write_str("a JSON value")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Body, A::Error> {
-        let mut map = Map::new();
-        while let Some(key) = entries.next_key::<String>()? {
-            if map.contains_key(&key) {
-                // The rest is read, so that a syntax error after it is still found.
-                entries.next_value::<IgnoredAny>()?;
-                while entries.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                return Ok(Body::Repeated(key));
-            }
-            let value = entries.next_value()?;
-            map.insert(key, value);
-        }
-        Ok(Body::Object(map))
+    fn visit_map<A: MapAccess<'de>>(self, entries: A) -> Result<Body, A::Error> {
+        Ok(match distinct_entries(entries)? {
+            Ok(map) => Body::Object(map),
+            Err((key, within)) => Body::Repeated { key, within },
+        })
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Body, A::Error> {
@@ -116,6 +127,113 @@ impl<'de> Visitor<'de> for BodyVisitor {
 
     fn visit_str<E: de::Error>(self, _: &str) -> Result<Body, E> {
         Ok(Body::Other("a string"))
+    }
+}
+
+/// A key given more than once, with the entry of the outer object whose value holds the
+/// object that gives it (`None`: the outer object gives it twice).
+type RepeatedKey = (String, Option<String>);
+
+/// The entries of a JSON object, or the key that it or an object in one of its values gives
+/// more than once.
+fn distinct_entries<'de, A: MapAccess<'de>>(
+    mut entries: A,
+) -> Result<Result<Map<String, Value>, RepeatedKey>, A::Error> {
+    let mut map = Map::new();
+    while let Some(key) = entries.next_key::<String>()? {
+        let repeated = if map.contains_key(&key) {
+            entries.next_value::<IgnoredAny>()?;
+            (key, None)
+        } else {
+            match entries.next_value()? {
+                Distinct::Value(value) => {
+                    map.insert(key, value);
+                    continue;
+                }
+                Distinct::Repeated(inner) => (inner, Some(key)),
+            }
+        };
+        // The rest is read, so that a syntax error after it is still found.
+        while entries.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        return Ok(Err(repeated));
+    }
+    Ok(Ok(map))
+}
+
+/// A JSON value within a body, as `serde_json` reads it, unless an object in it gives a key
+/// more than once: then that key.
+enum Distinct {
+    /// The value.
+    Value(Value),
+    /// The key given twice.
+    Repeated(String),
+}
+
+impl<'de> Deserialize<'de> for Distinct {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(DistinctVisitor)
+    }
+}
+
+struct DistinctVisitor;
+
+impl<'de> Visitor<'de> for DistinctVisitor {
+    type Value = Distinct;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, entries: A) -> Result<Distinct, A::Error> {
+        Ok(match distinct_entries(entries)? {
+            Ok(map) => Distinct::Value(Value::Object(map)),
+            Err((key, _)) => Distinct::Repeated(key),
+        })
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Distinct, A::Error> {
+        let mut values = Vec::new();
+        while let Some(item) = items.next_element()? {
+            match item {
+                Distinct::Value(value) => values.push(value),
+                Distinct::Repeated(key) => {
+                    while items.next_element::<IgnoredAny>()?.is_some() {}
+                    return Ok(Distinct::Repeated(key));
+                }
+            }
+        }
+        Ok(Distinct::Value(Value::Array(values)))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Distinct, E> {
+        Ok(Distinct::Value(Value::Null))
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Distinct, E> {
+        Ok(Distinct::Value(Value::Bool(value)))
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Distinct, E> {
+        Ok(Distinct::Value(Value::from(value)))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Distinct, E> {
+        Ok(Distinct::Value(Value::from(value)))
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Distinct, E> {
+        // JSON holds finite numbers only.
+        Ok(Distinct::Value(
+            Number::from_f64(value).map_or(Value::Null, Value::Number),
+        ))
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Distinct, E> {
+        Ok(Distinct::Value(Value::String(value.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Distinct, E> {
+        Ok(Distinct::Value(Value::String(value)))
     }
 }
 
@@ -290,10 +408,37 @@ mod tests {
                 .message()
                 .contains("json-parser error")
         );
-        let nested = parse_body(br#"{"a": {"x": 1, "y": [1, {"z": null}]}, "b": 2}"#).unwrap();
+        let nested = br#"{"a": {"x": 1, "y": [1, {"z": null}, -2, 2.5, true, "s\u00e9"]}, "b": 2,
+            "c": [], "d": {}, "e": 18446744073709551615, "f": -9223372036854775808, "g": 1e300}"#;
         assert_eq!(
-            Value::Object(nested),
-            json!({"a": {"x": 1, "y": [1, {"z": null}]}, "b": 2})
+            Value::Object(parse_body(nested).unwrap()),
+            serde_json::from_slice::<Value>(nested).unwrap(),
+            "as serde_json reads it"
+        );
+        // In nested objects too (the inputs of a task, say), also within arrays.
+        for (body, within) in [
+            (
+                br#"{"inputs": {"picture": "a", "picture": "b"}}"#.as_slice(),
+                "inputs",
+            ),
+            (
+                br#"{"x": 1, "list": [{"ok": 1}, {"n": {"picture": 1, "picture": 2}}]}"#,
+                "list",
+            ),
+        ] {
+            assert_eq!(
+                parse_body(body).unwrap_err().message(),
+                format!(
+                    "Failed to parse input-values: the body gives 'picture' more than once in \
+                     '{within}'"
+                )
+            );
+        }
+        let long = format!(r#"{{"{0}": 1, "{0}": 2}}"#, "k".repeat(300));
+        let message = parse_body(long.as_bytes()).unwrap_err().message();
+        assert!(
+            message.ends_with(&format!("'{}…' more than once", "k".repeat(100))),
+            "{message}"
         );
         assert_eq!(
             merge_query("uuid=a&uuid%3D=b&u%75id=c", &mut Map::new())
