@@ -571,10 +571,7 @@ impl ClusterHandle {
         ctx.log_error(task, &self.row, &e);
         // Should the stop's save fail too, or the server crash, the next start reports the
         // loss (as it does for direct IO).
-        let since = task
-            .record(&self.row.uuid)
-            .started_at
-            .unwrap_or_else(now_timestamp);
+        let since = task.run_started().unwrap_or_else(now_timestamp);
         ctx.runtime
             .block_on(self.note_unsaved_training(&ctx.store, &since));
         if complete_result {

@@ -536,16 +536,20 @@ impl ClusterHandle {
         if note.noted {
             return;
         }
-        note.noted = true;
         let (uuid, base) = (&self.row.uuid, self.saved_network());
-        if let Err(e) = store
+        // Not noted where the database refused (a full disk, say): the next step or failed
+        // save tries again.
+        match store
             .note_unsaved_network(uuid, since, base.as_deref())
             .await
         {
-            tracing::error!(
-                cluster = uuid,
-                "cannot note the network's unsaved changes: {e}"
-            );
+            Ok(()) => note.noted = true,
+            Err(e) => {
+                tracing::error!(
+                    cluster = uuid,
+                    "cannot note the network's unsaved changes: {e}"
+                );
+            }
         }
     }
 

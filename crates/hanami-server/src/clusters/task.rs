@@ -341,6 +341,8 @@ pub struct Promise {
 struct Timeline {
     state: TaskState,
     start: Option<String>,
+    /// When this run of the task began (a task that goes on after a stop runs again).
+    run_start: Option<String>,
     end: Option<String>,
     /// See [`Task::add_note`].
     note: Option<String>,
@@ -389,6 +391,7 @@ impl Task {
             timeline: Mutex::new(Timeline {
                 state: TaskState::Queued,
                 start: None,
+                run_start: None,
                 end: None,
                 note: None,
                 waiting: None,
@@ -449,6 +452,7 @@ impl Task {
             timeline: Mutex::new(Timeline {
                 state,
                 start: row.started_at,
+                run_start: None,
                 end: row.ended_at,
                 note: row.note,
                 waiting: None,
@@ -517,8 +521,16 @@ impl Task {
     pub fn start(&self) -> Option<Work> {
         let mut timeline = self.timeline();
         timeline.state = TaskState::Active;
-        timeline.start.get_or_insert_with(now_timestamp);
+        let now = now_timestamp();
+        timeline.start.get_or_insert_with(|| now.clone());
+        timeline.run_start = Some(now);
         crate::sync::lock(&self.work).take()
+    }
+
+    /// When this run of the task began (its start, or for a task that went on after a stop,
+    /// when it went on); `None` before it started in this server.
+    pub fn run_started(&self) -> Option<String> {
+        self.timeline().run_start.clone()
     }
 
     /// Records progress.
@@ -796,7 +808,8 @@ mod tests {
     }
 
     /// A task that goes on after a stop keeps the time it first started (also while it is
-    /// queued again); a new one gets the time it starts.
+    /// queued again); a new one gets the time it starts. Each run knows when it began (what
+    /// a failed save of its network loses is what it learned since then).
     #[test]
     fn a_task_that_goes_on_keeps_its_first_start() {
         let task = Task::new(
@@ -816,8 +829,11 @@ mod tests {
         assert_eq!(task.record_requeued("cluster").started_at, started);
         let again = Task::resumed(row, Work::Request(vec![], answers()));
         assert_eq!(again.info().start_timestamp, "2026-11-30 09:00:00");
+        assert_eq!(again.run_started(), None);
         assert!(again.start().is_some());
         assert_eq!(again.info().start_timestamp, "2026-11-30 09:00:00");
+        let run = again.run_started().unwrap();
+        assert!(run.as_str() > "2026-11-30 09:00:00", "{run}");
         assert_eq!(again.progress(), 30);
     }
 
