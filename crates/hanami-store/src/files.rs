@@ -50,7 +50,11 @@ pub fn preallocate(file: &File, size: u64) -> io::Result<bool> {
         let e = io::Error::last_os_error();
         match e.raw_os_error() {
             Some(libc::EINTR) => continue,
-            Some(libc::EOPNOTSUPP) => return file.set_len(size).map(|()| false),
+            // Not supported by the file system (POSIX allows EINVAL for it), or by a
+            // sandbox's filter of system calls.
+            Some(libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS) => {
+                return file.set_len(size).map(|()| false);
+            }
             _ => return Err(e),
         }
     }
