@@ -2783,7 +2783,7 @@ async fn open_sessions_are_told_when_the_server_shuts_down() {
     let logged = server.logged();
     assert!(
         logged.contains(
-            "the stop ends a direct-IO session of cluster 'stopping' (the network is saved"
+            "the stop ends a direct-IO session of cluster 'stopping' (the stop saves the network"
         ),
         "{logged}"
     );

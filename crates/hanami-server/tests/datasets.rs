@@ -2460,7 +2460,8 @@ async fn a_dataset_whose_file_changed_since_it_was_written_is_refused() {
 #[tokio::test]
 async fn a_dataset_file_cut_short_while_it_is_read_is_damaged() {
     for point in ["dataset-rows:compared", "dataset-check:comparing"] {
-        let server = launch().pause_at(point, 1500).start();
+        // Long enough for the cut on a busy machine.
+        let server = launch().pause_at(point, 5000).start();
         let client = sdk(&server, ADMIN, ADMIN_PW).await;
         let tmp = tempfile::tempdir().unwrap();
         let (images, labels) = mnist_files(tmp.path(), 20);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import ssl
@@ -131,7 +132,7 @@ async def opened(address: str, verify: Verify, close_timeout: Optional[float] = 
         # pylint: disable-next=protected-access
         hint = hanami_request._connection_hint(base_url(address), e, verify)
         raise requests.exceptions.SSLError(f"{e} ({hint})" if hint else str(e)) from e
-    except TimeoutError as e:
+    except (TimeoutError, asyncio.TimeoutError) as e:  # the same class from Python 3.11
         raise requests.exceptions.ConnectTimeout(
             f"{websocket_url(address)} did not complete the websocket opening in "
             f"{OPEN_TIMEOUT} s") from e

@@ -180,9 +180,9 @@ async fn serve(
             Incoming::Stopping => {
                 tracing::info!(
                     cluster = cluster.row.uuid,
-                    "the stop ends a direct-IO session of cluster '{}' (the network is saved \
-                     with what it trained; the cluster comes back in TASK mode at the next \
-                     start)",
+                    "the stop ends a direct-IO session of cluster '{}' (the stop saves the \
+                     network with what it trained; the cluster comes back in TASK mode at the \
+                     next start)",
                     cluster.row.name
                 );
                 close_with(app, socket, close_code::AWAY, SHUTTING_DOWN).await;
