@@ -87,6 +87,7 @@ pub(crate) async fn export(
     let (Some(path), Some(destination)) = (output, destination) else {
         return written.map(|()| Shown::Nothing);
     };
+    let opened = file;
     match (written, destination) {
         (
             Ok(()),
@@ -96,6 +97,21 @@ pub(crate) async fn export(
                 kept,
             },
         ) => {
+            // On the disk before the rename, so that a power cut after it cannot leave the
+            // file replaced by a cut-off export.
+            if let Some(Err(e)) = opened.as_ref().map(std::fs::File::sync_all) {
+                let _ = std::fs::remove_file(&partial);
+                return Err(left_as_it_was(
+                    Exported::Local(CliError::msg(format!(
+                        "cannot write the export to the disk: {e}"
+                    ))),
+                    Some(&Destination::Replace {
+                        file,
+                        partial,
+                        kept,
+                    }),
+                ));
+            }
             if let Some(permissions) = kept {
                 // Best effort: the file's mode, which the rename would otherwise lose.
                 let _ = std::fs::set_permissions(&partial, permissions);
@@ -107,6 +123,10 @@ pub(crate) async fn export(
                     path.display()
                 )))
             })?;
+            // Best effort: the rename itself on the disk.
+            if let Some(folder) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+                let _ = std::fs::File::open(folder).and_then(|f| f.sync_all());
+            }
         }
         (Ok(()), Destination::Into(_)) => {}
         (Ok(()), Destination::Standard { .. }) => return Ok(Shown::Nothing),
@@ -338,7 +358,12 @@ async fn write_rows(
             .await
             .map_err(Exported::Sdk)?;
         if part.rows.is_empty() {
-            break;
+            // Fewer rows than the dataset has: not a whole export.
+            return Err(Exported::Local(CliError::msg(format!(
+                "the server sent no rows of dataset '{uuid}' from row {next} on: the export, \
+                 to row {}, is incomplete",
+                rows.end
+            ))));
         }
         next += part.rows.len() as u64;
         let mut text = header.take().unwrap_or_default();
