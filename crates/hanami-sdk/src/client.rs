@@ -28,7 +28,7 @@ pub struct ConnectOptions {
     pub root_certificate_pem: Option<Vec<u8>>,
     /// How long the server may stay silent while an answer is due (an HTTP response or a
     /// websocket reply), or take nothing in while a websocket message is sent; the call then
-    /// fails with [`Error::Transport`] or [`Error::WebSocket`] instead of waiting forever.
+    /// fails with [`Error::Transport`] or [`Error::SessionTimeout`] instead of waiting forever.
     pub answer_timeout: Duration,
 }
 
@@ -328,14 +328,7 @@ impl Client {
         let response = request.send().await.map_err(unsendable)?;
         let status = response.status().as_u16();
         if response.status().is_redirection() {
-            let location = response
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .map(|to| String::from_utf8_lossy(to.as_bytes()).into_owned());
-            return Err(Error::Status {
-                status,
-                body: redirected(location.as_deref()),
-            });
+            return Err(redirect_error(status, response.headers()));
         }
         let text = response.text().await?;
         if status != 200 {
@@ -415,8 +408,20 @@ fn json(body: &(impl Serialize + ?Sized)) -> Result<Bytes> {
         .map_err(|e| Error::Protocol(e.to_string()))
 }
 
+/// The error of a redirect (`status`, with its `headers`), which the clients do not follow:
+/// it names the target.
+pub(crate) fn redirect_error(status: u16, headers: &reqwest::header::HeaderMap) -> Error {
+    let location = headers
+        .get(reqwest::header::LOCATION)
+        .map(|to| String::from_utf8_lossy(to.as_bytes()).into_owned());
+    Error::Status {
+        status,
+        body: redirected(location.as_deref()),
+    }
+}
+
 /// The error text of a redirect to `location`, which the clients do not follow.
-pub(crate) fn redirected(location: Option<&str>) -> String {
+fn redirected(location: Option<&str>) -> String {
     match location {
         Some(to) => format!(
             "the server redirects to {to}, which a Hanami server does not do: use that address \

@@ -49,6 +49,20 @@ fn file_size(path: &Path) -> Result<u64> {
     Ok(metadata.len())
 }
 
+/// [`file_size`] on a blocking thread: a network file system can hold up its calls, which
+/// must not stall the caller's runtime.
+async fn upload_size(path: &Path) -> Result<u64> {
+    let owned = path.to_owned();
+    tokio::task::spawn_blocking(move || file_size(&owned))
+        .await
+        .unwrap_or_else(|e| {
+            Err(Error::File {
+                path: path.display().to_string(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        })
+}
+
 impl Client {
     /// Uploads an MNIST image and label file pair (IDX format) as a new dataset.
     ///
@@ -84,7 +98,7 @@ impl Client {
         progress: &mut (dyn FnMut(u64, u64) + Send),
         cancel: impl Future<Output = ()>,
     ) -> Result<Dataset> {
-        let (image_size, label_size) = (file_size(images)?, file_size(labels)?);
+        let (image_size, label_size) = (upload_size(images).await?, upload_size(labels).await?);
         // Boxed, so that it can be handed on: it is dropped when the sending steps end.
         let mut cancel = Box::pin(cancel);
         let body = mnist_start(name, image_size, label_size);
@@ -160,7 +174,7 @@ impl Client {
         progress: &mut (dyn FnMut(u64, u64) + Send),
         cancel: impl Future<Output = ()>,
     ) -> Result<Dataset> {
-        let size = file_size(csv)?;
+        let size = upload_size(csv).await?;
         // Boxed, so that it can be handed on: it is dropped when the sending steps end.
         let mut cancel = Box::pin(cancel);
         let body = csv_start(name, size);
@@ -225,7 +239,8 @@ impl Client {
             answer = registering.answer() => answer,
             () = cancel => {
                 if let Some(cleanup) = registering.abandon() {
-                    let limit = self.answer_timeout + CLEANUP_TIMEOUT;
+                    // (An answer timeout of `Duration::MAX` means no limit.)
+                    let limit = self.answer_timeout.saturating_add(CLEANUP_TIMEOUT);
                     let _ = tokio::time::timeout(limit, cleanup).await;
                 }
                 Err(Error::Cancelled)

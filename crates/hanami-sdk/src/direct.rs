@@ -121,6 +121,11 @@ impl DirectSession {
     async fn exchange(&mut self, message: ClusterIoMessage) -> Result<ClusterIoMessage> {
         let message = Message::binary(message.encode_to_vec());
         send(&mut self.socket, message, self.answer_timeout).await?;
+        self.receive().await
+    }
+
+    /// The server's next answer (within the answer timeout).
+    async fn receive(&mut self) -> Result<ClusterIoMessage> {
         ClusterIoMessage::decode(next_binary(&mut self.socket, self.answer_timeout).await?)
             .map_err(|e| Error::Protocol(format!("direct IO answer: {e}")))
     }
@@ -227,9 +232,7 @@ impl DirectSession {
         .await?;
         let mut results = vec![(first.buffer_name, first.values)];
         loop {
-            let next =
-                ClusterIoMessage::decode(next_binary(&mut self.socket, self.answer_timeout).await?)
-                    .map_err(|e| Error::Protocol(format!("direct IO answer: {e}")))?;
+            let next = self.receive().await?;
             // Outputs have names; the acknowledgement of the marker has none.
             if next.buffer_name.is_empty() {
                 return Ok(results);

@@ -30,14 +30,7 @@ fn opening_err(e: tokio_tungstenite::tungstenite::Error) -> Error {
         tokio_tungstenite::tungstenite::Error::Http(response)
             if response.status().is_redirection() =>
         {
-            let location = response
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .map(|to| String::from_utf8_lossy(to.as_bytes()).into_owned());
-            Error::Status {
-                status: response.status().as_u16(),
-                body: crate::client::redirected(location.as_deref()),
-            }
+            crate::client::redirect_error(response.status().as_u16(), response.headers())
         }
         tokio_tungstenite::tungstenite::Error::Http(response) => {
             let body = response
