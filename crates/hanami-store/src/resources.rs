@@ -445,8 +445,8 @@ impl Store {
         .await
     }
 
-    /// Runs `sql` (with `{table}` and `{scope}` filled in, the uuid as `?3`) for the resource
-    /// with this uuid visible in the scope, and returns the row it yields.
+    /// Runs `sql` (with `{table}`, `{columns}` and `{scope}` filled in, the uuid as `?3`) for
+    /// the resource with this uuid visible in the scope, and returns the row it yields.
     async fn one_in_scope(
         pool: &SqlitePool,
         sql: &str,

@@ -1,7 +1,9 @@
 //! The task records of clusters. The server keeps its live tasks in memory and writes each
 //! change of state here, so that after a restart it can list what became of every task: a
-//! queued task keeps its work here until it starts, so that a restart queues it again; the
-//! ones that had started and not ended are marked aborted.
+//! queued task keeps its work here until it starts, so that a restart queues it again (as
+//! does a train or request task that a shutdown stopped: it is recorded as queued again,
+//! with its work, by [`Store::requeue_task`]); the ones that a crash left started and not
+//! ended are marked aborted.
 
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -52,8 +54,9 @@ pub struct TaskRow {
 pub struct UnfinishedTask {
     /// The task.
     pub row: TaskRow,
-    /// What it was queued to do, as given to [`Store::insert_task`], while it had not
-    /// started; `None` once it had, and for tasks queued by versions before work was kept.
+    /// What it was queued to do, as given to [`Store::insert_task`] (or, for a task that a
+    /// shutdown stopped, [`Store::requeue_task`]), while it is queued; `None` once it has
+    /// started, and for tasks queued by versions before work was kept.
     pub work: Option<String>,
 }
 

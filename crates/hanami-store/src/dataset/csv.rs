@@ -116,7 +116,14 @@ pub fn convert_csv(
         path: input_path.to_owned(),
         source,
     };
-    let file = File::open(input_path).map_err(read_error)?;
+    // A named pipe in its place would hold an open for reading until a writer comes.
+    let file = crate::files::open_without_waiting(input_path).map_err(read_error)?;
+    if !file.metadata().map_err(read_error)?.is_file() {
+        return Err(read_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
     let mut input = BufReader::with_capacity(READ_BUFFER, file);
 
     let mut line = Vec::new();

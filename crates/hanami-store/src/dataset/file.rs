@@ -468,11 +468,6 @@ impl DatasetWriter {
         self.columns
     }
 
-    /// Type of the stored values.
-    pub fn data_type(&self) -> DataType {
-        self.data_type
-    }
-
     /// Where the finished file will be.
     pub fn final_path(&self) -> &Path {
         &self.final_path
@@ -1215,7 +1210,8 @@ impl RowCursor {
     }
 
     /// Rows left to read.
-    pub fn remaining(&self) -> u64 {
+    #[cfg(test)]
+    fn remaining(&self) -> u64 {
         self.end_row - self.next_row
     }
 }

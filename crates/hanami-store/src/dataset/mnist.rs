@@ -191,8 +191,16 @@ impl<'a> Input<'a> {
             path: path.into(),
             source,
         };
-        let file = File::open(path).map_err(err)?;
-        let len = file.metadata().map_err(err)?.len();
+        // A named pipe in its place would hold an open for reading until a writer comes.
+        let file = crate::files::open_without_waiting(path).map_err(err)?;
+        let metadata = file.metadata().map_err(err)?;
+        if !metadata.is_file() {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file",
+            )));
+        }
+        let len = metadata.len();
         Ok(Input {
             kind,
             path,
@@ -483,6 +491,23 @@ pub(crate) mod tests {
             case.error(&idx_images(3, 2, 2, pixel), &idx_labels(&[1, 2])),
             "the image file holds 3 images but the label file holds 2 labels"
         );
+    }
+
+    #[test]
+    fn named_pipes_are_refused_without_waiting() {
+        let case = Case::new();
+        let (images, labels) = (
+            case.dir.path().join("images"),
+            case.dir.path().join("labels"),
+        );
+        hanami_testkit::named_pipe(&images);
+        fs::write(&labels, idx_labels(&[1])).unwrap();
+        let e = convert_mnist(&images, &labels, "mnist test", case.dest(), || {}).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let csv = case.dir.path().join("data.csv");
+        hanami_testkit::named_pipe(&csv);
+        let e = crate::dataset::convert_csv(&csv, "csv test", case.dest(), || {}).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
     }
 
     #[test]

@@ -75,7 +75,8 @@ pub use error::{ConvertError, DatasetFileError, IdxFile};
 pub use file::{
     DatasetReader, DatasetWriter, RowCursor, is_temp_file_name, remove_stale_temp_files,
 };
-pub use mnist::{MNIST_IMAGE_MAGIC, MNIST_LABEL_MAGIC, convert_mnist};
+pub use mnist::convert_mnist;
+use mnist::{MNIST_IMAGE_MAGIC, MNIST_LABEL_MAGIC};
 pub use verified::VerifiedFiles;
 
 /// The type of every value stored in a dataset.
@@ -198,11 +199,6 @@ impl DatasetHeader {
     /// The column range of a description field, if the dataset has it.
     pub fn column_range(&self, field: &str) -> Option<ColumnRange> {
         self.description.get(field).copied()
-    }
-
-    /// Bytes of one stored row.
-    pub fn row_bytes(&self) -> u64 {
-        self.number_of_columns * self.data_type.size() as u64
     }
 }
 
