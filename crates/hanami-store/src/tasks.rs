@@ -60,6 +60,11 @@ pub struct UnfinishedTask {
     pub work: Option<String>,
 }
 
+/// The columns that [`from_row`] reads (a task's `work`, large for tasks over many
+/// interfaces, is read only where it is needed).
+const TASK_COLUMNS: &str =
+    "uuid, cluster_uuid, name, total, current, state, queued_at, started_at, ended_at, note";
+
 fn from_row(row: &SqliteRow) -> TaskRow {
     let count = |name: &str| u64::try_from(row.get::<i64, _>(name)).unwrap_or(0);
     TaskRow {
@@ -145,7 +150,8 @@ impl Store {
 
     /// The tasks of a cluster in queue order.
     pub async fn cluster_tasks(&self, cluster_uuid: &str) -> Result<Vec<TaskRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM tasks WHERE cluster_uuid = ? ORDER BY seq")
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE cluster_uuid = ? ORDER BY seq");
+        let rows = sqlx::query(&sql)
             .bind(cluster_uuid)
             .fetch_all(&self.reads)
             .await?;
@@ -264,10 +270,11 @@ impl Store {
     /// The tasks that had not ended, in queue order over all clusters (at start-up: the
     /// server stopped or crashed while they were queued or active).
     pub async fn unfinished_tasks(&self) -> Result<Vec<UnfinishedTask>, StoreError> {
-        let rows =
-            sqlx::query("SELECT * FROM tasks WHERE state IN ('queued', 'active') ORDER BY seq")
-                .fetch_all(&self.reads)
-                .await?;
+        let sql = format!(
+            "SELECT {TASK_COLUMNS}, work FROM tasks WHERE state IN ('queued', 'active') \
+             ORDER BY seq"
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.reads).await?;
         Ok(rows
             .iter()
             .map(|row| UnfinishedTask {

@@ -78,7 +78,6 @@ impl HiddenInput for Terminal {
 /// Switches the echo of the terminal on standard input off until dropped. A signal that
 /// ends the process meanwhile (Ctrl-C at the prompt) switches it on again first: the shell
 /// would otherwise be left without echo.
-#[cfg(unix)]
 struct EchoOff {
     original: libc::termios,
     /// The actions of [`ENDING_SIGNALS`] before ours.
@@ -86,17 +85,14 @@ struct EchoOff {
 }
 
 /// Signals whose default action ends the process and that a terminal user sends.
-#[cfg(unix)]
 const ENDING_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
 /// The terminal settings that [`restore_and_end`] puts back: set while the echo is off.
-#[cfg(unix)]
 static SAVED: std::sync::atomic::AtomicPtr<libc::termios> =
     std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
 
 /// Signal handler: puts the saved terminal settings back, ends the prompt's line, and lets
 /// the signal take its default action (the process ends as it would have).
-#[cfg(unix)]
 extern "C" fn restore_and_end(signal: libc::c_int) {
     let saved = SAVED.load(std::sync::atomic::Ordering::SeqCst);
     // SAFETY: only async-signal-safe calls; `saved` is null or points to the settings that
@@ -111,7 +107,6 @@ extern "C" fn restore_and_end(signal: libc::c_int) {
     }
 }
 
-#[cfg(unix)]
 impl EchoOff {
     fn new() -> io::Result<Self> {
         let mut term = std::mem::MaybeUninit::<libc::termios>::uninit();
@@ -161,7 +156,6 @@ impl EchoOff {
     }
 }
 
-#[cfg(unix)]
 impl Drop for EchoOff {
     fn drop(&mut self) {
         // SAFETY: restores the settings read in `new` on the same descriptor, then the
@@ -172,18 +166,6 @@ impl Drop for EchoOff {
                 libc::sigaction(*signal, old, std::ptr::null_mut());
             }
         }
-    }
-}
-
-#[cfg(not(unix))]
-struct EchoOff;
-
-#[cfg(not(unix))]
-impl EchoOff {
-    fn new() -> io::Result<Self> {
-        Err(io::Error::other(
-            "hidden password input is only supported on Unix; pass -p/--password",
-        ))
     }
 }
 
