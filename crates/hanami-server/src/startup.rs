@@ -18,6 +18,7 @@ use hanami_store::users::NewUser;
 use hanami_store::{SqliteFailure, Store, StoreError, now_timestamp};
 use hanami_types::projects::Project;
 use hanami_types::scope::{ADMIN_PROJECT, Scope};
+use hanami_types::tasks::TaskState;
 use hanami_types::users::User;
 
 use crate::api::validate::Pattern;
@@ -497,8 +498,8 @@ async fn load_clusters(
         let Some(cluster) = clusters.get(&Scope::All, &task.cluster_uuid) else {
             continue;
         };
-        let message = match (task.state.as_str(), work) {
-            ("queued", Some(work)) => match Work::from_stored(&work, paths) {
+        let message = match (task.state, work) {
+            (TaskState::Queued, Some(work)) => match Work::from_stored(&work, paths) {
                 Ok(work) => {
                     resumed.push((cluster, Arc::new(Task::resumed(task, work))));
                     continue;
@@ -509,13 +510,14 @@ async fn load_clusters(
                     task.name, cluster.row.name
                 ),
             },
-            ("queued", None) => format!(
+            (TaskState::Queued, None) => format!(
                 "task '{}' of cluster '{}' was queued when the server stopped, and its end was \
                  not recorded; an older version of the server queued it, which kept no record \
                  of what queued tasks were to do, so it is aborted: queue it again",
                 task.name, cluster.row.name
             ),
-            (state, _) => unended_task_message(&task, state, &cluster, paths),
+            // (Only queued and active tasks are unfinished.)
+            (_, _) => unended_task_message(&task, &cluster, paths),
         };
         // The note and the error-log entry are written with the abort, so that a crash
         // during this start leaves the task to the next one, which tells it again.
@@ -553,11 +555,10 @@ async fn load_clusters(
     Ok((clusters, resumed))
 }
 
-/// The note of task `task` of `cluster`, which was `state` (active) when the server stopped
-/// and whose end was not recorded: what its abort leaves of what it did.
+/// The note of task `task` of `cluster`, which was active when the server stopped and
+/// whose end was not recorded: what its abort leaves of what it did.
 fn unended_task_message(
     task: &hanami_store::tasks::TaskRow,
-    state: &str,
     cluster: &ClusterHandle,
     paths: &DataDir,
 ) -> String {
@@ -601,10 +602,10 @@ fn unended_task_message(
         format!(" ({} of its {} cycles kept)", task.current, task.total)
     };
     format!(
-        "task '{}' of cluster '{}' was {state} when the server stopped, and its end \
+        "task '{}' of cluster '{}' was {} when the server stopped, and its end \
          was not recorded (a crash, a kill, or a database that could not be \
          written, as on a full disk); it is aborted, and {outcome}{kept}",
-        task.name, cluster.row.name
+        task.name, cluster.row.name, task.state
     )
 }
 

@@ -1296,7 +1296,7 @@ async fn a_start_removes_what_deletions_left_and_sets_unended_products_aside() {
                 name: "unended".into(),
                 total: 20,
                 current: 20,
-                state: "active".into(),
+                state: TaskState::Active,
                 queued_at: "2026-11-30 10:00:00".into(),
                 started_at: Some("2026-11-30 10:00:00".into()),
                 ended_at: None,

@@ -5,6 +5,7 @@
 //! with its work, by [`Store::requeue_task`]); the ones that a crash left started and not
 //! ended are marked aborted.
 
+use hanami_types::tasks::TaskState;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -37,8 +38,8 @@ pub struct TaskRow {
     pub total: u64,
     /// Cycles done when the state was last recorded.
     pub current: u64,
-    /// `queued`, `active`, `aborted` or `finished`.
-    pub state: String,
+    /// Queued, active, aborted or finished.
+    pub state: TaskState,
     /// When it was queued.
     pub queued_at: String,
     /// When it started, if it did.
@@ -73,7 +74,9 @@ fn from_row(row: &SqliteRow) -> TaskRow {
         name: row.get("name"),
         total: count("total"),
         current: count("current"),
-        state: row.get("state"),
+        // Only the four names are ever written; another (a hand-edited database) reads as
+        // aborted, which every start then leaves alone.
+        state: TaskState::parse(row.get("state")).unwrap_or(TaskState::Aborted),
         queued_at: row.get("queued_at"),
         started_at: row.get("started_at"),
         ended_at: row.get("ended_at"),
@@ -99,7 +102,7 @@ impl Store {
         .bind(&task.name)
         .bind(int(task.total))
         .bind(int(task.current))
-        .bind(&task.state)
+        .bind(task.state.as_str())
         .bind(&task.queued_at)
         .bind(&task.started_at)
         .bind(&task.ended_at)
@@ -119,11 +122,11 @@ impl Store {
              work = CASE WHEN ? = 'queued' THEN work END WHERE uuid = ?",
         )
         .bind(int(task.current))
-        .bind(&task.state)
+        .bind(task.state.as_str())
         .bind(&task.started_at)
         .bind(&task.ended_at)
         .bind(&task.note)
-        .bind(&task.state)
+        .bind(task.state.as_str())
         .bind(&task.uuid)
         .execute(&self.pool)
         .await?;
@@ -180,7 +183,7 @@ impl Store {
              network_pending = ?, work = NULL WHERE uuid = ?",
         )
         .bind(int(task.current))
-        .bind(&task.state)
+        .bind(task.state.as_str())
         .bind(&task.started_at)
         .bind(&task.ended_at)
         .bind(&task.note)

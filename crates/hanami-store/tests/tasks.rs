@@ -9,6 +9,7 @@ use hanami_store::logs::ErrorEntry;
 use hanami_store::resources::{FileNote, Kind, ResourceRow, UnsavedNetwork};
 use hanami_store::tasks::{TaskProduct, TaskRow};
 use hanami_types::scope::Scope;
+use hanami_types::tasks::TaskState;
 
 /// Adds the user `owner`, whom the clusters of these tests belong to.
 async fn add_owner(store: &Store) {
@@ -57,7 +58,7 @@ fn task(uuid: &str, cluster: &str, state: &str) -> TaskRow {
         name: format!("task {uuid}"),
         total: 100,
         current: 0,
-        state: state.into(),
+        state: TaskState::parse(state).unwrap(),
         queued_at: "2026-11-28 10:00:00".into(),
         started_at: None,
         ended_at: None,
@@ -142,7 +143,7 @@ async fn unfinished_tasks_are_aborted_and_orphans_forgotten() {
         .await
         .unwrap()
         .into_iter()
-        .map(|t| (t.uuid, t.state, t.ended_at, t.note))
+        .map(|t| (t.uuid, t.state.as_str(), t.ended_at, t.note))
         .collect();
     let aborted_at = Some("2026-11-28 11:00:00".to_string());
     assert_eq!(
@@ -150,17 +151,17 @@ async fn unfinished_tasks_are_aborted_and_orphans_forgotten() {
         [
             (
                 "queued".into(),
-                "aborted".into(),
+                "aborted",
                 aborted_at.clone(),
                 Some("queued was queued".into())
             ),
             (
                 "active".into(),
-                "aborted".into(),
+                "aborted",
                 aborted_at,
                 Some("active was active".into())
             ),
-            ("finished".into(), "finished".into(), None, None),
+            ("finished".into(), "finished", None, None),
         ]
     );
     let log = store.error_page(None, 0).await.unwrap();
@@ -241,23 +242,15 @@ async fn a_queued_task_keeps_its_work_until_it_starts() {
         .await
         .unwrap()
         .into_iter()
-        .map(|t| (t.row.uuid, t.row.state, t.work))
+        .map(|t| (t.row.uuid, t.row.state.as_str(), t.work))
         .collect();
     assert_eq!(
         unfinished,
         [
-            (
-                "waits".into(),
-                "queued".into(),
-                Some("work of waits".into())
-            ),
-            ("starts".into(), "active".into(), None),
-            ("older".into(), "queued".into(), None),
-            (
-                "goes on".into(),
-                "queued".into(),
-                Some("rest of goes on".into())
-            ),
+            ("waits".into(), "queued", Some("work of waits".into())),
+            ("starts".into(), "active", None),
+            ("older".into(), "queued", None),
+            ("goes on".into(), "queued", Some("rest of goes on".into())),
         ]
     );
     let tasks = store.cluster_tasks("a").await.unwrap();
@@ -271,7 +264,7 @@ async fn a_queued_task_keeps_its_work_until_it_starts() {
         (40, Some("2026-11-30 09:00:00"), Some("stopped"))
     );
     let lost = tasks.iter().find(|t| t.uuid == "lost").unwrap();
-    assert_eq!(lost.state, "aborted");
+    assert_eq!(lost.state, TaskState::Aborted);
     assert!(lost.ended_at.is_some());
     assert_eq!(lost.note.as_deref(), Some("stopped; its network is lost"));
     // Aborted at a later start, it keeps its note and gets the abort's after it.
@@ -379,7 +372,10 @@ async fn a_task_ends_with_its_product_or_not_at_all() {
         .end_task(&ended("save"), TaskProduct::Checkpoint(&orphan), false)
         .await;
     assert!(refused.is_err());
-    assert_eq!(store.cluster_tasks("a").await.unwrap()[0].state, "active");
+    assert_eq!(
+        store.cluster_tasks("a").await.unwrap()[0].state,
+        TaskState::Active
+    );
     let checkpoint = ResourceRow::new("save", "saved", "owner", "admin", "save");
     store
         .end_task(&ended("save"), TaskProduct::Checkpoint(&checkpoint), false)

@@ -438,7 +438,7 @@ impl Task {
     /// A task recorded by an earlier run of the server; it has ended (start-up aborts the ones
     /// that had not), so it has no work.
     pub fn recorded(row: TaskRow) -> Self {
-        let state = TaskState::parse(&row.state).unwrap_or(TaskState::Aborted);
+        let state = row.state;
         let (done, _) = tokio::sync::watch::channel(state.ended());
         Self {
             uuid: row.uuid,
@@ -474,7 +474,7 @@ impl Task {
             name: self.name.clone(),
             total: self.total,
             current: self.current.load(Ordering::Relaxed),
-            state: timeline.state.as_str().to_owned(),
+            state: timeline.state,
             queued_at: self.queued_at.clone(),
             started_at: timeline.start.clone(),
             ended_at: timeline.end.clone(),
@@ -486,7 +486,7 @@ impl Task {
     /// (recorded before [`Task::end_at`] tells anyone).
     pub fn record_as_ended(&self, cluster_uuid: &str, state: TaskState, ended_at: &str) -> TaskRow {
         TaskRow {
-            state: state.as_str().to_owned(),
+            state,
             ended_at: Some(ended_at.to_owned()),
             ..self.record(cluster_uuid)
         }
@@ -585,7 +585,7 @@ impl Task {
     pub fn record_requeued(&self, cluster_uuid: &str) -> TaskRow {
         let row = self.record(cluster_uuid);
         TaskRow {
-            state: TaskState::Queued.as_str().to_owned(),
+            state: TaskState::Queued,
             ended_at: None,
             note: self.note_with_stop(row.note.as_deref()),
             ..row
