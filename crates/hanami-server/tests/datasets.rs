@@ -888,41 +888,37 @@ async fn websocket_refusals_close_the_session_and_harm_nothing() {
     let reply = init(&mut socket, "abc.def.ghi", "file_upload", &file).await;
     assert_eq!(reply, json!({"success": false, "error": "Token invalid"}));
     assert_closed(&mut socket).await;
-    // No token: empty, left out or null (the last two got the parser's words).
-    for start in [
-        json!({"token": "", "target": "file_upload", "uuid": file}),
-        json!({"target": "file_upload", "uuid": file}),
-        json!({"token": null, "target": "file_upload", "uuid": file}),
+    // No token: empty, left out or null (the last two got the parser's words); a first
+    // message that is JSON, but no object: said in words, not in the parser's type names.
+    let no_token = "Token invalid: the session's first message has no token";
+    for (start, error) in [
+        (
+            json!({"token": "", "target": "file_upload", "uuid": file}).to_string(),
+            no_token,
+        ),
+        (
+            json!({"target": "file_upload", "uuid": file}).to_string(),
+            no_token,
+        ),
+        (
+            json!({"token": null, "target": "file_upload", "uuid": file}).to_string(),
+            no_token,
+        ),
+        (
+            "[]".to_owned(),
+            "invalid session start message: expected a JSON object {\"token\", \"target\", \
+             \"uuid\"}, got an array",
+        ),
     ] {
         let mut socket = open_socket(&server, "/").await;
-        SinkExt::send(&mut socket, Message::text(start.to_string()))
+        SinkExt::send(&mut socket, Message::text(start.clone()))
             .await
             .unwrap();
         let reply: serde_json::Value =
             serde_json::from_slice(&next_bytes(&mut socket).await.unwrap()).unwrap();
-        assert_eq!(
-            reply,
-            json!({"success": false,
-                   "error": "Token invalid: the session's first message has no token"}),
-            "{start}"
-        );
+        assert_eq!(reply, json!({"success": false, "error": error}), "{start}");
         assert_closed(&mut socket).await;
     }
-    // A first message that is JSON, but no object: said in words, not in the parser's
-    // type names.
-    let mut socket = open_socket(&server, "/").await;
-    SinkExt::send(&mut socket, Message::text("[]"))
-        .await
-        .unwrap();
-    let reply: serde_json::Value =
-        serde_json::from_slice(&next_bytes(&mut socket).await.unwrap()).unwrap();
-    assert_eq!(
-        reply,
-        json!({"success": false,
-               "error": "invalid session start message: expected a JSON object {\"token\", \
-                         \"target\", \"uuid\"}, got an array"})
-    );
-    assert_closed(&mut socket).await;
     // An unknown file.
     let mut socket = open_socket(&server, "/").await;
     let reply = init(

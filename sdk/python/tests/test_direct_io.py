@@ -218,29 +218,24 @@ def test_a_deleted_cluster_or_withdrawn_access_ends_a_session_as_rest_would_say(
     in TASK mode does), and one closed because its user lost access
     ``UnauthorizedException`` (all were bad requests), as the REST calls would answer."""
     async def run() -> None:
-        switched = make_cluster(address, token, SMALL_TEMPLATE)
-        ws = await cluster.switch_to_direct_mode(token, address, switched)
-        try:
-            cluster.switch_to_task_mode(token, address, switched)
-            await asyncio.wait_for(ws.wait_closed(), 10)
-            with pytest.raises(hx.ConflictException) as conflict:
-                await direct_io.send_request_input(ws, "test_input", [1.0] * 5, True)
-            assert conflict.value.message.startswith("the cluster left DIRECT mode")
-        finally:
-            await ws.close()
-            cluster.delete_cluster(token, address, switched)
-        gone = make_cluster(address, token, SMALL_TEMPLATE)
-        ws = await cluster.switch_to_direct_mode(token, address, gone)
-        try:
-            cluster.delete_cluster(token, address, gone)
-            # The close arrives before the next call, whose message then cannot be sent (it
-            # came as the answer when the call was made at once).
-            await asyncio.wait_for(ws.wait_closed(), 10)
-            with pytest.raises(hx.NotFoundException) as info:
-                await direct_io.send_request_input(ws, "test_input", [1.0] * 5, True)
-            assert info.value.message == "the cluster was deleted"
-        finally:
-            await ws.close()
+        for end, raised, said in [
+            (cluster.switch_to_task_mode, hx.ConflictException, "the cluster left DIRECT mode"),
+            (cluster.delete_cluster, hx.NotFoundException, "the cluster was deleted"),
+        ]:
+            ended = make_cluster(address, token, SMALL_TEMPLATE)
+            ws = await cluster.switch_to_direct_mode(token, address, ended)
+            try:
+                end(token, address, ended)
+                # The close arrives before the next call, whose message then cannot be sent
+                # (it came as the answer when the call was made at once).
+                await asyncio.wait_for(ws.wait_closed(), 10)
+                with pytest.raises(raised) as info:
+                    await direct_io.send_request_input(ws, "test_input", [1.0] * 5, True)
+                assert info.value.message.startswith(said), info.value.message
+            finally:
+                await ws.close()
+                if end is cluster.switch_to_task_mode:
+                    cluster.delete_cluster(token, address, ended)
         owned = make_cluster(address, member.token, SMALL_TEMPLATE)
         ws = await cluster.switch_to_direct_mode(member.token, address, owned)
         try:
