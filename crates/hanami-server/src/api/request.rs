@@ -34,23 +34,35 @@ pub fn endpoint_id(path: &str) -> Result<&str, ApiError> {
 /// Parses a POST/PUT body, which must be a JSON object whose keys are all different, in
 /// nested objects too.
 pub fn parse_body(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    let body: Body = serde_json::from_slice(body).map_err(|e| {
+    let body: Distinct = serde_json::from_slice(body).map_err(|e| {
         ApiError::BadRequest(format!(
             "Failed to parse input-values, because of json-parser error: {e}"
         ))
     })?;
     match body {
-        Body::Object(map) => Ok(map),
-        Body::Repeated { key, within } => {
+        Distinct::Value(Value::Object(map)) => Ok(map),
+        Distinct::Value(other) => Err(ApiError::BadRequest(format!(
+            "Failed to parse input-values: the body must be a JSON object, not {}",
+            json_kind(&other)
+        ))),
+        Distinct::Repeated { key, within } => {
             let within = within.map_or(String::new(), |field| format!(" in '{}'", shown(&field)));
             Err(ApiError::BadRequest(format!(
                 "Failed to parse input-values: the body gives '{}' more than once{within}",
                 shown(&key)
             )))
         }
-        Body::Other(kind) => Err(ApiError::BadRequest(format!(
-            "Failed to parse input-values: the body must be a JSON object, not {kind}"
-        ))),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -62,111 +74,19 @@ fn shown(key: &str) -> String {
     }
 }
 
-/// What a request body holds at its top level.
-enum Body {
-    /// An object with all its keys different (in nested objects too).
-    Object(Map<String, Value>),
-    /// An object that gives `key` more than once: the body itself, or an object within the
-    /// value of its field `within`.
-    Repeated {
-        /// The key given twice.
-        key: String,
-        /// The body's field whose value holds the object, if it is not the body.
-        within: Option<String>,
-    },
-    /// Another kind of JSON value ("an array", "null", …).
-    Other(&'static str),
-}
-
-impl<'de> Deserialize<'de> for Body {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(BodyVisitor)
-    }
-}
-
-struct BodyVisitor;
-
-impl<'de> Visitor<'de> for BodyVisitor {
-    type Value = Body;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, entries: A) -> Result<Body, A::Error> {
-        Ok(match distinct_entries(entries)? {
-            Ok(map) => Body::Object(map),
-            Err((key, within)) => Body::Repeated { key, within },
-        })
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Body, A::Error> {
-        while items.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Body::Other("an array"))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Body, E> {
-        Ok(Body::Other("null"))
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Body, E> {
-        Ok(Body::Other("a boolean"))
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Body, E> {
-        Ok(Body::Other("a number"))
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Body, E> {
-        Ok(Body::Other("a number"))
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Body, E> {
-        Ok(Body::Other("a number"))
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Body, E> {
-        Ok(Body::Other("a string"))
-    }
-}
-
-/// A key given more than once, with the entry of the outer object whose value holds the
-/// object that gives it (`None`: the outer object gives it twice).
-type RepeatedKey = (String, Option<String>);
-
-/// The entries of a JSON object, or the key that it or an object in one of its values gives
-/// more than once.
-fn distinct_entries<'de, A: MapAccess<'de>>(
-    mut entries: A,
-) -> Result<Result<Map<String, Value>, RepeatedKey>, A::Error> {
-    let mut map = Map::new();
-    while let Some(key) = entries.next_key::<String>()? {
-        let repeated = if map.contains_key(&key) {
-            entries.next_value::<IgnoredAny>()?;
-            (key, None)
-        } else {
-            match entries.next_value()? {
-                Distinct::Value(value) => {
-                    map.insert(key, value);
-                    continue;
-                }
-                Distinct::Repeated(inner) => (inner, Some(key)),
-            }
-        };
-        // The rest is read, so that a syntax error after it is still found.
-        while entries.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        return Ok(Err(repeated));
-    }
-    Ok(Ok(map))
-}
-
-/// A JSON value within a body, as `serde_json` reads it, unless an object in it gives a key
-/// more than once: then that key.
+/// A JSON value as `serde_json` reads it, unless an object in it gives a key more than once.
 enum Distinct {
     /// The value.
     Value(Value),
-    /// The key given twice.
-    Repeated(String),
+    /// An object in it gives `key` more than once: the value itself, or an object within the
+    /// value of its field `within` (the outermost object's field).
+    Repeated {
+        /// The key given twice.
+        key: String,
+        /// The outermost object's field whose value holds that object; `None` where the
+        /// outermost object gives the key twice.
+        within: Option<String>,
+    },
 }
 
 impl<'de> Deserialize<'de> for Distinct {
@@ -184,11 +104,29 @@ impl<'de> Visitor<'de> for DistinctVisitor {
         f.write_str("a JSON value")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, entries: A) -> Result<Distinct, A::Error> {
-        Ok(match distinct_entries(entries)? {
-            Ok(map) => Distinct::Value(Value::Object(map)),
-            Err((key, _)) => Distinct::Repeated(key),
-        })
+    fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Distinct, A::Error> {
+        let mut map = Map::new();
+        while let Some(key) = entries.next_key::<String>()? {
+            let repeated = if map.contains_key(&key) {
+                entries.next_value::<IgnoredAny>()?;
+                Distinct::Repeated { key, within: None }
+            } else {
+                match entries.next_value()? {
+                    Distinct::Value(value) => {
+                        map.insert(key, value);
+                        continue;
+                    }
+                    Distinct::Repeated { key: inner, .. } => Distinct::Repeated {
+                        key: inner,
+                        within: Some(key),
+                    },
+                }
+            };
+            // The rest is read, so that a syntax error after it is still found.
+            while entries.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            return Ok(repeated);
+        }
+        Ok(Distinct::Value(Value::Object(map)))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Distinct, A::Error> {
@@ -196,9 +134,9 @@ impl<'de> Visitor<'de> for DistinctVisitor {
         while let Some(item) = items.next_element()? {
             match item {
                 Distinct::Value(value) => values.push(value),
-                Distinct::Repeated(key) => {
+                repeated @ Distinct::Repeated { .. } => {
                     while items.next_element::<IgnoredAny>()?.is_some() {}
-                    return Ok(Distinct::Repeated(key));
+                    return Ok(repeated);
                 }
             }
         }
