@@ -273,12 +273,19 @@ pub enum IdxFile {
     Labels,
 }
 
-impl std::fmt::Display for IdxFile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl IdxFile {
+    /// What messages call the file: "image file" or "label file".
+    pub fn name(self) -> &'static str {
+        match self {
             IdxFile::Images => "image file",
             IdxFile::Labels => "label file",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for IdxFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -187,7 +187,7 @@ struct Input<'a> {
 impl<'a> Input<'a> {
     fn open(kind: IdxFile, path: &'a Path) -> Result<Self, ConvertError> {
         let err = |source| ConvertError::ReadInput {
-            file: kind_name(kind),
+            file: kind.name(),
             path: path.into(),
             source,
         };
@@ -240,17 +240,10 @@ impl<'a> Input<'a> {
         self.file
             .read_exact_at(buf, offset)
             .map_err(|source| ConvertError::ReadInput {
-                file: kind_name(self.kind),
+                file: self.kind.name(),
                 path: self.path.into(),
                 source,
             })
-    }
-}
-
-fn kind_name(kind: IdxFile) -> &'static str {
-    match kind {
-        IdxFile::Images => "image file",
-        IdxFile::Labels => "label file",
     }
 }
 
