@@ -20,7 +20,8 @@ const CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// The size of a file to upload: the server needs it before the first byte, so the file
 /// must be a regular one (not a pipe or device), not empty, and readable (it is opened once
 /// here, so that a file this process may not read is refused before an upload starts).
-fn file_size(path: &Path) -> Result<u64> {
+/// [`Error::File`] says what is wrong. Blocking.
+pub fn upload_file_size(path: &Path) -> Result<u64> {
     let refuse = |source| Error::File {
         path: path.display().to_string(),
         source,
@@ -49,11 +50,11 @@ fn file_size(path: &Path) -> Result<u64> {
     Ok(metadata.len())
 }
 
-/// [`file_size`] on a blocking thread: a network file system can hold up its calls, which
+/// [`upload_file_size`] on a blocking thread: a network file system can hold up its calls, which
 /// must not stall the caller's runtime.
 async fn upload_size(path: &Path) -> Result<u64> {
     let owned = path.to_owned();
-    tokio::task::spawn_blocking(move || file_size(&owned))
+    tokio::task::spawn_blocking(move || upload_file_size(&owned))
         .await
         .unwrap_or_else(|e| {
             Err(Error::File {
@@ -488,7 +489,7 @@ fn unanswered(error: Error, dataset_uuid: &str) -> Error {
 
 #[cfg(test)]
 mod tests {
-    use super::file_size;
+    use super::upload_file_size;
 
     #[test]
     fn only_regular_non_empty_files_are_uploaded() {
@@ -497,19 +498,19 @@ mod tests {
         std::fs::write(&empty, b"").unwrap();
         let full = dir.path().join("full.csv");
         std::fs::write(&full, b"a\n1\n").unwrap();
-        assert_eq!(file_size(&full).unwrap(), 4);
-        let error = file_size(&empty).unwrap_err().to_string();
+        assert_eq!(upload_file_size(&full).unwrap(), 4);
+        let error = upload_file_size(&empty).unwrap_err().to_string();
         assert!(error.ends_with("empty.csv: the file is empty"), "{error}");
-        let error = file_size(dir.path()).unwrap_err().to_string();
+        let error = upload_file_size(dir.path()).unwrap_err().to_string();
         assert!(
             error.ends_with(": is a directory, not a file to upload"),
             "{error}"
         );
-        let error = file_size(std::path::Path::new("/dev/null"))
+        let error = upload_file_size(std::path::Path::new("/dev/null"))
             .unwrap_err()
             .to_string();
         assert!(error.contains("/dev/null: not a regular file"), "{error}");
-        let error = file_size(&dir.path().join("missing"))
+        let error = upload_file_size(&dir.path().join("missing"))
             .unwrap_err()
             .to_string();
         assert!(error.contains("missing"), "{error}");

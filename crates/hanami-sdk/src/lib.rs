@@ -160,6 +160,7 @@ mod upload;
 mod users;
 
 pub use client::{CONNECT_TIMEOUT, Client, ConnectOptions, DEFAULT_ANSWER_TIMEOUT};
+pub use datasets::upload_file_size;
 pub use direct::DirectSession;
 pub use error::{Error, Result, Stall, transport_text, with_causes};
 pub use hanami_types as types;

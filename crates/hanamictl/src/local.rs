@@ -117,21 +117,13 @@ fn readable(path: &Path, what: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-/// [`readable`] for a file to upload, which must be a regular file: an upload announces its
-/// size first.
+/// A file to upload, checked as the SDK checks it before an upload (a readable, non-empty
+/// regular file: an upload announces its size first), with the messages of [`readable`].
 fn uploadable(path: &Path, what: &str) -> Result<(), CliError> {
-    readable(path, what)?;
-    if std::fs::metadata(path).is_ok_and(|metadata| metadata.is_file()) {
-        Ok(())
-    } else {
-        Err(unreadable(
-            path,
-            what,
-            &std::io::Error::other(
-                "not a regular file (uploads announce their size first, so pipes and devices \
-                 cannot be uploaded; save the data to a file)",
-            ),
-        ))
+    match hanami_sdk::upload_file_size(path) {
+        Ok(_) => Ok(()),
+        Err(hanami_sdk::Error::File { source, .. }) => Err(unreadable(path, what, &source)),
+        Err(other) => Err(CliError::msg(other.to_string())),
     }
 }
 

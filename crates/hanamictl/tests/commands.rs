@@ -1191,6 +1191,7 @@ fn environment_usage_and_local_errors() {
     let pipe = server.dir.path().join("pipe.csv");
     hanami_testkit::named_pipe(&pipe);
     let pipe = path_str(&pipe);
+    let empty = path_str(&server.write("empty.csv", ""));
     for (args, expected) in [
         (
             &[
@@ -1273,6 +1274,10 @@ fn environment_usage_and_local_errors() {
         (
             &["dataset", "create", "csv", "-i", &pipe, "piped"],
             "pipe.csv': not a regular file",
+        ),
+        (
+            &["dataset", "create", "csv", "-i", &empty, "empty"],
+            "empty.csv': the file is empty",
         ),
         (
             &["--ca-cert", &cut_pem, "host", "list"],
