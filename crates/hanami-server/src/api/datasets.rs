@@ -478,25 +478,18 @@ pub(super) async fn verify(
         }
         Err(e) => Err(e),
     };
-    match compared {
-        Ok(()) => Ok(()),
-        Err(e) if e.is_damaged_file() || e.is_lost_on_disk() => {
-            Err(cannot_be_used(uuid, reader.path(), &e))
-        }
-        Err(e) => Err(ApiError::Internal(
-            anyhow::Error::new(e).context(format!("cannot read the file of dataset '{uuid}'")),
-        )),
-    }
+    compared.map_err(|e| read_failed(uuid, reader, e))
 }
 
-/// What a failed read of the rows of dataset `uuid` (open in `reader`) answers: the 409 of a
-/// file damaged or lost since it was opened and compared, else the server's error.
+/// What a failed read of the open file of dataset `uuid` (in `reader`: its comparison with
+/// its checksum, or its rows) answers: the 409 of a file damaged or lost since it was
+/// opened, else the server's error.
 fn read_failed(uuid: &str, reader: &DatasetReader, e: dataset::DatasetFileError) -> ApiError {
     if e.is_damaged_file() || e.is_lost_on_disk() {
         cannot_be_used(uuid, reader.path(), &e)
     } else {
         ApiError::Internal(
-            anyhow::Error::new(e).context(format!("cannot read the rows of dataset '{uuid}'")),
+            anyhow::Error::new(e).context(format!("cannot read the file of dataset '{uuid}'")),
         )
     }
 }
