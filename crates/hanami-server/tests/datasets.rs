@@ -1812,6 +1812,12 @@ async fn a_result_dataset_is_not_ready_while_its_request_task_runs() {
     assert_eq!(client.dataset(&task.uuid).await.unwrap().number_of_rows, 20);
 }
 
+/// A request task's result as a CSV of `rows` rows of ten one-hot columns, each answering
+/// class 0.
+fn class_zero_result(rows: usize) -> String {
+    "c0,c1,c2,c3,c4,c5,c6,c7,c8,c9\n".to_owned() + &"1,0,0,0,0,0,0,0,0,0\n".repeat(rows)
+}
+
 /// At most two accuracy checks read their datasets at once; more wait their turn (many at
 /// once took the blocking threads that cluster workers need too).
 #[tokio::test]
@@ -1825,7 +1831,7 @@ async fn accuracy_checks_take_turns() {
         .await
         .unwrap()
         .uuid;
-    let csv = "c0,c1,c2,c3,c4,c5,c6,c7,c8,c9\n".to_owned() + &"1,0,0,0,0,0,0,0,0,0\n".repeat(40);
+    let csv = class_zero_result(40);
     let result = client
         .upload_csv("result", &write(tmp.path(), "result.csv", csv))
         .await
@@ -2477,8 +2483,7 @@ async fn a_dataset_file_cut_short_while_it_is_read_is_damaged() {
             .upload_mnist("cut_data", &images, &labels)
             .await
             .unwrap();
-        let csv =
-            "c0,c1,c2,c3,c4,c5,c6,c7,c8,c9\n".to_owned() + &"1,0,0,0,0,0,0,0,0,0\n".repeat(20);
+        let csv = class_zero_result(20);
         let result = client
             .upload_csv("result", &write(tmp.path(), "result.csv", csv))
             .await
