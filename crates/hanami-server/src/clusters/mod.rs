@@ -169,13 +169,21 @@ struct MissedEnd {
     start_recorded: bool,
 }
 
-/// Whether the database notes unsaved direct-IO changes of a network, and how many
-/// direct-IO steps are under way.
+/// Whether the database notes unsaved changes of a network (of direct IO, or of a task
+/// whose network could not be saved), and how many direct-IO steps are under way.
 #[derive(Debug, Default)]
 struct UnsavedNote {
     noted: bool,
     steps: usize,
+    /// When the database last refused the note, and the time the unsaved changes began
+    /// that the note was to give: it is tried again [`NOTE_RETRY`] later at the earliest,
+    /// not at every direct-IO step (a full disk would be asked, and logged, thousands of
+    /// times a second), with that time.
+    refused: Option<(std::time::Instant, String)>,
 }
+
+/// How long after the database refused a note of unsaved changes it is tried again.
+const NOTE_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A cluster's network staged for its file, holding the cluster's file lock (no other save
 /// or removal of the file comes in between).
@@ -533,18 +541,29 @@ impl ClusterHandle {
     /// Writes the database's note of unsaved changes since `since`, with the saved network
     /// they came after, unless `note` says it is there.
     async fn note_unsaved(&self, note: &mut UnsavedNote, store: &Store, since: &str) {
-        if note.noted {
+        if note.noted
+            || note
+                .refused
+                .as_ref()
+                .is_some_and(|(at, _)| at.elapsed() < NOTE_RETRY)
+        {
             return;
         }
+        // Since the changes that an earlier try could not note, if any.
+        let since = note
+            .refused
+            .take()
+            .map_or_else(|| since.to_owned(), |(_, earlier)| earlier);
         let (uuid, base) = (&self.row.uuid, self.saved_network());
-        // Not noted where the database refused (a full disk, say): the next step or failed
+        // Not noted where the database refused (a full disk, say): a later step or failed
         // save tries again.
         match store
-            .note_unsaved_network(uuid, since, base.as_deref())
+            .note_unsaved_network(uuid, &since, base.as_deref())
             .await
         {
             Ok(()) => note.noted = true,
             Err(e) => {
+                note.refused = Some((std::time::Instant::now(), since));
                 tracing::error!(
                     cluster = uuid,
                     "cannot note the network's unsaved changes: {e}"
@@ -580,7 +599,12 @@ impl ClusterHandle {
     /// is under way or changed the network since the save.
     pub async fn forget_unsaved_note(&self, store: &Store) {
         let mut note = self.unsaved_note.lock().await;
-        if !note.noted || note.steps > 0 || self.unsaved.load(Ordering::Relaxed) {
+        if note.steps > 0 || self.unsaved.load(Ordering::Relaxed) {
+            return;
+        }
+        // Saved: changes the database refused to note are no longer unsaved either.
+        note.refused = None;
+        if !note.noted {
             return;
         }
         match store.note_saved_network(&self.row.uuid).await {
