@@ -1724,6 +1724,21 @@ async fn a_damaged_or_locked_database_is_named() {
     );
     assert!(stderr.contains(&expected), "{stderr}");
 
+    // A value of the wrong type, as a program outside may write (SQLite keeps it): a BLOB
+    // as a user's name (the start panicked with a backtrace).
+    std::fs::copy(&kept, &database).unwrap();
+    common::change_database(&data, "UPDATE users SET name = X'ff00'", &[]).await;
+    let Err(stderr) = launch().data_dir(&data).try_start() else {
+        panic!("started on a database with a BLOB as a name");
+    };
+    let expected = format!(
+        "the database {} is damaged: restore it from a backup: the database holds an \
+         unreadable value in the column 'name' of the table 'users' (mismatched types;",
+        database.display(),
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
     // Written by a newer version: what to do, and the versions once.
     std::fs::copy(&kept, &database).unwrap();
     common::change_database(&data, "PRAGMA user_version = 999", &[]).await;

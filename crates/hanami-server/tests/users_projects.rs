@@ -580,6 +580,59 @@ async fn a_project_that_looks_like_the_admins_is_named_at_the_start() {
     );
 }
 
+/// A value of the wrong type that a program outside wrote (a BLOB as a project's name;
+/// SQLite keeps it) is an internal error whose log entry names the table and the column:
+/// the handler panicked and the connection was dropped without an answer. Other requests go
+/// on.
+#[tokio::test]
+async fn a_value_of_the_wrong_type_in_the_database_is_an_answered_error() {
+    let server = TestServer::start();
+    let admin = server.admin().await;
+    admin
+        .post("project", &json!({"id": "first", "name": "First"}))
+        .await
+        .expect(200);
+    common::change_database(
+        &server.data_dir,
+        "UPDATE projects SET name = X'ff00' WHERE id = 'first'",
+        &[],
+    )
+    .await;
+    for path in ["project/all", "project?id=first"] {
+        let refused = admin.get(path).await.expect(500);
+        assert!(
+            refused.body.contains("the server log has the details"),
+            "{}",
+            refused.body
+        );
+    }
+    let log = admin.get("error_log?page=0").await.expect(200).json();
+    let messages: Vec<&str> = log["body"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row[5].as_str().unwrap())
+        .collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    for message in messages {
+        assert!(
+            message.contains(
+                "the database holds an unreadable value in the column 'name' of the table \
+                 'projects' (mismatched types;"
+            ),
+            "{message}"
+        );
+    }
+    // The rest of the database is read as before.
+    assert_eq!(
+        admin.get("user/all").await.expect(200).json()["body"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
 /// A token has its user's role as it is now, and dies with its user and with the user's
 /// assignment to its project: one made anew after a removal (which is how a role changes)
 /// does not bring it back (it did, with the new role, so that an admin could not revoke a

@@ -4,9 +4,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
-use sqlx::{Executor, SqlitePool};
+use sqlx::{Executor, Row, Sqlite, SqlitePool};
 
 /// The schema migrations, in order. Never edit one that has shipped: add a new one. The
 /// steps of an upgrade run in one transaction, so a step cannot use what SQLite ignores or
@@ -54,7 +55,7 @@ pub enum StoreError {
     NotFound,
     /// The database reported an error.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     /// A resource could not be recorded: its owner or its project was deleted meanwhile.
     #[error("user '{owner_id}' or project '{project_id}' no longer exists")]
     OwnerGone {
@@ -84,6 +85,20 @@ pub enum StoreError {
         /// Latest version this build knows.
         known: i64,
     },
+}
+
+/// A value that cannot be read as its column's type is [`StoreError::Corrupt`] (the
+/// store's own row readers name the table too); every other error is
+/// [`StoreError::Database`].
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::ColumnDecode { index, source } => StoreError::Corrupt {
+                what: format!("value in the column {index} of a row ({source})"),
+            },
+            e => StoreError::Database(e),
+        }
+    }
 }
 
 impl StoreError {
@@ -186,6 +201,42 @@ fn sqlite_code(e: &sqlx::Error) -> Option<i32> {
     match e {
         sqlx::Error::Database(db) => db.code()?.parse::<i32>().ok().map(|code| code & 0xff),
         _ => None,
+    }
+}
+
+/// One row of a table, read column by column. SQLite keeps a value of any type in any column
+/// of these tables, so a database changed from outside may hold, say, a BLOB where a name
+/// belongs: such a value is [`StoreError::Corrupt`], naming the table and the column, where
+/// sqlx's `Row::get` panicked (at start-up, with a backtrace instead of the advice to restore
+/// the database).
+pub(crate) struct Columns<'r> {
+    table: &'static str,
+    row: &'r SqliteRow,
+}
+
+impl<'r> Columns<'r> {
+    /// The row `row` of the table `table`.
+    pub(crate) fn of(table: &'static str, row: &'r SqliteRow) -> Self {
+        Self { table, row }
+    }
+
+    /// The value of a column (a NULL reads as `None`, an empty text or 0).
+    pub(crate) fn get<T>(&self, column: &str) -> Result<T, StoreError>
+    where
+        T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+    {
+        self.row.try_get(column).map_err(|e| {
+            let why = match e {
+                sqlx::Error::ColumnDecode { source, .. } => source.to_string(),
+                e => e.to_string(),
+            };
+            StoreError::Corrupt {
+                what: format!(
+                    "value in the column '{column}' of the table '{}' ({why})",
+                    self.table
+                ),
+            }
+        })
     }
 }
 

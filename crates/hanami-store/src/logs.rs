@@ -3,8 +3,9 @@
 use hanami_types::list::{AUDIT_LOG_COLUMNS, ERROR_LOG_COLUMNS, ListTable};
 use hanami_types::logs::LOG_PAGE_SIZE;
 use serde_json::Value;
-use sqlx::{Row, SqliteConnection};
+use sqlx::SqliteConnection;
 
+use crate::db::Columns;
 use crate::{Store, StoreError, now_timestamp};
 
 /// One internal error, as recorded.
@@ -63,12 +64,13 @@ impl Store {
         .fetch_all(&self.reads)
         .await?;
         let mut table = ListTable::new(AUDIT_LOG_COLUMNS);
-        for row in rows {
+        for row in &rows {
+            let row = Columns::of("audit_log", row);
             table.body.push(
                 ["created_at", "user_id", "endpoint", "request_type"]
                     .iter()
-                    .map(|c| Value::String(row.get(*c)))
-                    .collect(),
+                    .map(|c| row.get(c).map(Value::String))
+                    .collect::<Result<_, _>>()?,
             );
         }
         Ok(table)
@@ -106,15 +108,16 @@ impl Store {
             .fetch_all(&self.reads)
             .await?;
         let mut table = ListTable::new(ERROR_LOG_COLUMNS);
-        for row in rows {
-            let inputs: String = row.get("input_values");
-            let message: String = row.get("message");
-            let error_id: String = row.get("error_id");
+        for row in &rows {
+            let row = Columns::of("error_log", row);
+            let inputs: String = row.get("input_values")?;
+            let message: String = row.get("message")?;
+            let error_id: String = row.get("error_id")?;
             table.body.push(vec![
-                Value::String(row.get("created_at")),
-                Value::String(row.get("user_id")),
-                Value::String(row.get("component")),
-                Value::String(row.get("context")),
+                Value::String(row.get("created_at")?),
+                Value::String(row.get("user_id")?),
+                Value::String(row.get("component")?),
+                Value::String(row.get("context")?),
                 serde_json::from_str(&inputs).unwrap_or(Value::String(inputs)),
                 Value::String(format!("[{error_id}] {message}")),
             ]);

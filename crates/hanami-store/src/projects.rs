@@ -1,19 +1,20 @@
 //! Projects.
 
 use hanami_types::projects::Project;
-use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+use crate::db::Columns;
 use crate::resources::{DeleteError, Holder, delete_unless_holding};
 use crate::{Store, StoreError, now_timestamp};
 
-fn project_from_row(row: &SqliteRow) -> Project {
-    Project {
-        created_at: row.get("created_at"),
-        id: row.get("id"),
-        name: row.get("name"),
-        creator_id: row.get("creator_id"),
-    }
+fn project_from_row(row: &SqliteRow) -> Result<Project, StoreError> {
+    let row = Columns::of("projects", row);
+    Ok(Project {
+        created_at: row.get("created_at")?,
+        id: row.get("id")?,
+        name: row.get("name")?,
+        creator_id: row.get("creator_id")?,
+    })
 }
 
 impl Store {
@@ -47,7 +48,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.reads)
             .await?;
-        Ok(row.as_ref().map(project_from_row))
+        row.as_ref().map(project_from_row).transpose()
     }
 
     /// All projects in creation order.
@@ -55,7 +56,7 @@ impl Store {
         let rows = sqlx::query("SELECT * FROM projects ORDER BY seq")
             .fetch_all(&self.reads)
             .await?;
-        Ok(rows.iter().map(project_from_row).collect())
+        rows.iter().map(project_from_row).collect()
     }
 
     /// Deletes a project and the assignments to it, unless resources still belong to it.

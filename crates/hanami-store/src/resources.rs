@@ -5,12 +5,12 @@
 use hanami_types::list::{ListTable, RESOURCE_COLUMNS};
 use hanami_types::scope::{ADMIN_PROJECT, Scope};
 use serde_json::Value;
-use sqlx::Row;
 use sqlx::SqliteConnection;
 use sqlx::SqlitePool;
 use sqlx::sqlite::SqliteRow;
 
 use crate::dataset::{Checksum, ContentSummary, ValueRanges};
+use crate::db::Columns;
 use crate::{Store, StoreError, now_timestamp};
 
 /// What the database notes of a file that no row references, so that a start can remove
@@ -232,16 +232,17 @@ impl ResourceRow {
 /// value ranges (megabytes for a wide CSV dataset) into every row it read.
 const ROW_COLUMNS: &str = "uuid, project_id, owner_id, visibility, name, file_name, created_at";
 
-fn from_row(row: &SqliteRow) -> ResourceRow {
-    ResourceRow {
-        uuid: row.get("uuid"),
-        project_id: row.get("project_id"),
-        owner_id: row.get("owner_id"),
-        visibility: row.get("visibility"),
-        name: row.get("name"),
-        file_name: row.get("file_name"),
-        created_at: row.get("created_at"),
-    }
+fn from_row(kind: Kind, row: &SqliteRow) -> Result<ResourceRow, StoreError> {
+    let row = Columns::of(kind.table(), row);
+    Ok(ResourceRow {
+        uuid: row.get("uuid")?,
+        project_id: row.get("project_id")?,
+        owner_id: row.get("owner_id")?,
+        visibility: row.get("visibility")?,
+        name: row.get("name")?,
+        file_name: row.get("file_name")?,
+        created_at: row.get("created_at")?,
+    })
 }
 
 /// Inserts a resource row in one statement, so that the owner and the project cannot be
@@ -468,7 +469,7 @@ impl Store {
             .bind(uuid)
             .fetch_all(pool)
             .await?;
-        Ok(rows.first().map(from_row))
+        rows.first().map(|row| from_row(kind, row)).transpose()
     }
 
     /// Whether a resource with this name is visible in the scope.
@@ -505,9 +506,9 @@ impl Store {
             .fetch_all(&self.reads)
             .await?;
         let mut table = ListTable::new(RESOURCE_COLUMNS);
-        table
-            .body
-            .extend(rows.iter().map(from_row).map(ResourceRow::into_list_line));
+        for row in &rows {
+            table.body.push(from_row(kind, row)?.into_list_line());
+        }
         Ok(table)
     }
 
@@ -536,7 +537,7 @@ impl Store {
         ))
         .fetch_all(&self.reads)
         .await?;
-        Ok(rows.iter().map(from_row).collect())
+        rows.iter().map(|row| from_row(kind, row)).collect()
     }
 
     /// Notes that direct IO changed the network of cluster `uuid` and the change is not saved

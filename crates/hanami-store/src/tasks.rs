@@ -6,10 +6,10 @@
 //! ended are marked aborted.
 
 use hanami_types::tasks::TaskState;
-use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use crate::dataset::ContentSummary;
+use crate::db::Columns;
 use crate::logs::{ErrorEntry, insert_error};
 use crate::resources::{Kind, ResourceRow, insert_dataset_row, insert_row};
 use crate::{Store, StoreError};
@@ -66,22 +66,23 @@ pub struct UnfinishedTask {
 const TASK_COLUMNS: &str =
     "uuid, cluster_uuid, name, total, current, state, queued_at, started_at, ended_at, note";
 
-fn from_row(row: &SqliteRow) -> TaskRow {
-    let count = |name: &str| u64::try_from(row.get::<i64, _>(name)).unwrap_or(0);
-    TaskRow {
-        uuid: row.get("uuid"),
-        cluster_uuid: row.get("cluster_uuid"),
-        name: row.get("name"),
-        total: count("total"),
-        current: count("current"),
+fn from_row(row: &SqliteRow) -> Result<TaskRow, StoreError> {
+    let row = Columns::of("tasks", row);
+    let count = |name: &str| row.get::<i64>(name).map(|n| u64::try_from(n).unwrap_or(0));
+    Ok(TaskRow {
+        uuid: row.get("uuid")?,
+        cluster_uuid: row.get("cluster_uuid")?,
+        name: row.get("name")?,
+        total: count("total")?,
+        current: count("current")?,
         // Only the four names are ever written; another (a hand-edited database) reads as
         // aborted, which every start then leaves alone.
-        state: TaskState::parse(row.get("state")).unwrap_or(TaskState::Aborted),
-        queued_at: row.get("queued_at"),
-        started_at: row.get("started_at"),
-        ended_at: row.get("ended_at"),
-        note: row.get("note"),
-    }
+        state: TaskState::parse(row.get("state")?).unwrap_or(TaskState::Aborted),
+        queued_at: row.get("queued_at")?,
+        started_at: row.get("started_at")?,
+        ended_at: row.get("ended_at")?,
+        note: row.get("note")?,
+    })
 }
 
 /// SQLite stores integers as `i64`.
@@ -158,7 +159,7 @@ impl Store {
             .bind(cluster_uuid)
             .fetch_all(&self.reads)
             .await?;
-        Ok(rows.iter().map(from_row).collect())
+        rows.iter().map(from_row).collect()
     }
 
     /// Records a task's end together with what it produced, in one transaction, so that a
@@ -239,10 +240,12 @@ impl Store {
         )
         .fetch_all(&self.reads)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|row| (row.get("cluster_uuid"), row.get("uuid")))
-            .collect())
+        rows.iter()
+            .map(|row| {
+                let row = Columns::of("tasks", row);
+                Ok((row.get("cluster_uuid")?, row.get("uuid")?))
+            })
+            .collect()
     }
 
     /// Marks a task that had ended, or stopped to be queued again, as aborted after all,
@@ -278,13 +281,14 @@ impl Store {
              ORDER BY seq"
         );
         let rows = sqlx::query(&sql).fetch_all(&self.reads).await?;
-        Ok(rows
-            .iter()
-            .map(|row| UnfinishedTask {
-                row: from_row(row),
-                work: row.get("work"),
+        rows.iter()
+            .map(|row| {
+                Ok(UnfinishedTask {
+                    row: from_row(row)?,
+                    work: Columns::of("tasks", row).get("work")?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Marks a task that had not ended as aborted at `ended_at`, adds `note` to its note, and

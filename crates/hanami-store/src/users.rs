@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 
 use hanami_types::users::{ProjectAssignment, User};
-use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+use crate::db::Columns;
 use crate::resources::{DeleteError, Holder, delete_unless_holding};
 use crate::{Store, StoreError, now_timestamp};
 
@@ -45,15 +45,16 @@ pub struct NewUser<'a> {
     pub pw_hash: &'a str,
 }
 
-fn user_from_row(row: &SqliteRow) -> User {
-    User {
-        created_at: row.get("created_at"),
-        id: row.get("id"),
-        name: row.get("name"),
-        creator_id: row.get("creator_id"),
-        is_admin: row.get("is_admin"),
+fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
+    let row = Columns::of("users", row);
+    Ok(User {
+        created_at: row.get("created_at")?,
+        id: row.get("id")?,
+        name: row.get("name")?,
+        creator_id: row.get("creator_id")?,
+        is_admin: row.get("is_admin")?,
         projects: Vec::new(),
-    }
+    })
 }
 
 impl Store {
@@ -126,16 +127,22 @@ impl Store {
         else {
             return Ok(None);
         };
-        let mut user = user_from_row(&row);
+        let mut user = user_from_row(&row)?;
         let rows = self.assignment_rows(id).await?;
-        user.projects = rows.iter().map(assignment_from_row).collect();
+        user.projects = rows
+            .iter()
+            .map(assignment_from_row)
+            .collect::<Result<_, _>>()?;
         Ok(Some(UserRecord {
             user,
-            pw_hash: row.get("pw_hash"),
+            pw_hash: Columns::of("users", &row).get("pw_hash")?,
             assignment_numbers: rows
                 .iter()
-                .map(|row| (row.get("project_id"), row.get("seq")))
-                .collect(),
+                .map(|row| {
+                    let row = Columns::of("user_projects", row);
+                    Ok((row.get("project_id")?, row.get("seq")?))
+                })
+                .collect::<Result<_, StoreError>>()?,
         }))
     }
 
@@ -149,7 +156,10 @@ impl Store {
         let rows = sqlx::query("SELECT * FROM users ORDER BY seq")
             .fetch_all(&self.reads)
             .await?;
-        let mut users: Vec<User> = rows.iter().map(user_from_row).collect();
+        let mut users = rows
+            .iter()
+            .map(user_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         let index: std::collections::HashMap<String, usize> = users
             .iter()
             .enumerate()
@@ -161,9 +171,9 @@ impl Store {
         .fetch_all(&self.reads)
         .await?;
         for row in &assignments {
-            let user_id: String = row.get("user_id");
+            let user_id: String = Columns::of("user_projects", row).get("user_id")?;
             if let Some(&i) = index.get(&user_id) {
-                users[i].projects.push(assignment_from_row(row));
+                users[i].projects.push(assignment_from_row(row)?);
             }
         }
         Ok(users)
@@ -178,7 +188,7 @@ impl Store {
     /// Project assignments of a user, oldest first.
     pub async fn assignments(&self, user_id: &str) -> Result<Vec<ProjectAssignment>, StoreError> {
         let rows = self.assignment_rows(user_id).await?;
-        Ok(rows.iter().map(assignment_from_row).collect())
+        rows.iter().map(assignment_from_row).collect()
     }
 
     /// The rows of a user's project assignments, oldest first, with their numbers (`seq`).
@@ -228,10 +238,11 @@ impl Store {
     }
 }
 
-fn assignment_from_row(row: &SqliteRow) -> ProjectAssignment {
-    ProjectAssignment {
-        project_id: row.get("project_id"),
-        role: row.get("role"),
-        is_project_admin: row.get("is_project_admin"),
-    }
+fn assignment_from_row(row: &SqliteRow) -> Result<ProjectAssignment, StoreError> {
+    let row = Columns::of("user_projects", row);
+    Ok(ProjectAssignment {
+        project_id: row.get("project_id")?,
+        role: row.get("role")?,
+        is_project_admin: row.get("is_project_admin")?,
+    })
 }

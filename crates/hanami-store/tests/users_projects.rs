@@ -3,8 +3,14 @@
 mod common;
 
 use common::{alter, back_to_schema, store};
+use hanami_store::logs::ErrorEntry;
+use hanami_store::resources::{Kind, ResourceRow};
+use hanami_store::tasks::TaskRow;
 use hanami_store::users::NewUser;
 use hanami_store::{Store, StoreError};
+use hanami_types::projects::Project;
+use hanami_types::scope::Scope;
+use hanami_types::tasks::TaskState;
 use hanami_types::users::ProjectAssignment;
 
 fn new_user<'a>(id: &'a str, is_admin: bool) -> NewUser<'a> {
@@ -632,4 +638,259 @@ async fn a_failed_upgrade_leaves_the_database_as_it_was() {
     let store = Store::open(&path).await.unwrap();
     assert_eq!(store.upgraded_from(), Some(12));
     assert!(store.user("aaaa").await.unwrap().is_some());
+}
+
+// Values of the wrong type that a program outside wrote into the database (SQLite keeps a
+// BLOB in a TEXT column, and text that is no UTF-8): every reader answers
+// `StoreError::Corrupt`, naming the table and the column, where sqlx's `Row::get` panicked.
+
+/// Fills the store with a row in every table that a reader below reads: the user `owner`
+/// in the project `proj`, a dataset, a cluster with a queued task and unsaved changes, a
+/// checkpoint, and an entry in each log.
+async fn fill(store: &Store) {
+    store
+        .create_user(NewUser {
+            id: "owner",
+            name: "Owner",
+            creator_id: "root",
+            is_admin: true,
+            pw_hash: "hash",
+        })
+        .await
+        .unwrap();
+    let project: Project = store.create_project("proj", "Proj", "owner").await.unwrap();
+    let assignment = ProjectAssignment {
+        project_id: project.id,
+        role: "member".into(),
+        is_project_admin: false,
+    };
+    store.assign_project("owner", &assignment).await.unwrap();
+    for (kind, uuid) in [
+        (Kind::Dataset, "d"),
+        (Kind::Cluster, "c"),
+        (Kind::Checkpoint, "k"),
+    ] {
+        let row = ResourceRow::new(uuid, uuid, "owner", "proj", uuid);
+        store.insert_resource(kind, &row).await.unwrap();
+    }
+    let task = TaskRow {
+        uuid: "t".into(),
+        cluster_uuid: "c".into(),
+        name: "task".into(),
+        total: 10,
+        current: 0,
+        state: TaskState::Queued,
+        queued_at: "2026-12-02 08:00:00".into(),
+        started_at: None,
+        ended_at: None,
+        note: None,
+    };
+    store.insert_task(&task, Some("work")).await.unwrap();
+    store
+        .note_unsaved_network("c", "2026-12-02 08:00:00", None)
+        .await
+        .unwrap();
+    store
+        .append_audit("owner", "project", "POST")
+        .await
+        .unwrap();
+    store
+        .append_error(ErrorEntry {
+            error_id: "e",
+            user_id: "owner",
+            context: "test",
+            input_values: &serde_json::Value::Null,
+            message: "message",
+        })
+        .await
+        .unwrap();
+}
+
+/// Every reader of rows that these tests damage.
+#[derive(Debug, Clone, Copy)]
+enum Reader {
+    Projects,
+    Project,
+    Users,
+    User,
+    Assignments,
+    ResourceList(Kind),
+    Resource(Kind),
+    AllResources(Kind),
+    DeleteResource(Kind),
+    ClusterTasks,
+    UnfinishedTasks,
+    PendingNetworks,
+    UnsavedNetworks,
+    AuditPage,
+    ErrorPage,
+}
+
+/// Runs `reader` on the store.
+async fn read(store: &Store, reader: Reader) -> Result<(), StoreError> {
+    let scope = Scope::All;
+    match reader {
+        Reader::Projects => store.projects().await.map(drop),
+        Reader::Project => store.project("proj").await.map(drop),
+        Reader::Users => store.users().await.map(drop),
+        Reader::User => store.user_record("owner").await.map(drop),
+        Reader::Assignments => store.assignments("owner").await.map(drop),
+        Reader::ResourceList(kind) => store.resource_list(kind, &scope).await.map(drop),
+        Reader::Resource(kind) => {
+            let uuid = uuid_of(kind);
+            store.resource(kind, &scope, uuid).await.map(drop)
+        }
+        Reader::AllResources(kind) => store.all_resources(kind).await.map(drop),
+        Reader::DeleteResource(kind) => {
+            let uuid = uuid_of(kind);
+            store.delete_resource(kind, &scope, uuid).await.map(drop)
+        }
+        Reader::ClusterTasks => store.cluster_tasks("c").await.map(drop),
+        Reader::UnfinishedTasks => store.unfinished_tasks().await.map(drop),
+        Reader::PendingNetworks => store.pending_networks().await.map(drop),
+        Reader::UnsavedNetworks => store.unsaved_networks().await.map(drop),
+        Reader::AuditPage => store.audit_page("owner", None, 0).await.map(drop),
+        Reader::ErrorPage => store.error_page(None, 0).await.map(drop),
+    }
+}
+
+/// The uuid of [`fill`]'s resource of a kind.
+fn uuid_of(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Dataset => "d",
+        Kind::Cluster => "c",
+        Kind::Checkpoint => "k",
+    }
+}
+
+/// A fresh filled store whose database then had `sql` run on it from outside.
+async fn damaged(sql: &str) -> (tempfile::TempDir, Store) {
+    let (dir, store) = store().await;
+    fill(&store).await;
+    for reader in READERS_OF_EVERYTHING {
+        read(&store, reader).await.unwrap();
+    }
+    store.close().await;
+    let path = dir.path().join("hanami.db");
+    alter(&path, &[sql]).await;
+    let store = Store::open(&path).await.unwrap();
+    (dir, store)
+}
+
+/// Readers that, together, read every row [`fill`] wrote (the undamaged store reads them
+/// without an error).
+const READERS_OF_EVERYTHING: [Reader; 11] = [
+    Reader::Projects,
+    Reader::Users,
+    Reader::User,
+    Reader::ResourceList(Kind::Dataset),
+    Reader::ResourceList(Kind::Cluster),
+    Reader::ResourceList(Kind::Checkpoint),
+    Reader::ClusterTasks,
+    Reader::UnfinishedTasks,
+    Reader::UnsavedNetworks,
+    Reader::AuditPage,
+    Reader::ErrorPage,
+];
+
+#[tokio::test]
+async fn every_reader_calls_a_value_of_the_wrong_type_damage() {
+    // (the change from outside, the readers that meet it, what the error names)
+    let cases: &[(&str, &[Reader], &str)] = &[
+        (
+            "UPDATE projects SET name = X'ff00'",
+            &[Reader::Projects, Reader::Project],
+            "value in the column 'name' of the table 'projects' (mismatched types;",
+        ),
+        (
+            "UPDATE projects SET name = CAST(X'ff00' AS TEXT)",
+            &[Reader::Projects, Reader::Project],
+            "value in the column 'name' of the table 'projects' (invalid utf-8",
+        ),
+        (
+            "UPDATE users SET created_at = X'00'",
+            &[Reader::Users, Reader::User],
+            "value in the column 'created_at' of the table 'users' (mismatched types;",
+        ),
+        (
+            "UPDATE users SET pw_hash = X'00'",
+            &[Reader::User],
+            "value in the column 'pw_hash' of the table 'users' (mismatched types;",
+        ),
+        (
+            "UPDATE user_projects SET role = X'00'",
+            &[Reader::Assignments, Reader::Users, Reader::User],
+            "value in the column 'role' of the table 'user_projects' (mismatched types;",
+        ),
+        (
+            "UPDATE datasets SET name = X'00'",
+            &[
+                Reader::ResourceList(Kind::Dataset),
+                Reader::Resource(Kind::Dataset),
+                Reader::AllResources(Kind::Dataset),
+            ],
+            "value in the column 'name' of the table 'datasets' (mismatched types;",
+        ),
+        (
+            "UPDATE checkpoints SET owner_id = X'00'",
+            &[
+                Reader::ResourceList(Kind::Checkpoint),
+                Reader::Resource(Kind::Checkpoint),
+                Reader::DeleteResource(Kind::Checkpoint),
+            ],
+            "value in the column 'owner_id' of the table 'checkpoints' (mismatched types;",
+        ),
+        (
+            "UPDATE clusters SET file_name = X'00'",
+            &[Reader::AllResources(Kind::Cluster)],
+            "value in the column 'file_name' of the table 'clusters' (mismatched types;",
+        ),
+        (
+            "UPDATE tasks SET total = 'many'",
+            &[Reader::ClusterTasks, Reader::UnfinishedTasks],
+            "value in the column 'total' of the table 'tasks' (mismatched types;",
+        ),
+        (
+            "UPDATE tasks SET work = X'00'",
+            &[Reader::UnfinishedTasks],
+            "value in the column 'work' of the table 'tasks' (mismatched types;",
+        ),
+        (
+            "UPDATE tasks SET network_pending = 1, uuid = X'00'",
+            &[Reader::PendingNetworks],
+            "value in the column 'uuid' of the table 'tasks' (mismatched types;",
+        ),
+        (
+            "UPDATE clusters SET unsaved_since = X'00'",
+            &[Reader::UnsavedNetworks],
+            "value in the column 1 of a row (mismatched types;",
+        ),
+        (
+            "UPDATE audit_log SET endpoint = X'00'",
+            &[Reader::AuditPage],
+            "value in the column 'endpoint' of the table 'audit_log' (mismatched types;",
+        ),
+        (
+            "UPDATE error_log SET message = X'00'",
+            &[Reader::ErrorPage],
+            "value in the column 'message' of the table 'error_log' (mismatched types;",
+        ),
+    ];
+    for (sql, readers, named) in cases {
+        let (_dir, store) = damaged(sql).await;
+        for reader in *readers {
+            match read(&store, *reader).await {
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    let text = e.to_string();
+                    assert!(
+                        text.starts_with("the database holds an unreadable ")
+                            && text.contains(named),
+                        "{sql}, {reader:?}: {text}"
+                    );
+                }
+                other => panic!("{sql}, {reader:?}: {other:?}"),
+            }
+        }
+        store.close().await;
+    }
 }

@@ -307,7 +307,10 @@ pub async fn change_database(data_dir: &Path, sql: &str, params: &[&str]) {
     for param in params {
         query = query.bind(*param);
     }
-    query.execute(&pool).await.unwrap();
+    query
+        .execute(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     pool.close().await;
 }
 
