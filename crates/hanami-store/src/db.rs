@@ -55,7 +55,7 @@ pub enum StoreError {
     NotFound,
     /// The database reported an error.
     #[error("database error: {0}")]
-    Database(sqlx::Error),
+    Database(#[source] sqlx::Error),
     /// A resource could not be recorded: its owner or its project was deleted meanwhile.
     #[error("user '{owner_id}' or project '{project_id}' no longer exists")]
     OwnerGone {
