@@ -15,6 +15,7 @@ mod crash_point;
 mod dataset_checksums;
 mod disk;
 mod error_log;
+mod file_faults;
 mod host_info;
 mod login_throttle;
 mod memory;

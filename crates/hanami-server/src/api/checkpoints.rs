@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use super::validate::Field;
 use super::{ApiError, ApiResult, NoInput, Routes};
+use crate::file_faults;
 use crate::state::App;
 
 const UUID: Field = Field::uuid("uuid");
@@ -159,15 +160,15 @@ impl FileProblem {
             )
         };
         ApiError::Conflict(match self {
-            FileProblem::Missing => unusable("is missing from the server's data directory"),
+            FileProblem::Missing => unusable(file_faults::MISSING),
             FileProblem::NotAFile => unusable("is not a regular file"),
             FileProblem::Unreadable => format!(
                 "The file of checkpoint '{uuid}' {}, so the checkpoint cannot be restored; {}",
-                super::UNREADABLE_FILE,
-                super::GIVE_ACCESS_BACK
+                file_faults::UNREADABLE,
+                file_faults::GIVE_ACCESS_BACK
             ),
             FileProblem::Damaged(why) => unusable(&format!("is damaged ({why})")),
-            FileProblem::Lost => unusable(crate::clusters::rows::LOST_ON_DISK),
+            FileProblem::Lost => unusable(file_faults::LOST_ON_DISK),
             // Not damaged: a server that reads that version can restore it.
             FileProblem::OtherVersion(found) => format!(
                 "The file of checkpoint '{uuid}' is in checkpoint format version {found}, which \

@@ -14,9 +14,11 @@ use hanami_types::scope::Scope;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::error::capitalized;
 use super::validate::Field;
 use super::{ApiError, ApiResult, NoInput, Routes};
 use crate::clusters::task::TaskState;
+use crate::file_faults::dataset_unusable;
 use crate::state::App;
 use crate::uploads::{
     FileRole, Finalization, FinalizeError, StartError, UploadKind, UploadMeta, UploadStage,
@@ -422,17 +424,7 @@ pub(super) async fn open(app: &App, row: &ResourceRow) -> ApiResult<DatasetReade
         {
             Err(not_found(uuid))
         }
-        Err(e)
-            if e.is_missing_file()
-                || e.is_damaged_file()
-                || e.is_unreadable_file()
-                || e.is_lost_on_disk() =>
-        {
-            Err(cannot_be_used(uuid, &path, &e))
-        }
-        Err(e) => Err(ApiError::Internal(
-            anyhow::Error::new(e).context(format!("cannot open the file of dataset '{uuid}'")),
-        )),
+        Err(e) => Err(refusal(uuid, &path, e, "open")),
     }
 }
 
@@ -478,48 +470,24 @@ pub(super) async fn verify(
         }
         Err(e) => Err(e),
     };
-    compared.map_err(|e| read_failed(uuid, reader, e))
+    compared.map_err(|e| refusal(uuid, reader.path(), e, "read"))
 }
 
-/// What a failed read of the open file of dataset `uuid` (in `reader`: its comparison with
-/// its checksum, or its rows) answers: the 409 of a file damaged or lost since it was
-/// opened, else the server's error.
-fn read_failed(uuid: &str, reader: &DatasetReader, e: dataset::DatasetFileError) -> ApiError {
-    if e.is_damaged_file() || e.is_lost_on_disk() {
-        cannot_be_used(uuid, reader.path(), &e)
-    } else {
-        ApiError::Internal(
-            anyhow::Error::new(e).context(format!("cannot read the file of dataset '{uuid}'")),
-        )
+/// What a failed opening or read (`action`) of the file at `path` of dataset `uuid`
+/// answers: the 409 of a file missing, unreadable for the server, damaged or lost on the
+/// disk, else the server's error.
+fn refusal(
+    uuid: &str,
+    path: &std::path::Path,
+    e: dataset::DatasetFileError,
+    action: &str,
+) -> ApiError {
+    match dataset_unusable(uuid, path, &e) {
+        Some(unusable) => ApiError::Conflict(capitalized(&unusable)),
+        None => ApiError::Internal(
+            anyhow::Error::new(e).context(format!("cannot {action} the file of dataset '{uuid}'")),
+        ),
     }
-}
-
-/// The 409 of dataset `uuid`, whose file at `path` is missing, damaged or unreadable (`e`),
-/// logged with the path for the operator.
-fn cannot_be_used(uuid: &str, path: &std::path::Path, e: &dataset::DatasetFileError) -> ApiError {
-    tracing::warn!("dataset '{uuid}' cannot be used: {}: {e}", path.display());
-    unusable(uuid, e)
-}
-
-/// The 409 of dataset `uuid`, whose file is missing, damaged or unreadable (`e`): what is
-/// wrong and what to do (its owner makes it again; the administrator gives access back).
-fn unusable(uuid: &str, e: &dataset::DatasetFileError) -> ApiError {
-    let redo = crate::clusters::rows::REMAKE_DATASET;
-    let (what, todo) = if e.is_missing_file() {
-        (
-            "is missing from the server's data directory".to_owned(),
-            redo,
-        )
-    } else if e.is_unreadable_file() {
-        (super::UNREADABLE_FILE.to_owned(), super::GIVE_ACCESS_BACK)
-    } else {
-        // Only missing, unreadable, damaged and lost files come here.
-        let what = crate::clusters::rows::damage(e).unwrap_or_else(|| format!("is damaged ({e})"));
-        (what, redo)
-    };
-    ApiError::Conflict(format!(
-        "The file of dataset '{uuid}' {what}, so the dataset cannot be used; {todo}"
-    ))
 }
 
 async fn get(app: App, caller: Caller, query: ByUuid) -> ApiResult<Dataset> {
@@ -704,7 +672,7 @@ async fn rows(app: App, caller: Caller, query: RowsQuery) -> ApiResult<DatasetRo
         .map(|()| values)
     })
     .await?
-    .map_err(|e| read_failed(&row.uuid, &reader, e))?;
+    .map_err(|e| refusal(&row.uuid, reader.path(), e, "read"))?;
     Ok(DatasetRows {
         uuid: row.uuid,
         start,
@@ -771,8 +739,8 @@ fn compare(
             ),
         ));
     }
-    let of_reference = |e| read_failed(ref_uuid, reference, e);
-    let of_result = |e| read_failed(res_uuid, result, e);
+    let of_reference = |e| refusal(ref_uuid, reference.path(), e, "read");
+    let of_result = |e| refusal(res_uuid, result.path(), e, "read");
     let mut expected = reference.rows(labels, 0..rows).map_err(of_reference)?;
     let mut actual = result.rows(outputs, 0..rows).map_err(of_result)?;
     let mut correct: u64 = 0;
@@ -801,46 +769,7 @@ fn percent(correct: u64, rows: u64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{percent, unusable};
-
-    /// A file the server may not read is the administrator's to mend, not its owner's to
-    /// delete and upload again (that advice lost a sound dataset); a missing one is the
-    /// owner's.
-    #[test]
-    fn an_unreadable_file_is_not_to_be_uploaded_again() {
-        let io = |kind: std::io::ErrorKind| hanami_store::dataset::DatasetFileError::Io {
-            action: "open",
-            path: "d".into(),
-            source: kind.into(),
-        };
-        let unreadable = unusable("d", &io(std::io::ErrorKind::PermissionDenied)).message();
-        assert!(
-            unreadable.contains("permission denied")
-                && unreadable.contains("the server's administrator must give")
-                && !unreadable.contains("upload it again"),
-            "{unreadable}"
-        );
-        let lost = hanami_store::dataset::DatasetFileError::Io {
-            action: "read",
-            path: "/data/datasets/d".into(),
-            source: std::io::Error::from_raw_os_error(libc::EIO),
-        };
-        let lost = unusable("d", &lost).message();
-        assert!(
-            lost.starts_with("The file of dataset 'd' could not be read back from the disk")
-                && !lost.contains("/data")
-                && lost.contains("upload it again"),
-            "{lost}"
-        );
-        let missing = unusable("d", &io(std::io::ErrorKind::NotFound)).message();
-        assert!(
-            missing.ends_with(
-                "delete it and upload it again (a request task's result: run that \
-                 task again)"
-            ),
-            "{missing}"
-        );
-    }
+    use super::percent;
 
     #[test]
     fn percentages_keep_the_original_figures_and_stay_within_0_and_100() {

@@ -91,7 +91,7 @@ impl ApiError {
 }
 
 /// `word` with its first letter in upper case.
-fn capitalized(word: &str) -> String {
+pub(super) fn capitalized(word: &str) -> String {
     let mut chars = word.chars();
     chars
         .next()

@@ -315,15 +315,6 @@ async fn process(
     answer
 }
 
-/// How the 409 of a dataset's or checkpoint's file that the server may not read says so.
-const UNREADABLE_FILE: &str = "cannot be read by the server (permission denied)";
-
-/// What to do about such a file: it is fine, only its owner or mode changed outside the
-/// server (deleting it would lose it).
-const GIVE_ACCESS_BACK: &str = "the server's administrator must give the server's user access \
-     to it again (its owner or mode was changed outside the server, by a restore from a \
-     backup, say)";
-
 /// What serves a request to an endpoint other than the login.
 enum Target<'a> {
     /// A handler of the route table.

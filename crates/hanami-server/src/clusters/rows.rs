@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use hanami_engine::{RowError, Rows};
@@ -13,6 +13,7 @@ use hanami_store::dataset::{
 };
 
 use super::Interfaces;
+use crate::file_faults::dataset_unusable;
 
 /// The `HANAMI_FAIL_AT` point (debug builds) at which every opening of a task's datasets
 /// fails so.
@@ -53,38 +54,6 @@ pub struct Binding {
     /// The checksum recorded for the dataset's file, which it is compared with before its
     /// rows are read (`None` for datasets from before checksums were recorded).
     pub checksum: Option<Checksum>,
-}
-
-/// What to do about a dataset whose file is missing or damaged: make it again (an uploaded
-/// dataset by uploading it, a request task's result by running that task again).
-pub const REMAKE_DATASET: &str =
-    "delete it and upload it again (a request task's result: run that task again)";
-
-/// What is wrong with a dataset whose file the disk could not read back.
-pub const LOST_ON_DISK: &str =
-    "could not be read back from the disk (an input/output error; the server log has the path)";
-
-/// What is wrong with a dataset file that is damaged or that the disk could not read back
-/// (`e`), as the task notes and API answers say it; `None` for other errors.
-pub fn damage(e: &DatasetFileError) -> Option<String> {
-    if e.is_lost_on_disk() {
-        Some(LOST_ON_DISK.to_owned())
-    } else if e.is_damaged_file() {
-        Some(format!("is damaged ({e})"))
-    } else {
-        None
-    }
-}
-
-/// The error of a task whose dataset `uuid` is damaged or lost on disk (`e`, logged with
-/// the file's `path` for the operator): which dataset, what is wrong and what to do; `None`
-/// for other errors.
-fn unusable(uuid: &str, path: &Path, e: &DatasetFileError) -> Option<anyhow::Error> {
-    let what = damage(e)?;
-    tracing::warn!("dataset '{uuid}' cannot be used: {}: {e}", path.display());
-    Some(anyhow::anyhow!(
-        "the file of dataset '{uuid}' {what}, so the dataset cannot be used; {REMAKE_DATASET}"
-    ))
 }
 
 /// Checks that the network still has an interface of this side, name and size: a restore
@@ -203,8 +172,10 @@ impl DatasetRows {
                         first.dataset_uuid
                     )
                 }
-                e if let Some(unusable) = unusable(&first.dataset_uuid, &first.path, &e) => {
-                    unusable
+                e if let Some(unusable) =
+                    dataset_unusable(&first.dataset_uuid, &first.path, &e) =>
+                {
+                    anyhow::anyhow!(unusable)
                 }
                 other => anyhow::Error::new(other)
                     .context(format!("cannot open dataset '{}'", first.dataset_uuid)),
@@ -260,7 +231,7 @@ impl Rows for DatasetRows {
             cursor
                 .next_row()
                 .map_err(|e| -> RowError {
-                    match unusable(uuid, path, &e) {
+                    match dataset_unusable(uuid, path, &e) {
                         Some(unusable) => unusable.into(),
                         None => e.into(),
                     }
@@ -284,6 +255,7 @@ mod tests {
 
     use super::*;
     use crate::clusters::Interface;
+    use crate::file_faults::REMAKE_DATASET;
 
     /// A dataset of `rows` rows whose value at row `r`, column `c` is `r · 100 + c` (for
     /// `u8`: modulo 256).
