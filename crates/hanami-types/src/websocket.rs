@@ -39,12 +39,19 @@ pub const CLOSED_SHUTTING_DOWN: &str = "the server is shutting down";
 /// First message of a session (client to server, JSON text). `Debug` hides the token.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInit {
-    /// Token, as in `X-Auth-Token`.
+    /// Token, as in `X-Auth-Token`; one left out, or null, reads as empty (which the server
+    /// refuses for want of a token).
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub token: String,
     /// `file_upload` or `cluster`.
     pub target: String,
     /// Temporary file uuid (upload) or cluster uuid (direct IO).
     pub uuid: String,
+}
+
+/// A string that may be null, null read as empty.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Option::<String>::deserialize(d).map(Option::unwrap_or_default)
 }
 
 impl std::fmt::Debug for SessionInit {
@@ -143,7 +150,23 @@ pub mod proto {
 
 #[cfg(test)]
 mod tests {
-    use super::SessionReply;
+    use super::{SessionInit, SessionReply};
+
+    /// A start without a token, or with a null one, reads as one with an empty token (which
+    /// the server refuses for want of one); a token of another type is no start.
+    #[test]
+    fn a_missing_or_null_token_reads_as_empty() {
+        for text in [
+            r#"{"target": "cluster", "uuid": "u"}"#,
+            r#"{"token": null, "target": "cluster", "uuid": "u"}"#,
+        ] {
+            let init: SessionInit = serde_json::from_str(text).unwrap();
+            assert_eq!(init.token, "", "{text}");
+            assert_eq!((init.target.as_str(), init.uuid.as_str()), ("cluster", "u"));
+        }
+        let numbered = r#"{"token": 5, "target": "cluster", "uuid": "u"}"#;
+        assert!(serde_json::from_str::<SessionInit>(numbered).is_err());
+    }
 
     /// The replies' keys come in the original's (sorted) order.
     #[test]

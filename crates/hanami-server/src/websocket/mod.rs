@@ -521,16 +521,10 @@ fn json_frame(reply: &SessionReply) -> Message {
 async fn start(app: &App, text: &[u8]) -> Result<(Target, Access), String> {
     let expected = "invalid session start message: expected a JSON object {\"token\", \
                     \"target\", \"uuid\"}";
-    let mut value: serde_json::Value =
+    let value: serde_json::Value =
         serde_json::from_slice(text).map_err(|e| format!("{expected} ({e})"))?;
-    let kind = match &mut value {
-        serde_json::Value::Object(fields) => {
-            // A token left out (or null) is refused as an empty one: for want of a token.
-            if fields.get("token").is_none_or(serde_json::Value::is_null) {
-                fields.insert("token".to_owned(), "".into());
-            }
-            None
-        }
+    let kind = match &value {
+        serde_json::Value::Object(_) => None,
         serde_json::Value::Array(_) => Some("an array"),
         serde_json::Value::String(_) => Some("a string"),
         serde_json::Value::Number(_) => Some("a number"),
