@@ -3,27 +3,13 @@
 
 mod common;
 
-use common::{back_to_schema, store};
+use common::{add_owner, back_to_schema, store};
 use hanami_store::Store;
 use hanami_store::logs::ErrorEntry;
 use hanami_store::resources::{FileNote, Kind, ResourceRow, UnsavedNetwork};
 use hanami_store::tasks::{TaskProduct, TaskRow};
 use hanami_types::scope::Scope;
 use hanami_types::tasks::TaskState;
-
-/// Adds the user `owner`, whom the clusters of these tests belong to.
-async fn add_owner(store: &Store) {
-    store
-        .create_user(hanami_store::users::NewUser {
-            id: "owner",
-            name: "Owner",
-            creator_id: "root",
-            is_admin: true,
-            pw_hash: "hash",
-        })
-        .await
-        .unwrap();
-}
 
 /// A store with the user `owner` and their cluster `a`.
 async fn store_with_cluster() -> (tempfile::TempDir, Store, ResourceRow) {

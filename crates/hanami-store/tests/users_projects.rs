@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{alter, back_to_schema, store};
+use common::{add_owner, alter, back_to_schema, store};
 use hanami_store::logs::ErrorEntry;
 use hanami_store::resources::{Kind, ResourceRow};
 use hanami_store::tasks::TaskRow;
@@ -648,16 +648,7 @@ async fn a_failed_upgrade_leaves_the_database_as_it_was() {
 /// in the project `proj`, a dataset, a cluster with a queued task and unsaved changes, a
 /// checkpoint, and an entry in each log.
 async fn fill(store: &Store) {
-    store
-        .create_user(NewUser {
-            id: "owner",
-            name: "Owner",
-            creator_id: "root",
-            is_admin: true,
-            pw_hash: "hash",
-        })
-        .await
-        .unwrap();
+    add_owner(store).await;
     let project: Project = store.create_project("proj", "Proj", "owner").await.unwrap();
     let assignment = ProjectAssignment {
         project_id: project.id,

@@ -12,6 +12,20 @@ pub async fn store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// Adds the global admin `owner`, whom the resources of these tests belong to.
+pub async fn add_owner(store: &Store) {
+    store
+        .create_user(hanami_store::users::NewUser {
+            id: "owner",
+            name: "Owner",
+            creator_id: "root",
+            is_admin: true,
+            pw_hash: "hash",
+        })
+        .await
+        .unwrap();
+}
+
 /// Runs `statements` on the database file at `path` outside the store (the store must be
 /// closed): to take it back to an older schema, or change it as another program would.
 pub async fn alter(path: &Path, statements: &[&str]) {
