@@ -254,6 +254,8 @@ fn as_refs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// Runs `command` as the user of `session`, with its local inputs (`local`, read before
+/// the login): what to show.
 async fn execute(
     session: &Session,
     command: Command,
@@ -275,335 +277,393 @@ async fn execute(
     };
     Ok(match command {
         Command::Completion { .. } => unreachable!("handled without login"),
-        Command::Project(cmd) => match cmd {
-            ProjectCmd::Create { name, id } => single(
-                &client.create_project(&id, &name).await.map_err(sdk)?,
-                PROJECT,
-            ),
-            ProjectCmd::Get { id } => single(&client.project(&id).await.map_err(sdk)?, PROJECT),
-            ProjectCmd::List(_) => list(&client.projects().await.map_err(sdk)?, PROJECT),
-            ProjectCmd::Delete { id } => {
-                client.delete_project(&id).await.map_err(sdk)?;
-                deleted("project", &id)
-            }
-        },
-        Command::User(cmd) => match cmd {
-            UserCmd::Create {
-                name, is_admin, id, ..
+        Command::Project(cmd) => project(session, cmd).await?,
+        Command::User(cmd) => user(session, cmd, local).await?,
+        Command::Dataset(cmd) => dataset(session, cmd, progress_allowed).await?,
+        Command::Cluster(cmd) => cluster(session, cmd, local, &mut waiter).await?,
+        Command::Task(cmd) => task(session, cmd, local, &mut waiter).await?,
+        Command::Checkpoint(cmd) => checkpoint(session, cmd).await?,
+        Command::Host(HostCmd::List(_)) => list(&client.hosts().await.map_err(sdk)?, HOST),
+        Command::Log(cmd) => log(session, cmd).await?,
+    })
+}
+
+/// Runs a `log audit …` or `log error …` command.
+async fn log(session: &Session, cmd: LogCmd) -> Result<Shown, CliError> {
+    let client = &session.client;
+    let (page, fields) = match &cmd {
+        LogCmd::Audit(page) => (page, AUDIT_LOG),
+        LogCmd::Error(page) => (page, ERROR_LOG),
+    };
+    let user = page.user.as_deref();
+    let read = async |number| match &cmd {
+        LogCmd::Audit(_) => client.audit_log(user, number).await,
+        LogCmd::Error(_) => client.error_log(user, number).await,
+    };
+    let (number, entries) = crate::logs::read_page(page.page, read)
+        .await
+        .map_err(|e| session.error(e))?;
+    note_log_page(&entries, page, number);
+    Ok(list(&entries, fields))
+}
+
+/// Runs a `project …` command.
+async fn project(session: &Session, cmd: ProjectCmd) -> Result<Shown, CliError> {
+    let client = &session.client;
+    let sdk = |e| session.error(e);
+    Ok(match cmd {
+        ProjectCmd::Create { name, id } => single(
+            &client.create_project(&id, &name).await.map_err(sdk)?,
+            PROJECT,
+        ),
+        ProjectCmd::Get { id } => single(&client.project(&id).await.map_err(sdk)?, PROJECT),
+        ProjectCmd::List(_) => list(&client.projects().await.map_err(sdk)?, PROJECT),
+        ProjectCmd::Delete { id } => {
+            client.delete_project(&id).await.map_err(sdk)?;
+            deleted("project", &id)
+        }
+    })
+}
+
+/// Runs a `user …` command.
+async fn user(session: &Session, cmd: UserCmd, local: Local) -> Result<Shown, CliError> {
+    let client = &session.client;
+    let sdk = |e| session.error(e);
+    Ok(match cmd {
+        UserCmd::Create {
+            name, is_admin, id, ..
+        } => {
+            let Local::Password(password) = local else {
+                return Err(local_mismatch());
+            };
+            let user = client
+                .create_user(&id, &name, &password, is_admin)
+                .await
+                .map_err(sdk)?;
+            single(&user, USER)
+        }
+        UserCmd::Get { id } => single(&client.user(&id).await.map_err(sdk)?, USER),
+        UserCmd::List(_) => list(&client.users().await.map_err(sdk)?, USER),
+        UserCmd::Delete { id } => {
+            client.delete_user(&id).await.map_err(sdk)?;
+            deleted("user", &id)
+        }
+        UserCmd::Update {
+            name, is_admin, id, ..
+        } => {
+            let password = match local {
+                Local::Password(password) => Some(password),
+                Local::Nothing => None,
+                _ => return Err(local_mismatch()),
+            };
+            let change = hanami_sdk::types::users::UpdateUserRequest {
+                id,
+                name,
+                password,
+                is_admin,
+            };
+            single(&client.update_user(&change).await.map_err(sdk)?, USER)
+        }
+        UserCmd::Project(cmd) => match cmd {
+            UserProjectCmd::Add {
+                project,
+                role,
+                is_project_admin,
+                id,
             } => {
-                let Local::Password(password) = local else {
-                    return Err(local_mismatch());
-                };
                 let user = client
-                    .create_user(&id, &name, &password, is_admin)
+                    .assign_project(&id, &project, &role, is_project_admin)
                     .await
                     .map_err(sdk)?;
                 single(&user, USER)
             }
-            UserCmd::Get { id } => single(&client.user(&id).await.map_err(sdk)?, USER),
-            UserCmd::List(_) => list(&client.users().await.map_err(sdk)?, USER),
-            UserCmd::Delete { id } => {
-                client.delete_user(&id).await.map_err(sdk)?;
-                deleted("user", &id)
-            }
-            UserCmd::Update {
-                name, is_admin, id, ..
-            } => {
-                let password = match local {
-                    Local::Password(password) => Some(password),
-                    Local::Nothing => None,
-                    _ => return Err(local_mismatch()),
-                };
-                let change = hanami_sdk::types::users::UpdateUserRequest {
-                    id,
-                    name,
-                    password,
-                    is_admin,
-                };
-                single(&client.update_user(&change).await.map_err(sdk)?, USER)
-            }
-            UserCmd::Project(cmd) => match cmd {
-                UserProjectCmd::Add {
-                    project,
-                    role,
-                    is_project_admin,
-                    id,
-                } => {
-                    let user = client
-                        .assign_project(&id, &project, &role, is_project_admin)
-                        .await
-                        .map_err(sdk)?;
-                    single(&user, USER)
-                }
-                UserProjectCmd::Remove { project, id } => single(
-                    &client.unassign_project(&id, &project).await.map_err(sdk)?,
-                    USER,
-                ),
-                UserProjectCmd::List { id } => {
-                    let projects = client.projects_of_user(id.as_deref()).await.map_err(sdk)?;
-                    // Only global admins have the synthetic `admin` entry; in their other
-                    // projects the listed role is kept but not used.
-                    let listed = &projects.projects;
-                    if listed.len() > 1 && listed.iter().any(|p| p.project_id == "admin") {
-                        crate::error::report(
-                            "note: a global admin acts as `admin` and project admin in every \
-                             project, whatever role is listed there",
-                        );
-                    }
-                    Shown::Objects(to_json(&projects), "projects", ASSIGNMENT)
-                }
-                UserProjectCmd::Switch { project } => {
-                    let mut switched = client.clone();
-                    switched.switch_project(&project).await.map_err(sdk)?;
-                    // The switch holds for this command's token only.
-                    if session.project.as_deref() != Some(project.as_str()) {
-                        crate::error::report(format_args!(
-                            "note: hanamictl logs in anew for every command; to work in \
-                             project '{project}', set HANAMI_PROJECT={project}"
-                        ));
-                    }
-                    single(&switched.auth_info().await.map_err(sdk)?, SCOPE)
-                }
-            },
-        },
-        Command::Dataset(cmd) => match cmd {
-            DatasetCmd::Create(kind) => {
-                let (DatasetCreateCmd::Mnist { name, .. } | DatasetCreateCmd::Csv { name, .. }) =
-                    &kind;
-                let interrupts = UploadInterrupts::install(name);
-                let cancel = || async {
-                    match &interrupts {
-                        Some(interrupts) => interrupts.cancelled().await,
-                        None => std::future::pending().await,
-                    }
-                };
-                let (name, dataset) = match kind {
-                    DatasetCreateCmd::Mnist { input, label, name } => {
-                        let mut progress = Progress::new(&name, progress_allowed);
-                        let dataset = client
-                            .upload_mnist_until(
-                                &name,
-                                &input,
-                                &label,
-                                &mut |s, t| progress.update(s, t),
-                                cancel(),
-                            )
-                            .await;
-                        progress.finish();
-                        (name, dataset)
-                    }
-                    DatasetCreateCmd::Csv { input, name } => {
-                        let mut progress = Progress::new(&name, progress_allowed);
-                        let dataset = client
-                            .upload_csv_until(
-                                &name,
-                                &input,
-                                &mut |s, t| progress.update(s, t),
-                                cancel(),
-                            )
-                            .await;
-                        progress.finish();
-                        (name, dataset)
-                    }
-                };
-                drop(interrupts);
-                let dataset = dataset.map_err(|e| upload_failed(&name, e, session))?;
-                single(&dataset, DATASET)
-            }
-            DatasetCmd::Check { reference, uuid } => {
-                let accuracy = client.check_dataset(&reference, &uuid).await.map_err(sdk)?;
-                Shown::Single(json!({ "accuracy": accuracy }), CHECK)
-            }
-            DatasetCmd::Get { uuid } => single(&client.dataset(&uuid).await.map_err(sdk)?, DATASET),
-            DatasetCmd::List(_) => list(&client.datasets().await.map_err(sdk)?, RESOURCE),
-            DatasetCmd::Delete { uuid } => {
-                client.delete_dataset(&uuid).await.map_err(sdk)?;
-                deleted("dataset", &uuid)
-            }
-            DatasetCmd::Export {
-                start,
-                count,
-                output,
-                uuid,
-            } => export(client, &uuid, start, count, output.as_deref())
-                .await
-                .map_err(|e| match e {
-                    Exported::Sdk(e) => sdk(e),
-                    Exported::Local(e) => e,
-                })?,
-        },
-        Command::Cluster(cmd) => match cmd {
-            ClusterCmd::Create { name, .. } => {
-                let Local::Template(template) = local else {
-                    return Err(local_mismatch());
-                };
-                let created = client.create_cluster(&name, &template).await.map_err(sdk)?;
-                if template.is_empty() {
-                    // Allowed (a cluster to restore a checkpoint into), but a truncated file
-                    // is an easy mistake, and tasks only fail later.
+            UserProjectCmd::Remove { project, id } => single(
+                &client.unassign_project(&id, &project).await.map_err(sdk)?,
+                USER,
+            ),
+            UserProjectCmd::List { id } => {
+                let projects = client.projects_of_user(id.as_deref()).await.map_err(sdk)?;
+                // Only global admins have the synthetic `admin` entry; in their other
+                // projects the listed role is kept but not used.
+                let listed = &projects.projects;
+                if listed.len() > 1 && listed.iter().any(|p| p.project_id == "admin") {
                     crate::error::report(
-                        "note: the template file is empty, so the cluster has no network: \
-                         restore a checkpoint into it (cluster restore) before tasks can use it",
+                        "note: a global admin acts as `admin` and project admin in every \
+                         project, whatever role is listed there",
                     );
                 }
-                single(&created, RESOURCE)
+                Shown::Objects(to_json(&projects), "projects", ASSIGNMENT)
             }
-            ClusterCmd::Get { uuid } => {
-                single(&client.cluster(&uuid).await.map_err(sdk)?, RESOURCE)
-            }
-            ClusterCmd::List(_) => list(&client.clusters().await.map_err(sdk)?, RESOURCE),
-            ClusterCmd::Delete { uuid } => {
-                client.delete_cluster(&uuid).await.map_err(sdk)?;
-                deleted("cluster", &uuid)
-            }
-            ClusterCmd::Save { name, wait, uuid } => {
-                let saved = waiter
-                    .queue(&uuid, client.save_cluster(&uuid, &name))
-                    .await?
-                    .map_err(sdk)?;
-                waiter
-                    .wait_if_asked(session, &uuid, &saved.uuid, &wait)
-                    .await?;
-                single(&saved, SAVE)
-            }
-            ClusterCmd::Restore {
-                checkpoint,
-                wait,
-                uuid,
-            } => {
-                let started = waiter
-                    .queue(&uuid, client.restore_cluster(&uuid, &checkpoint))
-                    .await?
-                    .map_err(sdk)?;
-                waiter
-                    .wait_if_asked(session, &uuid, &started.uuid, &wait)
-                    .await?;
-                single(&started, RESTORE)
-            }
-            ClusterCmd::SwitchHost { host, uuid } => single(
-                &client.switch_host(&uuid, &host).await.map_err(sdk)?,
-                RESOURCE,
-            ),
-            ClusterCmd::TaskMode { uuid } => single(
-                &client.set_direct_mode(&uuid, false).await.map_err(sdk)?,
-                MODE,
-            ),
-        },
-        Command::Task(cmd) => match cmd {
-            TaskCmd::Create(kind) => {
-                let (cluster, wait, task) = match (kind, local) {
-                    (
-                        TaskCreateCmd::Train {
-                            cluster,
-                            wait,
-                            name,
-                            ..
-                        },
-                        Local::Train { inputs, outputs },
-                    ) => {
-                        let (inputs, outputs) = (as_refs(&inputs), as_refs(&outputs));
-                        let queued = client.train(&name, &cluster, &inputs, &outputs);
-                        let task = waiter
-                            .queue(&cluster, queued)
-                            .await?
-                            .map_err(|e| with_flag_names(sdk(e)))?;
-                        (cluster, wait, task)
-                    }
-                    (
-                        TaskCreateCmd::Request {
-                            cluster,
-                            wait,
-                            name,
-                            ..
-                        },
-                        Local::Request { inputs, result },
-                    ) => {
-                        let (hexagon, result_name) = &result;
-                        let inputs = as_refs(&inputs);
-                        let queued =
-                            client.request(&name, &cluster, &inputs, (hexagon, result_name));
-                        let task = waiter
-                            .queue(&cluster, queued)
-                            .await?
-                            .map_err(|e| with_flag_names(sdk(e)))?;
-                        (cluster, wait, task)
-                    }
-                    _ => return Err(local_mismatch()),
-                };
-                match waiter
-                    .wait_if_asked(session, &cluster, &task.uuid, &wait)
-                    .await?
-                {
-                    Some(done) => single(&done, TASK),
-                    None => single(&task, TASK),
+            UserProjectCmd::Switch { project } => {
+                let mut switched = client.clone();
+                switched.switch_project(&project).await.map_err(sdk)?;
+                // The switch holds for this command's token only.
+                if session.project.as_deref() != Some(project.as_str()) {
+                    crate::error::report(format_args!(
+                        "note: hanamictl logs in anew for every command; to work in \
+                         project '{project}', set HANAMI_PROJECT={project}"
+                    ));
                 }
-            }
-            TaskCmd::Get {
-                cluster,
-                uuid,
-                wait,
-            } => {
-                let task = waiter
-                    .ask(client.task(&cluster, &uuid))
-                    .await?
-                    .map_err(sdk)?;
-                match waiter
-                    .wait_if_asked(session, &cluster, &task.uuid, &wait)
-                    .await?
-                {
-                    Some(done) => single(&done, TASK),
-                    None => single(&task, TASK),
-                }
-            }
-            TaskCmd::List { cluster, .. } => {
-                list(&client.tasks(&cluster).await.map_err(sdk)?, TASK_LIST)
-            }
-            TaskCmd::Delete { cluster, uuid } => {
-                client.delete_task(&cluster, &uuid).await.map_err(sdk)?;
-                // A running task is only told to stop, and stays listed: say so, instead
-                // of "deleted" for a task that the next `task list` still shows.
-                match client.task(&cluster, &uuid).await {
-                    Ok(_) => Shown::Line(format!(
-                        "task '{uuid}' was running: it stops at its next row and stays \
-                         listed as aborted (delete it again to remove it from the list)"
-                    )),
-                    Err(hanami_sdk::Error::NotFound(_)) => deleted("task", &uuid),
-                    Err(e) => {
-                        crate::error::report(format_args!(
-                            "note: which of the two could not be checked: {}",
-                            sdk(e)
-                        ));
-                        Shown::Line(format!(
-                            "task '{uuid}' deleted, or stopping if it was running"
-                        ))
-                    }
-                }
+                single(&switched.auth_info().await.map_err(sdk)?, SCOPE)
             }
         },
-        Command::Checkpoint(cmd) => match cmd {
-            CheckpointCmd::Get { uuid } => {
-                single(&client.checkpoint(&uuid).await.map_err(sdk)?, RESOURCE)
-            }
-            CheckpointCmd::List(_) => list(&client.checkpoints().await.map_err(sdk)?, RESOURCE),
-            CheckpointCmd::Delete { uuid } => {
-                client.delete_checkpoint(&uuid).await.map_err(sdk)?;
-                deleted("checkpoint", &uuid)
-            }
-        },
-        Command::Host(HostCmd::List(_)) => list(&client.hosts().await.map_err(sdk)?, HOST),
-        Command::Log(LogCmd::Audit(page)) => {
-            let user = page.user.as_deref();
-            let read = async |number| client.audit_log(user, number).await;
-            let (number, entries) = crate::logs::read_page(page.page, read).await.map_err(sdk)?;
-            note_log_page(&entries, &page, number);
-            list(&entries, AUDIT_LOG)
+    })
+}
+
+/// Runs a `dataset …` command.
+async fn dataset(
+    session: &Session,
+    cmd: DatasetCmd,
+    progress_allowed: bool,
+) -> Result<Shown, CliError> {
+    let client = &session.client;
+    let sdk = |e| session.error(e);
+    Ok(match cmd {
+        DatasetCmd::Create(kind) => {
+            let (DatasetCreateCmd::Mnist { name, .. } | DatasetCreateCmd::Csv { name, .. }) = &kind;
+            let interrupts = UploadInterrupts::install(name);
+            let cancel = || async {
+                match &interrupts {
+                    Some(interrupts) => interrupts.cancelled().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let (name, dataset) = match kind {
+                DatasetCreateCmd::Mnist { input, label, name } => {
+                    let mut progress = Progress::new(&name, progress_allowed);
+                    let dataset = client
+                        .upload_mnist_until(
+                            &name,
+                            &input,
+                            &label,
+                            &mut |s, t| progress.update(s, t),
+                            cancel(),
+                        )
+                        .await;
+                    progress.finish();
+                    (name, dataset)
+                }
+                DatasetCreateCmd::Csv { input, name } => {
+                    let mut progress = Progress::new(&name, progress_allowed);
+                    let dataset = client
+                        .upload_csv_until(
+                            &name,
+                            &input,
+                            &mut |s, t| progress.update(s, t),
+                            cancel(),
+                        )
+                        .await;
+                    progress.finish();
+                    (name, dataset)
+                }
+            };
+            drop(interrupts);
+            let dataset = dataset.map_err(|e| upload_failed(&name, e, session))?;
+            single(&dataset, DATASET)
         }
-        Command::Log(LogCmd::Error(page)) => {
-            let user = page.user.as_deref();
-            let read = async |number| client.error_log(user, number).await;
-            let (number, entries) = crate::logs::read_page(page.page, read).await.map_err(sdk)?;
-            note_log_page(&entries, &page, number);
-            list(&entries, ERROR_LOG)
+        DatasetCmd::Check { reference, uuid } => {
+            let accuracy = client.check_dataset(&reference, &uuid).await.map_err(sdk)?;
+            Shown::Single(json!({ "accuracy": accuracy }), CHECK)
+        }
+        DatasetCmd::Get { uuid } => single(&client.dataset(&uuid).await.map_err(sdk)?, DATASET),
+        DatasetCmd::List(_) => list(&client.datasets().await.map_err(sdk)?, RESOURCE),
+        DatasetCmd::Delete { uuid } => {
+            client.delete_dataset(&uuid).await.map_err(sdk)?;
+            deleted("dataset", &uuid)
+        }
+        DatasetCmd::Export {
+            start,
+            count,
+            output,
+            uuid,
+        } => export(client, &uuid, start, count, output.as_deref())
+            .await
+            .map_err(|e| match e {
+                Exported::Sdk(e) => sdk(e),
+                Exported::Local(e) => e,
+            })?,
+    })
+}
+
+/// Runs a `cluster …` command.
+async fn cluster(
+    session: &Session,
+    cmd: ClusterCmd,
+    local: Local,
+    waiter: &mut Waiter,
+) -> Result<Shown, CliError> {
+    let client = &session.client;
+    let sdk = |e| session.error(e);
+    Ok(match cmd {
+        ClusterCmd::Create { name, .. } => {
+            let Local::Template(template) = local else {
+                return Err(local_mismatch());
+            };
+            let created = client.create_cluster(&name, &template).await.map_err(sdk)?;
+            if template.is_empty() {
+                // Allowed (a cluster to restore a checkpoint into), but a truncated file
+                // is an easy mistake, and tasks only fail later.
+                crate::error::report(
+                    "note: the template file is empty, so the cluster has no network: \
+                     restore a checkpoint into it (cluster restore) before tasks can use it",
+                );
+            }
+            single(&created, RESOURCE)
+        }
+        ClusterCmd::Get { uuid } => single(&client.cluster(&uuid).await.map_err(sdk)?, RESOURCE),
+        ClusterCmd::List(_) => list(&client.clusters().await.map_err(sdk)?, RESOURCE),
+        ClusterCmd::Delete { uuid } => {
+            client.delete_cluster(&uuid).await.map_err(sdk)?;
+            deleted("cluster", &uuid)
+        }
+        ClusterCmd::Save { name, wait, uuid } => {
+            let saved = waiter
+                .queue(&uuid, client.save_cluster(&uuid, &name))
+                .await?
+                .map_err(sdk)?;
+            waiter
+                .wait_if_asked(session, &uuid, &saved.uuid, &wait)
+                .await?;
+            single(&saved, SAVE)
+        }
+        ClusterCmd::Restore {
+            checkpoint,
+            wait,
+            uuid,
+        } => {
+            let started = waiter
+                .queue(&uuid, client.restore_cluster(&uuid, &checkpoint))
+                .await?
+                .map_err(sdk)?;
+            waiter
+                .wait_if_asked(session, &uuid, &started.uuid, &wait)
+                .await?;
+            single(&started, RESTORE)
+        }
+        ClusterCmd::SwitchHost { host, uuid } => single(
+            &client.switch_host(&uuid, &host).await.map_err(sdk)?,
+            RESOURCE,
+        ),
+        ClusterCmd::TaskMode { uuid } => single(
+            &client.set_direct_mode(&uuid, false).await.map_err(sdk)?,
+            MODE,
+        ),
+    })
+}
+
+/// Runs a `task …` command.
+async fn task(
+    session: &Session,
+    cmd: TaskCmd,
+    local: Local,
+    waiter: &mut Waiter,
+) -> Result<Shown, CliError> {
+    let client = &session.client;
+    let sdk = |e| session.error(e);
+    Ok(match cmd {
+        TaskCmd::Create(kind) => {
+            let (cluster, wait, task) = match (kind, local) {
+                (
+                    TaskCreateCmd::Train {
+                        cluster,
+                        wait,
+                        name,
+                        ..
+                    },
+                    Local::Train { inputs, outputs },
+                ) => {
+                    let (inputs, outputs) = (as_refs(&inputs), as_refs(&outputs));
+                    let queued = client.train(&name, &cluster, &inputs, &outputs);
+                    let task = waiter
+                        .queue(&cluster, queued)
+                        .await?
+                        .map_err(|e| with_flag_names(sdk(e)))?;
+                    (cluster, wait, task)
+                }
+                (
+                    TaskCreateCmd::Request {
+                        cluster,
+                        wait,
+                        name,
+                        ..
+                    },
+                    Local::Request { inputs, result },
+                ) => {
+                    let (hexagon, result_name) = &result;
+                    let inputs = as_refs(&inputs);
+                    let queued = client.request(&name, &cluster, &inputs, (hexagon, result_name));
+                    let task = waiter
+                        .queue(&cluster, queued)
+                        .await?
+                        .map_err(|e| with_flag_names(sdk(e)))?;
+                    (cluster, wait, task)
+                }
+                _ => return Err(local_mismatch()),
+            };
+            match waiter
+                .wait_if_asked(session, &cluster, &task.uuid, &wait)
+                .await?
+            {
+                Some(done) => single(&done, TASK),
+                None => single(&task, TASK),
+            }
+        }
+        TaskCmd::Get {
+            cluster,
+            uuid,
+            wait,
+        } => {
+            let task = waiter
+                .ask(client.task(&cluster, &uuid))
+                .await?
+                .map_err(sdk)?;
+            match waiter
+                .wait_if_asked(session, &cluster, &task.uuid, &wait)
+                .await?
+            {
+                Some(done) => single(&done, TASK),
+                None => single(&task, TASK),
+            }
+        }
+        TaskCmd::List { cluster, .. } => {
+            list(&client.tasks(&cluster).await.map_err(sdk)?, TASK_LIST)
+        }
+        TaskCmd::Delete { cluster, uuid } => {
+            client.delete_task(&cluster, &uuid).await.map_err(sdk)?;
+            // A running task is only told to stop, and stays listed: say so, instead
+            // of "deleted" for a task that the next `task list` still shows.
+            match client.task(&cluster, &uuid).await {
+                Ok(_) => Shown::Line(format!(
+                    "task '{uuid}' was running: it stops at its next row and stays \
+                     listed as aborted (delete it again to remove it from the list)"
+                )),
+                Err(hanami_sdk::Error::NotFound(_)) => deleted("task", &uuid),
+                Err(e) => {
+                    crate::error::report(format_args!(
+                        "note: which of the two could not be checked: {}",
+                        sdk(e)
+                    ));
+                    Shown::Line(format!(
+                        "task '{uuid}' deleted, or stopping if it was running"
+                    ))
+                }
+            }
+        }
+    })
+}
+
+/// Runs a `checkpoint …` command.
+async fn checkpoint(session: &Session, cmd: CheckpointCmd) -> Result<Shown, CliError> {
+    let client = &session.client;
+    let sdk = |e| session.error(e);
+    Ok(match cmd {
+        CheckpointCmd::Get { uuid } => {
+            single(&client.checkpoint(&uuid).await.map_err(sdk)?, RESOURCE)
+        }
+        CheckpointCmd::List(_) => list(&client.checkpoints().await.map_err(sdk)?, RESOURCE),
+        CheckpointCmd::Delete { uuid } => {
+            client.delete_checkpoint(&uuid).await.map_err(sdk)?;
+            deleted("checkpoint", &uuid)
         }
     })
 }
