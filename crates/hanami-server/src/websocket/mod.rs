@@ -519,6 +519,56 @@ fn json_frame(reply: &SessionReply) -> Message {
 /// Checks the first message of a session (JSON, from a text or a binary frame) and opens
 /// its target.
 async fn start(app: &App, text: &[u8]) -> Result<(Target, Access), String> {
+    let init = parse_start(text)?;
+    let (verified, caller) = session_caller(app, &init).await?;
+    // The policy first, as for REST calls: a role it refuses learns nothing about targets.
+    // An upload that its user may no longer make goes (nobody can finish it now).
+    let may = match init.target.as_str() {
+        TARGET_FILE_UPLOAD => [UploadKind::Mnist, UploadKind::Csv]
+            .into_iter()
+            .any(|kind| Uses::Upload(kind).allowed(app, &caller.role)),
+        TARGET_CLUSTER => Uses::DirectIo.allowed(app, &caller.role),
+        _ => true, // refused below
+    };
+    if !may {
+        if init.target == TARGET_FILE_UPLOAD {
+            cancel_orphaned_upload(app, &caller, &init.uuid).await;
+        }
+        return Err(POLICY_DENIED.to_owned());
+    }
+    let target = match init.target.as_str() {
+        TARGET_FILE_UPLOAD => open_upload(app, &caller, &init.uuid)?,
+        TARGET_CLUSTER => open_cluster(app, &caller, &init.uuid).await?,
+        other => {
+            return Err(format!(
+                "unknown session target '{other}', expected '{TARGET_FILE_UPLOAD}' or \
+                 '{TARGET_CLUSTER}'"
+            ));
+        }
+    };
+    let uses = match &target {
+        Target::Upload(upload, _) => Uses::Upload(upload.kind()),
+        Target::Cluster(_) => Uses::DirectIo,
+    };
+    if !uses.allowed(app, &caller.role) {
+        if let Target::Upload(upload, _) = &target {
+            cancel_upload(app, upload.dataset_uuid().to_owned()).await;
+        }
+        return Err(POLICY_DENIED.to_owned());
+    }
+    let access = Access {
+        verified,
+        target_uuid: init.uuid,
+        uses,
+        role: caller.role,
+        checked: Instant::now(),
+    };
+    Ok((target, access))
+}
+
+/// The first message of a session as the client sent it, its uuid in lowercase (as every
+/// uuid the server makes); the refusal says what was expected.
+fn parse_start(text: &[u8]) -> Result<SessionInit, String> {
     let expected = "invalid session start message: expected a JSON object {\"token\", \
                     \"target\", \"uuid\"}";
     let value: serde_json::Value =
@@ -536,8 +586,18 @@ async fn start(app: &App, text: &[u8]) -> Result<(Target, Access), String> {
     }
     let mut init: SessionInit =
         serde_json::from_value(value).map_err(|e| format!("{expected} ({e})"))?;
-    // Stored in lowercase, like every uuid the server makes.
     init.uuid.make_ascii_lowercase();
+    Ok(init)
+}
+
+/// The token of a session start, verified, and its user as the database has them now. An
+/// upload whose user left its project (or was deleted) goes, since nobody can finish it
+/// now; where the database could not tell, the refusal has a 500's words and an error-log
+/// entry.
+async fn session_caller(
+    app: &App,
+    init: &SessionInit,
+) -> Result<(Verified, hanami_auth::Caller), String> {
     let verified = api::verify_signature(app, &init.token).map_err(refusal_text)?;
     let caller = if crate::crash_point::fails("session:caller") {
         // As when the server has no file descriptor left for the database.
@@ -548,8 +608,8 @@ async fn start(app: &App, text: &[u8]) -> Result<(Target, Access), String> {
     } else {
         api::current_caller(app, &verified, api::AssignmentCheck::AtIssue).await
     };
-    let caller = match caller {
-        Ok(caller) => caller,
+    match caller {
+        Ok(caller) => Ok((verified, caller)),
         Err(refused) => {
             // Nobody can finish such an upload now (a client holds the token, not the
             // password that would make a new one).
@@ -575,108 +635,70 @@ async fn start(app: &App, text: &[u8]) -> Result<(Target, Access), String> {
                 .await;
                 return Err(api::internal_error_text(&logged, &cause));
             }
-            return Err(refusal_text(refused));
+            Err(refusal_text(refused))
         }
-    };
-    // The policy first, as for REST calls: a role it refuses learns nothing about targets.
-    // An upload that its user may no longer make goes (nobody can finish it now).
-    let may = match init.target.as_str() {
-        TARGET_FILE_UPLOAD => [UploadKind::Mnist, UploadKind::Csv]
-            .into_iter()
-            .any(|kind| Uses::Upload(kind).allowed(app, &caller.role)),
-        TARGET_CLUSTER => Uses::DirectIo.allowed(app, &caller.role),
-        _ => true, // refused below
-    };
-    if !may {
-        if init.target == TARGET_FILE_UPLOAD {
-            cancel_orphaned_upload(app, &caller, &init.uuid).await;
-        }
-        return Err(POLICY_DENIED.to_owned());
     }
-    let target = match init.target.as_str() {
-        TARGET_FILE_UPLOAD => {
-            let upload = app
-                .uploads
-                .target(&caller.id, &caller.project_id, &init.uuid)
-                .ok_or_else(|| {
-                    format!(
-                        "Tempfile with UUID '{}' not found ({})",
-                        init.uuid,
-                        app.uploads.how_uploads_end()
-                    )
-                })?;
-            if app.uploads.finalising(upload.dataset_uuid()) {
-                return Err(format!(
-                    "Tempfile with UUID '{}' cannot take a session: {CLOSED_UPLOAD_FINALISING}",
-                    init.uuid
-                ));
-            }
-            let slot = upload.claim_session().ok_or_else(|| {
-                format!(
-                    "Tempfile with UUID '{}' has {MAX_UPLOAD_SESSIONS} sessions open, as many \
-                     as a file may have; close one first",
-                    init.uuid
-                )
-            })?;
-            Ok(Target::Upload(upload, slot))
-        }
-        TARGET_CLUSTER => {
-            let scope = caller.scope();
-            let Some(cluster) = app.clusters.get(&scope, &init.uuid) else {
-                let hint = api::kind_hint(app, &scope, Kind::Cluster, &init.uuid).await;
-                return Err(format!(
-                    "Cluster with UUID '{}' not found{}",
-                    init.uuid,
-                    hint.unwrap_or_default()
-                ));
-            };
-            if cluster.mode() != Mode::Direct {
-                return Err(format!(
-                    "Cluster with UUID '{}' is not in DIRECT mode; switch it with PUT \
-                     cluster/set_mode first (clusters come back in TASK mode when the server \
-                     restarts)",
-                    init.uuid
-                ));
-            }
-            if !cluster.has_network() {
-                return Err(format!(
-                    "Cluster with UUID '{}' has no network yet: restore a checkpoint into it \
-                     first",
-                    init.uuid
-                ));
-            }
-            let slot = cluster.claim_direct_session().ok_or_else(|| {
-                format!(
-                    "Cluster with UUID '{}' has {MAX_DIRECT_SESSIONS} direct-IO sessions \
-                     open, as many as a cluster may have; close one first",
-                    init.uuid
-                )
-            })?;
-            Ok(Target::Cluster(slot))
-        }
-        other => Err(format!(
-            "unknown session target '{other}', expected '{TARGET_FILE_UPLOAD}' or \
-             '{TARGET_CLUSTER}'"
-        )),
-    }?;
-    let uses = match &target {
-        Target::Upload(upload, _) => Uses::Upload(upload.kind()),
-        Target::Cluster(_) => Uses::DirectIo,
-    };
-    if !uses.allowed(app, &caller.role) {
-        if let Target::Upload(upload, _) = &target {
-            cancel_upload(app, upload.dataset_uuid().to_owned()).await;
-        }
-        return Err(POLICY_DENIED.to_owned());
+}
+
+/// The upload of temporary file `uuid` that `caller` registered, with a session slot of
+/// its own.
+fn open_upload(app: &App, caller: &hanami_auth::Caller, uuid: &str) -> Result<Target, String> {
+    let upload = app
+        .uploads
+        .target(&caller.id, &caller.project_id, uuid)
+        .ok_or_else(|| {
+            format!(
+                "Tempfile with UUID '{uuid}' not found ({})",
+                app.uploads.how_uploads_end()
+            )
+        })?;
+    if app.uploads.finalising(upload.dataset_uuid()) {
+        return Err(format!(
+            "Tempfile with UUID '{uuid}' cannot take a session: {CLOSED_UPLOAD_FINALISING}"
+        ));
     }
-    let access = Access {
-        verified,
-        target_uuid: init.uuid,
-        uses,
-        role: caller.role,
-        checked: Instant::now(),
+    let slot = upload.claim_session().ok_or_else(|| {
+        format!(
+            "Tempfile with UUID '{uuid}' has {MAX_UPLOAD_SESSIONS} sessions open, as many as a \
+             file may have; close one first"
+        )
+    })?;
+    Ok(Target::Upload(upload, slot))
+}
+
+/// A direct-IO slot of cluster `uuid`, visible to `caller`, in DIRECT mode and with a
+/// network.
+async fn open_cluster(
+    app: &App,
+    caller: &hanami_auth::Caller,
+    uuid: &str,
+) -> Result<Target, String> {
+    let scope = caller.scope();
+    let Some(cluster) = app.clusters.get(&scope, uuid) else {
+        let hint = api::kind_hint(app, &scope, Kind::Cluster, uuid).await;
+        return Err(format!(
+            "Cluster with UUID '{uuid}' not found{}",
+            hint.unwrap_or_default()
+        ));
     };
-    Ok((target, access))
+    if cluster.mode() != Mode::Direct {
+        return Err(format!(
+            "Cluster with UUID '{uuid}' is not in DIRECT mode; switch it with PUT \
+             cluster/set_mode first (clusters come back in TASK mode when the server restarts)"
+        ));
+    }
+    if !cluster.has_network() {
+        return Err(format!(
+            "Cluster with UUID '{uuid}' has no network yet: restore a checkpoint into it first"
+        ));
+    }
+    let slot = cluster.claim_direct_session().ok_or_else(|| {
+        format!(
+            "Cluster with UUID '{uuid}' has {MAX_DIRECT_SESSIONS} direct-IO sessions open, as \
+             many as a cluster may have; close one first"
+        )
+    })?;
+    Ok(Target::Cluster(slot))
 }
 
 /// Cancels the upload of `file_uuid` that `owner` registered but can no longer send (the
