@@ -348,47 +348,7 @@ impl ClusterHandle {
         let arc = missed.task.clone();
         let task = &*arc;
         let mut requeued = matches!(ending, Ending::Requeue(_));
-        let mut waited = false;
-        let mut recorded = loop {
-            let recorded = ctx.runtime.block_on(async {
-                if crate::crash_point::fails(RECORD_POINT) {
-                    return Err(injected_store_failure());
-                }
-                match &ending {
-                    Ending::Requeue(work) => {
-                        let row = task.record_requeued(&self.row.uuid);
-                        ctx.store.requeue_task(&row, work, staged.is_some()).await
-                    }
-                    Ending::End(state, product) => {
-                        let row = task.record_as_ended(&self.row.uuid, *state, ended_at);
-                        ctx.store
-                            .end_task(&row, product.as_stored(), staged.is_some())
-                            .await
-                    }
-                }
-            });
-            // Another program's lock passes: the end waits for it (each try waits the
-            // database's busy timeout), unless the server is stopping.
-            let locked = matches!(&recorded, Err(e) if e.is_locked());
-            if !locked || ctx.stopping.load(Ordering::Relaxed) || self.is_deleted() {
-                break recorded;
-            }
-            if !waited {
-                waited = true;
-                tracing::warn!(
-                    task = task.uuid,
-                    cluster = self.row.uuid,
-                    "the database is locked by another program: the task's end waits until it \
-                     can be recorded"
-                );
-                task.add_note("its end waited for the database, which another program kept locked");
-                task.note_end_waits();
-            }
-            std::thread::sleep(LOCKED_RETRY_PAUSE);
-        };
-        if waited && recorded.is_ok() {
-            tracing::info!(task = task.uuid, "the task's end is recorded");
-        }
+        let mut recorded = self.record_waiting(task, &ending, ended_at, staged.is_some(), ctx);
         let (mut state, product) = match ending {
             Ending::End(state, product) => (state, product),
             // Ends so if it cannot be queued again.
@@ -455,41 +415,7 @@ impl ClusterHandle {
             },
             (Ok(()), None) => {}
             (Err(e), staged) => {
-                // Nothing of the end is recorded, so the network file stays as it was; the
-                // network in memory, with what the task did, is saved at shutdown, unless the
-                // server is stopping because its wait for a locked database was cut short:
-                // then the next start reports the task as one that left nothing behind (its
-                // record says it is still active), and so it must. A product stays on disk
-                // and goes to `unreferenced/` at the next start.
-                let cut_short = e.is_locked() && ctx.stopping.load(Ordering::Relaxed);
-                // Changes that no save kept before the task are saved all the same.
-                let carries_unsaved = staged.as_ref().is_some_and(|s| s.carries_unsaved);
-                if staged.is_some() && (!cut_short || carries_unsaved) {
-                    self.unsaved.store(true, Ordering::Relaxed);
-                }
-                drop(staged);
-                let kept = match &product {
-                    Product::Nothing => String::new(),
-                    _ => format!(
-                        "; {product} is not registered (its file is moved to unreferenced/ at \
-                         the next start)"
-                    ),
-                };
-                let network = if cut_short && !self.unsaved.load(Ordering::Relaxed) {
-                    "the server stops, and the cluster's network stays the one saved before \
-                     the task"
-                } else {
-                    "the cluster's network in memory keeps what the task did"
-                };
-                let e = anyhow::Error::new(e).context(format!(
-                    "the task's end cannot be recorded in the database{kept}; {network}"
-                ));
-                ctx.log_error(task, &self.row, &e);
-                // Tried again later, but for a wait cut short by the stop where its record,
-                // still active, says what the next start must report.
-                if !cut_short || !missed.start_recorded {
-                    lock(&self.missed_ends).push(missed);
-                }
+                self.end_not_recorded(e, missed, &product, staged, ctx);
                 state = TaskState::Aborted;
                 requeued = false;
             }
@@ -499,6 +425,102 @@ impl ClusterHandle {
             Recorded::Requeued
         } else {
             Recorded::Ended(state)
+        }
+    }
+
+    /// Records `task`'s end (or, for [`Ending::Requeue`], that it is queued again) with
+    /// whether a staged network goes with it; while another program locks the database, it
+    /// tries again (each try waits the database's busy timeout) until the server stops or
+    /// the cluster is deleted, the first wait told in the server log and the task's note.
+    fn record_waiting(
+        &self,
+        task: &Task,
+        ending: &Ending,
+        ended_at: &str,
+        staged: bool,
+        ctx: &WorkerContext,
+    ) -> Result<(), StoreError> {
+        let mut waited = false;
+        let recorded = loop {
+            let recorded = ctx.runtime.block_on(async {
+                if crate::crash_point::fails(RECORD_POINT) {
+                    return Err(injected_store_failure());
+                }
+                match ending {
+                    Ending::Requeue(work) => {
+                        let row = task.record_requeued(&self.row.uuid);
+                        ctx.store.requeue_task(&row, work, staged).await
+                    }
+                    Ending::End(state, product) => {
+                        let row = task.record_as_ended(&self.row.uuid, *state, ended_at);
+                        ctx.store.end_task(&row, product.as_stored(), staged).await
+                    }
+                }
+            });
+            let locked = matches!(&recorded, Err(e) if e.is_locked());
+            if !locked || ctx.stopping.load(Ordering::Relaxed) || self.is_deleted() {
+                break recorded;
+            }
+            if !waited {
+                waited = true;
+                tracing::warn!(
+                    task = task.uuid,
+                    cluster = self.row.uuid,
+                    "the database is locked by another program: the task's end waits until it \
+                     can be recorded"
+                );
+                task.add_note("its end waited for the database, which another program kept locked");
+                task.note_end_waits();
+            }
+            std::thread::sleep(LOCKED_RETRY_PAUSE);
+        };
+        if waited && recorded.is_ok() {
+            tracing::info!(task = task.uuid, "the task's end is recorded");
+        }
+        recorded
+    }
+
+    /// After the database refused the end of `missed`'s task (`e`): nothing of the end is
+    /// recorded, so the network file stays as it was; the network in memory, with what the
+    /// task did, is saved at shutdown, unless the server is stopping because its wait for a
+    /// locked database was cut short: then the next start reports the task as one that left
+    /// nothing behind (its record says it is still active), and so it must. A product stays
+    /// on disk and goes to `unreferenced/` at the next start. The end is tried again later
+    /// (see `missed_ends`), but for a wait cut short by the stop where the task's record,
+    /// still active, says what the next start must report.
+    fn end_not_recorded(
+        &self,
+        e: StoreError,
+        missed: MissedEnd,
+        product: &Product,
+        staged: Option<StagedNetwork<'_>>,
+        ctx: &WorkerContext,
+    ) {
+        let cut_short = e.is_locked() && ctx.stopping.load(Ordering::Relaxed);
+        // Changes that no save kept before the task are saved all the same.
+        let carries_unsaved = staged.as_ref().is_some_and(|s| s.carries_unsaved);
+        if staged.is_some() && (!cut_short || carries_unsaved) {
+            self.unsaved.store(true, Ordering::Relaxed);
+        }
+        drop(staged);
+        let kept = match product {
+            Product::Nothing => String::new(),
+            _ => format!(
+                "; {product} is not registered (its file is moved to unreferenced/ at the next \
+                 start)"
+            ),
+        };
+        let network = if cut_short && !self.unsaved.load(Ordering::Relaxed) {
+            "the server stops, and the cluster's network stays the one saved before the task"
+        } else {
+            "the cluster's network in memory keeps what the task did"
+        };
+        let e = anyhow::Error::new(e).context(format!(
+            "the task's end cannot be recorded in the database{kept}; {network}"
+        ));
+        ctx.log_error(&missed.task, &self.row, &e);
+        if !cut_short || !missed.start_recorded {
+            lock(&self.missed_ends).push(missed);
         }
     }
 
