@@ -195,37 +195,7 @@ async fn process(
     })?;
     let endpoint = request::endpoint_id(parts.uri.path())?;
     facts.context = format!("{method} {endpoint}");
-
-    // Refused before the body is read, on every endpoint: a password in the address, and
-    // two tokens (of which one would be taken silently).
-    if let Some(query) = parts.uri.query() {
-        request::refuse_password_in(query)?;
-    }
-    if parts.headers.get_all(TOKEN_HEADER).iter().nth(1).is_some() {
-        return Err(ApiError::BadRequest(
-            "Header 'X-Auth-Token' came more than once: send one token".into(),
-        ));
-    }
-    let mut input = match method {
-        Method::Post | Method::Put => {
-            refuse_undecoded_codings(&parts.headers)?;
-            let expects_continue = parts
-                .headers
-                .get(header::EXPECT)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-            let bytes = read_body(app, body, expects_continue).await?;
-            facts.body_read = true;
-            request::parse_body(&bytes)?
-        }
-        Method::Get | Method::Delete => Map::new(),
-    };
-    if let Some(query) = parts.uri.query() {
-        request::merge_query(query, &mut input)?;
-    }
-    // The token travels in the header only; a body field of that name is dropped, as the
-    // original did.
-    input.remove("token");
-    facts.input = without_secrets(&input);
+    let mut input = read_input(app, parts, body, method, facts).await?;
 
     if endpoint == token::LOGIN_ENDPOINT && method == Method::Post {
         validate::validate(token::LOGIN_FIELDS, &mut input)?;
@@ -313,6 +283,47 @@ async fn process(
         );
     }
     answer
+}
+
+/// The input of a request: its JSON body (for POST and PUT) and its query together, with
+/// no `token` field (the token travels in the header only; a body field of that name is
+/// dropped, as the original did); noted in `facts` without its secrets. Refused before the
+/// body is read, on every endpoint: a password in the address, and two tokens (of which
+/// one would be taken silently).
+async fn read_input(
+    app: &App,
+    parts: &Parts,
+    body: Body,
+    method: Method,
+    facts: &mut RequestFacts,
+) -> ApiResult<Map<String, Value>> {
+    if let Some(query) = parts.uri.query() {
+        request::refuse_password_in(query)?;
+    }
+    if parts.headers.get_all(TOKEN_HEADER).iter().nth(1).is_some() {
+        return Err(ApiError::BadRequest(
+            "Header 'X-Auth-Token' came more than once: send one token".into(),
+        ));
+    }
+    let mut input = match method {
+        Method::Post | Method::Put => {
+            refuse_undecoded_codings(&parts.headers)?;
+            let expects_continue = parts
+                .headers
+                .get(header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+            let bytes = read_body(app, body, expects_continue).await?;
+            facts.body_read = true;
+            request::parse_body(&bytes)?
+        }
+        Method::Get | Method::Delete => Map::new(),
+    };
+    if let Some(query) = parts.uri.query() {
+        request::merge_query(query, &mut input)?;
+    }
+    input.remove("token");
+    facts.input = without_secrets(&input);
+    Ok(input)
 }
 
 /// What serves a request to an endpoint other than the login.
