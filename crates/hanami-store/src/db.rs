@@ -88,7 +88,7 @@ pub enum StoreError {
 }
 
 /// A value that cannot be read as its column's type is [`StoreError::Corrupt`] (the
-/// store's own row readers name the table too); every other error is
+/// store's readers of table rows name the table too); every other error is
 /// [`StoreError::Database`].
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
@@ -220,23 +220,36 @@ impl<'r> Columns<'r> {
         Self { table, row }
     }
 
-    /// The value of a column (a NULL reads as `None`, an empty text or 0).
+    /// The value of a column (a NULL reads as `None`, an empty text or 0). Only a value
+    /// that cannot be read as `T` is damage; a column the query did not select is the
+    /// program's error.
     pub(crate) fn get<T>(&self, column: &str) -> Result<T, StoreError>
     where
         T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
     {
-        self.row.try_get(column).map_err(|e| {
-            let why = match e {
-                sqlx::Error::ColumnDecode { source, .. } => source.to_string(),
-                e => e.to_string(),
-            };
-            StoreError::Corrupt {
+        self.row.try_get(column).map_err(|e| match e {
+            sqlx::Error::ColumnDecode { source, .. } => StoreError::Corrupt {
                 what: format!(
-                    "value in the column '{column}' of the table '{}' ({why})",
+                    "value in the column '{column}' of the table '{}' ({source})",
                     self.table
                 ),
-            }
+            },
+            e => StoreError::Database(e),
         })
+    }
+
+    /// The values of one column in rows of `table`, as [`Columns::get`] reads them.
+    pub(crate) fn all<T>(
+        table: &'static str,
+        rows: &'r [SqliteRow],
+        column: &str,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+    {
+        rows.iter()
+            .map(|row| Columns::of(table, row).get(column))
+            .collect()
     }
 }
 
@@ -382,7 +395,44 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::Store;
+    use super::{Columns, Store, StoreError};
+
+    /// A database error keeps sqlx's error as its source, through which answers tell a full
+    /// disk or an exhausted descriptor table; a value that cannot be decoded is damage, a
+    /// column the query did not select is not.
+    #[tokio::test]
+    async fn errors_keep_their_cause_and_only_bad_values_are_damage() {
+        let emfile = StoreError::from(sqlx::Error::Io(std::io::Error::from_raw_os_error(
+            libc::EMFILE,
+        )));
+        let source = std::error::Error::source(&emfile).expect("a source");
+        let io = source.downcast_ref::<sqlx::Error>().expect("sqlx's error");
+        assert!(matches!(io, sqlx::Error::Io(e) if e.raw_os_error() == Some(libc::EMFILE)));
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("hanami.db")).await.unwrap();
+        let row = sqlx::query("SELECT X'00' AS blob")
+            .fetch_one(&store.reads)
+            .await
+            .unwrap();
+        let columns = Columns::of("none", &row);
+        assert!(matches!(
+            columns.get::<String>("blob"),
+            Err(StoreError::Corrupt { what }) if what.starts_with(
+                "value in the column 'blob' of the table 'none' (mismatched types;"
+            )
+        ));
+        assert!(matches!(
+            columns.get::<String>("missing"),
+            Err(StoreError::Database(sqlx::Error::ColumnNotFound(_)))
+        ));
+        let raw = sqlx::query_scalar::<_, String>("SELECT X'00'")
+            .fetch_one(&store.reads)
+            .await
+            .map_err(StoreError::from);
+        assert!(matches!(raw, Err(StoreError::Corrupt { .. })), "{raw:?}");
+        store.close().await;
+    }
 
     /// The read connections see what the write connections committed, and cannot write.
     #[tokio::test]

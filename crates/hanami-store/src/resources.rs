@@ -116,7 +116,7 @@ async fn held_resources(
         .fetch_one(&mut *conn)
         .await?;
         if n > 0 {
-            let mut uuids: Vec<String> = sqlx::query_scalar(&format!(
+            let rows = sqlx::query(&format!(
                 "SELECT uuid FROM {} WHERE {column} = ? ORDER BY created_at, uuid LIMIT ?",
                 kind.table()
             ))
@@ -124,6 +124,7 @@ async fn held_resources(
             .bind(NAMED_RESOURCES as i64)
             .fetch_all(&mut *conn)
             .await?;
+            let mut uuids: Vec<String> = Columns::all(kind.table(), &rows, "uuid")?;
             if n > NAMED_RESOURCES as i64 {
                 uuids.push("…".to_owned());
             }
@@ -377,11 +378,16 @@ impl Store {
     /// The datasets whose file has no checksum recorded (those written before checksums
     /// were), as uuid and file name, oldest first.
     pub async fn datasets_without_checksum(&self) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT uuid, file_name FROM datasets WHERE checksum IS NULL ORDER BY seq",
-        )
-        .fetch_all(&self.reads)
-        .await?)
+        let rows =
+            sqlx::query("SELECT uuid, file_name FROM datasets WHERE checksum IS NULL ORDER BY seq")
+                .fetch_all(&self.reads)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                let row = Columns::of("datasets", row);
+                Ok((row.get("uuid")?, row.get("file_name")?))
+            })
+            .collect()
     }
 
     /// Records `checksum` for the file of dataset `uuid` where it has none recorded yet;
@@ -412,7 +418,7 @@ impl Store {
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Result<Option<T>, StoreError> {
         let (project, owner) = scope_filter(scope);
-        let text: Option<Option<String>> = sqlx::query_scalar(&format!(
+        let row = sqlx::query(&format!(
             "SELECT {column} FROM datasets WHERE {SCOPE_SQL} AND uuid = ?3"
         ))
         .bind(project)
@@ -420,6 +426,10 @@ impl Store {
         .bind(uuid)
         .fetch_optional(&self.reads)
         .await?;
+        let text: Option<Option<String>> = row
+            .as_ref()
+            .map(|row| Columns::of("datasets", row).get(column))
+            .transpose()?;
         text.flatten()
             .map(|text| {
                 parse(&text).map_err(|e| StoreError::Corrupt {
@@ -573,36 +583,42 @@ impl Store {
     /// The clusters with unsaved direct-IO changes: at start-up, those whose changes a crash
     /// lost.
     pub async fn unsaved_networks(&self) -> Result<Vec<UnsavedNetwork>, StoreError> {
-        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        let rows = sqlx::query(
             "SELECT uuid, unsaved_since, unsaved_base FROM clusters \
              WHERE unsaved_since IS NOT NULL ORDER BY seq",
         )
         .fetch_all(&self.reads)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(uuid, since, base)| UnsavedNetwork { uuid, since, base })
-            .collect())
+        rows.iter()
+            .map(|row| {
+                let row = Columns::of("clusters", row);
+                Ok(UnsavedNetwork {
+                    uuid: row.get("uuid")?,
+                    since: row.get("unsaved_since")?,
+                    base: row.get("unsaved_base")?,
+                })
+            })
+            .collect()
     }
 
     /// File names of all resources of a kind, for removing files nobody references.
     pub async fn resource_file_names(&self, kind: Kind) -> Result<Vec<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar(&format!("SELECT file_name FROM {}", kind.table()))
-                .fetch_all(&self.reads)
-                .await?,
-        )
+        let rows = sqlx::query(&format!("SELECT file_name FROM {}", kind.table()))
+            .fetch_all(&self.reads)
+            .await?;
+        Columns::all(kind.table(), &rows, "file_name")
     }
 
     /// The files of a kind that the database notes as `note`.
     pub async fn noted_files(&self, note: FileNote, kind: Kind) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(&format!(
+        let rows = sqlx::query(&format!(
             "SELECT file_name FROM {} WHERE folder = ?",
             note.table()
         ))
         .bind(kind.table())
         .fetch_all(&self.reads)
-        .await?)
+        .await?;
+        Columns::all(note.table(), &rows, "file_name")
     }
 
     /// Forgets the `note`s of files of a kind, or only that of `file_name`: the files are

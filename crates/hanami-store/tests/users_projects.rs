@@ -4,7 +4,7 @@ mod common;
 
 use common::{add_owner, alter, back_to_schema, store};
 use hanami_store::logs::ErrorEntry;
-use hanami_store::resources::{Kind, ResourceRow};
+use hanami_store::resources::{FileNote, Holder, Kind, ResourceRow};
 use hanami_store::tasks::TaskRow;
 use hanami_store::users::NewUser;
 use hanami_store::{Store, StoreError};
@@ -660,10 +660,16 @@ async fn fill(store: &Store) {
         (Kind::Dataset, "d"),
         (Kind::Cluster, "c"),
         (Kind::Checkpoint, "k"),
+        (Kind::Checkpoint, "gone"),
     ] {
         let row = ResourceRow::new(uuid, uuid, "owner", "proj", uuid);
         store.insert_resource(kind, &row).await.unwrap();
     }
+    // Its file is noted as removed.
+    store
+        .delete_resource(Kind::Checkpoint, &Scope::All, "gone")
+        .await
+        .unwrap();
     let task = TaskRow {
         uuid: "t".into(),
         cluster_uuid: "c".into(),
@@ -709,6 +715,11 @@ enum Reader {
     Resource(Kind),
     AllResources(Kind),
     DeleteResource(Kind),
+    Holdings,
+    DatasetChecksum,
+    DatasetsWithoutChecksum,
+    ResourceFileNames(Kind),
+    RemovedFiles(Kind),
     ClusterTasks,
     UnfinishedTasks,
     PendingNetworks,
@@ -736,6 +747,11 @@ async fn read(store: &Store, reader: Reader) -> Result<(), StoreError> {
             let uuid = uuid_of(kind);
             store.delete_resource(kind, &scope, uuid).await.map(drop)
         }
+        Reader::Holdings => store.holdings(Holder::Owner("owner")).await.map(drop),
+        Reader::DatasetChecksum => store.dataset_checksum(&scope, "d").await.map(drop),
+        Reader::DatasetsWithoutChecksum => store.datasets_without_checksum().await.map(drop),
+        Reader::ResourceFileNames(kind) => store.resource_file_names(kind).await.map(drop),
+        Reader::RemovedFiles(kind) => store.noted_files(FileNote::Removed, kind).await.map(drop),
         Reader::ClusterTasks => store.cluster_tasks("c").await.map(drop),
         Reader::UnfinishedTasks => store.unfinished_tasks().await.map(drop),
         Reader::PendingNetworks => store.pending_networks().await.map(drop),
@@ -770,10 +786,14 @@ async fn damaged(sql: &str) -> (tempfile::TempDir, Store) {
 
 /// Readers that, together, read every row [`fill`] wrote (the undamaged store reads them
 /// without an error).
-const READERS_OF_EVERYTHING: [Reader; 11] = [
+const READERS_OF_EVERYTHING: [Reader; 15] = [
     Reader::Projects,
     Reader::Users,
     Reader::User,
+    Reader::Holdings,
+    Reader::DatasetChecksum,
+    Reader::DatasetsWithoutChecksum,
+    Reader::RemovedFiles(Kind::Checkpoint),
     Reader::ResourceList(Kind::Dataset),
     Reader::ResourceList(Kind::Cluster),
     Reader::ResourceList(Kind::Checkpoint),
@@ -833,8 +853,41 @@ async fn every_reader_calls_a_value_of_the_wrong_type_damage() {
         ),
         (
             "UPDATE clusters SET file_name = X'00'",
-            &[Reader::AllResources(Kind::Cluster)],
+            &[
+                Reader::AllResources(Kind::Cluster),
+                Reader::ResourceFileNames(Kind::Cluster),
+            ],
             "value in the column 'file_name' of the table 'clusters' (mismatched types;",
+        ),
+        (
+            "UPDATE checkpoints SET uuid = X'00' WHERE uuid = 'k'",
+            &[Reader::Holdings],
+            "value in the column 'uuid' of the table 'checkpoints' (mismatched types;",
+        ),
+        (
+            "UPDATE datasets SET checksum = X'00'",
+            &[Reader::DatasetChecksum],
+            "value in the column 'checksum' of the table 'datasets' (mismatched types;",
+        ),
+        (
+            "UPDATE datasets SET file_name = X'00'",
+            &[Reader::DatasetsWithoutChecksum],
+            "value in the column 'file_name' of the table 'datasets' (mismatched types;",
+        ),
+        (
+            "UPDATE removed_files SET file_name = X'00'",
+            &[Reader::RemovedFiles(Kind::Checkpoint)],
+            "value in the column 'file_name' of the table 'removed_files' (mismatched types;",
+        ),
+        (
+            "UPDATE tasks SET state = X'00'",
+            &[Reader::ClusterTasks],
+            "value in the column 'state' of the table 'tasks' (mismatched types;",
+        ),
+        (
+            "UPDATE tasks SET note = X'00'",
+            &[Reader::ClusterTasks],
+            "value in the column 'note' of the table 'tasks' (mismatched types;",
         ),
         (
             "UPDATE tasks SET total = 'many'",
@@ -854,7 +907,7 @@ async fn every_reader_calls_a_value_of_the_wrong_type_damage() {
         (
             "UPDATE clusters SET unsaved_since = X'00'",
             &[Reader::UnsavedNetworks],
-            "value in the column 1 of a row (mismatched types;",
+            "value in the column 'unsaved_since' of the table 'clusters' (mismatched types;",
         ),
         (
             "UPDATE audit_log SET endpoint = X'00'",
