@@ -1,5 +1,6 @@
-//! How task notes and API answers tell of a dataset's or checkpoint's file that the server
-//! cannot use: what is wrong with it, and what to do.
+//! How task notes and API answers tell of a dataset's file that the server cannot use: what
+//! is wrong with it, and what to do; the answers about a checkpoint's file use the same
+//! words.
 
 use std::path::Path;
 
