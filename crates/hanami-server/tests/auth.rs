@@ -467,6 +467,29 @@ async fn first_start_needs_the_admin_variables() {
         stderr.contains("(HANAMI_ADMIN_USER_NAME and HANAMI_ADMIN_PASSWORD not set)"),
         "{stderr}"
     );
+    // Values that the API would refuse for a user are refused with their rule.
+    for (var, value, rule) in [
+        (
+            "HANAMI_ADMIN_USER_ID",
+            "9lives",
+            "HANAMI_ADMIN_USER_ID must be 4 to 254 characters: a letter, then",
+        ),
+        (
+            "HANAMI_ADMIN_USER_NAME",
+            "Ann",
+            "HANAMI_ADMIN_USER_NAME must be 4 to 254 characters: a letter, then",
+        ),
+        (
+            "HANAMI_ADMIN_PASSWORD",
+            "short",
+            "HANAMI_ADMIN_PASSWORD must be 8 to 4096 bytes long",
+        ),
+    ] {
+        let Err(stderr) = launch().env(var, value).try_start() else {
+            panic!("server started with {var}={value}");
+        };
+        assert!(stderr.contains(rule), "{var}: {stderr}");
+    }
     // Once an admin exists the variables are not needed.
     let mut server = TestServer::start();
     let dir = server.data_dir.clone();
