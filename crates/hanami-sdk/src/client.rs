@@ -152,8 +152,8 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     /// Logs in with default TLS settings. `address` is the server's base URL,
-    /// `http://HOST:PORT` or `https://HOST:PORT` ([`Error::InvalidArgument`] without one of
-    /// these schemes).
+    /// `http://HOST:PORT` or `https://HOST:PORT` (see [`ServerAddress`];
+    /// [`Error::InvalidArgument`] for another form).
     ///
     /// The server checks the form of what it is sent before the credentials, as the
     /// original did: an id of the wrong form or outside 4 to 254 characters, or a password
@@ -381,24 +381,89 @@ impl Client {
     }
 }
 
-/// A server address as the client keeps it: `http://` or `https://` (in any case on input,
-/// lower case here) and no trailing slashes; white space in it (a blank or line break left
-/// from a file or a variable) is refused.
-fn server_address(address: &str) -> Result<String> {
-    let address = address.trim_end_matches('/');
-    let scheme = address.split_once("://").map(|(scheme, _)| scheme);
-    match scheme {
-        Some(_) if address.contains(char::is_whitespace) => Err(Error::InvalidArgument(format!(
-            "the server address must be http://HOST:PORT or https://HOST:PORT without \
-             spaces, got {address:?}"
-        ))),
-        Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => {
-            Ok(format!("{}{}", s.to_ascii_lowercase(), &address[s.len()..]))
-        }
-        _ => Err(Error::InvalidArgument(format!(
-            "the server address must start with http:// or https://, got '{address}'"
-        ))),
+/// A server address as the clients take it: `http://` or `https://` (in any case), a host
+/// with an optional port (1 to 65535), and a path only for a server behind a proxy that
+/// serves it under that path (it goes in front of every endpoint, as with the original
+/// CLI); no query, fragment or white space (a blank or line break left from a file or a
+/// variable). Trailing slashes are dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAddress {
+    /// The address as the client uses it: `scheme://host[:port][/path]`, the scheme in
+    /// lower case.
+    pub base: String,
+    /// Its path, if it has one.
+    pub path: Option<String>,
+}
+
+/// Why a text is no [`ServerAddress`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressRefused {
+    /// What the address must be besides `http://HOST:PORT` or `https://HOST:PORT` (empty
+    /// where the form itself is wrong).
+    why: &'static str,
+    /// The text given.
+    got: String,
+}
+
+impl AddressRefused {
+    /// The refusal for an address that came from `subject` (`HANAMI_ADDRESS`, say).
+    pub fn message(&self, subject: &str) -> String {
+        format!(
+            "{subject} must be http://HOST:PORT or https://HOST:PORT{}, got {:?}",
+            self.why, self.got
+        )
     }
+}
+
+impl std::str::FromStr for ServerAddress {
+    type Err = AddressRefused;
+
+    fn from_str(raw: &str) -> std::result::Result<Self, AddressRefused> {
+        let refused = |why| AddressRefused {
+            why,
+            got: raw.to_owned(),
+        };
+        let (scheme, rest) = raw.split_once("://").ok_or_else(|| refused(""))?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            return Err(refused(""));
+        }
+        let rest = rest.trim_end_matches('/');
+        let (host, path) = match rest.find('/') {
+            Some(at) => (&rest[..at], Some(rest[at..].to_owned())),
+            None => (rest, None),
+        };
+        if host.is_empty() {
+            return Err(refused(""));
+        }
+        if rest.contains(char::is_whitespace) {
+            return Err(refused(" without spaces"));
+        }
+        if rest.contains(['?', '#']) {
+            return Err(refused(
+                " without a query or fragment (the client adds /v1.0alpha/... itself)",
+            ));
+        }
+        // A port, if given, after the last ':' (outside an IPv6 address's brackets).
+        if let Some((_, port)) = host.rsplit_once(':')
+            && !port.contains(']')
+            && !port.parse::<u16>().is_ok_and(|p| p > 0)
+        {
+            return Err(refused(" with a port from 1 to 65535"));
+        }
+        Ok(Self {
+            base: format!("{scheme}://{rest}"),
+            path,
+        })
+    }
+}
+
+/// The address the client keeps, or [`Error::InvalidArgument`] saying what it must be.
+fn server_address(address: &str) -> Result<String> {
+    address
+        .parse::<ServerAddress>()
+        .map(|address| address.base)
+        .map_err(|refused| Error::InvalidArgument(refused.message("the server address")))
 }
 
 /// A request body as JSON (cheap to clone for a repeated call).
@@ -446,7 +511,7 @@ fn unsendable(error: reqwest::Error) -> Error {
 }
 #[cfg(test)]
 mod tests {
-    use super::{server_address, session_token_expired, token_expired};
+    use super::{ServerAddress, server_address, session_token_expired, token_expired};
 
     /// The refusals after which a new login is let in renew the token (their texts as a
     /// Hanami-rs server words them); the others do not.
@@ -486,33 +551,47 @@ mod tests {
             server_address("http://127.0.0.1:11418").unwrap(),
             "http://127.0.0.1:11418"
         );
+        assert_eq!(
+            "https://host:1/prefix/".parse::<ServerAddress>().unwrap(),
+            ServerAddress {
+                base: "https://host:1/prefix".into(),
+                path: Some("/prefix".into()),
+            }
+        );
         for bad in [
             "127.0.0.1:11418",
             "ftp://host",
             "",
             "httpx://host",
             "http:/host",
+            "http://",
         ] {
             let error = server_address(bad).unwrap_err().to_string();
             assert_eq!(
                 error,
                 format!(
-                    "invalid argument: the server address must start with http:// or \
-                     https://, got '{bad}'"
+                    "invalid argument: the server address must be http://HOST:PORT or \
+                     https://HOST:PORT, got {bad:?}"
                 )
             );
         }
-        for stray in [
-            "http://127.0.0.1:11418 ",
-            "http://127.0.0.1:11418/\n",
-            "http://host: 1",
+        for (wrong, why) in [
+            ("http://127.0.0.1:11418 ", "without spaces"),
+            ("http://127.0.0.1:11418/\n", "without spaces"),
+            ("http://host: 1", "without spaces"),
+            ("http://host:0", "with a port from 1 to 65535"),
+            ("http://host:65536", "with a port from 1 to 65535"),
+            ("http://host:1/?a=b", "without a query or fragment"),
         ] {
-            let error = server_address(stray).unwrap_err().to_string();
-            let shown = format!("{:?}", stray.trim_end_matches('/'));
+            let error = server_address(wrong).unwrap_err().to_string();
             assert!(
-                error.ends_with(&format!("without spaces, got {shown}")),
+                error.contains(why) && error.ends_with(&format!("got {wrong:?}")),
                 "{error}"
             );
         }
+        assert_eq!(
+            server_address("http://[::1]:80").unwrap(),
+            "http://[::1]:80"
+        );
     }
 }

@@ -159,7 +159,9 @@ mod tls;
 mod upload;
 mod users;
 
-pub use client::{CONNECT_TIMEOUT, Client, ConnectOptions, DEFAULT_ANSWER_TIMEOUT};
+pub use client::{
+    AddressRefused, CONNECT_TIMEOUT, Client, ConnectOptions, DEFAULT_ANSWER_TIMEOUT, ServerAddress,
+};
 pub use datasets::upload_file_size;
 pub use direct::DirectSession;
 pub use error::{Error, Result, Stall, transport_text, with_causes};

@@ -63,47 +63,6 @@ fn optional_env(name: &str) -> Result<Option<String>, CliError> {
     }
 }
 
-/// The server's address from `HANAMI_ADDRESS`: `http://` or `https://` (in any case),
-/// `host:port`, and a path only for a server behind a proxy that serves it under that path
-/// (it goes in front of every endpoint, as with the original CLI); no query or fragment, and
-/// a trailing `/` is dropped. Returns the address and its path, if it has one.
-fn server_address(raw: &str) -> Result<(String, Option<String>), CliError> {
-    let refused = |why: &str| {
-        CliError::msg(format!(
-            "HANAMI_ADDRESS must be http://HOST:PORT or https://HOST:PORT{why}, got '{raw}'"
-        ))
-    };
-    let (scheme, rest) = raw.split_once("://").ok_or_else(|| refused(""))?;
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme != "http" && scheme != "https" {
-        return Err(refused(""));
-    }
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let (host, path) = match rest.find('/') {
-        Some(at) => (&rest[..at], Some(rest[at..].to_owned())),
-        None => (rest, None),
-    };
-    if host.is_empty() {
-        return Err(refused(""));
-    }
-    if rest.contains(char::is_whitespace) {
-        return Err(refused(" without spaces"));
-    }
-    if rest.contains(['?', '#']) {
-        return Err(refused(
-            " without a query or fragment (hanamictl adds /v1.0alpha/... itself)",
-        ));
-    }
-    // A port, if given, after the last ':' (outside an IPv6 address's brackets).
-    if let Some((_, port)) = host.rsplit_once(':')
-        && !port.contains(']')
-        && !port.parse::<u16>().is_ok_and(|p| p > 0)
-    {
-        return Err(refused(" with a port from 1 to 65535"));
-    }
-    Ok((format!("{scheme}://{rest}"), path))
-}
-
 /// Server address and login from the environment.
 pub(crate) struct Credentials {
     address: String,
@@ -120,7 +79,15 @@ impl Credentials {
     pub(crate) fn from_env() -> Result<Self, CliError> {
         let user = env("HANAMI_USER")?;
         let password = env("HANAMI_PW")?;
-        let (address, path) = server_address(&env("HANAMI_ADDRESS")?)?;
+        // As the SDK takes it; the path is kept for the hint when the server answers 401.
+        let hanami_sdk::ServerAddress {
+            base: address,
+            path,
+        } = env("HANAMI_ADDRESS")?
+            .parse()
+            .map_err(|refused: hanami_sdk::AddressRefused| {
+                CliError::msg(refused.message("HANAMI_ADDRESS"))
+            })?;
         let project = optional_env("HANAMI_PROJECT")?;
         Ok(Self {
             address,
