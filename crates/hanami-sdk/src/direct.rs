@@ -7,7 +7,7 @@ use hanami_types::websocket::proto::{ClusterIoMessage, ClusterProcessType, Targe
 use prost::Message as _;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::upload::{Socket, next_binary, send};
+use crate::session::{Socket, next_binary, send};
 use crate::{Client, Error, Result};
 
 /// An open direct-IO session with one cluster.

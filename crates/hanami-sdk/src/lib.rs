@@ -154,6 +154,7 @@ mod error;
 mod logs;
 mod machine;
 mod projects;
+mod session;
 mod tasks;
 mod tls;
 mod upload;
