@@ -85,6 +85,10 @@ fn from_row(row: &SqliteRow) -> Result<TaskRow, StoreError> {
     })
 }
 
+/// The assignment that adds the text `?1` to a task's note (after its note so far, if it
+/// has one).
+const APPEND_NOTE: &str = "note = CASE WHEN note IS NULL THEN ?1 ELSE note || '; ' || ?1 END";
+
 /// SQLite stores integers as `i64`.
 fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
@@ -252,11 +256,10 @@ impl Store {
     /// adding `note` to its note (at start-up: the network its recorded end left pending
     /// cannot be put in place). One that had stopped ends now.
     pub async fn abort_ended_task(&self, uuid: &str, note: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE tasks SET state = 'aborted', work = NULL, \
-             note = CASE WHEN note IS NULL THEN ?1 ELSE note || '; ' || ?1 END, \
-             ended_at = COALESCE(ended_at, ?2) WHERE uuid = ?3",
-        )
+        sqlx::query(&format!(
+            "UPDATE tasks SET state = 'aborted', work = NULL, {APPEND_NOTE}, \
+             ended_at = COALESCE(ended_at, ?2) WHERE uuid = ?3"
+        ))
         .bind(note)
         .bind(crate::now_timestamp())
         .bind(uuid)
@@ -302,13 +305,12 @@ impl Store {
         error: ErrorEntry<'_>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let aborted = sqlx::query(
-            "UPDATE tasks SET state = 'aborted', ended_at = ?1, work = NULL, \
-             note = CASE WHEN note IS NULL THEN ?2 ELSE note || '; ' || ?2 END \
-             WHERE uuid = ?3 AND state IN ('queued', 'active')",
-        )
-        .bind(ended_at)
+        let aborted = sqlx::query(&format!(
+            "UPDATE tasks SET state = 'aborted', ended_at = ?2, work = NULL, {APPEND_NOTE} \
+             WHERE uuid = ?3 AND state IN ('queued', 'active')"
+        ))
         .bind(note)
+        .bind(ended_at)
         .bind(uuid)
         .execute(&mut *tx)
         .await?
