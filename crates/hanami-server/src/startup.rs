@@ -999,12 +999,7 @@ fn warn_of_roles_the_policy_lacks(users: &[User], policy: &Policy) {
         }
     }
     for (role, holders) in lacking {
-        const SHOWN: usize = 5;
-        let more = holders.len().saturating_sub(SHOWN);
-        let mut named = holders[..holders.len().min(SHOWN)].join(", ");
-        if more > 0 {
-            named.push_str(&format!(" and {more} more"));
-        }
+        let named = crate::api::listed(holders.iter().map(String::as_str), 5);
         tracing::warn!(
             "the policy names no role '{role}', which {} user assignment(s) have ({named}): \
              they can log in there but call nothing; add the role to the policy or assign \

@@ -48,7 +48,7 @@ use serde_json::{Map, Value};
 
 pub(crate) use datasets::upload_endpoint;
 pub use error::{ApiError, ApiResult};
-pub(crate) use tasks::{REQUEST_ENDPOINT, TRAIN_ENDPOINT};
+pub(crate) use tasks::{REQUEST_ENDPOINT, TRAIN_ENDPOINT, listed};
 use validate::{Field, Pattern, PatternCheck};
 
 use crate::state::App;

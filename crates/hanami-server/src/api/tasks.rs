@@ -90,7 +90,7 @@ async fn bind(
                 cluster.row.uuid,
                 side.word(),
                 side.word(),
-                listed(all.iter().map(|i| i.name.as_str()))
+                listed(all.iter().map(|i| i.name.as_str()), LISTED)
             ))
         })?;
         Pattern::Uuid.check(&format!("{}s.{name}", side.word()), dataset_uuid)?;
@@ -132,7 +132,7 @@ async fn bind(
             groups.sort_by_key(|(_, range)| range.start_column);
             return Err(ApiError::NotFound(format!(
                 "Dataset '{dataset_uuid}' has no columns named '{name}' (its column groups: {})",
-                listed(groups.iter().map(|(group, _)| group.as_str()))
+                listed(groups.iter().map(|(group, _)| group.as_str()), LISTED)
             )));
         };
         if columns.width() != interface.size as u64 {
@@ -182,7 +182,7 @@ fn unequal_rows_note(rows: &RowCounts) -> Option<String> {
         .iter()
         .map(|(uuid, n)| format!("{n} in '{uuid}'"))
         .collect();
-    let each = listed(each.iter().map(String::as_str));
+    let each = listed(each.iter().map(String::as_str), LISTED);
     Some(format!(
         "its datasets have different numbers of rows ({each}): it runs {shortest} cycles, \
          row i of each dataset with row i of the others; check that these are the datasets \
@@ -202,11 +202,11 @@ struct Opened {
     checksum: Option<Checksum>,
 }
 
-/// Names for a message, the first [`LISTED`] of them and how many more there are (a CSV
+/// Names for a message, the first `shown` of them and how many more there are (a CSV
 /// dataset may have thousands of columns).
-fn listed<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> String {
-    let more = names.len().saturating_sub(LISTED);
-    let mut text = names.take(LISTED).collect::<Vec<_>>().join(", ");
+pub(crate) fn listed<'a>(names: impl ExactSizeIterator<Item = &'a str>, shown: usize) -> String {
+    let more = names.len().saturating_sub(shown);
+    let mut text = names.take(shown).collect::<Vec<_>>().join(", ");
     if more > 0 {
         text.push_str(&format!(" and {more} more"));
     }
@@ -477,7 +477,7 @@ async fn request(app: App, caller: Caller, request: RequestTaskRequest) -> ApiRe
             ApiError::NotFound(format!(
                 "Cluster '{}' has no output named '{output}' (its outputs: {})",
                 cluster.row.uuid,
-                listed(outputs.iter().map(|o| o.name.as_str()))
+                listed(outputs.iter().map(|o| o.name.as_str()), LISTED)
             ))
         })?;
     let is_uuid = uuid::Uuid::try_parse(result_name).is_ok();
@@ -649,15 +649,18 @@ async fn forget_task(app: &App, uuid: &str) -> ApiResult<Map<String, Value>> {
 
 #[cfg(test)]
 mod tests {
-    use super::listed;
+    use super::{LISTED, listed};
 
     #[test]
     fn long_lists_of_names_are_cut_short() {
         let names: Vec<String> = (0..25).map(|i| format!("x{i}")).collect();
-        let text = listed(names.iter().map(String::as_str));
+        let text = listed(names.iter().map(String::as_str), LISTED);
         assert!(text.starts_with("x0, x1, "), "{text}");
         assert!(text.ends_with(", x19 and 5 more"), "{text}");
-        assert_eq!(listed(names[..2].iter().map(String::as_str)), "x0, x1");
-        assert_eq!(listed(std::iter::empty()), "");
+        assert_eq!(
+            listed(names[..2].iter().map(String::as_str), LISTED),
+            "x0, x1"
+        );
+        assert_eq!(listed(std::iter::empty(), LISTED), "");
     }
 }
