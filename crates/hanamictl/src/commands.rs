@@ -428,37 +428,23 @@ async fn dataset(
                     None => std::future::pending().await,
                 }
             };
-            let (name, dataset) = match kind {
-                DatasetCreateCmd::Mnist { input, label, name } => {
-                    let mut progress = Progress::new(&name, progress_allowed);
-                    let dataset = client
-                        .upload_mnist_until(
-                            &name,
-                            &input,
-                            &label,
-                            &mut |s, t| progress.update(s, t),
-                            cancel(),
-                        )
-                        .await;
-                    progress.finish();
-                    (name, dataset)
+            let mut progress = Progress::new(name, progress_allowed);
+            let mut shown = |sent, total| progress.update(sent, total);
+            let dataset = match &kind {
+                DatasetCreateCmd::Mnist { input, label, .. } => {
+                    client
+                        .upload_mnist_until(name, input, label, &mut shown, cancel())
+                        .await
                 }
-                DatasetCreateCmd::Csv { input, name } => {
-                    let mut progress = Progress::new(&name, progress_allowed);
-                    let dataset = client
-                        .upload_csv_until(
-                            &name,
-                            &input,
-                            &mut |s, t| progress.update(s, t),
-                            cancel(),
-                        )
-                        .await;
-                    progress.finish();
-                    (name, dataset)
+                DatasetCreateCmd::Csv { input, .. } => {
+                    client
+                        .upload_csv_until(name, input, &mut shown, cancel())
+                        .await
                 }
             };
+            progress.finish();
             drop(interrupts);
-            let dataset = dataset.map_err(|e| upload_failed(&name, e, session))?;
+            let dataset = dataset.map_err(|e| upload_failed(name, e, session))?;
             single(&dataset, DATASET)
         }
         DatasetCmd::Check { reference, uuid } => {
