@@ -125,7 +125,13 @@ pub(crate) fn tls_server_config(
     provider
         .key_provider
         .load_private_key(private_key.clone_key())
-        .map_err(|e| anyhow::anyhow!("{key} holds a damaged or unsupported private key: {e}"))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{key} holds a damaged or unsupported private key ({e}): the server takes RSA \
+                 keys of 2048 to 8192 bits, EC keys on the curves P-256 and P-384, and Ed25519 \
+                 keys"
+            )
+        })?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()

@@ -1047,6 +1047,21 @@ async fn a_certificate_that_does_not_load_stops_the_start_before_anything_change
         "-----BEGIN PRIVATE KEY-----\nAAAAAAAA\n-----END PRIVATE KEY-----\n",
     )
     .unwrap();
+    // A sound key of a kind the server's TLS cannot use (an EC key on P-521, made for this
+    // test): the refusal says which kinds it takes.
+    let p521 = tmp.path().join("p521.pem");
+    std::fs::write(
+        &p521,
+        "-----BEGIN PRIVATE KEY-----\n\
+         MIHuAgEAMBAGByqGSM49AgEGBSuBBAAjBIHWMIHTAgEBBEIBNz6i6V4s/x5wVqjD\n\
+         0pglbdRvaiXi+idBxOdemwRm5HXaStVhW/dWlruzn97KY2lTpMJWc/BpmVYtIj9I\n\
+         luPnK+KhgYkDgYYABAAWCdprZ5u5hgjMy2QjwUvrMWE6pdtM0J5cRfrD/QqmZRy4\n\
+         7AOhFEQImd3mk9pSuUvI97aM35jKYT3bhii6eydozQEpzYFXkG5imWStA/WWc3O2\n\
+         742bxo4FLSsIRNUKNYt7XQbvlosLpuhIWo84EFoJGWArbMyjUAtWEuOUdGB0gI8M\n\
+         bA==\n\
+         -----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
     // A chain whose second certificate is damaged: clients would refuse every handshake.
     let pem = std::fs::read_to_string(&cert).unwrap();
     let chain = tmp.path().join("chain.pem");
@@ -1078,6 +1093,13 @@ async fn a_certificate_that_does_not_load_stops_the_start_before_anything_change
             &cert,
             &damaged_key,
             "damaged_key.pem holds a damaged or unsupported private key",
+        ),
+        (
+            &cert,
+            &p521,
+            "p521.pem holds a damaged or unsupported private key (unexpected error: failed to \
+             parse private key as RSA, ECDSA, or EdDSA): the server takes RSA keys of 2048 to \
+             8192 bits, EC keys on the curves P-256 and P-384, and Ed25519 keys",
         ),
         (&chain, &key, "certificate 2 of 2 in"),
         (
