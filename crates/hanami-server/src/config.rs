@@ -70,7 +70,7 @@ struct FileConfig {
     cluster_memory_mib: Option<u64>,
     clusters_memory_mib: Option<u64>,
     min_free_disk_mib: Option<u64>,
-    log_retention_days: Option<u32>,
+    log_retention_days: Option<u64>,
     max_running_tasks: Option<usize>,
     max_connections_per_client: Option<usize>,
     max_ended_tasks: Option<usize>,
@@ -228,16 +228,24 @@ impl Config {
             file: args.config.clone(),
             paths: Vec::new(),
         };
-        let mut from_file = |key: &'static str, flag: Option<PathBuf>, in_file: Option<PathBuf>| {
-            if let (None, Some(path)) = (&flag, &in_file) {
-                origins.paths.push((key, path.clone()));
+        // A flag's (or its variable's) path, else the file's, which is noted for errors; an
+        // empty one from the file is refused here, where its key and file can be named.
+        let mut from_file = |key: &'static str, flag: Option<PathBuf>, given: Option<PathBuf>| {
+            match (flag, given) {
+                (None, Some(path)) if path.as_os_str().is_empty() => {
+                    bail!("{key} is an empty path{in_file}: give one, or leave the setting out")
+                }
+                (None, Some(path)) => {
+                    origins.paths.push((key, path.clone()));
+                    Ok(Some(path))
+                }
+                (flag, _) => Ok(flag),
             }
-            flag.or(in_file)
         };
-        let cert = from_file("tls_cert", args.tls_cert, file.tls_cert);
-        let key = from_file("tls_key", args.tls_key, file.tls_key);
-        let policy_file = from_file("policy_file", args.policy_file, file.policy_file);
-        let data_dir = from_file("data_dir", args.data_dir, file.data_dir);
+        let cert = from_file("tls_cert", args.tls_cert, file.tls_cert)?;
+        let key = from_file("tls_key", args.tls_key, file.tls_key)?;
+        let policy_file = from_file("policy_file", args.policy_file, file.policy_file)?;
+        let data_dir = from_file("data_dir", args.data_dir, file.data_dir)?;
         let tls = match (cert, key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
@@ -325,13 +333,20 @@ impl Config {
             &in_file,
         )?;
         // 0 keeps the logs for ever, as the original did.
-        let log_retention_days = file.log_retention_days.filter(|&days| days > 0);
-        if let Some(days) = log_retention_days.filter(|&days| days > MAX_LOG_RETENTION_DAYS) {
-            bail!(
-                "log_retention_days must be at most {MAX_LOG_RETENTION_DAYS} (0: keep for \
-                 ever), not {days}{in_file}"
-            );
-        }
+        let log_retention_days = match file.log_retention_days.filter(|&days| days > 0) {
+            Some(days) => Some(
+                u32::try_from(days)
+                    .ok()
+                    .filter(|&days| days <= MAX_LOG_RETENTION_DAYS)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "log_retention_days must be at most {MAX_LOG_RETENTION_DAYS} (0: \
+                             keep for ever), not {days}{in_file}"
+                        )
+                    })?,
+            ),
+            None => None,
+        };
         let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         if data_dir.as_os_str().is_empty() {
             bail!(
@@ -777,7 +792,8 @@ mod tests {
         let err = Config::from_args(args(&["--config", p])).unwrap_err();
         assert!(
             err.to_string().contains(&format!(
-                "the data directory is an empty path (in the config file {p})"
+                "data_dir is an empty path (in the config file {p}): give one, or leave the \
+                 setting out"
             )),
             "{err}"
         );
@@ -800,6 +816,18 @@ mod tests {
             (
                 "log_retention_days = 40000\n",
                 "log_retention_days must be at most 36500 (0: keep for ever), not 40000",
+            ),
+            (
+                "log_retention_days = 5000000000\n",
+                "log_retention_days must be at most 36500 (0: keep for ever), not 5000000000",
+            ),
+            (
+                "tls_cert = \"\"\n",
+                "tls_cert is an empty path (in the config file",
+            ),
+            (
+                "policy_file = \"\"\n",
+                "policy_file is an empty path (in the config file",
             ),
             (
                 "token_expiry = \"7200\"\n",
