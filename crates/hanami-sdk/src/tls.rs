@@ -24,11 +24,15 @@ pub(crate) fn client_config(options: &ConnectOptions) -> Result<Arc<rustls::Clie
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         let mut trusted = Vec::new();
         if let Some(pem) = &options.root_certificate_pem {
-            for cert in CertificateDer::pem_slice_iter(pem) {
-                let cert = cert.map_err(|e| Error::Options(format!("root certificate: {e}")))?;
-                roots
-                    .add(cert.clone())
-                    .map_err(|e| Error::Options(format!("root certificate: {e}")))?;
+            for (number, cert) in CertificateDer::pem_slice_iter(pem).enumerate() {
+                let unreadable = |e: &dyn std::fmt::Display| {
+                    Error::Options(format!(
+                        "root certificate {} of the PEM given cannot be read (is it damaged?): {e}",
+                        number + 1
+                    ))
+                };
+                let cert = cert.map_err(|e| unreadable(&e))?;
+                roots.add(cert.clone()).map_err(|e| unreadable(&e))?;
                 trusted.push(cert);
             }
             if trusted.is_empty() {

@@ -93,6 +93,10 @@ impl CliError {
             }
             // The SDK's words of what it refused, as the CLI's own.
             (_, E::InvalidArgument(message)) => CliError::Other(message),
+            // Only the CA certificate makes the options unusable.
+            (_, E::Options(message)) if options.root_certificate_pem.is_some() => CliError::Other(
+                format!("{message} (the file of --ca-cert or HANAMI_CA_CERT)"),
+            ),
             (_, other) => CliError::Other(other.to_string()),
         }
     }

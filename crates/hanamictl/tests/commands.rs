@@ -1187,6 +1187,10 @@ fn environment_usage_and_local_errors() {
     // Local input is checked before anything goes over the network.
     let not_pem = path_str(&server.write("not_a_certificate.pem", "hello"));
     let cut_pem = path_str(&server.write("cut.pem", "-----BEGIN CERTIFICATE-----\nMIIB"));
+    let damaged_pem = path_str(&server.write(
+        "damaged.pem",
+        "-----BEGIN CERTIFICATE-----\nAAAAAAAA\n-----END CERTIFICATE-----\n",
+    ));
     // A named pipe without a writer: opening it would wait for ever.
     let pipe = server.dir.path().join("pipe.csv");
     hanami_testkit::named_pipe(&pipe);
@@ -1282,6 +1286,11 @@ fn environment_usage_and_local_errors() {
         (
             &["--ca-cert", &cut_pem, "host", "list"],
             "cut.pem' (--ca-cert or HANAMI_CA_CERT) is cut short: a certificate has no end line",
+        ),
+        (
+            &["--ca-cert", &damaged_pem, "host", "list"],
+            "root certificate 1 of the PEM given cannot be read (is it damaged?): invalid peer \
+             certificate: BadEncoding (the file of --ca-cert or HANAMI_CA_CERT)",
         ),
     ] {
         let run = run_at("http://127.0.0.1:1", args).fails();
