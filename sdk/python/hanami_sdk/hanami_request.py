@@ -22,6 +22,12 @@ from .hanami_exceptions import HanamiException, exception_for_status
 #: ``None`` waits forever, like the original SDK.
 REQUEST_TIMEOUT: Optional[float] = 300.0
 
+#: Seconds to wait for a connection to the server (its TCP and TLS handshakes), where
+#: ``REQUEST_TIMEOUT`` (or a call's own timeout) is not shorter: an address whose server
+#: accepts and then says nothing (not Hanami, or the wrong scheme) fails after this, not
+#: after ``REQUEST_TIMEOUT``, as in hanamictl and the Rust SDK.
+CONNECT_TIMEOUT: float = 10.0
+
 QueryValues = Union[str, Mapping[str, Any], Sequence[Tuple[str, Any]], None]
 Body = Union[str, bytes, Mapping[str, Any], None]
 #: ``verify_connection`` of every function: ``True`` checks the server's certificate against
@@ -156,9 +162,11 @@ def send_request(method: str, token: Optional[str], address: str, path: str,
         try:
             # A Hanami server never redirects; following one would send the password and
             # the token (a header of its own, which redirects to another host keep) there.
+            read = REQUEST_TIMEOUT if timeout is None else timeout
+            connect = CONNECT_TIMEOUT if read is None else min(CONNECT_TIMEOUT, read)
             response = requests.request(method, url, data=data, headers=headers,
                                         verify=verify, allow_redirects=False,
-                                        timeout=REQUEST_TIMEOUT if timeout is None else timeout)
+                                        timeout=(connect, read))
         except requests.exceptions.ConnectionError as e:
             hint = _connection_hint(url, e, verify)
             if hint is None:
@@ -199,7 +207,8 @@ def _connection_hint(url: str, error: Exception, verify: Verify) -> Optional[str
         if "certificate is not yet valid" in text:
             return ("a certificate of the server's chain (or the file given as "
                     "verify_connection) is not valid yet, or this machine's clock is behind")
-        if "unsupported certificate purpose" in text:
+        # (OpenSSL 3 says "unsuitable", earlier versions "unsupported".)
+        if "certificate purpose" in text:
             return ("a certificate of the server's chain is not for servers (its extended key "
                     "usage leaves out server authentication): the server needs another one")
         if isinstance(verify, (str, os.PathLike)):
@@ -209,6 +218,10 @@ def _connection_hint(url: str, error: Exception, verify: Verify) -> Optional[str
         return ("the server's certificate is self-signed or issued by a private CA: pass the "
                 "path of that certificate (or of its CA's) as verify_connection, or "
                 "verify_connection=False for a test server")
+    if "NO_CERTIFICATE_OR_CRL_FOUND" in text and isinstance(verify, (str, os.PathLike)):
+        return ("the file given as verify_connection holds no PEM certificate: a DER file "
+                "(binary) can be converted with `openssl x509 -inform der -in FILE -out "
+                "FILE.pem`")
     if url.startswith("http://") and "\\x15\\x03" in text:
         # The server answered the plain request with a TLS alert record.
         return "the server seems to speak HTTPS: use an https:// address"

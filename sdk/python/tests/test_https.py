@@ -6,31 +6,36 @@ import asyncio
 import datetime
 import ipaddress
 import json
+import socket
 import ssl
+import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 import requests
 
-from hanami_sdk import cluster, dataset, direct_io, hanami_exceptions, hanami_token, hosts, task
+from hanami_sdk import (cluster, dataset, direct_io, hanami_exceptions, hanami_request,
+                        hanami_token, hosts, task)
 
 from conftest import Server, start_server
 from helpers import ADMIN, ADMIN_PW, SEED_TEMPLATE, pattern_mnist, unique, wait_for_task
 
 
-def self_signed_certificate(directory: Path, expired: bool = False) -> tuple:
+def self_signed_certificate(directory: Path, expired: bool = False,
+                            client_only: bool = False) -> tuple:
     """Writes a self-signed certificate for 127.0.0.1 and its key (PEM); ``expired``: one
-    whose time ended yesterday."""
+    whose time ended yesterday; ``client_only``: one whose extended key usage leaves out
+    servers."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hanami test")])
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -41,8 +46,11 @@ def self_signed_certificate(directory: Path, expired: bool = False) -> tuple:
         .add_extension(x509.SubjectAlternativeName([
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
             critical=False)
-        .sign(key, hashes.SHA256())
     )
+    if client_only:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+    cert = builder.sign(key, hashes.SHA256())
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
@@ -93,6 +101,44 @@ def test_an_expired_certificate_is_named(tmp_path: Path) -> None:
             str(info.value), info.value
     finally:
         server.stop()
+
+
+def test_a_certificate_of_the_wrong_kind_is_named(tls_server: Server, tls_directory: Path,
+                                                  tmp_path: Path) -> None:
+    """A DER file given to trust, and a server certificate made for clients only, are named
+    as such (the first got no hint, the second was said not to have signed the server's
+    certificate)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    pem = (tls_directory / "cert.pem").read_bytes()
+    der = tmp_path / "cert.der"
+    der.write_bytes(x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER))
+    with pytest.raises(requests.exceptions.SSLError) as info:
+        hanami_token.request_token(tls_server.url, ADMIN, ADMIN_PW, str(der))
+    assert "the file given as verify_connection holds no PEM certificate" in str(info.value)
+    cert, key = self_signed_certificate(tmp_path, client_only=True)
+    server = start_server(tmp_path / "data", ["--tls-cert", cert, "--tls-key", key])
+    try:
+        with pytest.raises(requests.exceptions.SSLError) as info:
+            hanami_token.request_token(server.url, ADMIN, ADMIN_PW, cert)
+        assert "a certificate of the server's chain is not for servers" in str(info.value)
+    finally:
+        server.stop()
+
+
+def test_a_silent_server_fails_after_the_connect_timeout(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that accepts and then says nothing (no TLS handshake) fails after
+    CONNECT_TIMEOUT, not after REQUEST_TIMEOUT (300 s)."""
+    monkeypatch.setattr(hanami_request, "CONNECT_TIMEOUT", 0.5)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        started = time.monotonic()
+        with pytest.raises(requests.exceptions.Timeout):
+            hanami_token.request_token(f"https://127.0.0.1:{silent.getsockname()[1]}",
+                                       ADMIN, ADMIN_PW, False)
+        assert time.monotonic() - started < 5
 
 
 def test_a_wrong_scheme_is_named(tls_server: Server, address: str) -> None:
