@@ -197,6 +197,14 @@ impl Policy {
         roles
     }
 
+    /// The roles as a message lists them (`admin, member`), or that there are none.
+    pub fn roles_text(&self) -> String {
+        match self.roles() {
+            roles if roles.is_empty() => "none: it allows nothing but the login".to_owned(),
+            roles => roles.join(", "),
+        }
+    }
+
     /// The endpoint ids the policy has rules for.
     pub fn endpoints(&self) -> impl Iterator<Item = &str> {
         self.rules.keys().map(String::as_str)
@@ -225,6 +233,14 @@ mod tests {
         assert!(!p.allows("v1.0alpha/error_log", Method::Get, "member"));
         assert!(!p.allows("v1.0alpha/nonexistent", Method::Get, "admin"));
         assert!(!p.allows("v1.0alpha/cluster", Method::Get, "tester"));
+    }
+
+    /// Messages list the roles, or say that there are none (they ended in "(its roles: )").
+    #[test]
+    fn roles_are_listed_or_said_to_be_none() {
+        assert_eq!(Policy::builtin().roles_text(), "admin, member");
+        let empty = Policy::parse("").unwrap();
+        assert_eq!(empty.roles_text(), "none: it allows nothing but the login");
     }
 
     #[test]

@@ -1005,7 +1005,7 @@ fn warn_of_roles_the_policy_lacks(users: &[User], policy: &Policy) {
              they can log in there but call nothing; add the role to the policy or assign \
              them another (its roles: {})",
             holders.len(),
-            known.join(", ")
+            policy.roles_text()
         );
     }
 }

@@ -77,7 +77,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// A yes-or-no value as `--insecure=` and `HANAMI_INSECURE` take it (any case).
+/// A yes-or-no value as `HANAMI_INSECURE` takes it (any case).
 fn yes_or_no(value: &str) -> Result<bool, String> {
     match value.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" | "y" | "t" => Ok(true),

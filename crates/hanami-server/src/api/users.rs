@@ -220,7 +220,7 @@ async fn assign(app: App, caller: Caller, request: AssignProjectRequest) -> ApiR
         return Err(ApiError::BadRequest(format!(
             "Role '{}' is not in the server's policy (its roles: {})",
             request.role,
-            roles.join(", ")
+            app.policy.roles_text()
         )));
     }
     let assignment = ProjectAssignment {
