@@ -6,7 +6,9 @@
 //! ```text
 //! cargo run --release -p hanami-sdk --example mnist_workflow -- <ADDRESS> <MNIST_DIR> [EPOCHS] [--json]
 //! ```
-//! Credentials come from `HANAMI_USER` and `HANAMI_PW`. Everything created is deleted again.
+//! Credentials come from `HANAMI_USER` and `HANAMI_PW`; a server with its own certificate
+//! needs `HANAMI_CA_CERT` (a PEM file of that certificate or of its CA), as for hanamictl.
+//! Everything created is deleted again.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -72,10 +74,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let dir = PathBuf::from(&args[2]);
     let epochs: usize = args.get(3).map(|e| e.parse()).transpose()?.unwrap_or(1);
-    let client = hanami_sdk::Client::login(
+    let options = hanami_sdk::ConnectOptions {
+        root_certificate_pem: std::env::var_os("HANAMI_CA_CERT")
+            .filter(|path| !path.is_empty())
+            .map(std::fs::read)
+            .transpose()?,
+        ..Default::default()
+    };
+    let client = hanami_sdk::Client::login_with(
         &args[1],
         &std::env::var("HANAMI_USER")?,
         &std::env::var("HANAMI_PW")?,
+        &options,
     )
     .await?;
     let wait = Duration::from_secs(3600);
