@@ -77,7 +77,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = hanami_sdk::ConnectOptions {
         root_certificate_pem: std::env::var_os("HANAMI_CA_CERT")
             .filter(|path| !path.is_empty())
-            .map(std::fs::read)
+            .map(|path| {
+                std::fs::read(&path).map_err(|e| {
+                    format!("cannot read HANAMI_CA_CERT {}: {e}", path.to_string_lossy())
+                })
+            })
             .transpose()?,
         ..Default::default()
     };

@@ -415,6 +415,14 @@ impl AddressRefused {
     }
 }
 
+impl std::fmt::Display for AddressRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message("the server address"))
+    }
+}
+
+impl std::error::Error for AddressRefused {}
+
 impl std::str::FromStr for ServerAddress {
     type Err = AddressRefused;
 
@@ -433,7 +441,17 @@ impl std::str::FromStr for ServerAddress {
             Some(at) => (&rest[..at], Some(rest[at..].to_owned())),
             None => (rest, None),
         };
-        if host.is_empty() {
+        if host.contains('@') {
+            return Err(refused(
+                " without a user or password in it (the client logs in with its own)",
+            ));
+        }
+        // The host before a port (an IPv6 address keeps its colons inside brackets).
+        let name = match host.rsplit_once(':') {
+            Some((name, port)) if !port.contains(']') => name,
+            _ => host,
+        };
+        if name.is_empty() {
             return Err(refused(""));
         }
         if rest.contains(char::is_whitespace) {
@@ -565,6 +583,7 @@ mod tests {
             "httpx://host",
             "http:/host",
             "http://",
+            "http://:80",
         ] {
             let error = server_address(bad).unwrap_err().to_string();
             assert_eq!(
@@ -582,6 +601,7 @@ mod tests {
             ("http://host:0", "with a port from 1 to 65535"),
             ("http://host:65536", "with a port from 1 to 65535"),
             ("http://host:1/?a=b", "without a query or fragment"),
+            ("http://user:pw@host:1", "without a user or password in it"),
         ] {
             let error = server_address(wrong).unwrap_err().to_string();
             assert!(

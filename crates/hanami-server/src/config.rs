@@ -347,13 +347,8 @@ impl Config {
             ),
             None => None,
         };
+        // (An empty one from the file is refused above, and the flag refuses its own.)
         let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        if data_dir.as_os_str().is_empty() {
-            bail!(
-                "the data directory is an empty path{in_file}: give one, or leave the setting \
-                 out"
-            );
-        }
         Ok(Self {
             listen: args
                 .listen
@@ -788,6 +783,10 @@ mod tests {
         std::fs::write(&path, "token_expiry = 0\n").unwrap();
         let c = Config::from_args(args(&["--config", p, "--token-expiry", "9"])).unwrap();
         assert_eq!(c.token_expiry, Duration::from_secs(9));
+        // A flag's path wins over an empty one in the file, which is not refused then.
+        std::fs::write(&path, "policy_file = \"\"\n").unwrap();
+        let c = Config::from_args(args(&["--config", p, "--policy-file", "x.policy"])).unwrap();
+        assert_eq!(c.policy_file, Some(PathBuf::from("x.policy")));
         std::fs::write(&path, "data_dir = \"\"\n").unwrap();
         let err = Config::from_args(args(&["--config", p])).unwrap_err();
         assert!(
@@ -824,6 +823,10 @@ mod tests {
             (
                 "tls_cert = \"\"\n",
                 "tls_cert is an empty path (in the config file",
+            ),
+            (
+                "tls_key = \"\"\n",
+                "tls_key is an empty path (in the config file",
             ),
             (
                 "policy_file = \"\"\n",

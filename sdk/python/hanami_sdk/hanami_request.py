@@ -18,14 +18,16 @@ import urllib3
 
 from .hanami_exceptions import HanamiException, exception_for_status
 
-#: Seconds to wait for the server to answer one request (connect and read each).
-#: ``None`` waits forever, like the original SDK.
+#: Seconds to wait for the server to answer one request. ``None`` waits for the answer
+#: forever, like the original SDK (the connection itself still waits at most
+#: ``CONNECT_TIMEOUT``).
 REQUEST_TIMEOUT: Optional[float] = 300.0
 
 #: Seconds to wait for a connection to the server (its TCP and TLS handshakes), where
 #: ``REQUEST_TIMEOUT`` (or a call's own timeout) is not shorter: an address whose server
-#: accepts and then says nothing (not Hanami, or the wrong scheme) fails after this, not
-#: after ``REQUEST_TIMEOUT``, as in hanamictl and the Rust SDK.
+#: accepts and then says nothing (not Hanami, or the wrong scheme) raises ``requests``'
+#: ``Timeout`` after this, not after ``REQUEST_TIMEOUT``. The websocket sessions of uploads
+#: and direct IO wait up to their own opening time (60 s) instead.
 CONNECT_TIMEOUT: float = 10.0
 
 QueryValues = Union[str, Mapping[str, Any], Sequence[Tuple[str, Any]], None]

@@ -406,8 +406,8 @@ async fn progress(app: App, caller: Caller, query: ByUuid) -> ApiResult<UploadPr
 
 /// Opens the file of a dataset. A file that is missing, damaged (changed outside the
 /// server), unreadable for the server or lost on the disk answers 409 with what to do (see
-/// [`refusal`]), and is logged for the operator; any other failure is the server's (500). A dataset deleted since its row was read answers 404, as it would
-/// have a moment later.
+/// [`refusal`]), and is logged for the operator; any other failure is the server's (500).
+/// A dataset deleted since its row was read answers 404, as it would have a moment later.
 pub(super) async fn open(app: &App, row: &ResourceRow) -> ApiResult<DatasetReader> {
     let path = app.paths.datasets().join(&row.file_name);
     let opened = path.clone();
