@@ -43,17 +43,37 @@ def base_url(address: str) -> str:
     """The server address without trailing slashes (``http://host:port``; a path only for
     a server behind a proxy that serves it under that path).
 
-    Raises ``ValueError`` for an address without ``http://`` or ``https://`` or with white
-    space in it (a stray blank or line break from a file or a variable), ``TypeError`` for
-    one that is no string."""
+    Raises ``ValueError`` for an address without ``http://`` or ``https://``, with white
+    space in it (a stray blank or line break from a file or a variable), without a host,
+    with a port outside 1 to 65535, a query, a fragment, or a user or password (as the Rust
+    SDK and hanamictl refuse them), ``TypeError`` for one that is no string."""
     if not isinstance(address, str):
         raise TypeError(f"the address must be a str like 'http://127.0.0.1:11418', got "
                         f"{type(address).__name__}")
+
+    def refused(why: str) -> ValueError:
+        return ValueError(f"the address must be http://HOST:PORT or https://HOST:PORT{why}, "
+                          f"got {address!r}")
+
     if any(c.isspace() for c in address):
-        raise ValueError(f"the address must be http://HOST:PORT or https://HOST:PORT without "
-                         f"spaces, got {address!r}")
+        raise refused(" without spaces")
     if not address.lower().startswith(("http://", "https://")):
         raise ValueError(f"the address must start with http:// or https://, got {address!r}")
+    rest = address.split("://", 1)[1].rstrip("/")
+    host = rest.split("/", 1)[0]
+    if "@" in host:
+        raise refused(" without a user or password in it (the SDK logs in with its own)")
+    if "?" in rest or "#" in rest:
+        raise refused(" without a query or fragment (the SDK adds /v1.0alpha/... itself)")
+    name, port = host, None
+    if ":" in host and not host.endswith("]"):
+        # A port after the last ':' (an IPv6 address keeps its colons inside brackets).
+        name, port = host.rsplit(":", 1)
+    if not name:
+        raise refused("")
+    if port is not None and not (port.isascii() and port.isdigit()
+                                 and 0 < int(port) < 65536):
+        raise refused(" with a port from 1 to 65535")
     return address.rstrip("/")
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hanami_sdk import hanami_exceptions as hx
-from hanami_sdk import hanami_token, project, user
+from hanami_sdk import hanami_request, hanami_token, project, user
 
 from helpers import ADMIN, ADMIN_PW, unique
 
@@ -35,6 +35,19 @@ def test_request_token_errors(address: str) -> None:
     # An address without its scheme.
     with pytest.raises(ValueError, match="must start with http:// or https://"):
         hanami_token.request_token(address.split("://", 1)[1], ADMIN, ADMIN_PW)
+    # What the Rust SDK and hanamictl refuse too: no host, a port out of range, a query or
+    # fragment, a user or password.
+    for wrong, why in [("http://", "got 'http://'"), ("http://:80", "got 'http://:80'"),
+                       ("http://host:0", "with a port from 1 to 65535"),
+                       ("http://host:65536", "with a port from 1 to 65535"),
+                       ("http://host:x", "with a port from 1 to 65535"),
+                       (address + "/?a=b", "without a query or fragment"),
+                       (address + "#top", "without a query or fragment"),
+                       ("http://u:p@host:1", "without a user or password in it")]:
+        with pytest.raises(ValueError) as refused:
+            hanami_token.request_token(wrong, ADMIN, ADMIN_PW)
+        assert why in str(refused.value), (wrong, refused.value)
+    assert hanami_request.base_url("HTTP://[::1]:8/prefix/") == "HTTP://[::1]:8/prefix"
     # White space in it, such as a blank or a line break left at its end: said so.
     for stray in [address + " ", address + "/ ", address + "\n", " " + address,
                   address[:-1] + " " + address[-1]]:
