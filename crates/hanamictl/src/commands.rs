@@ -586,13 +586,7 @@ async fn task(
                 }
                 _ => return Err(local_mismatch()),
             };
-            match waiter
-                .wait_if_asked(session, &cluster, &task.uuid, &wait)
-                .await?
-            {
-                Some(done) => single(&done, TASK),
-                None => single(&task, TASK),
-            }
+            shown_after_wait(session, waiter, &cluster, task, &wait).await?
         }
         TaskCmd::Get {
             cluster,
@@ -603,13 +597,7 @@ async fn task(
                 .ask(client.task(&cluster, &uuid))
                 .await?
                 .map_err(sdk)?;
-            match waiter
-                .wait_if_asked(session, &cluster, &task.uuid, &wait)
-                .await?
-            {
-                Some(done) => single(&done, TASK),
-                None => single(&task, TASK),
-            }
+            shown_after_wait(session, waiter, &cluster, task, &wait).await?
         }
         TaskCmd::List { cluster, .. } => {
             list(&client.tasks(&cluster).await.map_err(sdk)?, TASK_LIST)
@@ -636,6 +624,21 @@ async fn task(
             }
         }
     })
+}
+
+/// What `task create` and `task get` show of `task`: the task as it ended, with `--wait`,
+/// else as it is.
+async fn shown_after_wait(
+    session: &Session,
+    waiter: &mut Waiter,
+    cluster: &str,
+    task: hanami_sdk::types::tasks::Task,
+    wait: &crate::cli::Wait,
+) -> Result<Shown, CliError> {
+    let done = waiter
+        .wait_if_asked(session, cluster, &task.uuid, wait)
+        .await?;
+    Ok(single(done.as_ref().unwrap_or(&task), TASK))
 }
 
 /// Runs a `checkpoint …` command.
