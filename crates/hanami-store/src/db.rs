@@ -251,6 +251,20 @@ impl<'r> Columns<'r> {
             .map(|row| Columns::of(table, row).get(column))
             .collect()
     }
+
+    /// The values of two text columns in rows of `table`, as pairs.
+    pub(crate) fn pairs(
+        table: &'static str,
+        rows: &'r [SqliteRow],
+        (first, second): (&str, &str),
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        rows.iter()
+            .map(|row| {
+                let row = Columns::of(table, row);
+                Ok((row.get(first)?, row.get(second)?))
+            })
+            .collect()
+    }
 }
 
 /// The current UTC time as the API shows timestamps: `YYYY-MM-DD HH:MM:SS`.

@@ -382,12 +382,7 @@ impl Store {
             sqlx::query("SELECT uuid, file_name FROM datasets WHERE checksum IS NULL ORDER BY seq")
                 .fetch_all(&self.reads)
                 .await?;
-        rows.iter()
-            .map(|row| {
-                let row = Columns::of("datasets", row);
-                Ok((row.get("uuid")?, row.get("file_name")?))
-            })
-            .collect()
+        Columns::pairs("datasets", &rows, ("uuid", "file_name"))
     }
 
     /// Records `checksum` for the file of dataset `uuid` where it has none recorded yet;

@@ -244,12 +244,7 @@ impl Store {
         )
         .fetch_all(&self.reads)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let row = Columns::of("tasks", row);
-                Ok((row.get("cluster_uuid")?, row.get("uuid")?))
-            })
-            .collect()
+        Columns::pairs("tasks", &rows, ("cluster_uuid", "uuid"))
     }
 
     /// Marks a task that had ended, or stopped to be queued again, as aborted after all,
