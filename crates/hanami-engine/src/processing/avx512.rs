@@ -5,15 +5,17 @@
 //!
 //! - Forward, every live section of a connection block is planned first (where its signal
 //!   ends, what its last synapse adds, whether it may grow), without branches; then the walks
-//!   add their weights in processing order, each target's terms in synapse order. Where a
-//!   signal ends is searched on `f32` copies of the prefix sums and confirmed on one exact
-//!   sum, and kept for the backward walk of the same cycle.
+//!   queue their adds (a few vector moves per walk, `Adds`), which are made in processing
+//!   order, each target's terms in synapse order, in one loop for many walks. Where a signal
+//!   ends is searched on `f32` copies of the prefix sums and confirmed on one exact sum, and
+//!   kept for the backward walk of the same cycle.
 //! - Request batches walk a section for up to 16 rows at once, one row per lane, each lane's
 //!   terms added in processing order (`walk_group`).
 //! - Backward, the walk ends where the forward walk ended (unless that one was clamped to
 //!   the section's range or grew); the weight updates and error terms of 16 synapses are
 //!   computed at once, with the targets' deltas and potentials looked up in registers. The
-//!   error terms are still summed one by one, in synapse order.
+//!   error terms are still summed one by one in synapse order, sixteen per vector whatever
+//!   the walk's length (the lanes past its end add `−0.0`).
 //!
 //! - Around the walks, sixteen values at a time: the neuron updates with their `log2`
 //!   (`log2_where`, the bits of `super::log2`), the injection's firing test, and which rows
@@ -36,8 +38,8 @@ use std::arch::x86_64::{
     _mm512_mask_i32gather_ps, _mm512_mask_loadu_pd, _mm512_mask_loadu_ps, _mm512_mask_storeu_ps,
     _mm512_mask_sub_epi32, _mm512_maskz_add_ps, _mm512_maskz_loadu_ps, _mm512_mul_pd,
     _mm512_mul_ps, _mm512_mullo_epi32, _mm512_permutex2var_epi64, _mm512_permutex2var_pd,
-    _mm512_permutex2var_ps, _mm512_set1_epi32, _mm512_set1_epi64, _mm512_set1_pd, _mm512_set1_ps,
-    _mm512_setr_epi32, _mm512_setzero_ps, _mm512_setzero_si512, _mm512_slli_epi64,
+    _mm512_permutex2var_ps, _mm512_set1_epi8, _mm512_set1_epi32, _mm512_set1_epi64, _mm512_set1_pd,
+    _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_ps, _mm512_setzero_si512, _mm512_slli_epi64,
     _mm512_srai_epi32, _mm512_srli_epi32, _mm512_storeu_ps, _mm512_storeu_si512, _mm512_sub_epi32,
     _mm512_sub_pd, _mm512_sub_ps, _mm512_test_epi32_mask, _mm512_test_epi64_mask, _mm512_xor_si512,
 };
@@ -447,6 +449,13 @@ struct Plan {
 /// Index of the spare input slot that takes the additions of walks without a last synapse.
 const SPARE: usize = NEURONS_PER_BLOCK;
 
+/// Input slots of a block's forward walks: one per target neuron, the spare slot, and room
+/// up to a power of two, so that a masked slot index needs no bounds check.
+const INPUT_SLOTS: usize = 2 * NEURONS_PER_BLOCK;
+
+/// The inputs of a block's targets while its walks run, and the spare slot.
+type Inputs = [f32; INPUT_SLOTS];
+
 /// The forward walks of one block (`forward::process_synapses`), planned.
 #[target_feature(enable = "avx512f")]
 pub(super) fn process_synapses(
@@ -461,11 +470,11 @@ pub(super) fn process_synapses(
         .neurons
         .try_into()
         .expect("a neuron block has 64 neurons");
-    // The block's inputs, plus a spare slot.
-    let mut inputs = [0.0f32; NEURONS_PER_BLOCK + 1];
+    let mut inputs: Inputs = [0.0; INPUT_SLOTS];
     for (input, target) in inputs.iter_mut().zip(targets.iter()) {
         *input = target.input;
     }
+    let mut adds = Adds::new();
     let mut plans = [Plan::default(); SECTIONS_PER_BLOCK];
     let events = &mut *task.events;
     for (k, block) in task.blocks.iter_mut().enumerate() {
@@ -484,10 +493,11 @@ pub(super) fn process_synapses(
             let plan = plans[i];
             seed = seed.wrapping_add(c * 64 + i as u32);
             let reach = usize::from(plan.reach);
-            add_passed(&mut inputs, section, reach);
+            adds.make_if_full(&mut inputs);
+            adds.passed(section, reach);
             let able = growth && (connection.from_input || creation_enabled || grew);
             if !(able && plan.grows) {
-                inputs[usize::from(plan.last)] += plan.value;
+                adds.one(plan.last, plan.value);
                 // A source in a later hexagon gets its potential of this cycle only after
                 // this walk, and the backward walk reads that one.
                 block.reach[i] = if sources.settled(connection.source_hexagon) {
@@ -498,6 +508,8 @@ pub(super) fn process_synapses(
                 continue;
             }
             block.reach[i] = UNKNOWN_REACH;
+            // The growing walk adds after what was queued before it.
+            adds.make(&mut inputs);
             let block_inputs: &mut [f32; NEURONS_PER_BLOCK] = (&mut inputs[..NEURONS_PER_BLOCK])
                 .try_into()
                 .expect("64 inputs");
@@ -513,6 +525,7 @@ pub(super) fn process_synapses(
             events.record_walk(c, i, connection, &walk);
         }
     }
+    adds.make(&mut inputs);
     for (target, &input) in targets.iter_mut().zip(&inputs) {
         target.input = input;
     }
@@ -715,12 +728,90 @@ fn walk_lanes(
     if able { grows | passing } else { grows }
 }
 
-/// Adds the weights of the synapses `0..reach` that a signal passes fully.
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn add_passed(inputs: &mut [f32; NEURONS_PER_BLOCK + 1], section: &Section, reach: usize) {
-    for (&target, &weight) in section.target[..reach].iter().zip(&section.weight[..reach]) {
-        inputs[target_index(target)] += weight;
+/// How many queued adds make [`Adds::make_if_full`] add them.
+const QUEUED: usize = 1024;
+
+/// A block's forward adds, queued in walk order and made in one loop: a section's passed
+/// synapses are queued with a few vector moves whatever their number, so the loop that adds
+/// ends once per queue instead of once per walk (where the signal ends is hard to predict, and
+/// every wrong guess of a walk's end cost a pipeline flush). Each target gets its terms in
+/// the same order, so the sums keep their bits.
+struct Adds {
+    /// Input slot of each queued add (a target index or [`SPARE`]).
+    slots: [u8; QUEUED + SYNAPSES_PER_SECTION + 1],
+    /// The value of each queued add.
+    values: [f32; QUEUED + SYNAPSES_PER_SECTION + 1],
+    /// How many adds are queued.
+    len: usize,
+}
+
+impl Adds {
+    /// No adds queued.
+    fn new() -> Self {
+        Self {
+            slots: [0; QUEUED + SYNAPSES_PER_SECTION + 1],
+            values: [0.0; QUEUED + SYNAPSES_PER_SECTION + 1],
+            len: 0,
+        }
+    }
+
+    /// Queues the weights of the synapses `0..reach` that a signal passes fully. The whole
+    /// section is copied; the slots after `reach` are overwritten by the next adds.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn passed(&mut self, section: &Section, reach: usize) {
+        let slots: &mut [u8; SYNAPSES_PER_SECTION] = (&mut self.slots
+            [self.len..self.len + SYNAPSES_PER_SECTION])
+            .try_into()
+            .expect("room for a section");
+        let values: &mut [f32; SYNAPSES_PER_SECTION] = (&mut self.values
+            [self.len..self.len + SYNAPSES_PER_SECTION])
+            .try_into()
+            .expect("room for a section");
+        let wanted = low_bits(reach);
+        // SAFETY: 64 target bytes and four times 16 weights inside the section's arrays and
+        // the queue's slices of 64; weights outside `wanted` are not read.
+        unsafe {
+            let targets = _mm512_loadu_si512(section.target.as_ptr().cast());
+            let index_bits = _mm512_set1_epi8((NEURONS_PER_BLOCK - 1) as i8);
+            _mm512_storeu_si512(
+                slots.as_mut_ptr().cast(),
+                _mm512_and_si512(targets, index_bits),
+            );
+            for j in 0..SYNAPSES_PER_SECTION / 16 {
+                let weights = _mm512_maskz_loadu_ps(
+                    (wanted >> (16 * j)) as u16,
+                    section.weight.as_ptr().add(16 * j),
+                );
+                _mm512_storeu_ps(values.as_mut_ptr().add(16 * j), weights);
+            }
+        }
+        self.len += reach;
+    }
+
+    /// Queues one add of `value` to input `slot`.
+    #[inline]
+    fn one(&mut self, slot: u8, value: f32) {
+        self.slots[self.len] = slot;
+        self.values[self.len] = value;
+        self.len += 1;
+    }
+
+    /// Makes the queued adds if the queue may not have room for another walk.
+    #[inline]
+    fn make_if_full(&mut self, inputs: &mut Inputs) {
+        if self.len >= QUEUED {
+            self.make(inputs);
+        }
+    }
+
+    /// Makes the queued adds, in the order they were queued.
+    #[inline]
+    fn make(&mut self, inputs: &mut Inputs) {
+        for (&slot, &value) in self.slots[..self.len].iter().zip(&self.values[..self.len]) {
+            inputs[usize::from(slot) & (INPUT_SLOTS - 1)] += value;
+        }
+        self.len = 0;
     }
 }
 
@@ -806,8 +897,7 @@ pub(super) fn backprop_sections(task: &mut BlockTask<'_>, sources: &Sources<'_>)
             };
             let visited = (reach + 1).min(len);
             let record = !connection.from_input;
-            let start = events.delta_values.len();
-            let agree = update_weights(
+            let (agree, sum) = update_weights(
                 section,
                 visited,
                 &deltas,
@@ -816,10 +906,6 @@ pub(super) fn backprop_sections(task: &mut BlockTask<'_>, sources: &Sources<'_>)
             );
             section.raise_counters(agree);
             if record {
-                let mut sum = 0.0f32;
-                for &term in &events.delta_values[start..] {
-                    sum += term;
-                }
                 events.record_run(connection, sum);
             }
         }
@@ -829,7 +915,8 @@ pub(super) fn backprop_sections(task: &mut BlockTask<'_>, sources: &Sources<'_>)
 /// The weight updates of the first `visited` synapses (`w −= 0.05 · δ[target]`). Appends the
 /// source's error terms `δ[target] · w` (old weights) to `terms` if given. Returns the
 /// visited synapses whose weight sign (before the update) agrees with whether their target
-/// is active, as a bit mask (only if the section has unsettled counters, else 0).
+/// is active, as a bit mask (only if the section has unsettled counters, else 0), and the
+/// appended terms added one by one in synapse order to `+0.0` (`+0.0` without terms).
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn update_weights(
@@ -838,11 +925,12 @@ fn update_weights(
     deltas: &Row,
     potentials: &Row,
     mut terms: Option<&mut Vec<f32>>,
-) -> u64 {
+) -> (u64, f32) {
     let rate = _mm512_set1_ps(SYNAPSE_LEARNING_RATE);
     let zero = _mm512_setzero_ps();
     let counted = section.unsettled != 0;
     let mut agree = 0u64;
+    let mut sum = 0.0f32;
     if let Some(terms) = terms.as_deref_mut() {
         terms.reserve(SYNAPSES_PER_SECTION);
     }
@@ -858,14 +946,22 @@ fn update_weights(
             agree |= u64::from(!(active ^ positive) & take) << (16 * j);
         }
         if let Some(terms) = terms.as_deref_mut() {
-            // SAFETY: the vector has room for 64 more values (reserved above); only the
-            // `take` lanes, below `visited`, are written.
+            // All 16 lanes are written, those from `visited` on as `−0.0` (beyond the length
+            // set below), and all 16 are added: `−0.0` leaves every sum as it is, and the
+            // number of adds no longer depends on where the walk ended, which the CPU
+            // guesses wrong at almost every section. The adds read the lanes back from this
+            // store, which they get at once (a masked store would make them wait until it
+            // has reached the cache).
+            let lanes =
+                _mm512_mask_blend_ps(take, _mm512_set1_ps(-0.0), _mm512_mul_ps(delta, weight));
+            // SAFETY: the vector has room for 64 more values (reserved above), and `j < 4`;
+            // the 16 values read are those just written.
             unsafe {
-                _mm512_mask_storeu_ps(
-                    terms.as_mut_ptr().add(terms.len() + 16 * j),
-                    take,
-                    _mm512_mul_ps(delta, weight),
-                );
+                let stored = terms.as_mut_ptr().add(terms.len() + 16 * j);
+                _mm512_storeu_ps(stored, lanes);
+                for lane in 0..16 {
+                    sum += *stored.add(lane);
+                }
             }
         }
         let updated = _mm512_sub_ps(weight, _mm512_mul_ps(rate, delta));
@@ -876,7 +972,7 @@ fn update_weights(
         // SAFETY: the `visited` values after the old length were written above.
         unsafe { terms.set_len(terms.len() + visited) };
     }
-    agree
+    (agree, sum)
 }
 
 #[cfg(test)]
@@ -1064,5 +1160,56 @@ mod tests {
             }
         }
         assert!(checked > 10_000);
+    }
+
+    #[test]
+    fn queued_adds_give_each_target_its_terms_in_order() {
+        if !available() {
+            return;
+        }
+        // Walks of random reach into targets that repeat, with values of very different
+        // magnitudes (so that another order of the adds would give other bits), more than
+        // the queue holds, and single adds to targets and to the spare slot in between.
+        let mut state = 0x9e37_79b9u32;
+        let mut next = || {
+            state = crate::rng::pcg_hash(state);
+            state
+        };
+        let mut adds = Adds::new();
+        let mut queued: Inputs = [0.0; INPUT_SLOTS];
+        let mut direct: Inputs = [0.0; INPUT_SLOTS];
+        let mut walks = 0;
+        let mut added = 0;
+        while added < 5 * QUEUED {
+            let mut section = Section::UNSET;
+            for k in 0..SYNAPSES_PER_SECTION {
+                // Targets carry bits above the index, as set synapses may.
+                section.target[k] = (next() % 256) as u8;
+                section.weight[k] = f32::from_bits(next() % 0x7f00_0000) - 1.0;
+            }
+            let reach = (next() % (SYNAPSES_PER_SECTION as u32 + 1)) as usize;
+            // SAFETY: the CPU has AVX-512 (checked above).
+            unsafe {
+                adds.make_if_full(&mut queued);
+                adds.passed(&section, reach);
+            }
+            for k in 0..reach {
+                direct[target_index(section.target[k])] += section.weight[k];
+            }
+            let slot = if next() % 4 == 0 {
+                SPARE
+            } else {
+                (next() % 64) as usize
+            };
+            let value = f32::from_bits(next() % 0x7f00_0000);
+            adds.one(slot as u8, value);
+            direct[slot] += value;
+            walks += 1;
+            added += reach + 1;
+        }
+        adds.make(&mut queued);
+        assert!(walks > 100);
+        let bits = |inputs: &Inputs| inputs.map(f32::to_bits);
+        assert_eq!(bits(&queued), bits(&direct));
     }
 }
