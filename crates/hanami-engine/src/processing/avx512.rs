@@ -10,7 +10,8 @@
 //!   ends is searched on `f32` copies of the prefix sums and confirmed on one exact sum, and
 //!   kept for the backward walk of the same cycle.
 //! - Request batches walk a section for up to 16 rows at once, one row per lane, each lane's
-//!   terms added in processing order (`walk_group`).
+//!   terms added in processing order (`walk_group`); the synapses where the lanes' signals
+//!   end are taken after the walk, all lanes at once (`end_lanes`).
 //! - Backward, the walk ends where the forward walk ended (unless that one was clamped to
 //!   the section's range or grew); the weight updates and error terms of 16 synapses are
 //!   computed at once, with the targets' deltas and potentials looked up in registers. The
@@ -35,13 +36,15 @@ use std::arch::x86_64::{
     _mm512_extracti64x4_epi64, _mm512_fmadd_pd, _mm512_fmsub_pd, _mm512_i32gather_epi32,
     _mm512_i32gather_ps, _mm512_insertf64x4, _mm512_loadu_pd, _mm512_loadu_ps, _mm512_loadu_si512,
     _mm512_mask_add_ps, _mm512_mask_blend_epi32, _mm512_mask_blend_epi64, _mm512_mask_blend_ps,
-    _mm512_mask_i32gather_ps, _mm512_mask_loadu_pd, _mm512_mask_loadu_ps, _mm512_mask_storeu_ps,
+    _mm512_mask_i32gather_epi32, _mm512_mask_i32gather_pd, _mm512_mask_i32gather_ps,
+    _mm512_mask_i32scatter_ps, _mm512_mask_loadu_pd, _mm512_mask_loadu_ps, _mm512_mask_storeu_ps,
     _mm512_mask_sub_epi32, _mm512_maskz_add_ps, _mm512_maskz_loadu_ps, _mm512_mul_pd,
     _mm512_mul_ps, _mm512_mullo_epi32, _mm512_permutex2var_epi64, _mm512_permutex2var_pd,
     _mm512_permutex2var_ps, _mm512_set1_epi8, _mm512_set1_epi32, _mm512_set1_epi64, _mm512_set1_pd,
-    _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_ps, _mm512_setzero_si512, _mm512_slli_epi64,
-    _mm512_srai_epi32, _mm512_srli_epi32, _mm512_storeu_ps, _mm512_storeu_si512, _mm512_sub_epi32,
-    _mm512_sub_pd, _mm512_sub_ps, _mm512_test_epi32_mask, _mm512_test_epi64_mask, _mm512_xor_si512,
+    _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_pd, _mm512_setzero_ps, _mm512_setzero_si512,
+    _mm512_slli_epi32, _mm512_slli_epi64, _mm512_srai_epi32, _mm512_srli_epi32, _mm512_srlv_epi32,
+    _mm512_storeu_ps, _mm512_storeu_si512, _mm512_sub_epi32, _mm512_sub_pd, _mm512_sub_ps,
+    _mm512_test_epi32_mask, _mm512_test_epi64_mask, _mm512_xor_si512,
 };
 
 use super::backward::SYNAPSE_LEARNING_RATE;
@@ -540,7 +543,10 @@ pub(super) fn process_synapses(
 /// grow (their sums are then incomplete).
 ///
 /// One pass over a section serves all rows whose source fired: the loop runs to where the
-/// farthest signal ends, and the end of each signal is a lane mask instead of a branch.
+/// farthest signal ends, adding the weights each signal passes fully (a lane mask instead of
+/// a branch); what the synapses where the signals end add is computed for all lanes at once
+/// after the loop (the lanes end at different synapses, and a branch at each of them was
+/// guessed wrong often).
 #[target_feature(enable = "avx512f")]
 pub(super) fn walk_group(
     blocks: &[ConnectionBlock],
@@ -658,7 +664,8 @@ fn walk_lanes(
     let bound_high = _mm512_sub_pd(start_high, threshold);
     let len = usize::from(connection.len);
     let mut passing = alive;
-    let mut grows = 0u16;
+    // Per lane, how many synapses its signal passes fully.
+    let mut passed = _mm512_setzero_si512();
     // Hidden from the optimiser, which would otherwise turn the adds of −0.0 back into
     // masked stores.
     let unchanged = std::hint::black_box(_mm512_set1_ps(-0.0));
@@ -671,61 +678,141 @@ fn walk_lanes(
                 _mm512_cmp_pd_mask::<_CMP_LT_OQ>(end, bound_low),
                 _mm512_cmp_pd_mask::<_CMP_LT_OQ>(end, bound_high),
             );
-        let stops = passing & !still;
-        let weight = _mm512_set1_ps(section.weight[pos]);
-        let mut value = weight;
-        if stops != 0 {
-            // The signal ends in this synapse: fully if what is left after it is not
-            // negative, else in part.
-            let (before_low, before_high) = if pos == 0 {
-                (start_low, start_high)
-            } else {
-                let previous = _mm512_set1_pd(section.ends[pos - 1]);
-                (
-                    _mm512_sub_pd(start_low, previous),
-                    _mm512_sub_pd(start_high, previous),
-                )
-            };
-            let before = join_halves(_mm512_cvtpd_ps(before_low), _mm512_cvtpd_ps(before_high));
-            let partial = stops
-                & join(
-                    _mm512_cmp_pd_mask::<_CMP_GT_OQ>(end, start_low),
-                    _mm512_cmp_pd_mask::<_CMP_GT_OQ>(end, start_high),
-                );
-            let border = section.border[pos];
-            let fraction =
-                _mm512_mul_ps(weight, _mm512_mul_ps(_mm512_set1_ps(1.0 / border), before));
-            value = _mm512_mask_blend_ps(partial, weight, fraction);
-            if able {
-                let tolerance = connection.tolerance;
-                let below = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(
-                    before,
-                    _mm512_set1_ps((0.5 + tolerance) * border),
-                );
-                let above = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(
-                    before,
-                    _mm512_set1_ps((0.5 - tolerance) * border),
-                );
-                grows |= partial & below & above;
-            }
-        }
         // The other lanes add −0.0, which leaves every value as it is; so the store is a
         // whole one, which a load of the same target in a later step can take its value
-        // from (a masked store would make that load wait).
-        let value = _mm512_mask_blend_ps(still | stops, unchanged, value);
+        // from (a masked store would make that load wait). A lane whose signal ends in this
+        // synapse adds its value after the loop: it adds nothing else to this section's
+        // targets before then, so each target still gets its terms in synapse order.
+        let value = _mm512_mask_blend_ps(still, unchanged, _mm512_set1_ps(section.weight[pos]));
         let target = &mut sums[target_index(section.target[pos]) * LANES..][..LANES];
         // SAFETY: the 16 values lie inside `target`.
         unsafe {
             let sum = _mm512_loadu_ps(target.as_ptr());
             _mm512_storeu_ps(target.as_mut_ptr(), _mm512_add_ps(sum, value));
         }
+        passed = _mm512_mask_sub_epi32(passed, still, passed, _mm512_set1_epi32(-1));
         passing = still;
         if passing == 0 {
             break;
         }
     }
     // A signal that outlasts the chain grows it.
-    if able { grows | passing } else { grows }
+    let grows = if able { passing } else { 0 };
+    let ended = alive & !passing;
+    if ended == 0 {
+        return grows;
+    }
+    grows
+        | end_lanes(
+            section,
+            connection,
+            ended,
+            passed,
+            (start_low, start_high),
+            able,
+            sums,
+        )
+}
+
+/// The synapses where the signals of the lanes in `ended` end (at `at`, per lane, before the
+/// end of the chain), all at once: what each adds to its target (all of its weight if what is
+/// left of the signal before it is not negative, else a share), and the lanes whose walk
+/// would split the synapse if `able` (returned). The arithmetic of `plan`, lane by lane.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn end_lanes(
+    section: &Section,
+    connection: &Connection,
+    ended: u16,
+    at: __m512i,
+    (start_low, start_high): (__m512d, __m512d),
+    able: bool,
+    sums: &mut [f32; NEURONS_PER_BLOCK * LANES],
+) -> u16 {
+    let [low, high] = [ended as u8, (ended >> 8) as u8];
+    let halves = [
+        _mm512_castsi512_si256(at),
+        _mm512_extracti64x4_epi64::<1>(at),
+    ];
+    let zero = _mm512_setzero_pd();
+    // SAFETY: every lane read is one of `ended`, whose position is below the chain's length
+    // (at most 64), so inside `ends`; the lanes of a signal that ends at synapse 0 do not
+    // read the end before it.
+    let (end_low, end_high, previous_low, previous_high) = unsafe {
+        let later = ended & !_mm512_cmpeq_epi32_mask(at, _mm512_setzero_si512());
+        let before = _mm512_sub_epi32(at, _mm512_set1_epi32(1));
+        let before_halves = [
+            _mm512_castsi512_si256(before),
+            _mm512_extracti64x4_epi64::<1>(before),
+        ];
+        let ends = section.ends.as_ptr();
+        (
+            _mm512_mask_i32gather_pd::<8>(zero, low, halves[0], ends),
+            _mm512_mask_i32gather_pd::<8>(zero, high, halves[1], ends),
+            // `start − 0.0` is `start` for lanes at synapse 0.
+            _mm512_mask_i32gather_pd::<8>(zero, later as u8, before_halves[0], ends),
+            _mm512_mask_i32gather_pd::<8>(zero, (later >> 8) as u8, before_halves[1], ends),
+        )
+    };
+    let before = join_halves(
+        _mm512_cvtpd_ps(_mm512_sub_pd(start_low, previous_low)),
+        _mm512_cvtpd_ps(_mm512_sub_pd(start_high, previous_high)),
+    );
+    let partial = ended
+        & join(
+            _mm512_cmp_pd_mask::<_CMP_GT_OQ>(end_low, start_low),
+            _mm512_cmp_pd_mask::<_CMP_GT_OQ>(end_high, start_high),
+        );
+    // SAFETY: as above, inside `border`, `weight` and (four bytes from a multiple of four)
+    // `target`.
+    let (border, weight, targets) = unsafe {
+        (
+            _mm512_mask_i32gather_ps::<4>(_mm512_set1_ps(1.0), ended, at, section.border.as_ptr()),
+            _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), ended, at, section.weight.as_ptr()),
+            _mm512_mask_i32gather_epi32::<1>(
+                _mm512_setzero_si512(),
+                ended,
+                _mm512_and_si512(at, _mm512_set1_epi32(!3)),
+                section.target.as_ptr().cast(),
+            ),
+        )
+    };
+    let fraction = _mm512_mul_ps(
+        weight,
+        _mm512_mul_ps(_mm512_div_ps(_mm512_set1_ps(1.0), border), before),
+    );
+    let value = _mm512_mask_blend_ps(partial, weight, fraction);
+    let mut grows = 0u16;
+    if able {
+        let tolerance = _mm512_set1_ps(connection.tolerance);
+        let half = _mm512_set1_ps(0.5);
+        let below = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(
+            before,
+            _mm512_mul_ps(_mm512_add_ps(half, tolerance), border),
+        );
+        let above = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(
+            before,
+            _mm512_mul_ps(_mm512_sub_ps(half, tolerance), border),
+        );
+        grows = partial & below & above;
+    }
+    // Each lane's target byte out of its four, as an index into the lanes of `sums`; the
+    // lanes' slots differ, so the scatter writes each once.
+    let shift = _mm512_slli_epi32::<3>(_mm512_and_si512(at, _mm512_set1_epi32(3)));
+    let target = _mm512_and_si512(
+        _mm512_srlv_epi32(targets, shift),
+        _mm512_set1_epi32((NEURONS_PER_BLOCK - 1) as i32),
+    );
+    let slots = _mm512_add_epi32(
+        _mm512_slli_epi32::<4>(target),
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+    );
+    // SAFETY: each slot is `16 · target + lane` with a target below 64, inside `sums`.
+    unsafe {
+        let old = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), ended, slots, sums.as_ptr());
+        _mm512_mask_i32scatter_ps::<4>(sums.as_mut_ptr(), ended, slots, _mm512_add_ps(old, value));
+    }
+    grows
 }
 
 /// How many queued adds make [`Adds::make_if_full`] add them.
@@ -1211,5 +1298,95 @@ mod tests {
         assert!(walks > 100);
         let bits = |inputs: &Inputs| inputs.map(f32::to_bits);
         assert_eq!(bits(&queued), bits(&direct));
+    }
+
+    #[test]
+    fn lane_walks_are_the_one_row_walks() {
+        if !available() {
+            return;
+        }
+        let mut state = 0x1b87_3593u32;
+        let mut next = || {
+            state = crate::rng::pcg_hash(state);
+            state
+        };
+        let mut compared = 0;
+        for round in 0..3000 {
+            let len = (next() % 65) as usize;
+            let mut section = Section::UNSET;
+            for k in 0..len {
+                section.border[k] = match next() % 8 {
+                    0 => 1e-3,
+                    1 => 40.0,
+                    _ => (next() % 1000) as f32 / 100.0 + 0.01,
+                };
+                section.weight[k] = (next() % 2001) as f32 / 1000.0 - 1.0;
+                section.target[k] = (next() % 256) as u8;
+            }
+            section.update_ends(len);
+            let connection = Connection {
+                lower_bound: (next() % 5) as f32 / 2.0,
+                range: if next() % 4 == 0 { 3.0 } else { f32::MAX },
+                tolerance: (next() % 50) as f32 / 100.0,
+                len: len as u8,
+                ..Connection::default()
+            };
+            let able = round % 2 == 0;
+            // Potentials below the threshold, inside the first synapse, along the chain,
+            // beyond it, and NaN.
+            let potentials: [f32; LANES] = std::array::from_fn(|_| match next() % 6 {
+                0 => 0.0,
+                1 => f32::NAN,
+                2 => connection.lower_bound + section.border[0] * 0.7,
+                3 => connection.lower_bound + 1e6,
+                _ => connection.lower_bound + (next() % 20_000) as f32 / 100.0,
+            });
+            let lanes = (next() & 0xffff) as u16;
+            let mut sums: Vec<f32> = (0..NEURONS_PER_BLOCK * LANES)
+                .map(|_| (next() % 1000) as f32 / 10.0 - 50.0)
+                .collect();
+            let before = sums.clone();
+            let sums: &mut [f32; NEURONS_PER_BLOCK * LANES] = sums
+                .as_mut_slice()
+                .try_into()
+                .expect("64 targets of 16 lanes");
+            // SAFETY: the CPU has AVX-512 (checked above); 16 potentials.
+            let grows = unsafe {
+                let potential = _mm512_loadu_ps(potentials.as_ptr());
+                walk_lanes(&section, &connection, potential, lanes, able, sums)
+            };
+            for (lane, &potential) in potentials.iter().enumerate() {
+                let column = |values: &[f32]| -> [u32; NEURONS_PER_BLOCK] {
+                    std::array::from_fn(|t| values[t * LANES + lane].to_bits())
+                };
+                if lanes & (1 << lane) == 0 {
+                    assert_eq!(column(sums), column(&before), "lane {lane} left out");
+                    continue;
+                }
+                let mut inputs: [f32; NEURONS_PER_BLOCK] =
+                    std::array::from_fn(|t| before[t * LANES + lane]);
+                let walk = super::super::forward::walk_until_growth(
+                    &section,
+                    &connection,
+                    &mut inputs,
+                    potential,
+                    able,
+                );
+                assert_eq!(
+                    grows & (1 << lane) != 0,
+                    walk.is_err(),
+                    "round {round} lane {lane}"
+                );
+                if walk.is_ok() {
+                    assert_eq!(
+                        column(sums),
+                        inputs.map(f32::to_bits),
+                        "round {round} lane {lane}"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+        assert!(compared > 10_000);
     }
 }
