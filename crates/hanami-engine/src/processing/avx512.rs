@@ -15,8 +15,9 @@
 //! - Backward, the walk ends where the forward walk ended (unless that one was clamped to
 //!   the section's range or grew); the weight updates and error terms of 16 synapses are
 //!   computed at once, with the targets' deltas and potentials looked up in registers. The
-//!   error terms are still summed one by one in synapse order, sixteen per vector whatever
-//!   the walk's length (the lanes past its end add `−0.0`).
+//!   error terms are stored sixteen at a time and still added one by one in synapse order,
+//!   all sixteen of each stored vector whatever the walk's length (the lanes past its end
+//!   hold `−0.0`, which changes no sum).
 //!
 //! - Around the walks, sixteen values at a time: the neuron updates with their `log2`
 //!   (`log2_where`, the bits of `super::log2`), the injection's firing test, and which rows
@@ -665,7 +666,7 @@ fn walk_lanes(
     let len = usize::from(connection.len);
     let mut passing = alive;
     // Per lane, how many synapses its signal passes fully.
-    let mut passed = _mm512_setzero_si512();
+    let mut walked = _mm512_setzero_si512();
     // Hidden from the optimiser, which would otherwise turn the adds of −0.0 back into
     // masked stores.
     let unchanged = std::hint::black_box(_mm512_set1_ps(-0.0));
@@ -690,7 +691,7 @@ fn walk_lanes(
             let sum = _mm512_loadu_ps(target.as_ptr());
             _mm512_storeu_ps(target.as_mut_ptr(), _mm512_add_ps(sum, value));
         }
-        passed = _mm512_mask_sub_epi32(passed, still, passed, _mm512_set1_epi32(-1));
+        walked = _mm512_mask_sub_epi32(walked, still, walked, _mm512_set1_epi32(-1));
         passing = still;
         if passing == 0 {
             break;
@@ -707,7 +708,7 @@ fn walk_lanes(
             section,
             connection,
             ended,
-            passed,
+            walked,
             (start_low, start_high),
             able,
             sums,
@@ -1311,11 +1312,19 @@ mod tests {
             state
         };
         let mut compared = 0;
+        // Signals of finite potential that end whole (not in part) in a synapse: at the
+        // first, and at one after it.
+        let (mut whole_at_first, mut whole_later) = (0, 0);
         for round in 0..3000 {
             let len = (next() % 65) as usize;
+            // Half the rounds take borders whose sums are exact, so that a potential can end
+            // exactly where a synapse ends (random borders almost never let a signal end
+            // whole); 41 and 47 also give `(1 / b) · b ≠ 1`.
+            let exact = round % 4 < 2;
             let mut section = Section::UNSET;
             for k in 0..len {
                 section.border[k] = match next() % 8 {
+                    _ if exact => [0.25, 0.5, 1.0, 41.0, 47.0][(next() % 5) as usize],
                     0 => 1e-3,
                     1 => 40.0,
                     _ => (next() % 1000) as f32 / 100.0 + 0.01,
@@ -1333,12 +1342,16 @@ mod tests {
             };
             let able = round % 2 == 0;
             // Potentials below the threshold, inside the first synapse, along the chain,
-            // beyond it, and NaN.
-            let potentials: [f32; LANES] = std::array::from_fn(|_| match next() % 6 {
+            // exactly at (or just past) the end of a synapse, beyond the chain, and NaN.
+            let potentials: [f32; LANES] = std::array::from_fn(|_| match next() % 7 {
                 0 => 0.0,
                 1 => f32::NAN,
                 2 => connection.lower_bound + section.border[0] * 0.7,
                 3 => connection.lower_bound + 1e6,
+                4 if len > 0 => {
+                    let end = section.ends[next() as usize % len] as f32;
+                    connection.lower_bound + end + [0.0, 4e-6][(next() % 2) as usize]
+                }
                 _ => connection.lower_bound + (next() % 20_000) as f32 / 100.0,
             });
             let lanes = (next() & 0xffff) as u16;
@@ -1377,6 +1390,21 @@ mod tests {
                     walk.is_err(),
                     "round {round} lane {lane}"
                 );
+                let start = f64::from((potential - connection.lower_bound).min(connection.range));
+                let reach = section.ends[..len]
+                    .iter()
+                    .position(|&end| !crate::network::passes(end, start - THRESHOLD));
+                if potential.is_finite()
+                    && start > THRESHOLD
+                    && let Some(reach) = reach
+                    && section.ends[reach] <= start
+                {
+                    *if reach == 0 {
+                        &mut whole_at_first
+                    } else {
+                        &mut whole_later
+                    } += 1;
+                }
                 if walk.is_ok() {
                     assert_eq!(
                         column(sums),
@@ -1388,5 +1416,9 @@ mod tests {
             }
         }
         assert!(compared > 10_000);
+        assert!(
+            whole_at_first > 100 && whole_later > 1000,
+            "{whole_at_first} {whole_later}"
+        );
     }
 }
