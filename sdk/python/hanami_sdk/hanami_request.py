@@ -26,7 +26,8 @@ REQUEST_TIMEOUT: Optional[float] = 300.0
 #: Seconds to wait for a connection to the server (its TCP and TLS handshakes), where
 #: ``REQUEST_TIMEOUT`` (or a call's own timeout) is not shorter: an address whose server
 #: accepts and then says nothing (not Hanami, or the wrong scheme) raises ``requests``'
-#: ``Timeout`` after this, not after ``REQUEST_TIMEOUT``. The websocket sessions of uploads
+#: ``Timeout`` after this (``ConnectTimeout`` where the TLS handshake did not complete),
+#: not after ``REQUEST_TIMEOUT``. The websocket sessions of uploads
 #: and direct IO wait up to their own opening time (60 s) instead.
 CONNECT_TIMEOUT: float = 10.0
 
@@ -194,7 +195,31 @@ def send_request(method: str, token: Optional[str], address: str, path: str,
             if hint is None:
                 raise
             raise type(e)(f"{e} ({hint})", request=e.request, response=e.response) from e
+        except requests.exceptions.ReadTimeout as e:
+            if not _handshake_timed_out(e):
+                raise
+            # requests calls it a read timeout, with the connection's limit as its value.
+            raise requests.exceptions.ConnectTimeout(
+                f"cannot reach {base_url(address)}: no connection within {connect:g} s: the "
+                f"TLS handshake did not complete (is this the server's address, with the "
+                f"right http:// or https:// scheme?)",
+                request=e.request, response=e.response) from e
     return _handle_response(response, url)
+
+
+def _handshake_timed_out(error: BaseException) -> bool:
+    """Whether a ``requests`` timeout came from a TLS handshake that did not complete (its
+    cause, Python's ``ssl``, says so), not from an answer that was late."""
+    seen: set = set()
+    cause: Optional[BaseException] = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, TimeoutError) and "handshake" in str(cause):
+            return True
+        wrapped = cause.args[0] if cause.args else None
+        cause = (cause.__cause__ or cause.__context__
+                 or (wrapped if isinstance(wrapped, BaseException) else None))
+    return False
 
 
 def _json(body: Mapping[str, Any]) -> str:

@@ -135,10 +135,31 @@ def test_a_silent_server_fails_after_the_connect_timeout(
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         started = time.monotonic()
-        with pytest.raises(requests.exceptions.Timeout):
-            hanami_token.request_token(f"https://127.0.0.1:{silent.getsockname()[1]}",
-                                       ADMIN, ADMIN_PW, False)
+        address = f"https://127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(requests.exceptions.ConnectTimeout) as info:
+            hanami_token.request_token(address, ADMIN, ADMIN_PW, False)
         assert time.monotonic() - started < 5
+        # Named as the handshake it is, with the scheme hint (requests said "Read timed
+        # out", as if an answer had been late).
+        assert str(info.value) == (
+            f"cannot reach {address}: no connection within 0.5 s: the TLS handshake did not "
+            f"complete (is this the server's address, with the right http:// or https:// "
+            f"scheme?)")
+        assert isinstance(info.value, requests.exceptions.Timeout)
+
+
+def test_a_late_answer_stays_a_read_timeout() -> None:
+    """A server that takes the request and does not answer in time is a read timeout, not
+    a handshake that did not complete."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        with pytest.raises(requests.exceptions.ReadTimeout) as info:
+            hanami_request.send_request("GET", None,
+                                        f"http://127.0.0.1:{silent.getsockname()[1]}",
+                                        "/v1.0alpha/auth", timeout=0.3)
+        assert not isinstance(info.value, requests.exceptions.ConnectTimeout)
+        assert "handshake" not in str(info.value)
 
 
 def test_a_wrong_scheme_is_named(tls_server: Server, address: str) -> None:
