@@ -53,11 +53,24 @@ impl DataDir {
                 anyhow::bail!("{} exists and is not a directory", dir.display());
             }
             std::fs::create_dir_all(dir).map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot create directory {}: {e}{}",
-                    dir.display(),
-                    permission_hint(&e)
-                )
+                // A folder on the way that the server's user may not enter hides whether
+                // the directory exists at all.
+                if let Err(looked) = std::fs::metadata(dir)
+                    && looked.kind() == std::io::ErrorKind::PermissionDenied
+                {
+                    anyhow::anyhow!(
+                        "cannot reach directory {}: {looked} (the user the server runs as \
+                         must be able to enter every folder on the way to the data \
+                         directory, and to write in the data directory)",
+                        dir.display()
+                    )
+                } else {
+                    anyhow::anyhow!(
+                        "cannot create directory {}: {e}{}",
+                        dir.display(),
+                        permission_hint(&e)
+                    )
+                }
             })?;
             if *dir == self.root {
                 continue; // The lock file, created next, shows whether the root takes files.

@@ -631,6 +631,40 @@ async fn config_file_and_bad_config() {
     );
 }
 
+/// A data directory behind a folder that the server's user may not enter is named as out
+/// of reach (it said "cannot create directory", which a directory that exists gave too).
+#[test]
+fn a_data_directory_out_of_reach_is_named_so() {
+    use std::os::unix::fs::PermissionsExt as _;
+    // A copy of the server that runs as `nobody` where the test runs as root (whom no
+    // folder keeps out).
+    let (shared, _, mut server) =
+        hanami_testkit::unreadable_file_for(std::path::Path::new(env!("CARGO_BIN_EXE_hanami")));
+    let locked = shared.path().join("locked");
+    let data = locked.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let output = server
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("HANAMI_ADMIN_USER_ID", ADMIN)
+        .env("HANAMI_ADMIN_USER_NAME", ADMIN)
+        .env("HANAMI_ADMIN_PASSWORD", ADMIN_PW)
+        .output()
+        .unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot reach directory {}: Permission denied (os error 13) (the user the server \
+             runs as must be able to enter every folder on the way to the data directory",
+            data.display()
+        )),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn custom_policy_file() {
     let tmp = tempfile::tempdir().unwrap();
