@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import warnings
 from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import quote
@@ -27,8 +28,8 @@ REQUEST_TIMEOUT: Optional[float] = 300.0
 #: ``REQUEST_TIMEOUT`` (or a call's own timeout) is not shorter: an address whose server
 #: accepts and then says nothing (not Hanami, or the wrong scheme) raises ``requests``'
 #: ``Timeout`` after this (``ConnectTimeout`` where the TLS handshake did not complete),
-#: not after ``REQUEST_TIMEOUT``. The websocket sessions of uploads
-#: and direct IO wait up to their own opening time (60 s) instead.
+#: not after ``REQUEST_TIMEOUT``. The websocket sessions of uploads and direct IO wait up
+#: to their own opening time (60 s) instead.
 CONNECT_TIMEOUT: float = 10.0
 
 QueryValues = Union[str, Mapping[str, Any], Sequence[Tuple[str, Any]], None]
@@ -214,7 +215,8 @@ def _handshake_timed_out(error: BaseException) -> bool:
     cause: Optional[BaseException] = error
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
-        if isinstance(cause, TimeoutError) and "handshake" in str(cause):
+        # (`socket.timeout` is `TimeoutError` only from Python 3.10 on.)
+        if isinstance(cause, (TimeoutError, socket.timeout)) and "handshake" in str(cause):
             return True
         wrapped = cause.args[0] if cause.args else None
         cause = (cause.__cause__ or cause.__context__
