@@ -167,3 +167,4 @@ pub use datasets::upload_file_size;
 pub use direct::DirectSession;
 pub use error::{Error, Result, Stall, transport_text, with_causes};
 pub use hanami_types as types;
+pub use tasks::TaskPolls;

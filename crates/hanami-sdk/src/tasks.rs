@@ -79,10 +79,7 @@ impl Client {
     /// Polls a task until it is `finished` or `aborted`, at most `timeout`, and returns it:
     /// an aborted task is `Ok` too, with the reason in its `note` (check `state`). At the
     /// limit the error is [`Error::Timeout`]; the task goes on. The polls follow each
-    /// other closely at first (from 5 ms apart, doubling up to 20 ms during the first
-    /// second), so a short task is seen to end soon after it does; then they come at most
-    /// every 100 ms, and after 10 s of waiting every second (a long training is not asked
-    /// ten times a second).
+    /// other as [`TaskPolls`] says: closely at first, less often on long waits.
     pub async fn wait_for_task(
         &self,
         cluster_uuid: &str,
@@ -92,7 +89,7 @@ impl Client {
         let started = tokio::time::Instant::now();
         // `None`: beyond what the clock can count (`Duration::MAX`), so never.
         let deadline = started.checked_add(timeout);
-        let mut interval = FIRST_POLL_INTERVAL;
+        let mut polls = TaskPolls::default();
         loop {
             let task = self.task(cluster_uuid, uuid).await?;
             if task.state.ended() {
@@ -107,16 +104,42 @@ impl Client {
             }
             // One last poll at the deadline rather than a sleep beyond it.
             let left = deadline.map_or(Duration::MAX, |deadline| deadline - now);
-            tokio::time::sleep(interval.min(left)).await;
-            interval = next_poll_interval(interval, now - started);
+            tokio::time::sleep(polls.next_pause(now - started).min(left)).await;
         }
     }
 }
 
-/// The first interval between polls of [`Client::wait_for_task`].
+/// The pauses between the polls of a task's state while waiting for its end, as
+/// [`Client::wait_for_task`] and `hanamictl`'s `--wait` take them: from 5 ms, doubling up
+/// to 20 ms during the first second (so a short task is seen to end soon after it does),
+/// then at most 100 ms, and after 10 s of waiting 1 s (a long training is not asked ten
+/// times a second).
+#[derive(Debug, Clone)]
+pub struct TaskPolls {
+    pause: Duration,
+}
+
+impl Default for TaskPolls {
+    /// The pauses of a wait that begins.
+    fn default() -> Self {
+        Self {
+            pause: FIRST_POLL_INTERVAL,
+        }
+    }
+}
+
+impl TaskPolls {
+    /// The pause before the next poll of a wait that has lasted `waited`.
+    pub fn next_pause(&mut self, waited: Duration) -> Duration {
+        let pause = self.pause;
+        self.pause = next_poll_interval(pause, waited);
+        pause
+    }
+}
+
+/// The first interval between polls of [`TaskPolls`].
 const FIRST_POLL_INTERVAL: Duration = Duration::from_millis(5);
-/// The longest interval between polls of [`Client::wait_for_task`] by how long it has
-/// waited: a short task (a request over a test set takes tens of milliseconds) is seen to
+/// The longest interval between polls of [`TaskPolls`] by how long the wait has lasted: a short task (a request over a test set takes tens of milliseconds) is seen to
 /// end within 20 ms of its end, which doubling intervals alone would miss by up to as
 /// long as it ran.
 const POLL_CAPS: [(Duration, Duration); 3] = [
@@ -136,19 +159,19 @@ fn next_poll_interval(interval: Duration, waited: Duration) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use super::{map, next_poll_interval};
+    use super::{TaskPolls, map};
     use std::time::Duration;
 
     #[test]
     fn polls_start_close_and_slow_down_on_long_waits() {
         let ms = Duration::from_millis;
-        let mut interval = super::FIRST_POLL_INTERVAL;
+        let mut polls = TaskPolls::default();
         let mut waited = Duration::ZERO;
         let mut seen = Vec::new();
         while waited < Duration::from_secs(20) {
-            waited += interval;
-            seen.push(interval);
-            interval = next_poll_interval(interval, waited);
+            let pause = polls.next_pause(waited);
+            waited += pause;
+            seen.push(pause);
         }
         assert_eq!(seen[..5], [ms(5), ms(10), ms(20), ms(20), ms(20)]);
         // Fifty a second in the first second, ten a second up to ten seconds, then one.

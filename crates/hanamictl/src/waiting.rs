@@ -106,13 +106,6 @@ fn out_of_reach(error: &hanami_sdk::Error) -> bool {
     )
 }
 
-/// How long a wait polls every 20 ms, so that short tasks are seen ending soon after they
-/// do (then at most 100 ms apart until [`QUICK_POLLS`]).
-const FIRST_POLLS: Duration = Duration::from_millis(500);
-
-/// How long a wait polls at least every 100 ms (then every second).
-const QUICK_POLLS: Duration = Duration::from_secs(10);
-
 /// How long a wait goes on trying a server that does not answer (one that restarts is back
 /// sooner).
 const RECONNECT_GRACE: Duration = Duration::from_secs(30);
@@ -128,7 +121,8 @@ async fn wait_for_end(
 ) -> Result<Task, CliError> {
     let deadline = Instant::now() + Duration::from_secs(timeout);
     let began = Instant::now();
-    let mut pause = Duration::from_millis(20);
+    // Short tasks are seen ending soon after they do; long ones are asked less often.
+    let mut polls = hanami_sdk::TaskPolls::default();
     // Ends its line when dropped, also when the waiting is interrupted.
     let mut progress = Progress::new(&format!("task {task_uuid}"), show_progress);
     // Since when the server has been out of reach, if it is.
@@ -226,12 +220,6 @@ async fn wait_for_end(
             }
             _ => {}
         }
-        tokio::time::sleep(pause).await;
-        // Short tasks are seen ending soon after they do; long ones are asked less often.
-        pause = match began.elapsed() {
-            waited if waited < FIRST_POLLS => Duration::from_millis(20),
-            waited if waited < QUICK_POLLS => (pause * 2).min(Duration::from_millis(100)),
-            _ => (pause * 2).min(Duration::from_secs(1)),
-        };
+        tokio::time::sleep(polls.next_pause(began.elapsed())).await;
     }
 }
