@@ -139,9 +139,9 @@ impl TaskPolls {
 
 /// The first interval between polls of [`TaskPolls`].
 const FIRST_POLL_INTERVAL: Duration = Duration::from_millis(5);
-/// The longest interval between polls of [`TaskPolls`] by how long the wait has lasted: a short task (a request over a test set takes tens of milliseconds) is seen to
-/// end within 20 ms of its end, which doubling intervals alone would miss by up to as
-/// long as it ran.
+/// The longest interval between polls of [`TaskPolls`] by how long the wait has lasted: a
+/// short task (a request over a test set takes tens of milliseconds) is seen to end within
+/// 20 ms of its end, which doubling intervals alone would miss by up to as long as it ran.
 const POLL_CAPS: [(Duration, Duration); 3] = [
     (Duration::from_secs(1), Duration::from_millis(20)),
     (Duration::from_secs(10), Duration::from_millis(100)),
