@@ -647,9 +647,7 @@ fn a_data_directory_out_of_reach_is_named_so() {
     let output = server
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data)
-        .env("HANAMI_ADMIN_USER_ID", ADMIN)
-        .env("HANAMI_ADMIN_USER_NAME", ADMIN)
-        .env("HANAMI_ADMIN_PASSWORD", ADMIN_PW)
+        .envs(hanami_testkit::admin_env())
         .output()
         .unwrap();
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -1210,9 +1208,7 @@ fn a_port_in_use_stops_the_start_before_anything_changes() {
         .arg(taken.local_addr().unwrap().to_string())
         .arg("--data-dir")
         .arg(&data)
-        .env("HANAMI_ADMIN_USER_ID", ADMIN)
-        .env("HANAMI_ADMIN_USER_NAME", ADMIN)
-        .env("HANAMI_ADMIN_PASSWORD", ADMIN_PW)
+        .envs(hanami_testkit::admin_env())
         .output()
         .unwrap();
     assert!(!output.status.success());
@@ -1311,9 +1307,7 @@ fn a_closed_standard_error_does_not_stop_the_server() {
         .arg("--data-dir")
         .arg(tmp.path().join("data"))
         .env("RUST_LOG", "info")
-        .env("HANAMI_ADMIN_USER_ID", ADMIN)
-        .env("HANAMI_ADMIN_USER_NAME", ADMIN)
-        .env("HANAMI_ADMIN_PASSWORD", ADMIN_PW)
+        .envs(hanami_testkit::admin_env())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -1556,9 +1550,7 @@ fn spawn_through_shell(prefix: &str, data: &std::path::Path) -> (std::process::C
         .arg(env!("CARGO_BIN_EXE_hanami"))
         .arg(data)
         .env("RUST_LOG", "info")
-        .env("HANAMI_ADMIN_USER_ID", ADMIN)
-        .env("HANAMI_ADMIN_USER_NAME", ADMIN)
-        .env("HANAMI_ADMIN_PASSWORD", ADMIN_PW)
+        .envs(hanami_testkit::admin_env())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(server_log(data))

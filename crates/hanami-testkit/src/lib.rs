@@ -26,6 +26,12 @@ const ADMIN_ENV: [&str; 3] = [
     "HANAMI_ADMIN_PASSWORD",
 ];
 
+/// The environment variables that create the test admin, for a server started without
+/// [`Launch`] (with `Command::envs`).
+pub fn admin_env() -> impl Iterator<Item = (&'static str, &'static str)> {
+    ADMIN_ENV.into_iter().zip([ADMIN, ADMIN_NAME, ADMIN_PW])
+}
+
 /// How long a server may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -47,10 +53,8 @@ impl Launch {
             binary: binary.into(),
             listen: "127.0.0.1:0".to_owned(),
             args: Vec::new(),
-            env: ADMIN_ENV
-                .iter()
-                .zip([ADMIN, ADMIN_NAME, ADMIN_PW])
-                .map(|(k, v)| ((*k).to_owned(), v.to_owned()))
+            env: admin_env()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
             data_dir: None,
         }
