@@ -1067,6 +1067,14 @@ fn update_weights(
 mod tests {
     use super::*;
 
+    /// Pseudo-random numbers from `seed`, one `pcg` step each.
+    fn draws(mut seed: u32) -> impl FnMut() -> u32 {
+        move || {
+            seed = crate::rng::pcg_hash(seed);
+            seed
+        }
+    }
+
     /// A chain of `len` synapses with these borders.
     fn chain(borders: &[f32]) -> Section {
         let mut section = Section::UNSET;
@@ -1258,11 +1266,7 @@ mod tests {
         // Walks of random reach into targets that repeat, with values of very different
         // magnitudes (so that another order of the adds would give other bits), more than
         // the queue holds, and single adds to targets and to the spare slot in between.
-        let mut state = 0x9e37_79b9u32;
-        let mut next = || {
-            state = crate::rng::pcg_hash(state);
-            state
-        };
+        let mut next = draws(0x9e37_79b9u32);
         let mut adds = Adds::new();
         let mut queued: Inputs = [0.0; INPUT_SLOTS];
         let mut direct: Inputs = [0.0; INPUT_SLOTS];
@@ -1284,7 +1288,7 @@ mod tests {
             for k in 0..reach {
                 direct[target_index(section.target[k])] += section.weight[k];
             }
-            let slot = if next() % 4 == 0 {
+            let slot = if next().is_multiple_of(4) {
                 SPARE
             } else {
                 (next() % 64) as usize
@@ -1306,11 +1310,7 @@ mod tests {
         if !available() {
             return;
         }
-        let mut state = 0x1b87_3593u32;
-        let mut next = || {
-            state = crate::rng::pcg_hash(state);
-            state
-        };
+        let mut next = draws(0x1b87_3593u32);
         let mut compared = 0;
         // Signals of finite potential that end whole (not in part) in a synapse: at the
         // first, and at one after it.
@@ -1335,7 +1335,11 @@ mod tests {
             section.update_ends(len);
             let connection = Connection {
                 lower_bound: (next() % 5) as f32 / 2.0,
-                range: if next() % 4 == 0 { 3.0 } else { f32::MAX },
+                range: if next().is_multiple_of(4) {
+                    3.0
+                } else {
+                    f32::MAX
+                },
                 tolerance: (next() % 50) as f32 / 100.0,
                 len: len as u8,
                 ..Connection::default()
