@@ -39,13 +39,14 @@ use std::arch::x86_64::{
     _mm512_mask_add_ps, _mm512_mask_blend_epi32, _mm512_mask_blend_epi64, _mm512_mask_blend_ps,
     _mm512_mask_i32gather_epi32, _mm512_mask_i32gather_pd, _mm512_mask_i32gather_ps,
     _mm512_mask_i32scatter_ps, _mm512_mask_loadu_pd, _mm512_mask_loadu_ps, _mm512_mask_storeu_ps,
-    _mm512_mask_sub_epi32, _mm512_maskz_add_ps, _mm512_maskz_loadu_ps, _mm512_mul_pd,
-    _mm512_mul_ps, _mm512_mullo_epi32, _mm512_permutex2var_epi64, _mm512_permutex2var_pd,
-    _mm512_permutex2var_ps, _mm512_set1_epi8, _mm512_set1_epi32, _mm512_set1_epi64, _mm512_set1_pd,
-    _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_pd, _mm512_setzero_ps, _mm512_setzero_si512,
-    _mm512_slli_epi32, _mm512_slli_epi64, _mm512_srai_epi32, _mm512_srli_epi32, _mm512_srlv_epi32,
-    _mm512_storeu_ps, _mm512_storeu_si512, _mm512_sub_epi32, _mm512_sub_pd, _mm512_sub_ps,
-    _mm512_test_epi32_mask, _mm512_test_epi64_mask, _mm512_xor_si512,
+    _mm512_mask_sub_epi32, _mm512_mask_sub_pd, _mm512_maskz_add_ps, _mm512_maskz_loadu_ps,
+    _mm512_mul_pd, _mm512_mul_ps, _mm512_mullo_epi32, _mm512_permutex2var_epi64,
+    _mm512_permutex2var_pd, _mm512_permutex2var_ps, _mm512_set1_epi8, _mm512_set1_epi32,
+    _mm512_set1_epi64, _mm512_set1_pd, _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_pd,
+    _mm512_setzero_ps, _mm512_setzero_si512, _mm512_slli_epi32, _mm512_slli_epi64,
+    _mm512_srai_epi32, _mm512_srli_epi32, _mm512_srlv_epi32, _mm512_storeu_ps, _mm512_storeu_si512,
+    _mm512_sub_epi32, _mm512_sub_pd, _mm512_sub_ps, _mm512_test_epi32_mask, _mm512_test_epi64_mask,
+    _mm512_xor_si512,
 };
 
 use super::backward::SYNAPSE_LEARNING_RATE;
@@ -661,10 +662,12 @@ fn walk_lanes(
         _mm512_castps_pd(remaining),
     )));
     let threshold = _mm512_set1_pd(THRESHOLD);
-    let bound_low = _mm512_sub_pd(start_low, threshold);
-    let bound_high = _mm512_sub_pd(start_high, threshold);
-    let len = usize::from(connection.len);
-    let mut passing = alive;
+    // The lanes that are not alive compare with −∞, so that they never pass a synapse and
+    // the loop's masks need no `alive &`.
+    let nowhere = _mm512_set1_pd(f64::NEG_INFINITY);
+    let bound_low = _mm512_mask_sub_pd(nowhere, alive as u8, start_low, threshold);
+    let bound_high = _mm512_mask_sub_pd(nowhere, (alive >> 8) as u8, start_high, threshold);
+    let len = usize::from(connection.len).min(SYNAPSES_PER_SECTION);
     // Per lane, how many synapses its signal passes fully.
     let mut walked = _mm512_setzero_si512();
     // Hidden from the optimiser, which would otherwise turn the adds of −0.0 back into
@@ -674,11 +677,10 @@ fn walk_lanes(
         let end = _mm512_set1_pd(section.ends[pos]);
         // Lanes whose signal leaves more than the threshold after this synapse (the ends
         // never decrease, so these passed the synapses before it too).
-        let still = alive
-            & join(
-                _mm512_cmp_pd_mask::<_CMP_LT_OQ>(end, bound_low),
-                _mm512_cmp_pd_mask::<_CMP_LT_OQ>(end, bound_high),
-            );
+        let still = join(
+            _mm512_cmp_pd_mask::<_CMP_LT_OQ>(end, bound_low),
+            _mm512_cmp_pd_mask::<_CMP_LT_OQ>(end, bound_high),
+        );
         // The other lanes add −0.0, which leaves every value as it is; so the store is a
         // whole one, which a load of the same target in a later step can take its value
         // from (a masked store would make that load wait). A lane whose signal ends in this
@@ -692,12 +694,13 @@ fn walk_lanes(
             _mm512_storeu_ps(target.as_mut_ptr(), _mm512_add_ps(sum, value));
         }
         walked = _mm512_mask_sub_epi32(walked, still, walked, _mm512_set1_epi32(-1));
-        passing = still;
-        if passing == 0 {
+        if still == 0 {
             break;
         }
     }
-    // A signal that outlasts the chain grows it.
+    // The signals that passed every synapse (the loop ends early only where none does);
+    // such a signal outlasts the chain and grows it.
+    let passing = alive & _mm512_cmpeq_epi32_mask(walked, _mm512_set1_epi32(len as i32));
     let grows = if able { passing } else { 0 };
     let ended = alive & !passing;
     if ended == 0 {
