@@ -5,8 +5,10 @@
 //! cooldown and their refractory countdown. A hexagon's section walks for one row therefore do
 //! not depend on any other row, only on the row's source potentials, and the neuron update
 //! that carries the state from row to row is cheap and separate per neuron. So a chunk runs
-//! hexagon by hexagon: the walks of all its rows, then, for hidden hexagons, the neuron
-//! updates of the rows in row order, neuron blocks in parallel.
+//! hexagon by hexagon: the walks of all its rows and, for hidden hexagons, the neuron updates
+//! of the rows in row order. A group of rows (below) updates its rows on the thread that
+//! walked them, as soon as the group before it hands over the state its last row left, so
+//! that the updates fill the time one thread would otherwise wait for the other's walks.
 //!
 //! The walks take the rows in groups of up to 16, one group per thread at a time. With
 //! AVX-512 one pass over a section walks it for every row of the group, one row per vector
@@ -30,7 +32,8 @@
 //! walks only the later hexagons for those rows. A walk reads its section only up to where it
 //! ends, so such a row's walks are the same before and after the change.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use super::Feed;
 use super::forward::{self, NeuronParams, update_neurons};
@@ -265,20 +268,149 @@ struct GroupWalk<'a> {
     frozen: &'a mut [bool],
     /// For an output hexagon: the rows' hexagon potentials and interface values.
     output: Option<(&'a mut [f32], &'a mut [f32])>,
+    /// For a hidden hexagon: where the rows' neuron updates go.
+    update: Option<GroupUpdate<'a>>,
 }
 
-/// Neurons per group of the parallel neuron updates: a neuron block, which the vector update
-/// takes in four steps; smaller groups cost more to hand out than they save.
-const UPDATE_GROUP: usize = NEURONS_PER_BLOCK;
+/// Where a group's neuron updates go: per row, every neuron's potential and refractory
+/// countdown and each neuron block's active bits.
+struct GroupUpdate<'a> {
+    potentials: &'a mut [f32],
+    refractory: &'a mut [u32],
+    active: &'a mut [u64],
+}
 
-/// One group of neurons' updates over the rows of a chunk.
-struct NeuronRows<'a> {
-    /// The group's first neuron.
-    first: usize,
-    potentials: Vec<&'a mut [f32]>,
-    refractory: Vec<&'a mut [u32]>,
-    /// Per row, the group's active bits at their place in the block's word.
-    active: Vec<u64>,
+/// The neuron state the last row of a group leaves: every neuron's potential and refractory
+/// countdown.
+struct RowState {
+    potentials: Vec<f32>,
+    refractory: Vec<u32>,
+}
+
+/// A group's [`RowState`] for the next group, once the group's updates are done.
+#[derive(Default)]
+struct Handoff {
+    /// `PENDING`, `READY` (the state is in `state`) or `NONE` (the group did not run all
+    /// its rows, or failed).
+    stage: AtomicU8,
+    state: Mutex<Option<RowState>>,
+}
+
+/// [`Handoff::stage`] while the group is not done.
+const PENDING: u8 = 0;
+/// [`Handoff::stage`] once the group's state is handed over.
+const READY: u8 = 1;
+/// [`Handoff::stage`] once the group is done without a state to hand over.
+const NONE: u8 = 2;
+
+impl Handoff {
+    /// Waits until the group is done; its last row's state if it ran all its rows.
+    fn wait(&self) -> Option<RowState> {
+        let mut spins = 0u32;
+        loop {
+            match self.stage.load(Ordering::Acquire) {
+                PENDING if spins < 1 << 14 => {
+                    spins += 1;
+                    std::hint::spin_loop();
+                }
+                // The other thread may have been descheduled: let it run.
+                PENDING => std::thread::yield_now(),
+                READY => {
+                    return self
+                        .state
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .take();
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// Publishes a group's [`Handoff`] when dropped: `state` if set, else that none follows.
+struct Publish<'a> {
+    handoff: &'a Handoff,
+    state: Option<RowState>,
+}
+
+impl Drop for Publish<'_> {
+    fn drop(&mut self) {
+        let stage = match self.state.take() {
+            Some(state) => {
+                *self
+                    .handoff
+                    .state
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(state);
+                READY
+            }
+            None => NONE,
+        };
+        self.handoff.stage.store(stage, Ordering::Release);
+    }
+}
+
+/// The neuron updates of a hidden hexagon's first `ran` rows of one group, in row order, from
+/// `start` (the previous row's state; the hexagon's own for the run's first row), with the
+/// group's summed inputs `sums`. Returns the state after the last of them.
+fn update_group(
+    hexagon: &Hexagon,
+    params: &NeuronParams,
+    walks: Walks,
+    sums: &[f32],
+    update: &mut GroupUpdate<'_>,
+    start: Option<&RowState>,
+    ran: usize,
+) -> RowState {
+    let width = hexagon.neurons.len();
+    let blocks = width / NEURONS_PER_BLOCK;
+    let mut state = RowState {
+        potentials: Vec::with_capacity(width),
+        refractory: Vec::with_capacity(width),
+    };
+    for b in 0..blocks {
+        let range = b * NEURONS_PER_BLOCK..(b + 1) * NEURONS_PER_BLOCK;
+        let mut group: [Neuron; NEURONS_PER_BLOCK] = hexagon.neurons[range.clone()]
+            .try_into()
+            .expect("a neuron block");
+        let mut potentials: [f32; NEURONS_PER_BLOCK] = match start {
+            None => hexagon.potentials[range.clone()].try_into(),
+            Some(start) => start.potentials[range.clone()].try_into(),
+        }
+        .expect("a neuron block's potentials");
+        if let Some(start) = start {
+            for (neuron, &refractory) in group.iter_mut().zip(&start.refractory[range.clone()]) {
+                neuron.refractory = refractory;
+            }
+        }
+        let mut new_mask = 0;
+        for row in 0..ran {
+            for (n, neuron) in range.clone().zip(group.iter_mut()) {
+                neuron.input = sums[n * LANES + row];
+            }
+            update.active[row * blocks + b] = update_neurons(
+                walks,
+                &mut group,
+                &mut potentials,
+                hexagon.in_use[b],
+                &mut new_mask,
+                params,
+            );
+            update.potentials[row * width..][range.clone()].copy_from_slice(&potentials);
+            for (refractory, neuron) in update.refractory[row * width..][range.clone()]
+                .iter_mut()
+                .zip(&group)
+            {
+                *refractory = neuron.refractory;
+            }
+        }
+        state.potentials.extend_from_slice(&potentials);
+        state
+            .refractory
+            .extend(group.iter().map(|neuron| neuron.refractory));
+    }
+    state
 }
 
 impl Cluster {
@@ -342,9 +474,6 @@ impl Cluster {
                 .unwrap_or(limit);
             if limit == 0 {
                 break;
-            }
-            if hidden {
-                self.update_rows(h, &mut states, limit);
             }
             #[cfg(target_arch = "x86_64")]
             if lane_walks && feeds_others {
@@ -473,9 +602,10 @@ impl Cluster {
         }
     }
 
-    /// The section walks of hexagon `h` for every row; for an output hexagon also the
-    /// output values, from the potentials of the neurons they read (every potential for the
-    /// last row, which the cluster keeps). With `carried` walks of the first rows, those rows
+    /// The section walks of hexagon `h` for every row; for a hidden hexagon also the neuron
+    /// updates of the rows that run (those before the first that would grow), for an output
+    /// hexagon the output values, from the potentials of the neurons they read (every
+    /// potential for the last row, which the cluster keeps). With `carried` walks of the first rows, those rows
     /// take their sums from the carry instead. Returns how many rows from the first had their
     /// walks run (complete, or found to grow); the others were left out after a growing row.
     fn walk_rows(
@@ -488,6 +618,7 @@ impl Cluster {
         carried: Option<(&Carry, usize)>,
     ) -> usize {
         self.ensure_feeds();
+        let params = NeuronParams::of(self);
         let Cluster {
             hexagons,
             outputs,
@@ -498,6 +629,7 @@ impl Cluster {
             ..
         } = self;
         let hexagon = &hexagons[h];
+        let hidden = !hexagon.is_input && !hexagon.is_output;
         let feeds = &scratch.feeds[h];
         let walks = *walks;
         let growth = settings.request_growth;
@@ -506,6 +638,7 @@ impl Cluster {
             potentials,
             active,
             fired,
+            refractory,
             sums,
             live,
             frozen,
@@ -546,10 +679,37 @@ impl Cluster {
         };
         // Sources lie in earlier hexagons (`rows_possible`).
         let (before, rest) = potentials.split_at_mut(h);
+        let (active, active_rest) = active.split_at_mut(h);
+        let blocks = width / NEURONS_PER_BLOCK;
+        // The walked hexagon's potentials: neuron updates write them, or output values.
+        let mut own = Some(&mut rest[0][..limit * width]);
+        let mut updates: Vec<Option<GroupUpdate<'_>>> = if hidden {
+            let group_potentials = own
+                .take()
+                .expect("the hexagon's potentials")
+                .chunks_mut(group_rows * width);
+            let group_refractory = refractory[h][..limit * width].chunks_mut(group_rows * width);
+            let group_active = active_rest[0][..limit * blocks].chunks_mut(group_rows * blocks);
+            group_potentials
+                .zip(group_refractory)
+                .zip(group_active)
+                .map(|((potentials, refractory), active)| {
+                    Some(GroupUpdate {
+                        potentials,
+                        refractory,
+                        active,
+                    })
+                })
+                .collect()
+        } else {
+            (0..groups).map(|_| None).collect()
+        };
+        let handoffs: Vec<Handoff> = (0..groups).map(|_| Handoff::default()).collect();
         let mut output_groups: Vec<Option<(&mut [f32], &mut [f32])>> = match hexagon.output {
             Some(o) => {
                 let size = outputs[o].values.len();
-                rest[0][..limit * width]
+                own.take()
+                    .expect("the hexagon's potentials")
                     .chunks_mut(group_rows * width)
                     .zip(chunk.outputs[o][from * size..].chunks_mut(group_rows * size))
                     .map(Some)
@@ -562,23 +722,28 @@ impl Cluster {
             .zip(live.chunks_mut(group_rows * connection_blocks))
             .zip(frozen[..limit].chunks_mut(group_rows))
             .zip(output_groups.iter_mut())
+            .zip(updates.iter_mut())
             .enumerate()
-            .map(|(g, (((sums, live), frozen), output))| GroupWalk {
-                first: g * group_rows,
-                rows: frozen.len(),
-                skip: skip.saturating_sub(g * group_rows).min(frozen.len()),
-                done: 0,
-                sums,
-                live,
-                frozen,
-                output: output.take(),
-            })
+            .map(
+                |(g, ((((sums, live), frozen), output), update))| GroupWalk {
+                    first: g * group_rows,
+                    rows: frozen.len(),
+                    skip: skip.saturating_sub(g * group_rows).min(frozen.len()),
+                    done: 0,
+                    sums,
+                    live,
+                    frozen,
+                    output: output.take(),
+                    update: update.take(),
+                },
+            )
             .collect();
         let (neurons, active, fired, before) = (&*neurons, &*active, &*fired, &*before);
         let outputs = &*outputs;
         // Rows after one that would change the network are not run now.
         let cutoff = AtomicUsize::new(limit);
-        parallel.for_each(&mut items, &|item| {
+        // A group's walks (none where an earlier row would grow).
+        let walk = |item: &mut GroupWalk<'_>| {
             if item.first > cutoff.load(Ordering::Relaxed) {
                 return;
             }
@@ -643,6 +808,40 @@ impl Cluster {
                     );
                 }
             }
+        };
+        parallel.for_each(&mut items, &|item| {
+            let g = item.first / group_rows;
+            // Tells the next group that no state follows unless the updates below hand one
+            // over (also where this group is cut off, or panics).
+            let mut handoff = Publish {
+                handoff: &handoffs[g],
+                state: None,
+            };
+            walk(item);
+            if let Some(update) = &mut item.update {
+                // The group's neuron updates, row after row from the state the previous
+                // group's last row left (handed over once that group is updated): a
+                // neuron's update depends only on its own state and its summed input.
+                let start = match g.checked_sub(1) {
+                    None => Some(None),
+                    Some(previous) => handoffs[previous].wait().map(Some),
+                };
+                if let Some(start) = start {
+                    let ran = item.frozen.iter().position(|&f| !f).unwrap_or(item.rows);
+                    let state = update_group(
+                        hexagon,
+                        &params,
+                        walks,
+                        item.sums,
+                        update,
+                        start.as_ref(),
+                        ran,
+                    );
+                    if ran == item.rows {
+                        handoff.state = Some(state);
+                    }
+                }
+            }
         });
         let walked = items
             .iter()
@@ -661,79 +860,6 @@ impl Cluster {
             }
         }
         walked
-    }
-
-    /// The neuron updates of hidden hexagon `h` for every row, in row order; neuron blocks in
-    /// parallel (each neuron's update depends only on its own state).
-    fn update_rows(&mut self, h: usize, states: &mut RowStates, limit: usize) {
-        let params = NeuronParams::of(self);
-        let walks = self.walks;
-        let hexagon = &self.hexagons[h];
-        let neurons = states.neurons[h];
-        let blocks = neurons / NEURONS_PER_BLOCK;
-        let mut items: Vec<NeuronRows<'_>> = (0..neurons / UPDATE_GROUP)
-            .map(|group| NeuronRows {
-                first: group * UPDATE_GROUP,
-                potentials: Vec::with_capacity(limit),
-                refractory: Vec::with_capacity(limit),
-                active: Vec::with_capacity(limit),
-            })
-            .collect();
-        for (potentials, refractory) in states.potentials[h]
-            .chunks_mut(neurons)
-            .zip(states.refractory[h].chunks_mut(neurons))
-            .take(limit)
-        {
-            for ((item, potentials), refractory) in items
-                .iter_mut()
-                .zip(potentials.chunks_mut(UPDATE_GROUP))
-                .zip(refractory.chunks_mut(UPDATE_GROUP))
-            {
-                item.potentials.push(potentials);
-                item.refractory.push(refractory);
-            }
-        }
-        let (sums, group_rows) = (&states.sums, states.group_rows);
-        self.parallel.for_each(&mut items, &|item| {
-            let range = item.first..item.first + UPDATE_GROUP;
-            let mut group: Vec<Neuron> = hexagon.neurons[range.clone()].to_vec();
-            let mut potentials: Vec<f32> = hexagon.potentials[range.clone()].to_vec();
-            let shift = item.first % NEURONS_PER_BLOCK;
-            let in_use = hexagon.in_use[item.first / NEURONS_PER_BLOCK] >> shift;
-            let mut new_mask = 0;
-            for (row, (row_potentials, row_refractory)) in item
-                .potentials
-                .iter_mut()
-                .zip(&mut item.refractory)
-                .enumerate()
-            {
-                let base = sum_base(group_rows, neurons, row);
-                for (n, neuron) in range.clone().zip(group.iter_mut()) {
-                    neuron.input = sums[base + n * LANES];
-                }
-                let active = update_neurons(
-                    walks,
-                    &mut group,
-                    &mut potentials,
-                    in_use,
-                    &mut new_mask,
-                    &params,
-                );
-                item.active.push(active << shift);
-                row_potentials.copy_from_slice(&potentials);
-                for (refractory, neuron) in row_refractory.iter_mut().zip(&group) {
-                    *refractory = neuron.refractory;
-                }
-            }
-        });
-        let active = &mut states.active[h];
-        active[..limit * blocks].fill(0);
-        for item in &items {
-            let block = item.first / NEURONS_PER_BLOCK;
-            for (row, &bits) in item.active.iter().enumerate() {
-                active[row * blocks + block] |= bits;
-            }
-        }
     }
 
     /// Leaves the cluster as the last of `rows` request cycles would: every hexagon's state
@@ -932,7 +1058,7 @@ impl RowStates {
 
 #[cfg(test)]
 mod tests {
-    use super::super::two_classes::{cluster, inputs as row, train};
+    use super::super::two_classes::{cluster, cluster_with, inputs as row, train};
     use super::*;
 
     #[test]
@@ -958,6 +1084,45 @@ mod tests {
         }
         cluster.inputs[0].values.copy_from_slice(&row(ran - 1));
         assert!(cluster.save() == twin.save());
+    }
+
+    #[test]
+    fn neuron_states_go_on_from_group_to_group() {
+        // A short cooldown and a long refractory time: what a hidden neuron does in a row
+        // depends on the rows before it, also across the groups of a run.
+        let settings = "    neuron_cooldown: 1.5\n    refractory_time: 3\n";
+        for (threads, vector) in [(1, true), (2, true), (2, false)] {
+            let mut cluster = cluster_with(settings, 5, threads);
+            cluster.set_vector_walks(vector);
+            train(&mut cluster, 0..2000);
+            let mut twin = Cluster::restore(&cluster.save()).unwrap();
+            let first = 7000;
+            let mut source = crate::RowsFn::new(
+                300,
+                |i: usize, _: &str, values: &mut [f32]| -> Result<(), crate::RowError> {
+                    values.copy_from_slice(&row(first + i));
+                    Ok(())
+                },
+            );
+            let mut outputs = Vec::new();
+            cluster
+                .request_batch(
+                    &mut source,
+                    &std::sync::atomic::AtomicBool::new(false),
+                    &mut |_| {},
+                    &mut |_, _, values| outputs.push(values.to_vec()),
+                )
+                .unwrap();
+            for (i, output) in outputs.iter().enumerate() {
+                twin.request_step(&[("x", &row(first + i))]).unwrap();
+                assert_eq!(
+                    output,
+                    twin.output("y").unwrap(),
+                    "{threads} threads, row {i}"
+                );
+            }
+            assert!(cluster.save() == twin.save(), "{threads} threads");
+        }
     }
 
     #[test]

@@ -6,11 +6,17 @@ use crate::{Cluster, ClusterOptions, Template};
 /// A cluster of the seed template's shape for the task, with eight inputs `x` and two
 /// outputs `y`.
 pub(crate) fn cluster(seed: u64, threads: usize) -> Cluster {
-    let template = Template::parse(
-        "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\nhexagons:\n    1,1,1\n    2,1,1\n    3,1,1\n\
+    cluster_with("    neuron_cooldown: 10000000.0\n", seed, threads)
+}
+
+/// The cluster of [`cluster`] with other settings (template lines, each indented by four
+/// spaces and ending in a newline).
+pub(crate) fn cluster_with(settings: &str, seed: u64, threads: usize) -> Cluster {
+    let template = Template::parse(&format!(
+        "version: 1\nsettings:\n{settings}hexagons:\n    1,1,1\n    2,1,1\n    3,1,1\n\
          inputs:\n    x:\n        target: 1,1,1\n        number_of_inputs: 8\n\
          outputs:\n    y:\n        target: 3,1,1\n        number_of_outputs: 2\n",
-    )
+    ))
     .expect("the template parses");
     let options = ClusterOptions {
         seed,
