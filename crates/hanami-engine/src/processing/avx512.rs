@@ -51,7 +51,7 @@ use std::arch::x86_64::{
 
 use super::backward::SYNAPSE_LEARNING_RATE;
 use super::forward::{NeuronParams, THRESHOLD, in_split_window, target_index, walk_growing};
-use super::rows::{CHUNK_ROWS, GroupSources, LANES};
+use super::rows::{GroupSources, LANES};
 use super::{BlockTask, Sources};
 use super::{exp, log2};
 use crate::network::{
@@ -557,10 +557,7 @@ pub(super) fn walk_group(
     growth: bool,
     sums: &mut [f32],
 ) -> u16 {
-    let rows = _mm512_add_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32(sources.first_row() as i32),
-    );
+    let lane_numbers = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     let mut grows = 0u16;
     for (c, block) in blocks.iter().enumerate() {
         let Some(sections) = block.sections.as_deref() else {
@@ -578,10 +575,10 @@ pub(super) fn walk_group(
             }
             let (potentials, neurons) = sources.potentials(connection.source_hexagon);
             let offsets = _mm512_add_epi32(
-                _mm512_mullo_epi32(rows, _mm512_set1_epi32(neurons as i32)),
+                _mm512_mullo_epi32(lane_numbers, _mm512_set1_epi32(neurons as i32)),
                 _mm512_set1_epi32(connection.source_neuron as i32),
             );
-            // SAFETY: the lanes in `lanes` are rows of the chunk, whose potentials lie inside
+            // SAFETY: the lanes in `lanes` are rows of the group, whose potentials lie inside
             // `potentials` (`GroupSources::potentials`); the other lanes are not read.
             let potential = unsafe {
                 _mm512_mask_i32gather_ps::<4>(
@@ -599,18 +596,23 @@ pub(super) fn walk_group(
     grows
 }
 
-/// Transposes a block's firing bits: bit `j` of `words[r]` (whether row `r` fired neuron `j`)
-/// becomes bit `r` of `neurons[j]`.
+/// Transposes a block's firing bits for a group of rows: bit `j` of `words[l]` (whether the
+/// row in lane `l` fired neuron `j`) becomes bit `l` of `neurons[j]`.
 #[target_feature(enable = "avx512f")]
-pub(super) fn transpose_rows(words: &[u64; CHUNK_ROWS], neurons: &mut [u32; NEURONS_PER_BLOCK]) {
-    // SAFETY: four loads of eight words inside the array.
-    let rows: [__m512i; 4] =
-        std::array::from_fn(|q| unsafe { _mm512_loadu_si512(words.as_ptr().add(8 * q).cast()) });
+pub(super) fn transpose_lanes(words: &[u64; LANES], neurons: &mut [u16; NEURONS_PER_BLOCK]) {
+    // SAFETY: two loads of eight words inside the array.
+    let (low, high) = unsafe {
+        (
+            _mm512_loadu_si512(words.as_ptr().cast()),
+            _mm512_loadu_si512(words.as_ptr().add(8).cast()),
+        )
+    };
     for (j, neuron) in neurons.iter_mut().enumerate() {
         let bit = _mm512_set1_epi64(1 << j);
-        *neuron = rows.iter().enumerate().fold(0u32, |mask, (q, &eight)| {
-            mask | u32::from(_mm512_test_epi64_mask(eight, bit)) << (8 * q)
-        });
+        *neuron = join(
+            _mm512_test_epi64_mask(low, bit),
+            _mm512_test_epi64_mask(high, bit),
+        );
     }
 }
 

@@ -4,18 +4,18 @@
 //! only one kind of state to the next request: the hidden neurons' potential after the
 //! cooldown and their refractory countdown. A hexagon's section walks for one row therefore do
 //! not depend on any other row, only on the row's source potentials, and the neuron update
-//! that carries the state from row to row is cheap and separate per neuron. So a chunk runs
-//! hexagon by hexagon: the walks of all its rows and, for hidden hexagons, the neuron updates
-//! of the rows in row order. A group of rows (below) updates its rows on the thread that
-//! walked them, as soon as the group before it hands over the state its last row left, so
-//! that the updates fill the time one thread would otherwise wait for the other's walks.
+//! that carries the state from row to row is cheap and separate per neuron. So a chunk's
+//! input rows are injected first, and then its rows run in groups of up to 16, one group per
+//! thread at a time: a group walks the hexagons in order for its rows, updates a hidden
+//! hexagon's neurons row after row as soon as the group before it hands over the state its
+//! last row left, and computes the output values. The threads meet only once per run, and
+//! the updates fill the time one thread would otherwise wait for the other's walks.
 //!
-//! The walks take the rows in groups of up to 16, one group per thread at a time. With
-//! AVX-512 one pass over a section walks it for every row of the group, one row per vector
-//! lane (`avx512::walk_group`): the summed inputs are laid out target by target with a lane
-//! per row, so each lane still receives its terms in processing order, and where each row's
-//! signal ends is a lane mask instead of a branch. Without AVX-512 the group's rows are walked
-//! one after another.
+//! With AVX-512 one pass over a section walks it for every row of the group, one row per
+//! vector lane (`avx512::walk_group`): the summed inputs are laid out target by target with a
+//! lane per row, so each lane still receives its terms in processing order, and where each
+//! row's signal ends is a lane mask instead of a branch. Without AVX-512 the group's rows are
+//! walked one after another.
 //!
 //! The results are bit-identical to one request cycle after another: the walks and updates
 //! compute the same values, each target still receives its terms in the same order, and the
@@ -26,7 +26,8 @@
 //! whose state the cluster keeps.
 //!
 //! A run cut short by a row that grows a hidden hexagon has walked that hexagon for rows after
-//! the growing one too. Those walks are kept ([`Carry`]): the next run, right after the
+//! the growing one too. Those walks are kept ([`Carry`]) where the hexagon is fed by input
+//! hexagons alone (whose rows are known before any walk): the next run, right after the
 //! ordinary cycle of the growing row, takes them for every row that walks none of the
 //! sections that cycle changed as far as it changed them (`forward::walk_reaches`), and so
 //! walks only the later hexagons for those rows. A walk reads its section only up to where it
@@ -142,58 +143,58 @@ impl Chunk {
     }
 }
 
-/// The sources' potentials as one row left them, for that row's walks.
+/// What one source hexagon left in the rows of one group, for the walks of later hexagons.
+pub(crate) struct SourceRows<'a> {
+    /// The group's rows' potentials, row after row (lane `l`'s neuron `n` at
+    /// `l · neurons + n`).
+    potentials: &'a [f32],
+    /// The group's rows' active bits, row after row (one word per neuron block).
+    active: &'a [u64],
+    /// Per neuron, the lanes whose row fired it (for the lane walks; empty otherwise).
+    fired: &'a [u16],
+    /// The hexagon's neurons.
+    neurons: usize,
+}
+
+/// The sources of one row's walks: the earlier hexagons as the row left them.
 pub(crate) struct RowSources<'a> {
-    /// Per hexagon before the walked one, the potentials of every row.
-    potentials: &'a [Vec<f32>],
-    /// Per hexagon, its neurons.
-    neurons: &'a [usize],
-    row: usize,
+    /// Per hexagon before the walked one, its rows of the group.
+    sources: &'a [SourceRows<'a>],
+    /// The row's lane in its group.
+    lane: usize,
 }
 
 impl RowSources<'_> {
     /// The potential of neuron `neuron` of hexagon `hexagon` in this row.
     #[inline]
     pub(crate) fn potential(&self, hexagon: u32, neuron: u32) -> f32 {
-        let h = hexagon as usize;
-        self.potentials[h][self.row * self.neurons[h] + neuron as usize]
+        let source = &self.sources[hexagon as usize];
+        source.potentials[self.lane * source.neurons + neuron as usize]
     }
 }
 
 /// The sources' potentials for the walks of one group of rows.
 pub(crate) struct GroupSources<'a> {
-    /// Per hexagon before the walked one, the potentials of every row, row after row.
-    potentials: &'a [Vec<f32>],
-    /// Per hexagon, its neurons.
-    neurons: &'a [usize],
-    /// Per hexagon before the walked one, per neuron, the rows in which it fired (bit `r`:
-    /// row `r` of the chunk's run).
-    fired: &'a [Vec<u32>],
-    /// The group's first row.
-    first: usize,
-    /// The group's lanes.
+    /// Per hexagon before the walked one, its rows of the group.
+    sources: &'a [SourceRows<'a>],
+    /// The lanes walked.
     lanes: u16,
 }
 
 impl GroupSources<'_> {
-    /// The group's first row; lane `l` is row `first_row() + l`.
-    #[inline]
-    pub(crate) fn first_row(&self) -> usize {
-        self.first
-    }
-
-    /// The lanes whose row fired neuron `neuron` of hexagon `hexagon`.
+    /// The lanes walked whose row fired neuron `neuron` of hexagon `hexagon`.
     #[inline]
     pub(crate) fn lanes(&self, hexagon: u32, neuron: u32) -> u16 {
-        (self.fired[hexagon as usize][neuron as usize] >> self.first) as u16 & self.lanes
+        self.sources[hexagon as usize].fired[neuron as usize] & self.lanes
     }
 
-    /// The potentials of hexagon `hexagon` for the rows that fired any of its neurons (row
-    /// `r`'s neuron `n` at `r · neurons + n`) and its number of neurons.
+    /// The potentials of hexagon `hexagon` for the group's rows (lane `l`'s neuron `n` at
+    /// `l · neurons + n`; only the lanes that fired a neuron may be read) and its number of
+    /// neurons.
     #[inline]
     pub(crate) fn potentials(&self, hexagon: u32) -> (&[f32], usize) {
-        let h = hexagon as usize;
-        (&self.potentials[h], self.neurons[h])
+        let source = &self.sources[hexagon as usize];
+        (source.potentials, source.neurons)
     }
 }
 
@@ -207,19 +208,16 @@ pub(crate) struct RowStates {
     potentials: Vec<Vec<f32>>,
     /// Per hexagon, the active bits of every row (one word per neuron block).
     active: Vec<Vec<u64>>,
-    /// Per hexagon that feeds others, per neuron, the rows in which it fired (bit `r`: row
-    /// `r`).
-    fired: Vec<Vec<u32>>,
     /// Per hidden hexagon, the refractory countdowns of every row.
     refractory: Vec<Vec<u32>>,
     /// Rows per group in the current run.
     group_rows: usize,
-    /// The summed inputs of every row for the hexagon being walked, group after group;
-    /// inside a group neuron after neuron, with one lane per row (see [`sum_base`]).
-    sums: Vec<f32>,
-    /// The live sections of every row for the hexagon being walked (one word per connection
-    /// block); used by the one-row walks.
-    live: Vec<u64>,
+    /// Per walked hexagon, the summed inputs of every row, group after group; inside a
+    /// group neuron after neuron, with one lane per row (see [`sum_base`]).
+    sums: Vec<Vec<f32>>,
+    /// Per walked hexagon, the live sections of every row (one word per connection block);
+    /// used by the one-row walks.
+    live: Vec<Vec<u64>>,
     /// Per row: whether its request so far leaves the network as it is.
     frozen: Vec<bool>,
     /// The walks a run cut short left for the next run.
@@ -227,6 +225,9 @@ pub(crate) struct RowStates {
     /// Rows that took carried walks, for the tests.
     #[cfg(test)]
     carried_rows: usize,
+    /// Rows that ran in runs, for the tests.
+    #[cfg(test)]
+    ran_rows: usize,
 }
 
 /// One hidden hexagon's summed inputs for rows after the one that cut a run short, walked
@@ -251,33 +252,53 @@ fn sum_base(group_rows: usize, neurons: usize, row: usize) -> usize {
     row / group_rows * neurons * LANES + row % group_rows
 }
 
-/// One group's part of a hexagon's walks.
-struct GroupWalk<'a> {
+/// One group's rows of a run, for the walks of every hexagon and the neuron updates of the
+/// hidden ones.
+struct GroupRun<'a> {
     /// The group's first row.
     first: usize,
     /// The group's rows (at most `LANES`).
     rows: usize,
-    /// The group's first rows whose sums were carried over, not walked.
-    skip: usize,
-    /// The group's first rows whose walks ran (complete, or found to grow) or were carried.
-    done: usize,
-    /// The group's sums: neuron after neuron, one lane per row.
-    sums: &'a mut [f32],
-    /// The group's live-section words, for the one-row walks.
-    live: &'a mut [u64],
+    /// Per row: whether its request so far leaves the network as it is.
     frozen: &'a mut [bool],
-    /// For an output hexagon: the rows' hexagon potentials and interface values.
-    output: Option<(&'a mut [f32], &'a mut [f32])>,
-    /// For a hidden hexagon: where the rows' neuron updates go.
-    update: Option<GroupUpdate<'a>>,
+    /// Per hexagon, the group's part of it.
+    hexagons: Vec<GroupHexagon<'a>>,
 }
 
-/// Where a group's neuron updates go: per row, every neuron's potential and refractory
-/// countdown and each neuron block's active bits.
-struct GroupUpdate<'a> {
+/// One group's rows of one hexagon.
+struct GroupHexagon<'a> {
+    /// The rows' potentials, row after row: injected (input hexagons), updated (hidden
+    /// hexagons) or the output values' (output hexagons).
     potentials: &'a mut [f32],
-    refractory: &'a mut [u32],
+    /// The rows' active bits, row after row (one word per neuron block).
     active: &'a mut [u64],
+    /// Hidden hexagons: the rows' refractory countdowns, row after row.
+    refractory: &'a mut [u32],
+    /// Per neuron, the lanes whose row fired it, once known (lane walks of a hexagon that
+    /// feeds others).
+    fired: Vec<u16>,
+    /// Walked hexagons: the rows' summed inputs, neuron after neuron, one lane per row.
+    sums: &'a mut [f32],
+    /// Walked hexagons, one-row walks: the rows' live-section words.
+    live: &'a mut [u64],
+    /// The first rows whose sums were carried over, not walked.
+    skip: usize,
+    /// The first rows whose walks ran (complete, or found to grow) or were carried.
+    done: usize,
+    /// Output hexagons: the rows' interface values.
+    values: Option<&'a mut [f32]>,
+}
+
+impl GroupHexagon<'_> {
+    /// A view for the walks of later hexagons.
+    fn source(&self, neurons: usize) -> SourceRows<'_> {
+        SourceRows {
+            potentials: self.potentials,
+            active: self.active,
+            fired: &self.fired,
+            neurons,
+        }
+    }
 }
 
 /// The neuron state the last row of a group leaves: every neuron's potential and refractory
@@ -351,15 +372,14 @@ impl Drop for Publish<'_> {
     }
 }
 
-/// The neuron updates of a hidden hexagon's first `ran` rows of one group, in row order, from
-/// `start` (the previous row's state; the hexagon's own for the run's first row), with the
-/// group's summed inputs `sums`. Returns the state after the last of them.
+/// The neuron updates of a hidden hexagon's first `ran` rows of one group (`part`), in row
+/// order, from `start` (the previous row's state; the hexagon's own for the run's first row).
+/// Returns the state after the last of them.
 fn update_group(
     hexagon: &Hexagon,
     params: &NeuronParams,
     walks: Walks,
-    sums: &[f32],
-    update: &mut GroupUpdate<'_>,
+    part: &mut GroupHexagon<'_>,
     start: Option<&RowState>,
     ran: usize,
 ) -> RowState {
@@ -387,9 +407,9 @@ fn update_group(
         let mut new_mask = 0;
         for row in 0..ran {
             for (n, neuron) in range.clone().zip(group.iter_mut()) {
-                neuron.input = sums[n * LANES + row];
+                neuron.input = part.sums[n * LANES + row];
             }
-            update.active[row * blocks + b] = update_neurons(
+            part.active[row * blocks + b] = update_neurons(
                 walks,
                 &mut group,
                 &mut potentials,
@@ -397,8 +417,8 @@ fn update_group(
                 &mut new_mask,
                 params,
             );
-            update.potentials[row * width..][range.clone()].copy_from_slice(&potentials);
-            for (refractory, neuron) in update.refractory[row * width..][range.clone()]
+            part.potentials[row * width..][range.clone()].copy_from_slice(&potentials);
+            for (refractory, neuron) in part.refractory[row * width..][range.clone()]
                 .iter_mut()
                 .zip(&group)
             {
@@ -432,53 +452,48 @@ impl Cluster {
         let timing = self.parallel.start(Work::Rows);
         let rows = chunk.rows - from;
         states.prepare(self, rows);
-        let mut limit = rows;
-        // Only the lane walks (AVX-512) read which rows fired a source.
-        #[cfg(target_arch = "x86_64")]
-        let lane_walks = !matches!(self.walks, Walks::Portable);
+        // An injection depends only on the row's values and the hexagon's state, so every
+        // input hexagon goes first.
         for h in 0..self.hexagons.len() {
-            let hexagon = &self.hexagons[h];
-            let (feeds_others, hidden) =
-                (!hexagon.is_output, !hexagon.is_output && !hexagon.is_input);
-            if hexagon.is_input {
-                self.inject_rows(h, chunk, from, &mut states, limit);
-            } else {
-                let carried = carry
-                    .as_ref()
-                    .filter(|carry| carry.hexagon == h)
-                    .map(|carry| {
-                        let rows = self.rows_before_changes(
-                            h,
-                            &states,
-                            limit.min(carry.sums.len() / states.neurons[h]),
-                        );
-                        #[cfg(test)]
-                        {
-                            states.carried_rows += rows;
-                        }
-                        (carry, rows)
-                    });
-                let walked = self.walk_rows(h, chunk, from, &mut states, limit, carried);
-                if hidden {
-                    states.carry_walks(
-                        h,
-                        chunk.dropped + from,
-                        walked,
-                        self.scratch.forward_passes,
+            if self.hexagons[h].is_input {
+                self.inject_rows(h, chunk, from, &mut states, rows);
+            }
+        }
+        let mut limit = states.frozen.iter().position(|&f| !f).unwrap_or(rows);
+        if limit > 0 {
+            // Carried walks are checked against the rows' sources, so they are taken where
+            // those are input hexagons, known before the walks.
+            let carried = carry
+                .as_ref()
+                .filter(|carry| {
+                    self.scratch.feeds[carry.hexagon]
+                        .iter()
+                        .all(|feed| self.hexagons[feed.source].is_input)
+                })
+                .map(|carry| {
+                    let rows = self.rows_before_changes(
+                        carry.hexagon,
+                        &states,
+                        limit.min(carry.sums.len() / states.neurons[carry.hexagon]),
                     );
-                }
+                    #[cfg(test)]
+                    {
+                        states.carried_rows += rows;
+                    }
+                    (carry, rows)
+                });
+            let walked = self.walk_run(chunk, from, &mut states, limit, carried);
+            for (h, walked) in walked {
+                states.carry_walks(h, chunk.dropped + from, walked, self.scratch.forward_passes);
             }
             limit = states.frozen[..limit]
                 .iter()
                 .position(|&frozen| !frozen)
                 .unwrap_or(limit);
-            if limit == 0 {
-                break;
-            }
-            #[cfg(target_arch = "x86_64")]
-            if lane_walks && feeds_others {
-                states.note_fired(h, limit);
-            }
+        }
+        #[cfg(test)]
+        {
+            states.ran_rows += limit;
         }
         if limit > 0 {
             self.settle_rows(chunk, from, &states, limit);
@@ -602,21 +617,22 @@ impl Cluster {
         }
     }
 
-    /// The section walks of hexagon `h` for every row; for a hidden hexagon also the neuron
-    /// updates of the rows that run (those before the first that would grow), for an output
-    /// hexagon the output values, from the potentials of the neurons they read (every
-    /// potential for the last row, which the cluster keeps). With `carried` walks of the first rows, those rows
-    /// take their sums from the carry instead. Returns how many rows from the first had their
-    /// walks run (complete, or found to grow); the others were left out after a growing row.
-    fn walk_rows(
+    /// The walks of every hexagon but the input ones for the first `limit` rows (injected), in
+    /// one parallel pass over the run's groups of rows: each group walks the hexagons in
+    /// order, updates the hidden ones' neurons (once the group before it hands over the state
+    /// its last row left) and computes the output values, so that no thread waits for the
+    /// other between hexagons. With `carried` walks of the first rows, those rows take their
+    /// sums from the carry instead. Returns, per hidden hexagon, how many rows from the
+    /// first had their walks run (complete, or found to grow); the others were left out after
+    /// a growing row.
+    fn walk_run(
         &mut self,
-        h: usize,
         chunk: &mut Chunk,
         from: usize,
         states: &mut RowStates,
         limit: usize,
         carried: Option<(&Carry, usize)>,
-    ) -> usize {
+    ) -> Vec<(usize, usize)> {
         self.ensure_feeds();
         let params = NeuronParams::of(self);
         let Cluster {
@@ -628,235 +644,156 @@ impl Cluster {
             scratch,
             ..
         } = self;
-        let hexagon = &hexagons[h];
-        let hidden = !hexagon.is_input && !hexagon.is_output;
-        let feeds = &scratch.feeds[h];
         let walks = *walks;
-        let growth = settings.request_growth;
+        let lane_walks = !matches!(walks, Walks::Portable);
+        let group_rows = states.group_rows;
+        let groups = limit.div_ceil(group_rows);
         let RowStates {
             neurons,
             potentials,
             active,
-            fired,
             refractory,
             sums,
             live,
             frozen,
             ..
         } = states;
-        let width = neurons[h];
-        let connection_blocks = hexagon.blocks.len().max(1);
-        let group_rows = states.group_rows;
-        let groups = limit.div_ceil(group_rows);
-        sums.clear();
-        sums.resize(groups * width * LANES, 0.0);
-        let skip = carried.map_or(0, |(carry, rows)| {
-            for (row, carried) in carry.sums.chunks(width).take(rows).enumerate() {
-                let base = sum_base(group_rows, width, row);
-                for (n, &sum) in carried.iter().enumerate() {
-                    sums[base + n * LANES] = sum;
-                }
-            }
-            rows
-        });
-        live.clear();
-        live.resize(groups * group_rows * connection_blocks, 0);
-        // The potentials that the output values read; a later hexagon would read them all.
-        let read: Vec<usize> = match hexagon.output {
-            Some(o) if h + 1 == hexagons.len() => {
-                let mut read: Vec<usize> = outputs[o]
-                    .targets
-                    .iter()
-                    .flatten()
-                    .filter(|t| t.neuron != NO_NEURON)
-                    .map(|t| t.neuron as usize)
-                    .collect();
-                read.sort_unstable();
-                read.dedup();
-                read
-            }
-            _ => (0..width).collect(),
-        };
-        // Sources lie in earlier hexagons (`rows_possible`).
-        let (before, rest) = potentials.split_at_mut(h);
-        let (active, active_rest) = active.split_at_mut(h);
-        let blocks = width / NEURONS_PER_BLOCK;
-        // The walked hexagon's potentials: neuron updates write them, or output values.
-        let mut own = Some(&mut rest[0][..limit * width]);
-        let mut updates: Vec<Option<GroupUpdate<'_>>> = if hidden {
-            let group_potentials = own
-                .take()
-                .expect("the hexagon's potentials")
-                .chunks_mut(group_rows * width);
-            let group_refractory = refractory[h][..limit * width].chunks_mut(group_rows * width);
-            let group_active = active_rest[0][..limit * blocks].chunks_mut(group_rows * blocks);
-            group_potentials
-                .zip(group_refractory)
-                .zip(group_active)
-                .map(|((potentials, refractory), active)| {
-                    Some(GroupUpdate {
-                        potentials,
-                        refractory,
-                        active,
-                    })
-                })
-                .collect()
-        } else {
-            (0..groups).map(|_| None).collect()
-        };
-        let handoffs: Vec<Handoff> = (0..groups).map(|_| Handoff::default()).collect();
-        let mut output_groups: Vec<Option<(&mut [f32], &mut [f32])>> = match hexagon.output {
-            Some(o) => {
-                let size = outputs[o].values.len();
-                own.take()
-                    .expect("the hexagon's potentials")
-                    .chunks_mut(group_rows * width)
-                    .zip(chunk.outputs[o][from * size..].chunks_mut(group_rows * size))
-                    .map(Some)
-                    .collect()
-            }
-            None => (0..groups).map(|_| None).collect(),
-        };
-        let mut items: Vec<GroupWalk<'_>> = sums
-            .chunks_mut(LANES * width)
-            .zip(live.chunks_mut(group_rows * connection_blocks))
-            .zip(frozen[..limit].chunks_mut(group_rows))
-            .zip(output_groups.iter_mut())
-            .zip(updates.iter_mut())
+        sums.resize_with(hexagons.len(), Vec::new);
+        live.resize_with(hexagons.len(), Vec::new);
+        let mut runs: Vec<GroupRun<'_>> = frozen[..limit]
+            .chunks_mut(group_rows)
             .enumerate()
-            .map(
-                |(g, ((((sums, live), frozen), output), update))| GroupWalk {
-                    first: g * group_rows,
-                    rows: frozen.len(),
-                    skip: skip.saturating_sub(g * group_rows).min(frozen.len()),
-                    done: 0,
-                    sums,
-                    live,
-                    frozen,
-                    output: output.take(),
-                    update: update.take(),
-                },
-            )
+            .map(|(g, frozen)| GroupRun {
+                first: g * group_rows,
+                rows: frozen.len(),
+                frozen,
+                hexagons: Vec::with_capacity(hexagons.len()),
+            })
             .collect();
-        let (neurons, active, fired, before) = (&*neurons, &*active, &*fired, &*before);
-        let outputs = &*outputs;
-        // Rows after one that would change the network are not run now.
-        let cutoff = AtomicUsize::new(limit);
-        // A group's walks (none where an earlier row would grow).
-        let walk = |item: &mut GroupWalk<'_>| {
-            if item.first > cutoff.load(Ordering::Relaxed) {
-                return;
-            }
-            let grows = match walks {
-                _ if item.skip == item.rows => {
-                    item.done = item.rows;
-                    0
-                }
-                Walks::Portable => walk_group_rows(
-                    hexagon, feeds, neurons, active, before, growth, item, &cutoff,
-                ),
-                // SAFETY: chosen only where the CPU has AVX-512 (`Walks::detect`).
-                #[cfg(target_arch = "x86_64")]
-                Walks::Avx512 => {
-                    let sources = GroupSources {
-                        potentials: before,
-                        neurons,
-                        fired,
-                        first: item.first,
-                        lanes: (low_bits(item.rows) & !low_bits(item.skip)) as u16,
-                    };
-                    let grows = unsafe {
-                        super::avx512::walk_group(
-                            &hexagon.blocks,
-                            hexagon.dim,
-                            &sources,
-                            growth,
-                            item.sums,
-                        )
-                    };
-                    item.done = item.rows;
-                    grows
-                }
-            };
-            let rows = match grows.trailing_zeros() as usize {
-                LANES.. => item.rows,
-                lane => {
-                    cutoff.fetch_min(item.first + lane, Ordering::Relaxed);
-                    for (lane, frozen) in item.frozen.iter_mut().enumerate() {
-                        *frozen &= grows >> lane & 1 == 0;
-                    }
-                    lane
-                }
-            };
-            if let (Some((potentials, values)), Some(o)) = (item.output.as_mut(), hexagon.output) {
-                let size = outputs[o].values.len();
-                for &n in &read {
-                    let sums: &[f32; LANES] = item.sums[n * LANES..][..LANES]
-                        .try_into()
-                        .expect("a neuron's lanes");
-                    let lanes = sigmoid_lanes(walks, sums);
-                    for (lane, &potential) in lanes.iter().enumerate().take(rows) {
-                        potentials[lane * width + n] = potential;
-                    }
-                }
-                for lane in 0..rows {
-                    let potentials = &potentials[lane * width..(lane + 1) * width];
-                    output_values(
-                        &outputs[o].targets,
-                        potentials,
-                        &mut values[lane * size..(lane + 1) * size],
-                    );
-                }
-            }
-        };
-        parallel.for_each(&mut items, &|item| {
-            let g = item.first / group_rows;
-            // Tells the next group that no state follows unless the updates below hand one
-            // over (also where this group is cut off, or panics).
-            let mut handoff = Publish {
-                handoff: &handoffs[g],
-                state: None,
-            };
-            walk(item);
-            if let Some(update) = &mut item.update {
-                // The group's neuron updates, row after row from the state the previous
-                // group's last row left (handed over once that group is updated): a
-                // neuron's update depends only on its own state and its summed input.
-                let start = match g.checked_sub(1) {
-                    None => Some(None),
-                    Some(previous) => handoffs[previous].wait().map(Some),
-                };
-                if let Some(start) = start {
-                    let ran = item.frozen.iter().position(|&f| !f).unwrap_or(item.rows);
-                    let state = update_group(
-                        hexagon,
-                        &params,
-                        walks,
-                        item.sums,
-                        update,
-                        start.as_ref(),
-                        ran,
-                    );
-                    if ran == item.rows {
-                        handoff.state = Some(state);
-                    }
-                }
-            }
-        });
-        let walked = items
+        // Per output interface, the run's rows of its values.
+        let mut output_rows: Vec<Option<&mut [f32]>> = chunk
+            .outputs
+            .iter_mut()
+            .zip(outputs.iter())
+            .map(|(rows, output)| Some(&mut rows[from * output.values.len()..]))
+            .collect();
+        let parts = hexagons
             .iter()
-            .find(|item| item.done < item.rows)
-            .map_or(limit, |item| item.first + item.done);
-        // The last row that ran keeps all its potentials.
+            .zip(potentials.iter_mut())
+            .zip(active.iter_mut())
+            .zip(refractory.iter_mut())
+            .zip(sums.iter_mut())
+            .zip(live.iter_mut())
+            .enumerate();
+        for (h, (((((hexagon, potentials), active), refractory), sums), live)) in parts {
+            let width = neurons[h];
+            let blocks = width / NEURONS_PER_BLOCK;
+            let (walked, hidden) = (!hexagon.is_input, is_hidden(hexagon));
+            sums.resize(if walked { groups * width * LANES } else { 0 }, 0.0);
+            let connection_blocks = hexagon.blocks.len().max(1);
+            live.clear();
+            if walked && !lane_walks {
+                live.resize(groups * group_rows * connection_blocks, 0);
+            }
+            let skip = carried
+                .filter(|(carry, _)| carry.hexagon == h)
+                .map_or(0, |(_, rows)| rows);
+            let mut potentials = potentials[..limit * width].chunks_mut(group_rows * width);
+            let mut active = active[..limit * blocks].chunks_mut(group_rows * blocks);
+            let mut refractory =
+                refractory[..if hidden { limit * width } else { 0 }].chunks_mut(group_rows * width);
+            let mut sums = sums.chunks_mut(width * LANES);
+            let mut live = live.chunks_mut(group_rows * connection_blocks);
+            let mut values = hexagon.output.map(|o| {
+                let size = outputs[o].values.len();
+                output_rows[o]
+                    .take()
+                    .expect("an output interface of one hexagon")
+                    .chunks_mut(group_rows * size)
+            });
+            for run in &mut runs {
+                run.hexagons.push(GroupHexagon {
+                    potentials: potentials.next().expect("a group's potentials"),
+                    active: active.next().expect("a group's active bits"),
+                    refractory: refractory.next().unwrap_or_default(),
+                    fired: Vec::new(),
+                    sums: sums.next().unwrap_or_default(),
+                    live: live.next().unwrap_or_default(),
+                    skip: skip.saturating_sub(run.first).min(run.rows),
+                    done: 0,
+                    values: values
+                        .as_mut()
+                        .map(|values| values.next().expect("a group's output values")),
+                });
+            }
+        }
+        let context = RunContext {
+            hexagons,
+            feeds: &scratch.feeds,
+            neurons,
+            outputs,
+            reads: hexagons
+                .iter()
+                .enumerate()
+                .map(|(h, hexagon)| match hexagon.output {
+                    // The potentials that the output values read; a later hexagon would read
+                    // them all.
+                    Some(o) if h + 1 == hexagons.len() => {
+                        let mut read: Vec<usize> = outputs[o]
+                            .targets
+                            .iter()
+                            .flatten()
+                            .filter(|t| t.neuron != NO_NEURON)
+                            .map(|t| t.neuron as usize)
+                            .collect();
+                        read.sort_unstable();
+                        read.dedup();
+                        read
+                    }
+                    _ => (0..neurons[h]).collect(),
+                })
+                .collect(),
+            handoffs: hexagons
+                .iter()
+                .map(|hexagon| {
+                    let count = if is_hidden(hexagon) { groups } else { 0 };
+                    (0..count).map(|_| Handoff::default()).collect()
+                })
+                .collect(),
+            params,
+            walks,
+            growth: settings.request_growth,
+            group_rows,
+            carried,
+            // Rows after one that would change the network are not run now.
+            cutoff: AtomicUsize::new(limit),
+        };
+        parallel.for_each(&mut runs, &|run| context.run_group(run));
+        let walked = hexagons
+            .iter()
+            .enumerate()
+            .filter(|(_, hexagon)| is_hidden(hexagon))
+            .map(|(h, _)| {
+                let walked = runs
+                    .iter()
+                    .find(|run| run.hexagons[h].done < run.rows)
+                    .map_or(limit, |run| run.first + run.hexagons[h].done);
+                (h, walked)
+            })
+            .collect();
+        drop(runs);
+        // The last row that ran keeps all the potentials of the last hexagon.
         let ran = states.frozen[..limit]
             .iter()
             .position(|&f| !f)
             .unwrap_or(limit);
-        if let (Some(_), Some(last)) = (hexagon.output, ran.checked_sub(1)) {
-            let base = sum_base(states.group_rows, width, last);
+        let h = hexagons.len() - 1;
+        if let (Some(_), Some(last)) = (hexagons[h].output, ran.checked_sub(1)) {
+            let width = states.neurons[h];
+            let base = sum_base(group_rows, width, last);
             let potentials = &mut states.potentials[h][last * width..ran * width];
             for (n, potential) in potentials.iter_mut().enumerate() {
-                *potential = sigmoid(states.sums[base + n * LANES]);
+                *potential = sigmoid(states.sums[h][base + n * LANES]);
             }
         }
         walked
@@ -918,57 +855,53 @@ impl Cluster {
     }
 }
 
-/// The walks of one group's rows one row at a time (`forward::walk_block_frozen`), for CPUs
-/// without the lane walks; stops at the first row that lies past `cutoff` (rows after one
-/// that would grow are walked too, for [`Carry`]), and notes the rows walked. Returns the
-/// lanes that would grow.
-#[allow(clippy::too_many_arguments)]
+/// The walks of hexagon `h` (with `feeds`) for a group's rows `skip..rows` one row at a time
+/// (`forward::walk_block_frozen`), for CPUs without the lane walks, from `sources` (the
+/// earlier hexagons' rows of the group) into `part`'s sums; stops at the first row that lies
+/// past `cutoff` (rows after one that would grow are walked too, for [`Carry`]), and notes
+/// the rows walked. The group's first row is row `first` of the run. Returns the lanes that
+/// would grow.
 fn walk_group_rows(
     hexagon: &Hexagon,
     feeds: &[Feed],
-    neurons: &[usize],
-    active: &[Vec<u64>],
-    before: &[Vec<f32>],
+    sources: &[SourceRows<'_>],
     growth: bool,
-    item: &mut GroupWalk<'_>,
+    part: &mut GroupHexagon<'_>,
+    (first, skip, rows): (usize, usize, usize),
     cutoff: &AtomicUsize,
 ) -> u16 {
     let dim = hexagon.dim;
     let connection_blocks = hexagon.blocks.len().max(1);
     let mut grows = 0;
-    item.done = item.skip;
-    for (lane, live) in item
+    part.done = skip;
+    for (lane, live) in part
         .live
         .chunks_mut(connection_blocks)
-        .take(item.rows)
+        .take(rows)
         .enumerate()
-        .skip(item.skip)
+        .skip(skip)
     {
-        let row = item.first + lane;
-        if row > cutoff.load(Ordering::Relaxed) {
+        if first + lane > cutoff.load(Ordering::Relaxed) {
             break;
         }
-        item.done = lane + 1;
+        part.done = lane + 1;
         for feed in feeds {
-            let blocks = neurons[feed.source] / NEURONS_PER_BLOCK;
-            let active = &active[feed.source][row * blocks..(row + 1) * blocks];
+            let source = &sources[feed.source];
+            let blocks = source.neurons / NEURONS_PER_BLOCK;
+            let active = &source.active[lane * blocks..(lane + 1) * blocks];
             feed.for_each_section(active, |slot| {
                 live[slot / SECTIONS_PER_BLOCK] |= 1 << (slot % SECTIONS_PER_BLOCK);
             });
         }
-        let sources = RowSources {
-            potentials: before,
-            neurons,
-            row,
-        };
+        let row = RowSources { sources, lane };
         for (b, (blocks, live)) in hexagon.blocks.chunks(dim).zip(live.chunks(dim)).enumerate() {
             let mut inputs = [0.0f32; NEURONS_PER_BLOCK];
-            if !forward::walk_block_frozen(blocks, live, &sources, growth, &mut inputs) {
+            if !forward::walk_block_frozen(blocks, live, &row, growth, &mut inputs) {
                 grows |= 1 << lane;
                 break;
             }
             for (j, &input) in inputs.iter().enumerate() {
-                item.sums[(b * NEURONS_PER_BLOCK + j) * LANES + lane] = input;
+                part.sums[(b * NEURONS_PER_BLOCK + j) * LANES + lane] = input;
             }
         }
     }
@@ -995,7 +928,7 @@ impl RowStates {
         let mut sums = Vec::with_capacity((end - cut - 1) * width);
         for row in cut + 1..end {
             let base = sum_base(self.group_rows, width, row);
-            sums.extend((0..width).map(|n| self.sums[base + n * LANES]));
+            sums.extend((0..width).map(|n| self.sums[h][base + n * LANES]));
         }
         self.carry = Some(Carry {
             row: first + cut + 1,
@@ -1021,7 +954,6 @@ impl RowStates {
             let hidden = !hexagon.is_input && !hexagon.is_output;
             self.refractory[h].resize(if hidden { rows * neurons } else { 0 }, 0);
         }
-        self.fired.resize_with(count, Vec::new);
         let groups = rows
             .div_ceil(LANES)
             .max(cluster.parallel.threads())
@@ -1030,30 +962,208 @@ impl RowStates {
         self.frozen.clear();
         self.frozen.resize(rows, true);
     }
+}
 
-    /// Notes, for every neuron of hexagon `h`, the rows among the first `rows` that fired it
-    /// (for the lane walks, so only with AVX-512).
-    #[cfg(target_arch = "x86_64")]
-    fn note_fired(&mut self, h: usize, rows: usize) {
-        let fired = &mut self.fired[h];
-        fired.clear();
-        fired.resize(self.neurons[h], 0);
-        let blocks = self.neurons[h] / NEURONS_PER_BLOCK;
-        for (b, fired) in fired.chunks_mut(NEURONS_PER_BLOCK).enumerate() {
-            // Block `b`'s active bits in each row, turned into each neuron's rows.
-            let mut words = [0u64; CHUNK_ROWS];
-            for (word, row) in words
-                .iter_mut()
-                .zip(self.active[h].chunks(blocks).take(rows))
-            {
-                *word = row[b];
+/// Whether a hexagon is hidden: neither an input nor an output hexagon.
+fn is_hidden(hexagon: &Hexagon) -> bool {
+    !hexagon.is_input && !hexagon.is_output
+}
+
+/// What every group of a run reads.
+struct RunContext<'a> {
+    hexagons: &'a [Hexagon],
+    /// Per hexagon, its feeds.
+    feeds: &'a [Vec<Feed>],
+    /// Per hexagon, its neurons.
+    neurons: &'a [usize],
+    outputs: &'a [OutputInterface],
+    /// Per hexagon, the neurons whose potentials its rows keep (every neuron but in the last
+    /// hexagon, whose rows keep those that the output values read).
+    reads: Vec<Vec<usize>>,
+    /// Per hidden hexagon, per group, the state its last row leaves.
+    handoffs: Vec<Vec<Handoff>>,
+    params: NeuronParams,
+    walks: Walks,
+    growth: bool,
+    group_rows: usize,
+    carried: Option<(&'a Carry, usize)>,
+    /// The first row that would change the network, as far as known.
+    cutoff: AtomicUsize,
+}
+
+impl RunContext<'_> {
+    /// One group's walks of every hexagon in order, with the neuron updates of the hidden
+    /// ones and the output values; stops where an earlier row would change the network.
+    fn run_group(&self, run: &mut GroupRun<'_>) {
+        let g = run.first / self.group_rows;
+        // Each hidden hexagon tells the next group that no state follows, unless its updates
+        // below hand one over (also where this group stops early, or panics).
+        let mut publish: Vec<Option<Publish<'_>>> = self
+            .handoffs
+            .iter()
+            .map(|handoffs| {
+                handoffs.get(g).map(|handoff| Publish {
+                    handoff,
+                    state: None,
+                })
+            })
+            .collect();
+        // The group's rows that go on: those before the first that would change the network.
+        let mut rows = run.rows;
+        for (h, hexagon) in self.hexagons.iter().enumerate() {
+            let width = self.neurons[h];
+            let (before, rest) = run.hexagons.split_at_mut(h);
+            let part = &mut rest[0];
+            if !hexagon.is_input {
+                if run.first > self.cutoff.load(Ordering::Relaxed) {
+                    return;
+                }
+                let sources: Vec<SourceRows<'_>> = before
+                    .iter()
+                    .enumerate()
+                    .map(|(s, part)| part.source(self.neurons[s]))
+                    .collect();
+                let grows = self.walk(h, &sources, part, run.first, rows);
+                if grows != 0 {
+                    let lane = grows.trailing_zeros() as usize;
+                    self.cutoff.fetch_min(run.first + lane, Ordering::Relaxed);
+                    for (lane, frozen) in run.frozen.iter_mut().enumerate() {
+                        *frozen &= grows >> lane & 1 == 0;
+                    }
+                    rows = rows.min(lane);
+                }
+                if is_hidden(hexagon) {
+                    // The neuron updates, row after row from the state the previous group's
+                    // last row left: a neuron's update depends only on its own state and its
+                    // summed input.
+                    let start = match g.checked_sub(1) {
+                        None => None,
+                        Some(previous) => match self.handoffs[h][previous].wait() {
+                            Some(state) => Some(state),
+                            None => return,
+                        },
+                    };
+                    let state = update_group(
+                        hexagon,
+                        &self.params,
+                        self.walks,
+                        part,
+                        start.as_ref(),
+                        rows,
+                    );
+                    // Handed over (or not) at once, as the publisher is dropped.
+                    if let Some(mut publish) = publish[h].take()
+                        && rows == run.rows
+                    {
+                        publish.state = Some(state);
+                    }
+                }
+                if let (Some(values), Some(o)) = (part.values.as_deref_mut(), hexagon.output) {
+                    let size = self.outputs[o].values.len();
+                    for &n in &self.reads[h] {
+                        let sums: &[f32; LANES] = part.sums[n * LANES..][..LANES]
+                            .try_into()
+                            .expect("a neuron's lanes");
+                        let lanes = sigmoid_lanes(self.walks, sums);
+                        for (lane, &potential) in lanes.iter().enumerate().take(rows) {
+                            part.potentials[lane * width + n] = potential;
+                        }
+                    }
+                    for lane in 0..rows {
+                        output_values(
+                            &self.outputs[o].targets,
+                            &part.potentials[lane * width..(lane + 1) * width],
+                            &mut values[lane * size..(lane + 1) * size],
+                        );
+                    }
+                }
             }
-            let fired: &mut [u32; NEURONS_PER_BLOCK] =
-                fired.try_into().expect("a neuron block has 64 neurons");
-            // SAFETY: lane walks (and so this) run only where the CPU has AVX-512.
-            unsafe { super::avx512::transpose_rows(&words, fired) };
+            #[cfg(target_arch = "x86_64")]
+            if !matches!(self.walks, Walks::Portable) && !hexagon.is_output {
+                part.fired = fired_lanes(part.active, rows, width / NEURONS_PER_BLOCK);
+            }
+            if rows == 0 {
+                return;
+            }
         }
     }
+
+    /// The walks of hexagon `h` for the group's first `rows` rows (from row `first` of the
+    /// run), from `sources` (the earlier hexagons' rows of the group), into `part`'s sums;
+    /// returns the lanes whose walks would grow the network.
+    fn walk(
+        &self,
+        h: usize,
+        sources: &[SourceRows<'_>],
+        part: &mut GroupHexagon<'_>,
+        first: usize,
+        rows: usize,
+    ) -> u16 {
+        let hexagon = &self.hexagons[h];
+        let width = self.neurons[h];
+        part.sums.fill(0.0);
+        let skip = part.skip.min(rows);
+        if let Some((carry, _)) = self.carried.filter(|(carry, _)| carry.hexagon == h) {
+            let carried = carry.sums.chunks(width).skip(first).take(skip);
+            for (lane, carried) in carried.enumerate() {
+                for (n, &sum) in carried.iter().enumerate() {
+                    part.sums[n * LANES + lane] = sum;
+                }
+            }
+        }
+        if skip == rows {
+            part.done = rows;
+            return 0;
+        }
+        match self.walks {
+            Walks::Portable => walk_group_rows(
+                hexagon,
+                &self.feeds[h],
+                sources,
+                self.growth,
+                part,
+                (first, skip, rows),
+                &self.cutoff,
+            ),
+            // SAFETY: chosen only where the CPU has AVX-512 (`Walks::detect`).
+            #[cfg(target_arch = "x86_64")]
+            Walks::Avx512 => {
+                let sources = GroupSources {
+                    sources,
+                    lanes: (low_bits(rows) & !low_bits(skip)) as u16,
+                };
+                part.done = rows;
+                unsafe {
+                    super::avx512::walk_group(
+                        &hexagon.blocks,
+                        hexagon.dim,
+                        &sources,
+                        self.growth,
+                        part.sums,
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// Per neuron of a hexagon with `blocks` neuron blocks, the lanes among the first `rows` of a
+/// group whose active bits (`active`, row after row) have it fired.
+#[cfg(target_arch = "x86_64")]
+fn fired_lanes(active: &[u64], rows: usize, blocks: usize) -> Vec<u16> {
+    let mut fired = vec![0u16; blocks * NEURONS_PER_BLOCK];
+    for (b, fired) in fired.chunks_mut(NEURONS_PER_BLOCK).enumerate() {
+        // Block `b`'s active bits in each row, turned into each neuron's lanes.
+        let mut words = [0u64; LANES];
+        for (word, row) in words.iter_mut().zip(active.chunks(blocks).take(rows)) {
+            *word = row[b];
+        }
+        let fired: &mut [u16; NEURONS_PER_BLOCK] =
+            fired.try_into().expect("a neuron block has 64 neurons");
+        // SAFETY: lane walks (and so this) run only where the CPU has AVX-512.
+        unsafe { super::avx512::transpose_lanes(&words, fired) };
+    }
+    fired
 }
 
 #[cfg(test)]
@@ -1086,6 +1196,73 @@ mod tests {
         assert!(cluster.save() == twin.save());
     }
 
+    /// A request batch of `cluster` over `count` rows from sample `first` gives the outputs
+    /// and the state of one request after another, most rows running in runs.
+    fn batch_is_steps(mut cluster: Cluster, first: usize, count: usize) {
+        cluster.scratch.rows.ran_rows = 0;
+        let mut twin = Cluster::restore(&cluster.save()).unwrap();
+        let mut source = crate::RowsFn::new(
+            count,
+            |i: usize, _: &str, values: &mut [f32]| -> Result<(), crate::RowError> {
+                values.copy_from_slice(&row(first + i));
+                Ok(())
+            },
+        );
+        let mut outputs = Vec::new();
+        cluster
+            .request_batch(
+                &mut source,
+                &std::sync::atomic::AtomicBool::new(false),
+                &mut |_| {},
+                &mut |_, _, values| outputs.push(values.to_vec()),
+            )
+            .unwrap();
+        assert_eq!(outputs.len(), count);
+        for (i, output) in outputs.iter().enumerate() {
+            twin.request_step(&[("x", &row(first + i))]).unwrap();
+            assert_eq!(output, twin.output("y").unwrap(), "row {i}");
+        }
+        assert!(cluster.save() == twin.save());
+        assert!(
+            cluster.scratch.rows.ran_rows > count / 2,
+            "only {} of {count} rows ran in runs",
+            cluster.scratch.rows.ran_rows
+        );
+    }
+
+    #[test]
+    fn hexagons_after_hidden_ones_walk_each_groups_rows() {
+        // Two hidden hexagons in a row: the second one's walks read the first one's rows of
+        // the group, and each hands its neuron states from group to group.
+        let template = crate::Template::parse(
+            "version: 1\nsettings:\n    neuron_cooldown: 1.5\n    refractory_time: 2\n\
+             hexagons:\n    1,1,1\n    2,1,1\n    3,1,1\n    4,1,1\n\
+             inputs:\n    x:\n        target: 1,1,1\n        number_of_inputs: 8\n\
+             outputs:\n    y:\n        target: 4,1,1\n        number_of_outputs: 2\n",
+        )
+        .unwrap();
+        for (threads, vector) in [(1, true), (2, true), (2, false)] {
+            let options = crate::ClusterOptions {
+                seed: 9,
+                threads,
+                ..crate::ClusterOptions::default()
+            };
+            let mut cluster = Cluster::new(&template, options).unwrap();
+            cluster.set_vector_walks(vector);
+            train(&mut cluster, 0..2000);
+            let sections: Vec<usize> = cluster
+                .hexagons
+                .iter()
+                .map(|h| h.blocks.iter().map(|b| b.used.count_ones() as usize).sum())
+                .collect();
+            assert!(
+                sections[2] > 0 && sections[3] > 0,
+                "the second hidden and the output hexagon have sections: {sections:?}"
+            );
+            batch_is_steps(cluster, 3000, 300);
+        }
+    }
+
     #[test]
     fn neuron_states_go_on_from_group_to_group() {
         // A short cooldown and a long refractory time: what a hidden neuron does in a row
@@ -1095,33 +1272,7 @@ mod tests {
             let mut cluster = cluster_with(settings, 5, threads);
             cluster.set_vector_walks(vector);
             train(&mut cluster, 0..2000);
-            let mut twin = Cluster::restore(&cluster.save()).unwrap();
-            let first = 7000;
-            let mut source = crate::RowsFn::new(
-                300,
-                |i: usize, _: &str, values: &mut [f32]| -> Result<(), crate::RowError> {
-                    values.copy_from_slice(&row(first + i));
-                    Ok(())
-                },
-            );
-            let mut outputs = Vec::new();
-            cluster
-                .request_batch(
-                    &mut source,
-                    &std::sync::atomic::AtomicBool::new(false),
-                    &mut |_| {},
-                    &mut |_, _, values| outputs.push(values.to_vec()),
-                )
-                .unwrap();
-            for (i, output) in outputs.iter().enumerate() {
-                twin.request_step(&[("x", &row(first + i))]).unwrap();
-                assert_eq!(
-                    output,
-                    twin.output("y").unwrap(),
-                    "{threads} threads, row {i}"
-                );
-            }
-            assert!(cluster.save() == twin.save(), "{threads} threads");
+            batch_is_steps(cluster, 7000, 300);
         }
     }
 
