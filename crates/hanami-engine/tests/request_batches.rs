@@ -1,4 +1,4 @@
-//! Request batches run chunks of rows hexagon by hexagon, the rows in parallel; whatever the
+//! Request batches run chunks of rows in groups of rows, the groups in parallel; whatever the
 //! thread count, they must give exactly what one request cycle after another gives: the same
 //! output bits for every row and the same cluster state afterwards.
 

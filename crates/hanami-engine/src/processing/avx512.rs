@@ -20,8 +20,8 @@
 //!   hold `−0.0`, which changes no sum).
 //!
 //! - Around the walks, sixteen values at a time: the neuron updates with their `log2`
-//!   (`log2_where`, the bits of `super::log2`), the injection's firing test, and which rows
-//!   of a request chunk fired each neuron.
+//!   (`log2_where`, the bits of `super::log2`), the injection's firing test, and which lanes
+//!   of a request batch's group of rows fired each neuron.
 //!
 //! (Adding the forward weights in registers too, 64 targets at a time, was measured and was
 //! slower than the scalar adds of the ~22 synapses a walk passes; see `docs/benchmarks.md`.)

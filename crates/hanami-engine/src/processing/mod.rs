@@ -21,8 +21,6 @@ pub(crate) mod rows;
 #[cfg(test)]
 mod two_classes;
 
-use rayon::prelude::*;
-
 #[cfg(target_arch = "x86_64")]
 pub(crate) use avx512::available as avx512_available;
 
@@ -454,8 +452,24 @@ impl Parallelism {
                     }
                 });
             }
-            Parallelism::Current => items.par_iter_mut().for_each(work),
-            Parallelism::Pool(pool) => pool.install(|| items.par_iter_mut().for_each(work)),
+            // Every thread of the pool takes items in order, as the pair does: an item is taken
+            // only once all before it are (a request batch's groups wait for earlier ones).
+            Parallelism::Current => {
+                let claims = Claims::new(items);
+                rayon::broadcast(|_| {
+                    while let Some(item) = claims.claim() {
+                        work(item);
+                    }
+                });
+            }
+            Parallelism::Pool(pool) => {
+                let claims = Claims::new(items);
+                pool.broadcast(|_| {
+                    while let Some(item) = claims.claim() {
+                        work(item);
+                    }
+                });
+            }
         }
     }
 }

@@ -49,12 +49,9 @@ use crate::pace::Work;
 pub(crate) const CHUNK_ROWS: usize = 32;
 
 /// Rows walked together at most: one per lane of a 512-bit register of `f32`. The rows of a
-/// run form groups of equal size (at least one per thread), and the threads take whole
-/// groups.
+/// run form groups of nearly equal size (at least one per thread; the last may be one row
+/// shorter), and the threads take whole groups.
 pub(crate) const LANES: usize = 16;
-
-// Which rows of a chunk fired a neuron is a `u32` bit set.
-const _: () = assert!(CHUNK_ROWS <= 32);
 
 /// The rows of one chunk of a request batch.
 #[derive(Debug, Default)]
@@ -199,7 +196,7 @@ impl GroupSources<'_> {
 }
 
 /// What the rows of a chunk leave in each hexagon, row after row; kept between chunks so that
-/// runs do not allocate.
+/// runs do not allocate these (a run's groups allocate only their small bookkeeping).
 #[derive(Debug, Default)]
 pub(crate) struct RowStates {
     /// Per hexagon, its neurons.
@@ -465,11 +462,7 @@ impl Cluster {
             // those are input hexagons, known before the walks.
             let carried = carry
                 .as_ref()
-                .filter(|carry| {
-                    self.scratch.feeds[carry.hexagon]
-                        .iter()
-                        .all(|feed| self.hexagons[feed.source].is_input)
-                })
+                .filter(|carry| self.fed_by_inputs(carry.hexagon))
                 .map(|carry| {
                     let rows = self.rows_before_changes(
                         carry.hexagon,
@@ -484,7 +477,14 @@ impl Cluster {
                 });
             let walked = self.walk_run(chunk, from, &mut states, limit, carried);
             for (h, walked) in walked {
-                states.carry_walks(h, chunk.dropped + from, walked, self.scratch.forward_passes);
+                if self.fed_by_inputs(h) {
+                    states.carry_walks(
+                        h,
+                        chunk.dropped + from,
+                        walked,
+                        self.scratch.forward_passes,
+                    );
+                }
             }
             limit = states.frozen[..limit]
                 .iter()
@@ -503,10 +503,23 @@ impl Cluster {
         limit
     }
 
+    /// Whether hexagon `h` is fed by input hexagons alone, whose rows are known before any
+    /// walk of a run (so its walks may be carried over).
+    fn fed_by_inputs(&self, h: usize) -> bool {
+        self.scratch.feeds[h]
+            .iter()
+            .all(|feed| self.hexagons[feed.source].is_input)
+    }
+
     /// How many of the first `limit` rows walk none of the sections of hexagon `h` that the
     /// latest cycle changed as far as it changed them; their walks from before that cycle
-    /// still hold.
+    /// still hold. Only for a hexagon [fed by inputs](Cluster::fed_by_inputs), whose sources'
+    /// rows are injected already.
     fn rows_before_changes(&self, h: usize, states: &RowStates, limit: usize) -> usize {
+        debug_assert!(
+            self.fed_by_inputs(h),
+            "carried walks of a hexagon fed by others"
+        );
         let hexagon = &self.hexagons[h];
         let mut rows = limit;
         for (_, change) in self.scratch.changes.iter().filter(|(of, _)| *of == h) {
@@ -542,7 +555,7 @@ impl Cluster {
         rows
     }
 
-    /// Whether the rows of a chunk can run hexagon by hexagon: the cluster walks several
+    /// Whether the rows of a chunk can run in groups of rows: the cluster walks several
     /// rows per pass (AVX-512) or has threads to walk rows in parallel (one thread walking
     /// one row after another is a little slower than ordinary cycles), every
     /// hexagon has neurons and is fed only by earlier hexagons, and no cycle left anything
@@ -620,8 +633,8 @@ impl Cluster {
     /// The walks of every hexagon but the input ones for the first `limit` rows (injected), in
     /// one parallel pass over the run's groups of rows: each group walks the hexagons in
     /// order, updates the hidden ones' neurons (once the group before it hands over the state
-    /// its last row left) and computes the output values, so that no thread waits for the
-    /// other between hexagons. With `carried` walks of the first rows, those rows take their
+    /// its last row left) and computes the output values; the threads meet only at those
+    /// hand-overs and at the end of the run. With `carried` walks of the first rows, those rows take their
     /// sums from the carry instead. Returns, per hidden hexagon, how many rows from the
     /// first had their walks run (complete, or found to grow); the others were left out after
     /// a growing row.
@@ -1024,6 +1037,9 @@ impl RunContext<'_> {
                     .map(|(s, part)| part.source(self.neurons[s]))
                     .collect();
                 let grows = self.walk(h, &sources, part, run.first, rows);
+                // The one-row walks stop at a row past the cutoff: the rows after it do not
+                // run.
+                rows = rows.min(part.done);
                 if grows != 0 {
                     let lane = grows.trailing_zeros() as usize;
                     self.cutoff.fetch_min(run.first + lane, Ordering::Relaxed);
@@ -1241,7 +1257,8 @@ mod tests {
              outputs:\n    y:\n        target: 4,1,1\n        number_of_outputs: 2\n",
         )
         .unwrap();
-        for (threads, vector) in [(1, true), (2, true), (2, false)] {
+        // Pools of three threads and the caller's pool (0) take the groups in order too.
+        for (threads, vector) in [(1, true), (2, true), (2, false), (3, true), (0, true)] {
             let options = crate::ClusterOptions {
                 seed: 9,
                 threads,
@@ -1264,11 +1281,44 @@ mod tests {
     }
 
     #[test]
+    fn walks_fed_by_a_hidden_hexagon_are_not_carried() {
+        // Sections reach two hexagons far: hexagon 3,1,1 is fed by the input hexagon and by
+        // the hidden hexagon 2,1,1. Its input-fed sections grow and cut runs short, but its
+        // walks also read the other hidden hexagon's rows, which a run knows only after
+        // walking them.
+        let template = crate::Template::parse(
+            "version: 1\nsettings:\n    neuron_cooldown: 1.5\n    max_connection_distance: 2\n\
+             hexagons:\n    1,1,1\n    2,1,1\n    3,1,1\n    4,1,1\n\
+             inputs:\n    x:\n        target: 1,1,1\n        number_of_inputs: 8\n\
+             outputs:\n    y:\n        target: 4,1,1\n        number_of_outputs: 2\n",
+        )
+        .unwrap();
+        for (threads, vector) in [(1, true), (2, true), (2, false)] {
+            let options = crate::ClusterOptions {
+                seed: 4,
+                threads,
+                ..crate::ClusterOptions::default()
+            };
+            let mut cluster = Cluster::new(&template, options).unwrap();
+            cluster.set_vector_walks(vector);
+            train(&mut cluster, 0..60);
+            cluster.ensure_feeds();
+            let sources: Vec<usize> = cluster.scratch.feeds[2].iter().map(|f| f.source).collect();
+            assert!(
+                sources.contains(&0) && sources.contains(&1),
+                "hexagon 2 is fed by the input and the hidden hexagon: {sources:?}"
+            );
+            batch_is_steps(cluster, 5000, 400);
+        }
+    }
+
+    #[test]
     fn neuron_states_go_on_from_group_to_group() {
         // A short cooldown and a long refractory time: what a hidden neuron does in a row
         // depends on the rows before it, also across the groups of a run.
         let settings = "    neuron_cooldown: 1.5\n    refractory_time: 3\n";
-        for (threads, vector) in [(1, true), (2, true), (2, false)] {
+        // Pools of three threads and the caller's pool (0) take the groups in order too.
+        for (threads, vector) in [(1, true), (2, true), (2, false), (3, true), (0, true)] {
             let mut cluster = cluster_with(settings, 5, threads);
             cluster.set_vector_walks(vector);
             train(&mut cluster, 0..2000);
