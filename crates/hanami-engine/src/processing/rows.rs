@@ -5,11 +5,11 @@
 //! cooldown and their refractory countdown. A hexagon's section walks for one row therefore do
 //! not depend on any other row, only on the row's source potentials, and the neuron update
 //! that carries the state from row to row is cheap and separate per neuron. So a chunk's
-//! input rows are injected first, and then its rows run in groups of up to 16, one group per
-//! thread at a time: a group walks the hexagons in order for its rows, updates a hidden
-//! hexagon's neurons row after row as soon as the group before it hands over the state its
-//! last row left, and computes the output values. The threads meet only once per run, and
-//! the updates fill the time one thread would otherwise wait for the other's walks.
+//! rows run in groups of up to 16, one group per thread at a time: a group injects its rows'
+//! inputs, walks the hexagons in order for its rows, updates a hidden hexagon's neurons row
+//! after row as soon as the group before it hands over the state its last row left, and
+//! computes the output values. The threads meet only there and once per run, and the updates
+//! fill the time one thread would otherwise wait for the other's walks.
 //!
 //! With AVX-512 one pass over a section walks it for every row of the group, one row per
 //! vector lane (`avx512::walk_group`): the summed inputs are laid out target by target with a
@@ -449,48 +449,37 @@ impl Cluster {
         let timing = self.parallel.start(Work::Rows);
         let rows = chunk.rows - from;
         states.prepare(self, rows);
-        // An injection depends only on the row's values and the hexagon's state, so every
-        // input hexagon goes first.
+        // Carried walks are checked against the rows' sources, so they are taken where those
+        // are input hexagons alone, and those rows are injected here, before the walks; the
+        // groups inject the others.
+        let carry = carry.filter(|carry| self.fed_by_inputs(carry.hexagon));
+        let injected = carry.as_ref().map_or(0, |carry| {
+            (carry.sums.len() / states.neurons[carry.hexagon]).min(rows)
+        });
         for h in 0..self.hexagons.len() {
             if self.hexagons[h].is_input {
-                self.inject_rows(h, chunk, from, &mut states, rows);
+                self.inject_rows(h, chunk, from, &mut states, injected);
             }
         }
-        let mut limit = states.frozen.iter().position(|&f| !f).unwrap_or(rows);
-        if limit > 0 {
-            // Carried walks are checked against the rows' sources, so they are taken where
-            // those are input hexagons, known before the walks.
-            let carried = carry
-                .as_ref()
-                .filter(|carry| self.fed_by_inputs(carry.hexagon))
-                .map(|carry| {
-                    let rows = self.rows_before_changes(
-                        carry.hexagon,
-                        &states,
-                        limit.min(carry.sums.len() / states.neurons[carry.hexagon]),
-                    );
-                    #[cfg(test)]
-                    {
-                        states.carried_rows += rows;
-                    }
-                    (carry, rows)
-                });
-            let walked = self.walk_run(chunk, from, &mut states, limit, carried);
-            for (h, walked) in walked {
-                if self.fed_by_inputs(h) {
-                    states.carry_walks(
-                        h,
-                        chunk.dropped + from,
-                        walked,
-                        self.scratch.forward_passes,
-                    );
-                }
+        let checked = states.frozen[..injected]
+            .iter()
+            .position(|&f| !f)
+            .unwrap_or(injected);
+        let carried = carry.as_ref().map(|carry| {
+            let rows = self.rows_before_changes(carry.hexagon, &states, checked);
+            #[cfg(test)]
+            {
+                states.carried_rows += rows;
             }
-            limit = states.frozen[..limit]
-                .iter()
-                .position(|&frozen| !frozen)
-                .unwrap_or(limit);
+            (carry, rows)
+        });
+        let walked = self.walk_run(chunk, from, &mut states, injected, carried);
+        for (h, walked) in walked {
+            if self.fed_by_inputs(h) {
+                states.carry_walks(h, chunk.dropped + from, walked, self.scratch.forward_passes);
+            }
         }
+        let limit = states.frozen.iter().position(|&f| !f).unwrap_or(rows);
         #[cfg(test)]
         {
             states.ran_rows += limit;
@@ -584,72 +573,62 @@ impl Cluster {
         })
     }
 
-    /// Input injection (`forward::inject`) for every row of input hexagon `h`. A row whose
-    /// input fires a neuron for the first time, or fires one with a pending section request,
-    /// would change the network.
+    /// Input injection (`forward::inject`) of input hexagon `h` for the first `rows` rows
+    /// (see [`inject_row`]).
     fn inject_rows(
         &self,
         h: usize,
         chunk: &Chunk,
         from: usize,
         states: &mut RowStates,
-        limit: usize,
+        rows: usize,
     ) {
         let hexagon = &self.hexagons[h];
         let input = hexagon.input.expect("an input hexagon has an input");
         let size = self.inputs[input].values.len();
-        let values = &chunk.inputs[input];
-        let growth = self.settings.request_growth;
-        let walks = self.walks;
         let neurons = states.neurons[h];
         let blocks = neurons / NEURONS_PER_BLOCK;
-        // One row after another: a row's injection takes less than handing it to another
-        // thread.
         let rows = states.potentials[h]
             .chunks_mut(neurons)
             .zip(states.active[h].chunks_mut(blocks))
             .zip(&mut states.frozen)
-            .zip(values.chunks(size).skip(from))
-            .take(limit);
-        for (((potentials, active), frozen), row_values) in rows {
-            // The row's values fill the first `size` neurons; the rest keep their state.
-            potentials[size..].copy_from_slice(&hexagon.potentials[size..]);
-            active.copy_from_slice(&hexagon.active);
-            for (b, (potentials, values)) in potentials
-                .chunks_mut(NEURONS_PER_BLOCK)
-                .zip(row_values.chunks(NEURONS_PER_BLOCK))
-                .enumerate()
-            {
-                let fired = forward::inject_block(walks, potentials, &mut active[b], values);
-                let in_use = hexagon.in_use[b];
-                if growth && (fired & !in_use != 0 || hexagon.new_mask[b] & in_use & active[b] != 0)
-                {
-                    *frozen = false;
-                }
-            }
+            .zip(chunk.inputs[input].chunks(size).skip(from))
+            .take(rows);
+        for (((potentials, active), frozen), values) in rows {
+            let walks = self.walks;
+            *frozen &= inject_row(
+                hexagon,
+                walks,
+                self.settings.request_growth,
+                values,
+                potentials,
+                active,
+            );
         }
     }
 
-    /// The walks of every hexagon but the input ones for the first `limit` rows (injected), in
-    /// one parallel pass over the run's groups of rows: each group walks the hexagons in
-    /// order, updates the hidden ones' neurons (once the group before it hands over the state
-    /// its last row left) and computes the output values; the threads meet only at those
-    /// hand-overs and at the end of the run. With `carried` walks of the first rows, those rows take their
-    /// sums from the carry instead. Returns, per hidden hexagon, how many rows from the
-    /// first had their walks run (complete, or found to grow); the others were left out after
-    /// a growing row.
+    /// Every row of the run (`states.frozen` has one flag per row, the first `injected` rows
+    /// injected already), in one parallel pass over its groups of rows: each group injects
+    /// its other rows, walks the hexagons in order, updates the hidden ones' neurons (once the
+    /// group before it hands over the state its last row left) and computes the output
+    /// values; the threads meet only at those hand-overs and at the end of the run. With
+    /// `carried` walks of the first rows, those rows take their sums from the carry instead.
+    /// Returns, per hidden hexagon, how many rows from the first had their walks run
+    /// (complete, or found to grow); the others were left out after a growing row.
     fn walk_run(
         &mut self,
         chunk: &mut Chunk,
         from: usize,
         states: &mut RowStates,
-        limit: usize,
+        injected: usize,
         carried: Option<(&Carry, usize)>,
     ) -> Vec<(usize, usize)> {
         self.ensure_feeds();
         let params = NeuronParams::of(self);
+        let limit = states.frozen.len();
         let Cluster {
             hexagons,
+            inputs,
             outputs,
             parallel,
             walks,
@@ -673,6 +652,8 @@ impl Cluster {
         } = states;
         sums.resize_with(hexagons.len(), Vec::new);
         live.resize_with(hexagons.len(), Vec::new);
+        // Rows after one that would change the network are not run now.
+        let cutoff = AtomicUsize::new(frozen.iter().position(|&f| !f).unwrap_or(limit));
         let mut runs: Vec<GroupRun<'_>> = frozen[..limit]
             .chunks_mut(group_rows)
             .enumerate()
@@ -742,6 +723,10 @@ impl Cluster {
         }
         let context = RunContext {
             hexagons,
+            inputs,
+            values: &chunk.inputs,
+            from,
+            injected,
             feeds: &scratch.feeds,
             neurons,
             outputs,
@@ -778,8 +763,7 @@ impl Cluster {
             growth: settings.request_growth,
             group_rows,
             carried,
-            // Rows after one that would change the network are not run now.
-            cutoff: AtomicUsize::new(limit),
+            cutoff,
         };
         parallel.for_each(&mut runs, &|run| context.run_group(run));
         let walked = hexagons
@@ -977,6 +961,37 @@ impl RowStates {
     }
 }
 
+/// Input injection (`forward::inject`) of one row of input hexagon `hexagon` with the
+/// interface's `values` into the row's `potentials` and `active` bits; whether the row leaves
+/// the network as it is (not where it fires a neuron for the first time, or one with a
+/// pending section request, while requests may grow the network).
+fn inject_row(
+    hexagon: &Hexagon,
+    walks: Walks,
+    growth: bool,
+    values: &[f32],
+    potentials: &mut [f32],
+    active: &mut [u64],
+) -> bool {
+    let size = values.len();
+    // The row's values fill the first `size` neurons; the rest keep their state.
+    potentials[size..].copy_from_slice(&hexagon.potentials[size..]);
+    active.copy_from_slice(&hexagon.active);
+    let mut frozen = true;
+    for (b, (potentials, values)) in potentials
+        .chunks_mut(NEURONS_PER_BLOCK)
+        .zip(values.chunks(NEURONS_PER_BLOCK))
+        .enumerate()
+    {
+        let fired = forward::inject_block(walks, potentials, &mut active[b], values);
+        let in_use = hexagon.in_use[b];
+        if growth && (fired & !in_use != 0 || hexagon.new_mask[b] & in_use & active[b] != 0) {
+            frozen = false;
+        }
+    }
+    frozen
+}
+
 /// Whether a hexagon is hidden: neither an input nor an output hexagon.
 fn is_hidden(hexagon: &Hexagon) -> bool {
     !hexagon.is_input && !hexagon.is_output
@@ -985,6 +1000,13 @@ fn is_hidden(hexagon: &Hexagon) -> bool {
 /// What every group of a run reads.
 struct RunContext<'a> {
     hexagons: &'a [Hexagon],
+    inputs: &'a [InputInterface],
+    /// Per input interface, the chunk's values of every row.
+    values: &'a [Vec<f32>],
+    /// The chunk's row of the run's first row.
+    from: usize,
+    /// The run's first rows that are injected already.
+    injected: usize,
     /// Per hexagon, its feeds.
     feeds: &'a [Vec<Feed>],
     /// Per hexagon, its neurons.
@@ -1005,8 +1027,9 @@ struct RunContext<'a> {
 }
 
 impl RunContext<'_> {
-    /// One group's walks of every hexagon in order, with the neuron updates of the hidden
-    /// ones and the output values; stops where an earlier row would change the network.
+    /// One group's injections (of the rows not injected yet) and walks of every hexagon in
+    /// order, with the neuron updates of the hidden ones and the output values; stops where
+    /// an earlier row would change the network.
     fn run_group(&self, run: &mut GroupRun<'_>) {
         let g = run.first / self.group_rows;
         // Each hidden hexagon tells the next group that no state follows, unless its updates
@@ -1022,12 +1045,32 @@ impl RunContext<'_> {
             })
             .collect();
         // The group's rows that go on: those before the first that would change the network.
-        let mut rows = run.rows;
+        let mut rows = run.frozen.iter().position(|&f| !f).unwrap_or(run.rows);
         for (h, hexagon) in self.hexagons.iter().enumerate() {
             let width = self.neurons[h];
             let (before, rest) = run.hexagons.split_at_mut(h);
             let part = &mut rest[0];
-            if !hexagon.is_input {
+            if let Some(input) = hexagon.input {
+                let size = self.inputs[input].values.len();
+                let blocks = width / NEURONS_PER_BLOCK;
+                for lane in self.injected.saturating_sub(run.first).min(rows)..rows {
+                    let row = self.from + run.first + lane;
+                    let frozen = inject_row(
+                        hexagon,
+                        self.walks,
+                        self.growth,
+                        &self.values[input][row * size..(row + 1) * size],
+                        &mut part.potentials[lane * width..(lane + 1) * width],
+                        &mut part.active[lane * blocks..(lane + 1) * blocks],
+                    );
+                    if !frozen {
+                        run.frozen[lane] = false;
+                        self.cutoff.fetch_min(run.first + lane, Ordering::Relaxed);
+                        rows = lane;
+                        break;
+                    }
+                }
+            } else {
                 if run.first > self.cutoff.load(Ordering::Relaxed) {
                     return;
                 }
@@ -1277,6 +1320,53 @@ mod tests {
                 "the second hidden and the output hexagon have sections: {sections:?}"
             );
             batch_is_steps(cluster, 3000, 300);
+        }
+    }
+
+    #[test]
+    fn rows_that_fire_an_input_for_the_first_time_end_runs() {
+        // Trained on class 0 alone, whose rows light inputs 0-3: the first row of class 1
+        // fires inputs 4-7 for the first time, which its injection finds, in whichever group.
+        for (threads, vector) in [(1, true), (2, true), (2, false)] {
+            let mut cluster = cluster(6, threads);
+            cluster.set_vector_walks(vector);
+            for i in (0..400).step_by(2) {
+                cluster
+                    .train_step(&[("x", &row(i))], &[("y", &[1.0, 0.0])])
+                    .unwrap();
+            }
+            // Rows 0-20 of class 0, then both classes.
+            let first = 6000;
+            let mut twin = Cluster::restore(&cluster.save()).unwrap();
+            let rows: Vec<Vec<f32>> = (0..21)
+                .map(|i| row(first + 2 * i))
+                .chain((0..60).map(|i| row(first + i)))
+                .collect();
+            let mut source = crate::RowsFn::new(
+                rows.len(),
+                |i: usize, _: &str, values: &mut [f32]| -> Result<(), crate::RowError> {
+                    values.copy_from_slice(&rows[i]);
+                    Ok(())
+                },
+            );
+            let mut outputs = Vec::new();
+            cluster
+                .request_batch(
+                    &mut source,
+                    &std::sync::atomic::AtomicBool::new(false),
+                    &mut |_| {},
+                    &mut |_, _, values| outputs.push(values.to_vec()),
+                )
+                .unwrap();
+            for (i, output) in outputs.iter().enumerate() {
+                twin.request_step(&[("x", &rows[i])]).unwrap();
+                assert_eq!(
+                    output,
+                    twin.output("y").unwrap(),
+                    "{threads} threads, row {i}"
+                );
+            }
+            assert!(cluster.save() == twin.save(), "{threads} threads");
         }
     }
 
