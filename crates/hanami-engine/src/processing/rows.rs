@@ -1255,15 +1255,20 @@ mod tests {
         assert!(cluster.save() == twin.save());
     }
 
-    /// A request batch of `cluster` over `count` rows from sample `first` gives the outputs
-    /// and the state of one request after another, most rows running in runs.
-    fn batch_is_steps(mut cluster: Cluster, first: usize, count: usize) {
-        cluster.scratch.rows.ran_rows = 0;
+    /// The inputs of samples `samples`, one row each.
+    fn rows_of(samples: std::ops::Range<usize>) -> Vec<Vec<f32>> {
+        samples.map(row).collect()
+    }
+
+    /// Runs `rows` through a request batch of `cluster` and one request after another on a
+    /// copy of it made before; asserts that both give the same outputs and leave the same
+    /// state, and returns the copy.
+    fn batch_is_steps(cluster: &mut Cluster, rows: &[Vec<f32>]) -> Cluster {
         let mut twin = Cluster::restore(&cluster.save()).unwrap();
         let mut source = crate::RowsFn::new(
-            count,
+            rows.len(),
             |i: usize, _: &str, values: &mut [f32]| -> Result<(), crate::RowError> {
-                values.copy_from_slice(&row(first + i));
+                values.copy_from_slice(&rows[i]);
                 Ok(())
             },
         );
@@ -1276,38 +1281,52 @@ mod tests {
                 &mut |_, _, values| outputs.push(values.to_vec()),
             )
             .unwrap();
-        assert_eq!(outputs.len(), count);
-        for (i, output) in outputs.iter().enumerate() {
-            twin.request_step(&[("x", &row(first + i))]).unwrap();
+        assert_eq!(outputs.len(), rows.len());
+        for (i, (output, values)) in outputs.iter().zip(rows).enumerate() {
+            twin.request_step(&[("x", values)]).unwrap();
             assert_eq!(output, twin.output("y").unwrap(), "row {i}");
         }
         assert!(cluster.save() == twin.save());
+        twin
+    }
+
+    /// [`batch_is_steps`], where most rows run in runs.
+    fn batch_runs_rows(cluster: &mut Cluster, rows: &[Vec<f32>]) {
+        cluster.scratch.rows.ran_rows = 0;
+        batch_is_steps(cluster, rows);
+        let ran = cluster.scratch.rows.ran_rows;
         assert!(
-            cluster.scratch.rows.ran_rows > count / 2,
-            "only {} of {count} rows ran in runs",
-            cluster.scratch.rows.ran_rows
+            ran > rows.len() / 2,
+            "only {ran} of {} rows ran in runs",
+            rows.len()
         );
+    }
+
+    /// A cluster of four hexagons in a line along x (input, two hidden, output) for the
+    /// two-class task, with a short cooldown and `settings` (template lines).
+    fn line_cluster(settings: &str, seed: u64, threads: usize) -> Cluster {
+        let template = crate::Template::parse(&format!(
+            "version: 1\nsettings:\n    neuron_cooldown: 1.5\n{settings}\
+             hexagons:\n    1,1,1\n    2,1,1\n    3,1,1\n    4,1,1\n\
+             inputs:\n    x:\n        target: 1,1,1\n        number_of_inputs: 8\n\
+             outputs:\n    y:\n        target: 4,1,1\n        number_of_outputs: 2\n",
+        ))
+        .unwrap();
+        let options = crate::ClusterOptions {
+            seed,
+            threads,
+            ..crate::ClusterOptions::default()
+        };
+        Cluster::new(&template, options).unwrap()
     }
 
     #[test]
     fn hexagons_after_hidden_ones_walk_each_groups_rows() {
         // Two hidden hexagons in a row: the second one's walks read the first one's rows of
         // the group, and each hands its neuron states from group to group.
-        let template = crate::Template::parse(
-            "version: 1\nsettings:\n    neuron_cooldown: 1.5\n    refractory_time: 2\n\
-             hexagons:\n    1,1,1\n    2,1,1\n    3,1,1\n    4,1,1\n\
-             inputs:\n    x:\n        target: 1,1,1\n        number_of_inputs: 8\n\
-             outputs:\n    y:\n        target: 4,1,1\n        number_of_outputs: 2\n",
-        )
-        .unwrap();
         // Pools of three threads and the caller's pool (0) take the groups in order too.
         for (threads, vector) in [(1, true), (2, true), (2, false), (3, true), (0, true)] {
-            let options = crate::ClusterOptions {
-                seed: 9,
-                threads,
-                ..crate::ClusterOptions::default()
-            };
-            let mut cluster = Cluster::new(&template, options).unwrap();
+            let mut cluster = line_cluster("    refractory_time: 2\n", 9, threads);
             cluster.set_vector_walks(vector);
             train(&mut cluster, 0..2000);
             let sections: Vec<usize> = cluster
@@ -1319,7 +1338,7 @@ mod tests {
                 sections[2] > 0 && sections[3] > 0,
                 "the second hidden and the output hexagon have sections: {sections:?}"
             );
-            batch_is_steps(cluster, 3000, 300);
+            batch_runs_rows(&mut cluster, &rows_of(3000..3300));
         }
     }
 
@@ -1337,36 +1356,11 @@ mod tests {
             }
             // Rows 0-20 of class 0, then both classes.
             let first = 6000;
-            let mut twin = Cluster::restore(&cluster.save()).unwrap();
             let rows: Vec<Vec<f32>> = (0..21)
                 .map(|i| row(first + 2 * i))
-                .chain((0..60).map(|i| row(first + i)))
+                .chain(rows_of(first..first + 60))
                 .collect();
-            let mut source = crate::RowsFn::new(
-                rows.len(),
-                |i: usize, _: &str, values: &mut [f32]| -> Result<(), crate::RowError> {
-                    values.copy_from_slice(&rows[i]);
-                    Ok(())
-                },
-            );
-            let mut outputs = Vec::new();
-            cluster
-                .request_batch(
-                    &mut source,
-                    &std::sync::atomic::AtomicBool::new(false),
-                    &mut |_| {},
-                    &mut |_, _, values| outputs.push(values.to_vec()),
-                )
-                .unwrap();
-            for (i, output) in outputs.iter().enumerate() {
-                twin.request_step(&[("x", &rows[i])]).unwrap();
-                assert_eq!(
-                    output,
-                    twin.output("y").unwrap(),
-                    "{threads} threads, row {i}"
-                );
-            }
-            assert!(cluster.save() == twin.save(), "{threads} threads");
+            batch_is_steps(&mut cluster, &rows);
         }
     }
 
@@ -1376,20 +1370,8 @@ mod tests {
         // the hidden hexagon 2,1,1. Its input-fed sections grow and cut runs short, but its
         // walks also read the other hidden hexagon's rows, which a run knows only after
         // walking them.
-        let template = crate::Template::parse(
-            "version: 1\nsettings:\n    neuron_cooldown: 1.5\n    max_connection_distance: 2\n\
-             hexagons:\n    1,1,1\n    2,1,1\n    3,1,1\n    4,1,1\n\
-             inputs:\n    x:\n        target: 1,1,1\n        number_of_inputs: 8\n\
-             outputs:\n    y:\n        target: 4,1,1\n        number_of_outputs: 2\n",
-        )
-        .unwrap();
         for (threads, vector) in [(1, true), (2, true), (2, false)] {
-            let options = crate::ClusterOptions {
-                seed: 4,
-                threads,
-                ..crate::ClusterOptions::default()
-            };
-            let mut cluster = Cluster::new(&template, options).unwrap();
+            let mut cluster = line_cluster("    max_connection_distance: 2\n", 4, threads);
             cluster.set_vector_walks(vector);
             train(&mut cluster, 0..60);
             cluster.ensure_feeds();
@@ -1398,7 +1380,7 @@ mod tests {
                 sources.contains(&0) && sources.contains(&1),
                 "hexagon 2 is fed by the input and the hidden hexagon: {sources:?}"
             );
-            batch_is_steps(cluster, 5000, 400);
+            batch_runs_rows(&mut cluster, &rows_of(5000..5400));
         }
     }
 
@@ -1412,7 +1394,7 @@ mod tests {
             let mut cluster = cluster_with(settings, 5, threads);
             cluster.set_vector_walks(vector);
             train(&mut cluster, 0..2000);
-            batch_is_steps(cluster, 7000, 300);
+            batch_runs_rows(&mut cluster, &rows_of(7000..7300));
         }
     }
 
@@ -1423,29 +1405,8 @@ mod tests {
             let mut cluster = cluster(3, threads);
             cluster.set_vector_walks(vector);
             train(&mut cluster, 0..40);
-            let mut twin = Cluster::restore(&cluster.save()).unwrap();
-            let first = 5000;
-            let mut source = crate::RowsFn::new(
-                400,
-                |i: usize, _: &str, values: &mut [f32]| -> Result<(), crate::RowError> {
-                    values.copy_from_slice(&row(first + i));
-                    Ok(())
-                },
-            );
-            let mut outputs = Vec::new();
-            cluster
-                .request_batch(
-                    &mut source,
-                    &std::sync::atomic::AtomicBool::new(false),
-                    &mut |_| {},
-                    &mut |_, _, values| outputs.push(values.to_vec()),
-                )
-                .unwrap();
-            let before = twin.size().synapses;
-            for (i, output) in outputs.iter().enumerate() {
-                twin.request_step(&[("x", &row(first + i))]).unwrap();
-                assert_eq!(output, twin.output("y").unwrap(), "row {i}");
-            }
+            let before = cluster.size().synapses;
+            let twin = batch_is_steps(&mut cluster, &rows_of(5000..5400));
             assert!(
                 twin.size().synapses > before,
                 "the requests grew the network"
@@ -1454,8 +1415,6 @@ mod tests {
                 cluster.scratch.rows.carried_rows > 0,
                 "{threads} threads, vector walks {vector}: no row took carried walks"
             );
-            cluster.inputs[0].values.copy_from_slice(&row(first + 399));
-            assert!(cluster.save() == twin.save());
         }
     }
 }
