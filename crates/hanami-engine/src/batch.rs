@@ -151,7 +151,8 @@ impl Cluster {
     ///
     /// Rows are read ahead in chunks of up to 32 and, where the cluster has threads or
     /// AVX-512 walks, run together (rows in parallel, or several rows per vector pass) with
-    /// results identical to one request after another. `cancel` is checked
+    /// results identical to one request after another; with two threads the next chunk's
+    /// rows are read while the other thread starts on the current one. `cancel` is checked
     /// before each row is read; rows already read are finished. `progress` and `on_output`
     /// are called for every row, in row order. A row that cannot be read, or holds a
     /// non-finite value, stops the batch with an error after the rows before it.
@@ -162,47 +163,58 @@ impl Cluster {
         progress: &mut dyn FnMut(usize),
         on_output: &mut dyn FnMut(usize, &str, &[f32]),
     ) -> Result<BatchOutcome, EngineError> {
-        let total = rows.row_count();
+        let mut reader = Reader {
+            names: self.inputs.iter().map(|i| i.name.clone()).collect(),
+            values: self.inputs.iter().map(|i| i.values.clone()).collect(),
+            next: 0,
+            total: rows.row_count(),
+            stop: None,
+        };
         let mut chunk = std::mem::take(&mut self.scratch.chunk);
+        let mut ahead = std::mem::take(&mut self.scratch.ahead);
         chunk.clear(&self.inputs, &self.outputs);
-        // Rows `done..` of the batch are rows `from..chunk.rows` of the chunk, read and not
-        // yet run.
+        ahead.clear(&self.inputs, &self.outputs);
+        // Rows `done..` of the batch are rows `from..chunk.rows` of the chunk, then the rows
+        // of `ahead`, read and not yet run.
         let mut done = 0;
         let mut from = 0;
-        let mut stop = None;
         let outcome = loop {
             // A row that changes the network cuts a row-parallel run short; the rows after it
-            // go on with more rows read behind them, so that the next runs are long ones
-            // (moving the rest to the front only once less than half a chunk is left).
+            // go on with more rows behind them, so that the next runs are long ones (moving
+            // the rest to the front only once less than half a chunk is left).
             if chunk.rows - from < CHUNK_ROWS / 2 {
                 chunk.drop_front(from);
                 from = 0;
             }
-            while stop.is_none() && chunk.rows < CHUNK_ROWS && done + chunk.rows - from < total {
-                if cancel.load(Ordering::Relaxed) {
-                    stop = Some(Ok(true));
-                } else if let Err(error) = self.read_inputs(rows, done + chunk.rows - from) {
-                    chunk.keep_failed_read(&self.inputs);
-                    stop = Some(Err(error));
-                } else {
-                    chunk.push(&self.inputs);
-                }
+            chunk.take_front(&mut ahead);
+            while chunk.rows < CHUNK_ROWS && reader.read(rows, cancel) {
+                chunk.push(&reader.values);
             }
-            let ran = self.request_chunk(&mut chunk, from, done, progress, on_output);
+            // Where another thread shares the run, the calling thread reads the next rows
+            // while that one starts on the run's first group (on one thread reading ahead
+            // would only copy the rows once more).
+            let shared = self.parallel.threads() > 1;
+            let mut read_ahead = || {
+                while shared && ahead.rows < CHUNK_ROWS && reader.read(rows, cancel) {
+                    ahead.push(&reader.values);
+                }
+            };
+            let ran =
+                self.request_chunk(&mut chunk, from, done, &mut read_ahead, progress, on_output);
             from += ran;
             done += ran;
-            if from < chunk.rows {
+            if from < chunk.rows || ahead.rows > 0 {
                 continue;
             }
-            match stop.take() {
+            match reader.stop.take() {
                 Some(Err(error)) => break Err(error),
-                Some(Ok(cancelled)) => {
+                Some(Ok(())) => {
                     break Ok(BatchOutcome {
                         rows_done: done,
-                        cancelled,
+                        cancelled: true,
                     });
                 }
-                None if done == total => {
+                None if done == reader.total => {
                     break Ok(BatchOutcome {
                         rows_done: done,
                         cancelled: false,
@@ -211,25 +223,32 @@ impl Cluster {
                 None => {}
             }
         };
+        // The interfaces hold what the last read left in them.
+        for (input, values) in self.inputs.iter_mut().zip(&reader.values) {
+            input.values.copy_from_slice(values);
+        }
         self.scratch.chunk = chunk;
+        self.scratch.ahead = ahead;
         outcome
     }
 
     /// Runs the request cycles of rows `from..` of `chunk`, the first of which is row `first`
     /// of the batch, and returns how many ran: row-parallel as long as the rows leave the
     /// network as it is, then the first row that changes it as an ordinary cycle.
+    /// `beside` is work for the calling thread while another thread starts on the rows.
     fn request_chunk(
         &mut self,
         chunk: &mut Chunk,
         from: usize,
         first: usize,
+        beside: &mut dyn FnMut(),
         progress: &mut dyn FnMut(usize),
         on_output: &mut dyn FnMut(usize, &str, &[f32]),
     ) -> usize {
         if from == chunk.rows {
             return 0;
         }
-        let ran = self.request_rows(chunk, from);
+        let ran = self.request_rows(chunk, from, beside);
         for row in 0..ran {
             for (o, output) in self.outputs.iter().enumerate() {
                 on_output(
@@ -243,15 +262,14 @@ impl Cluster {
         if from + ran == chunk.rows {
             return ran;
         }
-        // The interfaces hold the last row read; the ordinary cycle needs its own row there,
-        // and they get the last row read back after it.
+        // The ordinary cycle takes its row from the interfaces (which get what the last read
+        // left in them at the end of the batch).
         chunk.load(from + ran, &mut self.inputs);
         self.request_cycle();
         for output in &self.outputs {
             on_output(first + ran, &output.name, &output.values);
         }
         progress(first + ran + 1);
-        chunk.load_last(&mut self.inputs);
         ran + 1
     }
 
@@ -261,6 +279,43 @@ impl Cluster {
             read_row(rows, row, &input.name, &mut input.values)?;
         }
         Ok(())
+    }
+}
+
+/// The reads of a request batch's rows, in row order, into values of their own (the
+/// interfaces are in use by the cycles meanwhile).
+struct Reader {
+    /// The input interfaces' names.
+    names: Vec<String>,
+    /// Per input interface, its values as the last read left them.
+    values: Vec<Vec<f32>>,
+    /// The next row to read.
+    next: usize,
+    /// Rows of the source.
+    total: usize,
+    /// Why no more rows are read, once so: the cancel flag (`Ok`) or a failed read.
+    stop: Option<Result<(), EngineError>>,
+}
+
+impl Reader {
+    /// Reads the next row into `values` and says whether it did: not after the last row,
+    /// nor once the cancel flag is set (checked before each row) or a read failed.
+    fn read(&mut self, rows: &mut dyn Rows, cancel: &AtomicBool) -> bool {
+        if self.stop.is_some() || self.next == self.total {
+            return false;
+        }
+        if cancel.load(Ordering::Relaxed) {
+            self.stop = Some(Ok(()));
+            return false;
+        }
+        for (name, values) in self.names.iter().zip(&mut self.values) {
+            if let Err(error) = read_row(rows, self.next, name, values) {
+                self.stop = Some(Err(error));
+                return false;
+            }
+        }
+        self.next += 1;
+        true
     }
 }
 

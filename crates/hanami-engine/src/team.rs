@@ -128,7 +128,10 @@ impl Pair {
     /// all, so a job must not leave work to it alone: both parts take work from a shared
     /// queue until it is empty. A panic in either is propagated. (`&mut self`: one job at a
     /// time.)
-    pub(crate) fn run(&mut self, job: &(dyn Fn(usize) + Sync)) {
+    ///
+    /// `beside` runs on the calling thread before `job(0)`, while the worker may already run
+    /// `job(1)`.
+    pub(crate) fn run(&mut self, beside: &mut dyn FnMut(), job: &(dyn Fn(usize) + Sync)) {
         let shared = &*self.shared;
         // SAFETY: only the lifetime is erased. The worker calls the job only after claiming
         // it, and before it publishes `finished`; this function does not return (nor unwind)
@@ -149,6 +152,7 @@ impl Pair {
             handle.thread().unpark();
         }
         let wait = Wait { shared, number };
+        beside();
         job(0);
         drop(wait);
         if shared.panicked.swap(false, Ordering::Relaxed) {
@@ -268,7 +272,7 @@ mod tests {
         for round in 0..1000u64 {
             let mut items = vec![0u64; 1 + (round % 40) as usize];
             let claims = Claims::new(&mut items);
-            pair.run(&|_| {
+            pair.run(&mut || {}, &|_| {
                 while let Some(item) = claims.claim() {
                     *item += 1;
                 }
@@ -283,7 +287,7 @@ mod tests {
         for round in 0..1000 {
             let next = AtomicUsize::new(0);
             let done: Vec<AtomicUsize> = (0..8).map(|_| AtomicUsize::new(0)).collect();
-            pair.run(&|_| {
+            pair.run(&mut || {}, &|_| {
                 loop {
                     let item = next.fetch_add(1, Ordering::Relaxed);
                     let Some(slot) = done.get(item) else { break };
@@ -305,7 +309,7 @@ mod tests {
             thread::sleep(Duration::from_millis(pause));
             let started = AtomicBool::new(false);
             let parts = AtomicUsize::new(0);
-            pair.run(&|part| {
+            pair.run(&mut || {}, &|part| {
                 parts.fetch_add(part + 1, Ordering::Relaxed);
                 if part == 1 {
                     started.store(true, Ordering::Release);
@@ -323,7 +327,7 @@ mod tests {
         let mut pair = Pair::new().unwrap();
         let started = AtomicBool::new(false);
         let result = catch_unwind(AssertUnwindSafe(|| {
-            pair.run(&|part| {
+            pair.run(&mut || {}, &|part| {
                 if part == 1 {
                     started.store(true, Ordering::Release);
                     panic!("worker fails");
@@ -333,6 +337,6 @@ mod tests {
         }));
         assert!(result.is_err());
         // The pair stays usable.
-        pair.run(&|_| {});
+        pair.run(&mut || {}, &|_| {});
     }
 }

@@ -184,8 +184,10 @@ pub(crate) struct Scratch {
     forward_passes: u64,
     /// The sections that the walks of the latest forward pass changed, with their hexagons.
     changes: Vec<(usize, SectionChange)>,
-    /// The rows of a request batch being read.
+    /// The rows of a request batch being run.
     pub(crate) chunk: rows::Chunk,
+    /// The rows of a request batch read behind those of `chunk`.
+    pub(crate) ahead: rows::Chunk,
 }
 
 /// The sections of one hexagon that are fed by the neurons of one source hexagon: for source
@@ -436,21 +438,40 @@ impl Parallelism {
     /// Runs `work` once on every item, spread over the cluster's threads, which take the
     /// items in order.
     pub(crate) fn for_each<T: Send>(&mut self, items: &mut [T], work: &(dyn Fn(&mut T) + Sync)) {
+        self.for_each_beside(items, work, &mut || {});
+    }
+
+    /// As [`Parallelism::for_each`], with `beside` run once on the calling thread before it
+    /// takes any item, while a worker may already take them.
+    pub(crate) fn for_each_beside<T: Send>(
+        &mut self,
+        items: &mut [T],
+        work: &(dyn Fn(&mut T) + Sync),
+        beside: &mut dyn FnMut(),
+    ) {
+        if let Parallelism::Pair {
+            threads,
+            solo: false,
+            ..
+        } = self
+            && items.len() >= 2
+        {
+            let claims = Claims::new(items);
+            threads.run(beside, &|_| {
+                while let Some(item) = claims.claim() {
+                    work(item);
+                }
+            });
+            return;
+        }
+        beside();
         if items.len() < 2 {
             items.iter_mut().for_each(work);
             return;
         }
         match self {
-            Parallelism::Sequential | Parallelism::Pair { solo: true, .. } => {
+            Parallelism::Sequential | Parallelism::Pair { .. } => {
                 items.iter_mut().for_each(work);
-            }
-            Parallelism::Pair { threads, .. } => {
-                let claims = Claims::new(items);
-                threads.run(&|_| {
-                    while let Some(item) = claims.claim() {
-                        work(item);
-                    }
-                });
             }
             // Every thread of the pool takes items in order, as the pair does: an item is taken
             // only once all before it are (a request batch's groups wait for earlier ones).

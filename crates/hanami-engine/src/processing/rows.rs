@@ -65,9 +65,6 @@ pub(crate) struct Chunk {
     inputs: Vec<Vec<f32>>,
     /// Per output interface, its values for every row, row after row.
     outputs: Vec<Vec<f32>>,
-    /// The input values a failed read left behind it (the interfaces hold them after the
-    /// batch, as far as they were read), if one did.
-    failed_row: Option<Vec<Vec<f32>>>,
 }
 
 impl Chunk {
@@ -75,7 +72,6 @@ impl Chunk {
     pub(crate) fn clear(&mut self, inputs: &[InputInterface], outputs: &[OutputInterface]) {
         self.rows = 0;
         self.dropped = 0;
-        self.failed_row = None;
         self.inputs = inputs
             .iter()
             .map(|i| vec![0.0; CHUNK_ROWS * i.values.len()])
@@ -86,32 +82,30 @@ impl Chunk {
             .collect();
     }
 
-    /// Appends the interfaces' current input values as the next row.
-    pub(crate) fn push(&mut self, inputs: &[InputInterface]) {
+    /// Appends a row: per input interface, its values.
+    pub(crate) fn push(&mut self, values: &[Vec<f32>]) {
         let row = self.rows;
-        for (values, input) in self.inputs.iter_mut().zip(inputs) {
-            let size = input.values.len();
-            values[row * size..(row + 1) * size].copy_from_slice(&input.values);
+        for (chunk, values) in self.inputs.iter_mut().zip(values) {
+            let size = values.len();
+            chunk[row * size..(row + 1) * size].copy_from_slice(values);
         }
         self.rows += 1;
     }
 
-    /// Keeps what the interfaces hold after a failed read.
-    pub(crate) fn keep_failed_read(&mut self, inputs: &[InputInterface]) {
-        self.failed_row = Some(inputs.iter().map(|i| i.values.clone()).collect());
-    }
-
-    /// Writes the values of the last row read into the interfaces: those of a failed read if
-    /// there was one, else those of the last row held.
-    pub(crate) fn load_last(&self, inputs: &mut [InputInterface]) {
-        match &self.failed_row {
-            Some(failed) => {
-                for (values, input) in failed.iter().zip(inputs) {
-                    input.values.copy_from_slice(values);
-                }
-            }
-            None => self.load(self.rows - 1, inputs),
+    /// Moves rows from the front of `other` (a chunk for the same interfaces) behind this
+    /// chunk's rows, as many as it has or fit.
+    pub(crate) fn take_front(&mut self, other: &mut Chunk) {
+        let count = other.rows.min(CHUNK_ROWS - self.rows);
+        if count == 0 {
+            return;
         }
+        for (values, others) in self.inputs.iter_mut().zip(&other.inputs) {
+            let size = values.len() / CHUNK_ROWS;
+            values[self.rows * size..(self.rows + count) * size]
+                .copy_from_slice(&others[..count * size]);
+        }
+        self.rows += count;
+        other.drop_front(count);
     }
 
     /// Forgets the first `count` rows; the others move to the front.
@@ -434,8 +428,15 @@ impl Cluster {
     /// Runs request cycles for rows `from..chunk.rows` of `chunk`, for as many rows in a row
     /// as leave the network as it is, with the results of one request cycle after another.
     /// Returns how many rows ran (0 where this cluster cannot run rows this way); the cluster
-    /// is then in the state after them, and `chunk` holds their outputs.
-    pub(crate) fn request_rows(&mut self, chunk: &mut Chunk, from: usize) -> usize {
+    /// is then in the state after them, and `chunk` holds their outputs. `beside` is work for
+    /// the calling thread, done before it takes its first group of rows while another thread
+    /// may take the others (done only where rows run this way).
+    pub(crate) fn request_rows(
+        &mut self,
+        chunk: &mut Chunk,
+        from: usize,
+        beside: &mut dyn FnMut(),
+    ) -> usize {
         let mut states = std::mem::take(&mut self.scratch.rows);
         // Walks carried over hold only right after the cycle of the row that cut their run
         // short.
@@ -473,7 +474,7 @@ impl Cluster {
             }
             (carry, rows)
         });
-        let walked = self.walk_run(chunk, from, &mut states, injected, carried);
+        let walked = self.walk_run(chunk, from, &mut states, injected, carried, beside);
         for (h, walked) in walked {
             if self.fed_by_inputs(h) {
                 states.carry_walks(h, chunk.dropped + from, walked, self.scratch.forward_passes);
@@ -613,8 +614,9 @@ impl Cluster {
     /// group before it hands over the state its last row left) and computes the output
     /// values; the threads meet only at those hand-overs and at the end of the run. With
     /// `carried` walks of the first rows, those rows take their sums from the carry instead.
-    /// Returns, per hidden hexagon, how many rows from the first had their walks run
-    /// (complete, or found to grow); the others were left out after a growing row.
+    /// `beside` runs on the calling thread before it takes a group. Returns, per hidden
+    /// hexagon, how many rows from the first had their walks run (complete, or found to
+    /// grow); the others were left out after a growing row.
     fn walk_run(
         &mut self,
         chunk: &mut Chunk,
@@ -622,6 +624,7 @@ impl Cluster {
         states: &mut RowStates,
         injected: usize,
         carried: Option<(&Carry, usize)>,
+        beside: &mut dyn FnMut(),
     ) -> Vec<(usize, usize)> {
         self.ensure_feeds();
         let params = NeuronParams::of(self);
@@ -765,7 +768,7 @@ impl Cluster {
             carried,
             cutoff,
         };
-        parallel.for_each(&mut runs, &|run| context.run_group(run));
+        parallel.for_each_beside(&mut runs, &|run| context.run_group(run), beside);
         let walked = hexagons
             .iter()
             .enumerate()
@@ -1238,11 +1241,10 @@ mod tests {
         let mut chunk = Chunk::default();
         chunk.clear(&cluster.inputs, &cluster.outputs);
         for i in 0..CHUNK_ROWS {
-            cluster.inputs[0].values.copy_from_slice(&row(i));
-            chunk.push(&cluster.inputs);
+            chunk.push(&[row(i).to_vec()]);
         }
         assert!(cluster.rows_possible());
-        let ran = cluster.request_rows(&mut chunk, 0);
+        let ran = cluster.request_rows(&mut chunk, 0, &mut || {});
         assert_eq!(
             ran, CHUNK_ROWS,
             "every row of a trained network ran in the chunk"
