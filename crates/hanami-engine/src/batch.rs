@@ -191,9 +191,9 @@ impl Cluster {
                 chunk.push(&reader.values);
             }
             // Where another thread shares the run, the calling thread reads the next rows
-            // while that one starts on the run's first group (on one thread reading ahead
-            // would only copy the rows once more).
-            let shared = self.parallel.threads() > 1;
+            // while that one starts on the run's first group (otherwise reading ahead would
+            // only copy the rows once more).
+            let shared = self.parallel.overlaps_beside();
             let mut read_ahead = || {
                 while shared && ahead.rows < CHUNK_ROWS && reader.read(rows, cancel) {
                     ahead.push(&reader.values);

@@ -475,23 +475,25 @@ impl Parallelism {
             }
             // Every thread of the pool takes items in order, as the pair does: an item is taken
             // only once all before it are (a request batch's groups wait for earlier ones).
-            Parallelism::Current => {
+            Parallelism::Current | Parallelism::Pool(_) => {
                 let claims = Claims::new(items);
-                rayon::broadcast(|_| {
+                let take = |_: rayon::BroadcastContext<'_>| {
                     while let Some(item) = claims.claim() {
                         work(item);
                     }
-                });
-            }
-            Parallelism::Pool(pool) => {
-                let claims = Claims::new(items);
-                pool.broadcast(|_| {
-                    while let Some(item) = claims.claim() {
-                        work(item);
-                    }
-                });
+                };
+                match self {
+                    Parallelism::Pool(pool) => pool.broadcast(take),
+                    _ => rayon::broadcast(take),
+                };
             }
         }
+    }
+
+    /// Whether [`Parallelism::for_each_beside`] runs its `beside` work while another thread
+    /// already takes items (the pair, sharing its cycles); else `beside` only runs first.
+    pub(crate) fn overlaps_beside(&self) -> bool {
+        matches!(self, Parallelism::Pair { solo: false, .. })
     }
 }
 
