@@ -90,23 +90,28 @@ impl Rows for Split {
 /// transparent huge pages, asked for with `madvise`). With 4 KiB pages, reading an image of
 /// the 47 MB of training images missed the TLB almost every time (the training step between
 /// two images evicts the entry), and in a virtual machine such a miss costs a two-level page
-/// walk through tables that are no longer cached: 0.4-0.8 µs per image, measured on one
+/// walk through tables that are no longer cached: 0.55-0.85 µs per image, measured on one
 /// thread, about 3 % of a training step and 6 % of a request.
 struct HugeBytes {
     /// Room for the file and the alignment.
     buffer: Vec<u8>,
-    /// Where the bytes start in `buffer` (the first 2 MiB boundary, then what `skip` skipped).
+    /// Where the bytes start in `buffer` (the first 2 MiB boundary in it, unless the allocator
+    /// gave no way to align; then what `skip` skipped).
     start: usize,
 }
 
 impl HugeBytes {
+    /// The size of a huge page.
     const PAGE: usize = 2 << 20;
 
+    /// Reads the file at `path`.
     fn read(path: &Path) -> std::io::Result<HugeBytes> {
         use std::io::Read;
         let mut file = std::fs::File::open(path)?;
         let len = usize::try_from(file.metadata()?.len()).map_err(std::io::Error::other)?;
-        // Zeroed by the allocator with fresh pages of its own, none touched yet.
+        // For a buffer this large glibc maps fresh zero pages, none touched yet, so the advice
+        // comes before the first page is mapped (reused heap memory would be zeroed, and so
+        // mapped in 4 KiB pages, first: only slower).
         let mut buffer = vec![0u8; len + Self::PAGE];
         let start = buffer.as_ptr().align_offset(Self::PAGE).min(Self::PAGE);
         Self::advise_huge(&mut buffer[start..]);
@@ -118,8 +123,8 @@ impl HugeBytes {
     /// Asks for huge pages where this system has them; nothing happens elsewhere.
     fn advise_huge(bytes: &mut [u8]) {
         #[cfg(target_os = "linux")]
-        // SAFETY: the range is memory of `bytes`, and the advice changes how it is backed,
-        // never what it holds.
+        // SAFETY: the range is memory of `bytes` (the kernel rounds its end up to a page), and
+        // the advice changes how memory is backed, never what it holds.
         unsafe {
             libc::madvise(bytes.as_mut_ptr().cast(), bytes.len(), libc::MADV_HUGEPAGE);
         }

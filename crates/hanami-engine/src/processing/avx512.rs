@@ -832,8 +832,8 @@ const QUEUED: usize = 1024;
 /// the same order, so the sums keep their bits.
 ///
 /// The queue is left uninitialised (a block task makes a new one, and zeroing its 5.4 KB
-/// cost 0.5-1 % of a training step): only the first `len` entries are read, and every entry
-/// below `len` was written.
+/// cost about 0.5 % of a training step): only the first `len` entries are read, and every
+/// entry below `len` was written.
 struct Adds {
     /// Input slot of each queued add (a target index or [`SPARE`]).
     slots: [MaybeUninit<u8>; QUEUED + SYNAPSES_PER_SECTION + 1],
@@ -866,10 +866,16 @@ impl Adds {
             [self.len..self.len + SYNAPSES_PER_SECTION])
             .try_into()
             .expect("room for a section");
+        // `len` must not pass the entries written here.
+        assert!(
+            reach <= SYNAPSES_PER_SECTION,
+            "a walk passes at most a section"
+        );
         let wanted = low_bits(reach);
         // SAFETY: 64 target bytes and four times 16 weights inside the section's arrays and
         // the queue's slices of 64; weights outside `wanted` are not read. All 64 entries are
-        // written (those from `reach` on are written again by the next adds).
+        // written; those from `reach` on lie at or past the new `len`, so they are read only
+        // once written again.
         unsafe {
             let targets = _mm512_loadu_si512(section.target.as_ptr().cast());
             let index_bits = _mm512_set1_epi8((NEURONS_PER_BLOCK - 1) as i8);
@@ -907,11 +913,12 @@ impl Adds {
     /// Makes the queued adds, in the order they were queued.
     #[inline]
     fn make(&mut self, inputs: &mut Inputs) {
-        // SAFETY: the entries below `len` were written (by `passed` and `one`).
+        // SAFETY: the entries below `len` were written (`passed` and `one` write every entry
+        // they count), and `MaybeUninit<T>` has the layout of `T`.
         let (slots, values) = unsafe {
             (
-                self.slots[..self.len].assume_init_ref(),
-                self.values[..self.len].assume_init_ref(),
+                std::slice::from_raw_parts(self.slots.as_ptr().cast::<u8>(), self.len),
+                std::slice::from_raw_parts(self.values.as_ptr().cast::<f32>(), self.len),
             )
         };
         for (&slot, &value) in slots.iter().zip(values) {
