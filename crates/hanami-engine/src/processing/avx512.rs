@@ -832,8 +832,9 @@ const QUEUED: usize = 1024;
 /// the same order, so the sums keep their bits.
 ///
 /// The queue is left uninitialised (a block task makes a new one, and zeroing its 5.4 KB
-/// cost about 0.5 % of a training step): only the first `len` entries are read, and every
-/// entry below `len` was written.
+/// cost 1-3 % of a training step): only the first `len` entries are read, and every entry
+/// below `len` was written. (The arrays are repeats of a `const` block: a repeat of
+/// `MaybeUninit::uninit()` as a value was still zeroed, merged with `len`'s zero.)
 struct Adds {
     /// Input slot of each queued add (a target index or [`SPARE`]).
     slots: [MaybeUninit<u8>; QUEUED + SYNAPSES_PER_SECTION + 1],
@@ -847,8 +848,8 @@ impl Adds {
     /// No adds queued.
     fn new() -> Self {
         Self {
-            slots: [MaybeUninit::uninit(); QUEUED + SYNAPSES_PER_SECTION + 1],
-            values: [MaybeUninit::uninit(); QUEUED + SYNAPSES_PER_SECTION + 1],
+            slots: [const { MaybeUninit::uninit() }; QUEUED + SYNAPSES_PER_SECTION + 1],
+            values: [const { MaybeUninit::uninit() }; QUEUED + SYNAPSES_PER_SECTION + 1],
             len: 0,
         }
     }
