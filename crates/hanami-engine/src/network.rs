@@ -222,13 +222,18 @@ pub(crate) struct ConnectionBlock {
     /// Per live slot, how many synapses the forward walk of the current cycle passed fully,
     /// which the backward walk of the same cycle takes over; [`UNKNOWN_REACH`] where it
     /// cannot (the forward walk grew the section, or clamped the potential to the section's
-    /// range, which the backward walk does not). Written by the vector walks only; not part
-    /// of the persistent state.
+    /// range, which the backward walk does not); [`DEAD_REACH`] where the source's potential
+    /// drives no walk at all. Written by the vector walks only; not part of the persistent
+    /// state.
     pub reach: [u8; SECTIONS_PER_BLOCK],
 }
 
 /// A [`ConnectionBlock::reach`] that the backward walk has to find itself.
 pub(crate) const UNKNOWN_REACH: u8 = u8::MAX;
+
+/// A [`ConnectionBlock::reach`] of a walk that does not start: no more than the walk
+/// threshold is left above the section's lower bound (the backward walk skips it).
+pub(crate) const DEAD_REACH: u8 = u8::MAX - 1;
 
 impl Default for ConnectionBlock {
     fn default() -> Self {

@@ -56,7 +56,7 @@ use super::rows::{GroupSources, LANES};
 use super::{BlockTask, Sources};
 use super::{exp, log2};
 use crate::network::{
-    Connection, ConnectionBlock, NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK,
+    Connection, ConnectionBlock, DEAD_REACH, NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK,
     SYNAPSES_PER_SECTION, Section, UNKNOWN_REACH, WALK_THRESHOLD, bits, low_bits,
 };
 
@@ -967,9 +967,15 @@ fn plan(section: &Section, connection: &Connection, potential: f32) -> Plan {
             SPARE as u8
         },
         grows: alive & (!stops | split),
-        // A walk that is not alive has reach 0, and the backward walk of a potential that
-        // was not clamped stops at once for it too.
-        backward_reach: if clamped { UNKNOWN_REACH } else { reach as u8 },
+        // The backward walk of a potential that was not clamped ends where this one does,
+        // and does not start where this one does not.
+        backward_reach: if clamped {
+            UNKNOWN_REACH
+        } else if alive {
+            reach as u8
+        } else {
+            DEAD_REACH
+        },
     }
 }
 
@@ -994,16 +1000,19 @@ pub(super) fn backprop_sections(task: &mut BlockTask<'_>, sources: &Sources<'_>)
         for i in bits(block.live) {
             let connection = &block.connections[i];
             let section = &mut sections[i];
-            let potential = sources.potential(connection.source_hexagon, connection.source_neuron);
-            let remaining = potential - connection.lower_bound;
-            if remaining <= WALK_THRESHOLD {
-                continue;
-            }
             let len = usize::from(connection.len);
             // The walk visits synapses up to and including the first after which no more than
-            // the threshold is left; mostly where the forward walk stopped.
+            // the threshold is left; mostly where the forward walk stopped, and then its
+            // source's potential is not needed.
             let reach = match block.reach[i] {
+                DEAD_REACH => continue,
                 UNKNOWN_REACH => {
+                    let potential =
+                        sources.potential(connection.source_hexagon, connection.source_neuron);
+                    let remaining = potential - connection.lower_bound;
+                    if remaining <= WALK_THRESHOLD {
+                        continue;
+                    }
                     let threshold = f64::from(remaining) - f64::from(WALK_THRESHOLD);
                     (!passed(section, len, threshold)).trailing_zeros() as usize
                 }
