@@ -221,9 +221,10 @@ pub(crate) struct ConnectionBlock {
     pub live: u64,
     /// Per live slot, how many synapses the forward walk of the current cycle passed fully,
     /// which the backward walk of the same cycle takes over; [`UNKNOWN_REACH`] where it
-    /// cannot (the forward walk grew the section, or clamped the potential to the section's
-    /// range, which the backward walk does not); [`DEAD_REACH`] where the source's potential
-    /// drives no walk at all. Written by the vector walks only; not part of the persistent
+    /// cannot (the forward walk took the growing path, or clamped the potential to the
+    /// section's range, which the backward walk does not, or its source lies in a later
+    /// hexagon, whose potential of this cycle comes after the walk); [`DEAD_REACH`] where
+    /// the source's potential drives no walk at all. Written by the vector walks only; not part of the persistent
     /// state.
     pub reach: [u8; SECTIONS_PER_BLOCK],
 }

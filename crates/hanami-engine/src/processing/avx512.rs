@@ -831,7 +831,7 @@ const QUEUED: usize = 1024;
 /// every wrong guess of a walk's end cost a pipeline flush). Each target gets its terms in
 /// the same order, so the sums keep their bits.
 ///
-/// The queue is left uninitialised (a block task makes a new one, and zeroing its 5.4 KB
+/// The queue is left uninitialised (a block task makes a new one, and zeroing it, 5.4 KB,
 /// cost 1-3 % of a training step): only the first `len` entries are read, and every entry
 /// below `len` was written. (The arrays are repeats of a `const` block: a repeat of
 /// `MaybeUninit::uninit()` as a value was still zeroed, merged with `len`'s zero.)
