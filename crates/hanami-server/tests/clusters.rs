@@ -665,15 +665,6 @@ async fn tasks_are_validated_before_they_are_queued() {
     admin.get("cluster?uuid=fail_cluster").await.expect(400);
 }
 
-/// The index of the largest value.
-fn argmax(values: &[f32]) -> usize {
-    values
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map_or(0, |(index, _)| index)
-}
-
 #[tokio::test]
 async fn modes_queue_and_direct_io() {
     let (server, client, train, test, _tmp) = prepared().await;
@@ -737,7 +728,7 @@ async fn modes_queue_and_direct_io() {
                 .unwrap();
         }
         let outputs = session.request(&[("picture", &picture)]).await.unwrap();
-        if argmax(&outputs[0].1) == 1 {
+        if hanami_engine::argmax(&outputs[0].1) == 1 {
             learned = true;
             break;
         }
@@ -780,7 +771,12 @@ async fn modes_queue_and_direct_io() {
     let outputs = session.request(&[("picture", &picture)]).await.unwrap();
     assert_eq!(outputs[0].0, "label");
     assert_eq!(outputs[0].1.len(), 10);
-    assert_eq!(argmax(&outputs[0].1), 1, "{:?}", outputs[0].1);
+    assert_eq!(
+        hanami_engine::argmax(&outputs[0].1),
+        1,
+        "{:?}",
+        outputs[0].1
+    );
     session.close().await.unwrap();
     assert_eq!(
         client.task(c, &waiting.uuid).await.unwrap().state,
