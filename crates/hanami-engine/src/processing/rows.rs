@@ -596,10 +596,9 @@ impl Cluster {
             .zip(chunk.inputs[input].chunks(size).skip(from))
             .take(rows);
         for (((potentials, active), frozen), values) in rows {
-            let walks = self.walks;
             *frozen &= inject_row(
                 hexagon,
-                walks,
+                self.walks,
                 self.settings.request_growth,
                 values,
                 potentials,
