@@ -11,7 +11,7 @@
 //!   kept for the backward walk of the same cycle.
 //! - Request batches walk a section for up to 16 rows at once, one row per lane, each lane's
 //!   terms added in processing order (`walk_group`); the synapses where the lanes' signals
-//!   end are taken after the walk, all lanes at once (`end_lanes`).
+//!   end are taken after the walk, lane after lane (`end_lanes`).
 //! - Backward, the walk ends where the forward walk ended (unless that one was clamped to
 //!   the section's range or grew); the weight updates and error terms of 16 synapses are
 //!   computed at once, with the targets' deltas and potentials looked up in registers. The
@@ -37,16 +37,14 @@ use std::arch::x86_64::{
     _mm512_extracti64x4_epi64, _mm512_fmadd_pd, _mm512_fmsub_pd, _mm512_i32gather_epi32,
     _mm512_i32gather_ps, _mm512_insertf64x4, _mm512_loadu_pd, _mm512_loadu_ps, _mm512_loadu_si512,
     _mm512_mask_add_ps, _mm512_mask_blend_epi32, _mm512_mask_blend_epi64, _mm512_mask_blend_ps,
-    _mm512_mask_i32gather_epi32, _mm512_mask_i32gather_pd, _mm512_mask_i32gather_ps,
-    _mm512_mask_i32scatter_ps, _mm512_mask_loadu_pd, _mm512_mask_loadu_ps, _mm512_mask_storeu_ps,
+    _mm512_mask_i32gather_ps, _mm512_mask_loadu_pd, _mm512_mask_loadu_ps, _mm512_mask_storeu_ps,
     _mm512_mask_sub_epi32, _mm512_mask_sub_pd, _mm512_maskz_add_ps, _mm512_maskz_loadu_ps,
     _mm512_mul_pd, _mm512_mul_ps, _mm512_mullo_epi32, _mm512_permutex2var_epi64,
     _mm512_permutex2var_pd, _mm512_permutex2var_ps, _mm512_set1_epi8, _mm512_set1_epi32,
-    _mm512_set1_epi64, _mm512_set1_pd, _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_pd,
-    _mm512_setzero_ps, _mm512_setzero_si512, _mm512_slli_epi32, _mm512_slli_epi64,
-    _mm512_srai_epi32, _mm512_srli_epi32, _mm512_srlv_epi32, _mm512_storeu_ps, _mm512_storeu_si512,
-    _mm512_sub_epi32, _mm512_sub_pd, _mm512_sub_ps, _mm512_test_epi32_mask, _mm512_test_epi64_mask,
-    _mm512_xor_si512,
+    _mm512_set1_epi64, _mm512_set1_pd, _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_ps,
+    _mm512_setzero_si512, _mm512_slli_epi64, _mm512_srai_epi32, _mm512_srli_epi32,
+    _mm512_storeu_ps, _mm512_storeu_si512, _mm512_sub_epi32, _mm512_sub_pd, _mm512_sub_ps,
+    _mm512_test_epi32_mask, _mm512_test_epi64_mask, _mm512_xor_si512,
 };
 use std::mem::MaybeUninit;
 
@@ -547,9 +545,9 @@ pub(super) fn process_synapses(
 ///
 /// One pass over a section serves all rows whose source fired: the loop runs to where the
 /// farthest signal ends, adding the weights each signal passes fully (a lane mask instead of
-/// a branch); what the synapses where the signals end add is computed for all lanes at once
-/// after the loop (the lanes end at different synapses, and a branch at each of them was
-/// guessed wrong often).
+/// a branch); what the synapses where the signals end add is computed after the loop, lane
+/// after lane (the lanes end at different synapses, and a branch at each of them was guessed
+/// wrong often).
 #[target_feature(enable = "avx512f")]
 pub(super) fn walk_group(
     blocks: &[ConnectionBlock],
@@ -709,22 +707,15 @@ fn walk_lanes(
     if ended == 0 {
         return grows;
     }
-    grows
-        | end_lanes(
-            section,
-            connection,
-            ended,
-            walked,
-            (start_low, start_high),
-            able,
-            sums,
-        )
+    grows | end_lanes(section, connection, ended, walked, remaining, able, sums)
 }
 
 /// The synapses where the signals of the lanes in `ended` end (at `at`, per lane, before the
-/// end of the chain), all at once: what each adds to its target (all of its weight if what is
-/// left of the signal before it is not negative, else a share), and the lanes whose walk
-/// would split the synapse if `able` (returned). The arithmetic of `plan`, lane by lane.
+/// end of the chain), lane after lane: what each adds to its target, and the lanes whose walk
+/// would split the synapse if `able` (returned). The arithmetic of `plan` (`remaining` holds
+/// the lanes' clamped potentials). One lane at a time is faster than gathering all lanes'
+/// synapses and scattering their adds on the AMD EPYC box, where gathers and scatters are
+/// slow (`docs/benchmarks.md`, twenty-eighth session).
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn end_lanes(
@@ -732,94 +723,31 @@ fn end_lanes(
     connection: &Connection,
     ended: u16,
     at: __m512i,
-    (start_low, start_high): (__m512d, __m512d),
+    remaining: __m512,
     able: bool,
     sums: &mut [f32; NEURONS_PER_BLOCK * LANES],
 ) -> u16 {
-    let [low, high] = [ended as u8, (ended >> 8) as u8];
-    let halves = [
-        _mm512_castsi512_si256(at),
-        _mm512_extracti64x4_epi64::<1>(at),
-    ];
-    let zero = _mm512_setzero_pd();
-    // SAFETY: every lane read is one of `ended`, whose position is below the chain's length
-    // (at most 64), so inside `ends`; the lanes of a signal that ends at synapse 0 do not
-    // read the end before it.
-    let (end_low, end_high, previous_low, previous_high) = unsafe {
-        let later = ended & !_mm512_cmpeq_epi32_mask(at, _mm512_setzero_si512());
-        let before = _mm512_sub_epi32(at, _mm512_set1_epi32(1));
-        let before_halves = [
-            _mm512_castsi512_si256(before),
-            _mm512_extracti64x4_epi64::<1>(before),
-        ];
-        let ends = section.ends.as_ptr();
-        (
-            _mm512_mask_i32gather_pd::<8>(zero, low, halves[0], ends),
-            _mm512_mask_i32gather_pd::<8>(zero, high, halves[1], ends),
-            // `start − 0.0` is `start` for lanes at synapse 0.
-            _mm512_mask_i32gather_pd::<8>(zero, later as u8, before_halves[0], ends),
-            _mm512_mask_i32gather_pd::<8>(zero, (later >> 8) as u8, before_halves[1], ends),
-        )
-    };
-    let before = join_halves(
-        _mm512_cvtpd_ps(_mm512_sub_pd(start_low, previous_low)),
-        _mm512_cvtpd_ps(_mm512_sub_pd(start_high, previous_high)),
-    );
-    let partial = ended
-        & join(
-            _mm512_cmp_pd_mask::<_CMP_GT_OQ>(end_low, start_low),
-            _mm512_cmp_pd_mask::<_CMP_GT_OQ>(end_high, start_high),
-        );
-    // SAFETY: as above, inside `border`, `weight` and (four bytes from a multiple of four)
-    // `target`.
-    let (border, weight, targets) = unsafe {
-        (
-            _mm512_mask_i32gather_ps::<4>(_mm512_set1_ps(1.0), ended, at, section.border.as_ptr()),
-            _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), ended, at, section.weight.as_ptr()),
-            _mm512_mask_i32gather_epi32::<1>(
-                _mm512_setzero_si512(),
-                ended,
-                _mm512_and_si512(at, _mm512_set1_epi32(!3)),
-                section.target.as_ptr().cast(),
-            ),
-        )
-    };
-    let fraction = _mm512_mul_ps(
-        weight,
-        _mm512_mul_ps(_mm512_div_ps(_mm512_set1_ps(1.0), border), before),
-    );
-    let value = _mm512_mask_blend_ps(partial, weight, fraction);
-    let mut grows = 0u16;
-    if able {
-        let tolerance = _mm512_set1_ps(connection.tolerance);
-        let half = _mm512_set1_ps(0.5);
-        let below = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(
-            before,
-            _mm512_mul_ps(_mm512_add_ps(half, tolerance), border),
-        );
-        let above = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(
-            before,
-            _mm512_mul_ps(_mm512_sub_ps(half, tolerance), border),
-        );
-        grows = partial & below & above;
-    }
-    // Each lane's target byte out of its four, as an index into the lanes of `sums`; the
-    // lanes' slots differ, so the scatter writes each once.
-    let shift = _mm512_slli_epi32::<3>(_mm512_and_si512(at, _mm512_set1_epi32(3)));
-    let target = _mm512_and_si512(
-        _mm512_srlv_epi32(targets, shift),
-        _mm512_set1_epi32((NEURONS_PER_BLOCK - 1) as i32),
-    );
-    let slots = _mm512_add_epi32(
-        _mm512_slli_epi32::<4>(target),
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-    );
-    // SAFETY: each slot is `16 · target + lane` with a target below 64, inside `sums`.
+    let mut ats = [0u32; LANES];
+    let mut starts = [0.0f32; LANES];
+    // SAFETY: sixteen values stored into arrays of sixteen.
     unsafe {
-        let old = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), ended, slots, sums.as_ptr());
-        _mm512_mask_i32scatter_ps::<4>(sums.as_mut_ptr(), ended, slots, _mm512_add_ps(old, value));
+        _mm512_storeu_si512(ats.as_mut_ptr().cast(), at);
+        _mm512_storeu_ps(starts.as_mut_ptr(), remaining);
     }
-    grows
+    let mut splits = 0u16;
+    for lane in bits(u64::from(ended)) {
+        let at = ats[lane] as usize;
+        let start = f64::from(starts[lane]);
+        let before = if at == 0 {
+            start
+        } else {
+            start - section.ends[at - 1]
+        };
+        let (value, split) = last_synapse(section, at, start, before as f32, connection.tolerance);
+        splits |= u16::from(split) << lane;
+        sums[target_index(section.target[at]) * LANES + lane] += value;
+    }
+    if able { splits } else { 0 }
 }
 
 /// How many queued adds make [`Adds::make_if_full`] add them.
@@ -952,14 +880,10 @@ fn plan(section: &Section, connection: &Connection, potential: f32) -> Plan {
     let at = reach.min(SYNAPSES_PER_SECTION - 1);
     let previous = section.ends[reach.max(1) - 1];
     let before = if reach == 0 { start } else { start - previous };
-    let partial = section.ends[at] > start;
-    let border = section.border[at];
-    let weight = section.weight[at];
-    let fraction = weight * ((1.0 / border) * before as f32);
-    let split = partial & in_split_window(before as f32, border, connection.tolerance);
+    let (value, split) = last_synapse(section, at, start, before as f32, connection.tolerance);
     Plan {
         start,
-        value: if partial { fraction } else { weight },
+        value,
         reach: reach as u8,
         last: if stops {
             target_index(section.target[at]) as u8
@@ -977,6 +901,26 @@ fn plan(section: &Section, connection: &Connection, potential: f32) -> Plan {
             DEAD_REACH
         },
     }
+}
+
+/// What synapse `at` adds to its target where a signal that started at `start` and had
+/// `before` left ahead of it ends there (all of its weight unless the synapse's end lies
+/// beyond the start, else the share `before` is of its border), and whether the walk would
+/// split the synapse there (if the walk may grow).
+#[inline]
+fn last_synapse(
+    section: &Section,
+    at: usize,
+    start: f64,
+    before: f32,
+    tolerance: f32,
+) -> (f32, bool) {
+    let partial = section.ends[at] > start;
+    let border = section.border[at];
+    let weight = section.weight[at];
+    let fraction = weight * ((1.0 / border) * before);
+    let split = partial & in_split_window(before, border, tolerance);
+    (if partial { fraction } else { weight }, split)
 }
 
 /// The backward walks of one block (`backward::backprop_sections`) with vector updates.
