@@ -566,11 +566,14 @@ pub(super) fn walk_group(
             [c / dim * NEURONS_PER_BLOCK * LANES..][..NEURONS_PER_BLOCK * LANES])
             .try_into()
             .expect("a neuron block's lanes");
-        for i in bits(block.used) {
+        // A section's source potentials are gathered before the walk of the section before
+        // it, whose loop ends on a branch that is often guessed wrong: a gather after that
+        // branch would start only once it is resolved.
+        let mut walks = bits(block.used).filter_map(|i| {
             let connection = &block.connections[i];
             let lanes = sources.lanes(connection.source_hexagon, connection.source_neuron);
             if lanes == 0 {
-                continue;
+                return None;
             }
             let (potentials, neurons) = sources.potentials(connection.source_hexagon);
             let offsets = _mm512_add_epi32(
@@ -587,6 +590,12 @@ pub(super) fn walk_group(
                     potentials.as_ptr(),
                 )
             };
+            Some((i, lanes, potential))
+        });
+        let mut next = walks.next();
+        while let Some((i, lanes, potential)) = next {
+            next = walks.next();
+            let connection = &block.connections[i];
             // Nothing has grown in these cycles, so only sections of input neurons may grow.
             let able = growth && connection.from_input;
             grows |= walk_lanes(&sections[i], connection, potential, lanes, able, targets);
