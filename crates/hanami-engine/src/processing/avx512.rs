@@ -123,7 +123,6 @@ pub(super) fn update_neurons(
     );
     let input_at = neuron_field(std::mem::offset_of!(Neuron, input));
     let refractory_at = neuron_field(std::mem::offset_of!(Neuron, refractory));
-    let (zero, one) = (_mm512_setzero_si512(), _mm512_set1_epi32(1));
     let mut active = 0u64;
     for j in 0..count / 16 {
         let group = &mut neurons[16 * j..16 * (j + 1)];
@@ -138,26 +137,7 @@ pub(super) fn update_neurons(
         };
         // SAFETY: 16 potentials inside the slice (`16 · (j + 1) ≤ count`).
         let potential = unsafe { _mm512_loadu_ps(potentials.as_ptr().add(16 * j)) };
-        let p = _mm512_div_ps(potential, _mm512_set1_ps(params.cooldown));
-        // The countdown stops at 0.
-        let counting = _mm512_test_epi32_mask(refractory, refractory);
-        let refractory = _mm512_mask_sub_epi32(refractory, counting, refractory, one);
-        let ready = _mm512_cmpeq_epi32_mask(refractory, zero);
-        // (The scalar update adds +0.0 to the others, which changes only −0.0, and that
-        // does not fire either way.)
-        let p = _mm512_mask_add_ps(
-            p,
-            ready,
-            p,
-            _mm512_mul_ps(_mm512_set1_ps(params.overflow), input),
-        );
-        let refractory = _mm512_mask_blend_epi32(
-            ready,
-            refractory,
-            _mm512_set1_epi32(params.refractory_time as i32),
-        );
-        let fired = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(p, _mm512_setzero_ps());
-        let value = _mm512_maskz_add_ps(fired, p, _mm512_set1_ps(1.0));
+        let (value, refractory, fired) = update_sixteen(potential, refractory, input, params);
         // SAFETY: as for the load.
         unsafe { _mm512_storeu_ps(potentials.as_mut_ptr().add(16 * j), value) };
         let mut countdowns = [0u32; 16];
@@ -176,6 +156,72 @@ pub(super) fn update_neurons(
     }
     log2_where(potentials, active);
     active
+}
+
+/// The neuron update (`forward::update_values`) of a block held as separate values, sixteen
+/// at a time, with the arithmetic of [`update_neurons`]: returns the neurons that fired.
+#[target_feature(enable = "avx512f")]
+pub(super) fn update_values(
+    inputs: &[f32; NEURONS_PER_BLOCK],
+    refractories: &mut [u32; NEURONS_PER_BLOCK],
+    potentials: &mut [f32; NEURONS_PER_BLOCK],
+    params: &NeuronParams,
+) -> u64 {
+    let mut active = 0u64;
+    for j in 0..NEURONS_PER_BLOCK / 16 {
+        // SAFETY: sixteen values inside each array of 64 (`16 · (j + 1) ≤ 64`).
+        unsafe {
+            let (value, refractory, fired) = update_sixteen(
+                _mm512_loadu_ps(potentials.as_ptr().add(16 * j)),
+                _mm512_loadu_si512(refractories.as_ptr().add(16 * j).cast()),
+                _mm512_loadu_ps(inputs.as_ptr().add(16 * j)),
+                params,
+            );
+            _mm512_storeu_ps(potentials.as_mut_ptr().add(16 * j), value);
+            _mm512_storeu_si512(refractories.as_mut_ptr().add(16 * j).cast(), refractory);
+            active |= u64::from(fired) << (16 * j);
+        }
+    }
+    log2_where(potentials, active);
+    active
+}
+
+/// The update of sixteen neurons from their potentials, refractory countdowns and summed
+/// inputs, before the activation's logarithm: the new potentials (`p + 1` where a neuron
+/// fired, else 0), the new countdowns and the neurons that fired.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn update_sixteen(
+    potential: __m512,
+    refractory: __m512i,
+    input: __m512,
+    params: &NeuronParams,
+) -> (__m512, __m512i, u16) {
+    let (zero, one) = (_mm512_setzero_si512(), _mm512_set1_epi32(1));
+    let p = _mm512_div_ps(potential, _mm512_set1_ps(params.cooldown));
+    // The countdown stops at 0.
+    let counting = _mm512_test_epi32_mask(refractory, refractory);
+    let refractory = _mm512_mask_sub_epi32(refractory, counting, refractory, one);
+    let ready = _mm512_cmpeq_epi32_mask(refractory, zero);
+    // (The scalar update adds +0.0 to the others, which changes only −0.0, and that does
+    // not fire either way.)
+    let p = _mm512_mask_add_ps(
+        p,
+        ready,
+        p,
+        _mm512_mul_ps(_mm512_set1_ps(params.overflow), input),
+    );
+    let refractory = _mm512_mask_blend_epi32(
+        ready,
+        refractory,
+        _mm512_set1_epi32(params.refractory_time as i32),
+    );
+    let fired = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(p, _mm512_setzero_ps());
+    (
+        _mm512_maskz_add_ps(fired, p, _mm512_set1_ps(1.0)),
+        refractory,
+        fired,
+    )
 }
 
 /// `sigmoid` (`super::exp::sigmoid`, the same bits) of sixteen values.
@@ -1069,6 +1115,66 @@ mod tests {
         section.border[..borders.len()].copy_from_slice(borders);
         section.update_ends(borders.len());
         section
+    }
+
+    /// The update of a block held as separate values is the update of neuron records, with
+    /// vectors and without: potentials above, at and below zero (−0.0 too), countdowns from
+    /// 0 to 3, inputs of both signs.
+    #[test]
+    fn value_updates_are_the_record_updates() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let mut draw = draws(7);
+        let mut value = move || match draw() % 8 {
+            0 => 0.0,
+            1 => -0.0,
+            _ => (draw() % 20_000) as f32 / 1000.0 - 10.0,
+        };
+        for round in 0..2_000 {
+            let params = NeuronParams {
+                cooldown: [1.0, 3.0, 1e7][round % 3],
+                refractory_time: [1, 2, 3][round % 3],
+                overflow: 1.0,
+            };
+            let inputs: [f32; NEURONS_PER_BLOCK] = std::array::from_fn(|_| value());
+            let starts: [f32; NEURONS_PER_BLOCK] = std::array::from_fn(|_| value());
+            let countdowns: [u32; NEURONS_PER_BLOCK] =
+                std::array::from_fn(|j| (j as u32 + round as u32) % 4);
+            let mut records: [Neuron; NEURONS_PER_BLOCK] = std::array::from_fn(|j| Neuron {
+                input: inputs[j],
+                refractory: countdowns[j],
+                ..Neuron::default()
+            });
+            let mut record_potentials = starts;
+            // SAFETY: the CPU has AVX-512 (checked above).
+            let record_active =
+                unsafe { update_neurons(&mut records, &mut record_potentials, &params) };
+            for walks in [
+                crate::cluster::Walks::Portable,
+                crate::cluster::Walks::Avx512,
+            ] {
+                let (mut refractory, mut potentials) = (countdowns, starts);
+                let active = super::super::forward::update_values(
+                    walks,
+                    &inputs,
+                    &mut refractory,
+                    &mut potentials,
+                    &params,
+                );
+                assert_eq!(active, record_active, "round {round}, {walks:?}");
+                assert_eq!(
+                    potentials.map(f32::to_bits),
+                    record_potentials.map(f32::to_bits),
+                    "round {round}, {walks:?}"
+                );
+                assert_eq!(
+                    refractory,
+                    records.map(|neuron| neuron.refractory),
+                    "round {round}, {walks:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -603,38 +603,84 @@ pub(super) fn update_neurons(
     active
 }
 
+/// The neuron update of [`update_neurons`] for a block held as separate values (the rows of
+/// a request batch, which keep no neuron records): the summed `inputs`, the refractory
+/// countdowns and the potentials. Returns the active neurons as a bit mask.
+pub(super) fn update_values(
+    walks: Walks,
+    inputs: &[f32; NEURONS_PER_BLOCK],
+    refractory: &mut [u32; NEURONS_PER_BLOCK],
+    potentials: &mut [f32; NEURONS_PER_BLOCK],
+    params: &NeuronParams,
+) -> u64 {
+    match walks {
+        Walks::Portable => {
+            let mut active = 0u64;
+            let neurons = potentials.iter_mut().zip(refractory.iter_mut()).zip(inputs);
+            for (j, ((potential, refractory), &input)) in neurons.enumerate() {
+                active |= u64::from(update_one(potential, refractory, input, params)) << j;
+            }
+            log2_fired(potentials, active);
+            active
+        }
+        // SAFETY: chosen only where the CPU has AVX-512 (`Walks::detect`).
+        #[cfg(target_arch = "x86_64")]
+        Walks::Avx512 => unsafe {
+            super::avx512::update_values(inputs, refractory, potentials, params)
+        },
+    }
+}
+
 /// The neuron update of [`update_neurons`], one neuron after another.
 fn update_block(neurons: &mut [Neuron], potentials: &mut [f32], params: &NeuronParams) -> u64 {
     let mut active = 0u64;
-    // Branch-free first: whether a neuron fires depends on the data, and a branch on it
-    // mispredicts often. The logarithms follow, for the neurons that fired.
     for (j, (neuron, potential)) in neurons.iter_mut().zip(potentials.iter_mut()).enumerate() {
-        let mut p = *potential / params.cooldown;
-        let refractory = neuron.refractory.saturating_sub(1);
-        let ready = refractory == 0;
-        // Adding +0.0 instead leaves every value but −0.0, which does not fire either way.
-        p += if ready {
-            params.overflow * neuron.input
-        } else {
-            0.0
-        };
-        neuron.refractory = if ready {
-            params.refractory_time
-        } else {
-            refractory
-        };
-        let fired = p > 0.0;
-        active |= u64::from(fired) << j;
-        *potential = if fired { p + 1.0 } else { 0.0 };
+        active |= u64::from(update_one(
+            potential,
+            &mut neuron.refractory,
+            neuron.input,
+            params,
+        )) << j;
         neuron.input = 0.0;
         neuron.delta = 0.0;
         neuron.new_lower_bound = 0.0;
         neuron.potential_range = f32::MAX;
     }
+    log2_fired(potentials, active);
+    active
+}
+
+/// The update of one neuron from its potential, refractory countdown and summed `input`,
+/// before the activation's logarithm: the potential becomes `p + 1` if the neuron fired, else
+/// 0. Returns whether it fired. Branch-free: whether a neuron fires depends on the data, and
+/// a branch on it mispredicts often.
+#[inline]
+fn update_one(
+    potential: &mut f32,
+    refractory: &mut u32,
+    input: f32,
+    params: &NeuronParams,
+) -> bool {
+    let mut p = *potential / params.cooldown;
+    let countdown = refractory.saturating_sub(1);
+    let ready = countdown == 0;
+    // Adding +0.0 instead leaves every value but −0.0, which does not fire either way.
+    p += if ready { params.overflow * input } else { 0.0 };
+    *refractory = if ready {
+        params.refractory_time
+    } else {
+        countdown
+    };
+    let fired = p > 0.0;
+    *potential = if fired { p + 1.0 } else { 0.0 };
+    fired
+}
+
+/// The activation's logarithm for the neurons in `active`, after the update.
+fn log2_fired(potentials: &mut [f32], active: u64) {
     for j in bits(active) {
         potentials[j] = log2(potentials[j]);
     }
-    active
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use super::Feed;
-use super::forward::{self, NeuronParams, update_neurons};
+use super::forward::{self, NeuronParams};
 use super::output::{output_values, sigmoid, sigmoid_lanes};
 use crate::cluster::{Cluster, Parallelism, Walks};
 use crate::network::{Hexagon, InputInterface, NO_NEURON, OutputInterface};
@@ -382,44 +382,26 @@ fn update_group(
     };
     for b in 0..blocks {
         let range = b * NEURONS_PER_BLOCK..(b + 1) * NEURONS_PER_BLOCK;
-        let mut group: [Neuron; NEURONS_PER_BLOCK] = hexagon.neurons[range.clone()]
-            .try_into()
-            .expect("a neuron block");
+        let mut refractory: [u32; NEURONS_PER_BLOCK] = match start {
+            None => std::array::from_fn(|j| hexagon.neurons[range.start + j].refractory),
+            Some(start) => start.refractory[range.clone()]
+                .try_into()
+                .expect("a neuron block's countdowns"),
+        };
         let mut potentials: [f32; NEURONS_PER_BLOCK] = match start {
             None => hexagon.potentials[range.clone()].try_into(),
             Some(start) => start.potentials[range.clone()].try_into(),
         }
         .expect("a neuron block's potentials");
-        if let Some(start) = start {
-            for (neuron, &refractory) in group.iter_mut().zip(&start.refractory[range.clone()]) {
-                neuron.refractory = refractory;
-            }
-        }
-        let mut new_mask = 0;
         for row in 0..ran {
-            for (n, neuron) in range.clone().zip(group.iter_mut()) {
-                neuron.input = part.sums[n * LANES + row];
-            }
-            part.active[row * blocks + b] = update_neurons(
-                walks,
-                &mut group,
-                &mut potentials,
-                hexagon.in_use[b],
-                &mut new_mask,
-                params,
-            );
+            let inputs = std::array::from_fn(|j| part.sums[(range.start + j) * LANES + row]);
+            part.active[row * blocks + b] =
+                forward::update_values(walks, &inputs, &mut refractory, &mut potentials, params);
             part.potentials[row * width..][range.clone()].copy_from_slice(&potentials);
-            for (refractory, neuron) in part.refractory[row * width..][range.clone()]
-                .iter_mut()
-                .zip(&group)
-            {
-                *refractory = neuron.refractory;
-            }
+            part.refractory[row * width..][range.clone()].copy_from_slice(&refractory);
         }
         state.potentials.extend_from_slice(&potentials);
-        state
-            .refractory
-            .extend(group.iter().map(|neuron| neuron.refractory));
+        state.refractory.extend_from_slice(&refractory);
     }
     state
 }
