@@ -64,7 +64,13 @@ const END_OF_CHAIN: f64 = f64::INFINITY;
 ///
 /// Positions from the connection's `len` on are unset (weight and border 0, target
 /// `NO_TARGET`, counter 0, end `+∞`).
+///
+/// Each array starts on a cache line (its size is a multiple of 64 bytes, and the section is
+/// aligned to 64), so a vector load of 16 weights or ends touches one line, not two, and a
+/// short chain's values lie in the first line of each array. That costs 56 bytes of padding
+/// per section (4 %).
 #[derive(Debug, Clone, PartialEq)]
+#[repr(C, align(64))]
 pub(crate) struct Section {
     pub weight: [f32; SYNAPSES_PER_SECTION],
     pub border: [f32; SYNAPSES_PER_SECTION],
@@ -87,6 +93,20 @@ pub(crate) struct Section {
     /// Most synapses become permanent soon, so the backward walk updates counters only here.
     pub unsettled: u64,
 }
+
+// Every array of a section starts on a cache line (see `Section`).
+const _: () = {
+    use std::mem::offset_of;
+    assert!(
+        std::mem::align_of::<Section>() == 64
+            && offset_of!(Section, weight) % 64 == 0
+            && offset_of!(Section, border) % 64 == 0
+            && offset_of!(Section, ends) % 64 == 0
+            && offset_of!(Section, rounded_ends) % 64 == 0
+            && offset_of!(Section, target) % 64 == 0
+            && offset_of!(Section, counter) % 64 == 0
+    );
+};
 
 impl Section {
     /// An unset section.
