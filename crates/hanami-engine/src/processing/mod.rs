@@ -190,29 +190,39 @@ pub(crate) struct Scratch {
     pub(crate) ahead: rows::Chunk,
 }
 
-/// The sections of one hexagon that are fed by the neurons of one source hexagon: for source
-/// neuron `n`, `slots[starts[n]..starts[n + 1]]` are its sections, as
-/// `connection block · 64 + slot`.
+/// The sections of one hexagon that are fed by the neurons of one source hexagon, as
+/// `connection block · 64 + slot`. Almost every source neuron has one section there at most,
+/// so each neuron's first section is found with one load.
 #[derive(Debug, Default)]
 struct Feed {
     source: usize,
-    starts: Vec<u32>,
-    slots: Vec<u32>,
+    /// Per source neuron, the slot of its first section, or [`NO_SLOT`].
+    first: Vec<u32>,
+    /// The slots of the sections after each source neuron's first, with their neurons.
+    more: Vec<(u32, u32)>,
 }
 
+/// A [`Feed::first`] of a source neuron without a section.
+const NO_SLOT: u32 = u32::MAX;
+
 impl Feed {
-    /// Calls `mark` with the slot (`connection block · 64 + slot`) of every section of the
-    /// source neurons that are set in `active` (one word per neuron block of the source).
+    /// Sets, in `live` (one word per connection block), the bits of the sections of the source
+    /// neurons that are set in `active` (one word per neuron block of the source).
     #[inline]
-    fn for_each_section(&self, active: &[u64], mut mark: impl FnMut(usize)) {
+    fn mark(&self, active: &[u64], live: &mut [u64]) {
         for (b, &word) in active.iter().enumerate() {
             for j in bits(word) {
-                let n = b * NEURONS_PER_BLOCK + j;
-                let (from, to) = (self.starts[n] as usize, self.starts[n + 1] as usize);
-                for &slot in &self.slots[from..to] {
-                    mark(slot as usize);
+                let slot = self.first[b * NEURONS_PER_BLOCK + j];
+                if slot != NO_SLOT {
+                    let slot = slot as usize;
+                    live[slot / SECTIONS_PER_BLOCK] |= 1 << (slot % SECTIONS_PER_BLOCK);
                 }
             }
+        }
+        for &(neuron, slot) in &self.more {
+            let (neuron, slot) = (neuron as usize, slot as usize);
+            let on = active[neuron / NEURONS_PER_BLOCK] >> (neuron % NEURONS_PER_BLOCK) & 1;
+            live[slot / SECTIONS_PER_BLOCK] |= on << (slot % SECTIONS_PER_BLOCK);
         }
     }
 }
@@ -226,10 +236,7 @@ fn build_feeds(hexagons: &[Hexagon]) -> Vec<Vec<Feed>> {
         .map(|hexagon| {
             entries.clear();
             for (c, block) in hexagon.blocks.iter().enumerate() {
-                let mut used = block.used;
-                while used != 0 {
-                    let i = used.trailing_zeros() as usize;
-                    used &= used - 1;
+                for i in bits(block.used) {
                     let connection = &block.connections[i];
                     entries.push((
                         connection.source_hexagon as usize,
@@ -243,19 +250,20 @@ fn build_feeds(hexagons: &[Hexagon]) -> Vec<Vec<Feed>> {
                 .chunk_by(|a, b| a.0 == b.0)
                 .map(|group| {
                     let source = group[0].0;
-                    let neurons = hexagons[source].neurons.len();
-                    let mut starts = vec![0u32; neurons + 1];
-                    for &(_, n, _) in group {
-                        starts[n as usize + 1] += 1;
-                    }
-                    for n in 0..neurons {
-                        starts[n + 1] += starts[n];
-                    }
-                    Feed {
+                    let mut feed = Feed {
                         source,
-                        starts,
-                        slots: group.iter().map(|&(_, _, slot)| slot).collect(),
+                        first: vec![NO_SLOT; hexagons[source].neurons.len()],
+                        more: Vec::new(),
+                    };
+                    for &(_, neuron, slot) in group {
+                        let first = &mut feed.first[neuron as usize];
+                        if *first == NO_SLOT {
+                            *first = slot;
+                        } else {
+                            feed.more.push((neuron, slot));
+                        }
                     }
+                    feed
                 })
                 .collect()
         })
@@ -354,9 +362,7 @@ impl Cluster {
             } else {
                 &after[feed.source - h - 1]
             };
-            feed.for_each_section(&source.active, |slot| {
-                live[slot / SECTIONS_PER_BLOCK] |= 1 << (slot % SECTIONS_PER_BLOCK);
-            });
+            feed.mark(&source.active, live);
         }
         for (block, &live) in blocks.iter_mut().zip(live.iter()) {
             block.live = live;
@@ -545,5 +551,50 @@ impl<'a> Blocks<'a> {
                 },
             )
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::two_classes::{cluster, train};
+    use crate::network::{bit, bits};
+
+    /// The sections marked live through the feeds are exactly the used ones whose source
+    /// neuron is active, also where a source has several sections in one hexagon.
+    #[test]
+    fn marked_sections_are_those_of_active_sources() {
+        let mut cluster = cluster(3, 1);
+        train(&mut cluster, 0..20);
+        // Follow-up sections of the input neurons, for higher potentials.
+        for neuron in 0..8 {
+            cluster.create_section(0, neuron, 0.5, 0.5);
+        }
+        cluster.ensure_feeds();
+        let mut feeds = cluster.scratch.feeds.iter().flatten();
+        assert!(
+            feeds.any(|feed| !feed.more.is_empty()),
+            "a source with two sections"
+        );
+        let mut marked = 0;
+        for round in 1..20 {
+            train(&mut cluster, round * 20..(round + 1) * 20);
+            for h in 0..cluster.hexagons.len() {
+                if cluster.hexagons[h].is_input {
+                    continue;
+                }
+                cluster.mark_live_sections(h);
+                for block in &cluster.hexagons[h].blocks {
+                    let active = bits(block.used).filter(|&i| {
+                        let connection = &block.connections[i];
+                        let source = &cluster.hexagons[connection.source_hexagon as usize];
+                        bit(&source.active, connection.source_neuron as usize)
+                    });
+                    let expected = active.fold(0u64, |live, i| live | 1 << i);
+                    assert_eq!(block.live, expected, "hexagon {h} after {round} rounds");
+                    marked += expected.count_ones();
+                }
+            }
+        }
+        assert!(marked > 0, "some sections are live");
     }
 }

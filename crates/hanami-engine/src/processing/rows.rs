@@ -41,7 +41,7 @@ use super::forward::{self, NeuronParams};
 use super::output::{output_values, sigmoid, sigmoid_lanes};
 use crate::cluster::{Cluster, Parallelism, Walks};
 use crate::network::{Hexagon, InputInterface, NO_NEURON, OutputInterface};
-use crate::network::{NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK, low_bits};
+use crate::network::{NEURONS_PER_BLOCK, Neuron, low_bits};
 use crate::pace::Work;
 
 /// Rows a chunk holds at most: enough to keep both threads busy between hand-offs, few enough
@@ -870,9 +870,7 @@ fn walk_group_rows(
             let source = &sources[feed.source];
             let blocks = source.neurons / NEURONS_PER_BLOCK;
             let active = &source.active[lane * blocks..(lane + 1) * blocks];
-            feed.for_each_section(active, |slot| {
-                live[slot / SECTIONS_PER_BLOCK] |= 1 << (slot % SECTIONS_PER_BLOCK);
-            });
+            feed.mark(active, live);
         }
         let row = RowSources { sources, lane };
         for (b, (blocks, live)) in hexagon.blocks.chunks(dim).zip(live.chunks(dim)).enumerate() {
