@@ -163,24 +163,27 @@ pub(super) fn update_neurons(
 #[target_feature(enable = "avx512f")]
 pub(super) fn update_values(
     inputs: &[f32; NEURONS_PER_BLOCK],
-    refractories: &mut [u32; NEURONS_PER_BLOCK],
+    refractory: &mut [u32; NEURONS_PER_BLOCK],
     potentials: &mut [f32; NEURONS_PER_BLOCK],
     params: &NeuronParams,
 ) -> u64 {
     let mut active = 0u64;
     for j in 0..NEURONS_PER_BLOCK / 16 {
         // SAFETY: sixteen values inside each array of 64 (`16 · (j + 1) ≤ 64`).
-        unsafe {
-            let (value, refractory, fired) = update_sixteen(
+        let (potential, countdown, input) = unsafe {
+            (
                 _mm512_loadu_ps(potentials.as_ptr().add(16 * j)),
-                _mm512_loadu_si512(refractories.as_ptr().add(16 * j).cast()),
+                _mm512_loadu_si512(refractory.as_ptr().add(16 * j).cast()),
                 _mm512_loadu_ps(inputs.as_ptr().add(16 * j)),
-                params,
-            );
+            )
+        };
+        let (value, countdown, fired) = update_sixteen(potential, countdown, input, params);
+        // SAFETY: as for the loads.
+        unsafe {
             _mm512_storeu_ps(potentials.as_mut_ptr().add(16 * j), value);
-            _mm512_storeu_si512(refractories.as_mut_ptr().add(16 * j).cast(), refractory);
-            active |= u64::from(fired) << (16 * j);
+            _mm512_storeu_si512(refractory.as_mut_ptr().add(16 * j).cast(), countdown);
         }
+        active |= u64::from(fired) << (16 * j);
     }
     log2_where(potentials, active);
     active
@@ -770,7 +773,7 @@ fn walk_lanes(
 /// would split the synapse if `able` (returned). The arithmetic of `plan` (`remaining` holds
 /// the lanes' clamped potentials). One lane at a time is faster than gathering all lanes'
 /// synapses and scattering their adds on the AMD EPYC box, where gathers and scatters are
-/// slow (`docs/benchmarks.md`, twenty-eighth session).
+/// slow (`docs/benchmarks.md`, twenty-eighth session; not measured on the Intel boxes).
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn end_lanes(
@@ -959,9 +962,9 @@ fn plan(section: &Section, connection: &Connection, potential: f32) -> Plan {
 }
 
 /// What synapse `at` adds to its target where a signal that started at `start` and had
-/// `before` left ahead of it ends there (all of its weight unless the synapse's end lies
-/// beyond the start, else the share `before` is of its border), and whether the walk would
-/// split the synapse there (if the walk may grow).
+/// `before` left ahead of it ends there (all of its weight if the synapse's end lies within
+/// the start, else the share `before` is of its border), and whether a growing walk would
+/// split the synapse there (callers ignore that where the walk may not grow).
 #[inline]
 fn last_synapse(
     section: &Section,
@@ -1119,10 +1122,10 @@ mod tests {
 
     /// The update of a block held as separate values is the update of neuron records, with
     /// vectors and without: potentials above, at and below zero (−0.0 too), countdowns from
-    /// 0 to 3, inputs of both signs.
+    /// 0 to 3, inputs of both signs, several cooldowns and overflow factors.
     #[test]
     fn value_updates_are_the_record_updates() {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
+        if !available() {
             return;
         }
         let mut draw = draws(7);
@@ -1135,7 +1138,7 @@ mod tests {
             let params = NeuronParams {
                 cooldown: [1.0, 3.0, 1e7][round % 3],
                 refractory_time: [1, 2, 3][round % 3],
-                overflow: 1.0,
+                overflow: [1.0, 0.5, 3.0][round / 3 % 3],
             };
             let inputs: [f32; NEURONS_PER_BLOCK] = std::array::from_fn(|_| value());
             let starts: [f32; NEURONS_PER_BLOCK] = std::array::from_fn(|_| value());

@@ -605,7 +605,8 @@ pub(super) fn update_neurons(
 
 /// The neuron update of [`update_neurons`] for a block held as separate values (the rows of
 /// a request batch, which keep no neuron records): the summed `inputs`, the refractory
-/// countdowns and the potentials. Returns the active neurons as a bit mask.
+/// countdowns and the potentials. Returns the active neurons as a bit mask; unlike
+/// [`update_neurons`] it leaves no section requests (such rows do not grow).
 pub(super) fn update_values(
     walks: Walks,
     inputs: &[f32; NEURONS_PER_BLOCK],
