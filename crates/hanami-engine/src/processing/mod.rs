@@ -27,7 +27,7 @@ pub(crate) use avx512::available as avx512_available;
 use crate::cluster::{Cluster, Parallelism};
 use crate::network::{
     Connection, ConnectionBlock, Hexagon, NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK, Section,
-    bits,
+    bit, bits,
 };
 use crate::pace::Work;
 use crate::team::Claims;
@@ -220,8 +220,7 @@ impl Feed {
             }
         }
         for &(neuron, slot) in &self.more {
-            let (neuron, slot) = (neuron as usize, slot as usize);
-            let on = active[neuron / NEURONS_PER_BLOCK] >> (neuron % NEURONS_PER_BLOCK) & 1;
+            let (on, slot) = (u64::from(bit(active, neuron as usize)), slot as usize);
             live[slot / SECTIONS_PER_BLOCK] |= on << (slot % SECTIONS_PER_BLOCK);
         }
     }
