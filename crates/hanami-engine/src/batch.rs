@@ -173,7 +173,8 @@ impl Cluster {
         let mut chunk = std::mem::take(&mut self.scratch.chunk);
         let mut ahead = std::mem::take(&mut self.scratch.ahead);
         chunk.clear(&self.inputs, &self.outputs);
-        ahead.clear(&self.inputs, &self.outputs);
+        // The rows read ahead only wait for the chunk: they need no room for outputs.
+        ahead.clear(&self.inputs, &[]);
         // Rows `done..` of the batch are rows `from..chunk.rows` of the chunk, then the rows
         // of `ahead`, read and not yet run.
         let mut done = 0;

@@ -68,7 +68,8 @@ pub(crate) struct Chunk {
 }
 
 impl Chunk {
-    /// An empty chunk for interfaces of these sizes.
+    /// An empty chunk for interfaces of these sizes (no outputs for a chunk whose rows are
+    /// only read ahead).
     pub(crate) fn clear(&mut self, inputs: &[InputInterface], outputs: &[OutputInterface]) {
         self.rows = 0;
         self.dropped = 0;
