@@ -2,8 +2,9 @@
 # Paired A/B of two builds of the engine's probe example: each round runs both at once, one
 # thread each, pinned to cores 0 and 1 (swapped every round), so that both see the same
 # period of a noisy host. Stops with an error if the two differ in their results (the probe's
-# output and state fingerprints). Prints each round's NEW/OLD ratio of µs per sample, then
-# the median and geometric mean of the ratios and the ratio of the lowest thirds.
+# output and state fingerprints) or one of them fails. Prints each round's µs per sample of
+# both, then the median and geometric mean of the rounds' NEW/OLD ratios and the ratio of
+# the two builds' lowest thirds.
 # A run of a binary against a copy of itself (an A/A set) shows what the host's noise alone
 # gives; see docs/benchmarks.md (twenty-ninth session).
 #   usage: scripts/bench_pair.sh OLD_PROBE NEW_PROBE MODE ROUNDS [MNIST_DIR [PROBE OPTIONS...]]
@@ -13,7 +14,7 @@
 # `cargo test --release` rebuilds the examples too.
 set -euo pipefail
 if [ $# -lt 4 ]; then
-    sed -n '9,11p' "$0" >&2
+    sed -n '10,12p' "$0" >&2
     exit 2
 fi
 old=$(realpath "$1") new=$(realpath "$2") mode=$3 rounds=$4
@@ -29,10 +30,19 @@ result() { # FILE FIELD
 for round in $(seq "$rounds"); do
     cores=(0 1)
     if ((round % 2 == 0)); then cores=(1 0); fi
-    taskset -c "${cores[0]}" "$old" "$mnist" --mode "$mode" --threads 1 "$@" >"$work/old" 2>/dev/null &
+    taskset -c "${cores[0]}" "$old" "$mnist" --mode "$mode" --threads 1 "$@" >"$work/old" 2>"$work/old.err" &
     first=$!
-    taskset -c "${cores[1]}" "$new" "$mnist" --mode "$mode" --threads 1 "$@" >"$work/new" 2>/dev/null &
-    wait "$first" $!
+    taskset -c "${cores[1]}" "$new" "$mnist" --mode "$mode" --threads 1 "$@" >"$work/new" 2>"$work/new.err" &
+    second=$!
+    for build in old new; do
+        pid=$first
+        if [ $build = new ]; then pid=$second; fi
+        if ! wait "$pid"; then
+            echo "round $round: the $build build failed:" >&2
+            cat "$work/$build.err" >&2
+            exit 1
+        fi
+    done
     for field in outputs state; do
         if [ "$(result "$work/old" $field)" != "$(result "$work/new" $field)" ]; then
             echo "round $round: the builds differ in their $field" >&2
