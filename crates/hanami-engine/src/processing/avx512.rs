@@ -908,7 +908,17 @@ impl Adds {
                 std::slice::from_raw_parts(self.values.as_ptr().cast::<f32>(), self.len),
             )
         };
-        for (&slot, &value) in slots.iter().zip(values) {
+        // Eight slots are read with one load: the loop is bound by its loads (the slot, the
+        // value and the input per add), and shifts are cheaper.
+        let mut eights = slots.chunks_exact(8);
+        let mut values = values.chunks_exact(8);
+        for (eight, values) in (&mut eights).zip(&mut values) {
+            let eight = u64::from_le_bytes(eight.try_into().expect("eight slots"));
+            for (b, &value) in values.iter().enumerate() {
+                inputs[(eight >> (8 * b)) as usize & (INPUT_SLOTS - 1)] += value;
+            }
+        }
+        for (&slot, &value) in eights.remainder().iter().zip(values.remainder()) {
             inputs[usize::from(slot) & (INPUT_SLOTS - 1)] += value;
         }
         self.len = 0;
