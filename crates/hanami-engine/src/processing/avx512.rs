@@ -911,17 +911,17 @@ impl Adds {
         // Eight slots are read with one load and taken apart with shifts, about two loads
         // per add instead of three (slot, value, input); with it probe training steps took
         // 3-4 % less time (`docs/benchmarks.md`, thirtieth session).
+        let mut add = |slot: u8, value: f32| inputs[usize::from(slot) & (INPUT_SLOTS - 1)] += value;
         let (slot_eights, slot_rest) = slots.as_chunks::<8>();
         let (value_eights, value_rest) = values.as_chunks::<8>();
         for (slots, values) in slot_eights.iter().zip(value_eights) {
             let slots = u64::from_le_bytes(*slots);
             for (b, &value) in values.iter().enumerate() {
-                let slot = (slots >> (8 * b)) as u8;
-                inputs[usize::from(slot) & (INPUT_SLOTS - 1)] += value;
+                add((slots >> (8 * b)) as u8, value);
             }
         }
         for (&slot, &value) in slot_rest.iter().zip(value_rest) {
-            inputs[usize::from(slot) & (INPUT_SLOTS - 1)] += value;
+            add(slot, value);
         }
         self.len = 0;
     }
@@ -1381,6 +1381,14 @@ mod tests {
         let mut direct: Inputs = [0.0; INPUT_SLOTS];
         let mut walks = 0;
         let mut added = 0;
+        // A target's slot, or the spare one (every fourth draw).
+        let slot = |next: &mut dyn FnMut() -> u32| {
+            if next().is_multiple_of(4) {
+                SPARE
+            } else {
+                (next() % 64) as usize
+            }
+        };
         while added < 5 * QUEUED {
             let mut section = Section::UNSET;
             for k in 0..SYNAPSES_PER_SECTION {
@@ -1397,11 +1405,7 @@ mod tests {
             for k in 0..reach {
                 direct[target_index(section.target[k])] += section.weight[k];
             }
-            let slot = if next().is_multiple_of(4) {
-                SPARE
-            } else {
-                (next() % 64) as usize
-            };
+            let slot = slot(&mut next);
             let value = f32::from_bits(next() % 0x7f00_0000);
             adds.one(slot as u8, value);
             direct[slot] += value;
@@ -1418,11 +1422,7 @@ mod tests {
         direct = [0.0; INPUT_SLOTS];
         for len in 0..=17 {
             for _ in 0..len {
-                let slot = if next().is_multiple_of(5) {
-                    SPARE
-                } else {
-                    (next() % 64) as usize
-                };
+                let slot = slot(&mut next);
                 let value = f32::from_bits(next() % 0x7f00_0000) - 1.0;
                 adds.one(slot as u8, value);
                 direct[slot] += value;
