@@ -9,6 +9,7 @@
 //! cargo run --release -p hanami-engine --example probe -- <MNIST_DIR> \
 //!     [--checkpoint PATH] [--train-epochs N] [--mode train|request|batch] [--from N] [--count N] \
 //!     [--cycle N] [--flush-kb N] [--threads N] [--seed N] [--save PATH] [--portable]
+//!     [--walks portable|avx2|avx512]
 //! ```
 //!
 //! Without an existing `--checkpoint` file (default `/tmp/hanami-probe-<seed>.ckpt`), the
@@ -18,7 +19,7 @@ use std::error::Error;
 use std::path::Path;
 use std::time::Instant;
 
-use hanami_engine::{Cluster, ClusterOptions, Template};
+use hanami_engine::{Cluster, ClusterOptions, Template, Walks};
 
 /// Pixels (as `f32`) and labels of one MNIST split.
 fn load(dir: &Path, images: &str, labels: &str) -> Result<(Vec<f32>, Vec<u8>), Box<dyn Error>> {
@@ -67,7 +68,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         1usize,
     );
     let mut save = None;
-    let mut portable = false;
+    // The fastest walks this CPU runs unless `--portable` or `--walks NAME` says otherwise.
+    let mut walks = Walks::supported().next_back().unwrap_or(Walks::Portable);
     // Images `from..from + cycle` are used over and over (a smaller working set).
     let mut cycle = usize::MAX;
     // Touch this many KiB between steps (outside the timing), to start each step with cold
@@ -81,7 +83,13 @@ fn main() -> Result<(), Box<dyn Error>> {
             "--from" => from = value()?.parse()?,
             "--count" => count = value()?.parse()?,
             "--threads" => threads = value()?.parse()?,
-            "--portable" => portable = true,
+            "--portable" => walks = Walks::Portable,
+            "--walks" => {
+                let name = value()?;
+                walks = Walks::supported()
+                    .find(|w| format!("{w:?}").eq_ignore_ascii_case(&name))
+                    .ok_or(format!("this CPU does not run {name} walks"))?;
+            }
             "--seed" => seed = value()?.parse()?,
             "--train-epochs" => epochs = value()?.parse()?,
             "--save" => save = Some(value()?),
@@ -128,7 +136,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
     };
     cluster.set_threads(threads)?;
-    cluster.set_vector_walks(!portable);
+    assert!(cluster.set_walks(walks), "the CPU runs the walks chosen");
     let mut flush = vec![0u64; flush_kb * 128];
     let mut flushed = 0u64;
     let mut elapsed = std::time::Duration::ZERO;

@@ -33,8 +33,8 @@ pub struct ClusterOptions {
     /// Memory budget of the network in bytes. Growth that would exceed it is refused and
     /// counted in [`GrowthStats::sections_refused`].
     pub memory_limit: usize,
-    /// Whether the section walks may use the CPU's vector units (AVX-512 on x86-64, detected
-    /// at run time). The results are bit-identical either way; `false` forces the portable
+    /// Whether the section walks may use the CPU's vector units (AVX-512 or AVX2 on x86-64,
+    /// detected at run time). The results are bit-identical either way; `false` forces the portable
     /// walks (for comparisons).
     pub vector_walks: bool,
 }
@@ -184,12 +184,17 @@ pub struct Cluster {
     pub(crate) scratch: Scratch,
 }
 
-/// The implementation of the section walks. Both compute the same bits.
+/// Which implementation of the section walks (and the vector work around them) a cluster
+/// runs. All compute the same bits; they differ only in the instructions they use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Walks {
+pub enum Walks {
     /// Scalar code for any CPU.
     Portable,
-    /// AVX-512 code; chosen only where the CPU has it.
+    /// AVX2 for the request batches' lane walks, the portable code elsewhere; for x86-64 CPUs
+    /// with AVX2 (checked at run time).
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// AVX-512 code; for x86-64 CPUs with AVX-512F (checked at run time).
     #[cfg(target_arch = "x86_64")]
     Avx512,
 }
@@ -197,12 +202,34 @@ pub(crate) enum Walks {
 impl Walks {
     /// The fastest walks this CPU runs, or the portable ones if `vector` is false.
     pub(crate) fn detect(vector: bool) -> Walks {
-        #[cfg(target_arch = "x86_64")]
-        if vector && crate::processing::avx512_available() {
-            return Walks::Avx512;
+        if vector {
+            Walks::supported().next_back().unwrap_or(Walks::Portable)
+        } else {
+            Walks::Portable
         }
-        let _ = vector;
-        Walks::Portable
+    }
+
+    /// The walks this CPU runs, slowest first (the portable ones always).
+    pub fn supported() -> impl DoubleEndedIterator<Item = Walks> {
+        let all = [
+            Walks::Portable,
+            #[cfg(target_arch = "x86_64")]
+            Walks::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Walks::Avx512,
+        ];
+        all.into_iter().filter(|walks| walks.runs_here())
+    }
+
+    /// Whether this CPU has the instructions these walks use.
+    fn runs_here(self) -> bool {
+        match self {
+            Walks::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Walks::Avx2 => crate::processing::avx2_available(),
+            #[cfg(target_arch = "x86_64")]
+            Walks::Avx512 => crate::processing::avx512_available(),
+        }
     }
 }
 
@@ -380,10 +407,20 @@ impl Cluster {
         self.options.vector_walks = vector;
     }
 
-    /// Whether the vector section walks run: requested in the options and supported by this
-    /// CPU.
-    pub fn vector_walks_active(&self) -> bool {
-        self.walks != Walks::Portable
+    /// Runs `walks` from now on, for comparisons of the implementations; returns `false` and
+    /// changes nothing where this CPU lacks their instructions (see [`Walks::supported`]).
+    pub fn set_walks(&mut self, walks: Walks) -> bool {
+        if !walks.runs_here() {
+            return false;
+        }
+        self.walks = walks;
+        self.options.vector_walks = walks != Walks::Portable;
+        true
+    }
+
+    /// The section walks this cluster runs.
+    pub fn walks(&self) -> Walks {
+        self.walks
     }
 
     /// Input interfaces in template order.

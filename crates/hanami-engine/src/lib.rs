@@ -44,7 +44,7 @@ pub use checkpoint::{
 };
 pub use cluster::{
     Cluster, ClusterOptions, GrowthStats, InterfaceInfo, SizeReport, Unreached, UnreachedOutput,
-    check_expected_range, check_finite,
+    Walks, check_expected_range, check_finite,
 };
 pub use error::{EngineError, RowError};
 pub use memory::{MemoryPool, PoolSpent};

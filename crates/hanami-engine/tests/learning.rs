@@ -4,6 +4,7 @@
 mod common;
 
 use common::{accuracy, cluster, sample, train};
+use hanami_engine::{Cluster, Walks};
 
 #[test]
 fn learns_the_synthetic_task() {
@@ -63,43 +64,58 @@ fn reduction_completes_and_keeps_the_network_bounded() {
 }
 
 #[test]
-fn vector_and_portable_walks_compute_the_same_bits() {
+fn every_walks_compute_the_same_bits() {
     for reduction in [false, true] {
-        let mut vector = cluster(11, 1, reduction);
-        let mut paired = cluster(11, 2, reduction);
-        let mut portable = cluster(11, 1, reduction);
-        portable.set_vector_walks(false);
-        assert!(!portable.vector_walks_active());
+        // One cluster per walks this CPU runs (the portable ones first), and the fastest
+        // walks on two threads.
+        let mut clusters: Vec<Cluster> = Walks::supported()
+            .map(|walks| {
+                let mut c = cluster(11, 1, reduction);
+                assert!(c.set_walks(walks));
+                c
+            })
+            .collect();
+        let best = clusters
+            .last()
+            .expect("the portable walks run everywhere")
+            .walks();
+        assert_eq!(
+            best,
+            cluster(11, 1, reduction).walks(),
+            "clusters run the fastest walks this CPU has"
+        );
         #[cfg(target_arch = "x86_64")]
         assert_eq!(
-            vector.vector_walks_active(),
-            std::arch::is_x86_feature_detected!("avx512f"),
+            clusters.len(),
+            1 + usize::from(std::arch::is_x86_feature_detected!("avx2"))
+                + usize::from(std::arch::is_x86_feature_detected!("avx512f")),
             "the vector walks run wherever the CPU has them"
         );
+        clusters.push(cluster(11, 2, reduction));
         for round in 0..5 {
             let (from, to) = (round * 300, round * 300 + 300);
-            for c in [&mut vector, &mut paired, &mut portable] {
+            for c in &mut clusters {
                 train(c, from, to);
             }
-            let state = portable.save();
-            assert!(
-                vector.save() == state,
-                "reduction {reduction}, round {round}"
-            );
-            assert!(
-                paired.save() == state,
-                "reduction {reduction}, round {round}"
-            );
+            let state = clusters[0].save();
+            for c in &clusters[1..] {
+                assert!(
+                    c.save() == state,
+                    "reduction {reduction}, round {round}, {:?} walks",
+                    c.walks()
+                );
+            }
         }
         for i in 5000..5100 {
             let (x, _) = sample(i);
             let mut outputs = Vec::new();
-            for c in [&mut vector, &mut paired, &mut portable] {
+            for c in &mut clusters {
                 c.request_step(&[("x", &x)]).expect("request step");
                 outputs.push(c.output("y").expect("output y").to_vec());
             }
-            assert_eq!(outputs[0], outputs[2]);
-            assert_eq!(outputs[1], outputs[2]);
+            for output in &outputs[1..] {
+                assert_eq!(output, &outputs[0]);
+            }
         }
     }
 }
@@ -109,7 +125,7 @@ fn vector_and_portable_walks_compute_the_same_bits() {
 /// must read that one. The vector walks used to hand the forward walk's reach on to the
 /// backward walk for such sections too, and trained otherwise than the portable walks.
 #[test]
-fn vector_and_portable_walks_agree_where_a_later_hexagon_feeds_an_earlier_one() {
+fn every_walks_agree_where_a_later_hexagon_feeds_an_earlier_one() {
     let template = hanami_engine::Template::parse(
         "version: 1\nsettings:\n    neuron_cooldown: 2.0\n    max_connection_distance: 1\n\
          hexagons:\n    1,1,1\n    2,1,1\n    2,1,2\n    3,1,1\n    3,1,2\n    4,1,1\n\
@@ -118,17 +134,18 @@ fn vector_and_portable_walks_agree_where_a_later_hexagon_feeds_an_earlier_one() 
     )
     .expect("template parses");
     for seed in 1..=4u64 {
-        let build = |vector: bool| {
-            let options = hanami_engine::ClusterOptions {
-                seed,
-                threads: 1,
-                ..hanami_engine::ClusterOptions::default()
-            };
-            let mut cluster = hanami_engine::Cluster::new(&template, options).expect("builds");
-            cluster.set_vector_walks(vector);
-            cluster
-        };
-        let (mut vector, mut portable) = (build(true), build(false));
+        let mut clusters: Vec<Cluster> = Walks::supported()
+            .map(|walks| {
+                let options = hanami_engine::ClusterOptions {
+                    seed,
+                    threads: 1,
+                    ..hanami_engine::ClusterOptions::default()
+                };
+                let mut cluster = Cluster::new(&template, options).expect("builds");
+                assert!(cluster.set_walks(walks));
+                cluster
+            })
+            .collect();
         // A xorshift generator: four classes of inputs over a quarter of the interface each.
         let mut state = seed * 77 + 1;
         let mut next = move || {
@@ -149,15 +166,19 @@ fn vector_and_portable_walks_agree_where_a_later_hexagon_feeds_an_earlier_one() 
                 })
                 .collect();
             let y: Vec<f32> = (0..6).map(|j| f32::from(u8::from(j == class))).collect();
-            for cluster in [&mut vector, &mut portable] {
+            for cluster in &mut clusters {
                 cluster
                     .train_step(&[("x", &x)], &[("y", &y)])
                     .expect("a training step");
             }
-            assert!(
-                vector.save() == portable.save(),
-                "seed {seed}: the walks differ after training step {step}"
-            );
+            let portable = clusters[0].save();
+            for cluster in &clusters[1..] {
+                assert!(
+                    cluster.save() == portable,
+                    "seed {seed}: the {:?} walks differ after training step {step}",
+                    cluster.walks()
+                );
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::atomic::AtomicBool;
 
-use common::{cluster, sample, train};
+use common::{cluster, sample, setups, train};
 use hanami_engine::{Cluster, ClusterOptions, RowError, RowsFn, Template};
 
 /// Output bits of requests for samples `from..from + rows`, one `request_step` each.
@@ -65,13 +65,13 @@ fn assert_same(batch: &mut Cluster, steps: &mut Cluster, from: usize, rows: usiz
 fn request_batches_equal_one_request_after_another() {
     // With vector walks (where the CPU has them) rows run in groups, one row per lane;
     // without, one row after another, in parallel where there are threads.
-    for (threads, vector) in [(1, true), (2, true), (3, true), (2, false), (3, false)] {
+    for (threads, walks) in setups(&[1, 2, 3]) {
         // After 40 samples many requests still grow the network, so rows that change it run
         // as ordinary cycles between parallel runs; after 1,500 nearly none do.
         for trained in [40, 1500] {
-            let what = format!("{threads} threads, vector walks {vector}, {trained} trained");
+            let what = format!("{threads} threads, {walks:?} walks, {trained} trained");
             let mut batch = cluster(21, threads, false);
-            batch.set_vector_walks(vector);
+            assert!(batch.set_walks(walks));
             let mut steps = cluster(21, 1, false);
             train(&mut batch, 0, trained);
             train(&mut steps, 0, trained);
@@ -232,11 +232,11 @@ fn read_errors_and_cancel_stop_a_parallel_batch_after_the_rows_before() {
 /// ordinary cycles, which load their own row into the interface.
 #[test]
 fn a_batch_stopped_by_a_bad_row_leaves_that_row_in_the_interface() {
-    for (threads, vector) in [(1, false), (2, true), (2, false)] {
+    for (threads, walks) in setups(&[1, 2]) {
         for trained in [40, 1500] {
-            let what = format!("{threads} threads, vector walks {vector}, {trained} trained");
+            let what = format!("{threads} threads, {walks:?} walks, {trained} trained");
             let mut cluster = cluster(21, threads, false);
-            cluster.set_vector_walks(vector);
+            assert!(cluster.set_walks(walks));
             train(&mut cluster, 0, trained);
             let mut bad = sample(9000).0;
             bad[3] = f32::NAN;

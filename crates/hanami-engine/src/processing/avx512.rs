@@ -49,8 +49,8 @@ use std::arch::x86_64::{
 use std::mem::MaybeUninit;
 
 use super::backward::SYNAPSE_LEARNING_RATE;
-use super::forward::{NeuronParams, THRESHOLD, in_split_window, target_index, walk_growing};
-use super::rows::{GroupSources, LANES};
+use super::forward::{NeuronParams, THRESHOLD, last_synapse, target_index, walk_growing};
+use super::rows::{GroupSources, LANES, LaneSums, end_lanes, walk_group_lanes};
 use super::{BlockTask, Sources};
 use super::{exp, log2};
 use crate::network::{
@@ -606,51 +606,22 @@ pub(super) fn walk_group(
     sums: &mut [f32],
 ) -> u16 {
     let lane_numbers = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    let mut grows = 0u16;
-    for (c, block) in blocks.iter().enumerate() {
-        let Some(sections) = block.sections.as_deref() else {
-            continue;
-        };
-        let targets: &mut [f32; NEURONS_PER_BLOCK * LANES] = (&mut sums
-            [c / dim * NEURONS_PER_BLOCK * LANES..][..NEURONS_PER_BLOCK * LANES])
-            .try_into()
-            .expect("a neuron block's lanes");
-        // A section's source potentials are gathered before the walk of the section before
-        // it, whose loop ends on a branch that is often guessed wrong: a gather after that
-        // branch would start only once it is resolved.
-        let mut walks = bits(block.used).filter_map(|i| {
-            let connection = &block.connections[i];
-            let lanes = sources.lanes(connection.source_hexagon, connection.source_neuron);
-            if lanes == 0 {
-                return None;
-            }
-            let (potentials, neurons) = sources.potentials(connection.source_hexagon);
-            let offsets = _mm512_add_epi32(
-                _mm512_mullo_epi32(lane_numbers, _mm512_set1_epi32(neurons as i32)),
-                _mm512_set1_epi32(connection.source_neuron as i32),
-            );
-            // SAFETY: the lanes in `lanes` are rows of the group, whose potentials lie inside
-            // `potentials` (`GroupSources::potentials`); the other lanes are not read.
-            let potential = unsafe {
-                _mm512_mask_i32gather_ps::<4>(
-                    _mm512_setzero_ps(),
-                    lanes,
-                    offsets,
-                    potentials.as_ptr(),
-                )
-            };
-            Some((i, lanes, potential))
-        });
-        let mut next = walks.next();
-        while let Some((i, lanes, potential)) = next {
-            next = walks.next();
-            let connection = &block.connections[i];
-            // Nothing has grown in these cycles, so only sections of input neurons may grow.
-            let able = growth && connection.from_input;
-            grows |= walk_lanes(&sections[i], connection, potential, lanes, able, targets);
+    let gather = |potentials: &[f32], neurons: usize, neuron: u32, lanes: u16| {
+        let offsets = _mm512_add_epi32(
+            _mm512_mullo_epi32(lane_numbers, _mm512_set1_epi32(neurons as i32)),
+            _mm512_set1_epi32(neuron as i32),
+        );
+        // SAFETY: the lanes in `lanes` are rows of the group, whose potentials lie inside
+        // `potentials` (`GroupSources::potentials`); the other lanes are not read.
+        unsafe {
+            _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), lanes, offsets, potentials.as_ptr())
         }
-    }
-    grows
+    };
+    let walk =
+        |section: &Section, connection: &Connection, potential, lanes, able, sums: &mut _| {
+            walk_lanes(section, connection, potential, lanes, able, sums)
+        };
+    walk_group_lanes(blocks, dim, sources, growth, sums, gather, walk)
 }
 
 /// Transposes a block's firing bits for a group of rows: bit `j` of `words[l]` (whether the
@@ -700,7 +671,7 @@ fn walk_lanes(
     potential: __m512,
     lanes: u16,
     able: bool,
-    sums: &mut [f32; NEURONS_PER_BLOCK * LANES],
+    sums: &mut LaneSums,
 ) -> u16 {
     let range = _mm512_set1_ps(connection.range);
     let remaining = _mm512_sub_ps(potential, _mm512_set1_ps(connection.lower_bound));
@@ -760,52 +731,17 @@ fn walk_lanes(
     // The signals that passed every synapse (the loop ends early only where none does);
     // such a signal outlasts the chain and grows it.
     let passing = alive & _mm512_cmpeq_epi32_mask(walked, _mm512_set1_epi32(len as i32));
-    let grows = if able { passing } else { 0 };
-    let ended = alive & !passing;
-    if ended == 0 {
-        return grows;
-    }
-    grows | end_lanes(section, connection, ended, walked, remaining, able, sums)
-}
-
-/// The synapses where the signals of the lanes in `ended` end (at `at`, per lane, before the
-/// end of the chain), lane after lane: what each adds to its target, and the lanes whose walk
-/// would split the synapse if `able` (returned). The arithmetic of `plan` (`remaining` holds
-/// the lanes' clamped potentials). One lane at a time is faster than gathering all lanes'
-/// synapses and scattering their adds on the AMD EPYC box, where gathers and scatters are
-/// slow (`docs/benchmarks.md`, twenty-eighth session; not measured on the Intel boxes).
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn end_lanes(
-    section: &Section,
-    connection: &Connection,
-    ended: u16,
-    at: __m512i,
-    remaining: __m512,
-    able: bool,
-    sums: &mut [f32; NEURONS_PER_BLOCK * LANES],
-) -> u16 {
-    let mut ats = [0u32; LANES];
-    let mut starts = [0.0f32; LANES];
-    // SAFETY: sixteen values stored into arrays of sixteen.
-    unsafe {
-        _mm512_storeu_si512(ats.as_mut_ptr().cast(), at);
-        _mm512_storeu_ps(starts.as_mut_ptr(), remaining);
-    }
-    let mut splits = 0u16;
-    for lane in bits(u64::from(ended)) {
-        let at = ats[lane] as usize;
-        let start = f64::from(starts[lane]);
-        let before = if at == 0 {
-            start
-        } else {
-            start - section.ends[at - 1]
-        };
-        let (value, split) = last_synapse(section, at, start, before as f32, connection.tolerance);
-        splits |= u16::from(split) << lane;
-        sums[target_index(section.target[at]) * LANES + lane] += value;
-    }
-    if able { splits } else { 0 }
+    let lanes = || {
+        let mut ats = [0u32; LANES];
+        let mut starts = [0.0f32; LANES];
+        // SAFETY: sixteen values stored into arrays of sixteen.
+        unsafe {
+            _mm512_storeu_si512(ats.as_mut_ptr().cast(), walked);
+            _mm512_storeu_ps(starts.as_mut_ptr(), remaining);
+        }
+        (ats, starts)
+    };
+    end_lanes(section, connection, (alive, passing, able), lanes, sums)
 }
 
 /// How many queued adds make [`Adds::make_if_full`] add them.
@@ -971,26 +907,6 @@ fn plan(section: &Section, connection: &Connection, potential: f32) -> Plan {
             DEAD_REACH
         },
     }
-}
-
-/// What synapse `at` adds to its target where a signal that started at `start` and had
-/// `before` left ahead of it ends there (all of its weight if the synapse's end lies within
-/// the start, else the share `before` is of its border), and whether a growing walk would
-/// split the synapse there (callers ignore that where the walk may not grow).
-#[inline]
-fn last_synapse(
-    section: &Section,
-    at: usize,
-    start: f64,
-    before: f32,
-    tolerance: f32,
-) -> (f32, bool) {
-    let partial = section.ends[at] > start;
-    let border = section.border[at];
-    let weight = section.weight[at];
-    let fraction = weight * ((1.0 / border) * before);
-    let split = partial & in_split_window(before, border, tolerance);
-    (if partial { fraction } else { weight }, split)
 }
 
 /// The backward walks of one block (`backward::backprop_sections`) with vector updates.

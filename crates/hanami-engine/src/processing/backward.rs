@@ -32,10 +32,12 @@ impl Cluster {
                 }
                 backprop_neurons(task.neurons, task.potentials, *task.active);
                 match walks {
-                    Walks::Portable => backprop_sections(task, sources),
-                    // SAFETY: chosen only where the CPU has AVX-512 (`Walks::detect`).
+                    // SAFETY: chosen only where the CPU has AVX-512 (`Walks::runs_here`).
                     #[cfg(target_arch = "x86_64")]
                     Walks::Avx512 => unsafe { super::avx512::backprop_sections(task, sources) },
+                    // The portable code, also for the AVX2 walks (only request batches' lane walks
+                    // have their own).
+                    _ => backprop_sections(task, sources),
                 }
             });
             let dim = self.hexagons[h].dim;

@@ -106,12 +106,14 @@ impl Cluster {
         let walks = self.walks;
         self.run_blocks(h, true, |task, sources| {
             match walks {
-                Walks::Portable => process_synapses(task, sources, growth, creation_enabled),
-                // SAFETY: chosen only where the CPU has AVX-512 (`Walks::detect`).
+                // SAFETY: chosen only where the CPU has AVX-512 (`Walks::runs_here`).
                 #[cfg(target_arch = "x86_64")]
                 Walks::Avx512 => unsafe {
                     super::avx512::process_synapses(task, sources, growth, creation_enabled)
                 },
+                // The portable code, also for the AVX2 walks (only request batches' lane walks
+                // have their own).
+                _ => process_synapses(task, sources, growth, creation_enabled),
             }
             if hidden {
                 *task.active = update_neurons(
@@ -231,13 +233,15 @@ pub(super) fn inject_block(
 ) -> u64 {
     potentials[..values.len()].copy_from_slice(values);
     let fired = match walks {
-        Walks::Portable => values
+        // SAFETY: chosen only where the CPU has AVX-512 (`Walks::runs_here`).
+        #[cfg(target_arch = "x86_64")]
+        Walks::Avx512 => unsafe { super::avx512::positive_bits(values) },
+        // The portable code, also for the AVX2 walks (only request batches' lane walks
+        // have their own).
+        _ => values
             .iter()
             .enumerate()
             .fold(0u64, |m, (j, &value)| m | (u64::from(value > 0.0) << j)),
-        // SAFETY: chosen only where the CPU has AVX-512 (`Walks::detect`).
-        #[cfg(target_arch = "x86_64")]
-        Walks::Avx512 => unsafe { super::avx512::positive_bits(values) },
     };
     *active = (*active & !crate::network::low_bits(values.len())) | fired;
     fired
@@ -563,6 +567,26 @@ pub(super) fn target_index(target: u8) -> usize {
     usize::from(target) & (NEURONS_PER_BLOCK - 1)
 }
 
+/// What synapse `at` adds to its target where a signal that started at `start` and had
+/// `before` left ahead of it ends there (all of its weight if the synapse's end lies within
+/// the start, else the share `before` is of its border), and whether a growing walk would
+/// split the synapse there (callers ignore that where the walk may not grow).
+#[inline]
+pub(super) fn last_synapse(
+    section: &Section,
+    at: usize,
+    start: f64,
+    before: f32,
+    tolerance: f32,
+) -> (f32, bool) {
+    let partial = section.ends[at] > start;
+    let border = section.border[at];
+    let weight = section.weight[at];
+    let fraction = weight * ((1.0 / border) * before);
+    let split = partial & in_split_window(before, border, tolerance);
+    (if partial { fraction } else { weight }, split)
+}
+
 /// Sets position `pos` of `section` to a new synapse that consumes all of `border`, with a
 /// random target in the block and a random weight in `±[0, 0.2]`, drawn from the block's
 /// `pcg` chain. The caller updates `ends`.
@@ -594,10 +618,12 @@ pub(super) fn update_neurons(
     params: &NeuronParams,
 ) -> u64 {
     let active = match walks {
-        Walks::Portable => update_block(neurons, potentials, params),
-        // SAFETY: chosen only where the CPU has AVX-512 (`Walks::detect`).
+        // SAFETY: chosen only where the CPU has AVX-512 (`Walks::runs_here`).
         #[cfg(target_arch = "x86_64")]
         Walks::Avx512 => unsafe { super::avx512::update_neurons(neurons, potentials, params) },
+        // The portable code, also for the AVX2 walks (only request batches' lane walks
+        // have their own).
+        _ => update_block(neurons, potentials, params),
     };
     *new_mask = active & !in_use;
     active
@@ -615,7 +641,14 @@ pub(super) fn update_values(
     params: &NeuronParams,
 ) -> u64 {
     match walks {
-        Walks::Portable => {
+        // SAFETY: chosen only where the CPU has AVX-512 (`Walks::runs_here`).
+        #[cfg(target_arch = "x86_64")]
+        Walks::Avx512 => unsafe {
+            super::avx512::update_values(inputs, refractory, potentials, params)
+        },
+        // The portable code, also for the AVX2 walks (only request batches' lane walks
+        // have their own).
+        _ => {
             let mut active = 0u64;
             let neurons = potentials.iter_mut().zip(refractory.iter_mut()).zip(inputs);
             for (j, ((potential, refractory), &input)) in neurons.enumerate() {
@@ -624,11 +657,6 @@ pub(super) fn update_values(
             log2_fired(potentials, active);
             active
         }
-        // SAFETY: chosen only where the CPU has AVX-512 (`Walks::detect`).
-        #[cfg(target_arch = "x86_64")]
-        Walks::Avx512 => unsafe {
-            super::avx512::update_values(inputs, refractory, potentials, params)
-        },
     }
 }
 
@@ -741,7 +769,9 @@ mod tests {
                 (fired, active, potentials)
             };
             let portable = inject(Walks::Portable);
-            assert_eq!(portable, inject(Walks::detect(true)), "{len} values");
+            for walks in Walks::supported() {
+                assert_eq!(portable, inject(walks), "{len} values, {walks:?} walks");
+            }
             let expected = values
                 .iter()
                 .enumerate()
@@ -794,7 +824,7 @@ mod tests {
             }
             let bits = |v: &[f32]| v.iter().map(|p| p.to_bits()).collect::<Vec<_>>();
             let before = (neurons.clone(), potentials.clone());
-            for walks in [Walks::detect(true), Walks::Portable] {
+            for walks in Walks::supported() {
                 (neurons, potentials) = before.clone();
                 let mut new_mask = 0;
                 let fired = update_neurons(

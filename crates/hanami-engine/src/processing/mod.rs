@@ -8,6 +8,8 @@
 //! of threads, and equal to running the blocks one after another.
 
 #[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 mod backward;
 mod exp;
@@ -21,6 +23,8 @@ pub(crate) mod rows;
 #[cfg(test)]
 mod two_classes;
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx2::available as avx2_available;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use avx512::available as avx512_available;
 

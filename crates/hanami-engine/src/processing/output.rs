@@ -15,14 +15,16 @@ const OUTPUT_LEARNING_RATE: f32 = 0.1;
 /// `sigmoid(input)`, and clears the inputs; sixteen at a time with vector walks (same bits).
 pub(super) fn output_potentials(walks: Walks, neurons: &mut [Neuron], potentials: &mut [f32]) {
     match walks {
-        Walks::Portable => {
+        // SAFETY: chosen only where the CPU has AVX-512 (`Walks::runs_here`).
+        #[cfg(target_arch = "x86_64")]
+        Walks::Avx512 => unsafe { super::avx512::output_potentials(neurons, potentials) },
+        // The portable code, also for the AVX2 walks (only request batches' lane walks
+        // have their own).
+        _ => {
             for (neuron, potential) in neurons.iter_mut().zip(potentials.iter_mut()) {
                 *potential = sigmoid(neuron.input);
             }
         }
-        // SAFETY: chosen only where the CPU has AVX-512 (`Walks::detect`).
-        #[cfg(target_arch = "x86_64")]
-        Walks::Avx512 => unsafe { super::avx512::output_potentials(neurons, potentials) },
     }
     for neuron in neurons {
         neuron.input = 0.0;
@@ -32,10 +34,12 @@ pub(super) fn output_potentials(walks: Walks, neurons: &mut [Neuron], potentials
 /// `sigmoid` of sixteen values, at once with vector walks (same bits).
 pub(super) fn sigmoid_lanes(walks: Walks, values: &[f32; 16]) -> [f32; 16] {
     match walks {
-        Walks::Portable => values.map(sigmoid),
-        // SAFETY: chosen only where the CPU has AVX-512 (`Walks::detect`).
+        // SAFETY: chosen only where the CPU has AVX-512 (`Walks::runs_here`).
         #[cfg(target_arch = "x86_64")]
         Walks::Avx512 => unsafe { super::avx512::sigmoid_array(values) },
+        // The portable code, also for the AVX2 walks (only request batches' lane walks
+        // have their own).
+        _ => values.map(sigmoid),
     }
 }
 

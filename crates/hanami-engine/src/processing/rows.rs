@@ -11,11 +11,11 @@
 //! computes the output values. The threads meet only there and once per run, and the updates
 //! fill the time one thread would otherwise wait for the other's walks.
 //!
-//! With AVX-512 one pass over a section walks it for every row of the group, one row per
-//! vector lane (`avx512::walk_group`): the summed inputs are laid out target by target with a
-//! lane per row, so each lane still receives its terms in processing order, and where each
-//! row's signal ends is a lane mask instead of a branch. Without AVX-512 the group's rows are
-//! walked one after another.
+//! With AVX-512 or AVX2 one pass over a section walks it for every row of the group, one row
+//! per vector lane (`avx512::walk_group`, `avx2::walk_group`): the summed inputs are laid out
+//! target by target with a lane per row, so each lane still receives its terms in processing
+//! order, and where each row's signal ends is a lane mask instead of a branch. With the
+//! portable walks the group's rows are walked one after another.
 //!
 //! The results are bit-identical to one request cycle after another: the walks and updates
 //! compute the same values, each target still receives its terms in the same order, and the
@@ -40,6 +40,8 @@ use super::Feed;
 use super::forward::{self, NeuronParams};
 use super::output::{output_values, sigmoid, sigmoid_lanes};
 use crate::cluster::{Cluster, Parallelism, Walks};
+#[cfg(target_arch = "x86_64")]
+use crate::network::{Connection, ConnectionBlock, Section, bits};
 use crate::network::{Hexagon, InputInterface, NO_NEURON, OutputInterface};
 use crate::network::{NEURONS_PER_BLOCK, Neuron, low_bits};
 use crate::pace::Work;
@@ -48,9 +50,9 @@ use crate::pace::Work;
 /// that the rows' states stay in the caches.
 pub(crate) const CHUNK_ROWS: usize = 32;
 
-/// Rows walked together at most: one per lane of a 512-bit register of `f32`. The rows of a
-/// run form groups of nearly equal size (at least one per thread; the last may be one row
-/// shorter), and the threads take whole groups.
+/// Rows walked together at most: one per lane of a 512-bit register of `f32` (of two 256-bit
+/// ones with AVX2). The rows of a run form groups of nearly equal size (at least one per
+/// thread; the last may be one row shorter), and the threads take whole groups.
 pub(crate) const LANES: usize = 16;
 
 /// The rows of one chunk of a request batch.
@@ -1122,7 +1124,7 @@ impl RunContext<'_> {
             }
             #[cfg(target_arch = "x86_64")]
             if !matches!(self.walks, Walks::Portable) && !hexagon.is_output {
-                part.fired = fired_lanes(part.active, rows, width / NEURONS_PER_BLOCK);
+                part.fired = fired_lanes(self.walks, part.active, rows, width / NEURONS_PER_BLOCK);
             }
             if rows == 0 {
                 return;
@@ -1167,22 +1169,20 @@ impl RunContext<'_> {
                 (first, skip, rows),
                 &self.cutoff,
             ),
-            // SAFETY: chosen only where the CPU has AVX-512 (`Walks::detect`).
             #[cfg(target_arch = "x86_64")]
-            Walks::Avx512 => {
+            Walks::Avx2 | Walks::Avx512 => {
                 let sources = GroupSources {
                     sources,
                     lanes: (low_bits(rows) & !low_bits(skip)) as u16,
                 };
                 part.done = rows;
-                unsafe {
-                    super::avx512::walk_group(
-                        &hexagon.blocks,
-                        hexagon.dim,
-                        &sources,
-                        self.growth,
-                        part.sums,
-                    )
+                let (blocks, dim, sums) = (&hexagon.blocks, hexagon.dim, &mut *part.sums);
+                if self.walks == Walks::Avx512 {
+                    // SAFETY: chosen only where the CPU has AVX-512 (`Walks::runs_here`).
+                    unsafe { super::avx512::walk_group(blocks, dim, &sources, self.growth, sums) }
+                } else {
+                    // SAFETY: chosen only where the CPU has AVX2 (`Walks::runs_here`).
+                    unsafe { super::avx2::walk_group(blocks, dim, &sources, self.growth, sums) }
                 }
             }
         }
@@ -1190,9 +1190,9 @@ impl RunContext<'_> {
 }
 
 /// Per neuron of a hexagon with `blocks` neuron blocks, the lanes among the first `rows` of a
-/// group whose active bits (`active`, row after row) have it fired.
+/// group whose active bits (`active`, row after row) have it fired (for the lane walks).
 #[cfg(target_arch = "x86_64")]
-fn fired_lanes(active: &[u64], rows: usize, blocks: usize) -> Vec<u16> {
+fn fired_lanes(walks: Walks, active: &[u64], rows: usize, blocks: usize) -> Vec<u16> {
     let mut fired = vec![0u16; blocks * NEURONS_PER_BLOCK];
     for (b, fired) in fired.chunks_mut(NEURONS_PER_BLOCK).enumerate() {
         // Block `b`'s active bits in each row, turned into each neuron's lanes.
@@ -1202,15 +1202,121 @@ fn fired_lanes(active: &[u64], rows: usize, blocks: usize) -> Vec<u16> {
         }
         let fired: &mut [u16; NEURONS_PER_BLOCK] =
             fired.try_into().expect("a neuron block has 64 neurons");
-        // SAFETY: lane walks (and so this) run only where the CPU has AVX-512.
-        unsafe { super::avx512::transpose_lanes(&words, fired) };
+        if walks == Walks::Avx512 {
+            // SAFETY: chosen only where the CPU has AVX-512 (`Walks::runs_here`).
+            unsafe { super::avx512::transpose_lanes(&words, fired) };
+        } else {
+            for (lane, &word) in words.iter().enumerate() {
+                for j in bits(word) {
+                    fired[j] |= 1 << lane;
+                }
+            }
+        }
     }
     fired
 }
 
+/// The sums of one neuron block's targets in a group's lane layout.
+pub(super) type LaneSums = [f32; NEURONS_PER_BLOCK * LANES];
+
+/// The block loop of the vector lane walks (`avx512::walk_group`, `avx2::walk_group`): for
+/// each used section of `blocks` (`dim` connection blocks per neuron block) whose source fired
+/// in a lane of the group, `gather` loads the lanes' source potentials (from the source
+/// hexagon's `potentials`, `neurons` per row, of neuron `neuron`, in `lanes`) and `walk`
+/// walks the section into its neuron block's `sums`, told whether it may grow. Returns the
+/// lanes `walk` says would grow.
+///
+/// A section's source potentials are gathered before the walk of the section before it,
+/// whose loop ends on a branch that is often guessed wrong: a gather after that branch would
+/// start only once it is resolved.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(super) fn walk_group_lanes<P>(
+    blocks: &[ConnectionBlock],
+    dim: usize,
+    sources: &GroupSources<'_>,
+    growth: bool,
+    sums: &mut [f32],
+    gather: impl Fn(&[f32], usize, u32, u16) -> P,
+    walk: impl Fn(&Section, &Connection, P, u16, bool, &mut LaneSums) -> u16,
+) -> u16 {
+    let mut grows = 0u16;
+    for (c, block) in blocks.iter().enumerate() {
+        let Some(sections) = block.sections.as_deref() else {
+            continue;
+        };
+        let targets: &mut LaneSums = (&mut sums[c / dim * NEURONS_PER_BLOCK * LANES..]
+            [..NEURONS_PER_BLOCK * LANES])
+            .try_into()
+            .expect("a neuron block's lanes");
+        let mut walks = bits(block.used).filter_map(|i| {
+            let connection = &block.connections[i];
+            let lanes = sources.lanes(connection.source_hexagon, connection.source_neuron);
+            if lanes == 0 {
+                return None;
+            }
+            let (potentials, neurons) = sources.potentials(connection.source_hexagon);
+            Some((
+                i,
+                lanes,
+                gather(potentials, neurons, connection.source_neuron, lanes),
+            ))
+        });
+        let mut next = walks.next();
+        while let Some((i, lanes, potential)) = next {
+            next = walks.next();
+            let connection = &block.connections[i];
+            // Nothing has grown in these cycles, so only sections of input neurons may grow.
+            let able = growth && connection.from_input;
+            grows |= walk(&sections[i], connection, potential, lanes, able, targets);
+        }
+    }
+    grows
+}
+
+/// The end of a vector lane walk of `section` for the lanes in `alive`, of which those in
+/// `passing` passed the whole chain (they grow it if `able`): the synapses where the other
+/// signals end (at `ats[lane]`, from `lanes()`, which also gives the lanes' clamped
+/// potentials), lane after lane: what each adds to its target in `sums`, and whether an
+/// `able` walk would split it. Returns the lanes that would grow. The arithmetic of the
+/// one-row walks. One lane at a time is faster than gathering all lanes' synapses and
+/// scattering their adds on the AMD EPYC box, where gathers and scatters are slow
+/// (`docs/benchmarks.md`, twenty-eighth session; not measured on the Intel boxes).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(super) fn end_lanes(
+    section: &Section,
+    connection: &Connection,
+    (alive, passing, able): (u16, u16, bool),
+    lanes: impl FnOnce() -> ([u32; LANES], [f32; LANES]),
+    sums: &mut LaneSums,
+) -> u16 {
+    let grows = if able { passing } else { 0 };
+    let ended = alive & !passing;
+    if ended == 0 {
+        return grows;
+    }
+    let (ats, starts) = lanes();
+    let mut splits = 0u16;
+    for lane in bits(u64::from(ended)) {
+        let at = ats[lane] as usize;
+        let start = f64::from(starts[lane]);
+        let before = if at == 0 {
+            start
+        } else {
+            start - section.ends[at - 1]
+        };
+        let (value, split) =
+            forward::last_synapse(section, at, start, before as f32, connection.tolerance);
+        splits |= u16::from(split) << lane;
+        sums[forward::target_index(section.target[at]) * LANES + lane] += value;
+    }
+    grows | if able { splits } else { 0 }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::two_classes::{cluster, cluster_with, inputs as row, train};
+    use super::super::two_classes::{cluster, cluster_with, inputs as row, setups, train};
     use super::*;
 
     #[test]
@@ -1307,9 +1413,9 @@ mod tests {
         // Two hidden hexagons in a row: the second one's walks read the first one's rows of
         // the group, and each hands its neuron states from group to group.
         // Pools of three threads and the caller's pool (0) take the groups in order too.
-        for (threads, vector) in [(1, true), (2, true), (2, false), (3, true), (0, true)] {
+        for (threads, walks) in setups(&[1, 2, 3, 0]) {
             let mut cluster = line_cluster("    refractory_time: 2\n", 9, threads);
-            cluster.set_vector_walks(vector);
+            assert!(cluster.set_walks(walks));
             train(&mut cluster, 0..2000);
             let sections: Vec<usize> = cluster
                 .hexagons
@@ -1328,9 +1434,9 @@ mod tests {
     fn rows_that_fire_an_input_for_the_first_time_end_runs() {
         // Trained on class 0 alone, whose rows light inputs 0-3: the first row of class 1
         // fires inputs 4-7 for the first time, which its injection finds, in whichever group.
-        for (threads, vector) in [(1, true), (2, true), (2, false)] {
+        for (threads, walks) in setups(&[1, 2]) {
             let mut cluster = cluster(6, threads);
-            cluster.set_vector_walks(vector);
+            assert!(cluster.set_walks(walks));
             for i in (0..400).step_by(2) {
                 cluster
                     .train_step(&[("x", &row(i))], &[("y", &[1.0, 0.0])])
@@ -1352,9 +1458,9 @@ mod tests {
         // the hidden hexagon 2,1,1. Its input-fed sections grow and cut runs short, but its
         // walks also read the other hidden hexagon's rows, which a run knows only after
         // walking them.
-        for (threads, vector) in [(1, true), (2, true), (2, false)] {
+        for (threads, walks) in setups(&[1, 2]) {
             let mut cluster = line_cluster("    max_connection_distance: 2\n", 4, threads);
-            cluster.set_vector_walks(vector);
+            assert!(cluster.set_walks(walks));
             train(&mut cluster, 0..60);
             cluster.ensure_feeds();
             let sources: Vec<usize> = cluster.scratch.feeds[2].iter().map(|f| f.source).collect();
@@ -1372,9 +1478,9 @@ mod tests {
         // depends on the rows before it, also across the groups of a run.
         let settings = "    neuron_cooldown: 1.5\n    refractory_time: 3\n";
         // Pools of three threads and the caller's pool (0) take the groups in order too.
-        for (threads, vector) in [(1, true), (2, true), (2, false), (3, true), (0, true)] {
+        for (threads, walks) in setups(&[1, 2, 3, 0]) {
             let mut cluster = cluster_with(settings, 5, threads);
-            cluster.set_vector_walks(vector);
+            assert!(cluster.set_walks(walks));
             train(&mut cluster, 0..2000);
             batch_runs_rows(&mut cluster, &rows_of(7000..7300));
         }
@@ -1383,9 +1489,9 @@ mod tests {
     #[test]
     fn rows_after_a_growing_row_take_the_walks_it_cut_short() {
         // After 40 samples many requests still grow the hidden hexagon.
-        for (threads, vector) in [(1, true), (2, true), (2, false)] {
+        for (threads, walks) in setups(&[1, 2]) {
             let mut cluster = cluster(3, threads);
-            cluster.set_vector_walks(vector);
+            assert!(cluster.set_walks(walks));
             train(&mut cluster, 0..40);
             let before = cluster.size().synapses;
             let twin = batch_is_steps(&mut cluster, &rows_of(5000..5400));
@@ -1395,7 +1501,7 @@ mod tests {
             );
             assert!(
                 cluster.scratch.rows.carried_rows > 0,
-                "{threads} threads, vector walks {vector}: no row took carried walks"
+                "{threads} threads, {walks:?} walks: no row took carried walks"
             );
         }
     }

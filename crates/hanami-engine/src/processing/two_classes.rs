@@ -1,7 +1,7 @@
 //! A small learning task for the unit tests of the processing modules: eight inputs, two
 //! classes, class `i % 2` lighting its four inputs with values from 100 to 149.
 
-use crate::{Cluster, ClusterOptions, Template};
+use crate::{Cluster, ClusterOptions, Template, Walks};
 
 /// A cluster of the seed template's shape for the task, with eight inputs `x` and two
 /// outputs `y`.
@@ -47,4 +47,13 @@ pub(crate) fn train(cluster: &mut Cluster, rows: std::ops::Range<usize>) {
             .train_step(&[("x", &inputs(i))], &[("y", &expected)])
             .expect("a training step");
     }
+}
+
+/// Thread counts for the tests of request batches, each with the fastest walks this CPU runs,
+/// and two threads with each of its other walks, as `(threads, walks)`.
+pub(crate) fn setups(threads: &[usize]) -> Vec<(usize, Walks)> {
+    let mut walks: Vec<Walks> = Walks::supported().collect();
+    let best = walks.pop().expect("the portable walks run everywhere");
+    let others = walks.into_iter().map(|walks| (2, walks));
+    threads.iter().map(|&t| (t, best)).chain(others).collect()
 }

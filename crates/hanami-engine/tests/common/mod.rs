@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use hanami_engine::{Cluster, ClusterOptions, Template};
+use hanami_engine::{Cluster, ClusterOptions, Template, Walks};
 
 /// Inputs per sample of the synthetic task.
 pub const INPUTS: usize = 32;
@@ -83,4 +83,13 @@ pub fn accuracy(cluster: &mut Cluster, from: usize, to: usize) -> f64 {
         }
     }
     correct as f64 * 100.0 / (to - from) as f64
+}
+
+/// Thread counts for the tests of request batches, each with the fastest walks this CPU runs,
+/// and two threads with each of its other walks, as `(threads, walks)`.
+pub fn setups(threads: &[usize]) -> Vec<(usize, Walks)> {
+    let mut walks: Vec<Walks> = Walks::supported().collect();
+    let best = walks.pop().expect("the portable walks run everywhere");
+    let others = walks.into_iter().map(|walks| (2, walks));
+    threads.iter().map(|&t| (t, best)).chain(others).collect()
 }

@@ -1,0 +1,212 @@
+//! The request batches' lane walks with AVX2 (x86-64, chosen at run time where AVX-512 is
+//! missing): the arithmetic of [`super::avx512::walk_group`], bit for bit, with the sixteen
+//! lanes of a group of rows in two 256-bit registers of `f32` and, for the exact comparisons
+//! of where the signals end, four registers of `f64`.
+//!
+//! The `f64` registers hold the lanes in the order 0, 1, 4, 5 | 2, 3, 6, 7 (and the same for
+//! the upper eight), so that one `vshufps` of two comparison results gives the eight `f32`
+//! lane masks in their natural order.
+
+use std::arch::x86_64::{
+    __m256, __m256d, _CMP_GT_OQ, _CMP_LT_OQ, _CMP_NLE_UQ, _mm256_add_epi32, _mm256_add_ps,
+    _mm256_and_si256, _mm256_blendv_pd, _mm256_blendv_ps, _mm256_castpd_ps, _mm256_castps_si256,
+    _mm256_castps256_ps128, _mm256_castsi256_pd, _mm256_castsi256_ps, _mm256_cmp_pd, _mm256_cmp_ps,
+    _mm256_cmpeq_epi32, _mm256_cmpeq_epi64, _mm256_cvtps_pd, _mm256_extractf128_ps,
+    _mm256_loadu_ps, _mm256_mask_i32gather_ps, _mm256_movemask_ps, _mm256_mullo_epi32,
+    _mm256_or_ps, _mm256_permutevar8x32_ps, _mm256_set1_epi32, _mm256_set1_epi64x, _mm256_set1_pd,
+    _mm256_set1_ps, _mm256_setr_epi32, _mm256_setr_epi64x, _mm256_setzero_ps, _mm256_setzero_si256,
+    _mm256_shuffle_ps, _mm256_storeu_ps, _mm256_storeu_si256, _mm256_sub_epi32, _mm256_sub_pd,
+    _mm256_sub_ps, _mm256_testz_ps,
+};
+
+use super::forward::{THRESHOLD, target_index};
+use super::rows::{GroupSources, LANES, LaneSums, end_lanes, walk_group_lanes};
+use crate::network::{Connection, ConnectionBlock, SYNAPSES_PER_SECTION, Section, WALK_THRESHOLD};
+
+/// Whether this CPU has the instructions the walk uses.
+pub(crate) fn available() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
+}
+
+/// Sixteen lanes of `f32`: lanes 0-7 and 8-15.
+type Lanes = [__m256; 2];
+
+/// Eight lanes' all-ones (`true`) or zero masks from the bits of `bits`, lane `l` from bit
+/// `l`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn lane_masks(bits: u8) -> __m256 {
+    let each = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    let set = _mm256_and_si256(_mm256_set1_epi32(i32::from(bits)), each);
+    _mm256_castsi256_ps(_mm256_cmpeq_epi32(set, each))
+}
+
+/// The masks of [`lane_masks`] as `f64` lanes in the order of [`widen`].
+#[inline]
+#[target_feature(enable = "avx2")]
+fn wide_lane_masks(bits: u8) -> [__m256d; 2] {
+    let bits = _mm256_set1_epi64x(i64::from(bits));
+    [
+        _mm256_setr_epi64x(1, 2, 16, 32),
+        _mm256_setr_epi64x(4, 8, 64, 128),
+    ]
+    .map(|each| _mm256_castsi256_pd(_mm256_cmpeq_epi64(_mm256_and_si256(bits, each), each)))
+}
+
+/// The bits of sixteen lane masks.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn mask_bits(masks: Lanes) -> u16 {
+    _mm256_movemask_ps(masks[0]) as u16 | (_mm256_movemask_ps(masks[1]) as u16) << 8
+}
+
+/// Eight `f32` lanes widened to `f64` in the order 0, 1, 4, 5 and 2, 3, 6, 7 (see the module
+/// documentation).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn widen(values: __m256) -> [__m256d; 2] {
+    let order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+    let values = _mm256_permutevar8x32_ps(values, order);
+    [
+        _mm256_cvtps_pd(_mm256_castps256_ps128(values)),
+        _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(values)),
+    ]
+}
+
+/// The eight lane masks of `end < bound`, with `bound` in the order of [`widen`].
+#[inline]
+#[target_feature(enable = "avx2")]
+fn below(end: __m256d, bound: &[__m256d; 2]) -> __m256 {
+    let low = _mm256_castpd_ps(_mm256_cmp_pd::<_CMP_LT_OQ>(end, bound[0]));
+    let high = _mm256_castpd_ps(_mm256_cmp_pd::<_CMP_LT_OQ>(end, bound[1]));
+    // Per 128-bit half the low 32 bits of the first two `f64` masks of each, which are
+    // the lanes in their natural order.
+    _mm256_shuffle_ps::<0b10_00_10_00>(low, high)
+}
+
+/// The forward walks of a hexagon for the rows of one group at once, one row per lane, for
+/// requests that leave the network as it is; see [`super::avx512::walk_group`], whose
+/// results (the sums and the returned lanes whose request would grow) these are, bit for bit.
+#[target_feature(enable = "avx2")]
+pub(super) fn walk_group(
+    blocks: &[ConnectionBlock],
+    dim: usize,
+    sources: &GroupSources<'_>,
+    growth: bool,
+    sums: &mut [f32],
+) -> u16 {
+    let lane_numbers = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let gather = |potentials: &[f32], neurons: usize, neuron: u32, lanes: u16| {
+        let offsets = _mm256_add_epi32(
+            _mm256_mullo_epi32(lane_numbers, _mm256_set1_epi32(neurons as i32)),
+            _mm256_set1_epi32(neuron as i32),
+        );
+        let upper = _mm256_add_epi32(offsets, _mm256_set1_epi32(8 * neurons as i32));
+        // SAFETY: the lanes in `lanes` are rows of the group, whose potentials lie inside
+        // `potentials` (`GroupSources::potentials`); the other lanes are not read.
+        unsafe {
+            [(offsets, lanes as u8), (upper, (lanes >> 8) as u8)].map(|(offsets, lanes)| {
+                _mm256_mask_i32gather_ps::<4>(
+                    _mm256_setzero_ps(),
+                    potentials.as_ptr(),
+                    offsets,
+                    lane_masks(lanes),
+                )
+            })
+        }
+    };
+    let walk =
+        |section: &Section, connection: &Connection, potential, lanes, able, sums: &mut _| {
+            walk_lanes(section, connection, potential, lanes, able, sums)
+        };
+    walk_group_lanes(blocks, dim, sources, growth, sums, gather, walk)
+}
+
+/// One section walked for the rows in `lanes`, each with its source's `potential`: the
+/// arithmetic of the AVX-512 `walk_lanes`. Returns the lanes whose walk would grow if `able`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn walk_lanes(
+    section: &Section,
+    connection: &Connection,
+    potential: Lanes,
+    lanes: u16,
+    able: bool,
+    sums: &mut LaneSums,
+) -> u16 {
+    let range = _mm256_set1_ps(connection.range);
+    let lower_bound = _mm256_set1_ps(connection.lower_bound);
+    let remaining = potential.map(|potential| {
+        let remaining = _mm256_sub_ps(potential, lower_bound);
+        _mm256_blendv_ps(
+            remaining,
+            range,
+            _mm256_cmp_ps::<_CMP_GT_OQ>(remaining, range),
+        )
+    });
+    // A potential at or below the threshold drives nothing (NaN goes on, as in the one-row
+    // walks).
+    let threshold = _mm256_set1_ps(WALK_THRESHOLD);
+    let alive = lanes
+        & mask_bits(remaining.map(|remaining| _mm256_cmp_ps::<_CMP_NLE_UQ>(remaining, threshold)));
+    if alive == 0 {
+        return 0;
+    }
+    // Per lane, the bound the ends stay below while its signal leaves more than the
+    // threshold; the lanes that are not alive get −∞, so that they never pass a synapse.
+    let nowhere = _mm256_set1_pd(f64::NEG_INFINITY);
+    let threshold = _mm256_set1_pd(THRESHOLD);
+    let bound = |half: usize| {
+        let alive = wide_lane_masks((alive >> (8 * half)) as u8);
+        let start = widen(remaining[half]);
+        [0, 1].map(|k| _mm256_blendv_pd(nowhere, _mm256_sub_pd(start[k], threshold), alive[k]))
+    };
+    let bounds = [bound(0), bound(1)];
+    let len = usize::from(connection.len).min(SYNAPSES_PER_SECTION);
+    // Per lane, how many synapses its signal passes fully.
+    let mut walked = [_mm256_setzero_si256(); 2];
+    // Hidden from the optimiser, as in the AVX-512 walks.
+    let unchanged = std::hint::black_box(_mm256_set1_ps(-0.0));
+    for pos in 0..len {
+        let end = _mm256_set1_pd(section.ends[pos]);
+        // Lanes whose signal leaves more than the threshold after this synapse.
+        let still = [below(end, &bounds[0]), below(end, &bounds[1])];
+        let weight = _mm256_set1_ps(section.weight[pos]);
+        let target = &mut sums[target_index(section.target[pos]) * LANES..][..LANES];
+        // SAFETY: the 16 values lie inside `target`.
+        unsafe {
+            for (half, &still) in still.iter().enumerate() {
+                let value = _mm256_blendv_ps(unchanged, weight, still);
+                let sum = _mm256_loadu_ps(target.as_ptr().add(8 * half));
+                _mm256_storeu_ps(target.as_mut_ptr().add(8 * half), _mm256_add_ps(sum, value));
+            }
+        }
+        // A mask of all ones is −1.
+        walked =
+            [0, 1].map(|half| _mm256_sub_epi32(walked[half], _mm256_castps_si256(still[half])));
+        let any = _mm256_or_ps(still[0], still[1]);
+        if _mm256_testz_ps(any, any) != 0 {
+            break;
+        }
+    }
+    // The signals that passed every synapse (the loop ends early only where none does);
+    // such a signal outlasts the chain and grows it.
+    let everything = _mm256_set1_epi32(len as i32);
+    let passing = alive
+        & mask_bits(
+            walked.map(|walked| _mm256_castsi256_ps(_mm256_cmpeq_epi32(walked, everything))),
+        );
+    let lanes = || {
+        let mut ats = [0u32; LANES];
+        let mut starts = [0.0f32; LANES];
+        // SAFETY: two times eight values stored into arrays of sixteen.
+        unsafe {
+            for half in 0..2 {
+                _mm256_storeu_si256(ats.as_mut_ptr().add(8 * half).cast(), walked[half]);
+                _mm256_storeu_ps(starts.as_mut_ptr().add(8 * half), remaining[half]);
+            }
+        }
+        (ats, starts)
+    };
+    end_lanes(section, connection, (alive, passing, able), lanes, sums)
+}
