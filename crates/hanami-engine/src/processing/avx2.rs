@@ -1,7 +1,11 @@
-//! The request batches' lane walks with AVX2 (x86-64, chosen at run time where AVX-512 is
-//! missing): the arithmetic of [`super::avx512::walk_group`], bit for bit, with the sixteen
-//! lanes of a group of rows in two 256-bit registers of `f32` and, for the exact comparisons
-//! of where the signals end, four registers of `f64`.
+//! The section walks with AVX2 (x86-64, chosen at run time where AVX-512 is missing), bit
+//! for bit the results of the portable walks:
+//!
+//! - Forward, the planned walks of `planned` with an AVX2 search of where each signal ends
+//!   (eight rounded ends at a time) and AVX2 copies of the passed synapses into the queue.
+//! - Request batches, the lane walks of [`super::avx512::walk_group`] with the sixteen lanes
+//!   of a group of rows in two 256-bit registers of `f32` and, for the exact comparisons of
+//!   where the signals end, four registers of `f64`.
 //!
 //! The `f64` registers hold the lanes in the order 0, 1, 4, 5 | 2, 3, 6, 7 (and the same for
 //! the upper eight), so that one `vshufps` of two comparison results gives the eight `f32`
@@ -11,21 +15,99 @@ use std::arch::x86_64::{
     __m256, __m256d, _CMP_GT_OQ, _CMP_LT_OQ, _CMP_NLE_UQ, _mm256_add_epi32, _mm256_add_ps,
     _mm256_and_si256, _mm256_blendv_pd, _mm256_blendv_ps, _mm256_castpd_ps, _mm256_castps_si256,
     _mm256_castps256_ps128, _mm256_castsi256_pd, _mm256_castsi256_ps, _mm256_cmp_pd, _mm256_cmp_ps,
-    _mm256_cmpeq_epi32, _mm256_cmpeq_epi64, _mm256_cvtps_pd, _mm256_extractf128_ps,
-    _mm256_loadu_ps, _mm256_mask_i32gather_ps, _mm256_movemask_ps, _mm256_mullo_epi32,
-    _mm256_or_ps, _mm256_permutevar8x32_ps, _mm256_set1_epi32, _mm256_set1_epi64x, _mm256_set1_pd,
-    _mm256_set1_ps, _mm256_setr_epi32, _mm256_setr_epi64x, _mm256_setzero_ps, _mm256_setzero_si256,
-    _mm256_shuffle_ps, _mm256_storeu_ps, _mm256_storeu_si256, _mm256_sub_epi32, _mm256_sub_pd,
-    _mm256_sub_ps, _mm256_testz_ps,
+    _mm256_cmpeq_epi32, _mm256_cmpeq_epi64, _mm256_cmpgt_epi32, _mm256_cvtps_pd,
+    _mm256_extractf128_ps, _mm256_loadu_ps, _mm256_loadu_si256, _mm256_mask_i32gather_ps,
+    _mm256_maskload_ps, _mm256_movemask_ps, _mm256_mullo_epi32, _mm256_or_ps,
+    _mm256_permutevar8x32_ps, _mm256_set1_epi8, _mm256_set1_epi32, _mm256_set1_epi64x,
+    _mm256_set1_pd, _mm256_set1_ps, _mm256_setr_epi32, _mm256_setr_epi64x, _mm256_setzero_ps,
+    _mm256_setzero_si256, _mm256_shuffle_ps, _mm256_storeu_ps, _mm256_storeu_si256,
+    _mm256_sub_epi32, _mm256_sub_pd, _mm256_sub_ps, _mm256_testz_ps,
 };
 
 use super::forward::{THRESHOLD, target_index};
+use super::planned::{self, QueuedSection};
 use super::rows::{GroupSources, LANES, LaneSums, end_lanes, walk_group_lanes};
-use crate::network::{Connection, ConnectionBlock, SYNAPSES_PER_SECTION, Section, WALK_THRESHOLD};
+use super::{BlockTask, Sources};
+use crate::network::{
+    Connection, ConnectionBlock, NEURONS_PER_BLOCK, SYNAPSES_PER_SECTION, Section, WALK_THRESHOLD,
+    low_bits,
+};
 
 /// Whether this CPU has the instructions the walk uses.
 pub(crate) fn available() -> bool {
     std::arch::is_x86_feature_detected!("avx2")
+}
+
+/// The forward walks of one block (`forward::process_synapses`), planned
+/// (`planned::process_synapses`).
+#[target_feature(enable = "avx2")]
+pub(super) fn process_synapses(
+    task: &mut BlockTask<'_>,
+    sources: &Sources<'_>,
+    growth: bool,
+    creation_enabled: bool,
+) {
+    let reach = |section: &Section, len, threshold| reach(section, len, threshold);
+    let copy = |section: &Section, reach, queued: &mut QueuedSection<'_>| {
+        copy_passed(section, reach, queued);
+    };
+    planned::process_synapses(task, sources, (growth, creation_enabled), reach, copy);
+}
+
+/// How many synapses a signal passes fully: the positions `k` of the chain before the first
+/// with `ends[k] < threshold` false (false for NaN). Searched on the rounded ends (eight at a
+/// time, as far as the chain goes) and confirmed with one exact end; searched again on the
+/// exact ends, one by one, in the rare case that an end rounds to the threshold itself.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn reach(section: &Section, len: usize, threshold: f64) -> usize {
+    let len = len.min(SYNAPSES_PER_SECTION);
+    let bound = _mm256_set1_ps(threshold as f32);
+    let mut mask = 0u64;
+    for j in 0..len.div_ceil(8) {
+        // SAFETY: `8 · j < 64`, so the eight values lie inside `rounded_ends`.
+        let ends = unsafe { _mm256_loadu_ps(section.rounded_ends.as_ptr().add(8 * j)) };
+        let below = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(ends, bound)) as u8;
+        mask |= u64::from(below) << (8 * j);
+    }
+    // Every end before `guess` rounds below the rounded threshold, so it lies below the exact
+    // one (rounding keeps the order); the end at `guess` may round to the threshold itself.
+    let guess = (!(mask & low_bits(len))).trailing_zeros() as usize;
+    if guess < len && section.ends[guess] < threshold {
+        let passes = section.ends[..len]
+            .iter()
+            .position(|&end| !crate::network::passes(end, threshold));
+        passes.unwrap_or(len)
+    } else {
+        guess
+    }
+}
+
+/// Copies a section's target slots and its first `reach` weights into the queue
+/// (`planned::Adds::passed`); the other weights are written as 0 without being read (masked
+/// loads: a loop of plain copies as far as `reach` became a call of `memcpy` per walk).
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn copy_passed(section: &Section, reach: usize, queued: &mut QueuedSection<'_>) {
+    let index_bits = _mm256_set1_epi8((NEURONS_PER_BLOCK - 1) as i8);
+    let positions = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    // SAFETY: two times 32 target bytes inside the section's targets and the queue's slots,
+    // and eight times eight weights inside the section's weights and the queue's values;
+    // weights outside the masks are not read.
+    unsafe {
+        for half in 0..2 {
+            let targets = _mm256_loadu_si256(section.target.as_ptr().add(32 * half).cast());
+            let slots = queued.slots.as_mut_ptr().add(32 * half).cast();
+            _mm256_storeu_si256(slots, _mm256_and_si256(targets, index_bits));
+        }
+        for j in 0..SYNAPSES_PER_SECTION / 8 {
+            // Lanes `8j + l < reach`.
+            let left = _mm256_set1_epi32(reach as i32 - 8 * j as i32);
+            let wanted = _mm256_cmpgt_epi32(left, positions);
+            let weights = _mm256_maskload_ps(section.weight.as_ptr().add(8 * j), wanted);
+            _mm256_storeu_ps(queued.values.as_mut_ptr().add(8 * j).cast(), weights);
+        }
+    }
 }
 
 /// Sixteen lanes of `f32`: lanes 0-7 and 8-15.
@@ -120,6 +202,27 @@ pub(super) fn walk_group(
             walk_lanes(section, connection, potential, lanes, able, sums)
         };
     walk_group_lanes(blocks, dim, sources, growth, sums, gather, walk)
+}
+
+/// [`walk_lanes`] for the potentials of an array (for the tests).
+#[cfg(test)]
+#[target_feature(enable = "avx2")]
+pub(super) fn walk_lanes_of(
+    section: &Section,
+    connection: &Connection,
+    potentials: &[f32; LANES],
+    lanes: u16,
+    able: bool,
+    sums: &mut LaneSums,
+) -> u16 {
+    // SAFETY: sixteen values inside the array.
+    let potential = unsafe {
+        [
+            _mm256_loadu_ps(potentials.as_ptr()),
+            _mm256_loadu_ps(potentials.as_ptr().add(8)),
+        ]
+    };
+    walk_lanes(section, connection, potential, lanes, able, sums)
 }
 
 /// One section walked for the rows in `lanes`, each with its source's `potential`: the

@@ -3,12 +3,10 @@
 //! comparison of the section's border prefix sums with the potential instead of a loop that
 //! exits on the data.
 //!
-//! - Forward, every live section of a connection block is planned first (where its signal
-//!   ends, what its last synapse adds, whether it may grow), without branches; then the walks
-//!   queue their adds (a few vector moves per walk, `Adds`), which are made in processing
-//!   order, each target's terms in synapse order, in one loop for many walks. Where a signal
-//!   ends is searched on `f32` copies of the prefix sums and confirmed on one exact sum, and
-//!   kept for the backward walk of the same cycle.
+//! - Forward, the planned walks of `planned` with this module's search of where each signal
+//!   ends (on `f32` copies of the prefix sums, sixteen at a time, confirmed on one exact sum,
+//!   and kept for the backward walk of the same cycle) and its copies of the passed synapses
+//!   into the queue of adds.
 //! - Request batches walk a section for up to 16 rows at once, one row per lane, each lane's
 //!   terms added in processing order (`walk_group`); the synapses where the lanes' signals
 //!   end are taken after the walk, lane after lane (`end_lanes`).
@@ -46,16 +44,16 @@ use std::arch::x86_64::{
     _mm512_storeu_ps, _mm512_storeu_si512, _mm512_sub_epi32, _mm512_sub_pd, _mm512_sub_ps,
     _mm512_test_epi32_mask, _mm512_test_epi64_mask, _mm512_xor_si512,
 };
-use std::mem::MaybeUninit;
 
 use super::backward::SYNAPSE_LEARNING_RATE;
-use super::forward::{NeuronParams, THRESHOLD, last_synapse, target_index, walk_growing};
+use super::forward::{NeuronParams, THRESHOLD, target_index};
+use super::planned::{self, QueuedSection};
 use super::rows::{GroupSources, LANES, LaneSums, end_lanes, walk_group_lanes};
 use super::{BlockTask, Sources};
 use super::{exp, log2};
 use crate::network::{
-    Connection, ConnectionBlock, DEAD_REACH, NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK,
-    SYNAPSES_PER_SECTION, Section, UNKNOWN_REACH, WALK_THRESHOLD, bits, low_bits,
+    Connection, ConnectionBlock, DEAD_REACH, NEURONS_PER_BLOCK, Neuron, SYNAPSES_PER_SECTION,
+    Section, UNKNOWN_REACH, WALK_THRESHOLD, bits, low_bits,
 };
 
 /// Whether this CPU has the instructions the walk uses.
@@ -452,7 +450,7 @@ fn passed(section: &Section, len: usize, threshold: f64) -> u64 {
 /// the rare case that an end rounds to the threshold itself.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn reach(section: &Section, len: usize, threshold: f64) -> usize {
+pub(super) fn reach(section: &Section, len: usize, threshold: f64) -> usize {
     let bound = _mm512_set1_ps(threshold as f32);
     let beyond = _mm512_set1_ps(f32::INFINITY);
     let wanted = low_bits(len);
@@ -476,40 +474,8 @@ fn reach(section: &Section, len: usize, threshold: f64) -> usize {
     }
 }
 
-/// The plan of one forward section walk, made before any walk of the connection block runs:
-/// where the signal ends decides how many synapses pass, and the walks then only add. So the
-/// loop that adds has its length known early, and the branch on where a signal ends no
-/// longer waits for the source's potential to be loaded. Planning all walks first changes
-/// nothing: a walk reads only its own section and its source, which no other walk of the
-/// block writes.
-#[derive(Debug, Clone, Copy, Default)]
-struct Plan {
-    /// The remaining potential the walk starts with (clamped to the section's range).
-    start: f64,
-    /// What synapse `reach` adds to its target if the signal ends inside the chain.
-    value: f32,
-    /// Synapses `0..reach` pass fully.
-    reach: u8,
-    /// The target of synapse `reach` if the signal ends inside the chain, else a spare slot.
-    last: u8,
-    /// Whether the walk grows if its section may grow (border split where the signal ends,
-    /// or a signal that outlasts the chain).
-    grows: bool,
-    /// What the backward walk may take over as its reach (`ConnectionBlock::reach`).
-    backward_reach: u8,
-}
-
-/// Index of the spare input slot that takes the additions of walks without a last synapse.
-const SPARE: usize = NEURONS_PER_BLOCK;
-
-/// Input slots of a block's forward walks: one per target neuron, the spare slot, and room
-/// up to a power of two, so that a masked slot index needs no bounds check.
-const INPUT_SLOTS: usize = 2 * NEURONS_PER_BLOCK;
-
-/// The inputs of a block's targets while its walks run, and the spare slot.
-type Inputs = [f32; INPUT_SLOTS];
-
-/// The forward walks of one block (`forward::process_synapses`), planned.
+/// The forward walks of one block (`forward::process_synapses`), planned
+/// (`planned::process_synapses`).
 #[target_feature(enable = "avx512f")]
 pub(super) fn process_synapses(
     task: &mut BlockTask<'_>,
@@ -517,72 +483,36 @@ pub(super) fn process_synapses(
     growth: bool,
     creation_enabled: bool,
 ) {
-    let mut seed = task.seed;
-    let mut grew = false;
-    let targets: &mut [Neuron; NEURONS_PER_BLOCK] = task
-        .neurons
-        .try_into()
-        .expect("a neuron block has 64 neurons");
-    let mut inputs: Inputs = [0.0; INPUT_SLOTS];
-    for (input, target) in inputs.iter_mut().zip(targets.iter()) {
-        *input = target.input;
-    }
-    let mut adds = Adds::new();
-    let mut plans = [Plan::default(); SECTIONS_PER_BLOCK];
-    let events = &mut *task.events;
-    for (k, block) in task.blocks.iter_mut().enumerate() {
-        let c = (task.first_block + k) as u32;
-        let Some(sections) = block.sections.as_deref_mut() else {
-            continue;
-        };
-        for i in bits(block.live) {
-            let connection = &block.connections[i];
-            let potential = sources.potential(connection.source_hexagon, connection.source_neuron);
-            plans[i] = plan(&sections[i], connection, potential);
-        }
-        for i in bits(block.live) {
-            let connection = &mut block.connections[i];
-            let section = &mut sections[i];
-            let plan = plans[i];
-            seed = seed.wrapping_add(c * 64 + i as u32);
-            let reach = usize::from(plan.reach);
-            adds.make_if_full(&mut inputs);
-            adds.passed(section, reach);
-            let able = growth && (connection.from_input || creation_enabled || grew);
-            if !(able && plan.grows) {
-                adds.one(plan.last, plan.value);
-                // A source in a later hexagon gets its potential of this cycle only after
-                // this walk, and the backward walk reads that one.
-                block.reach[i] = if sources.settled(connection.source_hexagon) {
-                    plan.backward_reach
-                } else {
-                    UNKNOWN_REACH
-                };
-                continue;
-            }
-            block.reach[i] = UNKNOWN_REACH;
-            // The growing walk adds after what was queued before it.
-            adds.make(&mut inputs);
-            let block_inputs: &mut [f32; NEURONS_PER_BLOCK] = (&mut inputs[..NEURONS_PER_BLOCK])
-                .try_into()
-                .expect("64 inputs");
-            let walk = walk_growing(
-                section,
-                connection,
-                block_inputs,
-                plan.start,
-                reach,
-                &mut seed,
+    let reach = |section: &Section, len, threshold| reach(section, len, threshold);
+    let copy = |section: &Section, reach, queued: &mut QueuedSection<'_>| {
+        copy_passed(section, reach, queued);
+    };
+    planned::process_synapses(task, sources, (growth, creation_enabled), reach, copy);
+}
+
+/// Copies a section's target slots and its first `reach` weights into the queue
+/// (`planned::Adds::passed`); the other weights are written as 0 without being read.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) fn copy_passed(section: &Section, reach: usize, queued: &mut QueuedSection<'_>) {
+    let wanted = low_bits(reach);
+    // SAFETY: 64 target bytes and four times 16 weights inside the section's arrays and the
+    // queue's arrays of 64; weights outside `wanted` are not read.
+    unsafe {
+        let targets = _mm512_loadu_si512(section.target.as_ptr().cast());
+        let index_bits = _mm512_set1_epi8((NEURONS_PER_BLOCK - 1) as i8);
+        _mm512_storeu_si512(
+            queued.slots.as_mut_ptr().cast(),
+            _mm512_and_si512(targets, index_bits),
+        );
+        for j in 0..SYNAPSES_PER_SECTION / 16 {
+            let weights = _mm512_maskz_loadu_ps(
+                (wanted >> (16 * j)) as u16,
+                section.weight.as_ptr().add(16 * j),
             );
-            grew |= walk.grew();
-            events.record_walk(c, i, connection, &walk);
+            _mm512_storeu_ps(queued.values.as_mut_ptr().add(16 * j).cast(), weights);
         }
     }
-    adds.make(&mut inputs);
-    for (target, &input) in targets.iter_mut().zip(&inputs) {
-        target.input = input;
-    }
-    events.grew = grew;
 }
 
 /// The forward walks of a hexagon (connection blocks `blocks`, `dim` of them per neuron block)
@@ -658,6 +588,22 @@ fn join_halves(low: __m256, high: __m256) -> __m512 {
         _mm512_castps_pd(_mm512_castps256_ps512(low)),
         _mm256_castps_pd(high),
     ))
+}
+
+/// [`walk_lanes`] for the potentials of an array (for the tests).
+#[cfg(test)]
+#[target_feature(enable = "avx512f")]
+pub(super) fn walk_lanes_of(
+    section: &Section,
+    connection: &Connection,
+    potentials: &[f32; LANES],
+    lanes: u16,
+    able: bool,
+    sums: &mut LaneSums,
+) -> u16 {
+    // SAFETY: sixteen values inside the array.
+    let potential = unsafe { _mm512_loadu_ps(potentials.as_ptr()) };
+    walk_lanes(section, connection, potential, lanes, able, sums)
 }
 
 /// One section walked for the rows in `lanes`, each with its source's `potential`: the
@@ -742,171 +688,6 @@ fn walk_lanes(
         (ats, starts)
     };
     end_lanes(section, connection, (alive, passing, able), lanes, sums)
-}
-
-/// How many queued adds make [`Adds::make_if_full`] add them.
-const QUEUED: usize = 1024;
-
-/// A block's forward adds, queued in walk order and made in one loop: a section's passed
-/// synapses are queued with a few vector moves whatever their number, so the loop that adds
-/// ends once per queue instead of once per walk (where the signal ends is hard to predict, and
-/// every wrong guess of a walk's end cost a pipeline flush). Each target gets its terms in
-/// the same order, so the sums keep their bits.
-///
-/// The queue is left uninitialised (a block task makes a new one, and zeroing it, 5.4 KB,
-/// cost 1-3 % of a training step): only the first `len` entries are read, and every entry
-/// below `len` was written. (The arrays are repeats of a `const` block: a repeat of
-/// `MaybeUninit::uninit()` as a value was still zeroed, merged with `len`'s zero.)
-struct Adds {
-    /// Input slot of each queued add (a target index or [`SPARE`]).
-    slots: [MaybeUninit<u8>; QUEUED + SYNAPSES_PER_SECTION + 1],
-    /// The value of each queued add.
-    values: [MaybeUninit<f32>; QUEUED + SYNAPSES_PER_SECTION + 1],
-    /// How many adds are queued.
-    len: usize,
-}
-
-impl Adds {
-    /// No adds queued.
-    fn new() -> Self {
-        Self {
-            slots: [const { MaybeUninit::uninit() }; QUEUED + SYNAPSES_PER_SECTION + 1],
-            values: [const { MaybeUninit::uninit() }; QUEUED + SYNAPSES_PER_SECTION + 1],
-            len: 0,
-        }
-    }
-
-    /// Queues the weights of the synapses `0..reach` that a signal passes fully. The whole
-    /// section is copied; the slots after `reach` are overwritten by the next adds.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn passed(&mut self, section: &Section, reach: usize) {
-        let slots: &mut [MaybeUninit<u8>; SYNAPSES_PER_SECTION] = (&mut self.slots
-            [self.len..self.len + SYNAPSES_PER_SECTION])
-            .try_into()
-            .expect("room for a section");
-        let values: &mut [MaybeUninit<f32>; SYNAPSES_PER_SECTION] = (&mut self.values
-            [self.len..self.len + SYNAPSES_PER_SECTION])
-            .try_into()
-            .expect("room for a section");
-        // `len` must not pass the entries written here.
-        assert!(
-            reach <= SYNAPSES_PER_SECTION,
-            "a walk passes at most a section"
-        );
-        let wanted = low_bits(reach);
-        // SAFETY: 64 target bytes and four times 16 weights inside the section's arrays and
-        // the queue's slices of 64; weights outside `wanted` are not read. All 64 entries are
-        // written; those from `reach` on lie at or past the new `len`, so they are read only
-        // once written again.
-        unsafe {
-            let targets = _mm512_loadu_si512(section.target.as_ptr().cast());
-            let index_bits = _mm512_set1_epi8((NEURONS_PER_BLOCK - 1) as i8);
-            _mm512_storeu_si512(
-                slots.as_mut_ptr().cast(),
-                _mm512_and_si512(targets, index_bits),
-            );
-            for j in 0..SYNAPSES_PER_SECTION / 16 {
-                let weights = _mm512_maskz_loadu_ps(
-                    (wanted >> (16 * j)) as u16,
-                    section.weight.as_ptr().add(16 * j),
-                );
-                _mm512_storeu_ps(values.as_mut_ptr().add(16 * j).cast(), weights);
-            }
-        }
-        self.len += reach;
-    }
-
-    /// Queues one add of `value` to input `slot`.
-    #[inline]
-    fn one(&mut self, slot: u8, value: f32) {
-        self.slots[self.len].write(slot);
-        self.values[self.len].write(value);
-        self.len += 1;
-    }
-
-    /// Makes the queued adds if the queue may not have room for another walk.
-    #[inline]
-    fn make_if_full(&mut self, inputs: &mut Inputs) {
-        if self.len >= QUEUED {
-            self.make(inputs);
-        }
-    }
-
-    /// Makes the queued adds, in the order they were queued.
-    #[inline]
-    fn make(&mut self, inputs: &mut Inputs) {
-        // SAFETY: the entries below `len` were written (`passed` and `one` write every entry
-        // they count), and `MaybeUninit<T>` has the layout of `T`.
-        let (slots, values) = unsafe {
-            (
-                std::slice::from_raw_parts(self.slots.as_ptr().cast::<u8>(), self.len),
-                std::slice::from_raw_parts(self.values.as_ptr().cast::<f32>(), self.len),
-            )
-        };
-        // Eight slots are read with one load and taken apart with shifts, about two loads
-        // per add instead of three (slot, value, input); with it probe training steps took
-        // 3-4 % less time (`docs/benchmarks.md`, thirtieth session).
-        let mut add = |slot: u8, value: f32| inputs[usize::from(slot) & (INPUT_SLOTS - 1)] += value;
-        let (slot_eights, slot_rest) = slots.as_chunks::<8>();
-        let (value_eights, value_rest) = values.as_chunks::<8>();
-        for (slots, values) in slot_eights.iter().zip(value_eights) {
-            let slots = u64::from_le_bytes(*slots);
-            for (b, &value) in values.iter().enumerate() {
-                add((slots >> (8 * b)) as u8, value);
-            }
-        }
-        for (&slot, &value) in slot_rest.iter().zip(value_rest) {
-            add(slot, value);
-        }
-        self.len = 0;
-    }
-}
-
-/// Plans the forward walk of `section` for a source of `potential`: the same decisions as
-/// `forward::walk_section`, without branches.
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn plan(section: &Section, connection: &Connection, potential: f32) -> Plan {
-    let mut remaining = potential - connection.lower_bound;
-    let clamped = remaining > connection.range;
-    if clamped {
-        remaining = connection.range;
-    }
-    // A potential at or below the threshold drives nothing (NaN goes on, as in the portable
-    // walk).
-    let alive = remaining.is_nan() || remaining > WALK_THRESHOLD;
-    let len = usize::from(connection.len);
-    let start = f64::from(remaining);
-    let threshold = start - THRESHOLD;
-    let reach = self::reach(section, len, threshold);
-    let reach = if alive { reach } else { 0 };
-    let stops = alive & (reach < len);
-    // Where the signal ends, read from in-range positions whatever `reach` is.
-    let at = reach.min(SYNAPSES_PER_SECTION - 1);
-    let previous = section.ends[reach.max(1) - 1];
-    let before = if reach == 0 { start } else { start - previous };
-    let (value, split) = last_synapse(section, at, start, before as f32, connection.tolerance);
-    Plan {
-        start,
-        value,
-        reach: reach as u8,
-        last: if stops {
-            target_index(section.target[at]) as u8
-        } else {
-            SPARE as u8
-        },
-        grows: alive & (!stops | split),
-        // The backward walk of a potential that was not clamped ends where this one does,
-        // and does not start where this one does not.
-        backward_reach: if clamped {
-            UNKNOWN_REACH
-        } else if alive {
-            reach as u8
-        } else {
-            DEAD_REACH
-        },
-    }
 }
 
 /// The backward walks of one block (`backward::backprop_sections`) with vector updates.
@@ -1030,23 +811,8 @@ fn update_weights(
 
 #[cfg(test)]
 mod tests {
+    use super::super::vector_tests::draws;
     use super::*;
-
-    /// Pseudo-random numbers from `seed`, one `pcg` step each.
-    fn draws(mut seed: u32) -> impl FnMut() -> u32 {
-        move || {
-            seed = crate::rng::pcg_hash(seed);
-            seed
-        }
-    }
-
-    /// A chain of `len` synapses with these borders.
-    fn chain(borders: &[f32]) -> Section {
-        let mut section = Section::UNSET;
-        section.border[..borders.len()].copy_from_slice(borders);
-        section.update_ends(borders.len());
-        section
-    }
 
     /// The update of a block held as separate values is the update of neuron records, with
     /// vectors and without: potentials above, at and below zero (−0.0 too), countdowns from
@@ -1229,243 +995,5 @@ mod tests {
             .take_any(10)
             .collect();
         assert!(wrong.is_empty(), "vector sigmoid differs at {wrong:x?}");
-    }
-
-    #[test]
-    fn the_search_on_rounded_ends_finds_the_exact_reach() {
-        if !available() {
-            return;
-        }
-        let exact = |section: &Section, len: usize, threshold: f64| {
-            // SAFETY: the CPU has AVX-512 (checked above).
-            (!unsafe { passed(section, len, threshold) }).trailing_zeros() as usize
-        };
-        // Ends that differ only beyond `f32` precision: 1, 1 + 2^-40, 1 + 2^-39, ...
-        let tiny = (2.0f64).powi(-40) as f32;
-        let close = chain(&[1.0, tiny, tiny, 3.0, 0.5]);
-        assert_eq!(close.rounded_ends[0], close.rounded_ends[2]);
-        let mut state = 0x2545_f491u32;
-        let mut checked = 0;
-        for len in 0..=5 {
-            for k in 0..5 {
-                for offset in [-1e-12, -1e-13, 0.0, 1e-13, 1e-12, 1e-3, -1e-3] {
-                    let threshold = close.ends[k] + offset;
-                    // SAFETY: as above.
-                    let found = unsafe { reach(&close, len, threshold) };
-                    assert_eq!(found, exact(&close, len, threshold), "{len} {k} {offset}");
-                    checked += 1;
-                }
-            }
-        }
-        for _ in 0..2000 {
-            let len = (crate::rng::pcg_hash(state) % 65) as usize;
-            let borders: Vec<f32> = (0..len)
-                .map(|_| {
-                    state = crate::rng::pcg_hash(state);
-                    (state % 1000) as f32 / 7.0 + if state.is_multiple_of(3) { tiny } else { 0.0 }
-                })
-                .collect();
-            let section = chain(&borders);
-            state = crate::rng::pcg_hash(state);
-            let at = (state as usize) % (len + 1);
-            let base = if at < len { section.ends[at] } else { 100.0 };
-            for threshold in [base, base + 1e-12, base - 1e-12, base * 0.5, f64::NAN] {
-                // SAFETY: as above.
-                let found = unsafe { reach(&section, len, threshold) };
-                assert_eq!(
-                    found,
-                    exact(&section, len, threshold),
-                    "{borders:?} {threshold}"
-                );
-                checked += 1;
-            }
-        }
-        assert!(checked > 10_000);
-    }
-
-    #[test]
-    fn queued_adds_give_each_target_its_terms_in_order() {
-        if !available() {
-            return;
-        }
-        // Walks of random reach into targets that repeat, with values of very different
-        // magnitudes (so that another order of the adds would give other bits), more than
-        // the queue holds, and single adds to targets and to the spare slot in between.
-        let mut next = draws(0x9e37_79b9u32);
-        let mut adds = Adds::new();
-        let mut queued: Inputs = [0.0; INPUT_SLOTS];
-        let mut direct: Inputs = [0.0; INPUT_SLOTS];
-        let mut walks = 0;
-        let mut added = 0;
-        // A target's slot, or the spare one (every fourth draw).
-        let slot = |next: &mut dyn FnMut() -> u32| {
-            if next().is_multiple_of(4) {
-                SPARE
-            } else {
-                (next() % 64) as usize
-            }
-        };
-        while added < 5 * QUEUED {
-            let mut section = Section::UNSET;
-            for k in 0..SYNAPSES_PER_SECTION {
-                // Targets carry bits above the index, as set synapses may.
-                section.target[k] = (next() % 256) as u8;
-                section.weight[k] = f32::from_bits(next() % 0x7f00_0000) - 1.0;
-            }
-            let reach = (next() % (SYNAPSES_PER_SECTION as u32 + 1)) as usize;
-            // SAFETY: the CPU has AVX-512 (checked above).
-            unsafe {
-                adds.make_if_full(&mut queued);
-                adds.passed(&section, reach);
-            }
-            for k in 0..reach {
-                direct[target_index(section.target[k])] += section.weight[k];
-            }
-            let slot = slot(&mut next);
-            let value = f32::from_bits(next() % 0x7f00_0000);
-            adds.one(slot as u8, value);
-            direct[slot] += value;
-            walks += 1;
-            added += reach + 1;
-        }
-        adds.make(&mut queued);
-        assert!(walks > 100);
-        let bits = |inputs: &Inputs| inputs.map(f32::to_bits);
-        assert_eq!(bits(&queued), bits(&direct));
-        // Every short queue length, below, at and past whole groups of eight, from inputs
-        // that a single add changes.
-        queued = [0.0; INPUT_SLOTS];
-        direct = [0.0; INPUT_SLOTS];
-        for len in 0..=17 {
-            for _ in 0..len {
-                let slot = slot(&mut next);
-                let value = f32::from_bits(next() % 0x7f00_0000) - 1.0;
-                adds.one(slot as u8, value);
-                direct[slot] += value;
-            }
-            adds.make(&mut queued);
-            assert_eq!(bits(&queued), bits(&direct), "{len} queued adds");
-        }
-    }
-
-    #[test]
-    fn lane_walks_are_the_one_row_walks() {
-        if !available() {
-            return;
-        }
-        let mut next = draws(0x1b87_3593u32);
-        let mut compared = 0;
-        // Signals of finite potential that end whole (not in part) in a synapse: at the
-        // first, and at one after it.
-        let (mut whole_at_first, mut whole_later) = (0, 0);
-        for round in 0..3000 {
-            let len = (next() % 65) as usize;
-            // Half the rounds take borders whose sums are exact, so that a potential can end
-            // exactly where a synapse ends (random borders almost never let a signal end
-            // whole); 41 and 47 also give `(1 / b) · b ≠ 1`.
-            let exact = round % 4 < 2;
-            let mut section = Section::UNSET;
-            for k in 0..len {
-                section.border[k] = match next() % 8 {
-                    _ if exact => [0.25, 0.5, 1.0, 41.0, 47.0][(next() % 5) as usize],
-                    0 => 1e-3,
-                    1 => 40.0,
-                    _ => (next() % 1000) as f32 / 100.0 + 0.01,
-                };
-                section.weight[k] = (next() % 2001) as f32 / 1000.0 - 1.0;
-                section.target[k] = (next() % 256) as u8;
-            }
-            section.update_ends(len);
-            let connection = Connection {
-                lower_bound: (next() % 5) as f32 / 2.0,
-                range: if next().is_multiple_of(4) {
-                    3.0
-                } else {
-                    f32::MAX
-                },
-                tolerance: (next() % 50) as f32 / 100.0,
-                len: len as u8,
-                ..Connection::default()
-            };
-            let able = round % 2 == 0;
-            // Potentials below the threshold, inside the first synapse, along the chain,
-            // exactly at (or just past) the end of a synapse, beyond the chain, and NaN.
-            let potentials: [f32; LANES] = std::array::from_fn(|_| match next() % 7 {
-                0 => 0.0,
-                1 => f32::NAN,
-                2 => connection.lower_bound + section.border[0] * 0.7,
-                3 => connection.lower_bound + 1e6,
-                4 if len > 0 => {
-                    let end = section.ends[next() as usize % len] as f32;
-                    connection.lower_bound + end + [0.0, 4e-6][(next() % 2) as usize]
-                }
-                _ => connection.lower_bound + (next() % 20_000) as f32 / 100.0,
-            });
-            let lanes = (next() & 0xffff) as u16;
-            let mut sums: Vec<f32> = (0..NEURONS_PER_BLOCK * LANES)
-                .map(|_| (next() % 1000) as f32 / 10.0 - 50.0)
-                .collect();
-            let before = sums.clone();
-            let sums: &mut [f32; NEURONS_PER_BLOCK * LANES] = sums
-                .as_mut_slice()
-                .try_into()
-                .expect("64 targets of 16 lanes");
-            // SAFETY: the CPU has AVX-512 (checked above); 16 potentials.
-            let grows = unsafe {
-                let potential = _mm512_loadu_ps(potentials.as_ptr());
-                walk_lanes(&section, &connection, potential, lanes, able, sums)
-            };
-            for (lane, &potential) in potentials.iter().enumerate() {
-                let column = |values: &[f32]| -> [u32; NEURONS_PER_BLOCK] {
-                    std::array::from_fn(|t| values[t * LANES + lane].to_bits())
-                };
-                if lanes & (1 << lane) == 0 {
-                    assert_eq!(column(sums), column(&before), "lane {lane} left out");
-                    continue;
-                }
-                let mut inputs: [f32; NEURONS_PER_BLOCK] =
-                    std::array::from_fn(|t| before[t * LANES + lane]);
-                let walk = super::super::forward::walk_until_growth(
-                    &section,
-                    &connection,
-                    &mut inputs,
-                    potential,
-                    able,
-                );
-                assert_eq!(
-                    grows & (1 << lane) != 0,
-                    walk.is_err(),
-                    "round {round} lane {lane}"
-                );
-                let start = f64::from((potential - connection.lower_bound).min(connection.range));
-                let reach = section.ends[..len]
-                    .iter()
-                    .position(|&end| !crate::network::passes(end, start - THRESHOLD));
-                if potential.is_finite()
-                    && start > THRESHOLD
-                    && let Some(reach) = reach
-                    && section.ends[reach] <= start
-                {
-                    *if reach == 0 {
-                        &mut whole_at_first
-                    } else {
-                        &mut whole_later
-                    } += 1;
-                }
-                if walk.is_ok() {
-                    assert_eq!(
-                        column(sums),
-                        inputs.map(f32::to_bits),
-                        "round {round} lane {lane}"
-                    );
-                    compared += 1;
-                }
-            }
-        }
-        assert!(compared > 10_000);
-        assert!(
-            whole_at_first > 100 && whole_later > 1000,
-            "{whole_at_first} {whole_later}"
-        );
     }
 }

@@ -111,9 +111,12 @@ impl Cluster {
                 Walks::Avx512 => unsafe {
                     super::avx512::process_synapses(task, sources, growth, creation_enabled)
                 },
-                // The portable code, also for the AVX2 walks (only request batches' lane walks
-                // have their own).
-                _ => process_synapses(task, sources, growth, creation_enabled),
+                // SAFETY: chosen only where the CPU has AVX2 (`Walks::runs_here`).
+                #[cfg(target_arch = "x86_64")]
+                Walks::Avx2 => unsafe {
+                    super::avx2::process_synapses(task, sources, growth, creation_enabled)
+                },
+                Walks::Portable => process_synapses(task, sources, growth, creation_enabled),
             }
             if hidden {
                 *task.active = update_neurons(

@@ -17,11 +17,15 @@ mod forward;
 mod growth;
 mod log2;
 mod output;
+#[cfg(target_arch = "x86_64")]
+mod planned;
 mod reduction;
 pub(crate) use reduction::CYCLES_BETWEEN_REDUCTIONS;
 pub(crate) mod rows;
 #[cfg(test)]
 mod two_classes;
+#[cfg(all(test, target_arch = "x86_64"))]
+mod vector_tests;
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) use avx2::available as avx2_available;
