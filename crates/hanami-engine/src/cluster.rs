@@ -190,8 +190,8 @@ pub struct Cluster {
 pub enum Walks {
     /// Scalar code for any CPU.
     Portable,
-    /// AVX2 for the request batches' lane walks, the portable code elsewhere; for x86-64 CPUs
-    /// with AVX2 (checked at run time).
+    /// AVX2 section walks (forward, backward and the request batches' lane walks) and the
+    /// portable code around them; for x86-64 CPUs with AVX2 (checked at run time).
     #[cfg(target_arch = "x86_64")]
     Avx2,
     /// AVX-512 code; for x86-64 CPUs with AVX-512F (checked at run time).

@@ -3,6 +3,8 @@
 //!
 //! - Forward, the planned walks of `planned` with an AVX2 search of where each signal ends
 //!   (eight rounded ends at a time) and AVX2 copies of the passed synapses into the queue.
+//! - Backward, the planned walks with the weight updates and error terms of eight synapses
+//!   at a time, the targets' deltas and potentials gathered from memory.
 //! - Request batches, the lane walks of [`super::avx512::walk_group`] with the sixteen lanes
 //!   of a group of rows in two 256-bit registers of `f32` and, for the exact comparisons of
 //!   where the signals end, four registers of `f64`.
@@ -12,18 +14,20 @@
 //! lane masks in their natural order.
 
 use std::arch::x86_64::{
-    __m256, __m256d, _CMP_GT_OQ, _CMP_LT_OQ, _CMP_NLE_UQ, _mm256_add_epi32, _mm256_add_ps,
-    _mm256_and_si256, _mm256_blendv_pd, _mm256_blendv_ps, _mm256_castpd_ps, _mm256_castps_si256,
-    _mm256_castps256_ps128, _mm256_castsi256_pd, _mm256_castsi256_ps, _mm256_cmp_pd, _mm256_cmp_ps,
-    _mm256_cmpeq_epi32, _mm256_cmpeq_epi64, _mm256_cmpgt_epi32, _mm256_cvtps_pd,
-    _mm256_extractf128_ps, _mm256_loadu_ps, _mm256_loadu_si256, _mm256_mask_i32gather_ps,
-    _mm256_maskload_ps, _mm256_movemask_ps, _mm256_mullo_epi32, _mm256_or_ps,
+    __m256, __m256d, _CMP_GT_OQ, _CMP_LT_OQ, _CMP_NLE_UQ, _mm_loadl_epi64, _mm256_add_epi32,
+    _mm256_add_ps, _mm256_and_si256, _mm256_blendv_pd, _mm256_blendv_ps, _mm256_castpd_ps,
+    _mm256_castps_si256, _mm256_castps256_ps128, _mm256_castsi256_pd, _mm256_castsi256_ps,
+    _mm256_cmp_pd, _mm256_cmp_ps, _mm256_cmpeq_epi32, _mm256_cmpeq_epi64, _mm256_cmpgt_epi32,
+    _mm256_cvtepu8_epi32, _mm256_cvtps_pd, _mm256_extractf128_ps, _mm256_i32gather_ps,
+    _mm256_loadu_ps, _mm256_loadu_si256, _mm256_mask_i32gather_ps, _mm256_maskload_ps,
+    _mm256_maskstore_ps, _mm256_movemask_ps, _mm256_mul_ps, _mm256_mullo_epi32, _mm256_or_ps,
     _mm256_permutevar8x32_ps, _mm256_set1_epi8, _mm256_set1_epi32, _mm256_set1_epi64x,
     _mm256_set1_pd, _mm256_set1_ps, _mm256_setr_epi32, _mm256_setr_epi64x, _mm256_setzero_ps,
     _mm256_setzero_si256, _mm256_shuffle_ps, _mm256_storeu_ps, _mm256_storeu_si256,
     _mm256_sub_epi32, _mm256_sub_pd, _mm256_sub_ps, _mm256_testz_ps,
 };
 
+use super::backward::SYNAPSE_LEARNING_RATE;
 use super::forward::{THRESHOLD, target_index};
 use super::planned::{self, QueuedSection};
 use super::rows::{GroupSources, LANES, LaneSums, end_lanes, walk_group_lanes};
@@ -108,6 +112,95 @@ pub(super) fn copy_passed(section: &Section, reach: usize, queued: &mut QueuedSe
             _mm256_storeu_ps(queued.values.as_mut_ptr().add(8 * j).cast(), weights);
         }
     }
+}
+
+/// The backward walks of one block (`backward::backprop_sections`) with vector updates
+/// (`planned::backprop_sections`).
+#[target_feature(enable = "avx2")]
+pub(super) fn backprop_sections(task: &mut BlockTask<'_>, sources: &Sources<'_>) {
+    let deltas: [f32; NEURONS_PER_BLOCK] = std::array::from_fn(|j| task.neurons[j].delta);
+    let potentials: [f32; NEURONS_PER_BLOCK] = (&*task.potentials)
+        .try_into()
+        .expect("a neuron block has 64 neurons");
+    let reach = |section: &Section, len: usize, threshold| {
+        let ends = &section.ends[..len.min(SYNAPSES_PER_SECTION)];
+        let passes = ends
+            .iter()
+            .position(|&end| !crate::network::passes(end, threshold));
+        passes.unwrap_or(ends.len())
+    };
+    let update = |section: &mut Section, visited, terms: Option<&mut Vec<f32>>| {
+        update_weights(section, visited, &deltas, &potentials, terms)
+    };
+    planned::backprop_sections(task, sources, reach, update);
+}
+
+/// The weight updates of the first `visited` synapses, eight at a time, with the targets'
+/// deltas and potentials gathered: the results of `avx512::update_weights`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn update_weights(
+    section: &mut Section,
+    visited: usize,
+    deltas: &[f32; NEURONS_PER_BLOCK],
+    potentials: &[f32; NEURONS_PER_BLOCK],
+    mut terms: Option<&mut Vec<f32>>,
+) -> (u64, f32) {
+    let visited = visited.min(SYNAPSES_PER_SECTION);
+    let rate = _mm256_set1_ps(SYNAPSE_LEARNING_RATE);
+    let zero = _mm256_setzero_ps();
+    let positions = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let index_bits = _mm256_set1_epi32((NEURONS_PER_BLOCK - 1) as i32);
+    let counted = section.unsettled != 0;
+    let mut agree = 0u64;
+    let mut sum = 0.0f32;
+    if let Some(terms) = terms.as_deref_mut() {
+        terms.reserve(SYNAPSES_PER_SECTION);
+    }
+    for j in 0..visited.div_ceil(8) {
+        let take = (low_bits(visited) >> (8 * j)) as u8;
+        // Lanes `8j + l < visited`.
+        let taken = _mm256_cmpgt_epi32(_mm256_set1_epi32((visited - 8 * j) as i32), positions);
+        // SAFETY: eight target bytes, eight weights and the lanes' table entries (indices
+        // below 64) inside their arrays (`j < 8`).
+        let (delta, weight, index) = unsafe {
+            let bytes = _mm_loadl_epi64(section.target.as_ptr().add(8 * j).cast());
+            let index = _mm256_and_si256(_mm256_cvtepu8_epi32(bytes), index_bits);
+            let delta = _mm256_i32gather_ps::<4>(deltas.as_ptr(), index);
+            let weight = _mm256_loadu_ps(section.weight.as_ptr().add(8 * j));
+            (delta, weight, index)
+        };
+        if counted {
+            // SAFETY: as above.
+            let potential = unsafe { _mm256_i32gather_ps::<4>(potentials.as_ptr(), index) };
+            let active = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(potential, zero)) as u8;
+            let positive = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(weight, zero)) as u8;
+            agree |= u64::from(!(active ^ positive) & take) << (8 * j);
+        }
+        if let Some(terms) = terms.as_deref_mut() {
+            // All 8 lanes are written and added, those from `visited` on as `−0.0`, as in the
+            // AVX-512 update.
+            let product = _mm256_mul_ps(delta, weight);
+            let lanes = _mm256_blendv_ps(_mm256_set1_ps(-0.0), product, _mm256_castsi256_ps(taken));
+            // SAFETY: the vector has room for 64 more values (reserved above), and `j < 8`;
+            // the 8 values read are those just written.
+            unsafe {
+                let stored = terms.as_mut_ptr().add(terms.len() + 8 * j);
+                _mm256_storeu_ps(stored, lanes);
+                for lane in 0..8 {
+                    sum += *stored.add(lane);
+                }
+            }
+        }
+        let updated = _mm256_sub_ps(weight, _mm256_mul_ps(rate, delta));
+        // SAFETY: 8 weights inside the array; only the visited lanes are written.
+        unsafe { _mm256_maskstore_ps(section.weight.as_mut_ptr().add(8 * j), taken, updated) };
+    }
+    if let Some(terms) = terms {
+        // SAFETY: the `visited` values after the old length were written above.
+        unsafe { terms.set_len(terms.len() + visited) };
+    }
+    (agree, sum)
 }
 
 /// Sixteen lanes of `f32`: lanes 0-7 and 8-15.

@@ -52,8 +52,8 @@ use super::rows::{GroupSources, LANES, LaneSums, end_lanes, walk_group_lanes};
 use super::{BlockTask, Sources};
 use super::{exp, log2};
 use crate::network::{
-    Connection, ConnectionBlock, DEAD_REACH, NEURONS_PER_BLOCK, Neuron, SYNAPSES_PER_SECTION,
-    Section, UNKNOWN_REACH, WALK_THRESHOLD, bits, low_bits,
+    Connection, ConnectionBlock, NEURONS_PER_BLOCK, Neuron, SYNAPSES_PER_SECTION, Section,
+    WALK_THRESHOLD, bits, low_bits,
 };
 
 /// Whether this CPU has the instructions the walk uses.
@@ -690,60 +690,23 @@ fn walk_lanes(
     end_lanes(section, connection, (alive, passing, able), lanes, sums)
 }
 
-/// The backward walks of one block (`backward::backprop_sections`) with vector updates.
+/// The backward walks of one block (`backward::backprop_sections`) with vector updates
+/// (`planned::backprop_sections`).
 #[target_feature(enable = "avx512f")]
 pub(super) fn backprop_sections(task: &mut BlockTask<'_>, sources: &Sources<'_>) {
-    let targets: &[Neuron; NEURONS_PER_BLOCK] = (&*task.neurons)
-        .try_into()
-        .expect("a neuron block has 64 neurons");
-    let deltas: [f32; NEURONS_PER_BLOCK] = std::array::from_fn(|j| targets[j].delta);
+    let deltas: [f32; NEURONS_PER_BLOCK] = std::array::from_fn(|j| task.neurons[j].delta);
     let deltas = load_row(&deltas);
     let potentials: &[f32; NEURONS_PER_BLOCK] = (&*task.potentials)
         .try_into()
         .expect("a neuron block has 64 neurons");
     let potentials = load_row(potentials);
-    let events = &mut *task.events;
-    for block in task.blocks.iter_mut() {
-        let Some(sections) = block.sections.as_deref_mut() else {
-            continue;
-        };
-        // Only the slots that were live in the forward pass (see the portable walk).
-        for i in bits(block.live) {
-            let connection = &block.connections[i];
-            let section = &mut sections[i];
-            let len = usize::from(connection.len);
-            // The walk visits synapses up to and including the first after which no more than
-            // the threshold is left; mostly where the forward walk stopped, and then its
-            // source's potential is not needed.
-            let reach = match block.reach[i] {
-                DEAD_REACH => continue,
-                UNKNOWN_REACH => {
-                    let potential =
-                        sources.potential(connection.source_hexagon, connection.source_neuron);
-                    let remaining = potential - connection.lower_bound;
-                    if remaining <= WALK_THRESHOLD {
-                        continue;
-                    }
-                    let threshold = f64::from(remaining) - f64::from(WALK_THRESHOLD);
-                    (!passed(section, len, threshold)).trailing_zeros() as usize
-                }
-                known => usize::from(known),
-            };
-            let visited = (reach + 1).min(len);
-            let record = !connection.from_input;
-            let (agree, sum) = update_weights(
-                section,
-                visited,
-                &deltas,
-                &potentials,
-                record.then_some(&mut events.delta_values),
-            );
-            section.raise_counters(agree);
-            if record {
-                events.record_run(connection, sum);
-            }
-        }
-    }
+    let reach = |section: &Section, len, threshold| {
+        (!passed(section, len, threshold)).trailing_zeros() as usize
+    };
+    let update = |section: &mut Section, visited, terms: Option<&mut Vec<f32>>| {
+        update_weights(section, visited, &deltas, &potentials, terms)
+    };
+    planned::backprop_sections(task, sources, reach, update);
 }
 
 /// The weight updates of the first `visited` synapses (`w −= 0.05 · δ[target]`). Appends the

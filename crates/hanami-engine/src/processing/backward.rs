@@ -35,9 +35,10 @@ impl Cluster {
                     // SAFETY: chosen only where the CPU has AVX-512 (`Walks::runs_here`).
                     #[cfg(target_arch = "x86_64")]
                     Walks::Avx512 => unsafe { super::avx512::backprop_sections(task, sources) },
-                    // The portable code, also for the AVX2 walks (only request batches' lane walks
-                    // have their own).
-                    _ => backprop_sections(task, sources),
+                    // SAFETY: chosen only where the CPU has AVX2 (`Walks::runs_here`).
+                    #[cfg(target_arch = "x86_64")]
+                    Walks::Avx2 => unsafe { super::avx2::backprop_sections(task, sources) },
+                    Walks::Portable => backprop_sections(task, sources),
                 }
             });
             let dim = self.hexagons[h].dim;
@@ -231,13 +232,16 @@ mod tests {
         assert!(clamped > 0, "the network has chains to clamp");
         let mut portable = Cluster::restore(&cluster.save()).unwrap();
         portable.set_vector_walks(false);
-        let mut vector = Cluster::restore(&cluster.save()).unwrap();
         train(&mut portable, 400..450);
-        train(&mut vector, 400..450);
-        assert!(portable.save() == vector.save());
         assert!(
             portable.save() != cluster.save(),
             "training changed the network"
         );
+        for walks in crate::Walks::supported() {
+            let mut vector = Cluster::restore(&cluster.save()).unwrap();
+            assert!(vector.set_walks(walks));
+            train(&mut vector, 400..450);
+            assert!(portable.save() == vector.save(), "{walks:?} walks");
+        }
     }
 }

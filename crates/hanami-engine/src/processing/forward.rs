@@ -239,8 +239,7 @@ pub(super) fn inject_block(
         // SAFETY: chosen only where the CPU has AVX-512 (`Walks::runs_here`).
         #[cfg(target_arch = "x86_64")]
         Walks::Avx512 => unsafe { super::avx512::positive_bits(values) },
-        // The portable code, also for the AVX2 walks (only request batches' lane walks
-        // have their own).
+        // The portable code, also with the AVX2 walks (which vectorise only the walks).
         _ => values
             .iter()
             .enumerate()
@@ -624,8 +623,7 @@ pub(super) fn update_neurons(
         // SAFETY: chosen only where the CPU has AVX-512 (`Walks::runs_here`).
         #[cfg(target_arch = "x86_64")]
         Walks::Avx512 => unsafe { super::avx512::update_neurons(neurons, potentials, params) },
-        // The portable code, also for the AVX2 walks (only request batches' lane walks
-        // have their own).
+        // The portable code, also with the AVX2 walks (which vectorise only the walks).
         _ => update_block(neurons, potentials, params),
     };
     *new_mask = active & !in_use;
@@ -649,8 +647,7 @@ pub(super) fn update_values(
         Walks::Avx512 => unsafe {
             super::avx512::update_values(inputs, refractory, potentials, params)
         },
-        // The portable code, also for the AVX2 walks (only request batches' lane walks
-        // have their own).
+        // The portable code, also with the AVX2 walks (which vectorise only the walks).
         _ => {
             let mut active = 0u64;
             let neurons = potentials.iter_mut().zip(refractory.iter_mut()).zip(inputs);

@@ -18,8 +18,7 @@ pub(super) fn output_potentials(walks: Walks, neurons: &mut [Neuron], potentials
         // SAFETY: chosen only where the CPU has AVX-512 (`Walks::runs_here`).
         #[cfg(target_arch = "x86_64")]
         Walks::Avx512 => unsafe { super::avx512::output_potentials(neurons, potentials) },
-        // The portable code, also for the AVX2 walks (only request batches' lane walks
-        // have their own).
+        // The portable code, also with the AVX2 walks (which vectorise only the walks).
         _ => {
             for (neuron, potential) in neurons.iter_mut().zip(potentials.iter_mut()) {
                 *potential = sigmoid(neuron.input);
@@ -37,8 +36,7 @@ pub(super) fn sigmoid_lanes(walks: Walks, values: &[f32; 16]) -> [f32; 16] {
         // SAFETY: chosen only where the CPU has AVX-512 (`Walks::runs_here`).
         #[cfg(target_arch = "x86_64")]
         Walks::Avx512 => unsafe { super::avx512::sigmoid_array(values) },
-        // The portable code, also for the AVX2 walks (only request batches' lane walks
-        // have their own).
+        // The portable code, also with the AVX2 walks (which vectorise only the walks).
         _ => values.map(sigmoid),
     }
 }

@@ -1,9 +1,15 @@
-//! The planned forward walks of a neuron block, shared by the vector implementations
-//! (`avx512`, `avx2`), which give them their vector searches and copies: every live section
-//! of a connection block is planned first (where its signal ends, what its last synapse adds,
-//! whether it may grow), without branches; then the walks queue their adds (`Adds`), which
-//! are made in processing order, each target's terms in synapse order, in one loop for many
-//! walks. The same bits as [`super::forward`]'s walks.
+//! The planned section walks of a neuron block, shared by the vector implementations
+//! (`avx512`, `avx2`), which give them their vector searches, copies and weight updates:
+//!
+//! - Forward, every live section of a connection block is planned first (where its signal
+//!   ends, what its last synapse adds, whether it may grow), without branches; then the walks
+//!   queue their adds (`Adds`), which are made in processing order, each target's terms in
+//!   synapse order, in one loop for many walks.
+//! - Backward, a walk ends where the forward walk of the same cycle ended (kept by its plan),
+//!   without reading its source's potential, unless that walk was clamped to the section's
+//!   range or grew; the weight updates of the visited synapses are vector ones.
+//!
+//! The same bits as the portable walks of [`super::forward`] and [`super::backward`].
 
 use std::mem::MaybeUninit;
 
@@ -124,6 +130,56 @@ pub(super) fn process_synapses(
         target.input = input;
     }
     events.grew = grew;
+}
+
+/// The backward walks of one block (`backward::backprop_sections`), with the vector parts of
+/// an instruction set: where the forward walk of the same cycle ended (its plan's
+/// `backward_reach`) the walk ends there without its source's potential, else `reach` counts
+/// the synapses the signal passes (exactly); `update` makes the weight updates of the
+/// `visited` synapses and appends their error terms (see `avx512::update_weights`).
+#[inline(always)]
+pub(super) fn backprop_sections(
+    task: &mut BlockTask<'_>,
+    sources: &Sources<'_>,
+    reach: impl Fn(&Section, usize, f64) -> usize,
+    update: impl Fn(&mut Section, usize, Option<&mut Vec<f32>>) -> (u64, f32),
+) {
+    let events = &mut *task.events;
+    for block in task.blocks.iter_mut() {
+        let Some(sections) = block.sections.as_deref_mut() else {
+            continue;
+        };
+        // Only the slots that were live in the forward pass (see the portable walk).
+        for i in bits(block.live) {
+            let connection = &block.connections[i];
+            let section = &mut sections[i];
+            let len = usize::from(connection.len);
+            // The walk visits synapses up to and including the first after which no more than
+            // the threshold is left; mostly where the forward walk stopped, and then its
+            // source's potential is not needed.
+            let reach = match block.reach[i] {
+                DEAD_REACH => continue,
+                UNKNOWN_REACH => {
+                    let potential =
+                        sources.potential(connection.source_hexagon, connection.source_neuron);
+                    let remaining = potential - connection.lower_bound;
+                    if remaining <= WALK_THRESHOLD {
+                        continue;
+                    }
+                    let threshold = f64::from(remaining) - f64::from(WALK_THRESHOLD);
+                    reach(section, len, threshold)
+                }
+                known => usize::from(known),
+            };
+            let visited = (reach + 1).min(len);
+            let record = !connection.from_input;
+            let (agree, sum) = update(section, visited, record.then_some(&mut events.delta_values));
+            section.raise_counters(agree);
+            if record {
+                events.record_run(connection, sum);
+            }
+        }
+    }
 }
 
 /// Plans the forward walk of `section` for a source of `potential`: the same decisions as
