@@ -42,6 +42,24 @@ pub(crate) fn available() -> bool {
     std::arch::is_x86_feature_detected!("avx2")
 }
 
+/// Bit `j` set: `values[j] > 0.0` (false for NaN), for up to 64 values.
+#[target_feature(enable = "avx2")]
+pub(super) fn positive_bits(values: &[f32]) -> u64 {
+    assert!(values.len() <= 64, "at most 64 values");
+    let (eights, rest) = values.as_chunks::<8>();
+    let mut bits = 0u64;
+    for (j, eight) in eights.iter().enumerate() {
+        // SAFETY: eight values inside the chunk.
+        let eight = unsafe { _mm256_loadu_ps(eight.as_ptr()) };
+        let positive = _mm256_cmp_ps::<_CMP_GT_OQ>(eight, _mm256_setzero_ps());
+        bits |= u64::from(_mm256_movemask_ps(positive) as u8) << (8 * j);
+    }
+    for (k, &value) in rest.iter().enumerate() {
+        bits |= u64::from(value > 0.0) << (8 * eights.len() + k);
+    }
+    bits
+}
+
 /// The forward walks of one block (`forward::process_synapses`), planned
 /// (`planned::process_synapses`).
 #[target_feature(enable = "avx2")]

@@ -239,8 +239,10 @@ pub(super) fn inject_block(
         // SAFETY: chosen only where the CPU has AVX-512 (`Walks::runs_here`).
         #[cfg(target_arch = "x86_64")]
         Walks::Avx512 => unsafe { super::avx512::positive_bits(values) },
-        // The portable code, also with the AVX2 walks (which vectorise only the walks).
-        _ => values
+        // SAFETY: chosen only where the CPU has AVX2 (`Walks::runs_here`).
+        #[cfg(target_arch = "x86_64")]
+        Walks::Avx2 => unsafe { super::avx2::positive_bits(values) },
+        Walks::Portable => values
             .iter()
             .enumerate()
             .fold(0u64, |m, (j, &value)| m | (u64::from(value > 0.0) << j)),
