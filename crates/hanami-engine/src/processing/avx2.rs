@@ -140,13 +140,8 @@ pub(super) fn backprop_sections(task: &mut BlockTask<'_>, sources: &Sources<'_>)
     let potentials: [f32; NEURONS_PER_BLOCK] = (&*task.potentials)
         .try_into()
         .expect("a neuron block has 64 neurons");
-    let reach = |section: &Section, len: usize, threshold| {
-        let ends = &section.ends[..len.min(SYNAPSES_PER_SECTION)];
-        let passes = ends
-            .iter()
-            .position(|&end| !crate::network::passes(end, threshold));
-        passes.unwrap_or(ends.len())
-    };
+    // The forward walks' search, exact as the backward walk needs it.
+    let reach = |section: &Section, len, threshold| reach(section, len, threshold);
     let update = |section: &mut Section, visited, terms: Option<&mut Vec<f32>>| {
         update_weights(section, visited, &deltas, &potentials, terms)
     };
