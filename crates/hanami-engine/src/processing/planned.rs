@@ -206,11 +206,10 @@ fn plan(
     let reach = reach(section, len, threshold);
     let reach = if alive { reach } else { 0 };
     let stops = alive & (reach < len);
-    // Where the signal ends, read from in-range positions whatever `reach` is.
+    // Where the signal ends, read from in-range positions whatever `reach` is (the value and
+    // split of a signal that outlasts the chain are not used).
     let at = reach.min(SYNAPSES_PER_SECTION - 1);
-    let previous = section.ends[reach.max(1) - 1];
-    let before = if reach == 0 { start } else { start - previous };
-    let (value, split) = last_synapse(section, at, start, before as f32, connection.tolerance);
+    let (value, split) = last_synapse(section, at, start, connection.tolerance);
     Plan {
         start,
         value,

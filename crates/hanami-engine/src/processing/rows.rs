@@ -1301,13 +1301,7 @@ pub(super) fn end_lanes(
     for lane in bits(u64::from(ended)) {
         let at = ats[lane] as usize;
         let start = f64::from(starts[lane]);
-        let before = if at == 0 {
-            start
-        } else {
-            start - section.ends[at - 1]
-        };
-        let (value, split) =
-            forward::last_synapse(section, at, start, before as f32, connection.tolerance);
+        let (value, split) = forward::last_synapse(section, at, start, connection.tolerance);
         splits |= u16::from(split) << lane;
         sums[forward::target_index(section.target[at]) * LANES + lane] += value;
     }
