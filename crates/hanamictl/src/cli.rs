@@ -208,6 +208,12 @@ pub enum UserCmd {
     },
     /// Change a user's name, password or global admin rights (addition to the original CLI)
     #[command(arg_required_else_help = true)]
+    #[command(group(
+        clap::ArgGroup::new("change")
+            .args(["name", "new_password", "password", "is_admin"])
+            .required(true)
+            .multiple(true)
+    ))]
     Update {
         /// New display name
         #[arg(short, long)]
@@ -423,17 +429,27 @@ pub struct Wait {
     /// Wait until the task has ended; exit 1 if it was aborted, 130 on Ctrl-C (the task
     /// goes on; addition)
     #[arg(long)]
-    pub wait: bool,
-    /// Give up waiting after this many seconds (0 to 315360000, ten years; addition)
+    wait: bool,
+    /// Give up waiting after this many seconds (1 to 315360000, ten years; default 3600;
+    /// implies --wait; addition)
     #[arg(
         long,
         value_name = "SECONDS",
-        default_value_t = 3600,
-        requires = "wait",
-        value_parser = clap::value_parser!(u64).range(0..=315_360_000),
+        value_parser = clap::value_parser!(u64).range(1..=315_360_000),
         allow_negative_numbers = true
     )]
-    pub timeout: u64,
+    timeout: Option<u64>,
+}
+
+impl Wait {
+    /// How long a wait lasts at most where `--timeout` does not say.
+    const DEFAULT_SECONDS: u64 = 3600;
+
+    /// How many seconds to wait for the task's end at most, if the command waits at all
+    /// (`--wait`, or `--timeout` alone).
+    pub fn seconds(&self) -> Option<u64> {
+        (self.wait || self.timeout.is_some()).then(|| self.timeout.unwrap_or(Self::DEFAULT_SECONDS))
+    }
 }
 
 /// `task` verbs.
@@ -1066,7 +1082,43 @@ mod tests {
         };
         assert!(wait("315360000").is_ok());
         let error = wait("18446744073709551615").unwrap_err();
-        assert!(error.contains("not in 0..=315360000"), "{error}");
+        assert!(error.contains("not in 1..=315360000"), "{error}");
+        // A wait of no time could only fail, after the task was queued.
+        let error = wait("0").unwrap_err();
+        assert!(error.contains("invalid value '0'"), "{error}");
+    }
+
+    /// `--timeout` alone waits as `--wait --timeout` does; without either nothing waits,
+    /// and `--wait` alone waits an hour at most.
+    #[test]
+    fn a_timeout_implies_waiting() {
+        let seconds = |flags: &[&str]| {
+            let args = [
+                &["hanamictl", "task", "get", "-c", "cluster"],
+                flags,
+                &["task"],
+            ];
+            let cli = Cli::try_parse_from(args.concat()).expect("valid arguments");
+            cli.command.wait().expect("task get can wait").seconds()
+        };
+        assert_eq!(seconds(&[]), None);
+        assert_eq!(seconds(&["--wait"]), Some(3600));
+        assert_eq!(seconds(&["--timeout", "7"]), Some(7));
+        assert_eq!(seconds(&["--wait", "--timeout", "9"]), Some(9));
+    }
+
+    /// `user update` without anything to change is refused before any login.
+    #[test]
+    fn a_user_update_needs_a_change() {
+        let error = Cli::try_parse_from(["hanamictl", "user", "update", "someone"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("the following required arguments were not provided")
+                && error.contains("--is_admin"),
+            "{error}"
+        );
+        assert!(Cli::try_parse_from(["hanamictl", "user", "update", "-n", "New", "x"]).is_ok());
     }
 
     #[test]
@@ -1087,16 +1139,6 @@ mod tests {
             ],
             &["hanamictl", "dataset", "check", "abc"],
             &["hanamictl", "cluster", "restore", "abc"],
-            &[
-                "hanamictl",
-                "cluster",
-                "save",
-                "--timeout",
-                "5",
-                "-n",
-                "x",
-                "abc",
-            ],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }

@@ -271,7 +271,7 @@ async fn execute(
         show_progress: progress_allowed,
         stop: command
             .wait()
-            .is_some_and(|w| w.wait)
+            .is_some_and(|w| w.seconds().is_some())
             .then(StopSignal::install)
             .flatten(),
     };

@@ -60,9 +60,9 @@ impl Waiter {
         }
     }
 
-    /// With `--wait`, polls the task until it has ended; an aborted task is an error. A
-    /// wait may outlive the token: the client then logs in again. Ctrl-C or SIGTERM stops
-    /// the waiting (not the task), with status 130.
+    /// With `--wait` (or `--timeout`), polls the task until it has ended; an aborted task
+    /// is an error. A wait may outlive the token: the client then logs in again. Ctrl-C or
+    /// SIGTERM stops the waiting (not the task), with status 130.
     pub(crate) async fn wait_if_asked(
         &mut self,
         session: &Session,
@@ -70,22 +70,16 @@ impl Waiter {
         task_uuid: &str,
         wait: &Wait,
     ) -> Result<Option<Task>, CliError> {
-        if !wait.wait {
+        let Some(timeout) = wait.seconds() else {
             return Ok(None);
-        }
+        };
         let stopped = async {
             match &mut self.stop {
                 Some(stop) => stop.received().await,
                 None => std::future::pending().await,
             }
         };
-        let ended = wait_for_end(
-            session,
-            cluster,
-            task_uuid,
-            wait.timeout,
-            self.show_progress,
-        );
+        let ended = wait_for_end(session, cluster, task_uuid, timeout, self.show_progress);
         tokio::select! {
             ended = ended => ended.map(Some),
             () = stopped => Err(CliError::Interrupted(format!(

@@ -385,9 +385,15 @@ fn users_and_their_projects() {
     server
         .ctl(&["user", "update", "--is_admin", "false", "cli_test_user"])
         .ok();
-    server
-        .ctl(&["user", "update", "cli_test_user"])
-        .fails_with_status(400);
+    // Nothing to change is refused before it reaches the server.
+    let unchanged = server.ctl(&["user", "update", "cli_test_user"]).fails();
+    assert!(
+        unchanged
+            .stderr
+            .contains("the following required arguments were not provided"),
+        "{}",
+        unchanged.stderr
+    );
 
     // A user who still owns something is not deleted.
     server
@@ -1569,12 +1575,26 @@ fn task_create_tables_and_waiting() {
         server.ctl(&["dataset", "get", "-j", result]).ok().json()["name"],
         "wait_result"
     );
-    // Waiting gives up after --timeout.
-    server
+    // `--timeout` alone waits too.
+    let timed = server
         .ctl(&[
-            "task", "create", "train", "-i", &picture, "-o", &label, "-c", &cluster, "slow",
+            "task",
+            "create",
+            "train",
+            "--timeout",
+            "600",
+            "-i",
+            &picture,
+            "-o",
+            &label,
+            "-c",
+            &cluster,
+            "timed",
         ])
         .ok();
+    assert_eq!(timed.field("STATE"), "finished");
+    // A wait of no time is refused before anything is queued (giving up after a timeout is
+    // `waiting_for_a_task_whose_cluster_is_deleted`).
     let run = server
         .ctl(&[
             "task",
@@ -1593,10 +1613,13 @@ fn task_create_tables_and_waiting() {
         ])
         .fails();
     assert!(
-        run.stderr.starts_with("error: task '") && run.stderr.contains("after 0 s"),
+        run.stderr
+            .contains("invalid value '0' for '--timeout <SECONDS>'"),
         "{}",
         run.stderr
     );
+    let (_, rows) = server.ctl(&["task", "list", "-c", &cluster]).ok().list();
+    assert_eq!(rows.len(), 5, "{rows:?}");
 }
 
 /// A server that is down for a while as `--wait` waits is tried again: the wait ends with
