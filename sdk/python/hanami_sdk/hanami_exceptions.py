@@ -10,8 +10,9 @@ Every status code the server documents has its own class:
 500    :class:`InternalServerErrorException`
 =====  ==================================
 
-All of them derive from :class:`HanamiException`, which is raised itself for any other
-non-200 status. Each instance has ``message`` (the server's error text, ``str``) and
+A request too large for the server (413, 414, 431: a very long argument, say) is a
+:class:`BadRequestException` too, with its own ``status_code``. All of them derive from
+:class:`HanamiException`, which is raised itself for any other non-200 status. Each instance has ``message`` (the server's error text, ``str``) and
 ``status_code`` (``int``, or ``None`` when the error did not come with an HTTP status, e.g. a
 refused websocket session).
 """
@@ -124,8 +125,10 @@ def _readable(status_code: int, message: Union[str, bytes, None]) -> str:
 
 
 def exception_for_status(status_code: int, message: Union[str, bytes, None]) -> HanamiException:
-    """Returns the exception matching an HTTP status (``HanamiException`` for others)."""
-    cls = _BY_STATUS.get(status_code, HanamiException)
+    """Returns the exception matching an HTTP status (``BadRequestException`` for a request
+    too large for the server, ``HanamiException`` for others)."""
+    cls = _BY_STATUS.get(status_code,
+                         BadRequestException if status_code in _TOO_LARGE else HanamiException)
     text = _readable(status_code, message)
     if cls is HanamiException:
         return HanamiException(f"status {status_code}: {text}" if text else

@@ -197,6 +197,30 @@ def test_training_needs_expected_values(address: str, token: str, small_cluster:
     asyncio.run(run())
 
 
+def test_a_connection_closed_by_its_client_says_so(address: str, token: str,
+                                                   small_cluster: str) -> None:
+    """A call on a connection that this client has closed names that close, and how to go
+    on, instead of the websocket's close codes."""
+    async def run() -> None:
+        ws = await cluster.switch_to_direct_mode(token, address, small_cluster)
+        await ws.close()
+        for call in (direct_io.send_request_input(ws, "test_input", [1.0] * 5, True),
+                     direct_io.send_train_input(ws, "test_input", [1.0] * 5, True)):
+            with pytest.raises(hx.HanamiException) as info:
+                await call
+            assert type(info.value) is hx.HanamiException
+            assert info.value.message == (
+                "this direct-IO connection was closed by this client (its close()); open a "
+                "new one with direct_io.connect")
+        # The cluster stays in DIRECT mode, so that is the way on.
+        ws = await direct_io.connect(token, address, small_cluster)
+        assert len(await direct_io.send_request_input(ws, "test_input", [1.0] * 5, True)) == 2
+        await ws.close()
+        cluster.switch_to_task_mode(token, address, small_cluster)
+
+    asyncio.run(run())
+
+
 def test_unknown_name_is_a_bad_request(address: str, token: str, small_cluster: str) -> None:
     async def run() -> None:
         ws = await cluster.switch_to_direct_mode(token, address, small_cluster)

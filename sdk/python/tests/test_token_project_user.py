@@ -96,6 +96,11 @@ def test_project_errors(address: str, token: str, member) -> None:
         project.list_projects(member.token, address)
     with pytest.raises(hx.UnauthorizedException):
         project.create_project(member.token, address, unique("p"), "Name")
+    # An id too long for any URL the server reads is a bad request too, by its own status.
+    with pytest.raises(hx.BadRequestException) as info:
+        project.get_project(token, address, "a" * 100_000)
+    assert info.value.status_code == 414
+    assert "the request's URL is too long for the server" in info.value.message
 
 
 # ------------------------------------------------------------------------------ user
