@@ -909,6 +909,14 @@ async fn websocket_refusals_close_the_session_and_harm_nothing() {
             "invalid session start message: expected a JSON object {\"token\", \"target\", \
              \"uuid\"}, got an array",
         ),
+        // A key given twice, refused as in a REST body (which of the two would count?).
+        (
+            format!(
+                r#"{{"token": "{token}", "target": "file_upload", "uuid": "{file}", "uuid": "{file}"}}"#
+            ),
+            "invalid session start message: expected a JSON object {\"token\", \"target\", \
+             \"uuid\"}, got one that gives 'uuid' more than once",
+        ),
     ] {
         let mut socket = open_socket(&server, "/").await;
         SinkExt::send(&mut socket, Message::text(start.clone()))

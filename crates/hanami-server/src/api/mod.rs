@@ -48,6 +48,7 @@ use serde_json::{Map, Value};
 
 pub(crate) use datasets::upload_endpoint;
 pub use error::{ApiError, ApiResult};
+pub(crate) use request::{JsonRefusal, json_kind, parse_distinct};
 pub(crate) use tasks::{REQUEST_ENDPOINT, TRAIN_ENDPOINT, listed};
 use validate::{Field, Pattern, PatternCheck};
 

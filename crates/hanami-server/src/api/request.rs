@@ -34,28 +34,48 @@ pub fn endpoint_id(path: &str) -> Result<&str, ApiError> {
 /// Parses a POST/PUT body, which must be a JSON object whose keys are all different, in
 /// nested objects too.
 pub fn parse_body(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    let body: Distinct = serde_json::from_slice(body).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "Failed to parse input-values, because of json-parser error: {e}"
-        ))
-    })?;
-    match body {
-        Distinct::Value(Value::Object(map)) => Ok(map),
-        Distinct::Value(other) => Err(ApiError::BadRequest(format!(
-            "Failed to parse input-values: the body must be a JSON object, not {}",
+    let refused = |why: String| ApiError::BadRequest(format!("Failed to parse input-values{why}"));
+    match parse_distinct(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(refused(format!(
+            ": the body must be a JSON object, not {}",
             json_kind(&other)
         ))),
+        Err(JsonRefusal::Syntax(e)) => Err(refused(format!(", because of json-parser error: {e}"))),
+        Err(JsonRefusal::Repeated(repeated)) => {
+            Err(refused(format!(": the body gives {repeated}")))
+        }
+    }
+}
+
+/// Why a JSON text was refused.
+pub(crate) enum JsonRefusal {
+    /// It is no JSON: the parser's error.
+    Syntax(serde_json::Error),
+    /// An object in it gives a key more than once: which, in a message's words (`'k' more
+    /// than once`, with ` in 'f'` where the object is the value of the outermost object's
+    /// field `f`).
+    Repeated(String),
+}
+
+/// Parses a JSON text whose objects give every key once, nested objects included. A leading
+/// UTF-8 byte-order mark is skipped, as the original's JSON library skipped it.
+pub(crate) fn parse_distinct(text: &[u8]) -> Result<Value, JsonRefusal> {
+    let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
+    match serde_json::from_slice(text).map_err(JsonRefusal::Syntax)? {
+        Distinct::Value(value) => Ok(value),
         Distinct::Repeated { key, within } => {
             let within = within.map_or(String::new(), |field| format!(" in '{}'", shown(&field)));
-            Err(ApiError::BadRequest(format!(
-                "Failed to parse input-values: the body gives '{}' more than once{within}",
+            Err(JsonRefusal::Repeated(format!(
+                "'{}' more than once{within}",
                 shown(&key)
             )))
         }
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
+/// What kind of JSON value `v` is, in words ("an array").
+pub(crate) fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -326,6 +346,23 @@ mod tests {
             );
         }
         assert!(parse_body(b"{} x").is_err());
+    }
+
+    /// A leading UTF-8 byte-order mark is skipped, as the original's JSON library skipped
+    /// it; one anywhere else, or a second one, is no JSON.
+    #[test]
+    fn a_leading_byte_order_mark_is_skipped() {
+        let body = parse_body(b"\xEF\xBB\xBF{\"id\": \"bom\"}").unwrap();
+        assert_eq!(body["id"], "bom");
+        for wrong in [
+            &b"\xEF\xBB\xBF\xEF\xBB\xBF{}"[..],
+            b" \xEF\xBB\xBF{}",
+            b"\xEF\xBB\xBF",
+            b"\xEF\xBB{}",
+        ] {
+            let message = parse_body(wrong).unwrap_err().message();
+            assert!(message.contains("json-parser error"), "{message}");
+        }
     }
 
     /// A key given twice is refused, in the body as in the query, naming it (the last one

@@ -33,7 +33,7 @@ use hanami_types::websocket::{
 use prost::Message as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::api::{self, TokenRefused};
+use crate::api::{self, JsonRefusal, TokenRefused, json_kind, parse_distinct};
 use crate::clusters::{DirectSessionSlot, MAX_DIRECT_SESSIONS, Mode};
 use crate::per_network::{PerNetwork, Share};
 use crate::slots::Slot;
@@ -571,18 +571,13 @@ async fn start(app: &App, text: &[u8]) -> Result<(Target, Access), String> {
 fn parse_start(text: &[u8]) -> Result<SessionInit, String> {
     let expected = "invalid session start message: expected a JSON object {\"token\", \
                     \"target\", \"uuid\"}";
-    let value: serde_json::Value =
-        serde_json::from_slice(text).map_err(|e| format!("{expected} ({e})"))?;
-    let kind = match &value {
-        serde_json::Value::Object(_) => None,
-        serde_json::Value::Array(_) => Some("an array"),
-        serde_json::Value::String(_) => Some("a string"),
-        serde_json::Value::Number(_) => Some("a number"),
-        serde_json::Value::Bool(_) => Some("a boolean"),
-        serde_json::Value::Null => Some("null"),
-    };
-    if let Some(kind) = kind {
-        return Err(format!("{expected}, got {kind}"));
+    // Its keys must differ, as those of a REST body.
+    let value = parse_distinct(text).map_err(|refusal| match refusal {
+        JsonRefusal::Syntax(e) => format!("{expected} ({e})"),
+        JsonRefusal::Repeated(repeated) => format!("{expected}, got one that gives {repeated}"),
+    })?;
+    if !value.is_object() {
+        return Err(format!("{expected}, got {}", json_kind(&value)));
     }
     let mut init: SessionInit =
         serde_json::from_value(value).map_err(|e| format!("{expected} ({e})"))?;
