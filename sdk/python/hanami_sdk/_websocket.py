@@ -72,7 +72,13 @@ class DirectIoConnection(websockets.asyncio.client.ClientConnection):
     ``close()`` raises ``HanamiException`` where the server never sent its close: the server
     answers a client's close once it has saved what the session trained, and ends a session
     itself with a close of its own; a connection that ended without one (the server could
-    not save, or it stopped or crashed, or the network failed) may have lost the training."""
+    not save, or it stopped or crashed, or the network failed) may have lost the training.
+
+    ``close()`` waits for that answer as long as a REST call waits for its own
+    (``hanami_request.REQUEST_TIMEOUT``, as it is at the close); a connection that fails
+    otherwise (a server that stopped answering the keepalive pings, say) waits the usual
+    ``close_timeout`` of websockets (10 s) for the closing handshake, so that the call on it
+    raises soon after the pings went unanswered."""
 
     #: Set once the server has accepted the session's start; cleared once a close was
     #: reported unanswered.
@@ -81,6 +87,7 @@ class DirectIoConnection(websockets.asyncio.client.ClientConnection):
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Closes the connection, and waits for the server's answer (see the class)."""
         sent_now = self.protocol.state is websockets.protocol.State.OPEN
+        self.close_timeout = hanami_request.REQUEST_TIMEOUT
         await super().close(code, reason)
         if self.session_started and self.protocol.close_rcvd is None:
             self.session_started = False
@@ -262,9 +269,8 @@ async def cluster_session(token: str, address: str, cluster_uuid: str,
     """Opens a direct-IO session to a cluster in DIRECT mode; raises the server's refusal
     (:func:`session_error`). The server answers its ``close()`` once it has saved the
     network, which ``close()`` waits for as long as a REST call waits for its answer
-    (``hanami_request.REQUEST_TIMEOUT``)."""
-    ws = await opened(address, verify, close_timeout=hanami_request.REQUEST_TIMEOUT,
-                      direct_io=True)
+    (:class:`DirectIoConnection`)."""
+    ws = await opened(address, verify, direct_io=True)
     try:
         await ws.send(init_message(token, TARGET_CLUSTER, cluster_uuid))
         reply = parse_init_reply(await ws.recv())

@@ -214,7 +214,12 @@ def _closed(closed: websockets.ConnectionClosed) -> HanamiException:
     if reason == _websocket.SHUTTING_DOWN:
         # A temporary state of the server, as a REST call would answer it (503).
         return _websocket.shutting_down()
-    if closed.sent is not None and closed.rcvd_then_sent is False:
+    sent = closed.sent
+    if close is None and sent is not None and sent.reason == "keepalive ping timeout":
+        return HanamiException("the server stopped answering (the connection's keepalive pings "
+                               "went unanswered), so this direct-IO connection was closed; "
+                               "what the session trained may not be saved")
+    if sent is not None and closed.rcvd_then_sent is False:
         return HanamiException("this direct-IO connection was closed by this client (its "
                                "close()); open a new one with direct_io.connect")
     return HanamiException(f"direct-IO connection closed: {reason or closed}")

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import requests
 import urllib3
 
-from .hanami_exceptions import HanamiException, exception_for_status
+from .hanami_exceptions import BadRequestException, HanamiException, exception_for_status
 
 #: Seconds to wait for the server to answer one request. ``None`` waits for the answer
 #: forever, like the original SDK (the connection itself still waits at most
@@ -106,8 +106,24 @@ def build_query(values: QueryValues) -> str:
             raise TypeError(f"'{key}' must be a str, got {type(value).__name__}")
         if isinstance(value, bool):
             value = "true" if value else "false"
-        parts.append(f"{quote(str(key), safe='')}={quote(str(value), safe='')}")
+        text = str(value)
+        _check_encodable(key, text)
+        parts.append(f"{quote(str(key), safe='')}={quote(text, safe='')}")
     return "&".join(parts)
+
+
+def _check_encodable(key: Any, value: Any) -> None:
+    """Refuses text that UTF-8 cannot encode (a lone surrogate, as some decoders leave in
+    place of invalid bytes), by the name of its field, before anything is sent; values that
+    are no text pass."""
+    if not isinstance(value, str):
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise BadRequestException(
+            f"'{key}' is no valid text: it holds a lone surrogate ({value[e.start]!r} at "
+            f"position {e.start}), which UTF-8 cannot encode; nothing was sent") from None
 
 
 def _handle_response(response: requests.Response, url: str) -> str:
@@ -225,8 +241,11 @@ def _handshake_timed_out(error: BaseException) -> bool:
 
 
 def _json(body: Mapping[str, Any]) -> str:
-    """The body as JSON text; a value JSON cannot hold (bytes, say) is refused by the name
-    of its field, which the JSON encoder's own error does not give."""
+    """The body as JSON text; a value JSON cannot hold (bytes, say), or text that UTF-8
+    cannot encode, is refused by the name of its field, which the JSON encoder's own error
+    (or the server's) does not give."""
+    for key, value in body.items():
+        _check_encodable(key, value)
     try:
         return json.dumps(body)
     except TypeError:

@@ -221,6 +221,22 @@ def test_a_connection_closed_by_its_client_says_so(address: str, token: str,
     asyncio.run(run())
 
 
+def test_a_server_that_stopped_answering_is_named() -> None:
+    """A connection that websockets closed after its keepalive pings went unanswered (its
+    own close 1011, none from the server: a frozen server or a dead network) is told in
+    words, not close codes; a server's close keeps its reason."""
+    import websockets
+    from websockets.frames import Close
+
+    silent = websockets.ConnectionClosed(None, Close(1011, "keepalive ping timeout"))
+    assert direct_io._closed(silent).message == (
+        "the server stopped answering (the connection's keepalive pings went unanswered), so "
+        "this direct-IO connection was closed; what the session trained may not be saved")
+    ended = websockets.ConnectionClosed(Close(1001, "going away"), Close(1001, "going away"),
+                                        rcvd_then_sent=True)
+    assert direct_io._closed(ended).message == "direct-IO connection closed: going away"
+
+
 def test_unknown_name_is_a_bad_request(address: str, token: str, small_cluster: str) -> None:
     async def run() -> None:
         ws = await cluster.switch_to_direct_mode(token, address, small_cluster)
@@ -689,12 +705,14 @@ def test_a_closed_session_has_saved_its_training(tmp_path: Path) -> None:
 
         async def train_and_close() -> None:
             ws = await cluster.switch_to_direct_mode(token, server.url, uuid)
-            # The close waits for the save as long as a REST call waits for its answer
-            # (websockets' own limit is 10 s).
-            assert ws.close_timeout == hanami_request.REQUEST_TIMEOUT == 300.0
+            # A connection that fails by itself (unanswered pings) waits websockets' own
+            # 10 s for the closing handshake; the close waits for the save as long as a REST
+            # call waits for its answer.
+            assert ws.close_timeout == 10.0
             for _ in range(5):
                 await train_the_seed_sample(ws)
             await ws.close()
+            assert ws.close_timeout == hanami_request.REQUEST_TIMEOUT == 300.0
 
         asyncio.run(train_and_close())
         log = (tmp_path / "server.log").read_text(errors="replace")

@@ -101,6 +101,17 @@ def test_project_errors(address: str, token: str, member) -> None:
         project.get_project(token, address, "a" * 100_000)
     assert info.value.status_code == 414
     assert "the request's URL is too long for the server" in info.value.message
+    # Text that UTF-8 cannot encode (a lone surrogate) is refused by its field before it is
+    # sent, in a query as in a body (it raised UnicodeEncodeError, or got the server's JSON
+    # parser's words for a broken escape).
+    for call, field in [(lambda: project.get_project(token, address, "ab\udc80"), "id"),
+                        (lambda: project.create_project(token, address, unique("p"),
+                                                        "ab\ud800cd"), "name")]:
+        with pytest.raises(hx.BadRequestException) as info:
+            call()
+        assert info.value.message.startswith(f"'{field}' is no valid text: it holds a lone "
+                                             f"surrogate (")
+        assert info.value.message.endswith("which UTF-8 cannot encode; nothing was sent")
 
 
 # ------------------------------------------------------------------------------ user
