@@ -6,8 +6,9 @@ use crate::state::App;
 
 /// The signals that stop the server gracefully: SIGINT, SIGTERM, and SIGHUP too (a closing
 /// terminal or ssh session sends it, and it killed the server on the spot, losing the
-/// running task's training). A second SIGINT or SIGTERM during the stop ends the process at
-/// once.
+/// running task's training), unless the server was started with SIGHUP ignored (`nohup`
+/// says so: then a closing terminal leaves it running, as the Unix convention has it). A
+/// second SIGINT or SIGTERM during the stop ends the process at once.
 pub(crate) struct ShutdownSignals(Vec<ShutdownSignal>);
 
 /// One signal that [`ShutdownSignals`] listens for.
@@ -30,6 +31,16 @@ impl ShutdownSignals {
         Self(
             kinds
                 .into_iter()
+                .filter(|&(number, name)| {
+                    let ignored = number == libc::SIGHUP && ignored_at_start(number);
+                    if ignored {
+                        tracing::info!(
+                            "{name} is ignored, as the server was started (by nohup, say): a \
+                             closing terminal leaves it running"
+                        );
+                    }
+                    !ignored
+                })
                 .filter_map(|(number, name)| {
                     signal(SignalKind::from_raw(number))
                         .inspect_err(|e| tracing::warn!("cannot listen for {name}: {e}"))
@@ -65,6 +76,18 @@ impl ShutdownSignals {
         }
         let (index, _, _) = futures_util::future::select_all(waits).await;
         &self.0[index]
+    }
+}
+
+/// Whether signal `number` is ignored, as the process inherited it (a handler of its own is
+/// installed only after this is asked).
+fn ignored_at_start(number: i32) -> bool {
+    // SAFETY: `sigaction` with no new action only writes the current one into `current`, a
+    // zeroed `sigaction` that it may fill.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(number, std::ptr::null(), &mut current) == 0
+            && current.sa_sigaction == libc::SIG_IGN
     }
 }
 

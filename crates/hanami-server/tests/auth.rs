@@ -1690,6 +1690,36 @@ fn hangups_and_file_size_limits_do_not_kill_the_server() {
     assert!(status.success(), "{status:?}");
 }
 
+/// A server started with SIGHUP ignored (`nohup`, here the shell's `trap '' HUP`) keeps it
+/// ignored: a closing terminal leaves it running; SIGTERM still stops it gracefully.
+#[test]
+fn a_server_started_with_hangups_ignored_keeps_running_on_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (mut child, address) = spawn_through_shell("trap '' HUP;", &data);
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: sends a signal to the child process started above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "SIGHUP stopped it");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = hanami_sdk::Client::login(&address, ADMIN, ADMIN_PW)
+            .await
+            .unwrap();
+        assert_eq!(client.hosts().await.unwrap().body.len(), 1);
+    });
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    assert!(
+        log.contains("SIGHUP is ignored, as the server was started")
+            && !log.contains("shutting down"),
+        "{log}"
+    );
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert!(exit_status(&mut child).success());
+}
+
 /// Connections from many client networks that together bring the server near its limit of
 /// open files are logged (at the limit further connections wait unanswered, and the
 /// accept loop says nothing); once they close, the server serves again.
