@@ -3289,6 +3289,12 @@ async fn a_uuid_of_another_kind_is_named_in_the_404() {
         format!("Checkpoint with uuid '{dataset}' not found: that is a dataset's uuid")
     );
     assert!(
+        said(client.upload_progress(&cluster).await.map(drop)).starts_with(&format!(
+            "Neither a dataset nor an unfinished upload with uuid '{cluster}' found ("
+        )) && said(client.upload_progress(&cluster).await.map(drop))
+            .ends_with("): that is a cluster's uuid")
+    );
+    assert!(
         said(client.tasks(&saved).await.map(drop))
             .ends_with("not found: that is a checkpoint's uuid")
     );

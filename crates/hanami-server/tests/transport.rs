@@ -37,6 +37,17 @@ async fn methods_paths_and_endpoints() {
         }
     };
     assert_eq!(raw("/v1.0").await, (400, "Uri is too short.".into()));
+    // An endpoint beyond its length, in the original's words for lengths.
+    let long = format!("/v1.0alpha/{}", "a".repeat(246));
+    // 256 characters: an unknown endpoint like any other (the policy knows none of it).
+    assert_eq!(raw(&long).await.0, 401);
+    assert_eq!(
+        raw(&format!("{long}a")).await,
+        (
+            400,
+            "Given item 'endpoint' is longer than 256 characters".into()
+        )
+    );
     // Answers name the server as the original's did, errors as well as successes.
     for path in ["/v1.0alpha/project/all", "/v1.0", "/v1.0alpha/nonexistent"] {
         let answer = reqwest::get(format!("{}{path}", server.url)).await.unwrap();

@@ -385,16 +385,20 @@ async fn progress(app: App, caller: Caller, query: ByUuid) -> ApiResult<UploadPr
     let complete = match app.uploads.progress(&scope, &query.uuid) {
         Some(complete) => complete,
         None => {
-            app.store
+            if app
+                .store
                 .resource(Kind::Dataset, &scope, &query.uuid)
                 .await?
-                .ok_or_else(|| {
-                    ApiError::NotFound(format!(
-                        "Neither a dataset nor an unfinished upload with uuid '{}' found ({})",
-                        query.uuid,
-                        app.uploads.how_uploads_end()
-                    ))
-                })?;
+                .is_none()
+            {
+                let hint = super::kind_hint(&app, &scope, Kind::Dataset, &query.uuid).await;
+                return Err(ApiError::NotFound(format!(
+                    "Neither a dataset nor an unfinished upload with uuid '{}' found ({}){}",
+                    query.uuid,
+                    app.uploads.how_uploads_end(),
+                    hint.unwrap_or_default()
+                )));
+            }
             true
         }
     };

@@ -664,9 +664,16 @@ pub(super) fn caller_in(
 /// Checks the characters and length of an endpoint id.
 fn check_endpoint_id(endpoint: &str) -> ApiResult<()> {
     Pattern::Endpoint.check("endpoint", endpoint)?;
-    if !(4..=256).contains(&endpoint.len()) {
+    // In the original's words for the lengths of items (the pattern allows ASCII only, so
+    // bytes are characters).
+    if endpoint.len() < 4 {
         return Err(ApiError::BadRequest(
-            "Given item 'endpoint' must have 4 to 256 characters".into(),
+            "Given item 'endpoint' is shorter than 4 characters".into(),
+        ));
+    }
+    if endpoint.len() > 256 {
+        return Err(ApiError::BadRequest(
+            "Given item 'endpoint' is longer than 256 characters".into(),
         ));
     }
     Ok(())
