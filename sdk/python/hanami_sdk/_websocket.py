@@ -112,27 +112,26 @@ class DirectIoConnection(websockets.asyncio.client.ClientConnection):
                 exc_value.add_note(unanswered.message)
 
 
-def connection(address: str, verify: Verify, close_timeout: Optional[float] = 10.0,
+def connection(address: str, verify: Verify,
                direct_io: bool = False) -> websockets.asyncio.client.connect:
     """A websocket connection to the server with the SDK's settings (TLS as for REST calls,
-    no compression, the message size limit, the opening timeout, no redirects); await it, or
-    use it with ``async with``. ``close()`` waits ``close_timeout`` seconds at most for the
-    server's answer (``None``: without limit); ``direct_io``: a :class:`DirectIoConnection`."""
+    no compression, the message size limit, the opening timeout, no redirects, websockets'
+    own 10 s for a closing handshake); await it, or use it with ``async with``.
+    ``direct_io``: a :class:`DirectIoConnection` (whose own ``close()`` waits longer)."""
     kind = DirectIoConnection if direct_io else websockets.asyncio.client.ClientConnection
     return _WithoutRedirects(
         websocket_url(address), ssl=ssl_context(address, verify), compression=None,
-        max_size=MAX_MESSAGE_BYTES, open_timeout=OPEN_TIMEOUT, close_timeout=close_timeout,
-        create_connection=kind)
+        max_size=MAX_MESSAGE_BYTES, open_timeout=OPEN_TIMEOUT, create_connection=kind)
 
 
-async def opened(address: str, verify: Verify, close_timeout: Optional[float] = 10.0,
+async def opened(address: str, verify: Verify,
                  direct_io: bool = False) -> websockets.asyncio.client.ClientConnection:
     """Opens a :func:`connection`. A server that cannot be reached raises what a REST call
     raises for it: ``requests``' ``ConnectionError`` (``ConnectTimeout`` for the opening
     timeout), and ``SSLError`` for a refused certificate, with the REST calls' hint; an
     answer that is no websocket opening :func:`opening_failed`'s exception."""
     try:
-        return await connection(address, verify, close_timeout, direct_io)
+        return await connection(address, verify, direct_io)
     except websockets.exceptions.InvalidHandshake as e:
         raise opening_failed(address, e) from e
     except ssl.SSLError as e:

@@ -664,13 +664,9 @@ pub(super) fn caller_in(
 /// Checks the characters and length of an endpoint id.
 fn check_endpoint_id(endpoint: &str) -> ApiResult<()> {
     Pattern::Endpoint.check("endpoint", endpoint)?;
-    // In the original's words for the lengths of items (the pattern allows ASCII only, so
-    // bytes are characters).
-    if endpoint.len() < 4 {
-        return Err(ApiError::BadRequest(
-            "Given item 'endpoint' is shorter than 4 characters".into(),
-        ));
-    }
+    // At least 4 characters already (`endpoint_id` refuses shorter paths); the upper bound
+    // in the original's words for lengths (the pattern allows ASCII only, so bytes are
+    // characters).
     if endpoint.len() > 256 {
         return Err(ApiError::BadRequest(
             "Given item 'endpoint' is longer than 256 characters".into(),
