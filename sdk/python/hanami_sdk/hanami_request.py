@@ -115,7 +115,16 @@ def build_query(values: QueryValues) -> str:
 def _check_encodable(key: Any, value: Any) -> None:
     """Refuses text that UTF-8 cannot encode (a lone surrogate, as some decoders leave in
     place of invalid bytes), by the name of its field, before anything is sent; values that
-    are no text pass."""
+    are no text pass; lists and mappings are searched, keys included."""
+    if isinstance(value, Mapping):
+        for inner_key, inner in value.items():
+            _check_encodable(key, inner_key)
+            _check_encodable(key, inner)
+        return
+    if isinstance(value, (list, tuple)):
+        for inner in value:
+            _check_encodable(key, inner)
+        return
     if not isinstance(value, str):
         return
     try:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hanami_sdk import hanami_exceptions as hx
-from hanami_sdk import hanami_request, hanami_token, project, user
+from hanami_sdk import hanami_request, hanami_token, project, task, user
 
 from helpers import ADMIN, ADMIN_PW, unique
 
@@ -104,9 +104,18 @@ def test_project_errors(address: str, token: str, member) -> None:
     # Text that UTF-8 cannot encode (a lone surrogate) is refused by its field before it is
     # sent, in a query as in a body (it raised UnicodeEncodeError, or got the server's JSON
     # parser's words for a broken escape).
+    cluster = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
     for call, field in [(lambda: project.get_project(token, address, "ab\udc80"), "id"),
                         (lambda: project.create_project(token, address, unique("p"),
-                                                        "ab\ud800cd"), "name")]:
+                                                        "ab\ud800cd"), "name"),
+                        # Inside a map, as value or key: an unknown cluster would be a 404,
+                        # so the refusal shows that nothing went out.
+                        (lambda: task.create_train_task(token, address, "t", cluster,
+                                                        {"picture": "ab\udc80"},
+                                                        {"label": "x"}), "inputs"),
+                        (lambda: task.create_request_task(token, address, "t", cluster,
+                                                          {"picture": "x"},
+                                                          {"la\ud800bel": "r"}), "results")]:
         with pytest.raises(hx.BadRequestException) as info:
             call()
         assert info.value.message.startswith(f"'{field}' is no valid text: it holds a lone "
