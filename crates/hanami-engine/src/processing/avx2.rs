@@ -149,8 +149,8 @@ pub(super) fn backprop_sections(task: &mut BlockTask<'_>, sources: &Sources<'_>)
 }
 
 /// The weight updates of the first `visited` synapses, eight at a time, with the targets'
-/// deltas loaded one by one and their activity (bit `j` of `active`: `potential > 0`) looked up: the
-/// results of `avx512::update_weights`.
+/// deltas loaded one by one and their activity (bit `j` of `active`: `potential > 0`)
+/// looked up: the results of `avx512::update_weights`.
 #[inline]
 #[target_feature(enable = "avx2")]
 fn update_weights(
