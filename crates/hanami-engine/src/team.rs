@@ -193,6 +193,11 @@ impl Drop for Wait<'_> {
                 thread::yield_now();
             }
         }
+        if thread::panicking() {
+            // The caller's own panic goes on; a panic of the worker's part of the same job
+            // must not be reported by the next job.
+            shared.panicked.store(false, Ordering::Relaxed);
+        }
     }
 }
 
@@ -246,8 +251,11 @@ fn work(shared: &Shared) {
         // `finished` says done.
         let job = unsafe { (*shared.job.get()).expect("a posted job") };
         // SAFETY: as above, the pointee is alive and `Sync`.
-        if catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(1) })).is_err() {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(1) })) {
             shared.panicked.store(true, Ordering::Relaxed);
+            // Not dropped: a payload whose drop panics would end this thread before it
+            // reports the job finished, and the caller would wait for ever.
+            std::mem::forget(payload);
         }
         shared.finished.store(number, Ordering::Release);
     }
@@ -320,6 +328,58 @@ mod tests {
             assert!(started.load(Ordering::Relaxed));
             assert_eq!(parts.load(Ordering::Relaxed), 3);
         }
+    }
+
+    #[test]
+    fn a_panic_on_both_threads_is_reported_once() {
+        let mut pair = Pair::new().unwrap();
+        let started = AtomicBool::new(false);
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            pair.run(&mut || {}, &|part| {
+                if part == 1 {
+                    started.store(true, Ordering::Release);
+                    panic!("worker fails");
+                }
+                wait_for(&started);
+                panic!("caller fails");
+            });
+        }));
+        assert!(result.is_err());
+        assert!(started.load(Ordering::Relaxed));
+        // The worker's panic belonged to that job: the next one runs without a panic.
+        pair.run(&mut || {}, &|_| {});
+    }
+
+    /// A panic payload whose drop panics too.
+    struct PanicsOnDrop;
+
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("payload drop fails");
+        }
+    }
+
+    #[test]
+    fn a_worker_panic_whose_payload_panics_on_drop_does_not_hang_the_caller() {
+        let (done, finished) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            let mut pair = Pair::new().unwrap();
+            let started = AtomicBool::new(false);
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                pair.run(&mut || {}, &|part| {
+                    if part == 1 {
+                        started.store(true, Ordering::Release);
+                        std::panic::panic_any(PanicsOnDrop);
+                    }
+                    wait_for(&started);
+                });
+            }));
+            let _ = done.send(result.is_err() && started.load(Ordering::Relaxed));
+        });
+        let reported = finished
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the caller came back");
+        assert!(reported, "the worker's panic reached the caller");
     }
 
     #[test]

@@ -310,7 +310,9 @@ pub(super) fn walk_group(
         );
         let upper = _mm256_add_epi32(offsets, _mm256_set1_epi32(8 * neurons as i32));
         // SAFETY: the lanes in `lanes` are rows of the group, whose potentials lie inside
-        // `potentials` (`GroupSources::potentials`); the other lanes are not read.
+        // `potentials` (`GroupSources::potentials`); the other lanes are not read. The `i32`
+        // offsets do not wrap: 16 rows of a hexagon's neurons (at most an input interface's
+        // `MAX_INPUTS` + 64 for an input hexagon, far fewer for the others) stay below 2^31.
         unsafe {
             [(offsets, lanes as u8), (upper, (lanes >> 8) as u8)].map(|(offsets, lanes)| {
                 _mm256_mask_i32gather_ps::<4>(

@@ -542,7 +542,9 @@ pub(super) fn walk_group(
             _mm512_set1_epi32(neuron as i32),
         );
         // SAFETY: the lanes in `lanes` are rows of the group, whose potentials lie inside
-        // `potentials` (`GroupSources::potentials`); the other lanes are not read.
+        // `potentials` (`GroupSources::potentials`); the other lanes are not read. The `i32`
+        // offsets do not wrap: 16 rows of a hexagon's neurons (at most an input interface's
+        // `MAX_INPUTS` + 64 for an input hexagon, far fewer for the others) stay below 2^31.
         unsafe {
             _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), lanes, offsets, potentials.as_ptr())
         }
@@ -723,6 +725,8 @@ fn update_weights(
     potentials: &Row,
     mut terms: Option<&mut Vec<f32>>,
 ) -> (u64, f32) {
+    // The raw accesses below rely on `j < 4`.
+    let visited = visited.min(SYNAPSES_PER_SECTION);
     let rate = _mm512_set1_ps(SYNAPSE_LEARNING_RATE);
     let zero = _mm512_setzero_ps();
     let counted = section.unsettled != 0;
