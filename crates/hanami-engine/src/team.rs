@@ -330,22 +330,37 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_panic_on_both_threads_is_reported_once() {
-        let mut pair = Pair::new().unwrap();
+    /// Runs one job whose worker part, once started, runs `worker` (which panics), while
+    /// the caller's part waits for that start and then runs `caller`; returns whether the
+    /// run panicked.
+    fn run_panicking(
+        pair: &mut Pair,
+        worker: &(dyn Fn() + Sync),
+        caller: &(dyn Fn() + Sync),
+    ) -> bool {
         let started = AtomicBool::new(false);
         let result = catch_unwind(AssertUnwindSafe(|| {
             pair.run(&mut || {}, &|part| {
                 if part == 1 {
                     started.store(true, Ordering::Release);
-                    panic!("worker fails");
+                    worker();
+                } else {
+                    wait_for(&started);
+                    caller();
                 }
-                wait_for(&started);
-                panic!("caller fails");
             });
         }));
-        assert!(result.is_err());
-        assert!(started.load(Ordering::Relaxed));
+        assert!(started.load(Ordering::Relaxed), "the worker took part");
+        result.is_err()
+    }
+
+    #[test]
+    fn a_panic_on_both_threads_is_reported_once() {
+        let mut pair = Pair::new().unwrap();
+        let failing = run_panicking(&mut pair, &|| panic!("worker fails"), &|| {
+            panic!("caller fails")
+        });
+        assert!(failing);
         // The worker's panic belonged to that job: the next one runs without a panic.
         pair.run(&mut || {}, &|_| {});
     }
@@ -364,17 +379,8 @@ mod tests {
         let (done, finished) = std::sync::mpsc::channel();
         thread::spawn(move || {
             let mut pair = Pair::new().unwrap();
-            let started = AtomicBool::new(false);
-            let result = catch_unwind(AssertUnwindSafe(|| {
-                pair.run(&mut || {}, &|part| {
-                    if part == 1 {
-                        started.store(true, Ordering::Release);
-                        std::panic::panic_any(PanicsOnDrop);
-                    }
-                    wait_for(&started);
-                });
-            }));
-            let _ = done.send(result.is_err() && started.load(Ordering::Relaxed));
+            let worker = || std::panic::panic_any(PanicsOnDrop);
+            let _ = done.send(run_panicking(&mut pair, &worker, &|| {}));
         });
         let reported = finished
             .recv_timeout(Duration::from_secs(20))
@@ -385,17 +391,7 @@ mod tests {
     #[test]
     fn a_worker_panic_reaches_the_caller() {
         let mut pair = Pair::new().unwrap();
-        let started = AtomicBool::new(false);
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            pair.run(&mut || {}, &|part| {
-                if part == 1 {
-                    started.store(true, Ordering::Release);
-                    panic!("worker fails");
-                }
-                wait_for(&started);
-            });
-        }));
-        assert!(result.is_err());
+        assert!(run_panicking(&mut pair, &|| panic!("worker fails"), &|| {}));
         // The pair stays usable.
         pair.run(&mut || {}, &|_| {});
     }
