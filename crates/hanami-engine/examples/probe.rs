@@ -1,13 +1,14 @@
 //! A measuring harness for engine work: restores (or first trains and saves) a network grown on
 //! MNIST, then runs only training steps or only requests over a fixed range of images (one
-//! `request_step` each, or all through one `request_batch` with `--mode batch`), and prints the
+//! `request_step` each, or all through one `request_batch` with `--mode batch`; training steps
+//! through one `train_batch` with `--mode train-batch`), and prints the
 //! time per sample and a fingerprint of the outputs and the resulting state. Fixed work, so it
 //! suits `valgrind --tool=cachegrind` and A/B comparisons; the fingerprint shows whether two
 //! builds compute the same bits.
 //!
 //! ```text
 //! cargo run --release -p hanami-engine --example probe -- <MNIST_DIR> \
-//!     [--checkpoint PATH] [--train-epochs N] [--mode train|request|batch] [--from N] [--count N] \
+//!     [--checkpoint PATH] [--train-epochs N] [--mode train|train-batch|request|batch] [--from N] [--count N] \
 //!     [--cycle N] [--flush-kb N] [--threads N] [--seed N] [--save PATH] [--portable]
 //!     [--walks portable|avx2|avx512]
 //! ```
@@ -105,7 +106,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         checkpoint.unwrap_or_else(|| format!("/tmp/hanami-probe-{seed}-{epochs}.ckpt"));
     let stored = std::fs::read(&checkpoint).ok();
     // Only what the run needs is loaded (less noise under valgrind).
-    let (train_x, train_y) = if stored.is_none() || mode == "train" {
+    let (train_x, train_y) = if stored.is_none() || mode.starts_with("train") {
         load(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte")?
     } else {
         (Vec::new(), Vec::new())
@@ -151,6 +152,23 @@ fn main() -> Result<(), Box<dyn Error>> {
                 cluster.train_step(&[("picture", x)], &[("label", &one_hot(train_y[i]))])?;
                 elapsed += start.elapsed();
             }
+        }
+        "train-batch" => {
+            // The train mode's rows through `train_batch`.
+            let mut source =
+                hanami_engine::RowsFn::new(count, |row: usize, name: &str, values: &mut [f32]| {
+                    let i = (from + row % cycle) % train_y.len();
+                    if name == "label" {
+                        values.copy_from_slice(&one_hot(train_y[i]));
+                    } else {
+                        values.copy_from_slice(&train_x[i * 784..(i + 1) * 784]);
+                    }
+                    Ok(())
+                });
+            let cancel = std::sync::atomic::AtomicBool::new(false);
+            let start = Instant::now();
+            cluster.train_batch(&mut source, &cancel, &mut |_| {})?;
+            elapsed = start.elapsed();
         }
         "request" => {
             for i in from..from + count {

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cluster::Cluster;
 use crate::error::{EngineError, RowError};
+use crate::network::{InputInterface, OutputInterface};
 use crate::processing::rows::{CHUNK_ROWS, Chunk};
 
 /// A source of dataset rows, e.g. the server's reader of a dataset file.
@@ -88,7 +89,9 @@ pub fn one_hot(values: &[f32], out: &mut [f32]) {
 impl Cluster {
     /// Trains on every row of `rows`: for row `i`, reads every input interface and every
     /// output interface the source [provides](Rows::provides) (its expected values) by name,
-    /// then runs one training cycle in which only those outputs learn.
+    /// then runs one training cycle in which only those outputs learn. Row `i + 1` is read
+    /// while row `i`'s cycle runs its last phase, once that cycle no longer reads the
+    /// interfaces, so that the read overlaps the other thread's walks.
     ///
     /// `cancel` is checked before each row; `progress` gets the number of rows done after
     /// each row. A source that provides no output is refused before the first row. A row
@@ -109,6 +112,13 @@ impl Cluster {
         if !learns.contains(&true) {
             return Err(EngineError::NothingToLearn);
         }
+        // Each row after the first is read while the cycle of the row before it runs its
+        // last parallel phase (no later phase reads the interfaces).
+        let mut read = if total > 0 {
+            read_training_row(&mut self.inputs, &mut self.outputs, rows, 0, &learns)
+        } else {
+            Ok(())
+        };
         for row in 0..total {
             if cancel.load(Ordering::Relaxed) {
                 return Ok(BatchOutcome {
@@ -116,27 +126,14 @@ impl Cluster {
                     cancelled: true,
                 });
             }
-            self.read_inputs(rows, row)?;
-            for (output, _) in self.outputs.iter_mut().zip(&learns).filter(|(_, l)| **l) {
-                let read = read_row(rows, row, &output.name, &mut output.expected).and_then(|()| {
-                    crate::cluster::check_expected_range(&output.name, &output.expected).map_err(
-                        |e| EngineError::AtRow {
-                            row,
-                            source: Box::new(e),
-                        },
-                    )
-                });
-                if let Err(e) = read {
-                    // Leave no unreachable target behind for later cycles, also of a row
-                    // that failed part of the way (its values so far are in place).
-                    output
-                        .expected
-                        .iter_mut()
-                        .for_each(|v| *v = v.clamp(0.0, 1.0));
-                    return Err(e);
+            read?;
+            read = Ok(());
+            let next = row + 1;
+            self.train_cycle_learning(&learns, &mut |inputs, outputs| {
+                if next < total {
+                    read = read_training_row(inputs, outputs, rows, next, &learns);
                 }
-            }
-            self.train_cycle_learning(&learns);
+            });
             progress(row + 1);
         }
         Ok(BatchOutcome {
@@ -194,7 +191,7 @@ impl Cluster {
             // Where another thread shares the run, the calling thread reads the next rows
             // while that one starts on the run's first group (otherwise reading ahead would
             // only copy the rows once more).
-            let shared = self.parallel.overlaps_beside();
+            let shared = self.parallel.overlaps_own_work();
             let mut read_ahead = || {
                 while shared && ahead.rows < CHUNK_ROWS && reader.read(rows, cancel) {
                     ahead.push(&reader.values);
@@ -273,14 +270,6 @@ impl Cluster {
         progress(first + ran + 1);
         ran + 1
     }
-
-    /// Reads row `row` of every input interface into the interfaces.
-    fn read_inputs(&mut self, rows: &mut dyn Rows, row: usize) -> Result<(), EngineError> {
-        for input in &mut self.inputs {
-            read_row(rows, row, &input.name, &mut input.values)?;
-        }
-        Ok(())
-    }
 }
 
 /// The reads of a request batch's rows, in row order, into values of their own (the
@@ -318,6 +307,40 @@ impl Reader {
         self.next += 1;
         true
     }
+}
+
+/// Reads row `row` of a training batch: every input interface, and the expected values of
+/// the outputs marked in `learns`, each checked to lie in [0, 1].
+fn read_training_row(
+    inputs: &mut [InputInterface],
+    outputs: &mut [OutputInterface],
+    rows: &mut dyn Rows,
+    row: usize,
+    learns: &[bool],
+) -> Result<(), EngineError> {
+    for input in inputs {
+        read_row(rows, row, &input.name, &mut input.values)?;
+    }
+    for (output, _) in outputs.iter_mut().zip(learns).filter(|(_, l)| **l) {
+        let read = read_row(rows, row, &output.name, &mut output.expected).and_then(|()| {
+            crate::cluster::check_expected_range(&output.name, &output.expected).map_err(|e| {
+                EngineError::AtRow {
+                    row,
+                    source: Box::new(e),
+                }
+            })
+        });
+        if let Err(e) = read {
+            // Leave no unreachable target behind for later cycles, also of a row that failed
+            // part of the way (its values so far are in place).
+            output
+                .expected
+                .iter_mut()
+                .for_each(|v| *v = v.clamp(0.0, 1.0));
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 /// Reads one interface of one row and checks that every value is finite.

@@ -12,7 +12,7 @@ use crate::network::{
     OutputInterface, OutputTarget, SECTION_STORE_BYTES,
 };
 use crate::pace::{Pace, Work};
-use crate::processing::Scratch;
+use crate::processing::{InterfacesFree, Scratch};
 use crate::rng::Rng;
 use crate::template::{Settings, Template};
 
@@ -494,16 +494,17 @@ impl Cluster {
             self.outputs[slot].expected[..values.len()].copy_from_slice(values);
             learns[slot] = true;
         }
-        self.train_cycle_learning(&learns);
+        self.train_cycle_learning(&learns, &mut |_, _| {});
         Ok(())
     }
 
-    /// One training cycle in which only the outputs marked in `learns` learn.
-    pub(crate) fn train_cycle_learning(&mut self, learns: &[bool]) {
+    /// One training cycle in which only the outputs marked in `learns` learn, with `then`
+    /// run once after the cycle's last use of the interfaces' values.
+    pub(crate) fn train_cycle_learning(&mut self, learns: &[bool], then: InterfacesFree<'_>) {
         for (output, &learns) in self.outputs.iter_mut().zip(learns) {
             output.learns = learns;
         }
-        self.train_cycle();
+        self.train_cycle(then);
         for output in &mut self.outputs {
             output.learns = true;
         }

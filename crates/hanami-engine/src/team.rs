@@ -89,6 +89,17 @@ unsafe impl Sync for Shared {}
 // SAFETY: see above; the raw pointer is only dereferenced under that protocol.
 unsafe impl Send for Shared {}
 
+/// Work that only the calling thread does beside a job of the [`Pair`] (or beside the items of
+/// a parallel run), while the worker may be running its part.
+pub(crate) enum Own<'a> {
+    /// Nothing.
+    Nothing,
+    /// Before the caller's part of the job (the worker starts on the shared work meanwhile).
+    First(&'a mut dyn FnMut()),
+    /// After the caller's part, before it waits for the worker's (so it fills that wait).
+    Last(&'a mut dyn FnMut()),
+}
+
 /// The calling thread plus one spinning worker thread.
 pub(crate) struct Pair {
     shared: Arc<Shared>,
@@ -129,9 +140,9 @@ impl Pair {
     /// queue until it is empty. A panic in either is propagated. (`&mut self`: one job at a
     /// time.)
     ///
-    /// `beside` runs on the calling thread before `job(0)`, while the worker may already run
-    /// `job(1)`.
-    pub(crate) fn run(&mut self, beside: &mut dyn FnMut(), job: &(dyn Fn(usize) + Sync)) {
+    /// `own` is the calling thread's own work beside the job, before or after `job(0)`,
+    /// while the worker may run `job(1)`.
+    pub(crate) fn run(&mut self, mut own: Own<'_>, job: &(dyn Fn(usize) + Sync)) {
         let shared = &*self.shared;
         // SAFETY: only the lifetime is erased. The worker calls the job only after claiming
         // it, and before it publishes `finished`; this function does not return (nor unwind)
@@ -152,8 +163,13 @@ impl Pair {
             handle.thread().unpark();
         }
         let wait = Wait { shared, number };
-        beside();
+        if let Own::First(first) = &mut own {
+            first();
+        }
         job(0);
+        if let Own::Last(last) = &mut own {
+            last();
+        }
         drop(wait);
         if shared.panicked.swap(false, Ordering::Relaxed) {
             panic!("a hanami-engine worker thread panicked");
@@ -274,13 +290,50 @@ mod tests {
         }
     }
 
+    /// The caller's own work runs once per job: `First` before the caller's part of the job
+    /// starts, `Last` after it has ended (when no item is left to claim).
+    #[test]
+    fn own_work_runs_once_before_or_after_the_callers_part() {
+        let mut pair = Pair::new().unwrap();
+        for round in 0..1000u64 {
+            let mut items = vec![0u64; 2 + (round % 10) as usize];
+            let claims = Claims::new(&mut items);
+            // 0: the caller's part has not started, 1: it runs, 2: it has ended.
+            let caller = AtomicUsize::new(0);
+            let job = |part: usize| {
+                if part == 0 {
+                    caller.store(1, Ordering::Relaxed);
+                }
+                while let Some(item) = claims.claim() {
+                    *item += 1;
+                }
+                if part == 0 {
+                    caller.store(2, Ordering::Relaxed);
+                }
+            };
+            let mut seen = Vec::new();
+            let mut look = || seen.push(caller.load(Ordering::Relaxed));
+            let first = round % 2 == 0;
+            pair.run(
+                if first {
+                    Own::First(&mut look)
+                } else {
+                    Own::Last(&mut look)
+                },
+                &job,
+            );
+            assert_eq!(seen, [if first { 0 } else { 2 }], "round {round}");
+            assert!(items.iter().all(|&n| n == 1), "round {round}: {items:?}");
+        }
+    }
+
     #[test]
     fn claims_hand_out_every_item_once() {
         let mut pair = Pair::new().unwrap();
         for round in 0..1000u64 {
             let mut items = vec![0u64; 1 + (round % 40) as usize];
             let claims = Claims::new(&mut items);
-            pair.run(&mut || {}, &|_| {
+            pair.run(Own::Nothing, &|_| {
                 while let Some(item) = claims.claim() {
                     *item += 1;
                 }
@@ -295,7 +348,7 @@ mod tests {
         for round in 0..1000 {
             let next = AtomicUsize::new(0);
             let done: Vec<AtomicUsize> = (0..8).map(|_| AtomicUsize::new(0)).collect();
-            pair.run(&mut || {}, &|_| {
+            pair.run(Own::Nothing, &|_| {
                 loop {
                     let item = next.fetch_add(1, Ordering::Relaxed);
                     let Some(slot) = done.get(item) else { break };
@@ -317,7 +370,7 @@ mod tests {
             thread::sleep(Duration::from_millis(pause));
             let started = AtomicBool::new(false);
             let parts = AtomicUsize::new(0);
-            pair.run(&mut || {}, &|part| {
+            pair.run(Own::Nothing, &|part| {
                 parts.fetch_add(part + 1, Ordering::Relaxed);
                 if part == 1 {
                     started.store(true, Ordering::Release);
@@ -340,7 +393,7 @@ mod tests {
     ) -> bool {
         let started = AtomicBool::new(false);
         let result = catch_unwind(AssertUnwindSafe(|| {
-            pair.run(&mut || {}, &|part| {
+            pair.run(Own::Nothing, &|part| {
                 if part == 1 {
                     started.store(true, Ordering::Release);
                     worker();
@@ -362,7 +415,7 @@ mod tests {
         });
         assert!(failing);
         // The worker's panic belonged to that job: the next one runs without a panic.
-        pair.run(&mut || {}, &|_| {});
+        pair.run(Own::Nothing, &|_| {});
     }
 
     /// A panic payload whose drop panics too.
@@ -393,6 +446,6 @@ mod tests {
         let mut pair = Pair::new().unwrap();
         assert!(run_panicking(&mut pair, &|| panic!("worker fails"), &|| {}));
         // The pair stays usable.
-        pair.run(&mut || {}, &|_| {});
+        pair.run(Own::Nothing, &|_| {});
     }
 }

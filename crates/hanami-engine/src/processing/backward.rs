@@ -3,9 +3,9 @@
 
 use super::forward::target_index;
 use super::output::output_derivatives;
-use super::{BlockTask, Sources, for_each_live};
+use super::{BlockTask, InterfacesFree, Sources, for_each_live};
 use crate::cluster::{Cluster, Walks};
-use crate::network::{NEURONS_PER_BLOCK, Neuron, Section, WALK_THRESHOLD, bits, passes};
+use crate::network::{Hexagon, NEURONS_PER_BLOCK, Neuron, Section, WALK_THRESHOLD, bits, passes};
 
 /// Learning rate of synapse weights.
 pub(super) const SYNAPSE_LEARNING_RATE: f32 = 0.05;
@@ -14,19 +14,33 @@ pub(super) const SYNAPSE_LEARNING_RATE: f32 = 0.05;
 const INV_LN2: f32 = 1.4427;
 
 impl Cluster {
-    /// Runs the backward pass after a training forward pass.
-    pub(crate) fn backward(&mut self) {
+    /// Runs the backward pass after a training forward pass, and `then` once the interfaces'
+    /// values are no longer read: in the walks of the last hexagon, if the backpropagation
+    /// of every output (which reads the expected values) came before them, else at the end.
+    pub(crate) fn backward(&mut self, then: InterfacesFree<'_>) {
+        let walked = |hexagon: &Hexagon| !hexagon.neurons.is_empty() && !hexagon.is_input;
+        let then_at = self
+            .hexagons
+            .iter()
+            .position(walked)
+            .filter(|&last| self.hexagons[..last].iter().all(|h| h.output.is_none()));
+        let mut then = Some(then);
         for h in (0..self.hexagons.len()).rev() {
             if let Some(o) = self.hexagons[h].output {
                 self.backprop_output(h, o);
             }
             let hexagon = &self.hexagons[h];
-            if hexagon.neurons.is_empty() || hexagon.is_input {
+            if !walked(hexagon) {
                 continue;
             }
             let walks = self.walks;
             let output = hexagon.is_output;
-            self.run_blocks(h, false, |task, sources| {
+            let here = if then_at == Some(h) {
+                then.take()
+            } else {
+                None
+            };
+            self.run_blocks(h, false, here, |task, sources| {
                 if output {
                     output_derivatives(task.neurons, task.potentials);
                 }
@@ -61,6 +75,9 @@ impl Cluster {
                     start = run.end;
                 }
             }
+        }
+        if let Some(then) = then {
+            then(&mut self.inputs, &mut self.outputs);
         }
         self.creation_enabled = false;
     }

@@ -104,7 +104,7 @@ impl Cluster {
         let params = NeuronParams::of(self);
         self.mark_live_sections(h);
         let walks = self.walks;
-        self.run_blocks(h, true, |task, sources| {
+        self.run_blocks(h, true, None, |task, sources| {
             match walks {
                 // SAFETY: chosen only where the CPU has AVX-512 (`Walks::runs_here`).
                 #[cfg(target_arch = "x86_64")]

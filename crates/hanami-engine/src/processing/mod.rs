@@ -34,11 +34,18 @@ pub(crate) use avx512::available as avx512_available;
 
 use crate::cluster::{Cluster, Parallelism};
 use crate::network::{
-    Connection, ConnectionBlock, Hexagon, NEURONS_PER_BLOCK, Neuron, SECTIONS_PER_BLOCK, Section,
-    bit, bits,
+    Connection, ConnectionBlock, Hexagon, InputInterface, NEURONS_PER_BLOCK, Neuron,
+    OutputInterface, SECTIONS_PER_BLOCK, Section, bit, bits,
 };
 use crate::pace::Work;
-use crate::team::Claims;
+use crate::team::{Claims, Own};
+
+/// Work for the calling thread in a training cycle once the cycle no longer reads the
+/// interfaces' values: a training batch reads its next row into them there. It runs when the
+/// calling thread has no walks of a parallel phase left to take, while the worker may still
+/// walk (so the read fills the wait for it).
+pub(crate) type InterfacesFree<'a> =
+    &'a mut dyn FnMut(&mut [InputInterface], &mut [OutputInterface]);
 
 /// Read-only view of the neurons of every hexagon except the one being processed, for
 /// looking up the source neuron of a section.
@@ -318,11 +325,12 @@ struct BlockTask<'a> {
 }
 
 impl Cluster {
-    /// One training cycle on the values already in the interfaces.
-    pub(crate) fn train_cycle(&mut self) {
+    /// One training cycle on the values already in the interfaces, with `then` run once
+    /// after their last use (see [`InterfacesFree`]).
+    pub(crate) fn train_cycle(&mut self, then: InterfacesFree<'_>) {
         let timing = self.parallel.start(Work::Train);
         self.forward(true);
-        self.backward();
+        self.backward(then);
         if self.settings.enable_reduction {
             self.reduction_counter += 1;
             if self.reduction_counter >= reduction::CYCLES_BETWEEN_REDUCTIONS {
@@ -389,8 +397,9 @@ impl Cluster {
     }
 
     /// Splits hexagon `h` into per-block tasks, runs `work` on each (in parallel when the
-    /// cluster has threads), and returns the events in block order.
-    fn run_blocks<F>(&mut self, h: usize, seeds: bool, work: F)
+    /// cluster has threads), and returns the events in block order. `then`, if given, runs on
+    /// the calling thread once no task is left for it to take.
+    fn run_blocks<F>(&mut self, h: usize, seeds: bool, then: Option<InterfacesFree<'_>>, work: F)
     where
         F: Fn(&mut BlockTask<'_>, &Sources<'_>) + Sync,
     {
@@ -431,8 +440,15 @@ impl Cluster {
         if let Some(loads) = loads.get(h).filter(|l| l.len() == dim) {
             tasks.sort_by(|a, b| loads[b.first_block / dim].total_cmp(&loads[a.first_block / dim]));
         }
-        self.parallel
-            .for_each(&mut tasks, &|task| work(task, &sources));
+        let work = |task: &mut BlockTask<'_>| work(task, &sources);
+        match then {
+            Some(then) => {
+                let (inputs, outputs) = (&mut self.inputs, &mut self.outputs);
+                let own = Own::Last(&mut || then(inputs, outputs));
+                self.parallel.for_each_with(&mut tasks, &work, own);
+            }
+            None => self.parallel.for_each(&mut tasks, &work),
+        }
     }
 }
 
@@ -451,16 +467,16 @@ impl Parallelism {
     /// Runs `work` once on every item, spread over the cluster's threads, which take the
     /// items in order.
     pub(crate) fn for_each<T: Send>(&mut self, items: &mut [T], work: &(dyn Fn(&mut T) + Sync)) {
-        self.for_each_beside(items, work, &mut || {});
+        self.for_each_with(items, work, Own::Nothing);
     }
 
-    /// As [`Parallelism::for_each`], with `beside` run once on the calling thread before it
-    /// takes any item, while a worker may already take them.
-    pub(crate) fn for_each_beside<T: Send>(
+    /// As [`Parallelism::for_each`], with the calling thread's `own` work run once before it
+    /// takes any item or once none is left to take, while a worker may take them.
+    pub(crate) fn for_each_with<T: Send>(
         &mut self,
         items: &mut [T],
         work: &(dyn Fn(&mut T) + Sync),
-        beside: &mut dyn FnMut(),
+        mut own: Own<'_>,
     ) {
         if let Parallelism::Pair {
             threads,
@@ -470,14 +486,24 @@ impl Parallelism {
             && items.len() >= 2
         {
             let claims = Claims::new(items);
-            threads.run(beside, &|_| {
+            threads.run(own, &|_| {
                 while let Some(item) = claims.claim() {
                     work(item);
                 }
             });
             return;
         }
-        beside();
+        if let Own::First(first) = &mut own {
+            first();
+        }
+        self.for_each_alone(items, work);
+        if let Own::Last(last) = &mut own {
+            last();
+        }
+    }
+
+    /// [`Parallelism::for_each_with`] without the pair.
+    fn for_each_alone<T: Send>(&mut self, items: &mut [T], work: &(dyn Fn(&mut T) + Sync)) {
         if items.len() < 2 {
             items.iter_mut().for_each(work);
             return;
@@ -503,9 +529,9 @@ impl Parallelism {
         }
     }
 
-    /// Whether [`Parallelism::for_each_beside`] runs its `beside` work while another thread
-    /// already takes items (the pair, sharing its cycles); else `beside` only runs first.
-    pub(crate) fn overlaps_beside(&self) -> bool {
+    /// Whether [`Parallelism::for_each_with`] runs its `own` work while another thread takes
+    /// items (the pair, sharing its cycles); else the work only runs first or last.
+    pub(crate) fn overlaps_own_work(&self) -> bool {
         matches!(self, Parallelism::Pair { solo: false, .. })
     }
 }

@@ -45,6 +45,7 @@ use crate::network::{Connection, ConnectionBlock, Section, bits};
 use crate::network::{Hexagon, InputInterface, NO_NEURON, OutputInterface};
 use crate::network::{NEURONS_PER_BLOCK, Neuron, low_bits};
 use crate::pace::Work;
+use crate::team::Own;
 
 /// Rows a chunk holds at most: enough to keep both threads busy between hand-offs, few enough
 /// that the rows' states stay in the caches.
@@ -752,7 +753,7 @@ impl Cluster {
             carried,
             cutoff,
         };
-        parallel.for_each_beside(&mut runs, &|run| context.run_group(run), beside);
+        parallel.for_each_with(&mut runs, &|run| context.run_group(run), Own::First(beside));
         let walked = hexagons
             .iter()
             .enumerate()
