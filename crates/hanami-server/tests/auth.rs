@@ -1321,15 +1321,10 @@ fn a_closed_standard_error_does_not_stop_the_server() {
     let address = address.trim().to_owned();
     assert!(address.starts_with("http://127.0.0.1:"), "{address}");
     // The server still answers, also requests that log.
+    assert_answers_the_admin(&address);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let client = hanami_sdk::Client::login(&address, ADMIN, ADMIN_PW)
-            .await
-            .unwrap();
-        assert_eq!(client.hosts().await.unwrap().body.len(), 1);
-        let refused = hanami_sdk::Client::login(&address, ADMIN, "wrong password").await;
-        assert!(refused.is_err());
-    });
+    let refused = runtime.block_on(hanami_sdk::Client::login(&address, ADMIN, "wrong password"));
+    assert!(refused.is_err());
     let pid = i32::try_from(child.id()).unwrap();
     // SAFETY: sends a signal to the child process started above.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
@@ -1702,13 +1697,7 @@ fn a_server_started_with_hangups_ignored_keeps_running_on_one() {
     assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
     std::thread::sleep(Duration::from_millis(300));
     assert!(child.try_wait().unwrap().is_none(), "SIGHUP stopped it");
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let client = hanami_sdk::Client::login(&address, ADMIN, ADMIN_PW)
-            .await
-            .unwrap();
-        assert_eq!(client.hosts().await.unwrap().body.len(), 1);
-    });
+    assert_answers_the_admin(&address);
     let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
     assert!(
         log.contains("SIGHUP is ignored, as the server was started")
@@ -1789,4 +1778,15 @@ async fn clients_that_take_no_answers_are_dropped() {
     assert!(closed.is_ok(), "the connection was still open after 30 s");
     // The server itself is fine.
     server.admin().await.get("auth").await.expect(200);
+}
+
+/// Logs in as the admin at `address` and lists the hosts (one), from a synchronous test.
+fn assert_answers_the_admin(address: &str) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = hanami_sdk::Client::login(address, ADMIN, ADMIN_PW)
+            .await
+            .unwrap();
+        assert_eq!(client.hosts().await.unwrap().body.len(), 1);
+    });
 }
