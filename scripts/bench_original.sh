@@ -8,6 +8,7 @@
 #   usage: scripts/bench_original.sh ORIGINAL_CHECKOUT [MNIST_DIR [ROUNDS]]
 # MNIST_DIR defaults to .cache/mnist and is fetched there if missing; ROUNDS defaults to 3.
 # CXX picks the compiler (default g++); the flags are those of the original's release build.
+# A checkout: git clone https://github.com/kitsudaiki/OpenHanami && git -C OpenHanami checkout 04376e7a
 set -euo pipefail
 if [ $# -lt 1 ]; then
     sed -n '8p' "$0" >&2
