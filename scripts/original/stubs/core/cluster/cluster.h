@@ -1,5 +1,6 @@
-// Stand-in for the original's `Cluster`: only the members its processing headers read, and
-// the synapse blocks in a plain vector (the original's `ItemBuffer` and `getItemData`).
+// Stand-in for the original's `Cluster`: only the members its processing headers and the
+// driver use, and the synapse blocks in a plain vector (the original's `ItemBuffer` and
+// `getItemData`).
 #pragma once
 #include <core/cluster/objects.h>
 
@@ -36,12 +37,11 @@ struct LogicalHost {
     ItemBuffer synapseBlocks;
 };
 
-/// The cluster state the processing headers read and write.
+/// The cluster state the processing headers and the driver read and write.
 class Cluster
 {
    public:
     LogicalHost* attachedHost = nullptr;
-    ClusterProcessingMode mode = NORMAL_MODE;
     bool enableCreation = false;
     ClusterHeader clusterHeader;
     std::vector<Hexagon> hexagons;
