@@ -465,14 +465,13 @@ mod tests {
     /// checkpoint): a copy of that file alone, as a backup after a stop takes it, is whole.
     #[tokio::test]
     async fn a_closed_store_leaves_its_commits_in_the_database_file() {
+        use super::{SqliteConnectOptions, SqliteConnection};
         use sqlx::Connection;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hanami.db");
         let store = Store::open(&path).await.unwrap();
-        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
-        let mut other = sqlx::SqliteConnection::connect_with(&options)
-            .await
-            .unwrap();
+        let options = SqliteConnectOptions::new().filename(&path);
+        let mut other = SqliteConnection::connect_with(&options).await.unwrap();
         // It has read the database, so it keeps the write-ahead log open.
         let _: i64 = sqlx::query_scalar("SELECT count(*) FROM projects")
             .fetch_one(&mut other)
