@@ -90,13 +90,15 @@ impl Cluster {
     /// Trains on every row of `rows`: for row `i`, reads every input interface and every
     /// output interface the source [provides](Rows::provides) (its expected values) by name,
     /// then runs one training cycle in which only those outputs learn. Row `i + 1` is read
-    /// while row `i`'s cycle runs its last phase, once that cycle no longer reads the
-    /// interfaces, so that the read overlaps the other thread's walks.
+    /// while row `i`'s cycle runs one of its last phases, once that cycle no longer reads the
+    /// interfaces, so that the read overlaps the other thread's walks, and row `i + 1`'s
+    /// forward pass may start in row `i`'s last phase.
     ///
-    /// `cancel` is checked before each row; `progress` gets the number of rows done after
-    /// each row. A source that provides no output is refused before the first row. A row
-    /// that cannot be read, holds a non-finite value, or an expected value outside [0, 1],
-    /// stops the batch with an error; the rows before it stay learned.
+    /// `cancel` is checked before each row is read (so a row read already, during the cycle
+    /// before it, is still learned); `progress` gets the number of rows done after each row.
+    /// A source that provides no output is refused before the first row. A row that cannot
+    /// be read, holds a non-finite value, or an expected value outside [0, 1], stops the
+    /// batch with an error; the rows before it stay learned.
     pub fn train_batch(
         &mut self,
         rows: &mut dyn Rows,
@@ -112,15 +114,18 @@ impl Cluster {
         if !learns.contains(&true) {
             return Err(EngineError::NothingToLearn);
         }
-        // Each row after the first is read while the cycle of the row before it runs its
-        // last parallel phase (no later phase reads the interfaces).
+        // Each row after the first is read while the cycle of the row before it runs one of
+        // its last parallel phases (no later phase reads the interfaces).
         let mut read = if total > 0 {
             read_training_row(&mut self.inputs, &mut self.outputs, rows, 0, &learns)
         } else {
             Ok(())
         };
+        // Whether the row's cycle has begun already, in the cycle before it (which read it
+        // after checking `cancel`): it must run now.
+        let mut begun = false;
         for row in 0..total {
-            if cancel.load(Ordering::Relaxed) {
+            if !begun && cancel.load(Ordering::Relaxed) {
                 return Ok(BatchOutcome {
                     rows_done: row,
                     cancelled: true,
@@ -129,11 +134,15 @@ impl Cluster {
             read?;
             read = Ok(());
             let next = row + 1;
+            let mut follows = false;
             self.train_cycle_learning(&learns, &mut |inputs, outputs| {
-                if next < total {
+                if next < total && !cancel.load(Ordering::Relaxed) {
                     read = read_training_row(inputs, outputs, rows, next, &learns);
+                    follows = read.is_ok();
                 }
+                follows
             });
+            begun = follows;
             progress(row + 1);
         }
         Ok(BatchOutcome {

@@ -494,7 +494,7 @@ impl Cluster {
             self.outputs[slot].expected[..values.len()].copy_from_slice(values);
             learns[slot] = true;
         }
-        self.train_cycle_learning(&learns, &mut |_, _| {});
+        self.train_cycle_learning(&learns, &mut |_, _| false);
         Ok(())
     }
 

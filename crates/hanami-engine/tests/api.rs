@@ -257,7 +257,9 @@ fn inputs_that_reach_no_output_are_refused() {
 }
 
 /// A training batch reads each row while the cycle of the row before it ends (beside the
-/// other thread's walks, with two threads): it must learn what one step per row learns.
+/// other thread's walks, with two threads) and starts the row's forward pass there: it must
+/// learn what one step per row learns, also with reductions (no cycle before one starts the
+/// next row) and rows that fire inputs for the first time (nor before those).
 #[test]
 fn batches_report_progress_honour_cancel_and_match_single_steps() {
     let rows = 300;
@@ -267,22 +269,28 @@ fn batches_report_progress_honour_cancel_and_match_single_steps() {
         Ok(())
     };
     let cancel = AtomicBool::new(false);
-    let mut stepped = cluster(9, 1, false);
-    common::train(&mut stepped, 0, rows);
     let mut batched = cluster(9, 1, false);
-    for threads in [1, 2] {
-        batched = cluster(9, threads, false);
-        let mut last = 0;
-        let outcome = batched
-            .train_batch(&mut RowsFn::new(rows, read), &cancel, &mut |done| {
-                last = done
-            })
-            .unwrap();
-        assert_eq!(
-            (outcome.rows_done, outcome.cancelled, last),
-            (rows, false, rows)
-        );
-        assert_eq!(batched.save(), stepped.save(), "{threads} threads");
+    for reduction in [false, true] {
+        let mut stepped = cluster(9, 1, reduction);
+        common::train(&mut stepped, 0, rows);
+        for threads in [1, 2] {
+            batched = cluster(9, threads, reduction);
+            let mut last = 0;
+            let outcome = batched
+                .train_batch(&mut RowsFn::new(rows, read), &cancel, &mut |done| {
+                    last = done
+                })
+                .unwrap();
+            assert_eq!(
+                (outcome.rows_done, outcome.cancelled, last),
+                (rows, false, rows)
+            );
+            assert_eq!(
+                batched.save(),
+                stepped.save(),
+                "{threads} threads, reduction {reduction}"
+            );
+        }
     }
 
     let mut results = Vec::new();
@@ -305,7 +313,8 @@ fn batches_report_progress_honour_cancel_and_match_single_steps() {
             .all(|(_, n, hot)| n == "y" && hot.iter().sum::<f32>() == 1.0)
     );
 
-    // Cancel after 5 rows: the check happens at the next row boundary.
+    // Cancel after 5 rows: the check happens before the next row is read, which is during
+    // the cycle of the row before it, so row 6 (read already) is learned too, and no more.
     let mut c = cluster(9, 1, false);
     let outcome = c
         .train_batch(&mut RowsFn::new(rows, read), &cancel, &mut |done| {
@@ -314,7 +323,17 @@ fn batches_report_progress_honour_cancel_and_match_single_steps() {
             }
         })
         .unwrap();
-    assert_eq!((outcome.rows_done, outcome.cancelled), (5, true));
+    assert_eq!((outcome.rows_done, outcome.cancelled), (6, true));
+    let mut six = cluster(9, 1, false);
+    common::train(&mut six, 0, 6);
+    assert!(c.save() == six.save(), "six rows learned");
+    // A cancel already set before the batch stops it before its first row.
+    let mut none = cluster(9, 1, false);
+    let outcome = none
+        .train_batch(&mut RowsFn::new(rows, read), &cancel, &mut |_| {})
+        .unwrap();
+    assert_eq!((outcome.rows_done, outcome.cancelled), (0, true));
+    assert_eq!(none.size().sections, 0, "nothing learned");
 }
 
 #[test]

@@ -1,9 +1,9 @@
 //! The backward pass (spec §4): from the last hexagon to the first, the derivative of each
 //! hidden neuron's activation, then the weight update along every section.
 
-use super::forward::target_index;
+use super::forward::{ForwardStep, target_index};
 use super::output::output_derivatives;
-use super::{BlockTask, InterfacesFree, Sources, for_each_live};
+use super::{BlockTask, InterfacesFree, Phase, Sources, for_each_live};
 use crate::cluster::{Cluster, Walks};
 use crate::network::{Hexagon, NEURONS_PER_BLOCK, Neuron, Section, WALK_THRESHOLD, bits, passes};
 
@@ -15,71 +15,176 @@ const INV_LN2: f32 = 1.4427;
 
 impl Cluster {
     /// Runs the backward pass after a training forward pass, and `then` once the interfaces'
-    /// values are no longer read: in the walks of the last hexagon, if the backpropagation
-    /// of every output (which reads the expected values) came before them, else at the end.
+    /// values are no longer read: in the walks of the hexagon before the last one walked, or
+    /// of the last one, if the backpropagation of every output (which reads the expected
+    /// values) came before them, else at the end.
+    ///
+    /// Where the last hexagon walked is a hidden one fed by input hexagons alone and `then`
+    /// says that the next row's training cycle follows, that cycle's forward pass up to
+    /// this hexagon runs here, in the tasks of its backward walks (see
+    /// [`Cluster::backward_then_forward`]).
     pub(crate) fn backward(&mut self, then: InterfacesFree<'_>) {
         let walked = |hexagon: &Hexagon| !hexagon.neurons.is_empty() && !hexagon.is_input;
-        let then_at = self
-            .hexagons
-            .iter()
-            .position(walked)
-            .filter(|&last| self.hexagons[..last].iter().all(|h| h.output.is_none()));
+        let last = self.hexagons.iter().position(walked);
+        let ahead = last.filter(|&h| self.may_walk_ahead(h));
+        // With the next forward pass walked ahead, the next row is read one phase earlier.
+        let before_last = ahead
+            .and_then(|last| (last + 1..self.hexagons.len()).find(|&h| walked(&self.hexagons[h])));
+        let then_at = before_last
+            .or(last)
+            .filter(|&at| self.hexagons[..at].iter().all(|h| h.output.is_none()));
         let mut then = Some(then);
+        let mut follows = false;
         for h in (0..self.hexagons.len()).rev() {
             if let Some(o) = self.hexagons[h].output {
                 self.backprop_output(h, o);
             }
-            let hexagon = &self.hexagons[h];
-            if !walked(hexagon) {
+            if !walked(&self.hexagons[h]) {
                 continue;
             }
-            let walks = self.walks;
-            let output = hexagon.is_output;
+            if ahead == Some(h) && follows && !self.next_row_grows(h) {
+                // Every hexagon before it is an input hexagon: nothing else is left to walk.
+                self.creation_enabled = false;
+                self.backward_then_forward(h);
+                return;
+            }
             let here = if then_at == Some(h) {
                 then.take()
             } else {
                 None
             };
-            self.run_blocks(h, false, here, |task, sources| {
-                if output {
-                    output_derivatives(task.neurons, task.potentials);
-                }
-                backprop_neurons(task.neurons, task.potentials, *task.active);
-                match walks {
-                    // SAFETY: chosen only where the CPU has AVX-512 (`Walks::runs_here`).
-                    #[cfg(target_arch = "x86_64")]
-                    Walks::Avx512 => unsafe { super::avx512::backprop_sections(task, sources) },
-                    // SAFETY: chosen only where the CPU has AVX2 (`Walks::runs_here`).
-                    #[cfg(target_arch = "x86_64")]
-                    Walks::Avx2 => unsafe { super::avx2::backprop_sections(task, sources) },
-                    Walks::Portable => backprop_sections(task, sources),
-                }
+            let step = BackwardStep::of(self, h);
+            follows |= self.run_blocks(h, Phase::Backward, here, |task, sources| {
+                step.run(task, sources);
             });
-            let dim = self.hexagons[h].dim;
-            for events in &self.scratch.events[..dim] {
-                let mut start = 0;
-                for run in &events.delta_runs {
-                    let neuron =
-                        &mut self.hexagons[run.hexagon as usize].neurons[run.neuron as usize];
-                    // Added one by one in synapse order, like the original. From `+0.0`
-                    // that is the sum the walk already made.
-                    if neuron.delta.to_bits() == 0 {
-                        neuron.delta = run.sum;
-                    } else {
-                        let mut delta = neuron.delta;
-                        for &value in &events.delta_values[start..run.end] {
-                            delta += value;
-                        }
-                        neuron.delta = delta;
-                    }
-                    start = run.end;
-                }
-            }
+            self.merge_deltas(h);
         }
         if let Some(then) = then {
+            // Nothing is left to walk ahead in.
             then(&mut self.inputs, &mut self.outputs);
         }
         self.creation_enabled = false;
+    }
+
+    /// Whether the next cycle's forward walks of hexagon `h`, the last hexagon walked
+    /// backward, may run with its backward walks, if the next row's cycle follows: `h` is a
+    /// hidden hexagon that is not the last, only input hexagons (without outputs) come before
+    /// it and feed it, and no reduction comes between the cycles.
+    fn may_walk_ahead(&mut self, h: usize) -> bool {
+        let hexagon = &self.hexagons[h];
+        if hexagon.is_output
+            || h + 1 == self.hexagons.len()
+            || self.reduces_after_this_cycle()
+            || !self.hexagons[..h]
+                .iter()
+                .all(|before| before.is_input && before.output.is_none())
+        {
+            return false;
+        }
+        self.ensure_feeds();
+        self.scratch.feeds[h].iter().all(|feed| feed.source < h)
+    }
+
+    /// Whether injecting the next row (in the interfaces) into the input hexagons before `h`
+    /// would give a neuron its first section, which changes the network before this
+    /// cycle's backward walks of `h`.
+    fn next_row_grows(&self, h: usize) -> bool {
+        (0..h).any(|s| {
+            self.hexagons[s]
+                .input
+                .is_some_and(|input| self.fires_first_time(s, input))
+        })
+    }
+
+    /// Runs the backward walks of hexagon `h` (fed by the input hexagons before it alone),
+    /// and in the same block tasks the next cycle's forward walks of it: that cycle's rows
+    /// are injected first (the backward walks read the potentials of this cycle's, kept in
+    /// `Scratch::previous_row`), its live sections found, and its seeds drawn (this cycle
+    /// draws none after). So the two phases need no meeting of the threads between them, and
+    /// each block's sections are walked forward on the core that just walked them backward.
+    /// The results are those of the two phases one after the other: a block task reads and
+    /// writes only its own neurons and sections, and the sources' potentials of its row.
+    fn backward_then_forward(&mut self, h: usize) {
+        let backward = BackwardStep::of(self, h);
+        self.start_forward();
+        self.scratch
+            .previous_row
+            .resize_with(self.hexagons.len(), Vec::new);
+        for s in 0..h {
+            if let Some(input) = self.hexagons[s].input {
+                self.scratch.previous_row[s].clone_from(&self.hexagons[s].potentials);
+                self.inject(s, input, true);
+            }
+        }
+        self.find_live_sections(h);
+        let forward = ForwardStep::of(self, h, true);
+        self.run_blocks(h, Phase::BackwardThenForward, None, |task, sources| {
+            backward.run(task, &sources.of_previous_row());
+            for (block, &live) in task.blocks.iter_mut().zip(task.ahead_live) {
+                block.live = live;
+            }
+            forward.run(task, sources);
+        });
+        self.merge_deltas(h);
+        self.forward_walked(h, true);
+        self.scratch.walked_ahead = Some(h);
+    }
+
+    /// Adds the error terms that the backward walks of hexagon `h` recorded to their source
+    /// neurons' deltas.
+    fn merge_deltas(&mut self, h: usize) {
+        let dim = self.hexagons[h].dim;
+        for events in &self.scratch.events[..dim] {
+            let mut start = 0;
+            for run in &events.delta_runs {
+                let neuron = &mut self.hexagons[run.hexagon as usize].neurons[run.neuron as usize];
+                // Added one by one in synapse order, like the original. From `+0.0` that is
+                // the sum the walk already made.
+                if neuron.delta.to_bits() == 0 {
+                    neuron.delta = run.sum;
+                } else {
+                    let mut delta = neuron.delta;
+                    for &value in &events.delta_values[start..run.end] {
+                        delta += value;
+                    }
+                    neuron.delta = delta;
+                }
+                start = run.end;
+            }
+        }
+    }
+}
+
+/// What the backward walks of one block of a hexagon do.
+struct BackwardStep {
+    walks: Walks,
+    output: bool,
+}
+
+impl BackwardStep {
+    /// The step for hexagon `h` of `cluster`.
+    fn of(cluster: &Cluster, h: usize) -> BackwardStep {
+        BackwardStep {
+            walks: cluster.walks,
+            output: cluster.hexagons[h].is_output,
+        }
+    }
+
+    /// The derivatives of the block's neurons, then its backward section walks.
+    fn run(&self, task: &mut BlockTask<'_>, sources: &Sources<'_>) {
+        if self.output {
+            output_derivatives(task.neurons, task.potentials);
+        }
+        backprop_neurons(task.neurons, task.potentials, *task.active);
+        match self.walks {
+            // SAFETY: chosen only where the CPU has AVX-512 (`Walks::runs_here`).
+            #[cfg(target_arch = "x86_64")]
+            Walks::Avx512 => unsafe { super::avx512::backprop_sections(task, sources) },
+            // SAFETY: chosen only where the CPU has AVX2 (`Walks::runs_here`).
+            #[cfg(target_arch = "x86_64")]
+            Walks::Avx2 => unsafe { super::avx2::backprop_sections(task, sources) },
+            Walks::Portable => backprop_sections(task, sources),
+        }
     }
 }
 
@@ -218,8 +323,86 @@ fn walk_weights<const RECORD: bool, const AGREE: bool>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::two_classes::{cluster, train};
+    use super::super::two_classes::{cluster, expected, inputs, setups, train};
     use crate::Cluster;
+    use crate::network::ConnectionBlock;
+
+    /// Gives every chain of at least `shortest` synapses in `blocks` a range that ends in its
+    /// middle, and returns how many there were.
+    fn clamp_chains(blocks: &mut [ConnectionBlock], shortest: usize) -> usize {
+        let mut clamped = 0;
+        for block in blocks {
+            let Some(sections) = block.sections.as_deref() else {
+                continue;
+            };
+            for i in crate::network::bits(block.used) {
+                let connection = &mut block.connections[i];
+                let len = usize::from(connection.len);
+                if len >= shortest {
+                    connection.range = sections[i].ends[len / 2 - 1] as f32;
+                    clamped += 1;
+                }
+            }
+        }
+        clamped
+    }
+
+    /// Trains `cluster` on samples `rows` as a training batch does: each cycle puts the next
+    /// row into the interfaces and says that its cycle follows. Returns after how many
+    /// cycles the next forward pass had been walked ahead.
+    fn train_ahead(cluster: &mut Cluster, rows: std::ops::Range<usize>) -> Vec<usize> {
+        let first = rows.start;
+        cluster.inputs[0].values.copy_from_slice(&inputs(first));
+        cluster.outputs[0]
+            .expected
+            .copy_from_slice(&expected(first));
+        let mut ahead = Vec::new();
+        for i in rows.clone() {
+            let next = i + 1;
+            cluster.train_cycle(&mut |inputs_, outputs| {
+                if next == rows.end {
+                    return false;
+                }
+                inputs_[0].values.copy_from_slice(&inputs(next));
+                outputs[0].expected.copy_from_slice(&expected(next));
+                true
+            });
+            if cluster.scratch.walked_ahead.is_some() {
+                ahead.push(i - first);
+            }
+        }
+        ahead
+    }
+
+    /// Where the next row's cycle follows, its forward walks of the hidden hexagon run in the
+    /// tasks of this cycle's backward walks: the network is the one that cycles one after
+    /// another give, with every kind of walks and thread count, also where the backward walks
+    /// read their sources' potentials (chains clamped to their range). A cycle whose next row
+    /// fires an input for the first time (row 1 here) does not walk ahead.
+    #[test]
+    fn walking_the_next_row_ahead_changes_nothing() {
+        for (threads, walks) in setups(&[1, 2]) {
+            let mut ahead = cluster(7, threads);
+            assert!(ahead.set_walks(walks));
+            let mut apart = cluster(7, threads);
+            assert!(apart.set_walks(walks));
+            let walked = train_ahead(&mut ahead, 0..200);
+            train(&mut apart, 0..200);
+            assert_eq!(walked.first(), Some(&1), "{walks:?}, {threads} threads");
+            assert_eq!(walked.len(), 198, "every cycle but the first and last");
+            assert!(ahead.save() == apart.save(), "{walks:?}, {threads} threads");
+            for cluster in [&mut ahead, &mut apart] {
+                let clamped = clamp_chains(&mut cluster.hexagons[1].blocks, 2);
+                assert!(clamped > 0, "the hidden hexagon has chains to clamp");
+            }
+            assert_eq!(train_ahead(&mut ahead, 200..260).len(), 59);
+            train(&mut apart, 200..260);
+            assert!(
+                ahead.save() == apart.save(),
+                "{walks:?}, {threads} threads, clamped"
+            );
+        }
+    }
 
     /// The backward walk does not clamp the potential to the section's range, the forward walk
     /// does: where a chain reaches beyond its range, the backward walk visits more synapses
@@ -230,22 +413,11 @@ mod tests {
         let mut cluster = cluster(5, 1);
         train(&mut cluster, 0..400);
         // Every chain of at least four synapses gets a range that ends in its middle.
-        let mut clamped = 0;
-        for hexagon in &mut cluster.hexagons {
-            for block in &mut hexagon.blocks {
-                let Some(sections) = block.sections.as_deref() else {
-                    continue;
-                };
-                for i in crate::network::bits(block.used) {
-                    let connection = &mut block.connections[i];
-                    let len = usize::from(connection.len);
-                    if len >= 4 {
-                        connection.range = sections[i].ends[len / 2 - 1] as f32;
-                        clamped += 1;
-                    }
-                }
-            }
-        }
+        let clamped: usize = cluster
+            .hexagons
+            .iter_mut()
+            .map(|hexagon| clamp_chains(&mut hexagon.blocks, 4))
+            .sum();
         assert!(clamped > 0, "the network has chains to clamp");
         let mut portable = Cluster::restore(&cluster.save()).unwrap();
         portable.set_vector_walks(false);

@@ -4,7 +4,7 @@
 use super::log2::log2;
 use super::output::output_potentials;
 use super::rows::RowSources;
-use super::{BlockTask, Sources, for_each_live};
+use super::{BlockTask, Phase, Sources, for_each_live};
 use crate::cluster::{Cluster, Walks};
 use crate::network::Hexagon;
 use crate::network::{
@@ -38,9 +38,17 @@ impl Cluster {
     pub(crate) fn forward(&mut self, train: bool) {
         let growth = train || self.settings.request_growth;
         let last = self.hexagons.len() - 1;
-        self.scratch.forward_passes += 1;
-        self.scratch.changes.clear();
-        for h in 0..self.hexagons.len() {
+        let first = match self.scratch.walked_ahead.take() {
+            Some(h) => {
+                debug_assert!(train, "only a training cycle is walked ahead");
+                h + 1
+            }
+            None => {
+                self.start_forward();
+                0
+            }
+        };
+        for h in first..self.hexagons.len() {
             if let Some(input) = self.hexagons[h].input {
                 self.inject(h, input, growth);
             }
@@ -66,9 +74,26 @@ impl Cluster {
         self.creation_enabled = false;
     }
 
+    /// The bookkeeping at the start of a forward pass.
+    pub(super) fn start_forward(&mut self) {
+        self.scratch.forward_passes += 1;
+        self.scratch.changes.clear();
+    }
+
+    /// Whether the values of input interface `input` would make a neuron of hexagon `h` fire
+    /// for the first time (it would get its first section when they are injected).
+    pub(super) fn fires_first_time(&self, h: usize, input: usize) -> bool {
+        let hexagon = &self.hexagons[h];
+        self.inputs[input]
+            .values
+            .chunks(NEURONS_PER_BLOCK)
+            .zip(&hexagon.in_use)
+            .any(|(values, &in_use)| fired(self.walks, values) & !in_use != 0)
+    }
+
     /// Writes the values of input interface `input` into hexagon `h` (only its own hexagon,
     /// spec §11.1 B6). An input that fires for the first time gets its first section.
-    fn inject(&mut self, h: usize, input: usize, growth: bool) {
+    pub(super) fn inject(&mut self, h: usize, input: usize, growth: bool) {
         let mut first_time = std::mem::take(&mut self.scratch.first_inputs);
         first_time.clear();
         let values = &self.inputs[input].values;
@@ -99,38 +124,16 @@ impl Cluster {
 
     /// Walks all sections feeding hexagon `h` and updates its neurons if it is hidden.
     fn forward_hexagon(&mut self, h: usize, growth: bool) {
-        let creation_enabled = self.creation_enabled;
-        let hidden = !self.hexagons[h].is_output;
-        let params = NeuronParams::of(self);
+        let step = ForwardStep::of(self, h, growth);
         self.mark_live_sections(h);
-        let walks = self.walks;
-        self.run_blocks(h, true, None, |task, sources| {
-            match walks {
-                // SAFETY: chosen only where the CPU has AVX-512 (`Walks::runs_here`).
-                #[cfg(target_arch = "x86_64")]
-                Walks::Avx512 => unsafe {
-                    super::avx512::process_synapses(task, sources, growth, creation_enabled)
-                },
-                // SAFETY: chosen only where the CPU has AVX2 (`Walks::runs_here`).
-                #[cfg(target_arch = "x86_64")]
-                Walks::Avx2 => unsafe {
-                    super::avx2::process_synapses(task, sources, growth, creation_enabled)
-                },
-                Walks::Portable => process_synapses(task, sources, growth, creation_enabled),
-            }
-            if hidden {
-                *task.active = update_neurons(
-                    walks,
-                    task.neurons,
-                    task.potentials,
-                    *task.in_use,
-                    task.new_mask,
-                    &params,
-                );
-            } else {
-                output_potentials(walks, task.neurons, task.potentials);
-            }
+        self.run_blocks(h, Phase::Forward, None, |task, sources| {
+            step.run(task, sources);
         });
+        self.forward_walked(h, growth);
+    }
+
+    /// What follows the forward walks of hexagon `h`: the events of its blocks are merged.
+    pub(super) fn forward_walked(&mut self, h: usize, growth: bool) {
         let dim = self.hexagons[h].dim;
         for events in &self.scratch.events[..dim] {
             self.creation_enabled |= events.grew;
@@ -225,17 +228,64 @@ fn last_walked_section(hexagon: &Hexagon, source: u32, index: u32) -> Option<(us
         })
 }
 
-/// Writes the input `values` into the first neurons of one block of an input hexagon (their
-/// `potentials` and `active` bits; neurons beyond the interface keep their state) and returns
-/// the bits of those that fire (found with vector compares where the walks are vector ones).
-pub(super) fn inject_block(
+/// What the forward walks of one block of a hexagon do, with the cluster's settings and
+/// the hexagon's growth flag at the start of its walks.
+pub(super) struct ForwardStep {
     walks: Walks,
-    potentials: &mut [f32],
-    active: &mut u64,
-    values: &[f32],
-) -> u64 {
-    potentials[..values.len()].copy_from_slice(values);
-    let fired = match walks {
+    growth: bool,
+    creation_enabled: bool,
+    hidden: bool,
+    params: NeuronParams,
+}
+
+impl ForwardStep {
+    /// The step for hexagon `h` of `cluster` as its walks start now.
+    pub(super) fn of(cluster: &Cluster, h: usize, growth: bool) -> ForwardStep {
+        ForwardStep {
+            walks: cluster.walks,
+            growth,
+            creation_enabled: cluster.creation_enabled,
+            hidden: !cluster.hexagons[h].is_output,
+            params: NeuronParams::of(cluster),
+        }
+    }
+
+    /// Walks the live sections of one block and updates its neurons (hidden hexagons) or
+    /// computes their potentials (output hexagons).
+    pub(super) fn run(&self, task: &mut BlockTask<'_>, sources: &Sources<'_>) {
+        let (walks, growth, creation_enabled) = (self.walks, self.growth, self.creation_enabled);
+        match walks {
+            // SAFETY: chosen only where the CPU has AVX-512 (`Walks::runs_here`).
+            #[cfg(target_arch = "x86_64")]
+            Walks::Avx512 => unsafe {
+                super::avx512::process_synapses(task, sources, growth, creation_enabled)
+            },
+            // SAFETY: chosen only where the CPU has AVX2 (`Walks::runs_here`).
+            #[cfg(target_arch = "x86_64")]
+            Walks::Avx2 => unsafe {
+                super::avx2::process_synapses(task, sources, growth, creation_enabled)
+            },
+            Walks::Portable => process_synapses(task, sources, growth, creation_enabled),
+        }
+        if self.hidden {
+            *task.active = update_neurons(
+                walks,
+                task.neurons,
+                task.potentials,
+                *task.in_use,
+                task.new_mask,
+                &self.params,
+            );
+        } else {
+            output_potentials(walks, task.neurons, task.potentials);
+        }
+    }
+}
+
+/// The bits of the input `values` (at most one block's) that fire, found with vector
+/// compares where the walks are vector ones.
+fn fired(walks: Walks, values: &[f32]) -> u64 {
+    match walks {
         // SAFETY: chosen only where the CPU has AVX-512 (`Walks::runs_here`).
         #[cfg(target_arch = "x86_64")]
         Walks::Avx512 => unsafe { super::avx512::positive_bits(values) },
@@ -246,7 +296,20 @@ pub(super) fn inject_block(
             .iter()
             .enumerate()
             .fold(0u64, |m, (j, &value)| m | (u64::from(value > 0.0) << j)),
-    };
+    }
+}
+
+/// Writes the input `values` into the first neurons of one block of an input hexagon (their
+/// `potentials` and `active` bits; neurons beyond the interface keep their state) and returns
+/// the bits of those that fire.
+pub(super) fn inject_block(
+    walks: Walks,
+    potentials: &mut [f32],
+    active: &mut u64,
+    values: &[f32],
+) -> u64 {
+    potentials[..values.len()].copy_from_slice(values);
+    let fired = fired(walks, values);
     *active = (*active & !crate::network::low_bits(values.len())) | fired;
     fired
 }

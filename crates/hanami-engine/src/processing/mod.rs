@@ -43,21 +43,43 @@ use crate::team::{Claims, Own};
 /// Work for the calling thread in a training cycle once the cycle no longer reads the
 /// interfaces' values: a training batch reads its next row into them there. It runs when the
 /// calling thread has no walks of a parallel phase left to take, while the worker may still
-/// walk (so the read fills the wait for it).
+/// walk (so the read fills the wait for it). It returns whether the next row is in the
+/// interfaces and its training cycle comes next, whatever happens: the cycle may then start
+/// the next one's forward pass in its own last phase (see [`Cluster::backward`]).
 pub(crate) type InterfacesFree<'a> =
-    &'a mut dyn FnMut(&mut [InputInterface], &mut [OutputInterface]);
+    &'a mut dyn FnMut(&mut [InputInterface], &mut [OutputInterface]) -> bool;
 
 /// Read-only view of the neurons of every hexagon except the one being processed, for
 /// looking up the source neuron of a section.
+#[derive(Clone, Copy)]
 pub(crate) struct Sources<'a> {
     before: &'a [Hexagon],
     after: &'a [Hexagon],
+    /// Per hexagon, the potentials its input neurons had before the next row was injected
+    /// (empty for the others): what a backward walk run after that injection reads.
+    previous_row: &'a [Vec<f32>],
+    /// Whether [`Sources::potential`] reads `previous_row`.
+    of_previous_row: bool,
 }
 
 impl<'a> Sources<'a> {
     /// `before` and `after` are the hexagons on either side of the current one.
-    fn new(before: &'a [Hexagon], after: &'a [Hexagon]) -> Self {
-        Sources { before, after }
+    fn new(before: &'a [Hexagon], after: &'a [Hexagon], previous_row: &'a [Vec<f32>]) -> Self {
+        Sources {
+            before,
+            after,
+            previous_row,
+            of_previous_row: false,
+        }
+    }
+
+    /// The same view with the input neurons' potentials of the row before the injected one,
+    /// for sections whose sources are all input neurons.
+    fn of_previous_row(self) -> Self {
+        Sources {
+            of_previous_row: true,
+            ..self
+        }
     }
 
     /// Whether hexagon `hexagon`'s potentials are those of this cycle already: it comes
@@ -73,6 +95,9 @@ impl<'a> Sources<'a> {
     #[inline]
     fn potential(&self, hexagon: u32, index: u32) -> f32 {
         let h = hexagon as usize;
+        if self.of_previous_row {
+            return self.previous_row[h][index as usize];
+        }
         let hexagon = if h < self.before.len() {
             &self.before[h]
         } else {
@@ -186,6 +211,12 @@ pub(crate) struct Scratch {
     candidates: Vec<(u32, u32)>,
     /// The live sections of the hexagon being marked, one word per connection block.
     live: Vec<u64>,
+    /// Per hexagon, its input neurons' potentials of the row before the injected one, kept
+    /// while the backward walks of that row run after the injection (empty for the others).
+    previous_row: Vec<Vec<f32>>,
+    /// The hexagon up to which the next training cycle's forward pass has run already, in
+    /// the last phase of the cycle before it.
+    walked_ahead: Option<usize>,
     /// Per hexagon, where its sections come from; valid while `feeds_valid`.
     feeds: Vec<Vec<Feed>>,
     /// Cleared by every change of the section layout (growth, resizing, reduction).
@@ -322,6 +353,21 @@ struct BlockTask<'a> {
     active: &'a mut u64,
     events: &'a mut BlockEvents,
     seed: u32,
+    /// The live words of `blocks` for the next cycle's forward walks, where the task runs
+    /// them after this cycle's backward walks (else empty).
+    ahead_live: &'a [u64],
+}
+
+/// What the block tasks of a phase run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Forward walks (they draw a seed per block).
+    Forward,
+    /// Backward walks.
+    Backward,
+    /// The backward walks of this cycle, then the forward walks of the next one, whose
+    /// input rows are injected and whose live sections are marked (in `Scratch::live`).
+    BackwardThenForward,
 }
 
 impl Cluster {
@@ -339,6 +385,12 @@ impl Cluster {
             }
         }
         self.parallel.finish(timing, 1);
+    }
+
+    /// Whether a reduction follows the training cycle under way.
+    fn reduces_after_this_cycle(&self) -> bool {
+        self.settings.enable_reduction
+            && self.reduction_counter + 1 >= reduction::CYCLES_BETWEEN_REDUCTIONS
     }
 
     /// One request cycle on the input values already in the interfaces.
@@ -361,15 +413,24 @@ impl Cluster {
     /// (`ConnectionBlock::live`), for this cycle's walks, and updates the running load of its
     /// blocks.
     fn mark_live_sections(&mut self, h: usize) {
+        self.find_live_sections(h);
+        let live = &self.scratch.live;
+        for (block, &live) in self.hexagons[h].blocks.iter_mut().zip(live.iter()) {
+            block.live = live;
+        }
+    }
+
+    /// Finds the sections of hexagon `h` whose source is active, one word per connection
+    /// block in `Scratch::live`, and updates the running load of its blocks.
+    fn find_live_sections(&mut self, h: usize) {
         self.ensure_feeds();
         let count = self.hexagons.len();
-        let (before, rest) = self.hexagons.split_at_mut(h);
-        let (current, after) = rest.split_first_mut().expect("hexagon index in range");
-        let blocks = &mut current.blocks;
-        // Gathered in a dense array first: the blocks' `live` words lie far apart.
+        let (before, rest) = self.hexagons.split_at(h);
+        let (current, after) = rest.split_first().expect("hexagon index in range");
+        // Gathered in a dense array: the blocks' `live` words lie far apart.
         let live = &mut self.scratch.live;
         live.clear();
-        live.resize(blocks.len(), 0);
+        live.resize(current.blocks.len(), 0);
         let dim = current.dim;
         for feed in &self.scratch.feeds[h] {
             let source = if feed.source < h {
@@ -379,9 +440,6 @@ impl Cluster {
             };
             feed.mark(&source.active, live);
         }
-        for (block, &live) in blocks.iter_mut().zip(live.iter()) {
-            block.live = live;
-        }
         if let Parallelism::Pair { .. } = self.parallel {
             let loads = &mut self.scratch.loads;
             if loads.len() < count {
@@ -389,17 +447,24 @@ impl Cluster {
             }
             let loads = &mut loads[h];
             loads.resize(dim, 0.0);
-            for (load, blocks) in loads.iter_mut().zip(blocks.chunks(dim.max(1))) {
-                let live: u32 = blocks.iter().map(|b| b.live.count_ones()).sum();
+            for (load, words) in loads.iter_mut().zip(live.chunks(dim.max(1))) {
+                let live: u32 = words.iter().map(|word| word.count_ones()).sum();
                 *load += (live as f32 - *load) / 64.0;
             }
         }
     }
 
-    /// Splits hexagon `h` into per-block tasks, runs `work` on each (in parallel when the
-    /// cluster has threads), and returns the events in block order. `then`, if given, runs on
-    /// the calling thread once no task is left for it to take.
-    fn run_blocks<F>(&mut self, h: usize, seeds: bool, then: Option<InterfacesFree<'_>>, work: F)
+    /// Splits hexagon `h` into per-block tasks for `phase`, runs `work` on each (in parallel
+    /// when the cluster has threads), and leaves the events in block order. `then`, if given,
+    /// runs on the calling thread once no task is left for it to take; its answer is returned
+    /// (`false` without it).
+    fn run_blocks<F>(
+        &mut self,
+        h: usize,
+        phase: Phase,
+        then: Option<InterfacesFree<'_>>,
+        work: F,
+    ) -> bool
     where
         F: Fn(&mut BlockTask<'_>, &Sources<'_>) + Sync,
     {
@@ -408,20 +473,23 @@ impl Cluster {
             events,
             seeds: seed_buffer,
             loads,
+            live,
+            previous_row,
             ..
         } = &mut self.scratch;
         if events.len() < dim {
             events.resize_with(dim, BlockEvents::default);
         }
         seed_buffer.clear();
-        if seeds {
+        if phase != Phase::Backward {
             seed_buffer.extend((0..dim).map(|_| self.rng.rand()));
         } else {
             seed_buffer.resize(dim, 0);
         }
         let (before, rest) = self.hexagons.split_at_mut(h);
         let (current, after) = rest.split_first_mut().expect("hexagon index in range");
-        let sources = Sources::new(before, after);
+        let sources = Sources::new(before, after, previous_row);
+        let ahead_live = (phase == Phase::BackwardThenForward).then_some(&live[..]);
         let all = Blocks {
             neurons: &mut current.neurons,
             potentials: &mut current.potentials,
@@ -431,6 +499,7 @@ impl Cluster {
             active: &mut current.active,
             events: &mut events[..dim],
             seeds: &seed_buffer[..dim],
+            ahead_live,
         };
         let mut tasks = all.tasks(dim);
         // Whoever is free takes the next block: the blocks' loads vary from sample to sample
@@ -444,10 +513,15 @@ impl Cluster {
         match then {
             Some(then) => {
                 let (inputs, outputs) = (&mut self.inputs, &mut self.outputs);
-                let own = Own::Last(&mut || then(inputs, outputs));
+                let mut answer = false;
+                let own = Own::Last(&mut || answer = then(inputs, outputs));
                 self.parallel.for_each_with(&mut tasks, &work, own);
+                answer
             }
-            None => self.parallel.for_each(&mut tasks, &work),
+            None => {
+                self.parallel.for_each(&mut tasks, &work);
+                false
+            }
         }
     }
 }
@@ -546,11 +620,15 @@ struct Blocks<'a> {
     active: &'a mut [u64],
     events: &'a mut [BlockEvents],
     seeds: &'a [u32],
+    /// The live words of every connection block for the next cycle's forward walks, in a
+    /// [`Phase::BackwardThenForward`].
+    ahead_live: Option<&'a [u64]>,
 }
 
 impl<'a> Blocks<'a> {
     /// One task per block.
     fn tasks(self, dim: usize) -> Vec<BlockTask<'a>> {
+        let ahead_live = self.ahead_live;
         self.neurons
             .chunks_mut(NEURONS_PER_BLOCK)
             .zip(self.potentials.chunks_mut(NEURONS_PER_BLOCK))
@@ -570,6 +648,8 @@ impl<'a> Blocks<'a> {
                     ),
                 )| {
                     events.clear();
+                    let ahead_live =
+                        ahead_live.map_or(&[][..], |live| &live[b * dim..(b + 1) * dim]);
                     BlockTask {
                         first_block: b * dim,
                         blocks,
@@ -580,6 +660,7 @@ impl<'a> Blocks<'a> {
                         active,
                         events,
                         seed,
+                        ahead_live,
                     }
                 },
             )

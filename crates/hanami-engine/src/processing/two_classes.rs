@@ -39,12 +39,16 @@ pub(crate) fn inputs(i: usize) -> Vec<f32> {
         .collect()
 }
 
+/// The expected outputs of sample `i`: its class one-hot.
+pub(crate) fn expected(i: usize) -> [f32; 2] {
+    [i.is_multiple_of(2) as u8 as f32, (i % 2 == 1) as u8 as f32]
+}
+
 /// Trains `cluster` on samples `rows`.
 pub(crate) fn train(cluster: &mut Cluster, rows: std::ops::Range<usize>) {
     for i in rows {
-        let expected = [i.is_multiple_of(2) as u8 as f32, (i % 2 == 1) as u8 as f32];
         cluster
-            .train_step(&[("x", &inputs(i))], &[("y", &expected)])
+            .train_step(&[("x", &inputs(i))], &[("y", &expected(i))])
             .expect("a training step");
     }
 }
