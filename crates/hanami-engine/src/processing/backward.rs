@@ -325,7 +325,7 @@ fn walk_weights<const RECORD: bool, const AGREE: bool>(
 mod tests {
     use super::super::two_classes::{cluster, expected, inputs, setups, train};
     use crate::Cluster;
-    use crate::network::ConnectionBlock;
+    use crate::network::{ConnectionBlock, InputInterface, OutputInterface};
 
     /// Gives every chain of at least `shortest` synapses in `blocks` a range that ends in its
     /// middle, and returns how many there were.
@@ -348,14 +348,18 @@ mod tests {
     }
 
     /// Trains `cluster` on samples `rows` as a training batch does: each cycle puts the next
-    /// row into the interfaces and says that its cycle follows. Returns after how many
-    /// cycles the next forward pass had been walked ahead.
+    /// row into the interfaces (every input interface gets the sample's inputs) and says
+    /// that its cycle follows. Returns after which cycles (counted from the first) the next
+    /// forward pass had been walked ahead.
     fn train_ahead(cluster: &mut Cluster, rows: std::ops::Range<usize>) -> Vec<usize> {
+        fn put(inputs_: &mut [InputInterface], outputs: &mut [OutputInterface], i: usize) {
+            for input in inputs_ {
+                input.values.copy_from_slice(&inputs(i));
+            }
+            outputs[0].expected.copy_from_slice(&expected(i));
+        }
         let first = rows.start;
-        cluster.inputs[0].values.copy_from_slice(&inputs(first));
-        cluster.outputs[0]
-            .expected
-            .copy_from_slice(&expected(first));
+        put(&mut cluster.inputs, &mut cluster.outputs, first);
         let mut ahead = Vec::new();
         for i in rows.clone() {
             let next = i + 1;
@@ -363,8 +367,7 @@ mod tests {
                 if next == rows.end {
                     return false;
                 }
-                inputs_[0].values.copy_from_slice(&inputs(next));
-                outputs[0].expected.copy_from_slice(&expected(next));
+                put(inputs_, outputs, next);
                 true
             });
             if cluster.scratch.walked_ahead.is_some() {
@@ -372,6 +375,66 @@ mod tests {
             }
         }
         ahead
+    }
+
+    /// Walking ahead with other shapes of network: two hidden hexagons in a row (only the
+    /// first is walked ahead), and two input hexagons feeding the hidden one; and a network
+    /// with reductions, which no cycle before them walks ahead of.
+    #[test]
+    fn walking_ahead_in_other_networks_changes_nothing() {
+        let line = "hexagons:\n    1,1,1\n    2,1,1\n    3,1,1\n    4,1,1\n\
+             inputs:\n    x:\n        target: 1,1,1\n        number_of_inputs: 8\n\
+             outputs:\n    y:\n        target: 4,1,1\n        number_of_outputs: 2\n";
+        let two_inputs = "hexagons:\n    1,1,1\n    2,0,1\n    2,1,1\n    3,1,1\n\
+             inputs:\n    x:\n        target: 1,1,1\n        number_of_inputs: 8\n\
+             \x20   z:\n        target: 2,0,1\n        number_of_inputs: 8\n\
+             outputs:\n    y:\n        target: 3,1,1\n        number_of_outputs: 2\n";
+        let plain = "hexagons:\n    1,1,1\n    2,1,1\n    3,1,1\n\
+             inputs:\n    x:\n        target: 1,1,1\n        number_of_inputs: 8\n\
+             outputs:\n    y:\n        target: 3,1,1\n        number_of_outputs: 2\n";
+        let cases = [
+            ("line", line, "", 1),
+            ("two inputs", two_inputs, "", 2),
+            ("reductions", plain, "    enable_reduction: true\n", 1),
+        ];
+        for (what, layout, settings, walked) in cases {
+            for threads in [1, 2] {
+                let text = format!(
+                    "version: 1\nsettings:\n    neuron_cooldown: 10000000.0\n{settings}{layout}"
+                );
+                let template = crate::Template::parse(&text).expect("the template parses");
+                let options = crate::ClusterOptions {
+                    seed: 3,
+                    threads,
+                    ..crate::ClusterOptions::default()
+                };
+                let mut ahead = Cluster::new(&template, options.clone()).unwrap();
+                let mut apart = Cluster::new(&template, options).unwrap();
+                let cycles = train_ahead(&mut ahead, 0..350);
+                train(&mut apart, 0..350);
+                assert!(ahead.save() == apart.save(), "{what}, {threads} threads");
+                assert!(
+                    cycles.len() > 300,
+                    "{what}: {} cycles walked ahead",
+                    cycles.len()
+                );
+                assert_eq!(ahead.scratch.walked_ahead, None);
+                if what == "reductions" {
+                    // The cycles before the reductions after cycles 100, 200 and 300.
+                    assert!(![99, 199, 299].iter().any(|c| cycles.contains(c)), "{what}");
+                }
+                // The hexagon walked ahead: the first one that is not an input hexagon.
+                let first = ahead.hexagons.iter().position(|h| !h.is_input);
+                assert_eq!(first, Some(walked), "{what}");
+                ahead.ensure_feeds();
+                let sources: Vec<usize> = ahead.scratch.feeds[walked]
+                    .iter()
+                    .map(|feed| feed.source)
+                    .collect();
+                let inputs: Vec<usize> = (0..walked).collect();
+                assert_eq!(sources, inputs, "{what}: fed by every input hexagon");
+            }
+        }
     }
 
     /// Where the next row's cycle follows, its forward walks of the hidden hexagon run in the

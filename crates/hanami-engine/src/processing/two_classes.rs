@@ -44,11 +44,14 @@ pub(crate) fn expected(i: usize) -> [f32; 2] {
     [i.is_multiple_of(2) as u8 as f32, (i % 2 == 1) as u8 as f32]
 }
 
-/// Trains `cluster` on samples `rows`.
+/// Trains `cluster` on samples `rows`, every input interface with the sample's inputs.
 pub(crate) fn train(cluster: &mut Cluster, rows: std::ops::Range<usize>) {
+    let names: Vec<String> = cluster.inputs.iter().map(|i| i.name.clone()).collect();
     for i in rows {
+        let values = inputs(i);
+        let given: Vec<(&str, &[f32])> = names.iter().map(|n| (n.as_str(), &values[..])).collect();
         cluster
-            .train_step(&[("x", &inputs(i))], &[("y", &expected(i))])
+            .train_step(&given, &[("y", &expected(i))])
             .expect("a training step");
     }
 }
