@@ -111,8 +111,8 @@ impl Cluster {
             .previous_row
             .resize_with(self.hexagons.len(), Vec::new);
         for s in 0..h {
+            self.scratch.previous_row[s].clone_from(&self.hexagons[s].potentials);
             if let Some(input) = self.hexagons[s].input {
-                self.scratch.previous_row[s].clone_from(&self.hexagons[s].potentials);
                 self.inject(s, input, true);
             }
         }
