@@ -30,9 +30,10 @@ impl Cluster {
         // With the next forward pass walked ahead, the next row is read one phase earlier.
         let before_last = ahead
             .and_then(|last| (last + 1..self.hexagons.len()).find(|&h| walked(&self.hexagons[h])));
-        let then_at = before_last
-            .or(last)
-            .filter(|&at| self.hexagons[..at].iter().all(|h| h.output.is_none()));
+        let then_at = [before_last, last]
+            .into_iter()
+            .flatten()
+            .find(|&at| self.hexagons[..at].iter().all(|h| h.output.is_none()));
         let mut then = Some(then);
         let mut follows = false;
         for h in (0..self.hexagons.len()).rev() {
