@@ -166,8 +166,9 @@ impl SessionStarts {
     /// Waits until a session of `start` that opened at `opened` and has sent nothing since
     /// has waited long enough for its first message: [`CONTENDED_INIT_TIMEOUT`] once
     /// another opening waits for a start of all clients or of the session's network,
-    /// [`INIT_TIMEOUT`] at most. (Every such session is closed then, not just as many as
-    /// wait: a start given back goes to the first opening in line.)
+    /// [`INIT_TIMEOUT`] at most. (Every such session that sees an opening wait is closed
+    /// then, not just as many as wait: a start given back goes to the first opening in
+    /// line. One that looks only after the openings got their turns waits on.)
     async fn first_message_deadline(&self, start: &SessionStart, opened: tokio::time::Instant) {
         tokio::time::sleep_until(opened + CONTENDED_INIT_TIMEOUT).await;
         let mut waiting = self.waiting.subscribe();
