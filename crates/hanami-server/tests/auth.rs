@@ -1535,11 +1535,22 @@ async fn failed_logins_slow_down_further_guesses() {
 }
 
 /// Starts the server binary through `sh -c "<prefix> exec hanami …"` with piped output;
-/// returns the child and its address.
+/// returns the child and its address. The shell starts with SIGHUP at its default, also
+/// where the tests run with it ignored (under `nohup`, say), which a shell cannot undo.
 fn spawn_through_shell(prefix: &str, data: &std::path::Path) -> (std::process::Child, String) {
     use std::io::BufRead as _;
+    use std::os::unix::process::CommandExt as _;
     let script = format!("{prefix} exec \"$0\" --listen 127.0.0.1:0 --data-dir \"$1\"",);
-    let mut child = std::process::Command::new("sh")
+    let mut command = std::process::Command::new("sh");
+    // SAFETY: between fork and exec the closure only calls `signal`, which is
+    // async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut child = command
         .arg("-c")
         .arg(script)
         .arg(env!("CARGO_BIN_EXE_hanami"))
