@@ -62,6 +62,11 @@ impl Terminal {
         // SAFETY: only `signal`, which is async-signal-safe, runs between fork and exec.
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                // The signals the tests send start at their defaults, also where the tests
+                // run with them ignored (a shell's background job ignores SIGINT, say).
+                for signal in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM] {
+                    libc::signal(signal, libc::SIG_DFL);
+                }
                 for &signal in ignored {
                     libc::signal(signal, libc::SIG_IGN);
                 }
@@ -108,8 +113,28 @@ impl Terminal {
             .unwrap();
     }
 
+    /// Waits up to 20 s for the child's exit (then kills it and fails).
+    fn exit_status(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "hanamictl did not exit; the terminal shows {:?}",
+                    self.screen
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits for the exit; returns the status, standard output and the whole screen.
     fn finish(mut self) -> (i32, String, String) {
+        // Its standard output (a table or a message) fits the pipe's buffer.
+        let status = self.exit_status();
         let mut stdout = String::new();
         self.child
             .stdout
@@ -117,7 +142,6 @@ impl Terminal {
             .unwrap()
             .read_to_string(&mut stdout)
             .unwrap();
-        let status = self.child.wait().unwrap();
         while let Ok(bytes) = self.seen.recv_timeout(Duration::from_secs(2)) {
             self.screen.push_str(&String::from_utf8_lossy(&bytes));
         }
@@ -202,7 +226,7 @@ fn an_interrupted_prompt_gives_the_echo_back() {
             "the prompt should hide what is typed"
         );
         send_signal(&term.child, signal);
-        let status = term.child.wait().unwrap();
+        let status = term.exit_status();
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&status),
             Some(signal)
