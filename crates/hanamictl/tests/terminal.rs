@@ -59,14 +59,10 @@ impl Terminal {
         cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
             .stderr(Stdio::from(slave))
             .stdout(Stdio::piped());
-        // SAFETY: only `signal`, which is async-signal-safe, runs between fork and exec.
+        // SAFETY: only `signal`, which is async-signal-safe, runs between fork and exec
+        // (after `command`'s own, which sets the signals to their defaults).
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                // The signals the tests send start at their defaults, also where the tests
-                // run with them ignored (a shell's background job ignores SIGINT, say).
-                for signal in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM] {
-                    libc::signal(signal, libc::SIG_DFL);
-                }
                 for &signal in ignored {
                     libc::signal(signal, libc::SIG_IGN);
                 }

@@ -230,9 +230,20 @@ pub fn path_str(path: &Path) -> String {
     path.to_str().expect("UTF-8 temp path").to_owned()
 }
 
-/// Prepares a `hanamictl` command with exactly the given CLI environment.
+/// Prepares a `hanamictl` command with exactly the given CLI environment, and the signals
+/// the tests send at their defaults (also where the tests run with them ignored: a shell's
+/// background job ignores SIGINT, and `hanamictl` keeps what it inherits ignored).
 pub fn command(env: &[(&str, &str)], args: &[&str]) -> Command {
     let mut command = Command::new(hanamictl());
+    // SAFETY: only `signal`, which is async-signal-safe, runs between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            for signal in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM] {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
     for name in CLI_ENV {
         command.env_remove(name);
     }
