@@ -10,10 +10,11 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::Notify;
 
 /// Ctrl-C and SIGTERM caught from its installation on, for commands that wait and end with
-/// a word on what goes on without them.
+/// a word on what goes on without them. A signal that the caller ignores (`trap '' INT`, a
+/// shell's background job) stays ignored, as at the password prompt.
 pub struct StopSignal {
-    interrupt: Signal,
-    terminate: Signal,
+    interrupt: Option<Signal>,
+    terminate: Option<Signal>,
 }
 
 impl StopSignal {
@@ -21,18 +22,45 @@ impl StopSignal {
     /// is not lost); `None` where the handlers cannot be installed (the signals then keep
     /// their default action).
     pub fn install() -> Option<Self> {
+        let catch = |kind: SignalKind| -> Option<Option<Signal>> {
+            if ignored(kind.as_raw_value()) {
+                Some(None)
+            } else {
+                signal(kind).ok().map(Some)
+            }
+        };
         Some(StopSignal {
-            interrupt: signal(SignalKind::interrupt()).ok()?,
-            terminate: signal(SignalKind::terminate()).ok()?,
+            interrupt: catch(SignalKind::interrupt())?,
+            terminate: catch(SignalKind::terminate())?,
         })
     }
 
-    /// Completes once a signal has come.
+    /// Completes once a signal has come (never where both are ignored).
     pub async fn received(&mut self) {
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
+        async fn next(signal: &mut Option<Signal>) {
+            match signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
         }
+        tokio::select! {
+            () = next(&mut self.interrupt) => {}
+            () = next(&mut self.terminate) => {}
+        }
+    }
+}
+
+/// Whether `signal` is ignored (as the process inherited it: the handlers of this module
+/// are installed only where it is not).
+fn ignored(signal: libc::c_int) -> bool {
+    // SAFETY: a zeroed sigaction is a valid value for `sigaction` to fill; nothing is
+    // changed.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut current) == 0
+            && current.sa_sigaction == libc::SIG_IGN
     }
 }
 

@@ -1892,6 +1892,51 @@ fn an_interrupted_upload_is_withdrawn() {
     }
 }
 
+/// An upload whose caller ignores Ctrl-C (`trap '' INT`, a shell's background job) is not
+/// stopped by it: the dataset is made.
+#[test]
+fn an_ignored_interrupt_leaves_an_upload_going() {
+    let server = Server::start();
+    let (images, labels) = pattern_mnist(server.dir.path(), "big", 60_000);
+    let uploads = server.dir.path().join("data").join("uploads");
+    let files_in = |dir: &std::path::Path| std::fs::read_dir(dir).map_or(0, |d| d.count());
+    let mut command = server.command(&[
+        "dataset",
+        "create",
+        "mnist",
+        "-i",
+        &images,
+        "-l",
+        &labels,
+        "big_upload",
+    ]);
+    // SAFETY: only `signal`, which is async-signal-safe, runs between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while files_in(&uploads) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no upload started");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    send_signal(&child, libc::SIGINT);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("interrupted"), "{stderr}");
+    let (_, rows) = server.ctl(&["dataset", "list"]).ok().list();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+}
+
 /// An upload whose finalisation got no answer says that the dataset may still appear and
 /// names it, instead of "upload failed" (a retry made a second dataset).
 #[test]
