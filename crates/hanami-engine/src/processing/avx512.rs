@@ -918,49 +918,4 @@ mod tests {
             .collect();
         assert!(wrong.is_empty(), "vector log2 differs at {wrong:x?}");
     }
-
-    /// Every ninth `f32` (all of them, infinities and NaN included, in steps of nine), sixteen
-    /// at a time, plus the values around 0 and the edges where `exp` takes the platform's.
-    #[test]
-    fn vector_sigmoids_are_the_scalar_ones() {
-        use rayon::prelude::*;
-        if !available() {
-            return;
-        }
-        let special = [
-            0.0f32,
-            -0.0,
-            88.0,
-            -88.0,
-            87.99,
-            -87.99,
-            1e-40,
-            -1e-40,
-            f32::MAX,
-        ];
-        let check = |values: [f32; 16]| -> Vec<u32> {
-            // SAFETY: the CPU has AVX-512 (checked above).
-            let sigmoids = unsafe { sigmoid_array(&values) };
-            values
-                .into_iter()
-                .zip(sigmoids)
-                .filter(|&(x, s)| {
-                    let expected = exp::sigmoid(x);
-                    s.to_bits() != expected.to_bits() && !(s.is_nan() && expected.is_nan())
-                })
-                .map(|(x, _)| x.to_bits())
-                .collect()
-        };
-        assert!(check(std::array::from_fn(|i| special[i % special.len()])).is_empty());
-        let wrong: Vec<u32> = (0..u32::MAX / 144)
-            .into_par_iter()
-            .flat_map_iter(|chunk| {
-                check(std::array::from_fn(|i| {
-                    f32::from_bits((chunk * 16 + i as u32) * 9)
-                }))
-            })
-            .take_any(10)
-            .collect();
-        assert!(wrong.is_empty(), "vector sigmoid differs at {wrong:x?}");
-    }
 }

@@ -9,7 +9,7 @@
 
 /// `2^(i/32)` for `i` in `0..32`, with `i << 47` subtracted from the bits, so that adding
 /// `k << 47` to entry `k % 32` gives `2^(k/32)`.
-const TABLE: [u64; 32] = [
+pub(super) static TABLE: [u64; 32] = [
     0x3ff0_0000_0000_0000,
     0x3fef_d9b0_d315_8574,
     0x3fef_b558_6cf9_890f,

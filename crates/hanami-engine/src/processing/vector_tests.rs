@@ -33,6 +33,8 @@ pub(super) struct Parts {
     /// The lane walk of a section for sixteen rows' potentials.
     pub(super) walk_lanes:
         fn(&Section, &Connection, &[f32; LANES], u16, bool, &mut LaneSums) -> u16,
+    /// The sigmoids of sixteen values (`exp::sigmoid`).
+    pub(super) sigmoids: fn(&[f32; 16]) -> [f32; 16],
 }
 
 /// The vector parts of the instruction sets this CPU has.
@@ -41,7 +43,7 @@ pub(super) fn parts() -> Vec<Parts> {
     if super::avx2::available() {
         parts.push(Parts {
             name: "AVX2",
-            // SAFETY (all three): the CPU has AVX2 (checked above).
+            // SAFETY (all four): the CPU has AVX2 and FMA (checked above).
             reach: |section, len, threshold| unsafe { super::avx2::reach(section, len, threshold) },
             copy: |section, reach, queued| unsafe {
                 super::avx2::copy_passed(section, reach, queued)
@@ -49,12 +51,13 @@ pub(super) fn parts() -> Vec<Parts> {
             walk_lanes: |section, connection, potentials, lanes, able, sums| unsafe {
                 super::avx2::walk_lanes_of(section, connection, potentials, lanes, able, sums)
             },
+            sigmoids: |values| unsafe { super::avx2::sigmoid_array(values) },
         });
     }
     if super::avx512::available() {
         parts.push(Parts {
             name: "AVX-512",
-            // SAFETY (all three): the CPU has AVX-512 (checked above).
+            // SAFETY (all four): the CPU has AVX-512 (checked above).
             reach: |section, len, threshold| unsafe {
                 super::avx512::reach(section, len, threshold)
             },
@@ -64,6 +67,7 @@ pub(super) fn parts() -> Vec<Parts> {
             walk_lanes: |section, connection, potentials, lanes, able, sums| unsafe {
                 super::avx512::walk_lanes_of(section, connection, potentials, lanes, able, sums)
             },
+            sigmoids: |values| unsafe { super::avx512::sigmoid_array(values) },
         });
     }
     parts
@@ -244,4 +248,54 @@ fn lane_walks_are_the_one_row_walks() {
         parts.is_empty() || whole_at_first > 100 && whole_later > 1000,
         "{whole_at_first} {whole_later}"
     );
+}
+
+/// Every ninth `f32` (infinities and NaN included), sixteen at a time, plus the values around
+/// 0 and the edges where `exp` takes the platform's.
+#[test]
+fn vector_sigmoids_are_the_scalar_ones() {
+    use rayon::prelude::*;
+    let special = [
+        0.0f32,
+        -0.0,
+        88.0,
+        -88.0,
+        87.99,
+        -87.99,
+        1e-40,
+        -1e-40,
+        f32::MAX,
+        f32::NAN,
+        f32::NEG_INFINITY,
+    ];
+    for part in parts() {
+        let check = |values: [f32; 16]| -> Vec<u32> {
+            let sigmoids = (part.sigmoids)(&values);
+            values
+                .into_iter()
+                .zip(sigmoids)
+                .filter(|&(x, s)| {
+                    let expected = super::exp::sigmoid(x);
+                    s.to_bits() != expected.to_bits() && !(s.is_nan() && expected.is_nan())
+                })
+                .map(|(x, _)| x.to_bits())
+                .collect()
+        };
+        let specials = check(std::array::from_fn(|i| special[i % special.len()]));
+        assert!(specials.is_empty(), "{}: {specials:x?}", part.name);
+        let wrong: Vec<u32> = (0..u32::MAX / 144)
+            .into_par_iter()
+            .flat_map_iter(|chunk| {
+                check(std::array::from_fn(|i| {
+                    f32::from_bits((chunk * 16 + i as u32) * 9)
+                }))
+            })
+            .take_any(10)
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "{}: sigmoid differs at {wrong:x?}",
+            part.name
+        );
+    }
 }
