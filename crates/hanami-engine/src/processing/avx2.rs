@@ -10,8 +10,8 @@
 //! - Request batches, the lane walks of [`super::avx512::walk_group`] with the sixteen lanes
 //!   of a group of rows in two 256-bit registers of `f32` and, for the exact comparisons of
 //!   where the signals end, four registers of `f64`.
-//! - Request batches' output sigmoids, eight at a time in `f64` with fused multiply-adds,
-//!   the bits of `super::exp::sigmoid`.
+//! - Request batches' neuron updates, eight neurons at a time, and their output sigmoids,
+//!   eight at a time in `f64` with fused multiply-adds, the bits of `super::exp::sigmoid`.
 //!
 //! The `f64` registers hold the lanes in the order 0, 1, 4, 5 | 2, 3, 6, 7 (and the same for
 //! the upper eight), so that one `vshufps` of two comparison results gives the eight `f32`
@@ -33,7 +33,7 @@ use std::arch::x86_64::{
 
 use super::backward::SYNAPSE_LEARNING_RATE;
 use super::exp;
-use super::forward::{THRESHOLD, target_index};
+use super::forward::{NeuronParams, THRESHOLD, target_index};
 use super::planned::{self, QueuedSection};
 use super::rows::{GroupSources, LANES, LaneSums, end_lanes, walk_group_lanes};
 use super::{BlockTask, Sources};
@@ -46,6 +46,55 @@ use crate::network::{
 /// must fuse as the scalar ones do; every x86-64 CPU with AVX2 in servers has it).
 pub(crate) fn available() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// The neuron update of a block held as separate values (`forward::update_values`), eight
+/// neurons at a time with the arithmetic of `forward::update_one`, before the activation's
+/// logarithm: returns the neurons that fired.
+#[target_feature(enable = "avx2")]
+pub(super) fn update_values(
+    inputs: &[f32; NEURONS_PER_BLOCK],
+    refractory: &mut [u32; NEURONS_PER_BLOCK],
+    potentials: &mut [f32; NEURONS_PER_BLOCK],
+    params: &NeuronParams,
+) -> u64 {
+    use std::arch::x86_64::{_mm256_and_ps, _mm256_div_ps, _mm256_min_epu32};
+    let (zero, one) = (_mm256_setzero_si256(), _mm256_set1_epi32(1));
+    let cooldown = _mm256_set1_ps(params.cooldown);
+    let overflow = _mm256_set1_ps(params.overflow);
+    let refractory_time = _mm256_set1_epi32(params.refractory_time as i32);
+    let mut active = 0u64;
+    for j in 0..NEURONS_PER_BLOCK / 8 {
+        // SAFETY: eight values inside each array of 64 (`8 · (j + 1) ≤ 64`).
+        let (potential, countdown, input) = unsafe {
+            (
+                _mm256_loadu_ps(potentials.as_ptr().add(8 * j)),
+                _mm256_loadu_si256(refractory.as_ptr().add(8 * j).cast()),
+                _mm256_loadu_ps(inputs.as_ptr().add(8 * j)),
+            )
+        };
+        let p = _mm256_div_ps(potential, cooldown);
+        // The countdown stops at 0.
+        let countdown = _mm256_sub_epi32(countdown, _mm256_min_epu32(countdown, one));
+        let ready = _mm256_cmpeq_epi32(countdown, zero);
+        // +0.0 where the neuron is not ready, as in the scalar update.
+        let added = _mm256_and_ps(_mm256_mul_ps(overflow, input), _mm256_castsi256_ps(ready));
+        let p = _mm256_add_ps(p, added);
+        let countdown = _mm256_castps_si256(_mm256_blendv_ps(
+            _mm256_castsi256_ps(countdown),
+            _mm256_castsi256_ps(refractory_time),
+            _mm256_castsi256_ps(ready),
+        ));
+        let fired = _mm256_cmp_ps::<_CMP_GT_OQ>(p, _mm256_setzero_ps());
+        let value = _mm256_and_ps(_mm256_add_ps(p, _mm256_set1_ps(1.0)), fired);
+        // SAFETY: as for the loads.
+        unsafe {
+            _mm256_storeu_ps(potentials.as_mut_ptr().add(8 * j), value);
+            _mm256_storeu_si256(refractory.as_mut_ptr().add(8 * j).cast(), countdown);
+        }
+        active |= u64::from(_mm256_movemask_ps(fired) as u8) << (8 * j);
+    }
+    active
 }
 
 /// `sigmoid` (`exp::sigmoid`, the same bits) of sixteen values, eight at a time in two halves

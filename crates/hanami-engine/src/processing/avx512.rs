@@ -778,68 +778,7 @@ fn update_weights(
 
 #[cfg(test)]
 mod tests {
-    use super::super::vector_tests::draws;
     use super::*;
-
-    /// The update of a block held as separate values is the update of neuron records, with
-    /// vectors and without: potentials above, at and below zero (−0.0 too), countdowns from
-    /// 0 to 3, inputs of both signs, several cooldowns and overflow factors.
-    #[test]
-    fn value_updates_are_the_record_updates() {
-        if !available() {
-            return;
-        }
-        let mut draw = draws(7);
-        let mut value = move || match draw() % 8 {
-            0 => 0.0,
-            1 => -0.0,
-            _ => (draw() % 20_000) as f32 / 1000.0 - 10.0,
-        };
-        for round in 0..2_000 {
-            let params = NeuronParams {
-                cooldown: [1.0, 3.0, 1e7][round % 3],
-                refractory_time: [1, 2, 3][round % 3],
-                overflow: [1.0, 0.5, 3.0][round / 3 % 3],
-            };
-            let inputs: [f32; NEURONS_PER_BLOCK] = std::array::from_fn(|_| value());
-            let starts: [f32; NEURONS_PER_BLOCK] = std::array::from_fn(|_| value());
-            let countdowns: [u32; NEURONS_PER_BLOCK] =
-                std::array::from_fn(|j| (j as u32 + round as u32) % 4);
-            let mut records: [Neuron; NEURONS_PER_BLOCK] = std::array::from_fn(|j| Neuron {
-                input: inputs[j],
-                refractory: countdowns[j],
-                ..Neuron::default()
-            });
-            let mut record_potentials = starts;
-            // SAFETY: the CPU has AVX-512 (checked above).
-            let record_active =
-                unsafe { update_neurons(&mut records, &mut record_potentials, &params) };
-            for walks in [
-                crate::cluster::Walks::Portable,
-                crate::cluster::Walks::Avx512,
-            ] {
-                let (mut refractory, mut potentials) = (countdowns, starts);
-                let active = super::super::forward::update_values(
-                    walks,
-                    &inputs,
-                    &mut refractory,
-                    &mut potentials,
-                    &params,
-                );
-                assert_eq!(active, record_active, "round {round}, {walks:?}");
-                assert_eq!(
-                    potentials.map(f32::to_bits),
-                    record_potentials.map(f32::to_bits),
-                    "round {round}, {walks:?}"
-                );
-                assert_eq!(
-                    refractory,
-                    records.map(|neuron| neuron.refractory),
-                    "round {round}, {walks:?}"
-                );
-            }
-        }
-    }
 
     #[test]
     fn vector_logarithms_are_the_scalar_ones() {

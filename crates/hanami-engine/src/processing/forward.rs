@@ -703,8 +703,15 @@ pub(super) fn update_values(
         Walks::Avx512 => unsafe {
             super::avx512::update_values(inputs, refractory, potentials, params)
         },
-        // The portable code, also with the AVX2 walks (which vectorise only the walks).
-        _ => {
+        #[cfg(target_arch = "x86_64")]
+        Walks::Avx2 => {
+            // SAFETY: chosen only where the CPU has AVX2 (`Walks::runs_here`).
+            let active =
+                unsafe { super::avx2::update_values(inputs, refractory, potentials, params) };
+            log2_fired(potentials, active);
+            active
+        }
+        Walks::Portable => {
             let mut active = 0u64;
             let neurons = potentials.iter_mut().zip(refractory.iter_mut()).zip(inputs);
             for (j, ((potential, refractory), &input)) in neurons.enumerate() {

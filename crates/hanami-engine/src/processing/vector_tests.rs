@@ -299,3 +299,80 @@ fn vector_sigmoids_are_the_scalar_ones() {
         );
     }
 }
+
+/// The update of a block held as separate values (request batches) is the update of neuron
+/// records (training steps), with every neuron update this CPU has, vector or not:
+/// potentials above, at and below zero (−0.0 too), countdowns from 0 to 3, inputs of both
+/// signs, several cooldowns and overflow factors.
+#[test]
+fn value_updates_are_the_record_updates() {
+    use super::forward::{NeuronParams, update_neurons, update_values};
+    use crate::cluster::Walks;
+    use crate::network::Neuron;
+    let mut draw = draws(7);
+    let mut value = move || match draw() % 8 {
+        0 => 0.0,
+        1 => -0.0,
+        _ => (draw() % 20_000) as f32 / 1000.0 - 10.0,
+    };
+    for round in 0..2_000 {
+        let params = NeuronParams {
+            cooldown: [1.0, 3.0, 1e7][round % 3],
+            refractory_time: [1, 2, 3][round % 3],
+            overflow: [1.0, 0.5, 3.0][round / 3 % 3],
+        };
+        let inputs: [f32; NEURONS_PER_BLOCK] = std::array::from_fn(|_| value());
+        let starts: [f32; NEURONS_PER_BLOCK] = std::array::from_fn(|_| value());
+        let countdowns: [u32; NEURONS_PER_BLOCK] =
+            std::array::from_fn(|j| (j as u32 + round as u32) % 4);
+        let records = || -> [Neuron; NEURONS_PER_BLOCK] {
+            std::array::from_fn(|j| Neuron {
+                input: inputs[j],
+                refractory: countdowns[j],
+                ..Neuron::default()
+            })
+        };
+        let (mut expected, mut expected_potentials) = (records(), starts);
+        let expected_active = update_neurons(
+            Walks::Portable,
+            &mut expected,
+            &mut expected_potentials,
+            0,
+            &mut 0,
+            &params,
+        );
+        for walks in Walks::supported() {
+            let (mut refractory, mut potentials) = (countdowns, starts);
+            let active = update_values(walks, &inputs, &mut refractory, &mut potentials, &params);
+            let (mut updated, mut record_potentials) = (records(), starts);
+            let record_active = update_neurons(
+                walks,
+                &mut updated,
+                &mut record_potentials,
+                0,
+                &mut 0,
+                &params,
+            );
+            for (active, potentials, refractory) in [
+                (active, potentials, refractory),
+                (
+                    record_active,
+                    record_potentials,
+                    updated.map(|neuron| neuron.refractory),
+                ),
+            ] {
+                assert_eq!(active, expected_active, "round {round}, {walks:?}");
+                assert_eq!(
+                    potentials.map(f32::to_bits),
+                    expected_potentials.map(f32::to_bits),
+                    "round {round}, {walks:?}"
+                );
+                assert_eq!(
+                    refractory,
+                    expected.map(|neuron| neuron.refractory),
+                    "round {round}, {walks:?}"
+                );
+            }
+        }
+    }
+}
