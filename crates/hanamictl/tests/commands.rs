@@ -1839,45 +1839,9 @@ fn deleting_a_running_task_says_that_it_stops() {
 #[test]
 fn an_interrupted_upload_is_withdrawn() {
     let server = Server::start();
-    let (images, labels) = pattern_mnist(server.dir.path(), "big", 60_000);
-    let uploads = server.dir.path().join("data").join("uploads");
-    let files_in = |dir: &std::path::Path| std::fs::read_dir(dir).map_or(0, |d| d.count());
-    let env = [
-        ("HANAMI_ADDRESS", server.url.as_str()),
-        ("HANAMI_USER", "asdf"),
-        ("HANAMI_PW", "asdfasdf"),
-    ];
+    let files = pattern_mnist(server.dir.path(), "big", 60_000);
     for signal in [libc::SIGINT, libc::SIGTERM] {
-        let mut child = command(
-            &env,
-            &[
-                "dataset",
-                "create",
-                "mnist",
-                "-i",
-                &images,
-                "-l",
-                &labels,
-                "big_upload",
-            ],
-        )
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while files_in(&uploads) == 0 {
-            if child.try_wait().unwrap().is_some() {
-                let output = child.wait_with_output().unwrap();
-                panic!(
-                    "the upload ended before it could be interrupted: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
-            assert!(std::time::Instant::now() < deadline, "no upload started");
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let child = big_upload_under_way(&server, &files, |_| {});
         send_signal(&child, signal);
         let output = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -1886,7 +1850,11 @@ fn an_interrupted_upload_is_withdrawn() {
             stderr.contains("upload of 'big_upload' interrupted"),
             "{stderr}"
         );
-        assert_eq!(files_in(&uploads), 0, "the upload's files are left");
+        assert_eq!(
+            files_in(&uploads_of(&server)),
+            0,
+            "the upload's files are left"
+        );
         let (_, rows) = server.ctl(&["dataset", "list"]).ok().list();
         assert!(rows.is_empty(), "{rows:?}");
     }
@@ -1897,37 +1865,16 @@ fn an_interrupted_upload_is_withdrawn() {
 #[test]
 fn an_ignored_interrupt_leaves_an_upload_going() {
     let server = Server::start();
-    let (images, labels) = pattern_mnist(server.dir.path(), "big", 60_000);
-    let uploads = server.dir.path().join("data").join("uploads");
-    let files_in = |dir: &std::path::Path| std::fs::read_dir(dir).map_or(0, |d| d.count());
-    let mut command = server.command(&[
-        "dataset",
-        "create",
-        "mnist",
-        "-i",
-        &images,
-        "-l",
-        &labels,
-        "big_upload",
-    ]);
-    // SAFETY: only `signal`, which is async-signal-safe, runs between fork and exec.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-            libc::signal(libc::SIGINT, libc::SIG_IGN);
-            Ok(())
-        });
-    }
-    let child = command
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while files_in(&uploads) == 0 {
-        assert!(std::time::Instant::now() < deadline, "no upload started");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let files = pattern_mnist(server.dir.path(), "big", 60_000);
+    let child = big_upload_under_way(&server, &files, |command| {
+        // SAFETY: only `signal`, which is async-signal-safe, runs between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(command, || {
+                libc::signal(libc::SIGINT, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+    });
     send_signal(&child, libc::SIGINT);
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -1935,6 +1882,56 @@ fn an_ignored_interrupt_leaves_an_upload_going() {
     assert!(!stderr.contains("interrupted"), "{stderr}");
     let (_, rows) = server.ctl(&["dataset", "list"]).ok().list();
     assert_eq!(rows.len(), 1, "{rows:?}");
+}
+
+/// Starts `dataset create mnist` of `files` (images, labels) as `big_upload`, its command
+/// set up by `prepare`, with piped output; returns it once its upload's files are on the
+/// server, so that a signal sent then comes while they are sent.
+fn big_upload_under_way(
+    server: &Server,
+    (images, labels): &(String, String),
+    prepare: impl FnOnce(&mut std::process::Command),
+) -> std::process::Child {
+    let mut command = server.command(&[
+        "dataset",
+        "create",
+        "mnist",
+        "-i",
+        images,
+        "-l",
+        labels,
+        "big_upload",
+    ]);
+    prepare(&mut command);
+    let mut child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while files_in(&uploads_of(server)) == 0 {
+        if child.try_wait().unwrap().is_some() {
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "the upload ended before it could be interrupted: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        assert!(std::time::Instant::now() < deadline, "no upload started");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child
+}
+
+/// The server's folder of unfinished uploads' files.
+fn uploads_of(server: &Server) -> std::path::PathBuf {
+    server.dir.path().join("data").join("uploads")
+}
+
+/// How many entries `dir` holds (0 where it does not exist).
+fn files_in(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| d.count())
 }
 
 /// An upload whose finalisation got no answer says that the dataset may still appear and
