@@ -1580,17 +1580,7 @@ fn server_log(data: &std::path::Path) -> std::fs::File {
 
 /// Waits up to ten seconds for the child to exit.
 fn exit_status(child: &mut std::process::Child) -> std::process::ExitStatus {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the server did not stop");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    hanami_testkit::exit_within(child, Duration::from_secs(10)).expect("the server did not stop")
 }
 
 /// A second SIGINT or SIGTERM ends a graceful stop at once: here the stop waits for a

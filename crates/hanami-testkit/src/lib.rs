@@ -319,16 +319,7 @@ impl TestServer {
         let Some(mut child) = self.child.take() else {
             return true;
         };
-        let deadline = std::time::Instant::now() + limit;
-        while std::time::Instant::now() < deadline {
-            if let Some(status) = child.try_wait().expect("wait for the server") {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
+        exit_within(&mut child, limit).is_some_and(|status| status.success())
     }
 
     /// Stops this server (asserting a clean shutdown) and starts the same binary with the
@@ -431,6 +422,23 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Waits up to `limit` for `child` to exit and returns how it ended; `None` where it had not
+/// ended by then (it is killed).
+pub fn exit_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for a child process") {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

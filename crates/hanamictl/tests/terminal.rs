@@ -111,20 +111,12 @@ impl Terminal {
 
     /// Waits up to 20 s for the child's exit (then kills it and fails).
     fn exit_status(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "hanamictl did not exit; the terminal shows {:?}",
-                    self.screen
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        hanami_testkit::exit_within(&mut self.child, Duration::from_secs(20)).unwrap_or_else(|| {
+            panic!(
+                "hanamictl did not exit; the terminal shows {:?}",
+                self.screen
+            )
+        })
     }
 
     /// Waits for the exit; returns the status, standard output and the whole screen.
