@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     ADMIN, ADMIN_PW, DATASET_KEYS, RESOURCE_HEADERS, RESOURCE_KEYS, Server, TASK_KEYS, command,
-    ctl_env, hanamictl, interrupt, path_str, pattern_mnist, send_signal,
+    ctl_env, hanamictl, interrupt, path_str, pattern_mnist, send_signal, spawn,
 };
 use serde_json::json;
 
@@ -1634,15 +1634,9 @@ fn waiting_outlasts_a_restart_of_the_server() {
     server.set_direct_mode(&cluster, true);
     let picture = format!("picture:{dataset}");
     let label = format!("label:{dataset}");
-    let waiting = server
-        .command(&[
-            "task", "create", "train", "--wait", "-i", &picture, "-o", &label, "-c", &cluster,
-            "held",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let waiting = spawn(server.command(&[
+        "task", "create", "train", "--wait", "-i", &picture, "-o", &label, "-c", &cluster, "held",
+    ]));
     let deadline = Instant::now() + Duration::from_secs(30);
     while server
         .ctl(&["task", "list", "-c", &cluster])
@@ -1903,12 +1897,7 @@ fn big_upload_under_way(
         "big_upload",
     ]);
     prepare(&mut command);
-    let mut child = command
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(command);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while files_in(&uploads_of(server)) == 0 {
         if child.try_wait().unwrap().is_some() {
@@ -1977,13 +1966,7 @@ fn waiting_for_a_task_whose_cluster_is_deleted() {
     ];
     // The cluster's DIRECT mode holds the queue, so the tasks stay queued.
     server.set_direct_mode(&cluster, true);
-    let waiting = server
-        .command(&[&train[..], &["--wait", "doomed"]].concat())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let waiting = spawn(server.command(&[&train[..], &["--wait", "doomed"]].concat()));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let queued = |count: usize| loop {
         let (_, rows) = server.ctl(&["task", "list", "-c", &cluster]).ok().list();
@@ -2015,13 +1998,7 @@ fn waiting_for_a_task_whose_cluster_is_deleted() {
     queued(2);
 
     // Ctrl-C stops the waiting, not the task, and says so.
-    let interrupted = server
-        .command(&[&train[..], &["--wait", "patient"]].concat())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let interrupted = spawn(server.command(&[&train[..], &["--wait", "patient"]].concat()));
     queued(3);
     let stderr = interrupt(interrupted);
     assert!(
@@ -2074,15 +2051,12 @@ fn a_cluster_left_in_direct_mode_goes_back_to_task_mode() {
             "waiter",
         ])
         .ok();
-    let waiter = server
-        .command(&[&train[..], &["--wait", "--timeout", "60", "cut_off"]].concat())
-        .env("HANAMI_USER", "waiter")
-        .env("HANAMI_PW", "waiterpass1")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let waiter = spawn(
+        server
+            .command(&[&train[..], &["--wait", "--timeout", "60", "cut_off"]].concat())
+            .env("HANAMI_USER", "waiter")
+            .env("HANAMI_PW", "waiterpass1"),
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while server
         .ctl(&["task", "list", "-c", &cluster])
@@ -2107,13 +2081,7 @@ fn a_cluster_left_in_direct_mode_goes_back_to_task_mode() {
     );
 
     // `task get --wait` waits for a task that another command queued, and shows it ended.
-    let watcher = server
-        .command(&["task", "get", "--wait", "-c", &cluster, &waiting])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let watcher = spawn(server.command(&["task", "get", "--wait", "-c", &cluster, &waiting]));
     std::thread::sleep(Duration::from_millis(300));
     let switched = server.ctl(&["cluster", "task-mode", &cluster]).ok();
     let watched = watcher.wait_with_output().unwrap();
@@ -2278,24 +2246,19 @@ fn logs_show_who_changed_what_and_what_failed() {
     };
     train(&long, "first");
     // Waited for, so that `--wait` shows why it was aborted.
-    let waiting = server
-        .command(&[
-            "task",
-            "create",
-            "train",
-            "--wait",
-            "-i",
-            &format!("picture:{cut}"),
-            "-o",
-            &format!("label:{cut}"),
-            "-c",
-            &cluster,
-            "second",
-        ])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let waiting = spawn(server.command(&[
+        "task",
+        "create",
+        "train",
+        "--wait",
+        "-i",
+        &format!("picture:{cut}"),
+        "-o",
+        &format!("label:{cut}"),
+        "-c",
+        &cluster,
+        "second",
+    ]));
     let queued = std::time::Instant::now();
     let failing = loop {
         let tasks = server
@@ -2447,12 +2410,7 @@ fn interrupted_while_held(server: &Server, hold: &'static str, args: &[&str]) ->
         // A command that ignored the signal would end with this timeout instead.
         ("HANAMI_ANSWER_TIMEOUT", "30"),
     ];
-    let child = command(&env, args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn(command(&env, args));
     holding
         .recv_timeout(Duration::from_secs(30))
         .unwrap_or_else(|_| panic!("no request with {hold} was sent"));
@@ -2480,12 +2438,8 @@ fn an_interrupted_export_leaves_no_partial_file() {
         if !existing {
             std::fs::write(&partial, "left by an export that was killed\n").unwrap();
         }
-        let mut child = server
-            .command(&["dataset", "export", "-o", &path_str(&target), &uuid])
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child =
+            spawn(server.command(&["dataset", "export", "-o", &path_str(&target), &uuid]));
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::fs::metadata(&partial).map_or(true, |m| m.len() < 100_000) {
             assert!(
@@ -2570,12 +2524,7 @@ fn an_upload_that_goes_away_says_which_and_why() {
         ];
         // Its session sends into a new file (a frozen server's upload may stay).
         let before = written(&uploads);
-        let child = server
-            .command(&[timeout, &create[..]].concat())
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = spawn(server.command(&[timeout, &create[..]].concat()));
         let sending = || {
             written(&uploads)
                 .iter()

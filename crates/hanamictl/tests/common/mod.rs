@@ -251,6 +251,18 @@ pub fn command(env: &[(&str, &str)], args: &[&str]) -> Command {
     command
 }
 
+/// Starts a prepared `hanamictl` command in the background, with no standard input and both
+/// outputs piped (for `wait_with_output` or [`interrupt`]).
+pub fn spawn(mut command: impl std::borrow::BorrowMut<Command>) -> std::process::Child {
+    command
+        .borrow_mut()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hanamictl")
+}
+
 /// Sends `signal` to a child process.
 pub fn send_signal(child: &std::process::Child, signal: i32) {
     let pid = i32::try_from(child.id()).unwrap();
