@@ -9,7 +9,9 @@
 //!   AMD cores: without them a training step took about 12 % less on a Zen 3 core).
 //! - Request batches, the lane walks of [`super::avx512::walk_group`] with the sixteen lanes
 //!   of a group of rows in two 256-bit registers of `f32` and, for the exact comparisons of
-//!   where the signals end, four registers of `f64`.
+//!   where the signals end, four registers of `f64`; each source's potentials in the lanes
+//!   are loaded from a copy that lays them out neuron by neuron (`GroupSources::
+//!   lane_potentials`), not gathered from the rows (1.5-3.5 % less per request batch).
 //! - Request batches' neuron updates, eight neurons at a time, and their output sigmoids,
 //!   eight at a time in `f64` with fused multiply-adds, the bits of `super::exp::sigmoid`.
 //!
@@ -19,16 +21,16 @@
 
 use std::arch::x86_64::{
     __m256, __m256d, __m256i, _CMP_GT_OQ, _CMP_LT_OQ, _CMP_NLE_UQ, _mm_cvtsi64_si128,
-    _mm256_add_epi32, _mm256_add_ps, _mm256_and_si256, _mm256_blendv_pd, _mm256_blendv_ps,
+    _mm256_add_ps, _mm256_and_ps, _mm256_and_si256, _mm256_blendv_pd, _mm256_blendv_ps,
     _mm256_castpd_ps, _mm256_castps_si256, _mm256_castps256_ps128, _mm256_castsi256_pd,
     _mm256_castsi256_ps, _mm256_cmp_pd, _mm256_cmp_ps, _mm256_cmpeq_epi32, _mm256_cmpeq_epi64,
     _mm256_cmpgt_epi32, _mm256_cvtepu8_epi32, _mm256_cvtps_pd, _mm256_extractf128_ps,
-    _mm256_loadu_ps, _mm256_loadu_si256, _mm256_mask_i32gather_ps, _mm256_maskload_ps,
-    _mm256_movemask_ps, _mm256_mul_ps, _mm256_mullo_epi32, _mm256_or_ps, _mm256_permutevar8x32_ps,
-    _mm256_set1_epi8, _mm256_set1_epi32, _mm256_set1_epi64x, _mm256_set1_pd, _mm256_set1_ps,
-    _mm256_setr_epi32, _mm256_setr_epi64x, _mm256_setr_ps, _mm256_setzero_ps, _mm256_setzero_si256,
-    _mm256_shuffle_ps, _mm256_slli_epi32, _mm256_srlv_epi32, _mm256_storeu_ps, _mm256_storeu_si256,
-    _mm256_sub_epi32, _mm256_sub_pd, _mm256_sub_ps, _mm256_testz_ps,
+    _mm256_loadu_ps, _mm256_loadu_si256, _mm256_maskload_ps, _mm256_movemask_ps, _mm256_mul_ps,
+    _mm256_or_ps, _mm256_permutevar8x32_ps, _mm256_set1_epi8, _mm256_set1_epi32,
+    _mm256_set1_epi64x, _mm256_set1_pd, _mm256_set1_ps, _mm256_setr_epi32, _mm256_setr_epi64x,
+    _mm256_setr_ps, _mm256_setzero_ps, _mm256_setzero_si256, _mm256_shuffle_ps, _mm256_slli_epi32,
+    _mm256_srlv_epi32, _mm256_storeu_ps, _mm256_storeu_si256, _mm256_sub_epi32, _mm256_sub_pd,
+    _mm256_sub_ps, _mm256_testz_ps,
 };
 
 use super::backward::SYNAPSE_LEARNING_RATE;
@@ -58,7 +60,7 @@ pub(super) fn update_values(
     potentials: &mut [f32; NEURONS_PER_BLOCK],
     params: &NeuronParams,
 ) -> u64 {
-    use std::arch::x86_64::{_mm256_and_ps, _mm256_div_ps, _mm256_min_epu32};
+    use std::arch::x86_64::{_mm256_div_ps, _mm256_min_epu32};
     let (zero, one) = (_mm256_setzero_si256(), _mm256_set1_epi32(1));
     let cooldown = _mm256_set1_ps(params.cooldown);
     let overflow = _mm256_set1_ps(params.overflow);
@@ -423,27 +425,17 @@ pub(super) fn walk_group(
     growth: bool,
     sums: &mut [f32],
 ) -> u16 {
-    let lane_numbers = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    let gather = |potentials: &[f32], neurons: usize, neuron: u32, lanes: u16| {
-        let offsets = _mm256_add_epi32(
-            _mm256_mullo_epi32(lane_numbers, _mm256_set1_epi32(neurons as i32)),
-            _mm256_set1_epi32(neuron as i32),
-        );
-        let upper = _mm256_add_epi32(offsets, _mm256_set1_epi32(8 * neurons as i32));
-        // SAFETY: the lanes in `lanes` are rows of the group, whose potentials lie inside
-        // `potentials` (`GroupSources::potentials`); the other lanes are not read. The `i32`
-        // offsets do not wrap: 16 rows of a hexagon's neurons (at most an input interface's
-        // `MAX_INPUTS` + 64 for an input hexagon, far fewer for the others) stay below 2^31.
-        unsafe {
-            [(offsets, lanes as u8), (upper, (lanes >> 8) as u8)].map(|(offsets, lanes)| {
-                _mm256_mask_i32gather_ps::<4>(
-                    _mm256_setzero_ps(),
-                    potentials.as_ptr(),
-                    offsets,
-                    lane_masks(lanes),
-                )
-            })
-        }
+    let gather = |sources: &GroupSources<'_>, hexagon: u32, neuron: u32, lanes: u16| {
+        let potentials = sources.lane_potentials(hexagon, neuron);
+        // SAFETY: two times eight values inside the sixteen lanes.
+        let halves = unsafe {
+            [
+                _mm256_loadu_ps(potentials.as_ptr()),
+                _mm256_loadu_ps(potentials.as_ptr().add(8)),
+            ]
+        };
+        // The lanes that did not fire the neuron hold what an earlier group left: 0 instead.
+        [0, 1].map(|half| _mm256_and_ps(halves[half], lane_masks((lanes >> (8 * half)) as u8)))
     };
     let walk =
         |section: &Section, connection: &Connection, potential, lanes, able, sums: &mut _| {

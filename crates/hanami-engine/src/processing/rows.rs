@@ -147,6 +147,9 @@ pub(crate) struct SourceRows<'a> {
     active: &'a [u64],
     /// Per neuron, the lanes whose row fired it (for the lane walks; empty otherwise).
     fired: &'a [u16],
+    /// Per neuron, its potential in each lane that fired it (AVX2 lane walks; the other
+    /// lanes hold what earlier rows left).
+    lane_potentials: &'a [[f32; LANES]],
     /// The hexagon's neurons.
     neurons: usize,
 }
@@ -191,6 +194,13 @@ impl GroupSources<'_> {
         let source = &self.sources[hexagon as usize];
         (source.potentials, source.neurons)
     }
+
+    /// Neuron `neuron` of hexagon `hexagon`'s potential in each lane that fired it (with the
+    /// AVX2 walks; the other lanes hold what earlier rows left).
+    #[inline]
+    pub(crate) fn lane_potentials(&self, hexagon: u32, neuron: u32) -> &[f32; LANES] {
+        &self.sources[hexagon as usize].lane_potentials[neuron as usize]
+    }
 }
 
 /// What the rows of a chunk leave in each hexagon, row after row; kept between chunks so that
@@ -213,6 +223,9 @@ pub(crate) struct RowStates {
     /// Per walked hexagon, the live sections of every row (one word per connection block);
     /// used by the one-row walks.
     live: Vec<Vec<u64>>,
+    /// Per hexagon that feeds others, with the AVX2 lane walks: per group, per neuron, its
+    /// potential in each lane that fired it (the other lanes hold what earlier rows left).
+    lane_potentials: Vec<Vec<[f32; LANES]>>,
     /// Per row: whether its request so far leaves the network as it is.
     frozen: Vec<bool>,
     /// The walks a run cut short left for the next run.
@@ -272,6 +285,9 @@ struct GroupHexagon<'a> {
     /// Per neuron, the lanes whose row fired it, once known (lane walks of a hexagon that
     /// feeds others).
     fired: Vec<u16>,
+    /// Per neuron, its potential in each lane that fired it, once known (AVX2 lane walks
+    /// of a hexagon that feeds others).
+    lane_potentials: &'a mut [[f32; LANES]],
     /// Walked hexagons: the rows' summed inputs, neuron after neuron, one lane per row.
     sums: &'a mut [f32],
     /// Walked hexagons, one-row walks: the rows' live-section words.
@@ -291,6 +307,7 @@ impl GroupHexagon<'_> {
             potentials: self.potentials,
             active: self.active,
             fired: &self.fired,
+            lane_potentials: self.lane_potentials,
             neurons,
         }
     }
@@ -635,11 +652,13 @@ impl Cluster {
             refractory,
             sums,
             live,
+            lane_potentials,
             frozen,
             ..
         } = states;
         sums.resize_with(hexagons.len(), Vec::new);
         live.resize_with(hexagons.len(), Vec::new);
+        lane_potentials.resize_with(hexagons.len(), Vec::new);
         // Rows after one that would change the network are not run now.
         let cutoff = AtomicUsize::new(frozen.iter().position(|&f| !f).unwrap_or(limit));
         let mut runs: Vec<GroupRun<'_>> = frozen[..limit]
@@ -666,12 +685,19 @@ impl Cluster {
             .zip(refractory.iter_mut())
             .zip(sums.iter_mut())
             .zip(live.iter_mut())
+            .zip(lane_potentials.iter_mut())
             .enumerate();
-        for (h, (((((hexagon, potentials), active), refractory), sums), live)) in parts {
+        for (h, ((((((hexagon, potentials), active), refractory), sums), live), lane_potentials)) in
+            parts
+        {
             let width = neurons[h];
             let blocks = width / NEURONS_PER_BLOCK;
             let (walked, hidden) = (!hexagon.is_input, is_hidden(hexagon));
             sums.resize(if walked { groups * width * LANES } else { 0 }, 0.0);
+            // As `RunContext::run_group` fills them (`fired_lanes`).
+            let feeds = !hexagon.is_output && walks == Walks::Avx2;
+            lane_potentials.resize(if feeds { groups * width } else { 0 }, [0.0; LANES]);
+            let mut lane_potentials = lane_potentials.chunks_mut(width.max(1));
             let connection_blocks = hexagon.blocks.len().max(1);
             live.clear();
             if walked && !lane_walks {
@@ -699,6 +725,7 @@ impl Cluster {
                     active: active.next().expect("a group's active bits"),
                     refractory: refractory.next().unwrap_or_default(),
                     fired: Vec::new(),
+                    lane_potentials: lane_potentials.next().unwrap_or_default(),
                     sums: sums.next().unwrap_or_default(),
                     live: live.next().unwrap_or_default(),
                     skip: skip.saturating_sub(run.first).min(run.rows),
@@ -1125,7 +1152,7 @@ impl RunContext<'_> {
             }
             #[cfg(target_arch = "x86_64")]
             if !matches!(self.walks, Walks::Portable) && !hexagon.is_output {
-                part.fired = fired_lanes(self.walks, part.active, rows, width / NEURONS_PER_BLOCK);
+                part.fired = fired_lanes(self.walks, part, rows, width);
             }
             if rows == 0 {
                 return;
@@ -1190,15 +1217,17 @@ impl RunContext<'_> {
     }
 }
 
-/// Per neuron of a hexagon with `blocks` neuron blocks, the lanes among the first `rows` of a
-/// group whose active bits (`active`, row after row) have it fired (for the lane walks).
+/// Per neuron of a hexagon of `width` neurons, the lanes among the first `rows` of a group
+/// whose active bits (in `part`, row after row) have it fired (for the lane walks); with the
+/// AVX2 walks also the neuron's potential in those lanes (`GroupHexagon::lane_potentials`).
 #[cfg(target_arch = "x86_64")]
-fn fired_lanes(walks: Walks, active: &[u64], rows: usize, blocks: usize) -> Vec<u16> {
-    let mut fired = vec![0u16; blocks * NEURONS_PER_BLOCK];
+fn fired_lanes(walks: Walks, part: &mut GroupHexagon<'_>, rows: usize, width: usize) -> Vec<u16> {
+    let blocks = width / NEURONS_PER_BLOCK;
+    let mut fired = vec![0u16; width];
     for (b, fired) in fired.chunks_mut(NEURONS_PER_BLOCK).enumerate() {
         // Block `b`'s active bits in each row, turned into each neuron's lanes.
         let mut words = [0u64; LANES];
-        for (word, row) in words.iter_mut().zip(active.chunks(blocks).take(rows)) {
+        for (word, row) in words.iter_mut().zip(part.active.chunks(blocks).take(rows)) {
             *word = row[b];
         }
         let fired: &mut [u16; NEURONS_PER_BLOCK] =
@@ -1207,9 +1236,12 @@ fn fired_lanes(walks: Walks, active: &[u64], rows: usize, blocks: usize) -> Vec<
             // SAFETY: chosen only where the CPU has AVX-512 (`Walks::runs_here`).
             unsafe { super::avx512::transpose_lanes(&words, fired) };
         } else {
-            for (lane, &word) in words.iter().enumerate() {
+            let first = b * NEURONS_PER_BLOCK;
+            for (lane, &word) in words.iter().enumerate().take(rows) {
+                let potentials = &part.potentials[lane * width + first..];
                 for j in bits(word) {
                     fired[j] |= 1 << lane;
+                    part.lane_potentials[first + j][lane] = potentials[j];
                 }
             }
         }
@@ -1222,10 +1254,9 @@ pub(super) type LaneSums = [f32; NEURONS_PER_BLOCK * LANES];
 
 /// The block loop of the vector lane walks (`avx512::walk_group`, `avx2::walk_group`): for
 /// each used section of `blocks` (`dim` connection blocks per neuron block) whose source fired
-/// in a lane of the group, `gather` loads the lanes' source potentials (from the source
-/// hexagon's `potentials`, `neurons` per row, of neuron `neuron`, in `lanes`) and `walk`
-/// walks the section into its neuron block's `sums`, told whether it may grow. Returns the
-/// lanes `walk` says would grow.
+/// in a lane of the group, `gather` loads the lanes' source potentials (of `sources`, for
+/// hexagon and neuron, 0 outside `lanes`) and `walk` walks the section into its neuron
+/// block's `sums`, told whether it may grow. Returns the lanes `walk` says would grow.
 ///
 /// A section's source potentials are gathered before the walk of the section before it,
 /// whose loop ends on a branch that is often guessed wrong: a gather after that branch would
@@ -1238,7 +1269,7 @@ pub(super) fn walk_group_lanes<P>(
     sources: &GroupSources<'_>,
     growth: bool,
     sums: &mut [f32],
-    gather: impl Fn(&[f32], usize, u32, u16) -> P,
+    gather: impl Fn(&GroupSources<'_>, u32, u32, u16) -> P,
     walk: impl Fn(&Section, &Connection, P, u16, bool, &mut LaneSums) -> u16,
 ) -> u16 {
     let mut grows = 0u16;
@@ -1256,11 +1287,15 @@ pub(super) fn walk_group_lanes<P>(
             if lanes == 0 {
                 return None;
             }
-            let (potentials, neurons) = sources.potentials(connection.source_hexagon);
             Some((
                 i,
                 lanes,
-                gather(potentials, neurons, connection.source_neuron, lanes),
+                gather(
+                    sources,
+                    connection.source_hexagon,
+                    connection.source_neuron,
+                    lanes,
+                ),
             ))
         });
         let mut next = walks.next();
