@@ -336,6 +336,47 @@ fn batches_report_progress_honour_cancel_and_match_single_steps() {
     assert_eq!(none.size().sections, 0, "nothing learned");
 }
 
+/// A training batch reads each row once and in order (the server's dataset rows can only be
+/// read so), and what a read leaves unwritten keeps the values of the row before, as in the
+/// interfaces of one step per row (`Rows::read`).
+#[test]
+fn training_rows_are_read_once_in_order_and_partial_rows_keep_the_row_before() {
+    let rows = 80;
+    // Every third row, from row 2 on, writes only the first half of the inputs.
+    let written = |row: usize| if row % 3 == 2 { INPUTS / 2 } else { INPUTS };
+    for threads in [1, 2] {
+        let mut reads = Vec::new();
+        let mut batched = cluster(5, threads, false);
+        let read = |row: usize, name: &str, values: &mut [f32]| -> Result<(), RowError> {
+            reads.push((row, name.to_string()));
+            let (x, y) = sample(row);
+            if name == "x" {
+                values[..written(row)].copy_from_slice(&x[..written(row)]);
+            } else {
+                values.copy_from_slice(&y);
+            }
+            Ok(())
+        };
+        let cancel = AtomicBool::new(false);
+        batched
+            .train_batch(&mut RowsFn::new(rows, read), &cancel, &mut |_| {})
+            .unwrap();
+        let in_order: Vec<(usize, String)> = (0..rows)
+            .flat_map(|row| [(row, "x".to_string()), (row, "y".to_string())])
+            .collect();
+        assert_eq!(reads, in_order, "{threads} threads");
+
+        let mut stepped = cluster(5, threads, false);
+        let mut x = vec![0.0; INPUTS];
+        for row in 0..rows {
+            let (full, y) = sample(row);
+            x[..written(row)].copy_from_slice(&full[..written(row)]);
+            stepped.train_step(&[("x", &x)], &[("y", &y)]).unwrap();
+        }
+        assert!(batched.save() == stepped.save(), "{threads} threads");
+    }
+}
+
 #[test]
 fn batch_read_errors_name_the_row() {
     let mut c = cluster(1, 1, false);
