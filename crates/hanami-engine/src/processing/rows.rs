@@ -223,6 +223,9 @@ pub(crate) struct RowStates {
     /// Per walked hexagon, the live sections of every row (one word per connection block);
     /// used by the one-row walks.
     live: Vec<Vec<u64>>,
+    /// Per hexagon that feeds others, with the lane walks: per group, per neuron, the lanes
+    /// whose row fired it.
+    fired: Vec<Vec<u16>>,
     /// Per hexagon that feeds others, with the AVX2 lane walks: per group, per neuron, its
     /// potential in each lane that fired it (the other lanes hold what earlier rows left).
     lane_potentials: Vec<Vec<[f32; LANES]>>,
@@ -284,7 +287,7 @@ struct GroupHexagon<'a> {
     refractory: &'a mut [u32],
     /// Per neuron, the lanes whose row fired it, once known (lane walks of a hexagon that
     /// feeds others).
-    fired: Vec<u16>,
+    fired: &'a mut [u16],
     /// Per neuron, its potential in each lane that fired it, once known (AVX2 lane walks
     /// of a hexagon that feeds others).
     lane_potentials: &'a mut [[f32; LANES]],
@@ -306,7 +309,7 @@ impl GroupHexagon<'_> {
         SourceRows {
             potentials: self.potentials,
             active: self.active,
-            fired: &self.fired,
+            fired: self.fired,
             lane_potentials: self.lane_potentials,
             neurons,
         }
@@ -652,12 +655,14 @@ impl Cluster {
             refractory,
             sums,
             live,
+            fired,
             lane_potentials,
             frozen,
             ..
         } = states;
         sums.resize_with(hexagons.len(), Vec::new);
         live.resize_with(hexagons.len(), Vec::new);
+        fired.resize_with(hexagons.len(), Vec::new);
         lane_potentials.resize_with(hexagons.len(), Vec::new);
         // Rows after one that would change the network are not run now.
         let cutoff = AtomicUsize::new(frozen.iter().position(|&f| !f).unwrap_or(limit));
@@ -685,17 +690,26 @@ impl Cluster {
             .zip(refractory.iter_mut())
             .zip(sums.iter_mut())
             .zip(live.iter_mut())
+            .zip(fired.iter_mut())
             .zip(lane_potentials.iter_mut())
             .enumerate();
-        for (h, ((((((hexagon, potentials), active), refractory), sums), live), lane_potentials)) in
-            parts
+        for (
+            h,
+            (
+                ((((((hexagon, potentials), active), refractory), sums), live), fired),
+                lane_potentials,
+            ),
+        ) in parts
         {
             let width = neurons[h];
             let blocks = width / NEURONS_PER_BLOCK;
             let (walked, hidden) = (!hexagon.is_input, is_hidden(hexagon));
             sums.resize(if walked { groups * width * LANES } else { 0 }, 0.0);
             // As `RunContext::run_group` fills them (`fired_lanes`).
-            let feeds = !hexagon.is_output && walks == Walks::Avx2;
+            let feeds = !hexagon.is_output && lane_walks;
+            fired.resize(if feeds { groups * width } else { 0 }, 0);
+            let mut fired = fired.chunks_mut(width.max(1));
+            let feeds = feeds && walks == Walks::Avx2;
             lane_potentials.resize(if feeds { groups * width } else { 0 }, [0.0; LANES]);
             let mut lane_potentials = lane_potentials.chunks_mut(width.max(1));
             let connection_blocks = hexagon.blocks.len().max(1);
@@ -724,7 +738,7 @@ impl Cluster {
                     potentials: potentials.next().expect("a group's potentials"),
                     active: active.next().expect("a group's active bits"),
                     refractory: refractory.next().unwrap_or_default(),
-                    fired: Vec::new(),
+                    fired: fired.next().unwrap_or_default(),
                     lane_potentials: lane_potentials.next().unwrap_or_default(),
                     sums: sums.next().unwrap_or_default(),
                     live: live.next().unwrap_or_default(),
@@ -1152,7 +1166,7 @@ impl RunContext<'_> {
             }
             #[cfg(target_arch = "x86_64")]
             if !matches!(self.walks, Walks::Portable) && !hexagon.is_output {
-                part.fired = fired_lanes(self.walks, part, rows, width);
+                fired_lanes(self.walks, part, rows, width);
             }
             if rows == 0 {
                 return;
@@ -1217,14 +1231,14 @@ impl RunContext<'_> {
     }
 }
 
-/// Per neuron of a hexagon of `width` neurons, the lanes among the first `rows` of a group
-/// whose active bits (in `part`, row after row) have it fired (for the lane walks); with the
-/// AVX2 walks also the neuron's potential in those lanes (`GroupHexagon::lane_potentials`).
+/// Writes into `part.fired`, per neuron of a hexagon of `width` neurons, the lanes among the
+/// first `rows` of a group whose active bits (in `part`, row after row) have it fired (for
+/// the lane walks); with the AVX2 walks also the neuron's potential in those lanes
+/// (`GroupHexagon::lane_potentials`).
 #[cfg(target_arch = "x86_64")]
-fn fired_lanes(walks: Walks, part: &mut GroupHexagon<'_>, rows: usize, width: usize) -> Vec<u16> {
+fn fired_lanes(walks: Walks, part: &mut GroupHexagon<'_>, rows: usize, width: usize) {
     let blocks = width / NEURONS_PER_BLOCK;
-    let mut fired = vec![0u16; width];
-    for (b, fired) in fired.chunks_mut(NEURONS_PER_BLOCK).enumerate() {
+    for (b, fired) in part.fired.chunks_mut(NEURONS_PER_BLOCK).enumerate() {
         // Block `b`'s active bits in each row, turned into each neuron's lanes.
         let mut words = [0u64; LANES];
         for (word, row) in words.iter_mut().zip(part.active.chunks(blocks).take(rows)) {
@@ -1236,6 +1250,7 @@ fn fired_lanes(walks: Walks, part: &mut GroupHexagon<'_>, rows: usize, width: us
             // SAFETY: chosen only where the CPU has AVX-512 (`Walks::runs_here`).
             unsafe { super::avx512::transpose_lanes(&words, fired) };
         } else {
+            fired.fill(0);
             let first = b * NEURONS_PER_BLOCK;
             for (lane, &word) in words.iter().enumerate().take(rows) {
                 let potentials = &part.potentials[lane * width + first..];
@@ -1246,7 +1261,6 @@ fn fired_lanes(walks: Walks, part: &mut GroupHexagon<'_>, rows: usize, width: us
             }
         }
     }
-    fired
 }
 
 /// The sums of one neuron block's targets in a group's lane layout.
