@@ -103,6 +103,14 @@ impl Chunk {
         if count == 0 {
             return;
         }
+        if self.rows == 0 {
+            // All of `other`'s rows fit: its buffers become this chunk's (the outputs stay).
+            std::mem::swap(&mut self.inputs, &mut other.inputs);
+            self.rows = count;
+            other.rows = count;
+            other.drop_front(count);
+            return;
+        }
         for (values, others) in self.inputs.iter_mut().zip(&other.inputs) {
             let size = values.len() / CHUNK_ROWS;
             values[self.rows * size..(self.rows + count) * size]
@@ -1362,6 +1370,43 @@ pub(super) fn end_lanes(
 mod tests {
     use super::super::two_classes::{cluster, cluster_with, inputs as row, setups, train};
     use super::*;
+
+    /// Rows move from the rows read ahead to the front of a chunk in order, whether the chunk
+    /// is empty (the buffers change hands) or not (the rows are copied), and the chunk keeps
+    /// its room for outputs.
+    #[test]
+    fn chunks_take_the_rows_read_ahead_in_order() {
+        let cluster = cluster(3, 2);
+        let (mut chunk, mut ahead) = (Chunk::default(), Chunk::default());
+        chunk.clear(&cluster.inputs, &cluster.outputs);
+        ahead.clear(&cluster.inputs, &[]);
+        let size = cluster.inputs[0].values.len();
+        let value = |i: usize| vec![i as f32; size];
+        let rows_of = |chunk: &Chunk| -> Vec<f32> {
+            (0..chunk.rows).map(|r| chunk.inputs[0][r * size]).collect()
+        };
+        for i in 0..5 {
+            ahead.push(&[value(i)]);
+        }
+        chunk.take_front(&mut ahead);
+        assert_eq!(rows_of(&chunk), [0.0, 1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(ahead.rows, 0);
+        assert_eq!(chunk.outputs[0].len(), CHUNK_ROWS * 2);
+        // Ahead again, more than the chunk has room for.
+        for i in 5..5 + CHUNK_ROWS {
+            ahead.push(&[value(i)]);
+        }
+        chunk.take_front(&mut ahead);
+        let values = |rows: std::ops::Range<usize>| rows.map(|i| i as f32).collect::<Vec<_>>();
+        assert_eq!(rows_of(&chunk), values(0..CHUNK_ROWS));
+        assert_eq!(rows_of(&ahead), values(CHUNK_ROWS..CHUNK_ROWS + 5));
+        chunk.drop_front(CHUNK_ROWS);
+        chunk.take_front(&mut ahead);
+        assert_eq!(rows_of(&chunk), values(CHUNK_ROWS..CHUNK_ROWS + 5));
+        assert_eq!((chunk.dropped, ahead.rows), (CHUNK_ROWS, 0));
+        ahead.push(&[value(CHUNK_ROWS + 5)]);
+        assert_eq!(rows_of(&ahead), values(CHUNK_ROWS + 5..CHUNK_ROWS + 6));
+    }
 
     #[test]
     fn trained_networks_run_whole_chunks_in_parallel() {
