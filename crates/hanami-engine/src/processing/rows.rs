@@ -103,11 +103,10 @@ impl Chunk {
         if count == 0 {
             return;
         }
-        if self.rows == 0 {
-            // All of `other`'s rows fit: its buffers become this chunk's (the outputs stay).
+        if self.rows == 0 && count == other.rows {
+            // All of `other`'s rows: its buffers become this chunk's (the outputs stay).
             std::mem::swap(&mut self.inputs, &mut other.inputs);
             self.rows = count;
-            other.rows = count;
             other.drop_front(count);
             return;
         }
@@ -717,8 +716,8 @@ impl Cluster {
             let feeds = !hexagon.is_output && lane_walks;
             fired.resize(if feeds { groups * width } else { 0 }, 0);
             let mut fired = fired.chunks_mut(width.max(1));
-            let feeds = feeds && walks == Walks::Avx2;
-            lane_potentials.resize(if feeds { groups * width } else { 0 }, [0.0; LANES]);
+            let loads_lanes = feeds && walks == Walks::Avx2;
+            lane_potentials.resize(if loads_lanes { groups * width } else { 0 }, [0.0; LANES]);
             let mut lane_potentials = lane_potentials.chunks_mut(width.max(1));
             let connection_blocks = hexagon.blocks.len().max(1);
             live.clear();
