@@ -425,7 +425,7 @@ pub(super) fn walk_group(
     growth: bool,
     sums: &mut [f32],
 ) -> u16 {
-    let gather = |sources: &GroupSources<'_>, hexagon: u32, neuron: u32, lanes: u16| {
+    let load_sources = |sources: &GroupSources<'_>, hexagon: u32, neuron: u32, lanes: u16| {
         let potentials = sources.lane_potentials(hexagon, neuron);
         // SAFETY: two times eight values inside the sixteen lanes.
         let halves = unsafe {
@@ -441,7 +441,7 @@ pub(super) fn walk_group(
         |section: &Section, connection: &Connection, potential, lanes, able, sums: &mut _| {
             walk_lanes(section, connection, potential, lanes, able, sums)
         };
-    walk_group_lanes(blocks, dim, sources, growth, sums, gather, walk)
+    walk_group_lanes(blocks, dim, sources, growth, sums, load_sources, walk)
 }
 
 /// [`walk_lanes`] for the potentials of an array (for the tests).

@@ -536,7 +536,7 @@ pub(super) fn walk_group(
     sums: &mut [f32],
 ) -> u16 {
     let lane_numbers = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    let gather = |sources: &GroupSources<'_>, hexagon: u32, neuron: u32, lanes: u16| {
+    let load_sources = |sources: &GroupSources<'_>, hexagon: u32, neuron: u32, lanes: u16| {
         let (potentials, neurons) = sources.potentials(hexagon);
         let offsets = _mm512_add_epi32(
             _mm512_mullo_epi32(lane_numbers, _mm512_set1_epi32(neurons as i32)),
@@ -554,7 +554,7 @@ pub(super) fn walk_group(
         |section: &Section, connection: &Connection, potential, lanes, able, sums: &mut _| {
             walk_lanes(section, connection, potential, lanes, able, sums)
         };
-    walk_group_lanes(blocks, dim, sources, growth, sums, gather, walk)
+    walk_group_lanes(blocks, dim, sources, growth, sums, load_sources, walk)
 }
 
 /// Transposes a block's firing bits for a group of rows: bit `j` of `words[l]` (whether the

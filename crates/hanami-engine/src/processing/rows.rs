@@ -1275,13 +1275,14 @@ pub(super) type LaneSums = [f32; NEURONS_PER_BLOCK * LANES];
 
 /// The block loop of the vector lane walks (`avx512::walk_group`, `avx2::walk_group`): for
 /// each used section of `blocks` (`dim` connection blocks per neuron block) whose source fired
-/// in a lane of the group, `gather` loads the lanes' source potentials (of `sources`, for
-/// hexagon and neuron, 0 outside `lanes`) and `walk` walks the section into its neuron
+/// in a lane of the group, `load_sources` loads the lanes' source potentials (of `sources`,
+/// for hexagon and neuron, 0 outside `lanes`; AVX-512 gathers them from the rows, AVX2 loads
+/// them from `GroupSources::lane_potentials`) and `walk` walks the section into its neuron
 /// block's `sums`, told whether it may grow. Returns the lanes `walk` says would grow.
 ///
-/// A section's source potentials are gathered before the walk of the section before it,
-/// whose loop ends on a branch that is often guessed wrong: a gather after that branch would
-/// start only once it is resolved.
+/// A section's source potentials are loaded before the walk of the section before it, whose
+/// loop ends on a branch that is often guessed wrong: a load after that branch would start
+/// only once it is resolved.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(super) fn walk_group_lanes<P>(
@@ -1290,7 +1291,7 @@ pub(super) fn walk_group_lanes<P>(
     sources: &GroupSources<'_>,
     growth: bool,
     sums: &mut [f32],
-    gather: impl Fn(&GroupSources<'_>, u32, u32, u16) -> P,
+    load_sources: impl Fn(&GroupSources<'_>, u32, u32, u16) -> P,
     walk: impl Fn(&Section, &Connection, P, u16, bool, &mut LaneSums) -> u16,
 ) -> u16 {
     let mut grows = 0u16;
@@ -1311,7 +1312,7 @@ pub(super) fn walk_group_lanes<P>(
             Some((
                 i,
                 lanes,
-                gather(
+                load_sources(
                     sources,
                     connection.source_hexagon,
                     connection.source_neuron,
